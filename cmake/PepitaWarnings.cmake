@@ -1,0 +1,17 @@
+# Warnings, sanitizers and coverage flags shared by every pepita target.
+add_library(pepita_build_flags INTERFACE)
+target_compile_options(pepita_build_flags INTERFACE
+  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
+  -Wnull-dereference -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
+  $<$<BOOL:${PEPITA_WERROR}>:-Werror>)
+
+if(PEPITA_SANITIZE)
+  target_compile_options(pepita_build_flags INTERFACE
+    -fsanitize=${PEPITA_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
+  target_link_options(pepita_build_flags INTERFACE -fsanitize=${PEPITA_SANITIZE})
+endif()
+
+if(PEPITA_COVERAGE)
+  target_compile_options(pepita_build_flags INTERFACE --coverage -O0 -g)
+  target_link_options(pepita_build_flags INTERFACE --coverage)
+endif()
