@@ -2,7 +2,7 @@
 add_library(pepita_build_flags INTERFACE)
 target_compile_options(pepita_build_flags INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wold-style-cast -Wcast-align
-  -Wnull-dereference -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
+  -Wformat=2 -Wimplicit-fallthrough
   $<$<BOOL:${PEPITA_WERROR}>:-Werror>)
 
 if(PEPITA_SANITIZE)
