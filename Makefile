@@ -24,7 +24,7 @@ test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 demo: build
-	$(BUILD)/tools/pepita/pepita run examples/demo.job.json
+	$(BUILD)/tools/pepita/pepita run examples/wordcount/job.toml
 
 bench: deps
 	cmake -S . -B build-bench $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DPEPITA_BUILD_TESTS=OFF
