@@ -1,0 +1,181 @@
+#pragma once
+// Task: one unit of work for the pool — a binary to run as a process or a callable to run on the
+// work-stealing scheduler — plus what the pool needs to schedule it (dependencies, priority,
+// timeout, retries, backend). Built with a validating builder; bad input is an error, not a crash.
+//
+//   auto compile = Task::binary("/usr/bin/cc").args({"-c", "a.c"}).timeout(30s).build();
+//   auto link = Task::binary("/usr/bin/cc").args({"a.o"}).depends_on({compile->id()}).build();
+//   auto sum = Task::function([] { return std::string("42"); }).name("answer").build();
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pepita/error.hpp"
+
+namespace pepita::task {
+
+/// Process-unique task identifier, assigned by the builder in creation order (never 0).
+using TaskId = std::uint64_t;
+
+/// Where a task runs. Cpu and Process exist today; Remote, MicroVm and Gpu are registered by
+/// their modules on the same Executor interface, so the enum is the stable routing key.
+enum class Backend : std::uint8_t { Cpu, Process, Remote, MicroVm, Gpu };
+inline constexpr std::size_t kBackendCount = 5;
+
+/// "cpu", "process", "remote", "microvm", "gpu".
+std::string_view to_string(Backend backend) noexcept;
+/// Parses the names above; InvalidArgument listing the valid names otherwise.
+Result<Backend> parse_backend(std::string_view name);
+
+/// The body of a function task. Receives a stop token that is signalled on cancel or timeout
+/// (cooperative: a function that ignores it runs to completion) and returns its output text or
+/// an Error, which the pool reports as a failed attempt (and may retry).
+using Function = std::function<Result<std::string>(std::stop_token)>;
+
+/// What to exec for a Process task. `env` replaces the environment when `inherit_env` is false
+/// and is layered over the parent's otherwise.
+struct ProcessSpec {
+  std::string path;
+  std::vector<std::string> args;  // argv[1..]; argv[0] is the file name of `path`
+  std::map<std::string, std::string> env;
+  bool inherit_env = true;
+  std::string cwd;         // empty: the pool's working directory
+  std::string stdin_data;  // bytes written to the child's stdin, then closed; empty: /dev/null
+};
+
+/// Default cap on captured stdout and stderr, each (bytes beyond it are counted and dropped).
+inline constexpr std::size_t kDefaultOutputCap = 1 << 20;
+
+class Builder;
+
+/// An immutable, validated task. Cheap to copy (the spec is shared).
+class Task {
+ public:
+  /// Starts a Process task running the executable at `path` (absolute, relative to the cwd, or a
+  /// bare name looked up in PATH at spawn time).
+  static Builder binary(std::string path);
+
+  /// Starts a Cpu task from any callable taking nothing or a std::stop_token, returning void,
+  /// std::string, Result<std::string> or Result<void>.
+  template <typename F>
+  static Builder function(F&& callable);
+
+  TaskId id() const noexcept { return spec_->id; }
+  /// Stable name used by the journal and the CLI; defaults to "task-<id>".
+  const std::string& name() const noexcept { return spec_->name; }
+  Backend backend() const noexcept { return spec_->backend; }
+  bool is_process() const noexcept { return spec_->process.has_value(); }
+  /// Present for process tasks only.
+  const ProcessSpec* process() const noexcept {
+    return spec_->process ? &*spec_->process : nullptr;
+  }
+  /// Present for function tasks only.
+  const Function* function() const noexcept { return spec_->fn ? &spec_->fn : nullptr; }
+  const std::vector<TaskId>& dependencies() const noexcept { return spec_->deps; }
+  /// Zero means no timeout.
+  std::chrono::nanoseconds timeout() const noexcept { return spec_->timeout; }
+  /// Extra attempts after the first; nullopt defers to the pool's RetryPolicy.
+  std::optional<std::uint32_t> max_retries() const noexcept { return spec_->max_retries; }
+  /// Higher runs first among ready tasks of the same backend.
+  std::int32_t priority() const noexcept { return spec_->priority; }
+  std::size_t output_cap() const noexcept { return spec_->output_cap; }
+
+  /// A digest of everything that determines the task's effect (kind, command, args, env, cwd,
+  /// stdin, backend), hex-encoded. The journal reuses a result only when the digest matches.
+  std::string spec_digest() const;
+
+ private:
+  friend class Builder;
+  struct Spec {
+    TaskId id = 0;
+    std::string name;
+    Backend backend = Backend::Process;
+    std::optional<ProcessSpec> process;
+    Function fn;
+    std::vector<TaskId> deps;
+    std::chrono::nanoseconds timeout{0};
+    std::optional<std::uint32_t> max_retries;
+    std::int32_t priority = 0;
+    std::size_t output_cap = kDefaultOutputCap;
+  };
+  explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}
+  std::shared_ptr<const Spec> spec_;
+};
+
+/// Collects a task's settings; build() validates them all and reports the first problem.
+class Builder {
+ public:
+  Builder& name(std::string name);
+  Builder& arg(std::string arg);
+  Builder& args(std::vector<std::string> args);
+  Builder& env(std::string key, std::string value);
+  /// Start from an empty environment instead of the parent's.
+  Builder& clear_env();
+  Builder& cwd(std::string dir);
+  Builder& stdin(std::string bytes);
+  Builder& timeout(std::chrono::nanoseconds limit);
+  Builder& max_retries(std::uint32_t retries);
+  Builder& priority(std::int32_t priority);
+  Builder& backend(Backend backend);
+  Builder& depends_on(std::vector<TaskId> ids);
+  Builder& output_cap(std::size_t bytes);
+
+  /// InvalidArgument when: the path or name is empty or holds NUL bytes, an env key is empty or
+  /// holds '=' or NUL, the timeout is negative, a dependency is 0 or the task itself, the
+  /// backend does not fit the kind (a function on Process, a binary on Cpu), or the output cap
+  /// is 0.
+  Result<Task> build();
+
+ private:
+  friend class Task;
+  Builder() = default;
+  Task::Spec spec_;
+  std::vector<std::string> problems_;
+};
+
+namespace detail {
+template <typename F>
+Function wrap_function(F&& callable) {
+  using Fn = std::decay_t<F>;
+  return [fn = Fn(std::forward<F>(callable))](std::stop_token stop) mutable -> Result<std::string> {
+    auto invoke = [&]() -> decltype(auto) {
+      if constexpr (std::is_invocable_v<Fn&, std::stop_token>) {
+        return fn(std::move(stop));
+      } else {
+        return fn();
+      }
+    };
+    using R = decltype(invoke());
+    if constexpr (std::is_void_v<R>) {
+      invoke();
+      return std::string();
+    } else if constexpr (std::is_same_v<R, Result<void>>) {
+      auto r = invoke();
+      if (!r) return std::unexpected(std::move(r).error());
+      return std::string();
+    } else {
+      return Result<std::string>(invoke());
+    }
+  };
+}
+}  // namespace detail
+
+template <typename F>
+Builder Task::function(F&& callable) {
+  Builder b;
+  b.spec_.backend = Backend::Cpu;
+  b.spec_.fn = detail::wrap_function(std::forward<F>(callable));
+  return b;
+}
+
+}  // namespace pepita::task

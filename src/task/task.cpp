@@ -1,0 +1,213 @@
+// Task builder validation and the spec digest the journal keys results on.
+#include "pepita/task/task.hpp"
+
+#include <openssl/evp.h>
+
+#include <atomic>
+#include <cstdio>
+
+namespace pepita::task {
+namespace {
+
+std::atomic<TaskId> g_next_id{1};
+
+bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos; }
+
+// Feeds length-prefixed fields so ("ab","c") and ("a","bc") digest differently.
+class Digest {
+ public:
+  Digest() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
+  ~Digest() { EVP_MD_CTX_free(ctx_); }
+  Digest(const Digest&) = delete;
+  Digest& operator=(const Digest&) = delete;
+  void add(std::string_view s) {
+    const std::uint64_t n = s.size();
+    EVP_DigestUpdate(ctx_, &n, sizeof n);
+    EVP_DigestUpdate(ctx_, s.data(), s.size());
+  }
+  std::string hex() {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_, out, &len);
+    std::string text;
+    text.reserve(len * 2);
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < len; ++i) {
+      text.push_back(kHex[out[i] >> 4]);
+      text.push_back(kHex[out[i] & 15]);
+    }
+    return text;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+}  // namespace
+
+std::string_view to_string(Backend backend) noexcept {
+  switch (backend) {
+    case Backend::Cpu: return "cpu";
+    case Backend::Process: return "process";
+    case Backend::Remote: return "remote";
+    case Backend::MicroVm: return "microvm";
+    case Backend::Gpu: return "gpu";
+  }
+  return "unknown";
+}
+
+Result<Backend> parse_backend(std::string_view name) {
+  for (std::size_t i = 0; i < kBackendCount; ++i) {
+    const auto b = static_cast<Backend>(i);
+    if (to_string(b) == name) return b;
+  }
+  return fail(ErrorCode::InvalidArgument,
+              "unknown backend '" + std::string(name) +
+                  "'; valid backends: cpu, process, remote, microvm, gpu");
+}
+
+std::string Task::spec_digest() const {
+  Digest d;
+  d.add(is_process() ? "process" : "function");
+  d.add(to_string(spec_->backend));
+  if (const ProcessSpec* p = process()) {
+    d.add(p->path);
+    for (const auto& a : p->args) d.add(a);
+    d.add("env");
+    for (const auto& [k, v] : p->env) {
+      d.add(k);
+      d.add(v);
+    }
+    d.add(p->inherit_env ? "inherit" : "clean");
+    d.add(p->cwd);
+    d.add(p->stdin_data);
+  } else {
+    d.add(spec_->name);  // a function's body cannot be digested; its name stands in for it
+  }
+  return d.hex();
+}
+
+Builder Task::binary(std::string path) {
+  Builder b;
+  b.spec_.backend = Backend::Process;
+  b.spec_.process.emplace();
+  b.spec_.process->path = std::move(path);
+  return b;
+}
+
+Builder& Builder::name(std::string name) {
+  spec_.name = std::move(name);
+  return *this;
+}
+Builder& Builder::arg(std::string arg) {
+  if (!spec_.process) {
+    problems_.push_back("args() applies to binary tasks only");
+  } else {
+    spec_.process->args.push_back(std::move(arg));
+  }
+  return *this;
+}
+Builder& Builder::args(std::vector<std::string> args) {
+  for (auto& a : args) arg(std::move(a));
+  return *this;
+}
+Builder& Builder::env(std::string key, std::string value) {
+  if (!spec_.process) {
+    problems_.push_back("env() applies to binary tasks only");
+  } else if (key.empty() || key.find('=') != std::string::npos || has_nul(key) || has_nul(value)) {
+    problems_.push_back("environment variable name '" + key +
+                        "' is invalid: it must be non-empty and hold no '=' or NUL");
+  } else {
+    spec_.process->env[std::move(key)] = std::move(value);
+  }
+  return *this;
+}
+Builder& Builder::clear_env() {
+  if (spec_.process) spec_.process->inherit_env = false;
+  return *this;
+}
+Builder& Builder::cwd(std::string dir) {
+  if (!spec_.process) {
+    problems_.push_back("cwd() applies to binary tasks only");
+  } else {
+    spec_.process->cwd = std::move(dir);
+  }
+  return *this;
+}
+Builder& Builder::stdin(std::string bytes) {
+  if (!spec_.process) {
+    problems_.push_back("stdin() applies to binary tasks only");
+  } else {
+    spec_.process->stdin_data = std::move(bytes);
+  }
+  return *this;
+}
+Builder& Builder::timeout(std::chrono::nanoseconds limit) {
+  if (limit.count() < 0) problems_.push_back("timeout must not be negative");
+  spec_.timeout = limit;
+  return *this;
+}
+Builder& Builder::max_retries(std::uint32_t retries) {
+  spec_.max_retries = retries;
+  return *this;
+}
+Builder& Builder::priority(std::int32_t priority) {
+  spec_.priority = priority;
+  return *this;
+}
+Builder& Builder::backend(Backend backend) {
+  spec_.backend = backend;
+  return *this;
+}
+Builder& Builder::depends_on(std::vector<TaskId> ids) {
+  for (TaskId id : ids) {
+    if (id == 0) {
+      problems_.push_back("dependency id 0 is not a task id (ids start at 1)");
+    } else {
+      spec_.deps.push_back(id);
+    }
+  }
+  return *this;
+}
+Builder& Builder::output_cap(std::size_t bytes) {
+  if (bytes == 0) problems_.push_back("output cap must be at least 1 byte");
+  spec_.output_cap = bytes;
+  return *this;
+}
+
+Result<Task> Builder::build() {
+  const bool process = spec_.process.has_value();
+  if (process) {
+    const auto& p = *spec_.process;
+    if (p.path.empty()) problems_.push_back("binary path is empty");
+    if (has_nul(p.path)) problems_.push_back("binary path holds a NUL byte");
+    for (const auto& a : p.args) {
+      if (has_nul(a)) problems_.push_back("argument holds a NUL byte");
+    }
+    if (has_nul(p.cwd)) problems_.push_back("cwd holds a NUL byte");
+    if (spec_.backend == Backend::Cpu) {
+      problems_.push_back("a binary task cannot run on the cpu backend (use process)");
+    }
+  } else {
+    if (!spec_.fn) problems_.push_back("function task has an empty callable");
+    if (spec_.backend != Backend::Cpu) {
+      problems_.push_back("a function task runs only on the cpu backend, not " +
+                          std::string(to_string(spec_.backend)));
+    }
+  }
+  if (has_nul(spec_.name)) problems_.push_back("task name holds a NUL byte");
+  if (!problems_.empty()) {
+    std::string msg = "invalid task";
+    if (!spec_.name.empty()) msg += " '" + spec_.name + "'";
+    msg += ": " + problems_.front();
+    return fail(ErrorCode::InvalidArgument, std::move(msg));
+  }
+  spec_.id = g_next_id.fetch_add(1, std::memory_order_relaxed);
+  if (spec_.name.empty()) spec_.name = "task-" + std::to_string(spec_.id);
+  for (TaskId dep : spec_.deps) {
+    if (dep == spec_.id) return fail(ErrorCode::InvalidArgument, "task depends on itself");
+  }
+  return Task(std::make_shared<const Task::Spec>(std::move(spec_)));
+}
+
+}  // namespace pepita::task

@@ -1,0 +1,164 @@
+#include "pepita/task/task.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include <set>
+
+#include "pepita/task/graph.hpp"
+
+namespace pepita::task {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(TaskBuilder, BinaryWithEverySetting) {
+  auto t = Task::binary("/bin/echo")
+               .name("hello")
+               .args({"a", "b"})
+               .env("K", "V")
+               .cwd("/tmp")
+               .stdin("in")
+               .timeout(2s)
+               .max_retries(3)
+               .priority(7)
+               .output_cap(10)
+               .build();
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->name(), "hello");
+  EXPECT_EQ(t->backend(), Backend::Process);
+  ASSERT_NE(t->process(), nullptr);
+  EXPECT_EQ(t->process()->args, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(t->process()->env.at("K"), "V");
+  EXPECT_EQ(t->process()->stdin_data, "in");
+  EXPECT_EQ(t->timeout(), 2s);
+  EXPECT_EQ(t->max_retries(), 3u);
+  EXPECT_EQ(t->priority(), 7);
+  EXPECT_EQ(t->output_cap(), 10u);
+  EXPECT_EQ(t->function(), nullptr);
+}
+
+TEST(TaskBuilder, IdsAreUniqueAndDefaultNamesUseThem) {
+  auto a = Task::binary("/bin/true").build();
+  auto b = Task::binary("/bin/true").build();
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a->id(), b->id());
+  EXPECT_NE(a->id(), 0u);
+  EXPECT_EQ(a->name(), "task-" + std::to_string(a->id()));
+}
+
+TEST(TaskBuilder, FunctionShapesAllWrap) {
+  auto v = Task::function([] {}).build();
+  auto s = Task::function([] { return std::string("x"); }).build();
+  auto r =
+      Task::function([]() -> Result<std::string> { return fail(ErrorCode::Io, "boom"); }).build();
+  auto st = Task::function([](std::stop_token tok) {
+              return std::string(tok.stop_requested() ? "stopped" : "running");
+            }).build();
+  ASSERT_TRUE(v && s && r && st);
+  EXPECT_EQ(v->backend(), Backend::Cpu);
+  EXPECT_EQ((*v->function())({}).value(), "");
+  EXPECT_EQ((*s->function())({}).value(), "x");
+  EXPECT_EQ((*r->function())({}).error().code(), ErrorCode::Io);
+  std::stop_source src;
+  src.request_stop();
+  EXPECT_EQ((*st->function())(src.get_token()).value(), "stopped");
+}
+
+TEST(TaskBuilder, RejectsBadInput) {
+  EXPECT_FALSE(Task::binary("").build());
+  EXPECT_FALSE(Task::binary(std::string("a\0b", 3)).build());
+  EXPECT_FALSE(Task::binary("/bin/true").env("", "x").build());
+  EXPECT_FALSE(Task::binary("/bin/true").env("A=B", "x").build());
+  EXPECT_FALSE(Task::binary("/bin/true").timeout(-1s).build());
+  EXPECT_FALSE(Task::binary("/bin/true").depends_on({0}).build());
+  EXPECT_FALSE(Task::binary("/bin/true").backend(Backend::Cpu).build());
+  EXPECT_FALSE(Task::binary("/bin/true").output_cap(0).build());
+  EXPECT_FALSE(Task::function([] {}).backend(Backend::Process).build());
+  EXPECT_FALSE(Task::function([] {}).args({"x"}).build());
+  auto bad = Task::binary("/bin/true").name("n").env("A=B", "x").build();
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(bad.error().message().find("'n'"), std::string::npos);
+}
+
+TEST(TaskBuilder, DigestTracksSpec) {
+  auto a = Task::binary("/bin/echo").args({"ab", "c"}).build();
+  auto b = Task::binary("/bin/echo").args({"a", "bc"}).build();
+  auto c = Task::binary("/bin/echo").args({"ab", "c"}).build();
+  ASSERT_TRUE(a && b && c);
+  EXPECT_NE(a->spec_digest(), b->spec_digest());
+  EXPECT_EQ(a->spec_digest(), c->spec_digest());
+  EXPECT_EQ(a->spec_digest().size(), 64u);
+}
+
+TEST(Backend, ParsesNames) {
+  for (auto b : {Backend::Cpu, Backend::Process, Backend::Remote, Backend::MicroVm, Backend::Gpu}) {
+    EXPECT_EQ(parse_backend(to_string(b)).value(), b);
+  }
+  auto bad = parse_backend("quantum");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("valid backends"), std::string::npos);
+}
+
+TEST(Graph, OrdersDependenciesFirst) {
+  auto a = Task::binary("/bin/true").name("a").build().value();
+  auto b = Task::binary("/bin/true").name("b").depends_on({a.id()}).build().value();
+  auto c = Task::binary("/bin/true").name("c").depends_on({a.id(), b.id()}).build().value();
+  std::vector<Task> tasks{c, b, a};
+  auto order = topological_order(tasks);
+  ASSERT_TRUE(order) << order.error().message();
+  EXPECT_EQ(*order, (std::vector<TaskId>{a.id(), b.id(), c.id()}));
+}
+
+TEST(Graph, UnknownDependencyAndDuplicates) {
+  auto a = Task::binary("/bin/true").name("a").depends_on({999999}).build().value();
+  std::vector<Task> tasks{a};
+  auto r = topological_order(tasks);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::NotFound);
+  EXPECT_TRUE(topological_order(tasks, [](TaskId id) { return id == 999999; }));
+  std::vector<Task> dup{a, a};
+  EXPECT_FALSE(topological_order(dup, [](TaskId) { return true; }));
+}
+
+TEST(Graph, CycleNamesItsMembers) {
+  // Edges 0->1->2->0 plus a tail 3->0.
+  auto cycle = find_cycle({{1}, {2}, {0}, {0}});
+  ASSERT_EQ(cycle.size(), 4u);
+  EXPECT_EQ(cycle.front(), cycle.back());
+  EXPECT_TRUE(find_cycle({{1}, {2}, {}}).empty());
+}
+
+RC_GTEST_PROP(Graph, RandomDagsOrderAndBackEdgesCycle, ()) {
+  const auto n = *rc::gen::inRange<std::size_t>(1, 40);
+  std::vector<Task> tasks;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::vector<TaskId> deps;
+    for (std::size_t j = 0; j < i; ++j) {
+      if (*rc::gen::inRange(0, 4) == 0) deps.push_back(tasks[j].id());
+    }
+    tasks.push_back(Task::binary("/bin/true").depends_on(deps).build().value());
+  }
+  auto order = topological_order(tasks);
+  RC_ASSERT(order.has_value());
+  std::set<TaskId> seen;
+  for (TaskId id : *order) {
+    for (const auto& t : tasks) {
+      if (t.id() != id) continue;
+      for (TaskId d : t.dependencies()) RC_ASSERT(seen.contains(d));
+    }
+    seen.insert(id);
+  }
+  RC_ASSERT(seen.size() == n);
+  // A dense-index graph with a back edge always reports a cycle.
+  std::vector<std::vector<std::size_t>> edges(n);
+  for (std::size_t i = 1; i < n; ++i) edges[i].push_back(i - 1);
+  if (n > 1) {
+    edges[0].push_back(n - 1);
+    RC_ASSERT(!find_cycle(edges).empty());
+  }
+}
+
+}  // namespace
+}  // namespace pepita::task
