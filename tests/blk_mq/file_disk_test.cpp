@@ -1,0 +1,114 @@
+#include "pepita/blk_mq/file_disk.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "blk_mq/device_conformance.hpp"
+
+namespace pepita::blk_mq {
+namespace {
+
+using testing::AlignedBuffer;
+
+class TempPath {
+ public:
+  explicit TempPath(const char* dir) {
+    path_ = std::filesystem::path(dir) /
+            ("pepita-filedisk-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+  }
+  ~TempPath() { std::filesystem::remove(path_); }
+  std::string str() const { return path_.string(); }
+
+ private:
+  static inline int counter_ = 0;
+  std::filesystem::path path_;
+};
+
+TEST(FileDisk, RoundTripAndEveryOpBuffered) {
+  for (uint32_t lbs : {512u, 4096u}) {
+    TempPath file("/tmp");
+    auto disk = FileDisk::create(
+        {.path = file.str(), .capacity_bytes = 1 << 20, .logical_block_size = lbs, .queues = 2});
+    ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+    TagSet tags((*disk)->info().tag_set);
+    testing::expect_round_trip(**disk, tags);
+    testing::expect_discard_and_write_zeroes_read_zero(**disk, tags);
+    testing::expect_bad_requests_refused(**disk, tags);
+  }
+}
+
+TEST(FileDisk, DirectIo) {
+  TempPath file("/var/tmp");
+  auto disk = FileDisk::create(
+      {.path = file.str(), .capacity_bytes = 1 << 20, .direct = true, .logical_block_size = 4096});
+  if (!disk && disk.error().code() == ErrorCode::InvalidArgument)
+    GTEST_SKIP() << "O_DIRECT unsupported on /var/tmp: " << disk.error().to_string();
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  TagSet tags((*disk)->info().tag_set);
+  testing::expect_round_trip(**disk, tags);
+  testing::expect_bad_requests_refused(**disk, tags);
+  // A misaligned buffer is refused up front rather than failing inside the kernel.
+  AlignedBuffer buffer(2 * 4096);
+  auto misaligned = execute(**disk, tags, 0, Op::Read, 0, {buffer.data() + 512, 4096});
+  ASSERT_FALSE(misaligned.has_value());
+  EXPECT_EQ(misaligned.error().sys_errno(), EINVAL);
+}
+
+TEST(FileDisk, OpensExistingFileAtItsSizeAndReportsMissingFiles) {
+  TempPath file("/tmp");
+  {
+    auto disk = FileDisk::create({.path = file.str(), .capacity_bytes = 64 * 1024});
+    ASSERT_TRUE(disk.has_value());
+    AlignedBuffer page(4096);
+    page.fill_pattern(5);
+    TagSet tags((*disk)->info().tag_set);
+    ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 16, page.span()).has_value());
+  }
+  auto reopened = FileDisk::create({.path = file.str(), .read_only = true});
+  ASSERT_TRUE(reopened.has_value()) << reopened.error().to_string();
+  EXPECT_EQ((*reopened)->info().capacity_bytes(), 64u * 1024);
+  TagSet tags((*reopened)->info().tag_set);
+  AlignedBuffer expect(4096), got(4096);
+  expect.fill_pattern(5);
+  ASSERT_TRUE(execute(**reopened, tags, 0, Op::Read, 16, got.span()).has_value());
+  EXPECT_EQ(std::memcmp(expect.data(), got.data(), 4096), 0);
+  auto write = execute(**reopened, tags, 0, Op::Write, 16, got.span());
+  ASSERT_FALSE(write.has_value());
+  EXPECT_EQ(write.error().sys_errno(), EROFS);
+
+  auto missing = FileDisk::create({.path = "/nonexistent-dir/pepita.img"});
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), ErrorCode::NotFound);
+  EXPECT_FALSE(FileDisk::create({.path = ""}).has_value());
+  TempPath odd("/tmp");
+  EXPECT_FALSE(FileDisk::create({.path = odd.str(), .capacity_bytes = 1000}).has_value());
+}
+
+TEST(FileDisk, QueuesRunConcurrently) {
+  TempPath file("/tmp");
+  auto disk = FileDisk::create({.path = file.str(), .capacity_bytes = 4 << 20, .queues = 4});
+  ASSERT_TRUE(disk.has_value());
+  TagSet tags((*disk)->info().tag_set);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (uint32_t q = 0; q < 4; ++q) {
+    threads.emplace_back([&, q] {
+      AlignedBuffer out(8 * 4096), in(8 * 4096);
+      for (int round = 0; round < 20; ++round) {
+        out.fill_pattern(q * 1000 + round);
+        const uint64_t sector = q * 2048;
+        if (!execute(**disk, tags, q, Op::Write, sector, out.span())) ++failures;
+        if (!execute(**disk, tags, q, Op::Read, sector, in.span())) ++failures;
+        if (std::memcmp(out.data(), in.data(), out.size()) != 0) ++failures;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+}
+
+}  // namespace
+}  // namespace pepita::blk_mq
