@@ -1,0 +1,120 @@
+#pragma once
+// Crash-safe, append-only record of a job's progress: which tasks were submitted, started and
+// finished (with exit status, output digest and output). Each record is framed as
+// [u32 length][u32 CRC32C(payload)][payload], little endian, after an 8-byte file magic — the
+// LevelDB/RocksDB log idea without blocks. A record torn by a crash mid-append fails its length
+// or CRC check at the tail and is dropped (and truncated away) on the next open.
+//
+//   auto j = Journal::open("job.journal", Journal::Mode::Resume).value();
+//   for (const auto& r : j->recovered()) if (r.type == RecordType::Finished) reuse(r);
+//   j->append(record);  j->commit();  // commit = group-committed fdatasync
+//   j->sync();                        // synchronous barrier, e.g. before exit
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "pepita/core/unique_fd.hpp"
+#include "pepita/error.hpp"
+
+namespace pepita::fault {
+
+enum class RecordType : std::uint8_t { Submitted = 1, Started = 2, Finished = 3 };
+
+/// One journal record. `name` and `spec_digest` identify the task in every record; `attempt` is
+/// set on Started; the remaining fields only on Finished.
+struct JournalRecord {
+  RecordType type = RecordType::Submitted;
+  std::string name;
+  std::string spec_digest;
+  std::uint32_t attempt = 0;
+  // Finished only:
+  std::uint8_t status = 0;  // executor::Status, stored as its integer value
+  std::int32_t exit_code = 0;
+  std::int32_t signal = 0;
+  std::int64_t wall_ns = 0;
+  std::int64_t cpu_ns = 0;
+  std::int64_t max_rss_kb = 0;
+  std::string output_digest;  // SHA-256 hex of stdout; filled by append() when empty
+  std::string stdout_data;
+  std::string stderr_data;
+  std::string error;
+
+  bool operator==(const JournalRecord&) const = default;
+};
+
+/// Serialises a record's payload (no frame). Exposed for tests and tools.
+std::string encode_record(const JournalRecord& record);
+/// Parses a payload; Corrupted when it is malformed.
+Result<JournalRecord> decode_record(std::string_view payload);
+
+/// What reading a journal file found.
+struct Recovery {
+  std::vector<JournalRecord> records;
+  std::uint64_t valid_bytes = 0;  // the file's intact prefix, magic included
+  std::uint64_t torn_bytes = 0;   // bytes of a torn tail record that were ignored
+};
+
+/// Reads every intact record of `path`. A missing file, an empty file or a torn magic is an
+/// empty journal. A bad record at the tail is a torn write and is ignored; a bad record with
+/// intact data after it is Corrupted (the file was damaged, not torn by a crash).
+Result<Recovery> read_journal(const std::string& path);
+
+class Journal {
+ public:
+  enum class Mode : std::uint8_t {
+    Truncate,  // start an empty journal (a fresh run)
+    Resume,    // keep and recover the existing records, cut any torn tail, append after them
+  };
+
+  /// Opens (creating it and its parent's entry durably) the journal at `path`.
+  /// Errors: Io/PermissionDenied from the filesystem, Corrupted for a damaged journal or a file
+  /// that is not a pepita journal (move it away or run without resume).
+  static Result<std::unique_ptr<Journal>> open(const std::string& path, Mode mode);
+  ~Journal();
+  Journal(const Journal&) = delete;
+
+  struct Private {
+    explicit Private() = default;
+  };
+  /// Use open(); public only so std::make_unique can reach it.
+  Journal(Private, std::string path, UniqueFd fd, std::vector<JournalRecord> recovered,
+          std::uint64_t torn);
+  Journal& operator=(const Journal&) = delete;
+
+  /// Records found when opened in Resume mode (empty for Truncate).
+  const std::vector<JournalRecord>& recovered() const noexcept { return recovered_; }
+  std::uint64_t torn_bytes() const noexcept { return torn_bytes_; }
+  const std::string& path() const noexcept { return path_; }
+
+  /// Appends one record with a single write(2), so a killed process leaves it either whole in
+  /// the page cache or absent; not yet durable against power loss. Thread-safe.
+  Result<void> append(JournalRecord record);
+  /// Asks the background syncer to fdatasync soon (group commit: concurrent commits share one
+  /// fdatasync). Returns at once.
+  void commit();
+  /// fdatasyncs now and waits; the first error of any earlier background sync is returned too.
+  Result<void> sync();
+
+ private:
+  void sync_loop(std::stop_token stop);
+
+  std::string path_;
+  UniqueFd fd_;
+  std::vector<JournalRecord> recovered_;
+  std::uint64_t torn_bytes_ = 0;
+  std::mutex write_mu_;  // serialises appends so records never interleave
+  std::mutex sync_mu_;
+  std::condition_variable_any sync_cv_;
+  bool dirty_ = false;
+  int sync_errno_ = 0;
+  // Declared last: joined first on destruction, while fd_ is still open.
+  std::jthread syncer_;
+};
+
+}  // namespace pepita::fault

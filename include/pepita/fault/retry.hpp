@@ -1,0 +1,120 @@
+#pragma once
+// Retry policy and circuit breaker: what the pool consults after a failed attempt (retry? after
+// how long?) and before dispatching to a backend (is it healthy?). Backoff is "exponential with
+// full jitter" (AWS Architecture Blog, Brooker 2015); the breaker follows Nygard, "Release It!".
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string_view>
+
+namespace pepita::fault {
+
+/// Why an attempt failed, as far as retry and breaker decisions need to know.
+enum class FailureKind : std::uint8_t {
+  Exit,       // ran and exited non-zero (code = exit status)
+  Signal,     // killed by a signal (code = signal number)
+  Timeout,    // exceeded its deadline and was killed
+  Launch,     // the backend could not start it (spawn/exec failed; code = errno)
+  Error,      // a function task returned an Error (code = ErrorCode)
+  Rejected,   // a circuit breaker refused the attempt
+  Cancelled,  // the user cancelled it; never retried
+};
+
+struct Failure {
+  FailureKind kind;
+  int code = 0;
+};
+
+std::string_view to_string(FailureKind kind) noexcept;
+
+/// How many attempts a task gets and how long to wait between them.
+///
+///   RetryPolicy p;
+///   p.max_attempts(4).base_delay(50ms).max_delay(2s);
+///   if (p.should_retry(attempts, failure)) sleep(p.backoff(attempts));
+class RetryPolicy {
+ public:
+  using Predicate = std::function<bool(const Failure&)>;
+
+  /// Total attempts including the first (1 = no retries). Values below 1 are treated as 1.
+  RetryPolicy& max_attempts(std::uint32_t n);
+  /// Delay ceiling of the first retry; it doubles (by `multiplier`) each retry up to max_delay.
+  RetryPolicy& base_delay(std::chrono::nanoseconds d);
+  RetryPolicy& max_delay(std::chrono::nanoseconds d);
+  RetryPolicy& multiplier(double m);
+  /// With full jitter (the default) the delay is uniform in [0, ceiling]; without, the ceiling.
+  RetryPolicy& jitter(bool full);
+  /// Which failures are worth retrying. Default: all but Cancelled.
+  RetryPolicy& retry_on(Predicate p);
+
+  std::uint32_t max_attempts() const noexcept { return max_attempts_; }
+  std::chrono::nanoseconds base_delay() const noexcept { return base_; }
+
+  /// True when a task that has made `attempts` attempts and just failed with `failure` should
+  /// run again. `task_retries` (a task's own max_retries) overrides max_attempts - 1.
+  bool should_retry(std::uint32_t attempts, const Failure& failure,
+                    std::optional<std::uint32_t> task_retries = std::nullopt) const;
+
+  /// The deterministic ceiling for the wait before retry number `retry` (1-based):
+  /// min(max_delay, base_delay * multiplier^(retry-1)).
+  std::chrono::nanoseconds backoff_ceiling(std::uint32_t retry) const noexcept;
+  /// The wait to apply before retry number `retry`, drawn from `rng` (full jitter).
+  std::chrono::nanoseconds backoff(std::uint32_t retry, std::mt19937_64& rng) const;
+  /// Same, from a per-thread generator.
+  std::chrono::nanoseconds backoff(std::uint32_t retry) const;
+
+ private:
+  std::uint32_t max_attempts_ = 1;
+  std::chrono::nanoseconds base_{std::chrono::milliseconds(100)};
+  std::chrono::nanoseconds max_{std::chrono::seconds(10)};
+  double multiplier_ = 2.0;
+  bool full_jitter_ = true;
+  Predicate retry_on_;
+};
+
+/// Circuit breaker settings.
+struct BreakerConfig {
+  std::uint32_t failure_threshold = 5;  // consecutive failures that open the circuit
+  std::chrono::nanoseconds cool_down{std::chrono::seconds(1)};  // open -> half-open after this
+  std::uint32_t half_open_probes = 1;                           // attempts admitted while half-open
+};
+
+/// A thread-safe closed / open / half-open breaker. The pool keeps one per backend, calls
+/// allow() before each attempt and record_*() after it.
+class CircuitBreaker {
+ public:
+  using Clock = std::chrono::steady_clock;
+  enum class State : std::uint8_t { Closed, Open, HalfOpen };
+
+  explicit CircuitBreaker(BreakerConfig config = {}) : config_(config) {}
+
+  /// May an attempt start now? Closed: yes. Open: no until the cool-down has passed, then the
+  /// breaker turns half-open. Half-open: yes for up to half_open_probes outstanding probes.
+  bool allow(Clock::time_point now = Clock::now());
+  /// A success closes a half-open breaker and resets the failure count.
+  void record_success();
+  /// A failure re-opens a half-open breaker, and opens a closed one at the threshold.
+  void record_failure(Clock::time_point now = Clock::now());
+
+  State state(Clock::time_point now = Clock::now()) const;
+  /// Consecutive failures counted so far.
+  std::uint32_t failures() const;
+  /// How long until an open breaker lets a probe through; zero unless open.
+  std::chrono::nanoseconds retry_after(Clock::time_point now = Clock::now()) const;
+
+ private:
+  BreakerConfig config_;
+  mutable std::mutex mu_;
+  State state_ = State::Closed;
+  std::uint32_t failures_ = 0;
+  std::uint32_t probes_ = 0;
+  Clock::time_point opened_at_{};
+};
+
+std::string_view to_string(CircuitBreaker::State state) noexcept;
+
+}  // namespace pepita::fault

@@ -1,0 +1,140 @@
+// Backoff arithmetic and the breaker state machine.
+#include "pepita/fault/retry.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace pepita::fault {
+
+std::string_view to_string(FailureKind kind) noexcept {
+  switch (kind) {
+    case FailureKind::Exit: return "exit";
+    case FailureKind::Signal: return "signal";
+    case FailureKind::Timeout: return "timeout";
+    case FailureKind::Launch: return "launch";
+    case FailureKind::Error: return "error";
+    case FailureKind::Rejected: return "rejected";
+    case FailureKind::Cancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+RetryPolicy& RetryPolicy::max_attempts(std::uint32_t n) {
+  max_attempts_ = std::max<std::uint32_t>(n, 1);
+  return *this;
+}
+RetryPolicy& RetryPolicy::base_delay(std::chrono::nanoseconds d) {
+  base_ = std::max(d, std::chrono::nanoseconds(0));
+  return *this;
+}
+RetryPolicy& RetryPolicy::max_delay(std::chrono::nanoseconds d) {
+  max_ = std::max(d, std::chrono::nanoseconds(0));
+  return *this;
+}
+RetryPolicy& RetryPolicy::multiplier(double m) {
+  multiplier_ = (std::isfinite(m) && m >= 1.0) ? m : 1.0;
+  return *this;
+}
+RetryPolicy& RetryPolicy::jitter(bool full) {
+  full_jitter_ = full;
+  return *this;
+}
+RetryPolicy& RetryPolicy::retry_on(Predicate p) {
+  retry_on_ = std::move(p);
+  return *this;
+}
+
+bool RetryPolicy::should_retry(std::uint32_t attempts, const Failure& failure,
+                               std::optional<std::uint32_t> task_retries) const {
+  if (failure.kind == FailureKind::Cancelled) return false;
+  const std::uint64_t limit = task_retries ? std::uint64_t{*task_retries} + 1 : max_attempts_;
+  if (attempts >= limit) return false;
+  return retry_on_ ? retry_on_(failure) : true;
+}
+
+std::chrono::nanoseconds RetryPolicy::backoff_ceiling(std::uint32_t retry) const noexcept {
+  if (retry == 0) return std::chrono::nanoseconds(0);
+  // Computed in floating point so a large retry count saturates at max_delay, never overflows.
+  const double ceiling =
+      static_cast<double>(base_.count()) * std::pow(multiplier_, static_cast<double>(retry - 1));
+  const double capped = std::min(ceiling, static_cast<double>(max_.count()));
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(capped));
+}
+
+std::chrono::nanoseconds RetryPolicy::backoff(std::uint32_t retry, std::mt19937_64& rng) const {
+  const auto ceiling = backoff_ceiling(retry);
+  if (!full_jitter_ || ceiling.count() <= 0) return ceiling;
+  std::uniform_int_distribution<std::int64_t> dist(0, ceiling.count());
+  return std::chrono::nanoseconds(dist(rng));
+}
+
+std::chrono::nanoseconds RetryPolicy::backoff(std::uint32_t retry) const {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return backoff(retry, rng);
+}
+
+bool CircuitBreaker::allow(Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  switch (state_) {
+    case State::Closed: return true;
+    case State::Open:
+      if (now - opened_at_ < config_.cool_down) return false;
+      state_ = State::HalfOpen;
+      probes_ = 0;
+      [[fallthrough]];
+    case State::HalfOpen:
+      if (probes_ >= std::max<std::uint32_t>(config_.half_open_probes, 1)) return false;
+      ++probes_;
+      return true;
+  }
+  return false;
+}
+
+void CircuitBreaker::record_success() {
+  std::lock_guard lock(mu_);
+  state_ = State::Closed;
+  failures_ = 0;
+  probes_ = 0;
+}
+
+void CircuitBreaker::record_failure(Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  ++failures_;
+  if (state_ == State::HalfOpen ||
+      (state_ == State::Closed &&
+       failures_ >= std::max<std::uint32_t>(config_.failure_threshold, 1))) {
+    state_ = State::Open;
+    opened_at_ = now;
+    probes_ = 0;
+  }
+}
+
+CircuitBreaker::State CircuitBreaker::state(Clock::time_point now) const {
+  std::lock_guard lock(mu_);
+  if (state_ == State::Open && now - opened_at_ >= config_.cool_down) return State::HalfOpen;
+  return state_;
+}
+
+std::uint32_t CircuitBreaker::failures() const {
+  std::lock_guard lock(mu_);
+  return failures_;
+}
+
+std::chrono::nanoseconds CircuitBreaker::retry_after(Clock::time_point now) const {
+  std::lock_guard lock(mu_);
+  if (state_ != State::Open) return std::chrono::nanoseconds(0);
+  const auto left = config_.cool_down - (now - opened_at_);
+  return std::max(std::chrono::duration_cast<std::chrono::nanoseconds>(left),
+                  std::chrono::nanoseconds(0));
+}
+
+std::string_view to_string(CircuitBreaker::State state) noexcept {
+  switch (state) {
+    case CircuitBreaker::State::Closed: return "closed";
+    case CircuitBreaker::State::Open: return "open";
+    case CircuitBreaker::State::HalfOpen: return "half-open";
+  }
+  return "unknown";
+}
+
+}  // namespace pepita::fault

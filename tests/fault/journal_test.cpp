@@ -1,0 +1,208 @@
+#include "pepita/fault/journal.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "pepita/fault/crc32c.hpp"
+
+namespace pepita::fault {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "pepita-journal-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+ private:
+  std::string path_;
+};
+
+JournalRecord finished(const std::string& name, int code) {
+  JournalRecord r;
+  r.type = RecordType::Finished;
+  r.name = name;
+  r.spec_digest = "d-" + name;
+  r.attempt = 2;
+  r.status = 1;
+  r.exit_code = code;
+  r.signal = 0;
+  r.wall_ns = 123456789;
+  r.cpu_ns = -1;
+  r.max_rss_kb = 4096;
+  r.stdout_data = "out of " + name + std::string(100, 'x');
+  r.stderr_data = "err";
+  r.error = "";
+  return r;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+void write_file(const std::string& path, std::string_view data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+TEST(Crc32c, KnownVectorsAndFastPathMatchesTable) {
+  EXPECT_EQ(crc32c("123456789"), 0xE3069283u);
+  EXPECT_EQ(crc32c(""), 0u);
+  std::string zeros(32, '\0');
+  EXPECT_EQ(crc32c(zeros), 0x8A9136AAu);  // RFC 3720 B.4: 32 bytes of zeros
+  std::string data;
+  for (int i = 0; i < 1000; ++i) data.push_back(static_cast<char>(i * 37));
+  for (std::size_t n : {0u, 1u, 7u, 8u, 9u, 63u, 1000u}) {
+    auto bytes = std::as_bytes(std::span(data.data(), n));
+    EXPECT_EQ(crc32c(bytes), crc32c_portable(bytes));
+  }
+  // Incremental equals one-shot.
+  EXPECT_EQ(crc32c(data.substr(500), crc32c(data.substr(0, 500))), crc32c(data));
+}
+
+TEST(Journal, RoundTripsAcrossReopen) {
+  TempDir dir;
+  const auto path = dir.file("j");
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    JournalRecord sub;
+    sub.name = "a";
+    sub.spec_digest = "d-a";
+    ASSERT_TRUE((*j)->append(sub));
+    ASSERT_TRUE((*j)->append(finished("a", 0)));
+    (*j)->commit();
+    ASSERT_TRUE((*j)->sync());
+  }
+  auto j = Journal::open(path, Journal::Mode::Resume);
+  ASSERT_TRUE(j) << j.error().message();
+  ASSERT_EQ((*j)->recovered().size(), 2u);
+  EXPECT_EQ((*j)->recovered()[0].name, "a");
+  auto expect = finished("a", 0);
+  const auto& got = (*j)->recovered()[1];
+  EXPECT_EQ(got.stdout_data, expect.stdout_data);
+  EXPECT_EQ(got.wall_ns, expect.wall_ns);
+  EXPECT_EQ(got.cpu_ns, -1);
+  EXPECT_EQ(got.output_digest.size(), 64u);  // SHA-256 of stdout filled in
+  EXPECT_EQ((*j)->torn_bytes(), 0u);
+  // Truncate mode forgets everything.
+  auto fresh = Journal::open(path, Journal::Mode::Truncate);
+  ASSERT_TRUE(fresh);
+  EXPECT_TRUE((*fresh)->recovered().empty());
+  EXPECT_EQ(read_journal(path)->records.size(), 0u);
+}
+
+TEST(Journal, TornLastRecordAtEveryOffsetIsDroppedAndAppendable) {
+  TempDir dir;
+  const auto path = dir.file("j");
+  std::uint64_t before_last = 0;
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate).value();
+    ASSERT_TRUE(j->append(finished("a", 0)));
+    ASSERT_TRUE(j->append(finished("b", 1)));
+    ASSERT_TRUE(j->sync());
+    before_last = fs::file_size(path);
+    ASSERT_TRUE(j->append(finished("c", 2)));
+    ASSERT_TRUE(j->sync());
+  }
+  const std::string full = read_file(path);
+  ASSERT_GT(full.size(), before_last);
+  const auto torn_path = dir.file("torn");
+  for (std::size_t cut = before_last; cut <= full.size(); ++cut) {
+    write_file(torn_path, std::string_view(full).substr(0, cut));
+    auto rec = read_journal(torn_path);
+    ASSERT_TRUE(rec) << "cut " << cut << ": " << rec.error().message();
+    const bool whole = cut == full.size();
+    ASSERT_EQ(rec->records.size(), whole ? 3u : 2u) << "cut " << cut;
+    EXPECT_EQ(rec->records[1].name, "b");
+    EXPECT_EQ(rec->torn_bytes, whole ? 0u : cut - before_last);
+    // Reopen for resume: the torn tail is cut and a new record lands on a clean boundary.
+    {
+      auto j = Journal::open(torn_path, Journal::Mode::Resume);
+      ASSERT_TRUE(j) << j.error().message();
+      ASSERT_TRUE((*j)->append(finished("d", 3)));
+    }
+    auto again = read_journal(torn_path);
+    ASSERT_TRUE(again);
+    ASSERT_EQ(again->records.size(), whole ? 4u : 3u) << "cut " << cut;
+    EXPECT_EQ(again->records.back().name, "d");
+    EXPECT_EQ(again->torn_bytes, 0u);
+  }
+}
+
+TEST(Journal, FlippedBitInTailIsTornButInMiddleIsCorruption) {
+  TempDir dir;
+  const auto path = dir.file("j");
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate).value();
+    ASSERT_TRUE(j->append(finished("a", 0)));
+    ASSERT_TRUE(j->append(finished("b", 0)));
+  }
+  std::string data = read_file(path);
+  std::string tail = data;
+  tail[tail.size() - 3] ^= 0x10;
+  write_file(path, tail);
+  auto rec = read_journal(path);
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->records.size(), 1u);
+
+  std::string middle = data;
+  middle[8 + 8 + 3] ^= 0x10;  // inside the first record's payload
+  write_file(path, middle);
+  auto bad = read_journal(path);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::Corrupted);
+  EXPECT_FALSE(Journal::open(path, Journal::Mode::Resume));
+
+  // Zero fill after the last record (delayed allocation after a crash) is a torn tail.
+  write_file(path, data + std::string(100, '\0'));
+  auto zero = read_journal(path);
+  ASSERT_TRUE(zero);
+  EXPECT_EQ(zero->records.size(), 2u);
+  EXPECT_EQ(zero->torn_bytes, 100u);
+}
+
+TEST(Journal, RejectsForeignFilesAndToleratesMissing) {
+  TempDir dir;
+  auto missing = read_journal(dir.file("nope"));
+  ASSERT_TRUE(missing);
+  EXPECT_TRUE(missing->records.empty());
+  write_file(dir.file("foreign"), "hello world, not a journal");
+  auto foreign = Journal::open(dir.file("foreign"), Journal::Mode::Resume);
+  ASSERT_FALSE(foreign);
+  EXPECT_NE(foreign.error().message().find("not a pepita journal"), std::string::npos);
+  write_file(dir.file("short"), "PEPJ");  // magic torn at creation
+  auto j = Journal::open(dir.file("short"), Journal::Mode::Resume);
+  ASSERT_TRUE(j) << j.error().message();
+  EXPECT_TRUE((*j)->recovered().empty());
+  EXPECT_FALSE(Journal::open("", Journal::Mode::Resume));
+  EXPECT_FALSE(Journal::open("/nonexistent-dir/j", Journal::Mode::Truncate));
+}
+
+RC_GTEST_PROP(Journal, DecodeNeverCrashesOnGarbage, (std::string payload)) {
+  auto r = decode_record(payload);
+  if (r) RC_ASSERT(encode_record(*r) == payload);
+}
+
+RC_GTEST_PROP(Journal, EncodeDecodeRoundTrip,
+              (std::string name, std::string out, std::int32_t code, std::uint32_t attempt)) {
+  JournalRecord r = finished(name, code);
+  r.stdout_data = out;
+  r.attempt = attempt;
+  auto back = decode_record(encode_record(r));
+  RC_ASSERT(back.has_value());
+  RC_ASSERT(*back == r);
+}
+
+}  // namespace
+}  // namespace pepita::fault
