@@ -1,0 +1,176 @@
+#pragma once
+// Scheduler: a pool of worker threads doing randomized work stealing (Blumofe & Leiserson,
+// "Scheduling Multithreaded Computations by Work Stealing", JACM 1999) over one Chase–Lev deque
+// per worker (deque.hpp), plus an injection queue for tasks submitted from outside threads.
+// Idle workers spin briefly, then park on a futex (std::atomic::wait): an idle scheduler uses ~0%
+// CPU. Fork-join on top of it lives in task_group.hpp and parallel.hpp.
+//
+//   auto sched = pepita::scheduler::Scheduler::create({.workers = 4});
+//   if (!sched) return std::unexpected(sched.error());
+//   (*sched)->submit([] { do_work(); });             // fire and forget, from any thread
+//   pepita::scheduler::TaskGroup g(**sched);         // fork-join: see task_group.hpp
+//   g.run([] { left(); }); g.run([] { right(); }); auto ok = g.wait();
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pepita/error.hpp"
+#include "pepita/scheduler/task.hpp"
+
+namespace pepita::scheduler {
+
+/// Counters of one worker since the scheduler started. Read with Scheduler::stats(); values are
+/// sampled without stopping the workers, so a snapshot taken while tasks run is approximate.
+struct WorkerStats {
+  std::uint64_t tasks_executed = 0;    // tasks this worker ran (own, stolen or injected)
+  std::uint64_t steals_attempted = 0;  // steal() calls on another worker's deque
+  std::uint64_t steals_succeeded = 0;  // of which returned a task
+  std::uint64_t injected_taken = 0;    // tasks taken from the injection queue
+  std::uint64_t parks = 0;             // times the worker slept on its futex
+};
+
+struct Stats {
+  std::vector<WorkerStats> workers;           // index = worker index
+  std::uint64_t tasks_executed_external = 0;  // tasks run inline by non-worker threads
+  std::uint64_t uncaught_exceptions = 0;      // thrown by submit()ted tasks (see submit)
+
+  /// Sum over all workers.
+  WorkerStats total() const noexcept;
+};
+
+class TaskGroup;
+
+class Scheduler {
+ public:
+  struct Options {
+    /// Worker threads; 0 means std::thread::hardware_concurrency(). At most 4096.
+    unsigned workers = 0;
+    /// Pin worker i to the i-th CPU of the process's affinity mask (wrapping around). Pinning
+    /// failures (e.g. a restricted cpuset) are ignored: the worker runs unpinned.
+    bool pin_workers = false;
+    /// Rounds of failed steal attempts before an idle worker parks. Higher = lower wake-up
+    /// latency for bursty work, more CPU burnt when idle. 0 = park immediately.
+    unsigned spin_rounds = 64;
+    /// Thread name prefix (pthread_setname_np, max 15 chars incl. the index).
+    std::string name = "pepita-w";
+    /// Called (on the worker) with an exception that escaped a submit()ted task. Default: none
+    /// (the exception is only counted in Stats::uncaught_exceptions).
+    std::function<void(std::exception_ptr)> on_uncaught_exception = {};
+  };
+
+  /// Starts the worker threads. Errors: InvalidArgument for a worker count over 4096,
+  /// ResourceExhausted when the OS refuses a thread (lower `workers` or raise RLIMIT_NPROC).
+  static Result<std::unique_ptr<Scheduler>> create(Options options);
+  static Result<std::unique_ptr<Scheduler>> create() { return create(Options{}); }
+
+  /// The process-wide scheduler (hardware_concurrency workers, default options), created on
+  /// first use and destroyed (drained, joined) at static-destruction time. Aborts the process
+  /// with a message if its threads cannot be started. TaskGroup and parallel_* default to it.
+  static Scheduler& default_instance();
+
+  /// Drains, then joins: every task queued before or during destruction (including tasks those
+  /// tasks spawn) runs before the destructor returns, except tasks of cancelled groups, which are
+  /// discarded unrun. Must not be called from one of this scheduler's own workers, and no thread
+  /// may submit to it once destruction has begun (other than its own running tasks).
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  /// Fire-and-forget: runs `fn()` on some worker. From a worker of this scheduler it goes on that
+  /// worker's deque (LIFO, stealable); from any other thread it goes on the injection queue
+  /// (FIFO). An exception escaping `fn` is caught, counted and handed to
+  /// Options::on_uncaught_exception; use a TaskGroup to get errors back instead.
+  template <typename F>
+  void submit(F&& fn);
+
+  unsigned worker_count() const noexcept;
+
+  /// Per-worker counters; cheap (no locks), approximate while tasks run.
+  Stats stats() const;
+
+  /// True when the calling thread is one of this scheduler's workers.
+  bool on_worker_thread() const noexcept;
+
+  /// Index of the calling thread among its scheduler's workers, or -1 on any other thread.
+  static int current_worker_index() noexcept;
+
+  // ---- internal interface used by TaskGroup and the parallel algorithms ----
+
+  /// Queues a ready task: local deque when called on a worker of this scheduler, else injected.
+  void spawn(detail::TaskBase* task);
+
+  /// Runs queued tasks on the calling thread until done() returns true; parks when there is
+  /// nothing to do and wakes when notify_waiters(key) is called with the same key. Non-worker
+  /// threads only park (they have no deque; the workers already occupy every core).
+  template <typename Done>
+  void wait_until(const void* key, Done&& done);
+
+  /// Wakes threads parked in wait_until(key, ...). Touches only the scheduler, never *key, so
+  /// the object behind key may already be destroyed.
+  void notify_waiters(const void* key) noexcept;
+
+  /// True when the calling worker's own deque is empty (its queued work was stolen or run): the
+  /// moment lazy binary splitting (Tzannes et al., PPoPP 2010) hands out more parallelism. False
+  /// on non-worker threads.
+  bool local_queue_empty() const noexcept;
+
+  void count_uncaught(std::exception_ptr error) noexcept;
+  struct Impl;
+  /// Passkey: only create() can name it, so only create() constructs a Scheduler.
+  class Key {
+    friend class Scheduler;
+    Key() = default;
+  };
+  Scheduler(Key, std::unique_ptr<Impl> impl) noexcept;
+
+ private:
+  void block_until(const void* key, const std::function<bool()>& done);
+  std::unique_ptr<Impl> impl_;
+};
+
+namespace detail {
+
+/// The task behind Scheduler::submit: no group, exceptions go to the scheduler's counter.
+template <typename F>
+struct DetachedTask final : TaskBase {
+  DetachedTask(Scheduler* s, F&& f) : TaskBase{&run}, sched(s), fn(std::move(f)) {}
+  DetachedTask(Scheduler* s, const F& f) : TaskBase{&run}, sched(s), fn(f) {}
+
+  static void run(TaskBase* base) noexcept {
+    auto* self = static_cast<DetachedTask*>(base);
+    Scheduler* s = self->sched;
+    try {
+      self->fn();
+    } catch (...) {
+      s->count_uncaught(std::current_exception());
+    }
+    destroy_task(self);
+  }
+
+  Scheduler* sched;
+  F fn;
+};
+
+}  // namespace detail
+
+template <typename F>
+void Scheduler::submit(F&& fn) {
+  using Fn = std::decay_t<F>;
+  spawn(detail::make_task<detail::DetachedTask<Fn>>(this, std::forward<F>(fn)));
+}
+
+template <typename Done>
+void Scheduler::wait_until(const void* key, Done&& done) {
+  if (done()) return;  // fast path: no std::function construction
+  const std::function<bool()> check = [&done] { return static_cast<bool>(done()); };
+  block_until(key, check);
+}
+
+}  // namespace pepita::scheduler

@@ -1,0 +1,473 @@
+// Scheduler internals: worker loop, randomized stealing, injection queue, and the sleep/wake
+// protocol. Sleeping follows the "announce, then re-check" pattern: a worker puts itself on the
+// idle list, issues a barrier, re-scans every queue, and only then parks. A producer pushes, then
+// reads the idle count. Either the worker's re-scan sees the task or the producer sees the
+// sleeper; the barrier that makes this true is membarrier(2) on the sleeper's side (Linux
+// asymmetric fence), so a spawn pays no fence on its fast path.
+
+#include "pepita/scheduler/scheduler.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "pepita/scheduler/deque.hpp"
+#include "scheduler/detail/parker.hpp"
+#include "scheduler/detail/sys.hpp"
+
+namespace pepita::scheduler {
+
+namespace {
+
+/// Owner-written, anyone-read counter: a plain load+store (no RMW) keeps the hot path cheap.
+struct Counter {
+  std::atomic<std::uint64_t> value{0};
+  void bump() noexcept {
+    value.store(value.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  std::uint64_t get() const noexcept { return value.load(std::memory_order_relaxed); }
+};
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");  // SAFETY: a hint instruction with no memory or register effects.
+#endif
+}
+
+// Set once per process when MEMBARRIER_CMD_PRIVATE_EXPEDITED is registered.
+std::atomic<bool> g_membarrier{false};
+std::once_flag g_membarrier_once;
+
+void init_membarrier() {
+  std::call_once(g_membarrier_once, [] {
+    g_membarrier.store(sys::membarrier_register_private_expedited(), std::memory_order_relaxed);
+  });
+}
+
+/// Producer half of the asymmetric fence: a compiler barrier when the sleeper uses membarrier,
+/// otherwise a real full fence.
+inline void light_barrier() noexcept {
+  if (g_membarrier.load(std::memory_order_relaxed)) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+#if defined(PEPITA_DEQUE_NO_FENCES)
+    static std::atomic<int> dummy{0};
+    dummy.fetch_add(0, std::memory_order_seq_cst);
+#else
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+  }
+}
+
+/// Sleeper half: forces every running thread of the process through a full barrier.
+inline void heavy_barrier() noexcept {
+  if (g_membarrier.load(std::memory_order_relaxed) && sys::membarrier_private_expedited() == 0) {
+    return;
+  }
+#if defined(PEPITA_DEQUE_NO_FENCES)
+  static std::atomic<int> dummy{0};
+  dummy.fetch_add(0, std::memory_order_seq_cst);
+#else
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
+}
+
+}  // namespace
+
+// Split by who touches what: the deque is shared with thieves; counters are owner-written.
+struct alignas(kCacheLine) Worker {
+  WorkStealingDeque<detail::TaskBase*> deque;
+  alignas(kCacheLine) Counter executed;
+  Counter steals_attempted;
+  Counter steals_succeeded;
+  Counter injected_taken;
+  Counter parks;
+  std::uint64_t rng = 0;  // owner-only xorshift state for victim selection
+  unsigned index = 0;
+  Scheduler::Impl* impl = nullptr;
+  alignas(kCacheLine) detail::Parker parker;
+  std::thread thread;
+};
+
+namespace {
+thread_local Worker* tls_worker = nullptr;
+thread_local detail::Parker tls_parker;  // for non-worker threads that wait
+}  // namespace
+
+struct Scheduler::Impl {
+  Options options;
+  std::vector<std::unique_ptr<Worker>> workers;
+
+  alignas(kCacheLine) std::mutex inject_mu;
+  std::deque<detail::TaskBase*> inject;  // guarded by inject_mu
+  std::atomic<std::size_t> inject_size{0};
+
+  alignas(kCacheLine) std::mutex idle_mu;
+  std::vector<Worker*> idle;  // guarded by idle_mu
+  std::atomic<int> num_idle{0};
+
+  alignas(kCacheLine) std::mutex wait_mu;
+  std::vector<std::pair<const void*, detail::Parker*>> waiters;  // guarded by wait_mu
+  std::atomic<int> num_waiters{0};
+
+  alignas(kCacheLine) std::atomic<bool> stopping{false};
+  std::atomic<std::uint64_t> external_executed{0};
+  std::atomic<std::uint64_t> uncaught{0};
+
+  // ---- queues ----
+  detail::TaskBase* pop_injected() {
+    if (inject_size.load(std::memory_order_seq_cst) == 0) return nullptr;
+    std::lock_guard lock(inject_mu);
+    if (inject.empty()) return nullptr;
+    detail::TaskBase* t = inject.front();
+    inject.pop_front();
+    inject_size.fetch_sub(1, std::memory_order_relaxed);
+    return t;
+  }
+
+  detail::TaskBase* steal_from_others(Worker& self) {
+    std::size_t n = workers.size();
+    if (n < 2) return nullptr;
+    // xorshift64: a uniformly random first victim (Blumofe–Leiserson), then one sweep.
+    self.rng ^= self.rng << 13;
+    self.rng ^= self.rng >> 7;
+    self.rng ^= self.rng << 17;
+    std::size_t start = static_cast<std::size_t>(self.rng % n);
+    for (std::size_t k = 0; k < n; ++k) {
+      Worker& victim = *workers[(start + k) % n];
+      if (&victim == &self) continue;
+      self.steals_attempted.bump();
+      if (auto t = victim.deque.steal()) {
+        self.steals_succeeded.bump();
+        // The victim still has work and someone sleeps: pass the wake-up along.
+        if (!victim.deque.empty_hint()) wake_one();
+        return *t;
+      }
+    }
+    return nullptr;
+  }
+
+  detail::TaskBase* find_task(Worker& w) {
+    if (auto t = w.deque.pop()) return *t;
+    if (detail::TaskBase* t = pop_injected()) {
+      w.injected_taken.bump();
+      return t;
+    }
+    return steal_from_others(w);
+  }
+
+  bool work_visible() const noexcept {
+    if (inject_size.load(std::memory_order_seq_cst) != 0) return true;
+    return std::any_of(workers.begin(), workers.end(),
+                       [](const auto& w) { return !w->deque.empty_hint(); });
+  }
+
+  static void execute(Worker& w, detail::TaskBase* t) noexcept {
+    t->execute(t);
+    w.executed.bump();
+  }
+
+  // ---- sleep / wake ----
+  void wake_one() noexcept {
+    if (num_idle.load(std::memory_order_seq_cst) == 0) return;
+    Worker* w = nullptr;
+    {
+      std::lock_guard lock(idle_mu);
+      if (idle.empty()) return;
+      w = idle.back();
+      idle.pop_back();
+      num_idle.fetch_sub(1, std::memory_order_relaxed);
+    }
+    w->parker.unpark();
+  }
+
+  void register_idle(Worker& w) {
+    std::lock_guard lock(idle_mu);
+    idle.push_back(&w);
+    num_idle.fetch_add(1, std::memory_order_seq_cst);
+  }
+
+  void unregister_idle(Worker& w) {
+    std::lock_guard lock(idle_mu);
+    auto it = std::find(idle.begin(), idle.end(), &w);
+    if (it != idle.end()) {
+      idle.erase(it);
+      num_idle.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
+  void register_waiter(const void* key, detail::Parker* p) {
+    std::lock_guard lock(wait_mu);
+    waiters.emplace_back(key, p);
+    num_waiters.fetch_add(1, std::memory_order_seq_cst);
+  }
+
+  void unregister_waiter(const void* key, detail::Parker* p) {
+    std::lock_guard lock(wait_mu);
+    auto it = std::find(waiters.begin(), waiters.end(), std::pair{key, p});
+    if (it != waiters.end()) {
+      waiters.erase(it);
+      num_waiters.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
+  void notify(const void* key) noexcept {
+    if (num_waiters.load(std::memory_order_seq_cst) == 0) return;
+    std::lock_guard lock(wait_mu);
+    for (auto& [k, p] : waiters) {
+      if (k == key) p->unpark();
+    }
+  }
+
+  void after_push() noexcept {
+    light_barrier();  // paired with heavy_barrier() in a sleeper: see the file comment
+    if (num_idle.load(std::memory_order_relaxed) != 0) wake_one();
+  }
+
+  void inject_task(detail::TaskBase* t) {
+    {
+      std::lock_guard lock(inject_mu);
+      inject.push_back(t);
+      inject_size.fetch_add(1, std::memory_order_seq_cst);
+    }
+    wake_one();
+  }
+
+  /// Spins through `rounds` failed searches; returns a task as soon as one shows up.
+  detail::TaskBase* spin_for_task(Worker& w) {
+    for (unsigned r = 0; r < options.spin_rounds; ++r) {
+      for (unsigned i = 0; i < 32; ++i) cpu_relax();
+      if (r % 8 == 7) std::this_thread::yield();  // let a preempted task owner run (2 cores)
+      if (detail::TaskBase* t = find_task(w)) return t;
+    }
+    return nullptr;
+  }
+
+  void worker_main(Worker& w) {
+    tls_worker = &w;
+    std::string name = options.name + std::to_string(w.index);
+    (void)sys::set_current_thread_name(name.c_str());
+    if (options.pin_workers) {
+      std::vector<int> cpus = sys::allowed_cpus();
+      if (!cpus.empty()) (void)sys::pin_current_thread(cpus[w.index % cpus.size()]);
+    }
+    for (;;) {
+      detail::TaskBase* t = find_task(w);
+      if (t == nullptr) t = spin_for_task(w);
+      if (t != nullptr) {
+        execute(w, t);
+        continue;
+      }
+      register_idle(w);
+      heavy_barrier();
+      if (work_visible()) {
+        unregister_idle(w);
+        continue;
+      }
+      // Drain semantics: leave only once stopping and nothing is left anywhere we can see.
+      if (stopping.load(std::memory_order_acquire)) {
+        unregister_idle(w);
+        break;
+      }
+      w.parks.bump();
+      w.parker.park();
+      unregister_idle(w);
+    }
+    tls_worker = nullptr;
+  }
+};
+
+// ---- Scheduler ----
+
+WorkerStats Stats::total() const noexcept {
+  WorkerStats sum;
+  for (const WorkerStats& w : workers) {
+    sum.tasks_executed += w.tasks_executed;
+    sum.steals_attempted += w.steals_attempted;
+    sum.steals_succeeded += w.steals_succeeded;
+    sum.injected_taken += w.injected_taken;
+    sum.parks += w.parks;
+  }
+  return sum;
+}
+
+Scheduler::Scheduler(Key, std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
+  constexpr unsigned kMaxWorkers = 4096;
+  if (options.workers > kMaxWorkers) {
+    return fail(ErrorCode::InvalidArgument, "scheduler: " + std::to_string(options.workers) +
+                                                " workers requested, the limit is " +
+                                                std::to_string(kMaxWorkers) +
+                                                "; pass 0 for one per hardware thread");
+  }
+  if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
+  init_membarrier();
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  unsigned n = impl->options.workers;
+  impl->workers.reserve(n);
+  impl->idle.reserve(n);
+  for (unsigned i = 0; i < n; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->index = i;
+    w->impl = impl.get();
+    w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+    impl->workers.push_back(std::move(w));
+  }
+  auto sched = std::make_unique<Scheduler>(Key{}, std::move(impl));
+  Impl* raw = sched->impl_.get();
+  for (unsigned i = 0; i < n; ++i) {
+    Worker& w = *raw->workers[i];
+    try {
+      w.thread = std::thread([raw, &w] { raw->worker_main(w); });
+    } catch (const std::system_error& e) {
+      // The destructor joins the threads already started.
+      return fail(ErrorCode::ResourceExhausted,
+                  "scheduler: could not start worker thread " + std::to_string(i) + " of " +
+                      std::to_string(n) + " (" + e.what() +
+                      "); lower Options::workers or raise RLIMIT_NPROC",
+                  e.code().value());
+    }
+  }
+  return sched;
+}
+
+Scheduler& Scheduler::default_instance() {
+  static std::unique_ptr<Scheduler> instance = [] {
+    auto s = Scheduler::create();
+    if (!s) {
+      std::fprintf(stderr, "pepita: cannot start the default scheduler: %s\n",
+                   s.error().to_string().c_str());
+      std::abort();
+    }
+    return std::move(*s);
+  }();
+  return *instance;
+}
+
+Scheduler::~Scheduler() {
+  Impl& im = *impl_;
+  im.stopping.store(true, std::memory_order_seq_cst);
+  {
+    std::lock_guard lock(im.idle_mu);
+    for (Worker* w : im.idle) w->parker.unpark();
+    im.idle.clear();
+    im.num_idle.store(0, std::memory_order_relaxed);
+  }
+  for (auto& w : im.workers) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  // Workers only leave when every queue they can see is empty, but a task injected after the
+  // last worker looked would be stranded: run such stragglers here (documented as a misuse).
+  while (detail::TaskBase* t = im.pop_injected()) t->execute(t);
+}
+
+unsigned Scheduler::worker_count() const noexcept {
+  return static_cast<unsigned>(impl_->workers.size());
+}
+
+Stats Scheduler::stats() const {
+  Stats s;
+  s.workers.reserve(impl_->workers.size());
+  for (const auto& w : impl_->workers) {
+    s.workers.push_back(WorkerStats{w->executed.get(), w->steals_attempted.get(),
+                                    w->steals_succeeded.get(), w->injected_taken.get(),
+                                    w->parks.get()});
+  }
+  s.tasks_executed_external = impl_->external_executed.load(std::memory_order_relaxed);
+  s.uncaught_exceptions = impl_->uncaught.load(std::memory_order_relaxed);
+  return s;
+}
+
+bool Scheduler::on_worker_thread() const noexcept {
+  return tls_worker != nullptr && tls_worker->impl == impl_.get();
+}
+
+int Scheduler::current_worker_index() noexcept {
+  return tls_worker != nullptr ? static_cast<int>(tls_worker->index) : -1;
+}
+
+void Scheduler::spawn(detail::TaskBase* task) {
+  Worker* w = tls_worker;
+  if (w != nullptr && w->impl == impl_.get()) {
+    w->deque.push(task);
+    impl_->after_push();
+  } else {
+    impl_->inject_task(task);
+  }
+}
+
+bool Scheduler::local_queue_empty() const noexcept {
+  Worker* w = tls_worker;
+  return w != nullptr && w->impl == impl_.get() && w->deque.empty_hint();
+}
+
+void Scheduler::notify_waiters(const void* key) noexcept { impl_->notify(key); }
+
+void Scheduler::count_uncaught(std::exception_ptr error) noexcept {
+  impl_->uncaught.fetch_add(1, std::memory_order_relaxed);
+  if (impl_->options.on_uncaught_exception) {
+    try {
+      impl_->options.on_uncaught_exception(std::move(error));
+    } catch (...) {
+      // The handler itself failed; nothing sensible is left to report to.
+    }
+  }
+}
+
+void Scheduler::block_until(const void* key, const std::function<bool()>& done) {
+  Impl& im = *impl_;
+  Worker* w = tls_worker;
+  if (w != nullptr && w->impl == &im) {
+    // A waiting worker keeps running tasks: its own first, then injected, then stolen.
+    for (;;) {
+      if (done()) return;
+      detail::TaskBase* t = im.find_task(*w);
+      if (t == nullptr) {
+        for (unsigned r = 0; r < im.options.spin_rounds && t == nullptr; ++r) {
+          for (unsigned i = 0; i < 32; ++i) cpu_relax();
+          if (done()) return;
+          t = im.find_task(*w);
+        }
+      }
+      if (t != nullptr) {
+        Impl::execute(*w, t);
+        continue;
+      }
+      // Sleep until the awaited event or new work, whichever first.
+      im.register_waiter(key, &w->parker);
+      im.register_idle(*w);
+      heavy_barrier();
+      if (!done() && !im.work_visible()) {
+        w->parks.bump();
+        w->parker.park();
+      }
+      im.unregister_idle(*w);
+      im.unregister_waiter(key, &w->parker);
+    }
+  }
+  // Not a worker: no deque to help from, and the workers already occupy every core, so park.
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return;
+      cpu_relax();
+    }
+    im.register_waiter(key, &tls_parker);
+    if (!done()) tls_parker.park();
+    im.unregister_waiter(key, &tls_parker);
+  }
+}
+
+}  // namespace pepita::scheduler
