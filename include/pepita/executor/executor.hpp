@@ -1,0 +1,47 @@
+#pragma once
+// The Executor interface: one backend that runs task attempts asynchronously. The pool keeps a
+// registry of executors keyed by task::Backend (Cpu and Process today; Remote, MicroVm and Gpu
+// plug in the same way) and talks to them only through this interface.
+//
+//   auto exec = ProcessExecutor::create({.slots = 8}).value();
+//   std::stop_source stop;
+//   exec->start(task, stop.get_token(), [](ExecutionResult r) { report(r); });
+//   exec->shutdown();  // waits for every attempt in flight; completions all delivered
+
+#include <cstddef>
+#include <functional>
+#include <stop_token>
+
+#include "pepita/error.hpp"
+#include "pepita/executor/result.hpp"
+#include "pepita/task/task.hpp"
+
+namespace pepita::executor {
+
+/// Receives an attempt's result. Called exactly once per successful start(), on a thread the
+/// executor owns, never from inside start(); it may call start() again.
+using Completion = std::function<void(ExecutionResult)>;
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+
+  /// The backend this executor implements.
+  virtual task::Backend backend() const noexcept = 0;
+
+  /// Attempts it can usefully run at once; the pool never has more outstanding.
+  virtual std::size_t slots() const noexcept = 0;
+
+  /// Starts one attempt of `task`. Requesting stop on `stop` cancels it (a process gets SIGTERM,
+  /// then SIGKILL after a grace period; a function sees the token). The result carries the
+  /// task's id and name; attempts and from_journal are left for the caller.
+  /// Errors (then `done` is never called): InvalidArgument when the task is not for this
+  /// backend, Cancelled after shutdown().
+  virtual Result<void> start(const task::Task& task, std::stop_token stop, Completion done) = 0;
+
+  /// Stops accepting new attempts and blocks until every started attempt has completed and its
+  /// Completion has returned. Idempotent. Cancel attempts first for an immediate shutdown.
+  virtual void shutdown() = 0;
+};
+
+}  // namespace pepita::executor

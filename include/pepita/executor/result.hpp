@@ -1,0 +1,54 @@
+#pragma once
+// ExecutionResult: what one task's run produced, whichever backend ran it — status, exit code or
+// signal, wall and CPU time, peak RSS, captured output. The pool fills in attempts and whether
+// the result came from the journal.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "pepita/task/task.hpp"
+
+namespace pepita::executor {
+
+enum class Status : std::uint8_t {
+  Succeeded,     // exit code 0 / the function returned a value
+  Failed,        // non-zero exit / the function returned an Error or threw
+  Signaled,      // killed by a signal it did not get from us
+  TimedOut,      // ran past its timeout and was stopped
+  LaunchFailed,  // the backend could not start it (exec failed, no such binary, fork refused)
+  Cancelled,     // cancelled by the caller or an immediate shutdown
+  Skipped,       // never ran: a dependency did not succeed
+  Rejected,      // never ran: the backend's circuit breaker was open
+};
+inline constexpr std::uint8_t kStatusCount = 8;
+
+/// "succeeded", "failed", "signaled", "timed-out", "launch-failed", "cancelled", "skipped",
+/// "rejected".
+std::string_view to_string(Status status) noexcept;
+
+struct ExecutionResult {
+  task::TaskId id = 0;
+  std::string name;
+  Status status = Status::Failed;
+  int exit_code = -1;  // the process's exit status; 0/1 for functions; -1 when it did not exit
+  int signal = 0;      // the terminating signal, 0 if none
+  std::chrono::nanoseconds wall{0};
+  std::chrono::nanoseconds cpu{0};  // user + system (children's reaped descendants included)
+  std::int64_t max_rss_kb = 0;      // peak resident set of the process (0 for functions)
+  std::string stdout_data;          // up to the task's output cap
+  std::string stderr_data;
+  std::uint64_t stdout_bytes = 0;  // total written, including what the cap dropped
+  std::uint64_t stderr_bytes = 0;
+  std::string error;           // what went wrong, for a user (empty on success)
+  std::uint32_t attempts = 0;  // attempts made, set by the pool
+  bool from_journal = false;   // replayed from a journal, not run in this process
+
+  bool ok() const noexcept { return status == Status::Succeeded; }
+  bool output_truncated() const noexcept {
+    return stdout_bytes > stdout_data.size() || stderr_bytes > stderr_data.size();
+  }
+};
+
+}  // namespace pepita::executor

@@ -1,0 +1,531 @@
+// The process reactor: one thread owns every child — spawns it, watches its pidfd and output
+// pipes with epoll, enforces its deadline, reaps it and delivers the result. Other threads only
+// enqueue starts and cancellations (under `mu`) and wake the reactor through an eventfd.
+#include "pepita/executor/process.hpp"
+
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <thread>
+#include <vector>
+
+#include "detail/spawn.hpp"
+#include "detail/sys.hpp"
+#include "pepita/core/unique_fd.hpp"
+
+namespace pepita::executor {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Channel : std::uint8_t { Wake = 0, Exit = 1, Out = 2, Err = 3, In = 4 };
+
+// epoll user data: generation (so events of a recycled slot are recognised as stale), slot
+// index, channel.
+std::uint64_t tag(std::uint32_t gen, std::uint32_t slot, Channel ch) {
+  return (std::uint64_t{gen} << 32) | (std::uint64_t{slot} << 3) | static_cast<std::uint64_t>(ch);
+}
+
+std::chrono::nanoseconds timeval_ns(const timeval& tv) {
+  return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
+}
+
+struct Captured {
+  UniqueFd fd;
+  std::string data;
+  std::uint64_t total = 0;
+};
+
+struct Child {
+  std::uint32_t gen = 0;
+  bool live = false;
+  task::TaskId id = 0;
+  std::string name;
+  std::size_t cap = 0;
+  Completion done;
+  pid_t pid = -1;
+  UniqueFd pidfd;
+  Captured out, err;
+  UniqueFd stdin_fd;
+  std::string stdin_data;
+  std::size_t stdin_off = 0;
+  Clock::time_point started;
+  Clock::time_point deadline = Clock::time_point::max();
+  bool timed_out = false;
+  bool cancelled = false;
+  bool term_sent = false;
+  std::optional<std::stop_callback<std::function<void()>>> on_stop;
+};
+
+struct Start {
+  task::Task task;
+  std::stop_token stop;
+  Completion done;
+};
+
+struct Cancel {
+  std::uint32_t slot;
+  std::uint32_t gen;
+};
+
+struct Timer {
+  Clock::time_point when;
+  std::uint32_t slot;
+  std::uint32_t gen;
+  bool operator>(const Timer& o) const { return when > o.when; }
+};
+
+Result<void> set_nonblocking(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    return fail_errno(errno, "fcntl O_NONBLOCK");
+  }
+  return {};
+}
+
+}  // namespace
+
+struct ProcessExecutor::Impl {
+  Options options;
+  UniqueFd epoll;
+  UniqueFd wake;
+  UniqueFd dev_null;
+
+  std::mutex mu;  // guards the fields below up to `reactor`
+  std::condition_variable idle_cv;
+  std::vector<Start> starts;
+  std::vector<Cancel> cancels;
+  std::size_t outstanding = 0;  // accepted by start(), completion not yet returned
+  bool accepting = true;
+  bool stop_reactor = false;
+
+  std::thread reactor;
+  std::atomic<std::thread::id> reactor_id{};
+
+  // Reactor-thread state.
+  std::deque<Child> children;  // deque: a Child (with its stop_callback) never moves
+  std::vector<std::uint32_t> free_slots;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers;
+  std::size_t running = 0;
+
+  void notify() {
+    const std::uint64_t one = 1;
+    // A full eventfd counter still wakes the reader, so a failed write needs no handling.
+    [[maybe_unused]] ssize_t n = ::write(wake.get(), &one, sizeof one);
+  }
+
+  void run();
+  void launch(Start start);
+  void finish(std::uint32_t slot, Status status, int exit_code, int sig, const rusage* usage,
+              std::string error);
+  void drain(Captured& c, std::size_t cap);
+  void feed_stdin(Child& c);
+  void on_exit(std::uint32_t slot);
+  void on_timer(const Timer& t);
+  void cancel(std::uint32_t slot);
+  int epoll_add(int fd, std::uint32_t events, std::uint64_t data) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u64 = data;
+    return ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+  }
+};
+
+Result<std::unique_ptr<ProcessExecutor>> ProcessExecutor::create(Options options) {
+  auto impl = std::make_unique<Impl>();
+  if (options.slots == 0) {
+    options.slots = static_cast<std::size_t>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  }
+  if (options.kill_grace.count() < 0) {
+    return fail(ErrorCode::InvalidArgument, "kill_grace must not be negative");
+  }
+  impl->options = options;
+  impl->epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!impl->epoll) return fail_errno(errno, "epoll_create1");
+  impl->wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!impl->wake) return fail_errno(errno, "eventfd");
+  impl->dev_null.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!impl->dev_null) return fail_errno(errno, "open /dev/null");
+  if (int rc = impl->epoll_add(impl->wake.get(), EPOLLIN, tag(0, 0, Channel::Wake)); rc < 0) {
+    return fail_errno(rc, "epoll_ctl eventfd");
+  }
+  Impl* raw = impl.get();
+  try {
+    impl->reactor = std::thread([raw] { raw->run(); });
+  } catch (const std::system_error& e) {
+    return fail(ErrorCode::ResourceExhausted,
+                std::string("cannot start the process reactor thread: ") + e.what());
+  }
+  return std::make_unique<ProcessExecutor>(Private{}, std::move(impl));
+}
+
+ProcessExecutor::ProcessExecutor(Private, std::unique_ptr<Impl> impl) noexcept
+    : impl_(std::move(impl)) {}
+
+ProcessExecutor::~ProcessExecutor() { shutdown(); }
+
+std::size_t ProcessExecutor::slots() const noexcept { return impl_->options.slots; }
+
+Result<void> ProcessExecutor::start(const task::Task& task, std::stop_token stop, Completion done) {
+  if (!task.process()) {
+    return fail(
+        ErrorCode::InvalidArgument,
+        "task '" + task.name() + "' is a function task; the process executor runs binaries");
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->accepting) {
+      return fail(ErrorCode::Cancelled,
+                  "process executor is shut down; task '" + task.name() + "' was not started");
+    }
+    ++impl_->outstanding;
+    impl_->starts.push_back(Start{task, std::move(stop), std::move(done)});
+  }
+  // The reactor drains `starts` after every batch of events, so it needs no wake-up from itself.
+  if (impl_->reactor_id.load(std::memory_order_relaxed) != std::this_thread::get_id()) {
+    impl_->notify();
+  }
+  return {};
+}
+
+void ProcessExecutor::shutdown() {
+  Impl& s = *impl_;
+  {
+    std::unique_lock lock(s.mu);
+    s.accepting = false;
+    s.idle_cv.wait(lock, [&] { return s.outstanding == 0; });
+    s.stop_reactor = true;
+  }
+  s.notify();
+  if (s.reactor.joinable()) s.reactor.join();
+}
+
+void ProcessExecutor::Impl::run() {
+  reactor_id.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  // Writing to a child's stdin pipe after it exited must give EPIPE, not kill the process.
+  sigset_t pipe_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, nullptr);
+
+  std::vector<epoll_event> events(128);
+  std::vector<Start> batch;
+  std::vector<Cancel> cancel_batch;
+  for (;;) {
+    int timeout_ms = -1;
+    if (!timers.empty()) {
+      const auto left = timers.top().when - Clock::now();
+      timeout_ms = static_cast<int>(std::clamp<std::int64_t>(
+          std::chrono::ceil<std::chrono::milliseconds>(left).count(), 0, 60'000));
+    }
+    const int n =
+        ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
+    const int count = n < 0 ? 0 : n;  // EINTR: just go round
+    // Exits last: output first, so a child's final bytes are read before it is reaped.
+    for (int pass = 0; pass < 2; ++pass) {
+      for (int i = 0; i < count; ++i) {
+        const std::uint64_t data = events[static_cast<std::size_t>(i)].data.u64;
+        const auto ch = static_cast<Channel>(data & 7);
+        const auto slot = static_cast<std::uint32_t>((data >> 3) & 0x1FFFFFFF);
+        const auto gen = static_cast<std::uint32_t>(data >> 32);
+        if (ch == Channel::Wake) {
+          if (pass == 0) {
+            std::uint64_t v;
+            [[maybe_unused]] ssize_t r = ::read(wake.get(), &v, sizeof v);
+          }
+          continue;
+        }
+        if (slot >= children.size() || !children[slot].live || children[slot].gen != gen) continue;
+        Child& c = children[slot];
+        if (pass == 0) {
+          if (ch == Channel::Out) drain(c.out, c.cap);
+          if (ch == Channel::Err) drain(c.err, c.cap);
+          if (ch == Channel::In) feed_stdin(c);
+        } else if (ch == Channel::Exit) {
+          on_exit(slot);
+        }
+      }
+    }
+    while (!timers.empty() && timers.top().when <= Clock::now()) {
+      const Timer t = timers.top();
+      timers.pop();
+      on_timer(t);
+    }
+    bool quit = false;
+    {
+      std::lock_guard lock(mu);
+      batch.swap(starts);
+      cancel_batch.swap(cancels);
+      quit = stop_reactor;
+    }
+    for (const Cancel& c : cancel_batch) {
+      if (c.slot < children.size() && children[c.slot].live && children[c.slot].gen == c.gen) {
+        cancel(c.slot);
+      }
+    }
+    cancel_batch.clear();
+    for (Start& s : batch) launch(std::move(s));
+    batch.clear();
+    if (quit && running == 0) return;
+  }
+}
+
+void ProcessExecutor::Impl::launch(Start start) {
+  std::uint32_t slot;
+  if (!free_slots.empty()) {
+    slot = free_slots.back();
+    free_slots.pop_back();
+  } else {
+    slot = static_cast<std::uint32_t>(children.size());
+    children.emplace_back();
+  }
+  Child& c = children[slot];
+  c.gen += 1;
+  c.live = true;
+  c.id = start.task.id();
+  c.name = start.task.name();
+  c.cap = start.task.output_cap();
+  c.done = std::move(start.done);
+  c.out = {};
+  c.err = {};
+  c.stdin_data.clear();
+  c.stdin_off = 0;
+  c.timed_out = c.cancelled = c.term_sent = false;
+  c.deadline = Clock::time_point::max();
+  c.started = Clock::now();
+  ++running;
+
+  auto launch_failed = [&](int err, const std::string& what) {
+    finish(slot, Status::LaunchFailed, -1, 0, nullptr,
+           what + ": " + Error::from_errno(err, "spawn").message());
+  };
+  if (start.stop.stop_requested()) {
+    finish(slot, Status::Cancelled, -1, 0, nullptr, "cancelled before it started");
+    return;
+  }
+
+  const task::ProcessSpec& spec = *start.task.process();
+  int out_pipe[2], err_pipe[2], in_pipe[2] = {-1, -1};
+  if (::pipe2(out_pipe, O_CLOEXEC) < 0) return launch_failed(errno, "pipe for stdout");
+  UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]);
+  if (::pipe2(err_pipe, O_CLOEXEC) < 0) return launch_failed(errno, "pipe for stderr");
+  UniqueFd err_r(err_pipe[0]), err_w(err_pipe[1]);
+  UniqueFd in_r, in_w;
+  if (!spec.stdin_data.empty()) {
+    if (::pipe2(in_pipe, O_CLOEXEC) < 0) return launch_failed(errno, "pipe for stdin");
+    in_r.reset(in_pipe[0]);
+    in_w.reset(in_pipe[1]);
+  }
+  if (!set_nonblocking(out_r.get()) || !set_nonblocking(err_r.get()) ||
+      (in_w && !set_nonblocking(in_w.get()))) {
+    return launch_failed(errno, "set pipes non-blocking");
+  }
+
+  const detail::SpawnFds fds{in_r ? in_r.get() : dev_null.get(), out_w.get(), err_w.get()};
+  const pid_t pid = detail::spawn_process(spec, fds);
+  if (pid < 0) {
+    return launch_failed(-pid, "cannot start '" + spec.path + "'" +
+                                   (spec.cwd.empty() ? "" : " in '" + spec.cwd + "'"));
+  }
+  c.pid = pid;
+  // The child holds its own copies now; our write ends must close so EOF can arrive.
+  out_w.reset();
+  err_w.reset();
+  in_r.reset();
+
+  const int pfd = sys::pidfd_open(pid);
+  if (pfd < 0) {
+    // Cannot watch it: make sure it does not outlive us unobserved, then reap it.
+    sys::kill_group(pid, SIGKILL);
+    siginfo_t info{};
+    ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED);
+    return launch_failed(-pfd, "pidfd_open");
+  }
+  c.pidfd.reset(pfd);
+  c.out.fd = std::move(out_r);
+  c.err.fd = std::move(err_r);
+  epoll_add(c.pidfd.get(), EPOLLIN, tag(c.gen, slot, Channel::Exit));
+  epoll_add(c.out.fd.get(), EPOLLIN, tag(c.gen, slot, Channel::Out));
+  epoll_add(c.err.fd.get(), EPOLLIN, tag(c.gen, slot, Channel::Err));
+  if (in_w) {
+    c.stdin_fd = std::move(in_w);
+    c.stdin_data = spec.stdin_data;
+    epoll_add(c.stdin_fd.get(), EPOLLOUT, tag(c.gen, slot, Channel::In));
+    feed_stdin(c);
+  }
+  if (start.task.timeout().count() > 0) {
+    c.deadline = c.started + start.task.timeout();
+    timers.push({c.deadline, slot, c.gen});
+  }
+  if (start.stop.stop_possible()) {
+    const std::uint32_t gen = c.gen;
+    // Runs on whichever thread requests stop; it only queues the cancel for the reactor.
+    c.on_stop.emplace(start.stop, std::function<void()>([this, slot, gen] {
+                        {
+                          std::lock_guard lock(mu);
+                          cancels.push_back({slot, gen});
+                        }
+                        notify();
+                      }));
+  }
+}
+
+void ProcessExecutor::Impl::drain(Captured& c, std::size_t cap) {
+  if (!c.fd) return;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+    if (n > 0) {
+      const auto got = static_cast<std::size_t>(n);
+      c.total += got;
+      if (c.data.size() < cap) c.data.append(buf, std::min(got, cap - c.data.size()));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    c.fd.reset();  // EOF or error: closing also removes it from the epoll set
+    return;
+  }
+}
+
+void ProcessExecutor::Impl::feed_stdin(Child& c) {
+  while (c.stdin_fd && c.stdin_off < c.stdin_data.size()) {
+    const ssize_t n = ::write(c.stdin_fd.get(), c.stdin_data.data() + c.stdin_off,
+                              c.stdin_data.size() - c.stdin_off);
+    if (n > 0) {
+      c.stdin_off += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      return;
+    } else {
+      // EPIPE: the child stopped reading. Discard the SIGPIPE this thread has pending (blocked).
+      sigset_t pipe_set;
+      sigemptyset(&pipe_set);
+      sigaddset(&pipe_set, SIGPIPE);
+      const timespec zero{};
+      ::sigtimedwait(&pipe_set, nullptr, &zero);
+      break;
+    }
+  }
+  c.stdin_fd.reset();  // all written (or the child is gone): EOF for the child
+}
+
+void ProcessExecutor::Impl::on_exit(std::uint32_t slot) {
+  Child& c = children[slot];
+  if (c.timed_out || c.cancelled) {
+    // The leader is a zombie until we reap it, so its group id cannot have been reused: sweep
+    // any descendants that ignored SIGTERM.
+    sys::kill_group(c.pid, SIGKILL);
+  }
+  siginfo_t info{};
+  rusage usage{};
+  const int rc = sys::waitid_pidfd(c.pidfd.get(), &info, &usage);
+  if (rc == 1) return;  // spurious readiness
+  drain(c.out, c.cap);
+  drain(c.err, c.cap);
+  if (rc < 0) {
+    finish(slot, Status::Failed, -1, 0, nullptr, Error::from_errno(rc, "waitid").message());
+    return;
+  }
+  if (info.si_code == CLD_EXITED) {
+    const int code = info.si_status;
+    Status st = code == 0 ? Status::Succeeded : Status::Failed;
+    std::string err = code == 0 ? "" : "exited with status " + std::to_string(code);
+    if (c.timed_out) {
+      st = Status::TimedOut;
+      err = "timed out; exited with status " + std::to_string(code) + " after SIGTERM";
+    } else if (c.cancelled) {
+      st = Status::Cancelled;
+      err = "cancelled";
+    }
+    finish(slot, st, code, 0, &usage, std::move(err));
+  } else {
+    const int sig = info.si_status;
+    Status st = Status::Signaled;
+    std::string err = std::string("killed by signal ") + std::to_string(sig) + " (" +
+                      (sigabbrev_np(sig) ? sigabbrev_np(sig) : "?") + ")";
+    if (c.timed_out) {
+      st = Status::TimedOut;
+      err = "timed out after " +
+            std::to_string(std::chrono::duration<double>(c.deadline - c.started).count()) + " s; " +
+            err;
+    } else if (c.cancelled) {
+      st = Status::Cancelled;
+      err = "cancelled; " + err;
+    }
+    finish(slot, st, -1, sig, &usage, std::move(err));
+  }
+}
+
+void ProcessExecutor::Impl::cancel(std::uint32_t slot) {
+  Child& c = children[slot];
+  if (c.pid < 0 || c.term_sent) return;
+  c.cancelled = !c.timed_out;
+  c.term_sent = true;
+  sys::kill_group(c.pid, SIGTERM);
+  timers.push({Clock::now() + options.kill_grace, slot, c.gen});
+}
+
+void ProcessExecutor::Impl::on_timer(const Timer& t) {
+  if (t.slot >= children.size()) return;
+  Child& c = children[t.slot];
+  if (!c.live || c.gen != t.gen || c.pid < 0) return;
+  if (!c.term_sent) {
+    c.timed_out = true;
+    cancel(t.slot);
+  } else {
+    sys::kill_group(c.pid, SIGKILL);
+  }
+}
+
+void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_code, int sig,
+                                   const rusage* usage, std::string error) {
+  Child& c = children[slot];
+  ExecutionResult r;
+  r.id = c.id;
+  r.name = std::move(c.name);
+  r.status = status;
+  r.exit_code = exit_code;
+  r.signal = sig;
+  r.wall = Clock::now() - c.started;
+  if (usage) {
+    r.cpu = timeval_ns(usage->ru_utime) + timeval_ns(usage->ru_stime);
+    r.max_rss_kb = usage->ru_maxrss;
+  }
+  r.stdout_data = std::move(c.out.data);
+  r.stderr_data = std::move(c.err.data);
+  r.stdout_bytes = c.out.total;
+  r.stderr_bytes = c.err.total;
+  r.error = std::move(error);
+  Completion done = std::move(c.done);
+  // Deregistering the stop callback waits for one running on another thread; it only takes
+  // `mu`, which we do not hold here.
+  c.on_stop.reset();
+  c.pidfd.reset();
+  c.out.fd.reset();
+  c.err.fd.reset();
+  c.stdin_fd.reset();
+  c.pid = -1;
+  c.live = false;
+  free_slots.push_back(slot);
+  --running;
+  done(std::move(r));
+  {
+    std::lock_guard lock(mu);
+    if (--outstanding == 0) idle_cv.notify_all();
+  }
+}
+
+}  // namespace pepita::executor

@@ -1,0 +1,186 @@
+#include "pepita/executor/process.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+namespace pepita::executor {
+namespace {
+
+using namespace std::chrono_literals;
+using task::Task;
+
+ExecutionResult run_one(Executor& exec, const Task& task, std::stop_token stop = {}) {
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  auto started =
+      exec.start(task, std::move(stop), [&p](ExecutionResult r) { p.set_value(std::move(r)); });
+  EXPECT_TRUE(started) << started.error().message();
+  if (!started) return {};
+  return f.get();
+}
+
+std::unique_ptr<ProcessExecutor> make(std::chrono::nanoseconds grace = 2s) {
+  auto e = ProcessExecutor::create({.slots = 4, .kill_grace = grace});
+  EXPECT_TRUE(e) << e.error().message();
+  return std::move(*e);
+}
+
+Task sh(const std::string& script) {
+  return Task::binary("/bin/sh").args({"-c", script}).build().value();
+}
+
+// A process that is gone or a zombie no longer runs anything.
+bool process_running(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto close = line.rfind(')');
+  return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
+}
+
+TEST(ProcessExecutor, CapturesOutputAndExitStatus) {
+  auto exec = make();
+  auto r = run_one(*exec, sh("echo out; echo err >&2; exit 0"));
+  EXPECT_EQ(r.status, Status::Succeeded) << r.error;
+  EXPECT_EQ(r.stdout_data, "out\n");
+  EXPECT_EQ(r.stderr_data, "err\n");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_GT(r.wall, 0ns);
+  EXPECT_GT(r.max_rss_kb, 0);
+  EXPECT_TRUE(r.ok());
+
+  auto failed = run_one(*exec, sh("exit 3"));
+  EXPECT_EQ(failed.status, Status::Failed);
+  EXPECT_EQ(failed.exit_code, 3);
+  EXPECT_NE(failed.error.find("status 3"), std::string::npos);
+}
+
+TEST(ProcessExecutor, ReportsSignalsAndCpuTime) {
+  auto exec = make();
+  auto r = run_one(*exec, sh("kill -KILL $$"));
+  EXPECT_EQ(r.status, Status::Signaled);
+  EXPECT_EQ(r.signal, SIGKILL);
+  EXPECT_NE(r.error.find("KILL"), std::string::npos);
+  auto busy = run_one(*exec, sh("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"));
+  EXPECT_EQ(busy.status, Status::Succeeded);
+  EXPECT_GT(busy.cpu, 10ms);
+}
+
+TEST(ProcessExecutor, OutputCapCountsDroppedBytes) {
+  auto exec = make();
+  auto t =
+      Task::binary("/usr/bin/head").args({"-c", "300000", "/dev/zero"}).output_cap(1000).build();
+  auto r = run_one(*exec, t.value());
+  EXPECT_EQ(r.status, Status::Succeeded);
+  EXPECT_EQ(r.stdout_data.size(), 1000u);
+  EXPECT_EQ(r.stdout_bytes, 300000u);
+  EXPECT_TRUE(r.output_truncated());
+}
+
+TEST(ProcessExecutor, StdinEnvCwd) {
+  auto exec = make();
+  std::string big(1 << 20, 'x');  // larger than a pipe: stdin and stdout must flow together
+  auto cat = run_one(*exec, Task::binary("cat").stdin(big).build().value());
+  EXPECT_EQ(cat.status, Status::Succeeded) << cat.error;
+  EXPECT_EQ(cat.stdout_data.size(), big.size());
+  auto env = run_one(*exec, Task::binary("/bin/sh")
+                                .args({"-c", "echo $FOO; pwd"})
+                                .env("FOO", "bar baz")
+                                .cwd("/tmp")
+                                .build()
+                                .value());
+  EXPECT_EQ(env.stdout_data, "bar baz\n/tmp\n");
+  auto clean =
+      run_one(*exec, Task::binary("/usr/bin/env").clear_env().env("ONLY", "1").build().value());
+  EXPECT_EQ(clean.stdout_data, "ONLY=1\n");
+}
+
+TEST(ProcessExecutor, LaunchFailuresAreResultsNotCrashes) {
+  auto exec = make();
+  auto missing = run_one(*exec, Task::binary("/nonexistent/bin").build().value());
+  EXPECT_EQ(missing.status, Status::LaunchFailed);
+  EXPECT_NE(missing.error.find("ENOENT"), std::string::npos) << missing.error;
+  auto bad_cwd = run_one(*exec, Task::binary("/bin/true").cwd("/nonexistent-dir").build().value());
+  EXPECT_EQ(bad_cwd.status, Status::LaunchFailed);
+  auto fn = Task::function([] {}).build().value();
+  EXPECT_FALSE(exec->start(fn, {}, [](ExecutionResult) {}));
+}
+
+TEST(ProcessExecutor, TimeoutKillsWholeProcessGroup) {
+  auto exec = make(200ms);
+  const auto pidfile =
+      std::filesystem::temp_directory_path() / ("pepita-grandchild-" + std::to_string(::getpid()));
+  // The grandchild ignores nothing; the shell itself ignores SIGTERM, so SIGKILL must follow.
+  auto t = Task::binary("/bin/sh")
+               .args({"-c", "trap '' TERM; sleep 30 & echo $! > " + pidfile.string() + "; wait"})
+               .timeout(200ms)
+               .build();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run_one(*exec, t.value());
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.status, Status::TimedOut) << r.error;
+  EXPECT_EQ(r.signal, SIGKILL);
+  EXPECT_LT(took, 5s);
+  std::ifstream in(pidfile);
+  pid_t grandchild = 0;
+  in >> grandchild;
+  std::filesystem::remove(pidfile);
+  ASSERT_GT(grandchild, 0);
+  for (int i = 0; i < 100 && process_running(grandchild); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(process_running(grandchild)) << "grandchild " << grandchild << " survived";
+}
+
+TEST(ProcessExecutor, CancelStopsARunningChild) {
+  auto exec = make(200ms);
+  std::stop_source stop;
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  ASSERT_TRUE(exec->start(sh("sleep 30"), stop.get_token(),
+                          [&](ExecutionResult r) { p.set_value(std::move(r)); }));
+  std::this_thread::sleep_for(100ms);
+  stop.request_stop();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(f.get().status, Status::Cancelled);
+  std::stop_source pre;
+  pre.request_stop();
+  EXPECT_EQ(run_one(*exec, sh("sleep 30"), pre.get_token()).status, Status::Cancelled);
+}
+
+TEST(ProcessExecutor, NoFdLeaksNoZombies) {
+  const int leaky = ::fcntl(STDERR_FILENO, F_DUPFD, 100);  // deliberately without CLOEXEC
+  ASSERT_GE(leaky, 100);
+  {
+    auto exec = make();
+    auto r = run_one(*exec, Task::binary("/bin/ls").args({"/proc/self/fd"}).build().value());
+    EXPECT_EQ(r.status, Status::Succeeded);
+    EXPECT_EQ(r.stdout_data, "0\n1\n2\n3\n") << "the child inherited extra descriptors";
+    std::atomic<int> ok{0};
+    std::atomic<int> finished{0};
+    auto t = Task::binary("/bin/true").build().value();
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_TRUE(exec->start(t, {}, [&](ExecutionResult res) {
+        ok += res.ok();
+        ++finished;
+      }));
+    }
+    exec->shutdown();
+    EXPECT_EQ(finished.load(), 200);
+    EXPECT_EQ(ok.load(), 200);
+    EXPECT_FALSE(exec->start(t, {}, [](ExecutionResult) {}));
+  }
+  ::close(leaky);
+  errno = 0;
+  EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD) << "a child was left unreaped";
+}
+
+}  // namespace
+}  // namespace pepita::executor
