@@ -1,0 +1,329 @@
+// Ring mechanics on the real kernel: setup variants, submission/completion protocol, SQ-full
+// back-pressure, CQ overflow without loss, timed waits, SQPOLL, SQE128/CQE32 and teardown.
+#include "pepita/io_uring/ring.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "pepita/io_uring/prep.hpp"
+#include "test_util.hpp"
+
+namespace pepita::io_uring {
+namespace {
+
+using test::Done;
+using namespace std::chrono_literals;
+
+TEST(Ring, CreateReportsGeometryAndFeatures) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 100});
+  EXPECT_EQ(ring.sq_entries(), 128u);  // rounded up to a power of two
+  EXPECT_EQ(ring.cq_entries(), 256u);  // twice the SQ by default
+  EXPECT_GE(ring.fd(), 0);
+  EXPECT_TRUE(ring.has_feature(abi::feat::NODROP));
+  EXPECT_EQ(ring.sq_space_left(), 128u);
+  EXPECT_EQ(ring.cq_ready(), 0u);
+  EXPECT_EQ(ring.peek_cqe(), nullptr);
+}
+
+TEST(Ring, CqSizeIsHonoured) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 8, .cq_entries = 1024});
+  EXPECT_EQ(ring.sq_entries(), 8u);
+  EXPECT_EQ(ring.cq_entries(), 1024u);
+  EXPECT_NE(ring.setup_flags() & abi::setup::CQSIZE, 0u);
+}
+
+TEST(Ring, BadSetupArgumentsAreClearErrors) {
+  auto zero = Ring::create(RingOptions{.entries = 0});
+  ASSERT_FALSE(zero);
+  EXPECT_EQ(zero.error().code(), ErrorCode::InvalidArgument);
+
+  auto huge = Ring::create(RingOptions{.entries = 1u << 20});
+  if (!huge && huge.error().code() == ErrorCode::Unsupported) GTEST_SKIP() << "no io_uring";
+  ASSERT_FALSE(huge);
+  EXPECT_EQ(huge.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_EQ(huge.error().sys_errno(), EINVAL);
+  EXPECT_NE(huge.error().message().find("entries"), std::string::npos);
+
+  auto clamped = Ring::create(RingOptions{.entries = 1u << 20, .clamp = true});
+  ASSERT_TRUE(clamped) << clamped.error().to_string();
+  EXPECT_EQ(clamped->sq_entries(), 32768u);
+
+  auto unsupported = Ring::create(RingOptions{.extra_flags = abi::setup::NO_MMAP});
+  ASSERT_FALSE(unsupported);
+  EXPECT_EQ(unsupported.error().code(), ErrorCode::InvalidArgument);
+
+  auto bogus = Ring::create(RingOptions{.extra_flags = 1u << 30});  // a flag no kernel defines
+  ASSERT_FALSE(bogus);
+  EXPECT_EQ(bogus.error().code(), ErrorCode::InvalidArgument);
+}
+
+TEST(Ring, NopBatchesRoundTripUserData) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 64});
+  for (unsigned round = 0; round < 20; ++round) {
+    const unsigned batch = 1 + round * 3;
+    for (unsigned i = 0; i < batch; ++i) {
+      abi::Sqe* sqe = ring.get_sqe();
+      ASSERT_NE(sqe, nullptr);
+      prep_nop(*sqe);
+      sqe->user_data = round * 1000 + i;
+    }
+    EXPECT_EQ(ring.sq_ready(), batch);
+    auto submitted = ring.submit_and_wait(batch);
+    ASSERT_TRUE(submitted) << submitted.error().to_string();
+    EXPECT_EQ(*submitted, batch);
+    EXPECT_EQ(ring.sq_ready(), 0u);
+    EXPECT_EQ(ring.cq_ready(), batch);
+    std::vector<std::uint64_t> seen;
+    const unsigned n = ring.for_each_cqe([&](const abi::Cqe& c) {
+      EXPECT_EQ(c.res, 0);
+      seen.push_back(c.user_data);
+    });
+    EXPECT_EQ(n, batch);
+    std::sort(seen.begin(), seen.end());
+    for (unsigned i = 0; i < batch; ++i) EXPECT_EQ(seen[i], round * 1000 + i);
+    EXPECT_EQ(ring.cq_ready(), 0u);
+  }
+}
+
+TEST(Ring, PeekBatchDoesNotConsume) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 16});
+  for (unsigned i = 0; i < 10; ++i) {
+    prep_nop(*ring.get_sqe());
+  }
+  ASSERT_TRUE(ring.submit_and_wait(10));
+  std::array<const abi::Cqe*, 4> batch{};
+  EXPECT_EQ(ring.peek_batch(batch), 4u);
+  EXPECT_EQ(ring.cq_ready(), 10u);
+  ring.advance(4);
+  EXPECT_EQ(ring.cq_ready(), 6u);
+  std::array<const abi::Cqe*, 16> rest{};
+  EXPECT_EQ(ring.peek_batch(rest), 6u);
+  ring.advance(6);
+  EXPECT_EQ(ring.peek_batch(rest), 0u);
+}
+
+TEST(Ring, FullSqGivesNullThenBackPressureSubmits) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4, .cq_entries = 64});
+  for (unsigned i = 0; i < 4; ++i) {
+    abi::Sqe* sqe = ring.get_sqe();
+    ASSERT_NE(sqe, nullptr);
+    prep_nop(*sqe);
+    sqe->user_data = i;
+  }
+  EXPECT_EQ(ring.get_sqe(), nullptr);
+  EXPECT_EQ(ring.sq_space_left(), 0u);
+  auto sqe = ring.acquire_sqe();  // submits the four, then hands out a slot
+  ASSERT_TRUE(sqe) << sqe.error().to_string();
+  prep_nop(**sqe);
+  (*sqe)->user_data = 4;
+  const auto done = test::reap(ring, 5);
+  std::set<std::uint64_t> ids;
+  for (const Done& d : done) ids.insert(d.user_data);
+  EXPECT_EQ(ids, (std::set<std::uint64_t>{0, 1, 2, 3, 4}));
+}
+
+TEST(Ring, CqOverflowLosesNoCompletion) {
+  // CQ of 8 entries, 200 completions posted before any is reaped: the kernel parks the excess in
+  // its overflow list (FEAT_NODROP) and flags it; reaping must deliver all of them exactly once.
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 8, .cq_entries = 8});
+  if (!ring.has_feature(abi::feat::NODROP)) GTEST_SKIP() << "kernel lacks FEAT_NODROP";
+  constexpr unsigned kTotal = 200;
+  unsigned queued = 0;
+  while (queued < kTotal) {
+    abi::Sqe* sqe = ring.get_sqe();
+    if (sqe == nullptr) {
+      auto s = ring.submit();
+      ASSERT_TRUE(s) << s.error().to_string();
+      continue;
+    }
+    prep_nop(*sqe);
+    sqe->user_data = queued++;
+  }
+  ASSERT_TRUE(ring.submit());
+  EXPECT_TRUE(ring.cq_overflow_pending());
+  std::vector<int> seen(kTotal, 0);
+  unsigned reaped = 0;
+  for (int spins = 0; reaped < kTotal && spins < 10000; ++spins) {
+    const abi::Cqe* cqe = ring.peek_cqe();
+    if (cqe == nullptr) {
+      ASSERT_TRUE(ring.flush_overflow());
+      continue;
+    }
+    ASSERT_LT(cqe->user_data, kTotal);
+    ++seen[cqe->user_data];
+    ++reaped;
+    ring.cqe_seen();
+  }
+  EXPECT_EQ(reaped, kTotal);
+  for (unsigned i = 0; i < kTotal; ++i) EXPECT_EQ(seen[i], 1) << "user_data " << i;
+  EXPECT_FALSE(ring.cq_overflow_pending());
+  EXPECT_EQ(ring.cq_dropped(), 0u);
+}
+
+TEST(Ring, WaitTimesOutWithNothingInFlight) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4});
+  if (!ring.has_feature(abi::feat::EXT_ARG)) GTEST_SKIP() << "kernel lacks FEAT_EXT_ARG";
+  const auto start = std::chrono::steady_clock::now();
+  auto n = ring.wait(1, 20ms);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_EQ(*n, 0u);
+  EXPECT_GE(elapsed, 15ms);
+  EXPECT_LT(elapsed, 5s);
+
+  prep_nop(*ring.get_sqe());
+  auto m = ring.wait(1, 5s);  // submits the nop and returns as soon as it completes
+  ASSERT_TRUE(m);
+  EXPECT_EQ(*m, 1u);
+  ring.cqe_seen();
+}
+
+TEST(Ring, SqpollSubmitsWithoutEntering) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 32, .sqpoll = true, .sqpoll_idle_ms = 10});
+  EXPECT_NE(ring.setup_flags() & abi::setup::SQPOLL, 0u);
+  // Two rounds separated by more than the idle time: the second must wake the sleeping poller.
+  for (int round = 0; round < 2; ++round) {
+    for (unsigned i = 0; i < 16; ++i) {
+      abi::Sqe* sqe = ring.get_sqe();
+      ASSERT_NE(sqe, nullptr);
+      prep_nop(*sqe);
+      sqe->user_data = i;
+    }
+    const auto done = test::reap(ring, 16);
+    EXPECT_EQ(done.size(), 16u);
+    std::this_thread::sleep_for(30ms);
+  }
+}
+
+TEST(Ring, SqpollBackPressureWaitsForThePoller) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4, .cq_entries = 256, .sqpoll = true});
+  for (unsigned i = 0; i < 100; ++i) {
+    auto sqe = ring.acquire_sqe();
+    ASSERT_TRUE(sqe) << sqe.error().to_string();
+    prep_nop(**sqe);
+    (*sqe)->user_data = i;
+  }
+  EXPECT_EQ(test::reap(ring, 100).size(), 100u);
+}
+
+TEST(Ring, Sqe128UringCmdAndCqe32) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 8, .sqe128 = true, .cqe32 = true});
+  // Socket uring_cmds go through the protocol's ioctl: TCP has one, AF_UNIX does not.
+  sockaddr_in addr{};
+  UniqueFd listener = test::tcp_listener(&addr);
+  ASSERT_TRUE(listener);
+  UniqueFd b(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  // SAFETY: sockaddr_in is the AF_INET form of sockaddr.
+  ASSERT_EQ(::connect(b.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  UniqueFd a(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(a);
+  ASSERT_EQ(::write(b.get(), "hello", 5), 5);
+  std::this_thread::sleep_for(10ms);  // loopback delivery
+
+  // A plain op through the 64-byte view of a 128-byte slot.
+  abi::Sqe* nop = ring.get_sqe();
+  ASSERT_NE(nop, nullptr);
+  prep_nop(*nop);
+  nop->user_data = 1;
+  // A socket uring_cmd (Linux 6.7+): SIOCINQ reports the 5 readable bytes.
+  abi::Sqe128* cmd = ring.get_sqe128();
+  ASSERT_NE(cmd, nullptr);
+  prep_uring_cmd(*cmd, a.get(), static_cast<std::uint32_t>(abi::SocketOp::Siocinq), nullptr, 0);
+  cmd->user_data = 2;
+  const auto done = test::reap(ring, 2);
+  ASSERT_EQ(done.size(), 2u);
+  for (const Done& d : done) {
+    if (d.user_data == 1) {
+      EXPECT_EQ(d.res, 0);
+    }
+    if (d.user_data == 2) {
+      if (d.res == -EOPNOTSUPP || d.res == -EINVAL) GTEST_SKIP() << "no socket uring_cmd";
+      EXPECT_EQ(d.res, 5);
+    }
+  }
+}
+
+TEST(Ring, Sqe128ViewRefusedOnPlainRing) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 2});
+  EXPECT_EQ(ring.get_sqe128(), nullptr);
+  EXPECT_EQ(ring.sq_ready(), 0u);
+}
+
+TEST(Ring, BadFdCompletesWithEbadf) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 2});
+  char buf[8];
+  prep_read(*ring.get_sqe(), 1'000'000, buf, sizeof buf, 0);
+  const Done d = test::submit_and_reap_one(ring);
+  EXPECT_EQ(d.res, -EBADF);
+}
+
+TEST(Ring, TeardownWithOpsInFlight) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  std::vector<char> buf(64);
+  {
+    PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 8});
+    for (int i = 0; i < 4; ++i) prep_recv(*ring.get_sqe(), a.get(), buf.data(), buf.size(), 0);
+    abi::KernelTimespec ts{.tv_sec = 100, .tv_nsec = 0};
+    prep_timeout(*ring.get_sqe(), &ts, 0, 0);
+    ASSERT_TRUE(ring.submit());
+  }  // ring closed with 5 requests pending: the kernel cancels them
+  // The socket is still usable afterwards.
+  ASSERT_EQ(::write(b.get(), "x", 1), 1);
+  char c = 0;
+  EXPECT_EQ(::read(a.get(), &c, 1), 1);
+}
+
+TEST(Ring, MoveKeepsTheRingWorking) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4});
+  Ring moved = std::move(ring);
+  prep_nop(*moved.get_sqe());
+  EXPECT_EQ(test::submit_and_reap_one(moved).res, 0);
+}
+
+RC_GTEST_PROP(Ring, AnySubmitPatternCompletesEverything, (std::vector<std::uint8_t> batches)) {
+  auto ring = Ring::create(RingOptions{.entries = 16, .cq_entries = 32});
+  RC_PRE(ring.has_value());
+  std::uint64_t next = 0;
+  std::vector<int> seen;
+  for (std::uint8_t b : batches) {
+    const unsigned n = b % 40;  // may exceed both the SQ and the CQ
+    for (unsigned i = 0; i < n; ++i) {
+      auto sqe = ring->acquire_sqe();
+      RC_ASSERT(sqe.has_value());
+      prep_nop(**sqe);
+      (*sqe)->user_data = next++;
+    }
+    RC_ASSERT(ring->submit().has_value());
+    if (b & 1) {
+      ring->for_each_cqe([&](const abi::Cqe& c) {
+        if (seen.size() <= c.user_data) seen.resize(c.user_data + 1);
+        ++seen[c.user_data];
+      });
+    }
+  }
+  std::uint64_t total = 0;
+  for (int v : seen) total += static_cast<std::uint64_t>(v);
+  while (total < next) {
+    RC_ASSERT(ring->submit_and_wait(1).has_value());
+    total += ring->for_each_cqe([&](const abi::Cqe& c) {
+      if (seen.size() <= c.user_data) seen.resize(c.user_data + 1);
+      ++seen[c.user_data];
+    });
+  }
+  RC_ASSERT(total == next);
+  for (int v : seen) RC_ASSERT(v == 1);
+}
+
+}  // namespace
+}  // namespace pepita::io_uring

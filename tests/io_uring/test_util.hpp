@@ -1,0 +1,100 @@
+#pragma once
+// Shared helpers for the io_uring tests: ring creation that skips when io_uring is unavailable,
+// single-op submit/reap, temp files and loopback sockets.
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <optional>
+#include <string>
+
+#include "pepita/core/unique_fd.hpp"
+#include "pepita/io_uring/ring.hpp"
+
+namespace pepita::io_uring::test {
+
+/// Creates a ring or records why the test cannot run (sets `skip`).
+inline std::optional<Ring> make_ring(const RingOptions& o, std::string* skip) {
+  auto r = Ring::create(o);
+  if (!r) {
+    *skip = r.error().to_string();
+    return std::nullopt;
+  }
+  return std::move(*r);
+}
+
+#define PEPITA_RING_OR_SKIP(var, ...)                                               \
+  std::string var##_skip_;                                                          \
+  auto var##_opt_ = ::pepita::io_uring::test::make_ring(__VA_ARGS__, &var##_skip_); \
+  if (!var##_opt_) {                                                                \
+    if (var##_skip_.find("unsupported") != std::string::npos)                       \
+      GTEST_SKIP() << "io_uring unavailable: " << var##_skip_;                      \
+    FAIL() << var##_skip_;                                                          \
+  }                                                                                 \
+  ::pepita::io_uring::Ring& var = *var##_opt_
+
+/// A completion copied out of the ring.
+struct Done {
+  std::uint64_t user_data;
+  int res;
+  std::uint32_t flags;
+};
+
+/// Submits what is queued, waits for one CQE and consumes it.
+inline Done submit_and_reap_one(Ring& ring) {
+  auto s = ring.submit_and_wait(1);
+  EXPECT_TRUE(s) << s.error().to_string();
+  const abi::Cqe* cqe = ring.peek_cqe();
+  EXPECT_NE(cqe, nullptr);
+  if (cqe == nullptr) return Done{0, -9999, 0};
+  Done d{cqe->user_data, cqe->res, cqe->flags};
+  ring.cqe_seen();
+  return d;
+}
+
+/// Waits for exactly `n` CQEs and returns them in arrival order.
+inline std::vector<Done> reap(Ring& ring, unsigned n) {
+  std::vector<Done> out;
+  while (out.size() < n) {
+    auto s = ring.submit_and_wait(1);
+    EXPECT_TRUE(s) << s.error().to_string();
+    if (!s) break;
+    ring.for_each_cqe([&](const abi::Cqe& c) { out.push_back(Done{c.user_data, c.res, c.flags}); });
+  }
+  return out;
+}
+
+/// An unlinked temp file in `dir` (O_DIRECT optional).
+inline UniqueFd temp_file(int extra_flags = 0, const char* dir = "/tmp") {
+  std::string path = std::string(dir) + "/pepita_iou_XXXXXX";
+  UniqueFd fd(::mkostemp(path.data(), O_CLOEXEC | extra_flags));
+  if (fd) ::unlink(path.c_str());
+  return fd;
+}
+
+/// A connected TCP loopback pair plus the listener.
+struct TcpPair {
+  UniqueFd listener;
+  UniqueFd client;
+  UniqueFd server;
+};
+
+inline UniqueFd tcp_listener(sockaddr_in* bound) {
+  UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  // SAFETY: sockaddr_in is the AF_INET form of sockaddr.
+  if (::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return UniqueFd();
+  socklen_t len = sizeof a;
+  ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len);  // SAFETY: as above
+  if (::listen(l.get(), 16) != 0) return UniqueFd();
+  *bound = a;
+  return l;
+}
+
+}  // namespace pepita::io_uring::test
