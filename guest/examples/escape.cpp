@@ -1,0 +1,105 @@
+// A hostile guest: the first input byte picks one escape attempt. Each must end as a guest fault
+// reported by the VMM (or a timeout), with the host unharmed. 'b' is the one attempt the guest can
+// observe itself: a host call aimed at the page tables must fail with -EFAULT (exit 42).
+#include "pepita/vmm/guest_abi.hpp"
+#include "pepita_guest/runtime.hpp"
+
+namespace ga = pepita::vmm::guest_abi;
+
+namespace {
+
+int recurse(int depth) {
+  volatile char pad[512];
+  pad[0] = static_cast<char>(depth);
+  if (depth == (1 << 30)) return 0;  // never reached: the 256 KiB stack ends first
+  return recurse(depth + 1) + pad[0];
+}
+
+uint64_t boot_field(uint64_t offset) {
+  return *reinterpret_cast<const volatile uint64_t*>(ga::kBootInfoGpa + offset);
+}
+
+}  // namespace
+
+extern "C" int guest_main() {
+  using namespace pepita::guest;
+  Bytes in = input();
+  const char mode = in.size > 0 ? static_cast<char>(in.data[0]) : '?';
+  const uint64_t mem = boot_field(__builtin_offsetof(ga::BootInfo, memory_size));
+  switch (mode) {
+    case 'r':  // just past the end of guest RAM
+      return static_cast<int>(*reinterpret_cast<volatile uint64_t*>(mem + 0x1000));
+    case 'R':  // far outside: 1 TiB
+      return static_cast<int>(*reinterpret_cast<volatile uint64_t*>(1ull << 40));
+    case 'p':  // the page tables (top of RAM, never mapped)
+      return static_cast<int>(*reinterpret_cast<volatile uint64_t*>(mem - 8));
+    case 'g':  // the GDT (supervisor page)
+      return static_cast<int>(*reinterpret_cast<volatile uint64_t*>(ga::kGdtGpa));
+    case 'k':  // write the read-only boot info
+      *reinterpret_cast<volatile uint64_t*>(ga::kBootInfoGpa) = 0;
+      return 1;
+    case 'w':  // write our own code (W^X)
+      *reinterpret_cast<volatile unsigned char*>(reinterpret_cast<uintptr_t>(&guest_main)) = 0xc3;
+      return 1;
+    case 'x': {  // execute from the heap (NX)
+      auto* code = static_cast<unsigned char*>(alloc(16));
+      code[0] = 0xc3;  // ret
+      reinterpret_cast<void (*)()>(code)();
+      return 1;
+    }
+    case 'j':  // jump into the supervisor fault stubs
+      reinterpret_cast<void (*)()>(ga::kFaultStubGpa)();
+      return 1;
+    case 'z':  // call through a null pointer
+      reinterpret_cast<void (*)()>(static_cast<uintptr_t>(in.size - in.size))();
+      return 1;
+    case 'h': asm volatile("hlt"); return 1;
+    case 'c': asm volatile("mov %0, %%cr3" : : "r"(uint64_t{0}) : "memory"); return 1;
+    case 'm': asm volatile("wrmsr" : : "c"(0xc0000080u), "a"(0u), "d"(0u)); return 1;
+    case 'l': {
+      struct __attribute__((packed)) {
+        uint16_t limit;
+        uint64_t base;
+      } gdtr{0, 0};
+      asm volatile("lgdt %0" : : "m"(gdtr));
+      return 1;
+    }
+    case 'i': asm volatile("int $0x80"); return 1;
+    case '3': asm volatile("int3"); return 1;
+    case 's': asm volatile("syscall" : : : "rcx", "r11", "memory"); return 1;
+    case 'v': asm volatile("vmcall"); return 1;
+    case 'u': asm volatile("ud2"); return 1;
+    case 'd': {
+      volatile int zero = 0;
+      return 10 / zero;
+    }
+    case 'o': asm volatile("outb %%al, %%dx" : : "a"(0), "d"(uint16_t{0x80})); return 1;
+    case 'n': {
+      unsigned char v;
+      asm volatile("inb %%dx, %%al" : "=a"(v) : "d"(uint16_t{0x60}));
+      return v;
+    }
+    case 'e': return recurse(0);  // runs into the stack guard page
+    case 'f':
+      for (;;) asm volatile("" ::: "memory");  // spin until the watchdog
+    case 'b': {  // ask the host to write input into the page tables: must be refused
+      auto* ring = reinterpret_cast<ga::HostcallRingHeader*>(ga::kHostcallGpa);
+      auto* call =
+          reinterpret_cast<ga::Hostcall*>(ga::kHostcallGpa + sizeof(ga::HostcallRingHeader));
+      call->op = ga::kReadInput;
+      call->args[0] = 0;
+      call->args[1] = mem - 4096;
+      call->args[2] = 1;
+      call->result = 0;
+      ring->count = 1;
+      asm volatile("outb %%al, %%dx" : : "a"(0), "d"(ga::kHostcallPort) : "memory");
+      return call->result == ga::kErrFault ? 42 : 1;
+    }
+    case 'C': {  // a batch count far beyond the ring
+      reinterpret_cast<ga::HostcallRingHeader*>(ga::kHostcallGpa)->count = 0xffffffffu;
+      asm volatile("outb %%al, %%dx" : : "a"(0), "d"(ga::kHostcallPort) : "memory");
+      return 1;
+    }
+    default: print("escape: unknown mode\n"); return 2;
+  }
+}

@@ -1,0 +1,87 @@
+#pragma once
+// The contract between pepita's VMM and a freestanding guest: the fixed guest-physical layout,
+// the boot-info page and the batched host-call ring. Freestanding (guest code includes it).
+// Model: Solo5 hvt's hypercall-by-port-write with arguments in guest memory, batched.
+//
+// The vCPU starts in 64-bit mode at CPL3 with RDI = kBootInfoGpa; memory is identity-mapped
+// (guest-virtual == guest-physical). A guest queues Hostcall entries in the ring page, stores the
+// count, then executes `outb %al, $kHostcallPort`: one VM exit serves the whole batch, and the
+// host writes each entry's result before the guest resumes.
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace pepita::vmm::guest_abi {
+
+// --- Fixed guest-physical layout (all page-aligned; page 0 is never mapped). ---
+inline constexpr uint64_t kGdtGpa = 0x1000;         // GDT + 64-bit TSS (supervisor only)
+inline constexpr uint64_t kIdtGpa = 0x2000;         // 256 gates to the fault stubs (supervisor)
+inline constexpr uint64_t kFaultStubGpa = 0x3000;   // 256 bytes of `hlt`, one per vector
+inline constexpr uint64_t kFaultStackGpa = 0x4000;  // 2 pages; exception frames land here
+inline constexpr uint64_t kFaultStackTop = 0x6000;
+inline constexpr uint64_t kBootInfoGpa = 0x6000;    // BootInfo, read-only to the guest
+inline constexpr uint64_t kHostcallGpa = 0x7000;    // HostcallRing, read-write to the guest
+inline constexpr uint64_t kImageMinGpa = 0x100000;  // ELF PT_LOAD segments lie at or above 1 MiB
+
+/// The only I/O port the VMM serves; any other port access ends the guest as a fault.
+inline constexpr uint16_t kHostcallPort = 0x0e9;
+
+inline constexpr uint64_t kBootMagic = 0x6174697065700001ull;  // "pepita" v1
+inline constexpr uint32_t kAbiVersion = 1;
+
+/// BootInfo.flags: the host wants a snapshot point; the runtime issues kReady after its setup.
+inline constexpr uint32_t kFlagWantReady = 1u << 0;
+
+/// Written by the VMM at kBootInfoGpa; the guest only reads it. input_size is rewritten for each
+/// run (after a snapshot restore), so the guest reads it after kReady returns.
+struct BootInfo {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t flags;
+  uint64_t memory_size;
+  uint64_t heap_base;
+  uint64_t heap_size;
+  uint64_t input_base;
+  uint64_t input_capacity;
+  uint64_t input_size;
+  uint64_t stack_base;
+  uint64_t stack_size;
+  uint64_t hostcall_gpa;
+  uint32_t hostcall_capacity;
+  uint32_t reserved;
+};
+static_assert(sizeof(BootInfo) == 96);
+
+enum HostcallOp : uint32_t {
+  kNop = 0,        // result 0; measures the round trip
+  kWrite = 1,      // args: fd (1 stdout, 2 stderr), gpa, len -> bytes written or -errno
+  kExit = 2,       // args: exit code; later entries of the batch are ignored
+  kReadInput = 3,  // args: input offset, gpa, len -> bytes copied or -errno
+  kReady = 4,      // setup done: the host may snapshot here; result 0 when resumed
+};
+
+/// One request. The host reads op/args and writes result; buffers named by gpa must lie in
+/// guest memory the guest itself may access (heap, stack, image, input), else result -EFAULT.
+struct Hostcall {
+  uint32_t op;
+  uint32_t reserved;
+  uint64_t args[4];
+  int64_t result;
+};
+static_assert(sizeof(Hostcall) == 48);
+
+/// The ring page: `count` entries of `calls` are pending when the guest writes the port.
+/// The host trusts nothing here: count is clamped to kHostcallCapacity and copied once.
+struct HostcallRingHeader {
+  uint32_t count;
+  uint32_t reserved[15];
+};
+static_assert(sizeof(HostcallRingHeader) == 64);
+inline constexpr uint32_t kHostcallCapacity =
+    (4096 - sizeof(HostcallRingHeader)) / sizeof(Hostcall);
+
+inline constexpr int64_t kErrFault = -14;    // -EFAULT: buffer outside the guest's own memory
+inline constexpr int64_t kErrInval = -22;    // -EINVAL: bad op or argument
+inline constexpr int64_t kErrNoSpace = -28;  // -ENOSPC: output limit reached
+
+}  // namespace pepita::vmm::guest_abi

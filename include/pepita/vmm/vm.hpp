@@ -1,0 +1,132 @@
+#pragma once
+// Kernel-less micro-VMs on KVM: a vCPU that starts directly in 64-bit CPL3 and runs a freestanding
+// guest (the Hyperlight / Solo5-hvt model), with batched host calls (guest_abi.hpp), a watchdog,
+// per-VM memory limits, fault reports with registers, and copy-on-write snapshots.
+//
+//   auto image = PEPITA_TRY(vmm::GuestImage::load_file("hello.elf"));
+//   auto vm = PEPITA_TRY(vmm::Vm::create(image, {.memory_bytes = 16 << 20}));
+//   vmm::RunResult r = PEPITA_TRY(vm.run(input_bytes));
+//   if (r.kind == vmm::ExitKind::Exited) std::cout << r.output << "exit " << r.exit_code;
+//   else std::cerr << r.describe();   // fault with registers, or timeout
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "pepita/error.hpp"
+#include "pepita/memory/guest_memory.hpp"
+#include "pepita/vmm/elf_image.hpp"
+
+namespace pepita::vmm {
+
+inline constexpr uint64_t kMinMemory = 2ull << 20;
+inline constexpr uint64_t kMaxMemory = 4ull << 30;
+
+struct VmConfig {
+  /// Guest RAM, the VM's hard memory limit: the guest cannot reach a byte more. 2 MiB .. 4 GiB,
+  /// page multiple. Host pages are committed only when touched.
+  uint64_t memory_bytes = 16ull << 20;
+  /// Read-only input window; 0 picks a quarter of memory. Inputs larger than this are refused.
+  uint64_t input_capacity = 0;
+  uint64_t stack_bytes = 256ull << 10;
+  /// Wall-clock limit for one run(); a watchdog timer stops the vCPU when it passes.
+  std::chrono::nanoseconds timeout = std::chrono::seconds(1);
+  /// Bytes of stdout+stderr kept; writes past it fail in the guest with -ENOSPC.
+  uint64_t output_limit = 1ull << 20;
+  /// Back RAM with a sealable memfd so the VM can become a Snapshot.
+  bool snapshottable = false;
+};
+
+enum class ExitKind : uint8_t {
+  Exited,    // the guest called exit; exit_code is set
+  Fault,     // CPU exception, triple fault, emulation failure or ABI violation; see fault
+  TimedOut,  // the watchdog stopped it
+};
+
+/// Where and how a guest died. vector is the x86 exception (14 = #PF, 13 = #GP, 6 = #UD) or -1
+/// when the VM stopped without one (shutdown, bad port, emulation failure).
+struct GuestFault {
+  std::string reason;
+  int vector = -1;
+  uint64_t error_code = 0;
+  uint64_t rip = 0, rsp = 0, rflags = 0, cr2 = 0;
+  uint64_t rax = 0, rbx = 0, rcx = 0, rdx = 0, rsi = 0, rdi = 0, rbp = 0;
+  uint64_t r8 = 0, r9 = 0, r10 = 0, r11 = 0, r12 = 0, r13 = 0, r14 = 0, r15 = 0;
+};
+
+struct RunResult {
+  ExitKind kind = ExitKind::Fault;
+  int exit_code = -1;
+  std::string output;  // stdout and stderr interleaved, as written
+  std::optional<GuestFault> fault;
+  uint64_t exits = 0;  // VM exits taken (host-call batches + faults)
+  std::chrono::nanoseconds elapsed{0};
+  /// One line for logs: "exited 0", "timed out after 1s", "fault #PF at rip=... cr2=...".
+  std::string describe() const;
+};
+
+class Snapshot;
+
+/// One micro-VM with one vCPU, run on the calling thread. Move-only; destruction closes the vCPU,
+/// then the VM, then unmaps guest RAM.
+class Vm {
+ public:
+  /// Opens /dev/kvm (once per process), creates the VM, loads `image` with W^X page tables and
+  /// places the vCPU at the entry in CPL3. Unsupported when /dev/kvm is missing or not usable.
+  static Result<Vm> create(const GuestImage& image, const VmConfig& config);
+  /// A new VM whose memory is a copy-on-write view of the snapshot and whose registers are the
+  /// snapshot's: it resumes right after the guest's kReady call.
+  static Result<Vm> restore(const Snapshot& snapshot);
+
+  Vm(Vm&&) noexcept;
+  Vm& operator=(Vm&&) noexcept;
+  ~Vm();
+
+  /// Copies `input` into the input window and runs until the guest exits, faults or times out.
+  /// A guest's misbehaviour is a RunResult (kind Fault/TimedOut), never an Error; Errors mean the
+  /// host failed (ioctl, oversized input). A VM runs once: a second run() is InvalidArgument.
+  Result<RunResult> run(std::span<const std::byte> input);
+
+  /// Runs a snapshottable VM (created with snapshottable = true) until the guest's kReady call
+  /// and turns it into a Snapshot. A guest that exits or faults before kReady is an error that
+  /// carries the guest's description.
+  static Result<Snapshot> capture(Vm vm);
+
+  const memory::GuestMemory& memory() const noexcept;
+
+  struct State;  // private to src/vmm
+  explicit Vm(std::unique_ptr<State> state);
+
+ private:
+  std::unique_ptr<State> state_;
+};
+
+/// Memory image (sealed memfd) plus vCPU registers of a VM stopped at its kReady call. Immutable
+/// and shareable across threads; each restore maps it copy-on-write.
+class Snapshot {
+ public:
+  Snapshot(Snapshot&&) noexcept;
+  Snapshot& operator=(Snapshot&&) noexcept;
+  ~Snapshot();
+  const VmConfig& config() const noexcept;
+
+  struct State;  // private to src/vmm
+  explicit Snapshot(std::unique_ptr<State> state);
+
+ private:
+  friend class Vm;
+  std::unique_ptr<State> state_;
+};
+
+/// True when /dev/kvm can create VMs here; otherwise the reason (for test skips and the CLI).
+Result<void> kvm_available();
+
+/// Convenience: load, create, run once.
+Result<RunResult> run_guest(const GuestImage& image, std::span<const std::byte> input,
+                            const VmConfig& config);
+
+}  // namespace pepita::vmm

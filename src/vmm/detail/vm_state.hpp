@@ -1,0 +1,61 @@
+#pragma once
+// Private state of Vm and Snapshot, shared by vm.cpp (create/restore/capture), run.cpp (the run
+// loop and host calls) and fault.cpp (fault decoding).
+
+#include <linux/kvm.h>
+
+#include <memory>
+#include <span>
+
+#include "pepita/core/mapping.hpp"
+#include "pepita/core/unique_fd.hpp"
+#include "pepita/memory/guest_memory.hpp"
+#include "pepita/vmm/vm.hpp"
+#include "vmm/detail/kvm_system.hpp"
+#include "vmm/detail/layout.hpp"
+#include "vmm/detail/sys.hpp"
+
+namespace pepita::vmm {
+
+struct Vm::State {
+  const KvmSystem* kvm = nullptr;
+  VmConfig config;
+  detail::Layout layout;
+  bool ran = false;
+  std::span<const std::byte> input;  // valid during run() only
+  // Teardown order is the reverse of declaration: kvm_run page, vCPU fd, VM fd, then guest RAM
+  // (KVM drops its memslot reference when the VM fd closes, before the RAM is unmapped).
+  memory::GuestMemory mem;
+  UniqueFd vm_fd;
+  UniqueFd vcpu_fd;
+  Mapping run_page;
+
+  // SAFETY: run_page is the vCPU's kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE bytes, page-aligned).
+  kvm_run* run() const noexcept { return static_cast<kvm_run*>(run_page.data()); }
+};
+
+struct Snapshot::State {
+  VmConfig config;
+  detail::Layout layout;
+  UniqueFd image;  // sealed memfd
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  kvm_xcrs xcrs{};
+  bool has_xsave = false;
+  std::unique_ptr<sys::Xsave> xsave;
+  kvm_fpu fpu{};
+};
+
+namespace detail {
+
+/// How a run loop ended, before it becomes a RunResult.
+enum class Stop { Exited, Ready, Fault, TimedOut };
+
+/// Runs the vCPU until exit, fault, timeout or (when stop_at_ready) the guest's kReady call.
+Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& result);
+
+/// Fills result.fault from the vCPU's registers after an exit that ended the guest.
+Result<void> describe_fault(Vm::State& s, std::string reason, bool after_hlt, RunResult& result);
+
+}  // namespace detail
+}  // namespace pepita::vmm

@@ -1,0 +1,235 @@
+// The vCPU run loop: host-call batches on the one port, guest faults decoded from the `hlt` stubs,
+// shutdowns, emulation failures and the watchdog. Everything read from guest memory is copied once
+// and validated before use.
+#include <cstdio>
+#include <string>
+
+#include "pepita/vmm/guest_abi.hpp"
+#include "vmm/detail/sys.hpp"
+#include "vmm/detail/vm_state.hpp"
+#include "vmm/detail/watchdog.hpp"
+
+namespace pepita::vmm::detail {
+namespace {
+
+namespace ga = guest_abi;
+using abi::PhysAddr;
+
+std::string hex(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+const char* vector_name(int v) {
+  static const char* const names[] = {"#DE divide error",
+                                      "#DB debug",
+                                      "NMI",
+                                      "#BP breakpoint",
+                                      "#OF overflow",
+                                      "#BR bound range",
+                                      "#UD invalid opcode",
+                                      "#NM device not available",
+                                      "#DF double fault",
+                                      "coprocessor overrun",
+                                      "#TS invalid TSS",
+                                      "#NP segment not present",
+                                      "#SS stack fault",
+                                      "#GP general protection",
+                                      "#PF page fault",
+                                      "reserved",
+                                      "#MF x87 error",
+                                      "#AC alignment check",
+                                      "#MC machine check",
+                                      "#XM SIMD exception",
+                                      "#VE virtualization",
+                                      "#CP control protection"};
+  if (v >= 0 && v < static_cast<int>(sizeof names / sizeof names[0])) return names[v];
+  return "interrupt";
+}
+
+bool has_error_code(int v) {
+  return v == 8 || (v >= 10 && v <= 14) || v == 17 || v == 21 || v == 29 || v == 30;
+}
+
+enum class BatchEnd { Continue, Exited, Ready, Violation };
+
+struct Batch {
+  BatchEnd end = BatchEnd::Continue;
+  std::string violation;
+};
+
+int64_t do_write(Vm::State& s, const ga::Hostcall& c, RunResult& r) {
+  const uint64_t fd = c.args[0], gpa = c.args[1], len = c.args[2];
+  if (fd != 1 && fd != 2) return ga::kErrInval;
+  if (!guest_may_access(s.layout, gpa, len, false)) return ga::kErrFault;
+  const uint64_t room =
+      s.config.output_limit - std::min<uint64_t>(r.output.size(), s.config.output_limit);
+  if (len > room) return ga::kErrNoSpace;
+  auto bytes = s.mem.span(PhysAddr(gpa), len);
+  if (!bytes) return ga::kErrFault;
+  // SAFETY: std::byte and char have the same size; only copied, never interpreted.
+  r.output.append(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+  return static_cast<int64_t>(len);
+}
+
+int64_t do_read_input(Vm::State& s, const ga::Hostcall& c) {
+  const uint64_t offset = c.args[0], gpa = c.args[1], len = c.args[2];
+  if (offset > s.input.size()) return ga::kErrInval;
+  const uint64_t n = std::min<uint64_t>(len, s.input.size() - offset);
+  if (!guest_may_access(s.layout, gpa, n, true)) return ga::kErrFault;
+  if (!s.mem.write_bytes(PhysAddr(gpa), s.input.subspan(offset, n))) return ga::kErrFault;
+  return static_cast<int64_t>(n);
+}
+
+Result<Batch> serve_batch(Vm::State& s, bool stop_at_ready, RunResult& r) {
+  Batch batch;
+  const uint32_t count = PEPITA_TRY(s.mem.read<uint32_t>(PhysAddr(ga::kHostcallGpa)));
+  if (count > ga::kHostcallCapacity) {
+    batch.end = BatchEnd::Violation;
+    batch.violation = "host-call batch of " + std::to_string(count) +
+                      " entries exceeds the ring's " + std::to_string(ga::kHostcallCapacity);
+    return batch;
+  }
+  for (uint32_t i = 0; i < count && batch.end == BatchEnd::Continue; ++i) {
+    const uint64_t at =
+        ga::kHostcallGpa + sizeof(ga::HostcallRingHeader) + i * sizeof(ga::Hostcall);
+    const auto call = PEPITA_TRY(s.mem.read<ga::Hostcall>(PhysAddr(at)));  // one copy: no TOCTOU
+    int64_t res = 0;
+    switch (call.op) {
+      case ga::kNop: break;
+      case ga::kWrite: res = do_write(s, call, r); break;
+      case ga::kReadInput: res = do_read_input(s, call); break;
+      case ga::kExit:
+        r.exit_code = static_cast<int>(call.args[0]);
+        batch.end = BatchEnd::Exited;
+        break;
+      case ga::kReady:
+        if (stop_at_ready) batch.end = BatchEnd::Ready;
+        break;
+      default: res = ga::kErrInval;
+    }
+    PEPITA_TRY_VOID(s.mem.write<int64_t>(PhysAddr(at + offsetof(ga::Hostcall, result)), res));
+  }
+  PEPITA_TRY_VOID(s.mem.write<uint32_t>(PhysAddr(ga::kHostcallGpa), 0));
+  return batch;
+}
+
+}  // namespace
+
+Result<void> describe_fault(Vm::State& s, std::string reason, bool after_hlt, RunResult& result) {
+  const int vcpu = s.vcpu_fd.get();
+  kvm_regs regs{};
+  kvm_sregs sregs{};
+  if (int res = sys::ioctl_ptr(vcpu, KVM_GET_REGS, &regs); res < 0)
+    return fail_errno(-res, "KVM_GET_REGS after guest fault");
+  if (int res = sys::ioctl_ptr(vcpu, KVM_GET_SREGS, &sregs); res < 0)
+    return fail_errno(-res, "KVM_GET_SREGS after guest fault");
+  GuestFault f;
+  f.rip = regs.rip;
+  f.rsp = regs.rsp;
+  f.rflags = regs.rflags;
+  f.cr2 = sregs.cr2;
+  f.rax = regs.rax, f.rbx = regs.rbx, f.rcx = regs.rcx, f.rdx = regs.rdx;
+  f.rsi = regs.rsi, f.rdi = regs.rdi, f.rbp = regs.rbp;
+  f.r8 = regs.r8, f.r9 = regs.r9, f.r10 = regs.r10, f.r11 = regs.r11;
+  f.r12 = regs.r12, f.r13 = regs.r13, f.r14 = regs.r14, f.r15 = regs.r15;
+  // A CPL3 fault went through IDT gate v to the `hlt` at kFaultStubGpa + v: RIP names the vector
+  // and RSP the CPU's exception frame [error code], rip, cs, rflags, rsp, ss (SDM 6.14.2).
+  const uint64_t stub_off = regs.rip - ga::kFaultStubGpa - (after_hlt ? 1 : 0);
+  if (regs.rip >= ga::kFaultStubGpa && stub_off < 256) {
+    f.vector = static_cast<int>(stub_off);
+    uint64_t frame = regs.rsp;
+    if (has_error_code(f.vector)) {
+      if (auto e = s.mem.read<uint64_t>(PhysAddr(frame))) f.error_code = *e;
+      frame += 8;
+    }
+    if (auto v = s.mem.read<uint64_t>(PhysAddr(frame))) f.rip = *v;
+    if (auto v = s.mem.read<uint64_t>(PhysAddr(frame + 16))) f.rflags = *v;
+    if (auto v = s.mem.read<uint64_t>(PhysAddr(frame + 24))) f.rsp = *v;
+    reason = std::string(vector_name(f.vector));
+  }
+  f.reason = std::move(reason);
+  result.kind = ExitKind::Fault;
+  result.fault = std::move(f);
+  return {};
+}
+
+Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& r) {
+  const auto start = std::chrono::steady_clock::now();
+  auto finish = [&](Stop stop) {
+    r.elapsed = std::chrono::steady_clock::now() - start;
+    if (stop == Stop::Exited) r.kind = ExitKind::Exited;
+    if (stop == Stop::TimedOut) r.kind = ExitKind::TimedOut;
+    return stop;
+  };
+  kvm_run* run = s.run();
+  auto watchdog = PEPITA_TRY(Watchdog::arm(run, s.config.timeout));
+  const int vcpu = s.vcpu_fd.get();
+  for (;;) {
+    int res = sys::ioctl(vcpu, KVM_RUN, 0);
+    // SAFETY: kvm_run is shared with KVM, which is not running this vCPU now (KVM_RUN returned).
+    if (res == -EINTR || (res == 0 && run->exit_reason == KVM_EXIT_INTR)) {
+      __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELAXED);
+      if (watchdog.expired()) return finish(Stop::TimedOut);
+      continue;
+    }
+    if (res == -EAGAIN) continue;
+    if (res < 0) return fail_errno(-res, "KVM_RUN");
+    ++r.exits;
+    switch (run->exit_reason) {
+      case KVM_EXIT_IO: {
+        const auto& io = run->io;
+        if (io.port == ga::kHostcallPort && io.direction == KVM_EXIT_IO_OUT) {
+          auto batch = PEPITA_TRY(serve_batch(s, stop_at_ready, r));
+          if (batch.end == BatchEnd::Exited) return finish(Stop::Exited);
+          if (batch.end == BatchEnd::Ready) return finish(Stop::Ready);
+          if (batch.end == BatchEnd::Violation) {
+            PEPITA_TRY_VOID(
+                describe_fault(s, "host-call ABI violation: " + batch.violation, false, r));
+            return finish(Stop::Fault);
+          }
+          break;
+        }
+        PEPITA_TRY_VOID(describe_fault(
+            s,
+            std::string("port ") + (io.direction == KVM_EXIT_IO_OUT ? "write to " : "read from ") +
+                hex(io.port) + " (only " + hex(ga::kHostcallPort) + " is served)",
+            false, r));
+        return finish(Stop::Fault);
+      }
+      case KVM_EXIT_HLT:
+        PEPITA_TRY_VOID(describe_fault(s, "vCPU halted", true, r));
+        return finish(Stop::Fault);
+      case KVM_EXIT_SHUTDOWN:
+        PEPITA_TRY_VOID(describe_fault(s, "triple fault (shutdown)", false, r));
+        return finish(Stop::Fault);
+      case KVM_EXIT_INTERNAL_ERROR:
+        PEPITA_TRY_VOID(describe_fault(s,
+                                       "KVM internal error, suberror " +
+                                           std::to_string(run->internal.suberror) +
+                                           (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                                                ? " (instruction emulation failed)"
+                                                : ""),
+                                       false, r));
+        return finish(Stop::Fault);
+      case KVM_EXIT_MMIO:
+        PEPITA_TRY_VOID(describe_fault(
+            s, "access to unbacked guest-physical address " + hex(run->mmio.phys_addr), false, r));
+        return finish(Stop::Fault);
+      case KVM_EXIT_FAIL_ENTRY:
+        PEPITA_TRY_VOID(describe_fault(s,
+                                       "VM entry failed, hardware reason " +
+                                           hex(run->fail_entry.hardware_entry_failure_reason),
+                                       false, r));
+        return finish(Stop::Fault);
+      default:
+        PEPITA_TRY_VOID(describe_fault(
+            s, "unexpected KVM exit reason " + std::to_string(run->exit_reason), false, r));
+        return finish(Stop::Fault);
+    }
+    if (watchdog.expired()) return finish(Stop::TimedOut);
+  }
+}
+
+}  // namespace pepita::vmm::detail

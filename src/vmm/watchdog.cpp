@@ -1,0 +1,81 @@
+// Watchdog timer: SIGEV_THREAD_ID timer + a no-restart signal handler that kicks KVM_RUN.
+#include "vmm/detail/watchdog.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+#include <utility>
+
+namespace pepita::vmm::detail {
+namespace {
+
+// The vCPU this thread is running, for the signal handler. initial-exec TLS is async-signal-safe.
+__attribute__((tls_model("initial-exec"))) thread_local kvm_run* t_running = nullptr;
+
+int watchdog_signal() { return SIGRTMIN + 6; }
+
+void on_watchdog(int) {
+  kvm_run* run = t_running;
+  // SAFETY: kvm_run is the vCPU page mmap'ed by this thread's VM, alive while t_running is set;
+  // KVM reads immediate_exit on the next KVM_RUN entry.
+  if (run != nullptr) __atomic_store_n(&run->immediate_exit, 1, __ATOMIC_RELAXED);
+}
+
+Result<void> install_handler() {
+  static std::once_flag once;
+  static int result = 0;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = on_watchdog;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+    if (::sigaction(watchdog_signal(), &sa, nullptr) != 0) result = errno;
+  });
+  if (result != 0) return fail_errno(result, "sigaction for the VM watchdog signal");
+  return {};
+}
+
+}  // namespace
+
+Result<Watchdog> Watchdog::arm(kvm_run* run, std::chrono::nanoseconds timeout) {
+  PEPITA_TRY_VOID(install_handler());
+  // The signal must reach this thread even if the caller blocked it.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, watchdog_signal());
+  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+
+  Watchdog w;
+  w.deadline_ = std::chrono::steady_clock::now() + timeout;
+  sigevent sev{};
+  sev.sigev_notify = SIGEV_THREAD_ID;
+  sev.sigev_signo = watchdog_signal();
+  sev._sigev_un._tid = ::gettid();  // glibc 2.36 lacks the sigev_notify_thread_id name
+  if (::timer_create(CLOCK_MONOTONIC, &sev, &w.timer_) != 0)
+    return fail_errno(errno, "timer_create for the VM watchdog");
+  w.armed_ = true;
+  t_running = run;
+  const auto ns = std::max<std::chrono::nanoseconds::rep>(timeout.count(), 1);
+  itimerspec spec{};
+  spec.it_value.tv_sec = ns / 1'000'000'000;
+  spec.it_value.tv_nsec = ns % 1'000'000'000;
+  spec.it_interval.tv_nsec = 1'000'000;  // keep kicking until the vCPU notices
+  if (::timer_settime(w.timer_, 0, &spec, nullptr) != 0)
+    return fail_errno(errno, "timer_settime for the VM watchdog");
+  return w;
+}
+
+Watchdog::Watchdog(Watchdog&& other) noexcept
+    : timer_(other.timer_),
+      armed_(std::exchange(other.armed_, false)),
+      deadline_(other.deadline_) {}
+
+Watchdog::~Watchdog() {
+  if (!armed_) return;
+  ::timer_delete(timer_);
+  t_running = nullptr;
+}
+
+}  // namespace pepita::vmm::detail
