@@ -6,10 +6,14 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
+#include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -73,6 +77,347 @@ TEST(Scheduler, FibMatchesSequential) {
   Stats st = s->stats();
   EXPECT_GT(st.total().tasks_executed, 0u);
   EXPECT_EQ(st.workers.size(), 3u);
+}
+
+int nqueens(Scheduler& s, int n, int row, std::uint32_t cols, std::uint32_t d1, std::uint32_t d2) {
+  if (row == n) return 1;
+  std::atomic<int> total{0};
+  TaskGroup g(s);
+  std::uint32_t free = ~(cols | d1 | d2) & ((1u << n) - 1);
+  while (free != 0) {
+    std::uint32_t bit = free & (~free + 1);
+    free ^= bit;
+    g.run([&, bit] {
+      total.fetch_add(nqueens(s, n, row + 1, cols | bit, (d1 | bit) << 1, (d2 | bit) >> 1),
+                      std::memory_order_relaxed);
+    });
+  }
+  EXPECT_TRUE(g.wait().has_value());
+  return total.load();
+}
+
+TEST(Scheduler, NQueensMatchesKnownCounts) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  int q6 = 0;
+  int q8 = 0;
+  g.run([&] { q6 = nqueens(*s, 6, 0, 0, 0, 0); });
+  g.run([&] { q8 = nqueens(*s, 8, 0, 0, 0, 0); });
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_EQ(q6, 4);
+  EXPECT_EQ(q8, 92);
+}
+
+TEST(Scheduler, SingleWorkerNestedWaitsDoNotDeadlock) {
+  auto s = make(1);
+  TaskGroup g(*s);
+  std::uint64_t result = 0;
+  g.run([&] { result = fib_par(*s, 15); });
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_EQ(result, fib_seq(15));
+}
+
+// A chain of groups, each waited from inside a task of the previous one.
+int nest(Scheduler& s, int depth) {
+  if (depth == 0) return 0;
+  int inner = -1;
+  TaskGroup g(s);
+  g.run([&] { inner = nest(s, depth - 1); });
+  EXPECT_TRUE(g.wait().has_value());
+  return inner + 1;
+}
+
+TEST(Scheduler, DeeplyNestedGroups) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  int depth = 0;
+  g.run([&] { depth = nest(*s, 500); });
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_EQ(depth, 500);
+}
+
+TEST(Scheduler, WaitFromOutsideThreadWhileWorkersRun) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  std::atomic<int> count{0};
+  for (int i = 0; i < 1000; ++i) g.run([&] { count.fetch_add(1); });
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_EQ(count.load(), 1000);
+  EXPECT_FALSE(s->on_worker_thread());
+  EXPECT_EQ(Scheduler::current_worker_index(), -1);
+}
+
+TEST(Scheduler, TasksKnowTheirWorker) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  std::atomic<int> bad{0};
+  for (int i = 0; i < 100; ++i) {
+    g.run([&] {
+      int idx = Scheduler::current_worker_index();
+      if (!s->on_worker_thread() || idx < 0 || idx >= 2) bad.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(Scheduler, ManyExternalProducers) {
+  auto s = make(2);
+  std::atomic<int> count{0};
+  constexpr int kThreads = 4;
+  const int per = test_scale() >= 1 ? 20000 : 2000;
+  {
+    std::vector<std::jthread> producers;
+    for (int t = 0; t < kThreads; ++t) {
+      producers.emplace_back([&] {
+        for (int i = 0; i < per; ++i)
+          s->submit([&] { count.fetch_add(1, std::memory_order_relaxed); });
+      });
+    }
+  }
+  s.reset();
+  EXPECT_EQ(count.load(), kThreads * per);
+}
+
+TEST(Scheduler, SubmitFromTaskGoesToLocalDequeAndDrainsAtShutdown) {
+  auto s = make(2);
+  std::atomic<int> count{0};
+  Scheduler* raw = s.get();  // s is null while its destructor drains
+  for (int i = 0; i < 100; ++i) {
+    raw->submit([&] {
+      EXPECT_GE(Scheduler::current_worker_index(), 0);
+      for (int j = 0; j < 100; ++j) raw->submit([&] { count.fetch_add(1); });
+    });
+  }
+  s.reset();
+  EXPECT_EQ(count.load(), 100 * 100);
+}
+
+TEST(TaskGroup, ExceptionReachesWaiterWithItsType) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  g.run([] { throw std::runtime_error("boom in task"); });
+  auto r = g.wait();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::Internal);
+  EXPECT_NE(r.error().message().find("boom in task"), std::string::npos);
+  ASSERT_TRUE(g.exception() != nullptr);
+  EXPECT_THROW(std::rethrow_exception(g.exception()), std::runtime_error);
+  // The group is reusable and clean afterwards.
+  g.run([] {});
+  EXPECT_TRUE(g.wait().has_value());
+  EXPECT_TRUE(g.exception() == nullptr);
+}
+
+TEST(TaskGroup, ExceptionTypesMapToErrorCodes) {
+  auto s = make(1);
+  TaskGroup g(*s);
+  g.run([] { throw std::invalid_argument("bad n"); });
+  EXPECT_EQ(g.wait().error().code(), ErrorCode::InvalidArgument);
+  g.run([] { throw std::bad_alloc(); });
+  EXPECT_EQ(g.wait().error().code(), ErrorCode::ResourceExhausted);
+  g.run([] { throw std::system_error(ENOENT, std::generic_category(), "open x"); });
+  auto r = g.wait();
+  EXPECT_EQ(r.error().code(), ErrorCode::NotFound);
+  EXPECT_EQ(r.error().sys_errno(), ENOENT);
+  g.run([] { throw 42; });
+  EXPECT_EQ(g.wait().error().code(), ErrorCode::Internal);
+}
+
+TEST(TaskGroup, ReturnedErrorReachesWaiter) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  g.run(
+      []() -> Result<void> { return fail(ErrorCode::Corrupted, "checksum mismatch in shard 3"); });
+  g.run([]() -> Result<void> { return {}; });
+  auto r = g.wait();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::Corrupted);
+  EXPECT_EQ(r.error().message(), "checksum mismatch in shard 3");
+  EXPECT_TRUE(g.exception() == nullptr);
+}
+
+TEST(TaskGroup, ExceptionInDeepRecursionReachesRoot) {
+  auto s = make(2);
+  std::function<void(int)> rec = [&](int d) {
+    if (d == 0) throw std::runtime_error("leaf failed");
+    TaskGroup g(*s);
+    g.run([&, d] { rec(d - 1); });
+    g.run([&, d] { rec(d - 1); });
+    auto r = g.wait();
+    if (!r && g.exception()) std::rethrow_exception(g.exception());
+  };
+  TaskGroup root(*s);
+  root.run([&] { rec(6); });
+  auto r = root.wait();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_THROW(std::rethrow_exception(root.exception()), std::runtime_error);
+}
+
+TEST(TaskGroup, CancelSkipsTasksNotYetStarted) {
+  auto s = make(1);
+  TaskGroup g(*s);
+  std::atomic<bool> release{false};
+  std::atomic<bool> started{false};
+  std::atomic<int> ran{0};
+  g.run([&] {
+    started.store(true);
+    while (!release.load()) std::this_thread::yield();
+    ran.fetch_add(1);
+  });
+  while (!started.load()) std::this_thread::yield();
+  for (int i = 0; i < 100; ++i) g.run([&] { ran.fetch_add(1); });
+  g.cancel();
+  EXPECT_TRUE(g.is_cancelled());
+  release.store(true);
+  auto r = g.wait();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::Cancelled);
+  EXPECT_EQ(ran.load(), 1);        // only the task already running
+  EXPECT_FALSE(g.is_cancelled());  // reset by wait()
+}
+
+TEST(TaskGroup, FailureCancelsSiblings) {
+  auto s = make(1);
+  TaskGroup g(*s);
+  std::atomic<int> ran{0};
+  g.run([] { throw std::runtime_error("first"); });
+  for (int i = 0; i < 100; ++i) g.run([&] { ran.fetch_add(1); });
+  auto r = g.wait();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("first"), std::string::npos);
+  EXPECT_LT(ran.load(), 100);
+}
+
+TEST(TaskGroup, RunAndWaitRunsInlineFirst) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  std::atomic<int> n{0};
+  g.run([&] { n.fetch_add(1); });
+  auto r = g.run_and_wait([&] { n.fetch_add(10); });
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(n.load(), 11);
+  auto bad = g.run_and_wait([] { throw std::runtime_error("inline"); });
+  ASSERT_FALSE(bad.has_value());
+}
+
+TEST(TaskGroup, DestructorWaitsForRunningTasks) {
+  auto s = make(2);
+  std::atomic<int> n{0};
+  {
+    TaskGroup g(*s);
+    for (int i = 0; i < 50; ++i) {
+      g.run([&] {
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+        n.fetch_add(1);
+      });
+    }
+  }
+  EXPECT_EQ(n.load(), 50);
+}
+
+TEST(TaskGroup, LargeCallablesUseTheFallbackAllocator) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  std::array<std::uint64_t, 64> big{};  // 512 bytes: larger than a pooled block
+  big.fill(3);
+  std::atomic<std::uint64_t> sum{0};
+  for (int i = 0; i < 10; ++i) {
+    g.run([big, &sum] {
+      std::uint64_t local = 0;
+      for (auto v : big) local += v;
+      sum.fetch_add(local);
+    });
+  }
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_EQ(sum.load(), 10u * 64u * 3u);
+}
+
+TEST(Scheduler, UncaughtExceptionsOfSubmittedTasksAreCounted) {
+  std::atomic<int> seen{0};
+  Scheduler::Options opt;
+  opt.workers = 2;
+  opt.on_uncaught_exception = [&](std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::runtime_error&) {
+      seen.fetch_add(1);
+    }
+  };
+  auto s = Scheduler::create(std::move(opt));
+  ASSERT_TRUE(s.has_value());
+  for (int i = 0; i < 5; ++i) (*s)->submit([] { throw std::runtime_error("lost"); });
+  TaskGroup g(**s);
+  g.run([] {});
+  ASSERT_TRUE(g.wait().has_value());
+  std::unique_ptr<Scheduler> owned = std::move(*s);
+  owned.reset();  // drains: all five have run
+  EXPECT_EQ(seen.load(), 5);
+}
+
+double cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+TEST(Scheduler, IdleSchedulerUsesAlmostNoCpu) {
+  auto s = make(4);
+  // Make the workers run and then go idle.
+  TaskGroup g(*s);
+  for (int i = 0; i < 1000; ++i) g.run([] {});
+  ASSERT_TRUE(g.wait().has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  double before = cpu_seconds();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  double used = cpu_seconds() - before;
+  // 4 spinning workers would burn ~1-4 s of CPU here; parked ones burn ~0.
+  EXPECT_LT(used, 0.05) << "idle scheduler used " << used << " s of CPU in 1 s";
+  Stats st = s->stats();
+  EXPECT_GE(st.total().parks, 4u);
+  // And it still wakes up for new work.
+  std::atomic<int> n{0};
+  s->submit([&] { n.fetch_add(1); });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (n.load() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_EQ(n.load(), 1);
+}
+
+TEST(Scheduler, StatsCountTasksAndSteals) {
+  auto s = make(2);
+  TaskGroup g(*s);
+  std::uint64_t r = 0;
+  g.run([&] { r = fib_par(*s, 18); });
+  ASSERT_TRUE(g.wait().has_value());
+  Stats st = s->stats();
+  WorkerStats total = st.total();
+  // fib_par(18) runs one task per call with n >= 2 plus the root.
+  EXPECT_GE(total.tasks_executed, 4180u);
+  EXPECT_GE(total.steals_attempted, total.steals_succeeded);
+  EXPECT_EQ(st.workers.size(), 2u);
+}
+
+TEST(Scheduler, DefaultInstanceIsShared) {
+  Scheduler& a = Scheduler::default_instance();
+  Scheduler& b = Scheduler::default_instance();
+  EXPECT_EQ(&a, &b);
+  EXPECT_GE(a.worker_count(), 1u);
+  TaskGroup g;  // defaults to it
+  int x = 0;
+  g.run([&] { x = 1; });
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_EQ(x, 1);
+}
+
+TEST(Scheduler, PinnedWorkersStillRun) {
+  auto s = Scheduler::create({.workers = 2, .pin_workers = true});
+  ASSERT_TRUE(s.has_value());
+  TaskGroup g(**s);
+  std::atomic<int> n{0};
+  for (int i = 0; i < 100; ++i) g.run([&] { n.fetch_add(1); });
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_EQ(n.load(), 100);
 }
 
 }  // namespace
