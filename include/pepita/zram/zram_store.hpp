@@ -1,0 +1,145 @@
+#pragma once
+// ZramStore: a compressed RAM store of 4 KiB pages, modelled on Linux zram
+// (drivers/block/zram/zram_drv.c) and its zsmalloc allocator (mm/zsmalloc.c): same-filled pages
+// cost no memory, other pages are compressed with lz4 or zstd (standard formats) and packed into
+// size-class slabs; pages that do not compress are stored raw ("huge"). Statistics mean what the
+// kernel's /sys/block/zramN/mm_stat fields mean.
+//
+//   auto store = PEPITA_TRY(ZramStore::create({.disksize = 1 << 30, .algorithm = Algorithm::Lz4}));
+//   PEPITA_TRY_VOID(store->write(0, page));       // any offset/length inside disksize
+//   PEPITA_TRY_VOID(store->read(0, page));
+//   ZramStats s = store->stats();                  // orig_data_size / mem_used_total = ratio
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pepita/error.hpp"
+
+namespace pepita::zram {
+
+inline constexpr uint32_t kPageSize = 4096;
+inline constexpr uint32_t kPageShift = 12;
+
+enum class Algorithm : uint8_t { Lz4, Zstd };
+
+/// "lz4" / "zstd".
+const char* algorithm_name(Algorithm algorithm) noexcept;
+/// Parses "lz4" or "zstd"; InvalidArgument names the accepted values.
+Result<Algorithm> parse_algorithm(std::string_view name);
+
+struct ZramConfig {
+  uint64_t disksize = 0;  // bytes; a non-zero multiple of 4096
+  Algorithm algorithm = Algorithm::Lz4;
+  int zstd_level = 3;        // the kernel's default (ZSTD_CLEVEL_DEFAULT); 1..19
+  int lz4_acceleration = 1;  // LZ4_compress_fast's; 1 is the kernel's
+  uint64_t mem_limit = 0;    // bytes of slab memory (mem_used_total) allowed; 0 = unlimited
+};
+
+/// The kernel's mm_stat, field for field (Documentation/admin-guide/blockdev/zram.rst).
+struct ZramStats {
+  uint64_t orig_data_size = 0;   // bytes of pages stored (same-filled ones included)
+  uint64_t compr_data_size = 0;  // compressed bytes of stored objects (huge pages count 4096)
+  uint64_t mem_used_total = 0;   // memory the allocator holds, page granular (slab + huge)
+  uint64_t mem_limit = 0;
+  uint64_t mem_used_max = 0;  // high-water mark of mem_used_total
+  uint64_t same_pages = 0;
+  uint64_t pages_compacted = 0;  // pages freed by compaction, cumulative
+  uint64_t huge_pages = 0;
+  uint64_t huge_pages_since = 0;  // huge pages written since creation, cumulative
+};
+
+/// What one page slot holds.
+struct PageInfo {
+  enum class Kind : uint8_t { Empty, Same, Huge, Compressed } kind = Kind::Empty;
+  uint64_t same_value = 0;    // the repeated 8-byte word, for Same
+  uint32_t stored_bytes = 0;  // compressed size (4096 for Huge)
+};
+
+namespace detail {
+class ZsPool;
+struct Slot;
+}  // namespace detail
+
+/// Thread-safe: each page has its own lock, so writers and readers of different pages run in
+/// parallel, and concurrent partial writes to one page are serialised (no lost update).
+class ZramStore {
+ public:
+  /// InvalidArgument for a zero or non-4096-multiple disksize or an out-of-range level.
+  static Result<std::unique_ptr<ZramStore>> create(const ZramConfig& config);
+  ~ZramStore();
+  ZramStore(const ZramStore&) = delete;
+  ZramStore& operator=(const ZramStore&) = delete;
+
+  /// Stores `data` at byte `offset`. Partial pages are read-modify-written under the page lock.
+  /// InvalidArgument past disksize; ResourceExhausted (ENOSPC) when mem_limit would be exceeded,
+  /// in which case the pages not yet written keep their old content.
+  Result<void> write(uint64_t offset, std::span<const std::byte> data);
+  /// Reads into `out`; never-written and discarded bytes read as zero.
+  Result<void> read(uint64_t offset, std::span<std::byte> out);
+  /// Frees the whole pages inside the range at once and zeroes the partial ones at its edges.
+  Result<void> discard(uint64_t offset, uint64_t length);
+
+  /// Page-granular hot path used by ZramDisk: 0 or a negative errno (-EINVAL bad index, -ENOSPC
+  /// over mem_limit, -ENOMEM, -EIO corrupt object). `page` is 4096 bytes.
+  int write_page(uint64_t index, const std::byte* page) noexcept;
+  int read_page(uint64_t index, std::byte* page) noexcept;
+  int discard_page(uint64_t index) noexcept;
+  /// Stores bytes [offset, offset+len) of page `index`, keeping the rest (read-modify-write).
+  int write_partial(uint64_t index, uint32_t offset, const std::byte* data, uint32_t len) noexcept;
+
+  /// Moves objects out of sparsely used slabs into fuller ones and frees the emptied slabs, as
+  /// writing to /sys/block/zramN/compact. Pages being written concurrently are skipped. Returns
+  /// the number of 4 KiB pages freed.
+  uint64_t compact();
+
+  ZramStats stats() const noexcept;
+  /// The nine mm_stat numbers on one line, formatted as the kernel prints them.
+  std::string mm_stat() const;
+  PageInfo page_info(uint64_t index) const noexcept;
+  /// The page's stored bytes wrapped as a standalone .lz4 or .zst frame, which `lz4 -d` /
+  /// `zstd -d` decode to the page. NotFound for empty and same-filled pages (no bytes stored).
+  Result<std::vector<std::byte>> page_frame(uint64_t index) const;
+
+  const ZramConfig& config() const noexcept { return config_; }
+  uint64_t num_pages() const noexcept { return num_pages_; }
+  /// Compressed objects of this size or more are stored raw (they would fill a page anyway).
+  uint32_t huge_threshold() const noexcept;
+
+ private:
+  struct Token {};
+
+ public:
+  ZramStore(Token, const ZramConfig& config);
+
+ private:
+  void lock(uint64_t index) const noexcept;
+  void unlock(uint64_t index) const noexcept;
+  bool try_lock(uint64_t index) const noexcept;
+  // Frees whatever slot `index` holds; caller holds its lock.
+  void free_slot(uint64_t index) noexcept;
+  // Decodes slot `index` into `page`; caller holds its lock.
+  int load_locked(uint64_t index, std::byte* page) const noexcept;
+  // Compresses and installs `page` into slot `index`; caller holds its lock iff `locked`.
+  int store_page(uint64_t index, const std::byte* page, bool locked) noexcept;
+  Result<void> check_range(uint64_t offset, uint64_t length, const char* what) const;
+
+  friend class ZramRelocator;
+
+  ZramConfig config_;
+  uint64_t num_pages_;
+  std::unique_ptr<detail::ZsPool> pool_;
+  std::unique_ptr<detail::Slot[]> slots_;
+
+  std::atomic<uint64_t> pages_stored_{0};
+  std::atomic<uint64_t> compr_data_size_{0};
+  std::atomic<uint64_t> same_pages_{0};
+  std::atomic<uint64_t> huge_pages_{0};
+  std::atomic<uint64_t> huge_pages_since_{0};
+};
+
+}  // namespace pepita::zram

@@ -1,0 +1,217 @@
+#include "pepita/zram/zram_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+#include "zram/page_gen.hpp"
+
+namespace pepita::zram {
+namespace {
+
+using testing::random_page;
+using testing::same_page;
+using testing::text_page;
+
+std::unique_ptr<ZramStore> make(Algorithm algorithm, uint64_t pages = 256, uint64_t limit = 0) {
+  auto store = ZramStore::create(
+      {.disksize = pages * kPageSize, .algorithm = algorithm, .mem_limit = limit});
+  EXPECT_TRUE(store.has_value()) << store.error().to_string();
+  return std::move(*store);
+}
+
+class ZramStoreTest : public ::testing::TestWithParam<Algorithm> {};
+
+TEST_P(ZramStoreTest, StoresEachKindOfPageAndReadsItBack) {
+  auto store = make(GetParam());
+  const auto text = text_page(1);
+  const auto noise = random_page(2);
+  const auto same = same_page(0x0123456789abcdefull);
+  const auto zero = same_page(0);
+  ASSERT_EQ(store->write_page(0, text.data()), 0);
+  ASSERT_EQ(store->write_page(1, noise.data()), 0);
+  ASSERT_EQ(store->write_page(2, same.data()), 0);
+  ASSERT_EQ(store->write_page(3, zero.data()), 0);
+
+  EXPECT_EQ(store->page_info(0).kind, PageInfo::Kind::Compressed);
+  EXPECT_LT(store->page_info(0).stored_bytes, kPageSize / 2);
+  EXPECT_EQ(store->page_info(1).kind, PageInfo::Kind::Huge);
+  EXPECT_EQ(store->page_info(2).kind, PageInfo::Kind::Same);
+  EXPECT_EQ(store->page_info(2).same_value, 0x0123456789abcdefull);
+  EXPECT_EQ(store->page_info(3).kind, PageInfo::Kind::Same);
+  EXPECT_EQ(store->page_info(4).kind, PageInfo::Kind::Empty);
+
+  std::vector<std::byte> page(kPageSize);
+  for (auto [index, expect] : {std::pair{0, &text}, {1, &noise}, {2, &same}, {3, &zero}}) {
+    ASSERT_EQ(store->read_page(index, page.data()), 0);
+    EXPECT_EQ(page, *expect) << "page " << index;
+  }
+  ASSERT_EQ(store->read_page(4, page.data()), 0);
+  EXPECT_EQ(page, zero);
+
+  const ZramStats s = store->stats();
+  EXPECT_EQ(s.orig_data_size, 4u * kPageSize);
+  EXPECT_EQ(s.same_pages, 2u);
+  EXPECT_EQ(s.huge_pages, 1u);
+  EXPECT_EQ(s.huge_pages_since, 1u);
+  EXPECT_EQ(s.compr_data_size, kPageSize + store->page_info(0).stored_bytes);
+  EXPECT_GE(s.mem_used_total, 2u * kPageSize);  // the huge page plus one slab
+  EXPECT_EQ(s.mem_used_total % kPageSize, 0u);
+  EXPECT_GE(s.mem_used_max, s.mem_used_total);
+}
+
+TEST_P(ZramStoreTest, OverwriteAndDiscardFreeMemoryAtOnce) {
+  auto store = make(GetParam());
+  for (uint32_t i = 0; i < 64; ++i) ASSERT_EQ(store->write_page(i, random_page(i).data()), 0);
+  EXPECT_EQ(store->stats().mem_used_total, 64u * kPageSize);
+  EXPECT_EQ(store->stats().huge_pages, 64u);
+  ASSERT_TRUE(store->discard(0, 32 * kPageSize).has_value());
+  EXPECT_EQ(store->stats().mem_used_total, 32u * kPageSize);
+  EXPECT_EQ(store->stats().orig_data_size, 32u * kPageSize);
+  // Overwriting with zeros turns pages into same-filled ones, which hold no memory.
+  const auto zero = same_page(0);
+  for (uint32_t i = 32; i < 64; ++i) ASSERT_EQ(store->write_page(i, zero.data()), 0);
+  EXPECT_EQ(store->stats().mem_used_total, 0u);
+  EXPECT_EQ(store->stats().huge_pages, 0u);
+  EXPECT_EQ(store->stats().same_pages, 32u);
+  EXPECT_EQ(store->stats().huge_pages_since, 64u);
+}
+
+TEST_P(ZramStoreTest, PartialAndUnalignedAccess) {
+  auto store = make(GetParam(), 8);
+  std::vector<std::byte> model(8 * kPageSize);
+  auto put = [&](uint64_t offset, std::vector<std::byte> bytes) {
+    ASSERT_TRUE(store->write(offset, bytes).has_value());
+    std::copy(bytes.begin(), bytes.end(), model.begin() + static_cast<ptrdiff_t>(offset));
+  };
+  put(100, std::vector<std::byte>(10, std::byte{0x5a}));
+  auto text = text_page(9);
+  put(kPageSize - 7, {text.begin(), text.begin() + 3000});  // spans two pages
+  put(3 * kPageSize, text_page(4));
+  put(3 * kPageSize + 1, {std::byte{1}});
+  // Zeroes the tail of page 3 and the head of page 4: no whole page inside.
+  ASSERT_TRUE(store->discard(3 * kPageSize + 10, 5000).has_value());
+  std::fill_n(model.begin() + 3 * kPageSize + 10, 5000, std::byte{0});
+  std::vector<std::byte> all(model.size());
+  ASSERT_TRUE(store->read(0, all).has_value());
+  EXPECT_EQ(all, model);
+  std::vector<std::byte> middle(333);
+  ASSERT_TRUE(store->read(kPageSize - 100, middle).has_value());
+  EXPECT_TRUE(std::equal(middle.begin(), middle.end(), model.begin() + kPageSize - 100));
+}
+
+TEST_P(ZramStoreTest, OutOfRangeRequestsFailAndChangeNothing) {
+  auto store = make(GetParam(), 4);
+  const auto text = text_page(3);
+  ASSERT_EQ(store->write_page(3, text.data()), 0);
+  const std::string before = store->mm_stat();
+  std::vector<std::byte> buffer(kPageSize);
+  EXPECT_EQ(store->write_page(4, text.data()), -EINVAL);
+  EXPECT_EQ(store->read_page(4, buffer.data()), -EINVAL);
+  EXPECT_EQ(store->discard_page(~uint64_t{0}), -EINVAL);
+  EXPECT_EQ(store->write_partial(0, 4000, text.data(), 100), -EINVAL);
+  auto past = store->write(3 * kPageSize + 1, buffer);
+  ASSERT_FALSE(past.has_value());
+  EXPECT_EQ(past.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(past.error().message().find("past disksize"), std::string::npos);
+  EXPECT_FALSE(store->read(~uint64_t{0} - 10, buffer).has_value());
+  EXPECT_FALSE(store->discard(4 * kPageSize, 1).has_value());
+  EXPECT_TRUE(store->write(4 * kPageSize, {}).has_value());  // empty at the very end is fine
+  EXPECT_EQ(store->mm_stat(), before);
+  ASSERT_EQ(store->read_page(3, buffer.data()), 0);
+  EXPECT_EQ(buffer, text);
+  EXPECT_EQ(store->page_frame(0).error().code(), ErrorCode::NotFound);
+  EXPECT_EQ(store->page_frame(4).error().code(), ErrorCode::InvalidArgument);
+}
+
+TEST_P(ZramStoreTest, MemLimitGivesEnospcAndKeepsStoredData) {
+  auto store = make(GetParam(), 256, 16 * kPageSize);
+  int written = 0;
+  Result<void> res;
+  for (uint32_t i = 0; i < 256; ++i) {
+    res = store->write(uint64_t{i} * kPageSize, random_page(i));
+    if (!res) break;
+    ++written;
+  }
+  ASSERT_FALSE(res.has_value());
+  EXPECT_EQ(written, 16);
+  EXPECT_EQ(res.error().code(), ErrorCode::ResourceExhausted);
+  EXPECT_EQ(res.error().sys_errno(), ENOSPC);
+  EXPECT_NE(res.error().message().find("mem_limit"), std::string::npos) << res.error().message();
+  EXPECT_LE(store->stats().mem_used_total, 16u * kPageSize);
+  EXPECT_EQ(store->stats().mem_limit, 16u * kPageSize);
+  // A failed overwrite leaves the old content.
+  EXPECT_EQ(store->write_page(0, random_page(999).data()), -ENOSPC);
+  std::vector<std::byte> page(kPageSize);
+  for (uint32_t i = 0; i < 16; ++i) {
+    ASSERT_EQ(store->read_page(i, page.data()), 0);
+    EXPECT_EQ(page, random_page(i)) << "page " << i;
+  }
+  // Same-filled writes and discards need no memory and still succeed.
+  EXPECT_EQ(store->write_page(100, same_page(7).data()), 0);
+  ASSERT_TRUE(store->discard(0, kPageSize).has_value());
+  EXPECT_EQ(store->write_page(0, random_page(999).data()), 0);
+}
+
+TEST_P(ZramStoreTest, CompactionFreesPagesAndKeepsData) {
+  auto store = make(GetParam(), 4096);
+  for (uint32_t i = 0; i < 2048; ++i) ASSERT_EQ(store->write_page(i, text_page(i).data()), 0);
+  const uint64_t full = store->stats().mem_used_total;
+  // Punch holes: keep one page in four, leaving every slab sparse.
+  for (uint32_t i = 0; i < 2048; ++i)
+    if (i % 4 != 0) {
+      ASSERT_EQ(store->discard_page(i), 0);
+    }
+  const uint64_t sparse = store->stats().mem_used_total;
+  const uint64_t freed = store->compact();
+  const ZramStats after = store->stats();
+  EXPECT_GT(freed, 0u);
+  EXPECT_EQ(after.pages_compacted, freed);
+  EXPECT_EQ(after.mem_used_total, sparse - freed * kPageSize);
+  EXPECT_LT(after.mem_used_total, full / 2);
+  std::vector<std::byte> page(kPageSize);
+  for (uint32_t i = 0; i < 2048; ++i) {
+    ASSERT_EQ(store->read_page(i, page.data()), 0);
+    if (i % 4 == 0) {
+      ASSERT_EQ(page, text_page(i)) << "page " << i;
+    } else {
+      ASSERT_EQ(page, same_page(0));
+    }
+  }
+  EXPECT_EQ(store->compact(), 0u);  // nothing left to gain
+}
+
+TEST_P(ZramStoreTest, MmStatHasTheKernelLayout) {
+  auto store = make(GetParam());
+  ASSERT_EQ(store->write_page(0, text_page(0).data()), 0);
+  std::istringstream line(store->mm_stat());
+  uint64_t fields[9];
+  for (auto& field : fields) ASSERT_TRUE(line >> field);
+  const ZramStats s = store->stats();
+  EXPECT_EQ(fields[0], s.orig_data_size);
+  EXPECT_EQ(fields[1], s.compr_data_size);
+  EXPECT_EQ(fields[2], s.mem_used_total);
+  EXPECT_EQ(fields[6], s.pages_compacted);
+  EXPECT_EQ(fields[8], s.huge_pages_since);
+}
+
+INSTANTIATE_TEST_SUITE_P(Compressors, ZramStoreTest,
+                         ::testing::Values(Algorithm::Lz4, Algorithm::Zstd),
+                         [](const auto& param_info) {
+                           return std::string(algorithm_name(param_info.param));
+                         });
+
+TEST(ZramStore, RejectsBadConfig) {
+  EXPECT_FALSE(ZramStore::create({.disksize = 0}).has_value());
+  EXPECT_FALSE(ZramStore::create({.disksize = 4097}).has_value());
+  EXPECT_FALSE(ZramStore::create({.disksize = 4096, .algorithm = Algorithm::Zstd, .zstd_level = 0})
+                   .has_value());
+  EXPECT_FALSE(ZramStore::create({.disksize = 4096, .lz4_acceleration = 0}).has_value());
+  EXPECT_FALSE(ZramStore::create({.disksize = 4096, .mem_limit = 100}).has_value());
+  EXPECT_TRUE(ZramStore::create({.disksize = 4096}).has_value());
+  EXPECT_EQ(parse_algorithm("zstd").value(), Algorithm::Zstd);
+  EXPECT_EQ(parse_algorithm("lzo").error().code(), ErrorCode::InvalidArgument);
+}
+
+}  // namespace
+}  // namespace pepita::zram
