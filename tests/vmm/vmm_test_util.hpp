@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "pepita/vmm/vm.hpp"
 
@@ -27,3 +30,26 @@ inline GuestImage load_guest(const std::string& name) {
     if (auto kvm_ok_ = ::pepita::vmm::kvm_available(); !kvm_ok_)          \
       GTEST_SKIP() << "KVM unavailable: " << kvm_ok_.error().to_string(); \
   } while (0)
+
+namespace pepita::vmm::test {
+
+/// Input for the dot guest: a then b, n int32 each; returns the exact int64 dot product.
+inline int64_t make_dot_input(size_t n, uint32_t seed, std::vector<std::byte>& out) {
+  std::vector<int32_t> v(2 * n);
+  uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+  for (auto& e : v) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    e = static_cast<int32_t>(x);
+  }
+  int64_t sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += int64_t{v[i]} * v[n + i];
+  out.resize(v.size() * 4);
+  std::memcpy(out.data(), v.data(), out.size());
+  return sum;
+}
+
+inline std::span<const std::byte> bytes_of(const std::string& s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+}  // namespace pepita::vmm::test

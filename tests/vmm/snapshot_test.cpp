@@ -1,0 +1,91 @@
+// Snapshots: a VM captured at its kReady call restores copy-on-write into fresh VMs that give the
+// same results as cold VMs, each isolated from the others.
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+#include "pepita/vmm/vm.hpp"
+#include "vmm_test_util.hpp"
+
+namespace pepita::vmm {
+namespace {
+
+Snapshot capture(const std::string& guest, VmConfig config = {}) {
+  config.snapshottable = true;
+  auto vm = Vm::create(test::load_guest(guest), config);
+  EXPECT_TRUE(vm) << vm.error().to_string();
+  auto snap = Vm::capture(std::move(*vm));
+  EXPECT_TRUE(snap) << snap.error().to_string();
+  return std::move(*snap);
+}
+
+TEST(Snapshot, RestoredVmsMatchColdVms) {
+  PEPITA_REQUIRE_KVM();
+  auto image = test::load_guest("dot");
+  Snapshot snap = capture("dot");
+  for (uint32_t seed = 0; seed < 20; ++seed) {
+    std::vector<std::byte> input;
+    test::make_dot_input(100 + seed * 37, seed, input);
+    auto cold = run_guest(image, input, VmConfig{});
+    auto vm = Vm::restore(snap);
+    ASSERT_TRUE(cold && vm) << (vm ? cold.error() : vm.error()).to_string();
+    auto warm = vm->run(input);
+    ASSERT_TRUE(warm) << warm.error().to_string();
+    EXPECT_EQ(warm->kind, ExitKind::Exited) << warm->describe();
+    EXPECT_EQ(warm->exit_code, cold->exit_code);
+    EXPECT_EQ(warm->output, cold->output);
+    EXPECT_EQ(warm->exits, 1u) << "a restored VM needs only its final exit";
+  }
+}
+
+TEST(Snapshot, RestoresAreIsolatedFromEachOther) {
+  PEPITA_REQUIRE_KVM();
+  Snapshot snap = capture("escape");
+  // A restored guest that faults or scribbles must not affect the next restore.
+  auto bad = Vm::restore(snap);
+  ASSERT_TRUE(bad);
+  auto r = bad->run(test::bytes_of("x"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->kind, ExitKind::Fault);
+  auto good = Vm::restore(snap);
+  ASSERT_TRUE(good);
+  auto ok = good->run(test::bytes_of("b"));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->kind, ExitKind::Exited) << ok->describe();
+  EXPECT_EQ(ok->exit_code, 42);
+}
+
+TEST(Snapshot, ConcurrentRestoresFromOneSnapshot) {
+  PEPITA_REQUIRE_KVM();
+  Snapshot snap = capture("dot");
+  std::vector<std::byte> input;
+  const int64_t expected = test::make_dot_input(2048, 3, input);
+  const std::string want = "dot " + std::to_string(expected) + " ";
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        auto vm = Vm::restore(snap);
+        if (!vm) continue;
+        auto r = vm->run(input);
+        if (r && r->output.starts_with(want)) good.fetch_add(1);
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 80);
+}
+
+TEST(Snapshot, GuestThatNeverGetsReadyIsAnError) {
+  PEPITA_REQUIRE_KVM();
+  // Not snapshottable: capture refuses up front.
+  auto plain = Vm::create(test::load_guest("hello"), VmConfig{});
+  ASSERT_TRUE(plain);
+  auto refused = Vm::capture(std::move(*plain));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::InvalidArgument);
+}
+
+}  // namespace
+}  // namespace pepita::vmm
