@@ -1,0 +1,132 @@
+#pragma once
+// Payloads of the post-handshake messages (docs/protocol.md, "Messages"): plain structs with an
+// encode() and a pure decode() that checks every length against the bytes it was given and
+// returns Protocol on anything malformed (truncated field, trailing bytes, oversized list).
+//
+//   Bytes p = encode(SubmitMsg{.attempt = 1, .kind = TaskKind::Process, .path = "/bin/true"});
+//   auto back = PEPITA_TRY(decode_submit(p));
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "pepita/error.hpp"
+#include "pepita/transport/crypto.hpp"
+#include "pepita/transport/frame.hpp"
+
+namespace pepita::transport {
+
+/// Register: what a worker offers, sent right after AuthOk.
+struct RegisterMsg {
+  std::uint32_t slots = 0;
+  std::vector<std::string> backends;  // "process", "cpu"
+  std::map<std::string, std::string> labels;
+  std::string name;  // worker host name, for logs
+  bool operator==(const RegisterMsg&) const = default;
+};
+
+enum class TaskKind : std::uint8_t {
+  Process = 1,   // exec `path` with args/env/cwd/stdin
+  Function = 2,  // call the worker's registered function `path` with `stdin_data` as input
+};
+
+/// A file a task needs: the blob `sha256` (already uploaded) placed as `name` in the task's
+/// scratch directory.
+struct FileRef {
+  std::string name;
+  Digest sha256{};
+  bool executable = false;
+  bool operator==(const FileRef&) const = default;
+};
+
+/// Submit: run one task (the frame's request id is the task id).
+struct SubmitMsg {
+  std::uint32_t attempt = 0;
+  TaskKind kind = TaskKind::Process;
+  std::string path;  // executable path, "blob:<sha256 hex>", or a function name
+  std::vector<std::string> args;
+  std::map<std::string, std::string> env;
+  bool inherit_env = true;
+  std::string cwd;
+  std::string stdin_data;
+  std::uint64_t timeout_ns = 0;  // 0 = none
+  std::uint64_t output_cap = 1 << 20;
+  std::vector<FileRef> files;
+  bool operator==(const SubmitMsg&) const = default;
+};
+
+/// How a task attempt ended on the worker.
+enum class TaskStatus : std::uint8_t {
+  Succeeded = 0,   // exit code 0 / function returned a value
+  Failed = 1,      // non-zero exit / function returned an error
+  Signaled = 2,    // killed by a signal
+  TimedOut = 3,    // hit its timeout and was killed
+  Cancelled = 4,   // a Cancel frame stopped it
+  SpawnError = 5,  // could not start (missing binary, unknown blob or function)
+  Returned = 6,    // the worker is draining and gives the unstarted task back
+};
+inline constexpr std::uint8_t kMaxTaskStatus = 6;
+std::string_view to_string(TaskStatus status) noexcept;
+
+struct ResultMsg {
+  std::uint32_t attempt = 0;
+  TaskStatus status = TaskStatus::Succeeded;
+  std::int32_t exit_code = 0;
+  std::int32_t signal = 0;
+  std::int64_t wall_ns = 0;
+  std::string stdout_data;
+  std::string stderr_data;
+  std::string error;
+  bool operator==(const ResultMsg&) const = default;
+};
+
+struct HeartbeatMsg {
+  std::uint64_t sent_ns = 0;  // sender's monotonic clock, echoed for RTT estimates
+  std::uint32_t free_slots = 0;
+  std::uint32_t running = 0;
+  bool operator==(const HeartbeatMsg&) const = default;
+};
+
+struct UploadMsg {
+  Digest sha256{};
+  std::string data;
+  bool operator==(const UploadMsg&) const = default;
+};
+
+struct HaveBlobMsg {
+  Digest sha256{};
+  bool present = false;
+  bool operator==(const HaveBlobMsg&) const = default;
+};
+
+struct ErrorMsg {
+  std::uint16_t code = 0;  // pepita::ErrorCode value
+  std::string reason;
+  bool operator==(const ErrorMsg&) const = default;
+};
+
+struct StartedMsg {
+  std::uint32_t attempt = 0;
+  bool operator==(const StartedMsg&) const = default;
+};
+
+Bytes encode(const RegisterMsg& m);
+Bytes encode(const SubmitMsg& m);
+Bytes encode(const StartedMsg& m);
+Bytes encode(const ResultMsg& m);
+Bytes encode(const HeartbeatMsg& m);
+Bytes encode(const UploadMsg& m);
+Bytes encode(const HaveBlobMsg& m);
+Bytes encode(const ErrorMsg& m);
+
+Result<RegisterMsg> decode_register(ByteSpan payload);
+Result<SubmitMsg> decode_submit(ByteSpan payload);
+Result<StartedMsg> decode_started(ByteSpan payload);
+Result<ResultMsg> decode_result(ByteSpan payload);
+Result<HeartbeatMsg> decode_heartbeat(ByteSpan payload);
+Result<UploadMsg> decode_upload(ByteSpan payload);
+Result<HaveBlobMsg> decode_have_blob(ByteSpan payload);
+Result<ErrorMsg> decode_error(ByteSpan payload);
+
+}  // namespace pepita::transport

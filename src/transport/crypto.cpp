@@ -1,0 +1,205 @@
+// Key files and libcrypto wrappers (SHA-256, HMAC, HKDF, CSPRNG, constant-time compare).
+#include "pepita/transport/crypto.hpp"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+
+#include "pepita/core/unique_fd.hpp"
+
+namespace pepita::transport {
+namespace {
+
+const unsigned char* uc(ByteSpan b) {
+  // SAFETY: std::byte and unsigned char share size and representation; read-only view.
+  return reinterpret_cast<const unsigned char*>(b.data());
+}
+
+bool is_hex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+Key::~Key() {
+  if (!bytes_.empty()) OPENSSL_cleanse(bytes_.data(), bytes_.size());
+}
+
+Result<Key> Key::from_bytes(ByteSpan bytes) {
+  if (bytes.size() < kMinBytes) {
+    return fail(ErrorCode::InvalidArgument,
+                "key of " + std::to_string(bytes.size()) + " bytes is too short; need at least " +
+                    std::to_string(kMinBytes) + " (make one with `pepita worker --gen-key FILE`)");
+  }
+  return Key(Bytes(bytes.begin(), bytes.end()));
+}
+
+Result<Key> Key::from_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) return fail_errno(errno, "open key file " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return fail_errno(errno, "stat key file " + path);
+  if (!S_ISREG(st.st_mode)) {
+    return fail(ErrorCode::InvalidArgument, "key file " + path + " is not a regular file");
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return fail(ErrorCode::PermissionDenied, "key file " + path + " has mode " + mode +
+                                                 "; other users could read it. Run: chmod 600 " +
+                                                 path);
+  }
+  if (st.st_size <= 0 || st.st_size > 4096) {
+    return fail(
+        ErrorCode::InvalidArgument,
+        "key file " + path + " must hold 16 bytes to 4 KiB, has " + std::to_string(st.st_size));
+  }
+  std::string text(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno(errno, "read key file " + path);
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  text.resize(got);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
+                           text.back() == '\t')) {
+    text.pop_back();
+  }
+  Result<Key> key = [&]() -> Result<Key> {
+    if (text.size() >= 2 * kMinBytes && text.size() % 2 == 0 && is_hex(text)) {
+      auto raw = PEPITA_TRY(from_hex(text));
+      Result<Key> k = from_bytes(raw);
+      OPENSSL_cleanse(raw.data(), raw.size());
+      return k;
+    }
+    return from_bytes(as_bytes(text));
+  }();
+  OPENSSL_cleanse(text.data(), text.size());
+  if (!key) return std::unexpected(std::move(key.error()).with_context("key file " + path));
+  return key;
+}
+
+Result<Key> Key::generate() {
+  Bytes b(32);
+  PEPITA_TRY_VOID(random_bytes(b));
+  return Key(std::move(b));
+}
+
+Result<void> Key::write_file(const std::string& path, const Key& key) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd) return fail_errno(errno, "create key file " + path);
+  // The umask cannot widen 0600, but an inherited ACL default could; pin the mode explicitly.
+  if (::fchmod(fd.get(), 0600) != 0) return fail_errno(errno, "chmod 600 " + path);
+  std::string text = to_hex(key.bytes()) + "\n";
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno(errno, "write key file " + path);
+    done += static_cast<std::size_t>(n);
+  }
+  OPENSSL_cleanse(text.data(), text.size());
+  if (::fsync(fd.get()) != 0) return fail_errno(errno, "fsync key file " + path);
+  return {};
+}
+
+Digest sha256(ByteSpan data) {
+  Digest d{};
+  // SAFETY: Digest is 32 std::byte, the size SHA256 writes.
+  ::EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(d.data()), nullptr,
+               ::EVP_sha256(), nullptr);
+  return d;
+}
+
+std::string to_hex(ByteSpan bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  s.reserve(bytes.size() * 2);
+  for (std::byte b : bytes) {
+    const auto v = std::to_integer<unsigned>(b);
+    s.push_back(kDigits[v >> 4]);
+    s.push_back(kDigits[v & 15]);
+  }
+  return s;
+}
+
+Result<Bytes> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return fail(ErrorCode::InvalidArgument, "odd-length hex string");
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  Bytes out(hex.size() / 2);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return fail(ErrorCode::InvalidArgument, "non-hex digit in hex string");
+    out[i] = static_cast<std::byte>((hi << 4) | lo);
+  }
+  return out;
+}
+
+Digest hmac_sha256(ByteSpan key, std::initializer_list<ByteSpan> parts) {
+  Digest d{};
+  // Fetching the algorithm takes the provider lock; do it once (EVP_MAC is refcounted and safe to
+  // share between threads; each call gets its own context).
+  static EVP_MAC* const mac = ::EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  std::unique_ptr<EVP_MAC_CTX, decltype(&::EVP_MAC_CTX_free)> ctx(::EVP_MAC_CTX_new(mac),
+                                                                  &::EVP_MAC_CTX_free);
+  char digest_name[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest_name, 0),
+                         OSSL_PARAM_construct_end()};
+  ::EVP_MAC_init(ctx.get(), uc(key), key.size(), params);
+  for (ByteSpan p : parts) ::EVP_MAC_update(ctx.get(), uc(p), p.size());
+  std::size_t len = 0;
+  // SAFETY: Digest holds 32 bytes, HMAC-SHA256's output size.
+  ::EVP_MAC_final(ctx.get(), reinterpret_cast<unsigned char*>(d.data()), &len, d.size());
+  return d;
+}
+
+Digest hkdf_sha256(ByteSpan ikm, ByteSpan salt, std::string_view info) {
+  Digest out{};
+  std::unique_ptr<EVP_PKEY_CTX, decltype(&::EVP_PKEY_CTX_free)> ctx(
+      ::EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr), &::EVP_PKEY_CTX_free);
+  std::size_t len = out.size();
+  ::EVP_PKEY_derive_init(ctx.get());
+  ::EVP_PKEY_CTX_set_hkdf_md(ctx.get(), ::EVP_sha256());
+  ::EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), uc(salt), static_cast<int>(salt.size()));
+  ::EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), uc(ikm), static_cast<int>(ikm.size()));
+  ::EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), uc(as_bytes(info)), static_cast<int>(info.size()));
+  // SAFETY: `out` holds `len` = 32 bytes.
+  ::EVP_PKEY_derive(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len);
+  return out;
+}
+
+bool constant_time_equal(ByteSpan a, ByteSpan b) noexcept {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+Result<void> random_bytes(std::span<std::byte> out) {
+  // SAFETY: writes exactly out.size() bytes into out.
+  if (::RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(out.size())) !=
+      1) {
+    return fail(ErrorCode::Internal, "OpenSSL RAND_bytes failed: the CSPRNG could not be seeded");
+  }
+  return {};
+}
+
+}  // namespace pepita::transport

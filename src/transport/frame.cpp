@@ -1,0 +1,144 @@
+// Frame codec: header validation, CRC32C, incomplete-input handling. Pure functions over bytes.
+#include "pepita/transport/frame.hpp"
+
+#include <string>
+
+#include "pepita/fault/crc32c.hpp"
+
+namespace pepita::transport {
+
+std::string_view to_string(MessageType type) noexcept {
+  switch (type) {
+    case MessageType::Hello: return "hello";
+    case MessageType::Challenge: return "challenge";
+    case MessageType::Auth: return "auth";
+    case MessageType::AuthOk: return "auth-ok";
+    case MessageType::Register: return "register";
+    case MessageType::Submit: return "submit";
+    case MessageType::Started: return "started";
+    case MessageType::Result: return "result";
+    case MessageType::Heartbeat: return "heartbeat";
+    case MessageType::Cancel: return "cancel";
+    case MessageType::Drain: return "drain";
+    case MessageType::Upload: return "upload";
+    case MessageType::HaveBlob: return "have-blob";
+    case MessageType::Error: return "error";
+  }
+  return "unknown";
+}
+
+void put_u16(Bytes& out, std::uint16_t v) {
+  for (int i = 0; i < 2; ++i) out.push_back(static_cast<std::byte>(v >> (8 * i)));
+}
+void put_u32(Bytes& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::byte>(v >> (8 * i)));
+}
+void put_u64(Bytes& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<std::byte>(v >> (8 * i)));
+}
+std::uint16_t get_u16(const std::byte* p) noexcept {
+  return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[0]) |
+                                    (std::to_integer<unsigned>(p[1]) << 8));
+}
+std::uint32_t get_u32(const std::byte* p) noexcept {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint32_t>(p[i]);
+  return v;
+}
+std::uint64_t get_u64(const std::byte* p) noexcept {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
+  return v;
+}
+
+Result<FrameHeader> decode_header(ByteSpan h, const DecodeLimits& limits) {
+  if (h.size() < kHeaderSize) {
+    return fail(ErrorCode::Protocol, "frame header truncated: " + std::to_string(h.size()) +
+                                         " of " + std::to_string(kHeaderSize) + " bytes");
+  }
+  const std::byte* p = h.data();
+  if (get_u32(p) != kFrameMagic) {
+    return fail(ErrorCode::Protocol,
+                "bad frame magic: the peer is not speaking pepita transport (wrong port?)");
+  }
+  const auto version = std::to_integer<std::uint8_t>(p[4]);
+  if (version != kProtocolVersion) {
+    return fail(ErrorCode::Protocol, "unsupported protocol version " + std::to_string(version) +
+                                         " (this build speaks " + std::to_string(kProtocolVersion) +
+                                         "); upgrade one side");
+  }
+  const auto type = std::to_integer<std::uint8_t>(p[5]);
+  if (type == 0 || type > kMaxMessageType) {
+    return fail(ErrorCode::Protocol, "unknown message type " + std::to_string(type));
+  }
+  FrameHeader header;
+  header.type = static_cast<MessageType>(type);
+  header.flags = get_u16(p + 6);
+  if ((header.flags & ~kKnownFlags) != 0) {
+    return fail(ErrorCode::Protocol, "unknown frame flags " + std::to_string(header.flags));
+  }
+  header.request_id = get_u64(p + 8);
+  header.sequence = get_u64(p + 16);
+  header.payload_len = get_u32(p + 24);
+  header.crc = get_u32(p + 28);
+  if (header.payload_len > limits.max_payload) {
+    return fail(ErrorCode::Protocol, "frame payload of " + std::to_string(header.payload_len) +
+                                         " bytes exceeds the limit of " +
+                                         std::to_string(limits.max_payload));
+  }
+  return header;
+}
+
+Result<Decoded> decode_frame(ByteSpan buffer, const DecodeLimits& limits) {
+  Decoded out;
+  if (buffer.size() < kHeaderSize) {
+    out.needed = kHeaderSize;
+    return out;
+  }
+  const ByteSpan header_bytes = buffer.first(kHeaderSize);
+  auto header = PEPITA_TRY(decode_header(header_bytes, limits));
+  // Sizes are bounded by max_payload (<= 4 GiB) + 64, so size_t arithmetic cannot overflow.
+  const std::size_t mac_len = (header.flags & kFlagMac) ? kMacSize : 0;
+  const std::size_t total = kHeaderSize + std::size_t{header.payload_len} + mac_len;
+  if (buffer.size() < total) {
+    out.needed = total;
+    return out;
+  }
+  const ByteSpan payload = buffer.subspan(kHeaderSize, header.payload_len);
+  std::uint32_t crc = fault::crc32c(header_bytes.first(28));
+  crc = fault::crc32c(payload, crc);
+  if (crc != header.crc) {
+    return fail(ErrorCode::Corrupted, "frame CRC32C mismatch (" +
+                                          std::string(to_string(header.type)) +
+                                          " frame damaged in transit or tampered with)");
+  }
+  out.frame = FrameView{header, header_bytes, payload,
+                        buffer.subspan(kHeaderSize + header.payload_len, mac_len)};
+  out.consumed = total;
+  out.needed = total;
+  return out;
+}
+
+Result<void> encode_frame(FrameHeader header, ByteSpan payload, Bytes& out) {
+  if (payload.size() > kMaxPayload) {
+    return fail(ErrorCode::InvalidArgument,
+                "payload of " + std::to_string(payload.size()) +
+                    " bytes exceeds the transport limit of 64 MiB; ship large inputs as blobs");
+  }
+  const std::size_t start = out.size();
+  out.reserve(start + kHeaderSize + payload.size() + kMacSize);
+  put_u32(out, kFrameMagic);
+  out.push_back(std::byte{kProtocolVersion});
+  out.push_back(static_cast<std::byte>(header.type));
+  put_u16(out, header.flags);
+  put_u64(out, header.request_id);
+  put_u64(out, header.sequence);
+  put_u32(out, static_cast<std::uint32_t>(payload.size()));
+  std::uint32_t crc = fault::crc32c(ByteSpan(out).subspan(start, 28));
+  crc = fault::crc32c(payload, crc);
+  put_u32(out, crc);
+  out.insert(out.end(), payload.begin(), payload.end());
+  return {};
+}
+
+}  // namespace pepita::transport

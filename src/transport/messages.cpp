@@ -1,0 +1,297 @@
+// Message payload codecs. Strings are u32 length + bytes, lists u32 count + items; decode checks
+// each length against what remains before touching it.
+#include "pepita/transport/messages.hpp"
+
+#include <algorithm>
+
+namespace pepita::transport {
+namespace {
+
+constexpr std::uint32_t kMaxListItems = 1u << 16;  // args, env, files, labels
+
+class Writer {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(std::byte{v}); }
+  void u16(std::uint16_t v) { put_u16(out_, v); }
+  void u32(std::uint32_t v) { put_u32(out_, v); }
+  void u64(std::uint64_t v) { put_u64(out_, v); }
+  void str(std::string_view s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    ByteSpan b = as_bytes(s);
+    out_.insert(out_.end(), b.begin(), b.end());
+  }
+  void digest(const Digest& d) { out_.insert(out_.end(), d.begin(), d.end()); }
+  Bytes take() { return std::move(out_); }
+
+ private:
+  Bytes out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(ByteSpan in, std::string_view what) : in_(in), what_(what) {}
+
+  Result<ByteSpan> take(std::size_t n) {
+    if (n > in_.size() - pos_) {
+      return fail(ErrorCode::Protocol,
+                  std::string(what_) + " payload truncated at byte " + std::to_string(pos_));
+    }
+    ByteSpan s = in_.subspan(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  Result<std::uint8_t> u8() { return std::to_integer<std::uint8_t>(PEPITA_TRY(take(1))[0]); }
+  Result<std::uint16_t> u16() { return get_u16(PEPITA_TRY(take(2)).data()); }
+  Result<std::uint32_t> u32() { return get_u32(PEPITA_TRY(take(4)).data()); }
+  Result<std::uint64_t> u64() { return get_u64(PEPITA_TRY(take(8)).data()); }
+  Result<bool> boolean() {
+    auto v = PEPITA_TRY(u8());
+    if (v > 1) return fail(ErrorCode::Protocol, std::string(what_) + ": bad boolean");
+    return v == 1;
+  }
+  Result<std::string> str() {
+    const std::uint32_t n = PEPITA_TRY(u32());
+    return std::string(as_text(PEPITA_TRY(take(n))));
+  }
+  Result<Digest> digest() {
+    ByteSpan s = PEPITA_TRY(take(32));
+    Digest d{};
+    std::copy(s.begin(), s.end(), d.begin());
+    return d;
+  }
+  Result<std::uint32_t> count() {
+    const std::uint32_t n = PEPITA_TRY(u32());
+    if (n > kMaxListItems) {
+      return fail(ErrorCode::Protocol, std::string(what_) + ": list of " + std::to_string(n) +
+                                           " items exceeds " + std::to_string(kMaxListItems));
+    }
+    return n;
+  }
+  Result<void> finish() const {
+    if (pos_ != in_.size()) {
+      return fail(ErrorCode::Protocol, std::string(what_) + " payload has " +
+                                           std::to_string(in_.size() - pos_) + " trailing bytes");
+    }
+    return {};
+  }
+
+ private:
+  ByteSpan in_;
+  std::size_t pos_ = 0;
+  std::string_view what_;
+};
+
+}  // namespace
+
+std::string_view to_string(TaskStatus status) noexcept {
+  switch (status) {
+    case TaskStatus::Succeeded: return "succeeded";
+    case TaskStatus::Failed: return "failed";
+    case TaskStatus::Signaled: return "signaled";
+    case TaskStatus::TimedOut: return "timed-out";
+    case TaskStatus::Cancelled: return "cancelled";
+    case TaskStatus::SpawnError: return "spawn-error";
+    case TaskStatus::Returned: return "returned";
+  }
+  return "unknown";
+}
+
+Bytes encode(const RegisterMsg& m) {
+  Writer w;
+  w.u32(m.slots);
+  w.u32(static_cast<std::uint32_t>(m.backends.size()));
+  for (const auto& b : m.backends) w.str(b);
+  w.u32(static_cast<std::uint32_t>(m.labels.size()));
+  for (const auto& [k, v] : m.labels) {
+    w.str(k);
+    w.str(v);
+  }
+  w.str(m.name);
+  return w.take();
+}
+
+Result<RegisterMsg> decode_register(ByteSpan payload) {
+  Reader r(payload, "register");
+  RegisterMsg m;
+  m.slots = PEPITA_TRY(r.u32());
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n)
+    m.backends.push_back(PEPITA_TRY(r.str()));
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
+    auto k = PEPITA_TRY(r.str());
+    m.labels[std::move(k)] = PEPITA_TRY(r.str());
+  }
+  m.name = PEPITA_TRY(r.str());
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+Bytes encode(const SubmitMsg& m) {
+  Writer w;
+  w.u32(m.attempt);
+  w.u8(static_cast<std::uint8_t>(m.kind));
+  w.str(m.path);
+  w.u32(static_cast<std::uint32_t>(m.args.size()));
+  for (const auto& a : m.args) w.str(a);
+  w.u32(static_cast<std::uint32_t>(m.env.size()));
+  for (const auto& [k, v] : m.env) {
+    w.str(k);
+    w.str(v);
+  }
+  w.u8(m.inherit_env ? 1 : 0);
+  w.str(m.cwd);
+  w.str(m.stdin_data);
+  w.u64(m.timeout_ns);
+  w.u64(m.output_cap);
+  w.u32(static_cast<std::uint32_t>(m.files.size()));
+  for (const auto& f : m.files) {
+    w.str(f.name);
+    w.digest(f.sha256);
+    w.u8(f.executable ? 1 : 0);
+  }
+  return w.take();
+}
+
+Result<SubmitMsg> decode_submit(ByteSpan payload) {
+  Reader r(payload, "submit");
+  SubmitMsg m;
+  m.attempt = PEPITA_TRY(r.u32());
+  const auto kind = PEPITA_TRY(r.u8());
+  if (kind != 1 && kind != 2) {
+    return fail(ErrorCode::Protocol, "submit: unknown task kind " + std::to_string(kind));
+  }
+  m.kind = static_cast<TaskKind>(kind);
+  m.path = PEPITA_TRY(r.str());
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) m.args.push_back(PEPITA_TRY(r.str()));
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
+    auto k = PEPITA_TRY(r.str());
+    m.env[std::move(k)] = PEPITA_TRY(r.str());
+  }
+  m.inherit_env = PEPITA_TRY(r.boolean());
+  m.cwd = PEPITA_TRY(r.str());
+  m.stdin_data = PEPITA_TRY(r.str());
+  m.timeout_ns = PEPITA_TRY(r.u64());
+  m.output_cap = PEPITA_TRY(r.u64());
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
+    FileRef f;
+    f.name = PEPITA_TRY(r.str());
+    f.sha256 = PEPITA_TRY(r.digest());
+    f.executable = PEPITA_TRY(r.boolean());
+    m.files.push_back(std::move(f));
+  }
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+Bytes encode(const StartedMsg& m) {
+  Writer w;
+  w.u32(m.attempt);
+  return w.take();
+}
+
+Result<StartedMsg> decode_started(ByteSpan payload) {
+  Reader r(payload, "started");
+  StartedMsg m;
+  m.attempt = PEPITA_TRY(r.u32());
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+Bytes encode(const ResultMsg& m) {
+  Writer w;
+  w.u32(m.attempt);
+  w.u8(static_cast<std::uint8_t>(m.status));
+  w.u32(static_cast<std::uint32_t>(m.exit_code));
+  w.u32(static_cast<std::uint32_t>(m.signal));
+  w.u64(static_cast<std::uint64_t>(m.wall_ns));
+  w.str(m.stdout_data);
+  w.str(m.stderr_data);
+  w.str(m.error);
+  return w.take();
+}
+
+Result<ResultMsg> decode_result(ByteSpan payload) {
+  Reader r(payload, "result");
+  ResultMsg m;
+  m.attempt = PEPITA_TRY(r.u32());
+  const auto status = PEPITA_TRY(r.u8());
+  if (status > kMaxTaskStatus) {
+    return fail(ErrorCode::Protocol, "result: unknown status " + std::to_string(status));
+  }
+  m.status = static_cast<TaskStatus>(status);
+  m.exit_code = static_cast<std::int32_t>(PEPITA_TRY(r.u32()));
+  m.signal = static_cast<std::int32_t>(PEPITA_TRY(r.u32()));
+  m.wall_ns = static_cast<std::int64_t>(PEPITA_TRY(r.u64()));
+  m.stdout_data = PEPITA_TRY(r.str());
+  m.stderr_data = PEPITA_TRY(r.str());
+  m.error = PEPITA_TRY(r.str());
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+Bytes encode(const HeartbeatMsg& m) {
+  Writer w;
+  w.u64(m.sent_ns);
+  w.u32(m.free_slots);
+  w.u32(m.running);
+  return w.take();
+}
+
+Result<HeartbeatMsg> decode_heartbeat(ByteSpan payload) {
+  Reader r(payload, "heartbeat");
+  HeartbeatMsg m;
+  m.sent_ns = PEPITA_TRY(r.u64());
+  m.free_slots = PEPITA_TRY(r.u32());
+  m.running = PEPITA_TRY(r.u32());
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+Bytes encode(const UploadMsg& m) {
+  Writer w;
+  w.digest(m.sha256);
+  w.str(m.data);
+  return w.take();
+}
+
+Result<UploadMsg> decode_upload(ByteSpan payload) {
+  Reader r(payload, "upload");
+  UploadMsg m;
+  m.sha256 = PEPITA_TRY(r.digest());
+  m.data = PEPITA_TRY(r.str());
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+Bytes encode(const HaveBlobMsg& m) {
+  Writer w;
+  w.digest(m.sha256);
+  w.u8(m.present ? 1 : 0);
+  return w.take();
+}
+
+Result<HaveBlobMsg> decode_have_blob(ByteSpan payload) {
+  Reader r(payload, "have-blob");
+  HaveBlobMsg m;
+  m.sha256 = PEPITA_TRY(r.digest());
+  m.present = PEPITA_TRY(r.boolean());
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+Bytes encode(const ErrorMsg& m) {
+  Writer w;
+  w.u16(m.code);
+  w.str(m.reason);
+  return w.take();
+}
+
+Result<ErrorMsg> decode_error(ByteSpan payload) {
+  Reader r(payload, "error");
+  ErrorMsg m;
+  m.code = PEPITA_TRY(r.u16());
+  m.reason = PEPITA_TRY(r.str());
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+}  // namespace pepita::transport
