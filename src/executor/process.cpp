@@ -222,9 +222,12 @@ void ProcessExecutor::Impl::run() {
   std::vector<epoll_event> events(128);
   std::vector<Start> batch;
   std::vector<Cancel> cancel_batch;
+  bool pending_work = false;
   for (;;) {
     int timeout_ms = -1;
-    if (!timers.empty()) {
+    if (pending_work) {
+      timeout_ms = 0;
+    } else if (!timers.empty()) {
       const auto left = timers.top().when - Clock::now();
       timeout_ms = static_cast<int>(std::clamp<std::int64_t>(
           std::chrono::ceil<std::chrono::milliseconds>(left).count(), 0, 60'000));
@@ -277,7 +280,12 @@ void ProcessExecutor::Impl::run() {
     cancel_batch.clear();
     for (Start& s : batch) launch(std::move(s));
     batch.clear();
-    if (quit && running == 0) return;
+    {
+      // Completions delivered above may have queued starts from this thread, without a wake-up.
+      std::lock_guard lock(mu);
+      pending_work = !starts.empty() || !cancels.empty();
+    }
+    if (quit && running == 0 && !pending_work) return;
   }
 }
 

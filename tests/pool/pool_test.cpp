@@ -1,0 +1,369 @@
+#include "pepita/pool/pool.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "pepita/fault/journal.hpp"
+
+namespace pepita::pool {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using task::Backend;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "pepita-pool-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+ private:
+  std::string path_;
+};
+
+Pool make(Pool::Builder b = Pool::builder()) {
+  auto p = b.cpu_workers(2).build();
+  EXPECT_TRUE(p) << p.error().message();
+  return std::move(*p);
+}
+
+TEST(Pool, RunsDependenciesInOrder) {
+  auto pool = make();
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto rec = [&](std::string name) {
+    return Task::function([&, name] {
+             std::lock_guard lock(mu);
+             order.push_back(name);
+           })
+        .name(name);
+  };
+  auto a = rec("a").build().value();
+  auto b = rec("b").depends_on({a.id()}).build().value();
+  auto c = rec("c").depends_on({a.id()}).build().value();
+  auto d = rec("d").depends_on({b.id(), c.id()}).build().value();
+  // Submitted out of order: submit_all orders the batch itself.
+  auto handles = pool.submit_all({d, c, b, a});
+  ASSERT_TRUE(handles) << handles.error().message();
+  EXPECT_EQ((*handles)[0].id(), d.id());
+  auto results = pool.wait_all();
+  ASSERT_EQ(results.size(), 4u);
+  for (const auto& r : results) EXPECT_TRUE(r.ok()) << r.name << ": " << r.error;
+  ASSERT_EQ(order.size(), 4u);
+  EXPECT_EQ(order.front(), "a");
+  EXPECT_EQ(order.back(), "d");
+  EXPECT_EQ((*handles)[0].wait().name, "d");
+  const auto st = pool.stats();
+  EXPECT_EQ(st.submitted, 4u);
+  EXPECT_EQ(st.done, 4u);
+  EXPECT_EQ(st.succeeded, 4u);
+  EXPECT_EQ(st.queued, 0u);
+  EXPECT_GT(st.latency_p99_ms, 0.0);
+}
+
+TEST(Pool, FailureSkipsTheSubtreeOnly) {
+  auto pool = make();
+  auto bad = Task::binary("/bin/false").name("bad").build().value();
+  auto child = Task::binary("/bin/true").name("child").depends_on({bad.id()}).build().value();
+  auto grandchild = Task::function([] {}).name("gc").depends_on({child.id()}).build().value();
+  auto other = Task::binary("/bin/true").name("other").build().value();
+  ASSERT_TRUE(pool.submit_all({bad, child, grandchild, other}));
+  auto late = Task::binary("/bin/true").name("late").depends_on({bad.id()}).build().value();
+  pool.wait_idle();
+  auto late_handle = pool.submit(late);  // depends on an already failed task
+  ASSERT_TRUE(late_handle);
+  auto results = pool.wait_all();
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_EQ(results[0].status, Status::Failed);
+  EXPECT_EQ(results[0].exit_code, 1);
+  EXPECT_EQ(results[1].status, Status::Skipped);
+  EXPECT_NE(results[1].error.find("'bad'"), std::string::npos);
+  EXPECT_EQ(results[2].status, Status::Skipped);
+  EXPECT_EQ(results[3].status, Status::Succeeded);
+  EXPECT_EQ(results[4].status, Status::Skipped);
+  EXPECT_EQ(late_handle->wait().status, Status::Skipped);
+  EXPECT_EQ(pool.stats().skipped, 3u);
+}
+
+TEST(Pool, RetriesWithAppliedBackoff) {
+  fault::RetryPolicy policy;
+  policy.max_attempts(4).base_delay(20ms).max_delay(1s).jitter(false);
+  auto pool = make(Pool::builder().retry_policy(policy));
+  std::atomic<int> calls{0};
+  auto flaky = Task::function([&]() -> Result<std::string> {
+                 if (++calls < 3) return fail(ErrorCode::Busy, "not yet");
+                 return std::string("done");
+               })
+                   .build()
+                   .value();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto h = pool.submit(flaky).value();
+  const auto& r = h.wait();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.attempts, 3u);
+  EXPECT_EQ(calls.load(), 3);
+  EXPECT_GE(took, 60ms);  // 20 ms then 40 ms of backoff
+  EXPECT_EQ(pool.stats().retries, 2u);
+
+  // A task's own retry count wins over the policy; a process that always fails gives up.
+  TempDir dir;
+  const auto counter = dir.file("count");
+  auto always = Task::binary("/bin/sh")
+                    .args({"-c", "echo x >> " + counter + "; exit 7"})
+                    .max_retries(1)
+                    .build()
+                    .value();
+  auto fr = pool.submit(always).value().wait();
+  EXPECT_EQ(fr.status, Status::Failed);
+  EXPECT_EQ(fr.exit_code, 7);
+  EXPECT_EQ(fr.attempts, 2u);
+  std::ifstream in(counter);
+  int lines = 0;
+  for (std::string l; std::getline(in, l);) ++lines;
+  EXPECT_EQ(lines, 2);
+}
+
+TEST(Pool, RetryPredicateAndTimeoutRetry) {
+  fault::RetryPolicy policy;
+  policy.max_attempts(3).base_delay(1ms).retry_on(
+      [](const fault::Failure& f) { return f.kind == fault::FailureKind::Timeout; });
+  auto pool = make(Pool::builder().retry_policy(policy).kill_grace(100ms));
+  auto exit1 = pool.submit(Task::binary("/bin/false").build().value()).value();
+  auto slow =
+      pool.submit(Task::binary("/bin/sleep").args({"5"}).timeout(50ms).build().value()).value();
+  EXPECT_EQ(exit1.wait().attempts, 1u);  // exit codes are not retried by this predicate
+  EXPECT_EQ(slow.wait().status, Status::TimedOut);
+  EXPECT_EQ(slow.wait().attempts, 3u);
+}
+
+TEST(Pool, CircuitBreakerRejectsAfterLaunchFailures) {
+  auto pool = make(Pool::builder().process_slots(1).circuit_breaker(
+      {.failure_threshold = 3, .cool_down = 30s, .half_open_probes = 1}));
+  std::vector<Task> tasks;
+  for (int i = 0; i < 6; ++i) tasks.push_back(Task::binary("/nonexistent/tool").build().value());
+  // Function tasks use another backend, whose breaker stays closed.
+  tasks.push_back(Task::function([] {}).build().value());
+  ASSERT_TRUE(pool.submit_all(tasks));
+  auto results = pool.wait_all();
+  int launch_failed = 0, rejected = 0;
+  for (std::size_t i = 0; i < 6; ++i) {
+    launch_failed += results[i].status == Status::LaunchFailed;
+    rejected += results[i].status == Status::Rejected;
+  }
+  EXPECT_EQ(launch_failed, 3);
+  EXPECT_EQ(rejected, 3);
+  EXPECT_NE(results[5].error.find("circuit breaker"), std::string::npos) << results[5].error;
+  EXPECT_TRUE(results[6].ok());
+}
+
+TEST(Pool, PriorityOrdersReadyTasks) {
+  TempDir dir;
+  const auto log = dir.file("log");
+  auto pool = make(Pool::builder().process_slots(1));
+  auto blocker = Task::binary("/bin/sleep").args({"0.2"}).build().value();
+  auto echo = [&](const std::string& s, int prio) {
+    return Task::binary("/bin/sh")
+        .args({"-c", "echo " + s + " >> " + log})
+        .priority(prio)
+        .build()
+        .value();
+  };
+  ASSERT_TRUE(pool.submit(blocker));
+  std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(pool.submit_all({echo("low", 0), echo("high", 10), echo("mid", 5)}));
+  pool.wait_all();
+  std::ifstream in(log);
+  std::string a, b, c;
+  in >> a >> b >> c;
+  EXPECT_EQ(a, "high");
+  EXPECT_EQ(b, "mid");
+  EXPECT_EQ(c, "low");
+}
+
+TEST(Pool, CancelQueuedAndRunning) {
+  auto pool = make(Pool::builder().process_slots(1).kill_grace(100ms));
+  auto running = pool.submit(Task::binary("/bin/sleep").args({"30"}).build().value()).value();
+  auto queued = pool.submit(Task::binary("/bin/sleep").args({"30"}).build().value()).value();
+  auto dependent =
+      pool.submit(Task::binary("/bin/true").depends_on({queued.id()}).build().value()).value();
+  std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(pool.cancel(queued.id()));
+  EXPECT_EQ(queued.wait().status, Status::Cancelled);
+  EXPECT_EQ(dependent.wait().status, Status::Skipped);
+  EXPECT_TRUE(pool.cancel(running.id()));
+  ASSERT_TRUE(running.wait_for(5s));
+  EXPECT_EQ(running.wait().status, Status::Cancelled);
+  EXPECT_FALSE(pool.cancel(running.id()));
+  EXPECT_FALSE(pool.cancel(123456789));
+}
+
+TEST(Pool, ImmediateShutdownStopsEverything) {
+  auto pool = make(Pool::builder().process_slots(2).kill_grace(100ms));
+  std::vector<TaskHandle> hs;
+  for (int i = 0; i < 5; ++i) {
+    hs.push_back(pool.submit(Task::binary("/bin/sleep").args({"30"}).build().value()).value());
+  }
+  std::this_thread::sleep_for(50ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.shutdown(ShutdownMode::Immediate);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  for (auto& h : hs) EXPECT_EQ(h.wait().status, Status::Cancelled);
+  auto after = pool.submit(Task::binary("/bin/true").build().value());
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().code(), ErrorCode::Cancelled);
+  pool.shutdown();  // idempotent
+}
+
+TEST(Pool, RejectsBadSubmissions) {
+  auto pool = make();
+  auto a = Task::binary("/bin/true").name("a").build().value();
+  auto b = Task::binary("/bin/true").name("b").depends_on({a.id()}).build().value();
+  auto unknown = pool.submit(b);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code(), ErrorCode::NotFound);
+  auto remote = pool.submit(Task::binary("/bin/true").backend(Backend::Remote).build().value());
+  ASSERT_FALSE(remote);
+  EXPECT_EQ(remote.error().code(), ErrorCode::Unsupported);
+  ASSERT_TRUE(pool.submit(a));
+  EXPECT_FALSE(pool.submit(a));  // resubmitted
+  EXPECT_FALSE(pool.submit_all({a}));
+  EXPECT_EQ(pool.wait_all().size(), 1u);
+}
+
+// A stand-in for a future backend: runs "remote" tasks on its own thread, proving the registry.
+class InlineRemote final : public executor::Executor {
+ public:
+  task::Backend backend() const noexcept override { return Backend::Remote; }
+  std::size_t slots() const noexcept override { return 1; }
+  Result<void> start(const Task& t, std::stop_token, executor::Completion done) override {
+    threads_.emplace_back([t, done = std::move(done)] {
+      ExecutionResult r;
+      r.id = t.id();
+      r.status = Status::Succeeded;
+      r.exit_code = 0;
+      r.stdout_data = "remote:" + t.process()->path;
+      done(std::move(r));
+    });
+    return {};
+  }
+  void shutdown() override {
+    for (auto& th : threads_) th.join();
+    threads_.clear();
+  }
+
+ private:
+  std::vector<std::thread> threads_;
+};
+
+TEST(Pool, CustomBackendsPlugIntoTheRegistry) {
+  auto remote = std::make_shared<InlineRemote>();
+  auto pool = make(Pool::builder().executor(remote));
+  auto h = pool.submit(Task::binary("job").backend(Backend::Remote).build().value());
+  ASSERT_TRUE(h) << h.error().message();
+  EXPECT_EQ(h->wait().stdout_data, "remote:job");
+  pool.shutdown();
+}
+
+TEST(Pool, JournalResumeSkipsSucceededTasks) {
+  TempDir dir;
+  const auto journal = dir.file("journal");
+  const auto counter = dir.file("count");
+  auto build = [&] {
+    std::vector<Task> tasks;
+    for (int i = 0; i < 5; ++i) {
+      tasks.push_back(Task::binary("/bin/sh")
+                          .name("t" + std::to_string(i))
+                          .args({"-c", "echo run >> " + counter + "; echo out" + std::to_string(i) +
+                                           (i == 4 ? "; exit 1" : "")})
+                          .build()
+                          .value());
+    }
+    return tasks;
+  };
+  {
+    auto pool = make(Pool::builder().journal(journal));
+    ASSERT_TRUE(pool.submit_all(build()));
+    auto results = pool.wait_all();
+    EXPECT_EQ(results[4].status, Status::Failed);
+  }
+  {
+    auto pool = make(Pool::builder().journal(journal, /*resume=*/true));
+    EXPECT_GT(pool.journal_recovered(), 0u);
+    ASSERT_TRUE(pool.submit_all(build()));
+    auto results = pool.wait_all();
+    ASSERT_EQ(results.size(), 5u);
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_TRUE(results[static_cast<std::size_t>(i)].from_journal);
+      EXPECT_EQ(results[static_cast<std::size_t>(i)].stdout_data, "out" + std::to_string(i) + "\n");
+    }
+    EXPECT_FALSE(results[4].from_journal);  // failures run again
+    EXPECT_EQ(pool.stats().from_journal, 4u);
+    EXPECT_FALSE(pool.journal_error());
+  }
+  std::ifstream in(counter);
+  int runs = 0;
+  for (std::string l; std::getline(in, l);) ++runs;
+  EXPECT_EQ(runs, 6);  // 5 the first time, only the failed one again
+  // A duplicate name is refused when a journal is on.
+  auto pool = make(Pool::builder().journal(journal, true));
+  auto x = Task::binary("/bin/true").name("dup").build().value();
+  auto y = Task::binary("/bin/true").name("dup").build().value();
+  EXPECT_FALSE(pool.submit_all({x, y}));
+  auto rec = fault::read_journal(journal);
+  ASSERT_TRUE(rec);
+  EXPECT_FALSE(rec->records.empty());
+}
+
+TEST(Pool, ManyFunctionTasksWithRandomDependencies) {
+  auto pool = make(Pool::builder().retain_results(false));
+  std::mt19937 rng(7);
+  std::vector<Task> tasks;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<TaskId> deps;
+    for (int k = 0; k < 2 && !tasks.empty(); ++k) {
+      deps.push_back(tasks[rng() % tasks.size()].id());
+    }
+    tasks.push_back(Task::function([&] { ++ran; }).depends_on(deps).build().value());
+  }
+  ASSERT_TRUE(pool.submit_all(tasks));
+  pool.wait_idle();
+  EXPECT_EQ(ran.load(), 2000);
+  EXPECT_EQ(pool.stats().succeeded, 2000u);
+  EXPECT_TRUE(pool.wait_all().empty());
+}
+
+TEST(Pool, ObserverSeesEveryTransition) {
+  std::mutex mu;
+  int started = 0, finished = 0, retrying = 0;
+  fault::RetryPolicy policy;
+  policy.max_attempts(2).base_delay(1ms);
+  auto pool = make(Pool::builder().retry_policy(policy).on_event([&](const Event& e) {
+    std::lock_guard lock(mu);
+    started += e.kind == Event::Kind::Started;
+    finished += e.kind == Event::Kind::Finished;
+    retrying += e.kind == Event::Kind::Retrying;
+  }));
+  ASSERT_TRUE(pool.submit(Task::binary("/bin/true").build().value()));
+  ASSERT_TRUE(pool.submit(Task::binary("/bin/false").build().value()));
+  pool.wait_all();
+  std::lock_guard lock(mu);
+  EXPECT_EQ(started, 3);
+  EXPECT_EQ(finished, 2);
+  EXPECT_EQ(retrying, 1);
+}
+
+}  // namespace
+}  // namespace pepita::pool
