@@ -112,6 +112,12 @@ Result<void> enter_cpl3(Vm::State& s, uint64_t entry) {
   return {};
 }
 
+}  // namespace
+
+Result<void> load_registers(Vm::State& s, const Snapshot::State& snap);
+
+namespace {
+
 const char* kind_name(ExitKind kind) {
   switch (kind) {
     case ExitKind::Exited: return "exited";
@@ -178,6 +184,7 @@ Result<RunResult> Vm::run(std::span<const std::byte> input) {
   RunResult result;
   auto stop = detail::run_loop(s, false, result);
   s.input = {};
+  s.clean_exit = stop && *stop == detail::Stop::Exited;
   PEPITA_TRY(std::move(stop));
   return result;
 }
@@ -228,7 +235,30 @@ Result<Vm> Vm::restore(const Snapshot& snapshot) {
   s->mem = PEPITA_TRY(memory::GuestMemory::copy_on_write(abi::PhysAddr(0), snap.config.memory_bytes,
                                                          snap.image.get()));
   PEPITA_TRY_VOID(create_vm_and_vcpu(*s));
-  const int vcpu = s->vcpu_fd.get();
+  PEPITA_TRY_VOID(load_registers(*s, snap));
+  return Vm(std::move(s));
+}
+
+Result<void> Vm::reset_to(const Snapshot& snapshot) {
+  State& s = *state_;
+  const Snapshot::State& snap = *snapshot.state_;
+  if (!s.clean_exit && s.ran)
+    return fail(ErrorCode::InvalidArgument,
+                "reset_to needs a VM whose last run exited cleanly; restore a fresh VM instead");
+  if (s.config.memory_bytes != snap.config.memory_bytes || !s.mem.valid())
+    return fail(ErrorCode::InvalidArgument,
+                "reset_to needs a VM restored from a snapshot of the same memory size");
+  PEPITA_TRY_VOID(s.mem.reset_copy_on_write(snap.image.get()));
+  s.config = snap.config;
+  s.layout = snap.layout;
+  PEPITA_TRY_VOID(load_registers(s, snap));
+  s.ran = false;
+  s.clean_exit = false;
+  return {};
+}
+
+Result<void> load_registers(Vm::State& s, const Snapshot::State& snap) {
+  const int vcpu = s.vcpu_fd.get();
   kvm_sregs sregs = snap.sregs;
   if (int res = sys::ioctl_ptr(vcpu, KVM_SET_SREGS, &sregs); res < 0)
     return fail_errno(-res, "KVM_SET_SREGS (restore)");
@@ -246,7 +276,7 @@ Result<Vm> Vm::restore(const Snapshot& snapshot) {
   kvm_regs regs = snap.regs;
   if (int res = sys::ioctl_ptr(vcpu, KVM_SET_REGS, &regs); res < 0)
     return fail_errno(-res, "KVM_SET_REGS (restore)");
-  return Vm(std::move(s));
+  return {};
 }
 
 Result<RunResult> run_guest(const GuestImage& image, std::span<const std::byte> input,

@@ -77,6 +77,45 @@ TEST(Snapshot, ConcurrentRestoresFromOneSnapshot) {
   EXPECT_EQ(good.load(), 80);
 }
 
+TEST(Snapshot, RecycledVmsMatchColdVms) {
+  PEPITA_REQUIRE_KVM();
+  Snapshot snap = capture("dot");
+  auto vm = Vm::restore(snap);
+  ASSERT_TRUE(vm) << vm.error().to_string();
+  for (uint32_t seed = 0; seed < 50; ++seed) {
+    std::vector<std::byte> input;
+    const int64_t expected = test::make_dot_input(1 + seed * 101, seed, input);
+    if (seed > 0) {
+      auto reset = vm->reset_to(snap);
+      ASSERT_TRUE(reset) << reset.error().to_string();
+    }
+    auto r = vm->run(input);
+    ASSERT_TRUE(r) << r.error().to_string();
+    ASSERT_EQ(r->kind, ExitKind::Exited) << seed << ": " << r->describe();
+    EXPECT_TRUE(r->output.starts_with("dot " + std::to_string(expected) + " ")) << r->output;
+  }
+}
+
+TEST(Snapshot, RecyclingAFaultedVmIsRefused) {
+  PEPITA_REQUIRE_KVM();
+  Snapshot snap = capture("escape");
+  auto vm = Vm::restore(snap);
+  ASSERT_TRUE(vm);
+  auto r = vm->run(test::bytes_of("u"));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->kind, ExitKind::Fault);
+  auto reset = vm->reset_to(snap);
+  ASSERT_FALSE(reset);
+  EXPECT_EQ(reset.error().code(), ErrorCode::InvalidArgument);
+  // Another memory size is refused too.
+  VmConfig big;
+  big.memory_bytes = 32 << 20;
+  Snapshot other = capture("escape", big);
+  auto fresh = Vm::restore(snap);
+  ASSERT_TRUE(fresh);
+  EXPECT_FALSE(fresh->reset_to(other));
+}
+
 TEST(Snapshot, GuestThatNeverGetsReadyIsAnError) {
   PEPITA_REQUIRE_KVM();
   // Not snapshottable: capture refuses up front.

@@ -43,8 +43,11 @@ inline int64_t make_dot_input(size_t n, uint32_t seed, std::vector<std::byte>& o
   }
   int64_t sum = 0;
   for (size_t i = 0; i < n; ++i) sum += int64_t{v[i]} * v[n + i];
-  out.resize(v.size() * 4);
-  std::memcpy(out.data(), v.data(), out.size());
+  out.clear();
+  for (int32_t e : v) {
+    const auto u = static_cast<uint32_t>(e);
+    for (int shift = 0; shift < 32; shift += 8) out.push_back(static_cast<std::byte>(u >> shift));
+  }
   return sum;
 }
 

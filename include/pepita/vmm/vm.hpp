@@ -82,6 +82,12 @@ class Vm {
   /// snapshot's: it resumes right after the guest's kReady call.
   static Result<Vm> restore(const Snapshot& snapshot);
 
+  /// Recycles this VM (made by restore from a snapshot of the same memory size, whose last run
+  /// exited cleanly) back to `snapshot`: guest RAM is re-mapped copy-on-write in place (dropping
+  /// every page the last run wrote) and the registers reloaded, skipping VM and vCPU creation.
+  /// InvalidArgument after a fault or timeout (restore a fresh VM then) or for another memory size.
+  Result<void> reset_to(const Snapshot& snapshot);
+
   Vm(Vm&&) noexcept;
   Vm& operator=(Vm&&) noexcept;
   ~Vm();

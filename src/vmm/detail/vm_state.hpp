@@ -22,6 +22,7 @@ struct Vm::State {
   VmConfig config;
   detail::Layout layout;
   bool ran = false;
+  bool clean_exit = false;           // the last run ended in kExit (reset_to allowed)
   std::span<const std::byte> input;  // valid during run() only
   // Teardown order is the reverse of declaration: kvm_run page, vCPU fd, VM fd, then guest RAM
   // (KVM drops its memslot reference when the VM fd closes, before the RAM is unmapped).
