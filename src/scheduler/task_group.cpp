@@ -2,14 +2,17 @@
 
 #include "pepita/scheduler/task_group.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <typeinfo>
+#include <vector>
 
 #include "pepita/scheduler/task.hpp"
 
@@ -23,47 +26,121 @@ struct alignas(kTaskBlockAlign) Block {
   std::byte bytes[kTaskBlockSize];
 };
 
+// Blocks come from slabs that are never returned to the system: the pool grows to the peak number
+// of live tasks and then recycles. Threads keep a private cache and trade half of it with the
+// global pool, under its mutex, only when the cache runs empty or full, so a lock is taken once
+// per kBatch allocations in steady state (stolen tasks free their blocks on the thief's thread).
+constexpr std::size_t kCachedBlocks = 1024;
+constexpr std::size_t kBatch = kCachedBlocks / 2;
+constexpr std::size_t kSlabBlocks = 256;
+
+struct GlobalPool {
+  std::mutex mu;
+  std::vector<void*> free;    // guarded by mu
+  std::vector<Block*> slabs;  // guarded by mu; kept so leak checkers see the memory as reachable
+};
+
+GlobalPool& global_pool() {
+  // Deliberately never destroyed: tasks may be freed by workers of a static Scheduler during
+  // static destruction, after a destroyed pool would be gone.
+  alignas(GlobalPool) static std::byte storage[sizeof(GlobalPool)];
+  // SAFETY: storage is suitably aligned and sized for GlobalPool and constructed exactly once
+  // (function-local static initialization is thread-safe).
+  static GlobalPool* pool = std::construct_at(reinterpret_cast<GlobalPool*>(storage));
+  return *pool;
+}
+
 // Trivially destructible, so each access is a plain TLS load (no init guard). The reaper below
-// returns the blocks to the allocator when the thread exits.
-constexpr std::size_t kCachedBlocks = 512;
+// hands the blocks back to the global pool when the thread exits.
 struct BlockCache {
   void* blocks[kCachedBlocks];
   std::size_t count;
   bool reaper_armed;
-  bool dead;  // thread is exiting: bypass the cache
+  bool dead;  // the reaper ran (thread exiting): bypass the cache
 };
 thread_local BlockCache tls_blocks{};
 
 struct BlockCacheReaper {
   ~BlockCacheReaper() {
     BlockCache& c = tls_blocks;
-    for (std::size_t i = 0; i < c.count; ++i)
-      std::allocator<Block>().deallocate(static_cast<Block*>(c.blocks[i]), 1);
+    GlobalPool& pool = global_pool();
+    std::lock_guard lock(pool.mu);
+    pool.free.insert(pool.free.end(), c.blocks, c.blocks + c.count);
     c.count = 0;
     c.dead = true;
+    c.reaper_armed = true;  // never re-arm a destroyed reaper
   }
 };
 thread_local BlockCacheReaper tls_reaper;
 
+void refill(BlockCache& c) {
+  GlobalPool& pool = global_pool();
+  std::lock_guard lock(pool.mu);
+  std::size_t take = std::min(kBatch, pool.free.size());
+  if (take != 0) {
+    std::copy(pool.free.end() - static_cast<std::ptrdiff_t>(take), pool.free.end(),
+              c.blocks + c.count);
+    pool.free.resize(pool.free.size() - take);
+    c.count += take;
+    return;
+  }
+  Block* slab = std::allocator<Block>().allocate(kSlabBlocks);
+  pool.slabs.push_back(slab);
+  for (std::size_t i = 0; i < kSlabBlocks; ++i) c.blocks[c.count++] = slab + i;
+}
+
+void spill(BlockCache& c) {
+  GlobalPool& pool = global_pool();
+  std::lock_guard lock(pool.mu);
+  pool.free.insert(pool.free.end(), c.blocks + c.count - kBatch, c.blocks + c.count);
+  c.count -= kBatch;
+}
+
 }  // namespace
+
+static void arm_reaper(BlockCache& c) {
+  c.reaper_armed = true;
+  (void)&tls_reaper;  // odr-use constructs it, registering its destructor for thread exit
+}
 
 void* allocate_task_block() {
   BlockCache& c = tls_blocks;
-  if (c.count != 0) return c.blocks[--c.count];
-  if (!c.reaper_armed && !c.dead) {
-    c.reaper_armed = true;
-    (void)&tls_reaper;  // odr-use constructs it, registering its destructor for thread exit
+  if (c.count == 0) [[unlikely]] {
+    if (!c.reaper_armed) arm_reaper(c);
+    refill(c);
   }
-  return std::allocator<Block>().allocate(1);
+  return c.blocks[--c.count];
 }
 
 void free_task_block(void* block) noexcept {
   BlockCache& c = tls_blocks;
-  if (c.count < kCachedBlocks && c.reaper_armed && !c.dead) {
-    c.blocks[c.count++] = block;
+  if (c.dead) [[unlikely]] {
+    // Thread teardown, after the reaper ran: hand the block straight to the global pool.
+    GlobalPool& pool = global_pool();
+    std::lock_guard lock(pool.mu);
+    try {
+      pool.free.push_back(block);
+    } catch (...) {
+      // Out of memory for bookkeeping: the block stays inside its (reachable) slab, unused.
+    }
     return;
   }
-  std::allocator<Block>().deallocate(static_cast<Block*>(block), 1);
+  if (!c.reaper_armed) [[unlikely]] {
+    try {
+      arm_reaper(c);
+    } catch (...) {
+      // Could not register the thread-exit hook: blocks cached here are recycled by this thread
+      // only.
+    }
+  }
+  if (c.count == kCachedBlocks) [[unlikely]] {
+    try {
+      spill(c);
+    } catch (...) {
+      return;  // pool bookkeeping out of memory: drop the block (slab memory stays reachable)
+    }
+  }
+  c.blocks[c.count++] = block;
 }
 
 Error error_from_exception(const std::exception_ptr& error) {

@@ -1,0 +1,568 @@
+// Work-stealing scheduler benchmark: pepita vs oneTBB vs OpenMP tasks vs sequential, same process,
+// same data, interleaved repetitions, medians. Workloads follow issue 5: fib with no cutoff (pure
+// spawn cost), nqueens(12) with a task per placement, parallel_for with a tiny body, a parallel
+// reduction, an unbalanced binomial tree (UTS-style), flat tiny-task throughput, and spawn->run
+// latency from an outside thread.
+//
+//   bench_scheduler_vs_tbb [--reps N] [--fib N] [--floats N] [--quick] [--only WORD]
+
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/parallel_reduce.h>
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pepita/scheduler/parallel.hpp"
+#include "pepita/scheduler/scheduler.hpp"
+#include "pepita/scheduler/task_group.hpp"
+
+namespace ps = pepita::scheduler;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Keeps results alive so the optimizer cannot drop the work.
+std::atomic<std::uint64_t> g_sink{0};
+void sink(std::uint64_t v) { g_sink.fetch_add(v, std::memory_order_relaxed); }
+
+// ---------------- fib: one spawn per call, no cutoff ----------------
+std::uint64_t fib_seq(int n) {
+  return n < 2 ? static_cast<std::uint64_t>(n) : fib_seq(n - 1) + fib_seq(n - 2);
+}
+
+std::uint64_t fib_ours(ps::Scheduler& s, int n) {
+  if (n < 2) return static_cast<std::uint64_t>(n);
+  std::uint64_t a = 0;
+  ps::TaskGroup g(s);
+  g.run([&] { a = fib_ours(s, n - 1); });
+  std::uint64_t b = fib_ours(s, n - 2);
+  (void)g.wait();
+  return a + b;
+}
+
+std::uint64_t fib_tbb(int n) {
+  if (n < 2) return static_cast<std::uint64_t>(n);
+  std::uint64_t a = 0;
+  tbb::task_group g;
+  g.run([&] { a = fib_tbb(n - 1); });
+  std::uint64_t b = fib_tbb(n - 2);
+  g.wait();
+  return a + b;
+}
+
+#ifdef _OPENMP
+std::uint64_t fib_omp(int n) {
+  if (n < 2) return static_cast<std::uint64_t>(n);
+  std::uint64_t a = 0;
+#pragma omp task shared(a) firstprivate(n) untied
+  a = fib_omp(n - 1);
+  std::uint64_t b = fib_omp(n - 2);
+#pragma omp taskwait
+  return a + b;
+}
+#endif
+
+// ---------------- nqueens: a task per legal placement ----------------
+int nq_seq(int n, int row, std::uint32_t cols, std::uint32_t d1, std::uint32_t d2) {
+  if (row == n) return 1;
+  int total = 0;
+  for (std::uint32_t free = ~(cols | d1 | d2) & ((1u << n) - 1); free != 0; free &= free - 1) {
+    std::uint32_t bit = free & (~free + 1);
+    total += nq_seq(n, row + 1, cols | bit, (d1 | bit) << 1, (d2 | bit) >> 1);
+  }
+  return total;
+}
+
+int nq_ours(ps::Scheduler& s, int n, int row, std::uint32_t cols, std::uint32_t d1,
+            std::uint32_t d2) {
+  if (row == n) return 1;
+  int counts[32] = {};
+  int k = 0;
+  ps::TaskGroup g(s);
+  for (std::uint32_t free = ~(cols | d1 | d2) & ((1u << n) - 1); free != 0; free &= free - 1, ++k) {
+    std::uint32_t bit = free & (~free + 1);
+    int* out = &counts[k];
+    g.run([&s, out, n, row, cols, d1, d2, bit] {
+      *out = nq_ours(s, n, row + 1, cols | bit, (d1 | bit) << 1, (d2 | bit) >> 1);
+    });
+  }
+  (void)g.wait();
+  int total = 0;
+  for (int i = 0; i < k; ++i) total += counts[i];
+  return total;
+}
+
+int nq_tbb(int n, int row, std::uint32_t cols, std::uint32_t d1, std::uint32_t d2) {
+  if (row == n) return 1;
+  int counts[32] = {};
+  int k = 0;
+  tbb::task_group g;
+  for (std::uint32_t free = ~(cols | d1 | d2) & ((1u << n) - 1); free != 0; free &= free - 1, ++k) {
+    std::uint32_t bit = free & (~free + 1);
+    int* out = &counts[k];
+    g.run([out, n, row, cols, d1, d2, bit] {
+      *out = nq_tbb(n, row + 1, cols | bit, (d1 | bit) << 1, (d2 | bit) >> 1);
+    });
+  }
+  g.wait();
+  int total = 0;
+  for (int i = 0; i < k; ++i) total += counts[i];
+  return total;
+}
+
+#ifdef _OPENMP
+int nq_omp(int n, int row, std::uint32_t cols, std::uint32_t d1, std::uint32_t d2) {
+  if (row == n) return 1;
+  int counts[32] = {};
+  int k = 0;
+  for (std::uint32_t free = ~(cols | d1 | d2) & ((1u << n) - 1); free != 0; free &= free - 1, ++k) {
+    std::uint32_t bit = free & (~free + 1);
+    int* out = &counts[k];
+#pragma omp task firstprivate(out, n, row, cols, d1, d2, bit) untied
+    *out = nq_omp(n, row + 1, cols | bit, (d1 | bit) << 1, (d2 | bit) >> 1);
+  }
+#pragma omp taskwait
+  int total = 0;
+  for (int i = 0; i < k; ++i) total += counts[i];
+  return total;
+}
+#endif
+
+// ---------------- UTS-style binomial tree ----------------
+// Node: 64-bit state. The root has kRootKids children; every other node has kM children with
+// probability kQ (kM * kQ < 1, so the tree is finite but very unbalanced). Child states come from
+// splitmix64 of (parent, index), so every implementation walks the very same tree.
+constexpr int kRootKids = 2000;
+constexpr int kM = 8;
+constexpr double kQ = 0.1245;  // m*q = 0.996: expected size ~ 250 x root fan-out
+
+std::uint64_t mix(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+int uts_kids(std::uint64_t state, bool root) {
+  if (root) return kRootKids;
+  double u = static_cast<double>(mix(state) >> 11) * 0x1.0p-53;
+  return u < kQ ? kM : 0;
+}
+std::uint64_t uts_child(std::uint64_t state, int i) {
+  return mix(state * 31 + static_cast<std::uint64_t>(i) + 1);
+}
+
+std::uint64_t uts_seq(std::uint64_t state, bool root) {
+  std::uint64_t count = 1;
+  int kids = uts_kids(state, root);
+  for (int i = 0; i < kids; ++i) count += uts_seq(uts_child(state, i), false);
+  return count;
+}
+
+std::uint64_t uts_ours(ps::Scheduler& s, std::uint64_t state, bool root) {
+  int kids = uts_kids(state, root);
+  if (kids == 0) return 1;
+  std::vector<std::uint64_t> counts(static_cast<std::size_t>(kids));
+  ps::TaskGroup g(s);
+  for (int i = 0; i < kids; ++i) {
+    g.run([&s, &counts, state, i] {
+      counts[static_cast<std::size_t>(i)] = uts_ours(s, uts_child(state, i), false);
+    });
+  }
+  (void)g.wait();
+  std::uint64_t total = 1;
+  for (auto c : counts) total += c;
+  return total;
+}
+
+std::uint64_t uts_tbb(std::uint64_t state, bool root) {
+  int kids = uts_kids(state, root);
+  if (kids == 0) return 1;
+  std::vector<std::uint64_t> counts(static_cast<std::size_t>(kids));
+  tbb::task_group g;
+  for (int i = 0; i < kids; ++i) {
+    g.run([&counts, state, i] {
+      counts[static_cast<std::size_t>(i)] = uts_tbb(uts_child(state, i), false);
+    });
+  }
+  g.wait();
+  std::uint64_t total = 1;
+  for (auto c : counts) total += c;
+  return total;
+}
+
+#ifdef _OPENMP
+std::uint64_t uts_omp(std::uint64_t state, bool root) {
+  int kids = uts_kids(state, root);
+  if (kids == 0) return 1;
+  std::vector<std::uint64_t> counts(static_cast<std::size_t>(kids));
+  std::uint64_t* out = counts.data();
+  for (int i = 0; i < kids; ++i) {
+#pragma omp task firstprivate(out, state, i) untied
+    out[i] = uts_omp(uts_child(state, i), false);
+  }
+#pragma omp taskwait
+  std::uint64_t total = 1;
+  for (auto c : counts) total += c;
+  return total;
+}
+#endif
+
+// The reduction's chunk body, shared by every implementation. Out of line so each caller runs the
+// same machine code with the accumulator in a register.
+[[gnu::noinline]] double sum_chunk(const float* data, std::size_t lo, std::size_t hi, double acc) {
+  for (std::size_t i = lo; i < hi; ++i) acc += data[i];
+  return acc;
+}
+
+// ---------------- table ----------------
+struct Row {
+  std::string workload;
+  std::vector<double> seq, ours, tbb, omp;
+};
+
+void print_table(const std::vector<Row>& rows, unsigned threads, int reps) {
+  std::printf(
+      "\npepita scheduler vs oneTBB vs OpenMP, %u threads, median of %d runs (seconds "
+      "unless noted)\n",
+      threads, reps);
+  std::printf("%-34s %10s %10s %10s %10s %8s %9s\n", "workload", "sequential", "pepita", "oneTBB",
+              "OpenMP", "speedup", "pepita/TBB");
+  for (const Row& r : rows) {
+    double s = median(r.seq), o = median(r.ours), t = median(r.tbb), m = median(r.omp);
+    auto cell = [](double v) {
+      static char buf[4][32];
+      static int i = 0;
+      char* b = buf[i++ % 4];
+      if (v <= 0) {
+        std::snprintf(b, 32, "%10s", "-");
+      } else {
+        std::snprintf(b, 32, "%10.4f", v);
+      }
+      return b;
+    };
+    char speed[16] = "       -";
+    if (s > 0 && o > 0) std::snprintf(speed, sizeof speed, "%7.2fx", s / o);
+    std::printf("%-34s %s %s %s %s %8s %9.2f\n", r.workload.c_str(), cell(s), cell(o), cell(t),
+                cell(m), speed, t > 0 ? o / t : 0.0);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 7;
+  int fib_n = 32;
+  std::size_t floats = 100'000'000;
+  int nq_n = 12;
+  std::string only;  // run only workloads whose name contains this
+  for (int i = 1; i < argc; ++i) {
+    auto next = [&] { return i + 1 < argc ? std::atoi(argv[++i]) : 0; };
+    if (!std::strcmp(argv[i], "--reps"))
+      reps = std::max(1, next());
+    else if (!std::strcmp(argv[i], "--fib"))
+      fib_n = std::max(2, next());
+    else if (!std::strcmp(argv[i], "--floats"))
+      floats = static_cast<std::size_t>(std::max(1, next()));
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc)
+      only = argv[++i];
+    else if (!std::strcmp(argv[i], "--quick")) {
+      reps = 3;
+      fib_n = 25;
+      floats = 10'000'000;
+      nq_n = 10;
+    } else {
+      std::fprintf(stderr, "usage: %s [--reps N] [--fib N] [--floats N] [--quick] [--only WORD]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  auto created = ps::Scheduler::create({.workers = threads});
+  if (!created) {
+    std::fprintf(stderr, "%s\n", created.error().to_string().c_str());
+    return 1;
+  }
+  ps::Scheduler& s = **created;
+  tbb::global_control tbb_threads(tbb::global_control::max_allowed_parallelism, threads);
+#ifdef _OPENMP
+  omp_set_num_threads(static_cast<int>(threads));
+#endif
+
+  // Runs `body` on our scheduler from this (outside) thread: the root becomes a task.
+  auto on_ours = [&](auto&& body) {
+    ps::TaskGroup g(s);
+    g.run(body);
+    (void)g.wait();
+  };
+  auto time_it = [](auto&& fn) {
+    auto t0 = Clock::now();
+    fn();
+    return seconds_since(t0);
+  };
+
+  std::vector<Row> rows;
+  auto wanted = [&](const char* name) { return only.empty() || std::strstr(name, only.c_str()); };
+  auto check = [](const char* what, std::uint64_t want, std::uint64_t got) {
+    if (want != got) {
+      std::fprintf(stderr, "%s: wrong result %llu, expected %llu\n", what,
+                   static_cast<unsigned long long>(got), static_cast<unsigned long long>(want));
+      std::exit(1);
+    }
+  };
+
+  // fib
+  if (wanted("fib")) {
+    Row r{"fib(" + std::to_string(fib_n) + "), spawn per call", {}, {}, {}, {}};
+    std::uint64_t want = fib_seq(fib_n);
+    for (int rep = 0; rep < reps; ++rep) {
+      r.seq.push_back(time_it([&] { sink(fib_seq(fib_n)); }));
+      r.ours.push_back(time_it([&] {
+        std::uint64_t v = 0;
+        on_ours([&] { v = fib_ours(s, fib_n); });
+        check("fib ours", want, v);
+      }));
+      r.tbb.push_back(time_it([&] { check("fib tbb", want, fib_tbb(fib_n)); }));
+#ifdef _OPENMP
+      r.omp.push_back(time_it([&] {
+        std::uint64_t v = 0;
+#pragma omp parallel
+#pragma omp single
+        v = fib_omp(fib_n);
+        check("fib omp", want, v);
+      }));
+#endif
+    }
+    rows.push_back(r);
+  }
+  // nqueens
+  if (wanted("nqueens")) {
+    Row r{"nqueens(" + std::to_string(nq_n) + "), task per placement", {}, {}, {}, {}};
+    std::uint64_t want = static_cast<std::uint64_t>(nq_seq(nq_n, 0, 0, 0, 0));
+    for (int rep = 0; rep < reps; ++rep) {
+      r.seq.push_back(time_it([&] { sink(static_cast<std::uint64_t>(nq_seq(nq_n, 0, 0, 0, 0))); }));
+      r.ours.push_back(time_it([&] {
+        int v = 0;
+        on_ours([&] { v = nq_ours(s, nq_n, 0, 0, 0, 0); });
+        check("nqueens ours", want, static_cast<std::uint64_t>(v));
+      }));
+      r.tbb.push_back(time_it([&] {
+        check("nqueens tbb", want, static_cast<std::uint64_t>(nq_tbb(nq_n, 0, 0, 0, 0)));
+      }));
+#ifdef _OPENMP
+      r.omp.push_back(time_it([&] {
+        int v = 0;
+#pragma omp parallel
+#pragma omp single
+        v = nq_omp(nq_n, 0, 0, 0, 0);
+        check("nqueens omp", want, static_cast<std::uint64_t>(v));
+      }));
+#endif
+    }
+    rows.push_back(r);
+  }
+  // UTS binomial tree
+  if (wanted("uts")) {
+    Row r{"UTS binomial tree (m=8,q=.1245)", {}, {}, {}, {}};
+    std::uint64_t want = uts_seq(42, true);
+    r.workload += " " + std::to_string(want / 1000) + "k nodes";
+    for (int rep = 0; rep < reps; ++rep) {
+      r.seq.push_back(time_it([&] { sink(uts_seq(42, true)); }));
+      r.ours.push_back(time_it([&] {
+        std::uint64_t v = 0;
+        on_ours([&] { v = uts_ours(s, 42, true); });
+        check("uts ours", want, v);
+      }));
+      r.tbb.push_back(time_it([&] { check("uts tbb", want, uts_tbb(42, true)); }));
+#ifdef _OPENMP
+      r.omp.push_back(time_it([&] {
+        std::uint64_t v = 0;
+#pragma omp parallel
+#pragma omp single
+        v = uts_omp(42, true);
+        check("uts omp", want, v);
+      }));
+#endif
+    }
+    rows.push_back(r);
+  }
+  // parallel_for, tiny body (scheduling overhead)
+  std::vector<float> data(wanted("for") || wanted("reduce") ? floats : 0, 1.0f);
+  if (wanted("for")) {
+    Row r{
+        "parallel_for " + std::to_string(floats / 1'000'000) + "M floats x=x*a+b", {}, {}, {}, {}};
+    const float a = 0.999f, b = 0.001f;
+    for (int rep = 0; rep < reps; ++rep) {
+      r.seq.push_back(time_it([&] {
+        for (std::size_t i = 0; i < floats; ++i) data[i] = data[i] * a + b;
+      }));
+      r.ours.push_back(time_it([&] {
+        (void)ps::parallel_for(s, 0, floats, [&](ps::IndexRange ir) {
+          for (std::size_t i = ir.begin; i < ir.end; ++i) data[i] = data[i] * a + b;
+        });
+      }));
+      r.tbb.push_back(time_it([&] {
+        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, floats),
+                          [&](const tbb::blocked_range<std::size_t>& br) {
+                            for (std::size_t i = br.begin(); i < br.end(); ++i)
+                              data[i] = data[i] * a + b;
+                          });
+      }));
+#ifdef _OPENMP
+      r.omp.push_back(time_it([&] {
+#pragma omp parallel for schedule(static)
+        for (std::size_t i = 0; i < floats; ++i) data[i] = data[i] * a + b;
+      }));
+#endif
+    }
+    rows.push_back(r);
+  }
+  // parallel_reduce
+  if (wanted("reduce")) {
+    Row r{"parallel_reduce sum " + std::to_string(floats / 1'000'000) + "M floats", {}, {}, {}, {}};
+    auto chunk = [&](std::size_t lo, std::size_t hi, double acc) {
+      return sum_chunk(data.data(), lo, hi, acc);
+    };
+    for (int rep = 0; rep < reps; ++rep) {
+      double ref = 0;
+      r.seq.push_back(time_it([&] { ref = chunk(0, floats, 0.0); }));
+      double got = 0;
+      r.ours.push_back(time_it([&] {
+        got = ps::parallel_reduce(
+                  s, 0, floats, 0.0,
+                  [&](ps::IndexRange ir, double acc) { return chunk(ir.begin, ir.end, acc); },
+                  std::plus<>{})
+                  .value_or(-1);
+      }));
+      r.tbb.push_back(time_it([&] {
+        sink(static_cast<std::uint64_t>(tbb::parallel_reduce(
+            tbb::blocked_range<std::size_t>(0, floats), 0.0,
+            [&](const tbb::blocked_range<std::size_t>& br, double acc) {
+              return chunk(br.begin(), br.end(), acc);
+            },
+            std::plus<>{})));
+      }));
+#ifdef _OPENMP
+      r.omp.push_back(time_it([&] {
+        double acc = 0;
+#pragma omp parallel for reduction(+ : acc) schedule(static)
+        for (std::size_t i = 0; i < floats; ++i) acc += data[i];
+        sink(static_cast<std::uint64_t>(acc));
+      }));
+#endif
+      if (std::abs(got - ref) > 1e-6 * std::abs(ref) + 1) {
+        std::fprintf(stderr, "reduce: %f vs %f\n", got, ref);
+        return 1;
+      }
+    }
+    rows.push_back(r);
+  }
+  // tiny-task throughput: 1M empty tasks spawned flat from one task
+  if (wanted("flat")) {
+    constexpr int kTiny = 1'000'000;
+    Row r{"1M empty tasks spawned flat", {}, {}, {}, {}};
+    std::atomic<int> n{0};
+    for (int rep = 0; rep < reps; ++rep) {
+      r.ours.push_back(time_it([&] {
+        on_ours([&] {
+          ps::TaskGroup g(s);
+          for (int i = 0; i < kTiny; ++i)
+            g.run([&n] { n.fetch_add(1, std::memory_order_relaxed); });
+          (void)g.wait();
+        });
+      }));
+      r.tbb.push_back(time_it([&] {
+        tbb::task_group g;
+        for (int i = 0; i < kTiny; ++i) g.run([&n] { n.fetch_add(1, std::memory_order_relaxed); });
+        g.wait();
+      }));
+#ifdef _OPENMP
+      r.omp.push_back(time_it([&] {
+#pragma omp parallel
+#pragma omp single
+        {
+          for (int i = 0; i < kTiny; ++i) {
+#pragma omp task shared(n) untied
+            n.fetch_add(1, std::memory_order_relaxed);
+          }
+#pragma omp taskwait
+        }
+      }));
+#endif
+    }
+    rows.push_back(r);
+  }
+  // spawn -> run latency from an outside thread (microseconds): hot = back to back, idle = after
+  // the workers have had time to park.
+  for (int idle_ms : {0, 5}) {
+    if (!wanted("latency")) break;
+    Row r{idle_ms ? "spawn->run latency, idle pool (us)" : "spawn->run latency, hot (us)",
+          {},
+          {},
+          {},
+          {}};
+    tbb::task_arena arena;
+    int samples = idle_ms ? 40 : 2000;
+    for (int rep = 0; rep < reps; ++rep) {
+      std::vector<double> ours_lat, tbb_lat;
+      std::atomic<std::int64_t> started{0};
+      for (int i = 0; i < samples; ++i) {
+        if (idle_ms) std::this_thread::sleep_for(std::chrono::milliseconds(idle_ms));
+        started.store(0);
+        auto t0 = Clock::now();
+        s.submit([&] { started.store(Clock::now().time_since_epoch().count()); });
+        while (started.load() == 0) {
+        }
+        ours_lat.push_back(static_cast<double>(started.load() - t0.time_since_epoch().count()) /
+                           1000.0);
+        if (idle_ms) std::this_thread::sleep_for(std::chrono::milliseconds(idle_ms));
+        started.store(0);
+        t0 = Clock::now();
+        arena.enqueue([&] { started.store(Clock::now().time_since_epoch().count()); });
+        while (started.load() == 0) {
+        }
+        tbb_lat.push_back(static_cast<double>(started.load() - t0.time_since_epoch().count()) /
+                          1000.0);
+      }
+      r.ours.push_back(median(ours_lat));
+      r.tbb.push_back(median(tbb_lat));
+    }
+    rows.push_back(r);
+  }
+
+  print_table(rows, threads, reps);
+  ps::WorkerStats tot = s.stats().total();
+  std::printf("\npepita stats: %llu tasks, %llu/%llu steals succeeded/attempted, %llu parks\n",
+              static_cast<unsigned long long>(tot.tasks_executed),
+              static_cast<unsigned long long>(tot.steals_succeeded),
+              static_cast<unsigned long long>(tot.steals_attempted),
+              static_cast<unsigned long long>(tot.parks));
+  return 0;
+}
