@@ -1,0 +1,226 @@
+// Public kernel entry points: argument checks, then one call through the active level's table.
+// Compiled for the x86-64 baseline (runs before any ISA is known to be present).
+
+#include "pepita/simd/kernels.hpp"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <string>
+
+#include "pepita/simd/dispatch.hpp"
+#include "simd/detail/table.hpp"
+
+namespace pepita::simd {
+namespace detail {
+
+const Kernels& active_kernels() noexcept {
+  switch (active_level()) {
+    case Level::avx512: {
+      // The VNNI / BF16 kernels are separate functions (own translation units and flags) chosen
+      // here, so an AVX-512 CPU without them never reaches their instructions.
+      static const Kernels table = [] {
+        Kernels k = avx512_kernels();
+        if (cpu_features().avx512_vnni) k.dot_i8 = &dot_i8_avx512_vnni;
+        if (cpu_features().avx512_bf16) k.dot_bf16 = &dot_bf16_avx512_bf16;
+        return k;
+      }();
+      return table;
+    }
+    case Level::avx2: return avx2_kernels();
+    case Level::scalar: break;
+  }
+  return scalar_kernels();
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::active_kernels;
+
+Result<void> check_same(std::size_t a, std::size_t b, const char* op, const char* what) {
+  if (a == b) return {};
+  return fail(ErrorCode::InvalidArgument, std::string(op) + ": " + what + " lengths differ (" +
+                                              std::to_string(a) + " vs " + std::to_string(b) +
+                                              "); pass spans of equal length");
+}
+
+Result<void> check_nonempty(std::size_t n, const char* op) {
+  if (n > 0) return {};
+  return fail(ErrorCode::InvalidArgument,
+              std::string(op) + ": empty input has no result; pass at least one element");
+}
+
+}  // namespace
+
+Result<float> dot(std::span<const float> x, std::span<const float> y) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "dot", "x and y"));
+  return active_kernels().dot_f32(x.data(), y.data(), x.size());
+}
+
+Result<double> dot(std::span<const double> x, std::span<const double> y) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "dot", "x and y"));
+  return active_kernels().dot_f64(x.data(), y.data(), x.size());
+}
+
+Result<void> axpy(float alpha, std::span<const float> x, std::span<float> y) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "axpy", "x and y"));
+  active_kernels().axpy_f32(alpha, x.data(), y.data(), x.size());
+  return {};
+}
+
+Result<void> axpy(double alpha, std::span<const double> x, std::span<double> y) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "axpy", "x and y"));
+  active_kernels().axpy_f64(alpha, x.data(), y.data(), x.size());
+  return {};
+}
+
+Result<void> scale(float alpha, std::span<const float> x, std::span<float> out) {
+  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "scale", "x and out"));
+  active_kernels().scale_f32(alpha, x.data(), out.data(), x.size());
+  return {};
+}
+
+Result<void> add(std::span<const float> x, std::span<const float> y, std::span<float> out) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "add", "x and y"));
+  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "add", "x and out"));
+  active_kernels().add_f32(x.data(), y.data(), out.data(), x.size());
+  return {};
+}
+
+Result<void> mul(std::span<const float> x, std::span<const float> y, std::span<float> out) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "mul", "x and y"));
+  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "mul", "x and out"));
+  active_kernels().mul_f32(x.data(), y.data(), out.data(), x.size());
+  return {};
+}
+
+Result<void> fma(std::span<const float> x, std::span<const float> y, std::span<const float> z,
+                 std::span<float> out) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "fma", "x and y"));
+  PEPITA_TRY_VOID(check_same(x.size(), z.size(), "fma", "x and z"));
+  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "fma", "x and out"));
+  active_kernels().fma_f32(x.data(), y.data(), z.data(), out.data(), x.size());
+  return {};
+}
+
+Result<float> sum(std::span<const float> x) { return active_kernels().sum_f32(x.data(), x.size()); }
+
+Result<double> sum(std::span<const double> x) {
+  return active_kernels().sum_f64(x.data(), x.size());
+}
+
+Result<float> max(std::span<const float> x) {
+  PEPITA_TRY_VOID(check_nonempty(x.size(), "max"));
+  return active_kernels().max_f32(x.data(), x.size());
+}
+
+Result<float> min(std::span<const float> x) {
+  PEPITA_TRY_VOID(check_nonempty(x.size(), "min"));
+  return active_kernels().min_f32(x.data(), x.size());
+}
+
+Result<std::size_t> argmax(std::span<const float> x) {
+  PEPITA_TRY_VOID(check_nonempty(x.size(), "argmax"));
+  return active_kernels().argmax_f32(x.data(), x.size());
+}
+
+Result<float> l2_norm(std::span<const float> x) {
+  return static_cast<float>(std::sqrt(active_kernels().sumsq_f32_as_f64(x.data(), x.size())));
+}
+
+Result<double> l2_norm(std::span<const double> x) {
+  const auto& k = active_kernels();
+  const double s = k.sumsq_f64(x.data(), x.size());
+  // Below 2^-968 the squares may have lost bits to subnormals; above DBL_MAX they overflowed.
+  if (std::isfinite(s) && (s >= 0x1p-968 || s == 0.0)) {
+    if (s != 0.0) return std::sqrt(s);
+  }
+  const double amax = k.amax_f64(x.data(), x.size());
+  if (amax == 0.0 || !std::isfinite(amax)) return amax;  // zeros, inf or NaN
+  // Scale by a power of two near 1/amax: exact, and every scaled square lies in (0, 4].
+  const double factor = std::ldexp(1.0, -std::ilogb(amax));
+  std::array<double, 512> chunk{};
+  double total = 0.0;
+  for (std::size_t i = 0; i < x.size(); i += chunk.size()) {
+    const std::size_t len = std::min(chunk.size(), x.size() - i);
+    for (std::size_t j = 0; j < len; ++j) chunk[j] = x[i + j] * factor;
+    total += k.sumsq_f64(chunk.data(), len);
+  }
+  return std::sqrt(total) / factor;
+}
+
+Result<float> cosine_similarity(std::span<const float> x, std::span<const float> y) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "cosine_similarity", "x and y"));
+  float parts[3] = {0, 0, 0};
+  active_kernels().cosine_parts_f32(x.data(), y.data(), x.size(), parts);
+  if (parts[1] == 0.0f || parts[2] == 0.0f) return 0.0f;
+  float r = parts[0] / (std::sqrt(parts[1]) * std::sqrt(parts[2]));
+  // Rounding can push |r| a hair past 1; NaN passes both tests unchanged.
+  if (r > 1.0f) r = 1.0f;
+  if (r < -1.0f) r = -1.0f;
+  return r;
+}
+
+Result<void> softmax(std::span<const float> x, std::span<float> out) {
+  PEPITA_TRY_VOID(check_nonempty(x.size(), "softmax"));
+  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "softmax", "x and out"));
+  active_kernels().softmax_f32(x.data(), out.data(), x.size());
+  return {};
+}
+
+Result<void> relu(std::span<const float> x, std::span<float> out) {
+  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "relu", "x and out"));
+  active_kernels().relu_f32(x.data(), out.data(), x.size());
+  return {};
+}
+
+Result<void> gelu(std::span<const float> x, std::span<float> out) {
+  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "gelu", "x and out"));
+  active_kernels().gelu_f32(x.data(), out.data(), x.size());
+  return {};
+}
+
+Result<void> layer_norm(std::span<const float> x, std::span<const float> gamma,
+                        std::span<const float> beta, float eps, std::span<float> out) {
+  PEPITA_TRY_VOID(check_nonempty(x.size(), "layer_norm"));
+  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "layer_norm", "x and out"));
+  if (!gamma.empty())
+    PEPITA_TRY_VOID(check_same(x.size(), gamma.size(), "layer_norm", "x and gamma"));
+  if (!beta.empty()) PEPITA_TRY_VOID(check_same(x.size(), beta.size(), "layer_norm", "x and beta"));
+  if (!(eps >= 0.0f)) {
+    return fail(ErrorCode::InvalidArgument,
+                "layer_norm: eps must be >= 0 (typically 1e-5), got " + std::to_string(eps));
+  }
+  active_kernels().layer_norm_f32(x.data(), gamma.empty() ? nullptr : gamma.data(),
+                                  beta.empty() ? nullptr : beta.data(), eps, out.data(), x.size());
+  return {};
+}
+
+Result<std::int32_t> dot_i8(std::span<const std::int8_t> x, std::span<const std::int8_t> y) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "dot_i8", "x and y"));
+  return active_kernels().dot_i8(x.data(), y.data(), x.size());
+}
+
+Bf16 to_bf16(float x) noexcept {
+  const auto bits = std::bit_cast<std::uint32_t>(x);
+  if (std::isnan(x)) return Bf16{static_cast<std::uint16_t>((bits >> 16) | 0x40u)};
+  const std::uint32_t round = 0x7FFFu + ((bits >> 16) & 1u);
+  return Bf16{static_cast<std::uint16_t>((bits + round) >> 16)};
+}
+
+float to_float(Bf16 x) noexcept {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(x.bits) << 16);
+}
+
+Result<float> dot_bf16(std::span<const Bf16> x, std::span<const Bf16> y) {
+  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "dot_bf16", "x and y"));
+  // SAFETY: Bf16 is a standard-layout struct holding exactly one uint16_t (static_assert'd size
+  // 2), so an array of Bf16 is an array of uint16_t bit patterns for the kernels.
+  return active_kernels().dot_bf16(reinterpret_cast<const std::uint16_t*>(x.data()),
+                                   reinterpret_cast<const std::uint16_t*>(y.data()), x.size());
+}
+
+}  // namespace pepita::simd

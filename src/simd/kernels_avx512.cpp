@@ -1,0 +1,154 @@
+// AVX-512 F/BW/VL kernels (W = 16 floats), compiled with -mavx512f -mavx512bw -mavx512vl -mfma
+// for this file only. Nothing here runs unless dispatch found AVX-512 F/BW/VL with the ZMM state
+// enabled in XCR0. VNNI and BF16 kernels live in their own files (other flags).
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "simd/detail/table.hpp"
+
+namespace pepita::simd::detail {
+namespace avx512 {
+
+template <class E>
+struct Ops;
+
+template <>
+struct Ops<float> {
+  using V = __m512;
+  using M = __mmask16;
+  static constexpr std::size_t W = 16;
+  static M tail(std::size_t n) { return static_cast<M>((1u << n) - 1u); }
+  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V load_tail(const float* p, std::size_t n, float fill) {
+    return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail(n), p);
+  }
+  static void store_tail(float* p, V v, std::size_t n) { _mm512_mask_storeu_ps(p, tail(n), v); }
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V div(V a, V b) { return _mm512_div_ps(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V max(V a, V b) { return _mm512_max_ps(a, b); }
+  static V min(V a, V b) { return _mm512_min_ps(a, b); }
+  static V abs(V a) { return _mm512_abs_ps(a); }
+  static float hsum(V v) { return _mm512_reduce_add_ps(v); }
+  static float hmax(V v) { return _mm512_reduce_max_ps(v); }
+  static float hmin(V v) { return _mm512_reduce_min_ps(v); }
+  static M cmp_unord(V a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+  static M cmp_lt(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static M cmp_eq(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_EQ_OQ); }
+  static M mor(M a, M b) { return static_cast<M>(a | b); }
+  static bool any(M m) { return m != 0; }
+  static unsigned first(M m) { return static_cast<unsigned>(__builtin_ctz(m)); }
+  static V blend(M m, V a, V b) { return _mm512_mask_blend_ps(m, a, b); }
+  static V round(V v) {
+    return _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  static V pow2i(V n) {
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+  }
+  static void widen(V v, __m512d& lo, __m512d& hi) {
+    lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+  }
+};
+
+template <>
+struct Ops<double> {
+  using V = __m512d;
+  using M = __mmask8;
+  static constexpr std::size_t W = 8;
+  static M tail(std::size_t n) { return static_cast<M>((1u << n) - 1u); }
+  static V loadu(const double* p) { return _mm512_loadu_pd(p); }
+  static void storeu(double* p, V v) { _mm512_storeu_pd(p, v); }
+  static V load_tail(const double* p, std::size_t n, double fill) {
+    return _mm512_mask_loadu_pd(_mm512_set1_pd(fill), tail(n), p);
+  }
+  static void store_tail(double* p, V v, std::size_t n) { _mm512_mask_storeu_pd(p, tail(n), v); }
+  static V set1(double x) { return _mm512_set1_pd(x); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+  static V max(V a, V b) { return _mm512_max_pd(a, b); }
+  static V abs(V a) { return _mm512_abs_pd(a); }
+  static double hsum(V v) { return _mm512_reduce_add_pd(v); }
+  static double hmax(V v) { return _mm512_reduce_max_pd(v); }
+  static M cmp_unord(V a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
+  static M mor(M a, M b) { return static_cast<M>(a | b); }
+  static bool any(M m) { return m != 0; }
+};
+
+#include "simd/detail/generic_kernels.hpp"
+
+// int8 dot without VNNI: sign-extend 32 bytes to 32 x i16, vpmaddwd into 16 x i32 (exact: each
+// pair sum is at most 2 * 128 * 128). The i32 lanes wrap like the scalar reference.
+std::int32_t dot_i8(const std::int8_t* x, const std::int8_t* y, std::size_t n) {
+  __m512i acc0 = _mm512_setzero_si512();
+  __m512i acc1 = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i a0 =
+        _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+    const __m512i b0 =
+        _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + i)));
+    const __m512i a1 =
+        _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 32)));
+    const __m512i b1 =
+        _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + i + 32)));
+    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(a0, b0));
+    acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(a1, b1));
+  }
+  for (; i < n; i += 32) {
+    const std::size_t rem = n - i;
+    const __mmask32 m = rem >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << rem) - 1u);
+    const __m512i a = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, x + i));
+    const __m512i b = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, y + i));
+    acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(a, b));
+  }
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+}
+
+// bf16 dot without AVX512-BF16: widen bf16 -> f32 exactly (shift left 16), FMA in f32.
+float dot_bf16(const std::uint16_t* x, const std::uint16_t* y, std::size_t n) {
+  __m512 acc0 = _mm512_setzero_ps();
+  __m512 acc1 = _mm512_setzero_ps();
+  auto widen = [](__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  };
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 =
+        _mm512_fmadd_ps(widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i))),
+                        widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + i))), acc0);
+    acc1 = _mm512_fmadd_ps(widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 16))),
+                           widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y + i + 16))),
+                           acc1);
+  }
+  for (; i < n; i += 16) {
+    const std::size_t rem = n - i;
+    const __mmask16 m = rem >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << rem) - 1u);
+    acc0 = _mm512_fmadd_ps(widen(_mm256_maskz_loadu_epi16(m, x + i)),
+                           widen(_mm256_maskz_loadu_epi16(m, y + i)), acc0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+}  // namespace avx512
+
+const Kernels& avx512_kernels() noexcept {
+  static const Kernels table = [] {
+    Kernels k = avx512::generic_table();
+    k.dot_i8 = &avx512::dot_i8;
+    k.dot_bf16 = &avx512::dot_bf16;
+    k.gemm = GemmShape{&avx512::gemm_micro_impl<12>, 12, 32, 256, 192, 512};
+    return k;
+  }();
+  return table;
+}
+
+}  // namespace pepita::simd::detail

@@ -1,0 +1,118 @@
+// Dispatch: detection agrees with the kernel's view of the CPU (/proc/cpuinfo), every level up to
+// the detected one can be forced, higher ones and bad PEPITA_SIMD values are clean errors.
+
+#include "pepita/simd/dispatch.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "simd_test_util.hpp"
+
+namespace pepita::simd {
+namespace {
+
+std::set<std::string> cpuinfo_flags() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    std::set<std::string> flags;
+    for (std::string w; words >> w;) flags.insert(w);
+    return flags;
+  }
+  return {};
+}
+
+TEST(Dispatch, DetectionMatchesProcCpuinfo) {
+  const auto flags = cpuinfo_flags();
+  if (flags.empty()) GTEST_SKIP() << "/proc/cpuinfo has no flags line (not x86 Linux?)";
+  const CpuFeatures& f = cpu_features();
+  // The kernel lists a flag only when it also enabled the state (XCR0), like our probe.
+  EXPECT_EQ(f.avx2, flags.count("avx2") == 1);
+  EXPECT_EQ(f.fma, flags.count("fma") == 1);
+  EXPECT_EQ(f.avx512f, flags.count("avx512f") == 1);
+  EXPECT_EQ(f.avx512bw, flags.count("avx512bw") == 1);
+  EXPECT_EQ(f.avx512vl, flags.count("avx512vl") == 1);
+  EXPECT_EQ(f.avx512_vnni, flags.count("avx512_vnni") == 1);
+  EXPECT_EQ(f.avx512_bf16, flags.count("avx512_bf16") == 1);
+  const bool has512 = flags.count("avx512f") && flags.count("avx512bw") && flags.count("avx512vl");
+  const bool has2 = flags.count("avx2") && flags.count("fma");
+  const Level want = has512 && has2 ? Level::avx512 : has2 ? Level::avx2 : Level::scalar;
+  EXPECT_EQ(detected_level(), want);
+}
+
+TEST(Dispatch, EveryAvailableLevelCanBeForced) {
+  for (Level l : test::available_levels()) {
+    ASSERT_TRUE(set_level(l).has_value());
+    EXPECT_EQ(active_level(), l);
+    EXPECT_EQ(level_summary().rfind(std::string(to_string(l)), 0), 0u) << level_summary();
+  }
+  reset_level();
+  EXPECT_EQ(active_level(), detected_level());
+}
+
+TEST(Dispatch, LevelAboveTheCpuIsAnError) {
+  if (detected_level() == Level::avx512) {
+    GTEST_SKIP() << "this CPU runs every level; nothing above avx512 to refuse";
+  }
+  auto r = set_level(Level::avx512);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::Unsupported);
+  EXPECT_EQ(active_level(), detected_level());
+}
+
+TEST(Dispatch, ParseLevel) {
+  EXPECT_EQ(*parse_level("scalar"), Level::scalar);
+  EXPECT_EQ(*parse_level("avx2"), Level::avx2);
+  EXPECT_EQ(*parse_level("avx512"), Level::avx512);
+  for (const char* bad : {"", "AVX2", "sse", "avx512 ", "neon"}) {
+    auto r = parse_level(bad);
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(r.error().message().find("scalar, avx2 or avx512"), std::string::npos);
+  }
+}
+
+TEST(Dispatch, EnvironmentVariable) {
+  ASSERT_EQ(setenv("PEPITA_SIMD", "scalar", 1), 0);
+  auto r = init_level_from_env();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(active_level(), Level::scalar);
+  if (detected_level() != Level::scalar) {
+    EXPECT_NE(level_summary().find("PEPITA_SIMD"), std::string::npos) << level_summary();
+  }
+  ASSERT_EQ(setenv("PEPITA_SIMD", "bogus", 1), 0);
+  auto bad = init_level_from_env();
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(bad.error().message().find("PEPITA_SIMD"), std::string::npos);
+  EXPECT_EQ(active_level(), Level::scalar);  // unchanged on error
+  if (detected_level() < Level::avx512) {
+    ASSERT_EQ(setenv("PEPITA_SIMD", "avx512", 1), 0);
+    auto high = init_level_from_env();
+    ASSERT_FALSE(high.has_value());
+    EXPECT_EQ(high.error().code(), ErrorCode::Unsupported);
+  }
+  ASSERT_EQ(unsetenv("PEPITA_SIMD"), 0);
+  ASSERT_EQ(*init_level_from_env(), detected_level());
+  EXPECT_EQ(active_level(), detected_level());
+}
+
+TEST(Dispatch, SummaryNamesDetectedExtensions) {
+  reset_level();
+  const std::string s = level_summary();
+  EXPECT_EQ(s.rfind(std::string(to_string(detected_level())), 0), 0u) << s;
+  EXPECT_NE(s.find("detected"), std::string::npos) << s;
+  EXPECT_EQ(s.find("+vnni") != std::string::npos, cpu_features().avx512_vnni) << s;
+  EXPECT_EQ(vnni_active(), cpu_features().avx512_vnni && detected_level() == Level::avx512);
+  EXPECT_EQ(bf16_active(), cpu_features().avx512_bf16 && detected_level() == Level::avx512);
+}
+
+}  // namespace
+}  // namespace pepita::simd
