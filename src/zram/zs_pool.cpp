@@ -78,18 +78,17 @@ bool ZsPool::reserve_pages(uint32_t pages) noexcept {
 }
 
 Zspage* ZsPool::new_zspage(SizeClass& cls) noexcept {
-  const size_t bytes = size_t{cls.pages} * kZsPageSize;
-  std::unique_ptr<std::byte[], FreeDeleter> memory(
-      static_cast<std::byte*>(std::aligned_alloc(kZsPageSize, bytes)));
-  if (!memory) return nullptr;
+  std::byte* memory = arena_.alloc(cls.pages);
+  if (memory == nullptr) return nullptr;
   std::unique_ptr<Zspage> zspage;
   try {
     zspage = std::make_unique<Zspage>();
     zspage->owner = std::make_unique_for_overwrite<uint32_t[]>(cls.objs);
   } catch (const std::bad_alloc&) {
+    arena_.free(memory, cls.pages);
     return nullptr;
   }
-  zspage->memory = std::move(memory);
+  zspage->memory = memory;
   zspage->size_class = &cls;
   for (uint32_t i = 0; i < cls.objs; ++i)
     zspage->owner[i] = Zspage::kFree | (i + 1 < cls.objs ? i + 1 : Zspage::kEnd);
@@ -141,6 +140,7 @@ bool ZsPool::obj_free(SizeClass& cls, Zspage* zspage, uint32_t obj) noexcept {
   --cls.used_objs;
   if (zspage->inuse == 0) {
     // Empty zspages go back at once, so a discard lowers mem_used_total immediately.
+    arena_.free(zspage->memory, cls.pages);
     unlink(cls, zspage);
     cls.allocated_objs -= cls.objs;
     total_pages_.fetch_sub(cls.pages, std::memory_order_relaxed);

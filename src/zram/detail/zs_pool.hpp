@@ -11,10 +11,11 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <vector>
+
+#include "zram/detail/page_arena.hpp"
 
 namespace pepita::zram::detail {
 
@@ -27,13 +28,9 @@ inline constexpr uint32_t kZsFullnessGroups = 11;  // inuse ratio 0-9 (x10%) par
 
 struct SizeClass;
 
-struct FreeDeleter {
-  void operator()(std::byte* memory) const noexcept { std::free(memory); }
-};
-
 /// One slab: `pages` contiguous pages holding `objs` equal slots of one class.
 struct Zspage {
-  std::unique_ptr<std::byte[], FreeDeleter> memory;  // page aligned
+  std::byte* memory = nullptr;  // page-aligned run from the pool's PageArena
   // owner[i]: the zram page owning object i, or kFree | next free index.
   std::unique_ptr<uint32_t[]> owner;
   SizeClass* size_class = nullptr;
@@ -89,7 +86,7 @@ class ZsPool {
   void free(ObjRef ref) noexcept;
   /// Bytes of the object; valid while the owner's lock is held.
   static std::byte* address(ObjRef ref) noexcept {
-    return ref.zspage->memory.get() + size_t{ref.obj} * ref.zspage->size_class->size;
+    return ref.zspage->memory + size_t{ref.obj} * ref.zspage->size_class->size;
   }
   /// Slot size of the class serving `size`.
   uint32_t class_size(uint32_t size) const noexcept { return class_for(size)->size; }
@@ -119,6 +116,8 @@ class ZsPool {
   bool obj_free(SizeClass& cls, Zspage* zspage, uint32_t obj) noexcept;
   uint64_t compact_class(SizeClass& cls, Relocator& relocator) noexcept;
 
+  // Declared first: destroyed last, after every zspage pointing into it.
+  PageArena arena_;
   std::vector<std::unique_ptr<SizeClass>> classes_;  // distinct physical classes
   SizeClass* by_size_[kZsNumSizes] = {};  // size index -> class (merged classes share one)
   uint32_t huge_class_size_ = kZsPageSize;
