@@ -558,6 +558,29 @@ int main(int argc, char** argv) {
   }
 
   print_table(rows, threads, reps);
+
+  // Work overhead: the same fib on a one-worker scheduler (T1) against the serial elision (Ts).
+  if (wanted("fib")) {
+    auto one = ps::Scheduler::create({.workers = 1});
+    if (one) {
+      std::vector<double> t1, ts;
+      for (int rep = 0; rep < reps; ++rep) {
+        ts.push_back(time_it([&] { sink(fib_seq(fib_n)); }));
+        t1.push_back(time_it([&] {
+          ps::TaskGroup g(**one);
+          std::uint64_t v = 0;
+          g.run([&] { v = fib_ours(**one, fib_n); });
+          (void)g.wait();
+          sink(v);
+        }));
+      }
+      double calls = 2.0 * static_cast<double>(fib_seq(fib_n + 1)) - 1;
+      std::printf(
+          "\nfib(%d) work overhead: T1 = %.4f s, Ts = %.4f s, T1/Ts = %.1f (%.1f ns per "
+          "spawned call on one worker)\n",
+          fib_n, median(t1), median(ts), median(t1) / median(ts), median(t1) * 1e9 / (calls / 2));
+    }
+  }
   ps::WorkerStats tot = s.stats().total();
   std::printf("\npepita stats: %llu tasks, %llu/%llu steals succeeded/attempted, %llu parks\n",
               static_cast<unsigned long long>(tot.tasks_executed),
