@@ -1,0 +1,60 @@
+#pragma once
+// Job files: a TOML description of a batch (pool settings + tasks with dependencies) that
+// `pepita run` executes. Parsing checks everything that can be checked before running — syntax,
+// unknown keys, value types and ranges, unknown or cyclic dependencies, binaries that do not
+// exist — and reports each problem as "file:line:column: message". Format: docs in
+// examples/wordcount/job.toml; TOML 1.0 via toml++.
+//
+//   auto job = load_job("job.toml", {.pepita_dir = "/usr/bin", .state_dir = "/tmp/s"});
+//   if (!job) { std::cerr << job.error().message() << "\n"; return 2; }
+//   auto pool = job->pool_builder().build();
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pepita/error.hpp"
+#include "pepita/fault/retry.hpp"
+#include "pepita/pool/pool.hpp"
+#include "pepita/task/task.hpp"
+
+namespace pepita::pool {
+
+/// Values for the variables job files may use: ${job_dir}, ${pepita_dir}, ${state_dir}, plus
+/// ${i} inside a task with `count`, and ${env:NAME}.
+struct JobOptions {
+  std::string pepita_dir;  // directory of the pepita executable (helper binaries live there)
+  std::string state_dir;   // per-job directory for the journal and task outputs
+  bool check_binaries = true;
+};
+
+struct Job {
+  std::string name;     // [job] name, default: the file's stem
+  std::string file;     // as given to load_job
+  std::string journal;  // [pool] journal, default: <state_dir>/journal
+  unsigned cpu_workers = 0;
+  std::size_t process_slots = 0;
+  std::chrono::nanoseconds kill_grace{std::chrono::seconds(2)};
+  fault::RetryPolicy retry;
+  fault::BreakerConfig breaker;
+  std::vector<Task> tasks;        // in file order (count-expanded)
+  std::vector<bool> show_output;  // per task: print its stdout after the summary
+
+  /// A Pool::Builder with this job's settings (the caller adds journal/observer).
+  Pool::Builder pool_builder() const;
+};
+
+/// Reads and checks a job file. Every error is InvalidArgument (NotFound for a missing file)
+/// with a message starting "<file>:<line>:<column>: " where a position is known.
+Result<Job> load_job(const std::string& path, const JobOptions& options);
+/// The same from text; `file` names the source in messages and anchors relative paths.
+Result<Job> parse_job(std::string_view text, const std::string& file, const JobOptions& options);
+
+/// Expands ${...} variables in `text`; InvalidArgument naming an unknown variable.
+Result<std::string> expand_variables(std::string_view text,
+                                     const std::vector<std::pair<std::string, std::string>>& vars);
+
+}  // namespace pepita::pool

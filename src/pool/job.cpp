@@ -1,0 +1,489 @@
+// Job-file parsing and validation on toml++. Exceptions from toml++ stay inside this file.
+#include "pepita/pool/job.hpp"
+
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "pepita/task/graph.hpp"
+
+namespace pepita::pool {
+namespace {
+
+namespace fs = std::filesystem;
+using Vars = std::vector<std::pair<std::string, std::string>>;
+
+class Ctx {
+ public:
+  explicit Ctx(std::string file) : file_(std::move(file)) {}
+  std::unexpected<Error> err(const toml::source_region& where, const std::string& msg) const {
+    std::string loc = file_;
+    if (where.begin.line != 0) {
+      loc += ":" + std::to_string(where.begin.line) + ":" + std::to_string(where.begin.column);
+    }
+    return fail(ErrorCode::InvalidArgument, loc + ": " + msg);
+  }
+  std::unexpected<Error> err(const toml::node& n, const std::string& msg) const {
+    return err(n.source(), msg);
+  }
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+};
+
+Result<void> check_keys(const Ctx& ctx, const toml::table& t, std::string_view section,
+                        std::initializer_list<std::string_view> allowed) {
+  for (auto&& [key, value] : t) {
+    bool ok = false;
+    for (auto a : allowed) ok = ok || key.str() == a;
+    if (!ok) {
+      std::string list;
+      for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      return ctx.err(key.source().begin.line ? key.source() : value.source(),
+                     "unknown key '" + std::string(key.str()) + "' in " + std::string(section) +
+                         "; valid keys: " + list);
+    }
+  }
+  return {};
+}
+
+Result<std::int64_t> get_int(const Ctx& ctx, const toml::node& n, std::string_view key,
+                             std::int64_t lo, std::int64_t hi) {
+  const auto* v = n.as_integer();
+  if (!v || v->get() < lo || v->get() > hi) {
+    return ctx.err(n, "'" + std::string(key) + "' must be an integer from " + std::to_string(lo) +
+                          " to " + std::to_string(hi));
+  }
+  return v->get();
+}
+
+// Seconds as an integer or float, > 0 unless zero_ok.
+Result<std::chrono::nanoseconds> get_seconds(const Ctx& ctx, const toml::node& n,
+                                             std::string_view key) {
+  double s = -1;
+  if (const auto* i = n.as_integer()) s = static_cast<double>(i->get());
+  if (const auto* f = n.as_floating_point()) s = f->get();
+  if (!(s >= 0) || s > 1e7) {
+    return ctx.err(
+        n, "'" + std::string(key) + "' must be a number of seconds from 0 to 10000000 (0 = none)");
+  }
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(s * 1e9));
+}
+
+Result<std::string> get_string(const Ctx& ctx, const toml::node& n, std::string_view key,
+                               const Vars& vars) {
+  const auto* v = n.as_string();
+  if (!v) return ctx.err(n, "'" + std::string(key) + "' must be a string");
+  auto expanded = expand_variables(v->get(), vars);
+  if (!expanded) return ctx.err(n, expanded.error().message());
+  return *expanded;
+}
+
+Result<std::vector<std::pair<std::string, const toml::node*>>> get_strings(const Ctx& ctx,
+                                                                           const toml::node& n,
+                                                                           std::string_view key,
+                                                                           const Vars& vars) {
+  const auto* arr = n.as_array();
+  if (!arr) return ctx.err(n, "'" + std::string(key) + "' must be an array of strings");
+  std::vector<std::pair<std::string, const toml::node*>> out;
+  for (const auto& el : *arr) {
+    out.emplace_back(PEPITA_TRY(get_string(ctx, el, key, vars)), &el);
+  }
+  return out;
+}
+
+Result<std::map<std::string, std::string>> get_env(const Ctx& ctx, const toml::node& n,
+                                                   const Vars& vars) {
+  const auto* t = n.as_table();
+  if (!t) return ctx.err(n, "'env' must be a table of strings, e.g. env = { LANG = \"C\" }");
+  std::map<std::string, std::string> env;
+  for (auto&& [k, v] : *t) {
+    if (k.str().empty() || k.str().find('=') != std::string_view::npos) {
+      return ctx.err(v, "environment variable name '" + std::string(k.str()) + "' is invalid");
+    }
+    env[std::string(k.str())] = PEPITA_TRY(get_string(ctx, v, "env." + std::string(k.str()), vars));
+  }
+  return env;
+}
+
+// Where `command` resolves: relative paths with a '/' against the job's directory, bare names
+// through PATH. Empty when not found or not executable.
+std::string resolve_command(const std::string& command, const std::string& job_dir) {
+  if (command.find('/') != std::string::npos) {
+    fs::path p(command);
+    if (p.is_relative()) p = fs::path(job_dir) / p;
+    return ::access(p.c_str(), X_OK) == 0 && !fs::is_directory(p) ? p.string() : std::string();
+  }
+  const char* path_env = std::getenv("PATH");
+  std::string path = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  std::stringstream ss(path);
+  for (std::string dir; std::getline(ss, dir, ':');) {
+    if (dir.empty()) dir = ".";
+    fs::path p = fs::path(dir) / command;
+    if (::access(p.c_str(), X_OK) == 0 && !fs::is_directory(p)) return command;
+  }
+  return {};
+}
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 200) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::string> expand_variables(std::string_view text, const Vars& vars) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
+      const auto close = text.find('}', i + 2);
+      if (close == std::string_view::npos) {
+        return fail(ErrorCode::InvalidArgument,
+                    "unterminated '${' in \"" + std::string(text) + "\"");
+      }
+      const std::string_view name = text.substr(i + 2, close - i - 2);
+      bool found = false;
+      if (name.starts_with("env:")) {
+        const char* v = std::getenv(std::string(name.substr(4)).c_str());
+        out += v ? v : "";
+        found = true;
+      }
+      for (const auto& [k, v] : vars) {
+        if (!found && k == name) {
+          out += v;
+          found = true;
+        }
+      }
+      if (!found) {
+        std::string known;
+        for (const auto& [k, v] : vars) known += (known.empty() ? "" : ", ") + ("${" + k + "}");
+        return fail(ErrorCode::InvalidArgument, "unknown variable '${" + std::string(name) +
+                                                    "}'; known: " + known + ", ${env:NAME}");
+      }
+      i = close + 1;
+    } else {
+      out.push_back(text[i++]);
+    }
+  }
+  return out;
+}
+
+Pool::Builder Job::pool_builder() const {
+  auto b = Pool::builder();
+  b.cpu_workers(cpu_workers)
+      .process_slots(process_slots)
+      .kill_grace(kill_grace)
+      .retry_policy(retry);
+  b.circuit_breaker(breaker);
+  return b;
+}
+
+Result<Job> load_job(const std::string& path, const JobOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return fail(ErrorCode::NotFound,
+                "cannot read job file '" + path + "': " + std::strerror(errno));
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return parse_job(buf.str(), path, options);
+}
+
+Result<Job> parse_job(std::string_view text, const std::string& file, const JobOptions& options) {
+  const Ctx ctx(file);
+  toml::table doc;
+  try {
+    doc = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    return ctx.err(e.source(), "syntax error: " + std::string(e.description()));
+  }
+  PEPITA_TRY_VOID(check_keys(ctx, doc, "the job file", {"job", "pool", "defaults", "task"}));
+
+  Job job;
+  job.file = file;
+  const std::string job_dir = fs::absolute(fs::path(file)).parent_path().string();
+  job.name = fs::path(file).stem().string();
+  Vars vars{
+      {"job_dir", job_dir}, {"pepita_dir", options.pepita_dir}, {"state_dir", options.state_dir}};
+
+  if (const auto* n = doc.get("job")) {
+    const auto* t = n->as_table();
+    if (!t) return ctx.err(*n, "[job] must be a table");
+    PEPITA_TRY_VOID(check_keys(ctx, *t, "[job]", {"name"}));
+    if (const auto* nm = t->get("name")) {
+      job.name = PEPITA_TRY(get_string(ctx, *nm, "name", vars));
+      if (!valid_name(job.name)) {
+        return ctx.err(*nm, "job name must be 1-200 of [A-Za-z0-9._-]");
+      }
+    }
+  }
+
+  std::int64_t default_retries = 0;
+  job.journal = options.state_dir.empty() ? std::string() : options.state_dir + "/journal";
+  if (const auto* n = doc.get("pool")) {
+    const auto* t = n->as_table();
+    if (!t) return ctx.err(*n, "[pool] must be a table");
+    PEPITA_TRY_VOID(
+        check_keys(ctx, *t, "[pool]",
+                   {"process_slots", "cpu_workers", "retries", "retry_delay", "retry_max_delay",
+                    "kill_grace", "breaker_threshold", "breaker_cooldown", "journal"}));
+    std::chrono::nanoseconds base{std::chrono::milliseconds(100)}, max{std::chrono::seconds(10)};
+    for (auto&& [k, v] : *t) {
+      const std::string key(k.str());
+      if (key == "process_slots")
+        job.process_slots = static_cast<std::size_t>(PEPITA_TRY(get_int(ctx, v, key, 1, 4096)));
+      if (key == "cpu_workers")
+        job.cpu_workers = static_cast<unsigned>(PEPITA_TRY(get_int(ctx, v, key, 1, 4096)));
+      if (key == "retries") default_retries = PEPITA_TRY(get_int(ctx, v, key, 0, 1000));
+      if (key == "retry_delay") base = PEPITA_TRY(get_seconds(ctx, v, key));
+      if (key == "retry_max_delay") max = PEPITA_TRY(get_seconds(ctx, v, key));
+      if (key == "kill_grace") job.kill_grace = PEPITA_TRY(get_seconds(ctx, v, key));
+      if (key == "breaker_threshold")
+        job.breaker.failure_threshold =
+            static_cast<std::uint32_t>(PEPITA_TRY(get_int(ctx, v, key, 1, 1000000)));
+      if (key == "breaker_cooldown") job.breaker.cool_down = PEPITA_TRY(get_seconds(ctx, v, key));
+      if (key == "journal") {
+        job.journal = PEPITA_TRY(get_string(ctx, v, key, vars));
+        if (!job.journal.empty() && fs::path(job.journal).is_relative()) {
+          job.journal = (fs::path(job_dir) / job.journal).string();
+        }
+      }
+    }
+    job.retry.base_delay(base).max_delay(max);
+  }
+  job.retry.max_attempts(static_cast<std::uint32_t>(default_retries + 1));
+
+  // [defaults]: values every task starts from.
+  std::chrono::nanoseconds default_timeout{0};
+  std::map<std::string, std::string> default_env;
+  std::string default_cwd;
+  if (const auto* n = doc.get("defaults")) {
+    const auto* t = n->as_table();
+    if (!t) return ctx.err(*n, "[defaults] must be a table");
+    PEPITA_TRY_VOID(check_keys(ctx, *t, "[defaults]", {"timeout", "env", "cwd"}));
+    if (const auto* v = t->get("timeout"))
+      default_timeout = PEPITA_TRY(get_seconds(ctx, *v, "timeout"));
+    if (const auto* v = t->get("env")) default_env = PEPITA_TRY(get_env(ctx, *v, vars));
+    if (const auto* v = t->get("cwd")) default_cwd = PEPITA_TRY(get_string(ctx, *v, "cwd", vars));
+  }
+
+  const auto* tasks_node = doc.get("task");
+  if (!tasks_node) {
+    return fail(ErrorCode::InvalidArgument,
+                file + ": no tasks; add at least one [[task]] with a name and a command");
+  }
+  const auto* tasks = tasks_node->as_array();
+  if (!tasks || !tasks->is_array_of_tables()) {
+    return ctx.err(*tasks_node, "'task' must be an array of tables: write [[task]] sections");
+  }
+
+  // First pass: names (count-expanded) so dependencies can point forward.
+  struct Raw {
+    const toml::table* table;
+    std::string name;
+    std::int64_t index;  // -1 without count
+  };
+  std::vector<Raw> raws;
+  std::unordered_map<std::string, std::size_t> by_name;
+  for (const auto& el : *tasks) {
+    const auto& t = *el.as_table();
+    PEPITA_TRY_VOID(
+        check_keys(ctx, t, "[[task]]",
+                   {"name", "command", "args", "env", "cwd", "stdin", "deps", "retries", "timeout",
+                    "priority", "backend", "output_cap", "show_output", "count", "clear_env"}));
+    const auto* nm = t.get("name");
+    if (!nm) return ctx.err(t, "[[task]] has no 'name'");
+    const auto* nm_str = nm->as_string();
+    if (!nm_str) return ctx.err(*nm, "'name' must be a string");
+    std::int64_t count = -1;
+    if (const auto* c = t.get("count"))
+      count = PEPITA_TRY(get_int(ctx, *c, "count", 1, 10'000'000));
+    for (std::int64_t i = 0; i < std::max<std::int64_t>(count, 1); ++i) {
+      std::string base(nm_str->get());
+      std::string name = count < 0 ? base : base + "-" + std::to_string(i);
+      if (!valid_name(name)) {
+        return ctx.err(*nm, "task name '" + name + "' must be 1-200 of [A-Za-z0-9._-]");
+      }
+      if (!by_name.emplace(name, raws.size()).second) {
+        return ctx.err(*nm, "task name '" + name + "' is used twice; names must be unique");
+      }
+      raws.push_back({&t, std::move(name), count < 0 ? -1 : i});
+    }
+  }
+
+  // Second pass: build each task. Dependencies need ids, so build in file order and resolve
+  // names to positions; the ids follow once every task is built.
+  std::vector<std::vector<std::pair<std::size_t, const toml::node*>>> dep_index(raws.size());
+  std::vector<task::Builder> builders;
+  std::unordered_map<std::string, std::string> resolved_cache;
+  builders.reserve(raws.size());
+  for (std::size_t r = 0; r < raws.size(); ++r) {
+    const auto& t = *raws[r].table;
+    Vars tv = vars;
+    if (raws[r].index >= 0) tv.emplace_back("i", std::to_string(raws[r].index));
+    const auto* cmd = t.get("command");
+    if (!cmd) return ctx.err(t, "task '" + raws[r].name + "' has no 'command'");
+    std::string command = PEPITA_TRY(get_string(ctx, *cmd, "command", tv));
+    if (command.empty()) return ctx.err(*cmd, "task '" + raws[r].name + "': 'command' is empty");
+    if (options.check_binaries) {
+      auto it = resolved_cache.find(command);
+      if (it == resolved_cache.end())
+        it = resolved_cache.emplace(command, resolve_command(command, job_dir)).first;
+      if (it->second.empty()) {
+        return ctx.err(*cmd, "task '" + raws[r].name + "': command '" + command +
+                                 "' not found or not executable" +
+                                 (command.find('/') == std::string::npos
+                                      ? " (searched PATH)"
+                                      : " (relative paths start at the job file's directory)"));
+      }
+      command = it->second;
+    } else if (command.find('/') != std::string::npos && fs::path(command).is_relative()) {
+      command = (fs::path(job_dir) / command).string();
+    }
+    auto b = Task::binary(command).name(raws[r].name);
+    for (const auto& [k, v] : default_env) b.env(k, v);
+    std::chrono::nanoseconds timeout = default_timeout;
+    std::string cwd = default_cwd;
+    std::optional<std::int64_t> retries;
+    bool show = false;
+    for (auto&& [k, v] : t) {
+      const std::string key(k.str());
+      if (key == "args") {
+        for (auto& [a, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) b.arg(std::move(a));
+      } else if (key == "env") {
+        for (auto& [ek, ev] : PEPITA_TRY(get_env(ctx, v, tv))) b.env(ek, ev);
+      } else if (key == "clear_env") {
+        const auto* bv = v.as_boolean();
+        if (!bv) return ctx.err(v, "'clear_env' must be true or false");
+        if (bv->get()) b.clear_env();
+      } else if (key == "cwd") {
+        cwd = PEPITA_TRY(get_string(ctx, v, key, tv));
+      } else if (key == "stdin") {
+        b.stdin(PEPITA_TRY(get_string(ctx, v, key, tv)));
+      } else if (key == "retries") {
+        retries = PEPITA_TRY(get_int(ctx, v, key, 0, 1000));
+      } else if (key == "timeout") {
+        timeout = PEPITA_TRY(get_seconds(ctx, v, key));
+      } else if (key == "priority") {
+        b.priority(static_cast<std::int32_t>(PEPITA_TRY(get_int(ctx, v, key, -1000000, 1000000))));
+      } else if (key == "output_cap") {
+        b.output_cap(static_cast<std::size_t>(PEPITA_TRY(get_int(ctx, v, key, 1, 64 << 20))));
+      } else if (key == "show_output") {
+        const auto* bv = v.as_boolean();
+        if (!bv) return ctx.err(v, "'show_output' must be true or false");
+        show = bv->get();
+      } else if (key == "backend") {
+        const std::string name = PEPITA_TRY(get_string(ctx, v, key, tv));
+        auto be = task::parse_backend(name);
+        if (!be) return ctx.err(v, be.error().message());
+        if (*be == task::Backend::Cpu) {
+          return ctx.err(v,
+                         "backend 'cpu' runs in-process functions; a job file's tasks are "
+                         "commands: use 'process'");
+        }
+        b.backend(*be);
+      } else if (key == "deps") {
+        for (auto& [d, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) {
+          if (d.ends_with("*")) {
+            // Prefix wildcard: "map-*" depends on every task whose name starts with "map-".
+            const std::string prefix = d.substr(0, d.size() - 1);
+            bool any = false;
+            for (std::size_t o = 0; o < raws.size(); ++o) {
+              if (o != r && raws[o].name.starts_with(prefix)) {
+                dep_index[r].emplace_back(o, node);
+                any = true;
+              }
+            }
+            if (!any)
+              return ctx.err(*node, "task '" + raws[r].name + "': no task matches '" + d + "'");
+            continue;
+          }
+          auto it = by_name.find(d);
+          if (it == by_name.end()) {
+            return ctx.err(*node,
+                           "task '" + raws[r].name + "' depends on unknown task '" + d + "'");
+          }
+          if (it->second == r) {
+            return ctx.err(*node, "task '" + raws[r].name + "' depends on itself");
+          }
+          dep_index[r].emplace_back(it->second, node);
+        }
+      }
+    }
+    if (!cwd.empty()) {
+      if (fs::path(cwd).is_relative()) cwd = (fs::path(job_dir) / cwd).string();
+      b.cwd(cwd);
+    }
+    b.timeout(timeout);
+    if (retries) b.max_retries(static_cast<std::uint32_t>(*retries));
+    job.show_output.push_back(show);
+    builders.push_back(std::move(b));
+  }
+
+  // Cycle check on positions, before any id exists, so the message can name the tasks.
+  std::vector<std::vector<std::size_t>> edges(raws.size());
+  for (std::size_t r = 0; r < raws.size(); ++r) {
+    for (const auto& [o, node] : dep_index[r]) edges[r].push_back(o);
+  }
+  if (auto cycle = task::find_cycle(edges); !cycle.empty()) {
+    std::string members;
+    for (std::size_t k = 0; k < cycle.size(); ++k) {
+      members += (k ? " -> " : "") + raws[cycle[k]].name;
+    }
+    return ctx.err(*raws[cycle.front()].table->get("name"),
+                   "dependency cycle: " + members + "; remove one of these dependencies");
+  }
+  // Build in dependency order so every dependency already has its id.
+  std::vector<std::optional<Task>> built(raws.size());
+  std::vector<std::size_t> order;
+  {
+    std::vector<std::uint8_t> state(raws.size(), 0);
+    for (std::size_t root = 0; root < raws.size(); ++root) {
+      std::vector<std::pair<std::size_t, std::size_t>> stack{{root, 0}};
+      while (!stack.empty()) {
+        auto& [node, next] = stack.back();
+        if (state[node] == 2) {
+          stack.pop_back();
+          continue;
+        }
+        state[node] = 1;
+        if (next < edges[node].size()) {
+          const std::size_t to = edges[node][next++];
+          if (state[to] == 0) stack.emplace_back(to, 0);
+          continue;
+        }
+        state[node] = 2;
+        order.push_back(node);
+        stack.pop_back();
+      }
+    }
+  }
+  for (std::size_t r : order) {
+    std::vector<task::TaskId> deps;
+    for (const auto& [o, node] : dep_index[r]) deps.push_back(built[o]->id());
+    builders[r].depends_on(std::move(deps));
+    auto t = builders[r].build();
+    if (!t) return ctx.err(*raws[r].table, t.error().message());
+    built[r] = std::move(*t);
+  }
+  job.tasks.reserve(raws.size());
+  for (auto& t : built) job.tasks.push_back(std::move(*t));
+  return job;
+}
+
+}  // namespace pepita::pool

@@ -1,0 +1,405 @@
+// `pepita run JOB.toml`: loads and checks a job file, runs its tasks on the local pool with a live
+// progress line (TTY) or log lines (not a TTY), then prints a summary table — or, with --json,
+// one JSON object — and exits 0 when every task succeeded, 1 when one did not, 2 for a bad job
+// file or usage, 130 when interrupted. The journal in the state directory makes --resume skip
+// tasks that already succeeded, also after a crash or Ctrl-C.
+#include <limits.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "command.hpp"
+#include "pepita/pool/job.hpp"
+#include "pepita/pool/pool.hpp"
+
+namespace pepita::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using pool::ExecutionResult;
+using pool::Status;
+
+struct RunOptions {
+  std::string job;
+  bool resume = false;
+  bool json = false;
+  bool quiet = false;
+  bool check = false;
+  bool no_journal = false;
+  std::string state_dir;
+  std::size_t jobs = 0;
+};
+
+std::string self_dir() {
+  char buf[PATH_MAX];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  return fs::path(std::string(buf, static_cast<std::size_t>(n))).parent_path().string();
+}
+
+// <tmp>/pepita-<uid>/<stem>-<hash of the job's absolute path>: stable across runs of the same
+// job file (so --resume finds its journal), distinct between job files.
+std::string default_state_dir(const std::string& job) {
+  const char* tmp = std::getenv("TMPDIR");
+  std::error_code ec;
+  const std::string abs = fs::weakly_canonical(fs::absolute(job), ec).string();
+  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char c : abs) h = (h ^ c) * 1099511628211ULL;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return (fs::path(tmp && *tmp ? tmp : "/tmp") / ("pepita-" + std::to_string(::getuid())) /
+          (fs::path(abs).parent_path().filename().string() + "-" + fs::path(job).stem().string() +
+           "-" + std::string(hex, 8)))
+      .string();
+}
+
+std::string seconds(std::chrono::nanoseconds d) {
+  char buf[32];
+  const double s = std::chrono::duration<double>(d).count();
+  std::snprintf(buf, sizeof buf, s < 10 ? "%.2fs" : "%.1fs", s);
+  return buf;
+}
+
+const char* status_label(Status s) {
+  switch (s) {
+    case Status::Succeeded: return "ok";
+    case Status::Failed: return "FAILED";
+    case Status::Signaled: return "SIGNALED";
+    case Status::TimedOut: return "TIMEOUT";
+    case Status::LaunchFailed: return "NO-LAUNCH";
+    case Status::Cancelled: return "CANCELLED";
+    case Status::Skipped: return "SKIPPED";
+    case Status::Rejected: return "REJECTED";
+  }
+  return "?";
+}
+
+// Progress shown while the job runs: a redrawn line on a TTY, one line per event otherwise.
+class Progress {
+ public:
+  Progress(std::size_t total, bool tty, bool quiet) : total_(total), tty_(tty), quiet_(quiet) {
+    if (tty_ && !quiet_) drawer_ = std::thread([this] { draw_loop(); });
+  }
+  ~Progress() { stop(); }
+
+  void on_event(const pool::Event& e) {
+    std::lock_guard lock(mu_);
+    switch (e.kind) {
+      case pool::Event::Kind::Started: ++running_; break;
+      case pool::Event::Kind::Retrying:
+        --running_;
+        if (!quiet_) {
+          line("retry   " + e.name + " (attempt " + std::to_string(e.attempt) + " " +
+               (e.result ? std::string(to_string(e.result->status)) + ": " + e.result->error
+                         : std::string()) +
+               "; next in " + seconds(e.retry_delay) + ")");
+        }
+        break;
+      case pool::Event::Kind::Finished: {
+        const ExecutionResult& r = *e.result;
+        if (!r.from_journal && r.status != Status::Skipped && r.status != Status::Rejected &&
+            !(r.status == Status::Cancelled && r.wall.count() == 0) && running_ > 0) {
+          --running_;
+        }
+        ++done_;
+        if (!r.ok()) ++failed_;
+        if (r.from_journal) ++replayed_;
+        if (!quiet_ && (!tty_ || !r.ok())) {
+          char head[32];
+          std::snprintf(head, sizeof head, "[%*zu/%zu] ", digits(), done_, total_);
+          std::string text = std::string(head) + status_label(r.status) + "  " + r.name + "  " +
+                             (r.from_journal ? "(from journal)" : seconds(r.wall));
+          if (!r.ok() && !r.error.empty()) text += "  " + r.error;
+          line(text);
+        }
+        break;
+      }
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    if (drawer_.joinable()) drawer_.join();
+    if (tty_ && !quiet_) {
+      std::lock_guard lock(mu_);
+      render();
+      std::fputs("\n", stderr);
+    }
+  }
+
+ private:
+  int digits() const { return static_cast<int>(std::to_string(total_).size()); }
+
+  // Under mu_. On a TTY, clear the progress line first and redraw it after.
+  void line(const std::string& text) {
+    if (tty_) std::fputs("\r\x1b[K", stderr);
+    std::fprintf(stderr, "%s\n", text.c_str());
+    if (tty_) render();
+  }
+
+  void render() {
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+    const std::size_t ran = done_ - replayed_;
+    const double rate = elapsed > 0 ? static_cast<double>(ran) / elapsed : 0;
+    constexpr int kWidth = 28;
+    const int filled = total_ ? static_cast<int>(kWidth * done_ / total_) : kWidth;
+    std::string bar(static_cast<std::size_t>(filled), '#');
+    bar.resize(kWidth, '.');
+    char eta[32] = "--";
+    if (rate > 0 && done_ < total_) {
+      std::snprintf(eta, sizeof eta, "%.0fs", static_cast<double>(total_ - done_) / rate);
+    } else if (done_ == total_) {
+      std::snprintf(eta, sizeof eta, "0s");
+    }
+    std::fprintf(stderr, "\r\x1b[K[%s] %zu/%zu done  %zu failed  %zu running  %.1f/s  ETA %s",
+                 bar.c_str(), done_, total_, failed_, running_, rate, eta);
+    std::fflush(stderr);
+  }
+
+  void draw_loop() {
+    std::unique_lock lock(mu_);
+    while (!stopped_) {
+      render();
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread drawer_;
+  const std::size_t total_;
+  const bool tty_;
+  const bool quiet_;
+  bool stopped_ = false;
+  std::size_t done_ = 0, failed_ = 0, running_ = 0, replayed_ = 0;
+  const Clock::time_point start_ = Clock::now();
+};
+
+// Waits for SIGINT/SIGTERM (blocked in every thread) and cancels the pool on the first one.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGHUP);
+    // Before any thread exists, so all inherit the mask; children get an empty mask from
+    // posix_spawn.
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  void watch(std::function<void()> on_signal) {
+    thread_ = std::thread([this, on_signal = std::move(on_signal)] {
+      const timespec tick{0, 100'000'000};
+      while (!done_.load()) {
+        if (::sigtimedwait(&set_, nullptr, &tick) > 0) {
+          interrupted_ = true;
+          on_signal();
+        }
+      }
+    });
+  }
+  ~SignalWatcher() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  bool interrupted() const { return interrupted_.load(); }
+
+ private:
+  sigset_t set_;
+  std::atomic<bool> done_{false};
+  std::atomic<bool> interrupted_{false};
+  std::thread thread_;
+};
+
+nlohmann::json result_json(const ExecutionResult& r) {
+  return {{"name", r.name},
+          {"status", to_string(r.status)},
+          {"attempts", r.attempts},
+          {"exit_code", r.exit_code},
+          {"signal", r.signal},
+          {"wall_s", std::chrono::duration<double>(r.wall).count()},
+          {"cpu_s", std::chrono::duration<double>(r.cpu).count()},
+          {"max_rss_kb", r.max_rss_kb},
+          {"from_journal", r.from_journal},
+          {"stdout", r.stdout_data},
+          {"stderr", r.stderr_data},
+          {"stdout_bytes", r.stdout_bytes},
+          {"error", r.error}};
+}
+
+void print_summary(const std::vector<ExecutionResult>& results) {
+  std::size_t width = 4;
+  for (const auto& r : results) width = std::max(width, r.name.size());
+  width = std::min<std::size_t>(width, 40);
+  const bool all = results.size() <= 60;
+  std::printf("%-*s  %-9s  %8s  %8s  %s\n", static_cast<int>(width), "task", "status", "attempts",
+              "wall", "exit");
+  std::size_t hidden = 0;
+  for (const auto& r : results) {
+    if (!all && r.ok()) {
+      ++hidden;
+      continue;
+    }
+    std::string exit = r.signal ? "sig " + std::to_string(r.signal)
+                                : (r.exit_code >= 0 ? std::to_string(r.exit_code) : "-");
+    std::printf("%-*s  %-9s  %8u  %8s  %s%s\n", static_cast<int>(width), r.name.c_str(),
+                status_label(r.status), r.attempts,
+                r.from_journal ? "journal" : seconds(r.wall).c_str(), exit.c_str(),
+                r.ok() || r.error.empty() ? "" : ("  " + r.error).c_str());
+  }
+  if (hidden) std::printf("... and %zu more tasks that succeeded\n", hidden);
+}
+
+int run_job(const RunOptions& o) {
+  pool::JobOptions jo;
+  jo.pepita_dir = self_dir();
+  jo.state_dir = o.state_dir.empty() ? default_state_dir(o.job) : o.state_dir;
+  auto job = pool::load_job(o.job, jo);
+  if (!job) {
+    std::fprintf(stderr, "pepita run: %s\n", job.error().message().c_str());
+    return kExitUsage;
+  }
+  if (o.check) {
+    std::printf("%s: ok, %zu tasks\n", o.job.c_str(), job->tasks.size());
+    return kExitOk;
+  }
+  std::error_code ec;
+  fs::create_directories(jo.state_dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "pepita run: cannot create state directory %s: %s\n", jo.state_dir.c_str(),
+                 ec.message().c_str());
+    return kExitFailure;
+  }
+
+  SignalWatcher signals;
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  Progress progress(job->tasks.size(), tty, o.quiet);
+  auto builder = job->pool_builder();
+  if (o.jobs) builder.process_slots(o.jobs);
+  if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
+  builder.on_event([&progress](const pool::Event& e) { progress.on_event(e); });
+  builder.cpu_workers(1);  // job files hold commands only
+  auto built = builder.build();
+  if (!built) {
+    std::fprintf(stderr, "pepita run: %s\n", built.error().message().c_str());
+    return built.error().code() == ErrorCode::Corrupted ? kExitUsage : kExitFailure;
+  }
+  pool::Pool& p = *built;
+  signals.watch([&p] { p.cancel_all(); });
+  if (!o.quiet && !o.json) {
+    std::fprintf(
+        stderr, "pepita run: %s, %zu tasks, state in %s%s\n", job->name.c_str(), job->tasks.size(),
+        jo.state_dir.c_str(),
+        o.resume
+            ? (" (resuming, " + std::to_string(p.journal_recovered()) + " journal records)").c_str()
+            : "");
+  }
+  std::vector<bool> show = job->show_output;
+  const auto t0 = Clock::now();
+  auto handles = p.submit_all(std::move(job->tasks));
+  if (!handles) {
+    progress.stop();
+    std::fprintf(stderr, "pepita run: %s\n", handles.error().message().c_str());
+    return kExitUsage;
+  }
+  auto results = p.wait_all();
+  const auto wall = Clock::now() - t0;
+  progress.stop();
+  const auto stats = p.stats();
+  const auto journal_error = p.journal_error();
+  p.shutdown();
+
+  bool ok = !signals.interrupted();
+  for (const auto& r : results) ok = ok && r.ok();
+  if (o.json) {
+    nlohmann::json tasks = nlohmann::json::array();
+    for (const auto& r : results) tasks.push_back(result_json(r));
+    nlohmann::json out = {{"job", job->name},
+                          {"ok", ok},
+                          {"interrupted", signals.interrupted()},
+                          {"state_dir", jo.state_dir},
+                          {"journal", o.no_journal ? "" : job->journal},
+                          {"journal_error", journal_error ? journal_error->to_string() : ""},
+                          {"wall_s", std::chrono::duration<double>(wall).count()},
+                          {"stats",
+                           {{"submitted", stats.submitted},
+                            {"succeeded", stats.succeeded},
+                            {"failed", stats.failed},
+                            {"skipped", stats.skipped},
+                            {"retries", stats.retries},
+                            {"from_journal", stats.from_journal},
+                            {"latency_p50_ms", stats.latency_p50_ms},
+                            {"latency_p90_ms", stats.latency_p90_ms},
+                            {"latency_p99_ms", stats.latency_p99_ms}}},
+                          {"tasks", tasks}};
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    if (!o.quiet || !ok) print_summary(results);
+    const double secs = std::chrono::duration<double>(wall).count();
+    std::printf(
+        "%zu tasks: %llu succeeded, %llu failed (%llu skipped), %llu retries, %llu from "
+        "journal, in %.2fs (%.0f tasks/s)\n",
+        results.size(), static_cast<unsigned long long>(stats.succeeded),
+        static_cast<unsigned long long>(stats.failed),
+        static_cast<unsigned long long>(stats.skipped),
+        static_cast<unsigned long long>(stats.retries),
+        static_cast<unsigned long long>(stats.from_journal), secs,
+        secs > 0 ? static_cast<double>(results.size()) / secs : 0.0);
+    for (std::size_t i = 0; i < results.size() && i < show.size(); ++i) {
+      if (show[i] && !results[i].stdout_data.empty()) {
+        std::printf("\n--- %s output ---\n%s", results[i].name.c_str(),
+                    results[i].stdout_data.c_str());
+        if (results[i].stdout_data.back() != '\n') std::printf("\n");
+      }
+    }
+  }
+  if (journal_error) {
+    std::fprintf(stderr, "pepita run: warning: journal: %s\n", journal_error->to_string().c_str());
+  }
+  if (signals.interrupted()) {
+    std::fprintf(stderr, "pepita run: interrupted; rerun with --resume to continue\n");
+    return 130;
+  }
+  return ok ? kExitOk : kExitFailure;
+}
+
+void add_run(CLI::App& app, Dispatch& dispatch) {
+  auto* sub = app.add_subcommand("run", "Run a job file (TOML) on the local pool");
+  auto o = std::make_shared<RunOptions>();
+  sub->add_option("job", o->job, "Job file (TOML), e.g. examples/wordcount/job.toml")->required();
+  sub->add_flag("--resume", o->resume,
+                "Reuse the journal: tasks that already succeeded are not run again");
+  sub->add_flag("--json", o->json, "Print the result as one JSON object on stdout");
+  sub->add_flag("-q,--quiet", o->quiet, "No progress or per-task lines");
+  sub->add_flag("--check", o->check, "Only check the job file (syntax, deps, binaries)");
+  sub->add_flag("--no-journal", o->no_journal, "Do not write a journal");
+  sub->add_option("--state-dir", o->state_dir,
+                  "Directory for the journal and ${state_dir} (default: per job under $TMPDIR)");
+  sub->add_option("-j,--jobs", o->jobs, "Processes at once (overrides [pool] process_slots)")
+      ->check(CLI::Range(1, 4096));
+  dispatch.on(sub, [o] { return run_job(*o); });
+}
+
+}  // namespace
+}  // namespace pepita::cli
+
+PEPITA_REGISTER_COMMAND(run, pepita::cli::add_run);
