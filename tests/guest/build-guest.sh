@@ -11,7 +11,8 @@
 #                    printed as "PEPITA-GUEST-EXIT <rc>" before the guest reboots (= QEMU exits)
 #     --module NAME  kernel module to load at boot (dependencies from modules.dep load first)
 #     --file S:D     copy host file S to guest path D as is
-#     --bin S:D      copy host executable S to guest path D with the shared libraries ldd lists
+#     --bin S:D      copy host executable S to guest path D (debug info stripped) with the shared
+#                    libraries ldd lists
 #     --cache DIR    where the unpacked kernel is kept, keyed by version (default: DIR/../guest-cache)
 #
 # Exit status: 0 built; 77 the kernel package or a tool cannot be had (callers skip, reason on
@@ -158,6 +159,8 @@ for spec in "${bins[@]}"; do
   src=${spec%%:*} dst=${spec#*:}
   [[ -f $src ]] || die "--bin source '$src' not found"
   copy_with_libs "$src" "$dst"
+  # Debug info only slows the guest's initramfs unpacking (it runs emulated).
+  command -v strip >/dev/null && strip --strip-debug "$stage/$dst" 2>/dev/null || true
 done
 cp "$init" "$stage/test.sh"
 chmod +x "$stage/test.sh"

@@ -1,0 +1,46 @@
+#pragma once
+// Thin syscall layer for the ublk server: results or a negative errno, so nothing above reads
+// errno (liburing's syscall.h convention).
+
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+namespace pepita::ublk::sys {
+
+inline int open(const char* path, int flags) {
+  const int fd = ::open(path, flags | O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
+/// open() that waits up to `timeout` for a device node to appear (udev may create it after the
+/// ioctl that made the device returned; devtmpfs does it synchronously).
+inline int open_device_node(const char* path, int flags, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const int fd = open(path, flags);
+    if (fd != -ENOENT || std::chrono::steady_clock::now() >= deadline) return fd;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+inline int eventfd_nonblock() {
+  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+inline void eventfd_signal(int fd) noexcept {
+  const uint64_t one = 1;
+  // A full counter (EAGAIN) means a wake-up is pending anyway: nothing to do.
+  [[maybe_unused]] const ssize_t n = ::write(fd, &one, sizeof one);
+}
+inline void eventfd_clear(int fd) noexcept {
+  uint64_t value = 0;
+  [[maybe_unused]] const ssize_t n = ::read(fd, &value, sizeof value);
+}
+
+}  // namespace pepita::ublk::sys

@@ -1,0 +1,331 @@
+// The ublk server (server.hpp): device setup and teardown on the control path, and one thread +
+// one SQE128 io_uring per hardware queue on the I/O path (drivers/block/ublk_drv.c's protocol:
+// every tag is owned by exactly one outstanding FETCH_REQ / COMMIT_AND_FETCH_REQ command, issued
+// by the queue's own task).
+#include "pepita/ublk/server.hpp"
+
+#include <dirent.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <set>
+
+#include "pepita/core/mapping.hpp"
+#include "pepita/io_uring/ring.hpp"
+#include "ublk/detail/sys.hpp"
+
+namespace pepita::ublk {
+namespace u = abi::ublk;
+
+namespace {
+
+// user_data of the eventfd poll; command CQEs carry their tag (< 2^16) instead.
+constexpr uint64_t kWakeUserData = 1ull << 32;
+
+size_t page_round(size_t bytes) {
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  return (bytes + page - 1) / page * page;
+}
+
+}  // namespace
+
+/// One hardware queue: its descriptor mapping, tag buffers, ring, eventfd and thread.
+class QueueRunner {
+ public:
+  QueueRunner(uint16_t q_id, int char_fd, const u::CtrlDevInfo& info, blk_mq::BlockDevice& device,
+              const IoLimits& limits)
+      : q_id_(q_id),
+        char_fd_(char_fd),
+        depth_(info.queue_depth),
+        limits_(limits),
+        device_(device) {}
+
+  ~QueueRunner() {
+    request_stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  /// Maps the queue's descriptors, allocates buffers and the ring, and starts the thread; returns
+  /// once the thread has submitted FETCH_REQ for every tag (START_DEV waits for that).
+  Result<void> start() {
+    // Queue q's descriptors sit at UBLKSRV_CMD_BUF_OFFSET + q * (max depth * sizeof(desc)),
+    // and the mapping must be exactly depth descriptors rounded up to a page (ublk_ch_mmap).
+    const size_t desc_bytes = page_round(size_t{depth_} * sizeof(u::IoDesc));
+    const off_t offset = static_cast<off_t>(
+        u::SRV_CMD_BUF_OFFSET + size_t{q_id_} * page_round(u::MAX_QUEUE_DEPTH * sizeof(u::IoDesc)));
+    // SAFETY: the kernel maps its descriptor array read-only; we only read whole IoDesc values at
+    // tag indexes < depth, and the mapping lives until the ring (and its commands) is gone.
+    descriptors_map_ = PEPITA_TRY(Mapping::map(desc_bytes, PROT_READ, MAP_SHARED | MAP_POPULATE,
+                                               char_fd_, offset, "ublk I/O descriptors"));
+    buffers_ =
+        PEPITA_TRY(Mapping::anonymous(size_t{depth_} * limits_.max_io_bytes, "ublk tag buffers"));
+    const int efd = sys::eventfd_nonblock();
+    if (efd < 0) return fail_errno(efd, "eventfd for ublk queue");
+    event_fd_.reset(efd);
+    // One SQE per tag plus the eventfd poll; completions never exceed that either.
+    ring_.emplace(PEPITA_TRY(io_uring::Ring::create({.entries = uint32_t{depth_} + 1,
+                                                     .cq_entries = 2 * (uint32_t{depth_} + 1),
+                                                     .sqe128 = true})));
+    // SAFETY: the mapping is page aligned, so IoDesc (8-byte aligned) entries start aligned.
+    const auto* descs = reinterpret_cast<const u::IoDesc*>(descriptors_map_.data());
+    handler_.emplace(device_, q_id_, std::span(descs, depth_),
+                     std::span(buffers_.bytes(), buffers_.size()), limits_);
+
+    std::promise<Result<void>> ready;
+    auto ready_future = ready.get_future();
+    thread_ = std::thread([this, promise = std::move(ready)]() mutable { run(promise); });
+    return ready_future.get();
+  }
+
+  void request_stop() noexcept {
+    stop_.store(true, std::memory_order_release);
+    if (event_fd_) sys::eventfd_signal(event_fd_.get());
+  }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  QueueStats stats() const { return handler_ ? handler_->stats() : QueueStats{}; }
+  std::string error() const {
+    std::lock_guard lock(error_mutex_);
+    return error_;
+  }
+
+ private:
+  void set_error(std::string message) {
+    std::lock_guard lock(error_mutex_);
+    if (error_.empty()) error_ = std::move(message);
+  }
+
+  void queue_cmd(uint32_t cmd_op, uint16_t tag, int32_t result) noexcept {
+    // Never null: the SQ has depth + 1 entries and each tag has at most one command queued.
+    abi::Sqe128* sqe = ring_->get_sqe128();
+    u::IoCmd cmd{};
+    cmd.q_id = q_id_;
+    cmd.tag = tag;
+    cmd.result = result;
+    // SAFETY: the kernel copies request data to/from this address while the tag is ours; the
+    // buffer mapping outlives the ring, whose destruction cancels every outstanding command.
+    cmd.addr = reinterpret_cast<uintptr_t>(handler_->buffer(tag));
+    prep_io_cmd(*sqe, char_fd_, cmd_op, cmd, tag);
+  }
+
+  void arm_wake() noexcept {
+    abi::Sqe128* sqe = ring_->get_sqe128();
+    std::memset(sqe, 0, sizeof *sqe);
+    sqe->opcode = static_cast<uint8_t>(abi::Op::PollAdd);
+    sqe->fd = event_fd_.get();
+    sqe->rw_flags = POLLIN;  // poll32_events shares this word
+    sqe->user_data = kWakeUserData;
+  }
+
+  void run(std::promise<Result<void>>& ready) noexcept {
+    handler_->bind_to_current_thread(
+        [](void* self) { sys::eventfd_signal(static_cast<QueueRunner*>(self)->event_fd_.get()); },
+        this);
+    for (uint16_t tag = 0; tag < depth_; ++tag) queue_cmd(u::U_IO_FETCH_REQ, tag, 0);
+    arm_wake();
+    if (auto submitted = ring_->submit(); !submitted) {
+      ready.set_value(std::unexpected(
+          std::move(submitted.error())
+              .with_context("ublk queue " + std::to_string(q_id_) + ": submitting FETCH_REQ")));
+      return;
+    }
+    ready.set_value({});
+
+    uint32_t live_tags = depth_;  // tags with a FETCH/COMMIT_AND_FETCH outstanding
+    while (true) {
+      auto waited = ring_->submit_and_wait(1);
+      if (!waited && waited.error().code() != ErrorCode::Busy &&
+          waited.error().code() != ErrorCode::WouldBlock) {
+        set_error(waited.error().to_string());
+        break;
+      }
+      bool woken = false;
+      ring_->for_each_cqe([&](const abi::Cqe& cqe) {
+        if (cqe.user_data == kWakeUserData) {
+          woken = true;
+          return;
+        }
+        const auto tag = static_cast<uint16_t>(cqe.user_data);
+        if (cqe.res == u::IO_RES_OK) {
+          handler_->on_request(tag);
+        } else {
+          // IO_RES_ABORT: the device is stopping (STOP_DEV) and gives the tag back for good.
+          if (cqe.res != u::IO_RES_ABORT)
+            set_error("ublk queue " + std::to_string(q_id_) + " tag " + std::to_string(tag) +
+                      ": I/O command failed: " + std::strerror(-cqe.res));
+          --live_tags;
+        }
+      });
+      if (woken) {
+        sys::eventfd_clear(event_fd_.get());
+        arm_wake();
+      }
+      handler_->drain([&](uint16_t tag, int32_t result) {
+        queue_cmd(u::U_IO_COMMIT_AND_FETCH_REQ, tag, result);
+      });
+      const bool idle = handler_->in_flight() == 0;
+      if (idle && (live_tags == 0 || stop_.load(std::memory_order_acquire))) break;
+    }
+  }
+
+  uint16_t q_id_;
+  int char_fd_;
+  uint16_t depth_;
+  IoLimits limits_;
+  blk_mq::BlockDevice& device_;
+  // Destruction runs bottom-up: the thread is joined in ~QueueRunner first, then the ring goes
+  // (cancelling any command still naming our buffers), then the buffers and descriptor mapping.
+  Mapping descriptors_map_;
+  Mapping buffers_;
+  UniqueFd event_fd_;
+  std::optional<QueueHandler> handler_;
+  std::optional<io_uring::Ring> ring_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex error_mutex_;
+  std::string error_;
+};
+
+Result<std::unique_ptr<Server>> Server::start(std::unique_ptr<blk_mq::BlockDevice> device,
+                                              const DeviceOptions& options,
+                                              const char* control_path) {
+  if (!device) return fail(ErrorCode::InvalidArgument, "ublk server: no target device");
+  PEPITA_TRY_VOID(validate(options));
+  const blk_mq::DeviceInfo& dinfo = device->info();
+  if (dinfo.tag_set.nr_hw_queues < options.queues || dinfo.tag_set.queue_depth < options.depth)
+    return fail(ErrorCode::InvalidArgument,
+                "ublk server: the target has " + std::to_string(dinfo.tag_set.nr_hw_queues) +
+                    " queues of depth " + std::to_string(dinfo.tag_set.queue_depth) +
+                    ", fewer than the device's " + std::to_string(options.queues) + " x " +
+                    std::to_string(options.depth));
+  if (dinfo.capacity_sectors == 0)
+    return fail(ErrorCode::InvalidArgument, "ublk server: the target has zero capacity");
+
+  Control control = PEPITA_TRY(Control::open(control_path));
+  const u::CtrlDevInfo info = PEPITA_TRY(control.add_dev(options));
+  auto server = std::make_unique<Server>(Token{}, std::move(control), std::move(device), info);
+  // From here on the destructor deletes the device again if anything fails.
+  PEPITA_TRY_VOID(server->control_.set_params(info.dev_id, make_params(dinfo, info)));
+  PEPITA_TRY_VOID(server->start_queues());
+  if (auto started = server->control_.start_dev(info.dev_id, ::getpid()); !started) {
+    server->stop_queues();
+    return std::unexpected(std::move(started.error()));
+  }
+  server->started_ = true;
+  // devtmpfs makes the node before START_DEV returns; udev-managed /dev may lag a little.
+  const std::string block = server->block_path();
+  for (int i = 0; i < 200 && ::access(block.c_str(), F_OK) != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return server;
+}
+
+Result<void> Server::start_queues() {
+  const std::string path = char_device_path(info_.dev_id);
+  const int fd = sys::open_device_node(path.c_str(), O_RDWR, std::chrono::seconds(2));
+  if (fd < 0) return fail_errno(fd, "open " + path);
+  char_fd_.reset(fd);
+
+  const blk_mq::DeviceInfo& d = device_->info();
+  IoLimits limits;
+  limits.capacity_sectors = d.capacity_sectors;
+  limits.max_io_bytes = info_.max_io_buf_bytes;
+  limits.discard = (d.features & blk_mq::features::kDiscard) != 0;
+  limits.write_zeroes = (d.features & blk_mq::features::kWriteZeroes) != 0;
+  limits.read_only = (d.features & blk_mq::features::kReadOnly) != 0;
+  for (uint16_t q = 0; q < info_.nr_hw_queues; ++q) {
+    queues_.push_back(std::make_unique<QueueRunner>(q, char_fd_.get(), info_, *device_, limits));
+    if (auto ok = queues_.back()->start(); !ok) {
+      stop_queues();
+      return std::unexpected(
+          std::move(ok.error()).with_context("starting ublk queue " + std::to_string(q)));
+    }
+  }
+  return {};
+}
+
+void Server::stop_queues() noexcept {
+  for (auto& q : queues_) q->request_stop();
+  for (auto& q : queues_) q->join();
+  if (!queues_.empty()) {
+    final_stats_.clear();
+    for (const auto& q : queues_) final_stats_.push_back(q->stats());
+  }
+  queues_.clear();  // rings and mappings go before the char device closes
+  char_fd_.reset();
+}
+
+Result<void> Server::stop() {
+  if (deleted_) return {};
+  std::optional<Error> first;
+  if (started_) {
+    if (auto r = control_.stop_dev(info_.dev_id); !r) first = std::move(r.error());
+    started_ = false;
+  }
+  stop_queues();
+  if (auto r = control_.del_dev(info_.dev_id); !r && !first) first = std::move(r.error());
+  deleted_ = true;
+  if (first) return std::unexpected(std::move(*first));
+  return {};
+}
+
+Server::Server(Token, Control control, std::unique_ptr<blk_mq::BlockDevice> device,
+               u::CtrlDevInfo info)
+    : control_(std::move(control)), device_(std::move(device)), info_(info) {}
+
+Server::~Server() { (void)stop(); }
+
+std::vector<QueueStats> Server::stats() const {
+  if (queues_.empty()) return final_stats_;
+  std::vector<QueueStats> out;
+  for (const auto& q : queues_) out.push_back(q->stats());
+  return out;
+}
+
+std::string Server::queue_error() const {
+  for (const auto& q : queues_)
+    if (auto e = q->error(); !e.empty()) return e;
+  return {};
+}
+
+Result<std::vector<u::CtrlDevInfo>> list_devices(Control& control) {
+  std::set<uint32_t> ids;
+  for (const char* dir : {"/sys/class/ublk-char", "/dev"}) {
+    DIR* d = ::opendir(dir);
+    if (d == nullptr) continue;
+    while (const dirent* e = ::readdir(d)) {
+      unsigned id = 0;
+      char extra = 0;
+      if (std::sscanf(e->d_name, "ublkc%u%c", &id, &extra) == 1) ids.insert(id);
+    }
+    ::closedir(d);
+  }
+  std::vector<u::CtrlDevInfo> out;
+  for (uint32_t id : ids) {
+    auto info = control.get_dev_info(id);
+    if (info) {
+      out.push_back(*info);
+    } else if (info.error().code() != ErrorCode::NotFound) {
+      return std::unexpected(std::move(info.error()));
+    }
+  }
+  return out;
+}
+
+const char* state_name(uint16_t state) noexcept {
+  switch (state) {
+    case u::S_DEV_DEAD: return "dead";
+    case u::S_DEV_LIVE: return "live";
+    case u::S_DEV_QUIESCED: return "quiesced";
+    default: return "unknown";
+  }
+}
+
+}  // namespace pepita::ublk

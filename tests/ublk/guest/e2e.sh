@@ -1,0 +1,112 @@
+# Runs inside the Linux 6.12 test guest as /test.sh (busybox sh, root, ublk_drv loaded).
+# Proves the pepita ublk server end to end: ext4 on the zram and file targets (mkfs, files of known
+# content, e2fsck -fn, remount, checksums), an O_DIRECT dd write/read-back, and kill -9 of a server
+# during I/O (no hang; the block device goes away; `pepita ublk del` cleans up).
+set -u
+P=/bin/pepita
+fail() {
+  echo "UBLK-E2E-FAIL: $*"
+  [ -f /tmp/srv.err ] && { echo "--- server stderr"; cat /tmp/srv.err; }
+  exit 1
+}
+step() { echo "== $*"; }
+
+# start_server ARGS...: runs `pepita ublk add ARGS` in the background; sets SRV (pid), DEV.
+start_server() {
+  rm -f /tmp/srv.out /tmp/srv.err
+  $P ublk add "$@" >/tmp/srv.out 2>/tmp/srv.err &
+  SRV=$!
+  i=0
+  while [ $i -lt 200 ]; do
+    DEV=$(head -n 1 /tmp/srv.out 2>/dev/null)
+    [ -n "$DEV" ] && [ -b "$DEV" ] && return 0
+    kill -0 $SRV 2>/dev/null || fail "server exited early: ublk add $*"
+    sleep 0.05
+    i=$((i + 1))
+  done
+  fail "server did not publish its device: ublk add $*"
+}
+stop_server() {
+  kill -TERM $SRV
+  wait $SRV
+  rc=$?
+  cat /tmp/srv.err
+  [ $rc -eq 0 ] || fail "server exited with $rc after SIGTERM"
+  [ ! -e "$DEV" ] || fail "$DEV still exists after the server stopped"
+}
+
+# ext4 round trip on $DEV: files of known content survive umount, fsck and remount.
+fs_roundtrip() {
+  mkfs.ext4 -q -F "$DEV" >/tmp/mkfs.log 2>&1 || { cat /tmp/mkfs.log; fail "mkfs.ext4 $DEV"; }
+  mount -t ext4 "$DEV" /mnt || fail "mount $DEV"
+  dd if=/dev/urandom of=/mnt/a bs=4096 count=300 2>/dev/null
+  dd if=/dev/urandom of=/mnt/b bs=65536 count=40 2>/dev/null
+  mkdir -p /mnt/dir && echo "pepita ublk" >/mnt/dir/small
+  seq 1 20000 >/mnt/dir/numbers   # compressible: exercises the zram compressor
+  (cd /mnt && sha256sum a b dir/small dir/numbers >/tmp/sums)
+  sync
+  umount /mnt || fail "umount $DEV"
+  e2fsck -fn "$DEV" >/tmp/fsck.log 2>&1 || { cat /tmp/fsck.log; fail "e2fsck -fn $DEV not clean"; }
+  tail -n 1 /tmp/fsck.log
+  mount -t ext4 "$DEV" /mnt || fail "remount $DEV"
+  (cd /mnt && sha256sum -c /tmp/sums) || fail "checksums differ after remount on $DEV"
+  rm /mnt/b && sync && fstrim /mnt 2>/dev/null  # discard through the device, where supported
+  umount /mnt || fail "second umount $DEV"
+}
+
+# O_DIRECT write then read-back of 2 MiB at an offset, compared byte for byte.
+direct_io() {
+  dd if=/dev/urandom of=/tmp/pattern bs=4096 count=512 2>/dev/null
+  dd if=/tmp/pattern of="$DEV" bs=65536 seek=16 oflag=direct conv=notrunc 2>/dev/null ||
+    fail "O_DIRECT write to $DEV"
+  dd if="$DEV" of=/tmp/back bs=65536 skip=16 count=32 iflag=direct 2>/dev/null ||
+    fail "O_DIRECT read from $DEV"
+  cmp /tmp/pattern /tmp/back || fail "O_DIRECT read-back differs on $DEV"
+  echo "O_DIRECT 2 MiB write/read-back identical"
+}
+
+step "no ublk devices yet"
+$P ublk list || fail "ublk list"
+
+step "zram target (zstd, 2 queues): ext4 + O_DIRECT"
+start_server --target zram --size 64M --comp zstd --queues 2 --depth 32
+echo "device $DEV"
+$P ublk list
+fs_roundtrip
+direct_io
+stop_server
+
+step "file target: ext4 + O_DIRECT"
+start_server --target file --file /tmp/backing.img --size 48M --depth 16
+fs_roundtrip
+direct_io
+stop_server
+[ "$(stat -c %s /tmp/backing.img)" = 50331648 ] || fail "backing file has the wrong size"
+
+step "kill -9 of the server during I/O"
+start_server --target mem --size 64M --depth 16
+dd if=/dev/zero of="$DEV" bs=65536 count=100000 oflag=direct 2>/tmp/dd.err &
+DD=$!
+sleep 1
+kill -9 $SRV
+wait $SRV 2>/dev/null
+i=0
+while kill -0 $DD 2>/dev/null; do
+  [ $i -lt 200 ] || fail "dd still blocked 20 s after the server was killed"
+  sleep 0.1
+  i=$((i + 1))
+done
+echo "writer ended after the kill: $(tail -n 1 /tmp/dd.err)"
+i=0
+while [ -e "$DEV" ]; do
+  [ $i -lt 100 ] || fail "$DEV still present 10 s after the server was killed"
+  sleep 0.1
+  i=$((i + 1))
+done
+echo "$DEV is gone"
+ID=${DEV#/dev/ublkb}
+$P ublk list
+$P ublk del "$ID" || fail "ublk del $ID after the kill"
+$P ublk list | grep -q "^$ID " && fail "device $ID still listed after del"
+
+echo "UBLK-E2E-PASS"
