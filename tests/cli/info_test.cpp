@@ -1,0 +1,105 @@
+// `pepita info` and the CLI's handling of bad arguments, run as a real process.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.hpp"
+
+namespace pepita::test {
+namespace {
+
+nlohmann::json info_json() {
+  CliRun run = run_pepita("info --json");
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  return nlohmann::json::parse(run.output);
+}
+
+TEST(CliInfo, JsonReportsRealProbes) {
+  const nlohmann::json info = info_json();
+  EXPECT_EQ(info["cores"].get<unsigned>(), static_cast<unsigned>(::sysconf(_SC_NPROCESSORS_ONLN)));
+  EXPECT_GT(info["memory_bytes"].get<uint64_t>(), 0u);
+
+  // io_uring exists on every kernel pepita supports; the probe must list its opcodes.
+  ASSERT_TRUE(info["io_uring"]["available"].get<bool>()) << info["io_uring"]["error"];
+  EXPECT_GT(info["io_uring"]["opcode_count"].get<size_t>(), 40u);
+  const auto& opcodes = info["io_uring"]["opcodes"];
+  EXPECT_NE(std::find(opcodes.begin(), opcodes.end(), "uring_cmd"), opcodes.end());
+  EXPECT_NE(std::find(opcodes.begin(), opcodes.end(), "read"), opcodes.end());
+
+  EXPECT_EQ(info["ublk"]["available"].get<bool>(), ::access("/dev/ublk-control", F_OK) == 0);
+}
+
+TEST(CliInfo, KvmMatchesDevice) {
+  const nlohmann::json info = info_json();
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+    EXPECT_FALSE(info["kvm"]["available"].get<bool>());
+    GTEST_SKIP() << "/dev/kvm not accessible here; KVM details not checked";
+  }
+  ASSERT_TRUE(info["kvm"]["available"].get<bool>()) << info["kvm"]["error"];
+  EXPECT_EQ(info["kvm"]["api_version"].get<int>(), 12);
+  EXPECT_TRUE(info["kvm"]["user_memory"].get<bool>());
+  EXPECT_GE(info["kvm"]["max_vcpus"].get<int>(), 1);
+}
+
+TEST(CliInfo, ZramMatchesSysfs) {
+  const nlohmann::json info = info_json();
+  if (!std::filesystem::exists("/sys/block/zram0")) {
+    GTEST_SKIP() << "no /sys/block/zram0 here (zram module not loaded)";
+  }
+  ASSERT_FALSE(info["zram"].empty());
+  EXPECT_EQ(info["zram"][0]["name"], "zram0");
+  EXPECT_FALSE(info["zram"][0]["algorithm"].get<std::string>().empty());
+}
+
+TEST(CliInfo, SimdLevelMatchesCpu) {
+  const nlohmann::json info = info_json();
+  __builtin_cpu_init();
+  const std::string level = info["simd"]["level"];
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl")) {
+    EXPECT_EQ(level, "avx512");
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    EXPECT_EQ(level, "avx2");
+  } else {
+    EXPECT_EQ(level, "scalar");
+  }
+}
+
+TEST(CliInfo, TextOutputNamesEverySection) {
+  CliRun run = run_pepita("info");
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  for (const char* section : {"io_uring", "kvm", "ublk", "simd", "cores", "memory"}) {
+    EXPECT_NE(run.output.find(section), std::string::npos) << section;
+  }
+}
+
+TEST(CliArgs, UnknownFlagIsAUsageError) {
+  CliRun run = run_pepita("--no-such-flag");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.output.find("--no-such-flag"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("--help"), std::string::npos) << run.output;
+}
+
+TEST(CliArgs, UnknownSubcommandOptionIsAUsageError) {
+  CliRun run = run_pepita("info --colour=maybe");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+}
+
+TEST(CliArgs, UnknownSubcommandIsAUsageError) {
+  CliRun run = run_pepita("frobnicate");
+  EXPECT_EQ(run.exit_code, 2) << run.output;
+}
+
+TEST(CliArgs, VersionAndHelp) {
+  CliRun version = run_pepita("--version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.output.find("pepita 0."), std::string::npos) << version.output;
+  CliRun help = run_pepita("--help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.output.find("info"), std::string::npos) << help.output;
+}
+
+}  // namespace
+}  // namespace pepita::test
