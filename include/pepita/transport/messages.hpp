@@ -20,9 +20,9 @@ namespace pepita::transport {
 /// Register: what a worker offers, sent right after AuthOk.
 struct RegisterMsg {
   std::uint32_t slots = 0;
-  std::vector<std::string> backends;  // "process", "cpu"
-  std::map<std::string, std::string> labels;
-  std::string name;  // worker host name, for logs
+  std::vector<std::string> backends{};  // "process", "cpu"
+  std::map<std::string, std::string> labels{};
+  std::string name{};  // worker host name, for logs
   bool operator==(const RegisterMsg&) const = default;
 };
 
@@ -34,7 +34,7 @@ enum class TaskKind : std::uint8_t {
 /// A file a task needs: the blob `sha256` (already uploaded) placed as `name` in the task's
 /// scratch directory.
 struct FileRef {
-  std::string name;
+  std::string name{};
   Digest sha256{};
   bool executable = false;
   bool operator==(const FileRef&) const = default;
@@ -44,15 +44,15 @@ struct FileRef {
 struct SubmitMsg {
   std::uint32_t attempt = 0;
   TaskKind kind = TaskKind::Process;
-  std::string path;  // executable path, "blob:<sha256 hex>", or a function name
-  std::vector<std::string> args;
-  std::map<std::string, std::string> env;
+  std::string path{};  // executable path, "blob:<sha256 hex>", or a function name
+  std::vector<std::string> args{};
+  std::map<std::string, std::string> env{};
   bool inherit_env = true;
-  std::string cwd;
-  std::string stdin_data;
+  std::string cwd{};
+  std::string stdin_data{};
   std::uint64_t timeout_ns = 0;  // 0 = none
   std::uint64_t output_cap = 1 << 20;
-  std::vector<FileRef> files;
+  std::vector<FileRef> files{};
   bool operator==(const SubmitMsg&) const = default;
 };
 
@@ -75,9 +75,9 @@ struct ResultMsg {
   std::int32_t exit_code = 0;
   std::int32_t signal = 0;
   std::int64_t wall_ns = 0;
-  std::string stdout_data;
-  std::string stderr_data;
-  std::string error;
+  std::string stdout_data{};
+  std::string stderr_data{};
+  std::string error{};
   bool operator==(const ResultMsg&) const = default;
 };
 
@@ -90,7 +90,7 @@ struct HeartbeatMsg {
 
 struct UploadMsg {
   Digest sha256{};
-  std::string data;
+  std::string data{};
   bool operator==(const UploadMsg&) const = default;
 };
 
@@ -102,7 +102,7 @@ struct HaveBlobMsg {
 
 struct ErrorMsg {
   std::uint16_t code = 0;  // pepita::ErrorCode value
-  std::string reason;
+  std::string reason{};
   bool operator==(const ErrorMsg&) const = default;
 };
 

@@ -1,0 +1,127 @@
+#pragma once
+// Authenticated, framed connections over TCP: address parsing, a loopback-by-default listener,
+// and Connection, which runs the handshake (session.hpp) and then sends and receives sealed
+// frames with deadlines, so a peer that stalls mid-frame (slowloris) is cut off.
+//
+//   auto conn = PEPITA_TRY(Connection::connect(PEPITA_TRY(parse_endpoint("127.0.0.1:7070")),
+//                                              key, {.name = "driver"}));
+//   PEPITA_TRY_VOID(conn->send(MessageType::Heartbeat, 0, encode(HeartbeatMsg{})));
+//   auto msg = PEPITA_TRY(conn->receive(1s));  // nullopt: nothing within 1 s
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "pepita/core/unique_fd.hpp"
+#include "pepita/error.hpp"
+#include "pepita/transport/crypto.hpp"
+#include "pepita/transport/frame.hpp"
+#include "pepita/transport/session.hpp"
+
+namespace pepita::transport {
+
+/// "host:port"; host is an IPv4/IPv6 literal (IPv6 in brackets) or a name resolved at connect.
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string to_string() const;
+};
+
+/// Parses "host:port" or "[v6]:port"; InvalidArgument with the accepted forms otherwise.
+Result<Endpoint> parse_endpoint(std::string_view text);
+
+/// True when `host` names only loopback addresses (127.0.0.0/8, ::1, "localhost").
+bool is_loopback_host(std::string_view host);
+
+/// A listening TCP socket.
+class Listener {
+ public:
+  /// Binds and listens. Refuses (PermissionDenied) a non-loopback address unless
+  /// `allow_non_loopback` — workers run arbitrary binaries, so exposure must be deliberate.
+  static Result<Listener> bind(const Endpoint& at, bool allow_non_loopback);
+  /// Accepts one connection, non-blocking and close-on-exec; WouldBlock when none is pending.
+  Result<UniqueFd> accept(std::string& peer);
+  int fd() const noexcept { return fd_.get(); }
+  /// The bound address, with the real port when 0 was asked for.
+  const Endpoint& endpoint() const noexcept { return bound_; }
+
+ private:
+  Listener(UniqueFd fd, Endpoint bound) : fd_(std::move(fd)), bound_(std::move(bound)) {}
+  UniqueFd fd_;
+  Endpoint bound_;
+};
+
+struct ConnectionOptions {
+  std::string name = "pepita";                        // sent in Hello, shows in worker logs
+  std::chrono::milliseconds handshake_timeout{5000};  // whole handshake, either side
+  std::chrono::milliseconds connect_timeout{3000};    // TCP connect
+  std::chrono::milliseconds io_timeout{10000};        // a started frame must finish within it
+  std::uint32_t max_payload = kMaxPayload;
+};
+
+/// One received, authenticated message. Its payload is owned.
+struct Message {
+  FrameHeader header;
+  Bytes payload;
+};
+
+/// An authenticated connection. send() is thread-safe; receive() must be called by one thread.
+class Connection {
+ public:
+  /// Connects and runs the client side of the handshake. PermissionDenied when the worker holds
+  /// another key; Disconnected/TimedOut/Protocol when it is unreachable, stalls or misbehaves.
+  static Result<std::unique_ptr<Connection>> connect(const Endpoint& to, const Key& key,
+                                                     const ConnectionOptions& options);
+  /// Runs the worker side of the handshake on an accepted socket and sends AuthOk. The peer gets
+  /// no frame past Challenge unless it proves the key.
+  static Result<std::unique_ptr<Connection>> accept(UniqueFd fd, std::string peer, const Key& key,
+                                                    const ConnectionOptions& options);
+
+  /// Seals and writes one frame. Disconnected when the peer is gone, TimedOut when it stops
+  /// reading for io_timeout.
+  Result<void> send(MessageType type, std::uint64_t request_id, ByteSpan payload);
+
+  /// Waits up to `timeout` for one whole frame; nullopt when none arrived in time or `wake_fd`
+  /// (an eventfd, optional) became readable. Errors (close the connection): Disconnected on EOF,
+  /// Protocol/Corrupted on a bad or forged frame, TimedOut when a frame stays half-sent for
+  /// io_timeout.
+  Result<std::optional<Message>> receive(std::chrono::milliseconds timeout, int wake_fd = -1);
+
+  /// Shuts the socket down both ways; a blocked receive() returns Disconnected. Thread-safe.
+  void shutdown() noexcept;
+
+  const std::string& peer() const noexcept { return peer_; }
+  /// The name the client gave in Hello (worker side) or the options name (client side).
+  const std::string& remote_name() const noexcept { return remote_name_; }
+
+  struct Private {
+    explicit Private() = default;
+  };
+  Connection(Private, UniqueFd fd, std::string peer, const ConnectionOptions& options);
+
+ private:
+  Result<std::optional<FrameView>> read_frame(std::chrono::steady_clock::time_point deadline,
+                                              int wake_fd);
+  Result<void> write_all(ByteSpan bytes);
+  Result<Message> expect_cleartext(MessageType type,
+                                   std::chrono::steady_clock::time_point deadline);
+
+  UniqueFd fd_;
+  std::string peer_;
+  std::string remote_name_;
+  ConnectionOptions options_;
+  std::optional<Session> session_;
+  // Receive side (one reader thread).
+  Bytes buf_;
+  std::size_t start_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> partial_since_;
+  // Send side.
+  std::mutex send_mu_;
+  Bytes send_buf_;
+};
+
+}  // namespace pepita::transport

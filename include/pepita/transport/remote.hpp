@@ -1,0 +1,109 @@
+#pragma once
+// The driver side: RemoteDispatcher keeps one authenticated connection per worker (reconnecting
+// with exponential backoff), leases queued tasks pull-style — a worker gets a task only when it
+// has a free slot, so faster workers take more — watches heartbeats (suspect, then dead), and
+// re-dispatches a lost worker's in-flight tasks. Each task's completion callback runs exactly
+// once, however many attempts it took; late duplicates are counted and dropped.
+//
+//   auto d = PEPITA_TRY(RemoteDispatcher::start({.workers = {"127.0.0.1:7070"}, .key = key}));
+//   RemoteTask t{.id = 1};
+//   t.spec.path = "/bin/echo"; t.spec.args = {"hi"};
+//   RemoteOutcome out = PEPITA_TRY(d->run(std::move(t)));  // out.result.stdout_data == "hi\n"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pepita/error.hpp"
+#include "pepita/transport/connection.hpp"
+#include "pepita/transport/crypto.hpp"
+#include "pepita/transport/messages.hpp"
+
+namespace pepita::transport {
+
+/// One task for a remote worker. `spec.attempt` is managed by the dispatcher. Files named in
+/// `spec.files` must have been added with add_blob(); a `spec.path` of "blob:<hex>" runs an
+/// uploaded binary.
+struct RemoteTask {
+  std::uint64_t id = 0;  // unique among live tasks of this dispatcher; never 0
+  SubmitMsg spec{};
+};
+
+/// How a task ended. `result.status` is Lost-free: a task that could not be placed after
+/// max_attempts dispatches reports SpawnError with the reason, a shutdown reports Cancelled.
+struct RemoteOutcome {
+  std::uint64_t id = 0;
+  ResultMsg result{};
+  std::string worker{};        // endpoint that produced the result (empty if none)
+  std::uint32_t attempts = 0;  // dispatches made, 1 when nothing went wrong
+};
+
+enum class WorkerState : std::uint8_t { Connecting, Alive, Suspect, Dead, Draining };
+std::string_view to_string(WorkerState state) noexcept;
+
+struct WorkerInfo {
+  std::string endpoint{};
+  std::string name{};
+  WorkerState state = WorkerState::Connecting;
+  std::uint32_t slots = 0;
+  std::uint32_t in_flight = 0;
+  std::uint64_t completed = 0;
+  std::uint32_t connects = 0;  // successful handshakes so far (reconnects + 1)
+};
+
+struct RemoteOptions {
+  std::vector<std::string> workers;  // "host:port" each
+  std::optional<Key> key;            // required
+  std::string name = "pepita-driver";
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds suspect_after{3000};  // no frame this long: lease nothing new
+  std::chrono::milliseconds dead_after{5000};     // no frame this long: drop it, re-dispatch
+  std::chrono::milliseconds reconnect_initial{100};
+  std::chrono::milliseconds reconnect_max{5000};
+  std::uint32_t max_attempts = 5;
+  ConnectionOptions connection;
+  std::function<void(std::string_view)> log;  // default: stderr
+};
+
+class RemoteDispatcher {
+ public:
+  using Callback = std::function<void(RemoteOutcome)>;
+
+  /// Parses the endpoints and starts one connection thread per worker; connecting happens in
+  /// the background, so an unreachable worker is not an error here. InvalidArgument for no key,
+  /// no workers or a malformed address.
+  static Result<std::unique_ptr<RemoteDispatcher>> start(RemoteOptions options);
+  /// Stops: tasks not yet finished get a Cancelled outcome, connections close.
+  ~RemoteDispatcher();
+  RemoteDispatcher(const RemoteDispatcher&) = delete;
+  RemoteDispatcher& operator=(const RemoteDispatcher&) = delete;
+
+  /// Keeps `data` to upload to each worker before the first task that names it; returns its
+  /// SHA-256 for FileRef::sha256 or "blob:<hex>" paths.
+  Digest add_blob(std::string data);
+
+  /// Queues a task; `done` runs exactly once on a dispatcher thread (keep it short).
+  /// InvalidArgument for id 0 or an id already in flight; Cancelled after shutdown began.
+  Result<void> submit(RemoteTask task, Callback done);
+  /// submit() and wait for the outcome.
+  Result<RemoteOutcome> run(RemoteTask task);
+  /// Waits until every submitted task has completed, or `timeout` passes (false then).
+  bool wait_idle(std::chrono::milliseconds timeout = std::chrono::hours(24));
+
+  std::vector<WorkerInfo> workers() const;
+  /// Results dropped because their task had already completed (a re-dispatched task's first
+  /// attempt finishing late).
+  std::uint64_t duplicates_dropped() const;
+
+  struct Impl;
+  explicit RemoteDispatcher(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pepita::transport

@@ -1,0 +1,86 @@
+#pragma once
+// The worker daemon behind `pepita worker`: listens (loopback by default), authenticates every
+// client with the pre-shared key, announces its slots, runs Process tasks and registered
+// functions on them, caches uploaded blobs by SHA-256, heartbeats, and on stop() drains —
+// running tasks finish and report, queued ones are returned so the driver re-dispatches them.
+// Protocol: docs/protocol.md.
+//
+//   WorkerOptions o{.listen = "127.0.0.1:0", .key = PEPITA_TRY(Key::from_file(path)), .slots = 4};
+//   auto w = PEPITA_TRY(Worker::start(std::move(o)));
+//   std::printf("listening on %s\n", w->endpoint().to_string().c_str());
+//   w->wait();  // until stop() (e.g. from a SIGTERM handler thread)
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+#include "pepita/error.hpp"
+#include "pepita/transport/connection.hpp"
+#include "pepita/transport/crypto.hpp"
+
+namespace pepita::transport {
+
+/// A named function a worker runs for TaskKind::Function submits: gets the task's stdin bytes,
+/// returns its output text or an error.
+using WorkerFunction = std::function<Result<std::string>(std::string_view input, std::stop_token)>;
+
+struct WorkerOptions {
+  std::string listen = "127.0.0.1:7070";  // port 0 picks a free port (see Worker::endpoint)
+  std::optional<Key> key;                 // required: no key, no worker
+  bool allow_non_loopback = false;        // must be set to listen beyond loopback
+  std::uint32_t slots = 0;                // 0: one per online CPU
+  std::string cache_dir;                  // blob cache; empty: $TMPDIR/pepita-worker-<uid>-<port>
+  std::string name;                       // shown to drivers; empty: the host name
+  std::map<std::string, std::string> labels;
+  std::map<std::string, WorkerFunction> functions;  // added to the built-ins noop, echo, sleep_ms
+  std::chrono::milliseconds heartbeat_interval{1000};
+  std::chrono::milliseconds dead_after{5000};  // drop a client silent for this long
+  ConnectionOptions connection;                // handshake/io timeouts, payload limit
+  std::size_t max_clients = 64;
+  std::function<void(std::string_view)> log;  // default: one line to stderr
+};
+
+struct WorkerStats {
+  std::uint64_t clients_accepted = 0;
+  std::uint64_t clients_rejected = 0;  // failed the handshake or broke the protocol
+  std::uint64_t tasks_run = 0;
+  std::uint64_t tasks_returned = 0;  // handed back unstarted on drain or disconnect
+  std::uint64_t blobs_stored = 0;
+};
+
+class Worker {
+ public:
+  enum class StopMode : std::uint8_t {
+    Drain,  // stop accepting; finish running tasks and report; return queued ones
+    Kill,   // also kill running tasks (reported Cancelled)
+  };
+
+  /// Validates options, creates the cache directory (mode 0700), binds and starts serving.
+  /// InvalidArgument without a key; PermissionDenied for a non-loopback address without
+  /// allow_non_loopback; errno-based errors from bind.
+  static Result<std::unique_ptr<Worker>> start(WorkerOptions options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  /// Where it listens (with the real port when 0 was asked for).
+  Endpoint endpoint() const;
+  /// Begins shutdown; returns at once. Safe from any thread, idempotent.
+  void stop(StopMode mode = StopMode::Drain);
+  /// Blocks until shutdown has finished (every client told Drain and closed).
+  void wait();
+  WorkerStats stats() const;
+
+  struct Impl;
+  explicit Worker(std::unique_ptr<Impl> impl);
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pepita::transport

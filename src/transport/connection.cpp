@@ -1,0 +1,370 @@
+// TCP plumbing for Connection/Listener: non-blocking sockets driven by poll(2) with deadlines.
+#include "pepita/transport/connection.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "transport/detail/sys.hpp"
+
+namespace pepita::transport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int ms_until(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1 << 30));
+}
+
+void tune(int fd) {
+  int one = 1;
+  // Frames are small and latency-bound: never wait for Nagle to coalesce them.
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+std::string describe(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  std::uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    // SAFETY: ss_family says the storage holds a sockaddr_in.
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  if (ss.ss_family == AF_INET6) {
+    // SAFETY: ss_family says the storage holds a sockaddr_in6.
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+    return "[" + std::string(host) + "]:" + std::to_string(port);
+  }
+  return "?";
+}
+
+struct AddrInfoDeleter {
+  void operator()(addrinfo* ai) const noexcept { ::freeaddrinfo(ai); }
+};
+using AddrInfoPtr = std::unique_ptr<addrinfo, AddrInfoDeleter>;
+
+Result<AddrInfoPtr> resolve(const Endpoint& ep, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  addrinfo* out = nullptr;
+  const std::string port = std::to_string(ep.port);
+  const int rc = ::getaddrinfo(ep.host.c_str(), port.c_str(), &hints, &out);
+  if (rc != 0) {
+    return fail(ErrorCode::NotFound,
+                "cannot resolve " + ep.to_string() + ": " + ::gai_strerror(rc));
+  }
+  return AddrInfoPtr(out);
+}
+
+}  // namespace
+
+std::string Endpoint::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+Result<Endpoint> parse_endpoint(std::string_view text) {
+  auto bad = [&] {
+    return fail(ErrorCode::InvalidArgument,
+                "bad address '" + std::string(text) +
+                    "': expected host:port, e.g. 127.0.0.1:7070 or [::1]:7070");
+  };
+  Endpoint ep;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return bad();
+    }
+    ep.host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return bad();
+    ep.host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+  }
+  if (ep.host.empty() || port.empty() || port.size() > 5) return bad();
+  unsigned value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return bad();
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (value > 65535) return bad();
+  ep.port = static_cast<std::uint16_t>(value);
+  return ep;
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr a{};
+  const std::string h(host);
+  if (::inet_pton(AF_INET, h.c_str(), &a) == 1) return (ntohl(a.s_addr) >> 24) == 127;
+  return false;
+}
+
+Result<Listener> Listener::bind(const Endpoint& at, bool allow_non_loopback) {
+  if (!allow_non_loopback && !is_loopback_host(at.host)) {
+    return fail(ErrorCode::PermissionDenied,
+                "refusing to listen on non-loopback address " + at.to_string() +
+                    ": a worker runs arbitrary binaries for whoever authenticates; pass a key "
+                    "file and allow remote listening explicitly");
+  }
+  auto ai = PEPITA_TRY(resolve(at, true));
+  int last_err = EADDRNOTAVAIL;
+  for (addrinfo* p = ai.get(); p != nullptr; p = p->ai_next) {
+    UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd) {
+      last_err = errno;
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) != 0 || ::listen(fd.get(), 128) != 0) {
+      last_err = errno;
+      continue;
+    }
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    // SAFETY: getsockname writes at most `len` bytes into the sockaddr_storage.
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+    Endpoint bound = at;
+    bound.port = PEPITA_TRY(parse_endpoint(describe(ss))).port;
+    return Listener(std::move(fd), std::move(bound));
+  }
+  return fail_errno(last_err, "bind " + at.to_string());
+}
+
+Result<UniqueFd> Listener::accept(std::string& peer) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  // SAFETY: accept4 writes at most `len` bytes into the sockaddr_storage.
+  UniqueFd fd(
+      ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+  if (!fd) return fail_errno(errno, "accept");
+  tune(fd.get());
+  peer = describe(ss);
+  return fd;
+}
+
+Connection::Connection(Private, UniqueFd fd, std::string peer, const ConnectionOptions& options)
+    : fd_(std::move(fd)), peer_(std::move(peer)), options_(options) {}
+
+Result<std::unique_ptr<Connection>> Connection::connect(const Endpoint& to, const Key& key,
+                                                        const ConnectionOptions& options) {
+  auto ai = PEPITA_TRY(resolve(to, false));
+  UniqueFd fd;
+  int last_err = ECONNREFUSED;
+  for (addrinfo* p = ai.get(); p != nullptr && !fd; p = p->ai_next) {
+    UniqueFd s(::socket(p->ai_family, p->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!s) {
+      last_err = errno;
+      continue;
+    }
+    if (::connect(s.get(), p->ai_addr, p->ai_addrlen) != 0) {
+      if (errno != EINPROGRESS) {
+        last_err = errno;
+        continue;
+      }
+      pollfd pfd{s.get(), POLLOUT, 0};
+      const int n = sys::poll(&pfd, 1, static_cast<int>(options.connect_timeout.count()));
+      if (n <= 0) {
+        last_err = n == 0 ? ETIMEDOUT : -n;
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        last_err = err;
+        continue;
+      }
+    }
+    fd = std::move(s);
+  }
+  if (!fd) {
+    Error e = Error::from_errno(last_err, "connect " + to.to_string());
+    // A refused or unreachable worker is a peer that is not there: Disconnected, retriable.
+    return std::unexpected(Error(ErrorCode::Disconnected, e.message(), last_err));
+  }
+  tune(fd.get());
+  auto conn = std::make_unique<Connection>(Private{}, std::move(fd), to.to_string(), options);
+  conn->remote_name_ = to.to_string();
+  const auto deadline = Clock::now() + options.handshake_timeout;
+
+  auto [client, hello] = PEPITA_TRY(ClientHandshake::start(key, options.name));
+  Bytes wire;
+  PEPITA_TRY_VOID(encode_frame({.type = MessageType::Hello}, hello, wire));
+  PEPITA_TRY_VOID(conn->write_all(wire));
+  Message challenge = PEPITA_TRY(conn->expect_cleartext(MessageType::Challenge, deadline));
+  auto [auth, session] = PEPITA_TRY(client.on_challenge(challenge.payload));
+  wire.clear();
+  PEPITA_TRY_VOID(encode_frame({.type = MessageType::Auth, .sequence = 1}, auth, wire));
+  PEPITA_TRY_VOID(conn->write_all(wire));
+  conn->session_.emplace(std::move(session));
+  auto ok = PEPITA_TRY(conn->receive(std::chrono::milliseconds(ms_until(deadline))));
+  if (!ok) return fail(ErrorCode::TimedOut, "worker " + to.to_string() + " did not confirm auth");
+  if (ok->header.type != MessageType::AuthOk) {
+    return fail(ErrorCode::Protocol, "expected auth-ok from " + to.to_string() + ", got " +
+                                         std::string(to_string(ok->header.type)));
+  }
+  return conn;
+}
+
+Result<std::unique_ptr<Connection>> Connection::accept(UniqueFd fd, std::string peer,
+                                                       const Key& key,
+                                                       const ConnectionOptions& options) {
+  auto conn = std::make_unique<Connection>(Private{}, std::move(fd), std::move(peer), options);
+  const auto deadline = Clock::now() + options.handshake_timeout;
+  Message hello = PEPITA_TRY(conn->expect_cleartext(MessageType::Hello, deadline));
+  auto [server, challenge] = PEPITA_TRY(ServerHandshake::on_hello(key, hello.payload));
+  conn->remote_name_ = server.client_name();
+  Bytes wire;
+  PEPITA_TRY_VOID(encode_frame({.type = MessageType::Challenge}, challenge, wire));
+  PEPITA_TRY_VOID(conn->write_all(wire));
+  Message auth = PEPITA_TRY(conn->expect_cleartext(MessageType::Auth, deadline));
+  auto session = server.on_auth(auth.payload);
+  if (!session) {
+    // Tell the peer why before closing; it proved nothing, so it learns nothing else.
+    Bytes err;
+    if (encode_frame({.type = MessageType::Error}, as_bytes("authentication failed"), err)) {
+      (void)conn->write_all(err);
+    }
+    return std::unexpected(std::move(session).error());
+  }
+  conn->session_.emplace(std::move(*session));
+  PEPITA_TRY_VOID(conn->send(MessageType::AuthOk, 0, {}));
+  return conn;
+}
+
+Result<Message> Connection::expect_cleartext(MessageType type, Clock::time_point deadline) {
+  auto frame = PEPITA_TRY(read_frame(deadline, -1));
+  if (!frame) {
+    return fail(ErrorCode::TimedOut, "handshake with " + peer_ + " timed out waiting for " +
+                                         std::string(to_string(type)));
+  }
+  if (frame->header.type == MessageType::Error && type != MessageType::Error) {
+    return fail(ErrorCode::PermissionDenied, "peer " + peer_ + " refused the handshake: " +
+                                                 std::string(as_text(frame->payload)));
+  }
+  if (frame->header.type != type || (frame->header.flags & kFlagMac) != 0) {
+    return fail(ErrorCode::Protocol, "handshake with " + peer_ + ": expected " +
+                                         std::string(to_string(type)) + ", got " +
+                                         std::string(to_string(frame->header.type)));
+  }
+  Message m{frame->header, Bytes(frame->payload.begin(), frame->payload.end())};
+  start_ += frame->header.payload_len + kHeaderSize;
+  return m;
+}
+
+Result<std::optional<FrameView>> Connection::read_frame(Clock::time_point deadline, int wake_fd) {
+  const DecodeLimits limits{.max_payload = options_.max_payload};
+  for (;;) {
+    if (start_ > 0 && start_ == buf_.size()) {
+      buf_.clear();
+      start_ = 0;
+    }
+    auto d = PEPITA_TRY(decode_frame(ByteSpan(buf_).subspan(start_), limits));
+    if (d.frame) {
+      partial_since_.reset();
+      return d.frame;
+    }
+    const std::size_t have = buf_.size() - start_;
+    if (have > 0 && !partial_since_) partial_since_ = Clock::now();
+    Clock::time_point until = deadline;
+    if (partial_since_) until = std::min(until, *partial_since_ + options_.io_timeout);
+    pollfd pfds[2] = {{fd_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+    const int n = sys::poll(pfds, wake_fd >= 0 ? 2 : 1, ms_until(until));
+    if (n < 0 && n != -EINTR) return fail_errno(-n, "poll " + peer_);
+    if (n <= 0) {
+      if (partial_since_ && Clock::now() >= *partial_since_ + options_.io_timeout) {
+        return fail(ErrorCode::TimedOut, "peer " + peer_ + " sent " + std::to_string(have) +
+                                             " bytes of a frame then stalled (slowloris?)");
+      }
+      if (Clock::now() >= deadline) return std::optional<FrameView>();
+      continue;
+    }
+    if (wake_fd >= 0 && (pfds[1].revents & POLLIN) != 0 && (pfds[0].revents & POLLIN) == 0) {
+      return std::optional<FrameView>();
+    }
+    // Compact before growing so a long-lived connection's buffer stays bounded.
+    if (start_ > 0 && start_ >= buf_.size() / 2) {
+      buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(start_));
+      start_ = 0;
+    }
+    const std::size_t want = std::max<std::size_t>(d.needed > have ? d.needed - have : 0, 64 << 10);
+    const std::size_t old = buf_.size();
+    buf_.resize(old + want);
+    const long r = sys::read(fd_.get(), buf_.data() + old, want);
+    buf_.resize(old + static_cast<std::size_t>(std::max<long>(r, 0)));
+    if (r == 0) {
+      return fail(ErrorCode::Disconnected,
+                  "peer " + peer_ + " closed the connection" +
+                      (have > 0 ? " in the middle of a frame (truncated frame)" : ""));
+    }
+    if (r < 0 && r != -EAGAIN && r != -EINTR) {
+      Error e = Error::from_errno(static_cast<int>(-r), "read from " + peer_);
+      return std::unexpected(Error(ErrorCode::Disconnected, e.message(), static_cast<int>(-r)));
+    }
+  }
+}
+
+Result<std::optional<Message>> Connection::receive(std::chrono::milliseconds timeout, int wake_fd) {
+  if (!session_) return fail(ErrorCode::Internal, "receive before the handshake finished");
+  auto frame = PEPITA_TRY(read_frame(Clock::now() + timeout, wake_fd));
+  if (!frame) return std::optional<Message>();
+  PEPITA_TRY_VOID(session_->open(*frame));
+  Message m{frame->header, Bytes(frame->payload.begin(), frame->payload.end())};
+  start_ += kHeaderSize + frame->header.payload_len + frame->mac.size();
+  return std::optional<Message>(std::move(m));
+}
+
+Result<void> Connection::write_all(ByteSpan bytes) {
+  std::size_t done = 0;
+  auto stalled_since = Clock::now();
+  while (done < bytes.size()) {
+    const long n = sys::send(fd_.get(), bytes.data() + done, bytes.size() - done);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      stalled_since = Clock::now();
+      continue;
+    }
+    if (n == -EINTR) continue;
+    if (n != -EAGAIN) {
+      Error e = Error::from_errno(static_cast<int>(-n), "send to " + peer_);
+      return std::unexpected(Error(ErrorCode::Disconnected, e.message(), static_cast<int>(-n)));
+    }
+    pollfd pfd{fd_.get(), POLLOUT, 0};
+    const int p = sys::poll(&pfd, 1, ms_until(stalled_since + options_.io_timeout));
+    if (p == 0) {
+      return fail(ErrorCode::TimedOut, "peer " + peer_ + " stopped reading for " +
+                                           std::to_string(options_.io_timeout.count()) + " ms");
+    }
+  }
+  return {};
+}
+
+Result<void> Connection::send(MessageType type, std::uint64_t request_id, ByteSpan payload) {
+  std::lock_guard lock(send_mu_);
+  if (!session_) return fail(ErrorCode::Internal, "send before the handshake finished");
+  send_buf_.clear();
+  PEPITA_TRY_VOID(session_->seal_into(type, request_id, payload, send_buf_));
+  return write_all(send_buf_);
+}
+
+void Connection::shutdown() noexcept { ::shutdown(fd_.get(), SHUT_RDWR); }
+
+}  // namespace pepita::transport

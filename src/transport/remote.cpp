@@ -1,0 +1,472 @@
+// RemoteDispatcher: per-worker connection threads, a shared FIFO of task ids, credit-based
+// (pull) leasing, heartbeat failure detector, re-dispatch and exactly-once completion.
+#include "pepita/transport/remote.hpp"
+
+#include <sys/eventfd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "transport/detail/sys.hpp"
+
+namespace pepita::transport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void signal_fd(int fd) {
+  const std::uint64_t one = 1;
+  (void)sys::write(fd, &one, sizeof one);
+}
+void clear_fd(int fd) {
+  std::uint64_t v;
+  (void)sys::read(fd, &v, sizeof v);
+}
+
+}  // namespace
+
+std::string_view to_string(WorkerState state) noexcept {
+  switch (state) {
+    case WorkerState::Connecting: return "connecting";
+    case WorkerState::Alive: return "alive";
+    case WorkerState::Suspect: return "suspect";
+    case WorkerState::Dead: return "dead";
+    case WorkerState::Draining: return "draining";
+  }
+  return "unknown";
+}
+
+struct RemoteDispatcher::Impl {
+  struct TaskState {
+    RemoteTask task;
+    Callback done;
+    std::uint32_t attempts = 0;
+    int holder = -1;  // worker index holding the current lease, -1 when queued
+    bool completed = false;
+  };
+  struct W {
+    Endpoint ep;
+    WorkerInfo info;
+    std::set<std::uint64_t> inflight;  // task ids leased to this worker (guarded by mu)
+    UniqueFd wake;                     // eventfd: new work queued, or stopping
+    std::thread thread;
+  };
+  using Completion = std::pair<Callback, RemoteOutcome>;
+
+  RemoteOptions opts;
+  mutable std::mutex mu;
+  std::condition_variable idle_cv;
+  std::condition_variable backoff_cv;
+  std::deque<std::uint64_t> queue;
+  std::unordered_map<std::uint64_t, TaskState> tasks;
+  std::size_t pending = 0;  // submitted, not completed
+  std::map<Digest, std::shared_ptr<const std::string>> blobs;
+  std::vector<std::unique_ptr<W>> ws;
+  bool stopping = false;
+  std::uint64_t duplicates = 0;
+
+  void log(const std::string& line) {
+    if (opts.log) {
+      opts.log(line);
+    } else {
+      std::fprintf(stderr, "pepita remote: %s\n", line.c_str());
+    }
+  }
+
+  void wake_all() {
+    for (auto& w : ws) signal_fd(w->wake.get());
+  }
+
+  // Runs callbacks outside the lock; a task stops counting as pending only after its callback
+  // returned, so wait_idle() means "every callback has run".
+  void run_completions(std::vector<Completion>& done) {
+    if (done.empty()) return;
+    for (auto& [cb, out] : done) {
+      if (cb) cb(std::move(out));
+    }
+    std::lock_guard lock(mu);
+    pending -= done.size();
+    if (pending == 0) idle_cv.notify_all();
+    done.clear();
+  }
+
+  // Marks `ts` completed; the caller holds mu and runs the collected callback after unlocking.
+  void complete_locked(std::uint64_t id, TaskState& ts, ResultMsg r, const std::string& worker,
+                       std::vector<Completion>& out) {
+    ts.completed = true;
+    out.emplace_back(std::move(ts.done), RemoteOutcome{id, std::move(r), worker, ts.attempts});
+    if (ts.holder < 0) tasks.erase(id);  // else erased when the holder's report arrives
+  }
+
+  void on_result(std::size_t wi, std::uint64_t id, ResultMsg r, std::vector<Completion>& out) {
+    std::lock_guard lock(mu);
+    W& w = *ws[wi];
+    w.inflight.erase(id);
+    w.info.in_flight = static_cast<std::uint32_t>(w.inflight.size());
+    auto it = tasks.find(id);
+    if (it == tasks.end() || (it->second.completed && it->second.holder != static_cast<int>(wi))) {
+      ++duplicates;
+      return;
+    }
+    TaskState& ts = it->second;
+    if (ts.completed) {  // the holder's late report of a task completed elsewhere
+      ++duplicates;
+      tasks.erase(it);
+      return;
+    }
+    const bool from_holder = ts.holder == static_cast<int>(wi);
+    if (from_holder) ts.holder = -1;
+    if (r.status == TaskStatus::Returned) {
+      if (from_holder) {
+        // Handed back unstarted (worker draining): not a failed attempt.
+        if (ts.attempts > 0) --ts.attempts;
+        queue.push_front(id);
+        wake_all();
+      }
+      return;
+    }
+    if (!from_holder && ts.holder < 0) std::erase(queue, id);
+    ++w.info.completed;
+    complete_locked(id, ts, std::move(r), w.ep.to_string(), out);
+  }
+
+  void requeue_inflight(std::size_t wi) {
+    std::lock_guard lock(mu);
+    W& w = *ws[wi];
+    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) {
+      auto t = tasks.find(*it);
+      if (t == tasks.end()) continue;
+      if (t->second.completed) {
+        if (t->second.holder == static_cast<int>(wi)) tasks.erase(t);
+        continue;
+      }
+      if (t->second.holder == static_cast<int>(wi)) {
+        t->second.holder = -1;
+        queue.push_front(*it);
+      }
+    }
+    if (!w.inflight.empty()) {
+      log("re-dispatching " + std::to_string(w.inflight.size()) + " task(s) of " +
+          w.ep.to_string());
+      wake_all();
+    }
+    w.inflight.clear();
+    w.info.in_flight = 0;
+  }
+
+  void set_state(std::size_t wi, WorkerState s) {
+    std::lock_guard lock(mu);
+    ws[wi]->info.state = s;
+  }
+
+  // Leases queued tasks into free slots of worker `wi`. Returns the Submit payloads to send.
+  std::vector<std::pair<std::uint64_t, SubmitMsg>> lease(std::size_t wi,
+                                                         std::vector<Completion>& out) {
+    std::vector<std::pair<std::uint64_t, SubmitMsg>> batch;
+    std::lock_guard lock(mu);
+    W& w = *ws[wi];
+    if (w.info.state != WorkerState::Alive) return batch;
+    while (w.inflight.size() < w.info.slots && !queue.empty()) {
+      const std::uint64_t id = queue.front();
+      queue.pop_front();
+      auto it = tasks.find(id);
+      if (it == tasks.end() || it->second.completed) continue;
+      TaskState& ts = it->second;
+      if (ts.attempts >= opts.max_attempts) {
+        ResultMsg r{.attempt = ts.attempts,
+                    .status = TaskStatus::SpawnError,
+                    .exit_code = -1,
+                    .error = "task lost its worker " + std::to_string(ts.attempts) +
+                             " times; giving up (max_attempts)"};
+        complete_locked(id, ts, std::move(r), "", out);
+        continue;
+      }
+      ++ts.attempts;
+      ts.holder = static_cast<int>(wi);
+      w.inflight.insert(id);
+      SubmitMsg m = ts.task.spec;
+      m.attempt = ts.attempts;
+      batch.emplace_back(id, std::move(m));
+    }
+    w.info.in_flight = static_cast<std::uint32_t>(w.inflight.size());
+    return batch;
+  }
+
+  Result<void> ensure_blobs(Connection& conn, const SubmitMsg& m, std::set<Digest>& uploaded) {
+    std::vector<Digest> need;
+    for (const auto& f : m.files) need.push_back(f.sha256);
+    if (m.path.starts_with("blob:")) {
+      if (auto d = from_hex(m.path.substr(5)); d && d->size() == 32) {
+        Digest dg{};
+        std::copy(d->begin(), d->end(), dg.begin());
+        need.push_back(dg);
+      }
+    }
+    for (const Digest& d : need) {
+      if (uploaded.contains(d)) continue;
+      std::shared_ptr<const std::string> data;
+      {
+        std::lock_guard lock(mu);
+        if (auto it = blobs.find(d); it != blobs.end()) data = it->second;
+      }
+      if (!data) continue;  // the worker reports the missing blob as a SpawnError
+      PEPITA_TRY_VOID(
+          conn.send(MessageType::Upload, 0, encode(UploadMsg{.sha256 = d, .data = *data})));
+      uploaded.insert(d);
+    }
+    return {};
+  }
+
+  std::string session(std::size_t wi, Connection& conn) {
+    W& w = *ws[wi];
+    std::set<Digest> uploaded;  // blobs this connection already sent
+    auto last_rx = Clock::now();
+    auto last_hb = Clock::now();
+    bool draining = false;
+    std::vector<Completion> done;
+    const auto tick =
+        std::max(std::chrono::milliseconds(1),
+                 std::min(opts.heartbeat_interval / 4, std::chrono::milliseconds(250)));
+    for (;;) {
+      {
+        std::lock_guard lock(mu);
+        if (stopping) return "dispatcher stopping";
+        if (draining && w.inflight.empty()) return "worker drained";
+      }
+      for (auto& [id, m] : lease(wi, done)) {
+        if (auto r = ensure_blobs(conn, m, uploaded); !r) return r.error().to_string();
+        if (auto r = conn.send(MessageType::Submit, id, encode(m)); !r) {
+          return r.error().to_string();
+        }
+      }
+      run_completions(done);
+      auto msg = conn.receive(tick, w.wake.get());
+      clear_fd(w.wake.get());
+      if (!msg) return msg.error().to_string();
+      const auto now = Clock::now();
+      if (*msg) {
+        last_rx = now;
+        const Message& m = **msg;
+        switch (m.header.type) {
+          case MessageType::Result: {
+            auto r = decode_result(m.payload);
+            if (!r) return r.error().to_string();
+            on_result(wi, m.header.request_id, std::move(*r), done);
+            run_completions(done);
+            break;
+          }
+          case MessageType::Drain: {
+            draining = true;
+            set_state(wi, WorkerState::Draining);
+            log("worker " + w.ep.to_string() + " is draining");
+            break;
+          }
+          case MessageType::Error: {
+            auto e = decode_error(m.payload);
+            return "worker sent error: " + (e ? e->reason : std::string("(garbled)"));
+          }
+          case MessageType::Started:
+          case MessageType::Heartbeat:
+          case MessageType::HaveBlob:
+          case MessageType::Register: break;
+          default:
+            return "unexpected " + std::string(to_string(m.header.type)) + " frame from worker";
+        }
+        std::lock_guard lock(mu);
+        if (w.info.state == WorkerState::Suspect) {
+          w.info.state = WorkerState::Alive;
+          signal_fd(w.wake.get());
+        }
+      }
+      const auto silent = now - last_rx;
+      if (silent > opts.dead_after) {
+        return "no frame for " + std::to_string(opts.dead_after.count()) + " ms: declared dead";
+      }
+      if (silent > opts.suspect_after) {
+        std::lock_guard lock(mu);
+        if (w.info.state == WorkerState::Alive) {
+          w.info.state = WorkerState::Suspect;
+          log("worker " + w.ep.to_string() + " is suspect (silent)");
+        }
+      }
+      if (now - last_hb >= opts.heartbeat_interval) {
+        last_hb = now;
+        HeartbeatMsg hb{.sent_ns = static_cast<std::uint64_t>(now.time_since_epoch().count())};
+        if (auto r = conn.send(MessageType::Heartbeat, 0, encode(hb)); !r) {
+          return r.error().to_string();
+        }
+      }
+    }
+  }
+
+  void worker_loop(std::size_t wi) {
+    W& w = *ws[wi];
+    auto backoff = opts.reconnect_initial;
+    ConnectionOptions copts = opts.connection;
+    copts.name = opts.name;
+    bool logged_down = false;
+    for (;;) {
+      {
+        std::lock_guard lock(mu);
+        if (stopping) return;
+      }
+      auto conn = Connection::connect(w.ep, *opts.key, copts);
+      Result<RegisterMsg> reg = fail(ErrorCode::Protocol, "no register");
+      if (conn) {
+        auto m = (*conn)->receive(copts.handshake_timeout);
+        if (!m) {
+          reg = std::unexpected(m.error());
+        } else if (!*m || (*m)->header.type != MessageType::Register) {
+          reg = fail(ErrorCode::Protocol, "worker did not register after auth");
+        } else {
+          reg = decode_register((*m)->payload);
+        }
+      }
+      if (!conn || !reg) {
+        const Error& e = conn ? reg.error() : conn.error();
+        if (!logged_down) log("worker " + w.ep.to_string() + " unavailable: " + e.to_string());
+        logged_down = true;
+        std::unique_lock lock(mu);
+        w.info.state = WorkerState::Dead;
+        // Authentication failures will not fix themselves quickly: back off hardest.
+        if (e.code() == ErrorCode::PermissionDenied) backoff = opts.reconnect_max;
+        backoff_cv.wait_for(lock, backoff, [&] { return stopping; });
+        backoff = std::min(backoff * 2, opts.reconnect_max);
+        continue;
+      }
+      logged_down = false;
+      backoff = opts.reconnect_initial;
+      {
+        std::lock_guard lock(mu);
+        w.info.slots = std::max<std::uint32_t>(1, reg->slots);
+        w.info.name = reg->name;
+        w.info.state = WorkerState::Alive;
+        ++w.info.connects;
+      }
+      log("worker " + w.ep.to_string() + " (" + reg->name + ") up with " +
+          std::to_string(reg->slots) + " slots");
+      std::string reason = session(wi, **conn);
+      (*conn)->shutdown();
+      requeue_inflight(wi);
+      set_state(wi, WorkerState::Dead);
+      log("worker " + w.ep.to_string() + " down: " + reason);
+      std::unique_lock lock(mu);
+      backoff_cv.wait_for(lock, opts.reconnect_initial, [&] { return stopping; });
+    }
+  }
+};
+
+RemoteDispatcher::RemoteDispatcher(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions options) {
+  if (!options.key) {
+    return fail(ErrorCode::InvalidArgument, "remote workers need the shared key (--key FILE)");
+  }
+  if (options.workers.empty()) {
+    return fail(ErrorCode::InvalidArgument, "no remote workers given (host:port)");
+  }
+  if (options.max_attempts == 0) options.max_attempts = 1;
+  auto impl = std::make_unique<Impl>();
+  for (const auto& w : options.workers) {
+    auto ep = parse_endpoint(w);
+    if (!ep) return std::unexpected(std::move(ep.error()));
+    auto ws = std::make_unique<Impl::W>();
+    ws->ep = *ep;
+    ws->info.endpoint = ep->to_string();
+    ws->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!ws->wake) return fail_errno(errno, "eventfd");
+    impl->ws.push_back(std::move(ws));
+  }
+  impl->opts = std::move(options);
+  Impl* raw = impl.get();
+  for (std::size_t i = 0; i < raw->ws.size(); ++i) {
+    raw->ws[i]->thread = std::thread([raw, i] { raw->worker_loop(i); });
+  }
+  return std::make_unique<RemoteDispatcher>(std::move(impl));
+}
+
+RemoteDispatcher::~RemoteDispatcher() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->backoff_cv.notify_all();
+  impl_->wake_all();
+  for (auto& w : impl_->ws) w->thread.join();
+  std::vector<Impl::Completion> done;
+  {
+    std::lock_guard lock(impl_->mu);
+    for (auto& [id, ts] : impl_->tasks) {
+      if (ts.completed) continue;
+      ts.completed = true;
+      done.emplace_back(std::move(ts.done),
+                        RemoteOutcome{id,
+                                      ResultMsg{.status = TaskStatus::Cancelled,
+                                                .exit_code = -1,
+                                                .error = "dispatcher shut down"},
+                                      "", ts.attempts});
+    }
+    impl_->tasks.clear();
+  }
+  impl_->run_completions(done);
+}
+
+Digest RemoteDispatcher::add_blob(std::string data) {
+  Digest d = sha256(as_bytes(data));
+  std::lock_guard lock(impl_->mu);
+  impl_->blobs.emplace(d, std::make_shared<const std::string>(std::move(data)));
+  return d;
+}
+
+Result<void> RemoteDispatcher::submit(RemoteTask task, Callback done) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return fail(ErrorCode::Cancelled, "dispatcher is shutting down");
+    if (task.id == 0) return fail(ErrorCode::InvalidArgument, "remote task id must not be 0");
+    if (impl_->tasks.contains(task.id)) {
+      return fail(ErrorCode::InvalidArgument,
+                  "remote task id " + std::to_string(task.id) + " is already in flight");
+    }
+    const std::uint64_t id = task.id;
+    impl_->tasks.emplace(id, Impl::TaskState{std::move(task), std::move(done)});
+    impl_->queue.push_back(id);
+    ++impl_->pending;
+  }
+  impl_->wake_all();
+  return {};
+}
+
+Result<RemoteOutcome> RemoteDispatcher::run(RemoteTask task) {
+  auto promise = std::make_shared<std::promise<RemoteOutcome>>();
+  auto future = promise->get_future();
+  PEPITA_TRY_VOID(
+      submit(std::move(task), [promise](RemoteOutcome o) { promise->set_value(std::move(o)); }));
+  return future.get();
+}
+
+bool RemoteDispatcher::wait_idle(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  return impl_->idle_cv.wait_for(lock, timeout, [&] { return impl_->pending == 0; });
+}
+
+std::vector<WorkerInfo> RemoteDispatcher::workers() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<WorkerInfo> out;
+  for (const auto& w : impl_->ws) out.push_back(w->info);
+  return out;
+}
+
+std::uint64_t RemoteDispatcher::duplicates_dropped() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->duplicates;
+}
+
+}  // namespace pepita::transport

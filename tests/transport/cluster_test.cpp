@@ -1,0 +1,133 @@
+// Several worker *processes* on loopback: 1,000 tasks with one worker killed by SIGKILL
+// mid-run — every task completes exactly once — and the killed worker, restarted on its port,
+// is reconnected to and used again.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "pepita/transport/remote.hpp"
+#include "test_support.hpp"
+
+namespace pepita::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(Cluster, ThousandTasksSurviveKillNineOfAWorker) {
+  test::KeyFile kf;
+  std::vector<std::unique_ptr<test::WorkerProcess>> procs;
+  for (int i = 0; i < 3; ++i) {
+    procs.push_back(test::WorkerProcess::spawn(kf.path, 4));
+    ASSERT_TRUE(procs.back()) << "worker process " << i << " did not start";
+  }
+  RemoteOptions o;
+  for (auto& p : procs) o.workers.push_back(p->address());
+  o.key = kf.key;
+  o.heartbeat_interval = 200ms;
+  o.suspect_after = 1000ms;
+  o.dead_after = 2000ms;
+  o.reconnect_initial = 50ms;
+  o.reconnect_max = 200ms;
+  o.max_attempts = 10;
+  o.log = [](std::string_view) {};
+  auto d = RemoteDispatcher::start(std::move(o)).value();
+
+  constexpr int kTasks = 1000;
+  std::mutex mu;
+  std::vector<int> completions(kTasks + 1, 0);
+  std::vector<std::string> outputs(kTasks + 1);
+  std::atomic<int> done{0};
+  for (int i = 1; i <= kTasks; ++i) {
+    RemoteTask t{.id = static_cast<std::uint64_t>(i)};
+    t.spec.path = "/bin/sh";
+    t.spec.args = {"-c", "sleep 0.005; echo $0", std::to_string(i)};
+    ASSERT_TRUE(d->submit(std::move(t), [&](RemoteOutcome out) {
+      std::lock_guard lock(mu);
+      ++completions[out.id];
+      outputs[out.id] = out.result.stdout_data;
+      EXPECT_EQ(out.result.status, TaskStatus::Succeeded) << out.id << ": " << out.result.error;
+      done.fetch_add(1);
+    }));
+  }
+  // Kill one worker mid-run, without warning.
+  const auto t0 = std::chrono::steady_clock::now();
+  while (done.load() < kTasks / 4 && std::chrono::steady_clock::now() - t0 < 60s) {
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_LT(done.load(), kTasks) << "finished before the kill could happen";
+  const std::uint16_t victim_port = procs[1]->port();
+  const int status = procs[1]->kill_and_wait(SIGKILL);
+  EXPECT_TRUE(WIFSIGNALED(status));
+
+  ASSERT_TRUE(d->wait_idle(90s)) << "only " << done.load() << " of " << kTasks << " completed";
+  {
+    std::lock_guard lock(mu);
+    for (int i = 1; i <= kTasks; ++i) {
+      ASSERT_EQ(completions[i], 1) << "task " << i;
+      ASSERT_EQ(outputs[i], std::to_string(i) + "\n") << "task " << i;
+    }
+  }
+  auto infos = d->workers();
+  ASSERT_EQ(infos.size(), 3u);
+  EXPECT_NE(infos[1].state, WorkerState::Alive);
+  EXPECT_GT(infos[0].completed, 0u);
+  EXPECT_GT(infos[2].completed, 0u);
+
+  // The worker comes back on the same port: it is reconnected to and gets work again.
+  procs[1] = test::WorkerProcess::spawn(kf.path, 4, victim_port);
+  ASSERT_TRUE(procs[1]) << "restarted worker did not start";
+  const auto t1 = std::chrono::steady_clock::now();
+  while (d->workers()[1].state != WorkerState::Alive &&
+         std::chrono::steady_clock::now() - t1 < 20s) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(d->workers()[1].state, WorkerState::Alive);
+  EXPECT_EQ(d->workers()[1].connects, 2u);
+  const std::uint64_t before = d->workers()[1].completed;
+  for (int i = 1; i <= 60; ++i) {
+    RemoteTask t{.id = static_cast<std::uint64_t>(kTasks + i)};
+    t.spec.kind = TaskKind::Function;
+    t.spec.path = "sleep_ms";
+    t.spec.stdin_data = "20";
+    ASSERT_TRUE(d->submit(std::move(t), [](RemoteOutcome) {}));
+  }
+  ASSERT_TRUE(d->wait_idle(30s));
+  EXPECT_GT(d->workers()[1].completed, before) << "restarted worker was not used again";
+}
+
+TEST(Cluster, SigtermDrainsAWorkerProcessWithoutLosingTasks) {
+  test::KeyFile kf;
+  auto a = test::WorkerProcess::spawn(kf.path, 2);
+  auto b = test::WorkerProcess::spawn(kf.path, 2);
+  ASSERT_TRUE(a && b);
+  RemoteOptions o;
+  o.workers = {a->address(), b->address()};
+  o.key = kf.key;
+  o.heartbeat_interval = 200ms;
+  o.reconnect_initial = 50ms;
+  o.log = [](std::string_view) {};
+  auto d = RemoteDispatcher::start(std::move(o)).value();
+  std::atomic<int> ok{0};
+  for (int i = 1; i <= 40; ++i) {
+    RemoteTask t{.id = static_cast<std::uint64_t>(i)};
+    t.spec.kind = TaskKind::Function;
+    t.spec.path = "sleep_ms";
+    t.spec.stdin_data = "25";
+    ASSERT_TRUE(d->submit(std::move(t), [&](RemoteOutcome out) {
+      if (out.result.status == TaskStatus::Succeeded) ok.fetch_add(1);
+    }));
+  }
+  std::this_thread::sleep_for(100ms);
+  const int status = a->kill_and_wait(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);  // a clean, drained exit
+  ASSERT_TRUE(d->wait_idle(30s));
+  EXPECT_EQ(ok.load(), 40);
+}
+
+}  // namespace
+}  // namespace pepita::transport

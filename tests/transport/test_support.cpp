@@ -1,0 +1,160 @@
+// Test helpers; also the entry point of worker child processes (before gtest's main runs).
+#include "test_support.hpp"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+extern char** environ;
+
+namespace pepita::transport::test {
+namespace {
+
+constexpr const char* kWorkerEnv = "PEPITA_TRANSPORT_TEST_WORKER";
+
+std::string unique_path(const char* stem) {
+  static std::atomic<int> counter{0};
+  return (std::filesystem::temp_directory_path() /
+          (std::string(stem) + "." + std::to_string(::getpid()) + "." +
+           std::to_string(counter.fetch_add(1))))
+      .string();
+}
+
+// Child mode: PEPITA_TRANSPORT_TEST_WORKER="<key file> <slots> <port> <port file>".
+// Runs a worker until SIGTERM (drain) and exits without returning to gtest.
+[[noreturn]] void worker_child_main(const char* spec) {
+  char key_path[512];
+  unsigned slots = 0, port = 0;
+  char port_file[512];
+  if (std::sscanf(spec, "%511s %u %u %511s", key_path, &slots, &port, port_file) != 4) {
+    std::fprintf(stderr, "bad %s\n", kWorkerEnv);
+    std::_Exit(2);
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // worker threads inherit the mask
+  auto key = Key::from_file(key_path);
+  if (!key) {
+    std::fprintf(stderr, "worker child: %s\n", key.error().to_string().c_str());
+    std::_Exit(3);
+  }
+  WorkerOptions o;
+  o.listen = "127.0.0.1:" + std::to_string(port);
+  o.key = std::move(*key);
+  o.slots = slots;
+  o.name = "child-" + std::to_string(::getpid());
+  o.heartbeat_interval = std::chrono::milliseconds(200);
+  o.dead_after = std::chrono::milliseconds(3000);
+  o.log = [](std::string_view) {};
+  auto w = Worker::start(std::move(o));
+  if (!w) {
+    std::fprintf(stderr, "worker child: %s\n", w.error().to_string().c_str());
+    std::_Exit(4);
+  }
+  {
+    const std::string tmp = std::string(port_file) + ".tmp";
+    std::ofstream(tmp) << (*w)->endpoint().port << "\n";
+    std::rename(tmp.c_str(), port_file);
+  }
+  int sig = 0;
+  sigwait(&set, &sig);
+  (*w)->stop(Worker::StopMode::Drain);
+  (*w)->wait();
+  w->reset();
+  std::_Exit(0);
+}
+
+// Runs before gtest's main in every process of this binary; only child workers act on it.
+const bool kChildChecked = [] {
+  if (const char* spec = std::getenv(kWorkerEnv)) worker_child_main(spec);
+  return true;
+}();
+
+}  // namespace
+
+KeyFile::KeyFile() : key(Key::generate().value()), path(unique_path("pepita-test-key")) {
+  if (auto r = Key::write_file(path, key); !r) std::abort();
+}
+KeyFile::~KeyFile() { std::filesystem::remove(path); }
+
+std::unique_ptr<Worker> start_worker(const Key& key, std::uint32_t slots,
+                                     std::chrono::milliseconds handshake_timeout) {
+  WorkerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.key = key;
+  o.slots = slots;
+  o.heartbeat_interval = std::chrono::milliseconds(100);
+  o.dead_after = std::chrono::milliseconds(2000);
+  o.connection.handshake_timeout = handshake_timeout;
+  o.connection.io_timeout = handshake_timeout;
+  o.cache_dir = unique_path("pepita-test-cache");
+  o.log = [](std::string_view) {};
+  auto w = Worker::start(std::move(o));
+  if (!w) {
+    std::fprintf(stderr, "start_worker: %s\n", w.error().to_string().c_str());
+    return nullptr;
+  }
+  return std::move(*w);
+}
+
+std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& key_path,
+                                                    std::uint32_t slots, std::uint16_t port) {
+  auto wp = std::make_unique<WorkerProcess>();
+  wp->port_file_ = unique_path("pepita-test-port");
+  std::filesystem::remove(wp->port_file_);
+  const std::string spec = std::string(kWorkerEnv) + "=" + key_path + " " + std::to_string(slots) +
+                           " " + std::to_string(port) + " " + wp->port_file_;
+  std::vector<std::string> env_s{spec};
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!std::string_view(*e).starts_with(kWorkerEnv)) env_s.emplace_back(*e);
+  }
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string self = "/proc/self/exe";
+  char* argv[] = {self.data(), nullptr};
+  if (::posix_spawn(&wp->pid_, "/proc/self/exe", nullptr, nullptr, argv, envp.data()) != 0) {
+    return nullptr;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream f(wp->port_file_);
+    unsigned p = 0;
+    if (f >> p) {
+      wp->port_ = static_cast<std::uint16_t>(p);
+      return wp;
+    }
+    int status = 0;
+    if (::waitpid(wp->pid_, &status, WNOHANG) == wp->pid_) {
+      wp->pid_ = -1;
+      return nullptr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return nullptr;
+}
+
+WorkerProcess::~WorkerProcess() {
+  if (pid_ > 0) kill_and_wait(SIGKILL);
+  std::filesystem::remove(port_file_);
+}
+
+int WorkerProcess::kill_and_wait(int sig) {
+  int status = 0;
+  if (pid_ > 0) {
+    ::kill(pid_, sig);
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+  return status;
+}
+
+}  // namespace pepita::transport::test

@@ -1,0 +1,336 @@
+// A real worker on loopback: tasks, blobs, timeouts, drain, and every kind of bad client —
+// each must be cut off while the worker keeps serving well-behaved clients.
+#include "pepita/transport/worker.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "pepita/transport/connection.hpp"
+#include "pepita/transport/messages.hpp"
+#include "pepita/transport/remote.hpp"
+#include "test_support.hpp"
+
+namespace pepita::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+RemoteOptions fast_options(const Key& key, std::vector<std::string> workers) {
+  RemoteOptions o;
+  o.workers = std::move(workers);
+  o.key = key;
+  o.heartbeat_interval = 100ms;
+  o.suspect_after = 1000ms;
+  o.dead_after = 2000ms;
+  o.reconnect_initial = 20ms;
+  o.reconnect_max = 200ms;
+  o.log = [](std::string_view) {};
+  return o;
+}
+
+RemoteTask process_task(std::uint64_t id, std::string path, std::vector<std::string> args) {
+  RemoteTask t{.id = id};
+  t.spec.kind = TaskKind::Process;
+  t.spec.path = std::move(path);
+  t.spec.args = std::move(args);
+  return t;
+}
+
+// A bare TCP client for sending hostile bytes.
+struct RawSocket {
+  explicit RawSocket(std::uint16_t port) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    // SAFETY: sockaddr_in is a valid sockaddr of the given length.
+    connected = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    timeval tv{.tv_sec = 5, .tv_usec = 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~RawSocket() { ::close(fd); }
+  void send(ByteSpan b) { (void)::send(fd, b.data(), b.size(), MSG_NOSIGNAL); }
+  // Reads until the worker closes; returns the bytes, or nullopt if it stayed open 5 s.
+  std::optional<Bytes> read_until_closed() {
+    Bytes all;
+    std::byte chunk[4096];
+    for (;;) {
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n == 0) return all;
+      if (n < 0) return errno == ECONNRESET ? std::optional<Bytes>(all) : std::nullopt;
+      all.insert(all.end(), chunk, chunk + n);
+    }
+  }
+  Bytes read_frame() {  // one whole frame (handshake replies)
+    Bytes buf;
+    std::byte chunk[4096];
+    for (;;) {
+      auto d = decode_frame(buf);
+      if (d && d->frame) {
+        buf.resize(d->consumed);
+        return buf;
+      }
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) return {};
+      buf.insert(buf.end(), chunk, chunk + n);
+    }
+  }
+  int fd = -1;
+  bool connected = false;
+};
+
+// Performs the client handshake by hand over a RawSocket, returning the session.
+std::optional<Session> raw_handshake(RawSocket& s, const Key& key) {
+  auto [client, hello] = ClientHandshake::start(key, "raw").value();
+  Bytes w;
+  if (!encode_frame({.type = MessageType::Hello}, hello, w)) return std::nullopt;
+  s.send(w);
+  Bytes ch = s.read_frame();
+  auto d = decode_frame(ch);
+  if (!d || !d->frame) return std::nullopt;
+  auto r = client.on_challenge(d->frame->payload);
+  if (!r) return std::nullopt;
+  w.clear();
+  if (!encode_frame({.type = MessageType::Auth, .sequence = 1}, r->first, w)) return std::nullopt;
+  s.send(w);
+  Bytes ok = s.read_frame();   // AuthOk
+  Bytes reg = s.read_frame();  // Register
+  if (ok.empty() || reg.empty()) return std::nullopt;
+  return std::move(r->second);
+}
+
+// The worker still serves an honest client.
+void expect_still_serving(Worker& w, const Key& key) {
+  auto d = RemoteDispatcher::start(fast_options(key, {w.endpoint().to_string()})).value();
+  RemoteTask t{.id = 1};
+  t.spec.kind = TaskKind::Function;
+  t.spec.path = "echo";
+  t.spec.stdin_data = "still here";
+  auto out = d->run(std::move(t));
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->result.status, TaskStatus::Succeeded);
+  EXPECT_EQ(out->result.stdout_data, "still here");
+}
+
+TEST(Worker, RunsProcessAndFunctionTasks) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 2);
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(fast_options(kf.key, {w->endpoint().to_string()})).value();
+  auto out = d->run(process_task(1, "/bin/echo", {"hello", "world"}));
+  ASSERT_TRUE(out) << out.error().to_string();
+  EXPECT_EQ(out->result.status, TaskStatus::Succeeded);
+  EXPECT_EQ(out->result.stdout_data, "hello world\n");
+  EXPECT_EQ(out->attempts, 1u);
+  auto fail_task = process_task(2, "/bin/sh", {"-c", "echo oops >&2; exit 3"});
+  auto failed = d->run(std::move(fail_task)).value();
+  EXPECT_EQ(failed.result.status, TaskStatus::Failed);
+  EXPECT_EQ(failed.result.exit_code, 3);
+  EXPECT_EQ(failed.result.stderr_data, "oops\n");
+  auto missing = d->run(process_task(3, "/nonexistent/binary", {})).value();
+  EXPECT_EQ(missing.result.status, TaskStatus::SpawnError);
+  EXPECT_NE(missing.result.error.find("/nonexistent/binary"), std::string::npos);
+  auto stdin_task = process_task(4, "cat", {});
+  stdin_task.spec.stdin_data = "piped input";
+  EXPECT_EQ(d->run(std::move(stdin_task)).value().result.stdout_data, "piped input");
+  RemoteTask fn{.id = 5};
+  fn.spec.kind = TaskKind::Function;
+  fn.spec.path = "no-such-function";
+  EXPECT_EQ(d->run(std::move(fn)).value().result.status, TaskStatus::SpawnError);
+}
+
+TEST(Worker, TimeoutKillsTheProcessGroup) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(fast_options(kf.key, {w->endpoint().to_string()})).value();
+  auto t = process_task(1, "/bin/sh", {"-c", "sleep 30; echo never"});
+  t.spec.timeout_ns = 200'000'000;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto out = d->run(std::move(t)).value();
+  EXPECT_EQ(out.result.status, TaskStatus::TimedOut);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+TEST(Worker, UploadedBinaryAndInputFilesRunFromTheBlobCache) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(fast_options(kf.key, {w->endpoint().to_string()})).value();
+  Digest script = d->add_blob("#!/bin/sh\necho \"script says $1\"\ncat input.txt\n");
+  Digest input = d->add_blob("file contents\n");
+  auto t = process_task(1, "blob:" + to_hex(script), {"hi"});
+  t.spec.files.push_back({.name = "input.txt", .sha256 = input, .executable = false});
+  auto out = d->run(std::move(t)).value();
+  EXPECT_EQ(out.result.status, TaskStatus::Succeeded) << out.result.error;
+  EXPECT_EQ(out.result.stdout_data, "script says hi\nfile contents\n");
+  auto bad = process_task(2, "/bin/true", {});
+  bad.spec.files.push_back({.name = "../escape", .sha256 = input});
+  EXPECT_EQ(d->run(std::move(bad)).value().result.status, TaskStatus::SpawnError);
+  EXPECT_GE(w->stats().blobs_stored, 2u);
+}
+
+TEST(Worker, WrongKeyIsRejectedAndWorkerKeepsServing) {
+  test::KeyFile kf, other;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto c = Connection::connect(w->endpoint(), other.key, {});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code(), ErrorCode::PermissionDenied);
+  expect_still_serving(*w, kf.key);
+}
+
+TEST(Worker, NoHandshakeGetsNothing) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  // A client with no key sends a Submit straight away: the worker must close without running.
+  RawSocket s(w->endpoint().port);
+  ASSERT_TRUE(s.connected);
+  Bytes f;
+  ASSERT_TRUE(encode_frame({.type = MessageType::Submit, .request_id = 1},
+                           encode(SubmitMsg{.path = "/bin/touch", .args = {"/tmp/pwned"}}), f));
+  s.send(f);
+  auto reply = s.read_until_closed();
+  ASSERT_TRUE(reply) << "worker kept an unauthenticated connection open";
+  EXPECT_TRUE(reply->empty());
+  EXPECT_EQ(w->stats().tasks_run, 0u);
+  expect_still_serving(*w, kf.key);
+}
+
+TEST(Worker, GarbageOversizedAndTruncatedInputCloseTheConnection) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  {
+    RawSocket s(w->endpoint().port);
+    std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\nxxxxxxxxxxxxxxxxxxxx";
+    s.send(as_bytes(junk));
+    EXPECT_TRUE(s.read_until_closed());
+  }
+  {
+    RawSocket s(w->endpoint().port);
+    Bytes f;
+    ASSERT_TRUE(encode_frame({.type = MessageType::Hello}, {}, f));
+    const std::uint32_t huge = 0xFFFFFFF0u;
+    std::memcpy(f.data() + 24, &huge, 4);
+    s.send(ByteSpan(f).first(kHeaderSize));
+    EXPECT_TRUE(s.read_until_closed()) << "oversized length not refused from the header";
+  }
+  {
+    RawSocket s(w->endpoint().port);
+    auto [client, hello] = ClientHandshake::start(kf.key, "trunc").value();
+    Bytes f;
+    ASSERT_TRUE(encode_frame({.type = MessageType::Hello}, hello, f));
+    s.send(ByteSpan(f).first(f.size() - 5));
+    ::shutdown(s.fd, SHUT_WR);  // truncated frame, then EOF
+    EXPECT_TRUE(s.read_until_closed());
+  }
+  EXPECT_GE(w->stats().clients_rejected, 3u);
+  expect_still_serving(*w, kf.key);
+}
+
+TEST(Worker, SlowlorisIsCutOff) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1, 300ms);
+  ASSERT_TRUE(w);
+  RawSocket s(w->endpoint().port);
+  auto [client, hello] = ClientHandshake::start(kf.key, "slow").value();
+  Bytes f;
+  ASSERT_TRUE(encode_frame({.type = MessageType::Hello}, hello, f));
+  s.send(ByteSpan(f).first(10));                                  // half a frame, then silence
+  std::thread honest([&] { expect_still_serving(*w, kf.key); });  // meanwhile others are served
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(s.read_until_closed());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 4s);
+  honest.join();
+}
+
+TEST(Worker, ReplayedAndTamperedFramesCloseTheSession) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  {
+    RawSocket s(w->endpoint().port);
+    auto session = raw_handshake(s, kf.key);
+    ASSERT_TRUE(session);
+    Bytes hb = session->seal(MessageType::Heartbeat, 0, encode(HeartbeatMsg{})).value();
+    s.send(hb);
+    s.send(hb);  // replay
+    EXPECT_TRUE(s.read_until_closed()) << "replayed frame accepted";
+  }
+  {
+    RawSocket s(w->endpoint().port);
+    auto session = raw_handshake(s, kf.key);
+    ASSERT_TRUE(session);
+    SubmitMsg m{.path = "/bin/true"};
+    Bytes sealed = session->seal(MessageType::Submit, 1, encode(m)).value();
+    // Change the command and recompute the CRC (the attacker can), keeping the old MAC.
+    Bytes forged;
+    ASSERT_TRUE(encode_frame(
+        {.type = MessageType::Submit, .flags = kFlagMac, .request_id = 1, .sequence = 0},
+        encode(SubmitMsg{.path = "/bin/false"}), forged));
+    forged.insert(forged.end(), sealed.end() - kMacSize, sealed.end());
+    s.send(forged);
+    EXPECT_TRUE(s.read_until_closed()) << "tampered frame accepted";
+  }
+  EXPECT_EQ(w->stats().tasks_run, 0u);
+  expect_still_serving(*w, kf.key);
+}
+
+TEST(Worker, RefusesNonLoopbackWithoutPermissionAndStartsOnlyWithAKey) {
+  auto l = Listener::bind(parse_endpoint("0.0.0.0:0").value(), false);
+  ASSERT_FALSE(l);
+  EXPECT_EQ(l.error().code(), ErrorCode::PermissionDenied);
+  WorkerOptions o;
+  o.listen = "127.0.0.1:0";
+  auto w = Worker::start(std::move(o));
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_TRUE(is_loopback_host("127.0.0.2"));
+  EXPECT_FALSE(is_loopback_host("10.0.0.1"));
+  EXPECT_FALSE(parse_endpoint("nohost"));
+  EXPECT_FALSE(parse_endpoint("h:99999"));
+  EXPECT_EQ(parse_endpoint("[::1]:80").value().host, "::1");
+}
+
+TEST(Worker, DrainFinishesRunningTasksAndTheRestMoveToAnotherWorker) {
+  test::KeyFile kf;
+  auto a = test::start_worker(kf.key, 1);
+  auto b = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(a && b);
+  auto d = RemoteDispatcher::start(
+               fast_options(kf.key, {a->endpoint().to_string(), b->endpoint().to_string()}))
+               .value();
+  std::mutex mu;
+  std::map<std::uint64_t, int> seen;
+  for (std::uint64_t i = 1; i <= 6; ++i) {
+    RemoteTask t{.id = i};
+    t.spec.kind = TaskKind::Function;
+    t.spec.path = "sleep_ms";
+    t.spec.stdin_data = "60";
+    ASSERT_TRUE(d->submit(std::move(t), [&](RemoteOutcome o) {
+      EXPECT_EQ(o.result.status, TaskStatus::Succeeded) << o.result.error;
+      std::lock_guard lock(mu);
+      ++seen[o.id];
+    }));
+  }
+  std::this_thread::sleep_for(80ms);
+  a->stop(Worker::StopMode::Drain);  // like SIGTERM: finish the running task, take no more
+  a->wait();
+  ASSERT_TRUE(d->wait_idle(10s));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), 6u);
+  for (auto& [id, n] : seen) EXPECT_EQ(n, 1) << id;
+  EXPECT_GE(b->stats().tasks_run, 3u);
+}
+
+}  // namespace
+}  // namespace pepita::transport
