@@ -1,0 +1,314 @@
+// `pepita run` as a user runs it: the bundled example, bad job files (exit 2 with
+// file:line:column), failures (exit 1), timeouts, retries, Ctrl-C, and kill -9 of the driver
+// followed by --resume (every task finishes exactly once).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class RunCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "pepita-cli-run-XXXXXX").string();
+    dir_ = ::mkdtemp(tmpl.data());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path write(const std::string& name, const std::string& text) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << text;
+    return p;
+  }
+
+  // Starts pepita with stdout/stderr in files; returns its pid.
+  pid_t spawn(const std::vector<std::string>& args, const std::string& tag) {
+    const std::string out = (dir_ / (tag + ".out")).string();
+    const std::string err = (dir_ / (tag + ".err")).string();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      std::vector<char*> argv;
+      std::vector<std::string> copy(args);
+      std::string exe = PEPITA_CLI_PATH;
+      argv.push_back(exe.data());
+      for (auto& a : copy) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), argv.data());
+      ::_exit(127);
+    }
+    return pid;
+  }
+
+  CliResult finish(pid_t pid, const std::string& tag) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CliResult r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = slurp(dir_ / (tag + ".out"));
+    r.err = slurp(dir_ / (tag + ".err"));
+    return r;
+  }
+
+  CliResult run(const std::vector<std::string>& args) { return finish(spawn(args, "run"), "run"); }
+
+  std::string state() const { return (dir_ / "state").string(); }
+
+  fs::path dir_;
+};
+
+json parse(const CliResult& r) {
+  auto j = json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << "stdout is not JSON:\n" << r.out << "\nstderr:\n" << r.err;
+  return j;
+}
+
+TEST_F(RunCli, ExampleWordCountRunsAndResumes) {
+  const std::string job = std::string(PEPITA_SOURCE_DIR) + "/examples/wordcount/job.toml";
+  auto r = run({"run", "--json", "--state-dir", state(), job});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  auto j = parse(r);
+  EXPECT_TRUE(j["ok"].get<bool>());
+  ASSERT_EQ(j["tasks"].size(), 17u);
+  const auto& reduce = j["tasks"][16];
+  EXPECT_EQ(reduce["name"], "reduce");
+  EXPECT_NE(reduce["stdout"].get<std::string>().find("8000000 words in 8 shards"),
+            std::string::npos)
+      << reduce["stdout"];
+  EXPECT_TRUE(fs::exists(fs::path(state()) / "wordcount.tsv"));
+
+  auto again = run({"run", "--json", "--resume", "--state-dir", state(), job});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  auto j2 = parse(again);
+  EXPECT_EQ(j2["stats"]["from_journal"], 17);
+  EXPECT_EQ(j2["tasks"][16]["stdout"], reduce["stdout"]);
+
+  // Human output: summary table and the reducer's result.
+  auto text = run({"run", "--state-dir", state(), job});
+  ASSERT_EQ(text.exit_code, 0);
+  EXPECT_NE(text.out.find("reduce"), std::string::npos);
+  EXPECT_NE(text.out.find("--- reduce output ---"), std::string::npos);
+  EXPECT_NE(text.out.find("17 tasks: 17 succeeded"), std::string::npos) << text.out;
+}
+
+TEST_F(RunCli, BadJobFilesExitTwoWithPositions) {
+  struct Case {
+    std::string name, text, expect;
+  };
+  const std::vector<Case> cases = {
+      {"syntax", "[[task]]\nname = \"a\"\ncommand = \"/bin/true\n", ":3:"},
+      {"cycle",
+       "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ndeps = [\"b\"]\n"
+       "[[task]]\nname = \"b\"\ncommand = \"/bin/true\"\ndeps = [\"a\"]\n",
+       "dependency cycle: a -> b -> a"},
+      {"missing", "[[task]]\nname = \"a\"\ncommand = \"/no/such/binary\"\n",
+       ":3:11: task 'a': command"},
+      {"unknown_dep", "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ndeps = [\"zz\"]\n",
+       "unknown task 'zz'"},
+      {"bad_retries", "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nretries = -1\n", ":4:11:"},
+      {"bad_timeout", "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ntimeout = \"soon\"\n",
+       "'timeout' must be a number of seconds"},
+      {"typo", "[[task]]\nname = \"a\"\ncomand = \"/bin/true\"\n", "unknown key 'comand'"},
+      {"dup",
+       "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n[[task]]\nname = \"a\"\ncommand = "
+       "\"/bin/true\"\n",
+       "used twice"},
+      {"no_tasks", "[pool]\nprocess_slots = 2\n", "no tasks"},
+      {"bad_slots", "[pool]\nprocess_slots = 0\n[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n",
+       ":2:17:"},
+      {"bad_var", "[[task]]\nname = \"a\"\ncommand = \"${nope}/x\"\n",
+       "unknown variable '${nope}'"},
+      {"bad_backend", "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nbackend = \"quantum\"\n",
+       "unknown backend"},
+  };
+  for (const auto& c : cases) {
+    const auto file = write(c.name + ".toml", c.text);
+    auto r = run({"run", "--state-dir", state(), file.string()});
+    EXPECT_EQ(r.exit_code, 2) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find(c.name + ".toml"), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.name << ": " << r.err;
+    EXPECT_FALSE(fs::exists(fs::path(state()) / "journal")) << c.name << ": ran something";
+  }
+  auto missing_file = run({"run", (dir_ / "absent.toml").string()});
+  EXPECT_EQ(missing_file.exit_code, 2);
+  EXPECT_NE(missing_file.err.find("cannot read job file"), std::string::npos);
+  auto no_arg = run({"run"});
+  EXPECT_EQ(no_arg.exit_code, 2);
+  auto ok = run({"run", "--check",
+                 write("ok.toml", "[[task]]\nname = \"a\"\ncommand = \"true\"\n").string()});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+TEST_F(RunCli, FailuresTimeoutsAndRetries) {
+  const auto job = write("mixed.toml", R"(
+[pool]
+retry_delay = 0.05
+kill_grace = 0.2
+
+[defaults]
+cwd = "${state_dir}"
+
+[[task]]
+name = "flaky"      # fails twice, then succeeds
+command = "/bin/sh"
+args = ["-c", "echo x >> flaky.count; [ $(wc -l < flaky.count) -ge 3 ]"]
+retries = 3
+
+[[task]]
+name = "slow"
+command = "/bin/sh"
+args = ["-c", "sleep 30 & wait"]
+timeout = 0.2
+
+[[task]]
+name = "bad"
+command = "/bin/false"
+
+[[task]]
+name = "after-bad"
+command = "/bin/true"
+deps = ["bad"]
+)");
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = run({"run", "--json", "--state-dir", state(), job.string()});
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  auto j = parse(r);
+  std::map<std::string, json> by;
+  for (const auto& t : j["tasks"]) by[t["name"]] = t;
+  EXPECT_EQ(by["flaky"]["status"], "succeeded");
+  EXPECT_EQ(by["flaky"]["attempts"], 3);
+  EXPECT_EQ(by["slow"]["status"], "timed-out");
+  EXPECT_EQ(by["bad"]["status"], "failed");
+  EXPECT_EQ(by["bad"]["exit_code"], 1);
+  EXPECT_EQ(by["after-bad"]["status"], "skipped");
+  EXPECT_EQ(j["stats"]["retries"], 2);
+  EXPECT_FALSE(j["ok"].get<bool>());
+}
+
+// Tasks append their index to runs.log, then sleep; kill -9 the driver while they run.
+std::string sleepy_job(int n) {
+  return "[pool]\nprocess_slots = 4\n[defaults]\ncwd = \"${state_dir}\"\n"
+         "[[task]]\nname = \"t\"\ncount = " +
+         std::to_string(n) +
+         "\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"sleep 0.15; echo ${i} >> runs.log\"]\n";
+}
+
+TEST_F(RunCli, KillMinusNineThenResumeFinishesEveryTaskOnce) {
+  constexpr int kTasks = 40;
+  const auto job = write("sleepy.toml", sleepy_job(kTasks));
+  const pid_t pid = spawn({"run", "--quiet", "--state-dir", state(), job.string()}, "first");
+  const fs::path log = fs::path(state()) / "runs.log";
+  // Wait until some, not all, tasks have finished.
+  for (int i = 0; i < 400; ++i) {
+    std::ifstream in(log);
+    int lines = 0;
+    for (std::string l; std::getline(in, l);) ++lines;
+    if (lines >= 10) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  auto first = finish(pid, "first");
+  ASSERT_EQ(first.exit_code, 128 + SIGKILL);
+  std::this_thread::sleep_for(300ms);  // orphaned children of the killed driver finish
+
+  auto r = run({"run", "--json", "--resume", "--state-dir", state(), job.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = parse(r);
+  ASSERT_EQ(j["tasks"].size(), static_cast<std::size_t>(kTasks));
+  std::map<std::string, int> seen;
+  int replayed = 0;
+  for (const auto& t : j["tasks"]) {
+    ++seen[t["name"]];
+    EXPECT_EQ(t["status"], "succeeded") << t.dump();
+    replayed += t["from_journal"].get<bool>();
+  }
+  EXPECT_EQ(seen.size(), static_cast<std::size_t>(kTasks));
+  for (const auto& [name, n] : seen) EXPECT_EQ(n, 1) << name;
+  EXPECT_GE(replayed, 1);
+  EXPECT_LT(replayed, kTasks);
+  // A task replayed from the journal ran exactly once; the others at most twice (if the kill
+  // caught them running).
+  std::map<std::string, int> runs;
+  std::ifstream in(log);
+  for (std::string l; std::getline(in, l);) ++runs["t-" + l];
+  for (const auto& t : j["tasks"]) {
+    const std::string name = t["name"];
+    if (t["from_journal"].get<bool>()) {
+      EXPECT_EQ(runs[name], 1) << name;
+    } else {
+      EXPECT_GE(runs[name], 1) << name;
+      EXPECT_LE(runs[name], 2) << name;
+    }
+  }
+}
+
+TEST_F(RunCli, InterruptCancelsCleanlyAndLeavesResumableJournal) {
+  const auto job = write("long.toml",
+                         "[pool]\nprocess_slots = 2\nkill_grace = 0.2\n"
+                         "[[task]]\nname = \"long\"\ncount = 4\ncommand = \"/bin/sleep\"\n"
+                         "args = [\"30\"]\n[[task]]\nname = \"quick\"\ncommand = \"/bin/true\"\n"
+                         "priority = 10\n");
+  const pid_t pid = spawn({"run", "--json", "--state-dir", state(), job.string()}, "int");
+  std::this_thread::sleep_for(500ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(pid, SIGINT), 0);
+  auto r = finish(pid, "int");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_NE(r.err.find("--resume"), std::string::npos);
+  auto j = parse(r);
+  EXPECT_TRUE(j["interrupted"].get<bool>());
+  std::map<std::string, std::string> status;
+  for (const auto& t : j["tasks"]) status[t["name"]] = t["status"];
+  EXPECT_EQ(status["quick"], "succeeded");
+  EXPECT_EQ(status["long-0"], "cancelled");
+  // The journal is resumable: the same job with the long tasks shortened (a changed spec is run
+  // again) replays the quick task and runs the rest.
+  const auto fixed = write("long.toml",
+                           "[pool]\nprocess_slots = 2\n"
+                           "[[task]]\nname = \"long\"\ncount = 4\ncommand = \"/bin/sleep\"\n"
+                           "args = [\"0\"]\n[[task]]\nname = \"quick\"\ncommand = \"/bin/true\"\n"
+                           "priority = 10\n");
+  auto resumed = run({"run", "--json", "--resume", "--state-dir", state(), fixed.string()});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  auto j2 = parse(resumed);
+  for (const auto& t : j2["tasks"]) {
+    EXPECT_EQ(t["status"], "succeeded") << t.dump();
+    EXPECT_EQ(t["from_journal"].get<bool>(), t["name"] == "quick") << t.dump();
+  }
+}
+
+}  // namespace
