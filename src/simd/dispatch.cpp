@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "simd/detail/active.hpp"
+
 namespace pepita::simd {
 namespace {
 
@@ -82,6 +84,22 @@ Result<Level> level_from_env() {
   return *level;
 }
 
+const detail::Kernels* table_for(Level level) noexcept {
+  switch (level) {
+    case Level::avx512: {
+      const CpuFeatures& f = cpu_features();
+      return &detail::avx512_tables[(f.avx512_vnni ? 1 : 0) | (f.avx512_bf16 ? 2 : 0)];
+    }
+    case Level::avx2: return &detail::avx2_table;
+    case Level::scalar: break;
+  }
+  return &detail::scalar_table;
+}
+
+void publish(Level level) noexcept {
+  detail::g_active_table.store(table_for(level), std::memory_order_relaxed);
+}
+
 struct State {
   std::atomic<std::uint8_t> active;
   std::atomic<bool> forced_by_env{false};
@@ -90,6 +108,7 @@ struct State {
     forced_by_env.store(env.has_value() && *env != detected_level(), std::memory_order_relaxed);
     active.store(static_cast<std::uint8_t>(env.value_or(detected_level())),
                  std::memory_order_relaxed);
+    publish(env.value_or(detected_level()));
   }
 };
 
@@ -123,12 +142,14 @@ Result<void> set_level(Level level) {
   }
   state().active.store(static_cast<std::uint8_t>(level), std::memory_order_relaxed);
   state().forced_by_env.store(false, std::memory_order_relaxed);
+  publish(level);
   return {};
 }
 
 void reset_level() noexcept {
   state().active.store(static_cast<std::uint8_t>(detected_level()), std::memory_order_relaxed);
   state().forced_by_env.store(false, std::memory_order_relaxed);
+  publish(detected_level());
 }
 
 Result<Level> parse_level(std::string_view name) {
@@ -144,6 +165,7 @@ Result<Level> init_level_from_env() {
   if (!level) return level;
   state().active.store(static_cast<std::uint8_t>(*level), std::memory_order_relaxed);
   state().forced_by_env.store(*level != detected_level(), std::memory_order_relaxed);
+  publish(*level);
   return level;
 }
 
@@ -177,4 +199,15 @@ std::string level_summary() {
   return s;
 }
 
+namespace detail {
+
+// Null until the first kernel call (or level change) applies PEPITA_SIMD.
+std::atomic<const Kernels*> g_active_table{nullptr};
+
+const Kernels& init_active_kernels() noexcept {
+  (void)state();  // probes the CPU, applies PEPITA_SIMD, publishes the table
+  return *g_active_table.load(std::memory_order_relaxed);
+}
+
+}  // namespace detail
 }  // namespace pepita::simd

@@ -10,45 +10,24 @@
 #include <string>
 
 #include "pepita/simd/dispatch.hpp"
-#include "simd/detail/table.hpp"
+#include "simd/detail/active.hpp"
 
 namespace pepita::simd {
-namespace detail {
-
-const Kernels& active_kernels() noexcept {
-  switch (active_level()) {
-    case Level::avx512: {
-      // The VNNI / BF16 kernels are separate functions (own translation units and flags) chosen
-      // here, so an AVX-512 CPU without them never reaches their instructions.
-      static const Kernels table = [] {
-        Kernels k = avx512_kernels();
-        if (cpu_features().avx512_vnni) k.dot_i8 = &dot_i8_avx512_vnni;
-        if (cpu_features().avx512_bf16) k.dot_bf16 = &dot_bf16_avx512_bf16;
-        return k;
-      }();
-      return table;
-    }
-    case Level::avx2: return avx2_kernels();
-    case Level::scalar: break;
-  }
-  return scalar_kernels();
-}
-
-}  // namespace detail
 
 namespace {
 
 using detail::active_kernels;
 
-Result<void> check_same(std::size_t a, std::size_t b, const char* op, const char* what) {
-  if (a == b) return {};
+// Error paths are cold and out of line so the happy path of each entry point stays a length
+// compare, a table load and a tail call.
+[[gnu::cold, gnu::noinline]] std::unexpected<Error> mismatch(std::size_t a, std::size_t b,
+                                                             const char* op, const char* what) {
   return fail(ErrorCode::InvalidArgument, std::string(op) + ": " + what + " lengths differ (" +
                                               std::to_string(a) + " vs " + std::to_string(b) +
                                               "); pass spans of equal length");
 }
 
-Result<void> check_nonempty(std::size_t n, const char* op) {
-  if (n > 0) return {};
+[[gnu::cold, gnu::noinline]] std::unexpected<Error> empty_input(const char* op) {
   return fail(ErrorCode::InvalidArgument,
               std::string(op) + ": empty input has no result; pass at least one element");
 }
@@ -56,52 +35,64 @@ Result<void> check_nonempty(std::size_t n, const char* op) {
 }  // namespace
 
 Result<float> dot(std::span<const float> x, std::span<const float> y) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "dot", "x and y"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "dot", "x and y");
   return active_kernels().dot_f32(x.data(), y.data(), x.size());
 }
 
 Result<double> dot(std::span<const double> x, std::span<const double> y) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "dot", "x and y"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "dot", "x and y");
   return active_kernels().dot_f64(x.data(), y.data(), x.size());
 }
 
 Result<void> axpy(float alpha, std::span<const float> x, std::span<float> y) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "axpy", "x and y"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "axpy", "x and y");
   active_kernels().axpy_f32(alpha, x.data(), y.data(), x.size());
   return {};
 }
 
 Result<void> axpy(double alpha, std::span<const double> x, std::span<double> y) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "axpy", "x and y"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "axpy", "x and y");
   active_kernels().axpy_f64(alpha, x.data(), y.data(), x.size());
   return {};
 }
 
 Result<void> scale(float alpha, std::span<const float> x, std::span<float> out) {
-  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "scale", "x and out"));
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "scale", "x and out");
   active_kernels().scale_f32(alpha, x.data(), out.data(), x.size());
   return {};
 }
 
 Result<void> add(std::span<const float> x, std::span<const float> y, std::span<float> out) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "add", "x and y"));
-  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "add", "x and out"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "add", "x and y");
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "add", "x and out");
   active_kernels().add_f32(x.data(), y.data(), out.data(), x.size());
   return {};
 }
 
 Result<void> mul(std::span<const float> x, std::span<const float> y, std::span<float> out) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "mul", "x and y"));
-  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "mul", "x and out"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "mul", "x and y");
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "mul", "x and out");
   active_kernels().mul_f32(x.data(), y.data(), out.data(), x.size());
   return {};
 }
 
 Result<void> fma(std::span<const float> x, std::span<const float> y, std::span<const float> z,
                  std::span<float> out) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "fma", "x and y"));
-  PEPITA_TRY_VOID(check_same(x.size(), z.size(), "fma", "x and z"));
-  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "fma", "x and out"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "fma", "x and y");
+  if (x.size() != z.size()) [[unlikely]]
+    return mismatch(x.size(), z.size(), "fma", "x and z");
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "fma", "x and out");
   active_kernels().fma_f32(x.data(), y.data(), z.data(), out.data(), x.size());
   return {};
 }
@@ -113,17 +104,20 @@ Result<double> sum(std::span<const double> x) {
 }
 
 Result<float> max(std::span<const float> x) {
-  PEPITA_TRY_VOID(check_nonempty(x.size(), "max"));
+  if (x.empty()) [[unlikely]]
+    return empty_input("max");
   return active_kernels().max_f32(x.data(), x.size());
 }
 
 Result<float> min(std::span<const float> x) {
-  PEPITA_TRY_VOID(check_nonempty(x.size(), "min"));
+  if (x.empty()) [[unlikely]]
+    return empty_input("min");
   return active_kernels().min_f32(x.data(), x.size());
 }
 
 Result<std::size_t> argmax(std::span<const float> x) {
-  PEPITA_TRY_VOID(check_nonempty(x.size(), "argmax"));
+  if (x.empty()) [[unlikely]]
+    return empty_input("argmax");
   return active_kernels().argmax_f32(x.data(), x.size());
 }
 
@@ -153,7 +147,8 @@ Result<double> l2_norm(std::span<const double> x) {
 }
 
 Result<float> cosine_similarity(std::span<const float> x, std::span<const float> y) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "cosine_similarity", "x and y"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "cosine_similarity", "x and y");
   float parts[3] = {0, 0, 0};
   active_kernels().cosine_parts_f32(x.data(), y.data(), x.size(), parts);
   if (parts[1] == 0.0f || parts[2] == 0.0f) return 0.0f;
@@ -165,31 +160,40 @@ Result<float> cosine_similarity(std::span<const float> x, std::span<const float>
 }
 
 Result<void> softmax(std::span<const float> x, std::span<float> out) {
-  PEPITA_TRY_VOID(check_nonempty(x.size(), "softmax"));
-  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "softmax", "x and out"));
+  if (x.empty()) [[unlikely]]
+    return empty_input("softmax");
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "softmax", "x and out");
   active_kernels().softmax_f32(x.data(), out.data(), x.size());
   return {};
 }
 
 Result<void> relu(std::span<const float> x, std::span<float> out) {
-  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "relu", "x and out"));
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "relu", "x and out");
   active_kernels().relu_f32(x.data(), out.data(), x.size());
   return {};
 }
 
 Result<void> gelu(std::span<const float> x, std::span<float> out) {
-  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "gelu", "x and out"));
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "gelu", "x and out");
   active_kernels().gelu_f32(x.data(), out.data(), x.size());
   return {};
 }
 
 Result<void> layer_norm(std::span<const float> x, std::span<const float> gamma,
                         std::span<const float> beta, float eps, std::span<float> out) {
-  PEPITA_TRY_VOID(check_nonempty(x.size(), "layer_norm"));
-  PEPITA_TRY_VOID(check_same(x.size(), out.size(), "layer_norm", "x and out"));
-  if (!gamma.empty())
-    PEPITA_TRY_VOID(check_same(x.size(), gamma.size(), "layer_norm", "x and gamma"));
-  if (!beta.empty()) PEPITA_TRY_VOID(check_same(x.size(), beta.size(), "layer_norm", "x and beta"));
+  if (x.empty()) [[unlikely]]
+    return empty_input("layer_norm");
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "layer_norm", "x and out");
+  if (!gamma.empty() && x.size() != gamma.size()) {
+    return mismatch(x.size(), gamma.size(), "layer_norm", "x and gamma");
+  }
+  if (!beta.empty() && x.size() != beta.size()) {
+    return mismatch(x.size(), beta.size(), "layer_norm", "x and beta");
+  }
   if (!(eps >= 0.0f)) {
     return fail(ErrorCode::InvalidArgument,
                 "layer_norm: eps must be >= 0 (typically 1e-5), got " + std::to_string(eps));
@@ -200,7 +204,8 @@ Result<void> layer_norm(std::span<const float> x, std::span<const float> gamma,
 }
 
 Result<std::int32_t> dot_i8(std::span<const std::int8_t> x, std::span<const std::int8_t> y) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "dot_i8", "x and y"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "dot_i8", "x and y");
   return active_kernels().dot_i8(x.data(), y.data(), x.size());
 }
 
@@ -216,7 +221,8 @@ float to_float(Bf16 x) noexcept {
 }
 
 Result<float> dot_bf16(std::span<const Bf16> x, std::span<const Bf16> y) {
-  PEPITA_TRY_VOID(check_same(x.size(), y.size(), "dot_bf16", "x and y"));
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "dot_bf16", "x and y");
   // SAFETY: Bf16 is a standard-layout struct holding exactly one uint16_t (static_assert'd size
   // 2), so an array of Bf16 is an array of uint16_t bit patterns for the kernels.
   return active_kernels().dot_bf16(reinterpret_cast<const std::uint16_t*>(x.data()),

@@ -166,15 +166,16 @@ float dot_bf16(const std::uint16_t* x, const std::uint16_t* y, std::size_t n) {
 
 }  // namespace avx2
 
-const Kernels& avx2_kernels() noexcept {
-  static const Kernels table = [] {
-    Kernels k = avx2::generic_table();
-    k.dot_i8 = &avx2::dot_i8;
-    k.dot_bf16 = &avx2::dot_bf16;
-    k.gemm = GemmShape{&avx2::gemm_micro_impl<6>, 6, 16, 256, 192, 512};
-    return k;
-  }();
-  return table;
+namespace avx2 {
+constexpr Kernels make_table() {
+  Kernels k = generic_table();
+  k.dot_i8 = &dot_i8;
+  k.dot_bf16 = &dot_bf16;
+  k.gemm = GemmShape{&gemm_micro_impl<6>, 6, 16, 256, 192, 512};
+  return k;
 }
+}  // namespace avx2
+
+constexpr Kernels avx2_table = avx2::make_table();
 
 }  // namespace pepita::simd::detail

@@ -140,15 +140,18 @@ float dot_bf16(const std::uint16_t* x, const std::uint16_t* y, std::size_t n) {
 
 }  // namespace avx512
 
-const Kernels& avx512_kernels() noexcept {
-  static const Kernels table = [] {
-    Kernels k = avx512::generic_table();
-    k.dot_i8 = &avx512::dot_i8;
-    k.dot_bf16 = &avx512::dot_bf16;
-    k.gemm = GemmShape{&avx512::gemm_micro_impl<12>, 12, 32, 256, 192, 512};
-    return k;
-  }();
-  return table;
+namespace avx512 {
+constexpr Kernels make_table(bool vnni, bool bf16) {
+  Kernels k = generic_table();
+  k.dot_i8 = vnni ? &dot_i8_avx512_vnni : &dot_i8;
+  k.dot_bf16 = bf16 ? &dot_bf16_avx512_bf16 : &dot_bf16;
+  k.gemm = GemmShape{&gemm_micro_impl<12>, 12, 32, 256, 192, 512};
+  return k;
 }
+}  // namespace avx512
+
+constexpr Kernels avx512_tables[4] = {
+    avx512::make_table(false, false), avx512::make_table(true, false),
+    avx512::make_table(false, true), avx512::make_table(true, true)};
 
 }  // namespace pepita::simd::detail

@@ -92,15 +92,16 @@ float dot_bf16(const std::uint16_t* x, const std::uint16_t* y, std::size_t n) {
 
 }  // namespace scalar
 
-const Kernels& scalar_kernels() noexcept {
-  static const Kernels table = [] {
-    Kernels k = scalar::generic_table();
-    k.dot_i8 = &scalar::dot_i8;
-    k.dot_bf16 = &scalar::dot_bf16;
-    k.gemm = GemmShape{&scalar::gemm_micro_impl<4>, 4, 2, 256, 192, 512};
-    return k;
-  }();
-  return table;
+namespace scalar {
+constexpr Kernels make_table() {
+  Kernels k = generic_table();
+  k.dot_i8 = &dot_i8;
+  k.dot_bf16 = &dot_bf16;
+  k.gemm = GemmShape{&gemm_micro_impl<4>, 4, 2, 256, 192, 512};
+  return k;
 }
+}  // namespace scalar
+
+constexpr Kernels scalar_table = scalar::make_table();
 
 }  // namespace pepita::simd::detail

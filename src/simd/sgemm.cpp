@@ -13,7 +13,7 @@
 
 #include "pepita/scheduler/parallel.hpp"
 #include "pepita/scheduler/scheduler.hpp"
-#include "simd/detail/table.hpp"
+#include "simd/detail/active.hpp"
 
 namespace pepita::simd {
 namespace {

@@ -19,12 +19,26 @@ using V_ = typename Ops<E>::V;
 
 // ---------- reductions ----------
 
+// Elements before p reaches a W-element boundary (0 when aligned). Peeling them off long loops
+// keeps the main loop's loads/stores of p from splitting cache lines (64-byte vectors at
+// malloc's 16-byte alignment would split on every access).
+template <class E>
+std::size_t head_to_align(const E* p, std::size_t n) {
+  constexpr std::size_t W = Ops<E>::W;
+  if (W == 1 || n < 8 * W) return 0;
+  // SAFETY: the address is only inspected for its alignment, never turned back into a pointer.
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  const std::size_t mis = (addr / sizeof(E)) % W;
+  return addr % sizeof(E) != 0 || mis == 0 ? 0 : W - mis;
+}
+
 template <class E>
 E dot_impl(const E* x, const E* y, std::size_t n) {
   using O = Ops<E>;
   constexpr std::size_t W = O::W;
   auto a0 = O::set1(0), a1 = O::set1(0), a2 = O::set1(0), a3 = O::set1(0);
-  std::size_t i = 0;
+  std::size_t i = head_to_align(x, n);
+  if (i > 0) a3 = O::fmadd(O::load_tail(x, i, 0), O::load_tail(y, i, 0), a3);
   for (; i + 4 * W <= n; i += 4 * W) {
     a0 = O::fmadd(O::loadu(x + i), O::loadu(y + i), a0);
     a1 = O::fmadd(O::loadu(x + i + W), O::loadu(y + i + W), a1);
@@ -203,7 +217,8 @@ void axpy_impl(E alpha, const E* x, E* y, std::size_t n) {
   using O = Ops<E>;
   constexpr std::size_t W = O::W;
   const auto a = O::set1(alpha);
-  std::size_t i = 0;
+  std::size_t i = head_to_align(y, n);
+  if (i > 0) O::store_tail(y, O::fmadd(a, O::load_tail(x, i, 0), O::load_tail(y, i, 0)), i);
   for (; i + 4 * W <= n; i += 4 * W) {
     auto r0 = O::fmadd(a, O::loadu(x + i), O::loadu(y + i));
     auto r1 = O::fmadd(a, O::loadu(x + i + W), O::loadu(y + i + W));
@@ -402,7 +417,7 @@ void gemm_micro_impl(std::size_t kc, const float* a, const float* b, float* c, s
 }
 
 // Fills the table entries every level shares; the caller adds dot_i8, dot_bf16 and gemm.
-inline Kernels generic_table() {
+constexpr Kernels generic_table() {
   Kernels k{};
   k.dot_f32 = &dot_impl<float>;
   k.dot_f64 = &dot_impl<double>;

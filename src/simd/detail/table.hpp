@@ -54,17 +54,15 @@ struct Kernels {
   GemmShape gemm;
 };
 
-const Kernels& scalar_kernels() noexcept;
-const Kernels& avx2_kernels() noexcept;
-/// AVX-512 F/BW/VL table; uses VNNI / BF16 kernels when the CPU has them.
-const Kernels& avx512_kernels() noexcept;
-
-// Kernels compiled in their own translation units so no VNNI / BF16 instruction can leak into
+// Constant-initialised tables (no code runs to build them, so building one never executes an
+// instruction of its ISA). avx512_tables is indexed by (has VNNI) | (has BF16) << 1: the VNNI and
+// BF16 kernels are compiled in their own translation units so no such instruction can leak into
 // code that runs on AVX-512 CPUs without those extensions.
+extern const Kernels scalar_table;
+extern const Kernels avx2_table;
+extern const Kernels avx512_tables[4];
+
 std::int32_t dot_i8_avx512_vnni(const std::int8_t* x, const std::int8_t* y, std::size_t n);
 float dot_bf16_avx512_bf16(const std::uint16_t* x, const std::uint16_t* y, std::size_t n);
-
-/// Table for the active level.
-const Kernels& active_kernels() noexcept;
 
 }  // namespace pepita::simd::detail
