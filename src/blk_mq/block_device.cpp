@@ -31,6 +31,7 @@ RequestCheck check_request(const Request& req, const DeviceInfo& info) noexcept 
   const auto raw = static_cast<uint8_t>(req.op);
   if (!abi::blk_mq::is_valid_op(raw)) return {-EOPNOTSUPP, "unknown request op"};
   if ((req.flags & ~req_flags::kAll) != 0) return {-EINVAL, "unknown request flag bits"};
+  if (req.tag >= info.tag_set.queue_depth) return {-EINVAL, "tag outside the queue depth"};
   if (req.op == Op::Flush) {
     if (req.nr_sectors != 0) return {-EINVAL, "flush carries no data range"};
     return {};

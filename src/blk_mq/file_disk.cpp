@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "blk_mq/detail/file_disk_uring.hpp"
 #include "blk_mq/detail/fmt.hpp"
 #include "blk_mq/detail/sys.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
@@ -53,12 +54,27 @@ Result<std::unique_ptr<FileDisk>> FileDisk::create(const FileDiskConfig& config)
                   .discard_granularity = 4096,
                   .features = feats,
                   .tag_set = {config.queues, config.queue_depth}};
-  return std::make_unique<FileDisk>(Token{}, info, std::move(owned), config.direct);
+  auto disk = std::make_unique<FileDisk>(Token{}, info, std::move(owned), config.direct);
+  if (config.engine != FileEngine::Sync) {
+    auto uring = Uring::create(disk->fd_.get(), info);
+    if (uring) {
+      disk->uring_ = std::move(*uring);
+      disk->engine_ = FileEngine::IoUring;
+    } else if (config.engine == FileEngine::IoUring) {
+      return std::unexpected(std::move(uring.error().with_context("FileDisk io_uring engine")));
+    }
+  }
+  return disk;
 }
 
-int FileDisk::zero_range(uint64_t offset, uint64_t length, bool punch) noexcept {
+FileDisk::FileDisk(Token, DeviceInfo info, UniqueFd fd, bool direct)
+    : info_(info), fd_(std::move(fd)), direct_(direct) {}
+
+FileDisk::~FileDisk() = default;
+
+int zero_file_range(int fd, uint64_t offset, uint64_t length, bool punch) noexcept {
   const int mode = punch ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE;
-  int rc = sys::fallocate(fd_.get(), mode, offset, length);
+  int rc = sys::fallocate(fd, mode, offset, length);
   if (rc != -EOPNOTSUPP) return rc;
   // The filesystem cannot do it in place (e.g. tmpfs lacks ZERO_RANGE): write zeros instead.
   // Aligned to 4096 so the same buffer also satisfies O_DIRECT.
@@ -68,14 +84,14 @@ int FileDisk::zero_range(uint64_t offset, uint64_t length, bool punch) noexcept 
   auto zeros = std::make_unique<Block>();
   for (uint64_t pos = offset; pos < offset + length;) {
     const uint64_t chunk = std::min<uint64_t>(sizeof(Block), offset + length - pos);
-    const int64_t n = sys::pwrite_full(fd_.get(), zeros->bytes, chunk, pos, 0);
+    const int64_t n = sys::pwrite_full(fd, zeros->bytes, chunk, pos, 0);
     if (n < 0) return static_cast<int>(n);
     pos += chunk;
   }
   return 0;
 }
 
-int FileDisk::run(const Request& req) noexcept {
+int FileDisk::run_sync(const Request& req) noexcept {
   const uint64_t offset = req.byte_offset();
   const uint64_t length = req.byte_length();
   switch (req.op) {
@@ -93,8 +109,9 @@ int FileDisk::run(const Request& req) noexcept {
       return n < 0 ? static_cast<int>(n) : static_cast<int>(length);
     }
     case Op::Flush: return sys::fdatasync(fd_.get());
-    case Op::Discard: return zero_range(offset, length, true);
-    case Op::WriteZeroes: return zero_range(offset, length, (req.flags & req_flags::kNoUnmap) == 0);
+    case Op::Discard: return zero_file_range(fd_.get(), offset, length, true);
+    case Op::WriteZeroes:
+      return zero_file_range(fd_.get(), offset, length, (req.flags & req_flags::kNoUnmap) == 0);
     default: return -EOPNOTSUPP;
   }
 }
@@ -106,7 +123,15 @@ void FileDisk::submit(uint32_t queue, const Request& req) noexcept {
   if (check && direct_ && req.data != nullptr &&
       reinterpret_cast<uintptr_t>(req.data) % info_.logical_block_size != 0)
     check = {-EINVAL, "O_DIRECT buffer not aligned to the logical block size"};
-  req.completion->complete(check ? run(req) : check.neg_errno);
+  if (!check) {
+    req.completion->complete(check.neg_errno);
+    return;
+  }
+  if (uring_) {
+    uring_->submit(queue, req);
+    return;
+  }
+  req.completion->complete(run_sync(req));
 }
 
 }  // namespace pepita::blk_mq

@@ -89,7 +89,8 @@ inline void expect_bad_requests_refused(BlockDevice& device, TagSet& tags) {
             static_cast<int>(info.logical_block_size));
   EXPECT_EQ(raw(Op::Write, last, 2 * lbs_sectors, buffer.data()), -EIO);
   EXPECT_EQ(raw(Op::Read, info.capacity_sectors, lbs_sectors, buffer.data()), -EIO);
-  EXPECT_EQ(raw(Op::Read, ~uint64_t{0} & ~uint64_t{lbs_sectors - 1u}, lbs_sectors, buffer.data()), -EIO);
+  EXPECT_EQ(raw(Op::Read, ~uint64_t{0} & ~uint64_t{lbs_sectors - 1u}, lbs_sectors, buffer.data()),
+            -EIO);
   EXPECT_EQ(raw(Op::Discard, info.capacity_sectors - lbs_sectors, 2 * lbs_sectors, nullptr), -EIO);
   EXPECT_EQ(raw(Op::Read, 0, 0, buffer.data()), -EINVAL);
   EXPECT_EQ(raw(Op::Write, 0, 0, buffer.data()), -EINVAL);
@@ -102,6 +103,13 @@ inline void expect_bad_requests_refused(BlockDevice& device, TagSet& tags) {
   EXPECT_EQ(raw(Op::WriteSame, 0, lbs_sectors, buffer.data()), -EOPNOTSUPP);
   EXPECT_EQ(raw(static_cast<Op>(7), 0, lbs_sectors, buffer.data()), -EOPNOTSUPP);
   EXPECT_EQ(raw(Op::Read, 0, lbs_sectors, buffer.data(), 0, info.tag_set.nr_hw_queues), -EINVAL);
+  EXPECT_EQ(submit_raw(device, 0,
+                       Request{.op = Op::Read,
+                               .sector = 0,
+                               .nr_sectors = lbs_sectors,
+                               .tag = info.tag_set.queue_depth,
+                               .data = buffer.data()}),
+            -EINVAL);
   if (lbs_sectors > 1) {
     EXPECT_EQ(raw(Op::Write, 1, lbs_sectors, buffer.data()), -EINVAL);
     EXPECT_EQ(raw(Op::Write, 0, 1, buffer.data()), -EINVAL);

@@ -27,12 +27,27 @@ class TempPath {
   std::filesystem::path path_;
 };
 
-TEST(FileDisk, RoundTripAndEveryOpBuffered) {
+class FileDiskEngines : public ::testing::TestWithParam<FileEngine> {
+ protected:
+  void SetUp() override {
+    if (GetParam() != FileEngine::IoUring) return;
+    TempPath probe("/tmp");
+    auto disk = FileDisk::create(
+        {.path = probe.str(), .capacity_bytes = 4096, .engine = FileEngine::IoUring});
+    if (!disk) GTEST_SKIP() << "io_uring unavailable: " << disk.error().to_string();
+  }
+};
+
+TEST_P(FileDiskEngines, RoundTripAndEveryOpBuffered) {
   for (uint32_t lbs : {512u, 4096u}) {
     TempPath file("/tmp");
-    auto disk = FileDisk::create(
-        {.path = file.str(), .capacity_bytes = 1 << 20, .logical_block_size = lbs, .queues = 2});
+    auto disk = FileDisk::create({.path = file.str(),
+                                  .capacity_bytes = 1 << 20,
+                                  .logical_block_size = lbs,
+                                  .queues = 2,
+                                  .engine = GetParam()});
     ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+    EXPECT_EQ((*disk)->engine(), GetParam());
     TagSet tags((*disk)->info().tag_set);
     testing::expect_round_trip(**disk, tags);
     testing::expect_discard_and_write_zeroes_read_zero(**disk, tags);
@@ -40,10 +55,13 @@ TEST(FileDisk, RoundTripAndEveryOpBuffered) {
   }
 }
 
-TEST(FileDisk, DirectIo) {
+TEST_P(FileDiskEngines, DirectIo) {
   TempPath file("/var/tmp");
-  auto disk = FileDisk::create(
-      {.path = file.str(), .capacity_bytes = 1 << 20, .direct = true, .logical_block_size = 4096});
+  auto disk = FileDisk::create({.path = file.str(),
+                                .capacity_bytes = 1 << 20,
+                                .direct = true,
+                                .logical_block_size = 4096,
+                                .engine = GetParam()});
   if (!disk && disk.error().code() == ErrorCode::InvalidArgument)
     GTEST_SKIP() << "O_DIRECT unsupported on /var/tmp: " << disk.error().to_string();
   ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
@@ -86,6 +104,48 @@ TEST(FileDisk, OpensExistingFileAtItsSizeAndReportsMissingFiles) {
   TempPath odd("/tmp");
   EXPECT_FALSE(FileDisk::create({.path = odd.str(), .capacity_bytes = 1000}).has_value());
 }
+
+// Many requests in flight on one queue at once: each tag's completion arrives exactly once.
+TEST_P(FileDiskEngines, ManyRequestsInFlight) {
+  constexpr uint32_t kDepth = 64;
+  TempPath file("/tmp");
+  auto disk = FileDisk::create({.path = file.str(),
+                                .capacity_bytes = kDepth * 4096,
+                                .queue_depth = kDepth,
+                                .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  AlignedBuffer out(kDepth * 4096), in(kDepth * 4096);
+  out.fill_pattern(77);
+  for (Op op : {Op::Write, Op::Read}) {
+    std::vector<SyncCompletion> done(kDepth);
+    for (uint32_t tag = 0; tag < kDepth; ++tag) {
+      std::byte* data = (op == Op::Write ? out.data() : in.data()) + tag * 4096;
+      (*disk)->submit(0, Request{.op = op,
+                                 .sector = tag * 8u,
+                                 .nr_sectors = 8,
+                                 .tag = tag,
+                                 .data = data,
+                                 .completion = &done[tag]});
+    }
+    for (auto& completion : done) EXPECT_EQ(completion.wait(), 4096);
+  }
+  EXPECT_EQ(std::memcmp(out.data(), in.data(), out.size()), 0);
+  SyncCompletion bad_tag;
+  (*disk)->submit(0, Request{.op = Op::Read,
+                             .sector = 0,
+                             .nr_sectors = 8,
+                             .tag = kDepth,
+                             .data = in.data(),
+                             .completion = &bad_tag});
+  EXPECT_EQ(bad_tag.wait(), -EINVAL);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, FileDiskEngines,
+                         ::testing::Values(FileEngine::IoUring, FileEngine::Sync),
+                         [](const auto& param_info) {
+                           return std::string(param_info.param == FileEngine::Sync ? "sync"
+                                                                                   : "io_uring");
+                         });
 
 TEST(FileDisk, QueuesRunConcurrently) {
   TempPath file("/tmp");

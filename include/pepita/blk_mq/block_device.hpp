@@ -98,7 +98,8 @@ struct RequestCheck {
 };
 
 /// The validation every device applies before touching data, with overflow-checked arithmetic:
-/// unknown/unsupported op -> EOPNOTSUPP; unknown flags, zero length, a length on Flush,
+/// unknown/unsupported op -> EOPNOTSUPP; unknown flags, a tag >= queue depth, zero length, a
+/// length on Flush,
 /// misalignment to the logical block size or more than max_sectors -> EINVAL; a range past the
 /// capacity -> EIO (as the kernel's bio_check_eod); missing data buffer -> EFAULT; a write to a
 /// read-only device -> EROFS.

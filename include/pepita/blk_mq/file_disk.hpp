@@ -5,9 +5,10 @@
 //   auto disk = PEPITA_TRY(FileDisk::create({.path = "/var/tmp/disk.img",
 //                                            .capacity_bytes = 1 << 30, .direct = true}));
 //
-// Engine: synchronous pread/pwritev2 on the submitting thread (each hardware queue is one
-// submitting thread, so queues still run in parallel). The io_uring engine replaces this when it
-// lands; the interface does not change.
+// Engines: io_uring (pepita::io_uring::Ring, one ring per hardware queue; a per-queue reaper
+// thread completes requests asynchronously when the ring's eventfd fires), or synchronous
+// pread/pwritev2 on the submitting thread, used where io_uring is unavailable (ENOSYS, or
+// disabled by the kernel.io_uring_disabled sysctl) or when asked for.
 
 #include <memory>
 #include <string>
@@ -16,6 +17,12 @@
 #include "pepita/core/unique_fd.hpp"
 
 namespace pepita::blk_mq {
+
+enum class FileEngine : uint8_t {
+  Auto,     // io_uring when the kernel allows it, else Sync
+  IoUring,  // fail creation if io_uring is unavailable
+  Sync,
+};
 
 struct FileDiskConfig {
   std::string path;
@@ -28,6 +35,7 @@ struct FileDiskConfig {
   uint32_t logical_block_size = 512;  // 4096 recommended with direct
   uint32_t queues = 1;
   uint32_t queue_depth = 128;
+  FileEngine engine = FileEngine::Auto;
 };
 
 class FileDisk final : public BlockDevice {
@@ -36,23 +44,38 @@ class FileDisk final : public BlockDevice {
   /// geometry or when the filesystem refuses O_DIRECT; other errors name the failing syscall.
   static Result<std::unique_ptr<FileDisk>> create(const FileDiskConfig& config);
 
+  /// Waits for requests still in flight, then stops the reaper threads.
+  ~FileDisk() override;
+
   const DeviceInfo& info() const noexcept override { return info_; }
+  /// With io_uring, completion runs on the queue's reaper thread; with Sync, before submit()
+  /// returns.
   void submit(uint32_t queue, const Request& req) noexcept override;
+
+  /// The engine actually in use (Auto resolved).
+  FileEngine engine() const noexcept { return engine_; }
+
+  class Uring;  // the io_uring engine (file_disk_uring.cpp)
 
  private:
   struct Token {};
 
  public:
-  FileDisk(Token, DeviceInfo info, UniqueFd fd, bool direct)
-      : info_(info), fd_(std::move(fd)), direct_(direct) {}
+  FileDisk(Token, DeviceInfo info, UniqueFd fd, bool direct);
 
  private:
-  int run(const Request& req) noexcept;
-  int zero_range(uint64_t offset, uint64_t length, bool punch) noexcept;
+  int run_sync(const Request& req) noexcept;
 
   DeviceInfo info_;
   UniqueFd fd_;
   bool direct_;
+  FileEngine engine_ = FileEngine::Sync;
+  // Declared after fd_: destroyed first, so its threads are gone before the fd closes.
+  std::unique_ptr<Uring> uring_;
 };
+
+/// Zeroes [offset, offset+length) of `fd` with fallocate (punching a hole when `punch`), or by
+/// writing zeros where the filesystem cannot (EOPNOTSUPP). 0 or a negative errno.
+int zero_file_range(int fd, uint64_t offset, uint64_t length, bool punch) noexcept;
 
 }  // namespace pepita::blk_mq
