@@ -371,7 +371,10 @@ Scheduler::~Scheduler() {
   }
   // Workers only leave when every queue they can see is empty, but a task injected after the
   // last worker looked would be stranded: run such stragglers here (documented as a misuse).
-  while (detail::TaskBase* t = im.pop_injected()) t->execute(t);
+  while (detail::TaskBase* t = im.pop_injected()) {
+    t->execute(t);
+    im.external_executed.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 unsigned Scheduler::worker_count() const noexcept {

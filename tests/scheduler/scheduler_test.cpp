@@ -193,6 +193,28 @@ TEST(Scheduler, SubmitFromTaskGoesToLocalDequeAndDrainsAtShutdown) {
   EXPECT_EQ(count.load(), 100 * 100);
 }
 
+TEST(Scheduler, ShutdownDiscardsTasksOfCancelledGroups) {
+  auto s = make(1);
+  std::atomic<int> ran{0};
+  std::atomic<bool> release{false};
+  std::atomic<bool> started{false};
+  {
+    TaskGroup g(*s);  // outlives the scheduler's drain; its tasks are gone by then
+    g.run([&] {
+      started.store(true);
+      while (!release.load()) std::this_thread::yield();
+      ran.fetch_add(1);
+    });
+    while (!started.load()) std::this_thread::yield();
+    for (int i = 0; i < 100; ++i) g.run([&] { ran.fetch_add(1); });
+    g.cancel();
+    release.store(true);
+    s.reset();  // drains: the running task finishes, the 100 queued ones are discarded unrun
+    EXPECT_EQ(ran.load(), 1);
+  }
+  EXPECT_EQ(ran.load(), 1);
+}
+
 TEST(TaskGroup, ExceptionReachesWaiterWithItsType) {
   auto s = make(2);
   TaskGroup g(*s);

@@ -38,7 +38,7 @@ struct WorkerStats {
 
 struct Stats {
   std::vector<WorkerStats> workers;           // index = worker index
-  std::uint64_t tasks_executed_external = 0;  // tasks run inline by non-worker threads
+  std::uint64_t tasks_executed_external = 0;  // stragglers the destructor ran itself
   std::uint64_t uncaught_exceptions = 0;      // thrown by submit()ted tasks (see submit)
 
   /// Sum over all workers.
