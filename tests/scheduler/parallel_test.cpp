@@ -116,6 +116,26 @@ TEST(ParallelFor, ExceptionInBodyReachesCallerAndStopsTheLoop) {
   EXPECT_LT(visited.load(), n);  // cancellation cut the remaining chunks
 }
 
+TEST(ParallelFor, BodyReturningErrorStopsTheLoop) {
+  auto s = make(2);
+  std::atomic<std::size_t> visited{0};
+  auto r = parallel_for(
+      *s, 0, 100'000,
+      [&](std::size_t i) -> Result<void> {
+        visited.fetch_add(1, std::memory_order_relaxed);
+        if (i == 500) return fail(ErrorCode::Io, "disk 500 failed");
+        return {};
+      },
+      16);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::Io);
+  EXPECT_EQ(r.error().message(), "disk 500 failed");
+  EXPECT_LT(visited.load(), 100'000u);
+
+  auto ok = parallel_for(*s, 0, 1000, [](IndexRange) -> Result<void> { return {}; });
+  EXPECT_TRUE(ok.has_value());
+}
+
 TEST(ParallelFor, NestedInsideTasksAndFromDefaultScheduler) {
   std::vector<std::vector<int>> grid(64, std::vector<int>(257, 0));
   auto r = parallel_for(0, grid.size(), [&](std::size_t row) {

@@ -56,12 +56,31 @@ inline std::size_t auto_grain(std::size_t n, unsigned workers) noexcept {
   return std::max<std::size_t>(1, n / pieces);
 }
 
+/// Runs the body over [b, e). A body returning Result<...> that fails records the failure in the
+/// group (which cancels the rest of the loop) and stops this chunk.
 template <typename Body>
-void call_body(Body& body, std::size_t b, std::size_t e) {
+void call_body(TaskGroup& g, Body& body, std::size_t b, std::size_t e) {
   if constexpr (std::is_invocable_v<Body&, IndexRange>) {
-    std::invoke(body, IndexRange{b, e});
+    using R = std::invoke_result_t<Body&, IndexRange>;
+    if constexpr (IsResult<R>::value) {
+      R r = std::invoke(body, IndexRange{b, e});
+      if (!r) g.record_failure(std::move(r).error(), nullptr);
+    } else {
+      std::invoke(body, IndexRange{b, e});
+    }
   } else {
-    for (std::size_t i = b; i < e; ++i) std::invoke(body, i);
+    using R = std::invoke_result_t<Body&, std::size_t>;
+    for (std::size_t i = b; i < e; ++i) {
+      if constexpr (IsResult<R>::value) {
+        R r = std::invoke(body, i);
+        if (!r) {
+          g.record_failure(std::move(r).error(), nullptr);
+          return;
+        }
+      } else {
+        std::invoke(body, i);
+      }
+    }
   }
 }
 
@@ -75,11 +94,11 @@ void for_range(TaskGroup& g, std::size_t b, std::size_t e, std::size_t grain, Bo
       g.run([&g, mid, e, grain, &body] { for_range(g, mid, e, grain, body); });
       e = mid;
     } else {
-      call_body(body, b, b + grain);
+      call_body(g, body, b, b + grain);
       b += grain;
     }
   }
-  if (!g.is_cancelled()) call_body(body, b, e);
+  if (!g.is_cancelled()) call_body(g, body, b, e);
 }
 
 /// Out of line on purpose: inlined into reduce_range, GCC keeps the accumulator in its stack slot
@@ -132,8 +151,10 @@ Result<T> reduce_range(TaskGroup& root, std::size_t b, std::size_t e, std::size_
 }  // namespace detail
 
 /// Calls body(i) for every i in [begin, end) — or body(IndexRange) per chunk when the body takes
-/// an IndexRange — exactly once each, in parallel. grain 0 picks the chunk size automatically.
-/// Returns the first failure (an exception thrown by body) after the remaining chunks stop.
+/// an IndexRange — exactly once each, in parallel. grain 0 picks the chunk size automatically;
+/// otherwise chunks hold at most `grain` indices. The body may return void or Result<...>.
+/// Returns the first failure (an exception thrown or an Error returned by body); the chunks not
+/// yet started are then skipped.
 template <typename Body>
 Result<void> parallel_for(Scheduler& sched, std::size_t begin, std::size_t end, Body&& body,
                           std::size_t grain = 0) {
