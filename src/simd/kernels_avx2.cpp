@@ -171,7 +171,7 @@ constexpr Kernels make_table() {
   Kernels k = generic_table();
   k.dot_i8 = &dot_i8;
   k.dot_bf16 = &dot_bf16;
-  k.gemm = GemmShape{&gemm_micro_impl<6>, 6, 16, 256, 192, 512};
+  k.gemm = GemmShape{&gemm_micro_impl<6>, 6, 16, 512, 144, 4096};
   return k;
 }
 }  // namespace avx2

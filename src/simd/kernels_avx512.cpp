@@ -145,7 +145,7 @@ constexpr Kernels make_table(bool vnni, bool bf16) {
   Kernels k = generic_table();
   k.dot_i8 = vnni ? &dot_i8_avx512_vnni : &dot_i8;
   k.dot_bf16 = bf16 ? &dot_bf16_avx512_bf16 : &dot_bf16;
-  k.gemm = GemmShape{&gemm_micro_impl<12>, 12, 32, 256, 192, 512};
+  k.gemm = GemmShape{&gemm_micro_impl<12>, 12, 32, 512, 144, 4096};
   return k;
 }
 }  // namespace avx512

@@ -23,18 +23,41 @@ using detail::GemmShape;
 struct FreeDeleter {
   void operator()(float* p) const noexcept { std::free(p); }
 };
-using Buffer = std::unique_ptr<float[], FreeDeleter>;
 
-// 64-byte aligned so packed panels start on cache lines (unaligned 64-byte loads split lines).
-Result<Buffer> alloc_floats(std::size_t count) {
-  const std::size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-  auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (p == nullptr) {
-    return fail(ErrorCode::ResourceExhausted,
-                "sgemm: cannot allocate " + std::to_string(bytes) + " bytes of packing buffer");
+// A packing buffer kept per thread between calls: allocating (and page-faulting) a fresh
+// buffer per call would cost several percent of a 256^3 product. Buffers above kRetainBytes
+// are released after the call so an idle thread never pins megabytes.
+class PackBuffer {
+ public:
+  static constexpr std::size_t kRetainBytes = 2u << 20;
+
+  // 64-byte aligned so packed panels start on cache lines (unaligned 64-byte loads split lines).
+  Result<float*> get(std::size_t count) {
+    if (count > capacity_) {
+      const std::size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+      buf_.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      capacity_ = buf_ ? bytes / sizeof(float) : 0;
+      if (!buf_) {
+        return fail(ErrorCode::ResourceExhausted,
+                    "sgemm: cannot allocate " + std::to_string(bytes) + " bytes of packing buffer");
+      }
+    }
+    return buf_.get();
   }
-  return Buffer(p);
-}
+  void trim() noexcept {
+    if (capacity_ * sizeof(float) > kRetainBytes) {
+      buf_.reset();
+      capacity_ = 0;
+    }
+  }
+
+ private:
+  std::unique_ptr<float[], FreeDeleter> buf_;
+  std::size_t capacity_ = 0;
+};
+
+thread_local PackBuffer tl_apack;
+thread_local PackBuffer tl_bpack;
 
 std::size_t round_up(std::size_t x, std::size_t to) { return (x + to - 1) / to * to; }
 
@@ -106,54 +129,108 @@ void scale_c(const Operands& op, std::size_t i0, std::size_t i1, std::size_t j0,
   }
 }
 
-// The serial algorithm on the C sub-block rows [i0, i1) x columns [j0, j1).
-Result<void> gemm_block(const GemmShape& g, const Operands& op, std::size_t k, std::size_t i0,
-                        std::size_t i1, std::size_t j0, std::size_t j1) {
-  if (i0 >= i1 || j0 >= j1) return {};
-  if (k == 0 || op.alpha == 0.0f) {
-    scale_c(op, i0, i1, j0, j1);
-    return {};
-  }
-  const std::size_t kc = std::min(g.kc, k);
-  const std::size_t mc = std::min(g.mc, round_up(i1 - i0, g.mr));
-  const std::size_t nc = std::min(g.nc, round_up(j1 - j0, g.nr));
-  Buffer apack = PEPITA_TRY(alloc_floats(mc * kc));
-  Buffer bpack = PEPITA_TRY(alloc_floats(kc * nc));
+// All micro-tiles of one packed A block (mb x kb) times one packed B block (kb x nb), into C at
+// (ic, jc). A's micro-panel stays in L1 while the jr loop streams B's panels past it.
+void macro_kernel(const GemmShape& g, const Operands& op, const float* apack, const float* bpack,
+                  std::size_t ic, std::size_t jc, std::size_t mb, std::size_t nb, std::size_t kb,
+                  float beta) {
   alignas(64) float edge[16 * 64];  // one micro-tile; mr * nr <= 16 * 64 on every level
-
-  for (std::size_t jc = j0; jc < j1; jc += nc) {
-    const std::size_t nb = std::min(nc, j1 - jc);
-    for (std::size_t pc = 0; pc < k; pc += kc) {
-      const std::size_t kb = std::min(kc, k - pc);
-      pack_b(op, g.nr, pc, jc, kb, nb, bpack.get());
-      // The first depth block applies beta; later ones accumulate onto it.
-      const float beta = pc == 0 ? op.beta : 1.0f;
-      for (std::size_t ic = i0; ic < i1; ic += mc) {
-        const std::size_t mb = std::min(mc, i1 - ic);
-        pack_a(op, g.mr, ic, pc, mb, kb, apack.get());
-        for (std::size_t ir = 0; ir < mb; ir += g.mr) {
-          const float* ap = apack.get() + ir * kb;
-          const std::size_t rows = std::min(g.mr, mb - ir);
-          for (std::size_t jr = 0; jr < nb; jr += g.nr) {
-            const float* bp = bpack.get() + jr * kb;
-            const std::size_t cols = std::min(g.nr, nb - jr);
-            float* ct = op.c + (ic + ir) * op.ldc + jc + jr;
-            if (rows == g.mr && cols == g.nr) {
-              g.kernel(kb, ap, bp, ct, op.ldc, beta);
-              continue;
-            }
-            g.kernel(kb, ap, bp, edge, g.nr, 0.0f);
-            for (std::size_t i = 0; i < rows; ++i) {
-              for (std::size_t j = 0; j < cols; ++j) {
-                float& cij = ct[i * op.ldc + j];
-                cij = beta == 0.0f ? edge[i * g.nr + j] : edge[i * g.nr + j] + beta * cij;
-              }
-            }
-          }
+  for (std::size_t ir = 0; ir < mb; ir += g.mr) {
+    const float* ap = apack + ir * kb;
+    const std::size_t rows = std::min(g.mr, mb - ir);
+    for (std::size_t jr = 0; jr < nb; jr += g.nr) {
+      const float* bp = bpack + jr * kb;
+      const std::size_t cols = std::min(g.nr, nb - jr);
+      float* ct = op.c + (ic + ir) * op.ldc + jc + jr;
+      if (rows == g.mr && cols == g.nr) {
+        g.kernel(kb, ap, bp, ct, op.ldc, beta);
+        continue;
+      }
+      g.kernel(kb, ap, bp, edge, g.nr, 0.0f);
+      for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t j = 0; j < cols; ++j) {
+          float& cij = ct[i * op.ldc + j];
+          cij = beta == 0.0f ? edge[i * g.nr + j] : edge[i * g.nr + j] + beta * cij;
         }
       }
     }
   }
+}
+
+// Goto's loop nest on the calling thread: jc (NC) -> pc (KC, pack B) -> ic (MC, pack A).
+Result<void> gemm_serial(const GemmShape& g, const Operands& op, std::size_t m, std::size_t n,
+                         std::size_t k) {
+  const std::size_t kc = std::min(g.kc, k);
+  const std::size_t mc = std::min(g.mc, round_up(m, g.mr));
+  const std::size_t nc = std::min(g.nc, round_up(n, g.nr));
+  float* apack = PEPITA_TRY(tl_apack.get(mc * kc));
+  float* bpack = PEPITA_TRY(tl_bpack.get(kc * nc));
+  for (std::size_t jc = 0; jc < n; jc += nc) {
+    const std::size_t nb = std::min(nc, n - jc);
+    for (std::size_t pc = 0; pc < k; pc += kc) {
+      const std::size_t kb = std::min(kc, k - pc);
+      pack_b(op, g.nr, pc, jc, kb, nb, bpack);
+      // The first depth block applies beta; later ones accumulate onto it.
+      const float beta = pc == 0 ? op.beta : 1.0f;
+      for (std::size_t ic = 0; ic < m; ic += mc) {
+        const std::size_t mb = std::min(mc, m - ic);
+        pack_a(op, g.mr, ic, pc, mb, kb, apack);
+        macro_kernel(g, op, apack, bpack, ic, jc, mb, nb, kb, beta);
+      }
+    }
+  }
+  tl_apack.trim();
+  tl_bpack.trim();
+  return {};
+}
+
+// The same nest with the B block packed once and shared (its panels packed in parallel), then
+// the MC row blocks spread over the workers, each packing its own A block (BLIS's ic-loop
+// parallelism). parallel_for's join orders the B writes before every read of them.
+Result<void> gemm_parallel(const GemmShape& g, const Operands& op, std::size_t m, std::size_t n,
+                           std::size_t k, scheduler::Scheduler& sched) {
+  const std::size_t workers = sched.worker_count();
+  const std::size_t kc = std::min(g.kc, k);
+  // Enough row blocks for every worker to get about two, but not below one micro-panel.
+  const std::size_t mc =
+      std::min(g.mc, std::max(g.mr, round_up((m + 2 * workers - 1) / (2 * workers), g.mr)));
+  const std::size_t nc = std::min(g.nc, round_up(n, g.nr));
+  float* bpack = PEPITA_TRY(tl_bpack.get(kc * nc));
+  std::mutex error_mu;
+  std::optional<Error> first_error;
+  for (std::size_t jc = 0; jc < n; jc += nc) {
+    const std::size_t nb = std::min(nc, n - jc);
+    for (std::size_t pc = 0; pc < k; pc += kc) {
+      const std::size_t kb = std::min(kc, k - pc);
+      const std::size_t b_panels = (nb + g.nr - 1) / g.nr;
+      PEPITA_TRY_VOID(scheduler::parallel_for(
+          sched, 0, b_panels,
+          [&](std::size_t p) {
+            const std::size_t jr = p * g.nr;
+            pack_b(op, g.nr, pc, jc + jr, kb, std::min(g.nr, nb - jr), bpack + jr * kb);
+          },
+          std::max<std::size_t>(1, b_panels / (4 * workers))));
+      const float beta = pc == 0 ? op.beta : 1.0f;
+      const std::size_t blocks = (m + mc - 1) / mc;
+      PEPITA_TRY_VOID(scheduler::parallel_for(
+          sched, 0, blocks,
+          [&](std::size_t blk) {
+            const std::size_t ic = blk * mc;
+            const std::size_t mb = std::min(mc, m - ic);
+            auto apack = tl_apack.get(mc * kb);
+            if (!apack) {
+              const std::lock_guard lock(error_mu);
+              if (!first_error) first_error = std::move(apack.error());
+              return;
+            }
+            pack_a(op, g.mr, ic, pc, mb, kb, *apack);
+            macro_kernel(g, op, *apack, bpack, ic, jc, mb, nb, kb, beta);
+          },
+          1));
+      if (first_error) return std::unexpected(std::move(*first_error));
+    }
+  }
+  tl_bpack.trim();
   return {};
 }
 
@@ -178,39 +255,18 @@ Result<void> sgemm(Transpose trans_a, Transpose trans_b, std::size_t m, std::siz
     return fail(ErrorCode::InvalidArgument, "sgemm: null matrix pointer for a non-empty operand");
   }
   const Operands op{trans_a, trans_b, alpha, beta, a, lda, b, ldb, c, ldc};
+  if (k == 0 || alpha == 0.0f) {
+    scale_c(op, 0, m, 0, n);
+    return {};
+  }
   const GemmShape& g = detail::active_kernels().gemm;
-
-  const std::size_t workers = options.scheduler != nullptr ? options.scheduler->worker_count() : 1;
   const double flops =
       2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  if (workers <= 1 || flops < 2.0e6) return gemm_block(g, op, k, 0, m, 0, n);
-
-  // Independent C panels: no synchronisation inside, each task packs its own blocks. Columns
-  // when C is wide (a panel of NC columns costs no extra packing over the serial loop), rows
-  // when it is tall. About two panels per worker lets stealing even out a slow core.
-  const bool by_cols = n >= m;
-  const std::size_t extent = by_cols ? n : m;
-  const std::size_t unit = by_cols ? g.nr : g.mr;
-  const std::size_t target = std::max<std::size_t>(1, 2 * workers);
-  std::size_t panel = round_up((extent + target - 1) / target, unit);
-  if (by_cols) panel = std::min(panel, g.nc);
-  const std::size_t panels = (extent + panel - 1) / panel;
-  std::mutex error_mu;
-  std::optional<Error> first_error;
-  PEPITA_TRY_VOID(scheduler::parallel_for(
-      *options.scheduler, 0, panels,
-      [&](std::size_t idx) {
-        const std::size_t lo = idx * panel;
-        const std::size_t hi = std::min(extent, lo + panel);
-        auto r = by_cols ? gemm_block(g, op, k, 0, m, lo, hi) : gemm_block(g, op, k, lo, hi, 0, n);
-        if (!r) {
-          const std::lock_guard lock(error_mu);
-          if (!first_error) first_error = std::move(r.error());
-        }
-      },
-      1));
-  if (first_error) return std::unexpected(std::move(*first_error));
-  return {};
+  // Below ~4 MFLOP the fork/join costs more than a second core saves.
+  if (options.scheduler == nullptr || options.scheduler->worker_count() <= 1 || flops < 4.0e6) {
+    return gemm_serial(g, op, m, n, k);
+  }
+  return gemm_parallel(g, op, m, n, k, *options.scheduler);
 }
 
 }  // namespace pepita::simd

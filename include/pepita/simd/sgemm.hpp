@@ -1,10 +1,11 @@
 #pragma once
 // Single-precision GEMM, C = alpha op(A) op(B) + beta C, row-major, with the BLIS/GotoBLAS
 // structure (Van Zee & van de Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS
-// Functionality", TOMS 2015; Goto & van de Geijn, TOMS 2008): B packed per KC x NC block (L2),
-// A packed per MC x KC block, an MR x NR register-tile micro-kernel per dispatch level
-// (AVX-512 12x32, AVX2 6x16, scalar 4x2). Parallel runs split C into independent column (or row)
-// panels over the work-stealing scheduler.
+// Functionality", TOMS 2015; Goto & van de Geijn, TOMS 2008): B packed per KC x NC block, A
+// packed per MC x KC block, an MR x NR register-tile micro-kernel per dispatch level (AVX-512
+// 12x32, AVX2 6x16, scalar 4x2; KC = 512, MC = 144, NC = 4096). Parallel runs pack each B block
+// once, shared, and spread the MC row blocks over the work-stealing scheduler's workers. Packing
+// buffers are cached per thread (those above 2 MiB are freed after each call).
 //
 //   // C (m x n) = A (m x k) * B (k x n), all row-major and contiguous
 //   PEPITA_TRY_VOID(pepita::simd::sgemm(Transpose::no, Transpose::no, m, n, k, 1.0f,
