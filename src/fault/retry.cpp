@@ -73,6 +73,14 @@ std::chrono::nanoseconds RetryPolicy::backoff(std::uint32_t retry) const {
   return backoff(retry, rng);
 }
 
+bool CircuitBreaker::allow() {
+  {
+    std::lock_guard lock(mu_);
+    if (state_ == State::Closed) return true;
+  }
+  return allow(Clock::now());
+}
+
 bool CircuitBreaker::allow(Clock::time_point now) {
   std::lock_guard lock(mu_);
   switch (state_) {

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <condition_variable>
+#include <deque>
+#include <map>
 #include <mutex>
 #include <queue>
 #include <random>
@@ -74,14 +76,22 @@ struct Node {
   std::optional<std::stop_source> stop;  // of the running attempt
 };
 
-struct ReadyItem {
-  std::int32_t priority;
-  std::uint64_t seq;
-  TaskId id;
-  // Max-heap: higher priority first, then earlier submission.
-  bool operator<(const ReadyItem& o) const {
-    return priority != o.priority ? priority < o.priority : seq > o.seq;
+// Ready tasks of one backend: highest priority first, FIFO within a priority. A FIFO per level
+// (not one heap) keeps push/pop O(1) for the common single-priority batch of millions.
+class ReadyQueue {
+ public:
+  void push(std::int32_t priority, TaskId id) { levels_[priority].push_back(id); }
+  bool empty() const { return levels_.empty(); }
+  TaskId pop() {
+    auto it = levels_.begin();
+    const TaskId id = it->second.front();
+    it->second.pop_front();
+    if (it->second.empty()) levels_.erase(it);
+    return id;
   }
+
+ private:
+  std::map<std::int32_t, std::deque<TaskId>, std::greater<>> levels_;
 };
 
 struct DelayItem {
@@ -134,7 +144,7 @@ struct PoolState {
   std::unordered_map<TaskId, Node> nodes;
   std::unordered_map<TaskId, bool> finished;  // id -> succeeded
   std::unordered_set<std::string> names;      // enforced unique only with a journal
-  std::array<std::priority_queue<ReadyItem>, kBackendCount> ready;
+  std::array<ReadyQueue, kBackendCount> ready;
   std::array<std::size_t, kBackendCount> running{};
   std::priority_queue<DelayItem, std::vector<DelayItem>, std::greater<>> delayed;
   std::vector<TaskHandle> retained;
@@ -258,7 +268,7 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
     finalize(id, std::move(r), act);
   } else if (node.pending == 0) {
     node.phase = Phase::Ready;
-    ready[backend_index].push({node.task.priority(), node.seq, id});
+    ready[backend_index].push(node.task.priority(), id);
   }
   return handle;
 }
@@ -267,8 +277,7 @@ void PoolState::dispatch(Actions& act) {
   for (std::size_t b = 0; b < kBackendCount; ++b) {
     auto& q = ready[b];
     while (!q.empty() && running[b] < limit[b]) {
-      const TaskId id = q.top().id;
-      q.pop();
+      const TaskId id = q.pop();
       auto it = nodes.find(id);
       if (it == nodes.end() || it->second.phase != Phase::Ready) continue;  // cancelled
       Node& n = it->second;
@@ -382,7 +391,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
       if (ok) {
         if (--dn.pending == 0 && dn.phase == Phase::Waiting) {
           dn.phase = Phase::Ready;
-          ready[static_cast<std::size_t>(dn.task.backend())].push({dn.task.priority(), dn.seq, d});
+          ready[static_cast<std::size_t>(dn.task.backend())].push(dn.task.priority(), d);
         }
       } else if (dn.phase == Phase::Waiting) {
         ExecutionResult skip;
@@ -470,8 +479,8 @@ void PoolState::timer_loop() {
       auto it = nodes.find(id);
       if (it == nodes.end() || it->second.phase != Phase::Delayed) continue;
       it->second.phase = Phase::Ready;
-      ready[static_cast<std::size_t>(it->second.task.backend())].push(
-          {it->second.task.priority(), it->second.seq, id});
+      ready[static_cast<std::size_t>(it->second.task.backend())].push(it->second.task.priority(),
+                                                                      id);
     }
     dispatch(act);
     lock.unlock();

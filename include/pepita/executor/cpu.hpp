@@ -1,6 +1,6 @@
 #pragma once
 // CpuExecutor: runs function tasks on the work-stealing scheduler (pepita::scheduler). Each
-// attempt is one Scheduler::submit; wall and thread CPU time are measured around the call, and
+// attempt is one Scheduler::submit; wall time is measured around the call, and
 // an exception escaping the function becomes a Failed result instead of crossing the API.
 
 #include <cstddef>

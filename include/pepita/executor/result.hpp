@@ -35,7 +35,8 @@ struct ExecutionResult {
   int exit_code = -1;  // the process's exit status; 0/1 for functions; -1 when it did not exit
   int signal = 0;      // the terminating signal, 0 if none
   std::chrono::nanoseconds wall{0};
-  std::chrono::nanoseconds cpu{0};  // user + system (children's reaped descendants included)
+  std::chrono::nanoseconds cpu{0};  // user + system of a process (and its reaped descendants);
+                                    // 0 for functions
   std::int64_t max_rss_kb = 0;      // peak resident set of the process (0 for functions)
   std::string stdout_data;          // up to the task's output cap
   std::string stderr_data;

@@ -94,7 +94,9 @@ class CircuitBreaker {
 
   /// May an attempt start now? Closed: yes. Open: no until the cool-down has passed, then the
   /// breaker turns half-open. Half-open: yes for up to half_open_probes outstanding probes.
-  bool allow(Clock::time_point now = Clock::now());
+  bool allow(Clock::time_point now);
+  /// Same, reading the clock only when the breaker is not closed (the hot path stays cheap).
+  bool allow();
   /// A success closes a half-open breaker and resets the failure count.
   void record_success();
   /// A failure re-opens a half-open breaker, and opens a closed one at the threshold.
