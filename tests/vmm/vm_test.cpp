@@ -135,10 +135,7 @@ TEST(Vm, ThousandCreateDestroyCyclesLeakNoFds) {
   auto image = load_guest("hello");
   ASSERT_TRUE(run_guest(image, {}, VmConfig{}));  // warm up lazily opened state
   const size_t fds_before = open_fd_count();
-  int cycles = 1000;
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-  cycles = 300;
-#endif
+  const int cycles = 1000;  // ~3.5 ms each here, also under ASan (the cost is in KVM)
   for (int i = 0; i < cycles; ++i) {
     auto vm = Vm::create(image, VmConfig{});
     ASSERT_TRUE(vm) << "cycle " << i << ": " << vm.error().to_string();

@@ -39,7 +39,7 @@ inline int64_t make_dot_input(size_t n, uint32_t seed, std::vector<std::byte>& o
   uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
   for (auto& e : v) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    e = static_cast<int32_t>(x);
+    e = static_cast<int32_t>(x % (1u << 21)) - (1 << 20);  // |a*b| < 2^40: sums stay exact
   }
   int64_t sum = 0;
   for (size_t i = 0; i < n; ++i) sum += int64_t{v[i]} * v[n + i];
