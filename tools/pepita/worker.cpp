@@ -1,0 +1,134 @@
+// `pepita worker`: runs the transport worker daemon (docs/protocol.md) until SIGTERM/SIGINT,
+// then drains: running tasks finish and report, queued ones go back to their driver; a second
+// signal kills running tasks. `pepita worker --gen-key FILE` writes a fresh 0600 key file.
+#include "pepita/transport/worker.hpp"
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "command.hpp"
+
+namespace pepita::cli {
+namespace {
+
+struct WorkerCliOptions {
+  std::string listen = "127.0.0.1:7070";
+  std::string key_file;
+  std::string gen_key;
+  std::uint32_t slots = 0;
+  std::string cache_dir;
+  std::string name;
+  std::vector<std::string> labels;
+};
+
+int run_worker(const WorkerCliOptions& o) {
+  using transport::Key;
+  if (!o.gen_key.empty()) {
+    auto key = Key::generate();
+    auto written =
+        key ? Key::write_file(o.gen_key, *key) : Result<void>(std::unexpected(key.error()));
+    if (!written) {
+      std::fprintf(stderr, "pepita worker: %s\n", written.error().to_string().c_str());
+      return kExitFailure;
+    }
+    std::printf("wrote a new 256-bit key to %s (mode 0600); copy it to the driver host\n",
+                o.gen_key.c_str());
+    return kExitOk;
+  }
+  if (o.key_file.empty()) {
+    std::fprintf(stderr,
+                 "pepita worker: --key FILE is required: a worker runs arbitrary binaries for "
+                 "whoever authenticates. Create one with `pepita worker --gen-key FILE`.\n");
+    return kExitUsage;
+  }
+  auto key = Key::from_file(o.key_file);
+  if (!key) {
+    std::fprintf(stderr, "pepita worker: %s\n", key.error().to_string().c_str());
+    return kExitFailure;
+  }
+  transport::WorkerOptions wo;
+  wo.listen = o.listen;
+  wo.key = std::move(*key);
+  // A key is mandatory, so listening beyond loopback is an explicit, authenticated choice.
+  wo.allow_non_loopback = true;
+  wo.slots = o.slots;
+  wo.cache_dir = o.cache_dir;
+  wo.name = o.name;
+  for (const auto& l : o.labels) {
+    const auto eq = l.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::fprintf(stderr, "pepita worker: label '%s' must be key=value\n", l.c_str());
+      return kExitUsage;
+    }
+    wo.labels[l.substr(0, eq)] = l.substr(eq + 1);
+  }
+  if (auto ep = transport::parse_endpoint(o.listen); ep && !transport::is_loopback_host(ep->host)) {
+    std::fprintf(stderr,
+                 "pepita worker: note: listening on %s; frames are authenticated and "
+                 "tamper-proof but not encrypted — use a trusted network or a tunnel\n",
+                 o.listen.c_str());
+  }
+  // Block the shutdown signals before any worker thread exists, so only sigwait sees them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  auto worker = transport::Worker::start(std::move(wo));
+  if (!worker) {
+    std::fprintf(stderr, "pepita worker: %s\n", worker.error().to_string().c_str());
+    return kExitFailure;
+  }
+  std::fflush(stderr);
+  int sig = 0;
+  sigwait(&set, &sig);
+  (*worker)->stop(transport::Worker::StopMode::Drain);
+  std::jthread second([&](std::stop_token stop) {
+    const timespec tick{0, 200'000'000};
+    while (!stop.stop_requested()) {
+      if (sigtimedwait(&set, nullptr, &tick) > 0) {
+        std::fprintf(stderr, "pepita worker: second signal: killing running tasks\n");
+        (*worker)->stop(transport::Worker::StopMode::Kill);
+      }
+    }
+  });
+  (*worker)->wait();
+  second.request_stop();
+  second.join();
+  const auto s = (*worker)->stats();
+  std::fprintf(stderr,
+               "pepita worker: stopped after %llu tasks (%llu returned unstarted), %llu clients "
+               "served, %llu rejected\n",
+               static_cast<unsigned long long>(s.tasks_run),
+               static_cast<unsigned long long>(s.tasks_returned),
+               static_cast<unsigned long long>(s.clients_accepted),
+               static_cast<unsigned long long>(s.clients_rejected));
+  return kExitOk;
+}
+
+void add_worker(CLI::App& app, Dispatch& dispatch) {
+  auto* sub =
+      app.add_subcommand("worker", "Run a remote worker: executes tasks for authenticated drivers");
+  auto o = std::make_shared<WorkerCliOptions>();
+  sub->add_option("--listen", o->listen, "host:port to listen on (default 127.0.0.1:7070)");
+  sub->add_option("--key", o->key_file, "pre-shared key file (mode 0600)");
+  sub->add_option("--slots", o->slots, "tasks run at once (default: one per CPU)");
+  sub->add_option("--cache", o->cache_dir, "blob cache directory (default under $TMPDIR)");
+  sub->add_option("--name", o->name, "name shown to drivers (default: host name)");
+  sub->add_option("--label", o->labels, "key=value label announced to drivers (repeatable)");
+  sub->add_option("--gen-key", o->gen_key, "write a new random key file (0600) and exit");
+  dispatch.on(sub, [o] { return run_worker(*o); });
+}
+
+}  // namespace
+
+PEPITA_REGISTER_COMMAND(worker, add_worker);
+
+}  // namespace pepita::cli
