@@ -1,0 +1,161 @@
+#include "pepita/pool/job.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+namespace pepita::pool {
+namespace {
+
+JobOptions opts() {
+  return {.pepita_dir = "/opt/pepita", .state_dir = "/tmp/state", .check_binaries = true};
+}
+
+TEST(Job, ParsesEverySettingAndExpandsCounts) {
+  auto job = parse_job(R"(
+[job]
+name = "demo"
+[pool]
+process_slots = 3
+cpu_workers = 2
+retries = 2
+retry_delay = 0.5
+retry_max_delay = 4
+kill_grace = 1
+breaker_threshold = 7
+breaker_cooldown = 3
+journal = "j.log"
+[defaults]
+timeout = 9
+env = { A = "1" }
+cwd = "${state_dir}"
+[[task]]
+name = "gen"
+count = 3
+command = "/bin/echo"
+args = ["shard", "${i}", "${pepita_dir}"]
+[[task]]
+name = "sum"
+command = "sh"
+args = ["-c", "true"]
+deps = ["gen-*"]
+retries = 0
+timeout = 0.25
+priority = 5
+env = { B = "2" }
+stdin = "input"
+output_cap = 100
+show_output = true
+)",
+                       "/jobs/demo.toml", opts());
+  ASSERT_TRUE(job) << job.error().message();
+  EXPECT_EQ(job->name, "demo");
+  EXPECT_EQ(job->process_slots, 3u);
+  EXPECT_EQ(job->cpu_workers, 2u);
+  EXPECT_EQ(job->retry.max_attempts(), 3u);
+  EXPECT_EQ(job->retry.base_delay(), std::chrono::milliseconds(500));
+  EXPECT_EQ(job->breaker.failure_threshold, 7u);
+  EXPECT_EQ(job->journal, "/jobs/j.log");
+  ASSERT_EQ(job->tasks.size(), 4u);
+  EXPECT_EQ(job->tasks[1].name(), "gen-1");
+  EXPECT_EQ(job->tasks[1].process()->args, (std::vector<std::string>{"shard", "1", "/opt/pepita"}));
+  EXPECT_EQ(job->tasks[1].process()->cwd, "/tmp/state");
+  EXPECT_EQ(job->tasks[1].process()->env.at("A"), "1");
+  EXPECT_EQ(job->tasks[1].timeout(), std::chrono::seconds(9));
+  const auto& sum = job->tasks[3];
+  EXPECT_EQ(sum.dependencies().size(), 3u);
+  EXPECT_EQ(sum.dependencies()[0], job->tasks[0].id());
+  EXPECT_EQ(sum.max_retries(), 0u);
+  EXPECT_EQ(sum.timeout(), std::chrono::milliseconds(250));
+  EXPECT_EQ(sum.priority(), 5);
+  EXPECT_EQ(sum.process()->env.at("B"), "2");
+  EXPECT_EQ(sum.process()->stdin_data, "input");
+  EXPECT_EQ(sum.output_cap(), 100u);
+  EXPECT_EQ(job->show_output, (std::vector<bool>{false, false, false, true}));
+}
+
+TEST(Job, DependenciesMayPointForward) {
+  auto job = parse_job(
+      "[[task]]\nname = \"b\"\ncommand = \"/bin/true\"\ndeps = [\"a\"]\n"
+      "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n",
+      "f.toml", opts());
+  ASSERT_TRUE(job) << job.error().message();
+  EXPECT_EQ(job->tasks[0].name(), "b");
+  EXPECT_EQ(job->tasks[0].dependencies(), std::vector<task::TaskId>{job->tasks[1].id()});
+}
+
+struct BadCase {
+  const char* text;
+  const char* expect;
+};
+
+TEST(Job, ErrorsCarryPositions) {
+  const BadCase cases[] = {
+      {"[[task]]\nname = \"a\"\ncommand = [\n", "f.toml:"},
+      {"[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ndeps = [\"a\"]\n",
+       "f.toml:4:9: task 'a' depends on itself"},
+      {"[[task]]\nname = \"a b\"\ncommand = \"/bin/true\"\n", "f.toml:2:8: task name 'a b'"},
+      {"[[task]]\nname = \"a\"\n", "has no 'command'"},
+      {"[[task]]\ncommand = \"/bin/true\"\n", "has no 'name'"},
+      {"[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ncount = 0\n", "f.toml:4:9: 'count'"},
+      {"[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nargs = [1]\n",
+       "f.toml:4:9: 'args' must be"},
+      {"[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nenv = { \"A=B\" = \"x\" }\n",
+       "is invalid"},
+      {"[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nbackend = \"cpu\"\n", "use 'process'"},
+      {"[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ndeps = [\"x-*\"]\n",
+       "no task matches 'x-*'"},
+      {"[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nargs = [\"${oops\"]\n", "unterminated"},
+      {"task = 3\n", "must be an array of tables"},
+      {"[pool]\nretry_delay = -1\n[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n",
+       "f.toml:2:15:"},
+      {"[bogus]\n", "unknown key 'bogus'"},
+  };
+  for (const auto& c : cases) {
+    auto job = parse_job(c.text, "f.toml", opts());
+    ASSERT_FALSE(job) << c.text;
+    EXPECT_EQ(job.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(job.error().message().find(c.expect), std::string::npos)
+        << "input:\n"
+        << c.text << "\nmessage: " << job.error().message();
+  }
+}
+
+TEST(Job, MissingBinariesAndLongCyclesAreFoundBeforeRunning) {
+  auto missing =
+      parse_job("[[task]]\nname = \"a\"\ncommand = \"./no-such-tool\"\n", "/x/f.toml", opts());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("not found or not executable"), std::string::npos);
+  auto unchecked = parse_job("[[task]]\nname = \"a\"\ncommand = \"./no-such-tool\"\n", "/x/f.toml",
+                             {.pepita_dir = "", .state_dir = "", .check_binaries = false});
+  ASSERT_TRUE(unchecked);
+  EXPECT_EQ(unchecked->tasks[0].process()->path, "/x/./no-such-tool");
+  std::string chain;
+  for (int i = 0; i < 50; ++i) {
+    chain += "[[task]]\nname = \"t" + std::to_string(i) +
+             "\"\ncommand = \"/bin/true\"\ndeps = [\"t" + std::to_string((i + 1) % 50) + "\"]\n";
+  }
+  auto cyc = parse_job(chain, "c.toml", opts());
+  ASSERT_FALSE(cyc);
+  EXPECT_NE(cyc.error().message().find("dependency cycle: t0 -> t1 -> t2"), std::string::npos)
+      << cyc.error().message();
+  auto absent = load_job("/nonexistent/job.toml", opts());
+  ASSERT_FALSE(absent);
+  EXPECT_EQ(absent.error().code(), ErrorCode::NotFound);
+}
+
+TEST(Job, VariableExpansion) {
+  const std::vector<std::pair<std::string, std::string>> vars{{"a", "1"}, {"bb", "two"}};
+  EXPECT_EQ(expand_variables("x${a}y${bb}$z", vars).value(), "x1ytwo$z");
+  ::setenv("PEPITA_JOB_TEST_VAR", "env!", 1);
+  EXPECT_EQ(expand_variables("${env:PEPITA_JOB_TEST_VAR}", vars).value(), "env!");
+  EXPECT_FALSE(expand_variables("${c}", vars));
+  EXPECT_FALSE(expand_variables("${a", vars));
+}
+
+RC_GTEST_PROP(Job, ArbitraryTextNeverCrashes, (std::string text)) {
+  auto job = parse_job(text, "fuzz.toml", opts());
+  if (!job) RC_ASSERT(job.error().message().starts_with("fuzz.toml"));
+}
+
+}  // namespace
+}  // namespace pepita::pool
