@@ -430,7 +430,8 @@ void Scheduler::count_uncaught(std::exception_ptr error) noexcept {
   }
 }
 
-void Scheduler::block_until(const void* key, const std::function<bool()>& done) {
+void Scheduler::block_until(const void* key, const std::function<bool()>& done,
+                            const std::function<bool()>& arm) {
   Impl& im = *impl_;
   Worker* w = tls_worker;
   if (w != nullptr && w->impl == &im) {
@@ -453,7 +454,7 @@ void Scheduler::block_until(const void* key, const std::function<bool()>& done) 
       im.register_waiter(key, &w->parker);
       im.register_idle(*w);
       heavy_barrier();
-      if (!done() && !im.work_visible()) {
+      if (!arm() && !im.work_visible()) {
         w->parks.bump();
         w->parker.park();
       }
@@ -468,7 +469,7 @@ void Scheduler::block_until(const void* key, const std::function<bool()>& done) 
       cpu_relax();
     }
     im.register_waiter(key, &tls_parker);
-    if (!done()) tls_parker.park();
+    if (!arm()) tls_parker.park();
     im.unregister_waiter(key, &tls_parker);
   }
 }

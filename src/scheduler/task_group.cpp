@@ -171,7 +171,7 @@ Error error_from_exception(const std::exception_ptr& error) {
 }  // namespace detail
 
 TaskGroup::~TaskGroup() {
-  if (pending_.load(std::memory_order_acquire) != 0) (void)wait();
+  if ((pending_.load(std::memory_order_acquire) & ~kWaiterBit) != 0) (void)wait();
 }
 
 void TaskGroup::record_failure(Error error, std::exception_ptr exception) noexcept {
@@ -187,7 +187,12 @@ void TaskGroup::record_failure(Error error, std::exception_ptr exception) noexce
 void TaskGroup::cancel() noexcept { cancelled_.store(true, std::memory_order_relaxed); }
 
 Result<void> TaskGroup::wait() {
-  sched_->wait_until(this, [this] { return pending_.load(std::memory_order_seq_cst) == 0; });
+  sched_->wait_until(
+      this, [this] { return (pending_.load(std::memory_order_seq_cst) & ~kWaiterBit) == 0; },
+      [this] {
+        return (pending_.fetch_or(kWaiterBit, std::memory_order_seq_cst) & ~kWaiterBit) == 0;
+      });
+  pending_.fetch_and(~kWaiterBit, std::memory_order_relaxed);
   Result<void> result;
   last_exception_ = nullptr;
   if (failed_.load(std::memory_order_acquire)) {

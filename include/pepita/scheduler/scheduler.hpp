@@ -110,7 +110,16 @@ class Scheduler {
   /// nothing to do and wakes when notify_waiters(key) is called with the same key. Non-worker
   /// threads only park (they have no deque; the workers already occupy every core).
   template <typename Done>
-  void wait_until(const void* key, Done&& done);
+  void wait_until(const void* key, Done&& done) {
+    wait_until(key, done, done);
+  }
+
+  /// Same, for events that only notify when asked to: arm() is called after the waiter is
+  /// registered and before each park; it must atomically tell the event source "a waiter may
+  /// sleep, call notify_waiters(key)" and return true when the event already happened. TaskGroup
+  /// uses it so that completing a group nobody sleeps on never touches the waiter list.
+  template <typename Done, typename Arm>
+  void wait_until(const void* key, Done&& done, Arm&& arm);
 
   /// Wakes threads parked in wait_until(key, ...). Touches only the scheduler, never *key, so
   /// the object behind key may already be destroyed.
@@ -131,7 +140,8 @@ class Scheduler {
   Scheduler(Key, std::unique_ptr<Impl> impl) noexcept;
 
  private:
-  void block_until(const void* key, const std::function<bool()>& done);
+  void block_until(const void* key, const std::function<bool()>& done,
+                   const std::function<bool()>& arm);
   std::unique_ptr<Impl> impl_;
 };
 
@@ -166,11 +176,12 @@ void Scheduler::submit(F&& fn) {
   spawn(detail::make_task<detail::DetachedTask<Fn>>(this, std::forward<F>(fn)));
 }
 
-template <typename Done>
-void Scheduler::wait_until(const void* key, Done&& done) {
+template <typename Done, typename Arm>
+void Scheduler::wait_until(const void* key, Done&& done, Arm&& arm) {
   if (done()) return;  // fast path: no std::function construction
   const std::function<bool()> check = [&done] { return static_cast<bool>(done()); };
-  block_until(key, check);
+  const std::function<bool()> arm_fn = [&arm] { return static_cast<bool>(arm()); };
+  block_until(key, check, arm_fn);
 }
 
 }  // namespace pepita::scheduler

@@ -78,12 +78,18 @@ class TaskGroup {
   void record_failure(Error error, std::exception_ptr exception) noexcept;
   void finish_one() noexcept {
     Scheduler* s = sched_;  // read before the decrement: afterwards *this may be gone
-    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1) s->notify_waiters(this);
+    // Only the last task of a group whose waiter may be asleep goes to the waiter list.
+    if (pending_.fetch_sub(1, std::memory_order_seq_cst) == (kWaiterBit | 1)) {
+      s->notify_waiters(this);
+    }
   }
   template <typename F>
   void invoke_captured(F& fn) noexcept;
 
  private:
+  // pending_ = tasks not finished, plus kWaiterBit while wait() may park: set and tested with
+  // RMWs on the same word, so either the last finisher sees the bit or the waiter sees 0.
+  static constexpr std::int64_t kWaiterBit = std::int64_t{1} << 62;
   Scheduler* sched_;
   std::atomic<std::int64_t> pending_{0};
   std::atomic<bool> cancelled_{false};
