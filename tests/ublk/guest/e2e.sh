@@ -68,6 +68,12 @@ direct_io() {
 step "no ublk devices yet"
 $P ublk list || fail "ublk list"
 
+if [ -x /bin/pepita_ublk_tests ]; then
+  step "C++ API against the real driver (tests that skip on a host without ublk)"
+  /bin/pepita_ublk_tests --gtest_filter='UblkServer.*:UblkControl.*' --gtest_brief=1 --gtest_color=no ||
+    fail "pepita_ublk_tests in the guest"
+fi
+
 step "zram target (zstd, 2 queues): ext4 + O_DIRECT"
 start_server --target zram --size 64M --comp zstd --queues 2 --depth 32
 echo "device $DEV"

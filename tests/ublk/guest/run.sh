@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Host side of the ublk end-to-end test: builds the cached Linux 6.12 guest with the pepita CLI and
 # tests/ublk/guest/e2e.sh, boots it under QEMU TCG and passes when the guest prints UBLK-E2E-PASS.
-# Usage: run.sh BUILD_DIR PEPITA_BINARY. Exit 77 (CTest skip) when qemu or the kernel package
+# Usage: run.sh BUILD_DIR PEPITA_BINARY [UBLK_TEST_BINARY]; with the test binary the guest also runs
+# its real-device tests (UblkServer.*), which skip on the host. Exit 77 (CTest skip) when qemu or the kernel package
 # cannot be had, with the reason printed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 guest_dir=$here/../../guest
 build=${1:?build dir}
 pepita=${2:?pepita binary}
+extra=()
+[[ -n ${3:-} ]] && extra=(--bin "$3:/bin/pepita_ublk_tests")
 out=$build/ublk-guest
 
 set +e
 "$guest_dir/build-guest.sh" --out "$out" --cache "$build/guest-cache" --init "$here/e2e.sh" \
-  --module ublk_drv --bin "$pepita:/bin/pepita"
+  --module ublk_drv --bin "$pepita:/bin/pepita" "${extra[@]}"
 rc=$?
 set -e
 if ((rc == 77)); then
