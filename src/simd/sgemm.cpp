@@ -4,6 +4,8 @@
 
 #include "pepita/simd/sgemm.hpp"
 
+#include <xmmintrin.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <memory>
@@ -72,6 +74,36 @@ struct Operands {
   std::size_t ldc;
 };
 
+// One full micro-panel of row-major A: 4x4 SSE transposes turn four rows' runs along k into
+// the k-major layout the micro-kernel reads (SSE is part of the x86-64 baseline, so this runs
+// before and regardless of dispatch). mr is a multiple of 4.
+void pack_a_rows_sse(const Operands& op, std::size_t mr, std::size_t row0, std::size_t p0,
+                     std::size_t kb, float* panel) {
+  const __m128 alpha = _mm_set1_ps(op.alpha);
+  for (std::size_t i = 0; i < mr; i += 4) {
+    const float* r0 = op.a + (row0 + i) * op.lda + p0;
+    const float* r1 = r0 + op.lda;
+    const float* r2 = r1 + op.lda;
+    const float* r3 = r2 + op.lda;
+    std::size_t p = 0;
+    for (; p + 4 <= kb; p += 4) {
+      __m128 v0 = _mm_loadu_ps(r0 + p), v1 = _mm_loadu_ps(r1 + p);
+      __m128 v2 = _mm_loadu_ps(r2 + p), v3 = _mm_loadu_ps(r3 + p);
+      _MM_TRANSPOSE4_PS(v0, v1, v2, v3);
+      _mm_storeu_ps(panel + (p + 0) * mr + i, _mm_mul_ps(alpha, v0));
+      _mm_storeu_ps(panel + (p + 1) * mr + i, _mm_mul_ps(alpha, v1));
+      _mm_storeu_ps(panel + (p + 2) * mr + i, _mm_mul_ps(alpha, v2));
+      _mm_storeu_ps(panel + (p + 3) * mr + i, _mm_mul_ps(alpha, v3));
+    }
+    for (; p < kb; ++p) {
+      panel[p * mr + i + 0] = op.alpha * r0[p];
+      panel[p * mr + i + 1] = op.alpha * r1[p];
+      panel[p * mr + i + 2] = op.alpha * r2[p];
+      panel[p * mr + i + 3] = op.alpha * r3[p];
+    }
+  }
+}
+
 // A block rows [i0, i0 + mb) x depth [p0, p0 + kb), alpha folded in, as ceil(mb / mr)
 // micro-panels of kb columns of mr values; rows past mb are zero.
 void pack_a(const Operands& op, std::size_t mr, std::size_t i0, std::size_t p0, std::size_t mb,
@@ -79,6 +111,10 @@ void pack_a(const Operands& op, std::size_t mr, std::size_t i0, std::size_t p0, 
   for (std::size_t ir = 0; ir < mb; ir += mr) {
     const std::size_t rows = std::min(mr, mb - ir);
     float* panel = dst + ir * kb;
+    if (op.ta == Transpose::no && rows == mr && mr % 4 == 0) {
+      pack_a_rows_sse(op, mr, i0 + ir, p0, kb, panel);
+      continue;
+    }
     if (op.ta == Transpose::no) {
       for (std::size_t i = 0; i < rows; ++i) {
         const float* src = op.a + (i0 + ir + i) * op.lda + p0;
