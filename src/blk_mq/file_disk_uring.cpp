@@ -2,7 +2,6 @@
 #include "blk_mq/detail/file_disk_uring.hpp"
 
 #include <linux/falloc.h>
-#include <sys/eventfd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -21,8 +20,8 @@ Result<std::unique_ptr<FileDisk::Uring>> FileDisk::Uring::create(int fd, const D
     auto ring = io_uring::Ring::create({.entries = info.tag_set.queue_depth});
     if (!ring) return std::unexpected(std::move(ring.error()));
     queue->ring.emplace(std::move(*ring));
-    const int event = ::eventfd(0, EFD_CLOEXEC);
-    if (event < 0) return fail_errno(errno, "eventfd for the FileDisk reaper");
+    const int event = sys::eventfd();
+    if (event < 0) return fail_errno(event, "eventfd for the FileDisk reaper");
     queue->event.reset(event);
     PEPITA_TRY_VOID(queue->ring->register_eventfd(event));
     queue->inflight.resize(info.tag_set.queue_depth);
@@ -39,9 +38,8 @@ Result<std::unique_ptr<FileDisk::Uring>> FileDisk::Uring::create(int fd, const D
 FileDisk::Uring::~Uring() {
   stop_.store(true, std::memory_order_release);
   for (auto& queue : queues_) {
-    const uint64_t one = 1;
     // Wake the reaper so it sees stop_; it leaves once its queue has nothing in flight.
-    [[maybe_unused]] const ssize_t n = ::write(queue->event.get(), &one, sizeof(one));
+    (void)sys::eventfd_signal(queue->event.get());
   }
   for (auto& queue : queues_)
     if (queue->reaper.joinable()) queue->reaper.join();
@@ -124,9 +122,7 @@ void FileDisk::Uring::reap(Queue& queue) noexcept {
   std::vector<std::pair<uint32_t, int>> done;
   done.reserve(queue.inflight.size());
   for (;;) {
-    uint64_t signalled = 0;
-    const ssize_t n = ::read(queue.event.get(), &signalled, sizeof(signalled));
-    if (n < 0 && errno != EINTR) break;  // cannot happen on a valid eventfd
+    if (sys::eventfd_wait(queue.event.get()) < 0) break;  // cannot happen on a valid eventfd
     done.clear();
     {
       std::lock_guard guard(queue.lock);

@@ -3,6 +3,7 @@
 // nothing above reads errno (liburing's syscall.h convention).
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -60,6 +61,22 @@ inline int64_t file_size(int fd) {
   struct stat st {};
   if (::fstat(fd, &st) < 0) return -errno;
   return st.st_size;
+}
+inline int eventfd() {
+  const int fd = ::eventfd(0, EFD_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+/// Blocks until the eventfd's counter is non-zero and resets it; 0 or -errno (EINTR retried).
+inline int eventfd_wait(int fd) {
+  uint64_t value = 0;
+  while (::read(fd, &value, sizeof(value)) < 0) {
+    if (errno != EINTR) return -errno;
+  }
+  return 0;
+}
+inline int eventfd_signal(int fd) {
+  const uint64_t one = 1;
+  return ::write(fd, &one, sizeof(one)) < 0 ? -errno : 0;
 }
 inline int madvise(void* addr, size_t len, int advice) {
   return ::madvise(addr, len, advice) < 0 ? -errno : 0;
