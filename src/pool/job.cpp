@@ -379,6 +379,8 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         retries = PEPITA_TRY(get_int(ctx, v, key, 0, 1000));
       } else if (key == "timeout") {
         timeout = PEPITA_TRY(get_seconds(ctx, v, key));
+      } else if (key == "deadline") {
+        b.deadline(PEPITA_TRY(get_seconds(ctx, v, key)));
       } else if (key == "priority") {
         b.priority(static_cast<std::int32_t>(PEPITA_TRY(get_int(ctx, v, key, -1000000, 1000000))));
       } else if (key == "output_cap") {

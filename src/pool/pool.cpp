@@ -281,6 +281,15 @@ void PoolState::dispatch(Actions& act) {
       auto it = nodes.find(id);
       if (it == nodes.end() || it->second.phase != Phase::Ready) continue;  // cancelled
       Node& n = it->second;
+      if (n.task.deadline().count() > 0 && Clock::now() >= n.submitted + n.task.deadline()) {
+        ExecutionResult r;
+        r.status = Status::TimedOut;
+        r.error = "deadline of " +
+                  std::to_string(std::chrono::duration<double>(n.task.deadline()).count()) +
+                  " s passed before the task could start";
+        finalize(id, std::move(r), act);
+        continue;
+      }
       ++n.attempts;
       if (!breakers[b]->allow()) {
         ExecutionResult r;
@@ -319,6 +328,11 @@ void PoolState::attempt_failed(TaskId id, ExecutionResult r, Actions& act) {
   if (!n.cancel_requested && accepting &&
       retry.should_retry(n.attempts, failure_of(r), n.task.max_retries())) {
     const auto delay = retry.backoff(n.attempts);
+    if (n.task.deadline().count() > 0 && Clock::now() + delay >= n.submitted + n.task.deadline()) {
+      r.error += "; not retried: the task's deadline would pass first";
+      finalize(id, std::move(r), act);
+      return;
+    }
     n.phase = Phase::Delayed;
     n.stop.reset();
     delayed.push({Clock::now() + delay, id});

@@ -147,6 +147,11 @@ Builder& Builder::timeout(std::chrono::nanoseconds limit) {
   spec_.timeout = limit;
   return *this;
 }
+Builder& Builder::deadline(std::chrono::nanoseconds total) {
+  if (total.count() < 0) problems_.push_back("deadline must not be negative");
+  spec_.deadline = total;
+  return *this;
+}
 Builder& Builder::max_retries(std::uint32_t retries) {
   spec_.max_retries = retries;
   return *this;

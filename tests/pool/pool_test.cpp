@@ -367,3 +367,32 @@ TEST(Pool, ObserverSeesEveryTransition) {
 
 }  // namespace
 }  // namespace pepita::pool
+
+namespace pepita::pool {
+namespace {
+
+TEST(Pool, DeadlineStopsRetriesAndLateStarts) {
+  fault::RetryPolicy policy;
+  policy.max_attempts(100).base_delay(std::chrono::milliseconds(40)).jitter(false);
+  auto pool = Pool::builder().cpu_workers(1).process_slots(1).retry_policy(policy).build().value();
+  auto blocker = pool.submit(Task::binary("/bin/sleep").args({"0.3"}).build().value()).value();
+  auto late =
+      pool.submit(
+              Task::binary("/bin/true").deadline(std::chrono::milliseconds(100)).build().value())
+          .value();
+  auto failing =
+      pool.submit(Task::binary("/bin/false").deadline(std::chrono::seconds(1)).build().value())
+          .value();
+  EXPECT_TRUE(blocker.wait().ok());
+  EXPECT_EQ(late.wait().status, Status::TimedOut);
+  EXPECT_NE(late.wait().error.find("deadline"), std::string::npos);
+  const auto& f = failing.wait();
+  EXPECT_EQ(f.status, Status::Failed);
+  EXPECT_GT(f.attempts, 1u);
+  EXPECT_LT(f.attempts, 100u);
+  EXPECT_NE(f.error.find("deadline"), std::string::npos) << f.error;
+  EXPECT_FALSE(Task::binary("/bin/true").deadline(std::chrono::seconds(-1)).build());
+}
+
+}  // namespace
+}  // namespace pepita::pool

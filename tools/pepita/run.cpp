@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "command.hpp"
@@ -99,9 +100,9 @@ class Progress {
   void on_event(const pool::Event& e) {
     std::lock_guard lock(mu_);
     switch (e.kind) {
-      case pool::Event::Kind::Started: ++running_; break;
+      case pool::Event::Kind::Started: running_.insert(e.id); break;
       case pool::Event::Kind::Retrying:
-        --running_;
+        running_.erase(e.id);
         if (!quiet_) {
           line("retry   " + e.name + " (attempt " + std::to_string(e.attempt) + " " +
                (e.result ? std::string(to_string(e.result->status)) + ": " + e.result->error
@@ -111,10 +112,7 @@ class Progress {
         break;
       case pool::Event::Kind::Finished: {
         const ExecutionResult& r = *e.result;
-        if (!r.from_journal && r.status != Status::Skipped && r.status != Status::Rejected &&
-            !(r.status == Status::Cancelled && r.wall.count() == 0) && running_ > 0) {
-          --running_;
-        }
+        running_.erase(e.id);
         ++done_;
         if (!r.ok()) ++failed_;
         if (r.from_journal) ++replayed_;
@@ -171,7 +169,7 @@ class Progress {
       std::snprintf(eta, sizeof eta, "0s");
     }
     std::fprintf(stderr, "\r\x1b[K[%s] %zu/%zu done  %zu failed  %zu running  %.1f/s  ETA %s",
-                 bar.c_str(), done_, total_, failed_, running_, rate, eta);
+                 bar.c_str(), done_, total_, failed_, running_.size(), rate, eta);
     std::fflush(stderr);
   }
 
@@ -190,7 +188,8 @@ class Progress {
   const bool tty_;
   const bool quiet_;
   bool stopped_ = false;
-  std::size_t done_ = 0, failed_ = 0, running_ = 0, replayed_ = 0;
+  std::size_t done_ = 0, failed_ = 0, replayed_ = 0;
+  std::unordered_set<pool::TaskId> running_;
   const Clock::time_point start_ = Clock::now();
 };
 

@@ -84,6 +84,9 @@ class Task {
   const std::vector<TaskId>& dependencies() const noexcept { return spec_->deps; }
   /// Zero means no timeout.
   std::chrono::nanoseconds timeout() const noexcept { return spec_->timeout; }
+  /// Budget for the whole task — queueing, every attempt and the backoff between them — from
+  /// submission; zero means none. The pool does not start or retry a task past it.
+  std::chrono::nanoseconds deadline() const noexcept { return spec_->deadline; }
   /// Extra attempts after the first; nullopt defers to the pool's RetryPolicy.
   std::optional<std::uint32_t> max_retries() const noexcept { return spec_->max_retries; }
   /// Higher runs first among ready tasks of the same backend.
@@ -104,6 +107,7 @@ class Task {
     Function fn;
     std::vector<TaskId> deps;
     std::chrono::nanoseconds timeout{0};
+    std::chrono::nanoseconds deadline{0};
     std::optional<std::uint32_t> max_retries;
     std::int32_t priority = 0;
     std::size_t output_cap = kDefaultOutputCap;
@@ -124,6 +128,7 @@ class Builder {
   Builder& cwd(std::string dir);
   Builder& stdin(std::string bytes);
   Builder& timeout(std::chrono::nanoseconds limit);
+  Builder& deadline(std::chrono::nanoseconds total);
   Builder& max_retries(std::uint32_t retries);
   Builder& priority(std::int32_t priority);
   Builder& backend(Backend backend);
@@ -131,8 +136,8 @@ class Builder {
   Builder& output_cap(std::size_t bytes);
 
   /// InvalidArgument when: the path or name is empty or holds NUL bytes, an env key is empty or
-  /// holds '=' or NUL, the timeout is negative, a dependency is 0 or the task itself, the
-  /// backend does not fit the kind (a function on Process, a binary on Cpu), or the output cap
+  /// holds '=' or NUL, the timeout or deadline is negative, a dependency is 0 or the task itself,
+  /// the backend does not fit the kind (a function on Process, a binary on Cpu), or the output cap
   /// is 0.
   Result<Task> build();
 
