@@ -257,6 +257,31 @@ TEST_P(Blas1, LengthMismatchAndEmptyInputsAreErrors) {
   EXPECT_EQ(*sum(std::span<const double>()), 0.0);
 }
 
+TEST_P(Blas1, NaNAndInfPropagateThroughReductions) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (std::size_t n : {1u, 7u, 16u, 64u, 100u}) {
+    for (std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
+      std::vector<float> x(n, 1.0f), y(n, 2.0f);
+      x[at] = nan;
+      EXPECT_TRUE(std::isnan(*dot(std::span<const float>(x), std::span<const float>(y))));
+      EXPECT_TRUE(std::isnan(*sum(std::span<const float>(x))));
+      EXPECT_TRUE(
+          std::isnan(*cosine_similarity(std::span<const float>(x), std::span<const float>(y))));
+      x[at] = inf;
+      EXPECT_EQ(*dot(std::span<const float>(x), std::span<const float>(y)), inf);
+      EXPECT_EQ(*sum(std::span<const float>(x)), inf);
+      EXPECT_EQ(*l2_norm(std::span<const float>(x)), inf);
+      EXPECT_EQ(*max(std::span<const float>(x)), inf);
+      EXPECT_EQ(*argmax(std::span<const float>(x)), at);
+      y[at] = -inf;
+      EXPECT_EQ(*dot(std::span<const float>(x), std::span<const float>(y)), -inf);
+      ASSERT_TRUE(axpy(1.0f, std::span<const float>(y), std::span<float>(x)).has_value());
+      EXPECT_TRUE(std::isnan(x[at]));  // inf + -inf
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Levels, Blas1, ::testing::ValuesIn(test::available_levels()),
                          test::level_name);
 
