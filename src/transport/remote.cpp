@@ -55,8 +55,9 @@ struct RemoteDispatcher::Impl {
   struct W {
     Endpoint ep;
     WorkerInfo info;
-    std::set<std::uint64_t> inflight;  // task ids leased to this worker (guarded by mu)
-    UniqueFd wake;                     // eventfd: new work queued, or stopping
+    std::set<std::uint64_t> inflight;    // task ids leased to this worker (guarded by mu)
+    std::vector<std::uint64_t> cancels;  // Cancel frames to send (guarded by mu)
+    UniqueFd wake;                       // eventfd: new work queued, or stopping
     std::thread thread;
   };
   using Completion = std::pair<Callback, RemoteOutcome>;
@@ -92,10 +93,11 @@ struct RemoteDispatcher::Impl {
     for (auto& [cb, out] : done) {
       if (cb) cb(std::move(out));
     }
+    const std::size_t n = done.size();
+    done.clear();  // destroy callbacks (and what they own) before locking: they may cancel()
     std::lock_guard lock(mu);
-    pending -= done.size();
+    pending -= n;
     if (pending == 0) idle_cv.notify_all();
-    done.clear();
   }
 
   // Marks `ts` completed; the caller holds mu and runs the collected callback after unlocking.
@@ -240,6 +242,14 @@ struct RemoteDispatcher::Impl {
         std::lock_guard lock(mu);
         if (stopping) return "dispatcher stopping";
         if (draining && w.inflight.empty()) return "worker drained";
+      }
+      std::vector<std::uint64_t> cancels;
+      {
+        std::lock_guard lock(mu);
+        cancels.swap(w.cancels);
+      }
+      for (std::uint64_t id : cancels) {
+        if (auto r = conn.send(MessageType::Cancel, id, {}); !r) return r.error().to_string();
       }
       for (auto& [id, m] : lease(wi, done)) {
         if (auto r = ensure_blobs(conn, m, uploaded); !r) return r.error().to_string();
@@ -450,6 +460,29 @@ Result<RemoteOutcome> RemoteDispatcher::run(RemoteTask task) {
   PEPITA_TRY_VOID(
       submit(std::move(task), [promise](RemoteOutcome o) { promise->set_value(std::move(o)); }));
   return future.get();
+}
+
+void RemoteDispatcher::cancel(std::uint64_t id) {
+  std::vector<Impl::Completion> done;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->tasks.find(id);
+    if (it == impl_->tasks.end() || it->second.completed) return;
+    Impl::TaskState& ts = it->second;
+    if (ts.holder < 0) {
+      std::erase(impl_->queue, id);
+      impl_->complete_locked(id, ts,
+                             ResultMsg{.status = TaskStatus::Cancelled,
+                                       .exit_code = -1,
+                                       .error = "cancelled before it was dispatched"},
+                             "", done);
+    } else {
+      auto& w = *impl_->ws[static_cast<std::size_t>(ts.holder)];
+      w.cancels.push_back(id);
+      signal_fd(w.wake.get());
+    }
+  }
+  impl_->run_completions(done);
 }
 
 bool RemoteDispatcher::wait_idle(std::chrono::milliseconds timeout) {

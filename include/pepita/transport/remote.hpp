@@ -91,6 +91,9 @@ class RemoteDispatcher {
   Result<void> submit(RemoteTask task, Callback done);
   /// submit() and wait for the outcome.
   Result<RemoteOutcome> run(RemoteTask task);
+  /// Cancels task `id`: a queued task completes at once as Cancelled; a running one is told to
+  /// stop (its worker kills it and reports Cancelled). No-op for unknown or finished ids.
+  void cancel(std::uint64_t id);
   /// Waits until every submitted task has completed, or `timeout` passes (false then).
   bool wait_idle(std::chrono::milliseconds timeout = std::chrono::hours(24));
 

@@ -1,0 +1,75 @@
+#pragma once
+// RemoteExecutor: the pool's Backend::Remote, implemented on the executor::Executor interface
+// over a RemoteDispatcher. A process task (Task::binary(...).backend(Backend::Remote)) is sent
+// to whichever worker has a free slot; lost workers' attempts are re-dispatched inside the
+// dispatcher, so the pool sees exactly one completion per start().
+//
+//   auto remote = PEPITA_TRY(RemoteExecutor::create({.remote = {.workers = {"10.0.0.2:7070"},
+//                                                               .key = key}}));
+//   auto pool = PEPITA_TRY(pool::Pool::builder().executor(remote).build());
+//   pool.submit(PEPITA_TRY(Task::binary("/usr/bin/cc").args({"-c", "a.c"})
+//                              .backend(task::Backend::Remote).build()));
+
+#include <atomic>
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "pepita/executor/executor.hpp"
+#include "pepita/transport/remote.hpp"
+
+namespace pepita::transport {
+
+struct RemoteExecutorOptions {
+  RemoteOptions remote;
+  /// Attempts the pool may have outstanding here (the dispatcher queues beyond the workers'
+  /// free slots and leases pull-style). 0: 64 per worker address.
+  std::size_t slots = 0;
+  /// Upload a task's binary when `path` names a local file (contains '/'), and run the cached
+  /// copy on the worker ("blob:<sha256>"); otherwise the path is resolved on the worker host.
+  bool ship_binaries = false;
+};
+
+class RemoteExecutor final : public executor::Executor {
+ public:
+  /// Starts the dispatcher (connections come up in the background). Errors: those of
+  /// RemoteDispatcher::start (no key, no workers, bad address).
+  static Result<std::shared_ptr<RemoteExecutor>> create(RemoteExecutorOptions options);
+  ~RemoteExecutor() override;
+
+  task::Backend backend() const noexcept override { return task::Backend::Remote; }
+  std::size_t slots() const noexcept override { return slots_; }
+  /// InvalidArgument for function tasks (closures cannot travel; use TaskKind::Function with
+  /// RemoteDispatcher for worker-registered functions) and for unreadable shipped binaries;
+  /// Cancelled after shutdown(). Lost-worker retries happen inside; a task that lost its
+  /// worker max_attempts times completes as LaunchFailed.
+  Result<void> start(const task::Task& task, std::stop_token stop,
+                     executor::Completion done) override;
+  void shutdown() override;
+
+  /// The dispatcher, for worker status (workers()) and blobs (add_blob()).
+  RemoteDispatcher& dispatcher() noexcept { return *dispatcher_; }
+
+  struct Private {
+    explicit Private() = default;
+  };
+  RemoteExecutor(Private, std::unique_ptr<RemoteDispatcher> d, std::size_t slots, bool ship);
+
+ private:
+  Result<std::string> shipped_path(const std::string& path);
+
+  std::unique_ptr<RemoteDispatcher> dispatcher_;
+  std::size_t slots_;
+  bool ship_;
+  std::atomic<std::uint64_t> next_id_{1};
+  std::atomic<bool> shut_{false};
+  std::mutex ship_mu_;
+  std::map<std::string, std::string> shipped_;  // local path -> "blob:<hex>"
+};
+
+/// Maps a worker's TaskStatus to the pool's executor::Status.
+executor::Status to_executor_status(TaskStatus status) noexcept;
+
+}  // namespace pepita::transport

@@ -1,0 +1,106 @@
+// RemoteExecutor: task::Task -> SubmitMsg, ResultMsg -> executor::ExecutionResult.
+#include "pepita/transport/remote_executor.hpp"
+
+#include <fstream>
+#include <sstream>
+
+namespace pepita::transport {
+
+executor::Status to_executor_status(TaskStatus status) noexcept {
+  switch (status) {
+    case TaskStatus::Succeeded: return executor::Status::Succeeded;
+    case TaskStatus::Failed: return executor::Status::Failed;
+    case TaskStatus::Signaled: return executor::Status::Signaled;
+    case TaskStatus::TimedOut: return executor::Status::TimedOut;
+    case TaskStatus::Cancelled: return executor::Status::Cancelled;
+    case TaskStatus::SpawnError:
+    case TaskStatus::Returned: return executor::Status::LaunchFailed;
+  }
+  return executor::Status::Failed;
+}
+
+RemoteExecutor::RemoteExecutor(Private, std::unique_ptr<RemoteDispatcher> d, std::size_t slots,
+                               bool ship)
+    : dispatcher_(std::move(d)), slots_(slots), ship_(ship) {}
+
+RemoteExecutor::~RemoteExecutor() { shutdown(); }
+
+Result<std::shared_ptr<RemoteExecutor>> RemoteExecutor::create(RemoteExecutorOptions options) {
+  const std::size_t slots =
+      options.slots ? options.slots : 64 * std::max<std::size_t>(1, options.remote.workers.size());
+  auto d = PEPITA_TRY(RemoteDispatcher::start(std::move(options.remote)));
+  return std::make_shared<RemoteExecutor>(Private{}, std::move(d), slots, options.ship_binaries);
+}
+
+Result<std::string> RemoteExecutor::shipped_path(const std::string& path) {
+  std::lock_guard lock(ship_mu_);
+  if (auto it = shipped_.find(path); it != shipped_.end()) return it->second;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) {
+    return fail(ErrorCode::NotFound, "cannot read " + path + " to ship it to remote workers");
+  }
+  std::ostringstream data;
+  data << f.rdbuf();
+  const Digest d = dispatcher_->add_blob(std::move(data).str());
+  return shipped_[path] = "blob:" + to_hex(d);
+}
+
+Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
+                                   executor::Completion done) {
+  if (shut_.load()) return fail(ErrorCode::Cancelled, "remote executor is shut down");
+  const task::ProcessSpec* p = task.process();
+  if (p == nullptr) {
+    return fail(ErrorCode::InvalidArgument,
+                "task '" + task.name() +
+                    "' is a function task; only process tasks can run on remote workers");
+  }
+  RemoteTask rt{.id = next_id_.fetch_add(1)};
+  SubmitMsg& m = rt.spec;
+  m.kind = TaskKind::Process;
+  m.path = p->path;
+  if (ship_ && p->path.find('/') != std::string::npos) m.path = PEPITA_TRY(shipped_path(p->path));
+  m.args = p->args;
+  m.env = p->env;
+  m.inherit_env = p->inherit_env;
+  m.cwd = p->cwd;
+  m.stdin_data = p->stdin_data;
+  m.timeout_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, task.timeout().count()));
+  m.output_cap = task.output_cap();
+  const std::uint64_t id = rt.id;
+  // The stop callback lives inside the completion's shared state, so it is destroyed (and can
+  // no longer fire) once the outcome has been delivered.
+  struct State {
+    std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  };
+  auto state = std::make_shared<State>();
+  auto callback = [state, done = std::move(done), tid = task.id(),
+                   name = task.name()](RemoteOutcome o) mutable {
+    executor::ExecutionResult r;
+    r.id = tid;
+    r.name = std::move(name);
+    r.status = to_executor_status(o.result.status);
+    r.exit_code = o.result.exit_code;
+    r.signal = o.result.signal;
+    r.wall = std::chrono::nanoseconds(o.result.wall_ns);
+    r.stdout_bytes = o.result.stdout_data.size();
+    r.stderr_bytes = o.result.stderr_data.size();
+    r.stdout_data = std::move(o.result.stdout_data);
+    r.stderr_data = std::move(o.result.stderr_data);
+    r.error = std::move(o.result.error);
+    if (!o.worker.empty() && r.status != executor::Status::Succeeded) {
+      r.error += (r.error.empty() ? "" : " ") + std::string("(on worker ") + o.worker + ")";
+    }
+    done(std::move(r));
+  };
+  PEPITA_TRY_VOID(dispatcher_->submit(std::move(rt), std::move(callback)));
+  RemoteDispatcher* d = dispatcher_.get();
+  state->on_stop.emplace(std::move(stop), std::function<void()>([d, id] { d->cancel(id); }));
+  return {};
+}
+
+void RemoteExecutor::shutdown() {
+  if (shut_.exchange(true)) return;
+  dispatcher_->wait_idle();
+}
+
+}  // namespace pepita::transport

@@ -1,0 +1,111 @@
+// RemoteExecutor plugged into a real Pool: remote process tasks, shipped binaries, cancel, and
+// function tasks refused with a clear error.
+#include "pepita/transport/remote_executor.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "pepita/pool/pool.hpp"
+#include "test_support.hpp"
+
+namespace pepita::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+RemoteExecutorOptions options_for(const Key& key, std::vector<std::string> workers) {
+  RemoteExecutorOptions o;
+  o.remote.workers = std::move(workers);
+  o.remote.key = key;
+  o.remote.heartbeat_interval = 100ms;
+  o.remote.reconnect_initial = 20ms;
+  o.remote.log = [](std::string_view) {};
+  return o;
+}
+
+TEST(RemoteExecutor, PoolRunsRemoteTasksOnTwoWorkers) {
+  test::KeyFile kf;
+  auto a = test::start_worker(kf.key, 2);
+  auto b = test::start_worker(kf.key, 2);
+  ASSERT_TRUE(a && b);
+  auto remote = RemoteExecutor::create(
+                    options_for(kf.key, {a->endpoint().to_string(), b->endpoint().to_string()}))
+                    .value();
+  auto pool = pool::Pool::builder().executor(remote).build().value();
+  std::vector<task::Task> tasks;
+  for (int i = 0; i < 20; ++i) {
+    tasks.push_back(task::Task::binary("/bin/echo")
+                        .args({"remote", std::to_string(i)})
+                        .backend(task::Backend::Remote)
+                        .build()
+                        .value());
+  }
+  ASSERT_TRUE(pool.submit_all(tasks));
+  auto results = pool.wait_all();
+  ASSERT_EQ(results.size(), 20u);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(results[i].status, executor::Status::Succeeded) << results[i].error;
+    EXPECT_EQ(results[i].stdout_data, "remote " + std::to_string(i) + "\n");
+  }
+  EXPECT_GT(a->stats().tasks_run + b->stats().tasks_run, 19u);
+  pool.shutdown();
+}
+
+TEST(RemoteExecutor, ShipsLocalBinariesAndRejectsFunctionTasks) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto o = options_for(kf.key, {w->endpoint().to_string()});
+  o.ship_binaries = true;
+  auto remote = RemoteExecutor::create(std::move(o)).value();
+  const std::string script =
+      (std::filesystem::temp_directory_path() / ("pepita-ship-" + std::to_string(::getpid())))
+          .string();
+  {
+    std::ofstream f(script);
+    f << "#!/bin/sh\necho shipped \"$@\"\n";
+  }
+  std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+  std::promise<executor::ExecutionResult> got;
+  auto t = task::Task::binary(script).args({"ok"}).backend(task::Backend::Remote).build().value();
+  ASSERT_TRUE(remote->start(t, {}, [&](executor::ExecutionResult r) { got.set_value(r); }));
+  auto r = got.get_future().get();
+  EXPECT_EQ(r.status, executor::Status::Succeeded) << r.error;
+  EXPECT_EQ(r.stdout_data, "shipped ok\n");
+  EXPECT_EQ(r.id, t.id());
+  std::filesystem::remove(script);
+
+  auto fn = task::Task::function([] { return std::string("x"); }).build().value();
+  auto refused = remote->start(fn, {}, [](executor::ExecutionResult) {});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::InvalidArgument);
+  remote->shutdown();
+  EXPECT_EQ(remote->start(t, {}, [](executor::ExecutionResult) {}).error().code(),
+            ErrorCode::Cancelled);
+}
+
+TEST(RemoteExecutor, StopTokenCancelsARunningRemoteTask) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto remote = RemoteExecutor::create(options_for(kf.key, {w->endpoint().to_string()})).value();
+  std::stop_source stop;
+  std::promise<executor::ExecutionResult> got;
+  auto t =
+      task::Task::binary("/bin/sleep").args({"30"}).backend(task::Backend::Remote).build().value();
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(
+      remote->start(t, stop.get_token(), [&](executor::ExecutionResult r) { got.set_value(r); }));
+  std::this_thread::sleep_for(200ms);
+  stop.request_stop();
+  auto r = got.get_future().get();
+  EXPECT_EQ(r.status, executor::Status::Cancelled);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+}
+
+}  // namespace
+}  // namespace pepita::transport
