@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -108,6 +109,29 @@ std::string kernel_unavailable() {
   return {};
 }
 
+// The compressor to select again on exit; a fixed buffer so the signal handler can use it.
+char g_original_algorithm[32] = {};
+// The open /dev/zram0 fd, if any: reset fails with EBUSY while the device is open.
+volatile std::sig_atomic_t g_zram_fd = -1;
+
+void write_sys_raw(const char* attr, const char* value) {
+  char path[96];
+  std::snprintf(path, sizeof(path), "%s%s", kSys, attr);
+  const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  [[maybe_unused]] const ssize_t n = ::write(fd, value, std::strlen(value));
+  ::close(fd);
+}
+
+// Ctrl-C during a run must not leave /dev/zram0 configured: reset it with async-signal-safe
+// calls only, then exit.
+extern "C" void restore_on_signal(int) {
+  if (g_zram_fd >= 0) ::close(g_zram_fd);
+  write_sys_raw("reset", "1");
+  if (g_original_algorithm[0] != 0) write_sys_raw("comp_algorithm", g_original_algorithm);
+  ::_exit(130);
+}
+
 // Restores the device on every exit path: reset, previous compressor selected again.
 class KernelZramGuard {
  public:
@@ -116,6 +140,9 @@ class KernelZramGuard {
     const auto open = algorithms.find('['), close = algorithms.find(']');
     if (open != std::string::npos && close != std::string::npos)
       original_ = algorithms.substr(open + 1, close - open - 1);
+    std::snprintf(g_original_algorithm, sizeof(g_original_algorithm), "%s", original_.c_str());
+    std::signal(SIGINT, restore_on_signal);
+    std::signal(SIGTERM, restore_on_signal);
   }
   ~KernelZramGuard() {
     write_sys("reset", "1");
@@ -168,6 +195,7 @@ std::optional<Sample> run_kernel(const AlignedBytes& data, AlignedBytes& back, u
     return std::nullopt;
   }
   UniqueFd fd(::open("/dev/zram0", O_RDWR | O_DIRECT | O_CLOEXEC));
+  g_zram_fd = fd.get();
   if (!fd) {
     why = std::string("open /dev/zram0: ") + std::strerror(errno);
     return std::nullopt;
@@ -189,6 +217,7 @@ std::optional<Sample> run_kernel(const AlignedBytes& data, AlignedBytes& back, u
                 static_cast<ssize_t>(len);
        });
   sample.read = timer.stop();
+  g_zram_fd = -1;
   fd.reset();
   write_sys("reset", "1");
   if (!ok || std::memcmp(data.data(), back.data(), data.size) != 0) {
