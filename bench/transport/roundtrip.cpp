@@ -1,0 +1,264 @@
+// bench/transport: remote no-op task round trip and throughput over loopback TCP.
+//  1. Latency: one driver thread runs a no-op function task ("noop") on one worker, one at a
+//     time, through the full stack (PSK-authenticated session, CRC32C + HMAC-SHA256 per frame,
+//     worker slot hand-off, exactly-once bookkeeping): p50 and p99 of the round trip.
+//     Anchor: a raw ZeroMQ REQ/REP round trip over tcp://127.0.0.1 carrying the same bytes
+//     (one Submit frame out, one Result frame back) — the messaging floor, no auth, no tasks.
+//  2. Throughput with 1, 2, 3 workers (2 slots each): N no-op tasks submitted at once,
+//     tasks/s until the last completes. Anchor: the same number of REQ/REP pairs (one per
+//     worker slot), each a closed loop, moving the same bytes.
+// Prints one table: workload, ours, anchor, ratio ours/anchor (time per op), medians of REPS.
+// Usage: bench_transport_roundtrip [ROUND_TRIPS=3000] [TASKS=20000] [REPS=5]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pepita/transport/frame.hpp"
+#include "pepita/transport/messages.hpp"
+#include "pepita/transport/remote.hpp"
+#include "pepita/transport/session.hpp"
+#include "pepita/transport/worker.hpp"
+
+#if __has_include(<zmq.h>)
+#include <zmq.h>
+#define HAVE_ZMQ 1
+#else
+#define HAVE_ZMQ 0
+#endif
+
+namespace {
+
+using namespace pepita;
+using namespace pepita::transport;
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
+}
+double us_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
+
+RemoteTask noop_task(std::uint64_t id) {
+  RemoteTask t{.id = id};
+  t.spec.kind = TaskKind::Function;
+  t.spec.path = "noop";
+  return t;
+}
+
+// Sizes of the sealed frames one no-op round trip moves (for the ZeroMQ anchor).
+std::pair<std::size_t, std::size_t> frame_sizes() {
+  SubmitMsg s = noop_task(1).spec;
+  ResultMsg r{.attempt = 1};
+  return {kHeaderSize + encode(s).size() + kMacSize, kHeaderSize + encode(r).size() + kMacSize};
+}
+
+struct Latency {
+  double p50 = 0, p99 = 0;
+};
+
+Latency ours_latency(RemoteDispatcher& d, int n, std::uint64_t& next_id) {
+  std::vector<double> lat;
+  lat.reserve(n);
+  for (int i = 0; i < n; ++i) {
+    const auto t0 = Clock::now();
+    auto out = d.run(noop_task(next_id++));
+    if (!out || out->result.status != TaskStatus::Succeeded) {
+      std::fprintf(stderr, "task failed\n");
+      std::exit(1);
+    }
+    lat.push_back(us_since(t0));
+  }
+  return {percentile(lat, 0.5), percentile(lat, 0.99)};
+}
+
+double ours_throughput(RemoteDispatcher& d, int n, std::uint64_t& next_id) {
+  const auto t0 = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    if (!d.submit(noop_task(next_id++), [](RemoteOutcome) {})) std::exit(1);
+  }
+  d.wait_idle();
+  return n / (us_since(t0) / 1e6);
+}
+
+#if HAVE_ZMQ
+struct ZmqServer {
+  ZmqServer(void* ctx, std::size_t reply_size) {
+    sock = zmq_socket(ctx, ZMQ_REP);
+    zmq_bind(sock, "tcp://127.0.0.1:*");
+    char ep[256];
+    std::size_t len = sizeof ep;
+    zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &len);
+    endpoint = ep;
+    thread = std::thread([this, reply_size] {
+      std::vector<char> buf(1 << 16), reply(reply_size, 'r');
+      for (;;) {
+        const int n = zmq_recv(sock, buf.data(), buf.size(), 0);
+        if (n < 0 || (n == 4 && std::string_view(buf.data(), 4) == "STOP")) break;
+        zmq_send(sock, reply.data(), reply.size(), 0);
+      }
+      zmq_send(sock, "", 0, 0);
+    });
+  }
+  ~ZmqServer() {
+    thread.join();
+    zmq_close(sock);
+  }
+  void* sock;
+  std::string endpoint;
+  std::thread thread;
+};
+
+void* zmq_client(void* ctx, const std::string& ep) {
+  void* s = zmq_socket(ctx, ZMQ_REQ);
+  zmq_connect(s, ep.c_str());
+  return s;
+}
+void zmq_stop(void* client) {
+  zmq_send(client, "STOP", 4, 0);
+  char b[8];
+  zmq_recv(client, b, sizeof b, 0);
+  int zero = 0;
+  zmq_setsockopt(client, ZMQ_LINGER, &zero, sizeof zero);
+  zmq_close(client);
+}
+
+Latency zmq_latency(void* ctx, int n, std::size_t req, std::size_t rep) {
+  ZmqServer server(ctx, rep);
+  void* c = zmq_client(ctx, server.endpoint);
+  std::vector<char> out(req, 'q'), in(rep + 16);
+  std::vector<double> lat;
+  for (int i = 0; i < n + 100; ++i) {
+    const auto t0 = Clock::now();
+    zmq_send(c, out.data(), out.size(), 0);
+    zmq_recv(c, in.data(), in.size(), 0);
+    if (i >= 100) lat.push_back(us_since(t0));  // skip connection warm-up
+  }
+  zmq_stop(c);
+  return {percentile(lat, 0.5), percentile(lat, 0.99)};
+}
+
+double zmq_throughput(void* ctx, int pairs, int n, std::size_t req, std::size_t rep) {
+  std::vector<std::unique_ptr<ZmqServer>> servers;
+  std::vector<void*> clients;
+  for (int i = 0; i < pairs; ++i) {
+    servers.push_back(std::make_unique<ZmqServer>(ctx, rep));
+    clients.push_back(zmq_client(ctx, servers.back()->endpoint));
+  }
+  std::atomic<int> remaining{n};
+  const auto t0 = Clock::now();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < pairs; ++i) {
+    threads.emplace_back([&, c = clients[i]] {
+      std::vector<char> out(req, 'q'), in(rep + 16);
+      while (remaining.fetch_sub(1) > 0) {
+        zmq_send(c, out.data(), out.size(), 0);
+        zmq_recv(c, in.data(), in.size(), 0);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double rate = n / (us_since(t0) / 1e6);
+  for (void* c : clients) zmq_stop(c);
+  return rate;
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int round_trips = argc > 1 ? std::atoi(argv[1]) : 3000;
+  const int tasks = argc > 2 ? std::atoi(argv[2]) : 20000;
+  const int reps = argc > 3 ? std::atoi(argv[3]) : 5;
+  auto key = Key::generate().value();
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < 3; ++i) {
+    WorkerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.key = key;
+    o.slots = 2;
+    o.log = [](std::string_view) {};
+    workers.push_back(Worker::start(std::move(o)).value());
+  }
+  auto make = [&](int n) {
+    RemoteOptions o;
+    o.key = key;
+    o.log = [](std::string_view) {};
+    for (int i = 0; i < n; ++i) o.workers.push_back(workers[i]->endpoint().to_string());
+    auto d = RemoteDispatcher::start(std::move(o)).value();
+    // Warm up: every connection up and registered.
+    std::uint64_t id = 1u << 30;
+    for (int i = 0; i < 200; ++i) (void)d->run(noop_task(id++));
+    while (true) {
+      int alive = 0;
+      for (auto& w : d->workers()) alive += w.state == WorkerState::Alive;
+      if (alive == n) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return d;
+  };
+  const auto [req, rep] = frame_sizes();
+  std::uint64_t next_id = 1;
+
+  std::vector<double> o50, o99, z50, z99;
+  std::vector<std::vector<double>> otp(3), ztp(3);
+  {
+    auto d1 = make(1);
+    for (int r = 0; r < reps; ++r) {
+      auto l = ours_latency(*d1, round_trips, next_id);
+      o50.push_back(l.p50);
+      o99.push_back(l.p99);
+    }
+  }
+  for (int n = 1; n <= 3; ++n) {
+    auto d = make(n);
+    for (int r = 0; r < reps; ++r) otp[n - 1].push_back(ours_throughput(*d, tasks, next_id));
+  }
+#if HAVE_ZMQ
+  void* ctx = zmq_ctx_new();
+  for (int r = 0; r < reps; ++r) {
+    auto l = zmq_latency(ctx, round_trips, req, rep);
+    z50.push_back(l.p50);
+    z99.push_back(l.p99);
+  }
+  for (int n = 1; n <= 3; ++n) {
+    for (int r = 0; r < reps; ++r)
+      ztp[n - 1].push_back(zmq_throughput(ctx, 2 * n, tasks, req, rep));
+  }
+  zmq_ctx_term(ctx);
+#endif
+
+  std::printf(
+      "bench/transport roundtrip: %d round trips, %d tasks per throughput run, %d reps, "
+      "%u CPUs; frames %zu B out / %zu B back\n",
+      round_trips, tasks, reps, std::thread::hardware_concurrency(), req, rep);
+  std::printf("%-44s %14s %14s %12s\n", "workload", "ours", "anchor", "ours/anchor");
+  auto row_us = [](const char* name, double ours, double anchor) {
+    std::printf("%-44s %11.1f us %11.1f us %12.2f\n", name, ours, anchor,
+                anchor > 0 ? ours / anchor : 0.0);
+  };
+  row_us("no-op round trip p50 (1 worker) vs ZMQ REQ/REP", median(o50), median(z50));
+  row_us("no-op round trip p99 (1 worker) vs ZMQ REQ/REP", median(o99), median(z99));
+  for (int n = 1; n <= 3; ++n) {
+    const double ours = median(otp[n - 1]), anchor = median(ztp[n - 1]);
+    char name[96];
+    std::snprintf(name, sizeof name, "tasks/s, %d worker(s) x 2 slots vs %d REQ/REP", n, 2 * n);
+    // Ratio of time per task: anchor rate / our rate.
+    std::printf("%-44s %11.0f/s %11.0f/s %12.2f\n", name, ours, anchor,
+                ours > 0 ? anchor / ours : 0.0);
+  }
+#if !HAVE_ZMQ
+  std::printf("(ZeroMQ headers not found: anchor columns are 0; install libzmq3-dev)\n");
+#endif
+  return 0;
+}
