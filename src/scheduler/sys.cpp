@@ -39,6 +39,7 @@ std::vector<int> allowed_cpus() {
 }
 
 int pin_current_thread(int cpu) noexcept {
+  if (cpu < 0 || cpu >= CPU_SETSIZE) return -EINVAL;  // CPU_SET would write out of bounds
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);

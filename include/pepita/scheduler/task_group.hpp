@@ -16,6 +16,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -132,7 +133,12 @@ void TaskGroup::invoke_captured(F& fn) noexcept {
     }
   } catch (...) {
     std::exception_ptr e = std::current_exception();
-    record_failure(detail::error_from_exception(e), e);
+    try {
+      record_failure(detail::error_from_exception(e), e);
+    } catch (...) {
+      // No memory to describe the failure: report it without a message (no allocation).
+      record_failure(Error(ErrorCode::ResourceExhausted, std::string()), e);
+    }
   }
 }
 

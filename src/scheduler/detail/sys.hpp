@@ -21,7 +21,7 @@ int membarrier_private_expedited() noexcept;
 /// CPUs in the calling thread's affinity mask, ascending; empty on failure.
 std::vector<int> allowed_cpus();
 
-/// Pins the calling thread to one CPU; 0 or negative errno.
+/// Pins the calling thread to one CPU; 0 or negative errno (-EINVAL outside [0, CPU_SETSIZE)).
 int pin_current_thread(int cpu) noexcept;
 
 /// Names the calling thread (truncated to 15 chars); 0 or negative errno.
