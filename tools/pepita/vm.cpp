@@ -1,0 +1,171 @@
+// `pepita vm run GUEST.elf`: runs a freestanding guest in a kernel-less micro-VM on KVM with memory
+// and time limits, prints what it wrote and exits with its exit code (124 timeout, 125 fault).
+#include "pepita/vmm/vm.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "command.hpp"
+
+namespace pepita::cli {
+namespace {
+
+constexpr int kExitTimeout = 124;  // as timeout(1)
+constexpr int kExitGuestFault = 125;
+
+struct VmRunOptions {
+  std::string guest;
+  std::string mem = "16M";
+  std::string timeout = "1s";
+  std::string input;
+  bool json = false;
+};
+
+// "16M", "512K", "1G", "4096" -> bytes; 0 on a malformed size.
+uint64_t parse_size(const std::string& text) {
+  if (text.empty()) return 0;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long value = std::strtoull(text.c_str(), &end, 10);
+  if (errno != 0 || end == text.c_str()) return 0;
+  const std::string unit(end);
+  uint64_t shift = 0;
+  if (unit == "K" || unit == "k" || unit == "KiB")
+    shift = 10;
+  else if (unit == "M" || unit == "m" || unit == "MiB")
+    shift = 20;
+  else if (unit == "G" || unit == "g" || unit == "GiB")
+    shift = 30;
+  else if (!unit.empty())
+    return 0;
+  if (value > (~0ull >> shift)) return 0;
+  return value << shift;
+}
+
+// "1s", "250ms", "100us", "2m" -> duration; 0 on a malformed one.
+std::chrono::nanoseconds parse_duration(const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const double value = std::strtod(text.c_str(), &end);
+  if (errno != 0 || end == text.c_str() || value <= 0) return std::chrono::nanoseconds(0);
+  const std::string unit(end);
+  double ns = 0;
+  if (unit == "s" || unit.empty())
+    ns = value * 1e9;
+  else if (unit == "ms")
+    ns = value * 1e6;
+  else if (unit == "us")
+    ns = value * 1e3;
+  else if (unit == "m")
+    ns = value * 60e9;
+  else
+    return std::chrono::nanoseconds(0);
+  if (ns > 3600e9) return std::chrono::nanoseconds(0);  // an hour is plenty for a sandbox task
+  return std::chrono::nanoseconds(static_cast<long long>(ns));
+}
+
+int usage(const std::string& message) {
+  std::fprintf(stderr, "pepita vm run: %s\n", message.c_str());
+  return kExitUsage;
+}
+
+nlohmann::json to_json(const vmm::RunResult& r) {
+  nlohmann::json out = {
+      {"kind", r.kind == vmm::ExitKind::Exited     ? "exited"
+               : r.kind == vmm::ExitKind::TimedOut ? "timed-out"
+                                                   : "fault"},
+      {"exit_code", r.exit_code},
+      {"output", r.output},
+      {"exits", r.exits},
+      {"elapsed_us", std::chrono::duration_cast<std::chrono::microseconds>(r.elapsed).count()},
+      {"description", r.describe()},
+  };
+  if (r.fault) {
+    const auto& f = *r.fault;
+    out["fault"] = {{"reason", f.reason}, {"vector", f.vector}, {"error_code", f.error_code},
+                    {"rip", f.rip},       {"rsp", f.rsp},       {"rflags", f.rflags},
+                    {"cr2", f.cr2},       {"rax", f.rax},       {"rdi", f.rdi}};
+  }
+  return out;
+}
+
+int run_vm(const VmRunOptions& o) {
+  vmm::VmConfig config;
+  config.memory_bytes = parse_size(o.mem);
+  if (config.memory_bytes == 0) return usage("--mem '" + o.mem + "': expected e.g. 16M or 1G");
+  config.timeout = parse_duration(o.timeout);
+  if (config.timeout.count() == 0)
+    return usage("--timeout '" + o.timeout + "': expected e.g. 1s, 250ms or 2m (at most 1h)");
+
+  std::vector<std::byte> input;
+  if (!o.input.empty()) {
+    std::ifstream file(o.input, std::ios::binary);
+    if (!file) {
+      std::fprintf(stderr, "pepita vm run: cannot open --input %s: %s\n", o.input.c_str(),
+                   std::strerror(errno));
+      return kExitFailure;
+    }
+    std::vector<char> bytes((std::istreambuf_iterator<char>(file)),
+                            std::istreambuf_iterator<char>());
+    input.resize(bytes.size());
+    if (!bytes.empty()) std::memcpy(input.data(), bytes.data(), bytes.size());
+    // The input window must hold the input; leave the rest of memory to the guest.
+    config.input_capacity = input.size();
+  }
+
+  auto image = vmm::GuestImage::load_file(o.guest);
+  if (!image) {
+    std::fprintf(stderr, "pepita vm run: %s\n", image.error().to_string().c_str());
+    return kExitFailure;
+  }
+  auto result = vmm::run_guest(*image, input, config);
+  if (!result) {
+    std::fprintf(stderr, "pepita vm run: %s\n", result.error().to_string().c_str());
+    return kExitFailure;
+  }
+  if (o.json) {
+    std::printf("%s\n", to_json(*result).dump(2).c_str());
+  } else {
+    std::fwrite(result->output.data(), 1, result->output.size(), stdout);
+    std::fflush(stdout);
+    if (result->kind != vmm::ExitKind::Exited)
+      std::fprintf(stderr, "pepita vm run: guest %s\n", result->describe().c_str());
+  }
+  switch (result->kind) {
+    case vmm::ExitKind::Exited: return result->exit_code & 0xff;
+    case vmm::ExitKind::TimedOut: return kExitTimeout;
+    case vmm::ExitKind::Fault: return kExitGuestFault;
+  }
+  return kExitFailure;
+}
+
+void add_vm(CLI::App& app, Dispatch& dispatch) {
+  auto* vm = app.add_subcommand("vm", "Kernel-less micro-VMs on KVM (freestanding guests)");
+  vm->require_subcommand(1);
+  auto options = std::make_shared<VmRunOptions>();
+  auto* run = vm->add_subcommand(
+      "run",
+      "Run GUEST.elf in a fresh micro-VM; exit code is the guest's (124 timeout, 125 guest fault)");
+  run->add_option("guest", options->guest, "static ELF64 guest built against guest/runtime")
+      ->required();
+  run->add_option("--mem", options->mem, "guest memory, the VM's hard limit (2M..4G)")
+      ->capture_default_str();
+  run->add_option("--timeout", options->timeout, "wall-clock limit, e.g. 1s or 250ms")
+      ->capture_default_str();
+  run->add_option("--input", options->input, "file mapped read-only into the guest as its input");
+  run->add_flag("--json", options->json,
+                "print the result (output, exit, fault registers) as JSON");
+  dispatch.on(run, [options] { return run_vm(*options); });
+}
+
+}  // namespace
+}  // namespace pepita::cli
+
+PEPITA_REGISTER_COMMAND(vm, pepita::cli::add_vm);
