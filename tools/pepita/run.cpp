@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_set>
@@ -291,11 +292,12 @@ int run_job(const RunOptions& o) {
 
   SignalWatcher signals;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
-  Progress progress(job->tasks.size(), tty, o.quiet);
+  // Created once the pool is built and the header line printed; events start with submit_all.
+  std::optional<Progress> progress;
   auto builder = job->pool_builder();
   if (o.jobs) builder.process_slots(o.jobs);
   if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
-  builder.on_event([&progress](const pool::Event& e) { progress.on_event(e); });
+  builder.on_event([&progress](const pool::Event& e) { progress->on_event(e); });
   builder.cpu_workers(1);  // job files hold commands only
   auto built = builder.build();
   if (!built) {
@@ -312,17 +314,18 @@ int run_job(const RunOptions& o) {
             ? (" (resuming, " + std::to_string(p.journal_recovered()) + " journal records)").c_str()
             : "");
   }
+  progress.emplace(job->tasks.size(), tty, o.quiet);
   std::vector<bool> show = job->show_output;
   const auto t0 = Clock::now();
   auto handles = p.submit_all(std::move(job->tasks));
   if (!handles) {
-    progress.stop();
+    progress->stop();
     std::fprintf(stderr, "pepita run: %s\n", handles.error().message().c_str());
     return kExitUsage;
   }
   auto results = p.wait_all();
   const auto wall = Clock::now() - t0;
-  progress.stop();
+  progress->stop();
   const auto stats = p.stats();
   const auto journal_error = p.journal_error();
   p.shutdown();
