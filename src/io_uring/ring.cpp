@@ -260,9 +260,14 @@ Result<abi::Sqe*> Ring::acquire_sqe() {
     return sqe;
   for (int attempt = 0; attempt < 64; ++attempt) {
     if (sqpoll_) {
-      (void)flush_sq();
-      // Sleeps until the SQ poller consumed at least one entry.
-      const int r = enter(0, 0, abi::enter::SQ_WAIT, nullptr);
+      // Publish the tail and wake the poller if it went idle (it sleeps only on an empty SQ, so
+      // a full SQ published after it fell asleep would otherwise never drain); then sleep until
+      // it consumed at least one entry.
+      PEPITA_TRY(submit());
+      unsigned flags = abi::enter::SQ_WAIT;
+      full_fence();
+      if ((read_once(ksq_flags_) & abi::sq_flags::NEED_WAKEUP) != 0) flags |= abi::enter::SQ_WAKEUP;
+      const int r = enter(0, 0, flags, nullptr);
       if (r < 0 && r != -EINTR) return fail_errno(r, "io_uring_enter (SQ_WAIT)");
     } else {
       PEPITA_TRY(submit());

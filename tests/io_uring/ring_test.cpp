@@ -205,7 +205,8 @@ TEST(Ring, SqpollSubmitsWithoutEntering) {
 }
 
 TEST(Ring, SqpollBackPressureWaitsForThePoller) {
-  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4, .cq_entries = 256, .sqpoll = true});
+  PEPITA_RING_OR_SKIP(
+      ring, RingOptions{.entries = 4, .cq_entries = 256, .sqpoll = true, .sqpoll_idle_ms = 1});
   for (unsigned i = 0; i < 100; ++i) {
     auto sqe = ring.acquire_sqe();
     ASSERT_TRUE(sqe) << sqe.error().to_string();

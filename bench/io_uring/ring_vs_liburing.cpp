@@ -1,0 +1,326 @@
+// pepita's io_uring Ring against liburing (the anchor), same process, same data, interleaved
+// repetitions: nop submit+reap at several batch sizes, 4 KiB random reads from the page cache
+// (plain and registered buffers) and 4 KiB random O_DIRECT reads of a 1 GiB file at queue
+// depths 1/32/128. Prints one table of medians; ratio = ours/liburing in time per op (< 1: ours
+// is faster) and in ops/s (> 1: ours is faster).
+#include "pepita/io_uring/ring.hpp"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "pepita/core/mapping.hpp"
+#include "pepita/core/unique_fd.hpp"
+#include "pepita/io_uring/prep.hpp"
+
+namespace pio = pepita::io_uring;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kReps = 7;
+constexpr std::size_t kBlock = 4096;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "bench_io_uring: %s\n", what.c_str());
+  std::exit(1);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())))];
+}
+
+// One measured run: total seconds, and per-request latencies in microseconds when collected.
+struct Run {
+  double seconds = 0;
+  std::vector<double> lat_us;
+};
+
+// ---- workloads, written twice: once against pepita::io_uring::Ring, once against liburing ----
+
+Run nop_ours(pio::Ring& ring, unsigned batch, std::uint64_t total) {
+  const auto t0 = Clock::now();
+  for (std::uint64_t done = 0; done < total; done += batch) {
+    for (unsigned i = 0; i < batch; ++i) {
+      pepita::abi::Sqe* sqe = ring.get_sqe();
+      pio::prep_nop(*sqe);
+      sqe->user_data = i;
+    }
+    if (!ring.submit_and_wait(batch)) die("ours: submit_and_wait");
+    unsigned got = ring.for_each_cqe([](const pepita::abi::Cqe&) {});
+    while (got < batch) {
+      if (!ring.submit_and_wait(batch - got)) die("ours: wait");
+      got += ring.for_each_cqe([](const pepita::abi::Cqe&) {});
+    }
+  }
+  return Run{std::chrono::duration<double>(Clock::now() - t0).count(), {}};
+}
+
+Run nop_liburing(io_uring& ring, unsigned batch, std::uint64_t total) {
+  const auto t0 = Clock::now();
+  for (std::uint64_t done = 0; done < total; done += batch) {
+    for (unsigned i = 0; i < batch; ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+      io_uring_prep_nop(sqe);
+      sqe->user_data = i;
+    }
+    if (io_uring_submit_and_wait(&ring, batch) < 0) die("liburing: submit_and_wait");
+    unsigned got = 0;
+    while (got < batch) {
+      unsigned head, n = 0;
+      io_uring_cqe* cqe;
+      io_uring_for_each_cqe(&ring, head, cqe) { ++n; }
+      io_uring_cq_advance(&ring, n);
+      got += n;
+      if (got < batch && io_uring_submit_and_wait(&ring, batch - got) < 0) die("liburing: wait");
+    }
+  }
+  return Run{std::chrono::duration<double>(Clock::now() - t0).count(), {}};
+}
+
+// Random 4 KiB reads keeping `qd` in flight. `fixed`: buffers registered, read_fixed.
+struct ReadSetup {
+  int fd;
+  std::uint64_t blocks;  // file size / 4 KiB
+  std::byte* bufs;       // qd * 4 KiB, page-aligned
+  unsigned qd;
+  bool fixed;
+  bool latency;
+};
+
+Run reads_ours(pio::Ring& ring, const ReadSetup& s, std::uint64_t total) {
+  std::mt19937_64 rng(42);
+  std::vector<Clock::time_point> start(s.qd);
+  Run run;
+  if (s.latency) run.lat_us.reserve(total);
+  auto issue = [&](unsigned slot) {
+    pepita::abi::Sqe* sqe = ring.get_sqe();
+    const std::uint64_t off = (rng() % s.blocks) * kBlock;
+    std::byte* buf = s.bufs + slot * kBlock;
+    if (s.fixed) {
+      pio::prep_read_fixed(*sqe, s.fd, buf, kBlock, off, 0);
+    } else {
+      pio::prep_read(*sqe, s.fd, buf, kBlock, off);
+    }
+    sqe->user_data = slot;
+    if (s.latency) start[slot] = Clock::now();
+  };
+  const auto t0 = Clock::now();
+  std::uint64_t issued = 0, completed = 0;
+  for (unsigned i = 0; i < s.qd && issued < total; ++i, ++issued) issue(i);
+  while (completed < total) {
+    if (!ring.submit_and_wait(1)) die("ours: submit_and_wait");
+    ring.for_each_cqe([&](const pepita::abi::Cqe& c) {
+      if (c.res != static_cast<int>(kBlock)) die("ours: read failed: " + std::to_string(c.res));
+      const auto slot = static_cast<unsigned>(c.user_data);
+      if (s.latency)
+        run.lat_us.push_back(
+            std::chrono::duration<double, std::micro>(Clock::now() - start[slot]).count());
+      ++completed;
+      if (issued < total) {
+        issue(slot);
+        ++issued;
+      }
+    });
+  }
+  run.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return run;
+}
+
+Run reads_liburing(io_uring& ring, const ReadSetup& s, std::uint64_t total) {
+  std::mt19937_64 rng(42);
+  std::vector<Clock::time_point> start(s.qd);
+  Run run;
+  if (s.latency) run.lat_us.reserve(total);
+  auto issue = [&](unsigned slot) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    const std::uint64_t off = (rng() % s.blocks) * kBlock;
+    std::byte* buf = s.bufs + slot * kBlock;
+    if (s.fixed) {
+      io_uring_prep_read_fixed(sqe, s.fd, buf, kBlock, off, 0);
+    } else {
+      io_uring_prep_read(sqe, s.fd, buf, kBlock, off);
+    }
+    sqe->user_data = slot;
+    if (s.latency) start[slot] = Clock::now();
+  };
+  const auto t0 = Clock::now();
+  std::uint64_t issued = 0, completed = 0;
+  for (unsigned i = 0; i < s.qd && issued < total; ++i, ++issued) issue(i);
+  while (completed < total) {
+    if (io_uring_submit_and_wait(&ring, 1) < 0) die("liburing: submit_and_wait");
+    unsigned head, n = 0;
+    io_uring_cqe* cqe;
+    io_uring_for_each_cqe(&ring, head, cqe) {
+      if (cqe->res != static_cast<int>(kBlock)) die("liburing: read failed");
+      const auto slot = static_cast<unsigned>(cqe->user_data);
+      if (s.latency)
+        run.lat_us.push_back(
+            std::chrono::duration<double, std::micro>(Clock::now() - start[slot]).count());
+      ++completed;
+      ++n;
+      if (issued < total) {
+        issue(slot);
+        ++issued;
+      }
+    }
+    io_uring_cq_advance(&ring, n);
+  }
+  run.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return run;
+}
+
+// ---- table ----------------------------------------------------------------------------------
+
+struct Row {
+  std::string workload;
+  double ours_ns, anchor_ns;  // median ns per op
+  std::string extra;
+};
+std::vector<Row> g_rows;
+
+// Runs both sides kReps times, interleaved, and records the medians.
+void measure(const std::string& name, std::uint64_t ops, const std::function<Run()>& ours,
+             const std::function<Run()>& anchor, bool latency = false) {
+  (void)ours();  // warm-up: page faults, io-wq workers, caches
+  (void)anchor();
+  std::vector<double> t_ours, t_anchor, lat_ours, lat_anchor;
+  for (int r = 0; r < kReps; ++r) {
+    Run a = ours();
+    Run b = anchor();
+    t_ours.push_back(a.seconds);
+    t_anchor.push_back(b.seconds);
+    lat_ours.insert(lat_ours.end(), a.lat_us.begin(), a.lat_us.end());
+    lat_anchor.insert(lat_anchor.end(), b.lat_us.begin(), b.lat_us.end());
+  }
+  Row row{name, median(t_ours) * 1e9 / static_cast<double>(ops),
+          median(t_anchor) * 1e9 / static_cast<double>(ops), ""};
+  if (latency) {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "p50 %.1f/%.1f us  p99 %.1f/%.1f us", percentile(lat_ours, 0.5),
+                  percentile(lat_anchor, 0.5), percentile(lat_ours, 0.99),
+                  percentile(lat_anchor, 0.99));
+    row.extra = buf;
+  }
+  g_rows.push_back(row);
+  std::fprintf(stderr, "  done: %s\n", name.c_str());
+}
+
+pio::Ring make_ours(unsigned entries) {
+  auto r = pio::Ring::create(pio::RingOptions{.entries = entries});
+  if (!r) die(r.error().to_string());
+  return std::move(*r);
+}
+
+struct LibRing {
+  io_uring ring{};
+  explicit LibRing(unsigned entries) {
+    if (io_uring_queue_init(entries, &ring, 0) < 0) die("io_uring_queue_init");
+  }
+  ~LibRing() { io_uring_queue_exit(&ring); }
+  LibRing(const LibRing&) = delete;
+  LibRing& operator=(const LibRing&) = delete;
+};
+
+// A file of `bytes` filled with non-zero data, unlinked; O_DIRECT when `direct`.
+pepita::UniqueFd make_file(std::uint64_t bytes, bool direct) {
+  std::string path = "/tmp/pepita_bench_iou_XXXXXX";
+  pepita::UniqueFd fd(::mkostemp(path.data(), O_CLOEXEC | (direct ? O_DIRECT : 0)));
+  if (!fd) die("mkostemp " + path);
+  ::unlink(path.c_str());
+  auto chunk = pepita::Mapping::anonymous(1 << 20, "bench chunk");
+  if (!chunk) die("mmap");
+  std::memset(chunk->data(), 0x5a, 1 << 20);
+  for (std::uint64_t off = 0; off < bytes; off += 1 << 20) {
+    if (::pwrite(fd.get(), chunk->data(), 1 << 20, static_cast<off_t>(off)) != (1 << 20))
+      die("pwrite bench file");
+  }
+  return fd;
+}
+
+}  // namespace
+
+int main() {
+  std::fprintf(stderr, "pepita io_uring vs liburing (Debian liburing-dev), %d reps, medians\n",
+               kReps);
+
+  // 1. nop submit + reap.
+  for (unsigned batch : {1u, 8u, 32u, 128u}) {
+    const std::uint64_t ops = batch == 1 ? 200'000 : 1'000'000;
+    pio::Ring ours = make_ours(256);
+    LibRing lib(256);
+    measure(
+        "nop batch " + std::to_string(batch), ops, [&] { return nop_ours(ours, batch, ops); },
+        [&] { return nop_liburing(lib.ring, batch, ops); });
+  }
+
+  auto bufs = pepita::Mapping::anonymous(128 * kBlock, "bench buffers");
+  if (!bufs) die("mmap buffers");
+  std::memset(bufs->data(), 0, 128 * kBlock);
+
+  // 2. 4 KiB random reads from the page cache, and 3. with registered buffers.
+  {
+    constexpr std::uint64_t kFile = 256ull << 20;
+    pepita::UniqueFd f = make_file(kFile, false);
+    for (bool fixed : {false, true}) {
+      const unsigned qd = 32;
+      pio::Ring ours = make_ours(256);
+      LibRing lib(256);
+      iovec iov{bufs->data(), qd * kBlock};
+      if (fixed) {
+        if (!ours.register_buffers({&iov, 1})) die("ours: register_buffers");
+        if (io_uring_register_buffers(&lib.ring, &iov, 1) < 0) die("liburing: register_buffers");
+      }
+      const ReadSetup s{f.get(), kFile / kBlock, bufs->bytes(), qd, fixed, false};
+      const std::uint64_t ops = 200'000;
+      measure(
+          std::string("4K rand read page-cache qd32 ") + (fixed ? "fixed buf" : "plain buf"), ops,
+          [&] { return reads_ours(ours, s, ops); },
+          [&] { return reads_liburing(lib.ring, s, ops); });
+    }
+  }
+
+  // 4. 4 KiB random O_DIRECT reads of a 1 GiB file.
+  {
+    constexpr std::uint64_t kFile = 1ull << 30;
+    pepita::UniqueFd f = make_file(kFile, true);
+    for (unsigned qd : {1u, 32u, 128u}) {
+      pio::Ring ours = make_ours(256);
+      LibRing lib(256);
+      const ReadSetup s{f.get(), kFile / kBlock, bufs->bytes(), qd, false, true};
+      const std::uint64_t ops = qd == 1 ? 4'000 : 40'000;
+      measure(
+          "4K rand O_DIRECT read 1GiB qd" + std::to_string(qd), ops,
+          [&] { return reads_ours(ours, s, ops); },
+          [&] { return reads_liburing(lib.ring, s, ops); }, true);
+    }
+  }
+
+  std::printf("%-42s %12s %12s %10s %12s %12s %10s  %s\n", "workload", "ours ns/op", "liburing",
+              "time o/l", "ours Mops/s", "liburing", "ops/s o/l", "latency ours/liburing");
+  for (const Row& r : g_rows) {
+    std::printf("%-42s %12.1f %12.1f %10.3f %12.3f %12.3f %10.3f  %s\n", r.workload.c_str(),
+                r.ours_ns, r.anchor_ns, r.ours_ns / r.anchor_ns, 1e3 / r.ours_ns, 1e3 / r.anchor_ns,
+                r.anchor_ns / r.ours_ns, r.extra.c_str());
+  }
+  return 0;
+}
