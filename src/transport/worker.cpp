@@ -1,5 +1,6 @@
 // Worker daemon: acceptor thread, one thread per client connection (handshake, frames,
-// heartbeats, failure detection), `slots` runner threads shared by all clients.
+// heartbeats, failure detection), `slots` runner threads shared by all clients; processes are
+// spawned and reaped by the executor module's ProcessExecutor.
 #include "pepita/transport/worker.hpp"
 
 #include <sys/eventfd.h>
@@ -11,11 +12,12 @@
 #include <cstdio>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <list>
 #include <thread>
 
+#include "pepita/executor/process.hpp"
 #include "pepita/transport/messages.hpp"
-#include "transport/detail/process.hpp"
 #include "transport/detail/sys.hpp"
 
 namespace pepita::transport {
@@ -98,6 +100,9 @@ struct Worker::Impl {
   Endpoint bound;  // set once in start(); the listener itself is closed on stop
   std::string cache_dir;
   std::map<std::string, WorkerFunction> functions;
+  // Spawns, watches (pidfd + epoll), times out and reaps process tasks; runner threads block
+  // on its completions, so `slots` bounds the processes running at once.
+  std::unique_ptr<executor::ProcessExecutor> processes;
   UniqueFd stop_efd;
   std::atomic<bool> stopping{false};
   std::atomic<bool> kill_running{false};
@@ -197,6 +202,7 @@ struct Worker::Impl {
     }
     queue_cv.notify_all();
     for (auto& t : runners) t.join();
+    processes->shutdown();
     std::lock_guard lock(done_mu);
     done = true;
     done_cv.notify_all();
@@ -423,6 +429,50 @@ struct Worker::Impl {
     signal_fd(job.client->wake.get());
   }
 
+  static TaskStatus from_executor(executor::Status s) {
+    switch (s) {
+      case executor::Status::Succeeded: return TaskStatus::Succeeded;
+      case executor::Status::Signaled: return TaskStatus::Signaled;
+      case executor::Status::TimedOut: return TaskStatus::TimedOut;
+      case executor::Status::LaunchFailed: return TaskStatus::SpawnError;
+      case executor::Status::Cancelled: return TaskStatus::Cancelled;
+      default: return TaskStatus::Failed;
+    }
+  }
+
+  ResultMsg run_process(Job& job, const std::string& path, const std::string& cwd) {
+    const SubmitMsg& m = job.msg;
+    auto b = task::Task::binary(path);
+    b.args(m.args).stdin(m.stdin_data).name("remote-" + std::to_string(job.id));
+    if (!m.inherit_env) b.clear_env();
+    for (const auto& [k, v] : m.env) b.env(k, v);
+    if (!cwd.empty()) b.cwd(cwd);
+    if (m.timeout_ns > 0) b.timeout(std::chrono::nanoseconds(m.timeout_ns));
+    if (m.output_cap > 0) b.output_cap(static_cast<std::size_t>(m.output_cap));
+    auto t = b.build();
+    if (!t) {
+      return ResultMsg{
+          .status = TaskStatus::SpawnError, .exit_code = -1, .error = t.error().to_string()};
+    }
+    std::promise<executor::ExecutionResult> promise;
+    auto future = promise.get_future();
+    auto started = processes->start(
+        *t, job.stop.get_token(),
+        [&promise](executor::ExecutionResult r) { promise.set_value(std::move(r)); });
+    if (!started) {
+      return ResultMsg{
+          .status = TaskStatus::SpawnError, .exit_code = -1, .error = started.error().to_string()};
+    }
+    executor::ExecutionResult er = future.get();
+    return ResultMsg{.status = from_executor(er.status),
+                     .exit_code = er.exit_code,
+                     .signal = er.signal,
+                     .wall_ns = er.wall.count(),
+                     .stdout_data = std::move(er.stdout_data),
+                     .stderr_data = std::move(er.stderr_data),
+                     .error = std::move(er.error)};
+  }
+
   ResultMsg execute(Job& job) {
     const SubmitMsg& m = job.msg;
     if (m.kind == TaskKind::Function) {
@@ -482,7 +532,7 @@ struct Worker::Impl {
       }
       if (cwd.empty()) cwd = scratch;
     }
-    ResultMsg r = detail::run_process(m, path, cwd, job.cancel);
+    ResultMsg r = run_process(job, path, cwd);
     if (!scratch.empty()) {
       std::error_code ec;
       fs::remove_all(scratch, ec);
@@ -535,6 +585,8 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
   impl->bound = bound;
   impl->functions = builtin_functions();
   for (auto& [k, v] : options.functions) impl->functions[k] = v;
+  impl->processes = PEPITA_TRY(executor::ProcessExecutor::create(
+      {.slots = options.slots, .kill_grace = std::chrono::milliseconds(500)}));
   impl->stop_efd.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!impl->stop_efd) return fail_errno(errno, "eventfd");
   impl->opts = std::move(options);
