@@ -103,8 +103,12 @@ void publish(Level level) noexcept {
 struct State {
   std::atomic<std::uint8_t> active;
   std::atomic<bool> forced_by_env{false};
+  // Why PEPITA_SIMD was ignored at start-up (empty when unset or valid); written once, before
+  // the static is published, then only read.
+  std::string env_error;
   State() {
     auto env = level_from_env();
+    if (!env) env_error = env.error().message();
     forced_by_env.store(env.has_value() && *env != detected_level(), std::memory_order_relaxed);
     active.store(static_cast<std::uint8_t>(env.value_or(detected_level())),
                  std::memory_order_relaxed);
@@ -195,6 +199,7 @@ std::string level_summary() {
   if (f.avx512_bf16) s += " +bf16";
   if (active_level() != detected_level())
     s += state().forced_by_env.load(std::memory_order_relaxed) ? "; PEPITA_SIMD" : "; forced";
+  if (!state().env_error.empty()) s += "; ignored " + state().env_error;
   s += ")";
   return s;
 }

@@ -88,6 +88,8 @@ struct Ops<double> {
 // int8 dot without VNNI: sign-extend 32 bytes to 32 x i16, vpmaddwd into 16 x i32 (exact: each
 // pair sum is at most 2 * 128 * 128). The i32 lanes wrap like the scalar reference.
 std::int32_t dot_i8(const std::int8_t* x, const std::int8_t* y, std::size_t n) {
+  // SAFETY (the casts below): _mm256_loadu_si256 takes an unaligned __m256i* by convention; each
+  // full load reads 32 bytes inside [p, p + n) as the loop bounds guarantee.
   __m512i acc0 = _mm512_setzero_si512();
   __m512i acc1 = _mm512_setzero_si512();
   std::size_t i = 0;
@@ -115,6 +117,8 @@ std::int32_t dot_i8(const std::int8_t* x, const std::int8_t* y, std::size_t n) {
 
 // bf16 dot without AVX512-BF16: widen bf16 -> f32 exactly (shift left 16), FMA in f32.
 float dot_bf16(const std::uint16_t* x, const std::uint16_t* y, std::size_t n) {
+  // SAFETY (the casts below): unaligned 32-byte loads inside [p, p + n), as the loop bounds
+  // guarantee; the tail uses masked loads that touch only the remaining elements.
   __m512 acc0 = _mm512_setzero_ps();
   __m512 acc1 = _mm512_setzero_ps();
   auto widen = [](__m256i h) {

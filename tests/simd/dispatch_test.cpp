@@ -4,7 +4,10 @@
 #include "pepita/simd/dispatch.hpp"
 
 #include <gtest/gtest.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -102,6 +105,47 @@ TEST(Dispatch, EnvironmentVariable) {
   ASSERT_EQ(unsetenv("PEPITA_SIMD"), 0);
   ASSERT_EQ(*init_level_from_env(), detected_level());
   EXPECT_EQ(active_level(), detected_level());
+}
+
+// Child half of StartUpEnvironment: prints the summary the process started with.
+TEST(Dispatch, ChildPrintsSummary) {
+  if (std::getenv("PEPITA_SIMD_TEST_CHILD") == nullptr) GTEST_SKIP() << "only run as a child";
+  std::printf("SUMMARY<<%s>>\n", level_summary().c_str());
+}
+
+// Runs this test binary again with PEPITA_SIMD set, so the variable is seen at start-up (the
+// first kernel call), exactly as a user's process sees it.
+std::string child_summary(const char* value) {
+  char self[PATH_MAX] = {};
+  const ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (len <= 0) return "readlink failed";
+  const std::string cmd = std::string("PEPITA_SIMD_TEST_CHILD=1 PEPITA_SIMD='") + value + "' '" +
+                          std::string(self, static_cast<std::size_t>(len)) +
+                          "' --gtest_filter=Dispatch.ChildPrintsSummary 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return "popen failed";
+  std::string out;
+  char buf[512];
+  while (std::fgets(buf, sizeof(buf), pipe) != nullptr) out += buf;
+  pclose(pipe);
+  const auto b = out.find("SUMMARY<<"), e = out.find(">>", b);
+  return b == std::string::npos || e == std::string::npos ? out : out.substr(b + 9, e - b - 9);
+}
+
+TEST(Dispatch, StartUpEnvironment) {
+  const std::string forced = child_summary("scalar");
+  EXPECT_EQ(forced.rfind("scalar (detected ", 0), 0u) << forced;
+  if (detected_level() != Level::scalar) {
+    EXPECT_NE(forced.find("; PEPITA_SIMD"), std::string::npos) << forced;
+  }
+  const std::string bogus = child_summary("avx9");
+  EXPECT_EQ(bogus.rfind(std::string(to_string(detected_level())) + " (", 0), 0u) << bogus;
+  EXPECT_NE(bogus.find("ignored PEPITA_SIMD: unknown SIMD level 'avx9'"), std::string::npos)
+      << bogus;
+  if (detected_level() < Level::avx512) {
+    const std::string high = child_summary("avx512");
+    EXPECT_NE(high.find("ignored PEPITA_SIMD=avx512"), std::string::npos) << high;
+  }
 }
 
 TEST(Dispatch, SummaryNamesDetectedExtensions) {

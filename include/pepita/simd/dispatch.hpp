@@ -75,7 +75,9 @@ bool vnni_active() noexcept;
 bool bf16_active() noexcept;
 
 /// One line for `pepita info`: the active level, then the detected one with its extensions, e.g.
-/// "avx512 (detected avx512 +vnni +bf16)" or "avx2 (detected avx512 +vnni +bf16; forced)".
+/// "avx512 (detected avx512 +vnni +bf16)", "avx2 (detected avx512 +vnni +bf16; PEPITA_SIMD)"
+/// or, when PEPITA_SIMD was invalid at start-up, "...; ignored PEPITA_SIMD: unknown SIMD level
+/// 'avx9': use scalar, avx2 or avx512)".
 std::string level_summary();
 
 }  // namespace pepita::simd
