@@ -1,6 +1,7 @@
 // The vCPU run loop: host-call batches on the one port, guest faults decoded from the `hlt` stubs,
 // shutdowns, emulation failures and the watchdog. Everything read from guest memory is copied once
 // and validated before use.
+#include <atomic>
 #include <cstdio>
 #include <string>
 
@@ -155,22 +156,30 @@ Result<void> describe_fault(Vm::State& s, std::string reason, bool after_hlt, Ru
   return {};
 }
 
-Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& r) {
+Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& r, std::stop_token cancel) {
   const auto start = std::chrono::steady_clock::now();
   auto finish = [&](Stop stop) {
     r.elapsed = std::chrono::steady_clock::now() - start;
     if (stop == Stop::Exited) r.kind = ExitKind::Exited;
     if (stop == Stop::TimedOut) r.kind = ExitKind::TimedOut;
+    if (stop == Stop::Cancelled) r.kind = ExitKind::Cancelled;
     return stop;
   };
   kvm_run* run = s.run();
   auto watchdog = PEPITA_TRY(Watchdog::arm(run, s.config.timeout));
+  // Registered after the watchdog is armed, so a kick always finds this vCPU's kvm_run.
+  std::atomic<bool> cancelled{false};
+  std::stop_callback on_cancel(cancel, [&cancelled, self = ::pthread_self()] {
+    cancelled.store(true);
+    kick(self);
+  });
   const int vcpu = s.vcpu_fd.get();
   for (;;) {
     int res = sys::ioctl(vcpu, KVM_RUN, 0);
     // SAFETY: kvm_run is shared with KVM, which is not running this vCPU now (KVM_RUN returned).
     if (res == -EINTR || (res == 0 && run->exit_reason == KVM_EXIT_INTR)) {
       __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELAXED);
+      if (cancelled.load()) return finish(Stop::Cancelled);
       if (watchdog.expired()) return finish(Stop::TimedOut);
       continue;
     }
@@ -228,6 +237,7 @@ Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& r) {
             s, "unexpected KVM exit reason " + std::to_string(run->exit_reason), false, r));
         return finish(Stop::Fault);
     }
+    if (cancelled.load()) return finish(Stop::Cancelled);
     if (watchdog.expired()) return finish(Stop::TimedOut);
   }
 }

@@ -123,6 +123,7 @@ const char* kind_name(ExitKind kind) {
     case ExitKind::Exited: return "exited";
     case ExitKind::Fault: return "fault";
     case ExitKind::TimedOut: return "timed out";
+    case ExitKind::Cancelled: return "cancelled";
   }
   return "?";
 }
@@ -167,7 +168,7 @@ Result<Vm> Vm::create(const GuestImage& image, const VmConfig& config) {
   return Vm(std::move(s));
 }
 
-Result<RunResult> Vm::run(std::span<const std::byte> input) {
+Result<RunResult> Vm::run(std::span<const std::byte> input, std::stop_token stop) {
   State& s = *state_;
   if (s.ran)
     return fail(ErrorCode::InvalidArgument, "a micro-VM runs once; create or restore a new one");
@@ -182,10 +183,10 @@ Result<RunResult> Vm::run(std::span<const std::byte> input) {
       abi::PhysAddr(ga::kBootInfoGpa + offsetof(ga::BootInfo, input_size)), input.size()));
   s.input = input;
   RunResult result;
-  auto stop = detail::run_loop(s, false, result);
+  auto end = detail::run_loop(s, false, result, std::move(stop));
   s.input = {};
-  s.clean_exit = stop && *stop == detail::Stop::Exited;
-  PEPITA_TRY(std::move(stop));
+  s.clean_exit = end && *end == detail::Stop::Exited;
+  PEPITA_TRY(std::move(end));
   return result;
 }
 
@@ -290,7 +291,7 @@ std::string RunResult::describe() const {
   using std::chrono::microseconds;
   std::string out = kind_name(kind);
   if (kind == ExitKind::Exited) return out + " " + std::to_string(exit_code);
-  if (kind == ExitKind::TimedOut)
+  if (kind == ExitKind::TimedOut || kind == ExitKind::Cancelled)
     return out + " after " + std::to_string(duration_cast<microseconds>(elapsed).count()) + " us";
   if (!fault) return out;
   const GuestFault& f = *fault;

@@ -67,6 +67,8 @@ Result<Watchdog> Watchdog::arm(kvm_run* run, std::chrono::nanoseconds timeout) {
   return w;
 }
 
+void kick(pthread_t thread) noexcept { ::pthread_kill(thread, watchdog_signal()); }
+
 Watchdog::Watchdog(Watchdog&& other) noexcept
     : timer_(other.timer_),
       armed_(std::exchange(other.armed_, false)),

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <stop_token>
 #include <string>
+#include <thread>
 
 #include "pepita/vmm/guest_abi.hpp"
 #include "pepita/vmm/vm.hpp"
@@ -80,6 +82,31 @@ TEST(EscapeGuest, InfiniteLoopIsStoppedByTheWatchdog) {
   EXPECT_EQ(r->kind, ExitKind::TimedOut) << r->describe();
   EXPECT_GE(took, std::chrono::milliseconds(100));
   EXPECT_LT(took, std::chrono::seconds(2));
+}
+
+TEST(EscapeGuest, InfiniteLoopIsCancelledByStopToken) {
+  PEPITA_REQUIRE_KVM();
+  VmConfig config;
+  config.timeout = std::chrono::seconds(10);
+  auto vm = Vm::create(test::load_guest("escape"), config);
+  ASSERT_TRUE(vm);
+  std::stop_source stop;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    stop.request_stop();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto r = vm->run(test::bytes_of("f"), stop.get_token());
+  canceller.join();
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Cancelled) << r->describe();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  // A token stopped before the run starts cancels at once.
+  auto again = Vm::create(test::load_guest("escape"), config);
+  ASSERT_TRUE(again);
+  auto r2 = again->run(test::bytes_of("f"), stop.get_token());
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->kind, ExitKind::Cancelled);
 }
 
 TEST(EscapeGuest, HostCallIntoPageTablesIsRefused) {

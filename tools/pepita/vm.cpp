@@ -78,9 +78,10 @@ int usage(const std::string& message) {
 
 nlohmann::json to_json(const vmm::RunResult& r) {
   nlohmann::json out = {
-      {"kind", r.kind == vmm::ExitKind::Exited     ? "exited"
-               : r.kind == vmm::ExitKind::TimedOut ? "timed-out"
-                                                   : "fault"},
+      {"kind", r.kind == vmm::ExitKind::Exited      ? "exited"
+               : r.kind == vmm::ExitKind::TimedOut  ? "timed-out"
+               : r.kind == vmm::ExitKind::Cancelled ? "cancelled"
+                                                    : "fault"},
       {"exit_code", r.exit_code},
       {"output", r.output},
       {"exits", r.exits},
@@ -140,7 +141,8 @@ int run_vm(const VmRunOptions& o) {
   }
   switch (result->kind) {
     case vmm::ExitKind::Exited: return result->exit_code & 0xff;
-    case vmm::ExitKind::TimedOut: return kExitTimeout;
+    case vmm::ExitKind::TimedOut:
+    case vmm::ExitKind::Cancelled: return kExitTimeout;
     case vmm::ExitKind::Fault: return kExitGuestFault;
   }
   return kExitFailure;

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 
 #include "pepita/error.hpp"
@@ -42,9 +43,10 @@ struct VmConfig {
 };
 
 enum class ExitKind : uint8_t {
-  Exited,    // the guest called exit; exit_code is set
-  Fault,     // CPU exception, triple fault, emulation failure or ABI violation; see fault
-  TimedOut,  // the watchdog stopped it
+  Exited,     // the guest called exit; exit_code is set
+  Fault,      // CPU exception, triple fault, emulation failure or ABI violation; see fault
+  TimedOut,   // the watchdog stopped it
+  Cancelled,  // the caller's stop token was signalled
 };
 
 /// Where and how a guest died. vector is the x86 exception (14 = #PF, 13 = #GP, 6 = #UD) or -1
@@ -95,7 +97,8 @@ class Vm {
   /// Copies `input` into the input window and runs until the guest exits, faults or times out.
   /// A guest's misbehaviour is a RunResult (kind Fault/TimedOut), never an Error; Errors mean the
   /// host failed (ioctl, oversized input). A VM runs once: a second run() is InvalidArgument.
-  Result<RunResult> run(std::span<const std::byte> input);
+  /// Requesting stop on `stop` ends the run as ExitKind::Cancelled within about a millisecond.
+  Result<RunResult> run(std::span<const std::byte> input, std::stop_token stop = {});
 
   /// Runs a snapshottable VM (created with snapshottable = true) until the guest's kReady call
   /// and turns it into a Snapshot. A guest that exits or faults before kReady is an error that

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <span>
+#include <stop_token>
 
 #include "pepita/core/mapping.hpp"
 #include "pepita/core/unique_fd.hpp"
@@ -50,10 +51,12 @@ struct Snapshot::State {
 namespace detail {
 
 /// How a run loop ended, before it becomes a RunResult.
-enum class Stop { Exited, Ready, Fault, TimedOut };
+enum class Stop { Exited, Ready, Fault, TimedOut, Cancelled };
 
 /// Runs the vCPU until exit, fault, timeout or (when stop_at_ready) the guest's kReady call.
-Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& result);
+/// Requesting stop on `cancel` kicks the vCPU out of KVM_RUN and ends the loop as Cancelled.
+Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& result,
+                      std::stop_token cancel = {});
 
 /// Fills result.fault from the vCPU's registers after an exit that ended the guest.
 Result<void> describe_fault(Vm::State& s, std::string reason, bool after_hlt, RunResult& result);

@@ -5,6 +5,7 @@
 // (the pattern QEMU's kvm_cpu_kick uses).
 
 #include <linux/kvm.h>
+#include <pthread.h>
 #include <time.h>
 
 #include <chrono>
@@ -12,6 +13,10 @@
 #include "pepita/error.hpp"
 
 namespace pepita::vmm::detail {
+
+/// Sends the watchdog signal to `thread`: if it is in KVM_RUN under an armed Watchdog, KVM_RUN
+/// returns EINTR promptly (used for cancellation).
+void kick(pthread_t thread) noexcept;
 
 class Watchdog {
  public:
