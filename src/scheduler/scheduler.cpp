@@ -311,7 +311,14 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
                                                 std::to_string(kMaxWorkers) +
                                                 "; pass 0 for one per hardware thread");
   }
-  if (options.workers == 0) options.workers = std::max(1u, std::thread::hardware_concurrency());
+  if (options.workers == 0) {
+    // The affinity mask, not hardware_concurrency(): in a cpuset-limited container the latter
+    // counts CPUs we may never run on.
+    std::size_t allowed = sys::allowed_cpus().size();
+    options.workers = allowed != 0
+                          ? static_cast<unsigned>(std::min<std::size_t>(allowed, kMaxWorkers))
+                          : std::max(1u, std::thread::hardware_concurrency());
+  }
   init_membarrier();
 
   auto impl = std::make_unique<Impl>();

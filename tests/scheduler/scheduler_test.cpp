@@ -4,6 +4,7 @@
 #include "pepita/scheduler/scheduler.hpp"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <array>
@@ -51,9 +52,13 @@ TEST(Scheduler, RejectsAbsurdWorkerCount) {
   EXPECT_NE(s.error().message().find("limit"), std::string::npos);
 }
 
-TEST(Scheduler, DefaultsToHardwareConcurrency) {
+TEST(Scheduler, DefaultsToOneWorkerPerAllowedCpu) {
   auto s = make(0);
-  EXPECT_EQ(s->worker_count(), std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+  EXPECT_EQ(s->worker_count(), static_cast<unsigned>(CPU_COUNT(&set)));
+  EXPECT_LE(s->worker_count(), std::max(1u, std::thread::hardware_concurrency()));
 }
 
 TEST(Scheduler, SubmitFromOutsideRunsEveryTask) {

@@ -50,7 +50,8 @@ class TaskGroup;
 class Scheduler {
  public:
   struct Options {
-    /// Worker threads; 0 means std::thread::hardware_concurrency(). At most 4096.
+    /// Worker threads; 0 means one per CPU in the process's affinity mask (what
+    /// hardware_concurrency() reports when nothing restricts the process). At most 4096.
     unsigned workers = 0;
     /// Pin worker i to the i-th CPU of the process's affinity mask (wrapping around). Pinning
     /// failures (e.g. a restricted cpuset) are ignored: the worker runs unpinned.
@@ -70,7 +71,7 @@ class Scheduler {
   static Result<std::unique_ptr<Scheduler>> create(Options options);
   static Result<std::unique_ptr<Scheduler>> create() { return create(Options{}); }
 
-  /// The process-wide scheduler (hardware_concurrency workers, default options), created on
+  /// The process-wide scheduler (one worker per allowed CPU, default options), created on
   /// first use and destroyed (drained, joined) at static-destruction time. Aborts the process
   /// with a message if its threads cannot be started. TaskGroup and parallel_* default to it.
   static Scheduler& default_instance();

@@ -62,7 +62,7 @@ class TaskGroup {
   /// called on a worker. Returns the first failure: the Error a task returned, an Error made from
   /// a task's exception (see exception()), or Cancelled when cancel() was called. Afterwards the
   /// group is reset (not cancelled, no error) and may be reused. Only one thread may wait on a
-  /// group at a time.
+  /// group at a time, and never from one of the group's own tasks (it would wait for itself).
   Result<void> wait();
 
   /// Tasks not yet started are skipped; running tasks finish (they may poll is_cancelled()).
