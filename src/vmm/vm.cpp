@@ -141,6 +141,10 @@ Vm::Vm(Vm&&) noexcept = default;
 Vm& Vm::operator=(Vm&&) noexcept = default;
 Vm::~Vm() = default;
 const memory::GuestMemory& Vm::memory() const noexcept { return state_->mem; }
+void Vm::set_limits(std::chrono::nanoseconds timeout, uint64_t output_limit) noexcept {
+  state_->config.timeout = timeout;
+  state_->config.output_limit = output_limit;
+}
 
 Snapshot::Snapshot(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Snapshot::Snapshot(Snapshot&&) noexcept = default;

@@ -105,6 +105,10 @@ class Vm {
   /// carries the guest's description.
   static Result<Snapshot> capture(Vm vm);
 
+  /// Changes the next run's wall-clock limit and output limit (a restored VM inherits the
+  /// snapshot's otherwise).
+  void set_limits(std::chrono::nanoseconds timeout, uint64_t output_limit) noexcept;
+
   const memory::GuestMemory& memory() const noexcept;
 
   struct State;  // private to src/vmm
