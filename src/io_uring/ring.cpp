@@ -138,6 +138,15 @@ Result<Ring> Ring::create(const RingOptions& o) {
   // SAFETY: the SQE mapping is page-aligned and holds sq_entries slots.
   r.sqes_ = reinterpret_cast<abi::Sqe*>(r.sqes_map_.bytes());
 
+  if (o.register_ring_fd) {
+    // Any free slot of this thread's ring-fd table (offset -1); failure only costs speed.
+    abi::RsrcUpdate up{};
+    up.offset = ~0u;
+    up.data = static_cast<std::uint64_t>(fd);
+    if (sys::register_(fd, static_cast<unsigned>(abi::RegisterOp::RegisterRingFds), &up, 1) == 1)
+      r.registered_ = detail::RegisteredRingFd(fd, static_cast<int>(up.offset));
+  }
+
   // Identity SQ index array, written once: slot i of the SQE array is always ring entry i, so a
   // submit only has to publish the tail (liburing does the same since 2.2).
   for (std::uint32_t i = 0; i < r.sq_entries_; ++i) r.ksq_array_[i] = i;
@@ -192,9 +201,30 @@ unsigned Ring::flush_sq() noexcept {
 
 int Ring::enter(unsigned to_submit, unsigned min_complete, unsigned flags,
                 const abi::GeteventsArg* arg) noexcept {
-  return sys::enter(fd_.get(), to_submit, min_complete, flags, arg,
-                    arg != nullptr ? sizeof(*arg) : 0);
+  const std::size_t argsz = arg != nullptr ? sizeof(*arg) : 0;
+  const int index = registered_.index_for_this_thread();
+  if (index >= 0) [[likely]] {
+    const int r =
+        sys::enter(index, to_submit, min_complete, flags | abi::enter::REGISTERED_RING, arg, argsz);
+    if (r != -EBADF) return r;
+    registered_.reset();  // the registration is gone (should not happen): use the plain fd
+  }
+  return sys::enter(fd_.get(), to_submit, min_complete, flags, arg, argsz);
 }
+
+namespace detail {
+
+void RegisteredRingFd::reset() noexcept {
+  if (index_ >= 0 && pthread_equal(owner_, pthread_self())) {
+    abi::RsrcUpdate up{};
+    up.offset = static_cast<std::uint32_t>(index_);
+    (void)sys::register_(ring_fd_, static_cast<unsigned>(abi::RegisterOp::UnregisterRingFds), &up,
+                         1);
+  }
+  index_ = -1;
+}
+
+}  // namespace detail
 
 Result<unsigned> Ring::submit_impl(unsigned wait_nr, const abi::GeteventsArg* arg) {
   unsigned pending = flush_sq();

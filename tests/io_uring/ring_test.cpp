@@ -285,6 +285,35 @@ TEST(Ring, TeardownWithOpsInFlight) {
   EXPECT_EQ(::read(a.get(), &c, 1), 1);
 }
 
+TEST(Ring, UsableFromAnotherThreadThanItsCreator) {
+  // The registered ring fd belongs to the creating thread; elsewhere the Ring must fall back to
+  // the plain fd transparently.
+  for (bool registered : {true, false}) {
+    PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 8, .register_ring_fd = registered});
+    prep_nop(*ring.get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(ring).res, 0);
+    int res = -1;
+    std::thread other([&] {
+      prep_nop(*ring.get_sqe());
+      res = test::submit_and_reap_one(ring).res;
+    });
+    other.join();
+    EXPECT_EQ(res, 0);
+    prep_nop(*ring.get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(ring).res, 0);
+  }
+  // A Ring created on a thread that has exited.
+  std::optional<Ring> orphan;
+  std::thread maker([&] {
+    auto r = Ring::create(RingOptions{.entries = 4});
+    if (r) orphan.emplace(std::move(*r));
+  });
+  maker.join();
+  if (!orphan) GTEST_SKIP() << "io_uring unavailable";
+  prep_nop(*orphan->get_sqe());
+  EXPECT_EQ(test::submit_and_reap_one(*orphan).res, 0);
+}
+
 TEST(Ring, MoveKeepsTheRingWorking) {
   PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4});
   Ring moved = std::move(ring);

@@ -9,11 +9,13 @@
 //   PEPITA_TRY(ring.submit_and_wait(1));
 //   ring.for_each_cqe([](const abi::Cqe& c) { use(c.user_data, c.res); });  // advances once
 
+#include <pthread.h>
 #include <sys/uio.h>
 
 #include <chrono>
 #include <cstdint>
 #include <span>
+#include <utility>
 
 #include "pepita/abi/io_uring.hpp"
 #include "pepita/core/mapping.hpp"
@@ -36,12 +38,53 @@ struct RingOptions {
   bool clamp = false;                   // clamp oversized entries instead of failing with EINVAL
   bool single_issuer = false;     // only the creating thread submits (IORING_SETUP_SINGLE_ISSUER)
   bool coop_taskrun = false;      // no IPI for task work (IORING_SETUP_COOP_TASKRUN)
+  bool register_ring_fd = true;   // enter through a registered ring index (5.18+), skipping the
+                                  // fd lookup of every io_uring_enter on the creating thread
   std::uint32_t extra_flags = 0;  // any other abi::setup:: flags, passed through
 };
 
 /// One io_uring: an fd plus three kernel-shared mappings. Single-threaded: one thread fills SQEs
 /// and reaps CQEs (the event loop gives each thread its own Ring). Movable, not copyable; a
 /// moved-from Ring may only be destroyed or assigned to.
+namespace detail {
+
+/// The ring fd registered in the creating thread's io_uring context (IORING_REGISTER_RING_FDS).
+/// The registration is per thread: it is used only from that thread and released on destruction
+/// when that is where the Ring dies (otherwise the kernel drops it when the thread exits).
+class RegisteredRingFd {
+ public:
+  RegisteredRingFd() noexcept = default;
+  RegisteredRingFd(int ring_fd, int index) noexcept
+      : ring_fd_(ring_fd), index_(index), owner_(pthread_self()) {}
+  RegisteredRingFd(RegisteredRingFd&& o) noexcept
+      : ring_fd_(o.ring_fd_), index_(std::exchange(o.index_, -1)), owner_(o.owner_) {}
+  RegisteredRingFd& operator=(RegisteredRingFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      ring_fd_ = o.ring_fd_;
+      index_ = std::exchange(o.index_, -1);
+      owner_ = o.owner_;
+    }
+    return *this;
+  }
+  RegisteredRingFd(const RegisteredRingFd&) = delete;
+  RegisteredRingFd& operator=(const RegisteredRingFd&) = delete;
+  ~RegisteredRingFd() { reset(); }
+
+  /// The registered index when called from the owning thread, else -1.
+  int index_for_this_thread() const noexcept {
+    return index_ >= 0 && pthread_equal(owner_, pthread_self()) ? index_ : -1;
+  }
+  void reset() noexcept;
+
+ private:
+  int ring_fd_ = -1;
+  int index_ = -1;
+  pthread_t owner_{};
+};
+
+}  // namespace detail
+
 class Ring {
  public:
   /// Creates the ring and maps it. Errors: Unsupported (ENOSYS, or io_uring disabled by the
@@ -207,8 +250,9 @@ class Ring {
   // Teardown order matters: members are destroyed in reverse, so the mappings (declared after
   // fd_) are unmapped before the ring fd is closed, as liburing's io_uring_queue_exit does.
   UniqueFd fd_;
-  Mapping sq_ring_map_;  // with FEAT_SINGLE_MMAP also holds the CQ ring
-  Mapping cq_ring_map_;  // empty with FEAT_SINGLE_MMAP
+  detail::RegisteredRingFd registered_;  // unregistered before fd_ closes
+  Mapping sq_ring_map_;                  // with FEAT_SINGLE_MMAP also holds the CQ ring
+  Mapping cq_ring_map_;                  // empty with FEAT_SINGLE_MMAP
   Mapping sqes_map_;
 
   // Pointers into sq_ring_map_ / cq_ring_map_ (kernel-shared).
