@@ -26,13 +26,14 @@ std::string unique_path(const char* stem) {
       .string();
 }
 
-// Child mode: PEPITA_TRANSPORT_TEST_WORKER="<key file> <slots> <port> <port file>".
+// Child mode: PEPITA_TRANSPORT_TEST_WORKER="<key file> <slots> <port> <port file> [host]".
 // Runs a worker until SIGTERM (drain) and exits without returning to gtest.
 [[noreturn]] void worker_child_main(const char* spec) {
   char key_path[512];
   unsigned slots = 0, port = 0;
   char port_file[512];
-  if (std::sscanf(spec, "%511s %u %u %511s", key_path, &slots, &port, port_file) != 4) {
+  char host[64] = "127.0.0.1";
+  if (std::sscanf(spec, "%511s %u %u %511s %63s", key_path, &slots, &port, port_file, host) < 4) {
     std::fprintf(stderr, "bad %s\n", kWorkerEnv);
     std::_Exit(2);
   }
@@ -47,7 +48,8 @@ std::string unique_path(const char* stem) {
     std::_Exit(3);
   }
   WorkerOptions o;
-  o.listen = "127.0.0.1:" + std::to_string(port);
+  o.listen = std::string(host) + ":" + std::to_string(port);
+  o.allow_non_loopback = true;  // the netns test listens on a veth address
   o.key = std::move(*key);
   o.slots = slots;
   o.name = "child-" + std::to_string(::getpid());
@@ -106,12 +108,15 @@ std::unique_ptr<Worker> start_worker(const Key& key, std::uint32_t slots,
 }
 
 std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& key_path,
-                                                    std::uint32_t slots, std::uint16_t port) {
+                                                    std::uint32_t slots, std::uint16_t port,
+                                                    const std::string& netns,
+                                                    const std::string& host) {
   auto wp = std::make_unique<WorkerProcess>();
+  wp->host_ = host;
   wp->port_file_ = unique_path("pepita-test-port");
   std::filesystem::remove(wp->port_file_);
   const std::string spec = std::string(kWorkerEnv) + "=" + key_path + " " + std::to_string(slots) +
-                           " " + std::to_string(port) + " " + wp->port_file_;
+                           " " + std::to_string(port) + " " + wp->port_file_ + " " + host;
   std::vector<std::string> env_s{spec};
   for (char** e = environ; *e != nullptr; ++e) {
     if (!std::string_view(*e).starts_with(kWorkerEnv)) env_s.emplace_back(*e);
@@ -119,9 +124,14 @@ std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& key_path,
   std::vector<char*> envp;
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::string self = "/proc/self/exe";
-  char* argv[] = {self.data(), nullptr};
-  if (::posix_spawn(&wp->pid_, "/proc/self/exe", nullptr, nullptr, argv, envp.data()) != 0) {
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> argv_s;
+  if (!netns.empty()) argv_s = {"ip", "netns", "exec", netns};  // ip execs the binary in place
+  argv_s.push_back(self);
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  if (::posix_spawnp(&wp->pid_, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0) {
     return nullptr;
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

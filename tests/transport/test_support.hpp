@@ -33,12 +33,14 @@ std::unique_ptr<Worker> start_worker(
 /// A worker running in a child process; killed with SIGKILL on destruction if still alive.
 class WorkerProcess {
  public:
-  /// Starts one and waits until it listens. `port` 0 picks a free port.
+  /// Starts one and waits until it listens on `host`. `port` 0 picks a free port; a non-empty
+  /// `netns` runs it inside that network namespace (`ip netns exec`).
   static std::unique_ptr<WorkerProcess> spawn(const std::string& key_path, std::uint32_t slots,
-                                              std::uint16_t port = 0);
+                                              std::uint16_t port = 0, const std::string& netns = "",
+                                              const std::string& host = "127.0.0.1");
   ~WorkerProcess();
   std::uint16_t port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return host_ + ":" + std::to_string(port_); }
   pid_t pid() const { return pid_; }
   /// Sends `sig` and reaps the process; returns its wait status.
   int kill_and_wait(int sig);
@@ -46,6 +48,7 @@ class WorkerProcess {
  private:
   pid_t pid_ = -1;
   std::uint16_t port_ = 0;
+  std::string host_ = "127.0.0.1";
   std::string port_file_;
 };
 
