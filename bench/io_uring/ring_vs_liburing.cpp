@@ -30,7 +30,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr int kReps = 7;
+constexpr int kReps = 7;        // >= 5 as the issue asks; medians
+constexpr int kDirectReps = 9;  // the shared disk is noisier: more, shorter runs
 constexpr std::size_t kBlock = 4096;
 
 [[noreturn]] void die(const std::string& what) {
@@ -200,13 +201,20 @@ std::vector<Row> g_rows;
 
 // Runs both sides kReps times, interleaved, and records the medians.
 void measure(const std::string& name, std::uint64_t ops, const std::function<Run()>& ours,
-             const std::function<Run()>& anchor, bool latency = false) {
+             const std::function<Run()>& anchor, bool latency = false, int reps = kReps) {
   (void)ours();  // warm-up: page faults, io-wq workers, caches
   (void)anchor();
   std::vector<double> t_ours, t_anchor, lat_ours, lat_anchor;
-  for (int r = 0; r < kReps; ++r) {
-    Run a = ours();
-    Run b = anchor();
+  for (int r = 0; r < reps; ++r) {
+    // Alternate which side goes first so drift in machine load does not favour either.
+    Run a, b;
+    if (r % 2 == 0) {
+      a = ours();
+      b = anchor();
+    } else {
+      b = anchor();
+      a = ours();
+    }
     t_ours.push_back(a.seconds);
     t_anchor.push_back(b.seconds);
     lat_ours.insert(lat_ours.end(), a.lat_us.begin(), a.lat_us.end());
@@ -265,7 +273,7 @@ int main() {
 
   // 1. nop submit + reap.
   for (unsigned batch : {1u, 8u, 32u, 128u}) {
-    const std::uint64_t ops = batch == 1 ? 200'000 : 1'000'000;
+    const std::uint64_t ops = batch == 1 ? 100'000 : 400'000;
     pio::Ring ours = make_ours(256);
     LibRing lib(256);
     measure(
@@ -291,7 +299,7 @@ int main() {
         if (io_uring_register_buffers(&lib.ring, &iov, 1) < 0) die("liburing: register_buffers");
       }
       const ReadSetup s{f.get(), kFile / kBlock, bufs->bytes(), qd, fixed, false};
-      const std::uint64_t ops = 200'000;
+      const std::uint64_t ops = 100'000;
       measure(
           std::string("4K rand read page-cache qd32 ") + (fixed ? "fixed buf" : "plain buf"), ops,
           [&] { return reads_ours(ours, s, ops); },
@@ -307,11 +315,11 @@ int main() {
       pio::Ring ours = make_ours(256);
       LibRing lib(256);
       const ReadSetup s{f.get(), kFile / kBlock, bufs->bytes(), qd, false, true};
-      const std::uint64_t ops = qd == 1 ? 4'000 : 40'000;
+      const std::uint64_t ops = qd == 1 ? 1'500 : 15'000;
       measure(
           "4K rand O_DIRECT read 1GiB qd" + std::to_string(qd), ops,
           [&] { return reads_ours(ours, s, ops); },
-          [&] { return reads_liburing(lib.ring, s, ops); }, true);
+          [&] { return reads_liburing(lib.ring, s, ops); }, true, kDirectReps);
     }
   }
 
