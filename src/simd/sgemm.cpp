@@ -76,11 +76,12 @@ struct Operands {
 
 // One full micro-panel of row-major A: 4x4 SSE transposes turn four rows' runs along k into
 // the k-major layout the micro-kernel reads (SSE is part of the x86-64 baseline, so this runs
-// before and regardless of dispatch). mr is a multiple of 4.
+// before and regardless of dispatch); rows past the last multiple of 4 are copied one by one.
 void pack_a_rows_sse(const Operands& op, std::size_t mr, std::size_t row0, std::size_t p0,
                      std::size_t kb, float* panel) {
   const __m128 alpha = _mm_set1_ps(op.alpha);
-  for (std::size_t i = 0; i < mr; i += 4) {
+  std::size_t i = 0;
+  for (; i + 4 <= mr; i += 4) {
     const float* r0 = op.a + (row0 + i) * op.lda + p0;
     const float* r1 = r0 + op.lda;
     const float* r2 = r1 + op.lda;
@@ -102,6 +103,10 @@ void pack_a_rows_sse(const Operands& op, std::size_t mr, std::size_t row0, std::
       panel[p * mr + i + 3] = op.alpha * r3[p];
     }
   }
+  for (; i < mr; ++i) {  // mr = 6 (AVX2): two rows left
+    const float* src = op.a + (row0 + i) * op.lda + p0;
+    for (std::size_t p = 0; p < kb; ++p) panel[p * mr + i] = op.alpha * src[p];
+  }
 }
 
 // A block rows [i0, i0 + mb) x depth [p0, p0 + kb), alpha folded in, as ceil(mb / mr)
@@ -111,7 +116,7 @@ void pack_a(const Operands& op, std::size_t mr, std::size_t i0, std::size_t p0, 
   for (std::size_t ir = 0; ir < mb; ir += mr) {
     const std::size_t rows = std::min(mr, mb - ir);
     float* panel = dst + ir * kb;
-    if (op.ta == Transpose::no && rows == mr && mr % 4 == 0) {
+    if (op.ta == Transpose::no && rows == mr) {
       pack_a_rows_sse(op, mr, i0 + ir, p0, kb, panel);
       continue;
     }
