@@ -1,0 +1,78 @@
+#pragma once
+// vhost-user backend: serves one VirtioDevice to a frontend (QEMU) over a unix socket, the model
+// of qemu-storage-daemon and SPDK's vhost target. The frontend runs the guest and hands us its
+// RAM (memfd fds with SET_MEM_TABLE), the virtqueue addresses and kick/call eventfds; one thread
+// per started virtqueue waits on its kick fd, lets the device serve the ring and signals call.
+//
+//   auto dev = PEPITA_TRY(blk::BlkDevice::create(std::move(disk), {.num_queues = 2}));
+//   auto backend = PEPITA_TRY(Backend::listen("/tmp/vhost.sock", *dev));
+//   std::thread t([&] { (void)backend->run(); });   // serves frontends until stop()
+//   ...; backend->stop(); t.join();
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pepita/core/unique_fd.hpp"
+#include "pepita/error.hpp"
+#include "pepita/virtio/device.hpp"
+#include "pepita/virtio/guest_ram.hpp"
+#include "pepita/virtio/queue.hpp"
+#include "pepita/virtio/vhost_user_proto.hpp"
+
+namespace pepita::virtio::vhost_user {
+
+class Backend {
+ public:
+  /// Binds a listening unix socket at `path` (a stale socket file there is replaced). `device`
+  /// is borrowed and must outlive the backend. The errno of socket/bind/listen on failure.
+  static Result<std::unique_ptr<Backend>> listen(const std::string& path, VirtioDevice& device);
+  /// A backend for an already-connected socket (tests: one end of a socketpair).
+  static Result<std::unique_ptr<Backend>> adopt(UniqueFd connection, VirtioDevice& device);
+  ~Backend();
+
+  /// Serves frontends one after another until stop(); each disconnect resets the device.
+  /// Protocol errors of one frontend end that connection (logged on stderr), not the loop.
+  Result<void> run();
+  /// Serves the current/next connection only, until it closes or stop(). Protocol error when the
+  /// frontend broke the protocol.
+  Result<void> serve_one();
+  /// Thread-safe, async-signal-unsafe: makes run()/serve_one() return soon.
+  void stop() noexcept;
+
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  struct Vring;
+  struct Token {};
+
+ public:
+  Backend(Token, VirtioDevice& device, UniqueFd listener, UniqueFd stop_fd, std::string path);
+
+ private:
+  Result<void> handle(const Header& hdr, std::span<const std::byte> payload,
+                      std::vector<UniqueFd>& fds, bool& replied);
+  Result<void> reply(uint32_t request, std::span<const std::byte> payload);
+  Result<void> set_mem_table(std::span<const std::byte> payload, std::vector<UniqueFd>& fds);
+  Result<Vring*> vring(uint64_t index);
+  Result<void> start_vring(Vring& v);
+  void stop_vring(Vring& v) noexcept;
+  void stop_all() noexcept;
+  void disconnect() noexcept;
+  void worker(Vring& v) noexcept;
+
+  VirtioDevice& device_;
+  UniqueFd listener_;
+  UniqueFd stop_fd_;  // eventfd: stop() writes it
+  UniqueFd conn_;
+  std::string path_;
+  uint64_t acked_features_ = 0;
+  uint64_t protocol_features_ = 0;
+  std::unique_ptr<MemoryTable> memory_;  // stable address: running queues point at it
+  std::vector<std::unique_ptr<Vring>> vrings_;
+};
+
+}  // namespace pepita::virtio::vhost_user

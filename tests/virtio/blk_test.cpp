@@ -1,0 +1,257 @@
+// virtio-blk: Request::parse on crafted chains, and the device serving a MemDisk over a ring.
+#include "pepita/virtio/blk.hpp"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "driver_ring.hpp"
+#include "pepita/blk_mq/mem_disk.hpp"
+
+namespace pepita::virtio::blk {
+namespace {
+using testing::DriverRing;
+namespace v = abi::virtio;
+namespace vb = abi::virtio_blk;
+
+constexpr uint64_t kCapacity = 2048;  // sectors: 1 MiB
+
+Limits limits() {
+  return {.capacity_sectors = kCapacity,
+          .max_data_bytes = 1u << 20,
+          .logical_block_size = 512,
+          .read_only = false,
+          .discard = true,
+          .write_zeroes = true};
+}
+
+struct Built {
+  uint16_t head;
+  uint64_t status;
+  std::vector<uint64_t> data;
+};
+
+// Builds header + `data` buffers (readable for OUT-like types, writable otherwise) + status at
+// descriptors 0.., publishes it. `split_header` puts the header in two descriptors.
+Built build(DriverRing& d, uint32_t type, uint64_t sector, std::vector<uint32_t> data_lens,
+            bool data_writable, bool split_header = false) {
+  Built b{0, 0, {}};
+  uint16_t i = 0;
+  const uint64_t hdr = d.alloc(16);
+  vb::RequestHeader h{type, 0, sector};
+  d.fill(hdr, &h, sizeof h);
+  if (split_header) {
+    d.desc(i, hdr, 5, v::DESC_F_NEXT, static_cast<uint16_t>(i + 1));
+    ++i;
+    d.desc(i, hdr + 5, 11, v::DESC_F_NEXT, static_cast<uint16_t>(i + 1));
+  } else {
+    d.desc(i, hdr, 16, v::DESC_F_NEXT, static_cast<uint16_t>(i + 1));
+  }
+  ++i;
+  for (uint32_t len : data_lens) {
+    const uint64_t buf = d.alloc(len);
+    b.data.push_back(buf);
+    d.desc(i, buf, len,
+           static_cast<uint16_t>(v::DESC_F_NEXT | (data_writable ? v::DESC_F_WRITE : 0)),
+           static_cast<uint16_t>(i + 1));
+    ++i;
+  }
+  b.status = d.alloc(1);
+  const uint8_t junk = 0xee;
+  d.fill(b.status, &junk, 1);
+  d.desc(i, b.status, 1, v::DESC_F_WRITE);
+  d.publish(0);
+  return b;
+}
+
+Result<Request> parse_next(DriverRing& d, Queue& q) {
+  Chain c;
+  auto got = q.pop(c);
+  if (!got) return std::unexpected(got.error());
+  EXPECT_TRUE(*got);
+  return Request::parse(c, d.ram, limits());
+}
+
+TEST(BlkParse, ReadWriteAndSplitHeader) {
+  DriverRing d(32);
+  Queue q = d.activate();
+  build(d, vb::T_IN, 8, {512, 3584}, true);
+  auto r = parse_next(d, q).value();
+  EXPECT_EQ(r.status, vb::S_OK) << r.reason;
+  EXPECT_EQ(r.nr_sectors, 8u);
+  EXPECT_EQ(r.data.size(), 2u);
+
+  DriverRing d2(32);
+  Queue q2 = d2.activate();
+  build(d2, vb::T_OUT, 16, {4096}, false, /*split_header=*/true);
+  r = parse_next(d2, q2).value();
+  EXPECT_EQ(r.status, vb::S_OK) << r.reason;
+  EXPECT_EQ(r.sector, 16u);
+  EXPECT_EQ(r.data_bytes, 4096u);
+}
+
+TEST(BlkParse, RefusesBadRequestsWithAStatus) {
+  struct Case {
+    uint32_t type;
+    uint64_t sector;
+    std::vector<uint32_t> lens;
+    bool writable;
+    uint8_t status;
+    const char* what;
+  };
+  const Case cases[] = {
+      {vb::T_IN, 0, {512}, false, vb::S_IOERR, "read with a device-readable data buffer"},
+      {vb::T_OUT, 0, {512}, true, vb::S_IOERR, "write with a device-writable data buffer"},
+      {vb::T_IN, 0, {100}, true, vb::S_IOERR, "length not a multiple of 512"},
+      {vb::T_IN, kCapacity - 1, {1024}, true, vb::S_IOERR, "runs past the end"},
+      {vb::T_IN, ~0ull - 1, {1024}, true, vb::S_IOERR, "sector + length overflows"},
+      {vb::T_IN, 0, {}, true, vb::S_IOERR, "zero-length read"},
+      {99, 0, {}, true, vb::S_UNSUPP, "unknown type"},
+  };
+  for (const auto& c : cases) {
+    DriverRing d(32);
+    Queue q = d.activate();
+    build(d, c.type, c.sector, c.lens, c.writable);
+    auto r = parse_next(d, q);
+    ASSERT_TRUE(r.has_value()) << c.what << ": " << r.error().to_string();
+    EXPECT_EQ(r->status, c.status) << c.what;
+    EXPECT_TRUE(r->data.empty()) << c.what;
+  }
+}
+
+TEST(BlkParse, ChainsThatCannotCarryARequestNeedAReset) {
+  {
+    DriverRing d(8);
+    Queue q = d.activate();
+    d.desc(0, d.alloc(8), 8, v::DESC_F_NEXT, 1);  // header too short
+    d.desc(1, d.alloc(1), 1, v::DESC_F_WRITE);
+    d.publish(0);
+    auto r = parse_next(d, q);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code(), ErrorCode::Protocol);
+  }
+  {
+    DriverRing d(8);
+    Queue q = d.activate();
+    d.desc(0, d.alloc(16), 16, 0);  // no status byte
+    d.publish(0);
+    EXPECT_FALSE(parse_next(d, q).has_value());
+  }
+  {
+    DriverRing d(8);
+    Queue q = d.activate();
+    d.desc(0, d.alloc(16), 0, v::DESC_F_NEXT, 1);  // zero-length chain
+    d.desc(1, d.alloc(1), 0, v::DESC_F_WRITE);
+    d.publish(0);
+    EXPECT_FALSE(parse_next(d, q).has_value());
+  }
+}
+
+TEST(BlkParse, DiscardSegment) {
+  DriverRing d(8);
+  Queue q = d.activate();
+  auto b = build(d, vb::T_DISCARD, 0, {16}, false);
+  vb::DiscardWriteZeroes seg{64, 128, 0};
+  d.fill(b.data[0], &seg, sizeof seg);
+  auto r = parse_next(d, q).value();
+  EXPECT_EQ(r.status, vb::S_OK) << r.reason;
+  EXPECT_EQ(r.sector, 64u);
+  EXPECT_EQ(r.nr_sectors, 128u);
+
+  DriverRing d2(8);
+  Queue q2 = d2.activate();
+  b = build(d2, vb::T_DISCARD, 0, {16}, false);
+  seg = {kCapacity - 8, 16, 0};
+  d2.fill(b.data[0], &seg, sizeof seg);
+  EXPECT_EQ(parse_next(d2, q2).value().status, vb::S_IOERR) << "discard past the end";
+}
+
+class BlkDeviceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto disk = blk_mq::MemDisk::create({.capacity_bytes = kCapacity * 512, .queues = 1});
+    ASSERT_TRUE(disk.has_value());
+    auto dev = BlkDevice::create(std::move(*disk), {.num_queues = 1, .serial = "pepita-test"});
+    ASSERT_TRUE(dev.has_value()) << dev.error().to_string();
+    dev_ = std::move(*dev);
+    const uint64_t all = dev_->features();
+    ASSERT_TRUE(dev_->activate(all));
+  }
+  uint8_t status_at(DriverRing& d, uint64_t gpa) {
+    return static_cast<uint8_t>(d.bytes(gpa, 1)[0]);
+  }
+  std::unique_ptr<BlkDevice> dev_;
+};
+
+TEST_F(BlkDeviceTest, WriteThenReadBackScatterGather) {
+  DriverRing d(64);
+  Queue q = d.activate();
+  std::vector<uint8_t> pattern(8192);
+  std::iota(pattern.begin(), pattern.end(), 1);
+  auto w = build(d, vb::T_OUT, 24, {1024, 7168}, false);
+  d.fill(w.data[0], pattern.data(), 1024);
+  d.fill(w.data[1], pattern.data() + 1024, 7168);
+  EXPECT_TRUE(dev_->process(0, q).value()) << "driver wants an interrupt";
+  EXPECT_EQ(status_at(d, w.status), vb::S_OK);
+  EXPECT_EQ(d.used(0).len, 1u);
+
+  auto r = build(d, vb::T_IN, 24, {8192}, true);  // one segment: served in place
+  ASSERT_TRUE(dev_->process(0, q));
+  EXPECT_EQ(status_at(d, r.status), vb::S_OK);
+  EXPECT_EQ(d.used(1).len, 8193u);
+  auto back = d.bytes(r.data[0], 8192);
+  EXPECT_EQ(std::memcmp(back.data(), pattern.data(), 8192), 0);
+  EXPECT_EQ(dev_->stats(0).requests, 2u);
+}
+
+TEST_F(BlkDeviceTest, FlushGetIdDiscardAndRefusal) {
+  DriverRing d(64);
+  Queue q = d.activate();
+  auto f = build(d, vb::T_FLUSH, 0, {}, true);
+  ASSERT_TRUE(dev_->process(0, q));
+  EXPECT_EQ(status_at(d, f.status), vb::S_OK);
+  auto id = build(d, vb::T_GET_ID, 0, {20}, true);
+  ASSERT_TRUE(dev_->process(0, q));
+  EXPECT_EQ(status_at(d, id.status), vb::S_OK);
+  auto idb = d.bytes(id.data[0], 11);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(idb.data()), 11), "pepita-test");
+  auto bad = build(d, vb::T_IN, kCapacity, {512}, true);
+  ASSERT_TRUE(dev_->process(0, q));
+  EXPECT_EQ(status_at(d, bad.status), vb::S_IOERR);
+  EXPECT_EQ(dev_->stats(0).refused, 1u);
+  EXPECT_EQ(dev_->status_bits(), 0);
+}
+
+TEST_F(BlkDeviceTest, MalformedChainSetsNeedsReset) {
+  DriverRing d(8);
+  Queue q = d.activate();
+  d.desc(0, d.alloc(16), 16, v::DESC_F_NEXT, 1);
+  d.desc(1, d.alloc(16), 16, v::DESC_F_NEXT, 0);
+  d.publish(0);
+  auto r = dev_->process(0, q);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(dev_->status_bits(), v::STATUS_NEEDS_RESET);
+  dev_->reset();
+  EXPECT_EQ(dev_->status_bits(), 0);
+}
+
+TEST(BlkDevice, ConfigAndFeatures) {
+  auto disk = blk_mq::MemDisk::create({.capacity_bytes = 4 << 20, .queues = 2}).value();
+  EXPECT_FALSE(BlkDevice::create(blk_mq::MemDisk::create({.capacity_bytes = 1 << 20}).value(),
+                                 {.num_queues = 2})
+                   .has_value())
+      << "more virtqueues than disk queues";
+  auto dev = BlkDevice::create(std::move(disk), {.num_queues = 2}).value();
+  vb::Config cfg;
+  ASSERT_EQ(dev->config().size(), sizeof cfg);
+  std::memcpy(&cfg, dev->config().data(), sizeof cfg);
+  EXPECT_EQ(cfg.capacity, (4u << 20) / 512);
+  EXPECT_EQ(cfg.num_queues, 2);
+  EXPECT_LE(uint64_t{cfg.seg_max} * cfg.size_max, dev->limits().max_data_bytes);
+  EXPECT_NE(dev->features() & v::feature_bit(vb::F_MQ), 0u);
+  EXPECT_FALSE(dev->activate(v::feature_bit(vb::F_MQ)).has_value()) << "no VERSION_1";
+  EXPECT_FALSE(dev->activate(v::feature_bit(v::F_VERSION_1) | (1ull << 50)).has_value());
+}
+
+}  // namespace
+}  // namespace pepita::virtio::blk

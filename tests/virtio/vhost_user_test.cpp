@@ -1,0 +1,248 @@
+// The vhost-user backend against a scripted frontend over a socketpair: the negotiation QEMU's
+// vhost-user-blk does, a memory table passed as a memfd, a vring started by its kick fd, a write
+// and a read served through it, GET_VRING_BASE, and protocol violations that end the connection.
+#include "pepita/virtio/vhost_user.hpp"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <numeric>
+#include <thread>
+
+#include "driver_ring.hpp"
+#include "pepita/blk_mq/mem_disk.hpp"
+#include "pepita/virtio/blk.hpp"
+
+namespace pepita::virtio::vhost_user {
+namespace {
+using testing::DriverRing;
+namespace v = abi::virtio;
+namespace vb = abi::virtio_blk;
+
+constexpr uint64_t kUvaBase = 0x7f0000000000;
+
+class Frontend {
+ public:
+  explicit Frontend(int fd) : fd_(fd) {}
+
+  void send(uint32_t req, const void* payload, uint32_t size, int pass_fd = -1,
+            uint32_t extra_flags = 0) {
+    Header h{req, kVersion | extra_flags, size};
+    std::vector<char> buf(sizeof h + size);
+    std::memcpy(buf.data(), &h, sizeof h);
+    if (size > 0) std::memcpy(buf.data() + sizeof h, payload, size);
+    iovec iov{buf.data(), buf.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    if (pass_fd >= 0) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    }
+    ASSERT_EQ(::sendmsg(fd_, &msg, MSG_NOSIGNAL), static_cast<ssize_t>(buf.size()));
+  }
+  template <typename T>
+  void send(uint32_t req, const T& payload, int pass_fd = -1, uint32_t flags = 0) {
+    send(req, &payload, sizeof payload, pass_fd, flags);
+  }
+  std::vector<char> recv_reply(uint32_t req) {
+    Header h{};
+    EXPECT_EQ(::recv(fd_, &h, sizeof h, MSG_WAITALL), static_cast<ssize_t>(sizeof h));
+    EXPECT_EQ(h.request, req);
+    EXPECT_EQ(h.flags, kVersion | kReplyFlag);
+    std::vector<char> p(h.size);
+    if (h.size > 0) {
+      EXPECT_EQ(::recv(fd_, p.data(), h.size, MSG_WAITALL), static_cast<ssize_t>(h.size));
+    }
+    return p;
+  }
+  uint64_t recv_u64(uint32_t req) {
+    auto p = recv_reply(req);
+    uint64_t value = ~0ull;
+    EXPECT_EQ(p.size(), 8u);
+    if (p.size() == 8) std::memcpy(&value, p.data(), 8);
+    return value;
+  }
+  bool closed_by_peer() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) return false;
+    char c;
+    return ::recv(fd_, &c, 1, 0) == 0;
+  }
+
+ private:
+  int fd_;
+};
+
+struct Harness {
+  Harness() {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    frontend_fd.reset(sv[0]);
+    auto disk = blk_mq::MemDisk::create({.capacity_bytes = 8 << 20, .queues = 2}).value();
+    device = blk::BlkDevice::create(std::move(disk), {.num_queues = 2}).value();
+    backend = Backend::adopt(UniqueFd(sv[1]), *device).value();
+    server = std::thread([this] { served = backend->serve_one(); });
+  }
+  ~Harness() {
+    backend->stop();
+    server.join();
+  }
+  UniqueFd frontend_fd;
+  std::unique_ptr<blk::BlkDevice> device;
+  std::unique_ptr<Backend> backend;
+  Result<void> served;
+  std::thread server;
+};
+
+TEST(VhostUser, NegotiatesMapsMemoryAndServesAVring) {
+  Harness h;
+  Frontend fe(h.frontend_fd.get());
+  fe.send(GET_FEATURES, nullptr, 0);
+  const uint64_t features = fe.recv_u64(GET_FEATURES);
+  EXPECT_NE(features & v::feature_bit(F_PROTOCOL_FEATURES), 0u);
+  EXPECT_NE(features & v::feature_bit(v::F_VERSION_1), 0u);
+  EXPECT_NE(features & v::feature_bit(vb::F_MQ), 0u);
+  fe.send(GET_PROTOCOL_FEATURES, nullptr, 0);
+  const uint64_t proto = fe.recv_u64(GET_PROTOCOL_FEATURES);
+  EXPECT_NE(proto & (1ull << protocol::CONFIG), 0u);
+  fe.send(SET_PROTOCOL_FEATURES, proto);
+  fe.send(GET_QUEUE_NUM, nullptr, 0);
+  EXPECT_EQ(fe.recv_u64(GET_QUEUE_NUM), 2u);
+  struct {
+    ConfigHeader h;
+    uint8_t data[60];
+  } cfg{{0, 60, 0}, {}};
+  fe.send(GET_CONFIG, cfg);
+  auto cfg_reply = fe.recv_reply(GET_CONFIG);
+  ASSERT_EQ(cfg_reply.size(), sizeof cfg);
+  uint64_t capacity = 0;
+  std::memcpy(&capacity, cfg_reply.data() + sizeof(ConfigHeader), 8);
+  EXPECT_EQ(capacity, (8u << 20) / 512);
+
+  const uint64_t acked = v::feature_bit(v::F_VERSION_1) | v::feature_bit(v::F_RING_EVENT_IDX) |
+                         v::feature_bit(v::F_RING_INDIRECT_DESC) |
+                         v::feature_bit(F_PROTOCOL_FEATURES) | v::feature_bit(vb::F_FLUSH);
+  fe.send(SET_FEATURES, acked, -1, kNeedReply);
+  EXPECT_EQ(fe.recv_u64(SET_FEATURES), 0u) << "REPLY_ACK success";
+
+  // Guest RAM: a memfd the "frontend" maps itself and passes to the backend.
+  UniqueFd memfd(::memfd_create("vhost-test-ram", MFD_CLOEXEC));
+  ASSERT_TRUE(memfd.valid());
+  ASSERT_EQ(::ftruncate(memfd.get(), DriverRing::kMemSize), 0);
+  MemoryTable mine;
+  ASSERT_TRUE(mine.add(UniqueFd(::dup(memfd.get())),
+                       {.gpa = 0, .size = DriverRing::kMemSize, .uva = kUvaBase}));
+  Memory mem{};
+  mem.nregions = 1;
+  mem.regions[0] = {0, DriverRing::kMemSize, kUvaBase, 0};
+  fe.send(SET_MEM_TABLE, mem, memfd.get(), kNeedReply);
+  EXPECT_EQ(fe.recv_u64(SET_MEM_TABLE), 0u);
+
+  DriverRing d(16, &mine);
+  fe.send(SET_VRING_NUM, VringState{1, 16});
+  fe.send(SET_VRING_BASE, VringState{1, 0});
+  fe.send(SET_VRING_ADDR,
+          VringAddr{1, 0, kUvaBase + DriverRing::kDesc, kUvaBase + DriverRing::kUsed,
+                    kUvaBase + DriverRing::kAvail, 0});
+  UniqueFd kick(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  UniqueFd call(::eventfd(0, EFD_CLOEXEC));
+  fe.send(SET_VRING_CALL, uint64_t{1}, call.get());
+  fe.send(SET_VRING_KICK, uint64_t{1}, kick.get());
+  fe.send(SET_VRING_ENABLE, VringState{1, 1});
+
+  // A 4 KiB write then a read-back through queue 1.
+  std::vector<uint8_t> pattern(4096);
+  std::iota(pattern.begin(), pattern.end(), 7);
+  auto request = [&](uint32_t type, uint16_t first, uint64_t buf) {
+    const uint64_t hdr = d.alloc(16);
+    vb::RequestHeader rh{type, 0, 64};
+    d.fill(hdr, &rh, sizeof rh);
+    const uint64_t status = d.alloc(1);
+    d.desc(first, hdr, 16, v::DESC_F_NEXT, first + 1);
+    d.desc(first + 1, buf, 4096,
+           static_cast<uint16_t>(v::DESC_F_NEXT | (type == vb::T_IN ? v::DESC_F_WRITE : 0)),
+           first + 2);
+    d.desc(first + 2, status, 1, v::DESC_F_WRITE);
+    d.set_used_event(d.used_idx());  // as Linux: interrupt me for the next completion
+    d.publish(first);
+    uint64_t one = 1;
+    EXPECT_EQ(::write(kick.get(), &one, 8), 8);
+    pollfd p{call.get(), POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, 10000), 1) << "no interrupt within 10 s";
+    uint64_t got = 0;
+    if (p.revents != 0) {
+      EXPECT_EQ(::read(call.get(), &got, 8), 8);
+    }
+    return status;
+  };
+  const uint64_t wbuf = d.alloc(4096);
+  d.fill(wbuf, pattern.data(), 4096);
+  const uint64_t ws = request(vb::T_OUT, 0, wbuf);
+  EXPECT_EQ(static_cast<uint8_t>(d.bytes(ws, 1)[0]), vb::S_OK);
+  const uint64_t rbuf = d.alloc(4096);
+  const uint64_t rs = request(vb::T_IN, 3, rbuf);
+  EXPECT_EQ(static_cast<uint8_t>(d.bytes(rs, 1)[0]), vb::S_OK);
+  EXPECT_EQ(std::memcmp(d.bytes(rbuf, 4096).data(), pattern.data(), 4096), 0);
+  EXPECT_EQ(d.used_idx(), 2);
+
+  fe.send(GET_VRING_BASE, VringState{1, 0});
+  auto base = fe.recv_reply(GET_VRING_BASE);
+  ASSERT_EQ(base.size(), sizeof(VringState));
+  VringState vs;
+  std::memcpy(&vs, base.data(), sizeof vs);
+  EXPECT_EQ(vs.index, 1u);
+  EXPECT_EQ(vs.num, 2u);
+  EXPECT_EQ(h.device->stats(1).requests, 2u);
+}
+
+TEST(VhostUser, ProtocolViolationsEndTheConnection) {
+  {
+    Harness h;
+    Frontend fe(h.frontend_fd.get());
+    fe.send(SET_VRING_NUM, VringState{7, 16});  // no such queue
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+  {
+    Harness h;
+    Frontend fe(h.frontend_fd.get());
+    fe.send(SET_VRING_NUM, uint32_t{0});  // short payload
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+  {
+    Harness h;
+    Frontend fe(h.frontend_fd.get());
+    Memory mem{};
+    mem.nregions = 1;
+    mem.regions[0] = {0, 4096, kUvaBase, 0};
+    fe.send(SET_MEM_TABLE, mem);  // region without its fd
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+  {
+    Harness h;
+    Frontend fe(h.frontend_fd.get());
+    Header bogus{GET_FEATURES, kVersion, 1u << 20};  // oversized payload
+    ASSERT_EQ(::send(h.frontend_fd.get(), &bogus, sizeof bogus, MSG_NOSIGNAL), 12);
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+}
+
+TEST(VhostUser, ListenRefusesABadPath) {
+  auto disk = blk_mq::MemDisk::create({.capacity_bytes = 1 << 20}).value();
+  auto dev = blk::BlkDevice::create(std::move(disk), {}).value();
+  EXPECT_FALSE(Backend::listen("/nonexistent-dir/x.sock", *dev).has_value());
+  EXPECT_FALSE(Backend::listen(std::string(200, 'x'), *dev).has_value());
+}
+
+}  // namespace
+}  // namespace pepita::virtio::vhost_user
