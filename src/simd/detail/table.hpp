@@ -1,8 +1,8 @@
 #pragma once
 // The per-level kernel table. Each ISA translation unit (kernels_scalar.cpp, kernels_avx2.cpp,
-// kernels_avx512.cpp) defines its table as a constant; the public entry points in kernels.cpp / sgemm.cpp validate
-// arguments and call through the table of the active level. Raw pointers and lengths only:
-// callers have checked sizes, so kernels never fail.
+// kernels_avx512.cpp) defines its table as a constant; the public entry points in kernels.cpp
+// and sgemm.cpp validate arguments and call through the table of the active level. Raw pointers
+// and lengths only: callers have checked sizes, so kernels never fail.
 
 #include <cstddef>
 #include <cstdint>
