@@ -319,6 +319,14 @@ TEST(Ring, MoveKeepsTheRingWorking) {
   Ring moved = std::move(ring);
   prep_nop(*moved.get_sqe());
   EXPECT_EQ(test::submit_and_reap_one(moved).res, 0);
+  // Move-assignment over a live ring, many times: the old one is torn down each time.
+  for (int i = 0; i < 50; ++i) {
+    auto next = Ring::create(RingOptions{.entries = 4});
+    ASSERT_TRUE(next) << next.error().to_string();
+    moved = std::move(*next);
+    prep_nop(*moved.get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(moved).res, 0);
+  }
 }
 
 RC_GTEST_PROP(Ring, AnySubmitPatternCompletesEverything, (std::vector<std::uint8_t> batches)) {

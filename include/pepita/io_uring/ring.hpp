@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <utility>
 
@@ -93,7 +94,15 @@ class Ring {
   static Result<Ring> create(const RingOptions& options = {});
 
   Ring(Ring&&) noexcept = default;
-  Ring& operator=(Ring&&) noexcept = default;
+  /// Tears this ring down in the same order as the destructor (unregister, unmap, close), then
+  /// takes over `other`. Memberwise assignment would close the fd before unregistering it.
+  Ring& operator=(Ring&& other) noexcept {
+    if (this != &other) {
+      std::destroy_at(this);
+      std::construct_at(this, std::move(other));
+    }
+    return *this;
+  }
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
   ~Ring() = default;
