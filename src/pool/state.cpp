@@ -1,0 +1,354 @@
+// The pool's state machine: admission, dispatch to executors (consulting each backend's
+// circuit breaker), retry with backoff, finalisation (journal, handles, releasing or skipping
+// dependents) and the retry timer. Runs under PoolState::mu except perform() and on_complete()'s
+// tail.
+#include "detail/state.hpp"
+
+#include <algorithm>
+
+namespace pepita::pool {
+
+fault::Failure failure_of(const ExecutionResult& r) noexcept {
+  switch (r.status) {
+    case Status::Succeeded:
+    case Status::Failed: return {fault::FailureKind::Exit, r.exit_code};
+    case Status::Signaled: return {fault::FailureKind::Signal, r.signal};
+    case Status::TimedOut: return {fault::FailureKind::Timeout, r.signal};
+    case Status::LaunchFailed: return {fault::FailureKind::Launch, 0};
+    case Status::Rejected: return {fault::FailureKind::Rejected, 0};
+    case Status::Cancelled:
+    case Status::Skipped: return {fault::FailureKind::Cancelled, 0};
+  }
+  return {fault::FailureKind::Error, 0};
+}
+
+namespace detail {
+
+void PoolState::event(Actions& act, Event::Kind kind, const Node& n, TaskId id,
+                      const ExecutionResult* r, std::chrono::nanoseconds delay) {
+  if (!observer) return;
+  PendingEvent e{kind, id, n.task.name(), n.attempts, delay, std::nullopt};
+  if (r) e.result = *r;
+  act.events.push_back(std::move(e));
+  ++events_in_flight;
+}
+
+void PoolState::journal_append(fault::JournalRecord rec, bool commit) {
+  if (!journal) return;
+  if (auto r = journal->append(std::move(rec)); !r) {
+    if (!journal_err) journal_err = r.error();
+    return;
+  }
+  if (commit) journal->commit();
+}
+
+Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
+  const TaskId id = task.id();
+  const auto backend_index = static_cast<std::size_t>(task.backend());
+  if (!executors[backend_index]) {
+    return fail(ErrorCode::Unsupported,
+                "task '" + task.name() + "' needs the " + std::string(to_string(task.backend())) +
+                    " backend, which this pool has no executor for; register one with "
+                    "Pool::Builder::executor()");
+  }
+  if (nodes.contains(id) || finished.contains(id)) {
+    return fail(ErrorCode::InvalidArgument,
+                "task '" + task.name() + "' (id " + std::to_string(id) + ") was already submitted");
+  }
+  if (journal && !names.insert(task.name()).second) {
+    return fail(ErrorCode::InvalidArgument, "task name '" + task.name() +
+                                                "' is used twice; with a journal every task "
+                                                "needs a unique name");
+  }
+  Node n(std::move(task));
+  n.seq = next_seq++;
+  n.submitted = Clock::now();
+  n.handle = std::make_shared<HandleState>();
+  TaskHandle handle = make_handle(id, n.handle);
+  std::string failed_dep;
+  for (TaskId dep : n.task.dependencies()) {
+    if (auto it = nodes.find(dep); it != nodes.end()) {
+      ++n.pending;
+      it->second.dependents.push_back(id);
+    } else if (auto f = finished.find(dep); f != finished.end()) {
+      if (!f->second && failed_dep.empty()) failed_dep = "id " + std::to_string(dep);
+    }
+  }
+  if (retain) retained.push_back(handle);
+  ++counters.submitted;
+  const std::string name = n.task.name();
+  const std::string digest = journal ? n.task.spec_digest() : std::string();
+  auto& node = nodes.emplace(id, std::move(n)).first->second;
+
+  if (journal) {
+    if (auto it = replay.find(name); it != replay.end() && it->second.spec_digest == digest) {
+      const fault::JournalRecord& rec = it->second;
+      ExecutionResult r;
+      r.status = static_cast<Status>(rec.status);
+      r.exit_code = rec.exit_code;
+      r.signal = rec.signal;
+      r.wall = std::chrono::nanoseconds(rec.wall_ns);
+      r.cpu = std::chrono::nanoseconds(rec.cpu_ns);
+      r.max_rss_kb = rec.max_rss_kb;
+      r.stdout_data = rec.stdout_data;
+      r.stderr_data = rec.stderr_data;
+      r.stdout_bytes = rec.stdout_data.size();
+      r.stderr_bytes = rec.stderr_data.size();
+      r.error = rec.error;
+      r.attempts = rec.attempt;
+      r.from_journal = true;
+      ++counters.from_journal;
+      finalize(id, std::move(r), act);
+      return handle;
+    }
+    fault::JournalRecord rec;
+    rec.type = fault::RecordType::Submitted;
+    rec.name = name;
+    rec.spec_digest = digest;
+    journal_append(std::move(rec), false);
+  }
+  if (!failed_dep.empty()) {
+    ExecutionResult r;
+    r.status = Status::Skipped;
+    r.error = "not run: dependency " + failed_dep + " did not succeed";
+    finalize(id, std::move(r), act);
+  } else if (node.pending == 0) {
+    node.phase = Phase::Ready;
+    ready[backend_index].push(node.task.priority(), id);
+  }
+  return handle;
+}
+
+void PoolState::dispatch(Actions& act) {
+  for (std::size_t b = 0; b < kBackendCount; ++b) {
+    auto& q = ready[b];
+    while (!q.empty() && running[b] < limit[b]) {
+      const TaskId id = q.pop();
+      auto it = nodes.find(id);
+      if (it == nodes.end() || it->second.phase != Phase::Ready) continue;  // cancelled
+      Node& n = it->second;
+      if (n.task.deadline().count() > 0 && Clock::now() >= n.submitted + n.task.deadline()) {
+        ExecutionResult r;
+        r.status = Status::TimedOut;
+        r.error = "deadline of " +
+                  std::to_string(std::chrono::duration<double>(n.task.deadline()).count()) +
+                  " s passed before the task could start";
+        finalize(id, std::move(r), act);
+        continue;
+      }
+      ++n.attempts;
+      if (!breakers[b]->allow()) {
+        ExecutionResult r;
+        r.status = Status::Rejected;
+        r.error =
+            "not started: the " + std::string(to_string(static_cast<Backend>(b))) +
+            " backend's circuit breaker is open after " + std::to_string(breakers[b]->failures()) +
+            " consecutive launch failures; it lets a probe through in " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::milliseconds>(breakers[b]->retry_after())
+                    .count()) +
+            " ms";
+        attempt_failed(id, std::move(r), act);
+        continue;
+      }
+      n.phase = Phase::Running;
+      n.stop.emplace();
+      ++running[b];
+      if (journal) {
+        fault::JournalRecord rec;
+        rec.type = fault::RecordType::Started;
+        rec.name = n.task.name();
+        rec.spec_digest = n.task.spec_digest();
+        rec.attempt = n.attempts;
+        journal_append(std::move(rec), false);
+      }
+      event(act, Event::Kind::Started, n, id);
+      act.launches.push_back({executors[b], n.task, n.stop->get_token()});
+    }
+  }
+}
+
+void PoolState::attempt_failed(TaskId id, ExecutionResult r, Actions& act) {
+  Node& n = nodes.at(id);
+  r.attempts = n.attempts;
+  // Not `accepting`: a graceful shutdown still lets submitted tasks use their retries.
+  if (!n.cancel_requested && retry.should_retry(n.attempts, failure_of(r), n.task.max_retries())) {
+    const auto delay = retry.backoff(n.attempts);
+    if (n.task.deadline().count() > 0 && Clock::now() + delay >= n.submitted + n.task.deadline()) {
+      r.error += "; not retried: the task's deadline would pass first";
+      finalize(id, std::move(r), act);
+      return;
+    }
+    n.phase = Phase::Delayed;
+    n.stop.reset();
+    delayed.push({Clock::now() + delay, id});
+    ++counters.retries;
+    r.id = id;
+    r.name = n.task.name();
+    event(act, Event::Kind::Retrying, n, id, &r, delay);
+    timer_cv.notify_one();
+    return;
+  }
+  finalize(id, std::move(r), act);
+}
+
+void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& act) {
+  // A failure skips the whole subtree below it; a worklist keeps deep chains off the stack.
+  std::vector<std::pair<TaskId, ExecutionResult>> work;
+  work.emplace_back(first, std::move(first_result));
+  while (!work.empty()) {
+    auto [id, r] = std::move(work.back());
+    work.pop_back();
+    auto it = nodes.find(id);
+    if (it == nodes.end()) continue;
+    Node& n = it->second;
+    r.id = id;
+    r.name = n.task.name();
+    if (r.attempts == 0) r.attempts = n.attempts;
+    const bool ok = r.ok();
+    ++counters.done;
+    if (ok) {
+      ++counters.succeeded;
+    } else {
+      ++counters.failed;
+      if (r.status == Status::Skipped) ++counters.skipped;
+    }
+    const float latency =
+        std::chrono::duration<float, std::milli>(Clock::now() - n.submitted).count();
+    if (latencies_ms.size() < kReservoir) {
+      latencies_ms.push_back(latency);
+    } else if (const auto slot = rng() % (latency_seen + 1); slot < kReservoir) {
+      latencies_ms[slot] = latency;
+    }
+    ++latency_seen;
+    if (journal && !r.from_journal) {
+      fault::JournalRecord rec;
+      rec.type = fault::RecordType::Finished;
+      rec.name = r.name;
+      rec.spec_digest = n.task.spec_digest();
+      rec.attempt = r.attempts;
+      rec.status = static_cast<std::uint8_t>(r.status);
+      rec.exit_code = r.exit_code;
+      rec.signal = r.signal;
+      rec.wall_ns = r.wall.count();
+      rec.cpu_ns = r.cpu.count();
+      rec.max_rss_kb = r.max_rss_kb;
+      rec.stdout_data = r.stdout_data;
+      rec.stderr_data = r.stderr_data;
+      rec.error = r.error;
+      journal_append(std::move(rec), true);
+    }
+    event(act, Event::Kind::Finished, n, id, &r);
+    std::vector<TaskId> dependents = std::move(n.dependents);
+    const std::string name = r.name;
+    n.handle->set(std::move(r));
+    finished.emplace(id, ok);
+    nodes.erase(it);
+    for (TaskId d : dependents) {
+      auto dit = nodes.find(d);
+      if (dit == nodes.end()) continue;
+      Node& dn = dit->second;
+      if (ok) {
+        if (--dn.pending == 0 && dn.phase == Phase::Waiting) {
+          dn.phase = Phase::Ready;
+          ready[static_cast<std::size_t>(dn.task.backend())].push(dn.task.priority(), d);
+        }
+      } else if (dn.phase == Phase::Waiting) {
+        ExecutionResult skip;
+        skip.status = Status::Skipped;
+        skip.error = "not run: dependency '" + name + "' did not succeed";
+        work.emplace_back(d, std::move(skip));
+      }
+    }
+  }
+  if (nodes.empty() && events_in_flight == 0) idle_cv.notify_all();
+}
+
+void PoolState::perform(Actions& act) {
+  // Events first: a Started event must reach the observer before the attempt can finish.
+  if (!act.events.empty()) {
+    {
+      std::lock_guard lock(event_mu);
+      for (const auto& e : act.events) {
+        Event ev{e.kind, e.id, e.name, e.attempt, e.delay, e.result ? &*e.result : nullptr};
+        observer(ev);
+      }
+    }
+    std::lock_guard lock(mu);
+    events_in_flight -= act.events.size();
+    if (nodes.empty() && events_in_flight == 0) idle_cv.notify_all();
+  }
+  for (auto& s : act.stops) s.request_stop();
+  for (auto& l : act.launches) {
+    const TaskId id = l.task.id();
+    const Backend backend = l.task.backend();
+    auto started = l.exec->start(l.task, l.stop, [this, id, backend](ExecutionResult r) {
+      on_complete(id, backend, std::move(r));
+    });
+    if (!started) {
+      ExecutionResult r;
+      r.status =
+          started.error().code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
+      r.error = started.error().to_string();
+      on_complete(id, backend, std::move(r));
+    }
+  }
+}
+
+void PoolState::on_complete(TaskId id, Backend backend, ExecutionResult r) {
+  Actions act;
+  {
+    std::lock_guard lock(mu);
+    const auto b = static_cast<std::size_t>(backend);
+    --running[b];
+    if (r.status == Status::LaunchFailed) {
+      breakers[b]->record_failure();
+    } else if (r.status != Status::Cancelled) {
+      breakers[b]->record_success();
+    }
+    if (auto it = nodes.find(id); it != nodes.end()) {
+      it->second.stop.reset();
+      if (r.ok()) {
+        r.attempts = it->second.attempts;
+        finalize(id, std::move(r), act);
+      } else {
+        attempt_failed(id, std::move(r), act);
+      }
+    }
+    dispatch(act);
+  }
+  perform(act);
+}
+
+void PoolState::timer_loop() {
+  std::unique_lock lock(mu);
+  while (!stopping_timer) {
+    if (delayed.empty()) {
+      timer_cv.wait(lock);
+      continue;
+    }
+    const auto when = delayed.top().when;
+    if (Clock::now() < when) {
+      timer_cv.wait_until(lock, when);
+      continue;
+    }
+    Actions act;
+    while (!delayed.empty() && delayed.top().when <= Clock::now()) {
+      const TaskId id = delayed.top().id;
+      delayed.pop();
+      auto it = nodes.find(id);
+      if (it == nodes.end() || it->second.phase != Phase::Delayed) continue;
+      it->second.phase = Phase::Ready;
+      ready[static_cast<std::size_t>(it->second.task.backend())].push(it->second.task.priority(),
+                                                                      id);
+    }
+    dispatch(act);
+    lock.unlock();
+    perform(act);
+    lock.lock();
+  }
+}
+
+}  // namespace detail
+
+}  // namespace pepita::pool
