@@ -97,7 +97,7 @@ Result<Request> Request::parse(const Chain& chain, const GuestRam& ram, const Li
       if (len > limits.max_data_bytes)
         return refuse(r, vb::S_IOERR, "request larger than size_max x seg_max");
       if (len % limits.logical_block_size != 0 ||
-          (hdr.sector * 512) % limits.logical_block_size != 0) {
+          hdr.sector % (limits.logical_block_size / 512) != 0) {
         return refuse(r, vb::S_IOERR, "range not aligned to the logical block size");
       }
       if (!in_range(hdr.sector, len / 512, limits.capacity_sectors)) {
