@@ -17,6 +17,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr std::uint32_t kMaxHandshakePayload = 1024;  // Hello is at most 100 bytes
+
 int ms_until(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   return static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1 << 30));
@@ -271,7 +273,9 @@ Result<Message> Connection::expect_cleartext(MessageType type, Clock::time_point
 }
 
 Result<std::optional<FrameView>> Connection::read_frame(Clock::time_point deadline, int wake_fd) {
-  const DecodeLimits limits{.max_payload = options_.max_payload};
+  // Before the session exists only tiny handshake frames are legal; refusing anything larger
+  // from the header keeps an unauthenticated peer from making us buffer up to max_payload.
+  const DecodeLimits limits{.max_payload = session_ ? options_.max_payload : kMaxHandshakePayload};
   for (;;) {
     if (start_ > 0 && start_ == buf_.size()) {
       buf_.clear();

@@ -137,6 +137,7 @@ struct Worker::Impl {
     while (!stopping.load()) {
       pollfd pfds[2] = {{listener->fd(), POLLIN, 0}, {stop_efd.get(), POLLIN, 0}};
       (void)sys::poll(pfds, 2, 1000);
+      clear_fd(stop_efd.get());  // level-triggered: an unread eventfd would make this spin
       reap_clients(false);
       if (stopping.load()) break;
       if ((pfds[0].revents & POLLIN) == 0) continue;

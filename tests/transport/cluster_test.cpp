@@ -3,9 +3,12 @@
 // is reconnected to and used again.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -127,6 +130,49 @@ TEST(Cluster, SigtermDrainsAWorkerProcessWithoutLosingTasks) {
   EXPECT_EQ(WEXITSTATUS(status), 0);  // a clean, drained exit
   ASSERT_TRUE(d->wait_idle(30s));
   EXPECT_EQ(ok.load(), 40);
+}
+
+}  // namespace
+}  // namespace pepita::transport
+
+namespace pepita::transport {
+namespace {
+
+// utime + stime of a process, in clock ticks.
+long cpu_ticks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(f, line);
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+TEST(Cluster, IdleWorkerDoesNotSpinAfterADriverLeaves) {
+  test::KeyFile kf;
+  auto w = test::WorkerProcess::spawn(kf.path, 1);
+  ASSERT_TRUE(w);
+  {
+    RemoteOptions o;
+    o.workers = {w->address()};
+    o.key = kf.key;
+    o.log = [](std::string_view) {};
+    auto d = RemoteDispatcher::start(std::move(o)).value();
+    RemoteTask t{.id = 1};
+    t.spec.kind = TaskKind::Function;
+    t.spec.path = "noop";
+    ASSERT_TRUE(d->run(std::move(t)));
+  }  // the driver disconnects
+  std::this_thread::sleep_for(200ms);
+  const long before = cpu_ticks(w->pid());
+  std::this_thread::sleep_for(1s);
+  const long used = cpu_ticks(w->pid()) - before;
+  EXPECT_LT(used, ::sysconf(_SC_CLK_TCK) / 5) << "idle worker burned " << used << " ticks in 1 s";
 }
 
 }  // namespace

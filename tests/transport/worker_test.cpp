@@ -225,6 +225,16 @@ TEST(Worker, GarbageOversizedAndTruncatedInputCloseTheConnection) {
     EXPECT_TRUE(s.read_until_closed()) << "oversized length not refused from the header";
   }
   {
+    // Within the 64 MiB limit but far beyond any handshake frame: refused before buffering.
+    RawSocket s(w->endpoint().port);
+    Bytes f;
+    ASSERT_TRUE(encode_frame({.type = MessageType::Hello}, {}, f));
+    const std::uint32_t big = 32u << 20;
+    std::memcpy(f.data() + 24, &big, 4);
+    s.send(ByteSpan(f).first(kHeaderSize));
+    EXPECT_TRUE(s.read_until_closed()) << "unauthenticated peer may announce a 32 MiB frame";
+  }
+  {
     RawSocket s(w->endpoint().port);
     auto [client, hello] = ClientHandshake::start(kf.key, "trunc").value();
     Bytes f;
@@ -235,10 +245,10 @@ TEST(Worker, GarbageOversizedAndTruncatedInputCloseTheConnection) {
   }
   // The socket closes just before the worker counts the rejection; allow it a moment.
   const auto until = std::chrono::steady_clock::now() + 2s;
-  while (w->stats().clients_rejected < 3 && std::chrono::steady_clock::now() < until) {
+  while (w->stats().clients_rejected < 4 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(1ms);
   }
-  EXPECT_GE(w->stats().clients_rejected, 3u);
+  EXPECT_GE(w->stats().clients_rejected, 4u);
   expect_still_serving(*w, kf.key);
 }
 
