@@ -336,13 +336,23 @@ int main() {
   {
     constexpr std::uint64_t kFile = 1ull << 30;
     pepita::UniqueFd f = make_file(kFile, true);
-    for (unsigned qd : {1u, 32u, 128u}) {
+    struct DirectCase {
+      unsigned qd;
+      bool fixed;
+    };
+    for (DirectCase c : {DirectCase{1, false}, DirectCase{32, false}, DirectCase{128, false},
+                         DirectCase{32, true}}) {
       pio::Ring ours = make_ours(256);
       LibRing lib(256);
-      const ReadSetup s{f.get(), kFile / kBlock, bufs->bytes(), qd, false, true};
-      const std::uint64_t ops = qd == 1 ? 1'500 : 15'000;
+      iovec iov{bufs->data(), 128 * kBlock};
+      if (c.fixed) {
+        if (!ours.register_buffers({&iov, 1})) die("ours: register_buffers");
+        if (io_uring_register_buffers(&lib.ring, &iov, 1) < 0) die("liburing: register_buffers");
+      }
+      const ReadSetup s{f.get(), kFile / kBlock, bufs->bytes(), c.qd, c.fixed, true};
+      const std::uint64_t ops = c.qd == 1 ? 1'500 : 15'000;
       measure(
-          "4K rand O_DIRECT read 1GiB qd" + std::to_string(qd), ops,
+          "4K rand O_DIRECT read 1GiB qd" + std::to_string(c.qd) + (c.fixed ? " fixed" : ""), ops,
           [&] { return reads_ours(ours, s, ops); },
           [&] { return reads_liburing(lib.ring, s, ops); }, true, kDirectReps);
     }
