@@ -56,6 +56,13 @@ void QueueHandler::on_request(uint16_t tag) noexcept {
   device_.submit(queue_, slot.request);
 }
 
+void QueueHandler::reject(uint16_t tag, int32_t result) noexcept {
+  ++stats_.requests;
+  ++stats_.refused;
+  ++in_flight_;
+  finish(tag, result);
+}
+
 void QueueHandler::finish(uint16_t tag, int32_t result) noexcept {
   if (std::this_thread::get_id() == owner_) {
     done_.push_back({tag, result});

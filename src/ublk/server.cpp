@@ -44,6 +44,7 @@ class QueueRunner {
       : q_id_(q_id),
         char_fd_(char_fd),
         depth_(info.queue_depth),
+        user_copy_((info.flags & u::F_USER_COPY) != 0),
         limits_(limits),
         device_(device) {}
 
@@ -73,9 +74,7 @@ class QueueRunner {
     ring_.emplace(PEPITA_TRY(io_uring::Ring::create({.entries = uint32_t{depth_} + 1,
                                                      .cq_entries = 2 * (uint32_t{depth_} + 1),
                                                      .sqe128 = true})));
-    // SAFETY: the mapping is page aligned, so IoDesc (8-byte aligned) entries start aligned.
-    const auto* descs = reinterpret_cast<const u::IoDesc*>(descriptors_map_.data());
-    handler_.emplace(device_, q_id_, std::span(descs, depth_),
+    handler_.emplace(device_, q_id_, std::span(descriptors(), depth_),
                      std::span(buffers_.bytes(), buffers_.size()), limits_);
 
     std::promise<Result<void>> ready;
@@ -112,8 +111,42 @@ class QueueRunner {
     cmd.result = result;
     // SAFETY: the kernel copies request data to/from this address while the tag is ours; the
     // buffer mapping outlives the ring, whose destruction cancels every outstanding command.
-    cmd.addr = reinterpret_cast<uintptr_t>(handler_->buffer(tag));
+    // With UBLK_F_USER_COPY the kernel copies nothing and insists on 0: we pread/pwrite instead.
+    cmd.addr = user_copy_ ? 0 : reinterpret_cast<uintptr_t>(handler_->buffer(tag));
     prep_io_cmd(*sqe, char_fd_, cmd_op, cmd, tag);
+  }
+
+  // UBLK_F_USER_COPY: a request's data lives in the kernel until we read it from /dev/ublkcN at
+  // the tag's offset (writes), or write it there before committing (reads).
+  uint64_t user_copy_offset(uint16_t tag) const noexcept {
+    return u::user_copy_offset(q_id_, tag, 0);
+  }
+  void deliver(uint16_t tag) noexcept {
+    if (user_copy_) {
+      const u::IoDesc desc = descriptors()[tag];
+      const uint64_t len = uint64_t{desc.nr_sectors} << 9;
+      if (u::io_desc_op(desc) == u::IO_OP_WRITE && len <= limits_.max_io_bytes) {
+        const int64_t n =
+            sys::pread_full(char_fd_, handler_->buffer(tag), len, user_copy_offset(tag));
+        if (n != static_cast<int64_t>(len)) {
+          handler_->reject(tag, n < 0 ? static_cast<int32_t>(n) : -EIO);
+          return;
+        }
+      }
+    }
+    handler_->on_request(tag);
+  }
+  int32_t before_commit(uint16_t tag, int32_t result) noexcept {
+    if (!user_copy_ || result <= 0 || u::io_desc_op(descriptors()[tag]) != u::IO_OP_READ)
+      return result;
+    const int64_t n = sys::pwrite_full(char_fd_, handler_->buffer(tag), static_cast<size_t>(result),
+                                       user_copy_offset(tag));
+    return n == result ? result : (n < 0 ? static_cast<int32_t>(n) : -EIO);
+  }
+  const u::IoDesc* descriptors() const noexcept {
+    // SAFETY: the mapping is page aligned, so IoDesc (8-byte aligned) entries start aligned; it
+    // holds depth_ descriptors and lives as long as this runner.
+    return reinterpret_cast<const u::IoDesc*>(descriptors_map_.data());
   }
 
   void arm_wake() noexcept {
@@ -137,6 +170,19 @@ class QueueRunner {
               .with_context("ublk queue " + std::to_string(q_id_) + ": submitting FETCH_REQ")));
       return;
     }
+    // A refused FETCH_REQ completes inside submit(); one that was accepted completes only with a
+    // request, which cannot come before START_DEV. So a CQE now is an error, and START_DEV would
+    // wait forever for this queue: report it instead.
+    int fetch_error = 0;
+    ring_->for_each_cqe([&](const abi::Cqe& cqe) {
+      if (cqe.user_data != kWakeUserData && cqe.res < 0 && fetch_error == 0) fetch_error = cqe.res;
+    });
+    if (fetch_error != 0) {
+      ready.set_value(
+          std::unexpected(Error::from_errno(fetch_error, "ublk queue " + std::to_string(q_id_) +
+                                                             ": FETCH_REQ refused by the driver")));
+      return;
+    }
     ready.set_value({});
 
     uint32_t live_tags = depth_;  // tags with a FETCH/COMMIT_AND_FETCH outstanding
@@ -155,7 +201,7 @@ class QueueRunner {
         }
         const auto tag = static_cast<uint16_t>(cqe.user_data);
         if (cqe.res == u::IO_RES_OK) {
-          handler_->on_request(tag);
+          deliver(tag);
         } else {
           // IO_RES_ABORT: the device is stopping (STOP_DEV) and gives the tag back for good.
           if (cqe.res != u::IO_RES_ABORT)
@@ -169,7 +215,7 @@ class QueueRunner {
         arm_wake();
       }
       handler_->drain([&](uint16_t tag, int32_t result) {
-        queue_cmd(u::U_IO_COMMIT_AND_FETCH_REQ, tag, result);
+        queue_cmd(u::U_IO_COMMIT_AND_FETCH_REQ, tag, before_commit(tag, result));
       });
       const bool idle = handler_->in_flight() == 0;
       if (idle && (live_tags == 0 || stop_.load(std::memory_order_acquire))) break;
@@ -179,6 +225,7 @@ class QueueRunner {
   uint16_t q_id_;
   int char_fd_;
   uint16_t depth_;
+  bool user_copy_;
   IoLimits limits_;
   blk_mq::BlockDevice& device_;
   // Destruction runs bottom-up: the thread is joined in ~QueueRunner first, then the ring goes

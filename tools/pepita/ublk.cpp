@@ -26,6 +26,7 @@ struct AddOptions {
   uint32_t queues = 1;
   uint32_t depth = 64;
   std::string max_io = "512K";
+  bool user_copy = false;
 };
 
 struct DelOptions {
@@ -77,6 +78,7 @@ int run_add(const AddOptions& o) {
   options.queues = static_cast<uint16_t>(o.queues);
   options.depth = static_cast<uint16_t>(o.depth);
   options.max_io_bytes = static_cast<uint32_t>(*max_io);
+  if (o.user_copy) options.extra_flags |= abi::ublk::F_USER_COPY;
   auto server = ublk::Server::start(std::move(*disk), options);
   if (!server) return report(server.error());
   const auto& info = (*server)->info();
@@ -84,10 +86,12 @@ int run_add(const AddOptions& o) {
   std::fflush(stdout);
   std::fprintf(
       stderr,
-      "pepita ublk: serving %s (%s target, %u queue(s) x %u tags, %u KiB max I/O, pid %d); "
+      "pepita ublk: serving %s (%s target, %u queue(s) x %u tags, %u KiB max I/O%s, pid %d); "
       "SIGINT or SIGTERM stops and deletes it\n",
       (*server)->block_path().c_str(), ublk::target_name(spec.kind), info.nr_hw_queues,
-      info.queue_depth, info.max_io_buf_bytes >> 10, static_cast<int>(::getpid()));
+      info.queue_depth, info.max_io_buf_bytes >> 10,
+      (info.flags & abi::ublk::F_USER_COPY) != 0 ? ", user copy" : "",
+      static_cast<int>(::getpid()));
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
@@ -147,6 +151,8 @@ void add_ublk(CLI::App& app, Dispatch& dispatch) {
   add->add_option("--queues", add_opts->queues, "hardware queues (one thread each)");
   add->add_option("--depth", add_opts->depth, "tags per queue");
   add->add_option("--max-io", add_opts->max_io, "largest request, e.g. 512K");
+  add->add_flag("--user-copy", add_opts->user_copy,
+                "UBLK_F_USER_COPY: move data with pread/pwrite on /dev/ublkcN, not kernel copies");
   dispatch.on(add, [add_opts] { return run_add(*add_opts); });
 
   auto* list = ublk->add_subcommand("list", "List the kernel's ublk devices");

@@ -46,6 +46,10 @@ class QueueHandler {
   /// out of range) completes at once with an errno; the queue keeps going.
   void on_request(uint16_t tag) noexcept;
 
+  /// Completes `tag` with `result` without touching the target (the transport could not move the
+  /// request's data, for instance). Counts as a received, failed request.
+  void reject(uint16_t tag, int32_t result) noexcept;
+
   /// Hands every finished request to sink(tag, result) and forgets it; returns how many. Call from
   /// the queue's own thread. `result` is what COMMIT_AND_FETCH_REQ carries: bytes moved or -errno.
   template <typename Sink>

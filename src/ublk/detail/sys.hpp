@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <thread>
 
@@ -27,6 +28,31 @@ inline int open_device_node(const char* path, int flags, std::chrono::millisecon
     if (fd != -ENOENT || std::chrono::steady_clock::now() >= deadline) return fd;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+}
+
+/// pread/pwrite of exactly `len` bytes (looping over short transfers, retrying EINTR): bytes moved
+/// (fewer only at end of file) or -errno. UBLK_F_USER_COPY moves request data this way.
+inline int64_t pread_full(int fd, std::byte* buf, size_t len, uint64_t offset) {
+  size_t done = 0;
+  while (done < len) {
+    const ssize_t n = ::pread(fd, buf + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<int64_t>(done);
+}
+inline int64_t pwrite_full(int fd, const std::byte* buf, size_t len, uint64_t offset) {
+  size_t done = 0;
+  while (done < len) {
+    const ssize_t n = ::pwrite(fd, buf + done, len - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return static_cast<int64_t>(done);
 }
 
 inline int eventfd_nonblock() {

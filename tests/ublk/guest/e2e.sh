@@ -82,8 +82,8 @@ fs_roundtrip
 direct_io
 stop_server
 
-step "file target: ext4 + O_DIRECT"
-start_server --target file --file /tmp/backing.img --size 48M --depth 16
+step "file target (UBLK_F_USER_COPY): ext4 + O_DIRECT"
+start_server --target file --file /tmp/backing.img --size 48M --depth 16 --user-copy
 fs_roundtrip
 direct_io
 stop_server
