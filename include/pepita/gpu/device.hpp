@@ -1,0 +1,120 @@
+#pragma once
+// Vulkan compute device (issue 9): instance + physical-device choice (discrete GPU first, then
+// integrated, virtual, and Mesa's lavapipe CPU device last), one compute queue, and batched
+// dispatch with a fence. Follows the Vulkan 1.1 spec, chapters "Devices and Queues" and
+// "Dispatching Commands".
+//
+//   auto dev = PEPITA_TRY(pepita::gpu::Device::open());
+//   auto x = PEPITA_TRY(pepita::gpu::Buffer::from<float>(dev, xs));
+//   auto k = PEPITA_TRY(pepita::gpu::Kernel::from_file(dev, "scale.spv", {.buffers = 2}));
+//   const pepita::gpu::Buffer* bufs[] = {&x, &y};
+//   PEPITA_TRY_VOID(dev.dispatch(k, bufs, {.x = groups}, push_bytes));
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pepita/error.hpp"
+
+namespace pepita::gpu {
+
+namespace detail {
+struct Context;
+}
+class Buffer;
+class Kernel;
+
+enum class DeviceType : std::uint8_t { Discrete, Integrated, Virtual, Cpu, Other };
+
+/// "discrete", "integrated", "virtual", "cpu", "other".
+std::string_view to_string(DeviceType type) noexcept;
+
+/// What pepita needs to know about one Vulkan physical device.
+struct DeviceInfo {
+  std::uint32_t index = 0;  // position in vkEnumeratePhysicalDevices order
+  std::string name;         // e.g. "llvmpipe (LLVM 15.0.6, 256 bits)"
+  DeviceType type = DeviceType::Other;
+  std::uint32_t api_version = 0;  // VK_MAKE_API_VERSION encoding
+  bool has_compute_queue = false;
+  /// Device memory is host memory (integrated GPU, CPU device): buffers are host-visible and
+  /// mapped, no staging copies.
+  bool unified = false;
+  std::uint64_t device_local_bytes = 0;
+  std::array<std::uint32_t, 3> max_group_count{};
+  std::uint32_t max_group_invocations = 0;
+  std::uint32_t max_shared_bytes = 0;
+  std::uint32_t max_push_constant_bytes = 0;
+  std::uint32_t max_storage_buffers = 0;
+  std::uint64_t max_storage_buffer_range = 0;  // largest buffer a kernel may bind, in bytes
+};
+
+/// Every Vulkan physical device the loader reports, in enumeration order. Errors: Unsupported
+/// when no Vulkan driver is installed (message names the Debian packages to install).
+[[nodiscard]] Result<std::vector<DeviceInfo>> list_devices();
+
+struct DeviceOptions {
+  /// Use this device (DeviceInfo::index) instead of the best one; the environment variable
+  /// PEPITA_GPU_DEVICE=<index> does the same when this is unset.
+  std::optional<std::uint32_t> index;
+  /// Give buffers device-local memory reached through staging copies even on a unified device
+  /// (exercises the discrete-GPU path on lavapipe; slower).
+  bool force_staging = false;
+};
+
+/// Workgroup counts of one dispatch; each must be 1..DeviceInfo::max_group_count.
+struct Groups {
+  std::uint32_t x = 1, y = 1, z = 1;
+};
+
+/// One kernel launch: the kernel, its buffers in binding order (binding i = buffers[i]), the
+/// group counts and the push-constant bytes (exactly KernelLayout::push_constant_bytes).
+struct Dispatch {
+  const Kernel* kernel = nullptr;
+  std::span<const Buffer* const> buffers;
+  Groups groups;
+  std::span<const std::byte> push;
+};
+
+/// An open logical device with one compute queue. Move-only. Buffers and kernels made from it
+/// keep the underlying Vulkan device alive, so they may outlive this object. Calls on one
+/// Device are thread-safe; they are serialized on its queue.
+class Device {
+ public:
+  /// Opens the chosen device (see DeviceOptions) or the best one: discrete > integrated >
+  /// virtual > CPU (lavapipe). Errors: Unsupported when Vulkan or a compute-capable device is
+  /// missing, NotFound for an index that does not exist, ResourceExhausted on out-of-memory.
+  [[nodiscard]] static Result<Device> open(const DeviceOptions& options = {});
+
+  Device(Device&&) noexcept;
+  Device& operator=(Device&&) noexcept;
+  ~Device();
+
+  const DeviceInfo& info() const noexcept;
+
+  /// Records all dispatches in one command buffer, in order, with a compute->compute memory
+  /// barrier between consecutive ones (later dispatches see earlier writes), submits it and waits
+  /// on a fence. Buffer contents are visible to Buffer::read when this returns.
+  /// Errors: InvalidArgument for a null kernel, wrong buffer count, push size mismatch, a group
+  /// count of 0 or over the device limit, a buffer over max_storage_buffer_range, or a kernel or
+  /// buffer from another device; Io when the device is lost.
+  [[nodiscard]] Result<void> run(std::span<const Dispatch> dispatches);
+
+  /// run() with a single dispatch.
+  [[nodiscard]] Result<void> dispatch(const Kernel& kernel, std::span<const Buffer* const> buffers,
+                                      Groups groups, std::span<const std::byte> push = {});
+
+ private:
+  friend class Buffer;
+  friend class Kernel;
+  friend class Builtins;
+  explicit Device(std::shared_ptr<detail::Context> ctx) noexcept;
+  std::shared_ptr<detail::Context> ctx_;
+};
+
+}  // namespace pepita::gpu

@@ -1,0 +1,95 @@
+#pragma once
+// Private Vulkan state behind Device, Buffer and Kernel: the instance/device/queue owner shared by
+// everything made from one Device, and the Vulkan-handle owners of Buffer and Kernel.
+
+#include <vulkan/vulkan.h>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string_view>
+
+#include "pepita/error.hpp"
+#include "pepita/gpu/buffer.hpp"
+#include "pepita/gpu/device.hpp"
+#include "pepita/gpu/kernel.hpp"
+
+namespace pepita::gpu::detail {
+
+/// Error for a failed Vulkan call: out-of-memory -> ResourceExhausted, missing driver/feature ->
+/// Unsupported, device lost -> Io, anything else -> Internal; message "<op>: VK_ERROR_...".
+Error vk_error(VkResult result, std::string_view operation);
+
+/// Packages to install when Vulkan is missing, for error messages.
+inline constexpr std::string_view kInstallHint =
+    "install the Vulkan loader and a driver: apt-get install libvulkan1 mesa-vulkan-drivers "
+    "(lavapipe, a CPU device) or your GPU vendor's Vulkan driver";
+
+/// Creates a VkInstance for compute (no layers, no extensions). Unsupported without a driver.
+Result<VkInstance> create_instance();
+DeviceInfo describe(VkPhysicalDevice phys, std::uint32_t index);
+
+struct Context {
+  // Teardown order is explicit in ~Context: command pool, then device, then instance.
+  VkInstance instance = VK_NULL_HANDLE;
+  VkPhysicalDevice phys = VK_NULL_HANDLE;
+  VkDevice device = VK_NULL_HANDLE;
+  VkQueue queue = VK_NULL_HANDLE;
+  std::uint32_t queue_family = 0;
+  VkCommandPool pool = VK_NULL_HANDLE;
+  VkPhysicalDeviceMemoryProperties memory{};
+  DeviceInfo info;
+  bool force_staging = false;
+  std::mutex mu;  // guards queue and pool (Vulkan requires external synchronization of both)
+
+  Context() = default;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  ~Context();
+
+  /// Index of a memory type allowed by `type_bits` having all `flags`; NotFound otherwise.
+  Result<std::uint32_t> memory_type(std::uint32_t type_bits, VkMemoryPropertyFlags flags) const;
+
+  /// Records a one-time command buffer with `record`, submits it, and waits on a fence.
+  Result<void> submit(const std::function<void(VkCommandBuffer)>& record);
+};
+
+/// A VkBuffer bound to its own VkDeviceMemory (mapped when host-visible).
+struct RawBuffer {
+  std::shared_ptr<Context> ctx;
+  VkBuffer buffer = VK_NULL_HANDLE;
+  VkDeviceMemory memory = VK_NULL_HANDLE;
+  void* mapped = nullptr;
+  std::size_t size = 0;
+
+  RawBuffer() = default;
+  RawBuffer(const RawBuffer&) = delete;
+  RawBuffer& operator=(const RawBuffer&) = delete;
+  ~RawBuffer();
+
+  static Result<std::unique_ptr<RawBuffer>> create(std::shared_ptr<Context> ctx, std::size_t bytes,
+                                                   VkBufferUsageFlags usage,
+                                                   VkMemoryPropertyFlags flags, bool map);
+};
+
+struct BufferImpl {
+  std::unique_ptr<RawBuffer> raw;
+  MemoryKind kind = MemoryKind::HostVisible;
+};
+
+struct KernelImpl {
+  std::shared_ptr<Context> ctx;
+  KernelLayout layout;
+  VkShaderModule module = VK_NULL_HANDLE;
+  VkDescriptorSetLayout set_layout = VK_NULL_HANDLE;
+  VkPipelineLayout pipeline_layout = VK_NULL_HANDLE;
+  VkPipeline pipeline = VK_NULL_HANDLE;
+
+  KernelImpl() = default;
+  KernelImpl(const KernelImpl&) = delete;
+  KernelImpl& operator=(const KernelImpl&) = delete;
+  ~KernelImpl();
+};
+
+}  // namespace pepita::gpu::detail

@@ -1,0 +1,338 @@
+// Device: instance creation, physical-device enumeration and choice, logical device with one
+// compute queue, and batched dispatch (Vulkan 1.1 spec, "Devices and Queues", "Dispatching
+// Commands", "Synchronization and Cache Control" for the barriers).
+
+#include "pepita/gpu/device.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gpu/detail/context.hpp"
+#include "pepita/gpu/buffer.hpp"
+#include "pepita/gpu/kernel.hpp"
+
+namespace pepita::gpu {
+namespace detail {
+namespace {
+
+std::string_view result_name(VkResult r) {
+  switch (r) {
+    case VK_SUCCESS: return "VK_SUCCESS";
+    case VK_NOT_READY: return "VK_NOT_READY";
+    case VK_TIMEOUT: return "VK_TIMEOUT";
+    case VK_INCOMPLETE: return "VK_INCOMPLETE";
+    case VK_ERROR_OUT_OF_HOST_MEMORY: return "VK_ERROR_OUT_OF_HOST_MEMORY";
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY: return "VK_ERROR_OUT_OF_DEVICE_MEMORY";
+    case VK_ERROR_INITIALIZATION_FAILED: return "VK_ERROR_INITIALIZATION_FAILED";
+    case VK_ERROR_DEVICE_LOST: return "VK_ERROR_DEVICE_LOST";
+    case VK_ERROR_MEMORY_MAP_FAILED: return "VK_ERROR_MEMORY_MAP_FAILED";
+    case VK_ERROR_LAYER_NOT_PRESENT: return "VK_ERROR_LAYER_NOT_PRESENT";
+    case VK_ERROR_EXTENSION_NOT_PRESENT: return "VK_ERROR_EXTENSION_NOT_PRESENT";
+    case VK_ERROR_FEATURE_NOT_PRESENT: return "VK_ERROR_FEATURE_NOT_PRESENT";
+    case VK_ERROR_INCOMPATIBLE_DRIVER: return "VK_ERROR_INCOMPATIBLE_DRIVER";
+    case VK_ERROR_TOO_MANY_OBJECTS: return "VK_ERROR_TOO_MANY_OBJECTS";
+    case VK_ERROR_FORMAT_NOT_SUPPORTED: return "VK_ERROR_FORMAT_NOT_SUPPORTED";
+    case VK_ERROR_FRAGMENTED_POOL: return "VK_ERROR_FRAGMENTED_POOL";
+    case VK_ERROR_OUT_OF_POOL_MEMORY: return "VK_ERROR_OUT_OF_POOL_MEMORY";
+    case VK_ERROR_INVALID_SHADER_NV: return "VK_ERROR_INVALID_SHADER_NV";
+    default: return "VK_ERROR_UNKNOWN";
+  }
+}
+
+DeviceType to_type(VkPhysicalDeviceType t) {
+  switch (t) {
+    case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return DeviceType::Discrete;
+    case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return DeviceType::Integrated;
+    case VK_PHYSICAL_DEVICE_TYPE_VIRTUAL_GPU: return DeviceType::Virtual;
+    case VK_PHYSICAL_DEVICE_TYPE_CPU: return DeviceType::Cpu;
+    default: return DeviceType::Other;
+  }
+}
+
+int preference(DeviceType t) {
+  switch (t) {
+    case DeviceType::Discrete: return 4;
+    case DeviceType::Integrated: return 3;
+    case DeviceType::Virtual: return 2;
+    case DeviceType::Cpu: return 1;
+    case DeviceType::Other: break;
+  }
+  return 0;
+}
+
+std::optional<std::uint32_t> compute_family(VkPhysicalDevice phys) {
+  std::uint32_t n = 0;
+  vkGetPhysicalDeviceQueueFamilyProperties(phys, &n, nullptr);
+  std::vector<VkQueueFamilyProperties> fams(n);
+  vkGetPhysicalDeviceQueueFamilyProperties(phys, &n, fams.data());
+  // A compute-only family (async compute on discrete GPUs) first, else any with compute.
+  for (std::uint32_t i = 0; i < n; ++i)
+    if ((fams[i].queueFlags & VK_QUEUE_COMPUTE_BIT) &&
+        !(fams[i].queueFlags & VK_QUEUE_GRAPHICS_BIT))
+      return i;
+  for (std::uint32_t i = 0; i < n; ++i)
+    if (fams[i].queueFlags & VK_QUEUE_COMPUTE_BIT) return i;
+  return std::nullopt;
+}
+
+Result<std::vector<VkPhysicalDevice>> physical_devices(VkInstance instance) {
+  std::uint32_t n = 0;
+  if (VkResult r = vkEnumeratePhysicalDevices(instance, &n, nullptr); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkEnumeratePhysicalDevices"));
+  std::vector<VkPhysicalDevice> devs(n);
+  if (VkResult r = vkEnumeratePhysicalDevices(instance, &n, devs.data());
+      r != VK_SUCCESS && r != VK_INCOMPLETE)
+    return std::unexpected(vk_error(r, "vkEnumeratePhysicalDevices"));
+  devs.resize(n);
+  return devs;
+}
+
+}  // namespace
+
+Error vk_error(VkResult result, std::string_view operation) {
+  ErrorCode code = ErrorCode::Internal;
+  switch (result) {
+    case VK_ERROR_OUT_OF_HOST_MEMORY:
+    case VK_ERROR_OUT_OF_DEVICE_MEMORY:
+    case VK_ERROR_OUT_OF_POOL_MEMORY:
+    case VK_ERROR_TOO_MANY_OBJECTS:
+    case VK_ERROR_FRAGMENTED_POOL: code = ErrorCode::ResourceExhausted; break;
+    case VK_ERROR_INCOMPATIBLE_DRIVER:
+    case VK_ERROR_INITIALIZATION_FAILED:
+    case VK_ERROR_EXTENSION_NOT_PRESENT:
+    case VK_ERROR_LAYER_NOT_PRESENT:
+    case VK_ERROR_FEATURE_NOT_PRESENT: code = ErrorCode::Unsupported; break;
+    case VK_ERROR_DEVICE_LOST: code = ErrorCode::Io; break;
+    case VK_ERROR_INVALID_SHADER_NV: code = ErrorCode::InvalidArgument; break;
+    default: break;
+  }
+  std::string msg = std::string(operation) + " failed: " + std::string(result_name(result)) + " (" +
+                    std::to_string(static_cast<int>(result)) + ")";
+  if (code == ErrorCode::Unsupported) msg += "; " + std::string(kInstallHint);
+  if (code == ErrorCode::Io) msg += "; the GPU reset or hung (a kernel ran too long?)";
+  return Error(code, std::move(msg));
+}
+
+Result<VkInstance> create_instance() {
+  VkApplicationInfo app{};
+  app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
+  app.pApplicationName = "pepita";
+  app.pEngineName = "pepita";
+  app.apiVersion = VK_API_VERSION_1_1;
+  VkInstanceCreateInfo ci{};
+  ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
+  ci.pApplicationInfo = &app;
+  VkInstance instance = VK_NULL_HANDLE;
+  VkResult r = vkCreateInstance(&ci, nullptr, &instance);
+  if (r == VK_ERROR_INCOMPATIBLE_DRIVER)
+    return fail(ErrorCode::Unsupported,
+                "no Vulkan 1.1 driver found (vkCreateInstance: VK_ERROR_INCOMPATIBLE_DRIVER); " +
+                    std::string(kInstallHint));
+  if (r != VK_SUCCESS) return std::unexpected(vk_error(r, "vkCreateInstance"));
+  return instance;
+}
+
+DeviceInfo describe(VkPhysicalDevice phys, std::uint32_t index) {
+  VkPhysicalDeviceProperties props{};
+  vkGetPhysicalDeviceProperties(phys, &props);
+  VkPhysicalDeviceMemoryProperties mem{};
+  vkGetPhysicalDeviceMemoryProperties(phys, &mem);
+  DeviceInfo info;
+  info.index = index;
+  info.name = props.deviceName;
+  info.type = to_type(props.deviceType);
+  info.api_version = props.apiVersion;
+  info.has_compute_queue = compute_family(phys).has_value();
+  info.unified = info.type == DeviceType::Integrated || info.type == DeviceType::Cpu;
+  for (std::uint32_t i = 0; i < mem.memoryHeapCount; ++i)
+    if (mem.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
+      info.device_local_bytes += mem.memoryHeaps[i].size;
+  const VkPhysicalDeviceLimits& l = props.limits;
+  info.max_group_count = {l.maxComputeWorkGroupCount[0], l.maxComputeWorkGroupCount[1],
+                          l.maxComputeWorkGroupCount[2]};
+  info.max_group_invocations = l.maxComputeWorkGroupInvocations;
+  info.max_shared_bytes = l.maxComputeSharedMemorySize;
+  info.max_push_constant_bytes = l.maxPushConstantsSize;
+  info.max_storage_buffers = l.maxPerStageDescriptorStorageBuffers;
+  info.max_storage_buffer_range = l.maxStorageBufferRange;
+  return info;
+}
+
+Context::~Context() {
+  if (device != VK_NULL_HANDLE) {
+    vkDeviceWaitIdle(device);
+    if (pool != VK_NULL_HANDLE) vkDestroyCommandPool(device, pool, nullptr);
+    vkDestroyDevice(device, nullptr);
+  }
+  if (instance != VK_NULL_HANDLE) vkDestroyInstance(instance, nullptr);
+}
+
+Result<std::uint32_t> Context::memory_type(std::uint32_t type_bits,
+                                           VkMemoryPropertyFlags flags) const {
+  for (std::uint32_t i = 0; i < memory.memoryTypeCount; ++i)
+    if ((type_bits & (1u << i)) && (memory.memoryTypes[i].propertyFlags & flags) == flags) return i;
+  return fail(ErrorCode::NotFound, "no Vulkan memory type with property flags " +
+                                       std::to_string(flags) + " on " + info.name);
+}
+
+Result<void> Context::submit(const std::function<void(VkCommandBuffer)>& record) {
+  std::lock_guard lock(mu);
+  VkCommandBufferAllocateInfo ai{};
+  ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+  ai.commandPool = pool;
+  ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+  ai.commandBufferCount = 1;
+  VkCommandBuffer cmd = VK_NULL_HANDLE;
+  if (VkResult r = vkAllocateCommandBuffers(device, &ai, &cmd); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkAllocateCommandBuffers"));
+  VkFence fence = VK_NULL_HANDLE;
+  // Frees the command buffer and fence on every path; runs only after the fence wait (or when
+  // nothing was submitted), so the GPU never sees freed objects.
+  struct Cleanup {
+    Context& c;
+    VkCommandBuffer& cmd;
+    VkFence& fence;
+    ~Cleanup() {
+      if (fence != VK_NULL_HANDLE) vkDestroyFence(c.device, fence, nullptr);
+      vkFreeCommandBuffers(c.device, c.pool, 1, &cmd);
+    }
+  } cleanup{*this, cmd, fence};
+
+  VkCommandBufferBeginInfo bi{};
+  bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+  bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+  if (VkResult r = vkBeginCommandBuffer(cmd, &bi); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkBeginCommandBuffer"));
+  record(cmd);
+  if (VkResult r = vkEndCommandBuffer(cmd); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkEndCommandBuffer"));
+
+  VkFenceCreateInfo fi{};
+  fi.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+  if (VkResult r = vkCreateFence(device, &fi, nullptr, &fence); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkCreateFence"));
+  VkSubmitInfo si{};
+  si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+  si.commandBufferCount = 1;
+  si.pCommandBuffers = &cmd;
+  if (VkResult r = vkQueueSubmit(queue, 1, &si, fence); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkQueueSubmit"));
+  // No timeout: freeing resources the GPU may still use is not an option, and a hung device
+  // reports VK_ERROR_DEVICE_LOST through the driver's own watchdog.
+  if (VkResult r = vkWaitForFences(device, 1, &fence, VK_TRUE, UINT64_MAX); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkWaitForFences"));
+  return {};
+}
+
+}  // namespace detail
+
+std::string_view to_string(DeviceType type) noexcept {
+  switch (type) {
+    case DeviceType::Discrete: return "discrete";
+    case DeviceType::Integrated: return "integrated";
+    case DeviceType::Virtual: return "virtual";
+    case DeviceType::Cpu: return "cpu";
+    case DeviceType::Other: break;
+  }
+  return "other";
+}
+
+Result<std::vector<DeviceInfo>> list_devices() {
+  VkInstance instance = PEPITA_TRY(detail::create_instance());
+  auto devs = detail::physical_devices(instance);
+  std::vector<DeviceInfo> out;
+  if (devs)
+    for (std::uint32_t i = 0; i < devs->size(); ++i) out.push_back(detail::describe((*devs)[i], i));
+  vkDestroyInstance(instance, nullptr);
+  if (!devs) return std::unexpected(std::move(devs).error());
+  return out;
+}
+
+Device::Device(std::shared_ptr<detail::Context> ctx) noexcept : ctx_(std::move(ctx)) {}
+Device::Device(Device&&) noexcept = default;
+Device& Device::operator=(Device&&) noexcept = default;
+Device::~Device() = default;
+
+const DeviceInfo& Device::info() const noexcept { return ctx_->info; }
+
+Result<Device> Device::open(const DeviceOptions& options) {
+  auto ctx = std::make_shared<detail::Context>();
+  ctx->force_staging = options.force_staging;
+  ctx->instance = PEPITA_TRY(detail::create_instance());
+  auto devs = PEPITA_TRY(detail::physical_devices(ctx->instance));
+  if (devs.empty())
+    return fail(ErrorCode::Unsupported,
+                "the Vulkan loader found no devices; " + std::string(detail::kInstallHint));
+
+  std::optional<std::uint32_t> want = options.index;
+  if (!want) {
+    if (const char* env = std::getenv("PEPITA_GPU_DEVICE"); env && *env) {
+      char* end = nullptr;
+      unsigned long v = std::strtoul(env, &end, 10);
+      if (*end != '\0' || v > UINT32_MAX)
+        return fail(ErrorCode::InvalidArgument,
+                    "PEPITA_GPU_DEVICE='" + std::string(env) + "' is not a device index");
+      want = static_cast<std::uint32_t>(v);
+    }
+  }
+  std::optional<std::uint32_t> chosen;
+  if (want) {
+    if (*want >= devs.size())
+      return fail(ErrorCode::NotFound, "GPU device index " + std::to_string(*want) +
+                                           " does not exist (" + std::to_string(devs.size()) +
+                                           " found; see pepita::gpu::list_devices)");
+    if (!detail::compute_family(devs[*want]))
+      return fail(ErrorCode::Unsupported,
+                  "GPU device " + std::to_string(*want) + " has no compute queue");
+    chosen = *want;
+  } else {
+    int best = -1;
+    for (std::uint32_t i = 0; i < devs.size(); ++i) {
+      DeviceInfo d = detail::describe(devs[i], i);
+      if (!d.has_compute_queue) continue;
+      if (detail::preference(d.type) > best) best = detail::preference(d.type), chosen = i;
+    }
+    if (!chosen)
+      return fail(ErrorCode::Unsupported,
+                  "no Vulkan device with a compute queue; " + std::string(detail::kInstallHint));
+  }
+
+  ctx->phys = devs[*chosen];
+  ctx->info = detail::describe(ctx->phys, *chosen);
+  ctx->queue_family = *detail::compute_family(ctx->phys);
+  vkGetPhysicalDeviceMemoryProperties(ctx->phys, &ctx->memory);
+
+  float priority = 1.0f;
+  VkDeviceQueueCreateInfo qi{};
+  qi.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
+  qi.queueFamilyIndex = ctx->queue_family;
+  qi.queueCount = 1;
+  qi.pQueuePriorities = &priority;
+  VkDeviceCreateInfo di{};
+  di.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
+  di.queueCreateInfoCount = 1;
+  di.pQueueCreateInfos = &qi;
+  if (VkResult r = vkCreateDevice(ctx->phys, &di, nullptr, &ctx->device); r != VK_SUCCESS)
+    return std::unexpected(detail::vk_error(r, "vkCreateDevice(" + ctx->info.name + ")"));
+  vkGetDeviceQueue(ctx->device, ctx->queue_family, 0, &ctx->queue);
+
+  VkCommandPoolCreateInfo pi{};
+  pi.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
+  pi.flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT;
+  pi.queueFamilyIndex = ctx->queue_family;
+  if (VkResult r = vkCreateCommandPool(ctx->device, &pi, nullptr, &ctx->pool); r != VK_SUCCESS)
+    return std::unexpected(detail::vk_error(r, "vkCreateCommandPool"));
+  return Device(std::move(ctx));
+}
+
+Result<void> Device::dispatch(const Kernel& kernel, std::span<const Buffer* const> buffers,
+                              Groups groups, std::span<const std::byte> push) {
+  Dispatch d{&kernel, buffers, groups, push};
+  return run(std::span<const Dispatch>(&d, 1));
+}
+
+}  // namespace pepita::gpu

@@ -1,0 +1,196 @@
+// Built-in kernels against CPU references, at sizes that are not multiples of the workgroup or
+// tile sizes, and their size checks.
+
+#include "pepita/gpu/builtins.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "gpu_env.hpp"
+#include "pepita/gpu/buffer.hpp"
+
+namespace pepita::gpu {
+namespace {
+
+using test::env;
+
+std::vector<float> random_floats(std::size_t n, std::uint32_t seed, float lo = -1.0f,
+                                 float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+Buffer upload(const std::vector<float>& v) {
+  auto b = Buffer::from<float>(*env().device, v);
+  if (!b) {
+    ADD_FAILURE() << b.error().to_string();
+    std::abort();  // no Buffer to return; tests size their inputs so this cannot happen
+  }
+  return std::move(*b);
+}
+
+std::vector<float> download(const Buffer& b, std::size_t n) {
+  std::vector<float> v(n);
+  auto ok = b.download(std::span<float>(v));
+  EXPECT_TRUE(ok) << ok.error().to_string();
+  return v;
+}
+
+TEST(GpuBuiltins, VectorAddMatchesCpu) {
+  PEPITA_GPU_OR_SKIP();
+  Builtins& lib = *env().builtins;
+  for (std::size_t n : {1u, 255u, 257u, 10007u}) {
+    auto a = random_floats(n, 1), b = random_floats(n, 2);
+    Buffer ga = upload(a), gb = upload(b);
+    auto gc = Buffer::create(*env().device, n * sizeof(float));
+    ASSERT_TRUE(gc);
+    auto ok = lib.vector_add(ga, gb, *gc, n);
+    ASSERT_TRUE(ok) << ok.error().to_string();
+    auto c = download(*gc, n);
+    for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(c[i], a[i] + b[i]) << "n=" << n << " i=" << i;
+  }
+}
+
+TEST(GpuBuiltins, SaxpyMatchesCpu) {
+  PEPITA_GPU_OR_SKIP();
+  Builtins& lib = *env().builtins;
+  const std::size_t n = 100003;
+  auto x = random_floats(n, 3), y = random_floats(n, 4);
+  Buffer gx = upload(x), gy = upload(y);
+  ASSERT_TRUE(lib.saxpy(-2.5f, gx, gy, n));
+  auto out = download(gy, n);
+  // Fused or not is the driver's choice (GLSL fma need not be exact): one rounding of the product
+  // is allowed, relative to the operands' magnitude (cancellation makes ulps of the result
+  // useless).
+  for (std::size_t i = 0; i < n; ++i) {
+    float tol = 1.2e-7f * (std::fabs(2.5f * x[i]) + std::fabs(y[i]));
+    ASSERT_NEAR(out[i], std::fma(-2.5f, x[i], y[i]), tol) << i;
+  }
+}
+
+TEST(GpuBuiltins, SumAndMaxMatchCpu) {
+  PEPITA_GPU_OR_SKIP();
+  Builtins& lib = *env().builtins;
+  for (std::size_t n : {1u, 3u, 1000u, 65537u, 1000003u}) {
+    auto x = random_floats(n, 5, -1.0f, 1.0f);
+    Buffer gx = upload(x);
+    double ref = 0, abs_sum = 0;
+    for (float v : x) ref += v, abs_sum += std::fabs(v);
+    auto s = lib.sum(gx, n);
+    ASSERT_TRUE(s) << s.error().to_string();
+    // Tree summation error bound: ~log2(n) u sum|x|, generously.
+    EXPECT_NEAR(*s, ref, 1e-5 * abs_sum + 1e-6) << "n=" << n;
+    auto m = lib.max(gx, n);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(*m, *std::max_element(x.begin(), x.end())) << "n=" << n;
+  }
+  Buffer one = upload({-3.0f});
+  auto empty = lib.sum(one, 0);
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(*empty, 0.0f);
+  EXPECT_FALSE(lib.max(one, 0));
+}
+
+TEST(GpuBuiltins, SoftmaxMatchesCpu) {
+  PEPITA_GPU_OR_SKIP();
+  Builtins& lib = *env().builtins;
+  for (auto [rows, cols] : {std::pair<std::size_t, std::size_t>{1, 1}, {3, 1000}, {37, 513}}) {
+    auto x = random_floats(rows * cols, 6, -30.0f, 30.0f);
+    x[0] = 88.0f;  // exp(88) overflows float without max subtraction
+    Buffer gx = upload(x);
+    auto gy = Buffer::create(*env().device, rows * cols * sizeof(float));
+    ASSERT_TRUE(gy);
+    auto ok = lib.softmax(gx, *gy, rows, cols);
+    ASSERT_TRUE(ok) << ok.error().to_string();
+    auto y = download(*gy, rows * cols);
+    for (std::size_t r = 0; r < rows; ++r) {
+      const float* xr = &x[r * cols];
+      double m = *std::max_element(xr, xr + cols), s = 0;
+      for (std::size_t c = 0; c < cols; ++c) s += std::exp(xr[c] - m);
+      double row_sum = 0;
+      for (std::size_t c = 0; c < cols; ++c) {
+        double ref = std::exp(xr[c] - m) / s;
+        ASSERT_NEAR(y[r * cols + c], ref, 1e-5 * ref + 1e-7) << r << "," << c;
+        row_sum += y[r * cols + c];
+      }
+      EXPECT_NEAR(row_sum, 1.0, 1e-4);
+    }
+  }
+}
+
+void check_sgemm(std::size_t m, std::size_t n, std::size_t k, float alpha, float beta) {
+  Builtins& lib = *env().builtins;
+  // At least one element each: a zero-byte Buffer is an error (k == 0 case).
+  auto a = random_floats(std::max<std::size_t>(m * k, 1), 7);
+  auto b = random_floats(std::max<std::size_t>(k * n, 1), 8);
+  auto c = random_floats(m * n, 9);
+  Buffer ga = upload(a), gb = upload(b), gc = upload(c);
+  auto ok = lib.sgemm(m, n, k, alpha, ga, gb, beta, gc);
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  auto out = download(gc, m * n);
+  for (std::size_t i = 0; i < m; ++i) {
+    for (std::size_t j = 0; j < n; ++j) {
+      double ref = 0, mag = 0;
+      for (std::size_t p = 0; p < k; ++p) {
+        ref += static_cast<double>(a[i * k + p]) * b[p * n + j];
+        mag += std::fabs(static_cast<double>(a[i * k + p]) * b[p * n + j]);
+      }
+      ref = alpha * ref + beta * c[i * n + j];
+      // Dot-product bound (k + 2) u sum|a b|, u = 2^-24.
+      double tol = (static_cast<double>(k) + 2) * 6e-8 *
+                       (std::fabs(alpha) * mag + std::fabs(beta * c[i * n + j])) +
+                   1e-6;
+      ASSERT_NEAR(out[i * n + j], ref, tol) << m << "x" << n << "x" << k << " at " << i << "," << j;
+    }
+  }
+}
+
+TEST(GpuBuiltins, SgemmMatchesCpuAtOddSizes) {
+  PEPITA_GPU_OR_SKIP();
+  check_sgemm(1, 1, 1, 1.0f, 0.0f);
+  check_sgemm(65, 67, 17, 1.0f, 0.0f);    // one past the 64 tile, k one past the 16 step
+  check_sgemm(130, 33, 200, 0.5f, 2.0f);  // beta != 0 reads C
+  check_sgemm(7, 129, 0, 1.0f, 3.0f);     // k == 0: C = beta C
+}
+
+TEST(GpuBuiltins, BetaZeroIgnoresNanInC) {
+  PEPITA_GPU_OR_SKIP();
+  Builtins& lib = *env().builtins;
+  Buffer ga = upload({1, 2, 3, 4}), gb = upload({1, 0, 0, 1});
+  Buffer gc = upload(std::vector<float>(4, std::nanf("")));
+  ASSERT_TRUE(lib.sgemm(2, 2, 2, 1.0f, ga, gb, 0.0f, gc));
+  EXPECT_EQ(download(gc, 4), (std::vector<float>{1, 2, 3, 4}));
+}
+
+TEST(GpuBuiltins, SizeMismatchesAreErrors) {
+  PEPITA_GPU_OR_SKIP();
+  Builtins& lib = *env().builtins;
+  Buffer small = upload(std::vector<float>(10)), big = upload(std::vector<float>(100));
+  auto r1 = lib.vector_add(big, small, big, 100);
+  ASSERT_FALSE(r1);
+  EXPECT_EQ(r1.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(r1.error().message().find("'b'"), std::string::npos) << r1.error().message();
+  EXPECT_FALSE(lib.saxpy(1.0f, small, big, 11));
+  EXPECT_FALSE(lib.sum(small, 11));
+  EXPECT_FALSE(lib.softmax(big, small, 10, 10));
+  auto g = lib.sgemm(10, 10, 2, 1.0f, small, big, 0.0f, big);  // A needs 20 floats
+  ASSERT_FALSE(g);
+  EXPECT_NE(g.error().message().find("'a'"), std::string::npos);
+  auto huge = lib.sgemm(1u << 20, 1u << 20, 1, 1.0f, big, big, 0.0f, big);
+  ASSERT_FALSE(huge);
+  EXPECT_EQ(huge.error().code(), ErrorCode::InvalidArgument);
+  auto wrap = lib.softmax(big, big, SIZE_MAX, 2);
+  ASSERT_FALSE(wrap);
+}
+
+}  // namespace
+}  // namespace pepita::gpu
