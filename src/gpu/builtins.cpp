@@ -21,15 +21,17 @@ namespace spv {
 #include "pepita_gpu_spv/reduce.h"
 #include "pepita_gpu_spv/saxpy.h"
 #include "pepita_gpu_spv/sgemm.h"
+#include "pepita_gpu_spv/sgemm_direct.h"
 #include "pepita_gpu_spv/softmax.h"
 #include "pepita_gpu_spv/vector_add.h"
 }  // namespace spv
 
 namespace {
 
-enum Which : std::size_t { kAdd, kSaxpy, kReduce, kSoftmax, kSgemm, kCount };
-constexpr std::uint32_t kWg = 256;        // workgroup size of the 1-D kernels
-constexpr std::uint32_t kTile = 64;       // sgemm block of C per workgroup
+enum Which : std::size_t { kAdd, kSaxpy, kReduce, kSoftmax, kSgemm, kSgemmDirect, kCount };
+constexpr std::uint32_t kWg = 256;                          // workgroup size of the 1-D kernels
+constexpr std::uint32_t kTile = 64;                         // sgemm block of C per workgroup
+constexpr std::uint32_t kDirectCols = 64, kDirectRows = 8;  // sgemm_direct.comp geometry
 constexpr std::uint32_t kPartials = 256;  // reduction pass-1 groups (pass 2 is one group)
 
 template <typename T>
@@ -57,8 +59,9 @@ Result<void> need(const Buffer& b, std::size_t elems, const char* op, const char
 }  // namespace
 
 struct Builtins::State {
-  explicit State(Device d) : device(std::move(d)) {}
+  State(Device d, BuiltinsOptions o) : device(std::move(d)), options(o) {}
   Device device;
+  BuiltinsOptions options;
   std::mutex mu;  // guards kernels
   std::array<std::optional<Kernel>, kCount> kernels;
 
@@ -76,6 +79,7 @@ struct Builtins::State {
         case kReduce: s = {spv::spv_reduce, {2, 8, {kWg}, "main"}}; break;
         case kSoftmax: s = {spv::spv_softmax, {2, 8, {kWg}, "main"}}; break;
         case kSgemm: s = {spv::spv_sgemm, {3, 20, {}, "main"}}; break;
+        case kSgemmDirect: s = {spv::spv_sgemm_direct, {3, 20, {}, "main"}}; break;
         case kCount: return fail(ErrorCode::Internal, "gpu: bad builtin kernel id");
       }
       auto k = Kernel::create(device, s.code, std::move(s.layout));
@@ -96,8 +100,8 @@ Builtins::Builtins(Builtins&&) noexcept = default;
 Builtins& Builtins::operator=(Builtins&&) noexcept = default;
 Builtins::~Builtins() = default;
 
-Result<Builtins> Builtins::create(Device& device) {
-  return Builtins(std::make_unique<State>(Device(device.ctx_)));
+Result<Builtins> Builtins::create(Device& device, BuiltinsOptions options) {
+  return Builtins(std::make_unique<State>(Device(device.ctx_), options));
 }
 
 Result<void> Builtins::vector_add(const Buffer& a, const Buffer& b, Buffer& out, std::size_t n) {
@@ -182,14 +186,24 @@ Result<void> Builtins::sgemm(std::size_t m, std::size_t n, std::size_t k, float 
   PEPITA_TRY_VOID(need(b, k * n, "sgemm", "b"));
   PEPITA_TRY_VOID(need(c, m * n, "sgemm", "c"));
   if (m == 0 || n == 0) return {};
-  const Kernel* kern = PEPITA_TRY(s_->get(kSgemm));
+  bool direct =
+      s_->options.sgemm == SgemmKernel::Direct ||
+      (s_->options.sgemm == SgemmKernel::Auto && s_->device.info().type == DeviceType::Cpu);
+  const Kernel* kern = PEPITA_TRY(s_->get(direct ? kSgemmDirect : kSgemm));
   struct {
     std::uint32_t m, n, k;
     float alpha, beta;
   } push{static_cast<std::uint32_t>(m), static_cast<std::uint32_t>(n),
          static_cast<std::uint32_t>(k), alpha, beta};
-  Groups g{static_cast<std::uint32_t>((n + kTile - 1) / kTile),
-           static_cast<std::uint32_t>((m + kTile - 1) / kTile), 1};
+  std::uint32_t bx = direct ? kDirectCols : kTile, by = direct ? kDirectRows : kTile;
+  Groups g{static_cast<std::uint32_t>((n + bx - 1) / bx),
+           static_cast<std::uint32_t>((m + by - 1) / by), 1};
+  const DeviceInfo& info = s_->device.info();
+  if (g.x > info.max_group_count[0] || g.y > info.max_group_count[1])
+    return fail(ErrorCode::InvalidArgument,
+                "gpu::Builtins::sgemm: " + std::to_string(m) + " x " + std::to_string(n) +
+                    " needs " + std::to_string(g.x) + " x " + std::to_string(g.y) +
+                    " workgroups, over the device limit; split C into blocks");
   const Buffer* bufs[] = {&a, &b, &c};
   return s_->device.dispatch(*kern, bufs, g, bytes_of(push));
 }

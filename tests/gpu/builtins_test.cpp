@@ -127,8 +127,8 @@ TEST(GpuBuiltins, SoftmaxMatchesCpu) {
   }
 }
 
-void check_sgemm(std::size_t m, std::size_t n, std::size_t k, float alpha, float beta) {
-  Builtins& lib = *env().builtins;
+void check_sgemm(Builtins& lib, std::size_t m, std::size_t n, std::size_t k, float alpha,
+                 float beta) {
   // At least one element each: a zero-byte Buffer is an error (k == 0 case).
   auto a = random_floats(std::max<std::size_t>(m * k, 1), 7);
   auto b = random_floats(std::max<std::size_t>(k * n, 1), 8);
@@ -156,15 +156,20 @@ void check_sgemm(std::size_t m, std::size_t n, std::size_t k, float alpha, float
 
 TEST(GpuBuiltins, SgemmMatchesCpuAtOddSizes) {
   PEPITA_GPU_OR_SKIP();
-  check_sgemm(1, 1, 1, 1.0f, 0.0f);
-  check_sgemm(65, 67, 17, 1.0f, 0.0f);    // one past the 64 tile, k one past the 16 step
-  check_sgemm(130, 33, 200, 0.5f, 2.0f);  // beta != 0 reads C
-  check_sgemm(7, 129, 0, 1.0f, 3.0f);     // k == 0: C = beta C
+  for (SgemmKernel which : {SgemmKernel::Tiled, SgemmKernel::Direct}) {
+    SCOPED_TRACE(which == SgemmKernel::Tiled ? "tiled" : "direct");
+    auto lib = Builtins::create(*env().device, {.sgemm = which});
+    ASSERT_TRUE(lib);
+    check_sgemm(*lib, 1, 1, 1, 1.0f, 0.0f);
+    check_sgemm(*lib, 65, 67, 17, 1.0f, 0.0f);    // one past the 64 tile, k one past the 16 step
+    check_sgemm(*lib, 130, 33, 200, 0.5f, 2.0f);  // beta != 0 reads C
+    check_sgemm(*lib, 7, 129, 0, 1.0f, 3.0f);     // k == 0: C = beta C
+  }
 }
 
 TEST(GpuBuiltins, BetaZeroIgnoresNanInC) {
   PEPITA_GPU_OR_SKIP();
-  Builtins& lib = *env().builtins;
+  Builtins& lib = *env().builtins;  // the device's default (Auto) sgemm
   Buffer ga = upload({1, 2, 3, 4}), gb = upload({1, 0, 0, 1});
   Buffer gc = upload(std::vector<float>(4, std::nanf("")));
   ASSERT_TRUE(lib.sgemm(2, 2, 2, 1.0f, ga, gb, 0.0f, gc));

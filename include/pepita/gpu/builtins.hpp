@@ -9,6 +9,7 @@
 //   float total = PEPITA_TRY(lib.sum(c, m * n));
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "pepita/error.hpp"
@@ -17,6 +18,17 @@
 
 namespace pepita::gpu {
 
+/// Which sgemm kernel Builtins::sgemm runs.
+enum class SgemmKernel : std::uint8_t {
+  Auto,    // Direct on CPU devices (lavapipe), Tiled on GPUs
+  Tiled,   // 64 x 64 blocks staged in shared memory, 4 x 4 register tile per invocation
+  Direct,  // no shared memory or barriers: 8 rows x 1 column per invocation from global memory
+};
+
+struct BuiltinsOptions {
+  SgemmKernel sgemm = SgemmKernel::Auto;
+};
+
 /// Built-in kernels on one device. Move-only; thread-safe (calls serialize on the device queue).
 /// Buffers hold 32-bit floats; "n" counts elements. Errors common to all: InvalidArgument when a
 /// buffer holds fewer bytes than the call needs or a size exceeds the kernels' 32-bit indexing
@@ -24,7 +36,7 @@ namespace pepita::gpu {
 class Builtins {
  public:
   /// Errors: none beyond Device ones; kernels are compiled lazily.
-  [[nodiscard]] static Result<Builtins> create(Device& device);
+  [[nodiscard]] static Result<Builtins> create(Device& device, BuiltinsOptions options = {});
 
   Builtins(Builtins&&) noexcept;
   Builtins& operator=(Builtins&&) noexcept;
