@@ -18,12 +18,28 @@ namespace {
 
 constexpr const char* kWorkerEnv = "PEPITA_TRANSPORT_TEST_WORKER";
 
+// Every file and cache directory the tests make lives under one per-process root, removed when
+// the test binary exits normally (worker children leave with _Exit and do not remove it).
+struct TempRoot {
+  TempRoot()
+      : owner(::getpid()),
+        path(std::filesystem::temp_directory_path() /
+             ("pepita-transport-test." + std::to_string(owner))) {
+    std::filesystem::create_directories(path);
+  }
+  ~TempRoot() {
+    if (::getpid() != owner) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  pid_t owner;
+  std::filesystem::path path;
+};
+
 std::string unique_path(const char* stem) {
+  static TempRoot root;
   static std::atomic<int> counter{0};
-  return (std::filesystem::temp_directory_path() /
-          (std::string(stem) + "." + std::to_string(::getpid()) + "." +
-           std::to_string(counter.fetch_add(1))))
-      .string();
+  return (root.path / (std::string(stem) + "." + std::to_string(counter.fetch_add(1)))).string();
 }
 
 // Child mode: PEPITA_TRANSPORT_TEST_WORKER="<key file> <slots> <port> <port file> [host]".
@@ -53,6 +69,7 @@ std::string unique_path(const char* stem) {
   o.key = std::move(*key);
   o.slots = slots;
   o.name = "child-" + std::to_string(::getpid());
+  o.cache_dir = std::string(port_file) + ".cache";  // inside the parent's test root
   o.heartbeat_interval = std::chrono::milliseconds(200);
   o.dead_after = std::chrono::milliseconds(3000);
   o.log = [](std::string_view) {};
