@@ -32,6 +32,7 @@ enum Which : std::size_t { kAdd, kSaxpy, kReduce, kSoftmax, kSgemm, kSgemmDirect
 constexpr std::uint32_t kWg = 256;                          // workgroup size of the 1-D kernels
 constexpr std::uint32_t kTile = 64;                         // sgemm block of C per workgroup
 constexpr std::uint32_t kDirectCols = 64, kDirectRows = 8;  // sgemm_direct.comp geometry
+constexpr std::uint32_t kCpuGroups = 256;                   // 1-D group cap on CPU devices
 constexpr std::uint32_t kPartials = 256;  // reduction pass-1 groups (pass 2 is one group)
 
 template <typename T>
@@ -91,7 +92,11 @@ struct Builtins::State {
 
   std::uint32_t groups_for(std::uint32_t n, std::uint32_t per_group) const {
     std::uint32_t g = n / per_group + (n % per_group != 0);
-    return std::clamp<std::uint32_t>(g, 1, device.info().max_group_count[0]);
+    // A CPU device (lavapipe) pays a per-workgroup scheduling cost, so it gets few, fat groups
+    // (the 1-D kernels loop grid-stride); a GPU gets one invocation per element.
+    std::uint32_t cap =
+        device.info().type == DeviceType::Cpu ? kCpuGroups : device.info().max_group_count[0];
+    return std::clamp<std::uint32_t>(g, 1, cap);
   }
 };
 
