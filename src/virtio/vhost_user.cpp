@@ -305,11 +305,16 @@ Result<void> Backend::handle(const Header& hdr, std::span<const std::byte> p,
 }
 
 Result<void> Backend::set_mem_table(std::span<const std::byte> p, std::vector<UniqueFd>& fds) {
-  const auto m = PEPITA_TRY(payload_as<Memory>(p, "SET_MEM_TABLE"));
-  if (m.nregions == 0 || m.nregions > MemoryTable::kMaxRegions || fds.size() != m.nregions) {
-    return fail(ErrorCode::Protocol, "SET_MEM_TABLE with " + std::to_string(m.nregions) +
-                                         " regions and " + std::to_string(fds.size()) + " fds");
+  // The payload carries only the regions in use: 8 bytes of count + padding, then nregions.
+  const auto count = PEPITA_TRY(payload_as<uint32_t>(p, "SET_MEM_TABLE"));
+  if (count == 0 || count > MemoryTable::kMaxRegions || fds.size() != count ||
+      p.size() < 8 + sizeof(MemoryRegion) * count) {
+    return fail(ErrorCode::Protocol, "SET_MEM_TABLE with " + std::to_string(count) + " regions, " +
+                                         std::to_string(fds.size()) + " fds and " +
+                                         std::to_string(p.size()) + " payload bytes");
   }
+  Memory m{};
+  std::memcpy(&m, p.data(), std::min(p.size(), sizeof m));
   auto table = std::make_unique<MemoryTable>();
   for (uint32_t i = 0; i < m.nregions; ++i) {
     const auto& r = m.regions[i];
