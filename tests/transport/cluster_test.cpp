@@ -154,6 +154,11 @@ long cpu_ticks(pid_t pid) {
 }
 
 TEST(Cluster, IdleWorkerDoesNotSpinAfterADriverLeaves) {
+#if defined(__SANITIZE_THREAD__)
+  // The TSan runtime itself keeps an idle worker process busy (~0.5 CPU-s/s measured), which
+  // would hide nothing and fail the threshold; the plain and ASan builds check it.
+  GTEST_SKIP() << "CPU-time check is meaningless under ThreadSanitizer";
+#endif
   test::KeyFile kf;
   auto w = test::WorkerProcess::spawn(kf.path, 1);
   ASSERT_TRUE(w);
