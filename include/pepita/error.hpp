@@ -19,22 +19,22 @@ namespace pepita {
 
 enum class ErrorCode : std::uint8_t {
   Ok = 0,
-  InvalidArgument,     // caller passed something malformed; fix the input
-  NotFound,            // file, device, task or key does not exist
-  AlreadyExists,       // name or id taken
-  PermissionDenied,    // needs root, a capability, or a 0600 key file
-  Unsupported,         // the kernel or CPU lacks the feature; see message for the module/flag
-  ResourceExhausted,   // out of memory, slots, ring entries, or over a configured limit
-  Busy,                // resource in use; retry later
-  TimedOut,            // deadline passed
-  Cancelled,           // caller or shutdown cancelled the operation
-  Interrupted,         // EINTR reached the API edge
-  WouldBlock,          // EAGAIN: try again
-  Io,                  // the device or file failed the I/O
-  Protocol,            // a peer, guest or file broke the wire/ABI contract
-  Corrupted,           // checksum or journal mismatch
-  Disconnected,        // peer went away
-  Internal,            // a pepita bug; please report it
+  InvalidArgument,    // caller passed something malformed; fix the input
+  NotFound,           // file, device, task or key does not exist
+  AlreadyExists,      // name or id taken
+  PermissionDenied,   // needs root, a capability, or a 0600 key file
+  Unsupported,        // the kernel or CPU lacks the feature; see message for the module/flag
+  ResourceExhausted,  // out of memory, slots, ring entries, or over a configured limit
+  Busy,               // resource in use; retry later
+  TimedOut,           // deadline passed
+  Cancelled,          // caller or shutdown cancelled the operation
+  Interrupted,        // EINTR reached the API edge
+  WouldBlock,         // EAGAIN: try again
+  Io,                 // the device or file failed the I/O
+  Protocol,           // a peer, guest or file broke the wire/ABI contract
+  Corrupted,          // checksum or journal mismatch
+  Disconnected,       // peer went away
+  Internal,           // a pepita bug; please report it
 };
 
 /// Name of the code, e.g. "invalid-argument"; stable, used in JSON output.
@@ -91,18 +91,18 @@ ErrorCode code_from_errno(int err) noexcept;
 
 /// Propagates an error from a Result-returning expression; evaluates to the value otherwise.
 ///   auto ring = PEPITA_TRY(Ring::create(64));
-#define PEPITA_TRY(expr)                                          \
-  __extension__({                                                            \
-    auto&& pepita_try_result_ = (expr);                           \
-    if (!pepita_try_result_) [[unlikely]]                         \
+#define PEPITA_TRY(expr)                                             \
+  __extension__({                                                    \
+    auto&& pepita_try_result_ = (expr);                              \
+    if (!pepita_try_result_) [[unlikely]]                            \
       return std::unexpected(std::move(pepita_try_result_).error()); \
-    std::move(pepita_try_result_).value();                        \
+    std::move(pepita_try_result_).value();                           \
   })
 
 /// Like PEPITA_TRY for Result<void>.
-#define PEPITA_TRY_VOID(expr)                                     \
-  do {                                                            \
-    auto&& pepita_try_result_ = (expr);                           \
-    if (!pepita_try_result_) [[unlikely]]                         \
+#define PEPITA_TRY_VOID(expr)                                        \
+  do {                                                               \
+    auto&& pepita_try_result_ = (expr);                              \
+    if (!pepita_try_result_) [[unlikely]]                            \
       return std::unexpected(std::move(pepita_try_result_).error()); \
   } while (0)

@@ -32,28 +32,61 @@ std::string_view to_string(ErrorCode code) noexcept {
 ErrorCode code_from_errno(int err) noexcept {
   switch (err < 0 ? -err : err) {
     case 0: return ErrorCode::Ok;
-    case EINVAL: case EBADF: case EFAULT: case ENAMETOOLONG: case ERANGE: case EDOM: case ENOTDIR:
-    case EISDIR: case ENOEXEC: case E2BIG:
-      return ErrorCode::InvalidArgument;
-    case ENOENT: case ENODEV: case ENXIO: case ESRCH: case ECHILD:
-      return ErrorCode::NotFound;
-    case EEXIST: case EADDRINUSE: return ErrorCode::AlreadyExists;
-    case EPERM: case EACCES: return ErrorCode::PermissionDenied;
-    case ENOSYS: case EOPNOTSUPP: case EPROTONOSUPPORT: case EAFNOSUPPORT: case ENOTTY:
-      return ErrorCode::Unsupported;
-    case ENOMEM: case ENOSPC: case EMFILE: case ENFILE: case EOVERFLOW: case EDQUOT: case ENOBUFS:
-      return ErrorCode::ResourceExhausted;
-    case EBUSY: case ETXTBSY: return ErrorCode::Busy;
-    case ETIMEDOUT: case ETIME: return ErrorCode::TimedOut;
+    case EINVAL:
+    case EBADF:
+    case EFAULT:
+    case ENAMETOOLONG:
+    case ERANGE:
+    case EDOM:
+    case ENOTDIR:
+    case EISDIR:
+    case ENOEXEC:
+    case E2BIG: return ErrorCode::InvalidArgument;
+    case ENOENT:
+    case ENODEV:
+    case ENXIO:
+    case ESRCH:
+    case ECHILD: return ErrorCode::NotFound;
+    case EEXIST:
+    case EADDRINUSE: return ErrorCode::AlreadyExists;
+    case EPERM:
+    case EACCES: return ErrorCode::PermissionDenied;
+    case ENOSYS:
+    case EOPNOTSUPP:
+    case EPROTONOSUPPORT:
+    case EAFNOSUPPORT:
+    case ENOTTY: return ErrorCode::Unsupported;
+    case ENOMEM:
+    case ENOSPC:
+    case EMFILE:
+    case ENFILE:
+    case EOVERFLOW:
+    case EDQUOT:
+    case ENOBUFS: return ErrorCode::ResourceExhausted;
+    case EBUSY:
+    case ETXTBSY: return ErrorCode::Busy;
+    case ETIMEDOUT:
+    case ETIME: return ErrorCode::TimedOut;
     case ECANCELED: return ErrorCode::Cancelled;
     case EINTR: return ErrorCode::Interrupted;
-    case EAGAIN: case EINPROGRESS: case EALREADY: return ErrorCode::WouldBlock;
-    case EIO: case EROFS: case ESPIPE: return ErrorCode::Io;
-    case EPROTO: case EBADMSG: case EMSGSIZE: return ErrorCode::Protocol;
+    case EAGAIN:
+    case EINPROGRESS:
+    case EALREADY: return ErrorCode::WouldBlock;
+    case EIO:
+    case EROFS:
+    case ESPIPE: return ErrorCode::Io;
+    case EPROTO:
+    case EBADMSG:
+    case EMSGSIZE: return ErrorCode::Protocol;
     case EILSEQ: return ErrorCode::Corrupted;
-    case EPIPE: case ECONNRESET: case ECONNREFUSED: case ECONNABORTED: case ENOTCONN:
-    case EHOSTUNREACH: case ENETUNREACH: case ESHUTDOWN:
-      return ErrorCode::Disconnected;
+    case EPIPE:
+    case ECONNRESET:
+    case ECONNREFUSED:
+    case ECONNABORTED:
+    case ENOTCONN:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case ESHUTDOWN: return ErrorCode::Disconnected;
     default: return ErrorCode::Io;
   }
 }
@@ -62,15 +95,19 @@ namespace {
 
 std::string_view hint_for(int err) {
   switch (err) {
-    case EPERM: case EACCES: return "run as root or grant the needed capability";
+    case EPERM:
+    case EACCES: return "run as root or grant the needed capability";
     case ENOSYS: return "the running kernel lacks this system call";
     case EOPNOTSUPP: return "the kernel or device does not support this operation";
     case ENOMEM: return "free memory or lower the configured size";
     case ENOSPC: return "the device or limit is full; discard data or raise the limit";
-    case EMFILE: case ENFILE: return "raise the open-file limit (ulimit -n)";
+    case EMFILE:
+    case ENFILE: return "raise the open-file limit (ulimit -n)";
     case ENOENT: return "check that the path exists";
     case ENODEV: return "the device or driver is missing; load the kernel module";
-    case EBUSY: case EAGAIN: case EINTR: return "try again";
+    case EBUSY:
+    case EAGAIN:
+    case EINTR: return "try again";
     case EINVAL: return "check the arguments against the documented limits";
     default: return {};
   }
@@ -154,13 +191,11 @@ bool Error::is_retriable() const noexcept {
     case ErrorCode::TimedOut:
     case ErrorCode::Interrupted:
     case ErrorCode::WouldBlock:
-    case ErrorCode::Disconnected:
-      return true;
+    case ErrorCode::Disconnected: return true;
     case ErrorCode::ResourceExhausted:
       // Transient exhaustion (memory, buffers, descriptors) may clear; a full device does not.
       return errno_ == ENOMEM || errno_ == ENOBUFS || errno_ == EMFILE || errno_ == ENFILE;
-    default:
-      return false;
+    default: return false;
   }
 }
 

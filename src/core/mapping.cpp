@@ -8,7 +8,8 @@ namespace pepita {
 
 Result<Mapping> Mapping::map(std::size_t length, int prot, int flags, int fd, off_t offset,
                              const char* what) {
-  if (length == 0) return fail(ErrorCode::InvalidArgument, std::string("mmap ") + what + ": length is 0");
+  if (length == 0)
+    return fail(ErrorCode::InvalidArgument, std::string("mmap ") + what + ": length is 0");
   void* addr = ::mmap(nullptr, length, prot, flags, fd, offset);
   if (addr == MAP_FAILED) return fail_errno(errno, std::string("mmap ") + what);
   return Mapping(addr, length);

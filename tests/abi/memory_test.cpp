@@ -10,7 +10,8 @@ static_assert(PhysAddr(0x1234).page_base() == PhysAddr(0x1000));
 static_assert(PhysAddr(0x1234).page_offset() == 0x234);
 static_assert(Pfn::containing(PhysAddr(0x5fff)).raw() == 5);
 static_assert(Pfn(7).address() == PhysAddr(0x7000));
-static_assert(pages_for(0) == 0 && pages_for(1) == 1 && pages_for(4096) == 1 && pages_for(4097) == 2);
+static_assert(pages_for(0) == 0 && pages_for(1) == 1 && pages_for(4096) == 1 &&
+              pages_for(4097) == 2);
 static_assert(is_power_of_two(4096) && !is_power_of_two(0) && !is_power_of_two(12));
 static_assert(sectors_to_bytes(8) == PAGE_SIZE);
 

@@ -1,6 +1,7 @@
 // ublk ABI fidelity: every struct field and constant of pepita/abi/ublk.hpp against the kernel's
 // <linux/ublk_cmd.h> (6.12). The build fails on any mismatch.
 #include <gtest/gtest.h>
+
 #include <pepita_test/kernel_uapi.hpp>
 
 #include "fidelity.hpp"
@@ -63,7 +64,8 @@ PEPITA_SAME_LAYOUT(u::ParamDiscard, ublk_param_discard);
 PEPITA_SAME_FIELD(u::ParamDiscard, ublk_param_discard, discard_alignment, discard_alignment);
 PEPITA_SAME_FIELD(u::ParamDiscard, ublk_param_discard, discard_granularity, discard_granularity);
 PEPITA_SAME_FIELD(u::ParamDiscard, ublk_param_discard, max_discard_sectors, max_discard_sectors);
-PEPITA_SAME_FIELD(u::ParamDiscard, ublk_param_discard, max_write_zeroes_sectors, max_write_zeroes_sectors);
+PEPITA_SAME_FIELD(u::ParamDiscard, ublk_param_discard, max_write_zeroes_sectors,
+                  max_write_zeroes_sectors);
 PEPITA_SAME_FIELD(u::ParamDiscard, ublk_param_discard, max_discard_segments, max_discard_segments);
 PEPITA_SAME_FIELD(u::ParamDiscard, ublk_param_discard, reserved0, reserved0);
 
@@ -76,7 +78,8 @@ PEPITA_SAME_FIELD(u::ParamDevt, ublk_param_devt, disk_minor, disk_minor);
 PEPITA_SAME_LAYOUT(u::ParamZoned, ublk_param_zoned);
 PEPITA_SAME_FIELD(u::ParamZoned, ublk_param_zoned, max_open_zones, max_open_zones);
 PEPITA_SAME_FIELD(u::ParamZoned, ublk_param_zoned, max_active_zones, max_active_zones);
-PEPITA_SAME_FIELD(u::ParamZoned, ublk_param_zoned, max_zone_append_sectors, max_zone_append_sectors);
+PEPITA_SAME_FIELD(u::ParamZoned, ublk_param_zoned, max_zone_append_sectors,
+                  max_zone_append_sectors);
 PEPITA_SAME_FIELD(u::ParamZoned, ublk_param_zoned, reserved, reserved);
 
 PEPITA_SAME_LAYOUT(u::Params, ublk_params);

@@ -1,6 +1,7 @@
 // virtio ABI fidelity: rings, virtio-blk, virtio-mmio and vsock structs and constants of
 // pepita/abi/virtio*.hpp against the kernel's UAPI headers (6.12). The build fails on a mismatch.
 #include <gtest/gtest.h>
+
 #include <pepita_test/kernel_uapi.hpp>
 
 #include "fidelity.hpp"
@@ -76,7 +77,8 @@ PEPITA_SAME_FIELD(blk::RequestHeader, virtio_blk_outhdr, ioprio, ioprio);
 PEPITA_SAME_FIELD(blk::RequestHeader, virtio_blk_outhdr, sector, sector);
 PEPITA_SAME_LAYOUT(blk::DiscardWriteZeroes, virtio_blk_discard_write_zeroes);
 PEPITA_SAME_FIELD(blk::DiscardWriteZeroes, virtio_blk_discard_write_zeroes, sector, sector);
-PEPITA_SAME_FIELD(blk::DiscardWriteZeroes, virtio_blk_discard_write_zeroes, num_sectors, num_sectors);
+PEPITA_SAME_FIELD(blk::DiscardWriteZeroes, virtio_blk_discard_write_zeroes, num_sectors,
+                  num_sectors);
 PEPITA_SAME_FIELD(blk::DiscardWriteZeroes, virtio_blk_discard_write_zeroes, flags, flags);
 PEPITA_SAME_LAYOUT(blk::Geometry, virtio_blk_config::virtio_blk_geometry);
 PEPITA_SAME_FIELD(blk::Geometry, virtio_blk_config::virtio_blk_geometry, cylinders, cylinders);
@@ -106,14 +108,18 @@ PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, unused, unused);
 PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, num_queues, num_queues);
 PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, max_discard_sectors, max_discard_sectors);
 PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, max_discard_seg, max_discard_seg);
-PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, discard_sector_alignment, discard_sector_alignment);
-PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, max_write_zeroes_sectors, max_write_zeroes_sectors);
+PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, discard_sector_alignment,
+                  discard_sector_alignment);
+PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, max_write_zeroes_sectors,
+                  max_write_zeroes_sectors);
 PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, max_write_zeroes_seg, max_write_zeroes_seg);
 PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, write_zeroes_may_unmap, write_zeroes_may_unmap);
 PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, unused1, unused1);
-PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, max_secure_erase_sectors, max_secure_erase_sectors);
+PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, max_secure_erase_sectors,
+                  max_secure_erase_sectors);
 PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, max_secure_erase_seg, max_secure_erase_seg);
-PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, secure_erase_sector_alignment, secure_erase_sector_alignment);
+PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, secure_erase_sector_alignment,
+                  secure_erase_sector_alignment);
 PEPITA_SAME_FIELD(blk::Config, virtio_blk_config, zoned, zoned);
 PEPITA_SAME_CONSTANT(blk::ID_BYTES, VIRTIO_BLK_ID_BYTES);
 PEPITA_SAME_CONSTANT(blk::T_IN, VIRTIO_BLK_T_IN);
@@ -228,8 +234,10 @@ TEST(VirtioAbi, NeedEventMatchesKernel) {
     for (unsigned old_idx : {0u, 5u, 65530u}) {
       for (unsigned delta : {0u, 1u, 7u, 300u}) {
         const auto new_idx = static_cast<uint16_t>(old_idx + delta);
-        EXPECT_EQ(v::need_event(static_cast<uint16_t>(event), new_idx, static_cast<uint16_t>(old_idx)),
-                  vring_need_event(static_cast<uint16_t>(event), new_idx, static_cast<uint16_t>(old_idx)) != 0);
+        EXPECT_EQ(
+            v::need_event(static_cast<uint16_t>(event), new_idx, static_cast<uint16_t>(old_idx)),
+            vring_need_event(static_cast<uint16_t>(event), new_idx,
+                             static_cast<uint16_t>(old_idx)) != 0);
       }
     }
   }

@@ -67,10 +67,23 @@ TEST(CliInfo, SimdLevelMatchesCpu) {
   }
 }
 
+TEST(CliInfo, GpuListsDevicesOrSaysWhyNot) {
+  const nlohmann::json info = info_json();
+  const auto& devices = info["gpu"]["devices"];
+  if (devices.empty()) {
+    EXPECT_FALSE(info["gpu"]["error"].get<std::string>().empty());
+    GTEST_SKIP() << "no Vulkan device here: " << info["gpu"]["error"].get<std::string>();
+  }
+  for (const auto& device : devices) {
+    EXPECT_FALSE(device["name"].get<std::string>().empty());
+    EXPECT_FALSE(device["type"].get<std::string>().empty());
+  }
+}
+
 TEST(CliInfo, TextOutputNamesEverySection) {
   CliRun run = run_pepita("info");
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  for (const char* section : {"io_uring", "kvm", "ublk", "simd", "cores", "memory"}) {
+  for (const char* section : {"io_uring", "kvm", "ublk", "gpu", "simd", "cores", "memory"}) {
     EXPECT_NE(run.output.find(section), std::string::npos) << section;
   }
 }

@@ -14,7 +14,6 @@
 //   PEPITA_REGISTER_COMMAND(hello, add_hello);
 
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <utility>
 #include <vector>
@@ -56,4 +55,4 @@ struct Registration {
 }  // namespace pepita::cli
 
 #define PEPITA_REGISTER_COMMAND(name, add_function) \
-  static const ::pepita::cli::Registration pepita_register_##name##_{add_function}
+  static const ::pepita::cli::Registration pepita_register_##name##_ { add_function }

@@ -19,6 +19,9 @@
 
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/io_uring/probe.hpp"
+#if PEPITA_HAVE_GPU
+#include "pepita/gpu/device.hpp"
+#endif
 #include "pepita/simd/dispatch.hpp"
 
 namespace pepita::cli {
@@ -99,6 +102,22 @@ std::vector<ZramDevice> probe_zram() {
   return devices;
 }
 
+void probe_gpus(HostReport& report) {
+#if PEPITA_HAVE_GPU
+  auto devices = pepita::gpu::list_devices();
+  if (!devices) {
+    report.gpu_error = devices.error().message();
+    return;
+  }
+  for (const auto& device : *devices) {
+    report.gpus.push_back({device.name, std::string(pepita::gpu::to_string(device.type)),
+                           device.unified, device.device_local_bytes});
+  }
+#else
+  report.gpu_error = "pepita was built without Vulkan (install libvulkan-dev and rebuild)";
+#endif
+}
+
 }  // namespace
 
 HostReport probe_host() {
@@ -112,6 +131,7 @@ HostReport probe_host() {
   report.kvm = probe_kvm();
   report.ublk_control = ::access("/dev/ublk-control", F_OK) == 0;
   report.zram = probe_zram();
+  probe_gpus(report);
 
   report.simd_level = std::string(pepita::simd::to_string(pepita::simd::detected_level()));
   const auto& cpu = pepita::simd::cpu_features();

@@ -35,6 +35,13 @@ struct ZramDevice {
   std::uint64_t disksize = 0;
 };
 
+struct GpuDevice {
+  std::string name;
+  std::string type;  // discrete, integrated, virtual, cpu, other
+  bool unified = false;
+  std::uint64_t device_local_bytes = 0;
+};
+
 struct HostReport {
   std::string kernel;
   unsigned cores = 0;
@@ -43,6 +50,8 @@ struct HostReport {
   KvmReport kvm;
   bool ublk_control = false;
   std::vector<ZramDevice> zram;
+  std::vector<GpuDevice> gpus;
+  std::string gpu_error;   // why no GPU list, when empty
   std::string simd_level;  // best level the CPU and OS support
   std::vector<std::string> cpu_features;
 };

@@ -23,6 +23,13 @@ nlohmann::json to_json(const HostReport& host) {
                     {"algorithms", device.algorithms},
                     {"disksize", device.disksize}});
   }
+  nlohmann::json gpus = nlohmann::json::array();
+  for (const auto& gpu : host.gpus) {
+    gpus.push_back({{"name", gpu.name},
+                    {"type", gpu.type},
+                    {"unified", gpu.unified},
+                    {"device_local_bytes", gpu.device_local_bytes}});
+  }
   return {
       {"version", kVersion},
       {"kernel", host.kernel},
@@ -47,6 +54,7 @@ nlohmann::json to_json(const HostReport& host) {
         {"immediate_exit", host.kvm.immediate_exit}}},
       {"ublk", {{"available", host.ublk_control}}},
       {"zram", zram},
+      {"gpu", {{"devices", gpus}, {"error", host.gpu_error}}},
       {"simd", {{"level", host.simd_level}, {"features", host.cpu_features}}},
   };
 }
@@ -83,6 +91,11 @@ void print_text(const HostReport& host) {
     std::printf("zram       %s: algorithm %s (available: %s), disksize %llu\n", device.name.c_str(),
                 device.algorithm.c_str(), all.c_str(),
                 static_cast<unsigned long long>(device.disksize));
+  }
+  if (host.gpus.empty()) std::printf("gpu        none (%s)\n", host.gpu_error.c_str());
+  for (const auto& gpu : host.gpus) {
+    std::printf("gpu        %s (%s%s)\n", gpu.name.c_str(), gpu.type.c_str(),
+                gpu.unified ? ", unified memory" : "");
   }
   std::string features;
   for (const auto& name : host.cpu_features) features += (features.empty() ? "" : " ") + name;

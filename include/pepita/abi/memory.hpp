@@ -18,13 +18,17 @@ inline constexpr uint64_t HUGE_PAGE_SIZE = 2ull << 20;
 /// True when `value` is a non-zero power of two.
 constexpr bool is_power_of_two(uint64_t value) { return value != 0 && (value & (value - 1)) == 0; }
 /// Rounds down to a multiple of `alignment` (a power of two).
-constexpr uint64_t align_down(uint64_t value, uint64_t alignment) { return value & ~(alignment - 1); }
+constexpr uint64_t align_down(uint64_t value, uint64_t alignment) {
+  return value & ~(alignment - 1);
+}
 /// Rounds up to a multiple of `alignment` (a power of two); wraps to 0 on overflow, so callers
 /// check `align_up(v, a) >= v` when v comes from untrusted input.
 constexpr uint64_t align_up(uint64_t value, uint64_t alignment) {
   return (value + alignment - 1) & ~(alignment - 1);
 }
-constexpr bool is_aligned(uint64_t value, uint64_t alignment) { return (value & (alignment - 1)) == 0; }
+constexpr bool is_aligned(uint64_t value, uint64_t alignment) {
+  return (value & (alignment - 1)) == 0;
+}
 
 class Pfn;
 
@@ -38,8 +42,12 @@ class Address {
   constexpr Address page_base() const { return Address(align_down(raw_, PAGE_SIZE)); }
   constexpr uint64_t page_offset() const { return raw_ & (PAGE_SIZE - 1); }
   constexpr bool is_page_aligned() const { return is_aligned(raw_, PAGE_SIZE); }
-  constexpr Address align_down_to(uint64_t alignment) const { return Address(align_down(raw_, alignment)); }
-  constexpr Address align_up_to(uint64_t alignment) const { return Address(align_up(raw_, alignment)); }
+  constexpr Address align_down_to(uint64_t alignment) const {
+    return Address(align_down(raw_, alignment));
+  }
+  constexpr Address align_up_to(uint64_t alignment) const {
+    return Address(align_up(raw_, alignment));
+  }
 
   /// Adds an offset; sets `overflow` instead of wrapping silently.
   constexpr Address checked_add(uint64_t offset, bool& overflow) const {

@@ -60,7 +60,9 @@ struct IoDesc {
 };
 static_assert(sizeof(IoDesc) == 24);
 
-constexpr uint8_t io_desc_op(const IoDesc& desc) { return static_cast<uint8_t>(desc.op_flags & 0xff); }
+constexpr uint8_t io_desc_op(const IoDesc& desc) {
+  return static_cast<uint8_t>(desc.op_flags & 0xff);
+}
 constexpr uint32_t io_desc_flags(const IoDesc& desc) { return desc.op_flags >> 8; }
 
 /// I/O command: FETCH_REQ / COMMIT_AND_FETCH_REQ / NEED_GET_DATA on /dev/ublkcN.
@@ -135,27 +137,43 @@ inline constexpr uint32_t CMD_GET_FEATURES = 0x13;
 inline constexpr uint32_t CMD_DEL_DEV_ASYNC = 0x14;
 
 inline constexpr uint32_t IOCTL_TYPE = 'u';
-inline constexpr uint32_t U_CMD_GET_QUEUE_AFFINITY = ioc(IOC_READ, IOCTL_TYPE, CMD_GET_QUEUE_AFFINITY, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_GET_DEV_INFO = ioc(IOC_READ, IOCTL_TYPE, CMD_GET_DEV_INFO, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_ADD_DEV = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_ADD_DEV, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_DEL_DEV = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_DEL_DEV, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_START_DEV = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_START_DEV, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_STOP_DEV = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_STOP_DEV, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_SET_PARAMS = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_SET_PARAMS, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_GET_PARAMS = ioc(IOC_READ, IOCTL_TYPE, CMD_GET_PARAMS, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_START_USER_RECOVERY = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_START_USER_RECOVERY, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_END_USER_RECOVERY = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_END_USER_RECOVERY, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_GET_DEV_INFO2 = ioc(IOC_READ, IOCTL_TYPE, CMD_GET_DEV_INFO2, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_GET_FEATURES = ioc(IOC_READ, IOCTL_TYPE, CMD_GET_FEATURES, sizeof(CtrlCmd));
-inline constexpr uint32_t U_CMD_DEL_DEV_ASYNC = ioc(IOC_READ, IOCTL_TYPE, CMD_DEL_DEV_ASYNC, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_GET_QUEUE_AFFINITY =
+    ioc(IOC_READ, IOCTL_TYPE, CMD_GET_QUEUE_AFFINITY, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_GET_DEV_INFO =
+    ioc(IOC_READ, IOCTL_TYPE, CMD_GET_DEV_INFO, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_ADD_DEV =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_ADD_DEV, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_DEL_DEV =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_DEL_DEV, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_START_DEV =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_START_DEV, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_STOP_DEV =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_STOP_DEV, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_SET_PARAMS =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_SET_PARAMS, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_GET_PARAMS =
+    ioc(IOC_READ, IOCTL_TYPE, CMD_GET_PARAMS, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_START_USER_RECOVERY =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_START_USER_RECOVERY, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_END_USER_RECOVERY =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, CMD_END_USER_RECOVERY, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_GET_DEV_INFO2 =
+    ioc(IOC_READ, IOCTL_TYPE, CMD_GET_DEV_INFO2, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_GET_FEATURES =
+    ioc(IOC_READ, IOCTL_TYPE, CMD_GET_FEATURES, sizeof(CtrlCmd));
+inline constexpr uint32_t U_CMD_DEL_DEV_ASYNC =
+    ioc(IOC_READ, IOCTL_TYPE, CMD_DEL_DEV_ASYNC, sizeof(CtrlCmd));
 inline constexpr uint32_t FEATURES_LEN = 8;
 
 inline constexpr uint32_t IO_FETCH_REQ = 0x20;
 inline constexpr uint32_t IO_COMMIT_AND_FETCH_REQ = 0x21;
 inline constexpr uint32_t IO_NEED_GET_DATA = 0x22;
-inline constexpr uint32_t U_IO_FETCH_REQ = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, IO_FETCH_REQ, sizeof(IoCmd));
-inline constexpr uint32_t U_IO_COMMIT_AND_FETCH_REQ = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, IO_COMMIT_AND_FETCH_REQ, sizeof(IoCmd));
-inline constexpr uint32_t U_IO_NEED_GET_DATA = ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, IO_NEED_GET_DATA, sizeof(IoCmd));
+inline constexpr uint32_t U_IO_FETCH_REQ =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, IO_FETCH_REQ, sizeof(IoCmd));
+inline constexpr uint32_t U_IO_COMMIT_AND_FETCH_REQ =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, IO_COMMIT_AND_FETCH_REQ, sizeof(IoCmd));
+inline constexpr uint32_t U_IO_NEED_GET_DATA =
+    ioc(IOC_READ | IOC_WRITE, IOCTL_TYPE, IO_NEED_GET_DATA, sizeof(IoCmd));
 
 inline constexpr int32_t IO_RES_OK = 0;
 inline constexpr int32_t IO_RES_NEED_GET_DATA = 1;

@@ -45,7 +45,9 @@ inline constexpr uint16_t MAX_QUEUE_SIZE = 32768;
 
 constexpr size_t desc_table_bytes(uint16_t queue_size) { return sizeof(Desc) * queue_size; }
 /// Available ring size including the trailing used_event field.
-constexpr size_t avail_ring_bytes(uint16_t queue_size) { return AVAIL_RING_OFFSET + 2u * queue_size + 2u; }
+constexpr size_t avail_ring_bytes(uint16_t queue_size) {
+  return AVAIL_RING_OFFSET + 2u * queue_size + 2u;
+}
 /// Used ring size including the trailing avail_event field.
 constexpr size_t used_ring_bytes(uint16_t queue_size) {
   return USED_RING_OFFSET + sizeof(UsedElem) * queue_size + 2u;

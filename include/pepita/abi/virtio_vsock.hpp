@@ -11,7 +11,7 @@ struct __attribute__((packed)) Header {
   uint64_t dst_cid;
   uint32_t src_port;
   uint32_t dst_port;
-  uint32_t len;  // payload bytes following the header
+  uint32_t len;   // payload bytes following the header
   uint16_t type;  // TYPE_*
   uint16_t op;    // OP_*
   uint32_t flags;
