@@ -312,3 +312,45 @@ TEST_F(RunCli, InterruptCancelsCleanlyAndLeavesResumableJournal) {
 }
 
 }  // namespace
+
+namespace {
+
+// `pepita run --worker`: tasks with backend = "remote" run on a real `pepita worker` process.
+TEST_F(RunCli, RemoteTasksRunOnAWorker) {
+  const std::string key = (dir_ / "w.key").string();
+  ASSERT_EQ(run({"worker", "--gen-key", key}).exit_code, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(20000 + ::getpid() % 20000);
+  const pid_t worker =
+      spawn({"worker", "--listen", address, "--key", key, "--slots", "2"}, "worker");
+  const auto job = write("remote.toml", R"(
+[[task]]
+name = "remote-echo"
+command = "/bin/echo"
+args = ["hello-remote"]
+backend = "remote"
+
+[[task]]
+name = "local-after"
+command = "/bin/true"
+deps = ["remote-echo"]
+)");
+  auto r = run({"run", "--json", "--no-journal", "--worker", address, "--key", key, job.string()});
+  ::kill(worker, SIGTERM);
+  finish(worker, "worker");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = parse(r);
+  std::map<std::string, json> by;
+  for (const auto& t : j["tasks"]) by[t["name"]] = t;
+  EXPECT_EQ(by["remote-echo"]["status"], "succeeded");
+  EXPECT_NE(by["remote-echo"]["stdout"].get<std::string>().find("hello-remote"), std::string::npos);
+  EXPECT_EQ(by["local-after"]["status"], "succeeded");
+}
+
+TEST_F(RunCli, WorkerWithoutKeyIsAUsageError) {
+  const auto job = write("one.toml", "[[task]]\nname = \"t\"\ncommand = \"/bin/true\"\n");
+  auto r = run({"run", "--worker", "127.0.0.1:1", job.string()});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--key"), std::string::npos) << r.err;
+}
+
+}  // namespace

@@ -26,6 +26,8 @@
 #include "command.hpp"
 #include "pepita/pool/job.hpp"
 #include "pepita/pool/pool.hpp"
+#include "pepita/transport/crypto.hpp"
+#include "pepita/transport/remote_executor.hpp"
 
 namespace pepita::cli {
 namespace {
@@ -44,7 +46,25 @@ struct RunOptions {
   bool no_journal = false;
   std::string state_dir;
   std::size_t jobs = 0;
+  std::vector<std::string> workers;  // host:port of remote workers for backend = "remote" tasks
+  std::string key_file;
 };
+
+/// The Remote executor for `--worker`, or nullptr when no worker was named.
+Result<std::shared_ptr<executor::Executor>> remote_executor(const RunOptions& o) {
+  if (o.workers.empty()) return std::shared_ptr<executor::Executor>{};
+  if (o.key_file.empty()) {
+    return fail(ErrorCode::InvalidArgument,
+                "--worker needs --key FILE (the pre-shared key the workers use, mode 0600)");
+  }
+  auto key = PEPITA_TRY(transport::Key::from_file(o.key_file));
+  transport::RemoteExecutorOptions options;
+  options.remote.workers = o.workers;
+  options.remote.key = std::move(key);
+  options.ship_binaries = true;
+  auto remote = PEPITA_TRY(transport::RemoteExecutor::create(std::move(options)));
+  return std::shared_ptr<executor::Executor>(std::move(remote));
+}
 
 std::string self_dir() {
   char buf[PATH_MAX];
@@ -290,6 +310,12 @@ int run_job(const RunOptions& o) {
     return kExitFailure;
   }
 
+  auto remote = remote_executor(o);
+  if (!remote) {
+    std::fprintf(stderr, "pepita run: %s\n", remote.error().message().c_str());
+    return remote.error().code() == ErrorCode::InvalidArgument ? kExitUsage : kExitFailure;
+  }
+
   SignalWatcher signals;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   // Created once the pool is built and the header line printed; events start with submit_all.
@@ -299,6 +325,7 @@ int run_job(const RunOptions& o) {
   if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
   builder.on_event([&progress](const pool::Event& e) { progress->on_event(e); });
   builder.cpu_workers(1);  // job files hold commands only
+  if (*remote) builder.executor(*remote);
   auto built = builder.build();
   if (!built) {
     std::fprintf(stderr, "pepita run: %s\n", built.error().message().c_str());
@@ -398,6 +425,9 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                   "Directory for the journal and ${state_dir} (default: per job under $TMPDIR)");
   sub->add_option("-j,--jobs", o->jobs, "Processes at once (overrides [pool] process_slots)")
       ->check(CLI::Range(1, 4096));
+  sub->add_option("--worker", o->workers,
+                  "Remote worker host:port for tasks with backend = \"remote\" (repeatable)");
+  sub->add_option("--key", o->key_file, "Pre-shared key file of the workers (mode 0600)");
   dispatch.on(sub, [o] { return run_job(*o); });
 }
 
