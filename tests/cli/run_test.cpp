@@ -354,3 +354,23 @@ TEST_F(RunCli, WorkerWithoutKeyIsAUsageError) {
 }
 
 }  // namespace
+
+namespace {
+
+// backend = "microvm": the task's command is a freestanding guest run in a KVM micro-VM.
+TEST_F(RunCli, MicroVmTasksRunInAVm) {
+  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+    GTEST_SKIP() << "/dev/kvm not accessible: micro-VM tasks cannot run here";
+  }
+  const std::string guest = std::string(PEPITA_BINARY_DIR) + "/guest/hello.elf";
+  const auto job = write("vm.toml", "[[task]]\nname = \"hello-vm\"\ncommand = \"" + guest +
+                                        "\"\nbackend = \"microvm\"\ntimeout = 10\n");
+  auto r = run({"run", "--json", "--no-journal", job.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  auto j = parse(r);
+  ASSERT_EQ(j["tasks"].size(), 1u);
+  EXPECT_EQ(j["tasks"][0]["status"], "succeeded");
+  EXPECT_FALSE(j["tasks"][0]["stdout"].get<std::string>().empty());
+}
+
+}  // namespace

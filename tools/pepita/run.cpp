@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -28,6 +29,7 @@
 #include "pepita/pool/pool.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/remote_executor.hpp"
+#include "pepita/vmm/microvm_executor.hpp"
 
 namespace pepita::cli {
 namespace {
@@ -316,6 +318,20 @@ int run_job(const RunOptions& o) {
     return remote.error().code() == ErrorCode::InvalidArgument ? kExitUsage : kExitFailure;
   }
 
+  // backend = "microvm" tasks run their command (a static ELF guest) in a KVM micro-VM.
+  std::shared_ptr<executor::Executor> microvm;
+  const bool wants_microvm = std::any_of(job->tasks.begin(), job->tasks.end(), [](const auto& t) {
+    return t.backend() == task::Backend::MicroVm;
+  });
+  if (wants_microvm) {
+    auto created = vmm::MicroVmExecutor::create({});
+    if (!created) {
+      std::fprintf(stderr, "pepita run: micro-VM backend: %s\n", created.error().message().c_str());
+      return kExitFailure;
+    }
+    microvm = std::move(*created);
+  }
+
   SignalWatcher signals;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   // Created once the pool is built and the header line printed; events start with submit_all.
@@ -326,6 +342,7 @@ int run_job(const RunOptions& o) {
   builder.on_event([&progress](const pool::Event& e) { progress->on_event(e); });
   builder.cpu_workers(1);  // job files hold commands only
   if (*remote) builder.executor(*remote);
+  if (microvm) builder.executor(microvm);
   auto built = builder.build();
   if (!built) {
     std::fprintf(stderr, "pepita run: %s\n", built.error().message().c_str());
