@@ -15,8 +15,9 @@ struct CliRun {
 };
 
 /// Runs `pepita <args>` through /bin/sh; args are passed verbatim, so quote them as for a shell.
-inline CliRun run_pepita(const std::string& args) {
-  const std::string command = std::string(PEPITA_CLI_PATH) + " " + args + " 2>&1";
+/// `env` (e.g. "NAME=value ") is prepended to the command line.
+inline CliRun run_pepita(const std::string& args, const std::string& env = "") {
+  const std::string command = env + std::string(PEPITA_CLI_PATH) + " " + args + " 2>&1";
   CliRun run;
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) return run;
