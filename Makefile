@@ -36,7 +36,7 @@ coverage: deps
 	cmake --build build-coverage -j $(JOBS)
 	lcov --quiet --zerocounters --directory build-coverage
 	ctest --test-dir build-coverage --output-on-failure -j $(JOBS)
-	lcov --quiet --capture --directory build-coverage --output-file build-coverage/coverage.info --ignore-errors mismatch
+	lcov --quiet --capture --directory build-coverage --output-file build-coverage/coverage.info
 	lcov --quiet --extract build-coverage/coverage.info '$(CURDIR)/src/*' '$(CURDIR)/include/*' '$(CURDIR)/tools/*' --output-file build-coverage/coverage.info
 	lcov --summary build-coverage/coverage.info
 
