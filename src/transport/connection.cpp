@@ -165,8 +165,7 @@ Result<UniqueFd> Listener::accept(std::string& peer) {
 Connection::Connection(Private, UniqueFd fd, std::string peer, const ConnectionOptions& options)
     : fd_(std::move(fd)), peer_(std::move(peer)), options_(options) {}
 
-Result<std::unique_ptr<Connection>> Connection::connect(const Endpoint& to, const Key& key,
-                                                        const ConnectionOptions& options) {
+Result<UniqueFd> dial(const Endpoint& to, std::chrono::milliseconds timeout) {
   auto ai = PEPITA_TRY(resolve(to, false));
   UniqueFd fd;
   int last_err = ECONNREFUSED;
@@ -182,7 +181,7 @@ Result<std::unique_ptr<Connection>> Connection::connect(const Endpoint& to, cons
         continue;
       }
       pollfd pfd{s.get(), POLLOUT, 0};
-      const int n = sys::poll(&pfd, 1, static_cast<int>(options.connect_timeout.count()));
+      const int n = sys::poll(&pfd, 1, static_cast<int>(timeout.count()));
       if (n <= 0) {
         last_err = n == 0 ? ETIMEDOUT : -n;
         continue;
@@ -203,8 +202,19 @@ Result<std::unique_ptr<Connection>> Connection::connect(const Endpoint& to, cons
     return std::unexpected(Error(ErrorCode::Disconnected, e.message(), last_err));
   }
   tune(fd.get());
-  auto conn = std::make_unique<Connection>(Private{}, std::move(fd), to.to_string(), options);
-  conn->remote_name_ = to.to_string();
+  return fd;
+}
+
+Result<std::unique_ptr<Connection>> Connection::connect(const Endpoint& to, const Key& key,
+                                                        const ConnectionOptions& options) {
+  return client(PEPITA_TRY(dial(to, options.connect_timeout)), to.to_string(), key, options);
+}
+
+Result<std::unique_ptr<Connection>> Connection::client(UniqueFd fd, std::string peer,
+                                                       const Key& key,
+                                                       const ConnectionOptions& options) {
+  auto conn = std::make_unique<Connection>(Private{}, std::move(fd), peer, options);
+  conn->remote_name_ = peer;
   const auto deadline = Clock::now() + options.handshake_timeout;
 
   auto [client, hello] = PEPITA_TRY(ClientHandshake::start(key, options.name));
@@ -218,9 +228,9 @@ Result<std::unique_ptr<Connection>> Connection::connect(const Endpoint& to, cons
   PEPITA_TRY_VOID(conn->write_all(wire));
   conn->session_.emplace(std::move(session));
   auto ok = PEPITA_TRY(conn->receive(std::chrono::milliseconds(ms_until(deadline))));
-  if (!ok) return fail(ErrorCode::TimedOut, "worker " + to.to_string() + " did not confirm auth");
+  if (!ok) return fail(ErrorCode::TimedOut, "worker " + peer + " did not confirm auth");
   if (ok->header.type != MessageType::AuthOk) {
-    return fail(ErrorCode::Protocol, "expected auth-ok from " + to.to_string() + ", got " +
+    return fail(ErrorCode::Protocol, "expected auth-ok from " + peer + ", got " +
                                          std::string(to_string(ok->header.type)));
   }
   return conn;

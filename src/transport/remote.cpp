@@ -2,6 +2,7 @@
 // (pull) leasing, heartbeat failure detector, re-dispatch and exactly-once completion.
 #include "pepita/transport/remote.hpp"
 
+#include <poll.h>
 #include <sys/eventfd.h>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
@@ -51,9 +53,11 @@ struct RemoteDispatcher::Impl {
     std::uint32_t attempts = 0;
     int holder = -1;  // worker index holding the current lease, -1 when queued
     bool completed = false;
+    bool cancel_requested = false;
   };
   struct W {
     Endpoint ep;
+    bool dialed_in = false;  // accepted on the listener: not re-dialed when it ends
     WorkerInfo info;
     std::set<std::uint64_t> inflight;    // task ids leased to this worker (guarded by mu)
     std::vector<std::uint64_t> cancels;  // Cancel frames to send (guarded by mu)
@@ -70,7 +74,10 @@ struct RemoteDispatcher::Impl {
   std::unordered_map<std::uint64_t, TaskState> tasks;
   std::size_t pending = 0;  // submitted, not completed
   std::map<Digest, std::shared_ptr<const std::string>> blobs;
-  std::vector<std::unique_ptr<W>> ws;
+  std::vector<std::unique_ptr<W>> ws;  // grows when workers dial in; guarded by mu
+  std::optional<Listener> listener;
+  UniqueFd stop_efd;  // wakes the acceptor
+  std::thread acceptor;
   bool stopping = false;
   std::uint64_t duplicates = 0;
 
@@ -82,6 +89,7 @@ struct RemoteDispatcher::Impl {
     }
   }
 
+  // Caller holds mu (ws may grow).
   void wake_all() {
     for (auto& w : ws) signal_fd(w->wake.get());
   }
@@ -126,10 +134,12 @@ struct RemoteDispatcher::Impl {
     }
     const bool from_holder = ts.holder == static_cast<int>(wi);
     if (from_holder) ts.holder = -1;
-    if (r.status == TaskStatus::Returned) {
+    // Handed back unstarted (worker draining), or killed by the worker's own shutdown rather
+    // than by our cancel(): run it elsewhere. Only the former is not a failed attempt.
+    const bool returned = r.status == TaskStatus::Returned;
+    if (returned || (r.status == TaskStatus::Cancelled && !ts.cancel_requested)) {
       if (from_holder) {
-        // Handed back unstarted (worker draining): not a failed attempt.
-        if (ts.attempts > 0) --ts.attempts;
+        if (returned && ts.attempts > 0) --ts.attempts;
         queue.push_front(id);
         wake_all();
       }
@@ -227,8 +237,13 @@ struct RemoteDispatcher::Impl {
     return {};
   }
 
+  W& slot(std::size_t wi) {
+    std::lock_guard lock(mu);
+    return *ws[wi];
+  }
+
   std::string session(std::size_t wi, Connection& conn) {
-    W& w = *ws[wi];
+    W& w = slot(wi);
     std::set<Digest> uploaded;  // blobs this connection already sent
     auto last_rx = Clock::now();
     auto last_hb = Clock::now();
@@ -317,8 +332,76 @@ struct RemoteDispatcher::Impl {
     }
   }
 
+  // Receives the Register frame that follows authentication.
+  static Result<RegisterMsg> receive_register(Connection& conn, std::chrono::milliseconds timeout) {
+    auto m = PEPITA_TRY(conn.receive(timeout));
+    if (!m || m->header.type != MessageType::Register) {
+      return fail(ErrorCode::Protocol, "worker did not register after auth");
+    }
+    return decode_register(m->payload);
+  }
+
+  void mark_up(W& w, const RegisterMsg& reg) {
+    {
+      std::lock_guard lock(mu);
+      w.info.slots = std::max<std::uint32_t>(1, reg.slots);
+      w.info.name = reg.name;
+      w.info.state = WorkerState::Alive;
+      ++w.info.connects;
+    }
+    log("worker " + w.ep.to_string() + " (" + reg.name + ") up with " + std::to_string(reg.slots) +
+        " slots");
+  }
+
+  // Runs a session to its end and re-dispatches what the worker held.
+  void run_session(std::size_t wi, Connection& conn) {
+    W& w = slot(wi);
+    std::string reason = session(wi, conn);
+    conn.shutdown();
+    requeue_inflight(wi);
+    set_state(wi, WorkerState::Dead);
+    log("worker " + w.ep.to_string() + " down: " + reason);
+  }
+
+  // Workers that dial in (`pepita worker --connect`): authenticate each as the client side of
+  // the handshake, then serve it like a configured worker until its connection ends.
+  void accept_loop() {
+    ConnectionOptions copts = opts.connection;
+    copts.name = opts.name;
+    for (;;) {
+      pollfd pfds[2] = {{listener->fd(), POLLIN, 0}, {stop_efd.get(), POLLIN, 0}};
+      (void)sys::poll(pfds, 2, 1000);
+      std::string peer;
+      auto fd = listener->accept(peer);
+      std::lock_guard lock(mu);
+      if (stopping) return;
+      if (!fd) continue;
+      auto w = std::make_unique<W>();
+      w->ep = parse_endpoint(peer).value_or(Endpoint{peer, 0});
+      w->dialed_in = true;
+      w->info.endpoint = peer;
+      w->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+      const std::size_t wi = ws.size();
+      W* raw = w.get();
+      ws.push_back(std::move(w));
+      raw->thread = std::thread([this, wi, copts, f = std::move(*fd)]() mutable {
+        const std::string peer_name = slot(wi).ep.to_string();
+        auto conn = Connection::client(std::move(f), peer_name, *opts.key, copts);
+        auto reg = conn ? receive_register(**conn, copts.handshake_timeout)
+                        : Result<RegisterMsg>(std::unexpected(conn.error()));
+        if (!reg) {
+          log("rejected dial-in from " + peer_name + ": " + reg.error().to_string());
+          set_state(wi, WorkerState::Dead);
+          return;
+        }
+        mark_up(slot(wi), *reg);
+        run_session(wi, **conn);
+      });
+    }
+  }
+
   void worker_loop(std::size_t wi) {
-    W& w = *ws[wi];
+    W& w = slot(wi);
     auto backoff = opts.reconnect_initial;
     ConnectionOptions copts = opts.connection;
     copts.name = opts.name;
@@ -329,17 +412,8 @@ struct RemoteDispatcher::Impl {
         if (stopping) return;
       }
       auto conn = Connection::connect(w.ep, *opts.key, copts);
-      Result<RegisterMsg> reg = fail(ErrorCode::Protocol, "no register");
-      if (conn) {
-        auto m = (*conn)->receive(copts.handshake_timeout);
-        if (!m) {
-          reg = std::unexpected(m.error());
-        } else if (!*m || (*m)->header.type != MessageType::Register) {
-          reg = fail(ErrorCode::Protocol, "worker did not register after auth");
-        } else {
-          reg = decode_register((*m)->payload);
-        }
-      }
+      auto reg = conn ? receive_register(**conn, copts.handshake_timeout)
+                      : Result<RegisterMsg>(std::unexpected(conn.error()));
       if (!conn || !reg) {
         const Error& e = conn ? reg.error() : conn.error();
         if (!logged_down) log("worker " + w.ep.to_string() + " unavailable: " + e.to_string());
@@ -354,20 +428,8 @@ struct RemoteDispatcher::Impl {
       }
       logged_down = false;
       backoff = opts.reconnect_initial;
-      {
-        std::lock_guard lock(mu);
-        w.info.slots = std::max<std::uint32_t>(1, reg->slots);
-        w.info.name = reg->name;
-        w.info.state = WorkerState::Alive;
-        ++w.info.connects;
-      }
-      log("worker " + w.ep.to_string() + " (" + reg->name + ") up with " +
-          std::to_string(reg->slots) + " slots");
-      std::string reason = session(wi, **conn);
-      (*conn)->shutdown();
-      requeue_inflight(wi);
-      set_state(wi, WorkerState::Dead);
-      log("worker " + w.ep.to_string() + " down: " + reason);
+      mark_up(w, *reg);
+      run_session(wi, **conn);
       std::unique_lock lock(mu);
       backoff_cv.wait_for(lock, opts.reconnect_initial, [&] { return stopping; });
     }
@@ -380,11 +442,20 @@ Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions 
   if (!options.key) {
     return fail(ErrorCode::InvalidArgument, "remote workers need the shared key (--key FILE)");
   }
-  if (options.workers.empty()) {
-    return fail(ErrorCode::InvalidArgument, "no remote workers given (host:port)");
+  if (options.workers.empty() && options.listen.empty()) {
+    return fail(ErrorCode::InvalidArgument,
+                "no remote workers given (host:port) and no address for workers to dial in to");
   }
   if (options.max_attempts == 0) options.max_attempts = 1;
   auto impl = std::make_unique<Impl>();
+  if (!options.listen.empty()) {
+    // Open to any address: a dialing worker must prove the key before it gets a task, and the
+    // driver proves it too before the worker runs anything.
+    const Endpoint at = PEPITA_TRY(parse_endpoint(options.listen));
+    impl->listener.emplace(PEPITA_TRY(Listener::bind(at, /*allow_non_loopback=*/true)));
+    impl->stop_efd.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!impl->stop_efd) return fail_errno(errno, "eventfd");
+  }
   for (const auto& w : options.workers) {
     auto ep = parse_endpoint(w);
     if (!ep) return std::unexpected(std::move(ep.error()));
@@ -400,6 +471,7 @@ Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions 
   for (std::size_t i = 0; i < raw->ws.size(); ++i) {
     raw->ws[i]->thread = std::thread([raw, i] { raw->worker_loop(i); });
   }
+  if (raw->listener) raw->acceptor = std::thread([raw] { raw->accept_loop(); });
   return std::make_unique<RemoteDispatcher>(std::move(impl));
 }
 
@@ -409,8 +481,17 @@ RemoteDispatcher::~RemoteDispatcher() {
     impl_->stopping = true;
   }
   impl_->backoff_cv.notify_all();
-  impl_->wake_all();
-  for (auto& w : impl_->ws) w->thread.join();
+  if (impl_->acceptor.joinable()) {
+    signal_fd(impl_->stop_efd.get());
+    impl_->acceptor.join();  // after this, ws no longer grows
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->wake_all();
+  }
+  for (auto& w : impl_->ws) {
+    if (w->thread.joinable()) w->thread.join();
+  }
   std::vector<Impl::Completion> done;
   {
     std::lock_guard lock(impl_->mu);
@@ -449,8 +530,8 @@ Result<void> RemoteDispatcher::submit(RemoteTask task, Callback done) {
     impl_->tasks.emplace(id, Impl::TaskState{std::move(task), std::move(done)});
     impl_->queue.push_back(id);
     ++impl_->pending;
+    impl_->wake_all();
   }
-  impl_->wake_all();
   return {};
 }
 
@@ -477,6 +558,7 @@ void RemoteDispatcher::cancel(std::uint64_t id) {
                                        .error = "cancelled before it was dispatched"},
                              "", done);
     } else {
+      ts.cancel_requested = true;
       auto& w = *impl_->ws[static_cast<std::size_t>(ts.holder)];
       w.cancels.push_back(id);
       signal_fd(w.wake.get());
@@ -495,6 +577,16 @@ std::vector<WorkerInfo> RemoteDispatcher::workers() const {
   std::vector<WorkerInfo> out;
   for (const auto& w : impl_->ws) out.push_back(w->info);
   return out;
+}
+
+std::optional<Endpoint> RemoteDispatcher::listen_endpoint() const {
+  if (!impl_->listener) return std::nullopt;
+  return impl_->listener->endpoint();
+}
+
+std::size_t RemoteDispatcher::backlog() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->pending;
 }
 
 std::uint64_t RemoteDispatcher::duplicates_dropped() const {

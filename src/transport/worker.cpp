@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -151,14 +152,81 @@ struct Worker::Impl {
         rejected.fetch_add(1);
         continue;
       }
-      auto c = std::make_shared<Client>();
-      c->peer = peer;
-      c->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-      c->serial = ++next_serial;
-      clients.push_back(c);
-      c->thread = std::thread([this, c, f = std::move(*fd)]() mutable { serve(c, std::move(f)); });
+      start_client_locked(std::move(peer), std::move(*fd));
     }
     listener.reset();  // stop accepting: new connects are refused from here on
+    shutdown_sequence();
+  }
+
+  // Caller holds mu.
+  void start_client_locked(std::string peer, UniqueFd fd) {
+    auto c = std::make_shared<Client>();
+    c->peer = std::move(peer);
+    c->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    c->serial = ++next_serial;
+    clients.push_back(c);
+    c->thread = std::thread([this, c, f = std::move(fd)]() mutable { serve(c, std::move(f)); });
+  }
+
+  // ---- dial-out mode ----------------------------------------------------------------------
+  // One connection at a time to the driver; re-dialed with backoff when it ends, given up
+  // (worker stops) once the driver has been unreachable for give_up_after.
+  void dial_loop() {
+    const Endpoint driver = bound;
+    constexpr auto kInitialBackoff = std::chrono::milliseconds(100);
+    constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
+    auto backoff = kInitialBackoff;
+    auto next_dial = Clock::now();
+    auto reachable_at = Clock::now();
+    bool was_connected = false;
+    std::uint64_t accepted_before = 0;
+    bool logged_down = false;
+    while (!stopping.load()) {
+      reap_clients(false);
+      bool connected = false;
+      {
+        std::lock_guard lock(mu);
+        connected = !clients.empty();
+      }
+      const auto now = Clock::now();
+      if (connected) {
+        reachable_at = now;
+      } else if (was_connected) {
+        // A session that authenticated resets the backoff; one that failed the handshake
+        // (wrong key) must not turn into a tight reconnect loop.
+        if (accepted.load() > accepted_before) backoff = kInitialBackoff;
+        next_dial = now + backoff;
+        backoff = std::min(backoff * 2, kMaxBackoff);
+      } else if (now - reachable_at > opts.give_up_after) {
+        log("driver " + driver.to_string() + " unreachable for " +
+            std::to_string(opts.give_up_after.count()) + " ms; stopping");
+        stopping.store(true);
+        break;
+      } else if (now >= next_dial) {
+        auto fd = dial(driver, opts.connection.connect_timeout);
+        if (fd) {
+          logged_down = false;
+          accepted_before = accepted.load();
+          std::lock_guard lock(mu);
+          start_client_locked(driver.to_string(), std::move(*fd));
+          connected = true;
+        } else {
+          if (!logged_down) log("driver unreachable, retrying: " + fd.error().to_string());
+          logged_down = true;
+          next_dial = Clock::now() + backoff;
+          backoff = std::min(backoff * 2, kMaxBackoff);
+        }
+      }
+      was_connected = connected;
+      const auto until_dial =
+          std::chrono::duration_cast<std::chrono::milliseconds>(next_dial - Clock::now());
+      const int wait_ms =
+          connected ? 1000
+                    : static_cast<int>(std::clamp<std::int64_t>(until_dial.count(), 1, 1000));
+      pollfd pfd{stop_efd.get(), POLLIN, 0};
+      (void)sys::poll(&pfd, 1, wait_ms);
+      clear_fd(stop_efd.get());
+    }
     shutdown_sequence();
   }
 
@@ -565,12 +633,20 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
     options.name = host;
   }
   auto impl = std::make_unique<Impl>();
-  impl->listener.emplace(PEPITA_TRY(Listener::bind(ep, options.allow_non_loopback)));
-  const Endpoint bound = impl->listener->endpoint();
+  const bool dials = !options.connect_to.empty();
+  Endpoint bound;
+  if (dials) {
+    bound = PEPITA_TRY(parse_endpoint(options.connect_to));
+  } else {
+    impl->listener.emplace(PEPITA_TRY(Listener::bind(ep, options.allow_non_loopback)));
+    bound = impl->listener->endpoint();
+  }
   if (options.cache_dir.empty()) {
+    // Dialing workers may share a host and a driver port (several Slurm jobs on one node).
     const char* tmp = std::getenv("TMPDIR");
     options.cache_dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/pepita-worker-" +
-                        std::to_string(::getuid()) + "-" + std::to_string(bound.port);
+                        std::to_string(::getuid()) + "-" +
+                        (dials ? "pid" + std::to_string(::getpid()) : std::to_string(bound.port));
   }
   if (::mkdir(options.cache_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return fail_errno(errno, "create cache directory " + options.cache_dir);
@@ -595,9 +671,15 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
   for (std::uint32_t i = 0; i < raw->opts.slots; ++i) {
     raw->runners.emplace_back([raw] { raw->runner_loop(); });
   }
-  raw->acceptor = std::thread([raw] { raw->accept_loop(); });
-  raw->log("listening on " + bound.to_string() + " with " + std::to_string(raw->opts.slots) +
-           " slots, cache " + raw->cache_dir);
+  if (dials) {
+    raw->acceptor = std::thread([raw] { raw->dial_loop(); });
+    raw->log("dialing driver " + bound.to_string() + " with " + std::to_string(raw->opts.slots) +
+             " slots, cache " + raw->cache_dir);
+  } else {
+    raw->acceptor = std::thread([raw] { raw->accept_loop(); });
+    raw->log("listening on " + bound.to_string() + " with " + std::to_string(raw->opts.slots) +
+             " slots, cache " + raw->cache_dir);
+  }
   return std::make_unique<Worker>(std::move(impl));
 }
 

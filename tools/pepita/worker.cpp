@@ -4,7 +4,9 @@
 #include "pepita/transport/worker.hpp"
 
 #include <signal.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -20,6 +22,8 @@ namespace {
 
 struct WorkerCliOptions {
   std::string listen = "127.0.0.1:7070";
+  std::string connect;
+  double give_up_s = 60;
   std::string key_file;
   std::string gen_key;
   std::uint32_t slots = 0;
@@ -55,6 +59,8 @@ int run_worker(const WorkerCliOptions& o) {
   }
   transport::WorkerOptions wo;
   wo.listen = o.listen;
+  wo.connect_to = o.connect;
+  wo.give_up_after = std::chrono::milliseconds(static_cast<std::int64_t>(o.give_up_s * 1000));
   wo.key = std::move(*key);
   // A key is mandatory, so listening beyond loopback is an explicit, authenticated choice.
   wo.allow_non_loopback = true;
@@ -69,11 +75,12 @@ int run_worker(const WorkerCliOptions& o) {
     }
     wo.labels[l.substr(0, eq)] = l.substr(eq + 1);
   }
-  if (auto ep = transport::parse_endpoint(o.listen); ep && !transport::is_loopback_host(ep->host)) {
+  if (auto ep = transport::parse_endpoint(o.connect.empty() ? o.listen : o.connect);
+      ep && !transport::is_loopback_host(ep->host)) {
     std::fprintf(stderr,
-                 "pepita worker: note: listening on %s; frames are authenticated and "
+                 "pepita worker: note: %s %s; frames are authenticated and "
                  "tamper-proof but not encrypted — use a trusted network or a tunnel\n",
-                 o.listen.c_str());
+                 o.connect.empty() ? "listening on" : "dialing", ep->to_string().c_str());
   }
   // Block the shutdown signals before any worker thread exists, so only sigwait sees them.
   sigset_t set;
@@ -87,8 +94,15 @@ int run_worker(const WorkerCliOptions& o) {
     return kExitFailure;
   }
   std::fflush(stderr);
+  // A dialing worker also ends on its own when its driver stays away: wake the sigwait then.
+  std::atomic<bool> signalled{false};
+  std::jthread self_stop([&worker, &signalled] {
+    (*worker)->wait();
+    if (!signalled.load()) ::kill(::getpid(), SIGTERM);
+  });
   int sig = 0;
   sigwait(&set, &sig);
+  signalled.store(true);
   (*worker)->stop(transport::Worker::StopMode::Drain);
   std::jthread second([&](std::stop_token stop) {
     const timespec tick{0, 200'000'000};
@@ -118,6 +132,12 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
       app.add_subcommand("worker", "Run a remote worker: executes tasks for authenticated drivers");
   auto o = std::make_shared<WorkerCliOptions>();
   sub->add_option("--listen", o->listen, "host:port to listen on (default 127.0.0.1:7070)");
+  sub->add_option("--connect", o->connect,
+                  "dial the driver at host:port instead of listening (cluster jobs, NAT)")
+      ->excludes(sub->get_option("--listen"));
+  sub->add_option("--give-up", o->give_up_s,
+                  "with --connect: exit when the driver is unreachable this many seconds")
+      ->check(CLI::Range(0.1, 1e6));
   sub->add_option("--key", o->key_file, "pre-shared key file (mode 0600)");
   sub->add_option("--slots", o->slots, "tasks run at once (default: one per CPU)");
   sub->add_option("--cache", o->cache_dir, "blob cache directory (default under $TMPDIR)");

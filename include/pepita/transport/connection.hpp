@@ -55,6 +55,10 @@ class Listener {
   Endpoint bound_;
 };
 
+/// Opens a TCP connection (non-blocking, close-on-exec, TCP_NODELAY) within `timeout`.
+/// Disconnected (retriable) when the peer refuses, is unreachable or does not answer in time.
+Result<UniqueFd> dial(const Endpoint& to, std::chrono::milliseconds timeout);
+
 struct ConnectionOptions {
   std::string name = "pepita";                        // sent in Hello, shows in worker logs
   std::chrono::milliseconds handshake_timeout{5000};  // whole handshake, either side
@@ -76,8 +80,12 @@ class Connection {
   /// another key; Disconnected/TimedOut/Protocol when it is unreachable, stalls or misbehaves.
   static Result<std::unique_ptr<Connection>> connect(const Endpoint& to, const Key& key,
                                                      const ConnectionOptions& options);
-  /// Runs the worker side of the handshake on an accepted socket and sends AuthOk. The peer gets
-  /// no frame past Challenge unless it proves the key.
+  /// Runs the client (driver) side of the handshake on a socket that is already connected —
+  /// used for workers that dialed in (`pepita worker --connect`, Slurm pilot jobs).
+  static Result<std::unique_ptr<Connection>> client(UniqueFd fd, std::string peer, const Key& key,
+                                                    const ConnectionOptions& options);
+  /// Runs the worker side of the handshake on an accepted (or dialed-out) socket and sends AuthOk.
+  /// The peer gets no frame past Challenge unless it proves the key.
   static Result<std::unique_ptr<Connection>> accept(UniqueFd fd, std::string peer, const Key& key,
                                                     const ConnectionOptions& options);
 

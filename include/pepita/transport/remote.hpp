@@ -56,8 +56,12 @@ struct WorkerInfo {
 };
 
 struct RemoteOptions {
-  std::vector<std::string> workers;  // "host:port" each
-  std::optional<Key> key;            // required
+  std::vector<std::string> workers;  // "host:port" each, dialed (and re-dialed) by the driver
+  /// When set ("host:port", port 0 picks one), also accept workers that dial in
+  /// (`pepita worker --connect`): each one that proves the key joins until its connection ends.
+  /// Either workers or listen is required.
+  std::string listen;
+  std::optional<Key> key;  // required
   std::string name = "pepita-driver";
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds suspect_after{3000};  // no frame this long: lease nothing new
@@ -98,6 +102,11 @@ class RemoteDispatcher {
   bool wait_idle(std::chrono::milliseconds timeout = std::chrono::hours(24));
 
   std::vector<WorkerInfo> workers() const;
+  /// Where dialing workers connect (the real port), when RemoteOptions::listen was set.
+  std::optional<Endpoint> listen_endpoint() const;
+  /// Tasks submitted and not yet completed (queued or running) — the demand an elastic
+  /// launcher sizes its workers by.
+  std::size_t backlog() const;
   /// Results dropped because their task had already completed (a re-dispatched task's first
   /// attempt finishing late).
   std::uint64_t duplicates_dropped() const;

@@ -31,11 +31,17 @@ using WorkerFunction = std::function<Result<std::string>(std::string_view input,
 
 struct WorkerOptions {
   std::string listen = "127.0.0.1:7070";  // port 0 picks a free port (see Worker::endpoint)
-  std::optional<Key> key;                 // required: no key, no worker
-  bool allow_non_loopback = false;        // must be set to listen beyond loopback
-  std::uint32_t slots = 0;                // 0: one per online CPU
-  std::string cache_dir;                  // blob cache; empty: $TMPDIR/pepita-worker-<uid>-<port>
-  std::string name;                       // shown to drivers; empty: the host name
+  /// Dial-out mode when set: instead of listening, connect to the driver at this "host:port"
+  /// (cluster jobs and hosts behind NAT accept no inbound connections). The worker still
+  /// verifies the driver's key, re-dials with backoff when the connection ends, and stops
+  /// itself once the driver has been unreachable for give_up_after.
+  std::string connect_to;
+  std::chrono::milliseconds give_up_after{60000};
+  std::optional<Key> key;           // required: no key, no worker
+  bool allow_non_loopback = false;  // must be set to listen beyond loopback
+  std::uint32_t slots = 0;          // 0: one per online CPU
+  std::string cache_dir;            // blob cache; empty: $TMPDIR/pepita-worker-<uid>-<port>
+  std::string name;                 // shown to drivers; empty: the host name
   std::map<std::string, std::string> labels;
   std::map<std::string, WorkerFunction> functions;  // added to the built-ins noop, echo, sleep_ms
   std::chrono::milliseconds heartbeat_interval{1000};
@@ -68,11 +74,12 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  /// Where it listens (with the real port when 0 was asked for).
+  /// Where it listens (with the real port when 0 was asked for), or the driver it dials.
   Endpoint endpoint() const;
   /// Begins shutdown; returns at once. Safe from any thread, idempotent.
   void stop(StopMode mode = StopMode::Drain);
-  /// Blocks until shutdown has finished (every client told Drain and closed).
+  /// Blocks until shutdown has finished (every client told Drain and closed) — after stop(),
+  /// or in dial-out mode when the driver stayed unreachable for give_up_after.
   void wait();
   WorkerStats stats() const;
 
