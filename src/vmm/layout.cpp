@@ -15,16 +15,19 @@ using abi::PhysAddr;
 constexpr uint64_t kPresent = 1ull << 0;
 constexpr uint64_t kWritable = 1ull << 1;
 constexpr uint64_t kUser = 1ull << 2;
+constexpr uint64_t kWriteThrough = 1ull << 3;
+constexpr uint64_t kCacheDisable = 1ull << 4;
 constexpr uint64_t kAccessed = 1ull << 5;
 constexpr uint64_t kDirty = 1ull << 6;
 constexpr uint64_t kNoExecute = 1ull << 63;
 
 std::string mib(uint64_t bytes) { return std::to_string((bytes + (1 << 20) - 1) >> 20) + " MiB"; }
 
-uint64_t page_table_pages(uint64_t memory) {
+uint64_t page_table_pages(uint64_t memory, uint32_t mmio_devices) {
   uint64_t pts = (memory + (2ull << 20) - 1) >> 21;
   uint64_t pds = (memory + (1ull << 30) - 1) >> 30;
-  return 2 + pds + pts;  // PML4 + PDPT + PDs + PTs
+  // PML4 + PDPT + PDs + PTs, then one PD and one PT for the virtio-mmio window above RAM.
+  return 2 + pds + pts + (mmio_devices > 0 ? 2 : 0);
 }
 
 // Code/data descriptor for 64-bit mode (base/limit ignored except for data in compat mode).
@@ -74,6 +77,25 @@ Result<void> write_tables(const memory::GuestMemory& mem, const Layout& layout) 
   return {};
 }
 
+// Maps the virtio-mmio pages: no memory slot backs them, so each access exits to the VMM. The
+// window is in the fifth GiB (PDPT entry 4), which RAM (at most 4 GiB) never uses.
+Result<void> map_mmio(const memory::GuestMemory& mem, const Layout& layout) {
+  static_assert(ga::kVirtioMmioGpa == 4ull << 30, "PDPT entry 4, PD entry 0");
+  const uint64_t pd = layout.page_table_base + layout.page_table_bytes - 2 * PAGE_SIZE;
+  const uint64_t pt = pd + PAGE_SIZE;
+  const uint64_t link = kPresent | kWritable | kUser | kAccessed;
+  PEPITA_TRY_VOID(
+      mem.write<uint64_t>(PhysAddr(layout.page_table_base + PAGE_SIZE + 4 * 8), pd | link));
+  PEPITA_TRY_VOID(mem.write<uint64_t>(PhysAddr(pd), pt | link));
+  for (uint32_t i = 0; i < layout.mmio_devices; ++i) {
+    const uint64_t gpa = ga::kVirtioMmioGpa + i * ga::kVirtioMmioStride;
+    PEPITA_TRY_VOID(mem.write<uint64_t>(PhysAddr(pt + i * 8),
+                                        gpa | kPresent | kWritable | kUser | kAccessed | kDirty |
+                                            kWriteThrough | kCacheDisable | kNoExecute));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<Layout> Layout::compute(const VmConfig& config, const GuestImage& image) {
@@ -87,9 +109,12 @@ Result<Layout> Layout::compute(const VmConfig& config, const GuestImage& image) 
     return fail(ErrorCode::InvalidArgument, "VM stack size must be 4 KiB .. half of memory");
   if (config.input_capacity > mem)
     return fail(ErrorCode::InvalidArgument, "VM input capacity exceeds its memory");
+  const uint32_t devices = (config.virtio_console ? 1 : 0) + (config.virtio_blk ? 1 : 0);
+  static_assert(ga::kVirtioMmioMaxDevices >= 2);
   l.memory_size = mem;
+  l.mmio_devices = devices;
   l.image_end = image.end();
-  l.page_table_bytes = page_table_pages(mem) * PAGE_SIZE;
+  l.page_table_bytes = page_table_pages(mem, devices) * PAGE_SIZE;
   l.page_table_base = mem - l.page_table_bytes;
   l.stack_size = abi::align_up(config.stack_bytes, PAGE_SIZE);
   l.input_capacity = abi::align_up(
@@ -164,6 +189,7 @@ Result<void> build_guest(const memory::GuestMemory& mem, const Layout& layout,
   info.stack_size = layout.stack_size;
   info.hostcall_gpa = ga::kHostcallGpa;
   info.hostcall_capacity = ga::kHostcallCapacity;
+  info.virtio_mmio_devices = layout.mmio_devices;
   PEPITA_TRY_VOID(mem.write(PhysAddr(ga::kBootInfoGpa), info));
 
   for (const auto& seg : image.segments()) PEPITA_TRY_VOID(mem.write_bytes(seg.gpa, seg.data));
@@ -188,6 +214,7 @@ Result<void> build_guest(const memory::GuestMemory& mem, const Layout& layout,
   PEPITA_TRY_VOID(
       map_range(mem, layout, layout.input_base, layout.input_capacity, kNoExecute | kUser));
   PEPITA_TRY_VOID(map_range(mem, layout, layout.stack_base, layout.stack_size, rw));
+  if (layout.mmio_devices > 0) PEPITA_TRY_VOID(map_mmio(mem, layout));
   return {};
 }
 

@@ -223,6 +223,11 @@ Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& r, std::stop_
                                        false, r));
         return finish(Stop::Fault);
       case KVM_EXIT_MMIO:
+        if (s.virtio && s.virtio->serve(run->mmio)) {
+          // Console output joins the run's output in order with host-call writes.
+          if (run->mmio.is_write) s.virtio->drain_console(r.output, s.config.output_limit);
+          break;
+        }
         PEPITA_TRY_VOID(describe_fault(
             s, "access to unbacked guest-physical address " + hex(run->mmio.phys_addr), false, r));
         return finish(Stop::Fault);

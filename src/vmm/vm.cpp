@@ -167,6 +167,13 @@ Result<Vm> Vm::create(const GuestImage& image, const VmConfig& config) {
                                                         "pepita-vm"))
                : PEPITA_TRY(memory::GuestMemory::anonymous(abi::PhysAddr(0), config.memory_bytes));
   PEPITA_TRY_VOID(detail::build_guest(s->mem, s->layout, image, config.snapshottable));
+  if (s->layout.mmio_devices > 0) {
+    if (config.snapshottable)
+      return fail(ErrorCode::InvalidArgument,
+                  "a VM with virtio devices cannot be snapshottable: device state is not part of a "
+                  "snapshot");
+    s->virtio = PEPITA_TRY(detail::VirtioBus::create(s->mem, s->layout, config));
+  }
   PEPITA_TRY_VOID(create_vm_and_vcpu(*s));
   PEPITA_TRY_VOID(enter_cpl3(*s, image.entry()));
   return Vm(std::move(s));
@@ -186,9 +193,14 @@ Result<RunResult> Vm::run(std::span<const std::byte> input, std::stop_token stop
   PEPITA_TRY_VOID(s.mem.write<uint64_t>(
       abi::PhysAddr(ga::kBootInfoGpa + offsetof(ga::BootInfo, input_size)), input.size()));
   s.input = input;
+  if (s.virtio) s.virtio->feed_input(input);
   RunResult result;
   auto end = detail::run_loop(s, false, result, std::move(stop));
   s.input = {};
+  if (s.virtio) {
+    s.virtio->drain_console(result.output, s.config.output_limit);
+    result.virtio = s.virtio->report();
+  }
   s.clean_exit = end && *end == detail::Stop::Exited;
   PEPITA_TRY(std::move(end));
   return result;

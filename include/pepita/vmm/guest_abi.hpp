@@ -23,6 +23,15 @@ inline constexpr uint64_t kBootInfoGpa = 0x6000;    // BootInfo, read-only to th
 inline constexpr uint64_t kHostcallGpa = 0x7000;    // HostcallRing, read-write to the guest
 inline constexpr uint64_t kImageMinGpa = 0x100000;  // ELF PT_LOAD segments lie at or above 1 MiB
 
+/// virtio-mmio devices (virtio 1.2 section 4.2, version 2) sit above all RAM (memory is at most
+/// 4 GiB), one per 4 KiB page, mapped user-accessible and uncached: every register access is a
+/// KVM_EXIT_MMIO that the VMM serves. BootInfo.virtio_mmio_devices says how many there are. The
+/// guest has no kernel and takes no interrupts, so drivers poll the used ring; a QueueNotify write
+/// is served before the guest resumes, so one poll right after it sees what the device finished.
+inline constexpr uint64_t kVirtioMmioGpa = 0x100000000ull;
+inline constexpr uint64_t kVirtioMmioStride = 0x1000;
+inline constexpr uint32_t kVirtioMmioMaxDevices = 8;
+
 /// The only I/O port the VMM serves; any other port access ends the guest as a fault.
 inline constexpr uint16_t kHostcallPort = 0x0e9;
 
@@ -48,7 +57,7 @@ struct BootInfo {
   uint64_t stack_size;
   uint64_t hostcall_gpa;
   uint32_t hostcall_capacity;
-  uint32_t reserved;
+  uint32_t virtio_mmio_devices;  // virtio-mmio devices at kVirtioMmioGpa + i * kVirtioMmioStride
 };
 static_assert(sizeof(BootInfo) == 96);
 

@@ -17,10 +17,15 @@
 #include <span>
 #include <stop_token>
 #include <string>
+#include <vector>
 
 #include "pepita/error.hpp"
 #include "pepita/memory/guest_memory.hpp"
 #include "pepita/vmm/elf_image.hpp"
+
+namespace pepita::blk_mq {
+class BlockDevice;
+}
 
 namespace pepita::vmm {
 
@@ -40,6 +45,15 @@ struct VmConfig {
   uint64_t output_limit = 1ull << 20;
   /// Back RAM with a sealable memfd so the VM can become a Snapshot.
   bool snapshottable = false;
+
+  // virtio-mmio devices (guest_abi::kVirtioMmioGpa; console first, then blk). A VM with devices
+  // cannot be captured as a Snapshot: device state is not part of one.
+  /// A virtio-console: what the guest sends on its transmitq joins RunResult.output (same
+  /// output_limit, in order with host-call writes); run()'s input is fed to its receiveq.
+  bool virtio_console = false;
+  /// A virtio-blk device over this disk, shared with the caller (who may read what the guest
+  /// wrote after the run). Each VM serves it from its vCPU thread with hardware queue 0.
+  std::shared_ptr<blk_mq::BlockDevice> virtio_blk;
 };
 
 enum class ExitKind : uint8_t {
@@ -60,6 +74,16 @@ struct GuestFault {
   uint64_t r8 = 0, r9 = 0, r10 = 0, r11 = 0, r12 = 0, r13 = 0, r14 = 0, r15 = 0;
 };
 
+/// State of one virtio-mmio device after a run: what the guest did to it.
+struct VirtioReport {
+  uint32_t device_id = 0;     // abi::virtio::ID_*
+  uint8_t status = 0;         // device status; STATUS_NEEDS_RESET when the guest broke a queue
+  uint64_t mmio_exits = 0;    // register accesses (each one a VM exit)
+  uint64_t notifies = 0;      // QueueNotify writes served
+  uint64_t bad_accesses = 0;  // ignored register accesses (bad offset, width or state)
+  std::string last_error;     // why the last access was refused or the device needs reset
+};
+
 struct RunResult {
   ExitKind kind = ExitKind::Fault;
   int exit_code = -1;
@@ -67,6 +91,7 @@ struct RunResult {
   std::optional<GuestFault> fault;
   uint64_t exits = 0;  // VM exits taken (host-call batches + faults)
   std::chrono::nanoseconds elapsed{0};
+  std::vector<VirtioReport> virtio;  // one per configured virtio-mmio device, in slot order
   /// One line for logs: "exited 0", "timed out after 1s", "fault #PF at rip=... cr2=...".
   std::string describe() const;
 };

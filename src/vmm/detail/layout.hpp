@@ -35,6 +35,7 @@ struct Layout {
   uint64_t stack_base = 0, stack_size = 0;
   uint64_t page_table_base = 0;  // PML4 here, then PDPT, PDs, PTs; never mapped for the guest
   uint64_t page_table_bytes = 0;
+  uint32_t mmio_devices = 0;          // virtio-mmio pages mapped at guest_abi::kVirtioMmioGpa
   std::vector<Region> image_regions;  // the ELF segments, for host-call buffer checks
 
   /// Places heap, input window, stack and page tables for this config and image. InvalidArgument

@@ -15,6 +15,7 @@
 #include "vmm/detail/kvm_system.hpp"
 #include "vmm/detail/layout.hpp"
 #include "vmm/detail/sys.hpp"
+#include "vmm/detail/virtio_bus.hpp"
 
 namespace pepita::vmm {
 
@@ -28,6 +29,7 @@ struct Vm::State {
   // Teardown order is the reverse of declaration: kvm_run page, vCPU fd, VM fd, then guest RAM
   // (KVM drops its memslot reference when the VM fd closes, before the RAM is unmapped).
   memory::GuestMemory mem;
+  std::unique_ptr<detail::VirtioBus> virtio;  // reads `mem`: destroyed before it; may be null
   UniqueFd vm_fd;
   UniqueFd vcpu_fd;
   Mapping run_page;

@@ -1,0 +1,67 @@
+#pragma once
+// The micro-VM's virtio-mmio devices: one MmioTransport per guest_abi::kVirtioMmioGpa page, the
+// restricted view of guest RAM they use, and the glue that routes KVM_EXIT_MMIO to them and the
+// console's output into the RunResult.
+
+#include <linux/kvm.h>
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pepita/error.hpp"
+#include "pepita/memory/guest_memory.hpp"
+#include "pepita/virtio/console.hpp"
+#include "pepita/virtio/guest_ram.hpp"
+#include "pepita/virtio/mmio.hpp"
+#include "pepita/vmm/vm.hpp"
+#include "vmm/detail/layout.hpp"
+
+namespace pepita::vmm::detail {
+
+/// Guest RAM as the VM's devices may touch it: only memory the guest itself may read (image,
+/// heap, stack, input window). A driver that points a ring or buffer at the GDT, IDT or page
+/// tables gets an error (the queue breaks, NEEDS_RESET), so device DMA can never hand the guest
+/// rights its page tables deny.
+class GuestVisibleRam final : public virtio::GuestRam {
+ public:
+  GuestVisibleRam(const memory::GuestMemory& mem, Layout layout)
+      : mem_(&mem), layout_(std::move(layout)) {}
+  Result<std::span<std::byte>> span(abi::PhysAddr gpa, uint64_t len) const override;
+
+ private:
+  const memory::GuestMemory* mem_;
+  Layout layout_;
+};
+
+class VirtioBus {
+ public:
+  /// Creates the devices `config` asks for (console first, then blk) over `mem`, borrowed.
+  static Result<std::unique_ptr<VirtioBus>> create(const memory::GuestMemory& mem,
+                                                   const Layout& layout, const VmConfig& config);
+
+  /// Serves one KVM_EXIT_MMIO: false when the address is outside the device window (the caller
+  /// reports a fault). Reads fill mmio.data before KVM_RUN resumes the guest.
+  bool serve(decltype(kvm_run::mmio)& mmio);
+  /// Feeds run()'s input to the console's receiveq.
+  void feed_input(std::span<const std::byte> input);
+  /// Moves new console output into `out`, keeping it within `limit` bytes.
+  void drain_console(std::string& out, uint64_t limit);
+  /// One VirtioReport per device.
+  std::vector<VirtioReport> report() const;
+
+ private:
+  struct Slot {
+    std::unique_ptr<virtio::MmioTransport> transport;
+    uint64_t exits = 0;
+  };
+  explicit VirtioBus(const memory::GuestMemory& mem, const Layout& layout);
+
+  // Destroyed in reverse order: the transports (and their devices) go before the RAM view.
+  GuestVisibleRam ram_;
+  std::vector<Slot> slots_;
+  virtio::console::ConsoleDevice* console_ = nullptr;  // owned by its slot's transport
+};
+
+}  // namespace pepita::vmm::detail

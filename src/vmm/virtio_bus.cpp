@@ -1,0 +1,107 @@
+// virtio-mmio devices of a micro-VM: device creation from VmConfig, KVM_EXIT_MMIO dispatch and
+// the console's output joining the run's output.
+#include "vmm/detail/virtio_bus.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "pepita/blk_mq/block_device.hpp"
+#include "pepita/virtio/blk.hpp"
+#include "pepita/vmm/guest_abi.hpp"
+
+namespace pepita::vmm::detail {
+namespace {
+
+namespace ga = guest_abi;
+
+// A BlockDevice that forwards to one the caller shares with the VM (VmConfig stays copyable and
+// the caller can inspect the disk after the run).
+class SharedDisk final : public blk_mq::BlockDevice {
+ public:
+  explicit SharedDisk(std::shared_ptr<blk_mq::BlockDevice> disk) : disk_(std::move(disk)) {}
+  const blk_mq::DeviceInfo& info() const noexcept override { return disk_->info(); }
+  void submit(uint32_t queue, const blk_mq::Request& req) noexcept override {
+    disk_->submit(queue, req);
+  }
+
+ private:
+  std::shared_ptr<blk_mq::BlockDevice> disk_;
+};
+
+}  // namespace
+
+Result<std::span<std::byte>> GuestVisibleRam::span(abi::PhysAddr gpa, uint64_t len) const {
+  if (!guest_may_access(layout_, gpa.raw(), len, false))
+    return fail(ErrorCode::InvalidArgument,
+                "virtio buffer outside the guest's own memory (image, heap, stack, input)");
+  return mem_->span(gpa, len);
+}
+
+VirtioBus::VirtioBus(const memory::GuestMemory& mem, const Layout& layout) : ram_(mem, layout) {}
+
+Result<std::unique_ptr<VirtioBus>> VirtioBus::create(const memory::GuestMemory& mem,
+                                                     const Layout& layout, const VmConfig& config) {
+  auto bus = std::unique_ptr<VirtioBus>(new VirtioBus(mem, layout));
+  if (config.virtio_console) {
+    auto con = virtio::console::ConsoleDevice::create({.output_limit = config.output_limit});
+    bus->console_ = con.get();
+    bus->slots_.push_back({std::make_unique<virtio::MmioTransport>(std::move(con), bus->ram_), 0});
+  }
+  if (config.virtio_blk) {
+    auto blk = PEPITA_TRY(virtio::blk::BlkDevice::create(
+        std::make_unique<SharedDisk>(config.virtio_blk), {.num_queues = 1}));
+    bus->slots_.push_back({std::make_unique<virtio::MmioTransport>(std::move(blk), bus->ram_), 0});
+  }
+  if (bus->slots_.size() != layout.mmio_devices)
+    return fail(ErrorCode::Internal, "virtio-mmio device count differs from the guest layout");
+  return bus;
+}
+
+bool VirtioBus::serve(decltype(kvm_run::mmio)& mmio) {
+  const uint64_t gpa = mmio.phys_addr;
+  if (gpa < ga::kVirtioMmioGpa) return false;
+  const uint64_t slot = (gpa - ga::kVirtioMmioGpa) / ga::kVirtioMmioStride;
+  if (slot >= slots_.size()) return false;
+  Slot& s = slots_[slot];
+  ++s.exits;
+  const uint64_t offset = (gpa - ga::kVirtioMmioGpa) % ga::kVirtioMmioStride;
+  // KVM reports 1, 2, 4 or 8 bytes; anything else is treated as a bad width by the transport.
+  const unsigned len = std::min<unsigned>(mmio.len, sizeof mmio.data);
+  if (mmio.is_write) {
+    uint64_t value = 0;
+    std::memcpy(&value, mmio.data, len);  // little-endian guest and host
+    s.transport->write(offset, len, value);
+  } else {
+    const uint64_t value = s.transport->read(offset, len);
+    std::memcpy(mmio.data, &value, len);
+  }
+  return true;
+}
+
+void VirtioBus::feed_input(std::span<const std::byte> input) {
+  if (console_ != nullptr && !input.empty()) console_->feed(input);
+}
+
+void VirtioBus::drain_console(std::string& out, uint64_t limit) {
+  if (console_ == nullptr) return;
+  std::string bytes = console_->take_output();
+  if (bytes.empty()) return;
+  const uint64_t room = limit - std::min<uint64_t>(out.size(), limit);
+  out.append(bytes, 0, static_cast<size_t>(std::min<uint64_t>(room, bytes.size())));
+}
+
+std::vector<VirtioReport> VirtioBus::report() const {
+  std::vector<VirtioReport> out;
+  for (const auto& s : slots_) {
+    const auto& t = *s.transport;
+    out.push_back({.device_id = t.device().device_id(),
+                   .status = t.status(),
+                   .mmio_exits = s.exits,
+                   .notifies = t.stats().notifies,
+                   .bad_accesses = t.stats().bad_accesses,
+                   .last_error = t.last_error()});
+  }
+  return out;
+}
+
+}  // namespace pepita::vmm::detail
