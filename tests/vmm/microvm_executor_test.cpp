@@ -119,5 +119,17 @@ TEST(MicroVmExecutor, RunsPoolTasks) {
   pool->shutdown();
 }
 
+TEST(MicroVmExecutor, VirtioConsoleCarriesStdinAndStdout) {
+  PEPITA_REQUIRE_KVM();
+  auto exec = MicroVmExecutor::create({.slots = 1, .virtio_console = true});
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  for (int i = 0; i < 2; ++i) {
+    auto r = run_one(**exec, vm_task("virtio_io", "stdin " + std::to_string(i)));
+    EXPECT_EQ(r.status, Status::Succeeded) << r.error;
+    EXPECT_EQ(r.stdout_data, "virtio-console: hello from a kernel-less guest\ninput: stdin " +
+                                 std::to_string(i) + "\nvirtio-blk: none\n");
+  }
+}
+
 }  // namespace
 }  // namespace pepita::vmm

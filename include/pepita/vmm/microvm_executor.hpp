@@ -28,6 +28,10 @@ class MicroVmExecutor final : public executor::Executor {
     std::chrono::nanoseconds default_timeout = std::chrono::seconds(10);
     /// Capture each image once at its kReady point and start tasks from that snapshot.
     bool snapshots = true;
+    /// Give each VM a virtio-console (VmConfig::virtio_console): the task's stdin is fed to its
+    /// receiveq and what the guest transmits joins stdout_data. VMs then start cold (device
+    /// state is not part of a snapshot), whatever `snapshots` says.
+    bool virtio_console = false;
   };
 
   /// Starts the worker threads. Unsupported when KVM is unavailable here.

@@ -50,7 +50,7 @@ struct MicroVmExecutor::Impl {
     // Loaded outside the lock; two workers racing on a new image both load it, one wins.
     auto entry = std::make_shared<CachedImage>();
     entry->image = PEPITA_TRY(GuestImage::load_file(path));
-    if (options.snapshots) {
+    if (options.snapshots && !options.virtio_console) {
       VmConfig config;
       config.memory_bytes = options.memory_bytes;
       config.snapshottable = true;
@@ -100,6 +100,7 @@ struct MicroVmExecutor::Impl {
       config.memory_bytes = options.memory_bytes;
       config.timeout = timeout;
       config.output_limit = job.task.output_cap();
+      config.virtio_console = options.virtio_console;
       auto created = Vm::create((*cached)->image, config);
       if (!created) return finish(executor::Status::LaunchFailed, created.error().to_string());
       vm = std::move(*created);
