@@ -79,6 +79,34 @@ std::optional<std::uint32_t> compute_family(VkPhysicalDevice phys) {
   return std::nullopt;
 }
 
+// How a device offers timeline semaphores: core (Vulkan 1.2+), through VK_KHR_timeline_semaphore
+// on a 1.1 device, or not at all; in every case the feature bit must be set.
+enum class TimelineSupport { None, Core, Khr };
+
+TimelineSupport timeline_support(VkPhysicalDevice phys) {
+  VkPhysicalDeviceProperties props{};
+  vkGetPhysicalDeviceProperties(phys, &props);
+  bool khr = false;
+  std::uint32_t n = 0;
+  if (vkEnumerateDeviceExtensionProperties(phys, nullptr, &n, nullptr) == VK_SUCCESS) {
+    std::vector<VkExtensionProperties> exts(n);
+    if (vkEnumerateDeviceExtensionProperties(phys, nullptr, &n, exts.data()) == VK_SUCCESS)
+      for (std::uint32_t i = 0; i < n; ++i)
+        khr = khr ||
+              std::strcmp(exts[i].extensionName, VK_KHR_TIMELINE_SEMAPHORE_EXTENSION_NAME) == 0;
+  }
+  const bool core = props.apiVersion >= VK_API_VERSION_1_2;
+  if (!core && !khr) return TimelineSupport::None;
+  VkPhysicalDeviceTimelineSemaphoreFeatures tf{};
+  tf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES;
+  VkPhysicalDeviceFeatures2 f2{};
+  f2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+  f2.pNext = &tf;
+  vkGetPhysicalDeviceFeatures2(phys, &f2);
+  if (!tf.timelineSemaphore) return TimelineSupport::None;
+  return core ? TimelineSupport::Core : TimelineSupport::Khr;
+}
+
 Result<std::vector<VkPhysicalDevice>> physical_devices(VkInstance instance) {
   std::uint32_t n = 0;
   if (VkResult r = vkEnumeratePhysicalDevices(instance, &n, nullptr); r != VK_SUCCESS)
@@ -122,7 +150,9 @@ Result<VkInstance> create_instance() {
   app.sType = VK_STRUCTURE_TYPE_APPLICATION_INFO;
   app.pApplicationName = "pepita";
   app.pEngineName = "pepita";
-  app.apiVersion = VK_API_VERSION_1_1;
+  // 1.2 so that the timeline-semaphore entry points are core on 1.2+ devices; a 1.1 device still
+  // works (the effective version is the lower of the two) and uses the KHR extension instead.
+  app.apiVersion = VK_API_VERSION_1_2;
   VkInstanceCreateInfo ci{};
   ci.sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO;
   ci.pApplicationInfo = &app;
@@ -147,6 +177,7 @@ DeviceInfo describe(VkPhysicalDevice phys, std::uint32_t index) {
   info.type = to_type(props.deviceType);
   info.api_version = props.apiVersion;
   info.has_compute_queue = compute_family(phys).has_value();
+  info.timeline_semaphores = timeline_support(phys) != TimelineSupport::None;
   info.unified = info.type == DeviceType::Integrated || info.type == DeviceType::Cpu;
   for (std::uint32_t i = 0; i < mem.memoryHeapCount; ++i)
     if (mem.memoryHeaps[i].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT)
@@ -165,6 +196,7 @@ DeviceInfo describe(VkPhysicalDevice phys, std::uint32_t index) {
 Context::~Context() {
   if (device != VK_NULL_HANDLE) {
     vkDeviceWaitIdle(device);
+    if (timeline != VK_NULL_HANDLE) vkDestroySemaphore(device, timeline, nullptr);
     if (pool != VK_NULL_HANDLE) vkDestroyCommandPool(device, pool, nullptr);
     vkDestroyDevice(device, nullptr);
   }
@@ -179,8 +211,22 @@ Result<std::uint32_t> Context::memory_type(std::uint32_t type_bits,
                                        std::to_string(flags) + " on " + info.name);
 }
 
+Result<VkSemaphore> create_timeline(VkDevice device, std::uint64_t initial) {
+  VkSemaphoreTypeCreateInfo ti{};
+  ti.sType = VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO;
+  ti.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
+  ti.initialValue = initial;
+  VkSemaphoreCreateInfo si{};
+  si.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO;
+  si.pNext = &ti;
+  VkSemaphore sem = VK_NULL_HANDLE;
+  if (VkResult r = vkCreateSemaphore(device, &si, nullptr, &sem); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkCreateSemaphore(timeline)"));
+  return sem;
+}
+
 Result<void> Context::submit(const std::function<void(VkCommandBuffer)>& record) {
-  std::lock_guard lock(mu);
+  std::unique_lock lock(mu);
   VkCommandBufferAllocateInfo ai{};
   ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
   ai.commandPool = pool;
@@ -190,17 +236,19 @@ Result<void> Context::submit(const std::function<void(VkCommandBuffer)>& record)
   if (VkResult r = vkAllocateCommandBuffers(device, &ai, &cmd); r != VK_SUCCESS)
     return std::unexpected(vk_error(r, "vkAllocateCommandBuffers"));
   VkFence fence = VK_NULL_HANDLE;
-  // Frees the command buffer and fence on every path; runs only after the fence wait (or when
-  // nothing was submitted), so the GPU never sees freed objects.
+  // Frees the command buffer and fence on every path; runs only after the wait (or when nothing
+  // was submitted), so the GPU never sees freed objects. The pool needs the lock to free.
   struct Cleanup {
     Context& c;
+    std::unique_lock<std::mutex>& lock;
     VkCommandBuffer& cmd;
     VkFence& fence;
     ~Cleanup() {
       if (fence != VK_NULL_HANDLE) vkDestroyFence(c.device, fence, nullptr);
+      if (!lock.owns_lock()) lock.lock();
       vkFreeCommandBuffers(c.device, c.pool, 1, &cmd);
     }
-  } cleanup{*this, cmd, fence};
+  } cleanup{*this, lock, cmd, fence};
 
   VkCommandBufferBeginInfo bi{};
   bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
@@ -211,20 +259,48 @@ Result<void> Context::submit(const std::function<void(VkCommandBuffer)>& record)
   if (VkResult r = vkEndCommandBuffer(cmd); r != VK_SUCCESS)
     return std::unexpected(vk_error(r, "vkEndCommandBuffer"));
 
-  VkFenceCreateInfo fi{};
-  fi.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
-  if (VkResult r = vkCreateFence(device, &fi, nullptr, &fence); r != VK_SUCCESS)
-    return std::unexpected(vk_error(r, "vkCreateFence"));
   VkSubmitInfo si{};
   si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
   si.commandBufferCount = 1;
   si.pCommandBuffers = &cmd;
+  if (timeline_fns) {
+    // Values are taken and submitted under `mu`, so they reach the queue in increasing order
+    // (a timeline's signals must increase). A failed submit leaves a gap, which later, larger
+    // signals cover.
+    const std::uint64_t value = ++submitted;
+    VkTimelineSemaphoreSubmitInfo ti{};
+    ti.sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO;
+    ti.signalSemaphoreValueCount = 1;
+    ti.pSignalSemaphoreValues = &value;
+    si.pNext = &ti;
+    si.signalSemaphoreCount = 1;
+    si.pSignalSemaphores = &timeline;
+    if (VkResult r = vkQueueSubmit(queue, 1, &si, VK_NULL_HANDLE); r != VK_SUCCESS)
+      return std::unexpected(vk_error(r, "vkQueueSubmit"));
+    lock.unlock();  // other threads may record and submit while this one waits
+    VkSemaphoreWaitInfo wi{};
+    wi.sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO;
+    wi.semaphoreCount = 1;
+    wi.pSemaphores = &timeline;
+    wi.pValues = &value;
+    // No timeout: freeing resources the GPU may still use is not an option, and a hung device
+    // reports VK_ERROR_DEVICE_LOST through the driver's own watchdog.
+    if (VkResult r = timeline_fns.wait(device, &wi, UINT64_MAX); r != VK_SUCCESS)
+      return std::unexpected(vk_error(r, "vkWaitSemaphores"));
+    return {};
+  }
+
+  VkFenceCreateInfo fi{};
+  fi.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+  if (VkResult r = vkCreateFence(device, &fi, nullptr, &fence); r != VK_SUCCESS)
+    return std::unexpected(vk_error(r, "vkCreateFence"));
   if (VkResult r = vkQueueSubmit(queue, 1, &si, fence); r != VK_SUCCESS)
     return std::unexpected(vk_error(r, "vkQueueSubmit"));
-  // No timeout: freeing resources the GPU may still use is not an option, and a hung device
-  // reports VK_ERROR_DEVICE_LOST through the driver's own watchdog.
+  ++submitted;
+  lock.unlock();
   if (VkResult r = vkWaitForFences(device, 1, &fence, VK_TRUE, UINT64_MAX); r != VK_SUCCESS)
     return std::unexpected(vk_error(r, "vkWaitForFences"));
+  fenced_done.fetch_add(1, std::memory_order_release);
   return {};
 }
 
@@ -316,9 +392,35 @@ Result<Device> Device::open(const DeviceOptions& options) {
   di.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
   di.queueCreateInfoCount = 1;
   di.pQueueCreateInfos = &qi;
+  const detail::TimelineSupport timeline = detail::timeline_support(ctx->phys);
+  VkPhysicalDeviceTimelineSemaphoreFeatures tf{};
+  tf.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES;
+  tf.timelineSemaphore = VK_TRUE;
+  const char* khr_ext = VK_KHR_TIMELINE_SEMAPHORE_EXTENSION_NAME;
+  if (timeline != detail::TimelineSupport::None) di.pNext = &tf;
+  if (timeline == detail::TimelineSupport::Khr) {
+    di.enabledExtensionCount = 1;
+    di.ppEnabledExtensionNames = &khr_ext;
+  }
   if (VkResult r = vkCreateDevice(ctx->phys, &di, nullptr, &ctx->device); r != VK_SUCCESS)
     return std::unexpected(detail::vk_error(r, "vkCreateDevice(" + ctx->info.name + ")"));
   vkGetDeviceQueue(ctx->device, ctx->queue_family, 0, &ctx->queue);
+  if (timeline != detail::TimelineSupport::None) {
+    const bool core = timeline == detail::TimelineSupport::Core;
+    // SAFETY: vkGetDeviceProcAddr returns the entry point named, whose real type is the PFN it
+    // is cast to (the KHR aliases share the core signatures); null when absent, checked below.
+    ctx->timeline_fns.wait = reinterpret_cast<PFN_vkWaitSemaphores>(
+        vkGetDeviceProcAddr(ctx->device, core ? "vkWaitSemaphores" : "vkWaitSemaphoresKHR"));
+    ctx->timeline_fns.signal = reinterpret_cast<PFN_vkSignalSemaphore>(
+        vkGetDeviceProcAddr(ctx->device, core ? "vkSignalSemaphore" : "vkSignalSemaphoreKHR"));
+    ctx->timeline_fns.value = reinterpret_cast<PFN_vkGetSemaphoreCounterValue>(vkGetDeviceProcAddr(
+        ctx->device, core ? "vkGetSemaphoreCounterValue" : "vkGetSemaphoreCounterValueKHR"));
+    if (ctx->timeline_fns)
+      ctx->timeline = PEPITA_TRY(detail::create_timeline(ctx->device, 0));
+    else
+      ctx->timeline_fns = {};  // fall back to fences
+  }
+  ctx->info.timeline_semaphores = static_cast<bool>(ctx->timeline_fns);
 
   VkCommandPoolCreateInfo pi{};
   pi.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
@@ -327,6 +429,22 @@ Result<Device> Device::open(const DeviceOptions& options) {
   if (VkResult r = vkCreateCommandPool(ctx->device, &pi, nullptr, &ctx->pool); r != VK_SUCCESS)
     return std::unexpected(detail::vk_error(r, "vkCreateCommandPool"));
   return Device(std::move(ctx));
+}
+
+std::uint64_t Device::submitted() const noexcept {
+  std::lock_guard lock(ctx_->mu);
+  return ctx_->submitted;
+}
+
+Result<std::uint64_t> Device::completed() const {
+  detail::Context& c = *ctx_;
+  if (c.timeline_fns) {
+    std::uint64_t v = 0;
+    if (VkResult r = c.timeline_fns.value(c.device, c.timeline, &v); r != VK_SUCCESS)
+      return std::unexpected(detail::vk_error(r, "vkGetSemaphoreCounterValue"));
+    return v;
+  }
+  return c.fenced_done.load(std::memory_order_acquire);
 }
 
 Result<void> Device::dispatch(const Kernel& kernel, std::span<const Buffer* const> buffers,

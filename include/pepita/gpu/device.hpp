@@ -42,6 +42,9 @@ struct DeviceInfo {
   DeviceType type = DeviceType::Other;
   std::uint32_t api_version = 0;  // VK_MAKE_API_VERSION encoding
   bool has_compute_queue = false;
+  /// Timeline semaphores (Vulkan 1.2 core or VK_KHR_timeline_semaphore) are available; the
+  /// device's queue then tracks submissions on one, and TimelineSemaphore works.
+  bool timeline_semaphores = false;
   /// Device memory is host memory (integrated GPU, CPU device): buffers are host-visible and
   /// mapped, no staging copies.
   bool unified = false;
@@ -105,6 +108,11 @@ class Device {
   /// buffer from another device; Io when the device is lost.
   [[nodiscard]] Result<void> run(std::span<const Dispatch> dispatches);
 
+  /// Queue submissions made so far and those the device has finished (every run(), and each
+  /// staging copy, is one). Equal when the queue is idle. Errors: Io when the device is lost.
+  std::uint64_t submitted() const noexcept;
+  [[nodiscard]] Result<std::uint64_t> completed() const;
+
   /// run() with a single dispatch.
   [[nodiscard]] Result<void> dispatch(const Kernel& kernel, std::span<const Buffer* const> buffers,
                                       Groups groups, std::span<const std::byte> push = {});
@@ -113,6 +121,8 @@ class Device {
   friend class Buffer;
   friend class Kernel;
   friend class Builtins;
+  friend class TimelineSemaphore;
+  friend class GpuExecutor;
   explicit Device(std::shared_ptr<detail::Context> ctx) noexcept;
   std::shared_ptr<detail::Context> ctx_;
 };

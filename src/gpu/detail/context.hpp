@@ -4,7 +4,9 @@
 
 #include <vulkan/vulkan.h>
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -30,8 +32,21 @@ inline constexpr std::string_view kInstallHint =
 Result<VkInstance> create_instance();
 DeviceInfo describe(VkPhysicalDevice phys, std::uint32_t index);
 
+/// Timeline-semaphore entry points (Vulkan 1.2 core or VK_KHR_timeline_semaphore; the KHR
+/// aliases have the same signatures), loaded per device; all null when unsupported.
+struct TimelineFns {
+  PFN_vkWaitSemaphores wait = nullptr;
+  PFN_vkSignalSemaphore signal = nullptr;
+  PFN_vkGetSemaphoreCounterValue value = nullptr;
+  explicit operator bool() const noexcept { return wait && signal && value; }
+};
+
+/// Creates a timeline semaphore starting at `initial`.
+Result<VkSemaphore> create_timeline(VkDevice device, std::uint64_t initial);
+
 struct Context {
-  // Teardown order is explicit in ~Context: command pool, then device, then instance.
+  // Teardown order is explicit in ~Context: queue timeline, command pool, then device, then
+  // instance.
   VkInstance instance = VK_NULL_HANDLE;
   VkPhysicalDevice phys = VK_NULL_HANDLE;
   VkDevice device = VK_NULL_HANDLE;
@@ -41,6 +56,13 @@ struct Context {
   VkPhysicalDeviceMemoryProperties memory{};
   DeviceInfo info;
   bool force_staging = false;
+  TimelineFns timeline_fns;
+  // The queue's timeline: submission i signals value i (when timeline_fns is set), so a
+  // submitter waits for its own value without holding `mu` and several submissions can be in
+  // flight at once.
+  VkSemaphore timeline = VK_NULL_HANDLE;
+  std::uint64_t submitted = 0;                // guarded by mu
+  std::atomic<std::uint64_t> fenced_done{0};  // completed submissions without a timeline
   std::mutex mu;  // guards queue and pool (Vulkan requires external synchronization of both)
 
   Context() = default;
@@ -51,7 +73,8 @@ struct Context {
   /// Index of a memory type allowed by `type_bits` having all `flags`; NotFound otherwise.
   Result<std::uint32_t> memory_type(std::uint32_t type_bits, VkMemoryPropertyFlags flags) const;
 
-  /// Records a one-time command buffer with `record`, submits it, and waits on a fence.
+  /// Records a one-time command buffer with `record`, submits it, and waits for it: on the queue
+  /// timeline when supported (the queue lock is released while waiting), else on a fence.
   Result<void> submit(const std::function<void(VkCommandBuffer)>& record);
 };
 

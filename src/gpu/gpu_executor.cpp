@@ -1,0 +1,451 @@
+// GpuExecutor: worker threads that run GPU task attempts (parse, upload, dispatch, read back),
+// and a watcher thread that reports cancelled and timed-out attempts at once, while the worker
+// still owns the buffers the GPU may be using until its submission completes.
+
+#include "pepita/gpu/gpu_executor.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "gpu/detail/task_args.hpp"
+#include "pepita/gpu/buffer.hpp"
+#include "pepita/gpu/builtins.hpp"
+#include "pepita/gpu/kernel.hpp"
+
+namespace pepita::gpu {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using detail::KernelKind;
+using detail::Source;
+using detail::TaskPlan;
+using executor::ExecutionResult;
+using executor::Status;
+
+constexpr std::size_t kMaxSlots = 64;
+constexpr std::size_t kMaxPrinted = 4096;  // values printed as text without out=
+constexpr auto kWatchPeriod = std::chrono::milliseconds(20);
+
+struct Job {
+  task::Task task;
+  std::stop_token stop;
+  executor::Completion done;
+  Clock::time_point started;
+  Clock::time_point deadline;
+  // Set by whoever reports the result (worker or watcher); the other one stays silent.
+  std::atomic<bool> reported{false};
+
+  Job(task::Task t, std::stop_token s, executor::Completion d, Clock::time_point now,
+      std::chrono::nanoseconds timeout)
+      : task(std::move(t)),
+        stop(std::move(s)),
+        done(std::move(d)),
+        started(now),
+        deadline(now + timeout) {}
+  bool claim() { return !reported.exchange(true, std::memory_order_acq_rel); }
+};
+using JobPtr = std::shared_ptr<Job>;
+
+ExecutionResult result_for(const Job& job, Status status, std::string error) {
+  ExecutionResult r;
+  r.id = job.task.id();
+  r.name = job.task.name();
+  r.status = status;
+  r.exit_code = status == Status::Succeeded ? 0 : status == Status::Failed ? 1 : -1;
+  r.error = std::move(error);
+  r.wall = Clock::now() - job.started;
+  return r;
+}
+
+// Mistakes in the task (arguments, files, sizes, limits) fail the task like a process exiting
+// 1; only the device or driver failing is LaunchFailed, which is what the pool's circuit
+// breaker counts, so a few bad tasks do not shut the GPU backend off for the good ones.
+Status status_for(const Error& e) {
+  switch (e.code()) {
+    case ErrorCode::Io:
+    case ErrorCode::Internal:
+    case ErrorCode::Unsupported: return Status::LaunchFailed;
+    case ErrorCode::Cancelled: return Status::Cancelled;
+    case ErrorCode::TimedOut: return Status::TimedOut;
+    default: return Status::Failed;
+  }
+}
+
+std::string format_value(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
+  return buf;
+}
+
+// Writes `values` to `path` through a temporary file and rename, so a reader never sees half.
+Result<void> write_floats(const fs::path& path, const std::vector<float>& values) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out)
+      return fail(ErrorCode::NotFound, "gpu task output " + path.string() + ": cannot create " +
+                                           tmp.string() + " (does the directory exist?)");
+    // SAFETY: writing the floats' object representation as bytes; char* may alias anything.
+    out.write(reinterpret_cast<const char*>(values.data()),
+              static_cast<std::streamsize>(values.size() * sizeof(float)));
+    out.flush();
+    if (!out)
+      return fail(ErrorCode::ResourceExhausted,
+                  "gpu task output " + tmp.string() + ": write failed (disk full?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    return fail(ErrorCode::PermissionDenied,
+                "gpu task output " + path.string() + ": rename failed: " + ec.message());
+  }
+  return {};
+}
+
+}  // namespace
+
+struct GpuExecutor::Impl {
+  Options options;
+  Device device;
+  Builtins builtins;
+  std::uint64_t max_bytes = 0;  // min(options.max_buffer_bytes, device storage-buffer range)
+
+  std::mutex mu;
+  std::condition_variable work_cv;   // workers: queue or shut changed
+  std::condition_variable watch_cv;  // watcher: active or watcher_stop changed
+  std::deque<JobPtr> queue;
+  std::vector<JobPtr> active;  // accepted and not yet finished by a worker
+  bool shut = false;
+  bool watcher_stop = false;
+  std::vector<std::jthread> workers;
+  std::jthread watcher;
+  std::once_flag shutdown_once;
+
+  void stop_threads();
+
+  Impl(Options o, Device d, Builtins b)
+      : options(std::move(o)), device(std::move(d)), builtins(std::move(b)) {}
+
+  // ---- the attempt itself ----
+
+  struct Attempt {
+    Impl& impl;
+    const Job& job;
+    const TaskPlan& plan;
+    fs::path cwd;
+
+    Result<void> check_stop() const {
+      if (job.reported.load(std::memory_order_acquire))
+        return fail(ErrorCode::Cancelled, "attempt already reported (cancelled or timed out)");
+      return {};
+    }
+
+    Result<Buffer> upload(const Source& src, std::uint64_t count) {
+      PEPITA_TRY_VOID(check_stop());
+      auto values = PEPITA_TRY(detail::materialize(src, count, cwd, impl.max_bytes));
+      return Buffer::from<float>(impl.device, values);
+    }
+    Result<Buffer> zeros(const char* what, std::uint64_t count) {
+      Source s;
+      s.kind = Source::Kind::Zeros;
+      s.key = what;
+      return upload(s, count);
+    }
+    Result<std::uint64_t> count_of(const Source& s) const {
+      if (s.kind == Source::Kind::File) return detail::file_floats(s, cwd);
+      if (s.kind == Source::Kind::Zeros) return *s.count;
+      if (plan.n) return *plan.n;
+      return fail(ErrorCode::InvalidArgument, "gpu task '" + plan.kernel + "': " + s.key +
+                                                  "= is fill:/ramp:, so n= must give its size");
+    }
+    // n of a 1-D kernel: given, or the first file input's size.
+    Result<std::uint64_t> vector_size(std::initializer_list<const char*> keys) const {
+      if (plan.n) return *plan.n;
+      for (const char* k : keys)
+        if (const Source& s = plan.inputs.at(k); s.kind == Source::Kind::File)
+          return detail::file_floats(s, cwd);
+      return fail(ErrorCode::InvalidArgument,
+                  "gpu task '" + plan.kernel + "': n= is required when no input is a file");
+    }
+
+    Result<std::string> output(const Buffer& buf, std::uint64_t count) {
+      PEPITA_TRY_VOID(check_stop());
+      std::vector<float> values(count);
+      PEPITA_TRY_VOID(buf.download(std::span<float>(values)));
+      return emit(values);
+    }
+    Result<std::string> emit(const std::vector<float>& values) {
+      const std::string name =
+          plan.kind == KernelKind::Spirv ? fs::path(plan.kernel).filename().string() : plan.kernel;
+      if (!plan.out.empty()) {
+        const fs::path path = detail::resolve(plan.out, cwd);
+        PEPITA_TRY_VOID(write_floats(path, values));
+        return name + ": " + std::to_string(values.size()) + " floats -> " + plan.out + "\n";
+      }
+      std::string text;
+      const std::size_t shown = std::min(values.size(), kMaxPrinted);
+      for (std::size_t i = 0; i < shown; ++i) text += format_value(values[i]) + "\n";
+      if (shown < values.size())
+        text += "... " + std::to_string(values.size() - shown) +
+                " more values (give out=FILE to get them all)\n";
+      return text;
+    }
+
+    Result<std::string> run() {
+      Builtins& lib = impl.builtins;
+      switch (plan.kind) {
+        case KernelKind::Add:
+        case KernelKind::Saxpy: {
+          const bool add = plan.kind == KernelKind::Add;
+          const char* k1 = add ? "a" : "x";
+          const char* k2 = add ? "b" : "y";
+          const std::uint64_t n = PEPITA_TRY(vector_size({k1, k2}));
+          if (n == 0) return emit({});
+          auto p = PEPITA_TRY(upload(plan.inputs.at(k1), n));
+          auto q = PEPITA_TRY(upload(plan.inputs.at(k2), n));
+          PEPITA_TRY_VOID(check_stop());
+          if (add) {
+            auto out = PEPITA_TRY(zeros("out", n));
+            PEPITA_TRY_VOID(lib.vector_add(p, q, out, n));
+            return output(out, n);
+          }
+          PEPITA_TRY_VOID(lib.saxpy(plan.alpha, p, q, n));
+          return output(q, n);
+        }
+        case KernelKind::Sum:
+        case KernelKind::Max: {
+          const std::uint64_t n = PEPITA_TRY(vector_size({"x"}));
+          if (n == 0 && plan.kind == KernelKind::Max)
+            return fail(ErrorCode::InvalidArgument,
+                        "gpu task 'max': the input is empty (max of 0 elements)");
+          if (n == 0) return std::string("0\n");
+          auto x = PEPITA_TRY(upload(plan.inputs.at("x"), n));
+          PEPITA_TRY_VOID(check_stop());
+          const float v = PEPITA_TRY(plan.kind == KernelKind::Sum ? lib.sum(x, n) : lib.max(x, n));
+          return format_value(v) + "\n";
+        }
+        case KernelKind::Softmax: {
+          const std::uint64_t count = *plan.rows * *plan.cols;  // both <= 2^32 - 1: no overflow
+          auto x = PEPITA_TRY(upload(plan.inputs.at("x"), count));
+          auto out = PEPITA_TRY(zeros("out", count));
+          PEPITA_TRY_VOID(check_stop());
+          PEPITA_TRY_VOID(lib.softmax(x, out, *plan.rows, *plan.cols));
+          return output(out, count);
+        }
+        case KernelKind::Sgemm: {
+          const std::uint64_t m = *plan.m, n = *plan.n, k = *plan.k;
+          auto a = PEPITA_TRY(upload(plan.inputs.at("a"), m * k));
+          auto b = PEPITA_TRY(upload(plan.inputs.at("b"), k * n));
+          auto it = plan.inputs.find("c");
+          auto c =
+              PEPITA_TRY(it != plan.inputs.end() ? upload(it->second, m * n) : zeros("c", m * n));
+          PEPITA_TRY_VOID(check_stop());
+          PEPITA_TRY_VOID(lib.sgemm(m, n, k, plan.alpha, a, b, plan.beta, c));
+          return output(c, m * n);
+        }
+        case KernelKind::Spirv: return run_spirv();
+      }
+      return fail(ErrorCode::Internal, "gpu task: unknown kernel kind");
+    }
+
+    Result<std::string> run_spirv() {
+      const DeviceInfo& info = impl.device.info();
+      for (int a = 0; a < 3; ++a)
+        if (plan.groups[a] > info.max_group_count[a])
+          return fail(ErrorCode::InvalidArgument,
+                      "gpu task '" + plan.kernel + "': groups " + "xyz"[a] + " = " +
+                          std::to_string(plan.groups[a]) + " is over the device limit of " +
+                          std::to_string(info.max_group_count[a]) + " on " + info.name);
+      KernelLayout layout;
+      layout.buffers = static_cast<std::uint32_t>(plan.buffers.size());
+      layout.push_constant_bytes = static_cast<std::uint32_t>(plan.push.size() * 4);
+      layout.spec_constants = plan.spec;
+      layout.entry_point = plan.entry;
+      auto kernel = Kernel::from_file(impl.device, detail::resolve(plan.kernel, cwd), layout);
+      if (!kernel)
+        return std::unexpected(
+            std::move(kernel.error()).with_context("gpu task '" + plan.kernel + "'"));
+      std::vector<Buffer> bufs;
+      std::vector<std::uint64_t> counts;
+      for (const Source& s : plan.buffers) {
+        counts.push_back(PEPITA_TRY(count_of(s)));
+        if (counts.back() == 0)
+          return fail(ErrorCode::InvalidArgument,
+                      "gpu task '" + plan.kernel + "': buffer " + s.key + "= is empty");
+        bufs.push_back(PEPITA_TRY(upload(s, counts.back())));
+      }
+      std::vector<const Buffer*> ptrs;
+      for (const Buffer& b : bufs) ptrs.push_back(&b);
+      PEPITA_TRY_VOID(check_stop());
+      PEPITA_TRY_VOID(impl.device.dispatch(*kernel, ptrs,
+                                           {plan.groups[0], plan.groups[1], plan.groups[2]},
+                                           std::as_bytes(std::span(plan.push))));
+      return output(bufs[plan.result], counts[plan.result]);
+    }
+  };
+
+  ExecutionResult run(const Job& job) {
+    const task::ProcessSpec& spec = *job.task.process();
+    auto plan = detail::parse_task(spec.path, spec.args);
+    if (!plan) return result_for(job, Status::Failed, plan.error().message());
+    Attempt attempt{*this, job, *plan, fs::path(spec.cwd)};
+    auto text = attempt.run();
+    if (!text) return result_for(job, status_for(text.error()), text.error().message());
+    ExecutionResult r = result_for(job, Status::Succeeded, "");
+    r.stdout_bytes = text->size();
+    if (text->size() > job.task.output_cap()) text->resize(job.task.output_cap());
+    r.stdout_data = std::move(*text);
+    return r;
+  }
+
+  // ---- threads ----
+
+  void finish(const JobPtr& job) {
+    std::lock_guard lock(mu);
+    std::erase(active, job);
+  }
+
+  void worker_loop() {
+    for (;;) {
+      JobPtr job;
+      {
+        std::unique_lock lock(mu);
+        work_cv.wait(lock, [&] { return shut || !queue.empty(); });
+        if (queue.empty()) return;  // shut and drained
+        job = std::move(queue.front());
+        queue.pop_front();
+      }
+      if (!job->reported.load(std::memory_order_acquire)) {
+        ExecutionResult r = run(*job);
+        if (job->claim()) job->done(std::move(r));
+      }
+      finish(job);
+    }
+  }
+
+  // Reports attempts whose stop token fired or whose timeout passed, without waiting for the
+  // worker (which may be blocked on the GPU).
+  void watcher_loop() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      if (watcher_stop) return;
+      if (active.empty()) {
+        watch_cv.wait(lock, [&] { return watcher_stop || !active.empty(); });
+        continue;
+      }
+      const auto now = Clock::now();
+      std::vector<std::pair<JobPtr, Status>> due;
+      for (const JobPtr& j : active) {
+        if (j->reported.load(std::memory_order_acquire)) continue;
+        if (j->stop.stop_requested())
+          due.emplace_back(j, Status::Cancelled);
+        else if (now >= j->deadline)
+          due.emplace_back(j, Status::TimedOut);
+      }
+      lock.unlock();
+      for (auto& [j, status] : due) {
+        if (!j->claim()) continue;
+        std::string why =
+            status == Status::Cancelled
+                ? "cancelled"
+                : "timed out after " +
+                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         j->deadline - j->started)
+                                         .count()) +
+                      " ms";
+        j->done(result_for(*j, status, std::move(why)));
+      }
+      due.clear();
+      lock.lock();
+      watch_cv.wait_for(lock, kWatchPeriod);
+    }
+  }
+};
+
+GpuExecutor::GpuExecutor(Private, std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+
+GpuExecutor::~GpuExecutor() { shutdown(); }
+
+Result<std::shared_ptr<GpuExecutor>> GpuExecutor::create(Options options) {
+  auto device = PEPITA_TRY(Device::open(options.device));
+  return create(device, std::move(options));
+}
+
+Result<std::shared_ptr<GpuExecutor>> GpuExecutor::create(Device& device, Options options) {
+  if (options.slots == 0 || options.slots > kMaxSlots)
+    return fail(ErrorCode::InvalidArgument,
+                "GpuExecutor slots must be 1.." + std::to_string(kMaxSlots));
+  if (options.default_timeout.count() <= 0)
+    return fail(ErrorCode::InvalidArgument, "GpuExecutor default_timeout must be positive");
+  auto lib = PEPITA_TRY(Builtins::create(device));
+  // A second handle on the same device (the caller keeps theirs).
+  auto impl = std::make_unique<Impl>(options, Device(device.ctx_), std::move(lib));
+  impl->max_bytes = std::min<std::uint64_t>(options.max_buffer_bytes,
+                                            impl->device.info().max_storage_buffer_range);
+  Impl* raw = impl.get();
+  for (std::size_t i = 0; i < options.slots; ++i)
+    impl->workers.emplace_back([raw] { raw->worker_loop(); });
+  impl->watcher = std::jthread([raw] { raw->watcher_loop(); });
+  return std::make_shared<GpuExecutor>(Private{}, std::move(impl));
+}
+
+std::size_t GpuExecutor::slots() const noexcept { return impl_->options.slots; }
+
+const DeviceInfo& GpuExecutor::device_info() const noexcept { return impl_->device.info(); }
+
+Result<void> GpuExecutor::start(const task::Task& task, std::stop_token stop,
+                                executor::Completion done) {
+  if (task.backend() != task::Backend::Gpu || task.process() == nullptr)
+    return fail(ErrorCode::InvalidArgument,
+                "task '" + task.name() +
+                    "' is not a GPU task: use Task::binary(\"saxpy\").backend(Backend::Gpu)");
+  const auto timeout = task.timeout().count() > 0 ? task.timeout() : impl_->options.default_timeout;
+  auto job = std::make_shared<Job>(task, std::move(stop), std::move(done), Clock::now(), timeout);
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->shut) return fail(ErrorCode::Cancelled, "GPU executor is shut down");
+    impl_->queue.push_back(job);
+    impl_->active.push_back(std::move(job));
+  }
+  impl_->work_cv.notify_one();
+  impl_->watch_cv.notify_one();
+  return {};
+}
+
+void GpuExecutor::shutdown() {
+  std::call_once(impl_->shutdown_once, [this] { impl_->stop_threads(); });
+}
+
+void GpuExecutor::Impl::stop_threads() {
+  {
+    std::lock_guard lock(mu);
+    shut = true;
+  }
+  work_cv.notify_all();
+  for (auto& w : workers)
+    if (w.joinable()) w.join();
+  // Workers are gone, so every attempt is reported or about to be by the watcher; stopping it
+  // after joining them means a completion it is delivering finishes before shutdown returns.
+  {
+    std::lock_guard lock(mu);
+    watcher_stop = true;
+  }
+  watch_cv.notify_all();
+  if (watcher.joinable()) watcher.join();
+}
+
+}  // namespace pepita::gpu
