@@ -3,7 +3,9 @@
 #include "pepita/virtio/console.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/virtio_console.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 
@@ -21,6 +23,16 @@ std::span<const std::byte> bytes_of(const std::string& s) {
 std::string text(const std::vector<std::byte>& b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
+
+// Config layout and feature bits against the kernel's UAPI header (spec 5.3.3, 5.3.4).
+static_assert(sizeof(Config) == sizeof(virtio_console_config));
+static_assert(offsetof(Config, cols) == offsetof(virtio_console_config, cols));
+static_assert(offsetof(Config, rows) == offsetof(virtio_console_config, rows));
+static_assert(offsetof(Config, max_nr_ports) == offsetof(virtio_console_config, max_nr_ports));
+static_assert(offsetof(Config, emerg_wr) == offsetof(virtio_console_config, emerg_wr));
+static_assert(F_SIZE == VIRTIO_CONSOLE_F_SIZE);
+static_assert(F_MULTIPORT == VIRTIO_CONSOLE_F_MULTIPORT);
+static_assert(F_EMERG_WRITE == VIRTIO_CONSOLE_F_EMERG_WRITE);
 
 TEST(ConsoleDevice, AdvertisesOnePortAndSize) {
   auto con = ConsoleDevice::create({.cols = 132, .rows = 43});
