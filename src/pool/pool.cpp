@@ -61,7 +61,11 @@ Pool::Builder& Pool::Builder::journal(std::string path, bool resume) {
   return *this;
 }
 Pool::Builder& Pool::Builder::executor(std::shared_ptr<executor::Executor> exec) {
-  executors_.push_back(std::move(exec));
+  return executor(
+      [exec = std::move(exec)]() -> Result<std::shared_ptr<executor::Executor>> { return exec; });
+}
+Pool::Builder& Pool::Builder::executor(ExecutorFactory make) {
+  executors_.push_back(std::move(make));
   return *this;
 }
 Pool::Builder& Pool::Builder::on_event(std::function<void(const Event&)> observer) {
@@ -86,7 +90,8 @@ Result<Pool> Pool::Builder::build() {
       executor::ProcessExecutor::create({.slots = process_slots_, .kill_grace = kill_grace_}));
   s->executors[static_cast<std::size_t>(Backend::Cpu)] = std::move(cpu);
   s->executors[static_cast<std::size_t>(Backend::Process)] = std::move(proc);
-  for (auto& e : executors_) {
+  for (auto& make : executors_) {
+    auto e = make ? PEPITA_TRY(make()) : nullptr;
     if (!e) return fail(ErrorCode::InvalidArgument, "Pool::Builder::executor got a null executor");
     s->executors[static_cast<std::size_t>(e->backend())] = e;
   }

@@ -27,9 +27,13 @@
 #include "command.hpp"
 #include "pepita/pool/job.hpp"
 #include "pepita/pool/pool.hpp"
+#include "pepita/slurm/workers.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/remote_executor.hpp"
 #include "pepita/vmm/microvm_executor.hpp"
+#if PEPITA_HAVE_GPU
+#include "pepita/gpu/gpu_executor.hpp"
+#endif
 
 namespace pepita::cli {
 namespace {
@@ -50,11 +54,15 @@ struct RunOptions {
   std::size_t jobs = 0;
   std::vector<std::string> workers;  // host:port of remote workers for backend = "remote" tasks
   std::string key_file;
+  bool slurm = false;  // backend = "remote" tasks run on workers submitted as Slurm jobs
+  slurm::SlurmOptions slurm_options;
 };
 
-/// The Remote executor for `--worker`, or nullptr when no worker was named.
-Result<std::shared_ptr<executor::Executor>> remote_executor(const RunOptions& o) {
-  if (o.workers.empty()) return std::shared_ptr<executor::Executor>{};
+/// The Remote executor for `--worker` or `--slurm` (created by the pool builder, so its errors
+/// are build()'s), or nullptr when neither was asked for.
+Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o) {
+  if (o.slurm) return slurm::workers(o.slurm_options);
+  if (o.workers.empty()) return nullptr;
   if (o.key_file.empty()) {
     return fail(ErrorCode::InvalidArgument,
                 "--worker needs --key FILE (the pre-shared key the workers use, mode 0600)");
@@ -64,8 +72,7 @@ Result<std::shared_ptr<executor::Executor>> remote_executor(const RunOptions& o)
   options.remote.workers = o.workers;
   options.remote.key = std::move(key);
   options.ship_binaries = true;
-  auto remote = PEPITA_TRY(transport::RemoteExecutor::create(std::move(options)));
-  return std::shared_ptr<executor::Executor>(std::move(remote));
+  return transport::remote_workers(std::move(options));
 }
 
 std::string self_dir() {
@@ -332,6 +339,28 @@ int run_job(const RunOptions& o) {
     microvm = std::move(*created);
   }
 
+  // backend = "gpu" tasks run a compute kernel on the best Vulkan device (lavapipe without a
+  // GPU); see pepita/gpu/gpu_executor.hpp for the kernel and argument syntax.
+  std::shared_ptr<executor::Executor> gpu;
+#if PEPITA_HAVE_GPU
+  if (std::any_of(job->tasks.begin(), job->tasks.end(),
+                  [](const auto& t) { return t.backend() == task::Backend::Gpu; })) {
+    auto created = gpu::GpuExecutor::create({});
+    if (!created) {
+      std::fprintf(stderr, "pepita run: GPU backend: %s\n", created.error().message().c_str());
+      return kExitFailure;
+    }
+    gpu = std::move(*created);
+  }
+#endif
+
+  if (*remote && std::none_of(job->tasks.begin(), job->tasks.end(),
+                              [](const auto& t) { return t.backend() == task::Backend::Remote; })) {
+    std::fprintf(stderr,
+                 "pepita run: warning: no task has backend = \"remote\": nothing runs on the %s\n",
+                 o.slurm ? "Slurm workers" : "remote workers");
+  }
+
   SignalWatcher signals;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   // Created once the pool is built and the header line printed; events start with submit_all.
@@ -343,6 +372,7 @@ int run_job(const RunOptions& o) {
   builder.cpu_workers(1);  // job files hold commands only
   if (*remote) builder.executor(*remote);
   if (microvm) builder.executor(microvm);
+  if (gpu) builder.executor(gpu);
   auto built = builder.build();
   if (!built) {
     std::fprintf(stderr, "pepita run: %s\n", built.error().message().c_str());
@@ -444,7 +474,31 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
       ->check(CLI::Range(1, 4096));
   sub->add_option("--worker", o->workers,
                   "Remote worker host:port for tasks with backend = \"remote\" (repeatable)");
-  sub->add_option("--key", o->key_file, "Pre-shared key file of the workers (mode 0600)");
+  auto* key =
+      sub->add_option("--key", o->key_file, "Pre-shared key file of the workers (mode 0600)");
+  auto* slurm = sub->add_flag("--slurm", o->slurm,
+                              "Run backend = \"remote\" tasks on pepita workers submitted as Slurm "
+                              "jobs (sbatch), cancelled when the run ends");
+  slurm->excludes(sub->get_option("--worker"))->excludes(key);
+  slurm::SlurmOptions& so = o->slurm_options;
+  CLI::Option* const slurm_only[] = {
+      sub->add_option("--nodes", so.nodes, "With --slurm: worker jobs at most (one node each)")
+          ->check(CLI::Range(1, 100000)),
+      sub->add_option("--partition", so.partition, "With --slurm: sbatch --partition"),
+      sub->add_option("--time-limit", so.time_limit,
+                      "With --slurm: sbatch --time of each worker job, e.g. 1:00:00"),
+      sub->add_option("--cpus-per-worker", so.cpus_per_worker,
+                      "With --slurm: CPUs (and task slots) per worker job")
+          ->check(CLI::Range(1, 4096)),
+      sub->add_option("--gpus", so.gpus, "With --slurm: GPUs per worker job"),
+      sub->add_option("--account", so.account, "With --slurm: sbatch --account"),
+      sub->add_option("--sbatch-arg", so.extra_sbatch_args,
+                      "With --slurm: extra sbatch argument, e.g. --qos=low (repeatable)"),
+      sub->add_option("--driver-address", so.driver_address,
+                      "With --slurm: host name or address the workers dial (default: this host's "
+                      "name)"),
+  };
+  for (CLI::Option* opt : slurm_only) opt->needs(slurm);
   dispatch.on(sub, [o] { return run_job(*o); });
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // Pool: the front door for running a batch of tasks. It holds a registry of executors keyed by
-// backend (Cpu on the work-stealing scheduler, Process via posix_spawn; Remote/MicroVm/Gpu plug
-// in through Builder::executor), releases tasks in dependency order, applies the RetryPolicy's
+// backend (Cpu on the work-stealing scheduler, Process via posix_spawn; Remote/Slurm/MicroVm/Gpu
+// plug in through Builder::executor), releases tasks in dependency order, applies the RetryPolicy's
 // backoff, consults one CircuitBreaker per backend before every attempt, and records progress in
 // an optional crash-safe Journal so a rerun skips what already succeeded.
 //
@@ -108,6 +108,10 @@ class Pool {
     /// Registers (or replaces) the executor for its backend — how Remote, MicroVm and Gpu
     /// backends join. Its slots() bounds the attempts in flight on it.
     Builder& executor(std::shared_ptr<executor::Executor> exec);
+    /// Creates an executor at build(), whose error then is build()'s — how backends from
+    /// modules above the pool join, e.g. `.executor(slurm::workers({.nodes = 4}))`.
+    using ExecutorFactory = std::function<Result<std::shared_ptr<executor::Executor>>()>;
+    Builder& executor(ExecutorFactory make);
     /// Called after each event, on a pool or executor thread, never with pool locks held.
     Builder& on_event(std::function<void(const Event&)> observer);
     /// Keep every result for wait_all() (default). Off: only handles keep results, which lets a
@@ -127,7 +131,7 @@ class Pool {
     fault::BreakerConfig breaker_;
     std::string journal_path_;
     bool resume_ = false;
-    std::vector<std::shared_ptr<executor::Executor>> executors_;
+    std::vector<ExecutorFactory> executors_;
     std::function<void(const Event&)> observer_;
     bool retain_ = true;
   };

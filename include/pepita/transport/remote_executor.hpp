@@ -4,9 +4,10 @@
 // to whichever worker has a free slot; lost workers' attempts are re-dispatched inside the
 // dispatcher, so the pool sees exactly one completion per start().
 //
-//   auto remote = PEPITA_TRY(RemoteExecutor::create({.remote = {.workers = {"10.0.0.2:7070"},
-//                                                               .key = key}}));
-//   auto pool = PEPITA_TRY(pool::Pool::builder().executor(remote).build());
+//   auto pool = PEPITA_TRY(pool::Pool::builder()
+//                              .executor(remote_workers({.remote = {.workers = {"10.0.0.2:7070"},
+//                                                                   .key = key}}))
+//                              .build());
 //   pool.submit(PEPITA_TRY(Task::binary("/usr/bin/cc").args({"-c", "a.c"})
 //                              .backend(task::Backend::Remote).build()));
 
@@ -18,6 +19,7 @@
 #include <string>
 
 #include "pepita/executor/executor.hpp"
+#include "pepita/pool/pool.hpp"
 #include "pepita/transport/remote.hpp"
 
 namespace pepita::transport {
@@ -68,6 +70,10 @@ class RemoteExecutor final : public executor::Executor {
   std::mutex ship_mu_;
   std::map<std::string, std::string> shipped_;  // local path -> "blob:<hex>"
 };
+
+/// The Remote backend for a pool, created at build():
+/// `Pool::builder().executor(transport::remote_workers({.remote = {.workers = {...}, .key = k}}))`.
+pool::Pool::Builder::ExecutorFactory remote_workers(RemoteExecutorOptions options);
 
 /// Maps a worker's TaskStatus to the pool's executor::Status.
 executor::Status to_executor_status(TaskStatus status) noexcept;

@@ -1,0 +1,356 @@
+// SlurmExecutor: a RemoteExecutor whose workers dial in, plus a monitor thread that keeps the
+// right number of worker jobs in Slurm (submit while tasks wait, release when idle, notice jobs
+// Slurm ended) and cancels them all at shutdown.
+#include "pepita/slurm/workers.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "pepita/transport/crypto.hpp"
+#include "pepita/transport/remote_executor.hpp"
+
+namespace pepita::slurm {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string self_exe() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string() : p.string();
+}
+
+std::string host_name() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return "localhost";
+  return host;
+}
+
+// Single-quoted for the job's shell script.
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+Result<std::string> make_private_dir(std::string requested, bool& owned) {
+  std::error_code ec;
+  owned = requested.empty();
+  if (owned) {
+    const char* home = std::getenv("HOME");
+    const fs::path base = fs::path(home && *home ? home : "/tmp") / ".pepita" / "slurm";
+    fs::create_directories(base, ec);
+    if (ec) return fail_errno(ec.value(), "create " + base.string());
+    std::string tmpl = (base / "run-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) return fail_errno(errno, "mkdtemp " + tmpl);
+    return tmpl;
+  }
+  fs::create_directories(requested, ec);
+  if (ec) return fail_errno(ec.value(), "create " + requested);
+  return requested;
+}
+
+}  // namespace
+
+struct SlurmExecutor::Impl {
+  Impl(SlurmOptions o, SlurmCommands c) : opts(std::move(o)), commands(std::move(c)) {}
+
+  SlurmOptions opts;
+  SlurmCommands commands;
+  std::shared_ptr<transport::RemoteExecutor> remote;
+  std::string work_dir;
+  bool owns_work_dir = false;
+  std::string key_path;
+  std::string connect_to;  // what workers dial
+
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  std::map<JobId, WorkerJob> live;
+  std::vector<JobId> all;
+  std::set<JobId> released;  // cancelled by us: their end is not news
+  bool stopping = false;
+  bool shut = false;
+  std::thread monitor;
+  std::string last_error;  // logged once until it changes
+
+  void log(const std::string& line) const {
+    if (opts.log) {
+      opts.log(line);
+    } else {
+      std::fprintf(stderr, "pepita slurm: %s\n", line.c_str());
+    }
+  }
+
+  void log_error_once(const std::string& line) {
+    if (line == last_error) return;
+    last_error = line;
+    log(line);
+  }
+
+  std::vector<std::string> sbatch_args() const {
+    std::vector<std::string> a{"--job-name=" + opts.job_name, "--nodes=1", "--ntasks=1",
+                               "--cpus-per-task=" + std::to_string(opts.cpus_per_worker),
+                               "--output=" + work_dir + "/worker-%j.log"};
+    if (!opts.partition.empty()) a.push_back("--partition=" + opts.partition);
+    if (!opts.time_limit.empty()) a.push_back("--time=" + opts.time_limit);
+    if (!opts.account.empty()) a.push_back("--account=" + opts.account);
+    if (opts.gpus > 0) a.push_back("--gpus=" + std::to_string(opts.gpus));
+    a.insert(a.end(), opts.extra_sbatch_args.begin(), opts.extra_sbatch_args.end());
+    // exec: the worker is the job's main process, so scancel's SIGTERM reaches it and drains.
+    a.push_back("--wrap=exec " + shell_quote(opts.worker_binary) + " worker --connect " +
+                shell_quote(connect_to) + " --key " + shell_quote(key_path) + " --slots " +
+                std::to_string(opts.cpus_per_worker) + " --name slurm-${SLURM_JOB_ID} --give-up " +
+                std::to_string(opts.worker_give_up.count()));
+    return a;
+  }
+
+  // Caller holds mu.
+  Result<JobId> submit_locked() {
+    auto id = commands.submit(sbatch_args());
+    if (!id) return id;
+    live[*id] = WorkerJob{.id = *id, .state = "SUBMITTED", .reason = {}, .connected = false};
+    all.push_back(*id);
+    log("submitted worker job " + std::to_string(*id));
+    return id;
+  }
+
+  std::uint32_t max_submissions() const {
+    return opts.max_submissions ? opts.max_submissions : opts.nodes * 4 + 4;
+  }
+
+  // Refreshes job states from squeue; forgets jobs that ended.
+  void refresh() {
+    std::vector<JobId> ids;
+    {
+      std::lock_guard lock(mu);
+      for (const auto& [id, job] : live) ids.push_back(id);
+    }
+    if (ids.empty()) return;
+    auto states = commands.states(ids);
+    std::set<std::string> connected;
+    for (const auto& w : remote->dispatcher().workers()) {
+      if (w.state == transport::WorkerState::Alive) connected.insert(w.name);
+    }
+    std::lock_guard lock(mu);
+    if (!states) {
+      log_error_once("cannot read job states: " + states.error().message());
+      return;
+    }
+    for (JobId id : ids) {
+      auto it = live.find(id);
+      if (it == live.end()) continue;
+      auto st = states->find(id);
+      const bool gone = st == states->end() || is_finished(st->second.state);
+      if (gone) {
+        if (!released.contains(id)) {
+          log("worker job " + std::to_string(id) + " ended (" +
+              (st == states->end() ? std::string("no longer in squeue")
+                                   : st->second.state + ", " + st->second.reason) +
+              "); its tasks go to other workers");
+        }
+        live.erase(it);
+        continue;
+      }
+      it->second.state = st->second.state;
+      it->second.reason = st->second.reason;
+      it->second.connected = connected.contains("slurm-" + std::to_string(id));
+    }
+  }
+
+  // Grows toward demand, shrinks after idle_release; returns jobs to cancel.
+  std::vector<JobId> rebalance(Clock::time_point& busy_at) {
+    const std::size_t backlog = remote->dispatcher().backlog();
+    const auto now = Clock::now();
+    if (backlog > 0) busy_at = now;
+    std::vector<JobId> surplus;
+    std::lock_guard lock(mu);
+    if (stopping) return surplus;
+    if (backlog > 0) {
+      const std::size_t per = opts.cpus_per_worker;
+      const std::size_t want = std::clamp<std::size_t>(
+          (backlog + per - 1) / per, std::max<std::size_t>(opts.min_nodes, 1), opts.nodes);
+      while (live.size() < want && all.size() < max_submissions()) {
+        if (auto id = submit_locked(); !id) {
+          log_error_once(id.error().message());
+          break;
+        }
+      }
+      if (live.empty() && all.size() >= max_submissions()) {
+        log_error_once("no worker job is left and " + std::to_string(all.size()) +
+                       " were submitted (max_submissions): tasks wait until a job starts; "
+                       "check the worker logs in " +
+                       work_dir);
+      }
+    } else if (now - busy_at >= opts.idle_release && live.size() > opts.min_nodes) {
+      // Release pending jobs first, then those whose worker never connected.
+      std::vector<const WorkerJob*> order;
+      for (const auto& [id, job] : live) order.push_back(&job);
+      std::stable_sort(order.begin(), order.end(), [](const WorkerJob* a, const WorkerJob* b) {
+        return (a->state == "RUNNING" && a->connected) < (b->state == "RUNNING" && b->connected);
+      });
+      for (std::size_t i = 0; i < live.size() - opts.min_nodes; ++i) {
+        surplus.push_back(order[i]->id);
+      }
+      for (JobId id : surplus) {
+        released.insert(id);
+        live.erase(id);
+      }
+      log("idle for " + std::to_string(opts.idle_release.count()) + " ms: releasing " +
+          std::to_string(surplus.size()) + " worker job(s)");
+    }
+    return surplus;
+  }
+
+  void monitor_loop() {
+    auto busy_at = Clock::now();
+    for (;;) {
+      refresh();
+      if (auto surplus = rebalance(busy_at); !surplus.empty()) {
+        if (auto r = commands.cancel(surplus); !r) log_error_once(r.error().message());
+      }
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, opts.poll_interval, [&] { return stopping; });
+      if (stopping) return;
+    }
+  }
+};
+
+SlurmExecutor::SlurmExecutor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::shared_ptr<SlurmExecutor>> SlurmExecutor::create(SlurmOptions options) {
+  if (options.nodes == 0 || options.cpus_per_worker == 0) {
+    return fail(ErrorCode::InvalidArgument,
+                "Slurm workers need nodes >= 1 and cpus_per_worker >= 1");
+  }
+  options.min_nodes = std::min(options.min_nodes, options.nodes);
+  auto commands = PEPITA_TRY(SlurmCommands::locate(options.slurm_bin_dir));
+  if (options.worker_binary.empty()) options.worker_binary = self_exe();
+  if (::access(options.worker_binary.c_str(), X_OK) != 0) {
+    return fail(ErrorCode::NotFound, "worker binary '" + options.worker_binary +
+                                         "' is not executable; set worker_binary to a pepita "
+                                         "binary that the compute nodes can run");
+  }
+  if (options.driver_address.empty()) options.driver_address = host_name();
+
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(commands));
+  Impl& s = *impl;
+  s.work_dir = PEPITA_TRY(make_private_dir(s.opts.work_dir, s.owns_work_dir));
+  const transport::Key key = PEPITA_TRY(transport::Key::generate());
+  s.key_path = s.work_dir + "/key";
+  PEPITA_TRY_VOID(transport::Key::write_file(s.key_path, key));
+
+  transport::RemoteExecutorOptions ro;
+  ro.remote.listen = s.opts.listen;
+  ro.remote.key = key;
+  ro.remote.name = "pepita-slurm-driver";
+  ro.remote.heartbeat_interval = s.opts.heartbeat_interval;
+  ro.remote.suspect_after = s.opts.dead_after / 2;
+  ro.remote.dead_after = s.opts.dead_after;
+  ro.remote.max_attempts = 10;
+  ro.remote.log = s.opts.log;
+  ro.slots = std::size_t{s.opts.nodes} * s.opts.cpus_per_worker * 2;
+  auto remote = transport::RemoteExecutor::create(std::move(ro));
+  if (!remote) {
+    std::error_code ec;
+    fs::remove(s.key_path, ec);
+    if (s.owns_work_dir) fs::remove_all(s.work_dir, ec);
+    return std::unexpected(std::move(remote.error()));
+  }
+  s.remote = std::move(*remote);
+  s.connect_to =
+      s.opts.driver_address + ":" + std::to_string(s.remote->dispatcher().listen_endpoint()->port);
+
+  auto self = std::make_shared<SlurmExecutor>(std::move(impl));
+  // The first jobs are submitted here, so a refused submission is create()'s error.
+  auto initial = [&s]() -> Result<void> {
+    std::lock_guard lock(s.mu);
+    for (std::uint32_t i = 0; i < s.opts.nodes; ++i) PEPITA_TRY(s.submit_locked());
+    return {};
+  }();
+  if (!initial) {
+    self->shutdown();  // cancels what was submitted, removes the key
+    return std::unexpected(std::move(initial.error()));
+  }
+  s.monitor = std::thread([&s] { s.monitor_loop(); });
+  return self;
+}
+
+SlurmExecutor::~SlurmExecutor() { shutdown(); }
+
+std::size_t SlurmExecutor::slots() const noexcept { return impl_->remote->slots(); }
+
+Result<void> SlurmExecutor::start(const task::Task& task, std::stop_token stop,
+                                  executor::Completion done) {
+  PEPITA_TRY_VOID(impl_->remote->start(task, std::move(stop), std::move(done)));
+  impl_->cv.notify_all();  // a longer queue may want more jobs now
+  return {};
+}
+
+void SlurmExecutor::shutdown() {
+  Impl& s = *impl_;
+  std::vector<JobId> ids;
+  {
+    std::lock_guard lock(s.mu);
+    if (s.shut) return;
+    s.shut = true;
+    s.stopping = true;
+    for (const auto& [id, job] : s.live) ids.push_back(id);
+  }
+  s.cv.notify_all();
+  if (s.monitor.joinable()) s.monitor.join();
+  if (!ids.empty()) {
+    if (auto r = s.commands.cancel(ids); !r)
+      s.log("cannot cancel worker jobs: " + r.error().message());
+  }
+  s.remote->shutdown();
+  // Report jobs that outlive the driver: a user must not be left paying for them unknowingly.
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  std::vector<JobId> left = ids;
+  while (!left.empty() && Clock::now() < until) {
+    auto states = s.commands.states(left);
+    if (!states) break;
+    std::erase_if(left, [&](JobId id) {
+      auto it = states->find(id);
+      return it == states->end() || is_finished(it->second.state);
+    });
+    if (!left.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (JobId id : left) {
+    s.log("worker job " + std::to_string(id) + " has not ended yet after scancel; check squeue");
+  }
+  std::error_code ec;
+  fs::remove(s.key_path, ec);  // one-time key: useless to anyone after this run
+  if (s.owns_work_dir) fs::remove_all(s.work_dir, ec);
+  std::lock_guard lock(s.mu);
+  s.live.clear();
+}
+
+std::vector<WorkerJob> SlurmExecutor::jobs() const {
+  std::lock_guard lock(impl_->mu);
+  std::vector<WorkerJob> out;
+  for (const auto& [id, job] : impl_->live) out.push_back(job);
+  return out;
+}
+
+std::vector<JobId> SlurmExecutor::submitted() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->all;
+}
+
+pool::Pool::Builder::ExecutorFactory workers(SlurmOptions options) {
+  return [options = std::move(options)]() -> Result<std::shared_ptr<executor::Executor>> {
+    return PEPITA_TRY(SlurmExecutor::create(options));
+  };
+}
+
+}  // namespace pepita::slurm

@@ -1,0 +1,322 @@
+// pepita workers as Slurm jobs, against a real one-node Slurm cluster started from Debian's
+// packages by local-cluster.sh (root only; skipped with the reason otherwise): a 500-task job on
+// two worker jobs with one scancel'ed mid-run, elastic release and regrowth, a refused
+// submission, and nothing left in squeue afterwards. The output parsers are tested without
+// Slurm.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "pepita/pool/pool.hpp"
+#include "pepita/slurm/commands.hpp"
+#include "pepita/slurm/workers.hpp"
+
+namespace pepita::slurm {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+const std::string kPepita = std::string(PEPITA_BINARY_DIR) + "/tools/pepita/pepita";
+const std::string kClusterScript = std::string(PEPITA_SOURCE_DIR) + "/tests/slurm/local-cluster.sh";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs a shell command; its exit status and stdout.
+std::pair<int, std::string> shell(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return {-1, out};
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// ---- parsers (no Slurm needed) ----------------------------------------------------------------
+
+TEST(SlurmParse, SbatchParsable) {
+  EXPECT_EQ(parse_sbatch_parsable("42\n").value(), 42u);
+  EXPECT_EQ(parse_sbatch_parsable("77;cluster-a\n").value(), 77u);
+  EXPECT_EQ(parse_sbatch_parsable("note: using default account\n9001\n").value(), 9001u);
+  for (const char* bad : {"", "abc", "12x", "0", "-3", ";"}) {
+    EXPECT_EQ(parse_sbatch_parsable(bad).error().code(), ErrorCode::Protocol) << bad;
+  }
+}
+
+TEST(SlurmParse, SqueueJsonOldAndNewStateShapes) {
+  const auto jobs = parse_squeue_json(R"({"meta": {}, "errors": [], "jobs": [
+      {"job_id": 5, "job_state": "RUNNING", "state_reason": "None", "name": "pepita-worker"},
+      {"job_id": 6, "job_state": ["PENDING"], "state_reason": "Resources", "name": "w"}]})")
+                        .value();
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs.at(5).state, "RUNNING");
+  EXPECT_EQ(jobs.at(5).name, "pepita-worker");
+  EXPECT_EQ(jobs.at(6).state, "PENDING");
+  EXPECT_EQ(jobs.at(6).reason, "Resources");
+  EXPECT_TRUE(parse_squeue_json(R"({"jobs": []})").value().empty());
+  for (const char* bad :
+       {"", "[]", "{\"jobs\": 3}", "{\"jobs\": [{\"job_state\": \"RUNNING\"}]}",
+        "{\"jobs\": [{\"job_id\": 1}]}", "{\"jobs\": [{\"job_id\": \"x\"}]}", "{not json"}) {
+    EXPECT_EQ(parse_squeue_json(bad).error().code(), ErrorCode::Protocol) << bad;
+  }
+}
+
+TEST(SlurmParse, SqueueText) {
+  const auto jobs =
+      parse_squeue_text(
+          "12|RUNNING|None|pepita-worker\n13|PENDING|Priority|a|b\n14_2|RUNNING|None|arr\n")
+          .value();
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs.at(12).state, "RUNNING");
+  EXPECT_EQ(jobs.at(13).name, "a|b");
+  EXPECT_EQ(parse_squeue_text("12 RUNNING\n").error().code(), ErrorCode::Protocol);
+  EXPECT_TRUE(parse_squeue_text("\n").value().empty());
+}
+
+TEST(SlurmParse, FinishedStates) {
+  for (const char* s : {"COMPLETED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "FAILED"}) {
+    EXPECT_TRUE(is_finished(s)) << s;
+  }
+  for (const char* s : {"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED"}) {
+    EXPECT_FALSE(is_finished(s)) << s;
+  }
+}
+
+TEST(SlurmCommandsTest, MissingSbatchIsAClearError) {
+  auto c = SlurmCommands::locate("/nonexistent-slurm-bin");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code(), ErrorCode::NotFound);
+  EXPECT_NE(c.error().message().find("sbatch not found"), std::string::npos);
+  EXPECT_NE(c.error().message().find("slurm-client"), std::string::npos);
+}
+
+TEST(SlurmCli, RunWithoutSbatchSaysWhatIsMissing) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("pepita-slurm-nosbatch-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "job.toml")
+      << "[[task]]\nname = \"a\"\nbackend = \"remote\"\ncommand = \"/bin/true\"\n";
+  auto [rc, out] = shell("PATH=/nonexistent " + kPepita + " run --slurm --nodes 1 --state-dir " +
+                         (dir / "state").string() + " " + (dir / "job.toml").string() + " 2>&1");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("sbatch not found"), std::string::npos) << out;
+  fs::remove_all(dir);
+}
+
+// ---- against a real cluster -------------------------------------------------------------------
+
+class LocalSlurm : public ::testing::Environment {
+ public:
+  static inline std::string skip_reason;
+  static inline fs::path dir;
+
+  void SetUp() override {
+    if (::geteuid() != 0) {
+      skip_reason = "needs root to start a local Slurm cluster (slurmctld, slurmd, munge)";
+      return;
+    }
+    dir = fs::temp_directory_path() / ("pepita-slurm-cluster-" + std::to_string(::getpid()));
+    auto [rc, out] = shell(kClusterScript + " start " + dir.string() + " 2>&1");
+    if (rc == 77) {
+      skip_reason = "local Slurm cluster unavailable: " + out;
+      return;
+    }
+    ASSERT_EQ(rc, 0) << "starting the local Slurm cluster failed:\n" << out;
+    ::setenv("SLURM_CONF", (dir / "slurm.conf").c_str(), 1);
+    started_ = true;
+  }
+  void TearDown() override {
+    if (!started_) return;
+    shell("scancel --user=root 2>/dev/null; " + kClusterScript + " stop " + dir.string());
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+
+ private:
+  bool started_ = false;
+};
+
+// gtest takes ownership of registered environments.
+[[maybe_unused]] const auto* const kLocalSlurm =
+    ::testing::AddGlobalTestEnvironment(new LocalSlurm);
+
+#define REQUIRE_SLURM()                                                            \
+  do {                                                                             \
+    if (!LocalSlurm::skip_reason.empty()) GTEST_SKIP() << LocalSlurm::skip_reason; \
+  } while (0)
+
+// Jobs named `name` that squeue lists in a state other than finished.
+std::vector<std::string> unfinished_jobs(const std::string& name) {
+  auto [rc, out] = shell("squeue -h -n " + name + " -o '%i %T' 2>&1");
+  std::vector<std::string> lines;
+  std::stringstream ss(out);
+  for (std::string line; std::getline(ss, line);) {
+    if (line.find("COMPLETED") == std::string::npos &&
+        line.find("CANCELLED") == std::string::npos && !line.empty())
+      lines.push_back(line);
+  }
+  return lines;
+}
+
+bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(100ms);
+  }
+  return true;
+}
+
+struct JobDir {
+  JobDir()
+      : path(fs::temp_directory_path() /
+             ("pepita-slurm-job-" + std::to_string(::getpid()) + "-" + std::to_string(counter++))) {
+    fs::create_directories(path);
+  }
+  ~JobDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  static inline int counter = 0;
+  fs::path path;
+};
+
+TEST(SlurmCluster, FiveHundredTasksOnTwoWorkerJobsSurviveScancelOfOne) {
+  REQUIRE_SLURM();
+  JobDir jd;
+  const fs::path done_log = jd.path / "progress.log";
+  std::ofstream(jd.path / "job.toml")
+      << "[job]\nname = \"slurm-e2e\"\n[pool]\nretries = 0\n"
+      << "[[task]]\nname = \"t\"\ncount = 500\nbackend = \"remote\"\ncommand = \"/bin/sh\"\n"
+      << "args = [\"-c\", \"sleep 0.01; echo $0 >> " << done_log.string()
+      << "; echo $0\", \"${i}\"]\n";
+  const std::string run =
+      kPepita + " run --slurm --nodes 2 --driver-address 127.0.0.1 --json -q --state-dir " +
+      (jd.path / "state").string() + " " + (jd.path / "job.toml").string() + " >" +
+      (jd.path / "out.json").string() + " 2>" + (jd.path / "err.txt").string();
+  int rc = -1;
+  std::thread driver([&] { rc = std::system(run.c_str()); });
+
+  // Both worker jobs running and tasks flowing, then one is cancelled the way a user or a
+  // preemption would.
+  std::vector<std::string> running;
+  const bool both_running = eventually(
+      [&] {
+        running = unfinished_jobs("pepita-worker");
+        return running.size() == 2 && running[0].find("RUNNING") != std::string::npos &&
+               running[1].find("RUNNING") != std::string::npos && fs::exists(done_log) &&
+               fs::file_size(done_log) > 200;
+      },
+      60s);
+  std::printf("squeue during the run:\n%s",
+              shell("squeue -o '%.8i %.9P %.14j %.8u %.8T %.10M %R'").second.c_str());
+  if (both_running) {
+    const std::string victim = running[0].substr(0, running[0].find(' '));
+    EXPECT_EQ(shell("scancel " + victim).first, 0);
+    std::printf("scancel %s after %zu bytes of progress\n", victim.c_str(),
+                static_cast<std::size_t>(fs::file_size(done_log)));
+  }
+  driver.join();
+  ASSERT_TRUE(both_running) << "worker jobs never ran together; driver stderr:\n"
+                            << slurp(jd.path / "err.txt");
+  ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << slurp(jd.path / "err.txt");
+
+  const auto doc = nlohmann::json::parse(slurp(jd.path / "out.json"), nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << slurp(jd.path / "out.json");
+  ASSERT_EQ(doc["tasks"].size(), 500u);
+  std::set<std::string> names;
+  for (const auto& t : doc["tasks"]) {
+    const std::string name = t["name"].get<std::string>();
+    EXPECT_TRUE(names.insert(name).second) << name << " reported twice";
+    EXPECT_EQ(t["status"], "succeeded") << name;
+    EXPECT_EQ(t["stdout"].get<std::string>(), name.substr(2) + "\n") << name;
+  }
+  EXPECT_EQ(doc["stats"]["succeeded"], 500);
+  const std::string err = slurp(jd.path / "err.txt");
+  EXPECT_NE(err.find("ended (CANCELLED"), std::string::npos) << err;
+  EXPECT_TRUE(eventually([] { return unfinished_jobs("pepita-worker").empty(); }, 15s))
+      << "left behind in squeue:\n"
+      << shell("squeue").second;
+}
+
+TEST(SlurmCluster, RefusedSubmissionShowsSlurmsMessageAndLeavesNothing) {
+  REQUIRE_SLURM();
+  JobDir jd;
+  std::ofstream(jd.path / "job.toml")
+      << "[[task]]\nname = \"a\"\nbackend = \"remote\"\ncommand = \"/bin/true\"\n";
+  auto [rc, out] =
+      shell(kPepita + " run --slurm --nodes 2 --partition no-such-partition --state-dir " +
+            (jd.path / "state").string() + " " + (jd.path / "job.toml").string() + " 2>&1");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("invalid partition specified: no-such-partition"), std::string::npos) << out;
+  EXPECT_TRUE(unfinished_jobs("pepita-worker").empty());
+}
+
+TEST(SlurmCluster, WorkerJobsAreReleasedWhenIdleAndComeBackForNewWork) {
+  REQUIRE_SLURM();
+  SlurmOptions o;
+  o.nodes = 2;
+  o.worker_binary = kPepita;
+  o.driver_address = "127.0.0.1";
+  o.listen = "127.0.0.1:0";
+  o.job_name = "pepita-elastic";
+  o.poll_interval = 200ms;
+  o.idle_release = 1000ms;
+  o.log = [](std::string_view line) {
+    std::printf("  slurm: %.*s\n", static_cast<int>(line.size()), line.data());
+  };
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  auto pool = pool::Pool::builder().executor(*exec).build().value();
+
+  auto run_batch = [&](int n, int base) {
+    std::vector<task::Task> tasks;
+    for (int i = 0; i < n; ++i) {
+      tasks.push_back(task::Task::binary("/bin/echo")
+                          .args({std::to_string(base + i)})
+                          .backend(task::Backend::Remote)
+                          .build()
+                          .value());
+    }
+    ASSERT_TRUE(pool.submit_all(std::move(tasks)));
+    const auto results = pool.wait_all();
+    ASSERT_EQ(results.size(), static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      EXPECT_TRUE(results[static_cast<std::size_t>(i)].ok())
+          << results[static_cast<std::size_t>(i)].error;
+      EXPECT_EQ(results[static_cast<std::size_t>(i)].stdout_data, std::to_string(base + i) + "\n");
+    }
+  };
+  run_batch(20, 0);
+  ASSERT_TRUE(eventually([&] { return (*exec)->jobs().empty(); }, 20s))
+      << "idle worker jobs were not released";
+  EXPECT_TRUE(eventually([] { return unfinished_jobs("pepita-elastic").empty(); }, 15s));
+  const std::size_t before = (*exec)->submitted().size();
+  run_batch(10, 100);  // demand again: jobs are submitted again
+  EXPECT_GT((*exec)->submitted().size(), before);
+
+  pool.shutdown();
+  EXPECT_TRUE((*exec)->jobs().empty());
+  EXPECT_TRUE(eventually([] { return unfinished_jobs("pepita-elastic").empty(); }, 15s))
+      << shell("squeue").second;
+}
+
+}  // namespace
+}  // namespace pepita::slurm
