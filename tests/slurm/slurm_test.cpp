@@ -4,6 +4,7 @@
 // submission, and nothing left in squeue afterwards. The output parsers are tested without
 // Slurm.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -253,6 +254,36 @@ TEST(SlurmCluster, FiveHundredTasksOnTwoWorkerJobsSurviveScancelOfOne) {
   EXPECT_NE(err.find("ended (CANCELLED"), std::string::npos) << err;
   EXPECT_TRUE(eventually([] { return unfinished_jobs("pepita-worker").empty(); }, 15s))
       << "left behind in squeue:\n"
+      << shell("squeue").second;
+}
+
+TEST(SlurmCluster, CtrlCCancelsEveryWorkerJob) {
+  REQUIRE_SLURM();
+  JobDir jd;
+  std::ofstream(jd.path / "job.toml")
+      << "[[task]]\nname = \"slow\"\ncount = 20\nbackend = \"remote\"\ncommand = \"/bin/sleep\"\n"
+      << "args = [\"30\"]\n";
+  const fs::path pid_file = jd.path / "pid";
+  const std::string run =
+      "sh -c '" + kPepita + " run --slurm --nodes 2 --driver-address 127.0.0.1 -q --state-dir " +
+      (jd.path / "state").string() + " " + (jd.path / "job.toml").string() + " 2>" +
+      (jd.path / "err.txt").string() + " & echo $! >" + pid_file.string() + "; wait $!'";
+  int rc = -1;
+  std::thread driver([&] { rc = std::system(run.c_str()); });
+  const bool running = eventually(
+      [&] {
+        const auto jobs = unfinished_jobs("pepita-worker");
+        return jobs.size() == 2 && jobs[0].find("RUNNING") != std::string::npos &&
+               jobs[1].find("RUNNING") != std::string::npos;
+      },
+      60s);
+  if (fs::exists(pid_file)) ::kill(std::stoi(slurp(pid_file)), SIGINT);
+  driver.join();
+  ASSERT_TRUE(running) << slurp(jd.path / "err.txt");
+  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 130) << rc << "\n" << slurp(jd.path / "err.txt");
+  // Cancelled before the driver exited: nothing keeps running (or billing) on the cluster.
+  EXPECT_TRUE(unfinished_jobs("pepita-worker").empty() ||
+              eventually([] { return unfinished_jobs("pepita-worker").empty(); }, 10s))
       << shell("squeue").second;
 }
 
