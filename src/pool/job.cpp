@@ -340,7 +340,12 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     if (!cmd) return ctx.err(t, "task '" + raws[r].name + "' has no 'command'");
     std::string command = PEPITA_TRY(get_string(ctx, *cmd, "command", tv));
     if (command.empty()) return ctx.err(*cmd, "task '" + raws[r].name + "': 'command' is empty");
-    if (options.check_binaries) {
+    // A GPU task's command names a kernel ("saxpy") or a .spv file, not an executable; the GPU
+    // executor checks it (a relative .spv path still starts at the job file's directory).
+    const auto* backend_node = t.get("backend");
+    const bool gpu_task =
+        backend_node && backend_node->as_string() && backend_node->as_string()->get() == "gpu";
+    if (options.check_binaries && !gpu_task) {
       auto it = resolved_cache.find(command);
       if (it == resolved_cache.end())
         it = resolved_cache.emplace(command, resolve_command(command, job_dir)).first;

@@ -279,7 +279,7 @@ TEST_F(GpuExecutorTest, CancelAndTimeoutReportPromptlyWhileTheKernelRuns) {
   auto spin_task = [&](std::uint32_t groups, const std::string& name) {
     return gpu_task(spin, spin_args(groups), name);
   };
-  const std::uint32_t groups = calibrate_spin(p, spin_task, 1500ms);
+  const std::uint32_t groups = calibrate_spin(p, spin_task, 2500ms);
   ASSERT_GT(groups, 0u);
   if (groups >= 65535) GTEST_SKIP() << "device too fast to keep busy with spin.comp";
 
@@ -293,7 +293,7 @@ TEST_F(GpuExecutorTest, CancelAndTimeoutReportPromptlyWhileTheKernelRuns) {
   EXPECT_TRUE(p.cancel(queued->id()));
   EXPECT_EQ(running->wait().status, Status::Cancelled) << running->wait().error;
   EXPECT_EQ(queued->wait().status, Status::Cancelled);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 700ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);  // the kernel runs ~2.5 s
 
   // Timeout: the task's own limit.
   auto timed = Task::binary(spin)
