@@ -21,6 +21,7 @@ struct Backend::Vring {
   bool enabled = false;
   UniqueFd kick;
   UniqueFd call;
+  UniqueFd err;   // SET_VRING_ERR: signalled when the driver malformed the ring
   UniqueFd stop;  // eventfd that ends the worker
   Queue queue;
   std::thread thread;
@@ -166,6 +167,7 @@ void Backend::disconnect() noexcept {
   memory_.reset();
   acked_features_ = 0;
   protocol_features_ = 0;
+  status_ = 0;
   device_.reset();
   conn_.reset();
 }
@@ -204,7 +206,7 @@ Result<void> Backend::handle(const Header& hdr, std::span<const std::byte> p,
     }
     case GET_PROTOCOL_FEATURES:
       return reply_u64((1ull << protocol::MQ) | (1ull << protocol::REPLY_ACK) |
-                       (1ull << protocol::CONFIG));
+                       (1ull << protocol::CONFIG) | (1ull << protocol::STATUS));
     case SET_PROTOCOL_FEATURES:
       protocol_features_ = PEPITA_TRY(payload_as<uint64_t>(p, "SET_PROTOCOL_FEATURES"));
       return {};
@@ -263,11 +265,10 @@ Result<void> Backend::handle(const Header& hdr, std::span<const std::byte> p,
         }
         fd = std::move(fds[0]);
       }
-      if (hdr.request == SET_VRING_ERR) return {};  // we never report vring errors this way
       const bool was = vr->running;
-      stop_vring(*vr);
-      if (hdr.request == SET_VRING_CALL) {
-        vr->call = std::move(fd);
+      stop_vring(*vr);  // the worker reads call/err: swap them only while it is stopped
+      if (hdr.request != SET_VRING_KICK) {
+        (hdr.request == SET_VRING_CALL ? vr->call : vr->err) = std::move(fd);
         if (was) return start_vring(*vr);
         return {};
       }
@@ -298,6 +299,23 @@ Result<void> Backend::handle(const Header& hdr, std::span<const std::byte> p,
       return reply(hdr.request, out);
     }
     case SET_CONFIG: return {};  // writeback-cache toggling is not offered
+    case SET_STATUS: {
+      const uint64_t st = PEPITA_TRY(payload_as<uint64_t>(p, "SET_STATUS"));
+      if (st > 0xff) {
+        return fail(ErrorCode::Protocol,
+                    "SET_STATUS " + std::to_string(st) + " is not a virtio device status byte");
+      }
+      status_ = static_cast<uint8_t>(st);
+      if (st == 0) {
+        // Writing 0 resets a virtio device: the rings stop and NEEDS_RESET clears. (QEMU sends
+        // it after GET_VRING_BASE, so nothing is lost; the next start re-sends kick fds.)
+        stop_all();
+        for (auto& vr : vrings_) vr->kicked = false;
+        device_.reset();
+      }
+      return {};
+    }
+    case GET_STATUS: return reply_u64(status_ | device_.status_bits());
     default:
       return fail(ErrorCode::Unsupported,
                   "vhost-user request " + std::to_string(hdr.request) + " not supported");
@@ -377,7 +395,9 @@ void Backend::worker(Vring& vr) noexcept {
       if (!r) {
         std::fprintf(stderr, "vhost-user: queue %u stopped: %s\n", vr.index,
                      r.error().to_string().c_str());
-        // The ring is broken (NEEDS_RESET): wait for the frontend to stop or reset us.
+        // The ring is broken (the device set NEEDS_RESET, which GET_STATUS reports): tell the
+        // frontend through the error eventfd, then wait for it to stop or reset us.
+        if (vr.err) (void)sys::eventfd_signal(vr.err.get());
         for (;;) {
           bool a = false, b = false;
           if (sys::poll2(vr.stop.get(), vr.stop.get(), -1, a, b) > 0) return;

@@ -16,73 +16,16 @@
 #include "driver_ring.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
 #include "pepita/virtio/blk.hpp"
+#include "vhost_frontend.hpp"
 
 namespace pepita::virtio::vhost_user {
 namespace {
-using testing::DriverRing;
+using vhost_user::testing::Frontend;
+using vhost_user::testing::kUvaBase;
+using vhost_user::testing::SharedRing;
+using virtio::testing::DriverRing;
 namespace v = abi::virtio;
 namespace vb = abi::virtio_blk;
-
-constexpr uint64_t kUvaBase = 0x7f0000000000;
-
-class Frontend {
- public:
-  explicit Frontend(int fd) : fd_(fd) {}
-
-  void send(uint32_t req, const void* payload, uint32_t size, int pass_fd = -1,
-            uint32_t extra_flags = 0) {
-    Header h{req, kVersion | extra_flags, size};
-    std::vector<char> buf(sizeof h + size);
-    std::memcpy(buf.data(), &h, sizeof h);
-    if (size > 0) std::memcpy(buf.data() + sizeof h, payload, size);
-    iovec iov{buf.data(), buf.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    if (pass_fd >= 0) {
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-    }
-    ASSERT_EQ(::sendmsg(fd_, &msg, MSG_NOSIGNAL), static_cast<ssize_t>(buf.size()));
-  }
-  template <typename T>
-  void send(uint32_t req, const T& payload, int pass_fd = -1, uint32_t flags = 0) {
-    send(req, &payload, sizeof payload, pass_fd, flags);
-  }
-  std::vector<char> recv_reply(uint32_t req) {
-    Header h{};
-    EXPECT_EQ(::recv(fd_, &h, sizeof h, MSG_WAITALL), static_cast<ssize_t>(sizeof h));
-    EXPECT_EQ(h.request, req);
-    EXPECT_EQ(h.flags, kVersion | kReplyFlag);
-    std::vector<char> p(h.size);
-    if (h.size > 0) {
-      EXPECT_EQ(::recv(fd_, p.data(), h.size, MSG_WAITALL), static_cast<ssize_t>(h.size));
-    }
-    return p;
-  }
-  uint64_t recv_u64(uint32_t req) {
-    auto p = recv_reply(req);
-    uint64_t value = ~0ull;
-    EXPECT_EQ(p.size(), 8u);
-    if (p.size() == 8) std::memcpy(&value, p.data(), 8);
-    return value;
-  }
-  bool closed_by_peer() {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 5000) <= 0) return false;
-    char c;
-    return ::recv(fd_, &c, 1, 0) == 0;
-  }
-
- private:
-  int fd_;
-};
 
 struct Harness {
   Harness() {
@@ -204,6 +147,110 @@ TEST(VhostUser, NegotiatesMapsMemoryAndServesAVring) {
   EXPECT_EQ(vs.index, 1u);
   EXPECT_EQ(vs.num, 2u);
   EXPECT_EQ(h.device->stats(1).requests, 2u);
+}
+
+// Negotiates VHOST_USER_PROTOCOL_F_STATUS and the features QEMU's vhost-user-blk acks.
+void negotiate_with_status(Frontend& fe) {
+  fe.send(GET_PROTOCOL_FEATURES, nullptr, 0);
+  const uint64_t proto = fe.recv_u64(GET_PROTOCOL_FEATURES);
+  ASSERT_NE(proto & (1ull << protocol::STATUS), 0u) << "STATUS protocol feature offered";
+  fe.send(SET_PROTOCOL_FEATURES, proto);
+  const uint64_t acked = v::feature_bit(v::F_VERSION_1) | v::feature_bit(v::F_RING_EVENT_IDX) |
+                         v::feature_bit(v::F_RING_INDIRECT_DESC) |
+                         v::feature_bit(F_PROTOCOL_FEATURES) | v::feature_bit(vb::F_FLUSH);
+  fe.send(SET_FEATURES, acked, -1, kNeedReply);
+  EXPECT_EQ(fe.recv_u64(SET_FEATURES), 0u);
+}
+
+TEST(VhostUser, MalformedRingSignalsErrFdAndReportsNeedsReset) {
+  Harness h;
+  Frontend fe(h.frontend_fd.get());
+  negotiate_with_status(fe);
+  const uint64_t running =
+      v::STATUS_ACKNOWLEDGE | v::STATUS_DRIVER | v::STATUS_FEATURES_OK | v::STATUS_DRIVER_OK;
+  fe.send(SET_STATUS, running, -1, kNeedReply);
+  EXPECT_EQ(fe.recv_u64(SET_STATUS), 0u);
+  fe.send(GET_STATUS, nullptr, 0);
+  EXPECT_EQ(fe.recv_u64(GET_STATUS), running);
+
+  SharedRing sr(fe, 0, 16, /*with_err_fd=*/true);
+  DriverRing& d = *sr.ring;
+  // A descriptor loop (0 -> 1 -> 0): the walk is capped at the queue size and the ring breaks.
+  d.desc(0, d.alloc(16), 16, v::DESC_F_NEXT, 1);
+  d.desc(1, d.alloc(16), 16, v::DESC_F_NEXT, 0);
+  d.publish(0);
+  sr.notify();
+  ASSERT_TRUE(SharedRing::wait_signal(sr.err, 10000)) << "error eventfd not signalled in 10 s";
+  EXPECT_EQ(d.used_idx(), 0) << "nothing of a malformed chain completes";
+  fe.send(GET_STATUS, nullptr, 0);
+  EXPECT_EQ(fe.recv_u64(GET_STATUS), running | v::STATUS_NEEDS_RESET);
+  EXPECT_NE(h.device->status_bits() & v::STATUS_NEEDS_RESET, 0);
+
+  // The frontend resets the device (status 0): NEEDS_RESET clears and the connection lives on.
+  fe.send(SET_STATUS, uint64_t{0}, -1, kNeedReply);
+  EXPECT_EQ(fe.recv_u64(SET_STATUS), 0u);
+  fe.send(GET_STATUS, nullptr, 0);
+  EXPECT_EQ(fe.recv_u64(GET_STATUS), 0u);
+  EXPECT_EQ(h.device->status_bits(), 0);
+
+  // A status wider than a byte is a protocol violation.
+  fe.send(SET_STATUS, uint64_t{0x100});
+  EXPECT_TRUE(fe.closed_by_peer());
+}
+
+TEST(VhostUser, RingRestartsAtTheUsedIndexLikeAReconnect) {
+  // What QEMU does when a backend died: a new backend gets SET_VRING_BASE = the ring's used
+  // index (the old one's GET_VRING_BASE is gone), and must serve what was left in flight.
+  Harness h;
+  Frontend fe(h.frontend_fd.get());
+  negotiate_with_status(fe);
+  auto memfd = UniqueFd(::memfd_create("vhost-test-ram", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(memfd.get(), DriverRing::kMemSize), 0);
+  MemoryTable mine;
+  ASSERT_TRUE(mine.add(UniqueFd(::dup(memfd.get())),
+                       {.gpa = 0, .size = DriverRing::kMemSize, .uva = kUvaBase}));
+  DriverRing d(16, &mine);
+  // Two writes were served by "the old backend" (used index 2), a third was popped but never
+  // completed: avail index 3, used index 2.
+  std::vector<uint8_t> pattern(4096, 0x5a);
+  const uint64_t buf = d.alloc(4096);
+  d.fill(buf, pattern.data(), 4096);
+  for (uint16_t i = 0; i < 3; ++i) {
+    const uint64_t hdr = d.alloc(16);
+    vb::RequestHeader rh{vb::T_OUT, 0, 8ull * i};
+    d.fill(hdr, &rh, sizeof rh);
+    d.desc(3 * i, hdr, 16, v::DESC_F_NEXT, static_cast<uint16_t>(3 * i + 1));
+    d.desc(3 * i + 1, buf, 4096, v::DESC_F_NEXT, static_cast<uint16_t>(3 * i + 2));
+    d.desc(3 * i + 2, d.alloc(1), 1, v::DESC_F_WRITE);
+    d.publish(static_cast<uint16_t>(3 * i));
+  }
+  ASSERT_TRUE(mine.write(PhysAddr(DriverRing::kUsed + 2), uint16_t{2}));
+  d.set_used_event(2);
+
+  Memory mem{};
+  mem.nregions = 1;
+  mem.regions[0] = {0, DriverRing::kMemSize, kUvaBase, 0};
+  fe.send(SET_MEM_TABLE, &mem, 8 + 32, memfd.get(), kNeedReply);
+  EXPECT_EQ(fe.recv_u64(SET_MEM_TABLE), 0u);
+  fe.send(SET_VRING_NUM, VringState{0, 16});
+  fe.send(SET_VRING_BASE, VringState{0, 2});
+  fe.send(SET_VRING_ADDR,
+          VringAddr{0, 0, kUvaBase + DriverRing::kDesc, kUvaBase + DriverRing::kUsed,
+                    kUvaBase + DriverRing::kAvail, 0});
+  UniqueFd kick(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  UniqueFd call(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  fe.send(SET_VRING_CALL, uint64_t{0}, call.get());
+  fe.send(SET_VRING_KICK, uint64_t{0}, kick.get());  // no kick needed: the ring is served on start
+  ASSERT_TRUE(SharedRing::wait_signal(call, 10000)) << "the left-over request was not served";
+  EXPECT_EQ(d.used_idx(), 3);
+  EXPECT_EQ(d.used(2).id, 6u) << "exactly the request in flight was replayed";
+  EXPECT_EQ(h.device->stats(0).requests, 1u);
+  fe.send(GET_VRING_BASE, VringState{0, 0});
+  auto base = fe.recv_reply(GET_VRING_BASE);
+  ASSERT_EQ(base.size(), sizeof(VringState));
+  VringState vs;
+  std::memcpy(&vs, base.data(), sizeof vs);
+  EXPECT_EQ(vs.num, 3u);
 }
 
 TEST(VhostUser, ProtocolViolationsEndTheConnection) {

@@ -3,6 +3,11 @@
 // of qemu-storage-daemon and SPDK's vhost target. The frontend runs the guest and hands us its
 // RAM (memfd fds with SET_MEM_TABLE), the virtqueue addresses and kick/call eventfds; one thread
 // per started virtqueue waits on its kick fd, lets the device serve the ring and signals call.
+// A ring the driver malformed stops; the backend signals that vring's error eventfd
+// (SET_VRING_ERR) and GET_STATUS reports NEEDS_RESET until the frontend resets the device.
+// Restart: the frontend (QEMU with chardev reconnect=) re-sends everything to a new backend and
+// resumes each ring at its used index; requests complete in ring order, so that replays exactly
+// the ones in flight when the old backend died (no INFLIGHT_SHMFD needed).
 //
 //   auto dev = PEPITA_TRY(blk::BlkDevice::create(std::move(disk), {.num_queues = 2}));
 //   auto backend = PEPITA_TRY(Backend::listen("/tmp/vhost.sock", *dev));
@@ -71,6 +76,7 @@ class Backend {
   std::string path_;
   uint64_t acked_features_ = 0;
   uint64_t protocol_features_ = 0;
+  uint8_t status_ = 0;  // last SET_STATUS; NEEDS_RESET is added from the device on GET_STATUS
   std::unique_ptr<MemoryTable> memory_;  // stable address: running queues point at it
   std::vector<std::unique_ptr<Vring>> vrings_;
 };

@@ -44,6 +44,8 @@ enum Request : uint32_t {
   GET_INFLIGHT_FD = 31,
   SET_INFLIGHT_FD = 32,
   GET_MAX_MEM_SLOTS = 36,
+  SET_STATUS = 39,  // u64 virtio device status (protocol::STATUS)
+  GET_STATUS = 40,  // reply: u64 status, NEEDS_RESET included once a queue broke
 };
 
 /// Virtio feature bit 30, reused by vhost-user: the backend speaks protocol features.
@@ -53,6 +55,7 @@ namespace protocol {
 inline constexpr uint32_t MQ = 0;
 inline constexpr uint32_t REPLY_ACK = 3;
 inline constexpr uint32_t CONFIG = 9;
+inline constexpr uint32_t STATUS = 16;  // SET_STATUS / GET_STATUS
 }  // namespace protocol
 
 struct VringState {
