@@ -1,13 +1,15 @@
 #pragma once
 // Kernel-less micro-VMs on KVM: a vCPU that starts directly in 64-bit CPL3 and runs a freestanding
 // guest (the Hyperlight / Solo5-hvt model), with batched host calls (guest_abi.hpp), a watchdog,
-// per-VM memory limits, fault reports with registers, and copy-on-write snapshots.
+// per-VM memory limits, fault reports with registers, copy-on-write snapshots, and virtio-mmio
+// devices (console, blk) that the guest drives by polling (guest/README.md).
 //
 //   auto image = PEPITA_TRY(vmm::GuestImage::load_file("hello.elf"));
 //   auto vm = PEPITA_TRY(vmm::Vm::create(image, {.memory_bytes = 16 << 20}));
 //   vmm::RunResult r = PEPITA_TRY(vm.run(input_bytes));
 //   if (r.kind == vmm::ExitKind::Exited) std::cout << r.output << "exit " << r.exit_code;
 //   else std::cerr << r.describe();   // fault with registers, or timeout
+//   // With devices: {.virtio_console = true, .virtio_blk = shared_disk}; r.virtio reports them.
 
 #include <chrono>
 #include <cstddef>
