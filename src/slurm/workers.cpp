@@ -77,7 +77,8 @@ struct SlurmExecutor::Impl {
   std::condition_variable cv;
   std::map<JobId, WorkerJob> live;
   std::vector<JobId> all;
-  std::set<JobId> released;  // cancelled by us: their end is not news
+  std::set<JobId> released;       // cancelled by us: their end is not news
+  std::uint32_t failed_jobs = 0;  // ended on their own before their worker connected
   bool stopping = false;
   bool shut = false;
   std::thread monitor;
@@ -124,9 +125,10 @@ struct SlurmExecutor::Impl {
     return id;
   }
 
-  std::uint32_t max_submissions() const {
-    return opts.max_submissions ? opts.max_submissions : opts.nodes * 4 + 4;
+  std::uint32_t max_failed_jobs() const {
+    return opts.max_failed_jobs ? opts.max_failed_jobs : opts.nodes + 3;
   }
+  bool gave_up() const { return failed_jobs >= max_failed_jobs(); }
 
   // Refreshes job states from squeue; forgets jobs that ended.
   void refresh() {
@@ -137,8 +139,9 @@ struct SlurmExecutor::Impl {
     }
     if (ids.empty()) return;
     auto states = commands.states(ids);
-    std::set<std::string> connected;
+    std::set<std::string> connected, ever_connected;  // dialed-in workers stay listed when gone
     for (const auto& w : remote->dispatcher().workers()) {
+      ever_connected.insert(w.name);
       if (w.state == transport::WorkerState::Alive) connected.insert(w.name);
     }
     std::lock_guard lock(mu);
@@ -152,6 +155,9 @@ struct SlurmExecutor::Impl {
       auto st = states->find(id);
       const bool gone = st == states->end() || is_finished(st->second.state);
       if (gone) {
+        if (!released.contains(id) && !ever_connected.contains("slurm-" + std::to_string(id))) {
+          ++failed_jobs;
+        }
         if (!released.contains(id)) {
           log("worker job " + std::to_string(id) + " ended (" +
               (st == states->end() ? std::string("no longer in squeue")
@@ -179,16 +185,16 @@ struct SlurmExecutor::Impl {
       const std::size_t per = opts.cpus_per_worker;
       const std::size_t want = std::clamp<std::size_t>(
           (backlog + per - 1) / per, std::max<std::size_t>(opts.min_nodes, 1), opts.nodes);
-      while (live.size() < want && all.size() < max_submissions()) {
+      while (live.size() < want && !gave_up()) {
         if (auto id = submit_locked(); !id) {
           log_error_once(id.error().message());
           break;
         }
       }
-      if (live.empty() && all.size() >= max_submissions()) {
-        log_error_once("no worker job is left and " + std::to_string(all.size()) +
-                       " were submitted (max_submissions): tasks wait until a job starts; "
-                       "check the worker logs in " +
+      if (gave_up()) {
+        log_error_once(std::to_string(failed_jobs) +
+                       " worker jobs ended before their worker connected; submitting no more "
+                       "(max_failed_jobs). Their logs are kept in " +
                        work_dir);
       }
     } else if (now - busy_at >= opts.idle_release && live.size() > opts.min_nodes) {
@@ -330,8 +336,8 @@ void SlurmExecutor::shutdown() {
   }
   std::error_code ec;
   fs::remove(s.key_path, ec);  // one-time key: useless to anyone after this run
-  if (s.owns_work_dir) fs::remove_all(s.work_dir, ec);
   std::lock_guard lock(s.mu);
+  if (s.owns_work_dir && s.failed_jobs == 0) fs::remove_all(s.work_dir, ec);
   s.live.clear();
 }
 

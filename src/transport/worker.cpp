@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
@@ -509,6 +510,23 @@ struct Worker::Impl {
     }
   }
 
+  // A task killed by a signal this worker did not send, while the worker is being stopped too:
+  // a cluster manager tearing down the whole job (scancel, preemption, time limit) signals every
+  // process at once. That is not the task's failure. The worker's own SIGTERM may land a moment
+  // after the child's, so wait briefly for it.
+  bool killed_with_the_worker(const executor::ExecutionResult& er) {
+    if (er.status != executor::Status::Signaled) return false;
+    if (er.signal != SIGTERM && er.signal != SIGKILL && er.signal != SIGINT &&
+        er.signal != SIGHUP) {
+      return false;
+    }
+    const auto until = Clock::now() + std::chrono::seconds(1);
+    while (!stopping.load() && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return stopping.load();
+  }
+
   ResultMsg run_process(Job& job, const std::string& path, const std::string& cwd) {
     const SubmitMsg& m = job.msg;
     auto b = task::Task::binary(path);
@@ -533,6 +551,15 @@ struct Worker::Impl {
           .status = TaskStatus::SpawnError, .exit_code = -1, .error = started.error().to_string()};
     }
     executor::ExecutionResult er = future.get();
+    if (killed_with_the_worker(er)) {
+      return ResultMsg{.status = TaskStatus::Cancelled,
+                       .exit_code = -1,
+                       .signal = er.signal,
+                       .wall_ns = er.wall.count(),
+                       .error = "killed by signal " + std::to_string(er.signal) +
+                                " while the worker itself was being stopped; the driver runs it "
+                                "elsewhere"};
+    }
     return ResultMsg{.status = from_executor(er.status),
                      .exit_code = er.exit_code,
                      .signal = er.signal,

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -285,6 +286,45 @@ TEST(SlurmCluster, CtrlCCancelsEveryWorkerJob) {
   EXPECT_TRUE(unfinished_jobs("pepita-worker").empty() ||
               eventually([] { return unfinished_jobs("pepita-worker").empty(); }, 10s))
       << shell("squeue").second;
+}
+
+TEST(SlurmCluster, WorkerJobsThatKeepFailingAreNotResubmittedForever) {
+  REQUIRE_SLURM();
+  SlurmOptions o;
+  o.nodes = 1;
+  o.worker_binary = "/bin/false";  // every job exits at once, before a worker could connect
+  o.driver_address = "127.0.0.1";
+  o.listen = "127.0.0.1:0";
+  o.job_name = "pepita-crashloop";
+  JobDir logs;
+  o.work_dir = logs.path.string();  // kept after failures: make it one the test removes
+  o.poll_interval = 100ms;
+  o.max_failed_jobs = 2;
+  std::mutex mu;
+  std::string log;
+  o.log = [&](std::string_view line) {
+    std::lock_guard lock(mu);
+    log.append(line).append("\n");
+  };
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  auto pool = pool::Pool::builder().executor(*exec).build().value();
+  auto handle =
+      pool.submit(task::Task::binary("/bin/true").backend(task::Backend::Remote).build().value());
+  ASSERT_TRUE(handle);
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::lock_guard lock(mu);
+        return log.find("submitting no more") != std::string::npos;
+      },
+      30s))
+      << log;
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ((*exec)->submitted().size(), 2u) << log;
+  pool.shutdown(pool::ShutdownMode::Immediate);
+  EXPECT_EQ(handle->wait().status, executor::Status::Cancelled);
+  EXPECT_TRUE(unfinished_jobs("pepita-crashloop").empty());
+  EXPECT_FALSE(fs::exists(logs.path / "key")) << "the one-time key must not outlive the run";
 }
 
 TEST(SlurmCluster, RefusedSubmissionShowsSlurmsMessageAndLeavesNothing) {

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
+#include <future>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -130,6 +132,66 @@ TEST(Cluster, SigtermDrainsAWorkerProcessWithoutLosingTasks) {
   EXPECT_EQ(WEXITSTATUS(status), 0);  // a clean, drained exit
   ASSERT_TRUE(d->wait_idle(30s));
   EXPECT_EQ(ok.load(), 40);
+}
+
+// The parent pid of `pid`, from /proc/PID/stat (field 4, after the parenthesised name).
+pid_t parent_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(stat.substr(close + 2));
+  char state = 0;
+  pid_t ppid = -1;
+  rest >> state >> ppid;
+  return ppid;
+}
+
+// A cluster manager tearing down a job (scancel, preemption) signals the worker and its task at
+// the same moment: the task is not failed, it runs again on another worker.
+TEST(Cluster, ATaskKilledTogetherWithItsWorkerRunsElsewhere) {
+  test::KeyFile kf;
+  auto a = test::WorkerProcess::spawn(kf.path, 1);
+  auto b = test::WorkerProcess::spawn(kf.path, 1);
+  ASSERT_TRUE(a && b);
+  RemoteOptions o;
+  o.workers = {a->address(), b->address()};
+  o.key = kf.key;
+  o.heartbeat_interval = 200ms;
+  o.reconnect_initial = 50ms;
+  o.log = [](std::string_view) {};
+  auto d = RemoteDispatcher::start(std::move(o)).value();
+
+  const std::string dir = kf.path + ".killed";
+  std::filesystem::create_directories(dir);
+  RemoteTask t{.id = 1};
+  t.spec.path = "/bin/sh";
+  t.spec.args = {"-c", "cd " + dir +
+                           "; if [ -e marker ]; then echo second; else touch marker; "
+                           "echo $$ > pid.tmp && mv pid.tmp pid; exec sleep 30; fi"};
+  std::promise<RemoteOutcome> done;
+  auto outcome = done.get_future();
+  ASSERT_TRUE(d->submit(std::move(t), [&](RemoteOutcome out) { done.set_value(std::move(out)); }));
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (!std::filesystem::exists(dir + "/pid") && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  std::ifstream pid_in(dir + "/pid");
+  pid_t task_pid = -1;
+  pid_in >> task_pid;
+  ASSERT_GT(task_pid, 0) << "the task never started";
+  const pid_t worker_pid = parent_of(task_pid);
+  auto& host = worker_pid == a->pid() ? a : b;
+  ASSERT_EQ(worker_pid, host->pid());
+  ::kill(task_pid, SIGTERM);  // everything in the job at once, the task first
+  host->kill_and_wait(SIGTERM);
+
+  ASSERT_EQ(outcome.wait_for(30s), std::future_status::ready);
+  const RemoteOutcome out = outcome.get();
+  EXPECT_EQ(out.result.status, TaskStatus::Succeeded) << out.result.error;
+  EXPECT_EQ(out.result.stdout_data, "second\n");
+  EXPECT_EQ(out.attempts, 2u);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -50,7 +50,9 @@ struct SlurmOptions {
   std::chrono::milliseconds poll_interval{1000};
   std::chrono::milliseconds idle_release{30000};  // release jobs idle this long
   std::chrono::seconds worker_give_up{60};  // a worker exits when the driver is gone this long
-  std::uint32_t max_submissions = 0;        // jobs ever submitted; 0: 4 x nodes + 4
+  /// Jobs that may end before their worker connected (bad binary path, node trouble) before
+  /// the driver stops submitting — a crash loop must not flood the queue. 0: nodes + 3.
+  std::uint32_t max_failed_jobs = 0;
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds dead_after{5000};  // a silent worker's tasks are re-dispatched
   std::function<void(std::string_view)> log;   // default: stderr
