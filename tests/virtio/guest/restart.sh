@@ -5,7 +5,11 @@
 # used index, so the guest sees a stall, not an error. Passes when the guest prints
 # VIRTIO-RESTART-PASS, the kill came before the guest's writers finished, the new server served
 # requests and stops cleanly, and the host's e2fsck and checksums of the file agree with what the
-# guest flushed before the kill. Usage: restart.sh BUILD_DIR PEPITA_BINARY. Exit 77 (CTest skip)
+# guest flushed before the kill. Then a crash: the guest boots again on the same file (served by a
+# third server), reads back the first boot's files, flushes a second set, starts writers, and the
+# host SIGKILLs the server and then QEMU. The file must then be clean after what a boot-time
+# fsck does (journal replay, orphans: e2fsck -p), holding every file flushed in either boot.
+# Usage: restart.sh BUILD_DIR PEPITA_BINARY. Exit 77 (CTest skip)
 # with the reason printed when not root, or qemu or the kernel package cannot be had.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,7 +40,7 @@ fi
 ((rc == 0)) || exit "$rc"
 
 sock=$out/vub.sock img=$out/disk.img log=$out/console.log
-rm -f "$sock" "$img" "$log" "$out"/srv*.log
+rm -f "$sock" "$img" "$img.crash" "$log" "$out"/console-1.log "$out"/srv*.log
 server_pid="" qemu_pid=""
 cleanup() {
   [[ -n $server_pid ]] && kill -TERM "$server_pid" 2>/dev/null
@@ -110,14 +114,73 @@ cat "$out/srv-a.log" "$out/srv-b.log"
 served=$(sed -n 's/.*: \([0-9]*\) requests.*/\1/p' "$out/srv-b.log")
 ((${served:-0} > 0)) || { echo "the second server served no requests: QEMU did not reconnect"; exit 1; }
 
+# Checks that the file holds every file the guest printed as FLUSHED in console $1.
+check_flushed() { # $1 console log, $2 image, $3 expected count
+  local checked=0 got sum name
+  while read -r _ sum name; do
+    got=$(debugfs -R "cat /$name" "$2" 2>/dev/null | sha256sum | cut -d' ' -f1)
+    [[ $got == "$sum" ]] || { echo "host: /$name in the file has sha256 $got, flushed $sum"; exit 1; }
+    checked=$((checked + 1))
+  done < <(tr -d '\r' <"$1" | grep '^FLUSHED ')
+  ((checked == $3)) || { echo "host: expected $3 FLUSHED files in $1, saw $checked"; exit 1; }
+}
+
 # The file itself, read by the host: a clean filesystem holding every file flushed before the kill.
 e2fsck -fn "$img" || { echo "host e2fsck -fn of the file target failed"; exit 1; }
-checked=0
-while read -r _ sum name; do
-  got=$(debugfs -R "cat /$name" "$img" 2>/dev/null | sha256sum | cut -d' ' -f1)
-  [[ $got == "$sum" ]] || { echo "host: /$name in the file has sha256 $got, flushed $sum"; exit 1; }
-  checked=$((checked + 1))
-done < <(tr -d '\r' <"$log" | grep '^FLUSHED ')
-((checked == 4)) || { echo "host: expected 4 FLUSHED files on the console, saw $checked"; exit 1; }
-echo "host: file target clean, $checked files flushed before the kill intact"
+check_flushed "$log" "$img" 4
+echo "host: file target clean, 4 files flushed before the kill intact"
+
+# --- Boot 2: crash (server and QEMU killed mid-I/O, no reconnect) ------------------------------
+mv "$log" "$out/console-1.log"
+start_server srv-c
+"$guest_dir/run-guest.sh" --dir "$out" --marker VIRTIO-RESTART-NEVER --smp 2 --mem 512 \
+  --timeout 150 -- \
+  -machine pcie=on,memory-backend=mem \
+  -object memory-backend-memfd,id=mem,size=512M,share=on \
+  -chardev socket,id=vub,path="$sock",reconnect=1 \
+  -device vhost-user-blk-pci,chardev=vub,num-queues=2 >"$out/run-2.log" 2>&1 &
+qemu_pid=$!
+for _ in $(seq 1200); do
+  console_has CRASH-KILL-NOW && break
+  kill -0 "$qemu_pid" 2>/dev/null || break
+  sleep 0.05
+done
+if ! console_has CRASH-KILL-NOW; then
+  wait "$qemu_pid" || true
+  qemu_pid=""
+  tr -d '\r' <"$log"
+  echo "the second boot never started its writers"
+  exit 1
+fi
+kill -KILL "$server_pid"
+set +e
+wait "$server_pid"
+rc=$?
+set -e
+server_pid=""
+((rc == 137)) || { echo "third server ended with status $rc, not by SIGKILL"; exit 1; }
+# Then the whole VM: QEMU is the child of run-guest.sh's timeout.
+timeout_pid=$(pgrep -P "$qemu_pid" -x timeout || true)
+vm_pid=$([[ -n $timeout_pid ]] && pgrep -P "$timeout_pid" || true)
+[[ -n $vm_pid ]] && kill -KILL "$vm_pid"
+wait "$qemu_pid" || true
+qemu_pid=""
+echo "host: second boot: killed the server, then QEMU (SIGKILL), writers running"
+tr -d '\r' <"$log" | grep -E '^(==|FLUSHED|CRASH|keep|VIRTIO)' || true
+
+cp --sparse=always "$img" "$img.crash"
+# Preen mode (-p), as at boot: it replays the journal, truncates orphans and recounts the
+# superblock's free counts (which ext4 does not keep exact on disk), and refuses (exit 4,
+# "UNEXPECTED INCONSISTENCY") anything that would be real damage.
+set +e
+e2fsck -fp "$img.crash" >"$out/fsck-crash.log" 2>&1
+rc=$?
+set -e
+cat "$out/fsck-crash.log"
+((rc <= 1)) || { echo "host: e2fsck -fp after the crash exited $rc: the filesystem is damaged"; exit 1; }
+e2fsck -fn "$img.crash" >/dev/null || { echo "host: not clean after journal replay"; exit 1; }
+check_flushed "$out/console-1.log" "$img.crash" 4
+check_flushed "$log" "$img.crash" 2
+rm -f "$img.crash"
+echo "host: after the crash: clean after journal replay, 6 flushed files of both boots intact"
 echo "virtio restart test PASSED"
