@@ -29,7 +29,8 @@ struct BuiltinsOptions {
   SgemmKernel sgemm = SgemmKernel::Auto;
 };
 
-/// Built-in kernels on one device. Move-only; thread-safe (calls serialize on the device queue).
+/// Built-in kernels on one device. Move-only; thread-safe (calls share the device queue, see
+/// Device).
 /// Buffers hold 32-bit floats; "n" counts elements. Errors common to all: InvalidArgument when a
 /// buffer holds fewer bytes than the call needs or a size exceeds the kernels' 32-bit indexing
 /// (2^32 - 1 elements per buffer), and the Device::run errors.

@@ -86,7 +86,8 @@ struct Dispatch {
 
 /// An open logical device with one compute queue. Move-only. Buffers and kernels made from it
 /// keep the underlying Vulkan device alive, so they may outlive this object. Calls on one
-/// Device are thread-safe; they are serialized on its queue.
+/// Device are thread-safe: recording and submission take turns on its queue, and each caller then
+/// waits for its own submission (a queue timeline value), so several can be in flight at once.
 class Device {
  public:
   /// Opens the chosen device (see DeviceOptions) or the best one: discrete > integrated >
