@@ -1,6 +1,10 @@
 // `pepita vhost-user-blk`: serves a virtio-blk device to QEMU (vhost-user-blk-pci) over a unix
 // socket, backed by a zram, file or mem target, until SIGINT/SIGTERM.
 //   pepita vhost-user-blk --socket /tmp/vub.sock --target zram --size 1G [--queues 2]
+// A server that died (even by SIGKILL) can be started again on the same socket and file target:
+// QEMU with `-chardev socket,...,reconnect=1` reconnects and the guest only sees a stall
+// (tests/virtio/guest/restart.sh proves it). A write is acknowledged only once it is in the file,
+// and a flush only once fdatasync returned.
 #include <signal.h>
 #include <unistd.h>
 
