@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include "pepita/blk_mq/mem_disk.hpp"
 #include "pepita/vmm/guest_abi.hpp"
+#include "vmm/detail/virtio_bus.hpp"
 #include "vmm_test_util.hpp"
 
 namespace pepita::vmm::detail {
@@ -57,6 +59,61 @@ RC_GTEST_PROP(Layout, AcceptedRangesNeverTouchSystemMemory, (uint64_t gpa, uint3
   RC_ASSERT(at >= ga::kImageMinGpa);
   RC_ASSERT(at + len <= l.page_table_base);
   RC_ASSERT(at + len >= at);
+}
+
+// Walks the guest's 4-level tables for `va`; 0 when any level is not present.
+uint64_t leaf_entry(const memory::GuestMemory& mem, const Layout& l, uint64_t va) {
+  uint64_t table = l.page_table_base;
+  for (int shift : {39, 30, 21, 12}) {
+    const uint64_t e = mem.read<uint64_t>(abi::PhysAddr(table + ((va >> shift) & 511) * 8)).value();
+    if ((e & 1) == 0) return 0;
+    if (shift == 12) return e;
+    table = e & 0x000ffffffffff000ull;
+  }
+  return 0;
+}
+
+TEST(Layout, VirtioMmioWindowIsMappedOnlyForConfiguredDevices) {
+  auto image = test::load_guest("hello");
+  for (int devices : {0, 1, 2}) {
+    SCOPED_TRACE(devices);
+    VmConfig config;
+    config.memory_bytes = 4ull << 20;
+    config.virtio_console = devices >= 1;
+    if (devices == 2)
+      config.virtio_blk = std::shared_ptr<blk_mq::BlockDevice>(
+          blk_mq::MemDisk::create({.capacity_bytes = 1 << 20}).value());
+    auto l = Layout::compute(config, image);
+    ASSERT_TRUE(l) << l.error().to_string();
+    const auto expect = static_cast<uint32_t>(devices);
+    EXPECT_EQ(l->mmio_devices, expect);
+    auto mem = memory::GuestMemory::anonymous(abi::PhysAddr(0), config.memory_bytes);
+    ASSERT_TRUE(mem);
+    ASSERT_TRUE(build_guest(*mem, *l, image, false));
+    const auto info = mem->read<ga::BootInfo>(abi::PhysAddr(ga::kBootInfoGpa)).value();
+    EXPECT_EQ(info.virtio_mmio_devices, expect);
+    const uint64_t pte = leaf_entry(*mem, *l, ga::kVirtioMmioGpa);
+    if (expect == 0) {
+      EXPECT_EQ(pte, 0u) << "no devices: the window is not mapped at all";
+      continue;
+    }
+    EXPECT_EQ(pte & 0x000ffffffffff000ull, ga::kVirtioMmioGpa) << "identity-mapped";
+    EXPECT_EQ(pte & 0x1f, 0x1fu) << "present, writable, user, write-through, cache-disabled";
+    EXPECT_NE(pte >> 63, 0u) << "never executable";
+    EXPECT_NE(leaf_entry(*mem, *l, ga::kVirtioMmioGpa + (expect - 1) * ga::kVirtioMmioStride), 0u);
+    EXPECT_EQ(leaf_entry(*mem, *l, ga::kVirtioMmioGpa + expect * ga::kVirtioMmioStride), 0u)
+        << "only configured slots are mapped";
+    // The extra tables are inside the page-table area the guest cannot reach.
+    EXPECT_EQ(l->page_table_base + l->page_table_bytes, config.memory_bytes);
+    // Devices see only the guest's own memory.
+    GuestVisibleRam ram(*mem, *l);
+    EXPECT_TRUE(ram.span(abi::PhysAddr(l->heap_base), 4096));
+    EXPECT_TRUE(ram.span(image.segments()[0].gpa, 16)) << "code may be sent";
+    EXPECT_FALSE(ram.span(abi::PhysAddr(l->page_table_base), 8));
+    EXPECT_FALSE(ram.span(abi::PhysAddr(ga::kGdtGpa), 8));
+    EXPECT_FALSE(ram.span(abi::PhysAddr(ga::kIdtGpa), 16));
+    EXPECT_FALSE(ram.span(abi::PhysAddr(l->heap_base + l->heap_size - 8), 16)) << "straddles";
+  }
 }
 
 }  // namespace
