@@ -234,6 +234,30 @@ TEST_F(GpuExecutorTest, BadTasksFailClearlyAndThePoolGoesOn) {
   EXPECT_EQ(good->wait().stdout_data, "9\n");
 }
 
+// Several workers submitting at once on one device: every result must still be its own.
+TEST_F(GpuExecutorTest, ConcurrentTasksEachGetTheirOwnResult) {
+  GpuExecutor::Options three;
+  three.slots = 3;
+  auto p = make_pool(executor(three));
+  std::vector<pool::TaskHandle> sums, saxpys;
+  for (int i = 1; i <= 24; ++i) {
+    // sum of i, i+1, ..., i+999 = 1000 i + 499500 (exact in float)
+    sums.push_back(*p.submit(gpu_task("sum", {"x=ramp:" + std::to_string(i), "n=1000"})));
+    saxpys.push_back(*p.submit(gpu_task("saxpy", {"x=fill:1", "y=fill:" + std::to_string(i),
+                                                  "alpha=2", "n=" + std::to_string(i)})));
+  }
+  for (int i = 1; i <= 24; ++i) {
+    const ExecutionResult& s = sums[i - 1].wait();
+    ASSERT_EQ(s.status, Status::Succeeded) << s.error;
+    EXPECT_EQ(s.stdout_data, std::to_string(1000 * i + 499500) + "\n");
+    const ExecutionResult& y = saxpys[i - 1].wait();
+    ASSERT_EQ(y.status, Status::Succeeded) << y.error;
+    std::string expect;
+    for (int k = 0; k < i; ++k) expect += std::to_string(2 + i) + "\n";
+    EXPECT_EQ(y.stdout_data, expect);
+  }
+}
+
 TEST_F(GpuExecutorTest, NotAGpuTaskIsRejectedAtStart) {
   auto exec = executor();
   auto t = Task::binary("/bin/true").build();
