@@ -1,13 +1,16 @@
 // virtio-mmio devices in real KVM micro-VMs: a kernel-less guest drives virtio-console and
 // virtio-blk through MMIO exits; a hostile guest breaks a device into NEEDS_RESET and the host
 // survives. Skips (reason printed) without /dev/kvm.
+#include <dirent.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "pepita/abi/virtio.hpp"
@@ -214,6 +217,40 @@ TEST(VirtioMmio, PrintsExitCostAndThroughput) {
       "%.0f MiB/s in 64 KiB transmits (%.1f us each); virtio-blk 4 KiB write %.1f us\n",
       base, (reads - base) / 2000, 16.0 / ((console - base) / 1e6), (console - base) / 256,
       (blk - base) / 1000);
+}
+
+TEST(VirtioMmio, ConcurrentVmsEachWithTheirOwnDevicesLeakNothing) {
+  PEPITA_REQUIRE_KVM();
+  auto image = load_guest("virtio_io");
+  auto fds = [] {
+    size_t n = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (::readdir(d) != nullptr) ++n;
+      ::closedir(d);
+    }
+    return n;
+  };
+  const size_t fds_before = fds();
+  constexpr int kThreads = 4, kRuns = 25;
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRuns; ++i) {
+        VmConfig config;
+        config.virtio_console = true;
+        config.virtio_blk = mem_disk(64 << 10);
+        const std::string in = "vm " + std::to_string(t) + "." + std::to_string(i);
+        auto r = run_guest(image, bytes_of(in), config);
+        if (r && r->exit_code == 0 && r->output.find("input: " + in + "\n") != std::string::npos &&
+            read_sector(*config.virtio_blk, 1)[1] == std::byte{20})
+          ++good;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), kThreads * kRuns);
+  EXPECT_EQ(fds(), fds_before);
 }
 
 }  // namespace
