@@ -1,4 +1,5 @@
-// TCP plumbing for Connection/Listener: non-blocking sockets driven by poll(2) with deadlines.
+// TCP plumbing for Connection/Listener: non-blocking sockets driven by poll(2) with deadlines,
+// optionally under TLS (detail/tls.hpp) between the socket and the frames.
 #include "pepita/transport/connection.hpp"
 
 #include <arpa/inet.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 
 #include "transport/detail/sys.hpp"
+#include "transport/detail/tls.hpp"
 
 namespace pepita::transport {
 namespace {
@@ -18,6 +20,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kMaxHandshakePayload = 1024;  // Hello is at most 100 bytes
+constexpr std::string_view kUseTlsBoth = "use --tls on both sides or on neither";
 
 int ms_until(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -165,6 +168,8 @@ Result<UniqueFd> Listener::accept(std::string& peer) {
 Connection::Connection(Private, UniqueFd fd, std::string peer, const ConnectionOptions& options)
     : fd_(std::move(fd)), peer_(std::move(peer)), options_(options) {}
 
+Connection::~Connection() = default;
+
 Result<UniqueFd> dial(const Endpoint& to, std::chrono::milliseconds timeout) {
   auto ai = PEPITA_TRY(resolve(to, false));
   UniqueFd fd;
@@ -216,6 +221,7 @@ Result<std::unique_ptr<Connection>> Connection::client(UniqueFd fd, std::string 
   auto conn = std::make_unique<Connection>(Private{}, std::move(fd), peer, options);
   conn->remote_name_ = peer;
   const auto deadline = Clock::now() + options.handshake_timeout;
+  if (options.tls) PEPITA_TRY_VOID(conn->start_tls(true, key, deadline));
 
   auto [client, hello] = PEPITA_TRY(ClientHandshake::start(key, options.name));
   Bytes wire;
@@ -241,7 +247,23 @@ Result<std::unique_ptr<Connection>> Connection::accept(UniqueFd fd, std::string 
                                                        const ConnectionOptions& options) {
   auto conn = std::make_unique<Connection>(Private{}, std::move(fd), std::move(peer), options);
   const auto deadline = Clock::now() + options.handshake_timeout;
-  Message hello = PEPITA_TRY(conn->expect_cleartext(MessageType::Hello, deadline));
+  if (options.tls) PEPITA_TRY_VOID(conn->start_tls(false, key, deadline));
+  auto first = conn->expect_cleartext(MessageType::Hello, deadline);
+  if (!first) {
+    if (!options.tls && detail::looks_like_tls(ByteSpan(conn->buf_).subspan(conn->start_))) {
+      Bytes err;
+      const std::string why = "this worker does not use TLS: " + std::string(kUseTlsBoth);
+      if (encode_frame({.type = MessageType::Error}, as_bytes(why), err)) {
+        (void)conn->write_all(err);
+      }
+      return fail(ErrorCode::Protocol, "peer " + conn->peer_ +
+                                           " started a TLS handshake but this worker runs "
+                                           "without TLS: " +
+                                           std::string(kUseTlsBoth));
+    }
+    return std::unexpected(std::move(first).error());
+  }
+  Message hello = std::move(*first);
   auto [server, challenge] = PEPITA_TRY(ServerHandshake::on_hello(key, hello.payload));
   conn->remote_name_ = server.client_name();
   Bytes wire;
@@ -260,6 +282,43 @@ Result<std::unique_ptr<Connection>> Connection::accept(UniqueFd fd, std::string 
   conn->session_.emplace(std::move(*session));
   PEPITA_TRY_VOID(conn->send(MessageType::AuthOk, 0, {}));
   return conn;
+}
+
+Result<void> Connection::start_tls(bool client, const Key& key, Clock::time_point deadline) {
+  if (!client) {
+    // A TLS client speaks first; its first byte tells a plain pepita driver from a TLS one,
+    // so the former can be told why (in a frame it understands) instead of a TLS alert.
+    const auto first = PEPITA_TRY(detail::peek_first_byte(fd_.get(), peer_, deadline));
+    if (first == detail::FirstByte::PlainPepita) {
+      // Consume its Hello first: closing with unread input would reset the connection and
+      // could discard our answer before the driver reads it.
+      std::byte sink[4096];
+      (void)sys::recv(fd_.get(), sink, sizeof sink, 0);
+      Bytes err;
+      const std::string why = "this worker requires TLS: " + std::string(kUseTlsBoth);
+      if (encode_frame({.type = MessageType::Error}, as_bytes(why), err)) (void)write_all(err);
+      return fail(ErrorCode::Protocol, "peer " + peer_ +
+                                           " speaks plain pepita but this worker requires "
+                                           "TLS: " +
+                                           std::string(kUseTlsBoth));
+    }
+    if (first == detail::FirstByte::Other) {
+      return fail(ErrorCode::Protocol,
+                  "peer " + peer_ + " sent bytes that are neither TLS nor pepita; closing");
+    }
+  }
+  tls_ = PEPITA_TRY(detail::TlsChannel::handshake(
+      fd_.get(), key, client ? detail::TlsChannel::Role::Client : detail::TlsChannel::Role::Server,
+      peer_, deadline));
+  return {};
+}
+
+Result<long> Connection::read_some(std::byte* out, std::size_t n, short& wait) {
+  if (!tls_) return sys::read(fd_.get(), out, n);
+  const auto step = PEPITA_TRY(tls_->read(out, n));
+  if (step.bytes >= 0) return step.bytes;
+  wait = step.wait;
+  return -EAGAIN;
 }
 
 Result<Message> Connection::expect_cleartext(MessageType type, Clock::time_point deadline) {
@@ -286,6 +345,8 @@ Result<std::optional<FrameView>> Connection::read_frame(Clock::time_point deadli
   // Before the session exists only tiny handshake frames are legal; refusing anything larger
   // from the header keeps an unauthenticated peer from making us buffer up to max_payload.
   const DecodeLimits limits{.max_payload = session_ ? options_.max_payload : kMaxHandshakePayload};
+  short wait = POLLIN;     // what the socket must report before the next read
+  bool must_poll = false;  // TLS: set once a read found nothing, so a partial record is polled
   for (;;) {
     if (start_ > 0 && start_ == buf_.size()) {
       buf_.clear();
@@ -297,22 +358,30 @@ Result<std::optional<FrameView>> Connection::read_frame(Clock::time_point deadli
       return d.frame;
     }
     const std::size_t have = buf_.size() - start_;
-    if (have > 0 && !partial_since_) partial_since_ = Clock::now();
+    // Under TLS, OpenSSL may hold decrypted bytes the socket will never announce again (read
+    // them before polling), or part of a record (a frame under way, for the stall deadline).
+    const bool tls_pending = tls_ && tls_->has_pending();
+    if ((have > 0 || tls_pending) && !partial_since_) partial_since_ = Clock::now();
     Clock::time_point until = deadline;
     if (partial_since_) until = std::min(until, *partial_since_ + options_.io_timeout);
-    pollfd pfds[2] = {{fd_.get(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    const int n = sys::poll(pfds, wake_fd >= 0 ? 2 : 1, ms_until(until));
-    if (n < 0 && n != -EINTR) return fail_errno(-n, "poll " + peer_);
-    if (n <= 0) {
-      if (partial_since_ && Clock::now() >= *partial_since_ + options_.io_timeout) {
-        return fail(ErrorCode::TimedOut, "peer " + peer_ + " sent " + std::to_string(have) +
-                                             " bytes of a frame then stalled (slowloris?)");
+    if (!tls_pending || must_poll) {
+      pollfd pfds[2] = {{fd_.get(), wait, 0}, {wake_fd, POLLIN, 0}};
+      const int n = sys::poll(pfds, wake_fd >= 0 ? 2 : 1, ms_until(until));
+      if (n < 0 && n != -EINTR) return fail_errno(-n, "poll " + peer_);
+      if (n <= 0) {
+        if (partial_since_ && Clock::now() >= *partial_since_ + options_.io_timeout) {
+          return fail(ErrorCode::TimedOut,
+                      "peer " + peer_ + " sent " +
+                          (have > 0 ? std::to_string(have) + " bytes of a frame"
+                                    : std::string("part of a TLS record")) +
+                          " then stalled (slowloris?)");
+        }
+        if (Clock::now() >= deadline) return std::optional<FrameView>();
+        continue;
       }
-      if (Clock::now() >= deadline) return std::optional<FrameView>();
-      continue;
-    }
-    if (wake_fd >= 0 && (pfds[1].revents & POLLIN) != 0 && (pfds[0].revents & POLLIN) == 0) {
-      return std::optional<FrameView>();
+      if (wake_fd >= 0 && (pfds[1].revents & POLLIN) != 0 && (pfds[0].revents & wait) == 0) {
+        return std::optional<FrameView>();
+      }
     }
     // Compact before growing so a long-lived connection's buffer stays bounded.
     if (start_ > 0 && start_ >= buf_.size() / 2) {
@@ -322,8 +391,12 @@ Result<std::optional<FrameView>> Connection::read_frame(Clock::time_point deadli
     const std::size_t want = std::max<std::size_t>(d.needed > have ? d.needed - have : 0, 64 << 10);
     const std::size_t old = buf_.size();
     buf_.resize(old + want);
-    const long r = sys::read(fd_.get(), buf_.data() + old, want);
+    wait = POLLIN;
+    auto got = read_some(buf_.data() + old, want, wait);
+    const long r = got ? *got : -1;
     buf_.resize(old + static_cast<std::size_t>(std::max<long>(r, 0)));
+    if (!got) return std::unexpected(std::move(got).error());
+    must_poll = r == -EAGAIN;
     if (r == 0) {
       return fail(ErrorCode::Disconnected,
                   "peer " + peer_ + " closed the connection" +
@@ -350,7 +423,15 @@ Result<void> Connection::write_all(ByteSpan bytes) {
   std::size_t done = 0;
   auto stalled_since = Clock::now();
   while (done < bytes.size()) {
-    const long n = sys::send(fd_.get(), bytes.data() + done, bytes.size() - done);
+    short wait = POLLOUT;
+    long n = 0;
+    if (tls_) {
+      const auto step = PEPITA_TRY(tls_->write(bytes.data() + done, bytes.size() - done));
+      n = step.bytes >= 0 ? step.bytes : -EAGAIN;
+      if (step.bytes < 0) wait = step.wait;
+    } else {
+      n = sys::send(fd_.get(), bytes.data() + done, bytes.size() - done);
+    }
     if (n > 0) {
       done += static_cast<std::size_t>(n);
       stalled_since = Clock::now();
@@ -361,7 +442,7 @@ Result<void> Connection::write_all(ByteSpan bytes) {
       Error e = Error::from_errno(static_cast<int>(-n), "send to " + peer_);
       return std::unexpected(Error(ErrorCode::Disconnected, e.message(), static_cast<int>(-n)));
     }
-    pollfd pfd{fd_.get(), POLLOUT, 0};
+    pollfd pfd{fd_.get(), wait, 0};
     const int p = sys::poll(&pfd, 1, ms_until(stalled_since + options_.io_timeout));
     if (p == 0) {
       return fail(ErrorCode::TimedOut, "peer " + peer_ + " stopped reading for " +

@@ -54,6 +54,7 @@ struct RunOptions {
   std::size_t jobs = 0;
   std::vector<std::string> workers;  // host:port of remote workers for backend = "remote" tasks
   std::string key_file;
+  bool tls = false;    // --tls: remote connections inside TLS 1.3 (workers need --tls too)
   bool slurm = false;  // backend = "remote" tasks run on workers submitted as Slurm jobs
   slurm::SlurmOptions slurm_options;
 };
@@ -71,6 +72,7 @@ Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o
   transport::RemoteExecutorOptions options;
   options.remote.workers = o.workers;
   options.remote.key = std::move(key);
+  options.remote.connection.tls = o.tls;
   options.ship_binaries = true;
   return transport::remote_workers(std::move(options));
 }
@@ -476,10 +478,14 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                   "Remote worker host:port for tasks with backend = \"remote\" (repeatable)");
   auto* key =
       sub->add_option("--key", o->key_file, "Pre-shared key file of the workers (mode 0600)");
+  auto* tls = sub->add_flag("--tls", o->tls,
+                            "Encrypt remote connections with TLS 1.3 keyed by --key (workers "
+                            "must run with --tls too)");
   auto* slurm = sub->add_flag("--slurm", o->slurm,
                               "Run backend = \"remote\" tasks on pepita workers submitted as Slurm "
                               "jobs (sbatch), cancelled when the run ends");
   slurm->excludes(sub->get_option("--worker"))->excludes(key);
+  tls->excludes(slurm);
   slurm::SlurmOptions& so = o->slurm_options;
   CLI::Option* const slurm_only[] = {
       sub->add_option("--nodes", so.nodes, "With --slurm: worker jobs at most (one node each)")

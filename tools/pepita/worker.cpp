@@ -30,6 +30,7 @@ struct WorkerCliOptions {
   std::string cache_dir;
   std::string name;
   std::vector<std::string> labels;
+  bool tls = false;
 };
 
 int run_worker(const WorkerCliOptions& o) {
@@ -67,6 +68,7 @@ int run_worker(const WorkerCliOptions& o) {
   wo.slots = o.slots;
   wo.cache_dir = o.cache_dir;
   wo.name = o.name;
+  wo.connection.tls = o.tls;
   for (const auto& l : o.labels) {
     const auto eq = l.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -76,10 +78,11 @@ int run_worker(const WorkerCliOptions& o) {
     wo.labels[l.substr(0, eq)] = l.substr(eq + 1);
   }
   if (auto ep = transport::parse_endpoint(o.connect.empty() ? o.listen : o.connect);
-      ep && !transport::is_loopback_host(ep->host)) {
+      ep && !transport::is_loopback_host(ep->host) && !o.tls) {
     std::fprintf(stderr,
                  "pepita worker: note: %s %s; frames are authenticated and "
-                 "tamper-proof but not encrypted — use a trusted network or a tunnel\n",
+                 "tamper-proof but not encrypted — use --tls (on the driver too), a trusted "
+                 "network or a tunnel\n",
                  o.connect.empty() ? "listening on" : "dialing", ep->to_string().c_str());
   }
   // Block the shutdown signals before any worker thread exists, so only sigwait sees them.
@@ -143,6 +146,8 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
   sub->add_option("--cache", o->cache_dir, "blob cache directory (default under $TMPDIR)");
   sub->add_option("--name", o->name, "name shown to drivers (default: host name)");
   sub->add_option("--label", o->labels, "key=value label announced to drivers (repeatable)");
+  sub->add_flag("--tls", o->tls,
+                "encrypt with TLS 1.3 keyed by --key (drivers must use --tls too)");
   sub->add_option("--gen-key", o->gen_key, "write a new random key file (0600) and exit");
   dispatch.on(sub, [o] { return run_worker(*o); });
 }

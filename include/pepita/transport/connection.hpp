@@ -1,7 +1,9 @@
 #pragma once
 // Authenticated, framed connections over TCP: address parsing, a loopback-by-default listener,
 // and Connection, which runs the handshake (session.hpp) and then sends and receives sealed
-// frames with deadlines, so a peer that stalls mid-frame (slowloris) is cut off.
+// frames with deadlines, so a peer that stalls mid-frame (slowloris) is cut off. Optionally all
+// of it runs inside TLS 1.3 keyed by the same pre-shared key (docs/protocol.md, "Transport
+// security"), for confidentiality on untrusted networks.
 //
 //   auto conn = PEPITA_TRY(Connection::connect(PEPITA_TRY(parse_endpoint("127.0.0.1:7070")),
 //                                              key, {.name = "driver"}));
@@ -23,6 +25,10 @@
 #include "pepita/transport/session.hpp"
 
 namespace pepita::transport {
+
+namespace detail {
+class TlsChannel;
+}
 
 /// "host:port"; host is an IPv4/IPv6 literal (IPv6 in brackets) or a name resolved at connect.
 struct Endpoint {
@@ -65,6 +71,10 @@ struct ConnectionOptions {
   std::chrono::milliseconds connect_timeout{3000};    // TCP connect
   std::chrono::milliseconds io_timeout{10000};        // a started frame must finish within it
   std::uint32_t max_payload = kMaxPayload;
+  /// Run the connection inside TLS 1.3 (external PSK derived from the key, ECDHE, no
+  /// certificates), so frames are also encrypted. Both ends must agree: a TLS end meeting a
+  /// plain one fails the handshake with a message saying to use --tls on both sides.
+  bool tls = false;
 };
 
 /// One received, authenticated message. Its payload is owned.
@@ -110,6 +120,12 @@ class Connection {
     explicit Private() = default;
   };
   Connection(Private, UniqueFd fd, std::string peer, const ConnectionOptions& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  /// True when the connection runs inside TLS.
+  bool encrypted() const noexcept { return tls_ != nullptr; }
 
  private:
   Result<std::optional<FrameView>> read_frame(std::chrono::steady_clock::time_point deadline,
@@ -118,7 +134,13 @@ class Connection {
   Result<Message> expect_cleartext(MessageType type,
                                    std::chrono::steady_clock::time_point deadline);
 
+  Result<long> read_some(std::byte* out, std::size_t n, short& wait);
+  Result<void> start_tls(bool client, const Key& key,
+                         std::chrono::steady_clock::time_point deadline);
+
   UniqueFd fd_;
+  // Declared after fd_ so it is destroyed first: its close_notify still needs the socket.
+  std::unique_ptr<detail::TlsChannel> tls_;
   std::string peer_;
   std::string remote_name_;
   ConnectionOptions options_;

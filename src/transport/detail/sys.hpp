@@ -19,6 +19,9 @@ inline long read(int fd, void* buf, std::size_t n) noexcept { return ret(::read(
 inline long send(int fd, const void* buf, std::size_t n) noexcept {
   return ret(::send(fd, buf, n, MSG_NOSIGNAL));
 }
+inline long recv(int fd, void* buf, std::size_t n, int flags) noexcept {
+  return ret(::recv(fd, buf, n, flags));
+}
 inline long write(int fd, const void* buf, std::size_t n) noexcept {
   return ret(::write(fd, buf, n));
 }
