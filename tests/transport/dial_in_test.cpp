@@ -80,33 +80,15 @@ TEST(DialIn, WorkersThatDialInRunTasksAndLostOnesAreRedispatched) {
   ASSERT_TRUE(wait_for([&] { return alive_workers(*d) == 2; })) << "workers did not dial in";
 
   constexpr int kTasks = 200;
-  std::mutex mu;
-  std::vector<int> completions(kTasks + 1, 0);
-  std::vector<std::string> outputs(kTasks + 1);
-  std::atomic<int> done{0};
-  for (int i = 1; i <= kTasks; ++i) {
-    RemoteTask t{.id = static_cast<std::uint64_t>(i)};
-    t.spec.path = "/bin/sh";
-    t.spec.args = {"-c", "sleep 0.002; echo $0", std::to_string(i)};
-    ASSERT_TRUE(d->submit(std::move(t), [&](RemoteOutcome out) {
-      std::lock_guard lock(mu);
-      ++completions[out.id];
-      outputs[out.id] = out.result.stdout_data;
-      EXPECT_EQ(out.result.status, TaskStatus::Succeeded) << out.id << ": " << out.result.error;
-      done.fetch_add(1);
-    }));
-  }
+  test::EchoTasks tasks;
+  ASSERT_TRUE(tasks.submit(*d, kTasks, "0.002"));
   EXPECT_GE(d->backlog(), 1u);
-  ASSERT_TRUE(wait_for([&] { return done.load() >= kTasks / 4; }, 60s));
+  ASSERT_TRUE(wait_for([&] { return tasks.done() >= kTasks / 4; }, 60s));
   b.reset();  // the worker goes away mid-run, killing what it ran
 
-  ASSERT_TRUE(d->wait_idle(60s)) << "only " << done.load() << " of " << kTasks << " completed";
+  ASSERT_TRUE(d->wait_idle(60s)) << "only " << tasks.done() << " of " << kTasks << " completed";
   EXPECT_EQ(d->backlog(), 0u);
-  std::lock_guard lock(mu);
-  for (int i = 1; i <= kTasks; ++i) {
-    ASSERT_EQ(completions[i], 1) << "task " << i;
-    ASSERT_EQ(outputs[i], std::to_string(i) + "\n") << "task " << i;
-  }
+  EXPECT_TRUE(tasks.each_exactly_once());
   std::vector<std::string> names;
   for (const auto& w : d->workers()) names.push_back(w.name);
   EXPECT_NE(std::find(names.begin(), names.end(), "dial-a"), names.end());

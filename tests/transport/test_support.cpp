@@ -184,4 +184,43 @@ int WorkerProcess::kill_and_wait(int sig) {
   return status;
 }
 
+bool EchoTasks::submit(RemoteDispatcher& d, int n, const std::string& sleep_s) {
+  {
+    std::lock_guard lock(mu_);
+    completions_.assign(static_cast<std::size_t>(n) + 1, 0);
+    outputs_.assign(static_cast<std::size_t>(n) + 1, "");
+  }
+  for (int i = 1; i <= n; ++i) {
+    RemoteTask t{.id = static_cast<std::uint64_t>(i)};
+    t.spec.path = "/bin/sh";
+    t.spec.args = {"-c", "sleep " + sleep_s + "; echo $0", std::to_string(i)};
+    auto submitted = d.submit(std::move(t), [this](RemoteOutcome out) {
+      std::lock_guard lock(mu_);
+      ++completions_[out.id];
+      outputs_[out.id] = out.result.stdout_data;
+      if (out.result.status != TaskStatus::Succeeded) {
+        failures_.push_back("task " + std::to_string(out.id) + ": " + out.result.error);
+      }
+      done_.fetch_add(1);
+    });
+    if (!submitted) return false;
+  }
+  return true;
+}
+
+::testing::AssertionResult EchoTasks::each_exactly_once() const {
+  std::lock_guard lock(mu_);
+  if (!failures_.empty()) return ::testing::AssertionFailure() << failures_.front();
+  for (std::size_t i = 1; i < completions_.size(); ++i) {
+    if (completions_[i] != 1) {
+      return ::testing::AssertionFailure()
+             << "task " << i << " completed " << completions_[i] << " times";
+    }
+    if (outputs_[i] != std::to_string(i) + "\n") {
+      return ::testing::AssertionFailure() << "task " << i << " printed '" << outputs_[i] << "'";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
 }  // namespace pepita::transport::test

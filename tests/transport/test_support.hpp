@@ -1,16 +1,22 @@
 #pragma once
-// Helpers for transport tests: key files, an in-process worker, and worker *processes* made by
-// re-executing this test binary with PEPITA_TRANSPORT_TEST_WORKER set (see worker_main.cpp).
+// Helpers for transport tests: key files, an in-process worker, worker *processes* made by
+// re-executing this test binary with PEPITA_TRANSPORT_TEST_WORKER set, and a batch of echo tasks
+// checked for exactly-once completion.
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "pepita/transport/crypto.hpp"
+#include "pepita/transport/remote.hpp"
 #include "pepita/transport/worker.hpp"
 
 namespace pepita::transport::test {
@@ -50,6 +56,24 @@ class WorkerProcess {
   std::uint16_t port_ = 0;
   std::string host_ = "127.0.0.1";
   std::string port_file_;
+};
+
+/// Tasks 1..n that each print their id after a short sleep, with a record of every completion,
+/// for exactly-once checks across worker deaths.
+class EchoTasks {
+ public:
+  /// Submits them all to `d`; false when a submit was refused.
+  bool submit(RemoteDispatcher& d, int n, const std::string& sleep_s = "0.005");
+  int done() const { return done_.load(); }
+  /// Success when every task completed exactly once, succeeded, and printed its own id.
+  ::testing::AssertionResult each_exactly_once() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<int> completions_;
+  std::vector<std::string> outputs_;
+  std::vector<std::string> failures_;
+  std::atomic<int> done_{0};
 };
 
 }  // namespace pepita::transport::test
