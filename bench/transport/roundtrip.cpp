@@ -4,6 +4,8 @@
 //     worker slot hand-off, exactly-once bookkeeping): p50 and p99 of the round trip.
 //     Anchor: a raw ZeroMQ REQ/REP round trip over tcp://127.0.0.1 carrying the same bytes
 //     (one Submit frame out, one Result frame back) — the messaging floor, no auth, no tasks.
+//     The same round trip with both ends under TLS 1.3 (ConnectionOptions::tls), against the
+//     plain one as anchor: what encryption costs per task.
 //  2. Throughput with 1, 2, 3 workers (2 slots each): N no-op tasks submitted at once,
 //     tasks/s until the last completes. Anchor: the same number of REQ/REP pairs (one per
 //     worker slot), each a closed loop, moving the same bytes.
@@ -190,11 +192,22 @@ int main(int argc, char** argv) {
     o.log = [](std::string_view) {};
     workers.push_back(Worker::start(std::move(o)).value());
   }
-  auto make = [&](int n) {
+  {
+    WorkerOptions o;  // workers[3]: the TLS one
+    o.listen = "127.0.0.1:0";
+    o.key = key;
+    o.slots = 2;
+    o.connection.tls = true;
+    o.log = [](std::string_view) {};
+    workers.push_back(Worker::start(std::move(o)).value());
+  }
+  auto make = [&](int n, bool tls = false) {
     RemoteOptions o;
     o.key = key;
     o.log = [](std::string_view) {};
-    for (int i = 0; i < n; ++i) o.workers.push_back(workers[i]->endpoint().to_string());
+    o.connection.tls = tls;
+    if (tls) o.workers.push_back(workers[3]->endpoint().to_string());
+    for (int i = 0; i < n && !tls; ++i) o.workers.push_back(workers[i]->endpoint().to_string());
     auto d = RemoteDispatcher::start(std::move(o)).value();
     // Warm up: every connection up and registered.
     std::uint64_t id = 1u << 30;
@@ -210,7 +223,7 @@ int main(int argc, char** argv) {
   const auto [req, rep] = frame_sizes();
   std::uint64_t next_id = 1;
 
-  std::vector<double> o50, o99, z50, z99;
+  std::vector<double> o50, o99, z50, z99, t50, t99;
   std::vector<std::vector<double>> otp(3), ztp(3);
   {
     auto d1 = make(1);
@@ -218,6 +231,14 @@ int main(int argc, char** argv) {
       auto l = ours_latency(*d1, round_trips, next_id);
       o50.push_back(l.p50);
       o99.push_back(l.p99);
+    }
+  }
+  {
+    auto dt = make(1, true);
+    for (int r = 0; r < reps; ++r) {
+      auto l = ours_latency(*dt, round_trips, next_id);
+      t50.push_back(l.p50);
+      t99.push_back(l.p99);
     }
   }
   for (int n = 1; n <= 3; ++n) {
@@ -249,6 +270,8 @@ int main(int argc, char** argv) {
   };
   row_us("no-op round trip p50 (1 worker) vs ZMQ REQ/REP", median(o50), median(z50));
   row_us("no-op round trip p99 (1 worker) vs ZMQ REQ/REP", median(o99), median(z99));
+  row_us("no-op round trip p50, TLS 1.3 vs plain ours", median(t50), median(o50));
+  row_us("no-op round trip p99, TLS 1.3 vs plain ours", median(t99), median(o99));
   for (int n = 1; n <= 3; ++n) {
     const double ours = median(otp[n - 1]), anchor = median(ztp[n - 1]);
     char name[96];
