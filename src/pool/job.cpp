@@ -88,6 +88,19 @@ Result<std::string> get_string(const Ctx& ctx, const toml::node& n, std::string_
   return *expanded;
 }
 
+// A job file's tasks are commands, so every backend but Cpu (in-process functions) is allowed.
+Result<task::Backend> get_backend(const Ctx& ctx, const toml::node& n, const Vars& vars) {
+  const std::string name = PEPITA_TRY(get_string(ctx, n, "backend", vars));
+  auto backend = task::parse_backend(name);
+  if (!backend) return ctx.err(n, backend.error().message());
+  if (*backend == task::Backend::Cpu) {
+    return ctx.err(n,
+                   "backend 'cpu' runs in-process functions; a job file's tasks are commands: "
+                   "use 'process'");
+  }
+  return *backend;
+}
+
 Result<std::vector<std::pair<std::string, const toml::node*>>> get_strings(const Ctx& ctx,
                                                                            const toml::node& n,
                                                                            std::string_view key,
@@ -272,10 +285,12 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   std::chrono::nanoseconds default_timeout{0};
   std::map<std::string, std::string> default_env;
   std::string default_cwd;
+  task::Backend default_backend = task::Backend::Process;
   if (const auto* n = doc.get("defaults")) {
     const auto* t = n->as_table();
     if (!t) return ctx.err(*n, "[defaults] must be a table");
-    PEPITA_TRY_VOID(check_keys(ctx, *t, "[defaults]", {"timeout", "env", "cwd"}));
+    PEPITA_TRY_VOID(check_keys(ctx, *t, "[defaults]", {"timeout", "env", "cwd", "backend"}));
+    if (const auto* v = t->get("backend")) default_backend = PEPITA_TRY(get_backend(ctx, *v, vars));
     if (const auto* v = t->get("timeout"))
       default_timeout = PEPITA_TRY(get_seconds(ctx, *v, "timeout"));
     if (const auto* v = t->get("env")) default_env = PEPITA_TRY(get_env(ctx, *v, vars));
@@ -343,9 +358,9 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     // A GPU task's command names a kernel ("saxpy") or a .spv file, not an executable; the GPU
     // executor checks it (a relative .spv path still starts at the job file's directory).
     const auto* backend_node = t.get("backend");
-    const bool gpu_task =
-        backend_node && backend_node->as_string() && backend_node->as_string()->get() == "gpu";
-    if (options.check_binaries && !gpu_task) {
+    const task::Backend backend =
+        backend_node ? PEPITA_TRY(get_backend(ctx, *backend_node, tv)) : default_backend;
+    if (options.check_binaries && backend != task::Backend::Gpu) {
       auto it = resolved_cache.find(command);
       if (it == resolved_cache.end())
         it = resolved_cache.emplace(command, resolve_command(command, job_dir)).first;
@@ -360,7 +375,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     } else if (command.find('/') != std::string::npos && fs::path(command).is_relative()) {
       command = (fs::path(job_dir) / command).string();
     }
-    auto b = Task::binary(command).name(raws[r].name);
+    auto b = Task::binary(command).name(raws[r].name).backend(backend);
     for (const auto& [k, v] : default_env) b.env(k, v);
     std::chrono::nanoseconds timeout = default_timeout;
     std::string cwd = default_cwd;
@@ -395,15 +410,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         if (!bv) return ctx.err(v, "'show_output' must be true or false");
         show = bv->get();
       } else if (key == "backend") {
-        const std::string name = PEPITA_TRY(get_string(ctx, v, key, tv));
-        auto be = task::parse_backend(name);
-        if (!be) return ctx.err(v, be.error().message());
-        if (*be == task::Backend::Cpu) {
-          return ctx.err(v,
-                         "backend 'cpu' runs in-process functions; a job file's tasks are "
-                         "commands: use 'process'");
-        }
-        b.backend(*be);
+        // Parsed above: it decides whether `command` must be an executable.
       } else if (key == "deps") {
         for (auto& [d, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) {
           if (d.ends_with("*")) {

@@ -88,6 +88,25 @@ struct BadCase {
   const char* expect;
 };
 
+TEST(Job, DefaultBackendAppliesUnlessATaskNamesItsOwn) {
+  auto job = parse_job(
+      "[defaults]\nbackend = \"remote\"\n"
+      "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n"
+      "[[task]]\nname = \"b\"\ncommand = \"/bin/true\"\nbackend = \"process\"\n"
+      "[[task]]\nname = \"c\"\ncommand = \"saxpy\"\nbackend = \"gpu\"\n",
+      "f.toml", opts());
+  ASSERT_TRUE(job) << job.error().message();
+  EXPECT_EQ(job->tasks[0].backend(), task::Backend::Remote);
+  EXPECT_EQ(job->tasks[1].backend(), task::Backend::Process);
+  EXPECT_EQ(job->tasks[2].backend(), task::Backend::Gpu);  // a kernel name, not a binary
+  auto cpu =
+      parse_job("[defaults]\nbackend = \"cpu\"\n[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n",
+                "f.toml", opts());
+  ASSERT_FALSE(cpu);
+  EXPECT_NE(cpu.error().message().find("f.toml:2:11: backend 'cpu'"), std::string::npos)
+      << cpu.error().message();
+}
+
 TEST(Job, ErrorsCarryPositions) {
   const BadCase cases[] = {
       {"[[task]]\nname = \"a\"\ncommand = [\n", "f.toml:"},
