@@ -125,6 +125,8 @@ class Relay {
   }
   std::size_t client_bytes() const { return c2s_.load(); }
   void flip_client_byte_at(std::size_t offset) { flip_at_.store(static_cast<long>(offset)); }
+  /// Client bytes from `offset` on are swallowed (a peer that stalls mid-record).
+  void cut_client_at(std::size_t offset) { cut_at_.store(static_cast<long>(offset)); }
 
  private:
   struct Pair {
@@ -165,11 +167,16 @@ class Relay {
               }
               c2s_.fetch_add(static_cast<std::size_t>(n));
             }
+            std::size_t forward = static_cast<std::size_t>(n);
+            if (const long cut = cut_at_.load(); dir == 0 && cut >= 0) {
+              const long base = static_cast<long>(c2s_.load()) - n;
+              forward = static_cast<std::size_t>(std::clamp<long>(cut - base, 0, n));
+            }
             {
               std::lock_guard lock(mu_);
               wire_.append(buf.data(), static_cast<std::size_t>(n));
             }
-            write_fully(to, buf.data(), static_cast<std::size_t>(n));
+            write_fully(to, buf.data(), forward);
           } else if (n == 0 || errno != EAGAIN) {
             closed[i] = true;
           }
@@ -188,6 +195,7 @@ class Relay {
   std::string wire_;
   std::atomic<std::size_t> c2s_{0};
   std::atomic<long> flip_at_{-1};
+  std::atomic<long> cut_at_{-1};
   std::thread thread_;
 };
 
@@ -354,7 +362,8 @@ TEST(Tls, GarbageAndStallsAreClosedAndTheWorkerKeepsServing) {
 
 // A connected pair of TLS Connections on loopback (driver side first).
 std::pair<std::unique_ptr<Connection>, std::unique_ptr<Connection>> tls_pair(
-    const Key& key, const Endpoint* via = nullptr, Listener* listener = nullptr) {
+    const Key& key, const Endpoint* via = nullptr, Listener* listener = nullptr,
+    ConnectionOptions options = conn_options(true)) {
   auto l = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
   Listener& lis = listener ? *listener : l;
   std::unique_ptr<Connection> server;
@@ -364,10 +373,10 @@ std::pair<std::unique_ptr<Connection>, std::unique_ptr<Connection>> tls_pair(
     std::string peer;
     auto fd = lis.accept(peer);
     if (!fd) return;
-    auto c = Connection::accept(std::move(*fd), peer, key, conn_options(true));
+    auto c = Connection::accept(std::move(*fd), peer, key, options);
     if (c) server = std::move(*c);
   });
-  auto client = Connection::connect(via ? *via : lis.endpoint(), key, conn_options(true));
+  auto client = Connection::connect(via ? *via : lis.endpoint(), key, options);
   t.join();
   return {client ? std::move(*client) : nullptr, std::move(server)};
 }
@@ -385,6 +394,24 @@ TEST(Tls, ABitFlippedOnTheWireKillsTheConnection) {
   ASSERT_FALSE(got) << "a tampered record was accepted";
   EXPECT_EQ(got.error().code(), ErrorCode::Protocol) << got.error().to_string();
   EXPECT_NE(got.error().message().find("TLS"), std::string::npos) << got.error().to_string();
+}
+
+TEST(Tls, APeerThatStallsInTheMiddleOfARecordIsCutOff) {
+  const Key key = Key::generate().value();
+  auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
+  Relay relay(listener.endpoint());
+  const Endpoint via = relay.endpoint();
+  auto options = conn_options(true);
+  options.io_timeout = 400ms;
+  auto [client, server] = tls_pair(key, &via, &listener, options);
+  ASSERT_TRUE(client && server);
+  relay.cut_client_at(relay.client_bytes() + 12);  // a record header and a few bytes of body
+  ASSERT_TRUE(client->send(MessageType::Heartbeat, 0, as_bytes(std::string(300, 'h'))));
+  const auto t0 = Clock::now();
+  auto got = server->receive(10s);
+  ASSERT_FALSE(got) << "a stalled record was not noticed";
+  EXPECT_EQ(got.error().code(), ErrorCode::TimedOut) << got.error().to_string();
+  EXPECT_LT(Clock::now() - t0, 5s) << "waited for the receive timeout, not io_timeout";
 }
 
 TEST(Tls, ReceiveHonoursTimeoutAndWakeFd) {
