@@ -19,8 +19,10 @@ std::string guest(const char* name) {
 bool kvm_usable() { return ::access("/dev/kvm", R_OK | W_OK) == 0; }
 
 std::string input_file(const std::string& bytes) {
+  static int counter = 0;
   const auto path =
-      std::filesystem::temp_directory_path() / ("pepita-vm-input-" + std::to_string(::getpid()));
+      std::filesystem::temp_directory_path() /
+      ("pepita-vm-input-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
   std::ofstream(path, std::ios::binary) << bytes;
   return path.string();
 }
@@ -39,6 +41,37 @@ TEST(CliVm, EscapeAttemptIsAReportedGuestFault) {
   std::filesystem::remove(input);
   EXPECT_EQ(run.exit_code, 125) << run.output;  // guest fault
   EXPECT_NE(run.output.find("fault"), std::string::npos) << run.output;
+}
+
+TEST(CliVm, VirtioConsoleAndBlockDevicesFromTheCommandLine) {
+  if (!kvm_usable()) GTEST_SKIP() << "no usable /dev/kvm";
+  const std::string disk = input_file(std::string("sector zero text") + std::string(4096, '\0'));
+  CliRun run = run_pepita("vm run " + guest("virtio_io") +
+                          " --mem 8M --timeout 10s --virtio-console --virtio-blk file:" + disk +
+                          " --input " + input_file("over the console"));
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.output,
+            "virtio-console: hello from a kernel-less guest\n"
+            "input: over the console\n"
+            "virtio-blk: 8 sectors\n"
+            "sector 0: sector zero text\n"
+            "sector 1 written and verified\n");
+  std::ifstream in(disk, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GE(bytes.size(), 1024u);
+  for (int i = 0; i < 512; ++i) {
+    ASSERT_EQ(static_cast<uint8_t>(bytes[512 + i]), static_cast<uint8_t>(i * 13 + 7)) << i;
+  }
+  CliRun mem = run_pepita("vm run " + guest("virtio_io") +
+                          " --mem 8M --timeout 10s --virtio-console --virtio-blk mem:1M --json");
+  EXPECT_EQ(mem.exit_code, 0) << mem.output;
+  EXPECT_NE(mem.output.find("virtio-blk: 2048 sectors"), std::string::npos) << mem.output;
+  EXPECT_NE(mem.output.find("\"mmio_exits\""), std::string::npos) << mem.output;
+  for (const char* bad : {"mem:100", "mem:lots", "disk:x", "file:/nonexistent/disk.img"}) {
+    CliRun r = run_pepita("vm run " + guest("virtio_io") + " --virtio-blk " + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("--virtio-blk"), std::string::npos) << r.output;
+  }
 }
 
 TEST(CliVm, BadMemoryValueIsAUsageError) {

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include "command.hpp"
+#include "pepita/blk_mq/file_disk.hpp"
+#include "pepita/blk_mq/mem_disk.hpp"
 
 namespace pepita::cli {
 namespace {
@@ -26,6 +29,8 @@ struct VmRunOptions {
   std::string timeout = "1s";
   std::string input;
   bool json = false;
+  bool virtio_console = false;
+  std::string virtio_blk;  // "mem:SIZE" or "file:PATH"
 };
 
 // "16M", "512K", "1G", "4096" -> bytes; 0 on a malformed size.
@@ -76,6 +81,34 @@ int usage(const std::string& message) {
   return kExitUsage;
 }
 
+// --virtio-blk "mem:SIZE" (a RAM disk for this run) or "file:PATH" (an existing file, its size
+// rounded down to whole sectors; what the guest writes stays in the file).
+Result<std::shared_ptr<blk_mq::BlockDevice>> open_disk(const std::string& spec) {
+  if (spec.starts_with("mem:")) {
+    const uint64_t bytes = parse_size(spec.substr(4));
+    if (bytes < 512 || bytes % 512 != 0) {
+      return fail(ErrorCode::InvalidArgument,
+                  "--virtio-blk " + spec + ": expected mem:SIZE, a multiple of 512, e.g. mem:1M");
+    }
+    return std::shared_ptr<blk_mq::BlockDevice>(
+        PEPITA_TRY(blk_mq::MemDisk::create({.capacity_bytes = bytes, .queues = 1})));
+  }
+  if (spec.starts_with("file:")) {
+    const std::string path = spec.substr(5);
+    std::error_code ec;
+    const uint64_t bytes = std::filesystem::file_size(path, ec) / 512 * 512;
+    if (ec || bytes == 0) {
+      return fail(ErrorCode::InvalidArgument, "--virtio-blk " + spec +
+                                                  ": needs an existing file of at least 512 bytes" +
+                                                  (ec ? " (" + ec.message() + ")" : ""));
+    }
+    return std::shared_ptr<blk_mq::BlockDevice>(
+        PEPITA_TRY(blk_mq::FileDisk::create({.path = path, .capacity_bytes = bytes, .queues = 1})));
+  }
+  return fail(ErrorCode::InvalidArgument,
+              "--virtio-blk '" + spec + "': expected mem:SIZE or file:PATH");
+}
+
 nlohmann::json to_json(const vmm::RunResult& r) {
   nlohmann::json out = {
       {"kind", r.kind == vmm::ExitKind::Exited      ? "exited"
@@ -88,6 +121,14 @@ nlohmann::json to_json(const vmm::RunResult& r) {
       {"elapsed_us", std::chrono::duration_cast<std::chrono::microseconds>(r.elapsed).count()},
       {"description", r.describe()},
   };
+  for (const auto& d : r.virtio) {
+    out["virtio"].push_back({{"device_id", d.device_id},
+                             {"status", d.status},
+                             {"mmio_exits", d.mmio_exits},
+                             {"notifies", d.notifies},
+                             {"bad_accesses", d.bad_accesses},
+                             {"last_error", d.last_error}});
+  }
   if (r.fault) {
     const auto& f = *r.fault;
     out["fault"] = {{"reason", f.reason}, {"vector", f.vector}, {"error_code", f.error_code},
@@ -104,6 +145,17 @@ int run_vm(const VmRunOptions& o) {
   config.timeout = parse_duration(o.timeout);
   if (config.timeout.count() == 0)
     return usage("--timeout '" + o.timeout + "': expected e.g. 1s, 250ms or 2m (at most 1h)");
+
+  config.virtio_console = o.virtio_console;
+  if (!o.virtio_blk.empty()) {
+    auto disk = open_disk(o.virtio_blk);
+    if (!disk) {
+      if (disk.error().code() == ErrorCode::InvalidArgument) return usage(disk.error().message());
+      std::fprintf(stderr, "pepita vm run: %s\n", disk.error().to_string().c_str());
+      return kExitFailure;
+    }
+    config.virtio_blk = std::move(*disk);
+  }
 
   std::vector<std::byte> input;
   if (!o.input.empty()) {
@@ -162,6 +214,11 @@ void add_vm(CLI::App& app, Dispatch& dispatch) {
   run->add_option("--timeout", options->timeout, "wall-clock limit, e.g. 1s or 250ms")
       ->capture_default_str();
   run->add_option("--input", options->input, "file mapped read-only into the guest as its input");
+  run->add_flag("--virtio-console", options->virtio_console,
+                "give the guest a virtio-console (virtio-mmio): input on its receiveq, its "
+                "transmitq joins the output");
+  run->add_option("--virtio-blk", options->virtio_blk,
+                  "give the guest a virtio-blk device: mem:SIZE or file:PATH");
   run->add_flag("--json", options->json,
                 "print the result (output, exit, fault registers) as JSON");
   dispatch.on(run, [options] { return run_vm(*options); });
