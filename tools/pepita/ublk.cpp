@@ -2,27 +2,24 @@
 //   pepita ublk add --target zram --size 1G [--queues N --depth D --comp zstd]  (foreground)
 //   pepita ublk list
 //   pepita ublk del N
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <memory>
 #include <string>
 
+#include "block_target.hpp"
 #include "command.hpp"
 #include "pepita/ublk/ctrl.hpp"
 #include "pepita/ublk/server.hpp"
 #include "pepita/ublk/targets.hpp"
+#include "stop_signals.hpp"
 
 namespace pepita::cli {
 namespace {
 
 struct AddOptions {
-  std::string target = "null";
-  std::string size;
-  std::string file;
-  bool direct = false;
-  std::string comp = "lz4";
+  TargetOptions disk{"null"};
   uint32_t queues = 1;
   uint32_t depth = 64;
   std::string max_io = "512K";
@@ -39,40 +36,20 @@ int report(const Error& error) {
 }
 
 int run_add(const AddOptions& o) {
-  ublk::TargetSpec spec;
-  auto kind = ublk::parse_target_kind(o.target);
-  if (!kind) return report(kind.error());
-  spec.kind = *kind;
-  if (!o.size.empty()) {
-    auto size = ublk::parse_size(o.size);
-    if (!size) return report(size.error());
-    spec.size_bytes = *size;
-  }
+  // First, so every thread started below (disk reapers, queue threads) inherits the mask.
+  const StopSignals stop_signals;
+  auto spec = target_spec(o.disk, o.queues, o.depth);
+  if (!spec) return report(spec.error());
   auto max_io = ublk::parse_size(o.max_io);
   if (!max_io) return report(max_io.error());
   if (o.queues == 0 || o.queues > 64 || o.depth == 0 || o.depth > 4096 || *max_io > (32u << 20)) {
     std::fprintf(stderr, "pepita ublk: --queues must be 1..64, --depth 1..4096, --max-io <= 32M\n");
     return kExitUsage;
   }
-  spec.path = o.file;
-  spec.direct = o.direct;
-  spec.compression = o.comp;
-  spec.queues = o.queues;
-  spec.queue_depth = o.depth;
-
   // Check for the driver before allocating a possibly large target.
   if (auto probe = ublk::Control::open(); !probe) return report(probe.error());
-  auto disk = ublk::make_target(spec);
+  auto disk = ublk::make_target(*spec);
   if (!disk) return report(disk.error());
-
-  // Block the stop signals in every thread (the queue threads inherit this mask) and take them
-  // synchronously below, so teardown runs on this thread in order.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   ublk::DeviceOptions options;
   options.queues = static_cast<uint16_t>(o.queues);
@@ -88,13 +65,12 @@ int run_add(const AddOptions& o) {
       stderr,
       "pepita ublk: serving %s (%s target, %u queue(s) x %u tags, %u KiB max I/O%s, pid %d); "
       "SIGINT or SIGTERM stops and deletes it\n",
-      (*server)->block_path().c_str(), ublk::target_name(spec.kind), info.nr_hw_queues,
+      (*server)->block_path().c_str(), ublk::target_name(spec->kind), info.nr_hw_queues,
       info.queue_depth, info.max_io_buf_bytes >> 10,
       (info.flags & abi::ublk::F_USER_COPY) != 0 ? ", user copy" : "",
       static_cast<int>(::getpid()));
 
-  int signal = 0;
-  sigwait(&stop_signals, &signal);
+  const int signal = stop_signals.wait();
   auto stopped = (*server)->stop();
   uint64_t requests = 0, failed = 0, bytes = 0;
   for (const auto& s : (*server)->stats()) {
@@ -141,13 +117,7 @@ void add_ublk(CLI::App& app, Dispatch& dispatch) {
   auto add_opts = std::make_shared<AddOptions>();
   auto* add = ublk->add_subcommand(
       "add", "Create /dev/ublkbN and serve it in the foreground until SIGINT/SIGTERM");
-  add->add_option("--target", add_opts->target, "null, mem, file or zram")
-      ->check(CLI::IsMember({"null", "mem", "file", "zram"}));
-  add->add_option("--size", add_opts->size, "device size, e.g. 1G (file: default = file size)");
-  add->add_option("--file", add_opts->file, "backing file for the file target");
-  add->add_flag("--direct", add_opts->direct, "file target: open the backing file with O_DIRECT");
-  add->add_option("--comp", add_opts->comp, "zram compression: lz4 or zstd")
-      ->check(CLI::IsMember({"lz4", "zstd"}));
+  add_target_options(add, add_opts->disk, {"null", "mem", "file", "zram"});
   add->add_option("--queues", add_opts->queues, "hardware queues (one thread each)");
   add->add_option("--depth", add_opts->depth, "tags per queue");
   add->add_option("--max-io", add_opts->max_io, "largest request, e.g. 512K");

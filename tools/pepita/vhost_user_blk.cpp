@@ -5,7 +5,6 @@
 // QEMU with `-chardev socket,...,reconnect=1` reconnects and the guest only sees a stall
 // (tests/virtio/guest/restart.sh proves it). A write is acknowledged only once it is in the file,
 // and a flush only once fdatasync returned.
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,21 +12,19 @@
 #include <string>
 #include <thread>
 
+#include "block_target.hpp"
 #include "command.hpp"
 #include "pepita/ublk/targets.hpp"
 #include "pepita/virtio/blk.hpp"
 #include "pepita/virtio/vhost_user.hpp"
+#include "stop_signals.hpp"
 
 namespace pepita::cli {
 namespace {
 
 struct VhostUserBlkOptions {
   std::string socket;
-  std::string target = "mem";
-  std::string size;
-  std::string file;
-  std::string comp = "lz4";
-  bool direct = false;
+  TargetOptions disk{"mem"};
   uint32_t queues = 1;
   uint32_t queue_size = 256;
 };
@@ -38,6 +35,8 @@ int report(const Error& error) {
 }
 
 int run_vhost_user_blk(const VhostUserBlkOptions& o) {
+  // First, so every thread started below (disk reapers, queue threads) inherits the mask.
+  const StopSignals stop_signals;
   if (o.queues == 0 || o.queues > 64 || o.queue_size < 4 || o.queue_size > 32768 ||
       (o.queue_size & (o.queue_size - 1)) != 0) {
     std::fprintf(stderr,
@@ -45,35 +44,15 @@ int run_vhost_user_blk(const VhostUserBlkOptions& o) {
                  "4..32768\n");
     return kExitUsage;
   }
-  ublk::TargetSpec spec;
-  auto kind = ublk::parse_target_kind(o.target);
-  if (!kind) return report(kind.error());
-  spec.kind = *kind;
-  if (!o.size.empty()) {
-    auto size = ublk::parse_size(o.size);
-    if (!size) return report(size.error());
-    spec.size_bytes = *size;
-  }
-  spec.path = o.file;
-  spec.direct = o.direct;
-  spec.compression = o.comp;
-  spec.queues = o.queues;
-  spec.queue_depth = 128;
-  auto disk = ublk::make_target(spec);
+  auto spec = target_spec(o.disk, o.queues, 128);
+  if (!spec) return report(spec.error());
+  auto disk = ublk::make_target(*spec);
   if (!disk) return report(disk.error());
   const uint64_t bytes = (*disk)->info().capacity_bytes();
   auto device = virtio::blk::BlkDevice::create(
       std::move(*disk), {.num_queues = static_cast<uint16_t>(o.queues),
                          .max_queue_size = static_cast<uint16_t>(o.queue_size)});
   if (!device) return report(device.error());
-
-  // Stop signals are taken synchronously on this thread; the backend threads inherit the mask.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   auto backend = virtio::vhost_user::Backend::listen(o.socket, **device);
   if (!backend) return report(backend.error());
@@ -82,12 +61,11 @@ int run_vhost_user_blk(const VhostUserBlkOptions& o) {
   std::fprintf(stderr,
                "pepita vhost-user-blk: serving %s target (%llu MiB, %u queue(s)) on %s, pid %d; "
                "SIGINT or SIGTERM stops\n",
-               o.target.c_str(), static_cast<unsigned long long>(bytes >> 20), o.queues,
+               o.disk.target.c_str(), static_cast<unsigned long long>(bytes >> 20), o.queues,
                o.socket.c_str(), static_cast<int>(::getpid()));
   Result<void> served;
   std::thread server([&] { served = (*backend)->run(); });
-  int signal = 0;
-  sigwait(&stop_signals, &signal);
+  const int signal = stop_signals.wait();
   (*backend)->stop();
   server.join();
   uint64_t requests = 0, refused = 0, failed = 0, moved = 0;
@@ -113,13 +91,7 @@ void add_vhost_user_blk(CLI::App& app, Dispatch& dispatch) {
   auto* sub = app.add_subcommand("vhost-user-blk",
                                  "Serve a virtio-blk device to QEMU over vhost-user (foreground)");
   sub->add_option("--socket", o->socket, "unix socket path QEMU connects to")->required();
-  sub->add_option("--target", o->target, "zram, file or mem")
-      ->check(CLI::IsMember({"zram", "file", "mem"}));
-  sub->add_option("--size", o->size, "device size, e.g. 1G (file: default = file size)");
-  sub->add_option("--file", o->file, "backing file for the file target");
-  sub->add_flag("--direct", o->direct, "file target: open the backing file with O_DIRECT");
-  sub->add_option("--comp", o->comp, "zram compression: lz4 or zstd")
-      ->check(CLI::IsMember({"lz4", "zstd"}));
+  add_target_options(sub, o->disk, {"zram", "file", "mem"});
   sub->add_option("--queues", o->queues, "virtqueues (one serving thread each)");
   sub->add_option("--queue-size", o->queue_size, "largest virtqueue the guest may use");
   dispatch.on(sub, [o] { return run_vhost_user_blk(*o); });
