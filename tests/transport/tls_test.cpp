@@ -144,6 +144,7 @@ class Relay {
       }
       if (::poll(pfds.data(), pfds.size(), 200) < 0) continue;
       if (pfds[0].revents != 0) return;
+      const std::size_t polled = pairs.size();  // pfds covers these; a new pair waits a round
       if (pfds[1].revents != 0) {
         std::string peer;
         if (auto fd = listener_.accept(peer)) {
@@ -151,7 +152,7 @@ class Relay {
         }
       }
       std::vector<bool> closed(pairs.size(), false);
-      for (std::size_t i = 0; i < pairs.size(); ++i) {
+      for (std::size_t i = 0; i < polled; ++i) {
         for (int dir = 0; dir < 2 && !closed[i]; ++dir) {
           if (pfds[2 + 2 * i + dir].revents == 0) continue;
           const int from = dir == 0 ? pairs[i].client.get() : pairs[i].server.get();
