@@ -111,7 +111,7 @@ struct SlurmExecutor::Impl {
     a.push_back("--wrap=exec " + shell_quote(opts.worker_binary) + " worker --connect " +
                 shell_quote(connect_to) + " --key " + shell_quote(key_path) + " --slots " +
                 std::to_string(opts.cpus_per_worker) + " --name slurm-${SLURM_JOB_ID} --give-up " +
-                std::to_string(opts.worker_give_up.count()));
+                std::to_string(opts.worker_give_up.count()) + (opts.tls ? " --tls" : ""));
     return a;
   }
 
@@ -259,6 +259,7 @@ Result<std::shared_ptr<SlurmExecutor>> SlurmExecutor::create(SlurmOptions option
   ro.remote.listen = s.opts.listen;
   ro.remote.key = key;
   ro.remote.name = "pepita-slurm-driver";
+  ro.remote.connection.tls = s.opts.tls;
   ro.remote.heartbeat_interval = s.opts.heartbeat_interval;
   ro.remote.suspect_after = s.opts.dead_after / 2;
   ro.remote.dead_after = s.opts.dead_after;

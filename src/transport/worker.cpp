@@ -520,7 +520,7 @@ struct Worker::Impl {
         er.signal != SIGHUP) {
       return false;
     }
-    const auto until = Clock::now() + std::chrono::seconds(1);
+    const auto until = Clock::now() + std::chrono::seconds(3);
     while (!stopping.load() && Clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }

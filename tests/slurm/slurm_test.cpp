@@ -348,6 +348,7 @@ TEST(SlurmCluster, WorkerJobsAreReleasedWhenIdleAndComeBackForNewWork) {
   o.driver_address = "127.0.0.1";
   o.listen = "127.0.0.1:0";
   o.job_name = "pepita-elastic";
+  o.tls = true;  // the submitted workers get --tls too
   o.poll_interval = 200ms;
   o.idle_release = 1000ms;
   o.log = [](std::string_view line) {

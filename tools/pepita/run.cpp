@@ -62,7 +62,11 @@ struct RunOptions {
 /// The Remote executor for `--worker` or `--slurm` (created by the pool builder, so its errors
 /// are build()'s), or nullptr when neither was asked for.
 Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o) {
-  if (o.slurm) return slurm::workers(o.slurm_options);
+  if (o.slurm) {
+    slurm::SlurmOptions options = o.slurm_options;
+    options.tls = o.tls;
+    return slurm::workers(std::move(options));
+  }
   if (o.workers.empty()) return nullptr;
   if (o.key_file.empty()) {
     return fail(ErrorCode::InvalidArgument,
@@ -478,14 +482,13 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                   "Remote worker host:port for tasks with backend = \"remote\" (repeatable)");
   auto* key =
       sub->add_option("--key", o->key_file, "Pre-shared key file of the workers (mode 0600)");
-  auto* tls = sub->add_flag("--tls", o->tls,
-                            "Encrypt remote connections with TLS 1.3 keyed by --key (workers "
-                            "must run with --tls too)");
+  sub->add_flag("--tls", o->tls,
+                "Encrypt remote connections with TLS 1.3 keyed by --key (workers "
+                "must run with --tls too; with --slurm, the submitted ones do)");
   auto* slurm = sub->add_flag("--slurm", o->slurm,
                               "Run backend = \"remote\" tasks on pepita workers submitted as Slurm "
                               "jobs (sbatch), cancelled when the run ends");
   slurm->excludes(sub->get_option("--worker"))->excludes(key);
-  tls->excludes(slurm);
   slurm::SlurmOptions& so = o->slurm_options;
   CLI::Option* const slurm_only[] = {
       sub->add_option("--nodes", so.nodes, "With --slurm: worker jobs at most (one node each)")

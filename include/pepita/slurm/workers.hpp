@@ -53,6 +53,7 @@ struct SlurmOptions {
   /// Jobs that may end before their worker connected (bad binary path, node trouble) before
   /// the driver stops submitting — a crash loop must not flood the queue. 0: nodes + 3.
   std::uint32_t max_failed_jobs = 0;
+  bool tls = false;  // driver and workers talk TLS 1.3 (see docs/protocol.md)
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds dead_after{5000};  // a silent worker's tasks are re-dispatched
   std::function<void(std::string_view)> log;   // default: stderr
