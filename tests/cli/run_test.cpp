@@ -346,6 +346,36 @@ deps = ["remote-echo"]
   EXPECT_EQ(by["local-after"]["status"], "succeeded");
 }
 
+// --tls on both sides, and [defaults] backend = "remote" sending the whole job there.
+TEST_F(RunCli, RemoteTasksRunOverTlsWhenBothSidesAskForIt) {
+  const std::string key = (dir_ / "t.key").string();
+  ASSERT_EQ(run({"worker", "--gen-key", key}).exit_code, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(20001 + ::getpid() % 20000);
+  const pid_t worker =
+      spawn({"worker", "--listen", address, "--key", key, "--slots", "2", "--tls"}, "worker");
+  const auto job = write("tls.toml", R"(
+[defaults]
+backend = "remote"
+
+[[task]]
+name = "echo"
+count = 3
+command = "/bin/echo"
+args = ["over-tls-${i}"]
+)");
+  auto r = run(
+      {"run", "--json", "--no-journal", "--worker", address, "--key", key, "--tls", job.string()});
+  ::kill(worker, SIGTERM);
+  finish(worker, "worker");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = parse(r);
+  ASSERT_EQ(j["tasks"].size(), 3u);
+  for (const auto& t : j["tasks"]) {
+    const std::string name = t["name"];
+    EXPECT_EQ(t["stdout"], "over-tls-" + name.substr(5) + "\n") << t.dump();
+  }
+}
+
 TEST_F(RunCli, WorkerWithoutKeyIsAUsageError) {
   const auto job = write("one.toml", "[[task]]\nname = \"t\"\ncommand = \"/bin/true\"\n");
   auto r = run({"run", "--worker", "127.0.0.1:1", job.string()});
