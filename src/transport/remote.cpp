@@ -80,6 +80,8 @@ struct RemoteDispatcher::Impl {
   std::thread acceptor;
   bool stopping = false;
   std::uint64_t duplicates = 0;
+  Clock::time_point worker_seen = Clock::now();  // last time some worker was up
+  std::string last_failure;                      // why the last connection attempt failed
 
   void log(const std::string& line) {
     if (opts.log) {
@@ -172,6 +174,31 @@ struct RemoteDispatcher::Impl {
     }
     w.inflight.clear();
     w.info.in_flight = 0;
+  }
+
+  // With no worker up for give_up_without_workers, queued tasks fail instead of waiting for
+  // a worker that may never come (a wrong address or key). Caller holds mu.
+  void give_up_without_workers_locked(std::vector<Completion>& out) {
+    if (opts.give_up_without_workers.count() <= 0 || queue.empty()) return;
+    for (const auto& w : ws) {
+      if (w->info.state != WorkerState::Dead && w->info.state != WorkerState::Connecting) return;
+    }
+    if (Clock::now() - worker_seen < opts.give_up_without_workers) return;
+    const std::string why = "no worker reachable for " +
+                            std::to_string(opts.give_up_without_workers.count()) + " ms (" +
+                            last_failure + ")";
+    std::size_t failed = 0;
+    while (!queue.empty()) {
+      const std::uint64_t id = queue.front();
+      queue.pop_front();
+      auto it = tasks.find(id);
+      if (it == tasks.end() || it->second.completed) continue;
+      complete_locked(id, it->second,
+                      ResultMsg{.status = TaskStatus::SpawnError, .exit_code = -1, .error = why},
+                      "", out);
+      ++failed;
+    }
+    log(why + ": failing " + std::to_string(failed) + " queued task(s)");
   }
 
   void set_state(std::size_t wi, WorkerState s) {
@@ -348,6 +375,7 @@ struct RemoteDispatcher::Impl {
       w.info.name = reg.name;
       w.info.state = WorkerState::Alive;
       ++w.info.connects;
+      worker_seen = Clock::now();
     }
     log("worker " + w.ep.to_string() + " (" + reg.name + ") up with " + std::to_string(reg.slots) +
         " slots");
@@ -359,7 +387,11 @@ struct RemoteDispatcher::Impl {
     std::string reason = session(wi, conn);
     conn.shutdown();
     requeue_inflight(wi);
-    set_state(wi, WorkerState::Dead);
+    {
+      std::lock_guard lock(mu);
+      w.info.state = WorkerState::Dead;
+      worker_seen = Clock::now();
+    }
     log("worker " + w.ep.to_string() + " down: " + reason);
   }
 
@@ -418,8 +450,15 @@ struct RemoteDispatcher::Impl {
         const Error& e = conn ? reg.error() : conn.error();
         if (!logged_down) log("worker " + w.ep.to_string() + " unavailable: " + e.to_string());
         logged_down = true;
+        std::vector<Completion> failed;
+        {
+          std::lock_guard lock(mu);
+          w.info.state = WorkerState::Dead;
+          last_failure = "worker " + w.ep.to_string() + ": " + e.message();
+          give_up_without_workers_locked(failed);
+        }
+        run_completions(failed);
         std::unique_lock lock(mu);
-        w.info.state = WorkerState::Dead;
         // Authentication failures will not fix themselves quickly: back off hardest.
         if (e.code() == ErrorCode::PermissionDenied) backoff = opts.reconnect_max;
         backoff_cv.wait_for(lock, backoff, [&] { return stopping; });

@@ -77,6 +77,8 @@ Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o
   options.remote.workers = o.workers;
   options.remote.key = std::move(key);
   options.remote.connection.tls = o.tls;
+  // Named workers that stay unreachable (wrong address, key or --tls) fail the run, not hang it.
+  options.remote.give_up_without_workers = std::chrono::seconds(30);
   options.ship_binaries = true;
   return transport::remote_workers(std::move(options));
 }

@@ -69,6 +69,9 @@ struct RemoteOptions {
   std::chrono::milliseconds reconnect_initial{100};
   std::chrono::milliseconds reconnect_max{5000};
   std::uint32_t max_attempts = 5;
+  /// When no worker has been up for this long, queued tasks fail (SpawnError, naming the last
+  /// connection error) instead of waiting; 0 waits forever (workers may come later).
+  std::chrono::milliseconds give_up_without_workers{0};
   ConnectionOptions connection;
   std::function<void(std::string_view)> log;  // default: stderr
 };
