@@ -79,8 +79,7 @@ struct SlurmExecutor::Impl {
   std::vector<JobId> all;
   std::set<JobId> released;       // cancelled by us: their end is not news
   std::uint32_t failed_jobs = 0;  // ended on their own before their worker connected
-  bool stopping = false;
-  bool shut = false;
+  bool stopping = false;          // shutdown() began: the monitor exits, nothing is submitted
   std::thread monitor;
   std::string last_error;  // logged once until it changes
 
@@ -308,8 +307,7 @@ void SlurmExecutor::shutdown() {
   std::vector<JobId> ids;
   {
     std::lock_guard lock(s.mu);
-    if (s.shut) return;
-    s.shut = true;
+    if (s.stopping) return;
     s.stopping = true;
     for (const auto& [id, job] : s.live) ids.push_back(id);
   }

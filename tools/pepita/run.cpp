@@ -4,7 +4,6 @@
 // file or usage, 130 when interrupted. The journal in the state directory makes --resume skip
 // tasks that already succeeded, also after a crash or Ctrl-C.
 #include <limits.h>
-#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +30,7 @@
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/remote_executor.hpp"
 #include "pepita/vmm/microvm_executor.hpp"
+#include "stop_signals.hpp"
 #if PEPITA_HAVE_GPU
 #include "pepita/gpu/gpu_executor.hpp"
 #endif
@@ -231,23 +231,13 @@ class Progress {
   const Clock::time_point start_ = Clock::now();
 };
 
-// Waits for SIGINT/SIGTERM (blocked in every thread) and cancels the pool on the first one.
+// Waits for SIGINT/SIGTERM/SIGHUP (blocked in every thread) and cancels the pool on the first.
 class SignalWatcher {
  public:
-  SignalWatcher() {
-    sigemptyset(&set_);
-    sigaddset(&set_, SIGINT);
-    sigaddset(&set_, SIGTERM);
-    sigaddset(&set_, SIGHUP);
-    // Before any thread exists, so all inherit the mask; children get an empty mask from
-    // posix_spawn.
-    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
-  }
   void watch(std::function<void()> on_signal) {
     thread_ = std::thread([this, on_signal = std::move(on_signal)] {
-      const timespec tick{0, 100'000'000};
       while (!done_.load()) {
-        if (::sigtimedwait(&set_, nullptr, &tick) > 0) {
+        if (signals_.wait_for(std::chrono::milliseconds(100)) != 0) {
           interrupted_ = true;
           on_signal();
         }
@@ -261,7 +251,8 @@ class SignalWatcher {
   bool interrupted() const { return interrupted_.load(); }
 
  private:
-  sigset_t set_;
+  // Created before any thread exists, so all inherit the mask.
+  StopSignals signals_;
   std::atomic<bool> done_{false};
   std::atomic<bool> interrupted_{false};
   std::thread thread_;
