@@ -74,11 +74,8 @@ TEST(Cluster, ThousandTasksSurviveKillNineOfAWorker) {
   EXPECT_EQ(d->workers()[1].connects, 2u);
   const std::uint64_t before = d->workers()[1].completed;
   for (int i = 1; i <= 60; ++i) {
-    RemoteTask t{.id = static_cast<std::uint64_t>(kTasks + i)};
-    t.spec.kind = TaskKind::Function;
-    t.spec.path = "sleep_ms";
-    t.spec.stdin_data = "20";
-    ASSERT_TRUE(d->submit(std::move(t), [](RemoteOutcome) {}));
+    ASSERT_TRUE(d->submit(test::sleep_task(static_cast<std::uint64_t>(kTasks + i), 20),
+                          [](RemoteOutcome) {}));
   }
   ASSERT_TRUE(d->wait_idle(30s));
   EXPECT_GT(d->workers()[1].completed, before) << "restarted worker was not used again";
@@ -104,13 +101,10 @@ TEST(Cluster, SigtermDrainsAWorkerProcessWithoutLosingTasks) {
   auto d = quiet_dispatcher(kf.key, {a->address(), b->address()});
   std::atomic<int> ok{0};
   for (int i = 1; i <= 40; ++i) {
-    RemoteTask t{.id = static_cast<std::uint64_t>(i)};
-    t.spec.kind = TaskKind::Function;
-    t.spec.path = "sleep_ms";
-    t.spec.stdin_data = "25";
-    ASSERT_TRUE(d->submit(std::move(t), [&](RemoteOutcome out) {
-      if (out.result.status == TaskStatus::Succeeded) ok.fetch_add(1);
-    }));
+    ASSERT_TRUE(
+        d->submit(test::sleep_task(static_cast<std::uint64_t>(i), 25), [&](RemoteOutcome out) {
+          if (out.result.status == TaskStatus::Succeeded) ok.fetch_add(1);
+        }));
   }
   std::this_thread::sleep_for(100ms);
   const int status = a->kill_and_wait(SIGTERM);

@@ -95,16 +95,13 @@ TEST(Netns, CutLinkMovesTasksAndRestoredWorkerRejoins) {
   std::vector<int> seen(kTasks + 1, 0);
   std::atomic<int> done{0};
   for (int i = 1; i <= kTasks; ++i) {
-    RemoteTask t{.id = static_cast<std::uint64_t>(i)};
-    t.spec.kind = TaskKind::Function;
-    t.spec.path = "sleep_ms";
-    t.spec.stdin_data = "20";
-    ASSERT_TRUE(d->submit(std::move(t), [&](RemoteOutcome out) {
-      EXPECT_EQ(out.result.status, TaskStatus::Succeeded) << out.result.error;
-      std::lock_guard lock(mu);
-      ++seen[out.id];
-      done.fetch_add(1);
-    }));
+    ASSERT_TRUE(
+        d->submit(test::sleep_task(static_cast<std::uint64_t>(i), 20), [&](RemoteOutcome out) {
+          EXPECT_EQ(out.result.status, TaskStatus::Succeeded) << out.result.error;
+          std::lock_guard lock(mu);
+          ++seen[out.id];
+          done.fetch_add(1);
+        }));
   }
   while (done.load() < kTasks / 5) std::this_thread::sleep_for(2ms);
   ASSERT_TRUE(net.set_up(false));  // partition: no FIN, no RST, just silence
@@ -124,11 +121,8 @@ TEST(Netns, CutLinkMovesTasksAndRestoredWorkerRejoins) {
   ASSERT_EQ(d->workers()[1].state, WorkerState::Alive) << "worker did not rejoin";
   const std::uint64_t before = d->workers()[1].completed;
   for (int i = 1; i <= 40; ++i) {
-    RemoteTask t{.id = static_cast<std::uint64_t>(kTasks + i)};
-    t.spec.kind = TaskKind::Function;
-    t.spec.path = "sleep_ms";
-    t.spec.stdin_data = "20";
-    ASSERT_TRUE(d->submit(std::move(t), [](RemoteOutcome) {}));
+    ASSERT_TRUE(d->submit(test::sleep_task(static_cast<std::uint64_t>(kTasks + i), 20),
+                          [](RemoteOutcome) {}));
   }
   ASSERT_TRUE(d->wait_idle(30s));
   EXPECT_GT(d->workers()[1].completed, before) << "rejoined worker got no work";

@@ -184,6 +184,14 @@ int WorkerProcess::kill_and_wait(int sig) {
   return status;
 }
 
+RemoteTask sleep_task(std::uint64_t id, int ms) {
+  RemoteTask t{.id = id};
+  t.spec.kind = TaskKind::Function;
+  t.spec.path = "sleep_ms";
+  t.spec.stdin_data = std::to_string(ms);
+  return t;
+}
+
 bool EchoTasks::submit(RemoteDispatcher& d, int n, const std::string& sleep_s) {
   {
     std::lock_guard lock(mu_);

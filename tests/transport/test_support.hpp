@@ -58,6 +58,9 @@ class WorkerProcess {
   std::string port_file_;
 };
 
+/// A task running the workers' built-in `sleep_ms` function for `ms` milliseconds.
+RemoteTask sleep_task(std::uint64_t id, int ms);
+
 /// Tasks 1..n that each print their id after a short sleep, with a record of every completion,
 /// for exactly-once checks across worker deaths.
 class EchoTasks {

@@ -327,11 +327,7 @@ TEST(Worker, DrainFinishesRunningTasksAndTheRestMoveToAnotherWorker) {
   std::mutex mu;
   std::map<std::uint64_t, int> seen;
   for (std::uint64_t i = 1; i <= 6; ++i) {
-    RemoteTask t{.id = i};
-    t.spec.kind = TaskKind::Function;
-    t.spec.path = "sleep_ms";
-    t.spec.stdin_data = "60";
-    ASSERT_TRUE(d->submit(std::move(t), [&](RemoteOutcome o) {
+    ASSERT_TRUE(d->submit(test::sleep_task(i, 60), [&](RemoteOutcome o) {
       EXPECT_EQ(o.result.status, TaskStatus::Succeeded) << o.result.error;
       std::lock_guard lock(mu);
       ++seen[o.id];
