@@ -5,7 +5,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
-.PHONY: all deps configure build test demo bench coverage format format-fix tidy install clean
+.PHONY: all deps configure build test demo bench coverage fuzz format format-fix tidy install clean
 
 all: build
 
@@ -39,6 +39,21 @@ coverage: deps
 	lcov --quiet --capture --directory build-coverage --output-file build-coverage/coverage.info
 	lcov --quiet --extract build-coverage/coverage.info '$(CURDIR)/src/*' '$(CURDIR)/include/*' '$(CURDIR)/tools/*' --output-file build-coverage/coverage.info
 	lcov --summary build-coverage/coverage.info
+
+# libFuzzer targets built by clang (full edge instrumentation + ASan/UBSan) in their own tree,
+# FUZZ_SECONDS each from the seed corpora in tests/*/fuzz/corpus; prints exec/s and covered edges.
+# A crash fails and keeps its reproducer. FUZZ_TARGETS="fuzz_pool_job ..." runs only those.
+FUZZ_SECONDS ?= 120
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CXX ?= clang++-19
+FUZZ_CC ?= clang-19
+FUZZ_TARGETS ?=
+fuzz: deps
+	cmake -S . -B $(FUZZ_BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DPEPITA_FUZZ=ON \
+	  -DCMAKE_CXX_COMPILER=$(FUZZ_CXX) -DCMAKE_C_COMPILER=$(FUZZ_CC) -DPEPITA_WERROR=OFF \
+	  -DPEPITA_BUILD_TESTS=OFF -DPEPITA_BUILD_BENCH=OFF
+	cmake --build $(FUZZ_BUILD) --target pepita_fuzz -j $(JOBS)
+	scripts/fuzz $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.hpp' '*.h' '*.cc')
 format:
