@@ -13,7 +13,7 @@
 #
 # pepita_fuzz_target(NAME <exe> TEST <ctest name> LABEL <label> MAX_LEN <bytes>
 #                    CORPUS <dir> [DICT <file>] SOURCES <files...> [LIBS <targets...>]
-#                    [DEFINITIONS <defs...>])
+#                    [DEFINITIONS <defs...>] [OPTIONS <compile options...>])
 option(PEPITA_FUZZ "Build the libFuzzer targets (needs clang >= 16, e.g. clang++-19)" OFF)
 
 if(PEPITA_FUZZ)
@@ -32,13 +32,13 @@ if(PEPITA_FUZZ)
     -fno-omit-frame-pointer -O1 -g)
   add_link_options(-fsanitize=address,undefined)
   add_custom_target(pepita_fuzz)
-  # One line per target for scripts/fuzz: name, binary, seed corpus, dictionary, max_len.
+  # One line per target for scripts/fuzz: name, binary, seed corpus, dictionary or -, max_len.
   file(WRITE ${PROJECT_BINARY_DIR}/fuzz/targets.tsv "")
 endif()
 
 function(pepita_fuzz_target)
   cmake_parse_arguments(ARG "" "NAME;TEST;LABEL;MAX_LEN;CORPUS;DICT"
-    "SOURCES;LIBS;DEFINITIONS" ${ARGN})
+    "SOURCES;LIBS;DEFINITIONS;OPTIONS" ${ARGN})
   if(NOT ARG_CORPUS OR NOT IS_DIRECTORY ${ARG_CORPUS})
     message(FATAL_ERROR "pepita_fuzz_target(${ARG_NAME}): CORPUS '${ARG_CORPUS}' is not a folder")
   endif()
@@ -48,10 +48,14 @@ function(pepita_fuzz_target)
     target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/include
       ${PROJECT_SOURCE_DIR}/src)
     target_compile_definitions(${ARG_NAME} PRIVATE ${ARG_DEFINITIONS})
+    target_compile_options(${ARG_NAME} PRIVATE ${ARG_OPTIONS})
     target_link_options(${ARG_NAME} PRIVATE -fsanitize=fuzzer)
     target_link_libraries(${ARG_NAME} PRIVATE ${ARG_LIBS} Threads::Threads)
     set_target_properties(${ARG_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/fuzz)
     add_dependencies(pepita_fuzz ${ARG_NAME})
+    if(NOT ARG_DICT)
+      set(ARG_DICT -)  # a placeholder: scripts/fuzz splits on tabs, which collapse when empty
+    endif()
     file(APPEND ${PROJECT_BINARY_DIR}/fuzz/targets.tsv
       "${ARG_NAME}\t${PROJECT_BINARY_DIR}/fuzz/${ARG_NAME}\t${ARG_CORPUS}\t${ARG_DICT}\t${ARG_MAX_LEN}\n")
     return()
@@ -65,6 +69,7 @@ function(pepita_fuzz_target)
   target_include_directories(${replay} PRIVATE ${PROJECT_SOURCE_DIR}/include
     ${PROJECT_SOURCE_DIR}/src)
   target_compile_definitions(${replay} PRIVATE ${ARG_DEFINITIONS})
+  target_compile_options(${replay} PRIVATE ${ARG_OPTIONS})
   target_link_libraries(${replay} PRIVATE ${ARG_LIBS} Threads::Threads pepita_build_flags)
   add_test(NAME ${ARG_TEST} COMMAND ${replay} ${ARG_CORPUS})
   set_tests_properties(${ARG_TEST} PROPERTIES TIMEOUT 120 LABELS "${ARG_LABEL};fuzz")

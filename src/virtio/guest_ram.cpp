@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <string>
 
+#include "virtio/detail/sys.hpp"
+
 namespace pepita::virtio {
 namespace {
 
@@ -40,6 +42,17 @@ Result<void> MemoryTable::add(UniqueFd fd, const RegionDesc& d) {
       return fail(ErrorCode::InvalidArgument,
                   "memory region at gpa " + hex(d.gpa) + " overlaps the one at " + hex(r.desc.gpa));
     }
+  }
+  // The region must lie inside its file: a shared mapping may reach past the end of the file,
+  // but every access there raises SIGBUS, which would kill the backend at the first ring read
+  // (found by fuzz_vhost_user). Non-regular fds (devices) have no size to check.
+  if (const int64_t file_size = sys::regular_file_size(fd.get());
+      file_size >= 0 && map_len > static_cast<uint64_t>(file_size)) {
+    return fail(ErrorCode::InvalidArgument,
+                "memory region gpa " + hex(d.gpa) + " needs " + hex(map_len) +
+                    " bytes of its fd (mmap_offset + size) but the file has " +
+                    hex(static_cast<uint64_t>(file_size)) +
+                    "; the frontend sent a memory table larger than its memory");
   }
   // SAFETY: a fresh shared mapping of the frontend's RAM fd; we only ever reach into it through
   // span(), which checks every range against desc.size.

@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -56,7 +57,7 @@ void send_record(int sock, const std::uint8_t* bytes, size_t len, std::vector<in
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 2) return 0;
-  const size_t ram_len = std::min<size_t>({size_t(data[0] | data[1] << 8), size - 2, kRamBytes});
+  const size_t ram_len = std::min({size_t{data[0]} | size_t{data[1]} << 8, size - 2, kRamBytes});
   size_t at = 2;
   const int ram = ::memfd_create("fuzz-guest-ram", MFD_CLOEXEC);
   if (ram < 0 || ::ftruncate(ram, kRamBytes) != 0) std::abort();
