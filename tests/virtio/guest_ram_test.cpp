@@ -67,8 +67,8 @@ TEST(MemoryTable, RejectsBadRegions) {
 TEST(MemoryTable, RejectsARegionPastTheEndOfItsFile) {
   MemoryTable t;
   EXPECT_FALSE(t.add(memfd(4096), {.gpa = 0, .size = 8192, .uva = 0}).has_value()) << "size";
-  EXPECT_FALSE(t.add(memfd(8192), {.gpa = 0, .size = 8192, .uva = 0, .mmap_offset = 4096})
-                   .has_value())
+  EXPECT_FALSE(
+      t.add(memfd(8192), {.gpa = 0, .size = 8192, .uva = 0, .mmap_offset = 4096}).has_value())
       << "mmap_offset + size";
   EXPECT_TRUE(t.add(memfd(8192), {.gpa = 0, .size = 4096, .uva = 0, .mmap_offset = 4096}));
   EXPECT_EQ(t.size(), 1u);

@@ -22,7 +22,7 @@ inline int make_eventfd() { return ret(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK))
 /// Size in bytes of the regular file (memfd, hugetlbfs or tmpfs file) behind `fd`; -EINVAL when
 /// it is not a regular file, -errno when fstat fails.
 inline int64_t regular_file_size(int fd) {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) < 0) return -errno;
   return S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : -EINVAL;
 }

@@ -3,7 +3,8 @@
 // no crash or sanitizer report; every error is InvalidArgument and starts with the file name (the
 // contract: "<file>:<line>:<column>: message"); every accepted job has unique, valid task names,
 // one show_output flag per task, and dependencies only on tasks built before it.
-//   build-fuzz/fuzz/fuzz_pool_job -dict=tests/pool/fuzz/job.dict tests/pool/fuzz/corpus/fuzz_pool_job
+//   build-fuzz/fuzz/fuzz_pool_job -dict=tests/pool/fuzz/job.dict
+//   tests/pool/fuzz/corpus/fuzz_pool_job
 #include <toml++/toml.h>
 
 #include <cstddef>
@@ -45,12 +46,31 @@ bool too_many_tasks(std::string_view text) {
   return false;
 }
 
+// toml++ 3.3 (Debian 12) reaches __builtin_unreachable in is_non_ascii_horizontal_whitespace() for
+// code points its generated table misses (upstream marzer/tomlplusplus#190 and #295, fixed by
+// #305): undefined behaviour in the library, not in pepita, and UBSan stops every run there. The
+// fuzzer skips inputs holding such a code point (its own formula, so exactly those), e.g. U+00E9.
+bool hits_toml_unicode_bug(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto b = static_cast<unsigned char>(text[i]);
+    const std::size_t n = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+    char32_t c = n == 1 ? b : b & (0x7F >> n);
+    for (std::size_t k = 1; k < n && i + k < text.size(); ++k)
+      c = (c << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+    i += n;
+    if (c <= 0xA0 || c >= 0xFEFF || c == 0x3000) continue;
+    const auto index = (static_cast<std::uint64_t>(c) - 0xA0) / 0x3FA;
+    if (index == 0 || index == 11 || index == 63) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   // SAFETY: the fuzzer's buffer is `size` readable bytes; viewed as chars, read-only.
   const std::string_view text(reinterpret_cast<const char*>(data), size);
-  if (too_many_tasks(text)) return 0;
+  if (hits_toml_unicode_bug(text) || too_many_tasks(text)) return 0;
   static const std::string kFile = "/fuzz/job.toml";
   // check_binaries off: commands are not looked up on this machine's PATH.
   const pool::JobOptions options{

@@ -36,7 +36,9 @@ int expected_result(const IoDesc& d, const ublk::IoLimits& limits, const blk_mq:
   if (op == 5 && !limits.write_zeroes) return -EOPNOTSUPP;
   if (limits.read_only && op != 0 && op != 2) return -EROFS;
   if (op == 2) return 0;
-  const unsigned __int128 start = d.start_sector, count = d.nr_sectors;
+  // Exact arithmetic in 128 bits, so the model needs no overflow reasoning of its own.
+  __extension__ using u128 = unsigned __int128;
+  const u128 start = d.start_sector, count = d.nr_sectors;
   if (count == 0) return -EINVAL;
   if (start + count > limits.capacity_sectors) return -EIO;
   if (op <= 1 && count * 512 > limits.max_io_bytes) return -EINVAL;
@@ -102,8 +104,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (uint32_t s = 0; s < max_io / 512; ++s)
         std::memset(buf + size_t{s} * 512, static_cast<int>(++pattern % 251), 512);
     }
-    const std::vector<std::byte> mine = in_range ? std::vector<std::byte>(buf, buf + max_io)
-                                                 : std::vector<std::byte>();
+    const std::vector<std::byte> mine =
+        in_range ? std::vector<std::byte>(buf, buf + max_io) : std::vector<std::byte>();
     q.on_request(tag);
     ++served;
     size_t completions = 0;

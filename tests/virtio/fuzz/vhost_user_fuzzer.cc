@@ -8,9 +8,9 @@
 // Input: u16 RAM length, that many RAM bytes (copied to the start of a 64 KiB memfd), then
 // records: one attachment byte (bits 0-1: none/eventfds/RAM memfd copies; bits 2-4: how many),
 // a 12-byte header, and header.size payload bytes (fewer when the input ends: the frontend lied).
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint8_t attach = data[at++];
     const unsigned count = (attach >> 2) & 7;
     for (unsigned i = 0; i < count; ++i) {
-      const int fd = (attach & 3) == 1 ? ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
+      const int fd = (attach & 3) == 1   ? ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
                      : (attach & 3) == 2 ? ::dup(ram)
                                          : -1;
       if (fd >= 0) fds.push_back(fd);
