@@ -137,7 +137,11 @@ enum class Kind { time, rate };
 inline std::string num(double v) {
   char buf[32];
   const double a = v < 0 ? -v : v;
-  if (a >= 1000) {
+  if (a >= 1e7) {
+    std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
+  } else if (a >= 1e5) {
+    std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);
+  } else if (a >= 1000) {
     std::snprintf(buf, sizeof buf, "%.0f", v);
   } else if (a >= 100) {
     std::snprintf(buf, sizeof buf, "%.1f", v);
@@ -202,12 +206,12 @@ class Table {
     for (int i = 0; i < 7; ++i) w[i] = std::max(w[i], f[i]->size());
   }
   static void print_line(std::FILE* out, const std::size_t* w, const Line& l) {
-    std::fprintf(out, "%-*s | %-*s | %-*s | %-*s | %*s | %*s | %*s | %s\n",
+    std::fprintf(out, "%-*s | %-*s | %-*s | %-*s | %*s | %*s | %*s%s%s\n",
                  static_cast<int>(w[0]), l.workload.c_str(), static_cast<int>(w[1]),
                  l.anchor.c_str(), static_cast<int>(w[2]), l.clock.c_str(),
                  static_cast<int>(w[3]), l.unit.c_str(), static_cast<int>(w[4]), l.ours.c_str(),
                  static_cast<int>(w[5]), l.theirs.c_str(), static_cast<int>(w[6]),
-                 l.ratio.c_str(), l.extra.c_str());
+                 l.ratio.c_str(), l.extra.empty() ? "" : " | ", l.extra.c_str());
   }
 
   std::string title_;
