@@ -242,6 +242,12 @@ void virtio_rows(pb::Table& table, int rounds) {
     return std::chrono::duration<double, std::micro>(r.elapsed).count();
   };
   constexpr uint32_t kReads = 2000, kTransmits = 256, kBlkWrites = 1000;
+  // The guest's input: a mode letter and a count ("r2000").
+  auto mode = [](char letter, uint32_t count) {
+    char text[16];
+    std::snprintf(text, sizeof text, "%c%u", letter, count);
+    return std::string(text);
+  };
   constexpr size_t kChunk = 64 << 10;
   std::vector<double> exit_us, console_mib_s, blk_us;            // ours
   std::vector<double> pipe_rtt_us, pipe_mib_s, pwrite_us;        // anchors
@@ -255,9 +261,9 @@ void virtio_rows(pb::Table& table, int rounds) {
       rounds,
       {[&] {
          const double base = run_us("0");
-         exit_us.push_back((run_us("r" + std::to_string(kReads)) - base) / kReads);
-         console_mib_s.push_back(mib / ((run_us("c" + std::to_string(kTransmits)) - base) / 1e6));
-         blk_us.push_back((run_us("b" + std::to_string(kBlkWrites)) - base) / kBlkWrites);
+         exit_us.push_back((run_us(mode('r', kReads)) - base) / kReads);
+         console_mib_s.push_back(mib / ((run_us(mode('c', kTransmits)) - base) / 1e6));
+         blk_us.push_back((run_us(mode('b', kBlkWrites)) - base) / kBlkWrites);
        },
        [&] {
          auto t = Clock::now();
