@@ -137,7 +137,7 @@ enum class Kind { time, rate };
 inline std::string num(double v) {
   char buf[32];
   const double a = v < 0 ? -v : v;
-  if (a >= 1e7) {
+  if (a >= 1e6) {
     std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);
   } else if (a >= 1e5) {
     std::snprintf(buf, sizeof buf, "%.1fk", v / 1e3);

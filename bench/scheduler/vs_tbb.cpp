@@ -253,13 +253,21 @@ void print_table(const std::vector<Row>& rows, unsigned threads) {
   pb::Table table("pepita scheduler vs oneTBB / OpenMP / sequential, " + std::to_string(threads) +
                   " threads");
   for (const Row& r : rows) {
-    table.row(r.workload, "oneTBB", pb::Clock::wall, r.unit, r.ours, r.tbb);
-    if (!r.omp.empty()) table.row(r.workload, "OpenMP tasks", pb::Clock::wall, r.unit, r.ours, r.omp);
+    // Seconds are shown as ms; latency rows are already in us.
+    const bool ms = std::strcmp(r.unit, "s") == 0;
+    auto shown = [ms](const std::vector<double>& v) {
+      return ms ? pb::map(v, [](double s) { return s * 1e3; }) : v;
+    };
+    const char* unit = ms ? "ms" : r.unit;
+    table.row(r.workload, "oneTBB", pb::Clock::wall, unit, shown(r.ours), shown(r.tbb));
+    if (!r.omp.empty())
+      table.row(r.workload, "OpenMP tasks", pb::Clock::wall, unit, shown(r.ours), shown(r.omp));
     if (!r.seq.empty()) {
       char speedup[48];
-      std::snprintf(speedup, sizeof speedup, "speedup %.2fx", pb::median(r.seq) / pb::median(r.ours));
-      table.row(r.workload, "sequential", pb::Clock::wall, r.unit, r.ours, r.seq, pb::Kind::time,
-                speedup);
+      std::snprintf(speedup, sizeof speedup, "speedup %.2fx",
+                    pb::median(r.seq) / pb::median(r.ours));
+      table.row(r.workload, "sequential", pb::Clock::wall, unit, shown(r.ours), shown(r.seq),
+                pb::Kind::time, speedup);
     }
   }
   table.note("latency rows: median spawn->run latency of each round's samples (us)");
