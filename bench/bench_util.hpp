@@ -21,8 +21,7 @@ namespace pepita::bench {
 // ---- clocks (seconds) ----
 
 inline double wall_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 inline double clock_s(clockid_t id) {
@@ -206,12 +205,12 @@ class Table {
     for (int i = 0; i < 7; ++i) w[i] = std::max(w[i], f[i]->size());
   }
   static void print_line(std::FILE* out, const std::size_t* w, const Line& l) {
-    std::fprintf(out, "%-*s | %-*s | %-*s | %-*s | %*s | %*s | %*s%s%s\n",
-                 static_cast<int>(w[0]), l.workload.c_str(), static_cast<int>(w[1]),
-                 l.anchor.c_str(), static_cast<int>(w[2]), l.clock.c_str(),
-                 static_cast<int>(w[3]), l.unit.c_str(), static_cast<int>(w[4]), l.ours.c_str(),
-                 static_cast<int>(w[5]), l.theirs.c_str(), static_cast<int>(w[6]),
-                 l.ratio.c_str(), l.extra.empty() ? "" : " | ", l.extra.c_str());
+    std::fprintf(out, "%-*s | %-*s | %-*s | %-*s | %*s | %*s | %*s%s%s\n", static_cast<int>(w[0]),
+                 l.workload.c_str(), static_cast<int>(w[1]), l.anchor.c_str(),
+                 static_cast<int>(w[2]), l.clock.c_str(), static_cast<int>(w[3]), l.unit.c_str(),
+                 static_cast<int>(w[4]), l.ours.c_str(), static_cast<int>(w[5]), l.theirs.c_str(),
+                 static_cast<int>(w[6]), l.ratio.c_str(), l.extra.empty() ? "" : " | ",
+                 l.extra.c_str());
   }
 
   std::string title_;

@@ -173,8 +173,8 @@ int main(int argc, char** argv) {
         reps, [&] { return run_ours(**disk, op, offsets, depth, buffers.get()); },
         [&] { return run_anchor(anchor_fd.get(), op, offsets, buffers.get()); });
     auto iops = [&](double s) { return static_cast<double>(ops) / s; };
-    table.row(op == Op::Read ? "randread 4k" : "randwrite 4k", "pread/pwrite loop",
-              pb::Clock::wall, "IOPS", pb::map(ours, iops), pb::map(anchor, iops), pb::Kind::rate);
+    table.row(op == Op::Read ? "randread 4k" : "randwrite 4k", "pread/pwrite loop", pb::Clock::wall,
+              "IOPS", pb::map(ours, iops), pb::map(anchor, iops), pb::Kind::rate);
   }
   table.print();
   disk->reset();

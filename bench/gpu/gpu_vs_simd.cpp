@@ -1,10 +1,11 @@
 // GPU (Vulkan compute; lavapipe when no GPU) vs pepita's CPU SIMD kernels on the same data in the
 // same process: sgemm (pepita::simd::sgemm on all cores through the scheduler) and saxpy
 // (pepita::simd::axpy). Alternated rounds, wall-clock median [min-max]; ours = GPU, anchor = CPU
-// SIMD; ratio = time ours/anchor. GPU times include submission and the fence wait but not host<->device copies (the
-// data stays resident, as in a pipeline of kernels). On a CPU Vulkan device (lavapipe) the run is
-// cut to sgemm 1024 and saxpy 2^24 (5 rounds each) to stay under a minute; --full forces sgemm
-// 2048 and saxpy 2^26 (capped by the device's storage-buffer range). Usage: bench_gpu_gpu_vs_simd
+// SIMD; ratio = time ours/anchor. GPU times include submission and the fence wait but not
+// host<->device copies (the data stays resident, as in a pipeline of kernels). On a CPU Vulkan
+// device (lavapipe) the run is cut to sgemm 1024 and saxpy 2^24 (5 rounds each) to stay under a
+// minute; --full forces sgemm 2048 and saxpy 2^26 (capped by the device's storage-buffer range).
+// Usage: bench_gpu_gpu_vs_simd
 // [--full]
 
 #include <algorithm>
@@ -37,8 +38,8 @@ std::pair<std::vector<double>, std::vector<double>> race(int rounds,
     ok = fn() && ok;
     return pepita::bench::wall_s() - t0;
   };
-  auto samples = pepita::bench::alternate(rounds, [&] { return timed(gpu); },
-                                          [&] { return timed(cpu); });
+  auto samples = pepita::bench::alternate(
+      rounds, [&] { return timed(gpu); }, [&] { return timed(cpu); });
   if (!ok) return {};
   return samples;
 }
@@ -112,7 +113,8 @@ int main(int argc, char** argv) {
       max_err = std::max(max_err, static_cast<double>(std::fabs(c_gpu[i] - c[i])));
     std::string name = "sgemm " + std::to_string(n);
     row(table, name, t, 2.0 * static_cast<double>(n * n * n), "GFLOP/s");
-    if (max_err > 1e-2) table.note("WARNING: " + name + " max |gpu - cpu| = " + std::to_string(max_err));
+    if (max_err > 1e-2)
+      table.note("WARNING: " + name + " max |gpu - cpu| = " + std::to_string(max_err));
   }
 
   std::size_t n = std::min<std::size_t>(std::size_t{1} << 26, info.max_storage_buffer_range / 4);

@@ -23,9 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/core/mapping.hpp"
 #include "pepita/core/unique_fd.hpp"
-#include "bench_util.hpp"
 #include "pepita/io_uring/prep.hpp"
 
 namespace pio = pepita::io_uring;

@@ -128,8 +128,8 @@ int main(int argc, char** argv) {
                      << "\n[[task]]\nname = \"t\"\ncount = " << n << "\ncommand = \"/bin/true\"\n";
 
   pb::print_load();
-  std::printf("bench/pool: %zu x /bin/true at parallelism %zu for every contestant, %d rounds\n",
-              n, par, rounds);
+  std::printf("bench/pool: %zu x /bin/true at parallelism %zu for every contestant, %d rounds\n", n,
+              par, rounds);
   const std::string xargs =
       "seq " + std::to_string(n) + " | xargs -P " + std::to_string(par) + " -n 1 /bin/true";
   const std::string gnu =
@@ -140,17 +140,18 @@ int main(int argc, char** argv) {
     return [count](double s) { return s > 0 ? static_cast<double>(count) / s : 0.0; };
   };
   std::vector<double> t_pool, t_cli, t_xargs, t_par, t_fn, t_tbb;
-  std::vector<std::function<void()>> procs = {
-      [&] { t_pool.push_back(pool_processes(n, par)); },
-      [&] { t_xargs.push_back(time_shell(xargs)); }};
-  if (have_cli) procs.push_back([&] {
-    fs::remove_all(tmp / "state");  // a fresh journal each round, not a resume
-    t_cli.push_back(time_shell(run_cli));
-  });
+  std::vector<std::function<void()>> procs = {[&] { t_pool.push_back(pool_processes(n, par)); },
+                                              [&] { t_xargs.push_back(time_shell(xargs)); }};
+  if (have_cli)
+    procs.push_back([&] {
+      fs::remove_all(tmp / "state");  // a fresh journal each round, not a resume
+      t_cli.push_back(time_shell(run_cli));
+    });
   if (have_parallel) procs.push_back([&] { t_par.push_back(time_shell(gnu)); });
   pb::rotate_rounds(rounds, procs);
-  pb::rotate_rounds(rounds, {[&] { t_fn.push_back(pool_functions(fn_tasks, static_cast<unsigned>(cpus))); },
-                             [&] { t_tbb.push_back(tbb_functions(fn_tasks, static_cast<unsigned>(cpus))); }});
+  pb::rotate_rounds(
+      rounds, {[&] { t_fn.push_back(pool_functions(fn_tasks, static_cast<unsigned>(cpus))); },
+               [&] { t_tbb.push_back(tbb_functions(fn_tasks, static_cast<unsigned>(cpus))); }});
   fs::remove_all(tmp);
   for (const auto* t : {&t_pool, &t_cli, &t_xargs, &t_par}) {
     if (std::find(t->begin(), t->end(), -1.0) != t->end()) {
@@ -165,8 +166,8 @@ int main(int argc, char** argv) {
   table.row("/bin/true x N, Pool (library)", "xargs -P", W, "tasks/s", pb::map(t_pool, r),
             pb::map(t_xargs, r), pb::Kind::rate);
   if (have_cli)
-    table.row("/bin/true x N, pepita run (journal on)", "xargs -P", W, "tasks/s",
-              pb::map(t_cli, r), pb::map(t_xargs, r), pb::Kind::rate);
+    table.row("/bin/true x N, pepita run (journal on)", "xargs -P", W, "tasks/s", pb::map(t_cli, r),
+              pb::map(t_xargs, r), pb::Kind::rate);
   if (have_parallel) {
     table.row("/bin/true x N, Pool (library)", "GNU parallel", W, "tasks/s", pb::map(t_pool, r),
               pb::map(t_par, r), pb::Kind::rate);
@@ -176,9 +177,11 @@ int main(int argc, char** argv) {
   } else {
     table.note("GNU parallel not installed: its rows are left out");
   }
-  table.row(std::to_string(fn_tasks) + " tiny functions, Pool (cpu backend)", "oneTBB task_group", W, "tasks/s",
-            pb::map(t_fn, rate(fn_tasks)), pb::map(t_tbb, rate(fn_tasks)), pb::Kind::rate);
-  table.note("N = " + std::to_string(n) + " tasks for every contestant; Pool times include "
+  table.row(std::to_string(fn_tasks) + " tiny functions, Pool (cpu backend)", "oneTBB task_group",
+            W, "tasks/s", pb::map(t_fn, rate(fn_tasks)), pb::map(t_tbb, rate(fn_tasks)),
+            pb::Kind::rate);
+  table.note("N = " + std::to_string(n) +
+             " tasks for every contestant; Pool times include "
              "building the pool and making the tasks");
   table.note("Goal on processes: o/a <= 1 vs xargs -P, <= 0.1 vs GNU parallel");
   table.print();

@@ -3,10 +3,10 @@
 // wall time. Every runtime's result is checked against the sequential one. The flat-spawn row
 // spawns from inside a task on both pepita and oneTBB (the same context); the recursive rows
 // start the root on pepita from the calling thread as a task, on oneTBB and OpenMP from the
-// calling thread, which joins their pools as a worker. Workloads follow issue 5: fib with no cutoff (pure
-// spawn cost), nqueens(12) with a task per placement, parallel_for with a tiny body, a parallel
-// reduction, an unbalanced binomial tree (UTS-style), flat tiny-task throughput, and spawn->run
-// latency from an outside thread.
+// calling thread, which joins their pools as a worker. Workloads follow issue 5: fib with no cutoff
+// (pure spawn cost), nqueens(12) with a task per placement, parallel_for with a tiny body, a
+// parallel reduction, an unbalanced binomial tree (UTS-style), flat tiny-task throughput, and
+// spawn->run latency from an outside thread.
 //
 //   bench_scheduler_vs_tbb [--reps N] [--fib N] [--floats N] [--quick] [--only WORD]
 
@@ -374,8 +374,7 @@ int main(int argc, char** argv) {
           on_ours([&] { v = fib_ours(s, fib_n); });
           check("fib ours", want, v);
         },
-        [&] { check("fib tbb", want, fib_tbb(fib_n)); },
-        omp_fn([&] {
+        [&] { check("fib tbb", want, fib_tbb(fib_n)); }, omp_fn([&] {
 #ifdef _OPENMP
           std::uint64_t v = 0;
 #pragma omp parallel
@@ -421,8 +420,7 @@ int main(int argc, char** argv) {
           on_ours([&] { v = uts_ours(s, 1, true); });
           check("uts ours", want, v);
         },
-        [&] { check("uts tbb", want, uts_tbb(1, true)); },
-        omp_fn([&] {
+        [&] { check("uts tbb", want, uts_tbb(1, true)); }, omp_fn([&] {
 #ifdef _OPENMP
           std::uint64_t v = 0;
 #pragma omp parallel
@@ -480,13 +478,12 @@ int main(int argc, char** argv) {
     race(
         r, [&] { check_sum("sequential", chunk(0, floats, 0.0)); },
         [&] {
-          check_sum("ours", ps::parallel_reduce(
-                                s, 0, floats, 0.0,
-                                [&](ps::IndexRange ir, double acc) {
-                                  return chunk(ir.begin, ir.end, acc);
-                                },
-                                std::plus<>{})
-                                .value_or(-1));
+          check_sum("ours",
+                    ps::parallel_reduce(
+                        s, 0, floats, 0.0,
+                        [&](ps::IndexRange ir, double acc) { return chunk(ir.begin, ir.end, acc); },
+                        std::plus<>{})
+                        .value_or(-1));
         },
         [&] {
           check_sum("tbb", tbb::parallel_reduce(

@@ -44,7 +44,6 @@ using namespace pepita::transport;
 using Clock = std::chrono::steady_clock;
 namespace pb = pepita::bench;
 
-double percentile(std::vector<double> v, double p) { return pepita::bench::percentile(std::move(v), p); }
 double us_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
 }
@@ -79,7 +78,7 @@ Latency ours_latency(RemoteDispatcher& d, int n, std::uint64_t& next_id) {
     }
     lat.push_back(us_since(t0));
   }
-  return {percentile(lat, 0.5), percentile(lat, 0.99)};
+  return {pb::percentile(lat, 0.5), pb::percentile(lat, 0.99)};
 }
 
 double ours_throughput(RemoteDispatcher& d, int n, std::uint64_t& next_id) {
@@ -145,7 +144,7 @@ Latency zmq_latency(void* ctx, int n, std::size_t req, std::size_t rep) {
     if (i >= 100) lat.push_back(us_since(t0));  // skip connection warm-up
   }
   zmq_stop(c);
-  return {percentile(lat, 0.5), percentile(lat, 0.99)};
+  return {pb::percentile(lat, 0.5), pb::percentile(lat, 0.99)};
 }
 
 double zmq_throughput(void* ctx, int pairs, int n, std::size_t req, std::size_t rep) {

@@ -125,10 +125,11 @@ int main() {
   };
   pb::print_load();
   char title[200];
-  std::snprintf(title, sizeof title,
-                "ublk queue handling, host replay harness (no kernel ublk here; depth %u, 1 queue): "
-                "ours = descriptor parse + target + commit batch via QueueHandler",
-                kDepth);
+  std::snprintf(
+      title, sizeof title,
+      "ublk queue handling, host replay harness (no kernel ublk here; depth %u, 1 queue): "
+      "ours = descriptor parse + target + commit batch via QueueHandler",
+      kDepth);
   pb::Table table(title);
   std::vector<std::byte> buffers(size_t{kDepth} * kMaxIo);
   fill_compressible(buffers.data(), buffers.size());

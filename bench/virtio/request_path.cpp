@@ -230,8 +230,9 @@ int main() {
     table.row(w.name, "BlockDevice::submit", pb::Clock::wall, "req/s", pb::map(ours, rate),
               pb::map(anchor, rate), pb::Kind::rate);
   }
-  table.note("anchor: the same target and trace submitted directly at the same batch depth, no "
-             "virtqueue");
+  table.note(
+      "anchor: the same target and trace submitted directly at the same batch depth, no "
+      "virtqueue");
   table.print();
   return 0;
 }

@@ -25,7 +25,8 @@ namespace pepita::bench::vmm {
 inline std::string read_all(int fd) {
   std::string result;
   char buf[4096];
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) result.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+    result.append(buf, static_cast<size_t>(n));
   return result;
 }
 

@@ -211,8 +211,7 @@ void start_to_result(pb::Table& table, const char* label, const char* name,
                   [&] { check_output(pb::vmm::fork_exec(native, input_fd), expect, kCold); }),
        timed_runs(spawned, per_round,
                   [&] { check_output(pb::vmm::spawn(native, input_fd), expect, kSpawn); }),
-       timed_runs(served, per_round,
-                  [&] { check_output(server.request(), expect, kServer); })});
+       timed_runs(served, per_round, [&] { check_output(server.request(), expect, kServer); })});
   const std::string l = label;
   latency_row(table, l + ": cold VM (create, run, destroy)", kCold, cold, fork_exec);
   latency_row(table, l + ": new VM from snapshot (CoW)", kSpawn, fresh, spawned);
@@ -249,8 +248,8 @@ void virtio_rows(pb::Table& table, int rounds) {
     return std::string(text);
   };
   constexpr size_t kChunk = 64 << 10;
-  std::vector<double> exit_us, console_mib_s, blk_us;            // ours
-  std::vector<double> pipe_rtt_us, pipe_mib_s, pwrite_us;        // anchors
+  std::vector<double> exit_us, console_mib_s, blk_us;      // ours
+  std::vector<double> pipe_rtt_us, pipe_mib_s, pwrite_us;  // anchors
   pb::vmm::PipePeer echo;
   pb::vmm::PipePeer drain(size_t{kTransmits} * kChunk);
   std::vector<char> chunk(kChunk, 'x');
@@ -258,25 +257,24 @@ void virtio_rows(pb::Table& table, int rounds) {
   if (memfd < 0 || ::ftruncate(memfd, 1 << 20) != 0) die("memfd");
   const double mib = static_cast<double>(kTransmits) * kChunk / (1 << 20);
   pb::rotate_rounds(
-      rounds,
-      {[&] {
-         const double base = run_us("0");
-         exit_us.push_back((run_us(mode('r', kReads)) - base) / kReads);
-         console_mib_s.push_back(mib / ((run_us(mode('c', kTransmits)) - base) / 1e6));
-         blk_us.push_back((run_us(mode('b', kBlkWrites)) - base) / kBlkWrites);
-       },
-       [&] {
-         auto t = Clock::now();
-         echo.ping(kReads);
-         pipe_rtt_us.push_back(us_since(t) / kReads);
-         t = Clock::now();
-         drain.send(chunk.data(), kChunk, size_t{kTransmits} * kChunk);
-         pipe_mib_s.push_back(mib / (us_since(t) / 1e6));
-         t = Clock::now();
-         for (uint32_t i = 0; i < kBlkWrites; ++i)
-           if (::pwrite(memfd, chunk.data(), 4096, (i % 64) * 4096) != 4096) die("pwrite");
-         pwrite_us.push_back(us_since(t) / kBlkWrites);
-       }});
+      rounds, {[&] {
+                 const double base = run_us("0");
+                 exit_us.push_back((run_us(mode('r', kReads)) - base) / kReads);
+                 console_mib_s.push_back(mib / ((run_us(mode('c', kTransmits)) - base) / 1e6));
+                 blk_us.push_back((run_us(mode('b', kBlkWrites)) - base) / kBlkWrites);
+               },
+               [&] {
+                 auto t = Clock::now();
+                 echo.ping(kReads);
+                 pipe_rtt_us.push_back(us_since(t) / kReads);
+                 t = Clock::now();
+                 drain.send(chunk.data(), kChunk, size_t{kTransmits} * kChunk);
+                 pipe_mib_s.push_back(mib / (us_since(t) / 1e6));
+                 t = Clock::now();
+                 for (uint32_t i = 0; i < kBlkWrites; ++i)
+                   if (::pwrite(memfd, chunk.data(), 4096, (i % 64) * 4096) != 4096) die("pwrite");
+                 pwrite_us.push_back(us_since(t) / kBlkWrites);
+               }});
   ::close(memfd);
   const auto W = pb::Clock::wall;
   table.row("virtio-mmio register read, per VM exit", "pipe round trip", W, "us", exit_us,
@@ -370,17 +368,17 @@ int main(int argc, char** argv) {
     constexpr uint32_t kCalls = 2000;
     std::vector<double> one, batched, pipe_rt;
     pb::vmm::PipePeer echo;
-    pb::rotate_rounds(pb::rounds(7), {[&] {
-                                        const double base = run_calls(0, 1);
-                                        one.push_back((run_calls(kCalls, 1) - base) / kCalls);
-                                        batched.push_back((run_calls(kCalls, 64) - base) /
-                                                          (kCalls * 64.0));
-                                      },
-                                      [&] {
-                                        const auto t = Clock::now();
-                                        echo.ping(kCalls);
-                                        pipe_rt.push_back(us_since(t) / kCalls);
-                                      }});
+    pb::rotate_rounds(pb::rounds(7),
+                      {[&] {
+                         const double base = run_calls(0, 1);
+                         one.push_back((run_calls(kCalls, 1) - base) / kCalls);
+                         batched.push_back((run_calls(kCalls, 64) - base) / (kCalls * 64.0));
+                       },
+                       [&] {
+                         const auto t = Clock::now();
+                         echo.ping(kCalls);
+                         pipe_rt.push_back(us_since(t) / kCalls);
+                       }});
     table.row("host call, 1 per VM exit", "pipe round trip", pb::Clock::wall, "us", one, pipe_rt);
     table.row("host call, 64 per VM exit, per call", "pipe round trip", pb::Clock::wall, "us",
               batched, pipe_rt);
@@ -389,14 +387,18 @@ int main(int argc, char** argv) {
   // --- virtio-mmio devices: per-exit cost and throughput. ---
   virtio_rows(table, rounds);
 
-  table.note(std::to_string(runs) + " runs per latency contestant, split over the rounds; each "
+  table.note(std::to_string(runs) +
+             " runs per latency contestant, split over the rounds; each "
              "latency figure is a round's median");
-  table.note("fork server: forked before any VM exists; per task it forks a child that computes "
-             "what the guest computes and exits");
-  table.note("fork+execve forks this process, whose page tables hold the VMs' mappings; "
-             "posix_spawn (CLONE_VM|CLONE_VFORK) copies none");
-  table.note("VM-exit rows subtract a setup-only run of the same round; pipe rows: 1-byte round "
-             "trips, 64 KiB writes drained by another process");
+  table.note(
+      "fork server: forked before any VM exists; per task it forks a child that computes "
+      "what the guest computes and exits");
+  table.note(
+      "fork+execve forks this process, whose page tables hold the VMs' mappings; "
+      "posix_spawn (CLONE_VM|CLONE_VFORK) copies none");
+  table.note(
+      "VM-exit rows subtract a setup-only run of the same round; pipe rows: 1-byte round "
+      "trips, 64 KiB writes drained by another process");
   table.print();
   ::close(input_fd);
   ::close(dev_null);

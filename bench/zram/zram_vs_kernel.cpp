@@ -5,12 +5,12 @@
 //
 // The kernel side pays pwrite/pread, the block layer and zram's bookkeeping, ours an in-process
 // call. So the anchor is the kernel's figure minus a baseline measured in the same rounds on the
-// same I/O path with no compression (its median subtracted from each kernel round): the same /dev/zram0, same threads and requests, written with
-// zero pages, which zram stores as same-filled without compressing (brd and null_blk are not
-// built for this kernel). This also subtracts zram's per-page slot bookkeeping, which ours still
-// pays: the subtraction errs toward the kernel. The raw kernel figure is printed alongside. The
-// zeros data set is the baseline itself, so it has no anchor figure (ours and the raw kernel's
-// are printed).
+// same I/O path with no compression (its median subtracted from each kernel round): the same
+// /dev/zram0, same threads and requests, written with zero pages, which zram stores as same-filled
+// without compressing (brd and null_blk are not built for this kernel). This also subtracts zram's
+// per-page slot bookkeeping, which ours still pays: the subtraction errs toward the kernel. The raw
+// kernel figure is printed alongside. The zeros data set is the baseline itself, so it has no
+// anchor figure (ours and the raw kernel's are printed).
 //
 //   sudo bench_zram_zram_vs_kernel [--mib 64] [--reps 5] [--threads 2] [--data zeros,text,...]
 
@@ -379,8 +379,8 @@ int main(int argc, char** argv) {
           ++failures;
         }
       };
-      std::vector<std::function<void()>> contestants = {
-          [&] { kernel_round(data, kernel); }, [&] { ours_round(Algorithm::Lz4, lz4); }};
+      std::vector<std::function<void()>> contestants = {[&] { kernel_round(data, kernel); },
+                                                        [&] { ours_round(Algorithm::Lz4, lz4); }};
       if (!raw) contestants.push_back([&] { kernel_round(zeros, base); });
       if (threads == 1) contestants.push_back([&] { ours_round(Algorithm::Zstd, zstd); });
       pb::rotate_rounds(reps, contestants);
@@ -403,7 +403,8 @@ int main(int argc, char** argv) {
           std::string e;
           if (!kernel.samples.empty()) {
             char buf[160];
-            std::snprintf(buf, sizeof buf, "raw kernel %.0f MB/s", pb::median(mb_per_s(kernel.get(clock, read), bytes)));
+            std::snprintf(buf, sizeof buf, "raw kernel %.0f MB/s",
+                          pb::median(mb_per_s(kernel.get(clock, read), bytes)));
             e = buf;
             if (!raw) {
               std::snprintf(buf, sizeof buf, ", I/O path alone %.0f MB/s",
@@ -434,14 +435,16 @@ int main(int argc, char** argv) {
     }
   }
   for (pb::Table* t : {&cpu_table, &wall_table}) {
-    t->note(std::string("anchor: Linux zram (lz4) on /dev/zram0 via O_DIRECT pwrite/pread, same "
-                        "data, same process, minus the median of the same I/O path with zero "
-                        "pages (no compression) measured in the same rounds; zeros: that path "
-                        "itself, so no anchor (raw kernel alongside)"));
+    t->note(
+        std::string("anchor: Linux zram (lz4) on /dev/zram0 via O_DIRECT pwrite/pread, same "
+                    "data, same process, minus the median of the same I/O path with zero "
+                    "pages (no compression) measured in the same rounds; zeros: that path "
+                    "itself, so no anchor (raw kernel alongside)"));
     t->note("ratio = compression ratio, orig_data_size / mem_used_total (ours vs kernel)");
     if (!skip.empty()) t->note("anchor skipped: " + skip);
     if (dropped != 0)
-      t->note(std::to_string(dropped) + " kernel rounds (both tables) came out no slower than the "
+      t->note(std::to_string(dropped) +
+              " kernel rounds (both tables) came out no slower than the "
               "I/O path alone and were dropped: the machine is too noisy for those rows");
     t->print();
   }
