@@ -180,11 +180,13 @@ class Table {
 
   void print(std::FILE* out = stdout) const {
     std::fprintf(out, "\n%s\n", title_.c_str());
-    std::fprintf(out,
-                 "(%zu rounds, ours and anchor alternated AB BA ...; median [min-max] over rounds; "
-                 "clock: wall = elapsed, cpu-thr / cpu-proc = CPU time of the thread / process; "
-                 "o/a = time ours/anchor, < 1: ours faster)\n",
-                 rounds_);
+    std::fprintf(
+        out,
+        "(%zu rounds, the contestants' order rotating each round: AB BA ...; median [min-max] "
+        "over rounds; "
+        "clock: wall = elapsed, cpu-thr / cpu-proc = CPU time of the thread / process; "
+        "o/a = time ours/anchor, < 1: ours faster)\n",
+        rounds_);
     const Line head{"workload", "anchor", "clock", "unit", "ours", "anchor", "o/a", ""};
     std::size_t w[7] = {};
     widen(w, head);
