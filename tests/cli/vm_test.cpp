@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
 
@@ -31,7 +32,17 @@ TEST(CliVm, HelloGuestPrintsAndExitsZero) {
   if (!kvm_usable()) GTEST_SKIP() << "/dev/kvm not accessible: micro-VMs cannot run here";
   CliRun run = run_pepita("vm run " + guest("hello") + " --mem 4M --timeout 5s");
   EXPECT_EQ(run.exit_code, 0) << run.output;
-  EXPECT_FALSE(run.output.empty());
+  // Exactly the guest's line (guest/examples/hello.cpp), nothing from the VMM around it.
+  EXPECT_EQ(run.output, "hello from a pepita micro-VM\n");
+
+  CliRun json = run_pepita("vm run " + guest("hello") + " --mem 4M --timeout 5s --json");
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const auto j = nlohmann::json::parse(json.output, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << json.output;
+  EXPECT_EQ(j["kind"], "exited") << json.output;
+  EXPECT_EQ(j["exit_code"], 0) << json.output;
+  EXPECT_EQ(j["output"], "hello from a pepita micro-VM\n") << json.output;
+  EXPECT_GE(j["exits"].get<std::uint64_t>(), 1u) << json.output;
 }
 
 TEST(CliVm, EscapeAttemptIsAReportedGuestFault) {
