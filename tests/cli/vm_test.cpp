@@ -51,7 +51,10 @@ TEST(CliVm, EscapeAttemptIsAReportedGuestFault) {
   CliRun run = run_pepita("vm run " + guest("escape") + " --mem 4M --timeout 5s --input " + input);
   std::filesystem::remove(input);
   EXPECT_EQ(run.exit_code, 125) << run.output;  // guest fault
-  EXPECT_NE(run.output.find("fault"), std::string::npos) << run.output;
+  // A page fault at exactly the address the guest read: 1 TiB.
+  EXPECT_NE(run.output.find("pepita vm run: guest fault: #PF page fault"), std::string::npos)
+      << run.output;
+  EXPECT_NE(run.output.find(" cr2=0x10000000000 "), std::string::npos) << run.output;
 }
 
 TEST(CliVm, VirtioConsoleAndBlockDevicesFromTheCommandLine) {
@@ -93,8 +96,10 @@ TEST(CliVm, BadMemoryValueIsAUsageError) {
 
 TEST(CliVm, MissingGuestFileFailsClearly) {
   CliRun run = run_pepita("vm run /nonexistent/guest.elf");
-  EXPECT_NE(run.exit_code, 0);
-  EXPECT_NE(run.output.find("/nonexistent/guest.elf"), std::string::npos) << run.output;
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("open guest image /nonexistent/guest.elf: No such file"),
+            std::string::npos)
+      << run.output;
 }
 
 TEST(CliVm, NonElfGuestIsRejected) {
@@ -102,8 +107,8 @@ TEST(CliVm, NonElfGuestIsRejected) {
   const std::string bogus = input_file("this is not an ELF file");
   CliRun run = run_pepita("vm run " + bogus);
   std::filesystem::remove(bogus);
-  EXPECT_NE(run.exit_code, 0);
-  EXPECT_NE(run.exit_code, 125);
+  EXPECT_EQ(run.exit_code, 1) << run.output;  // refused before any VM runs: not a guest fault
+  EXPECT_NE(run.output.find(bogus + ": guest ELF image:"), std::string::npos) << run.output;
 }
 
 }  // namespace
