@@ -51,14 +51,20 @@ inline int unix_listen(const std::string& path) {
       ::close(fd);
       return -EEXIST;
     }
+    // A non-blocking probe: a live server accepts it or has a full backlog (EAGAIN); only a
+    // dead one refuses it. The live server sees the probe as a frontend that hung up at once.
+    const int probe = ret(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (probe < 0) {
+      ::close(fd);
+      return probe;
+    }
     // SAFETY: sockaddr_un is the sockaddr variant connect expects for AF_UNIX.
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const int connected = ret(::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
+    ::close(probe);
+    if (connected == 0 || connected == -EAGAIN) {
       ::close(fd);
       return -EADDRINUSE;
     }
-    ::close(fd);  // a failed connect leaves the socket unusable for bind
-    fd = ret(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (fd < 0) return fd;
     ::unlink(path.c_str());
   }
   // SAFETY: sockaddr_un is the sockaddr variant bind expects for AF_UNIX.
