@@ -3,14 +3,17 @@ SHELL := /bin/bash
 JOBS ?= $(shell nproc)
 BUILD ?= build
 CMAKE_FLAGS ?=
-GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
+GENERATOR = $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
 .PHONY: all deps configure build test demo bench coverage fuzz format format-fix tidy install clean
 
 all: build
 
+# scripts/install-deps with $(1) as its argument, through sudo when not root.
+install_deps = if [ "$$(id -u)" = 0 ]; then scripts/install-deps $(1); else scripts/install-deps $(1) || sudo scripts/install-deps $(1); fi
+
 deps:
-	@if [ "$$(id -u)" = 0 ]; then scripts/install-deps; else scripts/install-deps || sudo scripts/install-deps; fi
+	@$(call install_deps,)
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) $(GENERATOR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPEPITA_WERROR=ON $(CMAKE_FLAGS)
@@ -23,8 +26,14 @@ build: deps configure
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
-demo: build
-	$(BUILD)/tools/pepita/pepita run examples/wordcount/job.toml
+# The demo builds only the CLI and the example's worker (Release, no tests or benchmarks) in its own
+# build directory, after installing only the packages that needs.
+demo:
+	@$(call install_deps,--demo)
+	cmake -S . -B build-demo $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DPEPITA_BUILD_TESTS=OFF \
+	  -DPEPITA_BUILD_BENCH=OFF
+	cmake --build build-demo -j $(JOBS) --target pepita_cli
+	build-demo/tools/pepita/pepita run examples/wordcount/job.toml
 
 bench: deps
 	cmake -S . -B build-bench $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DPEPITA_BUILD_TESTS=OFF

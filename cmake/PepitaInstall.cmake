@@ -11,6 +11,12 @@ if(TARGET pepita_cli)
 endif()
 install(EXPORT pepitaTargets NAMESPACE pepita:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pepita)
 
+# pepitaConfig.cmake finds Vulkan only when the gpu module (which links it) was built.
+if(TARGET pepita_gpu)
+  set(PEPITA_EXPORTS_GPU TRUE)
+else()
+  set(PEPITA_EXPORTS_GPU FALSE)
+endif()
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/pepitaConfig.cmake.in
   ${PROJECT_BINARY_DIR}/pepitaConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pepita)
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/pepitaConfigVersion.cmake

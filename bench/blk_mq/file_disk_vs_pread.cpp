@@ -1,6 +1,7 @@
 // FileDisk (io_uring engine, requests kept in flight per queue) against the plain synchronous
 // anchor every storage user starts with: a loop of pread(2)/pwrite(2) with O_DIRECT, one request
-// at a time, on the same file and the same random 4 KiB offsets. Medians of several repetitions.
+// at a time, on the same file and the same random 4 KiB offsets. Alternated rounds; IOPS on the
+// wall clock (device-bound; ours also has a reaper thread), median [min-max] over rounds.
 //
 //   bench_blk_mq_file_disk_vs_pread [--mib 256] [--ops 20000] [--depth 32] [--reps 5] [--dir D]
 
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/blk_mq/file_disk.hpp"
 #include "pepita/core/unique_fd.hpp"
 
@@ -24,6 +26,7 @@ namespace {
 
 using namespace pepita::blk_mq;
 using Clock = std::chrono::steady_clock;
+namespace pb = pepita::bench;
 constexpr size_t kBlock = 4096;
 
 struct FreeBytes {
@@ -35,11 +38,6 @@ Buffer aligned(size_t bytes) {
   if (!buffer) std::abort();
   std::memset(buffer.get(), 0x5a, bytes);
   return buffer;
-}
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
 }
 
 // One completion per tag; the driver refills a slot as soon as its request completes.
@@ -111,7 +109,7 @@ double run_anchor(int fd, Op op, const std::vector<uint64_t>& offsets, std::byte
 int main(int argc, char** argv) {
   size_t mib = 256, ops = 20000;
   uint32_t depth = 32;
-  int reps = 5;
+  int reps = pb::rounds(5);
   std::string dir = "/var/tmp";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string arg = argv[i];
@@ -163,22 +161,22 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> offsets(ops);
   for (auto& offset : offsets) offset = (rng() % (bytes / kBlock)) * kBlock;
 
-  std::printf("FileDisk (io_uring, depth %u, O_DIRECT) vs pread/pwrite loop (O_DIRECT, depth 1)\n",
-              depth);
-  std::printf("%zu random 4 KiB ops on a %zu MiB file in %s, %d reps, medians\n\n", ops, mib,
-              dir.c_str(), reps);
-  std::printf("%-18s | %12s %12s | %14s\n", "workload", "ours IOPS", "anchor IOPS",
-              "ours/anchor t");
+  pb::print_load();
+  char title[160];
+  std::snprintf(title, sizeof title,
+                "FileDisk (io_uring, depth %u, O_DIRECT) vs pread/pwrite loop (O_DIRECT, depth 1): "
+                "%zu random 4 KiB ops on a %zu MiB file in %s",
+                depth, ops, mib, dir.c_str());
+  pb::Table table(title);
   for (Op op : {Op::Read, Op::Write}) {
-    std::vector<double> ours, anchor;
-    for (int r = 0; r < reps; ++r) {
-      ours.push_back(run_ours(**disk, op, offsets, depth, buffers.get()));
-      anchor.push_back(run_anchor(anchor_fd.get(), op, offsets, buffers.get()));
-    }
-    const double o = median(ours), a = median(anchor);
-    std::printf("%-18s | %12.0f %12.0f | %14.2f\n", op == Op::Read ? "randread 4k" : "randwrite 4k",
-                static_cast<double>(ops) / o, static_cast<double>(ops) / a, o / a);
+    auto [ours, anchor] = pb::alternate(
+        reps, [&] { return run_ours(**disk, op, offsets, depth, buffers.get()); },
+        [&] { return run_anchor(anchor_fd.get(), op, offsets, buffers.get()); });
+    auto iops = [&](double s) { return static_cast<double>(ops) / s; };
+    table.row(op == Op::Read ? "randread 4k" : "randwrite 4k", "pread/pwrite loop", pb::Clock::wall,
+              "IOPS", pb::map(ours, iops), pb::map(anchor, iops), pb::Kind::rate);
   }
+  table.print();
   disk->reset();
   std::filesystem::remove(path);
   return 0;

@@ -1,10 +1,11 @@
 // GPU (Vulkan compute; lavapipe when no GPU) vs pepita's CPU SIMD kernels on the same data in the
 // same process: sgemm (pepita::simd::sgemm on all cores through the scheduler) and saxpy
-// (pepita::simd::axpy). Wall-clock medians; ours = GPU, anchor = CPU SIMD; ratio = time
-// ours/anchor. GPU times include submission and the fence wait but not host<->device copies (the
-// data stays resident, as in a pipeline of kernels). On a CPU Vulkan device (lavapipe) the run is
-// cut to sgemm 1024 and saxpy 2^24 with 3 repetitions to stay under a minute; --full forces sgemm
-// 2048 and saxpy 2^26 (capped by the device's storage-buffer range). Usage: bench_gpu_gpu_vs_simd
+// (pepita::simd::axpy). Alternated rounds, wall-clock median [min-max]; ours = GPU, anchor = CPU
+// SIMD; ratio = time ours/anchor. GPU times include submission and the fence wait but not
+// host<->device copies (the data stays resident, as in a pipeline of kernels). On a CPU Vulkan
+// device (lavapipe) the run is cut to sgemm 1024 and saxpy 2^24 (5 rounds each) to stay under a
+// minute; --full forces sgemm 2048 and saxpy 2^26 (capped by the device's storage-buffer range).
+// Usage: bench_gpu_gpu_vs_simd
 // [--full]
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/gpu/buffer.hpp"
 #include "pepita/gpu/builtins.hpp"
 #include "pepita/gpu/device.hpp"
@@ -26,15 +28,20 @@
 
 namespace {
 
-double median_s(int reps, const std::function<bool()>& fn) {
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    if (!fn()) return -1;
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+// Alternated rounds of `gpu` and `cpu`; each sample is seconds per call. Empty when a call fails.
+std::pair<std::vector<double>, std::vector<double>> race(int rounds,
+                                                         const std::function<bool()>& gpu,
+                                                         const std::function<bool()>& cpu) {
+  bool ok = true;
+  auto timed = [&](const std::function<bool()>& fn) {
+    const double t0 = pepita::bench::wall_s();
+    ok = fn() && ok;
+    return pepita::bench::wall_s() - t0;
+  };
+  auto samples = pepita::bench::alternate(
+      rounds, [&] { return timed(gpu); }, [&] { return timed(cpu); });
+  if (!ok) return {};
+  return samples;
 }
 
 std::vector<float> random_floats(std::size_t n, unsigned seed) {
@@ -45,9 +52,17 @@ std::vector<float> random_floats(std::size_t n, unsigned seed) {
   return v;
 }
 
-void row(const char* workload, double gpu_s, double cpu_s, double work, const char* unit) {
-  std::printf("%-22s %10.2f %10.2f %8s %10.2f %10.2f %8.2f\n", workload, gpu_s * 1e3,
-              work / gpu_s / 1e9, unit, cpu_s * 1e3, work / cpu_s / 1e9, gpu_s / cpu_s);
+// Rows in ms, with the rate (GFLOP/s or GB/s) of the medians alongside.
+void row(pepita::bench::Table& table, const std::string& workload,
+         const std::pair<std::vector<double>, std::vector<double>>& t, double work,
+         const char* unit) {
+  namespace pb = pepita::bench;
+  char extra[96];
+  std::snprintf(extra, sizeof extra, "%s %.2f vs %.2f", unit, work / pb::median(t.first) / 1e9,
+                work / pb::median(t.second) / 1e9);
+  auto ms = [](double s) { return s * 1e3; };
+  table.row(workload, "pepita::simd (CPU)", pb::Clock::wall, "ms", pb::map(t.first, ms),
+            pb::map(t.second, ms), pb::Kind::time, extra);
 }
 
 }  // namespace
@@ -70,11 +85,11 @@ int main(int argc, char** argv) {
   std::printf("device: %s (%s); CPU anchor: pepita::simd on %u scheduler workers\n",
               info.name.c_str(), std::string(gpu::to_string(info.type)).c_str(),
               (*sched)->worker_count());
-  std::printf("%-22s %10s %10s %8s %10s %10s %8s\n", "workload", "gpu ms", "gpu rate", "unit",
-              "cpu ms", "cpu rate", "gpu/cpu");
+  pepita::bench::print_load();
+  pepita::bench::Table table("GPU (ours) vs CPU SIMD (anchor), ms per call");
 
   bool quick = !full && info.type == gpu::DeviceType::Cpu;
-  int reps_small = quick ? 3 : 5;
+  const int rounds = pepita::bench::rounds(5);
   std::vector<std::size_t> sizes = {1024};
   if (!quick) sizes.push_back(2048);
   for (std::size_t n : sizes) {
@@ -83,7 +98,6 @@ int main(int argc, char** argv) {
     auto ga = gpu::Buffer::from<float>(*dev, a), gb = gpu::Buffer::from<float>(*dev, b);
     auto gc = gpu::Buffer::create(*dev, n * n * sizeof(float));
     if (!ga || !gb || !gc) return 1;
-    int reps = n <= 1024 ? reps_small : 3;
     auto gpu_run = [&] { return lib->sgemm(n, n, n, 1.0f, *ga, *gb, 0.0f, *gc).has_value(); };
     auto cpu_run = [&] {
       return simd::sgemm(simd::Transpose::no, simd::Transpose::no, n, n, n, 1.0f, a.data(), n,
@@ -91,15 +105,16 @@ int main(int argc, char** argv) {
           .has_value();
     };
     gpu_run(), cpu_run();  // warm-up: pipeline compile, packing buffers
-    double tg = median_s(reps, gpu_run), tc = median_s(reps, cpu_run);
-    if (tg < 0 || tc < 0) return 1;
+    const auto t = race(rounds, gpu_run, cpu_run);
+    if (t.first.empty()) return 1;
     if (!gc->download(std::span<float>(c_gpu))) return 1;
     double max_err = 0;
     for (std::size_t i = 0; i < n * n; ++i)
       max_err = std::max(max_err, static_cast<double>(std::fabs(c_gpu[i] - c[i])));
     std::string name = "sgemm " + std::to_string(n);
-    row(name.c_str(), tg, tc, 2.0 * n * n * n, "GFLOP/s");
-    if (max_err > 1e-2) std::printf("  WARNING: max |gpu - cpu| = %g\n", max_err);
+    row(table, name, t, 2.0 * static_cast<double>(n * n * n), "GFLOP/s");
+    if (max_err > 1e-2)
+      table.note("WARNING: " + name + " max |gpu - cpu| = " + std::to_string(max_err));
   }
 
   std::size_t n = std::min<std::size_t>(std::size_t{1} << 26, info.max_storage_buffer_range / 4);
@@ -112,10 +127,12 @@ int main(int argc, char** argv) {
     return simd::axpy(0.5f, std::span<const float>(x), std::span<float>(y)).has_value();
   };
   gpu_run(), cpu_run();
-  double tg = median_s(reps_small, gpu_run), tc = median_s(reps_small, cpu_run);
-  if (tg < 0 || tc < 0) return 1;
+  const auto t = race(rounds, gpu_run, cpu_run);
+  if (t.first.empty()) return 1;
   std::string name = "saxpy 2^" + std::to_string(static_cast<int>(std::log2(n)));
-  row(name.c_str(), tg, tc, 12.0 * static_cast<double>(n), "GB/s");
-  std::printf("(saxpy moves 12 bytes/element: read x, read y, write y; CPU axpy single-thread)\n");
+  row(table, name, t, 12.0 * static_cast<double>(n), "GB/s");
+  table.note("saxpy moves 12 bytes/element: read x, read y, write y; CPU axpy single-thread");
+  table.note("GPU times include submission and the fence wait, not host<->device copies");
+  table.print();
   return 0;
 }

@@ -1,13 +1,16 @@
 // bench/pool: process and function task throughput.
 //  1. N `/bin/true` process tasks through pepita's Pool, through the `pepita run` CLI (job file
-//     with `count = N`, journal on), through `xargs -P` and through GNU `parallel`, all at the
-//     same parallelism P (default: online CPUs). GNU parallel runs fewer tasks (it manages
-//     ~50-300 tasks/s) and is compared by rate.
-//  2. 10^6 tiny function tasks through the Pool (Cpu backend on the work-stealing scheduler),
-//     with oneTBB's task_group running the same closures as the anchor.
-// Prints one table: workload, ours, anchor, ratio ours/anchor (time per task), medians of REPS.
-// Usage: bench_pool_throughput [N=4000] [REPS=3] [FUNCTION_TASKS=1000000]; N=10000 is the
-// issue's workload (about 3 minutes on a busy 2-core box, so not the default).
+//     with `count = N`, journal on), through `xargs -P` and through GNU `parallel`, all N tasks
+//     each at the same parallelism P (default: online CPUs). The Pool's time starts before the
+//     pool is built (builder, process slots, scheduler) and the tasks are made; the CLI's
+//     includes its whole process, as the anchors' include seq and their own start-up.
+//  2. 10^6 tiny function tasks through the Pool (Cpu backend on the work-stealing scheduler,
+//     pool building and task making timed), with oneTBB's task_group in a fresh task_arena
+//     running the same closures as the anchor.
+// The contestants of each part run in alternated rounds (rotating order). One table: tasks/s on
+// the wall clock, median [min-max] over rounds; o/a = time per task ours/anchor.
+// Usage: bench_pool_throughput [N=2000] [ROUNDS=5] [FUNCTION_TASKS=1000000]; N=10000 is the
+// issue's workload (GNU parallel alone then takes about a minute per round on a busy 2-core box).
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 #include <sys/wait.h>
@@ -20,9 +23,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/pool/pool.hpp"
 
 namespace {
@@ -31,11 +36,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using pepita::pool::Pool;
 using pepita::pool::Task;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+namespace pb = pepita::bench;
 
 double since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -50,6 +51,7 @@ double time_shell(const std::string& cmd) {
 }
 
 double pool_processes(std::size_t n, std::size_t parallel) {
+  const auto t0 = Clock::now();  // building the pool is part of the cost
   auto pool = Pool::builder().process_slots(parallel).cpu_workers(1).retain_results(false).build();
   if (!pool) {
     std::fprintf(stderr, "pool: %s\n", pool.error().message().c_str());
@@ -58,7 +60,6 @@ double pool_processes(std::size_t n, std::size_t parallel) {
   std::vector<Task> tasks;
   tasks.reserve(n);
   for (std::size_t i = 0; i < n; ++i) tasks.push_back(Task::binary("/bin/true").build().value());
-  const auto t0 = Clock::now();
   if (!pool->submit_all(std::move(tasks))) std::exit(1);
   pool->wait_idle();
   const double s = since(t0);
@@ -71,6 +72,7 @@ double pool_processes(std::size_t n, std::size_t parallel) {
 }
 
 double pool_functions(std::size_t n, unsigned workers) {
+  const auto t0 = Clock::now();  // building the pool and making the tasks are part of the cost
   auto pool = Pool::builder().cpu_workers(workers).process_slots(1).retain_results(false).build();
   if (!pool) std::exit(1);
   std::atomic<std::uint64_t> sum{0};
@@ -80,7 +82,6 @@ double pool_functions(std::size_t n, unsigned workers) {
     tasks.push_back(
         Task::function([&sum, i] { sum.fetch_add(i, std::memory_order_relaxed); }).build().value());
   }
-  const auto t0 = Clock::now();
   for (auto& t : tasks) {
     if (!pool->submit(std::move(t))) std::exit(1);
   }
@@ -92,8 +93,8 @@ double pool_functions(std::size_t n, unsigned workers) {
 
 double tbb_functions(std::size_t n, unsigned workers) {
   std::atomic<std::uint64_t> sum{0};
+  const auto t0 = Clock::now();  // as for ours: the arena (its threads start on first use)
   tbb::task_arena arena(static_cast<int>(workers));
-  const auto t0 = Clock::now();
   arena.execute([&] {
     tbb::task_group g;
     for (std::size_t i = 0; i < n; ++i) {
@@ -106,21 +107,14 @@ double tbb_functions(std::size_t n, unsigned workers) {
   return s;
 }
 
-void row(const char* workload, double ours_rate, double anchor_rate, const char* anchor) {
-  // Ratio of time per task, ours/anchor: below 1 means pepita is faster.
-  std::printf("%-44s %12.0f/s %12.0f/s  %-16s %6.2f\n", workload, ours_rate, anchor_rate, anchor,
-              anchor_rate / ours_rate);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 4000;
-  const int reps = argc > 2 ? std::atoi(argv[2]) : 3;
+  const std::size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 2000;
+  const int rounds = argc > 2 ? std::max(1, std::atoi(argv[2])) : pb::rounds(5);
   const std::size_t fn_tasks = argc > 3 ? std::strtoull(argv[3], nullptr, 10) : 1000000;
   const auto cpus = static_cast<std::size_t>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
   const std::size_t par = cpus;
-  const std::size_t parallel_n = std::max<std::size_t>(n / 40, 50);
 
   const fs::path exe = fs::read_symlink("/proc/self/exe");
   const fs::path cli = exe.parent_path().parent_path() / "tools" / "pepita" / "pepita";
@@ -133,44 +127,63 @@ int main(int argc, char** argv) {
   std::ofstream(job) << "[pool]\nprocess_slots = " << par
                      << "\n[[task]]\nname = \"t\"\ncount = " << n << "\ncommand = \"/bin/true\"\n";
 
-  std::printf(
-      "bench/pool: %zu x /bin/true at parallelism %zu, %d reps (medians); GNU parallel "
-      "runs %zu tasks\n",
-      n, par, reps, parallel_n);
-  std::vector<double> t_pool, t_cli, t_xargs, t_par, t_fn, t_tbb;
+  pb::print_load();
+  std::printf("bench/pool: %zu x /bin/true at parallelism %zu for every contestant, %d rounds\n", n,
+              par, rounds);
   const std::string xargs =
       "seq " + std::to_string(n) + " | xargs -P " + std::to_string(par) + " -n 1 /bin/true";
   const std::string gnu =
-      "seq " + std::to_string(parallel_n) + " | parallel -j " + std::to_string(par) + " /bin/true";
+      "seq " + std::to_string(n) + " | parallel -j " + std::to_string(par) + " /bin/true";
   const std::string run_cli = cli.string() + " run --quiet --state-dir " +
                               (tmp / "state").string() + " " + job.string() + " > /dev/null";
-  for (int r = 0; r < reps; ++r) {  // interleaved, so machine noise hits every contestant alike
-    t_pool.push_back(pool_processes(n, par));
-    if (have_cli) t_cli.push_back(time_shell(run_cli));
-    t_xargs.push_back(time_shell(xargs));
-    if (have_parallel) t_par.push_back(time_shell(gnu));
-    t_fn.push_back(pool_functions(fn_tasks, static_cast<unsigned>(cpus)));
-    t_tbb.push_back(tbb_functions(fn_tasks, static_cast<unsigned>(cpus)));
-  }
-  fs::remove_all(tmp);
-
-  const double dn = static_cast<double>(n);
-  const double pool_rate = dn / median(t_pool);
-  const double xargs_rate = dn / median(t_xargs);
-  std::printf("\n%-44s %14s %14s  %-16s %6s\n", "workload", "ours", "anchor", "anchor is", "ratio");
-  row("/bin/true x N, Pool (library)", pool_rate, xargs_rate, "xargs -P");
+  auto rate = [](std::size_t count) {
+    return [count](double s) { return s > 0 ? static_cast<double>(count) / s : 0.0; };
+  };
+  std::vector<double> t_pool, t_cli, t_xargs, t_par, t_fn, t_tbb;
+  std::vector<std::function<void()>> procs = {[&] { t_pool.push_back(pool_processes(n, par)); },
+                                              [&] { t_xargs.push_back(time_shell(xargs)); }};
   if (have_cli)
-    row("/bin/true x N, pepita run (journal on)", dn / median(t_cli), xargs_rate, "xargs -P");
-  if (have_parallel) {
-    const double par_rate = static_cast<double>(parallel_n) / median(t_par);
-    row("/bin/true x N, Pool (library)", pool_rate, par_rate, "GNU parallel");
-    if (have_cli)
-      row("/bin/true x N, pepita run (journal on)", dn / median(t_cli), par_rate, "GNU parallel");
+    procs.push_back([&] {
+      fs::remove_all(tmp / "state");  // a fresh journal each round, not a resume
+      t_cli.push_back(time_shell(run_cli));
+    });
+  if (have_parallel) procs.push_back([&] { t_par.push_back(time_shell(gnu)); });
+  pb::rotate_rounds(rounds, procs);
+  pb::rotate_rounds(
+      rounds, {[&] { t_fn.push_back(pool_functions(fn_tasks, static_cast<unsigned>(cpus))); },
+               [&] { t_tbb.push_back(tbb_functions(fn_tasks, static_cast<unsigned>(cpus))); }});
+  fs::remove_all(tmp);
+  for (const auto* t : {&t_pool, &t_cli, &t_xargs, &t_par}) {
+    if (std::find(t->begin(), t->end(), -1.0) != t->end()) {
+      std::fprintf(stderr, "bench/pool: a contestant's command failed\n");
+      return 1;
+    }
   }
-  row("10^6 tiny functions, Pool (cpu backend)", static_cast<double>(fn_tasks) / median(t_fn),
-      static_cast<double>(fn_tasks) / median(t_tbb), "oneTBB task_group");
-  std::printf(
-      "\nratio = time per task ours/anchor (< 1: pepita faster). Goal on processes: <= 1 vs "
-      "xargs -P, <= 0.1 vs GNU parallel.\n");
+
+  pb::Table table("process and function task throughput, tasks/s");
+  const auto r = rate(n);
+  const auto W = pb::Clock::wall;
+  table.row("/bin/true x N, Pool (library)", "xargs -P", W, "tasks/s", pb::map(t_pool, r),
+            pb::map(t_xargs, r), pb::Kind::rate);
+  if (have_cli)
+    table.row("/bin/true x N, pepita run (journal on)", "xargs -P", W, "tasks/s", pb::map(t_cli, r),
+              pb::map(t_xargs, r), pb::Kind::rate);
+  if (have_parallel) {
+    table.row("/bin/true x N, Pool (library)", "GNU parallel", W, "tasks/s", pb::map(t_pool, r),
+              pb::map(t_par, r), pb::Kind::rate);
+    if (have_cli)
+      table.row("/bin/true x N, pepita run (journal on)", "GNU parallel", W, "tasks/s",
+                pb::map(t_cli, r), pb::map(t_par, r), pb::Kind::rate);
+  } else {
+    table.note("GNU parallel not installed: its rows are left out");
+  }
+  table.row(std::to_string(fn_tasks) + " tiny functions, Pool (cpu backend)", "oneTBB task_group",
+            W, "tasks/s", pb::map(t_fn, rate(fn_tasks)), pb::map(t_tbb, rate(fn_tasks)),
+            pb::Kind::rate);
+  table.note("N = " + std::to_string(n) +
+             " tasks for every contestant; Pool times include "
+             "building the pool and making the tasks");
+  table.note("Goal on processes: o/a <= 1 vs xargs -P, <= 0.1 vs GNU parallel");
+  table.print();
   return 0;
 }

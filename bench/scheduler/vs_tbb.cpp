@@ -1,8 +1,12 @@
 // Work-stealing scheduler benchmark: pepita vs oneTBB vs OpenMP tasks vs sequential, same process,
-// same data, interleaved repetitions, medians. Workloads follow issue 5: fib with no cutoff (pure
-// spawn cost), nqueens(12) with a task per placement, parallel_for with a tiny body, a parallel
-// reduction, an unbalanced binomial tree (UTS-style), flat tiny-task throughput, and spawn->run
-// latency from an outside thread.
+// same data, alternated rounds (the order of the four rotates every round), median [min-max] of
+// wall time. Every runtime's result is checked against the sequential one. The flat-spawn row
+// spawns from inside a task on both pepita and oneTBB (the same context); the recursive rows
+// start the root on pepita from the calling thread as a task, on oneTBB and OpenMP from the
+// calling thread, which joins their pools as a worker. Workloads follow issue 5: fib with no cutoff
+// (pure spawn cost), nqueens(12) with a task per placement, parallel_for with a tiny body, a
+// parallel reduction, an unbalanced binomial tree (UTS-style), flat tiny-task throughput, and
+// spawn->run latency from an outside thread.
 //
 //   bench_scheduler_vs_tbb [--reps N] [--fib N] [--floats N] [--quick] [--only WORD]
 
@@ -29,11 +33,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/scheduler/parallel.hpp"
 #include "pepita/scheduler/scheduler.hpp"
 #include "pepita/scheduler/task_group.hpp"
 
 namespace ps = pepita::scheduler;
+namespace pb = pepita::bench;
 
 namespace {
 
@@ -41,12 +47,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
 // Keeps results alive so the optimizer cannot drop the work.
@@ -246,39 +246,38 @@ std::uint64_t uts_omp(std::uint64_t state, bool root) {
 struct Row {
   std::string workload;
   std::vector<double> seq, ours, tbb, omp;
+  const char* unit = "s";
 };
 
-void print_table(const std::vector<Row>& rows, unsigned threads, int reps) {
-  std::printf(
-      "\npepita scheduler vs oneTBB vs OpenMP, %u threads, median of %d runs (seconds "
-      "unless noted)\n",
-      threads, reps);
-  std::printf("%-44s %10s %10s %10s %10s %8s %9s\n", "workload", "sequential", "pepita", "oneTBB",
-              "OpenMP", "speedup", "pepita/TBB");
+void print_table(const std::vector<Row>& rows, unsigned threads) {
+  pb::Table table("pepita scheduler vs oneTBB / OpenMP / sequential, " + std::to_string(threads) +
+                  " threads");
   for (const Row& r : rows) {
-    double s = median(r.seq), o = median(r.ours), t = median(r.tbb), m = median(r.omp);
-    auto cell = [](double v) {
-      static char buf[4][32];
-      static int i = 0;
-      char* b = buf[i++ % 4];
-      if (v <= 0) {
-        std::snprintf(b, 32, "%10s", "-");
-      } else {
-        std::snprintf(b, 32, "%10.4f", v);
-      }
-      return b;
+    // Seconds are shown as ms; latency rows are already in us.
+    const bool ms = std::strcmp(r.unit, "s") == 0;
+    auto shown = [ms](const std::vector<double>& v) {
+      return ms ? pb::map(v, [](double s) { return s * 1e3; }) : v;
     };
-    char speed[16] = "       -";
-    if (s > 0 && o > 0) std::snprintf(speed, sizeof speed, "%7.2fx", s / o);
-    std::printf("%-44s %s %s %s %s %8s %9.2f\n", r.workload.c_str(), cell(s), cell(o), cell(t),
-                cell(m), speed, t > 0 ? o / t : 0.0);
+    const char* unit = ms ? "ms" : r.unit;
+    table.row(r.workload, "oneTBB", pb::Clock::wall, unit, shown(r.ours), shown(r.tbb));
+    if (!r.omp.empty())
+      table.row(r.workload, "OpenMP tasks", pb::Clock::wall, unit, shown(r.ours), shown(r.omp));
+    if (!r.seq.empty()) {
+      char speedup[48];
+      std::snprintf(speedup, sizeof speedup, "speedup %.2fx",
+                    pb::median(r.seq) / pb::median(r.ours));
+      table.row(r.workload, "sequential", pb::Clock::wall, unit, shown(r.ours), shown(r.seq),
+                pb::Kind::time, speedup);
+    }
   }
+  table.note("latency rows: median spawn->run latency of each round's samples (us)");
+  table.print();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int reps = 5;
+  int reps = pb::rounds(5);
   int fib_n = 32;
   std::size_t floats = 100'000'000;
   int nq_n = 12;
@@ -294,7 +293,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc)
       only = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) {
-      reps = 3;
+      reps = 5;
       fib_n = 25;
       floats = 10'000'000;
       nq_n = 10;
@@ -315,12 +314,19 @@ int main(int argc, char** argv) {
 #ifdef _OPENMP
   omp_set_num_threads(static_cast<int>(threads));
 #endif
+  pb::print_load();
 
   // Runs `body` on our scheduler from this (outside) thread: the root becomes a task.
   auto on_ours = [&](auto&& body) {
     ps::TaskGroup g(s);
     g.run(body);
     (void)g.wait();
+  };
+  // Runs `body` inside a oneTBB task, the same context on_ours gives ours.
+  auto on_tbb = [](auto&& body) {
+    tbb::task_group g;
+    g.run(body);
+    g.wait();
   };
   // Each runtime's idle threads spin for a while after a parallel phase (libgomp for
   // GOMP_SPINCOUNT, TBB and pepita briefly); let them go to sleep so no run pays for the previous
@@ -331,6 +337,21 @@ int main(int argc, char** argv) {
     fn();
     return seconds_since(t0);
   };
+  // One round of each given contestant, the order rotating every round (empty ones are skipped).
+  using Fn = std::function<void()>;
+  auto race = [&](Row& r, const Fn& seq, const Fn& ours, const Fn& tbb, const Fn& omp) {
+    std::vector<Fn> contestants;
+    if (seq) contestants.push_back([&] { r.seq.push_back(time_it(seq)); });
+    contestants.push_back([&] { r.ours.push_back(time_it(ours)); });
+    contestants.push_back([&] { r.tbb.push_back(time_it(tbb)); });
+    if (omp) contestants.push_back([&] { r.omp.push_back(time_it(omp)); });
+    pb::rotate_rounds(reps, contestants);
+  };
+#ifdef _OPENMP
+  auto omp_fn = [](Fn f) { return f; };
+#else
+  auto omp_fn = [](const Fn&) { return Fn{}; };
+#endif
 
   std::vector<Row> rows;
   auto wanted = [&](const char* name) { return only.empty() || std::strstr(name, only.c_str()); };
@@ -346,50 +367,45 @@ int main(int argc, char** argv) {
   if (wanted("fib")) {
     Row r{"fib(" + std::to_string(fib_n) + "), spawn per call", {}, {}, {}, {}};
     std::uint64_t want = fib_seq(fib_n);
-    for (int rep = 0; rep < reps; ++rep) {
-      r.seq.push_back(time_it([&] { sink(fib_seq(fib_n)); }));
-      r.ours.push_back(time_it([&] {
-        std::uint64_t v = 0;
-        on_ours([&] { v = fib_ours(s, fib_n); });
-        check("fib ours", want, v);
-      }));
-      r.tbb.push_back(time_it([&] { check("fib tbb", want, fib_tbb(fib_n)); }));
+    race(
+        r, [&] { sink(fib_seq(fib_n)); },
+        [&] {
+          std::uint64_t v = 0;
+          on_ours([&] { v = fib_ours(s, fib_n); });
+          check("fib ours", want, v);
+        },
+        [&] { check("fib tbb", want, fib_tbb(fib_n)); }, omp_fn([&] {
 #ifdef _OPENMP
-      r.omp.push_back(time_it([&] {
-        std::uint64_t v = 0;
+          std::uint64_t v = 0;
 #pragma omp parallel
 #pragma omp single
-        v = fib_omp(fib_n);
-        check("fib omp", want, v);
-      }));
+          v = fib_omp(fib_n);
+          check("fib omp", want, v);
 #endif
-    }
+        }));
     rows.push_back(r);
   }
   // nqueens
   if (wanted("nqueens")) {
     Row r{"nqueens(" + std::to_string(nq_n) + "), task per placement", {}, {}, {}, {}};
     std::uint64_t want = static_cast<std::uint64_t>(nq_seq(nq_n, 0, 0, 0, 0));
-    for (int rep = 0; rep < reps; ++rep) {
-      r.seq.push_back(time_it([&] { sink(static_cast<std::uint64_t>(nq_seq(nq_n, 0, 0, 0, 0))); }));
-      r.ours.push_back(time_it([&] {
-        int v = 0;
-        on_ours([&] { v = nq_ours(s, nq_n, 0, 0, 0, 0); });
-        check("nqueens ours", want, static_cast<std::uint64_t>(v));
-      }));
-      r.tbb.push_back(time_it([&] {
-        check("nqueens tbb", want, static_cast<std::uint64_t>(nq_tbb(nq_n, 0, 0, 0, 0)));
-      }));
+    race(
+        r, [&] { sink(static_cast<std::uint64_t>(nq_seq(nq_n, 0, 0, 0, 0))); },
+        [&] {
+          int v = 0;
+          on_ours([&] { v = nq_ours(s, nq_n, 0, 0, 0, 0); });
+          check("nqueens ours", want, static_cast<std::uint64_t>(v));
+        },
+        [&] { check("nqueens tbb", want, static_cast<std::uint64_t>(nq_tbb(nq_n, 0, 0, 0, 0))); },
+        omp_fn([&] {
 #ifdef _OPENMP
-      r.omp.push_back(time_it([&] {
-        int v = 0;
+          int v = 0;
 #pragma omp parallel
 #pragma omp single
-        v = nq_omp(nq_n, 0, 0, 0, 0);
-        check("nqueens omp", want, static_cast<std::uint64_t>(v));
-      }));
+          v = nq_omp(nq_n, 0, 0, 0, 0);
+          check("nqueens omp", want, static_cast<std::uint64_t>(v));
 #endif
-    }
+        }));
     rows.push_back(r);
   }
   // UTS binomial tree
@@ -397,24 +413,22 @@ int main(int argc, char** argv) {
     Row r{"UTS binomial tree (m=8,q=.1248)", {}, {}, {}, {}};
     std::uint64_t want = uts_seq(1, true);
     r.workload += " " + std::to_string(want / 1000) + "k nodes";
-    for (int rep = 0; rep < reps; ++rep) {
-      r.seq.push_back(time_it([&] { sink(uts_seq(1, true)); }));
-      r.ours.push_back(time_it([&] {
-        std::uint64_t v = 0;
-        on_ours([&] { v = uts_ours(s, 1, true); });
-        check("uts ours", want, v);
-      }));
-      r.tbb.push_back(time_it([&] { check("uts tbb", want, uts_tbb(1, true)); }));
+    race(
+        r, [&] { sink(uts_seq(1, true)); },
+        [&] {
+          std::uint64_t v = 0;
+          on_ours([&] { v = uts_ours(s, 1, true); });
+          check("uts ours", want, v);
+        },
+        [&] { check("uts tbb", want, uts_tbb(1, true)); }, omp_fn([&] {
 #ifdef _OPENMP
-      r.omp.push_back(time_it([&] {
-        std::uint64_t v = 0;
+          std::uint64_t v = 0;
 #pragma omp parallel
 #pragma omp single
-        v = uts_omp(1, true);
-        check("uts omp", want, v);
-      }));
+          v = uts_omp(1, true);
+          check("uts omp", want, v);
 #endif
-    }
+        }));
     rows.push_back(r);
   }
   // parallel_for, tiny body (scheduling overhead)
@@ -423,166 +437,180 @@ int main(int argc, char** argv) {
     Row r{
         "parallel_for " + std::to_string(floats / 1'000'000) + "M floats x=x*a+b", {}, {}, {}, {}};
     const float a = 0.999f, b = 0.001f;
-    for (int rep = 0; rep < reps; ++rep) {
-      r.seq.push_back(time_it([&] {
-        for (std::size_t i = 0; i < floats; ++i) data[i] = data[i] * a + b;
-      }));
-      r.ours.push_back(time_it([&] {
-        (void)ps::parallel_for(s, 0, floats, [&](ps::IndexRange ir) {
-          for (std::size_t i = ir.begin; i < ir.end; ++i) data[i] = data[i] * a + b;
-        });
-      }));
-      r.tbb.push_back(time_it([&] {
-        tbb::parallel_for(tbb::blocked_range<std::size_t>(0, floats),
-                          [&](const tbb::blocked_range<std::size_t>& br) {
-                            for (std::size_t i = br.begin(); i < br.end(); ++i)
-                              data[i] = data[i] * a + b;
-                          });
-      }));
+    race(
+        r,
+        [&] {
+          for (std::size_t i = 0; i < floats; ++i) data[i] = data[i] * a + b;
+        },
+        [&] {
+          (void)ps::parallel_for(s, 0, floats, [&](ps::IndexRange ir) {
+            for (std::size_t i = ir.begin; i < ir.end; ++i) data[i] = data[i] * a + b;
+          });
+        },
+        [&] {
+          tbb::parallel_for(tbb::blocked_range<std::size_t>(0, floats),
+                            [&](const tbb::blocked_range<std::size_t>& br) {
+                              for (std::size_t i = br.begin(); i < br.end(); ++i)
+                                data[i] = data[i] * a + b;
+                            });
+        },
+        omp_fn([&] {
 #ifdef _OPENMP
-      r.omp.push_back(time_it([&] {
 #pragma omp parallel for schedule(static)
-        for (std::size_t i = 0; i < floats; ++i) data[i] = data[i] * a + b;
-      }));
+          for (std::size_t i = 0; i < floats; ++i) data[i] = data[i] * a + b;
 #endif
-    }
+        }));
     rows.push_back(r);
   }
-  // parallel_reduce
+  // parallel_reduce: every runtime's sum is checked against the sequential one.
   if (wanted("reduce")) {
     Row r{"parallel_reduce sum " + std::to_string(floats / 1'000'000) + "M floats", {}, {}, {}, {}};
     auto chunk = [&](std::size_t lo, std::size_t hi, double acc) {
       return sum_chunk(data.data(), lo, hi, acc);
     };
-    for (int rep = 0; rep < reps; ++rep) {
-      double ref = 0;
-      r.seq.push_back(time_it([&] { ref = chunk(0, floats, 0.0); }));
-      double got = 0;
-      r.ours.push_back(time_it([&] {
-        got = ps::parallel_reduce(
-                  s, 0, floats, 0.0,
-                  [&](ps::IndexRange ir, double acc) { return chunk(ir.begin, ir.end, acc); },
-                  std::plus<>{})
-                  .value_or(-1);
-      }));
-      r.tbb.push_back(time_it([&] {
-        sink(static_cast<std::uint64_t>(tbb::parallel_reduce(
-            tbb::blocked_range<std::size_t>(0, floats), 0.0,
-            [&](const tbb::blocked_range<std::size_t>& br, double acc) {
-              return chunk(br.begin(), br.end(), acc);
-            },
-            std::plus<>{})));
-      }));
-#ifdef _OPENMP
-      r.omp.push_back(time_it([&] {
-        double acc = 0;
-#pragma omp parallel for reduction(+ : acc) schedule(static)
-        for (std::size_t i = 0; i < floats; ++i) acc += data[i];
-        sink(static_cast<std::uint64_t>(acc));
-      }));
-#endif
+    const double ref = chunk(0, floats, 0.0);
+    auto check_sum = [ref](const char* who, double got) {
       if (std::abs(got - ref) > 1e-6 * std::abs(ref) + 1) {
-        std::fprintf(stderr, "reduce: %f vs %f\n", got, ref);
-        return 1;
+        std::fprintf(stderr, "reduce %s: %f, sequential %f\n", who, got, ref);
+        std::exit(1);
       }
-    }
+    };
+    race(
+        r, [&] { check_sum("sequential", chunk(0, floats, 0.0)); },
+        [&] {
+          check_sum("ours",
+                    ps::parallel_reduce(
+                        s, 0, floats, 0.0,
+                        [&](ps::IndexRange ir, double acc) { return chunk(ir.begin, ir.end, acc); },
+                        std::plus<>{})
+                        .value_or(-1));
+        },
+        [&] {
+          check_sum("tbb", tbb::parallel_reduce(
+                               tbb::blocked_range<std::size_t>(0, floats), 0.0,
+                               [&](const tbb::blocked_range<std::size_t>& br, double acc) {
+                                 return chunk(br.begin(), br.end(), acc);
+                               },
+                               std::plus<>{}));
+        },
+        omp_fn([&] {
+#ifdef _OPENMP
+          double acc = 0;
+#pragma omp parallel for reduction(+ : acc) schedule(static)
+          for (std::size_t i = 0; i < floats; ++i) acc += data[i];
+          check_sum("omp", acc);
+#endif
+        }));
     rows.push_back(r);
   }
-  // tiny-task throughput: 1M empty tasks spawned flat from one task
+  // tiny-task throughput: 1M empty tasks spawned flat from inside one task, on every runtime
   if (wanted("flat")) {
     constexpr int kTiny = 1'000'000;
-    Row r{"1M empty tasks spawned flat", {}, {}, {}, {}};
+    Row r{"1M empty tasks spawned flat from a task", {}, {}, {}, {}};
     std::atomic<int> n{0};
-    for (int rep = 0; rep < reps; ++rep) {
-      r.ours.push_back(time_it([&] {
-        on_ours([&] {
-          ps::TaskGroup g(s);
-          for (int i = 0; i < kTiny; ++i)
-            g.run([&n] { n.fetch_add(1, std::memory_order_relaxed); });
-          (void)g.wait();
-        });
-      }));
-      r.tbb.push_back(time_it([&] {
-        tbb::task_group g;
-        for (int i = 0; i < kTiny; ++i) g.run([&n] { n.fetch_add(1, std::memory_order_relaxed); });
-        g.wait();
-      }));
+    auto count = [&](const char* who, int before) {
+      check(who, static_cast<std::uint64_t>(before) + kTiny, static_cast<std::uint64_t>(n.load()));
+    };
+    race(
+        r, Fn{},
+        [&] {
+          const int before = n.load();
+          on_ours([&] {
+            ps::TaskGroup g(s);
+            for (int i = 0; i < kTiny; ++i)
+              g.run([&n] { n.fetch_add(1, std::memory_order_relaxed); });
+            (void)g.wait();
+          });
+          count("flat ours", before);
+        },
+        [&] {
+          const int before = n.load();
+          on_tbb([&] {
+            tbb::task_group g;
+            for (int i = 0; i < kTiny; ++i)
+              g.run([&n] { n.fetch_add(1, std::memory_order_relaxed); });
+            g.wait();
+          });
+          count("flat tbb", before);
+        },
+        omp_fn([&] {
 #ifdef _OPENMP
-      r.omp.push_back(time_it([&] {
+          const int before = n.load();
 #pragma omp parallel
 #pragma omp single
-        {
-          for (int i = 0; i < kTiny; ++i) {
+          {
+            for (int i = 0; i < kTiny; ++i) {
 #pragma omp task shared(n) untied
-            n.fetch_add(1, std::memory_order_relaxed);
-          }
+              n.fetch_add(1, std::memory_order_relaxed);
+            }
 #pragma omp taskwait
-        }
-      }));
+          }
+          count("flat omp", before);
 #endif
-    }
+        }));
     rows.push_back(r);
   }
   // spawn -> run latency from an outside thread (microseconds): hot = back to back, idle = after
-  // the workers have had time to park.
+  // the workers have had time to park. Ours and TBB alternate sample by sample, the first of
+  // each pair swapping every sample.
   for (int idle_ms : {0, 5}) {
     if (!wanted("latency")) break;
-    Row r{idle_ms ? "spawn->run latency, idle pool (us)" : "spawn->run latency, hot (us)",
-          {},
-          {},
-          {},
-          {}};
+    Row r{idle_ms ? "spawn->run latency, idle pool" : "spawn->run latency, hot", {}, {}, {}, {}};
+    r.unit = "us";
     tbb::task_arena arena;
     int samples = idle_ms ? 40 : 2000;
+    std::atomic<std::int64_t> started{0};
+    auto one = [&](auto&& spawn) {
+      if (idle_ms) std::this_thread::sleep_for(std::chrono::milliseconds(idle_ms));
+      started.store(0);
+      auto t0 = Clock::now();
+      spawn([&] { started.store(Clock::now().time_since_epoch().count()); });
+      while (started.load() == 0) {
+      }
+      return static_cast<double>(started.load() - t0.time_since_epoch().count()) / 1000.0;
+    };
     for (int rep = 0; rep < reps; ++rep) {
       std::vector<double> ours_lat, tbb_lat;
-      std::atomic<std::int64_t> started{0};
       for (int i = 0; i < samples; ++i) {
-        if (idle_ms) std::this_thread::sleep_for(std::chrono::milliseconds(idle_ms));
-        started.store(0);
-        auto t0 = Clock::now();
-        s.submit([&] { started.store(Clock::now().time_since_epoch().count()); });
-        while (started.load() == 0) {
+        auto ours = [&] { ours_lat.push_back(one([&](auto f) { s.submit(f); })); };
+        auto theirs = [&] { tbb_lat.push_back(one([&](auto f) { arena.enqueue(f); })); };
+        if ((i + rep) % 2 == 0) {
+          ours();
+          theirs();
+        } else {
+          theirs();
+          ours();
         }
-        ours_lat.push_back(static_cast<double>(started.load() - t0.time_since_epoch().count()) /
-                           1000.0);
-        if (idle_ms) std::this_thread::sleep_for(std::chrono::milliseconds(idle_ms));
-        started.store(0);
-        t0 = Clock::now();
-        arena.enqueue([&] { started.store(Clock::now().time_since_epoch().count()); });
-        while (started.load() == 0) {
-        }
-        tbb_lat.push_back(static_cast<double>(started.load() - t0.time_since_epoch().count()) /
-                          1000.0);
       }
-      r.ours.push_back(median(ours_lat));
-      r.tbb.push_back(median(tbb_lat));
+      r.ours.push_back(pb::median(ours_lat));
+      r.tbb.push_back(pb::median(tbb_lat));
     }
     rows.push_back(r);
   }
 
-  print_table(rows, threads, reps);
+  print_table(rows, threads);
 
   // Work overhead: the same fib on a one-worker scheduler (T1) against the serial elision (Ts).
   if (wanted("fib")) {
     auto one = ps::Scheduler::create({.workers = 1});
     if (one) {
       std::vector<double> t1, ts;
-      for (int rep = 0; rep < reps; ++rep) {
-        ts.push_back(time_it([&] { sink(fib_seq(fib_n)); }));
-        t1.push_back(time_it([&] {
-          ps::TaskGroup g(**one);
-          std::uint64_t v = 0;
-          g.run([&] { v = fib_ours(**one, fib_n); });
-          (void)g.wait();
-          sink(v);
-        }));
-      }
+      pb::rotate_rounds(reps, {[&] { ts.push_back(time_it([&] { sink(fib_seq(fib_n)); })); },
+                               [&] {
+                                 t1.push_back(time_it([&] {
+                                   ps::TaskGroup g(**one);
+                                   std::uint64_t v = 0;
+                                   g.run([&] { v = fib_ours(**one, fib_n); });
+                                   (void)g.wait();
+                                   sink(v);
+                                 }));
+                               }});
       double calls = 2.0 * static_cast<double>(fib_seq(fib_n + 1)) - 1;
       std::printf(
-          "\nfib(%d) work overhead: T1 = %.4f s, Ts = %.4f s, T1/Ts = %.1f (%.1f ns per "
+          "\nfib(%d) work overhead (wall): T1 = %.4f s, Ts = %.4f s, T1/Ts = %.1f (%.1f ns per "
           "spawned call on one worker)\n",
-          fib_n, median(t1), median(ts), median(t1) / median(ts), median(t1) * 1e9 / (calls / 2));
+          fib_n, pb::median(t1), pb::median(ts), pb::median(t1) / pb::median(ts),
+          pb::median(t1) * 1e9 / (calls / 2));
     }
   }
   ps::WorkerStats tot = s.stats().total();

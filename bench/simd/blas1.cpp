@@ -1,7 +1,7 @@
 // sdot and saxpy, pepita vs OpenBLAS (cblas_sdot / cblas_saxpy, one thread), on the same data
 // in the same process, at 4 KiB (L1), 256 KiB (L2) and 64 MiB (DRAM) per vector. One table:
-// median time per call (wall clock and thread CPU time), GFLOP/s, and ratio ours/OpenBLAS
-// (time; < 1 means pepita is faster).
+// time per call on thread CPU time and on the wall clock (median [min-max] over alternated
+// rounds), GFLOP/s alongside, and ratio ours/OpenBLAS (time; < 1 means pepita is faster).
 
 #include <cblas.h>
 
@@ -9,17 +9,15 @@
 #include <vector>
 
 #include "pepita/simd/kernels.hpp"
-#include "simd/bench_util.hpp"
+#include "simd/simd_bench.hpp"
 
 using namespace pepita::simd;
+namespace pb = pepita::bench;
 
 int main() {
   openblas_set_num_threads(1);
   bench::print_banner("bench_simd_blas1: sdot / saxpy, single thread");
-  std::printf("%-6s %-7s %10s %10s %7s | %10s %10s %8s %8s %7s\n", "kernel", "size", "ours_ns",
-              "oblas_ns", "ratio", "ours_cpu", "oblas_cpu", "ours_GF", "oblas_GF", "ratio");
-  std::printf("%-6s %-7s %10s %10s %7s | %10s %10s %8s %8s %7s\n", "", "", "(wall)", "(wall)",
-              "(wall)", "ns", "ns", "(cpu)", "(cpu)", "(cpu)");
+  pb::Table table("sdot / saxpy vs OpenBLAS, one thread, ns per call");
   struct Size {
     const char* name;
     std::size_t n;
@@ -33,25 +31,31 @@ int main() {
     const int n = static_cast<int>(s.n);
     // ~20 ms per sample.
     const int reps = static_cast<int>(std::max<std::size_t>(1, (40u << 20) / (s.n * 8)));
-    const int samples = s.n > (1u << 20) ? 15 : 21;
+    const int rounds = pb::rounds(s.n > (1u << 20) ? 15 : 21);
     volatile float sink = 0;
-    auto row = [&](const char* kernel, const bench::Timing& t) {
+    auto rows = [&](const char* kernel, const bench::Timing& t) {
       const double flops = 2.0 * static_cast<double>(s.n);
-      std::printf("%-6s %-7s %10.0f %10.0f %7.3f | %10.0f %10.0f %8.2f %8.2f %7.3f\n", kernel,
-                  s.name, t.wall_ours * 1e9, t.wall_anchor * 1e9, t.wall_ours / t.wall_anchor,
-                  t.cpu_ours * 1e9, t.cpu_anchor * 1e9, flops / t.cpu_ours / 1e9,
-                  flops / t.cpu_anchor / 1e9, t.cpu_ours / t.cpu_anchor);
+      auto ns = [](double sec) { return sec * 1e9; };
+      char gf[64];
+      std::snprintf(gf, sizeof gf, "GFLOP/s %.2f vs %.2f", flops / pb::median(t.cpu_ours) / 1e9,
+                    flops / pb::median(t.cpu_anchor) / 1e9);
+      const std::string w = std::string(kernel) + " " + s.name;
+      table.row(w, "OpenBLAS", pb::Clock::thread_cpu, "ns", pb::map(t.cpu_ours, ns),
+                pb::map(t.cpu_anchor, ns), pb::Kind::time, gf);
+      table.row(w, "OpenBLAS", pb::Clock::wall, "ns", pb::map(t.wall_ours, ns),
+                pb::map(t.wall_anchor, ns));
     };
-    row("sdot", bench::race(
-                    samples, reps,
-                    [&] { sink = *dot(std::span<const float>(x), std::span<const float>(y)); },
-                    [&] { sink = cblas_sdot(n, x.data(), 1, y.data(), 1); }));
+    rows("sdot", bench::race(
+                     rounds, reps,
+                     [&] { sink = *dot(std::span<const float>(x), std::span<const float>(y)); },
+                     [&] { sink = cblas_sdot(n, x.data(), 1, y.data(), 1); }));
     // alpha small enough that y stays far from overflow over all repetitions.
-    row("saxpy", bench::race(
-                     samples, reps,
-                     [&] { (void)axpy(1e-6f, std::span<const float>(x), std::span<float>(y)); },
-                     [&] { cblas_saxpy(n, 1e-6f, x.data(), 1, y.data(), 1); }));
+    rows("saxpy", bench::race(
+                      rounds, reps,
+                      [&] { (void)axpy(1e-6f, std::span<const float>(x), std::span<float>(y)); },
+                      [&] { cblas_saxpy(n, 1e-6f, x.data(), 1, y.data(), 1); }));
     (void)sink;
   }
+  table.print();
   return 0;
 }

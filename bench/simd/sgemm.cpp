@@ -1,8 +1,9 @@
 // sgemm, pepita vs OpenBLAS (cblas_sgemm, row-major, no transposes, alpha 1, beta 0) on the same
 // matrices in the same process: single thread at 256..2048, then 2048 on 2 workers (pepita's
-// work-stealing scheduler vs OpenBLAS's own threads). Median wall time and GFLOP/s; for the
-// single-thread rows also thread-CPU-time GFLOP/s, % of the measured single-core FMA peak, and
-// ratio ours/OpenBLAS (time; < 1 means pepita is faster).
+// work-stealing scheduler vs OpenBLAS's own threads). ms per call, median [min-max] over
+// alternated rounds: on thread CPU time for the single-thread rows (with GFLOP/s and % of the
+// measured single-core FMA peak), on the wall clock for all; ratio ours/OpenBLAS (time; < 1 means
+// pepita is faster).
 
 #include "pepita/simd/sgemm.hpp"
 
@@ -13,13 +14,14 @@
 #include <vector>
 
 #include "pepita/scheduler/scheduler.hpp"
-#include "simd/bench_util.hpp"
+#include "simd/simd_bench.hpp"
 
 using namespace pepita::simd;
+namespace pb = pepita::bench;
 
 namespace {
 
-void run(const char* label, std::size_t sz, int threads, double peak,
+void run(pb::Table& table, const char* label, std::size_t sz, int threads, double peak,
          pepita::scheduler::Scheduler* sched) {
   std::vector<float> a(sz * sz), b(sz * sz), c1(sz * sz), c2(sz * sz);
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -30,10 +32,10 @@ void run(const char* label, std::size_t sz, int threads, double peak,
   const double flops =
       2.0 * static_cast<double>(sz) * static_cast<double>(sz) * static_cast<double>(sz);
   const int reps = flops > 4e9 ? 1 : static_cast<int>(4e9 / flops / 4) + 1;
-  const int samples = sz >= 2048 ? 5 : 9;
+  const int rounds = pb::rounds(sz >= 2048 ? 5 : 9);
   GemmOptions opts{.scheduler = sched};
   const bench::Timing t = bench::race(
-      samples, reps,
+      rounds, reps,
       [&] {
         auto r = sgemm(Transpose::no, Transpose::no, sz, sz, sz, 1.0f, a.data(), sz, b.data(), sz,
                        0.0f, c1.data(), sz, opts);
@@ -47,18 +49,23 @@ void run(const char* label, std::size_t sz, int threads, double peak,
   for (std::size_t i = 0; i < c1.size(); ++i) {
     maxdiff = std::max(maxdiff, double{std::fabs(c1[i] - c2[i])});
   }
-  const double gw_o = flops / t.wall_ours / 1e9, gw_a = flops / t.wall_anchor / 1e9;
-  std::printf("%-9s %5zu %3d %9.2f %9.2f %7.1f %7.1f %6.3f |", label, sz, threads,
-              t.wall_ours * 1e3, t.wall_anchor * 1e3, gw_o, gw_a, t.wall_ours / t.wall_anchor);
+  auto ms = [](double s) { return s * 1e3; };
+  const std::string w = std::string(label) + " " + std::to_string(sz);
+  char extra[128];
   if (threads == 1) {
     // Thread CPU time is only meaningful when the calling thread does all the work.
-    const double gc_o = flops / t.cpu_ours / 1e9, gc_a = flops / t.cpu_anchor / 1e9;
-    std::printf(" %7.1f %7.1f %5.0f%% %5.0f%% %6.3f", gc_o, gc_a, 100 * gc_o / peak,
-                100 * gc_a / peak, t.cpu_ours / t.cpu_anchor);
-  } else {
-    std::printf(" %7s %7s %6s %6s %6s", "-", "-", "-", "-", "-");
+    const double gc_o = flops / pb::median(t.cpu_ours) / 1e9;
+    const double gc_a = flops / pb::median(t.cpu_anchor) / 1e9;
+    std::snprintf(extra, sizeof extra, "GFLOP/s %.1f vs %.1f (%.0f%% vs %.0f%% of peak)", gc_o,
+                  gc_a, 100 * gc_o / peak, 100 * gc_a / peak);
+    table.row(w, "OpenBLAS", pb::Clock::thread_cpu, "ms", pb::map(t.cpu_ours, ms),
+              pb::map(t.cpu_anchor, ms), pb::Kind::time, extra);
   }
-  std::printf(" %8.1e\n", maxdiff);
+  std::snprintf(extra, sizeof extra, "GFLOP/s %.1f vs %.1f, max|diff| %.1e",
+                flops / pb::median(t.wall_ours) / 1e9, flops / pb::median(t.wall_anchor) / 1e9,
+                maxdiff);
+  table.row(w, "OpenBLAS", pb::Clock::wall, "ms", pb::map(t.wall_ours, ms),
+            pb::map(t.wall_anchor, ms), pb::Kind::time, extra);
 }
 
 }  // namespace
@@ -68,19 +75,16 @@ int main() {
   const double peak = bench::measured_peak_gflops();
   std::printf("# measured single-core FMA peak at this level (thread CPU time): %.1f GFLOP/s\n",
               peak);
-  std::printf("%-9s %5s %3s %9s %9s %7s %7s %6s | %7s %7s %6s %6s %6s %8s\n", "workload", "size",
-              "thr", "ours_ms", "oblas_ms", "ours_GF", "oblas_GF", "ratio", "ours_GF", "oblas_GF",
-              "ours%", "oblas%", "ratio", "max|diff|");
-  std::printf("%-9s %5s %3s %9s %9s %7s %7s %6s | %7s %7s %6s %6s %6s\n", "", "", "", "(wall)",
-              "(wall)", "(wall)", "(wall)", "(wall)", "(cpu)", "(cpu)", "peak", "peak", "(cpu)");
+  pb::Table table("sgemm vs OpenBLAS (1t: one thread each; 2t: two workers each), ms per call");
   openblas_set_num_threads(1);
-  for (std::size_t sz : {256u, 512u, 1024u, 2048u}) run("sgemm-1t", sz, 1, peak, nullptr);
+  for (std::size_t sz : {256u, 512u, 1024u, 2048u}) run(table, "sgemm-1t", sz, 1, peak, nullptr);
   auto sched = pepita::scheduler::Scheduler::create({.workers = 2});
   if (!sched) {
     std::printf("cannot start scheduler: %s\n", sched.error().to_string().c_str());
     return 1;
   }
   openblas_set_num_threads(2);
-  run("sgemm-2t", 2048, 2, peak, sched->get());
+  run(table, "sgemm-2t", 2048, 2, peak, sched->get());
+  table.print();
   return 0;
 }

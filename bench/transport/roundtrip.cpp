@@ -9,17 +9,21 @@
 //  2. Throughput with 1, 2, 3 workers (2 slots each): N no-op tasks submitted at once,
 //     tasks/s until the last completes. Anchor: the same number of REQ/REP pairs (one per
 //     worker slot), each a closed loop, moving the same bytes.
-// Prints one table: workload, ours, anchor, ratio ours/anchor (time per op), medians of REPS.
-// Usage: bench_transport_roundtrip [ROUND_TRIPS=3000] [TASKS=20000] [REPS=5]
+// Every contestant (ours plain, ours TLS, ZeroMQ; each throughput width) runs once per round, the
+// order rotating each round. One table, wall clock: median [min-max] over rounds of each round's
+// p50/p99 or rate; ratio ours/anchor (time per op).
+// Usage: bench_transport_roundtrip [ROUND_TRIPS=3000] [TASKS=20000] [ROUNDS=5]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/transport/frame.hpp"
 #include "pepita/transport/messages.hpp"
 #include "pepita/transport/remote.hpp"
@@ -38,15 +42,8 @@ namespace {
 using namespace pepita;
 using namespace pepita::transport;
 using Clock = std::chrono::steady_clock;
+namespace pb = pepita::bench;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<std::size_t>(p * v.size()))];
-}
 double us_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
 }
@@ -81,7 +78,7 @@ Latency ours_latency(RemoteDispatcher& d, int n, std::uint64_t& next_id) {
     }
     lat.push_back(us_since(t0));
   }
-  return {percentile(lat, 0.5), percentile(lat, 0.99)};
+  return {pb::percentile(lat, 0.5), pb::percentile(lat, 0.99)};
 }
 
 double ours_throughput(RemoteDispatcher& d, int n, std::uint64_t& next_id) {
@@ -147,7 +144,7 @@ Latency zmq_latency(void* ctx, int n, std::size_t req, std::size_t rep) {
     if (i >= 100) lat.push_back(us_since(t0));  // skip connection warm-up
   }
   zmq_stop(c);
-  return {percentile(lat, 0.5), percentile(lat, 0.99)};
+  return {pb::percentile(lat, 0.5), pb::percentile(lat, 0.99)};
 }
 
 double zmq_throughput(void* ctx, int pairs, int n, std::size_t req, std::size_t rep) {
@@ -181,7 +178,7 @@ double zmq_throughput(void* ctx, int pairs, int n, std::size_t req, std::size_t 
 int main(int argc, char** argv) {
   const int round_trips = argc > 1 ? std::atoi(argv[1]) : 3000;
   const int tasks = argc > 2 ? std::atoi(argv[2]) : 20000;
-  const int reps = argc > 3 ? std::atoi(argv[3]) : 5;
+  const int reps = argc > 3 ? std::max(1, std::atoi(argv[3])) : pb::rounds(5);
   auto key = Key::generate().value();
   std::vector<std::unique_ptr<Worker>> workers;
   for (int i = 0; i < 3; ++i) {
@@ -225,63 +222,60 @@ int main(int argc, char** argv) {
 
   std::vector<double> o50, o99, z50, z99, t50, t99;
   std::vector<std::vector<double>> otp(3), ztp(3);
-  {
-    auto d1 = make(1);
-    for (int r = 0; r < reps; ++r) {
-      auto l = ours_latency(*d1, round_trips, next_id);
-      o50.push_back(l.p50);
-      o99.push_back(l.p99);
-    }
-  }
-  {
-    auto dt = make(1, true);
-    for (int r = 0; r < reps; ++r) {
-      auto l = ours_latency(*dt, round_trips, next_id);
-      t50.push_back(l.p50);
-      t99.push_back(l.p99);
-    }
-  }
-  for (int n = 1; n <= 3; ++n) {
-    auto d = make(n);
-    for (int r = 0; r < reps; ++r) otp[n - 1].push_back(ours_throughput(*d, tasks, next_id));
-  }
+  // Every dispatcher up (and warm) before the first round.
+  std::unique_ptr<RemoteDispatcher> plain[3] = {make(1), make(2), make(3)};
+  auto tls = make(1, true);
+  std::vector<std::function<void()>> contestants = {
+      [&] {
+        auto l = ours_latency(*plain[0], round_trips, next_id);
+        o50.push_back(l.p50);
+        o99.push_back(l.p99);
+      },
+      [&] {
+        auto l = ours_latency(*tls, round_trips, next_id);
+        t50.push_back(l.p50);
+        t99.push_back(l.p99);
+      }};
+  for (int n = 1; n <= 3; ++n)
+    contestants.push_back(
+        [&, n] { otp[n - 1].push_back(ours_throughput(*plain[n - 1], tasks, next_id)); });
 #if HAVE_ZMQ
   void* ctx = zmq_ctx_new();
-  for (int r = 0; r < reps; ++r) {
+  contestants.push_back([&] {
     auto l = zmq_latency(ctx, round_trips, req, rep);
     z50.push_back(l.p50);
     z99.push_back(l.p99);
-  }
-  for (int n = 1; n <= 3; ++n) {
-    for (int r = 0; r < reps; ++r)
-      ztp[n - 1].push_back(zmq_throughput(ctx, 2 * n, tasks, req, rep));
-  }
+  });
+  for (int n = 1; n <= 3; ++n)
+    contestants.push_back(
+        [&, n] { ztp[n - 1].push_back(zmq_throughput(ctx, 2 * n, tasks, req, rep)); });
+#endif
+  pb::rotate_rounds(reps, contestants);
+#if HAVE_ZMQ
   zmq_ctx_term(ctx);
 #endif
 
-  std::printf(
-      "bench/transport roundtrip: %d round trips, %d tasks per throughput run, %d reps, "
-      "%u CPUs; frames %zu B out / %zu B back\n",
-      round_trips, tasks, reps, std::thread::hardware_concurrency(), req, rep);
-  std::printf("%-44s %14s %14s %12s\n", "workload", "ours", "anchor", "ours/anchor");
-  auto row_us = [](const char* name, double ours, double anchor) {
-    std::printf("%-44s %11.1f us %11.1f us %12.2f\n", name, ours, anchor,
-                anchor > 0 ? ours / anchor : 0.0);
-  };
-  row_us("no-op round trip p50 (1 worker) vs ZMQ REQ/REP", median(o50), median(z50));
-  row_us("no-op round trip p99 (1 worker) vs ZMQ REQ/REP", median(o99), median(z99));
-  row_us("no-op round trip p50, TLS 1.3 vs plain ours", median(t50), median(o50));
-  row_us("no-op round trip p99, TLS 1.3 vs plain ours", median(t99), median(o99));
+  pb::print_load();
+  char title[200];
+  std::snprintf(title, sizeof title,
+                "bench/transport roundtrip: %d round trips per latency sample, %d tasks per "
+                "throughput run, %u CPUs; frames %zu B out / %zu B back",
+                round_trips, tasks, std::thread::hardware_concurrency(), req, rep);
+  pb::Table table(title);
+  const auto W = pb::Clock::wall;
+  table.row("no-op round trip p50 (1 worker)", "ZMQ REQ/REP", W, "us", o50, z50);
+  table.row("no-op round trip p99 (1 worker)", "ZMQ REQ/REP", W, "us", o99, z99);
+  table.row("no-op round trip p50, TLS 1.3", "ours, plain", W, "us", t50, o50);
+  table.row("no-op round trip p99, TLS 1.3", "ours, plain", W, "us", t99, o99);
   for (int n = 1; n <= 3; ++n) {
-    const double ours = median(otp[n - 1]), anchor = median(ztp[n - 1]);
-    char name[96];
-    std::snprintf(name, sizeof name, "tasks/s, %d worker(s) x 2 slots vs %d REQ/REP", n, 2 * n);
-    // Ratio of time per task: anchor rate / our rate.
-    std::printf("%-44s %11.0f/s %11.0f/s %12.2f\n", name, ours, anchor,
-                ours > 0 ? anchor / ours : 0.0);
+    char name[96], anchor[32];
+    std::snprintf(name, sizeof name, "tasks/s, %d worker(s) x 2 slots", n);
+    std::snprintf(anchor, sizeof anchor, "%d ZMQ REQ/REP pairs", 2 * n);
+    table.row(name, anchor, W, "tasks/s", otp[n - 1], ztp[n - 1], pb::Kind::rate);
   }
 #if !HAVE_ZMQ
-  std::printf("(ZeroMQ headers not found: anchor columns are 0; install libzmq3-dev)\n");
+  table.note("ZeroMQ headers not found: no anchor figures; install libzmq3-dev");
 #endif
+  table.print();
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/ublk/queue.hpp"
 #include "pepita/ublk/targets.hpp"
 
@@ -18,6 +19,7 @@ namespace {
 using namespace pepita;
 using namespace pepita::ublk;
 namespace u = abi::ublk;
+namespace pb = pepita::bench;
 
 constexpr uint16_t kDepth = 64;
 constexpr uint32_t kMaxIo = 128 << 10;
@@ -109,11 +111,6 @@ double run_anchor(blk_mq::BlockDevice& dev, const std::vector<u::IoDesc>& trace,
   return s;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 
 int main() {
@@ -126,12 +123,14 @@ int main() {
       {"zram-zstd 4K rand write", TargetKind::Zram, "zstd", u::IO_OP_WRITE, 8, true, 50'000},
       {"zram-zstd 64K seq read", TargetKind::Zram, "zstd", u::IO_OP_READ, 128, false, 10'000},
   };
-  std::printf(
-      "ublk queue handling, host replay harness (no kernel ublk here; depth %u, 1 queue).\n"
-      "ours = descriptor parse + target + commit batch via QueueHandler; anchor = the same\n"
-      "target called directly through BlockDevice::submit. Medians of %d runs.\n\n",
-      kDepth, kReps);
-  std::printf("%-26s %14s %14s %12s\n", "workload", "ours req/s", "anchor req/s", "ours/anchor");
+  pb::print_load();
+  char title[200];
+  std::snprintf(
+      title, sizeof title,
+      "ublk queue handling, host replay harness (no kernel ublk here; depth %u, 1 queue): "
+      "ours = descriptor parse + target + commit batch via QueueHandler",
+      kDepth);
+  pb::Table table(title);
   std::vector<std::byte> buffers(size_t{kDepth} * kMaxIo);
   fill_compressible(buffers.data(), buffers.size());
   for (const Workload& w : workloads) {
@@ -153,14 +152,15 @@ int main() {
       run_ours(**dev, make_trace(fill, (*dev)->info().capacity_sectors), buffers);
     }
     const auto trace = make_trace(w, (*dev)->info().capacity_sectors);
-    std::vector<double> ours, anchor;
-    for (int r = 0; r < kReps; ++r) {
-      ours.push_back(run_ours(**dev, trace, buffers));
-      anchor.push_back(run_anchor(**dev, trace, buffers));
-    }
-    const double o = median(ours), a = median(anchor);
+    auto [ours, anchor] = pb::alternate(
+        pb::rounds(kReps), [&] { return run_ours(**dev, trace, buffers); },
+        [&] { return run_anchor(**dev, trace, buffers); });
     const double n = static_cast<double>(trace.size());
-    std::printf("%-26s %14.0f %14.0f %11.2fx\n", w.name, n / o, n / a, o / a);
+    auto rate = [n](double s) { return n / s; };
+    table.row(w.name, "BlockDevice::submit", pb::Clock::wall, "req/s", pb::map(ours, rate),
+              pb::map(anchor, rate), pb::Kind::rate);
   }
+  table.note("anchor: the same target and trace submitted directly, without the ublk queue layer");
+  table.print();
   return 0;
 }

@@ -5,6 +5,7 @@
 //
 // Anchor: the same target and trace submitted directly through BlockDevice::submit with the same
 // batch depth, no virtqueue. ours/anchor (time) is what the ring + parsing + copies add.
+// Alternated rounds; req/s on the wall clock (one thread, no I/O wait), median [min-max].
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
 #include "pepita/memory/guest_memory.hpp"
 #include "pepita/virtio/blk.hpp"
@@ -22,6 +24,7 @@ using namespace pepita;
 using namespace pepita::virtio;
 namespace v = abi::virtio;
 namespace vb = abi::virtio_blk;
+namespace pb = pepita::bench;
 
 constexpr uint16_t kQueueSize = 256;
 constexpr uint16_t kBatch = 64;  // chains in flight per kick (the driver's queue depth)
@@ -198,11 +201,6 @@ double run_direct(const Workload& w, const std::vector<uint64_t>& sectors) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 
 int main() {
@@ -215,20 +213,26 @@ int main() {
       {"zram 4K randwrite", "zram", vb::T_OUT, 4096, 1, 50000},
       {"zram 4K randread", "zram", vb::T_IN, 4096, 1, 50000},
   };
-  std::printf(
-      "virtio-blk request path, host replay (queue size %u, %u chains per kick, %d reps, "
-      "medians). Guest (TCG) timings are meaningless and not shown.\n",
-      kQueueSize, kBatch, kReps);
-  std::printf("%-26s %14s %14s %10s\n", "workload", "ours req/s", "anchor req/s", "ours/anchor");
+  pb::print_load();
+  char title[200];
+  std::snprintf(title, sizeof title,
+                "virtio-blk request path, host replay (queue size %u, %u chains per kick). Guest "
+                "(TCG) timings are meaningless and not shown.",
+                kQueueSize, kBatch);
+  pb::Table table(title);
   for (const auto& w : workloads) {
     auto sectors = make_sectors(w);
-    std::vector<double> ours, anchor;
-    for (int r = 0; r < kReps; ++r) {
-      ours.push_back(run_virtio(w, sectors));
-      anchor.push_back(run_direct(w, sectors));
-    }
-    const double o = median(ours), a = median(anchor);
-    std::printf("%-26s %14.0f %14.0f %10.2f\n", w.name, w.requests / o, w.requests / a, o / a);
+    auto [ours, anchor] = pb::alternate(
+        pb::rounds(kReps), [&] { return run_virtio(w, sectors); },
+        [&] { return run_direct(w, sectors); });
+    const double n = static_cast<double>(w.requests);
+    auto rate = [n](double s) { return n / s; };
+    table.row(w.name, "BlockDevice::submit", pb::Clock::wall, "req/s", pb::map(ours, rate),
+              pb::map(anchor, rate), pb::Kind::rate);
   }
+  table.note(
+      "anchor: the same target and trace submitted directly at the same batch depth, no "
+      "virtqueue");
+  table.print();
   return 0;
 }

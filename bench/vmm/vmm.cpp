@@ -1,9 +1,15 @@
-// Micro-VM start-to-result latency, throughput and host-call cost, against the isolation users
-// have today: fork/exec of the same program built as a static Linux binary (guest/native/*).
-// Prints one table: workload, ours, anchor, ours/anchor (time, medians; p99 alongside).
+// Micro-VM start-to-result latency, throughput, host-call and virtio-mmio exit cost, against the
+// isolation users have today: the same program built as a static Linux binary (guest/native/*),
+// started cold (fork+execve), by posix_spawn, and warm from a pre-forked fork server that runs
+// the same work in a forked child. Every VM and process variant of a workload runs in the same
+// alternated rounds (the order rotates each round). One table, wall time throughout: median
+// [min-max] over rounds of each round's median latency, p99 over all runs alongside.
+//
+//   bench_vmm_vmm [RUNS=1000]   (runs per contestant and latency workload, split over the rounds)
 #include <fcntl.h>
+#include <immintrin.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,36 +17,29 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench_util.hpp"
+#include "pepita/blk_mq/mem_disk.hpp"
 #include "pepita/vmm/vm.hpp"
+#include "vmm/process_anchors.hpp"
 
 namespace {
 
 using namespace pepita;
+namespace pb = pepita::bench;
+using pb::vmm::die;
 using Clock = std::chrono::steady_clock;
 
 const std::string kGuestDir = std::string(PEPITA_BINARY_DIR) + "/guest/";
-
-struct Stats {
-  double p50 = 0, p99 = 0;
-};
-
-Stats stats(std::vector<double> us) {
-  std::sort(us.begin(), us.end());
-  if (us.empty()) return {};
-  return {us[us.size() / 2], us[std::min(us.size() - 1, us.size() * 99 / 100)]};
-}
+const std::string kHelloOut = "hello from a pepita micro-VM\n";
 
 double us_since(Clock::time_point t) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t).count();
-}
-
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "bench_vmm: %s\n", what.c_str());
-  std::exit(1);
 }
 
 template <typename T>
@@ -64,31 +63,8 @@ void check(const vmm::RunResult& r, const std::string& expect) {
     die("guest gave '" + r.output + "' (" + r.describe() + "), expected '" + expect + "'");
 }
 
-// fork + execve of a static binary with stdin from `input_fd` (rewound), stdout captured.
-std::string fork_exec(const std::string& path, int input_fd) {
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) die("pipe2");
-  ::lseek(input_fd, 0, SEEK_SET);
-  pid_t pid = ::fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    ::dup2(input_fd, 0);
-    ::dup2(out[1], 1);
-    char* argv[] = {const_cast<char*>(path.c_str()), nullptr};
-    char* envp[] = {nullptr};
-    ::execve(path.c_str(), argv, envp);
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  std::string result;
-  char buf[4096];
-  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;)
-    result.append(buf, static_cast<size_t>(n));
-  ::close(out[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die(path + " failed");
-  return result;
+void check_output(const std::string& got, const std::string& expect, const char* who) {
+  if (got != expect) die(std::string(who) + " gave '" + got + "', expected '" + expect + "'");
 }
 
 int memfd_with(const std::vector<std::byte>& data) {
@@ -98,33 +74,85 @@ int memfd_with(const std::vector<std::byte>& data) {
   return fd;
 }
 
-struct Row {
-  std::string workload;
-  std::string ours, anchor;
-  double ratio;
-};
-std::vector<Row> rows;
-
-std::string fmt(Stats s) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.0f us (p99 %.0f)", s.p50, s.p99);
-  return buf;
+std::vector<std::byte> dot_input(size_t n, int64_t& sum) {
+  std::vector<std::byte> out(8 * n);
+  sum = 0;
+  std::vector<int32_t> v(2 * n);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = static_cast<int32_t>((i * 2654435761u) % 2001) - 1000;
+  for (size_t i = 0; i < n; ++i) sum += int64_t{v[i]} * v[n + i];
+  std::memcpy(out.data(), v.data(), out.size());
+  return out;
 }
 
-void add(const std::string& workload, Stats ours, Stats anchor) {
-  rows.push_back({workload, fmt(ours), fmt(anchor), ours.p50 / anchor.p50});
-}
+// ---- the fork server's work: what guest/examples/{hello,dot}.cpp compute, in a forked child ----
 
-template <typename F>
-Stats measure(int n, F&& f) {
-  std::vector<double> us;
-  us.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) {
-    auto t = Clock::now();
-    f();
-    us.push_back(us_since(t));
+std::string hello_work(int) { return kHelloOut; }
+
+__attribute__((target("avx2"))) int64_t dot_avx2(const int32_t* a, const int32_t* b, size_t n) {
+  __m256i acc = _mm256_setzero_si256();
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
+    __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i));
+    acc = _mm256_add_epi64(acc, _mm256_mul_epi32(x, y));
+    acc =
+        _mm256_add_epi64(acc, _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(y, 32)));
   }
-  return stats(std::move(us));
+  alignas(32) int64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  int64_t sum = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  for (; i < n; ++i) sum += int64_t{a[i]} * b[i];
+  return sum;
+}
+
+// Reads the input (two int32 vectors) from the memfd as the native binary reads its stdin, and
+// prints what it prints.
+std::string dot_work(int input_fd) {
+  struct stat st {};
+  if (::fstat(input_fd, &st) != 0) ::_exit(1);
+  std::vector<int32_t> v(static_cast<size_t>(st.st_size) / 4);
+  if (::pread(input_fd, v.data(), static_cast<size_t>(st.st_size), 0) != st.st_size) ::_exit(1);
+  const size_t n = v.size() / 2;
+  const bool avx2 = __builtin_cpu_supports("avx2");
+  int64_t sum = 0;
+  if (avx2) {
+    sum = dot_avx2(v.data(), v.data() + n, n);
+  } else {
+    for (size_t i = 0; i < n; ++i) sum += int64_t{v[i]} * v[n + i];
+  }
+  return "dot " + std::to_string(sum) + (avx2 ? " avx2\n" : " scalar\n");
+}
+
+// ---- latency contestants ----
+
+// One contestant's latencies: each round's median and every run (for p99).
+struct Latency {
+  std::vector<double> round_p50;
+  std::vector<double> all;
+  double p99() const { return pb::percentile(all, 0.99); }
+};
+
+// A contestant that runs `f` `per_round` times each round and records the latencies (us).
+std::function<void()> timed_runs(Latency& into, int per_round, std::function<void()> f) {
+  return [&into, per_round, f = std::move(f)] {
+    std::vector<double> us;
+    for (int i = 0; i < per_round; ++i) {
+      const auto t = Clock::now();
+      f();
+      us.push_back(us_since(t));
+    }
+    into.round_p50.push_back(pb::median(us));
+    into.all.insert(into.all.end(), us.begin(), us.end());
+  };
+}
+
+void latency_row(pb::Table& table, const std::string& workload, const char* anchor,
+                 const Latency& ours, const Latency& theirs) {
+  char extra[96];
+  std::snprintf(extra, sizeof extra, "p99 %.0f vs %.0f us", ours.p99(), theirs.p99());
+  table.row(workload, anchor, pb::Clock::wall, "us", ours.round_p50, theirs.round_p50,
+            pb::Kind::time, extra);
 }
 
 // Throughput over `seconds` with one worker per core; returns tasks per second.
@@ -149,15 +177,112 @@ double per_second_all_cores(double seconds, F&& make_worker) {
   return static_cast<double>(done.load()) / (us_since(start) / 1e6);
 }
 
-std::vector<std::byte> dot_input(size_t n, int64_t& sum) {
-  std::vector<std::byte> out(8 * n);
-  sum = 0;
-  std::vector<int32_t> v(2 * n);
-  for (size_t i = 0; i < v.size(); ++i)
-    v[i] = static_cast<int32_t>((i * 2654435761u) % 2001) - 1000;
-  for (size_t i = 0; i < n; ++i) sum += int64_t{v[i]} * v[n + i];
-  std::memcpy(out.data(), v.data(), out.size());
-  return out;
+const char* const kCold = "fork+execve (static)";
+const char* const kSpawn = "posix_spawn (static)";
+const char* const kServer = "fork server (pre-forked)";
+
+// Start-to-result of one workload: a cold VM, a new VM from a snapshot, a recycled VM, and the
+// three process anchors, all in the same rotating rounds.
+void start_to_result(pb::Table& table, const char* label, const char* name,
+                     const std::vector<std::byte>& input, int input_fd, const std::string& expect,
+                     pb::vmm::ForkServer& server, int runs, int rounds) {
+  const std::string native = kGuestDir + "native/" + name;
+  auto img = image(name);
+  auto snap = snapshot(name);
+  auto recycled = must(vmm::Vm::restore(snap), "restore");
+  check(must(recycled.run(input), "run"), expect);
+  const int per_round = std::max(1, runs / rounds);
+  Latency cold, fresh, reused, fork_exec, spawned, served;
+  pb::rotate_rounds(
+      rounds,
+      {timed_runs(cold, per_round,
+                  [&] { check(must(vmm::run_guest(img, input, {}), "run"), expect); }),
+       timed_runs(fresh, per_round,
+                  [&] {
+                    auto vm = must(vmm::Vm::restore(snap), "restore");
+                    check(must(vm.run(input), "run"), expect);
+                  }),
+       timed_runs(reused, per_round,
+                  [&] {
+                    if (!recycled.reset_to(snap)) die("reset_to");
+                    check(must(recycled.run(input), "run"), expect);
+                  }),
+       timed_runs(fork_exec, per_round,
+                  [&] { check_output(pb::vmm::fork_exec(native, input_fd), expect, kCold); }),
+       timed_runs(spawned, per_round,
+                  [&] { check_output(pb::vmm::spawn(native, input_fd), expect, kSpawn); }),
+       timed_runs(served, per_round, [&] { check_output(server.request(), expect, kServer); })});
+  const std::string l = label;
+  latency_row(table, l + ": cold VM (create, run, destroy)", kCold, cold, fork_exec);
+  latency_row(table, l + ": new VM from snapshot (CoW)", kSpawn, fresh, spawned);
+  latency_row(table, l + ": recycled VM reset to snapshot", kServer, reused, served);
+  latency_row(table, l + ": recycled VM reset to snapshot", kSpawn, reused, spawned);
+  latency_row(table, l + ": recycled VM reset to snapshot", kCold, reused, fork_exec);
+}
+
+// virtio-mmio exit cost and throughput (the guest virtio_bench times nothing; the host times
+// whole runs and subtracts a setup-only run of the same round).
+void virtio_rows(pb::Table& table, int rounds) {
+  auto img = image("virtio_bench");
+  auto run_us = [&](const std::string& mode) {
+    vmm::VmConfig config;
+    config.virtio_console = true;
+    config.virtio_blk = std::shared_ptr<blk_mq::BlockDevice>(
+        must(blk_mq::MemDisk::create({.capacity_bytes = 1 << 20}), "MemDisk"));
+    config.output_limit = 32ull << 20;
+    config.timeout = std::chrono::seconds(20);
+    std::vector<std::byte> in(mode.size());
+    std::memcpy(in.data(), mode.data(), mode.size());
+    auto r = must(vmm::run_guest(img, in, config), "virtio_bench");
+    if (r.kind != vmm::ExitKind::Exited || r.exit_code != 0)
+      die("virtio_bench " + mode + ": " + r.describe());
+    if (mode[0] == 'c' && r.output.size() != std::stoull(mode.substr(1)) << 16)
+      die("virtio_bench " + mode + ": console output of " + std::to_string(r.output.size()));
+    return std::chrono::duration<double, std::micro>(r.elapsed).count();
+  };
+  constexpr uint32_t kReads = 2000, kTransmits = 256, kBlkWrites = 1000;
+  // The guest's input: a mode letter and a count ("r2000").
+  auto mode = [](char letter, uint32_t count) {
+    char text[16];
+    std::snprintf(text, sizeof text, "%c%u", letter, count);
+    return std::string(text);
+  };
+  constexpr size_t kChunk = 64 << 10;
+  std::vector<double> exit_us, console_mib_s, blk_us;      // ours
+  std::vector<double> pipe_rtt_us, pipe_mib_s, pwrite_us;  // anchors
+  pb::vmm::PipePeer echo;
+  pb::vmm::PipePeer drain(size_t{kTransmits} * kChunk);
+  std::vector<char> chunk(kChunk, 'x');
+  const int memfd = ::memfd_create("bench-blk", MFD_CLOEXEC);
+  if (memfd < 0 || ::ftruncate(memfd, 1 << 20) != 0) die("memfd");
+  const double mib = static_cast<double>(kTransmits) * kChunk / (1 << 20);
+  pb::rotate_rounds(
+      rounds, {[&] {
+                 const double base = run_us("0");
+                 exit_us.push_back((run_us(mode('r', kReads)) - base) / kReads);
+                 console_mib_s.push_back(mib / ((run_us(mode('c', kTransmits)) - base) / 1e6));
+                 blk_us.push_back((run_us(mode('b', kBlkWrites)) - base) / kBlkWrites);
+               },
+               [&] {
+                 auto t = Clock::now();
+                 echo.ping(kReads);
+                 pipe_rtt_us.push_back(us_since(t) / kReads);
+                 t = Clock::now();
+                 drain.send(chunk.data(), kChunk, size_t{kTransmits} * kChunk);
+                 pipe_mib_s.push_back(mib / (us_since(t) / 1e6));
+                 t = Clock::now();
+                 for (uint32_t i = 0; i < kBlkWrites; ++i)
+                   if (::pwrite(memfd, chunk.data(), 4096, (i % 64) * 4096) != 4096) die("pwrite");
+                 pwrite_us.push_back(us_since(t) / kBlkWrites);
+               }});
+  ::close(memfd);
+  const auto W = pb::Clock::wall;
+  table.row("virtio-mmio register read, per VM exit", "pipe round trip", W, "us", exit_us,
+            pipe_rtt_us);
+  table.row("virtio-console, 64 KiB transmits", "pipe to a process, 64 KiB", W, "MiB/s",
+            console_mib_s, pipe_mib_s, pb::Kind::rate);
+  table.row("virtio-blk 4 KiB write (MemDisk)", "pwrite 4 KiB to a memfd", W, "us", blk_us,
+            pwrite_us);
 }
 
 }  // namespace
@@ -167,165 +292,115 @@ int main(int argc, char** argv) {
     std::printf("bench_vmm: skipped, KVM unavailable: %s\n", ok.error().to_string().c_str());
     return 0;
   }
-  const int n = argc > 1 ? std::atoi(argv[1]) : 1000;
-  const std::string hello_out = "hello from a pepita micro-VM\n";
-  const std::string native = kGuestDir + "native/";
+  const int runs = argc > 1 ? std::max(1, std::atoi(argv[1])) : 1000;
+  const int rounds = pb::rounds(5);
   const int dev_null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-  // --- hello: start to result. ---
-  auto hello = image("hello");
-  auto hello_snap = snapshot("hello");
-  Stats fork_hello = measure(n, [&] {
-    if (fork_exec(native + "hello", dev_null) != hello_out) die("native hello output");
-  });
-  add("hello: cold VM (create, run, destroy)",
-      measure(n, [&] { check(must(vmm::run_guest(hello, {}, {}), "run"), hello_out); }),
-      fork_hello);
-  add("hello: new VM from snapshot (CoW)",
-      measure(n,
-              [&] {
-                auto vm = must(vmm::Vm::restore(hello_snap), "restore");
-                check(must(vm.run({}), "run"), hello_out);
-              }),
-      fork_hello);
-  {
-    auto vm = must(vmm::Vm::restore(hello_snap), "restore");
-    check(must(vm.run({}), "run"), hello_out);
-    add("hello: recycled VM reset to snapshot",
-        measure(n,
-                [&] {
-                  if (!vm.reset_to(hello_snap)) die("reset_to");
-                  check(must(vm.run({}), "run"), hello_out);
-                }),
-        fork_hello);
-  }
-
-  // --- dot product over 64 Ki int32 pairs (512 KiB input). ---
   int64_t sum = 0;
-  auto input = dot_input(64 * 1024, sum);
-  const std::string dot_prefix = "dot " + std::to_string(sum) + " ";
-  auto dot = image("dot");
-  auto dot_snap = snapshot("dot");
-  int input_fd = memfd_with(input);
-  std::string dot_expect;
-  Stats fork_dot = measure(n, [&] {
-    dot_expect = fork_exec(native + "dot", input_fd);
-    if (!dot_expect.starts_with(dot_prefix)) die("native dot: " + dot_expect);
-  });
-  add("dot 64Ki x int32: cold VM",
-      measure(n, [&] { check(must(vmm::run_guest(dot, input, {}), "run"), dot_expect); }),
-      fork_dot);
-  add("dot 64Ki x int32: new VM from snapshot",
-      measure(n,
-              [&] {
-                auto vm = must(vmm::Vm::restore(dot_snap), "restore");
-                check(must(vm.run(input), "run"), dot_expect);
-              }),
-      fork_dot);
-  {
-    auto vm = must(vmm::Vm::restore(dot_snap), "restore");
-    check(must(vm.run(input), "run"), dot_expect);
-    add("dot 64Ki x int32: recycled VM",
-        measure(n,
-                [&] {
-                  if (!vm.reset_to(dot_snap)) die("reset_to");
-                  check(must(vm.run(input), "run"), dot_expect);
-                }),
-        fork_dot);
-  }
-  ::close(input_fd);
+  const auto input = dot_input(64 * 1024, sum);
+  const int input_fd = memfd_with(input);
+  // The fork servers start first, while this process is small and has one thread.
+  pb::vmm::ForkServer hello_server(hello_work, dev_null);
+  pb::vmm::ForkServer dot_server(dot_work, input_fd);
+  pb::print_load();
+  pb::Table table("micro-VMs vs process isolation, wall time");
+
+  // --- start to result: hello, and a dot product over 64 Ki int32 pairs (512 KiB input). ---
+  start_to_result(table, "hello", "hello", {}, dev_null, kHelloOut, hello_server, runs, rounds);
+  const std::string dot_expect = pb::vmm::fork_exec(kGuestDir + "native/dot", input_fd);
+  if (!dot_expect.starts_with("dot " + std::to_string(sum) + " ")) die("native dot: " + dot_expect);
+  start_to_result(table, "dot 64Ki x int32", "dot", input, input_fd, dot_expect, dot_server, runs,
+                  rounds);
 
   // --- tasks per second on all cores (hello). ---
-  const double vm_rate = per_second_all_cores(2.0, [&] {
-    auto vm = std::make_shared<vmm::Vm>(must(vmm::Vm::restore(hello_snap), "restore"));
-    check(must(vm->run({}), "run"), hello_out);
-    return [&, vm] {
-      if (!vm->reset_to(hello_snap)) die("reset_to");
-      check(must(vm->run({}), "run"), hello_out);
-    };
-  });
-  const double fresh_rate = per_second_all_cores(2.0, [&] {
-    return [&] {
-      auto vm = must(vmm::Vm::restore(hello_snap), "restore");
-      check(must(vm.run({}), "run"), hello_out);
-    };
-  });
-  const double fork_rate = per_second_all_cores(2.0, [&] {
-    return [&] {
-      if (fork_exec(native + "hello", dev_null) != hello_out) die("native hello");
-    };
-  });
-  auto rate_row = [&](const std::string& what, double ours) {
-    char a[64], b[64];
-    std::snprintf(a, sizeof a, "%.0f /s", ours);
-    std::snprintf(b, sizeof b, "%.0f /s", fork_rate);
-    rows.push_back({what, a, b, fork_rate / ours});
-  };
-  rate_row("hello tasks/s, all cores, recycled VMs", vm_rate);
-  rate_row("hello tasks/s, all cores, new VM from snapshot", fresh_rate);
+  {
+    auto hello_snap = snapshot("hello");
+    const std::string native = kGuestDir + "native/hello";
+    constexpr double kWindow = 0.5;  // seconds per contestant and round
+    std::vector<double> recycled, fresh, forked, spawned;
+    pb::rotate_rounds(
+        rounds,
+        {[&] {
+           recycled.push_back(per_second_all_cores(kWindow, [&] {
+             auto vm = std::make_shared<vmm::Vm>(must(vmm::Vm::restore(hello_snap), "restore"));
+             check(must(vm->run({}), "run"), kHelloOut);
+             return [&, vm] {
+               if (!vm->reset_to(hello_snap)) die("reset_to");
+               check(must(vm->run({}), "run"), kHelloOut);
+             };
+           }));
+         },
+         [&] {
+           fresh.push_back(per_second_all_cores(kWindow, [&] {
+             return [&] {
+               auto vm = must(vmm::Vm::restore(hello_snap), "restore");
+               check(must(vm.run({}), "run"), kHelloOut);
+             };
+           }));
+         },
+         [&] {
+           forked.push_back(per_second_all_cores(kWindow, [&] {
+             return [&] { check_output(pb::vmm::fork_exec(native, dev_null), kHelloOut, kCold); };
+           }));
+         },
+         [&] {
+           spawned.push_back(per_second_all_cores(kWindow, [&] {
+             return [&] { check_output(pb::vmm::spawn(native, dev_null), kHelloOut, kSpawn); };
+           }));
+         }});
+    const auto W = pb::Clock::wall;
+    const auto R = pb::Kind::rate;
+    table.row("hello tasks/s, all cores, recycled VMs", kSpawn, W, "tasks/s", recycled, spawned, R);
+    table.row("hello tasks/s, all cores, recycled VMs", kCold, W, "tasks/s", recycled, forked, R);
+    table.row("hello tasks/s, all cores, new VM from snapshot", kCold, W, "tasks/s", fresh, forked,
+              R);
+  }
 
   // --- host-call round trip vs a pipe round trip to another process. ---
-  auto calls_snap = snapshot("calls");
-  auto run_calls = [&](uint32_t rounds, uint32_t batch) {
-    auto vm = must(vmm::Vm::restore(calls_snap), "restore");
-    const uint32_t args[2] = {rounds, batch};
-    auto r = must(vm.run(std::as_bytes(std::span(args))), "run");
-    if (r.kind != vmm::ExitKind::Exited || r.exit_code != 0) die("calls guest: " + r.describe());
-    return std::chrono::duration<double, std::micro>(r.elapsed).count();
-  };
-  const uint32_t rounds = 2000;
-  std::vector<double> one, batched;
-  for (int rep = 0; rep < 7; ++rep) {
-    const double base = run_calls(0, 1);
-    one.push_back((run_calls(rounds, 1) - base) / rounds);
-    batched.push_back((run_calls(rounds, 64) - base) / (rounds * 64.0));
-  }
-  std::vector<double> pipe_rt;
   {
-    int to_child[2], to_parent[2];
-    if (::pipe(to_child) != 0 || ::pipe(to_parent) != 0) die("pipe");
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      ::close(to_child[1]);  // else the echo child never sees EOF
-      ::close(to_parent[0]);
-      char c;
-      while (::read(to_child[0], &c, 1) == 1) (void)!::write(to_parent[1], &c, 1);
-      ::_exit(0);
-    }
-    for (int rep = 0; rep < 7; ++rep) {
-      auto t = Clock::now();
-      char c = 'x';
-      for (uint32_t i = 0; i < rounds; ++i)
-        if (::write(to_child[1], &c, 1) != 1 || ::read(to_parent[0], &c, 1) != 1) die("ping");
-      pipe_rt.push_back(us_since(t) / rounds);
-    }
-    ::close(to_child[1]);
-    ::close(to_child[0]);
-    ::close(to_parent[1]);
-    ::waitpid(pid, nullptr, 0);
-    ::close(to_parent[0]);
+    auto calls_snap = snapshot("calls");
+    auto run_calls = [&](uint32_t calls, uint32_t batch) {
+      auto vm = must(vmm::Vm::restore(calls_snap), "restore");
+      const uint32_t args[2] = {calls, batch};
+      auto r = must(vm.run(std::as_bytes(std::span(args))), "run");
+      if (r.kind != vmm::ExitKind::Exited || r.exit_code != 0) die("calls guest: " + r.describe());
+      return std::chrono::duration<double, std::micro>(r.elapsed).count();
+    };
+    constexpr uint32_t kCalls = 2000;
+    std::vector<double> one, batched, pipe_rt;
+    pb::vmm::PipePeer echo;
+    pb::rotate_rounds(pb::rounds(7),
+                      {[&] {
+                         const double base = run_calls(0, 1);
+                         one.push_back((run_calls(kCalls, 1) - base) / kCalls);
+                         batched.push_back((run_calls(kCalls, 64) - base) / (kCalls * 64.0));
+                       },
+                       [&] {
+                         const auto t = Clock::now();
+                         echo.ping(kCalls);
+                         pipe_rt.push_back(us_since(t) / kCalls);
+                       }});
+    table.row("host call, 1 per VM exit", "pipe round trip", pb::Clock::wall, "us", one, pipe_rt);
+    table.row("host call, 64 per VM exit, per call", "pipe round trip", pb::Clock::wall, "us",
+              batched, pipe_rt);
   }
-  auto precise = [](Stats s) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.2f us (p99 %.2f)", s.p50, s.p99);
-    return std::string(buf);
-  };
-  Stats pipe_s = stats(pipe_rt), one_s = stats(one), batched_s = stats(batched);
-  rows.push_back({"host call, 1 per VM exit (vs pipe RTT)", precise(one_s), precise(pipe_s),
-                  one_s.p50 / pipe_s.p50});
-  rows.push_back({"host call, 64 per VM exit, per call", precise(batched_s), precise(pipe_s),
-                  batched_s.p50 / pipe_s.p50});
 
-  std::printf(
-      "\nbench_vmm: %d runs per latency row; anchor = fork/exec of the same program as a "
-      "static Linux binary\n\n",
-      n);
-  std::printf("| %-48s | %-24s | %-24s | %-11s |\n", "workload", "ours (p50)", "anchor (p50)",
-              "ours/anchor");
-  std::printf("|%s|%s|%s|%s|\n", std::string(50, '-').c_str(), std::string(26, '-').c_str(),
-              std::string(26, '-').c_str(), std::string(13, '-').c_str());
-  for (const auto& r : rows)
-    std::printf("| %-48s | %-24s | %-24s | %11.2f |\n", r.workload.c_str(), r.ours.c_str(),
-                r.anchor.c_str(), r.ratio);
+  // --- virtio-mmio devices: per-exit cost and throughput. ---
+  virtio_rows(table, rounds);
+
+  table.note(std::to_string(runs) +
+             " runs per latency contestant, split over the rounds; each "
+             "latency figure is a round's median");
+  table.note(
+      "fork server: forked before any VM exists; per task it forks a child that computes "
+      "what the guest computes and exits");
+  table.note(
+      "fork+execve forks this process, whose page tables hold the VMs' mappings; "
+      "posix_spawn (CLONE_VM|CLONE_VFORK) copies none");
+  table.note(
+      "VM-exit rows subtract a setup-only run of the same round; pipe rows: 1-byte round "
+      "trips, 64 KiB writes drained by another process");
+  table.print();
+  ::close(input_fd);
+  ::close(dev_null);
   return 0;
 }

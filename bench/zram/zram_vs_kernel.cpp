@@ -1,7 +1,16 @@
 // ZramDisk (ours) against the kernel's zram (/dev/zram0, O_DIRECT) on the same data sets in the
 // same process: write and read throughput and compression ratio (orig_data_size / mem_used_total
-// from mm_stat), medians of several repetitions. Both use lz4; ours with zstd is shown too. The
-// kernel device is reset and its compressor restored afterwards.
+// from mm_stat), median [min-max] over alternated rounds. Both use lz4; ours with zstd is shown
+// too. The kernel device is reset and its compressor restored afterwards.
+//
+// The kernel side pays pwrite/pread, the block layer and zram's bookkeeping, ours an in-process
+// call. So the anchor is the kernel's figure minus a baseline measured in the same rounds on the
+// same I/O path with no compression (its median subtracted from each kernel round): the same
+// /dev/zram0, same threads and requests, written with zero pages, which zram stores as same-filled
+// without compressing (brd and null_blk are not built for this kernel). This also subtracts zram's
+// per-page slot bookkeeping, which ours still pays: the subtraction errs toward the kernel. The raw
+// kernel figure is printed alongside. The zeros data set is the baseline itself, so it has no
+// anchor figure (ours and the raw kernel's are printed).
 //
 //   sudo bench_zram_zram_vs_kernel [--mib 64] [--reps 5] [--threads 2] [--data zeros,text,...]
 
@@ -18,12 +27,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "pepita/blk_mq/tag_allocator.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/zram/datasets.hpp"
@@ -33,7 +44,7 @@ namespace {
 
 using pepita::UniqueFd;
 using pepita::zram::Algorithm;
-using Clock = std::chrono::steady_clock;
+namespace pb = pepita::bench;
 
 constexpr size_t kChunk = 128 * 1024;  // bytes per request, both sides
 const char* const kSys = "/sys/block/zram0/";
@@ -41,27 +52,15 @@ const char* const kSys = "/sys/block/zram0/";
 // Wall-clock and CPU seconds of one phase. CPU time is the process's user + system time: the
 // kernel's zram compresses in the context of the thread that issues the O_DIRECT write, so both
 // sides' work is counted, and it stays meaningful on a machine shared with other jobs.
-struct Cost {
-  double wall = 0;
-  double cpu = 0;
-};
-
-double process_cpu_seconds() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
+using Cost = pb::Cost;
 
 class Timer {
  public:
-  Timer() : wall_(Clock::now()), cpu_(process_cpu_seconds()) {}
-  Cost stop() const {
-    return {std::chrono::duration<double>(Clock::now() - wall_).count(),
-            process_cpu_seconds() - cpu_};
-  }
+  Timer() : wall_(pb::wall_s()), cpu_(pb::process_cpu_s()) {}
+  Cost stop() const { return {pb::wall_s() - wall_, pb::process_cpu_s() - cpu_}; }
 
  private:
-  Clock::time_point wall_;
+  double wall_;
   double cpu_;
 };
 
@@ -70,11 +69,6 @@ struct Sample {
   Cost read;
   double ratio = 0;  // orig_data_size / mem_used_total (inf when nothing used)
 };
-
-double median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
-}
 
 // ---- kernel zram through sysfs ----
 
@@ -260,31 +254,43 @@ std::optional<Sample> run_ours(const AlignedBytes& data, AlignedBytes& back, Alg
   return sample;
 }
 
-// Medians over repetitions, as MB/s of wall time and MB per CPU-second.
-struct Medians {
-  double write_wall = 0, write_cpu = 0, read_wall = 0, read_cpu = 0, ratio = 0;
+// Samples of one contestant over the rounds.
+struct Series {
+  std::vector<Sample> samples;
+  std::vector<double> get(double Cost::*clock, bool read) const {
+    std::vector<double> out;
+    for (const Sample& s : samples) out.push_back((read ? s.read : s.write).*clock);
+    return out;
+  }
+  double ratio() const {
+    std::vector<double> r;
+    for (const Sample& s : samples) r.push_back(s.ratio);
+    return pb::median(r);
+  }
 };
 
-Medians summarise(const std::vector<Sample>& samples, size_t bytes) {
-  std::vector<double> ww, wc, rw, rc, ratio;
-  for (const auto& s : samples) {
-    ww.push_back(s.write.wall);
-    wc.push_back(s.write.cpu);
-    rw.push_back(s.read.wall);
-    rc.push_back(s.read.cpu);
-    ratio.push_back(s.ratio);
-  }
-  const auto mb = static_cast<double>(bytes) / 1e6;
-  return {mb / median(ww), mb / median(wc), mb / median(rw), mb / median(rc), median(ratio)};
+// Seconds -> MB/s (of the clock the seconds were taken on).
+std::vector<double> mb_per_s(const std::vector<double>& seconds, size_t bytes) {
+  const double mb = static_cast<double>(bytes) / 1e6;
+  return pb::map(seconds, [mb](double s) { return s > 0 ? mb / s : 0.0; });
 }
 
-struct Row {
-  std::string data;
-  unsigned threads;
-  Algorithm algorithm;
-  Medians ours;
-  std::optional<Medians> kernel;
-};
+// Each round's kernel time minus the baseline's median (one estimate of the I/O path, steadier
+// than round-by-round differences on a loaded machine). A round the subtraction leaves at or
+// below zero is dropped and counted in `dropped`.
+std::vector<double> minus(const std::vector<double>& kernel, const std::vector<double>& base,
+                          int& dropped) {
+  const double path = pb::median(base);
+  std::vector<double> out;
+  for (double k : kernel) {
+    if (k - path > 0) {
+      out.push_back(k - path);
+    } else {
+      ++dropped;
+    }
+  }
+  return out;
+}
 
 std::string fmt_ratio(double ratio) {
   if (std::isinf(ratio)) return "inf";
@@ -297,7 +303,7 @@ std::string fmt_ratio(double ratio) {
 
 int main(int argc, char** argv) {
   size_t mib = 64;
-  int reps = 5;
+  int reps = pb::rounds(5);
   unsigned max_threads = 2;
   std::vector<std::string> sets = {"zeros", "text", "random", "mixed"};
   for (int i = 1; i < argc; ++i) {
@@ -328,98 +334,119 @@ int main(int argc, char** argv) {
   std::string skip = kernel_unavailable();
   std::optional<KernelZramGuard> guard;
   if (skip.empty()) guard.emplace();
+  pb::print_load();
   if (!skip.empty()) std::printf("anchor skipped: %s\n", skip.c_str());
 
-  std::vector<Row> rows;
+  char title[256];
+  std::snprintf(title, sizeof title,
+                "[1] CPU cost on 1 queue, MB per CPU-second (process CPU time, user + sys), "
+                "%zu MiB per data set, %zu KiB requests",
+                mib, kChunk / 1024);
+  pb::Table cpu_table(title);
+  std::snprintf(title, sizeof title,
+                "[2] Wall-clock throughput by queues = threads, MB/s, lz4 (ours on each queue "
+                "count against the kernel on as many threads)");
+  pb::Table wall_table(title);
+  const char* const kAnchor = "kernel lz4 - I/O path";
+  const char* const kAnchorRaw = "none (= the I/O path)";
+
+  AlignedBytes zeros(bytes), back(bytes);
+  std::memset(zeros.data(), 0, bytes);
   int failures = 0;
+  int dropped = 0;  // kernel rounds no slower than the I/O path alone (noise)
   for (const auto& name : sets) {
     auto generated = pepita::zram::make_dataset(name, bytes);
     if (!generated) {
       std::fprintf(stderr, "%s\n", generated.error().to_string().c_str());
       return 1;
     }
-    AlignedBytes data(bytes), back(bytes);
+    AlignedBytes data(bytes);
     std::memcpy(data.data(), generated->data(), bytes);
+    const bool raw = name == "zeros";  // the data set is the baseline: compare raw
     for (unsigned threads = 1; threads <= max_threads; threads *= 2) {
-      std::vector<Sample> kernel;
+      Series kernel, base, lz4, zstd;
       std::string why;
-      if (skip.empty()) {
-        for (int r = 0; r < reps && why.empty(); ++r)
-          if (auto s = run_kernel(data, back, threads, why)) kernel.push_back(*s);
-        if (!why.empty()) {
-          std::printf("anchor skipped: %s\n", why.c_str());
-          skip = why;
-          kernel.clear();
+      auto kernel_round = [&](const AlignedBytes& what, Series& into) {
+        if (!skip.empty() || !why.empty()) return;
+        if (auto s = run_kernel(what, back, threads, why)) into.samples.push_back(*s);
+      };
+      auto ours_round = [&](Algorithm algorithm, Series& into) {
+        std::string our_why;
+        if (auto s = run_ours(data, back, algorithm, threads, our_why)) {
+          into.samples.push_back(*s);
+        } else {
+          std::fprintf(stderr, "ours failed on %s: %s\n", name.c_str(), our_why.c_str());
+          ++failures;
         }
+      };
+      std::vector<std::function<void()>> contestants = {[&] { kernel_round(data, kernel); },
+                                                        [&] { ours_round(Algorithm::Lz4, lz4); }};
+      if (!raw) contestants.push_back([&] { kernel_round(zeros, base); });
+      if (threads == 1) contestants.push_back([&] { ours_round(Algorithm::Zstd, zstd); });
+      pb::rotate_rounds(reps, contestants);
+      if (!why.empty()) {
+        std::printf("anchor skipped: %s\n", why.c_str());
+        skip = why;
+        kernel.samples.clear();
+        base.samples.clear();
       }
-      for (Algorithm algorithm : {Algorithm::Lz4, Algorithm::Zstd}) {
-        if (algorithm == Algorithm::Zstd && threads != 1) continue;
-        std::vector<Sample> ours;
-        for (int r = 0; r < reps; ++r) {
-          std::string our_why;
-          auto s = run_ours(data, back, algorithm, threads, our_why);
-          if (!s) {
-            std::fprintf(stderr, "ours failed on %s: %s\n", name.c_str(), our_why.c_str());
-            ++failures;
-            break;
+      if (failures != 0) break;
+
+      for (bool read : {false, true}) {
+        const std::string op = read ? " read" : " write";
+        auto anchor = [&](double Cost::*clock) {
+          const auto k = kernel.get(clock, read);
+          if (raw) return std::vector<double>{};  // kernel minus its own I/O path: nothing left
+          return mb_per_s(minus(k, base.get(clock, read), dropped), bytes);
+        };
+        auto extra = [&](double Cost::*clock, const Series& ours) {
+          std::string e;
+          if (!kernel.samples.empty()) {
+            char buf[160];
+            std::snprintf(buf, sizeof buf, "raw kernel %.0f MB/s",
+                          pb::median(mb_per_s(kernel.get(clock, read), bytes)));
+            e = buf;
+            if (!raw) {
+              std::snprintf(buf, sizeof buf, ", I/O path alone %.0f MB/s",
+                            pb::median(mb_per_s(base.get(clock, read), bytes)));
+              e += buf;
+            }
           }
-          ours.push_back(*s);
+          if (!read) {
+            e += (e.empty() ? "" : "; ") + std::string("ratio ") + fmt_ratio(ours.ratio());
+            if (!kernel.samples.empty()) e += " vs " + fmt_ratio(kernel.ratio());
+          }
+          return e;
+        };
+        if (threads == 1) {
+          for (const Series* ours : {&lz4, &zstd}) {
+            const char* alg = ours == &lz4 ? "lz4" : "zstd";
+            cpu_table.row(name + op + ", ours " + alg, raw ? kAnchorRaw : kAnchor,
+                          pb::Clock::process_cpu, "MB/cpu-s",
+                          mb_per_s(ours->get(&Cost::cpu, read), bytes), anchor(&Cost::cpu),
+                          pb::Kind::rate, extra(&Cost::cpu, *ours));
+          }
         }
-        if (ours.size() != static_cast<size_t>(reps)) continue;
-        rows.push_back(
-            {name, threads, algorithm, summarise(ours, bytes),
-             kernel.empty() ? std::nullopt : std::optional<Medians>(summarise(kernel, bytes))});
+        wall_table.row(name + op + ", " + std::to_string(threads) + " thr",
+                       raw ? kAnchorRaw : kAnchor, pb::Clock::wall, "MB/s",
+                       mb_per_s(lz4.get(&Cost::wall, read), bytes), anchor(&Cost::wall),
+                       pb::Kind::rate, extra(&Cost::wall, lz4));
       }
     }
   }
-
-  auto cell = [](const std::optional<Medians>& m, double Medians::*field) {
-    if (!m) return std::string("-");
-    if (field == &Medians::ratio) return fmt_ratio((*m).*field);
-    return std::to_string(static_cast<long>((*m).*field));
-  };
-  // Time ratio ours/kernel = kernel throughput / our throughput (< 1: ours faster).
-  auto time_ratio = [](const Medians& o, const std::optional<Medians>& k, double Medians::*field) {
-    return k ? fmt_ratio((*k).*field / o.*field) : std::string("-");
-  };
-  std::printf(
-      "\nzram, %zu MiB per data set, %d reps, medians, %zu KiB requests. Anchor: Linux "
-      "zram (lz4) on /dev/zram0 via O_DIRECT, same data, same process.\n",
-      mib, reps, kChunk / 1024);
-  std::printf(
-      "\n[1] Compression ratio (orig_data_size / mem_used_total, r/k = ours / kernel's) "
-      "and CPU cost on 1 queue (MB per CPU-second; t/k = our CPU time / kernel's)\n");
-  std::printf("%-7s %-5s | %7s %7s %7s | %9s %9s %6s | %9s %9s %6s\n", "data", "ours", "ratio",
-              "kernel", "r/k", "wr MB/cs", "kernel", "t/k", "rd MB/cs", "kernel", "t/k");
-  for (const auto& row : rows) {
-    if (row.threads != 1) continue;
-    const Medians& o = row.ours;
-    std::string rk = "-";
-    if (row.kernel)
-      rk = std::isinf(o.ratio) && std::isinf(row.kernel->ratio)
-               ? "1.00"
-               : fmt_ratio(o.ratio / row.kernel->ratio);
-    std::printf("%-7s %-5s | %7s %7s %7s | %9.0f %9s %6s | %9.0f %9s %6s\n", row.data.c_str(),
-                pepita::zram::algorithm_name(row.algorithm), fmt_ratio(o.ratio).c_str(),
-                cell(row.kernel, &Medians::ratio).c_str(), rk.c_str(), o.write_cpu,
-                cell(row.kernel, &Medians::write_cpu).c_str(),
-                time_ratio(o, row.kernel, &Medians::write_cpu).c_str(), o.read_cpu,
-                cell(row.kernel, &Medians::read_cpu).c_str(),
-                time_ratio(o, row.kernel, &Medians::read_cpu).c_str());
+  for (pb::Table* t : {&cpu_table, &wall_table}) {
+    t->note(
+        std::string("anchor: Linux zram (lz4) on /dev/zram0 via O_DIRECT pwrite/pread, same "
+                    "data, same process, minus the median of the same I/O path with zero "
+                    "pages (no compression) measured in the same rounds; zeros: that path "
+                    "itself, so no anchor (raw kernel alongside)"));
+    t->note("ratio = compression ratio, orig_data_size / mem_used_total (ours vs kernel)");
+    if (!skip.empty()) t->note("anchor skipped: " + skip);
+    if (dropped != 0)
+      t->note(std::to_string(dropped) +
+              " kernel rounds (both tables) came out no slower than the "
+              "I/O path alone and were dropped: the machine is too noisy for those rows");
+    t->print();
   }
-  std::printf(
-      "\n[2] Wall-clock throughput by queues = threads (MB/s; t/k = our time / kernel's)\n");
-  std::printf("%-7s %-3s %-5s | %9s %9s %6s | %9s %9s %6s\n", "data", "thr", "ours", "wr MB/s",
-              "kernel", "t/k", "rd MB/s", "kernel", "t/k");
-  for (const auto& row : rows) {
-    const Medians& o = row.ours;
-    std::printf("%-7s %-3u %-5s | %9.0f %9s %6s | %9.0f %9s %6s\n", row.data.c_str(), row.threads,
-                pepita::zram::algorithm_name(row.algorithm), o.write_wall,
-                cell(row.kernel, &Medians::write_wall).c_str(),
-                time_ratio(o, row.kernel, &Medians::write_wall).c_str(), o.read_wall,
-                cell(row.kernel, &Medians::read_wall).c_str(),
-                time_ratio(o, row.kernel, &Medians::read_wall).c_str());
-  }
-  if (!skip.empty()) std::printf("anchor skipped: %s\n", skip.c_str());
   return failures == 0 ? 0 : 1;
 }

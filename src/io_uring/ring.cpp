@@ -87,15 +87,9 @@ Result<Ring> Ring::create(const RingOptions& o) {
   const int fd = sys::setup(o.entries, &p);
   if (fd < 0) return std::unexpected(setup_error(fd, o, requested));
 
-  Ring r;
-  r.fd_.reset(fd);
-  r.features_ = p.features;
-  r.setup_flags_ = p.flags;
-  r.sqpoll_ = (p.flags & abi::setup::SQPOLL) != 0;
-  r.sqe_shift_ = (p.flags & abi::setup::SQE128) != 0 ? 1 : 0;
-  r.cqe_shift_ = (p.flags & abi::setup::CQE32) != 0 ? 1 : 0;
-
-  const std::size_t cqe_size = sizeof(abi::Cqe) << r.cqe_shift_;
+  UniqueFd ring_fd(fd);
+  const std::size_t cqe_size = sizeof(abi::Cqe) << ((p.flags & abi::setup::CQE32) != 0 ? 1 : 0);
+  const std::size_t sqe_size = sizeof(abi::Sqe) << ((p.flags & abi::setup::SQE128) != 0 ? 1 : 0);
   std::size_t sq_size = p.sq_off.array + p.sq_entries * sizeof(std::uint32_t);
   std::size_t cq_size = p.cq_off.cqes + p.cq_entries * cqe_size;
   const bool single = (p.features & abi::feat::SINGLE_MMAP) != 0;
@@ -103,21 +97,82 @@ Result<Ring> Ring::create(const RingOptions& o) {
 
   // SAFETY: the kernel validates the offsets (IORING_OFF_*) and sizes of ring mappings of its own
   // io_uring fd; MAP_SHARED is required, the memory is the kernel's.
-  r.sq_ring_map_ =
+  Mapping sq_ring =
       PEPITA_TRY(Mapping::map(sq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
                               static_cast<off_t>(abi::mmap_off::SQ_RING), "io_uring SQ ring"));
-  const Mapping* cq_map = &r.sq_ring_map_;
+  Mapping cq_ring;
   if (!single) {
     // SAFETY: as above, the CQ ring at its magic offset.
-    r.cq_ring_map_ =
+    cq_ring =
         PEPITA_TRY(Mapping::map(cq_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
                                 static_cast<off_t>(abi::mmap_off::CQ_RING), "io_uring CQ ring"));
-    cq_map = &r.cq_ring_map_;
   }
   // SAFETY: as above, the SQE array: sq_entries slots of 64 (or 128) bytes.
-  r.sqes_map_ = PEPITA_TRY(Mapping::map(p.sq_entries * (sizeof(abi::Sqe) << r.sqe_shift_),
-                                        PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd,
-                                        static_cast<off_t>(abi::mmap_off::SQES), "io_uring SQEs"));
+  Mapping sqes = PEPITA_TRY(Mapping::map(p.sq_entries * sqe_size, PROT_READ | PROT_WRITE,
+                                         MAP_SHARED | MAP_POPULATE, fd,
+                                         static_cast<off_t>(abi::mmap_off::SQES), "io_uring SQEs"));
+  Ring r = PEPITA_TRY(
+      attach(std::move(ring_fd), p, std::move(sq_ring), std::move(cq_ring), std::move(sqes)));
+
+  if (o.register_ring_fd) {
+    // Any free slot of this thread's ring-fd table (offset -1); failure only costs speed.
+    abi::RsrcUpdate up{};
+    up.offset = ~0u;
+    up.data = static_cast<std::uint64_t>(fd);
+    if (sys::register_(fd, static_cast<unsigned>(abi::RegisterOp::RegisterRingFds), &up, 1) == 1)
+      r.registered_ = detail::RegisteredRingFd(fd, static_cast<int>(up.offset));
+  }
+  return r;
+}
+
+Result<Ring> Ring::from_mappings(const abi::Params& params, Mapping sq_ring, Mapping cq_ring,
+                                 Mapping sqes) {
+  if ((params.flags & kUnsupportedSetupFlags) != 0)
+    return fail(ErrorCode::InvalidArgument,
+                "io_uring Ring: NO_MMAP, REGISTERED_FD_ONLY and NO_SQARRAY are not supported");
+  return attach(UniqueFd(), params, std::move(sq_ring), std::move(cq_ring), std::move(sqes));
+}
+
+Result<Ring> Ring::attach(UniqueFd fd, const abi::Params& p, Mapping sq_ring, Mapping cq_ring,
+                          Mapping sqes) {
+  const bool single = (p.features & abi::feat::SINGLE_MMAP) != 0;
+  const Mapping& cq = single ? sq_ring : cq_ring;
+  const std::uint32_t sqe_shift = (p.flags & abi::setup::SQE128) != 0 ? 1 : 0;
+  const std::uint32_t cqe_shift = (p.flags & abi::setup::CQE32) != 0 ? 1 : 0;
+  // Every word and array the Ring will touch must lie inside its mapping: the kernel guarantees
+  // it for its own rings, a fake must be checked.
+  auto fits = [](const Mapping& m, std::uint64_t offset, std::uint64_t bytes) {
+    return m.valid() && offset % sizeof(std::uint32_t) == 0 && offset <= m.size() &&
+           bytes <= m.size() - offset;
+  };
+  constexpr std::uint64_t kWord = sizeof(std::uint32_t);
+  const bool sq_ok =
+      fits(sq_ring, p.sq_off.head, kWord) && fits(sq_ring, p.sq_off.tail, kWord) &&
+      fits(sq_ring, p.sq_off.flags, kWord) && fits(sq_ring, p.sq_off.dropped, kWord) &&
+      fits(sq_ring, p.sq_off.ring_mask, kWord) && fits(sq_ring, p.sq_off.ring_entries, kWord) &&
+      fits(sq_ring, p.sq_off.array, std::uint64_t{p.sq_entries} * kWord);
+  const bool cq_ok =
+      fits(cq, p.cq_off.head, kWord) && fits(cq, p.cq_off.tail, kWord) &&
+      fits(cq, p.cq_off.overflow, kWord) &&
+      (p.cq_off.flags == 0 || fits(cq, p.cq_off.flags, kWord)) &&
+      fits(cq, p.cq_off.ring_mask, kWord) && fits(cq, p.cq_off.ring_entries, kWord) &&
+      fits(cq, p.cq_off.cqes, std::uint64_t{p.cq_entries} * (sizeof(abi::Cqe) << cqe_shift));
+  const bool sqes_ok = fits(sqes, 0, std::uint64_t{p.sq_entries} * (sizeof(abi::Sqe) << sqe_shift));
+  if (!sq_ok || !cq_ok || !sqes_ok)
+    return fail(ErrorCode::InvalidArgument,
+                "io_uring Ring: the ring offsets and entries do not fit the mappings");
+
+  Ring r;
+  r.fd_ = std::move(fd);
+  r.sq_ring_map_ = std::move(sq_ring);
+  r.cq_ring_map_ = std::move(cq_ring);
+  r.sqes_map_ = std::move(sqes);
+  r.features_ = p.features;
+  r.setup_flags_ = p.flags;
+  r.sqpoll_ = (p.flags & abi::setup::SQPOLL) != 0;
+  r.sqe_shift_ = sqe_shift;
+  r.cqe_shift_ = cqe_shift;
+  const Mapping* cq_map = single ? &r.sq_ring_map_ : &r.cq_ring_map_;
 
   const Mapping& sq = r.sq_ring_map_;
   r.ksq_head_ = word_at(sq, p.sq_off.head);
@@ -133,19 +188,16 @@ Result<Ring> Ring::create(const RingOptions& o) {
   r.kcq_flags_ = p.cq_off.flags != 0 ? word_at(*cq_map, p.cq_off.flags) : nullptr;
   r.cq_mask_ = *word_at(*cq_map, p.cq_off.ring_mask);
   r.cq_entries_ = *word_at(*cq_map, p.cq_off.ring_entries);
-  // SAFETY: cq_off.cqes is the kernel's offset of the 16/32-byte-aligned CQE array in this map.
+  if (r.sq_entries_ != p.sq_entries || r.sq_mask_ != p.sq_entries - 1 ||
+      r.cq_entries_ != p.cq_entries || r.cq_mask_ != p.cq_entries - 1 ||
+      (p.sq_entries & (p.sq_entries - 1)) != 0 || (p.cq_entries & (p.cq_entries - 1)) != 0)
+    return fail(ErrorCode::InvalidArgument,
+                "io_uring Ring: ring_entries/ring_mask in the rings disagree with the params");
+  // SAFETY: cq_off.cqes is the kernel's offset of the 16/32-byte-aligned CQE array in this map
+  // (checked above to fit).
   r.kcqes_ = reinterpret_cast<const abi::Cqe*>(cq_map->bytes() + p.cq_off.cqes);
-  // SAFETY: the SQE mapping is page-aligned and holds sq_entries slots.
+  // SAFETY: the SQE mapping is page-aligned and holds sq_entries slots (checked above).
   r.sqes_ = reinterpret_cast<abi::Sqe*>(r.sqes_map_.bytes());
-
-  if (o.register_ring_fd) {
-    // Any free slot of this thread's ring-fd table (offset -1); failure only costs speed.
-    abi::RsrcUpdate up{};
-    up.offset = ~0u;
-    up.data = static_cast<std::uint64_t>(fd);
-    if (sys::register_(fd, static_cast<unsigned>(abi::RegisterOp::RegisterRingFds), &up, 1) == 1)
-      r.registered_ = detail::RegisteredRingFd(fd, static_cast<int>(up.offset));
-  }
 
   // Identity SQ index array, written once: slot i of the SQE array is always ring entry i, so a
   // submit only has to publish the tail (liburing does the same since 2.2).

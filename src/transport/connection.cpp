@@ -49,7 +49,10 @@ std::string describe(const sockaddr_storage& ss) {
     const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
     ::inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
     port = ntohs(a->sin6_port);
-    return "[" + std::string(host) + "]:" + std::to_string(port);
+    // Appended piece by piece: g++ 12 -O3 reports a false -Wrestrict in `"[" + std::string`.
+    std::string out = "[";
+    out.append(host).append("]:").append(std::to_string(port));
+    return out;
   }
   return "?";
 }

@@ -104,19 +104,24 @@ Result<Key> Key::generate() {
 Result<void> Key::write_file(const std::string& path, const Key& key) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return fail_errno(errno, "create key file " + path);
-  // The umask cannot widen 0600, but an inherited ACL default could; pin the mode explicitly.
-  if (::fchmod(fd.get(), 0600) != 0) return fail_errno(errno, "chmod 600 " + path);
   std::string text = to_hex(key.bytes()) + "\n";
-  std::size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail_errno(errno, "write key file " + path);
-    done += static_cast<std::size_t>(n);
-  }
+  Result<void> written = [&]() -> Result<void> {
+    // The umask cannot widen 0600, but an inherited ACL default could; pin the mode explicitly.
+    if (::fchmod(fd.get(), 0600) != 0) return fail_errno(errno, "chmod 600 " + path);
+    std::size_t done = 0;
+    while (done < text.size()) {
+      ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return fail_errno(errno, "write key file " + path);
+      done += static_cast<std::size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) return fail_errno(errno, "fsync key file " + path);
+    return {};
+  }();
   OPENSSL_cleanse(text.data(), text.size());
-  if (::fsync(fd.get()) != 0) return fail_errno(errno, "fsync key file " + path);
-  return {};
+  // A key file is whole or absent: one this call created and could not finish is removed.
+  if (!written) ::unlink(path.c_str());
+  return written;
 }
 
 Digest sha256(ByteSpan data) {

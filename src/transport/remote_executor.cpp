@@ -88,7 +88,8 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
     r.stderr_data = std::move(o.result.stderr_data);
     r.error = std::move(o.result.error);
     if (!o.worker.empty() && r.status != executor::Status::Succeeded) {
-      r.error += (r.error.empty() ? "" : " ") + std::string("(on worker ") + o.worker + ")";
+      if (!r.error.empty()) r.error += ' ';
+      r.error.append("(on worker ").append(o.worker).append(")");
     }
     done(std::move(r));
   };

@@ -409,8 +409,11 @@ struct Worker::Impl {
       case MessageType::Upload: {
         auto up = PEPITA_TRY(decode_upload(m.payload));
         HaveBlobMsg reply{.sha256 = up.sha256, .present = false};
-        if (sha256(as_bytes(up.data)) != up.sha256) {
-          log("upload from " + c.peer + " does not match its SHA-256; dropped");
+        if (const Digest actual = sha256(as_bytes(up.data)); actual != up.sha256) {
+          // Nothing is written: a blob is stored only under the hash of its own bytes.
+          log("upload from " + c.peer + " does not match its SHA-256 (claims " + to_hex(up.sha256) +
+              ", its " + std::to_string(up.data.size()) + " bytes hash to " + to_hex(actual) +
+              "); dropped, nothing stored");
         } else if (auto s = store_blob(up); !s) {
           log("storing blob failed: " + s.error().to_string());
         } else {
@@ -596,14 +599,21 @@ struct Worker::Impl {
     if (path.starts_with("blob:")) {
       auto d = from_hex(path.substr(5));
       if (!d || d->size() != 32) {
-        ResultMsg r{.status = TaskStatus::SpawnError,
-                    .exit_code = -1,
-                    .error = "bad blob reference " + path};
-        return r;
+        return ResultMsg{.status = TaskStatus::SpawnError,
+                         .exit_code = -1,
+                         .error = "bad blob reference '" + path +
+                                  "': expected blob:<the 64 hex digits of a SHA-256>"};
       }
       Digest dg{};
       std::copy(d->begin(), d->end(), dg.begin());
       path = blob_path(dg);
+      if (!fs::exists(path)) {
+        return ResultMsg{.status = TaskStatus::SpawnError,
+                         .exit_code = -1,
+                         .error = "blob " + to_hex(dg) +
+                                  " is not on this worker: it was never uploaded, or its upload "
+                                  "failed the SHA-256 check"};
+      }
     }
     std::string cwd = m.cwd;
     std::string scratch;

@@ -8,6 +8,7 @@
 
 #include "pepita/blk_mq/file_disk.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
+#include "pepita/blk_mq/tag_allocator.hpp"
 #if PEPITA_UBLK_HAVE_ZRAM
 #include "pepita/zram/zram_disk.hpp"
 #endif
@@ -95,15 +96,42 @@ Result<uint64_t> parse_size(std::string_view text) {
   return value << shift;
 }
 
-Result<std::unique_ptr<blk_mq::BlockDevice>> make_target(const TargetSpec& spec) {
+Result<void> validate_target(const TargetSpec& spec) {
+  const std::string what = std::string("ublk ") + target_name(spec.kind) + " target";
   if (spec.kind != TargetKind::File && spec.size_bytes == 0)
-    return fail(ErrorCode::InvalidArgument,
-                std::string("ublk target ") + target_name(spec.kind) + ": give a size (--size)");
+    return fail(ErrorCode::InvalidArgument, what + ": give a size (--size)");
+  switch (spec.kind) {
+    case TargetKind::Null:
+    case TargetKind::Zram:
+      if (spec.size_bytes % 4096 != 0)
+        return fail(ErrorCode::InvalidArgument, what + ": size must be a multiple of 4096");
+      if (spec.kind == TargetKind::Zram && spec.compression != "lz4" && spec.compression != "zstd")
+        return fail(ErrorCode::InvalidArgument,
+                    what + ": compression must be lz4 or zstd, not '" + spec.compression + "'");
+      break;
+    case TargetKind::Mem:
+      if (auto ok = blk_mq::validate_geometry(spec.size_bytes, 512); !ok)
+        return std::unexpected(std::move(ok.error()).with_context(what));
+      break;
+    case TargetKind::File:
+      if (spec.path.empty())
+        return fail(ErrorCode::InvalidArgument, what + ": give a backing file (--file)");
+      if (spec.size_bytes != 0) {
+        if (auto ok = blk_mq::validate_geometry(spec.size_bytes, spec.direct ? 4096u : 512u); !ok)
+          return std::unexpected(std::move(ok.error()).with_context(what));
+      }
+      break;
+    default: return fail(ErrorCode::InvalidArgument, "unknown ublk target");
+  }
+  if (auto ok = blk_mq::validate_tag_set({spec.queues, spec.queue_depth}); !ok)
+    return std::unexpected(std::move(ok.error()).with_context(what));
+  return {};
+}
+
+Result<std::unique_ptr<blk_mq::BlockDevice>> make_target(const TargetSpec& spec) {
+  PEPITA_TRY_VOID(validate_target(spec));
   switch (spec.kind) {
     case TargetKind::Null: {
-      if (spec.size_bytes % 4096 != 0)
-        return fail(ErrorCode::InvalidArgument,
-                    "ublk null target: size must be a multiple of 4096");
       DeviceInfo info = base_info(spec, 512);
       info.features = features::kDiscard | features::kWriteZeroes;
       return std::make_unique<NullDisk>(info);
@@ -116,8 +144,6 @@ Result<std::unique_ptr<blk_mq::BlockDevice>> make_target(const TargetSpec& spec)
       return std::unique_ptr<blk_mq::BlockDevice>(std::move(disk));
     }
     case TargetKind::File: {
-      if (spec.path.empty())
-        return fail(ErrorCode::InvalidArgument, "ublk file target: give a backing file (--file)");
       auto disk =
           PEPITA_TRY(blk_mq::FileDisk::create({.path = spec.path,
                                                .capacity_bytes = spec.size_bytes,
@@ -129,9 +155,6 @@ Result<std::unique_ptr<blk_mq::BlockDevice>> make_target(const TargetSpec& spec)
     }
     case TargetKind::Zram: {
 #if PEPITA_UBLK_HAVE_ZRAM
-      if (spec.size_bytes % zram::kPageSize != 0)
-        return fail(ErrorCode::InvalidArgument,
-                    "ublk zram target: size must be a multiple of 4096");
       const zram::Algorithm algorithm = PEPITA_TRY(zram::parse_algorithm(spec.compression));
       auto disk = PEPITA_TRY(
           zram::ZramDisk::create({.store = {.disksize = spec.size_bytes, .algorithm = algorithm},

@@ -62,6 +62,16 @@ Backend::~Backend() {
 
 Result<std::unique_ptr<Backend>> Backend::listen(const std::string& path, VirtioDevice& device) {
   int fd = sys::unix_listen(path);
+  if (fd == -EEXIST)
+    return fail(ErrorCode::AlreadyExists,
+                "vhost-user socket " + path +
+                    " exists and is not a socket; refusing to replace it (choose another path)",
+                EEXIST);
+  if (fd == -EADDRINUSE)
+    return fail(ErrorCode::Busy,
+                "vhost-user socket " + path +
+                    ": another server is accepting on it; stop it or choose another path",
+                EADDRINUSE);
   if (fd < 0) return fail_errno(fd, "listen on vhost-user socket " + path);
   UniqueFd listener(fd);
   int efd = sys::make_eventfd();

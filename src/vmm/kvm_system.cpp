@@ -2,14 +2,76 @@
 // lets guests enable.
 #include "vmm/detail/kvm_system.hpp"
 
+#include <cpuid.h>
+
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "vmm/detail/sys.hpp"
 
 namespace pepita::vmm {
+namespace {
+
+enum Reg { kEax, kEbx, kEcx, kEdx };
+constexpr unsigned kXsaveBit = 26;  // leaf 1 ECX
+
+// The host CPU's own CPUID answers, read with the instruction.
+struct HostCpuid {
+  bool has(unsigned leaf, unsigned subleaf, Reg reg, unsigned bit) const noexcept {
+    unsigned r[4] = {};
+    if (__get_cpuid_max(0, nullptr) < leaf) return false;
+    __cpuid_count(leaf, subleaf, r[kEax], r[kEbx], r[kEcx], r[kEdx]);
+    return (r[reg] >> bit) & 1;
+  }
+};
+
+// One SIMD feature flag and the XCR0 state components it needs.
+struct SimdFlag {
+  unsigned leaf, subleaf;
+  Reg reg;
+  unsigned bit;
+  uint64_t xcr0;
+};
+
+// The flags guest SIMD dispatch looks at (pepita's simd module and guest/examples): AVX, FMA,
+// F16C, AVX2 and the AVX-512 subsets pepita uses.
+constexpr SimdFlag kSimdFlags[] = {
+    {1, 0, kEcx, 28, 0x7},  {1, 0, kEcx, 12, 0x7},  {1, 0, kEcx, 29, 0x7},   // AVX FMA F16C
+    {7, 0, kEbx, 5, 0x7},                                                    // AVX2
+    {7, 0, kEbx, 16, 0xe7}, {7, 0, kEbx, 17, 0xe7}, {7, 0, kEbx, 28, 0xe7},  // F DQ CD
+    {7, 0, kEbx, 30, 0xe7}, {7, 0, kEbx, 31, 0xe7}, {7, 0, kEcx, 11, 0xe7},  // BW VL VNNI
+    {7, 1, kEax, 5, 0xe7},                                                   // BF16
+};
+
+uint32_t& reg_of(kvm_cpuid_entry2& e, Reg reg) {
+  switch (reg) {
+    case kEax: return e.eax;
+    case kEbx: return e.ebx;
+    case kEcx: return e.ecx;
+    case kEdx: break;
+  }
+  return e.edx;
+}
+
+// Sets, in the CPUID table the vCPUs get, XSAVE and every SIMD flag the host CPU has whose state
+// the guest's XCR0 enables: what the guest's cpuid reports must match what it can execute.
+void expose_host_simd(std::span<kvm_cpuid_entry2> table, const HostCpuid& host, bool xsave,
+                      uint64_t xcr0) {
+  for (auto& e : table) {
+    if (e.function == 1 && xsave && host.has(1, 0, kEcx, kXsaveBit)) e.ecx |= 1u << kXsaveBit;
+    for (const auto& f : kSimdFlags)
+      if (e.function == f.leaf && e.index == f.subleaf && xsave && (xcr0 & f.xcr0) == f.xcr0 &&
+          host.has(f.leaf, f.subleaf, f.reg, f.bit))
+        reg_of(e, f.reg) |= 1u << f.bit;
+  }
+}
+
+}  // namespace
+
 Result<const KvmSystem*> KvmSystem::get() {
   static std::once_flag once;
   static std::optional<Result<KvmSystem>> instance;
@@ -46,21 +108,26 @@ Result<const KvmSystem*> KvmSystem::get() {
         break;
       }
       const auto nent = static_cast<uint32_t>(sys.cpuid_words_[0]);
+      // SAFETY: entries follow the 8-byte header in the kernel-filled buffer; copied out and back.
+      char* table_bytes = reinterpret_cast<char*>(sys.cpuid_words_.data()) + 8;
+      std::vector<kvm_cpuid_entry2> entries(nent);
+      std::memcpy(entries.data(), table_bytes, nent * sizeof(kvm_cpuid_entry2));
       uint64_t xcr0_supported = 0;
-      bool osxsave_capable = false;
-      for (uint32_t i = 0; i < nent; ++i) {
-        kvm_cpuid_entry2 e;
-        // SAFETY: entries follow the 8-byte header in the kernel-filled buffer; copied out.
-        std::memcpy(&e, reinterpret_cast<const char*>(sys.cpuid_words_.data()) + 8 + i * sizeof e,
-                    sizeof e);
+      for (const auto& e : entries)
         if (e.function == 0xd && e.index == 0) xcr0_supported = (uint64_t{e.edx} << 32) | e.eax;
-        if (e.function == 1) osxsave_capable = (e.ecx & (1u << 26)) != 0;  // XSAVE
-      }
-      if (!osxsave_capable) sys.has_xsave_ = false;
+      // Whether guests get XSAVE is what KVM can switch (KVM_CAP_XSAVE/XCRS) and the state leaf
+      // 0xD lets them enable, on a host CPU that has XSAVE. Leaf 1 of the supported table is not
+      // the answer: kvm_pvm hosts report XSAVE = AVX = 0 there while leaf 0xD offers 0xe7, and
+      // deciding from leaf 1 left guests at XCR0 = x87 (scalar code only).
+      const HostCpuid host;
+      sys.has_xsave_ =
+          sys.has_xsave_ && host.has(1, 0, kEcx, kXsaveBit) && (xcr0_supported & 3) == 3;
       // x87 | SSE | AVX, plus the AVX-512 trio only when all three are there (SDM 13.3).
       uint64_t want = xcr0_supported & 0x7;
       if ((xcr0_supported & 0xe0) == 0xe0 && (want & 0x4)) want |= 0xe0;
-      sys.guest_xcr0_ = want | 1;
+      sys.guest_xcr0_ = sys.has_xsave_ ? (want | 1) : 1;
+      expose_host_simd(entries, host, sys.has_xsave_, sys.guest_xcr0_);
+      std::memcpy(table_bytes, entries.data(), nent * sizeof(kvm_cpuid_entry2));
       return sys;
     }());
   });

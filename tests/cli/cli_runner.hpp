@@ -1,11 +1,22 @@
 #pragma once
 // Runs the built pepita binary as a user would and captures its exit code and output.
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace pepita::test {
 
@@ -29,5 +40,101 @@ inline CliRun run_pepita(const std::string& args, const std::string& env = "") {
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return run;
 }
+
+/// A fresh directory under the system temp directory, removed with its contents on destruction.
+struct TempDir {
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "pepita-cli-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) != nullptr) path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+  /// The names in the directory, sorted: what a command left behind.
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(path, ec))
+      names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  std::filesystem::path path;
+};
+
+/// `pepita <args>` running in the background (no shell), stdout and stderr going to files.
+class BackgroundPepita {
+ public:
+  BackgroundPepita(const std::vector<std::string>& args, const std::string& out_path,
+                   const std::string& err_path)
+      : out_path_(out_path), err_path_(err_path) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      const int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      ::dup2(o, 1);
+      ::dup2(e, 2);
+      std::vector<std::string> copy(args);
+      std::string exe = PEPITA_CLI_PATH;
+      std::vector<char*> argv{exe.data()};
+      for (auto& a : copy) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), argv.data());
+      ::_exit(127);
+    }
+  }
+  ~BackgroundPepita() {
+    if (pid_ > 0) kill_and_wait(SIGKILL);
+  }
+  BackgroundPepita(const BackgroundPepita&) = delete;
+  BackgroundPepita& operator=(const BackgroundPepita&) = delete;
+
+  /// Waits up to `limit` for stdout to hold `text`; false if it never did or the process ended.
+  bool wait_for_stdout(const std::string& text,
+                       std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      if (out().find(text) != std::string::npos) return true;
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        pid_ = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+  /// Sends `sig`, reaps the process and returns its exit code (128 + signal when killed).
+  int kill_and_wait(int sig) {
+    if (pid_ > 0) {
+      ::kill(pid_, sig);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      pid_ = -1;
+    }
+    return exit_code_;
+  }
+  std::string out() const { return slurp(out_path_); }
+  std::string err() const { return slurp(err_path_); }
+
+ private:
+  static std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  std::string out_path_, err_path_;
+};
 
 }  // namespace pepita::test

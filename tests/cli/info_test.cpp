@@ -3,7 +3,10 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 #include "cli_runner.hpp"
 
@@ -25,7 +28,17 @@ nlohmann::json info_json() {
 TEST(CliInfo, JsonReportsRealProbes) {
   const nlohmann::json info = info_json();
   EXPECT_EQ(info["cores"].get<unsigned>(), static_cast<unsigned>(::sysconf(_SC_NPROCESSORS_ONLN)));
-  EXPECT_GT(info["memory_bytes"].get<uint64_t>(), 0u);
+  // The same figure the kernel gives in /proc/meminfo (MemTotal, in KiB).
+  std::ifstream meminfo("/proc/meminfo");
+  uint64_t mem_total_kib = 0;
+  for (std::string key; meminfo >> key;) {
+    if (key == "MemTotal:") {
+      meminfo >> mem_total_kib;
+      break;
+    }
+  }
+  ASSERT_GT(mem_total_kib, 0u);
+  EXPECT_EQ(info["memory_bytes"].get<uint64_t>(), mem_total_kib * 1024);
 
   // io_uring exists on every kernel pepita supports; the probe must list its opcodes.
   ASSERT_TRUE(info["io_uring"]["available"].get<bool>()) << info["io_uring"]["error"];
@@ -56,7 +69,20 @@ TEST(CliInfo, ZramMatchesSysfs) {
   }
   ASSERT_FALSE(info["zram"].empty());
   EXPECT_EQ(info["zram"][0]["name"], "zram0");
-  EXPECT_FALSE(info["zram"][0]["algorithm"].get<std::string>().empty());
+  // sysfs lists every algorithm with the selected one in brackets: "[lzo-rle] lzo lz4".
+  std::ifstream sysfs("/sys/block/zram0/comp_algorithm");
+  std::string selected;
+  std::vector<std::string> all;
+  for (std::string word; sysfs >> word;) {
+    if (word.size() > 2 && word.front() == '[' && word.back() == ']') {
+      word = word.substr(1, word.size() - 2);
+      selected = word;
+    }
+    all.push_back(word);
+  }
+  ASSERT_FALSE(selected.empty()) << "no selected algorithm in /sys/block/zram0/comp_algorithm";
+  EXPECT_EQ(info["zram"][0]["algorithm"], selected);
+  EXPECT_EQ(info["zram"][0]["algorithms"].get<std::vector<std::string>>(), all);
 }
 
 TEST(CliInfo, SimdLevelMatchesCpu) {

@@ -342,7 +342,7 @@ deps = ["remote-echo"]
   std::map<std::string, json> by;
   for (const auto& t : j["tasks"]) by[t["name"]] = t;
   EXPECT_EQ(by["remote-echo"]["status"], "succeeded");
-  EXPECT_NE(by["remote-echo"]["stdout"].get<std::string>().find("hello-remote"), std::string::npos);
+  EXPECT_EQ(by["remote-echo"]["stdout"], "hello-remote\n") << by["remote-echo"].dump();
   EXPECT_EQ(by["local-after"]["status"], "succeeded");
 }
 
@@ -400,7 +400,8 @@ TEST_F(RunCli, MicroVmTasksRunInAVm) {
   auto j = parse(r);
   ASSERT_EQ(j["tasks"].size(), 1u);
   EXPECT_EQ(j["tasks"][0]["status"], "succeeded");
-  EXPECT_FALSE(j["tasks"][0]["stdout"].get<std::string>().empty());
+  EXPECT_EQ(j["tasks"][0]["exit_code"], 0) << j["tasks"][0].dump();
+  EXPECT_EQ(j["tasks"][0]["stdout"], "hello from a pepita micro-VM\n") << j["tasks"][0].dump();
 }
 
 }  // namespace

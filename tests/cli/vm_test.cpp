@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
 
@@ -31,7 +32,17 @@ TEST(CliVm, HelloGuestPrintsAndExitsZero) {
   if (!kvm_usable()) GTEST_SKIP() << "/dev/kvm not accessible: micro-VMs cannot run here";
   CliRun run = run_pepita("vm run " + guest("hello") + " --mem 4M --timeout 5s");
   EXPECT_EQ(run.exit_code, 0) << run.output;
-  EXPECT_FALSE(run.output.empty());
+  // Exactly the guest's line (guest/examples/hello.cpp), nothing from the VMM around it.
+  EXPECT_EQ(run.output, "hello from a pepita micro-VM\n");
+
+  CliRun json = run_pepita("vm run " + guest("hello") + " --mem 4M --timeout 5s --json");
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const auto j = nlohmann::json::parse(json.output, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << json.output;
+  EXPECT_EQ(j["kind"], "exited") << json.output;
+  EXPECT_EQ(j["exit_code"], 0) << json.output;
+  EXPECT_EQ(j["output"], "hello from a pepita micro-VM\n") << json.output;
+  EXPECT_GE(j["exits"].get<std::uint64_t>(), 1u) << json.output;
 }
 
 TEST(CliVm, EscapeAttemptIsAReportedGuestFault) {
@@ -40,7 +51,10 @@ TEST(CliVm, EscapeAttemptIsAReportedGuestFault) {
   CliRun run = run_pepita("vm run " + guest("escape") + " --mem 4M --timeout 5s --input " + input);
   std::filesystem::remove(input);
   EXPECT_EQ(run.exit_code, 125) << run.output;  // guest fault
-  EXPECT_NE(run.output.find("fault"), std::string::npos) << run.output;
+  // A page fault at exactly the address the guest read: 1 TiB.
+  EXPECT_NE(run.output.find("pepita vm run: guest fault: #PF page fault"), std::string::npos)
+      << run.output;
+  EXPECT_NE(run.output.find(" cr2=0x10000000000 "), std::string::npos) << run.output;
 }
 
 TEST(CliVm, VirtioConsoleAndBlockDevicesFromTheCommandLine) {
@@ -82,8 +96,10 @@ TEST(CliVm, BadMemoryValueIsAUsageError) {
 
 TEST(CliVm, MissingGuestFileFailsClearly) {
   CliRun run = run_pepita("vm run /nonexistent/guest.elf");
-  EXPECT_NE(run.exit_code, 0);
-  EXPECT_NE(run.output.find("/nonexistent/guest.elf"), std::string::npos) << run.output;
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("open guest image /nonexistent/guest.elf: No such file"),
+            std::string::npos)
+      << run.output;
 }
 
 TEST(CliVm, NonElfGuestIsRejected) {
@@ -91,8 +107,8 @@ TEST(CliVm, NonElfGuestIsRejected) {
   const std::string bogus = input_file("this is not an ELF file");
   CliRun run = run_pepita("vm run " + bogus);
   std::filesystem::remove(bogus);
-  EXPECT_NE(run.exit_code, 0);
-  EXPECT_NE(run.exit_code, 125);
+  EXPECT_EQ(run.exit_code, 1) << run.output;  // refused before any VM runs: not a guest fault
+  EXPECT_NE(run.output.find(bogus + ": guest ELF image:"), std::string::npos) << run.output;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pepita/io_uring/prep.hpp"
+#include "syscall_trace.hpp"
 #include "test_util.hpp"
 
 namespace pepita::io_uring {
@@ -187,21 +188,82 @@ TEST(Ring, WaitTimesOutWithNothingInFlight) {
   ring.cqe_seen();
 }
 
-TEST(Ring, SqpollSubmitsWithoutEntering) {
-  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 32, .sqpoll = true, .sqpoll_idle_ms = 10});
-  EXPECT_NE(ring.setup_flags() & abi::setup::SQPOLL, 0u);
-  // Two rounds separated by more than the idle time: the second must wake the sleeping poller.
-  for (int round = 0; round < 2; ++round) {
-    for (unsigned i = 0; i < 16; ++i) {
-      abi::Sqe* sqe = ring.get_sqe();
-      ASSERT_NE(sqe, nullptr);
-      prep_nop(*sqe);
-      sqe->user_data = i;
-    }
-    const auto done = test::reap(ring, 16);
-    EXPECT_EQ(done.size(), 16u);
-    std::this_thread::sleep_for(30ms);
+// Submits 16 nops and reaps them from the CQ ring alone (no GETEVENTS wait, which would enter).
+std::string sqpoll_round(Ring& ring, std::uint64_t base) {
+  for (unsigned i = 0; i < 16; ++i) {
+    abi::Sqe* sqe = ring.get_sqe();
+    if (sqe == nullptr) return "SQ full";
+    prep_nop(*sqe);
+    sqe->user_data = base + i;
   }
+  auto submitted = ring.submit();
+  if (!submitted) return "submit: " + submitted.error().to_string();
+  if (*submitted != 16) return "submit published " + std::to_string(*submitted) + " of 16";
+  std::set<std::uint64_t> seen;
+  std::string bad;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (seen.size() < 16 && std::chrono::steady_clock::now() < deadline) {
+    ring.for_each_cqe([&](const abi::Cqe& c) {
+      if (c.res != 0 || c.user_data < base || c.user_data >= base + 16) {
+        bad = "unexpected CQE user_data " + std::to_string(c.user_data) + " res " +
+              std::to_string(c.res);
+      }
+      seen.insert(c.user_data);
+    });
+    std::this_thread::sleep_for(50us);  // nanosleep: not an io_uring_enter
+  }
+  if (!bad.empty()) return bad;
+  if (seen.size() != 16) return "only " + std::to_string(seen.size()) + " of 16 nops completed";
+  return "";
+}
+
+TEST(Ring, SqpollSubmitsWithoutEntering) {
+  // The ring runs in a child under ptrace, so every io_uring_enter it makes is counted.
+  constexpr std::uint32_t kIdleMs = 200;
+  const auto trace = test::trace_io_uring_enter([]() -> std::string {
+    auto ring = Ring::create(RingOptions{.entries = 32, .sqpoll = true, .sqpoll_idle_ms = kIdleMs});
+    if (!ring) return "create: " + ring.error().to_string();
+    if ((ring->setup_flags() & abi::setup::SQPOLL) == 0) return "ring has no SQPOLL";
+    // The poller may be asleep right after setup (it is on Linux 6.18), so the first round may
+    // have to wake it; after that it is awake.
+    if (auto e = sqpoll_round(*ring, 1000); !e.empty()) return "warm-up round: " + e;
+    test::mark_phase(1);  // the poller is awake: two rounds must not enter at all
+    if (auto e = sqpoll_round(*ring, 0); !e.empty()) return "round 1: " + e;
+    if (auto e = sqpoll_round(*ring, 100); !e.empty()) return "round 2: " + e;
+    test::mark_phase(2);  // well past the idle time: the poller sleeps with NEED_WAKEUP set
+    std::this_thread::sleep_for(std::chrono::milliseconds(5 * kIdleMs));
+    test::mark_phase(3);  // so this round enters exactly once, only to wake it
+    if (auto e = sqpoll_round(*ring, 200); !e.empty()) return "round 3: " + e;
+    test::mark_phase(4);  // control: a wait for a completion must enter, and is seen doing so
+    prep_nop(*ring->get_sqe());
+    if (auto w = ring->submit_and_wait(1); !w) return "submit_and_wait: " + w.error().to_string();
+    test::mark_phase(5);
+    return "";
+  });
+  if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
+  if (trace.child_error.starts_with("create: ") &&
+      trace.child_error.find("unsupported") != std::string::npos)
+    GTEST_SKIP() << "io_uring unavailable: " << trace.child_error;
+  ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
+  auto enters = [&](int phase) {
+    auto it = trace.enters.find(phase);
+    return it == trace.enters.end() ? std::vector<std::uint64_t>{} : it->second;
+  };
+  auto flags = [&](int phase) {
+    std::string text;
+    for (std::uint64_t f : enters(phase)) text += " flags=" + std::to_string(f);
+    return text;
+  };
+  EXPECT_EQ(enters(1).size(), 0u) << "submitting to an awake SQPOLL thread entered the kernel:"
+                                  << flags(1);
+  EXPECT_LE(enters(0).size(), 1u) << "the warm-up round entered more than to wake the poller:"
+                                  << flags(0);
+  EXPECT_EQ(enters(2).size(), 0u) << flags(2);
+  ASSERT_EQ(enters(3).size(), 1u) << "waking the idle poller takes exactly one io_uring_enter";
+  EXPECT_NE(enters(3)[0] & abi::enter::SQ_WAKEUP, 0u) << std::hex << enters(3)[0];
+  EXPECT_EQ(enters(3)[0] & abi::enter::GETEVENTS, 0u) << std::hex << enters(3)[0];
+  ASSERT_GE(enters(4).size(), 1u) << "the tracer missed the enter of submit_and_wait";
+  EXPECT_NE(enters(4)[0] & abi::enter::GETEVENTS, 0u) << std::hex << enters(4)[0];
 }
 
 TEST(Ring, SqpollBackPressureWaitsForThePoller) {

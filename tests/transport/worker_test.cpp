@@ -6,9 +6,14 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "pepita/transport/connection.hpp"
@@ -175,6 +180,141 @@ TEST(Worker, UploadedBinaryAndInputFilesRunFromTheBlobCache) {
   bad.spec.files.push_back({.name = "../escape", .sha256 = input});
   EXPECT_EQ(d->run(std::move(bad)).value().result.status, TaskStatus::SpawnError);
   EXPECT_GE(w->stats().blobs_stored, 2u);
+}
+
+// A worker whose log lines are kept, with its cache directory known to the test.
+struct LoggedWorker {
+  std::unique_ptr<Worker> worker;
+  std::string cache_dir;
+  std::shared_ptr<std::mutex> mu = std::make_shared<std::mutex>();
+  std::shared_ptr<std::vector<std::string>> lines = std::make_shared<std::vector<std::string>>();
+
+  bool logged(std::string_view text) const {
+    std::lock_guard lock(*mu);
+    for (const auto& l : *lines)
+      if (l.find(text) != std::string::npos) return true;
+    return false;
+  }
+  // The names in the blob cache: what has been stored.
+  std::vector<std::string> cached() const {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(cache_dir))
+      names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+};
+
+LoggedWorker start_logged_worker(const Key& key, const std::string& cache_dir) {
+  LoggedWorker lw;
+  lw.cache_dir = cache_dir;
+  WorkerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.key = key;
+  o.slots = 1;
+  o.heartbeat_interval = 100ms;
+  o.dead_after = 2000ms;
+  o.cache_dir = cache_dir;
+  o.log = [mu = lw.mu, lines = lw.lines](std::string_view line) {
+    std::lock_guard lock(*mu);
+    lines->emplace_back(line);
+  };
+  if (auto w = Worker::start(std::move(o))) lw.worker = std::move(*w);
+  return lw;
+}
+
+// Sends one request on `conn` and returns the reply with the same request id (skipping the
+// worker's Register and Heartbeat frames).
+std::optional<Message> request(Connection& conn, MessageType type, std::uint64_t id,
+                               const Bytes& payload) {
+  if (!conn.send(type, id, payload)) return std::nullopt;
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < until) {
+    auto m = conn.receive(200ms);
+    if (!m) return std::nullopt;
+    if (*m && (*m)->header.request_id == id && (*m)->header.type != MessageType::Heartbeat &&
+        (*m)->header.type != MessageType::Register)
+      return std::move(**m);
+  }
+  return std::nullopt;
+}
+
+TEST(Worker, UploadWhoseSha256DoesNotMatchIsRefusedAndNothingIsStored) {
+  test::KeyFile kf;
+  const std::string cache = kf.path + ".cache";
+  std::filesystem::create_directory(cache);
+  ::chmod(cache.c_str(), 0700);
+  auto lw = start_logged_worker(kf.key, cache);
+  ASSERT_TRUE(lw.worker);
+  auto conn = Connection::connect(lw.worker->endpoint(), kf.key, {});
+  ASSERT_TRUE(conn) << conn.error().to_string();
+
+  const std::string real = "#!/bin/sh\necho the real thing\n";
+  const std::string impostor = "#!/bin/sh\necho an impostor\n";
+  const Digest claimed = sha256(as_bytes(real));
+  auto reply = request(**conn, MessageType::Upload, 7,
+                       encode(UploadMsg{.sha256 = claimed, .data = impostor}));
+  ASSERT_TRUE(reply) << "no reply to the forged upload";
+  ASSERT_EQ(reply->header.type, MessageType::HaveBlob);
+  auto have = decode_have_blob(reply->payload);
+  ASSERT_TRUE(have);
+  EXPECT_EQ(have->sha256, claimed);
+  EXPECT_FALSE(have->present) << "the worker acknowledged a blob whose bytes do not match";
+  EXPECT_TRUE(lw.logged("does not match its SHA-256 (claims " + to_hex(claimed)))
+      << "no log line says why the upload was refused";
+  // Nothing under the claimed hash, the impostor's own hash, or a temporary name.
+  EXPECT_EQ(lw.cached(), std::vector<std::string>{});
+  EXPECT_EQ(lw.worker->stats().blobs_stored, 0u);
+
+  // The same session goes on: the worker still says it lacks the blob, takes the genuine
+  // upload, and runs it.
+  auto query = request(**conn, MessageType::HaveBlob, 8,
+                       encode(HaveBlobMsg{.sha256 = claimed, .present = false}));
+  ASSERT_TRUE(query);
+  EXPECT_FALSE(decode_have_blob(query->payload).value().present);
+  auto genuine =
+      request(**conn, MessageType::Upload, 9, encode(UploadMsg{.sha256 = claimed, .data = real}));
+  ASSERT_TRUE(genuine);
+  EXPECT_TRUE(decode_have_blob(genuine->payload).value().present);
+  EXPECT_EQ(lw.cached(), std::vector<std::string>{to_hex(claimed)});
+  EXPECT_EQ(lw.worker->stats().blobs_stored, 1u);
+  (*conn)->shutdown();
+
+  auto d =
+      RemoteDispatcher::start(fast_options(kf.key, {lw.worker->endpoint().to_string()})).value();
+  auto out = d->run(process_task(1, "blob:" + to_hex(claimed), {})).value();
+  EXPECT_EQ(out.result.status, TaskStatus::Succeeded) << out.result.error;
+  EXPECT_EQ(out.result.stdout_data, "the real thing\n");
+  expect_still_serving(*lw.worker, kf.key);
+  lw.worker.reset();
+  std::filesystem::remove_all(cache);
+}
+
+TEST(Worker, MalformedBlobReferenceIsASpawnErrorThatNamesIt) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(fast_options(kf.key, {w->endpoint().to_string()})).value();
+  const std::string hex64 = to_hex(sha256(as_bytes("x")));
+  std::uint64_t id = 1;
+  for (const std::string& ref :
+       {std::string("blob:"), std::string("blob:xyz"), "blob:" + hex64.substr(1),
+        "blob:" + hex64.substr(2), "blob:" + hex64 + "00", "blob:" + std::string(64, 'g'),
+        std::string("blob:../../../bin/sh"), "blob:" + hex64 + "/../../bin/sh"}) {
+    auto out = d->run(process_task(id++, ref, {})).value();
+    EXPECT_EQ(out.result.status, TaskStatus::SpawnError) << ref;
+    EXPECT_NE(out.result.error.find("bad blob reference '" + ref + "'"), std::string::npos)
+        << ref << ": " << out.result.error;
+    EXPECT_NE(out.result.error.find("64 hex digits"), std::string::npos) << out.result.error;
+  }
+  // Well formed, but nothing was uploaded under it.
+  const std::string absent = to_hex(sha256(as_bytes("never uploaded")));
+  auto out = d->run(process_task(id++, "blob:" + absent, {})).value();
+  EXPECT_EQ(out.result.status, TaskStatus::SpawnError);
+  EXPECT_NE(out.result.error.find("blob " + absent + " is not on this worker"), std::string::npos)
+      << out.result.error;
+  EXPECT_EQ(w->stats().blobs_stored, 0u);
+  expect_still_serving(*w, kf.key);
 }
 
 TEST(Worker, WrongKeyIsRejectedAndWorkerKeepsServing) {

@@ -185,40 +185,6 @@ TEST(VirtioMmio, DevicesAndSnapshotsDoNotMix) {
 
 // Not a speed goal (those live in bench/): prints what one MMIO exit, a console transmit and a
 // blk write cost here, as medians of whole runs minus a setup-only run, and checks the results.
-TEST(VirtioMmio, PrintsExitCostAndThroughput) {
-  PEPITA_REQUIRE_KVM();
-  auto image = load_guest("virtio_bench");
-  auto median_us = [&](const std::string& mode) {
-    std::vector<double> us;
-    for (int rep = 0; rep < 5; ++rep) {
-      VmConfig config;
-      config.virtio_console = true;
-      config.virtio_blk = mem_disk(1 << 20);
-      config.output_limit = 32ull << 20;
-      config.timeout = std::chrono::seconds(20);
-      auto r = run_guest(image, bytes_of(mode), config);
-      EXPECT_TRUE(r && r->kind == ExitKind::Exited && r->exit_code == 0)
-          << mode << ": " << (r ? r->describe() : r.error().to_string());
-      if (!r) return 0.0;
-      if (mode[0] == 'c') {
-        EXPECT_EQ(r->output.size(), std::stoull(mode.substr(1)) << 16);
-      }
-      us.push_back(std::chrono::duration<double, std::micro>(r->elapsed).count());
-    }
-    std::sort(us.begin(), us.end());
-    return us[us.size() / 2];
-  };
-  const double base = median_us("0");
-  const double reads = median_us("r2000");
-  const double console = median_us("c256");
-  const double blk = median_us("b1000");
-  std::printf(
-      "[ info ] setup-only run %.0f us; MMIO register read %.1f us/exit; virtio-console "
-      "%.0f MiB/s in 64 KiB transmits (%.1f us each); virtio-blk 4 KiB write %.1f us\n",
-      base, (reads - base) / 2000, 16.0 / ((console - base) / 1e6), (console - base) / 256,
-      (blk - base) / 1000);
-}
-
 TEST(VirtioMmio, ConcurrentVmsEachWithTheirOwnDevicesLeakNothing) {
   PEPITA_REQUIRE_KVM();
   auto image = load_guest("virtio_io");

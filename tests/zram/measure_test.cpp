@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "pepita/zram/datasets.hpp"
 
@@ -21,7 +22,14 @@ TEST(Measure, MixedDataSetRoundTripsWithPlausibleNumbers) {
   EXPECT_GT(result->stats.same_pages, 0u);
   EXPECT_GT(result->stats.huge_pages, 0u);
   EXPECT_GT(result->write_mb_per_s, 0);
-  EXPECT_NE(format_measure(*result, {}).find("ratio"), std::string::npos);
+  // The report prints the measured ratio and the byte counts it came from.
+  char line[128];
+  std::snprintf(line, sizeof line, "ratio %.2f (orig %llu / mem_used %llu bytes)\n", result->ratio,
+                static_cast<unsigned long long>(result->stats.orig_data_size),
+                static_cast<unsigned long long>(result->stats.mem_used_total));
+  EXPECT_NE(format_measure(*result, {}).find(line), std::string::npos)
+      << format_measure(*result, {});
+  EXPECT_EQ(result->stats.orig_data_size, 2u << 20);
 }
 
 TEST(Measure, DataSetsAreDistinctAndBadInputIsRefused) {

@@ -14,7 +14,12 @@
 //   PEPITA_REGISTER_COMMAND(hello, add_hello);
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -25,11 +30,47 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
-/// Maps a parsed subcommand to the function that runs it and returns the exit code.
+/// "pepita ublk add" for the `add` subcommand of `ublk`.
+inline std::string command_path(const CLI::App* cmd) {
+  std::string path = cmd->get_name();
+  for (const CLI::App* p = cmd->get_parent(); p != nullptr; p = p->get_parent())
+    path = p->get_name() + " " + path;
+  return path;
+}
+
+/// Reports a usage error the same way for every subcommand: "<command>: error: <message>", the
+/// command's usage line and where to read more, on stderr. Returns kExitUsage, for
+/// `return usage_error(...)`. Call it before anything is created (sockets, devices, files).
+inline int usage_error(std::string_view command, std::string_view usage, std::string_view message) {
+  std::fprintf(stderr, "%.*s: error: %.*s\nUsage: %.*s\nRun `%.*s --help` for every option.\n",
+               static_cast<int>(command.size()), command.data(), static_cast<int>(message.size()),
+               message.data(), static_cast<int>(usage.size()), usage.data(),
+               static_cast<int>(command.size()), command.data());
+  return kExitUsage;
+}
+
+/// Maps a parsed subcommand to the function that runs it and returns the exit code, and each
+/// subcommand to its usage line (printed with every usage error, CLI11's own included).
 class Dispatch {
  public:
-  void on(CLI::App* subcommand, std::function<int()> action) {
+  /// `usage` is the synopsis without "Usage: ", e.g. "pepita ublk del ID".
+  void on(CLI::App* subcommand, std::function<int()> action, std::string usage = {}) {
     actions_.emplace_back(subcommand, std::move(action));
+    if (!usage.empty()) set_usage(subcommand, std::move(usage));
+  }
+  /// The usage line of a command that has no action itself (a group such as `ublk`).
+  void set_usage(const CLI::App* command, std::string usage) {
+    usages_[command] = std::move(usage);
+  }
+  /// "Usage: ..." for `command`: the registered line, else CLI11's generic one.
+  std::string usage_line(const CLI::App* command) const {
+    if (auto it = usages_.find(command); it != usages_.end()) return "Usage: " + it->second;
+    if (auto f = std::dynamic_pointer_cast<CLI::Formatter>(command->get_formatter())) {
+      std::string line = f->make_usage(command, command_path(command));
+      while (!line.empty() && line.back() == '\n') line.pop_back();
+      return line;
+    }
+    return "Usage: " + command_path(command) + " [OPTIONS]";
   }
   /// Runs the action of the subcommand the user chose; -1 when none was chosen.
   int run_selected() const {
@@ -41,6 +82,7 @@ class Dispatch {
 
  private:
   std::vector<std::pair<CLI::App*, std::function<int()>>> actions_;
+  std::map<const CLI::App*, std::string> usages_;
 };
 
 using AddCommand = void (*)(CLI::App& app, Dispatch& dispatch);

@@ -28,7 +28,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     const int code = app.exit(error);
     // CLI11 uses 0 for --help/--version and various codes for bad input; usage errors are 2.
-    return code == 0 ? kExitOk : kExitUsage;
+    if (code == 0) return kExitOk;
+    // The usage line of the innermost subcommand the user named (`pepita ublk add --size`).
+    const CLI::App* command = &app;
+    for (auto subs = app.get_subcommands(); !subs.empty(); subs = command->get_subcommands())
+      command = subs.front();
+    std::fprintf(stderr, "%s\n", dispatch.usage_line(command).c_str());
+    return kExitUsage;
   }
 
   const int code = dispatch.run_selected();

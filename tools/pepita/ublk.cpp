@@ -4,6 +4,7 @@
 //   pepita ublk del N
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -30,34 +31,50 @@ struct DelOptions {
   uint32_t id = 0;
 };
 
+constexpr const char* kAddCommand = "pepita ublk add";
+constexpr const char* kAddUsage =
+    "pepita ublk add [--target null|mem|file|zram] [--size SIZE] [--file PATH [--direct]] "
+    "[--comp lz4|zstd] [--queues 1..64] [--depth 1..4096] [--max-io SIZE] [--user-copy]";
+constexpr const char* kListUsage = "pepita ublk list";
+constexpr const char* kDelUsage = "pepita ublk del ID";
+constexpr const char* kUblkUsage = "pepita ublk add|list|del ...";
+
 int report(const Error& error) {
   std::fprintf(stderr, "pepita ublk: error: %s\n", error.to_string().c_str());
   return kExitFailure;
 }
 
 int run_add(const AddOptions& o) {
-  // First, so every thread started below (disk reapers, queue threads) inherits the mask.
-  const StopSignals stop_signals;
+  // Every argument is checked before the driver is opened or a target allocated, so a usage
+  // error (exit 2) leaves no device, backing file or thread behind.
+  if (o.queues == 0 || o.queues > 64 || o.depth == 0 || o.depth > 4096)
+    return usage_error(kAddCommand, kAddUsage, "--queues must be 1..64 and --depth 1..4096");
   auto spec = target_spec(o.disk, o.queues, o.depth);
-  if (!spec) return report(spec.error());
+  if (!spec) return usage_error(kAddCommand, kAddUsage, spec.error().message());
   auto max_io = ublk::parse_size(o.max_io);
-  if (!max_io) return report(max_io.error());
-  if (o.queues == 0 || o.queues > 64 || o.depth == 0 || o.depth > 4096 || *max_io > (32u << 20)) {
-    std::fprintf(stderr, "pepita ublk: --queues must be 1..64, --depth 1..4096, --max-io <= 32M\n");
-    return kExitUsage;
-  }
-  // Check for the driver before allocating a possibly large target.
-  if (auto probe = ublk::Control::open(); !probe) return report(probe.error());
-  auto disk = ublk::make_target(*spec);
-  if (!disk) return report(disk.error());
-
+  if (!max_io || *max_io > UINT32_MAX)
+    return usage_error(kAddCommand, kAddUsage,
+                       "--max-io " + o.max_io + ": " +
+                           (max_io ? std::string("too large") : max_io.error().message()));
   ublk::DeviceOptions options;
   options.queues = static_cast<uint16_t>(o.queues);
   options.depth = static_cast<uint16_t>(o.depth);
   options.max_io_bytes = static_cast<uint32_t>(*max_io);
   if (o.user_copy) options.extra_flags |= abi::ublk::F_USER_COPY;
+  if (auto valid = ublk::validate(options); !valid)
+    return usage_error(kAddCommand, kAddUsage, valid.error().message());
+
+  // Before any thread starts, so every thread started below (disk reapers, queue threads)
+  // inherits the mask.
+  const StopSignals stop_signals;
+  // Check for the driver before allocating a possibly large target.
+  if (auto probe = ublk::Control::open(); !probe) return report(probe.error());
+  NewBackingFile backing(o.disk);  // removed again if this run creates it and then fails
+  auto disk = ublk::make_target(*spec);
+  if (!disk) return report(disk.error());
   auto server = ublk::Server::start(std::move(*disk), options);
   if (!server) return report(server.error());
+  backing.keep();
   const auto& info = (*server)->info();
   std::printf("%s\n", (*server)->block_path().c_str());
   std::fflush(stdout);
@@ -113,6 +130,7 @@ int run_del(const DelOptions& o) {
 void add_ublk(CLI::App& app, Dispatch& dispatch) {
   auto* ublk = app.add_subcommand("ublk", "Userspace block devices via the kernel's ublk driver");
   ublk->require_subcommand(1);
+  dispatch.set_usage(ublk, kUblkUsage);
 
   auto add_opts = std::make_shared<AddOptions>();
   auto* add = ublk->add_subcommand(
@@ -123,15 +141,18 @@ void add_ublk(CLI::App& app, Dispatch& dispatch) {
   add->add_option("--max-io", add_opts->max_io, "largest request, e.g. 512K");
   add->add_flag("--user-copy", add_opts->user_copy,
                 "UBLK_F_USER_COPY: move data with pread/pwrite on /dev/ublkcN, not kernel copies");
-  dispatch.on(add, [add_opts] { return run_add(*add_opts); });
+  dispatch.on(
+      add, [add_opts] { return run_add(*add_opts); }, kAddUsage);
 
   auto* list = ublk->add_subcommand("list", "List the kernel's ublk devices");
-  dispatch.on(list, [] { return run_list(); });
+  dispatch.on(
+      list, [] { return run_list(); }, kListUsage);
 
   auto del_opts = std::make_shared<DelOptions>();
   auto* del = ublk->add_subcommand("del", "Stop and delete ublk device N");
   del->add_option("id", del_opts->id, "device id (N of /dev/ublkbN)")->required();
-  dispatch.on(del, [del_opts] { return run_del(*del_opts); });
+  dispatch.on(
+      del, [del_opts] { return run_del(*del_opts); }, kDelUsage);
 }
 
 }  // namespace

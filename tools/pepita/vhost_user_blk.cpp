@@ -5,6 +5,7 @@
 // QEMU with `-chardev socket,...,reconnect=1` reconnects and the guest only sees a stall
 // (tests/virtio/guest/restart.sh proves it). A write is acknowledged only once it is in the file,
 // and a flush only once fdatasync returned.
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -29,23 +30,34 @@ struct VhostUserBlkOptions {
   uint32_t queue_size = 256;
 };
 
+constexpr const char* kCommand = "pepita vhost-user-blk";
+constexpr const char* kUsage =
+    "pepita vhost-user-blk --socket PATH [--target mem|file|zram] [--size SIZE] "
+    "[--file PATH [--direct]] [--comp lz4|zstd] [--queues 1..64] [--queue-size 4..32768]";
+
 int report(const Error& error) {
   std::fprintf(stderr, "pepita vhost-user-blk: error: %s\n", error.to_string().c_str());
   return kExitFailure;
 }
 
 int run_vhost_user_blk(const VhostUserBlkOptions& o) {
-  // First, so every thread started below (disk reapers, queue threads) inherits the mask.
-  const StopSignals stop_signals;
+  // Every argument is checked before the target or the socket is created, so a usage error
+  // (exit 2) leaves nothing behind.
   if (o.queues == 0 || o.queues > 64 || o.queue_size < 4 || o.queue_size > 32768 ||
-      (o.queue_size & (o.queue_size - 1)) != 0) {
-    std::fprintf(stderr,
-                 "pepita vhost-user-blk: --queues must be 1..64, --queue-size a power of two "
-                 "4..32768\n");
-    return kExitUsage;
-  }
+      (o.queue_size & (o.queue_size - 1)) != 0)
+    return usage_error(kCommand, kUsage,
+                       "--queues must be 1..64, --queue-size a power of two 4..32768");
+  if (o.socket.empty() || o.socket.size() >= sizeof(sockaddr_un::sun_path))
+    return usage_error(kCommand, kUsage,
+                       "--socket must be a path of 1.." +
+                           std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes");
   auto spec = target_spec(o.disk, o.queues, 128);
-  if (!spec) return report(spec.error());
+  if (!spec) return usage_error(kCommand, kUsage, spec.error().message());
+
+  // Before any thread starts, so every thread started below (disk reapers, queue threads)
+  // inherits the mask.
+  const StopSignals stop_signals;
+  NewBackingFile backing(o.disk);  // removed again if this run creates it and then fails
   auto disk = ublk::make_target(*spec);
   if (!disk) return report(disk.error());
   const uint64_t bytes = (*disk)->info().capacity_bytes();
@@ -56,6 +68,7 @@ int run_vhost_user_blk(const VhostUserBlkOptions& o) {
 
   auto backend = virtio::vhost_user::Backend::listen(o.socket, **device);
   if (!backend) return report(backend.error());
+  backing.keep();
   std::printf("%s\n", o.socket.c_str());
   std::fflush(stdout);
   std::fprintf(stderr,
@@ -94,7 +107,8 @@ void add_vhost_user_blk(CLI::App& app, Dispatch& dispatch) {
   add_target_options(sub, o->disk, {"zram", "file", "mem"});
   sub->add_option("--queues", o->queues, "virtqueues (one serving thread each)");
   sub->add_option("--queue-size", o->queue_size, "largest virtqueue the guest may use");
-  dispatch.on(sub, [o] { return run_vhost_user_blk(*o); });
+  dispatch.on(
+      sub, [o] { return run_vhost_user_blk(*o); }, kUsage);
 }
 
 }  // namespace

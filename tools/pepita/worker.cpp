@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -33,6 +34,12 @@ struct WorkerCliOptions {
   bool tls = false;
 };
 
+constexpr const char* kCommand = "pepita worker";
+constexpr const char* kUsage =
+    "pepita worker --key FILE [--listen HOST:PORT | --connect HOST:PORT [--give-up S]] "
+    "[--slots N] [--cache DIR] [--name NAME] [--label KEY=VALUE]... [--tls]  |  "
+    "pepita worker --gen-key FILE";
+
 int run_worker(const WorkerCliOptions& o) {
   using transport::Key;
   if (!o.gen_key.empty()) {
@@ -47,17 +54,29 @@ int run_worker(const WorkerCliOptions& o) {
                 o.gen_key.c_str());
     return kExitOk;
   }
-  if (o.key_file.empty()) {
-    std::fprintf(stderr,
-                 "pepita worker: --key FILE is required: a worker runs arbitrary binaries for "
-                 "whoever authenticates. Create one with `pepita worker --gen-key FILE`.\n");
-    return kExitUsage;
+  // Every argument is checked before the worker binds, dials or makes its cache directory, so a
+  // usage error (exit 2) leaves nothing behind.
+  if (o.key_file.empty())
+    return usage_error(kCommand, kUsage,
+                       "--key FILE is required: a worker runs arbitrary binaries for whoever "
+                       "authenticates. Create one with `pepita worker --gen-key FILE`.");
+  const std::string& address = o.connect.empty() ? o.listen : o.connect;
+  auto endpoint = transport::parse_endpoint(address);
+  if (!endpoint)
+    return usage_error(kCommand, kUsage,
+                       std::string(o.connect.empty() ? "--listen" : "--connect") + ": " +
+                           endpoint.error().message());
+  std::map<std::string, std::string> labels;
+  for (const auto& l : o.labels) {
+    const auto eq = l.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return usage_error(kCommand, kUsage, "--label '" + l + "' must be key=value");
+    labels[l.substr(0, eq)] = l.substr(eq + 1);
   }
+  // A key file that cannot be used (missing, readable by others, malformed) is a bad --key.
   auto key = Key::from_file(o.key_file);
-  if (!key) {
-    std::fprintf(stderr, "pepita worker: %s\n", key.error().to_string().c_str());
-    return kExitFailure;
-  }
+  if (!key) return usage_error(kCommand, kUsage, "--key: " + key.error().message());
+
   transport::WorkerOptions wo;
   wo.listen = o.listen;
   wo.connect_to = o.connect;
@@ -69,21 +88,13 @@ int run_worker(const WorkerCliOptions& o) {
   wo.cache_dir = o.cache_dir;
   wo.name = o.name;
   wo.connection.tls = o.tls;
-  for (const auto& l : o.labels) {
-    const auto eq = l.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      std::fprintf(stderr, "pepita worker: label '%s' must be key=value\n", l.c_str());
-      return kExitUsage;
-    }
-    wo.labels[l.substr(0, eq)] = l.substr(eq + 1);
-  }
-  if (auto ep = transport::parse_endpoint(o.connect.empty() ? o.listen : o.connect);
-      ep && !transport::is_loopback_host(ep->host) && !o.tls) {
+  wo.labels = std::move(labels);
+  if (!transport::is_loopback_host(endpoint->host) && !o.tls) {
     std::fprintf(stderr,
                  "pepita worker: note: %s %s; frames are authenticated and "
                  "tamper-proof but not encrypted — use --tls (on the driver too), a trusted "
                  "network or a tunnel\n",
-                 o.connect.empty() ? "listening on" : "dialing", ep->to_string().c_str());
+                 o.connect.empty() ? "listening on" : "dialing", endpoint->to_string().c_str());
   }
   // Block the shutdown signals before any worker thread exists, so only sigwait sees them.
   sigset_t set;
@@ -142,14 +153,16 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
                   "with --connect: exit when the driver is unreachable this many seconds")
       ->check(CLI::Range(0.1, 1e6));
   sub->add_option("--key", o->key_file, "pre-shared key file (mode 0600)");
-  sub->add_option("--slots", o->slots, "tasks run at once (default: one per CPU)");
+  sub->add_option("--slots", o->slots, "tasks run at once (default: one per CPU)")
+      ->check(CLI::Range(0u, 4096u));
   sub->add_option("--cache", o->cache_dir, "blob cache directory (default under $TMPDIR)");
   sub->add_option("--name", o->name, "name shown to drivers (default: host name)");
   sub->add_option("--label", o->labels, "key=value label announced to drivers (repeatable)");
   sub->add_flag("--tls", o->tls,
                 "encrypt with TLS 1.3 keyed by --key (drivers must use --tls too)");
   sub->add_option("--gen-key", o->gen_key, "write a new random key file (0600) and exit");
-  dispatch.on(sub, [o] { return run_worker(*o); });
+  dispatch.on(
+      sub, [o] { return run_worker(*o); }, kUsage);
 }
 
 }  // namespace

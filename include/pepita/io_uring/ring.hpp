@@ -93,6 +93,16 @@ class Ring {
   /// ResourceExhausted (ENOMEM: RLIMIT_MEMLOCK on old kernels).
   static Result<Ring> create(const RingOptions& options = {});
 
+  /// Builds a Ring over rings the caller mapped, laid out as `params` says (offsets, entries,
+  /// setup flags, features: what io_uring_setup would have filled in), with the same layout code
+  /// create() uses — for unit tests of the ring layout against a fake kernel side in ordinary
+  /// memory. There is no ring fd: an io_uring_enter fails with EBADF, so only publishing SQEs
+  /// with SQPOLL set (and NEED_WAKEUP clear) and reaping CQEs work. `cq_ring` is empty with
+  /// FEAT_SINGLE_MMAP. InvalidArgument when an offset or array does not fit its mapping or the
+  /// rings' ring_entries/ring_mask words disagree with `params`.
+  static Result<Ring> from_mappings(const abi::Params& params, Mapping sq_ring, Mapping cq_ring,
+                                    Mapping sqes);
+
   Ring(Ring&&) noexcept = default;
   /// Tears this ring down in the same order as the destructor (unregister, unmap, close), then
   /// takes over `other`. Memberwise assignment would close the fd before unregistering it.
@@ -248,6 +258,8 @@ class Ring {
   // We are the only writer of khead, so a relaxed read of our own last store is exact.
   std::uint32_t cq_head_local() const noexcept { return read_once(kcq_head_); }
 
+  static Result<Ring> attach(UniqueFd fd, const abi::Params& params, Mapping sq_ring,
+                             Mapping cq_ring, Mapping sqes);
   const abi::Cqe* peek_cqe_slow() noexcept;
   unsigned flush_sq() noexcept;
   Result<unsigned> submit_impl(unsigned wait_nr, const abi::GeteventsArg* arg);

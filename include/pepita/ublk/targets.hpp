@@ -36,8 +36,15 @@ struct TargetSpec {
   uint32_t queue_depth = 128;
 };
 
-/// Creates the target. InvalidArgument for a missing size/path or a bad compression name;
-/// Unsupported for zram when this build has no zram module.
+/// Checks `spec` without allocating or opening anything: a size where the kind needs one, in
+/// whole blocks (4096 for null and zram, 512 for mem and file, 4096 for a direct file), a --file
+/// for the file target, lz4 or zstd for zram, a valid tag set. InvalidArgument naming the option
+/// to fix; a command that serves a target reports it as a usage error before creating anything.
+Result<void> validate_target(const TargetSpec& spec);
+
+/// Creates the target (validate_target first). InvalidArgument for a spec validate_target
+/// refuses; I/O errors opening a file target; Unsupported for zram when this build has no zram
+/// module.
 Result<std::unique_ptr<blk_mq::BlockDevice>> make_target(const TargetSpec& spec);
 
 /// The null target: reads complete without touching the buffer (whatever it held is returned,

@@ -42,14 +42,38 @@ inline int poll2(int a, int b, int timeout_ms, bool& a_ready, bool& b_ready) {
   return r;
 }
 
+/// Listens on the unix socket `path`. A socket left there by a server that died is replaced;
+/// -EEXIST when `path` is something else (never deleted), -EADDRINUSE when a live server still
+/// accepts on it.
 inline int unix_listen(const std::string& path) {
   sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) return -ENAMETOOLONG;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) return -ENAMETOOLONG;
   int fd = ret(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd < 0) return fd;
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  ::unlink(path.c_str());
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      ::close(fd);
+      return -EEXIST;
+    }
+    // A non-blocking probe: a live server accepts it or has a full backlog (EAGAIN); only a
+    // dead one refuses it. The live server sees the probe as a frontend that hung up at once.
+    const int probe = ret(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (probe < 0) {
+      ::close(fd);
+      return probe;
+    }
+    // SAFETY: sockaddr_un is the sockaddr variant connect expects for AF_UNIX.
+    const int connected = ret(::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
+    ::close(probe);
+    if (connected == 0 || connected == -EAGAIN) {
+      ::close(fd);
+      return -EADDRINUSE;
+    }
+    ::unlink(path.c_str());
+  }
   // SAFETY: sockaddr_un is the sockaddr variant bind expects for AF_UNIX.
   if (int r = ret(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr)); r < 0) {
     ::close(fd);

@@ -68,6 +68,18 @@ direct_io() {
 step "no ublk devices yet"
 $P ublk list || fail "ublk list"
 
+step "bad arguments: exit 2 with the usage line, before any device or backing file exists"
+for args in "--target mem --size lots" "--target file --file /tmp/new.img --size 1000" \
+  "--target zram" "--size 1M --max-io 1000"; do
+  out=$($P ublk add $args 2>&1)
+  rc=$?
+  [ $rc -eq 2 ] || fail "ublk add $args exited $rc, not 2: $out"
+  echo "$out" | grep -q "Usage: pepita ublk add" || fail "ublk add $args: no usage line: $out"
+done
+ls /dev/ublkb* /dev/ublkc* >/dev/null 2>&1 && fail "a usage error left a ublk device"
+[ -e /tmp/new.img ] && fail "a usage error left a backing file"
+$P ublk list | grep -q "^[0-9]" && fail "a usage error left a ublk device in the list"
+
 if [ -x /bin/pepita_ublk_tests ]; then
   step "C++ API against the real driver (tests that skip on a host without ublk)"
   /bin/pepita_ublk_tests --gtest_filter='UblkServer.*:UblkControl.*' --gtest_brief=1 --gtest_color=no ||
