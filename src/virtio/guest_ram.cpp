@@ -33,6 +33,15 @@ Result<void> MemoryTable::add(UniqueFd fd, const RegionDesc& d) {
                 "memory region gpa " + hex(d.gpa) + " size " + hex(d.size) +
                     " is empty or wraps the address space; the frontend sent a bad memory table");
   }
+  // Host address = page-aligned mapping + mmap_offset + (gpa - d.gpa): with both page-aligned it
+  // is as aligned as the gpa Queue::activate checked. An odd mmap_offset made the ring indices'
+  // std::atomic_ref accesses misaligned (found by fuzz_vhost_user). QEMU's regions are pages.
+  if (d.gpa % kRegionAlign != 0 || d.mmap_offset % kRegionAlign != 0) {
+    return fail(ErrorCode::InvalidArgument, "memory region gpa " + hex(d.gpa) + " mmap_offset " +
+                                                hex(d.mmap_offset) +
+                                                " is not page-aligned; the frontend sent a bad "
+                                                "memory table");
+  }
   if (regions_.size() >= kMaxRegions) {
     return fail(ErrorCode::InvalidArgument, "more than 8 memory regions in the memory table");
   }

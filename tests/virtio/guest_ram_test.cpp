@@ -74,5 +74,18 @@ TEST(MemoryTable, RejectsARegionPastTheEndOfItsFile) {
   EXPECT_EQ(t.size(), 1u);
 }
 
+// An odd mmap_offset (or gpa) would put a 2-aligned ring index at an odd host address, where the
+// queue's std::atomic_ref access is undefined (found by fuzz_vhost_user): regions are whole pages.
+TEST(MemoryTable, RejectsRegionsThatAreNotPageAligned) {
+  MemoryTable t;
+  EXPECT_FALSE(
+      t.add(memfd(16384), {.gpa = 0, .size = 4096, .uva = 0, .mmap_offset = 1}).has_value())
+      << "mmap_offset";
+  EXPECT_FALSE(t.add(memfd(16384), {.gpa = 0x1001, .size = 4096, .uva = 0}).has_value()) << "gpa";
+  ASSERT_TRUE(t.add(memfd(16384), {.gpa = 0x4000, .size = 4096, .uva = 3, .mmap_offset = 8192}));
+  auto s = t.span(PhysAddr(0x4002), 2).value();
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(s.data()) % 4096, 2u);
+}
+
 }  // namespace
 }  // namespace pepita::virtio

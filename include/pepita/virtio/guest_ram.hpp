@@ -80,8 +80,12 @@ class MemoryTable final : public GuestRam {
   static constexpr size_t kMaxRegions = 8;  // VHOST_MEMORY_BASELINE_NREGIONS
 
   /// Maps `fd` shared read-write (mmap_offset + size bytes from offset 0, as libvhost-user does)
-  /// and adds the region. InvalidArgument for a zero size, overflowing ranges, overlap or more
-  /// than kMaxRegions; the errno of mmap otherwise. Takes the fd either way.
+  /// and adds the region. InvalidArgument for a zero size, overflowing ranges, overlap, more
+  /// than kMaxRegions, a gpa or mmap_offset that is not a multiple of kRegionAlign, or a region
+  /// reaching past the end of a regular file; the errno of mmap otherwise. Takes the fd either
+  /// way. The alignment rule makes span(gpa) as aligned as gpa (up to kRegionAlign), which the
+  /// virtqueue's atomic index accesses rely on.
+  static constexpr uint64_t kRegionAlign = 4096;
   Result<void> add(UniqueFd fd, const RegionDesc& desc);
 
   Result<std::span<std::byte>> span(PhysAddr gpa, uint64_t len) const override;
