@@ -1,8 +1,8 @@
 // libFuzzer target for the transport's untrusted-input parsers: the frame decoder, the message
 // payload decoders and the session's MAC/sequence check. Built by src/transport/CMakeLists.txt
-// only when clang's libFuzzer runtime is found (target `fuzz_transport_frame`; it is a .cc file
-// so the module's *.cpp test glob leaves it out).
-//   ./fuzz_transport_frame -max_total_time=30 corpus/
+// through cmake/PepitaFuzz.cmake (`make fuzz`; a seed replay under CTest otherwise; it is a .cc
+// file so the module's *.cpp test glob leaves it out).
+//   build-fuzz/fuzz/fuzz_transport_frame tests/transport/fuzz/corpus/fuzz_transport_frame
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
