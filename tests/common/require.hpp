@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cerrno>
@@ -28,6 +29,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pepita::test {
@@ -64,7 +66,7 @@ inline constexpr std::array<CapabilityInfo, 9> kCapabilities{{
      "a readable and writable /dev/ublk-control (modprobe ublk_drv; Linux >= 6.0)"},
 }};
 
-inline const CapabilityInfo& info(Capability cap) {
+inline const CapabilityInfo& capability_info(Capability cap) {
   for (const auto& c : kCapabilities)
     if (c.cap == cap) return c;
   std::abort();
@@ -117,7 +119,7 @@ inline ProbeResult probe_kvm() {
 }
 
 inline ProbeResult probe_zram() {
-  struct stat st{};
+  struct stat st {};
   if (::stat("/sys/block/zram0", &st) == 0) return {};
   return {"no /sys/block/zram0 (zram module not loaded)"};
 }
@@ -146,7 +148,8 @@ inline ProbeResult probe_vulkan() {
 }
 
 inline ProbeResult probe_slurm() {
-  if (auto r = probe_root(); !r.present()) return {"a local Slurm cluster needs root: " + r.missing};
+  if (auto r = probe_root(); !r.present())
+    return {"a local Slurm cluster needs root: " + r.missing};
   std::string missing;
   for (const char* tool : {"slurmctld", "slurmd", "munged", "sbatch", "squeue", "sinfo"})
     if (!on_path(tool)) missing += std::string(missing.empty() ? "" : ", ") + tool;
@@ -266,7 +269,7 @@ inline Verdict check(Capability cap) {
   }
   const ProbeResult& p = probe(cap);
   if (p.present()) return v;
-  const CapabilityInfo& i = info(cap);
+  const CapabilityInfo& i = capability_info(cap);
   v.fail = required(cap);
   v.message = "capability '" + std::string(i.name) + "' missing: " + p.missing +
               ". To provide it: " + std::string(i.provide) + ".";
@@ -280,11 +283,11 @@ inline Verdict check(Capability cap) {
 /// Skips the test (or fails it, when PEPITA_REQUIRE names the capability) unless the capability
 /// `cap` (a pepita::test::Capability enumerator: kvm, zram, io_uring, ...) is present. Use in a
 /// test body or SetUp(); like GTEST_SKIP it returns from the function.
-#define PEPITA_REQUIRE_CAPABILITY(cap)                                                 \
-  do {                                                                                 \
+#define PEPITA_REQUIRE_CAPABILITY(cap)                                                       \
+  do {                                                                                       \
     if (const auto pepita_verdict_ = ::pepita::test::check(::pepita::test::Capability::cap); \
-        !pepita_verdict_.message.empty()) {                                            \
-      if (pepita_verdict_.fail) FAIL() << pepita_verdict_.message;                     \
-      GTEST_SKIP() << pepita_verdict_.message;                                         \
-    }                                                                                  \
+        !pepita_verdict_.message.empty()) {                                                  \
+      if (pepita_verdict_.fail) FAIL() << pepita_verdict_.message;                           \
+      GTEST_SKIP() << pepita_verdict_.message;                                               \
+    }                                                                                        \
   } while (0)

@@ -44,12 +44,12 @@ inline Env& env() {
 /// Skips the test (fails it when PEPITA_REQUIRE names vulkan) when the independent probe
 /// (vulkaninfo, tests/common/require.hpp) finds no Vulkan device. With a device there, failing to
 /// open it or to build the builtins is a test failure.
-#define PEPITA_REQUIRE_GPU()                                                             \
-  do {                                                                                   \
-    PEPITA_REQUIRE_CAPABILITY(vulkan);                                                   \
-    if (!::pepita::gpu::test::env().device)                                              \
+#define PEPITA_REQUIRE_GPU()                                                                  \
+  do {                                                                                        \
+    PEPITA_REQUIRE_CAPABILITY(vulkan);                                                        \
+    if (!::pepita::gpu::test::env().device)                                                   \
       FAIL() << "vulkaninfo lists a Vulkan device, but the test device could not be set up: " \
-             << ::pepita::gpu::test::env().why_not;                                      \
+             << ::pepita::gpu::test::env().why_not;                                           \
   } while (0)
 
 }  // namespace pepita::gpu::test

@@ -18,7 +18,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::env;
 
-#define REQUIRE_GPU_WITH_TIMELINES()                                                        \
+#define REQUIRE_GPU_WITH_TIMELINES()                                              \
   do {                                                                            \
     PEPITA_REQUIRE_GPU();                                                         \
     if (!env().device->info().timeline_semaphores)                                \

@@ -35,9 +35,9 @@ std::unique_ptr<EventLoop> make_loop(const RingOptions& o = {.entries = 64, .cq_
 
 // Skips the test when the probe finds no io_uring (fails it when PEPITA_REQUIRE names io_uring);
 // otherwise a loop that cannot be created fails the test.
-#define LOOP_OR_SKIP(var, ...)           \
-  PEPITA_REQUIRE_CAPABILITY(io_uring);   \
-  auto var = make_loop(__VA_ARGS__);     \
+#define LOOP_OR_SKIP(var, ...)         \
+  PEPITA_REQUIRE_CAPABILITY(io_uring); \
+  auto var = make_loop(__VA_ARGS__);   \
   if (!var) return
 
 std::span<const std::byte> bytes_of(const std::string& s) { return std::as_bytes(std::span(s)); }

@@ -32,10 +32,10 @@ inline std::optional<Ring> make_ring(const RingOptions& o, std::string* error) {
 /// Declares `Ring& var` made with the given options. Skips the test when the independent probe
 /// (a raw io_uring_setup, tests/common/require.hpp) finds no io_uring, fails it when
 /// PEPITA_REQUIRE names io_uring; with io_uring there, Ring::create failing is a test failure.
-#define PEPITA_RING_OR_SKIP(var, ...)                                                 \
-  PEPITA_REQUIRE_CAPABILITY(io_uring);                                                \
-  std::string var##_error_;                                                           \
-  auto var##_opt_ = ::pepita::io_uring::test::make_ring(__VA_ARGS__, &var##_error_);  \
+#define PEPITA_RING_OR_SKIP(var, ...)                                                         \
+  PEPITA_REQUIRE_CAPABILITY(io_uring);                                                        \
+  std::string var##_error_;                                                                   \
+  auto var##_opt_ = ::pepita::io_uring::test::make_ring(__VA_ARGS__, &var##_error_);          \
   if (!var##_opt_) FAIL() << "io_uring is present but Ring::create failed: " << var##_error_; \
   ::pepita::io_uring::Ring& var = *var##_opt_
 

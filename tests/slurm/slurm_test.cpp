@@ -166,10 +166,10 @@ class LocalSlurm : public ::testing::Environment {
 
 // Skips the test when the probe finds no root or no Slurm daemons (fails it when PEPITA_REQUIRE
 // names slurm); with them there, a cluster that does not come up is a test failure.
-#define REQUIRE_SLURM()                                                   \
-  do {                                                                    \
-    PEPITA_REQUIRE_CAPABILITY(slurm);                                     \
-    ASSERT_TRUE(LocalSlurm::ensure_started()) << LocalSlurm::error;       \
+#define REQUIRE_SLURM()                                             \
+  do {                                                              \
+    PEPITA_REQUIRE_CAPABILITY(slurm);                               \
+    ASSERT_TRUE(LocalSlurm::ensure_started()) << LocalSlurm::error; \
   } while (0)
 
 // Jobs named `name` that squeue lists in a state other than finished.

@@ -28,10 +28,10 @@ inline GuestImage load_guest(const std::string& name) {
 
 /// Skips the test, printing why, when the independent probe finds no usable /dev/kvm (fails it
 /// when PEPITA_REQUIRE names kvm). With /dev/kvm usable, KvmSystem failing is a test failure.
-#define PEPITA_REQUIRE_KVM()                                                             \
-  do {                                                                                   \
-    PEPITA_REQUIRE_CAPABILITY(kvm);                                                      \
-    if (auto kvm_ok_ = ::pepita::vmm::kvm_available(); !kvm_ok_)                         \
+#define PEPITA_REQUIRE_KVM()                                                                \
+  do {                                                                                      \
+    PEPITA_REQUIRE_CAPABILITY(kvm);                                                         \
+    if (auto kvm_ok_ = ::pepita::vmm::kvm_available(); !kvm_ok_)                            \
       FAIL() << "/dev/kvm is usable but KvmSystem failed: " << kvm_ok_.error().to_string(); \
   } while (0)
 
