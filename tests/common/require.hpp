@@ -244,39 +244,37 @@ inline const Requirements& requirements() {
   return r;
 }
 
-inline bool required(Capability cap) {
-  for (Capability c : requirements().required)
-    if (c == cap) return true;
-  return false;
-}
-
 /// The verdict for `cap`: empty when present; otherwise the message, and whether it must fail.
 struct Verdict {
   std::string message;
   bool fail = false;
 };
 
-inline Verdict check(Capability cap) {
+/// The rule itself, pure: what a test needing `cap` does, given the probe's answer and the
+/// parsed PEPITA_REQUIRE.
+inline Verdict decide(Capability cap, const ProbeResult& p, const Requirements& req) {
   Verdict v;
-  if (!requirements().unknown.empty()) {
+  if (!req.unknown.empty()) {  // a typo in PEPITA_REQUIRE must not quietly turn into skips
     v.fail = true;
     v.message = "PEPITA_REQUIRE names unknown capabilities:";
-    for (const auto& n : requirements().unknown) v.message += " '" + n + "'";
+    for (const auto& n : req.unknown) v.message += " '" + n + "'";
     v.message += " (known: all";
     for (const auto& c : kCapabilities) v.message += ", " + std::string(c.name);
     v.message += ")";
     return v;
   }
-  const ProbeResult& p = probe(cap);
   if (p.present()) return v;
   const CapabilityInfo& i = capability_info(cap);
-  v.fail = required(cap);
+  for (Capability c : req.required) v.fail = v.fail || c == cap;
   v.message = "capability '" + std::string(i.name) + "' missing: " + p.missing +
               ". To provide it: " + std::string(i.provide) + ".";
   v.message += v.fail ? " PEPITA_REQUIRE names it, so this is a failure."
                       : " (PEPITA_REQUIRE=" + std::string(i.name) + " makes this a failure.)";
   return v;
 }
+
+/// The verdict for `cap` on this machine under this process's PEPITA_REQUIRE.
+inline Verdict check(Capability cap) { return decide(cap, probe(cap), requirements()); }
 
 }  // namespace pepita::test
 

@@ -52,7 +52,7 @@ done
 [[ -f $init ]] || die "init script '$init' not found"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-cache=${cache:-${PEPITA_GUEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pepita/guest-kernel}}
+cache=${cache:-${PEPITA_GUEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/pepita/guest-kernel}}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
