@@ -14,11 +14,13 @@ set(PEPITA_ALL_MODULES "" CACHE INTERNAL "")
 # Registers every GoogleTest case (TEST, TEST_F, TEST_P instances, rapidcheck's RC_GTEST_PROP) of
 # <test target> as its own CTest entry named `<module>.<Suite>.<Case>`, labelled <module>, so ctest
 # counts and names a skipped case as skipped (gtest_discover_tests sets SKIP_REGULAR_EXPRESSION
-# `[  SKIPPED ]`). Cases of one module share what their binary sets up per process (the local
-# Slurm cluster, network namespaces, KVM, the Vulkan device, fixed temp paths), as they did when the
-# module was one CTest entry: RESOURCE_LOCK <module> keeps them serialized under `ctest -j`, while
-# cases of different modules still run in parallel. The cases are listed after each link
-# (POST_BUILD), so ctest never runs a stale list.
+# `[  SKIPPED ]`). Each case runs in a process of its own, so per-process setup (the Vulkan device,
+# the local Slurm cluster) is repeated per case. The cases of one module were written to run one
+# after another, as they did when the module was one CTest entry (the Slurm cluster and its
+# `scancel --user=root`, network namespaces, fixed temp paths, CPU-time and timing thresholds):
+# RESOURCE_LOCK <module> keeps them serialized under `ctest -j`, while cases of different modules
+# still run in parallel. The cases are listed after each link (POST_BUILD), so ctest never runs a
+# stale list; a module whose binary is not built shows as <target>_NOT_BUILT (no label).
 function(pepita_gtest_cases module target)
   cmake_parse_arguments(ARG "" "TIMEOUT;FILTER" "" ${ARGN})
   if(NOT ARG_TIMEOUT)
