@@ -1,13 +1,45 @@
-# pepita_module(NAME <name> [HEADER_ONLY] [DEPS <targets...>] [TEST_DEPS <targets...>])
+# pepita_module(NAME <name> [HEADER_ONLY] [DEPS <targets...>] [TEST_DEPS <targets...>]
+#               [TEST_FILTER <gtest filter of the cases CTest registers>])
 #
 # Defines the static library pepita_<name> from src/<name>/*.cpp (or an INTERFACE library when
-# HEADER_ONLY), one GoogleTest binary pepita_<name>_tests from tests/<name>/*.cpp registered with
-# CTest, and one benchmark executable per bench/<name>/*.cpp. Modules are independent targets so a
-# module builds and tests on its own: `cmake --build build --target pepita_<name>_tests`.
+# HEADER_ONLY), one GoogleTest binary pepita_<name>_tests from tests/<name>/*.cpp whose cases are
+# registered with CTest one by one (pepita_gtest_cases below), and one benchmark executable per
+# bench/<name>/*.cpp. Modules are independent targets so a module builds and tests on its own:
+# `cmake --build build --target pepita_<name>_tests && ctest --test-dir build -L '^<name>$'`.
+include(GoogleTest)
 set(PEPITA_ALL_MODULES "" CACHE INTERNAL "")
 
+# pepita_gtest_cases(<module> <test target> [TIMEOUT <s>] [FILTER <gtest filter>])
+#
+# Registers every GoogleTest case (TEST, TEST_F, TEST_P instances, rapidcheck's RC_GTEST_PROP) of
+# <test target> as its own CTest entry named `<module>.<Suite>.<Case>`, labelled <module>, so ctest
+# counts and names a skipped case as skipped (gtest_discover_tests sets SKIP_REGULAR_EXPRESSION
+# `[  SKIPPED ]`). Each case runs in a process of its own, so per-process setup (the Vulkan device,
+# the local Slurm cluster) is repeated per case. The cases of one module were written to run one
+# after another, as they did when the module was one CTest entry (the Slurm cluster and its
+# `scancel --user=root`, network namespaces, fixed temp paths, CPU-time and timing thresholds):
+# RESOURCE_LOCK <module> keeps them serialized under `ctest -j`, while cases of different modules
+# still run in parallel. The cases are listed after each link (POST_BUILD), so ctest never runs a
+# stale list; a module whose binary is not built shows as <target>_NOT_BUILT (no label).
+function(pepita_gtest_cases module target)
+  cmake_parse_arguments(ARG "" "TIMEOUT;FILTER" "" ${ARGN})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  set(filter_args)
+  if(ARG_FILTER)
+    set(filter_args TEST_FILTER ${ARG_FILTER})
+  endif()
+  gtest_discover_tests(${target}
+    TEST_PREFIX "${module}."
+    EXTRA_ARGS --gtest_color=no
+    ${filter_args}
+    DISCOVERY_TIMEOUT 60
+    PROPERTIES LABELS ${module} RESOURCE_LOCK ${module} TIMEOUT ${ARG_TIMEOUT})
+endfunction()
+
 function(pepita_module)
-  cmake_parse_arguments(ARG "HEADER_ONLY" "NAME" "DEPS;TEST_DEPS;BENCH_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "HEADER_ONLY" "NAME;TEST_FILTER" "DEPS;TEST_DEPS;BENCH_DEPS" ${ARGN})
   set(lib pepita_${ARG_NAME})
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${ARG_NAME}/*.cpp)
 
@@ -38,8 +70,7 @@ function(pepita_module)
       GTest::gmock rapidcheck rapidcheck_gtest pepita_build_flags)
     target_compile_definitions(${test_bin} PRIVATE
       PEPITA_SOURCE_DIR="${PROJECT_SOURCE_DIR}" PEPITA_BINARY_DIR="${PROJECT_BINARY_DIR}")
-    add_test(NAME ${ARG_NAME} COMMAND ${test_bin} --gtest_color=no)
-    set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT 900 LABELS ${ARG_NAME})
+    pepita_gtest_cases(${ARG_NAME} ${test_bin} FILTER "${ARG_TEST_FILTER}")
   endif()
 
   file(GLOB benches CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/bench/${ARG_NAME}/*.cpp)

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cli_runner.hpp"
+#include "common/require.hpp"
 
 namespace pepita::test {
 namespace {
@@ -52,9 +53,9 @@ TEST(CliInfo, JsonReportsRealProbes) {
 
 TEST(CliInfo, KvmMatchesDevice) {
   const nlohmann::json info = info_json();
-  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
+  if (!probe(Capability::kvm).present()) {
     EXPECT_FALSE(info["kvm"]["available"].get<bool>());
-    GTEST_SKIP() << "/dev/kvm not accessible here; KVM details not checked";
+    PEPITA_REQUIRE_CAPABILITY(kvm);  // skips (or fails) here: KVM details not checked
   }
   ASSERT_TRUE(info["kvm"]["available"].get<bool>()) << info["kvm"]["error"];
   EXPECT_EQ(info["kvm"]["api_version"].get<int>(), 12);
@@ -64,9 +65,7 @@ TEST(CliInfo, KvmMatchesDevice) {
 
 TEST(CliInfo, ZramMatchesSysfs) {
   const nlohmann::json info = info_json();
-  if (!std::filesystem::exists("/sys/block/zram0")) {
-    GTEST_SKIP() << "no /sys/block/zram0 here (zram module not loaded)";
-  }
+  PEPITA_REQUIRE_CAPABILITY(zram);
   ASSERT_FALSE(info["zram"].empty());
   EXPECT_EQ(info["zram"][0]["name"], "zram0");
   // sysfs lists every algorithm with the selected one in brackets: "[lzo-rle] lzo lz4".
@@ -102,10 +101,13 @@ TEST(CliInfo, SimdLevelMatchesCpu) {
 TEST(CliInfo, GpuListsDevicesOrSaysWhyNot) {
   const nlohmann::json info = info_json();
   const auto& devices = info["gpu"]["devices"];
-  if (devices.empty()) {
+  if (!probe(Capability::vulkan).present()) {
+    EXPECT_TRUE(devices.empty());
     EXPECT_FALSE(info["gpu"]["error"].get<std::string>().empty());
-    GTEST_SKIP() << "no Vulkan device here: " << info["gpu"]["error"].get<std::string>();
+    PEPITA_REQUIRE_CAPABILITY(vulkan);  // skips (or fails) here: devices not checked
   }
+  ASSERT_FALSE(devices.empty()) << "vulkaninfo lists a device, pepita info none: "
+                                << info["gpu"]["error"];
   for (const auto& device : devices) {
     EXPECT_FALSE(device["name"].get<std::string>().empty());
     EXPECT_FALSE(device["type"].get<std::string>().empty());

@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/require.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -389,9 +391,7 @@ namespace {
 
 // backend = "microvm": the task's command is a freestanding guest run in a KVM micro-VM.
 TEST_F(RunCli, MicroVmTasksRunInAVm) {
-  if (::access("/dev/kvm", R_OK | W_OK) != 0) {
-    GTEST_SKIP() << "/dev/kvm not accessible: micro-VM tasks cannot run here";
-  }
+  PEPITA_REQUIRE_CAPABILITY(kvm);
   const std::string guest = std::string(PEPITA_BINARY_DIR) + "/guest/hello.elf";
   const auto job = write("vm.toml", "[[task]]\nname = \"hello-vm\"\ncommand = \"" + guest +
                                         "\"\nbackend = \"microvm\"\ntimeout = 10\n");

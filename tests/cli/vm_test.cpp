@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.hpp"
+#include "common/require.hpp"
 
 namespace pepita::test {
 namespace {
@@ -16,8 +17,6 @@ namespace {
 std::string guest(const char* name) {
   return std::string(PEPITA_BINARY_DIR) + "/guest/" + name + ".elf";
 }
-
-bool kvm_usable() { return ::access("/dev/kvm", R_OK | W_OK) == 0; }
 
 std::string input_file(const std::string& bytes) {
   static int counter = 0;
@@ -29,7 +28,7 @@ std::string input_file(const std::string& bytes) {
 }
 
 TEST(CliVm, HelloGuestPrintsAndExitsZero) {
-  if (!kvm_usable()) GTEST_SKIP() << "/dev/kvm not accessible: micro-VMs cannot run here";
+  PEPITA_REQUIRE_CAPABILITY(kvm);
   CliRun run = run_pepita("vm run " + guest("hello") + " --mem 4M --timeout 5s");
   EXPECT_EQ(run.exit_code, 0) << run.output;
   // Exactly the guest's line (guest/examples/hello.cpp), nothing from the VMM around it.
@@ -46,7 +45,7 @@ TEST(CliVm, HelloGuestPrintsAndExitsZero) {
 }
 
 TEST(CliVm, EscapeAttemptIsAReportedGuestFault) {
-  if (!kvm_usable()) GTEST_SKIP() << "/dev/kvm not accessible: micro-VMs cannot run here";
+  PEPITA_REQUIRE_CAPABILITY(kvm);
   const std::string input = input_file("R");  // read at 1 TiB, outside guest memory
   CliRun run = run_pepita("vm run " + guest("escape") + " --mem 4M --timeout 5s --input " + input);
   std::filesystem::remove(input);
@@ -58,7 +57,7 @@ TEST(CliVm, EscapeAttemptIsAReportedGuestFault) {
 }
 
 TEST(CliVm, VirtioConsoleAndBlockDevicesFromTheCommandLine) {
-  if (!kvm_usable()) GTEST_SKIP() << "no usable /dev/kvm";
+  PEPITA_REQUIRE_CAPABILITY(kvm);
   const std::string disk = input_file(std::string("sector zero text") + std::string(4096, '\0'));
   CliRun run = run_pepita("vm run " + guest("virtio_io") +
                           " --mem 8M --timeout 10s --virtio-console --virtio-blk file:" + disk +
@@ -103,7 +102,7 @@ TEST(CliVm, MissingGuestFileFailsClearly) {
 }
 
 TEST(CliVm, NonElfGuestIsRejected) {
-  if (!kvm_usable()) GTEST_SKIP() << "/dev/kvm not accessible: micro-VMs cannot run here";
+  PEPITA_REQUIRE_CAPABILITY(kvm);
   const std::string bogus = input_file("this is not an ELF file");
   CliRun run = run_pepita("vm run " + bogus);
   std::filesystem::remove(bogus);

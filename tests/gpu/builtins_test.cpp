@@ -46,7 +46,7 @@ std::vector<float> download(const Buffer& b, std::size_t n) {
 }
 
 TEST(GpuBuiltins, VectorAddMatchesCpu) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Builtins& lib = *env().builtins;
   for (std::size_t n : {1u, 255u, 257u, 10007u}) {
     auto a = random_floats(n, 1), b = random_floats(n, 2);
@@ -61,7 +61,7 @@ TEST(GpuBuiltins, VectorAddMatchesCpu) {
 }
 
 TEST(GpuBuiltins, SaxpyMatchesCpu) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Builtins& lib = *env().builtins;
   const std::size_t n = 100003;
   auto x = random_floats(n, 3), y = random_floats(n, 4);
@@ -78,7 +78,7 @@ TEST(GpuBuiltins, SaxpyMatchesCpu) {
 }
 
 TEST(GpuBuiltins, SumAndMaxMatchCpu) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Builtins& lib = *env().builtins;
   for (std::size_t n : {1u, 3u, 1000u, 65537u, 1000003u}) {
     auto x = random_floats(n, 5, -1.0f, 1.0f);
@@ -101,7 +101,7 @@ TEST(GpuBuiltins, SumAndMaxMatchCpu) {
 }
 
 TEST(GpuBuiltins, SoftmaxMatchesCpu) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Builtins& lib = *env().builtins;
   for (auto [rows, cols] : {std::pair<std::size_t, std::size_t>{1, 1}, {3, 1000}, {37, 513}}) {
     auto x = random_floats(rows * cols, 6, -30.0f, 30.0f);
@@ -155,7 +155,7 @@ void check_sgemm(Builtins& lib, std::size_t m, std::size_t n, std::size_t k, flo
 }
 
 TEST(GpuBuiltins, SgemmMatchesCpuAtOddSizes) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   for (SgemmKernel which : {SgemmKernel::Tiled, SgemmKernel::Direct}) {
     SCOPED_TRACE(which == SgemmKernel::Tiled ? "tiled" : "direct");
     auto lib = Builtins::create(*env().device, {.sgemm = which});
@@ -168,7 +168,7 @@ TEST(GpuBuiltins, SgemmMatchesCpuAtOddSizes) {
 }
 
 TEST(GpuBuiltins, BetaZeroIgnoresNanInC) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Builtins& lib = *env().builtins;  // the device's default (Auto) sgemm
   Buffer ga = upload({1, 2, 3, 4}), gb = upload({1, 0, 0, 1});
   Buffer gc = upload(std::vector<float>(4, std::nanf("")));
@@ -177,7 +177,7 @@ TEST(GpuBuiltins, BetaZeroIgnoresNanInC) {
 }
 
 TEST(GpuBuiltins, SizeMismatchesAreErrors) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Builtins& lib = *env().builtins;
   Buffer small = upload(std::vector<float>(10)), big = upload(std::vector<float>(100));
   auto r1 = lib.vector_add(big, small, big, 100);

@@ -41,15 +41,16 @@ std::filesystem::path shader(const char* name) {
 }
 
 TEST(GpuDevice, ListsDevicesAndPicksOne) {
+  PEPITA_REQUIRE_CAPABILITY(vulkan);
   auto devs = list_devices();
-  if (!devs) GTEST_SKIP() << "no Vulkan: " << devs.error().to_string();
-  if (devs->empty()) GTEST_SKIP() << "Vulkan loader reports no devices";
+  ASSERT_TRUE(devs) << devs.error().to_string();
+  ASSERT_FALSE(devs->empty()) << "vulkaninfo lists a device, list_devices() none";
   for (const DeviceInfo& d : *devs) {
     std::printf("gpu device %u: %s (%s)\n", d.index, d.name.c_str(),
                 std::string(to_string(d.type)).c_str());
     EXPECT_FALSE(d.name.empty());
   }
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   const DeviceInfo& info = env().device->info();
   EXPECT_TRUE(info.has_compute_queue);
   EXPECT_GE(info.max_group_count[0], 65535u);
@@ -57,7 +58,7 @@ TEST(GpuDevice, ListsDevicesAndPicksOne) {
 }
 
 TEST(GpuDevice, BadIndexIsNotFound) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   auto dev = Device::open({.index = 999});
   ASSERT_FALSE(dev);
   EXPECT_EQ(dev.error().code(), ErrorCode::NotFound);
@@ -65,7 +66,7 @@ TEST(GpuDevice, BadIndexIsNotFound) {
 }
 
 TEST(GpuBuffer, RoundTripsAndRejectsOutOfRange) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Device& dev = *env().device;
   std::vector<float> data(1001);
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i) * 0.5f;
@@ -97,7 +98,7 @@ TEST(GpuBuffer, RoundTripsAndRejectsOutOfRange) {
 }
 
 TEST(GpuBuffer, StagingPathRoundTrips) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   DeviceOptions opts;
   opts.force_staging = true;
   auto dev = Device::open(opts);
@@ -137,7 +138,7 @@ Result<Kernel> scale_kernel(Device& dev, float scale, std::uint32_t wg = 64) {
 }
 
 TEST(GpuKernel, UserSpirvFromFileWithSpecializationConstants) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Device& dev = *env().device;
   auto k = scale_kernel(dev, 3.0f);
   ASSERT_TRUE(k) << k.error().to_string();
@@ -160,7 +161,7 @@ TEST(GpuKernel, UserSpirvFromFileWithSpecializationConstants) {
 }
 
 TEST(GpuKernel, InvalidSpirvIsRejectedClearly) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Device& dev = *env().device;
   std::vector<std::uint32_t> junk = {0xdeadbeef, 1, 2, 3, 4, 5};
   auto k = Kernel::create(dev, junk, lay(1, 0));
@@ -215,7 +216,7 @@ TEST(GpuKernel, SpirvFileErrors) {
 }
 
 TEST(GpuDispatch, RejectsBadDispatches) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Device& dev = *env().device;
   auto k = scale_kernel(dev, 1.0f);
   ASSERT_TRUE(k) << k.error().to_string();

@@ -1,6 +1,6 @@
 #pragma once
-// Shared test device: opened once per test binary (lavapipe in CI); tests skip with the reason
-// when no Vulkan device exists.
+// Shared test device: opened once per test process (lavapipe in CI); tests skip with the reason
+// when the probe finds no Vulkan device, and fail when it finds one that cannot be set up.
 
 #include <gtest/gtest.h>
 
@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/require.hpp"
 #include "pepita/gpu/builtins.hpp"
 #include "pepita/gpu/device.hpp"
 
@@ -40,10 +41,15 @@ inline Env& env() {
   return e;
 }
 
-#define PEPITA_GPU_OR_SKIP()                                                      \
-  do {                                                                            \
-    if (!::pepita::gpu::test::env().device)                                       \
-      GTEST_SKIP() << "no Vulkan device: " << ::pepita::gpu::test::env().why_not; \
+/// Skips the test (fails it when PEPITA_REQUIRE names vulkan) when the independent probe
+/// (vulkaninfo, tests/common/require.hpp) finds no Vulkan device. With a device there, failing to
+/// open it or to build the builtins is a test failure.
+#define PEPITA_REQUIRE_GPU()                                                                  \
+  do {                                                                                        \
+    PEPITA_REQUIRE_CAPABILITY(vulkan);                                                        \
+    if (!::pepita::gpu::test::env().device)                                                   \
+      FAIL() << "vulkaninfo lists a Vulkan device, but the test device could not be set up: " \
+             << ::pepita::gpu::test::env().why_not;                                           \
   } while (0)
 
 }  // namespace pepita::gpu::test

@@ -45,7 +45,7 @@ std::vector<float> random_floats(std::size_t n, std::uint32_t seed) {
 class GpuExecutorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    PEPITA_GPU_OR_SKIP();
+    PEPITA_REQUIRE_GPU();
     std::string tmpl = (fs::temp_directory_path() / "pepita-gpu-exec-XXXXXX").string();
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;

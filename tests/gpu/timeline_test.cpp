@@ -18,15 +18,15 @@ namespace {
 using namespace std::chrono_literals;
 using test::env;
 
-#define TIMELINE_OR_SKIP()                                                        \
+#define REQUIRE_GPU_WITH_TIMELINES()                                              \
   do {                                                                            \
-    PEPITA_GPU_OR_SKIP();                                                         \
+    PEPITA_REQUIRE_GPU();                                                         \
     if (!env().device->info().timeline_semaphores)                                \
       GTEST_SKIP() << env().device->info().name << " has no timeline semaphores"; \
   } while (0)
 
 TEST(GpuTimeline, StartsAtInitialValueAndWaitTimesOut) {
-  TIMELINE_OR_SKIP();
+  REQUIRE_GPU_WITH_TIMELINES();
   auto sem = TimelineSemaphore::create(*env().device, 5);
   ASSERT_TRUE(sem) << sem.error().to_string();
   EXPECT_EQ(*sem->value(), 5u);
@@ -41,7 +41,7 @@ TEST(GpuTimeline, StartsAtInitialValueAndWaitTimesOut) {
 }
 
 TEST(GpuTimeline, SignalFromAnotherThreadReleasesTheWaiter) {
-  TIMELINE_OR_SKIP();
+  REQUIRE_GPU_WITH_TIMELINES();
   auto sem = TimelineSemaphore::create(*env().device);
   ASSERT_TRUE(sem);
   std::jthread signaller([&] {
@@ -57,7 +57,7 @@ TEST(GpuTimeline, SignalFromAnotherThreadReleasesTheWaiter) {
 }
 
 TEST(GpuTimeline, ValuesNeverGoBack) {
-  TIMELINE_OR_SKIP();
+  REQUIRE_GPU_WITH_TIMELINES();
   auto sem = TimelineSemaphore::create(*env().device, 10);
   ASSERT_TRUE(sem);
   auto same = sem->signal(10);
@@ -70,7 +70,7 @@ TEST(GpuTimeline, ValuesNeverGoBack) {
 }
 
 TEST(GpuTimeline, QueueTimelineCountsEverySubmission) {
-  PEPITA_GPU_OR_SKIP();
+  PEPITA_REQUIRE_GPU();
   Device& dev = *env().device;
   std::vector<float> host(1000, 1.0f);
   auto buf = Buffer::from<float>(dev, host);

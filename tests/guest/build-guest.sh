@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds a Linux test guest from Debian packages only: an uncompressed vmlinux (booted through its
-# PVH entry by QEMU TCG) and an initramfs with busybox-static, chosen kernel modules, e2fsprogs and
-# the caller's files. See /work/shared/notes/linux-test-guests.md for why each step is as it is.
+# Builds a Linux test guest from installed Debian packages only: an uncompressed vmlinux (booted
+# through its PVH entry by QEMU TCG) extracted from the installed 6.12 cloud kernel's
+# /boot/vmlinuz-<ver>, and an initramfs with busybox-static, chosen modules from
+# /lib/modules/<ver>, e2fsprogs and the caller's files. Nothing is downloaded: the kernel package
+# is installed by scripts/install-deps (linux-image-6.12-cloud-amd64). See
+# /work/shared/notes/linux-test-guests.md for why each step is as it is.
 #
 # Usage:
 #   build-guest.sh --out DIR --init SCRIPT [--module NAME]... [--file SRC:DST]... [--bin SRC:DST]...
@@ -9,20 +12,23 @@
 #     --out DIR      writes DIR/vmlinux (a link into the cache) and DIR/initrd.gz
 #     --init SCRIPT  shell script run as the guest's test body (/test.sh); its exit status is
 #                    printed as "PEPITA-GUEST-EXIT <rc>" before the guest reboots (= QEMU exits)
-#     --module NAME  kernel module to load at boot (dependencies from modules.dep load first)
+#     --module NAME  kernel module to load at boot (dependencies from the .ko's depends= first)
 #     --file S:D     copy host file S to guest path D as is
 #     --bin S:D      copy host executable S to guest path D (debug info stripped) with the shared
 #                    libraries ldd lists
-#     --cache DIR    where the unpacked kernel is kept, keyed by version (default: DIR/../guest-cache)
+#     --cache DIR    where the extracted vmlinux is kept, keyed by kernel version (default:
+#                    $PEPITA_GUEST_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/pepita/guest-kernel:
+#                    one cache for every build dir — normal, ASan, coverage)
 #
-# Exit status: 0 built; 77 the kernel package or a tool cannot be had (callers skip, reason on
-# stderr); 1 any other failure.
+# Exit status: 0 built; 77 the kernel package or a tool is not installed (callers skip, reason on
+# stderr; 1 instead when PEPITA_REQUIRE names `guest`, see tests/common/require.sh); 1 any other
+# failure.
 set -euo pipefail
+source "${BASH_SOURCE[0]%/*}/../common/require.sh"
 
-SKIP=77
-skip() {
-  echo "build-guest: SKIP: $*" >&2
-  exit "$SKIP"
+missing() {
+  pepita_missing guest "$*" "run scripts/install-deps (qemu-system-x86 busybox-static e2fsprogs \
+xz-utils cpio zstd linux-image-6.12-cloud-amd64)"
 }
 die() {
   echo "build-guest: error: $*" >&2
@@ -46,54 +52,70 @@ done
 [[ -f $init ]] || die "init script '$init' not found"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-cache=${cache:-$out/../guest-cache}
+cache=${cache:-${PEPITA_GUEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/pepita/guest-kernel}}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
-for tool in apt-cache apt-get dpkg-deb xz zstd cpio gzip busybox ldd strings; do
-  command -v "$tool" >/dev/null || skip "'$tool' is not installed (run scripts/install-deps)"
+for tool in dpkg-query xz zstd cpio gzip busybox ldd strings od dd; do
+  command -v "$tool" >/dev/null || missing "'$tool' is not installed"
 done
 busybox_bin=$(command -v busybox)
 # The initramfs needs a static busybox: a dynamic one would find no libc there.
 [[ $(LC_ALL=C ldd "$busybox_bin" 2>&1 || true) == *"not a dynamic"* ]] ||
-  skip "$busybox_bin is not static (install package busybox-static)"
+  missing "$busybox_bin is not static (package busybox-static)"
 
-# --- kernel: resolve, download and unpack once per version ------------------------------------
+# --- kernel: the installed 6.12 cloud image; vmlinux extracted once per version ------------------
+# The meta package names the image package it installed (linux-image-<ver>, or
+# linux-image-<ver>-unsigned); without the meta package, the newest installed 6.12 cloud image.
 meta=linux-image-6.12-cloud-amd64
-pkg=$(apt-cache depends "$meta" 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}') || true
-[[ -n $pkg ]] || skip "apt cannot resolve $meta (no Debian 12 security/backports sources?)"
-kdir=$cache/$pkg
-if [[ ! -f $kdir/.done ]]; then
-  rm -rf "$kdir"
-  mkdir -p "$kdir/dl"
-  (cd "$kdir/dl" && apt-get download -q "$pkg" >/dev/null 2>"$kdir/dl/apt.log") ||
-    skip "apt-get download $pkg failed: $(tail -n 2 "$kdir/dl/apt.log" | tr '\n' ' ')"
-  dpkg-deb -x "$kdir"/dl/*.deb "$kdir/root"
-  rm -rf "$kdir/dl"
-  vmlinuz=$(ls "$kdir"/root/boot/vmlinuz-* | head -n1)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+pkg=""
+if installed "$meta"; then
+  pkg=$(dpkg-query -W -f='${Depends}' "$meta" | grep -oE 'linux-image-6\.12[^ ,|]*' | head -n1) || true
+fi
+if [[ -z $pkg ]]; then
+  pkg=$(dpkg-query -W -f='${Package} ${Status}\n' 'linux-image-6.12*-cloud-amd64*' 2>/dev/null |
+    awk '/install ok installed/ {print $1}' | sort -V | tail -n1) || true
+fi
+[[ -n $pkg ]] && installed "$pkg" || missing "no 6.12 cloud kernel package is installed ($meta)"
+kver=${pkg#linux-image-}
+kver=${kver%-unsigned}
+vmlinuz=/boot/vmlinuz-$kver
+moddir=/lib/modules/$kver
+[[ -r $vmlinuz ]] || missing "$vmlinuz (from $pkg) is missing or unreadable"
+[[ -f $moddir/modules.builtin ]] || missing "$moddir (from $pkg) has no modules.builtin"
+
+kdir=$cache/$kver
+if [[ ! -f $kdir/vmlinux || $kdir/vmlinux -ot $vmlinuz ]]; then
+  # Extract into a private directory and rename it into place: build dirs may build guests at once.
+  tmp=$(mktemp -d "$cache/.extract.XXXXXX")
+  chmod 755 "$tmp"
+  trap 'rm -rf "$tmp"' EXIT
   # bzImage setup header: setup_sects at 0x1f1, payload_offset/length (u32) at 0x248/0x24c.
   read -r setup_sects < <(od -An -tu1 -j $((0x1f1)) -N1 "$vmlinuz")
   read -r payload_off payload_len < <(od -An -tu4 -j $((0x248)) -N8 "$vmlinuz")
   start=$(((setup_sects + 1) * 512 + payload_off))
-  payload=$kdir/payload
+  payload=$tmp/payload
   dd if="$vmlinuz" of="$payload" bs=64K skip="$start" count="$payload_len" \
     iflag=skip_bytes,count_bytes status=none
   magic=$(od -An -tx1 -N4 "$payload" | tr -d ' ')
   case "$magic" in
     28b52ffd) # zstd: the last 4 bytes are the appended decompressed size, not zstd data
       truncate -s $((payload_len - 4)) "$payload"
-      zstd -dq --memory=2048MB -c "$payload" >"$kdir/vmlinux" ;;
-    fd377a58) xz -dc "$payload" >"$kdir/vmlinux" ;;
-    02214c18) lz4 -dc "$payload" >"$kdir/vmlinux" ;;
+      zstd -dq --memory=2048MB -c "$payload" >"$tmp/vmlinux" ;;
+    fd377a58) xz -dc "$payload" >"$tmp/vmlinux" ;;
+    02214c18) lz4 -dc "$payload" >"$tmp/vmlinux" ;;
     *) die "unknown kernel payload compression (magic $magic) in $vmlinuz" ;;
   esac
   rm -f "$payload"
-  [[ $(od -An -tx1 -N4 "$kdir/vmlinux" | tr -d ' ') == 7f454c46 ]] || die "extracted vmlinux is not ELF"
-  rm -rf "$kdir"/root/boot "$kdir"/root/usr
-  touch "$kdir/.done"
+  [[ $(od -An -tx1 -N4 "$tmp/vmlinux" | tr -d ' ') == 7f454c46 ]] || die "extracted vmlinux is not ELF"
+  echo "$pkg $vmlinuz" >"$tmp/source"
+  [[ -f $kdir/vmlinux && ! $kdir/vmlinux -ot $vmlinuz ]] || rm -rf "$kdir"  # stale, or never made
+  mv -T "$tmp" "$kdir" 2>/dev/null || true  # another build won the race: its copy is as good
+  rm -rf "$tmp"
+  trap - EXIT
 fi
-kver=$(ls "$kdir/root/lib/modules")
-moddir=$kdir/root/lib/modules/$kver
+[[ -f $kdir/vmlinux ]] || die "no vmlinux in $kdir after extraction"
 
 # --- initramfs ----------------------------------------------------------------------------------
 stage=$(mktemp -d "$out/stage.XXXXXX")
@@ -115,7 +137,7 @@ copy_with_libs() {
 }
 for tool in mke2fs e2fsck; do
   path=$(command -v "$tool" || PATH=/sbin:/usr/sbin command -v "$tool") ||
-    skip "'$tool' is not installed (package e2fsprogs)"
+    missing "'$tool' is not installed (package e2fsprogs)"
   copy_with_libs "$path" "/sbin/$tool"
 done
 ln -sf mke2fs "$stage/sbin/mkfs.ext4"

@@ -5,8 +5,8 @@
 #
 # Usage: run-guest.sh --dir DIR --marker TEXT [--timeout S] [--smp N] [--mem MiB] [-- QEMU_ARGS...]
 #   DIR holds vmlinux and initrd.gz; the console goes to DIR/console.log.
-# Exit status: 0 marker seen and the guest's test script exited 0; 77 qemu missing (skip);
-# 1 otherwise (the whole console is printed).
+# Exit status: 0 marker seen and the guest's test script exited 0; 77 qemu missing (skip; 1 when
+# PEPITA_REQUIRE names `guest`); 1 otherwise (the whole console is printed).
 set -euo pipefail
 
 dir="" marker="" timeout_s=120 smp=1 mem=512
@@ -23,8 +23,9 @@ while (($#)); do
   esac
 done
 [[ -n $dir && -n $marker ]] || { echo "run-guest: --dir and --marker are required" >&2; exit 1; }
+source "${BASH_SOURCE[0]%/*}/../common/require.sh"
 qemu=$(command -v qemu-system-x86_64) ||
-  { echo "run-guest: SKIP: qemu-system-x86_64 not installed (package qemu-system-x86)" >&2; exit 77; }
+  pepita_missing guest "qemu-system-x86_64 is not installed" "package qemu-system-x86 (scripts/install-deps)"
 
 log=$dir/console.log
 start=$(date +%s.%N)

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "common/require.hpp"
 #include "pepita/io_uring/ring.hpp"
 
 namespace pepita::io_uring {
@@ -22,9 +23,8 @@ TEST(Probe, NamesFollowKernelOrder) {
 }
 
 TEST(Probe, RunningKernelSupportsTheBasics) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
   auto probe = probe_supported_opcodes();
-  if (!probe && probe.error().code() == ErrorCode::Unsupported)
-    GTEST_SKIP() << "io_uring unavailable: " << probe.error().to_string();
   ASSERT_TRUE(probe) << probe.error().to_string();
   EXPECT_TRUE(probe->supports(abi::Op::Nop));
   EXPECT_TRUE(probe->supports(abi::Op::Read));

@@ -1,6 +1,7 @@
 #pragma once
-// Shared helpers for the io_uring tests: ring creation that skips when io_uring is unavailable,
-// single-op submit/reap, temp files and loopback sockets.
+// Shared helpers for the io_uring tests: ring creation that skips when the probe finds no io_uring
+// (and fails when Ring::create fails anyway), single-op submit/reap, temp files and loopback
+// sockets.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -12,29 +13,30 @@
 #include <optional>
 #include <string>
 
+#include "common/require.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/io_uring/ring.hpp"
 
 namespace pepita::io_uring::test {
 
-/// Creates a ring or records why the test cannot run (sets `skip`).
-inline std::optional<Ring> make_ring(const RingOptions& o, std::string* skip) {
+/// Creates a ring or records why it could not be created (sets `error`).
+inline std::optional<Ring> make_ring(const RingOptions& o, std::string* error) {
   auto r = Ring::create(o);
   if (!r) {
-    *skip = r.error().to_string();
+    *error = r.error().to_string();
     return std::nullopt;
   }
   return std::move(*r);
 }
 
-#define PEPITA_RING_OR_SKIP(var, ...)                                               \
-  std::string var##_skip_;                                                          \
-  auto var##_opt_ = ::pepita::io_uring::test::make_ring(__VA_ARGS__, &var##_skip_); \
-  if (!var##_opt_) {                                                                \
-    if (var##_skip_.find("unsupported") != std::string::npos)                       \
-      GTEST_SKIP() << "io_uring unavailable: " << var##_skip_;                      \
-    FAIL() << var##_skip_;                                                          \
-  }                                                                                 \
+/// Declares `Ring& var` made with the given options. Skips the test when the independent probe
+/// (a raw io_uring_setup, tests/common/require.hpp) finds no io_uring, fails it when
+/// PEPITA_REQUIRE names io_uring; with io_uring there, Ring::create failing is a test failure.
+#define PEPITA_RING_OR_SKIP(var, ...)                                                         \
+  PEPITA_REQUIRE_CAPABILITY(io_uring);                                                        \
+  std::string var##_error_;                                                                   \
+  auto var##_opt_ = ::pepita::io_uring::test::make_ring(__VA_ARGS__, &var##_error_);          \
+  if (!var##_opt_) FAIL() << "io_uring is present but Ring::create failed: " << var##_error_; \
   ::pepita::io_uring::Ring& var = *var##_opt_
 
 /// A completion copied out of the ring.

@@ -31,9 +31,13 @@ if [[ $cmd == stop ]]; then
   exit 0
 fi
 [[ $cmd == start ]] || { echo "unknown command $cmd" >&2; exit 2; }
-[[ $EUID -eq 0 ]] || { echo "local-cluster.sh: needs root (daemons, munge)" >&2; exit 77; }
+# The same rule as tests/common/require.hpp's `slurm` probe: exit 77 (skip) when something is
+# missing, 1 when PEPITA_REQUIRE names slurm.
+source "${BASH_SOURCE[0]%/*}/../common/require.sh"
+provide="root and scripts/install-deps (slurmctld slurmd slurm-client munge)"
+[[ $EUID -eq 0 ]] || pepita_missing slurm "not running as root (daemons, munge)" "$provide"
 for b in slurmctld slurmd munged sinfo; do
-  command -v "$b" >/dev/null || { echo "local-cluster.sh: $b missing: run scripts/install-deps" >&2; exit 77; }
+  command -v "$b" >/dev/null || pepita_missing slurm "$b is not installed" "$provide"
 done
 
 rm -rf "$dir"

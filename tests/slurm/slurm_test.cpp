@@ -1,5 +1,6 @@
 // pepita workers as Slurm jobs, against a real one-node Slurm cluster started from Debian's
-// packages by local-cluster.sh (root only; skipped with the reason otherwise): a 500-task job on
+// packages by local-cluster.sh (root and the Slurm packages: the slurm capability of
+// tests/common/require.hpp; skipped with the reason otherwise): a 500-task job on
 // two worker jobs with one scancel'ed mid-run, elastic release and regrowth, a refused
 // submission, and nothing left in squeue afterwards. The output parsers are tested without
 // Slurm.
@@ -19,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/require.hpp"
 #include "pepita/pool/pool.hpp"
 #include "pepita/slurm/commands.hpp"
 #include "pepita/slurm/workers.hpp"
@@ -124,44 +126,50 @@ TEST(SlurmCli, RunWithoutSbatchSaysWhatIsMissing) {
 
 // ---- against a real cluster -------------------------------------------------------------------
 
+// The cluster is started by the first test that needs it (so the parser tests, each run in a
+// process of its own by CTest, do not pay for it) and stopped when the process's tests end.
 class LocalSlurm : public ::testing::Environment {
  public:
-  static inline std::string skip_reason;
   static inline fs::path dir;
+  static inline std::string error;  // why the cluster could not be started
 
-  void SetUp() override {
-    if (::geteuid() != 0) {
-      skip_reason = "needs root to start a local Slurm cluster (slurmctld, slurmd, munge)";
-      return;
-    }
+  /// Starts the cluster once per process; false (and `error`) when that failed.
+  static bool ensure_started() {
+    if (started_) return true;
+    if (!error.empty()) return false;
     dir = fs::temp_directory_path() / ("pepita-slurm-cluster-" + std::to_string(::getpid()));
     auto [rc, out] = shell(kClusterScript + " start " + dir.string() + " 2>&1");
-    if (rc == 77) {
-      skip_reason = "local Slurm cluster unavailable: " + out;
-      return;
+    if (rc != 0) {
+      error = "starting the local Slurm cluster failed (exit " + std::to_string(rc) + "):\n" + out;
+      return false;
     }
-    ASSERT_EQ(rc, 0) << "starting the local Slurm cluster failed:\n" << out;
     ::setenv("SLURM_CONF", (dir / "slurm.conf").c_str(), 1);
     started_ = true;
+    return true;
   }
+
   void TearDown() override {
     if (!started_) return;
     shell("scancel --user=root 2>/dev/null; " + kClusterScript + " stop " + dir.string());
     std::error_code ec;
     fs::remove_all(dir, ec);
+    started_ = false;
   }
 
  private:
-  bool started_ = false;
+  static inline bool started_ = false;
 };
 
 // gtest takes ownership of registered environments.
 [[maybe_unused]] const auto* const kLocalSlurm =
     ::testing::AddGlobalTestEnvironment(new LocalSlurm);
 
-#define REQUIRE_SLURM()                                                            \
-  do {                                                                             \
-    if (!LocalSlurm::skip_reason.empty()) GTEST_SKIP() << LocalSlurm::skip_reason; \
+// Skips the test when the probe finds no root or no Slurm daemons (fails it when PEPITA_REQUIRE
+// names slurm); with them there, a cluster that does not come up is a test failure.
+#define REQUIRE_SLURM()                                             \
+  do {                                                              \
+    PEPITA_REQUIRE_CAPABILITY(slurm);                               \
+    ASSERT_TRUE(LocalSlurm::ensure_started()) << LocalSlurm::error; \
   } while (0)
 
 // Jobs named `name` that squeue lists in a state other than finished.

@@ -1,6 +1,7 @@
 // A worker on another "host": its own network namespace joined to ours by a veth pair. Cutting
 // the link mid-run moves its tasks to the other worker (heartbeat failure detector, no TCP
-// reset to help); restoring the link brings it back. Needs root and `ip netns`; skips otherwise.
+// reset to help); restoring the link brings it back. Needs root and `ip netns` (the netns
+// capability, tests/common/require.hpp); skips otherwise, or fails under PEPITA_REQUIRE=netns.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/require.hpp"
 #include "pepita/transport/remote.hpp"
 #include "test_support.hpp"
 
@@ -65,8 +67,10 @@ struct NetnsLink {
 };
 
 TEST(Netns, CutLinkMovesTasksAndRestoredWorkerRejoins) {
+  PEPITA_REQUIRE_CAPABILITY(netns);  // root, `ip`, unshare(CLONE_NEWNET): then setup must work
   NetnsLink net;
-  if (!net.ready()) GTEST_SKIP() << "network-namespace test skipped: " << net.why;
+  ASSERT_TRUE(net.ready()) << "network namespaces are available but the link setup failed: "
+                           << net.why;
   test::KeyFile kf;
   auto local = test::WorkerProcess::spawn(kf.path, 2);
   auto remote = test::WorkerProcess::spawn(kf.path, 2, 0, net.ns, net.inner_ip);

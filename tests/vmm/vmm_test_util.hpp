@@ -1,5 +1,6 @@
 #pragma once
-// Shared helpers for the vmm tests: KVM detection with a printed skip reason, guest image paths.
+// Shared helpers for the vmm tests: the KVM requirement (tests/common/require.hpp), guest image
+// paths, dot-product inputs.
 
 #include <gtest/gtest.h>
 
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/require.hpp"
 #include "pepita/vmm/vm.hpp"
 
 namespace pepita::vmm::test {
@@ -24,11 +26,13 @@ inline GuestImage load_guest(const std::string& name) {
 
 }  // namespace pepita::vmm::test
 
-/// Skips the test, printing why, when /dev/kvm cannot create VMs here.
-#define PEPITA_REQUIRE_KVM()                                              \
-  do {                                                                    \
-    if (auto kvm_ok_ = ::pepita::vmm::kvm_available(); !kvm_ok_)          \
-      GTEST_SKIP() << "KVM unavailable: " << kvm_ok_.error().to_string(); \
+/// Skips the test, printing why, when the independent probe finds no usable /dev/kvm (fails it
+/// when PEPITA_REQUIRE names kvm). With /dev/kvm usable, KvmSystem failing is a test failure.
+#define PEPITA_REQUIRE_KVM()                                                                \
+  do {                                                                                      \
+    PEPITA_REQUIRE_CAPABILITY(kvm);                                                         \
+    if (auto kvm_ok_ = ::pepita::vmm::kvm_available(); !kvm_ok_)                            \
+      FAIL() << "/dev/kvm is usable but KvmSystem failed: " << kvm_ok_.error().to_string(); \
   } while (0)
 
 namespace pepita::vmm::test {

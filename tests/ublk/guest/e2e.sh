@@ -81,9 +81,13 @@ ls /dev/ublkb* /dev/ublkc* >/dev/null 2>&1 && fail "a usage error left a ublk de
 $P ublk list | grep -q "^[0-9]" && fail "a usage error left a ublk device in the list"
 
 if [ -x /bin/pepita_ublk_tests ]; then
-  step "C++ API against the real driver (tests that skip on a host without ublk)"
-  /bin/pepita_ublk_tests --gtest_filter='UblkServer.*:UblkControl.*' --gtest_brief=1 --gtest_color=no ||
-    fail "pepita_ublk_tests in the guest"
+  step "C++ API against the real driver (UblkDevice.*, not run on a host without ublk)"
+  out=$(PEPITA_REQUIRE=ublk /bin/pepita_ublk_tests \
+    --gtest_filter='UblkDevice.*:UblkServer.*:UblkControl.*' --gtest_color=no 2>&1) ||
+    { echo "$out"; fail "pepita_ublk_tests in the guest"; }
+  echo "$out" | grep -E '^\[ +(OK|SKIPPED|FAILED) +\]'
+  echo "$out" | grep -q '^\[ *OK \] UblkDevice\.' || { echo "$out"; fail "UblkDevice.* did not run"; }
+  if echo "$out" | grep -q '^\[  SKIPPED \]'; then fail "a ublk test skipped in the guest"; fi
 fi
 
 step "zram target (zstd, 2 queues): ext4 + O_DIRECT"

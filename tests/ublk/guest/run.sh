@@ -2,8 +2,9 @@
 # Host side of the ublk end-to-end test: builds the cached Linux 6.12 guest with the pepita CLI and
 # tests/ublk/guest/e2e.sh, boots it under QEMU TCG and passes when the guest prints UBLK-E2E-PASS.
 # Usage: run.sh BUILD_DIR PEPITA_BINARY [UBLK_TEST_BINARY]; with the test binary the guest also runs
-# its real-device tests (UblkServer.*), which skip on the host. Exit 77 (CTest skip) when qemu or the kernel package
-# cannot be had, with the reason printed.
+# its real-device tests (UblkDevice.*, which need /dev/ublk-control and are not run on the host),
+# with PEPITA_REQUIRE=ublk so they cannot skip there. Exit 77 (CTest skip) when qemu or the kernel
+# package is not installed, with the reason printed (1 when PEPITA_REQUIRE names `guest`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 guest_dir=$here/../../guest
@@ -14,7 +15,7 @@ extra=()
 out=$build/ublk-guest
 
 set +e
-"$guest_dir/build-guest.sh" --out "$out" --cache "$build/guest-cache" --init "$here/e2e.sh" \
+"$guest_dir/build-guest.sh" --out "$out" --init "$here/e2e.sh" \
   --module ublk_drv --bin "$pepita:/bin/pepita" "${extra[@]}"
 rc=$?
 set -e

@@ -9,27 +9,24 @@
 # third server), reads back the first boot's files, flushes a second set, starts writers, and the
 # host SIGKILLs the server and then QEMU. The file must then be clean after what a boot-time
 # fsck does (journal replay, orphans: e2fsck -p), holding every file flushed in either boot.
-# Usage: restart.sh BUILD_DIR PEPITA_BINARY. Exit 77 (CTest skip)
-# with the reason printed when not root, or qemu or the kernel package cannot be had.
+# Usage: restart.sh BUILD_DIR PEPITA_BINARY. Exit 77 (CTest skip) with the reason printed when
+# not root, or qemu or the kernel package is not installed (1 when PEPITA_REQUIRE names it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 guest_dir=$here/../../guest
+source "$here/../../common/require.sh"
 build=${1:?build dir}
 pepita=${2:?pepita binary}
 out=$build/virtio-restart
 mkdir -p "$out"
 PATH=$PATH:/sbin:/usr/sbin
 
-if (($(id -u) != 0)); then
-  echo "virtio restart test SKIPPED: needs root (the guest's memfd RAM and vhost-user socket)"
-  exit 77
-fi
-command -v qemu-system-x86_64 >/dev/null || {
-  echo "virtio restart test SKIPPED: qemu-system-x86_64 not installed (package qemu-system-x86)"
-  exit 77
-}
+(($(id -u) == 0)) ||
+  pepita_missing root "not running as root" "run the tests as root (the guest's memfd RAM and vhost-user socket)"
+command -v qemu-system-x86_64 >/dev/null ||
+  pepita_missing guest "qemu-system-x86_64 is not installed" "package qemu-system-x86 (scripts/install-deps)"
 set +e
-"$guest_dir/build-guest.sh" --out "$out" --cache "$build/guest-cache" \
+"$guest_dir/build-guest.sh" --out "$out" \
   --init "$here/restart-guest.sh" --module virtio_blk
 rc=$?
 set -e

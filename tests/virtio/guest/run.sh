@@ -4,21 +4,20 @@
 # shared memfd RAM and two vhost-user-blk-pci devices, passes when the guest prints
 # VIRTIO-E2E-PASS, both servers stop cleanly on SIGTERM and e2fsck on the host finds the file
 # target's filesystem clean. Usage: run.sh BUILD_DIR PEPITA_BINARY. Exit 77 (CTest skip) with the
-# reason printed when qemu or the kernel package cannot be had.
+# reason printed when qemu or the kernel package is not installed (1 when PEPITA_REQUIRE names it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 guest_dir=$here/../../guest
+source "$here/../../common/require.sh"
 build=${1:?build dir}
 pepita=${2:?pepita binary}
 out=$build/virtio-guest
 mkdir -p "$out"
 
-command -v qemu-system-x86_64 >/dev/null || {
-  echo "virtio guest test SKIPPED: qemu-system-x86_64 not installed (package qemu-system-x86)"
-  exit 77
-}
+command -v qemu-system-x86_64 >/dev/null ||
+  pepita_missing guest "qemu-system-x86_64 is not installed" "package qemu-system-x86 (scripts/install-deps)"
 set +e
-"$guest_dir/build-guest.sh" --out "$out" --cache "$build/guest-cache" --init "$here/e2e.sh" \
+"$guest_dir/build-guest.sh" --out "$out" --init "$here/e2e.sh" \
   --module virtio_blk
 rc=$?
 set -e
