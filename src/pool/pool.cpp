@@ -304,6 +304,29 @@ void Pool::shutdown(ShutdownMode mode) {
   }
 }
 
+std::vector<std::string> Pool::unfinished(std::size_t limit) const {
+  auto& s = *state_;
+  std::vector<std::string> running, queued;
+  std::lock_guard lock(s.mu);
+  for (const auto& [id, n] : s.nodes) {
+    auto& to = n.phase == detail::Phase::Running ? running : queued;
+    if (running.size() + queued.size() < limit) to.push_back(n.task.name());
+  }
+  std::sort(running.begin(), running.end());
+  std::sort(queued.begin(), queued.end());
+  running.insert(running.end(), queued.begin(), queued.end());
+  return running;
+}
+
+void Pool::abandon() noexcept {
+  auto& s = *state_;
+  for (auto& e : s.executors) {
+    if (e) e->abandon();
+  }
+  // Not under mu: a thread stuck holding it must not stop the journal reaching the disk.
+  if (s.journal) (void)s.journal->sync();
+}
+
 Stats Pool::stats() const {
   auto& s = *state_;
   std::vector<float> lat;

@@ -85,6 +85,9 @@ class SlurmExecutor final : public executor::Executor {
   /// Cancels every worker job (scancel), waits briefly until Slurm reports them ended, removes
   /// the key. Idempotent.
   void shutdown() override;
+  /// A final scancel of every job submitted (waiting at most a few seconds for it) and the key
+  /// removed, for a driver about to exit without a shutdown().
+  void abandon() noexcept override;
 
   /// The worker jobs submitted so far that have not ended.
   std::vector<WorkerJob> jobs() const;
