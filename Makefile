@@ -5,7 +5,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 GENERATOR := $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
-.PHONY: all deps configure build test demo bench coverage format format-fix tidy install clean
+.PHONY: all deps configure build test chaos demo bench coverage format format-fix tidy install clean
 
 all: build
 
@@ -22,6 +22,12 @@ build: deps configure
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+# Signals, kill -9 and partitions at random moments of runs on every backend (issue 19):
+# CHAOS_INJECTIONS (default 200), CHAOS_SEED (default: random, printed), CHAOS_BACKENDS.
+chaos: configure
+	cmake --build $(BUILD) -j $(JOBS) --target pepita_cli
+	python3 tests/chaos/chaos.py --pepita $(BUILD)/tools/pepita/pepita
 
 demo: build
 	$(BUILD)/tools/pepita/pepita run examples/wordcount/job.toml

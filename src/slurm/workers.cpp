@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -127,6 +128,10 @@ struct SlurmExecutor::Impl {
     {
       std::lock_guard ids_lock(ids_mu);
       ids_for_abandon.push_back(*id);
+    }
+    if (!opts.job_ids_file.empty()) {
+      // Before anything can go wrong with the job: a SIGKILL from now on leaves its id behind.
+      std::ofstream(opts.job_ids_file, std::ios::app) << *id << "\n" << std::flush;
     }
     log("submitted worker job " + std::to_string(*id));
     return id;
@@ -255,6 +260,18 @@ Result<std::shared_ptr<SlurmExecutor>> SlurmExecutor::create(SlurmOptions option
   }
   if (options.driver_address.empty()) options.driver_address = host_name();
 
+  if (!options.job_ids_file.empty()) {
+    // Worker jobs of a driver that was killed before it could cancel them.
+    std::vector<JobId> stale;
+    std::ifstream in(options.job_ids_file);
+    for (JobId id = 0; in >> id;) stale.push_back(id);
+    if (!stale.empty()) {
+      if (auto r = commands.cancel(stale); !r && options.log) {
+        options.log("cannot cancel the worker jobs a previous run left: " + r.error().message());
+      }
+    }
+    std::ofstream(options.job_ids_file, std::ios::trunc);
+  }
   auto impl = std::make_unique<Impl>(std::move(options), std::move(commands));
   Impl& s = *impl;
   s.work_dir = PEPITA_TRY(make_private_dir(s.opts.work_dir, s.owns_work_dir));

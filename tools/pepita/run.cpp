@@ -66,10 +66,14 @@ struct RunOptions {
 
 /// The Remote executor for `--worker` or `--slurm` (created by the pool builder, so its errors
 /// are build()'s), or nullptr when neither was asked for.
-Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o) {
+Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o,
+                                                             const std::string& state_dir) {
   if (o.slurm) {
     slurm::SlurmOptions options = o.slurm_options;
     options.tls = o.tls;
+    // A run killed with SIGKILL cannot scancel its worker jobs: the next run in this state
+    // directory (--resume) does.
+    options.job_ids_file = state_dir + "/slurm-jobs";
     return slurm::workers(std::move(options));
   }
   if (o.workers.empty()) return nullptr;
@@ -390,7 +394,7 @@ int run_job(const RunOptions& o) {
     return kExitFailure;
   }
 
-  auto remote = remote_executor(o);
+  auto remote = remote_executor(o, jo.state_dir);
   if (!remote) {
     std::fprintf(stderr, "pepita run: %s\n", remote.error().message().c_str());
     return remote.error().code() == ErrorCode::InvalidArgument ? kExitUsage : kExitFailure;
