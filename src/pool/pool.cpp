@@ -267,14 +267,31 @@ bool Pool::cancel(TaskId id) {
 }
 
 void Pool::cancel_all() {
+  // One pass under the lock, and no dispatch: cancelling one queued task must not start another
+  // in the slot it leaves (one cancel() per id did), and a task cannot slip between the snapshot
+  // and its cancel.
   auto& s = *state_;
-  std::vector<TaskId> ids;
+  detail::Actions act;
   {
     std::lock_guard lock(s.mu);
-    ids.reserve(s.nodes.size());
-    for (const auto& [id, n] : s.nodes) ids.push_back(id);
+    std::vector<TaskId> queued;
+    for (auto& [id, n] : s.nodes) {
+      n.cancel_requested = true;
+      if (n.phase == detail::Phase::Running) {
+        if (n.stop) act.stops.push_back(*n.stop);
+      } else {
+        queued.push_back(id);
+      }
+    }
+    for (TaskId id : queued) {
+      if (!s.nodes.contains(id)) continue;  // already skipped: a dependency was cancelled
+      ExecutionResult r;
+      r.status = Status::Cancelled;
+      r.error = "cancelled before it ran";
+      s.finalize(id, std::move(r), act);
+    }
   }
-  for (TaskId id : ids) cancel(id);
+  s.perform(act);
 }
 
 void Pool::shutdown(ShutdownMode mode) {

@@ -138,7 +138,8 @@ class Local(Backend):
     name = "local"
 
     def setup(self):
-        self.token = os.path.join(self.work, "chaos-task-sleep")
+        # The executor runs it with argv[0] = its base name; CHAOS_RUN tells our runs apart.
+        self.token = "chaos-task-sleep"
 
 
 class Remote(Backend):
