@@ -13,7 +13,7 @@ network namespace, its veth link cut; then SIGINT while cut). After each injecti
   * after `pepita run --resume`, every task has exactly one successful result in the journal.
 
 Usage: chaos.py --pepita BUILD/tools/pepita/pepita [--injections N] [--seed S] [--budget SECONDS]
-       [--backends local,remote,slurm]. Env: CHAOS_INJECTIONS, CHAOS_SEED, CHAOS_BACKENDS.
+       [--backends local,remote,slurm]. Env: CHAOS_INJECTIONS, CHAOS_SEED, CHAOS_BACKENDS, CHAOS_KEEP (keep each run's files).
 Exit status 0 when every check passed (skipped backends are printed), 1 otherwise.
 """
 import argparse
@@ -471,7 +471,8 @@ class Chaos:
         log(f"  ok {desc}: exit {rc} {took:.2f}s after the signal"
             if not self.failures or not self.failures[-1].startswith(desc)
             else f"  -- {desc}")
-        shutil.rmtree(d, ignore_errors=True)
+        if not os.environ.get("CHAOS_KEEP"):
+            shutil.rmtree(d, ignore_errors=True)
 
     def cleanup(self, be):
         for pid, _ in ours(be.token):
@@ -540,7 +541,10 @@ def main():
     finally:
         for be in backends:
             be.teardown()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("CHAOS_KEEP"):
+            log(f"chaos: CHAOS_KEEP set: injection directories kept under {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     c = chaos.counts
     log(f"chaos: seed {args.seed}: {c['injections']} injections in {time.time() - t0:.0f}s over "
         f"{', '.join(b.name for b in backends)}: hangs = {c['hangs']}, leftovers = "

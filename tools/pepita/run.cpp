@@ -501,6 +501,8 @@ int run_job(const RunOptions& o) {
     std::fprintf(stderr, "pepita run: %s\n", handles.error().message().c_str());
     return kExitUsage;
   }
+  // A signal taken before the tasks were submitted cancelled an empty pool: cancel them now.
+  if (signals.interrupted()) p.cancel_all();
   auto results = p.wait_all();
   const auto wall = Clock::now() - t0;
   progress->stop();
