@@ -17,8 +17,8 @@
 #include <mutex>
 #include <optional>
 #include <queue>
-#include <unordered_set>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "detail/spawn.hpp"

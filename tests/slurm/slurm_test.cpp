@@ -3,8 +3,8 @@
 // two worker jobs with one scancel'ed mid-run, elastic release and regrowth, a refused
 // submission, and nothing left in squeue afterwards. The output parsers are tested without
 // Slurm.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,8 +16,8 @@
 #include <fstream>
 #include <functional>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>

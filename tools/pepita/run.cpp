@@ -11,11 +11,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <condition_variable>
-#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -58,8 +58,8 @@ struct RunOptions {
   std::size_t jobs = 0;
   std::vector<std::string> workers;  // host:port of remote workers for backend = "remote" tasks
   std::string key_file;
-  bool tls = false;    // --tls: remote connections inside TLS 1.3 (workers need --tls too)
-  bool slurm = false;  // backend = "remote" tasks run on workers submitted as Slurm jobs
+  bool tls = false;          // --tls: remote connections inside TLS 1.3 (workers need --tls too)
+  bool slurm = false;        // backend = "remote" tasks run on workers submitted as Slurm jobs
   double stop_timeout = -1;  // seconds from the first signal to a forced exit; <0: default
   slurm::SlurmOptions slurm_options;
 };
@@ -247,7 +247,7 @@ class Progress {
 class SignalWatcher {
  public:
   struct Hooks {
-    std::function<void()> stop;                                // first signal
+    std::function<void()> stop;                                  // first signal
     std::function<void(int sig, const std::string& why)> force;  // must not return
   };
 
@@ -287,8 +287,8 @@ class SignalWatcher {
         if (done_) return;
       }
       const auto left = give_up - Clock::now();
-      const auto tick = left < milliseconds(100) ? duration_cast<milliseconds>(left) + 1ms
-                                                 : milliseconds(100);
+      const auto tick =
+          left < milliseconds(100) ? duration_cast<milliseconds>(left) + 1ms : milliseconds(100);
       const int sig = signals_.wait_for(std::max(tick, milliseconds(1)));
       if (sig != 0 && first_.load() == 0) {
         first_ = sig;
@@ -459,31 +459,31 @@ int run_job(const RunOptions& o) {
     ~FinishSignals() { w.finish(); }
   } finish_signals{signals};
   const auto stop_deadline =
-      o.stop_timeout >= 0
-          ? std::chrono::duration_cast<std::chrono::nanoseconds>(
-                std::chrono::duration<double>(o.stop_timeout))
-          : std::chrono::nanoseconds(std::chrono::seconds(5)) + job->kill_grace;
+      o.stop_timeout >= 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::duration<double>(o.stop_timeout))
+                          : std::chrono::nanoseconds(std::chrono::seconds(5)) + job->kill_grace;
   signals.watch(stop_deadline,
                 {.stop = [&p] { p.cancel_all(); },
-                 .force = [&p](int sig, const std::string& why) {
-                   const auto left = p.unfinished(20);
-                   const auto stats = p.stats();
-                   const auto open = stats.submitted - stats.done;
-                   std::string names;
-                   for (const auto& n : left) names += (names.empty() ? "" : ", ") + n;
-                   if (open > left.size()) names += ", ...";
-                   std::fprintf(stderr,
-                                "pepita run: %s: exiting without waiting; %llu task(s) not "
-                                "confirmed stopped%s%s\n",
-                                why.c_str(), static_cast<unsigned long long>(open),
-                                names.empty() ? "" : ": ", names.c_str());
-                   p.abandon();  // SIGKILL to task process groups, scancel, journal synced
-                   std::fprintf(stderr,
-                                "pepita run: interrupted; rerun with --resume to continue\n");
-                   std::fflush(stdout);
-                   std::fflush(stderr);
-                   std::_Exit(interrupted_status(sig));
-                 }});
+                 .force =
+                     [&p](int sig, const std::string& why) {
+                       const auto left = p.unfinished(20);
+                       const auto stats = p.stats();
+                       const auto open = stats.submitted - stats.done;
+                       std::string names;
+                       for (const auto& n : left) names += (names.empty() ? "" : ", ") + n;
+                       if (open > left.size()) names += ", ...";
+                       std::fprintf(stderr,
+                                    "pepita run: %s: exiting without waiting; %llu task(s) not "
+                                    "confirmed stopped%s%s\n",
+                                    why.c_str(), static_cast<unsigned long long>(open),
+                                    names.empty() ? "" : ": ", names.c_str());
+                       p.abandon();  // SIGKILL to task process groups, scancel, journal synced
+                       std::fprintf(stderr,
+                                    "pepita run: interrupted; rerun with --resume to continue\n");
+                       std::fflush(stdout);
+                       std::fflush(stderr);
+                       std::_Exit(interrupted_status(sig));
+                     }});
   if (!o.quiet && !o.json) {
     std::fprintf(
         stderr, "pepita run: %s, %zu tasks, state in %s%s\n", job->name.c_str(), job->tasks.size(),
