@@ -5,7 +5,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 GENERATOR = $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
-.PHONY: all deps configure build test demo bench coverage fuzz format format-fix tidy install clean
+.PHONY: all deps configure build test chaos demo bench coverage fuzz format format-fix tidy install clean
 
 all: build
 
@@ -41,6 +41,12 @@ demo:
 	  -DPEPITA_BUILD_BENCH=OFF
 	cmake --build build-demo -j $(JOBS) --target pepita_cli
 	build-demo/tools/pepita/pepita run examples/wordcount/job.toml
+
+# Signals, kill -9 and partitions at random moments of runs on every backend (issue 19):
+# CHAOS_INJECTIONS (default 200), CHAOS_SEED (default: random, printed), CHAOS_BACKENDS.
+chaos: configure
+	cmake --build $(BUILD) -j $(JOBS) --target pepita_cli
+	/usr/bin/python3 tests/chaos/chaos.py --pepita $(BUILD)/tools/pepita/pepita
 
 bench: deps
 	cmake -S . -B build-bench $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DPEPITA_BUILD_TESTS=OFF

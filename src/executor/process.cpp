@@ -18,6 +18,7 @@
 #include <optional>
 #include <queue>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "detail/spawn.hpp"
@@ -107,6 +108,9 @@ struct ProcessExecutor::Impl {
   std::vector<Start> starts;
   std::vector<Cancel> cancels;
   std::size_t outstanding = 0;  // accepted by start(), completion not yet returned
+  // Process groups of children not yet reaped (removed under mu before the reap, so abandon()
+  // never signals a recycled id).
+  std::unordered_set<pid_t> groups;
   bool accepting = true;
   bool stop_reactor = false;
 
@@ -209,6 +213,11 @@ void ProcessExecutor::shutdown() {
   }
   s.notify();
   if (s.reactor.joinable()) s.reactor.join();
+}
+
+void ProcessExecutor::abandon() noexcept {
+  std::lock_guard lock(impl_->mu);
+  for (const pid_t pgid : impl_->groups) sys::kill_group(pgid, SIGKILL);
 }
 
 void ProcessExecutor::Impl::run() {
@@ -347,6 +356,10 @@ void ProcessExecutor::Impl::launch(Start start) {
                                    (spec.cwd.empty() ? "" : " in '" + spec.cwd + "'"));
   }
   c.pid = pid;
+  {
+    std::lock_guard lock(mu);
+    groups.insert(pid);
+  }
   // The child holds its own copies now; our write ends must close so EOF can arrive.
   out_w.reset();
   err_w.reset();
@@ -357,6 +370,10 @@ void ProcessExecutor::Impl::launch(Start start) {
     // Cannot watch it: make sure it does not outlive us unobserved, then reap it.
     sys::kill_group(pid, SIGKILL);
     siginfo_t info{};
+    {
+      std::lock_guard lock(mu);
+      groups.erase(pid);
+    }
     ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED);
     return launch_failed(-pfd, "pidfd_open");
   }
@@ -439,7 +456,12 @@ void ProcessExecutor::Impl::on_exit(std::uint32_t slot) {
   }
   siginfo_t info{};
   rusage usage{};
-  const int rc = sys::waitid_pidfd(c.pidfd.get(), &info, &usage);
+  int rc;
+  {
+    std::lock_guard lock(mu);  // abandon() must not signal the group once it may be recycled
+    rc = sys::waitid_pidfd(c.pidfd.get(), &info, &usage);
+    if (rc != 1) groups.erase(c.pid);
+  }
   if (rc == 1) return;  // spurious readiness
   drain(c.out, c.cap);
   drain(c.err, c.cap);

@@ -267,14 +267,31 @@ bool Pool::cancel(TaskId id) {
 }
 
 void Pool::cancel_all() {
+  // One pass under the lock, and no dispatch: cancelling one queued task must not start another
+  // in the slot it leaves (one cancel() per id did), and a task cannot slip between the snapshot
+  // and its cancel.
   auto& s = *state_;
-  std::vector<TaskId> ids;
+  detail::Actions act;
   {
     std::lock_guard lock(s.mu);
-    ids.reserve(s.nodes.size());
-    for (const auto& [id, n] : s.nodes) ids.push_back(id);
+    std::vector<TaskId> queued;
+    for (auto& [id, n] : s.nodes) {
+      n.cancel_requested = true;
+      if (n.phase == detail::Phase::Running) {
+        if (n.stop) act.stops.push_back(*n.stop);
+      } else {
+        queued.push_back(id);
+      }
+    }
+    for (TaskId id : queued) {
+      if (!s.nodes.contains(id)) continue;  // already skipped: a dependency was cancelled
+      ExecutionResult r;
+      r.status = Status::Cancelled;
+      r.error = "cancelled before it ran";
+      s.finalize(id, std::move(r), act);
+    }
   }
-  for (TaskId id : ids) cancel(id);
+  s.perform(act);
 }
 
 void Pool::shutdown(ShutdownMode mode) {
@@ -302,6 +319,29 @@ void Pool::shutdown(ShutdownMode mode) {
       if (!s.journal_err) s.journal_err = r.error();
     }
   }
+}
+
+std::vector<std::string> Pool::unfinished(std::size_t limit) const {
+  auto& s = *state_;
+  std::vector<std::string> running, queued;
+  std::lock_guard lock(s.mu);
+  for (const auto& [id, n] : s.nodes) {
+    auto& to = n.phase == detail::Phase::Running ? running : queued;
+    if (running.size() + queued.size() < limit) to.push_back(n.task.name());
+  }
+  std::sort(running.begin(), running.end());
+  std::sort(queued.begin(), queued.end());
+  running.insert(running.end(), queued.begin(), queued.end());
+  return running;
+}
+
+void Pool::abandon() noexcept {
+  auto& s = *state_;
+  for (auto& e : s.executors) {
+    if (e) e->abandon();
+  }
+  // Not under mu: a thread stuck holding it must not stop the journal reaching the disk.
+  if (s.journal) (void)s.journal->sync();
 }
 
 Stats Pool::stats() const {

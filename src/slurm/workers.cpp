@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -80,6 +82,9 @@ struct SlurmExecutor::Impl {
   std::set<JobId> released;       // cancelled by us: their end is not news
   std::uint32_t failed_jobs = 0;  // ended on their own before their worker connected
   bool stopping = false;          // shutdown() began: the monitor exits, nothing is submitted
+  // Every job id submitted, for abandon(): `mu` may be held across a slow sbatch, this never is.
+  std::mutex ids_mu;
+  std::vector<JobId> ids_for_abandon;
   std::thread monitor;
   std::string last_error;  // logged once until it changes
 
@@ -120,6 +125,14 @@ struct SlurmExecutor::Impl {
     if (!id) return id;
     live[*id] = WorkerJob{.id = *id, .state = "SUBMITTED", .reason = {}, .connected = false};
     all.push_back(*id);
+    {
+      std::lock_guard ids_lock(ids_mu);
+      ids_for_abandon.push_back(*id);
+    }
+    if (!opts.job_ids_file.empty()) {
+      // Before anything can go wrong with the job: a SIGKILL from now on leaves its id behind.
+      std::ofstream(opts.job_ids_file, std::ios::app) << *id << "\n" << std::flush;
+    }
     log("submitted worker job " + std::to_string(*id));
     return id;
   }
@@ -247,6 +260,18 @@ Result<std::shared_ptr<SlurmExecutor>> SlurmExecutor::create(SlurmOptions option
   }
   if (options.driver_address.empty()) options.driver_address = host_name();
 
+  if (!options.job_ids_file.empty()) {
+    // Worker jobs of a driver that was killed before it could cancel them.
+    std::vector<JobId> stale;
+    std::ifstream in(options.job_ids_file);
+    for (JobId id = 0; in >> id;) stale.push_back(id);
+    if (!stale.empty()) {
+      if (auto r = commands.cancel(stale); !r && options.log) {
+        options.log("cannot cancel the worker jobs a previous run left: " + r.error().message());
+      }
+    }
+    std::ofstream(options.job_ids_file, std::ios::trunc);
+  }
   auto impl = std::make_unique<Impl>(std::move(options), std::move(commands));
   Impl& s = *impl;
   s.work_dir = PEPITA_TRY(make_private_dir(s.opts.work_dir, s.owns_work_dir));
@@ -338,6 +363,36 @@ void SlurmExecutor::shutdown() {
   std::lock_guard lock(s.mu);
   if (s.owns_work_dir && s.failed_jobs == 0) fs::remove_all(s.work_dir, ec);
   s.live.clear();
+}
+
+void SlurmExecutor::abandon() noexcept {
+  Impl& s = *impl_;
+  std::vector<JobId> ids;
+  {
+    std::lock_guard lock(s.ids_mu);
+    ids = s.ids_for_abandon;
+  }
+  std::error_code ec;
+  fs::remove(s.key_path, ec);
+  if (ids.empty()) return;
+  // scancel of an already ended job is a silent no-op, so cancel them all. Bounded: a hung
+  // slurmctld must not keep a driver that was told twice to stop.
+  try {
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread([&s, ids, done] {
+      (void)s.commands.cancel(ids);
+      done->store(true);
+    }).detach();
+    const auto until = Clock::now() + std::chrono::seconds(3);
+    while (!done->load() && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!done->load()) {
+      s.log("scancel did not return within 3 s; check squeue for worker jobs of this run");
+    }
+  } catch (...) {
+    // No thread for scancel: nothing more can be done on the way out.
+  }
 }
 
 std::vector<WorkerJob> SlurmExecutor::jobs() const {

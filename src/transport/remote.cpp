@@ -136,10 +136,14 @@ struct RemoteDispatcher::Impl {
     }
     const bool from_holder = ts.holder == static_cast<int>(wi);
     if (from_holder) ts.holder = -1;
-    // Handed back unstarted (worker draining), or killed by the worker's own shutdown rather
-    // than by our cancel(): run it elsewhere. Only the former is not a failed attempt.
     const bool returned = r.status == TaskStatus::Returned;
-    if (returned || (r.status == TaskStatus::Cancelled && !ts.cancel_requested)) {
+    if (ts.cancel_requested && (returned || r.status == TaskStatus::Cancelled)) {
+      // Ours to stop, however it came back: it completes Cancelled, never runs elsewhere.
+      r.status = TaskStatus::Cancelled;
+      if (returned) r.error = "cancelled before it started";
+    } else if (returned || r.status == TaskStatus::Cancelled) {
+      // Handed back unstarted (worker draining), or killed by the worker's own shutdown rather
+      // than by our cancel(): run it elsewhere. Only the former is not a failed attempt.
       if (from_holder) {
         if (returned && ts.attempts > 0) --ts.attempts;
         queue.push_front(id);
@@ -152,7 +156,9 @@ struct RemoteDispatcher::Impl {
     complete_locked(id, ts, std::move(r), w.ep.to_string(), out);
   }
 
-  void requeue_inflight(std::size_t wi) {
+  // A task we were asked to cancel completes Cancelled instead: its worker is gone and will not
+  // report it, and running it elsewhere is the opposite of what was asked.
+  void requeue_inflight(std::size_t wi, std::vector<Completion>& out) {
     std::lock_guard lock(mu);
     W& w = *ws[wi];
     for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) {
@@ -164,6 +170,14 @@ struct RemoteDispatcher::Impl {
       }
       if (t->second.holder == static_cast<int>(wi)) {
         t->second.holder = -1;
+        if (t->second.cancel_requested) {
+          complete_locked(*it, t->second,
+                          ResultMsg{.status = TaskStatus::Cancelled,
+                                    .exit_code = -1,
+                                    .error = "cancelled; its worker went away before reporting"},
+                          w.ep.to_string(), out);
+          continue;
+        }
         queue.push_front(*it);
       }
     }
@@ -386,7 +400,9 @@ struct RemoteDispatcher::Impl {
     W& w = slot(wi);
     std::string reason = session(wi, conn);
     conn.shutdown();
-    requeue_inflight(wi);
+    std::vector<Completion> cancelled;
+    requeue_inflight(wi, cancelled);
+    run_completions(cancelled);
     {
       std::lock_guard lock(mu);
       w.info.state = WorkerState::Dead;

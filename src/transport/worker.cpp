@@ -480,7 +480,13 @@ struct Worker::Impl {
         tasks_run.fetch_add(1);
         report(*job, r);
       } else {
-        finish(*job);
+        // Cancelled while it waited here for a runner. The driver leased it and waits for a
+        // Result for every lease, so say so: finishing it silently left the driver's task
+        // running forever, and `pepita run` hung in wait_all() after Ctrl-C (issue 19).
+        report(*job, ResultMsg{.attempt = job->msg.attempt,
+                               .status = TaskStatus::Cancelled,
+                               .exit_code = -1,
+                               .error = "cancelled before it started"});
       }
       std::lock_guard lock(mu);
       --running;

@@ -58,6 +58,13 @@ class RunCli : public ::testing::Test {
     const std::string err = (dir_ / (tag + ".err")).string();
     const pid_t pid = ::fork();
     if (pid == 0) {
+      // Default dispositions and an empty mask: a signal the test sends reaches pepita as
+      // `kill PID` would, whatever the test runner inherited.
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
       const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(o, 1);
@@ -74,13 +81,30 @@ class RunCli : public ::testing::Test {
     return pid;
   }
 
-  CliResult finish(pid_t pid, const std::string& tag) {
+  // Waits for pepita at most `limit`: a hang fails the test with a message (exit_code -1)
+  // instead of running into CI's time limit.
+  CliResult finish(pid_t pid, const std::string& tag,
+                   std::chrono::seconds limit = std::chrono::seconds(120)) {
     int status = 0;
-    ::waitpid(pid, &status, 0);
+    bool hung = false;
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (::waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > until) {
+        hung = true;
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     CliResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.exit_code = hung ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     r.out = slurp(dir_ / (tag + ".out"));
     r.err = slurp(dir_ / (tag + ".err"));
+    if (hung) {
+      ADD_FAILURE() << "pepita (" << tag << ") still running after " << limit.count()
+                    << " s: killed";
+    }
     return r;
   }
 
@@ -274,6 +298,62 @@ TEST_F(RunCli, KillMinusNineThenResumeFinishesEveryTaskOnce) {
       EXPECT_GE(runs[name], 1) << name;
       EXPECT_LE(runs[name], 2) << name;
     }
+  }
+}
+
+// Issue 19: tasks that ignore SIGTERM, with a long kill_grace. A second SIGINT exits at once;
+// without it, --stop-timeout bounds the stop. Either way the report names the tasks not
+// confirmed stopped, their process groups get SIGKILL, and the status is 128 + the signal.
+TEST_F(RunCli, SecondSignalOrStopDeadlineEndsTheRunPromptly) {
+  const auto job = write("stubborn.toml",
+                         "[pool]\nprocess_slots = 2\nkill_grace = 60\n"
+                         "[[task]]\nname = \"stubborn\"\ncount = 2\ncommand = \"/bin/sh\"\n"
+                         "args = [\"-c\", \"trap '' TERM; echo $$ >> " +
+                             (dir_ / "pids").string() + "; sleep 60\"]\n");
+  auto started = [&] {
+    for (int i = 0; i < 100; ++i) {
+      std::ifstream in(dir_ / "pids");
+      std::string a, b;
+      if (in >> a >> b) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  auto alive = [&] {
+    std::ifstream in(dir_ / "pids");
+    int n = 0;
+    for (pid_t p; in >> p;) n += ::kill(p, 0) == 0;
+    return n;
+  };
+  {
+    const pid_t pid = spawn({"run", "-q", "--state-dir", state(), job.string()}, "twice");
+    ASSERT_TRUE(started());
+    ASSERT_EQ(::kill(pid, SIGINT), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(::kill(pid, SIGINT), 0);
+    auto r = finish(pid, "twice", std::chrono::seconds(20));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+    EXPECT_EQ(r.exit_code, 130) << r.err;
+    EXPECT_NE(r.err.find("second signal"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("not confirmed stopped: stubborn-0, stubborn-1"), std::string::npos)
+        << r.err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(alive(), 0) << "task processes outlived the forced exit";
+  }
+  fs::remove(dir_ / "pids");
+  {
+    const pid_t pid = spawn(
+        {"run", "-q", "--stop-timeout", "1", "--state-dir", state(), job.string()}, "deadline");
+    ASSERT_TRUE(started());
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(::kill(pid, SIGTERM), 0);
+    auto r = finish(pid, "deadline", std::chrono::seconds(20));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4));
+    EXPECT_EQ(r.exit_code, 143) << r.err;
+    EXPECT_NE(r.err.find("stop deadline of 1.00s passed"), std::string::npos) << r.err;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(alive(), 0) << "task processes outlived the forced exit";
   }
 }
 

@@ -226,6 +226,45 @@ TEST(Pool, ImmediateShutdownStopsEverything) {
   pool.shutdown();  // idempotent
 }
 
+// Issue 19: cancel_all() starts nothing new — a queued task never takes the slot a cancelled
+// one leaves — and every task, queued or running, reaches a final state; unfinished() and
+// abandon() are what a caller that stops waiting has left.
+TEST(Pool, CancelAllStartsNothingAndFinishesEveryTask) {
+  auto pool = make(Pool::builder().process_slots(2).kill_grace(100ms));
+  const fs::path marker =
+      fs::temp_directory_path() / ("pepita-cancel-all-" + std::to_string(::getpid()));
+  fs::remove(marker);
+  std::vector<TaskHandle> running, queued;
+  for (int i = 0; i < 2; ++i) {
+    running.push_back(
+        pool.submit(Task::binary("/bin/sleep").args({"0.2"}).build().value()).value());
+  }
+  for (int i = 0; i < 20; ++i) {
+    queued.push_back(pool.submit(Task::binary("/bin/sh")
+                                     .args({"-c", "echo ran >> " + marker.string()})
+                                     .build()
+                                     .value())
+                         .value());
+  }
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(pool.unfinished().size(), 22u);
+  pool.cancel_all();
+  for (auto& h : running) {
+    ASSERT_TRUE(h.wait_for(5s)) << "a cancelled running task never reached a final state";
+    EXPECT_EQ(h.wait().status, Status::Cancelled);
+  }
+  for (auto& h : queued) {
+    ASSERT_TRUE(h.wait_for(5s)) << "a cancelled queued task never reached a final state";
+    EXPECT_EQ(h.wait().status, Status::Cancelled);
+    EXPECT_EQ(h.wait().attempts, 0u);
+  }
+  EXPECT_FALSE(fs::exists(marker)) << "a queued task started after cancel_all()";
+  EXPECT_TRUE(pool.unfinished().empty());
+  pool.abandon();  // nothing left to kill; must not block or break the shutdown after it
+  pool.shutdown();
+  fs::remove(marker);
+}
+
 TEST(Pool, RejectsBadSubmissions) {
   auto pool = make();
   auto a = Task::binary("/bin/true").name("a").build().value();

@@ -4,6 +4,7 @@
 // two worker jobs with one scancel'ed mid-run, elastic release and regrowth, a refused
 // submission, and nothing left in squeue afterwards. The output parsers are tested without
 // Slurm.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -14,8 +15,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -194,6 +197,60 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds lim
   return true;
 }
 
+// `pepita ARGS >out 2>err` as a direct child, not through a shell: a signal reaches it as
+// `kill PID` would, with default dispositions and an empty mask (a background job of a
+// non-interactive shell may have SIGINT ignored). Every wait is bounded; a driver still running
+// at the end is killed.
+class Driver {
+ public:
+  Driver(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
+    std::vector<std::string> all{kPepita};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const std::string out_s = out.string(), err_s = err.string();
+    pid_ = ::fork();
+    if (pid_ == 0) {  // only async-signal-safe calls from here
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
+      const int o = ::open(out_s.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int e = ::open(err_s.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(126);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Driver() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+  /// Waits at most `limit`: the exit code, 128 + the signal that killed it, or nullopt when it
+  /// was still running (it is killed then).
+  std::optional<int> wait(std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      int status = 0;
+      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      if (r < 0 || std::chrono::steady_clock::now() > until) return std::nullopt;
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 struct JobDir {
   JobDir()
       : path(fs::temp_directory_path() /
@@ -217,12 +274,10 @@ TEST(SlurmCluster, FiveHundredTasksOnTwoWorkerJobsSurviveScancelOfOne) {
       << "[[task]]\nname = \"t\"\ncount = 500\nbackend = \"remote\"\ncommand = \"/bin/sh\"\n"
       << "args = [\"-c\", \"sleep 0.01; echo $0 >> " << done_log.string()
       << "; echo $0\", \"${i}\"]\n";
-  const std::string run =
-      kPepita + " run --slurm --nodes 2 --driver-address 127.0.0.1 --json -q --state-dir " +
-      (jd.path / "state").string() + " " + (jd.path / "job.toml").string() + " >" +
-      (jd.path / "out.json").string() + " 2>" + (jd.path / "err.txt").string();
-  int rc = -1;
-  std::thread driver([&] { rc = std::system(run.c_str()); });
+  Driver driver({"run", "--slurm", "--nodes", "2", "--driver-address", "127.0.0.1", "--json", "-q",
+                 "--state-dir", (jd.path / "state").string(), (jd.path / "job.toml").string()},
+                jd.path / "out.json", jd.path / "err.txt");
+  ASSERT_GT(driver.pid(), 0);
 
   // Both worker jobs running and tasks flowing, then one is cancelled the way a user or a
   // preemption would.
@@ -243,10 +298,11 @@ TEST(SlurmCluster, FiveHundredTasksOnTwoWorkerJobsSurviveScancelOfOne) {
     std::printf("scancel %s after %zu bytes of progress\n", victim.c_str(),
                 static_cast<std::size_t>(fs::file_size(done_log)));
   }
-  driver.join();
+  const auto rc = driver.wait(180s);
+  ASSERT_TRUE(rc) << "driver still running after 180 s; stderr:\n" << slurp(jd.path / "err.txt");
   ASSERT_TRUE(both_running) << "worker jobs never ran together; driver stderr:\n"
                             << slurp(jd.path / "err.txt");
-  ASSERT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 0) << slurp(jd.path / "err.txt");
+  ASSERT_EQ(*rc, 0) << slurp(jd.path / "err.txt");
 
   const auto doc = nlohmann::json::parse(slurp(jd.path / "out.json"), nullptr, false);
   ASSERT_FALSE(doc.is_discarded()) << slurp(jd.path / "out.json");
@@ -272,13 +328,10 @@ TEST(SlurmCluster, CtrlCCancelsEveryWorkerJob) {
   std::ofstream(jd.path / "job.toml")
       << "[[task]]\nname = \"slow\"\ncount = 20\nbackend = \"remote\"\ncommand = \"/bin/sleep\"\n"
       << "args = [\"30\"]\n";
-  const fs::path pid_file = jd.path / "pid";
-  const std::string run =
-      "sh -c '" + kPepita + " run --slurm --nodes 2 --driver-address 127.0.0.1 -q --state-dir " +
-      (jd.path / "state").string() + " " + (jd.path / "job.toml").string() + " 2>" +
-      (jd.path / "err.txt").string() + " & echo $! >" + pid_file.string() + "; wait $!'";
-  int rc = -1;
-  std::thread driver([&] { rc = std::system(run.c_str()); });
+  Driver driver({"run", "--slurm", "--nodes", "2", "--driver-address", "127.0.0.1", "-q",
+                 "--state-dir", (jd.path / "state").string(), (jd.path / "job.toml").string()},
+                jd.path / "out.txt", jd.path / "err.txt");
+  ASSERT_GT(driver.pid(), 0);
   const bool running = eventually(
       [&] {
         const auto jobs = unfinished_jobs("pepita-worker");
@@ -286,10 +339,15 @@ TEST(SlurmCluster, CtrlCCancelsEveryWorkerJob) {
                jobs[1].find("RUNNING") != std::string::npos;
       },
       60s);
-  if (fs::exists(pid_file)) ::kill(std::stoi(slurp(pid_file)), SIGINT);
-  driver.join();
+  ASSERT_EQ(::kill(driver.pid(), SIGINT), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  // The stop deadline (5 s + kill_grace) bounds the driver; give it that and some slack.
+  const auto rc = driver.wait(20s);
+  ASSERT_TRUE(rc) << "driver still running 20 s after SIGINT (issue 19); stderr:\n"
+                  << slurp(jd.path / "err.txt");
   ASSERT_TRUE(running) << slurp(jd.path / "err.txt");
-  EXPECT_TRUE(WIFEXITED(rc) && WEXITSTATUS(rc) == 130) << rc << "\n" << slurp(jd.path / "err.txt");
+  EXPECT_EQ(*rc, 130) << slurp(jd.path / "err.txt");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
   // Cancelled before the driver exited: nothing keeps running (or billing) on the cluster.
   EXPECT_TRUE(unfinished_jobs("pepita-worker").empty() ||
               eventually([] { return unfinished_jobs("pepita-worker").empty(); }, 10s))

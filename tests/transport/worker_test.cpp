@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -149,6 +150,46 @@ TEST(Worker, RunsProcessAndFunctionTasks) {
   fn.spec.kind = TaskKind::Function;
   fn.spec.path = "no-such-function";
   EXPECT_EQ(d->run(std::move(fn)).value().result.status, TaskStatus::SpawnError);
+}
+
+// Issue 19: a task cancelled while it waits on the worker for a free runner must still get a
+// Result — the driver that leased it waits for one, and `pepita run` hung in wait_all() after a
+// Ctrl-C that landed between the lease and the start.
+TEST(Worker, TaskCancelledWhileQueuedStillGetsAResult) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);  // one runner: the second task queues behind the first
+  ASSERT_TRUE(w);
+  ConnectionOptions copts;
+  copts.name = "raw-driver";
+  auto conn = Connection::connect(w->endpoint(), kf.key, copts);
+  ASSERT_TRUE(conn) << conn.error().to_string();
+  auto reg = (*conn)->receive(5s);
+  ASSERT_TRUE(reg && *reg && (**reg).header.type == MessageType::Register);
+  auto submit = [&](std::uint64_t id, std::vector<std::string> args) {
+    SubmitMsg m;
+    m.kind = TaskKind::Process;
+    m.path = "/bin/sleep";
+    m.args = std::move(args);
+    m.attempt = 1;
+    return (*conn)->send(MessageType::Submit, id, encode(m));
+  };
+  ASSERT_TRUE(submit(1, {"0.5"}));
+  ASSERT_TRUE(submit(2, {"30"}));
+  ASSERT_TRUE((*conn)->send(MessageType::Cancel, 2, {}));
+  std::map<std::uint64_t, TaskStatus> results;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (results.size() < 2 && std::chrono::steady_clock::now() < until) {
+    ASSERT_TRUE((*conn)->send(MessageType::Heartbeat, 0, encode(HeartbeatMsg{})));  // stay alive
+    auto m = (*conn)->receive(250ms);
+    ASSERT_TRUE(m) << m.error().to_string();
+    if (!*m || (**m).header.type != MessageType::Result) continue;
+    auto r = decode_result((**m).payload);
+    ASSERT_TRUE(r);
+    results[(**m).header.request_id] = r->status;
+  }
+  ASSERT_EQ(results.size(), 2u) << "no Result within 10 s for a task cancelled while queued";
+  EXPECT_EQ(results[1], TaskStatus::Succeeded);
+  EXPECT_EQ(results[2], TaskStatus::Cancelled);
 }
 
 TEST(Worker, TimeoutKillsTheProcessGroup) {

@@ -1,7 +1,8 @@
 // `pepita run JOB.toml`: loads and checks a job file, runs its tasks on the local pool with a live
 // progress line (TTY) or log lines (not a TTY), then prints a summary table — or, with --json,
 // one JSON object — and exits 0 when every task succeeded, 1 when one did not, 2 for a bad job
-// file or usage, 130 when interrupted. The journal in the state directory makes --resume skip
+// file or usage, 128 + the signal when interrupted (130 SIGINT, 143 SIGTERM); see the --help
+// footer for how a run stops. The journal in the state directory makes --resume skip
 // tasks that already succeeded, also after a crash or Ctrl-C.
 #include <limits.h>
 #include <sys/stat.h>
@@ -11,7 +12,10 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -54,17 +58,22 @@ struct RunOptions {
   std::size_t jobs = 0;
   std::vector<std::string> workers;  // host:port of remote workers for backend = "remote" tasks
   std::string key_file;
-  bool tls = false;    // --tls: remote connections inside TLS 1.3 (workers need --tls too)
-  bool slurm = false;  // backend = "remote" tasks run on workers submitted as Slurm jobs
+  bool tls = false;          // --tls: remote connections inside TLS 1.3 (workers need --tls too)
+  bool slurm = false;        // backend = "remote" tasks run on workers submitted as Slurm jobs
+  double stop_timeout = -1;  // seconds from the first signal to a forced exit; <0: default
   slurm::SlurmOptions slurm_options;
 };
 
 /// The Remote executor for `--worker` or `--slurm` (created by the pool builder, so its errors
 /// are build()'s), or nullptr when neither was asked for.
-Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o) {
+Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o,
+                                                             const std::string& state_dir) {
   if (o.slurm) {
     slurm::SlurmOptions options = o.slurm_options;
     options.tls = o.tls;
+    // A run killed with SIGKILL cannot scancel its worker jobs: the next run in this state
+    // directory (--resume) does.
+    options.job_ids_file = state_dir + "/slurm-jobs";
     return slurm::workers(std::move(options));
   }
   if (o.workers.empty()) return nullptr;
@@ -231,32 +240,97 @@ class Progress {
   const Clock::time_point start_ = Clock::now();
 };
 
-// Waits for SIGINT/SIGTERM/SIGHUP (blocked in every thread) and cancels the pool on the first.
+// Takes SIGINT, SIGTERM and SIGHUP (blocked in every thread) on its own thread. The first asks
+// the run to stop — `stop` runs on a helper thread, so a cancellation that blocks cannot stall
+// the watcher — and starts the stop deadline. A second signal, or the deadline passing before
+// finish(), calls `force`, which reports, cleans up what it can and exits the process.
 class SignalWatcher {
  public:
-  void watch(std::function<void()> on_signal) {
-    thread_ = std::thread([this, on_signal = std::move(on_signal)] {
-      while (!done_.load()) {
-        if (signals_.wait_for(std::chrono::milliseconds(100)) != 0) {
-          interrupted_ = true;
-          on_signal();
-        }
-      }
-    });
+  struct Hooks {
+    std::function<void()> stop;                                  // first signal
+    std::function<void(int sig, const std::string& why)> force;  // must not return
+  };
+
+  // Blocks the signals now: create it before any thread, so every thread inherits the mask
+  // (a thread that has them unblocked would drop a signal a non-interactive shell ignores).
+  SignalWatcher() = default;
+  ~SignalWatcher() { finish(); }
+
+  void watch(std::chrono::nanoseconds deadline, Hooks hooks) {
+    hooks_ = std::move(hooks);
+    deadline_ = deadline;
+    thread_ = std::thread([this] { loop(); });
   }
-  ~SignalWatcher() {
-    done_ = true;
+
+  // The run is over (its pool shut down): no more stopping or forcing. Later signals stay
+  // pending until the process exits a moment later. Call before the pool is destroyed.
+  void finish() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
     if (thread_.joinable()) thread_.join();
+    if (stopper_.joinable()) stopper_.join();
   }
-  bool interrupted() const { return interrupted_.load(); }
+
+  bool interrupted() const { return first_.load() != 0; }
+  /// The first signal's number, 0 when none came.
+  int signal() const { return first_.load(); }
 
  private:
-  // Created before any thread exists, so all inherit the mask.
-  StopSignals signals_;
-  std::atomic<bool> done_{false};
-  std::atomic<bool> interrupted_{false};
+  void loop() {
+    using namespace std::chrono;
+    Clock::time_point give_up = Clock::time_point::max();
+    for (;;) {
+      {
+        std::lock_guard lock(mu_);
+        if (done_) return;
+      }
+      const auto left = give_up - Clock::now();
+      const auto tick =
+          left < milliseconds(100) ? duration_cast<milliseconds>(left) + 1ms : milliseconds(100);
+      const int sig = signals_.wait_for(std::max(tick, milliseconds(1)));
+      if (sig != 0 && first_.load() == 0) {
+        first_ = sig;
+        give_up = Clock::now() + deadline_;
+        std::fprintf(stderr,
+                     "pepita run: %s: stopping every task (%s again to exit at once; giving up "
+                     "after %s)\n",
+                     sigabbrev(sig).c_str(), sig == SIGINT ? "Ctrl-C" : "a signal",
+                     seconds(deadline_).c_str());
+        stopper_ = std::thread(hooks_.stop);
+      } else if (sig != 0) {
+        force("second signal (" + sigabbrev(sig) + ")");
+      } else if (Clock::now() >= give_up) {
+        force("the stop deadline of " + seconds(deadline_) + " passed");
+      }
+    }
+  }
+
+  void force(const std::string& why) {
+    std::lock_guard lock(mu_);  // finish() waits: the pool stays alive until we exit
+    if (done_) return;
+    hooks_.force(first_.load(), why);
+  }
+
+  static std::string sigabbrev(int sig) {
+    const char* a = ::sigabbrev_np(sig);
+    return a ? std::string("SIG") + a : "signal " + std::to_string(sig);
+  }
+
+  StopSignals signals_;  // first member: blocks the signals before anything else exists
+  Hooks hooks_;
+  std::chrono::nanoseconds deadline_{0};
+  std::mutex mu_;
+  bool done_ = false;
+  std::atomic<int> first_{0};
   std::thread thread_;
+  std::thread stopper_;
 };
+
+// Exit status of a run ended by `sig`: 128 + its number, as a shell reports a process killed by
+// it (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+int interrupted_status(int sig) { return 128 + sig; }
 
 nlohmann::json result_json(const ExecutionResult& r) {
   return {{"name", r.name},
@@ -298,6 +372,8 @@ void print_summary(const std::vector<ExecutionResult>& results) {
 }
 
 int run_job(const RunOptions& o) {
+  // Before anything that may start a thread (executors, the pool): all inherit the mask.
+  SignalWatcher signals;
   pool::JobOptions jo;
   jo.pepita_dir = self_dir();
   jo.state_dir = o.state_dir.empty() ? default_state_dir(o.job) : o.state_dir;
@@ -318,7 +394,7 @@ int run_job(const RunOptions& o) {
     return kExitFailure;
   }
 
-  auto remote = remote_executor(o);
+  auto remote = remote_executor(o, jo.state_dir);
   if (!remote) {
     std::fprintf(stderr, "pepita run: %s\n", remote.error().message().c_str());
     return remote.error().code() == ErrorCode::InvalidArgument ? kExitUsage : kExitFailure;
@@ -360,7 +436,6 @@ int run_job(const RunOptions& o) {
                  o.slurm ? "Slurm workers" : "remote workers");
   }
 
-  SignalWatcher signals;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   // Created once the pool is built and the header line printed; events start with submit_all.
   std::optional<Progress> progress;
@@ -378,7 +453,37 @@ int run_job(const RunOptions& o) {
     return built.error().code() == ErrorCode::Corrupted ? kExitUsage : kExitFailure;
   }
   pool::Pool& p = *built;
-  signals.watch([&p] { p.cancel_all(); });
+  // Declared after the pool, so destroyed first: no stop or forced exit touches a dead pool.
+  struct FinishSignals {
+    SignalWatcher& w;
+    ~FinishSignals() { w.finish(); }
+  } finish_signals{signals};
+  const auto stop_deadline =
+      o.stop_timeout >= 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::duration<double>(o.stop_timeout))
+                          : std::chrono::nanoseconds(std::chrono::seconds(5)) + job->kill_grace;
+  signals.watch(stop_deadline,
+                {.stop = [&p] { p.cancel_all(); },
+                 .force =
+                     [&p](int sig, const std::string& why) {
+                       const auto left = p.unfinished(20);
+                       const auto stats = p.stats();
+                       const auto open = stats.submitted - stats.done;
+                       std::string names;
+                       for (const auto& n : left) names += (names.empty() ? "" : ", ") + n;
+                       if (open > left.size()) names += ", ...";
+                       std::fprintf(stderr,
+                                    "pepita run: %s: exiting without waiting; %llu task(s) not "
+                                    "confirmed stopped%s%s\n",
+                                    why.c_str(), static_cast<unsigned long long>(open),
+                                    names.empty() ? "" : ": ", names.c_str());
+                       p.abandon();  // SIGKILL to task process groups, scancel, journal synced
+                       std::fprintf(stderr,
+                                    "pepita run: interrupted; rerun with --resume to continue\n");
+                       std::fflush(stdout);
+                       std::fflush(stderr);
+                       std::_Exit(interrupted_status(sig));
+                     }});
   if (!o.quiet && !o.json) {
     std::fprintf(
         stderr, "pepita run: %s, %zu tasks, state in %s%s\n", job->name.c_str(), job->tasks.size(),
@@ -396,12 +501,15 @@ int run_job(const RunOptions& o) {
     std::fprintf(stderr, "pepita run: %s\n", handles.error().message().c_str());
     return kExitUsage;
   }
+  // A signal taken before the tasks were submitted cancelled an empty pool: cancel them now.
+  if (signals.interrupted()) p.cancel_all();
   auto results = p.wait_all();
   const auto wall = Clock::now() - t0;
   progress->stop();
   const auto stats = p.stats();
   const auto journal_error = p.journal_error();
   p.shutdown();
+  signals.finish();  // the pool has stopped: a late signal has nothing left to stop
 
   bool ok = !signals.interrupted();
   for (const auto& r : results) ok = ok && r.ok();
@@ -452,7 +560,7 @@ int run_job(const RunOptions& o) {
   }
   if (signals.interrupted()) {
     std::fprintf(stderr, "pepita run: interrupted; rerun with --resume to continue\n");
-    return 130;
+    return interrupted_status(signals.signal());
   }
   return ok ? kExitOk : kExitFailure;
 }
@@ -501,6 +609,17 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                       "name)"),
   };
   for (CLI::Option* opt : slurm_only) opt->needs(slurm);
+  sub->add_option("--stop-timeout", o->stop_timeout,
+                  "Seconds from the first SIGINT/SIGTERM to a forced exit that lists the tasks "
+                  "it could not confirm stopped (default: 5 + the job's kill_grace)")
+      ->check(CLI::Range(0.0, 86400.0));
+  sub->footer(
+      "Stopping: the first SIGINT (Ctrl-C), SIGTERM or SIGHUP cancels every task (SIGTERM to "
+      "each task's process group, SIGKILL after kill_grace; remote tasks are cancelled on their "
+      "workers; Slurm worker jobs are scancelled) and exits with 128 + the signal's number "
+      "(130 for SIGINT, 143 for SIGTERM) once all have ended, or after --stop-timeout. A second "
+      "signal exits at once, after SIGKILL to the task process groups, a last scancel of the "
+      "worker jobs and a sync of the journal. Rerun with --resume to continue.");
   dispatch.on(sub, [o] { return run_job(*o); });
 }
 

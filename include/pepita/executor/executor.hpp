@@ -42,6 +42,13 @@ class Executor {
   /// Stops accepting new attempts and blocks until every started attempt has completed and its
   /// Completion has returned. Idempotent. Cancel attempts first for an immediate shutdown.
   virtual void shutdown() = 0;
+
+  /// Last resort before the process exits without waiting for its attempts (a second Ctrl-C, or
+  /// a stop deadline that passed): end, without blocking for long, what this executor started
+  /// outside this process — child process groups get SIGKILL, cluster jobs a final cancel.
+  /// Completions may never be delivered afterwards; only exiting may follow. Thread-safe.
+  /// Default: nothing (in-process attempts end with the process).
+  virtual void abandon() noexcept {}
 };
 
 }  // namespace pepita::executor

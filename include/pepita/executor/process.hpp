@@ -36,6 +36,8 @@ class ProcessExecutor final : public Executor {
   /// through `done` as Status::LaunchFailed with the errno in `error`, not here.
   Result<void> start(const task::Task& task, std::stop_token stop, Completion done) override;
   void shutdown() override;
+  /// SIGKILLs the process group of every attempt still running.
+  void abandon() noexcept override;
 
   struct Impl;
   struct Private {

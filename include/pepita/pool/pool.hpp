@@ -169,6 +169,16 @@ class Pool {
   /// (Immediate); then stops the executors. Idempotent.
   void shutdown(ShutdownMode mode = ShutdownMode::Graceful);
 
+  /// Names of the tasks without a final result yet, running ones first — what a caller that
+  /// gives up waiting (a stop deadline) could not confirm stopped. At most `limit` names.
+  std::vector<std::string> unfinished(std::size_t limit = 100) const;
+
+  /// Last resort before exiting without waiting (a second Ctrl-C, a passed stop deadline):
+  /// every executor's abandon() (SIGKILL to child process groups, a final cancel of cluster
+  /// jobs), then the journal is synced so what finished stays recorded. Never blocks on tasks;
+  /// the pool must not be used afterwards except to destroy it or exit. Thread-safe.
+  void abandon() noexcept;
+
   Stats stats() const;
   /// The first error the journal hit (a failed write or fdatasync), if any; the run goes on
   /// without durability, so a caller should report it.

@@ -57,6 +57,10 @@ struct SlurmOptions {
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds dead_after{5000};  // a silent worker's tasks are re-dispatched
   std::function<void(std::string_view)> log;   // default: stderr
+  /// When set, every job id submitted is appended to this file (one per line), and create()
+  /// first scancels the ids a previous driver left there — a driver killed with SIGKILL cannot
+  /// cancel its worker jobs, so the next run with the same state does — then empties it.
+  std::string job_ids_file;
 };
 
 /// One worker job as the driver tracks it.
@@ -85,6 +89,9 @@ class SlurmExecutor final : public executor::Executor {
   /// Cancels every worker job (scancel), waits briefly until Slurm reports them ended, removes
   /// the key. Idempotent.
   void shutdown() override;
+  /// A final scancel of every job submitted (waiting at most a few seconds for it) and the key
+  /// removed, for a driver about to exit without a shutdown().
+  void abandon() noexcept override;
 
   /// The worker jobs submitted so far that have not ended.
   std::vector<WorkerJob> jobs() const;
