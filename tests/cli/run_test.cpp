@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/child.hpp"
 #include "common/require.hpp"
 
 namespace {
@@ -54,51 +55,24 @@ class RunCli : public ::testing::Test {
 
   // Starts pepita with stdout/stderr in files; returns its pid.
   pid_t spawn(const std::vector<std::string>& args, const std::string& tag) {
-    const std::string out = (dir_ / (tag + ".out")).string();
-    const std::string err = (dir_ / (tag + ".err")).string();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      // Default dispositions and an empty mask: a signal the test sends reaches pepita as
-      // `kill PID` would, whatever the test runner inherited.
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGINT, SIG_DFL);
-      ::signal(SIGTERM, SIG_DFL);
-      const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(o, 1);
-      ::dup2(e, 2);
-      std::vector<char*> argv;
-      std::vector<std::string> copy(args);
-      std::string exe = PEPITA_CLI_PATH;
-      argv.push_back(exe.data());
-      for (auto& a : copy) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(exe.c_str(), argv.data());
-      ::_exit(127);
-    }
-    return pid;
+    std::vector<std::string> argv{PEPITA_CLI_PATH};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return pepita::test::spawn_child(std::move(argv), (dir_ / (tag + ".out")).string(),
+                                     (dir_ / (tag + ".err")).string());
   }
 
   // Waits for pepita at most `limit`: a hang fails the test with a message (exit_code -1)
   // instead of running into CI's time limit.
   CliResult finish(pid_t pid, const std::string& tag,
                    std::chrono::seconds limit = std::chrono::seconds(120)) {
-    int status = 0;
-    bool hung = false;
-    const auto until = std::chrono::steady_clock::now() + limit;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > until) {
-        hung = true;
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const std::optional<int> code = pepita::test::wait_child(pid, limit);
+    const bool hung = !code;
+    if (hung) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
     }
     CliResult r;
-    r.exit_code = hung ? -1 : WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.exit_code = code.value_or(-1);
     r.out = slurp(dir_ / (tag + ".out"));
     r.err = slurp(dir_ / (tag + ".err"));
     if (hung) {

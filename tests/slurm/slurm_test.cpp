@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/child.hpp"
 #include "common/require.hpp"
 #include "pepita/pool/pool.hpp"
 #include "pepita/slurm/commands.hpp"
@@ -204,25 +205,9 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds lim
 class Driver {
  public:
   Driver(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
-    std::vector<std::string> all{kPepita};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : all) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string out_s = out.string(), err_s = err.string();
-    pid_ = ::fork();
-    if (pid_ == 0) {  // only async-signal-safe calls from here
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::signal(SIGINT, SIG_DFL);
-      ::signal(SIGTERM, SIG_DFL);
-      const int o = ::open(out_s.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int e = ::open(err_s.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(126);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    std::vector<std::string> argv{kPepita};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = test::spawn_child(std::move(argv), out.string(), err.string());
   }
   ~Driver() {
     if (pid_ > 0) {
@@ -234,17 +219,9 @@ class Driver {
   /// Waits at most `limit`: the exit code, 128 + the signal that killed it, or nullopt when it
   /// was still running (it is killed then).
   std::optional<int> wait(std::chrono::milliseconds limit) {
-    const auto until = std::chrono::steady_clock::now() + limit;
-    for (;;) {
-      int status = 0;
-      const pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      if (r < 0 || std::chrono::steady_clock::now() > until) return std::nullopt;
-      std::this_thread::sleep_for(50ms);
-    }
+    auto code = test::wait_child(pid_, limit);
+    if (code) pid_ = -1;
+    return code;
   }
 
  private:

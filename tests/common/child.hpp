@@ -1,0 +1,57 @@
+#pragma once
+// Starting a program under test as a direct child, the way a user's `kill PID` or Ctrl-C reaches
+// it: default dispositions and an empty signal mask (a background job of a non-interactive shell
+// may have SIGINT ignored), stdout and stderr in files; and waiting for it with a bound, so a
+// hang fails the test instead of running into CI's time limit.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace pepita::test {
+
+/// Forks and execs argv[0] with `argv` as its arguments and stdout/stderr written to the files
+/// `out` and `err`. Returns the child's pid (-1 when fork failed); exit status 126 means a file
+/// could not be opened, 127 that the exec failed.
+inline pid_t spawn_child(std::vector<std::string> argv, const std::string& out,
+                         const std::string& err) {
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {  // only async-signal-safe calls from here
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::signal(SIGINT, SIG_DFL);
+    ::signal(SIGTERM, SIG_DFL);
+    const int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(126);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+/// Waits at most `limit` for the child: its exit code, or 128 + the signal that ended it; nullopt
+/// when it was still running then (it is left running: the caller decides).
+inline std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    int status = 0;
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (r < 0 || std::chrono::steady_clock::now() > until) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+}  // namespace pepita::test
