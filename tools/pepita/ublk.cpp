@@ -1,5 +1,6 @@
 // `pepita ublk`: userspace block devices through the kernel's ublk driver.
 //   pepita ublk add --target zram --size 1G [--queues N --depth D --comp zstd]  (foreground)
+//   pepita ublk add --target zram:1G,zstd         (the block-target spec, as vm run --virtio-blk)
 //   pepita ublk list
 //   pepita ublk del N
 #include <unistd.h>
@@ -11,9 +12,11 @@
 
 #include "block_target.hpp"
 #include "command.hpp"
+#include "pepita/blk_mq/target_spec.hpp"
+#include "pepita/core/size.hpp"
 #include "pepita/ublk/ctrl.hpp"
 #include "pepita/ublk/server.hpp"
-#include "pepita/ublk/targets.hpp"
+#include "pepita/zram/block_target.hpp"
 #include "stop_signals.hpp"
 
 namespace pepita::cli {
@@ -51,7 +54,7 @@ int run_add(const AddOptions& o) {
     return usage_error(kAddCommand, kAddUsage, "--queues must be 1..64 and --depth 1..4096");
   auto spec = target_spec(o.disk, o.queues, o.depth);
   if (!spec) return usage_error(kAddCommand, kAddUsage, spec.error().message());
-  auto max_io = ublk::parse_size(o.max_io);
+  auto max_io = parse_size(o.max_io);
   if (!max_io || *max_io > UINT32_MAX)
     return usage_error(kAddCommand, kAddUsage,
                        "--max-io " + o.max_io + ": " +
@@ -69,8 +72,8 @@ int run_add(const AddOptions& o) {
   const StopSignals stop_signals;
   // Check for the driver before allocating a possibly large target.
   if (auto probe = ublk::Control::open(); !probe) return report(probe.error());
-  NewBackingFile backing(o.disk);  // removed again if this run creates it and then fails
-  auto disk = ublk::make_target(*spec);
+  NewBackingFile backing(*spec);  // removed again if this run creates it and then fails
+  auto disk = zram::make_target(*spec);
   if (!disk) return report(disk.error());
   auto server = ublk::Server::start(std::move(*disk), options);
   if (!server) return report(server.error());
@@ -82,7 +85,7 @@ int run_add(const AddOptions& o) {
       stderr,
       "pepita ublk: serving %s (%s target, %u queue(s) x %u tags, %u KiB max I/O%s, pid %d); "
       "SIGINT or SIGTERM stops and deletes it\n",
-      (*server)->block_path().c_str(), ublk::target_name(spec->kind), info.nr_hw_queues,
+      (*server)->block_path().c_str(), blk_mq::target_name(spec->kind), info.nr_hw_queues,
       info.queue_depth, info.max_io_buf_bytes >> 10,
       (info.flags & abi::ublk::F_USER_COPY) != 0 ? ", user copy" : "",
       static_cast<int>(::getpid()));
@@ -135,7 +138,9 @@ void add_ublk(CLI::App& app, Dispatch& dispatch) {
   auto add_opts = std::make_shared<AddOptions>();
   auto* add = ublk->add_subcommand(
       "add", "Create /dev/ublkbN and serve it in the foreground until SIGINT/SIGTERM");
-  add_target_options(add, add_opts->disk, {"null", "mem", "file", "zram"});
+  using blk_mq::TargetKind;
+  add_target_options(add, add_opts->disk,
+                     {TargetKind::Null, TargetKind::Mem, TargetKind::File, TargetKind::Zram});
   add->add_option("--queues", add_opts->queues, "hardware queues (one thread each)");
   add->add_option("--depth", add_opts->depth, "tags per queue");
   add->add_option("--max-io", add_opts->max_io, "largest request, e.g. 512K");

@@ -1,6 +1,7 @@
 // `pepita vhost-user-blk`: serves a virtio-blk device to QEMU (vhost-user-blk-pci) over a unix
 // socket, backed by a zram, file or mem target, until SIGINT/SIGTERM.
 //   pepita vhost-user-blk --socket /tmp/vub.sock --target zram --size 1G [--queues 2]
+//   pepita vhost-user-blk --socket /tmp/vub.sock --target zram:1G,zstd   (the block-target spec)
 // A server that died (even by SIGKILL) can be started again on the same socket and file target:
 // QEMU with `-chardev socket,...,reconnect=1` reconnects and the guest only sees a stall
 // (tests/virtio/guest/restart.sh proves it). A write is acknowledged only once it is in the file,
@@ -15,9 +16,10 @@
 
 #include "block_target.hpp"
 #include "command.hpp"
-#include "pepita/ublk/targets.hpp"
+#include "pepita/blk_mq/target_spec.hpp"
 #include "pepita/virtio/blk.hpp"
 #include "pepita/virtio/vhost_user.hpp"
+#include "pepita/zram/block_target.hpp"
 #include "stop_signals.hpp"
 
 namespace pepita::cli {
@@ -57,8 +59,8 @@ int run_vhost_user_blk(const VhostUserBlkOptions& o) {
   // Before any thread starts, so every thread started below (disk reapers, queue threads)
   // inherits the mask.
   const StopSignals stop_signals;
-  NewBackingFile backing(o.disk);  // removed again if this run creates it and then fails
-  auto disk = ublk::make_target(*spec);
+  NewBackingFile backing(*spec);  // removed again if this run creates it and then fails
+  auto disk = zram::make_target(*spec);
   if (!disk) return report(disk.error());
   const uint64_t bytes = (*disk)->info().capacity_bytes();
   auto device = virtio::blk::BlkDevice::create(
@@ -74,8 +76,8 @@ int run_vhost_user_blk(const VhostUserBlkOptions& o) {
   std::fprintf(stderr,
                "pepita vhost-user-blk: serving %s target (%llu MiB, %u queue(s)) on %s, pid %d; "
                "SIGINT or SIGTERM stops\n",
-               o.disk.target.c_str(), static_cast<unsigned long long>(bytes >> 20), o.queues,
-               o.socket.c_str(), static_cast<int>(::getpid()));
+               blk_mq::target_name(spec->kind), static_cast<unsigned long long>(bytes >> 20),
+               o.queues, o.socket.c_str(), static_cast<int>(::getpid()));
   Result<void> served;
   std::thread server([&] { served = (*backend)->run(); });
   const int signal = stop_signals.wait();
@@ -104,7 +106,8 @@ void add_vhost_user_blk(CLI::App& app, Dispatch& dispatch) {
   auto* sub = app.add_subcommand("vhost-user-blk",
                                  "Serve a virtio-blk device to QEMU over vhost-user (foreground)");
   sub->add_option("--socket", o->socket, "unix socket path QEMU connects to")->required();
-  add_target_options(sub, o->disk, {"zram", "file", "mem"});
+  using blk_mq::TargetKind;
+  add_target_options(sub, o->disk, {TargetKind::Zram, TargetKind::File, TargetKind::Mem});
   sub->add_option("--queues", o->queues, "virtqueues (one serving thread each)");
   sub->add_option("--queue-size", o->queue_size, "largest virtqueue the guest may use");
   dispatch.on(

@@ -10,12 +10,15 @@
 #include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "block_target.hpp"
 #include "command.hpp"
-#include "pepita/blk_mq/file_disk.hpp"
-#include "pepita/blk_mq/mem_disk.hpp"
+#include "pepita/blk_mq/target_spec.hpp"
+#include "pepita/core/size.hpp"
+#include "pepita/zram/block_target.hpp"
 
 namespace pepita::cli {
 namespace {
@@ -30,29 +33,8 @@ struct VmRunOptions {
   std::string input;
   bool json = false;
   bool virtio_console = false;
-  std::string virtio_blk;  // "mem:SIZE" or "file:PATH"
+  std::string virtio_blk;  // a block-target spec: "mem:SIZE", "file:PATH", "zram:1G,zstd"
 };
-
-// "16M", "512K", "1G", "4096" -> bytes; 0 on a malformed size.
-uint64_t parse_size(const std::string& text) {
-  if (text.empty()) return 0;
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long value = std::strtoull(text.c_str(), &end, 10);
-  if (errno != 0 || end == text.c_str()) return 0;
-  const std::string unit(end);
-  uint64_t shift = 0;
-  if (unit == "K" || unit == "k" || unit == "KiB")
-    shift = 10;
-  else if (unit == "M" || unit == "m" || unit == "MiB")
-    shift = 20;
-  else if (unit == "G" || unit == "g" || unit == "GiB")
-    shift = 30;
-  else if (!unit.empty())
-    return 0;
-  if (value > (~0ull >> shift)) return 0;
-  return value << shift;
-}
 
 // "1s", "250ms", "100us", "2m" -> duration; 0 on a malformed one.
 std::chrono::nanoseconds parse_duration(const std::string& text) {
@@ -81,32 +63,24 @@ int usage(const std::string& message) {
   return kExitUsage;
 }
 
-// --virtio-blk "mem:SIZE" (a RAM disk for this run) or "file:PATH" (an existing file, its size
-// rounded down to whole sectors; what the guest writes stays in the file).
-Result<std::shared_ptr<blk_mq::BlockDevice>> open_disk(const std::string& spec) {
-  if (spec.starts_with("mem:")) {
-    const uint64_t bytes = parse_size(spec.substr(4));
-    if (bytes < 512 || bytes % 512 != 0) {
-      return fail(ErrorCode::InvalidArgument,
-                  "--virtio-blk " + spec + ": expected mem:SIZE, a multiple of 512, e.g. mem:1M");
-    }
-    return std::shared_ptr<blk_mq::BlockDevice>(
-        PEPITA_TRY(blk_mq::MemDisk::create({.capacity_bytes = bytes, .queues = 1})));
-  }
-  if (spec.starts_with("file:")) {
-    const std::string path = spec.substr(5);
+// --virtio-blk SPEC, the block-target spec (null:SIZE, mem:SIZE, file:PATH[,SIZE],
+// zram:SIZE[,lz4|zstd]). file:PATH without a size takes an existing file, its size rounded down to
+// whole sectors; what the guest writes stays in the file. InvalidArgument is the user's error.
+Result<blk_mq::TargetSpec> disk_spec(const std::string& text) {
+  using blk_mq::TargetKind;
+  auto spec = parse_served_spec(
+      text, {TargetKind::Mem, TargetKind::File, TargetKind::Zram, TargetKind::Null});
+  if (!spec) return std::unexpected(std::move(spec.error()).with_context("--virtio-blk"));
+  if (spec->kind == TargetKind::File && spec->size_bytes == 0) {
     std::error_code ec;
-    const uint64_t bytes = std::filesystem::file_size(path, ec) / 512 * 512;
-    if (ec || bytes == 0) {
-      return fail(ErrorCode::InvalidArgument, "--virtio-blk " + spec +
-                                                  ": needs an existing file of at least 512 bytes" +
-                                                  (ec ? " (" + ec.message() + ")" : ""));
+    spec->size_bytes = std::filesystem::file_size(spec->path, ec) / 512 * 512;
+    if (ec || spec->size_bytes == 0) {
+      return fail(ErrorCode::InvalidArgument,
+                  "--virtio-blk " + text + ": needs an existing file of at least 512 bytes" +
+                      (ec ? " (" + ec.message() + ")" : "") + ", or a size: file:PATH,SIZE");
     }
-    return std::shared_ptr<blk_mq::BlockDevice>(
-        PEPITA_TRY(blk_mq::FileDisk::create({.path = path, .capacity_bytes = bytes, .queues = 1})));
   }
-  return fail(ErrorCode::InvalidArgument,
-              "--virtio-blk '" + spec + "': expected mem:SIZE or file:PATH");
+  return spec;
 }
 
 nlohmann::json to_json(const vmm::RunResult& r) {
@@ -139,19 +113,27 @@ nlohmann::json to_json(const vmm::RunResult& r) {
 }
 
 int run_vm(const VmRunOptions& o) {
+  // A file:PATH,SIZE disk this run creates is removed again unless the guest ran. Declared before
+  // config, so the disk in config is closed before the file is removed.
+  std::optional<NewBackingFile> backing;
   vmm::VmConfig config;
-  config.memory_bytes = parse_size(o.mem);
-  if (config.memory_bytes == 0) return usage("--mem '" + o.mem + "': expected e.g. 16M or 1G");
+  auto memory_bytes = parse_size(o.mem);
+  if (!memory_bytes) return usage("--mem '" + o.mem + "': expected e.g. 16M or 1G");
+  config.memory_bytes = *memory_bytes;
   config.timeout = parse_duration(o.timeout);
   if (config.timeout.count() == 0)
     return usage("--timeout '" + o.timeout + "': expected e.g. 1s, 250ms or 2m (at most 1h)");
 
   config.virtio_console = o.virtio_console;
   if (!o.virtio_blk.empty()) {
-    auto disk = open_disk(o.virtio_blk);
+    // Every argument is checked before the disk is created: a usage error creates nothing.
+    auto spec = disk_spec(o.virtio_blk);
+    if (!spec) return usage(spec.error().message());
+    backing.emplace(*spec);
+    auto disk = zram::make_target(*spec);
     if (!disk) {
-      if (disk.error().code() == ErrorCode::InvalidArgument) return usage(disk.error().message());
-      std::fprintf(stderr, "pepita vm run: %s\n", disk.error().to_string().c_str());
+      std::fprintf(stderr, "pepita vm run: --virtio-blk %s: %s\n", o.virtio_blk.c_str(),
+                   disk.error().to_string().c_str());
       return kExitFailure;
     }
     config.virtio_blk = std::move(*disk);
@@ -183,6 +165,7 @@ int run_vm(const VmRunOptions& o) {
     std::fprintf(stderr, "pepita vm run: %s\n", result.error().to_string().c_str());
     return kExitFailure;
   }
+  if (backing) backing->keep();  // what the guest wrote is the user's now
   if (o.json) {
     std::printf("%s\n", to_json(*result).dump(2).c_str());
   } else {
@@ -218,7 +201,8 @@ void add_vm(CLI::App& app, Dispatch& dispatch) {
                 "give the guest a virtio-console (virtio-mmio): input on its receiveq, its "
                 "transmitq joins the output");
   run->add_option("--virtio-blk", options->virtio_blk,
-                  "give the guest a virtio-blk device: mem:SIZE or file:PATH");
+                  "give the guest a virtio-blk device: " + std::string(blk_mq::kTargetForms) +
+                      " (e.g. mem:1M, zram:64M,zstd)");
   run->add_flag("--json", options->json,
                 "print the result (output, exit, fault registers) as JSON");
   dispatch.on(run, [options] { return run_vm(*options); });
