@@ -16,7 +16,13 @@
 namespace pepita::fault {
 namespace {
 
-constexpr char kMagic[8] = {'P', 'E', 'P', 'J', 'R', 'N', 'L', '1'};
+constexpr char kMagic[8] = {'P', 'E', 'P', 'J', 'R', 'N', 'L', '2'};
+// Format 1: Finished records end after `error`. Read as is; rewritten to kMagic on resume.
+constexpr char kMagicV1[8] = {'P', 'E', 'P', 'J', 'R', 'N', 'L', '1'};
+bool known_magic(std::string_view head) {
+  return head.size() >= sizeof kMagic && (std::memcmp(head.data(), kMagic, sizeof kMagic) == 0 ||
+                                          std::memcmp(head.data(), kMagicV1, sizeof kMagicV1) == 0);
+}
 constexpr std::size_t kFrame = 8;  // u32 length + u32 crc
 // A length above this is garbage, not a record: outputs are capped far below it.
 constexpr std::uint32_t kMaxPayload = 256u << 20;
@@ -160,6 +166,8 @@ std::string encode_record(const JournalRecord& r) {
     put_str(out, r.stdout_data);
     put_str(out, r.stderr_data);
     put_str(out, r.error);
+    put_u64(out, r.stdout_bytes);
+    put_u64(out, r.stderr_bytes);
   }
   return out;
 }
@@ -175,6 +183,12 @@ Result<JournalRecord> decode_record(std::string_view payload) {
     ok = in.u8(r.status) && in.i32(r.exit_code) && in.i32(r.signal) && in.i64(r.wall_ns) &&
          in.i64(r.cpu_ns) && in.i64(r.max_rss_kb) && in.str(r.output_digest) &&
          in.str(r.stdout_data) && in.str(r.stderr_data) && in.str(r.error);
+    if (ok && in.done()) {  // format 1: no byte counts
+      r.stdout_bytes = r.stdout_data.size();
+      r.stderr_bytes = r.stderr_data.size();
+    } else {
+      ok = ok && in.u64(r.stdout_bytes) && in.u64(r.stderr_bytes);
+    }
   }
   if (!ok || !in.done()) {
     return fail(ErrorCode::Corrupted, "journal record is malformed (bad type or field lengths)");
@@ -188,7 +202,8 @@ Result<Recovery> read_journal(const std::string& path) {
   Recovery rec;
   if (data.size() < sizeof kMagic) {
     // Empty, or the magic itself was torn on creation: nothing was ever recorded.
-    if (std::memcmp(data.data(), kMagic, data.size()) != 0) {
+    if (std::memcmp(data.data(), kMagic, data.size()) != 0 &&
+        std::memcmp(data.data(), kMagicV1, data.size()) != 0) {
       return fail(ErrorCode::Corrupted, path +
                                             " is not a pepita journal (bad magic); move it "
                                             "away or run without --resume");
@@ -196,11 +211,12 @@ Result<Recovery> read_journal(const std::string& path) {
     rec.torn_bytes = data.size();
     return rec;
   }
-  if (std::memcmp(data.data(), kMagic, sizeof kMagic) != 0) {
+  if (!known_magic(data)) {
     return fail(
         ErrorCode::Corrupted,
         path + " is not a pepita journal (bad magic); move it away or run without --resume");
   }
+  if (std::memcmp(data.data(), kMagicV1, sizeof kMagicV1) == 0) rec.format = 1;
   std::size_t pos = sizeof kMagic;
   const std::string_view view(data);
   while (pos < data.size()) {
@@ -275,6 +291,13 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path, Mode mod
     // Cut the torn tail so the next record starts on a clean boundary.
     if (::ftruncate(fd.get(), static_cast<off_t>(intact)) != 0) {
       return fail_errno(errno, "truncate torn tail of journal " + path);
+    }
+  }
+  if (mode == Mode::Resume && intact >= sizeof kMagic && recovery.format == 1) {
+    // Its records are valid format 2 records; the ones appended now are not format 1 records,
+    // so an older pepita must see a magic it refuses rather than records it calls damaged.
+    if (::pwrite(fd.get(), kMagic, sizeof kMagic, 0) != static_cast<ssize_t>(sizeof kMagic)) {
+      return fail_errno(errno, "upgrade the magic of journal " + path);
     }
   }
   if (::lseek(fd.get(), 0, SEEK_END) < 0) return fail_errno(errno, "seek journal " + path);

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 
+#include "pepita/fault/result_record.hpp"
+
 namespace pepita::pool {
 
 fault::Failure failure_of(const ExecutionResult& r) noexcept {
@@ -82,21 +84,7 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
 
   if (journal) {
     if (auto it = replay.find(name); it != replay.end() && it->second.spec_digest == digest) {
-      const fault::JournalRecord& rec = it->second;
-      ExecutionResult r;
-      r.status = static_cast<Status>(rec.status);
-      r.exit_code = rec.exit_code;
-      r.signal = rec.signal;
-      r.wall = std::chrono::nanoseconds(rec.wall_ns);
-      r.cpu = std::chrono::nanoseconds(rec.cpu_ns);
-      r.max_rss_kb = rec.max_rss_kb;
-      r.stdout_data = rec.stdout_data;
-      r.stderr_data = rec.stderr_data;
-      r.stdout_bytes = rec.stdout_data.size();
-      r.stderr_bytes = rec.stderr_data.size();
-      r.error = rec.error;
-      r.attempts = rec.attempt;
-      r.from_journal = true;
+      ExecutionResult r = fault::replayed_result(it->second);
       ++counters.from_journal;
       finalize(id, std::move(r), act);
       return handle;
@@ -222,20 +210,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
     }
     ++latency_seen;
     if (journal && !r.from_journal) {
-      fault::JournalRecord rec;
-      rec.type = fault::RecordType::Finished;
-      rec.name = r.name;
-      rec.spec_digest = n.task.spec_digest();
-      rec.attempt = r.attempts;
-      rec.status = static_cast<std::uint8_t>(r.status);
-      rec.exit_code = r.exit_code;
-      rec.signal = r.signal;
-      rec.wall_ns = r.wall.count();
-      rec.cpu_ns = r.cpu.count();
-      rec.max_rss_kb = r.max_rss_kb;
-      rec.stdout_data = r.stdout_data;
-      rec.stderr_data = r.stderr_data;
-      rec.error = r.error;
+      fault::JournalRecord rec = fault::finished_record(r, n.task.spec_digest());
       journal_append(std::move(rec), true);
     }
     event(act, Event::Kind::Finished, n, id, &r);

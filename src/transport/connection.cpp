@@ -264,6 +264,20 @@ Result<std::unique_ptr<Connection>> Connection::accept(UniqueFd fd, std::string 
                                            "without TLS: " +
                                            std::string(kUseTlsBoth));
     }
+    if (const ByteSpan got = ByteSpan(conn->buf_).subspan(conn->start_);
+        got.size() > 4 && get_u32(got.data()) == kFrameMagic &&
+        std::to_integer<std::uint8_t>(got[4]) != kProtocolVersion) {
+      // Another protocol version: say so in a frame of ours, whose header an older driver's
+      // decoder refuses with "unsupported protocol version N (this build speaks M)".
+      Bytes err;
+      const std::string why = "this worker speaks pepita protocol " +
+                              std::to_string(kProtocolVersion) + ", the driver protocol " +
+                              std::to_string(std::to_integer<std::uint8_t>(got[4])) +
+                              ": upgrade one side";
+      if (encode_frame({.type = MessageType::Error}, as_bytes(why), err)) {
+        (void)conn->write_all(err);
+      }
+    }
     return std::unexpected(std::move(first).error());
   }
   Message hello = std::move(*first);

@@ -92,6 +92,8 @@ std::string_view to_string(TaskStatus status) noexcept {
     case TaskStatus::Cancelled: return "cancelled";
     case TaskStatus::SpawnError: return "spawn-error";
     case TaskStatus::Returned: return "returned";
+    case TaskStatus::Skipped: return "skipped";
+    case TaskStatus::Rejected: return "rejected";
   }
   return "unknown";
 }
@@ -206,6 +208,10 @@ Bytes encode(const ResultMsg& m) {
   w.str(m.stdout_data);
   w.str(m.stderr_data);
   w.str(m.error);
+  w.u64(static_cast<std::uint64_t>(m.cpu_ns));
+  w.u64(static_cast<std::uint64_t>(m.max_rss_kb));
+  w.u64(m.stdout_bytes);
+  w.u64(m.stderr_bytes);
   return w.take();
 }
 
@@ -224,6 +230,10 @@ Result<ResultMsg> decode_result(ByteSpan payload) {
   m.stdout_data = PEPITA_TRY(r.str());
   m.stderr_data = PEPITA_TRY(r.str());
   m.error = PEPITA_TRY(r.str());
+  m.cpu_ns = static_cast<std::int64_t>(PEPITA_TRY(r.u64()));
+  m.max_rss_kb = static_cast<std::int64_t>(PEPITA_TRY(r.u64()));
+  m.stdout_bytes = PEPITA_TRY(r.u64());
+  m.stderr_bytes = PEPITA_TRY(r.u64());
   PEPITA_TRY_VOID(r.finish());
   return m;
 }

@@ -1,23 +1,13 @@
-// RemoteExecutor: task::Task -> SubmitMsg, ResultMsg -> executor::ExecutionResult.
+// RemoteExecutor: task::Task -> SubmitMsg, and ResultMsg -> executor::ExecutionResult through
+// result_codec.hpp.
 #include "pepita/transport/remote_executor.hpp"
 
 #include <fstream>
 #include <sstream>
 
-namespace pepita::transport {
+#include "pepita/transport/result_codec.hpp"
 
-executor::Status to_executor_status(TaskStatus status) noexcept {
-  switch (status) {
-    case TaskStatus::Succeeded: return executor::Status::Succeeded;
-    case TaskStatus::Failed: return executor::Status::Failed;
-    case TaskStatus::Signaled: return executor::Status::Signaled;
-    case TaskStatus::TimedOut: return executor::Status::TimedOut;
-    case TaskStatus::Cancelled: return executor::Status::Cancelled;
-    case TaskStatus::SpawnError:
-    case TaskStatus::Returned: return executor::Status::LaunchFailed;
-  }
-  return executor::Status::Failed;
-}
+namespace pepita::transport {
 
 RemoteExecutor::RemoteExecutor(Private, std::unique_ptr<RemoteDispatcher> d, std::size_t slots,
                                bool ship)
@@ -75,18 +65,7 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
   auto state = std::make_shared<State>();
   auto callback = [state, done = std::move(done), tid = task.id(),
                    name = task.name()](RemoteOutcome o) mutable {
-    executor::ExecutionResult r;
-    r.id = tid;
-    r.name = std::move(name);
-    r.status = to_executor_status(o.result.status);
-    r.exit_code = o.result.exit_code;
-    r.signal = o.result.signal;
-    r.wall = std::chrono::nanoseconds(o.result.wall_ns);
-    r.stdout_bytes = o.result.stdout_data.size();
-    r.stderr_bytes = o.result.stderr_data.size();
-    r.stdout_data = std::move(o.result.stdout_data);
-    r.stderr_data = std::move(o.result.stderr_data);
-    r.error = std::move(o.result.error);
+    executor::ExecutionResult r = to_execution_result(std::move(o.result), tid, std::move(name));
     if (!o.worker.empty() && r.status != executor::Status::Succeeded) {
       if (!r.error.empty()) r.error += ' ';
       r.error.append("(on worker ").append(o.worker).append(")");

@@ -20,6 +20,7 @@
 
 #include "pepita/executor/process.hpp"
 #include "pepita/transport/messages.hpp"
+#include "pepita/transport/result_codec.hpp"
 #include "transport/detail/sys.hpp"
 
 namespace pepita::transport {
@@ -508,17 +509,6 @@ struct Worker::Impl {
     signal_fd(job.client->wake.get());
   }
 
-  static TaskStatus from_executor(executor::Status s) {
-    switch (s) {
-      case executor::Status::Succeeded: return TaskStatus::Succeeded;
-      case executor::Status::Signaled: return TaskStatus::Signaled;
-      case executor::Status::TimedOut: return TaskStatus::TimedOut;
-      case executor::Status::LaunchFailed: return TaskStatus::SpawnError;
-      case executor::Status::Cancelled: return TaskStatus::Cancelled;
-      default: return TaskStatus::Failed;
-    }
-  }
-
   // A task killed by a signal this worker did not send, while the worker is being stopped too:
   // a cluster manager tearing down the whole job (scancel, preemption, time limit) signals every
   // process at once. That is not the task's failure. The worker's own SIGTERM may land a moment
@@ -561,21 +551,15 @@ struct Worker::Impl {
     }
     executor::ExecutionResult er = future.get();
     if (killed_with_the_worker(er)) {
-      return ResultMsg{.status = TaskStatus::Cancelled,
-                       .exit_code = -1,
-                       .signal = er.signal,
-                       .wall_ns = er.wall.count(),
-                       .error = "killed by signal " + std::to_string(er.signal) +
-                                " while the worker itself was being stopped; the driver runs it "
-                                "elsewhere"};
+      er.status = executor::Status::Cancelled;
+      er.exit_code = -1;
+      er.stdout_data.clear();
+      er.stderr_data.clear();
+      er.stdout_bytes = er.stderr_bytes = 0;
+      er.error = "killed by signal " + std::to_string(er.signal) +
+                 " while the worker itself was being stopped; the driver runs it elsewhere";
     }
-    return ResultMsg{.status = from_executor(er.status),
-                     .exit_code = er.exit_code,
-                     .signal = er.signal,
-                     .wall_ns = er.wall.count(),
-                     .stdout_data = std::move(er.stdout_data),
-                     .stderr_data = std::move(er.stderr_data),
-                     .error = std::move(er.error)};
+    return to_result_msg(std::move(er), m.attempt);
   }
 
   ResultMsg execute(Job& job) {
@@ -593,6 +577,7 @@ struct Worker::Impl {
       r.wall_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
       if (out) {
         r.stdout_data = std::move(*out);
+        r.stdout_bytes = r.stdout_data.size();
         if (r.stdout_data.size() > m.output_cap) r.stdout_data.resize(m.output_cap);
       } else {
         r.status = job.cancel.load() ? TaskStatus::Cancelled : TaskStatus::Failed;

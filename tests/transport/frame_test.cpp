@@ -68,6 +68,11 @@ TEST(Frame, BadMagicVersionTypeFlags) {
   auto v = corrupt(4, std::byte{9});
   ASSERT_FALSE(v);
   EXPECT_NE(v.error().message().find("version"), std::string::npos);
+  auto v1 = corrupt(4, std::byte{1});  // a protocol-1 peer (Result without cpu and rss)
+  ASSERT_FALSE(v1);
+  EXPECT_NE(v1.error().message().find("unsupported protocol version 1 (this build speaks 2)"),
+            std::string::npos)
+      << v1.error().message();
   EXPECT_FALSE(corrupt(5, std::byte{0}));
   EXPECT_FALSE(corrupt(5, std::byte{kMaxMessageType + 1}));
   auto f = corrupt(6, std::byte{0x80});

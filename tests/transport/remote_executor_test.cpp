@@ -88,6 +88,37 @@ TEST(RemoteExecutor, ShipsLocalBinariesAndRejectsFunctionTasks) {
             ErrorCode::Cancelled);
 }
 
+// Protocol 2 carries the worker's rusage: a task that burns 0.35 s of CPU (counted in the
+// shell's own /proc stat, so the load on the machine cannot shorten it) reports that much CPU
+// and a non-zero peak RSS at the driver, through the pool.
+TEST(RemoteExecutor, RemoteTaskReportsItsCpuTimeAndPeakRss) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto remote = RemoteExecutor::create(options_for(kf.key, {w->endpoint().to_string()})).value();
+  auto pool = pool::Pool::builder().executor(remote).build().value();
+  const std::string burn =
+      "t=$(getconf CLK_TCK); while :; do read -r l < /proc/$$/stat; set -- ${l##*) }; "
+      "[ $(( ${12} + ${13} )) -ge $(( t * 35 / 100 )) ] && echo burnt && exit 0; done";
+  auto t = task::Task::binary("/bin/sh")
+               .args({"-c", burn})
+               .timeout(60s)
+               .backend(task::Backend::Remote)
+               .build()
+               .value();
+  ASSERT_TRUE(pool.submit(t));
+  auto results = pool.wait_all();
+  ASSERT_EQ(results.size(), 1u);
+  const executor::ExecutionResult& r = results[0];
+  ASSERT_EQ(r.status, executor::Status::Succeeded) << r.error;
+  EXPECT_EQ(r.stdout_data, "burnt\n");
+  EXPECT_EQ(r.stdout_bytes, 6u);
+  EXPECT_GE(r.cpu, 200ms) << "cpu " << r.cpu.count() << " ns";
+  EXPECT_LE(r.cpu, r.wall + 100ms);  // one single-threaded shell
+  EXPECT_GT(r.max_rss_kb, 0);
+  pool.shutdown();
+}
+
 TEST(RemoteExecutor, StopTokenCancelsARunningRemoteTask) {
   test::KeyFile kf;
   auto w = test::start_worker(kf.key, 1);

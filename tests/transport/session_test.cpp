@@ -75,11 +75,17 @@ TEST(Session, MalformedHandshakePayloads) {
   Key k = key_of('m');
   EXPECT_FALSE(ServerHandshake::on_hello(k, {}));
   Bytes hello(2 + kNonceSize + 2, std::byte{0});
-  hello[0] = std::byte{1};
+  hello[0] = std::byte{kProtocolVersion};
   EXPECT_TRUE(ServerHandshake::on_hello(k, hello));
-  hello[0] = std::byte{2};  // another protocol version
+  hello[0] = std::byte{kProtocolVersion + 1};  // another protocol version
   EXPECT_FALSE(ServerHandshake::on_hello(k, hello));
-  hello[0] = std::byte{1};
+  hello[0] = std::byte{1};  // a protocol-1 driver, whose Results would lack cpu and rss
+  auto old = ServerHandshake::on_hello(k, hello);
+  ASSERT_FALSE(old);
+  EXPECT_NE(old.error().message().find("client speaks protocol 1, this worker speaks 2"),
+            std::string::npos)
+      << old.error().message();
+  hello[0] = std::byte{kProtocolVersion};
   hello.back() = std::byte{5};  // name length 5*256 but no bytes follow
   EXPECT_FALSE(ServerHandshake::on_hello(k, hello));
   auto [client, h] = ClientHandshake::start(k, "x").value();

@@ -4,6 +4,9 @@
 // [u32 length][u32 CRC32C(payload)][payload], little endian, after an 8-byte file magic — the
 // LevelDB/RocksDB log idea without blocks. A record torn by a crash mid-append fails its length
 // or CRC check at the tail and is dropped (and truncated away) on the next open.
+// Format 2 (magic "PEPJRNL2") appends the output byte counts to Finished records; format 1
+// files ("PEPJRNL1") still load, and resuming one rewrites its magic to 2 before appending, so an
+// older pepita refuses the file (bad magic) instead of misreading its new records.
 //
 //   auto j = Journal::open("job.journal", Journal::Mode::Resume).value();
 //   for (const auto& r : j->recovered()) if (r.type == RecordType::Finished) reuse(r);
@@ -44,13 +47,17 @@ struct JournalRecord {
   std::string stdout_data;
   std::string stderr_data;
   std::string error;
+  // Journal format 2 (appended after `error`); a format 1 record reads them as the output sizes.
+  std::uint64_t stdout_bytes = 0;  // total written, including what the output cap dropped
+  std::uint64_t stderr_bytes = 0;
 
   bool operator==(const JournalRecord&) const = default;
 };
 
-/// Serialises a record's payload (no frame). Exposed for tests and tools.
+/// Serialises a record's payload (no frame), in format 2. Exposed for tests and tools.
 std::string encode_record(const JournalRecord& record);
-/// Parses a payload; Corrupted when it is malformed.
+/// Parses a payload of format 1 or 2 (a Finished record without byte counts gets the output
+/// sizes); Corrupted when it is malformed.
 Result<JournalRecord> decode_record(std::string_view payload);
 
 /// What reading a journal file found.
@@ -58,6 +65,7 @@ struct Recovery {
   std::vector<JournalRecord> records;
   std::uint64_t valid_bytes = 0;  // the file's intact prefix, magic included
   std::uint64_t torn_bytes = 0;   // bytes of a torn tail record that were ignored
+  std::uint32_t format = 2;       // 1 for a file with the format 1 magic ("PEPJRNL1")
 };
 
 /// Reads every intact record of `path`. A missing file, an empty file or a torn magic is an

@@ -65,10 +65,14 @@ enum class TaskStatus : std::uint8_t {
   Cancelled = 4,   // a Cancel frame stopped it
   SpawnError = 5,  // could not start (missing binary, unknown blob or function)
   Returned = 6,    // the worker is draining and gives the unstarted task back
+  Skipped = 7,     // never ran: a dependency failed (executor::Status::Skipped; protocol 2)
+  Rejected = 8,    // never ran: a circuit breaker was open (executor::Status::Rejected; protocol 2)
 };
-inline constexpr std::uint8_t kMaxTaskStatus = 6;
+inline constexpr std::uint8_t kMaxTaskStatus = 8;
 std::string_view to_string(TaskStatus status) noexcept;
 
+/// Result: how one attempt ended. Built from an executor::ExecutionResult and turned back into
+/// one only through result_codec.hpp, which owns the field mapping.
 struct ResultMsg {
   std::uint32_t attempt = 0;
   TaskStatus status = TaskStatus::Succeeded;
@@ -78,6 +82,12 @@ struct ResultMsg {
   std::string stdout_data{};
   std::string stderr_data{};
   std::string error{};
+  // Protocol 2:
+  std::int64_t cpu_ns = 0;         // user + system CPU time of the process tree
+  std::int64_t max_rss_kb = 0;     // peak resident set
+  std::uint64_t stdout_bytes = 0;  // total written, including what the output cap dropped;
+                                   // read as at least stdout_data.size()
+  std::uint64_t stderr_bytes = 0;
   bool operator==(const ResultMsg&) const = default;
 };
 

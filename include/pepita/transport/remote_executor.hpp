@@ -21,6 +21,7 @@
 #include "pepita/executor/executor.hpp"
 #include "pepita/pool/pool.hpp"
 #include "pepita/transport/remote.hpp"
+#include "pepita/transport/result_codec.hpp"  // to_executor_status
 
 namespace pepita::transport {
 
@@ -74,8 +75,5 @@ class RemoteExecutor final : public executor::Executor {
 /// The Remote backend for a pool, created at build():
 /// `Pool::builder().executor(transport::remote_workers({.remote = {.workers = {...}, .key = k}}))`.
 pool::Pool::Builder::ExecutorFactory remote_workers(RemoteExecutorOptions options);
-
-/// Maps a worker's TaskStatus to the pool's executor::Status.
-executor::Status to_executor_status(TaskStatus status) noexcept;
 
 }  // namespace pepita::transport
