@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -329,6 +330,55 @@ TEST_F(RunCli, SecondSignalOrStopDeadlineEndsTheRunPromptly) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     EXPECT_EQ(alive(), 0) << "task processes outlived the forced exit";
   }
+}
+
+// Pids of running (not zombie: a zombie's cmdline is empty) processes whose command line holds
+// `needle` as one argument.
+std::vector<pid_t> processes_with_arg(const std::string& needle) {
+  std::vector<pid_t> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = slurp(e.path() / "cmdline");
+    for (std::size_t at = 0; at < cmdline.size();) {
+      const std::size_t end = std::min(cmdline.find('\0', at), cmdline.size());
+      if (cmdline.compare(at, end - at, needle) == 0) {
+        found.push_back(static_cast<pid_t>(std::stol(name)));
+        break;
+      }
+      at = end + 1;
+    }
+  }
+  return found;
+}
+
+// Issue 19: kill -9 of the driver runs none of its teardown, yet its task processes must not run
+// on (PR_SET_PDEATHSIG in the spawned child). The task is found by a unique argument.
+TEST_F(RunCli, KillMinusNineTakesTheTasksWithIt) {
+  // sleep adds its arguments: 60 s plus a few microseconds that make this run's tasks unique.
+  const std::string marker = "0.000" + std::to_string(::getpid());
+  const auto job = write("long.toml",
+                         "[pool]\nprocess_slots = 2\n[[task]]\nname = \"long\"\ncount = 2\n"
+                         "command = \"/bin/sleep\"\nargs = [\"60\", \"" +
+                             marker + "\"]\n");
+  const pid_t pid = spawn({"run", "-q", "--state-dir", state(), job.string()}, "kill9");
+  std::vector<pid_t> tasks;
+  for (int i = 0; i < 500 && tasks.size() < 2; ++i) {
+    std::this_thread::sleep_for(10ms);
+    tasks = processes_with_arg(marker);
+  }
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  auto r = finish(pid, "kill9", std::chrono::seconds(20));
+  ASSERT_EQ(tasks.size(), 2u) << "the tasks did not start: " << r.err;
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL);
+  const auto until = std::chrono::steady_clock::now() + 2s;
+  while (!processes_with_arg(marker).empty() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto left = processes_with_arg(marker);
+  for (pid_t p : left) ::kill(p, SIGKILL);  // leave nothing behind either way
+  EXPECT_TRUE(left.empty()) << left.size() << " task(s) outlived the killed driver by 2 s";
 }
 
 TEST_F(RunCli, InterruptCancelsCleanlyAndLeavesResumableJournal) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -152,6 +153,52 @@ TEST(ProcessExecutor, CancelStopsARunningChild) {
   std::stop_source pre;
   pre.request_stop();
   EXPECT_EQ(run_one(*exec, sh("sleep 30"), pre.get_token()).status, Status::Cancelled);
+}
+
+// Issue 19: a task must not outlive a driver killed with SIGKILL (which runs no teardown). A
+// forked copy of the test stands in for the driver: it starts `sleep 60` on a ProcessExecutor and
+// reports the task's pid through a pipe; the test SIGKILLs it, and the task must die with it
+// (PR_SET_PDEATHSIG, set by the spawn in the child before exec).
+TEST(ProcessExecutor, TasksDieWithAKilledParent) {
+  const auto pidfile =
+      std::filesystem::temp_directory_path() / ("pepita-pdeathsig-" + std::to_string(::getpid()));
+  std::filesystem::remove(pidfile);
+  int report[2];
+  ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
+  const pid_t driver = ::fork();
+  ASSERT_GE(driver, 0);
+  if (driver == 0) {
+    ::close(report[0]);
+    pid_t task_pid = -1;
+    auto exec = ProcessExecutor::create({.slots = 1});
+    // The shell execs sleep: the task's pid is the spawned child's own.
+    if (exec && (*exec)->start(sh("echo $$ > " + pidfile.string() + "; exec sleep 60"), {},
+                               [](ExecutionResult) {})) {
+      for (int i = 0; i < 500 && task_pid <= 0; ++i) {
+        std::ifstream in(pidfile);
+        if (!(in >> task_pid)) std::this_thread::sleep_for(10ms);
+      }
+    }
+    [[maybe_unused]] ssize_t n = ::write(report[1], &task_pid, sizeof task_pid);
+    for (;;) ::pause();  // until the test kills it; never runs gtest's teardown
+  }
+  ::close(report[1]);
+  pid_t task_pid = -1;
+  const ssize_t got = ::read(report[0], &task_pid, sizeof task_pid);
+  ::close(report[0]);
+  std::filesystem::remove(pidfile);
+  ASSERT_EQ(::kill(driver, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(driver, nullptr, 0), driver);
+  ASSERT_EQ(got, static_cast<ssize_t>(sizeof task_pid));
+  ASSERT_GT(task_pid, 0) << "the forked driver could not start its task";
+  // The orphan is reparented to init (or a subreaper), which reaps it; a zombie runs nothing.
+  const auto until = std::chrono::steady_clock::now() + 2s;
+  while (process_running(task_pid) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const bool survived = process_running(task_pid);
+  if (survived) ::kill(task_pid, SIGKILL);  // leave nothing behind either way
+  EXPECT_FALSE(survived) << "task " << task_pid << " outlived its SIGKILLed parent by 2 s";
 }
 
 TEST(ProcessExecutor, NoFdLeaksNoZombies) {
