@@ -243,7 +243,7 @@ TEST_F(RunCli, KillMinusNineThenResumeFinishesEveryTaskOnce) {
   ASSERT_EQ(::kill(pid, SIGKILL), 0);
   auto first = finish(pid, "first");
   ASSERT_EQ(first.exit_code, 128 + SIGKILL);
-  std::this_thread::sleep_for(300ms);  // orphaned children of the killed driver finish
+  std::this_thread::sleep_for(300ms);  // the tasks die with the driver; a `sleep` they ran ends
 
   auto r = run({"run", "--json", "--resume", "--state-dir", state(), job.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -115,6 +115,47 @@ TEST(ProcessExecutor, LaunchFailuresAreResultsNotCrashes) {
   EXPECT_FALSE(exec->start(fn, {}, [](ExecutionResult) {}));
 }
 
+// The spawn does its own PATH search (no malloc in the child): execvp's errors, not others.
+TEST(ProcessExecutor, PathSearchErrorsMatchExecvp) {
+  auto exec = make();
+  auto found = run_one(*exec, Task::binary("true").build().value());
+  EXPECT_EQ(found.status, Status::Succeeded) << found.error;
+  auto missing = run_one(*exec, Task::binary("pepita-no-such-binary").build().value());
+  EXPECT_EQ(missing.status, Status::LaunchFailed);
+  EXPECT_NE(missing.error.find("ENOENT"), std::string::npos) << missing.error;
+  // A file that is there but not executable: EACCES, for a path and for a PATH entry (relative
+  // to the task's cwd: an empty PATH element is the current directory).
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("pepita-noexec-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "noexec") << "#!/bin/sh\n";
+  auto denied = run_one(*exec, Task::binary((dir / "noexec").string()).build().value());
+  EXPECT_EQ(denied.status, Status::LaunchFailed);
+  EXPECT_NE(denied.error.find("EACCES"), std::string::npos) << denied.error;
+  std::filesystem::remove_all(dir);
+}
+
+// The reactor thread blocks SIGPIPE and the test may ignore signals: a task starts with an empty
+// mask and default dispositions all the same, in its own process group.
+TEST(ProcessExecutor, ChildStartsWithCleanSignalStateInItsOwnGroup) {
+  auto exec = make();
+  struct sigaction ignore {
+  }, old_int{}, old_quit{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGINT, &ignore, &old_int);
+  ::sigaction(SIGQUIT, &ignore, &old_quit);
+  auto r = run_one(*exec, Task::binary("/bin/sh")
+                              .args({"-c",
+                                     "grep -E '^Sig(Blk|Ign)' /proc/self/status; "
+                                     "[ \"$(ps -o pgid= $$ | tr -d ' ')\" = \"$$\" ] && echo own"})
+                              .build()
+                              .value());
+  ::sigaction(SIGINT, &old_int, nullptr);
+  ::sigaction(SIGQUIT, &old_quit, nullptr);
+  EXPECT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nown\n");
+}
+
 TEST(ProcessExecutor, TimeoutKillsWholeProcessGroup) {
   auto exec = make(200ms);
   const auto pidfile =
