@@ -452,6 +452,39 @@ deps = ["remote-echo"]
   EXPECT_EQ(by["local-after"]["status"], "succeeded");
 }
 
+// Issue 19: kill -9 of a `pepita worker` takes the task processes it started with it.
+TEST_F(RunCli, KillMinusNineOfAWorkerTakesItsTasksWithIt) {
+  const std::string key = (dir_ / "k.key").string();
+  ASSERT_EQ(run({"worker", "--gen-key", key}).exit_code, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(20002 + ::getpid() % 20000);
+  const pid_t worker =
+      spawn({"worker", "--listen", address, "--key", key, "--slots", "2"}, "worker");
+  const std::string marker = "0.000" + std::to_string(::getpid()) + "1";
+  const auto job = write("remote-long.toml",
+                         "[[task]]\nname = \"long\"\ncommand = \"/bin/sleep\"\nargs = [\"60\", \"" +
+                             marker + "\"]\nbackend = \"remote\"\n");
+  const pid_t driver = spawn(
+      {"run", "-q", "--no-journal", "--worker", address, "--key", key, job.string()}, "driver");
+  std::vector<pid_t> tasks;
+  for (int i = 0; i < 1000 && tasks.empty(); ++i) {
+    std::this_thread::sleep_for(10ms);
+    tasks = processes_with_arg(marker);
+  }
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  auto w = finish(worker, "worker", std::chrono::seconds(20));
+  const auto until = std::chrono::steady_clock::now() + 2s;
+  while (!processes_with_arg(marker).empty() && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const auto left = processes_with_arg(marker);
+  for (pid_t p : left) ::kill(p, SIGKILL);  // leave nothing behind either way
+  ::kill(driver, SIGKILL);                  // it would wait for the lost worker to come back
+  auto d = finish(driver, "driver", std::chrono::seconds(20));
+  ASSERT_EQ(tasks.size(), 1u) << "the task did not start: " << w.err << d.err;
+  EXPECT_EQ(w.exit_code, 128 + SIGKILL);
+  EXPECT_TRUE(left.empty()) << left.size() << " task(s) outlived the killed worker by 2 s";
+}
+
 // --tls on both sides, and [defaults] backend = "remote" sending the whole job there.
 TEST_F(RunCli, RemoteTasksRunOverTlsWhenBothSidesAskForIt) {
   const std::string key = (dir_ / "t.key").string();
