@@ -105,7 +105,7 @@ std::string format_target_spec(const TargetSpec& spec) {
   switch (spec.kind) {
     case TargetKind::File:
       out += spec.path;
-      if (spec.size_bytes != 0) out += "," + format_size(spec.size_bytes);
+      if (spec.size_bytes != 0) out.append(",").append(format_size(spec.size_bytes));
       break;
     case TargetKind::Zram: out += format_size(spec.size_bytes) + "," + spec.compression; break;
     case TargetKind::Null:

@@ -46,12 +46,14 @@ def sh(cmd, **kw):
 
 
 # ---- journal (src/fault/journal.cpp: 8-byte magic, then [u32 len][u32 crc][payload]) ----
+# Formats 1 and 2 share the record prefix read here (format 2 appends output byte counts to
+# Finished records).
 def journal_successes(path):
     """{task name: number of Finished records with status Succeeded}."""
     out = {}
     with open(path, "rb") as f:
         data = f.read()
-    if data[:8] != b"PEPJRNL1":
+    if data[:8] not in (b"PEPJRNL1", b"PEPJRNL2"):
         raise ValueError(f"{path}: not a pepita journal")
     pos = 8
     while pos + 8 <= len(data):
