@@ -432,9 +432,8 @@ class Chaos:
             self.fail("wrong_status", f"{desc}: exit status {rc}, expected {sorted(expect)}; "
                       f"stderr: {tail(d)}")
         if kind.startswith("kill9"):
-            # SIGKILL gives pepita no chance to stop what that process started; the kernel
-            # SIGKILLs its task processes (PR_SET_PDEATHSIG, set at spawn), and anything they
-            # started runs out on its own. Counted right after the kill, not hidden.
+            # SIGKILL gives pepita no chance to stop what that process started: its task
+            # processes (own process groups) run out on their own. Counted, not hidden.
             orphans = len(be.tasks_left())
             self.counts["orphans_of_kill9"] += orphans
             if orphans:

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,47 +114,6 @@ TEST(ProcessExecutor, LaunchFailuresAreResultsNotCrashes) {
   EXPECT_FALSE(exec->start(fn, {}, [](ExecutionResult) {}));
 }
 
-// The spawn does its own PATH search (no malloc in the child): execvp's errors, not others.
-TEST(ProcessExecutor, PathSearchErrorsMatchExecvp) {
-  auto exec = make();
-  auto found = run_one(*exec, Task::binary("true").build().value());
-  EXPECT_EQ(found.status, Status::Succeeded) << found.error;
-  auto missing = run_one(*exec, Task::binary("pepita-no-such-binary").build().value());
-  EXPECT_EQ(missing.status, Status::LaunchFailed);
-  EXPECT_NE(missing.error.find("ENOENT"), std::string::npos) << missing.error;
-  // A file that is there but not executable: EACCES, for a path and for a PATH entry (relative
-  // to the task's cwd: an empty PATH element is the current directory).
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("pepita-noexec-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir / "noexec") << "#!/bin/sh\n";
-  auto denied = run_one(*exec, Task::binary((dir / "noexec").string()).build().value());
-  EXPECT_EQ(denied.status, Status::LaunchFailed);
-  EXPECT_NE(denied.error.find("EACCES"), std::string::npos) << denied.error;
-  std::filesystem::remove_all(dir);
-}
-
-// The reactor thread blocks SIGPIPE and the test may ignore signals: a task starts with an empty
-// mask and default dispositions all the same, in its own process group.
-TEST(ProcessExecutor, ChildStartsWithCleanSignalStateInItsOwnGroup) {
-  auto exec = make();
-  struct sigaction ignore {
-  }, old_int{}, old_quit{};
-  ignore.sa_handler = SIG_IGN;
-  ::sigaction(SIGINT, &ignore, &old_int);
-  ::sigaction(SIGQUIT, &ignore, &old_quit);
-  auto r = run_one(*exec, Task::binary("/bin/sh")
-                              .args({"-c",
-                                     "grep -E '^Sig(Blk|Ign)' /proc/self/status; "
-                                     "[ \"$(ps -o pgid= $$ | tr -d ' ')\" = \"$$\" ] && echo own"})
-                              .build()
-                              .value());
-  ::sigaction(SIGINT, &old_int, nullptr);
-  ::sigaction(SIGQUIT, &old_quit, nullptr);
-  EXPECT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
-  EXPECT_EQ(r.stdout_data, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nown\n");
-}
-
 TEST(ProcessExecutor, TimeoutKillsWholeProcessGroup) {
   auto exec = make(200ms);
   const auto pidfile =
@@ -194,52 +152,6 @@ TEST(ProcessExecutor, CancelStopsARunningChild) {
   std::stop_source pre;
   pre.request_stop();
   EXPECT_EQ(run_one(*exec, sh("sleep 30"), pre.get_token()).status, Status::Cancelled);
-}
-
-// Issue 19: a task must not outlive a driver killed with SIGKILL (which runs no teardown). A
-// forked copy of the test stands in for the driver: it starts `sleep 60` on a ProcessExecutor and
-// reports the task's pid through a pipe; the test SIGKILLs it, and the task must die with it
-// (PR_SET_PDEATHSIG, set by the spawn in the child before exec).
-TEST(ProcessExecutor, TasksDieWithAKilledParent) {
-  const auto pidfile =
-      std::filesystem::temp_directory_path() / ("pepita-pdeathsig-" + std::to_string(::getpid()));
-  std::filesystem::remove(pidfile);
-  int report[2];
-  ASSERT_EQ(::pipe2(report, O_CLOEXEC), 0);
-  const pid_t driver = ::fork();
-  ASSERT_GE(driver, 0);
-  if (driver == 0) {
-    ::close(report[0]);
-    pid_t task_pid = -1;
-    auto exec = ProcessExecutor::create({.slots = 1});
-    // The shell execs sleep: the task's pid is the spawned child's own.
-    if (exec && (*exec)->start(sh("echo $$ > " + pidfile.string() + "; exec sleep 60"), {},
-                               [](ExecutionResult) {})) {
-      for (int i = 0; i < 500 && task_pid <= 0; ++i) {
-        std::ifstream in(pidfile);
-        if (!(in >> task_pid)) std::this_thread::sleep_for(10ms);
-      }
-    }
-    [[maybe_unused]] ssize_t n = ::write(report[1], &task_pid, sizeof task_pid);
-    for (;;) ::pause();  // until the test kills it; never runs gtest's teardown
-  }
-  ::close(report[1]);
-  pid_t task_pid = -1;
-  const ssize_t got = ::read(report[0], &task_pid, sizeof task_pid);
-  ::close(report[0]);
-  std::filesystem::remove(pidfile);
-  ASSERT_EQ(::kill(driver, SIGKILL), 0);
-  ASSERT_EQ(::waitpid(driver, nullptr, 0), driver);
-  ASSERT_EQ(got, static_cast<ssize_t>(sizeof task_pid));
-  ASSERT_GT(task_pid, 0) << "the forked driver could not start its task";
-  // The orphan is reparented to init (or a subreaper), which reaps it; a zombie runs nothing.
-  const auto until = std::chrono::steady_clock::now() + 2s;
-  while (process_running(task_pid) && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(10ms);
-  }
-  const bool survived = process_running(task_pid);
-  if (survived) ::kill(task_pid, SIGKILL);  // leave nothing behind either way
-  EXPECT_FALSE(survived) << "task " << task_pid << " outlived its SIGKILLed parent by 2 s";
 }
 
 TEST(ProcessExecutor, NoFdLeaksNoZombies) {

@@ -1,8 +1,8 @@
 #pragma once
 // SIGINT, SIGTERM and SIGHUP blocked in the calling thread — and so in every thread it starts
 // afterwards; create it before any — and taken synchronously, so a command's teardown runs in
-// order on an ordinary thread rather than in a signal handler. Children started by
-// a ProcessExecutor get an empty mask.
+// order on an ordinary thread rather than in a signal handler. Children started with
+// posix_spawn get an empty mask.
 #include <pthread.h>
 #include <signal.h>
 

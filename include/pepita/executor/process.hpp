@@ -1,9 +1,8 @@
 #pragma once
-// ProcessExecutor: runs binary tasks as child processes. A vfork-style clone+exec puts each
-// child in its own process group with default signal dispositions, an empty signal mask, every
-// inherited fd above 2 closed and SIGKILL as its parent-death signal (so a process killed with
-// SIGKILL takes its tasks with it); a single reactor thread spawns every child, watches its pidfd
-// and its stdout/stderr pipes with epoll, reaps it with waitid(P_PIDFD) and rusage, and enforces
+// ProcessExecutor: runs binary tasks as child processes. posix_spawn (vfork+exec in glibc) puts
+// each child in its own process group with default signal dispositions, an empty signal mask
+// and every inherited fd above 2 closed; a single reactor thread watches each child's pidfd and
+// its stdout/stderr pipes with epoll, reaps it with waitid(P_PIDFD) and rusage, and enforces
 // timeouts by signalling the whole process group (SIGTERM, then SIGKILL after a grace period).
 
 #include <chrono>

@@ -1,6 +1,6 @@
 #pragma once
 // Pool: the front door for running a batch of tasks. It holds a registry of executors keyed by
-// backend (Cpu on the work-stealing scheduler, Process via clone+exec; Remote/Slurm/MicroVm/Gpu
+// backend (Cpu on the work-stealing scheduler, Process via posix_spawn; Remote/Slurm/MicroVm/Gpu
 // plug in through Builder::executor), releases tasks in dependency order, applies the RetryPolicy's
 // backoff, consults one CircuitBreaker per backend before every attempt, and records progress in
 // an optional crash-safe Journal so a rerun skips what already succeeded.
