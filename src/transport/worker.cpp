@@ -294,8 +294,9 @@ struct Worker::Impl {
   void serve(const std::shared_ptr<Client>& c, UniqueFd fd) {
     auto conn = Connection::accept(std::move(fd), c->peer, *opts.key, opts.connection);
     if (!conn) {
-      rejected.fetch_add(1);
+      // Logged before it is counted: whoever sees the count can read the reason.
       log("rejected " + c->peer + ": " + conn.error().to_string());
+      rejected.fetch_add(1);
       c->open.store(false);
       c->finished.store(true);
       return;
