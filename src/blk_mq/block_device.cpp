@@ -3,8 +3,8 @@
 
 #include <cerrno>
 
-#include "blk_mq/detail/fmt.hpp"
 #include "pepita/blk_mq/tag_allocator.hpp"
+#include "pepita/core/format.hpp"
 
 namespace pepita::blk_mq {
 
@@ -81,13 +81,13 @@ Result<uint32_t> execute(BlockDevice& device, TagSet& tags, uint32_t queue, Op o
   const DeviceInfo& info = device.info();
   if (queue >= info.tag_set.nr_hw_queues || queue >= tags.config().nr_hw_queues)
     return fail(ErrorCode::InvalidArgument,
-                detail::fmt("queue {} does not exist: the device has {} hardware queues", queue,
-                            info.tag_set.nr_hw_queues));
+                fmt("queue {} does not exist: the device has {} hardware queues", queue,
+                    info.tag_set.nr_hw_queues));
   if (op == Op::Read || op == Op::Write) {
     if (data.size() % kSectorSize != 0 || data.size() / kSectorSize > UINT32_MAX)
       return fail(ErrorCode::InvalidArgument,
-                  detail::fmt("{} buffer of {} bytes is not a whole number of 512-byte sectors",
-                              op_name(op), data.size()));
+                  fmt("{} buffer of {} bytes is not a whole number of 512-byte sectors",
+                      op_name(op), data.size()));
     nr_sectors = static_cast<uint32_t>(data.size() / kSectorSize);
   }
   TagAllocator& allocator = tags.queue(queue);
@@ -106,9 +106,8 @@ Result<uint32_t> execute(BlockDevice& device, TagSet& tags, uint32_t queue, Op o
   if (res < 0) {
     const RequestCheck why = check_request(req, info);
     Error error = Error::from_errno(
-        res, detail::fmt("{} of {} sectors at sector {} (device has {} sectors, block size {})",
-                         op_name(op), nr_sectors, sector, info.capacity_sectors,
-                         info.logical_block_size));
+        res, fmt("{} of {} sectors at sector {} (device has {} sectors, block size {})",
+                 op_name(op), nr_sectors, sector, info.capacity_sectors, info.logical_block_size));
     if (!why && why.neg_errno == res) error.with_context(why.reason);
     return std::unexpected(std::move(error));
   }

@@ -7,10 +7,10 @@
 #include <vector>
 
 #include "blk_mq/detail/file_disk_uring.hpp"
-#include "blk_mq/detail/fmt.hpp"
-#include "blk_mq/detail/sys.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
 #include "pepita/blk_mq/tag_allocator.hpp"
+#include "pepita/core/format.hpp"
+#include "pepita/core/sys.hpp"
 
 namespace pepita::blk_mq {
 
@@ -23,22 +23,21 @@ Result<std::unique_ptr<FileDisk>> FileDisk::create(const FileDiskConfig& config)
   const int fd = sys::open(config.path.c_str(), flags, 0600);
   if (fd == -EINVAL && config.direct)
     return fail(ErrorCode::InvalidArgument,
-                detail::fmt("{}: the filesystem does not support O_DIRECT; open it without "
-                            "direct or put the file on ext4/xfs",
-                            config.path),
+                fmt("{}: the filesystem does not support O_DIRECT; open it without "
+                    "direct or put the file on ext4/xfs",
+                    config.path),
                 EINVAL);
-  if (fd < 0) return fail_errno(fd, detail::fmt("open {}", config.path));
+  if (fd < 0) return fail_errno(fd, fmt("open {}", config.path));
   UniqueFd owned(fd);
   int64_t size = sys::file_size(fd);
-  if (size < 0) return fail_errno(static_cast<int>(size), detail::fmt("stat {}", config.path));
+  if (size < 0) return fail_errno(static_cast<int>(size), fmt("stat {}", config.path));
   if (config.capacity_bytes != 0 && static_cast<uint64_t>(size) < config.capacity_bytes) {
     if (config.read_only)
       return fail(ErrorCode::InvalidArgument,
-                  detail::fmt("{} holds {} bytes, less than the requested capacity {}", config.path,
-                              size, config.capacity_bytes));
+                  fmt("{} holds {} bytes, less than the requested capacity {}", config.path, size,
+                      config.capacity_bytes));
     if (int rc = sys::ftruncate(fd, config.capacity_bytes); rc < 0)
-      return fail_errno(rc,
-                        detail::fmt("extend {} to {} bytes", config.path, config.capacity_bytes));
+      return fail_errno(rc, fmt("extend {} to {} bytes", config.path, config.capacity_bytes));
     size = static_cast<int64_t>(config.capacity_bytes);
   }
   const uint64_t capacity =

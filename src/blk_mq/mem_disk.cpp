@@ -5,10 +5,10 @@
 #include <cstring>
 #include <mutex>
 
-#include "blk_mq/detail/fmt.hpp"
-#include "blk_mq/detail/sys.hpp"
 #include "pepita/abi/memory.hpp"
 #include "pepita/blk_mq/tag_allocator.hpp"
+#include "pepita/core/format.hpp"
+#include "pepita/core/sys.hpp"
 
 namespace pepita::blk_mq {
 
@@ -17,13 +17,13 @@ using abi::PAGE_SIZE;
 Result<void> validate_geometry(uint64_t capacity_bytes, uint32_t logical_block_size) {
   if (logical_block_size < 512 || logical_block_size > 4096 ||
       !abi::is_power_of_two(logical_block_size))
-    return fail(ErrorCode::InvalidArgument,
-                detail::fmt("logical block size {} is invalid; use 512, 1024, 2048 or 4096",
-                            logical_block_size));
+    return fail(
+        ErrorCode::InvalidArgument,
+        fmt("logical block size {} is invalid; use 512, 1024, 2048 or 4096", logical_block_size));
   if (capacity_bytes == 0 || capacity_bytes % logical_block_size != 0)
     return fail(ErrorCode::InvalidArgument,
-                detail::fmt("capacity {} bytes must be a non-zero multiple of the block size {}",
-                            capacity_bytes, logical_block_size));
+                fmt("capacity {} bytes must be a non-zero multiple of the block size {}",
+                    capacity_bytes, logical_block_size));
   return {};
 }
 

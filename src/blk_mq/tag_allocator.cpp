@@ -4,7 +4,7 @@
 #include <bit>
 #include <cstdlib>
 
-#include "blk_mq/detail/fmt.hpp"
+#include "pepita/core/format.hpp"
 
 namespace pepita::blk_mq {
 
@@ -14,14 +14,12 @@ Result<void> validate_tag_set(TagSetConfig config) {
     case TagSetError::Ok: return {};
     case TagSetError::TooFewQueues:
     case TagSetError::TooManyQueues:
-      return fail(ErrorCode::InvalidArgument,
-                  detail::fmt("tag set has {} hardware queues; use 1..{}", config.nr_hw_queues,
-                              abi::blk_mq::kMaxQueues));
+      return fail(ErrorCode::InvalidArgument, fmt("tag set has {} hardware queues; use 1..{}",
+                                                  config.nr_hw_queues, abi::blk_mq::kMaxQueues));
     case TagSetError::DepthTooSmall:
     case TagSetError::DepthTooLarge:
-      return fail(ErrorCode::InvalidArgument,
-                  detail::fmt("queue depth {} is out of range; use 1..{}", config.queue_depth,
-                              abi::blk_mq::kMaxDepth));
+      return fail(ErrorCode::InvalidArgument, fmt("queue depth {} is out of range; use 1..{}",
+                                                  config.queue_depth, abi::blk_mq::kMaxDepth));
   }
   return fail(ErrorCode::Internal, "unhandled tag set check");
 }
@@ -64,8 +62,7 @@ Result<uint32_t> TagAllocator::get(bool no_wait) {
     if (auto tag = try_get()) return *tag;
     if (no_wait)
       return fail(ErrorCode::WouldBlock,
-                  detail::fmt("all {} tags of the queue are in flight (no-wait request)", depth_),
-                  EAGAIN);
+                  fmt("all {} tags of the queue are in flight (no-wait request)", depth_), EAGAIN);
     generation_.wait(generation, std::memory_order_acquire);
   }
 }
@@ -73,13 +70,13 @@ Result<uint32_t> TagAllocator::get(bool no_wait) {
 Result<void> TagAllocator::put(uint32_t tag) {
   if (tag >= depth_)
     return fail(ErrorCode::InvalidArgument,
-                detail::fmt("tag {} is outside the queue depth {}", tag, depth_));
+                fmt("tag {} is outside the queue depth {}", tag, depth_));
   const uint64_t mask = uint64_t{1} << (tag % 64);
   // release: our per-request state writes happen before the next owner's acquire in try_get().
   const uint64_t old = words_[tag / 64].fetch_and(~mask, std::memory_order_release);
   if ((old & mask) == 0)
     return fail(ErrorCode::InvalidArgument,
-                detail::fmt("tag {} was returned twice (it is not in flight)", tag));
+                fmt("tag {} was returned twice (it is not in flight)", tag));
   generation_.fetch_add(1, std::memory_order_release);
   generation_.notify_all();
   return {};

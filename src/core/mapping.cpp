@@ -1,8 +1,9 @@
 // mmap wrapper that returns Result instead of MAP_FAILED + errno.
 #include "pepita/core/mapping.hpp"
 
-#include <cerrno>
 #include <string>
+
+#include "pepita/core/sys/fd.hpp"
 
 namespace pepita {
 
@@ -10,8 +11,9 @@ Result<Mapping> Mapping::map(std::size_t length, int prot, int flags, int fd, of
                              const char* what) {
   if (length == 0)
     return fail(ErrorCode::InvalidArgument, std::string("mmap ") + what + ": length is 0");
-  void* addr = ::mmap(nullptr, length, prot, flags, fd, offset);
-  if (addr == MAP_FAILED) return fail_errno(errno, std::string("mmap ") + what);
+  void* addr = nullptr;
+  if (const int rc = sys::mmap(&addr, length, prot, flags, fd, offset); rc < 0)
+    return fail_errno(rc, std::string("mmap ") + what);
   return Mapping(addr, length);
 }
 

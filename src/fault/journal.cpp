@@ -11,7 +11,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "pepita/fault/crc32c.hpp"
+#include "pepita/core/crc32c.hpp"
+#include "pepita/core/sys/fd.hpp"
 
 namespace pepita::fault {
 namespace {
@@ -105,34 +106,24 @@ std::string sha256_hex(std::string_view data) {
 }
 
 Result<void> write_all(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail_errno(errno, "write journal " + path);
-    }
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
+  const int64_t n = sys::write_full(fd, data.data(), data.size());
+  if (n < 0) return fail_errno(static_cast<int>(n), "write journal " + path);
   return {};
 }
 
 // Fills an out-parameter: returning the string through Result trips a GCC 12 false positive
 // (-Wmaybe-uninitialized) in callers.
 Result<void> slurp(const std::string& path, std::string& data) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT) return {};
-    return fail_errno(errno, "open journal " + path);
-  }
+  const int raw = sys::open(path.c_str(), O_RDONLY);
+  if (raw == -ENOENT) return {};
+  if (raw < 0) return fail_errno(raw, "open journal " + path);
+  UniqueFd fd(raw);
   char buf[1 << 16];
   for (;;) {
-    const ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail_errno(errno, "read journal " + path);
-    }
-    if (n == 0) break;
+    const int64_t n = sys::read_full(fd.get(), buf, sizeof buf);
+    if (n < 0) return fail_errno(static_cast<int>(n), "read journal " + path);
     data.append(buf, static_cast<std::size_t>(n));
+    if (static_cast<std::size_t>(n) < sizeof buf) break;  // end of file
   }
   return {};
 }
@@ -140,9 +131,12 @@ Result<void> slurp(const std::string& path, std::string& data) {
 Result<void> fsync_parent(const std::string& path) {
   auto parent = std::filesystem::path(path).parent_path();
   if (parent.empty()) parent = ".";
-  UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!dir) return fail_errno(errno, "open journal directory " + parent.string());
-  if (::fsync(dir.get()) != 0) return fail_errno(errno, "fsync " + parent.string());
+  const int raw = sys::open(parent.c_str(), O_RDONLY | O_DIRECTORY);
+  if (raw < 0) return fail_errno(raw, "open journal directory " + parent.string());
+  UniqueFd dir(raw);
+  if (const int rc = sys::fsync(dir.get()); rc < 0) {
+    return fail_errno(rc, "fsync " + parent.string());
+  }
   return {};
 }
 
@@ -271,37 +265,42 @@ Journal::~Journal() {
     sync_cv_.notify_all();
     syncer_.join();
   }
-  if (fd_) ::fdatasync(fd_.get());
+  if (fd_) (void)sys::fdatasync(fd_.get());
 }
 
 Result<std::unique_ptr<Journal>> Journal::open(const std::string& path, Mode mode) {
   if (path.empty()) return fail(ErrorCode::InvalidArgument, "journal path is empty");
   Recovery recovery;
   if (mode == Mode::Resume) recovery = PEPITA_TRY(read_journal(path));
-  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (mode == Mode::Truncate ? O_TRUNC : 0);
-  UniqueFd fd(::open(path.c_str(), flags, 0644));
-  if (!fd) return fail_errno(errno, "open journal " + path);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return fail_errno(errno, "fstat journal " + path);
+  const int flags = O_WRONLY | O_CREAT | (mode == Mode::Truncate ? O_TRUNC : 0);
+  const int raw = sys::open(path.c_str(), flags, 0644);
+  if (raw < 0) return fail_errno(raw, "open journal " + path);
+  UniqueFd fd(raw);
+  const int64_t size = sys::file_size(fd.get());
+  if (size < 0) return fail_errno(static_cast<int>(size), "fstat journal " + path);
   const std::uint64_t intact = recovery.valid_bytes;
   if (mode == Mode::Truncate || intact < sizeof kMagic) {
-    if (::ftruncate(fd.get(), 0) != 0) return fail_errno(errno, "truncate journal " + path);
+    if (const int rc = sys::ftruncate(fd.get(), 0); rc < 0) {
+      return fail_errno(rc, "truncate journal " + path);
+    }
     PEPITA_TRY_VOID(write_all(fd.get(), std::string_view(kMagic, sizeof kMagic), path));
-  } else if (static_cast<std::uint64_t>(st.st_size) != intact) {
+  } else if (static_cast<std::uint64_t>(size) != intact) {
     // Cut the torn tail so the next record starts on a clean boundary.
-    if (::ftruncate(fd.get(), static_cast<off_t>(intact)) != 0) {
-      return fail_errno(errno, "truncate torn tail of journal " + path);
+    if (const int rc = sys::ftruncate(fd.get(), intact); rc < 0) {
+      return fail_errno(rc, "truncate torn tail of journal " + path);
     }
   }
   if (mode == Mode::Resume && intact >= sizeof kMagic && recovery.format == 1) {
     // Its records are valid format 2 records; the ones appended now are not format 1 records,
     // so an older pepita must see a magic it refuses rather than records it calls damaged.
-    if (::pwrite(fd.get(), kMagic, sizeof kMagic, 0) != static_cast<ssize_t>(sizeof kMagic)) {
-      return fail_errno(errno, "upgrade the magic of journal " + path);
+    if (const int64_t rc = sys::pwrite_full(fd.get(), kMagic, sizeof kMagic, 0); rc < 0) {
+      return fail_errno(static_cast<int>(rc), "upgrade the magic of journal " + path);
     }
   }
-  if (::lseek(fd.get(), 0, SEEK_END) < 0) return fail_errno(errno, "seek journal " + path);
-  if (::fsync(fd.get()) != 0) return fail_errno(errno, "fsync journal " + path);
+  if (const int64_t rc = sys::lseek(fd.get(), 0, SEEK_END); rc < 0) {
+    return fail_errno(static_cast<int>(rc), "seek journal " + path);
+  }
+  if (const int rc = sys::fsync(fd.get()); rc < 0) return fail_errno(rc, "fsync journal " + path);
   PEPITA_TRY_VOID(fsync_parent(path));
   return std::make_unique<Journal>(Private{}, path, std::move(fd), std::move(recovery.records),
                                    recovery.torn_bytes);
@@ -340,7 +339,9 @@ Result<void> Journal::sync() {
     earlier = std::exchange(sync_errno_, 0);
   }
   if (earlier != 0) return fail_errno(earlier, "fdatasync journal " + path_);
-  if (::fdatasync(fd_.get()) != 0) return fail_errno(errno, "fdatasync journal " + path_);
+  if (const int rc = sys::fdatasync(fd_.get()); rc < 0) {
+    return fail_errno(rc, "fdatasync journal " + path_);
+  }
   return {};
 }
 
@@ -351,8 +352,7 @@ void Journal::sync_loop(std::stop_token stop) {
     if (!dirty_) return;  // stop requested
     dirty_ = false;
     lock.unlock();
-    const int rc = ::fdatasync(fd_.get());
-    const int err = rc == 0 ? 0 : errno;
+    const int err = -sys::fdatasync(fd_.get());  // 0 or a positive errno
     lock.lock();
     if (err != 0 && sync_errno_ == 0) sync_errno_ = err;
   }

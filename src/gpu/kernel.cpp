@@ -4,13 +4,14 @@
 
 #include "pepita/gpu/kernel.hpp"
 
-#include <cerrno>
+#include <fcntl.h>
+
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <utility>
 
 #include "gpu/detail/context.hpp"
+#include "pepita/core/sys/fd.hpp"
 
 namespace pepita::gpu {
 namespace detail {
@@ -79,14 +80,15 @@ Result<void> validate_spirv(std::span<const std::uint32_t> spirv, std::string_vi
 }
 
 Result<std::vector<std::uint32_t>> load_spirv(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    return std::unexpected(
-        Error::from_errno(err != 0 ? err : ENOENT, "open SPIR-V file " + path.string()));
-  }
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return fail(ErrorCode::Io, "reading SPIR-V file " + path.string() + " failed");
+  const int raw = sys::open(path.c_str(), O_RDONLY);
+  if (raw < 0) return fail_errno(raw, "open SPIR-V file " + path.string());
+  UniqueFd fd(raw);
+  const int64_t size = sys::file_size(fd.get());
+  if (size < 0) return fail_errno(static_cast<int>(size), "stat SPIR-V file " + path.string());
+  std::string bytes(static_cast<std::size_t>(size), '\0');
+  const int64_t got = sys::read_full(fd.get(), bytes.data(), bytes.size());
+  if (got < 0) return fail(ErrorCode::Io, "reading SPIR-V file " + path.string() + " failed");
+  bytes.resize(static_cast<std::size_t>(got));  // the file shrank under us: validate what is there
   if (bytes.size() % 4 != 0)
     return fail(ErrorCode::InvalidArgument, "invalid SPIR-V: " + path.string() + " is " +
                                                 std::to_string(bytes.size()) +

@@ -19,9 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "pepita/core/sys/thread.hpp"
 #include "pepita/scheduler/deque.hpp"
 #include "scheduler/detail/parker.hpp"
-#include "scheduler/detail/sys.hpp"
 
 namespace pepita::scheduler {
 

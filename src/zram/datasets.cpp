@@ -11,7 +11,7 @@
 #include <random>
 #include <string>
 
-#include "blk_mq/detail/fmt.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/zram/zram_store.hpp"
 
 namespace pepita::zram {
@@ -126,12 +126,12 @@ Result<std::vector<std::byte>> make_dataset(std::string_view name, size_t bytes)
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     return fail(ErrorCode::InvalidArgument,
-                pepita::detail::fmt("data set '{}' is neither zeros, text, random, mixed nor a "
-                                    "readable file",
-                                    name));
+                pepita::fmt("data set '{}' is neither zeros, text, random, mixed nor a "
+                            "readable file",
+                            name));
   std::vector<std::byte> file;
   if (!read_file(path, file, bytes) || file.empty())
-    return fail(ErrorCode::NotFound, pepita::detail::fmt("cannot read data file '{}'", name));
+    return fail(ErrorCode::NotFound, pepita::fmt("cannot read data file '{}'", name));
   for (size_t i = 0; i < bytes; ++i) data[i] = file[i % file.size()];
   return data;
 }

@@ -8,8 +8,8 @@
 #include <thread>
 #include <vector>
 
-#include "blk_mq/detail/fmt.hpp"
 #include "pepita/blk_mq/tag_allocator.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/zram/zram_disk.hpp"
 
 namespace pepita::zram {
@@ -44,7 +44,7 @@ double median(std::vector<double> values) {
 }  // namespace
 
 Result<MeasureResult> measure(std::span<const std::byte> data, const MeasureOptions& options) {
-  using pepita::detail::fmt;
+  using pepita::fmt;
   if (data.empty() || data.size() % kPageSize != 0)
     return fail(ErrorCode::InvalidArgument,
                 fmt("data of {} bytes must be a non-zero multiple of 4096", data.size()));

@@ -5,7 +5,7 @@
 
 #include <algorithm>
 
-#include "blk_mq/detail/sys.hpp"
+#include "pepita/core/sys/fd.hpp"
 #include "zram/detail/zs_pool.hpp"
 
 namespace pepita::zram::detail {
@@ -18,7 +18,7 @@ bool PageArena::grow() noexcept {
   // Best effort: without THP the arena still works, with one fault per page.
   // SAFETY: advice on a mapping we own, over its whole length.
   if (mapping->size() >= kHugeAdviceBytes)
-    (void)blk_mq::sys::madvise(mapping->data(), mapping->size(), MADV_HUGEPAGE);
+    (void)sys::madvise(mapping->data(), mapping->size(), MADV_HUGEPAGE);
   next_chunk_bytes_ = std::min(next_chunk_bytes_ * 2, kMaxChunkBytes);
   // Leftover pages of the old chunk become short free runs rather than being lost.
   while (bump_ != nullptr && bump_ < bump_end_) {
@@ -67,7 +67,7 @@ void PageArena::free(std::byte* run, uint32_t pages) noexcept {
   bool resident = true;
   if (resident_cached_ + pages > cap) {
     // SAFETY: the run is ours and unused; its contents may be discarded.
-    resident = blk_mq::sys::madvise(run, size_t{pages} * kZsPageSize, MADV_DONTNEED) != 0;
+    resident = sys::madvise(run, size_t{pages} * kZsPageSize, MADV_DONTNEED) != 0;
   }
   if (resident) resident_cached_ += pages;
   try {

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "blk_mq/detail/fmt.hpp"
+#include "pepita/core/format.hpp"
 #include "zram/detail/codec.hpp"
 #include "zram/detail/zs_pool.hpp"
 
@@ -41,7 +41,7 @@ Result<Algorithm> parse_algorithm(std::string_view name) {
   if (name == "lz4") return Algorithm::Lz4;
   if (name == "zstd") return Algorithm::Zstd;
   return fail(ErrorCode::InvalidArgument,
-              pepita::detail::fmt("unknown compressor '{}'; use lz4 or zstd", name));
+              pepita::fmt("unknown compressor '{}'; use lz4 or zstd", name));
 }
 
 /// Compaction's view of the page table: lock the owner only if it can without waiting and only if
@@ -77,7 +77,7 @@ ZramStore::ZramStore(Token, const ZramConfig& config)
 ZramStore::~ZramStore() = default;
 
 Result<std::unique_ptr<ZramStore>> ZramStore::create(const ZramConfig& config) {
-  using pepita::detail::fmt;
+  using pepita::fmt;
   if (config.disksize == 0 || config.disksize % kPageSize != 0)
     return fail(ErrorCode::InvalidArgument,
                 fmt("zram disksize {} must be a non-zero multiple of 4096 bytes", config.disksize));
@@ -290,7 +290,7 @@ PageInfo ZramStore::page_info(uint64_t index) const noexcept {
 }
 
 Result<std::vector<std::byte>> ZramStore::page_frame(uint64_t index) const {
-  using pepita::detail::fmt;
+  using pepita::fmt;
   if (index >= num_pages_)
     return fail(ErrorCode::InvalidArgument,
                 fmt("page {} is past the end of the store ({} pages)", index, num_pages_));
@@ -314,14 +314,14 @@ Result<void> ZramStore::check_range(uint64_t offset, uint64_t length, const char
   uint64_t end = 0;
   if (__builtin_add_overflow(offset, length, &end) || end > config_.disksize)
     return fail(ErrorCode::InvalidArgument,
-                pepita::detail::fmt("zram {} of {} bytes at offset {} is past disksize {}", what,
-                                    length, offset, config_.disksize));
+                pepita::fmt("zram {} of {} bytes at offset {} is past disksize {}", what, length,
+                            offset, config_.disksize));
   return {};
 }
 
 namespace {
 Error page_error(int rc, const ZramStore& store, uint64_t index, const char* what) {
-  using pepita::detail::fmt;
+  using pepita::fmt;
   if (rc == -ENOSPC) {
     const ZramStats s = store.stats();
     return Error(ErrorCode::ResourceExhausted,

@@ -9,7 +9,7 @@
 #include <chrono>
 #include <thread>
 
-#include "scheduler/detail/sys.hpp"
+#include "pepita/core/sys/thread.hpp"
 
 namespace pepita::scheduler::detail {
 namespace {

@@ -1,34 +1,32 @@
 #pragma once
-// The io_uring syscalls, raw: each returns the kernel's result or a negative errno and never
-// touches errno's value for callers (liburing's syscall.h). Nothing above this layer reads errno.
+// The io_uring syscalls, raw: each returns the kernel's result or a negative errno (liburing's
+// syscall.h). Built on core's sys::syscall, so nothing in this module reads errno.
 
 #include <sys/syscall.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstddef>
 
 #include "pepita/abi/io_uring.hpp"
+#include "pepita/core/sys/fd.hpp"
 
 namespace pepita::io_uring::sys {
 
-inline int ret(long r) noexcept { return r < 0 ? -errno : static_cast<int>(r); }
-
 /// io_uring_setup(2): returns the ring fd or -errno.
 inline int setup(unsigned entries, abi::Params* params) noexcept {
-  return ret(::syscall(__NR_io_uring_setup, entries, params));
+  return static_cast<int>(pepita::sys::syscall(__NR_io_uring_setup, entries, params));
 }
 
 /// io_uring_enter(2): returns SQEs consumed or -errno. `arg` is a sigset or, with
 /// abi::enter::EXT_ARG, an abi::GeteventsArg of size `argsz`.
 inline int enter(int fd, unsigned to_submit, unsigned min_complete, unsigned flags, const void* arg,
                  std::size_t argsz) noexcept {
-  return ret(::syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz));
+  return static_cast<int>(
+      pepita::sys::syscall(__NR_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz));
 }
 
 /// io_uring_register(2): returns an opcode-specific count or -errno.
 inline int register_(int fd, unsigned opcode, const void* arg, unsigned nr) noexcept {
-  return ret(::syscall(__NR_io_uring_register, fd, opcode, arg, nr));
+  return static_cast<int>(pepita::sys::syscall(__NR_io_uring_register, fd, opcode, arg, nr));
 }
 
 }  // namespace pepita::io_uring::sys

@@ -1,14 +1,18 @@
 #pragma once
 // File-descriptor system calls: open, single-shot and full-length read/write (pread/pwrite),
-// sync, size and flag helpers, poll, madvise, ioctl and raw syscall(2). Each returns the result
-// or a negative errno and leaves errno alone for callers (liburing's syscall.h). The `*_full`
-// loops retry EINTR and short transfers; the single-shot calls return -EINTR to the caller.
+// sync, size and flag helpers, poll, mmap/madvise, ioctl and raw syscall(2). Each returns the
+// result or a negative errno and leaves errno alone for callers (liburing's syscall.h). The
+// `*_full` loops retry EINTR and short transfers; the single-shot calls return -EINTR to the
+// caller.
 
+#include <fcntl.h>  // O_* flags of open
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>  // PROT_*, MAP_*, MADV_* of mmap/madvise
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>  // RWF_* flags of pwrite_full
 #include <unistd.h>
 
 #include <cstddef>
@@ -64,6 +68,9 @@ int set_nonblocking(int fd) noexcept;
 /// poll(2): ready count, 0 on timeout, or -errno (-EINTR returned: callers recompute deadlines).
 int poll(pollfd* fds, nfds_t n, int timeout_ms) noexcept;
 
+/// mmap(2): 0 with *addr set to the mapping, or -errno (*addr untouched). Own the mapping in a
+/// pepita::Mapping.
+int mmap(void** addr, std::size_t len, int prot, int flags, int fd, off_t offset) noexcept;
 /// madvise(2): 0 or -errno.
 int madvise(void* addr, std::size_t len, int advice) noexcept;
 
