@@ -132,13 +132,6 @@ int poll(pollfd* fds, nfds_t n, int timeout_ms) noexcept {
   return static_cast<int>(ret(::poll(fds, n, timeout_ms)));
 }
 
-int mmap(void** addr, std::size_t len, int prot, int flags, int fd, off_t offset) noexcept {
-  void* p = ::mmap(nullptr, len, prot, flags, fd, offset);
-  if (p == MAP_FAILED) return -errno;
-  *addr = p;
-  return 0;
-}
-
 int madvise(void* addr, std::size_t len, int advice) noexcept {
   return static_cast<int>(ret(::madvise(addr, len, advice)));
 }

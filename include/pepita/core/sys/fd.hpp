@@ -69,8 +69,13 @@ int set_nonblocking(int fd) noexcept;
 int poll(pollfd* fds, nfds_t n, int timeout_ms) noexcept;
 
 /// mmap(2): 0 with *addr set to the mapping, or -errno (*addr untouched). Own the mapping in a
-/// pepita::Mapping.
-int mmap(void** addr, std::size_t len, int prot, int flags, int fd, off_t offset) noexcept;
+/// pepita::Mapping. Inline so fuzz targets that compile core/mapping.cpp alone need no sys .cpp.
+inline int mmap(void** addr, std::size_t len, int prot, int flags, int fd, off_t offset) noexcept {
+  void* p = ::mmap(nullptr, len, prot, flags, fd, offset);
+  if (p == MAP_FAILED) return static_cast<int>(ret(-1));  // -errno
+  *addr = p;
+  return 0;
+}
 /// madvise(2): 0 or -errno.
 int madvise(void* addr, std::size_t len, int advice) noexcept;
 
