@@ -11,9 +11,11 @@
 #   <TEST>, which runs every input of the target's seed corpus once. Seeds and the reproducers
 #   of fixed bugs stay regression tests under the normal compiler and sanitizers.
 #
-# pepita_fuzz_target(NAME <exe> TEST <ctest name> LABEL <label> MAX_LEN <bytes>
+# pepita_fuzz_target(NAME <exe> TEST <ctest name> LABEL <module> MAX_LEN <bytes>
 #                    CORPUS <dir> [DICT <file>] SOURCES <files...> [LIBS <targets...>]
 #                    [DEFINITIONS <defs...>] [OPTIONS <compile options...>])
+# LABEL is the module the target fuzzes: its CTest label and, as for the module itself, its only
+# private include dir (src/<module>).
 option(PEPITA_FUZZ "Build the libFuzzer targets (needs clang >= 16, e.g. clang++-19)" OFF)
 
 if(PEPITA_FUZZ)
@@ -46,7 +48,7 @@ function(pepita_fuzz_target)
   if(PEPITA_FUZZ)
     add_executable(${ARG_NAME} ${ARG_SOURCES})
     target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/include
-      ${PROJECT_SOURCE_DIR}/src)
+      ${PROJECT_SOURCE_DIR}/src/${ARG_LABEL})
     target_compile_definitions(${ARG_NAME} PRIVATE ${ARG_DEFINITIONS})
     target_compile_options(${ARG_NAME} PRIVATE ${ARG_OPTIONS})
     target_link_options(${ARG_NAME} PRIVATE -fsanitize=fuzzer)
@@ -67,7 +69,7 @@ function(pepita_fuzz_target)
   set(replay ${ARG_NAME}_replay)
   add_executable(${replay} ${ARG_SOURCES} ${PROJECT_SOURCE_DIR}/tests/fuzz/replay_main.cc)
   target_include_directories(${replay} PRIVATE ${PROJECT_SOURCE_DIR}/include
-    ${PROJECT_SOURCE_DIR}/src)
+    ${PROJECT_SOURCE_DIR}/src/${ARG_LABEL})
   target_compile_definitions(${replay} PRIVATE ${ARG_DEFINITIONS})
   target_compile_options(${replay} PRIVATE ${ARG_OPTIONS})
   target_link_libraries(${replay} PRIVATE ${ARG_LIBS} Threads::Threads pepita_build_flags)

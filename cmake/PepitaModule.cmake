@@ -6,6 +6,10 @@
 # registered with CTest one by one (pepita_gtest_cases below), and one benchmark executable per
 # bench/<name>/*.cpp. Modules are independent targets so a module builds and tests on its own:
 # `cmake --build build --target pepita_<name>_tests && ctest --test-dir build -L '^<name>$'`.
+# The library, its tests and its benchmarks see only their own private headers: src/<name> is
+# their private include dir (not src/), so they write `#include "detail/x.hpp"`, and reaching
+# into another module's src/ or detail/ fails to compile. Shared kernel helpers live in core's
+# public headers (pepita/core/sys.hpp).
 include(GoogleTest)
 set(PEPITA_ALL_MODULES "" CACHE INTERNAL "")
 
@@ -54,7 +58,7 @@ function(pepita_module)
     target_include_directories(${lib}
       PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
              $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
-      PRIVATE ${PROJECT_SOURCE_DIR}/src)
+      PRIVATE ${PROJECT_SOURCE_DIR}/src/${ARG_NAME})
     target_link_libraries(${lib} PUBLIC ${ARG_DEPS} PRIVATE $<BUILD_INTERFACE:pepita_build_flags>)
   endif()
   add_library(pepita::${ARG_NAME} ALIAS ${lib})
@@ -65,7 +69,8 @@ function(pepita_module)
   if(PEPITA_BUILD_TESTS AND tests)
     set(test_bin pepita_${ARG_NAME}_tests)
     add_executable(${test_bin} ${tests})
-    target_include_directories(${test_bin} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+    target_include_directories(${test_bin} PRIVATE ${PROJECT_SOURCE_DIR}/tests
+      ${PROJECT_SOURCE_DIR}/src/${ARG_NAME})
     target_link_libraries(${test_bin} PRIVATE ${lib} ${ARG_TEST_DEPS} GTest::gtest GTest::gtest_main
       GTest::gmock rapidcheck rapidcheck_gtest pepita_build_flags)
     target_compile_definitions(${test_bin} PRIVATE
@@ -79,7 +84,8 @@ function(pepita_module)
       get_filename_component(stem ${bench_src} NAME_WE)
       set(bench_bin bench_${ARG_NAME}_${stem})
       add_executable(${bench_bin} ${bench_src})
-      target_include_directories(${bench_bin} PRIVATE ${PROJECT_SOURCE_DIR}/bench ${PROJECT_SOURCE_DIR}/src)
+      target_include_directories(${bench_bin} PRIVATE ${PROJECT_SOURCE_DIR}/bench
+        ${PROJECT_SOURCE_DIR}/src/${ARG_NAME})
       target_link_libraries(${bench_bin} PRIVATE ${lib} ${ARG_BENCH_DEPS} pepita_build_flags)
       set_target_properties(${bench_bin} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)
     endforeach()

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "blk_mq/detail/file_disk_uring.hpp"
+#include "detail/file_disk_uring.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
 #include "pepita/blk_mq/tag_allocator.hpp"
 #include "pepita/core/format.hpp"

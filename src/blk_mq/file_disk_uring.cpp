@@ -1,12 +1,12 @@
 // FileDisk's io_uring engine: per-queue ring, eventfd-driven reaper thread, batched completion.
-#include "blk_mq/detail/file_disk_uring.hpp"
+#include "detail/file_disk_uring.hpp"
 
 #include <linux/falloc.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include "blk_mq/detail/sys.hpp"
+#include "detail/sys.hpp"
 #include "pepita/io_uring/prep.hpp"
 
 namespace pepita::blk_mq {

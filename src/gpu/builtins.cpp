@@ -13,7 +13,7 @@
 #include <tuple>
 #include <utility>
 
-#include "gpu/detail/context.hpp"
+#include "detail/context.hpp"
 #include "pepita/gpu/kernel.hpp"
 
 namespace pepita::gpu {

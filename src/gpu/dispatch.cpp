@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "gpu/detail/context.hpp"
+#include "detail/context.hpp"
 #include "pepita/gpu/buffer.hpp"
 #include "pepita/gpu/device.hpp"
 #include "pepita/gpu/kernel.hpp"

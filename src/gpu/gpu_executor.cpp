@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "gpu/detail/task_args.hpp"
+#include "detail/task_args.hpp"
 #include "pepita/gpu/buffer.hpp"
 #include "pepita/gpu/builtins.hpp"
 #include "pepita/gpu/kernel.hpp"

@@ -10,7 +10,7 @@
 #include <string>
 #include <utility>
 
-#include "gpu/detail/context.hpp"
+#include "detail/context.hpp"
 #include "pepita/core/sys/fd.hpp"
 
 namespace pepita::gpu {

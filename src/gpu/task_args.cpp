@@ -2,7 +2,7 @@
 // Everything a user can get wrong is caught here, before a buffer is allocated, with a message
 // naming the argument.
 
-#include "gpu/detail/task_args.hpp"
+#include "detail/task_args.hpp"
 
 #include <bit>
 #include <charconv>

@@ -7,7 +7,7 @@
 #include <string>
 #include <utility>
 
-#include "gpu/detail/context.hpp"
+#include "detail/context.hpp"
 
 namespace pepita::gpu {
 

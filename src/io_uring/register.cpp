@@ -3,7 +3,7 @@
 #include <cerrno>
 #include <string>
 
-#include "io_uring/detail/sys.hpp"
+#include "detail/sys.hpp"
 #include "pepita/io_uring/ring.hpp"
 
 namespace pepita::io_uring {

@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <string>
 
-#include "io_uring/detail/sys.hpp"
+#include "detail/sys.hpp"
 
 namespace pepita::io_uring {
 namespace {

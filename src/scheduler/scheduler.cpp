@@ -19,9 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "detail/parker.hpp"
 #include "pepita/core/sys/thread.hpp"
 #include "pepita/scheduler/deque.hpp"
-#include "scheduler/detail/parker.hpp"
 
 namespace pepita::scheduler {
 

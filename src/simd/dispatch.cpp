@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "simd/detail/active.hpp"
+#include "detail/active.hpp"
 
 namespace pepita::simd {
 namespace {

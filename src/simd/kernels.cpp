@@ -9,8 +9,8 @@
 #include <cmath>
 #include <string>
 
+#include "detail/active.hpp"
 #include "pepita/simd/dispatch.hpp"
-#include "simd/detail/active.hpp"
 
 namespace pepita::simd {
 

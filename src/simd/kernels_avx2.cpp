@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "simd/detail/table.hpp"
+#include "detail/table.hpp"
 
 namespace pepita::simd::detail {
 namespace avx2 {
@@ -112,7 +112,7 @@ struct Ops<double> {
   static bool any(M m) { return _mm256_movemask_pd(m) != 0; }
 };
 
-#include "simd/detail/generic_kernels.hpp"
+#include "detail/generic_kernels.hpp"
 
 // int8 dot: sign-extend 16 bytes to 16 x i16, vpmaddwd into 8 x i32 (exact per pair).
 std::int32_t dot_i8(const std::int8_t* x, const std::int8_t* y, std::size_t n) {

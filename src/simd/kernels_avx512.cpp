@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "simd/detail/table.hpp"
+#include "detail/table.hpp"
 
 namespace pepita::simd::detail {
 namespace avx512 {
@@ -83,7 +83,7 @@ struct Ops<double> {
   static bool any(M m) { return m != 0; }
 };
 
-#include "simd/detail/generic_kernels.hpp"
+#include "detail/generic_kernels.hpp"
 
 // int8 dot without VNNI: sign-extend 32 bytes to 32 x i16, vpmaddwd into 16 x i32 (exact: each
 // pair sum is at most 2 * 128 * 128). The i32 lanes wrap like the scalar reference.

@@ -10,7 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "simd/detail/table.hpp"
+#include "detail/table.hpp"
 
 namespace pepita::simd::detail {
 

@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "simd/detail/table.hpp"
+#include "detail/table.hpp"
 
 namespace pepita::simd::detail {
 namespace scalar {
@@ -66,7 +66,7 @@ struct Ops<float> : ScalarOps<float> {
   }
 };
 
-#include "simd/detail/generic_kernels.hpp"
+#include "detail/generic_kernels.hpp"
 
 // Accumulates in uint32 so overflow wraps (defined) exactly like the vector lanes do.
 std::int32_t dot_i8(const std::int8_t* x, const std::int8_t* y, std::size_t n) {

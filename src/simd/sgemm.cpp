@@ -13,9 +13,9 @@
 #include <optional>
 #include <string>
 
+#include "detail/active.hpp"
 #include "pepita/scheduler/parallel.hpp"
 #include "pepita/scheduler/scheduler.hpp"
-#include "simd/detail/active.hpp"
 
 namespace pepita::simd {
 namespace {

@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "transport/detail/sys.hpp"
-#include "transport/detail/tls.hpp"
+#include "detail/sys.hpp"
+#include "detail/tls.hpp"
 
 namespace pepita::transport {
 namespace {

@@ -17,7 +17,7 @@
 #include <thread>
 #include <unordered_map>
 
-#include "transport/detail/sys.hpp"
+#include "detail/sys.hpp"
 
 namespace pepita::transport {
 namespace {

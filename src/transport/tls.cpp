@@ -2,7 +2,7 @@
 // role for the process, a BIO that sends with MSG_NOSIGNAL (a peer that resets must not raise
 // SIGPIPE in a library) and remembers the first bytes received, and the mapping of OpenSSL's
 // errors to what went wrong and what to do about it.
-#include "transport/detail/tls.hpp"
+#include "detail/tls.hpp"
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -12,7 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "transport/detail/sys.hpp"
+#include "detail/sys.hpp"
 
 namespace pepita::transport::detail {
 namespace {

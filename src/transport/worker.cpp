@@ -18,10 +18,10 @@
 #include <list>
 #include <thread>
 
+#include "detail/sys.hpp"
 #include "pepita/executor/process.hpp"
 #include "pepita/transport/messages.hpp"
 #include "pepita/transport/result_codec.hpp"
-#include "transport/detail/sys.hpp"
 
 namespace pepita::transport {
 namespace {

@@ -17,9 +17,9 @@
 #include <optional>
 #include <set>
 
+#include "detail/sys.hpp"
 #include "pepita/core/mapping.hpp"
 #include "pepita/io_uring/ring.hpp"
-#include "ublk/detail/sys.hpp"
 
 namespace pepita::ublk {
 namespace u = abi::ublk;

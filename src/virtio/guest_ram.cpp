@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <string>
 
-#include "virtio/detail/sys.hpp"
+#include "detail/sys.hpp"
 
 namespace pepita::virtio {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "virtio/detail/ring_access.hpp"
+#include "detail/ring_access.hpp"
 
 namespace pepita::virtio {
 namespace v = abi::virtio;

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "virtio/detail/sys.hpp"
+#include "detail/sys.hpp"
 
 namespace pepita::virtio::vhost_user {
 namespace v = abi::virtio;

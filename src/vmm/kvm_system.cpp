@@ -1,6 +1,6 @@
 // Opening /dev/kvm once: API version, vCPU mmap size, supported CPUID and the XCR0 bits the host
 // lets guests enable.
-#include "vmm/detail/kvm_system.hpp"
+#include "detail/kvm_system.hpp"
 
 #include <cpuid.h>
 
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/detail/sys.hpp"
+#include "detail/sys.hpp"
 
 namespace pepita::vmm {
 namespace {

@@ -1,5 +1,5 @@
 // Guest layout, CPL3 system structures and W^X identity page tables.
-#include "vmm/detail/layout.hpp"
+#include "detail/layout.hpp"
 
 #include <string>
 

@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <string>
 
+#include "detail/sys.hpp"
+#include "detail/vm_state.hpp"
+#include "detail/watchdog.hpp"
 #include "pepita/vmm/guest_abi.hpp"
-#include "vmm/detail/sys.hpp"
-#include "vmm/detail/vm_state.hpp"
-#include "vmm/detail/watchdog.hpp"
 
 namespace pepita::vmm::detail {
 namespace {

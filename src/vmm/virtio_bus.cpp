@@ -1,6 +1,6 @@
 // virtio-mmio devices of a micro-VM: device creation from VmConfig, KVM_EXIT_MMIO dispatch and
 // the console's output joining the run's output.
-#include "vmm/detail/virtio_bus.hpp"
+#include "detail/virtio_bus.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -7,9 +7,9 @@
 #include <cstring>
 #include <string>
 
+#include "detail/sys.hpp"
+#include "detail/vm_state.hpp"
 #include "pepita/vmm/guest_abi.hpp"
-#include "vmm/detail/sys.hpp"
-#include "vmm/detail/vm_state.hpp"
 
 namespace pepita::vmm {
 namespace {

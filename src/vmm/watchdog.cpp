@@ -1,5 +1,5 @@
 // Watchdog timer: SIGEV_THREAD_ID timer + a no-restart signal handler that kicks KVM_RUN.
-#include "vmm/detail/watchdog.hpp"
+#include "detail/watchdog.hpp"
 
 #include <signal.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 // lz4/zstd page codecs with per-thread contexts, same-filled detection, and frame wrapping.
 #define ZSTD_STATIC_LINKING_ONLY  // ZSTD_c_format / ZSTD_f_zstd1_magicless
-#include "zram/detail/codec.hpp"
+#include "detail/codec.hpp"
 
 #include <lz4.h>
 #include <lz4frame.h>

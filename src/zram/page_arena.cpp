@@ -1,12 +1,12 @@
 // PageArena: THP-backed page runs with per-length free lists and a cap on cached memory.
-#include "zram/detail/page_arena.hpp"
+#include "detail/page_arena.hpp"
 
 #include <sys/mman.h>
 
 #include <algorithm>
 
+#include "detail/zs_pool.hpp"
 #include "pepita/core/sys/fd.hpp"
-#include "zram/detail/zs_pool.hpp"
 
 namespace pepita::zram::detail {
 

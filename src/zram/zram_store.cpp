@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "detail/codec.hpp"
+#include "detail/zs_pool.hpp"
 #include "pepita/core/format.hpp"
-#include "zram/detail/codec.hpp"
-#include "zram/detail/zs_pool.hpp"
 
 #if defined(__x86_64__)
 #include <immintrin.h>

@@ -1,5 +1,5 @@
 // ZsPool: zsmalloc-style size classes, fullness groups and compaction.
-#include "zram/detail/zs_pool.hpp"
+#include "detail/zs_pool.hpp"
 
 #include <algorithm>
 #include <cerrno>

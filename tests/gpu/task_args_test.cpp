@@ -1,6 +1,6 @@
 // The GPU task language parser alone (no device): accepted forms and rejected input.
 
-#include "gpu/detail/task_args.hpp"
+#include "detail/task_args.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>

@@ -1,6 +1,6 @@
 // Parker: the futex-backed one-token semaphore idle workers sleep on.
 
-#include "scheduler/detail/parker.hpp"
+#include "detail/parker.hpp"
 
 #include <gtest/gtest.h>
 

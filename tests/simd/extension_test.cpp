@@ -10,9 +10,9 @@
 #include <random>
 #include <vector>
 
+#include "detail/table.hpp"
 #include "pepita/simd/dispatch.hpp"
 #include "pepita/simd/kernels.hpp"
-#include "simd/detail/table.hpp"
 #include "simd_test_util.hpp"
 
 namespace pepita::simd {

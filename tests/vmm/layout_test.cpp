@@ -1,13 +1,13 @@
 // Guest layout rules: regions never overlap, page tables stay outside the guest's reach, and
 // host-call buffers are accepted only inside memory the guest may itself access.
-#include "vmm/detail/layout.hpp"
+#include "detail/layout.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include "detail/virtio_bus.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
 #include "pepita/vmm/guest_abi.hpp"
-#include "vmm/detail/virtio_bus.hpp"
 #include "vmm_test_util.hpp"
 
 namespace pepita::vmm::detail {

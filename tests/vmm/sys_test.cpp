@@ -1,6 +1,6 @@
 // The KVM ioctl numbers and layouts that vmm/detail/sys.hpp defines by hand (because Linux 6.1's
 // UAPI gets them wrong in C++), against the values a C compiler computes from <linux/kvm.h>.
-#include "vmm/detail/sys.hpp"
+#include "detail/sys.hpp"
 
 #include <gtest/gtest.h>
 

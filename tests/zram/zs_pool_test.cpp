@@ -1,12 +1,12 @@
 // ZsPool size classes, limits and PageArena reuse, tested below ZramStore.
-#include "zram/detail/zs_pool.hpp"
+#include "detail/zs_pool.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include "zram/detail/page_arena.hpp"
+#include "detail/page_arena.hpp"
 
 namespace pepita::zram::detail {
 namespace {

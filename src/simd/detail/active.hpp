@@ -5,7 +5,7 @@
 
 #include <atomic>
 
-#include "simd/detail/table.hpp"
+#include "detail/table.hpp"
 
 namespace pepita::simd::detail {
 

@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "detail/layout.hpp"
 #include "pepita/error.hpp"
 #include "pepita/memory/guest_memory.hpp"
 #include "pepita/virtio/console.hpp"
 #include "pepita/virtio/guest_ram.hpp"
 #include "pepita/virtio/mmio.hpp"
 #include "pepita/vmm/vm.hpp"
-#include "vmm/detail/layout.hpp"
 
 namespace pepita::vmm::detail {
 

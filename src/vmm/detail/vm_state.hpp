@@ -8,14 +8,14 @@
 #include <span>
 #include <stop_token>
 
+#include "detail/kvm_system.hpp"
+#include "detail/layout.hpp"
+#include "detail/sys.hpp"
+#include "detail/virtio_bus.hpp"
 #include "pepita/core/mapping.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/memory/guest_memory.hpp"
 #include "pepita/vmm/vm.hpp"
-#include "vmm/detail/kvm_system.hpp"
-#include "vmm/detail/layout.hpp"
-#include "vmm/detail/sys.hpp"
-#include "vmm/detail/virtio_bus.hpp"
 
 namespace pepita::vmm {
 

@@ -15,7 +15,7 @@
 #include <mutex>
 #include <vector>
 
-#include "zram/detail/page_arena.hpp"
+#include "detail/page_arena.hpp"
 
 namespace pepita::zram::detail {
 
