@@ -3,7 +3,6 @@
 // errno (liburing's syscall.h convention).
 
 #include <fcntl.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -53,20 +52,6 @@ inline int64_t pwrite_full(int fd, const std::byte* buf, size_t len, uint64_t of
     done += static_cast<size_t>(n);
   }
   return static_cast<int64_t>(done);
-}
-
-inline int eventfd_nonblock() {
-  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  return fd < 0 ? -errno : fd;
-}
-inline void eventfd_signal(int fd) noexcept {
-  const uint64_t one = 1;
-  // A full counter (EAGAIN) means a wake-up is pending anyway: nothing to do.
-  [[maybe_unused]] const ssize_t n = ::write(fd, &one, sizeof one);
-}
-inline void eventfd_clear(int fd) noexcept {
-  uint64_t value = 0;
-  [[maybe_unused]] const ssize_t n = ::read(fd, &value, sizeof value);
 }
 
 }  // namespace pepita::ublk::sys
