@@ -7,7 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "blk_mq/detail/sys.hpp"
+#include "pepita/core/sys/eventfd.hpp"
+#include "pepita/core/sys/fd.hpp"
 #include "pepita/io_uring/prep.hpp"
 
 namespace pepita::blk_mq {
@@ -19,10 +20,12 @@ Result<std::unique_ptr<FileDisk::Uring>> FileDisk::Uring::create(int fd, const D
     // SQ as deep as the queue (at most depth requests are in flight: tags bound them), CQ twice
     // that (the kernel's default), so the CQ can never overflow.
     queue->loop = PEPITA_TRY(io_uring::EventLoop::create({.entries = info.tag_set.queue_depth}));
-    const int event = sys::eventfd();
-    if (event < 0) return fail_errno(event, "eventfd for the FileDisk reaper");
-    queue->event.reset(event);
-    PEPITA_TRY_VOID(queue->loop->ring().register_eventfd(event));
+    auto event = pepita::sys::make_eventfd();
+    if (!event)
+      return std::unexpected(
+          std::move(event.error()).with_context("eventfd for the FileDisk reaper"));
+    queue->event = std::move(*event);
+    PEPITA_TRY_VOID(queue->loop->ring().register_eventfd(queue->event.get()));
     queue->inflight = std::make_unique<Inflight[]>(info.tag_set.queue_depth);
     for (uint32_t t = 0; t < info.tag_set.queue_depth; ++t) {
       queue->inflight[t].engine = engine.get();
@@ -43,7 +46,7 @@ FileDisk::Uring::~Uring() {
   stop_.store(true, std::memory_order_release);
   for (auto& queue : queues_) {
     // Wake the reaper so it sees stop_; it leaves once its queue has nothing in flight.
-    (void)sys::eventfd_signal(queue->event.get());
+    (void)pepita::sys::eventfd_signal(queue->event.get());
   }
   for (auto& queue : queues_)
     if (queue->reaper.joinable()) queue->reaper.join();
@@ -109,8 +112,9 @@ void FileDisk::Uring::finish(Inflight& request, int res) noexcept {
   Queue& queue = *io.queue;
   if (io.op == Op::Read && res >= 0 && static_cast<uint64_t>(res) < io.length) {
     // Short read: finish synchronously; past EOF (file truncated under us) reads as zeros.
-    const int64_t more = sys::pread_full(fd_, io.data + res, io.length - static_cast<uint64_t>(res),
-                                         io.offset + static_cast<uint64_t>(res));
+    const int64_t more =
+        pepita::sys::pread_full(fd_, io.data + res, io.length - static_cast<uint64_t>(res),
+                                io.offset + static_cast<uint64_t>(res));
     if (more < 0) {
       res = static_cast<int>(more);
     } else {
@@ -120,8 +124,8 @@ void FileDisk::Uring::finish(Inflight& request, int res) noexcept {
   } else if (io.op == Op::Write && res >= 0 && static_cast<uint64_t>(res) < io.length) {
     const int rwf = (io.flags & req_flags::kFua) != 0 ? RWF_DSYNC : 0;
     const int64_t more =
-        sys::pwrite_full(fd_, io.data + res, io.length - static_cast<uint64_t>(res),
-                         io.offset + static_cast<uint64_t>(res), rwf);
+        pepita::sys::pwrite_full(fd_, io.data + res, io.length - static_cast<uint64_t>(res),
+                                 io.offset + static_cast<uint64_t>(res), rwf);
     res = more < 0 ? static_cast<int>(more) : static_cast<int>(io.length);
   } else if ((io.op == Op::WriteZeroes || io.op == Op::Discard) && res == -EOPNOTSUPP) {
     // e.g. tmpfs has no ZERO_RANGE: zero by writing, as the sync engine does.
@@ -136,7 +140,8 @@ void FileDisk::Uring::finish(Inflight& request, int res) noexcept {
 
 void FileDisk::Uring::reap(Queue& queue) noexcept {
   for (;;) {
-    if (sys::eventfd_wait(queue.event.get()) < 0) break;  // cannot happen on a valid eventfd
+    // Blocks until the kernel signalled a CQE (or ~Uring a stop); fails only on a bad fd.
+    if (pepita::sys::eventfd_drain(queue.event.get()) < 0) break;
     unsigned n = 0;
     {
       std::lock_guard guard(queue.lock);

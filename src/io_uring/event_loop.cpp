@@ -2,13 +2,12 @@
 #include "pepita/io_uring/event_loop.hpp"
 
 #include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <string>
 
+#include "pepita/core/sys/eventfd.hpp"
 #include "pepita/io_uring/probe.hpp"
 
 namespace pepita::io_uring {
@@ -160,18 +159,15 @@ Result<void> EventLoop::uring_cmd(Completion* c, int fd, std::uint32_t cmd_op,
 
 Result<void> EventLoop::enable_wake() {
   if (wake_fd_) return {};
-  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) return fail_errno(-errno, "eventfd for the io_uring event loop's wake-ups");
-  wake_fd_.reset(fd);
+  wake_fd_ = PEPITA_TRY(pepita::sys::make_eventfd(EFD_NONBLOCK));
   return arm_wake();
 }
 
 void EventLoop::wake() noexcept {
   const int fd = wake_fd_.get();
   if (fd < 0) return;
-  const std::uint64_t one = 1;
-  // A full counter (EAGAIN) means a wake-up is pending anyway: nothing to do.
-  [[maybe_unused]] const ssize_t n = ::write(fd, &one, sizeof one);
+  // Cannot fail on a valid eventfd (a full counter already wakes the poll).
+  (void)pepita::sys::eventfd_signal(fd);
 }
 
 Result<void> EventLoop::arm_wake() {
@@ -184,9 +180,8 @@ Result<void> EventLoop::arm_wake() {
 void EventLoop::WakeSlot::on_complete(Completion* self, int res, std::uint32_t) noexcept {
   EventLoop* loop = static_cast<WakeSlot*>(self)->loop_;
   loop->wake_armed_ = false;
-  if (res < 0) return;  // cancelled at shutdown
-  std::uint64_t value = 0;
-  [[maybe_unused]] const ssize_t n = ::read(loop->wake_fd_.get(), &value, sizeof value);
+  if (res < 0) return;                                     // cancelled at shutdown
+  (void)pepita::sys::eventfd_drain(loop->wake_fd_.get());  // -EAGAIN if already drained: fine
   loop->woken_ = true;  // run_once re-arms the poll before it next waits
 }
 

@@ -5,25 +5,39 @@
 #include "pepita/ublk/server.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <future>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "pepita/core/mapping.hpp"
+#include "pepita/core/sys/fd.hpp"
 #include "pepita/io_uring/event_loop.hpp"
-#include "ublk/detail/sys.hpp"
 
 namespace pepita::ublk {
 namespace u = abi::ublk;
 
 namespace {
+
+/// open() that waits up to `timeout` for a device node to appear (udev may create it after the
+/// ioctl that made the device returned; devtmpfs does it synchronously): the fd or -errno.
+int open_device_node(const char* path, int flags, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const int fd = pepita::sys::open(path, flags);
+    if (fd != -ENOENT || std::chrono::steady_clock::now() >= deadline) return fd;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
 
 size_t page_round(size_t bytes) {
   const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
@@ -164,7 +178,7 @@ class QueueRunner {
       const uint64_t len = uint64_t{desc.nr_sectors} << 9;
       if (u::io_desc_op(desc) == u::IO_OP_WRITE && len <= limits_.max_io_bytes) {
         const int64_t n =
-            sys::pread_full(char_fd_, handler_->buffer(tag), len, user_copy_offset(tag));
+            pepita::sys::pread_full(char_fd_, handler_->buffer(tag), len, user_copy_offset(tag));
         if (n != static_cast<int64_t>(len)) {
           handler_->reject(tag, n < 0 ? static_cast<int32_t>(n) : -EIO);
           return;
@@ -176,8 +190,8 @@ class QueueRunner {
   int32_t before_commit(uint16_t tag, int32_t result) noexcept {
     if (!user_copy_ || result <= 0 || u::io_desc_op(descriptors()[tag]) != u::IO_OP_READ)
       return result;
-    const int64_t n = sys::pwrite_full(char_fd_, handler_->buffer(tag), static_cast<size_t>(result),
-                                       user_copy_offset(tag));
+    const int64_t n = pepita::sys::pwrite_full(char_fd_, handler_->buffer(tag),
+                                               static_cast<size_t>(result), user_copy_offset(tag));
     return n == result ? result : (n < 0 ? static_cast<int32_t>(n) : -EIO);
   }
   const u::IoDesc* descriptors() const noexcept {
@@ -297,7 +311,7 @@ Result<std::unique_ptr<Server>> Server::start(std::unique_ptr<blk_mq::BlockDevic
 
 Result<void> Server::start_queues() {
   const std::string path = char_device_path(info_.dev_id);
-  const int fd = sys::open_device_node(path.c_str(), O_RDWR, std::chrono::seconds(2));
+  const int fd = open_device_node(path.c_str(), O_RDWR, std::chrono::seconds(2));
   if (fd < 0) return fail_errno(fd, "open " + path);
   char_fd_.reset(fd);
 
