@@ -281,8 +281,7 @@ unsigned EventLoop::dispatch() {
     const unsigned n = reap(batch);
     for (unsigned i = 0; i < n; ++i) batch[i].deliver();
     total += n;
-    // Fewer than a batch: the CQ was drained (internal CQEs are not counted, so a batch that
-    // held some ends the loop early; the next run_once picks up the rest).
+    // reap() fills fewer entries than asked only once the CQ is empty.
     if (n < kDispatchBatch) return total;
   }
 }

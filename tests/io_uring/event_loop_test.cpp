@@ -356,6 +356,25 @@ TEST(EventLoop, WakeFromAnotherThreadEndsAWaitAndIsNotInFlight) {
   EXPECT_EQ(nop.res, 0);
 }
 
+TEST(EventLoop, ShutdownWithWakeArmedCancelsTheRestPromptly) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  int callback_res = 1;
+  std::vector<std::byte> buf(32);
+  const auto start = std::chrono::steady_clock::now();
+  {
+    LOOP_OR_SKIP(loop);
+    ASSERT_TRUE(loop->enable_wake());
+    ASSERT_TRUE(loop->submit([&](abi::Sqe& s) { prep_recv(s, a.get(), buf.data(), 32, 0); },
+                             [&](int res, std::uint32_t) { callback_res = res; }));
+    ASSERT_TRUE(loop->run_once(0ns));
+    EXPECT_EQ(loop->in_flight(), 1u);
+  }  // ~EventLoop: the wake poll and the recv are cancelled; the recv's callback still runs
+  EXPECT_EQ(callback_res, -ECANCELED);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s) << "shutdown waited out its budget";
+}
+
 TEST(EventLoop, UringCmdNeedsSqe128AndCompletesItsCompletion) {
   LOOP_OR_SKIP(plain);
   const std::array<std::byte, 16> cmd{};
