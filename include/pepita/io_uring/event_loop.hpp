@@ -172,9 +172,10 @@ class EventLoop {
   // ---- wake-ups from other threads --------------------------------------------------------
 
   /// Lets other threads interrupt a waiting run_once(): creates an eventfd and keeps a poll on it
-  /// armed (re-armed by each run_once after it fired). Call once, on the loop's thread, before
-  /// any thread may call wake(). The poll is not counted in in_flight(), but run_once() waits
-  /// for it. Errors: the eventfd's (ResourceExhausted at the fd limit) or sqe_for()'s.
+  /// armed (re-armed by each run_once after it fired). Call once, on the thread that owns the
+  /// loop (which may then hand it to another), before any other thread may call wake(). The poll is
+  /// not counted in in_flight(), but run_once() waits for it. Errors: the eventfd's
+  /// (ResourceExhausted at the fd limit) or sqe_for()'s.
   Result<void> enable_wake();
   /// Thread-safe and async-signal-safe: makes the current (or next) run_once() return, with
   /// take_wake() true afterwards. Wake-ups coalesce. A no-op before enable_wake().
@@ -189,7 +190,7 @@ class EventLoop {
   Result<unsigned> submit() { return ring_.submit(); }
   /// Dispatches every CQE already in the CQ, without entering the kernel: in batches, copy,
   /// advance the CQ once, then call out (so completions may submit or reap again safely).
-  /// Returns the number of CQEs consumed.
+  /// Returns the number of CQEs delivered (those with user_data 0 are not counted).
   unsigned dispatch();
 
   /// One reaped CQE, not yet handed to its Completion.
@@ -199,10 +200,11 @@ class EventLoop {
     std::uint32_t flags;
     void deliver() const noexcept { completion->complete(res, flags); }
   };
-  /// Takes up to out.size() ready CQEs off the CQ (advancing it once) without running them, for
-  /// a loop shared between threads under the caller's lock: unlock, then deliver() each of the
-  /// returned entries in order. Internal CQEs (cancels, linked timeouts, the wake poll) are
-  /// consumed here and not returned. Returns how many entries of `out` were filled.
+  /// Takes up to out.size() ready CQEs off the CQ (advancing it once per batch of 64) without
+  /// running them, for a loop shared between threads under the caller's lock: unlock, then
+  /// deliver() each of the returned entries in order. CQEs with user_data 0 (cancels, linked
+  /// timeouts) are consumed here and not returned. Returns how many entries of `out` were
+  /// filled; fewer than out.size() means the CQ is empty.
   unsigned reap(std::span<Reaped> out) noexcept;
 
   /// Submits queued SQEs, waits for at least one completion if anything is in flight (up to
