@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "pepita/executor/process.hpp"
+#include "pepita/fault/retry.hpp"
 #include "pepita/transport/messages.hpp"
 #include "pepita/transport/result_codec.hpp"
 #include "transport/detail/sys.hpp"
@@ -175,9 +176,16 @@ struct Worker::Impl {
   // (worker stops) once the driver has been unreachable for give_up_after.
   void dial_loop() {
     const Endpoint driver = bound;
-    constexpr auto kInitialBackoff = std::chrono::milliseconds(100);
-    constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
-    auto backoff = kInitialBackoff;
+    // Exponential backoff with full jitter: workers of one Slurm job that lost their driver
+    // together do not redial it in step.
+    fault::RetryPolicy policy;
+    policy.base_delay(std::chrono::milliseconds(100)).max_delay(std::chrono::seconds(5));
+    constexpr std::uint32_t kMaxRetry = 64;  // the ceiling is long at max_delay by then
+    std::uint32_t failures = 0;
+    const auto next_backoff = [&] {
+      failures = std::min(failures + 1, kMaxRetry);
+      return policy.backoff(failures);
+    };
     auto next_dial = Clock::now();
     auto reachable_at = Clock::now();
     bool was_connected = false;
@@ -196,9 +204,8 @@ struct Worker::Impl {
       } else if (was_connected) {
         // A session that authenticated resets the backoff; one that failed the handshake
         // (wrong key) must not turn into a tight reconnect loop.
-        if (accepted.load() > accepted_before) backoff = kInitialBackoff;
-        next_dial = now + backoff;
-        backoff = std::min(backoff * 2, kMaxBackoff);
+        if (accepted.load() > accepted_before) failures = 0;
+        next_dial = now + next_backoff();
       } else if (now - reachable_at > opts.give_up_after) {
         log("driver " + driver.to_string() + " unreachable for " +
             std::to_string(opts.give_up_after.count()) + " ms; stopping");
@@ -215,8 +222,7 @@ struct Worker::Impl {
         } else {
           if (!logged_down) log("driver unreachable, retrying: " + fd.error().to_string());
           logged_down = true;
-          next_dial = Clock::now() + backoff;
-          backoff = std::min(backoff * 2, kMaxBackoff);
+          next_dial = Clock::now() + next_backoff();
         }
       }
       was_connected = connected;
