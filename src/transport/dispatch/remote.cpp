@@ -4,7 +4,6 @@
 #include "pepita/transport/remote.hpp"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -18,9 +17,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "pepita/core/sys/eventfd.hpp"
+#include "pepita/core/sys/fd.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/transport/lease_table.hpp"
-#include "transport/detail/sys.hpp"
 
 namespace pepita::transport {
 namespace {
@@ -30,14 +30,8 @@ using Clock = std::chrono::steady_clock;
 // from wrapping while a worker stays down for days).
 constexpr std::uint32_t kMaxRetry = 64;
 
-void signal_fd(int fd) {
-  const std::uint64_t one = 1;
-  (void)sys::write(fd, &one, sizeof one);
-}
-void clear_fd(int fd) {
-  std::uint64_t v;
-  (void)sys::read(fd, &v, sizeof v);
-}
+void signal_fd(int fd) { (void)sys::eventfd_signal(fd); }
+void clear_fd(int fd) { (void)sys::eventfd_drain(fd); }
 
 }  // namespace
 
@@ -407,7 +401,7 @@ struct RemoteDispatcher::Impl {
       w->ep = parse_endpoint(peer).value_or(Endpoint{peer, 0});
       w->dialed_in = true;
       w->info.endpoint = peer;
-      w->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+      w->wake.reset(sys::eventfd(0, EFD_NONBLOCK));
       const std::size_t wi = ws.size();
       W* raw = w.get();
       ws.push_back(std::move(w));
@@ -491,8 +485,7 @@ Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions 
     // driver proves it too before the worker runs anything.
     const Endpoint at = PEPITA_TRY(parse_endpoint(options.listen));
     impl->listener.emplace(PEPITA_TRY(Listener::bind(at, /*allow_non_loopback=*/true)));
-    impl->stop_efd.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!impl->stop_efd) return fail_errno(errno, "eventfd");
+    impl->stop_efd = PEPITA_TRY(sys::make_eventfd(EFD_NONBLOCK));
   }
   for (const auto& w : options.workers) {
     auto ep = parse_endpoint(w);
@@ -500,8 +493,7 @@ Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions 
     auto ws = std::make_unique<Impl::W>();
     ws->ep = *ep;
     ws->info.endpoint = ep->to_string();
-    ws->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!ws->wake) return fail_errno(errno, "eventfd");
+    ws->wake = PEPITA_TRY(sys::make_eventfd(EFD_NONBLOCK));
     impl->ws.push_back(std::move(ws));
   }
   impl->table.emplace(

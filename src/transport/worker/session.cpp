@@ -7,7 +7,7 @@
 
 #include <filesystem>
 
-#include "transport/detail/sys.hpp"
+#include "pepita/core/sys/fd.hpp"
 #include "transport/worker/worker_impl.hpp"
 
 namespace pepita::transport {
@@ -223,18 +223,14 @@ Result<void> Worker::Impl::store_blob(const UploadMsg& up) {
   const std::string final_path = blob_path(up.sha256);
   if (fs::exists(final_path)) return {};
   const std::string tmp = final_path + ".tmp." + std::to_string(::gettid());
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0700));
-  if (!fd) return fail_errno(errno, "create " + tmp);
-  std::size_t done_bytes = 0;
-  while (done_bytes < up.data.size()) {
-    const long n = sys::write(fd.get(), up.data.data() + done_bytes, up.data.size() - done_bytes);
-    if (n == -EINTR) continue;
-    if (n < 0) return fail_errno(static_cast<int>(-n), "write " + tmp);
-    done_bytes += static_cast<std::size_t>(n);
-  }
+  UniqueFd fd = PEPITA_TRY(
+      sys::check_fd(sys::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0700), "create " + tmp));
+  PEPITA_TRY_VOID(
+      sys::check_void(sys::write_full(fd.get(), up.data.data(), up.data.size()), "write " + tmp));
   fd.reset();
   // rename is atomic: a concurrent reader sees no blob or the whole verified blob.
-  if (::rename(tmp.c_str(), final_path.c_str()) != 0) return fail_errno(errno, "rename blob");
+  PEPITA_TRY_VOID(
+      sys::check_void(sys::ret(::rename(tmp.c_str(), final_path.c_str())), "rename blob"));
   blobs.fetch_add(1);
   return {};
 }

@@ -4,7 +4,6 @@
 #include "pepita/transport/worker.hpp"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,21 +11,16 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "pepita/core/sys/eventfd.hpp"
+#include "pepita/core/sys/fd.hpp"
 #include "pepita/fault/retry.hpp"
-#include "transport/detail/sys.hpp"
 #include "transport/worker/worker_impl.hpp"
 
 namespace pepita::transport {
 namespace worker {
 
-void signal_fd(int fd) {
-  const std::uint64_t one = 1;
-  (void)sys::write(fd, &one, sizeof one);
-}
-void clear_fd(int fd) {
-  std::uint64_t v;
-  (void)sys::read(fd, &v, sizeof v);
-}
+void signal_fd(int fd) { (void)sys::eventfd_signal(fd); }
+void clear_fd(int fd) { (void)sys::eventfd_drain(fd); }
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
@@ -73,7 +67,7 @@ void Worker::Impl::accept_loop() {
 void Worker::Impl::start_client_locked(std::string peer, UniqueFd fd) {
   auto c = std::make_shared<Client>();
   c->peer = std::move(peer);
-  c->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  c->wake.reset(sys::eventfd(0, EFD_NONBLOCK));
   c->serial = ++next_serial;
   clients.push_back(c);
   c->thread = std::thread([this, c, f = std::move(fd)]() mutable { serve(c, std::move(f)); });
@@ -238,8 +232,8 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
                         std::to_string(::getuid()) + "-" +
                         (dials ? "pid" + std::to_string(::getpid()) : std::to_string(bound.port));
   }
-  if (::mkdir(options.cache_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    return fail_errno(errno, "create cache directory " + options.cache_dir);
+  if (const long rc = sys::ret(::mkdir(options.cache_dir.c_str(), 0700)); rc < 0 && rc != -EEXIST) {
+    return fail_errno(static_cast<int>(rc), "create cache directory " + options.cache_dir);
   }
   struct stat st {};
   if (::stat(options.cache_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
@@ -254,8 +248,7 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
   for (auto& [k, v] : options.functions) impl->functions[k] = v;
   impl->processes = PEPITA_TRY(executor::ProcessExecutor::create(
       {.slots = options.slots, .kill_grace = std::chrono::milliseconds(500)}));
-  impl->stop_efd.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!impl->stop_efd) return fail_errno(errno, "eventfd");
+  impl->stop_efd = PEPITA_TRY(sys::make_eventfd(EFD_NONBLOCK));
   impl->opts = std::move(options);
   Impl* raw = impl.get();
   if (dials) {
