@@ -47,7 +47,9 @@ struct Model {
     std::size_t leased = 0, live_count = 0, live_leased = 0;
     for (std::uint64_t id : submitted) {
       auto it = completions.find(id);
-      RC_ASSERT(it == completions.end() || it->second <= 1);  // exactly-once
+      // (evaluated before RC_ASSERT: its expression capture would not short-circuit `||`)
+      const bool at_most_once = it == completions.end() || it->second <= 1;
+      RC_ASSERT(at_most_once);  // exactly-once
       const bool has_holder = table.holder(id).has_value();
       if (has_holder) ++leased;
       if (live(id)) {
@@ -80,7 +82,8 @@ struct Model {
         for (const auto& g : l.granted) {
           RC_ASSERT(live(g.id));
           RC_ASSERT(table.holder(g.id) == w);
-          RC_ASSERT(g.attempt >= 1 && g.attempt <= 3);
+          RC_ASSERT(g.attempt >= 1u);
+          RC_ASSERT(g.attempt <= 3u);
         }
         break;
       }
