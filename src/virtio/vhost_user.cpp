@@ -335,7 +335,7 @@ Result<void> Backend::handle(const Header& hdr, std::span<const std::byte> p,
 Result<void> Backend::set_mem_table(std::span<const std::byte> p, std::vector<UniqueFd>& fds) {
   // The payload carries only the regions in use: 8 bytes of count + padding, then nregions.
   const auto count = PEPITA_TRY(payload_as<uint32_t>(p, "SET_MEM_TABLE"));
-  if (count == 0 || count > MemoryTable::kMaxRegions || fds.size() != count ||
+  if (count == 0 || count > kMaxMemRegions || fds.size() != count ||
       p.size() < 8 + sizeof(MemoryRegion) * count) {
     return fail(ErrorCode::Protocol, "SET_MEM_TABLE with " + std::to_string(count) + " regions, " +
                                          std::to_string(fds.size()) + " fds and " +
@@ -343,13 +343,13 @@ Result<void> Backend::set_mem_table(std::span<const std::byte> p, std::vector<Un
   }
   Memory m{};
   std::memcpy(&m, p.data(), std::min(p.size(), sizeof m));
-  auto table = std::make_unique<MemoryTable>();
+  auto table = std::make_unique<memory::GuestMemory>();
   for (uint32_t i = 0; i < m.nregions; ++i) {
     const auto& r = m.regions[i];
-    PEPITA_TRY_VOID(table->add(std::move(fds[i]), {.gpa = r.guest_phys_addr,
-                                                   .size = r.memory_size,
-                                                   .uva = r.userspace_addr,
-                                                   .mmap_offset = r.mmap_offset}));
+    PEPITA_TRY_VOID(table->add_fd_region(std::move(fds[i]), {.gpa = r.guest_phys_addr,
+                                                             .size = r.memory_size,
+                                                             .uva = r.userspace_addr,
+                                                             .mmap_offset = r.mmap_offset}));
   }
   // Running queues point into the old table: stop them, swap, restart.
   std::vector<Vring*> restart;

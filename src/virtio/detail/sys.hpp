@@ -19,13 +19,6 @@ namespace pepita::virtio::sys {
 inline int ret(long r) { return r < 0 ? -errno : static_cast<int>(r); }
 
 inline int make_eventfd() { return ret(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)); }
-/// Size in bytes of the regular file (memfd, hugetlbfs or tmpfs file) behind `fd`; -EINVAL when
-/// it is not a regular file, -errno when fstat fails.
-inline int64_t regular_file_size(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) < 0) return -errno;
-  return S_ISREG(st.st_mode) ? static_cast<int64_t>(st.st_size) : -EINVAL;
-}
 inline int eventfd_signal(int fd) {
   uint64_t one = 1;
   return ret(::write(fd, &one, sizeof one));
