@@ -8,11 +8,12 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <string>
 
 #include "pepita/core/mapping.hpp"
+#include "pepita/core/sys/check.hpp"
+#include "pepita/core/sys/fd.hpp"
 
 namespace pepita::memory {
 namespace {
@@ -104,10 +105,11 @@ Result<void> GuestMemory::add_anonymous(PhysAddr base, uint64_t size) {
 Result<GuestMemory> GuestMemory::shared(PhysAddr base, uint64_t size, const char* name) {
   PEPITA_TRY_VOID(check_layout(base, size));
   auto b = std::make_shared<Backing>();
-  b->fd.reset(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (!b->fd) return fail_errno(errno, "memfd_create for guest memory");
-  if (::ftruncate(b->fd.get(), static_cast<off_t>(size)) != 0)
-    return fail_errno(errno, "ftruncate guest memory memfd to " + hex(size));
+  b->fd = PEPITA_TRY(sys::check_fd(
+      static_cast<int>(sys::ret(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING))),
+      "memfd_create for guest memory"));
+  if (int r = sys::ftruncate(b->fd.get(), size); r < 0)
+    return fail_errno(r, std::string("ftruncate guest memory memfd to ").append(hex(size)));
   // SAFETY: a fresh shared mapping of our own memfd, exactly `size` bytes long.
   b->mapping = PEPITA_TRY(Mapping::map(size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
                                        b->fd.get(), 0, "guest memory (memfd)"));
@@ -117,7 +119,7 @@ Result<GuestMemory> GuestMemory::shared(PhysAddr base, uint64_t size, const char
 Result<GuestMemory> GuestMemory::copy_on_write(PhysAddr base, uint64_t size, int image_fd) {
   PEPITA_TRY_VOID(check_layout(base, size));
   struct stat st {};
-  if (::fstat(image_fd, &st) != 0) return fail_errno(errno, "fstat snapshot image");
+  if (int r = sys::fstat(image_fd, &st); r < 0) return fail_errno(r, "fstat snapshot image");
   if (static_cast<uint64_t>(st.st_size) < size)
     return fail(ErrorCode::InvalidArgument, "snapshot image holds " + hex(st.st_size) +
                                                 " bytes, fewer than the " + hex(size) + " mapped");
@@ -164,13 +166,12 @@ Result<void> GuestMemory::add_fd_region(UniqueFd fd, const FdRegion& d) {
   // The region must lie inside its file: a shared mapping may reach past the end of the file,
   // but every access there raises SIGBUS, which would kill the backend at the first ring read
   // (found by fuzz_vhost_user). Non-regular fds (devices) have no size to check.
-  struct stat st {};
-  if (fd && ::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) &&
-      map_len > static_cast<uint64_t>(st.st_size)) {
+  if (const int64_t file_size = sys::regular_file_size(fd.get());
+      file_size >= 0 && map_len > static_cast<uint64_t>(file_size)) {
     return fail(ErrorCode::InvalidArgument,
                 "memory region gpa " + hex(d.gpa) + " needs " + hex(map_len) +
                     " bytes of its fd (mmap_offset + size) but the file has " +
-                    hex(static_cast<uint64_t>(st.st_size)) +
+                    hex(static_cast<uint64_t>(file_size)) +
                     "; the frontend sent a memory table larger than its memory");
   }
   auto b = std::make_shared<Backing>();
@@ -225,7 +226,7 @@ Result<void> GuestMemory::reset_copy_on_write(int image_fd) {
   void* addr = ::mmap(m.data(), m.size(), PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, image_fd, 0);
   if (addr == MAP_FAILED) {
-    int err = errno;
+    const int err = sys::last_error();  // mmap(2) fails with MAP_FAILED, not -1
     m.reset();  // the old range may be gone; never leave a half-valid object
     regions_.clear();
     return fail_errno(err, "mmap copy-on-write reset of guest memory");
@@ -242,9 +243,10 @@ Result<UniqueFd> GuestMemory::into_sealed_image() && {
   std::shared_ptr<Backing> b = std::move(regions_.front().backing_);
   regions_.clear();
   b->mapping.reset();  // F_SEAL_WRITE fails while a shared writable mapping exists
-  if (::fcntl(b->fd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) !=
-      0)
-    return fail_errno(errno, "seal guest memory image");
+  if (long r = sys::ret(::fcntl(b->fd.get(), F_ADD_SEALS,
+                                F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL));
+      r < 0)
+    return fail_errno(static_cast<int>(r), "seal guest memory image");
   return std::move(b->fd);
 }
 
