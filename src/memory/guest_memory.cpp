@@ -273,10 +273,13 @@ std::unexpected<Error> GuestMemory::outside(PhysAddr gpa, uint64_t len) const {
       std::string("guest range [").append(hex(gpa.raw())).append(", +").append(hex(len));
   msg.append(") is outside guest memory");
   if (regions_.empty()) msg.append(" (none)");
-  for (const Region& r : regions_) {
-    msg.append(&r == &regions_.front() ? " [" : ", [").append(hex(r.gpa_));
-    msg.append(", ").append(hex(r.gpa_ + r.size_)).append(")");
+  constexpr size_t kNamed = 4;  // enough to see where the range fell, short with 64 regions
+  for (size_t i = 0; i < std::min(regions_.size(), kNamed); ++i) {
+    msg.append(i == 0 ? " [" : ", [").append(hex(regions_[i].gpa_));
+    msg.append(", ").append(hex(regions_[i].gpa_ + regions_[i].size_)).append(")");
   }
+  if (regions_.size() > kNamed)
+    msg.append(" and ").append(std::to_string(regions_.size() - kNamed)).append(" more regions");
   if (regions_.size() > 1) msg.append(" or straddles two regions");
   return fail(ErrorCode::InvalidArgument, std::move(msg));
 }

@@ -9,7 +9,9 @@
 //   PEPITA_TRY_VOID(mem.write<uint64_t>(abi::PhysAddr(0x1000), 42));
 //   uint64_t v = PEPITA_TRY(mem.read<uint64_t>(abi::PhysAddr(0x1000)));
 //   auto bytes = PEPITA_TRY(mem.span(abi::PhysAddr(0x2000), 64));  // std::span<std::byte>
+//   GuestMemory table;  // vhost-user: the regions a frontend sent with SET_MEM_TABLE
 //   PEPITA_TRY_VOID(table.add_fd_region(std::move(memfd), {.gpa = 0, .size = 1 << 30, .uva = va}));
+//   PhysAddr desc = PEPITA_TRY(table.uva_to_gpa(vring_desc_user_addr, 16 * 256));
 
 #include <cstddef>
 #include <cstdint>
@@ -149,8 +151,9 @@ class GuestMemory {
   bool contains(PhysAddr gpa, uint64_t len) const noexcept { return find(gpa.raw(), len); }
 
   /// Bytes [gpa, gpa + len) as a host span; InvalidArgument naming the range when it is not inside
-  /// one region. The span is valid until this memory is moved, reset or destroyed. The guest may
-  /// change these bytes concurrently: copy before validating (no double fetch).
+  /// one region. The span stays valid while the region's mapping lives (this memory or a view of
+  /// it) and until reset_copy_on_write. The guest may change these bytes concurrently: copy before
+  /// validating (no double fetch).
   Result<std::span<std::byte>> span(PhysAddr gpa, uint64_t len) const {
     if (const Region* r = find(gpa.raw(), len)) [[likely]]
       return r->host_span(gpa.raw(), len);
