@@ -88,10 +88,13 @@ Result<std::string> get_string(const Ctx& ctx, const toml::node& n, std::string_
   return *expanded;
 }
 
-// A job file's tasks are commands, so every backend but Cpu (in-process functions) is allowed.
-Result<task::Backend> get_backend(const Ctx& ctx, const toml::node& n, const Vars& vars) {
+// A job file's tasks are commands, so every known backend but Cpu (in-process functions) is
+// allowed: the built-ins, or the names the caller registered (JobOptions::backends).
+Result<task::Backend> get_backend(const Ctx& ctx, const toml::node& n, const Vars& vars,
+                                  const JobOptions& options) {
   const std::string name = PEPITA_TRY(get_string(ctx, n, "backend", vars));
-  auto backend = task::parse_backend(name);
+  auto backend = options.backends.empty() ? task::parse_backend(name)
+                                          : task::parse_backend(name, options.backends);
   if (!backend) return ctx.err(n, backend.error().message());
   if (*backend == task::Backend::Cpu) {
     return ctx.err(n,
@@ -290,7 +293,8 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const auto* t = n->as_table();
     if (!t) return ctx.err(*n, "[defaults] must be a table");
     PEPITA_TRY_VOID(check_keys(ctx, *t, "[defaults]", {"timeout", "env", "cwd", "backend"}));
-    if (const auto* v = t->get("backend")) default_backend = PEPITA_TRY(get_backend(ctx, *v, vars));
+    if (const auto* v = t->get("backend"))
+      default_backend = PEPITA_TRY(get_backend(ctx, *v, vars, options));
     if (const auto* v = t->get("timeout"))
       default_timeout = PEPITA_TRY(get_seconds(ctx, *v, "timeout"));
     if (const auto* v = t->get("env")) default_env = PEPITA_TRY(get_env(ctx, *v, vars));
@@ -356,11 +360,15 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::string command = PEPITA_TRY(get_string(ctx, *cmd, "command", tv));
     if (command.empty()) return ctx.err(*cmd, "task '" + raws[r].name + "': 'command' is empty");
     // A GPU task's command names a kernel ("saxpy") or a .spv file, not an executable; the GPU
-    // executor checks it (a relative .spv path still starts at the job file's directory).
+    // executor checks it (a relative .spv path still starts at the job file's directory). So
+    // does a backend a program registered: what its command means is up to its executor.
     const auto* backend_node = t.get("backend");
     const task::Backend backend =
-        backend_node ? PEPITA_TRY(get_backend(ctx, *backend_node, tv)) : default_backend;
-    if (options.check_binaries && backend != task::Backend::Gpu) {
+        backend_node ? PEPITA_TRY(get_backend(ctx, *backend_node, tv, options)) : default_backend;
+    const bool runs_a_binary = backend == task::Backend::Process ||
+                               backend == task::Backend::Remote ||
+                               backend == task::Backend::MicroVm;
+    if (options.check_binaries && runs_a_binary) {
       auto it = resolved_cache.find(command);
       if (it == resolved_cache.end())
         it = resolved_cache.emplace(command, resolve_command(command, job_dir)).first;
