@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <stop_token>
 
 #include "pepita/error.hpp"
@@ -54,5 +55,9 @@ class Executor {
   /// Default: nothing (in-process attempts end with the process).
   virtual void abandon() noexcept {}
 };
+
+/// Creates an executor when a pool is built (Pool::Builder::executor), whose error then is the
+/// build's — how a backend that needs setup (a device, workers, a cluster) joins a pool.
+using ExecutorFactory = std::function<Result<std::shared_ptr<Executor>>()>;
 
 }  // namespace pepita::executor
