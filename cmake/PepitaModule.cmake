@@ -1,5 +1,9 @@
 # pepita_module(NAME <name> [HEADER_ONLY] [DEPS <targets...>] [TEST_DEPS <targets...>]
-#               [TEST_FILTER <gtest filter of the cases CTest registers>])
+#               [TEST_FILTER <gtest filter of the cases CTest registers>]
+#               [EXCLUDE_DIRS <subdir>...])
+#
+# EXCLUDE_DIRS leaves src/<name>/<subdir>/ out of pepita_<name>: a part built as a library of its
+# own above the module (the executor adapter in src/<name>/executor/, see pepita_executor_adapter).
 #
 # Defines the static library pepita_<name> from src/<name>/*.cpp (or an INTERFACE library when
 # HEADER_ONLY), one GoogleTest binary pepita_<name>_tests from tests/<name>/*.cpp whose cases are
@@ -39,9 +43,14 @@ function(pepita_gtest_cases module target)
 endfunction()
 
 function(pepita_module)
-  cmake_parse_arguments(ARG "HEADER_ONLY" "NAME;TEST_FILTER" "DEPS;TEST_DEPS;BENCH_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "HEADER_ONLY" "NAME;TEST_FILTER" "DEPS;TEST_DEPS;BENCH_DEPS;EXCLUDE_DIRS"
+    ${ARGN})
   set(lib pepita_${ARG_NAME})
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${ARG_NAME}/*.cpp)
+  if(ARG_EXCLUDE_DIRS)
+    list(JOIN ARG_EXCLUDE_DIRS "|" excluded)
+    list(FILTER sources EXCLUDE REGEX "/src/${ARG_NAME}/(${excluded})/")
+  endif()
 
   if(ARG_HEADER_ONLY OR NOT sources)
     add_library(${lib} INTERFACE)
@@ -84,4 +93,28 @@ function(pepita_module)
       set_target_properties(${bench_bin} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR}/bench)
     endforeach()
   endif()
+endfunction()
+
+# pepita_executor_adapter(MODULE <m> DEPS <targets...>)
+#
+# A backend module's executor adapter, the same way for every backend: the sources under
+# src/<m>/executor/ (left out of pepita_<m> with EXCLUDE_DIRS executor) become the static library
+# pepita_<m>_executor (alias pepita::<m>_executor), public header include/pepita/<m>/*_executor.hpp,
+# linking pepita_<m> and pepita_executor plus DEPS. It sits above the executor layer while
+# pepita_<m> itself may stay below it; it is installed and exported with the modules.
+function(pepita_executor_adapter)
+  cmake_parse_arguments(ARG "" "MODULE" "DEPS" ${ARGN})
+  set(lib pepita_${ARG_MODULE}_executor)
+  file(GLOB_RECURSE sources CONFIGURE_DEPENDS
+    ${PROJECT_SOURCE_DIR}/src/${ARG_MODULE}/executor/*.cpp)
+  add_library(${lib} STATIC ${sources})
+  add_library(pepita::${ARG_MODULE}_executor ALIAS ${lib})
+  target_include_directories(${lib}
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+           $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${lib} PUBLIC pepita_${ARG_MODULE} pepita_executor ${ARG_DEPS}
+    PRIVATE $<BUILD_INTERFACE:pepita_build_flags>)
+  target_link_libraries(pepita INTERFACE ${lib})
+  set(PEPITA_ALL_MODULES ${PEPITA_ALL_MODULES} ${lib} CACHE INTERNAL "")
 endfunction()
