@@ -1,20 +1,12 @@
 #pragma once
-// CRC32C (Castagnoli, polynomial 0x1EDC6F41 reflected = 0x82F63B78), as used by iSCSI (RFC 3720
-// appendix B.4), ext4 and LevelDB logs. SSE4.2 `crc32` instructions when the CPU has them, a
-// table otherwise; both give identical results.
+// Forwarding header: CRC32C moved to core (pepita/core/crc32c.hpp) so modules that do not depend
+// on fault can checksum. Kept so `fault::crc32c` callers still build; new code includes core's.
 
-#include <cstddef>
-#include <cstdint>
-#include <span>
-#include <string_view>
+#include "pepita/core/crc32c.hpp"
 
 namespace pepita::fault {
 
-/// Extends `crc` (0 for a fresh checksum) over `data`. crc32c("123456789") == 0xE3069283.
-std::uint32_t crc32c(std::span<const std::byte> data, std::uint32_t crc = 0) noexcept;
-std::uint32_t crc32c(std::string_view data, std::uint32_t crc = 0) noexcept;
-
-/// The portable table implementation, exposed so tests can check the fast path against it.
-std::uint32_t crc32c_portable(std::span<const std::byte> data, std::uint32_t crc = 0) noexcept;
+using pepita::crc32c;
+using pepita::crc32c_portable;
 
 }  // namespace pepita::fault

@@ -1,5 +1,5 @@
 // CRC32C: hardware path via the SSE4.2 crc32 instruction (8 bytes per step), table fallback.
-#include "pepita/fault/crc32c.hpp"
+#include "pepita/core/crc32c.hpp"
 
 #include <array>
 #include <cstring>
@@ -8,7 +8,7 @@
 #include <nmmintrin.h>
 #endif
 
-namespace pepita::fault {
+namespace pepita {
 namespace {
 
 constexpr std::array<std::uint32_t, 256> make_table() {
@@ -66,4 +66,4 @@ std::uint32_t crc32c(std::string_view data, std::uint32_t crc) noexcept {
   return crc32c(std::as_bytes(std::span(data.data(), data.size())), crc);
 }
 
-}  // namespace pepita::fault
+}  // namespace pepita

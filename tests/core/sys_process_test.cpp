@@ -1,0 +1,250 @@
+// The process, socket, signal and thread half of core's kernel boundary: pidfds against real
+// children, CLOEXEC sockets, unix listeners replacing stale sockets, SCM_RIGHTS passing, signal
+// masks and synchronous waits, CPU pinning.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "pepita/core/format.hpp"
+#include "pepita/core/sys.hpp"
+
+namespace pepita {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string temp_path(const char* stem) {
+  return std::string("/tmp/pepita-").append(stem).append("-").append(std::to_string(::getpid()));
+}
+
+// A child that sleeps until killed (or exits with `code` right away when code >= 0).
+pid_t start_child(int code) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (code >= 0) ::_exit(code);
+    for (;;) ::pause();
+  }
+  return pid;
+}
+
+TEST(SysProcess, PidfdSignalsAndReapsAChildWithRusage) {
+  const pid_t pid = start_child(-1);
+  ASSERT_GT(pid, 0);
+  auto pidfd = sys::open_pidfd(pid);
+  ASSERT_TRUE(pidfd.has_value()) << pidfd.error().message();
+  siginfo_t info{};
+  rusage usage{};
+  EXPECT_EQ(sys::waitid_pidfd(pidfd->get(), &info, &usage), 1);  // still running
+  EXPECT_EQ(sys::pidfd_send_signal(pidfd->get(), SIGKILL), 0);
+  EXPECT_EQ(sys::waitid_pidfd(pidfd->get(), &info, &usage, WEXITED), 0);  // blocking reap
+  EXPECT_EQ(info.si_pid, pid);
+  EXPECT_EQ(info.si_code, CLD_KILLED);
+  EXPECT_EQ(info.si_status, SIGKILL);
+  // Reaped: the pidfd stays valid but the process is gone.
+  EXPECT_EQ(sys::pidfd_send_signal(pidfd->get(), SIGKILL), -ESRCH);
+  EXPECT_EQ(sys::waitid_pidfd(pidfd->get(), &info, &usage), -ECHILD);
+}
+
+TEST(SysProcess, ExitCodeComesBackAndMissingProcessesAreEsrch) {
+  const pid_t pid = start_child(7);
+  ASSERT_GT(pid, 0);
+  const int pidfd = sys::pidfd_open(pid);
+  ASSERT_GE(pidfd, 0);
+  UniqueFd owned(pidfd);
+  siginfo_t info{};
+  EXPECT_EQ(sys::waitid_pidfd(pidfd, &info, nullptr, WEXITED), 0);
+  EXPECT_EQ(info.si_code, CLD_EXITED);
+  EXPECT_EQ(info.si_status, 7);
+  EXPECT_EQ(sys::pidfd_open(pid), -ESRCH);  // reaped
+  auto gone = sys::open_pidfd(pid);
+  ASSERT_FALSE(gone.has_value());
+  EXPECT_EQ(gone.error().code(), ErrorCode::NotFound);
+  EXPECT_NE(gone.error().message().find(std::to_string(pid)), std::string::npos);
+  EXPECT_EQ(sys::pidfd_send_signal(-1, SIGTERM), -EBADF);
+}
+
+TEST(SysProcess, KillGroupReachesTheGroup) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    for (;;) ::pause();
+  }
+  ASSERT_GT(pid, 0);
+  ::setpgid(pid, pid);  // races the child's own call harmlessly
+  auto pidfd = sys::open_pidfd(pid);
+  ASSERT_TRUE(pidfd.has_value());
+  EXPECT_EQ(sys::kill(pid, 0), 0);
+  EXPECT_EQ(sys::kill_group(pid, SIGTERM), 0);
+  siginfo_t info{};
+  EXPECT_EQ(sys::waitid_pidfd(pidfd->get(), &info, nullptr, WEXITED), 0);
+  EXPECT_EQ(info.si_status, SIGTERM);
+  EXPECT_EQ(sys::kill_group(pid, 0), -ESRCH);
+}
+
+TEST(SysSocket, PairSendAllAndRecvFullMoveEveryByte) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  std::string big(1 << 20, 'q');
+  big[12345] = 'Z';
+  std::string got(big.size(), '\0');
+  int64_t received = 0;
+  std::thread reader([&] { received = sys::recv_full(b.get(), got.data(), got.size()); });
+  EXPECT_EQ(sys::send_all(a.get(), big.data(), big.size()), static_cast<int64_t>(big.size()));
+  reader.join();
+  EXPECT_EQ(received, static_cast<int64_t>(big.size()));
+  EXPECT_EQ(got, big);
+  a.reset();
+  char c;
+  EXPECT_EQ(sys::recv_full(b.get(), &c, 1), 0);  // orderly shutdown
+  // Sending to a closed peer is EPIPE, not SIGPIPE (MSG_NOSIGNAL): the test process survives.
+  EXPECT_EQ(sys::send_all(b.get(), "x", 1), -EPIPE);
+  EXPECT_EQ(sys::send(b.get(), "x", 1), -EPIPE);
+}
+
+TEST(SysSocket, NewSocketsAreCloexecAndOptionsStick) {
+  const int raw = sys::socket(AF_INET, SOCK_STREAM);
+  ASSERT_GE(raw, 0);
+  UniqueFd s(raw);
+  EXPECT_NE(::fcntl(s.get(), F_GETFD) & FD_CLOEXEC, 0);
+  ASSERT_EQ(sys::set_option(s.get(), SOL_SOCKET, SO_REUSEADDR, 1), 0);
+  int value = 0;
+  socklen_t len = sizeof value;
+  ASSERT_EQ(::getsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &value, &len), 0);
+  EXPECT_EQ(value, 1);
+  EXPECT_EQ(sys::socket_error(s.get()), 0);
+  EXPECT_EQ(sys::set_option(-1, SOL_SOCKET, SO_REUSEADDR, 1), -EBADF);
+  EXPECT_EQ(sys::socket(AF_UNIX, SOCK_STREAM, 12345), -EPROTONOSUPPORT);
+}
+
+TEST(SysSocket, UnixListenAcceptsReplacesStaleSocketsAndRefusesOthers) {
+  const std::string path = temp_path("sys-sock");
+  ::unlink(path.c_str());
+  {
+    const int l = sys::unix_listen(path, 4);
+    ASSERT_GE(l, 0) << l;
+    UniqueFd listener(l);
+    const int c = sys::unix_connect(path);
+    ASSERT_GE(c, 0);
+    UniqueFd client(c);
+    const int s = sys::accept(listener.get());
+    ASSERT_GE(s, 0);
+    UniqueFd server(s);
+    EXPECT_NE(::fcntl(server.get(), F_GETFD) & FD_CLOEXEC, 0);
+    EXPECT_EQ(sys::send_all(client.get(), "ping", 4), 4);
+    char buf[4];
+    EXPECT_EQ(sys::recv_full(server.get(), buf, 4), 4);
+    EXPECT_EQ(std::string(buf, 4), "ping");
+    // A live server owns the path; its probe shows up as a client that hung up at once.
+    EXPECT_EQ(sys::unix_listen(path), -EADDRINUSE);
+    const int probe = sys::accept(listener.get());
+    ASSERT_GE(probe, 0);
+    UniqueFd probed(probe);
+    EXPECT_EQ(sys::recv_full(probed.get(), buf, 4), 0);
+  }
+  // The listener is closed but its socket file is left behind: a new server replaces it.
+  struct stat st {};
+  ASSERT_EQ(::lstat(path.c_str(), &st), 0);
+  const int again = sys::unix_listen(path);
+  ASSERT_GE(again, 0) << again;
+  ::close(again);
+  ::unlink(path.c_str());
+  // A regular file is never deleted.
+  const int file = sys::open(path.c_str(), O_WRONLY | O_CREAT, 0600);
+  ASSERT_GE(file, 0);
+  ::close(file);
+  EXPECT_EQ(sys::unix_listen(path), -EEXIST);
+  EXPECT_EQ(::lstat(path.c_str(), &st), 0);
+  ::unlink(path.c_str());
+  EXPECT_EQ(sys::unix_listen(std::string(200, 'x')), -ENAMETOOLONG);
+  EXPECT_EQ(sys::unix_connect(path), -ENOENT);
+}
+
+TEST(SysSocket, DescriptorsTravelWithTheMessage) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  auto efd = sys::make_eventfd(EFD_NONBLOCK);
+  ASSERT_TRUE(efd.has_value());
+  const int fds[2] = {efd->get(), efd->get()};
+  EXPECT_EQ(sys::send_with_fds(a.get(), "hdr!", 4, fds, 2), 4);
+  char buf[4];
+  int got_fds[1] = {-1};
+  std::size_t nfds = 0;
+  // Room for one descriptor: the second one is closed, not leaked.
+  EXPECT_EQ(sys::recv_with_fds(b.get(), buf, 4, got_fds, 1, &nfds), 4);
+  ASSERT_EQ(nfds, 1u);
+  UniqueFd received(got_fds[0]);
+  EXPECT_EQ(std::string(buf, 4), "hdr!");
+  EXPECT_NE(::fcntl(received.get(), F_GETFD) & FD_CLOEXEC, 0);
+  // The received fd is the same eventfd: a signal on one is drained on the other.
+  EXPECT_EQ(sys::eventfd_signal(efd->get(), 5), 0);
+  EXPECT_EQ(sys::eventfd_drain(received.get()), 5);
+  // Orderly EOF before a message is 0; mid-message it is -EPROTO.
+  EXPECT_EQ(sys::send_all(a.get(), "ab", 2), 2);
+  a.reset();
+  EXPECT_EQ(sys::recv_with_fds(b.get(), buf, 4, got_fds, 1, &nfds), -EPROTO);
+  EXPECT_EQ(sys::recv_with_fds(b.get(), buf, 4, got_fds, 1, &nfds), 0);
+  EXPECT_EQ(sys::send_with_fds(b.get(), "x", 1, fds, 9), -EINVAL);
+}
+
+TEST(SysSignal, BlockedSignalIsTakenSynchronouslyBySignalfdAndWait) {
+  sigset_t old;
+  ASSERT_EQ(sys::block_signals({SIGUSR2}, &old), 0);
+  const sigset_t set = sys::signal_set({SIGUSR2});
+  EXPECT_EQ(sys::wait_signal(set, 0ms), 0);  // none pending
+  ASSERT_EQ(::raise(SIGUSR2), 0);
+  EXPECT_EQ(sys::wait_signal(set, 1000ms), SIGUSR2);
+
+  const int raw = sys::signalfd(set, SFD_NONBLOCK);
+  ASSERT_GE(raw, 0);
+  UniqueFd sfd(raw);
+  EXPECT_NE(::fcntl(sfd.get(), F_GETFD) & FD_CLOEXEC, 0);
+  signalfd_siginfo si{};
+  EXPECT_EQ(sys::read(sfd.get(), &si, sizeof si), -EAGAIN);
+  ASSERT_EQ(::raise(SIGUSR2), 0);
+  EXPECT_EQ(sys::read(sfd.get(), &si, sizeof si), static_cast<long>(sizeof si));
+  EXPECT_EQ(si.ssi_signo, static_cast<uint32_t>(SIGUSR2));
+  ASSERT_EQ(sys::set_signal_mask(SIG_SETMASK, old), 0);
+  EXPECT_EQ(sys::set_signal_mask(12345, old), -EINVAL);
+  EXPECT_EQ(sys::install_handler(SIGKILL, SIG_IGN, 0), -EINVAL);
+}
+
+TEST(SysThread, PinsNamesAndBarriers) {
+  const auto cpus = sys::allowed_cpus();
+  ASSERT_FALSE(cpus.empty());
+  std::thread t([&] {
+    EXPECT_EQ(sys::pin_current_thread(cpus.back()), 0);
+    EXPECT_EQ(sys::allowed_cpus(), std::vector<int>{cpus.back()});
+    EXPECT_EQ(sys::pin_current_thread(-1), -EINVAL);
+    EXPECT_EQ(sys::set_current_thread_name("pepita-a-very-long-name"), 0);
+    char name[16] = {};
+    ASSERT_EQ(::pthread_getname_np(::pthread_self(), name, sizeof name), 0);
+    EXPECT_EQ(std::string(name), "pepita-a-very-l");  // truncated to 15 chars
+  });
+  t.join();
+  if (sys::membarrier_register_private_expedited()) {
+    EXPECT_EQ(sys::membarrier_private_expedited(), 0);
+  } else {
+    GTEST_LOG_(INFO) << "membarrier PRIVATE_EXPEDITED unsupported here; barrier not exercised";
+  }
+}
+
+TEST(Format, FillsHolesInOrder) {
+  EXPECT_EQ(fmt("queue {} of {}", 3, "sda"), "queue 3 of sda");
+  EXPECT_EQ(fmt("no holes", 1, 2), "no holes");
+  EXPECT_EQ(fmt("{} and {}", 1), "1 and {}");
+  EXPECT_EQ(fmt("{}{}", 'a', 2.5), "a2.5");
+  EXPECT_EQ(fmt(""), "");
+}
+
+}  // namespace
+}  // namespace pepita
