@@ -4,7 +4,8 @@
 // --connect` back to the driver (compute nodes need no inbound port), and the pool then
 // schedules fine-grained tasks over pepita's own authenticated transport. Elastic: jobs are
 // added while tasks wait and released when idle; a job Slurm ends (time limit, preemption,
-// scancel) is a dead worker whose tasks are re-dispatched; shutdown cancels every job.
+// scancel) is a dead worker whose tasks are re-dispatched; shutdown cancels every job. The
+// executor adapter library pepita_slurm_executor (src/slurm/executor/).
 //
 //   auto pool = PEPITA_TRY(pool::Pool::builder()
 //                              .executor(slurm::workers({.nodes = 4, .partition = "cpu"}))
@@ -20,7 +21,6 @@
 #include <vector>
 
 #include "pepita/executor/executor.hpp"
-#include "pepita/pool/pool.hpp"
 #include "pepita/slurm/commands.hpp"
 
 namespace pepita::slurm {
@@ -81,7 +81,7 @@ class SlurmExecutor final : public executor::Executor {
   /// shutdown().
   ~SlurmExecutor() override;
 
-  task::Backend backend() const noexcept override { return task::Backend::Remote; }
+  executor::Backend backend() const noexcept override { return executor::Backend::Remote; }
   std::size_t slots() const noexcept override;
   /// Process tasks (Task::binary(...).backend(Backend::Remote)); see transport::RemoteExecutor.
   Result<void> start(const task::Task& task, std::stop_token stop,
@@ -106,6 +106,6 @@ class SlurmExecutor final : public executor::Executor {
 };
 
 /// For Pool::Builder::executor: `Pool::builder().executor(slurm::workers({.nodes = 2}))`.
-pool::Pool::Builder::ExecutorFactory workers(SlurmOptions options);
+executor::ExecutorFactory workers(SlurmOptions options);
 
 }  // namespace pepita::slurm
