@@ -1,18 +1,20 @@
 // Job-file parsing and validation on toml++. Exceptions from toml++ stay inside this file.
 #include "pepita/pool/job.hpp"
 
+#include <fcntl.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
 
+#include "pepita/core/sys.hpp"
+#include "pepita/core/unique_fd.hpp"
 #include "pepita/task/graph.hpp"
 
 namespace pepita::pool {
@@ -210,14 +212,23 @@ Pool::Builder Job::pool_builder() const {
 }
 
 Result<Job> load_job(const std::string& path, const JobOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return fail(ErrorCode::NotFound,
-                "cannot read job file '" + path + "': " + std::strerror(errno));
+  const int fd = sys::open(path.c_str(), O_RDONLY);
+  if (fd < 0) {
+    return fail(ErrorCode::NotFound, "cannot read job file '" + path + "': " + std::strerror(-fd));
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_job(buf.str(), path, options);
+  const UniqueFd file(fd);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const int64_t n = sys::read_full(file.get(), buf, sizeof buf);
+    if (n < 0) {
+      return fail(ErrorCode::NotFound,
+                  "cannot read job file '" + path + "': " + std::strerror(static_cast<int>(-n)));
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+    if (static_cast<std::size_t>(n) < sizeof buf) break;
+  }
+  return parse_job(text, path, options);
 }
 
 Result<Job> parse_job(std::string_view text, const std::string& file, const JobOptions& options) {
