@@ -101,7 +101,9 @@ struct BlockingRunner::Impl {
     }
     if (cancel) {
       report(job, result_for(job.task, Status::Cancelled,
-                             "cancelled: " + options.name + " shut down before it started",
+                             std::string("cancelled: ")
+                                 .append(options.name)
+                                 .append(" shut down before it started"),
                              job.started));
       return;
     }
