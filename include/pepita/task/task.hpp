@@ -88,6 +88,10 @@ inline constexpr std::array<Backend, 5> kBuiltinBackends{
 
 /// The backend's name ("cpu", "process", ...); a view into `backend`.
 constexpr std::string_view to_string(const Backend& backend) noexcept { return backend.name(); }
+/// Prints the name (gtest and logs).
+inline std::ostream& operator<<(std::ostream& out, const Backend& backend) {
+  return out << backend.name();
+}
 /// Parses a built-in name; InvalidArgument listing the valid names otherwise.
 Result<Backend> parse_backend(std::string_view name);
 /// Parses any of `known` (e.g. the names an executor::Registry holds); InvalidArgument listing
@@ -240,12 +244,6 @@ Builder Task::function(F&& callable) {
   return b;
 }
 
-}  // namespace pepita::task
-
-namespace pepita::task {
-inline std::ostream& operator<<(std::ostream& out, const Backend& backend) {
-  return out << backend.name();
-}
 }  // namespace pepita::task
 
 template <>
