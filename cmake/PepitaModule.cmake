@@ -1,12 +1,10 @@
 # pepita_module(NAME <name> [HEADER_ONLY] [DEPS <targets...>] [TEST_DEPS <targets...>]
 #               [TEST_FILTER <gtest filter of the cases CTest registers>]
-#               [EXCLUDE_DIRS <subdir>...])
-#
-# EXCLUDE_DIRS leaves src/<name>/<subdir>/ out of pepita_<name>: a part built as a library of its
-# own above the module (the executor adapter in src/<name>/executor/, see pepita_executor_adapter).
+#               [EXCLUDE_DIRS <subdir...>])
 #
 # Defines the static library pepita_<name> from src/<name>/*.cpp (or an INTERFACE library when
-# HEADER_ONLY), one GoogleTest binary pepita_<name>_tests from tests/<name>/*.cpp whose cases are
+# HEADER_ONLY) less the sources under src/<name>/<subdir>/ for each EXCLUDE_DIRS entry (a module
+# builds those as libraries of their own, e.g. its executor adapter in src/<name>/executor/), one GoogleTest binary pepita_<name>_tests from tests/<name>/*.cpp whose cases are
 # registered with CTest one by one (pepita_gtest_cases below), and one benchmark executable per
 # bench/<name>/*.cpp. Modules are independent targets so a module builds and tests on its own:
 # `cmake --build build --target pepita_<name>_tests && ctest --test-dir build -L '^<name>$'`.
@@ -43,13 +41,12 @@ function(pepita_gtest_cases module target)
 endfunction()
 
 function(pepita_module)
-  cmake_parse_arguments(ARG "HEADER_ONLY" "NAME;TEST_FILTER" "DEPS;TEST_DEPS;BENCH_DEPS;EXCLUDE_DIRS"
-    ${ARGN})
+  cmake_parse_arguments(ARG "HEADER_ONLY" "NAME;TEST_FILTER" "DEPS;TEST_DEPS;BENCH_DEPS;EXCLUDE_DIRS" ${ARGN})
   set(lib pepita_${ARG_NAME})
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${ARG_NAME}/*.cpp)
   if(ARG_EXCLUDE_DIRS)
-    list(JOIN ARG_EXCLUDE_DIRS "|" excluded)
-    list(FILTER sources EXCLUDE REGEX "/src/${ARG_NAME}/(${excluded})/")
+    list(JOIN ARG_EXCLUDE_DIRS "|" exclude_alternatives)
+    list(FILTER sources EXCLUDE REGEX "/src/${ARG_NAME}/(${exclude_alternatives})/")
   endif()
 
   if(ARG_HEADER_ONLY OR NOT sources)

@@ -86,7 +86,6 @@ std::vector<uint64_t> make_sectors(const Workload& w) {
 struct Ring {
   static constexpr uint64_t kDesc = 0, kAvail = 0x10000, kUsed = 0x20000, kSlots = 0x100000;
   memory::GuestMemory mem;
-  FlatRam ram;
   Queue q;
   uint16_t avail = 0;
   uint16_t used_seen = 0;
@@ -94,10 +93,9 @@ struct Ring {
 
   Ring(uint32_t b, uint32_t segs)
       : mem(std::move(memory::GuestMemory::anonymous(PhysAddr(0), 64ull << 20).value())),
-        ram(mem),
         bytes(b),
         segments(segs) {
-    q = Queue::activate({kQueueSize, PhysAddr(kDesc), PhysAddr(kAvail), PhysAddr(kUsed)}, ram,
+    q = Queue::activate({kQueueSize, PhysAddr(kDesc), PhysAddr(kAvail), PhysAddr(kUsed)}, mem,
                         {.event_idx = true, .indirect = false})
             .value();
     // Fill some data so writes carry non-trivial (compressible-ish) content.

@@ -1,4 +1,5 @@
-// FileDisk's io_uring engine: per-queue ring, eventfd-driven reaper thread, batched completion.
+// FileDisk's io_uring engine: per-queue EventLoop, eventfd-driven reaper thread, batched
+// completion.
 #include "blk_mq/detail/file_disk_uring.hpp"
 
 #include <linux/falloc.h>
@@ -6,7 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "blk_mq/detail/sys.hpp"
+#include "pepita/core/sys/eventfd.hpp"
+#include "pepita/core/sys/fd.hpp"
 #include "pepita/io_uring/prep.hpp"
 
 namespace pepita::blk_mq {
@@ -17,14 +19,19 @@ Result<std::unique_ptr<FileDisk::Uring>> FileDisk::Uring::create(int fd, const D
     auto queue = std::make_unique<Queue>();
     // SQ as deep as the queue (at most depth requests are in flight: tags bound them), CQ twice
     // that (the kernel's default), so the CQ can never overflow.
-    auto ring = io_uring::Ring::create({.entries = info.tag_set.queue_depth});
-    if (!ring) return std::unexpected(std::move(ring.error()));
-    queue->ring.emplace(std::move(*ring));
-    const int event = sys::eventfd();
-    if (event < 0) return fail_errno(event, "eventfd for the FileDisk reaper");
-    queue->event.reset(event);
-    PEPITA_TRY_VOID(queue->ring->register_eventfd(event));
-    queue->inflight.resize(info.tag_set.queue_depth);
+    queue->loop = PEPITA_TRY(io_uring::EventLoop::create({.entries = info.tag_set.queue_depth}));
+    auto event = pepita::sys::make_eventfd();
+    if (!event)
+      return std::unexpected(
+          std::move(event.error()).with_context("eventfd for the FileDisk reaper"));
+    queue->event = std::move(*event);
+    PEPITA_TRY_VOID(queue->loop->ring().register_eventfd(queue->event.get()));
+    queue->inflight = std::make_unique<Inflight[]>(info.tag_set.queue_depth);
+    for (uint32_t t = 0; t < info.tag_set.queue_depth; ++t) {
+      queue->inflight[t].engine = engine.get();
+      queue->inflight[t].queue = queue.get();
+    }
+    queue->reaped.resize(queue->loop->ring().cq_entries());
     engine->queues_.push_back(std::move(queue));
   }
   // Threads start only once every queue exists, so a failure above leaves none to stop.
@@ -39,7 +46,7 @@ FileDisk::Uring::~Uring() {
   stop_.store(true, std::memory_order_release);
   for (auto& queue : queues_) {
     // Wake the reaper so it sees stop_; it leaves once its queue has nothing in flight.
-    (void)sys::eventfd_signal(queue->event.get());
+    (void)pepita::sys::eventfd_signal(queue->event.get());
   }
   for (auto& queue : queues_)
     if (queue->reaper.joinable()) queue->reaper.join();
@@ -47,19 +54,24 @@ FileDisk::Uring::~Uring() {
 
 void FileDisk::Uring::submit(uint32_t queue_index, const Request& req) noexcept {
   Queue& queue = *queues_[queue_index];
-  queue.inflight[req.tag] = {req.completion,    req.op,  req.flags, req.byte_offset(),
-                             req.byte_length(), req.data};
+  Inflight& io = queue.inflight[req.tag];
+  io.completion = req.completion;
+  io.op = req.op;
+  io.flags = req.flags;
+  io.offset = req.byte_offset();
+  io.length = req.byte_length();
+  io.data = req.data;
   queue.pending.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard guard(queue.lock);
-    io_uring::Ring& ring = *queue.ring;
-    pepita::abi::Sqe* sqe = ring.get_sqe();
+    io_uring::EventLoop& loop = *queue.loop;
+    // try_sqe_for: never dispatches, which would run completions under our lock.
+    pepita::abi::Sqe* sqe = loop.try_sqe_for(&io);
     if (sqe == nullptr) {
-      (void)ring.submit();  // SQ full of unsubmitted entries: push them, then retry once
-      sqe = ring.get_sqe();
+      (void)loop.submit();  // SQ full of unsubmitted entries: push them, then retry once
+      sqe = loop.try_sqe_for(&io);
     }
     if (sqe != nullptr) {
-      const Inflight& io = queue.inflight[req.tag];
       const auto len = static_cast<uint32_t>(io.length);
       switch (req.op) {
         case Op::Read: io_uring::prep_read(*sqe, fd_, io.data, len, io.offset); break;
@@ -80,21 +92,29 @@ void FileDisk::Uring::submit(uint32_t queue_index, const Request& req) noexcept 
           break;
         }
       }
-      sqe->user_data = req.tag;
       // A failed submit leaves the SQE queued; the next submit on this queue pushes it.
-      (void)ring.submit();
+      (void)loop.submit();
       return;
     }
   }
-  finish(queue, req.tag, -EAGAIN);  // the kernel would not take the SQE
+  finish(io, -EAGAIN);  // the kernel would not take the SQE
 }
 
-void FileDisk::Uring::finish(Queue& queue, uint32_t tag, int res) noexcept {
-  const Inflight io = queue.inflight[tag];
+void FileDisk::Uring::Inflight::on_cqe(io_uring::Completion* self, int res,
+                                       uint32_t /*flags*/) noexcept {
+  auto* io = static_cast<Inflight*>(self);
+  io->engine->finish(*io, res);
+}
+
+void FileDisk::Uring::finish(Inflight& request, int res) noexcept {
+  // A copy: once complete() ran, the tag (and its entry) may be reused by the next request.
+  const Inflight io = request;
+  Queue& queue = *io.queue;
   if (io.op == Op::Read && res >= 0 && static_cast<uint64_t>(res) < io.length) {
     // Short read: finish synchronously; past EOF (file truncated under us) reads as zeros.
-    const int64_t more = sys::pread_full(fd_, io.data + res, io.length - static_cast<uint64_t>(res),
-                                         io.offset + static_cast<uint64_t>(res));
+    const int64_t more =
+        pepita::sys::pread_full(fd_, io.data + res, io.length - static_cast<uint64_t>(res),
+                                io.offset + static_cast<uint64_t>(res));
     if (more < 0) {
       res = static_cast<int>(more);
     } else {
@@ -104,8 +124,8 @@ void FileDisk::Uring::finish(Queue& queue, uint32_t tag, int res) noexcept {
   } else if (io.op == Op::Write && res >= 0 && static_cast<uint64_t>(res) < io.length) {
     const int rwf = (io.flags & req_flags::kFua) != 0 ? RWF_DSYNC : 0;
     const int64_t more =
-        sys::pwrite_full(fd_, io.data + res, io.length - static_cast<uint64_t>(res),
-                         io.offset + static_cast<uint64_t>(res), rwf);
+        pepita::sys::pwrite_full(fd_, io.data + res, io.length - static_cast<uint64_t>(res),
+                                 io.offset + static_cast<uint64_t>(res), rwf);
     res = more < 0 ? static_cast<int>(more) : static_cast<int>(io.length);
   } else if ((io.op == Op::WriteZeroes || io.op == Op::Discard) && res == -EOPNOTSUPP) {
     // e.g. tmpfs has no ZERO_RANGE: zero by writing, as the sync engine does.
@@ -119,19 +139,17 @@ void FileDisk::Uring::finish(Queue& queue, uint32_t tag, int res) noexcept {
 }
 
 void FileDisk::Uring::reap(Queue& queue) noexcept {
-  std::vector<std::pair<uint32_t, int>> done;
-  done.reserve(queue.inflight.size());
   for (;;) {
-    if (sys::eventfd_wait(queue.event.get()) < 0) break;  // cannot happen on a valid eventfd
-    done.clear();
+    // Blocks until the kernel signalled a CQE (or ~Uring a stop); fails only on a bad fd.
+    if (pepita::sys::eventfd_drain(queue.event.get()) < 0) break;
+    unsigned n = 0;
     {
       std::lock_guard guard(queue.lock);
-      queue.ring->for_each_cqe([&](const pepita::abi::Cqe& cqe) {
-        done.emplace_back(static_cast<uint32_t>(cqe.user_data), cqe.res);
-      });
+      // `reaped` holds a whole CQ: one call takes every ready CQE and advances the CQ once.
+      n = queue.loop->reap(queue.reaped);
     }
     // Completions run outside the lock: they may submit the next request on this queue.
-    for (const auto& [tag, res] : done) finish(queue, tag, res);
+    for (unsigned i = 0; i < n; ++i) queue.reaped[i].deliver();
     if (stop_.load(std::memory_order_acquire) && queue.pending.load(std::memory_order_acquire) == 0)
       break;
   }

@@ -1,10 +1,13 @@
 // EventLoop: CQE dispatch to Completions, callback slots, awaitable ops and orderly shutdown.
 #include "pepita/io_uring/event_loop.hpp"
 
+#include <poll.h>
+
 #include <array>
 #include <cerrno>
 #include <string>
 
+#include "pepita/core/sys/eventfd.hpp"
 #include "pepita/io_uring/probe.hpp"
 
 namespace pepita::io_uring {
@@ -74,13 +77,37 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create(const RingOptions& options)
 }
 
 EventLoop::~EventLoop() {
-  if (in_flight_ == 0) return;
+  if (in_flight() == 0) return;  // closing the ring cancels a lone wake poll
   closing_ = true;
-  (void)post_internal_cancel(0, -1, abi::cancel_flags::ANY | abi::cancel_flags::ALL);
+  // The wake poll first, on its own, so the cancel-everything below counts only the caller's
+  // requests: when it finds none (-ENOENT) what is left cannot be cancelled (a driver's
+  // URING_CMD, e.g. ublk's FETCH_REQ) and only closing the ring releases it: waiting is futile.
+  if (wake_armed_) (void)post_internal_cancel(key_of(&wake_slot_), -1, 0);
+  ShutdownSlot all;
+  if (ring_.sq_space_left() == 0) (void)ring_.submit();
+  if (abi::Sqe* sqe = ring_.get_sqe(); sqe != nullptr) {
+    prep_cancel(*sqe, 0, abi::cancel_flags::ANY | abi::cancel_flags::ALL);
+    sqe->user_data = key_of(&all);
+    ++in_flight_;
+  } else {
+    all.done = true;  // cannot post it: wait out the budget as if it had found something
+  }
   const auto deadline = std::chrono::steady_clock::now() + kShutdownBudget;
   while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
+    if (all.done && all.res == -ENOENT) {
+      dispatch();  // whatever completed on its own meanwhile
+      break;
+    }
     if (!run_once(std::chrono::milliseconds(50))) break;
   }
+  // Leaving with `all` still in flight (budget spent) is safe: the ring closes before any CQE
+  // naming it could be dispatched.
+}
+
+void EventLoop::ShutdownSlot::on_complete(Completion* self, int res, std::uint32_t) noexcept {
+  auto* slot = static_cast<ShutdownSlot*>(self);
+  slot->done = true;
+  slot->res = res;
 }
 
 Result<abi::Sqe*> EventLoop::sqe_for(Completion* c) {
@@ -103,6 +130,59 @@ Result<abi::Sqe*> EventLoop::sqe_for(Completion* c) {
   sqe->user_data = key_of(c);
   ++in_flight_;
   return sqe;
+}
+
+abi::Sqe* EventLoop::try_sqe_for(Completion* c) noexcept {
+  if (closing_) return nullptr;
+  abi::Sqe* sqe = ring_.get_sqe();
+  if (sqe == nullptr) [[unlikely]]
+    return nullptr;
+  sqe->user_data = key_of(c);
+  ++in_flight_;
+  return sqe;
+}
+
+Result<void> EventLoop::uring_cmd(Completion* c, int fd, std::uint32_t cmd_op,
+                                  std::span<const std::byte> cmd) {
+  if ((ring_.setup_flags() & abi::setup::SQE128) == 0)
+    return fail(ErrorCode::InvalidArgument,
+                "io_uring uring_cmd needs a ring created with RingOptions::sqe128");
+  abi::Sqe* sqe = PEPITA_TRY(sqe_for(c));
+  const std::uint64_t key = sqe->user_data;
+  // SAFETY: on an SQE128 ring (checked above) each slot is 128 bytes and 64-aligned, so the
+  // Sqe128 view covers exactly the slot get_sqe() handed out.
+  auto* big = reinterpret_cast<abi::Sqe128*>(sqe);
+  prep_uring_cmd(*big, fd, cmd_op, cmd.data(), cmd.size());  // clears the whole SQE
+  big->user_data = key;
+  return {};
+}
+
+Result<void> EventLoop::enable_wake() {
+  if (wake_fd_) return {};
+  wake_fd_ = PEPITA_TRY(pepita::sys::make_eventfd(EFD_NONBLOCK));
+  return arm_wake();
+}
+
+void EventLoop::wake() noexcept {
+  const int fd = wake_fd_.get();
+  if (fd < 0) return;
+  // Cannot fail on a valid eventfd (a full counter already wakes the poll).
+  (void)pepita::sys::eventfd_signal(fd);
+}
+
+Result<void> EventLoop::arm_wake() {
+  abi::Sqe* sqe = PEPITA_TRY(sqe_for(&wake_slot_));
+  prep_poll_add(*sqe, wake_fd_.get(), POLLIN);
+  wake_armed_ = true;
+  return {};
+}
+
+void EventLoop::WakeSlot::on_complete(Completion* self, int res, std::uint32_t) noexcept {
+  EventLoop* loop = static_cast<WakeSlot*>(self)->loop_;
+  loop->wake_armed_ = false;
+  if (res < 0) return;                                     // cancelled at shutdown
+  (void)pepita::sys::eventfd_drain(loop->wake_fd_.get());  // -EAGAIN if already drained: fine
+  loop->woken_ = true;  // run_once re-arms the poll before it next waits
 }
 
 Result<void> EventLoop::reserve(unsigned n) {
@@ -170,35 +250,44 @@ Result<void> EventLoop::cancel_fd(int fd) {
   return post_internal_cancel(0, fd, abi::cancel_flags::ALL);
 }
 
+unsigned EventLoop::reap(std::span<Reaped> out) noexcept {
+  unsigned filled = 0;
+  while (filled < out.size()) {
+    std::array<const abi::Cqe*, kDispatchBatch> ptrs{};
+    const std::size_t room = std::min<std::size_t>(kDispatchBatch, out.size() - filled);
+    const unsigned n = ring_.peek_batch(std::span(ptrs).first(room));
+    if (n == 0) break;
+    for (unsigned i = 0; i < n; ++i) {
+      const abi::Cqe& cqe = *ptrs[i];
+      if (cqe.user_data == 0) continue;  // internal: cancels, linked timeouts
+      if ((cqe.flags & abi::cqe_flags::MORE) == 0) --in_flight_;
+      // SAFETY: non-zero user_data on this ring is only ever set by sqe_for()/try_sqe_for() (or
+      // the destructor) to the address of a live Completion, which stays alive until its final
+      // CQE (no MORE flag) is delivered.
+      out[filled++] =
+          Reaped{reinterpret_cast<Completion*>(static_cast<std::uintptr_t>(cqe.user_data)), cqe.res,
+                 cqe.flags};
+    }
+    ring_.advance(n);  // copied above: the kernel may reuse the slots
+    if (n < room) break;
+  }
+  return filled;
+}
+
 unsigned EventLoop::dispatch() {
   unsigned total = 0;
   for (;;) {
-    std::array<const abi::Cqe*, kDispatchBatch> ptrs{};
-    const unsigned n = ring_.peek_batch(ptrs);
-    if (n == 0) return total;
-    struct Copy {
-      std::uint64_t user_data;
-      int res;
-      std::uint32_t flags;
-    };
-    std::array<Copy, kDispatchBatch> batch;
-    for (unsigned i = 0; i < n; ++i)
-      batch[i] = Copy{ptrs[i]->user_data, ptrs[i]->res, ptrs[i]->flags};
-    ring_.advance(n);
-    for (unsigned i = 0; i < n; ++i) {
-      if (batch[i].user_data == 0) continue;  // internal: cancels, linked timeouts
-      if ((batch[i].flags & abi::cqe_flags::MORE) == 0) --in_flight_;
-      // SAFETY: non-zero user_data on this ring is only ever set by sqe_for() to the address of
-      // a live Completion, which stays alive until its final CQE (no MORE flag) is dispatched.
-      reinterpret_cast<Completion*>(static_cast<std::uintptr_t>(batch[i].user_data))
-          ->complete(batch[i].res, batch[i].flags);
-    }
+    std::array<Reaped, kDispatchBatch> batch;
+    const unsigned n = reap(batch);
+    for (unsigned i = 0; i < n; ++i) batch[i].deliver();
     total += n;
+    // reap() fills fewer entries than asked only once the CQ is empty.
     if (n < kDispatchBatch) return total;
   }
 }
 
 Result<unsigned> EventLoop::run_once(std::optional<std::chrono::nanoseconds> timeout) {
+  if (wake_fd_ && !wake_armed_ && !closing_) PEPITA_TRY_VOID(arm_wake());
   Result<unsigned> r = 0u;
   const unsigned want = (in_flight_ > 0 && ring_.cq_ready() == 0) ? 1 : 0;
   if (timeout && want != 0) {
@@ -213,7 +302,13 @@ Result<unsigned> EventLoop::run_once(std::optional<std::chrono::nanoseconds> tim
 }
 
 Result<void> EventLoop::run_until_idle() {
-  while (in_flight_ > 0 || ring_.sq_ready() > 0) PEPITA_TRY(run_once());
+  while (in_flight() > 0) PEPITA_TRY(run_once());
+  // Internal SQEs (cancels, a fresh wake poll) still queued: push them without waiting, since
+  // run_once would wait for the wake poll.
+  if (ring_.sq_ready() > 0) {
+    auto r = ring_.submit();
+    if (!r && !r.error().is_retriable()) return std::unexpected(std::move(r).error());
+  }
   return {};
 }
 

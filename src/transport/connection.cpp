@@ -11,7 +11,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "transport/detail/sys.hpp"
+#include "pepita/core/sys/fd.hpp"
+#include "pepita/core/sys/socket.hpp"
 #include "transport/detail/tls.hpp"
 
 namespace pepita::transport {
@@ -28,10 +29,9 @@ int ms_until(Clock::time_point deadline) {
 }
 
 void tune(int fd) {
-  int one = 1;
   // Frames are small and latency-bound: never wait for Nagle to coalesce them.
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  (void)sys::set_option(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  (void)sys::set_option(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
 }
 
 std::string describe(const sockaddr_storage& ss) {
@@ -134,15 +134,17 @@ Result<Listener> Listener::bind(const Endpoint& at, bool allow_non_loopback) {
   auto ai = PEPITA_TRY(resolve(at, true));
   int last_err = EADDRNOTAVAIL;
   for (addrinfo* p = ai.get(); p != nullptr; p = p->ai_next) {
-    UniqueFd fd(::socket(p->ai_family, p->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd) {
-      last_err = errno;
+    const int s = sys::socket(p->ai_family, p->ai_socktype | SOCK_NONBLOCK);
+    if (s < 0) {
+      last_err = -s;
       continue;
     }
-    int one = 1;
-    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd.get(), p->ai_addr, p->ai_addrlen) != 0 || ::listen(fd.get(), 128) != 0) {
-      last_err = errno;
+    UniqueFd fd(s);
+    (void)sys::set_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
+    int rc = sys::bind(fd.get(), p->ai_addr, p->ai_addrlen);
+    if (rc == 0) rc = sys::listen(fd.get(), 128);
+    if (rc < 0) {
+      last_err = -rc;
       continue;
     }
     sockaddr_storage ss{};
@@ -160,9 +162,8 @@ Result<UniqueFd> Listener::accept(std::string& peer) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   // SAFETY: accept4 writes at most `len` bytes into the sockaddr_storage.
-  UniqueFd fd(
-      ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
-  if (!fd) return fail_errno(errno, "accept");
+  UniqueFd fd = PEPITA_TRY(sys::check_fd(
+      sys::accept(fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK), "accept"));
   tune(fd.get());
   peer = describe(ss);
   return fd;
@@ -178,14 +179,15 @@ Result<UniqueFd> dial(const Endpoint& to, std::chrono::milliseconds timeout) {
   UniqueFd fd;
   int last_err = ECONNREFUSED;
   for (addrinfo* p = ai.get(); p != nullptr && !fd; p = p->ai_next) {
-    UniqueFd s(::socket(p->ai_family, p->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!s) {
-      last_err = errno;
+    const int sfd = sys::socket(p->ai_family, p->ai_socktype | SOCK_NONBLOCK);
+    if (sfd < 0) {
+      last_err = -sfd;
       continue;
     }
-    if (::connect(s.get(), p->ai_addr, p->ai_addrlen) != 0) {
-      if (errno != EINPROGRESS) {
-        last_err = errno;
+    UniqueFd s(sfd);
+    if (const int rc = sys::connect(s.get(), p->ai_addr, p->ai_addrlen); rc != 0) {
+      if (rc != -EINPROGRESS) {
+        last_err = -rc;
         continue;
       }
       pollfd pfd{s.get(), POLLOUT, 0};
@@ -194,9 +196,7 @@ Result<UniqueFd> dial(const Endpoint& to, std::chrono::milliseconds timeout) {
         last_err = n == 0 ? ETIMEDOUT : -n;
         continue;
       }
-      int err = 0;
-      socklen_t len = sizeof err;
-      ::getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+      const int err = -sys::socket_error(s.get());
       if (err != 0) {
         last_err = err;
         continue;

@@ -10,9 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <memory>
 
+#include "pepita/core/sys/fd.hpp"
 #include "pepita/core/unique_fd.hpp"
 
 namespace pepita::transport {
@@ -48,10 +48,10 @@ Result<Key> Key::from_bytes(ByteSpan bytes) {
 }
 
 Result<Key> Key::from_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd) return fail_errno(errno, "open key file " + path);
+  UniqueFd fd = PEPITA_TRY(
+      sys::check_fd(sys::open(path.c_str(), O_RDONLY | O_NOFOLLOW), "open key file " + path));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return fail_errno(errno, "stat key file " + path);
+  PEPITA_TRY_VOID(sys::check_void(sys::fstat(fd.get(), &st), "stat key file " + path));
   if (!S_ISREG(st.st_mode)) {
     return fail(ErrorCode::InvalidArgument, "key file " + path + " is not a regular file");
   }
@@ -68,15 +68,9 @@ Result<Key> Key::from_file(const std::string& path) {
         "key file " + path + " must hold 16 bytes to 4 KiB, has " + std::to_string(st.st_size));
   }
   std::string text(static_cast<std::size_t>(st.st_size), '\0');
-  std::size_t got = 0;
-  while (got < text.size()) {
-    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail_errno(errno, "read key file " + path);
-    if (n == 0) break;
-    got += static_cast<std::size_t>(n);
-  }
-  text.resize(got);
+  const std::int64_t got = sys::read_full(fd.get(), text.data(), text.size());
+  if (got < 0) return fail_errno(static_cast<int>(got), "read key file " + path);
+  text.resize(static_cast<std::size_t>(got));
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
                            text.back() == '\t')) {
     text.pop_back();
@@ -102,20 +96,16 @@ Result<Key> Key::generate() {
 }
 
 Result<void> Key::write_file(const std::string& path, const Key& key) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-  if (!fd) return fail_errno(errno, "create key file " + path);
+  UniqueFd fd = PEPITA_TRY(
+      sys::check_fd(sys::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600),
+                    "create key file " + path));
   std::string text = to_hex(key.bytes()) + "\n";
   Result<void> written = [&]() -> Result<void> {
     // The umask cannot widen 0600, but an inherited ACL default could; pin the mode explicitly.
-    if (::fchmod(fd.get(), 0600) != 0) return fail_errno(errno, "chmod 600 " + path);
-    std::size_t done = 0;
-    while (done < text.size()) {
-      ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return fail_errno(errno, "write key file " + path);
-      done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0) return fail_errno(errno, "fsync key file " + path);
+    PEPITA_TRY_VOID(sys::check_void(sys::ret(::fchmod(fd.get(), 0600)), "chmod 600 " + path));
+    PEPITA_TRY_VOID(sys::check_void(sys::write_full(fd.get(), text.data(), text.size()),
+                                    "write key file " + path));
+    PEPITA_TRY_VOID(sys::check_void(sys::fsync(fd.get()), "fsync key file " + path));
     return {};
   }();
   OPENSSL_cleanse(text.data(), text.size());

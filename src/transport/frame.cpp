@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "pepita/fault/crc32c.hpp"
+#include "pepita/core/crc32c.hpp"
 
 namespace pepita::transport {
 
@@ -105,8 +105,8 @@ Result<Decoded> decode_frame(ByteSpan buffer, const DecodeLimits& limits) {
     return out;
   }
   const ByteSpan payload = buffer.subspan(kHeaderSize, header.payload_len);
-  std::uint32_t crc = fault::crc32c(header_bytes.first(28));
-  crc = fault::crc32c(payload, crc);
+  std::uint32_t crc = crc32c(header_bytes.first(28));
+  crc = crc32c(payload, crc);
   if (crc != header.crc) {
     return fail(ErrorCode::Corrupted, "frame CRC32C mismatch (" +
                                           std::string(to_string(header.type)) +
@@ -134,8 +134,8 @@ Result<void> encode_frame(FrameHeader header, ByteSpan payload, Bytes& out) {
   put_u64(out, header.request_id);
   put_u64(out, header.sequence);
   put_u32(out, static_cast<std::uint32_t>(payload.size()));
-  std::uint32_t crc = fault::crc32c(ByteSpan(out).subspan(start, 28));
-  crc = fault::crc32c(payload, crc);
+  std::uint32_t crc = crc32c(ByteSpan(out).subspan(start, 28));
+  crc = crc32c(payload, crc);
   put_u32(out, crc);
   out.insert(out.end(), payload.begin(), payload.end());
   return {};

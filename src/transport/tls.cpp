@@ -12,7 +12,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "transport/detail/sys.hpp"
+#include "pepita/core/sys/fd.hpp"
+#include "pepita/core/sys/socket.hpp"
 
 namespace pepita::transport::detail {
 namespace {

@@ -11,6 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "pepita/core/sys/fd.hpp"
+
 namespace pepita::ublk {
 namespace u = abi::ublk;
 
@@ -116,9 +118,9 @@ void prep_io_cmd(abi::Sqe128& sqe, int char_fd, uint32_t cmd_op, const u::IoCmd&
 }
 
 Result<Control> Control::open(const char* path) {
-  const int fd = ::open(path, O_RDWR | O_CLOEXEC);
+  const int fd = pepita::sys::open(path, O_RDWR);  // O_CLOEXEC added
   if (fd < 0) {
-    const int err = errno;
+    const int err = -fd;
     if (err == ENOENT || err == ENODEV || err == ENXIO)
       return fail(ErrorCode::Unsupported,
                   std::string(path) +

@@ -1,33 +1,43 @@
 // The ublk server (server.hpp): device setup and teardown on the control path, and one thread +
-// one SQE128 io_uring per hardware queue on the I/O path (drivers/block/ublk_drv.c's protocol:
-// every tag is owned by exactly one outstanding FETCH_REQ / COMMIT_AND_FETCH_REQ command, issued
-// by the queue's own task).
+// one io_uring::EventLoop (SQE128 ring) per hardware queue on the I/O path
+// (drivers/block/ublk_drv.c's protocol: every tag is owned by exactly one outstanding FETCH_REQ /
+// COMMIT_AND_FETCH_REQ command, issued by the queue's own task).
 #include "pepita/ublk/server.hpp"
 
 #include <dirent.h>
-#include <poll.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <future>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "pepita/core/mapping.hpp"
-#include "pepita/io_uring/ring.hpp"
-#include "ublk/detail/sys.hpp"
+#include "pepita/core/sys/fd.hpp"
+#include "pepita/io_uring/event_loop.hpp"
 
 namespace pepita::ublk {
 namespace u = abi::ublk;
 
 namespace {
 
-// user_data of the eventfd poll; command CQEs carry their tag (< 2^16) instead.
-constexpr uint64_t kWakeUserData = 1ull << 32;
+/// open() that waits up to `timeout` for a device node to appear (udev may create it after the
+/// ioctl that made the device returned; devtmpfs does it synchronously): the fd or -errno.
+int open_device_node(const char* path, int flags, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const int fd = pepita::sys::open(path, flags);
+    if (fd != -ENOENT || std::chrono::steady_clock::now() >= deadline) return fd;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
 
 size_t page_round(size_t bytes) {
   const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
@@ -36,7 +46,7 @@ size_t page_round(size_t bytes) {
 
 }  // namespace
 
-/// One hardware queue: its descriptor mapping, tag buffers, ring, eventfd and thread.
+/// One hardware queue: its descriptor mapping, tag buffers, event loop and thread.
 class QueueRunner {
  public:
   QueueRunner(uint16_t q_id, int char_fd, const u::CtrlDevInfo& info, blk_mq::BlockDevice& device,
@@ -67,15 +77,19 @@ class QueueRunner {
                                                char_fd_, offset, "ublk I/O descriptors"));
     buffers_ =
         PEPITA_TRY(Mapping::anonymous(size_t{depth_} * limits_.max_io_bytes, "ublk tag buffers"));
-    const int efd = sys::eventfd_nonblock();
-    if (efd < 0) return fail_errno(efd, "eventfd for ublk queue");
-    event_fd_.reset(efd);
-    // One SQE per tag plus the eventfd poll; completions never exceed that either.
-    ring_.emplace(PEPITA_TRY(io_uring::Ring::create({.entries = uint32_t{depth_} + 1,
-                                                     .cq_entries = 2 * (uint32_t{depth_} + 1),
-                                                     .sqe128 = true})));
     handler_.emplace(device_, q_id_, std::span(descriptors(), depth_),
                      std::span(buffers_.bytes(), buffers_.size()), limits_);
+    commands_ = std::make_unique<TagCommand[]>(depth_);
+    for (uint16_t tag = 0; tag < depth_; ++tag) {
+      commands_[tag].runner = this;
+      commands_[tag].tag = tag;
+    }
+    // One SQE per tag plus the wake poll; completions never exceed that either. Set up here, the
+    // loop then belongs to the queue thread (started below, after the last use on this one).
+    loop_ = PEPITA_TRY(io_uring::EventLoop::create({.entries = uint32_t{depth_} + 1,
+                                                    .cq_entries = 2 * (uint32_t{depth_} + 1),
+                                                    .sqe128 = true}));
+    PEPITA_TRY_VOID(loop_->enable_wake());
 
     std::promise<Result<void>> ready;
     auto ready_future = ready.get_future();
@@ -85,7 +99,7 @@ class QueueRunner {
 
   void request_stop() noexcept {
     stop_.store(true, std::memory_order_release);
-    if (event_fd_) sys::eventfd_signal(event_fd_.get());
+    if (loop_) loop_->wake();
   }
   void join() {
     if (thread_.joinable()) thread_.join();
@@ -102,9 +116,18 @@ class QueueRunner {
     if (error_.empty()) error_ = std::move(message);
   }
 
+  // The CQE of a tag's FETCH_REQ / COMMIT_AND_FETCH_REQ reaches its TagCommand.
+  struct TagCommand final : io_uring::Completion {
+    TagCommand() noexcept : Completion(&TagCommand::on_cqe) {}
+    static void on_cqe(Completion* self, int res, uint32_t /*flags*/) noexcept {
+      auto* c = static_cast<TagCommand*>(self);
+      c->runner->on_command(c->tag, res);
+    }
+    QueueRunner* runner = nullptr;
+    uint16_t tag = 0;
+  };
+
   void queue_cmd(uint32_t cmd_op, uint16_t tag, int32_t result) noexcept {
-    // Never null: the SQ has depth + 1 entries and each tag has at most one command queued.
-    abi::Sqe128* sqe = ring_->get_sqe128();
     u::IoCmd cmd{};
     cmd.q_id = q_id_;
     cmd.tag = tag;
@@ -113,7 +136,35 @@ class QueueRunner {
     // buffer mapping outlives the ring, whose destruction cancels every outstanding command.
     // With UBLK_F_USER_COPY the kernel copies nothing and insists on 0: we pread/pwrite instead.
     cmd.addr = user_copy_ ? 0 : reinterpret_cast<uintptr_t>(handler_->buffer(tag));
-    prep_io_cmd(*sqe, char_fd_, cmd_op, cmd, tag);
+    // Never needs room: the SQ has depth + 1 entries, each tag has at most one command queued or
+    // in flight, and the wake poll takes the last one.
+    auto queued =
+        loop_->uring_cmd(&commands_[tag], char_fd_, cmd_op, std::as_bytes(std::span(&cmd, 1)));
+    if (!queued) {
+      set_error(
+          std::move(queued.error())
+              .with_context("ublk queue " + std::to_string(q_id_) + " tag " + std::to_string(tag))
+              .to_string());
+      --live_tags_;
+    }
+  }
+
+  void on_command(uint16_t tag, int res) noexcept {
+    if (exited_) return;  // ~EventLoop dispatching leftovers after the thread left: not served
+    if (res == u::IO_RES_OK) {
+      deliver(tag);
+      return;
+    }
+    if (!serving_) {
+      // Before START_DEV an accepted FETCH_REQ cannot complete: this is a refusal.
+      if (res < 0 && fetch_error_ == 0) fetch_error_ = res;
+      return;
+    }
+    // IO_RES_ABORT: the device is stopping (STOP_DEV) and gives the tag back for good.
+    if (res != u::IO_RES_ABORT)
+      set_error("ublk queue " + std::to_string(q_id_) + " tag " + std::to_string(tag) +
+                ": I/O command failed: " + std::strerror(-res));
+    --live_tags_;
   }
 
   // UBLK_F_USER_COPY: a request's data lives in the kernel until we read it from /dev/ublkcN at
@@ -127,7 +178,7 @@ class QueueRunner {
       const uint64_t len = uint64_t{desc.nr_sectors} << 9;
       if (u::io_desc_op(desc) == u::IO_OP_WRITE && len <= limits_.max_io_bytes) {
         const int64_t n =
-            sys::pread_full(char_fd_, handler_->buffer(tag), len, user_copy_offset(tag));
+            pepita::sys::pread_full(char_fd_, handler_->buffer(tag), len, user_copy_offset(tag));
         if (n != static_cast<int64_t>(len)) {
           handler_->reject(tag, n < 0 ? static_cast<int32_t>(n) : -EIO);
           return;
@@ -139,8 +190,8 @@ class QueueRunner {
   int32_t before_commit(uint16_t tag, int32_t result) noexcept {
     if (!user_copy_ || result <= 0 || u::io_desc_op(descriptors()[tag]) != u::IO_OP_READ)
       return result;
-    const int64_t n = sys::pwrite_full(char_fd_, handler_->buffer(tag), static_cast<size_t>(result),
-                                       user_copy_offset(tag));
+    const int64_t n = pepita::sys::pwrite_full(char_fd_, handler_->buffer(tag),
+                                               static_cast<size_t>(result), user_copy_offset(tag));
     return n == result ? result : (n < 0 ? static_cast<int32_t>(n) : -EIO);
   }
   const u::IoDesc* descriptors() const noexcept {
@@ -149,22 +200,21 @@ class QueueRunner {
     return reinterpret_cast<const u::IoDesc*>(descriptors_map_.data());
   }
 
-  void arm_wake() noexcept {
-    abi::Sqe128* sqe = ring_->get_sqe128();
-    std::memset(sqe, 0, sizeof *sqe);
-    sqe->opcode = static_cast<uint8_t>(abi::Op::PollAdd);
-    sqe->fd = event_fd_.get();
-    sqe->rw_flags = POLLIN;  // poll32_events shares this word
-    sqe->user_data = kWakeUserData;
+  void run(std::promise<Result<void>>& ready) noexcept {
+    serve(ready);
+    exited_ = true;
   }
 
-  void run(std::promise<Result<void>>& ready) noexcept {
+  void serve(std::promise<Result<void>>& ready) noexcept {
     handler_->bind_to_current_thread(
-        [](void* self) { sys::eventfd_signal(static_cast<QueueRunner*>(self)->event_fd_.get()); },
-        this);
+        [](void* self) { static_cast<QueueRunner*>(self)->loop_->wake(); }, this);
+    live_tags_ = depth_;
     for (uint16_t tag = 0; tag < depth_; ++tag) queue_cmd(u::U_IO_FETCH_REQ, tag, 0);
-    arm_wake();
-    if (auto submitted = ring_->submit(); !submitted) {
+    if (live_tags_ != depth_) {  // queue_cmd failed: START_DEV would wait for the missing tag
+      ready.set_value(fail(ErrorCode::Internal, error()));
+      return;
+    }
+    if (auto submitted = loop_->submit(); !submitted) {
       ready.set_value(std::unexpected(
           std::move(submitted.error())
               .with_context("ublk queue " + std::to_string(q_id_) + ": submitting FETCH_REQ")));
@@ -173,52 +223,31 @@ class QueueRunner {
     // A refused FETCH_REQ completes inside submit(); one that was accepted completes only with a
     // request, which cannot come before START_DEV. So a CQE now is an error, and START_DEV would
     // wait forever for this queue: report it instead.
-    int fetch_error = 0;
-    ring_->for_each_cqe([&](const abi::Cqe& cqe) {
-      if (cqe.user_data != kWakeUserData && cqe.res < 0 && fetch_error == 0) fetch_error = cqe.res;
-    });
-    if (fetch_error != 0) {
-      ready.set_value(
-          std::unexpected(Error::from_errno(fetch_error, "ublk queue " + std::to_string(q_id_) +
-                                                             ": FETCH_REQ refused by the driver")));
+    loop_->dispatch();
+    if (fetch_error_ != 0) {
+      ready.set_value(std::unexpected(Error::from_errno(
+          fetch_error_,
+          "ublk queue " + std::to_string(q_id_) + ": FETCH_REQ refused by the driver")));
       return;
     }
+    serving_ = true;
     ready.set_value({});
 
-    uint32_t live_tags = depth_;  // tags with a FETCH/COMMIT_AND_FETCH outstanding
     while (true) {
-      auto waited = ring_->submit_and_wait(1);
-      if (!waited && waited.error().code() != ErrorCode::Busy &&
-          waited.error().code() != ErrorCode::WouldBlock) {
-        set_error(waited.error().to_string());
+      // One io_uring_enter: the commits queued below go in, and we wait for a command's CQE or
+      // a wake-up; every CQE is dispatched to on_command (Busy/WouldBlock are absorbed).
+      if (auto ran = loop_->run_once(); !ran) {
+        set_error(ran.error().to_string());
         break;
       }
-      bool woken = false;
-      ring_->for_each_cqe([&](const abi::Cqe& cqe) {
-        if (cqe.user_data == kWakeUserData) {
-          woken = true;
-          return;
-        }
-        const auto tag = static_cast<uint16_t>(cqe.user_data);
-        if (cqe.res == u::IO_RES_OK) {
-          deliver(tag);
-        } else {
-          // IO_RES_ABORT: the device is stopping (STOP_DEV) and gives the tag back for good.
-          if (cqe.res != u::IO_RES_ABORT)
-            set_error("ublk queue " + std::to_string(q_id_) + " tag " + std::to_string(tag) +
-                      ": I/O command failed: " + std::strerror(-cqe.res));
-          --live_tags;
-        }
-      });
-      if (woken) {
-        sys::eventfd_clear(event_fd_.get());
-        arm_wake();
-      }
+      // A wake-up only ends the wait: stop_ and the completions other threads handed the
+      // handler are looked at below either way.
+      (void)loop_->take_wake();
       handler_->drain([&](uint16_t tag, int32_t result) {
         queue_cmd(u::U_IO_COMMIT_AND_FETCH_REQ, tag, before_commit(tag, result));
       });
       const bool idle = handler_->in_flight() == 0;
-      if (idle && (live_tags == 0 || stop_.load(std::memory_order_acquire))) break;
+      if (idle && (live_tags_ == 0 || stop_.load(std::memory_order_acquire))) break;
     }
   }
 
@@ -228,14 +257,20 @@ class QueueRunner {
   bool user_copy_;
   IoLimits limits_;
   blk_mq::BlockDevice& device_;
-  // Destruction runs bottom-up: the thread is joined in ~QueueRunner first, then the ring goes
-  // (cancelling any command still naming our buffers), then the buffers and descriptor mapping.
+  // Destruction runs bottom-up: the thread is joined in ~QueueRunner first, then the loop goes
+  // (its ring closing cancels any command still naming our buffers; CQEs it dispatches on the
+  // way reach commands_ and handler_, declared above it), then the buffers and descriptors.
   Mapping descriptors_map_;
   Mapping buffers_;
-  UniqueFd event_fd_;
   std::optional<QueueHandler> handler_;
-  std::optional<io_uring::Ring> ring_;
+  std::unique_ptr<TagCommand[]> commands_;
+  std::unique_ptr<io_uring::EventLoop> loop_;
   std::thread thread_;
+  // Queue-thread state (read by ~EventLoop's dispatch only after the thread was joined).
+  uint32_t live_tags_ = 0;  // tags with a FETCH/COMMIT_AND_FETCH outstanding
+  int fetch_error_ = 0;     // first refused FETCH_REQ before serving
+  bool serving_ = false;    // START_DEV may now deliver requests
+  bool exited_ = false;     // the thread left serve(): late CQEs are not served
   std::atomic<bool> stop_{false};
   mutable std::mutex error_mutex_;
   std::string error_;
@@ -276,7 +311,7 @@ Result<std::unique_ptr<Server>> Server::start(std::unique_ptr<blk_mq::BlockDevic
 
 Result<void> Server::start_queues() {
   const std::string path = char_device_path(info_.dev_id);
-  const int fd = sys::open_device_node(path.c_str(), O_RDWR, std::chrono::seconds(2));
+  const int fd = open_device_node(path.c_str(), O_RDWR, std::chrono::seconds(2));
   if (fd < 0) return fail_errno(fd, "open " + path);
   char_fd_.reset(fd);
 

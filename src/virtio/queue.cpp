@@ -14,7 +14,7 @@ PhysAddr offset(PhysAddr base, uint64_t off) { return PhysAddr(base.raw() + off)
 
 }  // namespace
 
-Result<Queue> Queue::activate(const QueueLayout& layout, const GuestRam& ram,
+Result<Queue> Queue::activate(const QueueLayout& layout, const GuestMemory& ram,
                               QueueFeatures features, uint16_t next_avail, uint16_t max_size) {
   if (!abi::is_power_of_two(layout.size) || layout.size > max_size) {
     return fail(ErrorCode::InvalidArgument, "virtqueue size " + std::to_string(layout.size) +

@@ -3,10 +3,16 @@
 // loses its connection, never the process.
 #include "pepita/virtio/vhost_user.hpp"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 
-#include "virtio/detail/sys.hpp"
+#include "pepita/core/sys/eventfd.hpp"
+#include "pepita/core/sys/fd.hpp"
+#include "pepita/core/sys/socket.hpp"
 
 namespace pepita::virtio::vhost_user {
 namespace v = abi::virtio;
@@ -42,6 +48,16 @@ Result<T> payload_as(std::span<const std::byte> p, const char* what) {
   return value;
 }
 
+// Waits until `a` or `b` is readable (or `timeout_ms` passes): the ready count, 0 on timeout or
+// a negative error number (-EINTR included); a_ready / b_ready say which.
+int poll2(int a, int b, int timeout_ms, bool& a_ready, bool& b_ready) {
+  pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+  const int r = sys::poll(p, 2, timeout_ms);
+  a_ready = r > 0 && p[0].revents != 0;
+  b_ready = r > 0 && p[1].revents != 0;
+  return r;
+}
+
 }  // namespace
 
 Backend::Backend(Token, VirtioDevice& device, UniqueFd listener, UniqueFd stop_fd, std::string path)
@@ -74,13 +90,13 @@ Result<std::unique_ptr<Backend>> Backend::listen(const std::string& path, Virtio
                 EADDRINUSE);
   if (fd < 0) return fail_errno(fd, "listen on vhost-user socket " + path);
   UniqueFd listener(fd);
-  int efd = sys::make_eventfd();
+  int efd = sys::eventfd(0, EFD_NONBLOCK);
   if (efd < 0) return fail_errno(efd, "eventfd");
   return std::make_unique<Backend>(Token{}, device, std::move(listener), UniqueFd(efd), path);
 }
 
 Result<std::unique_ptr<Backend>> Backend::adopt(UniqueFd connection, VirtioDevice& device) {
-  int efd = sys::make_eventfd();
+  int efd = sys::eventfd(0, EFD_NONBLOCK);
   if (efd < 0) return fail_errno(efd, "eventfd");
   auto b = std::make_unique<Backend>(Token{}, device, UniqueFd(), UniqueFd(efd), std::string());
   b->conn_ = std::move(connection);
@@ -93,7 +109,7 @@ Result<void> Backend::run() {
   for (;;) {
     auto r = serve_one();
     bool a = false, b = false;
-    if (sys::poll2(stop_fd_.get(), stop_fd_.get(), 0, a, b) > 0) return {};
+    if (poll2(stop_fd_.get(), stop_fd_.get(), 0, a, b) > 0) return {};
     if (!r) {
       std::fprintf(stderr, "vhost-user: frontend dropped: %s\n", r.error().to_string().c_str());
     }
@@ -104,10 +120,10 @@ Result<void> Backend::run() {
 Result<void> Backend::serve_one() {
   bool stop_ready = false, ready = false;
   if (!conn_) {
-    if (sys::poll2(stop_fd_.get(), listener_.get(), -1, stop_ready, ready) < 0 || stop_ready) {
+    if (poll2(stop_fd_.get(), listener_.get(), -1, stop_ready, ready) < 0 || stop_ready) {
       return {};
     }
-    int c = sys::accept_cloexec(listener_.get());
+    int c = sys::accept(listener_.get());
     if (c < 0) return fail_errno(c, "accept vhost-user frontend");
     conn_.reset(c);
   }
@@ -115,7 +131,7 @@ Result<void> Backend::serve_one() {
   std::vector<UniqueFd> fds;
   Result<void> result;
   for (;;) {
-    if (sys::poll2(stop_fd_.get(), conn_.get(), -1, stop_ready, ready) < 0 || stop_ready) break;
+    if (poll2(stop_fd_.get(), conn_.get(), -1, stop_ready, ready) < 0 || stop_ready) break;
     Header hdr{};
     int raw_fds[kMaxFds];
     size_t nfds = 0;
@@ -187,8 +203,8 @@ Result<void> Backend::reply(uint32_t request, std::span<const std::byte> payload
   const auto head = std::as_bytes(std::span(&hdr, 1));
   std::vector<std::byte> buf(head.begin(), head.end());
   buf.insert(buf.end(), payload.begin(), payload.end());
-  int r = sys::send_all(conn_.get(), buf.data(), buf.size());
-  if (r < 0) return fail_errno(r, "send vhost-user reply");
+  const int64_t r = sys::send_all(conn_.get(), buf.data(), buf.size());
+  if (r < 0) return fail_errno(static_cast<int>(r), "send vhost-user reply");
   return {};
 }
 
@@ -335,7 +351,7 @@ Result<void> Backend::handle(const Header& hdr, std::span<const std::byte> p,
 Result<void> Backend::set_mem_table(std::span<const std::byte> p, std::vector<UniqueFd>& fds) {
   // The payload carries only the regions in use: 8 bytes of count + padding, then nregions.
   const auto count = PEPITA_TRY(payload_as<uint32_t>(p, "SET_MEM_TABLE"));
-  if (count == 0 || count > MemoryTable::kMaxRegions || fds.size() != count ||
+  if (count == 0 || count > kMaxMemRegions || fds.size() != count ||
       p.size() < 8 + sizeof(MemoryRegion) * count) {
     return fail(ErrorCode::Protocol, "SET_MEM_TABLE with " + std::to_string(count) + " regions, " +
                                          std::to_string(fds.size()) + " fds and " +
@@ -343,13 +359,13 @@ Result<void> Backend::set_mem_table(std::span<const std::byte> p, std::vector<Un
   }
   Memory m{};
   std::memcpy(&m, p.data(), std::min(p.size(), sizeof m));
-  auto table = std::make_unique<MemoryTable>();
+  auto table = std::make_unique<memory::GuestMemory>();
   for (uint32_t i = 0; i < m.nregions; ++i) {
     const auto& r = m.regions[i];
-    PEPITA_TRY_VOID(table->add(std::move(fds[i]), {.gpa = r.guest_phys_addr,
-                                                   .size = r.memory_size,
-                                                   .uva = r.userspace_addr,
-                                                   .mmap_offset = r.mmap_offset}));
+    PEPITA_TRY_VOID(table->add_fd_region(std::move(fds[i]), {.gpa = r.guest_phys_addr,
+                                                             .size = r.memory_size,
+                                                             .uva = r.userspace_addr,
+                                                             .mmap_offset = r.mmap_offset}));
   }
   // Running queues point into the old table: stop them, swap, restart.
   std::vector<Vring*> restart;
@@ -373,7 +389,7 @@ Result<void> Backend::start_vring(Vring& vr) {
   QueueFeatures qf{.event_idx = (acked_features_ & v::feature_bit(v::F_RING_EVENT_IDX)) != 0,
                    .indirect = (acked_features_ & v::feature_bit(v::F_RING_INDIRECT_DESC)) != 0};
   vr.queue = PEPITA_TRY(Queue::activate(layout, *memory_, qf, vr.base, device_.max_queue_size()));
-  int efd = sys::make_eventfd();
+  int efd = sys::eventfd(0, EFD_NONBLOCK);
   if (efd < 0) return fail_errno(efd, "eventfd");
   vr.stop.reset(efd);
   vr.running = true;
@@ -410,12 +426,12 @@ void Backend::worker(Vring& vr) noexcept {
         if (vr.err) (void)sys::eventfd_signal(vr.err.get());
         for (;;) {
           bool a = false, b = false;
-          if (sys::poll2(vr.stop.get(), vr.stop.get(), -1, a, b) > 0) return;
+          if (poll2(vr.stop.get(), vr.stop.get(), -1, a, b) > 0) return;
         }
       }
       if (*r && vr.call) (void)sys::eventfd_signal(vr.call.get());
     }
-    if (sys::poll2(vr.stop.get(), vr.kick.get(), -1, stop, kick) < 0) continue;
+    if (poll2(vr.stop.get(), vr.kick.get(), -1, stop, kick) < 0) continue;
     if (stop) return;
   }
 }

@@ -8,9 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 
+#include "pepita/core/sys/fd.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/vmm/guest_abi.hpp"
 
@@ -97,22 +97,17 @@ Result<GuestImage> GuestImage::parse(std::span<const std::byte> file, uint64_t m
 }
 
 Result<GuestImage> GuestImage::load_file(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return fail_errno(errno, "open guest image " + path);
+  const int opened = sys::open(path.c_str(), O_RDONLY);
+  if (opened < 0) return fail_errno(opened, "open guest image " + path);
+  UniqueFd fd(opened);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return fail_errno(errno, "stat guest image " + path);
+  if (int r = sys::fstat(fd.get(), &st); r < 0) return fail_errno(r, "stat guest image " + path);
   if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxFile)
     return fail(ErrorCode::InvalidArgument, path + " is not a regular file of at most 256 MiB");
   std::vector<std::byte> bytes(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail_errno(errno, "read guest image " + path);
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  bytes.resize(done);
+  const int64_t done = sys::read_full(fd.get(), bytes.data(), bytes.size());  // short only at EOF
+  if (done < 0) return fail_errno(static_cast<int>(done), "read guest image " + path);
+  bytes.resize(static_cast<size_t>(done));
   auto image = parse(bytes);
   if (!image) {
     Error e = image.error();

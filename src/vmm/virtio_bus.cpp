@@ -30,18 +30,23 @@ class SharedDisk final : public blk_mq::BlockDevice {
 
 }  // namespace
 
-Result<std::span<std::byte>> GuestVisibleRam::span(abi::PhysAddr gpa, uint64_t len) const {
-  if (!guest_may_access(layout_, gpa.raw(), len, false))
-    return fail(ErrorCode::InvalidArgument,
-                "virtio buffer outside the guest's own memory (image, heap, stack, input)");
-  return mem_->span(gpa, len);
+Result<memory::GuestMemory> device_view(const memory::GuestMemory& mem, const Layout& layout) {
+  // What guest_may_access(layout, gpa, len, false) allows; the guard pages between keep them apart.
+  std::vector<memory::GuestRange> ranges = {{layout.heap_base, layout.heap_size},
+                                            {layout.stack_base, layout.stack_size},
+                                            {layout.input_base, layout.input_capacity}};
+  for (const auto& r : layout.image_regions) ranges.push_back({r.gpa, r.size});
+  auto view = mem.view(ranges);
+  if (!view)
+    return fail(
+        ErrorCode::Internal,
+        std::string("guest layout does not fit guest memory: ").append(view.error().message()));
+  return view;
 }
-
-VirtioBus::VirtioBus(const memory::GuestMemory& mem, const Layout& layout) : ram_(mem, layout) {}
 
 Result<std::unique_ptr<VirtioBus>> VirtioBus::create(const memory::GuestMemory& mem,
                                                      const Layout& layout, const VmConfig& config) {
-  auto bus = std::unique_ptr<VirtioBus>(new VirtioBus(mem, layout));
+  auto bus = std::unique_ptr<VirtioBus>(new VirtioBus(PEPITA_TRY(device_view(mem, layout))));
   if (config.virtio_console) {
     auto con = virtio::console::ConsoleDevice::create({.output_limit = config.output_limit});
     bus->console_ = con.get();

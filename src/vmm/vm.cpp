@@ -31,21 +31,24 @@ kvm_segment user_segment(uint16_t selector, bool code) {
   return seg;
 }
 
-// Creates the VM fd, its one memory slot and one vCPU with its kvm_run page and CPUID.
+// Creates the VM fd, one memory slot per guest RAM region and one vCPU with its kvm_run page and
+// CPUID.
 Result<void> create_vm_and_vcpu(Vm::State& s) {
   int vm = sys::ioctl(s.kvm->fd(), KVM_CREATE_VM, 0);
   if (vm < 0) return fail_errno(-vm, "KVM_CREATE_VM");
   s.vm_fd.reset(vm);
-  auto backing = s.mem.backing();
-  kvm_userspace_memory_region region{};
-  region.slot = 0;
-  region.guest_phys_addr = s.mem.base().raw();
-  region.memory_size = backing.size();
-  // SAFETY: KVM's ABI carries the host address as an integer; the mapping outlives the VM fd
-  // (member order in Vm::State).
-  region.userspace_addr = reinterpret_cast<uint64_t>(backing.data());
-  if (int res = sys::ioctl_ptr(vm, KVM_SET_USER_MEMORY_REGION, &region); res < 0)
-    return fail_errno(-res, "KVM_SET_USER_MEMORY_REGION");
+  uint32_t slot = 0;
+  for (const auto& r : s.mem.regions()) {
+    kvm_userspace_memory_region region{};
+    region.slot = slot++;
+    region.guest_phys_addr = r.base().raw();
+    region.memory_size = r.size();
+    // SAFETY: KVM's ABI carries the host address as an integer; the mapping outlives the VM fd
+    // (member order in Vm::State).
+    region.userspace_addr = reinterpret_cast<uint64_t>(r.host().data());
+    if (int res = sys::ioctl_ptr(vm, KVM_SET_USER_MEMORY_REGION, &region); res < 0)
+      return fail_errno(-res, "KVM_SET_USER_MEMORY_REGION");
+  }
   int vcpu = sys::ioctl(vm, KVM_CREATE_VCPU, 0);
   if (vcpu < 0) return fail_errno(-vcpu, "KVM_CREATE_VCPU");
   s.vcpu_fd.reset(vcpu);

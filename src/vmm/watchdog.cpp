@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <mutex>
 #include <utility>
+
+#include "pepita/core/sys/check.hpp"
+#include "pepita/core/sys/signal.hpp"
 
 namespace pepita::vmm::detail {
 namespace {
@@ -27,11 +29,8 @@ Result<void> install_handler() {
   static std::once_flag once;
   static int result = 0;
   std::call_once(once, [] {
-    struct sigaction sa {};
-    sa.sa_handler = on_watchdog;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
-    if (::sigaction(watchdog_signal(), &sa, nullptr) != 0) result = errno;
+    // flags 0, no SA_RESTART: KVM_RUN must return EINTR
+    result = sys::install_handler(watchdog_signal(), on_watchdog, 0);
   });
   if (result != 0) return fail_errno(result, "sigaction for the VM watchdog signal");
   return {};
@@ -42,10 +41,7 @@ Result<void> install_handler() {
 Result<Watchdog> Watchdog::arm(kvm_run* run, std::chrono::nanoseconds timeout) {
   PEPITA_TRY_VOID(install_handler());
   // The signal must reach this thread even if the caller blocked it.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, watchdog_signal());
-  ::pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  (void)sys::unblock_signals({watchdog_signal()});
 
   Watchdog w;
   w.deadline_ = std::chrono::steady_clock::now() + timeout;
@@ -53,8 +49,8 @@ Result<Watchdog> Watchdog::arm(kvm_run* run, std::chrono::nanoseconds timeout) {
   sev.sigev_notify = SIGEV_THREAD_ID;
   sev.sigev_signo = watchdog_signal();
   sev._sigev_un._tid = ::gettid();  // glibc 2.36 lacks the sigev_notify_thread_id name
-  if (::timer_create(CLOCK_MONOTONIC, &sev, &w.timer_) != 0)
-    return fail_errno(errno, "timer_create for the VM watchdog");
+  if (long r = sys::ret(::timer_create(CLOCK_MONOTONIC, &sev, &w.timer_)); r < 0)
+    return fail_errno(static_cast<int>(r), "timer_create for the VM watchdog");
   w.armed_ = true;
   t_running = run;
   const auto ns = std::max<std::chrono::nanoseconds::rep>(timeout.count(), 1);
@@ -62,8 +58,8 @@ Result<Watchdog> Watchdog::arm(kvm_run* run, std::chrono::nanoseconds timeout) {
   spec.it_value.tv_sec = ns / 1'000'000'000;
   spec.it_value.tv_nsec = ns % 1'000'000'000;
   spec.it_interval.tv_nsec = 1'000'000;  // keep kicking until the vCPU notices
-  if (::timer_settime(w.timer_, 0, &spec, nullptr) != 0)
-    return fail_errno(errno, "timer_settime for the VM watchdog");
+  if (long r = sys::ret(::timer_settime(w.timer_, 0, &spec, nullptr)); r < 0)
+    return fail_errno(static_cast<int>(r), "timer_settime for the VM watchdog");
   return w;
 }
 

@@ -7,6 +7,8 @@
 #include <array>
 #include <limits>
 
+#include "pepita/core/mapping.hpp"
+
 namespace pepita::memory {
 namespace {
 

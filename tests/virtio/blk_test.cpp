@@ -69,7 +69,7 @@ Result<Request> parse_next(DriverRing& d, Queue& q) {
   auto got = q.pop(c);
   if (!got) return std::unexpected(got.error());
   EXPECT_TRUE(*got);
-  return Request::parse(c, d.ram, limits());
+  return Request::parse(c, d.mem, limits());
 }
 
 TEST(BlkParse, ReadWriteAndSplitHeader) {

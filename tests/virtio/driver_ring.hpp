@@ -8,7 +8,6 @@
 
 #include "pepita/abi/virtio.hpp"
 #include "pepita/memory/guest_memory.hpp"
-#include "pepita/virtio/guest_ram.hpp"
 #include "pepita/virtio/queue.hpp"
 
 namespace pepita::virtio::testing {
@@ -24,10 +23,9 @@ struct DriverRing {
 
   /// Rings in private anonymous RAM, or (when `shared` is given) in that view of RAM the test
   /// shares with a backend.
-  explicit DriverRing(uint16_t queue_size = 16, const GuestRam* shared = nullptr)
+  explicit DriverRing(uint16_t queue_size = 16, const GuestMemory* shared = nullptr)
       : mem(std::move(memory::GuestMemory::anonymous(PhysAddr(0), kMemSize).value())),
-        ram(mem),
-        view(shared != nullptr ? shared : &ram),
+        view(shared != nullptr ? shared : &mem),
         size(queue_size) {
     layout = QueueLayout{size, PhysAddr(kDesc), PhysAddr(kAvail), PhysAddr(kUsed)};
   }
@@ -82,8 +80,7 @@ struct DriverRing {
   }
 
   memory::GuestMemory mem;
-  FlatRam ram;
-  const GuestRam* view;
+  const GuestMemory* view;
   uint16_t size;
   QueueLayout layout;
   uint16_t avail_idx = 0;

@@ -19,7 +19,7 @@ namespace v = abi::virtio;
 
 TEST(MmioTransport, IdentityRegisters) {
   DriverRing ring(8);
-  MmioTransport t(rng::RngDevice::create(), ring.ram);
+  MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   EXPECT_EQ(d.r(m::MAGIC_VALUE), m::MAGIC);
   EXPECT_EQ(d.r(m::VERSION), 2u);
@@ -41,7 +41,7 @@ TEST(MmioTransport, IdentityRegisters) {
 
 TEST(MmioTransport, FeatureNegotiationRequiresVersion1) {
   DriverRing ring(8);
-  MmioTransport t(rng::RngDevice::create(), ring.ram);
+  MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   const uint64_t offered = d.device_features();
   EXPECT_FALSE(d.negotiate(offered & ~v::feature_bit(v::F_VERSION_1)));
@@ -60,7 +60,7 @@ TEST(MmioTransport, FeatureNegotiationRequiresVersion1) {
 
 TEST(MmioTransport, StatusStateMachine) {
   DriverRing ring(8);
-  MmioTransport t(rng::RngDevice::create(), ring.ram);
+  MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   d.w(m::STATUS, kAckDriver | v::STATUS_DRIVER_OK);
   EXPECT_EQ(d.r(m::STATUS), kAckDriver) << "DRIVER_OK before FEATURES_OK is refused";
@@ -82,7 +82,7 @@ TEST(MmioTransport, StatusStateMachine) {
 
 TEST(MmioTransport, QueueAddressesReadBackAndLockWhileReady) {
   DriverRing ring(8);
-  MmioTransport t(rng::RngDevice::create(), ring.ram);
+  MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   ASSERT_TRUE(d.negotiate(t.device().features()));
   d.queue(0, ring.layout);
@@ -99,7 +99,7 @@ TEST(MmioTransport, QueueAddressesReadBackAndLockWhileReady) {
 
 TEST(MmioTransport, NotifyBeforeDriverOkIsIgnored) {
   DriverRing ring(8);
-  MmioTransport t(rng::RngDevice::create(), ring.ram);
+  MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   ASSERT_TRUE(d.negotiate(t.device().features()));
   d.queue(0, ring.layout);
@@ -112,7 +112,7 @@ TEST(MmioTransport, NotifyBeforeDriverOkIsIgnored) {
 
 TEST(MmioTransport, BadOffsetsAndWidthsAreIgnored) {
   DriverRing ring(8);
-  MmioTransport t(rng::RngDevice::create(), ring.ram);
+  MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   EXPECT_EQ(t.read(m::MAGIC_VALUE, 2), 0u) << "16-bit control read";
   EXPECT_EQ(t.read(m::MAGIC_VALUE, 8), 0u);

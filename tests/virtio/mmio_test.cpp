@@ -38,7 +38,7 @@ struct CountingIrq final : Interrupt {
 TEST(MmioTransport, NotifyServesQueueAndRaisesInterrupt) {
   DriverRing ring(8);
   CountingIrq irq;
-  MmioTransport t(rng::RngDevice::create(), ring.ram, &irq);
+  MmioTransport t(rng::RngDevice::create(), ring.mem, &irq);
   MmioDriver d{t};
   // No EVENT_IDX: the driver wants an interrupt after every batch.
   ASSERT_TRUE(d.bring_up(ring, v::feature_bit(v::F_VERSION_1)));
@@ -74,7 +74,7 @@ TEST(MmioTransport, MalformedQueueLayoutNeedsReset) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
     DriverRing ring(8);
-    MmioTransport t(rng::RngDevice::create(), ring.ram);
+    MmioTransport t(rng::RngDevice::create(), ring.mem);
     MmioDriver d{t};
     ASSERT_TRUE(d.negotiate(t.device().features()));
     d.queue(0, c.layout);
@@ -89,7 +89,7 @@ TEST(MmioTransport, MalformedQueueLayoutNeedsReset) {
 
 TEST(MmioTransport, MalformedChainNeedsResetThenRecovers) {
   DriverRing ring(8);
-  MmioTransport t(rng::RngDevice::create(), ring.ram);
+  MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   ASSERT_TRUE(d.bring_up(ring, t.device().features()));
   ring.desc(0, ring.alloc(8), 8, v::DESC_F_WRITE | v::DESC_F_NEXT, 0);  // loops on itself
@@ -102,7 +102,7 @@ TEST(MmioTransport, MalformedChainNeedsResetThenRecovers) {
   EXPECT_EQ(t.stats().notifies, served) << "a device needing reset serves nothing";
 
   DriverRing fresh(8);
-  MmioTransport t2(rng::RngDevice::create(), fresh.ram);
+  MmioTransport t2(rng::RngDevice::create(), fresh.mem);
   MmioDriver d2{t2};
   ASSERT_TRUE(d2.bring_up(fresh, t2.device().features()));
   fresh.desc(0, fresh.alloc(16), 16, v::DESC_F_WRITE);
@@ -112,7 +112,7 @@ TEST(MmioTransport, MalformedChainNeedsResetThenRecovers) {
 
   // The broken one, reset and set up again over a clean ring, serves again.
   DriverRing again(8);
-  MmioTransport t3(rng::RngDevice::create(), again.ram);
+  MmioTransport t3(rng::RngDevice::create(), again.mem);
   MmioDriver d3{t3};
   ASSERT_TRUE(d3.bring_up(again, t3.device().features()));
   again.set_avail_idx(100);  // more than the ring size ahead
@@ -133,7 +133,7 @@ TEST(MmioTransport, ConfigSpaceReads) {
   ASSERT_TRUE(disk) << disk.error().to_string();
   auto dev = blk::BlkDevice::create(std::move(*disk), {});
   ASSERT_TRUE(dev) << dev.error().to_string();
-  MmioTransport t(std::move(*dev), ring.ram);
+  MmioTransport t(std::move(*dev), ring.mem);
   EXPECT_EQ(t.read(m::DEVICE_ID, 4), v::ID_BLOCK);
   // capacity is a 64-bit field read as two aligned 32-bit halves.
   EXPECT_EQ(t.read(m::CONFIG, 4), 2048u);
@@ -155,7 +155,7 @@ TEST(MmioTransport, BlockWriteAndReadThroughRegisters) {
   auto dev = blk::BlkDevice::create(std::move(*disk), {});
   ASSERT_TRUE(dev);
   auto* blk = dev->get();
-  MmioTransport t(std::move(*dev), ring.ram);
+  MmioTransport t(std::move(*dev), ring.mem);
   MmioDriver d{t};
   ASSERT_TRUE(d.bring_up(ring, v::feature_bit(v::F_VERSION_1)));
   // OUT sector 3: header, 512 data bytes, status.
@@ -183,7 +183,7 @@ TEST(MmioTransport, ConsoleThroughRegisters) {
   DriverRing rx(8);
   auto con = console::ConsoleDevice::create();
   auto* c = con.get();
-  MmioTransport t(std::move(con), rx.ram);
+  MmioTransport t(std::move(con), rx.mem);
   MmioDriver d{t};
   ASSERT_TRUE(d.negotiate(v::feature_bit(v::F_VERSION_1)));
   d.queue(console::kReceiveq, rx.layout);
@@ -195,18 +195,18 @@ TEST(MmioTransport, ConsoleThroughRegisters) {
   const uint64_t buf = rx.alloc(sizeof msg);
   rx.fill(buf, msg, sizeof msg - 1);
   rx.set_desc(0x2000, 0, buf, sizeof msg - 1, 0);
-  ASSERT_TRUE(rx.ram.write(PhysAddr(0x42000 + 4), uint16_t{0}));
-  ASSERT_TRUE(rx.ram.write(PhysAddr(0x42000 + 2), uint16_t{1}));
+  ASSERT_TRUE(rx.mem.write(PhysAddr(0x42000 + 4), uint16_t{0}));
+  ASSERT_TRUE(rx.mem.write(PhysAddr(0x42000 + 2), uint16_t{1}));
   d.w(m::QUEUE_NOTIFY, console::kTransmitq);
   EXPECT_EQ(c->output(), msg);
-  EXPECT_EQ(rx.ram.read<uint16_t>(PhysAddr(0x52000 + 2)).value(), 1);
+  EXPECT_EQ(rx.mem.read<uint16_t>(PhysAddr(0x52000 + 2)).value(), 1);
 }
 
 // Any sequence of register accesses, however hostile, leaves the host alive and the device
 // recoverable by a reset followed by a proper bring-up.
 RC_GTEST_PROP(MmioTransport, RandomRegisterTrafficIsSurvivable, ()) {
   DriverRing ring(8);
-  MmioTransport t(rng::RngDevice::create(), ring.ram);
+  MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   const auto ops = *rc::gen::container<std::vector<std::tuple<uint16_t, uint8_t, uint32_t, bool>>>(
       rc::gen::tuple(

@@ -25,7 +25,7 @@ void expect_broken(Queue& q, const char* what) {
 TEST(QueueActivate, RejectsBadLayouts) {
   DriverRing d(16);
   auto bad = [&](QueueLayout l, const char* what) {
-    auto q = Queue::activate(l, d.ram, {});
+    auto q = Queue::activate(l, d.mem, {});
     EXPECT_FALSE(q.has_value()) << what;
     if (!q) {
       EXPECT_EQ(q.error().code(), ErrorCode::InvalidArgument);
@@ -38,7 +38,7 @@ TEST(QueueActivate, RejectsBadLayouts) {
   bad(l, "size not a power of two");
   l = d.layout;
   l.size = 1024;
-  EXPECT_FALSE(Queue::activate(l, d.ram, {}, 0, 256).has_value()) << "size above max";
+  EXPECT_FALSE(Queue::activate(l, d.mem, {}, 0, 256).has_value()) << "size above max";
   l = d.layout;
   l.desc = PhysAddr(8);
   bad(l, "descriptor table not 16-aligned");
@@ -86,7 +86,7 @@ TEST(Queue, ResumesAtSavedBase) {
     d.desc(i, d.alloc(8), 8, 0);
     d.publish(i);
   }
-  auto q = Queue::activate(d.layout, d.ram, {}, /*next_avail=*/3).value();
+  auto q = Queue::activate(d.layout, d.mem, {}, /*next_avail=*/3).value();
   Chain c;
   ASSERT_TRUE(q.pop(c).value());
   EXPECT_EQ(c.head, 3);
@@ -270,7 +270,7 @@ TEST(QueueEventIdx, NoInterruptFlagWithoutEventIdx) {
 // every chain it returns has at most queue-size (or indirect-table-size) segments inside RAM.
 RC_GTEST_PROP(QueueProperty, ArbitraryRingsNeverCrash, ()) {
   DriverRing d(8);
-  Queue q = Queue::activate(d.layout, d.ram, {.event_idx = true, .indirect = true}).value();
+  Queue q = Queue::activate(d.layout, d.mem, {.event_idx = true, .indirect = true}).value();
   const auto descs =
       *rc::gen::container<std::vector<std::tuple<uint8_t, uint32_t, uint16_t, uint16_t>>>(
           8, rc::gen::arbitrary<std::tuple<uint8_t, uint32_t, uint16_t, uint16_t>>());
@@ -296,7 +296,7 @@ RC_GTEST_PROP(QueueProperty, ArbitraryRingsNeverCrash, ()) {
     }
     RC_ASSERT(*r);
     RC_ASSERT(c.segments.size() <= 512u);
-    for (const auto& s : c.segments) RC_ASSERT(d.ram.span(s.gpa, s.len).has_value());
+    for (const auto& s : c.segments) RC_ASSERT(d.mem.span(s.gpa, s.len).has_value());
   }
 }
 

@@ -14,7 +14,7 @@
 
 #include "driver_ring.hpp"
 #include "pepita/core/unique_fd.hpp"
-#include "pepita/virtio/guest_ram.hpp"
+#include "pepita/memory/guest_memory.hpp"
 #include "pepita/virtio/vhost_user_proto.hpp"
 
 namespace pepita::virtio::vhost_user::testing {
@@ -87,10 +87,10 @@ struct SharedRing {
     memfd.reset(::memfd_create("vhost-test-ram", MFD_CLOEXEC));
     EXPECT_TRUE(memfd.valid());
     EXPECT_EQ(::ftruncate(memfd.get(), virtio::testing::DriverRing::kMemSize), 0);
-    mine = std::make_unique<MemoryTable>();
-    EXPECT_TRUE(
-        mine->add(UniqueFd(::dup(memfd.get())),
-                  {.gpa = 0, .size = virtio::testing::DriverRing::kMemSize, .uva = kUvaBase}));
+    mine = std::make_unique<memory::GuestMemory>();
+    EXPECT_TRUE(mine->add_fd_region(
+        UniqueFd(::dup(memfd.get())),
+        {.gpa = 0, .size = virtio::testing::DriverRing::kMemSize, .uva = kUvaBase}));
     Memory mem{};
     mem.nregions = 1;
     mem.regions[0] = {0, virtio::testing::DriverRing::kMemSize, kUvaBase, 0};
@@ -125,7 +125,7 @@ struct SharedRing {
   }
 
   UniqueFd memfd;
-  std::unique_ptr<MemoryTable> mine;  // the frontend's own view of guest RAM
+  std::unique_ptr<memory::GuestMemory> mine;  // the frontend's own view of guest RAM
   std::unique_ptr<virtio::testing::DriverRing> ring;
   UniqueFd kick, call, err;
 };

@@ -83,9 +83,9 @@ TEST(VhostUser, NegotiatesMapsMemoryAndServesAVring) {
   UniqueFd memfd(::memfd_create("vhost-test-ram", MFD_CLOEXEC));
   ASSERT_TRUE(memfd.valid());
   ASSERT_EQ(::ftruncate(memfd.get(), DriverRing::kMemSize), 0);
-  MemoryTable mine;
-  ASSERT_TRUE(mine.add(UniqueFd(::dup(memfd.get())),
-                       {.gpa = 0, .size = DriverRing::kMemSize, .uva = kUvaBase}));
+  memory::GuestMemory mine;
+  ASSERT_TRUE(mine.add_fd_region(UniqueFd(::dup(memfd.get())),
+                                 {.gpa = 0, .size = DriverRing::kMemSize, .uva = kUvaBase}));
   Memory mem{};
   mem.nregions = 1;
   mem.regions[0] = {0, DriverRing::kMemSize, kUvaBase, 0};
@@ -206,9 +206,9 @@ TEST(VhostUser, RingRestartsAtTheUsedIndexLikeAReconnect) {
   negotiate_with_status(fe);
   auto memfd = UniqueFd(::memfd_create("vhost-test-ram", MFD_CLOEXEC));
   ASSERT_EQ(::ftruncate(memfd.get(), DriverRing::kMemSize), 0);
-  MemoryTable mine;
-  ASSERT_TRUE(mine.add(UniqueFd(::dup(memfd.get())),
-                       {.gpa = 0, .size = DriverRing::kMemSize, .uva = kUvaBase}));
+  memory::GuestMemory mine;
+  ASSERT_TRUE(mine.add_fd_region(UniqueFd(::dup(memfd.get())),
+                                 {.gpa = 0, .size = DriverRing::kMemSize, .uva = kUvaBase}));
   DriverRing d(16, &mine);
   // Two writes were served by "the old backend" (used index 2), a third was popped but never
   // completed: avail index 3, used index 2.

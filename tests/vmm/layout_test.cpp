@@ -106,7 +106,9 @@ TEST(Layout, VirtioMmioWindowIsMappedOnlyForConfiguredDevices) {
     // The extra tables are inside the page-table area the guest cannot reach.
     EXPECT_EQ(l->page_table_base + l->page_table_bytes, config.memory_bytes);
     // Devices see only the guest's own memory.
-    GuestVisibleRam ram(*mem, *l);
+    auto view = device_view(*mem, *l);
+    ASSERT_TRUE(view) << view.error().message();
+    const auto& ram = *view;
     EXPECT_TRUE(ram.span(abi::PhysAddr(l->heap_base), 4096));
     EXPECT_TRUE(ram.span(image.segments()[0].gpa, 16)) << "code may be sent";
     EXPECT_FALSE(ram.span(abi::PhysAddr(l->page_table_base), 8));

@@ -5,7 +5,7 @@
 //   auto disk = PEPITA_TRY(FileDisk::create({.path = "/var/tmp/disk.img",
 //                                            .capacity_bytes = 1 << 30, .direct = true}));
 //
-// Engines: io_uring (pepita::io_uring::Ring, one ring per hardware queue; a per-queue reaper
+// Engines: io_uring (pepita::io_uring::EventLoop, one per hardware queue; a per-queue reaper
 // thread completes requests asynchronously when the ring's eventfd fires), or synchronous
 // pread/pwritev2 on the submitting thread, used where io_uring is unavailable (ENOSYS, or
 // disabled by the kernel.io_uring_disabled sysctl) or when asked for.

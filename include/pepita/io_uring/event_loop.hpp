@@ -7,7 +7,12 @@
 //   auto job = [&]() -> Task<Result<std::size_t>> { co_return co_await loop->read(fd, buf, 0); };
 //   Result<Result<std::size_t>> n = loop->run(job());   // outer: the loop, inner: the read
 //
-// One loop per thread, no locks: every member must be called from the loop's thread.
+// One loop per thread, no locks: every member must be called from the loop's thread (or, for a
+// loop shared by a submitting and a reaping thread, under one lock the caller holds: see reap()),
+// except wake(), which any thread may call.
+//
+// Users: ublk's queue runners (URING_CMD per tag, wake() for stop and cross-thread completions)
+// and blk_mq::FileDisk's io_uring engine (submitter and reaper threads sharing a loop per queue).
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -21,8 +26,10 @@
 #include <optional>
 #include <span>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "pepita/core/unique_fd.hpp"
 #include "pepita/error.hpp"
 #include "pepita/io_uring/prep.hpp"
 #include "pepita/io_uring/ring.hpp"
@@ -119,14 +126,25 @@ class EventLoop {
   ~EventLoop();
 
   Ring& ring() noexcept { return ring_; }
-  /// Requests submitted whose final CQE has not been dispatched yet.
-  std::size_t in_flight() const noexcept { return in_flight_; }
+  /// Requests submitted whose final CQE has not been dispatched yet (the wake poll not counted).
+  std::size_t in_flight() const noexcept { return in_flight_ - (wake_armed_ ? 1 : 0); }
 
   // ---- completions keyed by user_data -------------------------------------------------------
 
   /// Next SQE with user_data = c: `c->complete()` runs for its CQE(s). Do not set
   /// CQE_SKIP_SUCCESS on it. Errors: Cancelled while shutting down, or the ring's errors.
+  /// When the SQ is full it submits, and on Busy dispatches ready completions to make room.
   Result<abi::Sqe*> sqe_for(Completion* c);
+  /// sqe_for() that never enters the kernel nor dispatches: nullptr when the SQ is full (call
+  /// submit(), then retry) or the loop is shutting down. For a loop used under a lock, where a
+  /// completion run from here could deadlock on that lock. Fill the SQE with a prep_* helper
+  /// (they leave user_data alone).
+  abi::Sqe* try_sqe_for(Completion* c) noexcept;
+  /// Queues IORING_OP_URING_CMD (`cmd_op` plus up to 80 bytes of driver command: ublk, NVMe
+  /// passthrough) for `c` on a ring created with sqe128. InvalidArgument on a 64-byte-SQE ring;
+  /// otherwise sqe_for()'s errors. Reaches the kernel at the next submit()/run_once().
+  Result<void> uring_cmd(Completion* c, int fd, std::uint32_t cmd_op,
+                         std::span<const std::byte> cmd);
 
   using Callback = std::function<void(int res, std::uint32_t flags)>;
   /// Prepares an SQE with `prep(abi::Sqe&)` and calls `cb(res, flags)` on its CQE(s). Returns
@@ -151,13 +169,51 @@ class EventLoop {
   /// Cancels every request on `fd`.
   Result<void> cancel_fd(int fd);
 
+  // ---- wake-ups from other threads --------------------------------------------------------
+
+  /// Lets other threads interrupt a waiting run_once(): creates an eventfd and keeps a poll on it
+  /// armed (re-armed by each run_once after it fired). Call once, on the thread that owns the
+  /// loop (which may then hand it to another), before any other thread may call wake(). The poll is
+  /// not counted in in_flight(), but run_once() waits for it. Errors: the eventfd's
+  /// (ResourceExhausted at the fd limit) or sqe_for()'s.
+  Result<void> enable_wake();
+  /// Thread-safe and async-signal-safe: makes the current (or next) run_once() return, with
+  /// take_wake() true afterwards. Wake-ups coalesce. A no-op before enable_wake().
+  void wake() noexcept;
+  /// Whether a wake() was dispatched since the last call; clears the flag.
+  bool take_wake() noexcept { return std::exchange(woken_, false); }
+
   // ---- driving ----------------------------------------------------------------------------
+
+  /// Publishes queued SQEs to the kernel without waiting (one io_uring_enter). Busy/WouldBlock
+  /// mean: reap (run_once or reap), then submit again; the SQEs stay queued.
+  Result<unsigned> submit() { return ring_.submit(); }
+  /// Dispatches every CQE already in the CQ, without entering the kernel: in batches, copy,
+  /// advance the CQ once, then call out (so completions may submit or reap again safely).
+  /// Returns the number of CQEs delivered (those with user_data 0 are not counted).
+  unsigned dispatch();
+
+  /// One reaped CQE, not yet handed to its Completion.
+  struct Reaped {
+    Completion* completion;
+    int res;
+    std::uint32_t flags;
+    void deliver() const noexcept { completion->complete(res, flags); }
+  };
+  /// Takes up to out.size() ready CQEs off the CQ (advancing it once per batch of 64) without
+  /// running them, for a loop shared between threads under the caller's lock: unlock, then
+  /// deliver() each of the returned entries in order. CQEs with user_data 0 (cancels, linked
+  /// timeouts) are consumed here and not returned. Returns how many entries of `out` were
+  /// filled; fewer than out.size() means the CQ is empty.
+  unsigned reap(std::span<Reaped> out) noexcept;
 
   /// Submits queued SQEs, waits for at least one completion if anything is in flight (up to
   /// `timeout`, forever when nullopt), and dispatches every ready CQE. Returns the number
   /// dispatched. Busy/WouldBlock from the kernel are absorbed (completions are reaped first).
+  /// With a wake poll armed (enable_wake) it waits for that too. Submitting and waiting is one
+  /// io_uring_enter: queue a batch, then run_once.
   Result<unsigned> run_once(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
-  /// Runs until nothing is in flight.
+  /// Runs until nothing is in flight (the wake poll does not count).
   Result<void> run_until_idle();
 
   /// Starts `task` and runs the loop until it finishes; returns its value. An error means the
@@ -218,6 +274,22 @@ class EventLoop {
     Callback cb_;
   };
 
+  // The wake poll's completion: drains the eventfd and records the wake-up; run_once re-arms.
+  class WakeSlot final : public Completion {
+   public:
+    explicit WakeSlot(EventLoop* loop) noexcept : Completion(&WakeSlot::on_complete), loop_(loop) {}
+    static void on_complete(Completion* self, int res, std::uint32_t flags) noexcept;
+    EventLoop* loop_;
+  };
+  // The destructor's cancel-everything request: its result says whether anything was found.
+  class ShutdownSlot final : public Completion {
+   public:
+    ShutdownSlot() noexcept : Completion(&ShutdownSlot::on_complete) {}
+    static void on_complete(Completion* self, int res, std::uint32_t flags) noexcept;
+    bool done = false;
+    int res = 0;
+  };
+
   static std::uint64_t key_of(Completion* c) noexcept {
     return reinterpret_cast<std::uintptr_t>(c);  // SAFETY: pointer to integer, for user_data
   }
@@ -226,9 +298,7 @@ class EventLoop {
   /// Reserves `n` consecutive SQEs (a request plus its linked timeout) so a link is never split
   /// across submissions.
   Result<void> reserve(unsigned n);
-  /// Dispatches every ready CQE in batches: copy, advance the CQ once, then call out (so
-  /// completions may submit or reap again safely).
-  unsigned dispatch();
+  Result<void> arm_wake();
   Result<void> post_internal_cancel(std::uint64_t key, int fd, std::uint32_t flags);
 
   template <typename T>
@@ -242,9 +312,14 @@ class EventLoop {
   }
   static detail::Detached detach(Task<void> task) { co_await std::move(task); }
 
+  // The eventfd is declared before the ring so it is closed after the ring (and its poll) is.
+  UniqueFd wake_fd_;
   Ring ring_;
-  std::size_t in_flight_ = 0;
+  std::size_t in_flight_ = 0;  // including the wake poll while armed
   bool closing_ = false;
+  bool wake_armed_ = false;
+  bool woken_ = false;
+  WakeSlot wake_slot_{this};
   std::vector<std::unique_ptr<CallbackSlot>> slot_store_;  // owns every slot ever created
   std::vector<CallbackSlot*> free_slots_;
 };

@@ -15,8 +15,8 @@
 
 #include "pepita/abi/virtio_blk.hpp"
 #include "pepita/blk_mq/block_device.hpp"
+#include "pepita/memory/guest_memory.hpp"
 #include "pepita/virtio/device.hpp"
-#include "pepita/virtio/guest_ram.hpp"
 #include "pepita/virtio/queue.hpp"
 
 namespace pepita::virtio::blk {
@@ -52,7 +52,7 @@ struct Request {
   /// multiple of 512 (or the block size), over max_data_bytes, zero, a sector range past the
   /// capacity (checked arithmetic), a write to a read-only device, a malformed discard segment
   /// -> S_IOERR.
-  static Result<Request> parse(const Chain& chain, const GuestRam& ram, const Limits& limits);
+  static Result<Request> parse(const Chain& chain, const GuestMemory& ram, const Limits& limits);
 };
 
 struct BlkOptions {

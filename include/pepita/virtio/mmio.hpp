@@ -5,7 +5,7 @@
 // Every guest access is checked; a bad offset or width is ignored and counted, never fatal.
 //
 //   auto dev = PEPITA_TRY(blk::BlkDevice::create(std::move(disk), {}));
-//   MmioTransport mmio(std::move(dev), ram);          // ram: the guest's GuestRam
+//   MmioTransport mmio(std::move(dev), ram);          // ram: the guest's GuestMemory
 //   uint64_t v = mmio.read(run->mmio.phys_addr - base, run->mmio.len);   // on a KVM MMIO exit
 //   mmio.write(offset, len, value);                   // QueueNotify serves the queue right here
 //   if (mmio.status() & abi::virtio::STATUS_NEEDS_RESET) report(mmio.last_error());
@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "pepita/abi/virtio_mmio.hpp"
+#include "pepita/memory/guest_memory.hpp"
 #include "pepita/virtio/device.hpp"
-#include "pepita/virtio/guest_ram.hpp"
 #include "pepita/virtio/queue.hpp"
 
 namespace pepita::virtio {
@@ -43,7 +43,7 @@ class MmioTransport {
   static constexpr uint32_t kVendorId = 0x69706570;
 
   /// `ram` is borrowed (it must outlive the transport); `irq` may be null (polling driver).
-  MmioTransport(std::unique_ptr<VirtioDevice> device, const GuestRam& ram,
+  MmioTransport(std::unique_ptr<VirtioDevice> device, const GuestMemory& ram,
                 Interrupt* irq = nullptr);
 
   /// A driver read of `width` bytes (1, 2, 4 or 8) at `offset` from the base. Control registers
@@ -91,7 +91,7 @@ class MmioTransport {
   QueueState* selected() noexcept;
 
   std::unique_ptr<VirtioDevice> device_;
-  const GuestRam* ram_;
+  const GuestMemory* ram_;
   Interrupt* irq_;
   std::vector<QueueState> queues_;
   uint64_t driver_features_ = 0;

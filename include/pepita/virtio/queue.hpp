@@ -15,9 +15,13 @@
 
 #include "pepita/abi/virtio.hpp"
 #include "pepita/error.hpp"
-#include "pepita/virtio/guest_ram.hpp"
+#include "pepita/memory/guest_memory.hpp"
 
 namespace pepita::virtio {
+
+using abi::PhysAddr;
+/// Guest RAM as devices see it: every ring and buffer access goes through its range checks.
+using memory::GuestMemory;
 
 /// Where the driver put the three parts of a queue, in guest-physical addresses.
 struct QueueLayout {
@@ -55,7 +59,7 @@ class Queue {
   /// Validates the layout (size a power of two no larger than max_size; alignments 16/2/4; each
   /// part inside `ram`) and returns a queue that starts at avail index `next_avail`. `ram` is
   /// borrowed and must outlive the queue. InvalidArgument names the bad field.
-  static Result<Queue> activate(const QueueLayout& layout, const GuestRam& ram,
+  static Result<Queue> activate(const QueueLayout& layout, const GuestMemory& ram,
                                 QueueFeatures features, uint16_t next_avail = 0,
                                 uint16_t max_size = abi::virtio::MAX_QUEUE_SIZE);
 
@@ -84,7 +88,7 @@ class Queue {
   uint16_t next_avail() const noexcept { return next_avail_; }
   uint16_t next_used() const noexcept { return next_used_; }
   /// The guest RAM this queue reads (what devices parse requests against).
-  const GuestRam& ram() const noexcept { return *ram_; }
+  const GuestMemory& ram() const noexcept { return *ram_; }
 
  private:
   Result<bool> pop_unchecked(Chain& out);
@@ -94,7 +98,7 @@ class Queue {
 
   QueueLayout layout_{};
   QueueFeatures features_{};
-  const GuestRam* ram_ = nullptr;
+  const GuestMemory* ram_ = nullptr;
   uint16_t next_avail_ = 0;
   uint16_t next_used_ = 0;
   uint16_t signalled_used_ = 0;

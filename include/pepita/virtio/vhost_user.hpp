@@ -23,8 +23,8 @@
 
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/error.hpp"
+#include "pepita/memory/guest_memory.hpp"
 #include "pepita/virtio/device.hpp"
-#include "pepita/virtio/guest_ram.hpp"
 #include "pepita/virtio/queue.hpp"
 #include "pepita/virtio/vhost_user_proto.hpp"
 
@@ -77,7 +77,7 @@ class Backend {
   uint64_t acked_features_ = 0;
   uint64_t protocol_features_ = 0;
   uint8_t status_ = 0;  // last SET_STATUS; NEEDS_RESET is added from the device on GET_STATUS
-  std::unique_ptr<MemoryTable> memory_;  // stable address: running queues point at it
+  std::unique_ptr<memory::GuestMemory> memory_;  // stable address: running queues point at it
   std::vector<std::unique_ptr<Vring>> vrings_;
 };
 

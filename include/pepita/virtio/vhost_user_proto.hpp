@@ -82,10 +82,12 @@ struct MemoryRegion {
   uint64_t userspace_addr;
   uint64_t mmap_offset;
 };
+/// Regions one SET_MEM_TABLE may carry (VHOST_MEMORY_BASELINE_NREGIONS).
+inline constexpr uint32_t kMaxMemRegions = 8;
 struct Memory {
   uint32_t nregions;
   uint32_t padding;
-  MemoryRegion regions[8];
+  MemoryRegion regions[kMaxMemRegions];
 };
 static_assert(sizeof(Memory) == 8 + 8 * 32);
 

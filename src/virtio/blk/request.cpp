@@ -9,7 +9,7 @@ namespace vb = abi::virtio_blk;
 namespace {
 
 // Copies `out.size()` bytes starting `skip` bytes into the chain's readable segments.
-Result<void> gather_readable(const Chain& chain, const GuestRam& ram, uint64_t skip,
+Result<void> gather_readable(const Chain& chain, const GuestMemory& ram, uint64_t skip,
                              std::span<std::byte> out) {
   size_t done = 0;
   for (const auto& s : chain.segments) {
@@ -42,7 +42,7 @@ bool in_range(uint64_t sector, uint64_t nr, uint64_t capacity) {
 
 }  // namespace
 
-Result<Request> Request::parse(const Chain& chain, const GuestRam& ram, const Limits& limits) {
+Result<Request> Request::parse(const Chain& chain, const GuestMemory& ram, const Limits& limits) {
   Request r;
   // --- structure: header and status byte must exist, or no status can even be reported ---
   if (chain.readable_bytes < sizeof(vb::RequestHeader)) {

@@ -27,7 +27,7 @@ constexpr uint64_t set_half(uint64_t whole, bool high, uint32_t half) {
 
 }  // namespace
 
-MmioTransport::MmioTransport(std::unique_ptr<VirtioDevice> device, const GuestRam& ram,
+MmioTransport::MmioTransport(std::unique_ptr<VirtioDevice> device, const GuestMemory& ram,
                              Interrupt* irq)
     : device_(std::move(device)), ram_(&ram), irq_(irq) {
   queues_.resize(device_->num_queues());

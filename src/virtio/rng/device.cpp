@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "pepita/core/sys/check.hpp"
 #include "pepita/virtio/rng.hpp"
 
 namespace pepita::virtio::rng {
@@ -43,9 +44,9 @@ Result<bool> RngDevice::process(uint16_t index, Queue& queue) {
         auto dst = PEPITA_TRY(queue.ram().span(s.gpa, n));
         size_t done = 0;
         while (done < n) {
-          const ssize_t r = ::getrandom(dst.data() + done, n - done, 0);
-          if (r < 0 && errno == EINTR) continue;
-          if (r < 0) return fail_errno(errno, "getrandom");
+          const long r = sys::ret(::getrandom(dst.data() + done, n - done, 0));
+          if (r == -EINTR) continue;
+          if (r < 0) return fail_errno(static_cast<int>(r), "getrandom");
           done += static_cast<size_t>(r);
         }
         written += n;

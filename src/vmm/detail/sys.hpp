@@ -1,13 +1,15 @@
 #pragma once
-// The vmm module's thin kernel layer: KVM ioctls and timer syscalls that return the result or a
-// negative errno. Nothing above this file reads errno (liburing's syscall.h pattern).
+// The vmm module's KVM layer: the ioctl numbers and layouts Linux 6.1's C++ view of kvm.h gets
+// wrong, and opening /dev/kvm. The calls themselves are core's: pepita::sys::ioctl returns the
+// result or a negative error number (liburing's syscall.h pattern).
 
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
 
-#include <cerrno>
 #include <cstdint>
+
+#include "pepita/core/sys/fd.hpp"
 
 namespace pepita::vmm::sys {
 
@@ -28,23 +30,12 @@ inline constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, sizeof
 inline constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, sizeof(Xsave));
 inline constexpr unsigned long kSetXsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, sizeof(Xsave));
 
-/// ioctl(2) returning the non-negative result or -errno; EINTR is returned, not retried, because
-/// KVM_RUN's EINTR is how the watchdog stops a vCPU.
-inline int ioctl(int fd, unsigned long request, unsigned long arg = 0) {
-  int res = ::ioctl(fd, request, arg);
-  return res < 0 ? -errno : res;
-}
+/// core's ioctl(2): the non-negative result or a negative error number; EINTR is returned, not
+/// retried, because KVM_RUN's EINTR is how the watchdog stops a vCPU.
+using pepita::sys::ioctl;
+using pepita::sys::ioctl_ptr;
 
-template <typename T>
-inline int ioctl_ptr(int fd, unsigned long request, T* arg) {
-  // SAFETY: the request's ABI takes a pointer to T (checked by each caller against kvm.h).
-  int res = ::ioctl(fd, request, arg);
-  return res < 0 ? -errno : res;
-}
-
-inline int open_kvm() {
-  int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-  return fd < 0 ? -errno : fd;
-}
+/// /dev/kvm opened read-write (CLOEXEC): the fd or a negative error number.
+inline int open_kvm() { return pepita::sys::open("/dev/kvm", O_RDWR); }
 
 }  // namespace pepita::vmm::sys

@@ -1,7 +1,7 @@
 #pragma once
 // The micro-VM's virtio-mmio devices: one MmioTransport per guest_abi::kVirtioMmioGpa page, the
-// restricted view of guest RAM they use, and the glue that routes KVM_EXIT_MMIO to them and the
-// console's output into the RunResult.
+// restricted view of guest RAM they use (device_view), and the glue that routes KVM_EXIT_MMIO to
+// them and the console's output into the RunResult.
 
 #include <linux/kvm.h>
 
@@ -13,27 +13,18 @@
 #include "pepita/error.hpp"
 #include "pepita/memory/guest_memory.hpp"
 #include "pepita/virtio/console.hpp"
-#include "pepita/virtio/guest_ram.hpp"
 #include "pepita/virtio/mmio.hpp"
 #include "pepita/vmm/vm.hpp"
 #include "vmm/detail/layout.hpp"
 
 namespace pepita::vmm::detail {
 
-/// Guest RAM as the VM's devices may touch it: only memory the guest itself may read (image,
-/// heap, stack, input window). A driver that points a ring or buffer at the GDT, IDT or page
-/// tables gets an error (the queue breaks, NEEDS_RESET), so device DMA can never hand the guest
-/// rights its page tables deny.
-class GuestVisibleRam final : public virtio::GuestRam {
- public:
-  GuestVisibleRam(const memory::GuestMemory& mem, Layout layout)
-      : mem_(&mem), layout_(std::move(layout)) {}
-  Result<std::span<std::byte>> span(abi::PhysAddr gpa, uint64_t len) const override;
-
- private:
-  const memory::GuestMemory* mem_;
-  Layout layout_;
-};
+/// Guest RAM as the VM's devices may touch it: a view of `mem` holding only memory the guest
+/// itself may read (image segments, heap, stack, input window: guest_may_access with write
+/// false). A driver that points a ring or buffer at the GDT, IDT or page tables gets an error
+/// (the queue breaks, NEEDS_RESET), so device DMA can never hand the guest rights its page tables
+/// deny.
+Result<memory::GuestMemory> device_view(const memory::GuestMemory& mem, const Layout& layout);
 
 class VirtioBus {
  public:
@@ -56,10 +47,10 @@ class VirtioBus {
     std::unique_ptr<virtio::MmioTransport> transport;
     uint64_t exits = 0;
   };
-  explicit VirtioBus(const memory::GuestMemory& mem, const Layout& layout);
+  explicit VirtioBus(memory::GuestMemory ram) : ram_(std::move(ram)) {}
 
   // Destroyed in reverse order: the transports (and their devices) go before the RAM view.
-  GuestVisibleRam ram_;
+  memory::GuestMemory ram_;
   std::vector<Slot> slots_;
   virtio::console::ConsoleDevice* console_ = nullptr;  // owned by its slot's transport
 };

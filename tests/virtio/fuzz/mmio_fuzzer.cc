@@ -24,10 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto ram_bytes = mem.backing();
   std::memset(ram_bytes.data(), 0, ram_bytes.size());
   std::memcpy(ram_bytes.data(), data, ram_len);
-  FlatRam ram(mem);
   auto con = console::ConsoleDevice::create({.output_limit = 4096, .max_queue_size = 16});
   con->feed(std::as_bytes(std::span(data, std::min<size_t>(size, 100))));
-  MmioTransport t(std::move(con), ram);
+  MmioTransport t(std::move(con), mem);
   // Each op: offset (2 bytes; 0x200 and up reach past the register file), width selector,
   // value (4 bytes). Width selector bit 7: read instead of write.
   static constexpr unsigned kWidths[] = {4, 4, 4, 1, 2, 8, 3, 0};

@@ -22,9 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto ram_bytes = mem.backing();
   std::memset(ram_bytes.data(), 0, ram_bytes.size());
   std::memcpy(ram_bytes.data(), data + 4, std::min(size - 4, ram_bytes.size()));
-  FlatRam ram(mem);
   // desc at 0, avail at 0x1000, used at 0x2000: the input decides every field in them.
-  auto q = Queue::activate({qsize, PhysAddr(0), PhysAddr(0x1000), PhysAddr(0x2000)}, ram,
+  auto q = Queue::activate({qsize, PhysAddr(0), PhysAddr(0x1000), PhysAddr(0x2000)}, mem,
                            {.event_idx = event_idx, .indirect = indirect}, start);
   if (!q) return 0;
   blk::Limits limits{.capacity_sectors = 100,
@@ -37,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int i = 0; i < 64; ++i) {
     auto got = q->pop(chain);
     if (!got || !*got) break;
-    auto req = blk::Request::parse(chain, ram, limits);
+    auto req = blk::Request::parse(chain, mem, limits);
     if (req && req->status == 0) (void)q->add_used(chain.head, req->data_bytes + 1);
   }
   (void)q->should_notify();

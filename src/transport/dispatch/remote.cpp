@@ -1,37 +1,37 @@
-// RemoteDispatcher: per-worker connection threads, a shared FIFO of task ids, credit-based
-// (pull) leasing, heartbeat failure detector, re-dispatch and exactly-once completion.
+// RemoteDispatcher: per-worker connection threads feeding a LeaseTable (the FIFO of task ids,
+// credit-based (pull) leasing, lease expiry, re-dispatch and exactly-once completion), heartbeats
+// and suspect/dead detection, reconnects with jittered backoff (fault::RetryPolicy).
 #include "pepita/transport/remote.hpp"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <future>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string>
 #include <thread>
 #include <unordered_map>
 
-#include "transport/detail/sys.hpp"
+#include "pepita/core/sys/eventfd.hpp"
+#include "pepita/core/sys/fd.hpp"
+#include "pepita/fault/retry.hpp"
+#include "pepita/transport/lease_table.hpp"
 
 namespace pepita::transport {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+// Retry number at which RetryPolicy's ceiling has long reached reconnect_max (keeps the count
+// from wrapping while a worker stays down for days).
+constexpr std::uint32_t kMaxRetry = 64;
 
-void signal_fd(int fd) {
-  const std::uint64_t one = 1;
-  (void)sys::write(fd, &one, sizeof one);
-}
-void clear_fd(int fd) {
-  std::uint64_t v;
-  (void)sys::read(fd, &v, sizeof v);
-}
+void signal_fd(int fd) { (void)sys::eventfd_signal(fd); }
+void clear_fd(int fd) { (void)sys::eventfd_drain(fd); }
 
 }  // namespace
 
@@ -47,19 +47,15 @@ std::string_view to_string(WorkerState state) noexcept {
 }
 
 struct RemoteDispatcher::Impl {
-  struct TaskState {
+  // What the table does not keep: the task to send and whom to tell when it completes.
+  struct Payload {
     RemoteTask task;
     Callback done;
-    std::uint32_t attempts = 0;
-    int holder = -1;  // worker index holding the current lease, -1 when queued
-    bool completed = false;
-    bool cancel_requested = false;
   };
   struct W {
     Endpoint ep;
     bool dialed_in = false;  // accepted on the listener: not re-dialed when it ends
     WorkerInfo info;
-    std::set<std::uint64_t> inflight;    // task ids leased to this worker (guarded by mu)
     std::vector<std::uint64_t> cancels;  // Cancel frames to send (guarded by mu)
     UniqueFd wake;                       // eventfd: new work queued, or stopping
     std::thread thread;
@@ -70,16 +66,17 @@ struct RemoteDispatcher::Impl {
   mutable std::mutex mu;
   std::condition_variable idle_cv;
   std::condition_variable backoff_cv;
-  std::deque<std::uint64_t> queue;
-  std::unordered_map<std::uint64_t, TaskState> tasks;
-  std::size_t pending = 0;  // submitted, not completed
+  // Queue, leases, expiry, requeue and exactly-once completion: the pure state machine the
+  // connection threads feed (guarded by mu).
+  std::optional<LeaseTable> table;
+  std::unordered_map<std::uint64_t, Payload> payloads;  // until completion (guarded by mu)
+  std::size_t pending = 0;                              // submitted, not completed
   std::map<Digest, std::shared_ptr<const std::string>> blobs;
   std::vector<std::unique_ptr<W>> ws;  // grows when workers dial in; guarded by mu
   std::optional<Listener> listener;
   UniqueFd stop_efd;  // wakes the acceptor
   std::thread acceptor;
   bool stopping = false;
-  std::uint64_t duplicates = 0;
   Clock::time_point worker_seen = Clock::now();  // last time some worker was up
   std::string last_failure;                      // why the last connection attempt failed
 
@@ -110,90 +107,67 @@ struct RemoteDispatcher::Impl {
     if (pending == 0) idle_cv.notify_all();
   }
 
-  // Marks `ts` completed; the caller holds mu and runs the collected callback after unlocking.
-  void complete_locked(std::uint64_t id, TaskState& ts, ResultMsg r, const std::string& worker,
-                       std::vector<Completion>& out) {
-    ts.completed = true;
-    out.emplace_back(std::move(ts.done), RemoteOutcome{id, std::move(r), worker, ts.attempts});
-    if (ts.holder < 0) tasks.erase(id);  // else erased when the holder's report arrives
+  // The table completed `id`: collect its callback; the caller holds mu and runs it after
+  // unlocking.
+  void complete_locked(std::uint64_t id, std::uint32_t attempts, ResultMsg r,
+                       const std::string& worker, std::vector<Completion>& out) {
+    auto it = payloads.find(id);
+    if (it == payloads.end()) return;
+    out.emplace_back(std::move(it->second.done), RemoteOutcome{id, std::move(r), worker, attempts});
+    payloads.erase(it);
+  }
+
+  void update_in_flight_locked(std::size_t wi) {
+    ws[wi]->info.in_flight = static_cast<std::uint32_t>(table->held(wi));
   }
 
   void on_result(std::size_t wi, std::uint64_t id, ResultMsg r, std::vector<Completion>& out) {
     std::lock_guard lock(mu);
     W& w = *ws[wi];
-    w.inflight.erase(id);
-    w.info.in_flight = static_cast<std::uint32_t>(w.inflight.size());
-    auto it = tasks.find(id);
-    if (it == tasks.end() || (it->second.completed && it->second.holder != static_cast<int>(wi))) {
-      ++duplicates;
-      return;
-    }
-    TaskState& ts = it->second;
-    if (ts.completed) {  // the holder's late report of a task completed elsewhere
-      ++duplicates;
-      tasks.erase(it);
-      return;
-    }
-    const bool from_holder = ts.holder == static_cast<int>(wi);
-    if (from_holder) ts.holder = -1;
     const bool returned = r.status == TaskStatus::Returned;
-    if (ts.cancel_requested && (returned || r.status == TaskStatus::Cancelled)) {
-      // Ours to stop, however it came back: it completes Cancelled, never runs elsewhere.
-      r.status = TaskStatus::Cancelled;
-      if (returned) r.error = "cancelled before it started";
-    } else if (returned || r.status == TaskStatus::Cancelled) {
-      // Handed back unstarted (worker draining), or killed by the worker's own shutdown rather
-      // than by our cancel(): run it elsewhere. Only the former is not a failed attempt.
-      if (from_holder) {
-        if (returned && ts.attempts > 0) --ts.attempts;
-        queue.push_front(id);
-        wake_all();
-      }
-      return;
+    const auto report = returned                            ? LeaseTable::Report::Returned
+                        : r.status == TaskStatus::Cancelled ? LeaseTable::Report::Cancelled
+                                                            : LeaseTable::Report::Final;
+    const LeaseTable::Verdict v = table->on_result(wi, id, report);
+    update_in_flight_locked(wi);
+    switch (v.action) {
+      case LeaseTable::Action::Duplicate:
+      case LeaseTable::Action::Ignored: return;
+      case LeaseTable::Action::Requeued: wake_all(); return;
+      case LeaseTable::Action::CompleteCancelled:
+        r.status = TaskStatus::Cancelled;
+        if (returned) r.error = "cancelled before it started";
+        break;
+      case LeaseTable::Action::Complete: break;
     }
-    if (!from_holder && ts.holder < 0) std::erase(queue, id);
     ++w.info.completed;
-    complete_locked(id, ts, std::move(r), w.ep.to_string(), out);
+    complete_locked(id, v.attempts, std::move(r), w.ep.to_string(), out);
   }
 
-  // A task we were asked to cancel completes Cancelled instead: its worker is gone and will not
-  // report it, and running it elsewhere is the opposite of what was asked.
+  // The worker's connection ended: what it held runs elsewhere (a task we were asked to cancel
+  // completes Cancelled instead).
   void requeue_inflight(std::size_t wi, std::vector<Completion>& out) {
     std::lock_guard lock(mu);
     W& w = *ws[wi];
-    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) {
-      auto t = tasks.find(*it);
-      if (t == tasks.end()) continue;
-      if (t->second.completed) {
-        if (t->second.holder == static_cast<int>(wi)) tasks.erase(t);
-        continue;
-      }
-      if (t->second.holder == static_cast<int>(wi)) {
-        t->second.holder = -1;
-        if (t->second.cancel_requested) {
-          complete_locked(*it, t->second,
-                          ResultMsg{.status = TaskStatus::Cancelled,
-                                    .exit_code = -1,
-                                    .error = "cancelled; its worker went away before reporting"},
-                          w.ep.to_string(), out);
-          continue;
-        }
-        queue.push_front(*it);
-      }
+    const LeaseTable::Released r = table->worker_lost(wi);
+    for (const auto& c : r.cancelled) {
+      complete_locked(c.id, c.attempts,
+                      ResultMsg{.status = TaskStatus::Cancelled,
+                                .exit_code = -1,
+                                .error = "cancelled; its worker went away before reporting"},
+                      w.ep.to_string(), out);
     }
-    if (!w.inflight.empty()) {
-      log("re-dispatching " + std::to_string(w.inflight.size()) + " task(s) of " +
-          w.ep.to_string());
+    if (r.leases > 0) {
+      log("re-dispatching " + std::to_string(r.leases) + " task(s) of " + w.ep.to_string());
       wake_all();
     }
-    w.inflight.clear();
-    w.info.in_flight = 0;
+    update_in_flight_locked(wi);
   }
 
   // With no worker up for give_up_without_workers, queued tasks fail instead of waiting for
   // a worker that may never come (a wrong address or key). Caller holds mu.
   void give_up_without_workers_locked(std::vector<Completion>& out) {
-    if (opts.give_up_without_workers.count() <= 0 || queue.empty()) return;
+    if (opts.give_up_without_workers.count() <= 0 || table->queued() == 0) return;
     for (const auto& w : ws) {
       if (w->info.state != WorkerState::Dead && w->info.state != WorkerState::Connecting) return;
     }
@@ -201,18 +175,13 @@ struct RemoteDispatcher::Impl {
     const std::string why = "no worker reachable for " +
                             std::to_string(opts.give_up_without_workers.count()) + " ms (" +
                             last_failure + ")";
-    std::size_t failed = 0;
-    while (!queue.empty()) {
-      const std::uint64_t id = queue.front();
-      queue.pop_front();
-      auto it = tasks.find(id);
-      if (it == tasks.end() || it->second.completed) continue;
-      complete_locked(id, it->second,
+    const auto failed = table->drain_queue();
+    for (const auto& f : failed) {
+      complete_locked(f.id, f.attempts,
                       ResultMsg{.status = TaskStatus::SpawnError, .exit_code = -1, .error = why},
                       "", out);
-      ++failed;
     }
-    log(why + ": failing " + std::to_string(failed) + " queued task(s)");
+    log(why + ": failing " + std::to_string(failed.size()) + " queued task(s)");
   }
 
   void set_state(std::size_t wi, WorkerState s) {
@@ -227,29 +196,21 @@ struct RemoteDispatcher::Impl {
     std::lock_guard lock(mu);
     W& w = *ws[wi];
     if (w.info.state != WorkerState::Alive) return batch;
-    while (w.inflight.size() < w.info.slots && !queue.empty()) {
-      const std::uint64_t id = queue.front();
-      queue.pop_front();
-      auto it = tasks.find(id);
-      if (it == tasks.end() || it->second.completed) continue;
-      TaskState& ts = it->second;
-      if (ts.attempts >= opts.max_attempts) {
-        ResultMsg r{.attempt = ts.attempts,
-                    .status = TaskStatus::SpawnError,
-                    .exit_code = -1,
-                    .error = "task lost its worker " + std::to_string(ts.attempts) +
-                             " times; giving up (max_attempts)"};
-        complete_locked(id, ts, std::move(r), "", out);
-        continue;
-      }
-      ++ts.attempts;
-      ts.holder = static_cast<int>(wi);
-      w.inflight.insert(id);
-      SubmitMsg m = ts.task.spec;
-      m.attempt = ts.attempts;
-      batch.emplace_back(id, std::move(m));
+    const LeaseTable::Leased leased = table->lease(wi, w.info.slots, Clock::now());
+    for (const auto& f : leased.exhausted) {
+      ResultMsg r{.attempt = f.attempts,
+                  .status = TaskStatus::SpawnError,
+                  .exit_code = -1,
+                  .error = "task lost its worker " + std::to_string(f.attempts) +
+                           " times; giving up (max_attempts)"};
+      complete_locked(f.id, f.attempts, std::move(r), "", out);
     }
-    w.info.in_flight = static_cast<std::uint32_t>(w.inflight.size());
+    for (const auto& g : leased.granted) {
+      SubmitMsg m = payloads.at(g.id).task.spec;
+      m.attempt = g.attempt;
+      batch.emplace_back(g.id, std::move(m));
+    }
+    update_in_flight_locked(wi);
     return batch;
   }
 
@@ -290,6 +251,12 @@ struct RemoteDispatcher::Impl {
     auto last_hb = Clock::now();
     bool draining = false;
     std::vector<Completion> done;
+    {
+      // The worker's leases live while it is heard from: the table expires them dead_after
+      // past the last frame (lease_ttl), and this session then ends and requeues them.
+      std::lock_guard lock(mu);
+      table->renew(wi, last_rx);
+    }
     const auto tick =
         std::max(std::chrono::milliseconds(1),
                  std::min(opts.heartbeat_interval / 4, std::chrono::milliseconds(250)));
@@ -297,7 +264,7 @@ struct RemoteDispatcher::Impl {
       {
         std::lock_guard lock(mu);
         if (stopping) return "dispatcher stopping";
-        if (draining && w.inflight.empty()) return "worker drained";
+        if (draining && table->held(wi) == 0) return "worker drained";
       }
       std::vector<std::uint64_t> cancels;
       {
@@ -347,13 +314,19 @@ struct RemoteDispatcher::Impl {
             return "unexpected " + std::string(to_string(m.header.type)) + " frame from worker";
         }
         std::lock_guard lock(mu);
+        table->renew(wi, now);
         if (w.info.state == WorkerState::Suspect) {
           w.info.state = WorkerState::Alive;
           signal_fd(w.wake.get());
         }
       }
       const auto silent = now - last_rx;
-      if (silent > opts.dead_after) {
+      bool dead = false;
+      {
+        std::lock_guard lock(mu);
+        dead = table->silent(wi, now);
+      }
+      if (dead) {
         return "no frame for " + std::to_string(opts.dead_after.count()) + " ms: declared dead";
       }
       if (silent > opts.suspect_after) {
@@ -428,7 +401,7 @@ struct RemoteDispatcher::Impl {
       w->ep = parse_endpoint(peer).value_or(Endpoint{peer, 0});
       w->dialed_in = true;
       w->info.endpoint = peer;
-      w->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+      w->wake.reset(sys::eventfd(0, EFD_NONBLOCK));
       const std::size_t wi = ws.size();
       W* raw = w.get();
       ws.push_back(std::move(w));
@@ -450,7 +423,11 @@ struct RemoteDispatcher::Impl {
 
   void worker_loop(std::size_t wi) {
     W& w = slot(wi);
-    auto backoff = opts.reconnect_initial;
+    // Exponential backoff with full jitter, so drivers that lost the same worker do not all
+    // redial it in step.
+    fault::RetryPolicy policy;
+    policy.base_delay(opts.reconnect_initial).max_delay(opts.reconnect_max).jitter(true);
+    std::uint32_t failures = 0;
     ConnectionOptions copts = opts.connection;
     copts.name = opts.name;
     bool logged_down = false;
@@ -476,17 +453,17 @@ struct RemoteDispatcher::Impl {
         run_completions(failed);
         std::unique_lock lock(mu);
         // Authentication failures will not fix themselves quickly: back off hardest.
-        if (e.code() == ErrorCode::PermissionDenied) backoff = opts.reconnect_max;
-        backoff_cv.wait_for(lock, backoff, [&] { return stopping; });
-        backoff = std::min(backoff * 2, opts.reconnect_max);
+        failures = e.code() == ErrorCode::PermissionDenied ? kMaxRetry : failures + 1;
+        backoff_cv.wait_for(lock, policy.backoff(std::min(failures, kMaxRetry)),
+                            [&] { return stopping; });
         continue;
       }
       logged_down = false;
-      backoff = opts.reconnect_initial;
+      failures = 0;
       mark_up(w, *reg);
       run_session(wi, **conn);
       std::unique_lock lock(mu);
-      backoff_cv.wait_for(lock, opts.reconnect_initial, [&] { return stopping; });
+      backoff_cv.wait_for(lock, policy.backoff(1), [&] { return stopping; });
     }
   }
 };
@@ -508,8 +485,7 @@ Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions 
     // driver proves it too before the worker runs anything.
     const Endpoint at = PEPITA_TRY(parse_endpoint(options.listen));
     impl->listener.emplace(PEPITA_TRY(Listener::bind(at, /*allow_non_loopback=*/true)));
-    impl->stop_efd.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!impl->stop_efd) return fail_errno(errno, "eventfd");
+    impl->stop_efd = PEPITA_TRY(sys::make_eventfd(EFD_NONBLOCK));
   }
   for (const auto& w : options.workers) {
     auto ep = parse_endpoint(w);
@@ -517,10 +493,11 @@ Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions 
     auto ws = std::make_unique<Impl::W>();
     ws->ep = *ep;
     ws->info.endpoint = ep->to_string();
-    ws->wake.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-    if (!ws->wake) return fail_errno(errno, "eventfd");
+    ws->wake = PEPITA_TRY(sys::make_eventfd(EFD_NONBLOCK));
     impl->ws.push_back(std::move(ws));
   }
+  impl->table.emplace(
+      LeaseTable::Options{.max_attempts = options.max_attempts, .lease_ttl = options.dead_after});
   impl->opts = std::move(options);
   Impl* raw = impl.get();
   for (std::size_t i = 0; i < raw->ws.size(); ++i) {
@@ -550,17 +527,13 @@ RemoteDispatcher::~RemoteDispatcher() {
   std::vector<Impl::Completion> done;
   {
     std::lock_guard lock(impl_->mu);
-    for (auto& [id, ts] : impl_->tasks) {
-      if (ts.completed) continue;
-      ts.completed = true;
-      done.emplace_back(std::move(ts.done),
-                        RemoteOutcome{id,
-                                      ResultMsg{.status = TaskStatus::Cancelled,
-                                                .exit_code = -1,
-                                                .error = "dispatcher shut down"},
-                                      "", ts.attempts});
+    for (const auto& f : impl_->table->shutdown()) {
+      impl_->complete_locked(
+          f.id, f.attempts,
+          ResultMsg{
+              .status = TaskStatus::Cancelled, .exit_code = -1, .error = "dispatcher shut down"},
+          "", done);
     }
-    impl_->tasks.clear();
   }
   impl_->run_completions(done);
 }
@@ -577,13 +550,13 @@ Result<void> RemoteDispatcher::submit(RemoteTask task, Callback done) {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopping) return fail(ErrorCode::Cancelled, "dispatcher is shutting down");
     if (task.id == 0) return fail(ErrorCode::InvalidArgument, "remote task id must not be 0");
-    if (impl_->tasks.contains(task.id)) {
+    if (impl_->table->contains(task.id)) {
       return fail(ErrorCode::InvalidArgument,
                   "remote task id " + std::to_string(task.id) + " is already in flight");
     }
     const std::uint64_t id = task.id;
-    impl_->tasks.emplace(id, Impl::TaskState{std::move(task), std::move(done)});
-    impl_->queue.push_back(id);
+    impl_->table->add(id);
+    impl_->payloads.insert_or_assign(id, Impl::Payload{std::move(task), std::move(done)});
     ++impl_->pending;
     impl_->wake_all();
   }
@@ -602,19 +575,15 @@ void RemoteDispatcher::cancel(std::uint64_t id) {
   std::vector<Impl::Completion> done;
   {
     std::lock_guard lock(impl_->mu);
-    auto it = impl_->tasks.find(id);
-    if (it == impl_->tasks.end() || it->second.completed) return;
-    Impl::TaskState& ts = it->second;
-    if (ts.holder < 0) {
-      std::erase(impl_->queue, id);
-      impl_->complete_locked(id, ts,
+    const LeaseTable::CancelVerdict v = impl_->table->cancel(id);
+    if (v.action == LeaseTable::CancelAction::Completed) {
+      impl_->complete_locked(id, v.attempts,
                              ResultMsg{.status = TaskStatus::Cancelled,
                                        .exit_code = -1,
                                        .error = "cancelled before it was dispatched"},
                              "", done);
-    } else {
-      ts.cancel_requested = true;
-      auto& w = *impl_->ws[static_cast<std::size_t>(ts.holder)];
+    } else if (v.action == LeaseTable::CancelAction::SendToHolder) {
+      auto& w = *impl_->ws[v.holder];
       w.cancels.push_back(id);
       signal_fd(w.wake.get());
     }
@@ -646,7 +615,7 @@ std::size_t RemoteDispatcher::backlog() const {
 
 std::uint64_t RemoteDispatcher::duplicates_dropped() const {
   std::lock_guard lock(impl_->mu);
-  return impl_->duplicates;
+  return impl_->table->duplicates();
 }
 
 }  // namespace pepita::transport

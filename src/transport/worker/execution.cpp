@@ -1,0 +1,196 @@
+// Worker daemon, execution: a job leaves the queue when a slot is free and is handed to an
+// executor asynchronously — processes to executor::ProcessExecutor (spawn, pidfd watch, timeout,
+// reap with rusage on its reactor thread), functions to executor::CpuExecutor — with its stop
+// token, so a Cancel frame or a kill stops it. No thread waits on a running attempt: the
+// executor's completion hands the result to the client's session thread (results.cpp).
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "transport/worker/worker_impl.hpp"
+
+namespace pepita::transport {
+
+namespace fs = std::filesystem;
+
+namespace worker {
+
+std::map<std::string, WorkerFunction> builtin_functions() {
+  std::map<std::string, WorkerFunction> f;
+  f["noop"] = [](std::string_view, std::stop_token) -> Result<std::string> {
+    return std::string();
+  };
+  f["echo"] = [](std::string_view in, std::stop_token) -> Result<std::string> {
+    return std::string(in);
+  };
+  f["sleep_ms"] = [](std::string_view in, std::stop_token stop) -> Result<std::string> {
+    int ms = 0;
+    for (char c : in) {
+      if (c < '0' || c > '9') return fail(ErrorCode::InvalidArgument, "sleep_ms wants digits");
+      ms = std::min(ms * 10 + (c - '0'), 3'600'000);
+    }
+    const auto until = Clock::now() + std::chrono::milliseconds(ms);
+    while (Clock::now() < until) {
+      if (stop.stop_requested()) return fail(ErrorCode::Cancelled, "sleep_ms cancelled");
+      std::this_thread::sleep_for(
+          std::min<Clock::duration>(until - Clock::now(), std::chrono::milliseconds(5)));
+    }
+    return std::string();
+  };
+  return f;
+}
+
+namespace {
+
+bool safe_file_name(std::string_view n) {
+  return !n.empty() && n.size() < 256 && n != "." && n != ".." &&
+         n.find('/') == std::string_view::npos && n.find('\0') == std::string_view::npos;
+}
+
+ResultMsg spawn_error(std::string why) {
+  return ResultMsg{.status = TaskStatus::SpawnError, .exit_code = -1, .error = std::move(why)};
+}
+
+}  // namespace
+}  // namespace worker
+
+void Worker::Impl::pump() {
+  for (;;) {
+    std::shared_ptr<Job> job;
+    {
+      std::lock_guard lock(mu);
+      if (queue.empty() || running >= opts.slots) return;
+      job = std::move(queue.front());
+      queue.pop_front();
+      ++running;
+      job->holds_slot = true;
+    }
+    launch(job);
+  }
+}
+
+void Worker::Impl::launch(const std::shared_ptr<Job>& job) {
+  if (!job->client->open.load() || job->cancel.load()) {
+    // Cancelled while it waited for a slot. The driver leased it and waits for a Result for
+    // every lease, so say so: finishing it silently left the driver's task running forever,
+    // and `pepita run` hung in wait_all() after Ctrl-C (issue 19).
+    report(*job, ResultMsg{.attempt = job->msg.attempt,
+                           .status = TaskStatus::Cancelled,
+                           .exit_code = -1,
+                           .error = "cancelled before it started"});
+    return;
+  }
+  (void)job->client->conn->send(MessageType::Started, job->id,
+                                encode(StartedMsg{job->msg.attempt}));
+  std::optional<ResultMsg> failed =
+      job->msg.kind == TaskKind::Function ? launch_function(job) : launch_process(job);
+  if (failed) {  // never started: no completion will come
+    if (!job->scratch.empty()) {
+      std::error_code ec;
+      fs::remove_all(job->scratch, ec);
+    }
+    failed->attempt = job->msg.attempt;
+    tasks_run.fetch_add(1);
+    report(*job, *failed);
+  }
+}
+
+std::optional<ResultMsg> Worker::Impl::launch_function(const std::shared_ptr<Job>& job) {
+  const SubmitMsg& m = job->msg;
+  auto it = functions.find(m.path);
+  if (it == functions.end()) {
+    ResultMsg r;
+    r.status = TaskStatus::SpawnError;
+    r.error = "worker has no function named '" + m.path + "'";
+    return r;
+  }
+  auto t = task::Task::function([fn = it->second, input = m.stdin_data](std::stop_token stop) {
+             return fn(input, std::move(stop));
+           })
+               .name("remote-" + std::to_string(job->id))
+               // results.cpp cuts the output to the driver's output_cap (which may be 0)
+               .output_cap(std::max<std::size_t>(1, static_cast<std::size_t>(m.output_cap)))
+               .build();
+  if (!t) return worker::spawn_error(t.error().to_string());
+  executor::CpuExecutor* functions_exec = nullptr;
+  {
+    std::lock_guard lock(cpu_mu);
+    if (!cpu) {
+      auto made = executor::CpuExecutor::create({.workers = opts.slots});
+      if (!made) return worker::spawn_error(made.error().to_string());
+      cpu = std::move(*made);
+    }
+    functions_exec = cpu.get();
+  }
+  auto started =
+      functions_exec->start(*t, job->stop.get_token(), [this, job](executor::ExecutionResult r) {
+        post(Done{job, std::move(r), /*function=*/true});
+      });
+  if (!started) return worker::spawn_error(started.error().to_string());
+  return std::nullopt;
+}
+
+// Resolves a blob reference and stages the task's files into a scratch directory of its own.
+// Returns the SpawnError to report when something is missing.
+std::optional<ResultMsg> Worker::Impl::stage(Job& job, std::string& path, std::string& cwd) {
+  const SubmitMsg& m = job.msg;
+  if (path.starts_with("blob:")) {
+    auto d = from_hex(path.substr(5));
+    if (!d || d->size() != 32) {
+      return worker::spawn_error("bad blob reference '" + path +
+                                 "': expected blob:<the 64 hex digits of a SHA-256>");
+    }
+    Digest dg{};
+    std::copy(d->begin(), d->end(), dg.begin());
+    path = blob_path(dg);
+    if (!fs::exists(path)) {
+      return worker::spawn_error("blob " + to_hex(dg) +
+                                 " is not on this worker: it was never uploaded, or its upload "
+                                 "failed the SHA-256 check");
+    }
+  }
+  if (m.files.empty()) return std::nullopt;
+  job.scratch = cache_dir + "/tasks/" + std::to_string(job.client->serial) + "-" +
+                std::to_string(job.id) + "-" + std::to_string(m.attempt);
+  std::error_code ec;
+  fs::create_directories(job.scratch, ec);
+  for (const auto& f : m.files) {
+    const std::string src = blob_path(f.sha256);
+    const std::string dst = job.scratch + "/" + f.name;
+    if (!worker::safe_file_name(f.name) || !fs::exists(src)) {
+      return worker::spawn_error("file '" + f.name + "': " +
+                                 (worker::safe_file_name(f.name)
+                                      ? "blob not uploaded to this worker"
+                                      : "name must be a plain file name"));
+    }
+    fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
+    ::chmod(dst.c_str(), f.executable ? 0700 : 0600);
+  }
+  if (cwd.empty()) cwd = job.scratch;
+  return std::nullopt;
+}
+
+std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>& job) {
+  const SubmitMsg& m = job->msg;
+  std::string path = m.path;
+  std::string cwd = m.cwd;
+  if (auto missing = stage(*job, path, cwd)) return missing;
+  auto b = task::Task::binary(path);
+  b.args(m.args).stdin(m.stdin_data).name("remote-" + std::to_string(job->id));
+  if (!m.inherit_env) b.clear_env();
+  for (const auto& [k, v] : m.env) b.env(k, v);
+  if (!cwd.empty()) b.cwd(cwd);
+  if (m.timeout_ns > 0) b.timeout(std::chrono::nanoseconds(m.timeout_ns));
+  if (m.output_cap > 0) b.output_cap(static_cast<std::size_t>(m.output_cap));
+  auto t = b.build();
+  if (!t) return worker::spawn_error(t.error().to_string());
+  auto started =
+      processes->start(*t, job->stop.get_token(), [this, job](executor::ExecutionResult r) {
+        post(Done{job, std::move(r), /*function=*/false});
+      });
+  if (!started) return worker::spawn_error(started.error().to_string());
+  return std::nullopt;
+}
+
+}  // namespace pepita::transport

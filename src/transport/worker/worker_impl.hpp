@@ -1,0 +1,153 @@
+#pragma once
+// The worker daemon's state, shared by its sections: listener and dial-out (worker.cpp), one
+// session per client with job intake (session.cpp), execution handed to executors (execution.cpp)
+// and result sending (results.cpp). Nothing here blocks a thread per slot: attempts go to
+// executor::ProcessExecutor (processes) and executor::CpuExecutor (functions) asynchronously,
+// and their completions come back to the client's own session thread.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "pepita/core/unique_fd.hpp"
+#include "pepita/executor/cpu.hpp"
+#include "pepita/executor/process.hpp"
+#include "pepita/executor/result.hpp"
+#include "pepita/transport/connection.hpp"
+#include "pepita/transport/messages.hpp"
+#include "pepita/transport/worker.hpp"
+
+namespace pepita::transport {
+namespace worker {
+
+using Clock = std::chrono::steady_clock;
+
+struct Client;
+
+struct Job {
+  std::shared_ptr<Client> client;
+  std::uint64_t id = 0;
+  SubmitMsg msg;
+  std::atomic<bool> cancel{false};
+  std::stop_source stop;
+  bool holds_slot = false;  // launched: counts in Impl::running until reported
+  std::string scratch;      // staged files' directory, removed after the attempt
+};
+
+/// An attempt's result on its way back to the client's session thread.
+struct Done {
+  std::shared_ptr<Job> job;
+  executor::ExecutionResult result;
+  bool function = false;
+};
+
+struct Client {
+  std::unique_ptr<Connection> conn;
+  std::string peer;
+  UniqueFd wake;  // eventfd: an attempt completed, a job finished, or the worker is stopping
+  std::atomic<bool> open{true};
+  std::atomic<bool> finished{false};
+  std::mutex jobs_mu;
+  std::map<std::uint64_t, std::shared_ptr<Job>> jobs;  // submitted and not yet reported
+  std::vector<Done> done;                              // guarded by jobs_mu
+  // Killed by a signal while the worker may be being stopped with it: held back until the
+  // worker's own stop arrives or the deadline passes (session thread only).
+  std::vector<std::pair<Clock::time_point, Done>> parked;
+  std::thread thread;
+  std::uint64_t serial = 0;
+};
+
+/// The functions every worker has: noop, echo, sleep_ms (execution.cpp).
+std::map<std::string, WorkerFunction> builtin_functions();
+
+void signal_fd(int fd);
+void clear_fd(int fd);
+std::int64_t now_ns();
+
+}  // namespace worker
+
+struct Worker::Impl {
+  using Job = worker::Job;
+  using Client = worker::Client;
+  using Done = worker::Done;
+
+  WorkerOptions opts;
+  std::optional<Listener> listener;
+  Endpoint bound;  // set once in start(); the listener itself is closed on stop
+  std::string cache_dir;
+  std::map<std::string, WorkerFunction> functions;
+  // Spawn, watch (pidfd + epoll), time out and reap process tasks on their reactor thread.
+  std::unique_ptr<executor::ProcessExecutor> processes;
+  // Runs function tasks on its scheduler's `slots` threads; made for the first function task,
+  // so a worker that only runs processes has no thread per slot at all.
+  std::mutex cpu_mu;
+  std::unique_ptr<executor::CpuExecutor> cpu;  // guarded by cpu_mu
+  UniqueFd stop_efd;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> kill_running{false};
+
+  std::mutex mu;                           // guards queue, queue_closed, running, clients
+  std::deque<std::shared_ptr<Job>> queue;  // submitted, waiting for a slot
+  bool queue_closed = false;               // shutting down: new submits are returned
+  std::uint32_t running = 0;               // launched and not yet reported (<= slots)
+  std::list<std::shared_ptr<Client>> clients;
+
+  std::thread acceptor;
+  std::mutex done_mu;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::once_flag joined;
+
+  std::atomic<std::uint64_t> accepted{0}, rejected{0}, tasks_run{0}, returned{0}, blobs{0};
+  std::uint64_t next_serial = 0;
+
+  void log(const std::string& line);
+
+  // ---- listener and dial-out (worker.cpp) ------------------------------------------------
+  void accept_loop();
+  void dial_loop();
+  void start_client_locked(std::string peer, UniqueFd fd);
+  void reap_clients(bool all);
+  void shutdown_sequence();
+  void cancel_all();
+
+  // ---- one client: session and job intake (session.cpp) ---------------------------------
+  void serve(const std::shared_ptr<Client>& c, UniqueFd fd);
+  std::string run_client(const std::shared_ptr<Client>& c);
+  Result<void> handle(const std::shared_ptr<Client>& c, const Message& m);
+  Result<void> intake(const std::shared_ptr<Client>& c, std::uint64_t id, SubmitMsg msg);
+  std::string blob_path(const Digest& d) const;
+  Result<void> store_blob(const UploadMsg& up);
+
+  // ---- execution (execution.cpp) ---------------------------------------------------------
+  /// Launches queued jobs while fewer than `slots` run. Call with no lock held.
+  void pump();
+  void launch(const std::shared_ptr<Job>& job);
+  std::optional<ResultMsg> launch_function(const std::shared_ptr<Job>& job);
+  std::optional<ResultMsg> launch_process(const std::shared_ptr<Job>& job);
+  std::optional<ResultMsg> stage(Job& job, std::string& path, std::string& cwd);
+
+  // ---- results (results.cpp) -------------------------------------------------------------
+  /// An executor's completion: hands the result to the job's session thread.
+  void post(Done d);
+  /// On the session thread: turns completed attempts into Result frames. With `now_all`, parked
+  /// results are released at once (the session is ending).
+  void deliver(Client& c, bool now_all);
+  ResultMsg to_message(Done& d);
+  /// Sends `r` (when the client is still open), forgets the job and frees its slot.
+  void report(Job& job, const ResultMsg& r);
+};
+
+}  // namespace pepita::transport
