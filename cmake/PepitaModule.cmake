@@ -97,3 +97,27 @@ function(pepita_module)
     endforeach()
   endif()
 endfunction()
+
+# pepita_executor_adapter(MODULE <m> DEPS <targets...>)
+#
+# A backend module's executor adapter, the same way for every backend: the sources under
+# src/<m>/executor/ (left out of pepita_<m> with EXCLUDE_DIRS executor) become the static library
+# pepita_<m>_executor (alias pepita::<m>_executor), public header include/pepita/<m>/*_executor.hpp,
+# linking pepita_<m> and pepita_executor plus DEPS. It sits above the executor layer while
+# pepita_<m> itself may stay below it; it is installed and exported with the modules.
+function(pepita_executor_adapter)
+  cmake_parse_arguments(ARG "" "MODULE" "DEPS" ${ARGN})
+  set(lib pepita_${ARG_MODULE}_executor)
+  file(GLOB_RECURSE sources CONFIGURE_DEPENDS
+    ${PROJECT_SOURCE_DIR}/src/${ARG_MODULE}/executor/*.cpp)
+  add_library(${lib} STATIC ${sources})
+  add_library(pepita::${ARG_MODULE}_executor ALIAS ${lib})
+  target_include_directories(${lib}
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+           $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${PROJECT_SOURCE_DIR}/src/${ARG_MODULE})
+  target_link_libraries(${lib} PUBLIC pepita_${ARG_MODULE} pepita_executor ${ARG_DEPS}
+    PRIVATE $<BUILD_INTERFACE:pepita_build_flags>)
+  target_link_libraries(pepita INTERFACE ${lib})
+  set(PEPITA_ALL_MODULES ${PEPITA_ALL_MODULES} ${lib} CACHE INTERNAL "")
+endfunction()

@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "detail/spawn.hpp"
-#include "detail/sys.hpp"
+#include "pepita/core/sys.hpp"
 #include "pepita/core/unique_fd.hpp"
 
 namespace pepita::executor {
@@ -87,14 +87,6 @@ struct Timer {
   bool operator>(const Timer& o) const { return when > o.when; }
 };
 
-Result<void> set_nonblocking(int fd) {
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-    return fail_errno(errno, "fcntl O_NONBLOCK");
-  }
-  return {};
-}
-
 }  // namespace
 
 struct ProcessExecutor::Impl {
@@ -126,7 +118,7 @@ struct ProcessExecutor::Impl {
   void notify() {
     const std::uint64_t one = 1;
     // A full eventfd counter still wakes the reader, so a failed write needs no handling.
-    [[maybe_unused]] ssize_t n = ::write(wake.get(), &one, sizeof one);
+    (void)sys::eventfd_signal(wake.get(), one);
   }
 
   void run();
@@ -142,7 +134,7 @@ struct ProcessExecutor::Impl {
     epoll_event ev{};
     ev.events = events;
     ev.data.u64 = data;
-    return ::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+    return static_cast<int>(sys::ret(::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev)));
   }
 };
 
@@ -155,12 +147,10 @@ Result<std::unique_ptr<ProcessExecutor>> ProcessExecutor::create(Options options
     return fail(ErrorCode::InvalidArgument, "kill_grace must not be negative");
   }
   impl->options = options;
-  impl->epoll.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!impl->epoll) return fail_errno(errno, "epoll_create1");
-  impl->wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!impl->wake) return fail_errno(errno, "eventfd");
-  impl->dev_null.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!impl->dev_null) return fail_errno(errno, "open /dev/null");
+  impl->epoll = PEPITA_TRY(
+      sys::check_fd(static_cast<int>(sys::ret(::epoll_create1(EPOLL_CLOEXEC))), "epoll_create1"));
+  impl->wake = PEPITA_TRY(sys::make_eventfd(EFD_NONBLOCK));
+  impl->dev_null = PEPITA_TRY(sys::check_fd(sys::open("/dev/null", O_RDONLY), "open /dev/null"));
   if (int rc = impl->epoll_add(impl->wake.get(), EPOLLIN, tag(0, 0, Channel::Wake)); rc < 0) {
     return fail_errno(rc, "epoll_ctl eventfd");
   }
@@ -241,9 +231,9 @@ void ProcessExecutor::Impl::run() {
       timeout_ms = static_cast<int>(std::clamp<std::int64_t>(
           std::chrono::ceil<std::chrono::milliseconds>(left).count(), 0, 60'000));
     }
-    const int n =
-        ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
-    const int count = n < 0 ? 0 : n;  // EINTR: just go round
+    const auto n = sys::ret(
+        ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), timeout_ms));
+    const int count = n < 0 ? 0 : static_cast<int>(n);  // EINTR: just go round
     // Exits last: output first, so a child's final bytes are read before it is reaped.
     for (int pass = 0; pass < 2; ++pass) {
       for (int i = 0; i < count; ++i) {
@@ -253,8 +243,7 @@ void ProcessExecutor::Impl::run() {
         const auto gen = static_cast<std::uint32_t>(data >> 32);
         if (ch == Channel::Wake) {
           if (pass == 0) {
-            std::uint64_t v;
-            [[maybe_unused]] ssize_t r = ::read(wake.get(), &v, sizeof v);
+            (void)sys::eventfd_drain(wake.get());
           }
           continue;
         }
@@ -334,20 +323,20 @@ void ProcessExecutor::Impl::launch(Start start) {
 
   const task::ProcessSpec& spec = *start.task.process();
   int out_pipe[2], err_pipe[2], in_pipe[2] = {-1, -1};
-  if (::pipe2(out_pipe, O_CLOEXEC) < 0) return launch_failed(errno, "pipe for stdout");
+  if (int rc = sys::pipe(out_pipe); rc < 0) return launch_failed(-rc, "pipe for stdout");
   UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]);
-  if (::pipe2(err_pipe, O_CLOEXEC) < 0) return launch_failed(errno, "pipe for stderr");
+  if (int rc = sys::pipe(err_pipe); rc < 0) return launch_failed(-rc, "pipe for stderr");
   UniqueFd err_r(err_pipe[0]), err_w(err_pipe[1]);
   UniqueFd in_r, in_w;
   if (!spec.stdin_data.empty()) {
-    if (::pipe2(in_pipe, O_CLOEXEC) < 0) return launch_failed(errno, "pipe for stdin");
+    if (int rc = sys::pipe(in_pipe); rc < 0) return launch_failed(-rc, "pipe for stdin");
     in_r.reset(in_pipe[0]);
     in_w.reset(in_pipe[1]);
   }
-  if (!set_nonblocking(out_r.get()) || !set_nonblocking(err_r.get()) ||
-      (in_w && !set_nonblocking(in_w.get()))) {
-    return launch_failed(errno, "set pipes non-blocking");
-  }
+  int nonblocking = sys::set_nonblocking(out_r.get());
+  if (nonblocking == 0) nonblocking = sys::set_nonblocking(err_r.get());
+  if (nonblocking == 0 && in_w) nonblocking = sys::set_nonblocking(in_w.get());
+  if (nonblocking < 0) return launch_failed(-nonblocking, "set pipes non-blocking");
 
   const detail::SpawnFds fds{in_r ? in_r.get() : dev_null.get(), out_w.get(), err_w.get()};
   const pid_t pid = detail::spawn_process(spec, fds);
@@ -410,15 +399,15 @@ void ProcessExecutor::Impl::drain(Captured& c, std::size_t cap) {
   if (!c.fd) return;
   char buf[65536];
   for (;;) {
-    const ssize_t n = ::read(c.fd.get(), buf, sizeof buf);
+    const long n = sys::read(c.fd.get(), buf, sizeof buf);
     if (n > 0) {
       const auto got = static_cast<std::size_t>(n);
       c.total += got;
       if (c.data.size() < cap) c.data.append(buf, std::min(got, cap - c.data.size()));
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) return;
+    if (n == -EINTR) continue;
+    if (n == -EAGAIN) return;
     c.fd.reset();  // EOF or error: closing also removes it from the epoll set
     return;
   }
@@ -426,13 +415,13 @@ void ProcessExecutor::Impl::drain(Captured& c, std::size_t cap) {
 
 void ProcessExecutor::Impl::feed_stdin(Child& c) {
   while (c.stdin_fd && c.stdin_off < c.stdin_data.size()) {
-    const ssize_t n = ::write(c.stdin_fd.get(), c.stdin_data.data() + c.stdin_off,
+    const long n = sys::write(c.stdin_fd.get(), c.stdin_data.data() + c.stdin_off,
                               c.stdin_data.size() - c.stdin_off);
     if (n > 0) {
       c.stdin_off += static_cast<std::size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
+    } else if (n == -EINTR) {
       continue;
-    } else if (n < 0 && errno == EAGAIN) {
+    } else if (n == -EAGAIN) {
       return;
     } else {
       // EPIPE: the child stopped reading. Discard the SIGPIPE this thread has pending (blocked).

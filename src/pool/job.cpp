@@ -1,18 +1,20 @@
 // Job-file parsing and validation on toml++. Exceptions from toml++ stay inside this file.
 #include "pepita/pool/job.hpp"
 
+#include <fcntl.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 #include <unordered_map>
 
+#include "pepita/core/sys.hpp"
+#include "pepita/core/unique_fd.hpp"
 #include "pepita/task/graph.hpp"
 
 namespace pepita::pool {
@@ -88,10 +90,13 @@ Result<std::string> get_string(const Ctx& ctx, const toml::node& n, std::string_
   return *expanded;
 }
 
-// A job file's tasks are commands, so every backend but Cpu (in-process functions) is allowed.
-Result<task::Backend> get_backend(const Ctx& ctx, const toml::node& n, const Vars& vars) {
+// A job file's tasks are commands, so every known backend but Cpu (in-process functions) is
+// allowed: the built-ins, or the names the caller registered (JobOptions::backends).
+Result<task::Backend> get_backend(const Ctx& ctx, const toml::node& n, const Vars& vars,
+                                  const JobOptions& options) {
   const std::string name = PEPITA_TRY(get_string(ctx, n, "backend", vars));
-  auto backend = task::parse_backend(name);
+  auto backend = options.backends.empty() ? task::parse_backend(name)
+                                          : task::parse_backend(name, options.backends);
   if (!backend) return ctx.err(n, backend.error().message());
   if (*backend == task::Backend::Cpu) {
     return ctx.err(n,
@@ -207,14 +212,23 @@ Pool::Builder Job::pool_builder() const {
 }
 
 Result<Job> load_job(const std::string& path, const JobOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return fail(ErrorCode::NotFound,
-                "cannot read job file '" + path + "': " + std::strerror(errno));
+  const int fd = sys::open(path.c_str(), O_RDONLY);
+  if (fd < 0) {
+    return fail(ErrorCode::NotFound, "cannot read job file '" + path + "': " + std::strerror(-fd));
   }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_job(buf.str(), path, options);
+  const UniqueFd file(fd);
+  std::string text;
+  char buf[65536];
+  for (;;) {
+    const int64_t n = sys::read_full(file.get(), buf, sizeof buf);
+    if (n < 0) {
+      return fail(ErrorCode::NotFound,
+                  "cannot read job file '" + path + "': " + std::strerror(static_cast<int>(-n)));
+    }
+    text.append(buf, static_cast<std::size_t>(n));
+    if (static_cast<std::size_t>(n) < sizeof buf) break;
+  }
+  return parse_job(text, path, options);
 }
 
 Result<Job> parse_job(std::string_view text, const std::string& file, const JobOptions& options) {
@@ -290,7 +304,8 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const auto* t = n->as_table();
     if (!t) return ctx.err(*n, "[defaults] must be a table");
     PEPITA_TRY_VOID(check_keys(ctx, *t, "[defaults]", {"timeout", "env", "cwd", "backend"}));
-    if (const auto* v = t->get("backend")) default_backend = PEPITA_TRY(get_backend(ctx, *v, vars));
+    if (const auto* v = t->get("backend"))
+      default_backend = PEPITA_TRY(get_backend(ctx, *v, vars, options));
     if (const auto* v = t->get("timeout"))
       default_timeout = PEPITA_TRY(get_seconds(ctx, *v, "timeout"));
     if (const auto* v = t->get("env")) default_env = PEPITA_TRY(get_env(ctx, *v, vars));
@@ -356,11 +371,15 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::string command = PEPITA_TRY(get_string(ctx, *cmd, "command", tv));
     if (command.empty()) return ctx.err(*cmd, "task '" + raws[r].name + "': 'command' is empty");
     // A GPU task's command names a kernel ("saxpy") or a .spv file, not an executable; the GPU
-    // executor checks it (a relative .spv path still starts at the job file's directory).
+    // executor checks it (a relative .spv path still starts at the job file's directory). So
+    // does a backend a program registered: what its command means is up to its executor.
     const auto* backend_node = t.get("backend");
     const task::Backend backend =
-        backend_node ? PEPITA_TRY(get_backend(ctx, *backend_node, tv)) : default_backend;
-    if (options.check_binaries && backend != task::Backend::Gpu) {
+        backend_node ? PEPITA_TRY(get_backend(ctx, *backend_node, tv, options)) : default_backend;
+    const bool runs_a_binary = backend == task::Backend::Process ||
+                               backend == task::Backend::Remote ||
+                               backend == task::Backend::MicroVm;
+    if (options.check_binaries && runs_a_binary) {
       auto it = resolved_cache.find(command);
       if (it == resolved_cache.end())
         it = resolved_cache.emplace(command, resolve_command(command, job_dir)).first;

@@ -88,20 +88,25 @@ Result<Pool> Pool::Builder::build() {
   auto cpu = PEPITA_TRY(executor::CpuExecutor::create({.workers = cpu_workers_}));
   auto proc = PEPITA_TRY(
       executor::ProcessExecutor::create({.slots = process_slots_, .kill_grace = kill_grace_}));
-  s->executors[static_cast<std::size_t>(Backend::Cpu)] = std::move(cpu);
-  s->executors[static_cast<std::size_t>(Backend::Process)] = std::move(proc);
+  // Later registrations replace earlier ones for the same backend name.
+  std::vector<std::shared_ptr<executor::Executor>> execs{std::move(cpu), std::move(proc)};
   for (auto& make : executors_) {
     auto e = make ? PEPITA_TRY(make()) : nullptr;
     if (!e) return fail(ErrorCode::InvalidArgument, "Pool::Builder::executor got a null executor");
-    s->executors[static_cast<std::size_t>(e->backend())] = e;
+    execs.push_back(std::move(e));
   }
-  for (std::size_t b = 0; b < kBackendCount; ++b) {
-    if (!s->executors[b]) continue;
+  for (auto& e : execs) {
+    const Backend backend = e->backend();
+    auto [it, added] = s->lane_of.try_emplace(backend, static_cast<std::uint32_t>(s->lanes.size()));
+    if (added) s->lanes.emplace_back().backend = backend;
+    s->lanes[it->second].exec = std::move(e);
+  }
+  for (auto& lane : s->lanes) {
     // Function tasks are cheap to queue: keep a few per worker in the scheduler so workers
     // never idle between completions. Other backends get exactly their slots.
-    const std::size_t slots = std::max<std::size_t>(s->executors[b]->slots(), 1);
-    s->limit[b] = static_cast<Backend>(b) == Backend::Cpu ? slots * 4 : slots;
-    s->breakers[b] = std::make_unique<fault::CircuitBreaker>(breaker_);
+    const std::size_t slots = std::max<std::size_t>(lane.exec->slots(), 1);
+    lane.limit = lane.backend == Backend::Cpu ? slots * 4 : slots;
+    lane.breaker = std::make_unique<fault::CircuitBreaker>(breaker_);
   }
   if (!journal_path_.empty()) {
     auto j = PEPITA_TRY(fault::Journal::open(
@@ -179,7 +184,7 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
       if (s.nodes.contains(t.id()) || s.finished.contains(t.id())) {
         return fail(ErrorCode::InvalidArgument, "task '" + t.name() + "' was already submitted");
       }
-      if (!s.executors[static_cast<std::size_t>(t.backend())]) {
+      if (!s.lane_for(t.backend())) {
         return fail(ErrorCode::Unsupported, "task '" + t.name() + "' needs the " +
                                                 std::string(to_string(t.backend())) +
                                                 " backend, which this pool has no executor for");
@@ -310,9 +315,7 @@ void Pool::shutdown(ShutdownMode mode) {
   }
   s.timer_cv.notify_all();
   if (s.timer.joinable()) s.timer.join();
-  for (auto& e : s.executors) {
-    if (e) e->shutdown();
-  }
+  for (auto& lane : s.lanes) lane.exec->shutdown();
   if (s.journal) {
     if (auto r = s.journal->sync(); !r) {
       std::lock_guard lock(s.mu);
@@ -337,9 +340,7 @@ std::vector<std::string> Pool::unfinished(std::size_t limit) const {
 
 void Pool::abandon() noexcept {
   auto& s = *state_;
-  for (auto& e : s.executors) {
-    if (e) e->abandon();
-  }
+  for (auto& lane : s.lanes) lane.exec->abandon();
   // Not under mu: a thread stuck holding it must not stop the journal reaching the disk.
   if (s.journal) (void)s.journal->sync();
 }
@@ -351,7 +352,7 @@ Stats Pool::stats() const {
   {
     std::lock_guard lock(s.mu);
     out = s.counters;
-    for (std::size_t b = 0; b < kBackendCount; ++b) out.running += s.running[b];
+    for (const auto& lane : s.lanes) out.running += lane.running;
     out.queued = s.nodes.size() - out.running;
     lat = s.latencies_ms;
   }

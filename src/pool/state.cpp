@@ -46,8 +46,8 @@ void PoolState::journal_append(fault::JournalRecord rec, bool commit) {
 
 Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
   const TaskId id = task.id();
-  const auto backend_index = static_cast<std::size_t>(task.backend());
-  if (!executors[backend_index]) {
+  auto lane_it = lane_of.find(task.backend());
+  if (lane_it == lane_of.end()) {
     return fail(ErrorCode::Unsupported,
                 "task '" + task.name() + "' needs the " + std::string(to_string(task.backend())) +
                     " backend, which this pool has no executor for; register one with "
@@ -63,6 +63,7 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
                                                 "needs a unique name");
   }
   Node n(std::move(task));
+  n.lane = lane_it->second;
   n.seq = next_seq++;
   n.submitted = Clock::now();
   n.handle = std::make_shared<HandleState>();
@@ -102,15 +103,15 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
     finalize(id, std::move(r), act);
   } else if (node.pending == 0) {
     node.phase = Phase::Ready;
-    ready[backend_index].push(node.task.priority(), id);
+    lanes[node.lane].ready.push(node.task.priority(), id);
   }
   return handle;
 }
 
 void PoolState::dispatch(Actions& act) {
-  for (std::size_t b = 0; b < kBackendCount; ++b) {
-    auto& q = ready[b];
-    while (!q.empty() && running[b] < limit[b]) {
+  for (Lane& lane : lanes) {
+    auto& q = lane.ready;
+    while (!q.empty() && lane.running < lane.limit) {
       const TaskId id = q.pop();
       auto it = nodes.find(id);
       if (it == nodes.end() || it->second.phase != Phase::Ready) continue;  // cancelled
@@ -125,15 +126,15 @@ void PoolState::dispatch(Actions& act) {
         continue;
       }
       ++n.attempts;
-      if (!breakers[b]->allow()) {
+      if (!lane.breaker->allow()) {
         ExecutionResult r;
         r.status = Status::Rejected;
         r.error =
-            "not started: the " + std::string(to_string(static_cast<Backend>(b))) +
-            " backend's circuit breaker is open after " + std::to_string(breakers[b]->failures()) +
+            "not started: the " + std::string(to_string(lane.backend)) +
+            " backend's circuit breaker is open after " + std::to_string(lane.breaker->failures()) +
             " consecutive launch failures; it lets a probe through in " +
             std::to_string(
-                std::chrono::duration_cast<std::chrono::milliseconds>(breakers[b]->retry_after())
+                std::chrono::duration_cast<std::chrono::milliseconds>(lane.breaker->retry_after())
                     .count()) +
             " ms";
         attempt_failed(id, std::move(r), act);
@@ -141,7 +142,7 @@ void PoolState::dispatch(Actions& act) {
       }
       n.phase = Phase::Running;
       n.stop.emplace();
-      ++running[b];
+      ++lane.running;
       if (journal) {
         fault::JournalRecord rec;
         rec.type = fault::RecordType::Started;
@@ -151,7 +152,7 @@ void PoolState::dispatch(Actions& act) {
         journal_append(std::move(rec), false);
       }
       event(act, Event::Kind::Started, n, id);
-      act.launches.push_back({executors[b], n.task, n.stop->get_token()});
+      act.launches.push_back({lane.exec, n.task, n.stop->get_token(), n.lane});
     }
   }
 }
@@ -226,7 +227,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
       if (ok) {
         if (--dn.pending == 0 && dn.phase == Phase::Waiting) {
           dn.phase = Phase::Ready;
-          ready[static_cast<std::size_t>(dn.task.backend())].push(dn.task.priority(), d);
+          lanes[dn.lane].ready.push(dn.task.priority(), d);
         }
       } else if (dn.phase == Phase::Waiting) {
         ExecutionResult skip;
@@ -256,30 +257,30 @@ void PoolState::perform(Actions& act) {
   for (auto& s : act.stops) s.request_stop();
   for (auto& l : act.launches) {
     const TaskId id = l.task.id();
-    const Backend backend = l.task.backend();
-    auto started = l.exec->start(l.task, l.stop, [this, id, backend](ExecutionResult r) {
-      on_complete(id, backend, std::move(r));
+    const std::uint32_t lane = l.lane;
+    auto started = l.exec->start(l.task, l.stop, [this, id, lane](ExecutionResult r) {
+      on_complete(id, lane, std::move(r));
     });
     if (!started) {
       ExecutionResult r;
       r.status =
           started.error().code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
       r.error = started.error().to_string();
-      on_complete(id, backend, std::move(r));
+      on_complete(id, lane, std::move(r));
     }
   }
 }
 
-void PoolState::on_complete(TaskId id, Backend backend, ExecutionResult r) {
+void PoolState::on_complete(TaskId id, std::uint32_t lane_index, ExecutionResult r) {
   Actions act;
   {
     std::lock_guard lock(mu);
-    const auto b = static_cast<std::size_t>(backend);
-    --running[b];
+    Lane& lane = lanes[lane_index];
+    --lane.running;
     if (r.status == Status::LaunchFailed) {
-      breakers[b]->record_failure();
+      lane.breaker->record_failure();
     } else if (r.status != Status::Cancelled) {
-      breakers[b]->record_success();
+      lane.breaker->record_success();
     }
     if (auto it = nodes.find(id); it != nodes.end()) {
       it->second.stop.reset();
@@ -314,8 +315,7 @@ void PoolState::timer_loop() {
       auto it = nodes.find(id);
       if (it == nodes.end() || it->second.phase != Phase::Delayed) continue;
       it->second.phase = Phase::Ready;
-      ready[static_cast<std::size_t>(it->second.task.backend())].push(it->second.task.priority(),
-                                                                      id);
+      lanes[it->second.lane].ready.push(it->second.task.priority(), id);
     }
     dispatch(act);
     lock.unlock();

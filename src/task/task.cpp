@@ -45,25 +45,47 @@ class Digest {
 
 }  // namespace
 
-std::string_view to_string(Backend backend) noexcept {
-  switch (backend) {
-    case Backend::Cpu: return "cpu";
-    case Backend::Process: return "process";
-    case Backend::Remote: return "remote";
-    case Backend::MicroVm: return "microvm";
-    case Backend::Gpu: return "gpu";
+Result<Backend> Backend::named(std::string_view name) {
+  auto bad = [&](std::string_view why) {
+    return fail(ErrorCode::InvalidArgument, std::string("backend name '")
+                                                .append(name)
+                                                .append("' ")
+                                                .append(why)
+                                                .append(": use 1..")
+                                                .append(std::to_string(kMaxName))
+                                                .append(" characters of a-z, 0-9, '_' and '-'"));
+  };
+  if (name.empty()) return bad("is empty");
+  if (name.size() > kMaxName) return bad("is too long");
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    if (!ok) return bad("holds a character that is not allowed");
   }
-  return "unknown";
+  if (name == "any")
+    return fail(ErrorCode::InvalidArgument,
+                "backend name 'any' is reserved (it will mean: the pool picks a backend)");
+  Backend b;
+  for (std::size_t i = 0; i < name.size(); ++i) b.chars_[i] = name[i];
+  b.size_ = static_cast<std::uint8_t>(name.size());
+  return b;
 }
 
 Result<Backend> parse_backend(std::string_view name) {
-  for (std::size_t i = 0; i < kBackendCount; ++i) {
-    const auto b = static_cast<Backend>(i);
-    if (to_string(b) == name) return b;
+  return parse_backend(name, kBuiltinBackends);
+}
+
+Result<Backend> parse_backend(std::string_view name, std::span<const Backend> known) {
+  for (const Backend& b : known) {
+    if (b.name() == name) return b;
   }
-  return fail(ErrorCode::InvalidArgument,
-              "unknown backend '" + std::string(name) +
-                  "'; valid backends: cpu, process, remote, microvm, gpu");
+  std::string valid;
+  for (const Backend& b : known) {
+    if (!valid.empty()) valid.append(", ");
+    valid.append(b.name());
+  }
+  return fail(
+      ErrorCode::InvalidArgument,
+      std::string("unknown backend '").append(name).append("'; valid backends: ").append(valid));
 }
 
 std::string Task::spec_digest() const {

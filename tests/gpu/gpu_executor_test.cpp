@@ -270,6 +270,26 @@ TEST_F(GpuExecutorTest, NotAGpuTaskIsRejectedAtStart) {
   EXPECT_FALSE(GpuExecutor::create(*env().device, none));
 }
 
+TEST_F(GpuExecutorTest, RegistersAsGpuWithTypedSettings) {
+  executor::Registry registry;
+  ASSERT_TRUE(register_gpu(registry));
+  EXPECT_FALSE(register_gpu(registry));  // AlreadyExists
+  executor::BackendOptions bad;
+  bad.set("timeout", "soon");
+  auto e = registry.create(task::Backend::Gpu, bad);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message().find("backend 'gpu'"), std::string::npos);
+  EXPECT_NE(e.error().message().find("timeout='soon'"), std::string::npos) << e.error().message();
+  executor::BackendOptions good;
+  good.slots = 3;
+  good.set("timeout", "5s").set("max_buffer", "64M");
+  auto made = registry.create(task::Backend::Gpu, good);
+  ASSERT_TRUE(made) << made.error().message();
+  EXPECT_EQ((*made)->backend(), task::Backend::Gpu);
+  EXPECT_EQ((*made)->slots(), 3u);
+  (*made)->shutdown();
+}
+
 // Workgroups of spin.comp that keep the device busy for about `target`: grows the count until
 // one run takes long enough to time (the first runs are dominated by pipeline creation). Each
 // invocation loops a fixed 60000 times: llvmpipe caps a loop at 65535 iterations.

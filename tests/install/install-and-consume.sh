@@ -17,7 +17,7 @@ cmake -S "$src/tests/install/consumer" -B "$work/build" "${gen[@]}" \
 cmake --build "$work/build" >"$work/build.log" 2>&1 ||
   { cat "$work/build.log"; echo "install test: building the consumer failed" >&2; exit 1; }
 out=$("$work/build/consumer")
-expected=$'from a process\nfrom a function'
+expected=$'from a process\nfrom a function\nFROM A CUSTOM BACKEND'
 if [[ $out != "$expected" ]]; then
   printf 'install test: consumer printed:\n%s\nexpected:\n%s\n' "$out" "$expected" >&2
   exit 1

@@ -107,6 +107,29 @@ TEST(Job, DefaultBackendAppliesUnlessATaskNamesItsOwn) {
       << cpu.error().message();
 }
 
+TEST(Job, AcceptsRegisteredBackendNames) {
+  JobOptions o = opts();
+  o.backends = {task::Backend::Process, task::Backend::named("echo").value()};
+  // A registered backend's command is its executor's business, not a file checked here.
+  auto job =
+      parse_job("[[task]]\nname = \"a\"\ncommand = \"hello\"\nbackend = \"echo\"\n", "f.toml", o);
+  ASSERT_TRUE(job) << job.error().message();
+  EXPECT_EQ(job->tasks[0].backend().name(), "echo");
+  auto unknown = parse_job("[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nbackend = \"gpu\"\n",
+                           "f.toml", o);
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("f.toml:4:11: unknown backend 'gpu'; valid backends: "
+                                           "process, echo"),
+            std::string::npos)
+      << unknown.error().message();
+  // Without a list, only the built-ins are known.
+  auto builtin = parse_job("[[task]]\nname = \"a\"\ncommand = \"hello\"\nbackend = \"echo\"\n",
+                           "f.toml", opts());
+  ASSERT_FALSE(builtin);
+  EXPECT_NE(builtin.error().message().find("valid backends: cpu, process, remote, microvm, gpu"),
+            std::string::npos);
+}
+
 TEST(Job, ErrorsCarryPositions) {
   const BadCase cases[] = {
       {"[[task]]\nname = \"a\"\ncommand = [\n", "f.toml:"},

@@ -315,6 +315,54 @@ TEST(Pool, CustomBackendsPlugIntoTheRegistry) {
   pool.shutdown();
 }
 
+// A backend by a name the library does not know: the pool keys its state by name.
+class NamedEcho final : public executor::Executor {
+ public:
+  explicit NamedEcho(task::Backend name) : name_(name) {}
+  task::Backend backend() const noexcept override { return name_; }
+  std::size_t slots() const noexcept override { return 2; }
+  Result<void> start(const Task& t, std::stop_token, executor::Completion done) override {
+    std::lock_guard lock(mu_);
+    threads_.emplace_back([t, done = std::move(done), name = name_] {
+      ExecutionResult r;
+      r.id = t.id();
+      r.status = Status::Succeeded;
+      r.stdout_data = std::string(name.name()).append(":").append(t.process()->path);
+      done(std::move(r));
+    });
+    return {};
+  }
+  void shutdown() override {
+    std::lock_guard lock(mu_);
+    for (auto& th : threads_) th.join();
+    threads_.clear();
+  }
+
+ private:
+  task::Backend name_;
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+};
+
+TEST(Pool, BackendsAreNamesNotAFixedSet) {
+  const auto blue = task::Backend::named("blue").value();
+  const auto green = task::Backend::named("green").value();
+  auto pool = make(Pool::builder()
+                       .executor(std::make_shared<NamedEcho>(blue))
+                       .executor(std::make_shared<NamedEcho>(green)));
+  auto a = pool.submit(Task::binary("a").backend(blue).build().value()).value();
+  auto b = pool.submit(Task::binary("b").backend(green).depends_on({a.id()}).build().value());
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(a.wait().stdout_data, "blue:a");
+  EXPECT_EQ(b->wait().stdout_data, "green:b");
+  auto none =
+      pool.submit(Task::binary("c").backend(task::Backend::named("red").value()).build().value());
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code(), ErrorCode::Unsupported);
+  EXPECT_NE(none.error().message().find("needs the red backend"), std::string::npos);
+  pool.shutdown();
+}
+
 TEST(Pool, JournalResumeSkipsSucceededTasks) {
   TempDir dir;
   const auto journal = dir.file("journal");

@@ -27,7 +27,7 @@
 #include "common/require.hpp"
 #include "pepita/pool/pool.hpp"
 #include "pepita/slurm/commands.hpp"
-#include "pepita/slurm/workers.hpp"
+#include "pepita/slurm/slurm_executor.hpp"
 
 namespace pepita::slurm {
 namespace {

@@ -4,6 +4,9 @@
 #include <rapidcheck/gtest.h>
 
 #include <set>
+#include <sstream>
+#include <string_view>
+#include <vector>
 
 #include "pepita/task/graph.hpp"
 
@@ -158,6 +161,45 @@ RC_GTEST_PROP(Graph, RandomDagsOrderAndBackEdgesCycle, ()) {
     edges[0].push_back(n - 1);
     RC_ASSERT(!find_cycle(edges).empty());
   }
+}
+
+TEST(Backend, NamedIsAValueType) {
+  auto echo = Backend::named("echo-2_x");
+  ASSERT_TRUE(echo) << echo.error().message();
+  EXPECT_EQ(echo->name(), "echo-2_x");
+  EXPECT_EQ(*echo, Backend::named("echo-2_x").value());
+  EXPECT_NE(*echo, Backend::Process);
+  EXPECT_EQ(Backend::named("gpu").value(), Backend::Gpu);  // a built-in by name is the constant
+  EXPECT_EQ(std::hash<Backend>{}(Backend::named("gpu").value()),
+            std::hash<Backend>{}(Backend::Gpu));
+  std::ostringstream out;
+  out << Backend::MicroVm;
+  EXPECT_EQ(out.str(), "microvm");
+  const Backend copy = *echo;
+  EXPECT_EQ(to_string(copy), "echo-2_x");
+}
+
+TEST(Backend, NamedRejectsBadNames) {
+  for (std::string_view bad : {"", "Echo", "a b", "x/y", "any"}) {
+    auto b = Backend::named(bad);
+    ASSERT_FALSE(b) << bad;
+    EXPECT_EQ(b.error().code(), ErrorCode::InvalidArgument);
+  }
+  EXPECT_NE(Backend::named("").error().message().find("is empty"), std::string::npos);
+  EXPECT_NE(
+      Backend::named(std::string(Backend::kMaxName + 1, 'a')).error().message().find("too long"),
+      std::string::npos);
+  EXPECT_TRUE(Backend::named(std::string(Backend::kMaxName, 'a')));
+  EXPECT_NE(Backend::named("any").error().message().find("reserved"), std::string::npos);
+}
+
+TEST(Backend, ParsesRegisteredNames) {
+  const std::vector<Backend> known{Backend::Process, Backend::named("echo").value()};
+  EXPECT_EQ(parse_backend("echo", known).value().name(), "echo");
+  auto bad = parse_backend("gpu", known);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("valid backends: process, echo"), std::string::npos)
+      << bad.error().message();
 }
 
 }  // namespace

@@ -131,5 +131,29 @@ TEST(MicroVmExecutor, VirtioConsoleCarriesStdinAndStdout) {
   }
 }
 
+TEST(MicroVmExecutor, RegistersAsMicrovmWithTypedSettings) {
+  PEPITA_REQUIRE_KVM();
+  executor::Registry registry;
+  ASSERT_TRUE(register_microvm(registry));
+  executor::BackendOptions bad;
+  bad.set("memory", "lots");
+  auto e = registry.create(task::Backend::MicroVm, bad);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message().find("backend 'microvm'"), std::string::npos);
+  EXPECT_NE(e.error().message().find("memory='lots'"), std::string::npos) << e.error().message();
+  executor::BackendOptions good;
+  good.slots = 1;
+  good.set("memory", "8M").set("timeout", "5s").set("snapshots", "false");
+  auto made = registry.create(task::Backend::MicroVm, good);
+  ASSERT_TRUE(made) << made.error().message();
+  EXPECT_EQ((*made)->slots(), 1u);
+  auto* vm = dynamic_cast<MicroVmExecutor*>(made->get());
+  ASSERT_NE(vm, nullptr);
+  auto hello = run_one(*vm, vm_task("hello"));
+  EXPECT_EQ(hello.status, Status::Succeeded) << hello.error;
+  EXPECT_EQ(hello.stdout_data, "hello from a pepita micro-VM\n");
+  (*made)->shutdown();
+}
+
 }  // namespace
 }  // namespace pepita::vmm

@@ -3,13 +3,13 @@
 // `pepita vhost-user-blk`, `pepita vm run --virtio-blk`), turned into the one blk_mq::TargetSpec
 // (pepita/blk_mq/target_spec.hpp) that zram::make_target builds. --target takes a kind with
 // --size/--file/--comp, or a whole spec (--target zram:1G,zstd) as --virtio-blk does.
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cerrno>
+#include <filesystem>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -114,9 +114,10 @@ inline Result<blk_mq::TargetSpec> target_spec(const TargetOptions& o, uint32_t q
 class NewBackingFile {
  public:
   explicit NewBackingFile(const blk_mq::TargetSpec& spec) {
-    struct stat st {};
+    std::error_code ec;
     if (spec.kind == blk_mq::TargetKind::File && !spec.path.empty() &&
-        ::lstat(spec.path.c_str(), &st) != 0 && errno == ENOENT)
+        std::filesystem::symlink_status(spec.path, ec).type() ==
+            std::filesystem::file_type::not_found)
       path_ = spec.path;
   }
   NewBackingFile(const NewBackingFile&) = delete;

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "pepita/core/sys.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/io_uring/probe.hpp"
 #if PEPITA_HAVE_GPU
@@ -54,11 +55,12 @@ IoUringReport probe_io_uring() {
 
 KvmReport probe_kvm() {
   KvmReport report;
-  UniqueFd kvm(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
-  if (!kvm) {
-    report.error = std::string("/dev/kvm: ") + std::strerror(errno);
+  const int fd = sys::open("/dev/kvm", O_RDWR);
+  if (fd < 0) {
+    report.error = std::string("/dev/kvm: ") + std::strerror(-fd);
     return report;
   }
+  UniqueFd kvm(fd);
   report.api_version = ::ioctl(kvm.get(), KVM_GET_API_VERSION, 0);
   if (report.api_version != KVM_API_VERSION) {
     report.error = "unexpected KVM API version " + std::to_string(report.api_version);

@@ -27,17 +27,15 @@
 #include <unordered_set>
 #include <vector>
 
+#include "backends.hpp"
 #include "command.hpp"
+#include "pepita/executor/registry.hpp"
 #include "pepita/pool/job.hpp"
 #include "pepita/pool/pool.hpp"
-#include "pepita/slurm/workers.hpp"
+#include "pepita/slurm/slurm_executor.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/remote_executor.hpp"
-#include "pepita/vmm/microvm_executor.hpp"
 #include "stop_signals.hpp"
-#if PEPITA_HAVE_GPU
-#include "pepita/gpu/gpu_executor.hpp"
-#endif
 
 namespace pepita::cli {
 namespace {
@@ -66,8 +64,8 @@ struct RunOptions {
 
 /// The Remote executor for `--worker` or `--slurm` (created by the pool builder, so its errors
 /// are build()'s), or nullptr when neither was asked for.
-Result<pool::Pool::Builder::ExecutorFactory> remote_executor(const RunOptions& o,
-                                                             const std::string& state_dir) {
+Result<executor::ExecutorFactory> remote_executor(const RunOptions& o,
+                                                  const std::string& state_dir) {
   if (o.slurm) {
     slurm::SlurmOptions options = o.slurm_options;
     options.tls = o.tls;
@@ -377,6 +375,21 @@ int run_job(const RunOptions& o) {
   pool::JobOptions jo;
   jo.pepita_dir = self_dir();
   jo.state_dir = o.state_dir.empty() ? default_state_dir(o.job) : o.state_dir;
+  // The backends this binary links, plus "remote" when --worker or --slurm configured it.
+  // microvm tasks run a static ELF guest in a KVM micro-VM; gpu tasks a compute kernel on the
+  // best Vulkan device (lavapipe without a GPU, see pepita/gpu/gpu_executor.hpp).
+  executor::Registry backends;
+  if (auto linked = register_linked_backends(backends); !linked) {
+    std::fprintf(stderr, "pepita run: %s\n", linked.error().message().c_str());
+    return kExitFailure;
+  }
+  // A job file may name the built-in backends (one this binary lacks fails at submit, saying
+  // so) and any other registered one.
+  jo.backends.assign(task::kBuiltinBackends.begin(), task::kBuiltinBackends.end());
+  for (const auto& name : backends.names()) {
+    if (std::find(jo.backends.begin(), jo.backends.end(), name) == jo.backends.end())
+      jo.backends.push_back(name);
+  }
   auto job = pool::load_job(o.job, jo);
   if (!job) {
     std::fprintf(stderr, "pepita run: %s\n", job.error().message().c_str());
@@ -400,42 +413,13 @@ int run_job(const RunOptions& o) {
     return remote.error().code() == ErrorCode::InvalidArgument ? kExitUsage : kExitFailure;
   }
 
-  // backend = "microvm" tasks run their command (a static ELF guest) in a KVM micro-VM.
-  std::shared_ptr<executor::Executor> microvm;
-  const bool wants_microvm = std::any_of(job->tasks.begin(), job->tasks.end(), [](const auto& t) {
-    return t.backend() == task::Backend::MicroVm;
-  });
-  if (wants_microvm) {
-    auto created = vmm::MicroVmExecutor::create({});
-    if (!created) {
-      std::fprintf(stderr, "pepita run: micro-VM backend: %s\n", created.error().message().c_str());
-      return kExitFailure;
-    }
-    microvm = std::move(*created);
+  std::vector<task::Backend> configured;  // built even when no task needs them
+  if (*remote) {
+    backends.replace(
+        task::Backend::Remote, [make = *remote](const executor::BackendOptions&) { return make(); },
+        o.slurm ? "Slurm workers" : "remote workers");
+    configured.push_back(task::Backend::Remote);
   }
-
-  // backend = "gpu" tasks run a compute kernel on the best Vulkan device (lavapipe without a
-  // GPU); see pepita/gpu/gpu_executor.hpp for the kernel and argument syntax.
-  std::shared_ptr<executor::Executor> gpu;
-#if PEPITA_HAVE_GPU
-  if (std::any_of(job->tasks.begin(), job->tasks.end(),
-                  [](const auto& t) { return t.backend() == task::Backend::Gpu; })) {
-    auto created = gpu::GpuExecutor::create({});
-    if (!created) {
-      std::fprintf(stderr, "pepita run: GPU backend: %s\n", created.error().message().c_str());
-      return kExitFailure;
-    }
-    gpu = std::move(*created);
-  }
-#endif
-
-  if (*remote && std::none_of(job->tasks.begin(), job->tasks.end(),
-                              [](const auto& t) { return t.backend() == task::Backend::Remote; })) {
-    std::fprintf(stderr,
-                 "pepita run: warning: no task has backend = \"remote\": nothing runs on the %s\n",
-                 o.slurm ? "Slurm workers" : "remote workers");
-  }
-
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   // Created once the pool is built and the header line printed; events start with submit_all.
   std::optional<Progress> progress;
@@ -444,9 +428,22 @@ int run_job(const RunOptions& o) {
   if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
   builder.on_event([&progress](const pool::Event& e) { progress->on_event(e); });
   builder.cpu_workers(1);  // job files hold commands only
-  if (*remote) builder.executor(*remote);
-  if (microvm) builder.executor(microvm);
-  if (gpu) builder.executor(gpu);
+  // Each backend a task needs (or the command line configured) joins the pool; the pool's own
+  // cpu and process executors are already there. Built by the pool builder, so a backend that
+  // cannot be built (no KVM, no Vulkan device) fails build() only when a task needs it.
+  for (const task::Backend& name : backends.names()) {
+    if (name == task::Backend::Cpu || name == task::Backend::Process) continue;
+    const bool needed = std::any_of(job->tasks.begin(), job->tasks.end(),
+                                    [&](const auto& t) { return t.backend() == name; });
+    const bool asked = std::find(configured.begin(), configured.end(), name) != configured.end();
+    if (!needed && !asked) continue;
+    if (!needed) {
+      std::fprintf(
+          stderr, "pepita run: warning: no task has backend = \"%s\": nothing runs on the %s\n",
+          std::string(name.name()).c_str(), std::string(backends.description(name)).c_str());
+    }
+    builder.executor(backends.factory(name, {}));
+  }
   auto built = builder.build();
   if (!built) {
     std::fprintf(stderr, "pepita run: %s\n", built.error().message().c_str());

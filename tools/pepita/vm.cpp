@@ -2,12 +2,12 @@
 // and time limits, prints what it wrote and exits with its exit code (124 timeout, 125 fault).
 #include "pepita/vmm/vm.hpp"
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -18,6 +18,8 @@
 #include "command.hpp"
 #include "pepita/blk_mq/target_spec.hpp"
 #include "pepita/core/size.hpp"
+#include "pepita/core/sys.hpp"
+#include "pepita/core/unique_fd.hpp"
 #include "pepita/zram/block_target.hpp"
 
 namespace pepita::cli {
@@ -141,16 +143,20 @@ int run_vm(const VmRunOptions& o) {
 
   std::vector<std::byte> input;
   if (!o.input.empty()) {
-    std::ifstream file(o.input, std::ios::binary);
-    if (!file) {
+    const int fd = sys::open(o.input.c_str(), O_RDONLY);
+    int64_t n = fd;
+    const UniqueFd file(fd < 0 ? -1 : fd);
+    std::byte buf[65536];
+    while (n >= 0) {
+      n = sys::read_full(file.get(), buf, sizeof buf);
+      if (n > 0) input.insert(input.end(), buf, buf + n);
+      if (n >= 0 && static_cast<std::size_t>(n) < sizeof buf) break;
+    }
+    if (n < 0) {
       std::fprintf(stderr, "pepita vm run: cannot open --input %s: %s\n", o.input.c_str(),
-                   std::strerror(errno));
+                   std::strerror(static_cast<int>(-n)));
       return kExitFailure;
     }
-    std::vector<char> bytes((std::istreambuf_iterator<char>(file)),
-                            std::istreambuf_iterator<char>());
-    input.resize(bytes.size());
-    if (!bytes.empty()) std::memcpy(input.data(), bytes.data(), bytes.size());
     // The input window must hold the input; leave the rest of memory to the guest.
     config.input_capacity = input.size();
   }

@@ -1,7 +1,8 @@
 #pragma once
-// The Executor interface: one backend that runs task attempts asynchronously. The pool keeps a
-// registry of executors keyed by task::Backend (Cpu and Process today; Remote, MicroVm and Gpu
-// plug in the same way) and talks to them only through this interface.
+// The Executor interface: one backend that runs task attempts asynchronously. The pool keeps its
+// executors keyed by backend name (cpu and process built in; remote, microvm, gpu and any a
+// program registers in an executor::Registry plug in the same way) and talks to them only through
+// this interface.
 //
 //   auto exec = ProcessExecutor::create({.slots = 8}).value();
 //   std::stop_source stop;
@@ -10,6 +11,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <stop_token>
 
 #include "pepita/error.hpp"
@@ -17,6 +19,9 @@
 #include "pepita/task/task.hpp"
 
 namespace pepita::executor {
+
+/// A backend's name; executor is where backends are registered, so this is its home spelling.
+using Backend = task::Backend;
 
 /// Receives an attempt's result. Called exactly once per successful start(), on a thread the
 /// executor owns, never from inside start(); it may call start() again.
@@ -26,8 +31,8 @@ class Executor {
  public:
   virtual ~Executor() = default;
 
-  /// The backend this executor implements.
-  virtual task::Backend backend() const noexcept = 0;
+  /// The name of the backend this executor implements (the pool routes a task by it).
+  virtual Backend backend() const noexcept = 0;
 
   /// Attempts it can usefully run at once; the pool never has more outstanding.
   virtual std::size_t slots() const noexcept = 0;
@@ -50,5 +55,9 @@ class Executor {
   /// Default: nothing (in-process attempts end with the process).
   virtual void abandon() noexcept {}
 };
+
+/// Creates an executor when a pool is built (Pool::Builder::executor), whose error then is the
+/// build's — how a backend that needs setup (a device, workers, a cluster) joins a pool.
+using ExecutorFactory = std::function<Result<std::shared_ptr<Executor>>()>;
 
 }  // namespace pepita::executor

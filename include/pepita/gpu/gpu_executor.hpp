@@ -1,7 +1,8 @@
 #pragma once
-// GpuExecutor: the pool's Backend::Gpu. A GPU task names a kernel and its buffers the way a
-// process task names a binary and its arguments; each attempt uploads the inputs, runs the
-// kernel on the executor's Vulkan device, and returns the result as the task's output.
+// GpuExecutor: the pool's "gpu" backend (library pepita_gpu_executor). A GPU task names a kernel
+// and its buffers the way a process task names a binary and its arguments; each attempt uploads the
+// inputs, runs the kernel on the executor's Vulkan device, and returns the result as the task's
+// output.
 //
 //   auto gpu = gpu::GpuExecutor::create({}).value();
 //   auto pool = pool::Pool::builder().executor(gpu).build().value();
@@ -50,6 +51,7 @@
 #include <memory>
 
 #include "pepita/executor/executor.hpp"
+#include "pepita/executor/registry.hpp"
 #include "pepita/gpu/device.hpp"
 
 namespace pepita::gpu {
@@ -74,7 +76,7 @@ class GpuExecutor final : public executor::Executor {
   [[nodiscard]] static Result<std::shared_ptr<GpuExecutor>> create(Device& device, Options options);
   ~GpuExecutor() override;
 
-  task::Backend backend() const noexcept override { return task::Backend::Gpu; }
+  executor::Backend backend() const noexcept override { return executor::Backend::Gpu; }
   std::size_t slots() const noexcept override;
   /// Queues one attempt (see the syntax above). Errors: InvalidArgument when the task is not a
   /// Backend::Gpu command task, Cancelled after shutdown(). Bad arguments are not errors here:
@@ -95,5 +97,9 @@ class GpuExecutor final : public executor::Executor {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+/// Registers "gpu" (slots = worker threads, default 2; settings: device=<index>, timeout=60s,
+/// max_buffer=1G, force_staging=false — the Options above). AlreadyExists when taken.
+Result<void> register_gpu(executor::Registry& registry);
 
 }  // namespace pepita::gpu

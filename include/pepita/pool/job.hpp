@@ -26,9 +26,12 @@ namespace pepita::pool {
 /// Values for the variables job files may use: ${job_dir}, ${pepita_dir}, ${state_dir}, plus
 /// ${i} inside a task with `count`, and ${env:NAME}.
 struct JobOptions {
-  std::string pepita_dir;  // directory of the pepita executable (helper binaries live there)
-  std::string state_dir;   // per-job directory for the journal and task outputs
-  bool check_binaries = true;
+  std::string pepita_dir;      // directory of the pepita executable (helper binaries live there)
+  std::string state_dir;       // per-job directory for the journal and task outputs
+  bool check_binaries = true;  // for process, remote and microvm tasks (their command is a file)
+  /// The backend names a task may use (e.g. executor::Registry::names()); empty: the built-ins
+  /// (process, remote, microvm, gpu). An unknown name is an error listing these.
+  std::vector<task::Backend> backends{};
 };
 
 struct Job {

@@ -110,7 +110,7 @@ class Pool {
     Builder& executor(std::shared_ptr<executor::Executor> exec);
     /// Creates an executor at build(), whose error then is build()'s — how backends from
     /// modules above the pool join, e.g. `.executor(slurm::workers({.nodes = 4}))`.
-    using ExecutorFactory = std::function<Result<std::shared_ptr<executor::Executor>>()>;
+    using ExecutorFactory = executor::ExecutorFactory;
     Builder& executor(ExecutorFactory make);
     /// Called after each event, on a pool or executor thread, never with pool locks held.
     Builder& on_event(std::function<void(const Event&)> observer);

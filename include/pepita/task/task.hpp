@@ -7,12 +7,17 @@
 //   auto link = Task::binary("/usr/bin/cc").args({"a.o"}).depends_on({compile->id()}).build();
 //   auto sum = Task::function([] { return std::string("42"); }).name("answer").build();
 
+#include <array>
 #include <chrono>
+#include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <ostream>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <string_view>
@@ -27,15 +32,71 @@ namespace pepita::task {
 /// Process-unique task identifier, assigned by the builder in creation order (never 0).
 using TaskId = std::uint64_t;
 
-/// Where a task runs. Cpu and Process exist today; Remote, MicroVm and Gpu are registered by
-/// their modules on the same Executor interface, so the enum is the stable routing key.
-enum class Backend : std::uint8_t { Cpu, Process, Remote, MicroVm, Gpu };
-inline constexpr std::size_t kBackendCount = 5;
+/// Where a task runs: the name of a backend ("process", "gpu", or one a program registers in an
+/// executor::Registry). A small value type — cheap to copy, comparable, hashable, printable — so
+/// backends are an open set; the built-in names are constants, so `Backend::Gpu` reads as before.
+///
+///   auto mine = Backend::named("echo").value();   // validated: [a-z0-9_-], 1..31 characters
+///   Task::binary("hello").backend(mine).build();  // runs on the executor registered as "echo"
+class Backend {
+ public:
+  /// Longest name a backend may have.
+  static constexpr std::size_t kMaxName = 31;
 
-/// "cpu", "process", "remote", "microvm", "gpu".
-std::string_view to_string(Backend backend) noexcept;
-/// Parses the names above; InvalidArgument listing the valid names otherwise.
+  static const Backend Cpu;      // "cpu": functions on the work-stealing scheduler
+  static const Backend Process;  // "process": child processes
+  static const Backend Remote;   // "remote": pepita workers over the transport
+  static const Backend MicroVm;  // "microvm": KVM micro-VMs
+  static const Backend Gpu;      // "gpu": Vulkan compute kernels
+
+  /// A backend by name. InvalidArgument (saying which rule) when the name is empty, longer than
+  /// kMaxName, holds a character outside [a-z0-9_-], or is "any" (reserved for "the pool picks").
+  static Result<Backend> named(std::string_view name);
+
+  /// The name, e.g. "gpu". Valid as long as this object is.
+  constexpr std::string_view name() const noexcept { return {chars_.data(), size_}; }
+
+  friend constexpr bool operator==(const Backend& a, const Backend& b) noexcept {
+    return a.name() == b.name();
+  }
+  friend constexpr auto operator<=>(const Backend& a, const Backend& b) noexcept {
+    return a.name() <=> b.name();
+  }
+
+ private:
+  // Built-in names only (checked at compile time by their length).
+  template <std::size_t N>
+  consteval explicit Backend(const char (&name)[N]) : size_(N - 1) {
+    static_assert(N - 1 <= kMaxName);
+    for (std::size_t i = 0; i + 1 < N; ++i) chars_[i] = name[i];
+  }
+  constexpr Backend() = default;
+
+  std::array<char, kMaxName + 1> chars_{};  // inline, so a copy never allocates
+  std::uint8_t size_ = 0;
+};
+
+inline constexpr Backend Backend::Cpu{"cpu"};
+inline constexpr Backend Backend::Process{"process"};
+inline constexpr Backend Backend::Remote{"remote"};
+inline constexpr Backend Backend::MicroVm{"microvm"};
+inline constexpr Backend Backend::Gpu{"gpu"};
+
+/// The backends pepita itself provides, in this order: cpu, process, remote, microvm, gpu.
+inline constexpr std::array<Backend, 5> kBuiltinBackends{
+    Backend::Cpu, Backend::Process, Backend::Remote, Backend::MicroVm, Backend::Gpu};
+
+/// The backend's name ("cpu", "process", ...); a view into `backend`.
+constexpr std::string_view to_string(const Backend& backend) noexcept { return backend.name(); }
+/// Prints the name (gtest and logs).
+inline std::ostream& operator<<(std::ostream& out, const Backend& backend) {
+  return out << backend.name();
+}
+/// Parses a built-in name; InvalidArgument listing the valid names otherwise.
 Result<Backend> parse_backend(std::string_view name);
+/// Parses any of `known` (e.g. the names an executor::Registry holds); InvalidArgument listing
+/// them otherwise.
+Result<Backend> parse_backend(std::string_view name, std::span<const Backend> known);
 
 /// The body of a function task. Receives a stop token that is signalled on cancel or timeout
 /// (cooperative: a function that ignores it runs to completion) and returns its output text or
@@ -73,7 +134,7 @@ class Task {
   TaskId id() const noexcept { return spec_->id; }
   /// Stable name used by the journal and the CLI; defaults to "task-<id>".
   const std::string& name() const noexcept { return spec_->name; }
-  Backend backend() const noexcept { return spec_->backend; }
+  const Backend& backend() const noexcept { return spec_->backend; }
   bool is_process() const noexcept { return spec_->process.has_value(); }
   /// Present for process tasks only.
   const ProcessSpec* process() const noexcept {
@@ -184,3 +245,10 @@ Builder Task::function(F&& callable) {
 }
 
 }  // namespace pepita::task
+
+template <>
+struct std::hash<pepita::task::Backend> {
+  std::size_t operator()(const pepita::task::Backend& b) const noexcept {
+    return std::hash<std::string_view>{}(b.name());
+  }
+};

@@ -74,6 +74,6 @@ class RemoteExecutor final : public executor::Executor {
 
 /// The Remote backend for a pool, created at build():
 /// `Pool::builder().executor(transport::remote_workers({.remote = {.workers = {...}, .key = k}}))`.
-pool::Pool::Builder::ExecutorFactory remote_workers(RemoteExecutorOptions options);
+executor::ExecutorFactory remote_workers(RemoteExecutorOptions options);
 
 }  // namespace pepita::transport

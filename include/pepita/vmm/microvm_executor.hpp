@@ -1,8 +1,9 @@
 #pragma once
-// MicroVmExecutor: the pool's Backend::MicroVm. A task names a guest ELF (Task::binary(path)
-// .backend(Backend::MicroVm)) and its input (stdin bytes); each attempt runs in a micro-VM with
-// the executor's memory limit and the task's timeout, from a per-image snapshot recycled per
-// worker when possible (Hyperlight's sandbox reuse), so a task skips VM creation and guest setup.
+// MicroVmExecutor: the pool's "microvm" backend (library pepita_vmm_executor). A task names a guest
+// ELF (Task::binary(path) .backend(Backend::MicroVm)) and its input (stdin bytes); each attempt
+// runs in a micro-VM with the executor's memory limit and the task's timeout, from a per-image
+// snapshot recycled per worker when possible (Hyperlight's sandbox reuse), so a task skips VM
+// creation and guest setup.
 //
 //   auto vms = vmm::MicroVmExecutor::create({.memory_bytes = 16 << 20}).value();
 //   auto pool = pool::Pool::builder().executor(vms).build().value();
@@ -14,6 +15,7 @@
 #include <memory>
 
 #include "pepita/executor/executor.hpp"
+#include "pepita/executor/registry.hpp"
 
 namespace pepita::vmm {
 
@@ -38,7 +40,7 @@ class MicroVmExecutor final : public executor::Executor {
   static Result<std::shared_ptr<MicroVmExecutor>> create(Options options);
   ~MicroVmExecutor() override;
 
-  task::Backend backend() const noexcept override { return task::Backend::MicroVm; }
+  executor::Backend backend() const noexcept override { return executor::Backend::MicroVm; }
   std::size_t slots() const noexcept override;
   /// Queues one attempt. The task's stdin is the guest's input, its timeout the VM's (the
   /// executor default when 0), its output cap the guest's output limit; args, env and cwd do not
@@ -47,7 +49,10 @@ class MicroVmExecutor final : public executor::Executor {
   /// cannot be loaded LaunchFailed. Guest output (stdout and stderr, interleaved) is stdout_data.
   Result<void> start(const task::Task& task, std::stop_token stop,
                      executor::Completion done) override;
+  /// Runs what is queued, then joins the runner threads.
   void shutdown() override;
+  /// Stops every VM in flight (their vCPUs see the stop token); does not block.
+  void abandon() noexcept override;
 
   struct Impl;
   struct Private {
@@ -59,5 +64,9 @@ class MicroVmExecutor final : public executor::Executor {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+/// Registers "microvm" (slots = vCPU threads; settings: memory=16M, timeout=10s, snapshots=true,
+/// virtio_console=false — the Options above). AlreadyExists when taken.
+Result<void> register_microvm(executor::Registry& registry);
 
 }  // namespace pepita::vmm

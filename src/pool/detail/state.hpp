@@ -3,7 +3,6 @@
 // retry-delay heap, counters) and the state-machine steps state.cpp implements. One mutex (`mu`)
 // guards it; work that must not run under it is collected in Actions and done by perform().
 
-#include <array>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -29,7 +28,6 @@ namespace pepita::pool {
 
 using Clock = std::chrono::steady_clock;
 using task::Backend;
-using task::kBackendCount;
 
 namespace detail {
 
@@ -56,6 +54,7 @@ struct Node {
   std::vector<TaskId> dependents;
   std::uint32_t pending = 0;
   std::uint32_t attempts = 0;
+  std::uint32_t lane = 0;  // index into PoolState::lanes of the task's backend
   Phase phase = Phase::Waiting;
   bool cancel_requested = false;
   std::uint64_t seq = 0;
@@ -91,6 +90,7 @@ struct Launch {
   std::shared_ptr<executor::Executor> exec;
   Task task;
   std::stop_token stop;
+  std::uint32_t lane = 0;
 };
 
 struct PendingEvent {
@@ -111,12 +111,22 @@ struct Actions {
 
 inline constexpr std::size_t kReservoir = 1 << 16;
 
+// One backend's executor and state. The set of lanes is fixed at build(); the executor, limit
+// and breaker pointer are configuration, `ready` and `running` are guarded by PoolState::mu.
+struct Lane {
+  Backend backend = Backend::Process;
+  std::shared_ptr<executor::Executor> exec;
+  std::size_t limit = 0;
+  std::unique_ptr<fault::CircuitBreaker> breaker;
+  ReadyQueue ready;
+  std::size_t running = 0;
+};
+
 struct PoolState {
   // Configuration, fixed after build().
   fault::RetryPolicy retry;
-  std::array<std::shared_ptr<executor::Executor>, kBackendCount> executors{};
-  std::array<std::size_t, kBackendCount> limit{};
-  std::array<std::unique_ptr<fault::CircuitBreaker>, kBackendCount> breakers{};
+  std::vector<Lane> lanes;                             // one per backend with an executor
+  std::unordered_map<Backend, std::uint32_t> lane_of;  // backend name -> index into lanes
   std::unique_ptr<fault::Journal> journal;
   std::unordered_map<std::string, fault::JournalRecord> replay;  // name -> Succeeded record
   std::size_t recovered = 0;
@@ -129,8 +139,6 @@ struct PoolState {
   std::unordered_map<TaskId, Node> nodes;
   std::unordered_map<TaskId, bool> finished;  // id -> succeeded
   std::unordered_set<std::string> names;      // enforced unique only with a journal
-  std::array<ReadyQueue, kBackendCount> ready;
-  std::array<std::size_t, kBackendCount> running{};
   std::priority_queue<DelayItem, std::vector<DelayItem>, std::greater<>> delayed;
   std::vector<TaskHandle> retained;
   std::uint64_t next_seq = 0;
@@ -147,6 +155,13 @@ struct PoolState {
   std::mutex event_mu;  // serialises observer calls
   std::thread timer;
 
+  // The lane of `backend`, or nullptr when no executor serves it. Fixed after build(), so it
+  // needs no lock.
+  const Lane* lane_for(const Backend& backend) const {
+    auto it = lane_of.find(backend);
+    return it == lane_of.end() ? nullptr : &lanes[it->second];
+  }
+
   // ---- under mu ----
   Result<TaskHandle> admit(Task task, Actions& act);
   void dispatch(Actions& act);
@@ -159,7 +174,7 @@ struct PoolState {
 
   // ---- without mu ----
   void perform(Actions& act);
-  void on_complete(TaskId id, Backend backend, ExecutionResult r);
+  void on_complete(TaskId id, std::uint32_t lane, ExecutionResult r);
   void timer_loop();
 };
 

@@ -83,7 +83,7 @@ void RemoteExecutor::shutdown() {
   dispatcher_->wait_idle();
 }
 
-pool::Pool::Builder::ExecutorFactory remote_workers(RemoteExecutorOptions options) {
+executor::ExecutorFactory remote_workers(RemoteExecutorOptions options) {
   return [options = std::move(options)]() -> Result<std::shared_ptr<executor::Executor>> {
     return PEPITA_TRY(RemoteExecutor::create(options));
   };

@@ -1,25 +1,23 @@
-// GpuExecutor: worker threads that run GPU task attempts (parse, upload, dispatch, read back),
-// and a watcher thread that reports cancelled and timed-out attempts at once, while the worker
-// still owns the buffers the GPU may be using until its submission completes.
+// GpuExecutor: GPU task attempts (parse, upload, dispatch, read back) on the shared
+// executor::BlockingRunner, whose watcher reports cancelled and timed-out attempts at once while
+// the runner thread still owns the buffers the GPU may be using until its submission completes.
+// Built as the adapter library pepita_gpu_executor (src/gpu/executor/).
 
 #include "pepita/gpu/gpu_executor.hpp"
 
 #include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdio>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "detail/task_args.hpp"
+#include "pepita/executor/blocking_runner.hpp"
+#include "pepita/executor/registry.hpp"
 #include "pepita/gpu/buffer.hpp"
 #include "pepita/gpu/builtins.hpp"
 #include "pepita/gpu/kernel.hpp"
@@ -37,37 +35,13 @@ using executor::Status;
 
 constexpr std::size_t kMaxSlots = 64;
 constexpr std::size_t kMaxPrinted = 4096;  // values printed as text without out=
-constexpr auto kWatchPeriod = std::chrono::milliseconds(20);
-
-struct Job {
-  task::Task task;
-  std::stop_token stop;
-  executor::Completion done;
-  Clock::time_point started;
-  Clock::time_point deadline;
-  // Set by whoever reports the result (worker or watcher); the other one stays silent.
-  std::atomic<bool> reported{false};
-
-  Job(task::Task t, std::stop_token s, executor::Completion d, Clock::time_point now,
-      std::chrono::nanoseconds timeout)
-      : task(std::move(t)),
-        stop(std::move(s)),
-        done(std::move(d)),
-        started(now),
-        deadline(now + timeout) {}
-  bool claim() { return !reported.exchange(true, std::memory_order_acq_rel); }
-};
-using JobPtr = std::shared_ptr<Job>;
+using executor::BlockingRunner;
+// One attempt as the runner hands it over: the task, its stop token (cancel or timeout) and
+// when it was accepted.
+using Job = BlockingRunner::Attempt;
 
 ExecutionResult result_for(const Job& job, Status status, std::string error) {
-  ExecutionResult r;
-  r.id = job.task.id();
-  r.name = job.task.name();
-  r.status = status;
-  r.exit_code = status == Status::Succeeded ? 0 : status == Status::Failed ? 1 : -1;
-  r.error = std::move(error);
-  r.wall = Clock::now() - job.started;
-  return r;
+  return executor::result_for(job.task, status, std::move(error), job.started);
 }
 
 // Mistakes in the task (arguments, files, sizes, limits) fail the task like a process exiting
@@ -124,18 +98,8 @@ struct GpuExecutor::Impl {
   Builtins builtins;
   std::uint64_t max_bytes = 0;  // min(options.max_buffer_bytes, device storage-buffer range)
 
-  std::mutex mu;
-  std::condition_variable work_cv;   // workers: queue or shut changed
-  std::condition_variable watch_cv;  // watcher: active or watcher_stop changed
-  std::deque<JobPtr> queue;
-  std::vector<JobPtr> active;  // accepted and not yet finished by a worker
-  bool shut = false;
-  bool watcher_stop = false;
-  std::vector<std::jthread> workers;
-  std::jthread watcher;
-  std::once_flag shutdown_once;
-
-  void stop_threads();
+  // Last: destroyed (its threads joined) before the device and kernels they use.
+  std::unique_ptr<BlockingRunner> runner;
 
   Impl(Options o, Device d, Builtins b)
       : options(std::move(o)), device(std::move(d)), builtins(std::move(b)) {}
@@ -148,8 +112,9 @@ struct GpuExecutor::Impl {
     const TaskPlan& plan;
     fs::path cwd;
 
+    // The runner reports a stopped attempt itself (report_early); this only stops the work.
     Result<void> check_stop() const {
-      if (job.reported.load(std::memory_order_acquire))
+      if (job.stop.stop_requested())
         return fail(ErrorCode::Cancelled, "attempt already reported (cancelled or timed out)");
       return {};
     }
@@ -311,69 +276,6 @@ struct GpuExecutor::Impl {
     r.stdout_data = std::move(*text);
     return r;
   }
-
-  // ---- threads ----
-
-  void finish(const JobPtr& job) {
-    std::lock_guard lock(mu);
-    std::erase(active, job);
-  }
-
-  void worker_loop() {
-    for (;;) {
-      JobPtr job;
-      {
-        std::unique_lock lock(mu);
-        work_cv.wait(lock, [&] { return shut || !queue.empty(); });
-        if (queue.empty()) return;  // shut and drained
-        job = std::move(queue.front());
-        queue.pop_front();
-      }
-      if (!job->reported.load(std::memory_order_acquire)) {
-        ExecutionResult r = run(*job);
-        if (job->claim()) job->done(std::move(r));
-      }
-      finish(job);
-    }
-  }
-
-  // Reports attempts whose stop token fired or whose timeout passed, without waiting for the
-  // worker (which may be blocked on the GPU).
-  void watcher_loop() {
-    std::unique_lock lock(mu);
-    for (;;) {
-      if (watcher_stop) return;
-      if (active.empty()) {
-        watch_cv.wait(lock, [&] { return watcher_stop || !active.empty(); });
-        continue;
-      }
-      const auto now = Clock::now();
-      std::vector<std::pair<JobPtr, Status>> due;
-      for (const JobPtr& j : active) {
-        if (j->reported.load(std::memory_order_acquire)) continue;
-        if (j->stop.stop_requested())
-          due.emplace_back(j, Status::Cancelled);
-        else if (now >= j->deadline)
-          due.emplace_back(j, Status::TimedOut);
-      }
-      lock.unlock();
-      for (auto& [j, status] : due) {
-        if (!j->claim()) continue;
-        std::string why =
-            status == Status::Cancelled
-                ? "cancelled"
-                : "timed out after " +
-                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         j->deadline - j->started)
-                                         .count()) +
-                      " ms";
-        j->done(result_for(*j, status, std::move(why)));
-      }
-      due.clear();
-      lock.lock();
-      watch_cv.wait_for(lock, kWatchPeriod);
-    }
-  }
 };
 
 GpuExecutor::GpuExecutor(Private, std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
@@ -397,9 +299,12 @@ Result<std::shared_ptr<GpuExecutor>> GpuExecutor::create(Device& device, Options
   impl->max_bytes = std::min<std::uint64_t>(options.max_buffer_bytes,
                                             impl->device.info().max_storage_buffer_range);
   Impl* raw = impl.get();
-  for (std::size_t i = 0; i < options.slots; ++i)
-    impl->workers.emplace_back([raw] { raw->worker_loop(); });
-  impl->watcher = std::jthread([raw] { raw->watcher_loop(); });
+  impl->runner =
+      PEPITA_TRY(BlockingRunner::create({.threads = options.slots,
+                                         .default_timeout = options.default_timeout,
+                                         .report_early = true,
+                                         .name = "GPU executor"},
+                                        [raw](const Job& job) { return raw->run(job); }));
   return std::make_shared<GpuExecutor>(Private{}, std::move(impl));
 }
 
@@ -413,39 +318,27 @@ Result<void> GpuExecutor::start(const task::Task& task, std::stop_token stop,
     return fail(ErrorCode::InvalidArgument,
                 "task '" + task.name() +
                     "' is not a GPU task: use Task::binary(\"saxpy\").backend(Backend::Gpu)");
-  const auto timeout = task.timeout().count() > 0 ? task.timeout() : impl_->options.default_timeout;
-  auto job = std::make_shared<Job>(task, std::move(stop), std::move(done), Clock::now(), timeout);
-  {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->shut) return fail(ErrorCode::Cancelled, "GPU executor is shut down");
-    impl_->queue.push_back(job);
-    impl_->active.push_back(std::move(job));
-  }
-  impl_->work_cv.notify_one();
-  impl_->watch_cv.notify_one();
-  return {};
+  return impl_->runner->submit(task, std::move(stop), std::move(done));
 }
 
-void GpuExecutor::shutdown() {
-  std::call_once(impl_->shutdown_once, [this] { impl_->stop_threads(); });
-}
+void GpuExecutor::shutdown() { impl_->runner->shutdown(); }
 
-void GpuExecutor::Impl::stop_threads() {
-  {
-    std::lock_guard lock(mu);
-    shut = true;
-  }
-  work_cv.notify_all();
-  for (auto& w : workers)
-    if (w.joinable()) w.join();
-  // Workers are gone, so every attempt is reported or about to be by the watcher; stopping it
-  // after joining them means a completion it is delivering finishes before shutdown returns.
-  {
-    std::lock_guard lock(mu);
-    watcher_stop = true;
-  }
-  watch_cv.notify_all();
-  if (watcher.joinable()) watcher.join();
+Result<void> register_gpu(executor::Registry& registry) {
+  return registry.add(
+      task::Backend::Gpu,
+      [](const executor::BackendOptions& o) -> Result<std::shared_ptr<executor::Executor>> {
+        PEPITA_TRY_VOID(o.expect_only({"device", "timeout", "max_buffer", "force_staging"}));
+        GpuExecutor::Options options;
+        if (o.slots) options.slots = o.slots;
+        if (o.has("device"))
+          options.device.index =
+              static_cast<std::uint32_t>(PEPITA_TRY(o.uint_or("device", 0, 0, UINT32_MAX)));
+        options.device.force_staging = PEPITA_TRY(o.bool_or("force_staging", false));
+        options.default_timeout = PEPITA_TRY(o.duration_or("timeout", options.default_timeout));
+        options.max_buffer_bytes = PEPITA_TRY(o.bytes_or("max_buffer", options.max_buffer_bytes));
+        return PEPITA_TRY(GpuExecutor::create(std::move(options)));
+      },
+      "compute kernels on a Vulkan device");
 }
 
 }  // namespace pepita::gpu

@@ -1,28 +1,25 @@
-// MicroVmExecutor: worker threads that run task attempts in micro-VMs, with a per-image snapshot
-// cache and one recycled VM per image per worker.
+// MicroVmExecutor: task attempts in micro-VMs on the shared executor::BlockingRunner, with a
+// per-image snapshot cache and one recycled VM per image per runner thread.
 //
-// Built as its own library (pepita_vmm_executor, see src/vmm/CMakeLists.txt; the .cc suffix
-// keeps it out of pepita_vmm's *.cpp glob) so that pepita_vmm stays below the executor layer.
+// Built as its own library (pepita_vmm_executor, src/vmm/executor/, see
+// pepita_executor_adapter) so that pepita_vmm stays below the executor layer.
 #include "pepita/vmm/microvm_executor.hpp"
 
-#include <condition_variable>
-#include <deque>
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
+#include "pepita/executor/blocking_runner.hpp"
+#include "pepita/executor/registry.hpp"
 #include "pepita/vmm/vm.hpp"
 
 namespace pepita::vmm {
 namespace {
 
-struct Job {
-  task::Task task;
-  std::stop_token stop;
-  executor::Completion done;
-};
+using executor::BlockingRunner;
 
 // One guest image and, when it reached kReady, its snapshot. Shared by all workers.
 struct CachedImage {
@@ -34,13 +31,12 @@ struct CachedImage {
 
 struct MicroVmExecutor::Impl {
   Options options;
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Job> queue;
-  bool shut = false;
   std::mutex cache_mu;
   std::map<std::string, std::shared_ptr<const CachedImage>> cache;
-  std::vector<std::jthread> workers;
+  // Per runner thread: its recycled VMs, by image path (only that thread touches its map).
+  std::vector<std::map<std::string, Vm>> warm_by_thread;
+  // Last: destroyed (its threads joined) before the VMs and images they use.
+  std::unique_ptr<BlockingRunner> runner;
 
   Result<std::shared_ptr<const CachedImage>> image_for(const std::string& path) {
     {
@@ -63,7 +59,8 @@ struct MicroVmExecutor::Impl {
     return cache.try_emplace(path, std::move(entry)).first->second;
   }
 
-  executor::ExecutionResult run(const Job& job, std::map<std::string, Vm>& warm) {
+  executor::ExecutionResult run(const BlockingRunner::Attempt& job,
+                                std::map<std::string, Vm>& warm) {
     executor::ExecutionResult out;
     out.id = job.task.id();
     out.name = job.task.name();
@@ -121,20 +118,6 @@ struct MicroVmExecutor::Impl {
     }
     return finish(executor::Status::Failed, "unknown VM outcome");
   }
-
-  void worker_loop() {
-    std::map<std::string, Vm> warm;  // this worker's recycled VMs, by image path
-    for (;;) {
-      std::unique_lock lock(mu);
-      cv.wait(lock, [&] { return shut || !queue.empty(); });
-      if (queue.empty()) return;  // shut and drained
-      Job job = std::move(queue.front());
-      queue.pop_front();
-      lock.unlock();
-      executor::ExecutionResult result = run(job, warm);
-      job.done(std::move(result));
-    }
-  }
 };
 
 MicroVmExecutor::MicroVmExecutor(Private, std::unique_ptr<Impl> impl) noexcept
@@ -149,9 +132,18 @@ Result<std::shared_ptr<MicroVmExecutor>> MicroVmExecutor::create(Options options
     return fail(ErrorCode::InvalidArgument, "MicroVmExecutor memory_bytes must be 2 MiB .. 4 GiB");
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  impl->warm_by_thread.resize(options.slots);
   Impl* raw = impl.get();
-  for (std::size_t i = 0; i < options.slots; ++i)
-    impl->workers.emplace_back([raw] { raw->worker_loop(); });
+  // The VM enforces the timeout itself (its watchdog reports TimedOut with the guest's state)
+  // and stops on the token, so the runner neither keeps a deadline nor reports early.
+  impl->runner =
+      PEPITA_TRY(BlockingRunner::create({.threads = options.slots,
+                                         .deadline = false,
+                                         .report_early = false,
+                                         .name = "micro-VM executor"},
+                                        [raw](const BlockingRunner::Attempt& a) {
+                                          return raw->run(a, raw->warm_by_thread[a.thread]);
+                                        }));
   return std::make_shared<MicroVmExecutor>(Private{}, std::move(impl));
 }
 
@@ -163,21 +155,27 @@ Result<void> MicroVmExecutor::start(const task::Task& task, std::stop_token stop
     return fail(ErrorCode::InvalidArgument,
                 "task '" + task.name() +
                     "' is not a micro-VM task: use Task::binary(guest.elf).backend(microvm)");
-  std::lock_guard lock(impl_->mu);
-  if (impl_->shut) return fail(ErrorCode::Cancelled, "micro-VM executor is shut down");
-  impl_->queue.push_back(Job{task, std::move(stop), std::move(done)});
-  impl_->cv.notify_one();
-  return {};
+  return impl_->runner->submit(task, std::move(stop), std::move(done));
 }
 
-void MicroVmExecutor::shutdown() {
-  {
-    std::lock_guard lock(impl_->mu);
-    impl_->shut = true;
-  }
-  impl_->cv.notify_all();
-  for (auto& w : impl_->workers)
-    if (w.joinable()) w.join();
+void MicroVmExecutor::shutdown() { impl_->runner->shutdown(); }
+
+void MicroVmExecutor::abandon() noexcept { impl_->runner->abandon(); }
+
+Result<void> register_microvm(executor::Registry& registry) {
+  return registry.add(
+      task::Backend::MicroVm,
+      [](const executor::BackendOptions& o) -> Result<std::shared_ptr<executor::Executor>> {
+        PEPITA_TRY_VOID(o.expect_only({"memory", "timeout", "snapshots", "virtio_console"}));
+        MicroVmExecutor::Options options;
+        options.slots = o.slots;
+        options.memory_bytes = PEPITA_TRY(o.bytes_or("memory", options.memory_bytes));
+        options.default_timeout = PEPITA_TRY(o.duration_or("timeout", options.default_timeout));
+        options.snapshots = PEPITA_TRY(o.bool_or("snapshots", options.snapshots));
+        options.virtio_console = PEPITA_TRY(o.bool_or("virtio_console", options.virtio_console));
+        return PEPITA_TRY(MicroVmExecutor::create(options));
+      },
+      "static ELF guests in KVM micro-VMs");
 }
 
 }  // namespace pepita::vmm

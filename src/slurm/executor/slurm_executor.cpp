@@ -1,7 +1,7 @@
 // SlurmExecutor: a RemoteExecutor whose workers dial in, plus a monitor thread that keeps the
 // right number of worker jobs in Slurm (submit while tasks wait, release when idle, notice jobs
 // Slurm ended) and cancels them all at shutdown.
-#include "pepita/slurm/workers.hpp"
+#include "pepita/slurm/slurm_executor.hpp"
 
 #include <unistd.h>
 
@@ -407,7 +407,7 @@ std::vector<JobId> SlurmExecutor::submitted() const {
   return impl_->all;
 }
 
-pool::Pool::Builder::ExecutorFactory workers(SlurmOptions options) {
+executor::ExecutorFactory workers(SlurmOptions options) {
   return [options = std::move(options)]() -> Result<std::shared_ptr<executor::Executor>> {
     return PEPITA_TRY(SlurmExecutor::create(options));
   };
