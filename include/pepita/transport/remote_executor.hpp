@@ -19,7 +19,7 @@
 #include <string>
 
 #include "pepita/executor/executor.hpp"
-#include "pepita/pool/pool.hpp"
+#include "pepita/executor/registry.hpp"  // ExecutorFactory
 #include "pepita/transport/remote.hpp"
 #include "pepita/transport/result_codec.hpp"  // to_executor_status
 
