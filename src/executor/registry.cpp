@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "pepita/core/size.hpp"
 #include "pepita/executor/cpu.hpp"
 #include "pepita/executor/process.hpp"
 
@@ -114,18 +115,9 @@ Result<std::chrono::nanoseconds> BackendOptions::duration_or(
 Result<std::uint64_t> BackendOptions::bytes_or(std::string_view key, std::uint64_t fallback) const {
   auto v = get(key);
   if (!v) return fallback;
-  double number = 0;
-  std::string_view unit;
-  double scale = 0;
-  if (split_number(*v, number, unit)) {
-    if (unit.empty()) scale = 1;
-    if (unit == "K" || unit == "k") scale = 1024.0;
-    if (unit == "M") scale = 1024.0 * 1024;
-    if (unit == "G") scale = 1024.0 * 1024 * 1024;
-  }
-  if (scale == 0 || number * scale > 1e18)
-    return bad_value(key, *v, "a size such as 4096, 16M or 1G");
-  return static_cast<std::uint64_t>(number * scale);
+  auto bytes = parse_size(*v);  // the one size parser: K/M/G/T, powers of 1024
+  if (!bytes) return bad_value(key, *v, "a size such as 4096, 16M or 1G");
+  return *bytes;
 }
 
 std::vector<std::string> BackendOptions::list(std::string_view key) const {

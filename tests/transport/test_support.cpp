@@ -184,6 +184,20 @@ int WorkerProcess::kill_and_wait(int sig) {
   return status;
 }
 
+RemoteOptions fast_options(const Key& key, std::vector<std::string> workers) {
+  using namespace std::chrono_literals;
+  RemoteOptions o;
+  o.workers = std::move(workers);
+  o.key = key;
+  o.heartbeat_interval = 100ms;
+  o.suspect_after = 1000ms;
+  o.dead_after = 2000ms;
+  o.reconnect_initial = 20ms;
+  o.reconnect_max = 200ms;
+  o.log = [](std::string_view) {};
+  return o;
+}
+
 RemoteTask sleep_task(std::uint64_t id, int ms) {
   RemoteTask t{.id = id};
   t.spec.kind = TaskKind::Function;

@@ -58,6 +58,10 @@ class WorkerProcess {
   std::string port_file_;
 };
 
+/// Dispatcher options for tests: heartbeats every 100 ms, a worker dead after 2 s of silence,
+/// reconnects within 20–200 ms, no log.
+RemoteOptions fast_options(const Key& key, std::vector<std::string> workers);
+
 /// A task running the workers' built-in `sleep_ms` function for `ms` milliseconds.
 RemoteTask sleep_task(std::uint64_t id, int ms);
 

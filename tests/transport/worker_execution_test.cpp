@@ -22,19 +22,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-RemoteOptions fast_options(const Key& key, const Worker& w) {
-  RemoteOptions o;
-  o.workers = {w.endpoint().to_string()};
-  o.key = key;
-  o.heartbeat_interval = 100ms;
-  o.suspect_after = 1000ms;
-  o.dead_after = 2000ms;
-  o.reconnect_initial = 20ms;
-  o.reconnect_max = 200ms;
-  o.log = [](std::string_view) {};
-  return o;
-}
-
 RemoteTask shell_task(std::uint64_t id, std::string script) {
   RemoteTask t{.id = id};
   t.spec.kind = TaskKind::Process;
@@ -59,7 +46,7 @@ TEST(WorkerExecution, ARemoteTaskReportsItsCpuTimeAndPeakRssThroughTheDispatcher
   test::KeyFile kf;
   auto w = test::start_worker(kf.key, 1);
   ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(fast_options(kf.key, *w)).value();
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
   const std::string burn =
       "t=$(getconf CLK_TCK); while :; do read -r l < /proc/$$/stat; set -- ${l##*) }; "
       "[ $(( ${12} + ${13} )) -ge $(( t * 30 / 100 )) ] && echo burnt && exit 0; done";
@@ -82,7 +69,7 @@ TEST(WorkerExecution, RunningProcessesTakeNoThreadPerSlot) {
   const std::size_t before = thread_count();
   auto w = test::start_worker(kf.key, kTasks);
   ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(fast_options(kf.key, *w)).value();
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
   const std::string dir = ::testing::TempDir() + "pepita-exec-" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
   std::mutex mu;
@@ -126,7 +113,7 @@ TEST(WorkerExecution, ATaskKilledByItsOwnSigtermIsReportedSignaled) {
   test::KeyFile kf;
   auto w = test::start_worker(kf.key, 1);
   ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(fast_options(kf.key, *w)).value();
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
   const auto t0 = std::chrono::steady_clock::now();
   auto out = d->run(shell_task(1, "kill -TERM $$"));
   ASSERT_TRUE(out) << out.error().to_string();

@@ -26,19 +26,7 @@ namespace pepita::transport {
 namespace {
 
 using namespace std::chrono_literals;
-
-RemoteOptions fast_options(const Key& key, std::vector<std::string> workers) {
-  RemoteOptions o;
-  o.workers = std::move(workers);
-  o.key = key;
-  o.heartbeat_interval = 100ms;
-  o.suspect_after = 1000ms;
-  o.dead_after = 2000ms;
-  o.reconnect_initial = 20ms;
-  o.reconnect_max = 200ms;
-  o.log = [](std::string_view) {};
-  return o;
-}
+using test::fast_options;
 
 RemoteTask process_task(std::uint64_t id, std::string path, std::vector<std::string> args) {
   RemoteTask t{.id = id};

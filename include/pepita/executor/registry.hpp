@@ -56,7 +56,7 @@ class BackendOptions {
   /// A number with a unit: ms, s, m (minutes); a bare number is seconds.
   Result<std::chrono::nanoseconds> duration_or(std::string_view key,
                                                std::chrono::nanoseconds fallback) const;
-  /// A number of bytes with an optional K, M or G suffix (powers of 1024).
+  /// A byte count as parse_size() reads it (pepita/core/size.hpp: 4096, 16M, 1G, 512MiB).
   Result<std::uint64_t> bytes_or(std::string_view key, std::uint64_t fallback) const;
   /// A comma-separated list (empty items dropped); empty when the key is not set.
   std::vector<std::string> list(std::string_view key) const;

@@ -24,71 +24,58 @@ long read(int fd, void* buf, std::size_t len) noexcept { return ret(::read(fd, b
 
 long write(int fd, const void* buf, std::size_t len) noexcept { return ret(::write(fd, buf, len)); }
 
-int64_t read_full(int fd, void* buf, std::size_t len) noexcept {
-  auto* p = static_cast<std::byte*>(buf);
+namespace {
+
+// The loop every *_full call shares: `step(done)` moves bytes from offset `done` of the buffer and
+// returns what read/write would; EINTR is retried, other errors come back as -errno, and a
+// zero-byte step ends a read (end of file) or fails a write (-EIO: the device took nothing).
+template <bool Write, typename Step>
+int64_t transfer_full(std::size_t len, Step step) noexcept {
   std::size_t done = 0;
   while (done < len) {
-    const ssize_t n = ::read(fd, p + done, len - done);
+    const ssize_t n = step(done);
     if (n < 0) {
       if (errno == EINTR) continue;
       return -errno;
     }
-    if (n == 0) break;  // end of file
+    if (n == 0) {
+      if constexpr (Write) return -EIO;
+      break;  // end of file
+    }
     done += static_cast<std::size_t>(n);
   }
   return static_cast<int64_t>(done);
+}
+
+}  // namespace
+
+int64_t read_full(int fd, void* buf, std::size_t len) noexcept {
+  auto* p = static_cast<std::byte*>(buf);
+  return transfer_full<false>(len,
+                              [&](std::size_t done) { return ::read(fd, p + done, len - done); });
 }
 
 int64_t write_full(int fd, const void* buf, std::size_t len) noexcept {
   const auto* p = static_cast<const std::byte*>(buf);
-  std::size_t done = 0;
-  while (done < len) {
-    const ssize_t n = ::write(fd, p + done, len - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (n == 0) return -EIO;
-    done += static_cast<std::size_t>(n);
-  }
-  return static_cast<int64_t>(done);
+  return transfer_full<true>(len,
+                             [&](std::size_t done) { return ::write(fd, p + done, len - done); });
 }
 
 int64_t pread_full(int fd, void* buf, std::size_t len, uint64_t offset) noexcept {
   auto* p = static_cast<std::byte*>(buf);
-  std::size_t done = 0;
-  while (done < len) {
-    const ssize_t n = ::pread(fd, p + done, len - done, static_cast<off_t>(offset + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (n == 0) break;  // end of file
-    done += static_cast<std::size_t>(n);
-  }
-  return static_cast<int64_t>(done);
+  return transfer_full<false>(len, [&](std::size_t done) {
+    return ::pread(fd, p + done, len - done, static_cast<off_t>(offset + done));
+  });
 }
 
 int64_t pwrite_full(int fd, const void* buf, std::size_t len, uint64_t offset, int rwf) noexcept {
   const auto* p = static_cast<const std::byte*>(buf);
-  std::size_t done = 0;
-  while (done < len) {
-    ssize_t n;
-    if (rwf != 0) {
-      // SAFETY: iov_base is declared void* but pwritev2 only reads from it.
-      iovec iov{const_cast<std::byte*>(p + done), len - done};
-      n = ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset + done), rwf);
-    } else {
-      n = ::pwrite(fd, p + done, len - done, static_cast<off_t>(offset + done));
-    }
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return -errno;
-    }
-    if (n == 0) return -EIO;
-    done += static_cast<std::size_t>(n);
-  }
-  return static_cast<int64_t>(done);
+  return transfer_full<true>(len, [&](std::size_t done) {
+    if (rwf == 0) return ::pwrite(fd, p + done, len - done, static_cast<off_t>(offset + done));
+    // SAFETY: iov_base is declared void* but pwritev2 only reads from it.
+    iovec iov{const_cast<std::byte*>(p + done), len - done};
+    return ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset + done), rwf);
+  });
 }
 
 int fsync(int fd) noexcept { return static_cast<int>(ret(::fsync(fd))); }
