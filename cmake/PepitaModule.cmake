@@ -98,26 +98,37 @@ function(pepita_module)
   endif()
 endfunction()
 
-# pepita_executor_adapter(MODULE <m> DEPS <targets...>)
+# pepita_sublibrary(MODULE <m> DIR <d> DEPS <targets...>)
 #
-# A backend module's executor adapter, the same way for every backend: the sources under
-# src/<m>/executor/ (left out of pepita_<m> with EXCLUDE_DIRS executor) become the static library
-# pepita_<m>_executor (alias pepita::<m>_executor), public header include/pepita/<m>/*_executor.hpp,
-# linking pepita_<m> and pepita_executor plus DEPS. It sits above the executor layer while
-# pepita_<m> itself may stay below it; it is installed and exported with the modules.
-function(pepita_executor_adapter)
-  cmake_parse_arguments(ARG "" "MODULE" "DEPS" ${ARGN})
-  set(lib pepita_${ARG_MODULE}_executor)
+# A layer of a module that sits higher than the module itself: the sources under src/<m>/<d>/
+# (left out of pepita_<m> with EXCLUDE_DIRS <d>) become the static library pepita_<m>_<d> (alias
+# pepita::<m>_<d>), linking pepita_<m> plus DEPS, with only src/<m> on its private include path;
+# installed and exported with the modules, part of the `pepita` umbrella. transport's dispatcher
+# and worker are such layers.
+function(pepita_sublibrary)
+  cmake_parse_arguments(ARG "" "MODULE;DIR" "DEPS" ${ARGN})
+  set(lib pepita_${ARG_MODULE}_${ARG_DIR})
   file(GLOB_RECURSE sources CONFIGURE_DEPENDS
-    ${PROJECT_SOURCE_DIR}/src/${ARG_MODULE}/executor/*.cpp)
+    ${PROJECT_SOURCE_DIR}/src/${ARG_MODULE}/${ARG_DIR}/*.cpp)
   add_library(${lib} STATIC ${sources})
-  add_library(pepita::${ARG_MODULE}_executor ALIAS ${lib})
+  add_library(pepita::${ARG_MODULE}_${ARG_DIR} ALIAS ${lib})
   target_include_directories(${lib}
     PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
            $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
     PRIVATE ${PROJECT_SOURCE_DIR}/src/${ARG_MODULE})
-  target_link_libraries(${lib} PUBLIC pepita_${ARG_MODULE} pepita_executor ${ARG_DEPS}
+  target_link_libraries(${lib} PUBLIC pepita_${ARG_MODULE} ${ARG_DEPS}
     PRIVATE $<BUILD_INTERFACE:pepita_build_flags>)
   target_link_libraries(pepita INTERFACE ${lib})
   set(PEPITA_ALL_MODULES ${PEPITA_ALL_MODULES} ${lib} CACHE INTERNAL "")
+endfunction()
+
+# pepita_executor_adapter(MODULE <m> DEPS <targets...>)
+#
+# A backend module's executor adapter, the same way for every backend: pepita_sublibrary DIR
+# executor, i.e. pepita_<m>_executor (alias pepita::<m>_executor) from src/<m>/executor/, public
+# header include/pepita/<m>/*_executor.hpp, linking pepita_<m> and pepita_executor plus DEPS. It
+# sits above the executor layer while pepita_<m> itself may stay below it.
+function(pepita_executor_adapter)
+  cmake_parse_arguments(ARG "" "MODULE" "DEPS" ${ARGN})
+  pepita_sublibrary(MODULE ${ARG_MODULE} DIR executor DEPS pepita_executor ${ARG_DEPS})
 endfunction()
