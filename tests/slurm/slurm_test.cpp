@@ -128,6 +128,85 @@ TEST(SlurmCli, RunWithoutSbatchSaysWhatIsMissing) {
   fs::remove_all(dir);
 }
 
+struct JobDir {
+  JobDir()
+      : path(fs::temp_directory_path() /
+             ("pepita-slurm-job-" + std::to_string(::getpid()) + "-" + std::to_string(counter++))) {
+    fs::create_directories(path);
+  }
+  ~JobDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  static inline int counter = 0;
+  fs::path path;
+};
+
+// ---- the "slurm" backend by name (no Slurm needed) ---------------------------------------------
+TEST(SlurmRegistry, RegistersSlurmByNameAndNamesBadSettings) {
+  executor::Registry registry;
+  ASSERT_TRUE(register_slurm(registry));
+  EXPECT_EQ(slurm_backend().name(), "slurm");
+  EXPECT_TRUE(registry.contains(slurm_backend()));
+  EXPECT_EQ(register_slurm(registry).error().code(), ErrorCode::AlreadyExists);
+
+  executor::BackendOptions typo;
+  typo.set("partiton", "cpu");
+  auto unknown = registry.create(slurm_backend(), typo);
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(unknown.error().message().find("partiton"), std::string::npos)
+      << unknown.error().message();
+  EXPECT_NE(unknown.error().message().find("backend 'slurm'"), std::string::npos)
+      << unknown.error().message();
+
+  executor::BackendOptions zero;
+  zero.set("nodes", "0");
+  auto bad = registry.create(slurm_backend(), zero);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(bad.error().message().find("nodes='0'"), std::string::npos) << bad.error().message();
+
+  executor::BackendOptions flag;
+  flag.set("tls", "maybe");
+  auto not_bool = registry.create(slurm_backend(), flag);
+  ASSERT_FALSE(not_bool);
+  EXPECT_NE(not_bool.error().message().find("tls='maybe'"), std::string::npos)
+      << not_bool.error().message();
+
+  // Good settings reach SlurmExecutor::create, which looks for sbatch first.
+  executor::BackendOptions good;
+  good.set("nodes", "2").set("slurm_bin_dir", "/nonexistent-slurm-bin").set("idle_release", "5s");
+  auto made = registry.create(slurm_backend(), good);
+  ASSERT_FALSE(made);
+  EXPECT_EQ(made.error().code(), ErrorCode::NotFound);
+  EXPECT_NE(made.error().message().find("sbatch not found"), std::string::npos)
+      << made.error().message();
+}
+
+TEST(SlurmCli, SlurmBackendTaskWithoutSbatchSaysWhatIsMissing) {
+  JobDir jd;
+  std::ofstream(jd.path / "job.toml")
+      << "[[task]]\nname = \"a\"\nbackend = \"slurm\"\ncommand = \"/bin/true\"\n";
+  auto [rc, out] =
+      shell("PATH=/nonexistent " + kPepita + " run --nodes 1 --state-dir " +
+            (jd.path / "state").string() + " " + (jd.path / "job.toml").string() + " 2>&1");
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("backend 'slurm'"), std::string::npos) << out;
+  EXPECT_NE(out.find("sbatch not found"), std::string::npos) << out;
+}
+
+TEST(SlurmCli, SizingFlagsNeedSlurmOrASlurmTask) {
+  JobDir jd;
+  std::ofstream(jd.path / "job.toml")
+      << "[[task]]\nname = \"a\"\nbackend = \"process\"\ncommand = \"/bin/true\"\n";
+  auto [rc, out] =
+      shell(kPepita + " run --partition cpu --state-dir " + (jd.path / "state").string() + " " +
+            (jd.path / "job.toml").string() + " 2>&1");
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("--partition needs --slurm"), std::string::npos) << out;
+}
+
 // ---- against a real cluster -------------------------------------------------------------------
 
 // The cluster is started by the first test that needs it (so the parser tests, each run in a
@@ -226,20 +305,6 @@ class Driver {
 
  private:
   pid_t pid_ = -1;
-};
-
-struct JobDir {
-  JobDir()
-      : path(fs::temp_directory_path() /
-             ("pepita-slurm-job-" + std::to_string(::getpid()) + "-" + std::to_string(counter++))) {
-    fs::create_directories(path);
-  }
-  ~JobDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  static inline int counter = 0;
-  fs::path path;
 };
 
 TEST(SlurmCluster, FiveHundredTasksOnTwoWorkerJobsSurviveScancelOfOne) {
@@ -368,6 +433,43 @@ TEST(SlurmCluster, WorkerJobsThatKeepFailingAreNotResubmittedForever) {
   EXPECT_EQ(handle->wait().status, executor::Status::Cancelled);
   EXPECT_TRUE(unfinished_jobs("pepita-crashloop").empty());
   EXPECT_FALSE(fs::exists(logs.path / "key")) << "the one-time key must not outlive the run";
+}
+
+// backend = "slurm" through the registry, without --slurm: the sizing flags reach the backend,
+// every task's output comes back, the job ids go to the state directory, nothing is left.
+TEST(SlurmCluster, JobFileTasksWithBackendSlurmRunOnWorkerJobs) {
+  REQUIRE_SLURM();
+  JobDir jd;
+  std::ofstream(jd.path / "job.toml")
+      << "[job]\nname = \"slurm-backend\"\n[pool]\nretries = 0\n"
+      << "[[task]]\nname = \"t\"\ncount = 20\nbackend = \"slurm\"\ncommand = \"/bin/sh\"\n"
+      << "args = [\"-c\", \"echo slurm $0\", \"${i}\"]\n";
+  Driver driver(
+      {"run", "--nodes", "2", "--cpus-per-worker", "2", "--driver-address", "127.0.0.1", "--json",
+       "-q", "--state-dir", (jd.path / "state").string(), (jd.path / "job.toml").string()},
+      jd.path / "out.json", jd.path / "err.txt");
+  ASSERT_GT(driver.pid(), 0);
+  const auto rc = driver.wait(120s);
+  ASSERT_TRUE(rc) << "driver still running after 120 s; stderr:\n" << slurp(jd.path / "err.txt");
+  ASSERT_EQ(*rc, 0) << slurp(jd.path / "err.txt");
+
+  const auto doc = nlohmann::json::parse(slurp(jd.path / "out.json"), nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << slurp(jd.path / "out.json");
+  ASSERT_EQ(doc["tasks"].size(), 20u);
+  for (const auto& t : doc["tasks"]) {
+    const std::string name = t["name"].get<std::string>();
+    EXPECT_EQ(t["status"], "succeeded") << name << ": " << t["error"];
+    EXPECT_EQ(t["stdout"].get<std::string>(), "slurm " + name.substr(2) + "\n") << name;
+  }
+  EXPECT_EQ(doc["stats"]["succeeded"], 20);
+  const std::string err = slurp(jd.path / "err.txt");
+  EXPECT_NE(err.find("submitted worker job"), std::string::npos) << err;
+  // Its own ids file (not --slurm's slurm-jobs), for the next run to scancel after a SIGKILL.
+  EXPECT_FALSE(slurp(jd.path / "state" / "slurm-backend-jobs").empty());
+  EXPECT_FALSE(fs::exists(jd.path / "state" / "slurm-jobs"));
+  EXPECT_TRUE(eventually([] { return unfinished_jobs("pepita-worker").empty(); }, 15s))
+      << "left behind in squeue:\n"
+      << shell("squeue").second;
 }
 
 TEST(SlurmCluster, RefusedSubmissionShowsSlurmsMessageAndLeavesNothing) {

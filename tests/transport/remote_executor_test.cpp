@@ -88,6 +88,36 @@ TEST(RemoteExecutor, ShipsLocalBinariesAndRejectsFunctionTasks) {
             ErrorCode::Cancelled);
 }
 
+// An executor serving another backend name (slurm::SlurmExecutor serves "slurm" this way) runs
+// that backend's tasks and refuses the others, Remote included.
+TEST(RemoteExecutor, CustomBackendNameRunsItsTasksAndRefusesOthers) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  const auto mine = task::Backend::named("mine").value();
+  auto o = options_for(kf.key, {w->endpoint().to_string()});
+  o.backend = mine;
+  auto remote = RemoteExecutor::create(std::move(o)).value();
+  EXPECT_EQ(remote->backend(), mine);
+
+  auto other = task::Task::binary("/bin/echo").backend(task::Backend::Remote).build().value();
+  auto refused = remote->start(other, {}, [](executor::ExecutionResult) {});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(refused.error().message().find("'remote'"), std::string::npos)
+      << refused.error().message();
+  EXPECT_NE(refused.error().message().find("\"mine\""), std::string::npos)
+      << refused.error().message();
+
+  std::promise<executor::ExecutionResult> got;
+  auto t = task::Task::binary("/bin/echo").args({"named"}).backend(mine).build().value();
+  ASSERT_TRUE(remote->start(t, {}, [&](executor::ExecutionResult r) { got.set_value(r); }));
+  auto r = got.get_future().get();
+  EXPECT_EQ(r.status, executor::Status::Succeeded) << r.error;
+  EXPECT_EQ(r.stdout_data, "named\n");
+  remote->shutdown();
+}
+
 // Protocol 2 carries the worker's rusage: a task that burns 0.35 s of CPU (counted in the
 // shell's own /proc stat, so the load on the machine cannot shorten it) reports that much CPU
 // and a non-zero peak RSS at the driver, through the pool.

@@ -7,8 +7,10 @@
 
 namespace pepita::cli {
 
-/// Registers cpu and process (executor), microvm (vmm) and gpu (when built with Vulkan). The
-/// remote backend is not here: its workers come from `pepita run`'s --worker or --slurm flags.
+/// Registers cpu and process (executor), microvm (vmm), slurm (worker jobs submitted with
+/// sbatch; `pepita run` passes it the --slurm sizing flags and the run's state directory) and gpu
+/// (when built with Vulkan). The remote backend is not here: its workers come from `pepita run`'s
+/// --worker or --slurm flags.
 Result<void> register_linked_backends(executor::Registry& registry);
 
 }  // namespace pepita::cli

@@ -29,6 +29,7 @@
 
 #include "backends.hpp"
 #include "command.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/executor/registry.hpp"
 #include "pepita/pool/job.hpp"
 #include "pepita/pool/pool.hpp"
@@ -60,6 +61,7 @@ struct RunOptions {
   bool slurm = false;        // backend = "remote" tasks run on workers submitted as Slurm jobs
   double stop_timeout = -1;  // seconds from the first signal to a forced exit; <0: default
   slurm::SlurmOptions slurm_options;
+  std::vector<std::string> slurm_flags;  // the --slurm sizing flags given (--nodes, ...)
 };
 
 /// The Remote executor for `--worker` or `--slurm` (created by the pool builder, so its errors
@@ -88,6 +90,39 @@ Result<executor::ExecutorFactory> remote_executor(const RunOptions& o,
   options.remote.give_up_without_workers = std::chrono::seconds(30);
   options.ship_binaries = true;
   return transport::remote_workers(std::move(options));
+}
+
+/// What `pepita run` builds the backend `name` with: the "slurm" backend (tasks with backend =
+/// "slurm") gets the --slurm sizing flags, --tls and the run's state directory (its job ids
+/// file, so a run killed with SIGKILL has its worker jobs cancelled by the next); the others
+/// their defaults.
+Result<executor::BackendOptions> backend_options(const task::Backend& name, const RunOptions& o,
+                                                 const std::string& state_dir) {
+  executor::BackendOptions options;
+  if (name != slurm::slurm_backend()) return options;
+  const slurm::SlurmOptions& so = o.slurm_options;
+  options.set("nodes", std::to_string(so.nodes));
+  options.set("cpus_per_worker", std::to_string(so.cpus_per_worker));
+  options.set("gpus", std::to_string(so.gpus));
+  if (!so.partition.empty()) options.set("partition", so.partition);
+  if (!so.time_limit.empty()) options.set("time_limit", so.time_limit);
+  if (!so.account.empty()) options.set("account", so.account);
+  if (!so.driver_address.empty()) options.set("driver_address", so.driver_address);
+  std::string sbatch_args;
+  for (const auto& arg : so.extra_sbatch_args) {
+    if (arg.find(',') != std::string::npos) {
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("--sbatch-arg '{}': tasks with backend = \"slurm\" take sbatch "
+                              "arguments without commas (use backend = \"remote\" with --slurm)",
+                              arg));
+    }
+    if (!sbatch_args.empty()) sbatch_args += ',';
+    sbatch_args += arg;
+  }
+  if (!sbatch_args.empty()) options.set("sbatch_args", sbatch_args);
+  options.set("tls", o.tls ? "true" : "false");
+  options.set("state_dir", state_dir);
+  return options;
 }
 
 std::string self_dir() {
@@ -395,6 +430,16 @@ int run_job(const RunOptions& o) {
     std::fprintf(stderr, "pepita run: %s\n", job.error().message().c_str());
     return kExitUsage;
   }
+  // The --slurm sizing flags size the worker jobs of --slurm and those of backend = "slurm".
+  if (!o.slurm && !o.slurm_flags.empty() &&
+      std::none_of(job->tasks.begin(), job->tasks.end(),
+                   [](const auto& t) { return t.backend() == slurm::slurm_backend(); })) {
+    std::fprintf(stderr,
+                 "pepita run: %s needs --slurm (for backend = \"remote\" tasks) or a task with "
+                 "backend = \"slurm\"\n",
+                 o.slurm_flags.front().c_str());
+    return kExitUsage;
+  }
   if (o.check) {
     std::printf("%s: ok, %zu tasks\n", o.job.c_str(), job->tasks.size());
     return kExitOk;
@@ -442,7 +487,12 @@ int run_job(const RunOptions& o) {
           stderr, "pepita run: warning: no task has backend = \"%s\": nothing runs on the %s\n",
           std::string(name.name()).c_str(), std::string(backends.description(name)).c_str());
     }
-    builder.executor(backends.factory(name, {}));
+    auto options = backend_options(name, o, jo.state_dir);
+    if (!options) {
+      std::fprintf(stderr, "pepita run: %s\n", options.error().message().c_str());
+      return kExitUsage;
+    }
+    builder.executor(backends.factory(name, std::move(*options)));
   }
   auto built = builder.build();
   if (!built) {
@@ -585,10 +635,12 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                 "must run with --tls too; with --slurm, the submitted ones do)");
   auto* slurm = sub->add_flag("--slurm", o->slurm,
                               "Run backend = \"remote\" tasks on pepita workers submitted as Slurm "
-                              "jobs (sbatch), cancelled when the run ends");
+                              "jobs (sbatch), cancelled when the run ends (tasks with backend = "
+                              "\"slurm\" always run so; the flags below size those too)");
   slurm->excludes(sub->get_option("--worker"))->excludes(key);
   slurm::SlurmOptions& so = o->slurm_options;
-  CLI::Option* const slurm_only[] = {
+  // With --slurm, or for tasks with backend = "slurm" (checked once the job file is read).
+  const std::vector<CLI::Option*> slurm_only = {
       sub->add_option("--nodes", so.nodes, "With --slurm: worker jobs at most (one node each)")
           ->check(CLI::Range(1, 100000)),
       sub->add_option("--partition", so.partition, "With --slurm: sbatch --partition"),
@@ -605,7 +657,6 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                       "With --slurm: host name or address the workers dial (default: this host's "
                       "name)"),
   };
-  for (CLI::Option* opt : slurm_only) opt->needs(slurm);
   sub->add_option("--stop-timeout", o->stop_timeout,
                   "Seconds from the first SIGINT/SIGTERM to a forced exit that lists the tasks "
                   "it could not confirm stopped (default: 5 + the job's kill_grace)")
@@ -617,7 +668,11 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
       "(130 for SIGINT, 143 for SIGTERM) once all have ended, or after --stop-timeout. A second "
       "signal exits at once, after SIGKILL to the task process groups, a last scancel of the "
       "worker jobs and a sync of the journal. Rerun with --resume to continue.");
-  dispatch.on(sub, [o] { return run_job(*o); });
+  dispatch.on(sub, [o, slurm_only] {
+    for (const CLI::Option* opt : slurm_only)
+      if (opt->count() > 0) o->slurm_flags.push_back(opt->get_name());
+    return run_job(*o);
+  });
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "pepita/executor/executor.hpp"
+#include "pepita/executor/registry.hpp"
 #include "pepita/slurm/commands.hpp"
 
 namespace pepita::slurm {
@@ -61,6 +62,9 @@ struct SlurmOptions {
   /// first scancels the ids a previous driver left there — a driver killed with SIGKILL cannot
   /// cancel its worker jobs, so the next run with the same state does — then empties it.
   std::string job_ids_file;
+  /// The backend name the executor serves: Remote for `pepita run --slurm` (backend = "remote"
+  /// tasks), slurm_backend() for the registered "slurm" backend. Tasks of another are refused.
+  executor::Backend backend = executor::Backend::Remote;
 };
 
 /// One worker job as the driver tracks it.
@@ -71,7 +75,8 @@ struct WorkerJob {
   bool connected = false;  // its worker has dialed in and authenticated
 };
 
-/// The pool's Backend::Remote, backed by worker jobs that this object submits and cancels.
+/// A RemoteExecutor (for SlurmOptions::backend: Remote or "slurm") whose workers are worker jobs
+/// that this object submits and cancels.
 class SlurmExecutor final : public executor::Executor {
  public:
   /// Checks the Slurm commands, writes the one-time key, starts listening and submits `nodes`
@@ -81,9 +86,11 @@ class SlurmExecutor final : public executor::Executor {
   /// shutdown().
   ~SlurmExecutor() override;
 
-  executor::Backend backend() const noexcept override { return executor::Backend::Remote; }
+  /// SlurmOptions::backend.
+  executor::Backend backend() const noexcept override;
   std::size_t slots() const noexcept override;
-  /// Process tasks (Task::binary(...).backend(Backend::Remote)); see transport::RemoteExecutor.
+  /// Process tasks of backend() (Task::binary(...).backend(Backend::Remote)); see
+  /// transport::RemoteExecutor.
   Result<void> start(const task::Task& task, std::stop_token stop,
                      executor::Completion done) override;
   /// Cancels every worker job (scancel), waits briefly until Slurm reports them ended, removes
@@ -107,5 +114,19 @@ class SlurmExecutor final : public executor::Executor {
 
 /// For Pool::Builder::executor: `Pool::builder().executor(slurm::workers({.nodes = 2}))`.
 executor::ExecutorFactory workers(SlurmOptions options);
+
+/// "slurm": the backend name of tasks that run on Slurm worker jobs through the registry.
+executor::Backend slurm_backend();
+
+/// Registers "slurm": a SlurmExecutor serving backend = "slurm" tasks (process tasks whose
+/// command must exist on the compute nodes). Settings, named as `pepita run`'s --slurm flags:
+/// nodes (1), min_nodes (0), partition, time_limit ("1:00:00"), cpus_per_worker (1), gpus (0),
+/// account, sbatch_args (comma-separated, e.g. "--qos=low"), driver_address, job_name,
+/// worker_binary, listen, work_dir, slurm_bin_dir, tls (false), idle_release (30s),
+/// dead_after (5s), max_failed_jobs, and state_dir: a run's state directory, where the job ids
+/// go (slurm-backend-jobs) so a later run with it scancels the jobs of one killed by SIGKILL.
+/// BackendOptions::slots is not used (nodes x cpus_per_worker decide). An unknown setting or a
+/// bad value is InvalidArgument naming it. AlreadyExists when "slurm" is taken.
+Result<void> register_slurm(executor::Registry& registry);
 
 }  // namespace pepita::slurm

@@ -33,6 +33,9 @@ struct RemoteExecutorOptions {
   /// Upload a task's binary when `path` names a local file (contains '/'), and run the cached
   /// copy on the worker ("blob:<sha256>"); otherwise the path is resolved on the worker host.
   bool ship_binaries = false;
+  /// The backend name this executor serves: backend() returns it and start() refuses tasks of
+  /// any other. slurm::SlurmExecutor serves "slurm" this way; `pepita run --worker` "remote".
+  task::Backend backend = task::Backend::Remote;
 };
 
 class RemoteExecutor final : public executor::Executor {
@@ -42,10 +45,11 @@ class RemoteExecutor final : public executor::Executor {
   static Result<std::shared_ptr<RemoteExecutor>> create(RemoteExecutorOptions options);
   ~RemoteExecutor() override;
 
-  task::Backend backend() const noexcept override { return task::Backend::Remote; }
+  task::Backend backend() const noexcept override { return backend_; }
   std::size_t slots() const noexcept override { return slots_; }
   /// InvalidArgument for function tasks (closures cannot travel; use TaskKind::Function with
-  /// RemoteDispatcher for worker-registered functions) and for unreadable shipped binaries;
+  /// RemoteDispatcher for worker-registered functions), for tasks of a backend other than
+  /// backend(), and for unreadable shipped binaries;
   /// Cancelled after shutdown(). Lost-worker retries happen inside; a task that lost its
   /// worker max_attempts times completes as LaunchFailed.
   Result<void> start(const task::Task& task, std::stop_token stop,
@@ -58,7 +62,8 @@ class RemoteExecutor final : public executor::Executor {
   struct Private {
     explicit Private() = default;
   };
-  RemoteExecutor(Private, std::unique_ptr<RemoteDispatcher> d, std::size_t slots, bool ship);
+  RemoteExecutor(Private, std::unique_ptr<RemoteDispatcher> d, std::size_t slots, bool ship,
+                 task::Backend backend);
 
  private:
   Result<std::string> shipped_path(const std::string& path);
@@ -66,6 +71,7 @@ class RemoteExecutor final : public executor::Executor {
   std::unique_ptr<RemoteDispatcher> dispatcher_;
   std::size_t slots_;
   bool ship_;
+  task::Backend backend_;
   std::atomic<std::uint64_t> next_id_{1};
   std::atomic<bool> shut_{false};
   std::mutex ship_mu_;

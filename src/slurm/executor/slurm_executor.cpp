@@ -290,6 +290,7 @@ Result<std::shared_ptr<SlurmExecutor>> SlurmExecutor::create(SlurmOptions option
   ro.remote.max_attempts = 10;
   ro.remote.log = s.opts.log;
   ro.slots = std::size_t{s.opts.nodes} * s.opts.cpus_per_worker * 2;
+  ro.backend = s.opts.backend;
   auto remote = transport::RemoteExecutor::create(std::move(ro));
   if (!remote) {
     std::error_code ec;
@@ -317,6 +318,8 @@ Result<std::shared_ptr<SlurmExecutor>> SlurmExecutor::create(SlurmOptions option
 }
 
 SlurmExecutor::~SlurmExecutor() { shutdown(); }
+
+executor::Backend SlurmExecutor::backend() const noexcept { return impl_->opts.backend; }
 
 std::size_t SlurmExecutor::slots() const noexcept { return impl_->remote->slots(); }
 
@@ -411,6 +414,64 @@ executor::ExecutorFactory workers(SlurmOptions options) {
   return [options = std::move(options)]() -> Result<std::shared_ptr<executor::Executor>> {
     return PEPITA_TRY(SlurmExecutor::create(options));
   };
+}
+
+executor::Backend slurm_backend() {
+  static const executor::Backend name = executor::Backend::named("slurm").value();
+  return name;
+}
+
+namespace {
+
+Result<SlurmOptions> slurm_options(const executor::BackendOptions& o) {
+  using std::chrono::duration_cast;
+  PEPITA_TRY_VOID(o.expect_only({"nodes", "min_nodes", "partition", "time_limit", "cpus_per_worker",
+                                 "gpus", "account", "sbatch_args", "driver_address", "job_name",
+                                 "worker_binary", "listen", "work_dir", "slurm_bin_dir", "tls",
+                                 "idle_release", "dead_after", "max_failed_jobs", "state_dir"}));
+  SlurmOptions s;
+  s.backend = slurm_backend();
+  auto u32 = [&o](std::string_view key, std::uint32_t fallback, std::uint32_t min,
+                  std::uint32_t max) -> Result<std::uint32_t> {
+    return static_cast<std::uint32_t>(PEPITA_TRY(o.uint_or(key, fallback, min, max)));
+  };
+  s.nodes = PEPITA_TRY(u32("nodes", s.nodes, 1, 100000));
+  s.min_nodes = PEPITA_TRY(u32("min_nodes", s.min_nodes, 0, 100000));
+  s.cpus_per_worker = PEPITA_TRY(u32("cpus_per_worker", s.cpus_per_worker, 1, 4096));
+  s.gpus = PEPITA_TRY(u32("gpus", s.gpus, 0, 4096));
+  s.max_failed_jobs = PEPITA_TRY(u32("max_failed_jobs", s.max_failed_jobs, 0, 1000000));
+  s.partition = o.string_or("partition", s.partition);
+  s.time_limit = o.string_or("time_limit", s.time_limit);
+  s.account = o.string_or("account", s.account);
+  s.extra_sbatch_args = o.list("sbatch_args");
+  s.driver_address = o.string_or("driver_address", s.driver_address);
+  s.job_name = o.string_or("job_name", s.job_name);
+  s.worker_binary = o.string_or("worker_binary", s.worker_binary);
+  s.listen = o.string_or("listen", s.listen);
+  s.work_dir = o.string_or("work_dir", s.work_dir);
+  s.slurm_bin_dir = o.string_or("slurm_bin_dir", s.slurm_bin_dir);
+  s.tls = PEPITA_TRY(o.bool_or("tls", s.tls));
+  s.idle_release = duration_cast<std::chrono::milliseconds>(
+      PEPITA_TRY(o.duration_or("idle_release", s.idle_release)));
+  s.dead_after = duration_cast<std::chrono::milliseconds>(
+      PEPITA_TRY(o.duration_or("dead_after", s.dead_after)));
+  // Not slurm-jobs, which `pepita run --slurm` keeps in the same state directory: each
+  // executor scancels the ids left in its own file when it starts.
+  if (auto dir = o.get("state_dir"); dir && !dir->empty())
+    s.job_ids_file = (fs::path(*dir) / "slurm-backend-jobs").string();
+  return s;
+}
+
+}  // namespace
+
+Result<void> register_slurm(executor::Registry& registry) {
+  return registry.add(
+      slurm_backend(),
+      [](const executor::BackendOptions& o) -> Result<std::shared_ptr<executor::Executor>> {
+        auto options = PEPITA_TRY(slurm_options(o));
+        return PEPITA_TRY(SlurmExecutor::create(std::move(options)));
+      },
+      "pepita workers submitted as Slurm jobs");
 }
 
 }  // namespace pepita::slurm

@@ -5,13 +5,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "pepita/core/format.hpp"
 #include "pepita/transport/result_codec.hpp"
 
 namespace pepita::transport {
 
 RemoteExecutor::RemoteExecutor(Private, std::unique_ptr<RemoteDispatcher> d, std::size_t slots,
-                               bool ship)
-    : dispatcher_(std::move(d)), slots_(slots), ship_(ship) {}
+                               bool ship, task::Backend backend)
+    : dispatcher_(std::move(d)), slots_(slots), ship_(ship), backend_(backend) {}
 
 RemoteExecutor::~RemoteExecutor() { shutdown(); }
 
@@ -19,7 +20,8 @@ Result<std::shared_ptr<RemoteExecutor>> RemoteExecutor::create(RemoteExecutorOpt
   const std::size_t slots =
       options.slots ? options.slots : 64 * std::max<std::size_t>(1, options.remote.workers.size());
   auto d = PEPITA_TRY(RemoteDispatcher::start(std::move(options.remote)));
-  return std::make_shared<RemoteExecutor>(Private{}, std::move(d), slots, options.ship_binaries);
+  return std::make_shared<RemoteExecutor>(Private{}, std::move(d), slots, options.ship_binaries,
+                                          options.backend);
 }
 
 Result<std::string> RemoteExecutor::shipped_path(const std::string& path) {
@@ -43,6 +45,12 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
     return fail(ErrorCode::InvalidArgument,
                 "task '" + task.name() +
                     "' is a function task; only process tasks can run on remote workers");
+  }
+  if (task.backend() != backend_) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("task '{}' has backend '{}'; this executor "
+                            "runs backend = \"{}\" tasks",
+                            task.name(), task.backend().name(), backend_.name()));
   }
   RemoteTask rt{.id = next_id_.fetch_add(1)};
   SubmitMsg& m = rt.spec;
