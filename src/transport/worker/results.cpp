@@ -110,7 +110,9 @@ void Worker::Impl::report(Job& job, const ResultMsg& r) {
     std::lock_guard jl(c.jobs_mu);
     c.jobs.erase(job.id);
   }
-  signal_fd(c.wake.get());
+  // Only a session waiting for its last job (draining, or closed and finishing) needs to look
+  // again; otherwise waking it per task cost a poll and an eventfd read on every result.
+  if (stopping.load() || !c.open.load()) signal_fd(c.wake.get());
   if (job.holds_slot) {
     job.holds_slot = false;
     {
