@@ -125,7 +125,12 @@ std::optional<ResultMsg> Worker::Impl::launch_function(const std::shared_ptr<Job
   }
   auto started =
       functions_exec->start(*t, job->stop.get_token(), [this, job](executor::ExecutionResult r) {
-        post(Done{job, std::move(r), /*function=*/true});
+        // A function's result is never parked (that is for signalled processes): report it
+        // from the executor's thread, as the old runner threads did. Connection::send is
+        // thread-safe, and no wake-up of the session thread sits on each task's path.
+        Done d{job, std::move(r), /*function=*/true};
+        const ResultMsg msg = to_message(d);
+        report(*job, msg);
       });
   if (!started) return worker::spawn_error(started.error().to_string());
   return std::nullopt;

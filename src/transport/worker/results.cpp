@@ -1,5 +1,6 @@
-// Worker daemon, results: an executor's completion is posted to the job's session thread, which
-// turns it into a Result frame (to_result_msg: every field, cpu and rss included), removes the
+// Worker daemon, results: a process attempt's completion is posted to the job's session thread
+// (it may have to be parked, below); a function's is reported on the executor's own thread.
+// report() sends the Result frame (to_result_msg: every field, cpu and rss included), removes the
 // job's scratch files, forgets the job and frees its slot for the next queued one.
 #include <csignal>
 #include <filesystem>
@@ -110,7 +111,9 @@ void Worker::Impl::report(Job& job, const ResultMsg& r) {
     std::lock_guard jl(c.jobs_mu);
     c.jobs.erase(job.id);
   }
-  signal_fd(c.wake.get());
+  // Only a session waiting for its last job (draining, or closed and finishing) needs to look
+  // again; otherwise waking it per task cost a poll and an eventfd read on every result.
+  if (stopping.load() || !c.open.load()) signal_fd(c.wake.get());
   if (job.holds_slot) {
     job.holds_slot = false;
     {

@@ -3,7 +3,8 @@
 // session per client with job intake (session.cpp), execution handed to executors (execution.cpp)
 // and result sending (results.cpp). Nothing here blocks a thread per slot: attempts go to
 // executor::ProcessExecutor (processes) and executor::CpuExecutor (functions) asynchronously,
-// and their completions come back to the client's own session thread.
+// and a process's completion comes back to the client's own session thread (a function's is
+// reported where it completes; Connection::send is thread-safe).
 
 #include <atomic>
 #include <chrono>
