@@ -19,13 +19,18 @@ namespace {
 constexpr const char* kWorkerEnv = "PEPITA_TRANSPORT_TEST_WORKER";
 
 // Every file and cache directory the tests make lives under one per-process root, removed when
-// the test binary exits normally (worker children leave with _Exit and do not remove it).
+// the test binary exits normally (worker children leave with _Exit and do not remove it). The
+// root is made by mkdtemp, not named after the pid: pids wrap (pid_max is 32768 here) within one
+// ctest run, and a root left by a killed process made a later process's O_EXCL key file fail.
 struct TempRoot {
-  TempRoot()
-      : owner(::getpid()),
-        path(std::filesystem::temp_directory_path() /
-             ("pepita-transport-test." + std::to_string(owner))) {
-    std::filesystem::create_directories(path);
+  TempRoot() : owner(::getpid()) {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "pepita-transport-test.XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      std::perror(("transport tests: mkdtemp " + tmpl).c_str());
+      std::abort();
+    }
+    path = tmpl;
   }
   ~TempRoot() {
     if (::getpid() != owner) return;
@@ -100,7 +105,10 @@ const bool kChildChecked = [] {
 }  // namespace
 
 KeyFile::KeyFile() : key(Key::generate().value()), path(unique_path("pepita-test-key")) {
-  if (auto r = Key::write_file(path, key); !r) std::abort();
+  if (auto r = Key::write_file(path, key); !r) {
+    std::fprintf(stderr, "transport tests: %s\n", r.error().to_string().c_str());
+    std::abort();
+  }
 }
 KeyFile::~KeyFile() { std::filesystem::remove(path); }
 
