@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include "common/execution_result.hpp"
+
 namespace pepita::fault {
 namespace {
 
@@ -12,21 +14,8 @@ using executor::ExecutionResult;
 using executor::Status;
 
 ::testing::AssertionResult same_outcome(const ExecutionResult& a, const ExecutionResult& b) {
-  auto diff = [](const char* f) { return ::testing::AssertionFailure() << f << " differs"; };
-  if (a.name != b.name) return diff("name");
-  if (a.status != b.status) return diff("status");
-  if (a.exit_code != b.exit_code) return diff("exit_code");
-  if (a.signal != b.signal) return diff("signal");
-  if (a.wall != b.wall) return diff("wall");
-  if (a.cpu != b.cpu) return diff("cpu");
-  if (a.max_rss_kb != b.max_rss_kb) return diff("max_rss_kb");
-  if (a.stdout_data != b.stdout_data) return diff("stdout_data");
-  if (a.stderr_data != b.stderr_data) return diff("stderr_data");
-  if (a.stdout_bytes != b.stdout_bytes) return diff("stdout_bytes");
-  if (a.stderr_bytes != b.stderr_bytes) return diff("stderr_bytes");
-  if (a.error != b.error) return diff("error");
-  if (a.attempts != b.attempts) return diff("attempts");
-  return ::testing::AssertionSuccess();
+  if (a.attempts != b.attempts) return ::testing::AssertionFailure() << "attempts differs";
+  return pepita::test::same_outcome_fields(a, b);
 }
 
 ExecutionResult through_journal(const ExecutionResult& r) {
@@ -69,19 +58,7 @@ TEST(ResultRecord, OutOfRangeStatusReadsAsFailed) {
 }
 
 RC_GTEST_PROP(ResultRecord, RandomResultSurvivesTheJournal, ()) {
-  ExecutionResult r;
-  r.name = *rc::gen::arbitrary<std::string>();
-  r.status = static_cast<Status>(*rc::gen::inRange<int>(0, executor::kStatusCount));
-  r.exit_code = *rc::gen::arbitrary<int>();
-  r.signal = *rc::gen::arbitrary<int>();
-  r.wall = std::chrono::nanoseconds(*rc::gen::arbitrary<std::int64_t>());
-  r.cpu = std::chrono::nanoseconds(*rc::gen::arbitrary<std::int64_t>());
-  r.max_rss_kb = *rc::gen::arbitrary<std::int64_t>();
-  r.stdout_data = *rc::gen::arbitrary<std::string>();
-  r.stderr_data = *rc::gen::arbitrary<std::string>();
-  r.stdout_bytes = r.stdout_data.size() + *rc::gen::inRange<std::uint64_t>(0, 1u << 30);
-  r.stderr_bytes = r.stderr_data.size() + *rc::gen::inRange<std::uint64_t>(0, 1u << 30);
-  r.error = *rc::gen::arbitrary<std::string>();
+  ExecutionResult r = pepita::test::arbitrary_outcome();
   r.attempts = *rc::gen::arbitrary<std::uint32_t>();
   RC_ASSERT(same_outcome(through_journal(r), r));
 }
