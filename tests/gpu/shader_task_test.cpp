@@ -151,6 +151,38 @@ TEST_F(ShaderTaskTest, SameShaderAndLayoutReuseTheCachedPipeline) {
   EXPECT_EQ(exec_->pipelines_built(), before + 2) << "other specialization constants: new pipeline";
 }
 
+TEST_F(ShaderTaskTest, ConcurrentShaderTasksOnFourSlotsAllGetTheirOwnOutputs) {
+  GpuExecutor::Options options;
+  options.slots = 4;
+  auto exec = GpuExecutor::create(*env().device, options);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  auto p = pool::Pool::builder().executor(*exec).build();
+  ASSERT_TRUE(p) << p.error().to_string();
+  std::vector<pool::TaskHandle> handles;
+  std::vector<std::vector<float>> want;
+  for (int i = 0; i < 16; ++i) {
+    const float scale = static_cast<float>(i + 1);
+    auto t = Task::shader(add_scale(200, scale, 100 + i)).build();
+    ASSERT_TRUE(t);
+    std::vector<float> w(200);
+    for (std::size_t k = 0; k < w.size(); ++k) w[k] = (a_[k] + b_[k]) * scale;
+    want.push_back(std::move(w));
+    auto h = p->submit(*t);
+    ASSERT_TRUE(h) << h.error().to_string();
+    handles.push_back(std::move(*h));
+  }
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    const ExecutionResult r = handles[i].wait();
+    ASSERT_EQ(r.status, Status::Succeeded) << "task " << i << ": " << r.error;
+    ASSERT_EQ(r.output_buffers.size(), 2u);
+    const auto o = values_of<float>(r.output_buffers[0]);
+    for (std::size_t k = 0; k < o.size(); ++k)
+      ASSERT_FLOAT_EQ(o[k], want[i][k]) << "task " << i << " element " << k;
+  }
+  EXPECT_GE((*exec)->pipelines_built(), 1u);
+  EXPECT_LE((*exec)->pipelines_built(), 4u) << "at most one racing build per slot";
+}
+
 TEST_F(ShaderTaskTest, WrongBufferCountFailsNamingBuffers) {
   ShaderTask s = add_scale(64, 1.0f);
   s.buffers.pop_back();
