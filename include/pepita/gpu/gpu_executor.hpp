@@ -91,8 +91,9 @@ class GpuExecutor final : public executor::Executor {
 
   executor::Backend backend() const noexcept override { return executor::Backend::Gpu; }
   std::size_t slots() const noexcept override;
-  /// Queues one attempt (see the syntax above). Errors: InvalidArgument when the task is not a
-  /// Backend::Gpu command task, Cancelled after shutdown(). Bad arguments are not errors here:
+  /// Queues one attempt (see the syntax above). Errors: InvalidArgument when the task is neither
+  /// a shader task (on any backend that routed it here) nor a Backend::Gpu command task,
+  /// Cancelled after shutdown(). Bad arguments are not errors here:
   /// the attempt completes Failed with the reason.
   Result<void> start(const task::Task& task, std::stop_token stop,
                      executor::Completion done) override;

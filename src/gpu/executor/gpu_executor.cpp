@@ -352,7 +352,9 @@ bool GpuExecutor::is_available() {
 
 Result<void> GpuExecutor::start(const task::Task& task, std::stop_token stop,
                                 executor::Completion done) {
-  if (task.backend() != task::Backend::Gpu || (task.process() == nullptr && !task.is_shader()))
+  // A shader task is ours whatever backend name routed it here (Backend::Gpu, or a pool picking
+  // for it); a command task must say Backend::Gpu.
+  if (!task.is_shader() && (task.backend() != task::Backend::Gpu || task.process() == nullptr))
     return fail(ErrorCode::InvalidArgument,
                 "task '" + task.name() +
                     "' is not a GPU task: use Task::shader(spirv, ...) or "
