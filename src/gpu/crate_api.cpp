@@ -41,18 +41,22 @@ Result<void> check_usage(const Device& device, BufferUsage usage, std::uint64_t 
                 pepita::fmt("usage: bits {} are not supported; pepita buffers are storage buffers "
                             "(STORAGE, COPY_SRC, COPY_DST, MAP_READ, MAP_WRITE)",
                             usage.bits() & ~kSupported.bits()));
-  const bool wants_map =
-      usage.contains(BufferUsage::MAP_READ) || usage.contains(BufferUsage::MAP_WRITE);
-  if (wants_map && !device.info().unified)
-    return fail(ErrorCode::InvalidArgument,
-                "usage: MAP_READ/MAP_WRITE need host-visible buffers, which " + device.info().name +
-                    " does not give (use Buffer::read/write)");
   if (size == 0) return fail(ErrorCode::InvalidArgument, "size: a buffer needs at least 1 byte");
   if (size > device.info().max_storage_buffer_range)
     return fail(ErrorCode::ResourceExhausted,
                 pepita::fmt("size: {} bytes is over the device's max_buffer_size of {}", size,
                             device.info().max_storage_buffer_range));
   return {};
+}
+
+// MAP_READ/MAP_WRITE are known only once the buffer exists (device-local on discrete GPUs and
+// with DeviceOptions::force_staging).
+Result<Buffer> with_usage(Buffer buf, BufferUsage usage, const Device& device) {
+  if (!buf.usage().contains(usage))
+    return fail(ErrorCode::InvalidArgument,
+                "usage: MAP_READ/MAP_WRITE need host-visible buffers; buffers on " +
+                    device.info().name + " are device-local here (use Buffer::read/write)");
+  return buf;
 }
 
 }  // namespace
@@ -111,14 +115,16 @@ Result<Device> cpu_device() {
 
 Result<Buffer> create_buffer(Device& device, std::span<const std::byte> data, BufferUsage usage) {
   PEPITA_TRY_VOID(check_usage(device, usage, data.size()));
-  auto buf = PEPITA_TRY(Buffer::create(device, data.size()));
+  auto raw = PEPITA_TRY(Buffer::create(device, data.size()));
+  auto buf = PEPITA_TRY(with_usage(std::move(raw), usage, device));
   PEPITA_TRY_VOID(buf.write(data));
   return buf;
 }
 
 Result<Buffer> create_buffer_uninit(Device& device, std::uint64_t size, BufferUsage usage) {
   PEPITA_TRY_VOID(check_usage(device, usage, size));
-  auto buf = PEPITA_TRY(Buffer::create(device, static_cast<std::size_t>(size)));
+  auto raw = PEPITA_TRY(Buffer::create(device, static_cast<std::size_t>(size)));
+  auto buf = PEPITA_TRY(with_usage(std::move(raw), usage, device));
   const std::vector<std::byte> zeros(static_cast<std::size_t>(size));
   PEPITA_TRY_VOID(buf.write(zeros));
   return buf;

@@ -141,6 +141,33 @@ TEST(GpuDeviceCrate, BuffersCopyAndMapWithUsageChecks) {
   EXPECT_EQ(huge.error().code(), ErrorCode::ResourceExhausted);
 }
 
+TEST(GpuDeviceCrate, CopyBufferOnTheStagingPathAndNoMapping) {
+  PEPITA_REQUIRE_GPU();
+  auto dev = Device::open({.index = env().device->info().index, .force_staging = true});
+  ASSERT_TRUE(dev) << dev.error().to_string();
+  std::vector<std::uint32_t> v(1000);
+  for (std::uint32_t i = 0; i < v.size(); ++i) v[i] = i * 3;
+  auto src = create_buffer(*dev, bytes_of(v), BufferUsage::STORAGE);
+  auto dst = create_buffer_uninit(*dev, 4000, BufferUsage::STORAGE | BufferUsage::COPY_DST);
+  ASSERT_TRUE(src && dst);
+  EXPECT_EQ(dst->kind(), MemoryKind::DeviceLocal);
+  EXPECT_FALSE(dst->usage().contains(BufferUsage::MAP_READ));
+  EXPECT_FALSE(dst->map_read());
+  EXPECT_FALSE(dst->map_write());
+  auto mapped = create_buffer_uninit(*dev, 16, BufferUsage::STORAGE | BufferUsage::MAP_READ);
+  ASSERT_FALSE(mapped) << "device-local buffers cannot promise MAP_READ";
+  EXPECT_NE(mapped.error().message().find("usage: MAP_READ/MAP_WRITE"), std::string::npos);
+  ASSERT_TRUE(dev->copy_buffer(*src, *dst));
+  std::vector<std::uint32_t> got(1000);
+  ASSERT_TRUE(dst->download(std::span(got)));
+  EXPECT_EQ(got, v);
+  auto other = create_buffer_uninit(*env().device, 16, BufferUsage::STORAGE);
+  ASSERT_TRUE(other);
+  auto cross = dev->copy_buffer(*src, *other);
+  ASSERT_FALSE(cross);
+  EXPECT_NE(cross.error().message().find("another Device"), std::string::npos);
+}
+
 TEST(GpuDeviceCrate, ComputeShaderDispatchRunsAndIsCounted) {
   PEPITA_REQUIRE_GPU();
   Device& dev = *env().device;
@@ -149,6 +176,11 @@ TEST(GpuDeviceCrate, ComputeShaderDispatchRunsAndIsCounted) {
   EXPECT_EQ(shader->entry_point(), "main");
   EXPECT_EQ(shader->workgroup_size(), (std::array<std::uint32_t, 3>{64, 1, 1}));
   EXPECT_GT(shader->id(), 0u);
+  EXPECT_EQ(shader->spirv().size(), test_spirv("add_scale").size()) << "source(): the module";
+  EXPECT_EQ(shader->spirv()[0], 0x07230203u);
+  auto again = shader->with_entry_point("main");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->id(), shader->id());
   EXPECT_FALSE(shader->with_entry_point("nope"));
 
   const std::vector<float> a{1, 2, 3}, b{0.5f, 0.5f, 0.5f};

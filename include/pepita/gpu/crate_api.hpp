@@ -79,8 +79,9 @@ GpuDeviceInfo gpu_device_info(const DeviceInfo& info);
 
 /// The crate's GpuDevice::create_buffer: a storage buffer holding `data`. Errors:
 /// InvalidArgument when `usage` asks for anything but STORAGE, COPY_SRC, COPY_DST, MAP_READ,
-/// MAP_WRITE (pepita buffers are storage buffers), or MAP_* on a device without host-visible
-/// buffers, or `data` is empty; ResourceExhausted over GpuLimits::max_buffer_size.
+/// MAP_WRITE (pepita buffers are storage buffers), or MAP_* where buffers are device-local
+/// (discrete GPUs, DeviceOptions::force_staging), or `data` is empty; ResourceExhausted over
+/// GpuLimits::max_buffer_size.
 [[nodiscard]] Result<Buffer> create_buffer(Device& device, std::span<const std::byte> data,
                                            BufferUsage usage);
 /// create_buffer of `size` zero bytes (the crate's create_buffer_uninit; pepita zero-fills).
