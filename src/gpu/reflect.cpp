@@ -84,9 +84,24 @@ struct Module {
   }
 
   // Bytes a value of `type` occupies in an explicitly laid out block; nullopt when unknown.
+  // Memoized, so a module nesting wide structs costs one visit per type, not one per path.
   std::optional<std::uint64_t> size_of(std::uint32_t type, int depth = 0) const {
+    if (auto m = memo.find(type); m != memo.end()) return m->second;
+    if (depth > kMaxTypeDepth) return std::nullopt;
+    auto size = compute_size(type, depth);
+    // Every size stays below 2^32 (a push block is at most a few hundred bytes), so the
+    // products and sums above cannot overflow 64 bits.
+    if (size && *size > UINT32_MAX) size = std::nullopt;
+    memo.emplace(type, size);
+    return size;
+  }
+
+ private:
+  mutable std::map<std::uint32_t, std::optional<std::uint64_t>> memo;
+
+  std::optional<std::uint64_t> compute_size(std::uint32_t type, int depth) const {
     auto it = types.find(type);
-    if (it == types.end() || depth > kMaxTypeDepth) return std::nullopt;
+    if (it == types.end()) return std::nullopt;
     const Type& t = it->second;
     switch (t.op) {
       case kOpTypeInt:
@@ -243,8 +258,9 @@ Result<ShaderInterface> reflect_spirv(std::span<const std::uint32_t> spirv,
       pointee = p->second.operands[1];
     if (cls == kClassPushConstant) {
       auto size = mod.size_of(pointee);
-      in.push_constant_bytes =
-          size ? std::optional<std::uint32_t>(static_cast<std::uint32_t>(*size)) : std::nullopt;
+      in.push_constant_bytes = size && *size <= UINT32_MAX
+                                   ? std::optional<std::uint32_t>(static_cast<std::uint32_t>(*size))
+                                   : std::nullopt;
       continue;
     }
     auto set = mod.decoration(id, kDecDescriptorSet);

@@ -4,6 +4,7 @@
 #include "pepita/gpu/reflect.hpp"
 
 #include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
 
 #include <string>
 #include <vector>
@@ -122,6 +123,35 @@ TEST(ReflectSpirv, MalformedModulesAreInvalidArgument) {
   EXPECT_NE(error_of(reflect_spirv(zero)).find("word count of 0"), std::string::npos);
   EXPECT_NE(error_of(reflect_spirv(good, "other")).find("no entry point named 'other'"),
             std::string::npos);
+}
+
+// Untrusted modules: any mutation of a real module, or random words after the magic number,
+// gives a value or InvalidArgument — never a crash, a hang or another error code.
+RC_GTEST_PROP(ReflectSpirv, MutatedModulesNeverCrashOrMisreport, ()) {
+  static const std::vector<std::uint32_t> good = test_spirv("add_scale");
+  RC_PRE(!good.empty());
+  auto words = good;
+  const auto edits =
+      *rc::gen::container<std::vector<std::pair<std::size_t, std::uint32_t>>>(rc::gen::pair(
+          rc::gen::inRange<std::size_t>(1, good.size()), rc::gen::arbitrary<std::uint32_t>()));
+  for (const auto& [at, value] : edits) words[at] = value;
+  if (*rc::gen::arbitrary<bool>())
+    words.resize(*rc::gen::inRange<std::size_t>(0, words.size() + 1));
+  auto in = reflect_spirv(words);
+  if (!in) {
+    RC_ASSERT(in.error().code() == ErrorCode::InvalidArgument);
+    return;
+  }
+  auto fits =
+      check_compute_interface(*in, in->bindings.size(), in->push_constant_bytes.value_or(0));
+  RC_ASSERT(fits || fits.error().code() == ErrorCode::InvalidArgument);
+}
+
+RC_GTEST_PROP(ReflectSpirv, RandomWordsAfterTheMagicAreInvalidArgumentOrValid, ()) {
+  auto words = *rc::gen::container<std::vector<std::uint32_t>>(rc::gen::arbitrary<std::uint32_t>());
+  words.insert(words.begin(), 0x07230203u);
+  auto in = reflect_spirv(words);
+  RC_ASSERT(in || in.error().code() == ErrorCode::InvalidArgument);
 }
 
 }  // namespace
