@@ -55,7 +55,7 @@ struct ExecutionResult {
   /// up to GpuExecutor::Options::max_buffer_bytes each), so a shader result replayed from a
   /// journal or received from a remote worker has none, and the pool never replays a shader
   /// task from its journal: it runs again.
-  std::vector<std::vector<std::byte>> output_buffers;
+  std::vector<std::vector<std::byte>> output_buffers{};  // {}: designated initializers may omit it
   // ---- end shader tasks ----
 
   bool ok() const noexcept { return status == Status::Succeeded; }

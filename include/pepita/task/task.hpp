@@ -126,7 +126,7 @@ inline constexpr std::size_t kDefaultOutputCap = 1 << 20;
 /// contents is zero-filled); the contents of every `output` buffer after the dispatch are returned
 /// in ExecutionResult::output_buffers, in binding order.
 struct ShaderBuffer {
-  std::vector<std::byte> data;
+  std::vector<std::byte> data{};
   bool output = false;
 };
 
@@ -143,12 +143,12 @@ struct Workgroups {
 ///                .with_workgroups(n / 64, 1, 1).with_push_constants(push_bytes);
 ///   auto t = Task::shader(std::move(s)).build();  // runs on Backend::Gpu
 struct ShaderTask {
-  std::vector<std::uint32_t> spirv;  // the module's words (magic 0x07230203 first)
+  std::vector<std::uint32_t> spirv{};  // the module's words (magic 0x07230203 first)
   std::string entry_point = "main";
-  Workgroups workgroups;
-  std::vector<std::byte> push_constants;      // one block, a multiple of 4 bytes
-  std::vector<std::uint32_t> spec_constants;  // value of layout(constant_id = i)
-  std::vector<ShaderBuffer> buffers;          // binding order
+  Workgroups workgroups{};
+  std::vector<std::byte> push_constants{};      // one block, a multiple of 4 bytes
+  std::vector<std::uint32_t> spec_constants{};  // value of layout(constant_id = i)
+  std::vector<ShaderBuffer> buffers{};          // binding order
 
   /// The crate's ShaderTask::new: a shader with no buffers, one workgroup.
   static ShaderTask create(std::vector<std::uint32_t> spirv);
