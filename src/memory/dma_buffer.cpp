@@ -102,6 +102,13 @@ Result<DmaBuffer> DmaBuffer::allocate(std::size_t size, DmaDirection direction,
   return buf;
 }
 
+DmaBuffer::DmaBuffer(DmaBuffer&& other) noexcept
+    : mapping_(std::move(other.mapping_)),
+      size_(std::exchange(other.size_, 0)),
+      direction_(std::exchange(other.direction_, DmaDirection::None)),
+      locked_(std::exchange(other.locked_, false)),
+      huge_(std::exchange(other.huge_, false)) {}
+
 DmaBuffer& DmaBuffer::operator=(DmaBuffer&& other) noexcept {
   if (this != &other) {
     if (locked_ && mapping_.valid()) (void)sys::munlock(mapping_.data(), mapping_.size());

@@ -47,7 +47,10 @@ TEST(DmaBuffer, AllocatesPageAlignedLockedZeroedMemory) {
   EXPECT_GE(proc_kb("/proc/self/status", "VmLck") - locked_before, 12);
   // ...and it goes with the buffer; a moved-from buffer holds nothing.
   DmaBuffer moved = std::move(*buf);
-  EXPECT_FALSE(buf->is_valid());  // NOLINT(bugprone-use-after-move): checks the moved-from state
+  // NOLINTNEXTLINE(bugprone-use-after-move): checks the moved-from state
+  EXPECT_FALSE(buf->is_valid());
+  EXPECT_EQ(buf->size(), 0u);
+  EXPECT_TRUE(buf->bytes().empty());
   EXPECT_TRUE(moved.is_valid());
   moved = DmaBuffer();
   EXPECT_EQ(proc_kb("/proc/self/status", "VmLck"), locked_before);

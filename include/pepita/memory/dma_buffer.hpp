@@ -76,7 +76,7 @@ class DmaBuffer {
                                     DmaOptions options = {});
 
   DmaBuffer() = default;
-  DmaBuffer(DmaBuffer&&) noexcept = default;
+  DmaBuffer(DmaBuffer&& other) noexcept;
   DmaBuffer& operator=(DmaBuffer&& other) noexcept;
   DmaBuffer(const DmaBuffer&) = delete;
   DmaBuffer& operator=(const DmaBuffer&) = delete;
