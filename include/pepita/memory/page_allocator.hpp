@@ -103,7 +103,8 @@ class PageAllocator {
   /// Returns pages from alloc_pages with the same order. InvalidArgument (and nothing changes)
   /// for a frame this allocator did not hand out, one already freed, or a different order.
   virtual Result<void> free_pages(Pfn pfn, uint32_t order) = 0;
-  /// Pages that can still be allocated.
+  /// Pages that can still be allocated one at a time (a longer run may still fail when the free
+  /// pages are not contiguous).
   virtual std::size_t free_count() const = 0;
 };
 
