@@ -307,7 +307,7 @@ struct RemoteDispatcher::Impl {
         cancels.swap(w.cancels);
       }
       for (std::uint64_t id : cancels) {
-        if (auto r = conn.send(MessageType::Cancel, id, {}); !r) return r.error().to_string();
+        if (auto r = conn.send(Message::task_cancel(id)); !r) return r.error().to_string();
       }
       for (auto& [id, m] : lease(wi, done)) {
         if (auto r = ensure_blobs(conn, m, uploaded); !r) return r.error().to_string();
@@ -386,7 +386,7 @@ struct RemoteDispatcher::Impl {
       if (now - last_hb >= opts.heartbeat_interval) {
         last_hb = now;
         HeartbeatMsg hb{.sent_ns = static_cast<std::uint64_t>(now.time_since_epoch().count())};
-        if (auto r = conn.send(MessageType::Heartbeat, 0, encode(hb)); !r) {
+        if (auto r = conn.send(Message::heartbeat_full(hb)); !r) {
           return r.error().to_string();
         }
       }
