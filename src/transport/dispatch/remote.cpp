@@ -371,9 +371,11 @@ struct RemoteDispatcher::Impl {
           return pepita::fmt("no frame for {} ms (dead_after {} ms): declared failed", ms,
                              opts.dead_after.count());
         }
+        // Before dead_after only phi can say so: this worker's silence is far outside the
+        // rhythm its frames kept so far.
         return pepita::fmt(
             "no frame for {} ms: declared failed by the failure detector (phi {} >= "
-            "phi_threshold {}; the worker's frames came regularly until then)",
+            "phi_threshold {})",
             ms, std::round(health->phi * 10) / 10, opts.phi_threshold);
       }
       if (silent > opts.suspect_after) {
@@ -487,8 +489,9 @@ struct RemoteDispatcher::Impl {
                       : Result<RegisterMsg>(std::unexpected(conn.error()));
       if (!conn || !reg) {
         const Error& e = conn ? reg.error() : conn.error();
-        if (retry.attempts == 0)
+        if (retry.attempts == 0) {
           log("worker " + w.ep.to_string() + " unavailable: " + e.to_string());
+        }
         retry.record_failure(e.message());
         std::vector<Completion> failed;
         {
