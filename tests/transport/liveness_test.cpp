@@ -1,7 +1,8 @@
 // The dispatcher's liveness decision is the fault::FailureDetector's: a worker process stopped
 // with SIGSTOP keeps its TCP connection open but sends nothing, and it is declared failed by phi
 // (long before dead_after) so its task runs on the other worker; with phi turned off only
-// dead_after decides. Bad detector settings are refused naming the field.
+// dead_after decides. A lease held by a session stuck in send() still expires (LeaseTable::expire
+// runs on every session's tick). Bad detector settings are refused naming the field.
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -125,6 +126,77 @@ TEST(Liveness, WithPhiOffOnlyDeadAfterEndsASilentWorker) {
   EXPECT_GE(run.stop_to_last_outcome, 3500ms);
   EXPECT_EQ(run.log.find("by the failure detector"), std::string::npos) << run.log;
   EXPECT_NE(run.log.find("(dead_after 3000 ms): declared failed"), std::string::npos) << run.log;
+}
+
+// A worker that stops reading while the driver sends it a big task leaves that worker's session
+// thread blocked in send() (until io_timeout, 60 s here), where it can judge nothing. The lease
+// still expires after dead_after, because every session's tick runs LeaseTable::expire(), and
+// the task runs on the other worker.
+TEST(Liveness, LeaseOfAWorkerWhoseSessionIsStuckInSendExpiresAndRunsElsewhere) {
+  test::KeyFile kf;
+  auto victim = test::WorkerProcess::spawn(kf.path, 1);
+  auto survivor = test::WorkerProcess::spawn(kf.path, 1);
+  ASSERT_TRUE(victim && survivor);
+  // The victim is down at first, so the survivor takes the first task for sure.
+  const std::uint16_t victim_port = victim->port();
+  const std::string victim_address = victim->address();
+  victim->kill_and_wait(SIGKILL);
+
+  auto log_mu = std::make_shared<std::mutex>();
+  auto log = std::make_shared<std::string>();
+  RemoteOptions o;
+  o.workers = {victim_address, survivor->address()};
+  o.key = kf.key;
+  o.heartbeat_interval = 100ms;
+  o.suspect_after = 1000ms;
+  o.dead_after = 2000ms;
+  o.reconnect_initial = 20ms;
+  o.reconnect_max = 100ms;
+  o.connection.io_timeout = 60s;
+  o.connection.handshake_timeout = 1000ms;
+  o.log = [log_mu, log](std::string_view line) {
+    std::lock_guard lock(*log_mu);
+    log->append(line).append("\n");
+  };
+  auto d = RemoteDispatcher::start(std::move(o)).value();
+  ASSERT_TRUE(d->submit(test::sleep_task(1, 1500), [](RemoteOutcome) {}));
+  auto until = Clock::now() + 20s;
+  while (d->workers()[1].in_flight != 1 && Clock::now() < until) std::this_thread::sleep_for(5ms);
+  ASSERT_EQ(d->workers()[1].in_flight, 1u);
+
+  victim = test::WorkerProcess::spawn(kf.path, 1, victim_port);
+  ASSERT_TRUE(victim) << "the victim did not restart on its port";
+  until = Clock::now() + 20s;
+  while (d->workers()[0].state != WorkerState::Alive && Clock::now() < until) {
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_EQ(d->workers()[0].state, WorkerState::Alive);
+  ASSERT_EQ(::kill(victim->pid(), SIGSTOP), 0);
+
+  // 32 MiB of stdin: far more than loopback socket buffers hold, so the send blocks.
+  constexpr std::size_t kBig = 32u << 20;
+  RemoteTask big{.id = 2};
+  big.spec.path = "/bin/sh";
+  big.spec.args = {"-c", "wc -c"};
+  big.spec.stdin_data.assign(kBig, 'x');
+  std::promise<RemoteOutcome> done;
+  auto outcome = done.get_future();
+  const auto submitted = Clock::now();
+  ASSERT_TRUE(
+      d->submit(std::move(big), [&](RemoteOutcome out) { done.set_value(std::move(out)); }));
+  const bool ready = outcome.wait_for(30s) == std::future_status::ready;
+  const auto took = Clock::now() - submitted;
+  victim->kill_and_wait(SIGKILL);  // unblocks the stuck send
+  ASSERT_TRUE(ready) << "the stuck worker's lease never expired";
+  const RemoteOutcome out = outcome.get();
+  EXPECT_EQ(out.result.status, TaskStatus::Succeeded) << out.result.error;
+  EXPECT_EQ(out.result.stdout_data, std::to_string(kBig) + "\n");
+  EXPECT_EQ(out.worker, d->workers()[1].endpoint);
+  EXPECT_EQ(out.attempts, 2u);
+  EXPECT_LT(took, 20s);  // dead_after (2 s) + the survivor's first task, not io_timeout (60 s)
+  d.reset();
+  std::lock_guard lock(*log_mu);
+  EXPECT_NE(log->find("whose lease expired"), std::string::npos) << *log;
 }
 
 TEST(Liveness, UnusablePhiThresholdIsRefusedNamingTheField) {
