@@ -159,7 +159,8 @@ TEST(Liveness, LeaseOfAWorkerWhoseSessionIsStuckInSendExpiresAndRunsElsewhere) {
     log->append(line).append("\n");
   };
   auto d = RemoteDispatcher::start(std::move(o)).value();
-  ASSERT_TRUE(d->submit(test::sleep_task(1, 1500), [](RemoteOutcome) {}));
+  // Long enough that the survivor is still busy when the big task is submitted below.
+  ASSERT_TRUE(d->submit(test::sleep_task(1, 5000), [](RemoteOutcome) {}));
   auto until = Clock::now() + 20s;
   while (d->workers()[1].in_flight != 1 && Clock::now() < until) std::this_thread::sleep_for(5ms);
   ASSERT_EQ(d->workers()[1].in_flight, 1u);
@@ -172,6 +173,8 @@ TEST(Liveness, LeaseOfAWorkerWhoseSessionIsStuckInSendExpiresAndRunsElsewhere) {
   }
   ASSERT_EQ(d->workers()[0].state, WorkerState::Alive);
   ASSERT_EQ(::kill(victim->pid(), SIGSTOP), 0);
+  ASSERT_EQ(d->workers()[1].in_flight, 1u)
+      << "the survivor must be busy: the victim takes the task";
 
   // 32 MiB of stdin: far more than loopback socket buffers hold, so the send blocks.
   constexpr std::size_t kBig = 32u << 20;
