@@ -33,6 +33,7 @@ TEST(FailureDetector, UnknownUntilTheFirstHeartbeatThenHealthy) {
 
 TEST(FailureDetector, RegularWorkerIsFailedSoonAfterItFallsSilent) {
   FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 10ms});
+  EXPECT_EQ(d.heartbeat_interval(), 100ms);
   auto t = kT0;
   for (int i = 0; i < 50; ++i, t += 100ms) d.record_heartbeat(7, t);
   const auto last = t - 100ms;
