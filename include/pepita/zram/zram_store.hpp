@@ -2,8 +2,8 @@
 // ZramStore: a compressed RAM store of 4 KiB pages, modelled on Linux zram
 // (drivers/block/zram/zram_drv.c) and its zsmalloc allocator (mm/zsmalloc.c): same-filled pages
 // cost no memory, other pages are compressed with lz4 or zstd (standard formats) and packed into
-// size-class slabs; pages that do not compress are stored raw ("huge"). Statistics mean what the
-// kernel's /sys/block/zramN/mm_stat fields mean.
+// size-class slabs; pages that do not compress, and every page under Algorithm::None, are stored
+// raw ("huge"). Statistics mean what the kernel's /sys/block/zramN/mm_stat fields mean.
 //
 //   auto store = PEPITA_TRY(ZramStore::create({.disksize = 1 << 30, .algorithm = Algorithm::Lz4}));
 //   PEPITA_TRY_VOID(store->write(0, page));       // any offset/length inside disksize
