@@ -29,6 +29,7 @@ std::vector<std::byte> read_back(ZramStore& store, uint64_t index) {
 TEST(ZramCrateNames, NoneStoresEveryNonSamePageRawAndCountsIt) {
   auto store = make(ZramConfig::with_size(64 * kPageSize).compressor(ZramCompressor::None));
   ASSERT_TRUE(store);
+  EXPECT_EQ(store->config().algorithm, ZramCompressor::None);
   const auto text = testing::text_page(1);  // lz4 would shrink this; None must not
   const auto noise = testing::random_page(2);
   const auto same = testing::same_page(0x0101010101010101ull);

@@ -73,9 +73,8 @@ class WorkStealingDeque {
     // acquire: pairs with the thieves' CAS on top so the slot we may overwrite has been read.
     std::int64_t t = top_.load(std::memory_order_acquire);
     Array* a = array_.load(std::memory_order_relaxed);
-    Slot slot = make_slot(std::move(item));
     if (b - t > static_cast<std::int64_t>(a->capacity) - 1) a = grow(a, t, b);
-    a->put(b, slot);
+    a->put(b, make_slot(std::move(item)));  // boxed after growing: a throwing grow leaks nothing
 #if defined(PEPITA_DEQUE_NO_FENCES)
     bottom_.store(b + 1, std::memory_order_release);
 #else
