@@ -399,7 +399,7 @@ Result<std::vector<u::CtrlDevInfo>> list_devices(Control& control) {
     auto info = control.get_dev_info(id);
     if (info) {
       out.push_back(*info);
-    } else if (info.error().code() != ErrorCode::NotFound) {
+    } else if (info.error().code() != KernelError::UblkDeviceNotFound) {  // deleted meanwhile
       return std::unexpected(std::move(info.error()));
     }
   }
