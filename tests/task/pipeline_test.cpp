@@ -81,6 +81,12 @@ TEST(Task, CanRetryUsesTheTasksOwnLimitElseThePoolDefault) {
   EXPECT_FALSE(unset.can_retry(3, 3));
 }
 
+TEST(TaskBuilder, CrateNameIsTheBuilder) {
+  TaskBuilder b = Task::pipeline();
+  b.add_stage(BinaryTask("/bin/true")).affinity(CpuAffinity::Any());
+  EXPECT_TRUE(b.build().has_value());
+}
+
 TEST(TaskBuilder, PipelineStagesFromBinaryTasksAndBuiltTasks) {
   auto t = Task::pipeline()
                .name("count")

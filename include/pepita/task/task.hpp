@@ -326,6 +326,9 @@ class Builder {
   void check_affinity();
 };
 
+/// The crate's name for the task builder.
+using TaskBuilder = Builder;
+
 namespace detail {
 template <typename F>
 Function wrap_function(F&& callable) {
