@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <span>
 
 #include "pepita/core/format.hpp"
 
@@ -44,6 +45,14 @@ class Digest {
  private:
   EVP_MD_CTX* ctx_;
 };
+
+// The bytes of `b` as the Digest's field type (no copy).
+std::string_view as_text(std::span<const std::byte> b) {
+  // SAFETY: char may alias any object representation; the view does not outlive `b`.
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+constexpr std::uint32_t kSpirvMagic = 0x07230203;
 
 }  // namespace
 
@@ -118,6 +127,23 @@ std::string Task::spec_digest() const {
     }
     return d.hex();
   }
+  // ---- Shader tasks (issue 21, GPU part): the module, its inputs and the dispatch shape ----
+  if (const ShaderTask* s = shader()) {
+    d.add("shader");
+    d.add(to_string(spec_->backend));
+    d.add(as_text(std::as_bytes(std::span(s->spirv))));
+    d.add(s->entry_point);
+    const std::uint32_t groups[] = {s->workgroups.x, s->workgroups.y, s->workgroups.z};
+    d.add(as_text(std::as_bytes(std::span(groups))));
+    d.add(as_text(s->push_constants));
+    d.add(as_text(std::as_bytes(std::span(s->spec_constants))));
+    for (const ShaderBuffer& b : s->buffers) {
+      d.add(b.output ? "out" : "in");
+      d.add(as_text(b.data));
+    }
+    return d.hex();
+  }
+  // ---- end shader tasks ----
   d.add(is_process() ? "process" : "function");
   d.add(to_string(spec_->backend));
   if (const ProcessSpec* p = process()) {
@@ -248,6 +274,16 @@ Result<Task> Builder::build() {
     }
   } else if (spec_.pipeline) {
     check_pipeline();
+  } else if (spec_.shader) {
+    // ---- Shader tasks (issue 21, GPU part) ----
+    if (auto ok = spec_.shader->validate(); !ok) problems_.push_back(ok.error().message());
+    for (const Backend& b : {Backend::Cpu, Backend::Process, Backend::MicroVm, Backend::Remote}) {
+      if (spec_.backend == b) {
+        problems_.push_back("backend: a shader task cannot run on the " +
+                            std::string(to_string(b)) + " backend (use gpu)");
+      }
+    }
+    // ---- end shader tasks ----
   } else {
     if (!spec_.fn) problems_.push_back("function task has an empty callable");
     if (spec_.backend != Backend::Cpu) {
@@ -270,6 +306,98 @@ Result<Task> Builder::build() {
   }
   return Task(std::make_shared<const Task::Spec>(std::move(spec_)));
 }
+
+// ---- Shader tasks (issue 21, GPU part) ----------------------------------------------------
+
+ShaderTask ShaderTask::create(std::vector<std::uint32_t> spirv) {
+  ShaderTask s;
+  s.spirv = std::move(spirv);
+  return s;
+}
+ShaderTask& ShaderTask::with_inputs(std::vector<std::vector<std::byte>> inputs) & {
+  for (auto& bytes : inputs) buffers.push_back({std::move(bytes), false});
+  return *this;
+}
+ShaderTask& ShaderTask::with_outputs(std::vector<std::size_t> sizes) & {
+  for (std::size_t n : sizes) buffers.push_back({std::vector<std::byte>(n), true});
+  return *this;
+}
+ShaderTask& ShaderTask::with_buffer(ShaderBuffer buffer) & {
+  buffers.push_back(std::move(buffer));
+  return *this;
+}
+ShaderTask& ShaderTask::with_workgroups(std::uint32_t x, std::uint32_t y, std::uint32_t z) & {
+  workgroups = {x, y, z};
+  return *this;
+}
+ShaderTask& ShaderTask::with_push_constants(std::vector<std::byte> bytes) & {
+  push_constants = std::move(bytes);
+  return *this;
+}
+ShaderTask& ShaderTask::with_entry_point(std::string name) & {
+  entry_point = std::move(name);
+  return *this;
+}
+ShaderTask& ShaderTask::with_spec_constants(std::vector<std::uint32_t> values) & {
+  spec_constants = std::move(values);
+  return *this;
+}
+
+std::size_t ShaderTask::output_count() const noexcept {
+  std::size_t n = 0;
+  for (const ShaderBuffer& b : buffers) n += b.output ? 1 : 0;
+  return n;
+}
+
+Result<void> ShaderTask::validate() const {
+  auto bad = [](std::string why) { return fail(ErrorCode::InvalidArgument, std::move(why)); };
+  if (spirv.empty()) return bad("spirv: the shader module is empty (give SPIR-V words)");
+  if (spirv[0] != kSpirvMagic) {
+    char word[16];
+    std::snprintf(word, sizeof word, "0x%08x", spirv[0]);
+    return bad(
+        pepita::fmt("spirv: word 0 is {}, not the SPIR-V magic number 0x07230203 (not "
+                    "SPIR-V, or byte-swapped; compile with glslangValidator -V)",
+                    word));
+  }
+  if (entry_point.empty() || has_nul(entry_point))
+    return bad("entry_point: must be a non-empty name without NUL bytes (usually \"main\")");
+  const std::uint32_t groups[] = {workgroups.x, workgroups.y, workgroups.z};
+  for (int axis = 0; axis < 3; ++axis) {
+    if (groups[axis] == 0) {
+      return bad(pepita::fmt("workgroups.{}: is 0; every workgroup count must be at least 1",
+                             "xyz"[axis]));
+    }
+  }
+  if (push_constants.size() % 4 != 0) {
+    return bad(
+        pepita::fmt("push_constants: {} bytes is not a multiple of 4", push_constants.size()));
+  }
+  for (std::size_t i = 0; i < buffers.size(); ++i) {
+    if (buffers[i].data.empty()) {
+      return bad(pepita::fmt("buffers[{}]: is empty; a storage buffer needs at least 1 byte", i));
+    }
+  }
+  return {};
+}
+
+Builder Task::shader(ShaderTask shader) {
+  Builder b;
+  b.spec_.backend = Backend::Gpu;
+  b.spec_.shader.emplace(std::move(shader));
+  return b;
+}
+
+Builder Task::shader(std::vector<std::uint32_t> spirv, Workgroups workgroups,
+                     std::vector<std::byte> push_constants, std::vector<ShaderBuffer> buffers) {
+  ShaderTask s = ShaderTask::create(std::move(spirv));
+  s.workgroups = workgroups;
+  s.push_constants = std::move(push_constants);
+  s.buffers = std::move(buffers);
+  return shader(std::move(s));
+}
+
+// ---- end shader tasks ----
 
 }  // namespace pepita::task
 
@@ -297,8 +425,8 @@ Builder Task::pipeline(PipelineTask stages) {
 TaskKind Task::kind() const noexcept {
   if (spec_->process) return TaskKind::Binary;
   if (spec_->pipeline) return TaskKind::Pipeline;
-  if (spec_->fn) return TaskKind::Callable;
-  return TaskKind::Shader;  // the one kind left: a GPU shader dispatch
+  if (spec_->shader) return TaskKind::Shader;
+  return TaskKind::Callable;
 }
 
 Builder& Builder::add_stage(BinaryTask stage) {
@@ -405,8 +533,9 @@ void Builder::check_affinity() {
   if (spec_.affinity.is_any()) return;
   if (!spec_.process && !spec_.pipeline) {
     problems_.push_back(
-        "affinity applies to binary and pipeline tasks; a function task runs on the scheduler's "
-        "shared worker threads (pin those with Scheduler::Options::pin_workers)");
+        "affinity applies to binary and pipeline tasks (processes); a function task runs on the "
+        "scheduler's shared worker threads (pin those with Scheduler::Options::pin_workers) and a "
+        "shader task on the GPU");
     return;
   }
   if (auto cpus = spec_.affinity.resolve(); !cpus) problems_.push_back(cpus.error().message());
