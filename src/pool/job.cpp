@@ -477,10 +477,14 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const auto* pipe_output = t.get("pipe_output");
     const bool piped =
         !pipe_output || !pipe_output->as_boolean() || pipe_output->as_boolean()->get();
-    auto b =
-        pipeline
-            ? PEPITA_TRY(get_pipeline(ctx, *pipeline, raws[r].name, tv, job_dir, piped, resolve))
-            : Task::binary(PEPITA_TRY(resolve(*cmd, "'command'")));
+    // Not `pipeline ? PEPITA_TRY(..) : ..`: leaving a statement expression early from one arm
+    // of ?: lets g++ run the cleanup of the other arm's temporary, which was never constructed.
+    Result<task::Builder> start = [&]() -> Result<task::Builder> {
+      if (pipeline) return get_pipeline(ctx, *pipeline, raws[r].name, tv, job_dir, piped, resolve);
+      return Task::binary(PEPITA_TRY(resolve(*cmd, "'command'")));
+    }();
+    if (!start) return std::unexpected(std::move(start).error());
+    task::Builder b = std::move(*start);
     b.name(raws[r].name).backend(backend);
     for (const auto& [k, v] : default_env) b.env(k, v);
     std::chrono::nanoseconds timeout = default_timeout;

@@ -107,20 +107,21 @@ TEST(Pipeline, StdinFeedsTheFirstStageAndStderrOfEveryStageIsKept) {
   EXPECT_NE(r.stderr_data.find("last\n"), std::string::npos) << r.stderr_data;
 }
 
-TEST(Pipeline, EachStageGetsItsOwnArgsEnvAndWorkingDir) {
+TEST(Pipeline, EachStageGetsItsOwnArgsEnvWorkingDirAndStdin) {
   auto exec = make();
-  auto r = run_one(
-      *exec,
-      Task::pipeline()
-          .add_stage(sh("pwd; echo \"$WHO\"").with_env({{"WHO", "first"}}).with_working_dir("/"))
-          .add_stage(BinaryTask("/bin/sh")
-                         .with_args({"-c", "cat; pwd; echo \"$WHO\""})
-                         .with_env({{"WHO", "second"}})
-                         .with_working_dir("/tmp"))
-          .build()
-          .value());
+  auto r = run_one(*exec, Task::pipeline()
+                              .add_stage(sh("cat; pwd; echo \"$WHO\"")
+                                             .with_env({{"WHO", "first"}})
+                                             .with_working_dir("/")
+                                             .with_stdin("zero\n"))
+                              .add_stage(BinaryTask("/bin/sh")
+                                             .with_args({"-c", "cat; pwd; echo \"$WHO\""})
+                                             .with_env({{"WHO", "second"}})
+                                             .with_working_dir("/tmp"))
+                              .build()
+                              .value());
   EXPECT_EQ(r.status, Status::Succeeded) << r.error;
-  EXPECT_EQ(r.stdout_data, "/\nfirst\n/tmp\nsecond\n");
+  EXPECT_EQ(r.stdout_data, "zero\n/\nfirst\n/tmp\nsecond\n");
 }
 
 TEST(Pipeline, FastProducerBlocksOnSlowConsumer) {
