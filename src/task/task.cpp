@@ -538,6 +538,15 @@ void Builder::check_affinity() {
         "shader task on the GPU");
     return;
   }
+  // The local process executor applies it; a remote worker, micro-VM or plug-in would not.
+  // (Cpu: a binary on the cpu backend runs as a local process too.)
+  if (spec_.backend != Backend::Process && spec_.backend != Backend::Cpu) {
+    problems_.push_back(pepita::fmt(
+        "affinity is applied by the local process executor; backend '{}' does not apply it: "
+        "drop the affinity or use backend process",
+        spec_.backend.name()));
+    return;
+  }
   if (auto cpus = spec_.affinity.resolve(); !cpus) problems_.push_back(cpus.error().message());
 }
 

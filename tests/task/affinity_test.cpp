@@ -120,6 +120,13 @@ TEST(TaskBuilder, AffinityIsCheckedAtBuildAndKeptOnTheTask) {
   ASSERT_FALSE(fn);
   EXPECT_NE(fn.error().message().find("function task"), std::string::npos);
 
+  // Only the local process executor applies it: elsewhere it would be silently ignored.
+  auto remote =
+      Task::binary("/bin/true").backend(Backend::Remote).affinity(CpuAffinity::Core(0)).build();
+  ASSERT_FALSE(remote);
+  EXPECT_NE(remote.error().message().find("backend 'remote' does not apply it"), std::string::npos)
+      << remote.error().message();
+
   // The affinity changes where a task runs, not what it produces: same digest.
   auto a = Task::binary("/bin/true").build();
   auto b = Task::binary("/bin/true").affinity(CpuAffinity::Core(0)).build();

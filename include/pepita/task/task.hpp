@@ -402,8 +402,9 @@ class Builder {
   /// The same for a build() result; its error becomes this builder's.
   Builder& add_stage(const Result<Task>& stage);
   /// Where the task's processes may run; applied with sched_setaffinity(2) to the child (every
-  /// stage of a pipeline). build() checks the cores are online / the NUMA node exists. Function
-  /// tasks reject it: they run on the scheduler's shared worker threads.
+  /// stage of a pipeline). build() checks the cores are online / the NUMA node exists, and
+  /// rejects it where the local process executor would not apply it: function tasks (they run
+  /// on the scheduler's shared worker threads), shader tasks, and backends other than process.
   Builder& affinity(CpuAffinity affinity);
   // ---- end pipelines and affinity ----
 
