@@ -48,6 +48,17 @@ struct Captured {
   std::uint64_t total = 0;
 };
 
+// One process of an attempt: the binary, or one stage of a pipeline.
+struct Stage {
+  pid_t pid = -1;
+  UniqueFd pidfd;
+  bool reaped = false;
+  int wait_error = 0;  // negative errno when waitid failed
+  int code = 0;        // CLD_EXITED, CLD_KILLED or CLD_DUMPED
+  int status = 0;      // the exit status or the signal
+  std::string label;   // "pipeline stage 1 ('sh')"
+};
+
 struct Child {
   std::uint32_t gen = 0;
   bool live = false;
@@ -55,8 +66,14 @@ struct Child {
   std::string name;
   std::size_t cap = 0;
   Completion done;
-  pid_t pid = -1;
-  UniqueFd pidfd;
+  pid_t pid = -1;  // the process group: the (first) process's pid
+  // Every process of the attempt, all in group `pid`: one for a binary, one per pipeline stage.
+  std::vector<Stage> stages;
+  std::size_t live_stages = 0;
+  bool pipeline = false;
+  bool piped = true;      // pipeline stages connected stdout -> stdin
+  int failed_stage = -1;  // pipelines: the first stage seen failing; the others are then stopped
+  rusage usage{};         // summed over the reaped processes (max for ru_maxrss)
   Captured out, err;
   UniqueFd stdin_fd;
   std::string stdin_data;
@@ -128,6 +145,10 @@ struct ProcessExecutor::Impl {
   void drain(Captured& c, std::size_t cap);
   void feed_stdin(Child& c);
   void on_exit(std::uint32_t slot);
+  void finish_binary(std::uint32_t slot);
+  void finish_pipeline(std::uint32_t slot);
+  bool reap_stage(Child& c, Stage& st);
+  void stop_stages(std::uint32_t slot);
   void on_timer(const Timer& t);
   void cancel(std::uint32_t slot);
   int epoll_add(int fd, std::uint32_t events, std::uint64_t data) {
@@ -172,10 +193,10 @@ ProcessExecutor::~ProcessExecutor() { shutdown(); }
 std::size_t ProcessExecutor::slots() const noexcept { return impl_->options.slots; }
 
 Result<void> ProcessExecutor::start(const task::Task& task, std::stop_token stop, Completion done) {
-  if (!task.process()) {
-    return fail(
-        ErrorCode::InvalidArgument,
-        "task '" + task.name() + "' is a function task; the process executor runs binaries");
+  if (!task.process() && !task.is_pipeline()) {
+    return fail(ErrorCode::InvalidArgument,
+                "task '" + task.name() +
+                    "' is not a binary or a pipeline; the process executor runs binaries");
   }
   {
     std::lock_guard lock(impl_->mu);
@@ -321,14 +342,39 @@ void ProcessExecutor::Impl::launch(Start start) {
     return;
   }
 
-  const task::ProcessSpec& spec = *start.task.process();
+  // A binary is a pipeline of one stage: the same spawning, reaping and group signalling.
+  const task::PipelineTask* pipe = start.task.as_pipeline();
+  std::vector<const task::ProcessSpec*> specs;
+  if (pipe) {
+    for (const auto& st : pipe->stages) specs.push_back(&st);
+  } else {
+    specs.push_back(start.task.process());
+  }
+  c.pipeline = pipe != nullptr;
+  c.piped = !pipe || pipe->pipe_output;
+  c.failed_stage = -1;
+  c.usage = {};
+  c.stages.clear();
+  c.stages.resize(specs.size());
+  c.live_stages = 0;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    std::string base = specs[i]->path;
+    if (auto slash = base.rfind('/'); slash != std::string::npos) base.erase(0, slash + 1);
+    c.stages[i].label = std::string("pipeline stage ")
+                            .append(std::to_string(i))
+                            .append(" ('")
+                            .append(base)
+                            .append("')");
+  }
+  const task::ProcessSpec& first = *specs.front();
+
   int out_pipe[2], err_pipe[2], in_pipe[2] = {-1, -1};
   if (int rc = sys::pipe(out_pipe); rc < 0) return launch_failed(-rc, "pipe for stdout");
   UniqueFd out_r(out_pipe[0]), out_w(out_pipe[1]);
   if (int rc = sys::pipe(err_pipe); rc < 0) return launch_failed(-rc, "pipe for stderr");
   UniqueFd err_r(err_pipe[0]), err_w(err_pipe[1]);
   UniqueFd in_r, in_w;
-  if (!spec.stdin_data.empty()) {
+  if (!first.stdin_data.empty()) {
     if (int rc = sys::pipe(in_pipe); rc < 0) return launch_failed(-rc, "pipe for stdin");
     in_r.reset(in_pipe[0]);
     in_w.reset(in_pipe[1]);
@@ -337,44 +383,90 @@ void ProcessExecutor::Impl::launch(Start start) {
   if (nonblocking == 0) nonblocking = sys::set_nonblocking(err_r.get());
   if (nonblocking == 0 && in_w) nonblocking = sys::set_nonblocking(in_w.get());
   if (nonblocking < 0) return launch_failed(-nonblocking, "set pipes non-blocking");
+  // Between stages: plain blocking kernel pipes only the children touch, so a fast producer
+  // blocks in write(2) on a slow consumer and no byte passes through pepita.
+  std::vector<UniqueFd> links;  // [2i] read end for stage i+1, [2i+1] write end for stage i
+  if (c.piped) {
+    for (std::size_t i = 0; i + 1 < specs.size(); ++i) {
+      int link[2];
+      if (int rc = sys::pipe(link); rc < 0) return launch_failed(-rc, "pipe between stages");
+      links.emplace_back(link[0]);
+      links.emplace_back(link[1]);
+    }
+  }
 
-  const detail::SpawnFds fds{in_r ? in_r.get() : dev_null.get(), out_w.get(), err_w.get()};
-  const pid_t pid = detail::spawn_process(spec, fds);
-  if (pid < 0) {
-    return launch_failed(-pid, "cannot start '" + spec.path + "'" +
-                                   (spec.cwd.empty() ? "" : " in '" + spec.cwd + "'"));
+  // Children inherit this thread's CPU mask; it is narrowed only around the spawns below.
+  detail::ScopedSpawnAffinity pinned;
+  if (!start.task.affinity().is_any()) {
+    auto cpus = start.task.affinity().resolve();
+    if (!cpus) {
+      return finish(slot, Status::LaunchFailed, -1, 0, nullptr, cpus.error().message());
+    }
+    if (int rc = pinned.apply(*cpus); rc < 0) {
+      return launch_failed(-rc, "sched_setaffinity to " + task::to_string(start.task.affinity()));
+    }
   }
-  c.pid = pid;
-  {
-    std::lock_guard lock(mu);
-    groups.insert(pid);
+
+  // Undoes a half-started pipeline: kill what runs, reap it, so nothing is left behind.
+  auto abort_spawned = [&](std::size_t spawned) {
+    if (spawned == 0) return;
+    sys::kill_group(c.pid, SIGKILL);
+    {
+      std::lock_guard lock(mu);
+      groups.erase(c.pid);
+    }
+    for (std::size_t k = 0; k < spawned; ++k) {
+      siginfo_t info{};
+      ::waitid(P_PID, static_cast<id_t>(c.stages[k].pid), &info, WEXITED);
+      c.stages[k].pidfd.reset();
+    }
+  };
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const task::ProcessSpec& spec = *specs[i];
+    const bool last = i + 1 == specs.size();
+    int stdin_fd = dev_null.get();
+    if (i == 0 && in_r) stdin_fd = in_r.get();
+    if (i > 0 && c.piped) stdin_fd = links[2 * (i - 1)].get();
+    const int stdout_fd = last || !c.piped ? out_w.get() : links[2 * i + 1].get();
+    const detail::SpawnFds fds{stdin_fd, stdout_fd, err_w.get()};
+    const pid_t pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid);
+    if (pid < 0) {
+      abort_spawned(i);
+      std::string what = c.pipeline ? "cannot start " + c.stages[i].label + " '" + spec.path + "'"
+                                    : "cannot start '" + spec.path + "'";
+      if (!spec.cwd.empty()) what += " in '" + spec.cwd + "'";
+      return launch_failed(-pid, what);
+    }
+    c.stages[i].pid = pid;
+    if (i == 0) {
+      c.pid = pid;
+      std::lock_guard lock(mu);
+      groups.insert(pid);
+    }
+    const int pfd = sys::pidfd_open(pid);
+    if (pfd < 0) {
+      // Cannot watch it: make sure none of them outlives us unobserved, then reap them.
+      abort_spawned(i + 1);
+      return launch_failed(-pfd, "pidfd_open");
+    }
+    c.stages[i].pidfd.reset(pfd);
+    ++c.live_stages;
   }
-  // The child holds its own copies now; our write ends must close so EOF can arrive.
+  // The children hold their own copies now; ours must close so EOF (and SIGPIPE) can arrive.
   out_w.reset();
   err_w.reset();
   in_r.reset();
+  links.clear();
 
-  const int pfd = sys::pidfd_open(pid);
-  if (pfd < 0) {
-    // Cannot watch it: make sure it does not outlive us unobserved, then reap it.
-    sys::kill_group(pid, SIGKILL);
-    siginfo_t info{};
-    {
-      std::lock_guard lock(mu);
-      groups.erase(pid);
-    }
-    ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED);
-    return launch_failed(-pfd, "pidfd_open");
-  }
-  c.pidfd.reset(pfd);
   c.out.fd = std::move(out_r);
   c.err.fd = std::move(err_r);
-  epoll_add(c.pidfd.get(), EPOLLIN, tag(c.gen, slot, Channel::Exit));
+  for (const Stage& st : c.stages)
+    epoll_add(st.pidfd.get(), EPOLLIN, tag(c.gen, slot, Channel::Exit));
   epoll_add(c.out.fd.get(), EPOLLIN, tag(c.gen, slot, Channel::Out));
   epoll_add(c.err.fd.get(), EPOLLIN, tag(c.gen, slot, Channel::Err));
   if (in_w) {
     c.stdin_fd = std::move(in_w);
-    c.stdin_data = spec.stdin_data;
+    c.stdin_data = first.stdin_data;
     epoll_add(c.stdin_fd.get(), EPOLLOUT, tag(c.gen, slot, Channel::In));
     feed_stdin(c);
   }
@@ -436,10 +528,12 @@ void ProcessExecutor::Impl::feed_stdin(Child& c) {
   c.stdin_fd.reset();  // all written (or the child is gone): EOF for the child
 }
 
-void ProcessExecutor::Impl::on_exit(std::uint32_t slot) {
-  Child& c = children[slot];
-  if (c.timed_out || c.cancelled) {
-    // The leader is a zombie until we reap it, so its group id cannot have been reused: sweep
+// Reaps `st` if it has exited; false while it still runs. The last process of the group is reaped
+// with `mu` held and its group removed first, so abandon() never signals a recycled group id.
+bool ProcessExecutor::Impl::reap_stage(Child& c, Stage& st) {
+  const bool last = c.live_stages == 1;
+  if (last && (c.timed_out || c.cancelled || c.failed_stage >= 0)) {
+    // This process is a zombie until we reap it, so the group id cannot have been reused: sweep
     // any descendants that ignored SIGTERM.
     sys::kill_group(c.pid, SIGKILL);
   }
@@ -447,44 +541,145 @@ void ProcessExecutor::Impl::on_exit(std::uint32_t slot) {
   rusage usage{};
   int rc;
   {
-    std::lock_guard lock(mu);  // abandon() must not signal the group once it may be recycled
-    rc = sys::waitid_pidfd(c.pidfd.get(), &info, &usage);
-    if (rc != 1) groups.erase(c.pid);
+    std::lock_guard lock(mu);
+    rc = sys::waitid_pidfd(st.pidfd.get(), &info, &usage);
+    if (rc != 1 && last) groups.erase(c.pid);
   }
-  if (rc == 1) return;  // spurious readiness
+  if (rc == 1) return false;  // spurious readiness, or another stage's
+  st.reaped = true;
+  st.pidfd.reset();  // closing also removes it from the epoll set
+  --c.live_stages;
+  if (rc < 0) {
+    st.wait_error = rc;
+    return true;
+  }
+  st.code = info.si_code;
+  st.status = info.si_status;
+  auto add = [](timeval& to, const timeval& from) {
+    to.tv_sec += from.tv_sec;
+    to.tv_usec += from.tv_usec;
+    if (to.tv_usec >= 1'000'000) {
+      to.tv_sec += 1;
+      to.tv_usec -= 1'000'000;
+    }
+  };
+  add(c.usage.ru_utime, usage.ru_utime);
+  add(c.usage.ru_stime, usage.ru_stime);
+  c.usage.ru_maxrss = std::max(c.usage.ru_maxrss, usage.ru_maxrss);
+  return true;
+}
+
+void ProcessExecutor::Impl::on_exit(std::uint32_t slot) {
+  Child& c = children[slot];
+  for (std::size_t i = 0; i < c.stages.size(); ++i) {
+    Stage& st = c.stages[i];
+    if (st.reaped || !reap_stage(c, st)) continue;
+    if (!c.pipeline || c.timed_out || c.cancelled || c.failed_stage >= 0) continue;
+    // pipefail, less the SIGPIPE an upstream stage gets when a later stage stops reading (a
+    // failing reader is reported on its own).
+    const bool last = i + 1 == c.stages.size();
+    const bool ok = st.wait_error == 0 && st.code == CLD_EXITED && st.status == 0;
+    const bool broken_pipe =
+        st.wait_error == 0 && st.code != CLD_EXITED && st.status == SIGPIPE && c.piped && !last;
+    if (!ok && !broken_pipe) {
+      c.failed_stage = static_cast<int>(i);
+      if (c.live_stages > 0) stop_stages(slot);
+    }
+  }
+  if (c.live_stages > 0) return;
   drain(c.out, c.cap);
   drain(c.err, c.cap);
-  if (rc < 0) {
-    finish(slot, Status::Failed, -1, 0, nullptr, Error::from_errno(rc, "waitid").message());
+  if (c.pipeline) {
+    finish_pipeline(slot);
+  } else {
+    finish_binary(slot);
+  }
+}
+
+// One stage failed: the rest of the pipeline cannot succeed, so stop it now (SIGTERM, then
+// SIGKILL after the grace period) instead of waiting for EOF or SIGPIPE to reach every stage.
+void ProcessExecutor::Impl::stop_stages(std::uint32_t slot) {
+  Child& c = children[slot];
+  if (c.term_sent) return;
+  c.term_sent = true;
+  sys::kill_group(c.pid, SIGTERM);
+  timers.push({Clock::now() + options.kill_grace, slot, c.gen});
+}
+
+void ProcessExecutor::Impl::finish_binary(std::uint32_t slot) {
+  Child& c = children[slot];
+  const Stage& st = c.stages.front();
+  const rusage* usage = &c.usage;
+  if (st.wait_error < 0) {
+    finish(slot, Status::Failed, -1, 0, nullptr,
+           Error::from_errno(st.wait_error, "waitid").message());
     return;
   }
-  if (info.si_code == CLD_EXITED) {
-    const int code = info.si_status;
-    Status st = code == 0 ? Status::Succeeded : Status::Failed;
+  if (st.code == CLD_EXITED) {
+    const int code = st.status;
+    Status status = code == 0 ? Status::Succeeded : Status::Failed;
     std::string err = code == 0 ? "" : "exited with status " + std::to_string(code);
     if (c.timed_out) {
-      st = Status::TimedOut;
+      status = Status::TimedOut;
       err = "timed out; exited with status " + std::to_string(code) + " after SIGTERM";
     } else if (c.cancelled) {
-      st = Status::Cancelled;
+      status = Status::Cancelled;
       err = "cancelled";
     }
-    finish(slot, st, code, 0, &usage, std::move(err));
+    finish(slot, status, code, 0, usage, std::move(err));
   } else {
-    const int sig = info.si_status;
-    Status st = Status::Signaled;
+    const int sig = st.status;
+    Status status = Status::Signaled;
     std::string err = std::string("killed by signal ") + std::to_string(sig) + " (" +
                       (sigabbrev_np(sig) ? sigabbrev_np(sig) : "?") + ")";
     if (c.timed_out) {
-      st = Status::TimedOut;
+      status = Status::TimedOut;
       err = "timed out after " +
             std::to_string(std::chrono::duration<double>(c.deadline - c.started).count()) + " s; " +
             err;
     } else if (c.cancelled) {
-      st = Status::Cancelled;
+      status = Status::Cancelled;
       err = "cancelled; " + err;
     }
-    finish(slot, st, -1, sig, &usage, std::move(err));
+    finish(slot, status, -1, sig, usage, std::move(err));
+  }
+}
+
+void ProcessExecutor::Impl::finish_pipeline(std::uint32_t slot) {
+  Child& c = children[slot];
+  auto how = [](const Stage& st) {
+    if (st.wait_error < 0) return Error::from_errno(st.wait_error, "waitid").message();
+    if (st.code == CLD_EXITED) return "exited with status " + std::to_string(st.status);
+    const char* abbrev = sigabbrev_np(st.status);
+    return std::string("killed by signal ")
+        .append(std::to_string(st.status))
+        .append(" (")
+        .append(abbrev ? abbrev : "?")
+        .append(")");
+  };
+  if (c.timed_out || c.cancelled) {
+    const std::string what =
+        c.timed_out
+            ? "timed out after " +
+                  std::to_string(std::chrono::duration<double>(c.deadline - c.started).count()) +
+                  " s"
+            : std::string("cancelled");
+    finish(slot, c.timed_out ? Status::TimedOut : Status::Cancelled, -1, 0, &c.usage,
+           what + "; all " + std::to_string(c.stages.size()) + " pipeline stages were stopped");
+    return;
+  }
+  if (c.failed_stage < 0) {
+    finish(slot, Status::Succeeded, 0, 0, &c.usage, "");
+    return;
+  }
+  const Stage& bad = c.stages[static_cast<std::size_t>(c.failed_stage)];
+  std::string err = bad.label + " " + how(bad);
+  if (c.stages.size() > 1) err += "; the other stages were stopped";
+  if (bad.wait_error == 0 && bad.code != CLD_EXITED) {
+    finish(slot, Status::Signaled, -1, bad.status, &c.usage, std::move(err));
+  } else {
+    finish(slot, Status::Failed, bad.wait_error == 0 ? bad.status : -1, 0, &c.usage,
+           std::move(err));
   }
 }
 
@@ -532,7 +727,7 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
   // Deregistering the stop callback waits for one running on another thread; it only takes
   // `mu`, which we do not hold here.
   c.on_stop.reset();
-  c.pidfd.reset();
+  c.stages.clear();
   c.out.fd.reset();
   c.err.fd.reset();
   c.stdin_fd.reset();

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "pepita/core/sys.hpp"
+
 extern char** environ;
 
 namespace pepita::executor::detail {
@@ -59,7 +61,7 @@ std::vector<char*> build_env(const task::ProcessSpec& spec, std::vector<std::str
 
 }  // namespace
 
-pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds) {
+pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid) {
   FileActions fa;
   int rc = 0;
   rc |= ::posix_spawn_file_actions_adddup2(fa.get(), fds.stdin_fd, 0);
@@ -77,11 +79,12 @@ pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds) {
   sigfillset(&all);
   sigdelset(&all, SIGKILL);
   sigdelset(&all, SIGSTOP);
-  // Own process group (so a timeout can signal the whole tree), default dispositions (the parent
-  // may ignore SIGPIPE or SIGINT) and an empty mask (the parent may block signals in threads).
+  // Own process group (so a timeout can signal the whole tree; a pipeline's stages share the
+  // first stage's), default dispositions (the parent may ignore SIGPIPE or SIGINT) and an empty
+  // mask (the parent may block signals in threads).
   rc |= ::posix_spawnattr_setflags(
       attr.get(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  rc |= ::posix_spawnattr_setpgroup(attr.get(), 0);
+  rc |= ::posix_spawnattr_setpgroup(attr.get(), pgid);
   rc |= ::posix_spawnattr_setsigmask(attr.get(), &empty);
   rc |= ::posix_spawnattr_setsigdefault(attr.get(), &all);
   if (rc != 0) return -ENOMEM;
@@ -109,6 +112,22 @@ pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds) {
               : ::posix_spawn(&pid, spec.path.c_str(), fa.get(), attr.get(), argv.data(), envp);
   if (rc != 0) return -rc;
   return pid;
+}
+
+int ScopedSpawnAffinity::apply(std::span<const unsigned> cpus) {
+  if (cpus.empty()) return 0;
+  std::vector<unsigned> saved;
+  for (int cpu : sys::allowed_cpus()) saved.push_back(static_cast<unsigned>(cpu));
+  if (saved.empty()) return -EINVAL;  // cannot read our own mask: do not risk losing it
+  const int rc = sys::set_current_thread_cpus(cpus);
+  if (rc == 0) saved_ = std::move(saved);
+  return rc;
+}
+
+ScopedSpawnAffinity::~ScopedSpawnAffinity() {
+  // The mask was readable a moment ago, so setting it back only fails if a cpuset shrank in
+  // between; the thread then keeps the narrower mask, which the kernel has already intersected.
+  if (!saved_.empty()) (void)sys::set_current_thread_cpus(saved_);
 }
 
 }  // namespace pepita::executor::detail

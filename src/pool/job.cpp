@@ -152,6 +152,73 @@ std::string resolve_command(const std::string& command, const std::string& job_d
   return {};
 }
 
+// affinity = { cores = [0, 1] } or { numa_node = 0 }; the builder checks the machine has them.
+Result<task::CpuAffinity> get_affinity(const Ctx& ctx, const toml::node& n) {
+  const auto* t = n.as_table();
+  const std::string_view usage = "'affinity' must be { cores = [0, 1] } or { numa_node = 0 }";
+  if (!t || t->size() != 1) return ctx.err(n, std::string(usage));
+  if (const auto* node = t->get("numa_node")) {
+    return task::CpuAffinity::NumaNode(
+        static_cast<int>(PEPITA_TRY(get_int(ctx, *node, "affinity.numa_node", 0, 4095))));
+  }
+  const auto* cores = t->get("cores");
+  const auto* arr = cores ? cores->as_array() : nullptr;
+  if (!arr) return ctx.err(n, std::string(usage));
+  std::vector<unsigned> list;
+  for (const auto& el : *arr) {
+    list.push_back(static_cast<unsigned>(PEPITA_TRY(get_int(ctx, el, "affinity.cores", 0, 65535))));
+  }
+  return task::CpuAffinity::Cores(std::move(list));
+}
+
+// pipeline = [{ command = "seq", args = ["1", "9"] }, { command = "wc", args = ["-l"] }]: each
+// stage a binary with its own command, args, env, cwd (and stdin, stage 0 only). `resolve`
+// checks a stage's command the way a task's is checked.
+template <typename Resolve>
+Result<task::Builder> get_pipeline(const Ctx& ctx, const toml::node& n,
+                                   const std::string& task_name, const Vars& vars,
+                                   const std::string& job_dir, bool piped, Resolve&& resolve) {
+  const auto* arr = n.as_array();
+  if (!arr || arr->empty() || !arr->is_array_of_tables()) {
+    return ctx.err(n, "task '" + task_name +
+                          "': 'pipeline' must be a non-empty array of stages, e.g. pipeline = "
+                          "[{ command = \"seq\", args = [\"9\"] }, { command = \"wc\" }]");
+  }
+  task::PipelineTask stages;
+  stages.with_pipe_output(piped);
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const auto& st = *(*arr)[i].as_table();
+    const std::string where =
+        "pipeline stage " + std::to_string(i) + " of task '" + task_name + "'";
+    PEPITA_TRY_VOID(check_keys(ctx, st, where, {"command", "args", "env", "cwd", "stdin"}));
+    const auto* cmd = st.get("command");
+    if (!cmd) return ctx.err(st, where + " has no 'command'");
+    task::BinaryTask stage(PEPITA_TRY(resolve(*cmd, where + ": 'command'")));
+    if (const auto* v = st.get("args")) {
+      for (auto& [a, node] : PEPITA_TRY(get_strings(ctx, *v, "args", vars))) {
+        stage.args.push_back(std::move(a));
+      }
+    }
+    if (const auto* v = st.get("env")) stage.env = PEPITA_TRY(get_env(ctx, *v, vars));
+    if (const auto* v = st.get("cwd")) {
+      stage.cwd = PEPITA_TRY(get_string(ctx, *v, "cwd", vars));
+      if (!stage.cwd.empty() && fs::path(stage.cwd).is_relative()) {
+        stage.cwd = (fs::path(job_dir) / stage.cwd).string();
+      }
+    }
+    if (const auto* v = st.get("stdin")) {
+      if (i > 0) {
+        return ctx.err(*v, where +
+                               ": 'stdin' is for stage 0 only; later stages read the "
+                               "previous stage's output");
+      }
+      stage.stdin_data = PEPITA_TRY(get_string(ctx, *v, "stdin", vars));
+    }
+    stages.add_stage(std::move(stage));
+  }
+  return task::Task::pipeline(std::move(stages));
+}
+
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 200) return false;
   for (char c : name) {
@@ -332,10 +399,10 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   std::unordered_map<std::string, std::size_t> by_name;
   for (const auto& el : *tasks) {
     const auto& t = *el.as_table();
-    PEPITA_TRY_VOID(
-        check_keys(ctx, t, "[[task]]",
-                   {"name", "command", "args", "env", "cwd", "stdin", "deps", "retries", "timeout",
-                    "priority", "backend", "output_cap", "show_output", "count", "clear_env"}));
+    PEPITA_TRY_VOID(check_keys(ctx, t, "[[task]]",
+                               {"name", "command", "args", "env", "cwd", "stdin", "deps", "retries",
+                                "timeout", "priority", "backend", "output_cap", "show_output",
+                                "count", "clear_env", "pipeline", "pipe_output", "affinity"}));
     const auto* nm = t.get("name");
     if (!nm) return ctx.err(t, "[[task]] has no 'name'");
     const auto* nm_str = nm->as_string();
@@ -367,9 +434,14 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     Vars tv = vars;
     if (raws[r].index >= 0) tv.emplace_back("i", std::to_string(raws[r].index));
     const auto* cmd = t.get("command");
-    if (!cmd) return ctx.err(t, "task '" + raws[r].name + "' has no 'command'");
-    std::string command = PEPITA_TRY(get_string(ctx, *cmd, "command", tv));
-    if (command.empty()) return ctx.err(*cmd, "task '" + raws[r].name + "': 'command' is empty");
+    const auto* pipeline = t.get("pipeline");
+    if (!cmd && !pipeline) {
+      return ctx.err(t, "task '" + raws[r].name + "' has no 'command' (or 'pipeline')");
+    }
+    if (cmd && pipeline) {
+      return ctx.err(*pipeline, "task '" + raws[r].name +
+                                    "' has both 'command' and 'pipeline'; a task runs one of them");
+    }
     // A GPU task's command names a kernel ("saxpy") or a .spv file, not an executable; the GPU
     // executor checks it (a relative .spv path still starts at the job file's directory). So
     // does a backend a program registered: what its command means is up to its executor.
@@ -379,22 +451,41 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const bool runs_a_binary = backend == task::Backend::Process ||
                                backend == task::Backend::Remote ||
                                backend == task::Backend::MicroVm;
-    if (options.check_binaries && runs_a_binary) {
-      auto it = resolved_cache.find(command);
-      if (it == resolved_cache.end())
-        it = resolved_cache.emplace(command, resolve_command(command, job_dir)).first;
-      if (it->second.empty()) {
-        return ctx.err(*cmd, "task '" + raws[r].name + "': command '" + command +
-                                 "' not found or not executable" +
-                                 (command.find('/') == std::string::npos
-                                      ? " (searched PATH)"
-                                      : " (relative paths start at the job file's directory)"));
+    auto resolve = [&](const toml::node& node, std::string_view what) -> Result<std::string> {
+      std::string command = PEPITA_TRY(get_string(ctx, node, "command", tv));
+      if (command.empty()) {
+        return ctx.err(node, "task '" + raws[r].name + "': " + std::string(what) + " is empty");
       }
-      command = it->second;
-    } else if (command.find('/') != std::string::npos && fs::path(command).is_relative()) {
-      command = (fs::path(job_dir) / command).string();
-    }
-    auto b = Task::binary(command).name(raws[r].name).backend(backend);
+      if (options.check_binaries && runs_a_binary) {
+        auto it = resolved_cache.find(command);
+        if (it == resolved_cache.end())
+          it = resolved_cache.emplace(command, resolve_command(command, job_dir)).first;
+        if (it->second.empty()) {
+          return ctx.err(node, "task '" + raws[r].name + "': command '" + command +
+                                   "' not found or not executable" +
+                                   (command.find('/') == std::string::npos
+                                        ? " (searched PATH)"
+                                        : " (relative paths start at the job file's directory)"));
+        }
+        return it->second;
+      }
+      if (command.find('/') != std::string::npos && fs::path(command).is_relative()) {
+        command = (fs::path(job_dir) / command).string();
+      }
+      return command;
+    };
+    const auto* pipe_output = t.get("pipe_output");
+    const bool piped =
+        !pipe_output || !pipe_output->as_boolean() || pipe_output->as_boolean()->get();
+    // Not `pipeline ? PEPITA_TRY(..) : ..`: leaving a statement expression early from one arm
+    // of ?: lets g++ run the cleanup of the other arm's temporary, which was never constructed.
+    Result<task::Builder> start = [&]() -> Result<task::Builder> {
+      if (pipeline) return get_pipeline(ctx, *pipeline, raws[r].name, tv, job_dir, piped, resolve);
+      return Task::binary(PEPITA_TRY(resolve(*cmd, "'command'")));
+    }();
+    if (!start) return std::unexpected(std::move(start).error());
+    task::Builder b = std::move(*start);
+    b.name(raws[r].name).backend(backend);
     for (const auto& [k, v] : default_env) b.env(k, v);
     std::chrono::nanoseconds timeout = default_timeout;
     std::string cwd = default_cwd;
@@ -403,6 +494,11 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     for (auto&& [k, v] : t) {
       const std::string key(k.str());
       if (key == "args") {
+        if (pipeline) {
+          return ctx.err(v, "task '" + raws[r].name +
+                                "': 'args' belongs in each pipeline stage: pipeline = [{ command "
+                                "= \"...\", args = [...] }, ...]");
+        }
         for (auto& [a, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) b.arg(std::move(a));
       } else if (key == "env") {
         for (auto& [ek, ev] : PEPITA_TRY(get_env(ctx, v, tv))) b.env(ek, ev);
@@ -428,7 +524,15 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         const auto* bv = v.as_boolean();
         if (!bv) return ctx.err(v, "'show_output' must be true or false");
         show = bv->get();
-      } else if (key == "backend") {
+      } else if (key == "pipe_output") {
+        const auto* bv = v.as_boolean();
+        if (!bv || !pipeline) {
+          return ctx.err(v, "'pipe_output' must be true or false, on a task with a 'pipeline'");
+        }
+        // Read before get_pipeline.
+      } else if (key == "affinity") {
+        b.affinity(PEPITA_TRY(get_affinity(ctx, v)));
+      } else if (key == "pipeline" || key == "backend") {
         // Parsed above: it decides whether `command` must be an executable.
       } else if (key == "deps") {
         for (auto& [d, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) {

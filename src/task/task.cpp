@@ -99,8 +99,34 @@ Result<Backend> parse_backend(std::string_view name, std::span<const Backend> kn
       std::string("unknown backend '").append(name).append("'; valid backends: ").append(valid));
 }
 
+// The fields of one binary, in the order the digest has always fed them.
+void digest_binary(Digest& d, const ProcessSpec& p) {
+  d.add(p.path);
+  for (const auto& a : p.args) d.add(a);
+  d.add("env");
+  for (const auto& [k, v] : p.env) {
+    d.add(k);
+    d.add(v);
+  }
+  d.add(p.inherit_env ? "inherit" : "clean");
+  d.add(p.cwd);
+  d.add(p.stdin_data);
+}
+
 std::string Task::spec_digest() const {
   Digest d;
+  if (const PipelineTask* pipe = as_pipeline()) {
+    // Every stage, in order, and whether they are connected. The affinity is not part of it:
+    // it changes where the processes run, not what they produce.
+    d.add("pipeline");
+    d.add(to_string(spec_->backend));
+    d.add(pipe->pipe_output ? "piped" : "unpiped");
+    for (const ProcessSpec& stage : pipe->stages) {
+      d.add("stage");
+      digest_binary(d, stage);
+    }
+    return d.hex();
+  }
   // ---- Shader tasks (issue 21, GPU part): the module, its inputs and the dispatch shape ----
   if (const ShaderTask* s = shader()) {
     d.add("shader");
@@ -121,16 +147,7 @@ std::string Task::spec_digest() const {
   d.add(is_process() ? "process" : "function");
   d.add(to_string(spec_->backend));
   if (const ProcessSpec* p = process()) {
-    d.add(p->path);
-    for (const auto& a : p->args) d.add(a);
-    d.add("env");
-    for (const auto& [k, v] : p->env) {
-      d.add(k);
-      d.add(v);
-    }
-    d.add(p->inherit_env ? "inherit" : "clean");
-    d.add(p->cwd);
-    d.add(p->stdin_data);
+    digest_binary(d, *p);
   } else {
     d.add(spec_->name);  // a function's body cannot be digested; its name stands in for it
   }
@@ -150,7 +167,11 @@ Builder& Builder::name(std::string name) {
   return *this;
 }
 Builder& Builder::arg(std::string arg) {
-  if (!spec_.process) {
+  if (spec_.pipeline) {
+    problems_.push_back(
+        "args() applies to each stage of a pipeline, not to the pipeline: use "
+        "add_stage(BinaryTask(path).with_args(...))");
+  } else if (!spec_.process) {
     problems_.push_back("args() applies to binary tasks only");
   } else {
     spec_.process->args.push_back(std::move(arg));
@@ -162,7 +183,10 @@ Builder& Builder::args(std::vector<std::string> args) {
   return *this;
 }
 Builder& Builder::env(std::string key, std::string value) {
-  if (!spec_.process) {
+  if (spec_.pipeline && !key.empty() && key.find('=') == std::string::npos && !has_nul(key) &&
+      !has_nul(value)) {
+    stage_defaults_.env[std::move(key)] = std::move(value);  // every stage's default
+  } else if (!spec_.process && !spec_.pipeline) {
     problems_.push_back("env() applies to binary tasks only");
   } else if (key.empty() || key.find('=') != std::string::npos || has_nul(key) || has_nul(value)) {
     problems_.push_back("environment variable name '" + key +
@@ -174,10 +198,13 @@ Builder& Builder::env(std::string key, std::string value) {
 }
 Builder& Builder::clear_env() {
   if (spec_.process) spec_.process->inherit_env = false;
+  if (spec_.pipeline) stage_defaults_.inherit_env = false;
   return *this;
 }
 Builder& Builder::cwd(std::string dir) {
-  if (!spec_.process) {
+  if (spec_.pipeline) {
+    stage_defaults_.cwd = std::move(dir);
+  } else if (!spec_.process) {
     problems_.push_back("cwd() applies to binary tasks only");
   } else {
     spec_.process->cwd = std::move(dir);
@@ -185,7 +212,9 @@ Builder& Builder::cwd(std::string dir) {
   return *this;
 }
 Builder& Builder::stdin(std::string bytes) {
-  if (!spec_.process) {
+  if (spec_.pipeline) {
+    stage_defaults_.stdin_data = std::move(bytes);  // stage 0's
+  } else if (!spec_.process) {
     problems_.push_back("stdin() applies to binary tasks only");
   } else {
     spec_.process->stdin_data = std::move(bytes);
@@ -243,6 +272,8 @@ Result<Task> Builder::build() {
     if (spec_.backend == Backend::Cpu) {
       problems_.push_back("a binary task cannot run on the cpu backend (use process)");
     }
+  } else if (spec_.pipeline) {
+    check_pipeline();
   } else if (spec_.shader) {
     // ---- Shader tasks (issue 21, GPU part) ----
     if (auto ok = spec_.shader->validate(); !ok) problems_.push_back(ok.error().message());
@@ -261,6 +292,7 @@ Result<Task> Builder::build() {
     }
   }
   if (has_nul(spec_.name)) problems_.push_back("task name holds a NUL byte");
+  check_affinity();
   if (!problems_.empty()) {
     std::string msg = "invalid task";
     if (!spec_.name.empty()) msg += " '" + spec_.name + "'";
@@ -368,3 +400,155 @@ Builder Task::shader(std::vector<std::uint32_t> spirv, Workgroups workgroups,
 // ---- end shader tasks ----
 
 }  // namespace pepita::task
+
+// ---- Task kinds, pipelines and affinity ----
+namespace pepita::task {
+namespace {
+
+std::string stage_label(std::size_t index, const ProcessSpec& stage) {
+  std::string base = stage.path;
+  if (auto slash = base.rfind('/'); slash != std::string::npos) base.erase(0, slash + 1);
+  return pepita::fmt("pipeline stage {} ('{}')", index, base);
+}
+
+}  // namespace
+
+Builder Task::pipeline() { return pipeline(PipelineTask{}); }
+
+Builder Task::pipeline(PipelineTask stages) {
+  Builder b;
+  b.spec_.backend = Backend::Process;
+  b.spec_.pipeline.emplace(std::move(stages));
+  return b;
+}
+
+TaskKind Task::kind() const noexcept {
+  if (spec_->process) return TaskKind::Binary;
+  if (spec_->pipeline) return TaskKind::Pipeline;
+  if (spec_->shader) return TaskKind::Shader;
+  return TaskKind::Callable;
+}
+
+Builder& Builder::add_stage(BinaryTask stage) {
+  if (!spec_.pipeline) {
+    problems_.push_back("add_stage() applies to pipeline tasks: start with Task::pipeline()");
+  } else {
+    spec_.pipeline->stages.push_back(std::move(stage));
+  }
+  return *this;
+}
+
+Builder& Builder::add_stage(const Task& stage) {
+  const std::size_t index = spec_.pipeline ? spec_.pipeline->stages.size() : 0;
+  auto reject = [&](std::string_view why) -> Builder& {
+    problems_.push_back(pepita::fmt("pipeline stage {} (task '{}'): {}", index, stage.name(), why));
+    return *this;
+  };
+  if (!stage.is_binary()) {
+    return reject(
+        "is not a binary (a function, shader or pipeline task); stages must be "
+        "binaries: Task::binary(...) or BinaryTask(...)");
+  }
+  if (!stage.dependencies().empty()) {
+    return reject(
+        "has dependencies; put depends_on() on the pipeline, which starts all "
+        "stages together");
+  }
+  if (stage.timeout().count() != 0) {
+    return reject("has its own timeout; set timeout() on the pipeline (it covers all stages)");
+  }
+  if (stage.deadline().count() != 0) return reject("has its own deadline; set it on the pipeline");
+  if (stage.max_retries()) {
+    return reject("has its own max_retries; the pipeline is retried as a whole: set it there");
+  }
+  if (!stage.affinity().is_any()) return reject("has its own affinity; set it on the pipeline");
+  if (stage.backend() != Backend::Process) {
+    return reject(pepita::fmt("runs on backend '{}'; a pipeline's stages run on 'process'",
+                              stage.backend().name()));
+  }
+  return add_stage(*stage.as_binary());
+}
+
+Builder& Builder::add_stage(const Result<Task>& stage) {
+  if (!stage) {
+    const std::size_t index = spec_.pipeline ? spec_.pipeline->stages.size() : 0;
+    problems_.push_back(pepita::fmt("pipeline stage {}: {}", index, stage.error().message()));
+    return *this;
+  }
+  return add_stage(*stage);
+}
+
+Builder& Builder::affinity(CpuAffinity affinity) {
+  spec_.affinity = std::move(affinity);
+  return *this;
+}
+
+void Builder::check_pipeline() {
+  PipelineTask& pipe = *spec_.pipeline;
+  if (pipe.stages.empty()) {
+    problems_.push_back("pipeline has no stages: add at least one with add_stage()");
+    return;
+  }
+  if (spec_.backend != Backend::Process) {
+    problems_.push_back(
+        pepita::fmt("a pipeline runs on the process backend, not '{}'", spec_.backend.name()));
+  }
+  const ProcessSpec& defaults = stage_defaults_;
+  if (!defaults.stdin_data.empty()) {
+    if (!pipe.stages.front().stdin_data.empty()) {
+      problems_.push_back(stage_label(0, pipe.stages.front()) +
+                          ": stdin is set both on the stage and on the pipeline; keep one");
+    }
+    pipe.stages.front().stdin_data = defaults.stdin_data;
+  }
+  for (std::size_t i = 0; i < pipe.stages.size(); ++i) {
+    ProcessSpec& st = pipe.stages[i];
+    for (const auto& [k, v] : defaults.env) st.env.emplace(k, v);  // the stage's own wins
+    st.inherit_env = st.inherit_env && defaults.inherit_env;
+    if (st.cwd.empty()) st.cwd = defaults.cwd;
+    const std::string where = stage_label(i, st);
+    if (st.path.empty()) problems_.push_back(pepita::fmt("pipeline stage {}: path is empty", i));
+    if (has_nul(st.path)) problems_.push_back(where + ": path holds a NUL byte");
+    for (const auto& a : st.args) {
+      if (has_nul(a)) problems_.push_back(where + ": an argument holds a NUL byte");
+    }
+    for (const auto& [k, v] : st.env) {
+      if (k.empty() || k.find('=') != std::string::npos || has_nul(k) || has_nul(v)) {
+        problems_.push_back(pepita::fmt(
+            "{}: env name '{}' is invalid: it must be non-empty and hold no '=' or NUL", where, k));
+      }
+    }
+    if (has_nul(st.cwd)) problems_.push_back(where + ": cwd holds a NUL byte");
+    if (i > 0 && !st.stdin_data.empty()) {
+      problems_.push_back(where + (pipe.pipe_output
+                                       ? ": stdin is set, but this stage reads the previous "
+                                         "stage's output; only stage 0 may have stdin"
+                                       : ": stdin is set; only stage 0 may have stdin (the "
+                                         "others read /dev/null)"));
+    }
+  }
+}
+
+void Builder::check_affinity() {
+  if (spec_.affinity.is_any()) return;
+  if (!spec_.process && !spec_.pipeline) {
+    problems_.push_back(
+        "affinity applies to binary and pipeline tasks (processes); a function task runs on the "
+        "scheduler's shared worker threads (pin those with Scheduler::Options::pin_workers) and a "
+        "shader task on the GPU");
+    return;
+  }
+  // The local process executor applies it; a remote worker, micro-VM or plug-in would not.
+  // (Cpu: a binary on the cpu backend runs as a local process too.)
+  if (spec_.backend != Backend::Process && spec_.backend != Backend::Cpu) {
+    problems_.push_back(pepita::fmt(
+        "affinity is applied by the local process executor; backend '{}' does not apply it: "
+        "drop the affinity or use backend process",
+        spec_.backend.name()));
+    return;
+  }
+  if (auto cpus = spec_.affinity.resolve(); !cpus) problems_.push_back(cpus.error().message());
+}
+
+}  // namespace pepita::task
+// ---- end task kinds, pipelines and affinity ----

@@ -4,6 +4,10 @@
 // and every inherited fd above 2 closed; a single reactor thread watches each child's pidfd and
 // its stdout/stderr pipes with epoll, reaps it with waitid(P_PIDFD) and rusage, and enforces
 // timeouts by signalling the whole process group (SIGTERM, then SIGKILL after a grace period).
+// A pipeline task (task::PipelineTask) is one group of processes connected by kernel pipes, one
+// per stage, reaped, signalled and reported as one attempt (see PipelineTask for the rules). A
+// task's CpuAffinity is inherited by its processes from the reactor thread, whose mask is
+// narrowed only around their posix_spawn calls.
 
 #include <chrono>
 #include <cstddef>
@@ -32,8 +36,10 @@ class ProcessExecutor final : public Executor {
 
   task::Backend backend() const noexcept override { return task::Backend::Process; }
   std::size_t slots() const noexcept override;
-  /// Queues the spawn on the reactor. A spawn failure (no such binary, exec refused) is reported
-  /// through `done` as Status::LaunchFailed with the errno in `error`, not here.
+  /// Queues the spawn on the reactor (binary and pipeline tasks). A spawn failure (no such
+  /// binary, exec refused, an affinity the machine no longer has) is reported through `done` as
+  /// Status::LaunchFailed with the errno in `error`, not here; for a pipeline it names the stage.
+  /// A pipeline takes one slot.
   Result<void> start(const task::Task& task, std::stop_token stop, Completion done) override;
   void shutdown() override;
   /// SIGKILLs the process group of every attempt still running.

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "pepita/error.hpp"
+#include "pepita/task/affinity.hpp"
 
 namespace pepita::task {
 
@@ -112,7 +113,70 @@ struct ProcessSpec {
   bool inherit_env = true;
   std::string cwd;         // empty: the pool's working directory
   std::string stdin_data;  // bytes written to the child's stdin, then closed; empty: /dev/null
+
+  // --- Crate spelling (`BinaryTask::new(path).with_args(..)`): a value to give to
+  // Builder::add_stage or PipelineTask::add_stage. Each with_* replaces that field.
+  ProcessSpec() = default;
+  explicit ProcessSpec(std::string binary) : path(std::move(binary)) {}
+  ProcessSpec& with_args(std::vector<std::string> a) & { return args = std::move(a), *this; }
+  ProcessSpec&& with_args(std::vector<std::string> a) && {
+    return std::move(with_args(std::move(a)));
+  }
+  ProcessSpec& with_env(std::map<std::string, std::string> e) & {
+    return env = std::move(e), *this;
+  }
+  ProcessSpec&& with_env(std::map<std::string, std::string> e) && {
+    return std::move(with_env(std::move(e)));
+  }
+  ProcessSpec& with_working_dir(std::string dir) & { return cwd = std::move(dir), *this; }
+  ProcessSpec&& with_working_dir(std::string dir) && {
+    return std::move(with_working_dir(std::move(dir)));
+  }
+  ProcessSpec& with_stdin(std::string bytes) & { return stdin_data = std::move(bytes), *this; }
+  ProcessSpec&& with_stdin(std::string bytes) && { return std::move(with_stdin(std::move(bytes))); }
+  friend bool operator==(const ProcessSpec&, const ProcessSpec&) = default;
 };
+
+// ---- Task kinds, pipelines (the crate's BinaryTask / PipelineTask / TaskKind) ----
+
+/// The crate's name for what a binary task runs.
+using BinaryTask = ProcessSpec;
+
+/// Binaries run concurrently as one unit, like a shell pipeline `a | b | c`: each stage is its
+/// own process, all in one process group; with pipe_output (the default) stage i's stdout is a
+/// kernel pipe into stage i+1's stdin, so a fast producer blocks on a slow consumer (pepita never
+/// buffers the data in between). The last stage's stdout is the task's stdout; every stage's
+/// stderr goes, unlabelled and in the order written, into the task's stderr (both under the
+/// output cap). The pipeline succeeds when every stage does (`set -o pipefail`), except that a
+/// stage killed by SIGPIPE after the next stage stopped reading is not a failure (`yes | head`).
+/// The first stage to fail names the failure ("pipeline stage 1 ('sh') exited with status 3")
+/// and the others are stopped (SIGTERM, then SIGKILL after the executor's grace period).
+/// Only stage 0 may have stdin. Without pipe_output the stages are not connected: they still run
+/// side by side as one unit, stage 0 reads its stdin and the others /dev/null, and all of their
+/// stdout goes, in the order written, into the task's stdout.
+///
+///   auto t = Task::pipeline()
+///                .add_stage(BinaryTask("seq").with_args({"1", "100000"}))
+///                .add_stage(BinaryTask("grep").with_args({"7"}))
+///                .add_stage(BinaryTask("wc").with_args({"-l"}))
+///                .build();
+struct PipelineTask {
+  std::vector<BinaryTask> stages;
+  bool pipe_output = true;
+
+  PipelineTask& add_stage(BinaryTask stage) & { return stages.push_back(std::move(stage)), *this; }
+  PipelineTask&& add_stage(BinaryTask stage) && { return std::move(add_stage(std::move(stage))); }
+  PipelineTask& with_pipe_output(bool pipe) & { return pipe_output = pipe, *this; }
+  PipelineTask&& with_pipe_output(bool pipe) && { return std::move(with_pipe_output(pipe)); }
+  std::size_t num_stages() const noexcept { return stages.size(); }
+  bool is_empty() const noexcept { return stages.empty(); }
+  friend bool operator==(const PipelineTask&, const PipelineTask&) = default;
+};
+
+/// What a task runs (the crate's `TaskKind`, plus Callable for Task::function); the data itself
+/// is reached through Task::as_binary, Task::as_pipeline and Task::function.
+enum class TaskKind : std::uint8_t { Binary, Callable, Pipeline, Shader };
+// ---- end task kinds ----
 
 /// Default cap on captured stdout and stderr, each (bytes beyond it are counted and dropped).
 inline constexpr std::size_t kDefaultOutputCap = 1 << 20;
@@ -255,6 +319,34 @@ class Task {
   /// stdin, backend), hex-encoded. The journal reuses a result only when the digest matches.
   std::string spec_digest() const;
 
+  // ---- Task kinds, pipelines and affinity (crate: Task::{pipeline, is_binary, as_binary,
+  // is_pipeline, as_pipeline, can_retry}) ----
+
+  /// Starts a Pipeline task; add its stages with Builder::add_stage. Runs on the process backend.
+  static Builder pipeline();
+  /// Starts a Pipeline task from a complete PipelineTask (keeps its pipe_output setting).
+  static Builder pipeline(PipelineTask stages);
+
+  TaskKind kind() const noexcept;
+  /// A single binary (the crate's name for is_process()).
+  bool is_binary() const noexcept { return is_process(); }
+  const BinaryTask* as_binary() const noexcept { return process(); }
+  bool is_pipeline() const noexcept { return spec_->pipeline.has_value(); }
+  /// Present for pipeline tasks only.
+  const PipelineTask* as_pipeline() const noexcept {
+    return spec_->pipeline ? &*spec_->pipeline : nullptr;
+  }
+  /// The CPUs the task's processes may run on (CpuAffinity::Any() unless set).
+  const CpuAffinity& affinity() const noexcept { return spec_->affinity; }
+  /// Whether a task that has been retried `retries_done` times may be retried again: its own
+  /// max_retries, or `pool_default` (the pool RetryPolicy's max_attempts - 1) when unset. A Task
+  /// is immutable and may run in several pools, so the count lives with the caller; the pool
+  /// keeps it per run and reports it as ExecutionResult::attempts (the crate's increment_retry).
+  bool can_retry(std::uint32_t retries_done, std::uint32_t pool_default = 0) const noexcept {
+    return retries_done < max_retries().value_or(pool_default);
+  }
+  // ---- end task kinds ----
+
  private:
   friend class Builder;
   struct Spec {
@@ -269,6 +361,9 @@ class Task {
     std::optional<std::uint32_t> max_retries;
     std::int32_t priority = 0;
     std::size_t output_cap = kDefaultOutputCap;
+    // Pipelines and affinity.
+    std::optional<PipelineTask> pipeline;
+    CpuAffinity affinity;
     std::optional<ShaderTask> shader;  // shader tasks (GPU part of issue 21)
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}
@@ -294,6 +389,25 @@ class Builder {
   Builder& depends_on(std::vector<TaskId> ids);
   Builder& output_cap(std::size_t bytes);
 
+  // ---- Pipelines and affinity ----
+  /// Appends a stage to a pipeline task (Task::pipeline()). On a pipeline, env(), clear_env()
+  /// and cwd() set every stage's defaults (a stage's own values win) and stdin() feeds stage 0;
+  /// arg()/args() are per stage.
+  Builder& add_stage(BinaryTask stage);
+  /// Appends a built binary task as a stage: its command, args, env, cwd and stdin. build()
+  /// fails (naming the stage) when it is not a binary, or carries what only the whole pipeline
+  /// can have: dependencies, a timeout, a deadline, retries, an affinity or a backend other
+  /// than process.
+  Builder& add_stage(const Task& stage);
+  /// The same for a build() result; its error becomes this builder's.
+  Builder& add_stage(const Result<Task>& stage);
+  /// Where the task's processes may run; applied with sched_setaffinity(2) to the child (every
+  /// stage of a pipeline). build() checks the cores are online / the NUMA node exists, and
+  /// rejects it where the local process executor would not apply it: function tasks (they run
+  /// on the scheduler's shared worker threads), shader tasks, and backends other than process.
+  Builder& affinity(CpuAffinity affinity);
+  // ---- end pipelines and affinity ----
+
   /// InvalidArgument when: the path or name is empty or holds NUL bytes, an env key is empty or
   /// holds '=' or NUL, the timeout or deadline is negative, a dependency is 0 or the task itself,
   /// the backend does not fit the kind (a function on Process, a binary on Cpu), or the output cap
@@ -305,7 +419,14 @@ class Builder {
   Builder() = default;
   Task::Spec spec_;
   std::vector<std::string> problems_;
+  // Pipeline stage defaults set through env()/clear_env()/cwd()/stdin() on a pipeline builder.
+  ProcessSpec stage_defaults_;
+  void check_pipeline();  // applies stage_defaults_, validates every stage
+  void check_affinity();
 };
+
+/// The crate's name for the task builder.
+using TaskBuilder = Builder;
 
 namespace detail {
 template <typename F>

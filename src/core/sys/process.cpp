@@ -124,6 +124,18 @@ int pin_current_thread(int cpu) noexcept {
   return -::pthread_setaffinity_np(::pthread_self(), sizeof(set), &set);
 }
 
+int set_current_thread_cpus(std::span<const unsigned> cpus) noexcept {
+  if (cpus.empty()) return -EINVAL;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (unsigned cpu : cpus) {
+    if (cpu >= CPU_SETSIZE) return -EINVAL;  // CPU_SET would write out of bounds
+    CPU_SET(cpu, &set);
+  }
+  // pid 0: the calling thread only, not the whole process.
+  return ::sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : -errno;
+}
+
 int set_current_thread_name(const char* name) noexcept {
   char truncated[16] = {};
   for (int i = 0; i < 15 && name[i] != '\0'; ++i) truncated[i] = name[i];

@@ -2,6 +2,7 @@
 // Thread placement and process-wide barriers: sched_getaffinity(2) / pthread_setaffinity_np(3),
 // pthread_setname_np(3) and membarrier(2). Each returns 0/positive or a negative errno.
 
+#include <span>
 #include <vector>
 
 namespace pepita::sys {
@@ -22,6 +23,11 @@ std::vector<int> allowed_cpus();
 
 /// Pins the calling thread to one CPU; 0 or negative errno (-EINVAL outside [0, CPU_SETSIZE)).
 int pin_current_thread(int cpu) noexcept;
+
+/// Sets the calling thread's affinity mask to exactly `cpus` (sched_setaffinity(0, ...)); a
+/// process it spawns afterwards inherits the mask. 0 or negative errno (-EINVAL: a CPU outside
+/// [0, CPU_SETSIZE), an empty set, or none of them allowed by the cpuset).
+int set_current_thread_cpus(std::span<const unsigned> cpus) noexcept;
 
 /// Names the calling thread (truncated to 15 chars); 0 or negative errno.
 int set_current_thread_name(const char* name) noexcept;
