@@ -16,30 +16,70 @@
 
 // Each name once; expanded before the kernel header (our constants) and after it (its macros and
 // enumerators), so the two tables line up entry by entry.
-#define PEPITA_IO_URING_NAMES(X)                                                                   \
-  X(IORING_OP_NOP)                                                                                 \
-  X(IORING_OP_READV)                                                                               \
-  X(IORING_OP_WRITEV) X(IORING_OP_FSYNC) X(IORING_OP_READ_FIXED) X(IORING_OP_WRITE_FIXED)          \
-      X(IORING_OP_POLL_ADD) X(IORING_OP_POLL_REMOVE) X(IORING_OP_SYNC_FILE_RANGE) X(               \
-          IORING_OP_SENDMSG) X(IORING_OP_RECVMSG) X(IORING_OP_TIMEOUT) X(IORING_OP_TIMEOUT_REMOVE) \
-          X(IORING_OP_ACCEPT) X(IORING_OP_ASYNC_CANCEL) X(IORING_OP_LINK_TIMEOUT) X(               \
-              IORING_OP_CONNECT) X(IORING_OP_FALLOCATE) X(IORING_OP_OPENAT) X(IORING_OP_CLOSE)     \
-              X(IORING_OP_FILES_UPDATE) X(IORING_OP_STATX) X(IORING_OP_READ) X(IORING_OP_WRITE)    \
-                  X(IORING_OP_FADVISE) X(IORING_OP_MADVISE) X(IORING_OP_SEND) X(IORING_OP_RECV)    \
-                      X(IORING_OP_OPENAT2) X(IORING_OP_EPOLL_CTL) X(IORING_OP_SPLICE) X(           \
-                          IORING_OP_PROVIDE_BUFFERS) X(IORING_OP_REMOVE_BUFFERS) X(IORING_OP_TEE)  \
-                          X(IORING_OP_SHUTDOWN) X(IORING_OP_RENAMEAT) X(IORING_OP_UNLINKAT)        \
-                              X(IORING_OP_MKDIRAT) X(IORING_OP_SYMLINKAT) X(IORING_OP_LINKAT) X(   \
-                                  IORING_OP_MSG_RING) X(IORING_OP_FSETXATTR) X(IORING_OP_SETXATTR) \
-                                  X(IORING_OP_FGETXATTR) X(IORING_OP_GETXATTR) X(IORING_OP_SOCKET) \
-                                      X(IORING_OP_URING_CMD) X(IORING_OP_SEND_ZC)                  \
-                                          X(IORING_OP_SENDMSG_ZC) X(IORING_OP_LAST) X(             \
-                                              IOSQE_FIXED_FILE) X(IOSQE_IO_DRAIN) X(IOSQE_IO_LINK) \
-                                              X(IOSQE_IO_HARDLINK) X(IOSQE_ASYNC)                  \
-                                                  X(IOSQE_BUFFER_SELECT) X(IOSQE_CQE_SKIP_SUCCESS) \
-                                                      X(IORING_CQE_F_BUFFER) X(IORING_CQE_F_MORE)  \
-                                                          X(IORING_CQE_F_SOCK_NONEMPTY)            \
-                                                              X(IORING_CQE_F_NOTIF)
+// clang-format off
+#define PEPITA_IO_URING_NAMES(X) \
+  X(IORING_OP_NOP) \
+  X(IORING_OP_READV) \
+  X(IORING_OP_WRITEV) \
+  X(IORING_OP_FSYNC) \
+  X(IORING_OP_READ_FIXED) \
+  X(IORING_OP_WRITE_FIXED) \
+  X(IORING_OP_POLL_ADD) \
+  X(IORING_OP_POLL_REMOVE) \
+  X(IORING_OP_SYNC_FILE_RANGE) \
+  X(IORING_OP_SENDMSG) \
+  X(IORING_OP_RECVMSG) \
+  X(IORING_OP_TIMEOUT) \
+  X(IORING_OP_TIMEOUT_REMOVE) \
+  X(IORING_OP_ACCEPT) \
+  X(IORING_OP_ASYNC_CANCEL) \
+  X(IORING_OP_LINK_TIMEOUT) \
+  X(IORING_OP_CONNECT) \
+  X(IORING_OP_FALLOCATE) \
+  X(IORING_OP_OPENAT) \
+  X(IORING_OP_CLOSE) \
+  X(IORING_OP_FILES_UPDATE) \
+  X(IORING_OP_STATX) \
+  X(IORING_OP_READ) \
+  X(IORING_OP_WRITE) \
+  X(IORING_OP_FADVISE) \
+  X(IORING_OP_MADVISE) \
+  X(IORING_OP_SEND) \
+  X(IORING_OP_RECV) \
+  X(IORING_OP_OPENAT2) \
+  X(IORING_OP_EPOLL_CTL) \
+  X(IORING_OP_SPLICE) \
+  X(IORING_OP_PROVIDE_BUFFERS) \
+  X(IORING_OP_REMOVE_BUFFERS) \
+  X(IORING_OP_TEE) \
+  X(IORING_OP_SHUTDOWN) \
+  X(IORING_OP_RENAMEAT) \
+  X(IORING_OP_UNLINKAT) \
+  X(IORING_OP_MKDIRAT) \
+  X(IORING_OP_SYMLINKAT) \
+  X(IORING_OP_LINKAT) \
+  X(IORING_OP_MSG_RING) \
+  X(IORING_OP_FSETXATTR) \
+  X(IORING_OP_SETXATTR) \
+  X(IORING_OP_FGETXATTR) \
+  X(IORING_OP_GETXATTR) \
+  X(IORING_OP_SOCKET) \
+  X(IORING_OP_URING_CMD) \
+  X(IORING_OP_SEND_ZC) \
+  X(IORING_OP_SENDMSG_ZC) \
+  X(IORING_OP_LAST) \
+  X(IOSQE_FIXED_FILE) \
+  X(IOSQE_IO_DRAIN) \
+  X(IOSQE_IO_LINK) \
+  X(IOSQE_IO_HARDLINK) \
+  X(IOSQE_ASYNC) \
+  X(IOSQE_BUFFER_SELECT) \
+  X(IOSQE_CQE_SKIP_SUCCESS) \
+  X(IORING_CQE_F_BUFFER) \
+  X(IORING_CQE_F_MORE) \
+  X(IORING_CQE_F_SOCK_NONEMPTY) \
+  X(IORING_CQE_F_NOTIF)
+// clang-format on
 
 namespace {
 #define PEPITA_OURS(name) uint64_t{pepita::io_uring::name},

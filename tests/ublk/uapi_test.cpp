@@ -13,15 +13,32 @@
 #include "pepita/ublk/ctrl.hpp"
 #include "pepita/ublk/request.hpp"
 
-#define PEPITA_UBLK_NAMES(X)                                                                       \
-  X(UBLK_U_CMD_ADD_DEV)                                                                            \
-  X(UBLK_U_CMD_DEL_DEV) X(UBLK_U_CMD_START_DEV) X(UBLK_U_CMD_STOP_DEV) X(UBLK_U_CMD_SET_PARAMS)    \
-      X(UBLK_U_CMD_GET_PARAMS) X(UBLK_U_CMD_GET_QUEUE_AFFINITY) X(UBLK_U_CMD_GET_DEV_INFO)         \
-          X(UBLK_U_IO_FETCH_REQ) X(UBLK_U_IO_COMMIT_AND_FETCH_REQ) X(UBLK_U_IO_NEED_GET_DATA)      \
-              X(UBLK_F_SUPPORT_ZERO_COPY) X(UBLK_F_URING_CMD_COMP_IN_TASK) X(UBLK_F_NEED_GET_DATA) \
-                  X(UBLK_F_USER_COPY) X(UBLK_F_CMD_IOCTL_ENCODE) X(UBLK_F_UNPRIVILEGED_DEV)        \
-                      X(UBLK_IO_OP_READ) X(UBLK_IO_OP_WRITE) X(UBLK_IO_OP_FLUSH)                   \
-                          X(UBLK_IO_OP_DISCARD) X(UBLK_IO_OP_WRITE_ZEROES) X(UBLK_IO_F_FUA)
+// clang-format off
+#define PEPITA_UBLK_NAMES(X) \
+  X(UBLK_U_CMD_ADD_DEV) \
+  X(UBLK_U_CMD_DEL_DEV) \
+  X(UBLK_U_CMD_START_DEV) \
+  X(UBLK_U_CMD_STOP_DEV) \
+  X(UBLK_U_CMD_SET_PARAMS) \
+  X(UBLK_U_CMD_GET_PARAMS) \
+  X(UBLK_U_CMD_GET_QUEUE_AFFINITY) \
+  X(UBLK_U_CMD_GET_DEV_INFO) \
+  X(UBLK_U_IO_FETCH_REQ) \
+  X(UBLK_U_IO_COMMIT_AND_FETCH_REQ) \
+  X(UBLK_U_IO_NEED_GET_DATA) \
+  X(UBLK_F_SUPPORT_ZERO_COPY) \
+  X(UBLK_F_URING_CMD_COMP_IN_TASK) \
+  X(UBLK_F_NEED_GET_DATA) \
+  X(UBLK_F_USER_COPY) \
+  X(UBLK_F_CMD_IOCTL_ENCODE) \
+  X(UBLK_F_UNPRIVILEGED_DEV) \
+  X(UBLK_IO_OP_READ) \
+  X(UBLK_IO_OP_WRITE) \
+  X(UBLK_IO_OP_FLUSH) \
+  X(UBLK_IO_OP_DISCARD) \
+  X(UBLK_IO_OP_WRITE_ZEROES) \
+  X(UBLK_IO_F_FUA)
+// clang-format on
 
 namespace {
 #define PEPITA_OURS(name) uint64_t{pepita::ublk::name},

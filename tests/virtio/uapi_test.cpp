@@ -8,40 +8,41 @@
 #include <array>
 #include <type_traits>
 
-#define PEPITA_VIRTIO_NAMES(X)                                                                     \
-  X(device_type::NET, VIRTIO_ID_NET)                                                               \
-  X(device_type::BLK, VIRTIO_ID_BLOCK) X(device_type::CONSOLE, VIRTIO_ID_CONSOLE) X(               \
-      device_type::RNG, VIRTIO_ID_RNG) X(device_type::BALLOON, VIRTIO_ID_BALLOON)                  \
-      X(device_type::SCSI, VIRTIO_ID_SCSI) X(device_type::P9, VIRTIO_ID_9P) X(                     \
-          device_type::GPU, VIRTIO_ID_GPU) X(device_type::INPUT, VIRTIO_ID_INPUT)                  \
-          X(device_type::VSOCK, VIRTIO_ID_VSOCK) X(device_type::CRYPTO, VIRTIO_ID_CRYPTO) X(       \
-              device_type::FS, VIRTIO_ID_FS) X(status::ACKNOWLEDGE, VIRTIO_CONFIG_S_ACKNOWLEDGE)   \
-              X(status::DRIVER, VIRTIO_CONFIG_S_DRIVER) X(                                         \
-                  status::DRIVER_OK, VIRTIO_CONFIG_S_DRIVER_OK) X(status::FEATURES_OK,             \
-                                                                  VIRTIO_CONFIG_S_FEATURES_OK)     \
-                  X(status::DEVICE_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET) X(                    \
-                      status::FAILED, VIRTIO_CONFIG_S_FAILED) X(ring_flags::AVAIL_NO_INTERRUPT,    \
-                                                                VRING_AVAIL_F_NO_INTERRUPT)        \
-                      X(ring_flags::USED_NO_NOTIFY, VRING_USED_F_NO_NOTIFY) X(                     \
-                          VirtqDesc::F_NEXT, VRING_DESC_F_NEXT) X(VirtqDesc::F_WRITE,              \
-                                                                  VRING_DESC_F_WRITE)              \
-                          X(VirtqDesc::F_INDIRECT, VRING_DESC_F_INDIRECT) X(MAX_QUEUE_SIZE, 32768) \
-                              X(BlockRequestHeader::SIZE, sizeof(virtio_blk_outhdr)) X(            \
-                                  static_cast<uint32_t>(BlockRequestType::In), VIRTIO_BLK_T_IN)    \
-                                  X(static_cast<uint32_t>(BlockRequestType::Out),                  \
-                                    VIRTIO_BLK_T_OUT)                                              \
-                                      X(static_cast<uint32_t>(BlockRequestType::Flush),            \
-                                        VIRTIO_BLK_T_FLUSH)                                        \
-                                          X(static_cast<uint32_t>(BlockRequestType::GetId),        \
-                                            VIRTIO_BLK_T_GET_ID)                                   \
-                                              X(static_cast<uint32_t>(BlockRequestType::Discard),  \
-                                                VIRTIO_BLK_T_DISCARD)                              \
-                                                  X(static_cast<uint32_t>(                         \
-                                                        BlockRequestType::WriteZeroes),            \
-                                                    VIRTIO_BLK_T_WRITE_ZEROES)                     \
-                                                      X(static_cast<uint32_t>(                     \
-                                                            BlockRequestType::SecureErase),        \
-                                                        VIRTIO_BLK_T_SECURE_ERASE)
+// clang-format off
+#define PEPITA_VIRTIO_NAMES(X) \
+  X(device_type::NET, VIRTIO_ID_NET) \
+  X(device_type::BLK, VIRTIO_ID_BLOCK) \
+  X(device_type::CONSOLE, VIRTIO_ID_CONSOLE) \
+  X(device_type::RNG, VIRTIO_ID_RNG) \
+  X(device_type::BALLOON, VIRTIO_ID_BALLOON) \
+  X(device_type::SCSI, VIRTIO_ID_SCSI) \
+  X(device_type::P9, VIRTIO_ID_9P) \
+  X(device_type::GPU, VIRTIO_ID_GPU) \
+  X(device_type::INPUT, VIRTIO_ID_INPUT) \
+  X(device_type::VSOCK, VIRTIO_ID_VSOCK) \
+  X(device_type::CRYPTO, VIRTIO_ID_CRYPTO) \
+  X(device_type::FS, VIRTIO_ID_FS) \
+  X(status::ACKNOWLEDGE, VIRTIO_CONFIG_S_ACKNOWLEDGE) \
+  X(status::DRIVER, VIRTIO_CONFIG_S_DRIVER) \
+  X(status::DRIVER_OK, VIRTIO_CONFIG_S_DRIVER_OK) \
+  X(status::FEATURES_OK, VIRTIO_CONFIG_S_FEATURES_OK) \
+  X(status::DEVICE_NEEDS_RESET, VIRTIO_CONFIG_S_NEEDS_RESET) \
+  X(status::FAILED, VIRTIO_CONFIG_S_FAILED) \
+  X(ring_flags::AVAIL_NO_INTERRUPT, VRING_AVAIL_F_NO_INTERRUPT) \
+  X(ring_flags::USED_NO_NOTIFY, VRING_USED_F_NO_NOTIFY) \
+  X(VirtqDesc::F_NEXT, VRING_DESC_F_NEXT) \
+  X(VirtqDesc::F_WRITE, VRING_DESC_F_WRITE) \
+  X(VirtqDesc::F_INDIRECT, VRING_DESC_F_INDIRECT) \
+  X(MAX_QUEUE_SIZE, 32768) \
+  X(BlockRequestHeader::SIZE, sizeof(virtio_blk_outhdr)) \
+  X(static_cast<uint32_t>(BlockRequestType::In), VIRTIO_BLK_T_IN) \
+  X(static_cast<uint32_t>(BlockRequestType::Out), VIRTIO_BLK_T_OUT) \
+  X(static_cast<uint32_t>(BlockRequestType::Flush), VIRTIO_BLK_T_FLUSH) \
+  X(static_cast<uint32_t>(BlockRequestType::GetId), VIRTIO_BLK_T_GET_ID) \
+  X(static_cast<uint32_t>(BlockRequestType::Discard), VIRTIO_BLK_T_DISCARD) \
+  X(static_cast<uint32_t>(BlockRequestType::WriteZeroes), VIRTIO_BLK_T_WRITE_ZEROES) \
+  X(static_cast<uint32_t>(BlockRequestType::SecureErase), VIRTIO_BLK_T_SECURE_ERASE)
+// clang-format on
 
 #include <pepita_test/kernel_uapi.hpp>
 
