@@ -120,6 +120,29 @@ TEST(VirtioUapi, CrateBuiltRequestParsesFromARealQueue) {
   EXPECT_EQ(req->data_bytes, 4096u);
 }
 
+// The crate's VirtQueue::pending_count / avail_idx / used_idx on a real split ring.
+TEST(VirtioUapi, PendingCountFollowsTheDriversAvailIndex) {
+  testing::DriverRing ring(16);
+  VirtQueue queue = ring.activate();
+  EXPECT_EQ(queue.pending_count().value(), 0u);
+  lay_out(ring, BlockRequestHeader::flush(), 512, /*device_writes=*/true);
+  ring.publish(0);  // the same chain twice: two entries pending
+  EXPECT_EQ(queue.pending_count().value(), 2u);
+  Chain chain;
+  ASSERT_TRUE(queue.pop(chain).value());
+  EXPECT_EQ(queue.pending_count().value(), 1u);
+  EXPECT_EQ(queue.next_avail(), 1u);
+  ASSERT_TRUE(queue.add_used(chain.head, 0));
+  EXPECT_EQ(queue.next_used(), 1u);
+  EXPECT_EQ(ring.used_idx(), 1u);
+  // A driver that claims more entries than the queue holds breaks the queue.
+  ring.set_avail_idx(100);
+  auto bad = queue.pending_count();
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::Protocol);
+  EXPECT_TRUE(queue.broken());
+}
+
 TEST(VirtioUapi, WrongDirectionAndRangeAreRefused) {
   testing::DriverRing ring(16);
   VirtQueue queue = ring.activate();
