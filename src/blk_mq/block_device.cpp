@@ -8,6 +8,24 @@
 
 namespace pepita::blk_mq {
 
+Result<void> Request::set_bio_vec(const abi::blk_mq::BioVec& segment) {
+  if (segment.len % kSectorSize != 0)
+    return fail(ErrorCode::InvalidArgument,
+                fmt("bio_vec.len {} is not a whole number of 512-byte sectors; size the segment "
+                    "in sectors",
+                    segment.len));
+  if (segment.is_empty() || segment.effective_addr() < segment.addr)
+    return fail(
+        ErrorCode::InvalidArgument,
+        fmt("bio_vec (addr {}, offset {}) is empty or wraps; pass the buffer address and length",
+            segment.addr, segment.offset));
+  // SAFETY: the segment names memory of this process by address (the crate's BioVec encoding);
+  // the submitter keeps it alive until completion, as for `data` itself.
+  data = reinterpret_cast<std::byte*>(static_cast<uintptr_t>(segment.effective_addr()));
+  nr_sectors = segment.len >> kSectorShift;
+  return {};
+}
+
 std::string_view op_name(Op op) noexcept {
   switch (op) {
     case Op::Read: return "read";

@@ -56,6 +56,17 @@ Result<uint16_t> Queue::load_avail_idx() const {
   return detail::load_acquire_u16(idx);
 }
 
+Result<uint16_t> Queue::pending_count() {
+  if (broken_) return fail(ErrorCode::Protocol, "virtqueue is broken; the device needs a reset");
+  const uint16_t avail_idx = PEPITA_TRY(load_avail_idx());
+  const auto pending = static_cast<uint16_t>(avail_idx - next_avail_);
+  if (pending > layout_.size)
+    return malformed("avail index " + std::to_string(avail_idx) + " is " + std::to_string(pending) +
+                     " entries ahead of " + std::to_string(next_avail_) +
+                     ", more than the queue size " + std::to_string(layout_.size));
+  return pending;
+}
+
 Result<bool> Queue::pop(Chain& out) {
   if (broken_) return fail(ErrorCode::Protocol, "virtqueue is broken; the device needs a reset");
   auto r = pop_unchecked(out);

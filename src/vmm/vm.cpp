@@ -198,6 +198,7 @@ Result<RunResult> Vm::run(std::span<const std::byte> input, std::stop_token stop
   s.input = input;
   if (s.virtio) s.virtio->feed_input(input);
   RunResult result;
+  s.phase.store(VmState::Running, std::memory_order_release);
   auto end = detail::run_loop(s, false, result, std::move(stop));
   s.input = {};
   if (s.virtio) {
@@ -205,6 +206,12 @@ Result<RunResult> Vm::run(std::span<const std::byte> input, std::stop_token stop
     result.virtio = s.virtio->report();
   }
   s.clean_exit = end && *end == detail::Stop::Exited;
+  s.exits.fetch_add(result.exits, std::memory_order_relaxed);
+  // Stopped: the guest exited or the caller stopped it (the crate's MicroVm::stop); Error: a
+  // fault, the watchdog, or a host failure.
+  const bool stopped =
+      end && (result.kind == ExitKind::Exited || result.kind == ExitKind::Cancelled);
+  s.phase.store(stopped ? VmState::Stopped : VmState::Error, std::memory_order_release);
   PEPITA_TRY(std::move(end));
   return result;
 }
@@ -274,8 +281,12 @@ Result<void> Vm::reset_to(const Snapshot& snapshot) {
   PEPITA_TRY_VOID(load_registers(s, snap));
   s.ran = false;
   s.clean_exit = false;
+  s.phase.store(VmState::Created, std::memory_order_release);
   return {};
 }
+
+VmState Vm::state() const noexcept { return state_->phase.load(std::memory_order_acquire); }
+uint64_t Vm::exit_count() const noexcept { return state_->exits.load(std::memory_order_relaxed); }
 
 Result<void> load_registers(Vm::State& s, const Snapshot::State& snap) {
   const int vcpu = s.vcpu_fd.get();

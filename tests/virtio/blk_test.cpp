@@ -204,6 +204,22 @@ TEST_F(BlkDeviceTest, WriteThenReadBackScatterGather) {
   EXPECT_EQ(dev_->stats(0).requests, 2u);
 }
 
+// The crate's VirtioBlock::read_count / write_count: served IN and OUT requests, not refused ones.
+TEST_F(BlkDeviceTest, CountsServedReadsAndWrites) {
+  DriverRing d(64);
+  Queue q = d.activate();
+  build(d, vb::T_OUT, 0, {4096}, false);
+  ASSERT_TRUE(dev_->process(0, q));
+  build(d, vb::T_IN, 0, {4096}, true);
+  ASSERT_TRUE(dev_->process(0, q));
+  auto past_end = build(d, vb::T_IN, kCapacity, {512}, true);  // refused: past the capacity
+  ASSERT_TRUE(dev_->process(0, q));
+  EXPECT_EQ(status_at(d, past_end.status), vb::S_IOERR);
+  EXPECT_EQ(dev_->stats(0).reads, 1u);
+  EXPECT_EQ(dev_->stats(0).writes, 1u);
+  EXPECT_EQ(dev_->stats(0).requests, 3u);
+}
+
 TEST_F(BlkDeviceTest, FlushGetIdDiscardAndRefusal) {
   DriverRing d(64);
   Queue q = d.activate();

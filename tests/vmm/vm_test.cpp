@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <vector>
@@ -172,6 +174,79 @@ TEST(Vm, MissingGuestImageIsAClearError) {
   ASSERT_FALSE(image);
   EXPECT_EQ(image.error().code(), ErrorCode::NotFound);
   EXPECT_NE(image.error().message().find("/nonexistent/guest.elf"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pepita::vmm
+
+namespace pepita::vmm {
+namespace {
+
+// The crate's MicroVm::state() / exit_count() and VmState predicates on a real KVM guest.
+TEST(VmState, FollowsCreateRunAndExit) {
+  PEPITA_REQUIRE_KVM();
+  auto vm = Vm::create(test::load_guest("hello"), VmConfig{});
+  ASSERT_TRUE(vm) << vm.error().to_string();
+  EXPECT_EQ(vm->state(), VmState::Created);
+  EXPECT_TRUE(can_start(vm->state()));
+  EXPECT_EQ(vm->exit_count(), 0u);
+  auto r = vm->run({});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Exited) << r->describe();
+  EXPECT_EQ(vm->state(), VmState::Stopped);
+  EXPECT_FALSE(can_start(vm->state()));
+  EXPECT_FALSE(is_active(vm->state()));
+  EXPECT_EQ(vm->exit_count(), r->exits);
+  // A second run is refused and changes nothing.
+  EXPECT_FALSE(vm->run({}));
+  EXPECT_EQ(vm->state(), VmState::Stopped);
+  EXPECT_EQ(vm->exit_count(), r->exits);
+}
+
+TEST(VmState, AFaultingGuestEndsInError) {
+  PEPITA_REQUIRE_KVM();
+  auto vm = Vm::create(test::load_guest("escape"), VmConfig{});
+  ASSERT_TRUE(vm) << vm.error().to_string();
+  const std::string input = "R";  // reads an unmapped address: #PF
+  auto r = vm->run(test::bytes_of(input));
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Fault) << r->describe();
+  EXPECT_EQ(vm->state(), VmState::Error);
+  EXPECT_GE(vm->exit_count(), 1u);
+}
+
+TEST(VmState, IsRunningDuringRunAndStoppedWhenStopped) {
+  PEPITA_REQUIRE_KVM();
+  VmConfig config;
+  config.timeout = std::chrono::seconds(5);  // the stop token, not the watchdog, ends the run
+  auto vm = Vm::create(test::load_guest("escape"), config);
+  ASSERT_TRUE(vm) << vm.error().to_string();
+  std::stop_source stop;
+  std::atomic<bool> saw_running{false};
+  std::thread watcher([&] {
+    // Another thread sees the run in progress, then stops it (the crate's MicroVm::stop).
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (vm->state() != VmState::Running && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    saw_running = vm->state() == VmState::Running && is_active(vm->state());
+    stop.request_stop();
+  });
+  const std::string input = "f";  // loops forever
+  auto r = vm->run(test::bytes_of(input), stop.get_token());
+  watcher.join();
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Cancelled) << r->describe();
+  EXPECT_TRUE(saw_running);
+  EXPECT_EQ(vm->state(), VmState::Stopped);
+}
+
+TEST(VmState, PredicatesFollowTheCrate) {
+  EXPECT_TRUE(can_start(VmState::Created));
+  EXPECT_TRUE(can_start(VmState::Paused));
+  EXPECT_FALSE(can_start(VmState::Running));
+  EXPECT_TRUE(is_active(VmState::Running));
+  EXPECT_TRUE(is_active(VmState::Paused));
+  EXPECT_FALSE(is_active(VmState::Error));
 }
 
 }  // namespace

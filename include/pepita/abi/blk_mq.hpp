@@ -60,6 +60,50 @@ inline constexpr uint32_t kAll = kFailfastDev | kFailfastTransport | kFailfastDr
                                  kFua | kNoUnmap | kSwap | kSync | kNoWait;
 }  // namespace flags
 
+/// The reference crate's RequestFlags: a typed set of the flag bits above, built by chaining
+/// (RequestFlags::NONE.with_fua().with_sync()) and stored in a request as bits().
+class RequestFlags {
+ public:
+  static const RequestFlags NONE;
+  static const RequestFlags FUA;
+  static const RequestFlags META;
+  static const RequestFlags SYNC;
+  static const RequestFlags NOWAIT;
+
+  constexpr RequestFlags() = default;
+  constexpr explicit RequestFlags(uint32_t bits) : bits_(bits & flags::kAll) {}
+  constexpr RequestFlags with_fua() const { return RequestFlags(bits_ | flags::kFua); }
+  constexpr RequestFlags with_sync() const { return RequestFlags(bits_ | flags::kSync); }
+  constexpr RequestFlags with_nowait() const { return RequestFlags(bits_ | flags::kNoWait); }
+  constexpr bool is_fua() const { return (bits_ & flags::kFua) != 0; }
+  constexpr bool is_sync() const { return (bits_ & flags::kSync) != 0; }
+  constexpr bool is_nowait() const { return (bits_ & flags::kNoWait) != 0; }
+  constexpr uint32_t bits() const { return bits_; }
+  constexpr bool operator==(const RequestFlags&) const = default;
+
+ private:
+  uint32_t bits_ = 0;
+};
+inline constexpr RequestFlags RequestFlags::NONE{};
+inline constexpr RequestFlags RequestFlags::FUA{flags::kFua};
+inline constexpr RequestFlags RequestFlags::META{flags::kMeta};
+inline constexpr RequestFlags RequestFlags::SYNC{flags::kSync};
+inline constexpr RequestFlags RequestFlags::NOWAIT{flags::kNoWait};
+
+/// The reference crate's BioVec: one contiguous data segment of a request, `len` bytes at
+/// `addr + offset` in the submitter's address space.
+struct BioVec {
+  uint64_t addr = 0;
+  uint32_t len = 0;
+  uint32_t offset = 0;
+
+  static constexpr BioVec with_offset(uint64_t addr, uint32_t len, uint32_t offset) {
+    return BioVec{addr, len, offset};
+  }
+  constexpr uint64_t effective_addr() const { return addr + offset; }
+  constexpr bool is_empty() const { return len == 0; }
+};
+
 /// ublk packs the op in the low 8 bits of op_flags and the flags above it.
 inline constexpr uint32_t kOpMask = 0xffu;
 constexpr uint32_t encode_op_flags(Op op, uint32_t request_flags) {
@@ -77,9 +121,16 @@ inline constexpr uint32_t kMaxQueues = 128;
 inline constexpr uint32_t kMinDepth = 1;
 inline constexpr uint32_t kMaxDepth = 32768;
 
+enum class TagSetError : uint8_t;
+
 struct TagSetConfig {
   uint32_t nr_hw_queues;
   uint32_t queue_depth;
+
+  // The reference crate's TagSetConfig::{validate, total_tags}; new(q, d) is TagSetConfig{q, d}.
+  // blk_mq::validate_tag_set() turns the result into an Error that names the field.
+  constexpr TagSetError validate() const;
+  constexpr uint32_t total_tags() const;
 };
 
 enum class TagSetError : uint8_t {
@@ -103,5 +154,8 @@ constexpr TagSetError validate(const TagSetConfig& config) {
 constexpr uint32_t total_tags(const TagSetConfig& config) {
   return config.nr_hw_queues * config.queue_depth;
 }
+
+constexpr TagSetError TagSetConfig::validate() const { return abi::blk_mq::validate(*this); }
+constexpr uint32_t TagSetConfig::total_tags() const { return abi::blk_mq::total_tags(*this); }
 
 }  // namespace pepita::abi::blk_mq

@@ -85,6 +85,29 @@ struct Sqe {
     };
     uint64_t optval;
   };
+
+  // The reference crate's constructors and predicates (its IoUringSqe), defined below the opcode
+  // and flag tables. Each factory returns an entry with every other field zero, ready to copy
+  // into a ring slot:  *ring.get_sqe() = abi::Sqe::read(fd, buf, len, offset, /*user_data=*/7);
+  /// IORING_OP_NOP: completes with res 0 and the given user_data.
+  static constexpr Sqe nop(uint64_t user_data);
+  /// IORING_OP_URING_CMD on `fd` with the driver's command code `cmd_op` (ublk's UBLK_U_*); the
+  /// command payload goes in the 80-byte area of a 128-byte entry (Sqe128::cmd).
+  static constexpr Sqe uring_cmd(int32_t fd, uint32_t cmd_op, uint64_t user_data);
+  /// IORING_OP_READ: pread(fd, buf, len, offset); offset ~0ull reads at the file position.
+  static constexpr Sqe read(int32_t fd, uint64_t buf, uint32_t len, uint64_t offset,
+                            uint64_t user_data);
+  /// IORING_OP_WRITE: pwrite(fd, buf, len, offset).
+  static constexpr Sqe write(int32_t fd, uint64_t buf, uint32_t len, uint64_t offset,
+                             uint64_t user_data);
+  /// IOSQE_ASYNC: always punt to an io-wq worker.
+  constexpr void set_async();
+  /// IOSQE_IO_LINK: the next entry starts only after this one succeeded.
+  constexpr void set_link();
+  /// IOSQE_FIXED_FILE: `fd` is an index into the ring's registered files.
+  constexpr void set_fixed_file();
+  constexpr bool is_uring_cmd() const;
+  constexpr bool is_nop() const;
 };
 static_assert(sizeof(Sqe) == 64);
 
@@ -325,6 +348,16 @@ struct Cqe {
   uint64_t user_data;
   int32_t res;
   uint32_t flags;  // cqe_flags::*
+
+  // The reference crate's predicates (its IoUringCqe). res >= 0 is the operation's result (bytes
+  // moved, a new fd, 0), res < 0 a negative errno.
+  constexpr bool is_success() const { return res >= 0; }
+  constexpr bool is_error() const { return res < 0; }
+  /// The positive errno of a failed operation, 0 on success. (The crate's `errno()`: errno is a
+  /// macro of <errno.h> in C++, so the name cannot be used.)
+  constexpr int32_t error_number() const { return res < 0 ? -res : 0; }
+  /// IORING_CQE_F_MORE: a multishot request will post more completions.
+  constexpr bool has_more() const;
 };
 static_assert(sizeof(Cqe) == 16);
 
@@ -346,6 +379,47 @@ inline constexpr uint32_t NOTIF = 1u << 3;
 inline constexpr uint32_t BUF_MORE = 1u << 4;
 inline constexpr uint32_t BUFFER_SHIFT = 16;
 }  // namespace cqe_flags
+
+constexpr Sqe Sqe::nop(uint64_t user_data) {
+  Sqe sqe{};
+  sqe.opcode = static_cast<uint8_t>(Op::Nop);
+  sqe.fd = -1;
+  sqe.user_data = user_data;
+  return sqe;
+}
+constexpr Sqe Sqe::uring_cmd(int32_t fd, uint32_t cmd_op, uint64_t user_data) {
+  Sqe sqe{};
+  sqe.opcode = static_cast<uint8_t>(Op::UringCmd);
+  sqe.fd = fd;
+  sqe.cmd_op = cmd_op;  // the kernel reads it at byte 8 (io_uring_sqe.cmd_op)
+  sqe.user_data = user_data;
+  return sqe;
+}
+constexpr Sqe Sqe::read(int32_t fd, uint64_t buf, uint32_t len, uint64_t offset,
+                        uint64_t user_data) {
+  Sqe sqe{};
+  sqe.opcode = static_cast<uint8_t>(Op::Read);
+  sqe.fd = fd;
+  sqe.off = offset;
+  sqe.addr = buf;
+  sqe.len = len;
+  sqe.user_data = user_data;
+  return sqe;
+}
+constexpr Sqe Sqe::write(int32_t fd, uint64_t buf, uint32_t len, uint64_t offset,
+                         uint64_t user_data) {
+  Sqe sqe = read(fd, buf, len, offset, user_data);
+  sqe.opcode = static_cast<uint8_t>(Op::Write);
+  return sqe;
+}
+constexpr void Sqe::set_async() { flags = static_cast<uint8_t>(flags | sqe_flags::ASYNC); }
+constexpr void Sqe::set_link() { flags = static_cast<uint8_t>(flags | sqe_flags::IO_LINK); }
+constexpr void Sqe::set_fixed_file() {
+  flags = static_cast<uint8_t>(flags | sqe_flags::FIXED_FILE);
+}
+constexpr bool Sqe::is_uring_cmd() const { return opcode == static_cast<uint8_t>(Op::UringCmd); }
+constexpr bool Sqe::is_nop() const { return opcode == static_cast<uint8_t>(Op::Nop); }
+constexpr bool Cqe::has_more() const { return (flags & cqe_flags::MORE) != 0; }
 
 /// Magic mmap offsets of the rings (IORING_OFF_*).
 namespace mmap_off {

@@ -26,6 +26,26 @@ struct CtrlCmd {
   uint16_t dev_path_len;
   uint16_t pad;
   uint32_t reserved;
+
+  // The reference crate's UblkCtrlCmd (its new() is make()); its dev_id()/queue_id()/len()/addr()
+  // accessors are the public fields and data() is data[0].
+  /// A command for device `dev_id` (~0u with ADD_DEV lets the kernel pick), not for a queue
+  /// (queue_id 0xffff, as ublksrv sends), every other field 0.
+  static constexpr CtrlCmd make(uint32_t dev_id) { return with_queue(dev_id, 0xffff); }
+  /// A command addressed to queue `queue_id` of device `dev_id` (GET_QUEUE_AFFINITY).
+  static constexpr CtrlCmd with_queue(uint32_t dev_id, uint16_t queue_id) {
+    CtrlCmd cmd{};
+    cmd.dev_id = dev_id;
+    cmd.queue_id = queue_id;
+    return cmd;
+  }
+  /// Points the command at the user buffer the kernel reads or fills (dev info, params).
+  constexpr void set_data(uint64_t buffer, uint16_t length) {
+    addr = buffer;
+    len = length;
+  }
+  /// The inline 64-bit argument (e.g. the server pid of START_DEV).
+  constexpr void set_extra_data(uint64_t value) { data[0] = value; }
 };
 static_assert(sizeof(CtrlCmd) == 32);
 
@@ -57,6 +77,23 @@ struct IoDesc {
   };
   uint64_t start_sector;
   uint64_t addr;  // server buffer address for this tag
+
+  // The reference crate's UblkIoDesc (its new() is make(); defined below the IO_OP_* / IO_F_*
+  // tables). Its nr_sectors()/start_sector()/addr()/op_flags() accessors are the public fields.
+  /// A descriptor as the driver writes it: op in bits 0-7, no flags.
+  static constexpr IoDesc make(uint8_t op, uint64_t start_sector, uint32_t nr_sectors);
+  /// The IO_OP_* code (bits 0-7 of op_flags).
+  constexpr uint8_t op() const { return static_cast<uint8_t>(op_flags & 0xff); }
+  /// The IO_F_* bits, in place (so `flags() & IO_F_FUA` tests FUA).
+  constexpr uint32_t flags() const { return op_flags & ~0xffu; }
+  constexpr bool is_read() const;
+  constexpr bool is_write() const;
+  constexpr bool is_flush() const;
+  constexpr bool is_fua() const;
+  constexpr void set_addr(uint64_t buffer) { addr = buffer; }
+  /// Byte position and length of the request on the device (512-byte sectors).
+  constexpr uint64_t byte_offset() const { return start_sector << 9; }
+  constexpr uint64_t byte_len() const { return static_cast<uint64_t>(nr_sectors) << 9; }
 };
 static_assert(sizeof(IoDesc) == 24);
 
@@ -74,6 +111,22 @@ struct IoCmd {
     uint64_t addr;
     uint64_t zone_append_lba;
   };
+
+  // The reference crate's UblkIoCmd (its new() is make()); q_id()/tag()/result()/addr() are the
+  // public fields.
+  /// The FETCH_REQ form for tag `tag` of queue `q_id`; set_addr() gives it the tag's buffer.
+  static constexpr IoCmd make(uint16_t q_id, uint16_t tag) { return completed(q_id, tag, 0); }
+  /// The COMMIT_AND_FETCH_REQ form: `result` is bytes done or a negative errno for the request.
+  static constexpr IoCmd completed(uint16_t q_id, uint16_t tag, int32_t result) {
+    IoCmd cmd{};
+    cmd.q_id = q_id;
+    cmd.tag = tag;
+    cmd.result = result;
+    return cmd;
+  }
+  constexpr void set_result(int32_t value) { result = value; }
+  constexpr void set_addr(uint64_t buffer) { addr = buffer; }
+  constexpr bool is_success() const { return result >= 0; }
 };
 static_assert(sizeof(IoCmd) == 16);
 
@@ -237,6 +290,18 @@ inline constexpr uint32_t IO_F_META = 1u << 11;
 inline constexpr uint32_t IO_F_FUA = 1u << 13;
 inline constexpr uint32_t IO_F_NOUNMAP = 1u << 15;
 inline constexpr uint32_t IO_F_SWAP = 1u << 16;
+
+constexpr IoDesc IoDesc::make(uint8_t op, uint64_t start_sector, uint32_t nr_sectors) {
+  IoDesc desc{};
+  desc.op_flags = op;
+  desc.nr_sectors = nr_sectors;
+  desc.start_sector = start_sector;
+  return desc;
+}
+constexpr bool IoDesc::is_read() const { return op() == IO_OP_READ; }
+constexpr bool IoDesc::is_write() const { return op() == IO_OP_WRITE; }
+constexpr bool IoDesc::is_flush() const { return op() == IO_OP_FLUSH; }
+constexpr bool IoDesc::is_fua() const { return (op_flags & IO_F_FUA) != 0; }
 
 inline constexpr uint32_t ATTR_READ_ONLY = 1u << 0;
 inline constexpr uint32_t ATTR_ROTATIONAL = 1u << 1;

@@ -14,6 +14,19 @@ struct Desc {
   uint32_t len;
   uint16_t flags;  // DESC_F_*
   uint16_t next;   // valid when flags has DESC_F_NEXT
+
+  // The reference crate's VirtqDesc: its flag constants (DESC_F_* below), new() as make(), and
+  // the flag predicates.
+  static constexpr uint16_t F_NEXT = 1;
+  static constexpr uint16_t F_WRITE = 2;
+  static constexpr uint16_t F_INDIRECT = 4;
+  static constexpr Desc make(uint64_t addr, uint32_t len, uint16_t flags, uint16_t next) {
+    return Desc{addr, len, flags, next};
+  }
+  constexpr bool has_next() const { return (flags & F_NEXT) != 0; }
+  /// The device writes this buffer (the driver reads it).
+  constexpr bool is_write_only() const { return (flags & F_WRITE) != 0; }
+  constexpr bool is_indirect() const { return (flags & F_INDIRECT) != 0; }
 };
 static_assert(sizeof(Desc) == 16);
 
@@ -61,6 +74,8 @@ constexpr bool need_event(uint16_t event_idx, uint16_t new_idx, uint16_t old_idx
 inline constexpr uint16_t DESC_F_NEXT = 1;
 inline constexpr uint16_t DESC_F_WRITE = 2;  // device writes (driver reads) this buffer
 inline constexpr uint16_t DESC_F_INDIRECT = 4;
+static_assert(Desc::F_NEXT == DESC_F_NEXT && Desc::F_WRITE == DESC_F_WRITE &&
+              Desc::F_INDIRECT == DESC_F_INDIRECT);
 inline constexpr uint16_t USED_F_NO_NOTIFY = 1;
 inline constexpr uint16_t AVAIL_F_NO_INTERRUPT = 1;
 

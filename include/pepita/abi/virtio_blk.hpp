@@ -8,10 +8,21 @@
 namespace pepita::abi::virtio_blk {
 
 /// First (device-readable) descriptor of every request.
+enum class RequestType : uint32_t;
+
 struct RequestHeader {
   uint32_t type;  // T_*
   uint32_t ioprio;
   uint64_t sector;  // in 512-byte units, regardless of blk_size
+
+  // The reference crate's BlockRequestHeader (defined below the T_* table).
+  static constexpr size_t SIZE = 16;
+  static constexpr RequestHeader read(uint64_t sector);
+  static constexpr RequestHeader write(uint64_t sector);
+  static constexpr RequestHeader flush();
+  /// The request type as the enum; a value outside it is what the driver sent (the device
+  /// answers S_UNSUPP), not mapped to a default.
+  constexpr RequestType get_type() const;
 };
 static_assert(sizeof(RequestHeader) == 16);
 
@@ -82,6 +93,26 @@ inline constexpr uint32_t T_ZONE_CLOSE = 20;
 inline constexpr uint32_t T_ZONE_FINISH = 22;
 inline constexpr uint32_t T_ZONE_RESET = 24;
 inline constexpr uint32_t T_ZONE_RESET_ALL = 26;
+
+/// The crate's BlockRequestType, with the spec's values (VIRTIO_BLK_T_*).
+enum class RequestType : uint32_t {
+  In = T_IN,
+  Out = T_OUT,
+  Flush = T_FLUSH,
+  GetId = T_GET_ID,
+  Discard = T_DISCARD,
+  WriteZeroes = T_WRITE_ZEROES,
+  SecureErase = T_SECURE_ERASE,
+};
+
+constexpr RequestHeader RequestHeader::read(uint64_t sector) {
+  return RequestHeader{T_IN, 0, sector};
+}
+constexpr RequestHeader RequestHeader::write(uint64_t sector) {
+  return RequestHeader{T_OUT, 0, sector};
+}
+constexpr RequestHeader RequestHeader::flush() { return RequestHeader{T_FLUSH, 0, 0}; }
+constexpr RequestType RequestHeader::get_type() const { return static_cast<RequestType>(type); }
 
 inline constexpr uint8_t S_OK = 0;
 inline constexpr uint8_t S_IOERR = 1;

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -53,6 +54,30 @@ struct Request {
 
   uint64_t byte_offset() const noexcept { return sector << kSectorShift; }
   uint64_t byte_length() const noexcept { return uint64_t{nr_sectors} << kSectorShift; }
+
+  // The reference crate's Request API. Its tag()/op()/flags()/sector()/nr_sectors() accessors are
+  // the fields above; its queue_id is the `queue` argument of BlockDevice::submit.
+  /// A Read of `nr_sectors` at `sector` into `data` (nr_sectors * 512 bytes) with tag `tag`.
+  static Request read(uint32_t tag, uint64_t sector, uint32_t nr_sectors,
+                      std::byte* data) noexcept {
+    return Request{
+        .op = Op::Read, .sector = sector, .nr_sectors = nr_sectors, .tag = tag, .data = data};
+  }
+  /// A Write of `nr_sectors` at `sector` from `data`.
+  static Request write(uint32_t tag, uint64_t sector, uint32_t nr_sectors,
+                       std::byte* data) noexcept {
+    return Request{
+        .op = Op::Write, .sector = sector, .nr_sectors = nr_sectors, .tag = tag, .data = data};
+  }
+  void set_sector_range(uint64_t first, uint32_t count) noexcept {
+    sector = first;
+    nr_sectors = count;
+  }
+  void set_flags(abi::blk_mq::RequestFlags request_flags) noexcept { flags = request_flags.bits(); }
+  /// Points the request at `segment` and sizes it to the segment: nr_sectors = len / 512.
+  /// InvalidArgument (naming bio_vec.len) when len is not a whole number of sectors.
+  Result<void> set_bio_vec(const abi::blk_mq::BioVec& segment);
+  uint64_t byte_len() const noexcept { return byte_length(); }
 };
 
 /// Optional capabilities a device advertises in DeviceInfo::features.
@@ -127,5 +152,26 @@ Result<uint32_t> execute(BlockDevice& device, TagSet& tags, uint32_t queue, Op o
 
 /// "read", "write", ... for messages.
 std::string_view op_name(Op op) noexcept;
+
+// ---- The reference crate's blk_mq names (docs/seed-map.md) ----------------------------------
+using RequestOp = Op;
+using abi::blk_mq::BioVec;
+using abi::blk_mq::RequestFlags;
+/// The crate's BlockOps trait is this interface: queue_rq is submit(), and a device completes
+/// (or batches) requests itself, so there is no separate commit_rqs.
+using BlockOps = BlockDevice;
+inline constexpr uint16_t BLK_MQ_MAX_DEPTH = abi::blk_mq::kMaxDepth;
+inline constexpr uint16_t BLK_MQ_MAX_HW_QUEUES = abi::blk_mq::kMaxQueues;
+
+constexpr bool is_read(RequestOp op) noexcept { return abi::blk_mq::op_reads_data(op); }
+constexpr bool is_write(RequestOp op) noexcept { return abi::blk_mq::op_writes_data(op); }
+/// Read, Write and their zoned/report forms move data; Flush, Discard, WriteZeroes do not.
+constexpr bool has_data(RequestOp op) noexcept { return is_read(op) || is_write(op); }
+using abi::blk_mq::is_zone_op;
+/// The op with wire code `raw` (UBLK_IO_OP_* values), or nullopt for a code no kernel sends.
+constexpr std::optional<RequestOp> request_op_from_u8(uint8_t raw) noexcept {
+  if (!abi::blk_mq::is_valid_op(raw)) return std::nullopt;
+  return static_cast<RequestOp>(raw);
+}
 
 }  // namespace pepita::blk_mq

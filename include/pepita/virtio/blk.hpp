@@ -86,6 +86,8 @@ class BlkDevice final : public VirtioDevice {
     uint64_t refused = 0;
     uint64_t failed = 0;
     uint64_t bytes = 0;
+    uint64_t reads = 0;   // IN requests the disk served (the crate's VirtioBlock::read_count)
+    uint64_t writes = 0;  // OUT requests the disk served (the crate's write_count)
   };
   Stats stats(uint16_t index) const noexcept { return queues_[index].stats; }
 

@@ -82,6 +82,11 @@ class Queue {
   /// and returns true when more chains arrived meanwhile (do not sleep then).
   Result<bool> enable_kicks();
 
+  /// Chains the driver has published and pop() has not taken yet (the crate's pending_count),
+  /// read from the avail ring now. Protocol error, breaking the queue as pop() would, when the
+  /// driver's avail index is more than `size` ahead.
+  Result<uint16_t> pending_count();
+
   bool broken() const noexcept { return broken_; }
   uint16_t size() const noexcept { return layout_.size; }
   /// The avail index the next pop reads: what GET_VRING_BASE reports.

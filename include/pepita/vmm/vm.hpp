@@ -98,6 +98,19 @@ struct RunResult {
   std::string describe() const;
 };
 
+/// Where a Vm is in its life (the reference crate's VmState). A Vm runs once on the calling
+/// thread: Created until run(), Running during it (seen from other threads), then Stopped when the
+/// guest exited or run()'s stop token ended it, Error when it faulted, timed out or the host
+/// failed. Paused is the state of a Snapshot (Vm::capture); Vm::restore or reset_to gives a
+/// Created Vm again.
+enum class VmState : uint8_t { Created, Running, Paused, Stopped, Error };
+constexpr bool can_start(VmState state) noexcept {
+  return state == VmState::Created || state == VmState::Paused;
+}
+constexpr bool is_active(VmState state) noexcept {
+  return state == VmState::Running || state == VmState::Paused;
+}
+
 class Snapshot;
 
 /// One micro-VM with one vCPU, run on the calling thread. Move-only; destruction closes the vCPU,
@@ -137,6 +150,12 @@ class Vm {
   void set_limits(std::chrono::nanoseconds timeout, uint64_t output_limit) noexcept;
 
   const memory::GuestMemory& memory() const noexcept;
+
+  /// The crate's MicroVm::state(); safe to call from any thread, also while run() runs.
+  VmState state() const noexcept;
+  /// VM exits taken by every run of this Vm so far (the sum of RunResult::exits), the crate's
+  /// MicroVm::exit_count(); any thread.
+  uint64_t exit_count() const noexcept;
 
   struct State;  // private to src/vmm
   explicit Vm(std::unique_ptr<State> state);

@@ -218,7 +218,11 @@ Result<void> BlkDevice::complete(Queue& queue, InFlight& io, PerQueue& pq) {
       }
       written = r.data_bytes;
     }
-    if (res >= 0) pq.stats.bytes += r.data_bytes;
+    if (res >= 0) {
+      pq.stats.bytes += r.data_bytes;
+      if (r.type == vb::T_IN) ++pq.stats.reads;
+      if (r.type == vb::T_OUT) ++pq.stats.writes;
+    }
   } else if (status == vb::S_OK && r.type == vb::T_GET_ID) {
     size_t off = 0;
     for (const auto& s : r.data) {

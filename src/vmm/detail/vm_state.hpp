@@ -4,6 +4,7 @@
 
 #include <linux/kvm.h>
 
+#include <atomic>
 #include <memory>
 #include <span>
 #include <stop_token>
@@ -26,6 +27,9 @@ struct Vm::State {
   bool ran = false;
   bool clean_exit = false;           // the last run ended in kExit (reset_to allowed)
   std::span<const std::byte> input;  // valid during run() only
+  // Vm::state() and Vm::exit_count(): written by run() and reset_to(), read from any thread.
+  std::atomic<VmState> phase{VmState::Created};
+  std::atomic<uint64_t> exits{0};  // sum of RunResult::exits
   // Teardown order is the reverse of declaration: kvm_run page, vCPU fd, VM fd, then guest RAM
   // (KVM drops its memslot reference when the VM fd closes, before the RAM is unmapped).
   memory::GuestMemory mem;

@@ -8,7 +8,11 @@
 
 #include "pepita/executor/blocking_runner.hpp"
 #include "pepita/executor/registry.hpp"
+#include "pepita/pepita.hpp"  // the umbrella header installs and compiles on its own
 #include "pepita/pool/pool.hpp"
+
+// The reference crate's front-page ABI asserts, through the installed umbrella header.
+static_assert(sizeof(pepita::UblkCtrlCmd) == 32 && sizeof(pepita::IoUringSqe) == 64);
 
 namespace {
 

@@ -1,0 +1,25 @@
+#pragma once
+// The reference crate's vmm names over pepita's KVM micro-VM (vm.hpp): MicroVm is our Vm (one
+// vCPU, a freestanding guest, run on the calling thread), ExitReason our ExitKind, MemoryRegion
+// our GuestMemory, and KVM_API_VERSION the KVM ABI version Vm::create insists on. The crate's
+// VmConfig builder for booting a Linux kernel (vcpus, kernel_path, cmdline, initrd, vsock) and
+// its Vcpu register API are issue 28; its Jailer is issue 23. <linux/kvm.h> defines
+// KVM_API_VERSION as a macro: include either it or this header in a translation unit.
+//
+//   auto vm = PEPITA_TRY(MicroVm::create(image, {.memory_bytes = 16 << 20}));
+//   RunResult r = PEPITA_TRY(vm.run(input));       // vm.state() == VmState::Stopped after
+//   std::printf("%llu exits\n", vm.exit_count());
+
+#include "pepita/memory/guest_memory.hpp"
+#include "pepita/vmm/vm.hpp"
+
+namespace pepita::vmm {
+
+/// KVM_GET_API_VERSION's answer on every kernel since 2.6.22; Vm::create refuses any other.
+inline constexpr int KVM_API_VERSION = 12;
+
+using MicroVm = Vm;
+using ExitReason = ExitKind;
+using MemoryRegion = memory::GuestMemory;
+
+}  // namespace pepita::vmm
