@@ -36,6 +36,7 @@
 #include "pepita/core/sys/check.hpp"
 #include "pepita/core/sys/eventfd.hpp"
 #include "pepita/core/sys/fd.hpp"
+#include "pepita/core/sys/memory.hpp"
 #include "pepita/core/sys/process.hpp"
 #include "pepita/core/sys/signal.hpp"
 #include "pepita/core/sys/socket.hpp"
@@ -45,26 +46,34 @@
 #include "pepita/executor/blocking_runner.hpp"
 #include "pepita/executor/cpu.hpp"
 #include "pepita/executor/executor.hpp"
+#include "pepita/executor/executor_registry.hpp"
 #include "pepita/executor/process.hpp"
 #include "pepita/executor/registry.hpp"
 #include "pepita/executor/result.hpp"
+#include "pepita/fault/failure_detector.hpp"
 #include "pepita/fault/journal.hpp"
 #include "pepita/fault/result_record.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/gpu/buffer.hpp"
 #include "pepita/gpu/builtins.hpp"
+#include "pepita/gpu/crate_api.hpp"
 #include "pepita/gpu/device.hpp"
 #include "pepita/gpu/gpu_executor.hpp"
 #include "pepita/gpu/kernel.hpp"
+#include "pepita/gpu/reflect.hpp"
 #include "pepita/gpu/timeline.hpp"
 #include "pepita/io_uring/barrier.hpp"
+#include "pepita/io_uring/dma.hpp"
 #include "pepita/io_uring/event_loop.hpp"
 #include "pepita/io_uring/prep.hpp"
 #include "pepita/io_uring/probe.hpp"
 #include "pepita/io_uring/ring.hpp"
 #include "pepita/io_uring/task.hpp"
 #include "pepita/io_uring/uapi.hpp"
+#include "pepita/memory/address.hpp"
+#include "pepita/memory/dma_buffer.hpp"
 #include "pepita/memory/guest_memory.hpp"
+#include "pepita/memory/page_allocator.hpp"
 #include "pepita/pool/job.hpp"
 #include "pepita/pool/pool.hpp"
 #include "pepita/scheduler/deque.hpp"
@@ -74,16 +83,19 @@
 #include "pepita/scheduler/task_group.hpp"
 #include "pepita/simd/dispatch.hpp"
 #include "pepita/simd/kernels.hpp"
+#include "pepita/simd/ops.hpp"
 #include "pepita/simd/sgemm.hpp"
 #include "pepita/slurm/commands.hpp"
 #include "pepita/slurm/slurm_executor.hpp"
 #include "pepita/slurm/workers.hpp"
+#include "pepita/task/affinity.hpp"
 #include "pepita/task/graph.hpp"
 #include "pepita/task/task.hpp"
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/frame.hpp"
 #include "pepita/transport/lease_table.hpp"
+#include "pepita/transport/message.hpp"
 #include "pepita/transport/messages.hpp"
 #include "pepita/transport/remote.hpp"
 #include "pepita/transport/remote_executor.hpp"
@@ -117,12 +129,6 @@
 #include "pepita/zram/zram_disk.hpp"
 #include "pepita/zram/zram_store.hpp"
 
-// ---- TODO(lead, MEMORY merge): the memory module's crate names. Enable when `dma` is merged:
-// #include "pepita/memory/address.hpp"
-// #include "pepita/memory/dma_buffer.hpp"
-// #include "pepita/memory/page_allocator.hpp"
-// ---- end TODO(MEMORY)
-
 #include <cstddef>
 #include <cstdint>
 
@@ -135,22 +141,18 @@ using blk_mq::RequestOp;
 using blk_mq::TagSetConfig;
 
 // pepita::Result<T> is error.hpp's std::expected<T, Error>.
-// ---- TODO(lead, SMALL merge): `pepita::KernelError` is defined by SMALL in pepita/error.hpp,
-// included above; nothing to add here. Enable its check in tests/seed/crate_root_test.cpp.
-// ---- end TODO(SMALL)
+// pepita::KernelError is error.hpp's ErrorCode (the crate's kernel error cases are its values).
 
 using io_uring::IORING_OP_URING_CMD;
 using io_uring::IoUringCqe;
 using io_uring::IoUringSqe;
 
-// ---- TODO(lead, MEMORY merge): enable with the includes above.
-// using memory::DmaBuffer;
-// using memory::DmaDirection;
-// using memory::PageAllocator;
-// using memory::Pfn;
-// using memory::PhysAddr;
-// using memory::VirtAddr;
-// ---- end TODO(MEMORY)
+using memory::DmaBuffer;
+using memory::DmaDirection;
+using memory::PageAllocator;
+using memory::Pfn;
+using memory::PhysAddr;
+using memory::VirtAddr;
 
 using ublk::UBLK_F_CMD_IOCTL_ENCODE;
 using ublk::UBLK_F_SUPPORT_ZERO_COPY;

@@ -20,10 +20,11 @@ static_assert(sizeof(pepita::UblkIoCmd) == 16);
 static_assert(sizeof(pepita::IoUringCqe) == 16);
 static_assert(sizeof(pepita::RequestOp) == 1);
 static_assert(sizeof(pepita::Request) > 0);
-// ---- TODO(lead, MEMORY merge): the crate's memory asserts (memory.rs), once memory/address.hpp
-// is in: static_assert(sizeof(pepita::PhysAddr) == 8 && sizeof(pepita::VirtAddr) == 8 &&
-//                      sizeof(pepita::Pfn) == 8);
-// ---- TODO(lead, SMALL merge): static_assert(std::is_enum_v<pepita::KernelError>);
+// memory.rs's asserts.
+static_assert(sizeof(pepita::PhysAddr) == 8 && sizeof(pepita::VirtAddr) == 8 &&
+              sizeof(pepita::Pfn) == 8);
+static_assert(std::is_enum_v<pepita::KernelError>);
+static_assert(std::is_same_v<pepita::DmaBuffer, pepita::memory::DmaBuffer>);
 
 // The root names are the module types, not copies.
 static_assert(std::is_same_v<pepita::Request, pepita::blk_mq::Request>);
