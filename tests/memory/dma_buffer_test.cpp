@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -162,8 +163,9 @@ TEST(DmaBuffer, HugePagesWhenReservedElseAClearError) {
     ASSERT_TRUE(preferred) << preferred.error().to_string();
     EXPECT_FALSE(preferred->huge_pages());
     EXPECT_EQ(preferred->mapped_size(), PAGE_SIZE);
-    GTEST_SKIP() << "no free 2 MiB huge pages (HugePages_Free 0): checked the error and the "
-                    "fallback, not a huge-page buffer";
+    // Both branches assert: with none reserved, the error and the fallback are the behaviour.
+    std::printf("note: HugePages_Free is 0: checked the error and the fallback, not a huge page\n");
+    return;
   }
   auto huge = DmaBuffer::allocate(4096, DmaDirection::ToDevice, {.huge = HugePages::Require});
   ASSERT_TRUE(huge) << huge.error().to_string();
