@@ -212,13 +212,10 @@ Result<Task> Builder::build() {
       if (has_nul(a)) problems_.push_back("argument holds a NUL byte");
     }
     if (has_nul(p.cwd)) problems_.push_back("cwd holds a NUL byte");
-    if (spec_.backend == Backend::Cpu) {
-      problems_.push_back("a binary task cannot run on the cpu backend (use process)");
-    }
   } else {
     if (!spec_.fn) problems_.push_back("function task has an empty callable");
-    if (spec_.backend != Backend::Cpu) {
-      problems_.push_back("a function task runs only on the cpu backend, not " +
+    if (spec_.backend != Backend::Cpu && spec_.backend != Backend::Any) {
+      problems_.push_back("a function task runs only on the cpu (or any) backend, not " +
                           std::string(to_string(spec_.backend)));
     }
   }
@@ -235,6 +232,60 @@ Result<Task> Builder::build() {
     if (dep == spec_.id) return fail(ErrorCode::InvalidArgument, "task depends on itself");
   }
   return Task(std::make_shared<const Task::Spec>(std::move(spec_)));
+}
+
+// ---- issue 21: the crate's priority levels, task states and metadata ----
+
+std::string_view to_string(TaskPriority p) noexcept {
+  switch (p) {
+    case TaskPriority::Low: return "low";
+    case TaskPriority::Normal: return "normal";
+    case TaskPriority::High: return "high";
+    case TaskPriority::Critical: return "critical";
+  }
+  return "unknown";
+}
+
+Result<TaskPriority> parse_task_priority(std::string_view name) {
+  for (std::uint8_t v = 0; v <= 3; ++v) {
+    const TaskPriority p = *task_priority_from_u8(v);
+    if (to_string(p) == name) return p;
+  }
+  return fail(ErrorCode::InvalidArgument,
+              std::string("unknown priority '")
+                  .append(name)
+                  .append("'; use low, normal, high, critical or an integer"));
+}
+
+std::string_view to_string(TaskState s) noexcept {
+  switch (s) {
+    case TaskState::Pending: return "pending";
+    case TaskState::Queued: return "queued";
+    case TaskState::Running: return "running";
+    case TaskState::Completed: return "completed";
+    case TaskState::Failed: return "failed";
+    case TaskState::Cancelled: return "cancelled";
+    case TaskState::TimedOut: return "timed-out";
+  }
+  return "unknown";
+}
+
+Task Task::with_timeout(std::chrono::nanoseconds limit) const {
+  auto spec = std::make_shared<Spec>(*spec_);
+  spec->timeout = limit;
+  return Task(std::move(spec));
+}
+
+Builder& Builder::priority(TaskPriority level) { return priority(priority_value(level)); }
+
+Builder& Builder::metadata(std::string key, std::string value) {
+  if (key.empty() || has_nul(key) || has_nul(value)) {
+    problems_.push_back("metadata key '" + key +
+                        "' is invalid: the key must be non-empty and neither may hold NUL");
+  } else {
+    spec_.metadata[std::move(key)] = std::move(value);
+  }
+  return *this;
 }
 
 }  // namespace pepita::task

@@ -75,7 +75,8 @@ TEST(TaskBuilder, RejectsBadInput) {
   EXPECT_FALSE(Task::binary("/bin/true").env("A=B", "x").build());
   EXPECT_FALSE(Task::binary("/bin/true").timeout(-1s).build());
   EXPECT_FALSE(Task::binary("/bin/true").depends_on({0}).build());
-  EXPECT_FALSE(Task::binary("/bin/true").backend(Backend::Cpu).build());
+  // Issue 21: a binary on cpu is valid (the pool runs it as a process); see BinaryOnCpuBuilds.
+  EXPECT_FALSE(Task::binary("/bin/true").metadata("", "x").build());
   EXPECT_FALSE(Task::binary("/bin/true").output_cap(0).build());
   EXPECT_FALSE(Task::function([] {}).backend(Backend::Process).build());
   EXPECT_FALSE(Task::function([] {}).args({"x"}).build());
