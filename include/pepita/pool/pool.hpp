@@ -174,7 +174,10 @@ class Pool {
     // ---- issue 21: the crate's PoolBuilder settings ----
     /// Bounds the tasks submitted but without a final result (queued, waiting or running; the
     /// count pending_tasks() reports) to `n`: submit() then blocks until one finishes, and
-    /// try_submit() returns WouldBlock. build() refuses 0. Default: unbounded.
+    /// try_submit() returns WouldBlock. build() refuses 0. Default: unbounded (the crate's
+    /// default is 1024; ours keeps existing callers from blocking). A task body that submits to
+    /// its own pool should use try_submit: submit would wait for room that only finishing tasks
+    /// make.
     Builder& queue_capacity(std::size_t n);
     /// Timeout for tasks built without their own (Task::timeout() == 0). Negative: build() fails.
     Builder& default_timeout(std::chrono::nanoseconds d);
