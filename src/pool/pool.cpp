@@ -122,7 +122,7 @@ Result<std::shared_ptr<executor::Executor>> registered(
                     .append(backend.name())
                     .append(" backend, which is not registered: link ")
                     .append(how)
-                    .append(" into the registry and pass it with Pool::Builder::registry()"));
+                    .append(" and pass the registry with Pool::Builder::registry()"));
   }
   return registry->create(backend, options);
 }
