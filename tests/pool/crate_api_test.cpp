@@ -97,7 +97,7 @@ TEST(CrateApi, WaitedResultOutlivesThePoolAndTheHandle) {
     auto pool = Pool::builder().cpu_workers(1).retain_results(false).build().value();
     handle = pool.submit_async(sh("echo kept")).value();
     pool.shutdown();  // graceful: lets it finish
-  }  // the pool is gone
+  }                   // the pool is gone
   const ExecutionResult r = handle->wait();
   handle.reset();  // the handle is gone too: `r` is a value
   EXPECT_EQ(r.stdout_data, "kept\n");
