@@ -35,7 +35,42 @@ enum class ErrorCode : std::uint8_t {
   Corrupted,          // checksum or journal mismatch
   Disconnected,       // peer went away
   Internal,           // a pepita bug; please report it
+
+  // ---- the reference crate's KernelError cases (error.rs) that no category above covers ----
+  // Used where our memory/blk_mq/ublk/io_uring code reports exactly that case; to_errno() gives
+  // the errno the crate gives, is_retriable()/is_resource_error() its classification.
+  InvalidAddress,        // EFAULT: an address outside any mapping or guest region
+  AlignmentError,        // EINVAL: an address or length not aligned as the interface requires
+  OverlappingRegion,     // EINVAL: a memory region overlaps one already registered
+  DeviceNotReady,        // ENODEV: the device exists but is not started / configured yet
+  UblkQueueFull,         // EAGAIN: every ublk I/O slot of the queue is in flight; retry
+  UblkInvalidTag,        // EINVAL: a ublk tag outside the queue depth
+  UblkDeviceBusy,        // EBUSY: the ublk device is in use (mounted, opened); retry later
+  UblkDeviceNotFound,    // ENODEV: no /dev/ublkcN with that id
+  UblkInvalidDeviceId,   // EINVAL: a ublk device id out of range
+  UblkNotPermitted,      // EPERM: ublk control needs CAP_SYS_ADMIN (or unprivileged ublk)
+  IoUringSubmitFull,     // EAGAIN: the submission queue has no free entry; reap, then retry
+  IoUringCqOverflow,     // EOVERFLOW: completions were dropped; the CQ is too small
+  IoUringInvalidOpcode,  // EINVAL: the kernel does not know the opcode
+  NoTagsAvailable,       // EAGAIN: every blk-mq tag is in flight; retry when one completes
+  InvalidQueueId,        // EINVAL: a hardware queue index the device does not have
+
+  // The crate's names for cases that are one of our categories (same value, so a switch handles
+  // them once): KernelError::OutOfMemory is ResourceExhausted, and so on. Their errno is the
+  // category's (OutOfMemory gives -ENOSPC, not the crate's -ENOMEM, unless the Error carries
+  // ENOMEM itself, which Error::from_errno(ENOMEM) does).
+  OutOfMemory = ResourceExhausted,
+  IoTimeout = TimedOut,
+  InvalidRequest = InvalidArgument,
+  BlockError = Io,
+  NotSupported = Unsupported,
+  ResourceBusy = Busy,
 };
+
+/// The crate's `KernelError` is our ErrorCode: its variants are enumerators above (the crate's
+/// generic ones as synonyms of our categories). The message and errno an API returns travel in
+/// Error; a KernelError alone is the bare code, as in the crate.
+using KernelError = ErrorCode;
 
 /// Name of the code, e.g. "invalid-argument"; stable, used in JSON output.
 std::string_view to_string(ErrorCode code) noexcept;
@@ -84,8 +119,24 @@ inline std::unexpected<Error> fail_errno(int err, std::string_view operation) {
   return std::unexpected(Error::from_errno(err, operation));
 }
 
-/// Maps an errno (either sign) to the closest ErrorCode.
+/// Maps an errno (either sign) to the closest ErrorCode (the crate's `KernelError::from_errno`).
+/// An errno alone does not say which subsystem raised it, so EBUSY is Busy, not the crate's
+/// UblkDeviceBusy, EPERM PermissionDenied, ENODEV NotFound, EFAULT InvalidArgument and
+/// EOVERFLOW ResourceExhausted, where the crate names its ublk/io_uring/memory case.
 ErrorCode code_from_errno(int err) noexcept;
+
+/// The negative errno for a code, as the crate's `KernelError::to_errno` (ublk completes an I/O
+/// with it; Error::to_negative_errno falls back to it when the error has no errno of its own).
+int to_errno(ErrorCode code) noexcept;
+
+/// True for the codes where repeating the operation later may succeed: Busy, TimedOut,
+/// Interrupted, WouldBlock, Disconnected and the crate's UblkQueueFull, UblkDeviceBusy,
+/// IoUringSubmitFull, NoTagsAvailable (the crate's `is_retriable`).
+bool is_retriable(ErrorCode code) noexcept;
+
+/// True for out-of-resource codes: ResourceExhausted (OutOfMemory), UblkQueueFull,
+/// NoTagsAvailable, IoUringSubmitFull (the crate's `is_resource_error`).
+bool is_resource_error(ErrorCode code) noexcept;
 
 }  // namespace pepita
 

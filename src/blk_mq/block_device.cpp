@@ -80,7 +80,7 @@ Result<uint32_t> execute(BlockDevice& device, TagSet& tags, uint32_t queue, Op o
                          std::span<std::byte> data, uint32_t nr_sectors, uint32_t flags) {
   const DeviceInfo& info = device.info();
   if (queue >= info.tag_set.nr_hw_queues || queue >= tags.config().nr_hw_queues)
-    return fail(ErrorCode::InvalidArgument,
+    return fail(ErrorCode::InvalidQueueId,
                 fmt("queue {} does not exist: the device has {} hardware queues", queue,
                     info.tag_set.nr_hw_queues));
   if (op == Op::Read || op == Op::Write) {

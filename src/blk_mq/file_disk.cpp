@@ -11,6 +11,7 @@
 #include "pepita/blk_mq/tag_allocator.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/core/sys.hpp"
+#include "pepita/memory/dma_buffer.hpp"
 
 namespace pepita::blk_mq {
 
@@ -76,14 +77,17 @@ int zero_file_range(int fd, uint64_t offset, uint64_t length, bool punch) noexce
   int rc = sys::fallocate(fd, mode, offset, length);
   if (rc != -EOPNOTSUPP) return rc;
   // The filesystem cannot do it in place (e.g. tmpfs lacks ZERO_RANGE): write zeros instead.
-  // Aligned to 4096 so the same buffer also satisfies O_DIRECT.
-  struct alignas(4096) Block {
-    std::byte bytes[64 * 1024];
-  };
-  auto zeros = std::make_unique<Block>();
+  // A DmaBuffer: page-aligned, so it also satisfies O_DIRECT, and ToDevice: the file only reads
+  // it. Locked when RLIMIT_MEMLOCK allows; this fallback does not need the pages pinned.
+  constexpr uint64_t kBlock = 64 * 1024;
+  auto zeros = memory::DmaBuffer::allocate(kBlock, memory::DmaDirection::ToDevice,
+                                           {.lock = memory::MemLock::BestEffort});
+  if (!zeros) return -ENOMEM;
   for (uint64_t pos = offset; pos < offset + length;) {
-    const uint64_t chunk = std::min<uint64_t>(sizeof(Block), offset + length - pos);
-    const int64_t n = sys::pwrite_full(fd, zeros->bytes, chunk, pos, 0);
+    const uint64_t chunk = std::min<uint64_t>(kBlock, offset + length - pos);
+    if (!zeros->check_device_access(/*device_writes=*/false, 0, chunk, "FileDisk zero fill"))
+      return -EINVAL;
+    const int64_t n = sys::pwrite_full(fd, zeros->data(), chunk, pos, 0);
     if (n < 0) return static_cast<int>(n);
     pos += chunk;
   }

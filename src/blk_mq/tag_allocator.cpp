@@ -61,7 +61,7 @@ Result<uint32_t> TagAllocator::get(bool no_wait) {
     const uint32_t generation = generation_.load(std::memory_order_acquire);
     if (auto tag = try_get()) return *tag;
     if (no_wait)
-      return fail(ErrorCode::WouldBlock,
+      return fail(ErrorCode::NoTagsAvailable,
                   fmt("all {} tags of the queue are in flight (no-wait request)", depth_), EAGAIN);
     generation_.wait(generation, std::memory_order_acquire);
   }

@@ -25,6 +25,21 @@ std::string_view to_string(ErrorCode code) noexcept {
     case ErrorCode::Corrupted: return "corrupted";
     case ErrorCode::Disconnected: return "disconnected";
     case ErrorCode::Internal: return "internal";
+    case ErrorCode::InvalidAddress: return "invalid-address";
+    case ErrorCode::AlignmentError: return "alignment-error";
+    case ErrorCode::OverlappingRegion: return "overlapping-region";
+    case ErrorCode::DeviceNotReady: return "device-not-ready";
+    case ErrorCode::UblkQueueFull: return "ublk-queue-full";
+    case ErrorCode::UblkInvalidTag: return "ublk-invalid-tag";
+    case ErrorCode::UblkDeviceBusy: return "ublk-device-busy";
+    case ErrorCode::UblkDeviceNotFound: return "ublk-device-not-found";
+    case ErrorCode::UblkInvalidDeviceId: return "ublk-invalid-device-id";
+    case ErrorCode::UblkNotPermitted: return "ublk-not-permitted";
+    case ErrorCode::IoUringSubmitFull: return "io-uring-submit-full";
+    case ErrorCode::IoUringCqOverflow: return "io-uring-cq-overflow";
+    case ErrorCode::IoUringInvalidOpcode: return "io-uring-invalid-opcode";
+    case ErrorCode::NoTagsAvailable: return "no-tags-available";
+    case ErrorCode::InvalidQueueId: return "invalid-queue-id";
   }
   return "unknown";
 }
@@ -161,9 +176,8 @@ Error Error::from_errno(int err, std::string_view operation) {
   return Error(code_from_errno(positive), std::move(message), positive);
 }
 
-int Error::to_negative_errno() const noexcept {
-  if (errno_ != 0) return -errno_;
-  switch (code_) {
+int to_errno(ErrorCode code) noexcept {
+  switch (code) {
     case ErrorCode::Ok: return 0;
     case ErrorCode::InvalidArgument: return -EINVAL;
     case ErrorCode::NotFound: return -ENOENT;
@@ -181,22 +195,61 @@ int Error::to_negative_errno() const noexcept {
     case ErrorCode::Corrupted: return -EILSEQ;
     case ErrorCode::Disconnected: return -ECONNRESET;
     case ErrorCode::Internal: return -EIO;
+    case ErrorCode::InvalidAddress: return -EFAULT;
+    case ErrorCode::AlignmentError:
+    case ErrorCode::OverlappingRegion:
+    case ErrorCode::UblkInvalidTag:
+    case ErrorCode::UblkInvalidDeviceId:
+    case ErrorCode::IoUringInvalidOpcode:
+    case ErrorCode::InvalidQueueId: return -EINVAL;
+    case ErrorCode::DeviceNotReady:
+    case ErrorCode::UblkDeviceNotFound: return -ENODEV;
+    case ErrorCode::UblkQueueFull:
+    case ErrorCode::IoUringSubmitFull:
+    case ErrorCode::NoTagsAvailable: return -EAGAIN;
+    case ErrorCode::UblkDeviceBusy: return -EBUSY;
+    case ErrorCode::UblkNotPermitted: return -EPERM;
+    case ErrorCode::IoUringCqOverflow: return -EOVERFLOW;
   }
   return -EIO;
 }
 
-bool Error::is_retriable() const noexcept {
-  switch (code_) {
+bool is_retriable(ErrorCode code) noexcept {
+  switch (code) {
     case ErrorCode::Busy:
     case ErrorCode::TimedOut:
     case ErrorCode::Interrupted:
     case ErrorCode::WouldBlock:
-    case ErrorCode::Disconnected: return true;
-    case ErrorCode::ResourceExhausted:
-      // Transient exhaustion (memory, buffers, descriptors) may clear; a full device does not.
-      return errno_ == ENOMEM || errno_ == ENOBUFS || errno_ == EMFILE || errno_ == ENFILE;
+    case ErrorCode::Disconnected:
+    case ErrorCode::UblkQueueFull:
+    case ErrorCode::UblkDeviceBusy:
+    case ErrorCode::IoUringSubmitFull:
+    case ErrorCode::NoTagsAvailable: return true;
     default: return false;
   }
+}
+
+bool is_resource_error(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::ResourceExhausted:
+    case ErrorCode::UblkQueueFull:
+    case ErrorCode::IoUringSubmitFull:
+    case ErrorCode::NoTagsAvailable: return true;
+    default: return false;
+  }
+}
+
+int Error::to_negative_errno() const noexcept {
+  if (errno_ != 0) return -errno_;
+  return to_errno(code_);
+}
+
+bool Error::is_retriable() const noexcept {
+  if (code_ == ErrorCode::ResourceExhausted) {
+    // Transient exhaustion (memory, buffers, descriptors) may clear; a full device does not.
+    return errno_ == ENOMEM || errno_ == ENOBUFS || errno_ == EMFILE || errno_ == ENFILE;
+  }
+  return pepita::is_retriable(code_);
 }
 
 Error& Error::with_context(std::string_view context) {

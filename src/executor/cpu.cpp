@@ -1,10 +1,13 @@
 // Function tasks on the work-stealing scheduler: one Scheduler::submit per attempt.
 #include "pepita/executor/cpu.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <thread>
 
+#include "pepita/core/sys/thread.hpp"
 #include "pepita/scheduler/scheduler.hpp"
 
 namespace pepita::executor {
@@ -96,6 +99,17 @@ CpuExecutor::CpuExecutor(Private, std::unique_ptr<Impl> impl) noexcept : impl_(s
 CpuExecutor::~CpuExecutor() { shutdown(); }
 
 std::size_t CpuExecutor::slots() const noexcept { return impl_->sched->worker_count(); }
+
+unsigned CpuExecutor::default_workers() {
+  const std::size_t allowed = sys::allowed_cpus().size();
+  if (allowed != 0) return static_cast<unsigned>(allowed);
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::size_t CpuExecutor::running_tasks() const noexcept {
+  std::lock_guard lock(impl_->mu);
+  return impl_->outstanding;
+}
 
 Result<void> CpuExecutor::start(const task::Task& task, std::stop_token stop, Completion done) {
   if (!task.function()) {

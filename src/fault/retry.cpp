@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace pepita::fault {
 
@@ -42,6 +43,63 @@ RetryPolicy& RetryPolicy::jitter(bool full) {
 RetryPolicy& RetryPolicy::retry_on(Predicate p) {
   retry_on_ = std::move(p);
   return *this;
+}
+
+RetryPolicy RetryPolicy::standard() {
+  RetryPolicy p;
+  p.max_attempts(4)
+      .base_delay(std::chrono::milliseconds(100))
+      .max_delay(std::chrono::seconds(30))
+      .multiplier(2)
+      .jitter(true);
+  return p;
+}
+
+RetryPolicy RetryPolicy::no_retry() { return standard().with_max_retries(0); }
+
+RetryPolicy RetryPolicy::critical() {
+  RetryPolicy p;
+  p.max_attempts(11)
+      .base_delay(std::chrono::milliseconds(500))
+      .max_delay(std::chrono::seconds(60))
+      .multiplier(2)
+      .jitter(true);
+  return p;
+}
+
+RetryPolicy RetryPolicy::with_max_retries(std::uint32_t retries) const {
+  RetryPolicy p = *this;
+  // Saturates: with_max_retries(UINT32_MAX) is "retry for ever", not one attempt.
+  p.max_attempts(retries == UINT32_MAX ? retries : retries + 1);
+  return p;
+}
+
+RetryPolicy RetryPolicy::with_initial_delay(std::chrono::nanoseconds d) const {
+  RetryPolicy p = *this;
+  p.base_delay(d);
+  return p;
+}
+
+RetryPolicy RetryPolicy::with_max_delay(std::chrono::nanoseconds d) const {
+  RetryPolicy p = *this;
+  p.max_delay(d);
+  return p;
+}
+
+void RetryState::record_failure(std::string error, Clock::time_point now) {
+  if (attempts < UINT32_MAX) ++attempts;
+  last_failure = now;
+  last_error = std::move(error);
+}
+
+void RetryState::reset() {
+  attempts = 0;
+  last_failure.reset();
+  last_error.reset();
+}
+
+bool RetryState::in_backoff(const RetryPolicy& policy, Clock::time_point now) const {
+  return last_failure && now - *last_failure < next_delay(policy);
 }
 
 bool RetryPolicy::should_retry(std::uint32_t attempts, const Failure& failure,
@@ -89,6 +147,7 @@ bool CircuitBreaker::allow(Clock::time_point now) {
       if (now - opened_at_ < config_.cool_down) return false;
       state_ = State::HalfOpen;
       probes_ = 0;
+      successes_ = 0;
       [[fallthrough]];
     case State::HalfOpen:
       if (probes_ >= std::max<std::uint32_t>(config_.half_open_probes, 1)) return false;
@@ -100,9 +159,15 @@ bool CircuitBreaker::allow(Clock::time_point now) {
 
 void CircuitBreaker::record_success() {
   std::lock_guard lock(mu_);
-  state_ = State::Closed;
   failures_ = 0;
+  if (state_ == State::HalfOpen &&
+      ++successes_ < std::max<std::uint32_t>(config_.success_threshold, 1)) {
+    if (probes_ > 0) --probes_;  // this probe is done: admit the next one
+    return;
+  }
+  state_ = State::Closed;
   probes_ = 0;
+  successes_ = 0;
 }
 
 void CircuitBreaker::record_failure(Clock::time_point now) {
@@ -114,7 +179,16 @@ void CircuitBreaker::record_failure(Clock::time_point now) {
     state_ = State::Open;
     opened_at_ = now;
     probes_ = 0;
+    successes_ = 0;
   }
+}
+
+void CircuitBreaker::reset() {
+  std::lock_guard lock(mu_);
+  state_ = State::Closed;
+  failures_ = 0;
+  probes_ = 0;
+  successes_ = 0;
 }
 
 CircuitBreaker::State CircuitBreaker::state(Clock::time_point now) const {

@@ -4,6 +4,7 @@
 
 #include "pepita/gpu/buffer.hpp"
 
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -79,9 +80,36 @@ Buffer::~Buffer() = default;
 std::size_t Buffer::size() const noexcept { return impl_->raw->size; }
 MemoryKind Buffer::kind() const noexcept { return impl_->kind; }
 
+std::uint64_t Buffer::id() const noexcept { return impl_->id; }
+
+BufferUsage Buffer::usage() const noexcept {
+  BufferUsage u = BufferUsage::STORAGE | BufferUsage::COPY_SRC | BufferUsage::COPY_DST;
+  if (impl_->raw->mapped != nullptr) u = u | BufferUsage::MAP_READ | BufferUsage::MAP_WRITE;
+  return u;
+}
+
+Result<std::span<const std::byte>> Buffer::map_read() const {
+  if (impl_->raw->mapped == nullptr)
+    return fail(ErrorCode::InvalidArgument,
+                "gpu::Buffer::map_read: the buffer is device-local (not MAP_READ); use read()");
+  // SAFETY: `mapped` is the persistent host mapping of exactly size() bytes of coherent memory,
+  // unmapped only when the buffer is destroyed.
+  return std::span<const std::byte>(static_cast<const std::byte*>(impl_->raw->mapped), size());
+}
+
+Result<std::span<std::byte>> Buffer::map_write() {
+  if (impl_->raw->mapped == nullptr)
+    return fail(ErrorCode::InvalidArgument,
+                "gpu::Buffer::map_write: the buffer is device-local (not MAP_WRITE); use write()");
+  // SAFETY: as map_read.
+  return std::span<std::byte>(static_cast<std::byte*>(impl_->raw->mapped), size());
+}
+
 Result<Buffer> Buffer::create(Device& device, std::size_t bytes) {
   if (bytes == 0) return fail(ErrorCode::InvalidArgument, "gpu::Buffer::create: size is 0 bytes");
+  static std::atomic<std::uint64_t> next_id{1};
   auto impl = std::make_unique<detail::BufferImpl>();
+  impl->id = next_id.fetch_add(1, std::memory_order_relaxed);
   constexpr VkBufferUsageFlags usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
                                        VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                                        VK_BUFFER_USAGE_TRANSFER_DST_BIT;

@@ -190,6 +190,11 @@ DeviceInfo describe(VkPhysicalDevice phys, std::uint32_t index) {
   info.max_push_constant_bytes = l.maxPushConstantsSize;
   info.max_storage_buffers = l.maxPerStageDescriptorStorageBuffers;
   info.max_storage_buffer_range = l.maxStorageBufferRange;
+  info.vendor_id = props.vendorID;
+  info.max_group_size = {l.maxComputeWorkGroupSize[0], l.maxComputeWorkGroupSize[1],
+                         l.maxComputeWorkGroupSize[2]};
+  info.max_uniform_buffer_range = l.maxUniformBufferRange;
+  info.max_bound_descriptor_sets = l.maxBoundDescriptorSets;
   return info;
 }
 
@@ -445,6 +450,51 @@ Result<std::uint64_t> Device::completed() const {
     return v;
   }
   return c.fenced_done.load(std::memory_order_acquire);
+}
+
+std::uint64_t Device::dispatch_count() const noexcept {
+  return ctx_->dispatches.load(std::memory_order_relaxed);
+}
+
+Result<void> Device::wait_idle() {
+  std::lock_guard lock(ctx_->mu);  // vkQueueWaitIdle needs the queue externally synchronized
+  if (VkResult r = vkQueueWaitIdle(ctx_->queue); r != VK_SUCCESS)
+    return std::unexpected(detail::vk_error(r, "vkQueueWaitIdle"));
+  return {};
+}
+
+bool Device::is_available() const { return completed().has_value(); }
+
+Result<void> Device::copy_buffer(const Buffer& src, Buffer& dst) {
+  const detail::RawBuffer& s = *src.impl_->raw;
+  const detail::RawBuffer& d = *dst.impl_->raw;
+  if (s.ctx != ctx_ || d.ctx != ctx_)
+    return fail(ErrorCode::InvalidArgument,
+                "gpu::Device::copy_buffer: a buffer was created on another Device");
+  if (&s == &d)
+    return fail(ErrorCode::InvalidArgument,
+                "gpu::Device::copy_buffer: src and dst are the same buffer (overlapping copy)");
+  const VkBufferCopy region{0, 0, std::min(s.size, d.size)};
+  VkBuffer from = s.buffer, to = d.buffer;
+  return ctx_->submit([&](VkCommandBuffer cmd) {
+    // Earlier host and shader writes before the copy reads; the copy before later shader and
+    // host access.
+    VkMemoryBarrier before{};
+    before.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    before.srcAccessMask = VK_ACCESS_HOST_WRITE_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+    before.dstAccessMask = VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                         VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &before, 0, nullptr, 0, nullptr);
+    vkCmdCopyBuffer(cmd, from, to, 1, &region);
+    VkMemoryBarrier after{};
+    after.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    after.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+    after.dstAccessMask =
+        VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_HOST_READ_BIT;
+    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                         VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_HOST_BIT, 0, 1,
+                         &after, 0, nullptr, 0, nullptr);
+  });
 }
 
 Result<void> Device::dispatch(const Kernel& kernel, std::span<const Buffer* const> buffers,

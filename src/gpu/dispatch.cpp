@@ -116,7 +116,8 @@ Result<void> Device::run(std::span<const Dispatch> dispatches) {
     vkUpdateDescriptorSets(c.device, static_cast<std::uint32_t>(writes.size()), writes.data(), 0,
                            nullptr);
 
-  return c.submit([&](VkCommandBuffer cmd) {
+  // Counted once submitted and finished (Device::dispatch_count).
+  auto done = c.submit([&](VkCommandBuffer cmd) {
     VkMemoryBarrier mb{};
     mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
     // Host writes to mapped memory and earlier transfers are made visible by the submission
@@ -151,6 +152,8 @@ Result<void> Device::run(std::span<const Dispatch> dispatches) {
                          VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT, 0, 1, &mb, 0,
                          nullptr, 0, nullptr);
   });
+  if (done) c.dispatches.fetch_add(dispatches.size(), std::memory_order_relaxed);
+  return done;
 }
 
 }  // namespace pepita::gpu

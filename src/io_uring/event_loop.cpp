@@ -124,7 +124,7 @@ Result<abi::Sqe*> EventLoop::sqe_for(Completion* c) {
     if (!r) return std::unexpected(std::move(r).error());
     sqe = ring_.get_sqe();
     if (sqe == nullptr)
-      return fail(ErrorCode::ResourceExhausted,
+      return fail(ErrorCode::IoUringSubmitFull,
                   "io_uring event loop: SQ still full after submitting; run the loop to reap");
   }
   sqe->user_data = key_of(c);
@@ -230,7 +230,7 @@ Result<void> EventLoop::post_internal_cancel(std::uint64_t key, int fd, std::uin
   if (ring_.sq_space_left() == 0) PEPITA_TRY(ring_.submit());
   abi::Sqe* sqe = ring_.get_sqe();
   if (sqe == nullptr)
-    return fail(ErrorCode::ResourceExhausted, "io_uring event loop: SQ full, cannot post cancel");
+    return fail(ErrorCode::IoUringSubmitFull, "io_uring event loop: SQ full, cannot post cancel");
   if (fd >= 0) {
     prep_cancel_fd(*sqe, fd, flags);
   } else {

@@ -356,7 +356,7 @@ Result<abi::Sqe*> Ring::acquire_sqe() {
     }
     if (abi::Sqe* sqe = get_sqe()) return sqe;
   }
-  return fail(ErrorCode::ResourceExhausted,
+  return fail(ErrorCode::IoUringSubmitFull,
               "io_uring: the SQ stays full after submitting; the kernel refuses new entries "
               "(reap completions or create a larger ring)");
 }

@@ -123,7 +123,10 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
   auto& node = nodes.emplace(id, std::move(n)).first->second;
 
   if (journal) {
-    if (auto it = replay.find(name); it != replay.end() && it->second.spec_digest == digest) {
+    // A shader task's output buffers are not journalled (executor::ExecutionResult), so its
+    // recorded success cannot stand in for a run: it always runs again.
+    if (auto it = replay.find(name);
+        it != replay.end() && it->second.spec_digest == digest && !node.task.is_shader()) {
       ExecutionResult r = fault::replayed_result(it->second);
       ++counters.from_journal;
       finalize(id, std::move(r), act);

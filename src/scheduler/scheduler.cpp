@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "detail/parker.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/core/sys/thread.hpp"
 #include "pepita/scheduler/deque.hpp"
 
@@ -86,6 +87,7 @@ inline void heavy_barrier() noexcept {
 
 // Split by who touches what: the deque is shared with thieves; counters are owner-written.
 struct alignas(kCacheLine) Worker {
+  explicit Worker(std::size_t deque_capacity) : deque(deque_capacity) {}
   WorkStealingDeque<detail::TaskBase*> deque;
   alignas(kCacheLine) Counter executed;
   Counter steals_attempted;
@@ -319,6 +321,13 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
                           ? static_cast<unsigned>(std::min<std::size_t>(allowed, kMaxWorkers))
                           : std::max(1u, std::thread::hardware_concurrency());
   }
+  constexpr std::size_t kMaxDequeCapacity = std::size_t{1} << 24;
+  if (options.deque_capacity > kMaxDequeCapacity) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("scheduler: deque_capacity {} is above the limit {}; deques grow on "
+                            "demand, so a small initial capacity is enough",
+                            options.deque_capacity, kMaxDequeCapacity));
+  }
   init_membarrier();
 
   auto impl = std::make_unique<Impl>();
@@ -327,7 +336,7 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
   impl->workers.reserve(n);
   impl->idle.reserve(n);
   for (unsigned i = 0; i < n; ++i) {
-    auto w = std::make_unique<Worker>();
+    auto w = std::make_unique<Worker>(impl->options.deque_capacity);
     w->index = i;
     w->impl = impl.get();
     w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
@@ -386,6 +395,23 @@ Scheduler::~Scheduler() {
 
 unsigned Scheduler::worker_count() const noexcept {
   return static_cast<unsigned>(impl_->workers.size());
+}
+
+std::size_t Scheduler::pending_tasks() const noexcept {
+  std::size_t n = impl_->inject_size.load(std::memory_order_relaxed);
+  for (const auto& w : impl_->workers) n += w->deque.size_hint();
+  return n;
+}
+
+std::vector<std::size_t> Scheduler::worker_loads() const {
+  std::vector<std::size_t> loads;
+  loads.reserve(impl_->workers.size());
+  for (const auto& w : impl_->workers) loads.push_back(w->deque.size_hint());
+  return loads;
+}
+
+bool Scheduler::is_running() const noexcept {
+  return !impl_->stopping.load(std::memory_order_acquire);
 }
 
 Stats Scheduler::stats() const {

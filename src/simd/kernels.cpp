@@ -7,9 +7,11 @@
 #include <array>
 #include <bit>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "detail/active.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/simd/dispatch.hpp"
 
 namespace pepita::simd {
@@ -73,6 +75,40 @@ Result<void> add(std::span<const float> x, std::span<const float> y, std::span<f
   if (x.size() != out.size()) [[unlikely]]
     return mismatch(x.size(), out.size(), "add", "x and out");
   active_kernels().add_f32(x.data(), y.data(), out.data(), x.size());
+  return {};
+}
+
+Result<void> add(std::span<const double> x, std::span<const double> y, std::span<double> out) {
+  if (x.size() != y.size()) [[unlikely]]
+    return mismatch(x.size(), y.size(), "add", "x and y");
+  if (x.size() != out.size()) [[unlikely]]
+    return mismatch(x.size(), out.size(), "add", "x and out");
+  active_kernels().add_f64(x.data(), y.data(), out.data(), x.size());
+  return {};
+}
+
+Result<void> transpose(std::span<const float> x, std::size_t rows, std::size_t cols,
+                       std::span<float> out) {
+  std::size_t n = 0;
+  if (__builtin_mul_overflow(rows, cols, &n)) [[unlikely]]
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("transpose: rows {} x cols {} overflows size_t", rows, cols));
+  if (x.size() != n) [[unlikely]]
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("transpose: x holds {} elements, rows x cols is {}; pass the whole "
+                            "row-major matrix",
+                            x.size(), n));
+  if (out.size() != n) [[unlikely]]
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("transpose: out holds {} elements, rows x cols is {}", out.size(), n));
+  if (n == 0) return {};
+  // Compare addresses as integers: x and out may be unrelated arrays.
+  const auto xb = reinterpret_cast<std::uintptr_t>(x.data());  // SAFETY: inspected, not used
+  const auto ob = reinterpret_cast<std::uintptr_t>(out.data());
+  if (xb < ob + n * sizeof(float) && ob < xb + n * sizeof(float)) [[unlikely]]
+    return fail(ErrorCode::InvalidArgument,
+                "transpose: out overlaps x; transpose into a separate buffer");
+  active_kernels().transpose_f32(x.data(), rows, cols, out.data());
   return {};
 }
 

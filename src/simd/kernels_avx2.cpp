@@ -164,6 +164,47 @@ float dot_bf16(const std::uint16_t* x, const std::uint16_t* y, std::size_t n) {
   return total;
 }
 
+// 8 x 8 tile transpose in registers: unpack pairs of rows, shuffle pairs of pairs, then swap
+// 128-bit halves (the classic AVX sequence, Intel optimization manual §11.11).
+void transpose_8x8(const float* in, std::size_t ld_in, float* out, std::size_t ld_out) {
+  __m256 r[8];
+  for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(in + k * ld_in);
+  __m256 t[8];
+  for (int k = 0; k < 4; ++k) {
+    t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  __m256 u[8];
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g + 0], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g + 0], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int c = 0; c < 4; ++c) {
+    _mm256_storeu_ps(out + c * ld_out, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
+    _mm256_storeu_ps(out + (4 + c) * ld_out, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
+  }
+}
+
+void transpose(const float* in, std::size_t rows, std::size_t cols, float* out) {
+  constexpr std::size_t B = 64;  // 64 x 64 blocks of 8 x 8 tiles: 16 KiB in + 16 KiB out
+  const std::size_t rows8 = rows & ~std::size_t{7};
+  const std::size_t cols8 = cols & ~std::size_t{7};
+  for (std::size_t ib = 0; ib < rows8; ib += B) {
+    const std::size_t ie = ib + B < rows8 ? ib + B : rows8;
+    for (std::size_t jb = 0; jb < cols8; jb += B) {
+      const std::size_t je = jb + B < cols8 ? jb + B : cols8;
+      for (std::size_t i = ib; i < ie; i += 8)
+        for (std::size_t j = jb; j < je; j += 8)
+          transpose_8x8(in + i * cols + j, cols, out + j * rows + i, rows);
+    }
+  }
+  // Ragged edges: the last cols % 8 columns of every row, then the last rows % 8 rows.
+  transpose_block(in, cols, out, rows, 0, rows, cols8, cols);
+  transpose_block(in, cols, out, rows, rows8, rows, 0, cols8);
+}
+
 }  // namespace avx2
 
 namespace avx2 {
@@ -171,6 +212,7 @@ constexpr Kernels make_table() {
   Kernels k = generic_table();
   k.dot_i8 = &dot_i8;
   k.dot_bf16 = &dot_bf16;
+  k.transpose_f32 = &transpose;
   k.gemm = GemmShape{&gemm_micro_impl<6>, 6, 16, 512, 144, 4096};
   return k;
 }

@@ -142,6 +142,65 @@ float dot_bf16(const std::uint16_t* x, const std::uint16_t* y, std::size_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
+// One 16 x 16 tile (or the top-left rh x cw of one, with masked loads and stores) transposed in
+// registers. After unpacklo/hi_ps and unpacklo/hi_pd, s[4g + c] holds in 128-bit lane L the
+// column 4L + c of rows 4g..4g+3; two rounds of shuffle_f32x4 then transpose those 4 x 4 lane
+// blocks, so output row 4L + c is lane L of s[c], s[4 + c], s[8 + c], s[12 + c].
+void transpose_16x16(const float* in, std::size_t ld_in, float* out, std::size_t ld_out,
+                     std::size_t rh, std::size_t cw) {
+  const __mmask16 load_mask = static_cast<__mmask16>((1u << cw) - 1u);   // cw in 1..16
+  const __mmask16 store_mask = static_cast<__mmask16>((1u << rh) - 1u);  // rh in 1..16
+  __m512 r[16];
+  for (std::size_t k = 0; k < 16; ++k)
+    r[k] = k < rh ? _mm512_maskz_loadu_ps(load_mask, in + k * ld_in) : _mm512_setzero_ps();
+  __m512 t[16];
+  for (int k = 0; k < 8; ++k) {
+    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  __m512 s[16];
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a = _mm512_castps_pd(t[4 * g]);
+    const __m512d b = _mm512_castps_pd(t[4 * g + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * g + 2]);
+    const __m512d d = _mm512_castps_pd(t[4 * g + 3]);
+    s[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    s[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    s[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    s[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int c = 0; c < 4; ++c) {
+    // 0x88 takes lanes 0 and 2 of each operand, 0xdd lanes 1 and 3.
+    const __m512 p = _mm512_shuffle_f32x4(s[c], s[4 + c], 0x88);
+    const __m512 q = _mm512_shuffle_f32x4(s[c], s[4 + c], 0xdd);
+    const __m512 u = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0x88);
+    const __m512 v = _mm512_shuffle_f32x4(s[8 + c], s[12 + c], 0xdd);
+    const __m512 rows_out[4] = {_mm512_shuffle_f32x4(p, u, 0x88), _mm512_shuffle_f32x4(q, v, 0x88),
+                                _mm512_shuffle_f32x4(p, u, 0xdd), _mm512_shuffle_f32x4(q, v, 0xdd)};
+    for (std::size_t l = 0; l < 4; ++l) {
+      const std::size_t row = 4 * l + static_cast<std::size_t>(c);
+      if (row < cw) _mm512_mask_storeu_ps(out + row * ld_out, store_mask, rows_out[l]);
+    }
+  }
+}
+
+void transpose(const float* in, std::size_t rows, std::size_t cols, float* out) {
+  constexpr std::size_t B = 64;  // 64 x 64 blocks of 16 x 16 tiles: 16 KiB in + 16 KiB out
+  for (std::size_t ib = 0; ib < rows; ib += B) {
+    const std::size_t ie = ib + B < rows ? ib + B : rows;
+    for (std::size_t jb = 0; jb < cols; jb += B) {
+      const std::size_t je = jb + B < cols ? jb + B : cols;
+      for (std::size_t i = ib; i < ie; i += 16) {
+        const std::size_t rh = ie - i < 16 ? ie - i : 16;
+        for (std::size_t j = jb; j < je; j += 16) {
+          const std::size_t cw = je - j < 16 ? je - j : 16;
+          transpose_16x16(in + i * cols + j, cols, out + j * rows + i, rows, rh, cw);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace avx512
 
 namespace avx512 {
@@ -149,6 +208,7 @@ constexpr Kernels make_table(bool vnni, bool bf16) {
   Kernels k = generic_table();
   k.dot_i8 = vnni ? &dot_i8_avx512_vnni : &dot_i8;
   k.dot_bf16 = bf16 ? &dot_bf16_avx512_bf16 : &dot_bf16;
+  k.transpose_f32 = &transpose;
   k.gemm = GemmShape{&gemm_micro_impl<12>, 12, 32, 512, 144, 4096};
   return k;
 }

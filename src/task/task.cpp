@@ -5,6 +5,9 @@
 
 #include <atomic>
 #include <cstdio>
+#include <span>
+
+#include "pepita/core/format.hpp"
 
 namespace pepita::task {
 namespace {
@@ -42,6 +45,14 @@ class Digest {
  private:
   EVP_MD_CTX* ctx_;
 };
+
+// The bytes of `b` as the Digest's field type (no copy).
+std::string_view as_text(std::span<const std::byte> b) {
+  // SAFETY: char may alias any object representation; the view does not outlive `b`.
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+constexpr std::uint32_t kSpirvMagic = 0x07230203;
 
 }  // namespace
 
@@ -90,6 +101,23 @@ Result<Backend> parse_backend(std::string_view name, std::span<const Backend> kn
 
 std::string Task::spec_digest() const {
   Digest d;
+  // ---- Shader tasks (issue 21, GPU part): the module, its inputs and the dispatch shape ----
+  if (const ShaderTask* s = shader()) {
+    d.add("shader");
+    d.add(to_string(spec_->backend));
+    d.add(as_text(std::as_bytes(std::span(s->spirv))));
+    d.add(s->entry_point);
+    const std::uint32_t groups[] = {s->workgroups.x, s->workgroups.y, s->workgroups.z};
+    d.add(as_text(std::as_bytes(std::span(groups))));
+    d.add(as_text(s->push_constants));
+    d.add(as_text(std::as_bytes(std::span(s->spec_constants))));
+    for (const ShaderBuffer& b : s->buffers) {
+      d.add(b.output ? "out" : "in");
+      d.add(as_text(b.data));
+    }
+    return d.hex();
+  }
+  // ---- end shader tasks ----
   d.add(is_process() ? "process" : "function");
   d.add(to_string(spec_->backend));
   if (const ProcessSpec* p = process()) {
@@ -212,6 +240,16 @@ Result<Task> Builder::build() {
       if (has_nul(a)) problems_.push_back("argument holds a NUL byte");
     }
     if (has_nul(p.cwd)) problems_.push_back("cwd holds a NUL byte");
+  } else if (spec_.shader) {
+    // ---- Shader tasks (issue 21, GPU part) ----
+    if (auto ok = spec_.shader->validate(); !ok) problems_.push_back(ok.error().message());
+    for (const Backend& b : {Backend::Cpu, Backend::Process, Backend::MicroVm, Backend::Remote}) {
+      if (spec_.backend == b) {
+        problems_.push_back("backend: a shader task cannot run on the " +
+                            std::string(to_string(b)) + " backend (use gpu)");
+      }
+    }
+    // ---- end shader tasks ----
   } else {
     if (!spec_.fn) problems_.push_back("function task has an empty callable");
     if (spec_.backend != Backend::Cpu && spec_.backend != Backend::Any) {
@@ -233,6 +271,98 @@ Result<Task> Builder::build() {
   }
   return Task(std::make_shared<const Task::Spec>(std::move(spec_)));
 }
+
+// ---- Shader tasks (issue 21, GPU part) ----------------------------------------------------
+
+ShaderTask ShaderTask::create(std::vector<std::uint32_t> spirv) {
+  ShaderTask s;
+  s.spirv = std::move(spirv);
+  return s;
+}
+ShaderTask& ShaderTask::with_inputs(std::vector<std::vector<std::byte>> inputs) & {
+  for (auto& bytes : inputs) buffers.push_back({std::move(bytes), false});
+  return *this;
+}
+ShaderTask& ShaderTask::with_outputs(std::vector<std::size_t> sizes) & {
+  for (std::size_t n : sizes) buffers.push_back({std::vector<std::byte>(n), true});
+  return *this;
+}
+ShaderTask& ShaderTask::with_buffer(ShaderBuffer buffer) & {
+  buffers.push_back(std::move(buffer));
+  return *this;
+}
+ShaderTask& ShaderTask::with_workgroups(std::uint32_t x, std::uint32_t y, std::uint32_t z) & {
+  workgroups = {x, y, z};
+  return *this;
+}
+ShaderTask& ShaderTask::with_push_constants(std::vector<std::byte> bytes) & {
+  push_constants = std::move(bytes);
+  return *this;
+}
+ShaderTask& ShaderTask::with_entry_point(std::string name) & {
+  entry_point = std::move(name);
+  return *this;
+}
+ShaderTask& ShaderTask::with_spec_constants(std::vector<std::uint32_t> values) & {
+  spec_constants = std::move(values);
+  return *this;
+}
+
+std::size_t ShaderTask::output_count() const noexcept {
+  std::size_t n = 0;
+  for (const ShaderBuffer& b : buffers) n += b.output ? 1 : 0;
+  return n;
+}
+
+Result<void> ShaderTask::validate() const {
+  auto bad = [](std::string why) { return fail(ErrorCode::InvalidArgument, std::move(why)); };
+  if (spirv.empty()) return bad("spirv: the shader module is empty (give SPIR-V words)");
+  if (spirv[0] != kSpirvMagic) {
+    char word[16];
+    std::snprintf(word, sizeof word, "0x%08x", spirv[0]);
+    return bad(
+        pepita::fmt("spirv: word 0 is {}, not the SPIR-V magic number 0x07230203 (not "
+                    "SPIR-V, or byte-swapped; compile with glslangValidator -V)",
+                    word));
+  }
+  if (entry_point.empty() || has_nul(entry_point))
+    return bad("entry_point: must be a non-empty name without NUL bytes (usually \"main\")");
+  const std::uint32_t groups[] = {workgroups.x, workgroups.y, workgroups.z};
+  for (int axis = 0; axis < 3; ++axis) {
+    if (groups[axis] == 0) {
+      return bad(pepita::fmt("workgroups.{}: is 0; every workgroup count must be at least 1",
+                             "xyz"[axis]));
+    }
+  }
+  if (push_constants.size() % 4 != 0) {
+    return bad(
+        pepita::fmt("push_constants: {} bytes is not a multiple of 4", push_constants.size()));
+  }
+  for (std::size_t i = 0; i < buffers.size(); ++i) {
+    if (buffers[i].data.empty()) {
+      return bad(pepita::fmt("buffers[{}]: is empty; a storage buffer needs at least 1 byte", i));
+    }
+  }
+  return {};
+}
+
+Builder Task::shader(ShaderTask shader) {
+  Builder b;
+  b.spec_.backend = Backend::Gpu;
+  b.spec_.shader.emplace(std::move(shader));
+  return b;
+}
+
+Builder Task::shader(std::vector<std::uint32_t> spirv, Workgroups workgroups,
+                     std::vector<std::byte> push_constants, std::vector<ShaderBuffer> buffers) {
+  ShaderTask s = ShaderTask::create(std::move(spirv));
+  s.workgroups = workgroups;
+  s.push_constants = std::move(push_constants);
+  s.buffers = std::move(buffers);
+  return shader(std::move(s));
+}
+
+// ---- end shader tasks ----
 
 // ---- issue 21: the crate's priority levels, task states and metadata ----
 

@@ -149,17 +149,36 @@ Result<int> Control::run(uint32_t cmd_op, const u::CtrlCmd& cmd, const char* wha
   const int res = cqe->res;
   ring_.cqe_seen();
   if (res >= 0) return res;
-  std::string op = std::string("ublk ") + what;
+  return std::unexpected(control_error(res, what, dev_id));
+}
+
+Error control_error(int res, std::string_view what, uint32_t dev_id) {
+  std::string op = std::string("ublk ").append(what);
   if (dev_id != kAnyDevice) op += " (device " + std::to_string(dev_id) + ")";
-  if (res == -EOPNOTSUPP)
-    return fail(ErrorCode::Unsupported,
-                op + ": the kernel refused the command (EOPNOTSUPP); it may predate ioctl-encoded "
-                     "ublk commands (needs Linux 6.0+)",
-                -res);
-  if (res == -ENODEV || res == -ENOENT)
-    return fail(ErrorCode::NotFound, op + ": no such ublk device; `pepita ublk list` shows them",
-                -res);
-  return fail_errno(res, op);
+  const int err = res < 0 ? -res : res;
+  switch (err) {
+    case EOPNOTSUPP:
+      return Error(ErrorCode::Unsupported,
+                   op + ": the kernel refused the command (EOPNOTSUPP); it may predate "
+                        "ioctl-encoded ublk commands (needs Linux 6.0+)",
+                   err);
+    case ENODEV:
+    case ENOENT:
+      return Error(KernelError::UblkDeviceNotFound,
+                   op + ": no such ublk device; `pepita ublk list` shows them", err);
+    case EBUSY:
+      return Error(KernelError::UblkDeviceBusy,
+                   op + ": the device is in use (mounted, open, or its server is still running); "
+                        "close it and retry",
+                   err);
+    case EPERM:
+    case EACCES:
+      return Error(KernelError::UblkNotPermitted,
+                   op + ": not permitted; ublk control needs root (CAP_SYS_ADMIN), or an "
+                        "unprivileged device (UBLK_F_UNPRIVILEGED_DEV) owned by this user",
+                   err);
+    default: return Error::from_errno(res, op);
+  }
 }
 
 Result<u::CtrlDevInfo> Control::add_dev(const DeviceOptions& options) {

@@ -22,6 +22,7 @@
 #include "pepita/core/mapping.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/io_uring/event_loop.hpp"
+#include "pepita/memory/dma_buffer.hpp"
 
 namespace pepita::ublk {
 namespace u = abi::ublk;
@@ -75,10 +76,14 @@ class QueueRunner {
     // tag indexes < depth, and the mapping lives until the ring (and its commands) is gone.
     descriptors_map_ = PEPITA_TRY(Mapping::map(desc_bytes, PROT_READ, MAP_SHARED | MAP_POPULATE,
                                                char_fd_, offset, "ublk I/O descriptors"));
-    buffers_ =
-        PEPITA_TRY(Mapping::anonymous(size_t{depth_} * limits_.max_io_bytes, "ublk tag buffers"));
-    handler_.emplace(device_, q_id_, std::span(descriptors(), depth_),
-                     std::span(buffers_.bytes(), buffers_.size()), limits_);
+    // Bidirectional: reads and writes both pass through a tag's buffer. Neither locked nor
+    // populated: depth * max_io_bytes is 64 MiB per queue at the defaults, of which requests touch
+    // only what they use, and neither the kernel's copy (addr) nor USER_COPY's pread/pwrite on
+    // the char device needs the pages pinned beforehand.
+    buffers_ = PEPITA_TRY(memory::DmaBuffer::allocate(
+        size_t{depth_} * limits_.max_io_bytes, memory::DmaDirection::Bidirectional,
+        {.lock = memory::MemLock::No, .populate = false}));
+    handler_.emplace(device_, q_id_, std::span(descriptors(), depth_), buffers_.bytes(), limits_);
     commands_ = std::make_unique<TagCommand[]>(depth_);
     for (uint16_t tag = 0; tag < depth_; ++tag) {
       commands_[tag].runner = this;
@@ -261,7 +266,7 @@ class QueueRunner {
   // (its ring closing cancels any command still naming our buffers; CQEs it dispatches on the
   // way reach commands_ and handler_, declared above it), then the buffers and descriptors.
   Mapping descriptors_map_;
-  Mapping buffers_;
+  memory::DmaBuffer buffers_;
   std::optional<QueueHandler> handler_;
   std::unique_ptr<TagCommand[]> commands_;
   std::unique_ptr<io_uring::EventLoop> loop_;
@@ -394,7 +399,7 @@ Result<std::vector<u::CtrlDevInfo>> list_devices(Control& control) {
     auto info = control.get_dev_info(id);
     if (info) {
       out.push_back(*info);
-    } else if (info.error().code() != ErrorCode::NotFound) {
+    } else if (info.error().code() != KernelError::UblkDeviceNotFound) {  // deleted meanwhile
       return std::unexpected(std::move(info.error()));
     }
   }

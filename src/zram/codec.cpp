@@ -69,6 +69,7 @@ void put_le32(std::vector<std::byte>& out, uint32_t value) {
 
 int compress_page(const CodecParams& params, const std::byte* page, std::byte* dst,
                   size_t max_len) noexcept {
+  if (params.algorithm == Algorithm::None) return 0;  // never compressed: stored raw (huge)
   if (params.algorithm == Algorithm::Lz4) {
     // SAFETY: liblz4 takes char buffers; these are plain bytes of the stated lengths.
     const int n = LZ4_compress_fast_extState(
@@ -88,6 +89,12 @@ int compress_page(const CodecParams& params, const std::byte* page, std::byte* d
 
 int decompress_page(Algorithm algorithm, const std::byte* src, size_t len,
                     std::byte* page) noexcept {
+  if (algorithm == Algorithm::None) {
+    // Only huge (raw) objects exist under None, and those are copied, not decoded.
+    if (len != kPageSize) return -EIO;
+    std::memcpy(page, src, kPageSize);
+    return 0;
+  }
   if (algorithm == Algorithm::Lz4) {
     // SAFETY: as above; LZ4_decompress_safe never writes past kPageSize bytes of `page`.
     const int n =
@@ -104,6 +111,7 @@ int decompress_page(Algorithm algorithm, const std::byte* src, size_t len,
 std::vector<std::byte> make_frame(Algorithm algorithm, const std::byte* stored, size_t len,
                                   bool raw) {
   std::vector<std::byte> out;
+  if (algorithm == Algorithm::None) return {stored, stored + len};  // no container: the page
   if (algorithm == Algorithm::Lz4) {
     // Let liblz4 write the frame header (it computes the header checksum), then append our block
     // as is: size word (high bit = stored uncompressed), data, end mark.

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include "detail/codec.hpp"
 #include "detail/zs_pool.hpp"
@@ -34,14 +35,29 @@ using detail::Slot;
 using detail::ZsPool;
 
 const char* algorithm_name(Algorithm algorithm) noexcept {
-  return algorithm == Algorithm::Lz4 ? "lz4" : "zstd";
+  switch (algorithm) {
+    case Algorithm::Lz4: return "lz4";
+    case Algorithm::Zstd: return "zstd";
+    case Algorithm::None: return "none";
+  }
+  return "unknown";
+}
+
+double typical_ratio(Algorithm algorithm) noexcept {
+  switch (algorithm) {
+    case Algorithm::Lz4: return 2.5;
+    case Algorithm::Zstd: return 3.5;
+    case Algorithm::None: return 1.0;
+  }
+  return 1.0;
 }
 
 Result<Algorithm> parse_algorithm(std::string_view name) {
   if (name == "lz4") return Algorithm::Lz4;
   if (name == "zstd") return Algorithm::Zstd;
+  if (name == "none") return Algorithm::None;
   return fail(ErrorCode::InvalidArgument,
-              pepita::fmt("unknown compressor '{}'; use lz4 or zstd", name));
+              pepita::fmt("unknown compressor '{}'; use lz4, zstd or none", name));
 }
 
 /// Compaction's view of the page table: lock the owner only if it can without waiting and only if
@@ -243,6 +259,43 @@ int ZramStore::write_partial(uint64_t index, uint32_t offset, const std::byte* d
   }
   unlock(index);
   return rc;
+}
+
+Result<void> ZramStore::reset() {
+  // Allocate the empty pool first, so running out of memory leaves the store untouched.
+  std::unique_ptr<ZsPool> fresh;
+  try {
+    fresh = std::make_unique<ZsPool>(config_.mem_limit / kPageSize);
+  } catch (const std::bad_alloc&) {
+    return fail(ErrorCode::ResourceExhausted, "zram reset: no memory for an empty pool", ENOMEM);
+  }
+  // Take every page lock without waiting: a held one means an operation is in flight.
+  for (uint64_t i = 0; i < num_pages_; ++i) {
+    if (!try_lock(i)) {
+      for (uint64_t j = 0; j < i; ++j) unlock(j);
+      return fail(ErrorCode::Busy,
+                  pepita::fmt("zram reset: page {} is being read or written; stop all I/O to "
+                              "the store, then reset",
+                              i));
+    }
+  }
+  for (uint64_t i = 0; i < num_pages_; ++i) {
+    Slot& slot = slots_[i];
+    slot.kind = PageInfo::Kind::Empty;
+    slot.size = 0;
+    slot.obj = 0;
+    slot.zspage = nullptr;
+    slot.same_value = 0;
+  }
+  // Dropping the pool frees every slab at once (munmap), rather than object by object.
+  pool_ = std::move(fresh);
+  pages_stored_.store(0, std::memory_order_relaxed);
+  compr_data_size_.store(0, std::memory_order_relaxed);
+  same_pages_.store(0, std::memory_order_relaxed);
+  huge_pages_.store(0, std::memory_order_relaxed);
+  huge_pages_since_.store(0, std::memory_order_relaxed);
+  for (uint64_t i = 0; i < num_pages_; ++i) unlock(i);
+  return {};
 }
 
 uint64_t ZramStore::compact() {

@@ -2,14 +2,17 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "blk_mq/device_conformance.hpp"
 #include "common/require.hpp"
+#include "pepita/memory/dma_buffer.hpp"
 
 namespace pepita::blk_mq {
 namespace {
@@ -85,6 +88,47 @@ TEST_P(FileDiskEngines, DirectIo) {
   auto misaligned = execute(**disk, tags, 0, Op::Read, 0, {buffer.data() + 512, 4096});
   ASSERT_FALSE(misaligned.has_value());
   EXPECT_EQ(misaligned.error().sys_errno(), EINVAL);
+}
+
+// The O_DIRECT path with DmaBuffers as the I/O buffers: page-aligned (so O_DIRECT takes them),
+// locked, ToDevice for the write and FromDevice for the read.
+TEST_P(FileDiskEngines, DirectIoThroughDmaBuffers) {
+  if (!filesystem_takes_o_direct("/var/tmp")) GTEST_SKIP() << "O_DIRECT unsupported on /var/tmp";
+  TempPath file("/var/tmp");
+  auto disk = FileDisk::create({.path = file.str(),
+                                .capacity_bytes = 1 << 20,
+                                .direct = true,
+                                .logical_block_size = 4096,
+                                .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  auto out = memory::DmaBuffer::allocate(64 << 10, memory::DmaDirection::ToDevice);
+  auto in = memory::DmaBuffer::allocate(64 << 10, memory::DmaDirection::FromDevice);
+  ASSERT_TRUE(out && in) << (out ? in.error().to_string() : out.error().to_string());
+  ASSERT_TRUE(out->check_device_access(false, 0, out->size(), "test write"));
+  ASSERT_TRUE(in->check_device_access(true, 0, in->size(), "test read"));
+  for (size_t i = 0; i < out->size(); ++i) out->data()[i] = static_cast<std::byte>(i % 251);
+  TagSet tags((*disk)->info().tag_set);
+  auto wrote = execute(**disk, tags, 0, Op::Write, 128, out->bytes());
+  ASSERT_TRUE(wrote.has_value()) << wrote.error().to_string();
+  auto read = execute(**disk, tags, 0, Op::Read, 128, in->bytes());
+  ASSERT_TRUE(read.has_value()) << read.error().to_string();
+  EXPECT_EQ(std::memcmp(in->data(), out->data(), out->size()), 0);
+}
+
+// zero_file_range's fallback (a filesystem without FALLOC_FL_ZERO_RANGE: shmem here) writes from
+// a DmaBuffer of zeros.
+TEST(FileDisk, ZeroRangeFallbackWritesZerosFromADmaBuffer) {
+  UniqueFd fd(::memfd_create("pepita-zero-range", MFD_CLOEXEC));
+  ASSERT_TRUE(fd);
+  std::vector<std::byte> ones(200 << 10, std::byte{0xff});
+  ASSERT_EQ(::pwrite(fd.get(), ones.data(), ones.size(), 0), static_cast<ssize_t>(ones.size()));
+  ASSERT_EQ(zero_file_range(fd.get(), 4096, 150 << 10, /*punch=*/false), 0);
+  std::vector<std::byte> back(ones.size());
+  ASSERT_EQ(::pread(fd.get(), back.data(), back.size(), 0), static_cast<ssize_t>(back.size()));
+  for (size_t i = 0; i < back.size(); ++i) {
+    const bool zeroed = i >= 4096 && i < 4096 + (150u << 10);
+    ASSERT_EQ(back[i], zeroed ? std::byte{0} : std::byte{0xff}) << "byte " << i;
+  }
 }
 
 TEST(FileDisk, OpensExistingFileAtItsSizeAndReportsMissingFiles) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <cerrno>
+#include <string>
 #include <thread>
 
 #include "blk_mq/device_conformance.hpp"
@@ -37,6 +39,17 @@ TEST(MemDisk, RejectsBadGeometry) {
   EXPECT_FALSE(MemDisk::create({.capacity_bytes = 8192, .queues = 0}).has_value());
   EXPECT_FALSE(MemDisk::create({.capacity_bytes = 8192, .queue_depth = 40000}).has_value());
   EXPECT_TRUE(MemDisk::create({.capacity_bytes = 512}).has_value());
+}
+
+TEST(MemDisk, MissingQueueIsInvalidQueueId) {
+  auto disk = make(512, 2);
+  TagSet tags(disk->info().tag_set);
+  AlignedBuffer buf(512);
+  auto r = execute(*disk, tags, 2, Op::Read, 0, buf.span());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), KernelError::InvalidQueueId);
+  EXPECT_EQ(r.error().to_negative_errno(), -EINVAL);
+  EXPECT_NE(r.error().message().find("queue 2 does not exist"), std::string::npos);
 }
 
 TEST(MemDisk, QueuesRunConcurrently) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -25,7 +26,9 @@ TEST(TagAllocator, HandsOutEveryTagOnceThenRunsDry) {
     EXPECT_EQ(tags.in_flight(), depth);
     auto blocked = tags.get(/*no_wait=*/true);
     ASSERT_FALSE(blocked.has_value());
-    EXPECT_EQ(blocked.error().code(), ErrorCode::WouldBlock);
+    EXPECT_EQ(blocked.error().code(), KernelError::NoTagsAvailable);
+    EXPECT_TRUE(blocked.error().is_retriable());
+    EXPECT_EQ(blocked.error().to_negative_errno(), -EAGAIN);
     ASSERT_TRUE(tags.put(*seen.begin()).has_value());
     EXPECT_EQ(tags.try_get(), *seen.begin());
   }

@@ -100,5 +100,102 @@ TEST(CircuitBreaker, SuccessResetsConsecutiveCount) {
   EXPECT_EQ(to_string(b.state()), "closed");
 }
 
+TEST(RetryPolicy, CratePresetsCarryTheCratesValues) {
+  const RetryPolicy none = RetryPolicy::no_retry();
+  EXPECT_EQ(none.max_retries(), 0u);
+  EXPECT_FALSE(none.should_retry(1));
+  EXPECT_FALSE(none.should_retry(1, {FailureKind::Exit, 1}));
+
+  const RetryPolicy std3 = RetryPolicy::standard();
+  EXPECT_EQ(std3.max_retries(), 3u);
+  EXPECT_EQ(std3.delay_for_attempt(0), 0ns);
+  EXPECT_EQ(std3.delay_for_attempt(1), 100ms);
+  EXPECT_EQ(std3.delay_for_attempt(2), 200ms);
+  EXPECT_EQ(std3.delay_for_attempt(20), 30s);
+
+  const RetryPolicy crit = RetryPolicy::critical();
+  EXPECT_EQ(crit.max_retries(), 10u);
+  EXPECT_EQ(crit.delay_for_attempt(1), 500ms);
+  EXPECT_EQ(crit.delay_for_attempt(3), 2s);
+  EXPECT_EQ(crit.delay_for_attempt(100), 60s);
+  // with_max_retries(n): the first attempt plus n retries.
+  EXPECT_TRUE(crit.should_retry(10));
+  EXPECT_FALSE(crit.should_retry(11));
+}
+
+TEST(RetryPolicy, WithBuildersReturnChangedCopies) {
+  const RetryPolicy base = RetryPolicy::standard();
+  const RetryPolicy p = base.with_max_retries(5).with_initial_delay(10ms).with_max_delay(50ms);
+  EXPECT_EQ(p.max_retries(), 5u);
+  EXPECT_EQ(p.max_attempts(), 6u);
+  EXPECT_EQ(p.delay_for_attempt(1), 10ms);
+  EXPECT_EQ(p.delay_for_attempt(3), 40ms);
+  EXPECT_EQ(p.delay_for_attempt(4), 50ms);
+  EXPECT_EQ(base.max_retries(), 3u);  // the original is untouched
+  EXPECT_EQ(base.delay_for_attempt(1), 100ms);
+  // Bad input: negative delays clamp to zero, UINT32_MAX retries saturates instead of wrapping.
+  const RetryPolicy odd = base.with_initial_delay(-5ms).with_max_retries(UINT32_MAX);
+  EXPECT_EQ(odd.delay_for_attempt(1), 0ns);
+  EXPECT_EQ(odd.max_attempts(), UINT32_MAX);
+  EXPECT_TRUE(odd.should_retry(1000));
+}
+
+TEST(RetryState, CountsFailuresAndBacksOffUntilTheDelayPasses) {
+  const RetryPolicy p = RetryPolicy::standard().with_max_retries(2).with_initial_delay(100ms);
+  RetryState st;
+  const auto t0 = RetryState::Clock::now();
+  EXPECT_FALSE(st.in_backoff(p, t0));  // nothing failed yet
+  EXPECT_TRUE(st.should_retry(p));
+  st.record_failure("connection refused", t0);
+  EXPECT_EQ(st.attempts, 1u);
+  EXPECT_EQ(st.last_error, "connection refused");
+  EXPECT_EQ(st.next_delay(p), 100ms);
+  EXPECT_TRUE(st.in_backoff(p, t0 + 99ms));
+  EXPECT_FALSE(st.in_backoff(p, t0 + 100ms));
+  st.record_failure("timed out", t0 + 200ms);
+  EXPECT_EQ(st.next_delay(p), 200ms);
+  EXPECT_TRUE(st.should_retry(p));
+  st.record_failure("timed out", t0 + 500ms);
+  EXPECT_FALSE(st.should_retry(p));  // 3 attempts = first + 2 retries
+  st.reset();
+  EXPECT_EQ(st.attempts, 0u);
+  EXPECT_FALSE(st.last_error.has_value());
+  EXPECT_FALSE(st.last_failure.has_value());
+  EXPECT_TRUE(st.should_retry(p));
+}
+
+TEST(CircuitBreaker, CrateConstructorNeedsSuccessThresholdSuccessesToClose) {
+  CircuitBreaker b(1, 2, 10ms);
+  const auto t0 = CircuitBreaker::Clock::now();
+  b.record_failure(t0);
+  EXPECT_EQ(b.state(t0), CircuitState::Open);
+  EXPECT_FALSE(b.allow(t0 + 5ms));
+  EXPECT_TRUE(b.allow(t0 + 20ms));  // half-open: one probe
+  EXPECT_FALSE(b.allow(t0 + 20ms));
+  b.record_success();
+  EXPECT_EQ(b.state(t0 + 20ms), CircuitState::HalfOpen);  // 1 of 2 successes
+  EXPECT_TRUE(b.allow(t0 + 21ms));                        // the probe slot is free again
+  b.record_success();
+  EXPECT_EQ(b.state(), CircuitState::Closed);
+  EXPECT_TRUE(b.allows_execution());
+}
+
+TEST(CircuitBreaker, HalfOpenFailureReopensAndResetClosesAtOnce) {
+  CircuitBreaker b(1, 2, 10ms);
+  const auto t0 = CircuitBreaker::Clock::now();
+  b.record_failure(t0);
+  EXPECT_TRUE(b.allow(t0 + 20ms));
+  b.record_failure(t0 + 20ms);
+  EXPECT_EQ(b.state(t0 + 21ms), CircuitState::Open);
+  b.reset();
+  EXPECT_EQ(b.state(t0 + 21ms), CircuitState::Closed);
+  EXPECT_EQ(b.failures(), 0u);
+  EXPECT_EQ(b.retry_after(t0 + 21ms), 0ns);
+  EXPECT_TRUE(b.allows_execution());
+  // A reset breaker counts from zero again: one failure (threshold 1) opens it.
+  b.record_failure(t0 + 30ms);
+  EXPECT_FALSE(b.allow(t0 + 31ms));
+}
+
 }  // namespace
 }  // namespace pepita::fault

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -347,6 +348,42 @@ TEST(Scheduler, PinnedWorkersStillRun) {
   for (int i = 0; i < 100; ++i) g.run([&] { n.fetch_add(1); });
   ASSERT_TRUE(g.wait().has_value());
   EXPECT_EQ(n.load(), 100);
+}
+
+TEST(Scheduler, IntrospectionCountsQueuedTasksPerWorkerAndInjected) {
+  auto s = Scheduler::create({.workers = 1, .deque_capacity = 2});
+  ASSERT_TRUE(s.has_value()) << s.error().to_string();
+  Scheduler& sched = **s;
+  EXPECT_TRUE(sched.is_running());
+  EXPECT_EQ(sched.num_workers(), 1u);
+  EXPECT_FALSE(Scheduler::current_worker().has_value());
+  std::atomic<bool> release{false};
+  std::atomic<bool> started{false};
+  std::atomic<int> ran{0};
+  std::optional<WorkerId> seen;
+  sched.submit([&] {
+    seen = Scheduler::current_worker();
+    // Queue three tasks on this worker's own deque, then hold the only worker.
+    for (int i = 0; i < 3; ++i) sched.submit([&] { ran.fetch_add(1); });
+    started.store(true);
+    while (!release.load()) std::this_thread::yield();
+  });
+  while (!started.load()) std::this_thread::yield();
+  for (int i = 0; i < 4; ++i) sched.submit([&] { ran.fetch_add(1); });  // injected
+  EXPECT_EQ(sched.pending_tasks(), 7u);
+  EXPECT_EQ(sched.worker_loads(), std::vector<std::size_t>{3});
+  release.store(true);
+  s->reset();  // drains
+  EXPECT_EQ(ran.load(), 7);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->as_u32(), 0u);
+}
+
+TEST(Scheduler, RejectsAbsurdDequeCapacityNamingTheField) {
+  auto s = Scheduler::create({.workers = 1, .deque_capacity = std::size_t{1} << 40});
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(s.error().message().find("deque_capacity"), std::string::npos) << s.error().message();
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <pepita_test/kernel_uapi.hpp>
 
@@ -171,6 +172,22 @@ TEST(UblkCtrlEncoding, ParamsFollowTheDeviceAndKernelRules) {
 TEST(UblkCtrlEncoding, DevicePaths) {
   EXPECT_EQ(char_device_path(3), "/dev/ublkc3");
   EXPECT_EQ(block_device_path(12), "/dev/ublkb12");
+}
+
+TEST(UblkCtrlEncoding, CommandFailuresUseTheCratesKernelErrorCases) {
+  const Error gone = control_error(-ENODEV, "get_dev_info", 7);
+  EXPECT_EQ(gone.code(), KernelError::UblkDeviceNotFound);
+  EXPECT_EQ(gone.to_negative_errno(), -ENODEV);
+  EXPECT_NE(gone.message().find("ublk get_dev_info (device 7)"), std::string::npos);
+  const Error busy = control_error(-EBUSY, "del_dev", 2);
+  EXPECT_EQ(busy.code(), KernelError::UblkDeviceBusy);
+  EXPECT_TRUE(busy.is_retriable());
+  const Error denied = control_error(-EPERM, "add_dev", kAnyDevice);
+  EXPECT_EQ(denied.code(), KernelError::UblkNotPermitted);
+  EXPECT_EQ(denied.message().find("(device"), std::string::npos);  // no id to name
+  EXPECT_NE(denied.message().find("CAP_SYS_ADMIN"), std::string::npos);
+  EXPECT_EQ(control_error(-EOPNOTSUPP, "start_dev", 1).code(), ErrorCode::Unsupported);
+  EXPECT_EQ(control_error(-EINVAL, "set_params", 1).code(), ErrorCode::InvalidArgument);
 }
 
 TEST(UblkControl, MissingControlNodeSaysToLoadTheDriver) {

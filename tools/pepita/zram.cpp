@@ -50,7 +50,7 @@ void add_zram(CLI::App& app, Dispatch& dispatch) {
   auto options = std::make_shared<ZramBenchOptions>();
   bench->add_option("--data", options->data, "zeros, text, random, mixed, or a file path")
       ->capture_default_str();
-  bench->add_option("--algorithm", options->algorithm, "lz4 or zstd")->capture_default_str();
+  bench->add_option("--algorithm", options->algorithm, "lz4, zstd or none")->capture_default_str();
   bench->add_option("--queues", options->queues, "Parallel queues (threads)")
       ->check(CLI::Range(1, 128))
       ->capture_default_str();

@@ -5,7 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <compare>  // freestanding
+#include <compare>      // freestanding
+#include <type_traits>  // freestanding
 
 namespace pepita::abi {
 
@@ -13,6 +14,8 @@ inline constexpr uint64_t SECTOR_SIZE = 512;
 inline constexpr uint64_t SECTOR_SHIFT = 9;
 inline constexpr uint64_t PAGE_SIZE = 4096;
 inline constexpr uint64_t PAGE_SHIFT = 12;
+/// Clears the offset inside a page (the kernel's PAGE_MASK): addr & PAGE_MASK is the page base.
+inline constexpr uint64_t PAGE_MASK = ~(PAGE_SIZE - 1);
 inline constexpr uint64_t HUGE_PAGE_SIZE = 2ull << 20;
 
 /// True when `value` is a non-zero power of two.
@@ -31,6 +34,8 @@ constexpr bool is_aligned(uint64_t value, uint64_t alignment) {
 }
 
 class Pfn;
+struct PhysTag;
+struct VirtTag;
 
 template <typename Tag>
 class Address {
@@ -60,6 +65,40 @@ class Address {
   constexpr uint64_t operator-(Address other) const { return raw_ - other.raw_; }
   constexpr auto operator<=>(const Address&) const = default;
 
+  // ---- the reference crate's spelling (pepita::memory::{PhysAddr, VirtAddr}) ----------------
+  // Overflow rule: add, sub and page_align_up SATURATE instead of wrapping (the crate wraps): a
+  // result past 2^64 - 1 is 2^64 - 1, below 0 is 0, so an address never wraps around to a low
+  // one. page_align_up of an address in the last page is therefore 2^64 - 1, which is not page
+  // aligned: callers that must have an aligned result check is_page_aligned(), or use
+  // memory::checked_page_align_up for a Result. `PhysAddr::new(x)` is spelled `PhysAddr(x)`.
+  static constexpr Address null() { return Address(); }
+  constexpr uint64_t as_u64() const { return raw_; }
+  constexpr bool is_null() const { return raw_ == 0; }
+  constexpr Address page_align_down() const { return Address(raw_ & PAGE_MASK); }
+  constexpr Address page_align_up() const {
+    uint64_t end = 0;
+    if (__builtin_add_overflow(raw_, PAGE_SIZE - 1, &end)) return Address(~uint64_t{0});
+    return Address(end & PAGE_MASK);
+  }
+  constexpr Address add(uint64_t offset) const {
+    uint64_t sum = 0;
+    return __builtin_add_overflow(raw_, offset, &sum) ? Address(~uint64_t{0}) : Address(sum);
+  }
+  constexpr Address sub(uint64_t offset) const {
+    return offset > raw_ ? Address(0) : Address(raw_ - offset);
+  }
+  /// start <= this < end (an empty or inverted range holds nothing).
+  constexpr bool is_in_range(Address start, Address end) const {
+    return raw_ >= start.raw_ && raw_ < end.raw_;
+  }
+  /// The address of `ptr` in this process (VirtAddr only).
+  template <typename T>
+  requires std::is_same_v<Tag, VirtTag>
+  static Address from_ptr(const T* ptr) {
+    // SAFETY: only the pointer's numeric value is taken; nothing is dereferenced.
+    return Address(reinterpret_cast<uintptr_t>(ptr));
+  }
+
  private:
   uint64_t raw_ = 0;
 };
@@ -81,6 +120,24 @@ class Pfn {
   constexpr PhysAddr address() const { return PhysAddr(raw_ << PAGE_SHIFT); }
   constexpr Pfn operator+(uint64_t pages) const { return Pfn(raw_ + pages); }
   constexpr auto operator<=>(const Pfn&) const = default;
+
+  // ---- the reference crate's spelling (pepita::memory::Pfn); saturating like Address ---------
+  /// The largest frame number that has an address (its page starts at 2^64 - PAGE_SIZE).
+  static constexpr uint64_t kMaxRaw = ~uint64_t{0} >> PAGE_SHIFT;
+  static constexpr Pfn null() { return Pfn(); }
+  static constexpr Pfn from_addr(PhysAddr addr) { return containing(addr); }
+  /// The frame's first byte; a frame number past kMaxRaw has none and gives 2^64 - 1 (not page
+  /// aligned) instead of wrapping to a low address.
+  constexpr PhysAddr to_addr() const {
+    return raw_ > kMaxRaw ? PhysAddr(~uint64_t{0}) : PhysAddr(raw_ << PAGE_SHIFT);
+  }
+  constexpr uint64_t as_u64() const { return raw_; }
+  constexpr bool is_null() const { return raw_ == 0; }
+  constexpr Pfn add(uint64_t pages) const {
+    uint64_t sum = 0;
+    return __builtin_add_overflow(raw_, pages, &sum) ? Pfn(~uint64_t{0}) : Pfn(sum);
+  }
+  constexpr Pfn sub(uint64_t pages) const { return pages > raw_ ? Pfn(0) : Pfn(raw_ - pages); }
 
  private:
   uint64_t raw_ = 0;

@@ -35,6 +35,15 @@ class CpuExecutor final : public Executor {
   Result<void> start(const task::Task& task, std::stop_token stop, Completion done) override;
   void shutdown() override;
 
+  // ---- the crate's CpuExecutor names (executor.rs) ----
+  // CpuExecutor::new(n) is create({.workers = n}); with_max_memory / with_max_cpu_time are
+  // per-task resource limits, which issue 22 owns.
+  /// Workers create({.workers = 0}) starts: the CPUs in this process's affinity mask (what a
+  /// cpuset-limited container may use), at least 1.
+  static unsigned default_workers();
+  /// Attempts started and not yet completed (queued on the scheduler or running); 0 when idle.
+  std::size_t running_tasks() const noexcept;
+
   struct Impl;
   struct Private {
     explicit Private() = default;

@@ -4,10 +4,12 @@
 // the result came from the journal.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pepita/task/task.hpp"
 
@@ -46,6 +48,16 @@ struct ExecutionResult {
   std::string error;           // what went wrong, for a user (empty on success)
   std::uint32_t attempts = 0;  // attempts made, set by the pool
   bool from_journal = false;   // replayed from a journal, not run in this process
+
+  // ---- Shader tasks (issue 21, GPU part) ----
+  /// A shader task's output buffers after its dispatch, in binding order (one per
+  /// task::ShaderBuffer marked `output`); empty for other tasks and for failed attempts.
+  /// In-memory only: neither the journal record nor the wire codec carries them (they may be
+  /// up to GpuExecutor::Options::max_buffer_bytes each), so a shader result replayed from a
+  /// journal or received from a remote worker has none, and the pool never replays a shader
+  /// task from its journal: it runs again.
+  std::vector<std::vector<std::byte>> output_buffers{};  // {}: designated initializers may omit it
+  // ---- end shader tasks ----
 
   bool ok() const noexcept { return status == Status::Succeeded; }
   bool output_truncated() const noexcept {

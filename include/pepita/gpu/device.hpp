@@ -55,6 +55,11 @@ struct DeviceInfo {
   std::uint32_t max_push_constant_bytes = 0;
   std::uint32_t max_storage_buffers = 0;
   std::uint64_t max_storage_buffer_range = 0;  // largest buffer a kernel may bind, in bytes
+  // Also reported (the crate's GpuDeviceInfo / GpuLimits, pepita/gpu/crate_api.hpp):
+  std::uint32_t vendor_id = 0;  // PCI vendor id (0x10de NVIDIA, 0x1002 AMD, 0x8086 Intel, ...)
+  std::array<std::uint32_t, 3> max_group_size{};  // invocations per workgroup along x, y, z
+  std::uint32_t max_uniform_buffer_range = 0;
+  std::uint32_t max_bound_descriptor_sets = 0;
 };
 
 /// Every Vulkan physical device the loader reports, in enumeration order. Errors: Unsupported
@@ -117,6 +122,21 @@ class Device {
   /// run() with a single dispatch.
   [[nodiscard]] Result<void> dispatch(const Kernel& kernel, std::span<const Buffer* const> buffers,
                                       Groups groups, std::span<const std::byte> push = {});
+
+  // ---- the crate's GpuDevice operations (pepita/gpu/crate_api.hpp) ----
+  /// Kernel launches run() has completed on this device (the crate's dispatch_count).
+  std::uint64_t dispatch_count() const noexcept;
+  /// Copies min(src.size(), dst.size()) bytes from `src` to `dst` on the device queue
+  /// (vkCmdCopyBuffer) and waits; visible to kernels and Buffer::read afterwards.
+  /// Errors: InvalidArgument for a buffer from another Device or `src` and `dst` the same
+  /// buffer; Io when the device is lost.
+  [[nodiscard]] Result<void> copy_buffer(const Buffer& src, Buffer& dst);
+  /// Waits until every submission made so far, by any thread, has finished (vkQueueWaitIdle);
+  /// the crate's submit_and_wait (pepita's run() already waits for its own). Errors: Io when the
+  /// device is lost.
+  [[nodiscard]] Result<void> wait_idle();
+  /// False once the device is lost (the queue timeline can no longer be read).
+  bool is_available() const;
 
  private:
   friend class Buffer;

@@ -10,6 +10,19 @@
 //                .args({"x=x.f32", "y=ramp:0", "alpha=2", "out=y.f32"}).build().value();
 //   pool.submit(t);  // result.stdout_data: "saxpy: 1000 floats -> y.f32"
 //
+// Shader tasks. Task::shader(spirv, workgroups, push_constants, buffers) (task::ShaderTask) runs
+// the module's compute entry point once: buffers bind at set 0, binding = index; the pipeline is
+// built once per distinct SPIR-V and layout and cached; the contents of the buffers marked output
+// come back in ExecutionResult::output_buffers (in memory only: not journalled, see result.hpp),
+// stdout is a one-line summary. The task is checked against the module's reflected interface
+// (pepita/gpu/reflect.hpp) and the device first: a wrong buffer count, a push-constant block of
+// another size or over the device limit, workgroups over the limit, invalid SPIR-V — each fails
+// the task (Failed) with an error naming the field.
+//
+//   auto t = Task::shader(spirv, {n / 64, 1, 1}, push, {{a_bytes}, {b_bytes}, {out,
+//   true}}).build(); auto r = pool.submit(*t)->wait();  // r.output_buffers[0]: the contents of
+//   `out` after the run
+//
 // Task syntax. The task's command (ProcessSpec::path) is the kernel; every argument is
 // key=value (job files: command = "saxpy", args = ["x=x.f32", ...], backend = "gpu").
 //
@@ -78,14 +91,23 @@ class GpuExecutor final : public executor::Executor {
 
   executor::Backend backend() const noexcept override { return executor::Backend::Gpu; }
   std::size_t slots() const noexcept override;
-  /// Queues one attempt (see the syntax above). Errors: InvalidArgument when the task is not a
-  /// Backend::Gpu command task, Cancelled after shutdown(). Bad arguments are not errors here:
+  /// Queues one attempt (see the syntax above). Errors: InvalidArgument when the task is neither
+  /// a shader task (on any backend that routed it here) nor a Backend::Gpu command task,
+  /// Cancelled after shutdown(). Bad arguments are not errors here:
   /// the attempt completes Failed with the reason.
   Result<void> start(const task::Task& task, std::stop_token stop,
                      executor::Completion done) override;
   void shutdown() override;
 
   const DeviceInfo& device_info() const noexcept;
+
+  /// Shader-task pipelines built so far; a task whose SPIR-V and layout match an earlier one
+  /// reuses its cached pipeline (up to 32 kept, least recently used dropped first).
+  std::uint64_t pipelines_built() const;
+
+  /// True when the Vulkan loader lists a device with a compute queue (the crate's
+  /// GpuExecutor::is_available); create() can then open one.
+  static bool is_available();
 
   struct Impl;
   struct Private {

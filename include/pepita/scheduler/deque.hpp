@@ -9,6 +9,11 @@
 //   dq.push(t);                            //   LIFO end
 //   if (auto t = dq.pop()) run(*t);        // any other thread:
 //   if (auto t = dq.steal()) run(*t);      //   FIFO end; nullopt = empty or lost a race
+//
+// Trivially copyable T lives directly in the atomic slots (the paper's algorithm, no allocation).
+// Any other movable T (std::string, std::unique_ptr, std::function...) is boxed: the ring holds an
+// owning T* and whoever wins the slot (pop, or the thief whose CAS on top succeeds) takes the box;
+// a loser never touches the pointee, so each item is moved out exactly once.
 
 #include <atomic>
 #include <bit>
@@ -37,7 +42,10 @@ inline constexpr std::size_t kCacheLine = 64;
 
 template <typename T>
 class WorkStealingDeque {
-  static_assert(std::is_trivially_copyable_v<T>, "items live in std::atomic<T> slots");
+  static_assert(std::is_move_constructible_v<T>, "items are moved in and out of the deque");
+  // Boxed: the slot holds a heap T* that the deque owns until pop/steal hands the T out.
+  static constexpr bool kBoxed = !std::is_trivially_copyable_v<T>;
+  using Slot = std::conditional_t<kBoxed, T*, T>;
 
  public:
   /// `capacity` is rounded up to a power of two (at least 2); the deque grows without bound.
@@ -49,15 +57,24 @@ class WorkStealingDeque {
   }
   WorkStealingDeque(const WorkStealingDeque&) = delete;
   WorkStealingDeque& operator=(const WorkStealingDeque&) = delete;
+  /// Destroys the items still queued (no thread may use the deque any more).
+  ~WorkStealingDeque() {
+    if constexpr (kBoxed) {
+      Array* a = array_.load(std::memory_order_relaxed);
+      const std::int64_t b = bottom_.load(std::memory_order_relaxed);
+      for (std::int64_t i = top_.load(std::memory_order_relaxed); i < b; ++i) delete a->get(i);
+    }
+  }
 
-  /// Owner only. Never fails: a full array is replaced by one twice as large.
+  /// Owner only. Never fails: a full array is replaced by one twice as large. (A boxed T
+  /// allocates its box; std::bad_alloc is the only exception, and the deque is unchanged then.)
   void push(T item) {
     std::int64_t b = bottom_.load(std::memory_order_relaxed);
     // acquire: pairs with the thieves' CAS on top so the slot we may overwrite has been read.
     std::int64_t t = top_.load(std::memory_order_acquire);
     Array* a = array_.load(std::memory_order_relaxed);
     if (b - t > static_cast<std::int64_t>(a->capacity) - 1) a = grow(a, t, b);
-    a->put(b, item);
+    a->put(b, make_slot(std::move(item)));  // boxed after growing: a throwing grow leaks nothing
 #if defined(PEPITA_DEQUE_NO_FENCES)
     bottom_.store(b + 1, std::memory_order_release);
 #else
@@ -83,15 +100,15 @@ class WorkStealingDeque {
 #endif
     std::optional<T> item;
     if (t <= b) {
-      item = a->get(b);
+      Slot slot = a->get(b);
+      bool won = true;
       if (t == b) {
         // Last item: race the thieves for it through top, like a steal.
-        if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
-                                          std::memory_order_relaxed)) {
-          item.reset();
-        }
+        won = top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
+                                           std::memory_order_relaxed);
         bottom_.store(b + 1, std::memory_order_relaxed);
       }
+      if (won) item.emplace(take(slot));  // a losing owner leaves the box to the thief that won
     } else {
       bottom_.store(b + 1, std::memory_order_relaxed);  // was empty: undo the reservation
     }
@@ -114,12 +131,37 @@ class WorkStealingDeque {
     if (t >= b) return std::nullopt;
     // acquire (the paper's consume): the array a grown push published before bumping bottom.
     Array* a = array_.load(std::memory_order_acquire);
-    T item = a->get(t);
+    Slot slot = a->get(t);
     if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
-      return std::nullopt;
+      return std::nullopt;  // the winner owns the slot (and its box); we never dereference it
     }
-    return item;
+    return take(slot);
+  }
+
+  /// Any thread. Steals up to `max` of the oldest items into `out` (one CAS each, so every item
+  /// goes to exactly one thread) and returns how many it took; stops early when the deque is
+  /// empty or a race is lost. The crate's `steal_batch`.
+  std::size_t steal_batch(std::size_t max, std::vector<T>& out) {
+    std::size_t taken = 0;
+    while (taken < max) {
+      std::optional<T> item = steal();
+      if (!item) break;
+      out.push_back(std::move(*item));
+      ++taken;
+    }
+    return taken;
+  }
+
+  /// Any thread. Steals half of the items seen (rounded up, so a single item can be stolen);
+  /// the crate's `steal_half`. Empty when there was nothing to take or a race was lost.
+  std::vector<T> steal_half() {
+    std::vector<T> out;
+    const std::size_t n = size_hint();
+    if (n == 0) return out;
+    out.reserve((n + 1) / 2);
+    steal_batch((n + 1) / 2, out);
+    return out;
   }
 
   /// Approximate number of items (exact when only the owner is active).
@@ -129,6 +171,9 @@ class WorkStealingDeque {
     return b > t ? static_cast<std::size_t>(b - t) : 0;
   }
   bool empty_hint() const noexcept { return size_hint() == 0; }
+  /// The crate's spellings of size_hint()/empty_hint().
+  std::size_t len() const noexcept { return size_hint(); }
+  bool is_empty() const noexcept { return empty_hint(); }
 
   /// Current array capacity (owner only; for tests).
   std::size_t capacity() const noexcept { return array_.load(std::memory_order_relaxed)->capacity; }
@@ -136,18 +181,37 @@ class WorkStealingDeque {
  private:
   struct Array {
     explicit Array(std::size_t cap)
-        : capacity(cap), mask(cap - 1), slots(std::make_unique<std::atomic<T>[]>(cap)) {}
-    // Relaxed slot accesses: ordering comes from bottom/top, exactly as in the paper.
-    void put(std::int64_t i, T v) noexcept {
+        : capacity(cap), mask(cap - 1), slots(std::make_unique<std::atomic<Slot>[]>(cap)) {}
+    // Relaxed slot accesses: ordering comes from bottom/top, exactly as in the paper. A boxed
+    // T's construction happens-before the thief's read of it through the same edges (push's
+    // release on bottom, the thief's acquire).
+    void put(std::int64_t i, Slot v) noexcept {
       slots[static_cast<std::size_t>(i) & mask].store(v, std::memory_order_relaxed);
     }
-    T get(std::int64_t i) const noexcept {
+    Slot get(std::int64_t i) const noexcept {
       return slots[static_cast<std::size_t>(i) & mask].load(std::memory_order_relaxed);
     }
     std::size_t capacity;
     std::size_t mask;
-    std::unique_ptr<std::atomic<T>[]> slots;
+    std::unique_ptr<std::atomic<Slot>[]> slots;
   };
+
+  static Slot make_slot(T&& item) {
+    if constexpr (kBoxed) {
+      return new T(std::move(item));
+    } else {
+      return item;
+    }
+  }
+  // Turns a won slot into the item: unboxes (moves out, frees the box) for a boxed T.
+  static T take(Slot slot) {
+    if constexpr (kBoxed) {
+      std::unique_ptr<T> box(slot);
+      return std::move(*box);
+    } else {
+      return slot;
+    }
+  }
 
   Array* grow(Array* old, std::int64_t t, std::int64_t b) {
     auto bigger = std::make_unique<Array>(old->capacity * 2);

@@ -16,6 +16,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -47,6 +48,15 @@ struct Stats {
 
 class TaskGroup;
 
+/// A worker's index in its scheduler (0..num_workers()-1): the index of Stats::workers and
+/// worker_loads(). The crate's WorkerId; `WorkerId{3}` is its `WorkerId::new(3)`.
+struct WorkerId {
+  std::uint32_t value = 0;
+  constexpr std::uint32_t as_u32() const noexcept { return value; }
+  friend constexpr bool operator==(WorkerId, WorkerId) noexcept = default;
+  friend constexpr auto operator<=>(WorkerId, WorkerId) noexcept = default;
+};
+
 class Scheduler {
  public:
   struct Options {
@@ -64,6 +74,10 @@ class Scheduler {
     /// Called (on the worker) with an exception that escaped a submit()ted task. Default: none
     /// (the exception is only counted in Stats::uncaught_exceptions).
     std::function<void(std::exception_ptr)> on_uncaught_exception = {};
+    /// Initial slots of each worker's deque (rounded up to a power of two, at least 2); deques
+    /// grow past it, so this only saves early reallocation. The crate's `with_capacity`.
+    /// InvalidArgument when above 2^24.
+    std::size_t deque_capacity = 256;
   };
 
   /// Starts the worker threads. Errors: InvalidArgument for a worker count over 4096,
@@ -93,6 +107,20 @@ class Scheduler {
 
   unsigned worker_count() const noexcept;
 
+  // ---- introspection, with the crate's names (scheduler.rs) ----
+  /// worker_count(), the crate's spelling.
+  unsigned num_workers() const noexcept { return worker_count(); }
+  /// Tasks queued and not yet started: every worker's deque plus the injection queue. A
+  /// snapshot; exact only when no thread is submitting or running tasks.
+  std::size_t pending_tasks() const noexcept;
+  /// Queued tasks per worker deque, indexed like Stats::workers (snapshot, as pending_tasks).
+  std::vector<std::size_t> worker_loads() const;
+  /// True until destruction begins. The crate's `stop()` is our destructor: it drains and joins,
+  /// so there is no stopped-but-alive state. Workers are fixed at create(): the crate's
+  /// add_worker/deactivate_worker/is_worker_active have no counterpart (a worker is a pinned
+  /// thread owning a deque; resize by creating a scheduler with Options::workers).
+  bool is_running() const noexcept;
+
   /// Per-worker counters; cheap (no locks), approximate while tasks run.
   Stats stats() const;
 
@@ -101,6 +129,12 @@ class Scheduler {
 
   /// Index of the calling thread among its scheduler's workers, or -1 on any other thread.
   static int current_worker_index() noexcept;
+  /// The calling worker's id, or nullopt on a thread that is no scheduler's worker.
+  static std::optional<WorkerId> current_worker() noexcept {
+    const int i = current_worker_index();
+    if (i < 0) return std::nullopt;
+    return WorkerId{static_cast<std::uint32_t>(i)};
+  }
 
   // ---- internal interface used by TaskGroup and the parallel algorithms ----
 

@@ -38,6 +38,9 @@ namespace pepita::simd {
 /// out_i = x_i + y_i. Correctly rounded.
 [[nodiscard]] Result<void> add(std::span<const float> x, std::span<const float> y,
                                std::span<float> out);
+/// f64 out_i = x_i + y_i. Correctly rounded (the crate's `add_f64` / SimdOps::vadd_f64).
+[[nodiscard]] Result<void> add(std::span<const double> x, std::span<const double> y,
+                               std::span<double> out);
 /// out_i = x_i * y_i. Correctly rounded.
 [[nodiscard]] Result<void> mul(std::span<const float> x, std::span<const float> y,
                                std::span<float> out);
@@ -95,6 +98,16 @@ namespace pepita::simd {
 /// Errors: InvalidArgument for an empty x, mismatched lengths, or eps < 0 / NaN.
 [[nodiscard]] Result<void> layer_norm(std::span<const float> x, std::span<const float> gamma,
                                       std::span<const float> beta, float eps, std::span<float> out);
+
+// ---------- layout ----------
+
+/// out = x^T: x is a rows x cols row-major matrix (x[i * cols + j]), out the cols x rows one
+/// (out[j * rows + i]). Exact (a permutation). Cache-blocked; AVX-512 transposes 16 x 16 tiles
+/// in registers (masked for ragged edges), AVX2 8 x 8 tiles, scalar 32 x 32 blocks. Any shape,
+/// including 0 rows or columns. Errors: InvalidArgument when x or out does not hold rows * cols
+/// elements (or the product overflows), or when out overlaps x (transpose is not in place).
+[[nodiscard]] Result<void> transpose(std::span<const float> x, std::size_t rows, std::size_t cols,
+                                     std::span<float> out);
 
 // ---------- quantised dots ----------
 

@@ -129,6 +129,89 @@ struct ProcessSpec {
 /// Default cap on captured stdout and stderr, each (bytes beyond it are counted and dropped).
 inline constexpr std::size_t kDefaultOutputCap = 1 << 20;
 
+// ---- Shader tasks (issue 21, GPU part) ----------------------------------------------------
+// Plain data: the task module knows nothing of Vulkan; the "gpu" backend (pepita/gpu/
+// gpu_executor.hpp) validates the SPIR-V, builds and caches the pipeline, and dispatches.
+
+/// One storage buffer of a shader task, bound at set 0, binding = its index in
+/// ShaderTask::buffers. `data` is uploaded before the dispatch (an output with no initial
+/// contents is zero-filled); the contents of every `output` buffer after the dispatch are returned
+/// in ExecutionResult::output_buffers, in binding order.
+struct ShaderBuffer {
+  std::vector<std::byte> data{};
+  bool output = false;
+};
+
+/// Workgroup counts of a dispatch (vkCmdDispatch's x, y, z); each must be at least 1.
+struct Workgroups {
+  std::uint32_t x = 1, y = 1, z = 1;
+};
+
+/// What a shader task runs: SPIR-V (a GLCompute entry point), workgroup counts, push-constant
+/// bytes, specialization constants and its storage buffers. The crate's ShaderTask, with real
+/// buffer contents where the crate has only sizes.
+///
+///   auto s = ShaderTask::create(spirv).with_inputs({a_bytes, b_bytes}).with_outputs({n * 4})
+///                .with_workgroups(n / 64, 1, 1).with_push_constants(push_bytes);
+///   auto t = Task::shader(std::move(s)).build();  // runs on Backend::Gpu
+struct ShaderTask {
+  std::vector<std::uint32_t> spirv{};  // the module's words (magic 0x07230203 first)
+  std::string entry_point = "main";
+  Workgroups workgroups{};
+  std::vector<std::byte> push_constants{};      // one block, a multiple of 4 bytes
+  std::vector<std::uint32_t> spec_constants{};  // value of layout(constant_id = i)
+  std::vector<ShaderBuffer> buffers{};          // binding order
+
+  /// The crate's ShaderTask::new: a shader with no buffers, one workgroup.
+  static ShaderTask create(std::vector<std::uint32_t> spirv);
+  // Builders for named values (`s.with_inputs(...)`) and, by move, for temporaries
+  // (`ShaderTask::create(w).with_inputs(...).with_outputs(...)`).
+  /// Appends one input buffer per element, holding those bytes (next free bindings).
+  ShaderTask& with_inputs(std::vector<std::vector<std::byte>> inputs) &;
+  /// Appends one zero-filled output buffer per element, of that many bytes (next free bindings).
+  ShaderTask& with_outputs(std::vector<std::size_t> sizes) &;
+  /// Appends one buffer (e.g. an output with initial contents: read-modify-write).
+  ShaderTask& with_buffer(ShaderBuffer buffer) &;
+  ShaderTask& with_workgroups(std::uint32_t x, std::uint32_t y, std::uint32_t z) &;
+  ShaderTask& with_push_constants(std::vector<std::byte> bytes) &;
+  ShaderTask& with_entry_point(std::string name) &;
+  ShaderTask& with_spec_constants(std::vector<std::uint32_t> values) &;
+  ShaderTask&& with_inputs(std::vector<std::vector<std::byte>> inputs) && {
+    return std::move(with_inputs(std::move(inputs)));
+  }
+  ShaderTask&& with_outputs(std::vector<std::size_t> sizes) && {
+    return std::move(with_outputs(std::move(sizes)));
+  }
+  ShaderTask&& with_buffer(ShaderBuffer buffer) && {
+    return std::move(with_buffer(std::move(buffer)));
+  }
+  ShaderTask&& with_workgroups(std::uint32_t x, std::uint32_t y, std::uint32_t z) && {
+    return std::move(with_workgroups(x, y, z));
+  }
+  ShaderTask&& with_push_constants(std::vector<std::byte> bytes) && {
+    return std::move(with_push_constants(std::move(bytes)));
+  }
+  ShaderTask&& with_entry_point(std::string name) && {
+    return std::move(with_entry_point(std::move(name)));
+  }
+  ShaderTask&& with_spec_constants(std::vector<std::uint32_t> values) && {
+    return std::move(with_spec_constants(std::move(values)));
+  }
+
+  /// x * y * z, without overflow.
+  std::uint64_t total_workgroups() const noexcept {
+    return std::uint64_t{workgroups.x} * workgroups.y * workgroups.z;
+  }
+  /// How many buffers are outputs (the size of ExecutionResult::output_buffers on success).
+  std::size_t output_count() const noexcept;
+
+  /// The structural checks that need no device: InvalidArgument naming the field when `spirv`
+  /// is empty or lacks the SPIR-V magic number, `entry_point` is empty or holds NUL, a workgroup
+  /// count is 0, `push_constants` is not a multiple of 4 bytes, or a buffer is empty. (The gpu
+  /// backend checks the rest against the module and the device.)
+  Result<void> validate() const;
+};
+// ---- end shader tasks ------------------------------------------------------------------------
 // ---- issue 21: the crate's priority levels and task states ----
 
 /// The crate's priority levels. Builder::priority(TaskPriority) stores priority_value(level) in
@@ -183,6 +266,19 @@ class Task {
   template <typename F>
   static Builder function(F&& callable);
 
+  // ---- Shader tasks (issue 21, GPU part) ----
+  /// Starts a shader task on Backend::Gpu (see ShaderTask). build() runs ShaderTask::validate.
+  static Builder shader(ShaderTask shader);
+  /// The same from its parts: `buffers` in binding order, outputs marked.
+  static Builder shader(std::vector<std::uint32_t> spirv, Workgroups workgroups,
+                        std::vector<std::byte> push_constants, std::vector<ShaderBuffer> buffers);
+  bool is_shader() const noexcept { return spec_->shader.has_value(); }
+  /// Present for shader tasks only.
+  const ShaderTask* shader() const noexcept { return spec_->shader ? &*spec_->shader : nullptr; }
+  /// The crate's name for shader().
+  const ShaderTask* as_shader() const noexcept { return shader(); }
+  // ---- end shader tasks ----
+
   TaskId id() const noexcept { return spec_->id; }
   /// Stable name used by the journal and the CLI; defaults to "task-<id>".
   const std::string& name() const noexcept { return spec_->name; }
@@ -232,6 +328,7 @@ class Task {
     std::optional<std::uint32_t> max_retries;
     std::int32_t priority = 0;
     std::size_t output_cap = kDefaultOutputCap;
+    std::optional<ShaderTask> shader;  // shader tasks (GPU part of issue 21)
     std::map<std::string, std::string> metadata;  // issue 21
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}

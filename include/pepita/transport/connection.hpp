@@ -22,6 +22,7 @@
 #include "pepita/error.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/frame.hpp"
+#include "pepita/transport/message.hpp"
 #include "pepita/transport/session.hpp"
 
 namespace pepita::transport {
@@ -77,12 +78,6 @@ struct ConnectionOptions {
   bool tls = false;
 };
 
-/// One received, authenticated message. Its payload is owned.
-struct Message {
-  FrameHeader header;
-  Bytes payload;
-};
-
 /// An authenticated connection. send() is thread-safe; receive() must be called by one thread.
 class Connection {
  public:
@@ -102,6 +97,11 @@ class Connection {
   /// Seals and writes one frame. Disconnected when the peer is gone, TimedOut when it stops
   /// reading for io_timeout.
   Result<void> send(MessageType type, std::uint64_t request_id, ByteSpan payload);
+  /// Same, for a whole Message (its type, request id and payload; header flags are the
+  /// session's).
+  Result<void> send(const Message& m) {
+    return send(m.header.type, m.header.request_id, m.payload);
+  }
 
   /// Waits up to `timeout` for one whole frame; nullopt when none arrived in time or `wake_fd`
   /// (an eventfd, optional) became readable. Errors (close the connection): Disconnected on EOF,

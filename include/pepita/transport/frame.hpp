@@ -48,6 +48,14 @@ enum class MessageType : std::uint8_t {
   Upload = 12,    // client -> worker: a content-addressed blob (SHA-256)
   HaveBlob = 13,  // both ways: does the worker hold blob X / it does
   Error = 14,     // either way, then close: a reason text
+
+  // The reference crate's names for the same frames (issue 21). Its Ack and Status have no
+  // frame here: Submit is answered by Started and Result, and status travels in Heartbeat.
+  TaskSubmit = Submit,
+  TaskResult = Result,
+  TaskCancel = Cancel,
+  Deregister = Drain,  // a worker leaving
+  Shutdown = Drain,    // the crate's shutdown signal: the worker stops taking work
 };
 inline constexpr std::uint8_t kMaxMessageType = 14;
 

@@ -1,9 +1,10 @@
 #pragma once
 // The driver side: RemoteDispatcher keeps one authenticated connection per worker (reconnecting
 // with exponential backoff), leases queued tasks pull-style — a worker gets a task only when it
-// has a free slot, so faster workers take more — watches heartbeats (suspect, then dead), and
-// re-dispatches a lost worker's in-flight tasks. Each task's completion callback runs exactly
-// once, however many attempts it took; late duplicates are counted and dropped.
+// has a free slot, so faster workers take more — watches heartbeats (suspect, then failed by a
+// phi-accrual fault::FailureDetector), and re-dispatches a lost worker's in-flight tasks. Each
+// task's completion callback runs exactly once, however many attempts it took; late duplicates are
+// counted and dropped.
 //
 //   auto d = PEPITA_TRY(RemoteDispatcher::start({.workers = {"127.0.0.1:7070"}, .key = key}));
 //   RemoteTask t{.id = 1};
@@ -53,6 +54,7 @@ struct WorkerInfo {
   std::uint32_t in_flight = 0;
   std::uint64_t completed = 0;
   std::uint32_t connects = 0;  // successful handshakes so far (reconnects + 1)
+  double phi = 0.0;            // the failure detector's suspicion at its last check
 };
 
 struct RemoteOptions {
@@ -66,6 +68,12 @@ struct RemoteOptions {
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds suspect_after{3000};  // no frame this long: lease nothing new
   std::chrono::milliseconds dead_after{5000};     // no frame this long: drop it, re-dispatch
+  /// Phi-accrual threshold of the failure detector (fault::FailureDetector; Akka and Cassandra
+  /// use 8). Past suspect_after of silence, a worker whose frames came regularly is declared
+  /// failed (dropped, its tasks re-dispatched) once phi reaches this, before dead_after; one
+  /// whose frames came irregularly gets more slack, up to dead_after. 0 turns phi off: only
+  /// dead_after decides. InvalidArgument when negative or not a number.
+  double phi_threshold = 8.0;
   std::chrono::milliseconds reconnect_initial{100};
   std::chrono::milliseconds reconnect_max{5000};
   std::uint32_t max_attempts = 5;

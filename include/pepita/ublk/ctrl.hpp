@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "pepita/abi/io_uring.hpp"
 #include "pepita/abi/ublk.hpp"
@@ -70,6 +71,12 @@ void prep_io_cmd(abi::Sqe128& sqe, int char_fd, uint32_t cmd_op, const abi::ublk
 
 /// An open /dev/ublk-control and the small SQE128 ring its commands go through. Commands are
 /// synchronous (submit, wait for the one CQE). Not thread-safe; one per thread that controls.
+/// The Error for a control command (`what`, e.g. "del_dev") that the kernel failed with the
+/// negative errno `res`, naming the device unless dev_id is kAnyDevice. Uses the crate's
+/// KernelError cases: ENODEV/ENOENT -> UblkDeviceNotFound, EBUSY -> UblkDeviceBusy (retriable),
+/// EPERM/EACCES -> UblkNotPermitted; EOPNOTSUPP -> Unsupported; anything else by errno.
+Error control_error(int res, std::string_view what, uint32_t dev_id);
+
 class Control {
  public:
   /// Unsupported, saying to load ublk_drv, when /dev/ublk-control is missing; PermissionDenied

@@ -2,8 +2,8 @@
 // ZramStore: a compressed RAM store of 4 KiB pages, modelled on Linux zram
 // (drivers/block/zram/zram_drv.c) and its zsmalloc allocator (mm/zsmalloc.c): same-filled pages
 // cost no memory, other pages are compressed with lz4 or zstd (standard formats) and packed into
-// size-class slabs; pages that do not compress are stored raw ("huge"). Statistics mean what the
-// kernel's /sys/block/zramN/mm_stat fields mean.
+// size-class slabs; pages that do not compress, and every page under Algorithm::None, are stored
+// raw ("huge"). Statistics mean what the kernel's /sys/block/zramN/mm_stat fields mean.
 //
 //   auto store = PEPITA_TRY(ZramStore::create({.disksize = 1 << 30, .algorithm = Algorithm::Lz4}));
 //   PEPITA_TRY_VOID(store->write(0, page));       // any offset/length inside disksize
@@ -25,12 +25,22 @@ namespace pepita::zram {
 inline constexpr uint32_t kPageSize = 4096;
 inline constexpr uint32_t kPageShift = 12;
 
-enum class Algorithm : uint8_t { Lz4, Zstd };
+/// None stores every page that is not same-filled uncompressed (a "huge" page: 4096 bytes of
+/// slab, counted in huge_pages and compr_data_size), for baselines and incompressible data.
+enum class Algorithm : uint8_t { Lz4, Zstd, None };
 
-/// "lz4" / "zstd".
+/// "lz4" / "zstd" / "none".
 const char* algorithm_name(Algorithm algorithm) noexcept;
-/// Parses "lz4" or "zstd"; InvalidArgument names the accepted values.
+/// Parses "lz4", "zstd" or "none"; InvalidArgument names the accepted values.
 Result<Algorithm> parse_algorithm(std::string_view name);
+
+/// The crate's ZramCompressor is our Algorithm (ZramCompressor::Lz4, ::None; Zstd is ours).
+using ZramCompressor = Algorithm;
+/// The crate's `ZramCompressor::name`: algorithm_name.
+inline const char* name(Algorithm algorithm) noexcept { return algorithm_name(algorithm); }
+/// The crate's `ZramCompressor::typical_ratio`: a planning estimate of orig/compressed for
+/// typical memory (lz4 2.5, zstd 3.5, none 1.0). Measure real data with zram::measure().
+double typical_ratio(Algorithm algorithm) noexcept;
 
 struct ZramConfig {
   uint64_t disksize = 0;  // bytes; a non-zero multiple of 4096
@@ -38,6 +48,34 @@ struct ZramConfig {
   int zstd_level = 3;        // the kernel's default (ZSTD_CLEVEL_DEFAULT); 1..19
   int lz4_acceleration = 1;  // LZ4_compress_fast's; 1 is the kernel's
   uint64_t mem_limit = 0;    // bytes of slab memory (mem_used_total) allowed; 0 = unlimited
+
+  // ---- the crate's builder names (zram.rs ZramConfig) ----
+  /// A config of `size_bytes` with the defaults (lz4, no mem_limit); create() validates it.
+  static ZramConfig with_size(uint64_t size_bytes) noexcept {
+    ZramConfig c;
+    c.disksize = size_bytes;
+    return c;
+  }
+  /// Sets the algorithm (the crate's `compressor`).
+  ZramConfig& compressor(Algorithm a) noexcept {
+    algorithm = a;
+    return *this;
+  }
+  /// Sets mem_limit; the crate's `mem_limit(limit)` (our field has that name, so the setter is
+  /// spelled with_mem_limit). Enforced: a write that would pass it fails with ENOSPC.
+  ZramConfig& with_mem_limit(uint64_t limit) noexcept {
+    mem_limit = limit;
+    return *this;
+  }
+  /// The crate's `num_streams`: accepted for source compatibility and ignored. Like the kernel
+  /// since 3.15 (one stream per CPU), every thread compresses with its own thread-local stream,
+  /// so the number of parallel compressions is the number of writing threads.
+  ZramConfig& num_streams(uint32_t /*streams*/) noexcept { return *this; }
+  /// Pages the store holds: disksize / 4096.
+  uint64_t max_pages() const noexcept { return disksize / kPageSize; }
+  /// The limit the store enforces: mem_limit, or 0 for none. (The crate invents disksize/2 for
+  /// "no limit"; we follow the kernel, where 0 means unlimited.)
+  uint64_t effective_mem_limit() const noexcept { return mem_limit; }
 };
 
 /// The kernel's mm_stat, field for field (Documentation/admin-guide/blockdev/zram.rst).
@@ -51,14 +89,36 @@ struct ZramStats {
   uint64_t pages_compacted = 0;  // pages freed by compaction, cumulative
   uint64_t huge_pages = 0;
   uint64_t huge_pages_since = 0;  // huge pages written since creation, cumulative
+
+  // ---- the crate's derived numbers (zram.rs ZramStats) ----
+  /// orig_data_size / compr_data_size; 1.0 when nothing is stored in compressed form.
+  double compression_ratio() const noexcept {
+    return compr_data_size == 0
+               ? 1.0
+               : static_cast<double>(orig_data_size) / static_cast<double>(compr_data_size);
+  }
+  /// orig_data_size / mem_used_total: what the RAM actually held buys; 1.0 when empty.
+  double memory_efficiency() const noexcept {
+    return mem_used_total == 0
+               ? 1.0
+               : static_cast<double>(orig_data_size) / static_cast<double>(mem_used_total);
+  }
+  /// Pages stored as one repeated word (zero pages included, as the kernel counts them).
+  uint64_t special_pages() const noexcept { return same_pages; }
 };
 
-/// What one page slot holds.
+/// What one page slot holds. The crate's PageEntry (its Zero/Same are our Same, its
+/// Uncompressed our Huge).
 struct PageInfo {
   enum class Kind : uint8_t { Empty, Same, Huge, Compressed } kind = Kind::Empty;
   uint64_t same_value = 0;    // the repeated 8-byte word, for Same
   uint32_t stored_bytes = 0;  // compressed size (4096 for Huge)
+
+  /// Bytes of slab the entry occupies (0 for Empty and Same).
+  uint32_t memory_size() const noexcept { return stored_bytes; }
+  bool is_empty() const noexcept { return kind == Kind::Empty; }
 };
+using PageEntry = PageInfo;
 
 namespace detail {
 class ZsPool;
@@ -102,8 +162,19 @@ class ZramStore {
   std::string mm_stat() const;
   PageInfo page_info(uint64_t index) const noexcept;
   /// The page's stored bytes wrapped as a standalone .lz4 or .zst frame, which `lz4 -d` /
-  /// `zstd -d` decode to the page. NotFound for empty and same-filled pages (no bytes stored).
+  /// `zstd -d` decode to the page (Algorithm::None: the 4096 stored bytes themselves). NotFound
+  /// for empty and same-filled pages (no bytes stored).
   Result<std::vector<std::byte>> page_frame(uint64_t index) const;
+
+  /// Drops every page and returns all slab memory to the system; statistics restart from zero
+  /// (mem_used_max, pages_compacted and huge_pages_since included), as writing to
+  /// /sys/block/zramN/reset. Like the kernel, which refuses to reset an open device, it needs
+  /// the store to be idle: Busy when an operation holds a page lock, and no call may start while
+  /// it runs.
+  Result<void> reset();
+
+  /// Pages that hold data (same-filled included); the crate's `stored_pages`.
+  uint64_t stored_pages() const noexcept { return pages_stored_.load(std::memory_order_relaxed); }
 
   const ZramConfig& config() const noexcept { return config_; }
   uint64_t num_pages() const noexcept { return num_pages_; }
@@ -141,5 +212,10 @@ class ZramStore {
   std::atomic<uint64_t> huge_pages_{0};
   std::atomic<uint64_t> huge_pages_since_{0};
 };
+
+/// The crate's ZramDevice (read_page/write_page/discard_page/stored_pages/reset/stats/config) is
+/// this store; its PageTable and CompressionStream are the store's page table and per-thread
+/// codec streams, internal here (see docs/seed-map.md).
+using ZramDevice = ZramStore;
 
 }  // namespace pepita::zram

@@ -63,6 +63,7 @@ struct Context {
   VkSemaphore timeline = VK_NULL_HANDLE;
   std::uint64_t submitted = 0;                // guarded by mu
   std::atomic<std::uint64_t> fenced_done{0};  // completed submissions without a timeline
+  std::atomic<std::uint64_t> dispatches{0};   // kernel launches run to completion (run())
   std::mutex mu;  // guards queue and pool (Vulkan requires external synchronization of both)
 
   Context() = default;
@@ -99,6 +100,7 @@ struct RawBuffer {
 struct BufferImpl {
   std::unique_ptr<RawBuffer> raw;
   MemoryKind kind = MemoryKind::HostVisible;
+  std::uint64_t id = 0;  // Buffer::id(): process-unique, from 1
 };
 
 struct KernelImpl {

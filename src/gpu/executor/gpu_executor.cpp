@@ -15,7 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include "detail/shader_runner.hpp"
 #include "detail/task_args.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/executor/blocking_runner.hpp"
 #include "pepita/executor/registry.hpp"
 #include "pepita/gpu/buffer.hpp"
@@ -97,6 +99,7 @@ struct GpuExecutor::Impl {
   Device device;
   Builtins builtins;
   std::uint64_t max_bytes = 0;  // min(options.max_buffer_bytes, device storage-buffer range)
+  std::unique_ptr<detail::ShaderRunner> shaders;  // shader tasks (task::ShaderTask)
 
   // Last: destroyed (its threads joined) before the device and kernels they use.
   std::unique_ptr<BlockingRunner> runner;
@@ -263,7 +266,32 @@ struct GpuExecutor::Impl {
     }
   };
 
+  // A shader task: its output buffers go to ExecutionResult::output_buffers, a one-line summary
+  // to stdout.
+  ExecutionResult run_shader(const Job& job, const task::ShaderTask& shader) {
+    auto outputs = shaders->run(shader, [&job] { return job.stop.stop_requested(); });
+    if (!outputs) {
+      Error e = std::move(outputs.error());
+      e.with_context("shader task '" + job.task.name() + "'");
+      return result_for(job, status_for(e), e.message());
+    }
+    std::uint64_t bytes = 0;
+    for (const auto& o : *outputs) bytes += o.size();
+    ExecutionResult r = result_for(job, Status::Succeeded, "");
+    std::string text = pepita::fmt(
+        "shader {}: {}x{}x{} workgroups, {} buffers, {} outputs ({} "
+        "bytes)\n",
+        shader.entry_point, shader.workgroups.x, shader.workgroups.y, shader.workgroups.z,
+        shader.buffers.size(), outputs->size(), bytes);
+    r.stdout_bytes = text.size();
+    if (text.size() > job.task.output_cap()) text.resize(job.task.output_cap());
+    r.stdout_data = std::move(text);
+    r.output_buffers = std::move(*outputs);
+    return r;
+  }
+
   ExecutionResult run(const Job& job) {
+    if (const task::ShaderTask* shader = job.task.shader()) return run_shader(job, *shader);
     const task::ProcessSpec& spec = *job.task.process();
     auto plan = detail::parse_task(spec.path, spec.args);
     if (!plan) return result_for(job, Status::Failed, plan.error().message());
@@ -298,6 +326,7 @@ Result<std::shared_ptr<GpuExecutor>> GpuExecutor::create(Device& device, Options
   auto impl = std::make_unique<Impl>(options, Device(device.ctx_), std::move(lib));
   impl->max_bytes = std::min<std::uint64_t>(options.max_buffer_bytes,
                                             impl->device.info().max_storage_buffer_range);
+  impl->shaders = std::make_unique<detail::ShaderRunner>(impl->device, impl->max_bytes);
   Impl* raw = impl.get();
   impl->runner =
       PEPITA_TRY(BlockingRunner::create({.threads = options.slots,
@@ -312,12 +341,24 @@ std::size_t GpuExecutor::slots() const noexcept { return impl_->options.slots; }
 
 const DeviceInfo& GpuExecutor::device_info() const noexcept { return impl_->device.info(); }
 
+std::uint64_t GpuExecutor::pipelines_built() const { return impl_->shaders->pipelines_built(); }
+
+bool GpuExecutor::is_available() {
+  auto devices = list_devices();
+  if (!devices) return false;
+  return std::any_of(devices->begin(), devices->end(),
+                     [](const DeviceInfo& d) { return d.has_compute_queue; });
+}
+
 Result<void> GpuExecutor::start(const task::Task& task, std::stop_token stop,
                                 executor::Completion done) {
-  if (task.backend() != task::Backend::Gpu || task.process() == nullptr)
+  // A shader task is ours whatever backend name routed it here (Backend::Gpu, or a pool picking
+  // for it); a command task must say Backend::Gpu.
+  if (!task.is_shader() && (task.backend() != task::Backend::Gpu || task.process() == nullptr))
     return fail(ErrorCode::InvalidArgument,
                 "task '" + task.name() +
-                    "' is not a GPU task: use Task::binary(\"saxpy\").backend(Backend::Gpu)");
+                    "' is not a GPU task: use Task::shader(spirv, ...) or "
+                    "Task::binary(\"saxpy\").backend(Backend::Gpu)");
   return impl_->runner->submit(task, std::move(stop), std::move(done));
 }
 

@@ -248,6 +248,40 @@ inline void add_impl(const float* x, const float* y, float* out, std::size_t n) 
            [&](std::size_t i, std::size_t c) { return O::add(ld(x + i, c), ld(y + i, c)); });
 }
 
+inline void add_f64_impl(const double* x, const double* y, double* out, std::size_t n) {
+  using O = Ops<double>;
+  constexpr std::size_t W = O::W;
+  std::size_t i = 0;
+  // Both vectors of a step are loaded before either is stored, so out == x or out == y is fine.
+  for (; i + 2 * W <= n; i += 2 * W) {
+    auto r0 = O::add(O::loadu(x + i), O::loadu(y + i));
+    auto r1 = O::add(O::loadu(x + i + W), O::loadu(y + i + W));
+    O::storeu(out + i, r0);
+    O::storeu(out + i + W, r1);
+  }
+  for (; i + W <= n; i += W) O::storeu(out + i, O::add(O::loadu(x + i), O::loadu(y + i)));
+  if (i < n)
+    O::store_tail(out + i, O::add(O::load_tail(x + i, n - i, 0), O::load_tail(y + i, n - i, 0)),
+                  n - i);
+}
+
+// Cache-blocked element-by-element transpose: 32 x 32 tiles (4 KiB in, 4 KiB out) so each tile's
+// reads and writes stay in L1. The scalar level's kernel and the edge handler of the others.
+inline void transpose_block(const float* in, std::size_t cols, float* out, std::size_t rows,
+                            std::size_t r0, std::size_t r1, std::size_t c0, std::size_t c1) {
+  for (std::size_t i = r0; i < r1; ++i)
+    for (std::size_t j = c0; j < c1; ++j) out[j * rows + i] = in[i * cols + j];
+}
+
+inline void transpose_blocked_impl(const float* in, std::size_t rows, std::size_t cols,
+                                   float* out) {
+  constexpr std::size_t B = 32;
+  for (std::size_t i = 0; i < rows; i += B)
+    for (std::size_t j = 0; j < cols; j += B)
+      transpose_block(in, cols, out, rows, i, i + B < rows ? i + B : rows, j,
+                      j + B < cols ? j + B : cols);
+}
+
 inline void mul_impl(const float* x, const float* y, float* out, std::size_t n) {
   using O = Ops<float>;
   map_impl(out, n,
@@ -440,5 +474,7 @@ constexpr Kernels generic_table() {
   k.relu_f32 = &relu_impl;
   k.gelu_f32 = &gelu_impl;
   k.layer_norm_f32 = &layer_norm_impl;
+  k.add_f64 = &add_f64_impl;
+  k.transpose_f32 = &transpose_blocked_impl;
   return k;
 }

@@ -51,6 +51,9 @@ struct Kernels {
                          float* out, std::size_t n);  // n > 0
   std::int32_t (*dot_i8)(const std::int8_t* x, const std::int8_t* y, std::size_t n);
   float (*dot_bf16)(const std::uint16_t* x, const std::uint16_t* y, std::size_t n);
+  void (*add_f64)(const double* x, const double* y, double* out, std::size_t n);
+  // out (cols x rows) = in (rows x cols)^T, both row-major and contiguous; in != out.
+  void (*transpose_f32)(const float* in, std::size_t rows, std::size_t cols, float* out);
   GemmShape gemm;
 };
 

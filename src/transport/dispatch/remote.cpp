@@ -1,14 +1,18 @@
 // RemoteDispatcher: per-worker connection threads feeding a LeaseTable (the FIFO of task ids,
 // credit-based (pull) leasing, lease expiry, re-dispatch and exactly-once completion), heartbeats
-// and suspect/dead detection, reconnects with jittered backoff (fault::RetryPolicy).
+// judged by a phi-accrual fault::FailureDetector (suspect, then failed), reconnects with jittered
+// backoff (fault::RetryPolicy, fault::RetryState).
 #include "pepita/transport/remote.hpp"
 
 #include <poll.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -17,8 +21,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "pepita/core/format.hpp"
 #include "pepita/core/sys/eventfd.hpp"
 #include "pepita/core/sys/fd.hpp"
+#include "pepita/fault/failure_detector.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/transport/lease_table.hpp"
 
@@ -69,6 +75,9 @@ struct RemoteDispatcher::Impl {
   // Queue, leases, expiry, requeue and exactly-once completion: the pure state machine the
   // connection threads feed (guarded by mu).
   std::optional<LeaseTable> table;
+  // Liveness: every frame from worker `wi` is a heartbeat of detector worker `wi`; a Failed
+  // verdict ends that worker's session, which re-queues its leases. Thread-safe on its own.
+  std::optional<fault::FailureDetector> detector;
   std::unordered_map<std::uint64_t, Payload> payloads;  // until completion (guarded by mu)
   std::size_t pending = 0;                              // submitted, not completed
   std::map<Digest, std::shared_ptr<const std::string>> blobs;
@@ -164,6 +173,29 @@ struct RemoteDispatcher::Impl {
     update_in_flight_locked(wi);
   }
 
+  // Leases whose worker has not been heard from for dead_after go back to the queue, even when
+  // that worker's own session thread is stuck (in a send to a peer that stopped reading): any
+  // session's tick runs this. Caller holds mu.
+  void expire_locked(Clock::time_point now, std::vector<Completion>& out) {
+    const LeaseTable::Released r = table->expire(now);
+    if (r.leases == 0) return;
+    for (const auto& c : r.cancelled) {
+      complete_locked(c.id, c.attempts,
+                      ResultMsg{.status = TaskStatus::Cancelled,
+                                .exit_code = -1,
+                                .error = "cancelled; its worker went silent before reporting"},
+                      "", out);
+    }
+    if (!r.requeued.empty()) {
+      log(
+          pepita::fmt("re-dispatching {} task(s) whose lease expired (no frame from the holder "
+                      "for {} ms)",
+                      r.requeued.size(), opts.dead_after.count()));
+      wake_all();
+    }
+    for (std::size_t i = 0; i < ws.size(); ++i) update_in_flight_locked(i);
+  }
+
   // With no worker up for give_up_without_workers, queued tasks fail instead of waiting for
   // a worker that may never come (a wrong address or key). Caller holds mu.
   void give_up_without_workers_locked(std::vector<Completion>& out) {
@@ -257,6 +289,9 @@ struct RemoteDispatcher::Impl {
       std::lock_guard lock(mu);
       table->renew(wi, last_rx);
     }
+    // A new connection starts a fresh inter-arrival history (the Register frame is its first).
+    detector->register_worker(wi);
+    detector->record_heartbeat(wi, last_rx);
     const auto tick =
         std::max(std::chrono::milliseconds(1),
                  std::min(opts.heartbeat_interval / 4, std::chrono::milliseconds(250)));
@@ -272,7 +307,7 @@ struct RemoteDispatcher::Impl {
         cancels.swap(w.cancels);
       }
       for (std::uint64_t id : cancels) {
-        if (auto r = conn.send(MessageType::Cancel, id, {}); !r) return r.error().to_string();
+        if (auto r = conn.send(Message::task_cancel(id)); !r) return r.error().to_string();
       }
       for (auto& [id, m] : lease(wi, done)) {
         if (auto r = ensure_blobs(conn, m, uploaded); !r) return r.error().to_string();
@@ -287,11 +322,13 @@ struct RemoteDispatcher::Impl {
       const auto now = Clock::now();
       if (*msg) {
         last_rx = now;
+        detector->record_heartbeat(wi, now);
         const Message& m = **msg;
         switch (m.header.type) {
           case MessageType::Result: {
             auto r = decode_result(m.payload);
             if (!r) return r.error().to_string();
+            detector->record_task_result(wi, r->status == TaskStatus::Succeeded);
             on_result(wi, m.header.request_id, std::move(*r), done);
             run_completions(done);
             break;
@@ -321,13 +358,25 @@ struct RemoteDispatcher::Impl {
         }
       }
       const auto silent = now - last_rx;
-      bool dead = false;
+      const auto health = detector->get_health(wi, now);
       {
         std::lock_guard lock(mu);
-        dead = table->silent(wi, now);
+        if (health) w.info.phi = health->phi;
+        expire_locked(now, done);
       }
-      if (dead) {
-        return "no frame for " + std::to_string(opts.dead_after.count()) + " ms: declared dead";
+      run_completions(done);
+      if (health && health->status == fault::HealthStatus::Failed) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(silent).count();
+        if (silent > opts.dead_after) {
+          return pepita::fmt("no frame for {} ms (dead_after {} ms): declared failed", ms,
+                             opts.dead_after.count());
+        }
+        // Before dead_after only phi can say so: this worker's silence is far outside the
+        // rhythm its frames kept so far.
+        return pepita::fmt(
+            "no frame for {} ms: declared failed by the failure detector (phi {} >= "
+            "phi_threshold {})",
+            ms, std::round(health->phi * 10) / 10, opts.phi_threshold);
       }
       if (silent > opts.suspect_after) {
         std::lock_guard lock(mu);
@@ -339,7 +388,7 @@ struct RemoteDispatcher::Impl {
       if (now - last_hb >= opts.heartbeat_interval) {
         last_hb = now;
         HeartbeatMsg hb{.sent_ns = static_cast<std::uint64_t>(now.time_since_epoch().count())};
-        if (auto r = conn.send(MessageType::Heartbeat, 0, encode(hb)); !r) {
+        if (auto r = conn.send(Message::heartbeat_full(hb)); !r) {
           return r.error().to_string();
         }
       }
@@ -427,10 +476,9 @@ struct RemoteDispatcher::Impl {
     // redial it in step.
     fault::RetryPolicy policy;
     policy.base_delay(opts.reconnect_initial).max_delay(opts.reconnect_max).jitter(true);
-    std::uint32_t failures = 0;
+    fault::RetryState retry;  // failed connection attempts since the last session
     ConnectionOptions copts = opts.connection;
     copts.name = opts.name;
-    bool logged_down = false;
     for (;;) {
       {
         std::lock_guard lock(mu);
@@ -441,8 +489,10 @@ struct RemoteDispatcher::Impl {
                       : Result<RegisterMsg>(std::unexpected(conn.error()));
       if (!conn || !reg) {
         const Error& e = conn ? reg.error() : conn.error();
-        if (!logged_down) log("worker " + w.ep.to_string() + " unavailable: " + e.to_string());
-        logged_down = true;
+        if (retry.attempts == 0) {
+          log("worker " + w.ep.to_string() + " unavailable: " + e.to_string());
+        }
+        retry.record_failure(e.message());
         std::vector<Completion> failed;
         {
           std::lock_guard lock(mu);
@@ -453,13 +503,14 @@ struct RemoteDispatcher::Impl {
         run_completions(failed);
         std::unique_lock lock(mu);
         // Authentication failures will not fix themselves quickly: back off hardest.
-        failures = e.code() == ErrorCode::PermissionDenied ? kMaxRetry : failures + 1;
-        backoff_cv.wait_for(lock, policy.backoff(std::min(failures, kMaxRetry)),
+        if (e.code() == ErrorCode::PermissionDenied) {
+          retry.attempts = std::max(retry.attempts, kMaxRetry);
+        }
+        backoff_cv.wait_for(lock, policy.backoff(std::min(retry.attempts, kMaxRetry)),
                             [&] { return stopping; });
         continue;
       }
-      logged_down = false;
-      failures = 0;
+      retry.reset();
       mark_up(w, *reg);
       run_session(wi, **conn);
       std::unique_lock lock(mu);
@@ -479,6 +530,12 @@ Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions 
                 "no remote workers given (host:port) and no address for workers to dial in to");
   }
   if (options.max_attempts == 0) options.max_attempts = 1;
+  if (!std::isfinite(options.phi_threshold) || options.phi_threshold < 0) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("phi_threshold {} is not a failure-detector threshold; use a positive "
+                            "number such as 8, or 0 to decide by dead_after alone",
+                            options.phi_threshold));
+  }
   auto impl = std::make_unique<Impl>();
   if (!options.listen.empty()) {
     // Open to any address: a dialing worker must prove the key before it gets a task, and the
@@ -498,6 +555,18 @@ Result<std::unique_ptr<RemoteDispatcher>> RemoteDispatcher::start(RemoteOptions 
   }
   impl->table.emplace(
       LeaseTable::Options{.max_attempts = options.max_attempts, .lease_ttl = options.dead_after});
+  // Silence up to suspect_after is tolerated on top of a worker's usual rhythm (the acceptable
+  // pause); past it phi decides, and dead_after bounds the wait whatever phi says. Task results
+  // are recorded for the statistics only: a task's failure says nothing about its worker.
+  impl->detector.emplace(fault::DetectorConfig{
+      .heartbeat_interval = options.heartbeat_interval,
+      .acceptable_pause = std::max(options.suspect_after, std::chrono::milliseconds(0)),
+      .suspect_phi = 1.0,
+      .failure_phi =
+          options.phi_threshold > 0 ? options.phi_threshold : std::numeric_limits<double>::max(),
+      .max_silence =
+          std::max<std::chrono::nanoseconds>(options.dead_after, std::chrono::nanoseconds(1)),
+      .failure_threshold = 0});
   impl->opts = std::move(options);
   Impl* raw = impl.get();
   for (std::size_t i = 0; i < raw->ws.size(); ++i) {

@@ -1,0 +1,230 @@
+#include "pepita/fault/failure_detector.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include <cmath>
+
+namespace pepita::fault {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = FailureDetector::Clock;
+
+// A fixed origin: every test drives time by hand from here.
+const Clock::time_point kT0 = Clock::time_point{} + 1000s;
+
+TEST(FailureDetector, UnknownUntilTheFirstHeartbeatThenHealthy) {
+  FailureDetector d;
+  EXPECT_TRUE(d.is_running());
+  EXPECT_EQ(d.status(1, kT0), HealthStatus::Unknown);  // never registered
+  d.register_worker(1);
+  EXPECT_EQ(d.status(1, kT0), HealthStatus::Unknown);
+  EXPECT_EQ(d.phi(1, kT0), 0.0);
+  EXPECT_TRUE(d.is_available(1, kT0));
+  d.record_heartbeat(1, kT0);
+  EXPECT_EQ(d.status(1, kT0), HealthStatus::Healthy);
+  d.record_heartbeat(99, kT0);  // auto-registers
+  EXPECT_EQ(d.get_status(99, kT0), HealthStatus::Healthy);
+  d.deregister_worker(1);
+  EXPECT_EQ(d.status(1, kT0), HealthStatus::Unknown);
+  EXPECT_FALSE(d.get_health(1, kT0).has_value());
+}
+
+TEST(FailureDetector, RegularWorkerIsFailedSoonAfterItFallsSilent) {
+  FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 10ms});
+  EXPECT_EQ(d.heartbeat_interval(), 100ms);
+  auto t = kT0;
+  for (int i = 0; i < 50; ++i, t += 100ms) d.record_heartbeat(7, t);
+  const auto last = t - 100ms;
+  EXPECT_EQ(d.status(7, last + 100ms), HealthStatus::Healthy);  // on time
+  EXPECT_LT(d.phi(7, last + 100ms), 1.0);
+  EXPECT_EQ(d.status(7, last + 130ms), HealthStatus::Suspected);  // 3 sd late
+  EXPECT_EQ(d.status(7, last + 200ms), HealthStatus::Failed);     // a whole beat missing
+  EXPECT_GE(d.phi(7, last + 200ms), 8.0);
+  EXPECT_EQ(d.failed_workers(last + 200ms), std::vector<FailureDetector::WorkerId>{7});
+  EXPECT_TRUE(d.healthy_workers(last + 200ms).empty());
+  // Suspicion is revocable: the next heartbeat makes it healthy again.
+  d.record_heartbeat(7, last + 250ms);
+  EXPECT_EQ(d.status(7, last + 260ms), HealthStatus::Healthy);
+}
+
+TEST(FailureDetector, JitteryWorkerGetsMoreSlackThanARegularOne) {
+  const DetectorConfig c{.heartbeat_interval = 100ms, .min_std_deviation = 1ms};
+  FailureDetector regular(c), jittery(c);
+  auto t = kT0;
+  for (int i = 0; i < 100; ++i) {
+    regular.record_heartbeat(1, kT0 + i * 100ms);
+    t += (i % 2 == 0) ? 40ms : 160ms;  // same mean, large spread
+    jittery.record_heartbeat(1, t);
+  }
+  const auto silence = 250ms;
+  EXPECT_EQ(regular.status(1, kT0 + 99 * 100ms + silence), HealthStatus::Failed);
+  EXPECT_NE(jittery.status(1, t + silence), HealthStatus::Failed);
+  EXPECT_LT(jittery.phi(1, t + silence), regular.phi(1, kT0 + 99 * 100ms + silence));
+}
+
+TEST(FailureDetector, AcceptablePauseAndMaxSilenceBoundTheVerdict) {
+  FailureDetector d({.heartbeat_interval = 100ms,
+                     .acceptable_pause = 1s,
+                     .min_std_deviation = 10ms,
+                     .max_silence = 3s});
+  auto t = kT0;
+  for (int i = 0; i < 20; ++i, t += 100ms) d.record_heartbeat(1, t);
+  const auto last = t - 100ms;
+  EXPECT_EQ(d.status(1, last + 1s), HealthStatus::Healthy);  // within the pause
+  EXPECT_EQ(d.status(1, last + 1200ms), HealthStatus::Failed);
+
+  // With a huge spread phi alone would wait long; max_silence caps it.
+  FailureDetector capped({.heartbeat_interval = 10s, .min_std_deviation = 10s, .max_silence = 2s});
+  capped.record_heartbeat(1, kT0);
+  EXPECT_LT(capped.phi(1, kT0 + 2500ms), 1.0);
+  EXPECT_EQ(capped.status(1, kT0 + 2s), HealthStatus::Healthy);
+  EXPECT_EQ(capped.status(1, kT0 + 2500ms), HealthStatus::Failed);
+}
+
+TEST(FailureDetector, ConsecutiveTaskFailuresFailAWorkerWhenEnabled) {
+  FailureDetector d({.failure_threshold = 2});
+  d.register_worker(3);
+  d.record_heartbeat(3, kT0);
+  d.record_task_result(3, false);
+  EXPECT_EQ(d.status(3, kT0), HealthStatus::Healthy);
+  d.record_task_result(3, false);
+  EXPECT_EQ(d.status(3, kT0), HealthStatus::Failed);
+  d.record_heartbeat(3, kT0 + 1ms);  // alive, but still failing its tasks
+  EXPECT_EQ(d.status(3, kT0 + 1ms), HealthStatus::Failed);
+  d.record_task_result(3, true);
+  EXPECT_EQ(d.status(3, kT0 + 1ms), HealthStatus::Healthy);
+  const auto h = d.get_health(3, kT0 + 1ms);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->tasks_completed, 1u);
+  EXPECT_EQ(h->tasks_failed, 2u);
+  EXPECT_EQ(h->heartbeats, 2u);
+  EXPECT_NEAR(h->success_rate(), 1.0 / 3.0, 1e-9);
+
+  FailureDetector off({.failure_threshold = 0});
+  off.record_heartbeat(3, kT0);
+  for (int i = 0; i < 100; ++i) off.record_task_result(3, false);
+  EXPECT_EQ(off.status(3, kT0), HealthStatus::Healthy);
+}
+
+TEST(FailureDetector, UpdateAllStatusesReportsEachNewFailureOnce) {
+  FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 10ms});
+  d.record_heartbeat(1, kT0);
+  d.record_heartbeat(2, kT0);
+  d.record_heartbeat(2, kT0 + 100ms);
+  d.record_heartbeat(2, kT0 + 200ms);
+  d.record_heartbeat(2, kT0 + 300ms);
+  d.record_heartbeat(2, kT0 + 400ms);
+  EXPECT_TRUE(d.update_all_statuses(kT0 + 200ms).empty());  // 1 is only suspected yet
+  EXPECT_EQ(d.update_all_statuses(kT0 + 450ms), std::vector<FailureDetector::WorkerId>{1});
+  EXPECT_EQ(d.update_all_statuses(kT0 + 460ms), std::vector<FailureDetector::WorkerId>{});
+  EXPECT_EQ(d.get_health(1, kT0 + 460ms)->status, HealthStatus::Failed);
+  d.record_heartbeat(2, kT0 + 470ms);
+  EXPECT_EQ(d.healthy_workers(kT0 + 470ms), std::vector<FailureDetector::WorkerId>{2});
+}
+
+TEST(FailureDetector, StoppedDetectorRecordsNothing) {
+  FailureDetector d;
+  d.stop();
+  EXPECT_FALSE(d.is_running());
+  d.record_heartbeat(1, kT0);
+  EXPECT_EQ(d.status(1, kT0), HealthStatus::Unknown);
+}
+
+TEST(FailureDetector, ValidateNamesTheBadField) {
+  EXPECT_TRUE(validate({}).has_value());
+  const auto field_of = [](DetectorConfig c) {
+    auto r = validate(c);
+    return r ? std::string("ok") : r.error().message();
+  };
+  EXPECT_NE(field_of({.heartbeat_interval = 0ms}).find("heartbeat_interval"), std::string::npos);
+  EXPECT_NE(field_of({.acceptable_pause = -1ms}).find("acceptable_pause"), std::string::npos);
+  EXPECT_NE(field_of({.min_std_deviation = 0ms}).find("min_std_deviation"), std::string::npos);
+  EXPECT_NE(field_of({.window = 1}).find("window"), std::string::npos);
+  EXPECT_NE(field_of({.suspect_phi = NAN}).find("suspect_phi"), std::string::npos);
+  EXPECT_NE(field_of({.failure_phi = -3}).find("failure_phi"), std::string::npos);
+  EXPECT_NE(field_of({.suspect_phi = 9, .failure_phi = 8}).find("suspect_phi"), std::string::npos);
+  EXPECT_NE(field_of({.max_silence = -1s}).find("max_silence"), std::string::npos);
+  EXPECT_EQ(validate({.window = 0}).error().code(), ErrorCode::InvalidArgument);
+  // The constructor clamps what validate() refuses instead of misbehaving.
+  FailureDetector d(
+      {.heartbeat_interval = -1s, .min_std_deviation = 0ms, .window = 0, .failure_phi = NAN});
+  d.record_heartbeat(1, kT0);
+  d.record_heartbeat(1, kT0 + 1ms);
+  EXPECT_TRUE(std::isfinite(d.phi(1, kT0 + 1s)));
+  EXPECT_EQ(d.status(1, kT0 + 1h), HealthStatus::Failed);
+}
+
+TEST(WorkerHealth, CrateFixedTimeoutRuleAndSuccessRate) {
+  WorkerHealth h(4);
+  EXPECT_EQ(h.status, HealthStatus::Unknown);
+  EXPECT_EQ(h.success_rate(), 1.0);
+  h.record_heartbeat(kT0);
+  EXPECT_EQ(h.status, HealthStatus::Healthy);
+  h.update_status(1s, 3, kT0 + 500ms);
+  EXPECT_EQ(h.status, HealthStatus::Healthy);
+  h.update_status(1s, 3, kT0 + 2s);
+  EXPECT_EQ(h.status, HealthStatus::Suspected);
+  EXPECT_FALSE(is_available(h.status));
+  h.update_status(1s, 3, kT0 + 4s);
+  EXPECT_EQ(h.status, HealthStatus::Failed);
+  h.record_heartbeat(kT0 + 5s);
+  h.record_task_completion(true);
+  h.record_task_completion(true);
+  h.record_task_completion(false);
+  EXPECT_NEAR(h.success_rate(), 2.0 / 3.0, 1e-9);
+  EXPECT_EQ(to_string(HealthStatus::Suspected), "suspected");
+  EXPECT_TRUE(is_available(HealthStatus::Unknown));
+  EXPECT_FALSE(is_available(HealthStatus::Failed));
+}
+
+// phi never decreases while the silence lengthens, whatever the heartbeat history was.
+RC_GTEST_PROP(FailureDetector, PhiIsMonotoneInElapsedTime, ()) {
+  FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 1ms});
+  const auto gaps = *rc::gen::container<std::vector<int>>(rc::gen::inRange(1, 5000));
+  auto t = kT0;
+  d.record_heartbeat(1, t);
+  for (int g : gaps) d.record_heartbeat(1, t += std::chrono::milliseconds(g));
+  auto steps = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 100000));
+  double prev = d.phi(1, t);
+  auto now = t;
+  for (int s : steps) {
+    now += std::chrono::milliseconds(s);
+    const double p = d.phi(1, now);
+    RC_ASSERT(std::isfinite(p));
+    RC_ASSERT(p >= prev);
+    prev = p;
+  }
+}
+
+// Heartbeats that keep their rhythm (within +-5%) never make a worker suspected.
+RC_GTEST_PROP(FailureDetector, RegularHeartbeatsStayHealthy, ()) {
+  const int period = *rc::gen::inRange(10, 2000);
+  FailureDetector d({.heartbeat_interval = std::chrono::milliseconds(period),
+                     .min_std_deviation = std::chrono::milliseconds(period / 10 + 1)});
+  const int n = *rc::gen::inRange(1, 300);
+  auto t = kT0;
+  for (int i = 0; i < n; ++i) {
+    const int jitter = *rc::gen::inRange(-period / 20, period / 20 + 1);
+    t += std::chrono::milliseconds(period + jitter);
+    // Checked just before the beat arrives, at its latest.
+    RC_ASSERT(i == 0 || d.status(1, t) == HealthStatus::Healthy);
+    d.record_heartbeat(1, t);
+  }
+}
+
+// Whatever came before, silence long enough is always Failed.
+RC_GTEST_PROP(FailureDetector, SilenceEndsInFailed, ()) {
+  FailureDetector d({.heartbeat_interval = 100ms});
+  const auto gaps = *rc::gen::container<std::vector<int>>(rc::gen::inRange(1, 10000));
+  auto t = kT0;
+  d.record_heartbeat(1, t);
+  for (int g : gaps) d.record_heartbeat(1, t += std::chrono::milliseconds(g));
+  // 10 s of usual gap + 40 sd at most: phi passes 8 long before this.
+  RC_ASSERT(d.status(1, t + 1000s) == HealthStatus::Failed);
+  RC_ASSERT(d.failed_workers(t + 1000s) == std::vector<FailureDetector::WorkerId>{1});
+}
+
+}  // namespace
+}  // namespace pepita::fault

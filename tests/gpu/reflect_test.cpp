@@ -1,0 +1,158 @@
+// SPIR-V interface reflection on the modules glslangValidator builds from tests/gpu/shaders/
+// (no device needed), and check_compute_interface's errors, each naming the field.
+
+#include "pepita/gpu/reflect.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "pepita/gpu/kernel.hpp"
+
+namespace pepita::gpu {
+namespace {
+
+std::vector<std::uint32_t> test_spirv(const std::string& name) {
+  auto words = load_spirv(std::string(PEPITA_GPU_TEST_SHADER_DIR) + "/" + name + ".spv");
+  EXPECT_TRUE(words) << words.error().to_string();
+  return words ? *words : std::vector<std::uint32_t>{};
+}
+
+// Index of the OpEntryPoint instruction (opcode 15) in `spirv`.
+std::size_t entry_point_at(const std::vector<std::uint32_t>& spirv) {
+  for (std::size_t at = 5; at < spirv.size(); at += spirv[at] >> 16)
+    if ((spirv[at] & 0xffff) == 15) return at;
+  return 0;
+}
+
+// The error message, or "(no error)" when reflection succeeded.
+std::string error_of(const Result<ShaderInterface>& r) {
+  return r ? std::string("(no error)") : r.error().message();
+}
+
+TEST(ReflectSpirv, AddScaleHasFourStorageBuffersAnEightBytePushBlockAndLocalSize64) {
+  auto in = reflect_spirv(test_spirv("add_scale"));
+  ASSERT_TRUE(in) << in.error().to_string();
+  EXPECT_EQ(in->stage, ShaderStage::Compute);
+  EXPECT_EQ(in->entry_point, "main");
+  EXPECT_EQ(in->local_size, (std::array<std::uint32_t, 3>{64, 1, 1}));
+  ASSERT_EQ(in->bindings.size(), 4u);
+  for (std::uint32_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(in->bindings[i].set, 0u);
+    EXPECT_EQ(in->bindings[i].binding, i);
+    EXPECT_EQ(in->bindings[i].kind, ResourceBinding::Kind::StorageBuffer);
+  }
+  EXPECT_EQ(in->storage_buffers(), 4u);
+  EXPECT_EQ(in->push_constant_bytes, std::optional<std::uint32_t>(8));
+  EXPECT_TRUE(check_compute_interface(*in, 4, 8));
+}
+
+TEST(ReflectSpirv, ScaleOffsetHasTwoBuffersAndAnEightBytePushBlock) {
+  auto scale = reflect_spirv(test_spirv("scale_offset"));
+  ASSERT_TRUE(scale) << scale.error().to_string();
+  EXPECT_EQ(scale->storage_buffers(), 2u);
+  EXPECT_EQ(scale->push_constant_bytes, std::optional<std::uint32_t>(8));
+}
+
+TEST(ReflectSpirv, CheckComputeInterfaceNamesTheField) {
+  auto in = reflect_spirv(test_spirv("add_scale"));
+  ASSERT_TRUE(in);
+  auto few = check_compute_interface(*in, 3, 8);
+  ASSERT_FALSE(few);
+  EXPECT_EQ(few.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(few.error().message().find("buffers: the shader binds 4"), std::string::npos)
+      << few.error().message();
+  auto push = check_compute_interface(*in, 4, 16);
+  ASSERT_FALSE(push);
+  EXPECT_NE(push.error().message().find("push_constants: the shader's push-constant block is 8"),
+            std::string::npos)
+      << push.error().message();
+
+  ShaderInterface gap = *in;
+  gap.bindings.erase(gap.bindings.begin() + 1);
+  auto g = check_compute_interface(gap, 3, 8);
+  ASSERT_FALSE(g);
+  EXPECT_NE(g.error().message().find("binding 1 is missing"), std::string::npos);
+
+  ShaderInterface uniform = *in;
+  uniform.bindings[2].kind = ResourceBinding::Kind::UniformBuffer;
+  auto u = check_compute_interface(uniform, 4, 8);
+  ASSERT_FALSE(u);
+  EXPECT_NE(u.error().message().find("buffers: binding 2 is a uniform buffer"), std::string::npos);
+
+  ShaderInterface set1 = *in;
+  set1.bindings[3].set = 1;
+  auto s = check_compute_interface(set1, 4, 8);
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("descriptor set 1"), std::string::npos);
+}
+
+TEST(ReflectSpirv, AVertexEntryPointIsReportedAndRefusedForDispatch) {
+  auto spirv = test_spirv("add_scale");
+  const std::size_t at = entry_point_at(spirv);
+  ASSERT_NE(at, 0u);
+  spirv[at + 1] = 0;  // execution model: Vertex
+  auto in = reflect_spirv(spirv);
+  ASSERT_TRUE(in) << in.error().to_string();
+  EXPECT_EQ(in->stage, ShaderStage::Vertex);
+  auto c = check_compute_interface(*in, 4, 8);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("spirv: entry point 'main' is a vertex shader"),
+            std::string::npos)
+      << c.error().message();
+  spirv[at + 1] = 3;  // Geometry: not a model pepita knows
+  auto geo = reflect_spirv(spirv);
+  EXPECT_NE(error_of(geo).find("execution model 3"), std::string::npos);
+}
+
+TEST(ReflectSpirv, MalformedModulesAreInvalidArgument) {
+  const auto good = test_spirv("add_scale");
+  auto empty = reflect_spirv({});
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code(), ErrorCode::InvalidArgument);
+  auto swapped = good;
+  swapped[0] = 0x03022307;
+  EXPECT_NE(error_of(reflect_spirv(swapped)).find("bad magic"), std::string::npos);
+  auto cut = good;
+  cut[5] = (0xffffu << 16) | (cut[5] & 0xffff);  // the first instruction claims 65535 words
+  EXPECT_NE(error_of(reflect_spirv(cut)).find("runs past the end"), std::string::npos);
+  auto zero = good;
+  zero[5] = 0;
+  EXPECT_NE(error_of(reflect_spirv(zero)).find("word count of 0"), std::string::npos);
+  EXPECT_NE(error_of(reflect_spirv(good, "other")).find("no entry point named 'other'"),
+            std::string::npos);
+}
+
+// Untrusted modules: any mutation of a real module, or random words after the magic number,
+// gives a value or InvalidArgument — never a crash, a hang or another error code.
+RC_GTEST_PROP(ReflectSpirv, MutatedModulesNeverCrashOrMisreport, ()) {
+  static const std::vector<std::uint32_t> good = test_spirv("add_scale");
+  RC_PRE(!good.empty());
+  auto words = good;
+  const auto edits =
+      *rc::gen::container<std::vector<std::pair<std::size_t, std::uint32_t>>>(rc::gen::pair(
+          rc::gen::inRange<std::size_t>(1, good.size()), rc::gen::arbitrary<std::uint32_t>()));
+  for (const auto& [at, value] : edits) words[at] = value;
+  if (*rc::gen::arbitrary<bool>())
+    words.resize(*rc::gen::inRange<std::size_t>(0, words.size() + 1));
+  auto in = reflect_spirv(words);
+  if (!in) {
+    RC_ASSERT(in.error().code() == ErrorCode::InvalidArgument);
+    return;
+  }
+  auto fits =
+      check_compute_interface(*in, in->bindings.size(), in->push_constant_bytes.value_or(0));
+  RC_ASSERT(fits || fits.error().code() == ErrorCode::InvalidArgument);
+}
+
+RC_GTEST_PROP(ReflectSpirv, RandomWordsAfterTheMagicAreInvalidArgumentOrValid, ()) {
+  auto words = *rc::gen::container<std::vector<std::uint32_t>>(rc::gen::arbitrary<std::uint32_t>());
+  words.insert(words.begin(), 0x07230203u);
+  auto in = reflect_spirv(words);
+  RC_ASSERT(in || in.error().code() == ErrorCode::InvalidArgument);
+}
+
+}  // namespace
+}  // namespace pepita::gpu
