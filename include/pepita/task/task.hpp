@@ -328,7 +328,7 @@ class Task {
     std::optional<std::uint32_t> max_retries;
     std::int32_t priority = 0;
     std::size_t output_cap = kDefaultOutputCap;
-    std::optional<ShaderTask> shader;  // shader tasks (GPU part of issue 21)
+    std::optional<ShaderTask> shader;             // shader tasks (GPU part of issue 21)
     std::map<std::string, std::string> metadata;  // issue 21
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}
