@@ -162,6 +162,13 @@ std::string encode_record(const JournalRecord& r) {
     put_str(out, r.error);
     put_u64(out, r.stdout_bytes);
     put_u64(out, r.stderr_bytes);
+    if (!r.metadata.empty()) {  // issue 21: optional trailer
+      put_u32(out, static_cast<std::uint32_t>(r.metadata.size()));
+      for (const auto& [k, v] : r.metadata) {
+        put_str(out, k);
+        put_str(out, v);
+      }
+    }
   }
   return out;
 }
@@ -182,6 +189,14 @@ Result<JournalRecord> decode_record(std::string_view payload) {
       r.stderr_bytes = r.stderr_data.size();
     } else {
       ok = ok && in.u64(r.stdout_bytes) && in.u64(r.stderr_bytes);
+      std::uint32_t labels = 0;
+      // Issue 21: the metadata trailer, written only when there are labels.
+      if (ok && !in.done()) ok = in.u32(labels) && labels > 0;
+      for (std::uint32_t i = 0; ok && i < labels; ++i) {
+        std::string k, v;
+        ok = in.str(k) && in.str(v);
+        if (ok) r.metadata.emplace(std::move(k), std::move(v));
+      }
     }
   }
   if (!ok || !in.done()) {

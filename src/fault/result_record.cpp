@@ -24,6 +24,7 @@ JournalRecord finished_record(const executor::ExecutionResult& r, std::string sp
   rec.stdout_bytes = r.stdout_bytes;
   rec.stderr_bytes = r.stderr_bytes;
   rec.error = r.error;
+  rec.metadata = r.metadata;
   return rec;
 }
 
@@ -43,6 +44,7 @@ executor::ExecutionResult replayed_result(const JournalRecord& rec) {
   r.stdout_bytes = std::max<std::uint64_t>(rec.stdout_bytes, rec.stdout_data.size());
   r.stderr_bytes = std::max<std::uint64_t>(rec.stderr_bytes, rec.stderr_data.size());
   r.error = rec.error;
+  r.metadata = rec.metadata;
   r.attempts = rec.attempt;
   r.from_journal = true;
   return r;

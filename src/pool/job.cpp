@@ -95,6 +95,7 @@ Result<std::string> get_string(const Ctx& ctx, const toml::node& n, std::string_
 Result<task::Backend> get_backend(const Ctx& ctx, const toml::node& n, const Vars& vars,
                                   const JobOptions& options) {
   const std::string name = PEPITA_TRY(get_string(ctx, n, "backend", vars));
+  if (name == task::Backend::Any.name()) return task::Backend::Any;  // the pool picks: process
   auto backend = options.backends.empty() ? task::parse_backend(name)
                                           : task::parse_backend(name, options.backends);
   if (!backend) return ctx.err(n, backend.error().message());
@@ -131,6 +132,32 @@ Result<std::map<std::string, std::string>> get_env(const Ctx& ctx, const toml::n
     env[std::string(k.str())] = PEPITA_TRY(get_string(ctx, v, "env." + std::string(k.str()), vars));
   }
   return env;
+}
+
+// ---- issue 21: crate priority levels and metadata in job files ----
+
+// `priority = "high"` (a TaskPriority level) or an integer.
+Result<std::int32_t> get_priority(const Ctx& ctx, const toml::node& n) {
+  if (const auto* s = n.as_string()) {
+    auto level = task::parse_task_priority(s->get());
+    if (!level) return ctx.err(n, "'priority': " + level.error().message());
+    return task::priority_value(*level);
+  }
+  return static_cast<std::int32_t>(PEPITA_TRY(get_int(ctx, n, "priority", -1000000, 1000000)));
+}
+
+// `metadata = { team = "ml" }`: string labels carried into results and the journal.
+Result<std::map<std::string, std::string>> get_metadata(const Ctx& ctx, const toml::node& n,
+                                                        const Vars& vars) {
+  const auto* t = n.as_table();
+  if (!t)
+    return ctx.err(n, "'metadata' must be a table of strings, e.g. metadata = { team = \"ml\" }");
+  std::map<std::string, std::string> out;
+  for (auto&& [k, v] : *t) {
+    out[std::string(k.str())] =
+        PEPITA_TRY(get_string(ctx, v, "metadata." + std::string(k.str()), vars));
+  }
+  return out;
 }
 
 // Where `command` resolves: relative paths with a '/' against the job's directory, bare names
@@ -399,10 +426,11 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   std::unordered_map<std::string, std::size_t> by_name;
   for (const auto& el : *tasks) {
     const auto& t = *el.as_table();
-    PEPITA_TRY_VOID(check_keys(ctx, t, "[[task]]",
-                               {"name", "command", "args", "env", "cwd", "stdin", "deps", "retries",
-                                "timeout", "priority", "backend", "output_cap", "show_output",
-                                "count", "clear_env", "pipeline", "pipe_output", "affinity"}));
+    PEPITA_TRY_VOID(
+        check_keys(ctx, t, "[[task]]",
+                   {"name", "command", "args", "env", "cwd", "stdin", "deps", "retries", "timeout",
+                    "priority", "backend", "output_cap", "show_output", "count", "clear_env",
+                    "pipeline", "pipe_output", "affinity", "metadata"}));
     const auto* nm = t.get("name");
     if (!nm) return ctx.err(t, "[[task]] has no 'name'");
     const auto* nm_str = nm->as_string();
@@ -448,7 +476,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const auto* backend_node = t.get("backend");
     const task::Backend backend =
         backend_node ? PEPITA_TRY(get_backend(ctx, *backend_node, tv, options)) : default_backend;
-    const bool runs_a_binary = backend == task::Backend::Process ||
+    const bool runs_a_binary = backend == task::Backend::Process || backend == task::Backend::Any ||
                                backend == task::Backend::Remote ||
                                backend == task::Backend::MicroVm;
     auto resolve = [&](const toml::node& node, std::string_view what) -> Result<std::string> {
@@ -517,7 +545,9 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
       } else if (key == "deadline") {
         b.deadline(PEPITA_TRY(get_seconds(ctx, v, key)));
       } else if (key == "priority") {
-        b.priority(static_cast<std::int32_t>(PEPITA_TRY(get_int(ctx, v, key, -1000000, 1000000))));
+        b.priority(PEPITA_TRY(get_priority(ctx, v)));
+      } else if (key == "metadata") {
+        for (auto& [mk, mv] : PEPITA_TRY(get_metadata(ctx, v, tv))) b.metadata(mk, mv);
       } else if (key == "output_cap") {
         b.output_cap(static_cast<std::size_t>(PEPITA_TRY(get_int(ctx, v, key, 1, 64 << 20))));
       } else if (key == "show_output") {

@@ -17,10 +17,14 @@ namespace pepita::pool {
 
 // ---- TaskHandle ----
 
-const ExecutionResult& TaskHandle::wait() const {
+ExecutionResult TaskHandle::wait() const {
   std::unique_lock lock(state_->mu);
   state_->cv.wait(lock, [&] { return state_->result.has_value(); });
   return *state_->result;
+}
+
+TaskState TaskHandle::state() const noexcept {
+  return state_->state.load(std::memory_order_acquire);
 }
 
 bool TaskHandle::wait_for(std::chrono::nanoseconds timeout) const {
@@ -36,28 +40,28 @@ std::optional<ExecutionResult> TaskHandle::try_get() const {
 // ---- Builder ----
 
 Pool::Builder& Pool::Builder::cpu_workers(unsigned n) {
-  cpu_workers_ = n;
+  config_.cpu_workers = n;
   return *this;
 }
 Pool::Builder& Pool::Builder::process_slots(std::size_t n) {
-  process_slots_ = n;
+  config_.process_slots = n;
   return *this;
 }
 Pool::Builder& Pool::Builder::kill_grace(std::chrono::nanoseconds d) {
-  kill_grace_ = d;
+  config_.kill_grace = d;
   return *this;
 }
 Pool::Builder& Pool::Builder::retry_policy(fault::RetryPolicy policy) {
-  retry_ = std::move(policy);
+  config_.retry_policy = std::move(policy);
   return *this;
 }
 Pool::Builder& Pool::Builder::circuit_breaker(fault::BreakerConfig config) {
-  breaker_ = config;
+  config_.circuit_breaker = config;
   return *this;
 }
 Pool::Builder& Pool::Builder::journal(std::string path, bool resume) {
-  journal_path_ = std::move(path);
-  resume_ = resume;
+  config_.journal_path = std::move(path);
+  config_.resume = resume;
   return *this;
 }
 Pool::Builder& Pool::Builder::executor(std::shared_ptr<executor::Executor> exec) {
@@ -73,23 +77,106 @@ Pool::Builder& Pool::Builder::on_event(std::function<void(const Event&)> observe
   return *this;
 }
 Pool::Builder& Pool::Builder::retain_results(bool keep) {
-  retain_ = keep;
+  config_.retain_results = keep;
   return *this;
 }
 
+// ---- issue 21: the crate's PoolBuilder settings ----
+
+Pool::Builder& Pool::Builder::queue_capacity(std::size_t n) {
+  config_.queue_capacity = n;
+  return *this;
+}
+Pool::Builder& Pool::Builder::default_timeout(std::chrono::nanoseconds d) {
+  config_.default_timeout = d;
+  return *this;
+}
+Pool::Builder& Pool::Builder::registry(executor::Registry registry) {
+  registry_ = std::move(registry);
+  return *this;
+}
+Pool::Builder& Pool::Builder::enable_gpu(bool enable) {
+  config_.enable_gpu = enable;
+  return *this;
+}
+Pool::Builder& Pool::Builder::remote_workers(std::vector<std::string> addresses) {
+  config_.remote_workers = std::move(addresses);
+  return *this;
+}
+Pool::Builder& Pool::Builder::remote_options(executor::BackendOptions options) {
+  remote_options_ = std::move(options);
+  return *this;
+}
+
+namespace {
+
+// enable_gpu / remote_workers: the backend's factory from the registry the program filled, or
+// Unsupported saying how to get one there.
+Result<std::shared_ptr<executor::Executor>> registered(
+    const std::optional<executor::Registry>& registry, const Backend& backend,
+    const executor::BackendOptions& options, std::string_view setting, std::string_view how) {
+  if (!registry || !registry->contains(backend)) {
+    return fail(ErrorCode::Unsupported,
+                std::string(setting)
+                    .append(" needs the ")
+                    .append(backend.name())
+                    .append(" backend, which is not registered: link ")
+                    .append(how)
+                    .append(" and pass the registry with Pool::Builder::registry()"));
+  }
+  return registry->create(backend, options);
+}
+
+}  // namespace
+
 Result<Pool> Pool::Builder::build() {
   auto s = std::make_unique<detail::PoolState>();
-  s->retry = retry_;
+  const PoolConfig& c = config_;
+  s->config = c;
+  s->retry = c.retry_policy;
   s->observer = observer_;
-  s->retain = retain_;
-  if (kill_grace_.count() < 0) {
+  s->retain = c.retain_results;
+  if (c.kill_grace.count() < 0) {
     return fail(ErrorCode::InvalidArgument, "kill_grace must not be negative");
   }
-  auto cpu = PEPITA_TRY(executor::CpuExecutor::create({.workers = cpu_workers_}));
+  if (c.queue_capacity && *c.queue_capacity == 0) {
+    return fail(ErrorCode::InvalidArgument,
+                "queue_capacity must be at least 1 (leave it unset for an unbounded queue)");
+  }
+  if (c.default_timeout && c.default_timeout->count() < 0) {
+    return fail(ErrorCode::InvalidArgument,
+                "default_timeout must not be negative (0 means no timeout)");
+  }
+  auto cpu = PEPITA_TRY(executor::CpuExecutor::create({.workers = c.cpu_workers}));
+  // Unless process_slots was set, cpu_workers bounds processes too (0: one per CPU either way).
+  const std::size_t proc_slots = c.process_slots.value_or(c.cpu_workers);
   auto proc = PEPITA_TRY(
-      executor::ProcessExecutor::create({.slots = process_slots_, .kill_grace = kill_grace_}));
+      executor::ProcessExecutor::create({.slots = proc_slots, .kill_grace = c.kill_grace}));
   // Later registrations replace earlier ones for the same backend name.
   std::vector<std::shared_ptr<executor::Executor>> execs{std::move(cpu), std::move(proc)};
+  if (c.enable_gpu) {
+    execs.push_back(
+        PEPITA_TRY(registered(registry_, Backend::Gpu, {}, "enable_gpu(true)",
+                              "pepita_gpu_executor, call gpu::register_gpu(registry)")));
+  }
+  if (!c.remote_workers.empty()) {
+    executor::BackendOptions options = remote_options_;
+    std::string joined;
+    for (const auto& a : c.remote_workers) {
+      if (a.empty() || a.find(',') != std::string::npos) {
+        return fail(ErrorCode::InvalidArgument,
+                    std::string("remote_workers: address '")
+                        .append(a)
+                        .append("' is not a host:port (empty or holds a comma)"));
+      }
+      if (!joined.empty()) joined.push_back(',');
+      joined.append(a);
+    }
+    options.set("workers", std::move(joined));
+    execs.push_back(
+        PEPITA_TRY(registered(registry_, Backend::Remote, options, "remote_workers",
+                              "pepita_transport, call transport::register_remote(registry)")));
+  }
   for (auto& make : executors_) {
     auto e = make ? PEPITA_TRY(make()) : nullptr;
     if (!e) return fail(ErrorCode::InvalidArgument, "Pool::Builder::executor got a null executor");
@@ -106,11 +193,11 @@ Result<Pool> Pool::Builder::build() {
     // never idle between completions. Other backends get exactly their slots.
     const std::size_t slots = std::max<std::size_t>(lane.exec->slots(), 1);
     lane.limit = lane.backend == Backend::Cpu ? slots * 4 : slots;
-    lane.breaker = std::make_unique<fault::CircuitBreaker>(breaker_);
+    lane.breaker = std::make_unique<fault::CircuitBreaker>(c.circuit_breaker);
   }
-  if (!journal_path_.empty()) {
+  if (!c.journal_path.empty()) {
     auto j = PEPITA_TRY(fault::Journal::open(
-        journal_path_, resume_ ? fault::Journal::Mode::Resume : fault::Journal::Mode::Truncate));
+        c.journal_path, c.resume ? fault::Journal::Mode::Resume : fault::Journal::Mode::Truncate));
     s->recovered = j->recovered().size();
     for (const auto& rec : j->recovered()) {
       if (rec.type != fault::RecordType::Finished) continue;
@@ -147,12 +234,26 @@ Pool::~Pool() {
   if (state_) shutdown(ShutdownMode::Immediate);
 }
 
-Result<TaskHandle> Pool::submit(Task task) {
+Result<TaskHandle> Pool::submit(Task task) { return submit_one(std::move(task), true); }
+
+Result<TaskHandle> Pool::try_submit(Task task) { return submit_one(std::move(task), false); }
+
+Result<TaskHandle> Pool::submit_one(Task task, bool block) {
   auto& s = *state_;
   detail::Actions act;
   TaskHandle handle{0, nullptr};
   {
-    std::lock_guard lock(s.mu);
+    std::unique_lock lock(s.mu);
+    if (block) {
+      s.space_cv.wait(lock, [&] { return !s.accepting || s.has_room(1); });
+    } else if (s.accepting && !s.has_room(1)) {
+      return fail(ErrorCode::WouldBlock,
+                  std::string("queue_capacity (")
+                      .append(std::to_string(*s.config.queue_capacity))
+                      .append(") tasks are pending; task '")
+                      .append(task.name())
+                      .append("' was not submitted: retry after one finishes, or use submit()"));
+    }
     if (!s.accepting) {
       return fail(ErrorCode::Cancelled,
                   "pool is shut down; task '" + task.name() + "' was not submitted");
@@ -176,7 +277,16 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
   detail::Actions act;
   std::vector<TaskHandle> handles;
   {
-    std::lock_guard lock(s.mu);
+    std::unique_lock lock(s.mu);
+    if (s.config.queue_capacity && tasks.size() > *s.config.queue_capacity) {
+      return fail(ErrorCode::InvalidArgument,
+                  std::string("a batch of ")
+                      .append(std::to_string(tasks.size()))
+                      .append(" tasks cannot fit queue_capacity (")
+                      .append(std::to_string(*s.config.queue_capacity))
+                      .append("); submit it in parts or raise queue_capacity"));
+    }
+    s.space_cv.wait(lock, [&] { return !s.accepting || s.has_room(tasks.size()); });
     if (!s.accepting) return fail(ErrorCode::Cancelled, "pool is shut down; batch not submitted");
     const auto order = PEPITA_TRY(task::topological_order(
         tasks, [&](TaskId id) { return s.nodes.contains(id) || s.finished.contains(id); }));
@@ -184,11 +294,7 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
       if (s.nodes.contains(t.id()) || s.finished.contains(t.id())) {
         return fail(ErrorCode::InvalidArgument, "task '" + t.name() + "' was already submitted");
       }
-      if (!s.lane_for(t.backend())) {
-        return fail(ErrorCode::Unsupported, "task '" + t.name() + "' needs the " +
-                                                std::string(to_string(t.backend())) +
-                                                " backend, which this pool has no executor for");
-      }
+      if (auto routed = s.route(t); !routed) return std::unexpected(std::move(routed).error());
     }
     if (s.journal) {
       std::unordered_set<std::string> batch;
@@ -306,6 +412,7 @@ void Pool::shutdown(ShutdownMode mode) {
     if (s.shut_down) return;
     s.accepting = false;
   }
+  s.space_cv.notify_all();  // submitters blocked on queue_capacity return Cancelled
   if (mode == ShutdownMode::Immediate) cancel_all();
   wait_idle();
   {
@@ -374,5 +481,41 @@ std::optional<Error> Pool::journal_error() const {
 }
 
 std::size_t Pool::journal_recovered() const { return state_->recovered; }
+
+// ---- issue 21: the crate's submission and introspection ----
+
+Result<ExecutionResult> Pool::run(Task task) {
+  const TaskHandle handle = PEPITA_TRY(submit(std::move(task)));
+  return handle.wait();
+}
+
+std::size_t Pool::num_workers() const {
+  std::size_t n = 0;
+  for (const auto& lane : state_->lanes) n += lane.exec->slots();
+  return n;
+}
+
+std::size_t Pool::pending_tasks() const {
+  std::lock_guard lock(state_->mu);
+  return state_->nodes.size();
+}
+
+bool Pool::is_running() const {
+  std::lock_guard lock(state_->mu);
+  return state_->accepting;
+}
+
+std::vector<WorkerLoad> Pool::worker_loads() const {
+  auto& s = *state_;
+  std::vector<WorkerLoad> out;
+  out.reserve(s.lanes.size());
+  std::lock_guard lock(s.mu);
+  for (const auto& lane : s.lanes) {
+    out.push_back({lane.backend, lane.running, lane.exec->slots(), lane.ready.size()});
+  }
+  return out;
+}
+
+const PoolConfig& Pool::config() const { return state_->config; }
 
 }  // namespace pepita::pool

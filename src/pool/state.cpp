@@ -44,14 +44,57 @@ void PoolState::journal_append(fault::JournalRecord rec, bool commit) {
   if (commit) journal->commit();
 }
 
+Result<std::uint32_t> PoolState::route(const Task& task) const {
+  const Backend asked = task.backend();
+  const task::TaskKind k = task.kind();
+  const bool function = k == task::TaskKind::Callable;
+  const bool processes = k == task::TaskKind::Binary || k == task::TaskKind::Pipeline;
+  const char* kind = function                      ? "function"
+                     : k == task::TaskKind::Binary ? "binary"
+                     : processes                   ? "pipeline"
+                                                   : "shader";
+  Backend target = asked;
+  if (asked == Backend::Any) {
+    // A fixed preference by kind: each kind has exactly one local backend that runs it.
+    target = function ? Backend::Cpu : processes ? Backend::Process : Backend::Gpu;
+  } else if (asked == Backend::Cpu && processes) {
+    target = Backend::Process;  // the crate's CpuExecutor runs binaries as child processes
+  }
+  if (auto it = lane_of.find(target); it != lane_of.end()) return it->second;
+  std::string have;
+  for (const Lane& l : lanes) {
+    if (!have.empty()) have.append(", ");
+    have.append(l.backend.name());
+  }
+  if (asked == Backend::Any) {
+    return fail(ErrorCode::Unsupported, std::string("task '")
+                                            .append(task.name())
+                                            .append("' has backend any; a ")
+                                            .append(kind)
+                                            .append(" task runs on the ")
+                                            .append(target.name())
+                                            .append(" backend, which this pool has no executor "
+                                                    "for (it has: ")
+                                            .append(have)
+                                            .append("); register one with "
+                                                    "Pool::Builder::executor()"));
+  }
+  return fail(ErrorCode::Unsupported, std::string("task '")
+                                          .append(task.name())
+                                          .append("' needs the ")
+                                          .append(target.name())
+                                          .append(" backend, which this pool has no executor for "
+                                                  "(it has: ")
+                                          .append(have)
+                                          .append("); register one with "
+                                                  "Pool::Builder::executor()"));
+}
+
 Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
   const TaskId id = task.id();
-  auto lane_it = lane_of.find(task.backend());
-  if (lane_it == lane_of.end()) {
-    return fail(ErrorCode::Unsupported,
-                "task '" + task.name() + "' needs the " + std::string(to_string(task.backend())) +
-                    " backend, which this pool has no executor for; register one with "
-                    "Pool::Builder::executor()");
+  const std::uint32_t lane = PEPITA_TRY(route(task));
+  if (config.default_timeout && task.timeout().count() == 0) {
+    task = task.with_timeout(*config.default_timeout);
   }
   if (nodes.contains(id) || finished.contains(id)) {
     return fail(ErrorCode::InvalidArgument,
@@ -63,7 +106,7 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
                                                 "needs a unique name");
   }
   Node n(std::move(task));
-  n.lane = lane_it->second;
+  n.lane = lane;
   n.seq = next_seq++;
   n.submitted = Clock::now();
   n.handle = std::make_shared<HandleState>();
@@ -106,6 +149,7 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
     finalize(id, std::move(r), act);
   } else if (node.pending == 0) {
     node.phase = Phase::Ready;
+    node.handle->moved_to(task::TaskState::Queued);
     lanes[node.lane].ready.push(node.task.priority(), id);
   }
   return handle;
@@ -144,6 +188,7 @@ void PoolState::dispatch(Actions& act) {
         continue;
       }
       n.phase = Phase::Running;
+      n.handle->moved_to(task::TaskState::Running);
       n.stop.emplace();
       ++lane.running;
       if (journal) {
@@ -172,6 +217,7 @@ void PoolState::attempt_failed(TaskId id, ExecutionResult r, Actions& act) {
       return;
     }
     n.phase = Phase::Delayed;
+    n.handle->moved_to(task::TaskState::Queued);
     n.stop.reset();
     delayed.push({Clock::now() + delay, id});
     ++counters.retries;
@@ -196,6 +242,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
     Node& n = it->second;
     r.id = id;
     r.name = n.task.name();
+    r.metadata = n.task.metadata();
     if (r.attempts == 0) r.attempts = n.attempts;
     const bool ok = r.ok();
     ++counters.done;
@@ -230,6 +277,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
       if (ok) {
         if (--dn.pending == 0 && dn.phase == Phase::Waiting) {
           dn.phase = Phase::Ready;
+          dn.handle->moved_to(task::TaskState::Queued);
           lanes[dn.lane].ready.push(dn.task.priority(), d);
         }
       } else if (dn.phase == Phase::Waiting) {
@@ -241,6 +289,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
     }
   }
   if (nodes.empty() && events_in_flight == 0) idle_cv.notify_all();
+  if (config.queue_capacity) space_cv.notify_all();
 }
 
 void PoolState::perform(Actions& act) {

@@ -269,9 +269,6 @@ Result<Task> Builder::build() {
       if (has_nul(a)) problems_.push_back("argument holds a NUL byte");
     }
     if (has_nul(p.cwd)) problems_.push_back("cwd holds a NUL byte");
-    if (spec_.backend == Backend::Cpu) {
-      problems_.push_back("a binary task cannot run on the cpu backend (use process)");
-    }
   } else if (spec_.pipeline) {
     check_pipeline();
   } else if (spec_.shader) {
@@ -286,8 +283,8 @@ Result<Task> Builder::build() {
     // ---- end shader tasks ----
   } else {
     if (!spec_.fn) problems_.push_back("function task has an empty callable");
-    if (spec_.backend != Backend::Cpu) {
-      problems_.push_back("a function task runs only on the cpu backend, not " +
+    if (spec_.backend != Backend::Cpu && spec_.backend != Backend::Any) {
+      problems_.push_back("a function task runs only on the cpu (or any) backend, not " +
                           std::string(to_string(spec_.backend)));
     }
   }
@@ -399,6 +396,60 @@ Builder Task::shader(std::vector<std::uint32_t> spirv, Workgroups workgroups,
 
 // ---- end shader tasks ----
 
+// ---- issue 21: the crate's priority levels, task states and metadata ----
+
+std::string_view to_string(TaskPriority p) noexcept {
+  switch (p) {
+    case TaskPriority::Low: return "low";
+    case TaskPriority::Normal: return "normal";
+    case TaskPriority::High: return "high";
+    case TaskPriority::Critical: return "critical";
+  }
+  return "unknown";
+}
+
+Result<TaskPriority> parse_task_priority(std::string_view name) {
+  for (std::uint8_t v = 0; v <= 3; ++v) {
+    const TaskPriority p = *task_priority_from_u8(v);
+    if (to_string(p) == name) return p;
+  }
+  return fail(ErrorCode::InvalidArgument,
+              std::string("unknown priority '")
+                  .append(name)
+                  .append("'; use low, normal, high, critical or an integer"));
+}
+
+std::string_view to_string(TaskState s) noexcept {
+  switch (s) {
+    case TaskState::Pending: return "pending";
+    case TaskState::Queued: return "queued";
+    case TaskState::Running: return "running";
+    case TaskState::Completed: return "completed";
+    case TaskState::Failed: return "failed";
+    case TaskState::Cancelled: return "cancelled";
+    case TaskState::TimedOut: return "timed-out";
+  }
+  return "unknown";
+}
+
+Task Task::with_timeout(std::chrono::nanoseconds limit) const {
+  auto spec = std::make_shared<Spec>(*spec_);
+  spec->timeout = limit;
+  return Task(std::move(spec));
+}
+
+Builder& Builder::priority(TaskPriority level) { return priority(priority_value(level)); }
+
+Builder& Builder::metadata(std::string key, std::string value) {
+  if (key.empty() || has_nul(key) || has_nul(value)) {
+    problems_.push_back("metadata key '" + key +
+                        "' is invalid: the key must be non-empty and neither may hold NUL");
+  } else {
+    spec_.metadata[std::move(key)] = std::move(value);
+  }
+  return *this;
+}
+
 }  // namespace pepita::task
 
 // ---- Task kinds, pipelines and affinity ----
@@ -489,7 +540,9 @@ void Builder::check_pipeline() {
     problems_.push_back("pipeline has no stages: add at least one with add_stage()");
     return;
   }
-  if (spec_.backend != Backend::Process) {
+  // Process, or the names the pool routes to it: cpu (the crate's spelling) and any.
+  if (spec_.backend != Backend::Process && spec_.backend != Backend::Cpu &&
+      spec_.backend != Backend::Any) {
     problems_.push_back(
         pepita::fmt("a pipeline runs on the process backend, not '{}'", spec_.backend.name()));
   }
@@ -539,8 +592,9 @@ void Builder::check_affinity() {
     return;
   }
   // The local process executor applies it; a remote worker, micro-VM or plug-in would not.
-  // (Cpu: a binary on the cpu backend runs as a local process too.)
-  if (spec_.backend != Backend::Process && spec_.backend != Backend::Cpu) {
+  // (Cpu and any: the pool runs a binary or pipeline on them as a local process too.)
+  if (spec_.backend != Backend::Process && spec_.backend != Backend::Cpu &&
+      spec_.backend != Backend::Any) {
     problems_.push_back(pepita::fmt(
         "affinity is applied by the local process executor; backend '{}' does not apply it: "
         "drop the affinity or use backend process",

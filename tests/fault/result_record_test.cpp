@@ -57,6 +57,36 @@ TEST(ResultRecord, OutOfRangeStatusReadsAsFailed) {
   EXPECT_EQ(replayed_result(rec).status, Status::Failed);
 }
 
+TEST(ResultRecord, MetadataSurvivesTheJournal) {
+  ExecutionResult r;
+  r.name = "labelled";
+  r.status = Status::Succeeded;
+  r.metadata = {{"team", "ml"}, {"run", "42"}};
+  const ExecutionResult back = through_journal(r);
+  EXPECT_EQ(back.metadata, r.metadata);
+}
+
+TEST(ResultRecord, RecordWithoutMetadataIsAFormat2Record) {
+  // No labels: the encoding has no trailer, so older readers (format 2) read it unchanged.
+  JournalRecord plain = finished_record(ExecutionResult{}, "d");
+  JournalRecord labelled = plain;
+  labelled.metadata = {{"k", "v"}};
+  const std::string a = encode_record(plain), b = encode_record(labelled);
+  EXPECT_EQ(b.substr(0, a.size()), a);
+  EXPECT_GT(b.size(), a.size());
+}
+
+TEST(ResultRecord, MalformedMetadataTrailerIsCorrupted) {
+  const JournalRecord plain = finished_record(ExecutionResult{}, "d");
+  // A zero count is never written; three stray bytes are not a count; a count with no labels.
+  for (const std::string& tail :
+       {std::string(4, '\0'), std::string(3, '\1'), std::string("\x02\0\0\0", 4)}) {
+    auto back = decode_record(encode_record(plain) + tail);
+    ASSERT_FALSE(back);
+    EXPECT_EQ(back.error().code(), ErrorCode::Corrupted);
+  }
+}
+
 RC_GTEST_PROP(ResultRecord, RandomResultSurvivesTheJournal, ()) {
   ExecutionResult r = pepita::test::arbitrary_outcome();
   r.attempts = *rc::gen::arbitrary<std::uint32_t>();

@@ -199,5 +199,53 @@ RC_GTEST_PROP(Job, ArbitraryTextNeverCrashes, (std::string text)) {
   if (!job) RC_ASSERT(job.error().message().starts_with("fuzz.toml"));
 }
 
+// ---- issue 21: crate priority levels, metadata and backend "any" ----
+
+TEST(Job, PriorityLevelsMetadataAndBackendAny) {
+  auto job = parse_job(R"(
+[defaults]
+timeout = 7
+[[task]]
+name = "a"
+command = "/bin/true"
+priority = "critical"
+metadata = { team = "ml", run = "${i}-x" }
+count = 1
+[[task]]
+name = "b"
+command = "/bin/true"
+priority = -3
+backend = "any"
+)",
+                       "/jobs/p.toml", opts());
+  ASSERT_TRUE(job) << job.error().message();
+  ASSERT_EQ(job->tasks.size(), 2u);
+  EXPECT_EQ(job->tasks[0].priority(), task::priority_value(task::TaskPriority::Critical));
+  EXPECT_EQ(job->tasks[0].metadata(),
+            (std::map<std::string, std::string>{{"run", "0-x"}, {"team", "ml"}}));
+  EXPECT_EQ(job->tasks[0].timeout(), std::chrono::seconds(7));  // [defaults] timeout
+  EXPECT_EQ(job->tasks[1].priority(), -3);
+  EXPECT_EQ(job->tasks[1].backend(), task::Backend::Any);
+}
+
+TEST(Job, BadPriorityOrMetadataNamesTheField) {
+  auto bad_level =
+      parse_job("[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\npriority = \"urgent\"\n",
+                "/jobs/p.toml", opts());
+  ASSERT_FALSE(bad_level);
+  EXPECT_NE(bad_level.error().message().find("/jobs/p.toml:4:"), std::string::npos)
+      << bad_level.error().message();
+  EXPECT_NE(bad_level.error().message().find("'urgent'"), std::string::npos);
+  auto bad_meta = parse_job("[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nmetadata = 3\n",
+                            "/jobs/p.toml", opts());
+  ASSERT_FALSE(bad_meta);
+  EXPECT_NE(bad_meta.error().message().find("'metadata' must be a table"), std::string::npos);
+  auto bad_value =
+      parse_job("[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\nmetadata = { k = 1 }\n",
+                "/jobs/p.toml", opts());
+  ASSERT_FALSE(bad_value);
+  EXPECT_NE(bad_value.error().message().find("'metadata.k' must be a string"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pepita::pool

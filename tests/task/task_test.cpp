@@ -75,7 +75,8 @@ TEST(TaskBuilder, RejectsBadInput) {
   EXPECT_FALSE(Task::binary("/bin/true").env("A=B", "x").build());
   EXPECT_FALSE(Task::binary("/bin/true").timeout(-1s).build());
   EXPECT_FALSE(Task::binary("/bin/true").depends_on({0}).build());
-  EXPECT_FALSE(Task::binary("/bin/true").backend(Backend::Cpu).build());
+  // Issue 21: a binary on cpu is valid (the pool runs it as a process); see BinaryOnCpuBuilds.
+  EXPECT_FALSE(Task::binary("/bin/true").metadata("", "x").build());
   EXPECT_FALSE(Task::binary("/bin/true").output_cap(0).build());
   EXPECT_FALSE(Task::function([] {}).backend(Backend::Process).build());
   EXPECT_FALSE(Task::function([] {}).args({"x"}).build());
@@ -83,6 +84,65 @@ TEST(TaskBuilder, RejectsBadInput) {
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
   EXPECT_NE(bad.error().message().find("'n'"), std::string::npos);
+}
+
+// ---- issue 21: the crate's task attributes ----
+
+TEST(TaskBuilder, BinaryOnCpuBuilds) {
+  // The crate's quick start: Task::binary(..).backend(Backend::Cpu); the pool runs it as a process.
+  auto t = Task::binary("/bin/true").backend(Backend::Cpu).build();
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->backend(), Backend::Cpu);
+  EXPECT_TRUE(Task::binary("/bin/true").backend(Backend::Any).build());
+  EXPECT_TRUE(Task::function([] {}).backend(Backend::Any).build());
+  auto gpu_fn = Task::function([] {}).backend(Backend::Gpu).build();
+  ASSERT_FALSE(gpu_fn);
+  EXPECT_NE(gpu_fn.error().message().find("cpu (or any)"), std::string::npos);
+}
+
+TEST(TaskPriority, LevelsConvertAndOrder) {
+  EXPECT_EQ(as_u8(TaskPriority::Low), 0);
+  EXPECT_EQ(as_u8(TaskPriority::Critical), 3);
+  for (std::uint8_t v = 0; v <= 3; ++v) EXPECT_EQ(as_u8(*task_priority_from_u8(v)), v);
+  EXPECT_FALSE(task_priority_from_u8(4).has_value());
+  EXPECT_LT(priority_value(TaskPriority::Low), priority_value(TaskPriority::Normal));
+  EXPECT_LT(priority_value(TaskPriority::High), priority_value(TaskPriority::Critical));
+  EXPECT_EQ(priority_value(TaskPriority::Normal), 0);  // the default priority
+  auto t = Task::binary("/bin/true").priority(TaskPriority::High).build().value();
+  EXPECT_EQ(t.priority(), priority_value(TaskPriority::High));
+  EXPECT_EQ(parse_task_priority("critical").value(), TaskPriority::Critical);
+  auto bad = parse_task_priority("urgent");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("'urgent'"), std::string::npos);
+}
+
+TEST(TaskState, TerminalAndActiveSplitTheStates) {
+  for (auto s : {TaskState::Pending, TaskState::Queued, TaskState::Running}) {
+    EXPECT_TRUE(is_active(s)) << to_string(s);
+    EXPECT_FALSE(is_terminal(s)) << to_string(s);
+  }
+  for (auto s :
+       {TaskState::Completed, TaskState::Failed, TaskState::Cancelled, TaskState::TimedOut}) {
+    EXPECT_TRUE(is_terminal(s)) << to_string(s);
+    EXPECT_FALSE(is_active(s)) << to_string(s);
+  }
+  EXPECT_EQ(to_string(TaskState::TimedOut), "timed-out");
+}
+
+TEST(TaskBuilder, MetadataIsKeptAndValidated) {
+  auto t = Task::binary("/bin/true").metadata("team", "ml").metadata("team", "infra").build();
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->metadata().at("team"), "infra");
+  auto plain = Task::binary("/bin/true").build().value();
+  auto labelled = Task::binary("/bin/true").metadata("k", "v").build().value();
+  EXPECT_EQ(plain.spec_digest(), labelled.spec_digest());  // labels are not the task's effect
+  auto bad = Task::binary("/bin/true").name("m").metadata(std::string("a\0b", 3), "v").build();
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("metadata key"), std::string::npos);
+  auto longer = labelled.with_timeout(std::chrono::seconds(3));
+  EXPECT_EQ(longer.id(), labelled.id());
+  EXPECT_EQ(longer.timeout(), std::chrono::seconds(3));
+  EXPECT_EQ(labelled.timeout(), std::chrono::nanoseconds(0));
 }
 
 TEST(TaskBuilder, DigestTracksSpec) {

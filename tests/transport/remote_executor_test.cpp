@@ -168,5 +168,46 @@ TEST(RemoteExecutor, StopTokenCancelsARunningRemoteTask) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
 }
 
+// ---- issue 21: Pool::Builder::remote_workers through the registered "remote" factory ----
+
+TEST(RemoteExecutor, PoolRemoteWorkersConnectThroughTheRegistry) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 2);
+  ASSERT_TRUE(w);
+  executor::Registry registry;
+  ASSERT_TRUE(register_remote(registry));
+  auto pool = pool::Pool::builder()
+                  .registry(registry)
+                  .remote_workers({w->endpoint().to_string()})
+                  .remote_options(executor::BackendOptions().set("key", kf.path))
+                  .build();
+  ASSERT_TRUE(pool) << pool.error().message();
+  auto r = pool->run(task::Task::binary("/bin/echo")
+                         .args({"via", "registry"})
+                         .backend(task::Backend::Remote)
+                         .build()
+                         .value());
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->status, executor::Status::Succeeded) << r->error;
+  EXPECT_EQ(r->stdout_data, "via registry\n");
+  EXPECT_EQ(w->stats().tasks_run, 1u);
+}
+
+TEST(RemoteExecutor, RegisteredRemoteNamesAMissingKey) {
+  executor::Registry registry;
+  ASSERT_TRUE(register_remote(registry));
+  auto pool = pool::Pool::builder().registry(registry).remote_workers({"127.0.0.1:1"}).build();
+  ASSERT_FALSE(pool);
+  EXPECT_EQ(pool.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(pool.error().message().find("key=<file>"), std::string::npos) << pool.error().message();
+  auto typo = pool::Pool::builder()
+                  .registry(registry)
+                  .remote_workers({"127.0.0.1:1"})
+                  .remote_options(executor::BackendOptions().set("kee", "/x"))
+                  .build();
+  ASSERT_FALSE(typo);
+  EXPECT_NE(typo.error().message().find("kee"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace pepita::transport

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,6 +63,34 @@ struct ExecutionResult {
   bool output_truncated() const noexcept {
     return stdout_bytes > stdout_data.size() || stderr_bytes > stderr_data.size();
   }
+
+  // ---- issue 21 (pool): the crate's metadata, state and helpers ----
+  /// The task's metadata (Task::Builder::metadata), copied in by the pool when the result is
+  /// final; kept in the journal record.
+  std::map<std::string, std::string> metadata;
+
+  /// The crate's terminal state of this result (task_state(status)).
+  task::TaskState state() const noexcept;
+  /// Succeeded (the crate's Completed).
+  bool is_success() const noexcept { return ok(); }
+  /// The crate's Failed state: it ran (or could not run) and failed — not cancelled or timed
+  /// out (those are is_success() == is_failure() == false, as in the crate).
+  bool is_failure() const noexcept { return state() == task::TaskState::Failed; }
+  /// stdout as text: valid UTF-8 is kept, each invalid byte becomes U+FFFD.
+  std::string stdout_string() const;
+  /// stderr as text, the same way.
+  std::string stderr_string() const;
+  /// A Succeeded result of task `id` that ran for `wall` (exit code 0) — for executors and tests.
+  static ExecutionResult success(task::TaskId id, std::chrono::nanoseconds wall);
+  /// A Failed result of task `id` with `error`, after `wall` (exit code -1: it did not exit).
+  static ExecutionResult failure(task::TaskId id, std::string error, std::chrono::nanoseconds wall);
 };
+
+/// The crate's state for a final Status: Succeeded -> Completed, TimedOut -> TimedOut,
+/// Cancelled -> Cancelled, anything else (failed, signaled, launch-failed, skipped, rejected)
+/// -> Failed.
+task::TaskState task_state(Status status) noexcept;
+/// Replaces each byte of `bytes` that is not part of a valid UTF-8 sequence with U+FFFD.
+std::string utf8_lossy(std::string_view bytes);
 
 }  // namespace pepita::executor

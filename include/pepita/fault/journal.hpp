@@ -15,6 +15,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -50,6 +51,9 @@ struct JournalRecord {
   // Journal format 2 (appended after `error`); a format 1 record reads them as the output sizes.
   std::uint64_t stdout_bytes = 0;  // total written, including what the output cap dropped
   std::uint64_t stderr_bytes = 0;
+  // Issue 21 (appended after the byte counts only when non-empty, so a record without metadata is
+  // byte-for-byte a format 2 record): the task's metadata labels.
+  std::map<std::string, std::string> metadata;
 
   bool operator==(const JournalRecord&) const = default;
 };

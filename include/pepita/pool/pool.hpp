@@ -5,7 +5,12 @@
 // backoff, consults one CircuitBreaker per backend before every attempt, and records progress in
 // an optional crash-safe Journal so a rerun skips what already succeeded.
 //
+// Task::Backend::Any is routed by the task's kind (see PoolState::route): a function to cpu, a
+// binary to process, any other kind (a shader) to gpu; a binary on cpu (the crate's spelling)
+// runs on process too. The crate's names: PoolBuilder = Pool::Builder, PoolStats = Stats.
+//
 //   auto pool = Pool::builder().process_slots(8).journal("run.journal").build().value();
+//   ExecutionResult r = pool.run(Task::binary("true").build().value()).value();  // synchronous
 //   auto a = pool.submit(Task::binary("make").args({"-C", "lib"}).build().value()).value();
 //   auto b = pool.submit(Task::binary("make").depends_on({a.id()}).build().value()).value();
 //   for (const ExecutionResult& r : pool.wait_all()) print(r);
@@ -20,6 +25,7 @@
 
 #include "pepita/error.hpp"
 #include "pepita/executor/executor.hpp"
+#include "pepita/executor/registry.hpp"
 #include "pepita/executor/result.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/task/task.hpp"
@@ -30,18 +36,25 @@ using executor::ExecutionResult;
 using executor::Status;
 using task::Task;
 using task::TaskId;
+using task::TaskPriority;
+using task::TaskState;
 
 namespace detail {
 struct HandleState;
 struct PoolState;
 }  // namespace detail
 
-/// A submitted task's future result. Copyable; all copies see the same result.
+/// A submitted task's future result. Copyable; all copies see the same result, which lives as
+/// long as any copy (not the pool).
 class TaskHandle {
  public:
   TaskId id() const noexcept { return id_; }
-  /// Blocks until the task has a final result (after all retries, or skipped/cancelled).
-  const ExecutionResult& wait() const;
+  /// Blocks until the task has a final result (after all retries, or skipped/cancelled) and
+  /// returns a copy of it: nothing to dangle when the pool or the handle goes away.
+  ExecutionResult wait() const;
+  /// Where the task is now: Pending (waiting for dependencies), Queued (ready, or waiting out a
+  /// retry delay), Running, or the terminal state of its final result.
+  TaskState state() const noexcept;
   /// Waits up to `timeout`; true when the result is ready.
   bool wait_for(std::chrono::nanoseconds timeout) const;
   /// The result if final, else nullopt.
@@ -69,6 +82,40 @@ struct Stats {
   std::uint64_t from_journal = 0;
   // Submit-to-final-result latency over (a reservoir sample of) finished tasks, milliseconds.
   double latency_p50_ms = 0, latency_p90_ms = 0, latency_p99_ms = 0;
+
+  /// succeeded / (succeeded + failed) over final results; 1.0 before any (the crate's rule).
+  double success_rate() const noexcept {
+    const std::uint64_t total = succeeded + failed;
+    return total == 0 ? 1.0 : static_cast<double>(succeeded) / static_cast<double>(total);
+  }
+};
+/// The crate's name for the counters.
+using PoolStats = Stats;
+
+/// One executor's use (Pool::worker_loads): attempts in flight out of its slots, and tasks ready
+/// for it but not started (waiting for a slot).
+struct WorkerLoad {
+  task::Backend backend;
+  std::size_t running = 0;
+  std::size_t slots = 0;
+  std::size_t ready = 0;
+};
+
+/// The builder's settings (the crate's PoolConfig): what Pool::config() reports and
+/// Pool::builder(config) starts from. Executors, the observer and the registry are not settings.
+struct PoolConfig {
+  unsigned cpu_workers = 0;                  // function-task workers; 0: one per CPU
+  std::optional<std::size_t> process_slots;  // unset: cpu_workers (so it bounds processes too)
+  std::chrono::nanoseconds kill_grace{std::chrono::seconds(2)};
+  fault::RetryPolicy retry_policy;
+  fault::BreakerConfig circuit_breaker;
+  std::string journal_path;
+  bool resume = false;
+  bool retain_results = true;
+  std::optional<std::size_t> queue_capacity;  // unset: unbounded; 0 is refused by build()
+  std::optional<std::chrono::nanoseconds> default_timeout;  // for tasks with timeout() == 0
+  bool enable_gpu = false;
+  std::vector<std::string> remote_workers;  // "host:port" addresses of pepita workers
 };
 
 /// What the pool tells an observer (the CLI's progress display), after the fact.
@@ -91,9 +138,15 @@ class Pool {
  public:
   class Builder {
    public:
-    /// Scheduler workers for function tasks (0: one per CPU).
+    Builder() = default;
+    /// Starts from `config` (e.g. another pool's config()).
+    explicit Builder(PoolConfig config) : config_(std::move(config)) {}
+
+    /// Scheduler workers for function tasks (0: one per CPU). Also bounds the child processes
+    /// at once, as the crate's CpuExecutor runs binaries on its workers, unless process_slots()
+    /// is called (each bound is separate: n functions and n processes may run together).
     Builder& cpu_workers(unsigned n);
-    /// Child processes at once (0: one per CPU).
+    /// Child processes at once (0: one per CPU); overrides the cpu_workers bound.
     Builder& process_slots(std::size_t n);
     /// Wait between SIGTERM and SIGKILL when a process times out or is cancelled.
     Builder& kill_grace(std::chrono::nanoseconds d);
@@ -118,39 +171,88 @@ class Pool {
     /// caller stream millions of tasks in bounded memory (use wait_idle()).
     Builder& retain_results(bool keep);
 
-    /// Creates the executors and opens the journal. Errors: those of the executors, and of
+    // ---- issue 21: the crate's PoolBuilder settings ----
+    /// Bounds the tasks submitted but without a final result (queued, waiting or running; the
+    /// count pending_tasks() reports) to `n`: submit() then blocks until one finishes, and
+    /// try_submit() returns WouldBlock. build() refuses 0. Default: unbounded (the crate's
+    /// default is 1024; ours keeps existing callers from blocking). A task body that submits to
+    /// its own pool should use try_submit: submit would wait for room that only finishing tasks
+    /// make.
+    Builder& queue_capacity(std::size_t n);
+    /// Timeout for tasks built without their own (Task::timeout() == 0). Negative: build() fails.
+    Builder& default_timeout(std::chrono::nanoseconds d);
+    /// Where enable_gpu() and remote_workers() find their backends: a registry the program
+    /// filled with the register_<x>() of the modules it links (gpu::register_gpu,
+    /// transport::register_remote). Copied.
+    Builder& registry(executor::Registry registry);
+    /// Adds the "gpu" backend, built at build() by the registry's gpu factory. build() fails
+    /// (Unsupported, saying how to link and register it) when the registry lacks it.
+    Builder& enable_gpu(bool enable);
+    /// Adds the "remote" backend connected to these worker addresses ("host:port"), built at
+    /// build() by the registry's remote factory with the setting workers=<comma-joined list>
+    /// (plus remote_options()). build() fails when the registry lacks it.
+    Builder& remote_workers(std::vector<std::string> addresses);
+    /// Further settings for the remote factory (e.g. key=/path/to/key, tls=on).
+    Builder& remote_options(executor::BackendOptions options);
+    /// The settings so far.
+    const PoolConfig& config() const noexcept { return config_; }
+
+    /// Creates the executors and opens the journal. Errors: InvalidArgument naming the setting
+    /// (queue_capacity 0, a negative kill_grace or default_timeout), Unsupported when
+    /// enable_gpu/remote_workers find no backend in the registry, those of the executors, and of
     /// Journal::open (a damaged journal is Corrupted).
     Result<Pool> build();
 
    private:
     friend class Pool;
-    unsigned cpu_workers_ = 0;
-    std::size_t process_slots_ = 0;
-    std::chrono::nanoseconds kill_grace_{std::chrono::seconds(2)};
-    fault::RetryPolicy retry_;
-    fault::BreakerConfig breaker_;
-    std::string journal_path_;
-    bool resume_ = false;
+    PoolConfig config_;
     std::vector<ExecutorFactory> executors_;
     std::function<void(const Event&)> observer_;
-    bool retain_ = true;
+    std::optional<executor::Registry> registry_;
+    executor::BackendOptions remote_options_;
   };
+  /// The crate's name.
+  using PoolBuilder = Builder;
 
   static Builder builder() { return Builder(); }
+  static Builder builder(PoolConfig config) { return Builder(std::move(config)); }
 
   Pool(Pool&&) noexcept;
   Pool& operator=(Pool&&) noexcept;
   /// Shuts down immediately (cancelling what has not finished) unless already shut down.
   ~Pool();
 
-  /// Queues one task. Its dependencies must have been submitted already. Errors:
+  /// Queues one task. Its dependencies must have been submitted already. With queue_capacity it
+  /// blocks while that many are pending (a shutdown wakes it with Cancelled). Errors:
   /// InvalidArgument (resubmitted id; duplicate name with a journal), NotFound (unknown
-  /// dependency), Unsupported (no executor for the task's backend), Cancelled (shut down).
+  /// dependency), Unsupported (no executor for the task's backend, or for any backend that can
+  /// run it with Backend::Any), Cancelled (shut down).
   Result<TaskHandle> submit(Task task);
   /// Queues a batch atomically after checking it as a graph: dependencies may point inside the
   /// batch in any order; a cycle is InvalidArgument naming its members. Nothing is queued on
-  /// error.
+  /// error. With queue_capacity it blocks until the whole batch fits; a batch larger than the
+  /// capacity is InvalidArgument.
   Result<std::vector<TaskHandle>> submit_all(std::vector<Task> tasks);
+
+  // ---- issue 21: the crate's submission and introspection ----
+  /// Submits `task` and waits for its final result (the crate's synchronous submit). Errors:
+  /// those of submit(); a task that ran and failed is a result, not an error.
+  Result<ExecutionResult> run(Task task);
+  /// The crate's name for the asynchronous submit(); the same call.
+  Result<TaskHandle> submit_async(Task task) { return submit(std::move(task)); }
+  /// submit() that never blocks: WouldBlock when queue_capacity tasks are already pending.
+  Result<TaskHandle> try_submit(Task task);
+  /// Attempts the pool can run at once: the sum of its executors' slots (cpu workers, process
+  /// slots, ...).
+  std::size_t num_workers() const;
+  /// Tasks submitted without a final result yet (what queue_capacity bounds).
+  std::size_t pending_tasks() const;
+  /// True until shutdown() starts.
+  bool is_running() const;
+  /// Per executor, in registration order (cpu, process, then the others): its slot use.
+  std::vector<WorkerLoad> worker_loads() const;
+  /// The settings it was built with.
+  const PoolConfig& config() const;
 
   /// Waits until every submitted task has a final result; returns the results of the tasks
   /// submitted since the previous wait_all(), in submission order (empty with retain_results
@@ -188,6 +290,7 @@ class Pool {
 
  private:
   explicit Pool(std::unique_ptr<detail::PoolState> state) noexcept;
+  Result<TaskHandle> submit_one(Task task, bool block);
   std::unique_ptr<detail::PoolState> state_;
 };
 

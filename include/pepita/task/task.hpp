@@ -49,6 +49,13 @@ class Backend {
   static const Backend Remote;   // "remote": pepita workers over the transport
   static const Backend MicroVm;  // "microvm": KVM micro-VMs
   static const Backend Gpu;      // "gpu": Vulkan compute kernels
+  /// "any": the pool picks the backend by the task's kind (see Pool: a function runs on cpu, a
+  /// binary on process, a shader on gpu). Not a name an executor can register.
+  static const Backend Any;
+
+  /// True for the backends that run on this machine (cpu, process, microvm, gpu); false for
+  /// remote, any, and names a program registers (the pool cannot know where those run).
+  constexpr bool is_local() const noexcept;
 
   /// A backend by name. InvalidArgument (saying which rule) when the name is empty, longer than
   /// kMaxName, holds a character outside [a-z0-9_-], or is "any" (reserved for "the pool picks").
@@ -82,6 +89,11 @@ inline constexpr Backend Backend::Process{"process"};
 inline constexpr Backend Backend::Remote{"remote"};
 inline constexpr Backend Backend::MicroVm{"microvm"};
 inline constexpr Backend Backend::Gpu{"gpu"};
+inline constexpr Backend Backend::Any{"any"};
+
+constexpr bool Backend::is_local() const noexcept {
+  return *this == Cpu || *this == Process || *this == MicroVm || *this == Gpu;
+}
 
 /// The backends pepita itself provides, in this order: cpu, process, remote, microvm, gpu.
 inline constexpr std::array<Backend, 5> kBuiltinBackends{
@@ -264,6 +276,45 @@ struct ShaderTask {
   Result<void> validate() const;
 };
 // ---- end shader tasks ------------------------------------------------------------------------
+// ---- issue 21: the crate's priority levels and task states ----
+
+/// The crate's priority levels. Builder::priority(TaskPriority) stores priority_value(level) in
+/// the task's int32 priority (Low -1, Normal 0 = the default, High 1, Critical 2), so levels and
+/// plain integers order together: higher runs first among ready tasks of one backend.
+enum class TaskPriority : std::uint8_t { Low = 0, Normal = 1, High = 2, Critical = 3 };
+
+constexpr std::uint8_t as_u8(TaskPriority p) noexcept { return static_cast<std::uint8_t>(p); }
+/// The level of `value` (0..3), nullopt otherwise.
+constexpr std::optional<TaskPriority> task_priority_from_u8(std::uint8_t value) noexcept {
+  if (value > 3) return std::nullopt;
+  return static_cast<TaskPriority>(value);
+}
+/// The int32 priority a level stands for (Low -1, Normal 0, High 1, Critical 2).
+constexpr std::int32_t priority_value(TaskPriority p) noexcept {
+  return static_cast<std::int32_t>(as_u8(p)) - 1;
+}
+/// "low", "normal", "high", "critical".
+std::string_view to_string(TaskPriority p) noexcept;
+/// Parses a level name as to_string writes it; InvalidArgument listing the names otherwise.
+Result<TaskPriority> parse_task_priority(std::string_view name);
+
+/// Where a task is in its life (the crate's states). A pool reports them through
+/// TaskHandle::state(): Pending = waiting for dependencies, Queued = ready (or waiting out a retry
+/// delay) but not started, Running = an attempt in flight; then one terminal state taken from the
+/// final result (executor::task_state maps each Status).
+enum class TaskState : std::uint8_t {
+  Pending,
+  Queued,
+  Running,
+  Completed,
+  Failed,
+  Cancelled,
+  TimedOut,
+};
+constexpr bool is_terminal(TaskState s) noexcept { return s >= TaskState::Completed; }
+constexpr bool is_active(TaskState s) noexcept { return s <= TaskState::Running; }
+/// "pending", "queued", "running", "completed", "failed", "cancelled", "timed-out".
+std::string_view to_string(TaskState s) noexcept;
 
 class Builder;
 
@@ -315,6 +366,14 @@ class Task {
   std::int32_t priority() const noexcept { return spec_->priority; }
   std::size_t output_cap() const noexcept { return spec_->output_cap; }
 
+  // ---- issue 21: metadata and the pool's default timeout ----
+  /// Free-form key/value labels (Builder::metadata). The pool copies them into the task's
+  /// ExecutionResult and journal record; they are not part of spec_digest().
+  const std::map<std::string, std::string>& metadata() const noexcept { return spec_->metadata; }
+  /// A copy of this task (same id, name and everything else) whose timeout is `limit` — how the
+  /// pool applies Pool::Builder::default_timeout to tasks without their own.
+  Task with_timeout(std::chrono::nanoseconds limit) const;
+
   /// A digest of everything that determines the task's effect (kind, command, args, env, cwd,
   /// stdin, backend), hex-encoded. The journal reuses a result only when the digest matches.
   std::string spec_digest() const;
@@ -364,7 +423,8 @@ class Task {
     // Pipelines and affinity.
     std::optional<PipelineTask> pipeline;
     CpuAffinity affinity;
-    std::optional<ShaderTask> shader;  // shader tasks (GPU part of issue 21)
+    std::optional<ShaderTask> shader;             // shader tasks (GPU part of issue 21)
+    std::map<std::string, std::string> metadata;  // issue 21
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}
   std::shared_ptr<const Spec> spec_;
@@ -408,10 +468,17 @@ class Builder {
   Builder& affinity(CpuAffinity affinity);
   // ---- end pipelines and affinity ----
 
+  // ---- issue 21: the crate's spellings ----
+  /// A crate priority level; stores priority_value(level).
+  Builder& priority(TaskPriority level);
+  /// Adds (or replaces) one metadata label; the key must be non-empty, neither may hold NUL.
+  Builder& metadata(std::string key, std::string value);
+
   /// InvalidArgument when: the path or name is empty or holds NUL bytes, an env key is empty or
-  /// holds '=' or NUL, the timeout or deadline is negative, a dependency is 0 or the task itself,
-  /// the backend does not fit the kind (a function on Process, a binary on Cpu), or the output cap
-  /// is 0.
+  /// holds '=' or NUL, a metadata key is empty or holds NUL, the timeout or deadline is negative,
+  /// a dependency is 0 or the task itself, a function's backend is neither cpu nor any, or the
+  /// output cap is 0. A binary may name any backend: on cpu (the crate's spelling) the pool runs
+  /// it as a process, on any it picks one.
   Result<Task> build();
 
  private:

@@ -82,4 +82,11 @@ class RemoteExecutor final : public executor::Executor {
 /// `Pool::builder().executor(transport::remote_workers({.remote = {.workers = {...}, .key = k}}))`.
 executor::ExecutorFactory remote_workers(RemoteExecutorOptions options);
 
+/// Registers "remote" in an executor::Registry (issue 21: how Pool::Builder::remote_workers
+/// connects, without the pool depending on the transport). Settings: workers=host:port,... and
+/// key=<path of the pre-shared key file, mode 0600> (both required), tls=on|off,
+/// ship_binaries=on|off, give_up_after=<duration with no worker up before queued tasks fail;
+/// default 30s, 0 waits forever>. AlreadyExists when "remote" is taken.
+Result<void> register_remote(executor::Registry& registry);
+
 }  // namespace pepita::transport

@@ -3,6 +3,7 @@
 // retry-delay heap, counters) and the state-machine steps state.cpp implements. One mutex (`mu`)
 // guards it; work that must not run under it is collected in Actions and done by perform().
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -35,14 +36,18 @@ struct HandleState {
   std::mutex mu;
   std::condition_variable cv;
   std::optional<ExecutionResult> result;
+  // Written under PoolState::mu as the task moves; read by TaskHandle::state() without it.
+  std::atomic<task::TaskState> state{task::TaskState::Pending};
 
   void set(ExecutionResult r) {
     {
       std::lock_guard lock(mu);
+      state.store(r.state(), std::memory_order_release);
       result = std::move(r);
     }
     cv.notify_all();
   }
+  void moved_to(task::TaskState s) { state.store(s, std::memory_order_release); }
 };
 
 enum class Phase : std::uint8_t { Waiting, Ready, Delayed, Running };
@@ -66,9 +71,14 @@ struct Node {
 // (not one heap) keeps push/pop O(1) for the common single-priority batch of millions.
 class ReadyQueue {
  public:
-  void push(std::int32_t priority, TaskId id) { levels_[priority].push_back(id); }
+  void push(std::int32_t priority, TaskId id) {
+    levels_[priority].push_back(id);
+    ++size_;
+  }
   bool empty() const { return levels_.empty(); }
+  std::size_t size() const { return size_; }
   TaskId pop() {
+    --size_;
     auto it = levels_.begin();
     const TaskId id = it->second.front();
     it->second.pop_front();
@@ -78,6 +88,7 @@ class ReadyQueue {
 
  private:
   std::map<std::int32_t, std::deque<TaskId>, std::greater<>> levels_;
+  std::size_t size_ = 0;
 };
 
 struct DelayItem {
@@ -124,6 +135,7 @@ struct Lane {
 
 struct PoolState {
   // Configuration, fixed after build().
+  PoolConfig config;
   fault::RetryPolicy retry;
   std::vector<Lane> lanes;                             // one per backend with an executor
   std::unordered_map<Backend, std::uint32_t> lane_of;  // backend name -> index into lanes
@@ -135,6 +147,7 @@ struct PoolState {
 
   mutable std::mutex mu;
   std::condition_variable idle_cv;
+  std::condition_variable space_cv;  // nodes shrank (queue_capacity) or the pool stopped accepting
   std::condition_variable timer_cv;
   std::unordered_map<TaskId, Node> nodes;
   std::unordered_map<TaskId, bool> finished;  // id -> succeeded
@@ -160,6 +173,16 @@ struct PoolState {
   const Lane* lane_for(const Backend& backend) const {
     auto it = lane_of.find(backend);
     return it == lane_of.end() ? nullptr : &lanes[it->second];
+  }
+
+  // The lane that runs `task`: its backend's, except that a binary on cpu runs on process and
+  // Backend::Any picks by kind — a function: cpu; a binary: process; any other kind (a shader):
+  // gpu. Unsupported naming the task, its kind and the candidates when none is registered.
+  // Fixed after build(), so it needs no lock.
+  Result<std::uint32_t> route(const Task& task) const;
+  // Room for `n` more tasks under queue_capacity.
+  bool has_room(std::size_t n) const {
+    return !config.queue_capacity || nodes.size() + n <= *config.queue_capacity;
   }
 
   // ---- under mu ----

@@ -97,4 +97,36 @@ executor::ExecutorFactory remote_workers(RemoteExecutorOptions options) {
   };
 }
 
+// ---- issue 21: the "remote" registry entry Pool::Builder::remote_workers builds ----
+
+Result<void> register_remote(executor::Registry& registry) {
+  return registry.add(
+      task::Backend::Remote,
+      [](const executor::BackendOptions& o) -> Result<std::shared_ptr<executor::Executor>> {
+        PEPITA_TRY_VOID(o.expect_only({"workers", "key", "tls", "ship_binaries", "give_up_after"}));
+        RemoteExecutorOptions options;
+        options.slots = o.slots;
+        options.remote.workers = o.list("workers");
+        if (options.remote.workers.empty()) {
+          return fail(ErrorCode::InvalidArgument,
+                      "remote: setting workers=host:port,... is required (the pepita workers to "
+                      "connect to)");
+        }
+        const std::string key = o.string_or("key", "");
+        if (key.empty()) {
+          return fail(ErrorCode::InvalidArgument,
+                      "remote: setting key=<file> is required (the workers' pre-shared key, "
+                      "mode 0600)");
+        }
+        options.remote.key = PEPITA_TRY(Key::from_file(key));
+        options.remote.connection.tls = PEPITA_TRY(o.bool_or("tls", false));
+        options.ship_binaries = PEPITA_TRY(o.bool_or("ship_binaries", false));
+        options.remote.give_up_without_workers =
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                PEPITA_TRY(o.duration_or("give_up_after", std::chrono::seconds(30))));
+        return PEPITA_TRY(RemoteExecutor::create(std::move(options)));
+      },
+      "pepita workers over the transport");
+}
+
 }  // namespace pepita::transport

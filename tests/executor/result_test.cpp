@@ -1,0 +1,72 @@
+// ExecutionResult's crate helpers (issue 21): the success/failure constructors, the crate's
+// states of each Status, and stdout_string()'s lossy UTF-8 (example and property).
+#include "pepita/executor/result.hpp"
+
+#include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
+
+#include <chrono>
+#include <string>
+
+namespace pepita::executor {
+namespace {
+
+using namespace std::chrono_literals;
+using task::TaskState;
+
+TEST(ExecutionResult, SuccessAndFailureConstructors) {
+  const auto ok = ExecutionResult::success(7, 2ms);
+  EXPECT_EQ(ok.id, 7u);
+  EXPECT_EQ(ok.exit_code, 0);
+  EXPECT_EQ(ok.wall, 2ms);
+  EXPECT_TRUE(ok.is_success());
+  EXPECT_FALSE(ok.is_failure());
+  EXPECT_EQ(ok.state(), TaskState::Completed);
+
+  const auto bad = ExecutionResult::failure(8, "disk full", 3ms);
+  EXPECT_EQ(bad.id, 8u);
+  EXPECT_EQ(bad.error, "disk full");
+  EXPECT_FALSE(bad.is_success());
+  EXPECT_TRUE(bad.is_failure());
+  EXPECT_EQ(bad.state(), TaskState::Failed);
+}
+
+TEST(ExecutionResult, EveryStatusHasTheCrateState) {
+  EXPECT_EQ(task_state(Status::Succeeded), TaskState::Completed);
+  EXPECT_EQ(task_state(Status::TimedOut), TaskState::TimedOut);
+  EXPECT_EQ(task_state(Status::Cancelled), TaskState::Cancelled);
+  for (auto s : {Status::Failed, Status::Signaled, Status::LaunchFailed, Status::Skipped,
+                 Status::Rejected}) {
+    EXPECT_EQ(task_state(s), TaskState::Failed) << to_string(s);
+  }
+  ExecutionResult timed_out;
+  timed_out.status = Status::TimedOut;
+  EXPECT_FALSE(timed_out.is_success());
+  EXPECT_FALSE(timed_out.is_failure());  // as in the crate: only the Failed state is a failure
+}
+
+TEST(ExecutionResult, StdoutStringReplacesInvalidUtf8) {
+  ExecutionResult r;
+  r.stdout_data = "ok \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80";  // é € 😀: kept
+  EXPECT_EQ(r.stdout_string(), r.stdout_data);
+  r.stderr_data =
+      "a\xFF"
+      "b\xC0\xAF"
+      "\xED\xA0\x80"
+      "\xE2\x82";
+  // 0xFF; an overlong '/'; a surrogate; a truncated sequence: each byte becomes U+FFFD.
+#define FFFD "\xEF\xBF\xBD"
+  EXPECT_EQ(r.stderr_string(), "a" FFFD "b" FFFD FFFD FFFD FFFD FFFD FFFD FFFD);
+#undef FFFD
+  EXPECT_EQ(utf8_lossy(std::string("\0x", 2)), std::string("\0x", 2));  // NUL is valid UTF-8
+}
+
+RC_GTEST_PROP(ExecutionResult, LossyTextIsValidAndKeepsValidInput, (const std::string& bytes)) {
+  const std::string text = utf8_lossy(bytes);
+  RC_ASSERT(utf8_lossy(text) == text);  // the output is valid UTF-8: a second pass keeps it
+  RC_ASSERT(text.size() >= bytes.size());
+  if (text.size() == bytes.size()) RC_ASSERT(text == bytes);  // nothing replaced: unchanged
+}
+
+}  // namespace
+}  // namespace pepita::executor
