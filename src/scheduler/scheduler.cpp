@@ -284,8 +284,10 @@ struct Scheduler::Impl {
 
   /// Parks an inactive worker until it is reactivated (true) or the scheduler stops (false).
   bool sit_out(Worker& w) {
-    quiesce(w);
     for (;;) {
+      // Acknowledge on every round: between two wake-ups the worker may have been reactivated
+      // and deactivated again (a new epoch) without ever leaving this loop.
+      quiesce(w);
       if (w.active.load(std::memory_order_acquire)) return true;
       if (stopping.load(std::memory_order_acquire)) return false;
       w.parks.bump();
