@@ -90,6 +90,10 @@ struct alignas(kCacheLine) Worker {
   explicit Worker(std::size_t deque_capacity) : deque(deque_capacity) {}
   WorkStealingDeque<detail::TaskBase*> deque;
   alignas(kCacheLine) Counter executed;
+  // Whether the worker takes work (deactivate_worker/add_worker write it, under members_mu).
+  // Read by the owner once per task, so it shares the line of `executed`, which the owner
+  // writes per task anyway: the check costs no extra cache line.
+  std::atomic<bool> active{true};
   Counter steals_attempted;
   Counter steals_succeeded;
   Counter injected_taken;
@@ -97,11 +101,9 @@ struct alignas(kCacheLine) Worker {
   std::uint64_t rng = 0;  // owner-only xorshift state for victim selection
   unsigned index = 0;
   Scheduler::Impl* impl = nullptr;
-  // Membership (add_worker/deactivate_worker): written by the controlling thread under
-  // Impl::members_mu, read by the owner once per task. `stop_epoch` counts deactivation
-  // requests; the owner copies it to `stopped_epoch` once it takes no more tasks.
-  alignas(kCacheLine) std::atomic<bool> active{true};
-  std::atomic<std::uint64_t> stop_epoch{0};
+  // Deactivation handshake: `stop_epoch` counts requests (written under Impl::members_mu); the
+  // owner copies it to `stopped_epoch` once it takes no more tasks.
+  alignas(kCacheLine) std::atomic<std::uint64_t> stop_epoch{0};
   std::atomic<std::uint64_t> stopped_epoch{0};
   alignas(kCacheLine) detail::Parker parker;
   std::thread thread;
