@@ -90,6 +90,10 @@ struct alignas(kCacheLine) Worker {
   explicit Worker(std::size_t deque_capacity) : deque(deque_capacity) {}
   WorkStealingDeque<detail::TaskBase*> deque;
   alignas(kCacheLine) Counter executed;
+  // Whether the worker takes work (deactivate_worker/add_worker write it, under members_mu).
+  // Read by the owner once per task, so it shares the line of `executed`, which the owner
+  // writes per task anyway: the check costs no extra cache line.
+  std::atomic<bool> active{true};
   Counter steals_attempted;
   Counter steals_succeeded;
   Counter injected_taken;
@@ -97,6 +101,10 @@ struct alignas(kCacheLine) Worker {
   std::uint64_t rng = 0;  // owner-only xorshift state for victim selection
   unsigned index = 0;
   Scheduler::Impl* impl = nullptr;
+  // Deactivation handshake: `stop_epoch` counts requests (written under Impl::members_mu); the
+  // owner copies it to `stopped_epoch` once it takes no more tasks.
+  alignas(kCacheLine) std::atomic<std::uint64_t> stop_epoch{0};
+  std::atomic<std::uint64_t> stopped_epoch{0};
   alignas(kCacheLine) detail::Parker parker;
   std::thread thread;
 };
@@ -108,7 +116,12 @@ thread_local detail::Parker tls_parker;  // for non-worker threads that wait
 
 struct Scheduler::Impl {
   Options options;
-  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<std::unique_ptr<Worker>> workers;  // max_workers slots, allocated at create()
+  // Slots [0, started) have had a thread started; thieves sweep only those. Written under
+  // members_mu (release, after the slot is ready), read by every steal sweep (acquire).
+  alignas(kCacheLine) std::atomic<unsigned> started{0};
+  std::atomic<unsigned> active_count{0};  // written under members_mu
+  std::mutex members_mu;                  // serialises add_worker / deactivate_worker
 
   alignas(kCacheLine) std::mutex inject_mu;
   std::deque<detail::TaskBase*> inject;  // guarded by inject_mu
@@ -138,7 +151,7 @@ struct Scheduler::Impl {
   }
 
   detail::TaskBase* steal_from_others(Worker& self) {
-    std::size_t n = workers.size();
+    const std::size_t n = started.load(std::memory_order_acquire);
     if (n < 2) return nullptr;
     // xorshift64: a uniformly random first victim (Blumofe–Leiserson), then one sweep.
     self.rng ^= self.rng << 13;
@@ -170,8 +183,8 @@ struct Scheduler::Impl {
 
   bool work_visible() const noexcept {
     if (inject_size.load(std::memory_order_seq_cst) != 0) return true;
-    return std::any_of(workers.begin(), workers.end(),
-                       [](const auto& w) { return !w->deque.empty_hint(); });
+    const auto end = workers.begin() + started.load(std::memory_order_acquire);
+    return std::any_of(workers.begin(), end, [](const auto& w) { return !w->deque.empty_hint(); });
   }
 
   static void execute(Worker& w, detail::TaskBase* t) noexcept {
@@ -255,6 +268,35 @@ struct Scheduler::Impl {
     return nullptr;
   }
 
+  // ---- deactivation ----
+  /// The owner's side of deactivate_worker: move every queued task to the injection queue, then
+  /// acknowledge. Called on the owner thread after it saw `active` false.
+  void quiesce(Worker& w) {
+    // acquire on `active` (the caller's load) ordered this after the request's epoch bump.
+    const std::uint64_t epoch = w.stop_epoch.load(std::memory_order_acquire);
+    // Every time, not only on the first call: a task still running on the worker when it was
+    // deactivated (from itself, or blocked in a TaskGroup wait) may have pushed more since.
+    while (auto t = w.deque.pop()) inject_task(*t);
+    // A wake-up meant for work may have picked this worker off the idle list: pass it on.
+    if (work_visible()) wake_one();
+    if (w.stopped_epoch.load(std::memory_order_relaxed) == epoch) return;
+    w.stopped_epoch.store(epoch, std::memory_order_release);  // deactivate_worker waits on it
+    w.stopped_epoch.notify_all();
+  }
+
+  /// Parks an inactive worker until it is reactivated (true) or the scheduler stops (false).
+  bool sit_out(Worker& w) {
+    for (;;) {
+      // Acknowledge on every round: between two wake-ups the worker may have been reactivated
+      // and deactivated again (a new epoch) without ever leaving this loop.
+      quiesce(w);
+      if (w.active.load(std::memory_order_acquire)) return true;
+      if (stopping.load(std::memory_order_acquire)) return false;
+      w.parks.bump();
+      w.parker.park();
+    }
+  }
+
   void worker_main(Worker& w) {
     tls_worker = &w;
     std::string name = options.name + std::to_string(w.index);
@@ -264,6 +306,10 @@ struct Scheduler::Impl {
       if (!cpus.empty()) (void)sys::pin_current_thread(cpus[w.index % cpus.size()]);
     }
     for (;;) {
+      if (!w.active.load(std::memory_order_acquire)) {
+        if (!sit_out(w)) break;
+        continue;
+      }
       detail::TaskBase* t = find_task(w);
       if (t == nullptr) t = spin_for_task(w);
       if (t != nullptr) {
@@ -328,20 +374,30 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
                             "demand, so a small initial capacity is enough",
                             options.deque_capacity, kMaxDequeCapacity));
   }
+  if (options.max_workers == 0) options.max_workers = options.workers;
+  if (options.max_workers < options.workers || options.max_workers > kMaxWorkers) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("scheduler: max_workers {} must lie between workers ({}) and {}; pass "
+                            "0 for max_workers = workers",
+                            options.max_workers, options.workers, kMaxWorkers));
+  }
   init_membarrier();
 
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
-  unsigned n = impl->options.workers;
-  impl->workers.reserve(n);
-  impl->idle.reserve(n);
-  for (unsigned i = 0; i < n; ++i) {
+  const unsigned n = impl->options.workers;
+  const unsigned slots = impl->options.max_workers;
+  impl->workers.reserve(slots);
+  impl->idle.reserve(slots);
+  for (unsigned i = 0; i < slots; ++i) {
     auto w = std::make_unique<Worker>(impl->options.deque_capacity);
     w->index = i;
     w->impl = impl.get();
     w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
     impl->workers.push_back(std::move(w));
   }
+  impl->started.store(n, std::memory_order_release);
+  impl->active_count.store(n, std::memory_order_relaxed);
   auto sched = std::make_unique<Scheduler>(Key{}, std::move(impl));
   Impl* raw = sched->impl_.get();
   for (unsigned i = 0; i < n; ++i) {
@@ -382,6 +438,8 @@ Scheduler::~Scheduler() {
     im.idle.clear();
     im.num_idle.store(0, std::memory_order_relaxed);
   }
+  // Inactive workers park outside the idle list: wake them so they see `stopping` and leave.
+  for (auto& w : im.workers) w->parker.unpark();
   for (auto& w : im.workers) {
     if (w->thread.joinable()) w->thread.join();
   }
@@ -394,19 +452,21 @@ Scheduler::~Scheduler() {
 }
 
 unsigned Scheduler::worker_count() const noexcept {
-  return static_cast<unsigned>(impl_->workers.size());
+  return impl_->started.load(std::memory_order_acquire);
 }
 
 std::size_t Scheduler::pending_tasks() const noexcept {
   std::size_t n = impl_->inject_size.load(std::memory_order_relaxed);
-  for (const auto& w : impl_->workers) n += w->deque.size_hint();
+  const unsigned started = worker_count();
+  for (unsigned i = 0; i < started; ++i) n += impl_->workers[i]->deque.size_hint();
   return n;
 }
 
 std::vector<std::size_t> Scheduler::worker_loads() const {
+  const unsigned started = worker_count();
   std::vector<std::size_t> loads;
-  loads.reserve(impl_->workers.size());
-  for (const auto& w : impl_->workers) loads.push_back(w->deque.size_hint());
+  loads.reserve(started);
+  for (unsigned i = 0; i < started; ++i) loads.push_back(impl_->workers[i]->deque.size_hint());
   return loads;
 }
 
@@ -416,8 +476,10 @@ bool Scheduler::is_running() const noexcept {
 
 Stats Scheduler::stats() const {
   Stats s;
-  s.workers.reserve(impl_->workers.size());
-  for (const auto& w : impl_->workers) {
+  const unsigned started = worker_count();
+  s.workers.reserve(started);
+  for (unsigned i = 0; i < started; ++i) {
+    const Worker* w = impl_->workers[i].get();
     s.workers.push_back(WorkerStats{w->executed.get(), w->steals_attempted.get(),
                                     w->steals_succeeded.get(), w->injected_taken.get(),
                                     w->parks.get()});
@@ -425,6 +487,90 @@ Stats Scheduler::stats() const {
   s.tasks_executed_external = impl_->external_executed.load(std::memory_order_relaxed);
   s.uncaught_exceptions = impl_->uncaught.load(std::memory_order_relaxed);
   return s;
+}
+
+// ---- membership ----
+
+Result<WorkerId> Scheduler::add_worker() {
+  Impl& im = *impl_;
+  std::lock_guard lock(im.members_mu);
+  const unsigned started = im.started.load(std::memory_order_relaxed);
+  for (unsigned i = 0; i < started; ++i) {
+    Worker& w = *im.workers[i];
+    if (w.active.load(std::memory_order_relaxed)) continue;
+    w.active.store(true, std::memory_order_release);  // sit_out's acquire sees it
+    im.active_count.fetch_add(1, std::memory_order_relaxed);
+    w.parker.unpark();
+    return WorkerId{i};
+  }
+  if (started == im.workers.size()) {
+    return fail(ErrorCode::ResourceExhausted,
+                pepita::fmt("scheduler: all {} worker slots are active (max_workers = {}); create "
+                            "the scheduler with a larger Options::max_workers",
+                            started, im.workers.size()));
+  }
+  Worker& w = *im.workers[started];
+  // The slot's deque and counters exist since create(); publish it to thieves, then start it.
+  im.started.store(started + 1, std::memory_order_release);
+  try {
+    w.thread = std::thread([&im, &w] { im.worker_main(w); });
+  } catch (const std::system_error& e) {
+    im.started.store(started, std::memory_order_release);  // nothing was ever queued on it
+    return fail(ErrorCode::ResourceExhausted,
+                pepita::fmt("scheduler: could not start worker thread {} ({}); raise "
+                            "RLIMIT_NPROC or lower the thread count",
+                            started, e.what()),
+                e.code().value());
+  }
+  im.active_count.fetch_add(1, std::memory_order_relaxed);
+  return WorkerId{started};
+}
+
+Result<void> Scheduler::deactivate_worker(WorkerId id) {
+  Impl& im = *impl_;
+  std::unique_lock lock(im.members_mu);
+  const unsigned started = im.started.load(std::memory_order_relaxed);
+  if (id.value >= started) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("scheduler: worker id {} does not exist ({} workers started, ids "
+                            "0..{})",
+                            id.value, started, started - 1));
+  }
+  Worker& w = *im.workers[id.value];
+  if (!w.active.load(std::memory_order_relaxed)) return {};
+  if (im.active_count.load(std::memory_order_relaxed) == 1) {
+    return fail(ErrorCode::Busy,
+                pepita::fmt("scheduler: worker {} is the last active worker; add_worker() "
+                            "another before deactivating it",
+                            id.value));
+  }
+  // The epoch first, then `active` (release): an owner that sees active == false reads this
+  // epoch or a later one, so the wait below cannot miss its acknowledgement.
+  const std::uint64_t epoch = w.stop_epoch.load(std::memory_order_relaxed) + 1;
+  w.stop_epoch.store(epoch, std::memory_order_relaxed);
+  w.active.store(false, std::memory_order_release);
+  im.active_count.fetch_sub(1, std::memory_order_relaxed);
+  w.parker.unpark();  // if it sleeps (idle or in a TaskGroup wait), let it see the request
+  if (tls_worker == &w) return {};  // the calling task is its current one: effective on return
+  for (;;) {
+    const std::uint64_t seen = w.stopped_epoch.load(std::memory_order_acquire);
+    if (seen >= epoch) return {};
+    w.stopped_epoch.wait(seen, std::memory_order_acquire);
+  }
+}
+
+Result<bool> Scheduler::is_worker_active(WorkerId id) const {
+  const unsigned started = worker_count();
+  if (id.value >= started) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("scheduler: worker id {} does not exist ({} workers started)", id.value,
+                            started));
+  }
+  return impl_->workers[id.value]->active.load(std::memory_order_acquire);
+}
+
+unsigned Scheduler::active_workers() const noexcept {
+  return impl_->active_count.load(std::memory_order_relaxed);
 }
 
 bool Scheduler::on_worker_thread() const noexcept {
@@ -471,6 +617,17 @@ void Scheduler::block_until(const void* key, const std::function<bool()>& done,
     // A waiting worker keeps running tasks: its own first, then injected, then stolen.
     for (;;) {
       if (done()) return;
+      if (!w->active.load(std::memory_order_acquire)) {
+        // Deactivated: help no one; sleep until the awaited event or reactivation.
+        im.quiesce(*w);
+        im.register_waiter(key, &w->parker);
+        if (!arm() && !w->active.load(std::memory_order_acquire)) {
+          w->parks.bump();
+          w->parker.park();
+        }
+        im.unregister_waiter(key, &w->parker);
+        continue;
+      }
       detail::TaskBase* t = im.find_task(*w);
       if (t == nullptr) {
         for (unsigned r = 0; r < im.options.spin_rounds && t == nullptr; ++r) {

@@ -8,6 +8,8 @@
 #include <new>
 
 #include "detail/codec.hpp"
+#include "detail/io_counters.hpp"
+#include "detail/slot.hpp"
 #include "detail/zs_pool.hpp"
 #include "pepita/core/format.hpp"
 
@@ -16,19 +18,6 @@
 #endif
 
 namespace pepita::zram {
-
-namespace detail {
-/// One entry of the page table (zram's zram_table_entry). Fields other than `lock` are read and
-/// written only with `lock` held.
-struct Slot {
-  std::atomic<uint16_t> lock{0};  // 0 free, 1 held, 2 held and someone may be waiting
-  PageInfo::Kind kind = PageInfo::Kind::Empty;
-  uint16_t size = 0;  // stored bytes
-  uint16_t obj = 0;
-  Zspage* zspage = nullptr;  // Huge / Compressed
-  uint64_t same_value = 0;   // Same
-};
-}  // namespace detail
 
 using detail::ObjRef;
 using detail::Slot;
@@ -87,7 +76,8 @@ ZramStore::ZramStore(Token, const ZramConfig& config)
     : config_(config),
       num_pages_(config.disksize / kPageSize),
       pool_(std::make_unique<ZsPool>(config.mem_limit / kPageSize)),
-      slots_(std::make_unique<Slot[]>(num_pages_)) {}
+      slots_(std::make_unique<Slot[]>(num_pages_)),
+      io_(std::make_unique<detail::IoCounters>()) {}
 
 // The pool owns every object; dropping it frees them all without walking the page table.
 ZramStore::~ZramStore() = default;
@@ -225,20 +215,34 @@ int ZramStore::store_page(uint64_t index, const std::byte* page, bool locked) no
 }
 
 int ZramStore::write_page(uint64_t index, const std::byte* page) noexcept {
-  if (index >= num_pages_) return -EINVAL;
-  return store_page(index, page, false);
+  if (index >= num_pages_) {
+    io_->count_invalid_io();
+    return -EINVAL;
+  }
+  io_->count_write();
+  const int rc = store_page(index, page, false);
+  if (rc < 0) io_->count_failed_write();
+  return rc;
 }
 
 int ZramStore::read_page(uint64_t index, std::byte* page) noexcept {
-  if (index >= num_pages_) return -EINVAL;
+  if (index >= num_pages_) {
+    io_->count_invalid_io();
+    return -EINVAL;
+  }
+  io_->count_read();
   lock(index);
   const int rc = load_locked(index, page);
   unlock(index);
+  if (rc < 0) io_->count_failed_read();
   return rc;
 }
 
 int ZramStore::discard_page(uint64_t index) noexcept {
-  if (index >= num_pages_) return -EINVAL;
+  if (index >= num_pages_) {
+    io_->count_invalid_io();
+    return -EINVAL;
+  }
   lock(index);
   free_slot(index);
   unlock(index);
@@ -247,7 +251,18 @@ int ZramStore::discard_page(uint64_t index) noexcept {
 
 int ZramStore::write_partial(uint64_t index, uint32_t offset, const std::byte* data,
                              uint32_t len) noexcept {
-  if (index >= num_pages_ || offset > kPageSize || len > kPageSize - offset) return -EINVAL;
+  if (index >= num_pages_ || offset > kPageSize || len > kPageSize - offset) {
+    io_->count_invalid_io();
+    return -EINVAL;
+  }
+  io_->count_write();
+  const int rc = modify_page(index, offset, data, len);
+  if (rc < 0) io_->count_failed_write();
+  return rc;
+}
+
+int ZramStore::modify_page(uint64_t index, uint32_t offset, const std::byte* data,
+                           uint32_t len) noexcept {
   alignas(64) std::byte page[kPageSize];
   // The page lock is held across read, modify and write so concurrent partial writes to one page
   // cannot lose each other's bytes.
@@ -294,6 +309,7 @@ Result<void> ZramStore::reset() {
   same_pages_.store(0, std::memory_order_relaxed);
   huge_pages_.store(0, std::memory_order_relaxed);
   huge_pages_since_.store(0, std::memory_order_relaxed);
+  io_->clear();
   for (uint64_t i = 0; i < num_pages_; ++i) unlock(i);
   return {};
 }
@@ -314,6 +330,11 @@ ZramStats ZramStore::stats() const noexcept {
   s.pages_compacted = pool_->pages_compacted();
   s.huge_pages = huge_pages_.load(std::memory_order_relaxed);
   s.huge_pages_since = huge_pages_since_.load(std::memory_order_relaxed);
+  s.num_reads = io_->reads();
+  s.num_writes = io_->writes();
+  s.failed_reads = io_->failed_reads();
+  s.failed_writes = io_->failed_writes();
+  s.invalid_io = io_->invalid_io();
   return s;
 }
 
@@ -363,12 +384,14 @@ Result<std::vector<std::byte>> ZramStore::page_frame(uint64_t index) const {
   return detail::make_frame(config_.algorithm, stored.data(), stored.size(), raw);
 }
 
-Result<void> ZramStore::check_range(uint64_t offset, uint64_t length, const char* what) const {
+Result<void> ZramStore::check_range(uint64_t offset, uint64_t length, const char* what) {
   uint64_t end = 0;
-  if (__builtin_add_overflow(offset, length, &end) || end > config_.disksize)
+  if (__builtin_add_overflow(offset, length, &end) || end > config_.disksize) {
+    io_->count_invalid_io();
     return fail(ErrorCode::InvalidArgument,
                 pepita::fmt("zram {} of {} bytes at offset {} is past disksize {}", what, length,
                             offset, config_.disksize));
+  }
   return {};
 }
 
@@ -401,7 +424,7 @@ Result<void> ZramStore::write(uint64_t offset, std::span<const std::byte> data) 
     const auto in_page = static_cast<uint32_t>(pos % kPageSize);
     const auto chunk =
         static_cast<uint32_t>(std::min<uint64_t>(kPageSize - in_page, data.size() - done));
-    const int rc = chunk == kPageSize ? store_page(index, data.data() + done, false)
+    const int rc = chunk == kPageSize ? write_page(index, data.data() + done)
                                       : write_partial(index, in_page, data.data() + done, chunk);
     if (rc < 0) return std::unexpected(page_error(rc, *this, index, "write"));
     done += chunk;
@@ -439,7 +462,7 @@ Result<void> ZramStore::discard(uint64_t offset, uint64_t length) {
     const auto chunk =
         static_cast<uint32_t>(std::min<uint64_t>(kPageSize - in_page, length - done));
     const int rc =
-        chunk == kPageSize ? discard_page(index) : write_partial(index, in_page, kZeros, chunk);
+        chunk == kPageSize ? discard_page(index) : modify_page(index, in_page, kZeros, chunk);
     if (rc < 0) return std::unexpected(page_error(rc, *this, index, "discard"));
     done += chunk;
   }

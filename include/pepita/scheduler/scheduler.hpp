@@ -78,9 +78,14 @@ class Scheduler {
     /// grow past it, so this only saves early reallocation. The crate's `with_capacity`.
     /// InvalidArgument when above 2^24.
     std::size_t deque_capacity = 256;
+    /// Most workers add_worker() may bring the scheduler to; 0 means `workers`. Slots (deque,
+    /// counters) for all of them are allocated at create(), so adding a worker never moves
+    /// anything a thief reads. InvalidArgument when below `workers` or above 4096.
+    unsigned max_workers = 0;
   };
 
-  /// Starts the worker threads. Errors: InvalidArgument for a worker count over 4096,
+  /// Starts the worker threads. Errors: InvalidArgument for a worker count over 4096 or a bad
+  /// max_workers,
   /// ResourceExhausted when the OS refuses a thread (lower `workers` or raise RLIMIT_NPROC).
   static Result<std::unique_ptr<Scheduler>> create(Options options);
   static Result<std::unique_ptr<Scheduler>> create() { return create(Options{}); }
@@ -116,10 +121,43 @@ class Scheduler {
   /// Queued tasks per worker deque, indexed like Stats::workers (snapshot, as pending_tasks).
   std::vector<std::size_t> worker_loads() const;
   /// True until destruction begins. The crate's `stop()` is our destructor: it drains and joins,
-  /// so there is no stopped-but-alive state. Workers are fixed at create(): the crate's
-  /// add_worker/deactivate_worker/is_worker_active have no counterpart (a worker is a pinned
-  /// thread owning a deque; resize by creating a scheduler with Options::workers).
+  /// so there is no stopped-but-alive state.
   bool is_running() const noexcept;
+
+  // ---- growing and shrinking the worker set (the crate's add_worker/deactivate_worker) ----
+  // Rules:
+  //  - Worker slots 0..max_workers-1 exist from create(); worker_count() threads have been
+  //    started, of which active_workers() take work. Ids are never reused for another thread.
+  //  - An inactive worker takes no new task: not from its deque, the injector or a thief's sweep.
+  //    Its queued tasks were handed to the injection queue when it stopped; thieves still sweep
+  //    its (empty) deque. It parks until add_worker() reactivates it or the scheduler is
+  //    destroyed, and its counters in stats() stay.
+  //  - add_worker() reactivates the lowest inactive worker if there is one, else starts a new
+  //    thread in the next slot.
+  //  - Calls to add_worker/deactivate_worker are serialised with each other; neither may be made
+  //    while the destructor runs.
+
+  /// Adds one worker and returns its id: reactivates the lowest-numbered inactive worker, or
+  /// starts a thread in a new slot. ResourceExhausted, naming max_workers, when every slot holds
+  /// an active worker (create with a larger Options::max_workers) or when the OS refuses a thread.
+  Result<WorkerId> add_worker();
+
+  /// Makes worker `id` stop taking work. Returns once it has finished the task it was running
+  /// (or, if that task is blocked in TaskGroup::wait, has stopped helping with other tasks
+  /// there) and moved its queued tasks to the injection queue; from then on it runs no task
+  /// until reactivated (the task it was blocked in resumes when its group completes). From the
+  /// worker itself it returns at once and takes effect when the calling task ends.
+  /// Deactivating an inactive worker is a no-op. Errors: InvalidArgument naming the id when it
+  /// is not a started worker; Busy when `id` is the last active worker (nothing would run
+  /// submitted tasks).
+  Result<void> deactivate_worker(WorkerId id);
+
+  /// Whether worker `id` takes work. InvalidArgument naming the id when it is not a started
+  /// worker.
+  Result<bool> is_worker_active(WorkerId id) const;
+
+  /// Started workers that are active (worker_count() minus the deactivated ones).
+  unsigned active_workers() const noexcept;
 
   /// Per-worker counters; cheap (no locks), approximate while tasks run.
   Stats stats() const;

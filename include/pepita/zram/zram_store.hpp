@@ -90,6 +90,19 @@ struct ZramStats {
   uint64_t huge_pages = 0;
   uint64_t huge_pages_since = 0;  // huge pages written since creation, cumulative
 
+  // ---- I/O counts: the kernel's io_stat plus its block-layer read/write counts ----
+  /// Page reads (read_page calls and the pages of read()) that passed the range check, failed
+  /// ones included, as the block layer counts every submitted read.
+  uint64_t num_reads = 0;
+  /// Page writes (whole or partial; write_page, write_partial and the pages of write()) that
+  /// passed the range check, failed ones included. discard() is not a write.
+  uint64_t num_writes = 0;
+  uint64_t failed_reads = 0;   // reads whose stored bytes did not decode (-EIO)
+  uint64_t failed_writes = 0;  // writes refused: over mem_limit, no memory, partial-read failure
+  /// Requests rejected before touching a page: out-of-range index or byte range, bad partial
+  /// offset/length (the kernel's invalid_io; such requests count in no other field).
+  uint64_t invalid_io = 0;
+
   // ---- the crate's derived numbers (zram.rs ZramStats) ----
   /// orig_data_size / compr_data_size; 1.0 when nothing is stored in compressed form.
   double compression_ratio() const noexcept {
@@ -122,7 +135,9 @@ using PageEntry = PageInfo;
 
 namespace detail {
 class ZsPool;
+class IoCounters;
 struct Slot;
+struct StoreProbe;
 }  // namespace detail
 
 /// Thread-safe: each page has its own lock, so writers and readers of different pages run in
@@ -197,14 +212,18 @@ class ZramStore {
   int load_locked(uint64_t index, std::byte* page) const noexcept;
   // Compresses and installs `page` into slot `index`; caller holds its lock iff `locked`.
   int store_page(uint64_t index, const std::byte* page, bool locked) noexcept;
-  Result<void> check_range(uint64_t offset, uint64_t length, const char* what) const;
+  Result<void> check_range(uint64_t offset, uint64_t length, const char* what);
+  // write_partial without the I/O counts (discard zeroes partial edges through it).
+  int modify_page(uint64_t index, uint32_t offset, const std::byte* data, uint32_t len) noexcept;
 
   friend class ZramRelocator;
+  friend struct detail::StoreProbe;  // tests: corrupt a stored object to exercise -EIO
 
   ZramConfig config_;
   uint64_t num_pages_;
   std::unique_ptr<detail::ZsPool> pool_;
   std::unique_ptr<detail::Slot[]> slots_;
+  std::unique_ptr<detail::IoCounters> io_;  // sharded read/write counts, failure counts
 
   std::atomic<uint64_t> pages_stored_{0};
   std::atomic<uint64_t> compr_data_size_{0};
