@@ -14,6 +14,9 @@
 // names as macros (IOSQE_*, UBLK_U_*, UBLK_F_*, KVM_API_VERSION): include either them or this
 // header in a translation unit.
 
+#include <cstddef>
+#include <cstdint>
+
 #include "pepita/abi/blk_mq.hpp"
 #include "pepita/abi/io_uring.hpp"
 #include "pepita/abi/memory.hpp"
@@ -128,9 +131,6 @@
 #include "pepita/zram/measure.hpp"
 #include "pepita/zram/zram_disk.hpp"
 #include "pepita/zram/zram_store.hpp"
-
-#include <cstddef>
-#include <cstdint>
 
 namespace pepita {
 
