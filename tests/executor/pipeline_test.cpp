@@ -11,11 +11,18 @@
 #include <string>
 #include <thread>
 
+#include "common/temp_dir.hpp"
+#include "executor/process_test_util.hpp"
 #include "pepita/executor/process.hpp"
 #include "pepita/task/affinity.hpp"
 
 namespace pepita::executor {
 namespace {
+
+using test::make;
+using test::run_one;
+
+using pepita::test::TempDir;
 
 using namespace std::chrono_literals;
 using task::BinaryTask;
@@ -23,22 +30,6 @@ using task::CpuAffinity;
 using task::PipelineTask;
 using task::Task;
 namespace fs = std::filesystem;
-
-ExecutionResult run_one(Executor& exec, const Task& task, std::stop_token stop = {}) {
-  std::promise<ExecutionResult> p;
-  auto f = p.get_future();
-  auto started =
-      exec.start(task, std::move(stop), [&p](ExecutionResult r) { p.set_value(std::move(r)); });
-  EXPECT_TRUE(started) << started.error().message();
-  if (!started) return {};
-  return f.get();
-}
-
-std::unique_ptr<ProcessExecutor> make(std::chrono::nanoseconds grace = 2s) {
-  auto e = ProcessExecutor::create({.slots = 4, .kill_grace = grace});
-  EXPECT_TRUE(e) << e.error().message();
-  return std::move(*e);
-}
 
 BinaryTask sh(std::string script) { return BinaryTask("/bin/sh").with_args({"-c", script}); }
 
@@ -50,22 +41,6 @@ bool process_running(pid_t pid) {
   const auto close = line.rfind(')');
   return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pepita-pipeline-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : std::string();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -127,7 +102,7 @@ TEST(Pipeline, EachStageGetsItsOwnArgsEnvWorkingDirAndStdin) {
 TEST(Pipeline, FastProducerBlocksOnSlowConsumer) {
   // 4 MiB cannot fit in a 64 KiB pipe: the producer can only finish writing once the consumer,
   // which sleeps first, reads. Had pepita buffered in between, the producer would finish first.
-  TempDir dir;
+  TempDir dir{"pipeline"};
   const std::string produced = dir.file("produced"), reading = dir.file("reading");
   auto exec = make();
   auto t = Task::pipeline()
@@ -185,7 +160,7 @@ TEST(Pipeline, FailingMiddleStageFailsThePipelineNamingIt) {
 
 TEST(Pipeline, OneStageFailingStopsTheOthers) {
   // The first stage would run 30 s; the second fails at once, so the group is stopped.
-  TempDir dir;
+  TempDir dir{"pipeline"};
   const std::string pid_file = dir.file("pid");
   auto exec = make(200ms);
   const auto t0 = std::chrono::steady_clock::now();
@@ -205,7 +180,7 @@ TEST(Pipeline, OneStageFailingStopsTheOthers) {
 }
 
 TEST(Pipeline, TimeoutAndCancelStopEveryStage) {
-  TempDir dir;
+  TempDir dir{"pipeline"};
   auto exec = make(200ms);
   auto stages = [&](const std::string& tag) {
     return PipelineTask()
@@ -233,7 +208,7 @@ TEST(Pipeline, TimeoutAndCancelStopEveryStage) {
 }
 
 TEST(Pipeline, StageThatCannotStartIsNamedAndEarlierStagesAreReaped) {
-  TempDir dir;
+  TempDir dir{"pipeline"};
   const std::string pid_file = dir.file("pid");
   auto exec = make();
   auto r = run_one(*exec, Task::pipeline()

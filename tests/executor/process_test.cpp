@@ -11,27 +11,16 @@
 #include <future>
 #include <thread>
 
+#include "executor/process_test_util.hpp"
+
 namespace pepita::executor {
 namespace {
 
+using test::make;
+using test::run_one;
+
 using namespace std::chrono_literals;
 using task::Task;
-
-ExecutionResult run_one(Executor& exec, const Task& task, std::stop_token stop = {}) {
-  std::promise<ExecutionResult> p;
-  auto f = p.get_future();
-  auto started =
-      exec.start(task, std::move(stop), [&p](ExecutionResult r) { p.set_value(std::move(r)); });
-  EXPECT_TRUE(started) << started.error().message();
-  if (!started) return {};
-  return f.get();
-}
-
-std::unique_ptr<ProcessExecutor> make(std::chrono::nanoseconds grace = 2s) {
-  auto e = ProcessExecutor::create({.slots = 4, .kill_grace = grace});
-  EXPECT_TRUE(e) << e.error().message();
-  return std::move(*e);
-}
 
 Task sh(const std::string& script) {
   return Task::binary("/bin/sh").args({"-c", script}).build().value();

@@ -8,25 +8,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/temp_dir.hpp"
 #include "pepita/core/crc32c.hpp"
 
 namespace pepita::fault {
 namespace {
 
+using pepita::test::TempDir;
+
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pepita-journal-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
-};
 
 JournalRecord finished(const std::string& name, int code) {
   JournalRecord r;
@@ -56,7 +46,7 @@ void write_file(const std::string& path, std::string_view data) {
 }
 
 TEST(Journal, RoundTripsAcrossReopen) {
-  TempDir dir;
+  TempDir dir{"journal"};
   const auto path = dir.file("j");
   {
     auto j = Journal::open(path, Journal::Mode::Truncate);
@@ -88,7 +78,7 @@ TEST(Journal, RoundTripsAcrossReopen) {
 }
 
 TEST(Journal, TornLastRecordAtEveryOffsetIsDroppedAndAppendable) {
-  TempDir dir;
+  TempDir dir{"journal"};
   const auto path = dir.file("j");
   std::uint64_t before_last = 0;
   {
@@ -126,7 +116,7 @@ TEST(Journal, TornLastRecordAtEveryOffsetIsDroppedAndAppendable) {
 }
 
 TEST(Journal, FlippedBitInTailIsTornButInMiddleIsCorruption) {
-  TempDir dir;
+  TempDir dir{"journal"};
   const auto path = dir.file("j");
   {
     auto j = Journal::open(path, Journal::Mode::Truncate).value();
@@ -158,7 +148,7 @@ TEST(Journal, FlippedBitInTailIsTornButInMiddleIsCorruption) {
 }
 
 TEST(Journal, RejectsForeignFilesAndToleratesMissing) {
-  TempDir dir;
+  TempDir dir{"journal"};
   auto missing = read_journal(dir.file("nope"));
   ASSERT_TRUE(missing);
   EXPECT_TRUE(missing->records.empty());
@@ -189,7 +179,7 @@ RC_GTEST_PROP(Journal, DecodeNeverCrashesOnGarbage, (std::string payload)) {
 // resumes: its records load with the counts read as the output sizes, its magic is rewritten to
 // format 2, and records appended after it load too.
 TEST(Journal, FormatOneJournalStillLoadsAndResumes) {
-  TempDir dir;
+  TempDir dir{"journal"};
   const auto path = dir.file("old");
   JournalRecord old_rec = finished("a", 3);
   old_rec.output_digest = std::string(64, 'f');

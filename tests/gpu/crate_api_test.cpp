@@ -16,19 +16,9 @@
 namespace pepita::gpu {
 namespace {
 
+using test::bytes_of;
 using test::env;
-
-std::vector<std::uint32_t> test_spirv(const std::string& name) {
-  auto words = load_spirv(std::string(PEPITA_GPU_TEST_SHADER_DIR) + "/" + name + ".spv");
-  EXPECT_TRUE(words) << words.error().to_string();
-  return words ? *words : std::vector<std::uint32_t>{};
-}
-
-template <typename T>
-std::vector<std::byte> bytes_of(const std::vector<T>& v) {
-  auto s = std::as_bytes(std::span(v));
-  return {s.begin(), s.end()};
-}
+using test::test_spirv;
 
 TEST(GpuBackendNames, NamesNativenessAndHonestAvailability) {
   EXPECT_EQ(name(GpuBackend::Vulkan), "vulkan");

@@ -4,13 +4,17 @@
 
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "common/require.hpp"
 #include "pepita/gpu/builtins.hpp"
 #include "pepita/gpu/device.hpp"
+#include "pepita/gpu/kernel.hpp"
 
 namespace pepita::gpu::test {
 
@@ -51,5 +55,20 @@ inline Env& env() {
       FAIL() << "vulkaninfo lists a Vulkan device, but the test device could not be set up: " \
              << ::pepita::gpu::test::env().why_not;                                           \
   } while (0)
+
+/// A test shader's SPIR-V, compiled from tests/gpu/shaders/<name>.comp at build time (empty, and a
+/// test failure, when it cannot be read).
+inline std::vector<std::uint32_t> test_spirv(const std::string& name) {
+  auto words = load_spirv(std::string(PEPITA_GPU_TEST_SHADER_DIR) + "/" + name + ".spv");
+  EXPECT_TRUE(words) << words.error().to_string();
+  return words ? *words : std::vector<std::uint32_t>{};
+}
+
+/// The bytes of a vector of trivially copyable values (a buffer's contents).
+template <typename T>
+std::vector<std::byte> bytes_of(const std::vector<T>& v) {
+  auto s = std::as_bytes(std::span(v));
+  return {s.begin(), s.end()};
+}
 
 }  // namespace pepita::gpu::test

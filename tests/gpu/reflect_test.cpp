@@ -9,16 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "gpu/gpu_env.hpp"
 #include "pepita/gpu/kernel.hpp"
 
 namespace pepita::gpu {
 namespace {
 
-std::vector<std::uint32_t> test_spirv(const std::string& name) {
-  auto words = load_spirv(std::string(PEPITA_GPU_TEST_SHADER_DIR) + "/" + name + ".spv");
-  EXPECT_TRUE(words) << words.error().to_string();
-  return words ? *words : std::vector<std::uint32_t>{};
-}
+using test::test_spirv;
 
 // Index of the OpEntryPoint instruction (opcode 15) in `spirv`.
 std::size_t entry_point_at(const std::vector<std::uint32_t>& spirv) {

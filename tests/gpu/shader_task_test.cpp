@@ -25,19 +25,9 @@ using pool::Status;
 using task::ShaderBuffer;
 using task::ShaderTask;
 using task::Task;
+using test::bytes_of;
 using test::env;
-
-std::vector<std::uint32_t> test_spirv(const std::string& name) {
-  auto words = load_spirv(std::string(PEPITA_GPU_TEST_SHADER_DIR) + "/" + name + ".spv");
-  EXPECT_TRUE(words) << words.error().to_string();
-  return words ? *words : std::vector<std::uint32_t>{};
-}
-
-template <typename T>
-std::vector<std::byte> bytes_of(const std::vector<T>& v) {
-  auto s = std::as_bytes(std::span(v));
-  return {s.begin(), s.end()};
-}
+using test::test_spirv;
 
 template <typename T>
 std::vector<T> values_of(const std::vector<std::byte>& b) {

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/temp_dir.hpp"
 #include "pepita/executor/blocking_runner.hpp"
 #include "pepita/executor/registry.hpp"
 #include "pepita/fault/journal.hpp"
@@ -24,23 +25,12 @@
 namespace pepita::pool {
 namespace {
 
+using pepita::test::TempDir;
+
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using executor::BackendOptions;
 using task::Backend;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pepita-crate-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
-};
 
 Task sh(const std::string& script) {
   return Task::binary("/bin/sh").args({"-c", script}).build().value();
@@ -397,7 +387,7 @@ TEST(CrateApi, HandleStateFollowsTheTask) {
 }
 
 TEST(CrateApi, PriorityLevelsOrderReadyTasks) {
-  TempDir dir;
+  TempDir dir{"crate"};
   const std::string gate = dir.file("gate"), order = dir.file("order");
   auto pool = Pool::builder().cpu_workers(1).process_slots(1).build().value();
   auto blocker = pool.submit(sh("while [ ! -e " + gate + " ]; do sleep 0.01; done")).value();
@@ -416,7 +406,7 @@ TEST(CrateApi, PriorityLevelsOrderReadyTasks) {
 }
 
 TEST(CrateApi, MetadataReachesTheResultAndTheJournal) {
-  TempDir dir;
+  TempDir dir{"crate"};
   const std::string journal = dir.file("journal");
   {
     auto pool = Pool::builder().cpu_workers(1).journal(journal).build().value();

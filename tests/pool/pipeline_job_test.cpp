@@ -9,11 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "common/temp_dir.hpp"
 #include "pepita/pool/job.hpp"
 #include "pepita/pool/pool.hpp"
 
 namespace pepita::pool {
 namespace {
+
+using pepita::test::TempDir;
 
 namespace fs = std::filesystem;
 using task::BinaryTask;
@@ -23,22 +26,6 @@ using Strings = std::vector<std::string>;
 JobOptions opts() {
   return {.pepita_dir = "/opt/pepita", .state_dir = "/tmp/state", .check_binaries = true};
 }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pepita-pipejob-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : std::string();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 int count_lines(const std::string& path) {
   std::ifstream in(path);
@@ -134,7 +121,7 @@ TEST(JobPipeline, BadStagesNameTheStageAndKey) {
 }
 
 TEST(PoolPipeline, RunsAndRetriesThePipelineAsAWhole) {
-  TempDir dir;
+  TempDir dir{"pipejob"};
   const std::string counter = dir.file("attempts");
   fault::RetryPolicy policy;
   policy.max_attempts(3).base_delay(std::chrono::milliseconds(1)).jitter(false);
@@ -160,7 +147,7 @@ TEST(PoolPipeline, RunsAndRetriesThePipelineAsAWhole) {
 }
 
 TEST(PoolPipeline, JournalReusesAPipelineOnlyWhileEveryStageIsUnchanged) {
-  TempDir dir;
+  TempDir dir{"pipejob"};
   const std::string journal = dir.file("journal"), runs = dir.file("runs");
   auto make = [&](const std::string& last_arg) {
     return task::Task::pipeline()

@@ -10,27 +10,17 @@
 #include <random>
 #include <thread>
 
+#include "common/temp_dir.hpp"
 #include "pepita/fault/journal.hpp"
 
 namespace pepita::pool {
 namespace {
 
+using pepita::test::TempDir;
+
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using task::Backend;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pepita-pool-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
- private:
-  std::string path_;
-};
 
 Pool make(Pool::Builder b = Pool::builder()) {
   auto p = b.cpu_workers(2).build();
@@ -118,7 +108,7 @@ TEST(Pool, RetriesWithAppliedBackoff) {
   EXPECT_EQ(pool.stats().retries, 2u);
 
   // A task's own retry count wins over the policy; a process that always fails gives up.
-  TempDir dir;
+  TempDir dir{"pool"};
   const auto counter = dir.file("count");
   auto always = Task::binary("/bin/sh")
                     .args({"-c", "echo x >> " + counter + "; exit 7"})
@@ -169,7 +159,7 @@ TEST(Pool, CircuitBreakerRejectsAfterLaunchFailures) {
 }
 
 TEST(Pool, PriorityOrdersReadyTasks) {
-  TempDir dir;
+  TempDir dir{"pool"};
   const auto log = dir.file("log");
   auto pool = make(Pool::builder().process_slots(1));
   auto blocker = Task::binary("/bin/sleep").args({"0.2"}).build().value();
@@ -364,7 +354,7 @@ TEST(Pool, BackendsAreNamesNotAFixedSet) {
 }
 
 TEST(Pool, JournalResumeSkipsSucceededTasks) {
-  TempDir dir;
+  TempDir dir{"pool"};
   const auto journal = dir.file("journal");
   const auto counter = dir.file("count");
   auto build = [&] {

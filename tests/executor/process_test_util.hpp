@@ -1,0 +1,36 @@
+#pragma once
+// Shared by the process executor's tests: one attempt run to its result, and an executor with
+// four slots.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <stop_token>
+#include <utility>
+
+#include "pepita/executor/process.hpp"
+
+namespace pepita::executor::test {
+
+/// Starts `task` on `exec` and waits for its result; an empty result (and a test failure) when
+/// start() refuses it.
+inline ExecutionResult run_one(Executor& exec, const task::Task& task, std::stop_token stop = {}) {
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  auto started =
+      exec.start(task, std::move(stop), [&p](ExecutionResult r) { p.set_value(std::move(r)); });
+  EXPECT_TRUE(started) << started.error().message();
+  if (!started) return {};
+  return f.get();
+}
+
+/// A ProcessExecutor with 4 slots and the given SIGTERM-to-SIGKILL grace.
+inline std::unique_ptr<ProcessExecutor> make(
+    std::chrono::nanoseconds grace = std::chrono::seconds(2)) {
+  auto e = ProcessExecutor::create({.slots = 4, .kill_grace = grace});
+  EXPECT_TRUE(e) << e.error().message();
+  return std::move(*e);
+}
+
+}  // namespace pepita::executor::test
