@@ -77,6 +77,21 @@ def journal_successes(path):
     return out
 
 
+
+def driver_handles_stop_signals(proc):
+    """Whether the driver has taken over SIGINT and SIGTERM (blocked for its signal thread, or
+    caught), read from /proc/PID/status. Before that a signal kills the process by default — its
+    C runtime (or a sanitizer's) is still starting, and no task has been launched — which is the
+    kernel's behaviour, not pepita's, so chaos waits for this before it injects."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            fields = dict(l.split(":", 1) for l in f if ":" in l)
+    except OSError:
+        return True  # it has exited: nothing to wait for
+    mask = int(fields.get("SigBlk", "0").strip(), 16) | int(fields.get("SigCgt", "0").strip(), 16)
+    wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    return mask & wanted == wanted
+
 class Backend:
     name = "?"
     token = "?"  # a string in the command line of every task process of this backend
@@ -133,7 +148,7 @@ class Backend:
         return [f"{pid} {cmd}" for pid, cmd in ours(self.token)]
 
     def ready_to_inject(self, proc):
-        return True
+        return driver_handles_stop_signals(proc)
 
 
 class Local(Backend):
@@ -268,7 +283,8 @@ class Slurm(Backend):
 
     def ready_to_inject(self, proc):
         # Inject once a worker job runs (before that, the moment is only "submitting").
-        return any("RUNNING" in l for l in self.workers_left())
+        return driver_handles_stop_signals(proc) and any(
+            "RUNNING" in l for l in self.workers_left())
 
     def kill_worker(self, rng):
         pids = [pid for pid, _ in ours("worker --connect")]
