@@ -13,6 +13,7 @@ std::string_view to_string(Status status) noexcept {
     case Status::Cancelled: return "cancelled";
     case Status::Skipped: return "skipped";
     case Status::Rejected: return "rejected";
+    case Status::OutOfMemory: return "oom";
   }
   return "unknown";
 }
@@ -28,7 +29,8 @@ task::TaskState task_state(Status status) noexcept {
     case Status::Signaled:
     case Status::LaunchFailed:
     case Status::Skipped:
-    case Status::Rejected: return task::TaskState::Failed;
+    case Status::Rejected:
+    case Status::OutOfMemory: return task::TaskState::Failed;
   }
   return task::TaskState::Failed;
 }

@@ -16,6 +16,7 @@ std::string_view to_string(FailureKind kind) noexcept {
     case FailureKind::Error: return "error";
     case FailureKind::Rejected: return "rejected";
     case FailureKind::Cancelled: return "cancelled";
+    case FailureKind::Oom: return "oom";
   }
   return "unknown";
 }

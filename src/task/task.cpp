@@ -438,6 +438,22 @@ Task Task::with_timeout(std::chrono::nanoseconds limit) const {
   return Task(std::move(spec));
 }
 
+Task Task::with_allocation(Allocation allocation) const {
+  auto spec = std::make_shared<Spec>(*spec_);
+  spec->allocation = std::move(allocation);
+  return Task(std::move(spec));
+}
+
+Builder& Builder::resources(ResourceRequest request) {
+  spec_.resources = std::move(request);
+  return *this;
+}
+
+Builder& Builder::retry_on(std::vector<RetryOn> kinds) {
+  spec_.retry_on = std::move(kinds);
+  return *this;
+}
+
 Builder& Builder::priority(TaskPriority level) { return priority(priority_value(level)); }
 
 Builder& Builder::metadata(std::string key, std::string value) {

@@ -94,6 +94,7 @@ std::string_view to_string(TaskStatus status) noexcept {
     case TaskStatus::Returned: return "returned";
     case TaskStatus::Skipped: return "skipped";
     case TaskStatus::Rejected: return "rejected";
+    case TaskStatus::OutOfMemory: return "oom";
   }
   return "unknown";
 }

@@ -17,6 +17,7 @@ TaskStatus to_wire_status(executor::Status status) noexcept {
     case executor::Status::Cancelled: return TaskStatus::Cancelled;
     case executor::Status::Skipped: return TaskStatus::Skipped;
     case executor::Status::Rejected: return TaskStatus::Rejected;
+    case executor::Status::OutOfMemory: return TaskStatus::OutOfMemory;
   }
   return TaskStatus::Failed;
 }
@@ -32,6 +33,7 @@ executor::Status to_executor_status(TaskStatus status) noexcept {
     case TaskStatus::Returned: return executor::Status::LaunchFailed;
     case TaskStatus::Skipped: return executor::Status::Skipped;
     case TaskStatus::Rejected: return executor::Status::Rejected;
+    case TaskStatus::OutOfMemory: return executor::Status::OutOfMemory;
   }
   return executor::Status::Failed;
 }

@@ -165,6 +165,7 @@ const char* status_label(Status s) {
     case Status::Cancelled: return "CANCELLED";
     case Status::Skipped: return "SKIPPED";
     case Status::Rejected: return "REJECTED";
+    case Status::OutOfMemory: return "OOM";
   }
   return "?";
 }

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,11 +25,12 @@ enum class Status : std::uint8_t {
   Cancelled,     // cancelled by the caller or an immediate shutdown
   Skipped,       // never ran: a dependency did not succeed
   Rejected,      // never ran: the backend's circuit breaker was open
+  OutOfMemory,   // killed by its memory limit (the cgroup's OOM killer); see peak_memory
 };
-inline constexpr std::uint8_t kStatusCount = 8;
+inline constexpr std::uint8_t kStatusCount = 9;
 
 /// "succeeded", "failed", "signaled", "timed-out", "launch-failed", "cancelled", "skipped",
-/// "rejected".
+/// "rejected", "oom".
 std::string_view to_string(Status status) noexcept;
 
 struct ExecutionResult {
@@ -63,6 +65,17 @@ struct ExecutionResult {
   bool output_truncated() const noexcept {
     return stdout_bytes > stdout_data.size() || stderr_bytes > stderr_data.size();
   }
+
+  // ---- issue 22: resources ----
+  /// What the attempt was given (the pool's Allocation for a task with a resource request);
+  /// nullopt when it requested nothing.
+  std::optional<task::Allocation> allocation;
+  /// Peak memory of the task's cgroup in bytes (memory.peak / memory.max_usage_in_bytes), 0
+  /// when it ran in none; max_rss_kb is the largest single process.
+  std::uint64_t peak_memory = 0;
+  /// The memory limit it ran under, bytes (0: none).
+  std::uint64_t memory_limit = 0;
+  // ---- end resources ----
 
   // ---- issue 21 (pool): the crate's metadata, state and helpers ----
   /// The task's metadata (Task::Builder::metadata), copied in by the pool when the result is

@@ -23,6 +23,7 @@ enum class FailureKind : std::uint8_t {
   Error,      // a function task returned an Error (code = ErrorCode)
   Rejected,   // a circuit breaker refused the attempt
   Cancelled,  // the user cancelled it; never retried
+  Oom,        // killed by its memory limit (code = the signal, SIGKILL)
 };
 
 struct Failure {

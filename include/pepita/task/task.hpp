@@ -27,6 +27,7 @@
 
 #include "pepita/error.hpp"
 #include "pepita/task/affinity.hpp"
+#include "pepita/task/resources.hpp"
 
 namespace pepita::task {
 
@@ -406,6 +407,20 @@ class Task {
   }
   // ---- end task kinds ----
 
+  // ---- issue 22: resources ----
+  /// What the task asks for (empty: a slot and nothing else). See resources.hpp.
+  const ResourceRequest& resources() const noexcept { return spec_->resources; }
+  /// Which failures it retries; empty: the pool's RetryPolicy decides.
+  const std::vector<RetryOn>& retry_on() const noexcept { return spec_->retry_on; }
+  /// What the pool gave this attempt (on the copy it hands an executor); nullptr otherwise.
+  const Allocation* allocation() const noexcept {
+    return spec_->allocation ? &*spec_->allocation : nullptr;
+  }
+  /// A copy of this task (same id and everything else) carrying `allocation` — how the pool
+  /// tells an executor what an attempt may use.
+  Task with_allocation(Allocation allocation) const;
+  // ---- end resources ----
+
  private:
   friend class Builder;
   struct Spec {
@@ -425,6 +440,9 @@ class Task {
     CpuAffinity affinity;
     std::optional<ShaderTask> shader;             // shader tasks (GPU part of issue 21)
     std::map<std::string, std::string> metadata;  // issue 21
+    ResourceRequest resources;                    // issue 22
+    std::vector<RetryOn> retry_on;
+    std::optional<Allocation> allocation;
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}
   std::shared_ptr<const Spec> spec_;
@@ -467,6 +485,14 @@ class Builder {
   /// on the scheduler's shared worker threads), shader tasks, and backends other than process.
   Builder& affinity(CpuAffinity affinity);
   // ---- end pipelines and affinity ----
+
+  // ---- issue 22: resources ----
+  /// What the task needs; build() runs ResourceRequest::validate and refuses a request on a
+  /// function task other than cpus (a function runs on a shared scheduler thread: nothing there
+  /// can hold it to memory or GPUs).
+  Builder& resources(ResourceRequest request);
+  /// Which failures retry (replaces the list).
+  Builder& retry_on(std::vector<RetryOn> kinds);
 
   // ---- issue 21: the crate's spellings ----
   /// A crate priority level; stores priority_value(level).

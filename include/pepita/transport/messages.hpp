@@ -67,8 +67,9 @@ enum class TaskStatus : std::uint8_t {
   Returned = 6,    // the worker is draining and gives the unstarted task back
   Skipped = 7,     // never ran: a dependency failed (executor::Status::Skipped; protocol 2)
   Rejected = 8,    // never ran: a circuit breaker was open (executor::Status::Rejected; protocol 2)
+  OutOfMemory = 9,  // killed by its memory limit (executor::Status::OutOfMemory; protocol 3)
 };
-inline constexpr std::uint8_t kMaxTaskStatus = 8;
+inline constexpr std::uint8_t kMaxTaskStatus = 9;
 std::string_view to_string(TaskStatus status) noexcept;
 
 /// Result: how one attempt ended. Built from an executor::ExecutionResult and turned back into
