@@ -54,6 +54,19 @@ class Executor {
   /// Completions may never be delivered afterwards; only exiting may follow. Thread-safe.
   /// Default: nothing (in-process attempts end with the process).
   virtual void abandon() noexcept {}
+
+  // ---- issue 22: resources ----
+  /// True when this executor places resource requests itself (a remote dispatcher per worker,
+  /// a cluster per job): the pool then leaves Task::resources() to it instead of charging this
+  /// host's Ledger. Default: false (the attempt runs on this host).
+  virtual bool places_resources() const noexcept { return false; }
+  /// For an executor that places_resources(): whether a task asking for `request` could ever
+  /// run (once everything running now has ended). The pool calls it at submit and fails the
+  /// submit with its error ("needs 4 GPUs; the largest worker has 2"). Default: yes.
+  virtual Result<void> can_ever_fit(const task::ResourceRequest& request) const {
+    (void)request;
+    return {};
+  }
 };
 
 /// Creates an executor when a pool is built (Pool::Builder::executor), whose error then is the
