@@ -3,6 +3,8 @@
 #include "pepita/transport/messages.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
 
 namespace pepita::transport {
 namespace {
@@ -21,6 +23,7 @@ class Writer {
     out_.insert(out_.end(), b.begin(), b.end());
   }
   void digest(const Digest& d) { out_.insert(out_.end(), d.begin(), d.end()); }
+  void f64(double v) { u64(std::bit_cast<std::uint64_t>(v)); }
   Bytes take() { return std::move(out_); }
 
  private:
@@ -44,6 +47,14 @@ class Reader {
   Result<std::uint16_t> u16() { return get_u16(PEPITA_TRY(take(2)).data()); }
   Result<std::uint32_t> u32() { return get_u32(PEPITA_TRY(take(4)).data()); }
   Result<std::uint64_t> u64() { return get_u64(PEPITA_TRY(take(8)).data()); }
+  // Amounts (cpus, gpu fractions, named counts): finite and non-negative, or Protocol.
+  Result<double> amount() {
+    const double v = std::bit_cast<double>(PEPITA_TRY(u64()));
+    if (!std::isfinite(v) || v < 0) {
+      return fail(ErrorCode::Protocol, std::string(what_) + ": bad amount");
+    }
+    return v;
+  }
   Result<bool> boolean() {
     auto v = PEPITA_TRY(u8());
     if (v > 1) return fail(ErrorCode::Protocol, std::string(what_) + ": bad boolean");
@@ -81,6 +92,100 @@ class Reader {
   std::string_view what_;
 };
 
+// ---- protocol 3: resources ----
+// Inventory: cpus (u32 list), numa (count, then node i32 + u32 list), memory u64, gpus (string
+// list), named (count, then name + f64).
+// Allocation: attempt u32, cpus f64, cores (u32 list), memory u64, gpus (count, then id +
+// fraction f64), named (count, then name + f64), pids u32.
+
+void put_named(Writer& w, const std::map<std::string, double>& named) {
+  w.u32(static_cast<std::uint32_t>(named.size()));
+  for (const auto& [k, v] : named) {
+    w.str(k);
+    w.f64(v);
+  }
+}
+
+Result<std::map<std::string, double>> get_named(Reader& r) {
+  std::map<std::string, double> out;
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
+    auto k = PEPITA_TRY(r.str());
+    out[std::move(k)] = PEPITA_TRY(r.amount());
+  }
+  return out;
+}
+
+void put_cores(Writer& w, const std::vector<unsigned>& cores) {
+  w.u32(static_cast<std::uint32_t>(cores.size()));
+  for (unsigned c : cores) w.u32(c);
+}
+
+Result<std::vector<unsigned>> get_cores(Reader& r) {
+  std::vector<unsigned> out;
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) out.push_back(PEPITA_TRY(r.u32()));
+  return out;
+}
+
+void put_inventory(Writer& w, const task::Inventory& inv) {
+  put_cores(w, inv.cpus);
+  w.u32(static_cast<std::uint32_t>(inv.numa.size()));
+  for (const auto& [node, cores] : inv.numa) {
+    w.u32(static_cast<std::uint32_t>(node));
+    put_cores(w, cores);
+  }
+  w.u64(inv.memory);
+  w.u32(static_cast<std::uint32_t>(inv.gpus.size()));
+  for (const auto& g : inv.gpus) w.str(g);
+  put_named(w, inv.named);
+}
+
+Result<task::Inventory> get_inventory(Reader& r) {
+  task::Inventory inv;
+  inv.cpus = PEPITA_TRY(get_cores(r));
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
+    const int node = static_cast<int>(PEPITA_TRY(r.u32()));
+    inv.numa[node] = PEPITA_TRY(get_cores(r));
+  }
+  inv.memory = PEPITA_TRY(r.u64());
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) inv.gpus.push_back(PEPITA_TRY(r.str()));
+  inv.named = PEPITA_TRY(get_named(r));
+  return inv;
+}
+
+void put_allocation(Writer& w, const std::optional<task::Allocation>& a) {
+  w.u8(a ? 1 : 0);
+  if (!a) return;
+  w.u32(a->attempt);
+  w.f64(a->cpus);
+  put_cores(w, a->cores);
+  w.u64(a->memory);
+  w.u32(static_cast<std::uint32_t>(a->gpus.size()));
+  for (const auto& g : a->gpus) {
+    w.str(g.id);
+    w.f64(g.fraction);
+  }
+  put_named(w, a->named);
+  w.u32(a->pids);
+}
+
+Result<std::optional<task::Allocation>> get_allocation(Reader& r) {
+  if (!PEPITA_TRY(r.boolean())) return std::optional<task::Allocation>{};
+  task::Allocation a;
+  a.attempt = PEPITA_TRY(r.u32());
+  a.cpus = PEPITA_TRY(r.amount());
+  a.cores = PEPITA_TRY(get_cores(r));
+  a.memory = PEPITA_TRY(r.u64());
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
+    task::GpuShare g;
+    g.id = PEPITA_TRY(r.str());
+    g.fraction = PEPITA_TRY(r.amount());
+    a.gpus.push_back(std::move(g));
+  }
+  a.named = PEPITA_TRY(get_named(r));
+  a.pids = PEPITA_TRY(r.u32());
+  return std::optional<task::Allocation>(std::move(a));
+}
+
 }  // namespace
 
 std::string_view to_string(TaskStatus status) noexcept {
@@ -110,6 +215,7 @@ Bytes encode(const RegisterMsg& m) {
     w.str(v);
   }
   w.str(m.name);
+  put_inventory(w, m.inventory);
   return w.take();
 }
 
@@ -124,6 +230,7 @@ Result<RegisterMsg> decode_register(ByteSpan payload) {
     m.labels[std::move(k)] = PEPITA_TRY(r.str());
   }
   m.name = PEPITA_TRY(r.str());
+  m.inventory = PEPITA_TRY(get_inventory(r));
   PEPITA_TRY_VOID(r.finish());
   return m;
 }
@@ -151,6 +258,7 @@ Bytes encode(const SubmitMsg& m) {
     w.digest(f.sha256);
     w.u8(f.executable ? 1 : 0);
   }
+  put_allocation(w, m.allocation);
   return w.take();
 }
 
@@ -181,6 +289,7 @@ Result<SubmitMsg> decode_submit(ByteSpan payload) {
     f.executable = PEPITA_TRY(r.boolean());
     m.files.push_back(std::move(f));
   }
+  m.allocation = PEPITA_TRY(get_allocation(r));
   PEPITA_TRY_VOID(r.finish());
   return m;
 }
@@ -213,6 +322,9 @@ Bytes encode(const ResultMsg& m) {
   w.u64(static_cast<std::uint64_t>(m.max_rss_kb));
   w.u64(m.stdout_bytes);
   w.u64(m.stderr_bytes);
+  w.u64(m.peak_memory);
+  w.u64(m.memory_limit);
+  put_allocation(w, m.allocation);
   return w.take();
 }
 
@@ -235,6 +347,9 @@ Result<ResultMsg> decode_result(ByteSpan payload) {
   m.max_rss_kb = static_cast<std::int64_t>(PEPITA_TRY(r.u64()));
   m.stdout_bytes = PEPITA_TRY(r.u64());
   m.stderr_bytes = PEPITA_TRY(r.u64());
+  m.peak_memory = PEPITA_TRY(r.u64());
+  m.memory_limit = PEPITA_TRY(r.u64());
+  m.allocation = PEPITA_TRY(get_allocation(r));
   PEPITA_TRY_VOID(r.finish());
   return m;
 }

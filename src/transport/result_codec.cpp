@@ -50,7 +50,10 @@ ResultMsg to_result_msg(executor::ExecutionResult r, std::uint32_t attempt) {
                    .cpu_ns = r.cpu.count(),
                    .max_rss_kb = r.max_rss_kb,
                    .stdout_bytes = r.stdout_bytes,
-                   .stderr_bytes = r.stderr_bytes};
+                   .stderr_bytes = r.stderr_bytes,
+                   .peak_memory = r.peak_memory,
+                   .memory_limit = r.memory_limit,
+                   .allocation = std::move(r.allocation)};
 }
 
 executor::ExecutionResult to_execution_result(ResultMsg m, task::TaskId id, std::string name) {
@@ -69,6 +72,9 @@ executor::ExecutionResult to_execution_result(ResultMsg m, task::TaskId id, std:
   r.stdout_data = std::move(m.stdout_data);
   r.stderr_data = std::move(m.stderr_data);
   r.error = std::move(m.error);
+  r.peak_memory = m.peak_memory;
+  r.memory_limit = m.memory_limit;
+  r.allocation = std::move(m.allocation);
   return r;
 }
 

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -96,6 +97,17 @@ class LeaseTable {
 
   /// Leases queued tasks, front first, to `worker` until it holds `slots` leases.
   Leased lease(WorkerId worker, std::uint32_t slots, TimePoint now);
+
+  /// What a lease scan's caller says of one queued task (issue 22: resource placement).
+  enum class Admit : std::uint8_t {
+    Take,  // lease it to this worker (the caller has taken its resources)
+    Skip,  // not on this worker now: it keeps its place in the queue
+  };
+  using AdmitFn = std::function<Admit(TaskId id, std::uint32_t attempt)>;
+  /// As lease(), but asks `admit` about each queued task, front first, with the attempt the
+  /// lease would be: skipped tasks stay queued in order. A task that used up max_attempts is
+  /// reported exhausted without being asked.
+  Leased lease(WorkerId worker, std::uint32_t slots, TimePoint now, const AdmitFn& admit);
 
   /// `worker` was heard from at `now`: its leases are renewed until now + lease_ttl.
   void renew(WorkerId worker, TimePoint now);

@@ -8,10 +8,12 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "pepita/error.hpp"
+#include "pepita/task/resources.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/frame.hpp"
 
@@ -23,6 +25,10 @@ struct RegisterMsg {
   std::vector<std::string> backends{};  // "process", "cpu"
   std::map<std::string, std::string> labels{};
   std::string name{};  // worker host name, for logs
+  /// Protocol 3: what the worker offers (detected, then `--resources`/`--cpus`/`--memory`
+  /// overrides; a Slurm worker: what Slurm granted). The dispatcher keeps a task::Ledger of it
+  /// and places resource requests by it.
+  task::Inventory inventory{};
   bool operator==(const RegisterMsg&) const = default;
 };
 
@@ -53,6 +59,10 @@ struct SubmitMsg {
   std::uint64_t timeout_ns = 0;  // 0 = none
   std::uint64_t output_cap = 1 << 20;
   std::vector<FileRef> files{};
+  /// Protocol 3: what the dispatcher took for this attempt from the worker's Ledger (GPU ids,
+  /// cores, memory limit, ...); the worker runs the task with it (its cgroup, affinity and GPU
+  /// variables). nullopt: the task requested nothing.
+  std::optional<task::Allocation> allocation{};
   bool operator==(const SubmitMsg&) const = default;
 };
 
@@ -89,6 +99,10 @@ struct ResultMsg {
   std::uint64_t stdout_bytes = 0;  // total written, including what the output cap dropped;
                                    // read as at least stdout_data.size()
   std::uint64_t stderr_bytes = 0;
+  // Protocol 3:
+  std::uint64_t peak_memory = 0;   // the task cgroup's peak, bytes (0: ran in none)
+  std::uint64_t memory_limit = 0;  // the limit it ran under, bytes (0: none)
+  std::optional<task::Allocation> allocation{};  // what it ran with (nullopt: nothing requested)
   bool operator==(const ResultMsg&) const = default;
 };
 

@@ -2,7 +2,9 @@
 // The driver side: RemoteDispatcher keeps one authenticated connection per worker (reconnecting
 // with exponential backoff), leases queued tasks pull-style — a worker gets a task only when it
 // has a free slot, so faster workers take more — watches heartbeats (suspect, then failed by a
-// phi-accrual fault::FailureDetector), and re-dispatches a lost worker's in-flight tasks. Each
+// phi-accrual fault::FailureDetector), and re-dispatches a lost worker's in-flight tasks. A task
+// with a resource request goes only to a worker whose advertised Inventory has room for it
+// (placement.hpp: one task::Ledger per worker, the pool's reservation rule). Each
 // task's completion callback runs exactly once, however many attempts it took; late duplicates are
 // counted and dropped.
 //
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "pepita/error.hpp"
+#include "pepita/task/resources.hpp"
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/messages.hpp"
@@ -32,6 +35,13 @@ namespace pepita::transport {
 struct RemoteTask {
   std::uint64_t id = 0;  // unique among live tasks of this dispatcher; never 0
   SubmitMsg spec{};
+  /// What the task needs on its worker (issue 22). The dispatcher leases it only to a worker
+  /// whose advertised Inventory has room for `resources.at_attempt(resource_attempt)` now, and
+  /// sends the Allocation it took (spec.allocation is set by the dispatcher). Empty: any worker
+  /// with a free slot.
+  task::ResourceRequest resources{};
+  /// The attempt the request grows with (Growth::PerAttempt): the pool's attempt, 1 first.
+  std::uint32_t resource_attempt = 1;
 };
 
 /// How a task ended. `result.status` is Lost-free: a task that could not be placed after
@@ -55,6 +65,7 @@ struct WorkerInfo {
   std::uint64_t completed = 0;
   std::uint32_t connects = 0;  // successful handshakes so far (reconnects + 1)
   double phi = 0.0;            // the failure detector's suspicion at its last check
+  task::Inventory inventory{};  // what it advertised at its last registration (protocol 3)
 };
 
 struct RemoteOptions {
@@ -115,6 +126,13 @@ class RemoteDispatcher {
   std::vector<WorkerInfo> workers() const;
   /// Where dialing workers connect (the real port), when RemoteOptions::listen was set.
   std::optional<Endpoint> listen_endpoint() const;
+  /// Whether a task asking `request` could ever run on one of the workers that have registered
+  /// (a configured worker that is down still counts: it is re-dialed). OK when none has
+  /// registered yet: nothing is known, the task is accepted, and once every configured worker
+  /// has registered (or, with only dial-in workers, once one has) a queued task that fits none
+  /// of them fails as a SpawnError with this same reason. Unsupported otherwise: "needs 4 GPUs;
+  /// the largest worker has 2".
+  Result<void> can_ever_fit(const task::ResourceRequest& request) const;
   /// Tasks submitted and not yet completed (queued or running) — the demand an elastic
   /// launcher sizes its workers by.
   std::size_t backlog() const;

@@ -47,6 +47,13 @@ class RemoteExecutor final : public executor::Executor {
 
   task::Backend backend() const noexcept override { return backend_; }
   std::size_t slots() const noexcept override { return slots_; }
+  /// True: a task's ResourceRequest is placed on a worker by the dispatcher (one task::Ledger
+  /// per worker, from the Inventory it advertised), not charged to this host. The attempt the
+  /// request grows with is `task.allocation()->attempt` when the pool set one, else 1.
+  bool places_resources() const noexcept override { return true; }
+  /// RemoteDispatcher::can_ever_fit: against the workers registered so far ("needs 4 GPUs; the
+  /// largest worker has 2"); accepted while none has registered.
+  Result<void> can_ever_fit(const task::ResourceRequest& request) const override;
   /// InvalidArgument for function tasks (closures cannot travel; use TaskKind::Function with
   /// RemoteDispatcher for worker-registered functions), for tasks of a backend other than
   /// backend(), and for unreadable shipped binaries;

@@ -1,8 +1,9 @@
 #pragma once
 // The one mapping between executor::ExecutionResult and the wire's Result message
-// (docs/protocol.md, "Messages", protocol 2). The worker builds its Result only with
+// (docs/protocol.md, "Messages", protocol 3). The worker builds its Result only with
 // to_result_msg and the driver reads one only with to_execution_result, so every outcome field
-// (status, exit code, signal, wall and CPU time, peak RSS, output, byte counts, error) crosses
+// (status, exit code, signal, wall and CPU time, peak RSS, output, byte counts, error, peak
+// memory, memory limit and the allocation it ran with) crosses
 // the wire; id, name, attempts and from_journal belong to the driver and are not sent.
 //
 //   Bytes p = encode_result(er, /*attempt=*/1);             // worker

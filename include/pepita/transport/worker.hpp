@@ -20,6 +20,7 @@
 #include <string>
 
 #include "pepita/error.hpp"
+#include "pepita/task/resources.hpp"
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/crypto.hpp"
 
@@ -43,6 +44,11 @@ struct WorkerOptions {
   std::string cache_dir;            // blob cache; empty: $TMPDIR/pepita-worker-<uid>-<port>
   std::string name;                 // shown to drivers; empty: the host name
   std::map<std::string, std::string> labels;
+  /// What this worker offers for resource requests (issue 22), advertised at registration: the
+  /// dispatcher places tasks by it and sends each attempt's Allocation, which the worker runs
+  /// the process task with (its cgroup, cores and GPU variables). nullopt: Inventory::detect()
+  /// at start (`pepita worker --resources/--cpus/--memory` override what it detects).
+  std::optional<task::Inventory> inventory;
   std::map<std::string, WorkerFunction> functions;  // added to the built-ins noop, echo, sleep_ms
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds dead_after{5000};  // drop a client silent for this long
@@ -66,7 +72,8 @@ class Worker {
     Kill,   // also kill running tasks (reported Cancelled)
   };
 
-  /// Validates options, creates the cache directory (mode 0700), binds and starts serving.
+  /// Validates options, detects the inventory when none is given, creates the cache directory
+  /// (mode 0700), binds and starts serving.
   /// InvalidArgument without a key; PermissionDenied for a non-loopback address without
   /// allow_non_loopback; errno-based errors from bind.
   static Result<std::unique_ptr<Worker>> start(WorkerOptions options);

@@ -20,19 +20,33 @@ void LeaseTable::complete(TaskId id, Task& t) {
 }
 
 LeaseTable::Leased LeaseTable::lease(WorkerId worker, std::uint32_t slots, TimePoint now) {
+  return lease(worker, slots, now, nullptr);
+}
+
+LeaseTable::Leased LeaseTable::lease(WorkerId worker, std::uint32_t slots, TimePoint now,
+                                     const AdmitFn& admit) {
   Leased out;
   Worker& w = workers_[worker];
-  while (w.held.size() < slots && !queue_.empty()) {
-    const TaskId id = queue_.front();
-    queue_.pop_front();
+  std::size_t i = 0;  // skipped tasks stay in front of it
+  while (w.held.size() < slots && i < queue_.size()) {
+    const TaskId id = queue_[i];
     auto it = tasks_.find(id);
-    if (it == tasks_.end() || it->second.completed) continue;
+    if (it == tasks_.end() || it->second.completed) {
+      queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
     Task& t = it->second;
     if (t.attempts >= opts_.max_attempts) {
+      queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(i));
       out.exhausted.push_back({id, t.attempts});
       complete(id, t);
       continue;
     }
+    if (admit && admit(id, t.attempts + 1) == Admit::Skip) {
+      ++i;
+      continue;
+    }
+    queue_.erase(queue_.begin() + static_cast<std::ptrdiff_t>(i));
     ++t.attempts;
     t.holder = worker;
     t.leased_at = now;

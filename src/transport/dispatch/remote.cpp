@@ -27,6 +27,7 @@
 #include "pepita/fault/failure_detector.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/transport/lease_table.hpp"
+#include "pepita/transport/placement.hpp"
 
 namespace pepita::transport {
 namespace {
@@ -63,6 +64,9 @@ struct RemoteDispatcher::Impl {
     bool dialed_in = false;  // accepted on the listener: not re-dialed when it ends
     WorkerInfo info;
     std::vector<std::uint64_t> cancels;  // Cancel frames to send (guarded by mu)
+    // Its advertised resources and what the tasks it holds took (guarded by mu); set at
+    // registration.
+    std::optional<WorkerLedger> resources;
     UniqueFd wake;                       // eventfd: new work queued, or stopping
     std::thread thread;
   };
@@ -130,6 +134,64 @@ struct RemoteDispatcher::Impl {
     ws[wi]->info.in_flight = static_cast<std::uint32_t>(table->held(wi));
   }
 
+  // Resources go back when a lease ends, however it ended (a result, a requeue, the worker
+  // lost, the lease expired): what a task took on a worker stays taken exactly while the table
+  // says that worker holds it. Caller holds mu.
+  void reconcile_resources_locked() {
+    for (std::size_t wi = 0; wi < ws.size(); ++wi) {
+      auto& res = ws[wi]->resources;
+      if (!res) continue;
+      for (std::uint64_t id : res->holders()) {
+        if (table->holder(id) != wi) res->release(id);
+      }
+    }
+  }
+
+  // The inventories of workers that registered and may still run tasks (a configured worker
+  // is re-dialed when down; a dial-in worker that left is gone). Caller holds mu.
+  std::vector<task::Inventory> known_inventories_locked() const {
+    std::vector<task::Inventory> out;
+    for (const auto& w : ws) {
+      if (!w->resources) continue;
+      if (w->dialed_in && w->info.state == WorkerState::Dead) continue;
+      out.push_back(w->resources->inventory());
+    }
+    return out;
+  }
+
+  // Once every configured worker has registered (with dial-in workers only: once one has), a
+  // queued task that fits none of them fails instead of waiting for a worker that may never
+  // come. Caller holds mu.
+  void fail_unfit_locked(std::vector<Completion>& out) {
+    bool any = false;
+    for (const auto& w : ws) {
+      if (w->dialed_in) {
+        any = any || w->resources.has_value();
+      } else if (!w->resources) {
+        return;  // not all known yet
+      } else {
+        any = true;
+      }
+    }
+    if (!any) return;
+    const auto known = known_inventories_locked();
+    std::vector<std::pair<std::uint64_t, std::string>> unfit;
+    for (const auto& [id, p] : payloads) {
+      if (p.task.resources.empty() || table->holder(id) || table->completed(id)) continue;
+      auto fits = can_ever_fit_any(known, p.task.resources.at_attempt(p.task.resource_attempt));
+      if (!fits) unfit.emplace_back(id, fits.error().message());
+    }
+    for (auto& [id, why] : unfit) {
+      const LeaseTable::CancelVerdict v = table->cancel(id);
+      if (v.action != LeaseTable::CancelAction::Completed) continue;
+      log("task " + std::to_string(id) + " cannot run on any worker: " + why);
+      complete_locked(
+          id, v.attempts,
+          ResultMsg{.status = TaskStatus::SpawnError, .exit_code = -1, .error = std::move(why)}, "",
+          out);
+    }
+  }
+
   void on_result(std::size_t wi, std::uint64_t id, ResultMsg r, std::vector<Completion>& out) {
     std::lock_guard lock(mu);
     W& w = *ws[wi];
@@ -138,6 +200,7 @@ struct RemoteDispatcher::Impl {
                         : r.status == TaskStatus::Cancelled ? LeaseTable::Report::Cancelled
                                                             : LeaseTable::Report::Final;
     const LeaseTable::Verdict v = table->on_result(wi, id, report);
+    reconcile_resources_locked();
     update_in_flight_locked(wi);
     switch (v.action) {
       case LeaseTable::Action::Duplicate:
@@ -159,6 +222,7 @@ struct RemoteDispatcher::Impl {
     std::lock_guard lock(mu);
     W& w = *ws[wi];
     const LeaseTable::Released r = table->worker_lost(wi);
+    reconcile_resources_locked();
     for (const auto& c : r.cancelled) {
       complete_locked(c.id, c.attempts,
                       ResultMsg{.status = TaskStatus::Cancelled,
@@ -179,6 +243,7 @@ struct RemoteDispatcher::Impl {
   void expire_locked(Clock::time_point now, std::vector<Completion>& out) {
     const LeaseTable::Released r = table->expire(now);
     if (r.leases == 0) return;
+    reconcile_resources_locked();
     for (const auto& c : r.cancelled) {
       complete_locked(c.id, c.attempts,
                       ResultMsg{.status = TaskStatus::Cancelled,
@@ -228,7 +293,24 @@ struct RemoteDispatcher::Impl {
     std::lock_guard lock(mu);
     W& w = *ws[wi];
     if (w.info.state != WorkerState::Alive) return batch;
-    const LeaseTable::Leased leased = table->lease(wi, w.info.slots, Clock::now());
+    // Each queued task with a request goes here only when this worker's ledger gives it an
+    // Allocation now, and not past the first task that waits for room here (reservation).
+    LeaseTable::AdmitFn admit;
+    if (w.resources) {
+      w.resources->begin_scan();
+      admit = [this, &w](std::uint64_t id, std::uint32_t) {
+        const RemoteTask& t = payloads.at(id).task;
+        return w.resources->admit(id, t.resources, t.resource_attempt);
+      };
+    } else {
+      // Registered without resources (cannot happen in protocol 3): only tasks that ask for
+      // nothing.
+      admit = [this](std::uint64_t id, std::uint32_t) {
+        return payloads.at(id).task.resources.empty() ? LeaseTable::Admit::Take
+                                                      : LeaseTable::Admit::Skip;
+      };
+    }
+    const LeaseTable::Leased leased = table->lease(wi, w.info.slots, Clock::now(), admit);
     for (const auto& f : leased.exhausted) {
       ResultMsg r{.attempt = f.attempts,
                   .status = TaskStatus::SpawnError,
@@ -240,6 +322,10 @@ struct RemoteDispatcher::Impl {
     for (const auto& g : leased.granted) {
       SubmitMsg m = payloads.at(g.id).task.spec;
       m.attempt = g.attempt;
+      m.allocation.reset();
+      if (w.resources) {
+        if (const task::Allocation* a = w.resources->allocation(g.id)) m.allocation = *a;
+      }
       batch.emplace_back(g.id, std::move(m));
     }
     update_in_flight_locked(wi);
@@ -405,16 +491,23 @@ struct RemoteDispatcher::Impl {
   }
 
   void mark_up(W& w, const RegisterMsg& reg) {
+    std::vector<Completion> unfit;
     {
       std::lock_guard lock(mu);
       w.info.slots = std::max<std::uint32_t>(1, reg.slots);
       w.info.name = reg.name;
       w.info.state = WorkerState::Alive;
+      w.info.inventory = reg.inventory;
+      // A new session holds no leases yet (the last one's were released when it ended): a
+      // fresh ledger of what it offers now.
+      w.resources.emplace(reg.inventory);
       ++w.info.connects;
       worker_seen = Clock::now();
+      fail_unfit_locked(unfit);
     }
+    run_completions(unfit);
     log("worker " + w.ep.to_string() + " (" + reg.name + ") up with " + std::to_string(reg.slots) +
-        " slots");
+        " slots; offers " + reg.inventory.to_string());
   }
 
   // Runs a session to its end and re-dispatches what the worker held.
@@ -623,6 +716,10 @@ Result<void> RemoteDispatcher::submit(RemoteTask task, Callback done) {
       return fail(ErrorCode::InvalidArgument,
                   "remote task id " + std::to_string(task.id) + " is already in flight");
     }
+    if (!task.resources.empty()) {
+      PEPITA_TRY_VOID(task.resources.validate());
+      if (task.resource_attempt == 0) task.resource_attempt = 1;
+    }
     const std::uint64_t id = task.id;
     impl_->table->add(id);
     impl_->payloads.insert_or_assign(id, Impl::Payload{std::move(task), std::move(done)});
@@ -675,6 +772,11 @@ std::vector<WorkerInfo> RemoteDispatcher::workers() const {
 std::optional<Endpoint> RemoteDispatcher::listen_endpoint() const {
   if (!impl_->listener) return std::nullopt;
   return impl_->listener->endpoint();
+}
+
+Result<void> RemoteDispatcher::can_ever_fit(const task::ResourceRequest& request) const {
+  std::lock_guard lock(impl_->mu);
+  return can_ever_fit_any(impl_->known_inventories_locked(), request);
 }
 
 std::size_t RemoteDispatcher::backlog() const {

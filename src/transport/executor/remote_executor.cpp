@@ -64,6 +64,8 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
   m.stdin_data = p->stdin_data;
   m.timeout_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, task.timeout().count()));
   m.output_cap = task.output_cap();
+  rt.resources = task.resources();
+  if (const task::Allocation* a = task.allocation()) rt.resource_attempt = a->attempt;
   const std::uint64_t id = rt.id;
   // The stop callback lives inside the completion's shared state, so it is destroyed (and can
   // no longer fire) once the outcome has been delivered.
@@ -84,6 +86,10 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
   RemoteDispatcher* d = dispatcher_.get();
   state->on_stop.emplace(std::move(stop), std::function<void()>([d, id] { d->cancel(id); }));
   return {};
+}
+
+Result<void> RemoteExecutor::can_ever_fit(const task::ResourceRequest& request) const {
+  return dispatcher_->can_ever_fit(request);
 }
 
 void RemoteExecutor::shutdown() {

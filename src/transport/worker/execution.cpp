@@ -188,10 +188,13 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
   if (!cwd.empty()) b.cwd(cwd);
   if (m.timeout_ns > 0) b.timeout(std::chrono::nanoseconds(m.timeout_ns));
   if (m.output_cap > 0) b.output_cap(static_cast<std::size_t>(m.output_cap));
-  auto t = b.build();
-  if (!t) return worker::spawn_error(t.error().to_string());
+  auto built = b.build();
+  if (!built) return worker::spawn_error(built.error().to_string());
+  // The dispatcher chose what this attempt may use on this worker: the process executor
+  // enforces it (cgroup limits, sched_setaffinity, CUDA_VISIBLE_DEVICES and friends).
+  const task::Task t = m.allocation ? built->with_allocation(*m.allocation) : std::move(*built);
   auto started =
-      processes->start(*t, job->stop.get_token(), [this, job](executor::ExecutionResult r) {
+      processes->start(t, job->stop.get_token(), [this, job](executor::ExecutionResult r) {
         post(Done{job, std::move(r), /*function=*/false});
       });
   if (!started) return worker::spawn_error(started.error().to_string());

@@ -82,7 +82,8 @@ std::string Worker::Impl::run_client(const std::shared_ptr<Client>& cp) {
   RegisterMsg reg{.slots = opts.slots,
                   .backends = {"process", "cpu"},
                   .labels = opts.labels,
-                  .name = opts.name};
+                  .name = opts.name,
+                  .inventory = opts.inventory.value_or(task::Inventory{})};
   if (auto r = c.conn->send(MessageType::Register, 0, encode(reg)); !r) {
     return r.error().to_string();
   }

@@ -208,6 +208,15 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
                 "--key FILE (create one with `pepita worker --gen-key FILE`)");
   }
   auto ep = PEPITA_TRY(parse_endpoint(options.listen));
+  if (!options.inventory) {
+    auto detected = task::Inventory::detect();
+    if (!detected) {
+      return fail(detected.error().code(),
+                  "cannot detect this host's resources (" + detected.error().message() +
+                      "); give them explicitly (pepita worker --resources, --cpus, --memory)");
+    }
+    options.inventory = std::move(*detected);
+  }
   if (options.slots == 0) {
     options.slots = std::max(1u, std::thread::hardware_concurrency());
   }
