@@ -4,6 +4,7 @@
 #include "pepita/transport/worker.hpp"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,6 +18,8 @@
 #include <vector>
 
 #include "command.hpp"
+#include "pepita/slurm/grant.hpp"
+#include "pepita/task/resources.hpp"
 
 namespace pepita::cli {
 namespace {
@@ -32,12 +35,16 @@ struct WorkerCliOptions {
   std::string name;
   std::vector<std::string> labels;
   bool tls = false;
+  std::vector<std::string> resources;  // "gpus=0,1", "license=2", ... (repeatable)
+  std::string cpus;                    // "32" or a core list "0-3,8"
+  std::string memory;                  // "64G"
 };
 
 constexpr const char* kCommand = "pepita worker";
 constexpr const char* kUsage =
     "pepita worker --key FILE [--listen HOST:PORT | --connect HOST:PORT [--give-up S]] "
-    "[--slots N] [--cache DIR] [--name NAME] [--label KEY=VALUE]... [--tls]  |  "
+    "[--slots N] [--cache DIR] [--name NAME] [--label KEY=VALUE]... [--tls] "
+    "[--resources NAME=VALUE,...]... [--cpus N|LIST] [--memory SIZE]  |  "
     "pepita worker --gen-key FILE";
 
 int run_worker(const WorkerCliOptions& o) {
@@ -73,6 +80,31 @@ int run_worker(const WorkerCliOptions& o) {
       return usage_error(kCommand, kUsage, "--label '" + l + "' must be key=value");
     labels[l.substr(0, eq)] = l.substr(eq + 1);
   }
+  // What this worker offers for resource requests: what it detects, narrowed or replaced by
+  // --resources, --cpus and --memory (a fake GPU inventory for tests: --resources gpus=0,1).
+  auto inventory = task::Inventory::detect();
+  if (!inventory) {
+    std::fprintf(stderr, "pepita worker: cannot detect this host's resources: %s\n",
+                 inventory.error().to_string().c_str());
+    return kExitFailure;
+  }
+  // Inside a Slurm job: what the job was granted, not the whole node.
+  if (auto r = slurm::apply_grant(*inventory, [](const char* n) { return std::getenv(n); }); !r) {
+    std::fprintf(stderr, "pepita worker: %s\n", r.error().to_string().c_str());
+    return kExitFailure;
+  }
+  for (const auto& spec : o.resources) {
+    if (auto r = inventory->apply_overrides(spec); !r)
+      return usage_error(kCommand, kUsage, "--resources: " + r.error().message());
+  }
+  if (!o.cpus.empty()) {
+    if (auto r = inventory->apply_overrides(std::string("cpus=").append(o.cpus)); !r)
+      return usage_error(kCommand, kUsage, "--cpus: " + r.error().message());
+  }
+  if (!o.memory.empty()) {
+    if (auto r = inventory->apply_overrides(std::string("memory=").append(o.memory)); !r)
+      return usage_error(kCommand, kUsage, "--memory: " + r.error().message());
+  }
   // A key file that cannot be used (missing, readable by others, malformed) is a bad --key.
   auto key = Key::from_file(o.key_file);
   if (!key) return usage_error(kCommand, kUsage, "--key: " + key.error().message());
@@ -89,6 +121,7 @@ int run_worker(const WorkerCliOptions& o) {
   wo.name = o.name;
   wo.connection.tls = o.tls;
   wo.labels = std::move(labels);
+  wo.inventory = std::move(*inventory);
   if (!transport::is_loopback_host(endpoint->host) && !o.tls) {
     std::fprintf(stderr,
                  "pepita worker: note: %s %s; frames are authenticated and "
@@ -160,6 +193,11 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
   sub->add_option("--label", o->labels, "key=value label announced to drivers (repeatable)");
   sub->add_flag("--tls", o->tls,
                 "encrypt with TLS 1.3 keyed by --key (drivers must use --tls too)");
+  sub->add_option("--resources", o->resources,
+                  "what this worker offers, replacing what it detects: gpus=0,1 (ids) or gpus=2 "
+                  "(a count), cpus=, memory=, any name=count (repeatable)");
+  sub->add_option("--cpus", o->cpus, "CPUs offered: a count (32) or a core list (0-3,8)");
+  sub->add_option("--memory", o->memory, "memory offered to tasks (64G, 512M)");
   sub->add_option("--gen-key", o->gen_key, "write a new random key file (0600) and exit");
   dispatch.on(
       sub, [o] { return run_worker(*o); }, kUsage);

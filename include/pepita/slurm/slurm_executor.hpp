@@ -33,6 +33,10 @@ struct SlurmOptions {
   std::string time_limit;             // sbatch --time ("30", "1:00:00", "2-0"); empty: partition's
   std::uint32_t cpus_per_worker = 1;  // --cpus-per-task, and the worker's slots
   std::uint32_t gpus = 0;             // --gpus per worker job
+  /// --mem per worker job, bytes (sent as whole megabytes, rounded up); 0: the partition's
+  /// default. The worker advertises what Slurm granted (slurm/grant.hpp), so a task asking for
+  /// more memory, CPUs or GPUs than one worker job holds fails at submit.
+  std::uint64_t memory = 0;
   std::string account;
   std::vector<std::string> extra_sbatch_args;  // passed to sbatch as they are, e.g. "--qos=low"
   std::string job_name = "pepita-worker";
@@ -93,6 +97,14 @@ class SlurmExecutor final : public executor::Executor {
   /// transport::RemoteExecutor.
   Result<void> start(const task::Task& task, std::stop_token stop,
                      executor::Completion done) override;
+  /// True: resource requests are placed on the worker jobs by what each advertised (what Slurm
+  /// granted it), as transport::RemoteExecutor does.
+  bool places_resources() const noexcept override { return true; }
+  /// Whether a task asking `request` fits a worker job. Before any worker has connected it is
+  /// judged against what a job is asked for (cpus_per_worker, memory and gpus when set);
+  /// afterwards against what the workers advertised. "needs 8G memory; the largest worker has
+  /// 4G".
+  Result<void> can_ever_fit(const task::ResourceRequest& request) const override;
   /// Cancels every worker job (scancel), waits briefly until Slurm reports them ended, removes
   /// the key. Idempotent.
   void shutdown() override;
@@ -121,6 +133,7 @@ executor::Backend slurm_backend();
 /// Registers "slurm": a SlurmExecutor serving backend = "slurm" tasks (process tasks whose
 /// command must exist on the compute nodes). Settings, named as `pepita run`'s --slurm flags:
 /// nodes (1), min_nodes (0), partition, time_limit ("1:00:00"), cpus_per_worker (1), gpus (0),
+/// memory (per worker job: "4G"; none),
 /// account, sbatch_args (comma-separated, e.g. "--qos=low"), driver_address, job_name,
 /// worker_binary, listen, work_dir, slurm_bin_dir, tls (false), idle_release (30s),
 /// dead_after (5s), max_failed_jobs, and state_dir: a run's state directory, where the job ids

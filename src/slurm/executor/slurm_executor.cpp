@@ -17,6 +17,8 @@
 #include <set>
 #include <thread>
 
+#include "pepita/core/format.hpp"
+#include "pepita/task/resources.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/remote_executor.hpp"
 
@@ -110,6 +112,10 @@ struct SlurmExecutor::Impl {
     if (!opts.time_limit.empty()) a.push_back("--time=" + opts.time_limit);
     if (!opts.account.empty()) a.push_back("--account=" + opts.account);
     if (opts.gpus > 0) a.push_back("--gpus=" + std::to_string(opts.gpus));
+    if (opts.memory > 0) {
+      constexpr std::uint64_t kMiB = 1u << 20;
+      a.push_back("--mem=" + std::to_string((opts.memory + kMiB - 1) / kMiB) + "M");
+    }
     a.insert(a.end(), opts.extra_sbatch_args.begin(), opts.extra_sbatch_args.end());
     // exec: the worker is the job's main process, so scancel's SIGTERM reaches it and drains.
     a.push_back("--wrap=exec " + shell_quote(opts.worker_binary) + " worker --connect " +
@@ -323,6 +329,32 @@ executor::Backend SlurmExecutor::backend() const noexcept { return impl_->opts.b
 
 std::size_t SlurmExecutor::slots() const noexcept { return impl_->remote->slots(); }
 
+Result<void> SlurmExecutor::can_ever_fit(const task::ResourceRequest& request) const {
+  bool registered = false;
+  for (const auto& w : impl_->remote->dispatcher().workers()) registered |= w.connects > 0;
+  if (registered || request.empty()) return impl_->remote->can_ever_fit(request);
+  // No worker job has connected yet: judge by what each job asks Slurm for (sbatch may still
+  // grant less; the workers' own inventories decide once they connect).
+  const SlurmOptions& o = impl_->opts;
+  const task::ResourceRequest first = request.at_attempt(1);
+  if (first.cpus > o.cpus_per_worker) {
+    return fail(ErrorCode::Unsupported,
+                pepita::fmt("needs {} CPUs; each Slurm worker job has {} (cpus_per_worker)",
+                            first.cpus, o.cpus_per_worker));
+  }
+  if (o.memory > 0 && first.memory > o.memory) {
+    return fail(ErrorCode::Unsupported,
+                pepita::fmt("needs {} memory; each Slurm worker job has {} (memory)",
+                            task::format_bytes(first.memory), task::format_bytes(o.memory)));
+  }
+  const double gpus = first.gpu_ids.empty() ? first.gpus : static_cast<double>(first.gpu_ids.size());
+  if (o.gpus > 0 && gpus > o.gpus) {
+    return fail(ErrorCode::Unsupported,
+                pepita::fmt("needs {} GPUs; each Slurm worker job has {} (gpus)", gpus, o.gpus));
+  }
+  return {};
+}
+
 Result<void> SlurmExecutor::start(const task::Task& task, std::stop_token stop,
                                   executor::Completion done) {
   PEPITA_TRY_VOID(impl_->remote->start(task, std::move(stop), std::move(done)));
@@ -428,7 +460,8 @@ Result<SlurmOptions> slurm_options(const executor::BackendOptions& o) {
   PEPITA_TRY_VOID(o.expect_only({"nodes", "min_nodes", "partition", "time_limit", "cpus_per_worker",
                                  "gpus", "account", "sbatch_args", "driver_address", "job_name",
                                  "worker_binary", "listen", "work_dir", "slurm_bin_dir", "tls",
-                                 "idle_release", "dead_after", "max_failed_jobs", "state_dir"}));
+                                 "idle_release", "dead_after", "max_failed_jobs", "state_dir",
+                                 "memory"}));
   SlurmOptions s;
   s.backend = slurm_backend();
   auto u32 = [&o](std::string_view key, std::uint32_t fallback, std::uint32_t min,
@@ -440,6 +473,13 @@ Result<SlurmOptions> slurm_options(const executor::BackendOptions& o) {
   s.cpus_per_worker = PEPITA_TRY(u32("cpus_per_worker", s.cpus_per_worker, 1, 4096));
   s.gpus = PEPITA_TRY(u32("gpus", s.gpus, 0, 4096));
   s.max_failed_jobs = PEPITA_TRY(u32("max_failed_jobs", s.max_failed_jobs, 0, 1000000));
+  if (auto mem = o.get("memory"); mem && !mem->empty()) {
+    auto bytes = task::parse_bytes(*mem);
+    if (!bytes) {
+      return fail(ErrorCode::InvalidArgument, "slurm: setting memory: " + bytes.error().message());
+    }
+    s.memory = *bytes;
+  }
   s.partition = o.string_or("partition", s.partition);
   s.time_limit = o.string_or("time_limit", s.time_limit);
   s.account = o.string_or("account", s.account);
