@@ -9,8 +9,10 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "pepita/executor/result.hpp"
+#include "pepita/task/resources.hpp"
 
 namespace pepita::test {
 
@@ -52,6 +54,44 @@ inline executor::ExecutionResult arbitrary_outcome() {
   r.stdout_bytes = r.stdout_data.size() + *rc::gen::inRange<std::uint64_t>(0, 1u << 30);
   r.stderr_bytes = r.stderr_data.size() + *rc::gen::inRange<std::uint64_t>(0, 1u << 30);
   r.error = *rc::gen::arbitrary<std::string>();
+  return r;
+}
+
+/// Equal in the resource fields (issue 22): peak memory, memory limit and the allocation.
+inline ::testing::AssertionResult same_resource_fields(const executor::ExecutionResult& a,
+                                                       const executor::ExecutionResult& b) {
+  auto diff = [](const char* f) { return ::testing::AssertionFailure() << f << " differs"; };
+  if (a.peak_memory != b.peak_memory) return diff("peak_memory");
+  if (a.memory_limit != b.memory_limit) return diff("memory_limit");
+  if (a.allocation != b.allocation) return diff("allocation");
+  return ::testing::AssertionSuccess();
+}
+
+/// Inside a rapidcheck property: an arbitrary Allocation (finite, non-negative amounts).
+inline task::Allocation arbitrary_allocation() {
+  task::Allocation a;
+  a.attempt = *rc::gen::inRange<std::uint32_t>(1, 100);
+  a.cpus = *rc::gen::inRange<int>(0, 4096) / 4.0;
+  a.cores = *rc::gen::container<std::vector<unsigned>>(rc::gen::inRange<unsigned>(0, 1024));
+  a.memory = *rc::gen::arbitrary<std::uint64_t>();
+  const auto n = *rc::gen::inRange<int>(0, 5);
+  for (int i = 0; i < n; ++i) {
+    a.gpus.push_back({*rc::gen::arbitrary<std::string>(), *rc::gen::inRange<int>(1, 100) / 100.0});
+  }
+  const auto m = *rc::gen::inRange<int>(0, 4);
+  for (int i = 0; i < m; ++i) {
+    a.named[*rc::gen::arbitrary<std::string>()] = *rc::gen::inRange<int>(0, 1000) / 8.0;
+  }
+  a.pids = *rc::gen::arbitrary<std::uint32_t>();
+  return a;
+}
+
+/// arbitrary_outcome() with the resource fields arbitrary too (an allocation or none).
+inline executor::ExecutionResult arbitrary_outcome_with_resources() {
+  executor::ExecutionResult r = arbitrary_outcome();
+  r.peak_memory = *rc::gen::arbitrary<std::uint64_t>();
+  r.memory_limit = *rc::gen::arbitrary<std::uint64_t>();
+  if (*rc::gen::arbitrary<bool>()) r.allocation = arbitrary_allocation();
   return r;
 }
 

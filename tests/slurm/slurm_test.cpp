@@ -174,9 +174,19 @@ TEST(SlurmRegistry, RegistersSlurmByNameAndNamesBadSettings) {
   EXPECT_NE(not_bool.error().message().find("tls='maybe'"), std::string::npos)
       << not_bool.error().message();
 
+  executor::BackendOptions lots;
+  lots.set("memory", "lots");
+  auto not_size = registry.create(slurm_backend(), lots);
+  ASSERT_FALSE(not_size);
+  EXPECT_EQ(not_size.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(not_size.error().message().find("memory"), std::string::npos)
+      << not_size.error().message();
+  EXPECT_NE(not_size.error().message().find("lots"), std::string::npos)
+      << not_size.error().message();
+
   // Good settings reach SlurmExecutor::create, which looks for sbatch first.
   executor::BackendOptions good;
-  good.set("nodes", "2").set("slurm_bin_dir", "/nonexistent-slurm-bin").set("idle_release", "5s");
+  good.set("memory", "4G").set("nodes", "2").set("slurm_bin_dir", "/nonexistent-slurm-bin").set("idle_release", "5s");
   auto made = registry.create(slurm_backend(), good);
   ASSERT_FALSE(made);
   EXPECT_EQ(made.error().code(), ErrorCode::NotFound);
@@ -483,6 +493,67 @@ TEST(SlurmCluster, RefusedSubmissionShowsSlurmsMessageAndLeavesNothing) {
   EXPECT_NE(rc, 0);
   EXPECT_NE(out.find("invalid partition specified: no-such-partition"), std::string::npos) << out;
   EXPECT_TRUE(unfinished_jobs("pepita-worker").empty());
+}
+
+// Issue 22: a worker job asked for --mem advertises what Slurm granted (SLURM_MEM_PER_NODE),
+// not the node's memory: a task over it is refused at submit naming the largest worker, one
+// under it runs with its allocation.
+TEST(SlurmCluster, AWorkerJobWithMemAdvertisesSlurmsGrant) {
+  REQUIRE_SLURM();
+  SlurmOptions o;
+  o.nodes = 1;
+  o.worker_binary = kPepita;
+  o.driver_address = "127.0.0.1";
+  o.listen = "127.0.0.1:0";
+  o.job_name = "pepita-mem";
+  o.memory = 256ull << 20;
+  o.poll_interval = 200ms;
+  o.log = [](std::string_view line) {
+    std::printf("  slurm: %.*s\n", static_cast<int>(line.size()), line.data());
+  };
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  EXPECT_TRUE((*exec)->places_resources());
+  auto pool = pool::Pool::builder().executor(*exec).build().value();
+  auto task_with = [](std::uint64_t memory) {
+    task::ResourceRequest r;
+    r.memory = memory;
+    return task::Task::binary("/bin/echo")
+        .args({"fits"})
+        .backend(task::Backend::Remote)
+        .resources(r)
+        .build()
+        .value();
+  };
+  task::ResourceRequest half_gig;
+  half_gig.memory = 512ull << 20;
+  // Before any worker connected: judged by what each job asks Slurm for.
+  auto early = (*exec)->can_ever_fit(half_gig);
+  ASSERT_FALSE(early);
+  EXPECT_NE(early.error().message().find("each Slurm worker job has 256M"), std::string::npos)
+      << early.error().message();
+
+  ASSERT_TRUE(pool.submit(task_with(128ull << 20)));
+  const auto results = pool.wait_all();
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_TRUE(results[0].ok()) << results[0].error;
+  EXPECT_EQ(results[0].stdout_data, "fits\n");
+  ASSERT_TRUE(results[0].allocation.has_value());
+  EXPECT_EQ(results[0].allocation->memory, 128ull << 20);
+
+  // The worker has connected and advertised Slurm's grant, far below the node's memory.
+  auto late = (*exec)->can_ever_fit(half_gig);
+  ASSERT_FALSE(late);
+  EXPECT_NE(late.error().message().find("needs 512M of memory; the largest worker has 256M"),
+            std::string::npos)
+      << late.error().message();
+  auto refused = pool.submit(task_with(512ull << 20));
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("the largest worker has 256M"), std::string::npos)
+      << refused.error().message();
+  pool.shutdown();
+  EXPECT_TRUE(eventually([] { return unfinished_jobs("pepita-mem").empty(); }, 15s))
+      << shell("squeue").second;
 }
 
 TEST(SlurmCluster, WorkerJobsAreReleasedWhenIdleAndComeBackForNewWork) {

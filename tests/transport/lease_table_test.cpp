@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <vector>
 
 namespace pepita::transport {
 namespace {
@@ -37,6 +38,35 @@ TEST(LeaseTable, LeasesInFifoOrderUpToTheWorkersSlots) {
   EXPECT_EQ(t.held(1), 3u);
   EXPECT_EQ(t.holder(4), 1u);
   EXPECT_EQ(t.queued(), 0u);
+}
+
+TEST(LeaseTable, AdmitSkipsKeepTheirPlaceInTheQueue) {
+  auto t = table();
+  for (std::uint64_t id = 1; id <= 4; ++id) ASSERT_TRUE(t.add(id));
+  std::vector<std::uint64_t> asked;
+  // Worker 0 takes only even ids (say, only they fit its resources).
+  const auto a = t.lease(0, 8, t0, [&](std::uint64_t id, std::uint32_t attempt) {
+    asked.push_back(id);
+    EXPECT_EQ(attempt, 1u);
+    return id % 2 == 0 ? LeaseTable::Admit::Take : LeaseTable::Admit::Skip;
+  });
+  EXPECT_EQ(asked, (std::vector<std::uint64_t>{1, 2, 3, 4}));
+  ASSERT_EQ(a.granted.size(), 2u);
+  EXPECT_EQ(a.granted[0].id, 2u);
+  EXPECT_EQ(a.granted[1].id, 4u);
+  EXPECT_EQ(t.queued(), 2u);
+  EXPECT_EQ(t.attempts(1), 0u) << "a skipped task used no attempt";
+  // The skipped ones are still first, in order, for the next worker.
+  const auto b = t.lease(1, 1, t0);
+  ASSERT_EQ(b.granted.size(), 1u);
+  EXPECT_EQ(b.granted[0].id, 1u);
+  // A worker that is full is not asked at all.
+  asked.clear();
+  (void)t.lease(0, 2, t0, [&](std::uint64_t id, std::uint32_t) {
+    asked.push_back(id);
+    return LeaseTable::Admit::Take;
+  });
+  EXPECT_TRUE(asked.empty());
 }
 
 TEST(LeaseTable, AResultCompletesOnceAndALateDuplicateIsDropped) {

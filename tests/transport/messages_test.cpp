@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <limits>
+#include <map>
+
 namespace pepita::transport {
 namespace {
 
@@ -76,6 +79,104 @@ TEST(Messages, OtherMessagesRoundTrip) {
   Bytes bad_status = encode(res);
   bad_status[4] = std::byte{99};
   EXPECT_FALSE(decode_result(bad_status));
+}
+
+task::Inventory sample_inventory() {
+  task::Inventory inv;
+  inv.cpus = {0, 1, 2, 3};
+  inv.numa = {{0, {0, 1}}, {1, {2, 3}}};
+  inv.memory = 4ull << 30;
+  inv.gpus = {"0", "1"};
+  inv.named = {{"license", 2}, {"ssd_gb", 100.5}};
+  return inv;
+}
+
+task::Allocation sample_allocation() {
+  task::Allocation a;
+  a.attempt = 3;
+  a.cpus = 2;
+  a.cores = {4, 5};
+  a.memory = 1ull << 30;
+  a.gpus = {{"1", 0.5}};
+  a.named = {{"license", 1}};
+  a.pids = 128;
+  return a;
+}
+
+TEST(Messages, RegisterCarriesTheWorkersInventory) {
+  RegisterMsg reg{.slots = 8, .backends = {"process"}, .name = "gpu-box"};
+  reg.inventory = sample_inventory();
+  Bytes b = encode(reg);
+  auto back = decode_register(b);
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(back->inventory, reg.inventory);
+  EXPECT_EQ(*back, reg);
+  for (std::size_t n = 0; n < b.size(); ++n) {
+    auto r = decode_register(ByteSpan(b).first(n));
+    ASSERT_FALSE(r) << n;
+    EXPECT_EQ(r.error().code(), ErrorCode::Protocol);
+  }
+}
+
+TEST(Messages, SubmitCarriesTheAllocationAndEveryTruncationFails) {
+  SubmitMsg m = sample_submit();
+  m.allocation = sample_allocation();
+  Bytes b = encode(m);
+  auto back = decode_submit(b);
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(back->allocation, m.allocation);
+  for (std::size_t n = 0; n < b.size(); ++n) ASSERT_FALSE(decode_submit(ByteSpan(b).first(n))) << n;
+  // Without one, the presence byte says so.
+  m.allocation.reset();
+  EXPECT_EQ(decode_submit(encode(m)).value().allocation, std::nullopt);
+}
+
+TEST(Messages, ResultCarriesPeakMemoryLimitAndAllocation) {
+  ResultMsg res{.attempt = 2, .status = TaskStatus::OutOfMemory, .exit_code = -1, .signal = 9};
+  res.peak_memory = 300ull << 20;
+  res.memory_limit = 200ull << 20;
+  res.allocation = sample_allocation();
+  EXPECT_EQ(decode_result(encode(res)).value(), res);
+}
+
+TEST(Messages, NegativeOrNotANumberAmountsAreProtocolErrors) {
+  for (double bad : {-1.0, std::numeric_limits<double>::quiet_NaN(),
+                     std::numeric_limits<double>::infinity()}) {
+    SubmitMsg m = sample_submit();
+    m.allocation = sample_allocation();
+    m.allocation->cpus = bad;
+    auto r = decode_submit(encode(m));
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), ErrorCode::Protocol);
+    EXPECT_NE(r.error().message().find("bad amount"), std::string::npos) << r.error().message();
+    RegisterMsg reg;
+    reg.inventory.named["license"] = bad;
+    EXPECT_FALSE(decode_register(encode(reg))) << bad;
+  }
+}
+
+RC_GTEST_PROP(MessagesProp, InventoryAndAllocationRoundTrip,
+              (std::vector<unsigned> cpus, std::uint64_t memory, std::vector<std::string> gpus,
+               std::map<std::string, std::uint16_t> named)) {
+  RegisterMsg reg;
+  reg.inventory.cpus = cpus;
+  reg.inventory.numa[0] = cpus;
+  reg.inventory.memory = memory;
+  reg.inventory.gpus = gpus;
+  for (const auto& [k, v] : named) reg.inventory.named[k] = v / 4.0;
+  auto back = decode_register(encode(reg));
+  RC_ASSERT(back.has_value());
+  RC_ASSERT(*back == reg);
+  SubmitMsg m;
+  task::Allocation a;
+  a.cores = cpus;
+  a.memory = memory;
+  for (const auto& g : gpus) a.gpus.push_back({g, 0.25});
+  a.named = reg.inventory.named;
+  m.allocation = a;
+  auto sub = decode_submit(encode(m));
+  RC_ASSERT(sub.has_value());
+  RC_ASSERT(*sub == m);
 }
 
 RC_GTEST_PROP(MessagesProp, SubmitRoundTrips,

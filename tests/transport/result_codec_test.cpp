@@ -78,12 +78,45 @@ TEST(ResultCodec, TruncatedPayloadIsAProtocolErrorAtEveryLength) {
 // first (frame_test); should its payload ever reach the decoder, it is an error, never a result
 // with cpu and rss silently read as zero.
 TEST(ResultCodec, ProtocolOneResultPayloadIsRefused) {
-  const Bytes v2 = encode_result(sample(), 1);
-  const std::size_t v1_size = v2.size() - 4 * 8;  // without cpu, rss and the two byte counts
-  auto r = decode_execution_result(ByteSpan(v2).first(v1_size));
+  const Bytes v3 = encode_result(sample(), 1);  // no allocation: its presence byte only
+  // Without cpu, rss and the two byte counts (protocol 2), and peak, limit and allocation (3).
+  const std::size_t v1_size = v3.size() - 4 * 8 - (2 * 8 + 1);
+  auto r = decode_execution_result(ByteSpan(v3).first(v1_size));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::Protocol);
   EXPECT_NE(r.error().message().find("result payload truncated"), std::string::npos);
+}
+
+// A protocol-2 Result stops after the byte counts: refused, never read as "no allocation".
+TEST(ResultCodec, ProtocolTwoResultPayloadIsRefused) {
+  const Bytes v3 = encode_result(sample(), 1);
+  auto r = decode_execution_result(ByteSpan(v3).first(v3.size() - (2 * 8 + 1)));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Protocol);
+  EXPECT_NE(r.error().message().find("result payload truncated"), std::string::npos);
+}
+
+TEST(ResultCodec, PeakMemoryLimitAndAllocationRoundTrip) {
+  ExecutionResult r = sample();
+  r.status = Status::OutOfMemory;
+  r.peak_memory = 314'572'800;
+  r.memory_limit = 209'715'200;
+  task::Allocation a;
+  a.attempt = 2;
+  a.cpus = 1.5;
+  a.cores = {2, 3};
+  a.memory = 209'715'200;
+  a.gpus = {{"0", 0.5}, {"3", 1.0}};
+  a.named = {{"license", 1}};
+  a.pids = 64;
+  r.allocation = a;
+  auto back = decode_execution_result(encode_result(r, 2), r.id, r.name);
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_TRUE(same(*back, r));
+  EXPECT_TRUE(pepita::test::same_resource_fields(*back, r));
+  EXPECT_EQ(back->status, Status::OutOfMemory);
+  ASSERT_TRUE(back->allocation.has_value());
+  EXPECT_EQ(back->allocation->gpu_list(), "0,3");
 }
 
 TEST(ResultCodec, DriverMadeResultsWithoutCountsReadTheOutputSize) {
@@ -102,6 +135,21 @@ RC_GTEST_PROP(ResultCodec, RandomResultSurvivesTheWire, ()) {
   auto back = decode_execution_result(wire, r.id, r.name);
   RC_ASSERT(back.has_value());
   RC_ASSERT(same(*back, r));
+}
+
+}  // namespace
+}  // namespace pepita::transport
+
+namespace pepita::transport {
+namespace {
+
+RC_GTEST_PROP(ResultCodec, RandomResultWithResourcesSurvivesTheWire, ()) {
+  ExecutionResult r = pepita::test::arbitrary_outcome_with_resources();
+  const auto attempt = *rc::gen::arbitrary<std::uint32_t>();
+  auto back = decode_execution_result(encode_result(r, attempt), r.id, r.name);
+  RC_ASSERT(back.has_value());
+  RC_ASSERT(same(*back, r));
+  RC_ASSERT(pepita::test::same_resource_fields(*back, r));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 extern char** environ;
@@ -112,9 +113,13 @@ KeyFile::KeyFile() : key(Key::generate().value()), path(unique_path("pepita-test
 }
 KeyFile::~KeyFile() { std::filesystem::remove(path); }
 
-std::unique_ptr<Worker> start_worker(const Key& key, std::uint32_t slots,
-                                     std::chrono::milliseconds handshake_timeout) {
+namespace {
+
+std::unique_ptr<Worker> start_worker_with(const Key& key, std::uint32_t slots,
+                                          std::chrono::milliseconds handshake_timeout,
+                                          std::optional<task::Inventory> inventory) {
   WorkerOptions o;
+  o.inventory = std::move(inventory);
   o.listen = "127.0.0.1:0";
   o.key = key;
   o.slots = slots;
@@ -130,6 +135,18 @@ std::unique_ptr<Worker> start_worker(const Key& key, std::uint32_t slots,
     return nullptr;
   }
   return std::move(*w);
+}
+
+}  // namespace
+
+std::unique_ptr<Worker> start_worker(const Key& key, std::uint32_t slots,
+                                     std::chrono::milliseconds handshake_timeout) {
+  return start_worker_with(key, slots, handshake_timeout, std::nullopt);
+}
+
+std::unique_ptr<Worker> start_worker(const Key& key, std::uint32_t slots,
+                                     task::Inventory inventory) {
+  return start_worker_with(key, slots, std::chrono::milliseconds(2000), std::move(inventory));
 }
 
 std::unique_ptr<WorkerProcess> WorkerProcess::spawn(const std::string& key_path,

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "pepita/task/resources.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/remote.hpp"
 #include "pepita/transport/worker.hpp"
@@ -35,6 +36,10 @@ struct KeyFile {
 std::unique_ptr<Worker> start_worker(
     const Key& key, std::uint32_t slots,
     std::chrono::milliseconds handshake_timeout = std::chrono::milliseconds(2000));
+/// The same, advertising `inventory` (as `pepita worker --resources ...` would) instead of what
+/// this host has.
+std::unique_ptr<Worker> start_worker(const Key& key, std::uint32_t slots,
+                                     task::Inventory inventory);
 
 /// A worker running in a child process; killed with SIGKILL on destruction if still alive.
 class WorkerProcess {

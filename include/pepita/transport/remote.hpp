@@ -113,7 +113,10 @@ class RemoteDispatcher {
   Digest add_blob(std::string data);
 
   /// Queues a task; `done` runs exactly once on a dispatcher thread (keep it short).
-  /// InvalidArgument for id 0 or an id already in flight; Cancelled after shutdown began.
+  /// InvalidArgument for id 0, an id already in flight or an invalid resource request;
+  /// Cancelled after shutdown began. A task whose request fits none of the known workers (see
+  /// can_ever_fit) completes at once as SpawnError with the reason (`done` may then run on
+  /// this thread, before submit returns).
   Result<void> submit(RemoteTask task, Callback done);
   /// submit() and wait for the outcome.
   Result<RemoteOutcome> run(RemoteTask task);

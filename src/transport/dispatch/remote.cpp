@@ -159,27 +159,37 @@ struct RemoteDispatcher::Impl {
     return out;
   }
 
-  // Once every configured worker has registered (with dial-in workers only: once one has), a
-  // queued task that fits none of them fails instead of waiting for a worker that may never
-  // come. Caller holds mu.
-  void fail_unfit_locked(std::vector<Completion>& out) {
+  // Whether the workers are known: every configured worker has registered (with dial-in
+  // workers only: one has). Caller holds mu.
+  bool workers_known_locked() const {
     bool any = false;
     for (const auto& w : ws) {
       if (w->dialed_in) {
         any = any || w->resources.has_value();
       } else if (!w->resources) {
-        return;  // not all known yet
+        return false;
       } else {
         any = true;
       }
     }
-    if (!any) return;
+    return any;
+  }
+
+  // Once the workers are known, a queued task that fits none of them fails instead of waiting
+  // for a worker that may never come: task `only`, or every queued one. Caller holds mu.
+  void fail_unfit_locked(std::vector<Completion>& out, std::optional<std::uint64_t> only = {}) {
+    if (!workers_known_locked()) return;
     const auto known = known_inventories_locked();
     std::vector<std::pair<std::uint64_t, std::string>> unfit;
-    for (const auto& [id, p] : payloads) {
-      if (p.task.resources.empty() || table->holder(id) || table->completed(id)) continue;
+    auto check = [&](std::uint64_t id, const Payload& p) {
+      if (p.task.resources.empty() || table->holder(id) || table->completed(id)) return;
       auto fits = can_ever_fit_any(known, p.task.resources.at_attempt(p.task.resource_attempt));
       if (!fits) unfit.emplace_back(id, fits.error().message());
+    };
+    if (only) {
+      if (auto it = payloads.find(*only); it != payloads.end()) check(it->first, it->second);
+    } else {
+      for (const auto& [id, p] : payloads) check(id, p);
     }
     for (auto& [id, why] : unfit) {
       const LeaseTable::CancelVerdict v = table->cancel(id);
@@ -708,6 +718,7 @@ Digest RemoteDispatcher::add_blob(std::string data) {
 }
 
 Result<void> RemoteDispatcher::submit(RemoteTask task, Callback done) {
+  std::vector<Impl::Completion> unfit;
   {
     std::lock_guard lock(impl_->mu);
     if (impl_->stopping) return fail(ErrorCode::Cancelled, "dispatcher is shutting down");
@@ -722,10 +733,13 @@ Result<void> RemoteDispatcher::submit(RemoteTask task, Callback done) {
     }
     const std::uint64_t id = task.id;
     impl_->table->add(id);
+    const bool requests = !task.resources.empty();
     impl_->payloads.insert_or_assign(id, Impl::Payload{std::move(task), std::move(done)});
     ++impl_->pending;
+    if (requests) impl_->fail_unfit_locked(unfit, id);
     impl_->wake_all();
   }
+  impl_->run_completions(unfit);
   return {};
 }
 

@@ -90,6 +90,7 @@ ResultMsg Worker::Impl::to_message(Done& d) {
       r.exit_code = 1;
       r.error = std::move(er.error);
     }
+    r.allocation = m.allocation;  // what the dispatcher gave it, for the driver's report
     return r;
   }
   if (maybe_killed_with_the_worker(er) && stopping.load()) {
@@ -101,6 +102,9 @@ ResultMsg Worker::Impl::to_message(Done& d) {
     er.error = "killed by signal " + std::to_string(er.signal) +
                " while the worker itself was being stopped; the driver runs it elsewhere";
   }
+  // The driver reports requested vs given per task: the allocation it ran with goes back, also
+  // when the executor did not echo it.
+  if (!er.allocation && m.allocation) er.allocation = m.allocation;
   return to_result_msg(std::move(er), m.attempt);
 }
 
