@@ -1,6 +1,7 @@
-// Protocol versions over a real socket: a protocol 1 driver's Hello (whose Results would lack
-// cpu and rss) gets an Error frame naming both versions, which an old decoder refuses with its
-// own version message, and the worker keeps serving current drivers.
+// Protocol versions over a real socket: a protocol 2 driver's Hello (which would neither place
+// resource requests nor read an OOM kill's peak memory) gets an Error frame naming both
+// versions, which an old decoder refuses with its own version message, and the worker keeps
+// serving current drivers.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -43,15 +44,16 @@ Bytes exchange(std::uint16_t port, ByteSpan out) {
   return in;
 }
 
-TEST(ProtocolVersion, ProtocolOneDriverIsToldBothVersions) {
+TEST(ProtocolVersion, ProtocolTwoDriverIsToldBothVersions) {
+  static_assert(kProtocolVersion == 3, "update this test for the new version");
   test::KeyFile kf;
   auto w = test::start_worker(kf.key, 1);
   ASSERT_TRUE(w);
   auto [client, hello] = ClientHandshake::start(kf.key, "old").value();
-  hello[0] = std::byte{1};  // Hello's own version field
+  hello[0] = std::byte{2};  // Hello's own version field
   Bytes frame;
   ASSERT_TRUE(encode_frame({.type = MessageType::Hello}, hello, frame));
-  frame[4] = std::byte{1};  // the header's version: a protocol 1 driver
+  frame[4] = std::byte{2};  // the header's version: a protocol 2 driver
 
   const Bytes reply = exchange(w->endpoint().port, frame);
   auto d = decode_frame(reply);
@@ -59,15 +61,15 @@ TEST(ProtocolVersion, ProtocolOneDriverIsToldBothVersions) {
   ASSERT_TRUE(d->frame);
   EXPECT_EQ(d->frame->header.type, MessageType::Error);
   const std::string why(as_text(d->frame->payload));
-  EXPECT_NE(why.find("this worker speaks pepita protocol 2, the driver protocol 1"),
+  EXPECT_NE(why.find("this worker speaks pepita protocol 3, the driver protocol 2"),
             std::string::npos)
       << why;
-  // What a protocol 1 decoder makes of it: the header's version is refused by name.
+  // What an old decoder makes of it: the header's version is refused by name.
   Bytes as_old_sees = reply;
-  as_old_sees[4] = std::byte{3};  // any version this build does not speak
+  as_old_sees[4] = std::byte{4};  // any version this build does not speak
   auto old = decode_frame(as_old_sees);
   ASSERT_FALSE(old);
-  EXPECT_NE(old.error().message().find("unsupported protocol version 3 (this build speaks 2)"),
+  EXPECT_NE(old.error().message().find("unsupported protocol version 4 (this build speaks 3)"),
             std::string::npos);
 
   // A current driver is still served.

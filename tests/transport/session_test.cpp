@@ -79,10 +79,10 @@ TEST(Session, MalformedHandshakePayloads) {
   EXPECT_TRUE(ServerHandshake::on_hello(k, hello));
   hello[0] = std::byte{kProtocolVersion + 1};  // another protocol version
   EXPECT_FALSE(ServerHandshake::on_hello(k, hello));
-  hello[0] = std::byte{1};  // a protocol-1 driver, whose Results would lack cpu and rss
+  hello[0] = std::byte{2};  // a protocol-2 driver, which could not place resource requests
   auto old = ServerHandshake::on_hello(k, hello);
   ASSERT_FALSE(old);
-  EXPECT_NE(old.error().message().find("client speaks protocol 1, this worker speaks 2"),
+  EXPECT_NE(old.error().message().find("client speaks protocol 2, this worker speaks 3"),
             std::string::npos)
       << old.error().message();
   hello[0] = std::byte{kProtocolVersion};
