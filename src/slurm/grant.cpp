@@ -80,7 +80,8 @@ Result<void> apply_grant(task::Inventory& inventory, const EnvLookup& env) {
     memory = PEPITA_TRY(count_of("SLURM_MEM_PER_CPU", per_cpu)) * kMiB * n;
   }
   // Never more than the node has (a grant is an upper bound, not a promise of more).
-  if (memory > 0) inventory.memory = inventory.memory > 0 ? std::min(inventory.memory, memory) : memory;
+  if (memory > 0)
+    inventory.memory = inventory.memory > 0 ? std::min(inventory.memory, memory) : memory;
   // CUDA_VISIBLE_DEVICES first: the ids a task sees under the job's device constraint are
   // what its own CUDA_VISIBLE_DEVICES must name (Slurm renumbers them from 0 there).
   if (const char* cuda = get("CUDA_VISIBLE_DEVICES")) {

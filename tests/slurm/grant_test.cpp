@@ -62,19 +62,19 @@ TEST(SlurmGrant, MemPerCpuTimesTheCpusAndCudaVisibleDevicesFirst) {
 
 TEST(SlurmGrant, AGrantAboveTheNodeIsCappedAndUnsetKindsStayAsDetected) {
   task::Inventory inv = node();
-  ASSERT_TRUE(apply_grant(inv, env_of({{"SLURM_JOB_ID", "42"},
-                                       {"SLURM_MEM_PER_NODE", "999999999"}})));
+  ASSERT_TRUE(
+      apply_grant(inv, env_of({{"SLURM_JOB_ID", "42"}, {"SLURM_MEM_PER_NODE", "999999999"}})));
   EXPECT_EQ(inv.memory, node().memory);
   EXPECT_EQ(inv.cpus, node().cpus);
   EXPECT_EQ(inv.gpus, node().gpus);
 }
 
 TEST(SlurmGrant, MalformedVariablesAreNamed) {
-  for (const auto& [name, value] : std::map<std::string, std::string>{
-           {"SLURM_CPUS_PER_TASK", "two"},
-           {"SLURM_MEM_PER_NODE", "-5"},
-           {"SLURM_MEM_PER_CPU", "0"},
-           {"CUDA_VISIBLE_DEVICES", "0,,1"}}) {
+  for (const auto& [name, value] :
+       std::map<std::string, std::string>{{"SLURM_CPUS_PER_TASK", "two"},
+                                          {"SLURM_MEM_PER_NODE", "-5"},
+                                          {"SLURM_MEM_PER_CPU", "0"},
+                                          {"CUDA_VISIBLE_DEVICES", "0,,1"}}) {
     task::Inventory inv = node();
     auto r = apply_grant(inv, env_of({{"SLURM_JOB_ID", "1"}, {name, value}}));
     ASSERT_FALSE(r) << name;

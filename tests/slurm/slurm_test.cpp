@@ -186,7 +186,10 @@ TEST(SlurmRegistry, RegistersSlurmByNameAndNamesBadSettings) {
 
   // Good settings reach SlurmExecutor::create, which looks for sbatch first.
   executor::BackendOptions good;
-  good.set("memory", "4G").set("nodes", "2").set("slurm_bin_dir", "/nonexistent-slurm-bin").set("idle_release", "5s");
+  good.set("memory", "4G")
+      .set("nodes", "2")
+      .set("slurm_bin_dir", "/nonexistent-slurm-bin")
+      .set("idle_release", "5s");
   auto made = registry.create(slurm_backend(), good);
   ASSERT_FALSE(made);
   EXPECT_EQ(made.error().code(), ErrorCode::NotFound);

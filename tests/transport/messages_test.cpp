@@ -140,8 +140,8 @@ TEST(Messages, ResultCarriesPeakMemoryLimitAndAllocation) {
 }
 
 TEST(Messages, NegativeOrNotANumberAmountsAreProtocolErrors) {
-  for (double bad : {-1.0, std::numeric_limits<double>::quiet_NaN(),
-                     std::numeric_limits<double>::infinity()}) {
+  for (double bad :
+       {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
     SubmitMsg m = sample_submit();
     m.allocation = sample_allocation();
     m.allocation->cpus = bad;

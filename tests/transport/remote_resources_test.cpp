@@ -112,8 +112,8 @@ TEST(RemoteResources, ATaskOfTwoGigGoesOnlyToTheWorkerWithFourGig) {
   auto small = test::start_worker(kf.key, 4, inventory(4, 1 * kGiB, {}));
   auto large = test::start_worker(kf.key, 4, inventory(4, 4 * kGiB, {}));
   ASSERT_TRUE(small && large);
-  auto d = RemoteDispatcher::start(test::fast_options(
-      kf.key, {small->endpoint().to_string(), large->endpoint().to_string()}));
+  auto d = RemoteDispatcher::start(
+      test::fast_options(kf.key, {small->endpoint().to_string(), large->endpoint().to_string()}));
   ASSERT_TRUE(d) << d.error().to_string();
   ASSERT_TRUE(all_registered(**d, 2));
   std::mutex mu;
@@ -186,10 +186,7 @@ TEST(RemoteResources, PoolSubmitOfAFourGpuTaskNamesTheLargestWorker) {
   ASSERT_TRUE(pool) << pool.error().to_string();
   task::ResourceRequest four;
   four.gpus = 4;
-  auto big = task::Task::binary("/bin/true")
-                 .backend(task::Backend::Remote)
-                 .resources(four)
-                 .build();
+  auto big = task::Task::binary("/bin/true").backend(task::Backend::Remote).resources(four).build();
   ASSERT_TRUE(big) << big.error().to_string();
   auto refused = pool->submit(*big);
   ASSERT_FALSE(refused);
@@ -199,10 +196,7 @@ TEST(RemoteResources, PoolSubmitOfAFourGpuTaskNamesTheLargestWorker) {
   // One that fits runs, with its GPU.
   task::ResourceRequest one;
   one.gpus = 1;
-  auto fits = task::Task::binary("/bin/true")
-                  .backend(task::Backend::Remote)
-                  .resources(one)
-                  .build();
+  auto fits = task::Task::binary("/bin/true").backend(task::Backend::Remote).resources(one).build();
   ASSERT_TRUE(fits) << fits.error().to_string();
   ASSERT_TRUE(pool->submit(*fits));
   auto results = pool->wait_all();

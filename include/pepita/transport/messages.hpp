@@ -100,8 +100,8 @@ struct ResultMsg {
                                    // read as at least stdout_data.size()
   std::uint64_t stderr_bytes = 0;
   // Protocol 3:
-  std::uint64_t peak_memory = 0;   // the task cgroup's peak, bytes (0: ran in none)
-  std::uint64_t memory_limit = 0;  // the limit it ran under, bytes (0: none)
+  std::uint64_t peak_memory = 0;                 // the task cgroup's peak, bytes (0: ran in none)
+  std::uint64_t memory_limit = 0;                // the limit it ran under, bytes (0: none)
   std::optional<task::Allocation> allocation{};  // what it ran with (nullopt: nothing requested)
   bool operator==(const ResultMsg&) const = default;
 };

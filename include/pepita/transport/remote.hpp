@@ -63,8 +63,8 @@ struct WorkerInfo {
   std::uint32_t slots = 0;
   std::uint32_t in_flight = 0;
   std::uint64_t completed = 0;
-  std::uint32_t connects = 0;  // successful handshakes so far (reconnects + 1)
-  double phi = 0.0;            // the failure detector's suspicion at its last check
+  std::uint32_t connects = 0;   // successful handshakes so far (reconnects + 1)
+  double phi = 0.0;             // the failure detector's suspicion at its last check
   task::Inventory inventory{};  // what it advertised at its last registration (protocol 3)
 };
 

@@ -347,7 +347,8 @@ Result<void> SlurmExecutor::can_ever_fit(const task::ResourceRequest& request) c
                 pepita::fmt("needs {} memory; each Slurm worker job has {} (memory)",
                             task::format_bytes(first.memory), task::format_bytes(o.memory)));
   }
-  const double gpus = first.gpu_ids.empty() ? first.gpus : static_cast<double>(first.gpu_ids.size());
+  const double gpus =
+      first.gpu_ids.empty() ? first.gpus : static_cast<double>(first.gpu_ids.size());
   if (o.gpus > 0 && gpus > o.gpus) {
     return fail(ErrorCode::Unsupported,
                 pepita::fmt("needs {} GPUs; each Slurm worker job has {} (gpus)", gpus, o.gpus));
@@ -457,11 +458,11 @@ namespace {
 
 Result<SlurmOptions> slurm_options(const executor::BackendOptions& o) {
   using std::chrono::duration_cast;
-  PEPITA_TRY_VOID(o.expect_only({"nodes", "min_nodes", "partition", "time_limit", "cpus_per_worker",
-                                 "gpus", "account", "sbatch_args", "driver_address", "job_name",
-                                 "worker_binary", "listen", "work_dir", "slurm_bin_dir", "tls",
-                                 "idle_release", "dead_after", "max_failed_jobs", "state_dir",
-                                 "memory"}));
+  PEPITA_TRY_VOID(o.expect_only(
+      {"nodes",         "min_nodes",  "partition",       "time_limit",     "cpus_per_worker",
+       "gpus",          "account",    "sbatch_args",     "driver_address", "job_name",
+       "worker_binary", "listen",     "work_dir",        "slurm_bin_dir",  "tls",
+       "idle_release",  "dead_after", "max_failed_jobs", "state_dir",      "memory"}));
   SlurmOptions s;
   s.backend = slurm_backend();
   auto u32 = [&o](std::string_view key, std::uint32_t fallback, std::uint32_t min,

@@ -19,8 +19,7 @@ LeaseTable::Admit WorkerLedger::admit(std::uint64_t id, const task::ResourceRequ
   if (request.empty()) return Admit::Take;
   const task::ResourceRequest at = request.at_attempt(attempt);
   if (!ledger_.inventory().can_ever_fit(at)) return Admit::Skip;  // another worker's task
-  if (reserved_ &&
-      ledger_.competes(request, attempt, reserved_->first, reserved_->second)) {
+  if (reserved_ && ledger_.competes(request, attempt, reserved_->first, reserved_->second)) {
     return Admit::Skip;
   }
   if (auto a = ledger_.try_take(request, attempt)) {

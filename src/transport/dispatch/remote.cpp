@@ -67,7 +67,7 @@ struct RemoteDispatcher::Impl {
     // Its advertised resources and what the tasks it holds took (guarded by mu); set at
     // registration.
     std::optional<WorkerLedger> resources;
-    UniqueFd wake;                       // eventfd: new work queued, or stopping
+    UniqueFd wake;  // eventfd: new work queued, or stopping
     std::thread thread;
   };
   using Completion = std::pair<Callback, RemoteOutcome>;
