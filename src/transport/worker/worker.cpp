@@ -263,11 +263,11 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
   if (dials) {
     raw->acceptor = std::thread([raw] { raw->dial_loop(); });
     raw->log("dialing driver " + bound.to_string() + " with " + std::to_string(raw->opts.slots) +
-             " slots, cache " + raw->cache_dir);
+             " slots, cache " + raw->cache_dir + "; offers " + raw->opts.inventory->to_string());
   } else {
     raw->acceptor = std::thread([raw] { raw->accept_loop(); });
     raw->log("listening on " + bound.to_string() + " with " + std::to_string(raw->opts.slots) +
-             " slots, cache " + raw->cache_dir);
+             " slots, cache " + raw->cache_dir + "; offers " + raw->opts.inventory->to_string());
   }
   return std::make_unique<Worker>(std::move(impl));
 }
