@@ -99,8 +99,8 @@ TEST(ParseAmount, RejectsOtherFactorsNegativesAndWords) {
 // ---- retry_on ----
 
 TEST(RetryOnParse, ReadsEveryKindAndRoundTrips) {
-  for (const char* text : {"oom", "timeout", "exit", "exit:137", "signal", "signal:9", "launch",
-                           "any"}) {
+  for (const char* text :
+       {"oom", "timeout", "exit", "exit:137", "signal", "signal:9", "launch", "any"}) {
     auto r = parse_retry_on(text);
     ASSERT_TRUE(r) << text;
     EXPECT_EQ(to_string(*r), text);
@@ -457,7 +457,8 @@ RC_GTEST_PROP(Ledger, NeverOversubscribedAndGiveBackRestoresExactly, ()) {
   const int steps = *rc::gen::inRange(1, 60);
   for (int s = 0; s < steps; ++s) {
     if (!live.empty() && *rc::gen::inRange(0, 3) == 0) {
-      const auto i = static_cast<std::size_t>(*rc::gen::inRange<int>(0, static_cast<int>(live.size())));
+      const auto i =
+          static_cast<std::size_t>(*rc::gen::inRange<int>(0, static_cast<int>(live.size())));
       l.give_back(live[i]);
       live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
       continue;
