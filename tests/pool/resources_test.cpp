@@ -186,6 +186,24 @@ TEST(PoolResources, TwoHalfGpuTasksShareAnIdAndAThirdGoesToAnother) {
   EXPECT_EQ(rec->run_of("h0").allocation->gpus[0].id, rec->run_of("h1").allocation->gpus[0].id);
 }
 
+TEST(PoolResources, PinnedTasksRunningTogetherGetDisjointCores) {
+  auto rec = Recorder::make(4, 100ms);
+  Pool pool = make_pool(rec, host("cpus=4"));
+  ResourceRequest pinned = cpus(2);
+  pinned.pin_cpus = true;
+  ASSERT_TRUE(pool.submit_all({binary("p0", pinned), binary("p1", pinned)}));
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.error;
+  const Span a = rec->run_of("p0"), b = rec->run_of("p1");
+  ASSERT_TRUE(a.allocation && b.allocation);
+  ASSERT_EQ(a.allocation->cores.size(), 2u);
+  ASSERT_EQ(b.allocation->cores.size(), 2u);
+  if (a.start < b.end && b.start < a.end) {
+    std::set<unsigned> all(a.allocation->cores.begin(), a.allocation->cores.end());
+    all.insert(b.allocation->cores.begin(), b.allocation->cores.end());
+    EXPECT_EQ(all.size(), 4u) << "two pinned tasks running together shared a core";
+  }
+}
+
 TEST(PoolResources, LargeTaskIsNotStarvedByAStreamOfSmallOnes) {
   auto rec = Recorder::make(8, 20ms);
   Pool pool = make_pool(rec, host("cpus=2"));
