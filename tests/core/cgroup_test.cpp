@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -83,6 +84,13 @@ TEST(CgroupLayout, CoMountedCpuAndCpuacctShareADirectory) {
   EXPECT_EQ(l->memory, "/sys/fs/cgroup/memory/a");
 }
 
+TEST(CgroupLayout, UnescapesOctalInMountPoints) {
+  auto l =
+      parse_cgroup_layout("0::/a\n", "25 20 0:22 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n");
+  ASSERT_TRUE(l) << l.error().message();
+  EXPECT_EQ(l->unified, "/mnt/my cgroups/a");
+}
+
 TEST(CgroupLayout, NoHierarchyMountedIsUnsupportedSayingWhatToDo) {
   auto l = parse_cgroup_layout("0::/\n", "22 1 0:21 / /proc rw - proc proc rw\n");
   ASSERT_FALSE(l);
@@ -147,6 +155,18 @@ TEST(CgroupTree, RejectsANameThatIsNotOnePathComponent) {
   ASSERT_TRUE(tree) << tree.error().message();
   for (const char* bad : {"", "..", "a/b"}) {
     auto cg = (*tree)->make(bad, {});
+    ASSERT_FALSE(cg) << bad;
+    EXPECT_EQ(cg.error().code(), ErrorCode::InvalidArgument);
+  }
+}
+
+TEST(CgroupTree, RejectsCpusThatAreNotAFiniteNonNegativeNumber) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  for (double bad :
+       {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    auto cg = (*tree)->make("bad-cpus", {.memory = 0, .cpus = bad, .pids = 0});
     ASSERT_FALSE(cg) << bad;
     EXPECT_EQ(cg.error().code(), ErrorCode::InvalidArgument);
   }
