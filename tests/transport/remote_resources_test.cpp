@@ -141,6 +141,26 @@ TEST(RemoteResources, ATaskOfTwoGigGoesOnlyToTheWorkerWithFourGig) {
   EXPECT_EQ(small->stats().tasks_run, 0u);
 }
 
+TEST(RemoteResources, AProcessTaskSeesItsGpuIdsInItsEnvironment) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 2, inventory(2, 2 * kGiB, {"0", "1", "2", "3"}));
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()}));
+  ASSERT_TRUE(d) << d.error().to_string();
+  ASSERT_TRUE(all_registered(**d, 1));
+  RemoteTask t{.id = 1};
+  t.spec.path = "/bin/sh";
+  t.spec.args = {"-c", "echo $CUDA_VISIBLE_DEVICES $PEPITA_GPUS"};
+  t.resources.gpus = 2;
+  auto out = (*d)->run(std::move(t));
+  ASSERT_TRUE(out) << out.error().to_string();
+  ASSERT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
+  ASSERT_TRUE(out->result.allocation.has_value());
+  const std::string ids = out->result.allocation->gpu_list();
+  EXPECT_EQ(out->result.allocation->gpus.size(), 2u);
+  EXPECT_EQ(out->result.stdout_data, ids + " " + ids + "\n");
+}
+
 TEST(RemoteResources, AQueuedTaskThatFitsNoKnownWorkerFailsWithTheReason) {
   test::KeyFile kf;
   auto w = test::start_worker(kf.key, 2, inventory(2, 1 * kGiB, {}));
