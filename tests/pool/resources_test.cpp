@@ -54,8 +54,9 @@ class Recorder final : public executor::Executor {
                           if (a.task.allocation()) run.allocation = *a.task.allocation();
                           std::this_thread::sleep_for(hold);
                           ExecutionResult r =
-                              decide ? decide(a.task)
-                                     : executor::result_for(a.task, Status::Succeeded, "", a.started);
+                              decide
+                                  ? decide(a.task)
+                                  : executor::result_for(a.task, Status::Succeeded, "", a.started);
                           run.end = Clock::now();  // before the pool sees the result
                           std::lock_guard lock(raw->mu_);
                           raw->runs_.push_back(std::move(run));
@@ -121,7 +122,12 @@ Pool make_pool(std::shared_ptr<Recorder> rec, Inventory inv,
 }
 
 Task binary(std::string name, ResourceRequest r, std::vector<std::string> args = {}) {
-  return Task::binary("work").name(std::move(name)).args(std::move(args)).resources(r).build().value();
+  return Task::binary("work")
+      .name(std::move(name))
+      .args(std::move(args))
+      .resources(r)
+      .build()
+      .value();
 }
 
 ResourceRequest cpus(double n) {
@@ -271,6 +277,24 @@ TEST(PoolResources, MemoryGrowsPerAttemptAndRetryOnOomSucceedsWithTwiceTheMemory
   EXPECT_EQ(res->allocation->attempt, 2u);
 }
 
+TEST(PoolResources, RetryThatWouldOutgrowTheHostFailsInsteadOfWaitingForever) {
+  auto rec = Recorder::make(2, 1ms, [](const Task& t) {
+    return executor::result_for(t, Status::OutOfMemory, "out of memory", Clock::now());
+  });
+  Pool pool = make_pool(rec, host("memory=8G"),
+                        fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
+  ResourceRequest r;
+  r.memory = 3 * kGiB;
+  r.memory_growth = Growth::PerAttempt;
+  auto t = Task::binary("work").resources(r).retry_on({RetryOn::oom()}).max_retries(5).build();
+  auto res = pool.run(t.value()).value();
+  EXPECT_EQ(res.status, Status::OutOfMemory);
+  EXPECT_EQ(res.attempts, 2u) << "3G and 6G fit in 8G; 9G never will";
+  EXPECT_NE(res.error.find("not retried: attempt 3 needs 9G of memory; this host has 8G"),
+            std::string::npos)
+      << res.error;
+}
+
 ExecutionResult exit_with_first_arg(const Task& t) {
   const int code = std::stoi(t.process()->args.at(0));
   ExecutionResult r = executor::result_for(t, Status::Failed, "exited", Clock::now());
@@ -280,8 +304,8 @@ ExecutionResult exit_with_first_arg(const Task& t) {
 
 TEST(PoolResources, RetryOnExitThreeRetriesExitThreeButNotExitFour) {
   auto rec = Recorder::make(2, 1ms, exit_with_first_arg);
-  Pool pool = make_pool(rec, host(""),
-                        fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
+  Pool pool =
+      make_pool(rec, host(""), fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
   auto build = [](std::string name, std::string code) {
     return Task::binary("work")
         .name(std::move(name))
@@ -300,8 +324,8 @@ TEST(PoolResources, RetryOnExitThreeRetriesExitThreeButNotExitFour) {
 
 TEST(PoolResources, WithoutRetryOnThePolicyDecidesAsBefore) {
   auto rec = Recorder::make(2, 1ms, exit_with_first_arg);
-  Pool pool = make_pool(rec, host(""),
-                        fault::RetryPolicy().max_attempts(2).base_delay(1ms).max_delay(2ms));
+  Pool pool =
+      make_pool(rec, host(""), fault::RetryPolicy().max_attempts(2).base_delay(1ms).max_delay(2ms));
   auto r = pool.run(Task::binary("work").args({"4"}).build().value()).value();
   EXPECT_EQ(r.attempts, 2u);
 }
