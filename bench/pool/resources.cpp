@@ -21,11 +21,8 @@
 // Usage: bench_pool_resources [ROUNDS=9] [MAKESPAN_ROUNDS=5] (the 10k-task part runs 3 x ROUNDS)
 #include "pepita/task/resources.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
