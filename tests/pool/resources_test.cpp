@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -156,7 +157,9 @@ TEST(PoolResources, TwoTwoCpuTasksOnATwoCpuHostNeverOverlap) {
 TEST(PoolResources, FourOneGpuTasksGetDisjointIds) {
   auto rec = Recorder::make(4, 30ms);
   Pool pool = make_pool(rec, host("gpus=0,1,2,3"));
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(pool.submit(binary("g" + std::to_string(i), gpus(1))));
+  std::vector<Task> batch;
+  for (int i = 0; i < 4; ++i) batch.push_back(binary("g" + std::to_string(i), gpus(1)));
+  ASSERT_TRUE(pool.submit_all(std::move(batch)));  // placed together, before any ends
   std::set<std::string> ids;
   for (const auto& r : pool.wait_all()) {
     ASSERT_TRUE(r.ok()) << r.error;
@@ -184,6 +187,24 @@ TEST(PoolResources, TwoHalfGpuTasksShareAnIdAndAThirdGoesToAnother) {
   EXPECT_EQ(per_id.size(), 2u);
   EXPECT_EQ(per_id[rec->run_of("h0").allocation->gpus[0].id], 2) << "h0 and h1 pack on one id";
   EXPECT_EQ(rec->run_of("h0").allocation->gpus[0].id, rec->run_of("h1").allocation->gpus[0].id);
+}
+
+TEST(PoolResources, PinnedTasksRunningTogetherGetDisjointCores) {
+  auto rec = Recorder::make(4, 100ms);
+  Pool pool = make_pool(rec, host("cpus=4"));
+  ResourceRequest pinned = cpus(2);
+  pinned.pin_cpus = true;
+  ASSERT_TRUE(pool.submit_all({binary("p0", pinned), binary("p1", pinned)}));
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.error;
+  const Span a = rec->run_of("p0"), b = rec->run_of("p1");
+  ASSERT_TRUE(a.allocation && b.allocation);
+  ASSERT_EQ(a.allocation->cores.size(), 2u);
+  ASSERT_EQ(b.allocation->cores.size(), 2u);
+  if (a.start < b.end && b.start < a.end) {
+    std::set<unsigned> all(a.allocation->cores.begin(), a.allocation->cores.end());
+    all.insert(b.allocation->cores.begin(), b.allocation->cores.end());
+    EXPECT_EQ(all.size(), 4u) << "two pinned tasks running together shared a core";
+  }
 }
 
 TEST(PoolResources, LargeTaskIsNotStarvedByAStreamOfSmallOnes) {
@@ -214,14 +235,21 @@ TEST(PoolResources, LargeTaskIsNotStarvedByAStreamOfSmallOnes) {
 }
 
 TEST(PoolResources, EmptyRequestsTakeOnlyASlotWhileTheLedgerIsFull) {
-  auto rec = Recorder::make(4, 100ms);
+  // The task holding the only CPU ends only once the task without a request has run.
+  std::promise<void> plain_ran;
+  std::shared_future<void> ran = plain_ran.get_future().share();
+  auto rec = Recorder::make(4, 1ms, [&](const Task& t) {
+    if (t.name() == "plain") plain_ran.set_value();
+    const bool ok = t.name() == "plain" || ran.wait_for(10s) == std::future_status::ready;
+    return executor::result_for(t, ok ? Status::Succeeded : Status::Failed,
+                                ok ? "" : "the task without a request did not run meanwhile",
+                                Clock::now());
+  });
   Pool pool = make_pool(rec, host("cpus=1"));
   ASSERT_TRUE(pool.submit(binary("holds-the-cpu", cpus(1))));
   ASSERT_TRUE(pool.submit(Task::binary("work").name("plain").build().value()));
-  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok());
-  const Span hold = rec->run_of("holds-the-cpu"), plain = rec->run_of("plain");
-  EXPECT_LT(plain.start, hold.end) << "a task without a request waited for the Ledger";
-  EXPECT_FALSE(plain.allocation);
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.name << ": " << r.error;
+  EXPECT_FALSE(rec->run_of("plain").allocation);
 }
 
 TEST(PoolResources, InfeasibleRequestFailsAtSubmitNamingWhatIsMissing) {
@@ -331,7 +359,12 @@ TEST(PoolResources, WithoutRetryOnThePolicyDecidesAsBefore) {
 }
 
 TEST(PoolResources, AllocationsComeBackAfterFailureLaunchFailureAndCancel) {
-  auto rec = Recorder::make(4, 20ms, exit_with_first_arg);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  auto rec = Recorder::make(4, 1ms, [&](const Task& t) {
+    if (t.name() == "holder") released.wait_for(10s);  // holds everything until told
+    return exit_with_first_arg(t);
+  });
   Pool pool = make_pool(rec, host("cpus=2, gpus=1, license=1"));
   ResourceRequest all;
   all.cpus = 2;
@@ -350,6 +383,7 @@ TEST(PoolResources, AllocationsComeBackAfterFailureLaunchFailureAndCancel) {
   auto queued = pool.submit(binary("queued", all, {"0"})).value();
   EXPECT_TRUE(pool.cancel(queued.id()));
   EXPECT_EQ(queued.wait().status, Status::Cancelled);
+  release.set_value();
   holder.wait();
   // Everything is back: a task needing the whole host still starts.
   auto last = pool.run(binary("whole-host", all, {"0"})).value();
