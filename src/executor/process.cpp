@@ -11,9 +11,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cinttypes>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <queue>
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "detail/spawn.hpp"
+#include "pepita/core/cgroup.hpp"
 #include "pepita/core/sys.hpp"
 #include "pepita/core/unique_fd.hpp"
 
@@ -41,6 +45,38 @@ std::uint64_t tag(std::uint32_t gen, std::uint32_t slot, Channel ch) {
 std::chrono::nanoseconds timeval_ns(const timeval& tv) {
   return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
 }
+
+// "200M", "1.5G", "123": byte counts in messages (task::format_bytes's form).
+std::string bytes_text(std::uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"", "K", "M", "G", "T"};
+  double v = static_cast<double>(bytes);
+  std::size_t unit = 0;
+  while (v >= 1024 && unit + 1 < std::size(kUnits)) {
+    v /= 1024;
+    ++unit;
+  }
+  char buf[32];
+  if (v == static_cast<double>(static_cast<std::uint64_t>(v))) {
+    std::snprintf(buf, sizeof buf, "%" PRIu64 "%s", static_cast<std::uint64_t>(v), kUnits[unit]);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f%s", v, kUnits[unit]);
+  }
+  return buf;
+}
+
+// The GPU variables of an attempt with an allocation: the ids it was given, comma-joined, under
+// every name a GPU runtime reads (empty when it was given none, so that it sees no GPU).
+std::map<std::string, std::string> gpu_env(const task::Allocation& a) {
+  std::string ids;
+  for (const task::GpuShare& g : a.gpus) ids.append(ids.empty() ? "" : ",").append(g.id);
+  return {{"CUDA_VISIBLE_DEVICES", ids},
+          {"ROCR_VISIBLE_DEVICES", ids},
+          {"ZE_AFFINITY_MASK", ids},
+          {"PEPITA_GPUS", ids}};
+}
+
+// Process-wide, so attempts of several executors never collide under the shared parent cgroup.
+std::atomic<std::uint64_t> g_cgroup_seq{0};
 
 struct Captured {
   UniqueFd fd;
@@ -84,6 +120,10 @@ struct Child {
   bool cancelled = false;
   bool term_sent = false;
   std::optional<std::stop_callback<std::function<void()>>> on_stop;
+  // Resources: the attempt's cgroup (when cgroups are usable), what it was given and its limit.
+  Cgroup cgroup;
+  std::optional<task::Allocation> allocation;
+  std::uint64_t memory_limit = 0;
 };
 
 struct Start {
@@ -111,6 +151,9 @@ struct ProcessExecutor::Impl {
   UniqueFd epoll;
   UniqueFd wake;
   UniqueFd dev_null;
+  // This process's parent cgroup; null when cgroups cannot be used (cgroup_note says why).
+  std::shared_ptr<CgroupTree> cgroups;
+  std::string cgroup_note;
 
   std::mutex mu;  // guards the fields below up to `reactor`
   std::condition_variable idle_cv;
@@ -168,6 +211,14 @@ Result<std::unique_ptr<ProcessExecutor>> ProcessExecutor::create(Options options
     return fail(ErrorCode::InvalidArgument, "kill_grace must not be negative");
   }
   impl->options = options;
+  // First end what a kill -9'd run left (a --resume must not start copies beside it), then take
+  // our own parent cgroup. Neither is fatal: tasks without a memory request run without one.
+  (void)reap_stale_cgroups();
+  if (auto tree = CgroupTree::acquire()) {
+    impl->cgroups = std::move(*tree);
+  } else {
+    impl->cgroup_note = tree.error().message();
+  }
   impl->epoll = PEPITA_TRY(
       sys::check_fd(static_cast<int>(sys::ret(::epoll_create1(EPOLL_CLOEXEC))), "epoll_create1"));
   impl->wake = PEPITA_TRY(sys::make_eventfd(EFD_NONBLOCK));
@@ -331,6 +382,9 @@ void ProcessExecutor::Impl::launch(Start start) {
   c.timed_out = c.cancelled = c.term_sent = false;
   c.deadline = Clock::time_point::max();
   c.started = Clock::now();
+  c.cgroup = Cgroup();
+  c.allocation.reset();
+  c.memory_limit = 0;
   ++running;
 
   auto launch_failed = [&](int err, const std::string& what) {
@@ -395,17 +449,54 @@ void ProcessExecutor::Impl::launch(Start start) {
     }
   }
 
-  // Children inherit this thread's CPU mask; it is narrowed only around the spawns below.
-  detail::ScopedSpawnAffinity pinned;
-  if (!start.task.affinity().is_any()) {
-    auto cpus = start.task.affinity().resolve();
-    if (!cpus) {
-      return finish(slot, Status::LaunchFailed, -1, 0, nullptr, cpus.error().message());
+  // Cores: the allocation's pinned cores, else the task's own affinity; set in the child.
+  std::vector<unsigned> cpus;
+  if (const task::Allocation* a = start.task.allocation()) {
+    c.allocation = *a;
+    c.memory_limit = a->memory;
+    cpus = a->cores;
+  }
+  if (cpus.empty() && !start.task.affinity().is_any()) {
+    auto resolved = start.task.affinity().resolve();
+    if (!resolved) {
+      return finish(slot, Status::LaunchFailed, -1, 0, nullptr, resolved.error().message());
     }
-    if (int rc = pinned.apply(*cpus); rc < 0) {
-      return launch_failed(-rc, "sched_setaffinity to " + task::to_string(start.task.affinity()));
+    cpus = std::move(*resolved);
+  }
+  // Every attempt gets a cgroup of its own when cgroups are usable, so that nothing it starts
+  // outlives it; one with a memory limit cannot run without (never silently unlimited).
+  const bool limited = c.allocation && (c.allocation->memory > 0 || c.allocation->cpus > 0 ||
+                                        c.allocation->pids > 0);
+  if (c.allocation && c.allocation->memory > 0 && !cgroups) {
+    return finish(slot, Status::LaunchFailed, -1, 0, nullptr,
+                  std::string("task asks for memory = \"")
+                      .append(bytes_text(c.allocation->memory))
+                      .append("\" but its limit cannot be enforced here: ")
+                      .append(cgroup_note));
+  }
+  if (cgroups) {
+    CgroupLimits limits;
+    if (c.allocation) {
+      limits.memory = c.allocation->memory;
+      limits.cpus = c.allocation->cpus;
+      limits.pids = c.allocation->pids;
+    }
+    const std::string name = std::string("task-")
+                                 .append(std::to_string(c.id))
+                                 .append("-")
+                                 .append(std::to_string(g_cgroup_seq.fetch_add(1) + 1));
+    auto cg = cgroups->make(name, limits);
+    if (cg) {
+      c.cgroup = std::move(*cg);
+    } else if (limited) {
+      return finish(slot, Status::LaunchFailed, -1, 0, nullptr,
+                    "cannot enforce the task's resource limits: " + cg.error().message());
     }
   }
+  const std::vector<int> join = c.cgroup.join_fds();
+  std::map<std::string, std::string> env;
+  if (c.allocation) env = gpu_env(*c.allocation);
+  const detail::SpawnExtras extras{join, cpus, env.empty() ? nullptr : &env};
 
   // Undoes a half-started pipeline: kill what runs, reap it, so nothing is left behind.
   auto abort_spawned = [&](std::size_t spawned) {
@@ -429,7 +520,7 @@ void ProcessExecutor::Impl::launch(Start start) {
     if (i > 0 && c.piped) stdin_fd = links[2 * (i - 1)].get();
     const int stdout_fd = last || !c.piped ? out_w.get() : links[2 * i + 1].get();
     const detail::SpawnFds fds{stdin_fd, stdout_fd, err_w.get()};
-    const pid_t pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid);
+    const pid_t pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid, extras);
     if (pid < 0) {
       abort_spawned(i);
       std::string what = c.pipeline ? "cannot start " + c.stages[i].label + " '" + spec.path + "'"
@@ -708,6 +799,31 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
                                    const rusage* usage, std::string error) {
   Child& c = children[slot];
   ExecutionResult r;
+  if (c.cgroup.valid()) {
+    // Read before ending it: the counters go with the directory. Ending kills whatever the
+    // attempt left running (a background grandchild), so nothing outlives it.
+    const CgroupUsage u = c.cgroup.usage();
+    (void)c.cgroup.end();
+    r.peak_memory = u.peak_memory;
+    const bool oom =
+        u.oom_kill_counted ? u.oom_kills > 0 : (sig == SIGKILL && u.memory_failcnt > 0);
+    if (c.memory_limit > 0 && oom && (status == Status::Failed || status == Status::Signaled)) {
+      const std::string limit = bytes_text(c.memory_limit);
+      status = Status::OutOfMemory;
+      error = std::string("killed by its memory limit: peak ")
+                  .append(bytes_text(u.peak_memory))
+                  .append(" of ")
+                  .append(limit)
+                  .append(" (memory = \"")
+                  .append(limit)
+                  .append("\"); ask for more memory or retry_on = [\"oom\"] with memory = \"")
+                  .append(limit)
+                  .append(" * attempt\"");
+    }
+  }
+  r.memory_limit = c.memory_limit;
+  r.allocation = std::move(c.allocation);
+  c.allocation.reset();
   r.id = c.id;
   r.name = std::move(c.name);
   r.status = status;

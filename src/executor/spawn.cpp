@@ -1,10 +1,24 @@
-// posix_spawn of one child. glibc's implementation clones with CLONE_VM|CLONE_VFORK, so the cost
-// does not grow with the parent's address space, and it reports exec/chdir failures as errors.
+// Our own posix_spawn: clone(CLONE_VM|CLONE_VFORK) like glibc's (the cost does not grow with the
+// parent's address space; the parent sleeps until the child execs or exits), with what glibc's
+// attributes cannot express: PR_SET_PDEATHSIG, joining a cgroup, sched_setaffinity.
+//
+// The child shares our memory and runs on its own small stack until exec, so it may only make
+// raw system calls: no allocation, no locks, no libc state, no sanitizer runtime. Everything it
+// needs (the resolved path, argv, envp, the CPU set) is built here in the parent first, and its
+// error comes back through `SpawnArgs::err`, which both sides see.
 #include "detail/spawn.hpp"
 
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -17,41 +31,104 @@ extern char** environ;
 namespace pepita::executor::detail {
 namespace {
 
-class FileActions {
- public:
-  FileActions() { ::posix_spawn_file_actions_init(&fa_); }
-  ~FileActions() { ::posix_spawn_file_actions_destroy(&fa_); }
-  FileActions(const FileActions&) = delete;
-  FileActions& operator=(const FileActions&) = delete;
-  posix_spawn_file_actions_t* get() { return &fa_; }
-
- private:
-  posix_spawn_file_actions_t fa_;
+struct SpawnArgs {
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+  const char* cwd;  // nullptr: stay
+  int fds[3];
+  pid_t pgid;
+  pid_t parent;
+  const int* cgroup_fds;
+  std::size_t cgroup_count;
+  const cpu_set_t* cpus;  // nullptr: inherit
+  std::size_t cpus_size;
+  int err;  // written by the child on failure (positive errno); read by the parent after clone
 };
 
-class Attr {
- public:
-  Attr() { ::posix_spawnattr_init(&attr_); }
-  ~Attr() { ::posix_spawnattr_destroy(&attr_); }
-  Attr(const Attr&) = delete;
-  Attr& operator=(const Attr&) = delete;
-  posix_spawnattr_t* get() { return &attr_; }
-
- private:
-  posix_spawnattr_t attr_;
+// The kernel's struct sigaction for rt_sigaction; all zero is SIG_DFL with no flags and mask.
+struct KernelSigaction {
+  void* handler;
+  unsigned long flags;
+  void* restorer;
+  unsigned long mask;
 };
+
+// Reports `r` (a negative errno) to the parent and ends the child.
+[[noreturn]] __attribute__((no_sanitize("address", "undefined", "thread"))) void child_fail(
+    SpawnArgs* a, long r) {
+  a->err = r < 0 ? static_cast<int>(-r) : EINVAL;
+  for (;;) ::syscall(SYS_exit, 127);
+}
+
+// The child, between clone and exec. Raw syscalls only (see the top of the file); the sanitizers
+// must not instrument it, since their runtime state belongs to the parent thread whose memory and
+// TLS it shares.
+__attribute__((no_sanitize("address", "undefined", "thread"))) __attribute__((noinline)) int
+child_main(void* arg) {
+  // SAFETY: `arg` is the parent's SpawnArgs; the parent is suspended (CLONE_VFORK) until we exec
+  // or exit, so it stays valid and nobody else touches it.
+  auto* a = static_cast<SpawnArgs*>(arg);
+  // Signals stay blocked (the parent blocked all before clone) until just before exec, so no
+  // handler of the parent ever runs on this stack.
+  const KernelSigaction dfl{};
+  for (int sig = 1; sig < _NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(unsigned long));
+  }
+  // Die with the spawning thread. The parent may have died before this line: then our parent is
+  // now a reaper, not the one that spawned us, and we must not run.
+  if (::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) child_fail(a, -errno);
+  if (::syscall(SYS_getppid) != a->parent) child_fail(a, -ESRCH);
+  if (::syscall(SYS_setpgid, 0, a->pgid) < 0) child_fail(a, -errno);
+  for (std::size_t i = 0; i < a->cgroup_count; ++i) {
+    // "0" moves the writer: this process.
+    if (::syscall(SYS_write, a->cgroup_fds[i], "0", 1) < 0) child_fail(a, -errno);
+  }
+  if (a->cpus != nullptr) {
+    if (::syscall(SYS_sched_setaffinity, 0, a->cpus_size, a->cpus) < 0) child_fail(a, -errno);
+  }
+  for (int target = 0; target < 3; ++target) {
+    const int from = a->fds[target];
+    if (from == target) {
+      // dup2 onto itself keeps FD_CLOEXEC: clear it instead.
+      if (::syscall(SYS_fcntl, from, F_SETFD, 0) < 0) child_fail(a, -errno);
+    } else if (::syscall(SYS_dup3, from, target, 0) < 0) {
+      child_fail(a, -errno);
+    }
+  }
+  // pepita opens everything O_CLOEXEC, but other code in the process may not: close the rest so
+  // no descriptor leaks into the task. (Kernels before 5.9 lack it: then CLOEXEC has to do.)
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);
+  if (a->cwd != nullptr && ::syscall(SYS_chdir, a->cwd) < 0) child_fail(a, -errno);
+  const unsigned long empty_mask = 0;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty_mask, nullptr, sizeof empty_mask);
+  ::syscall(SYS_execve, a->path, a->argv, a->envp);
+  child_fail(a, -errno);
+}
 
 // Builds envp: the parent's environment with the task's variables layered on top, or only the
 // task's. The strings live in `storage`, which must outlive the spawn.
-std::vector<char*> build_env(const task::ProcessSpec& spec, std::vector<std::string>& storage) {
+std::vector<char*> build_env(const task::ProcessSpec& spec,
+                             const std::map<std::string, std::string>* extra,
+                             std::vector<std::string>& storage) {
+  auto overridden = [&](const std::string& key) {
+    return spec.env.contains(key) || (extra != nullptr && extra->contains(key));
+  };
   if (spec.inherit_env) {
     for (char** e = environ; e && *e; ++e) {
       const char* eq = std::strchr(*e, '=');
       const std::string key = eq ? std::string(*e, static_cast<std::size_t>(eq - *e)) : *e;
-      if (!spec.env.contains(key)) storage.emplace_back(*e);
+      if (!overridden(key)) storage.emplace_back(*e);
     }
   }
-  for (const auto& [k, v] : spec.env) storage.push_back(k + "=" + v);
+  for (const auto& [k, v] : spec.env) {
+    if (extra == nullptr || !extra->contains(k))
+      storage.push_back(std::string(k).append("=").append(v));
+  }
+  if (extra != nullptr) {
+    for (const auto& [k, v] : *extra) storage.push_back(std::string(k).append("=").append(v));
+  }
   std::vector<char*> envp;
   envp.reserve(storage.size() + 1);
   for (auto& s : storage) envp.push_back(s.data());
@@ -59,35 +136,83 @@ std::vector<char*> build_env(const task::ProcessSpec& spec, std::vector<std::str
   return envp;
 }
 
+// execvp's search, done in the parent: the first PATH entry holding an executable regular file.
+// -ENOENT when none has the name, -EACCES when one has it but may not run it.
+int resolve(const std::string& name, std::string& out) {
+  if (name.find('/') != std::string::npos) {
+    out = name;
+    return 0;
+  }
+  const char* env_path = std::getenv("PATH");
+  const std::string path = env_path != nullptr ? env_path : "/usr/local/bin:/usr/bin:/bin";
+  int err = -ENOENT;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const std::size_t end = std::min(path.find(':', start), path.size());
+    std::string dir = path.substr(start, end - start);
+    start = end + 1;
+    std::string candidate = (dir.empty() ? std::string(".") : dir).append("/").append(name);
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (::access(candidate.c_str(), X_OK) != 0) {
+      err = -EACCES;
+      continue;
+    }
+    out = std::move(candidate);
+    return 0;
+  }
+  return err;
+}
+
+// Blocks every signal of the calling thread while it lives (the child must not run a handler
+// of ours on its borrowed stack before it resets them).
+class BlockAllSignals {
+ public:
+  BlockAllSignals() {
+    sigset_t all;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old_);
+  }
+  ~BlockAllSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  BlockAllSignals(const BlockAllSignals&) = delete;
+  BlockAllSignals& operator=(const BlockAllSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+// The child's stack: an mmap'd region, unmapped when the spawn returns (the child has exec'd or
+// exited by then: CLONE_VFORK).
+class ChildStack {
+ public:
+  static constexpr std::size_t kSize = 64 * 1024;
+  ChildStack() {
+    void* p = nullptr;
+    // SAFETY: a fresh anonymous private mapping; nobody else holds it. Freed in the destructor.
+    if (sys::mmap(&p, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1,
+                  0) == 0) {
+      base_ = p;
+    }
+  }
+  ~ChildStack() {
+    if (base_ != nullptr) ::munmap(base_, kSize);
+  }
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  bool ok() const { return base_ != nullptr; }
+  // The stack grows down on every architecture Linux runs pepita on.
+  void* top() const { return static_cast<char*>(base_) + kSize; }
+
+ private:
+  void* base_ = nullptr;
+};
+
 }  // namespace
 
-pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid) {
-  FileActions fa;
-  int rc = 0;
-  rc |= ::posix_spawn_file_actions_adddup2(fa.get(), fds.stdin_fd, 0);
-  rc |= ::posix_spawn_file_actions_adddup2(fa.get(), fds.stdout_fd, 1);
-  rc |= ::posix_spawn_file_actions_adddup2(fa.get(), fds.stderr_fd, 2);
-  // pepita opens everything O_CLOEXEC, but other code in the process may not: close the rest so
-  // no descriptor leaks into the task.
-  rc |= ::posix_spawn_file_actions_addclosefrom_np(fa.get(), 3);
-  if (!spec.cwd.empty()) rc |= ::posix_spawn_file_actions_addchdir_np(fa.get(), spec.cwd.c_str());
-  if (rc != 0) return -ENOMEM;
-
-  Attr attr;
-  sigset_t empty, all;
-  sigemptyset(&empty);
-  sigfillset(&all);
-  sigdelset(&all, SIGKILL);
-  sigdelset(&all, SIGSTOP);
-  // Own process group (so a timeout can signal the whole tree; a pipeline's stages share the
-  // first stage's), default dispositions (the parent may ignore SIGPIPE or SIGINT) and an empty
-  // mask (the parent may block signals in threads).
-  rc |= ::posix_spawnattr_setflags(
-      attr.get(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  rc |= ::posix_spawnattr_setpgroup(attr.get(), pgid);
-  rc |= ::posix_spawnattr_setsigmask(attr.get(), &empty);
-  rc |= ::posix_spawnattr_setsigdefault(attr.get(), &all);
-  if (rc != 0) return -ENOMEM;
+pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid,
+                    const SpawnExtras& extras) {
+  std::string path;
+  if (int rc = resolve(spec.path, path); rc < 0) return rc;
 
   std::string arg0 = spec.path;
   if (auto slash = arg0.rfind('/'); slash != std::string::npos) arg0.erase(0, slash + 1);
@@ -101,33 +226,62 @@ pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pg
   char** envp = environ;
   std::vector<std::string> env_storage;
   std::vector<char*> env_vec;
-  if (!spec.env.empty() || !spec.inherit_env) {
-    env_vec = build_env(spec, env_storage);
+  const bool extra_env = extras.env != nullptr && !extras.env->empty();
+  if (!spec.env.empty() || !spec.inherit_env || extra_env) {
+    env_vec = build_env(spec, extra_env ? extras.env : nullptr, env_storage);
     envp = env_vec.data();
   }
 
-  pid_t pid = -1;
-  const bool search = spec.path.find('/') == std::string::npos;
-  rc = search ? ::posix_spawnp(&pid, spec.path.c_str(), fa.get(), attr.get(), argv.data(), envp)
-              : ::posix_spawn(&pid, spec.path.c_str(), fa.get(), attr.get(), argv.data(), envp);
-  if (rc != 0) return -rc;
+  cpu_set_t* cpus = nullptr;
+  std::size_t cpus_size = 0;
+  if (!extras.cpus.empty()) {
+    const unsigned max = *std::max_element(extras.cpus.begin(), extras.cpus.end());
+    cpus = CPU_ALLOC(max + 1);
+    if (cpus == nullptr) return -ENOMEM;
+    cpus_size = CPU_ALLOC_SIZE(max + 1);
+    CPU_ZERO_S(cpus_size, cpus);
+    for (unsigned c : extras.cpus) CPU_SET_S(c, cpus_size, cpus);
+  }
+  struct FreeCpus {
+    cpu_set_t* set;
+    ~FreeCpus() {
+      if (set != nullptr) CPU_FREE(set);
+    }
+  } free_cpus{cpus};
+
+  SpawnArgs args{};
+  args.path = path.c_str();
+  args.argv = argv.data();
+  args.envp = envp;
+  args.cwd = spec.cwd.empty() ? nullptr : spec.cwd.c_str();
+  args.fds[0] = fds.stdin_fd;
+  args.fds[1] = fds.stdout_fd;
+  args.fds[2] = fds.stderr_fd;
+  args.pgid = pgid;
+  args.parent = ::getpid();
+  args.cgroup_fds = extras.cgroup_procs.data();
+  args.cgroup_count = extras.cgroup_procs.size();
+  args.cpus = cpus;
+  args.cpus_size = cpus_size;
+  args.err = 0;
+
+  ChildStack stack;
+  if (!stack.ok()) return -ENOMEM;
+  pid_t pid;
+  {
+    BlockAllSignals blocked;
+    pid = ::clone(child_main, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  }
+  if (pid < 0) return sys::last_error();
+  // The child has exec'd (err still 0) or exited after writing err. CLONE_VFORK ordered its
+  // write before our wake-up.
+  if (args.err != 0) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return -args.err;
+  }
   return pid;
-}
-
-int ScopedSpawnAffinity::apply(std::span<const unsigned> cpus) {
-  if (cpus.empty()) return 0;
-  std::vector<unsigned> saved;
-  for (int cpu : sys::allowed_cpus()) saved.push_back(static_cast<unsigned>(cpu));
-  if (saved.empty()) return -EINVAL;  // cannot read our own mask: do not risk losing it
-  const int rc = sys::set_current_thread_cpus(cpus);
-  if (rc == 0) saved_ = std::move(saved);
-  return rc;
-}
-
-ScopedSpawnAffinity::~ScopedSpawnAffinity() {
-  // The mask was readable a moment ago, so setting it back only fails if a cpuset shrank in
-  // between; the thread then keeps the narrower mask, which the kernel has already intersected.
-  if (!saved_.empty()) (void)sys::set_current_thread_cpus(saved_);
 }
 
 }  // namespace pepita::executor::detail

@@ -34,7 +34,7 @@
 
 namespace pepita::test {
 
-enum class Capability { kvm, zram, io_uring, guest, vulkan, slurm, netns, root, ublk };
+enum class Capability { kvm, zram, io_uring, guest, vulkan, slurm, netns, root, ublk, cgroup };
 
 struct CapabilityInfo {
   Capability cap;
@@ -45,7 +45,7 @@ struct CapabilityInfo {
 
 // `ublk` is not in `all`: the CI host kernel has no ublk_drv, so the real-device ublk tests run in
 // the Linux 6.12 test guest (ctest -L guest), which sets PEPITA_REQUIRE=ublk for them.
-inline constexpr std::array<CapabilityInfo, 9> kCapabilities{{
+inline constexpr std::array<CapabilityInfo, 10> kCapabilities{{
     {Capability::kvm, "kvm", true,
      "a readable and writable /dev/kvm (load kvm_intel/kvm_amd, or join group kvm)"},
     {Capability::zram, "zram", true, "the zram module (modprobe zram, which creates zram0)"},
@@ -64,6 +64,10 @@ inline constexpr std::array<CapabilityInfo, 9> kCapabilities{{
     {Capability::root, "root", true, "running the tests as root"},
     {Capability::ublk, "ublk", false,
      "a readable and writable /dev/ublk-control (modprobe ublk_drv; Linux >= 6.0)"},
+    {Capability::cgroup, "cgroup", true,
+     "a writable cgroup hierarchy with the memory controller beneath the tests' own cgroup (run "
+     "as root with cgroup v1 memory mounted, or in a cgroup v2 with memory delegated: "
+     "systemd-run --scope -p Delegate=yes)"},
 }};
 
 inline const CapabilityInfo& capability_info(Capability cap) {
@@ -182,6 +186,55 @@ inline ProbeResult probe_ublk() {
   return {};
 }
 
+// Independent of pepita's cgroup code: our cgroup in the memory hierarchy (v1 `memory`, else
+// the v2 unified one) from /proc/self/cgroup and /proc/self/mounts, then a probe directory made
+// beneath it must show a memory limit file, and is removed again.
+inline ProbeResult probe_cgroup() {
+  std::string v1_path, v2_path;
+  if (FILE* f = std::fopen("/proc/self/cgroup", "r")) {
+    char line[4096];
+    while (std::fgets(line, sizeof line, f)) {
+      std::string l(line);
+      if (!l.empty() && l.back() == '\n') l.pop_back();
+      const auto a = l.find(':'), b = l.find(':', a + 1);
+      if (a == std::string::npos || b == std::string::npos) continue;
+      const std::string ctrls = "," + l.substr(a + 1, b - a - 1) + ",";
+      if (ctrls.find(",memory,") != std::string::npos) v1_path = l.substr(b + 1);
+      if (l.compare(0, 3, "0::") == 0) v2_path = l.substr(b + 1);
+    }
+    std::fclose(f);
+  }
+  std::string v1_mount, v2_mount;
+  if (FILE* f = std::fopen("/proc/self/mounts", "r")) {
+    char dev[512], dir[1024], type[64], opts[1024];
+    while (std::fscanf(f, "%511s %1023s %63s %1023s %*d %*d", dev, dir, type, opts) == 4) {
+      const std::string o = std::string(",") + opts + ",";
+      if (std::string(type) == "cgroup" && o.find(",memory,") != std::string::npos) v1_mount = dir;
+      if (std::string(type) == "cgroup2" && v2_mount.empty()) v2_mount = dir;
+    }
+    std::fclose(f);
+  }
+  std::string base, limit_file;
+  if (!v1_path.empty() && !v1_mount.empty()) {
+    base = v1_mount + (v1_path == "/" ? "" : v1_path);
+    limit_file = "memory.limit_in_bytes";
+  } else if (!v2_mount.empty()) {
+    base = v2_mount + (v2_path == "/" ? "" : v2_path);
+    limit_file = "memory.max";
+  } else {
+    return {"no cgroup v1 memory hierarchy and no cgroup2 mount in /proc/self/mounts"};
+  }
+  const std::string probe = base + "/pepita-probe-" + std::to_string(::getpid());
+  if (::mkdir(probe.c_str(), 0755) != 0 && errno != EEXIST)
+    return {"cannot create a cgroup beneath " + base + ": " + errno_text(errno)};
+  const bool has_limit = ::access((probe + "/" + limit_file).c_str(), W_OK) == 0;
+  ::rmdir(probe.c_str());
+  if (!has_limit)
+    return {"a cgroup made beneath " + base + " has no writable " + limit_file +
+            " (the memory controller is not delegated to it)"};
+  return {};
+}
+
 }  // namespace detail
 
 /// Probes `cap` once per process (the answer is cached).
@@ -199,6 +252,7 @@ inline const ProbeResult& probe(Capability cap) {
       case Capability::netns: slot = detail::probe_netns(); break;
       case Capability::root: slot = detail::probe_root(); break;
       case Capability::ublk: slot = detail::probe_ublk(); break;
+      case Capability::cgroup: slot = detail::probe_cgroup(); break;
     }
   }
   return *slot;

@@ -1,13 +1,26 @@
 #pragma once
-// ProcessExecutor: runs binary tasks as child processes. posix_spawn (vfork+exec in glibc) puts
-// each child in its own process group with default signal dispositions, an empty signal mask
-// and every inherited fd above 2 closed; a single reactor thread watches each child's pidfd and
-// its stdout/stderr pipes with epoll, reaps it with waitid(P_PIDFD) and rusage, and enforces
-// timeouts by signalling the whole process group (SIGTERM, then SIGKILL after a grace period).
-// A pipeline task (task::PipelineTask) is one group of processes connected by kernel pipes, one
-// per stage, reaped, signalled and reported as one attempt (see PipelineTask for the rules). A
-// task's CpuAffinity is inherited by its processes from the reactor thread, whose mask is
-// narrowed only around their posix_spawn calls.
+// ProcessExecutor: runs binary tasks as child processes. Our own clone(CLONE_VM|CLONE_VFORK)
+// spawn (glibc's posix_spawn shape) puts each child in its own process group with default signal
+// dispositions, an empty signal mask and every inherited fd above 2 closed, and before exec sets
+// PR_SET_PDEATHSIG(SIGKILL) (a task dies with the reactor thread, so with its driver, also on
+// kill -9), joins the attempt's cgroup and sets its CPU affinity. A single reactor thread watches
+// each child's pidfd and its stdout/stderr pipes with epoll, reaps it with waitid(P_PIDFD) and
+// rusage, and enforces timeouts by signalling the whole process group (SIGTERM, then SIGKILL after
+// a grace period). A pipeline task (task::PipelineTask) is one group of processes connected by
+// kernel pipes, one per stage, reaped, signalled and reported as one attempt.
+//
+// Resources (issue 22): when cgroups are usable (pepita/core/cgroup.hpp) every attempt runs in a
+// cgroup of its own beneath `pepita-<pid>-<starttime>`, all pipeline stages in the one, and when
+// the attempt ends whatever is left in it is killed and the cgroup removed. Its limits come from
+// task.allocation(): memory (an attempt killed by it ends Status::OutOfMemory with peak_memory
+// and memory_limit set), cpus as a CFS quota and weight, pids; its pinned cores (else the task's
+// CpuAffinity) by sched_setaffinity in the child. A task with an allocation gets its GPU ids in
+// CUDA_VISIBLE_DEVICES, ROCR_VISIBLE_DEVICES, ZE_AFFINITY_MASK and PEPITA_GPUS — set to "" when it
+// was given none, so a task that asked for no GPU sees none (what Slurm and HyperQueue do); a
+// task with no allocation (no request) keeps its environment as it is. A memory request where
+// cgroups cannot be used fails LaunchFailed saying why (never silently unlimited); a task
+// without one still runs there, without a cgroup. create() first reaps the cgroups a kill -9'd
+// run left (reap_stale_cgroups), so a --resume never starts copies beside its leftovers.
 
 #include <chrono>
 #include <cstddef>
@@ -26,8 +39,9 @@ class ProcessExecutor final : public Executor {
     std::chrono::nanoseconds kill_grace{std::chrono::seconds(2)};
   };
 
-  /// Starts the reactor thread. Errors: ResourceExhausted/Io when epoll, eventfd or the thread
-  /// cannot be created.
+  /// Reaps stale cgroups, takes this process's parent cgroup (if cgroups are usable) and starts
+  /// the reactor thread. Errors: ResourceExhausted/Io when epoll, eventfd or the thread cannot be
+  /// created (unusable cgroups are not an error: see above).
   static Result<std::unique_ptr<ProcessExecutor>> create(Options options);
   static Result<std::unique_ptr<ProcessExecutor>> create() { return create(Options{}); }
 
@@ -37,8 +51,9 @@ class ProcessExecutor final : public Executor {
   task::Backend backend() const noexcept override { return task::Backend::Process; }
   std::size_t slots() const noexcept override;
   /// Queues the spawn on the reactor (binary and pipeline tasks). A spawn failure (no such
-  /// binary, exec refused, an affinity the machine no longer has) is reported through `done` as
-  /// Status::LaunchFailed with the errno in `error`, not here; for a pipeline it names the stage.
+  /// binary, exec refused, an affinity the machine no longer has, a memory limit that cannot be
+  /// enforced) is reported through `done` as Status::LaunchFailed with the errno in `error`, not
+  /// here; for a pipeline it names the stage.
   /// A pipeline takes one slot.
   Result<void> start(const task::Task& task, std::stop_token stop, Completion done) override;
   void shutdown() override;

@@ -1,13 +1,16 @@
 #pragma once
-// posix_spawn set-up for one child: its own process group (or a pipeline's), default signal
+// Spawning one child (our own clone(CLONE_VM|CLONE_VFORK) + exec, as glibc's posix_spawn does it,
+// plus what posix_spawn cannot do): its own process group (or a pipeline's), default signal
 // dispositions, empty mask, stdin/stdout/stderr wired to the given fds, every other inherited fd
-// closed, optional cwd and environment; and the CPU affinity a child inherits from the spawning
-// thread. Private to the executor module.
+// closed, optional cwd and environment, PR_SET_PDEATHSIG(SIGKILL) so it dies with the spawning
+// thread, joining the attempt's cgroup(s) and its CPU affinity — all before exec. Private to the
+// executor module.
 
 #include <sys/types.h>
 
+#include <map>
 #include <span>
-#include <vector>
+#include <string>
 
 #include "pepita/task/task.hpp"
 
@@ -19,28 +22,25 @@ struct SpawnFds {
   int stderr_fd;
 };
 
+/// What the child does beyond the ProcessSpec, before exec.
+struct SpawnExtras {
+  /// cgroup.procs files open for writing: the child writes "0" to each (joins the cgroup), so it
+  /// never runs a single instruction of the task outside it.
+  std::span<const int> cgroup_procs{};
+  /// sched_setaffinity to these CPUs; empty: inherit the spawning thread's mask.
+  std::span<const unsigned> cpus{};
+  /// Variables set on top of the spec's environment (the GPU ids).
+  const std::map<std::string, std::string>* env = nullptr;
+};
+
 /// Spawns the process; returns its pid or a negative errno (ENOENT for a missing binary, EACCES,
-/// ENOEXEC, or the chdir error for a bad cwd: glibc reports the child's failure to the parent).
+/// ENOEXEC, the chdir error for a bad cwd, the cgroup.procs write error or the
+/// sched_setaffinity error: the child reports its failure through memory it shares with us).
 /// `pgid` 0 makes the child the leader of a new process group; otherwise it joins group `pgid`
 /// (a pipeline's later stages join the first stage's group, which must still exist: its leader
-/// alive or an unreaped zombie).
-pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid = 0);
-
-/// Narrows the calling thread's CPU mask for the children it spawns while this lives (glibc's
-/// posix_spawn has no affinity attribute; a child inherits the spawning thread's mask, and only
-/// this thread spawns, so nothing else sees the narrowed mask), then restores the old mask.
-class ScopedSpawnAffinity {
- public:
-  ScopedSpawnAffinity() = default;
-  ScopedSpawnAffinity(const ScopedSpawnAffinity&) = delete;
-  ScopedSpawnAffinity& operator=(const ScopedSpawnAffinity&) = delete;
-  ~ScopedSpawnAffinity();
-  /// 0, or a negative errno when the mask cannot be set (the thread keeps its own mask then).
-  /// An empty `cpus` changes nothing.
-  int apply(std::span<const unsigned> cpus);
-
- private:
-  std::vector<unsigned> saved_;  // non-empty once apply() changed the mask
-};
+/// alive or an unreaped zombie). The child gets SIGKILL when the calling *thread* exits
+/// (PR_SET_PDEATHSIG), so call this only from a thread that outlives its children.
+pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid = 0,
+                    const SpawnExtras& extras = {});
 
 }  // namespace pepita::executor::detail

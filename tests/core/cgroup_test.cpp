@@ -1,0 +1,255 @@
+#include "pepita/core/cgroup.hpp"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "common/require.hpp"
+
+namespace pepita {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool dir_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// A child that sleeps until killed; reaped by the caller.
+pid_t sleeper() {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (;;) ::pause();
+  }
+  return pid;
+}
+
+constexpr std::string_view kHybridCgroup =
+    "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/b33\n2:cpuacct:/\n1:cpu:/\n0::/\n";
+constexpr std::string_view kHybridMounts =
+    "31 30 0:28 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+    "32 30 0:29 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct\n"
+    "34 30 0:31 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+    "38 30 0:35 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
+    "40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+
+TEST(CgroupLayout, ParsesHybridV1Hierarchies) {
+  auto l = parse_cgroup_layout(kHybridCgroup, kHybridMounts);
+  ASSERT_TRUE(l) << l.error().message();
+  EXPECT_EQ(l->memory, "/sys/fs/cgroup/memory/process_api/b33");
+  EXPECT_EQ(l->cpu, "/sys/fs/cgroup/cpu");
+  EXPECT_EQ(l->cpuacct, "/sys/fs/cgroup/cpuacct");
+  EXPECT_EQ(l->pids, "/sys/fs/cgroup/pids");
+  EXPECT_EQ(l->unified, "/sys/fs/cgroup/unified");
+}
+
+TEST(CgroupLayout, ParsesPureV2WithAContainerMountRoot) {
+  auto l = parse_cgroup_layout(
+      "0::/docker/abc/user.slice\n",
+      "25 20 0:22 /docker/abc /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n");
+  ASSERT_TRUE(l) << l.error().message();
+  EXPECT_EQ(l->unified, "/sys/fs/cgroup/user.slice");
+  EXPECT_TRUE(l->memory.empty());
+}
+
+TEST(CgroupLayout, CoMountedCpuAndCpuacctShareADirectory) {
+  auto l = parse_cgroup_layout(
+      "3:cpu,cpuacct:/a\n4:memory:/a\n",
+      "31 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+      "34 30 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n");
+  ASSERT_TRUE(l) << l.error().message();
+  EXPECT_EQ(l->cpu, "/sys/fs/cgroup/cpu,cpuacct/a");
+  EXPECT_EQ(l->cpuacct, l->cpu);
+  EXPECT_EQ(l->memory, "/sys/fs/cgroup/memory/a");
+}
+
+TEST(CgroupLayout, UnescapesOctalInMountPoints) {
+  auto l =
+      parse_cgroup_layout("0::/a\n", "25 20 0:22 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n");
+  ASSERT_TRUE(l) << l.error().message();
+  EXPECT_EQ(l->unified, "/mnt/my cgroups/a");
+}
+
+TEST(CgroupLayout, NoHierarchyMountedIsUnsupportedSayingWhatToDo) {
+  auto l = parse_cgroup_layout("0::/\n", "22 1 0:21 / /proc rw - proc proc rw\n");
+  ASSERT_FALSE(l);
+  EXPECT_EQ(l.error().code(), ErrorCode::Unsupported);
+  EXPECT_NE(l.error().message().find("mount cgroup2"), std::string::npos) << l.error().message();
+}
+
+TEST(CgroupTree, ParentIsNamedAfterOurPidAndStartTimeAndSharedByHolders) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto a = CgroupTree::acquire();
+  ASSERT_TRUE(a) << a.error().message();
+  auto b = CgroupTree::acquire();
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(a->get(), b->get());
+  const std::string name = cgroup_parent_name(::getpid());
+  ASSERT_FALSE(name.empty());
+  EXPECT_TRUE((*a)->path().ends_with("/" + name)) << (*a)->path();
+  EXPECT_TRUE(dir_exists((*a)->path()));
+  const std::string path = (*a)->path();
+  a->reset();
+  EXPECT_TRUE(dir_exists(path)) << "the other holder still uses it";
+  b->reset();
+  EXPECT_FALSE(dir_exists(path)) << "the last holder removes it";
+}
+
+TEST(CgroupTree, MakeWritesMemoryCpuAndPidsLimits) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("limits", {.memory = 200ull << 20, .cpus = 0.5, .pids = 64});
+  ASSERT_TRUE(cg) << cg.error().message();
+  std::string memory_file, quota;
+  if ((*tree)->version() == CgroupVersion::V1) {
+    EXPECT_EQ(slurp(cg->path() + "/memory.limit_in_bytes"), "209715200\n");
+    bool saw_cpu = false, saw_pids = false;
+    for (const std::string& p : cg->paths()) {
+      if (std::ifstream(p + "/cpu.cfs_quota_us")) {
+        EXPECT_EQ(slurp(p + "/cpu.cfs_quota_us"), "50000\n");
+        EXPECT_EQ(slurp(p + "/cpu.cfs_period_us"), "100000\n");
+        saw_cpu = true;
+      }
+      if (std::ifstream(p + "/pids.max")) {
+        EXPECT_EQ(slurp(p + "/pids.max"), "64\n");
+        saw_pids = true;
+      }
+    }
+    EXPECT_TRUE(saw_cpu) << "no cpu hierarchy directory among the cgroup's";
+    EXPECT_TRUE(saw_pids) << "no pids hierarchy directory among the cgroup's";
+  } else {
+    EXPECT_EQ(slurp(cg->path() + "/memory.max"), "209715200\n");
+    EXPECT_EQ(slurp(cg->path() + "/cpu.max"), "50000 100000\n");
+    EXPECT_EQ(slurp(cg->path() + "/pids.max"), "64\n");
+  }
+  const auto paths = cg->paths();
+  ASSERT_TRUE(cg->end());
+  for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
+TEST(CgroupTree, RejectsANameThatIsNotOnePathComponent) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  for (const char* bad : {"", "..", "a/b"}) {
+    auto cg = (*tree)->make(bad, {});
+    ASSERT_FALSE(cg) << bad;
+    EXPECT_EQ(cg.error().code(), ErrorCode::InvalidArgument);
+  }
+}
+
+TEST(CgroupTree, RejectsCpusThatAreNotAFiniteNonNegativeNumber) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  for (double bad :
+       {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+    auto cg = (*tree)->make("bad-cpus", {.memory = 0, .cpus = bad, .pids = 0});
+    ASSERT_FALSE(cg) << bad;
+    EXPECT_EQ(cg.error().code(), ErrorCode::InvalidArgument);
+  }
+}
+
+TEST(Cgroup, EndKillsEveryProcessInsideAndRemovesTheDirectories) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("kill-me", {});
+  ASSERT_TRUE(cg) << cg.error().message();
+  const pid_t a = sleeper(), b = sleeper();
+  ASSERT_GT(a, 0);
+  ASSERT_GT(b, 0);
+  ASSERT_TRUE(cg->join(a));
+  ASSERT_TRUE(cg->join(b));
+  EXPECT_NE(slurp(cg->path() + "/cgroup.procs").find(std::to_string(a)), std::string::npos);
+  const auto paths = cg->paths();
+  ASSERT_TRUE(cg->end());
+  int status = 0;
+  ASSERT_EQ(::waitpid(a, &status, 0), a);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  ASSERT_EQ(::waitpid(b, &status, 0), b);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
+TEST(Cgroup, UsageReportsPeakMemoryOfWhatRanInside) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("usage", {.memory = 256ull << 20, .cpus = 0, .pids = 0});
+  ASSERT_TRUE(cg) << cg.error().message();
+  const auto fds = cg->join_fds();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (int fd : fds)
+      if (::write(fd, "0", 1) != 1) ::_exit(2);
+    // 32 MiB touched, then exit.
+    auto* p = static_cast<char*>(::malloc(32 << 20));
+    for (std::size_t i = 0; p && i < (32u << 20); i += 4096) p[i] = 1;
+    ::_exit(p ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const CgroupUsage u = cg->usage();
+  EXPECT_GE(u.peak_memory, 32ull << 20);
+  EXPECT_LT(u.peak_memory, 256ull << 20);
+  EXPECT_EQ(u.oom_kills, 0u);
+}
+
+TEST(ReapStaleCgroups, RemovesADeadProcessesParentAndKillsWhatIsInIt) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  // A pid that is surely gone: a child we reaped.
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
+  const std::string parent = (*tree)->path().substr(0, (*tree)->path().rfind('/'));
+  const std::string stale = parent + "/pepita-" + std::to_string(dead) + "-12345";
+  const std::string child = stale + "/task-1-1";
+  ASSERT_EQ(::mkdir(stale.c_str(), 0755), 0) << std::strerror(errno);
+  ASSERT_EQ(::mkdir(child.c_str(), 0755), 0) << std::strerror(errno);
+  const pid_t orphan = sleeper();
+  ASSERT_GT(orphan, 0);
+  {
+    std::ofstream procs(child + "/cgroup.procs");
+    procs << orphan << std::flush;
+    ASSERT_TRUE(procs.good());
+  }
+  auto removed = reap_stale_cgroups();
+  ASSERT_TRUE(removed) << removed.error().message();
+  EXPECT_NE(std::find(removed->begin(), removed->end(), stale), removed->end());
+  EXPECT_FALSE(dir_exists(stale));
+  int status = 0;
+  ASSERT_EQ(::waitpid(orphan, &status, 0), orphan);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  // Ours is alive: left alone.
+  EXPECT_TRUE(dir_exists((*tree)->path()));
+  EXPECT_EQ(std::find(removed->begin(), removed->end(), (*tree)->path()), removed->end());
+}
+
+}  // namespace
+}  // namespace pepita
