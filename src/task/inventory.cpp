@@ -341,6 +341,7 @@ Result<void> Inventory::apply_overrides(std::string_view spec) {
   std::vector<std::pair<std::string, std::string>> items;
   for (const auto& piece : split(spec, ',')) {
     const std::string_view p = trim(piece);
+    if (p.empty()) continue;  // "" and a trailing comma change nothing
     const auto eq = p.find('=');
     if (eq == std::string_view::npos) {
       if (items.empty()) {

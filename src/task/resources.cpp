@@ -248,27 +248,31 @@ Result<std::uint64_t> parse_bytes(std::string_view text) {
 
 std::string format_bytes(std::uint64_t bytes) {
   static constexpr std::string_view kUnits = "KMGT";
-  int unit = -1;
-  double scaled = static_cast<double>(bytes);
-  std::uint64_t divisor = 1;
-  while (unit + 1 < static_cast<int>(kUnits.size()) && bytes >= divisor * 1024) {
-    divisor *= 1024;
-    ++unit;
+  // The largest unit that shows the size exactly in a few digits ("1.5G", "1025K", "123");
+  // when none does, two decimals of the largest unit ("23.54G").
+  int largest = -1;  // the largest unit not above the size; -1: bytes
+  for (int unit = static_cast<int>(kUnits.size()) - 1; unit >= 0; --unit) {
+    if (bytes >= std::uint64_t{1} << (10 * (unit + 1))) {
+      largest = unit;
+      break;
+    }
   }
-  if (unit < 0) return std::to_string(bytes);
-  scaled = static_cast<double>(bytes) / static_cast<double>(divisor);
-  std::string out;
-  if (bytes % divisor == 0) {
-    out = std::to_string(bytes / divisor);
-  } else {
-    // Two decimals at most, trailing zeros dropped: "1.5G", "23.54G".
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f", scaled);
-    out = buf;
-    while (out.back() == '0') out.pop_back();
-    if (out.back() == '.') out.pop_back();
+  for (int unit = largest; unit >= -1; --unit) {
+    const std::uint64_t divisor = unit < 0 ? 1 : std::uint64_t{1} << (10 * (unit + 1));
+    const bool quarters = bytes % divisor == 0 || (divisor >= 4 && bytes % (divisor / 4) == 0);
+    if (quarters && bytes / divisor < 10000) {
+      std::string out = format_amount(static_cast<double>(bytes) / static_cast<double>(divisor));
+      if (unit >= 0) out.push_back(kUnits[static_cast<std::size_t>(unit)]);
+      return out;
+    }
   }
-  out.push_back(kUnits[static_cast<std::size_t>(unit)]);
+  const std::uint64_t divisor = std::uint64_t{1} << (10 * (largest + 1));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", static_cast<double>(bytes) / static_cast<double>(divisor));
+  std::string out = buf;
+  while (out.back() == '0') out.pop_back();
+  if (out.back() == '.') out.pop_back();
+  if (largest >= 0) out.push_back(kUnits[static_cast<std::size_t>(largest)]);
   return out;
 }
 
