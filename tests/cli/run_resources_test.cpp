@@ -319,6 +319,9 @@ pid_t kill_run_while_two_sleep(RunResources& t, const std::string& tag) {
 // it (PR_SET_PDEATHSIG from the executor's reactor thread).
 TEST_F(RunResources, KillMinusNineOfRunTakesItsTasksWithIt) {
   kill_run_while_two_sleep(*this, "killed");
+  // Leave no cgroup of the killed run behind for others to find.
+  const auto next = write("next.toml", "[[task]]\nname = \"n\"\ncommand = \"/bin/true\"\n");
+  EXPECT_EQ(run({"run", "--state-dir", (dir_ / "state2").string(), next.string()}).exit_code, 0);
 }
 
 // ... and the next `pepita run` ends and removes whatever the killed run left in its cgroups,
@@ -326,10 +329,13 @@ TEST_F(RunResources, KillMinusNineOfRunTakesItsTasksWithIt) {
 TEST_F(RunResources, NextRunRemovesTheCgroupsOfAKilledRun) {
   PEPITA_REQUIRE_CAPABILITY(cgroup);
   const pid_t pid = kill_run_while_two_sleep(*this, "killed");
+  ASSERT_FALSE(cgroups_of(pid).empty()) << "the killed run left no cgroup to remove";
   const auto next = write("next.toml", "[[task]]\nname = \"n\"\ncommand = \"/bin/true\"\n");
   auto r = run({"run", "--state-dir", (dir_ / "state2").string(), next.string()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(cgroups_of(pid), std::vector<std::string>{}) << r.err;
+  EXPECT_NE(r.err.find("ended the tasks"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(std::to_string(pid)), std::string::npos) << r.err;
 }
 
 }  // namespace
