@@ -3,8 +3,8 @@
 // `pepita run` executes. Parsing checks everything that can be checked before running — syntax,
 // unknown keys, value types and ranges, unknown or cyclic dependencies, binaries that do not
 // exist, resource requests (issue 22: cpus, memory, gpus, named counts, retry_on) — and reports
-// each problem as "file:line:column: message". Format: docs in examples/wordcount/job.toml;
-// TOML 1.0 via toml++.
+// each problem as "file:line:column: message". Format: docs in examples/wordcount/job.toml
+// (resource keys: examples/resources/job.toml); TOML 1.0 via toml++.
 //
 //   auto job = load_job("job.toml", {.pepita_dir = "/usr/bin", .state_dir = "/tmp/s"});
 //   if (!job) { std::cerr << job.error().message() << "\n"; return 2; }
