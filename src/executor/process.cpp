@@ -799,10 +799,12 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
                                    const rusage* usage, std::string error) {
   Child& c = children[slot];
   ExecutionResult r;
+  std::chrono::nanoseconds cgroup_cpu{0};  // includes descendants that were never waited for
   if (c.cgroup.valid()) {
     // Read before ending it: the counters go with the directory. Ending kills whatever the
     // attempt left running (a background grandchild), so nothing outlives it.
     const CgroupUsage u = c.cgroup.usage();
+    cgroup_cpu = u.cpu;
     (void)c.cgroup.end();
     r.peak_memory = u.peak_memory;
     const bool oom =
@@ -833,6 +835,7 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
   if (usage) {
     r.cpu = timeval_ns(usage->ru_utime) + timeval_ns(usage->ru_stime);
     r.max_rss_kb = usage->ru_maxrss;
+    r.cpu = std::max(r.cpu, cgroup_cpu);
   }
   r.stdout_data = std::move(c.out.data);
   r.stderr_data = std::move(c.err.data);

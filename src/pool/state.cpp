@@ -227,21 +227,21 @@ bool PoolState::may_start(Node& n, TaskId id, Actions& act) {
   return true;
 }
 
-void PoolState::start_attempt(Lane& lane, Node& n, TaskId id,
-                              std::optional<task::Allocation> alloc, Actions& act) {
+void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task::Allocation> alloc,
+                              Actions& act) {
   ++n.attempts;
   if (!lane.breaker->allow()) {
     if (alloc) ledger->give_back(*alloc);
     ExecutionResult r;
     r.status = Status::Rejected;
-    r.error =
-        "not started: the " + std::string(to_string(lane.backend)) +
-        " backend's circuit breaker is open after " + std::to_string(lane.breaker->failures()) +
-        " consecutive launch failures; it lets a probe through in " +
-        std::to_string(
-            std::chrono::duration_cast<std::chrono::milliseconds>(lane.breaker->retry_after())
-                .count()) +
-        " ms";
+    r.error = "not started: the " + std::string(to_string(lane.backend)) +
+              " backend's circuit breaker is open after " +
+              std::to_string(lane.breaker->failures()) +
+              " consecutive launch failures; it lets a probe through in " +
+              std::to_string(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(lane.breaker->retry_after())
+                      .count()) +
+              " ms";
     attempt_failed(id, std::move(r), act);
     return;
   }
@@ -259,7 +259,8 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id,
   }
   event(act, Event::Kind::Started, n, id);
   if (alloc) {
-    act.launches.push_back({lane.exec, n.task.with_allocation(*alloc), n.stop->get_token(), n.lane});
+    act.launches.push_back(
+        {lane.exec, n.task.with_allocation(*alloc), n.stop->get_token(), n.lane});
     n.allocation = std::move(alloc);
   } else {
     act.launches.push_back({lane.exec, n.task, n.stop->get_token(), n.lane});
@@ -365,6 +366,20 @@ void PoolState::attempt_failed(TaskId id, ExecutionResult r, Actions& act) {
     again = n.attempts < bound && retry_matches(n.task.retry_on(), r);
   } else if (again) {
     again = retry.should_retry(n.attempts, failure_of(r), n.task.max_retries());
+  }
+  if (again && !n.task.resources().empty()) {
+    // A request that grows per attempt may outgrow the host: fail now rather than wait forever.
+    task::ResourceRequest next = n.task.resources().at_attempt(n.attempts + 1);
+    next.cpus_growth = next.memory_growth = next.gpus_growth = task::Growth::Fixed;
+    const Lane& lane = lanes[n.lane];
+    auto fits =
+        lane.ledger ? ledger->inventory().can_ever_fit(next) : lane.exec->can_ever_fit(next);
+    if (!fits) {
+      r.error +=
+          "; not retried: attempt " + std::to_string(n.attempts + 1) + " " + fits.error().message();
+      finalize(id, std::move(r), act);
+      return;
+    }
   }
   if (again) {
     const auto delay = retry.backoff(n.attempts);

@@ -358,8 +358,7 @@ Result<void> Inventory::apply_overrides(std::string_view spec) {
   Inventory next = *this;
   for (const auto& [name, value] : items) {
     auto bad = [&, &name = name, &value = value](std::string_view why) {
-      return fail(ErrorCode::InvalidArgument,
-                  pepita::fmt("resources: {}={} {}", name, value, why));
+      return fail(ErrorCode::InvalidArgument, pepita::fmt("resources: {}={} {}", name, value, why));
     };
     if (value.empty()) return bad("has no value");
     if (name == "gpus") {
@@ -383,8 +382,8 @@ Result<void> Inventory::apply_overrides(std::string_view spec) {
         for (unsigned i = 0; i < *n; ++i) next.cpus.push_back(i);
       } else {
         auto list = parse_cpu_list(value);
-        if (!list) return bad(pepita::fmt("is neither a count nor a cpu list: {}",
-                                          list.error().message()));
+        if (!list)
+          return bad(pepita::fmt("is neither a count nor a cpu list: {}", list.error().message()));
         if (list->empty()) return bad("lists no CPUs");
         next.cpus = std::move(*list);
       }
@@ -427,9 +426,9 @@ Result<void> Inventory::can_ever_fit(const ResourceRequest& request) const {
   if (!r.gpu_ids.empty()) {
     for (const auto& id : r.gpu_ids) {
       if (std::find(gpus.begin(), gpus.end(), id) == gpus.end()) {
-        return cannot(pepita::fmt("needs GPU '{}'; this host has {}", id,
-                                  gpus.empty() ? std::string("no GPUs")
-                                               : std::string("GPUs ").append(join_ids(gpus))));
+        return cannot(pepita::fmt(
+            "needs GPU '{}'; this host has {}", id,
+            gpus.empty() ? std::string("no GPUs") : std::string("GPUs ").append(join_ids(gpus))));
       }
     }
   } else if (r.gpus > 0) {
@@ -443,8 +442,8 @@ Result<void> Inventory::can_ever_fit(const ResourceRequest& request) const {
     auto it = named.find(name);
     if (it == named.end()) {
       if (amount <= 0) continue;
-      return cannot(pepita::fmt("needs {}={}; this host has no '{}'", name, format_amount(amount),
-                                name));
+      return cannot(
+          pepita::fmt("needs {}={}; this host has no '{}'", name, format_amount(amount), name));
     }
     if (amount > it->second + 1e-9) {
       return cannot(pepita::fmt("needs {}={}; this host has {}", name, format_amount(amount),

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <limits>
 
-#include "pepita/core/format.hpp"
 #include "detail/resources_util.hpp"
+#include "pepita/core/format.hpp"
 
 namespace pepita::task {
 
@@ -115,8 +115,8 @@ std::string growth_suffix(Growth g) { return g == Growth::PerAttempt ? "*attempt
 // ---- ResourceRequest ----
 
 bool ResourceRequest::empty() const noexcept {
-  return cpus == 0 && !pin_cpus && memory == 0 && gpus == 0 && gpu_ids.empty() &&
-         named.empty() && pids == 0;
+  return cpus == 0 && !pin_cpus && memory == 0 && gpus == 0 && gpu_ids.empty() && named.empty() &&
+         pids == 0;
 }
 
 ResourceRequest ResourceRequest::at_attempt(std::uint32_t attempt) const {

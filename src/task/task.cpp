@@ -630,9 +630,10 @@ void Builder::check_resources() {
     const bool exit_ok = on.kind != RetryOn::Kind::Exit || (on.code >= -1 && on.code <= 255);
     const bool signal_ok = on.kind != RetryOn::Kind::Signal || (on.code >= -1 && on.code <= 64);
     if (!exit_ok || !signal_ok) {
-      problems_.push_back(pepita::fmt("retry_on: '{}' has a code out of range (exit 0..255, "
-                                      "signal 1..64)",
-                                      to_string(on)));
+      problems_.push_back(
+          pepita::fmt("retry_on: '{}' has a code out of range (exit 0..255, "
+                      "signal 1..64)",
+                      to_string(on)));
     }
   }
   if (r.empty()) return;
@@ -665,8 +666,8 @@ void Builder::check_resources() {
   if (!whole && !splits) {
     const Backend on = function ? Backend::Cpu : spec_.backend;
     problems_.push_back(pepita::fmt(
-        "resources: cpus = {} on the {} backend cannot be split: ask for a whole number{}",
-        r.cpus, on.name(),
+        "resources: cpus = {} on the {} backend cannot be split: ask for a whole number{}", r.cpus,
+        on.name(),
         function ? " (a function task holds whole scheduler threads)"
                  : " (fractional CPUs are a CFS quota, applied to processes on the process "
                    "backend)"));

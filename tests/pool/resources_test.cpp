@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -54,8 +55,9 @@ class Recorder final : public executor::Executor {
                           if (a.task.allocation()) run.allocation = *a.task.allocation();
                           std::this_thread::sleep_for(hold);
                           ExecutionResult r =
-                              decide ? decide(a.task)
-                                     : executor::result_for(a.task, Status::Succeeded, "", a.started);
+                              decide
+                                  ? decide(a.task)
+                                  : executor::result_for(a.task, Status::Succeeded, "", a.started);
                           run.end = Clock::now();  // before the pool sees the result
                           std::lock_guard lock(raw->mu_);
                           raw->runs_.push_back(std::move(run));
@@ -121,7 +123,12 @@ Pool make_pool(std::shared_ptr<Recorder> rec, Inventory inv,
 }
 
 Task binary(std::string name, ResourceRequest r, std::vector<std::string> args = {}) {
-  return Task::binary("work").name(std::move(name)).args(std::move(args)).resources(r).build().value();
+  return Task::binary("work")
+      .name(std::move(name))
+      .args(std::move(args))
+      .resources(r)
+      .build()
+      .value();
 }
 
 ResourceRequest cpus(double n) {
@@ -150,7 +157,9 @@ TEST(PoolResources, TwoTwoCpuTasksOnATwoCpuHostNeverOverlap) {
 TEST(PoolResources, FourOneGpuTasksGetDisjointIds) {
   auto rec = Recorder::make(4, 30ms);
   Pool pool = make_pool(rec, host("gpus=0,1,2,3"));
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(pool.submit(binary("g" + std::to_string(i), gpus(1))));
+  std::vector<Task> batch;
+  for (int i = 0; i < 4; ++i) batch.push_back(binary("g" + std::to_string(i), gpus(1)));
+  ASSERT_TRUE(pool.submit_all(std::move(batch)));  // placed together, before any ends
   std::set<std::string> ids;
   for (const auto& r : pool.wait_all()) {
     ASSERT_TRUE(r.ok()) << r.error;
@@ -178,6 +187,24 @@ TEST(PoolResources, TwoHalfGpuTasksShareAnIdAndAThirdGoesToAnother) {
   EXPECT_EQ(per_id.size(), 2u);
   EXPECT_EQ(per_id[rec->run_of("h0").allocation->gpus[0].id], 2) << "h0 and h1 pack on one id";
   EXPECT_EQ(rec->run_of("h0").allocation->gpus[0].id, rec->run_of("h1").allocation->gpus[0].id);
+}
+
+TEST(PoolResources, PinnedTasksRunningTogetherGetDisjointCores) {
+  auto rec = Recorder::make(4, 100ms);
+  Pool pool = make_pool(rec, host("cpus=4"));
+  ResourceRequest pinned = cpus(2);
+  pinned.pin_cpus = true;
+  ASSERT_TRUE(pool.submit_all({binary("p0", pinned), binary("p1", pinned)}));
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.error;
+  const Span a = rec->run_of("p0"), b = rec->run_of("p1");
+  ASSERT_TRUE(a.allocation && b.allocation);
+  ASSERT_EQ(a.allocation->cores.size(), 2u);
+  ASSERT_EQ(b.allocation->cores.size(), 2u);
+  if (a.start < b.end && b.start < a.end) {
+    std::set<unsigned> all(a.allocation->cores.begin(), a.allocation->cores.end());
+    all.insert(b.allocation->cores.begin(), b.allocation->cores.end());
+    EXPECT_EQ(all.size(), 4u) << "two pinned tasks running together shared a core";
+  }
 }
 
 TEST(PoolResources, LargeTaskIsNotStarvedByAStreamOfSmallOnes) {
@@ -208,14 +235,21 @@ TEST(PoolResources, LargeTaskIsNotStarvedByAStreamOfSmallOnes) {
 }
 
 TEST(PoolResources, EmptyRequestsTakeOnlyASlotWhileTheLedgerIsFull) {
-  auto rec = Recorder::make(4, 100ms);
+  // The task holding the only CPU ends only once the task without a request has run.
+  std::promise<void> plain_ran;
+  std::shared_future<void> ran = plain_ran.get_future().share();
+  auto rec = Recorder::make(4, 1ms, [&](const Task& t) {
+    if (t.name() == "plain") plain_ran.set_value();
+    const bool ok = t.name() == "plain" || ran.wait_for(10s) == std::future_status::ready;
+    return executor::result_for(t, ok ? Status::Succeeded : Status::Failed,
+                                ok ? "" : "the task without a request did not run meanwhile",
+                                Clock::now());
+  });
   Pool pool = make_pool(rec, host("cpus=1"));
   ASSERT_TRUE(pool.submit(binary("holds-the-cpu", cpus(1))));
   ASSERT_TRUE(pool.submit(Task::binary("work").name("plain").build().value()));
-  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok());
-  const Span hold = rec->run_of("holds-the-cpu"), plain = rec->run_of("plain");
-  EXPECT_LT(plain.start, hold.end) << "a task without a request waited for the Ledger";
-  EXPECT_FALSE(plain.allocation);
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.name << ": " << r.error;
+  EXPECT_FALSE(rec->run_of("plain").allocation);
 }
 
 TEST(PoolResources, InfeasibleRequestFailsAtSubmitNamingWhatIsMissing) {
@@ -271,6 +305,24 @@ TEST(PoolResources, MemoryGrowsPerAttemptAndRetryOnOomSucceedsWithTwiceTheMemory
   EXPECT_EQ(res->allocation->attempt, 2u);
 }
 
+TEST(PoolResources, RetryThatWouldOutgrowTheHostFailsInsteadOfWaitingForever) {
+  auto rec = Recorder::make(2, 1ms, [](const Task& t) {
+    return executor::result_for(t, Status::OutOfMemory, "out of memory", Clock::now());
+  });
+  Pool pool = make_pool(rec, host("memory=8G"),
+                        fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
+  ResourceRequest r;
+  r.memory = 3 * kGiB;
+  r.memory_growth = Growth::PerAttempt;
+  auto t = Task::binary("work").resources(r).retry_on({RetryOn::oom()}).max_retries(5).build();
+  auto res = pool.run(t.value()).value();
+  EXPECT_EQ(res.status, Status::OutOfMemory);
+  EXPECT_EQ(res.attempts, 2u) << "3G and 6G fit in 8G; 9G never will";
+  EXPECT_NE(res.error.find("not retried: attempt 3 needs 9G of memory; this host has 8G"),
+            std::string::npos)
+      << res.error;
+}
+
 ExecutionResult exit_with_first_arg(const Task& t) {
   const int code = std::stoi(t.process()->args.at(0));
   ExecutionResult r = executor::result_for(t, Status::Failed, "exited", Clock::now());
@@ -280,8 +332,8 @@ ExecutionResult exit_with_first_arg(const Task& t) {
 
 TEST(PoolResources, RetryOnExitThreeRetriesExitThreeButNotExitFour) {
   auto rec = Recorder::make(2, 1ms, exit_with_first_arg);
-  Pool pool = make_pool(rec, host(""),
-                        fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
+  Pool pool =
+      make_pool(rec, host(""), fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
   auto build = [](std::string name, std::string code) {
     return Task::binary("work")
         .name(std::move(name))
@@ -300,14 +352,19 @@ TEST(PoolResources, RetryOnExitThreeRetriesExitThreeButNotExitFour) {
 
 TEST(PoolResources, WithoutRetryOnThePolicyDecidesAsBefore) {
   auto rec = Recorder::make(2, 1ms, exit_with_first_arg);
-  Pool pool = make_pool(rec, host(""),
-                        fault::RetryPolicy().max_attempts(2).base_delay(1ms).max_delay(2ms));
+  Pool pool =
+      make_pool(rec, host(""), fault::RetryPolicy().max_attempts(2).base_delay(1ms).max_delay(2ms));
   auto r = pool.run(Task::binary("work").args({"4"}).build().value()).value();
   EXPECT_EQ(r.attempts, 2u);
 }
 
 TEST(PoolResources, AllocationsComeBackAfterFailureLaunchFailureAndCancel) {
-  auto rec = Recorder::make(4, 20ms, exit_with_first_arg);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  auto rec = Recorder::make(4, 1ms, [&](const Task& t) {
+    if (t.name() == "holder") released.wait_for(10s);  // holds everything until told
+    return exit_with_first_arg(t);
+  });
   Pool pool = make_pool(rec, host("cpus=2, gpus=1, license=1"));
   ResourceRequest all;
   all.cpus = 2;
@@ -326,6 +383,7 @@ TEST(PoolResources, AllocationsComeBackAfterFailureLaunchFailureAndCancel) {
   auto queued = pool.submit(binary("queued", all, {"0"})).value();
   EXPECT_TRUE(pool.cancel(queued.id()));
   EXPECT_EQ(queued.wait().status, Status::Cancelled);
+  release.set_value();
   holder.wait();
   // Everything is back: a task needing the whole host still starts.
   auto last = pool.run(binary("whole-host", all, {"0"})).value();

@@ -3,15 +3,19 @@
 // (properties: never oversubscribed, give_back restores exactly, fractional GPUs pack).
 #include "pepita/task/resources.hpp"
 
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include "common/temp_dir.hpp"
 #include "pepita/task/task.hpp"
 
 namespace pepita::task {
@@ -99,8 +103,8 @@ TEST(ParseAmount, RejectsOtherFactorsNegativesAndWords) {
 // ---- retry_on ----
 
 TEST(RetryOnParse, ReadsEveryKindAndRoundTrips) {
-  for (const char* text : {"oom", "timeout", "exit", "exit:137", "signal", "signal:9", "launch",
-                           "any"}) {
+  for (const char* text :
+       {"oom", "timeout", "exit", "exit:137", "signal", "signal:9", "launch", "any"}) {
     auto r = parse_retry_on(text);
     ASSERT_TRUE(r) << text;
     EXPECT_EQ(to_string(*r), text);
@@ -274,6 +278,37 @@ std::uint64_t meminfo_total() {
   return 0;
 }
 
+// Every memory limit on our cgroup's path (v1 memory.limit_in_bytes, v2 memory.max), read here
+// independently of inventory.cpp, with the usual mount points.
+std::vector<std::uint64_t> cgroup_limits() {
+  std::vector<std::uint64_t> out;
+  std::ifstream self("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(self, line)) {
+    const auto a = line.find(':'), b = line.find(':', a + 1);
+    const std::string ctls = line.substr(a + 1, b - a - 1);
+    std::string path = line.substr(b + 1);
+    std::vector<std::string> files;
+    if (ctls == "memory" || ctls.find("memory,") == 0 ||
+        ctls.find(",memory") != std::string::npos) {
+      files = {"/sys/fs/cgroup/memory", "memory.limit_in_bytes"};
+    } else if (line.rfind("0::", 0) == 0) {
+      files = {"/sys/fs/cgroup/unified", "memory.max"};
+    } else {
+      continue;
+    }
+    for (const std::string& mount : {files[0], std::string("/sys/fs/cgroup")}) {
+      for (std::string p = path;; p = p.substr(0, p.rfind('/'))) {
+        std::ifstream f(mount + (p == "/" ? "" : p) + "/" + files[1]);
+        std::uint64_t v = 0;
+        if (f >> v) out.push_back(v);
+        if (p.empty() || p == "/") break;
+      }
+    }
+  }
+  return out;
+}
+
 TEST(Inventory, DetectFindsCpusAndMemoryOfThisMachine) {
   auto inv = Inventory::detect();
   ASSERT_TRUE(inv) << inv.error().message();
@@ -282,8 +317,10 @@ TEST(Inventory, DetectFindsCpusAndMemoryOfThisMachine) {
   EXPECT_GT(inv->memory, 0u);
   const std::uint64_t total = meminfo_total();
   ASSERT_GT(total, 0u);
-  // MemTotal, or a cgroup limit below it.
-  EXPECT_LE(inv->memory, total);
+  // MemTotal, or a cgroup limit below it: the smallest of them.
+  std::uint64_t expect = total;
+  for (std::uint64_t limit : cgroup_limits()) expect = std::min(expect, limit);
+  EXPECT_EQ(inv->memory, expect);
   for (const auto& [node, cores] : inv->numa) {
     for (unsigned c : cores) {
       EXPECT_TRUE(std::binary_search(inv->cpus.begin(), inv->cpus.end(), c))
@@ -291,6 +328,48 @@ TEST(Inventory, DetectFindsCpusAndMemoryOfThisMachine) {
     }
   }
   EXPECT_NE(inv->to_string().find("cpus="), std::string::npos);
+}
+
+// A stand-in nvidia-smi on PATH: detect() reads GPU indexes from `nvidia-smi -L`, and falls
+// back (to /sys/class/drm) when it fails.
+class FakeNvidiaSmi {
+ public:
+  explicit FakeNvidiaSmi(const std::string& script) {
+    const std::string file = dir_.file("nvidia-smi");
+    std::ofstream(file) << "#!/bin/sh\n" << script;
+    ::chmod(file.c_str(), 0755);
+    const char* old = std::getenv("PATH");
+    old_ = old ? old : "";
+    ::setenv("PATH", (dir_.path() + ":" + old_).c_str(), 1);
+  }
+  ~FakeNvidiaSmi() { ::setenv("PATH", old_.c_str(), 1); }
+
+ private:
+  pepita::test::TempDir dir_{"nvsmi"};
+  std::string old_;
+};
+
+TEST(Inventory, DetectReadsGpuIndexesFromNvidiaSmi) {
+  FakeNvidiaSmi fake(
+      "[ \"$1\" = -L ] || exit 2\n"
+      "echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaa)'\n"
+      "echo 'GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-bbbb)'\n");
+  auto inv = Inventory::detect();
+  ASSERT_TRUE(inv) << inv.error().message();
+  EXPECT_EQ(inv->gpus, (std::vector<std::string>{"0", "1"}));
+}
+
+TEST(Inventory, DetectFallsBackWhenNvidiaSmiFails) {
+  std::size_t render_nodes = 0;
+  if (auto* dir = ::opendir("/sys/class/drm")) {
+    while (auto* e = ::readdir(dir))
+      render_nodes += std::string(e->d_name).rfind("renderD", 0) == 0;
+    ::closedir(dir);
+  }
+  FakeNvidiaSmi fake("echo 'NVIDIA-SMI has failed'; exit 9\n");
+  auto inv = Inventory::detect();
+  ASSERT_TRUE(inv) << inv.error().message();
+  EXPECT_EQ(inv->gpus.size(), render_nodes);
 }
 
 TEST(Inventory, OverridesReplaceWhatTheSpecNames) {
@@ -457,7 +536,8 @@ RC_GTEST_PROP(Ledger, NeverOversubscribedAndGiveBackRestoresExactly, ()) {
   const int steps = *rc::gen::inRange(1, 60);
   for (int s = 0; s < steps; ++s) {
     if (!live.empty() && *rc::gen::inRange(0, 3) == 0) {
-      const auto i = static_cast<std::size_t>(*rc::gen::inRange<int>(0, static_cast<int>(live.size())));
+      const auto i =
+          static_cast<std::size_t>(*rc::gen::inRange<int>(0, static_cast<int>(live.size())));
       l.give_back(live[i]);
       live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
       continue;

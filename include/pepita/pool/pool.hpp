@@ -130,7 +130,7 @@ struct PoolConfig {
   std::optional<std::size_t> queue_capacity;  // unset: unbounded; 0 is refused by build()
   std::optional<std::chrono::nanoseconds> default_timeout;  // for tasks with timeout() == 0
   bool enable_gpu = false;
-  std::vector<std::string> remote_workers;  // "host:port" addresses of pepita workers
+  std::vector<std::string> remote_workers;   // "host:port" addresses of pepita workers
   std::optional<task::Inventory> resources;  // unset: Inventory::detect() (see Builder::resources)
 };
 

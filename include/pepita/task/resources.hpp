@@ -59,7 +59,9 @@ struct ResourceRequest {
 
   /// True when nothing is requested (see above).
   bool empty() const noexcept;
-  /// The request of attempt `attempt` (1-based): each PerAttempt amount multiplied by it.
+  /// The request of attempt `attempt` (1-based; 0 reads as 1): each PerAttempt amount
+  /// multiplied by it. A GPU share that grows past one GPU is rounded up to whole GPUs (0.5 *
+  /// attempt: 0.5, 1, 2, 2, 3, ...).
   ResourceRequest at_attempt(std::uint32_t attempt) const;
   /// InvalidArgument naming the field: a negative or non-finite amount, a fractional gpus above
   /// 1 (1.5), fractional cpus with pin_cpus, an empty or duplicate gpu id, a bad named resource.
