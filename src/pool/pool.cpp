@@ -103,6 +103,10 @@ Pool::Builder& Pool::Builder::remote_workers(std::vector<std::string> addresses)
   config_.remote_workers = std::move(addresses);
   return *this;
 }
+Pool::Builder& Pool::Builder::resources(task::Inventory inventory) {
+  config_.resources = std::move(inventory);
+  return *this;
+}
 Pool::Builder& Pool::Builder::remote_options(executor::BackendOptions options) {
   remote_options_ = std::move(options);
   return *this;
@@ -194,6 +198,7 @@ Result<Pool> Pool::Builder::build() {
     const std::size_t slots = std::max<std::size_t>(lane.exec->slots(), 1);
     lane.limit = lane.backend == Backend::Cpu ? slots * 4 : slots;
     lane.breaker = std::make_unique<fault::CircuitBreaker>(c.circuit_breaker);
+    lane.ledger = !lane.exec->places_resources();
   }
   if (!c.journal_path.empty()) {
     auto j = PEPITA_TRY(fault::Journal::open(
@@ -294,7 +299,9 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
       if (s.nodes.contains(t.id()) || s.finished.contains(t.id())) {
         return fail(ErrorCode::InvalidArgument, "task '" + t.name() + "' was already submitted");
       }
-      if (auto routed = s.route(t); !routed) return std::unexpected(std::move(routed).error());
+      auto routed = s.route(t);
+      if (!routed) return std::unexpected(std::move(routed).error());
+      if (auto fits = s.check_fits(t, *routed); !fits) return std::unexpected(fits.error());
     }
     if (s.journal) {
       std::unordered_set<std::string> batch;

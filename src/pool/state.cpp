@@ -94,6 +94,7 @@ Result<std::uint32_t> PoolState::route(const Task& task) const {
 Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
   const TaskId id = task.id();
   const std::uint32_t lane = PEPITA_TRY(route(task));
+  PEPITA_TRY(check_fits(task, lane));
   if (config.default_timeout && task.timeout().count() == 0) {
     task = task.with_timeout(*config.default_timeout);
   }
@@ -108,6 +109,7 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
   }
   Node n(std::move(task));
   n.lane = lane;
+  n.placed = lanes[lane].ledger && !n.task.resources().empty();
   n.seq = next_seq++;
   n.submitted = Clock::now();
   n.handle = std::make_shared<HandleState>();
@@ -149,68 +151,237 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
     r.error = "not run: dependency " + failed_dep + " did not succeed";
     finalize(id, std::move(r), act);
   } else if (node.pending == 0) {
-    node.phase = Phase::Ready;
-    node.handle->moved_to(task::TaskState::Queued);
-    lanes[node.lane].ready.push(node.task.priority(), id);
+    make_ready(node, id);
   }
   return handle;
 }
 
+void PoolState::make_ready(Node& n, TaskId id) {
+  n.phase = Phase::Ready;
+  n.handle->moved_to(task::TaskState::Queued);
+  lanes[n.lane].ready.push(n.task.priority(), id, n.placed);
+}
+
+namespace {
+
+// The host every pool shares unless Pool::Builder::resources() names one: detected once per
+// process (nvidia-smi is slow to start, and the host does not change under a run).
+const Result<task::Inventory>& detected_host() {
+  static const Result<task::Inventory> host = task::Inventory::detect();
+  return host;
+}
+
+}  // namespace
+
+Result<void> PoolState::check_fits(const Task& task, std::uint32_t lane) {
+  const task::ResourceRequest& req = task.resources();
+  if (req.empty()) return {};
+  const Lane& l = lanes[lane];
+  auto refuse = [&](const Error& e) {
+    return fail(e.code(), std::string("task '")
+                              .append(task.name())
+                              .append("' can never run: ")
+                              .append(e.message())
+                              .append(" (asked: ")
+                              .append(req.to_string())
+                              .append(")"));
+  };
+  if (!l.ledger) {
+    if (auto ok = l.exec->can_ever_fit(req); !ok) return refuse(ok.error());
+    return {};
+  }
+  if (!ledger) {
+    if (config.resources) {
+      ledger.emplace(*config.resources);
+    } else {
+      const auto& host = detected_host();
+      if (!host) {
+        return fail(host.error().code(),
+                    std::string("cannot detect this host's resources for task '")
+                        .append(task.name())
+                        .append("': ")
+                        .append(host.error().message())
+                        .append("; give them with Pool::Builder::resources()"));
+      }
+      ledger.emplace(*host);
+    }
+  }
+  if (auto ok = ledger->inventory().can_ever_fit(req); !ok) return refuse(ok.error());
+  return {};
+}
+
+// Lookahead past tasks that cannot start yet, per lane and dispatch: bounds the cost of a pass
+// when the head of a queue waits for resources.
+inline constexpr std::size_t kLookahead = 8;
+
+bool PoolState::may_start(Node& n, TaskId id, Actions& act) {
+  if (n.task.deadline().count() > 0 && Clock::now() >= n.submitted + n.task.deadline()) {
+    ExecutionResult r;
+    r.status = Status::TimedOut;
+    r.error = "deadline of " +
+              std::to_string(std::chrono::duration<double>(n.task.deadline()).count()) +
+              " s passed before the task could start";
+    finalize(id, std::move(r), act);
+    return false;
+  }
+  return true;
+}
+
+void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task::Allocation> alloc,
+                              Actions& act) {
+  ++n.attempts;
+  if (!lane.breaker->allow()) {
+    if (alloc) ledger->give_back(*alloc);
+    ExecutionResult r;
+    r.status = Status::Rejected;
+    r.error = "not started: the " + std::string(to_string(lane.backend)) +
+              " backend's circuit breaker is open after " +
+              std::to_string(lane.breaker->failures()) +
+              " consecutive launch failures; it lets a probe through in " +
+              std::to_string(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(lane.breaker->retry_after())
+                      .count()) +
+              " ms";
+    attempt_failed(id, std::move(r), act);
+    return;
+  }
+  n.phase = Phase::Running;
+  n.handle->moved_to(task::TaskState::Running);
+  n.stop.emplace();
+  ++lane.running;
+  if (journal) {
+    fault::JournalRecord rec;
+    rec.type = fault::RecordType::Started;
+    rec.name = n.task.name();
+    rec.spec_digest = n.task.spec_digest();
+    rec.attempt = n.attempts;
+    journal_append(std::move(rec), false);
+  }
+  event(act, Event::Kind::Started, n, id);
+  if (alloc) {
+    act.launches.push_back(
+        {lane.exec, n.task.with_allocation(*alloc), n.stop->get_token(), n.lane});
+    n.allocation = std::move(alloc);
+  } else {
+    act.launches.push_back({lane.exec, n.task, n.stop->get_token(), n.lane});
+  }
+}
+
+// One ready task offered to start (a lane in scan mode). Reservation: `reserver` is the
+// highest-ordered (priority, then submission) ready task that did not fit; a task ordered after
+// it that competes for what it is short of waits, so a stream of small tasks cannot starve it.
+ReadyQueue::Visit PoolState::offer(Lane& lane, TaskId id, Actions& act) {
+  auto it = nodes.find(id);
+  if (it == nodes.end() || it->second.phase != Phase::Ready) return ReadyQueue::Visit::Take;
+  Node& n = it->second;
+  if (!may_start(n, id, act)) {
+    if (reserver == id) reserver = 0;
+    return ReadyQueue::Visit::Take;
+  }
+  if (!n.placed) {
+    start_attempt(lane, n, id, std::nullopt, act);
+    return ReadyQueue::Visit::Take;
+  }
+  const task::ResourceRequest& req = n.task.resources();
+  const std::uint32_t attempt = n.attempts + 1;
+  bool ahead = true;  // of the reserver
+  if (reserver != 0 && reserver != id) {
+    const Node& w = nodes.at(reserver);
+    const int p = n.task.priority(), wp = w.task.priority();
+    ahead = p > wp || (p == wp && n.seq < w.seq);
+    if (!ahead && ledger->competes(req, attempt, w.task.resources(), w.attempts + 1)) {
+      return ReadyQueue::Visit::Keep;
+    }
+  }
+  if (auto a = ledger->try_take(req, attempt)) {
+    if (reserver == id) reserver = 0;
+    start_attempt(lane, n, id, std::move(a), act);
+    return ReadyQueue::Visit::Take;
+  }
+  if (ahead) reserver = id;
+  return ReadyQueue::Visit::Keep;
+}
+
 void PoolState::dispatch(Actions& act) {
+  if (reserver != 0) {
+    auto it = nodes.find(reserver);
+    if (it == nodes.end() || it->second.phase != Phase::Ready) reserver = 0;
+  }
   for (Lane& lane : lanes) {
     auto& q = lane.ready;
+    if (q.placed() > 0) {
+      // Some queued task needs the Ledger: offer tasks in order, skipping those that must wait.
+      q.scan(
+          kLookahead, [&] { return lane.running < lane.limit; },
+          [&](TaskId id) { return offer(lane, id, act); });
+      continue;
+    }
+    // The fast path: no requests queued here, a slot is all a task needs.
     while (!q.empty() && lane.running < lane.limit) {
       const TaskId id = q.pop();
       auto it = nodes.find(id);
       if (it == nodes.end() || it->second.phase != Phase::Ready) continue;  // cancelled
       Node& n = it->second;
-      if (n.task.deadline().count() > 0 && Clock::now() >= n.submitted + n.task.deadline()) {
-        ExecutionResult r;
-        r.status = Status::TimedOut;
-        r.error = "deadline of " +
-                  std::to_string(std::chrono::duration<double>(n.task.deadline()).count()) +
-                  " s passed before the task could start";
-        finalize(id, std::move(r), act);
-        continue;
-      }
-      ++n.attempts;
-      if (!lane.breaker->allow()) {
-        ExecutionResult r;
-        r.status = Status::Rejected;
-        r.error =
-            "not started: the " + std::string(to_string(lane.backend)) +
-            " backend's circuit breaker is open after " + std::to_string(lane.breaker->failures()) +
-            " consecutive launch failures; it lets a probe through in " +
-            std::to_string(
-                std::chrono::duration_cast<std::chrono::milliseconds>(lane.breaker->retry_after())
-                    .count()) +
-            " ms";
-        attempt_failed(id, std::move(r), act);
-        continue;
-      }
-      n.phase = Phase::Running;
-      n.handle->moved_to(task::TaskState::Running);
-      n.stop.emplace();
-      ++lane.running;
-      if (journal) {
-        fault::JournalRecord rec;
-        rec.type = fault::RecordType::Started;
-        rec.name = n.task.name();
-        rec.spec_digest = n.task.spec_digest();
-        rec.attempt = n.attempts;
-        journal_append(std::move(rec), false);
-      }
-      event(act, Event::Kind::Started, n, id);
-      act.launches.push_back({lane.exec, n.task, n.stop->get_token(), n.lane});
+      if (!may_start(n, id, act)) continue;
+      start_attempt(lane, n, id, std::nullopt, act);
     }
   }
+}
+
+// Whether a failed attempt is one of the failures a task's retry_on list names.
+static bool retry_matches(const std::vector<task::RetryOn>& kinds, const ExecutionResult& r) {
+  using K = task::RetryOn::Kind;
+  for (const task::RetryOn& on : kinds) {
+    switch (on.kind) {
+      case K::Any: return true;
+      case K::Oom:
+        if (r.status == Status::OutOfMemory) return true;
+        break;
+      case K::Timeout:
+        if (r.status == Status::TimedOut) return true;
+        break;
+      case K::Launch:
+        if (r.status == Status::LaunchFailed) return true;
+        break;
+      case K::Exit:
+        if (r.status == Status::Failed && (on.code < 0 || r.exit_code == on.code)) return true;
+        break;
+      case K::Signal:
+        if (r.status == Status::Signaled && (on.code < 0 || r.signal == on.code)) return true;
+        break;
+    }
+  }
+  return false;
 }
 
 void PoolState::attempt_failed(TaskId id, ExecutionResult r, Actions& act) {
   Node& n = nodes.at(id);
   r.attempts = n.attempts;
   // Not `accepting`: a graceful shutdown still lets submitted tasks use their retries.
-  if (!n.cancel_requested && retry.should_retry(n.attempts, failure_of(r), n.task.max_retries())) {
+  bool again = !n.cancel_requested;
+  if (again && !n.task.retry_on().empty()) {
+    // Only the failures it names, within its max_retries or the policy's max_attempts.
+    const std::uint32_t bound =
+        n.task.max_retries() ? *n.task.max_retries() + 1 : retry.max_attempts();
+    again = n.attempts < bound && retry_matches(n.task.retry_on(), r);
+  } else if (again) {
+    again = retry.should_retry(n.attempts, failure_of(r), n.task.max_retries());
+  }
+  if (again && !n.task.resources().empty()) {
+    // A request that grows per attempt may outgrow the host: fail now rather than wait forever.
+    task::ResourceRequest next = n.task.resources().at_attempt(n.attempts + 1);
+    next.cpus_growth = next.memory_growth = next.gpus_growth = task::Growth::Fixed;
+    const Lane& lane = lanes[n.lane];
+    auto fits =
+        lane.ledger ? ledger->inventory().can_ever_fit(next) : lane.exec->can_ever_fit(next);
+    if (!fits) {
+      r.error +=
+          "; not retried: attempt " + std::to_string(n.attempts + 1) + " " + fits.error().message();
+      finalize(id, std::move(r), act);
+      return;
+    }
+  }
+  if (again) {
     const auto delay = retry.backoff(n.attempts);
     if (n.task.deadline().count() > 0 && Clock::now() + delay >= n.submitted + n.task.deadline()) {
       r.error += "; not retried: the task's deadline would pass first";
@@ -276,11 +447,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
       if (dit == nodes.end()) continue;
       Node& dn = dit->second;
       if (ok) {
-        if (--dn.pending == 0 && dn.phase == Phase::Waiting) {
-          dn.phase = Phase::Ready;
-          dn.handle->moved_to(task::TaskState::Queued);
-          lanes[dn.lane].ready.push(dn.task.priority(), d);
-        }
+        if (--dn.pending == 0 && dn.phase == Phase::Waiting) make_ready(dn, d);
       } else if (dn.phase == Phase::Waiting) {
         ExecutionResult skip;
         skip.status = Status::Skipped;
@@ -337,6 +504,12 @@ void PoolState::on_complete(TaskId id, std::uint32_t lane_index, ExecutionResult
     }
     if (auto it = nodes.find(id); it != nodes.end()) {
       it->second.stop.reset();
+      if (auto& alloc = it->second.allocation) {
+        // Every way an attempt ends comes here (success, failure, cancel, launch failure).
+        ledger->give_back(*alloc);
+        if (!r.allocation) r.allocation = std::move(alloc);
+        alloc.reset();
+      }
       if (r.ok()) {
         r.attempts = it->second.attempts;
         finalize(id, std::move(r), act);
@@ -367,8 +540,7 @@ void PoolState::timer_loop() {
       delayed.pop();
       auto it = nodes.find(id);
       if (it == nodes.end() || it->second.phase != Phase::Delayed) continue;
-      it->second.phase = Phase::Ready;
-      lanes[it->second.lane].ready.push(it->second.task.priority(), id);
+      make_ready(it->second, id);
     }
     dispatch(act);
     lock.unlock();

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <span>
 
@@ -290,6 +291,7 @@ Result<Task> Builder::build() {
   }
   if (has_nul(spec_.name)) problems_.push_back("task name holds a NUL byte");
   check_affinity();
+  check_resources();
   if (!problems_.empty()) {
     std::string msg = "invalid task";
     if (!spec_.name.empty()) msg += " '" + spec_.name + "'";
@@ -619,6 +621,60 @@ void Builder::check_affinity() {
   }
   if (auto cpus = spec_.affinity.resolve(); !cpus) problems_.push_back(cpus.error().message());
 }
+
+// ---- issue 22: resources ----
+
+void Builder::check_resources() {
+  const ResourceRequest& r = spec_.resources;
+  for (const RetryOn& on : spec_.retry_on) {
+    const bool exit_ok = on.kind != RetryOn::Kind::Exit || (on.code >= -1 && on.code <= 255);
+    const bool signal_ok = on.kind != RetryOn::Kind::Signal || (on.code >= -1 && on.code <= 64);
+    if (!exit_ok || !signal_ok) {
+      problems_.push_back(
+          pepita::fmt("retry_on: '{}' has a code out of range (exit 0..255, "
+                      "signal 1..64)",
+                      to_string(on)));
+    }
+  }
+  if (r.empty()) return;
+  if (auto ok = r.validate(); !ok) {
+    problems_.push_back(ok.error().message());
+    return;
+  }
+  const bool function = !spec_.process && !spec_.pipeline && !spec_.shader;
+  if (function && (r.memory > 0 || r.gpus > 0 || !r.gpu_ids.empty() || !r.named.empty() ||
+                   r.pin_cpus || r.pids > 0)) {
+    problems_.push_back(
+        "resources: a function task may request only cpus: it runs on a shared scheduler "
+        "thread, and nothing there can hold it to memory, GPUs, named resources, pids or pinned "
+        "cores (run it as a binary task for those)");
+    return;
+  }
+  if (r.pin_cpus && !spec_.affinity.is_any()) {
+    problems_.push_back(
+        pepita::fmt("resources: pin_cpus and affinity ({}) both choose the task's cores; keep "
+                    "one (pin_cpus lets the pool pick free cores)",
+                    task::to_string(spec_.affinity)));
+    return;
+  }
+  // Fractional CPUs are a CFS quota share, which the process executor applies to a binary or
+  // pipeline (on process, any, or cpu, where the pool runs it as a process).
+  const bool whole = r.cpus == std::floor(r.cpus);
+  const bool splits = !function && (spec_.process || spec_.pipeline) &&
+                      (spec_.backend == Backend::Process || spec_.backend == Backend::Any ||
+                       spec_.backend == Backend::Cpu);
+  if (!whole && !splits) {
+    const Backend on = function ? Backend::Cpu : spec_.backend;
+    problems_.push_back(pepita::fmt(
+        "resources: cpus = {} on the {} backend cannot be split: ask for a whole number{}", r.cpus,
+        on.name(),
+        function ? " (a function task holds whole scheduler threads)"
+                 : " (fractional CPUs are a CFS quota, applied to processes on the process "
+                   "backend)"));
+  }
+}
+
+// ---- end resources ----
 
 }  // namespace pepita::task
 // ---- end task kinds, pipelines and affinity ----

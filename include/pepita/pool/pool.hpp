@@ -5,6 +5,21 @@
 // backoff, consults one CircuitBreaker per backend before every attempt, and records progress in
 // an optional crash-safe Journal so a rerun skips what already succeeded.
 //
+// Resources (issue 22): a task with a ResourceRequest starts only when this host's Ledger gives
+// its attempt an Allocation (request.at_attempt(n): PerAttempt amounts grow on each retry) and
+// a slot of its executor is free; it runs as task.with_allocation(a), and the Allocation goes
+// back when the attempt ends, however it ends (ExecutionResult::allocation reports it). Tasks
+// without a request take a slot only, as before, and never touch the Ledger. No request is ever
+// oversubscribed. Large tasks are not starved; the rule is reservation (not aging): the
+// highest-ordered ready task (priority, then submission order) that does not fit becomes the
+// reserver, and every task ordered after it that would take a kind of resource it is short of
+// (Ledger::competes) waits until it has started; tasks that take none of that kind still
+// backfill. A request no host can ever satisfy fails submit() (Unsupported, with the Inventory's
+// or the executor's can_ever_fit reason: "needs 4 GPUs; this host has 2"). Lookahead is bounded
+// (8 waiting tasks per executor and pass), so a dispatch stays cheap behind a blocked head.
+// retry_on: a task with a retry_on() list retries only the failures it names (oom, timeout,
+// exit[:N], signal[:N], launch, any), still within its max_retries or the policy's max_attempts.
+//
 // Task::Backend::Any is routed by the task's kind (see PoolState::route): a function to cpu, a
 // binary to process, any other kind (a shader) to gpu; a binary on cpu (the crate's spelling)
 // runs on process too. The crate's names: PoolBuilder = Pool::Builder, PoolStats = Stats.
@@ -115,7 +130,8 @@ struct PoolConfig {
   std::optional<std::size_t> queue_capacity;  // unset: unbounded; 0 is refused by build()
   std::optional<std::chrono::nanoseconds> default_timeout;  // for tasks with timeout() == 0
   bool enable_gpu = false;
-  std::vector<std::string> remote_workers;  // "host:port" addresses of pepita workers
+  std::vector<std::string> remote_workers;   // "host:port" addresses of pepita workers
+  std::optional<task::Inventory> resources;  // unset: Inventory::detect() (see Builder::resources)
 };
 
 /// What the pool tells an observer (the CLI's progress display), after the fact.
@@ -194,6 +210,14 @@ class Pool {
     Builder& remote_workers(std::vector<std::string> addresses);
     /// Further settings for the remote factory (e.g. key=/path/to/key, tls=on).
     Builder& remote_options(executor::BackendOptions options);
+    // ---- issue 22: resources ----
+    /// What this host offers to tasks with a resource request (Task::Builder::resources), e.g.
+    /// Inventory::detect() narrowed by apply_overrides("gpus=0,1"). Unset: Inventory::detect(),
+    /// run once per process when the first task with a request is submitted to a pool (tasks
+    /// without requests never pay for it). One Ledger of it is shared by every executor whose
+    /// places_resources() is false; an executor that places requests itself (remote, slurm)
+    /// is asked its can_ever_fit() at submit instead.
+    Builder& resources(task::Inventory inventory);
     /// The settings so far.
     const PoolConfig& config() const noexcept { return config_; }
 

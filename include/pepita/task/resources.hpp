@@ -183,6 +183,7 @@ class Ledger {
   std::uint64_t free_memory_ = 0;
   std::map<std::string, double> gpu_free_;  // id -> free fraction
   std::map<std::string, double> named_free_;
+  std::size_t outstanding_ = 0;  // allocations not given back; at 0 the totals are restored
 };
 
 }  // namespace pepita::task

@@ -516,6 +516,7 @@ class Builder {
   ProcessSpec stage_defaults_;
   void check_pipeline();  // applies stage_defaults_, validates every stage
   void check_affinity();
+  void check_resources();  // issue 22: ResourceRequest::validate plus the per-kind rules
 };
 
 /// The crate's name for the task builder.

@@ -65,30 +65,69 @@ struct Node {
   std::uint64_t seq = 0;
   Clock::time_point submitted;
   std::optional<std::stop_source> stop;  // of the running attempt
+  // Issue 22: the request goes through the host Ledger (non-empty, on a lane that does not
+  // place resources itself), and what the running attempt was given.
+  bool placed = false;
+  std::optional<task::Allocation> allocation;
 };
 
 // Ready tasks of one backend: highest priority first, FIFO within a priority. A FIFO per level
-// (not one heap) keeps push/pop O(1) for the common single-priority batch of millions.
+// (not one heap) keeps push/pop O(1) for the common single-priority batch of millions. An entry
+// whose task has a resource request the host Ledger must place carries kPlaced; while the queue
+// holds none, dispatch pops as before, otherwise it scans (see PoolState::dispatch).
 class ReadyQueue {
  public:
-  void push(std::int32_t priority, TaskId id) {
-    levels_[priority].push_back(id);
+  // Task ids count up from 1 and never reach bit 63, so it can mark "placed by the Ledger".
+  static constexpr TaskId kPlaced = TaskId{1} << 63;
+  enum class Visit : std::uint8_t { Take, Keep };
+
+  void push(std::int32_t priority, TaskId id, bool placed = false) {
+    levels_[priority].push_back(placed ? (id | kPlaced) : id);
     ++size_;
+    placed_ += placed ? 1 : 0;
   }
   bool empty() const { return levels_.empty(); }
   std::size_t size() const { return size_; }
+  // Entries whose task the Ledger places (stale ones included until they are dropped).
+  std::size_t placed() const { return placed_; }
   TaskId pop() {
     --size_;
     auto it = levels_.begin();
-    const TaskId id = it->second.front();
+    const TaskId entry = it->second.front();
     it->second.pop_front();
     if (it->second.empty()) levels_.erase(it);
-    return id;
+    if (entry & kPlaced) --placed_;
+    return entry & ~kPlaced;
+  }
+  // Offers entries in queue order to `visit(id)`: Take removes the entry, Keep leaves it in
+  // place. Stops when `more()` turns false or after `keep_limit` entries were kept (the
+  // lookahead that bounds a dispatch's cost when the head cannot start).
+  template <typename More, typename Fn>
+  void scan(std::size_t keep_limit, More&& more, Fn&& visit) {
+    std::size_t kept = 0;
+    for (auto level = levels_.begin(); level != levels_.end() && kept < keep_limit;) {
+      auto& fifo = level->second;
+      std::size_t i = 0;
+      while (i < fifo.size() && kept < keep_limit && more()) {
+        const TaskId entry = fifo[i];
+        if (visit(entry & ~kPlaced) == Visit::Take) {
+          fifo.erase(fifo.begin() + static_cast<std::ptrdiff_t>(i));
+          --size_;
+          if (entry & kPlaced) --placed_;
+        } else {
+          ++i;
+          ++kept;
+        }
+      }
+      if (!more()) kept = keep_limit;
+      level = fifo.empty() ? levels_.erase(level) : std::next(level);
+    }
   }
 
  private:
   std::map<std::int32_t, std::deque<TaskId>, std::greater<>> levels_;
   std::size_t size_ = 0;
+  std::size_t placed_ = 0;
 };
 
 struct DelayItem {
@@ -129,6 +168,7 @@ struct Lane {
   std::shared_ptr<executor::Executor> exec;
   std::size_t limit = 0;
   std::unique_ptr<fault::CircuitBreaker> breaker;
+  bool ledger = false;  // its attempts run on this host: requests go through the host Ledger
   ReadyQueue ready;
   std::size_t running = 0;
 };
@@ -164,6 +204,12 @@ struct PoolState {
   std::uint64_t latency_seen = 0;
   std::mt19937_64 rng{0x9e3779b97f4a7c15ULL};
   std::optional<Error> journal_err;
+  // Issue 22: this host's resources, shared by every lane with `ledger` (created at the first
+  // request, from config.resources or Inventory::detect()), and the reserving task: the
+  // highest-ordered ready task that did not fit, which holds back every later task that
+  // competes with it for what it is short of (0: none).
+  std::optional<task::Ledger> ledger;
+  TaskId reserver = 0;
 
   std::mutex event_mu;  // serialises observer calls
   std::thread timer;
@@ -187,7 +233,16 @@ struct PoolState {
 
   // ---- under mu ----
   Result<TaskHandle> admit(Task task, Actions& act);
+  // Issue 22: whether `task`'s request could ever run on lane `lane` (the host Inventory's or
+  // the executor's can_ever_fit); creates the Ledger at the first request.
+  Result<void> check_fits(const Task& task, std::uint32_t lane);
+  void make_ready(Node& n, TaskId id);
   void dispatch(Actions& act);
+  // Deadline check: false (and the task finalized) when it passed before the task could start.
+  bool may_start(Node& n, TaskId id, Actions& act);
+  void start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task::Allocation> alloc,
+                     Actions& act);
+  ReadyQueue::Visit offer(Lane& lane, TaskId id, Actions& act);
   void attempt_failed(TaskId id, ExecutionResult r, Actions& act);
   void finalize(TaskId id, ExecutionResult r, Actions& act);
   void journal_append(fault::JournalRecord rec, bool commit);

@@ -1,0 +1,385 @@
+// Resource-aware placement in the pool (issue 22), with a fake "process" executor that records
+// the Allocation each attempt gets and when it ran: no oversubscription (start/end times), GPU
+// ids, fractional packing, no starvation of a large task, infeasible requests at submit, memory
+// growth with retry_on oom, retry_on exit codes, and Allocations given back on every path.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pepita/executor/blocking_runner.hpp"
+#include "pepita/pool/pool.hpp"
+
+namespace pepita::pool {
+namespace {
+
+using namespace std::chrono_literals;
+using executor::BlockingRunner;
+using task::Allocation;
+using task::Backend;
+using task::Growth;
+using task::Inventory;
+using task::ResourceRequest;
+using task::RetryOn;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint64_t kGiB = 1ULL << 30;
+
+struct Span {
+  std::string name;
+  std::optional<Allocation> allocation;
+  Clock::time_point start, end;
+};
+
+// Stands in for the process executor: each attempt holds its slot for `hold`, then `decide`
+// gives its result (default: success). A task whose path is "nolaunch" fails to start.
+class Recorder final : public executor::Executor {
+ public:
+  using Decide = std::function<ExecutionResult(const Task&)>;
+  static std::shared_ptr<Recorder> make(std::size_t slots, std::chrono::milliseconds hold,
+                                        Decide decide = {}, Backend backend = Backend::Process,
+                                        bool places = false) {
+    auto self = std::shared_ptr<Recorder>(new Recorder(slots, backend, places));
+    Recorder* raw = self.get();
+    self->runner_ = BlockingRunner::create(
+                        {.threads = slots, .name = "recorder"},
+                        [raw, hold, decide](const BlockingRunner::Attempt& a) {
+                          Span run{a.task.name(), std::nullopt, Clock::now(), {}};
+                          if (a.task.allocation()) run.allocation = *a.task.allocation();
+                          std::this_thread::sleep_for(hold);
+                          ExecutionResult r =
+                              decide
+                                  ? decide(a.task)
+                                  : executor::result_for(a.task, Status::Succeeded, "", a.started);
+                          run.end = Clock::now();  // before the pool sees the result
+                          std::lock_guard lock(raw->mu_);
+                          raw->runs_.push_back(std::move(run));
+                          return r;
+                        })
+                        .value();
+    return self;
+  }
+  Backend backend() const noexcept override { return backend_; }
+  std::size_t slots() const noexcept override { return slots_; }
+  Result<void> start(const Task& t, std::stop_token stop, executor::Completion done) override {
+    if (t.process() && t.process()->path == "nolaunch") {
+      return fail(ErrorCode::Io, "cannot launch (asked to fail)");
+    }
+    return runner_->submit(t, std::move(stop), std::move(done));
+  }
+  void shutdown() override { runner_->shutdown(); }
+  bool places_resources() const noexcept override { return places_; }
+  Result<void> can_ever_fit(const ResourceRequest& r) const override {
+    if (r.gpus > 2) return fail(ErrorCode::Unsupported, "needs 4 GPUs; the largest worker has 2");
+    return {};
+  }
+
+  std::vector<Span> runs() {
+    std::lock_guard lock(mu_);
+    return runs_;
+  }
+  Span run_of(const std::string& name) {
+    for (const Span& r : runs()) {
+      if (r.name == name) return r;
+    }
+    ADD_FAILURE() << "no run of " << name;
+    return {};
+  }
+
+ private:
+  Recorder(std::size_t slots, Backend backend, bool places)
+      : slots_(slots), backend_(backend), places_(places) {}
+  std::size_t slots_;
+  Backend backend_;
+  bool places_;
+  std::unique_ptr<BlockingRunner> runner_;
+  std::mutex mu_;
+  std::vector<Span> runs_;
+};
+
+Inventory host(std::string_view overrides) {
+  Inventory inv;
+  inv.cpus = {0, 1};
+  inv.memory = 8 * kGiB;
+  EXPECT_TRUE(inv.apply_overrides(overrides)) << overrides;
+  return inv;
+}
+
+Pool make_pool(std::shared_ptr<Recorder> rec, Inventory inv,
+               fault::RetryPolicy policy = fault::RetryPolicy()) {
+  return Pool::builder()
+      .executor(std::move(rec))
+      .resources(std::move(inv))
+      .retry_policy(std::move(policy))
+      .build()
+      .value();
+}
+
+Task binary(std::string name, ResourceRequest r, std::vector<std::string> args = {}) {
+  return Task::binary("work")
+      .name(std::move(name))
+      .args(std::move(args))
+      .resources(r)
+      .build()
+      .value();
+}
+
+ResourceRequest cpus(double n) {
+  ResourceRequest r;
+  r.cpus = n;
+  return r;
+}
+ResourceRequest gpus(double n) {
+  ResourceRequest r;
+  r.gpus = n;
+  return r;
+}
+
+TEST(PoolResources, TwoTwoCpuTasksOnATwoCpuHostNeverOverlap) {
+  auto rec = Recorder::make(4, 60ms);
+  Pool pool = make_pool(rec, host("cpus=2"));
+  ASSERT_TRUE(pool.submit(binary("a", cpus(2))));
+  ASSERT_TRUE(pool.submit(binary("b", cpus(2))));
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.error;
+  const Span a = rec->run_of("a"), b = rec->run_of("b");
+  EXPECT_TRUE(a.end <= b.start || b.end <= a.start) << "the two 2-CPU tasks overlapped";
+  ASSERT_TRUE(a.allocation);
+  EXPECT_EQ(a.allocation->cpus, 2);
+}
+
+TEST(PoolResources, FourOneGpuTasksGetDisjointIds) {
+  auto rec = Recorder::make(4, 30ms);
+  Pool pool = make_pool(rec, host("gpus=0,1,2,3"));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(pool.submit(binary("g" + std::to_string(i), gpus(1))));
+  std::set<std::string> ids;
+  for (const auto& r : pool.wait_all()) {
+    ASSERT_TRUE(r.ok()) << r.error;
+    ASSERT_TRUE(r.allocation) << "the result reports the attempt's Allocation";
+    ASSERT_EQ(r.allocation->gpus.size(), 1u);
+    ids.insert(r.allocation->gpu_list());
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"0", "1", "2", "3"}));
+}
+
+TEST(PoolResources, TwoHalfGpuTasksShareAnIdAndAThirdGoesToAnother) {
+  auto rec = Recorder::make(4, 150ms);
+  Pool pool = make_pool(rec, host("gpus=0,1"));
+  std::vector<Task> batch{binary("h0", gpus(0.5)), binary("h1", gpus(0.5)),
+                          binary("h2", gpus(0.5))};
+  ASSERT_TRUE(pool.submit_all(std::move(batch)));
+  pool.wait_all();
+  std::map<std::string, int> per_id;
+  for (const Span& r : rec->runs()) {
+    ASSERT_TRUE(r.allocation);
+    ASSERT_EQ(r.allocation->gpus.size(), 1u);
+    EXPECT_EQ(r.allocation->gpus[0].fraction, 0.5);
+    ++per_id[r.allocation->gpus[0].id];
+  }
+  EXPECT_EQ(per_id.size(), 2u);
+  EXPECT_EQ(per_id[rec->run_of("h0").allocation->gpus[0].id], 2) << "h0 and h1 pack on one id";
+  EXPECT_EQ(rec->run_of("h0").allocation->gpus[0].id, rec->run_of("h1").allocation->gpus[0].id);
+}
+
+TEST(PoolResources, LargeTaskIsNotStarvedByAStreamOfSmallOnes) {
+  auto rec = Recorder::make(8, 20ms);
+  Pool pool = make_pool(rec, host("cpus=2"));
+  ASSERT_TRUE(pool.submit(binary("small-0", cpus(1))));
+  ASSERT_TRUE(pool.submit(binary("small-1", cpus(1))));
+  ASSERT_TRUE(pool.submit(binary("big", cpus(2))));
+  // The stream keeps coming while the big task waits; one free CPU would always fit a small one.
+  std::thread stream([&] {
+    for (int i = 2; i < 22; ++i) {
+      ASSERT_TRUE(pool.submit(binary("small-" + std::to_string(i), cpus(1))));
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  stream.join();
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.name << ": " << r.error;
+  const Span big = rec->run_of("big");
+  for (int i = 2; i < 22; ++i) {
+    const Span small = rec->run_of("small-" + std::to_string(i));
+    EXPECT_GE(small.start, big.start) << "small-" << i << " started before the big task";
+  }
+  for (const Span& r : rec->runs()) {
+    if (r.name != "big") {
+      EXPECT_TRUE(r.end <= big.start || r.start >= big.end) << r.name << " overlapped big";
+    }
+  }
+}
+
+TEST(PoolResources, EmptyRequestsTakeOnlyASlotWhileTheLedgerIsFull) {
+  auto rec = Recorder::make(4, 100ms);
+  Pool pool = make_pool(rec, host("cpus=1"));
+  ASSERT_TRUE(pool.submit(binary("holds-the-cpu", cpus(1))));
+  ASSERT_TRUE(pool.submit(Task::binary("work").name("plain").build().value()));
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok());
+  const Span hold = rec->run_of("holds-the-cpu"), plain = rec->run_of("plain");
+  EXPECT_LT(plain.start, hold.end) << "a task without a request waited for the Ledger";
+  EXPECT_FALSE(plain.allocation);
+}
+
+TEST(PoolResources, InfeasibleRequestFailsAtSubmitNamingWhatIsMissing) {
+  auto rec = Recorder::make(2, 1ms);
+  Pool pool = make_pool(rec, host("gpus=0,1"));
+  auto four = pool.submit(binary("four-gpus", gpus(4)));
+  ASSERT_FALSE(four);
+  EXPECT_EQ(four.error().code(), ErrorCode::Unsupported);
+  EXPECT_NE(four.error().message().find("needs 4 GPUs; this host has 2"), std::string::npos)
+      << four.error().message();
+  EXPECT_NE(four.error().message().find("four-gpus"), std::string::npos);
+  ResourceRequest lic;
+  lic.named["license"] = 1;
+  auto named = pool.submit_all({binary("needs-license", lic)});
+  ASSERT_FALSE(named);
+  EXPECT_NE(named.error().message().find("this host has no 'license'"), std::string::npos);
+  EXPECT_EQ(pool.pending_tasks(), 0u);
+}
+
+TEST(PoolResources, ExecutorThatPlacesResourcesIsAskedAtSubmit) {
+  const Backend far = Backend::named("far").value();
+  auto rec = Recorder::make(2, 1ms, {}, far, /*places=*/true);
+  Pool pool = Pool::builder().executor(rec).resources(host("")).build().value();
+  auto big = pool.submit(Task::binary("work").backend(far).resources(gpus(4)).build().value());
+  ASSERT_FALSE(big);
+  EXPECT_NE(big.error().message().find("the largest worker has 2"), std::string::npos);
+  // Its requests are its own: this host's Ledger (no GPUs) does not hold them back.
+  auto ok = pool.run(Task::binary("work").backend(far).resources(gpus(2)).build().value());
+  ASSERT_TRUE(ok);
+  EXPECT_TRUE(ok->ok());
+  EXPECT_FALSE(ok->allocation);
+}
+
+TEST(PoolResources, MemoryGrowsPerAttemptAndRetryOnOomSucceedsWithTwiceTheMemory) {
+  auto rec = Recorder::make(2, 1ms, [](const Task& t) {
+    const bool enough = t.allocation() && t.allocation()->memory >= 2 * kGiB;
+    ExecutionResult r = executor::result_for(t, enough ? Status::Succeeded : Status::OutOfMemory,
+                                             enough ? "" : "out of memory", Clock::now());
+    return r;
+  });
+  Pool pool = make_pool(rec, host("memory=8G"),
+                        fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
+  ResourceRequest r;
+  r.memory = kGiB;
+  r.memory_growth = Growth::PerAttempt;
+  auto t = Task::binary("work").resources(r).retry_on({RetryOn::oom()}).max_retries(3).build();
+  auto res = pool.run(t.value());
+  ASSERT_TRUE(res);
+  EXPECT_TRUE(res->ok()) << res->error;
+  EXPECT_EQ(res->attempts, 2u);
+  ASSERT_TRUE(res->allocation);
+  EXPECT_EQ(res->allocation->memory, 2 * kGiB);
+  EXPECT_EQ(res->allocation->attempt, 2u);
+}
+
+TEST(PoolResources, RetryThatWouldOutgrowTheHostFailsInsteadOfWaitingForever) {
+  auto rec = Recorder::make(2, 1ms, [](const Task& t) {
+    return executor::result_for(t, Status::OutOfMemory, "out of memory", Clock::now());
+  });
+  Pool pool = make_pool(rec, host("memory=8G"),
+                        fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
+  ResourceRequest r;
+  r.memory = 3 * kGiB;
+  r.memory_growth = Growth::PerAttempt;
+  auto t = Task::binary("work").resources(r).retry_on({RetryOn::oom()}).max_retries(5).build();
+  auto res = pool.run(t.value()).value();
+  EXPECT_EQ(res.status, Status::OutOfMemory);
+  EXPECT_EQ(res.attempts, 2u) << "3G and 6G fit in 8G; 9G never will";
+  EXPECT_NE(res.error.find("not retried: attempt 3 needs 9G of memory; this host has 8G"),
+            std::string::npos)
+      << res.error;
+}
+
+ExecutionResult exit_with_first_arg(const Task& t) {
+  const int code = std::stoi(t.process()->args.at(0));
+  ExecutionResult r = executor::result_for(t, Status::Failed, "exited", Clock::now());
+  r.exit_code = code;
+  return r;
+}
+
+TEST(PoolResources, RetryOnExitThreeRetriesExitThreeButNotExitFour) {
+  auto rec = Recorder::make(2, 1ms, exit_with_first_arg);
+  Pool pool =
+      make_pool(rec, host(""), fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
+  auto build = [](std::string name, std::string code) {
+    return Task::binary("work")
+        .name(std::move(name))
+        .args({std::move(code)})
+        .retry_on({RetryOn::exit(3)})
+        .max_retries(2)
+        .build()
+        .value();
+  };
+  auto three = pool.run(build("three", "3")).value();
+  auto four = pool.run(build("four", "4")).value();
+  EXPECT_EQ(three.attempts, 3u) << "exit 3 is retried up to max_retries";
+  EXPECT_EQ(four.attempts, 1u) << "exit 4 is not in retry_on";
+  EXPECT_EQ(four.exit_code, 4);
+}
+
+TEST(PoolResources, WithoutRetryOnThePolicyDecidesAsBefore) {
+  auto rec = Recorder::make(2, 1ms, exit_with_first_arg);
+  Pool pool =
+      make_pool(rec, host(""), fault::RetryPolicy().max_attempts(2).base_delay(1ms).max_delay(2ms));
+  auto r = pool.run(Task::binary("work").args({"4"}).build().value()).value();
+  EXPECT_EQ(r.attempts, 2u);
+}
+
+TEST(PoolResources, AllocationsComeBackAfterFailureLaunchFailureAndCancel) {
+  auto rec = Recorder::make(4, 20ms, exit_with_first_arg);
+  Pool pool = make_pool(rec, host("cpus=2, gpus=1, license=1"));
+  ResourceRequest all;
+  all.cpus = 2;
+  all.gpus = 1;
+  all.memory = 8 * kGiB;
+  all.named["license"] = 1;
+  // Failure.
+  auto failed = pool.run(binary("fails", all, {"1"})).value();
+  EXPECT_EQ(failed.status, Status::Failed);
+  // Launch failure.
+  auto nolaunch =
+      pool.run(Task::binary("nolaunch").name("nolaunch").resources(all).build().value()).value();
+  EXPECT_EQ(nolaunch.status, Status::LaunchFailed);
+  // Cancelled while queued behind a task holding everything, and while running.
+  auto holder = pool.submit(binary("holder", all, {"0"})).value();
+  auto queued = pool.submit(binary("queued", all, {"0"})).value();
+  EXPECT_TRUE(pool.cancel(queued.id()));
+  EXPECT_EQ(queued.wait().status, Status::Cancelled);
+  holder.wait();
+  // Everything is back: a task needing the whole host still starts.
+  auto last = pool.run(binary("whole-host", all, {"0"})).value();
+  EXPECT_EQ(last.exit_code, 0);
+  ASSERT_TRUE(last.allocation);
+  EXPECT_EQ(last.allocation->gpu_list(), "0");
+}
+
+TEST(PoolResources, FunctionTasksRequestingCpusShareTheLedger) {
+  Inventory inv = host("cpus=1");
+  Pool pool = Pool::builder().cpu_workers(4).resources(inv).build().value();
+  std::atomic<int> inside{0}, most{0};
+  std::vector<Task> tasks;
+  for (int i = 0; i < 4; ++i) {
+    tasks.push_back(Task::function([&] {
+                      const int now = ++inside;
+                      int seen = most.load();
+                      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+                      }
+                      std::this_thread::sleep_for(10ms);
+                      --inside;
+                    })
+                        .resources(cpus(1))
+                        .build()
+                        .value());
+  }
+  ASSERT_TRUE(pool.submit_all(std::move(tasks)));
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(most.load(), 1) << "one CPU in the inventory: one cpus=1 function at a time";
+}
+
+}  // namespace
+}  // namespace pepita::pool
