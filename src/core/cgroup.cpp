@@ -464,18 +464,26 @@ Result<std::shared_ptr<CgroupTree>> CgroupTree::acquire() {
   std::string note;
   auto available = read_file(layout.unified + "/cgroup.controllers");
   const std::string ctrls = available ? *available : std::string();
-  if (ctrls.find("memory") == std::string::npos) {
+  // cgroup.controllers is a space-separated list ("cpuset cpu io memory pids").
+  auto listed = [](const std::string& list, std::string_view c) {
+    for (std::string_view w : split(list, ' ')) {
+      while (!w.empty() && (w.back() == '\n' || w.back() == ' ')) w.remove_suffix(1);
+      if (w == c) return true;
+    }
+    return false;
+  };
+  if (!listed(ctrls, "memory")) {
     note = "cgroup v2: the memory controller is not available to our cgroup " + layout.unified +
            " (its parent does not delegate it): run pepita in a delegated cgroup "
            "(systemd-run --scope -p Delegate=yes pepita ...)";
   } else {
     std::string want;
     for (const char* c : {"memory", "cpu", "pids"}) {
-      if (ctrls.find(c) != std::string::npos) want.append(want.empty() ? "+" : " +").append(c);
+      if (listed(ctrls, c)) want.append(want.empty() ? "+" : " +").append(c);
     }
     const std::string subtree = layout.unified + "/cgroup.subtree_control";
     auto enabled = read_file(subtree);
-    if (!enabled || enabled->find("memory") == std::string::npos) {
+    if (!enabled || !listed(*enabled, "memory")) {
       if (int rc = write_file(subtree, want); rc < 0) {
         note = std::string("cgroup v2: cannot enable the memory controller for the children of ")
                    .append(layout.unified)

@@ -46,29 +46,10 @@ std::chrono::nanoseconds timeval_ns(const timeval& tv) {
   return std::chrono::seconds(tv.tv_sec) + std::chrono::microseconds(tv.tv_usec);
 }
 
-// "200M", "1.5G", "123": byte counts in messages (task::format_bytes's form).
-std::string bytes_text(std::uint64_t bytes) {
-  static constexpr const char* kUnits[] = {"", "K", "M", "G", "T"};
-  double v = static_cast<double>(bytes);
-  std::size_t unit = 0;
-  while (v >= 1024 && unit + 1 < std::size(kUnits)) {
-    v /= 1024;
-    ++unit;
-  }
-  char buf[32];
-  if (v == static_cast<double>(static_cast<std::uint64_t>(v))) {
-    std::snprintf(buf, sizeof buf, "%" PRIu64 "%s", static_cast<std::uint64_t>(v), kUnits[unit]);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.1f%s", v, kUnits[unit]);
-  }
-  return buf;
-}
-
 // The GPU variables of an attempt with an allocation: the ids it was given, comma-joined, under
 // every name a GPU runtime reads (empty when it was given none, so that it sees no GPU).
 std::map<std::string, std::string> gpu_env(const task::Allocation& a) {
-  std::string ids;
-  for (const task::GpuShare& g : a.gpus) ids.append(ids.empty() ? "" : ",").append(g.id);
+  const std::string ids = a.gpu_list();
   return {{"CUDA_VISIBLE_DEVICES", ids},
           {"ROCR_VISIBLE_DEVICES", ids},
           {"ZE_AFFINITY_MASK", ids},
@@ -470,7 +451,7 @@ void ProcessExecutor::Impl::launch(Start start) {
   if (c.allocation && c.allocation->memory > 0 && !cgroups) {
     return finish(slot, Status::LaunchFailed, -1, 0, nullptr,
                   std::string("task asks for memory = \"")
-                      .append(bytes_text(c.allocation->memory))
+                      .append(task::format_bytes(c.allocation->memory))
                       .append("\" but its limit cannot be enforced here: ")
                       .append(cgroup_note));
   }
@@ -810,10 +791,10 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
     const bool oom =
         u.oom_kill_counted ? u.oom_kills > 0 : (sig == SIGKILL && u.memory_failcnt > 0);
     if (c.memory_limit > 0 && oom && (status == Status::Failed || status == Status::Signaled)) {
-      const std::string limit = bytes_text(c.memory_limit);
+      const std::string limit = task::format_bytes(c.memory_limit);
       status = Status::OutOfMemory;
       error = std::string("killed by its memory limit: peak ")
-                  .append(bytes_text(u.peak_memory))
+                  .append(task::format_bytes(u.peak_memory))
                   .append(" of ")
                   .append(limit)
                   .append(" (memory = \"")

@@ -245,7 +245,7 @@ Result<void> register_process(Registry& registry) {
         const auto grace = PEPITA_TRY(o.duration_or("kill_grace", std::chrono::seconds(2)));
         return PEPITA_TRY(ProcessExecutor::create({.slots = o.slots, .kill_grace = grace}));
       },
-      "child processes (posix_spawn)");
+      "child processes (clone+exec, a cgroup per attempt)");
 }
 
 Result<void> register_builtins(Registry& registry) {

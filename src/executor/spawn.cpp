@@ -28,6 +28,11 @@
 
 extern char** environ;
 
+// glibc's own name for clone(3), the same function. ThreadSanitizer intercepts `clone` and treats
+// it as a fork: its child-side bookkeeping would run in our CLONE_VM child and rewrite the
+// parent's sanitizer state (false races after every spawn). `__clone` is not intercepted.
+extern "C" int __clone(int (*fn)(void*), void* stack, int flags, void* arg, ...);
+
 namespace pepita::executor::detail {
 namespace {
 
@@ -270,7 +275,7 @@ pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pg
   pid_t pid;
   {
     BlockAllSignals blocked;
-    pid = ::clone(child_main, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    pid = ::__clone(child_main, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
   }
   if (pid < 0) return sys::last_error();
   // The child has exec'd (err still 0) or exited after writing err. CLONE_VFORK ordered its

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "detail/job_toml.hpp"
 #include "pepita/core/sys.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/task/graph.hpp"
@@ -23,24 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using Vars = std::vector<std::pair<std::string, std::string>>;
 
-class Ctx {
- public:
-  explicit Ctx(std::string file) : file_(std::move(file)) {}
-  std::unexpected<Error> err(const toml::source_region& where, const std::string& msg) const {
-    std::string loc = file_;
-    if (where.begin.line != 0) {
-      loc += ":" + std::to_string(where.begin.line) + ":" + std::to_string(where.begin.column);
-    }
-    return fail(ErrorCode::InvalidArgument, loc + ": " + msg);
-  }
-  std::unexpected<Error> err(const toml::node& n, const std::string& msg) const {
-    return err(n.source(), msg);
-  }
-  const std::string& file() const { return file_; }
-
- private:
-  std::string file_;
-};
+using detail::Ctx;
 
 Result<void> check_keys(const Ctx& ctx, const toml::table& t, std::string_view section,
                         std::initializer_list<std::string_view> allowed) {
@@ -394,16 +378,24 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   std::map<std::string, std::string> default_env;
   std::string default_cwd;
   task::Backend default_backend = task::Backend::Process;
+  detail::ResourceSpec default_resources;  // issue 22: what every task asks for unless it says
   if (const auto* n = doc.get("defaults")) {
     const auto* t = n->as_table();
     if (!t) return ctx.err(*n, "[defaults] must be a table");
-    PEPITA_TRY_VOID(check_keys(ctx, *t, "[defaults]", {"timeout", "env", "cwd", "backend"}));
+    PEPITA_TRY_VOID(check_keys(ctx, *t, "[defaults]",
+                               {"timeout", "env", "cwd", "backend", "cpus", "pin_cpus", "memory",
+                                "gpus", "resources", "pids", "retry_on"}));
     if (const auto* v = t->get("backend"))
       default_backend = PEPITA_TRY(get_backend(ctx, *v, vars, options));
     if (const auto* v = t->get("timeout"))
       default_timeout = PEPITA_TRY(get_seconds(ctx, *v, "timeout"));
     if (const auto* v = t->get("env")) default_env = PEPITA_TRY(get_env(ctx, *v, vars));
     if (const auto* v = t->get("cwd")) default_cwd = PEPITA_TRY(get_string(ctx, *v, "cwd", vars));
+    for (auto&& [k, v] : *t) {
+      if (detail::is_resource_key(k.str())) {
+        PEPITA_TRY_VOID(detail::apply_resource_key(ctx, k.str(), v, default_resources));
+      }
+    }
   }
 
   const auto* tasks_node = doc.get("task");
@@ -428,9 +420,11 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const auto& t = *el.as_table();
     PEPITA_TRY_VOID(
         check_keys(ctx, t, "[[task]]",
-                   {"name", "command", "args", "env", "cwd", "stdin", "deps", "retries", "timeout",
-                    "priority", "backend", "output_cap", "show_output", "count", "clear_env",
-                    "pipeline", "pipe_output", "affinity", "metadata"}));
+                   {"name",        "command", "args",      "env",      "cwd",         "stdin",
+                    "deps",        "retries", "timeout",   "priority", "backend",     "output_cap",
+                    "show_output", "count",   "clear_env", "pipeline", "pipe_output", "affinity",
+                    "metadata",    "cpus",    "pin_cpus",  "memory",   "gpus",        "resources",
+                    "pids",        "retry_on"}));
     const auto* nm = t.get("name");
     if (!nm) return ctx.err(t, "[[task]] has no 'name'");
     const auto* nm_str = nm->as_string();
@@ -519,9 +513,12 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::string cwd = default_cwd;
     std::optional<std::int64_t> retries;
     bool show = false;
+    detail::ResourceSpec resources = default_resources;
     for (auto&& [k, v] : t) {
       const std::string key(k.str());
-      if (key == "args") {
+      if (detail::is_resource_key(key)) {
+        PEPITA_TRY_VOID(detail::apply_resource_key(ctx, key, v, resources));
+      } else if (key == "args") {
         if (pipeline) {
           return ctx.err(v, "task '" + raws[r].name +
                                 "': 'args' belongs in each pipeline stage: pipeline = [{ command "
@@ -598,6 +595,20 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     }
     b.timeout(timeout);
     if (retries) b.max_retries(static_cast<std::uint32_t>(*retries));
+    PEPITA_TRY_VOID(detail::check_resources(ctx, resources, backend, raws[r].name, t));
+    if (const auto* own = t.get("retry_on");
+        own && !resources.retry_on.empty() && retries.value_or(default_retries) == 0) {
+      return ctx.err(*own, "task '" + raws[r].name +
+                               "': 'retry_on' says which failures retry, but the task has no "
+                               "retries: add retries = N to the task or [pool]");
+    }
+    if (!resources.request.empty()) b.resources(resources.request);
+    if (resources.has_retry_on) b.retry_on(resources.retry_on);
+    std::map<std::string, std::string> at;
+    for (const auto& [key, node] : resources.where) {
+      at.emplace(key, detail::position(file, node->source()));
+    }
+    job.resource_at.push_back(std::move(at));
     job.show_output.push_back(show);
     builders.push_back(std::move(b));
   }

@@ -107,6 +107,10 @@ Pool::Builder& Pool::Builder::resources(task::Inventory inventory) {
   config_.resources = std::move(inventory);
   return *this;
 }
+Pool::Builder& Pool::Builder::reserve_after(std::chrono::nanoseconds wait) {
+  config_.reserve_after = wait;
+  return *this;
+}
 Pool::Builder& Pool::Builder::remote_options(executor::BackendOptions options) {
   remote_options_ = std::move(options);
   return *this;
@@ -146,6 +150,10 @@ Result<Pool> Pool::Builder::build() {
   if (c.queue_capacity && *c.queue_capacity == 0) {
     return fail(ErrorCode::InvalidArgument,
                 "queue_capacity must be at least 1 (leave it unset for an unbounded queue)");
+  }
+  if (c.reserve_after.count() < 0) {
+    return fail(ErrorCode::InvalidArgument,
+                "reserve_after must not be negative (0 means reserve at once)");
   }
   if (c.default_timeout && c.default_timeout->count() < 0) {
     return fail(ErrorCode::InvalidArgument,

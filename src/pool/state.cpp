@@ -268,8 +268,9 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task
 }
 
 // One ready task offered to start (a lane in scan mode). Reservation: `reserver` is the
-// highest-ordered (priority, then submission) ready task that did not fit; a task ordered after
-// it that competes for what it is short of waits, so a stream of small tasks cannot starve it.
+// highest-ordered (priority, then submission) ready task that did not fit; once it has waited
+// config.reserve_after, a task ordered after it that competes for what it is short of waits, so a
+// stream of small tasks cannot starve it (before that, they backfill around it).
 ReadyQueue::Visit PoolState::offer(Lane& lane, TaskId id, Actions& act) {
   auto it = nodes.find(id);
   if (it == nodes.end() || it->second.phase != Phase::Ready) return ReadyQueue::Visit::Take;
@@ -289,7 +290,8 @@ ReadyQueue::Visit PoolState::offer(Lane& lane, TaskId id, Actions& act) {
     const Node& w = nodes.at(reserver);
     const int p = n.task.priority(), wp = w.task.priority();
     ahead = p > wp || (p == wp && n.seq < w.seq);
-    if (!ahead && ledger->competes(req, attempt, w.task.resources(), w.attempts + 1)) {
+    if (!ahead && Clock::now() - reserver_since >= config.reserve_after &&
+        ledger->competes(req, attempt, w.task.resources(), w.attempts + 1)) {
       return ReadyQueue::Visit::Keep;
     }
   }
@@ -298,7 +300,10 @@ ReadyQueue::Visit PoolState::offer(Lane& lane, TaskId id, Actions& act) {
     start_attempt(lane, n, id, std::move(a), act);
     return ReadyQueue::Visit::Take;
   }
-  if (ahead) reserver = id;
+  if (ahead && reserver != id) {
+    reserver = id;
+    reserver_since = Clock::now();
+  }
   return ReadyQueue::Visit::Keep;
 }
 

@@ -113,11 +113,13 @@ Inventory host(std::string_view overrides) {
 }
 
 Pool make_pool(std::shared_ptr<Recorder> rec, Inventory inv,
-               fault::RetryPolicy policy = fault::RetryPolicy()) {
+               fault::RetryPolicy policy = fault::RetryPolicy(),
+               std::chrono::nanoseconds reserve_after = std::chrono::seconds(1)) {
   return Pool::builder()
       .executor(std::move(rec))
       .resources(std::move(inv))
       .retry_policy(std::move(policy))
+      .reserve_after(reserve_after)
       .build()
       .value();
 }
@@ -209,7 +211,8 @@ TEST(PoolResources, PinnedTasksRunningTogetherGetDisjointCores) {
 
 TEST(PoolResources, LargeTaskIsNotStarvedByAStreamOfSmallOnes) {
   auto rec = Recorder::make(8, 20ms);
-  Pool pool = make_pool(rec, host("cpus=2"));
+  // reserve_after 0: the big task reserves at once (strict order).
+  Pool pool = make_pool(rec, host("cpus=2"), fault::RetryPolicy(), 0ms);
   ASSERT_TRUE(pool.submit(binary("small-0", cpus(1))));
   ASSERT_TRUE(pool.submit(binary("small-1", cpus(1))));
   ASSERT_TRUE(pool.submit(binary("big", cpus(2))));
@@ -232,6 +235,40 @@ TEST(PoolResources, LargeTaskIsNotStarvedByAStreamOfSmallOnes) {
       EXPECT_TRUE(r.end <= big.start || r.start >= big.end) << r.name << " overlapped big";
     }
   }
+}
+
+TEST(PoolResources, SmallTasksBackfillAroundABlockedLargeOneOnlyForReserveAfter) {
+  auto rec = Recorder::make(8, 20ms);
+  Pool pool = make_pool(rec, host("cpus=2"), fault::RetryPolicy(), 100ms);
+  ASSERT_TRUE(pool.submit(binary("small-0", cpus(1))));
+  ASSERT_TRUE(pool.submit(binary("big", cpus(2))));
+  const auto stream_start = Clock::now();
+  // A stream of 1-CPU tasks far longer than reserve_after: one is always ready to backfill.
+  std::thread stream([&] {
+    for (int i = 1; i < 120; ++i) {
+      ASSERT_TRUE(pool.submit(binary("small-" + std::to_string(i), cpus(1))));
+      std::this_thread::sleep_for(5ms);
+    }
+  });
+  stream.join();
+  const auto stream_end = Clock::now();
+  for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.name << ": " << r.error;
+  const Span big = rec->run_of("big");
+  EXPECT_GT(rec->run_of("small-1").start, stream_start);
+  EXPECT_LT(rec->run_of("small-1").start, big.start) << "no backfill before reserve_after";
+  EXPECT_LT(big.start, stream_end) << "the big task waited for the whole stream";
+  for (const Span& r : rec->runs()) {
+    if (r.name != "big") {
+      EXPECT_TRUE(r.end <= big.start || r.start >= big.end) << r.name << " overlapped big";
+    }
+  }
+}
+
+TEST(PoolResources, NegativeReserveAfterIsRefused) {
+  auto built = Pool::builder().reserve_after(-1ms).build();
+  ASSERT_FALSE(built);
+  EXPECT_EQ(built.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(built.error().message().find("reserve_after"), std::string::npos);
 }
 
 TEST(PoolResources, EmptyRequestsTakeOnlyASlotWhileTheLedgerIsFull) {

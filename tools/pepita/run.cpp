@@ -29,6 +29,7 @@
 
 #include "backends.hpp"
 #include "command.hpp"
+#include "pepita/core/cgroup.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/executor/registry.hpp"
 #include "pepita/pool/job.hpp"
@@ -36,6 +37,7 @@
 #include "pepita/slurm/slurm_executor.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/remote_executor.hpp"
+#include "run_resources.hpp"
 #include "stop_signals.hpp"
 
 namespace pepita::cli {
@@ -45,6 +47,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using pool::ExecutionResult;
 using pool::Status;
+using pool::Task;
 
 struct RunOptions {
   std::string job;
@@ -62,7 +65,55 @@ struct RunOptions {
   double stop_timeout = -1;  // seconds from the first signal to a forced exit; <0: default
   slurm::SlurmOptions slurm_options;
   std::vector<std::string> slurm_flags;  // the --slurm sizing flags given (--nodes, ...)
+  std::string resources;                 // --resources: overrides of the detected inventory
 };
+
+/// This machine's inventory for the job's resource requests: detected, then --resources
+/// applied. A detection failure matters only when a task asks for something (then it is the
+/// run's error); nullopt means "place nothing": no task has a request and none was overridden.
+Result<std::optional<task::Inventory>> local_inventory(const RunOptions& o, const pool::Job& job) {
+  const bool asked = std::any_of(job.tasks.begin(), job.tasks.end(),
+                                 [](const Task& t) { return !t.resources().empty(); });
+  if (!asked && o.resources.empty()) return std::optional<task::Inventory>();
+  auto host = task::Inventory::detect();
+  if (!host) {
+    return fail(host.error().code(),
+                pepita::fmt("cannot detect this machine's CPUs, memory and GPUs for the tasks' "
+                            "resource requests: {}",
+                            host.error().message()));
+  }
+  if (!o.resources.empty()) {
+    if (auto ok = host->apply_overrides(o.resources); !ok) {
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("--resources '{}': {}", o.resources, ok.error().message()));
+    }
+  }
+  return std::optional<task::Inventory>(std::move(*host));
+}
+
+/// Ends what runs killed with SIGKILL left in their cgroups (pepita::reap_stale_cgroups; the
+/// process executor does it too, silently) and says so on one line: "ended the tasks a killed
+/// run left (pid 1234) and removed its cgroups". Quiet where cgroups are unusable.
+void reap_killed_runs() {
+  auto removed = reap_stale_cgroups();
+  if (!removed || removed->empty()) return;
+  std::vector<std::string> pids;  // from the names pepita-<pid>-<starttime>, once per run
+  for (const auto& dir : *removed) {
+    const std::string name = fs::path(dir).filename().string();
+    const auto dash = name.find('-', 7);
+    if (!name.starts_with("pepita-") || dash == std::string::npos) continue;
+    std::string pid = name.substr(7, dash - 7);
+    if (std::find(pids.begin(), pids.end(), pid) == pids.end()) pids.push_back(std::move(pid));
+  }
+  std::string list;
+  for (const auto& pid : pids) list.append(list.empty() ? "" : ", ").append(pid);
+  const std::string line =
+      pids.size() == 1
+          ? pepita::fmt("ended the tasks a killed run (pid {}) left and removed its cgroups", list)
+          : pepita::fmt("ended the tasks killed runs (pids {}) left and removed their cgroups",
+                        list);
+  std::fprintf(stderr, "pepita run: %s\n", line.c_str());
+}
 
 /// The Remote executor for `--worker` or `--slurm` (created by the pool builder, so its errors
 /// are build()'s), or nullptr when neither was asked for.
@@ -366,7 +417,7 @@ class SignalWatcher {
 // it (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
 int interrupted_status(int sig) { return 128 + sig; }
 
-nlohmann::json result_json(const ExecutionResult& r) {
+nlohmann::json result_json(const ExecutionResult& r, const Requested& requested) {
   return {{"name", r.name},
           {"status", to_string(r.status)},
           {"attempts", r.attempts},
@@ -379,7 +430,10 @@ nlohmann::json result_json(const ExecutionResult& r) {
           {"stdout", r.stdout_data},
           {"stderr", r.stderr_data},
           {"stdout_bytes", r.stdout_bytes},
-          {"error", r.error}};
+          {"error", r.error},
+          {"requested", requested_json(requested)},
+          {"given", given_json(r)},
+          {"used", used_json(r)}};
 }
 
 void print_summary(const std::vector<ExecutionResult>& results) {
@@ -441,6 +495,18 @@ int run_job(const RunOptions& o) {
                  o.slurm_flags.front().c_str());
     return kExitUsage;
   }
+  // Resource requests no host here could ever meet fail now, at their file:line:column.
+  auto inventory = local_inventory(o, *job);
+  if (!inventory) {
+    std::fprintf(stderr, "pepita run: %s\n", inventory.error().message().c_str());
+    return inventory.error().code() == ErrorCode::InvalidArgument ? kExitUsage : kExitFailure;
+  }
+  if (*inventory) {
+    if (auto fits = job->check_fit(**inventory); !fits) {
+      std::fprintf(stderr, "pepita run: %s\n", fits.error().message().c_str());
+      return kExitUsage;
+    }
+  }
   if (o.check) {
     std::printf("%s: ok, %zu tasks\n", o.job.c_str(), job->tasks.size());
     return kExitOk;
@@ -452,6 +518,10 @@ int run_job(const RunOptions& o) {
                  ec.message().c_str());
     return kExitFailure;
   }
+
+  // Before anything runs: a run killed with SIGKILL may have left tasks in its cgroups (they
+  // die with it by PR_SET_PDEATHSIG, but a task that forked may have left children there).
+  reap_killed_runs();
 
   auto remote = remote_executor(o, jo.state_dir);
   if (!remote) {
@@ -473,7 +543,8 @@ int run_job(const RunOptions& o) {
   if (o.jobs) builder.process_slots(o.jobs);
   if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
   builder.on_event([&progress](const pool::Event& e) { progress->on_event(e); });
-  builder.cpu_workers(1);  // job files hold commands only
+  builder.cpu_workers(1);                          // job files hold commands only
+  if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
   // Each backend a task needs (or the command line configured) joins the pool; the pool's own
   // cpu and process executors are already there. Built by the pool builder, so a backend that
   // cannot be built (no KVM, no Vulkan device) fails build() only when a task needs it.
@@ -542,6 +613,9 @@ int run_job(const RunOptions& o) {
   }
   progress.emplace(job->tasks.size(), tty, o.quiet);
   std::vector<bool> show = job->show_output;
+  std::vector<Requested> requested;  // per task, in submission order like the results
+  requested.reserve(job->tasks.size());
+  for (const Task& t : job->tasks) requested.push_back({t.resources(), t.retry_on()});
   const auto t0 = Clock::now();
   auto handles = p.submit_all(std::move(job->tasks));
   if (!handles) {
@@ -563,7 +637,9 @@ int run_job(const RunOptions& o) {
   for (const auto& r : results) ok = ok && r.ok();
   if (o.json) {
     nlohmann::json tasks = nlohmann::json::array();
-    for (const auto& r : results) tasks.push_back(result_json(r));
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      tasks.push_back(result_json(results[i], i < requested.size() ? requested[i] : Requested{}));
+    }
     nlohmann::json out = {{"job", job->name},
                           {"ok", ok},
                           {"interrupted", signals.interrupted()},
@@ -584,7 +660,10 @@ int run_job(const RunOptions& o) {
                           {"tasks", tasks}};
     std::printf("%s\n", out.dump(2).c_str());
   } else {
-    if (!o.quiet || !ok) print_summary(results);
+    if (!o.quiet || !ok) {
+      print_summary(results);
+      print_resources(results, requested);
+    }
     const double secs = std::chrono::duration<double>(wall).count();
     std::printf(
         "%zu tasks: %llu succeeded, %llu failed (%llu skipped), %llu retries, %llu from "
@@ -658,6 +737,10 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                       "With --slurm: host name or address the workers dial (default: this host's "
                       "name)"),
   };
+  sub->add_option("--resources", o->resources,
+                  "Override what pepita detected on this machine for the tasks' resource "
+                  "requests, e.g. gpus=0,1,2,3 (ids), gpus=4, cpus=8 or cpus=0-3, memory=64G, "
+                  "license=2 (a named count); comma-separated");
   sub->add_option("--stop-timeout", o->stop_timeout,
                   "Seconds from the first SIGINT/SIGTERM to a forced exit that lists the tasks "
                   "it could not confirm stopped (default: 5 + the job's kill_grace)")

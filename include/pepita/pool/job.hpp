@@ -2,8 +2,9 @@
 // Job files: a TOML description of a batch (pool settings + tasks with dependencies) that
 // `pepita run` executes. Parsing checks everything that can be checked before running — syntax,
 // unknown keys, value types and ranges, unknown or cyclic dependencies, binaries that do not
-// exist — and reports each problem as "file:line:column: message". Format: docs in
-// examples/wordcount/job.toml; TOML 1.0 via toml++.
+// exist, resource requests (issue 22: cpus, memory, gpus, named counts, retry_on) — and reports
+// each problem as "file:line:column: message". Format: docs in examples/wordcount/job.toml
+// (resource keys: examples/resources/job.toml); TOML 1.0 via toml++.
 //
 //   auto job = load_job("job.toml", {.pepita_dir = "/usr/bin", .state_dir = "/tmp/s"});
 //   if (!job) { std::cerr << job.error().message() << "\n"; return 2; }
@@ -11,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +21,7 @@
 #include "pepita/error.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/pool/pool.hpp"
+#include "pepita/task/resources.hpp"
 #include "pepita/task/task.hpp"
 
 namespace pepita::pool {
@@ -45,6 +48,17 @@ struct Job {
   fault::BreakerConfig breaker;
   std::vector<Task> tasks;        // in file order (count-expanded)
   std::vector<bool> show_output;  // per task: print its stdout after the summary
+  /// Per task: where each resource key it uses was written, as "file:line:column" — "cpus",
+  /// "memory", "gpus", "pin_cpus", "pids", "retry_on", "resources.<name>" (from the task or
+  /// [defaults]). check_fit's messages point there.
+  std::vector<std::map<std::string, std::string>> resource_at;
+
+  /// Whether every task that runs on this machine (a local backend, or "any") could ever get
+  /// what it asks for from `host` (task::Inventory::can_ever_fit at its first attempt) — the
+  /// check `pepita run` and `run --check` make before running anything. InvalidArgument at the
+  /// key that cannot be met: "job.toml:12:8: task 'train' can never run here: needs 4 GPUs;
+  /// this host has 2 (...)". Tasks on remote workers are left to their dispatcher.
+  Result<void> check_fit(const task::Inventory& host) const;
 
   /// A Pool::Builder with this job's settings (the caller adds journal/observer).
   Pool::Builder pool_builder() const;

@@ -210,6 +210,7 @@ struct PoolState {
   // competes with it for what it is short of (0: none).
   std::optional<task::Ledger> ledger;
   TaskId reserver = 0;
+  Clock::time_point reserver_since{};  // when `reserver` first did not fit
 
   std::mutex event_mu;  // serialises observer calls
   std::thread timer;

@@ -1,0 +1,76 @@
+#pragma once
+// Shared by the job-file parser's files (job.cpp, job_resources.cpp): errors positioned at a
+// toml++ node as "file:line:column: message", and the resource keys of issue 22 (cpus, pin_cpus,
+// memory, gpus, resources, pids, retry_on) read into task::ResourceRequest and task::RetryOn.
+// Private to the pool module; toml++ stays out of the public headers.
+
+#include <toml++/toml.h>
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pepita/error.hpp"
+#include "pepita/task/resources.hpp"
+#include "pepita/task/task.hpp"
+
+namespace pepita::pool::detail {
+
+/// "file:line:column" of `where` in `file` (just `file` when toml++ knows no position).
+inline std::string position(const std::string& file, const toml::source_region& where) {
+  std::string loc = file;
+  if (where.begin.line != 0) {
+    loc.append(":")
+        .append(std::to_string(where.begin.line))
+        .append(":")
+        .append(std::to_string(where.begin.column));
+  }
+  return loc;
+}
+
+/// Errors of one job file, each starting with the position it is about.
+class Ctx {
+ public:
+  explicit Ctx(std::string file) : file_(std::move(file)) {}
+  std::unexpected<Error> err(const toml::source_region& where, const std::string& msg) const {
+    return fail(ErrorCode::InvalidArgument, position(file_, where).append(": ").append(msg));
+  }
+  std::unexpected<Error> err(const toml::node& n, const std::string& msg) const {
+    return err(n.source(), msg);
+  }
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+};
+
+/// The resource keys a [[task]] or [defaults] may hold.
+inline constexpr std::string_view kResourceKeys[] = {"cpus",      "pin_cpus", "memory",  "gpus",
+                                                     "resources", "pids",     "retry_on"};
+bool is_resource_key(std::string_view key);
+
+/// What [defaults] and then one task say about resources; a task starts from a copy of the
+/// defaults' spec and each of its keys replaces the default's (`resources` per name).
+struct ResourceSpec {
+  task::ResourceRequest request;
+  std::vector<task::RetryOn> retry_on;
+  bool has_retry_on = false;
+  /// The node that last set each key ("cpus", "memory", "resources.license", ...): where a
+  /// message about it points.
+  std::map<std::string, const toml::node*> where;
+};
+
+/// Reads one resource key (is_resource_key(key)) into `spec`. InvalidArgument at the value (or
+/// the offending element / name) for a wrong type, a bad size or amount, cpus = 0, negative
+/// gpus, a fractional gpus above 1, a duplicate GPU id, a bad resource name or retry_on kind.
+Result<void> apply_resource_key(const Ctx& ctx, std::string_view key, const toml::node& value,
+                                ResourceSpec& spec);
+
+/// The checks that need the whole request and the task's backend: fractional cpus only on the
+/// process backend (or "any"), where a CFS quota holds them (as task::Builder rules), pin_cpus with
+/// whole cpus, and ResourceRequest::validate. `fallback` positions a message no key owns.
+Result<void> check_resources(const Ctx& ctx, const ResourceSpec& spec, const task::Backend& backend,
+                             const std::string& task_name, const toml::node& fallback);
+
+}  // namespace pepita::pool::detail
