@@ -262,6 +262,13 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task
     act.launches.push_back(
         {lane.exec, n.task.with_allocation(*alloc), n.stop->get_token(), n.lane});
     n.allocation = std::move(alloc);
+  } else if (!lane.ledger && !n.task.resources().empty()) {
+    // An executor that places requests itself (remote workers, Slurm) picks the Allocation; it
+    // learns the attempt from this one, so Growth::PerAttempt grows there too.
+    task::Allocation attempt_only;
+    attempt_only.attempt = n.attempts;
+    act.launches.push_back(
+        {lane.exec, n.task.with_allocation(std::move(attempt_only)), n.stop->get_token(), n.lane});
   } else {
     act.launches.push_back({lane.exec, n.task, n.stop->get_token(), n.lane});
   }

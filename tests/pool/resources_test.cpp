@@ -318,6 +318,11 @@ TEST(PoolResources, ExecutorThatPlacesResourcesIsAskedAtSubmit) {
   ASSERT_TRUE(ok);
   EXPECT_TRUE(ok->ok());
   EXPECT_FALSE(ok->allocation);
+  const auto runs = rec->runs();
+  ASSERT_EQ(runs.size(), 1u);
+  ASSERT_TRUE(runs[0].allocation) << "a placing executor learns the attempt (for Growth)";
+  EXPECT_EQ(runs[0].allocation->attempt, 1u);
+  EXPECT_TRUE(runs[0].allocation->gpus.empty()) << "and picks the GPUs itself";
 }
 
 TEST(PoolResources, MemoryGrowsPerAttemptAndRetryOnOomSucceedsWithTwiceTheMemory) {
