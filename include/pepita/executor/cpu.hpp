@@ -36,8 +36,9 @@ class CpuExecutor final : public Executor {
   void shutdown() override;
 
   // ---- the crate's CpuExecutor names (executor.rs) ----
-  // CpuExecutor::new(n) is create({.workers = n}); with_max_memory / with_max_cpu_time are
-  // per-task resource limits, which issue 22 owns.
+  // CpuExecutor::new(n) is create({.workers = n}); with_max_memory is a task's
+  // ResourceRequest::memory (enforced by the process executor's cgroups), with_max_cpu_time the
+  // pool's default_timeout (docs/seed-map.md).
   /// Workers create({.workers = 0}) starts: the CPUs in this process's affinity mask (what a
   /// cpuset-limited container may use), at least 1.
   static unsigned default_workers();
