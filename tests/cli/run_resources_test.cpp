@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/run_fixture.hpp"
 #include "common/child.hpp"
 #include "common/require.hpp"
 
@@ -26,19 +27,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
-
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using pepita::test::CliResult;
+using pepita::test::parse;
+using pepita::test::slurp;
 
 // The cgroup directories this process is in, one per mounted hierarchy (v1 controllers and the
 // v2 tree), from /proc/self/cgroup and /proc/self/mountinfo's cgroup mounts.
@@ -104,46 +95,7 @@ std::vector<pid_t> processes_running(const std::vector<std::string>& argv) {
   return pids;
 }
 
-class RunResources : public ::testing::Test {
- public:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "pepita-cli-res-XXXXXX").string();
-    dir_ = ::mkdtemp(tmpl.data());
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  fs::path write(const std::string& name, const std::string& text) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << text;
-    return p;
-  }
-  pid_t spawn(const std::vector<std::string>& args, const std::string& tag) {
-    std::vector<std::string> argv{PEPITA_CLI_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return pepita::test::spawn_child(std::move(argv), (dir_ / (tag + ".out")).string(),
-                                     (dir_ / (tag + ".err")).string());
-  }
-  CliResult finish(pid_t pid, const std::string& tag, std::chrono::seconds limit = 120s) {
-    const std::optional<int> code = pepita::test::wait_child(pid, limit);
-    if (!code) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-      ADD_FAILURE() << "pepita (" << tag << ") still running after " << limit.count()
-                    << " s: killed";
-    }
-    return {code.value_or(-1), slurp(dir_ / (tag + ".out")), slurp(dir_ / (tag + ".err"))};
-  }
-  CliResult run(const std::vector<std::string>& args) { return finish(spawn(args, "run"), "run"); }
-  std::string state() const { return (dir_ / "state").string(); }
-
-  fs::path dir_;
-};
-
-json parse(const CliResult& r) {
-  auto j = json::parse(r.out, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << "stdout is not JSON:\n" << r.out << "\nstderr:\n" << r.err;
-  return j;
-}
+using RunResources = pepita::test::RunFixture;
 
 TEST_F(RunResources, FakeGpuInventoryGivesFourOneGpuTasksDisjointIds) {
   // Each task waits (up to 10 s) until all four have started, so all four hold a GPU at once.

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/run_fixture.hpp"
 #include "common/child.hpp"
 #include "common/require.hpp"
 
@@ -25,75 +26,11 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
+using pepita::test::CliResult;
+using pepita::test::parse;
+using pepita::test::slurp;
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-class RunCli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "pepita-cli-run-XXXXXX").string();
-    dir_ = ::mkdtemp(tmpl.data());
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  fs::path write(const std::string& name, const std::string& text) {
-    const fs::path p = dir_ / name;
-    std::ofstream(p) << text;
-    return p;
-  }
-
-  // Starts pepita with stdout/stderr in files; returns its pid.
-  pid_t spawn(const std::vector<std::string>& args, const std::string& tag) {
-    std::vector<std::string> argv{PEPITA_CLI_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return pepita::test::spawn_child(std::move(argv), (dir_ / (tag + ".out")).string(),
-                                     (dir_ / (tag + ".err")).string());
-  }
-
-  // Waits for pepita at most `limit`: a hang fails the test with a message (exit_code -1)
-  // instead of running into CI's time limit.
-  CliResult finish(pid_t pid, const std::string& tag,
-                   std::chrono::seconds limit = std::chrono::seconds(120)) {
-    const std::optional<int> code = pepita::test::wait_child(pid, limit);
-    const bool hung = !code;
-    if (hung) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    CliResult r;
-    r.exit_code = code.value_or(-1);
-    r.out = slurp(dir_ / (tag + ".out"));
-    r.err = slurp(dir_ / (tag + ".err"));
-    if (hung) {
-      ADD_FAILURE() << "pepita (" << tag << ") still running after " << limit.count()
-                    << " s: killed";
-    }
-    return r;
-  }
-
-  CliResult run(const std::vector<std::string>& args) { return finish(spawn(args, "run"), "run"); }
-
-  std::string state() const { return (dir_ / "state").string(); }
-
-  fs::path dir_;
-};
-
-json parse(const CliResult& r) {
-  auto j = json::parse(r.out, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << "stdout is not JSON:\n" << r.out << "\nstderr:\n" << r.err;
-  return j;
-}
+using RunCli = pepita::test::RunFixture;
 
 TEST_F(RunCli, ExampleWordCountRunsAndResumes) {
   const std::string job = std::string(PEPITA_SOURCE_DIR) + "/examples/wordcount/job.toml";

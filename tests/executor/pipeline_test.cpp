@@ -20,6 +20,7 @@ namespace pepita::executor {
 namespace {
 
 using test::make;
+using test::process_running;
 using test::run_one;
 
 using pepita::test::TempDir;
@@ -32,15 +33,6 @@ using task::Task;
 namespace fs = std::filesystem;
 
 BinaryTask sh(std::string script) { return BinaryTask("/bin/sh").with_args({"-c", script}); }
-
-// A process that is gone or a zombie no longer runs anything.
-bool process_running(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return false;
-  const auto close = line.rfind(')');
-  return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
-}
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);

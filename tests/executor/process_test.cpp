@@ -17,6 +17,7 @@ namespace pepita::executor {
 namespace {
 
 using test::make;
+using test::process_running;
 using test::run_one;
 
 using namespace std::chrono_literals;
@@ -24,15 +25,6 @@ using task::Task;
 
 Task sh(const std::string& script) {
   return Task::binary("/bin/sh").args({"-c", script}).build().value();
-}
-
-// A process that is gone or a zombie no longer runs anything.
-bool process_running(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return false;
-  const auto close = line.rfind(')');
-  return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
 }
 
 TEST(ProcessExecutor, CapturesOutputAndExitStatus) {

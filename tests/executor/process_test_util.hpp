@@ -3,9 +3,13 @@
 // four slots.
 #include <gtest/gtest.h>
 
+#include <sys/types.h>
+
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <memory>
+#include <string>
 #include <stop_token>
 #include <utility>
 
@@ -31,6 +35,15 @@ inline std::unique_ptr<ProcessExecutor> make(
   auto e = ProcessExecutor::create({.slots = 4, .kill_grace = grace});
   EXPECT_TRUE(e) << e.error().message();
   return std::move(*e);
+}
+
+/// Whether `pid` still runs: false once it is gone or a zombie.
+inline bool process_running(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto close = line.rfind(')');
+  return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
 }
 
 }  // namespace pepita::executor::test

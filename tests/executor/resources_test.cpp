@@ -27,6 +27,7 @@ namespace pepita::executor {
 namespace {
 
 using test::make;
+using test::process_running;
 using test::run_one;
 using namespace std::chrono_literals;
 using task::Allocation;
@@ -56,14 +57,6 @@ Allocation alloc(double cpus, std::uint64_t memory, std::vector<std::string> gpu
   a.cores = std::move(cores);
   for (auto& id : gpus) a.gpus.push_back({.id = std::move(id), .fraction = 1.0});
   return a;
-}
-
-bool process_running(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return false;
-  const auto close = line.rfind(')');
-  return close != std::string::npos && line.size() > close + 2 && line[close + 2] != 'Z';
 }
 
 // Liveness, not speed: a generous bound so a loaded machine does not make it flaky.
