@@ -284,6 +284,7 @@ Pool::Builder Job::pool_builder() const {
   b.cpu_workers(cpu_workers)
       .process_slots(process_slots)
       .kill_grace(kill_grace)
+      .reserve_after(reserve_after)
       .retry_policy(retry);
   b.circuit_breaker(breaker);
   return b;
@@ -343,10 +344,10 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   if (const auto* n = doc.get("pool")) {
     const auto* t = n->as_table();
     if (!t) return ctx.err(*n, "[pool] must be a table");
-    PEPITA_TRY_VOID(
-        check_keys(ctx, *t, "[pool]",
-                   {"process_slots", "cpu_workers", "retries", "retry_delay", "retry_max_delay",
-                    "kill_grace", "breaker_threshold", "breaker_cooldown", "journal"}));
+    PEPITA_TRY_VOID(check_keys(
+        ctx, *t, "[pool]",
+        {"process_slots", "cpu_workers", "retries", "retry_delay", "retry_max_delay", "kill_grace",
+         "reserve_after", "breaker_threshold", "breaker_cooldown", "journal"}));
     std::chrono::nanoseconds base{std::chrono::milliseconds(100)}, max{std::chrono::seconds(10)};
     for (auto&& [k, v] : *t) {
       const std::string key(k.str());
@@ -358,6 +359,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
       if (key == "retry_delay") base = PEPITA_TRY(get_seconds(ctx, v, key));
       if (key == "retry_max_delay") max = PEPITA_TRY(get_seconds(ctx, v, key));
       if (key == "kill_grace") job.kill_grace = PEPITA_TRY(get_seconds(ctx, v, key));
+      if (key == "reserve_after") job.reserve_after = PEPITA_TRY(get_seconds(ctx, v, key));
       if (key == "breaker_threshold")
         job.breaker.failure_threshold =
             static_cast<std::uint32_t>(PEPITA_TRY(get_int(ctx, v, key, 1, 1000000)));

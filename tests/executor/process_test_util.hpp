@@ -2,15 +2,14 @@
 // Shared by the process executor's tests: one attempt run to its result, and an executor with
 // four slots.
 #include <gtest/gtest.h>
-
 #include <sys/types.h>
 
 #include <chrono>
 #include <fstream>
 #include <future>
 #include <memory>
-#include <string>
 #include <stop_token>
+#include <string>
 #include <utility>
 
 #include "pepita/executor/process.hpp"

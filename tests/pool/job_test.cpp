@@ -21,6 +21,7 @@ retries = 2
 retry_delay = 0.5
 retry_max_delay = 4
 kill_grace = 1
+reserve_after = 0.25
 breaker_threshold = 7
 breaker_cooldown = 3
 journal = "j.log"
@@ -54,6 +55,8 @@ show_output = true
   EXPECT_EQ(job->retry.max_attempts(), 3u);
   EXPECT_EQ(job->retry.base_delay(), std::chrono::milliseconds(500));
   EXPECT_EQ(job->breaker.failure_threshold, 7u);
+  EXPECT_EQ(job->reserve_after, std::chrono::milliseconds(250));
+  EXPECT_EQ(job->pool_builder().config().reserve_after, std::chrono::milliseconds(250));
   EXPECT_EQ(job->journal, "/jobs/j.log");
   ASSERT_EQ(job->tasks.size(), 4u);
   EXPECT_EQ(job->tasks[1].name(), "gen-1");

@@ -44,6 +44,7 @@ struct Job {
   unsigned cpu_workers = 0;
   std::size_t process_slots = 0;
   std::chrono::nanoseconds kill_grace{std::chrono::seconds(2)};
+  std::chrono::nanoseconds reserve_after{std::chrono::seconds(1)};  // [pool] reserve_after
   fault::RetryPolicy retry;
   fault::BreakerConfig breaker;
   std::vector<Task> tasks;        // in file order (count-expanded)
