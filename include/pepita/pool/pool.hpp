@@ -19,10 +19,10 @@
 // reserve_after plus the time for running tasks to free what it needs; tasks that take none
 // of that kind still backfill. A request no host can ever satisfy fails submit() (Unsupported, with
 // the Inventory's or the executor's can_ever_fit reason: "needs 4 GPUs; this host has 2").
-// Lookahead is bounded (32 waiting tasks per executor and pass), so a dispatch stays cheap behind a
-// blocked head. retry_on: a task with a retry_on() list retries only the failures it names (oom,
-// timeout, exit[:N], signal[:N], launch, any), still within its max_retries or the policy's
-// max_attempts.
+// Lookahead is bounded (32 waiting tasks per executor and pass, 8 in a row), so a dispatch stays
+// cheap behind a blocked head. retry_on: a task with a retry_on() list retries only the failures it
+// names (oom, timeout, exit[:N], signal[:N], launch, any), still within its max_retries or the
+// policy's max_attempts.
 //
 // Task::Backend::Any is routed by the task's kind (see PoolState::route): a function to cpu, a
 // binary to process, any other kind (a shader) to gpu; a binary on cpu (the crate's spelling)

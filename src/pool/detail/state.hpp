@@ -100,11 +100,12 @@ class ReadyQueue {
     return entry & ~kPlaced;
   }
   // Offers entries in queue order to `visit(id)`: Take removes the entry, Keep leaves it in
-  // place. Stops when `more()` turns false or after `keep_limit` entries were kept (the
-  // lookahead that bounds a dispatch's cost when the head cannot start).
+  // place. Stops when `more()` turns false, after `keep_limit` entries were kept, or after
+  // `miss_run` kept in a row (the lookahead that bounds a dispatch's cost when the head cannot
+  // start: far enough for small tasks to backfill, not a walk over a queue where nothing fits).
   template <typename More, typename Fn>
-  void scan(std::size_t keep_limit, More&& more, Fn&& visit) {
-    std::size_t kept = 0;
+  void scan(std::size_t keep_limit, std::size_t miss_run, More&& more, Fn&& visit) {
+    std::size_t kept = 0, run = 0;
     for (auto level = levels_.begin(); level != levels_.end() && kept < keep_limit;) {
       auto& fifo = level->second;
       std::size_t i = 0;
@@ -114,9 +115,11 @@ class ReadyQueue {
           fifo.erase(fifo.begin() + static_cast<std::ptrdiff_t>(i));
           --size_;
           if (entry & kPlaced) --placed_;
+          run = 0;
         } else {
           ++i;
           ++kept;
+          if (++run == miss_run) kept = keep_limit;
         }
       }
       if (!more()) kept = keep_limit;
