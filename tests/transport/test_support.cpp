@@ -119,7 +119,8 @@ std::unique_ptr<Worker> start_worker_with(const Key& key, std::uint32_t slots,
                                           std::chrono::milliseconds handshake_timeout,
                                           std::optional<task::Inventory> inventory) {
   WorkerOptions o;
-  o.inventory = std::move(inventory);
+  // emplace, not optional's move assignment: g++ 12 at -O2 warns (maybe-uninitialized) inside it.
+  if (inventory) o.inventory.emplace(std::move(*inventory));
   o.listen = "127.0.0.1:0";
   o.key = key;
   o.slots = slots;
