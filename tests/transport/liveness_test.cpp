@@ -133,6 +133,12 @@ TEST(Liveness, WithPhiOffOnlyDeadAfterEndsASilentWorker) {
 // still expires after dead_after, because every session's tick runs LeaseTable::expire(), and
 // the task runs on the other worker.
 TEST(Liveness, LeaseOfAWorkerWhoseSessionIsStuckInSendExpiresAndRunsElsewhere) {
+#if defined(__SANITIZE_THREAD__)
+  // Under ThreadSanitizer the survivor (this binary, instrumented) takes longer than its 3 s
+  // liveness window to receive the 32 MiB frame and drops the connection, every attempt: the test
+  // then measures the sanitizer, not the lease. It runs in the normal and ASan builds.
+  GTEST_SKIP() << "ThreadSanitizer slows a 32 MiB frame past the worker's 3 s liveness window";
+#endif
   test::KeyFile kf;
   auto victim = test::WorkerProcess::spawn(kf.path, 1);
   auto survivor = test::WorkerProcess::spawn(kf.path, 1);
