@@ -275,6 +275,18 @@ inline Requirements parse_requirements(std::string_view list) {
         name += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     start = end + 1;
     if (name.empty()) continue;
+    // "-name" takes a capability back out of what came before it (`all,-kvm`).
+    if (name.size() > 1 && name[0] == '-') {
+      const std::string_view drop = std::string_view(name).substr(1);
+      bool known = false;
+      for (const auto& c : kCapabilities) {
+        if (c.name != drop) continue;
+        known = true;
+        std::erase(r.required, c.cap);
+      }
+      if (!known) r.unknown.push_back(name);
+      continue;
+    }
     if (name == "all") {
       for (const auto& c : kCapabilities)
         if (c.in_all) r.required.push_back(c.cap);

@@ -39,6 +39,25 @@ TEST(PepitaRequire, AllIsTheNineCiCapabilitiesButNotUblk) {
   EXPECT_TRUE(has(parse_requirements("all,ublk"), Capability::ublk));
 }
 
+TEST(PepitaRequire, MinusNameTakesOneCapabilityBackOutOfAll) {
+  const Requirements r = parse_requirements("all,-kvm");
+  EXPECT_FALSE(has(r, Capability::kvm));
+  EXPECT_TRUE(has(r, Capability::zram));
+  EXPECT_TRUE(has(r, Capability::cgroup));
+  EXPECT_TRUE(r.unknown.empty());
+  EXPECT_TRUE(has(parse_requirements("all,-kvm,kvm"), Capability::kvm));  // later entries win
+  const Verdict v =
+      decide(Capability::kvm, ProbeResult{"no /dev/kvm"}, parse_requirements("all,-kvm"));
+  EXPECT_FALSE(v.fail);
+  EXPECT_NE(v.message.find("capability 'kvm' missing"), std::string::npos);
+}
+
+TEST(PepitaRequire, MinusUnknownNameIsAnUnknownName) {
+  const Requirements r = parse_requirements("all,-kvn");
+  ASSERT_EQ(r.unknown.size(), 1u);
+  EXPECT_EQ(r.unknown[0], "-kvn");
+}
+
 TEST(PepitaRequire, UnknownNamesAreKept) {
   const Requirements r = parse_requirements("kvm,vulcan");
   ASSERT_EQ(r.unknown.size(), 1u);
