@@ -14,6 +14,7 @@ std::string_view to_string(Status status) noexcept {
     case Status::Skipped: return "skipped";
     case Status::Rejected: return "rejected";
     case Status::OutOfMemory: return "oom";
+    case Status::Sandboxed: return "sandbox";
   }
   return "unknown";
 }
@@ -30,7 +31,8 @@ task::TaskState task_state(Status status) noexcept {
     case Status::LaunchFailed:
     case Status::Skipped:
     case Status::Rejected:
-    case Status::OutOfMemory: return task::TaskState::Failed;
+    case Status::OutOfMemory:
+    case Status::Sandboxed: return task::TaskState::Failed;
   }
   return task::TaskState::Failed;
 }

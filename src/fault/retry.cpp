@@ -17,6 +17,7 @@ std::string_view to_string(FailureKind kind) noexcept {
     case FailureKind::Rejected: return "rejected";
     case FailureKind::Cancelled: return "cancelled";
     case FailureKind::Oom: return "oom";
+    case FailureKind::Sandbox: return "sandbox";
   }
   return "unknown";
 }
@@ -105,7 +106,7 @@ bool RetryState::in_backoff(const RetryPolicy& policy, Clock::time_point now) co
 
 bool RetryPolicy::should_retry(std::uint32_t attempts, const Failure& failure,
                                std::optional<std::uint32_t> task_retries) const {
-  if (failure.kind == FailureKind::Cancelled) return false;
+  if (failure.kind == FailureKind::Cancelled || failure.kind == FailureKind::Sandbox) return false;
   const std::uint64_t limit = task_retries ? std::uint64_t{*task_retries} + 1 : max_attempts_;
   if (attempts >= limit) return false;
   return retry_on_ ? retry_on_(failure) : true;

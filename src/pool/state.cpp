@@ -19,6 +19,7 @@ fault::Failure failure_of(const ExecutionResult& r) noexcept {
     case Status::LaunchFailed: return {fault::FailureKind::Launch, 0};
     case Status::Rejected: return {fault::FailureKind::Rejected, 0};
     case Status::OutOfMemory: return {fault::FailureKind::Oom, r.signal};
+    case Status::Sandboxed: return {fault::FailureKind::Sandbox, r.signal};
     case Status::Cancelled:
     case Status::Skipped: return {fault::FailureKind::Cancelled, 0};
   }

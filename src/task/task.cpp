@@ -292,6 +292,11 @@ Result<Task> Builder::build() {
   if (has_nul(spec_.name)) problems_.push_back("task name holds a NUL byte");
   check_affinity();
   check_resources();
+  if (spec_.sandbox.enabled() && !spec_.process && !spec_.pipeline) {
+    problems_.push_back(
+        "sandbox: only a binary or pipeline task runs in a sandbox (a function shares the pool's "
+        "threads, a shader runs on the GPU); run the code as a binary task to confine it");
+  }
   if (!problems_.empty()) {
     std::string msg = "invalid task";
     if (!spec_.name.empty()) msg += " '" + spec_.name + "'";
@@ -446,6 +451,12 @@ Task Task::with_allocation(Allocation allocation) const {
   return Task(std::move(spec));
 }
 
+Task Task::with_sandbox(SandboxPolicy policy) const {
+  auto spec = std::make_shared<Spec>(*spec_);
+  spec->sandbox = std::move(policy);
+  return Task(std::move(spec));
+}
+
 Builder& Builder::resources(ResourceRequest request) {
   spec_.resources = std::move(request);
   return *this;
@@ -453,6 +464,11 @@ Builder& Builder::resources(ResourceRequest request) {
 
 Builder& Builder::retry_on(std::vector<RetryOn> kinds) {
   spec_.retry_on = std::move(kinds);
+  return *this;
+}
+
+Builder& Builder::sandbox(SandboxPolicy policy) {
+  spec_.sandbox = std::move(policy);
   return *this;
 }
 

@@ -200,6 +200,7 @@ std::string_view to_string(TaskStatus status) noexcept {
     case TaskStatus::Skipped: return "skipped";
     case TaskStatus::Rejected: return "rejected";
     case TaskStatus::OutOfMemory: return "oom";
+    case TaskStatus::Sandboxed: return "sandbox";
   }
   return "unknown";
 }

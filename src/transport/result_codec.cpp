@@ -18,6 +18,7 @@ TaskStatus to_wire_status(executor::Status status) noexcept {
     case executor::Status::Skipped: return TaskStatus::Skipped;
     case executor::Status::Rejected: return TaskStatus::Rejected;
     case executor::Status::OutOfMemory: return TaskStatus::OutOfMemory;
+    case executor::Status::Sandboxed: return TaskStatus::Sandboxed;
   }
   return TaskStatus::Failed;
 }
@@ -34,6 +35,7 @@ executor::Status to_executor_status(TaskStatus status) noexcept {
     case TaskStatus::Skipped: return executor::Status::Skipped;
     case TaskStatus::Rejected: return executor::Status::Rejected;
     case TaskStatus::OutOfMemory: return executor::Status::OutOfMemory;
+    case TaskStatus::Sandboxed: return executor::Status::Sandboxed;
   }
   return executor::Status::Failed;
 }

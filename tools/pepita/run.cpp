@@ -217,6 +217,7 @@ const char* status_label(Status s) {
     case Status::Skipped: return "SKIPPED";
     case Status::Rejected: return "REJECTED";
     case Status::OutOfMemory: return "OOM";
+    case Status::Sandboxed: return "SANDBOX";
   }
   return "?";
 }

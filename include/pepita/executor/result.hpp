@@ -26,11 +26,13 @@ enum class Status : std::uint8_t {
   Skipped,       // never ran: a dependency did not succeed
   Rejected,      // never ran: the backend's circuit breaker was open
   OutOfMemory,   // killed by its memory limit (the cgroup's OOM killer); see peak_memory
+  Sandboxed,     // stopped by its sandbox (a denied syscall, a path, the pids or disk limit):
+                 // `error` names the reason, e.g. "sandbox: syscall ptrace denied"
 };
-inline constexpr std::uint8_t kStatusCount = 9;
+inline constexpr std::uint8_t kStatusCount = 10;
 
 /// "succeeded", "failed", "signaled", "timed-out", "launch-failed", "cancelled", "skipped",
-/// "rejected", "oom".
+/// "rejected", "oom", "sandbox".
 std::string_view to_string(Status status) noexcept;
 
 struct ExecutionResult {

@@ -24,6 +24,7 @@ enum class FailureKind : std::uint8_t {
   Rejected,   // a circuit breaker refused the attempt
   Cancelled,  // the user cancelled it; never retried
   Oom,        // killed by its memory limit (code = the signal, SIGKILL)
+  Sandbox,    // stopped by its sandbox (a denied syscall or path); never retried: it would again
 };
 
 struct Failure {

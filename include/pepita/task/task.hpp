@@ -28,6 +28,7 @@
 #include "pepita/error.hpp"
 #include "pepita/task/affinity.hpp"
 #include "pepita/task/resources.hpp"
+#include "pepita/task/sandbox.hpp"
 
 namespace pepita::task {
 
@@ -421,6 +422,14 @@ class Task {
   Task with_allocation(Allocation allocation) const;
   // ---- end resources ----
 
+  // ---- issue 23: sandbox ----
+  /// The sandbox its process runs in (none by default; see sandbox.hpp). A pool or worker may
+  /// raise it (a worker puts remote drivers' tasks in `standard` unless told otherwise).
+  const SandboxPolicy& sandbox() const noexcept { return spec_->sandbox; }
+  /// A copy of this task (same id and everything else) with `policy` as its sandbox.
+  Task with_sandbox(SandboxPolicy policy) const;
+  // ---- end sandbox ----
+
  private:
   friend class Builder;
   struct Spec {
@@ -443,6 +452,7 @@ class Task {
     ResourceRequest resources;                    // issue 22
     std::vector<RetryOn> retry_on;
     std::optional<Allocation> allocation;
+    SandboxPolicy sandbox;  // issue 23
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}
   std::shared_ptr<const Spec> spec_;
@@ -493,6 +503,11 @@ class Builder {
   Builder& resources(ResourceRequest request);
   /// Which failures retry (replaces the list).
   Builder& retry_on(std::vector<RetryOn> kinds);
+
+  // ---- issue 23: sandbox ----
+  /// The sandbox of a process or pipeline task; build() refuses one on other kinds (a function
+  /// runs on a shared scheduler thread, a shader on the GPU: neither has a process to confine).
+  Builder& sandbox(SandboxPolicy policy);
 
   // ---- issue 21: the crate's spellings ----
   /// A crate priority level; stores priority_value(level).

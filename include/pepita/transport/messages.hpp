@@ -78,8 +78,9 @@ enum class TaskStatus : std::uint8_t {
   Skipped = 7,     // never ran: a dependency failed (executor::Status::Skipped; protocol 2)
   Rejected = 8,    // never ran: a circuit breaker was open (executor::Status::Rejected; protocol 2)
   OutOfMemory = 9,  // killed by its memory limit (executor::Status::OutOfMemory; protocol 3)
+  Sandboxed = 10,   // stopped by its sandbox (executor::Status::Sandboxed; protocol 4)
 };
-inline constexpr std::uint8_t kMaxTaskStatus = 9;
+inline constexpr std::uint8_t kMaxTaskStatus = 10;
 std::string_view to_string(TaskStatus status) noexcept;
 
 /// Result: how one attempt ended. Built from an executor::ExecutionResult and turned back into
