@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -24,6 +25,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "detail/sandbox_spawn.hpp"
 #include "detail/spawn.hpp"
 #include "pepita/core/cgroup.hpp"
 #include "pepita/core/sys.hpp"
@@ -70,10 +72,12 @@ struct Stage {
   pid_t pid = -1;
   UniqueFd pidfd;
   bool reaped = false;
-  int wait_error = 0;  // negative errno when waitid failed
-  int code = 0;        // CLD_EXITED, CLD_KILLED or CLD_DUMPED
-  int status = 0;      // the exit status or the signal
-  std::string label;   // "pipeline stage 1 ('sh')"
+  int wait_error = 0;          // negative errno when waitid failed
+  int code = 0;                // CLD_EXITED, CLD_KILLED or CLD_DUMPED
+  int status = 0;              // the exit status or the signal
+  std::string label;           // "pipeline stage 1 ('sh')"
+  UniqueFd report;             // sandboxed: the supervisor's report pipe (pid is the supervisor's)
+  std::string sandbox_reason;  // "sandbox: syscall ptrace denied"
 };
 
 struct Child {
@@ -105,6 +109,9 @@ struct Child {
   Cgroup cgroup;
   std::optional<task::Allocation> allocation;
   std::uint64_t memory_limit = 0;
+  // The sandbox (issue 23): each process runs under a supervisor of detail/sandbox_spawn.hpp.
+  bool sandboxed = false;
+  std::uint32_t sandbox_id = 0;
 };
 
 struct Start {
@@ -366,6 +373,9 @@ void ProcessExecutor::Impl::launch(Start start) {
   c.cgroup = Cgroup();
   c.allocation.reset();
   c.memory_limit = 0;
+  task::SandboxPolicy sandbox = start.task.sandbox();
+  c.sandboxed = sandbox.enabled();
+  c.sandbox_id = sandbox.id;
   ++running;
 
   auto launch_failed = [&](int err, const std::string& what) {
@@ -448,6 +458,12 @@ void ProcessExecutor::Impl::launch(Start start) {
   // outlives it; one with a memory limit cannot run without (never silently unlimited).
   const bool limited = c.allocation && (c.allocation->memory > 0 || c.allocation->cpus > 0 ||
                                         c.allocation->pids > 0);
+  // A sandbox's pids limit is the cgroup's pids.max where there is one, else RLIMIT_NPROC.
+  std::uint32_t sandbox_pids = 0;
+  if (c.sandboxed && sandbox.max_processes > 0) {
+    sandbox_pids = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(sandbox.max_processes, std::numeric_limits<std::uint32_t>::max()));
+  }
   if (c.allocation && c.allocation->memory > 0 && !cgroups) {
     return finish(slot, Status::LaunchFailed, -1, 0, nullptr,
                   std::string("task asks for memory = \"")
@@ -462,6 +478,9 @@ void ProcessExecutor::Impl::launch(Start start) {
       limits.cpus = c.allocation->cpus;
       limits.pids = c.allocation->pids;
     }
+    if (sandbox_pids > 0) {
+      limits.pids = limits.pids == 0 ? sandbox_pids : std::min(limits.pids, sandbox_pids);
+    }
     const std::string name = std::string("task-")
                                  .append(std::to_string(c.id))
                                  .append("-")
@@ -469,6 +488,7 @@ void ProcessExecutor::Impl::launch(Start start) {
     auto cg = cgroups->make(name, limits);
     if (cg) {
       c.cgroup = std::move(*cg);
+      if (limits.pids > 0) sandbox.max_processes = 0;  // pids.max holds it
     } else if (limited) {
       return finish(slot, Status::LaunchFailed, -1, 0, nullptr,
                     "cannot enforce the task's resource limits: " + cg.error().message());
@@ -501,7 +521,20 @@ void ProcessExecutor::Impl::launch(Start start) {
     if (i > 0 && c.piped) stdin_fd = links[2 * (i - 1)].get();
     const int stdout_fd = last || !c.piped ? out_w.get() : links[2 * i + 1].get();
     const detail::SpawnFds fds{stdin_fd, stdout_fd, err_w.get()};
-    const pid_t pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid, extras);
+    pid_t pid;
+    if (c.sandboxed) {
+      auto child = detail::spawn_sandboxed(spec, fds, i == 0 ? 0 : c.pid, extras, sandbox);
+      if (!child) {
+        abort_spawned(i);
+        std::string what = child.error().message();
+        if (c.pipeline) what = c.stages[i].label + ": " + what;
+        return finish(slot, Status::LaunchFailed, -1, 0, nullptr, std::move(what));
+      }
+      pid = child->pid;
+      c.stages[i].report = std::move(child->report);
+    } else {
+      pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid, extras);
+    }
     if (pid < 0) {
       abort_spawned(i);
       std::string what = c.pipeline ? "cannot start " + c.stages[i].label + " '" + spec.path + "'"
@@ -627,6 +660,16 @@ bool ProcessExecutor::Impl::reap_stage(Child& c, Stage& st) {
   }
   st.code = info.si_code;
   st.status = info.si_status;
+  if (st.report) {
+    // The supervisor's report carries the task's own status (and what the sandbox stopped).
+    const detail::SandboxOutcome out = detail::read_sandbox_outcome(st.report.get(), c.sandbox_id);
+    st.report.reset();
+    if (out.reported) {
+      st.code = out.code;
+      st.status = out.status;
+      st.sandbox_reason = out.reason;
+    }
+  }
   auto add = [](timeval& to, const timeval& from) {
     to.tv_sec += from.tv_sec;
     to.tv_usec += from.tv_usec;
@@ -682,6 +725,11 @@ void ProcessExecutor::Impl::finish_binary(std::uint32_t slot) {
   Child& c = children[slot];
   const Stage& st = c.stages.front();
   const rusage* usage = &c.usage;
+  if (!st.sandbox_reason.empty() && !c.timed_out && !c.cancelled) {
+    finish(slot, Status::Sandboxed, -1, st.code == CLD_EXITED ? 0 : st.status, usage,
+           st.sandbox_reason);
+    return;
+  }
   if (st.wait_error < 0) {
     finish(slot, Status::Failed, -1, 0, nullptr,
            Error::from_errno(st.wait_error, "waitid").message());
@@ -745,6 +793,11 @@ void ProcessExecutor::Impl::finish_pipeline(std::uint32_t slot) {
     return;
   }
   const Stage& bad = c.stages[static_cast<std::size_t>(c.failed_stage)];
+  if (!bad.sandbox_reason.empty()) {
+    finish(slot, Status::Sandboxed, -1, bad.code == CLD_EXITED ? 0 : bad.status, &c.usage,
+           bad.label + ": " + bad.sandbox_reason);
+    return;
+  }
   std::string err = bad.label + " " + how(bad);
   if (c.stages.size() > 1) err += "; the other stages were stopped";
   if (bad.wait_error == 0 && bad.code != CLD_EXITED) {

@@ -112,11 +112,13 @@ child_main(void* arg) {
   child_fail(a, -errno);
 }
 
+}  // namespace
+
 // Builds envp: the parent's environment with the task's variables layered on top, or only the
 // task's. The strings live in `storage`, which must outlive the spawn.
-std::vector<char*> build_env(const task::ProcessSpec& spec,
-                             const std::map<std::string, std::string>* extra,
-                             std::vector<std::string>& storage) {
+std::vector<char*> build_environment(const task::ProcessSpec& spec,
+                                     const std::map<std::string, std::string>* extra,
+                                     std::vector<std::string>& storage) {
   auto overridden = [&](const std::string& key) {
     return spec.env.contains(key) || (extra != nullptr && extra->contains(key));
   };
@@ -143,7 +145,7 @@ std::vector<char*> build_env(const task::ProcessSpec& spec,
 
 // execvp's search, done in the parent: the first PATH entry holding an executable regular file.
 // -ENOENT when none has the name, -EACCES when one has it but may not run it.
-int resolve(const std::string& name, std::string& out) {
+int resolve_binary(const std::string& name, std::string& out) {
   if (name.find('/') != std::string::npos) {
     out = name;
     return 0;
@@ -168,6 +170,8 @@ int resolve(const std::string& name, std::string& out) {
   }
   return err;
 }
+
+namespace {
 
 // Blocks every signal of the calling thread while it lives (the child must not run a handler
 // of ours on its borrowed stack before it resets them).
@@ -217,7 +221,7 @@ class ChildStack {
 pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid,
                     const SpawnExtras& extras) {
   std::string path;
-  if (int rc = resolve(spec.path, path); rc < 0) return rc;
+  if (int rc = resolve_binary(spec.path, path); rc < 0) return rc;
 
   std::string arg0 = spec.path;
   if (auto slash = arg0.rfind('/'); slash != std::string::npos) arg0.erase(0, slash + 1);
@@ -233,7 +237,7 @@ pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pg
   std::vector<char*> env_vec;
   const bool extra_env = extras.env != nullptr && !extras.env->empty();
   if (!spec.env.empty() || !spec.inherit_env || extra_env) {
-    env_vec = build_env(spec, extra_env ? extras.env : nullptr, env_storage);
+    env_vec = build_environment(spec, extra_env ? extras.env : nullptr, env_storage);
     envp = env_vec.data();
   }
 

@@ -1,0 +1,90 @@
+#pragma once
+// The sandboxed spawn (issue 23; docs/sandbox.md): a supervisor cloned into new user, mount, pid,
+// IPC, UTS and network namespaces, which builds a minimal root (pivot_root onto a tmpfs of
+// read-only binds), drops what it may, installs the seccomp deny list with a user-notification
+// listener it keeps, forks the task as its only child and reports the task's wait status (and the
+// syscall the filter stopped) to the executor. Everything the supervisor needs is computed here in
+// the parent: the mount plan, the BPF program, the id maps. Private to the executor module.
+
+#include <linux/filter.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "detail/spawn.hpp"
+#include "pepita/core/unique_fd.hpp"
+#include "pepita/error.hpp"
+#include "pepita/task/sandbox.hpp"
+#include "pepita/task/task.hpp"
+
+namespace pepita::executor::detail {
+
+/// One step of building the sandbox's root, run in order by the supervisor. Host paths are seen
+/// under /oldroot, the new root under /newroot (bubblewrap's layout).
+struct MountOp {
+  enum class Kind : std::uint8_t {
+    Mkdir,    // target: a directory (an existing one is fine)
+    Touch,    // target: an empty file to bind a file onto
+    Symlink,  // target -> source (a symlink's text, e.g. /lib -> usr/lib)
+    BindRO,   // source (a host path) at target, read-only, nosuid, nodev
+    BindRW,   // source at target, writable, nosuid, nodev
+    Tmpfs,    // a tmpfs at target with `options` ("mode=0755,size=...")
+    Proc,     // a fresh proc at target
+  };
+  Kind kind;
+  std::string source;
+  std::string target;
+  std::string options;
+  std::string what;  // for an error message: "bind /usr"
+};
+
+/// The sandbox's root for `policy`: system dirs, the /etc files a program needs (never shadow),
+/// `binary` when no system dir holds it, /dev, /proc, /tmp, the policy's read_only and writable
+/// paths and the work dir `workdir` (writable bind, or a tmpfs of `disk` bytes). Pure except for
+/// lstat/realpath of the host paths. InvalidArgument for a relative or missing declared path and
+/// for a work dir of "/".
+Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& policy,
+                                                const std::string& binary,
+                                                const std::string& workdir);
+
+/// The seccomp program of docs/sandbox.md and the names of the syscalls it stops.
+struct SeccompFilter {
+  std::vector<sock_filter> program;
+  std::vector<std::pair<int, std::string>> denied;  // native syscall number -> name
+  /// "ptrace" for its number; "syscall 1234" for one not in the list.
+  std::string name(int nr) const;
+};
+
+/// The names on the deny list (reported and the task killed), in docs/sandbox.md's order.
+const std::vector<std::string>& sandbox_denied_syscalls();
+
+/// Built once per process with libseccomp (seccomp_export_bpf); `id` is the only uid/gid the
+/// setuid family may still switch to. Internal on a libseccomp failure.
+Result<const SeccompFilter*> sandbox_filter(std::uint32_t id);
+
+/// A running sandbox: its supervisor (the pid the executor waits for) and the pipe it reports on.
+struct SandboxChild {
+  pid_t pid = -1;
+  UniqueFd report;
+};
+
+/// Starts `spec` in the sandbox `policy`; returns once the task has exec'd (or with the error
+/// naming the step that failed: "sandbox: bind /data at /data: No such file or directory").
+/// `pgid` as in spawn_process. The supervisor dies with the calling thread (PR_SET_PDEATHSIG).
+Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid,
+                                     const SpawnExtras& extras, const task::SandboxPolicy& policy);
+
+/// How the task in a sandbox ended, from the supervisor's report (read after it exited).
+struct SandboxOutcome {
+  bool reported = false;  // false: the supervisor died without a report (killed from outside)
+  int code = 0;           // CLD_EXITED, CLD_KILLED or CLD_DUMPED
+  int status = 0;         // exit status or signal
+  std::string reason;  // "sandbox: syscall ptrace denied"; empty when the sandbox stopped nothing
+};
+
+/// Reads the supervisor's final report from `report` (non-blocking: it wrote before exiting).
+SandboxOutcome read_sandbox_outcome(int report, std::uint32_t id);
+
+}  // namespace pepita::executor::detail

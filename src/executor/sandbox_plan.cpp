@@ -1,0 +1,260 @@
+// What the sandboxed spawn computes before it clones (docs/sandbox.md): the mount plan of the
+// sandbox's root and the seccomp program, exported from libseccomp into memory.
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "detail/sandbox_spawn.hpp"
+#include "pepita/core/unique_fd.hpp"
+
+namespace pepita::executor::detail {
+namespace {
+
+// The system dirs bound read-only when present (a symlink such as /lib -> usr/lib is copied).
+constexpr const char* kSystemDirs[] = {"/usr",    "/lib", "/lib32", "/lib64",
+                                       "/libx32", "/bin", "/sbin"};
+// What a program needs of /etc: name resolution, users, time zone. Never shadow or gshadow.
+constexpr const char* kEtcFiles[] = {"/etc/ld.so.cache", "/etc/passwd",        "/etc/group",
+                                     "/etc/hosts",       "/etc/nsswitch.conf", "/etc/resolv.conf",
+                                     "/etc/localtime",   "/etc/host.conf",     "/etc/ld.so.conf"};
+constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
+
+std::string canonical(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) return {};
+  return buf;
+}
+
+bool under(const std::string& path, const std::string& dir) {
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
+// mkdir -p of `dir` beneath /newroot (each prefix, the last included).
+void mkdirs(std::vector<MountOp>& plan, const std::string& dir) {
+  std::size_t pos = 1;
+  while (pos <= dir.size()) {
+    const std::size_t end = std::min(dir.find('/', pos), dir.size());
+    plan.push_back({MountOp::Kind::Mkdir, "", "/newroot" + dir.substr(0, end), "", ""});
+    pos = end + 1;
+  }
+}
+
+void parent_dirs(std::vector<MountOp>& plan, const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) mkdirs(plan, path.substr(0, slash));
+}
+
+// A bind of host path `given` (canonicalized for the source) at `given` inside.
+Result<void> add_bind(std::vector<MountOp>& plan, const std::string& given, bool writable,
+                      std::string_view field) {
+  if (given.empty() || given[0] != '/') {
+    return fail(ErrorCode::InvalidArgument, std::string("sandbox ")
+                                                .append(field)
+                                                .append(" path '")
+                                                .append(given)
+                                                .append("' is not absolute: give the full path"));
+  }
+  const std::string source = canonical(given);
+  struct stat st {};
+  if (source.empty() || ::stat(source.c_str(), &st) != 0) {
+    return fail(ErrorCode::InvalidArgument, std::string("sandbox ")
+                                                .append(field)
+                                                .append(" path '")
+                                                .append(given)
+                                                .append("' does not exist: ")
+                                                .append(std::strerror(errno)));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    mkdirs(plan, given);
+  } else {
+    parent_dirs(plan, given);
+    plan.push_back({MountOp::Kind::Touch, "", "/newroot" + given, "", ""});
+  }
+  plan.push_back({writable ? MountOp::Kind::BindRW : MountOp::Kind::BindRO, "/oldroot" + source,
+                  "/newroot" + given, "",
+                  std::string(writable ? "bind (writable) " : "bind ").append(given)});
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& policy,
+                                                const std::string& binary,
+                                                const std::string& workdir) {
+  std::vector<MountOp> plan;
+  if (workdir.empty() || workdir[0] != '/' || canonical(workdir) == "/") {
+    return fail(ErrorCode::InvalidArgument,
+                std::string("sandbox work dir '")
+                    .append(workdir)
+                    .append("' must be an absolute directory other than '/': set the task's cwd"));
+  }
+  std::vector<std::string> bound;  // host dirs whose contents the sandbox already sees
+  for (const char* dir : kSystemDirs) {
+    struct stat st {};
+    if (::lstat(dir, &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      char link[PATH_MAX];
+      const ssize_t n = ::readlink(dir, link, sizeof link - 1);
+      if (n <= 0) continue;
+      plan.push_back({MountOp::Kind::Symlink, std::string(link, static_cast<std::size_t>(n)),
+                      std::string("/newroot").append(dir), "", ""});
+    } else if (S_ISDIR(st.st_mode)) {
+      plan.push_back({MountOp::Kind::Mkdir, "", std::string("/newroot").append(dir), "", ""});
+      plan.push_back({MountOp::Kind::BindRO, std::string("/oldroot").append(dir),
+                      std::string("/newroot").append(dir), "", std::string("bind ").append(dir)});
+      bound.emplace_back(dir);
+    }
+  }
+  plan.push_back({MountOp::Kind::Mkdir, "", "/newroot/etc", "", ""});
+  for (const char* file : kEtcFiles) {
+    const std::string source = canonical(file);
+    struct stat st {};
+    if (source.empty() || ::stat(source.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    plan.push_back({MountOp::Kind::Touch, "", std::string("/newroot").append(file), "", ""});
+    plan.push_back({MountOp::Kind::BindRO, "/oldroot" + source,
+                    std::string("/newroot").append(file), "", std::string("bind ").append(file)});
+  }
+  // /dev: a small tmpfs holding binds of the harmless devices and the usual links.
+  plan.push_back({MountOp::Kind::Mkdir, "", "/newroot/dev", "", ""});
+  plan.push_back({MountOp::Kind::Tmpfs, "", "/newroot/dev", "mode=0755,size=64k", "tmpfs /dev"});
+  for (const char* dev : kDevices) {
+    const std::string path = std::string("/dev/").append(dev);
+    plan.push_back({MountOp::Kind::Touch, "", "/newroot" + path, "", ""});
+    plan.push_back(
+        {MountOp::Kind::BindRW, "/oldroot" + path, "/newroot" + path, "", "bind " + path});
+  }
+  plan.push_back({MountOp::Kind::Symlink, "/proc/self/fd", "/newroot/dev/fd", "", ""});
+  plan.push_back({MountOp::Kind::Symlink, "/proc/self/fd/0", "/newroot/dev/stdin", "", ""});
+  plan.push_back({MountOp::Kind::Symlink, "/proc/self/fd/1", "/newroot/dev/stdout", "", ""});
+  plan.push_back({MountOp::Kind::Symlink, "/proc/self/fd/2", "/newroot/dev/stderr", "", ""});
+  plan.push_back({MountOp::Kind::Mkdir, "", "/newroot/proc", "", ""});
+  plan.push_back({MountOp::Kind::Proc, "proc", "/newroot/proc", "", "mount a fresh /proc"});
+  plan.push_back({MountOp::Kind::Mkdir, "", "/newroot/tmp", "", ""});
+  plan.push_back({MountOp::Kind::Tmpfs, "", "/newroot/tmp", "mode=1777", "tmpfs /tmp"});
+
+  const std::string bin = canonical(binary);
+  if (!bin.empty() && std::none_of(bound.begin(), bound.end(),
+                                   [&](const std::string& d) { return under(bin, d); })) {
+    PEPITA_TRY(add_bind(plan, bin, false, "binary"));
+  }
+  for (const auto& path : policy.read_only) PEPITA_TRY(add_bind(plan, path, false, "read_only"));
+  for (const auto& path : policy.writable) PEPITA_TRY(add_bind(plan, path, true, "writable"));
+  if (policy.disk) {
+    mkdirs(plan, workdir);
+    plan.push_back({MountOp::Kind::Tmpfs, "", "/newroot" + workdir,
+                    "mode=0755,size=" + std::to_string(*policy.disk), "tmpfs work dir " + workdir});
+  } else {
+    PEPITA_TRY(add_bind(plan, workdir, true, "work dir"));
+  }
+  return plan;
+}
+
+const std::vector<std::string>& sandbox_denied_syscalls() {
+  static const std::vector<std::string> names = {
+      // Debugging and reading or writing other processes.
+      "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+      // Mounts and namespaces: the sandbox's own shape is final.
+      "mount", "umount2", "pivot_root", "chroot", "setns", "unshare", "fsopen", "fsmount",
+      "fsconfig", "move_mount", "open_tree", "mount_setattr",
+      // The kernel itself: modules, kexec, eBPF, perf, keyrings.
+      "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "bpf",
+      "perf_event_open", "keyctl", "add_key", "request_key",
+      // File handles bypass the mount namespace; userfaultfd widens kernel races.
+      "open_by_handle_at", "name_to_handle_at", "userfaultfd",
+      // Host-wide state.
+      "swapon", "swapoff", "reboot", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+      "acct", "quotactl", "lookup_dcookie", "iopl", "ioperm", "syslog", "vhangup", "nfsservctl",
+      "uselib", "personality",
+      // Changing identity (setuid(0) and friends); switching to the sandbox's own id is allowed.
+      "setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid",
+      "setgroups"};
+  return names;
+}
+
+std::string SeccompFilter::name(int nr) const {
+  for (const auto& [n, s] : denied)
+    if (n == nr) return s;
+  return "syscall " + std::to_string(nr);
+}
+
+Result<const SeccompFilter*> sandbox_filter(std::uint32_t id) {
+  static std::mutex mu;
+  static std::vector<std::pair<std::uint32_t, std::unique_ptr<SeccompFilter>>> built;
+  std::lock_guard lock(mu);
+  for (const auto& [i, f] : built)
+    if (i == id) return f.get();
+
+  auto failed = [](const char* what, int rc) {
+    return fail(ErrorCode::Internal, std::string("sandbox: libseccomp ")
+                                         .append(what)
+                                         .append(" failed: ")
+                                         .append(std::strerror(-rc))
+                                         .append(" (is libseccomp >= 2.5 installed?)"));
+  };
+  scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) return failed("seccomp_init", -ENOMEM);
+  struct Release {
+    scmp_filter_ctx c;
+    ~Release() { ::seccomp_release(c); }
+  } release{ctx};
+  // Another architecture's syscall table (i386 via int 0x80, x32) would bypass every rule.
+  if (int rc = ::seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc < 0)
+    return failed("SCMP_FLTATR_ACT_BADARCH", rc);
+  auto filter = std::make_unique<SeccompFilter>();
+  for (const auto& name : sandbox_denied_syscalls()) {
+    const int nr = ::seccomp_syscall_resolve_name(name.c_str());
+    if (nr == __NR_SCMP_ERROR || nr < 0) continue;  // not on this architecture
+    int rc;
+    if (name == "setuid" || name == "setgid" || name == "setfsuid" || name == "setfsgid") {
+      rc = ::seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 1, SCMP_A0(SCMP_CMP_NE, id));
+    } else {
+      rc = ::seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, nr, 0);
+    }
+    if (rc < 0) return failed(("seccomp_rule_add " + name).c_str(), rc);
+    filter->denied.emplace_back(nr, name);
+  }
+  // New namespaces through clone's flags; clone3 hides its flags in memory the filter cannot
+  // read, so it answers ENOSYS and the C library falls back to clone.
+  const int clone_nr = ::seccomp_syscall_resolve_name("clone");
+  for (const unsigned long flag : {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET,
+                                   CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP}) {
+    const int rc = ::seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, clone_nr, 1,
+                                      SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag));
+    if (rc < 0) return failed("seccomp_rule_add clone", rc);
+  }
+  filter->denied.emplace_back(clone_nr, "clone (new namespace)");
+  for (const char* name : {"clone3", "io_uring_setup", "io_uring_enter", "io_uring_register"}) {
+    const int nr = ::seccomp_syscall_resolve_name(name);
+    if (nr == __NR_SCMP_ERROR || nr < 0) continue;
+    if (int rc = ::seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0); rc < 0)
+      return failed(name, rc);
+  }
+  const int mfd = ::memfd_create("pepita-seccomp", MFD_CLOEXEC);
+  if (mfd < 0) return failed("memfd_create", -errno);
+  UniqueFd mem(mfd);
+  if (int rc = ::seccomp_export_bpf(ctx, mem.get()); rc < 0)
+    return failed("seccomp_export_bpf", rc);
+  const off_t size = ::lseek(mem.get(), 0, SEEK_END);
+  if (size <= 0 || size % static_cast<off_t>(sizeof(sock_filter)) != 0)
+    return failed("seccomp_export_bpf (size)", -EINVAL);
+  filter->program.resize(static_cast<std::size_t>(size) / sizeof(sock_filter));
+  if (::pread(mem.get(), filter->program.data(), static_cast<std::size_t>(size), 0) != size)
+    return failed("reading the exported program", -errno);
+  built.emplace_back(id, std::move(filter));
+  return built.back().second.get();
+}
+
+}  // namespace pepita::executor::detail

@@ -1,0 +1,399 @@
+// Issue 23's jailer, with real namespaces and a real filter: a normal program runs and looks the
+// same as without a sandbox, and each hostile task (tests/executor/sandbox_hostile.cc) is stopped
+// and reported. The pure parts (the mount plan, the filter's table) are tested without a sandbox.
+#include "pepita/task/sandbox.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/require.hpp"
+#include "common/temp_dir.hpp"
+#include "detail/sandbox_spawn.hpp"
+#include "executor/process_test_util.hpp"
+#include "pepita/executor/process.hpp"
+
+namespace pepita::executor {
+namespace {
+
+using detail::MountOp;
+using task::SandboxPolicy;
+using task::Task;
+using test::make;
+using test::run_one;
+using namespace std::chrono_literals;
+
+constexpr const char* kHostile = PEPITA_SANDBOX_HOSTILE;
+
+// A work dir the sandbox's unprivileged id may write (mkdtemp makes it 0700 and ours).
+class WorkDir {
+ public:
+  explicit WorkDir(const char* name) : dir_(name) {
+    std::filesystem::permissions(dir_.path(), std::filesystem::perms::all);
+  }
+  const std::string& path() const { return dir_.path(); }
+  std::string file(const std::string& name) const { return dir_.file(name); }
+
+ private:
+  pepita::test::TempDir dir_;
+};
+
+Task sh_in(const std::string& dir, const std::string& script, const SandboxPolicy& policy) {
+  return Task::binary("/bin/sh").args({"-c", script}).cwd(dir).sandbox(policy).build().value();
+}
+
+Task hostile_in(const std::string& dir, std::vector<std::string> args,
+                const SandboxPolicy& policy) {
+  return Task::binary(kHostile).args(std::move(args)).cwd(dir).sandbox(policy).build().value();
+}
+
+bool has_op(const std::vector<MountOp>& plan, MountOp::Kind kind, const std::string& target) {
+  return std::any_of(plan.begin(), plan.end(), [&](const MountOp& op) {
+    return op.kind == kind && op.target == "/newroot" + target;
+  });
+}
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+// ---- the pure parts ----
+
+TEST(SandboxPlan, BindsSystemDirsReadOnlyAndTheWorkDirWritableButNeverShadow) {
+  WorkDir work("sandbox-plan");
+  auto plan = detail::sandbox_mount_plan(SandboxPolicy::standard(), "/bin/sh", work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, "/usr") ||
+              has_op(*plan, MountOp::Kind::Symlink, "/usr"));
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, "/etc/passwd"));
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRW, work.path()));
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::Proc, "/proc"));
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRW, "/dev/null"));
+  for (const MountOp& op : *plan) {
+    EXPECT_EQ(op.source.find("shadow"), std::string::npos) << op.source;
+    EXPECT_EQ(op.target.find("shadow"), std::string::npos) << op.target;
+    EXPECT_NE(op.source, "/oldroot/dev/tty");
+  }
+}
+
+TEST(SandboxPlan, DiskPutsTheWorkDirOnASizedTmpfsInsteadOfABind) {
+  WorkDir work("sandbox-plan");
+  SandboxPolicy p = SandboxPolicy::strict();
+  p.disk = 1 << 20;
+  auto plan = detail::sandbox_mount_plan(p, "/bin/sh", work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  EXPECT_FALSE(has_op(*plan, MountOp::Kind::BindRW, work.path()));
+  auto tmpfs = std::find_if(plan->begin(), plan->end(), [&](const MountOp& op) {
+    return op.kind == MountOp::Kind::Tmpfs && op.target == "/newroot" + work.path();
+  });
+  ASSERT_NE(tmpfs, plan->end());
+  EXPECT_NE(tmpfs->options.find("size=1048576"), std::string::npos) << tmpfs->options;
+}
+
+TEST(SandboxPlan, BindsABinaryOutsideTheSystemDirsAndTheDeclaredPaths) {
+  WorkDir work("sandbox-plan");
+  WorkDir input("sandbox-input");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.read_only = {input.path()};
+  auto plan = detail::sandbox_mount_plan(p, kHostile, work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, std::filesystem::canonical(kHostile).string()));
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, input.path()));
+}
+
+TEST(SandboxPlan, RefusesARelativeOrMissingPathAndTheRootAsWorkDir) {
+  WorkDir work("sandbox-plan");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.read_only = {"relative/dir"};
+  auto rel = detail::sandbox_mount_plan(p, "/bin/sh", work.path());
+  ASSERT_FALSE(rel);
+  EXPECT_NE(rel.error().message().find("not absolute"), std::string::npos);
+  p.read_only = {work.path() + "/missing"};
+  auto missing = detail::sandbox_mount_plan(p, "/bin/sh", work.path());
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("does not exist"), std::string::npos);
+  auto root = detail::sandbox_mount_plan(SandboxPolicy::standard(), "/bin/sh", "/");
+  ASSERT_FALSE(root);
+  EXPECT_NE(root.error().message().find("other than '/'"), std::string::npos);
+}
+
+TEST(SandboxFilter, DeniesTheEscapeSyscallsAndNamesThem) {
+  auto filter = detail::sandbox_filter(65534);
+  ASSERT_TRUE(filter) << filter.error().message();
+  EXPECT_FALSE((*filter)->program.empty());
+  for (const char* name : {"ptrace", "mount", "init_module", "bpf", "setuid", "keyctl",
+                           "perf_event_open", "userfaultfd", "open_by_handle_at", "kexec_load"}) {
+    const auto& d = (*filter)->denied;
+    EXPECT_TRUE(std::any_of(d.begin(), d.end(), [&](const auto& e) { return e.second == name; }))
+        << name;
+  }
+  EXPECT_EQ((*filter)->name(SYS_ptrace), "ptrace");
+  EXPECT_EQ((*filter)->name(SYS_getpid), "syscall " + std::to_string(SYS_getpid));
+}
+
+// ---- a normal program ----
+
+TEST(Sandbox, RunsAShellScriptWithItsExitCodeOutputAndWorkDir) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-run");
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(),
+                                "echo out; echo err >&2; echo data > result.txt; "
+                                "cat result.txt; hostname; exit 7",
+                                SandboxPolicy::standard()));
+  EXPECT_EQ(r.status, Status::Failed) << r.error;
+  EXPECT_EQ(r.exit_code, 7);
+  EXPECT_EQ(r.stdout_data, "out\ndata\npepita-sandbox\n");
+  EXPECT_EQ(r.stderr_data, "err\n");
+  std::ifstream result(work.file("result.txt"));
+  std::string line;
+  EXPECT_TRUE(std::getline(result, line));
+  EXPECT_EQ(line, "data");
+}
+
+TEST(Sandbox, ASignalThatKillsTheTaskPassesThrough) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-signal");
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(), "kill -TERM $$", SandboxPolicy::standard()));
+  EXPECT_EQ(r.status, Status::Signaled) << r.error;
+  EXPECT_EQ(r.signal, SIGTERM);
+}
+
+TEST(Sandbox, TheTaskHasNoCapabilitiesAndIsNotRootOutside) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-caps");
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(),
+                                "grep CapEff /proc/self/status; grep CapBnd /proc/self/status; "
+                                "cat /proc/self/uid_map; id -u",
+                                SandboxPolicy::standard()));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  EXPECT_NE(r.stdout_data.find("CapEff:\t0000000000000000"), std::string::npos) << r.stdout_data;
+  EXPECT_NE(r.stdout_data.find("CapBnd:\t0000000000000000"), std::string::npos) << r.stdout_data;
+  // uid_map: "<inside> <outside> 1"; the outside id is the policy's, never 0.
+  EXPECT_NE(r.stdout_data.find("65534      65534          1"), std::string::npos) << r.stdout_data;
+  EXPECT_NE(r.stdout_data.find("\n65534\n"), std::string::npos) << r.stdout_data;
+}
+
+TEST(Sandbox, ReadsADeclaredReadOnlyInputButCannotWriteIt) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-ro");
+  WorkDir input("sandbox-input");
+  write_text(input.file("in.txt"), "input\n");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.read_only = {input.path()};
+  auto exec = make();
+  auto r = run_one(
+      *exec, sh_in(work.path(),
+                   "cat " + input.file("in.txt") + " && echo x > " + input.file("new.txt"), p));
+  EXPECT_EQ(r.status, Status::Failed) << r.error;
+  EXPECT_EQ(r.stdout_data, "input\n");
+  EXPECT_NE(r.stderr_data.find("Read-only file system"), std::string::npos) << r.stderr_data;
+  EXPECT_FALSE(std::filesystem::exists(input.file("new.txt")));
+}
+
+TEST(Sandbox, AMissingBinaryIsALaunchFailureNamingIt) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-missing");
+  auto exec = make();
+  auto r = run_one(*exec, Task::binary(work.file("no-such-binary"))
+                              .cwd(work.path())
+                              .sandbox(SandboxPolicy::standard())
+                              .build()
+                              .value());
+  EXPECT_EQ(r.status, Status::LaunchFailed);
+  EXPECT_NE(r.error.find("no-such-binary"), std::string::npos) << r.error;
+}
+
+// ---- the escapes ----
+
+TEST(SandboxEscape, CannotReadEtcShadow) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-shadow");
+  auto exec = make();
+  auto r =
+      run_one(*exec, hostile_in(work.path(), {"read", "/etc/shadow"}, SandboxPolicy::standard()));
+  EXPECT_EQ(r.status, Status::Failed) << r.error << r.stdout_data;
+  EXPECT_NE(r.stderr_data.find("No such file"), std::string::npos) << r.stderr_data;
+}
+
+TEST(SandboxEscape, CannotReadAKeyFileOutsideTheBinds) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-key");
+  WorkDir secret("sandbox-secret");
+  write_text(secret.file("worker.key"), "secret\n");
+  ::chmod(secret.file("worker.key").c_str(), 0644);  // only the mount namespace hides it
+  auto exec = make();
+  auto r = run_one(*exec, hostile_in(work.path(), {"read", secret.file("worker.key")},
+                                     SandboxPolicy::standard()));
+  EXPECT_EQ(r.status, Status::Failed) << r.error;
+  EXPECT_EQ(r.stdout_data.find("secret"), std::string::npos);
+  EXPECT_NE(r.stderr_data.find("No such file"), std::string::npos) << r.stderr_data;
+}
+
+TEST(SandboxEscape, CannotWriteOutsideTheWorkDir) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-write");
+  WorkDir other("sandbox-other");
+  auto exec = make();
+  for (const std::string& target :
+       {other.file("escaped.txt"), std::string("/usr/escaped.txt"), std::string("/escaped.txt")}) {
+    auto r = run_one(*exec, hostile_in(work.path(), {"write", target}, SandboxPolicy::standard()));
+    EXPECT_EQ(r.status, Status::Failed) << target << ": " << r.error << r.stdout_data;
+    EXPECT_FALSE(std::filesystem::exists(target)) << target;
+  }
+  EXPECT_FALSE(std::filesystem::exists(other.file("escaped.txt")));
+}
+
+TEST(SandboxEscape, CannotListAnotherAttemptsWorkDir) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-list");
+  WorkDir other("sandbox-neighbour");
+  write_text(other.file("neighbour-output.txt"), "theirs\n");
+  auto exec = make();
+  auto r =
+      run_one(*exec, hostile_in(work.path(), {"list", other.path()}, SandboxPolicy::standard()));
+  EXPECT_EQ(r.status, Status::Failed) << r.error;
+  EXPECT_EQ(r.stdout_data.find("neighbour-output"), std::string::npos) << r.stdout_data;
+}
+
+TEST(SandboxEscape, StrictHasNoNetworkToReachTheDriver) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(s, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(s, 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  WorkDir work("sandbox-net");
+  auto exec = make();
+  // standard keeps the host's network: the same program reaches the listener...
+  auto host = run_one(*exec, hostile_in(work.path(), {"connect", port}, SandboxPolicy::standard()));
+  EXPECT_EQ(host.status, Status::Succeeded) << host.error << host.stderr_data;
+  // ...strict has only its own loopback.
+  auto strict = run_one(*exec, hostile_in(work.path(), {"connect", port}, SandboxPolicy::strict()));
+  EXPECT_EQ(strict.status, Status::Failed) << strict.error;
+  EXPECT_NE(strict.stderr_data.find("Connection refused"), std::string::npos) << strict.stderr_data;
+  ::close(s);
+}
+
+// A denied syscall ends the task with status `sandbox` and the syscall's name.
+void expect_denied(const std::vector<std::string>& args, const std::string& syscall,
+                   const SandboxPolicy& policy = SandboxPolicy::standard()) {
+  WorkDir work("sandbox-deny");
+  auto exec = make();
+  auto r = run_one(*exec, hostile_in(work.path(), args, policy));
+  EXPECT_EQ(r.status, Status::Sandboxed)
+      << args[0] << ": " << r.error << " / " << r.stdout_data << r.stderr_data;
+  EXPECT_EQ(r.error, "sandbox: syscall " + syscall + " denied");
+  EXPECT_EQ(r.stdout_data, "");
+}
+
+TEST(SandboxEscape, PtraceOfItsParentIsDeniedAndReported) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  expect_denied({"ptrace"}, "ptrace");
+}
+
+TEST(SandboxEscape, MountIsDeniedAndReported) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  expect_denied({"mount"}, "mount", SandboxPolicy::strict());
+}
+
+TEST(SandboxEscape, LoadingAKernelModuleIsDeniedAndReported) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  expect_denied({"init_module"}, "init_module");
+}
+
+TEST(SandboxEscape, SetuidZeroIsDeniedAndReported) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  expect_denied({"setuid0"}, "setuid");
+}
+
+TEST(SandboxEscape, CannotKillTheWorker) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-kill");
+  auto exec = make();
+  auto r = run_one(*exec, hostile_in(work.path(), {"kill", std::to_string(::getpid())},
+                                     SandboxPolicy::standard()));
+  // In its pid namespace our pid is not even visible.
+  EXPECT_EQ(r.status, Status::Failed) << r.error << r.stdout_data;
+  EXPECT_NE(r.stderr_data.find("No such process"), std::string::npos) << r.stderr_data;
+  EXPECT_TRUE(test::process_running(::getpid()));
+}
+
+TEST(SandboxEscape, AForkBombHitsThePidsLimitAndLeavesNothing) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  WorkDir work("sandbox-forkbomb");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.max_processes = 32;
+  auto exec = make();
+  auto r = run_one(*exec, hostile_in(work.path(), {"forkbomb", "100000"}, p));
+  EXPECT_EQ(r.status, Status::Failed) << r.error;
+  EXPECT_EQ(r.exit_code, 3) << r.stdout_data;
+  EXPECT_NE(r.stdout_data.find("fork failed after"), std::string::npos) << r.stdout_data;
+  // The host is unharmed: we can still fork.
+  auto after = run_one(*exec, Task::binary("/bin/true").build().value());
+  EXPECT_EQ(after.status, Status::Succeeded) << after.error;
+}
+
+// The names of processes whose command line holds `token`.
+std::vector<pid_t> processes_with(const std::string& token) {
+  std::vector<pid_t> found;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = e.path().filename();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), ::isdigit)) continue;
+    std::ifstream f(e.path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    if (cmd.find(token) != std::string::npos && test::process_running(std::stoi(name)))
+      found.push_back(std::stoi(name));
+  }
+  return found;
+}
+
+TEST(SandboxEscape, ADaemonLeftBehindDiesWithTheTask) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-daemon");
+  const std::string token = "pepita-daemon-token-" + std::to_string(::getpid());
+  auto exec = make();
+  auto r = run_one(*exec, hostile_in(work.path(), {"daemon", token}, SandboxPolicy::standard()));
+  EXPECT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  EXPECT_NE(r.stdout_data.find("left"), std::string::npos);
+  // The supervisor was pid 1: its exit took the namespace down before it could be reaped.
+  EXPECT_TRUE(processes_with(token).empty());
+}
+
+TEST(SandboxEscape, FillingTheWorkDirStopsAtTheDiskQuota) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-disk");
+  SandboxPolicy p = SandboxPolicy::strict();
+  p.disk = 1 << 20;
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(),
+                                "head -c 4194304 /dev/zero > big; s=$?; "
+                                "wc -c < big; exit $s",
+                                p));
+  EXPECT_EQ(r.status, Status::Failed) << r.error;
+  EXPECT_NE(r.stderr_data.find("No space left"), std::string::npos) << r.stderr_data;
+  EXPECT_LE(std::stoul(r.stdout_data.empty() ? "0" : r.stdout_data), 1u << 20);
+  // A tmpfs: the host's work dir never saw the file.
+  EXPECT_FALSE(std::filesystem::exists(work.file("big")));
+}
+
+}  // namespace
+}  // namespace pepita::executor
