@@ -79,6 +79,7 @@ struct RawOp {
   const char* source;
   const char* target;
   const char* options;
+  bool device;  // a bind of a device node (no nodev)
 };
 
 struct SupervisorArgs {
@@ -172,9 +173,7 @@ PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
           sup_fail(a, step, errno);
         std::uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
         if (op.kind == MountOp::Kind::BindRO) attrs |= MOUNT_ATTR_RDONLY;
-        // Device nodes keep working in /dev's binds: nodev only outside /dev.
-        if (op.kind == MountOp::Kind::BindRW && std::strncmp(op.target, "/newroot/dev/", 13) == 0)
-          attrs = MOUNT_ATTR_NOSUID;
+        if (op.device) attrs = MOUNT_ATTR_NOSUID;  // /dev's binds: the nodes must work
         set_ro(a, step, op.target, attrs, AT_RECURSIVE);
         break;
       }
@@ -440,7 +439,8 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   std::vector<RawOp> ops;
   ops.reserve(plan.size());
   for (const MountOp& op : plan)
-    ops.push_back({op.kind, op.source.c_str(), op.target.c_str(), op.options.c_str()});
+    ops.push_back({op.kind, op.source.c_str(), op.target.c_str(), op.options.c_str(),
+                   op.source.rfind("/oldroot/dev/", 0) == 0});
   const SeccompFilter* filter = nullptr;
   if (policy.seccomp) filter = PEPITA_TRY(sandbox_filter(policy.id));
   sock_fprog prog{};

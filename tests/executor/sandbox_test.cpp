@@ -216,6 +216,38 @@ TEST(Sandbox, AMissingBinaryIsALaunchFailureNamingIt) {
   EXPECT_NE(r.error.find("no-such-binary"), std::string::npos) << r.error;
 }
 
+TEST(Sandbox, ATimeoutStopsTheTaskThroughItsSupervisor) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-timeout");
+  auto exec = make();
+  Task t = Task::binary("/bin/sleep")
+               .args({"100"})
+               .cwd(work.path())
+               .timeout(1s)
+               .sandbox(SandboxPolicy::standard())
+               .build()
+               .value();
+  auto r = run_one(*exec, t);
+  EXPECT_EQ(r.status, Status::TimedOut) << r.error;
+  // The supervisor forwarded the executor's SIGTERM to the task: no SIGKILL was needed.
+  EXPECT_EQ(r.signal, SIGTERM) << r.error;
+}
+
+TEST(Sandbox, APipelineRunsEachStageInItsOwnSandbox) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  auto exec = make();
+  Task t = Task::pipeline()
+               .add_stage(task::BinaryTask("seq").with_args({"1", "100"}))
+               .add_stage(task::BinaryTask("grep").with_args({"7"}))
+               .add_stage(task::BinaryTask("wc").with_args({"-l"}))
+               .sandbox(SandboxPolicy::strict())
+               .build()
+               .value();
+  auto r = run_one(*exec, t);
+  EXPECT_EQ(r.status, Status::Succeeded) << r.error;
+  EXPECT_EQ(r.stdout_data, "19\n");
+}
+
 // ---- the escapes ----
 
 TEST(SandboxEscape, CannotReadEtcShadow) {
@@ -322,6 +354,19 @@ TEST(SandboxEscape, LoadingAKernelModuleIsDeniedAndReported) {
 TEST(SandboxEscape, SetuidZeroIsDeniedAndReported) {
   PEPITA_REQUIRE_CAPABILITY(root);
   expect_denied({"setuid0"}, "setuid");
+}
+
+TEST(SandboxEscape, ADeniedSyscallInAGrandchildEndsTheWholeTask) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-grandchild");
+  auto exec = make();
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.read_only = {kHostile};  // the shell is the task: the hostile binary is a declared input
+  auto r =
+      run_one(*exec, sh_in(work.path(), std::string(kHostile).append(" ptrace; echo survived"), p));
+  EXPECT_EQ(r.status, Status::Sandboxed) << r.error;
+  EXPECT_EQ(r.error, "sandbox: syscall ptrace denied");
+  EXPECT_EQ(r.stdout_data.find("survived"), std::string::npos) << r.stdout_data;
 }
 
 TEST(SandboxEscape, CannotKillTheWorker) {
