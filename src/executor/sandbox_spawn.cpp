@@ -63,7 +63,7 @@ enum Step : std::int32_t {
   kExec = -16,
 };
 
-enum Kind : std::int32_t { kFailed = 1, kStarted = 2, kEnded = 3 };
+enum Kind : std::int32_t { kFailed = 1, kStarted = 2, kEnded = 3, kReady = 4 };
 
 // What the supervisor writes on the report pipe (each write is atomic: < PIPE_BUF).
 struct Report {
@@ -230,6 +230,14 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
     ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(unsigned long));
   }
   ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // A parent that changed its ids (a worker that dropped root) is not dumpable, and neither are
+  // we: our /proc files would then belong to root and the parent could not write our id maps.
+  // Our own id switch below makes us non-dumpable again.
+  if (!a->parent_root) {
+    ::syscall(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
+    const Report ready{kReady, 0, 0, 0, -1};
+    sc_write(a->report_fd, &ready, sizeof ready);
+  }
   char go = 0;
   long n;
   do {
@@ -526,6 +534,16 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
     }
   } guard{pid};
   if (::setpgid(pid, pgid == 0 ? pid : pgid) < 0) return fail_errno(-errno, "sandbox: setpgid");
+  if (!args.parent_root) {
+    // Wait until the supervisor made itself dumpable (its /proc files ours).
+    Report ready{};
+    long got;
+    do {
+      got = sys::read(rep_r.get(), &ready, sizeof ready);
+    } while (got == -EINTR);
+    if (got != sizeof ready || ready.kind != kReady)
+      return fail(ErrorCode::Internal, "sandbox: the supervisor ended before its setup");
+  }
   if (policy.user_ns) {
     const std::string proc = "/proc/" + std::to_string(pid);
     const std::uint32_t uid = args.parent_root ? policy.id : ::getuid();

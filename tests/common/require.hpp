@@ -11,6 +11,7 @@
 //   }
 
 #include <fcntl.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <linux/io_uring.h>
 #include <sched.h>
@@ -34,7 +35,19 @@
 
 namespace pepita::test {
 
-enum class Capability { kvm, zram, io_uring, guest, vulkan, slurm, netns, root, ublk, cgroup };
+enum class Capability {
+  kvm,
+  zram,
+  io_uring,
+  guest,
+  vulkan,
+  slurm,
+  netns,
+  root,
+  ublk,
+  cgroup,
+  userns
+};
 
 struct CapabilityInfo {
   Capability cap;
@@ -45,7 +58,7 @@ struct CapabilityInfo {
 
 // `ublk` is not in `all`: the CI host kernel has no ublk_drv, so the real-device ublk tests run in
 // the Linux 6.12 test guest (ctest -L guest), which sets PEPITA_REQUIRE=ublk for them.
-inline constexpr std::array<CapabilityInfo, 10> kCapabilities{{
+inline constexpr std::array<CapabilityInfo, 11> kCapabilities{{
     {Capability::kvm, "kvm", true,
      "a readable and writable /dev/kvm (load kvm_intel/kvm_amd, or join group kvm)"},
     {Capability::zram, "zram", true, "the zram module (modprobe zram, which creates zram0)"},
@@ -68,6 +81,9 @@ inline constexpr std::array<CapabilityInfo, 10> kCapabilities{{
      "a writable cgroup hierarchy with the memory controller beneath the tests' own cgroup (run "
      "as root with cgroup v1 memory mounted, or in a cgroup v2 with memory delegated: "
      "systemd-run --scope -p Delegate=yes)"},
+    {Capability::userns, "userns", true,
+     "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 and "
+     "user.max_user_namespaces > 0; Ubuntu: kernel.apparmor_restrict_unprivileged_userns=0)"},
 }};
 
 inline const CapabilityInfo& capability_info(Capability cap) {
@@ -235,6 +251,25 @@ inline ProbeResult probe_cgroup() {
   return {};
 }
 
+// An unprivileged process (root first drops to uid/gid 65534) takes a new user namespace.
+inline ProbeResult probe_userns() {
+  const pid_t pid = ::fork();
+  if (pid < 0) return {"fork failed: " + errno_text(errno)};
+  if (pid == 0) {
+    if (::geteuid() == 0 &&
+        (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+         ::setresuid(65534, 65534, 65534) != 0))
+      ::_exit(2);
+    ::_exit(::unshare(CLONE_NEWUSER) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) == 2) return {"cannot drop to uid 65534 to probe"};
+  if (WEXITSTATUS(status) != 0)
+    return {"unshare(CLONE_NEWUSER) as an unprivileged user failed (disabled by sysctl or LSM)"};
+  return {};
+}
+
 }  // namespace detail
 
 /// Probes `cap` once per process (the answer is cached).
@@ -253,6 +288,7 @@ inline const ProbeResult& probe(Capability cap) {
       case Capability::root: slot = detail::probe_root(); break;
       case Capability::ublk: slot = detail::probe_ublk(); break;
       case Capability::cgroup: slot = detail::probe_cgroup(); break;
+      case Capability::userns: slot = detail::probe_userns(); break;
     }
   }
   return *slot;

@@ -4,11 +4,13 @@
 #include "pepita/task/sandbox.hpp"
 
 #include <arpa/inet.h>
+#include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -246,6 +248,52 @@ TEST(Sandbox, APipelineRunsEachStageInItsOwnSandbox) {
   auto r = run_one(*exec, t);
   EXPECT_EQ(r.status, Status::Succeeded) << r.error;
   EXPECT_EQ(r.stdout_data, "19\n");
+}
+
+TEST(Sandbox, AnUnprivilegedExecutorMapsTheSandboxIdToItsOwnUid) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  PEPITA_REQUIRE_CAPABILITY(userns);
+  WorkDir work("sandbox-unprivileged");
+  constexpr uid_t kUser = 4242;
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  // A child process drops to an ordinary uid and runs its own executor: the non-root path
+  // (setgroups "deny", "65534 <own uid> 1", no cgroup: RLIMIT_NPROC).
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(out[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(kUser, kUser, kUser) != 0 ||
+        ::setresuid(kUser, kUser, kUser) != 0)
+      ::_exit(2);
+    auto exec = ProcessExecutor::create({.slots = 1});
+    if (!exec) ::_exit(3);
+    auto r = run_one(**exec, sh_in(work.path(), "cat /proc/self/uid_map; id -u; echo hi > mine",
+                                   SandboxPolicy::standard()));
+    const std::string text = std::string(to_string(r.status))
+                                 .append("|")
+                                 .append(r.stdout_data)
+                                 .append("|")
+                                 .append(r.error)
+                                 .append(r.stderr_data);
+    (void)!::write(out[1], text.data(), text.size());
+    ::_exit(0);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;)
+    text.append(buf, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(text.rfind("succeeded|", 0), 0u) << text;
+  EXPECT_NE(text.find("65534       4242          1"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n65534\n"), std::string::npos) << text;
+  struct stat st {};
+  ASSERT_EQ(::stat(work.file("mine").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kUser);
 }
 
 // ---- the escapes ----
