@@ -247,7 +247,12 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
 
   // Descriptors: the task's three, the report pipe at 3, nothing else of the parent's.
   for (int target = 0; target < 3; ++target) {
-    if (::syscall(SYS_dup3, a->fds[target], target, 0) < 0) sup_fail(a, kFds, errno);
+    const int from = a->fds[target];
+    if (from == target) {
+      if (::syscall(SYS_fcntl, from, F_SETFD, 0) < 0) sup_fail(a, kFds, errno);
+    } else if (::syscall(SYS_dup3, from, target, 0) < 0) {
+      sup_fail(a, kFds, errno);
+    }
   }
   int report = a->report_fd;
   if (report != 3) {
@@ -578,8 +583,18 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
     return SandboxChild{pid, std::move(rep_r)};
   }
   if (n == sizeof first && first.kind == kFailed) {
+    if (first.step == kExec)
+      return fail_errno(-first.err, "cannot start '" + spec.path + "' in its sandbox");
     std::string what = "sandbox: cannot " + step_name(first.step, plan);
-    if (first.step == kExec) what = "cannot start '" + spec.path + "' in its sandbox";
+    if (first.step >= 0 && (first.err == EACCES || first.err == EPERM)) {
+      return fail(ErrorCode::PermissionDenied,
+                  what.append(": ")
+                      .append(std::strerror(first.err))
+                      .append("; the sandbox builds its root as uid ")
+                      .append(std::to_string(policy.id))
+                      .append(": make the path readable by it and its parent dirs searchable"),
+                  first.err);
+    }
     return fail_errno(-first.err, what);
   }
   return fail(ErrorCode::Internal,

@@ -296,6 +296,20 @@ TEST(Sandbox, AnUnprivilegedExecutorMapsTheSandboxIdToItsOwnUid) {
   EXPECT_EQ(st.st_uid, kUser);
 }
 
+TEST(Sandbox, ADeclaredPathTheSandboxIdCannotReachIsALaunchFailureSayingWhy) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-unreachable");
+  pepita::test::TempDir closed("sandbox-closed");  // 0700, root's
+  write_text(closed.file("in.txt"), "input\n");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.read_only = {closed.file("in.txt")};
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(), "cat " + closed.file("in.txt"), p));
+  EXPECT_EQ(r.status, Status::LaunchFailed) << r.error;
+  EXPECT_NE(r.error.find("bind " + closed.file("in.txt")), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("uid 65534"), std::string::npos) << r.error;
+}
+
 // ---- the escapes ----
 
 TEST(SandboxEscape, CannotReadEtcShadow) {
