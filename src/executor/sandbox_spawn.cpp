@@ -438,6 +438,10 @@ class BlockSignals {
 
 Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid,
                                      const SpawnExtras& extras, const task::SandboxPolicy& policy) {
+  if (!policy.mount_ns && (policy.disk || !policy.read_only.empty() || !policy.writable.empty())) {
+    return fail(ErrorCode::InvalidArgument,
+                "sandbox: disk, read_only and writable need the mount namespace (mount_ns = true)");
+  }
   std::string path;
   if (int rc = resolve_binary(spec.path, path); rc < 0)
     return fail_errno(rc, "cannot start '" + spec.path + "'");

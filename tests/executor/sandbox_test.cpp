@@ -143,6 +143,18 @@ TEST(SandboxFilter, DeniesTheEscapeSyscallsAndNamesThem) {
   EXPECT_EQ((*filter)->name(SYS_getpid), "syscall " + std::to_string(SYS_getpid));
 }
 
+TEST(Sandbox, DeclaredPathsWithoutAMountNamespaceAreRefused) {
+  WorkDir work("sandbox-custom");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.level = task::SandboxLevel::Custom;
+  p.mount_ns = false;
+  p.disk = 1 << 20;
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(), "true", p));
+  EXPECT_EQ(r.status, Status::LaunchFailed);
+  EXPECT_NE(r.error.find("need the mount namespace"), std::string::npos) << r.error;
+}
+
 // ---- a normal program ----
 
 TEST(Sandbox, RunsAShellScriptWithItsExitCodeOutputAndWorkDir) {
