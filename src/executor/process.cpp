@@ -488,7 +488,12 @@ void ProcessExecutor::Impl::launch(Start start) {
     auto cg = cgroups->make(name, limits);
     if (cg) {
       c.cgroup = std::move(*cg);
-      if (limits.pids > 0) sandbox.max_processes = 0;  // pids.max holds it
+      // pids.max holds the sandbox's limit where the pids controller is there (make() skips a
+      // missing one); RLIMIT_NPROC otherwise.
+      for (const std::string& dir : c.cgroup.paths()) {
+        if (limits.pids > 0 && ::access((dir + "/pids.max").c_str(), F_OK) == 0)
+          sandbox.max_processes = 0;
+      }
     } else if (limited) {
       return finish(slot, Status::LaunchFailed, -1, 0, nullptr,
                     "cannot enforce the task's resource limits: " + cg.error().message());
