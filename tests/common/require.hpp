@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <linux/io_uring.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -251,7 +252,7 @@ inline ProbeResult probe_cgroup() {
   return {};
 }
 
-// An unprivileged process (root first drops to uid/gid 65534) takes a new user namespace.
+// An unprivileged process (root first drops to uid/gid 65534) clones into a new user namespace.
 inline ProbeResult probe_userns() {
   const pid_t pid = ::fork();
   if (pid < 0) return {"fork failed: " + errno_text(errno)};
@@ -260,13 +261,20 @@ inline ProbeResult probe_userns() {
         (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
          ::setresuid(65534, 65534, 65534) != 0))
       ::_exit(2);
-    ::_exit(::unshare(CLONE_NEWUSER) == 0 ? 0 : 1);
+    // clone, not unshare: unshare(CLONE_NEWUSER) also needs a single-threaded caller, and a
+    // sanitizer runtime may have started a thread in this child.
+    const long child = ::syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, nullptr, nullptr, nullptr, 0);
+    if (child == 0) ::_exit(0);
+    if (child < 0) ::_exit(1);
+    int child_status = 0;
+    ::waitpid(static_cast<pid_t>(child), &child_status, 0);
+    ::_exit(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 0 ? 0 : 1);
   }
   int status = 0;
   ::waitpid(pid, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) == 2) return {"cannot drop to uid 65534 to probe"};
   if (WEXITSTATUS(status) != 0)
-    return {"unshare(CLONE_NEWUSER) as an unprivileged user failed (disabled by sysctl or LSM)"};
+    return {"clone(CLONE_NEWUSER) as an unprivileged user failed (disabled by sysctl or LSM)"};
   return {};
 }
 
