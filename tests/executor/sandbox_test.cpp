@@ -17,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -173,6 +174,28 @@ TEST(Sandbox, RunsAShellScriptWithItsExitCodeOutputAndWorkDir) {
   std::string line;
   EXPECT_TRUE(std::getline(result, line));
   EXPECT_EQ(line, "data");
+}
+
+TEST(Sandbox, TheTaskSeesOnlyItsOwnProcessesAndNoHostMounts) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-pidns");
+  auto exec = make();
+  auto r =
+      run_one(*exec, sh_in(work.path(),
+                           "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                           "ls /proc | grep -c '^[0-9]*$'; ls /; test -e /home && echo home; true",
+                           SandboxPolicy::standard()));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  std::istringstream lines(r.stdout_data);
+  std::string self, init, count;
+  std::getline(lines, self);
+  std::getline(lines, init);
+  std::getline(lines, count);
+  EXPECT_EQ(self, "2");  // the supervisor is 1
+  EXPECT_NE(init.find("pepita_executor_tests"), std::string::npos) << init;
+  EXPECT_LE(std::stoi(count), 4) << r.stdout_data;  // supervisor, sh, ls, grep
+  EXPECT_EQ(r.stdout_data.find("home"), std::string::npos) << r.stdout_data;
+  EXPECT_EQ(r.stdout_data.find("root\n"), std::string::npos) << r.stdout_data;
 }
 
 TEST(Sandbox, ASignalThatKillsTheTaskPassesThrough) {
