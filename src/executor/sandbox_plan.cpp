@@ -141,7 +141,12 @@ Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& polic
   plan.push_back({MountOp::Kind::Symlink, "/proc/self/fd/1", "/newroot/dev/stdout", "", ""});
   plan.push_back({MountOp::Kind::Symlink, "/proc/self/fd/2", "/newroot/dev/stderr", "", ""});
   plan.push_back({MountOp::Kind::Mkdir, "", "/newroot/proc", "", ""});
-  plan.push_back({MountOp::Kind::Proc, "proc", "/newroot/proc", "", "mount a fresh /proc"});
+  if (policy.pid_ns) {
+    plan.push_back({MountOp::Kind::Proc, "proc", "/newroot/proc", "", "mount a fresh /proc"});
+  } else {
+    // A new proc needs a pid namespace of ours; without one the task sees the host's, read-only.
+    plan.push_back({MountOp::Kind::BindRO, "/oldroot/proc", "/newroot/proc", "", "bind /proc"});
+  }
   plan.push_back({MountOp::Kind::Mkdir, "", "/newroot/tmp", "", ""});
   plan.push_back({MountOp::Kind::Tmpfs, "", "/newroot/tmp", "mode=1777", "tmpfs /tmp"});
 

@@ -190,7 +190,8 @@ PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
   }
   // The root itself is read-only: a task writes only its work dir, /tmp and writable binds.
   set_ro(a, kPivot, "/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0);
-  if (::syscall(SYS_umount2, "/oldroot", MNT_DETACH) < 0) sup_fail(a, kPivot, errno);
+  // One lazy unmount below takes the staging root and the host's tree under /oldroot together
+  // (each unmount waits for an RCU grace period).
   if (::syscall(SYS_chdir, "/newroot") < 0) sup_fail(a, kPivot, errno);
   if (::syscall(SYS_pivot_root, ".", ".") < 0) sup_fail(a, kPivot, errno);
   if (::syscall(SYS_umount2, ".", MNT_DETACH) < 0) sup_fail(a, kPivot, errno);
@@ -244,6 +245,11 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
     n = ::syscall(SYS_read, a->sync_fd, &go, 1);
   } while (n < 0 && errno == EINTR);
   if (n != 1) sup_fail(a, kRelease, n < 0 ? errno : EPIPE);  // the parent gave up on us
+  // We hold a copy of the worker's memory (its keys among it): nothing in the sandbox, which runs
+  // as our uid, may read it through /proc/1/mem or /proc/1/environ. Our capabilities already
+  // refuse it (the task's are not a subset); not dumpable, it would also need CAP_SYS_PTRACE in
+  // the worker's user namespace.
+  ::syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
 
   // Descriptors: the task's three, the report pipe at 3, nothing else of the parent's.
   for (int target = 0; target < 3; ++target) {
@@ -590,7 +596,10 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
     if (first.step == kExec)
       return fail_errno(-first.err, "cannot start '" + spec.path + "' in its sandbox");
     std::string what = "sandbox: cannot " + step_name(first.step, plan);
-    if (first.step >= 0 && (first.err == EACCES || first.err == EPERM)) {
+    const bool bind = first.step >= 0 && static_cast<std::size_t>(first.step) < plan.size() &&
+                      (plan[static_cast<std::size_t>(first.step)].kind == MountOp::Kind::BindRO ||
+                       plan[static_cast<std::size_t>(first.step)].kind == MountOp::Kind::BindRW);
+    if (bind && (first.err == EACCES || first.err == EPERM)) {
       return fail(ErrorCode::PermissionDenied,
                   what.append(": ")
                       .append(std::strerror(first.err))

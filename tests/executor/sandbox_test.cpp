@@ -114,6 +114,16 @@ TEST(SandboxPlan, BindsABinaryOutsideTheSystemDirsAndTheDeclaredPaths) {
   EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, input.path()));
 }
 
+TEST(SandboxPlan, WithoutAPidNamespaceProcIsTheHostsReadOnly) {
+  WorkDir work("sandbox-plan");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.pid_ns = false;
+  auto plan = detail::sandbox_mount_plan(p, "/bin/sh", work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  EXPECT_FALSE(has_op(*plan, MountOp::Kind::Proc, "/proc"));
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, "/proc"));
+}
+
 TEST(SandboxPlan, RefusesARelativeOrMissingPathAndTheRootAsWorkDir) {
   WorkDir work("sandbox-plan");
   SandboxPolicy p = SandboxPolicy::standard();
@@ -180,11 +190,12 @@ TEST(Sandbox, TheTaskSeesOnlyItsOwnProcessesAndNoHostMounts) {
   PEPITA_REQUIRE_CAPABILITY(root);
   WorkDir work("sandbox-pidns");
   auto exec = make();
-  auto r =
-      run_one(*exec, sh_in(work.path(),
-                           "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
-                           "ls /proc | grep -c '^[0-9]*$'; ls /; test -e /home && echo home; true",
-                           SandboxPolicy::standard()));
+  auto r = run_one(
+      *exec, sh_in(work.path(),
+                   "echo $$; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+                   "ls /proc | grep -c '^[0-9]*$'; ls /; test -e /home && echo home; "
+                   "grep -c . /proc/self/mountinfo >&2; grep oldroot /proc/self/mountinfo; true",
+                   SandboxPolicy::standard()));
   ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
   std::istringstream lines(r.stdout_data);
   std::string self, init, count;
@@ -196,6 +207,8 @@ TEST(Sandbox, TheTaskSeesOnlyItsOwnProcessesAndNoHostMounts) {
   EXPECT_LE(std::stoi(count), 4) << r.stdout_data;  // supervisor, sh, ls, grep
   EXPECT_EQ(r.stdout_data.find("home"), std::string::npos) << r.stdout_data;
   EXPECT_EQ(r.stdout_data.find("root\n"), std::string::npos) << r.stdout_data;
+  EXPECT_EQ(r.stdout_data.find("oldroot"), std::string::npos) << r.stdout_data;  // detached
+  EXPECT_LE(std::stoi(r.stderr_data), 40) << "mounts: " << r.stderr_data;
 }
 
 TEST(Sandbox, ASignalThatKillsTheTaskPassesThrough) {
@@ -303,7 +316,9 @@ TEST(Sandbox, AnUnprivilegedExecutorMapsTheSandboxIdToItsOwnUid) {
       ::_exit(2);
     auto exec = ProcessExecutor::create({.slots = 1});
     if (!exec) ::_exit(3);
-    auto r = run_one(**exec, sh_in(work.path(), "cat /proc/self/uid_map; id -u; echo hi > mine",
+    auto r = run_one(**exec, sh_in(work.path(),
+                                   "cat /proc/self/uid_map; id -u; echo hi > mine; "
+                                   "cat /proc/1/environ > /dev/null 2>&1 && echo LEAKED; true",
                                    SandboxPolicy::standard()));
     const std::string text = std::string(to_string(r.status))
                                  .append("|")
@@ -325,6 +340,7 @@ TEST(Sandbox, AnUnprivilegedExecutorMapsTheSandboxIdToItsOwnUid) {
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   EXPECT_EQ(text.rfind("succeeded|", 0), 0u) << text;
   EXPECT_NE(text.find("65534       4242          1"), std::string::npos) << text;
+  EXPECT_EQ(text.find("LEAKED"), std::string::npos) << text;  // the supervisor shares our uid
   EXPECT_NE(text.find("\n65534\n"), std::string::npos) << text;
   struct stat st {};
   ASSERT_EQ(::stat(work.file("mine").c_str(), &st), 0);
@@ -369,6 +385,18 @@ TEST(SandboxEscape, CannotReadAKeyFileOutsideTheBinds) {
   EXPECT_EQ(r.status, Status::Failed) << r.error;
   EXPECT_EQ(r.stdout_data.find("secret"), std::string::npos);
   EXPECT_NE(r.stderr_data.find("No such file"), std::string::npos) << r.stderr_data;
+}
+
+TEST(SandboxEscape, CannotReadTheSupervisorsCopyOfTheWorkersMemory) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-supervisor");
+  auto exec = make();
+  for (const char* path : {"/proc/1/environ", "/proc/1/mem", "/proc/1/maps"}) {
+    auto r = run_one(*exec, hostile_in(work.path(), {"read", path}, SandboxPolicy::standard()));
+    EXPECT_EQ(r.status, Status::Failed) << path << ": " << r.error << r.stdout_data;
+    EXPECT_NE(r.stderr_data.find("Permission denied"), std::string::npos)
+        << path << ": " << r.stderr_data;
+  }
 }
 
 TEST(SandboxEscape, CannotWriteOutsideTheWorkDir) {
