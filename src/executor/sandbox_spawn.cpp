@@ -220,6 +220,32 @@ PEPITA_NOSAN void kill_all(const SupervisorArgs* a, pid_t task) {
   }
 }
 
+struct TaskArgs {
+  const SupervisorArgs* a;
+  int err;  // the exec's errno, written by the task before it exits; read after CLONE_VFORK
+};
+
+// The task between the supervisor's clone and exec: its own process group (the supervisor
+// forwards signals to it), no capabilities, the default signal mask, no descriptor beyond 0-2.
+PEPITA_NOSAN __attribute__((noinline)) int task_main(void* arg) {
+  // SAFETY: the supervisor is suspended (CLONE_VFORK) until we exec or exit; `arg` is on its stack.
+  auto* t = static_cast<TaskArgs*>(arg);
+  const SupervisorArgs* a = t->a;
+  ::syscall(SYS_setpgid, 0, 0);
+  ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (a->user_ns) {
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    ::syscall(SYS_capset, &hdr, data);
+  }
+  const unsigned long empty = 0;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, nullptr, sizeof empty);
+  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  ::syscall(SYS_execve, a->path, a->argv, a->envp);
+  t->err = errno;
+  for (;;) ::syscall(SYS_exit_group, 127);
+}
+
 // The supervisor: pid 1 of the sandbox's pid namespace.
 PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
   // SAFETY: `arg` points into our own copy of the parent's memory (no CLONE_VM), which nobody
@@ -308,36 +334,14 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
     sup_fail(a, kSignals, errno);
   const long sigfd = ::syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC);
   if (sigfd < 0) sup_fail(a, kSignals, errno);
-  int exec_pipe[2];
-  if (::syscall(SYS_pipe2, exec_pipe, O_CLOEXEC) < 0) sup_fail(a, kFork, errno);
-
-  const long task = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, 0);
+  // The task shares our memory until it execs (CLONE_VM | CLONE_VFORK, as spawn.cpp): no second
+  // copy of the worker's address space.
+  TaskArgs targs{a, 0};
+  alignas(16) char task_stack[16 * 1024];
+  const int task = ::__clone(task_main, task_stack + sizeof task_stack,
+                             CLONE_VM | CLONE_VFORK | SIGCHLD, &targs);
   if (task < 0) sup_fail(a, kFork, errno);
-  if (task == 0) {
-    // The task: its own process group (the supervisor forwards signals to it), no capabilities,
-    // the default signal mask, no descriptor beyond 0-2 across exec.
-    ::syscall(SYS_setpgid, 0, 0);
-    ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (a->user_ns) {
-      __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-      __user_cap_data_struct data[2]{};
-      ::syscall(SYS_capset, &hdr, data);
-    }
-    const unsigned long empty = 0;
-    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, nullptr, sizeof empty);
-    ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-    ::syscall(SYS_execve, a->path, a->argv, a->envp);
-    const int err = errno;
-    sc_write(exec_pipe[1], &err, sizeof err);
-    for (;;) ::syscall(SYS_exit_group, 127);
-  }
-  ::syscall(SYS_close, exec_pipe[1]);
-  int exec_err = 0;
-  do {
-    n = ::syscall(SYS_read, exec_pipe[0], &exec_err, sizeof exec_err);
-  } while (n < 0 && errno == EINTR);
-  if (n == sizeof exec_err) sup_fail(a, kExec, exec_err);  // exit_group ends it; pid ns kills it
-  ::syscall(SYS_close, exec_pipe[0]);
+  if (targs.err != 0) sup_fail(a, kExec, targs.err);  // exit_group reaps nothing: pid ns ends it
   const Report started{kStarted, 0, 0, 0, -1};
   sc_write(report, &started, sizeof started);
 
@@ -522,7 +526,7 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   if (args.net_none) flags |= CLONE_NEWNET;
 
   // The supervisor's stack: part of our memory it gets a copy of (no CLONE_VM).
-  std::vector<char> stack(64 * 1024);
+  std::vector<char> stack(128 * 1024);
   pid_t pid;
   {
     BlockSignals blocked;
