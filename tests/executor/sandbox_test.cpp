@@ -253,6 +253,43 @@ TEST(Sandbox, ReadsADeclaredReadOnlyInputButCannotWriteIt) {
   EXPECT_FALSE(std::filesystem::exists(input.file("new.txt")));
 }
 
+TEST(Sandbox, RlimitsAndAWritableBindApplyAndCoreDumpsAreOff) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-limits");
+  WorkDir out("sandbox-out");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.level = task::SandboxLevel::Custom;
+  p.max_open_files = 64;
+  p.max_file_size = 4096;
+  p.writable = {out.path()};
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(),
+                                "ulimit -n; ulimit -c; echo shared > " + out.file("x.txt") +
+                                    "; head -c 8192 /dev/zero > big",
+                                p));
+  // Writing past RLIMIT_FSIZE raises SIGXFSZ in head.
+  EXPECT_EQ(r.status, Status::Failed) << r.error << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "64\n0\n");
+  std::ifstream shared(out.file("x.txt"));
+  std::string line;
+  EXPECT_TRUE(std::getline(shared, line));
+  EXPECT_EQ(line, "shared");
+  EXPECT_LE(std::filesystem::file_size(work.file("big")), 4096u);
+}
+
+TEST(Sandbox, TheTaskHasItsOwnIpcNamespace) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-ipc");
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(), "readlink /proc/self/ns/ipc /proc/self/ns/uts",
+                                SandboxPolicy::standard()));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  char ours[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/ipc", ours, sizeof ours - 1), 0);
+  EXPECT_EQ(r.stdout_data.find(ours), std::string::npos) << r.stdout_data << " vs " << ours;
+  EXPECT_NE(r.stdout_data.find("ipc:["), std::string::npos) << r.stdout_data;
+}
+
 TEST(Sandbox, AMissingBinaryIsALaunchFailureNamingIt) {
   PEPITA_REQUIRE_CAPABILITY(root);
   WorkDir work("sandbox-missing");
