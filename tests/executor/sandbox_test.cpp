@@ -166,6 +166,8 @@ TEST(Sandbox, DeclaredPathsWithoutAMountNamespaceAreRefused) {
   EXPECT_NE(r.error.find("need the mount namespace"), std::string::npos) << r.error;
 }
 
+std::vector<pid_t> processes_with(const std::string& token);
+
 // ---- a normal program ----
 
 TEST(Sandbox, RunsAShellScriptWithItsExitCodeOutputAndWorkDir) {
@@ -318,6 +320,27 @@ TEST(Sandbox, ATimeoutStopsTheTaskThroughItsSupervisor) {
   EXPECT_EQ(r.status, Status::TimedOut) << r.error;
   // The supervisor forwarded the executor's SIGTERM to the task: no SIGKILL was needed.
   EXPECT_EQ(r.signal, SIGTERM) << r.error;
+}
+
+TEST(Sandbox, CancellingStopsTheTaskAndEverythingItStarted) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-cancel");
+  auto exec = make();
+  std::stop_source stop;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(300ms);
+    stop.request_stop();
+  });
+  // The shell ignores SIGTERM; its sleep does not: the grace period's SIGKILL ends the supervisor
+  // and with it the namespace.
+  const std::string nap = "100." + std::to_string(::getpid());  // names its processes
+  auto r = run_one(*exec,
+                   sh_in(work.path(), "trap '' TERM; sleep " + nap + " & wait; sleep " + nap,
+                         SandboxPolicy::standard()),
+                   stop.get_token());
+  canceller.join();
+  EXPECT_EQ(r.status, Status::Cancelled) << r.error;
+  EXPECT_TRUE(processes_with(nap).empty());
 }
 
 TEST(Sandbox, APipelineRunsEachStageInItsOwnSandbox) {
