@@ -2,7 +2,7 @@
 // program, argv, envp), clones a supervisor into the new namespaces (a copy of our memory: no
 // CLONE_VM, since the supervisor outlives the spawn as pid 1 of its pid namespace), writes its id
 // maps, puts it in the attempt's cgroup and releases it through a pipe. The supervisor builds the
-// root, installs the filter with a user-notification listener it keeps, forks the task and reports
+// root, installs the filter with a user-notification listener it keeps, starts the task and reports
 // on the report pipe: `Started` once the task has exec'd, then `Ended` with the task's wait status
 // and the syscall the filter stopped, if any. Like spawn.cpp's child, the supervisor makes raw
 // system calls only: it is a copy of a possibly multithreaded process, where a lock (malloc's)

@@ -2,7 +2,7 @@
 // The sandboxed spawn (issue 23; docs/sandbox.md): a supervisor cloned into new user, mount, pid,
 // IPC, UTS and network namespaces, which builds a minimal root (pivot_root onto a tmpfs of
 // read-only binds), drops what it may, installs the seccomp deny list with a user-notification
-// listener it keeps, forks the task as its only child and reports the task's wait status (and the
+// listener it keeps, starts the task as its only child and reports the task's wait status (and the
 // syscall the filter stopped) to the executor. Everything the supervisor needs is computed here in
 // the parent: the mount plan, the BPF program, the id maps. Private to the executor module.
 
