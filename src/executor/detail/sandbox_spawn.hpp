@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "detail/spawn.hpp"
+#include "pepita/core/seccomp.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/error.hpp"
 #include "pepita/task/sandbox.hpp"
@@ -49,20 +50,15 @@ Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& polic
                                                 const std::string& binary,
                                                 const std::string& workdir);
 
-/// The seccomp program of docs/sandbox.md and the names of the syscalls it stops.
-struct SeccompFilter {
-  std::vector<sock_filter> program;
-  std::vector<std::pair<int, std::string>> denied;  // native syscall number -> name
-  /// "ptrace" for its number; "syscall 1234" for one not in the list.
-  std::string name(int nr) const;
-};
-
-/// The names on the deny list (reported and the task killed), in docs/sandbox.md's order.
-const std::vector<std::string>& sandbox_denied_syscalls();
-
-/// Built once per process with libseccomp (seccomp_export_bpf); `id` is the only uid/gid the
-/// setuid family may still switch to. Internal on a libseccomp failure.
-Result<const SeccompFilter*> sandbox_filter(std::uint32_t id);
+/// The deny list and its program live in core (pepita/core/seccomp.hpp), shared with vmm::Jailer;
+/// the sandbox's denied syscalls wake the supervisor's listener, which reports them.
+using sys::SeccompFilter;
+inline const std::vector<std::string>& sandbox_denied_syscalls() {
+  return sys::seccomp_denied_syscalls();
+}
+inline Result<const SeccompFilter*> sandbox_filter(std::uint32_t id) {
+  return sys::seccomp_deny_filter(id, sys::SeccompDeny::Notify);
+}
 
 /// A running sandbox: its supervisor (the pid the executor waits for) and the pipe it reports on.
 struct SandboxChild {
