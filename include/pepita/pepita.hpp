@@ -123,6 +123,7 @@
 #include "pepita/virtio/vhost_user_proto.hpp"
 #include "pepita/vmm/elf_image.hpp"
 #include "pepita/vmm/guest_abi.hpp"
+#include "pepita/vmm/jailer.hpp"
 #include "pepita/vmm/microvm_executor.hpp"
 #include "pepita/vmm/uapi.hpp"
 #include "pepita/vmm/vm.hpp"

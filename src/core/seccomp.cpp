@@ -88,8 +88,8 @@ Result<const SeccompFilter*> seccomp_deny_filter(std::uint32_t id, SeccompDeny a
   const int clone_nr = ::seccomp_syscall_resolve_name("clone");
   for (const unsigned long flag : {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET,
                                    CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP}) {
-    const int rc = ::seccomp_rule_add(ctx, deny, clone_nr, 1,
-                                      SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag));
+    const int rc =
+        ::seccomp_rule_add(ctx, deny, clone_nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, flag, flag));
     if (rc < 0) return failed("seccomp_rule_add clone", rc);
   }
   filter->denied.emplace_back(clone_nr, "clone (new namespace)");

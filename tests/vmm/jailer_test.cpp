@@ -1,0 +1,308 @@
+// vmm::Jailer confines the calling process for good, so every case that enters runs in a forked
+// child (single-threaded, as enter() requires), which writes what it saw, one line per check, on a
+// pipe and ends with _exit; the parent asserts on those lines and on how the child ended.
+#include "pepita/vmm/jailer.hpp"
+
+#include <arpa/inet.h>
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/require.hpp"
+#include "common/temp_dir.hpp"
+#include "pepita/core/cgroup.hpp"
+#include "pepita/core/unique_fd.hpp"
+
+namespace pepita::vmm {
+namespace {
+
+struct ChildRun {
+  std::string lines;  // what the child reported
+  int status = 0;     // its wait status
+};
+
+// Runs `body` in a forked child; `say` appends a line to what the parent gets back.
+ChildRun in_child(const std::function<void(const std::function<void(const std::string&)>&)>& body) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    auto say = [&](const std::string& line) {
+      const std::string text = line + "\n";
+      (void)!::write(fds[1], text.data(), text.size());
+    };
+    body(say);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  ChildRun run;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) run.lines.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  ::waitpid(pid, &run.status, 0);
+  return run;
+}
+
+bool has_line(const ChildRun& r, const std::string& line) {
+  return r.lines.find(line + "\n") != std::string::npos;
+}
+
+std::uint64_t effective_caps() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capget, &header, data) != 0) return ~0ull;
+  return data[0].effective | (std::uint64_t{data[1].effective} << 32);
+}
+
+// A TCP listener on 127.0.0.1 of the host's network namespace; port() 0 when it failed.
+class Listener {
+ public:
+  Listener() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+        ::listen(fd_.get(), 4) == 0 &&
+        ::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+      port_ = ntohs(a.sin_port);
+    }
+  }
+  std::uint16_t port() const { return port_; }
+
+ private:
+  UniqueFd fd_;
+  std::uint16_t port_ = 0;
+};
+
+bool can_connect(std::uint16_t port) {
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return ::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+}
+
+// A chroot dir holding one file, reachable by uid 65534.
+struct JailDir {
+  test::TempDir dir{"jailer"};
+  JailDir() {
+    ::chmod(dir.path().c_str(), 0755);
+    std::ofstream(dir.path() + "/inside.txt") << "in the jail";
+  }
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "<unreadable: " + std::string(std::strerror(errno)) + ">";
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+TEST(JailerConfig, MinimalAndProductionAreTheCratesValues) {
+  const JailerConfig m = JailerConfig::minimal();
+  EXPECT_EQ(m.chroot_dir, "/srv/jailer");
+  EXPECT_EQ(m.uid, 65534u);
+  EXPECT_EQ(m.gid, 65534u);
+  EXPECT_TRUE(m.seccomp);
+  EXPECT_TRUE(m.netns);
+  EXPECT_EQ(m.memory_limit, std::uint64_t{256} << 20);
+  EXPECT_FALSE(m.cpuset.has_value());
+  const JailerConfig p = JailerConfig::production("/srv/jail/vm1");
+  EXPECT_EQ(p.chroot_dir, "/srv/jail/vm1");
+  EXPECT_EQ(p.uid, 65534u);
+  EXPECT_TRUE(p.seccomp && p.netns);
+  EXPECT_FALSE(p.memory_limit.has_value());
+  const JailerConfig d{};
+  EXPECT_FALSE(d.seccomp || d.netns || d.chroot_dir || d.uid || d.memory_limit);
+}
+
+TEST(Jailer, ExitOfAJailNeverEnteredIsOkAndItIsNotActive) {
+  Jailer j(JailerConfig{});
+  EXPECT_FALSE(j.is_active());
+  EXPECT_TRUE(j.exit().has_value());
+  EXPECT_FALSE(j.is_active());
+}
+
+TEST(Jailer, EnterConfinesRootToTheChrootNobodyNoNetworkNoCapabilitiesAndTheFilter) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  JailDir jail;
+  Listener host;
+  ASSERT_NE(host.port(), 0);
+  ASSERT_TRUE(can_connect(host.port()));
+  const ChildRun r = in_child([&](const auto& say) {
+    Jailer j(JailerConfig::production(jail.dir.path()));
+    auto ok = j.enter();
+    say(ok ? "entered" : "enter failed: " + ok.error().message());
+    if (!ok) return;
+    say(j.is_active() ? "active" : "not active");
+    say("inside: " + read_file("/inside.txt"));
+    say(::access("/etc/passwd", F_OK) == 0 ? "host /etc visible" : "host /etc gone");
+    say("uid " + std::to_string(::getuid()) + " gid " + std::to_string(::getgid()));
+    say(effective_caps() == 0 ? "no capabilities" : "capabilities left");
+    say(can_connect(host.port()) ? "reached the host" : "host unreachable");
+    auto out = j.exit();
+    say(out ? "exit ok" : "exit refused");
+    say(j.is_active() ? "still active" : "left");
+    ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);  // denied: the filter kills the process
+    say("ptrace survived");
+  });
+  EXPECT_TRUE(has_line(r, "entered")) << r.lines;
+  EXPECT_TRUE(has_line(r, "active")) << r.lines;
+  EXPECT_TRUE(has_line(r, "inside: in the jail")) << r.lines;
+  EXPECT_TRUE(has_line(r, "host /etc gone")) << r.lines;
+  EXPECT_TRUE(has_line(r, "uid 65534 gid 65534")) << r.lines;
+  EXPECT_TRUE(has_line(r, "no capabilities")) << r.lines;
+  EXPECT_TRUE(has_line(r, "host unreachable")) << r.lines;
+  EXPECT_TRUE(has_line(r, "exit refused")) << r.lines;
+  EXPECT_TRUE(has_line(r, "still active")) << r.lines;
+  EXPECT_FALSE(has_line(r, "ptrace survived")) << r.lines;
+  ASSERT_TRUE(WIFSIGNALED(r.status)) << "status " << r.status << "\n" << r.lines;
+  EXPECT_EQ(WTERMSIG(r.status), SIGSYS) << r.lines;
+}
+
+TEST(Jailer, WithoutRootItEntersThroughAUserNamespaceKeepingItsOwnIds) {
+  PEPITA_REQUIRE_CAPABILITY(root);  // to become an ordinary user first
+  PEPITA_REQUIRE_CAPABILITY(userns);
+  JailDir jail;
+  const ChildRun r = in_child([&](const auto& say) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(4242, 4242, 4242) != 0 ||
+        ::setresuid(4242, 4242, 4242) != 0) {
+      say("could not drop to 4242");
+      return;
+    }
+    JailerConfig c;
+    c.chroot_dir = jail.dir.path();
+    c.seccomp = true;
+    c.netns = true;
+    Jailer j(c);
+    auto ok = j.enter();
+    say(ok ? "entered" : "enter failed: " + ok.error().message());
+    if (!ok) return;
+    say("inside: " + read_file("/inside.txt"));
+    say("uid " + std::to_string(::getuid()));
+    say(effective_caps() == 0 ? "no capabilities" : "capabilities left");
+    say(::mount("none", "/", "tmpfs", 0, nullptr) == 0 ? "mounted" : "mount failed");
+  });
+  EXPECT_TRUE(has_line(r, "entered")) << r.lines;
+  EXPECT_TRUE(has_line(r, "inside: in the jail")) << r.lines;
+  EXPECT_TRUE(has_line(r, "uid 4242")) << r.lines;
+  EXPECT_TRUE(has_line(r, "no capabilities")) << r.lines;
+  EXPECT_FALSE(has_line(r, "mounted")) << r.lines;
+  ASSERT_TRUE(WIFSIGNALED(r.status)) << r.lines;  // mount is on the deny list
+  EXPECT_EQ(WTERMSIG(r.status), SIGSYS);
+}
+
+TEST(Jailer, AnotherUidWithoutRootIsPermissionDeniedAndNothingChanges) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  const ChildRun r = in_child([&](const auto& say) {
+    if (::setresuid(4242, 4242, 4242) != 0) return say("could not drop to 4242");
+    Jailer j(JailerConfig::production("/"));
+    auto ok = j.enter();
+    say(ok ? "entered" : std::string(to_string(ok.error().code())));
+    say(j.is_active() ? "active" : "not active");
+    say(::access("/etc/passwd", F_OK) == 0 ? "host /etc visible" : "host /etc gone");
+  });
+  EXPECT_TRUE(has_line(r, std::string(to_string(ErrorCode::PermissionDenied)))) << r.lines;
+  EXPECT_TRUE(has_line(r, "not active")) << r.lines;
+  EXPECT_TRUE(has_line(r, "host /etc visible")) << r.lines;
+}
+
+TEST(Jailer, AMultithreadedProcessIsRefusedBeforeAnythingChanges) {
+  const ChildRun r = in_child([&](const auto& say) {
+    int p[2];
+    if (::pipe(p) != 0) return;
+    std::thread waiter([&] {
+      char c;
+      (void)!::read(p[0], &c, 1);
+    });
+    Jailer j(JailerConfig::production("/"));
+    auto ok = j.enter();
+    say(ok ? "entered" : ok.error().message());
+    say(j.is_active() ? "active" : "not active");
+    say(::access("/etc/passwd", F_OK) == 0 ? "host /etc visible" : "host /etc gone");
+    (void)!::write(p[1], "x", 1);
+    waiter.join();
+  });
+  EXPECT_NE(r.lines.find("runs 2 threads"), std::string::npos) << r.lines;
+  EXPECT_TRUE(has_line(r, "not active")) << r.lines;
+  EXPECT_TRUE(has_line(r, "host /etc visible")) << r.lines;
+}
+
+TEST(Jailer, BadChrootAndCpusetAreRefusedBeforeAnythingChanges) {
+  const ChildRun r = in_child([&](const auto& say) {
+    JailerConfig missing;
+    missing.chroot_dir = "/nonexistent/pepita-jail";
+    Jailer a(missing);
+    auto ok = a.enter();
+    say(ok ? "entered" : ok.error().message());
+    JailerConfig bad_cpus;
+    bad_cpus.cpuset = "3-x";
+    Jailer b(bad_cpus);
+    ok = b.enter();
+    say(ok ? "entered" : std::string(to_string(ok.error().code())));
+    say(a.is_active() || b.is_active() ? "active" : "not active");
+    say(::access("/etc/passwd", F_OK) == 0 ? "host /etc visible" : "host /etc gone");
+  });
+  EXPECT_NE(r.lines.find("chroot dir '/nonexistent/pepita-jail' is not a directory"),
+            std::string::npos)
+      << r.lines;
+  EXPECT_TRUE(has_line(r, std::string(to_string(ErrorCode::InvalidArgument)))) << r.lines;
+  EXPECT_TRUE(has_line(r, "not active")) << r.lines;
+  EXPECT_TRUE(has_line(r, "host /etc visible")) << r.lines;
+}
+
+TEST(Jailer, CpusetPinsTheProcessAndMemoryLimitHoldsIt) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  const ChildRun r = in_child([&](const auto& say) {
+    JailerConfig c;
+    c.cpuset = "0";
+    c.memory_limit = std::uint64_t{48} << 20;
+    Jailer j(c);
+    auto ok = j.enter();
+    say(ok ? "entered" : "enter failed: " + ok.error().message());
+    if (!ok) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    ::sched_getaffinity(0, sizeof set, &set);
+    say("cpus " + std::to_string(CPU_COUNT(&set)) + (CPU_ISSET(0, &set) ? " with 0" : ""));
+    say(read_file("/proc/self/cgroup").find("jailer-") != std::string::npos ? "in its cgroup"
+                                                                            : "no cgroup");
+    // 128 MiB touched page by page: over the limit, the OOM killer ends the process.
+    std::vector<char> big(std::size_t{128} << 20);
+    for (std::size_t i = 0; i < big.size(); i += 4096) big[i] = 1;
+    say("survived 128 MiB");
+  });
+  (void)reap_stale_cgroups();  // the child's jail cgroup, now empty
+  EXPECT_TRUE(has_line(r, "entered")) << r.lines;
+  EXPECT_TRUE(has_line(r, "cpus 1 with 0")) << r.lines;
+  EXPECT_TRUE(has_line(r, "in its cgroup")) << r.lines;
+  EXPECT_FALSE(has_line(r, "survived 128 MiB")) << r.lines;
+  ASSERT_TRUE(WIFSIGNALED(r.status)) << r.lines;
+  EXPECT_EQ(WTERMSIG(r.status), SIGKILL);
+}
+
+}  // namespace
+}  // namespace pepita::vmm
