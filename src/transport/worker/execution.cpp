@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <utility>
 
 #include "worker/worker_impl.hpp"
 
@@ -180,6 +181,35 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
   const SubmitMsg& m = job->msg;
   std::string path = m.path;
   std::string cwd = m.cwd;
+  // Issue 23: the driver's binary runs in its own sandbox raised to this worker's floor. Binds
+  // name paths of the driver's machine, which a driver must not open on this one.
+  const task::SandboxPolicy& floor = opts.sandbox;
+  if (floor.enabled() && (!m.sandbox.read_only.empty() || !m.sandbox.writable.empty())) {
+    return ResultMsg{.status = TaskStatus::Sandboxed,
+                     .exit_code = -1,
+                     .error = "sandbox: this worker binds no host paths into tasks from drivers "
+                              "(read_only/writable name paths of the driver's machine): ship "
+                              "inputs as files, or run the worker with --sandbox none"};
+  }
+  const task::SandboxPolicy sandbox = raise_to_floor(m.sandbox, floor);
+  if (sandbox != m.sandbox) {
+    bool first = false;
+    {
+      std::lock_guard lock(job->client->jobs_mu);
+      first = !std::exchange(job->client->told_floor, true);
+    }
+    if (first) {
+      log(std::string("tasks from ")
+              .append(job->client->peer)
+              .append(" asking for sandbox ")
+              .append(task::to_string(m.sandbox.level))
+              .append(" run in ")
+              .append(task::to_string(sandbox.level))
+              .append(" (this worker's floor is ")
+              .append(task::to_string(floor.level))
+              .append(")"));
+    }
+  }
   if (auto missing = stage(*job, path, cwd)) return missing;
   auto b = task::Task::binary(path);
   b.args(m.args).stdin(m.stdin_data).name("remote-" + std::to_string(job->id));
@@ -188,6 +218,7 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
   if (!cwd.empty()) b.cwd(cwd);
   if (m.timeout_ns > 0) b.timeout(std::chrono::nanoseconds(m.timeout_ns));
   if (m.output_cap > 0) b.output_cap(static_cast<std::size_t>(m.output_cap));
+  if (sandbox.enabled()) b.sandbox(sandbox);
   auto built = b.build();
   if (!built) return worker::spawn_error(built.error().to_string());
   // The dispatcher chose what this attempt may use on this worker: the process executor

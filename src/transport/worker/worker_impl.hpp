@@ -68,6 +68,9 @@ struct Client {
   std::vector<std::pair<Clock::time_point, Done>> parked;
   std::thread thread;
   std::uint64_t serial = 0;
+  // Issue 23: the client's first task raised to the worker's sandbox floor is logged, the
+  // rest are not (launcher threads; guarded by jobs_mu).
+  bool told_floor = false;
 };
 
 /// The functions every worker has: noop, echo, sleep_ms (execution.cpp).
