@@ -208,7 +208,10 @@ std::unique_ptr<Worker> worker_with_floor(const Key& key, SandboxPolicy floor, L
   o.key = key;
   o.slots = 1;
   o.heartbeat_interval = 100ms;
-  o.inventory = task::Inventory{.cpus = {0}, .memory = std::uint64_t{1} << 30};
+  task::Inventory inv;
+  inv.cpus = {0};
+  inv.memory = std::uint64_t{1} << 30;
+  o.inventory.emplace(std::move(inv));
   o.sandbox = std::move(floor);
   o.log = log.sink();
   auto w = Worker::start(std::move(o));
