@@ -84,6 +84,17 @@ TEST_F(RunSandboxCli, ABadSandboxInTheJobFileIsAUsageErrorAtItsPosition) {
       << r.err;
 }
 
+TEST_F(RunSandboxCli, ExampleJobNamesEachLevel) {
+  const std::string job = std::string(PEPITA_SOURCE_DIR) + "/examples/sandbox/job.toml";
+  auto r = run({"run", "--json", "--no-journal", job});
+  auto by = by_name(parse(r));
+  ASSERT_EQ(by.size(), 4u) << r.out << r.err;
+  EXPECT_EQ(by["untrusted"]["sandbox"], "strict");
+  EXPECT_EQ(by["tight"]["sandbox"], "custom");
+  EXPECT_EQ(by["counts-processes"]["sandbox"], "standard");  // from [defaults]
+  EXPECT_EQ(by["trusted"]["sandbox"], "none");
+}
+
 // ---- pepita worker --sandbox ----
 
 // Waits until the worker's stderr holds `text` (its start line) or `limit` passes.
@@ -154,6 +165,21 @@ TEST_F(RunSandboxCli, DISABLED_AfterJailMerges_AStoppedTaskShowsStatusSandboxAnd
       << by["mounter"].dump();
   auto table = run({"run", "--no-journal", job.string()});
   EXPECT_NE(table.out.find("SANDBOX"), std::string::npos) << table.out;
+}
+
+// The example's strict task sees only what its sandbox bound in, and its standard one only its
+// own processes.
+TEST_F(RunSandboxCli, DISABLED_AfterJailMerges_ExampleJobsTasksSeeOnlyTheirSandbox) {
+  const std::string job = std::string(PEPITA_SOURCE_DIR) + "/examples/sandbox/job.toml";
+  auto r = run({"run", "--json", "--no-journal", job});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto by = by_name(parse(r));
+  for (const auto& [name, t] : by) EXPECT_EQ(t["status"], "succeeded") << t.dump();
+  const std::string root = by["untrusted"]["stdout"];
+  EXPECT_EQ(root.find("home"), std::string::npos) << root;
+  EXPECT_EQ(root.find("root"), std::string::npos) << root;
+  EXPECT_LE(std::stoi(by["counts-processes"]["stdout"].get<std::string>()), 4)
+      << by["counts-processes"].dump();
 }
 
 }  // namespace
