@@ -10,6 +10,8 @@
 // Until the executor enforces sandboxes (src/executor, the JAIL half of issue 23), its standard
 // and strict rows run unconfined and measure only the policy's way through the executor.
 // Usage: bench_executor_sandbox [ROUNDS=9] [TASKS=50]
+#include "pepita/task/sandbox.hpp"
+
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,7 +29,6 @@
 
 #include "bench_util.hpp"
 #include "pepita/executor/process.hpp"
-#include "pepita/task/sandbox.hpp"
 #include "pepita/task/task.hpp"
 
 extern char** environ;
@@ -62,10 +63,30 @@ bool spawn_and_wait(const std::vector<std::string>& args) {
 std::vector<std::string> bwrap_args(bool share_net) {
   std::vector<std::string> a{kBwrap, "--unshare-all"};
   if (share_net) a.emplace_back("--share-net");
-  for (const char* s : {"--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr",
-                        "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
-                        "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/sbin", "/sbin",
-                        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", kTrue}) {
+  for (const char* s : {"--die-with-parent",
+                        "--new-session",
+                        "--ro-bind",
+                        "/usr",
+                        "/usr",
+                        "--symlink",
+                        "usr/bin",
+                        "/bin",
+                        "--symlink",
+                        "usr/lib",
+                        "/lib",
+                        "--symlink",
+                        "usr/lib64",
+                        "/lib64",
+                        "--symlink",
+                        "usr/sbin",
+                        "/sbin",
+                        "--proc",
+                        "/proc",
+                        "--dev",
+                        "/dev",
+                        "--tmpfs",
+                        "/tmp",
+                        kTrue}) {
     a.emplace_back(s);
   }
   return a;
@@ -163,14 +184,19 @@ int main(int argc, char** argv) {
   }
   bench::rotate_rounds(rounds, contestants);
 
-  auto us = [](const std::vector<double>& v) { return bench::map(v, [](double s) { return s * 1e6; }); };
+  auto us = [](const std::vector<double>& v) {
+    return bench::map(v, [](double s) { return s * 1e6; });
+  };
   auto find = [&](const char* name) -> const Series* {
     for (const auto& s : series)
       if (std::string(s.name) == name) return &s;
     return nullptr;
   };
   const std::vector<double> nothing;
-  auto samples = [&](const char* name) { const Series* s = find(name); return s ? us(s->samples) : nothing; };
+  auto samples = [&](const char* name) {
+    const Series* s = find(name);
+    return s ? us(s->samples) : nothing;
+  };
 
   bench::Table table("spawn-to-exit of /bin/true, one task at a time, wall time per task (" +
                      std::to_string(batch) + " tasks per round)");
@@ -181,20 +207,22 @@ int main(int argc, char** argv) {
             samples("standard"), samples("posix_spawn"));
   table.row(workload + "strict", "posix_spawn+waitpid", bench::Clock::wall, "us/task",
             samples("strict"), samples("posix_spawn"));
-  table.row(workload + "standard", "bwrap --unshare-all --share-net", bench::Clock::wall,
-            "us/task", samples("standard"), samples("bwrap-standard"));
+  table.row(workload + "standard", "bwrap --unshare-all --share-net", bench::Clock::wall, "us/task",
+            samples("standard"), samples("bwrap-standard"));
   table.row(workload + "strict", "bwrap --unshare-all", bench::Clock::wall, "us/task",
             samples("strict"), samples("bwrap-strict"));
   table.row(workload + "strict", "ProcessExecutor, sandbox none", bench::Clock::wall, "us/task",
             samples("strict"), samples("none"), bench::Kind::time,
-            "strict adds " + bench::num(bench::median(samples("strict")) -
-                                        bench::median(samples("none"))) +
+            "strict adds " +
+                bench::num(bench::median(samples("strict")) - bench::median(samples("none"))) +
                 " us/task");
-  if (!have_bwrap) table.note(std::string(kBwrap) + " is missing or cannot run here: no bwrap rows (apt install bubblewrap)");
+  if (!have_bwrap)
+    table.note(std::string(kBwrap) +
+               " is missing or cannot run here: no bwrap rows (apt install bubblewrap)");
   for (const auto& s : series) {
     if (s.failures > 0) {
-      table.note(std::string(s.name) + ": " + std::to_string(s.failures) +
-                 " tasks did not exit 0" + (seq.error().empty() ? "" : " (first: " + seq.error() + ")"));
+      table.note(std::string(s.name) + ": " + std::to_string(s.failures) + " tasks did not exit 0" +
+                 (seq.error().empty() ? "" : " (first: " + seq.error() + ")"));
     }
   }
   table.print();

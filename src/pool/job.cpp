@@ -426,11 +426,11 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const auto& t = *el.as_table();
     PEPITA_TRY_VOID(
         check_keys(ctx, t, "[[task]]",
-                   {"name",        "command", "args",      "env",      "cwd",         "stdin",
-                    "deps",        "retries", "timeout",   "priority", "backend",     "output_cap",
-                    "show_output", "count",   "clear_env", "pipeline", "pipe_output", "affinity",
-                    "metadata",    "cpus",    "pin_cpus",  "memory",   "gpus",        "resources",
-                    "pids",        "retry_on",  "sandbox"}));
+                   {"name",        "command",  "args",      "env",      "cwd",         "stdin",
+                    "deps",        "retries",  "timeout",   "priority", "backend",     "output_cap",
+                    "show_output", "count",    "clear_env", "pipeline", "pipe_output", "affinity",
+                    "metadata",    "cpus",     "pin_cpus",  "memory",   "gpus",        "resources",
+                    "pids",        "retry_on", "sandbox"}));
     const auto* nm = t.get("name");
     if (!nm) return ctx.err(t, "[[task]] has no 'name'");
     const auto* nm_str = nm->as_string();
@@ -570,8 +570,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         b.affinity(PEPITA_TRY(get_affinity(ctx, v)));
       } else if (key == "sandbox") {
         if (!detail::sandbox_applies(backend)) {
-          return ctx.err(v, "task '" + raws[r].name + "': backend '" +
-                                std::string(backend.name()) +
+          return ctx.err(v, "task '" + raws[r].name + "': backend '" + std::string(backend.name()) +
                                 "' does not run a process pepita spawns, so it takes no "
                                 "sandbox; use backend \"process\" or \"remote\" (a microvm "
                                 "task is isolated by its VM)");

@@ -31,8 +31,8 @@ Result<std::uint64_t> get_count(const Ctx& ctx, const toml::node& n, std::string
                                 std::int64_t lo, std::int64_t hi, std::string_view what) {
   const auto* i = n.as_integer();
   if (!i || i->get() < lo || i->get() > hi) {
-    return ctx.err(n, pepita::fmt("'sandbox.{}' must be an integer from {} to {} ({})", key, lo,
-                                  hi, what));
+    return ctx.err(
+        n, pepita::fmt("'sandbox.{}' must be an integer from {} to {} ({})", key, lo, hi, what));
   }
   return static_cast<std::uint64_t>(i->get());
 }
@@ -54,9 +54,9 @@ Result<std::uint64_t> get_size(const Ctx& ctx, const toml::node& n, std::string_
   return bytes;
 }
 
-Result<std::vector<std::string>> get_paths(const Ctx& ctx, const toml::node& n,
-                                           std::string_view key, const std::string& job_dir,
-                                           const std::vector<std::pair<std::string, std::string>>& vars) {
+Result<std::vector<std::string>> get_paths(
+    const Ctx& ctx, const toml::node& n, std::string_view key, const std::string& job_dir,
+    const std::vector<std::pair<std::string, std::string>>& vars) {
   const auto* arr = n.as_array();
   if (!arr) {
     return ctx.err(n, pepita::fmt("'sandbox.{}' must be an array of paths, e.g. [\"data/\"]", key));
@@ -102,7 +102,8 @@ Result<task::SandboxPolicy> get_sandbox(
     return *level;
   }
   const auto* t = value.as_table();
-  if (!t) return ctx.err(value, std::string("'sandbox' must be a level or a table: ").append(kUsage));
+  if (!t)
+    return ctx.err(value, std::string("'sandbox' must be a level or a table: ").append(kUsage));
 
   SandboxPolicy p;
   if (const auto* lv = t->get("level")) {
@@ -136,12 +137,13 @@ Result<task::SandboxPolicy> get_sandbox(
       } else if (s && s->get() == "none") {
         p.network = SandboxNetwork::None;
       } else {
-        return ctx.err(v, "'sandbox.network' must be \"host\" (the host's interfaces) or "
-                          "\"none\" (a namespace with only loopback)");
+        return ctx.err(v,
+                       "'sandbox.network' must be \"host\" (the host's interfaces) or "
+                       "\"none\" (a namespace with only loopback)");
       }
     } else if (key == "id") {
-      p.id = static_cast<std::uint32_t>(
-          PEPITA_TRY(get_count(ctx, v, key, 1, 4294967294LL, "the unprivileged uid and gid; not 0")));
+      p.id = static_cast<std::uint32_t>(PEPITA_TRY(
+          get_count(ctx, v, key, 1, 4294967294LL, "the unprivileged uid and gid; not 0")));
     } else if (key == "disk") {
       p.disk = PEPITA_TRY(get_size(ctx, v, key));
       needs_mount = needs_mount ? needs_mount : &v;

@@ -226,16 +226,17 @@ Result<task::SandboxPolicy> get_sandbox(Reader& r) {
   p.ipc_uts_ns = PEPITA_TRY(r.boolean());
   const auto network = PEPITA_TRY(r.u8());
   if (network > static_cast<std::uint8_t>(task::SandboxNetwork::None)) {
-    return fail(ErrorCode::Protocol,
-                "submit: unknown sandbox network " + std::to_string(network));
+    return fail(ErrorCode::Protocol, "submit: unknown sandbox network " + std::to_string(network));
   }
   p.network = static_cast<task::SandboxNetwork>(network);
   p.no_new_privs = PEPITA_TRY(r.boolean());
   p.seccomp = PEPITA_TRY(r.boolean());
   p.id = PEPITA_TRY(r.u32());
   if (PEPITA_TRY(r.boolean())) p.disk = PEPITA_TRY(r.u64());
-  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) p.read_only.push_back(PEPITA_TRY(r.str()));
-  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) p.writable.push_back(PEPITA_TRY(r.str()));
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n)
+    p.read_only.push_back(PEPITA_TRY(r.str()));
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n)
+    p.writable.push_back(PEPITA_TRY(r.str()));
   p.max_open_files = PEPITA_TRY(r.u64());
   p.max_file_size = PEPITA_TRY(r.u64());
   p.max_processes = PEPITA_TRY(r.u64());

@@ -49,8 +49,8 @@ TEST(JobSandbox, ATaskWithoutTheKeyRunsWithoutASandbox) {
 }
 
 TEST(JobSandbox, AnUnknownLevelIsAnErrorAtTheValue) {
-  expect_error(one_task("sandbox = \"paranoid\""), "/jobs/job.toml:3:11:",
-               "use none, standard or strict");
+  expect_error(one_task("sandbox = \"paranoid\""),
+               "/jobs/job.toml:3:11:", "use none, standard or strict");
   expect_error(one_task("sandbox = 3"), "/jobs/job.toml:3:11:", "must be a level or a table");
 }
 
@@ -111,22 +111,22 @@ TEST(JobSandbox, ATableRestatingItsLevelKeepsTheName) {
 
 TEST(JobSandbox, BadTableValuesAreErrorsAtTheirPosition) {
   // Line 3, `sandbox = { ` is 12 columns: the first key starts at column 13.
-  expect_error(one_task("sandbox = { levle = \"strict\" }"), "/jobs/job.toml:3:13:",
-               "unknown key 'levle' in sandbox; valid keys: level,");
-  expect_error(one_task("sandbox = { level = \"max\" }"), "/jobs/job.toml:3:21:",
-               "'sandbox.level': unknown sandbox 'max'");
-  expect_error(one_task("sandbox = { level = 2 }"), "/jobs/job.toml:3:21:",
-               "'sandbox.level' must be a string");
-  expect_error(one_task("sandbox = { network = \"bridge\" }"), "/jobs/job.toml:3:23:",
-               "'sandbox.network' must be \"host\"");
-  expect_error(one_task("sandbox = { seccomp = \"yes\" }"), "/jobs/job.toml:3:23:",
-               "'sandbox.seccomp' must be true or false");
+  expect_error(one_task("sandbox = { levle = \"strict\" }"),
+               "/jobs/job.toml:3:13:", "unknown key 'levle' in sandbox; valid keys: level,");
+  expect_error(one_task("sandbox = { level = \"max\" }"),
+               "/jobs/job.toml:3:21:", "'sandbox.level': unknown sandbox 'max'");
+  expect_error(one_task("sandbox = { level = 2 }"),
+               "/jobs/job.toml:3:21:", "'sandbox.level' must be a string");
+  expect_error(one_task("sandbox = { network = \"bridge\" }"),
+               "/jobs/job.toml:3:23:", "'sandbox.network' must be \"host\"");
+  expect_error(one_task("sandbox = { seccomp = \"yes\" }"),
+               "/jobs/job.toml:3:23:", "'sandbox.seccomp' must be true or false");
   expect_error(one_task("sandbox = { level = \"strict\", disk = \"lots\" }"),
                "/jobs/job.toml:3:38:", "'sandbox.disk':");
-  expect_error(one_task("sandbox = { level = \"strict\", disk = 0 }"), "/jobs/job.toml:3:38:",
-               "more than 0 bytes");
-  expect_error(one_task("sandbox = { level = \"standard\", id = 0 }"), "/jobs/job.toml:3:38:",
-               "'sandbox.id' must be an integer from 1");
+  expect_error(one_task("sandbox = { level = \"strict\", disk = 0 }"),
+               "/jobs/job.toml:3:38:", "more than 0 bytes");
+  expect_error(one_task("sandbox = { level = \"standard\", id = 0 }"),
+               "/jobs/job.toml:3:38:", "'sandbox.id' must be an integer from 1");
   expect_error(one_task("sandbox = { level = \"standard\", read_only = \"data\" }"),
                "/jobs/job.toml:3:45:", "must be an array of paths");
   expect_error(one_task("sandbox = { level = \"standard\", writable = [\"\"] }"),
@@ -136,8 +136,8 @@ TEST(JobSandbox, BadTableValuesAreErrorsAtTheirPosition) {
 }
 
 TEST(JobSandbox, BindsAndDiskWithoutAMountNamespaceAreErrors) {
-  expect_error(one_task("sandbox = { read_only = [\"/data\"] }"), "/jobs/job.toml:3:25:",
-               "needs a mount namespace");
+  expect_error(one_task("sandbox = { read_only = [\"/data\"] }"),
+               "/jobs/job.toml:3:25:", "needs a mount namespace");
   expect_error(one_task("sandbox = { level = \"strict\", mount_ns = false }"),
                "/jobs/job.toml:3:42:", "needs a mount namespace");
   // Standard has no disk quota, so turning its mount namespace off is fine.

@@ -154,7 +154,7 @@ TEST(SandboxFloor, EachPartIsRaisedOnItsOwn) {
   EXPECT_EQ(p.level, SandboxLevel::Custom);
   EXPECT_TRUE(p.user_ns && p.mount_ns && p.pid_ns && p.ipc_uts_ns && p.no_new_privs && p.seccomp);
   EXPECT_EQ(p.network, SandboxNetwork::None);
-  EXPECT_EQ(p.max_open_files, 32u);                                    // its own, tighter
+  EXPECT_EQ(p.max_open_files, 32u);                                     // its own, tighter
   EXPECT_EQ(p.max_processes, SandboxPolicy::standard().max_processes);  // the floor's
   EXPECT_EQ(p.id, SandboxPolicy::standard().id);  // the worker picks who tasks run as
 }
@@ -252,8 +252,9 @@ TEST(SandboxWorker, RaisesATaskAskingForNoneToItsFloorAndSaysSoOnce) {
     // Until the executor enforces sandboxes this runs unconfined; /bin/true succeeds in both.
     EXPECT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
   }
-  EXPECT_TRUE(log.contains("asking for sandbox none run in standard (this worker's floor is "
-                           "standard)"))
+  EXPECT_TRUE(
+      log.contains("asking for sandbox none run in standard (this worker's floor is "
+                   "standard)"))
       << log.all();
   std::lock_guard lock(log.mu);
   EXPECT_EQ(std::count_if(log.lines.begin(), log.lines.end(),

@@ -187,9 +187,10 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
   if (floor.enabled() && (!m.sandbox.read_only.empty() || !m.sandbox.writable.empty())) {
     return ResultMsg{.status = TaskStatus::Sandboxed,
                      .exit_code = -1,
-                     .error = "sandbox: this worker binds no host paths into tasks from drivers "
-                              "(read_only/writable name paths of the driver's machine): ship "
-                              "inputs as files, or run the worker with --sandbox none"};
+                     .error =
+                         "sandbox: this worker binds no host paths into tasks from drivers "
+                         "(read_only/writable name paths of the driver's machine): ship "
+                         "inputs as files, or run the worker with --sandbox none"};
   }
   const task::SandboxPolicy sandbox = raise_to_floor(m.sandbox, floor);
   if (sandbox != m.sandbox) {
