@@ -240,6 +240,24 @@ Result<task::SandboxPolicy> get_sandbox(Reader& r) {
   p.max_open_files = PEPITA_TRY(r.u64());
   p.max_file_size = PEPITA_TRY(r.u64());
   p.max_processes = PEPITA_TRY(r.u64());
+  // A bind is an absolute path; a policy that says none has nothing else set (an executor
+  // reads `none` as "no sandbox" and would drop the parts silently).
+  for (const auto* binds : {&p.read_only, &p.writable}) {
+    for (const auto& path : *binds) {
+      if (path.empty() || path.front() != '/' || path.find('\0') != std::string::npos) {
+        return fail(ErrorCode::Protocol,
+                    "submit: sandbox bind '" + path + "' is not an absolute path");
+      }
+    }
+  }
+  if (p.level == task::SandboxLevel::None) {
+    task::SandboxPolicy parts = p;
+    parts.id = task::SandboxPolicy{}.id;
+    if (parts != task::SandboxPolicy::none()) {
+      return fail(ErrorCode::Protocol,
+                  "submit: sandbox level none with parts set; send level custom");
+    }
+  }
   return p;
 }
 

@@ -116,6 +116,29 @@ TEST(SandboxWire, AnOversizedBindListIsAProtocolError) {
   EXPECT_EQ(back.error().code(), ErrorCode::Protocol);
 }
 
+TEST(SandboxWire, ARelativeBindIsAProtocolError) {
+  for (const char* path : {"data", ""}) {
+    SubmitMsg m{.attempt = 1, .kind = TaskKind::Process, .path = "/bin/true"};
+    m.sandbox = SandboxPolicy::standard();
+    m.sandbox.writable = {"/out", path};
+    auto back = decode_submit(encode(m));
+    ASSERT_FALSE(back) << "'" << path << "' was accepted";
+    EXPECT_EQ(back.error().code(), ErrorCode::Protocol);
+    EXPECT_NE(back.error().message().find("is not an absolute path"), std::string::npos)
+        << back.error().message();
+  }
+}
+
+TEST(SandboxWire, LevelNoneWithPartsSetIsAProtocolError) {
+  SubmitMsg m{.attempt = 1, .kind = TaskKind::Process, .path = "/bin/true"};
+  m.sandbox.seccomp = true;  // level stays none: an executor would skip the filter
+  auto back = decode_submit(encode(m));
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.error().code(), ErrorCode::Protocol);
+  EXPECT_NE(back.error().message().find("level none with parts set"), std::string::npos)
+      << back.error().message();
+}
+
 // ---- raise_to_floor ----
 
 TEST(SandboxFloor, ANoneFloorLeavesTheTaskAsItAsked) {

@@ -55,6 +55,7 @@ struct WorkerOptions {
   /// this). none is the explicit opt-out: drivers' binaries then run as the worker's user
   /// unless they ask for a sandbox themselves. With a floor, a task naming read_only or
   /// writable binds (paths of the driver's machine) is refused: ship inputs as files.
+  /// Functions (this worker's own code, `functions` below) run in-process, without one.
   task::SandboxPolicy sandbox = task::SandboxPolicy::standard();
   std::map<std::string, WorkerFunction> functions;  // added to the built-ins noop, echo, sleep_ms
   std::chrono::milliseconds heartbeat_interval{1000};
