@@ -6,6 +6,7 @@
 // the executor's (tests/executor/sandbox*_test.cpp); the DISABLED_ cases at the end need that
 // mechanism and are for after it merges.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <functional>
@@ -366,6 +367,33 @@ TEST(SandboxWorker, DISABLED_AfterJailMerges_ARaisedTaskRunsWithNoNewPrivs) {
   ASSERT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
   EXPECT_NE(out->result.stdout_data.find("NoNewPrivs:\t1"), std::string::npos)
       << out->result.stdout_data;
+}
+
+// A driver's hostile commands under the default floor: the worker's secrets are not in the
+// task's root, and the worker's pid is not in its pid namespace.
+TEST(SandboxWorker, DISABLED_AfterJailMerges_ADriversTaskCannotReadShadowOrKillTheWorker) {
+  test::KeyFile kf;
+  Lines log;
+  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
+  RemoteTask shadow = true_task(1, SandboxPolicy::none());
+  shadow.spec.path = "/bin/cat";
+  shadow.spec.args = {"/etc/shadow", kf.path};
+  auto read = d->run(shadow);
+  ASSERT_TRUE(read) << read.error().to_string();
+  EXPECT_NE(read->result.status, TaskStatus::Succeeded) << read->result.stdout_data;
+  EXPECT_EQ(read->result.stdout_data.find("root:"), std::string::npos);
+
+  RemoteTask kill = true_task(2, SandboxPolicy::none());
+  kill.spec.path = "/bin/kill";
+  kill.spec.args = {"-9", std::to_string(::getpid())};
+  auto killed = d->run(kill);
+  ASSERT_TRUE(killed) << killed.error().to_string();
+  EXPECT_NE(killed->result.status, TaskStatus::Succeeded);
+  auto still = d->run(true_task(3, SandboxPolicy::none()));  // this process is the worker
+  ASSERT_TRUE(still) << still.error().to_string();
+  EXPECT_EQ(still->result.status, TaskStatus::Succeeded);
 }
 
 }  // namespace
