@@ -6,9 +6,12 @@
 // the executor's (tests/executor/sandbox*_test.cpp); the DISABLED_ cases at the end need that
 // mechanism and are for after it merges.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -394,6 +397,34 @@ TEST(SandboxWorker, DISABLED_AfterJailMerges_ADriversTaskCannotReadShadowOrKillT
   auto still = d->run(true_task(3, SandboxPolicy::none()));  // this process is the worker
   ASSERT_TRUE(still) << still.error().to_string();
   EXPECT_EQ(still->result.status, TaskStatus::Succeeded);
+}
+
+// A worker running as root hands a sandboxed task a directory of its own, owned by the
+// policy's id: the shipped script runs from there and writes its working directory.
+TEST(SandboxWorker, DISABLED_AfterJailMerges_AShippedScriptRunsAndWritesItsWorkDir) {
+  test::KeyFile kf;
+  Lines log;
+  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
+  ASSERT_TRUE(w);
+  RemoteExecutorOptions o;
+  o.remote = test::fast_options(kf.key, {w->endpoint().to_string()});
+  o.ship_binaries = true;
+  auto remote = RemoteExecutor::create(std::move(o)).value();
+  auto pool = pool::Pool::builder().executor(remote).build().value();
+  const std::string script = "/tmp/pepita-sandbox-ship-" + std::to_string(::getpid());
+  {
+    std::ofstream f(script);
+    f << "#!/bin/sh\necho written > out.txt && cat out.txt && id -u\n";
+  }
+  ::chmod(script.c_str(), 0755);
+  auto t = task::Task::binary(script).backend(task::Backend::Remote).build().value();
+  ASSERT_TRUE(pool.submit(t));
+  auto results = pool.wait_all();
+  std::filesystem::remove(script);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_TRUE(results[0].stdout_data.starts_with("written\n")) << results[0].stdout_data;
+  pool.shutdown();
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 // token, so a Cancel frame or a kill stops it. No thread waits on a running attempt: the
 // executor's completion hands the result to the client's session thread (results.cpp).
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -177,6 +178,47 @@ std::optional<ResultMsg> Worker::Impl::stage(Job& job, std::string& path, std::s
   return std::nullopt;
 }
 
+// Issue 23: a worker running as root runs a sandboxed task as the policy's unprivileged id,
+// which cannot enter the cache (0700, ours). The task gets a scratch directory of its own, owned
+// by that id: its staged files, a copy of a shipped binary, its working directory when the
+// driver named none. The cache and tasks/ become 0711 (enter, not list) on the way to it.
+std::optional<ResultMsg> Worker::Impl::hand_to_sandbox_user(Job& job,
+                                                            const task::SandboxPolicy& sandbox,
+                                                            std::string& path, std::string& cwd) {
+  if (!sandbox.enabled() || !sandbox.user_ns || ::geteuid() != 0) return std::nullopt;
+  const SubmitMsg& m = job.msg;
+  const std::string tasks = cache_dir + "/tasks";
+  std::error_code ec;
+  if (job.scratch.empty()) {
+    job.scratch = tasks + "/" + std::to_string(job.client->serial) + "-" + std::to_string(job.id) +
+                  "-" + std::to_string(m.attempt);
+    fs::create_directories(job.scratch, ec);
+    if (ec) {
+      return worker::spawn_error("sandbox: cannot create the task's directory " + job.scratch +
+                                 ": " + ec.message());
+    }
+  }
+  if (path.starts_with(cache_dir + "/") && path.find('/', cache_dir.size() + 1) == path.npos) {
+    const std::string copy = job.scratch + "/.pepita-binary";
+    fs::copy_file(path, copy, fs::copy_options::overwrite_existing, ec);
+    if (ec) return worker::spawn_error("sandbox: cannot copy the task's binary: " + ec.message());
+    ::chmod(copy.c_str(), 0700);
+    path = copy;
+  }
+  const auto id = static_cast<uid_t>(sandbox.id);
+  bool owned = ::chown(job.scratch.c_str(), id, id) == 0;
+  for (const auto& e : fs::directory_iterator(job.scratch, ec)) {
+    owned = owned && ::lchown(e.path().c_str(), id, id) == 0;
+  }
+  owned = owned && ::chmod(cache_dir.c_str(), 0711) == 0 && ::chmod(tasks.c_str(), 0711) == 0;
+  if (ec || !owned) {
+    return worker::spawn_error("sandbox: cannot hand the task's directory " + job.scratch +
+                               " to uid " + std::to_string(sandbox.id));
+  }
+  if (cwd.empty()) cwd = job.scratch;
+  return std::nullopt;
+}
+
 std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>& job) {
   const SubmitMsg& m = job->msg;
   std::string path = m.path;
@@ -212,6 +254,7 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
     }
   }
   if (auto missing = stage(*job, path, cwd)) return missing;
+  if (auto failed = hand_to_sandbox_user(*job, sandbox, path, cwd)) return failed;
   auto b = task::Task::binary(path);
   b.args(m.args).stdin(m.stdin_data).name("remote-" + std::to_string(job->id));
   if (!m.inherit_env) b.clear_env();

@@ -142,6 +142,8 @@ struct Worker::Impl {
   std::optional<ResultMsg> launch_function(const std::shared_ptr<Job>& job);
   std::optional<ResultMsg> launch_process(const std::shared_ptr<Job>& job);
   std::optional<ResultMsg> stage(Job& job, std::string& path, std::string& cwd);
+  std::optional<ResultMsg> hand_to_sandbox_user(Job& job, const task::SandboxPolicy& sandbox,
+                                                std::string& path, std::string& cwd);
 
   // ---- results (results.cpp) -------------------------------------------------------------
   /// An executor's completion: hands the result to the job's session thread.
