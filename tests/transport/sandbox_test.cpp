@@ -316,6 +316,25 @@ TEST(SandboxWorker, RefusesHostBindsFromADriverWithStatusSandbox) {
       << out->result.error;
 }
 
+// The driver's cwd is a path of its own machine: under a floor the task works in a directory
+// the worker made for it (the executor binds it as the work dir), not where the driver says.
+TEST(SandboxWorker, UnderAFloorATaskWorksInItsOwnDirectoryNotTheDriversCwd) {
+  test::KeyFile kf;
+  Lines log;
+  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
+  RemoteTask t = true_task(1, SandboxPolicy::none());
+  t.spec.path = "/bin/sh";
+  t.spec.args = {"-c", "pwd"};
+  t.spec.cwd = "/";
+  auto out = d->run(t);
+  ASSERT_TRUE(out) << out.error().to_string();
+  ASSERT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
+  EXPECT_NE(out->result.stdout_data, "/\n");
+  EXPECT_NE(out->result.stdout_data.find("/tasks/"), std::string::npos) << out->result.stdout_data;
+}
+
 TEST(SandboxWorker, ANoneFloorRunsTasksAsTheyAsk) {
   test::KeyFile kf;
   Lines log;

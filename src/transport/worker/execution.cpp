@@ -178,14 +178,17 @@ std::optional<ResultMsg> Worker::Impl::stage(Job& job, std::string& path, std::s
   return std::nullopt;
 }
 
-// Issue 23: a worker running as root runs a sandboxed task as the policy's unprivileged id,
-// which cannot enter the cache (0700, ours). The task gets a scratch directory of its own, owned
-// by that id: its staged files, a copy of a shipped binary, its working directory when the
-// driver named none. The cache and tasks/ become 0711 (enter, not list) on the way to it.
+// Issue 23: a sandboxed task works in a scratch directory of its own (the executor binds it
+// writable as the task's work dir). Under this worker's floor that is also where it runs: the
+// driver's cwd names a path of the driver's machine, and binding it here would open a worker's
+// directory of the driver's choosing. A worker running as root runs the task as the policy's
+// unprivileged id, which cannot enter the cache (0700, ours): the directory, its staged files
+// and a copy of a shipped binary are handed to that id, and the cache and tasks/ become 0711
+// (enter, not list) on the way to it.
 std::optional<ResultMsg> Worker::Impl::hand_to_sandbox_user(Job& job,
                                                             const task::SandboxPolicy& sandbox,
                                                             std::string& path, std::string& cwd) {
-  if (!sandbox.enabled() || !sandbox.user_ns || ::geteuid() != 0) return std::nullopt;
+  if (!sandbox.enabled()) return std::nullopt;
   const SubmitMsg& m = job.msg;
   const std::string tasks = cache_dir + "/tasks";
   std::error_code ec;
@@ -198,6 +201,8 @@ std::optional<ResultMsg> Worker::Impl::hand_to_sandbox_user(Job& job,
                                  ": " + ec.message());
     }
   }
+  if (opts.sandbox.enabled() || cwd.empty()) cwd = job.scratch;
+  if (!sandbox.user_ns || ::geteuid() != 0) return std::nullopt;
   if (path.starts_with(cache_dir + "/") && path.find('/', cache_dir.size() + 1) == path.npos) {
     const std::string copy = job.scratch + "/.pepita-binary";
     fs::copy_file(path, copy, fs::copy_options::overwrite_existing, ec);
@@ -215,7 +220,6 @@ std::optional<ResultMsg> Worker::Impl::hand_to_sandbox_user(Job& job,
     return worker::spawn_error("sandbox: cannot hand the task's directory " + job.scratch +
                                " to uid " + std::to_string(sandbox.id));
   }
-  if (cwd.empty()) cwd = job.scratch;
   return std::nullopt;
 }
 
