@@ -381,18 +381,22 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   std::string default_cwd;
   task::Backend default_backend = task::Backend::Process;
   detail::ResourceSpec default_resources;  // issue 22: what every task asks for unless it says
+  // issue 23: the sandbox of tasks that name none ([defaults], else `pepita run --sandbox`)
+  task::SandboxPolicy default_sandbox = options.default_sandbox;
   if (const auto* n = doc.get("defaults")) {
     const auto* t = n->as_table();
     if (!t) return ctx.err(*n, "[defaults] must be a table");
     PEPITA_TRY_VOID(check_keys(ctx, *t, "[defaults]",
                                {"timeout", "env", "cwd", "backend", "cpus", "pin_cpus", "memory",
-                                "gpus", "resources", "pids", "retry_on"}));
+                                "gpus", "resources", "pids", "retry_on", "sandbox"}));
     if (const auto* v = t->get("backend"))
       default_backend = PEPITA_TRY(get_backend(ctx, *v, vars, options));
     if (const auto* v = t->get("timeout"))
       default_timeout = PEPITA_TRY(get_seconds(ctx, *v, "timeout"));
     if (const auto* v = t->get("env")) default_env = PEPITA_TRY(get_env(ctx, *v, vars));
     if (const auto* v = t->get("cwd")) default_cwd = PEPITA_TRY(get_string(ctx, *v, "cwd", vars));
+    if (const auto* v = t->get("sandbox"))
+      default_sandbox = PEPITA_TRY(detail::get_sandbox(ctx, *v, job_dir, vars));
     for (auto&& [k, v] : *t) {
       if (detail::is_resource_key(k.str())) {
         PEPITA_TRY_VOID(detail::apply_resource_key(ctx, k.str(), v, default_resources));
@@ -422,11 +426,11 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const auto& t = *el.as_table();
     PEPITA_TRY_VOID(
         check_keys(ctx, t, "[[task]]",
-                   {"name",        "command", "args",      "env",      "cwd",         "stdin",
-                    "deps",        "retries", "timeout",   "priority", "backend",     "output_cap",
-                    "show_output", "count",   "clear_env", "pipeline", "pipe_output", "affinity",
-                    "metadata",    "cpus",    "pin_cpus",  "memory",   "gpus",        "resources",
-                    "pids",        "retry_on"}));
+                   {"name",        "command",  "args",      "env",      "cwd",         "stdin",
+                    "deps",        "retries",  "timeout",   "priority", "backend",     "output_cap",
+                    "show_output", "count",    "clear_env", "pipeline", "pipe_output", "affinity",
+                    "metadata",    "cpus",     "pin_cpus",  "memory",   "gpus",        "resources",
+                    "pids",        "retry_on", "sandbox"}));
     const auto* nm = t.get("name");
     if (!nm) return ctx.err(t, "[[task]] has no 'name'");
     const auto* nm_str = nm->as_string();
@@ -516,6 +520,9 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::optional<std::int64_t> retries;
     bool show = false;
     detail::ResourceSpec resources = default_resources;
+    // The defaults' sandbox holds where a sandbox can: a GPU task in the same job runs without.
+    task::SandboxPolicy sandbox =
+        detail::sandbox_applies(backend) ? default_sandbox : task::SandboxPolicy::none();
     for (auto&& [k, v] : t) {
       const std::string key(k.str());
       if (detail::is_resource_key(key)) {
@@ -561,6 +568,14 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         // Read before get_pipeline.
       } else if (key == "affinity") {
         b.affinity(PEPITA_TRY(get_affinity(ctx, v)));
+      } else if (key == "sandbox") {
+        if (!detail::sandbox_applies(backend)) {
+          return ctx.err(v, "task '" + raws[r].name + "': backend '" + std::string(backend.name()) +
+                                "' does not run a process pepita spawns, so it takes no "
+                                "sandbox; use backend \"process\" or \"remote\" (a microvm "
+                                "task is isolated by its VM)");
+        }
+        sandbox = PEPITA_TRY(detail::get_sandbox(ctx, v, job_dir, tv));
       } else if (key == "pipeline" || key == "backend") {
         // Parsed above: it decides whether `command` must be an executable.
       } else if (key == "deps") {
@@ -606,6 +621,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     }
     if (!resources.request.empty()) b.resources(resources.request);
     if (resources.has_retry_on) b.retry_on(resources.retry_on);
+    if (sandbox.enabled()) b.sandbox(std::move(sandbox));
     std::map<std::string, std::string> at;
     for (const auto& [key, node] : resources.where) {
       at.emplace(key, detail::position(file, node->source()));

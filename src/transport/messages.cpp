@@ -186,6 +186,81 @@ Result<std::optional<task::Allocation>> get_allocation(Reader& r) {
   return std::optional<task::Allocation>(std::move(a));
 }
 
+// ---- protocol 4: sandbox ----
+// SandboxPolicy: u8 level (0 none, 1 standard, 2 strict, 3 custom), bools user_ns, mount_ns,
+// pid_ns, ipc_uts_ns, u8 network (0 host, 1 none), bools no_new_privs, seccomp, u32 id,
+// opt<u64> disk, list<str> read_only, list<str> writable, u64 max_open_files, u64
+// max_file_size, u64 max_processes.
+
+void put_sandbox(Writer& w, const task::SandboxPolicy& p) {
+  w.u8(static_cast<std::uint8_t>(p.level));
+  w.u8(p.user_ns ? 1 : 0);
+  w.u8(p.mount_ns ? 1 : 0);
+  w.u8(p.pid_ns ? 1 : 0);
+  w.u8(p.ipc_uts_ns ? 1 : 0);
+  w.u8(static_cast<std::uint8_t>(p.network));
+  w.u8(p.no_new_privs ? 1 : 0);
+  w.u8(p.seccomp ? 1 : 0);
+  w.u32(p.id);
+  w.u8(p.disk ? 1 : 0);
+  if (p.disk) w.u64(*p.disk);
+  w.u32(static_cast<std::uint32_t>(p.read_only.size()));
+  for (const auto& s : p.read_only) w.str(s);
+  w.u32(static_cast<std::uint32_t>(p.writable.size()));
+  for (const auto& s : p.writable) w.str(s);
+  w.u64(p.max_open_files);
+  w.u64(p.max_file_size);
+  w.u64(p.max_processes);
+}
+
+Result<task::SandboxPolicy> get_sandbox(Reader& r) {
+  task::SandboxPolicy p;
+  const auto level = PEPITA_TRY(r.u8());
+  if (level > static_cast<std::uint8_t>(task::SandboxLevel::Custom)) {
+    return fail(ErrorCode::Protocol, "submit: unknown sandbox level " + std::to_string(level));
+  }
+  p.level = static_cast<task::SandboxLevel>(level);
+  p.user_ns = PEPITA_TRY(r.boolean());
+  p.mount_ns = PEPITA_TRY(r.boolean());
+  p.pid_ns = PEPITA_TRY(r.boolean());
+  p.ipc_uts_ns = PEPITA_TRY(r.boolean());
+  const auto network = PEPITA_TRY(r.u8());
+  if (network > static_cast<std::uint8_t>(task::SandboxNetwork::None)) {
+    return fail(ErrorCode::Protocol, "submit: unknown sandbox network " + std::to_string(network));
+  }
+  p.network = static_cast<task::SandboxNetwork>(network);
+  p.no_new_privs = PEPITA_TRY(r.boolean());
+  p.seccomp = PEPITA_TRY(r.boolean());
+  p.id = PEPITA_TRY(r.u32());
+  if (PEPITA_TRY(r.boolean())) p.disk = PEPITA_TRY(r.u64());
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n)
+    p.read_only.push_back(PEPITA_TRY(r.str()));
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n)
+    p.writable.push_back(PEPITA_TRY(r.str()));
+  p.max_open_files = PEPITA_TRY(r.u64());
+  p.max_file_size = PEPITA_TRY(r.u64());
+  p.max_processes = PEPITA_TRY(r.u64());
+  // A bind is an absolute path; a policy that says none has nothing else set (an executor
+  // reads `none` as "no sandbox" and would drop the parts silently).
+  for (const auto* binds : {&p.read_only, &p.writable}) {
+    for (const auto& path : *binds) {
+      if (path.empty() || path.front() != '/' || path.find('\0') != std::string::npos) {
+        return fail(ErrorCode::Protocol,
+                    "submit: sandbox bind '" + path + "' is not an absolute path");
+      }
+    }
+  }
+  if (p.level == task::SandboxLevel::None) {
+    task::SandboxPolicy parts = p;
+    parts.id = task::SandboxPolicy{}.id;
+    if (parts != task::SandboxPolicy::none()) {
+      return fail(ErrorCode::Protocol,
+                  "submit: sandbox level none with parts set; send level custom");
+    }
+  }
+  return p;
+}
+
 }  // namespace
 
 std::string_view to_string(TaskStatus status) noexcept {
@@ -260,6 +335,7 @@ Bytes encode(const SubmitMsg& m) {
     w.u8(f.executable ? 1 : 0);
   }
   put_allocation(w, m.allocation);
+  put_sandbox(w, m.sandbox);
   return w.take();
 }
 
@@ -291,6 +367,7 @@ Result<SubmitMsg> decode_submit(ByteSpan payload) {
     m.files.push_back(std::move(f));
   }
   m.allocation = PEPITA_TRY(get_allocation(r));
+  m.sandbox = PEPITA_TRY(get_sandbox(r));
   PEPITA_TRY_VOID(r.finish());
   return m;
 }

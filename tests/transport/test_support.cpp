@@ -76,6 +76,9 @@ std::string unique_path(const char* stem) {
   o.slots = slots;
   o.name = "child-" + std::to_string(::getpid());
   o.cache_dir = std::string(port_file) + ".cache";  // inside the parent's test root
+  // No sandbox floor: these workers test other features with host paths (a test root of mode
+  // 0700, files a task writes for the test to read); sandbox_test.cpp tests the floor.
+  o.sandbox = task::SandboxPolicy::none();
   o.heartbeat_interval = std::chrono::milliseconds(200);
   o.dead_after = std::chrono::milliseconds(3000);
   o.log = [](std::string_view) {};
@@ -129,6 +132,9 @@ std::unique_ptr<Worker> start_worker_with(const Key& key, std::uint32_t slots,
   o.connection.handshake_timeout = handshake_timeout;
   o.connection.io_timeout = handshake_timeout;
   o.cache_dir = unique_path("pepita-test-cache");
+  // No sandbox floor: these workers test other features with host paths (a test root of mode
+  // 0700, files a task writes for the test to read); sandbox_test.cpp tests the floor.
+  o.sandbox = task::SandboxPolicy::none();
   o.log = [](std::string_view) {};
   auto w = Worker::start(std::move(o));
   if (!w) {

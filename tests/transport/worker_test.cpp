@@ -244,6 +244,7 @@ LoggedWorker start_logged_worker(const Key& key, const std::string& cache_dir) {
   o.heartbeat_interval = 100ms;
   o.dead_after = 2000ms;
   o.cache_dir = cache_dir;
+  o.sandbox = task::SandboxPolicy::none();  // a test root of mode 0700 (see test_support.cpp)
   o.log = [mu = lw.mu, lines = lw.lines](std::string_view line) {
     std::lock_guard lock(*mu);
     lines->emplace_back(line);

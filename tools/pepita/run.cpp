@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -35,6 +36,7 @@
 #include "pepita/pool/job.hpp"
 #include "pepita/pool/pool.hpp"
 #include "pepita/slurm/slurm_executor.hpp"
+#include "pepita/task/sandbox.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/remote_executor.hpp"
 #include "run_resources.hpp"
@@ -66,6 +68,7 @@ struct RunOptions {
   slurm::SlurmOptions slurm_options;
   std::vector<std::string> slurm_flags;  // the --slurm sizing flags given (--nodes, ...)
   std::string resources;                 // --resources: overrides of the detected inventory
+  std::string sandbox = "none";  // --sandbox: the sandbox of tasks that name none (issue 23)
 };
 
 /// This machine's inventory for the job's resource requests: detected, then --resources
@@ -418,9 +421,11 @@ class SignalWatcher {
 // it (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
 int interrupted_status(int sig) { return 128 + sig; }
 
-nlohmann::json result_json(const ExecutionResult& r, const Requested& requested) {
+nlohmann::json result_json(const ExecutionResult& r, const Requested& requested,
+                           std::string_view sandbox) {
   return {{"name", r.name},
           {"status", to_string(r.status)},
+          {"sandbox", sandbox},  // the level it ran in; a "sandbox" status has its reason in error
           {"attempts", r.attempts},
           {"exit_code", r.exit_code},
           {"signal", r.signal},
@@ -481,6 +486,13 @@ int run_job(const RunOptions& o) {
     if (std::find(jo.backends.begin(), jo.backends.end(), name) == jo.backends.end())
       jo.backends.push_back(name);
   }
+  // The sandbox of process tasks that name none; a task's own `sandbox` or [defaults] wins.
+  auto sandbox = task::SandboxPolicy::parse(o.sandbox);
+  if (!sandbox) {
+    std::fprintf(stderr, "pepita run: --sandbox: %s\n", sandbox.error().message().c_str());
+    return kExitUsage;
+  }
+  jo.default_sandbox = *sandbox;
   auto job = pool::load_job(o.job, jo);
   if (!job) {
     std::fprintf(stderr, "pepita run: %s\n", job.error().message().c_str());
@@ -616,7 +628,12 @@ int run_job(const RunOptions& o) {
   std::vector<bool> show = job->show_output;
   std::vector<Requested> requested;  // per task, in submission order like the results
   requested.reserve(job->tasks.size());
-  for (const Task& t : job->tasks) requested.push_back({t.resources(), t.retry_on()});
+  std::vector<std::string_view> sandboxes;  // per task: the level it runs in (--json)
+  sandboxes.reserve(job->tasks.size());
+  for (const Task& t : job->tasks) {
+    requested.push_back({t.resources(), t.retry_on()});
+    sandboxes.push_back(task::to_string(t.sandbox().level));
+  }
   const auto t0 = Clock::now();
   auto handles = p.submit_all(std::move(job->tasks));
   if (!handles) {
@@ -639,7 +656,8 @@ int run_job(const RunOptions& o) {
   if (o.json) {
     nlohmann::json tasks = nlohmann::json::array();
     for (std::size_t i = 0; i < results.size(); ++i) {
-      tasks.push_back(result_json(results[i], i < requested.size() ? requested[i] : Requested{}));
+      tasks.push_back(result_json(results[i], i < requested.size() ? requested[i] : Requested{},
+                                  i < sandboxes.size() ? sandboxes[i] : std::string_view("none")));
     }
     nlohmann::json out = {{"job", job->name},
                           {"ok", ok},
@@ -742,6 +760,10 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                   "Override what pepita detected on this machine for the tasks' resource "
                   "requests, e.g. gpus=0,1,2,3 (ids), gpus=4, cpus=8 or cpus=0-3, memory=64G, "
                   "license=2 (a named count); comma-separated");
+  sub->add_option("--sandbox", o->sandbox,
+                  "The sandbox of process tasks whose job file names none (none, the default; "
+                  "standard; strict); a task's own `sandbox` or [defaults] wins. See "
+                  "docs/sandbox.md");
   sub->add_option("--stop-timeout", o->stop_timeout,
                   "Seconds from the first SIGINT/SIGTERM to a forced exit that lists the tasks "
                   "it could not confirm stopped (default: 5 + the job's kill_grace)")

@@ -20,6 +20,7 @@
 #include "command.hpp"
 #include "pepita/slurm/grant.hpp"
 #include "pepita/task/resources.hpp"
+#include "pepita/task/sandbox.hpp"
 
 namespace pepita::cli {
 namespace {
@@ -38,13 +39,15 @@ struct WorkerCliOptions {
   std::vector<std::string> resources;  // "gpus=0,1", "license=2", ... (repeatable)
   std::string cpus;                    // "32" or a core list "0-3,8"
   std::string memory;                  // "64G"
+  std::string sandbox = "standard";    // the floor for tasks from drivers (issue 23)
 };
 
 constexpr const char* kCommand = "pepita worker";
 constexpr const char* kUsage =
     "pepita worker --key FILE [--listen HOST:PORT | --connect HOST:PORT [--give-up S]] "
     "[--slots N] [--cache DIR] [--name NAME] [--label KEY=VALUE]... [--tls] "
-    "[--resources NAME=VALUE,...]... [--cpus N|LIST] [--memory SIZE]  |  "
+    "[--resources NAME=VALUE,...]... [--cpus N|LIST] [--memory SIZE] "
+    "[--sandbox none|standard|strict]  |  "
     "pepita worker --gen-key FILE";
 
 int run_worker(const WorkerCliOptions& o) {
@@ -105,6 +108,9 @@ int run_worker(const WorkerCliOptions& o) {
     if (auto r = inventory->apply_overrides(std::string("memory=").append(o.memory)); !r)
       return usage_error(kCommand, kUsage, "--memory: " + r.error().message());
   }
+  // The least sandbox a driver's binary runs in; none is the explicit opt-out.
+  auto floor = task::SandboxPolicy::parse(o.sandbox);
+  if (!floor) return usage_error(kCommand, kUsage, "--sandbox: " + floor.error().message());
   // A key file that cannot be used (missing, readable by others, malformed) is a bad --key.
   auto key = Key::from_file(o.key_file);
   if (!key) return usage_error(kCommand, kUsage, "--key: " + key.error().message());
@@ -122,6 +128,14 @@ int run_worker(const WorkerCliOptions& o) {
   wo.connection.tls = o.tls;
   wo.labels = std::move(labels);
   wo.inventory = std::move(*inventory);
+  wo.sandbox = *floor;
+  if (!floor->enabled()) {
+    std::fprintf(stderr,
+                 "pepita worker: warning: --sandbox none: drivers' binaries run as this user "
+                 "(%d) and see its files and network unless a task asks for a sandbox itself; "
+                 "leave --sandbox at standard unless every driver holding the key is trusted\n",
+                 static_cast<int>(::getuid()));
+  }
   if (!transport::is_loopback_host(endpoint->host) && !o.tls) {
     std::fprintf(stderr,
                  "pepita worker: note: %s %s; frames are authenticated and "
@@ -198,6 +212,9 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
                   "(a count), cpus=, memory=, any name=count (repeatable)");
   sub->add_option("--cpus", o->cpus, "CPUs offered: a count (32) or a core list (0-3,8)");
   sub->add_option("--memory", o->memory, "memory offered to tasks (64G, 512M)");
+  sub->add_option("--sandbox", o->sandbox,
+                  "the least sandbox a driver's task runs in: standard (default), strict, or "
+                  "none (run drivers' binaries unconfined; printed as a warning)");
   sub->add_option("--gen-key", o->gen_key, "write a new random key file (0600) and exit");
   dispatch.on(
       sub, [o] { return run_worker(*o); }, kUsage);

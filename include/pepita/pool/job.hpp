@@ -2,7 +2,8 @@
 // Job files: a TOML description of a batch (pool settings + tasks with dependencies) that
 // `pepita run` executes. Parsing checks everything that can be checked before running — syntax,
 // unknown keys, value types and ranges, unknown or cyclic dependencies, binaries that do not
-// exist, resource requests (issue 22: cpus, memory, gpus, named counts, retry_on) — and reports
+// exist, resource requests (issue 22: cpus, memory, gpus, named counts, retry_on), sandboxes
+// (issue 23: `sandbox = "strict"` or a table of parts; examples/sandbox/job.toml) — and reports
 // each problem as "file:line:column: message". Format: docs in examples/wordcount/job.toml
 // (resource keys: examples/resources/job.toml); TOML 1.0 via toml++.
 //
@@ -22,6 +23,7 @@
 #include "pepita/fault/retry.hpp"
 #include "pepita/pool/pool.hpp"
 #include "pepita/task/resources.hpp"
+#include "pepita/task/sandbox.hpp"
 #include "pepita/task/task.hpp"
 
 namespace pepita::pool {
@@ -35,6 +37,9 @@ struct JobOptions {
   /// The backend names a task may use (e.g. executor::Registry::names()); empty: the built-ins
   /// (process, remote, microvm, gpu). An unknown name is an error listing these.
   std::vector<task::Backend> backends{};
+  /// The sandbox of process tasks that name none, neither in the task nor in [defaults]
+  /// (`pepita run --sandbox LEVEL`; issue 23). Tasks on other backends run without one.
+  task::SandboxPolicy default_sandbox{};
 };
 
 struct Job {

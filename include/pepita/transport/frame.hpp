@@ -27,7 +27,9 @@ using ByteSpan = std::span<const std::byte>;
 inline constexpr std::uint32_t kFrameMagic = 0x31545050;  // "PPT1" as little-endian bytes
 // 2: Result carries cpu, rss, byte counts. 3: Register carries the worker's task::Inventory,
 // Submit the attempt's task::Allocation, Result peak memory, memory limit and allocation.
-inline constexpr std::uint8_t kProtocolVersion = 3;
+// 4: Submit carries the task's task::SandboxPolicy (the worker raises it to its floor), Result
+// the status Sandboxed (10).
+inline constexpr std::uint8_t kProtocolVersion = 4;
 inline constexpr std::size_t kHeaderSize = 32;
 inline constexpr std::size_t kMacSize = 32;
 /// Hard ceiling on one frame's payload; a header announcing more is refused before any payload

@@ -14,6 +14,7 @@
 
 #include "pepita/error.hpp"
 #include "pepita/task/resources.hpp"
+#include "pepita/task/sandbox.hpp"
 #include "pepita/transport/crypto.hpp"
 #include "pepita/transport/frame.hpp"
 
@@ -63,6 +64,10 @@ struct SubmitMsg {
   /// cores, memory limit, ...); the worker runs the task with it (its cgroup, affinity and GPU
   /// variables). nullopt: the task requested nothing.
   std::optional<task::Allocation> allocation{};
+  /// Protocol 4: the sandbox the driver asks for (issue 23). The worker runs the task in it
+  /// raised to its own floor (WorkerOptions::sandbox, `pepita worker --sandbox`): a driver
+  /// can ask for more isolation than the worker's floor, never for less.
+  task::SandboxPolicy sandbox{};
   bool operator==(const SubmitMsg&) const = default;
 };
 

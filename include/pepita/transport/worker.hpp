@@ -21,6 +21,7 @@
 
 #include "pepita/error.hpp"
 #include "pepita/task/resources.hpp"
+#include "pepita/task/sandbox.hpp"
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/crypto.hpp"
 
@@ -49,6 +50,13 @@ struct WorkerOptions {
   /// the process task with (its cgroup, cores and GPU variables). nullopt: Inventory::detect()
   /// at start (`pepita worker --resources/--cpus/--memory` override what it detects).
   std::optional<task::Inventory> inventory;
+  /// The least sandbox a process task from a driver runs in (issue 23; `pepita worker
+  /// --sandbox`, whose default is standard): each task runs in raise_to_floor(its own policy,
+  /// this). none is the explicit opt-out: drivers' binaries then run as the worker's user
+  /// unless they ask for a sandbox themselves. With a floor, a task naming read_only or
+  /// writable binds (paths of the driver's machine) is refused: ship inputs as files.
+  /// Functions (this worker's own code, `functions` below) run in-process, without one.
+  task::SandboxPolicy sandbox = task::SandboxPolicy::standard();
   std::map<std::string, WorkerFunction> functions;  // added to the built-ins noop, echo, sleep_ms
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds dead_after{5000};  // drop a client silent for this long
@@ -56,6 +64,15 @@ struct WorkerOptions {
   std::size_t max_clients = 64;
   std::function<void(std::string_view)> log;  // default: one line to stderr
 };
+
+/// The sandbox a task asking for `asked` runs in on a worker whose floor is `floor`: every part
+/// at least as strict as both — a namespace or filter either turns on is on, no network if
+/// either says none, the smaller disk quota and rlimits (0 = unlimited counts as the larger),
+/// the floor's id when the floor maps users (the worker, not a driver, picks who tasks run
+/// as). A task asking for at least the floor keeps its policy unchanged (level included);
+/// otherwise the level is the preset the result equals (standard, strict) or custom.
+task::SandboxPolicy raise_to_floor(const task::SandboxPolicy& asked,
+                                   const task::SandboxPolicy& floor);
 
 struct WorkerStats {
   std::uint64_t clients_accepted = 0;

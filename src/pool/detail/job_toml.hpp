@@ -13,6 +13,7 @@
 
 #include "pepita/error.hpp"
 #include "pepita/task/resources.hpp"
+#include "pepita/task/sandbox.hpp"
 #include "pepita/task/task.hpp"
 
 namespace pepita::pool::detail {
@@ -72,5 +73,22 @@ Result<void> apply_resource_key(const Ctx& ctx, std::string_view key, const toml
 /// whole cpus, and ResourceRequest::validate. `fallback` positions a message no key owns.
 Result<void> check_resources(const Ctx& ctx, const ResourceSpec& spec, const task::Backend& backend,
                              const std::string& task_name, const toml::node& fallback);
+
+// ---- issue 23: sandbox (job_sandbox.cpp) ----
+
+/// `sandbox = "none" | "standard" | "strict"`, or a table starting from `level` (default none)
+/// whose keys override its parts: user_ns, mount_ns, pid_ns, ipc_uts_ns, network ("host" |
+/// "none"), no_new_privs, seccomp, id, disk ("1G" or bytes), read_only, writable (arrays of
+/// paths; relative ones start at `job_dir`), max_open_files, max_file_size, max_processes.
+/// A table that changes a part of its level gives level Custom. InvalidArgument at the value
+/// for an unknown key, a wrong type, a bad level, network, size or id, or binds and `disk`
+/// without a mount namespace.
+Result<task::SandboxPolicy> get_sandbox(
+    const Ctx& ctx, const toml::node& value, const std::string& job_dir,
+    const std::vector<std::pair<std::string, std::string>>& vars);
+
+/// Whether a task on `backend` may carry a sandbox: process, remote and "any" (a microvm task is
+/// isolated by its VM; a GPU or registered backend's command is not a process we spawn).
+bool sandbox_applies(const task::Backend& backend);
 
 }  // namespace pepita::pool::detail

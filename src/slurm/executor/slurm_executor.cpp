@@ -118,10 +118,14 @@ struct SlurmExecutor::Impl {
     }
     a.insert(a.end(), opts.extra_sbatch_args.begin(), opts.extra_sbatch_args.end());
     // exec: the worker is the job's main process, so scancel's SIGTERM reaches it and drains.
+    // --sandbox none: this driver made the worker and its one-time key, so the worker's floor
+    // is not needed against it; each task carries the sandbox its job file (or `pepita run
+    // --sandbox`) gave it, and runs in that (issue 23).
     a.push_back("--wrap=exec " + shell_quote(opts.worker_binary) + " worker --connect " +
                 shell_quote(connect_to) + " --key " + shell_quote(key_path) + " --slots " +
                 std::to_string(opts.cpus_per_worker) + " --name slurm-${SLURM_JOB_ID} --give-up " +
-                std::to_string(opts.worker_give_up.count()) + (opts.tls ? " --tls" : ""));
+                std::to_string(opts.worker_give_up.count()) + " --sandbox none" +
+                (opts.tls ? " --tls" : ""));
     return a;
   }
 

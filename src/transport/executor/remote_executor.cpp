@@ -64,6 +64,7 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
   m.stdin_data = p->stdin_data;
   m.timeout_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, task.timeout().count()));
   m.output_cap = task.output_cap();
+  m.sandbox = task.sandbox();  // the worker raises it to its floor (protocol 4)
   rt.resources = task.resources();
   if (const task::Allocation* a = task.allocation()) rt.resource_attempt = a->attempt;
   const std::uint64_t id = rt.id;

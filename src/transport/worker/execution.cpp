@@ -4,9 +4,11 @@
 // token, so a Cancel frame or a kill stops it. No thread waits on a running attempt: the
 // executor's completion hands the result to the client's session thread (results.cpp).
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <utility>
 
 #include "worker/worker_impl.hpp"
 
@@ -176,11 +178,87 @@ std::optional<ResultMsg> Worker::Impl::stage(Job& job, std::string& path, std::s
   return std::nullopt;
 }
 
+// Issue 23: a sandboxed task works in a scratch directory of its own (the executor binds it
+// writable as the task's work dir). Under this worker's floor that is also where it runs: the
+// driver's cwd names a path of the driver's machine, and binding it here would open a worker's
+// directory of the driver's choosing. A worker running as root runs the task as the policy's
+// unprivileged id, which cannot enter the cache (0700, ours): the directory, its staged files
+// and a copy of a shipped binary are handed to that id, and the cache and tasks/ become 0711
+// (enter, not list) on the way to it.
+std::optional<ResultMsg> Worker::Impl::hand_to_sandbox_user(Job& job,
+                                                            const task::SandboxPolicy& sandbox,
+                                                            std::string& path, std::string& cwd) {
+  if (!sandbox.enabled()) return std::nullopt;
+  const SubmitMsg& m = job.msg;
+  const std::string tasks = cache_dir + "/tasks";
+  std::error_code ec;
+  if (job.scratch.empty()) {
+    job.scratch = tasks + "/" + std::to_string(job.client->serial) + "-" + std::to_string(job.id) +
+                  "-" + std::to_string(m.attempt);
+    fs::create_directories(job.scratch, ec);
+    if (ec) {
+      return worker::spawn_error("sandbox: cannot create the task's directory " + job.scratch +
+                                 ": " + ec.message());
+    }
+  }
+  if (opts.sandbox.enabled() || cwd.empty()) cwd = job.scratch;
+  if (!sandbox.user_ns || ::geteuid() != 0) return std::nullopt;
+  if (path.starts_with(cache_dir + "/") && path.find('/', cache_dir.size() + 1) == path.npos) {
+    const std::string copy = job.scratch + "/.pepita-binary";
+    fs::copy_file(path, copy, fs::copy_options::overwrite_existing, ec);
+    if (ec) return worker::spawn_error("sandbox: cannot copy the task's binary: " + ec.message());
+    ::chmod(copy.c_str(), 0700);
+    path = copy;
+  }
+  const auto id = static_cast<uid_t>(sandbox.id);
+  bool owned = ::chown(job.scratch.c_str(), id, id) == 0;
+  for (const auto& e : fs::directory_iterator(job.scratch, ec)) {
+    owned = owned && ::lchown(e.path().c_str(), id, id) == 0;
+  }
+  owned = owned && ::chmod(cache_dir.c_str(), 0711) == 0 && ::chmod(tasks.c_str(), 0711) == 0;
+  if (ec || !owned) {
+    return worker::spawn_error("sandbox: cannot hand the task's directory " + job.scratch +
+                               " to uid " + std::to_string(sandbox.id));
+  }
+  return std::nullopt;
+}
+
 std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>& job) {
   const SubmitMsg& m = job->msg;
   std::string path = m.path;
   std::string cwd = m.cwd;
+  // Issue 23: the driver's binary runs in its own sandbox raised to this worker's floor. Binds
+  // name paths of the driver's machine, which a driver must not open on this one.
+  const task::SandboxPolicy& floor = opts.sandbox;
+  if (floor.enabled() && (!m.sandbox.read_only.empty() || !m.sandbox.writable.empty())) {
+    return ResultMsg{.status = TaskStatus::Sandboxed,
+                     .exit_code = -1,
+                     .error =
+                         "sandbox: this worker binds no host paths into tasks from drivers "
+                         "(read_only/writable name paths of the driver's machine): ship "
+                         "inputs as files, or run the worker with --sandbox none"};
+  }
+  const task::SandboxPolicy sandbox = raise_to_floor(m.sandbox, floor);
+  if (sandbox != m.sandbox) {
+    bool first = false;
+    {
+      std::lock_guard lock(job->client->jobs_mu);
+      first = !std::exchange(job->client->told_floor, true);
+    }
+    if (first) {
+      log(std::string("tasks from ")
+              .append(job->client->peer)
+              .append(" asking for sandbox ")
+              .append(task::to_string(m.sandbox.level))
+              .append(" run in ")
+              .append(task::to_string(sandbox.level))
+              .append(" (this worker's floor is ")
+              .append(task::to_string(floor.level))
+              .append(")"));
+    }
+  }
   if (auto missing = stage(*job, path, cwd)) return missing;
+  if (auto failed = hand_to_sandbox_user(*job, sandbox, path, cwd)) return failed;
   auto b = task::Task::binary(path);
   b.args(m.args).stdin(m.stdin_data).name("remote-" + std::to_string(job->id));
   if (!m.inherit_env) b.clear_env();
@@ -188,6 +266,7 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
   if (!cwd.empty()) b.cwd(cwd);
   if (m.timeout_ns > 0) b.timeout(std::chrono::nanoseconds(m.timeout_ns));
   if (m.output_cap > 0) b.output_cap(static_cast<std::size_t>(m.output_cap));
+  if (sandbox.enabled()) b.sandbox(sandbox);
   auto built = b.build();
   if (!built) return worker::spawn_error(built.error().to_string());
   // The dispatcher chose what this attempt may use on this worker: the process executor

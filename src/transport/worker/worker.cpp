@@ -263,11 +263,13 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
   if (dials) {
     raw->acceptor = std::thread([raw] { raw->dial_loop(); });
     raw->log("dialing driver " + bound.to_string() + " with " + std::to_string(raw->opts.slots) +
-             " slots, cache " + raw->cache_dir + "; offers " + raw->opts.inventory->to_string());
+             " slots, cache " + raw->cache_dir + "; offers " + raw->opts.inventory->to_string() +
+             "; sandbox floor " + std::string(task::to_string(raw->opts.sandbox.level)));
   } else {
     raw->acceptor = std::thread([raw] { raw->accept_loop(); });
     raw->log("listening on " + bound.to_string() + " with " + std::to_string(raw->opts.slots) +
-             " slots, cache " + raw->cache_dir + "; offers " + raw->opts.inventory->to_string());
+             " slots, cache " + raw->cache_dir + "; offers " + raw->opts.inventory->to_string() +
+             "; sandbox floor " + std::string(task::to_string(raw->opts.sandbox.level)));
   }
   return std::make_unique<Worker>(std::move(impl));
 }

@@ -68,6 +68,9 @@ struct Client {
   std::vector<std::pair<Clock::time_point, Done>> parked;
   std::thread thread;
   std::uint64_t serial = 0;
+  // Issue 23: the client's first task raised to the worker's sandbox floor is logged, the
+  // rest are not (launcher threads; guarded by jobs_mu).
+  bool told_floor = false;
 };
 
 /// The functions every worker has: noop, echo, sleep_ms (execution.cpp).
@@ -139,6 +142,8 @@ struct Worker::Impl {
   std::optional<ResultMsg> launch_function(const std::shared_ptr<Job>& job);
   std::optional<ResultMsg> launch_process(const std::shared_ptr<Job>& job);
   std::optional<ResultMsg> stage(Job& job, std::string& path, std::string& cwd);
+  std::optional<ResultMsg> hand_to_sandbox_user(Job& job, const task::SandboxPolicy& sandbox,
+                                                std::string& path, std::string& cwd);
 
   // ---- results (results.cpp) -------------------------------------------------------------
   /// An executor's completion: hands the result to the job's session thread.

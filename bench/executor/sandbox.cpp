@@ -1,0 +1,231 @@
+// bench/executor: what a sandbox costs per task (issue 23). Spawn-to-exit of /bin/true, one task
+// at a time, through executor::ProcessExecutor with the task's sandbox none, standard and
+// strict (task::SandboxPolicy), against two anchors doing the same work outside pepita: a plain
+// posix_spawn + waitpid (no isolation: the floor any spawner pays) and Debian's bubblewrap
+// building the same isolation (`bwrap --unshare-all --die-with-parent --ro-bind /usr /usr ...
+// --proc /proc --dev /dev --tmpfs /tmp`, plus --share-net for standard). One process; every
+// round runs each contestant's batch of TASKS spawns, the order rotating each round; the figure
+// is wall time per task, median [min-max] over rounds. Goal of the issue: strict adds < 1 ms per
+// task over none and is faster than bwrap.
+// Until the executor enforces sandboxes (src/executor, the JAIL half of issue 23), its standard
+// and strict rows run unconfined and measure only the policy's way through the executor.
+// Usage: bench_executor_sandbox [ROUNDS=9] [TASKS=50]
+#include "pepita/task/sandbox.hpp"
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "bench_util.hpp"
+#include "pepita/executor/process.hpp"
+#include "pepita/task/task.hpp"
+
+extern char** environ;
+
+namespace {
+
+namespace bench = pepita::bench;
+using pepita::executor::ExecutionResult;
+using pepita::executor::ProcessExecutor;
+using pepita::executor::Status;
+using pepita::task::SandboxPolicy;
+using pepita::task::Task;
+
+constexpr const char* kTrue = "/bin/true";
+constexpr const char* kBwrap = "/usr/bin/bwrap";
+
+// Spawns argv and waits for it; false when it could not start or did not exit 0.
+bool spawn_and_wait(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  std::vector<std::string> copy = args;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  if (::posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) return false;
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// bwrap's rendering of our sandbox: a fresh root of read-only system binds, /proc, /dev, a
+// tmpfs /tmp, every namespace (the network one too unless `share_net`), dies with its parent.
+std::vector<std::string> bwrap_args(bool share_net) {
+  std::vector<std::string> a{kBwrap, "--unshare-all"};
+  if (share_net) a.emplace_back("--share-net");
+  for (const char* s : {"--die-with-parent",
+                        "--new-session",
+                        "--ro-bind",
+                        "/usr",
+                        "/usr",
+                        "--symlink",
+                        "usr/bin",
+                        "/bin",
+                        "--symlink",
+                        "usr/lib",
+                        "/lib",
+                        "--symlink",
+                        "usr/lib64",
+                        "/lib64",
+                        "--symlink",
+                        "usr/sbin",
+                        "/sbin",
+                        "--proc",
+                        "/proc",
+                        "--dev",
+                        "/dev",
+                        "--tmpfs",
+                        "/tmp",
+                        kTrue}) {
+    a.emplace_back(s);
+  }
+  return a;
+}
+
+// One task at a time through the executor: start, wait for its completion.
+class Sequential {
+ public:
+  explicit Sequential(ProcessExecutor& ex) : ex_(ex) {}
+  bool run(const Task& t) {
+    std::unique_lock lock(mu_);
+    done_ = false;
+    ok_ = false;
+    lock.unlock();
+    auto started = ex_.start(t, std::stop_token{}, [this](ExecutionResult r) {
+      std::lock_guard l(mu_);
+      ok_ = r.status == Status::Succeeded;
+      if (!ok_ && error_.empty()) error_ = std::string(to_string(r.status)) + ": " + r.error;
+      done_ = true;
+      cv_.notify_one();
+    });
+    if (!started) {
+      error_ = started.error().to_string();
+      return false;
+    }
+    lock.lock();
+    cv_.wait(lock, [this] { return done_; });
+    return ok_;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  ProcessExecutor& ex_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  bool ok_ = false;
+  std::string error_;
+};
+
+// Seconds per task of `batch` runs of `one`; counts failures.
+double per_task(int batch, const std::function<bool()>& one, int& failures) {
+  const double t0 = bench::wall_s();
+  for (int i = 0; i < batch; ++i) failures += one() ? 0 : 1;
+  return (bench::wall_s() - t0) / batch;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rounds = bench::rounds(argc > 1 ? std::atoi(argv[1]) : 9);
+  const int batch = argc > 2 ? std::max(1, std::atoi(argv[2])) : 50;
+  bench::print_load();
+
+  auto made = ProcessExecutor::create({.slots = 1, .kill_grace = std::chrono::milliseconds(500)});
+  if (!made) {
+    std::fprintf(stderr, "cannot create the process executor: %s\n",
+                 made.error().to_string().c_str());
+    return 1;
+  }
+  ProcessExecutor& ex = **made;
+  Sequential seq(ex);
+  auto task_with = [](SandboxPolicy p) {
+    auto b = Task::binary(kTrue);
+    if (p.enabled()) b.sandbox(std::move(p));
+    return b.build().value();
+  };
+  const Task none = task_with(SandboxPolicy::none());
+  const Task standard = task_with(SandboxPolicy::standard());
+  const Task strict = task_with(SandboxPolicy::strict());
+  const bool have_bwrap = ::access(kBwrap, X_OK) == 0 && spawn_and_wait(bwrap_args(false));
+
+  struct Series {
+    const char* name;
+    std::function<bool()> one;
+    std::vector<double> samples;
+    int failures = 0;
+  };
+  std::vector<Series> series;
+  series.push_back({"posix_spawn", [] { return spawn_and_wait({kTrue}); }, {}, 0});
+  series.push_back({"none", [&] { return seq.run(none); }, {}, 0});
+  series.push_back({"standard", [&] { return seq.run(standard); }, {}, 0});
+  series.push_back({"strict", [&] { return seq.run(strict); }, {}, 0});
+  if (have_bwrap) {
+    series.push_back({"bwrap-standard", [] { return spawn_and_wait(bwrap_args(true)); }, {}, 0});
+    series.push_back({"bwrap-strict", [] { return spawn_and_wait(bwrap_args(false)); }, {}, 0});
+  }
+  // A warm-up batch each, so the first round does not pay for cold caches alone.
+  for (auto& s : series) (void)per_task(std::min(batch, 5), s.one, s.failures);
+  for (auto& s : series) s.failures = 0;
+
+  std::vector<std::function<void()>> contestants;
+  for (auto& s : series) {
+    contestants.push_back([&s, batch] { s.samples.push_back(per_task(batch, s.one, s.failures)); });
+  }
+  bench::rotate_rounds(rounds, contestants);
+
+  auto us = [](const std::vector<double>& v) {
+    return bench::map(v, [](double s) { return s * 1e6; });
+  };
+  auto find = [&](const char* name) -> const Series* {
+    for (const auto& s : series)
+      if (std::string(s.name) == name) return &s;
+    return nullptr;
+  };
+  const std::vector<double> nothing;
+  auto samples = [&](const char* name) {
+    const Series* s = find(name);
+    return s ? us(s->samples) : nothing;
+  };
+
+  bench::Table table("spawn-to-exit of /bin/true, one task at a time, wall time per task (" +
+                     std::to_string(batch) + " tasks per round)");
+  const std::string workload = "ProcessExecutor, sandbox ";
+  table.row(workload + "none", "posix_spawn+waitpid", bench::Clock::wall, "us/task",
+            samples("none"), samples("posix_spawn"));
+  table.row(workload + "standard", "posix_spawn+waitpid", bench::Clock::wall, "us/task",
+            samples("standard"), samples("posix_spawn"));
+  table.row(workload + "strict", "posix_spawn+waitpid", bench::Clock::wall, "us/task",
+            samples("strict"), samples("posix_spawn"));
+  table.row(workload + "standard", "bwrap --unshare-all --share-net", bench::Clock::wall, "us/task",
+            samples("standard"), samples("bwrap-standard"));
+  table.row(workload + "strict", "bwrap --unshare-all", bench::Clock::wall, "us/task",
+            samples("strict"), samples("bwrap-strict"));
+  table.row(workload + "strict", "ProcessExecutor, sandbox none", bench::Clock::wall, "us/task",
+            samples("strict"), samples("none"), bench::Kind::time,
+            "strict adds " +
+                bench::num(bench::median(samples("strict")) - bench::median(samples("none"))) +
+                " us/task");
+  if (!have_bwrap)
+    table.note(std::string(kBwrap) +
+               " is missing or cannot run here: no bwrap rows (apt install bubblewrap)");
+  for (const auto& s : series) {
+    if (s.failures > 0) {
+      table.note(std::string(s.name) + ": " + std::to_string(s.failures) + " tasks did not exit 0" +
+                 (seq.error().empty() ? "" : " (first: " + seq.error() + ")"));
+    }
+  }
+  table.print();
+  ex.shutdown();
+  return 0;
+}
