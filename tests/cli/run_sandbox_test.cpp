@@ -152,7 +152,7 @@ TEST_F(RunSandboxCli, WorkerRefusesAnUnknownFloor) {
 
 // mount(8) in a strict task is stopped by the seccomp filter (at mount, or at the setuid it
 // tries first): status "sandbox" with the syscall in its reason, in --json and in the summary.
-TEST_F(RunSandboxCli, DISABLED_AfterJailMerges_AStoppedTaskShowsStatusSandboxAndItsReason) {
+TEST_F(RunSandboxCli, AStoppedTaskShowsStatusSandboxAndItsReason) {
   const auto job = write("mount.toml",
                          "[[task]]\nname = \"mounter\"\ncommand = \"/bin/mount\"\n"
                          "args = [\"-t\", \"tmpfs\", \"none\", \"/tmp\"]\nsandbox = \"strict\"\n");
@@ -169,7 +169,7 @@ TEST_F(RunSandboxCli, DISABLED_AfterJailMerges_AStoppedTaskShowsStatusSandboxAnd
 
 // The example's strict task sees only what its sandbox bound in, and its standard one only its
 // own processes.
-TEST_F(RunSandboxCli, DISABLED_AfterJailMerges_ExampleJobsTasksSeeOnlyTheirSandbox) {
+TEST_F(RunSandboxCli, ExampleJobsTasksSeeOnlyTheirSandbox) {
   const std::string job = std::string(PEPITA_SOURCE_DIR) + "/examples/sandbox/job.toml";
   auto r = run({"run", "--json", "--no-journal", job});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

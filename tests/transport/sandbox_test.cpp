@@ -375,7 +375,7 @@ TEST(SandboxWorker, ThePoolsRemoteExecutorSendsTheTasksSandbox) {
 
 // The kernel's own word that the floor reached the process: a task asking for nothing runs
 // with no_new_privs set and in a user namespace other than the worker's.
-TEST(SandboxWorker, DISABLED_AfterJailMerges_ARaisedTaskRunsWithNoNewPrivs) {
+TEST(SandboxWorker, ARaisedTaskRunsWithNoNewPrivs) {
   test::KeyFile kf;
   Lines log;
   auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
@@ -393,7 +393,7 @@ TEST(SandboxWorker, DISABLED_AfterJailMerges_ARaisedTaskRunsWithNoNewPrivs) {
 
 // A driver's hostile commands under the default floor: the worker's secrets are not in the
 // task's root, and the worker's pid is not in its pid namespace.
-TEST(SandboxWorker, DISABLED_AfterJailMerges_ADriversTaskCannotReadShadowOrKillTheWorker) {
+TEST(SandboxWorker, ADriversTaskCannotReadShadowOrKillTheWorker) {
   test::KeyFile kf;
   Lines log;
   auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
@@ -420,7 +420,7 @@ TEST(SandboxWorker, DISABLED_AfterJailMerges_ADriversTaskCannotReadShadowOrKillT
 
 // A worker running as root hands a sandboxed task a directory of its own, owned by the
 // policy's id: the shipped script runs from there and writes its working directory.
-TEST(SandboxWorker, DISABLED_AfterJailMerges_AShippedScriptRunsAndWritesItsWorkDir) {
+TEST(SandboxWorker, AShippedScriptRunsAndWritesItsWorkDir) {
   test::KeyFile kf;
   Lines log;
   auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
