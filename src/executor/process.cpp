@@ -78,6 +78,8 @@ struct Stage {
   std::string label;           // "pipeline stage 1 ('sh')"
   UniqueFd report;             // sandboxed: the supervisor's report pipe (pid is the supervisor's)
   std::string sandbox_reason;  // "sandbox: syscall ptrace denied"
+  // Sandboxed: the supervisor's stack, unmapped once it has been reaped.
+  detail::SupervisorMemory sandbox_memory;
 };
 
 struct Child {
@@ -502,7 +504,7 @@ void ProcessExecutor::Impl::launch(Start start) {
   const std::vector<int> join = c.cgroup.join_fds();
   std::map<std::string, std::string> env;
   if (c.allocation) env = gpu_env(*c.allocation);
-  const detail::SpawnExtras extras{join, cpus, env.empty() ? nullptr : &env};
+  const detail::SpawnExtras extras{join, cpus, env.empty() ? nullptr : &env, c.memory_limit > 0};
 
   // Undoes a half-started pipeline: kill what runs, reap it, so nothing is left behind.
   auto abort_spawned = [&](std::size_t spawned) {
@@ -514,7 +516,8 @@ void ProcessExecutor::Impl::launch(Start start) {
     }
     for (std::size_t k = 0; k < spawned; ++k) {
       siginfo_t info{};
-      ::waitid(P_PID, static_cast<id_t>(c.stages[k].pid), &info, WEXITED);
+      if (::waitid(P_PID, static_cast<id_t>(c.stages[k].pid), &info, WEXITED) == 0)
+        c.stages[k].sandbox_memory.reaped();
       c.stages[k].pidfd.reset();
     }
   };
@@ -537,6 +540,7 @@ void ProcessExecutor::Impl::launch(Start start) {
       }
       pid = child->pid;
       c.stages[i].report = std::move(child->report);
+      c.stages[i].sandbox_memory = std::move(child->memory);
     } else {
       pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid, extras);
     }
@@ -663,6 +667,8 @@ bool ProcessExecutor::Impl::reap_stage(Child& c, Stage& st) {
     st.wait_error = rc;
     return true;
   }
+  st.sandbox_memory.reaped();
+  st.sandbox_memory.reset();
   st.code = info.si_code;
   st.status = info.si_status;
   if (st.report) {

@@ -1,12 +1,15 @@
 // The sandboxed spawn (docs/sandbox.md). The parent computes everything (mount plan, seccomp
-// program, argv, envp), clones a supervisor into the new namespaces (a copy of our memory: no
-// CLONE_VM, since the supervisor outlives the spawn as pid 1 of its pid namespace), writes its id
-// maps, puts it in the attempt's cgroup and releases it through a pipe. The supervisor builds the
-// root, installs the filter with a user-notification listener it keeps, starts the task and reports
-// on the report pipe: `Started` once the task has exec'd, then `Ended` with the task's wait status
-// and the syscall the filter stopped, if any. Like spawn.cpp's child, the supervisor makes raw
-// system calls only: it is a copy of a possibly multithreaded process, where a lock (malloc's)
-// may be held forever.
+// program, argv, envp), clones a supervisor into the new namespaces, writes its id maps, puts it in
+// the attempt's cgroup and releases it through a pipe. The supervisor builds the root, installs the
+// filter with a user-notification listener it keeps, starts the task and reports on the report
+// pipe: `Started` once the task has exec'd, then `Ended` with the task's wait status and the
+// syscall the filter stopped, if any. The supervisor runs on a mapping of its own
+// (SupervisorMemory) and, where it is safe (root, a user namespace, no memory limit), shares our
+// memory (CLONE_VM) instead of getting a copy of it: it outlives the spawn as pid 1 of its pid
+// namespace, so that mapping stays until the executor has reaped it. Either way it makes raw
+// system calls only (no errno: a CLONE_VM supervisor would write the spawning thread's) and calls
+// no library function: it may share, or be a copy of, a multithreaded process, where a lock
+// (malloc's) may be held forever.
 #include "detail/sandbox_spawn.hpp"
 
 #include <fcntl.h>
@@ -17,6 +20,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -30,7 +34,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "pepita/core/format.hpp"
@@ -106,71 +113,164 @@ struct KernelSigaction {
 };
 
 #define PEPITA_NOSAN __attribute__((no_sanitize("address", "undefined", "thread")))
+#define PEPITA_RAW PEPITA_NOSAN __attribute__((always_inline)) inline
+
+// Raw system calls: a negative errno on failure, nothing written to `errno`. The supervisor may
+// share our memory (CLONE_VM) while the thread that spawned it runs on: it must not touch that
+// thread's TLS, of which errno is part.
+#if defined(__x86_64__)
+PEPITA_RAW long raw6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+  long ret;
+  register long r10 asm("r10") = a4;
+  register long r8 asm("r8") = a5;
+  register long r9 asm("r9") = a6;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "0"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  return ret;
+}
+#elif defined(__aarch64__)
+PEPITA_RAW long raw6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+  register long x8 asm("x8") = nr;
+  register long x0 asm("x0") = a1;
+  register long x1 asm("x1") = a2;
+  register long x2 asm("x2") = a3;
+  register long x3 asm("x3") = a4;
+  register long x4 asm("x4") = a5;
+  register long x5 asm("x5") = a6;
+  asm volatile("svc 0"
+               : "+r"(x0)
+               : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+               : "memory");
+  return x0;
+}
+#else
+PEPITA_RAW long raw6(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+  const long r = ::syscall(nr, a1, a2, a3, a4, a5, a6);
+  return r < 0 ? -errno : r;
+}
+#endif
+
+template <class T>
+PEPITA_RAW long raw_arg(T v) {
+  if constexpr (std::is_pointer_v<T> || std::is_null_pointer_v<T>) {
+    return reinterpret_cast<long>(v);
+  } else {
+    return static_cast<long>(v);
+  }
+}
+
+template <class... A>
+PEPITA_RAW long rs(long nr, A... a) {
+  static_assert(sizeof...(A) <= 6);
+  long args[6] = {raw_arg(a)...};
+  return raw6(nr, args[0], args[1], args[2], args[3], args[4], args[5]);
+}
+
+// clone(2) onto `stack_top` running fn(arg) in the child, without glibc (whose wrapper writes
+// errno on failure). The child exits with fn's result. Only x86-64 has it here: elsewhere the
+// supervisor always gets a copy of our memory.
+#if defined(__x86_64__)
+constexpr bool kCanShareMemory = true;
+PEPITA_NOSAN __attribute__((noinline)) long raw_clone(unsigned long flags, void* stack_top,
+                                                      int (*fn)(void*), void* arg) {
+  auto* sp = static_cast<void**>(stack_top);
+  *--sp = arg;
+  *--sp = reinterpret_cast<void*>(fn);
+  long ret;
+  register long r10 asm("r10") = 0;
+  register long r8 asm("r8") = 0;
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xor %%ebp, %%ebp\n\t"
+      "pop %%rax\n\t"
+      "pop %%rdi\n\t"
+      "call *%%rax\n\t"
+      "mov %%eax, %%edi\n\t"
+      "mov $60, %%eax\n\t"
+      "syscall\n\t"
+      "hlt\n"
+      "1:"
+      : "=a"(ret)
+      : "0"(static_cast<long>(SYS_clone)), "D"(flags), "S"(sp), "d"(0L), "r"(r10), "r"(r8)
+      : "rcx", "r11", "memory");
+  return ret;
+}
+#else
+constexpr bool kCanShareMemory = false;
+PEPITA_NOSAN long raw_clone(unsigned long flags, void* stack_top, int (*fn)(void*), void* arg) {
+  const int r = ::__clone(fn, stack_top, static_cast<int>(flags), arg);
+  return r < 0 ? -errno : r;  // never in a supervisor that shares our memory: our own errno
+}
+#endif
 
 PEPITA_NOSAN long sc_write(int fd, const void* buf, std::size_t n) {
   long r;
   do {
-    r = ::syscall(SYS_write, fd, buf, n);
-  } while (r < 0 && errno == EINTR);
+    r = rs(SYS_write, fd, buf, n);
+  } while (r == -EINTR);
   return r;
 }
 
-[[noreturn]] PEPITA_NOSAN void sup_fail(const SupervisorArgs* a, std::int32_t step, int err) {
-  const Report r{kFailed, step, err, 0, -1};
+[[noreturn]] PEPITA_NOSAN void sup_fail(const SupervisorArgs* a, std::int32_t step, long neg) {
+  const Report r{kFailed, step, static_cast<std::int32_t>(-neg), 0, -1};
   sc_write(a->report_fd, &r, sizeof r);
-  for (;;) ::syscall(SYS_exit_group, 127);
+  for (;;) rs(SYS_exit_group, 127);
 }
 
 PEPITA_NOSAN void set_rlimit(const SupervisorArgs* a, int resource, std::uint64_t value) {
   const rlimit lim{value, value};
-  if (::syscall(SYS_setrlimit, resource, &lim) < 0) sup_fail(a, kRlimit, errno);
+  if (long r = rs(SYS_setrlimit, resource, &lim); r < 0) sup_fail(a, kRlimit, r);
 }
 
 PEPITA_NOSAN void set_ro(const SupervisorArgs* a, std::int32_t step, const char* target,
                          std::uint64_t attrs, unsigned flags) {
   mount_attr attr{};
   attr.attr_set = attrs;
-  if (::syscall(SYS_mount_setattr, AT_FDCWD, target, flags, &attr, sizeof attr) < 0)
-    sup_fail(a, step, errno);
+  if (long r = rs(SYS_mount_setattr, AT_FDCWD, target, flags, &attr, sizeof attr); r < 0)
+    sup_fail(a, step, r);
+}
+
+// Fails step `step` when `r` is an error.
+PEPITA_NOSAN void check(const SupervisorArgs* a, std::int32_t step, long r) {
+  if (r < 0) sup_fail(a, step, r);
 }
 
 // The new root, from inside the fresh mount namespace: bubblewrap's two pivots. A tmpfs on /tmp
 // becomes the root with the host's at /oldroot, the plan fills /newroot from /oldroot, then
 // /newroot becomes the root and everything else is detached.
 PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
-  if (::syscall(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0)
-    sup_fail(a, kPrivate, errno);
-  if (::syscall(SYS_mount, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
-    sup_fail(a, kBase, errno);
-  if (::syscall(SYS_chdir, "/tmp") < 0) sup_fail(a, kBase, errno);
-  if (::syscall(SYS_mkdir, "newroot", 0755) < 0 || ::syscall(SYS_mkdir, "oldroot", 0755) < 0)
-    sup_fail(a, kBase, errno);
-  if (::syscall(SYS_mount, "tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
-    sup_fail(a, kBase, errno);
-  if (::syscall(SYS_pivot_root, "/tmp", "/tmp/oldroot") < 0) sup_fail(a, kPivot, errno);
-  if (::syscall(SYS_chdir, "/") < 0) sup_fail(a, kPivot, errno);
+  check(a, kPrivate, rs(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  check(a, kBase, rs(SYS_mount, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+  check(a, kBase, rs(SYS_chdir, "/tmp"));
+  check(a, kBase, rs(SYS_mkdir, "newroot", 0755));
+  check(a, kBase, rs(SYS_mkdir, "oldroot", 0755));
+  check(a, kBase, rs(SYS_mount, "tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+  check(a, kPivot, rs(SYS_pivot_root, "/tmp", "/tmp/oldroot"));
+  check(a, kPivot, rs(SYS_chdir, "/"));
   for (std::size_t i = 0; i < a->op_count; ++i) {
     const RawOp& op = a->ops[i];
     const auto step = static_cast<std::int32_t>(i);
     switch (op.kind) {
       case MountOp::Kind::Mkdir:
-        if (::syscall(SYS_mkdir, op.target, 0755) < 0 && errno != EEXIST) sup_fail(a, step, errno);
+        if (long r = rs(SYS_mkdir, op.target, 0755); r < 0 && r != -EEXIST) sup_fail(a, step, r);
         break;
       case MountOp::Kind::Touch: {
-        const long fd =
-            ::syscall(SYS_openat, AT_FDCWD, op.target, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
-        if (fd < 0) sup_fail(a, step, errno);
-        ::syscall(SYS_close, fd);
+        const long fd = rs(SYS_openat, AT_FDCWD, op.target, O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+        check(a, step, fd);
+        rs(SYS_close, fd);
         break;
       }
       case MountOp::Kind::Symlink:
-        if (::syscall(SYS_symlink, op.source, op.target) < 0 && errno != EEXIST)
-          sup_fail(a, step, errno);
+        if (long r = rs(SYS_symlink, op.source, op.target); r < 0 && r != -EEXIST)
+          sup_fail(a, step, r);
         break;
       case MountOp::Kind::BindRO:
       case MountOp::Kind::BindRW: {
-        if (::syscall(SYS_mount, op.source, op.target, nullptr, MS_BIND | MS_REC, nullptr) < 0)
-          sup_fail(a, step, errno);
+        check(a, step, rs(SYS_mount, op.source, op.target, nullptr, MS_BIND | MS_REC, nullptr));
         std::uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
         if (op.kind == MountOp::Kind::BindRO) attrs |= MOUNT_ATTR_RDONLY;
         if (op.device) attrs = MOUNT_ATTR_NOSUID;  // /dev's binds: the nodes must work
@@ -178,13 +278,12 @@ PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
         break;
       }
       case MountOp::Kind::Tmpfs:
-        if (::syscall(SYS_mount, "tmpfs", op.target, "tmpfs", MS_NOSUID | MS_NODEV, op.options) < 0)
-          sup_fail(a, step, errno);
+        check(a, step,
+              rs(SYS_mount, "tmpfs", op.target, "tmpfs", MS_NOSUID | MS_NODEV, op.options));
         break;
       case MountOp::Kind::Proc:
-        if (::syscall(SYS_mount, "proc", op.target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                      nullptr) < 0)
-          sup_fail(a, step, errno);
+        check(a, step,
+              rs(SYS_mount, "proc", op.target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
         break;
     }
   }
@@ -192,37 +291,37 @@ PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
   set_ro(a, kPivot, "/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0);
   // One lazy unmount below takes the staging root and the host's tree under /oldroot together
   // (each unmount waits for an RCU grace period).
-  if (::syscall(SYS_chdir, "/newroot") < 0) sup_fail(a, kPivot, errno);
-  if (::syscall(SYS_pivot_root, ".", ".") < 0) sup_fail(a, kPivot, errno);
-  if (::syscall(SYS_umount2, ".", MNT_DETACH) < 0) sup_fail(a, kPivot, errno);
-  if (::syscall(SYS_chdir, "/") < 0) sup_fail(a, kPivot, errno);
+  check(a, kPivot, rs(SYS_chdir, "/newroot"));
+  check(a, kPivot, rs(SYS_pivot_root, ".", "."));
+  check(a, kPivot, rs(SYS_umount2, ".", MNT_DETACH));
+  check(a, kPivot, rs(SYS_chdir, "/"));
 }
 
 PEPITA_NOSAN void loopback_up(const SupervisorArgs* a) {
-  const long s = ::syscall(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) sup_fail(a, kLoopback, errno);
+  const long s = rs(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  check(a, kLoopback, s);
   ifreq ifr{};
   ifr.ifr_name[0] = 'l';
   ifr.ifr_name[1] = 'o';
-  if (::syscall(SYS_ioctl, s, SIOCGIFFLAGS, &ifr) < 0) sup_fail(a, kLoopback, errno);
+  check(a, kLoopback, rs(SYS_ioctl, s, SIOCGIFFLAGS, &ifr));
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
-  if (::syscall(SYS_ioctl, s, SIOCSIFFLAGS, &ifr) < 0) sup_fail(a, kLoopback, errno);
-  ::syscall(SYS_close, s);
+  check(a, kLoopback, rs(SYS_ioctl, s, SIOCSIFFLAGS, &ifr));
+  rs(SYS_close, s);
 }
 
 // Ends every process of the sandbox but the supervisor.
 PEPITA_NOSAN void kill_all(const SupervisorArgs* a, pid_t task) {
   if (a->pid_ns) {
-    ::syscall(SYS_kill, -1, SIGKILL);  // in a pid namespace: all of it but us
+    rs(SYS_kill, -1, SIGKILL);  // in a pid namespace: all of it but us
   } else {
-    ::syscall(SYS_kill, -task, SIGKILL);
-    ::syscall(SYS_kill, task, SIGKILL);
+    rs(SYS_kill, -task, SIGKILL);
+    rs(SYS_kill, task, SIGKILL);
   }
 }
 
 struct TaskArgs {
   const SupervisorArgs* a;
-  int err;  // the exec's errno, written by the task before it exits; read after CLONE_VFORK
+  long err;  // the exec's -errno, written by the task before it exits; read after CLONE_VFORK
 };
 
 // The task between the supervisor's clone and exec: its own process group (the supervisor
@@ -231,130 +330,128 @@ PEPITA_NOSAN __attribute__((noinline)) int task_main(void* arg) {
   // SAFETY: the supervisor is suspended (CLONE_VFORK) until we exec or exit; `arg` is on its stack.
   auto* t = static_cast<TaskArgs*>(arg);
   const SupervisorArgs* a = t->a;
-  ::syscall(SYS_setpgid, 0, 0);
-  ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  rs(SYS_setpgid, 0, 0);
+  rs(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (a->user_ns) {
     __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct data[2]{};
-    ::syscall(SYS_capset, &hdr, data);
+    rs(SYS_capset, &hdr, data);
   }
   const unsigned long empty = 0;
-  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, nullptr, sizeof empty);
-  ::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-  ::syscall(SYS_execve, a->path, a->argv, a->envp);
-  t->err = errno;
-  for (;;) ::syscall(SYS_exit_group, 127);
+  rs(SYS_rt_sigprocmask, SIG_SETMASK, &empty, nullptr, sizeof empty);
+  rs(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+  t->err = rs(SYS_execve, a->path, a->argv, a->envp);
+  for (;;) rs(SYS_exit_group, 127);
 }
 
-// The supervisor: pid 1 of the sandbox's pid namespace.
+// The supervisor: pid 1 of the sandbox's pid namespace. `arg` is its SupervisorArgs, at the top
+// of its own mapping (SupervisorMemory), which outlives it.
 PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
-  // SAFETY: `arg` points into our own copy of the parent's memory (no CLONE_VM), which nobody
-  // else writes.
-  const auto* a = static_cast<const SupervisorArgs*>(arg);
+  // SAFETY: `arg` lies in the supervisor's mapping, which the parent neither reads nor writes
+  // once it cloned us (and unmaps only after reaping us).
+  auto* a = static_cast<SupervisorArgs*>(arg);
   const KernelSigaction dfl{};
   for (int sig = 1; sig < _NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(unsigned long));
+    rs(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(unsigned long));
   }
-  ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  rs(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   // A parent that changed its ids (a worker that dropped root) is not dumpable, and neither are
   // we: our /proc files would then belong to root and the parent could not write our id maps.
-  // Our own id switch below makes us non-dumpable again.
+  // Our own id switch below makes us non-dumpable again. (Only a supervisor with a copy of our
+  // memory gets here: dumpable is a property of the memory, which a CLONE_VM one shares.)
   if (!a->parent_root) {
-    ::syscall(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
+    rs(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
     const Report ready{kReady, 0, 0, 0, -1};
     sc_write(a->report_fd, &ready, sizeof ready);
   }
   char go = 0;
   long n;
   do {
-    n = ::syscall(SYS_read, a->sync_fd, &go, 1);
-  } while (n < 0 && errno == EINTR);
-  if (n != 1) sup_fail(a, kRelease, n < 0 ? errno : EPIPE);  // the parent gave up on us
-  // We hold a copy of the worker's memory (its keys among it): nothing in the sandbox, which runs
-  // as our uid, may read it through /proc/1/mem or /proc/1/environ. Our capabilities already
-  // refuse it (the task's are not a subset); not dumpable, it would also need CAP_SYS_PTRACE in
-  // the worker's user namespace.
-  ::syscall(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
+    n = rs(SYS_read, a->sync_fd, &go, 1);
+  } while (n == -EINTR);
+  if (n != 1) sup_fail(a, kRelease, n < 0 ? n : -EPIPE);  // the parent gave up on us
+  // We hold the worker's memory (its keys among it), shared or a copy: nothing in the sandbox,
+  // which runs as our uid, may read it through /proc/1/mem or /proc/1/environ (or write it). Our
+  // capabilities already refuse it (the task's are not a subset); not dumpable, it would also
+  // need CAP_SYS_PTRACE in the worker's user namespace.
+  rs(SYS_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0);
 
   // Descriptors: the task's three, the report pipe at 3, nothing else of the parent's.
   for (int target = 0; target < 3; ++target) {
     const int from = a->fds[target];
     if (from == target) {
-      if (::syscall(SYS_fcntl, from, F_SETFD, 0) < 0) sup_fail(a, kFds, errno);
-    } else if (::syscall(SYS_dup3, from, target, 0) < 0) {
-      sup_fail(a, kFds, errno);
+      check(a, kFds, rs(SYS_fcntl, from, F_SETFD, 0));
+    } else {
+      check(a, kFds, rs(SYS_dup3, from, target, 0));
     }
   }
-  int report = a->report_fd;
-  if (report != 3) {
-    if (::syscall(SYS_dup3, report, 3, O_CLOEXEC) < 0) sup_fail(a, kFds, errno);
-    report = 3;
+  if (a->report_fd != 3) {
+    check(a, kFds, rs(SYS_dup3, a->report_fd, 3, O_CLOEXEC));
+    a->report_fd = 3;
   }
-  SupervisorArgs local = *a;  // report_fd moved to 3 for sup_fail
-  local.report_fd = report;
-  a = &local;
-  ::syscall(SYS_close_range, 4U, ~0U, 0U);
+  const int report = a->report_fd;
+  rs(SYS_close_range, 4U, ~0U, 0U);
 
   if (a->user_ns) {
     // Our capabilities in the new namespace survive the switch: we were never its root.
-    if (::syscall(SYS_setresgid, a->id, a->id, a->id) < 0) sup_fail(a, kIds, errno);
-    if (a->parent_root && ::syscall(SYS_setgroups, 0, nullptr) < 0) sup_fail(a, kIds, errno);
-    if (::syscall(SYS_setresuid, a->id, a->id, a->id) < 0) sup_fail(a, kIds, errno);
+    check(a, kIds, rs(SYS_setresgid, a->id, a->id, a->id));
+    if (a->parent_root) check(a, kIds, rs(SYS_setgroups, 0, nullptr));
+    check(a, kIds, rs(SYS_setresuid, a->id, a->id, a->id));
   }
   if (a->mount_ns) build_root(a);
-  if (a->ipc_uts && ::syscall(SYS_sethostname, "pepita-sandbox", 14) < 0)
-    sup_fail(a, kHostname, errno);
+  if (a->ipc_uts) check(a, kHostname, rs(SYS_sethostname, "pepita-sandbox", 14));
   if (a->net_none) loopback_up(a);
-  if (a->workdir != nullptr && ::syscall(SYS_chdir, a->workdir) < 0) sup_fail(a, kChdir, errno);
+  if (a->workdir != nullptr) check(a, kChdir, rs(SYS_chdir, a->workdir));
   set_rlimit(a, RLIMIT_CORE, 0);
   if (a->nofile > 0) set_rlimit(a, RLIMIT_NOFILE, a->nofile);
   if (a->fsize > 0) set_rlimit(a, RLIMIT_FSIZE, a->fsize);
   if (a->nproc > 0) set_rlimit(a, RLIMIT_NPROC, a->nproc);
   if (a->user_ns) {
     for (int cap = 0; cap <= 63; ++cap) {
-      if (::syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
-        if (errno == EINVAL) break;  // past the last capability this kernel knows
-        sup_fail(a, kCaps, errno);
+      if (long r = rs(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0); r < 0) {
+        if (r == -EINVAL) break;  // past the last capability this kernel knows
+        sup_fail(a, kCaps, r);
       }
     }
   }
-  if (a->no_new_privs && ::syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-    sup_fail(a, kNoNewPrivs, errno);
+  if (a->no_new_privs) check(a, kNoNewPrivs, rs(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
   long listener = -1;
   if (a->seccomp) {
-    listener =
-        ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, a->prog);
-    if (listener < 0) sup_fail(a, kSeccomp, errno);
+    listener = rs(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, a->prog);
+    check(a, kSeccomp, listener);
   }
   unsigned long mask = 0;
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM})
     mask |= 1UL << (sig - 1);
-  if (::syscall(SYS_rt_sigprocmask, SIG_BLOCK, &mask, nullptr, sizeof mask) < 0)
-    sup_fail(a, kSignals, errno);
-  const long sigfd = ::syscall(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC);
-  if (sigfd < 0) sup_fail(a, kSignals, errno);
-  // The task shares our memory until it execs (CLONE_VM | CLONE_VFORK, as spawn.cpp): no second
-  // copy of the worker's address space.
+  check(a, kSignals, rs(SYS_rt_sigprocmask, SIG_BLOCK, &mask, nullptr, sizeof mask));
+  const long sigfd = rs(SYS_signalfd4, -1, &mask, sizeof mask, SFD_CLOEXEC);
+  check(a, kSignals, sigfd);
+  // The task shares our memory until it execs (CLONE_VM | CLONE_VFORK, as spawn.cpp): no copy of
+  // the worker's address space.
   TaskArgs targs{a, 0};
   alignas(16) char task_stack[16 * 1024];
-  const int task = ::__clone(task_main, task_stack + sizeof task_stack,
-                             CLONE_VM | CLONE_VFORK | SIGCHLD, &targs);
-  if (task < 0) sup_fail(a, kFork, errno);
-  if (targs.err != 0) sup_fail(a, kExec, targs.err);  // exit_group reaps nothing: pid ns ends it
+  const long task = raw_clone(CLONE_VM | CLONE_VFORK | SIGCHLD, task_stack + sizeof task_stack,
+                              task_main, &targs);
+  check(a, kFork, task);
+  if (targs.err < 0) sup_fail(a, kExec, targs.err);  // exit_group reaps nothing: pid ns ends it
   const Report started{kStarted, 0, 0, 0, -1};
   sc_write(report, &started, sizeof started);
 
+  // From here on nothing of the parent's memory but our mapping is read: the spawn has returned
+  // and the plan, argv and envp it pointed us to are gone.
   int status = 0;
   std::int32_t denied = -1;
   for (bool done = false; !done;) {
     pollfd p[2] = {{static_cast<int>(sigfd), POLLIN, 0}, {static_cast<int>(listener), POLLIN, 0}};
-    const long r = ::syscall(SYS_ppoll, p, listener >= 0 ? 2 : 1, nullptr, nullptr, 8);
+    const long r = rs(SYS_ppoll, p, listener >= 0 ? 2 : 1, nullptr, nullptr, 8);
     if (r < 0) continue;  // EINTR
     if (listener >= 0 && (p[1].revents & POLLIN) != 0) {
-      // The filter stopped a syscall: remember the first, end the whole sandbox.
-      alignas(8) unsigned char buf[256] = {};
-      if (::syscall(SYS_ioctl, listener, SECCOMP_IOCTL_NOTIF_RECV, buf) == 0) {
+      // The filter stopped a syscall: remember the first, end the whole sandbox. The kernel
+      // wants the buffer zeroed; a plain loop (no memset: it may be an interceptor).
+      alignas(8) unsigned char buf[256];
+      for (auto& b : buf) *static_cast<volatile unsigned char*>(&b) = 0;
+      if (rs(SYS_ioctl, listener, SECCOMP_IOCTL_NOTIF_RECV, buf) == 0) {
         // SAFETY: the kernel filled a struct seccomp_notif at the start of the aligned buffer.
         const auto* notif = reinterpret_cast<const seccomp_notif*>(buf);
         if (denied < 0) denied = notif->data.nr;
@@ -362,15 +459,15 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
       }
     }
     if ((p[0].revents & POLLIN) != 0) {
-      signalfd_siginfo si{};
-      if (::syscall(SYS_read, sigfd, &si, sizeof si) != sizeof si) continue;
+      signalfd_siginfo si;  // filled by the read (no zeroing memset)
+      if (rs(SYS_read, sigfd, &si, sizeof si) != sizeof si) continue;
       if (si.ssi_signo != SIGCHLD) {
-        ::syscall(SYS_kill, -task, si.ssi_signo);  // what the executor sends is for the task
+        rs(SYS_kill, -task, si.ssi_signo);  // what the executor sends is for the task
         continue;
       }
       for (;;) {
         int st = 0;
-        const long w = ::syscall(SYS_wait4, -1, &st, WNOHANG, nullptr);
+        const long w = rs(SYS_wait4, -1, &st, WNOHANG, nullptr);
         if (w <= 0) break;
         if (w == task) {
           status = st;
@@ -382,7 +479,7 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
   const Report ended{kEnded, 0, 0, status, denied};
   sc_write(report, &ended, sizeof ended);
   // As pid 1, exiting kills every process left in the namespace (a daemon the task left).
-  for (;;) ::syscall(SYS_exit_group, 0);
+  for (;;) rs(SYS_exit_group, 0);
 }
 
 std::string step_name(std::int32_t step, const std::vector<MountOp>& plan) {
@@ -492,7 +589,9 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   if (int rc = sys::pipe(rep); rc < 0) return fail_errno(rc, "sandbox: pipe");
   UniqueFd rep_r(rep[0]), rep_w(rep[1]);
 
-  SupervisorArgs args{};
+  // The supervisor's stack and arguments live in their own mapping (SupervisorMemory).
+  SupervisorMemory memory = PEPITA_TRY(SupervisorMemory::make(128 * 1024));
+  SupervisorArgs& args = *new (memory.args()) SupervisorArgs{};
   args.sync_fd = sync_r.get();
   args.report_fd = rep_w.get();
   args.fds[0] = fds.stdin_fd;
@@ -518,20 +617,30 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   args.fsize = policy.max_file_size;
   args.nproc = policy.max_processes;
 
+  // The supervisor shares our memory (CLONE_VM: no copy of the worker's address space to make and
+  // tear down) where that is safe: as root with a user namespace, since dumpable is a property of
+  // the memory and a supervisor holding the worker's must never be dumpable (a non-root parent
+  // needs it dumpable for a moment to write its id maps), and without a memory limit, since an
+  // OOM kill of the supervisor would kill every process sharing its memory: the worker.
+  const bool share_vm =
+      kCanShareMemory && args.parent_root && policy.user_ns && !extras.memory_limit;
   int flags = SIGCHLD;
+  if (share_vm) flags |= CLONE_VM;
   if (policy.user_ns) flags |= CLONE_NEWUSER;
   if (policy.mount_ns) flags |= CLONE_NEWNS;
   if (policy.pid_ns) flags |= CLONE_NEWPID;
   if (policy.ipc_uts_ns) flags |= CLONE_NEWIPC | CLONE_NEWUTS;
   if (args.net_none) flags |= CLONE_NEWNET;
 
-  // The supervisor's stack: part of our memory it gets a copy of (no CLONE_VM).
-  std::vector<char> stack(128 * 1024);
+  // Sharing our memory, the supervisor would make us dumpable or not as it goes: we are not,
+  // for good (its id switch would make us so anyway).
+  if (share_vm) ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   pid_t pid;
   {
     BlockSignals blocked;
-    pid = ::__clone(supervisor_main, stack.data() + stack.size(), flags, &args);
+    pid = ::__clone(supervisor_main, memory.stack_top(), flags, &args);
   }
+  if (pid < 0 || !share_vm) memory.reaped();  // nothing runs on it, or the child has its own copy
   if (pid < 0) {
     return fail_errno(sys::last_error(),
                       "sandbox: clone into new namespaces (user namespaces need "
@@ -541,17 +650,21 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   sync_r.reset();
   rep_w.reset();
   // Until the task runs, any failure ends the supervisor (and with it the namespace).
+  // The plan, argv and envp the supervisor reads until then outlive it (declared before).
   struct Guard {
     pid_t pid;
+    SupervisorMemory* memory;
     bool armed = true;
     ~Guard() {
       if (!armed) return;
       ::kill(pid, SIGKILL);
       int st = 0;
-      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      pid_t r;
+      while ((r = ::waitpid(pid, &st, 0)) < 0 && errno == EINTR) {
       }
+      if (r == pid) memory->reaped();
     }
-  } guard{pid};
+  } guard{pid, &memory};
   if (::setpgid(pid, pgid == 0 ? pid : pgid) < 0) return fail_errno(-errno, "sandbox: setpgid");
   if (!args.parent_root) {
     // Wait until the supervisor made itself dumpable (its /proc files ours).
@@ -594,7 +707,7 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   } while (n == -EINTR);
   if (n == sizeof first && first.kind == kStarted) {
     guard.armed = false;
-    return SandboxChild{pid, std::move(rep_r)};
+    return SandboxChild{pid, std::move(rep_r), std::move(memory)};
   }
   if (n == sizeof first && first.kind == kFailed) {
     if (first.step == kExec)
@@ -616,6 +729,51 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   }
   return fail(ErrorCode::Internal,
               "sandbox: the supervisor ended before the task started (killed from outside?)");
+}
+
+Result<SupervisorMemory> SupervisorMemory::make(std::size_t bytes) {
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const std::size_t stack = (bytes + page - 1) / page * page;
+  const std::size_t size = page + stack + page;  // guard, stack, arguments
+  void* base =
+      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (base == MAP_FAILED) return fail_errno(-errno, "sandbox: mmap the supervisor's stack");
+  if (::mprotect(base, page, PROT_NONE) < 0) {
+    const int err = errno;
+    ::munmap(base, size);
+    return fail_errno(-err, "sandbox: mprotect the supervisor's guard page");
+  }
+  SupervisorMemory m;
+  m.base_ = base;
+  m.size_ = size;
+  m.args_ = static_cast<char*>(base) + page + stack;
+  m.in_use_ = true;
+  return m;
+}
+
+SupervisorMemory::SupervisorMemory(SupervisorMemory&& o) noexcept
+    : base_(std::exchange(o.base_, nullptr)),
+      size_(std::exchange(o.size_, 0)),
+      args_(std::exchange(o.args_, nullptr)),
+      in_use_(std::exchange(o.in_use_, false)) {}
+
+SupervisorMemory& SupervisorMemory::operator=(SupervisorMemory&& o) noexcept {
+  if (this != &o) {
+    reset();
+    base_ = std::exchange(o.base_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+    args_ = std::exchange(o.args_, nullptr);
+    in_use_ = std::exchange(o.in_use_, false);
+  }
+  return *this;
+}
+
+void SupervisorMemory::reset() noexcept {
+  if (base_ != nullptr && !in_use_) ::munmap(base_, size_);
+  base_ = nullptr;
+  size_ = 0;
+  args_ = nullptr;
+  in_use_ = false;
 }
 
 SandboxOutcome read_sandbox_outcome(int report, std::uint32_t id) {

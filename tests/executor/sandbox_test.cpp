@@ -611,6 +611,35 @@ TEST(SandboxEscape, ADaemonLeftBehindDiesWithTheTask) {
   EXPECT_TRUE(processes_with(token).empty());
 }
 
+// With a memory limit the supervisor gets a copy of the worker's memory rather than sharing it:
+// the OOM killer, which may pick the supervisor, kills every process sharing the victim's memory.
+TEST(SandboxEscape, AnOutOfMemoryKillInTheSandboxLeavesTheWorkerRunning) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "needs /usr/bin/python3";
+  WorkDir work("sandbox-oom");
+  task::Allocation limit;
+  limit.memory = 64ull << 20;
+  const Task hog = Task::binary("/usr/bin/python3")
+                       .args({"-c", "b = b'x' * (256 << 20); print(len(b))"})
+                       .cwd(work.path())
+                       .sandbox(SandboxPolicy::standard())
+                       .build()
+                       .value()
+                       .with_allocation(limit);
+  // A worker larger than the limit, so the supervisor, which holds (a copy of) its memory, looks
+  // the largest process of the attempt's cgroup to the OOM killer.
+  std::vector<char> ballast(160ull << 20);
+  for (std::size_t i = 0; i < ballast.size(); i += 4096) ballast[i] = 1;
+  auto exec = make();
+  auto r = run_one(*exec, hog);
+  EXPECT_EQ(r.status, Status::OutOfMemory) << r.error << r.stderr_data;
+  // We are the worker: still here, and the executor still runs sandboxes.
+  auto after = run_one(*exec, sh_in(work.path(), "echo alive", SandboxPolicy::standard()));
+  EXPECT_EQ(after.status, Status::Succeeded) << after.error;
+  EXPECT_EQ(after.stdout_data, "alive\n");
+}
+
 TEST(SandboxEscape, FillingTheWorkDirStopsAtTheDiskQuota) {
   PEPITA_REQUIRE_CAPABILITY(root);
   WorkDir work("sandbox-disk");

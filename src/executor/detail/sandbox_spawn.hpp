@@ -9,6 +9,7 @@
 #include <linux/filter.h>
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -60,10 +61,43 @@ inline Result<const SeccompFilter*> sandbox_filter(std::uint32_t id) {
   return sys::seccomp_deny_filter(id, sys::SeccompDeny::Notify);
 }
 
-/// A running sandbox: its supervisor (the pid the executor waits for) and the pipe it reports on.
+/// The supervisor's stack and arguments: one mapping. A supervisor that shares our memory
+/// (CLONE_VM) runs on it until it exits, so it is unmapped only once the supervisor has been
+/// reaped: `reaped()` says so. Dropped without that (an attempt abandoned while its supervisor
+/// may still run) the mapping is left in place, a leak rather than a stack pulled from under a
+/// running process.
+class SupervisorMemory {
+ public:
+  SupervisorMemory() = default;
+  /// `bytes` of stack (rounded up to pages) below one page for the arguments, a guard page under.
+  static Result<SupervisorMemory> make(std::size_t bytes);
+  SupervisorMemory(SupervisorMemory&& o) noexcept;
+  SupervisorMemory& operator=(SupervisorMemory&& o) noexcept;
+  SupervisorMemory(const SupervisorMemory&) = delete;
+  SupervisorMemory& operator=(const SupervisorMemory&) = delete;
+  ~SupervisorMemory() { reset(); }
+
+  void* stack_top() const noexcept { return args_; }  // the arguments' page lies above it
+  void* args() const noexcept { return args_; }
+  /// Nothing runs on the mapping any more (the supervisor was reaped, or has a copy of its own).
+  void reaped() noexcept { in_use_ = false; }
+  /// Unmaps it if nothing runs on it; otherwise lets it go (leaked).
+  void reset() noexcept;
+  explicit operator bool() const noexcept { return base_ != nullptr; }
+
+ private:
+  void* base_ = nullptr;
+  std::size_t size_ = 0;
+  void* args_ = nullptr;
+  bool in_use_ = false;
+};
+
+/// A running sandbox: its supervisor (the pid the executor waits for), the pipe it reports on and
+/// the memory it runs on (kept until the supervisor has been reaped).
 struct SandboxChild {
   pid_t pid = -1;
   UniqueFd report;
+  SupervisorMemory memory;
 };
 
 /// Starts `spec` in the sandbox `policy`; returns once the task has exec'd (or with the error

@@ -32,6 +32,10 @@ struct SpawnExtras {
   std::span<const unsigned> cpus{};
   /// Variables set on top of the spec's environment (the GPU ids).
   const std::map<std::string, std::string>* env = nullptr;
+  /// The attempt has a memory limit (a cgroup that may OOM-kill): the sandbox's supervisor then
+  /// gets a copy of our memory rather than sharing it (an OOM kill of a process kills every
+  /// process that shares its memory).
+  bool memory_limit = false;
 };
 
 /// Spawns the process; returns its pid or a negative errno (ENOENT for a missing binary, EACCES,
