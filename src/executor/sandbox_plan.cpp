@@ -162,5 +162,4 @@ Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& polic
   return plan;
 }
 
-
 }  // namespace pepita::executor::detail

@@ -27,9 +27,11 @@ Result<SandboxPolicy> SandboxPolicy::parse(std::string_view level) {
   if (level == "none") return none();
   if (level == "standard") return standard();
   if (level == "strict") return strict();
-  return fail(ErrorCode::InvalidArgument,
-              std::string("unknown sandbox '").append(level).append(
-                  "': use none, standard or strict (or a table of parts: see docs/sandbox.md)"));
+  return fail(
+      ErrorCode::InvalidArgument,
+      std::string("unknown sandbox '")
+          .append(level)
+          .append("': use none, standard or strict (or a table of parts: see docs/sandbox.md)"));
 }
 
 std::string_view to_string(SandboxLevel level) noexcept {

@@ -31,7 +31,7 @@ struct SandboxPolicy {
   SandboxLevel level = SandboxLevel::None;  // Custom: parts set one by one (a job-file table)
 
   // The parts. A policy with every part off is `none`.
-  bool user_ns = false;  // run as an unprivileged id (root: uid/gid `id`; else the caller's own)
+  bool user_ns = false;   // run as an unprivileged id (root: uid/gid `id`; else the caller's own)
   bool mount_ns = false;  // minimal root: pivot_root onto a tmpfs holding only the binds
   bool pid_ns = false;    // the task is the child of a pid 1 of ours; all its processes die with it
   bool ipc_uts_ns = false;
@@ -40,13 +40,13 @@ struct SandboxPolicy {
   bool seccomp = false;  // the deny list of docs/sandbox.md (kill, reported with the syscall name)
 
   std::uint32_t id = 65534;  // the unprivileged uid and gid the task runs as when we are root
-  std::optional<std::uint64_t> disk;     // work dir on a tmpfs of this many bytes (strict: 1 GiB)
-  std::vector<std::string> read_only;    // extra read-only binds (declared inputs, model dirs)
-  std::vector<std::string> writable;     // extra writable binds
+  std::optional<std::uint64_t> disk;   // work dir on a tmpfs of this many bytes (strict: 1 GiB)
+  std::vector<std::string> read_only;  // extra read-only binds (declared inputs, model dirs)
+  std::vector<std::string> writable;   // extra writable binds
   // rlimits (0: leave the inherited one). Core dumps are always off inside a sandbox.
-  std::uint64_t max_open_files = 0;      // RLIMIT_NOFILE
-  std::uint64_t max_file_size = 0;       // RLIMIT_FSIZE, bytes
-  std::uint64_t max_processes = 0;       // the pids limit (cgroup pids.max where usable)
+  std::uint64_t max_open_files = 0;  // RLIMIT_NOFILE
+  std::uint64_t max_file_size = 0;   // RLIMIT_FSIZE, bytes
+  std::uint64_t max_processes = 0;   // the pids limit (cgroup pids.max where usable)
 
   bool enabled() const noexcept { return level != SandboxLevel::None; }
 
