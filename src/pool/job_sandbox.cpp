@@ -78,14 +78,6 @@ Result<std::vector<std::string>> get_paths(
   return out;
 }
 
-// The parts of a policy that a level decides (not the binds a table adds to any level).
-bool same_parts(SandboxPolicy a, const SandboxPolicy& b) {
-  a.level = b.level;
-  a.read_only = b.read_only;
-  a.writable = b.writable;
-  return a == b;
-}
-
 }  // namespace
 
 bool sandbox_applies(const task::Backend& backend) {
@@ -179,8 +171,8 @@ Result<task::SandboxPolicy> get_sandbox(
   }
   // A table that changes what its level decides is a custom sandbox; one that only adds binds
   // keeps its level's name. Every part off is none.
-  if (!same_parts(p, base)) {
-    p.level = same_parts(p, SandboxPolicy::none()) ? SandboxLevel::None : SandboxLevel::Custom;
+  if (!p.same_parts_as(base)) {
+    p.level = p.same_parts_as(SandboxPolicy::none()) ? SandboxLevel::None : SandboxLevel::Custom;
   }
   return p;
 }

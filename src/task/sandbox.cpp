@@ -23,6 +23,14 @@ SandboxPolicy SandboxPolicy::strict() {
   return p;
 }
 
+bool SandboxPolicy::same_parts_as(const SandboxPolicy& other) const {
+  SandboxPolicy a = *this;
+  a.level = other.level;
+  a.read_only = other.read_only;
+  a.writable = other.writable;
+  return a == other;
+}
+
 Result<SandboxPolicy> SandboxPolicy::parse(std::string_view level) {
   if (level == "none") return none();
   if (level == "standard") return standard();

@@ -3,8 +3,8 @@
 // driver's policy to the worker's floor part by part; the worker applies its floor to the task
 // it hands its executor (its log says so), refuses host binds from drivers, and the pool's
 // RemoteExecutor puts the task's sandbox in the Submit. What the sandbox does to the process is
-// the executor's (tests/executor/sandbox*_test.cpp); the DISABLED_ cases at the end need that
-// mechanism and are for after it merges.
+// the executor's (tests/executor/sandbox*_test.cpp); the cases at the end check that the
+// mechanism reaches a driver's task.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -246,6 +246,25 @@ std::unique_ptr<Worker> worker_with_floor(const Key& key, SandboxPolicy floor, L
   return w ? std::move(*w) : nullptr;
 }
 
+// A worker with `floor` and a dispatcher connected to it; `log` holds the worker's lines.
+struct FloorRig {
+  test::KeyFile kf;
+  Lines log;
+  std::unique_ptr<Worker> worker;
+  std::unique_ptr<RemoteDispatcher> dispatcher;
+};
+
+std::unique_ptr<FloorRig> floor_rig(SandboxPolicy floor) {
+  auto rig = std::make_unique<FloorRig>();
+  rig->worker = worker_with_floor(rig->kf.key, std::move(floor), rig->log);
+  if (!rig->worker) return nullptr;
+  auto d = RemoteDispatcher::start(
+      test::fast_options(rig->kf.key, {rig->worker->endpoint().to_string()}));
+  if (!d) return nullptr;
+  rig->dispatcher = std::move(*d);
+  return rig;
+}
+
 RemoteTask true_task(std::uint64_t id, SandboxPolicy sandbox) {
   RemoteTask t{.id = id};
   t.spec.kind = TaskKind::Process;
@@ -268,15 +287,13 @@ TEST(SandboxWorker, SaysAtStartWhichFloorItHolds) {
 }
 
 TEST(SandboxWorker, RaisesATaskAskingForNoneToItsFloorAndSaysSoOnce) {
-  test::KeyFile kf;
-  Lines log;
-  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
-  ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
+  auto rig = floor_rig(SandboxPolicy::standard());
+  ASSERT_TRUE(rig);
+  auto& d = rig->dispatcher;
+  Lines& log = rig->log;
   for (std::uint64_t id = 1; id <= 2; ++id) {
     auto out = d->run(true_task(id, SandboxPolicy::none()));
     ASSERT_TRUE(out) << out.error().to_string();
-    // Until the executor enforces sandboxes this runs unconfined; /bin/true succeeds in both.
     EXPECT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
   }
   EXPECT_TRUE(
@@ -290,11 +307,10 @@ TEST(SandboxWorker, RaisesATaskAskingForNoneToItsFloorAndSaysSoOnce) {
 }
 
 TEST(SandboxWorker, ATaskAskingForMoreThanTheFloorIsNotRaised) {
-  test::KeyFile kf;
-  Lines log;
-  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
-  ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
+  auto rig = floor_rig(SandboxPolicy::standard());
+  ASSERT_TRUE(rig);
+  auto& d = rig->dispatcher;
+  Lines& log = rig->log;
   auto out = d->run(true_task(1, SandboxPolicy::strict()));
   ASSERT_TRUE(out) << out.error().to_string();
   EXPECT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
@@ -302,11 +318,9 @@ TEST(SandboxWorker, ATaskAskingForMoreThanTheFloorIsNotRaised) {
 }
 
 TEST(SandboxWorker, RefusesHostBindsFromADriverWithStatusSandbox) {
-  test::KeyFile kf;
-  Lines log;
-  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
-  ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
+  auto rig = floor_rig(SandboxPolicy::standard());
+  ASSERT_TRUE(rig);
+  auto& d = rig->dispatcher;
   SandboxPolicy p = SandboxPolicy::standard();
   p.writable = {"/root"};
   auto out = d->run(true_task(1, p));
@@ -319,11 +333,9 @@ TEST(SandboxWorker, RefusesHostBindsFromADriverWithStatusSandbox) {
 // The driver's cwd is a path of its own machine: under a floor the task works in a directory
 // the worker made for it (the executor binds it as the work dir), not where the driver says.
 TEST(SandboxWorker, UnderAFloorATaskWorksInItsOwnDirectoryNotTheDriversCwd) {
-  test::KeyFile kf;
-  Lines log;
-  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
-  ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
+  auto rig = floor_rig(SandboxPolicy::standard());
+  ASSERT_TRUE(rig);
+  auto& d = rig->dispatcher;
   RemoteTask t = true_task(1, SandboxPolicy::none());
   t.spec.path = "/bin/sh";
   t.spec.args = {"-c", "pwd"};
@@ -336,12 +348,11 @@ TEST(SandboxWorker, UnderAFloorATaskWorksInItsOwnDirectoryNotTheDriversCwd) {
 }
 
 TEST(SandboxWorker, ANoneFloorRunsTasksAsTheyAsk) {
-  test::KeyFile kf;
-  Lines log;
-  auto w = worker_with_floor(kf.key, SandboxPolicy::none(), log);
-  ASSERT_TRUE(w);
+  auto rig = floor_rig(SandboxPolicy::none());
+  ASSERT_TRUE(rig);
+  auto& d = rig->dispatcher;
+  Lines& log = rig->log;
   EXPECT_TRUE(log.contains("sandbox floor none")) << log.all();
-  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
   auto out = d->run(true_task(1, SandboxPolicy::none()));
   ASSERT_TRUE(out) << out.error().to_string();
   EXPECT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
@@ -371,16 +382,14 @@ TEST(SandboxWorker, ThePoolsRemoteExecutorSendsTheTasksSandbox) {
   pool.shutdown();
 }
 
-// ---- needs the executor's sandbox (JAIL): enable once src/executor enforces policies ----
+// ---- what the executor's sandbox does to a driver's task ----
 
 // The kernel's own word that the floor reached the process: a task asking for nothing runs
 // with no_new_privs set and in a user namespace other than the worker's.
 TEST(SandboxWorker, ARaisedTaskRunsWithNoNewPrivs) {
-  test::KeyFile kf;
-  Lines log;
-  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
-  ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
+  auto rig = floor_rig(SandboxPolicy::standard());
+  ASSERT_TRUE(rig);
+  auto& d = rig->dispatcher;
   RemoteTask t = true_task(1, SandboxPolicy::none());
   t.spec.path = "/bin/sh";
   t.spec.args = {"-c", "grep NoNewPrivs /proc/self/status"};
@@ -394,14 +403,12 @@ TEST(SandboxWorker, ARaisedTaskRunsWithNoNewPrivs) {
 // A driver's hostile commands under the default floor: the worker's secrets are not in the
 // task's root, and the worker's pid is not in its pid namespace.
 TEST(SandboxWorker, ADriversTaskCannotReadShadowOrKillTheWorker) {
-  test::KeyFile kf;
-  Lines log;
-  auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
-  ASSERT_TRUE(w);
-  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()})).value();
+  auto rig = floor_rig(SandboxPolicy::standard());
+  ASSERT_TRUE(rig);
+  auto& d = rig->dispatcher;
   RemoteTask shadow = true_task(1, SandboxPolicy::none());
   shadow.spec.path = "/bin/cat";
-  shadow.spec.args = {"/etc/shadow", kf.path};
+  shadow.spec.args = {"/etc/shadow", rig->kf.path};
   auto read = d->run(shadow);
   ASSERT_TRUE(read) << read.error().to_string();
   EXPECT_NE(read->result.status, TaskStatus::Succeeded) << read->result.stdout_data;

@@ -49,6 +49,9 @@ struct SandboxPolicy {
   std::uint64_t max_processes = 0;   // the pids limit (cgroup pids.max where usable)
 
   bool enabled() const noexcept { return level != SandboxLevel::None; }
+  /// Whether the parts a level decides are `other`'s: everything but the level's name and the
+  /// binds (read_only, writable), which a table may add to any level.
+  bool same_parts_as(const SandboxPolicy& other) const;
 
   static SandboxPolicy none() { return {}; }
   static SandboxPolicy standard();

@@ -19,13 +19,6 @@ std::uint64_t tighter(std::uint64_t a, std::uint64_t b) {
   return std::min(a, b);
 }
 
-bool same_parts(SandboxPolicy a, const SandboxPolicy& b) {
-  a.level = b.level;
-  a.read_only = b.read_only;
-  a.writable = b.writable;
-  return a == b;
-}
-
 }  // namespace
 
 SandboxPolicy raise_to_floor(const SandboxPolicy& asked, const SandboxPolicy& floor) {
@@ -56,9 +49,9 @@ SandboxPolicy raise_to_floor(const SandboxPolicy& asked, const SandboxPolicy& fl
       p.writable.push_back(path);
   }
   if (p == asked && asked.enabled()) return asked;  // it asked for at least the floor
-  if (same_parts(p, SandboxPolicy::strict())) {
+  if (p.same_parts_as(SandboxPolicy::strict())) {
     p.level = SandboxLevel::Strict;
-  } else if (same_parts(p, SandboxPolicy::standard())) {
+  } else if (p.same_parts_as(SandboxPolicy::standard())) {
     p.level = SandboxLevel::Standard;
   } else {
     p.level = SandboxLevel::Custom;
