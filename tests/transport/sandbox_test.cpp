@@ -207,29 +207,8 @@ TEST(SandboxFloor, ASeccomplessTaskUnderAStrictFloorIsStrict) {
 
 // ---- the worker ----
 
-struct Lines {
-  std::mutex mu;
-  std::vector<std::string> lines;
-  std::function<void(std::string_view)> sink() {
-    return [this](std::string_view l) {
-      std::lock_guard lock(mu);
-      lines.emplace_back(l);
-    };
-  }
-  bool contains(std::string_view needle) {
-    std::lock_guard lock(mu);
-    return std::any_of(lines.begin(), lines.end(),
-                       [&](const std::string& l) { return l.find(needle) != std::string::npos; });
-  }
-  std::string all() {
-    std::lock_guard lock(mu);
-    std::string out;
-    for (const auto& l : lines) out.append(l).append("\n");
-    return out;
-  }
-};
-
-std::unique_ptr<Worker> worker_with_floor(const Key& key, SandboxPolicy floor, Lines& log) {
+std::unique_ptr<Worker> worker_with_floor(const Key& key, SandboxPolicy floor,
+                                          test::LogLines& log) {
   WorkerOptions o;
   o.listen = "127.0.0.1:0";
   o.key = key;
@@ -249,7 +228,7 @@ std::unique_ptr<Worker> worker_with_floor(const Key& key, SandboxPolicy floor, L
 // A worker with `floor` and a dispatcher connected to it; `log` holds the worker's lines.
 struct FloorRig {
   test::KeyFile kf;
-  Lines log;
+  test::LogLines log;
   std::unique_ptr<Worker> worker;
   std::unique_ptr<RemoteDispatcher> dispatcher;
 };
@@ -280,7 +259,7 @@ TEST(SandboxWorker, TheDefaultFloorIsStandard) {
 
 TEST(SandboxWorker, SaysAtStartWhichFloorItHolds) {
   test::KeyFile kf;
-  Lines log;
+  test::LogLines log;
   auto w = worker_with_floor(kf.key, SandboxPolicy::strict(), log);
   ASSERT_TRUE(w);
   EXPECT_TRUE(log.contains("sandbox floor strict")) << log.all();
@@ -290,7 +269,7 @@ TEST(SandboxWorker, RaisesATaskAskingForNoneToItsFloorAndSaysSoOnce) {
   auto rig = floor_rig(SandboxPolicy::standard());
   ASSERT_TRUE(rig);
   auto& d = rig->dispatcher;
-  Lines& log = rig->log;
+  test::LogLines& log = rig->log;
   for (std::uint64_t id = 1; id <= 2; ++id) {
     auto out = d->run(true_task(id, SandboxPolicy::none()));
     ASSERT_TRUE(out) << out.error().to_string();
@@ -310,7 +289,7 @@ TEST(SandboxWorker, ATaskAskingForMoreThanTheFloorIsNotRaised) {
   auto rig = floor_rig(SandboxPolicy::standard());
   ASSERT_TRUE(rig);
   auto& d = rig->dispatcher;
-  Lines& log = rig->log;
+  test::LogLines& log = rig->log;
   auto out = d->run(true_task(1, SandboxPolicy::strict()));
   ASSERT_TRUE(out) << out.error().to_string();
   EXPECT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
@@ -351,7 +330,7 @@ TEST(SandboxWorker, ANoneFloorRunsTasksAsTheyAsk) {
   auto rig = floor_rig(SandboxPolicy::none());
   ASSERT_TRUE(rig);
   auto& d = rig->dispatcher;
-  Lines& log = rig->log;
+  test::LogLines& log = rig->log;
   EXPECT_TRUE(log.contains("sandbox floor none")) << log.all();
   auto out = d->run(true_task(1, SandboxPolicy::none()));
   ASSERT_TRUE(out) << out.error().to_string();
@@ -361,7 +340,7 @@ TEST(SandboxWorker, ANoneFloorRunsTasksAsTheyAsk) {
 
 TEST(SandboxWorker, ThePoolsRemoteExecutorSendsTheTasksSandbox) {
   test::KeyFile kf;
-  Lines log;
+  test::LogLines log;
   // A strict floor raises a standard task: the log names what the Submit asked for.
   auto w = worker_with_floor(kf.key, SandboxPolicy::strict(), log);
   ASSERT_TRUE(w);
@@ -429,7 +408,7 @@ TEST(SandboxWorker, ADriversTaskCannotReadShadowOrKillTheWorker) {
 // policy's id: the shipped script runs from there and writes its working directory.
 TEST(SandboxWorker, AShippedScriptRunsAndWritesItsWorkDir) {
   test::KeyFile kf;
-  Lines log;
+  test::LogLines log;
   auto w = worker_with_floor(kf.key, SandboxPolicy::standard(), log);
   ASSERT_TRUE(w);
   RemoteExecutorOptions o;

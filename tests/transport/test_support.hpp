@@ -7,12 +7,15 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pepita/task/resources.hpp"
@@ -21,6 +24,29 @@
 #include "pepita/transport/worker.hpp"
 
 namespace pepita::transport::test {
+
+/// Log lines of a worker or dispatcher (its `log` option), readable while it runs.
+struct LogLines {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  std::function<void(std::string_view)> sink() {
+    return [this](std::string_view l) {
+      std::lock_guard lock(mu);
+      lines.emplace_back(l);
+    };
+  }
+  bool contains(std::string_view needle) {
+    std::lock_guard lock(mu);
+    return std::any_of(lines.begin(), lines.end(),
+                       [&](const std::string& l) { return l.find(needle) != std::string::npos; });
+  }
+  std::string all() {
+    std::lock_guard lock(mu);
+    std::string out;
+    for (const auto& l : lines) out.append(l).append("\n");
+    return out;
+  }
+};
 
 /// A fresh key and its 0600 file, removed on destruction.
 struct KeyFile {

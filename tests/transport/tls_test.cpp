@@ -22,6 +22,7 @@
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/remote.hpp"
 #include "pepita/transport/worker.hpp"
+#include "test_support.hpp"
 
 namespace pepita::transport {
 namespace {
@@ -30,23 +31,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kSecret = "pepita-secret-argument-7f3a9c";
-
-// Log lines of a worker or dispatcher, readable while it runs.
-struct LogSink {
-  std::mutex mu;
-  std::vector<std::string> lines;
-  std::function<void(std::string_view)> fn() {
-    return [this](std::string_view l) {
-      std::lock_guard lock(mu);
-      lines.emplace_back(l);
-    };
-  }
-  bool contains(std::string_view needle) {
-    std::lock_guard lock(mu);
-    return std::any_of(lines.begin(), lines.end(),
-                       [&](const std::string& l) { return l.find(needle) != std::string::npos; });
-  }
-};
 
 bool wait_for(const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
   const auto until = Clock::now() + limit;
@@ -65,7 +49,7 @@ ConnectionOptions conn_options(bool tls) {
   return c;
 }
 
-WorkerOptions worker_options(const Key& key, bool tls, LogSink* log = nullptr) {
+WorkerOptions worker_options(const Key& key, bool tls, test::LogLines* log = nullptr) {
   WorkerOptions o;
   o.listen = "127.0.0.1:0";
   o.key = key;
@@ -73,18 +57,18 @@ WorkerOptions worker_options(const Key& key, bool tls, LogSink* log = nullptr) {
   o.heartbeat_interval = 200ms;
   o.dead_after = 3000ms;
   o.connection = conn_options(tls);
-  o.log = log ? log->fn() : [](std::string_view) {};
+  o.log = log ? log->sink() : [](std::string_view) {};
   return o;
 }
 
-RemoteOptions dispatcher_options(const Key& key, bool tls, LogSink* log = nullptr) {
+RemoteOptions dispatcher_options(const Key& key, bool tls, test::LogLines* log = nullptr) {
   RemoteOptions o;
   o.key = key;
   o.heartbeat_interval = 200ms;
   o.suspect_after = 1000ms;
   o.dead_after = 2000ms;
   o.connection = conn_options(tls);
-  o.log = log ? log->fn() : [](std::string_view) {};
+  o.log = log ? log->sink() : [](std::string_view) {};
   return o;
 }
 
@@ -267,7 +251,7 @@ TEST(Tls, WorkersThatDialInRunTasksOverTls) {
 
 TEST(Tls, ATlsDriverAndAPlainWorkerRefuseEachOtherQuicklyNamingTheFlag) {
   const Key key = Key::generate().value();
-  LogSink log;
+  test::LogLines log;
   auto w = Worker::start(worker_options(key, false, &log)).value();
   const auto t0 = Clock::now();
   auto c = Connection::connect(w->endpoint(), key, conn_options(true));
@@ -280,7 +264,7 @@ TEST(Tls, ATlsDriverAndAPlainWorkerRefuseEachOtherQuicklyNamingTheFlag) {
 
 TEST(Tls, APlainDriverAndATlsWorkerRefuseEachOtherQuicklyNamingTheFlag) {
   const Key key = Key::generate().value();
-  LogSink log;
+  test::LogLines log;
   auto w = Worker::start(worker_options(key, true, &log)).value();
   const auto t0 = Clock::now();
   auto c = Connection::connect(w->endpoint(), key, conn_options(false));
@@ -293,7 +277,7 @@ TEST(Tls, APlainDriverAndATlsWorkerRefuseEachOtherQuicklyNamingTheFlag) {
 
 TEST(Tls, APlainWorkerDialingATlsDriverIsRefusedNamingTheFlag) {
   const Key key = Key::generate().value();
-  LogSink log;
+  test::LogLines log;
   auto o = dispatcher_options(key, true, &log);
   o.listen = "127.0.0.1:0";
   auto d = RemoteDispatcher::start(std::move(o)).value();
@@ -307,13 +291,13 @@ TEST(Tls, APlainWorkerDialingATlsDriverIsRefusedNamingTheFlag) {
 
 TEST(Tls, AWrongKeyIsRefusedAndTheWorkerKeepsServing) {
   const Key key = Key::generate().value();
-  LogSink log;
+  test::LogLines log;
   auto w = Worker::start(worker_options(key, true, &log)).value();
   auto bad = Connection::connect(w->endpoint(), Key::generate().value(), conn_options(true));
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code(), ErrorCode::PermissionDenied) << bad.error().to_string();
   EXPECT_TRUE(wait_for([&] { return w->stats().clients_rejected >= 1; }, 3s));
-  EXPECT_TRUE(log.contains("another key")) << log.lines.front();
+  EXPECT_TRUE(log.contains("another key")) << log.all();
 
   auto good = Connection::connect(w->endpoint(), key, conn_options(true));
   ASSERT_TRUE(good) << good.error().to_string();
