@@ -105,13 +105,6 @@ struct SupervisorArgs {
   std::uint64_t nofile, fsize, nproc;
 };
 
-struct KernelSigaction {
-  void* handler;
-  unsigned long flags;
-  void* restorer;
-  unsigned long mask;
-};
-
 #define PEPITA_NOSAN __attribute__((no_sanitize("address", "undefined", "thread")))
 #define PEPITA_RAW PEPITA_NOSAN __attribute__((always_inline)) inline
 
@@ -526,21 +519,6 @@ Result<void> write_file(const std::string& path, const std::string& text) {
   return {};
 }
 
-class BlockSignals {
- public:
-  BlockSignals() {
-    sigset_t all;
-    sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &old_);
-  }
-  ~BlockSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-  BlockSignals(const BlockSignals&) = delete;
-  BlockSignals& operator=(const BlockSignals&) = delete;
-
- private:
-  sigset_t old_;
-};
-
 }  // namespace
 
 Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid,
@@ -637,7 +615,7 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   if (share_vm) ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   pid_t pid;
   {
-    BlockSignals blocked;
+    BlockAllSignals blocked;
     pid = ::__clone(supervisor_main, memory.stack_top(), flags, &args);
   }
   if (pid < 0 || !share_vm) memory.reaped();  // nothing runs on it, or the child has its own copy

@@ -51,14 +51,6 @@ struct SpawnArgs {
   int err;  // written by the child on failure (positive errno); read by the parent after clone
 };
 
-// The kernel's struct sigaction for rt_sigaction; all zero is SIG_DFL with no flags and mask.
-struct KernelSigaction {
-  void* handler;
-  unsigned long flags;
-  void* restorer;
-  unsigned long mask;
-};
-
 // Reports `r` (a negative errno) to the parent and ends the child.
 [[noreturn]] __attribute__((no_sanitize("address", "undefined", "thread"))) void child_fail(
     SpawnArgs* a, long r) {
@@ -172,23 +164,6 @@ int resolve_binary(const std::string& name, std::string& out) {
 }
 
 namespace {
-
-// Blocks every signal of the calling thread while it lives (the child must not run a handler
-// of ours on its borrowed stack before it resets them).
-class BlockAllSignals {
- public:
-  BlockAllSignals() {
-    sigset_t all;
-    sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &old_);
-  }
-  ~BlockAllSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
-  BlockAllSignals(const BlockAllSignals&) = delete;
-  BlockAllSignals& operator=(const BlockAllSignals&) = delete;
-
- private:
-  sigset_t old_;
-};
 
 // The child's stack: an mmap'd region, unmapped when the spawn returns (the child has exec'd or
 // exited by then: CLONE_VFORK).

@@ -6,6 +6,8 @@
 // thread, joining the attempt's cgroup(s) and its CPU affinity — all before exec. Private to the
 // executor module.
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <map>
@@ -16,6 +18,32 @@
 #include "pepita/task/task.hpp"
 
 namespace pepita::executor::detail {
+
+// The kernel's struct sigaction for rt_sigaction; all zero is SIG_DFL with no flags and mask.
+// (A child that shares our memory resets every handler with it, by raw syscall.)
+struct KernelSigaction {
+  void* handler;
+  unsigned long flags;
+  void* restorer;
+  unsigned long mask;
+};
+
+// Blocks every signal of the calling thread while it lives: a child cloned meanwhile must not
+// run a handler of ours on its borrowed stack before it resets them.
+class BlockAllSignals {
+ public:
+  BlockAllSignals() {
+    sigset_t all;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old_);
+  }
+  ~BlockAllSignals() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  BlockAllSignals(const BlockAllSignals&) = delete;
+  BlockAllSignals& operator=(const BlockAllSignals&) = delete;
+
+ private:
+  sigset_t old_;
+};
 
 struct SpawnFds {
   int stdin_fd;   // read end for the child (a pipe or /dev/null)
