@@ -3,6 +3,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -297,6 +298,7 @@ Result<Task> Builder::build() {
         "sandbox: only a binary or pipeline task runs in a sandbox (a function shares the pool's "
         "threads, a shader runs on the GPU); run the code as a binary task to confine it");
   }
+  check_files();
   if (!problems_.empty()) {
     std::string msg = "invalid task";
     if (!spec_.name.empty()) msg += " '" + spec_.name + "'";
@@ -470,6 +472,36 @@ Builder& Builder::retry_on(std::vector<RetryOn> kinds) {
 Builder& Builder::sandbox(SandboxPolicy policy) {
   spec_.sandbox = std::move(policy);
   return *this;
+}
+
+Builder& Builder::inputs(std::vector<std::string> paths) {
+  spec_.inputs = std::move(paths);
+  return *this;
+}
+
+Builder& Builder::outputs(std::vector<std::string> paths) {
+  spec_.outputs = std::move(paths);
+  return *this;
+}
+
+void Builder::check_files() {
+  if ((!spec_.inputs.empty() || !spec_.outputs.empty()) && !spec_.process && !spec_.pipeline) {
+    problems_.push_back(
+        "inputs/outputs: only a binary or pipeline task declares files (a function's and a "
+        "shader's data travel in the task itself)");
+  }
+  for (const auto* list : {&spec_.inputs, &spec_.outputs}) {
+    const char* what = list == &spec_.inputs ? "input" : "output";
+    for (const std::string& path : *list) {
+      if (path.empty()) problems_.push_back(std::string(what) + " path is empty");
+      if (has_nul(path)) problems_.push_back(std::string(what) + " path holds a NUL byte");
+    }
+  }
+  std::vector<std::string> sorted = spec_.outputs;
+  std::sort(sorted.begin(), sorted.end());
+  if (auto dup = std::adjacent_find(sorted.begin(), sorted.end()); dup != sorted.end()) {
+    problems_.push_back("output '" + *dup + "' is declared twice");
+  }
 }
 
 Builder& Builder::priority(TaskPriority level) { return priority(priority_value(level)); }

@@ -84,6 +84,21 @@ struct ExecutionResult {
   /// final; kept in the journal record.
   std::map<std::string, std::string> metadata;
 
+  // ---- issue 24: data and provenance ----
+  /// Not run: a cached success of the same task (same command, binary, inputs...) was reused;
+  /// the outputs on disk are the cached run's (Pool::Builder::cache).
+  bool from_cache = false;
+  /// Where it ran: this host's name for local backends, the worker's address for remote ones.
+  std::string host;
+  /// SHA-256 hex of the binary that ran (process and pipeline tasks: of stage 0's binary; empty
+  /// when not known, e.g. a command that was never resolved).
+  std::string binary_sha256;
+  /// Declared input path (as the task declared it) -> SHA-256 hex of the content it read.
+  std::map<std::string, std::string> input_hashes;
+  /// Declared output path -> SHA-256 hex of the content it wrote (set on success).
+  std::map<std::string, std::string> output_hashes;
+  // ---- end data and provenance ----
+
   /// The crate's terminal state of this result (task_state(status)).
   task::TaskState state() const noexcept;
   /// Succeeded (the crate's Completed).

@@ -54,6 +54,16 @@ struct JournalRecord {
   // Issue 21 (appended after the byte counts only when non-empty, so a record without metadata is
   // byte-for-byte a format 2 record): the task's metadata labels.
   std::map<std::string, std::string> metadata;
+  // Issue 24 (format 3): provenance of a Finished record, mirroring executor::ExecutionResult's
+  // fields of the same names.
+  bool from_cache = false;
+  std::string host;
+  std::string binary_sha256;
+  std::map<std::string, std::string> input_hashes;   // declared path -> SHA-256 hex
+  std::map<std::string, std::string> output_hashes;  // declared path -> SHA-256 hex
+  std::string resources;               // the Allocation granted, as text ("" for none)
+  std::int64_t started_unix_ns = 0;    // wall-clock start and end of the attempt
+  std::int64_t finished_unix_ns = 0;
 
   bool operator==(const JournalRecord&) const = default;
 };

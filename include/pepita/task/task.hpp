@@ -430,6 +430,17 @@ class Task {
   Task with_sandbox(SandboxPolicy policy) const;
   // ---- end sandbox ----
 
+  // ---- issue 24: declared files ----
+  /// Files the task reads, as declared (Builder::inputs): paths, absolute or relative to the
+  /// task's cwd (the pool's working directory when it has none). The result cache hashes them,
+  /// a remote worker receives them staged, and a task whose inputs are another task's outputs
+  /// runs after it. Part of no digest by themselves: their contents are (the cache's key).
+  const std::vector<std::string>& inputs() const noexcept { return spec_->inputs; }
+  /// Files the task writes, as declared (Builder::outputs), resolved like inputs(). A missing
+  /// output after a successful run fails the task naming the file.
+  const std::vector<std::string>& outputs() const noexcept { return spec_->outputs; }
+  // ---- end declared files ----
+
  private:
   friend class Builder;
   struct Spec {
@@ -453,6 +464,8 @@ class Task {
     std::vector<RetryOn> retry_on;
     std::optional<Allocation> allocation;
     SandboxPolicy sandbox;  // issue 23
+    std::vector<std::string> inputs;   // issue 24
+    std::vector<std::string> outputs;  // issue 24
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}
   std::shared_ptr<const Spec> spec_;
@@ -509,6 +522,14 @@ class Builder {
   /// runs on a shared scheduler thread, a shader on the GPU: neither has a process to confine).
   Builder& sandbox(SandboxPolicy policy);
 
+  // ---- issue 24: declared files ----
+  /// The files the task reads (replaces the list); see Task::inputs. build() refuses an empty
+  /// path, one holding NUL, and declared files on a function or shader task.
+  Builder& inputs(std::vector<std::string> paths);
+  /// The files the task writes (replaces the list); see Task::outputs. build() refuses what
+  /// inputs() refuses, and a path declared twice.
+  Builder& outputs(std::vector<std::string> paths);
+
   // ---- issue 21: the crate's spellings ----
   /// A crate priority level; stores priority_value(level).
   Builder& priority(TaskPriority level);
@@ -532,6 +553,7 @@ class Builder {
   void check_pipeline();  // applies stage_defaults_, validates every stage
   void check_affinity();
   void check_resources();  // issue 22: ResourceRequest::validate plus the per-kind rules
+  void check_files();      // issue 24: declared inputs and outputs
 };
 
 /// The crate's name for the task builder.
