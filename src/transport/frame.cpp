@@ -23,6 +23,9 @@ std::string_view to_string(MessageType type) noexcept {
     case MessageType::Upload: return "upload";
     case MessageType::HaveBlob: return "have-blob";
     case MessageType::Error: return "error";
+    case MessageType::FetchBlob: return "fetch-blob";
+    case MessageType::BlobChunk: return "blob-chunk";
+    case MessageType::OutputChunk: return "output-chunk";
   }
   return "unknown";
 }

@@ -6,6 +6,8 @@
 #include <bit>
 #include <cmath>
 
+#include "pepita/core/format.hpp"
+
 namespace pepita::transport {
 namespace {
 
@@ -111,6 +113,29 @@ Result<std::map<std::string, double>> get_named(Reader& r) {
   for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
     auto k = PEPITA_TRY(r.str());
     out[std::move(k)] = PEPITA_TRY(r.amount());
+  }
+  return out;
+}
+
+// ---- protocol 5: staged files: list of (str path, u64 size, 32 B sha256) ----
+
+void put_staged(Writer& w, const std::vector<StagedFile>& files) {
+  w.u32(static_cast<std::uint32_t>(files.size()));
+  for (const auto& f : files) {
+    w.str(f.path);
+    w.u64(f.size);
+    w.digest(f.sha256);
+  }
+}
+
+Result<std::vector<StagedFile>> get_staged(Reader& r) {
+  std::vector<StagedFile> out;
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
+    StagedFile f;
+    f.path = PEPITA_TRY(r.str());
+    f.size = PEPITA_TRY(r.u64());
+    f.sha256 = PEPITA_TRY(r.digest());
+    out.push_back(std::move(f));
   }
   return out;
 }
@@ -336,6 +361,9 @@ Bytes encode(const SubmitMsg& m) {
   }
   put_allocation(w, m.allocation);
   put_sandbox(w, m.sandbox);
+  put_staged(w, m.inputs);
+  w.u32(static_cast<std::uint32_t>(m.outputs.size()));
+  for (const auto& o : m.outputs) w.str(o);
   return w.take();
 }
 
@@ -368,6 +396,10 @@ Result<SubmitMsg> decode_submit(ByteSpan payload) {
   }
   m.allocation = PEPITA_TRY(get_allocation(r));
   m.sandbox = PEPITA_TRY(get_sandbox(r));
+  m.inputs = PEPITA_TRY(get_staged(r));
+  for (std::uint32_t n = PEPITA_TRY(r.count()); n > 0; --n) {
+    m.outputs.push_back(PEPITA_TRY(r.str()));
+  }
   PEPITA_TRY_VOID(r.finish());
   return m;
 }
@@ -403,6 +435,7 @@ Bytes encode(const ResultMsg& m) {
   w.u64(m.peak_memory);
   w.u64(m.memory_limit);
   put_allocation(w, m.allocation);
+  put_staged(w, m.outputs);
   return w.take();
 }
 
@@ -428,8 +461,109 @@ Result<ResultMsg> decode_result(ByteSpan payload) {
   m.peak_memory = PEPITA_TRY(r.u64());
   m.memory_limit = PEPITA_TRY(r.u64());
   m.allocation = PEPITA_TRY(get_allocation(r));
+  m.outputs = PEPITA_TRY(get_staged(r));
   PEPITA_TRY_VOID(r.finish());
   return m;
+}
+
+Bytes encode(const FetchBlobMsg& m) {
+  Writer w;
+  w.digest(m.sha256);
+  w.u64(m.offset);
+  w.u32(m.length);
+  return w.take();
+}
+
+Result<FetchBlobMsg> decode_fetch_blob(ByteSpan payload) {
+  Reader r(payload, "fetch-blob");
+  FetchBlobMsg m;
+  m.sha256 = PEPITA_TRY(r.digest());
+  m.offset = PEPITA_TRY(r.u64());
+  m.length = PEPITA_TRY(r.u32());
+  if (m.length == 0 || m.length > kMaxChunk) {
+    return fail(ErrorCode::Protocol, "fetch-blob: length " + std::to_string(m.length) +
+                                         " is not in 1.." + std::to_string(kMaxChunk));
+  }
+  PEPITA_TRY_VOID(r.finish());
+  return m;
+}
+
+Bytes encode(const BlobChunkMsg& m) {
+  Writer w;
+  w.digest(m.sha256);
+  w.u64(m.offset);
+  w.u64(m.size);
+  w.str(m.data);
+  w.str(m.error);
+  return w.take();
+}
+
+Result<BlobChunkMsg> decode_blob_chunk(ByteSpan payload) {
+  Reader r(payload, "blob-chunk");
+  BlobChunkMsg m;
+  m.sha256 = PEPITA_TRY(r.digest());
+  m.offset = PEPITA_TRY(r.u64());
+  m.size = PEPITA_TRY(r.u64());
+  m.data = PEPITA_TRY(r.str());
+  m.error = PEPITA_TRY(r.str());
+  PEPITA_TRY_VOID(r.finish());
+  if (m.data.size() > kMaxChunk || m.offset > m.size || m.data.size() > m.size - m.offset) {
+    return fail(ErrorCode::Protocol,
+                pepita::fmt("blob-chunk: {} bytes at offset {} do not fit a blob of {} bytes",
+                            m.data.size(), m.offset, m.size));
+  }
+  return m;
+}
+
+Bytes encode(const OutputChunkMsg& m) {
+  Writer w;
+  w.u32(m.attempt);
+  w.u32(m.index);
+  w.u64(m.offset);
+  w.u64(m.size);
+  w.str(m.data);
+  return w.take();
+}
+
+Result<OutputChunkMsg> decode_output_chunk(ByteSpan payload) {
+  Reader r(payload, "output-chunk");
+  OutputChunkMsg m;
+  m.attempt = PEPITA_TRY(r.u32());
+  m.index = PEPITA_TRY(r.u32());
+  m.offset = PEPITA_TRY(r.u64());
+  m.size = PEPITA_TRY(r.u64());
+  m.data = PEPITA_TRY(r.str());
+  PEPITA_TRY_VOID(r.finish());
+  if (m.data.size() > kMaxChunk || m.offset > m.size || m.data.size() > m.size - m.offset) {
+    return fail(ErrorCode::Protocol,
+                pepita::fmt("output-chunk: {} bytes at offset {} do not fit a file of {} bytes",
+                            m.data.size(), m.offset, m.size));
+  }
+  return m;
+}
+
+Result<void> check_staged_path(std::string_view path, std::string_view what) {
+  const auto bad = [&](std::string_view why) {
+    return fail(ErrorCode::InvalidArgument,
+                std::string(what).append(" path '").append(path).append("' ").append(why));
+  };
+  if (path.empty()) return bad("is empty; declare a file relative to the task's directory");
+  if (path.size() > 4096) return bad("is longer than 4096 bytes");
+  if (path.find('\0') != std::string_view::npos) return bad("contains a NUL byte");
+  if (path.front() == '/') {
+    return bad("is absolute; declare it relative to the task's working directory");
+  }
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const std::size_t end = std::min(path.find('/', start), path.size());
+    const std::string_view part = path.substr(start, end - start);
+    if (part == "..") return bad("has a '..' component: it would leave the task's directory");
+    if (part == ".") return bad("has a '.' component; write it without");
+    if (part.empty() && end != path.size()) return bad("has an empty component ('//')");
+    start = end + 1;
+  }
+  if (path.back() == '/') return bad("ends in '/': declare files, not directories");
+  return {};
 }
 
 Bytes encode(const HeartbeatMsg& m) {

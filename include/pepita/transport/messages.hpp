@@ -47,6 +47,20 @@ struct FileRef {
   bool operator==(const FileRef&) const = default;
 };
 
+/// Protocol 5 (issue 24): a declared file staged between driver and worker, content-addressed.
+/// `path` is relative to the task's working directory (no "..", not absolute; see
+/// check_staged_path).
+struct StagedFile {
+  std::string path{};
+  std::uint64_t size = 0;
+  Digest sha256{};
+  bool operator==(const StagedFile&) const = default;
+};
+
+/// OK when `path` may name a staged file: relative, non-empty, no "." or ".." component, no NUL,
+/// at most 4096 bytes. InvalidArgument naming `what` ("input", "output") otherwise.
+Result<void> check_staged_path(std::string_view path, std::string_view what);
+
 /// Submit: run one task (the frame's request id is the task id).
 struct SubmitMsg {
   std::uint32_t attempt = 0;
@@ -68,6 +82,13 @@ struct SubmitMsg {
   /// raised to its own floor (WorkerOptions::sandbox, `pepita worker --sandbox`): a driver
   /// can ask for more isolation than the worker's floor, never for less.
   task::SandboxPolicy sandbox{};
+  /// Protocol 5: the task's declared inputs. The worker fetches the blobs it lacks (FetchBlob),
+  /// keeps them in its content-addressed store and materialises each read-only at `path` in the
+  /// task's own directory, where the task then runs (cwd is ignored).
+  std::vector<StagedFile> inputs{};
+  /// Protocol 5: the task's declared outputs, relative to its directory; after a success the
+  /// worker sends each back (OutputChunk) and lists them in ResultMsg::outputs.
+  std::vector<std::string> outputs{};
   bool operator==(const SubmitMsg&) const = default;
 };
 
@@ -109,6 +130,9 @@ struct ResultMsg {
   std::uint64_t peak_memory = 0;                 // the task cgroup's peak, bytes (0: ran in none)
   std::uint64_t memory_limit = 0;                // the limit it ran under, bytes (0: none)
   std::optional<task::Allocation> allocation{};  // what it ran with (nullopt: nothing requested)
+  // Protocol 5: the declared outputs as the worker hashed them, in SubmitMsg::outputs order;
+  // their bytes came before this Result as OutputChunk frames.
+  std::vector<StagedFile> outputs{};
   bool operator==(const ResultMsg&) const = default;
 };
 
@@ -141,6 +165,50 @@ struct StartedMsg {
   std::uint32_t attempt = 0;
   bool operator==(const StartedMsg&) const = default;
 };
+
+/// FetchBlob (protocol 5), worker -> driver: send `length` bytes of blob `sha256` from `offset`.
+struct FetchBlobMsg {
+  Digest sha256{};
+  std::uint64_t offset = 0;
+  std::uint32_t length = 0;  // at most kMaxChunk
+  bool operator==(const FetchBlobMsg&) const = default;
+};
+
+/// BlobChunk (protocol 5), driver -> worker: bytes of an input blob of `size` bytes in all,
+/// starting at `offset`; or, with `error` set and no data, why the driver cannot send it.
+struct BlobChunkMsg {
+  Digest sha256{};
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+  std::string data{};
+  std::string error{};
+  bool operator==(const BlobChunkMsg&) const = default;
+};
+
+/// OutputChunk (protocol 5), worker -> driver (request id = task id): bytes of declared output
+/// `index` (SubmitMsg::outputs order) of attempt `attempt`, `size` bytes in all, from `offset`.
+/// Every output is sent in order from offset 0, at least one chunk (an empty file: one empty
+/// chunk).
+struct OutputChunkMsg {
+  std::uint32_t attempt = 0;
+  std::uint32_t index = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+  std::string data{};
+  bool operator==(const OutputChunkMsg&) const = default;
+};
+
+/// Largest chunk a FetchBlob may ask for and a BlobChunk/OutputChunk may carry.
+inline constexpr std::uint32_t kMaxChunk = 4u << 20;
+/// The chunk size staging uses.
+inline constexpr std::uint32_t kStageChunk = 1u << 20;
+
+Bytes encode(const FetchBlobMsg& m);
+Bytes encode(const BlobChunkMsg& m);
+Bytes encode(const OutputChunkMsg& m);
+Result<FetchBlobMsg> decode_fetch_blob(ByteSpan payload);
+Result<BlobChunkMsg> decode_blob_chunk(ByteSpan payload);
+Result<OutputChunkMsg> decode_output_chunk(ByteSpan payload);
 
 Bytes encode(const RegisterMsg& m);
 Bytes encode(const SubmitMsg& m);

@@ -42,6 +42,13 @@ struct RemoteTask {
   task::ResourceRequest resources{};
   /// The attempt the request grows with (Growth::PerAttempt): the pool's attempt, 1 first.
   std::uint32_t resource_attempt = 1;
+  /// Issue 24: the files on this machine that spec.inputs describe (same order; each is served
+  /// to the worker in chunks with pread when it asks), and the directory spec.outputs are
+  /// written under: each arrives as <path>.pepita-part, is checked against the size and
+  /// SHA-256 the worker reports, and is renamed into place; a mismatch fails the task and
+  /// leaves nothing at the path.
+  std::vector<std::string> input_sources{};
+  std::string output_dir{};
 };
 
 /// How a task ended. `result.status` is Lost-free: a task that could not be placed after

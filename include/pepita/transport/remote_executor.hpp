@@ -74,6 +74,7 @@ class RemoteExecutor final : public executor::Executor {
 
  private:
   Result<std::string> shipped_path(const std::string& path);
+  Result<void> stage_files(const task::Task& task, RemoteTask& rt);
 
   std::unique_ptr<RemoteDispatcher> dispatcher_;
   std::size_t slots_;

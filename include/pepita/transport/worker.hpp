@@ -43,6 +43,12 @@ struct WorkerOptions {
   bool allow_non_loopback = false;  // must be set to listen beyond loopback
   std::uint32_t slots = 0;          // 0: one per online CPU
   std::string cache_dir;            // blob cache; empty: $TMPDIR/pepita-worker-<uid>-<port>
+  /// Cap of the staged-input store (<cache_dir>/blobs, issue 24; `pepita worker
+  /// --cache-size`): past it the least recently used blob no task holds is evicted. 0: no cap.
+  std::uint64_t cache_size = 10ull << 30;
+  /// Fault injection for tests: called with each chunk of a declared output after it was
+  /// hashed and before it is sent, so a test can corrupt what reaches the driver.
+  std::function<void(std::string_view output, std::string& chunk)> output_chunk_hook;
   std::string name;                 // shown to drivers; empty: the host name
   std::map<std::string, std::string> labels;
   /// What this worker offers for resource requests (issue 22), advertised at registration: the
@@ -80,6 +86,11 @@ struct WorkerStats {
   std::uint64_t tasks_run = 0;
   std::uint64_t tasks_returned = 0;  // handed back unstarted on drain or disconnect
   std::uint64_t blobs_stored = 0;
+  // Issue 24, staged inputs and outputs:
+  std::uint64_t blobs_fetched = 0;     // input blobs fetched from drivers and verified
+  std::uint64_t bytes_fetched = 0;     // their bytes received (a resumed fetch: only the rest)
+  std::uint64_t blobs_evicted = 0;     // removed from the store past its cap
+  std::uint64_t output_bytes_sent = 0;  // declared outputs' bytes sent back
 };
 
 class Worker {

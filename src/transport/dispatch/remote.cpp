@@ -4,13 +4,16 @@
 // backoff (fault::RetryPolicy, fault::RetryState).
 #include "pepita/transport/remote.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <future>
 #include <limits>
 #include <map>
@@ -22,6 +25,7 @@
 #include <unordered_map>
 
 #include "pepita/core/format.hpp"
+#include "pepita/core/sha256.hpp"
 #include "pepita/core/sys/eventfd.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/fault/failure_detector.hpp"
@@ -85,6 +89,24 @@ struct RemoteDispatcher::Impl {
   std::unordered_map<std::uint64_t, Payload> payloads;  // until completion (guarded by mu)
   std::size_t pending = 0;                              // submitted, not completed
   std::map<Digest, std::shared_ptr<const std::string>> blobs;
+  // Issue 24: declared inputs of live tasks, served to workers in chunks (guarded by mu).
+  struct Source {
+    std::string path;
+    std::uint64_t size = 0;
+    int refs = 0;
+  };
+  std::map<Digest, Source> sources;
+  // A declared output arriving from a worker (one session's, keyed by task id and index).
+  struct Incoming {
+    UniqueFd fd;
+    Sha256 hash;
+    std::uint32_t attempt = 0;
+    std::uint64_t size = 0;
+    std::uint64_t received = 0;
+    std::string part;
+    std::string error;
+  };
+  using IncomingMap = std::map<std::pair<std::uint64_t, std::uint32_t>, Incoming>;
   std::vector<std::unique_ptr<W>> ws;  // grows when workers dial in; guarded by mu
   std::optional<Listener> listener;
   UniqueFd stop_efd;  // wakes the acceptor
@@ -126,6 +148,11 @@ struct RemoteDispatcher::Impl {
                        const std::string& worker, std::vector<Completion>& out) {
     auto it = payloads.find(id);
     if (it == payloads.end()) return;
+    for (const auto& in : it->second.task.spec.inputs) {
+      if (auto s = sources.find(in.sha256); s != sources.end() && --s->second.refs <= 0) {
+        sources.erase(s);
+      }
+    }
     out.emplace_back(std::move(it->second.done), RemoteOutcome{id, std::move(r), worker, attempts});
     payloads.erase(it);
   }
@@ -367,6 +394,157 @@ struct RemoteDispatcher::Impl {
     return {};
   }
 
+  // A worker asks for bytes of a declared input: read them with pread (bounded memory, however
+  // large the file) and send them, or why not.
+  Result<void> serve_fetch(Connection& conn, const FetchBlobMsg& f,
+                           std::map<Digest, UniqueFd>& open_inputs) {
+    BlobChunkMsg reply{.sha256 = f.sha256};
+    std::string path;
+    std::uint64_t size = 0;
+    bool known = false;
+    {
+      std::lock_guard lock(mu);
+      if (auto it = sources.find(f.sha256); it != sources.end()) {
+        known = true;
+        path = it->second.path;
+        size = it->second.size;
+      }
+    }
+    if (!known) {
+      reply.error = "no live task of this driver declares an input with SHA-256 " +
+                    to_hex(f.sha256) + " (finished or cancelled)";
+    } else if (f.offset >= size) {
+      reply.error = pepita::fmt("offset {} is past the end of input {} ({} bytes)", f.offset,
+                                path, size);
+    } else {
+      auto fd = open_inputs.find(f.sha256);
+      if (fd == open_inputs.end()) {
+        UniqueFd opened(sys::open(path.c_str(), O_RDONLY));
+        if (opened) fd = open_inputs.emplace(f.sha256, std::move(opened)).first;
+      }
+      const auto n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(f.length, size - f.offset));
+      if (fd == open_inputs.end()) {
+        reply.error = "cannot open input " + path + " on the driver";
+      } else {
+        reply.data.resize(n);
+        if (sys::pread_full(fd->second.get(), reply.data.data(), n, f.offset) !=
+            static_cast<std::int64_t>(n)) {
+          reply.data.clear();
+          reply.error = "input " + path + " shrank on the driver while it was sent";
+        } else {
+          reply.offset = f.offset;
+          reply.size = size;
+        }
+      }
+    }
+    return conn.send(MessageType::BlobChunk, 0, encode(reply));
+  }
+
+  // Bytes of a declared output: appended to <path>.pepita-part, hashed on the way. Returns an
+  // error only for a protocol violation (chunks out of order, an index the task lacks).
+  Result<void> on_output_chunk(std::uint64_t id, OutputChunkMsg oc, IncomingMap& incoming) {
+    std::string final_path;
+    {
+      std::lock_guard lock(mu);
+      auto it = payloads.find(id);
+      if (it == payloads.end()) return {};  // completed meanwhile: nothing to write
+      const RemoteTask& t = it->second.task;
+      if (oc.index >= t.spec.outputs.size()) {
+        return fail(ErrorCode::Protocol,
+                    pepita::fmt("output-chunk for output {} of task {}, which declares {}",
+                                oc.index, id, t.spec.outputs.size()));
+      }
+      final_path = t.output_dir + "/" + t.spec.outputs[oc.index];
+    }
+    Incoming& in = incoming[{id, oc.index}];
+    if (oc.offset == 0) {
+      in = Incoming{};
+      in.attempt = oc.attempt;
+      in.size = oc.size;
+      in.part = final_path + ".pepita-part";
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(final_path).parent_path(), ec);
+      in.fd.reset(sys::open(in.part.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
+      if (!in.fd) in.error = "cannot create " + in.part;
+    } else if (oc.offset != in.received || oc.size != in.size || oc.attempt != in.attempt) {
+      return fail(ErrorCode::Protocol,
+                  pepita::fmt("output-chunk of task {} at offset {} of {}, expected offset {} of {}",
+                              id, oc.offset, oc.size, in.received, in.size));
+    }
+    if (in.error.empty() && !oc.data.empty() &&
+        sys::write_full(in.fd.get(), oc.data.data(), oc.data.size()) !=
+            static_cast<std::int64_t>(oc.data.size())) {
+      in.error = "cannot write " + in.part + " (disk full?)";
+    }
+    in.hash.update(oc.data);
+    in.received += oc.data.size();
+    return {};
+  }
+
+  // Task `id` reported: a success's declared outputs must have arrived whole and match what the
+  // worker hashed; then each is renamed into place. Otherwise the task fails and no output is
+  // left at its path.
+  void finish_outputs(std::uint64_t id, ResultMsg& r, IncomingMap& incoming, const W& w) {
+    std::vector<std::string> outputs;
+    std::string dir;
+    {
+      std::lock_guard lock(mu);
+      if (auto it = payloads.find(id); it != payloads.end()) {
+        outputs = it->second.task.spec.outputs;
+        dir = it->second.task.output_dir;
+      }
+    }
+    std::string failure;
+    if (r.status == TaskStatus::Succeeded && !outputs.empty()) {
+      if (r.outputs.size() != outputs.size()) {
+        failure = pepita::fmt("worker {} reported {} outputs for the {} declared",
+                              w.ep.to_string(), r.outputs.size(), outputs.size());
+      }
+      for (std::uint32_t i = 0; i < outputs.size() && failure.empty(); ++i) {
+        auto it = incoming.find({id, i});
+        const std::string final_path = dir + "/" + outputs[i];
+        if (it == incoming.end() || it->second.attempt != r.attempt) {
+          failure = pepita::fmt("output '{}' never arrived from worker {}", outputs[i],
+                                w.ep.to_string());
+          break;
+        }
+        Incoming& in = it->second;
+        in.fd.reset();
+        const Digest got = in.hash.finish();
+        if (!in.error.empty()) {
+          failure = pepita::fmt("output '{}': {}", outputs[i], in.error);
+        } else if (in.received != in.size || r.outputs[i].size != in.size ||
+                   r.outputs[i].sha256 != got || r.outputs[i].path != outputs[i]) {
+          failure = pepita::fmt(
+              "output '{}' from worker {} does not match its SHA-256 ({} bytes hashing to {} "
+              "arrived; the worker hashed {} bytes to {}); nothing written at {}",
+              outputs[i], w.ep.to_string(), in.received, to_hex(got), r.outputs[i].size,
+              to_hex(r.outputs[i].sha256), final_path);
+        }
+      }
+      if (failure.empty()) {
+        for (std::uint32_t i = 0; i < outputs.size(); ++i) {
+          const Incoming& in = incoming.at({id, i});
+          const std::string final_path = dir + "/" + outputs[i];
+          if (::rename(in.part.c_str(), final_path.c_str()) != 0 && failure.empty()) {
+            failure = "cannot rename " + in.part + " to " + final_path;
+          }
+        }
+      }
+      if (!failure.empty()) {
+        r.status = TaskStatus::Failed;
+        if (r.exit_code == 0) r.exit_code = 1;
+        r.error = failure;
+        r.outputs.clear();
+      }
+    }
+    for (auto it = incoming.lower_bound({id, 0}); it != incoming.end() && it->first.first == id;) {
+      if (!failure.empty() || r.status != TaskStatus::Succeeded) ::unlink(it->second.part.c_str());
+      it = incoming.erase(it);
+    }
+  }
+
   W& slot(std::size_t wi) {
     std::lock_guard lock(mu);
     return *ws[wi];
@@ -375,6 +553,8 @@ struct RemoteDispatcher::Impl {
   std::string session(std::size_t wi, Connection& conn) {
     W& w = slot(wi);
     std::set<Digest> uploaded;  // blobs this connection already sent
+    std::map<Digest, UniqueFd> open_inputs;  // declared inputs this session serves
+    IncomingMap incoming;                    // declared outputs arriving
     auto last_rx = Clock::now();
     auto last_hb = Clock::now();
     bool draining = false;
@@ -424,9 +604,24 @@ struct RemoteDispatcher::Impl {
           case MessageType::Result: {
             auto r = decode_result(m.payload);
             if (!r) return r.error().to_string();
+            finish_outputs(m.header.request_id, *r, incoming, w);
             detector->record_task_result(wi, r->status == TaskStatus::Succeeded);
             on_result(wi, m.header.request_id, std::move(*r), done);
             run_completions(done);
+            break;
+          }
+          case MessageType::FetchBlob: {
+            auto f = decode_fetch_blob(m.payload);
+            if (!f) return f.error().to_string();
+            if (auto r = serve_fetch(conn, *f, open_inputs); !r) return r.error().to_string();
+            break;
+          }
+          case MessageType::OutputChunk: {
+            auto oc = decode_output_chunk(m.payload);
+            if (!oc) return oc.error().to_string();
+            if (auto r = on_output_chunk(m.header.request_id, std::move(*oc), incoming); !r) {
+              return r.error().to_string();
+            }
             break;
           }
           case MessageType::Drain: {
@@ -730,6 +925,18 @@ Result<void> RemoteDispatcher::submit(RemoteTask task, Callback done) {
     if (!task.resources.empty()) {
       PEPITA_TRY_VOID(task.resources.validate());
       if (task.resource_attempt == 0) task.resource_attempt = 1;
+    }
+    if (task.input_sources.size() != task.spec.inputs.size()) {
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("remote task {} declares {} inputs but gives {} local files for them",
+                              task.id, task.spec.inputs.size(), task.input_sources.size()));
+    }
+    for (std::size_t i = 0; i < task.spec.inputs.size(); ++i) {
+      auto& src = impl_->sources[task.spec.inputs[i].sha256];
+      if (src.refs++ == 0) {
+        src.path = task.input_sources[i];
+        src.size = task.spec.inputs[i].size;
+      }
     }
     const std::uint64_t id = task.id;
     impl_->table->add(id);

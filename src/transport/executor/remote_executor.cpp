@@ -2,10 +2,14 @@
 // result_codec.hpp.
 #include "pepita/transport/remote_executor.hpp"
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "pepita/core/format.hpp"
+#include "pepita/core/sha256.hpp"
 #include "pepita/transport/result_codec.hpp"
 
 namespace pepita::transport {
@@ -65,6 +69,7 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
   m.timeout_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, task.timeout().count()));
   m.output_cap = task.output_cap();
   m.sandbox = task.sandbox();  // the worker raises it to its floor (protocol 4)
+  PEPITA_TRY_VOID(stage_files(task, rt));
   rt.resources = task.resources();
   if (const task::Allocation* a = task.allocation()) rt.resource_attempt = a->attempt;
   const std::uint64_t id = rt.id;
@@ -74,9 +79,15 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
     std::optional<std::stop_callback<std::function<void()>>> on_stop;
   };
   auto state = std::make_shared<State>();
-  auto callback = [state, done = std::move(done), tid = task.id(),
-                   name = task.name()](RemoteOutcome o) mutable {
+  std::map<std::string, std::string> input_hashes;
+  for (const auto& in : rt.spec.inputs) input_hashes[in.path] = to_hex(in.sha256);
+  auto callback = [state, done = std::move(done), tid = task.id(), name = task.name(),
+                   input_hashes = std::move(input_hashes)](RemoteOutcome o) mutable {
+    std::vector<StagedFile> outputs = std::move(o.result.outputs);
     executor::ExecutionResult r = to_execution_result(std::move(o.result), tid, std::move(name));
+    r.host = o.worker;
+    r.input_hashes = std::move(input_hashes);
+    for (const auto& out : outputs) r.output_hashes[out.path] = to_hex(out.sha256);
     if (!o.worker.empty() && r.status != executor::Status::Succeeded) {
       if (!r.error.empty()) r.error += ' ';
       r.error.append("(on worker ").append(o.worker).append(")");
@@ -86,6 +97,46 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
   PEPITA_TRY_VOID(dispatcher_->submit(std::move(rt), std::move(callback)));
   RemoteDispatcher* d = dispatcher_.get();
   state->on_stop.emplace(std::move(stop), std::function<void()>([d, id] { d->cancel(id); }));
+  return {};
+}
+
+// Issue 24: declared files, relative to the task's cwd on this machine (the driver's), are
+// described in the Submit by size and SHA-256; the worker fetches what it lacks and runs the
+// task in a directory of its own holding them, and sends its outputs back here.
+Result<void> RemoteExecutor::stage_files(const task::Task& task, RemoteTask& rt) {
+  if (task.inputs().empty() && task.outputs().empty()) return {};
+  const task::ProcessSpec* p = task.process();
+  std::error_code ec;
+  const std::string base = p->cwd.empty() ? std::filesystem::current_path(ec).string() : p->cwd;
+  if (ec) return fail(ErrorCode::Io, "cannot tell the current directory: " + ec.message());
+  const auto refuse = [&](const Error& e) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("task '{}': {} (a remote task's files are staged into its directory "
+                            "on the worker)",
+                            task.name(), e.message()));
+  };
+  for (const auto& in : task.inputs()) {
+    if (auto ok = check_staged_path(in, "input"); !ok) return refuse(ok.error());
+    const std::string local = base + "/" + in;
+    struct stat st {};
+    if (::stat(local.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      return fail(ErrorCode::NotFound, pepita::fmt("task '{}': input '{}' does not exist as a "
+                                                   "regular file at {}",
+                                                   task.name(), in, local));
+    }
+    const std::string hex = PEPITA_TRY(sha256_file(local));
+    const Bytes raw = PEPITA_TRY(from_hex(hex));
+    StagedFile f{.path = in, .size = static_cast<std::uint64_t>(st.st_size)};
+    std::copy(raw.begin(), raw.end(), f.sha256.begin());
+    rt.spec.inputs.push_back(std::move(f));
+    rt.input_sources.push_back(local);
+  }
+  for (const auto& out : task.outputs()) {
+    if (auto ok = check_staged_path(out, "output"); !ok) return refuse(ok.error());
+  }
+  rt.spec.outputs = task.outputs();
+  rt.output_dir = base;
+  rt.spec.cwd.clear();  // the worker runs it in the directory it staged the files in
   return {};
 }
 

@@ -157,7 +157,8 @@ std::optional<ResultMsg> Worker::Impl::stage(Job& job, std::string& path, std::s
                                  "failed the SHA-256 check");
     }
   }
-  if (m.files.empty()) return std::nullopt;
+  const bool staged = !m.inputs.empty() || !m.outputs.empty();
+  if (m.files.empty() && !staged) return std::nullopt;
   job.scratch = cache_dir + "/tasks/" + std::to_string(job.client->serial) + "-" +
                 std::to_string(job.id) + "-" + std::to_string(m.attempt);
   std::error_code ec;
@@ -173,6 +174,16 @@ std::optional<ResultMsg> Worker::Impl::stage(Job& job, std::string& path, std::s
     }
     fs::copy_file(src, dst, fs::copy_options::overwrite_existing, ec);
     ::chmod(dst.c_str(), f.executable ? 0700 : 0600);
+  }
+  if (staged) {
+    // Issue 24: declared files live in the task's own directory, where it then runs (the
+    // driver's cwd names a directory of the driver's machine).
+    if (ec) {
+      return worker::spawn_error("cannot create the task's directory " + job.scratch + ": " +
+                                 ec.message());
+    }
+    if (auto failed = materialise_inputs(job)) return failed;
+    cwd = job.scratch;
   }
   if (cwd.empty()) cwd = job.scratch;
   return std::nullopt;

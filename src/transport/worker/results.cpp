@@ -51,7 +51,11 @@ void Worker::Impl::deliver(Client& c, bool now_all) {
       c.parked.emplace_back(now + kStopGrace, std::move(d));
     } else {
       ResultMsg r = to_message(d);
-      report(*d.job, r);
+      if (r.status == TaskStatus::Succeeded && !d.job->msg.outputs.empty()) {
+        send_outputs_async(d.job, std::move(r));  // reports once its outputs are sent
+      } else {
+        report(*d.job, r);
+      }
     }
   }
   // A parked result goes once the worker's stop arrived (then it is the worker's, not the
@@ -61,7 +65,11 @@ void Worker::Impl::deliver(Client& c, bool now_all) {
       Done d = std::move(it->second);
       it = c.parked.erase(it);
       ResultMsg r = to_message(d);
-      report(*d.job, r);
+      if (r.status == TaskStatus::Succeeded && !d.job->msg.outputs.empty()) {
+        send_outputs_async(d.job, std::move(r));
+      } else {
+        report(*d.job, r);
+      }
     } else {
       ++it;
     }
@@ -73,7 +81,10 @@ ResultMsg Worker::Impl::to_message(Done& d) {
   const SubmitMsg& m = job.msg;
   executor::ExecutionResult& er = d.result;
   tasks_run.fetch_add(1);
-  if (!job.scratch.empty()) {
+  // A success with declared outputs keeps its directory until they are sent (staging.cpp).
+  const bool sends_outputs =
+      !d.function && er.status == executor::Status::Succeeded && !m.outputs.empty();
+  if (!job.scratch.empty() && !sends_outputs) {
     std::error_code ec;
     std::filesystem::remove_all(job.scratch, ec);
   }
@@ -114,6 +125,10 @@ void Worker::Impl::report(Job& job, const ResultMsg& r) {
   {
     std::lock_guard jl(c.jobs_mu);
     c.jobs.erase(job.id);
+  }
+  if (job.pinned) {  // its inputs may be evicted again
+    job.pinned = false;
+    for (const auto& in : job.msg.inputs) store->unpin(in.sha256);
   }
   // Only a session waiting for its last job (draining, or closed and finishing) needs to look
   // again; otherwise waking it per task cost a poll and an eventfd read on every result.

@@ -43,6 +43,7 @@ void Worker::Impl::serve(const std::shared_ptr<Client>& c, UniqueFd fd) {
     }
   }
   c->conn->shutdown();
+  abandon_staging(*c);
   // Its jobs still waiting for a slot end here; launched ones end as their executors report
   // (cancelled above), and this thread delivers them: wait for the last.
   std::deque<std::shared_ptr<Job>> mine;
@@ -73,6 +74,14 @@ void Worker::Impl::serve(const std::shared_ptr<Client>& c, UniqueFd fd) {
     (void)sys::poll(&pfd, 1, 100);
     clear_fd(c->wake.get());
   }
+  {
+    std::vector<std::pair<std::shared_ptr<std::atomic<bool>>, std::jthread>> senders;
+    {
+      std::lock_guard sl(c->senders_mu);
+      senders.swap(c->senders);
+    }
+    senders.clear();  // joins them: each has reported its job
+  }
   c->finished.store(true);
   signal_fd(stop_efd.get());  // let the acceptor reap us promptly
 }
@@ -100,6 +109,9 @@ std::string Worker::Impl::run_client(const std::shared_ptr<Client>& cp) {
       if (c.jobs.empty()) return "worker shutting down (drained)";
     }
     deliver(c, /*now_all=*/false);
+    if (!c.staging.empty()) {
+      if (auto st = advance_staging(cp); !st) return st.error().to_string();
+    }
     // A parked result waits for the worker's own stop for a few seconds: look again soon.
     const auto wait =
         std::min(opts.heartbeat_interval,
@@ -165,6 +177,9 @@ Result<void> Worker::Impl::handle(const std::shared_ptr<Client>& cp, const Messa
       q.present = fs::exists(blob_path(q.sha256));
       return c.conn->send(MessageType::HaveBlob, m.header.request_id, encode(q));
     }
+    case MessageType::BlobChunk: {
+      return on_blob_chunk(c, PEPITA_TRY(decode_blob_chunk(m.payload)));
+    }
     case MessageType::Error: {
       auto e = decode_error(m.payload);
       return fail(ErrorCode::Disconnected,
@@ -188,6 +203,28 @@ Result<void> Worker::Impl::intake(const std::shared_ptr<Client>& cp, std::uint64
     return c.conn->send(MessageType::Result, id, encode(r));
   };
   if (stopping.load()) return hand_back();
+  // Issue 24: declared files name places in the task's own directory, nothing else; a bad one
+  // fails this task (a SpawnError naming it), not the connection.
+  std::string bad;
+  for (const auto& in : msg.inputs) {
+    if (auto ok = check_staged_path(in.path, "input"); !ok && bad.empty()) {
+      bad = ok.error().message();
+    }
+  }
+  for (const auto& out : msg.outputs) {
+    if (auto ok = check_staged_path(out, "output"); !ok && bad.empty()) bad = ok.error().message();
+  }
+  if (bad.empty() && msg.kind == TaskKind::Function &&
+      (!msg.inputs.empty() || !msg.outputs.empty())) {
+    bad = "function tasks take no declared input or output files";
+  }
+  if (!bad.empty()) {
+    ResultMsg r{.attempt = msg.attempt,
+                .status = TaskStatus::SpawnError,
+                .exit_code = -1,
+                .error = "refused: " + bad};
+    return c.conn->send(MessageType::Result, id, encode(r));
+  }
   auto job = std::make_shared<Job>();
   job->id = id;
   job->msg = std::move(msg);
@@ -200,6 +237,12 @@ Result<void> Worker::Impl::intake(const std::shared_ptr<Client>& cp, std::uint64
     }
     c.jobs[id] = job;
   }
+  if (!job->msg.inputs.empty()) return intake_staged(cp, job);
+  return enqueue(cp, std::move(job));
+}
+
+Result<void> Worker::Impl::enqueue(const std::shared_ptr<Client>& cp, std::shared_ptr<Job> job) {
+  Client& c = *cp;
   {
     std::lock_guard lock(mu);
     if (!queue_closed) {
@@ -207,12 +250,13 @@ Result<void> Worker::Impl::intake(const std::shared_ptr<Client>& cp, std::uint64
       job = nullptr;
     }
   }
-  if (job) {  // shutdown swept the queue between the check above and here
-    {
-      std::lock_guard jl(c.jobs_mu);
-      c.jobs.erase(id);
-    }
-    return hand_back();
+  if (job) {  // shutdown swept the queue meanwhile: hand it back unstarted
+    returned.fetch_add(1);
+    report(*job, ResultMsg{.attempt = job->msg.attempt,
+                           .status = TaskStatus::Returned,
+                           .error = "worker is draining"});
+    (void)c;
+    return {};
   }
   pump();
   return {};

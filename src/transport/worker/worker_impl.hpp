@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "pepita/core/sha256.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/executor/cpu.hpp"
 #include "pepita/executor/process.hpp"
@@ -29,6 +30,7 @@
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/messages.hpp"
 #include "pepita/transport/worker.hpp"
+#include "worker/blob_store.hpp"
 
 namespace pepita::transport {
 namespace worker {
@@ -45,6 +47,17 @@ struct Job {
   std::stop_source stop;
   bool holds_slot = false;  // launched: counts in Impl::running until reported
   std::string scratch;      // staged files' directory, removed after the attempt
+  bool pinned = false;      // holds its inputs in the store (released by report)
+};
+
+/// An input blob being fetched from a driver (issue 24), through the session of `via`.
+struct Fetch {
+  const Client* via = nullptr;
+  std::uint64_t size = 0;
+  UniqueFd fd;  // the <hex>.part file
+  Sha256 hash;  // of bytes [0, received)
+  std::uint64_t received = 0;
+  std::uint64_t requested = 0;
 };
 
 /// An attempt's result on its way back to the client's session thread.
@@ -71,6 +84,13 @@ struct Client {
   // Issue 23: the client's first task raised to the worker's sandbox floor is logged, the
   // rest are not (launcher threads; guarded by jobs_mu).
   bool told_floor = false;
+  // Issue 24: jobs waiting for their inputs to be fetched (session thread only), and fetches
+  // through this session that failed (digest -> why), read by the next advance_staging.
+  std::vector<std::shared_ptr<Job>> staging;
+  std::map<Digest, std::string> fetch_errors;
+  // Threads sending a finished job's outputs back (joined when the session ends).
+  std::mutex senders_mu;
+  std::vector<std::pair<std::shared_ptr<std::atomic<bool>>, std::jthread>> senders;
 };
 
 /// The functions every worker has: noop, echo, sleep_ms (execution.cpp).
@@ -91,6 +111,10 @@ struct Worker::Impl {
   std::optional<Listener> listener;
   Endpoint bound;  // set once in start(); the listener itself is closed on stop
   std::string cache_dir;
+  std::unique_ptr<worker::BlobStore> store;  // staged inputs (issue 24)
+  std::mutex fetch_mu;
+  std::map<Digest, worker::Fetch> fetches;  // guarded by fetch_mu
+  std::atomic<std::uint64_t> blobs_fetched{0}, bytes_fetched{0}, output_bytes{0};
   std::map<std::string, WorkerFunction> functions;
   // Spawn, watch (pidfd + epoll), time out and reap process tasks on their reactor thread.
   std::unique_ptr<executor::ProcessExecutor> processes;
@@ -134,6 +158,25 @@ struct Worker::Impl {
   Result<void> intake(const std::shared_ptr<Client>& c, std::uint64_t id, SubmitMsg msg);
   std::string blob_path(const Digest& d) const;
   Result<void> store_blob(const UploadMsg& up);
+
+  // ---- staged inputs and outputs (staging.cpp, issue 24) ---------------------------------
+  /// A submit with inputs: pins them and waits in the client's staging list.
+  Result<void> intake_staged(const std::shared_ptr<Client>& c, const std::shared_ptr<Job>& job);
+  /// Session thread: fails, returns or queues staging jobs, and starts the fetches they need.
+  Result<void> advance_staging(const std::shared_ptr<Client>& c);
+  Result<void> start_fetch(Client& c, const Digest& d, std::uint64_t size);
+  Result<void> request_more(Client& c, const Digest& d, worker::Fetch& f);
+  Result<void> on_blob_chunk(Client& c, BlobChunkMsg chunk);
+  /// The client's session ended: its fetches stop (their .part files stay for a resume) and its
+  /// staging jobs end.
+  void abandon_staging(Client& c);
+  /// Queues a job whose inputs are all present (or that has none).
+  Result<void> enqueue(const std::shared_ptr<Client>& c, std::shared_ptr<Job> job);
+  /// Places the job's inputs in its scratch directory.
+  std::optional<ResultMsg> materialise_inputs(Job& job);
+  /// A succeeded job with declared outputs: a thread hashes and sends each, then reports.
+  void send_outputs_async(const std::shared_ptr<Job>& job, ResultMsg r);
+  void send_outputs(const std::shared_ptr<Job>& job, ResultMsg r);
 
   // ---- execution (execution.cpp) ---------------------------------------------------------
   /// Launches queued jobs while fewer than `slots` run. Call with no lock held.

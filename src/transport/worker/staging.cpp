@@ -1,0 +1,342 @@
+// Worker daemon, staged files (issue 24): a task's declared inputs are fetched from its driver
+// in chunks over the same authenticated connection (FetchBlob / BlobChunk), verified by SHA-256
+// before they enter the content-addressed store (worker/blob_store.hpp), and materialised
+// read-only in the task's own directory; after a success its declared outputs are hashed and
+// streamed back (OutputChunk) before the Result. Memory stays bounded by the chunk size: a
+// fetch writes each chunk at its offset in <hex>.part, and a dropped connection leaves that file
+// to resume from when the driver submits the task again.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "pepita/core/format.hpp"
+#include "pepita/core/sys/fd.hpp"
+#include "worker/worker_impl.hpp"
+
+namespace pepita::transport {
+
+namespace fs = std::filesystem;
+using worker::Fetch;
+
+namespace {
+
+constexpr std::uint32_t kWindow = 4;  // FetchBlob requests in flight per blob
+
+ResultMsg staging_error(std::uint32_t attempt, std::string why) {
+  return ResultMsg{
+      .attempt = attempt, .status = TaskStatus::SpawnError, .exit_code = -1, .error = std::move(why)};
+}
+
+}  // namespace
+
+Result<void> Worker::Impl::intake_staged(const std::shared_ptr<Client>& cp,
+                                         const std::shared_ptr<Job>& job) {
+  for (const auto& in : job->msg.inputs) store->pin(in.sha256);
+  job->pinned = true;
+  cp->staging.push_back(job);
+  return advance_staging(cp);
+}
+
+Result<void> Worker::Impl::advance_staging(const std::shared_ptr<Client>& cp) {
+  Client& c = *cp;
+  std::vector<std::shared_ptr<Job>> keep;
+  std::vector<std::shared_ptr<Job>> ready;
+  auto jobs = std::move(c.staging);
+  c.staging.clear();
+  for (auto& job : jobs) {
+    const SubmitMsg& m = job->msg;
+    if (job->cancel.load() || !c.open.load()) {
+      report(*job, ResultMsg{.attempt = m.attempt,
+                             .status = TaskStatus::Cancelled,
+                             .exit_code = -1,
+                             .error = "cancelled while its inputs were fetched"});
+      continue;
+    }
+    if (stopping.load()) {
+      returned.fetch_add(1);
+      report(*job, ResultMsg{.attempt = m.attempt,
+                             .status = TaskStatus::Returned,
+                             .error = "worker is draining"});
+      continue;
+    }
+    std::string failed;
+    bool all = true;
+    std::set<Digest> seen;
+    for (const auto& in : m.inputs) {
+      if (!seen.insert(in.sha256).second) continue;  // two paths, one content: one fetch
+      if (auto e = c.fetch_errors.find(in.sha256); e != c.fetch_errors.end()) {
+        failed = pepita::fmt("input '{}': {}", in.path, e->second);
+        break;
+      }
+      if (store->has(in.sha256)) continue;
+      bool fetching = false;
+      {
+        std::lock_guard lock(fetch_mu);
+        fetching = fetches.contains(in.sha256);
+      }
+      if (!fetching) {
+        if (auto st = start_fetch(c, in.sha256, in.size); !st) {
+          if (st.error().code() == ErrorCode::Disconnected) return st;
+          failed = pepita::fmt("input '{}': {}", in.path, st.error().message());
+          break;
+        }
+      }
+      // (start_fetch completes a blob whose partial file was already whole at once.)
+      if (!store->has(in.sha256)) all = false;
+    }
+    if (!failed.empty()) {
+      report(*job, staging_error(m.attempt, std::move(failed)));
+      continue;
+    }
+    if (all) {
+      ready.push_back(std::move(job));
+    } else {
+      keep.push_back(std::move(job));
+    }
+  }
+  c.fetch_errors.clear();
+  // A job started meanwhile by a nested call keeps its place after the ones looked at here.
+  keep.insert(keep.end(), std::make_move_iterator(c.staging.begin()),
+              std::make_move_iterator(c.staging.end()));
+  c.staging = std::move(keep);
+  for (auto& job : ready) PEPITA_TRY_VOID(enqueue(cp, std::move(job)));
+  return {};
+}
+
+Result<void> Worker::Impl::start_fetch(Client& c, const Digest& d, std::uint64_t size) {
+  std::lock_guard lock(fetch_mu);
+  if (fetches.contains(d)) return {};
+  const std::string part = store->part_path(d);
+  UniqueFd fd = PEPITA_TRY(
+      sys::check_fd(sys::open(part.c_str(), O_RDWR | O_CREAT, 0600), "open the partial blob " + part));
+  Fetch f;
+  f.via = &c;
+  f.size = size;
+  // Resume: the bytes already here (written in order) are hashed again, in bounded blocks.
+  std::int64_t have = sys::file_size(fd.get());
+  if (have < 0) return fail_errno(static_cast<int>(-have), "stat " + part);
+  if (static_cast<std::uint64_t>(have) > size) {
+    PEPITA_TRY_VOID(sys::check_void(sys::ftruncate(fd.get(), 0), "truncate " + part));
+    have = 0;
+  }
+  if (have > 0) {
+    std::string buf(kStageChunk, '\0');
+    std::uint64_t off = 0;
+    while (off < static_cast<std::uint64_t>(have)) {
+      const std::size_t n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), have - off));
+      const std::int64_t got = sys::pread_full(fd.get(), buf.data(), n, off);
+      if (got != static_cast<std::int64_t>(n)) {
+        return fail(ErrorCode::Io, "read back the partial blob " + part);
+      }
+      f.hash.update(std::string_view(buf.data(), n));
+      off += n;
+    }
+    log(pepita::fmt("resuming input blob {} at byte {} of {}", to_hex(d), have, size));
+  }
+  f.received = f.requested = static_cast<std::uint64_t>(have);
+  f.fd = std::move(fd);
+  auto [it, fresh] = fetches.emplace(d, std::move(f));
+  (void)fresh;
+  if (it->second.received == size) {
+    // Complete already (the connection dropped after the last chunk): verify and admit via an
+    // empty chunk.
+    Fetch whole = std::move(it->second);
+    fetches.erase(it);
+    const Digest got = whole.hash.finish();
+    whole.fd.reset();
+    if (got != d) {
+      ::unlink(part.c_str());
+      return fail(ErrorCode::Corrupted, "partial blob " + to_hex(d) + " did not verify");
+    }
+    ::chmod(part.c_str(), 0444);
+    PEPITA_TRY_VOID(sys::check_void(sys::ret(::rename(part.c_str(), store->path(d).c_str())),
+                                    "rename blob"));
+    store->admit(d, size);
+    blobs_fetched.fetch_add(1);
+    return {};
+  }
+  return request_more(c, d, it->second);
+}
+
+// Caller holds fetch_mu.
+Result<void> Worker::Impl::request_more(Client& c, const Digest& d, Fetch& f) {
+  while (f.requested < f.size && f.requested - f.received < std::uint64_t{kWindow} * kStageChunk) {
+    const auto len = static_cast<std::uint32_t>(std::min<std::uint64_t>(kStageChunk, f.size - f.requested));
+    auto sent = c.conn->send(MessageType::FetchBlob, 0,
+                             encode(FetchBlobMsg{.sha256 = d, .offset = f.requested, .length = len}));
+    if (!sent) return fail(ErrorCode::Disconnected, sent.error().message());
+    f.requested += len;
+  }
+  return {};
+}
+
+Result<void> Worker::Impl::on_blob_chunk(Client& c, BlobChunkMsg chunk) {
+  const Digest d = chunk.sha256;
+  bool completed = false;
+  {
+    std::lock_guard lock(fetch_mu);
+    auto it = fetches.find(d);
+    if (it == fetches.end() || it->second.via != &c) {
+      return fail(ErrorCode::Protocol, "blob-chunk for blob " + to_hex(d) +
+                                           " that this worker did not ask this driver for");
+    }
+    Fetch& f = it->second;
+    if (!chunk.error.empty()) {
+      c.fetch_errors[d] = "the driver cannot send it: " + chunk.error;
+      fetches.erase(it);
+      return {};
+    }
+    if (chunk.size != f.size || chunk.offset != f.received || chunk.data.empty()) {
+      return fail(ErrorCode::Protocol,
+                  pepita::fmt("blob-chunk for {}: {} bytes at offset {} of {}, expected bytes at "
+                              "offset {} of {}",
+                              to_hex(d), chunk.data.size(), chunk.offset, chunk.size, f.received,
+                              f.size));
+    }
+    const std::int64_t w =
+        sys::pwrite_full(f.fd.get(), chunk.data.data(), chunk.data.size(), chunk.offset);
+    if (w != static_cast<std::int64_t>(chunk.data.size())) {
+      c.fetch_errors[d] = "cannot write to the worker's input store " + store->dir() + ": " +
+                          (w < 0 ? Error::from_errno(static_cast<int>(w), "write").message()
+                                 : std::string("short write"));
+      fetches.erase(it);
+      return {};
+    }
+    f.hash.update(chunk.data);
+    f.received += chunk.data.size();
+    bytes_fetched.fetch_add(chunk.data.size());
+    if (f.received < f.size) return request_more(c, d, f);
+    Fetch whole = std::move(f);
+    fetches.erase(it);
+    const std::string part = store->part_path(d);
+    whole.fd.reset();
+    if (whole.hash.finish() != d) {
+      // Nothing half-written stays: the blob never enters the store under a hash it lacks.
+      ::unlink(part.c_str());
+      c.fetch_errors[d] =
+          "its bytes from the driver do not hash to its SHA-256 (did the file change while it "
+          "was sent?); nothing stored";
+      return {};
+    }
+    ::chmod(part.c_str(), 0444);
+    if (::rename(part.c_str(), store->path(d).c_str()) != 0) {
+      c.fetch_errors[d] = "cannot move the verified blob into the store " + store->dir();
+      ::unlink(part.c_str());
+      return {};
+    }
+    completed = true;
+    blobs_fetched.fetch_add(1);
+    store->admit(d, whole.size);
+  }
+  (void)completed;
+  return {};
+}
+
+void Worker::Impl::abandon_staging(Client& c) {
+  {
+    std::lock_guard lock(fetch_mu);
+    for (auto it = fetches.begin(); it != fetches.end();) {
+      it = it->second.via == &c ? fetches.erase(it) : std::next(it);
+    }
+  }
+  auto jobs = std::move(c.staging);
+  c.staging.clear();
+  for (auto& job : jobs) {
+    report(*job, ResultMsg{.attempt = job->msg.attempt,
+                           .status = TaskStatus::Cancelled,
+                           .exit_code = -1,
+                           .error = "its driver went away while its inputs were fetched"});
+  }
+}
+
+std::optional<ResultMsg> Worker::Impl::materialise_inputs(Job& job) {
+  for (const auto& in : job.msg.inputs) {
+    if (auto ok = store->materialise(in.sha256, job.scratch + "/" + in.path); !ok) {
+      return staging_error(job.msg.attempt,
+                           pepita::fmt("input '{}': {}", in.path, ok.error().message()));
+    }
+  }
+  return std::nullopt;
+}
+
+void Worker::Impl::send_outputs_async(const std::shared_ptr<Job>& job, ResultMsg r) {
+  Client& c = *job->client;
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  std::lock_guard lock(c.senders_mu);
+  std::erase_if(c.senders, [](const auto& s) { return s.first->load(); });
+  c.senders.emplace_back(finished, std::jthread([this, job, r = std::move(r), finished]() mutable {
+                           send_outputs(job, std::move(r));
+                           finished->store(true);
+                         }));
+}
+
+void Worker::Impl::send_outputs(const std::shared_ptr<Job>& job, ResultMsg r) {
+  Job& j = *job;
+  Client& c = *j.client;
+  const std::string root = fs::weakly_canonical(j.scratch).string();
+  std::string failure;
+  std::string buf;
+  for (std::uint32_t i = 0; i < j.msg.outputs.size() && failure.empty(); ++i) {
+    const std::string& declared = j.msg.outputs[i];
+    const std::string full = j.scratch + "/" + declared;
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(full, ec))) {
+      failure = pepita::fmt("declared output '{}' was not produced by the task", declared);
+      break;
+    }
+    const std::string real = fs::weakly_canonical(full, ec).string();
+    if (ec || !real.starts_with(root + "/")) {
+      failure = pepita::fmt("declared output '{}' is a link to outside the task's directory",
+                            declared);
+      break;
+    }
+    UniqueFd fd(sys::open(real.c_str(), O_RDONLY));
+    struct stat st {};
+    if (!fd || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      failure = pepita::fmt("declared output '{}' is not a readable regular file", declared);
+      break;
+    }
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    Sha256 hash;
+    std::uint64_t off = 0;
+    do {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kStageChunk, size - off));
+      buf.resize(n);
+      const std::int64_t got = n ? sys::pread_full(fd.get(), buf.data(), n, off) : 0;
+      if (got != static_cast<std::int64_t>(n)) {
+        failure = pepita::fmt("declared output '{}' changed size while it was sent", declared);
+        break;
+      }
+      hash.update(std::string_view(buf));
+      if (opts.output_chunk_hook) opts.output_chunk_hook(declared, buf);
+      OutputChunkMsg oc{
+          .attempt = j.msg.attempt, .index = i, .offset = off, .size = size, .data = std::move(buf)};
+      if (c.open.load() && !c.conn->send(MessageType::OutputChunk, j.id, encode(oc))) {
+        failure = "connection lost while sending outputs";
+        break;
+      }
+      buf = std::move(oc.data);
+      off += n;
+      output_bytes.fetch_add(n);
+    } while (off < size);
+    if (failure.empty()) {
+      r.outputs.push_back(StagedFile{.path = declared, .size = size, .sha256 = hash.finish()});
+    }
+  }
+  if (!failure.empty()) {
+    r.status = TaskStatus::Failed;
+    if (r.exit_code == 0) r.exit_code = 1;
+    r.error = failure;
+    r.outputs.clear();
+  }
+  std::error_code ec;
+  fs::remove_all(j.scratch, ec);
+  report(j, r);
+}
+
+}  // namespace pepita::transport

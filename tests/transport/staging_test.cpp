@@ -1,0 +1,341 @@
+// Staged files (issue 24, protocol 5): a remote task's declared inputs reach its worker
+// content-addressed (fetched in chunks, verified, deduplicated, cached under a cap with LRU
+// eviction) and its declared outputs come back into the driver's directory atomically; bad paths
+// and bad chunks are clear errors; a 1 GiB input survives a connection cut mid-transfer.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/temp_dir.hpp"
+#include "pepita/core/sha256.hpp"
+#include "pepita/pool/pool.hpp"
+#include "pepita/transport/remote_executor.hpp"
+#include "test_support.hpp"
+
+namespace pepita::transport {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+void write_file(const std::string& path, const std::string& data) {
+  fs::create_directories(fs::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << data;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+struct StagingWorker {
+  std::string cache_dir;
+  std::unique_ptr<Worker> worker;
+};
+
+StagingWorker start_staging_worker(const Key& key, const std::string& cache_dir,
+                                   std::uint64_t cache_size = 10ull << 30,
+                                   std::function<void(std::string_view, std::string&)> hook = {},
+                                   test::LogLines* log = nullptr) {
+  WorkerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.key = key;
+  o.slots = 2;
+  o.heartbeat_interval = 100ms;
+  o.dead_after = 5000ms;
+  o.cache_dir = cache_dir;
+  o.cache_size = cache_size;
+  o.output_chunk_hook = std::move(hook);
+  o.sandbox = task::SandboxPolicy::none();
+  o.log = log ? log->sink() : [](std::string_view) {};
+  auto w = Worker::start(std::move(o));
+  EXPECT_TRUE(w) << (w ? "" : w.error().to_string());
+  return {cache_dir, w ? std::move(*w) : nullptr};
+}
+
+RemoteExecutorOptions options_for(const Key& key, const std::string& worker) {
+  RemoteExecutorOptions o;
+  o.remote = test::fast_options(key, {worker});
+  o.remote.dead_after = 5000ms;
+  return o;
+}
+
+task::Task staged(const std::string& cwd, const std::string& script,
+                  std::vector<std::string> inputs, std::vector<std::string> outputs = {}) {
+  return task::Task::binary("/bin/sh")
+      .args({"-c", script})
+      .cwd(cwd)
+      .inputs(std::move(inputs))
+      .outputs(std::move(outputs))
+      .backend(task::Backend::Remote)
+      .build()
+      .value();
+}
+
+std::vector<executor::ExecutionResult> run_all(std::shared_ptr<RemoteExecutor> remote,
+                                               const std::vector<task::Task>& tasks) {
+  auto pool = pool::Pool::builder().executor(std::move(remote)).build().value();
+  EXPECT_TRUE(pool.submit_all(tasks));
+  auto results = pool.wait_all();
+  pool.shutdown();
+  return results;
+}
+
+TEST(Staging, InputsAreStagedIntoTheTasksDirectoryAndRead) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  write_file(driver.file("data/a.txt"), "alpha\n");
+  write_file(driver.file("b.txt"), "beta\n");
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results =
+      run_all(*remote, {staged(driver.path(), "cat data/a.txt b.txt", {"data/a.txt", "b.txt"})});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_EQ(results[0].stdout_data, "alpha\nbeta\n");
+  EXPECT_EQ(results[0].input_hashes.at("data/a.txt"), sha256_hex("alpha\n"));
+  EXPECT_EQ(results[0].input_hashes.at("b.txt"), sha256_hex("beta\n"));
+  EXPECT_EQ(results[0].host, w.worker->endpoint().to_string());
+  // Both blobs are in the store, read-only, under their hashes.
+  const std::string blob = cache.path() + "/blobs/" + sha256_hex("alpha\n");
+  ASSERT_TRUE(fs::exists(blob));
+  EXPECT_EQ(fs::status(blob).permissions() & fs::perms::owner_write, fs::perms::none);
+  EXPECT_EQ(w.worker->stats().blobs_fetched, 2u);
+}
+
+TEST(Staging, SameContentIsTransferredOnce) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  const std::string content(3 * kStageChunk + 123, 'x');  // several chunks
+  write_file(driver.file("one.bin"), content);
+  write_file(driver.file("two.bin"), content);
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  // One task names the content twice; a second task names it again.
+  auto results = run_all(*remote, {staged(driver.path(), "cat one.bin two.bin | wc -c",
+                                          {"one.bin", "two.bin"}),
+                                   staged(driver.path(), "wc -c < one.bin", {"one.bin"})});
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_EQ(results[1].status, executor::Status::Succeeded) << results[1].error;
+  EXPECT_EQ(std::stoull(results[0].stdout_data), 2 * content.size());
+  EXPECT_EQ(std::stoull(results[1].stdout_data), content.size());
+  const WorkerStats s = w.worker->stats();
+  EXPECT_EQ(s.blobs_fetched, 1u);
+  EXPECT_EQ(s.bytes_fetched, content.size());
+}
+
+TEST(Staging, StoreEvictsLeastRecentlyUsedPastItsCap) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  const std::size_t mib = 1 << 20;
+  for (char c : std::string("abcd")) write_file(driver.file(std::string(1, c)), std::string(mib, c));
+  // Room for three 1 MiB blobs.
+  auto w = start_staging_worker(kf.key, cache.path(), 3 * mib + mib / 2);
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto pool = pool::Pool::builder().executor(*remote).build().value();
+  // a, b, c, then a again (a is now more recent than b), then d: b is the least recently used.
+  for (std::string name : {"a", "b", "c", "a", "d"}) {
+    ASSERT_TRUE(pool.submit(staged(driver.path(), "wc -c < " + name, {name})));
+    auto r = pool.wait_all();
+    ASSERT_EQ(r.size(), 1u);
+    ASSERT_EQ(r[0].status, executor::Status::Succeeded) << r[0].error;
+  }
+  pool.shutdown();
+  const auto blob = [&](char c) {
+    return cache.path() + "/blobs/" + sha256_hex(std::string(mib, c));
+  };
+  EXPECT_TRUE(fs::exists(blob('a')));
+  EXPECT_FALSE(fs::exists(blob('b'))) << "b was the least recently used";
+  EXPECT_TRUE(fs::exists(blob('c')));
+  EXPECT_TRUE(fs::exists(blob('d')));
+  EXPECT_EQ(w.worker->stats().blobs_evicted, 1u);
+  EXPECT_EQ(w.worker->stats().bytes_fetched, 4 * mib);  // a's second use came from the store
+}
+
+TEST(Staging, OutputsComeBackIntoTheDriversDirectory) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  write_file(driver.file("in.txt"), "one two three\n");
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  const std::string big(2 * kStageChunk + 7, 'z');
+  write_file(driver.file("big.src"), big);
+  auto results = run_all(
+      *remote, {staged(driver.path(),
+                       "mkdir -p out && wc -w < in.txt > out/count.txt && cat big.src > big.out "
+                       "&& : > empty.out",
+                       {"in.txt", "big.src"}, {"out/count.txt", "big.out", "empty.out"})});
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_EQ(read_file(driver.file("out/count.txt")), "3\n");
+  EXPECT_EQ(read_file(driver.file("big.out")), big);
+  EXPECT_TRUE(fs::exists(driver.file("empty.out")));
+  EXPECT_EQ(fs::file_size(driver.file("empty.out")), 0u);
+  EXPECT_FALSE(fs::exists(driver.file("out/count.txt.pepita-part")));
+  EXPECT_EQ(results[0].output_hashes.at("out/count.txt"), sha256_hex("3\n"));
+  EXPECT_EQ(results[0].output_hashes.at("big.out"), sha256_hex(big));
+  EXPECT_EQ(results[0].output_hashes.at("empty.out"), sha256_hex(""));
+}
+
+TEST(Staging, MissingOutputFailsTheTaskNamingIt) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results = run_all(*remote, {staged(driver.path(), "echo made > made.txt", {},
+                                          {"made.txt", "never.txt"})});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_NE(results[0].status, executor::Status::Succeeded);
+  EXPECT_NE(results[0].error.find("declared output 'never.txt' was not produced"),
+            std::string::npos)
+      << results[0].error;
+  EXPECT_FALSE(fs::exists(driver.file("made.txt")));  // a failed task leaves no outputs
+}
+
+TEST(Staging, CorruptedOutputFailsAndLeavesNoFileAtItsPath) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  // The worker flips a byte of every chunk after hashing it: what arrives does not match.
+  auto w = start_staging_worker(kf.key, cache.path(), 10ull << 30,
+                                [](std::string_view, std::string& chunk) {
+                                  if (!chunk.empty()) chunk[0] ^= 0x20;
+                                });
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results = run_all(*remote, {staged(driver.path(), "echo result > r.txt", {}, {"r.txt"})});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, executor::Status::Failed);
+  EXPECT_NE(results[0].error.find("output 'r.txt'"), std::string::npos) << results[0].error;
+  EXPECT_NE(results[0].error.find("does not match its SHA-256"), std::string::npos)
+      << results[0].error;
+  EXPECT_FALSE(fs::exists(driver.file("r.txt")));
+  EXPECT_FALSE(fs::exists(driver.file("r.txt.pepita-part")));
+}
+
+TEST(Staging, AbsoluteOrEscapingPathsAreRefused) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  write_file(driver.file("ok.txt"), "ok");
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  // The driver refuses an absolute input before anything is sent.
+  auto abs = staged(driver.path(), "true", {driver.file("ok.txt")});
+  auto started = (*remote)->start(abs, {}, [](executor::ExecutionResult) {});
+  ASSERT_FALSE(started);
+  EXPECT_EQ(started.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(started.error().message().find("is absolute; declare it relative"), std::string::npos)
+      << started.error().message();
+  auto up = staged(driver.path(), "true", {}, {"../escape.txt"});
+  started = (*remote)->start(up, {}, [](executor::ExecutionResult) {});
+  ASSERT_FALSE(started);
+  EXPECT_NE(started.error().message().find("'..'"), std::string::npos);
+
+  // A Submit from the wire naming such paths fails that task, and the worker goes on serving.
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w.worker->endpoint().to_string()}))
+               .value();
+  RemoteTask bad{.id = 1};
+  bad.spec.path = "/bin/true";
+  bad.spec.inputs = {StagedFile{.path = "../../etc/passwd", .size = 1}};
+  bad.input_sources = {driver.file("ok.txt")};
+  auto out = d->run(std::move(bad)).value();
+  EXPECT_EQ(out.result.status, TaskStatus::SpawnError);
+  EXPECT_NE(out.result.error.find("'..' component"), std::string::npos) << out.result.error;
+  RemoteTask abs_out{.id = 2};
+  abs_out.spec.path = "/bin/true";
+  abs_out.spec.outputs = {"/tmp/x"};
+  out = d->run(std::move(abs_out)).value();
+  EXPECT_EQ(out.result.status, TaskStatus::SpawnError);
+  EXPECT_NE(out.result.error.find("is absolute"), std::string::npos) << out.result.error;
+  RemoteTask fine{.id = 3};
+  fine.spec.path = "/bin/echo";
+  fine.spec.args = {"still here"};
+  out = d->run(std::move(fine)).value();
+  EXPECT_EQ(out.result.status, TaskStatus::Succeeded);
+  EXPECT_EQ(out.result.stdout_data, "still here\n");
+}
+
+TEST(Staging, ChunkForABlobNotAskedForEndsOnlyThatConnection) {
+  test::KeyFile kf;
+  pepita::test::TempDir cache("stage-cache");
+  test::LogLines log;
+  auto w = start_staging_worker(kf.key, cache.path(), 10ull << 30, {}, &log);
+  ASSERT_TRUE(w.worker);
+  {
+    auto conn = Connection::connect(w.worker->endpoint(), kf.key, {}).value();
+    auto reg = conn->receive(2000ms).value();
+    ASSERT_TRUE(reg);
+    ASSERT_EQ(reg->header.type, MessageType::Register);
+    BlobChunkMsg junk{.sha256 = sha256(as_bytes("nobody asked")), .offset = 0, .size = 3,
+                      .data = "abc"};
+    ASSERT_TRUE(conn->send(MessageType::BlobChunk, 0, encode(junk)));
+    // The worker closes this connection...
+    bool closed = false;
+    for (int i = 0; i < 50 && !closed; ++i) {
+      auto m = conn->receive(200ms);
+      closed = !m;
+    }
+    EXPECT_TRUE(closed);
+  }
+  EXPECT_TRUE(log.contains("that this worker did not ask this driver for")) << log.all();
+  // ...and serves the next driver.
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w.worker->endpoint().to_string()}))
+               .value();
+  RemoteTask t{.id = 1};
+  t.spec.path = "/bin/echo";
+  t.spec.args = {"alive"};
+  auto out = d->run(std::move(t)).value();
+  EXPECT_EQ(out.result.status, TaskStatus::Succeeded);
+}
+
+TEST(Staging, WireDecodersRefuseChunksThatDoNotFit) {
+  BlobChunkMsg past{.offset = 10, .size = 5};
+  auto a = decode_blob_chunk(encode(past));
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().code(), ErrorCode::Protocol);
+  BlobChunkMsg over{.offset = 3, .size = 5, .data = "abcd"};
+  EXPECT_FALSE(decode_blob_chunk(encode(over)));
+  OutputChunkMsg out{.offset = 6, .size = 5};
+  EXPECT_FALSE(decode_output_chunk(encode(out)));
+  FetchBlobMsg huge{.offset = 0, .length = kMaxChunk + 1};
+  EXPECT_FALSE(decode_fetch_blob(encode(huge)));
+  FetchBlobMsg zero{.offset = 0, .length = 0};
+  EXPECT_FALSE(decode_fetch_blob(encode(zero)));
+  BlobChunkMsg fine{.offset = 1, .size = 5, .data = "bcde"};
+  auto back = decode_blob_chunk(encode(fine));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, fine);
+  EXPECT_TRUE(check_staged_path("a/b.txt", "input"));
+  EXPECT_FALSE(check_staged_path("a/../b", "input"));
+  EXPECT_FALSE(check_staged_path("/etc/passwd", "input"));
+  EXPECT_FALSE(check_staged_path("", "input"));
+  EXPECT_FALSE(check_staged_path("a//b", "input"));
+  EXPECT_FALSE(check_staged_path("dir/", "output"));
+}
+
+}  // namespace
+}  // namespace pepita::transport
