@@ -55,6 +55,7 @@ TEST(CliWorker, BadArgumentsAreUsageErrorsThatCreateNothing) {
       {"worker --listen 127.0.0.1:0 --slots -1" + k, "--slots"},
       {"worker --connect 127.0.0.1:1 --give-up 0" + k, "--give-up"},
       {"worker --listen 127.0.0.1:0 --tls=maybe" + k, "--tls"},
+      {"worker --listen 127.0.0.1:0 --cache-size lots" + k, "--cache-size: "},
   };
   for (const auto& c : cases) {
     // TMPDIR points into `dir` too, where the default cache directory would appear.

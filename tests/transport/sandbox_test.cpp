@@ -34,6 +34,8 @@ using task::SandboxPolicy;
 
 // The encoded size of a SandboxPolicy with no disk and no binds: the last bytes of a Submit.
 constexpr std::size_t kPlainSandboxBytes = 1 + 4 + 1 + 2 + 4 + 1 + 4 + 4 + 3 * 8;
+// What follows it since protocol 5: the empty lists of staged inputs and outputs.
+constexpr std::size_t kNoStagedFilesBytes = 4 + 4;
 
 SandboxPolicy every_field() {
   SandboxPolicy p = SandboxPolicy::strict();
@@ -61,17 +63,26 @@ TEST(SandboxWire, SubmitCarriesEveryFieldOfThePolicy) {
   }
 }
 
-TEST(SandboxWire, ProtocolVersionIsFour) { EXPECT_EQ(kProtocolVersion, 4); }
+// Protocol 4 brought the sandbox; 5 (issue 24) kept it where it was and appended staged files.
+TEST(SandboxWire, ProtocolVersionIsFive) { EXPECT_EQ(kProtocolVersion, 5); }
 
 Bytes plain_submit() {
   SubmitMsg m{.attempt = 1, .kind = TaskKind::Process, .path = "/bin/true"};
-  return encode(m);
+  Bytes b = encode(m);
+  b.resize(b.size() - kNoStagedFilesBytes);  // the sandbox's bytes last, as in protocol 4
+  return b;
+}
+
+// plain_submit() with its (empty) staged-file lists back, ready to decode.
+Bytes with_staged_tail(Bytes b) {
+  b.resize(b.size() + kNoStagedFilesBytes, std::byte{0});
+  return b;
 }
 
 TEST(SandboxWire, AnUnknownLevelIsAProtocolError) {
   Bytes b = plain_submit();
   b[b.size() - kPlainSandboxBytes] = std::byte{4};  // level: 0..3 exist
-  auto back = decode_submit(b);
+  auto back = decode_submit(with_staged_tail(b));
   ASSERT_FALSE(back);
   EXPECT_EQ(back.error().code(), ErrorCode::Protocol);
   EXPECT_NE(back.error().message().find("unknown sandbox level 4"), std::string::npos)
@@ -81,7 +92,7 @@ TEST(SandboxWire, AnUnknownLevelIsAProtocolError) {
 TEST(SandboxWire, AnUnknownNetworkIsAProtocolError) {
   Bytes b = plain_submit();
   b[b.size() - kPlainSandboxBytes + 5] = std::byte{2};  // network: 0 host, 1 none
-  auto back = decode_submit(b);
+  auto back = decode_submit(with_staged_tail(b));
   ASSERT_FALSE(back);
   EXPECT_EQ(back.error().code(), ErrorCode::Protocol);
   EXPECT_NE(back.error().message().find("unknown sandbox network 2"), std::string::npos)
@@ -91,7 +102,7 @@ TEST(SandboxWire, AnUnknownNetworkIsAProtocolError) {
 TEST(SandboxWire, ABadBooleanInThePolicyIsAProtocolError) {
   Bytes b = plain_submit();
   b[b.size() - kPlainSandboxBytes + 1] = std::byte{7};  // user_ns
-  auto back = decode_submit(b);
+  auto back = decode_submit(with_staged_tail(b));
   ASSERT_FALSE(back);
   EXPECT_EQ(back.error().code(), ErrorCode::Protocol);
   EXPECT_NE(back.error().message().find("bad boolean"), std::string::npos);
@@ -102,7 +113,8 @@ TEST(SandboxWire, ATruncatedPolicyIsAProtocolError) {
   m.sandbox = every_field();
   const Bytes full = encode(m);
   // Every cut inside the policy (a protocol 3 Submit stops where it starts) is refused.
-  for (std::size_t cut = 1; cut <= kPlainSandboxBytes; ++cut) {
+  for (std::size_t cut = 1 + kNoStagedFilesBytes; cut <= kPlainSandboxBytes + kNoStagedFilesBytes;
+       ++cut) {
     Bytes b(full.begin(), full.end() - static_cast<std::ptrdiff_t>(cut));
     auto back = decode_submit(b);
     ASSERT_FALSE(back) << "cut " << cut;
@@ -115,7 +127,7 @@ TEST(SandboxWire, AnOversizedBindListIsAProtocolError) {
   // read_only's count sits after level, 4 bools, network, 2 bools, id and the disk flag.
   const std::size_t at = b.size() - kPlainSandboxBytes + 1 + 4 + 1 + 2 + 4 + 1;
   for (int i = 0; i < 4; ++i) b[at + static_cast<std::size_t>(i)] = std::byte{0xff};
-  auto back = decode_submit(b);
+  auto back = decode_submit(with_staged_tail(b));
   ASSERT_FALSE(back);
   EXPECT_EQ(back.error().code(), ErrorCode::Protocol);
 }

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -329,12 +331,163 @@ TEST(Staging, WireDecodersRefuseChunksThatDoNotFit) {
   auto back = decode_blob_chunk(encode(fine));
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, fine);
+  SubmitMsg sub{.attempt = 3, .path = "/bin/sh"};
+  sub.inputs = {StagedFile{.path = "in/a.txt", .size = 6, .sha256 = sha256(as_bytes("alpha\n"))}};
+  sub.outputs = {"out/b.txt", "c"};
+  auto sub_back = decode_submit(encode(sub));
+  ASSERT_TRUE(sub_back) << sub_back.error().message();
+  EXPECT_EQ(*sub_back, sub);
+  ResultMsg res{.attempt = 3};
+  res.outputs = {StagedFile{.path = "c", .size = 0, .sha256 = sha256(as_bytes(""))}};
+  auto res_back = decode_result(encode(res));
+  ASSERT_TRUE(res_back) << res_back.error().message();
+  EXPECT_EQ(*res_back, res);
   EXPECT_TRUE(check_staged_path("a/b.txt", "input"));
   EXPECT_FALSE(check_staged_path("a/../b", "input"));
   EXPECT_FALSE(check_staged_path("/etc/passwd", "input"));
   EXPECT_FALSE(check_staged_path("", "input"));
   EXPECT_FALSE(check_staged_path("a//b", "input"));
   EXPECT_FALSE(check_staged_path("dir/", "output"));
+}
+
+// A TCP proxy from a loopback port to `upstream`: its first connection is cut once `cut_after`
+// bytes went from the driver to the worker; later connections pass whole.
+class CuttingProxy {
+ public:
+  CuttingProxy(std::uint16_t upstream, std::uint64_t cut_after)
+      : upstream_(upstream), cut_after_(cut_after) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    // SAFETY: sockaddr_in is a sockaddr for AF_INET sockets.
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(listen_fd_, 8);
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::jthread([this](std::stop_token st) { accept_loop(st); });
+  }
+  ~CuttingProxy() {
+    acceptor_.request_stop();
+    acceptor_.join();
+    for (auto& t : pumps_) t.join();
+    for (int fd : fds_) ::close(fd);
+    ::close(listen_fd_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int connections() const { return connections_.load(); }
+  std::uint64_t bytes_to_worker() const { return to_worker_.load(); }
+  bool cut() const { return cut_.load(); }
+
+ private:
+  void accept_loop(std::stop_token st) {
+    while (!st.stop_requested()) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const int down = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (down < 0) continue;
+      const int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(upstream_);
+      // SAFETY: as above.
+      if (::connect(up, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(up);
+        ::close(down);
+        continue;
+      }
+      const bool first = connections_.fetch_add(1) == 0;
+      fds_.push_back(down);
+      fds_.push_back(up);
+      pumps_.emplace_back([this, down, up, first] { pump(down, up, first, true); });
+      pumps_.emplace_back([this, down, up] { pump(up, down, false, false); });
+    }
+  }
+  void pump(int from, int to, bool cuts, bool counts) {
+    std::vector<char> buf(256 << 10);
+    std::uint64_t moved = 0;
+    for (;;) {
+      const ssize_t n = ::read(from, buf.data(), buf.size());
+      if (n <= 0) break;
+      if (counts) to_worker_.fetch_add(static_cast<std::uint64_t>(n));
+      ssize_t off = 0;
+      while (off < n) {
+        const ssize_t w = ::send(to, buf.data() + off, static_cast<std::size_t>(n - off),
+                                 MSG_NOSIGNAL);
+        if (w <= 0) break;
+        off += w;
+      }
+      if (off < n) break;
+      moved += static_cast<std::uint64_t>(n);
+      if (cuts && moved >= cut_after_) {
+        cut_.store(true);
+        break;
+      }
+    }
+    ::shutdown(from, SHUT_RDWR);
+    ::shutdown(to, SHUT_RDWR);
+  }
+
+  std::uint16_t upstream_;
+  std::uint64_t cut_after_;
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<int> connections_{0};
+  std::atomic<std::uint64_t> to_worker_{0};
+  std::atomic<bool> cut_{false};
+  std::vector<int> fds_;  // accept thread only, closed after it stopped
+  std::vector<std::thread> pumps_;
+  std::jthread acceptor_;
+};
+
+std::uint64_t vm_hwm_kib(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.starts_with("VmHWM:")) return std::stoull(line.substr(6));
+  }
+  return 0;
+}
+
+TEST(Staging, OneGibInputSurvivesAConnectionCutMidTransferInBoundedMemory) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver");
+  constexpr std::uint64_t kSize = 1ull << 30;
+  {
+    std::ofstream f(driver.file("big.bin"), std::ios::binary);
+    std::string block(1 << 20, '\0');
+    for (std::uint64_t i = 0; i < kSize / block.size(); ++i) {
+      std::fill(block.begin(), block.end(), static_cast<char>(i * 7 + 1));
+      std::memcpy(block.data(), &i, sizeof i);
+      f.write(block.data(), static_cast<std::streamsize>(block.size()));
+    }
+    ASSERT_TRUE(f.good());
+  }
+  auto wp = test::WorkerProcess::spawn(kf.path, 1);
+  ASSERT_TRUE(wp);
+  CuttingProxy proxy(wp->port(), 400ull << 20);  // cut after 400 MiB towards the worker
+  auto o = options_for(kf.key, proxy.address());
+  o.remote.dead_after = 20000ms;  // the loaded box hashes 1 GiB on both sides
+  o.remote.suspect_after = 10000ms;
+  auto remote = RemoteExecutor::create(std::move(o));
+  ASSERT_TRUE(remote);
+  auto results = run_all(*remote, {staged(driver.path(), "wc -c < big.bin", {"big.bin"})});
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_EQ(results[0].stdout_data, std::to_string(kSize) + "\n");
+  EXPECT_TRUE(proxy.cut());
+  EXPECT_GE(proxy.connections(), 2);
+  // Resumed, not restarted: about 1 GiB crossed in all (frames and MACs add a little).
+  EXPECT_LT(proxy.bytes_to_worker(), kSize + kSize / 10) << proxy.bytes_to_worker();
+  // The worker never held the blob in memory.
+  const std::uint64_t hwm = vm_hwm_kib(wp->pid());
+  std::fprintf(stderr, "staging: %d connections, %llu bytes to the worker, worker VmHWM %llu KiB\n",
+               proxy.connections(), static_cast<unsigned long long>(proxy.bytes_to_worker()),
+               static_cast<unsigned long long>(hwm));
+  EXPECT_GT(hwm, 0u);
+  EXPECT_LT(hwm, 256u * 1024) << "worker peak RSS " << hwm << " KiB";
 }
 
 }  // namespace

@@ -227,8 +227,10 @@ struct LoggedWorker {
   // The names in the blob cache: what has been stored.
   std::vector<std::string> cached() const {
     std::vector<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(cache_dir))
+    for (const auto& e : std::filesystem::directory_iterator(cache_dir)) {
+      if (e.is_directory()) continue;  // blobs/: the staged-input store (issue 24)
       names.push_back(e.path().filename().string());
+    }
     std::sort(names.begin(), names.end());
     return names;
   }

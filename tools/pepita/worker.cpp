@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "pepita/core/size.hpp"
 #include "pepita/slurm/grant.hpp"
 #include "pepita/task/resources.hpp"
 #include "pepita/task/sandbox.hpp"
@@ -33,6 +34,7 @@ struct WorkerCliOptions {
   std::string gen_key;
   std::uint32_t slots = 0;
   std::string cache_dir;
+  std::string cache_size = "10G";  // cap of the staged-input store (issue 24)
   std::string name;
   std::vector<std::string> labels;
   bool tls = false;
@@ -45,7 +47,7 @@ struct WorkerCliOptions {
 constexpr const char* kCommand = "pepita worker";
 constexpr const char* kUsage =
     "pepita worker --key FILE [--listen HOST:PORT | --connect HOST:PORT [--give-up S]] "
-    "[--slots N] [--cache DIR] [--name NAME] [--label KEY=VALUE]... [--tls] "
+    "[--slots N] [--cache-dir DIR] [--cache-size SIZE] [--name NAME] [--label KEY=VALUE]... [--tls] "
     "[--resources NAME=VALUE,...]... [--cpus N|LIST] [--memory SIZE] "
     "[--sandbox none|standard|strict]  |  "
     "pepita worker --gen-key FILE";
@@ -124,6 +126,9 @@ int run_worker(const WorkerCliOptions& o) {
   wo.allow_non_loopback = true;
   wo.slots = o.slots;
   wo.cache_dir = o.cache_dir;
+  auto cap = parse_size(o.cache_size);
+  if (!cap) return usage_error(kCommand, kUsage, "--cache-size: " + cap.error().message());
+  wo.cache_size = *cap;
   wo.name = o.name;
   wo.connection.tls = o.tls;
   wo.labels = std::move(labels);
@@ -202,7 +207,11 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
   sub->add_option("--key", o->key_file, "pre-shared key file (mode 0600)");
   sub->add_option("--slots", o->slots, "tasks run at once (default: one per CPU)")
       ->check(CLI::Range(0u, 4096u));
-  sub->add_option("--cache", o->cache_dir, "blob cache directory (default under $TMPDIR)");
+  sub->add_option("--cache-dir,--cache", o->cache_dir,
+                  "blob cache and staged-input store directory (default under $TMPDIR)");
+  sub->add_option("--cache-size", o->cache_size,
+                  "cap of the staged-input store, least recently used blobs evicted past it "
+                  "(default 10G; 0: no cap)");
   sub->add_option("--name", o->name, "name shown to drivers (default: host name)");
   sub->add_option("--label", o->labels, "key=value label announced to drivers (repeatable)");
   sub->add_flag("--tls", o->tls,

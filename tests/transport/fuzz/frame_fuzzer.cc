@@ -60,6 +60,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)decode_heartbeat(f.payload);
     (void)decode_have_blob(f.payload);
     (void)decode_error(f.payload);
+    (void)decode_fetch_blob(f.payload);
+    (void)decode_blob_chunk(f.payload);
+    (void)decode_output_chunk(f.payload);
     (void)fixed_session().open(f);
     off += d->consumed;
   }
