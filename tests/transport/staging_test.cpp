@@ -237,6 +237,50 @@ TEST(Staging, CorruptedOutputFailsAndLeavesNoFileAtItsPath) {
   EXPECT_FALSE(fs::exists(driver.file("r.txt.pepita-part")));
 }
 
+TEST(Staging, OutputLinkingOutsideTheTasksDirectoryFailsTheTask) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results =
+      run_all(*remote, {staged(driver.path(), "ln -s /etc/hostname out.txt", {}, {"out.txt"})});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, executor::Status::Failed);
+  EXPECT_NE(results[0].error.find("'out.txt' is a link to outside the task's directory"),
+            std::string::npos)
+      << results[0].error;
+  EXPECT_FALSE(fs::exists(driver.file("out.txt")));
+}
+
+TEST(Staging, InputWhoseBytesDoNotMatchItsHashIsNotStored) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  write_file(driver.file("changed.txt"), "what the file holds now");
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w.worker->endpoint().to_string()}))
+               .value();
+  // The driver hashed the file before it changed: same size, other bytes.
+  const std::string before = "what the file held before";
+  ASSERT_EQ(before.size(), std::string("what the file holds now").size() + 2);
+  write_file(driver.file("changed.txt"), "what the file holds now!!");
+  RemoteTask t{.id = 1};
+  t.spec.path = "/bin/cat";
+  t.spec.args = {"changed.txt"};
+  t.spec.inputs = {
+      StagedFile{.path = "changed.txt", .size = before.size(), .sha256 = sha256(as_bytes(before))}};
+  t.input_sources = {driver.file("changed.txt")};
+  auto out = d->run(std::move(t)).value();
+  EXPECT_EQ(out.result.status, TaskStatus::SpawnError);
+  EXPECT_NE(out.result.error.find("do not hash to its SHA-256"), std::string::npos)
+      << out.result.error;
+  EXPECT_FALSE(fs::exists(cache.path() + "/blobs/" + sha256_hex(before)));
+  EXPECT_FALSE(fs::exists(cache.path() + "/blobs/" + sha256_hex(before) + ".part"));
+  EXPECT_EQ(w.worker->stats().blobs_fetched, 0u);
+}
+
 TEST(Staging, AbsoluteOrEscapingPathsAreRefused) {
   test::KeyFile kf;
   pepita::test::TempDir driver("stage-driver"), cache("stage-cache");

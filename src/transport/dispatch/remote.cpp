@@ -555,6 +555,15 @@ struct RemoteDispatcher::Impl {
     std::set<Digest> uploaded;  // blobs this connection already sent
     std::map<Digest, UniqueFd> open_inputs;  // declared inputs this session serves
     IncomingMap incoming;                    // declared outputs arriving
+    // Outputs still arriving when the session ends are dropped: no .pepita-part is left.
+    struct DropParts {
+      IncomingMap& m;
+      ~DropParts() {
+        for (const auto& [key, in] : m) {
+          if (!in.part.empty()) ::unlink(in.part.c_str());
+        }
+      }
+    } drop_parts{incoming};
     auto last_rx = Clock::now();
     auto last_hb = Clock::now();
     bool draining = false;
