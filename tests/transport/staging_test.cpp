@@ -129,9 +129,9 @@ TEST(Staging, SameContentIsTransferredOnce) {
   auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
   ASSERT_TRUE(remote);
   // One task names the content twice; a second task names it again.
-  auto results = run_all(*remote, {staged(driver.path(), "cat one.bin two.bin | wc -c",
-                                          {"one.bin", "two.bin"}),
-                                   staged(driver.path(), "wc -c < one.bin", {"one.bin"})});
+  auto results = run_all(
+      *remote, {staged(driver.path(), "cat one.bin two.bin | wc -c", {"one.bin", "two.bin"}),
+                staged(driver.path(), "wc -c < one.bin", {"one.bin"})});
   ASSERT_EQ(results.size(), 2u);
   EXPECT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
   EXPECT_EQ(results[1].status, executor::Status::Succeeded) << results[1].error;
@@ -146,7 +146,8 @@ TEST(Staging, StoreEvictsLeastRecentlyUsedPastItsCap) {
   test::KeyFile kf;
   pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
   const std::size_t mib = 1 << 20;
-  for (char c : std::string("abcd")) write_file(driver.file(std::string(1, c)), std::string(mib, c));
+  for (char c : std::string("abcd"))
+    write_file(driver.file(std::string(1, c)), std::string(mib, c));
   // Room for three 1 MiB blobs.
   auto w = start_staging_worker(kf.key, cache.path(), 3 * mib + mib / 2);
   ASSERT_TRUE(w.worker);
@@ -206,8 +207,8 @@ TEST(Staging, MissingOutputFailsTheTaskNamingIt) {
   ASSERT_TRUE(w.worker);
   auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
   ASSERT_TRUE(remote);
-  auto results = run_all(*remote, {staged(driver.path(), "echo made > made.txt", {},
-                                          {"made.txt", "never.txt"})});
+  auto results = run_all(
+      *remote, {staged(driver.path(), "echo made > made.txt", {}, {"made.txt", "never.txt"})});
   ASSERT_EQ(results.size(), 1u);
   EXPECT_NE(results[0].status, executor::Status::Succeeded);
   EXPECT_NE(results[0].error.find("declared output 'never.txt' was not produced"),
@@ -336,8 +337,8 @@ TEST(Staging, ChunkForABlobNotAskedForEndsOnlyThatConnection) {
     auto reg = conn->receive(2000ms).value();
     ASSERT_TRUE(reg);
     ASSERT_EQ(reg->header.type, MessageType::Register);
-    BlobChunkMsg junk{.sha256 = sha256(as_bytes("nobody asked")), .offset = 0, .size = 3,
-                      .data = "abc"};
+    BlobChunkMsg junk{
+        .sha256 = sha256(as_bytes("nobody asked")), .offset = 0, .size = 3, .data = "abc"};
     ASSERT_TRUE(conn->send(MessageType::BlobChunk, 0, encode(junk)));
     // The worker closes this connection...
     bool closed = false;
@@ -458,8 +459,8 @@ class CuttingProxy {
       if (counts) to_worker_.fetch_add(static_cast<std::uint64_t>(n));
       ssize_t off = 0;
       while (off < n) {
-        const ssize_t w = ::send(to, buf.data() + off, static_cast<std::size_t>(n - off),
-                                 MSG_NOSIGNAL);
+        const ssize_t w =
+            ::send(to, buf.data() + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
         if (w <= 0) break;
         off += w;
       }

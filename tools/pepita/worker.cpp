@@ -47,7 +47,8 @@ struct WorkerCliOptions {
 constexpr const char* kCommand = "pepita worker";
 constexpr const char* kUsage =
     "pepita worker --key FILE [--listen HOST:PORT | --connect HOST:PORT [--give-up S]] "
-    "[--slots N] [--cache-dir DIR] [--cache-size SIZE] [--name NAME] [--label KEY=VALUE]... [--tls] "
+    "[--slots N] [--cache-dir DIR] [--cache-size SIZE] [--name NAME] [--label KEY=VALUE]... "
+    "[--tls] "
     "[--resources NAME=VALUE,...]... [--cpus N|LIST] [--memory SIZE] "
     "[--sandbox none|standard|strict]  |  "
     "pepita worker --gen-key FILE";

@@ -49,7 +49,7 @@ struct WorkerOptions {
   /// Fault injection for tests: called with each chunk of a declared output after it was
   /// hashed and before it is sent, so a test can corrupt what reaches the driver.
   std::function<void(std::string_view output, std::string& chunk)> output_chunk_hook;
-  std::string name;                 // shown to drivers; empty: the host name
+  std::string name;  // shown to drivers; empty: the host name
   std::map<std::string, std::string> labels;
   /// What this worker offers for resource requests (issue 22), advertised at registration: the
   /// dispatcher places tasks by it and sends each attempt's Allocation, which the worker runs
@@ -87,9 +87,9 @@ struct WorkerStats {
   std::uint64_t tasks_returned = 0;  // handed back unstarted on drain or disconnect
   std::uint64_t blobs_stored = 0;
   // Issue 24, staged inputs and outputs:
-  std::uint64_t blobs_fetched = 0;     // input blobs fetched from drivers and verified
-  std::uint64_t bytes_fetched = 0;     // their bytes received (a resumed fetch: only the rest)
-  std::uint64_t blobs_evicted = 0;     // removed from the store past its cap
+  std::uint64_t blobs_fetched = 0;      // input blobs fetched from drivers and verified
+  std::uint64_t bytes_fetched = 0;      // their bytes received (a resumed fetch: only the rest)
+  std::uint64_t blobs_evicted = 0;      // removed from the store past its cap
   std::uint64_t output_bytes_sent = 0;  // declared outputs' bytes sent back
 };
 

@@ -414,16 +414,15 @@ struct RemoteDispatcher::Impl {
       reply.error = "no live task of this driver declares an input with SHA-256 " +
                     to_hex(f.sha256) + " (finished or cancelled)";
     } else if (f.offset >= size) {
-      reply.error = pepita::fmt("offset {} is past the end of input {} ({} bytes)", f.offset,
-                                path, size);
+      reply.error =
+          pepita::fmt("offset {} is past the end of input {} ({} bytes)", f.offset, path, size);
     } else {
       auto fd = open_inputs.find(f.sha256);
       if (fd == open_inputs.end()) {
         UniqueFd opened(sys::open(path.c_str(), O_RDONLY));
         if (opened) fd = open_inputs.emplace(f.sha256, std::move(opened)).first;
       }
-      const auto n =
-          static_cast<std::size_t>(std::min<std::uint64_t>(f.length, size - f.offset));
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(f.length, size - f.offset));
       if (fd == open_inputs.end()) {
         reply.error = "cannot open input " + path + " on the driver";
       } else {
@@ -468,9 +467,10 @@ struct RemoteDispatcher::Impl {
       in.fd.reset(sys::open(in.part.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
       if (!in.fd) in.error = "cannot create " + in.part;
     } else if (oc.offset != in.received || oc.size != in.size || oc.attempt != in.attempt) {
-      return fail(ErrorCode::Protocol,
-                  pepita::fmt("output-chunk of task {} at offset {} of {}, expected offset {} of {}",
-                              id, oc.offset, oc.size, in.received, in.size));
+      return fail(
+          ErrorCode::Protocol,
+          pepita::fmt("output-chunk of task {} at offset {} of {}, expected offset {} of {}", id,
+                      oc.offset, oc.size, in.received, in.size));
     }
     if (in.error.empty() && !oc.data.empty() &&
         sys::write_full(in.fd.get(), oc.data.data(), oc.data.size()) !=
@@ -498,15 +498,15 @@ struct RemoteDispatcher::Impl {
     std::string failure;
     if (r.status == TaskStatus::Succeeded && !outputs.empty()) {
       if (r.outputs.size() != outputs.size()) {
-        failure = pepita::fmt("worker {} reported {} outputs for the {} declared",
-                              w.ep.to_string(), r.outputs.size(), outputs.size());
+        failure = pepita::fmt("worker {} reported {} outputs for the {} declared", w.ep.to_string(),
+                              r.outputs.size(), outputs.size());
       }
       for (std::uint32_t i = 0; i < outputs.size() && failure.empty(); ++i) {
         auto it = incoming.find({id, i});
         const std::string final_path = dir + "/" + outputs[i];
         if (it == incoming.end() || it->second.attempt != r.attempt) {
-          failure = pepita::fmt("output '{}' never arrived from worker {}", outputs[i],
-                                w.ep.to_string());
+          failure =
+              pepita::fmt("output '{}' never arrived from worker {}", outputs[i], w.ep.to_string());
           break;
         }
         Incoming& in = it->second;
@@ -552,7 +552,7 @@ struct RemoteDispatcher::Impl {
 
   std::string session(std::size_t wi, Connection& conn) {
     W& w = slot(wi);
-    std::set<Digest> uploaded;  // blobs this connection already sent
+    std::set<Digest> uploaded;               // blobs this connection already sent
     std::map<Digest, UniqueFd> open_inputs;  // declared inputs this session serves
     IncomingMap incoming;                    // declared outputs arriving
     // Outputs still arriving when the session ends are dropped: no .pepita-part is left.

@@ -27,8 +27,10 @@ namespace {
 constexpr std::uint32_t kWindow = 4;  // FetchBlob requests in flight per blob
 
 ResultMsg staging_error(std::uint32_t attempt, std::string why) {
-  return ResultMsg{
-      .attempt = attempt, .status = TaskStatus::SpawnError, .exit_code = -1, .error = std::move(why)};
+  return ResultMsg{.attempt = attempt,
+                   .status = TaskStatus::SpawnError,
+                   .exit_code = -1,
+                   .error = std::move(why)};
 }
 
 }  // namespace
@@ -111,8 +113,8 @@ Result<void> Worker::Impl::start_fetch(Client& c, const Digest& d, std::uint64_t
   std::lock_guard lock(fetch_mu);
   if (fetches.contains(d)) return {};
   const std::string part = store->part_path(d);
-  UniqueFd fd = PEPITA_TRY(
-      sys::check_fd(sys::open(part.c_str(), O_RDWR | O_CREAT, 0600), "open the partial blob " + part));
+  UniqueFd fd = PEPITA_TRY(sys::check_fd(sys::open(part.c_str(), O_RDWR | O_CREAT, 0600),
+                                         "open the partial blob " + part));
   Fetch f;
   f.via = &c;
   f.size = size;
@@ -154,8 +156,8 @@ Result<void> Worker::Impl::start_fetch(Client& c, const Digest& d, std::uint64_t
       return fail(ErrorCode::Corrupted, "partial blob " + to_hex(d) + " did not verify");
     }
     ::chmod(part.c_str(), 0444);
-    PEPITA_TRY_VOID(sys::check_void(sys::ret(::rename(part.c_str(), store->path(d).c_str())),
-                                    "rename blob"));
+    PEPITA_TRY_VOID(
+        sys::check_void(sys::ret(::rename(part.c_str(), store->path(d).c_str())), "rename blob"));
     store->admit(d, size);
     blobs_fetched.fetch_add(1);
     return {};
@@ -166,9 +168,11 @@ Result<void> Worker::Impl::start_fetch(Client& c, const Digest& d, std::uint64_t
 // Caller holds fetch_mu.
 Result<void> Worker::Impl::request_more(Client& c, const Digest& d, Fetch& f) {
   while (f.requested < f.size && f.requested - f.received < std::uint64_t{kWindow} * kStageChunk) {
-    const auto len = static_cast<std::uint32_t>(std::min<std::uint64_t>(kStageChunk, f.size - f.requested));
-    auto sent = c.conn->send(MessageType::FetchBlob, 0,
-                             encode(FetchBlobMsg{.sha256 = d, .offset = f.requested, .length = len}));
+    const auto len =
+        static_cast<std::uint32_t>(std::min<std::uint64_t>(kStageChunk, f.size - f.requested));
+    auto sent =
+        c.conn->send(MessageType::FetchBlob, 0,
+                     encode(FetchBlobMsg{.sha256 = d, .offset = f.requested, .length = len}));
     if (!sent) return fail(ErrorCode::Disconnected, sent.error().message());
     f.requested += len;
   }
@@ -192,11 +196,11 @@ Result<void> Worker::Impl::on_blob_chunk(Client& c, BlobChunkMsg chunk) {
       return {};
     }
     if (chunk.size != f.size || chunk.offset != f.received || chunk.data.empty()) {
-      return fail(ErrorCode::Protocol,
-                  pepita::fmt("blob-chunk for {}: {} bytes at offset {} of {}, expected bytes at "
-                              "offset {} of {}",
-                              to_hex(d), chunk.data.size(), chunk.offset, chunk.size, f.received,
-                              f.size));
+      return fail(
+          ErrorCode::Protocol,
+          pepita::fmt("blob-chunk for {}: {} bytes at offset {} of {}, expected bytes at "
+                      "offset {} of {}",
+                      to_hex(d), chunk.data.size(), chunk.offset, chunk.size, f.received, f.size));
     }
     const std::int64_t w =
         sys::pwrite_full(f.fd.get(), chunk.data.data(), chunk.data.size(), chunk.offset);
@@ -291,8 +295,8 @@ void Worker::Impl::send_outputs(const std::shared_ptr<Job>& job, ResultMsg r) {
     }
     const std::string real = fs::weakly_canonical(full, ec).string();
     if (ec || !real.starts_with(root + "/")) {
-      failure = pepita::fmt("declared output '{}' is a link to outside the task's directory",
-                            declared);
+      failure =
+          pepita::fmt("declared output '{}' is a link to outside the task's directory", declared);
       break;
     }
     UniqueFd fd(sys::open(real.c_str(), O_RDONLY));
@@ -305,7 +309,8 @@ void Worker::Impl::send_outputs(const std::shared_ptr<Job>& job, ResultMsg r) {
     Sha256 hash;
     std::uint64_t off = 0;
     do {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kStageChunk, size - off));
+      const std::size_t n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(kStageChunk, size - off));
       buf.resize(n);
       const std::int64_t got = n ? sys::pread_full(fd.get(), buf.data(), n, off) : 0;
       if (got != static_cast<std::int64_t>(n)) {
@@ -314,8 +319,11 @@ void Worker::Impl::send_outputs(const std::shared_ptr<Job>& job, ResultMsg r) {
       }
       hash.update(std::string_view(buf));
       if (opts.output_chunk_hook) opts.output_chunk_hook(declared, buf);
-      OutputChunkMsg oc{
-          .attempt = j.msg.attempt, .index = i, .offset = off, .size = size, .data = std::move(buf)};
+      OutputChunkMsg oc{.attempt = j.msg.attempt,
+                        .index = i,
+                        .offset = off,
+                        .size = size,
+                        .data = std::move(buf)};
       if (c.open.load() && !c.conn->send(MessageType::OutputChunk, j.id, encode(oc))) {
         failure = "connection lost while sending outputs";
         break;

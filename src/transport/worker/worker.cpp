@@ -252,7 +252,8 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
                     " must be a directory owned by this user and not writable by others");
   }
   impl->cache_dir = options.cache_dir;
-  impl->store = PEPITA_TRY(worker::BlobStore::open(options.cache_dir + "/blobs", options.cache_size));
+  impl->store =
+      PEPITA_TRY(worker::BlobStore::open(options.cache_dir + "/blobs", options.cache_size));
   impl->bound = bound;
   impl->functions = worker::builtin_functions();
   for (auto& [k, v] : options.functions) impl->functions[k] = v;
@@ -293,10 +294,9 @@ void Worker::wait() {
 }
 
 WorkerStats Worker::stats() const {
-  return {impl_->accepted.load(), impl_->rejected.load(), impl_->tasks_run.load(),
-          impl_->returned.load(),   impl_->blobs.load(),
-          impl_->blobs_fetched.load(), impl_->bytes_fetched.load(),
-          impl_->store->evicted(),  impl_->output_bytes.load()};
+  return {impl_->accepted.load(),      impl_->rejected.load(),  impl_->tasks_run.load(),
+          impl_->returned.load(),      impl_->blobs.load(),     impl_->blobs_fetched.load(),
+          impl_->bytes_fetched.load(), impl_->store->evicted(), impl_->output_bytes.load()};
 }
 
 }  // namespace pepita::transport
