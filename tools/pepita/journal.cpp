@@ -1,5 +1,7 @@
 // `pepita journal verify|export`: check a run's journal (hash chain, MACs, End record; issue 24)
 // and print its records as JSON lines.
+#include "pepita/fault/journal.hpp"
+
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -10,7 +12,6 @@
 
 #include "command.hpp"
 #include "pepita/executor/result.hpp"
-#include "pepita/fault/journal.hpp"
 
 namespace pepita::cli {
 namespace {
@@ -166,8 +167,8 @@ int run_verify(const JournalOptions& o) {
   const char* macs = v->macs_checked ? "MACs checked"
                      : v->keyed      ? "MACed, but MACs not checked (no --key)"
                                      : "no MACs (written without a key)";
-  std::printf("%s: valid: %llu records, hash chain intact, %s, End record present\n",
-              path.c_str(), static_cast<unsigned long long>(v->records), macs);
+  std::printf("%s: valid: %llu records, hash chain intact, %s, End record present\n", path.c_str(),
+              static_cast<unsigned long long>(v->records), macs);
   return kExitOk;
 }
 
@@ -191,9 +192,8 @@ int run_export(const JournalOptions& o) {
     std::printf("%s\n", dump(to_json(rec->records[i], i)).c_str());
   }
   if (rec->ended) {
-    nlohmann::json end{{"index", rec->records.size()},
-                       {"type", "end"},
-                       {"records", rec->records.size()}};
+    nlohmann::json end{
+        {"index", rec->records.size()}, {"type", "end"}, {"records", rec->records.size()}};
     std::printf("%s\n", dump(end).c_str());
   }
   return kExitOk;
@@ -205,18 +205,20 @@ void add_journal(CLI::App& app, Dispatch& dispatch) {
   dispatch.set_usage(group, "pepita journal verify|export STATE_DIR|FILE ...");
   auto o = std::make_shared<JournalOptions>();
   auto* verify = group->add_subcommand(
-      "verify", "Check the journal's hash chain, End record and (with --key) MACs; exit 1 "
-                "naming the first bad record");
+      "verify",
+      "Check the journal's hash chain, End record and (with --key) MACs; exit 1 "
+      "naming the first bad record");
   verify->add_option("target", o->target, "State directory of the run, or the journal file")
       ->required();
   verify->add_option("--key", o->key, "The run's --journal-key file: check every MAC too");
-  dispatch.on(verify, [o] { return run_verify(*o); },
-              "pepita journal verify STATE_DIR|FILE [--key FILE]");
+  dispatch.on(
+      verify, [o] { return run_verify(*o); }, "pepita journal verify STATE_DIR|FILE [--key FILE]");
   auto* exp = group->add_subcommand("export", "Print every record as one JSON object a line");
   exp->add_option("target", o->target, "State directory of the run, or the journal file")
       ->required();
   exp->add_flag("--jsonl", o->jsonl, "JSON lines (the only format)");
-  dispatch.on(exp, [o] { return run_export(*o); }, "pepita journal export STATE_DIR|FILE --jsonl");
+  dispatch.on(
+      exp, [o] { return run_export(*o); }, "pepita journal export STATE_DIR|FILE --jsonl");
 }
 
 }  // namespace

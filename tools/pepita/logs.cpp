@@ -88,7 +88,8 @@ void add_logs(CLI::App& app, Dispatch& dispatch) {
   sub->add_flag("-f,--follow", o->follow,
                 "Keep printing until the task's Finished record is in the journal (Ctrl-C stops)");
   sub->add_flag("--stderr", o->stderr_stream, "The stderr log instead of stdout");
-  dispatch.on(sub, [o] { return run_logs(*o); }, kUsage);
+  dispatch.on(
+      sub, [o] { return run_logs(*o); }, kUsage);
 }
 
 }  // namespace
