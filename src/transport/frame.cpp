@@ -23,6 +23,7 @@ std::string_view to_string(MessageType type) noexcept {
     case MessageType::Upload: return "upload";
     case MessageType::HaveBlob: return "have-blob";
     case MessageType::Error: return "error";
+    case MessageType::Log: return "log";
   }
   return "unknown";
 }

@@ -70,17 +70,17 @@ TEST(Frame, BadMagicVersionTypeFlags) {
   EXPECT_NE(v.error().message().find("version"), std::string::npos);
   auto v1 = corrupt(4, std::byte{1});  // a protocol-1 peer (Result without cpu and rss)
   ASSERT_FALSE(v1);
-  EXPECT_NE(v1.error().message().find("unsupported protocol version 1 (this build speaks 4)"),
+  EXPECT_NE(v1.error().message().find("unsupported protocol version 1 (this build speaks 5)"),
             std::string::npos)
       << v1.error().message();
   auto v2 = corrupt(4, std::byte{2});  // a protocol-2 peer (no inventory, allocation, peak)
   ASSERT_FALSE(v2);
-  EXPECT_NE(v2.error().message().find("unsupported protocol version 2 (this build speaks 4)"),
+  EXPECT_NE(v2.error().message().find("unsupported protocol version 2 (this build speaks 5)"),
             std::string::npos)
       << v2.error().message();
   auto v3 = corrupt(4, std::byte{3});  // a protocol-3 peer (Submit without the sandbox)
   ASSERT_FALSE(v3);
-  EXPECT_NE(v3.error().message().find("unsupported protocol version 3 (this build speaks 4)"),
+  EXPECT_NE(v3.error().message().find("unsupported protocol version 3 (this build speaks 5)"),
             std::string::npos)
       << v3.error().message();
   EXPECT_FALSE(corrupt(5, std::byte{0}));

@@ -82,7 +82,7 @@ TEST(Session, MalformedHandshakePayloads) {
   hello[0] = std::byte{2};  // a protocol-2 driver, which could not place resource requests
   auto old = ServerHandshake::on_hello(k, hello);
   ASSERT_FALSE(old);
-  EXPECT_NE(old.error().message().find("client speaks protocol 2, this worker speaks 4"),
+  EXPECT_NE(old.error().message().find("client speaks protocol 2, this worker speaks 5"),
             std::string::npos)
       << old.error().message();
   hello[0] = std::byte{kProtocolVersion};

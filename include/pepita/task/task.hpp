@@ -470,9 +470,9 @@ class Task {
     ResourceRequest resources;                    // issue 22
     std::vector<RetryOn> retry_on;
     std::optional<Allocation> allocation;
-    SandboxPolicy sandbox;  // issue 23
-    std::vector<std::string> inputs;   // issue 24
-    std::vector<std::string> outputs;  // issue 24
+    SandboxPolicy sandbox;              // issue 23
+    std::vector<std::string> inputs;    // issue 24
+    std::vector<std::string> outputs;   // issue 24
     std::shared_ptr<LogSink> log_sink;  // issue 24: live logs of one attempt
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}

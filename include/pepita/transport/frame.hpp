@@ -29,7 +29,7 @@ inline constexpr std::uint32_t kFrameMagic = 0x31545050;  // "PPT1" as little-en
 // Submit the attempt's task::Allocation, Result peak memory, memory limit and allocation.
 // 4: Submit carries the task's task::SandboxPolicy (the worker raises it to its floor), Result
 // the status Sandboxed (10).
-inline constexpr std::uint8_t kProtocolVersion = 4;
+inline constexpr std::uint8_t kProtocolVersion = 5;
 inline constexpr std::size_t kHeaderSize = 32;
 inline constexpr std::size_t kMacSize = 32;
 /// Hard ceiling on one frame's payload; a header announcing more is refused before any payload
@@ -52,6 +52,7 @@ enum class MessageType : std::uint8_t {
   Upload = 12,    // client -> worker: a content-addressed blob (SHA-256)
   HaveBlob = 13,  // both ways: does the worker hold blob X / it does
   Error = 14,     // either way, then close: a reason text
+  Log = 15,       // worker -> client: a chunk of a running task's stdout/stderr (protocol 5)
 
   // The reference crate's names for the same frames (issue 21). Its Ack and Status have no
   // frame here: Submit is answered by Started and Result, and status travels in Heartbeat.
@@ -61,7 +62,7 @@ enum class MessageType : std::uint8_t {
   Deregister = Drain,  // a worker leaving
   Shutdown = Drain,    // the crate's shutdown signal: the worker stops taking work
 };
-inline constexpr std::uint8_t kMaxMessageType = 14;
+inline constexpr std::uint8_t kMaxMessageType = 15;
 
 /// "hello", "submit", ...; "unknown" for values outside the enum.
 std::string_view to_string(MessageType type) noexcept;

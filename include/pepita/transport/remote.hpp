@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "pepita/error.hpp"
+#include "pepita/task/log_sink.hpp"
 #include "pepita/task/resources.hpp"
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/crypto.hpp"
@@ -42,6 +43,9 @@ struct RemoteTask {
   task::ResourceRequest resources{};
   /// The attempt the request grows with (Growth::PerAttempt): the pool's attempt, 1 first.
   std::uint32_t resource_attempt = 1;
+  /// Live logs (issue 24): where the chunks the worker streams for this task go (nullptr:
+  /// dropped). Called on the worker's connection thread.
+  std::shared_ptr<task::LogSink> log_sink{};
 };
 
 /// How a task ended. `result.status` is Lost-free: a task that could not be placed after

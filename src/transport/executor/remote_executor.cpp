@@ -66,6 +66,7 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
   m.output_cap = task.output_cap();
   m.sandbox = task.sandbox();  // the worker raises it to its floor (protocol 4)
   rt.resources = task.resources();
+  rt.log_sink = task.log_sink();  // issue 24: the pool's live-log files
   if (const task::Allocation* a = task.allocation()) rt.resource_attempt = a->attempt;
   const std::uint64_t id = rt.id;
   // The stop callback lives inside the completion's shared state, so it is destroyed (and can
