@@ -65,6 +65,9 @@ struct Captured {
   UniqueFd fd;
   std::string data;
   std::uint64_t total = 0;
+  // Live logs (issue 24): every chunk read also goes here; Child::sink keeps it alive.
+  task::LogSink* sink = nullptr;
+  task::LogStream stream = task::LogStream::Stdout;
 };
 
 // One process of an attempt: the binary, or one stage of a pipeline.
@@ -98,6 +101,7 @@ struct Child {
   int failed_stage = -1;  // pipelines: the first stage seen failing; the others are then stopped
   rusage usage{};         // summed over the reaped processes (max for ru_maxrss)
   Captured out, err;
+  std::shared_ptr<task::LogSink> sink;  // the attempt's live-log sink (Task::log_sink)
   UniqueFd stdin_fd;
   std::string stdin_data;
   std::size_t stdin_off = 0;
@@ -367,6 +371,10 @@ void ProcessExecutor::Impl::launch(Start start) {
   c.done = std::move(start.done);
   c.out = {};
   c.err = {};
+  c.sink = start.task.log_sink();
+  c.out.sink = c.err.sink = c.sink.get();
+  c.out.stream = task::LogStream::Stdout;
+  c.err.stream = task::LogStream::Stderr;
   c.stdin_data.clear();
   c.stdin_off = 0;
   c.timed_out = c.cancelled = c.term_sent = false;
@@ -610,6 +618,7 @@ void ProcessExecutor::Impl::drain(Captured& c, std::size_t cap) {
       const auto got = static_cast<std::size_t>(n);
       c.total += got;
       if (c.data.size() < cap) c.data.append(buf, std::min(got, cap - c.data.size()));
+      if (c.sink) c.sink->write(c.stream, std::string_view(buf, got));
       continue;
     }
     if (n == -EINTR) continue;
@@ -886,6 +895,8 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
   r.stderr_data = std::move(c.err.data);
   r.stdout_bytes = c.out.total;
   r.stderr_bytes = c.err.total;
+  c.out.sink = c.err.sink = nullptr;
+  c.sink.reset();  // closes the attempt's log files before the result is delivered
   r.error = std::move(error);
   Completion done = std::move(c.done);
   // Deregistering the stop callback waits for one running on another thread; it only takes

@@ -11,39 +11,32 @@
 #include <cstring>
 #include <filesystem>
 
+#include "detail/journal_format.hpp"
 #include "pepita/core/crc32c.hpp"
+#include "pepita/core/format.hpp"
+#include "pepita/core/key_file.hpp"
+#include "pepita/core/sha256.hpp"
 #include "pepita/core/sys/fd.hpp"
 
 namespace pepita::fault {
 namespace {
 
-constexpr char kMagic[8] = {'P', 'E', 'P', 'J', 'R', 'N', 'L', '2'};
-// Format 1: Finished records end after `error`. Read as is; rewritten to kMagic on resume.
-constexpr char kMagicV1[8] = {'P', 'E', 'P', 'J', 'R', 'N', 'L', '1'};
-bool known_magic(std::string_view head) {
-  return head.size() >= sizeof kMagic && (std::memcmp(head.data(), kMagic, sizeof kMagic) == 0 ||
-                                          std::memcmp(head.data(), kMagicV1, sizeof kMagicV1) == 0);
-}
-constexpr std::size_t kFrame = 8;  // u32 length + u32 crc
-// A length above this is garbage, not a record: outputs are capped far below it.
-constexpr std::uint32_t kMaxPayload = 256u << 20;
+using detail::get_u32_at;
+using detail::kFrame;
+using detail::kMaxPayload;
+using detail::put_u32;
+using detail::put_u64;
 
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
 void put_str(std::string& out, std::string_view s) {
   put_u32(out, static_cast<std::uint32_t>(s.size()));
   out.append(s);
 }
-std::uint32_t get_u32_at(std::string_view s, std::size_t at) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) {
-    v |= std::uint32_t{static_cast<unsigned char>(s[at + static_cast<std::size_t>(i)])} << (8 * i);
+void put_map(std::string& out, const std::map<std::string, std::string>& m) {
+  put_u32(out, static_cast<std::uint32_t>(m.size()));
+  for (const auto& [k, v] : m) {
+    put_str(out, k);
+    put_str(out, v);
   }
-  return v;
 }
 
 class Reader {
@@ -85,25 +78,22 @@ class Reader {
     pos_ += n;
     return true;
   }
+  bool map(std::map<std::string, std::string>& m) {
+    std::uint32_t n = 0;
+    if (!u32(n)) return false;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      std::string k, v;
+      if (!str(k) || !str(v)) return false;
+      m.insert_or_assign(std::move(k), std::move(v));
+    }
+    return true;
+  }
   bool done() const { return pos_ == s_.size(); }
 
  private:
   std::string_view s_;
   std::size_t pos_ = 0;
 };
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char out[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), out, &len, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string text;
-  for (unsigned i = 0; i < len; ++i) {
-    text.push_back(kHex[out[i] >> 4]);
-    text.push_back(kHex[out[i] & 15]);
-  }
-  return text;
-}
 
 Result<void> write_all(int fd, std::string_view data, const std::string& path) {
   const int64_t n = sys::write_full(fd, data.data(), data.size());
@@ -162,13 +152,16 @@ std::string encode_record(const JournalRecord& r) {
     put_str(out, r.error);
     put_u64(out, r.stdout_bytes);
     put_u64(out, r.stderr_bytes);
-    if (!r.metadata.empty()) {  // issue 21: optional trailer
-      put_u32(out, static_cast<std::uint32_t>(r.metadata.size()));
-      for (const auto& [k, v] : r.metadata) {
-        put_str(out, k);
-        put_str(out, v);
-      }
-    }
+    // Format 3: the metadata count (0 allowed) and the provenance always follow.
+    put_map(out, r.metadata);
+    out.push_back(r.from_cache ? '\1' : '\0');
+    put_str(out, r.host);
+    put_str(out, r.binary_sha256);
+    put_map(out, r.input_hashes);
+    put_map(out, r.output_hashes);
+    put_str(out, r.resources);
+    put_u64(out, static_cast<std::uint64_t>(r.started_unix_ns));
+    put_u64(out, static_cast<std::uint64_t>(r.finished_unix_ns));
   }
   return out;
 }
@@ -189,13 +182,19 @@ Result<JournalRecord> decode_record(std::string_view payload) {
       r.stderr_bytes = r.stderr_data.size();
     } else {
       ok = ok && in.u64(r.stdout_bytes) && in.u64(r.stderr_bytes);
-      std::uint32_t labels = 0;
-      // Issue 21: the metadata trailer, written only when there are labels.
-      if (ok && !in.done()) ok = in.u32(labels) && labels > 0;
-      for (std::uint32_t i = 0; ok && i < labels; ++i) {
-        std::string k, v;
-        ok = in.str(k) && in.str(v);
-        if (ok) r.metadata.emplace(std::move(k), std::move(v));
+      // Issue 21: the metadata (format 2: only when there are labels; format 3: always).
+      if (ok && !in.done()) {
+        ok = in.map(r.metadata);
+        // Format 2 ends here; format 3 always carries the provenance (issue 24).
+        if (ok && in.done()) {
+          ok = !r.metadata.empty();
+        } else if (ok) {
+          std::uint8_t cached = 0;
+          ok = in.u8(cached) && cached <= 1 && in.str(r.host) && in.str(r.binary_sha256) &&
+               in.map(r.input_hashes) && in.map(r.output_hashes) && in.str(r.resources) &&
+               in.i64(r.started_unix_ns) && in.i64(r.finished_unix_ns);
+          r.from_cache = cached == 1;
+        }
       }
     }
   }
@@ -205,32 +204,41 @@ Result<JournalRecord> decode_record(std::string_view payload) {
   return r;
 }
 
-Result<Recovery> read_journal(const std::string& path) {
+Result<std::string> load_journal_key(const std::string& path) {
+  return read_key_file(path, kJournalKeyMinBytes);
+}
+
+Result<Recovery> read_journal(const std::string& path, const std::optional<std::string>& key) {
+  using namespace detail;
   std::string data;
   PEPITA_TRY_VOID(slurp(path, data));
   Recovery rec;
-  if (data.size() < sizeof kMagic) {
+  const std::string not_journal =
+      path + " is not a pepita journal (bad magic); move it away or run without --resume";
+  if (data.size() < kMagicBytes) {
     // Empty, or the magic itself was torn on creation: nothing was ever recorded.
-    if (std::memcmp(data.data(), kMagic, data.size()) != 0 &&
-        std::memcmp(data.data(), kMagicV1, data.size()) != 0) {
-      return fail(ErrorCode::Corrupted, path +
-                                            " is not a pepita journal (bad magic); move it "
-                                            "away or run without --resume");
-    }
+    if (!magic_prefix(data)) return fail(ErrorCode::Corrupted, not_journal);
     rec.torn_bytes = data.size();
+    rec.chain_head = sha256_raw(std::string_view(kMagicV3, kMagicBytes));
     return rec;
   }
-  if (!known_magic(data)) {
-    return fail(
-        ErrorCode::Corrupted,
-        path + " is not a pepita journal (bad magic); move it away or run without --resume");
-  }
-  if (std::memcmp(data.data(), kMagicV1, sizeof kMagicV1) == 0) rec.format = 1;
-  std::size_t pos = sizeof kMagic;
+  rec.format = magic_format(data);
+  if (rec.format == 0) return fail(ErrorCode::Corrupted, not_journal);
+  std::size_t pos = kMagicBytes;
   const std::string_view view(data);
+  std::string prev = sha256_raw(view.substr(0, kMagicBytes));
+  std::uint64_t sequence = 0;
+  std::string end_prev;
+  std::uint64_t end_sequence = 0;
+  auto damaged = [&](std::string_view why) {
+    return fail(ErrorCode::Corrupted,
+                pepita::fmt("{}: record {} (byte {}) {}; the journal was altered. Check it with "
+                            "`pepita journal verify {}`, move it away or run without --resume",
+                            path, sequence, pos, why, path));
+  };
   while (pos < data.size()) {
     const std::size_t left = data.size() - pos;
-    auto torn_or_corrupt = [&](std::string_view why) -> Result<Recovery> {
+    auto torn_or_corrupt = [&](std::string_view why) -> Result<void> {
       // A crash can only damage the tail: either the bad record reaches the end of the file, or
       // everything after it is zero fill (a filesystem that extended the file before the data
       // reached it). Anything else is real damage and must not be silently skipped.
@@ -242,39 +250,97 @@ Result<Recovery> read_journal(const std::string& path) {
       if (all_zero || reaches_end) {
         rec.valid_bytes = pos;
         rec.torn_bytes = left;
-        return std::move(rec);
+        return {};
       }
       return fail(ErrorCode::Corrupted, path + ": record at byte " + std::to_string(pos) + " " +
                                             std::string(why) +
                                             " and intact data follows; the journal is damaged. "
                                             "Move it away or run without --resume");
     };
-    if (left < kFrame) return torn_or_corrupt("is truncated");
+    if (left < kFrame) {
+      PEPITA_TRY_VOID(torn_or_corrupt("is truncated"));
+      break;
+    }
     const std::uint32_t len = get_u32_at(view, pos);
     const std::uint32_t crc = get_u32_at(view, pos + 4);
     if (len == 0 || len > kMaxPayload || len > left - kFrame) {
-      return torn_or_corrupt("has an impossible length");
+      PEPITA_TRY_VOID(torn_or_corrupt("has an impossible length"));
+      break;
     }
     const std::string_view payload = view.substr(pos + kFrame, len);
-    if (crc32c(payload) != crc) return torn_or_corrupt("fails its CRC32C");
-    auto record = decode_record(payload);
-    if (!record) return torn_or_corrupt("does not decode");
+    if (crc32c(payload) != crc) {
+      PEPITA_TRY_VOID(torn_or_corrupt("fails its CRC32C"));
+      break;
+    }
+    std::string_view body = payload;
+    if (rec.format == 3) {
+      const auto chained = split_payload(payload);
+      if (!chained) {
+        PEPITA_TRY_VOID(torn_or_corrupt("does not decode"));
+        break;
+      }
+      if (chained->sequence != sequence || chained->prev != prev) {
+        return damaged("breaks the hash chain (a record was dropped, reordered or edited)");
+      }
+      if (sequence == 0) rec.keyed = chained->keyed;
+      if (chained->keyed != rec.keyed) return damaged("mixes MACed and unMACed records");
+      if (key && !chained->keyed) {
+        return fail(ErrorCode::Corrupted,
+                    path +
+                        " was written without a key (its records carry no MAC); run without "
+                        "--journal-key or start a fresh run");
+      }
+      if (key && !same_bytes(hmac_raw(*key, chained->signed_part, chained->body), chained->mac)) {
+        return damaged(
+            "fails its MAC: the key is not the one it was written with, or the record "
+            "was edited");
+      }
+      body = chained->body;
+      if (is_end_body(body)) {
+        const auto end = parse_end(body);
+        if (!end || end->head != prev) return damaged("is a malformed End record");
+        rec.ended = true;
+        rec.end_offset = pos;
+        end_prev = prev;
+        end_sequence = sequence;
+      } else {
+        rec.ended = false;
+      }
+      prev = sha256_raw(payload);
+      ++sequence;
+      if (rec.ended) {
+        pos += kFrame + len;
+        continue;
+      }
+    }
+    auto record = decode_record(body);
+    if (!record) {
+      PEPITA_TRY_VOID(torn_or_corrupt("does not decode"));
+      break;
+    }
     rec.records.push_back(std::move(*record));
     pos += kFrame + len;
   }
-  rec.valid_bytes = pos;
+  if (rec.torn_bytes == 0) rec.valid_bytes = pos;
+  rec.chain_head = rec.ended ? end_prev : prev;
+  rec.next_sequence = rec.ended ? end_sequence : sequence;
   return rec;
 }
 
 Journal::Journal(Private, std::string path, UniqueFd fd, std::vector<JournalRecord> recovered,
-                 std::uint64_t torn)
+                 std::uint64_t torn, std::optional<std::string> key, std::string chain_head,
+                 std::uint64_t sequence)
     : path_(std::move(path)),
       fd_(std::move(fd)),
       recovered_(std::move(recovered)),
       torn_bytes_(torn),
+      key_(std::move(key)),
+      chain_head_(std::move(chain_head)),
+      sequence_(sequence),
       syncer_([this](std::stop_token stop) { sync_loop(stop); }) {}
 
 Journal::~Journal() {
+  if (fd_) (void)close();
   if (syncer_.joinable()) {
     syncer_.request_stop();
     sync_cv_.notify_all();
@@ -283,33 +349,95 @@ Journal::~Journal() {
   if (fd_) (void)sys::fdatasync(fd_.get());
 }
 
+namespace {
+
+// Writes `records` as a fresh format 3 journal at `path` (via a temporary file and a rename, so
+// the old file stays whole until the new one is durable). Returns the chain head.
+// `size` receives the new file's size.
+Result<std::string> rewrite_as_v3(const std::string& path,
+                                  const std::vector<JournalRecord>& records,
+                                  const std::optional<std::string>& key, std::uint64_t& size) {
+  using namespace detail;
+  const std::string tmp = path + ".v3-upgrade";
+  const int raw = sys::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (raw < 0) return fail_errno(raw, "create " + tmp + " to upgrade journal " + path);
+  UniqueFd fd(raw);
+  std::string out(kMagicV3, kMagicBytes);
+  std::string prev = sha256_raw(out);
+  std::uint64_t sequence = 0;
+  for (const auto& r : records) {
+    const std::string payload = chain_payload(key, sequence++, prev, encode_record(r));
+    put_u32(out, static_cast<std::uint32_t>(payload.size()));
+    put_u32(out, crc32c(payload));
+    out += payload;
+    prev = sha256_raw(payload);
+  }
+  PEPITA_TRY_VOID(write_all(fd.get(), out, tmp));
+  size = out.size();
+  if (const int rc = sys::fsync(fd.get()); rc < 0) return fail_errno(rc, "fsync " + tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    return fail_errno(-err, "rename the upgraded journal over " + path);
+  }
+  return prev;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Journal>> Journal::open(const std::string& path, Mode mode) {
+  return open(path, mode, std::nullopt);
+}
+
+Result<std::unique_ptr<Journal>> Journal::open(const std::string& path, Mode mode,
+                                               std::optional<std::string> key) {
+  using namespace detail;
   if (path.empty()) return fail(ErrorCode::InvalidArgument, "journal path is empty");
+  if (key && key->size() < kJournalKeyMinBytes) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("journal key of {} bytes is too short; use at least {}", key->size(),
+                            kJournalKeyMinBytes));
+  }
   Recovery recovery;
-  if (mode == Mode::Resume) recovery = PEPITA_TRY(read_journal(path));
+  recovery.chain_head = sha256_raw(std::string_view(kMagicV3, kMagicBytes));
+  if (mode == Mode::Resume) {
+    recovery = PEPITA_TRY(read_journal(path, key));
+    const bool has_records = recovery.valid_bytes > kMagicBytes;
+    if (recovery.format == 3 && has_records && recovery.keyed && !key) {
+      return fail(ErrorCode::Corrupted,
+                  path + " is MACed under a key; resume it with that key (--journal-key FILE)");
+    }
+  }
+  if (mode == Mode::Resume && recovery.valid_bytes >= kMagicBytes && recovery.format < 3) {
+    // Formats 1 and 2 have no chain: rewrite the intact records as a format 3 journal (an older
+    // pepita then refuses the file by its magic instead of misreading the new records).
+    std::uint64_t size = 0;
+    recovery.chain_head = PEPITA_TRY(rewrite_as_v3(path, recovery.records, key, size));
+    recovery.next_sequence = recovery.records.size();
+    recovery.valid_bytes = size;
+    recovery.ended = false;
+    recovery.torn_bytes = 0;
+    recovery.format = 3;
+  }
   const int flags = O_WRONLY | O_CREAT | (mode == Mode::Truncate ? O_TRUNC : 0);
   const int raw = sys::open(path.c_str(), flags, 0644);
   if (raw < 0) return fail_errno(raw, "open journal " + path);
   UniqueFd fd(raw);
   const int64_t size = sys::file_size(fd.get());
   if (size < 0) return fail_errno(static_cast<int>(size), "fstat journal " + path);
-  const std::uint64_t intact = recovery.valid_bytes;
-  if (mode == Mode::Truncate || intact < sizeof kMagic) {
+  std::uint64_t intact = recovery.valid_bytes;
+  if (recovery.ended) intact = recovery.end_offset;  // continue the chain before the End record
+  if (mode == Mode::Truncate || intact < kMagicBytes) {
     if (const int rc = sys::ftruncate(fd.get(), 0); rc < 0) {
       return fail_errno(rc, "truncate journal " + path);
     }
-    PEPITA_TRY_VOID(write_all(fd.get(), std::string_view(kMagic, sizeof kMagic), path));
+    PEPITA_TRY_VOID(write_all(fd.get(), std::string_view(kMagicV3, kMagicBytes), path));
+    recovery.chain_head = sha256_raw(std::string_view(kMagicV3, kMagicBytes));
+    recovery.next_sequence = 0;
   } else if (static_cast<std::uint64_t>(size) != intact) {
-    // Cut the torn tail so the next record starts on a clean boundary.
+    // Cut the torn tail (or the End record) so the next record starts on a clean boundary.
     if (const int rc = sys::ftruncate(fd.get(), intact); rc < 0) {
       return fail_errno(rc, "truncate torn tail of journal " + path);
-    }
-  }
-  if (mode == Mode::Resume && intact >= sizeof kMagic && recovery.format == 1) {
-    // Its records are valid format 2 records; the ones appended now are not format 1 records,
-    // so an older pepita must see a magic it refuses rather than records it calls damaged.
-    if (const int64_t rc = sys::pwrite_full(fd.get(), kMagic, sizeof kMagic, 0); rc < 0) {
-      return fail_errno(static_cast<int>(rc), "upgrade the magic of journal " + path);
     }
   }
   if (const int64_t rc = sys::lseek(fd.get(), 0, SEEK_END); rc < 0) {
@@ -318,27 +446,52 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path, Mode mod
   if (const int rc = sys::fsync(fd.get()); rc < 0) return fail_errno(rc, "fsync journal " + path);
   PEPITA_TRY_VOID(fsync_parent(path));
   return std::make_unique<Journal>(Private{}, path, std::move(fd), std::move(recovery.records),
-                                   recovery.torn_bytes);
+                                   recovery.torn_bytes, std::move(key),
+                                   std::move(recovery.chain_head), recovery.next_sequence);
 }
 
 Result<void> Journal::append(JournalRecord record) {
   if (record.type == RecordType::Finished && record.output_digest.empty()) {
-    record.output_digest = sha256_hex(record.stdout_data);
+    record.output_digest = pepita::sha256_hex(record.stdout_data);
   }
-  const std::string payload = encode_record(record);
+  const std::string body = encode_record(record);
+  std::lock_guard lock(write_mu_);
+  if (closed_) {
+    return fail(ErrorCode::InvalidArgument,
+                "journal " + path_ + " is closed; record '" + record.name + "' was not written");
+  }
+  std::string payload = detail::chain_payload(key_, sequence_, chain_head_, body);
   if (payload.size() > kMaxPayload) {
     return fail(ErrorCode::ResourceExhausted,
                 "journal record for '" + record.name + "' is over 256 MiB; lower the output cap");
   }
+  PEPITA_TRY_VOID(write_frame(payload));
+  return {};
+}
+
+Result<void> Journal::write_frame(const std::string& payload) {
   std::string frame;
   frame.reserve(kFrame + payload.size());
   put_u32(frame, static_cast<std::uint32_t>(payload.size()));
   put_u32(frame, crc32c(payload));
   frame += payload;
-  std::lock_guard lock(write_mu_);
-  return write_all(fd_.get(), frame, path_);
+  PEPITA_TRY_VOID(write_all(fd_.get(), frame, path_));
+  chain_head_ = detail::sha256_raw(payload);
+  ++sequence_;
+  return {};
 }
 
+Result<void> Journal::close() {
+  {
+    std::lock_guard lock(write_mu_);
+    if (closed_) return {};
+    closed_ = true;
+    const std::string payload = detail::chain_payload(key_, sequence_, chain_head_,
+                                                      detail::end_body(sequence_, chain_head_));
+    PEPITA_TRY_VOID(write_frame(payload));
+  }
+  return sync();
+}
 void Journal::commit() {
   {
     std::lock_guard lock(sync_mu_);

@@ -3,9 +3,35 @@
 
 #include <algorithm>
 #include <chrono>
+#include <string>
+#include <string_view>
 #include <utility>
 
 namespace pepita::fault {
+namespace {
+
+// The Allocation as one line of text ("cpus=2 cores=0,1 memory=1048576 gpus=0 pids=64"), for
+// the journal's provenance.
+std::string describe(const task::Allocation& a) {
+  std::string s;
+  auto field = [&](std::string_view k, const std::string& v) {
+    if (!s.empty()) s.push_back(' ');
+    s.append(k).append("=").append(v);
+  };
+  if (a.cpus > 0) field("cpus", std::to_string(a.cpus));
+  if (!a.cores.empty()) {
+    std::string cores;
+    for (unsigned c : a.cores) cores.append(cores.empty() ? "" : ",").append(std::to_string(c));
+    field("cores", cores);
+  }
+  if (a.memory > 0) field("memory", std::to_string(a.memory));
+  if (!a.gpus.empty()) field("gpus", a.gpu_list());
+  for (const auto& [name, amount] : a.named) field(name, std::to_string(amount));
+  if (a.pids > 0) field("pids", std::to_string(a.pids));
+  return s;
+}
+
+}  // namespace
 
 JournalRecord finished_record(const executor::ExecutionResult& r, std::string spec_digest) {
   JournalRecord rec;
@@ -25,6 +51,17 @@ JournalRecord finished_record(const executor::ExecutionResult& r, std::string sp
   rec.stderr_bytes = r.stderr_bytes;
   rec.error = r.error;
   rec.metadata = r.metadata;
+  // Issue 24: provenance. The result has no start time: the attempt ended now and lasted `wall`.
+  rec.from_cache = r.from_cache;
+  rec.host = r.host;
+  rec.binary_sha256 = r.binary_sha256;
+  rec.input_hashes = r.input_hashes;
+  rec.output_hashes = r.output_hashes;
+  if (r.allocation) rec.resources = describe(*r.allocation);
+  rec.finished_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  rec.started_unix_ns = rec.finished_unix_ns - rec.wall_ns;
   return rec;
 }
 
@@ -45,6 +82,11 @@ executor::ExecutionResult replayed_result(const JournalRecord& rec) {
   r.stderr_bytes = std::max<std::uint64_t>(rec.stderr_bytes, rec.stderr_data.size());
   r.error = rec.error;
   r.metadata = rec.metadata;
+  r.from_cache = rec.from_cache;
+  r.host = rec.host;
+  r.binary_sha256 = rec.binary_sha256;
+  r.input_hashes = rec.input_hashes;
+  r.output_hashes = rec.output_hashes;
   r.attempts = rec.attempt;
   r.from_journal = true;
   return r;

@@ -11,6 +11,7 @@
 #include "pepita/executor/cpu.hpp"
 #include "pepita/executor/process.hpp"
 #include "pepita/fault/journal.hpp"
+#include "pepita/pool/log_files.hpp"
 #include "pepita/task/graph.hpp"
 
 namespace pepita::pool {
@@ -62,6 +63,14 @@ Pool::Builder& Pool::Builder::circuit_breaker(fault::BreakerConfig config) {
 Pool::Builder& Pool::Builder::journal(std::string path, bool resume) {
   config_.journal_path = std::move(path);
   config_.resume = resume;
+  return *this;
+}
+Pool::Builder& Pool::Builder::journal_key(std::string path) {
+  config_.journal_key_path = std::move(path);
+  return *this;
+}
+Pool::Builder& Pool::Builder::log_dir(std::string dir) {
+  config_.log_dir = std::move(dir);
   return *this;
 }
 Pool::Builder& Pool::Builder::executor(std::shared_ptr<executor::Executor> exec) {
@@ -208,9 +217,13 @@ Result<Pool> Pool::Builder::build() {
     lane.breaker = std::make_unique<fault::CircuitBreaker>(c.circuit_breaker);
     lane.ledger = !lane.exec->places_resources();
   }
+  if (!c.log_dir.empty()) PEPITA_TRY_VOID(create_log_dir(c.log_dir));
   if (!c.journal_path.empty()) {
+    std::optional<std::string> key;
+    if (!c.journal_key_path.empty()) key = PEPITA_TRY(fault::load_journal_key(c.journal_key_path));
     auto j = PEPITA_TRY(fault::Journal::open(
-        c.journal_path, c.resume ? fault::Journal::Mode::Resume : fault::Journal::Mode::Truncate));
+        c.journal_path, c.resume ? fault::Journal::Mode::Resume : fault::Journal::Mode::Truncate,
+        std::move(key)));
     s->recovered = j->recovered().size();
     for (const auto& rec : j->recovered()) {
       if (rec.type != fault::RecordType::Finished) continue;

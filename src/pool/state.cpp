@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "pepita/fault/result_record.hpp"
+#include "pepita/pool/log_files.hpp"
 
 namespace pepita::pool {
 
@@ -277,6 +278,7 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task
   } else {
     act.launches.push_back({lane.exec, n.task, n.stop->get_token(), n.lane});
   }
+  act.launches.back().attempt = n.attempts;
 }
 
 // One ready task offered to start (a lane in scan mode). Reservation: `reserver` is the
@@ -494,6 +496,7 @@ void PoolState::perform(Actions& act) {
   for (auto& s : act.stops) s.request_stop();
   for (auto& l : act.launches) {
     const TaskId id = l.task.id();
+    if (!config.log_dir.empty()) attach_log_files(l.task, config.log_dir, l.attempt);
     const std::uint32_t lane = l.lane;
     auto started = l.exec->start(l.task, l.stop, [this, id, lane](ExecutionResult r) {
       on_complete(id, lane, std::move(r));

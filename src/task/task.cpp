@@ -453,6 +453,12 @@ Task Task::with_allocation(Allocation allocation) const {
   return Task(std::move(spec));
 }
 
+Task Task::with_log_sink(std::shared_ptr<LogSink> sink) const {
+  auto spec = std::make_shared<Spec>(*spec_);
+  spec->log_sink = std::move(sink);
+  return Task(std::move(spec));
+}
+
 Task Task::with_sandbox(SandboxPolicy policy) const {
   auto spec = std::make_shared<Spec>(*spec_);
   spec->sandbox = std::move(policy);

@@ -26,6 +26,7 @@ std::string_view to_string(MessageType type) noexcept {
     case MessageType::FetchBlob: return "fetch-blob";
     case MessageType::BlobChunk: return "blob-chunk";
     case MessageType::OutputChunk: return "output-chunk";
+    case MessageType::Log: return "log";
   }
   return "unknown";
 }

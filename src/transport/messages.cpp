@@ -418,6 +418,26 @@ Result<StartedMsg> decode_started(ByteSpan payload) {
   return m;
 }
 
+Bytes encode(const LogMsg& m) {
+  Writer w;
+  w.u8(m.stream);
+  w.str(m.data);
+  return w.take();
+}
+
+Result<LogMsg> decode_log(ByteSpan payload) {
+  Reader r(payload, "log");
+  LogMsg m;
+  m.stream = PEPITA_TRY(r.u8());
+  m.data = PEPITA_TRY(r.str());
+  PEPITA_TRY_VOID(r.finish());
+  if (m.stream != 1 && m.stream != 2) {
+    return fail(ErrorCode::Protocol, "log frame names stream " + std::to_string(m.stream) +
+                                         "; only 1 (stdout) and 2 (stderr) exist");
+  }
+  return m;
+}
+
 Bytes encode(const ResultMsg& m) {
   Writer w;
   w.u32(m.attempt);

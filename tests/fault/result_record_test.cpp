@@ -66,14 +66,21 @@ TEST(ResultRecord, MetadataSurvivesTheJournal) {
   EXPECT_EQ(back.metadata, r.metadata);
 }
 
-TEST(ResultRecord, RecordWithoutMetadataIsAFormat2Record) {
-  // No labels: the encoding has no trailer, so older readers (format 2) read it unchanged.
+TEST(ResultRecord, FormatTwoBodiesWithAndWithoutMetadataStillDecode) {
+  // Format 2 bodies end after the byte counts, or after a non-empty metadata trailer; format 3
+  // always appends the metadata count and the provenance (41 bytes when all are empty).
   JournalRecord plain = finished_record(ExecutionResult{}, "d");
-  JournalRecord labelled = plain;
-  labelled.metadata = {{"k", "v"}};
-  const std::string a = encode_record(plain), b = encode_record(labelled);
-  EXPECT_EQ(b.substr(0, a.size()), a);
-  EXPECT_GT(b.size(), a.size());
+  plain.started_unix_ns = plain.finished_unix_ns = 0;
+  std::string v2 = encode_record(plain);
+  v2.resize(v2.size() - 41);
+  auto back = decode_record(v2);
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(*back, plain);
+  std::string labelled = v2;
+  labelled += std::string("\x01\0\0\0\x01\0\0\0k\x01\0\0\0v", 14);
+  auto with_labels = decode_record(labelled);
+  ASSERT_TRUE(with_labels) << with_labels.error().message();
+  EXPECT_EQ(with_labels->metadata, (std::map<std::string, std::string>{{"k", "v"}}));
 }
 
 TEST(ResultRecord, MalformedMetadataTrailerIsCorrupted) {

@@ -69,6 +69,7 @@ struct RunOptions {
   std::vector<std::string> slurm_flags;  // the --slurm sizing flags given (--nodes, ...)
   std::string resources;                 // --resources: overrides of the detected inventory
   std::string sandbox = "none";  // --sandbox: the sandbox of tasks that name none (issue 23)
+  std::string journal_key;       // --journal-key: MAC the journal (issue 24)
 };
 
 /// This machine's inventory for the job's resource requests: detected, then --resources
@@ -555,6 +556,8 @@ int run_job(const RunOptions& o) {
   auto builder = job->pool_builder();
   if (o.jobs) builder.process_slots(o.jobs);
   if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
+  if (!o.journal_key.empty()) builder.journal_key(o.journal_key);
+  builder.log_dir(jo.state_dir + "/logs");  // live logs: `pepita logs STATE_DIR TASK`
   builder.on_event([&progress](const pool::Event& e) { progress->on_event(e); });
   builder.cpu_workers(1);                          // job files hold commands only
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
@@ -721,6 +724,9 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
   sub->add_flag("-q,--quiet", o->quiet, "No progress or per-task lines");
   sub->add_flag("--check", o->check, "Only check the job file (syntax, deps, binaries)");
   sub->add_flag("--no-journal", o->no_journal, "Do not write a journal");
+  sub->add_option("--journal-key", o->journal_key,
+                  "MAC every journal record under this key file (mode 0600, >= 32 bytes); "
+                  "check with `pepita journal verify STATE_DIR --key FILE`");
   sub->add_option("--state-dir", o->state_dir,
                   "Directory for the journal and ${state_dir} (default: per job under $TMPDIR)");
   sub->add_option("-j,--jobs", o->jobs, "Processes at once (overrides [pool] process_slots)")

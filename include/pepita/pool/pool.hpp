@@ -137,6 +137,8 @@ struct PoolConfig {
   std::vector<std::string> remote_workers;   // "host:port" addresses of pepita workers
   std::optional<task::Inventory> resources;  // unset: Inventory::detect() (see Builder::resources)
   std::chrono::nanoseconds reserve_after{std::chrono::seconds(1)};  // see Builder::reserve_after
+  std::string journal_key_path;  // issue 24: MAC the journal under this key file
+  std::string log_dir;           // issue 24: live logs of process tasks (see Builder::log_dir)
 };
 
 /// What the pool tells an observer (the CLI's progress display), after the fact.
@@ -179,6 +181,16 @@ class Pool {
     /// not run again: their recorded result is returned (from_journal = true). Without resume
     /// the file starts empty. Task names must then be unique within the pool.
     Builder& journal(std::string path, bool resume = false);
+    /// Issue 24: MAC every journal record under the key in this file (mode 0600, >= 32 bytes;
+    /// fault::load_journal_key). build() fails when it cannot be read, or when resuming a
+    /// journal written under another key or none.
+    Builder& journal_key(std::string path);
+    /// Issue 24: live logs. Each process/pipeline attempt's stdout and stderr are appended, as
+    /// they arrive, to `dir`/<task>.stdout and .stderr (log_file_path), each attempt opening with
+    /// a line "--- pepita: attempt N ---"; the in-memory output cap does not apply to them.
+    /// Remote attempts are written there too when the remote executor streams logs. `dir` is
+    /// created at build().
+    Builder& log_dir(std::string dir);
     /// Registers (or replaces) the executor for its backend — how Remote, MicroVm and Gpu
     /// backends join. Its slots() bounds the attempts in flight on it.
     Builder& executor(std::shared_ptr<executor::Executor> exec);

@@ -27,6 +27,7 @@
 
 #include "pepita/error.hpp"
 #include "pepita/task/affinity.hpp"
+#include "pepita/task/log_sink.hpp"
 #include "pepita/task/resources.hpp"
 #include "pepita/task/sandbox.hpp"
 
@@ -439,6 +440,12 @@ class Task {
   /// Files the task writes, as declared (Builder::outputs), resolved like inputs(). A missing
   /// output after a successful run fails the task naming the file.
   const std::vector<std::string>& outputs() const noexcept { return spec_->outputs; }
+  /// Where an executor streams this attempt's stdout/stderr as they arrive (nullptr: nowhere);
+  /// not part of the spec digest.
+  const std::shared_ptr<LogSink>& log_sink() const noexcept { return spec_->log_sink; }
+  /// A copy of this task (same id and everything else) streaming its output to `sink` — how the
+  /// pool attaches live logs to an attempt.
+  Task with_log_sink(std::shared_ptr<LogSink> sink) const;
   // ---- end declared files ----
 
  private:
@@ -463,9 +470,10 @@ class Task {
     ResourceRequest resources;                    // issue 22
     std::vector<RetryOn> retry_on;
     std::optional<Allocation> allocation;
-    SandboxPolicy sandbox;  // issue 23
-    std::vector<std::string> inputs;   // issue 24
-    std::vector<std::string> outputs;  // issue 24
+    SandboxPolicy sandbox;              // issue 23
+    std::vector<std::string> inputs;    // issue 24
+    std::vector<std::string> outputs;   // issue 24
+    std::shared_ptr<LogSink> log_sink;  // issue 24: live logs of one attempt
   };
   explicit Task(std::shared_ptr<const Spec> spec) : spec_(std::move(spec)) {}
   std::shared_ptr<const Spec> spec_;

@@ -30,7 +30,8 @@ inline constexpr std::uint32_t kFrameMagic = 0x31545050;  // "PPT1" as little-en
 // 4: Submit carries the task's task::SandboxPolicy (the worker raises it to its floor), Result
 // the status Sandboxed (10).
 // 5: Submit carries declared inputs (path, size, SHA-256) and outputs, Result the outputs sent
-// back; FetchBlob, BlobChunk and OutputChunk stage files in chunks (issue 24).
+// back; FetchBlob, BlobChunk and OutputChunk stage files in chunks (issue 24);
+// Log streams a running task's output to the driver (issue 24's live logs).
 inline constexpr std::uint8_t kProtocolVersion = 5;
 inline constexpr std::size_t kHeaderSize = 32;
 inline constexpr std::size_t kMacSize = 32;
@@ -58,6 +59,7 @@ enum class MessageType : std::uint8_t {
   FetchBlob = 15,    // worker -> client: send bytes [offset, offset+length) of input blob X
   BlobChunk = 16,    // client -> worker: those bytes (or why it cannot)
   OutputChunk = 17,  // worker -> client: bytes of a declared output of task <request id>
+  Log = 18,          // worker -> client: a chunk of a running task's stdout/stderr (protocol 5)
 
   // The reference crate's names for the same frames (issue 21). Its Ack and Status have no
   // frame here: Submit is answered by Started and Result, and status travels in Heartbeat.
@@ -67,7 +69,7 @@ enum class MessageType : std::uint8_t {
   Deregister = Drain,  // a worker leaving
   Shutdown = Drain,    // the crate's shutdown signal: the worker stops taking work
 };
-inline constexpr std::uint8_t kMaxMessageType = 17;
+inline constexpr std::uint8_t kMaxMessageType = 18;
 
 /// "hello", "submit", ...; "unknown" for values outside the enum.
 std::string_view to_string(MessageType type) noexcept;

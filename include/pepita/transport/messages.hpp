@@ -210,9 +210,18 @@ Result<FetchBlobMsg> decode_fetch_blob(ByteSpan payload);
 Result<BlobChunkMsg> decode_blob_chunk(ByteSpan payload);
 Result<OutputChunkMsg> decode_output_chunk(ByteSpan payload);
 
+/// Live logs (protocol 5, issue 24): one chunk of task <request id>'s output, in order per
+/// stream, sent while it runs. stream: 1 stdout, 2 stderr (task::LogStream's values).
+struct LogMsg {
+  std::uint8_t stream = 1;
+  std::string data{};
+  bool operator==(const LogMsg&) const = default;
+};
+
 Bytes encode(const RegisterMsg& m);
 Bytes encode(const SubmitMsg& m);
 Bytes encode(const StartedMsg& m);
+Bytes encode(const LogMsg& m);
 Bytes encode(const ResultMsg& m);
 Bytes encode(const HeartbeatMsg& m);
 Bytes encode(const UploadMsg& m);
@@ -222,6 +231,8 @@ Bytes encode(const ErrorMsg& m);
 Result<RegisterMsg> decode_register(ByteSpan payload);
 Result<SubmitMsg> decode_submit(ByteSpan payload);
 Result<StartedMsg> decode_started(ByteSpan payload);
+/// Protocol when the stream is not 1 or 2.
+Result<LogMsg> decode_log(ByteSpan payload);
 Result<ResultMsg> decode_result(ByteSpan payload);
 Result<HeartbeatMsg> decode_heartbeat(ByteSpan payload);
 Result<UploadMsg> decode_upload(ByteSpan payload);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "pepita/error.hpp"
+#include "pepita/task/log_sink.hpp"
 #include "pepita/task/resources.hpp"
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/crypto.hpp"
@@ -49,6 +50,9 @@ struct RemoteTask {
   /// leaves nothing at the path.
   std::vector<std::string> input_sources{};
   std::string output_dir{};
+  /// Live logs (issue 24): where the chunks the worker streams for this task go (nullptr:
+  /// dropped). Called on the worker's connection thread.
+  std::shared_ptr<task::LogSink> log_sink{};
 };
 
 /// How a task ended. `result.status` is Lost-free: a task that could not be placed after

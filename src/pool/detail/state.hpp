@@ -144,6 +144,7 @@ struct Launch {
   Task task;
   std::stop_token stop;
   std::uint32_t lane = 0;
+  std::uint32_t attempt = 0;  // for the live-log header (issue 24)
 };
 
 struct PendingEvent {

@@ -229,6 +229,20 @@ struct RemoteDispatcher::Impl {
     }
   }
 
+  // A live-log chunk of task `id` (issue 24): to its sink, outside the lock. A chunk for a task
+  // that already completed (or was never ours) is dropped. Returns why the frame is bad, or "".
+  std::string on_log(std::uint64_t id, ByteSpan payload) {
+    auto chunk = decode_log(payload);
+    if (!chunk) return chunk.error().to_string();
+    std::shared_ptr<task::LogSink> sink;
+    {
+      std::lock_guard lock(mu);
+      if (auto it = payloads.find(id); it != payloads.end()) sink = it->second.task.log_sink;
+    }
+    if (sink) sink->write(static_cast<task::LogStream>(chunk->stream), chunk->data);
+    return {};
+  }
+
   void on_result(std::size_t wi, std::uint64_t id, ResultMsg r, std::vector<Completion>& out) {
     std::lock_guard lock(mu);
     W& w = *ws[wi];
@@ -642,6 +656,10 @@ struct RemoteDispatcher::Impl {
           case MessageType::Error: {
             auto e = decode_error(m.payload);
             return "worker sent error: " + (e ? e->reason : std::string("(garbled)"));
+          }
+          case MessageType::Log: {
+            if (auto why = on_log(m.header.request_id, m.payload); !why.empty()) return why;
+            break;
           }
           case MessageType::Started:
           case MessageType::Heartbeat:

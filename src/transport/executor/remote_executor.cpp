@@ -71,6 +71,7 @@ Result<void> RemoteExecutor::start(const task::Task& task, std::stop_token stop,
   m.sandbox = task.sandbox();  // the worker raises it to its floor (protocol 4)
   PEPITA_TRY_VOID(stage_files(task, rt));
   rt.resources = task.resources();
+  rt.log_sink = task.log_sink();  // issue 24: the pool's live-log files
   if (const task::Allocation* a = task.allocation()) rt.resource_attempt = a->attempt;
   const std::uint64_t id = rt.id;
   // The stop callback lives inside the completion's shared state, so it is destroyed (and can

@@ -282,7 +282,8 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
   if (!built) return worker::spawn_error(built.error().to_string());
   // The dispatcher chose what this attempt may use on this worker: the process executor
   // enforces it (cgroup limits, sched_setaffinity, CUDA_VISIBLE_DEVICES and friends).
-  const task::Task t = m.allocation ? built->with_allocation(*m.allocation) : std::move(*built);
+  task::Task t = m.allocation ? built->with_allocation(*m.allocation) : std::move(*built);
+  t = t.with_log_sink(worker::forward_logs(job->client, job->id));  // issue 24: live logs
   auto started =
       processes->start(t, job->stop.get_token(), [this, job](executor::ExecutionResult r) {
         post(Done{job, std::move(r), /*function=*/false});

@@ -100,6 +100,12 @@ void signal_fd(int fd);
 void clear_fd(int fd);
 std::int64_t now_ns();
 
+/// Live logs (issue 24, log_forward.cpp): a sink sending each chunk of task `id`'s output to
+/// its driver as a Log frame. Backpressure, not loss: send blocks while the connection's socket
+/// is full, which holds the process executor's reader, so the child blocks on its full pipe.
+/// After the connection closed, chunks are dropped (the result still carries the capped output).
+std::shared_ptr<task::LogSink> forward_logs(std::shared_ptr<Client> client, std::uint64_t id);
+
 }  // namespace worker
 
 struct Worker::Impl {

@@ -1,0 +1,135 @@
+// Live logs (issue 24): the pool's per-attempt log files, written while the task runs; the
+// journal key setting.
+#include "pepita/pool/log_files.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/temp_dir.hpp"
+#include "pepita/fault/journal.hpp"
+#include "pepita/pool/pool.hpp"
+
+namespace pepita::pool {
+namespace {
+
+using namespace std::chrono_literals;
+using executor::Status;
+using pepita::test::TempDir;
+using task::LogStream;
+using task::Task;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// Polls `path` until it contains `needle`; the generous limit only keeps a broken build from
+// hanging (the machine is loaded: this is not a speed assertion).
+bool wait_for_text(const std::string& path, std::string_view needle) {
+  const auto give_up = std::chrono::steady_clock::now() + 120s;
+  while (std::chrono::steady_clock::now() < give_up) {
+    if (slurp(path).find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+TEST(LogFiles, PathsAreFileSafeAndStayInTheDirectory) {
+  EXPECT_EQ(log_file_path("/s/logs", "count-3", LogStream::Stdout), "/s/logs/count-3.stdout");
+  EXPECT_EQ(log_file_path("/s/logs", "a/../b", LogStream::Stderr), "/s/logs/a_.._b.stderr");
+  EXPECT_EQ(log_file_path("/s/logs", "..", LogStream::Stdout), "/s/logs/_...stdout");
+  EXPECT_EQ(log_file_path("/s/logs", "", LogStream::Stdout), "/s/logs/_.stdout");
+  EXPECT_EQ(log_file_path("/s/logs", "x y\n", LogStream::Stdout), "/s/logs/x_y_.stdout");
+}
+
+TEST(LogFiles, LogHoldsTheFirstLinesWhileTheTaskStillRuns) {
+  TempDir dir{"live-logs"};
+  const std::string logs = dir.file("logs");
+  const std::string go = dir.file("go");
+  auto pool = Pool::builder().cpu_workers(2).log_dir(logs).build();
+  ASSERT_TRUE(pool) << pool.error().message();
+  // Prints, then waits for the test to say go (bounded: exits 3 after ~2 minutes), then prints
+  // again: the first lines can only be in the file while it is still running.
+  const std::string script = "echo line-one; echo err-one >&2; i=0; while [ ! -e " + go +
+                             " ]; do sleep 0.05; i=$((i+1)); [ $i -gt 2400 ] && exit 3; done; "
+                             "echo line-two";
+  auto task = Task::binary("/bin/sh").args({"-c", script}).name("talker").build();
+  ASSERT_TRUE(task) << task.error().message();
+  auto handle = pool->submit(*task);
+  ASSERT_TRUE(handle) << handle.error().message();
+  const std::string out = log_file_path(logs, "talker", LogStream::Stdout);
+  const std::string err = log_file_path(logs, "talker", LogStream::Stderr);
+  ASSERT_TRUE(wait_for_text(out, "line-one\n")) << slurp(out);
+  ASSERT_TRUE(wait_for_text(err, "err-one\n")) << slurp(err);
+  EXPECT_FALSE(handle->try_get().has_value()) << "the task must still be running";
+  EXPECT_EQ(slurp(out).find("line-two"), std::string::npos);
+  std::ofstream(go).put('\n');
+  const auto result = handle->wait();
+  EXPECT_EQ(result.status, Status::Succeeded) << result.error;
+  EXPECT_EQ(slurp(out), log_attempt_header(1) + "line-one\nline-two\n");
+  EXPECT_EQ(slurp(err), log_attempt_header(1) + "err-one\n");
+}
+
+TEST(LogFiles, EachAttemptOpensWithItsHeaderAndTheCapDoesNotApply) {
+  TempDir dir{"live-logs"};
+  const std::string logs = dir.file("logs");
+  fault::RetryPolicy policy;
+  policy.base_delay(1ms).max_delay(1ms);
+  auto pool = Pool::builder().cpu_workers(2).log_dir(logs).retry_policy(policy).build();
+  ASSERT_TRUE(pool) << pool.error().message();
+  // 10 000 bytes of output under an output cap of 100: the log keeps all of it.
+  auto task = Task::binary("/bin/sh")
+                  .args({"-c", "head -c 10000 /dev/zero | tr '\\0' x; exit 1"})
+                  .name("flaky")
+                  .max_retries(1)
+                  .output_cap(100)
+                  .build();
+  ASSERT_TRUE(task) << task.error().message();
+  const auto result = pool->submit(*task).value().wait();
+  EXPECT_EQ(result.status, Status::Failed);
+  EXPECT_EQ(result.attempts, 2u);
+  EXPECT_EQ(result.stdout_data.size(), 100u);
+  const std::string x(10000, 'x');
+  EXPECT_EQ(slurp(log_file_path(logs, "flaky", LogStream::Stdout)),
+            log_attempt_header(1) + x + log_attempt_header(2) + x);
+}
+
+TEST(LogFiles, LogDirThatIsAFileIsRefusedAtBuild) {
+  TempDir dir{"live-logs"};
+  std::ofstream(dir.file("file")).put('x');
+  auto pool = Pool::builder().log_dir(dir.file("file")).build();
+  ASSERT_FALSE(pool);
+  EXPECT_NE(pool.error().message().find("not a directory"), std::string::npos);
+}
+
+TEST(JournalKey, PoolMacsItsJournalUnderTheKeyFile) {
+  TempDir dir{"journal-key"};
+  const std::string key_path = dir.file("key");
+  const std::string key = "0123456789abcdef0123456789abcdef";
+  std::ofstream(key_path) << key << "\n";
+  ASSERT_EQ(::chmod(key_path.c_str(), 0600), 0);
+  const std::string journal = dir.file("journal");
+  {
+    auto pool = Pool::builder().cpu_workers(2).journal(journal).journal_key(key_path).build();
+    ASSERT_TRUE(pool) << pool.error().message();
+    auto h = pool->submit(Task::binary("/bin/true").name("t").build().value());
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->wait().status, Status::Succeeded);
+  }
+  auto v = fault::verify_journal(journal, key);
+  ASSERT_TRUE(v) << v.error().message();
+  EXPECT_TRUE(v->valid) << v->reason;
+  EXPECT_TRUE(v->macs_checked);
+  ASSERT_EQ(::chmod(key_path.c_str(), 0644), 0);
+  auto loose = Pool::builder().journal(journal, true).journal_key(key_path).build();
+  ASSERT_FALSE(loose);
+  EXPECT_EQ(loose.error().code(), ErrorCode::PermissionDenied);
+}
+
+}  // namespace
+}  // namespace pepita::pool
