@@ -52,6 +52,9 @@ __version__ = "0.1.0"
 
 # Where this package lives: function tasks put it on the runner's PYTHONPATH.
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The function runner, run as a script: `python3 -m pepita._runner` would import this package
+# and load the extension first (hundreds of ms per task); the script needs only the stdlib.
+_RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
 # A function's pickled result may be large; the process task's stdout cap must hold it.
 _FUNCTION_OUTPUT_CAP = 1 << 30
 
@@ -188,7 +191,7 @@ class Task:
                  cpus: Optional[float] = None, memory: Any = None,
                  gpus: Optional[float] = None, backend: Optional[str] = None) -> "Task":
         """fn(*args, **kwargs) as a task: pickled with cloudpickle and run by a worker process
-        of the same Python (`python3 -m pepita._runner`), here or on a remote worker. The
+        of the same Python (`python3 <package>/_runner.py`), here or on a remote worker. The
         future's result is its return value; its exception is raised from result(). TypeError
         when fn or its arguments cannot be pickled."""
         where = "Task.function"
@@ -201,7 +204,7 @@ class Task:
         payload = _pickle_call(where, fn, tuple(args), dict(kwargs))
         spec = _pepita._TaskSpec()
         spec.path = sys.executable or "/usr/bin/python3"
-        spec.args = ["-m", "pepita._runner"]
+        spec.args = [_RUNNER]
         spec.stdin = payload
         spec.output_cap = _FUNCTION_OUTPUT_CAP
         if name is None:

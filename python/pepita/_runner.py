@@ -1,6 +1,6 @@
 """Runs one pickled Python function as a pepita process task.
 
-`python3 -m pepita._runner` reads a cloudpickle of (fn, args, kwargs) on stdin, calls it and
+`python3 .../pepita/_runner.py` (or `python3 -m pepita._runner`) reads a cloudpickle of (fn, args, kwargs) on stdin, calls it and
 writes pickle(("ok", value)) or pickle(("err", exception, traceback_text)) to stdout; its exit
 status is 0 either way (the driver tells a function's exception from a crash by the payload). A
 payload that cannot be loaded here (a module the function needs is missing on this host) comes
@@ -8,9 +8,16 @@ back as the ImportError naming the module. The driver's pepita.Pool starts it, l
 remote worker, with the same interpreter.
 """
 
+import os
 import pickle
 import sys
 import traceback
+
+
+# Run as a script, Python puts this package's directory first on sys.path, where its modules
+# (errors.py) could shadow the function's imports; the package's parent is on PYTHONPATH.
+if __name__ == "__main__" and sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
 
 
 def _dump(payload, out):
