@@ -430,6 +430,8 @@ class Pool:
     tasks without their own. queue_capacity: submit() blocks while that many are unfinished.
     workers=["host:7070", ...] with key=<pre-shared key file> sends tasks to `pepita worker`s
     (tls=True to encrypt); each needs the same Python and pepita package for function tasks.
+    slurm=dict(nodes=4, partition="gpu", ...) runs tasks on `pepita worker`s submitted as Slurm
+    jobs (the settings of `pepita run --slurm`; worker_binary defaults to the pepita CLI).
     on_event: called with an Event on a pool thread for every start, retry and finish.
     """
 
@@ -456,12 +458,13 @@ class Pool:
                              "file> (pepita worker --gen-key FILE makes one)")
         if key_path and not worker_list:
             raise ValueError("Pool: key= is only used with workers=[\"host:port\", ...]")
-        if slurm is not None:
-            raise UnsupportedError("Pool: slurm= is not available from Python yet; run the "
-                                   "pool's tasks with `pepita run --slurm` instead")
+        slurm_settings = {} if slurm is None else _slurm_settings(slurm)
+        if slurm_settings and worker_list:
+            raise ValueError("Pool: workers= and slurm= exclude each other (one remote backend "
+                             "per pool)")
         if on_event is not None and not callable(on_event):
             raise TypeError(f"Pool: on_event must be callable, got {type(on_event).__name__}")
-        self._default_backend = "remote" if worker_list else ""
+        self._default_backend = "remote" if worker_list else "slurm" if slurm_settings else ""
         callback = None
         if on_event is not None:
             def callback(kind: str, task_id: int, name: str, attempt: int, fields: Any) -> None:
@@ -469,7 +472,7 @@ class Pool:
                 on_event(Event(kind, task_id, name, attempt, result))
         self._pool = _pepita._Pool(cpu_workers, process_slots, journal_path, bool(resume),
                                    retries + 1, worker_list, key_path, bool(tls), timeout,
-                                   queue_capacity, callback)
+                                   queue_capacity, slurm_settings, callback)
         self._futures: "weakref.WeakSet[Future]" = weakref.WeakSet()
         _live_pools.add(self)
 
@@ -554,6 +557,34 @@ class Pool:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+
+
+def _slurm_settings(slurm: Any) -> Dict[str, str]:
+    """Pool(slurm=dict(nodes=4, partition="gpu", ...)) as the slurm backend's settings (those
+    of `pepita run --slurm`; see pepita/slurm/slurm_executor.hpp). worker_binary defaults to the
+    pepita CLI ($PEPITA_CLI, else `pepita` on PATH): the worker jobs run `pepita worker`."""
+    if not isinstance(slurm, Mapping):
+        raise TypeError(f"Pool: slurm must be a dict of settings, got {type(slurm).__name__}")
+    out: Dict[str, str] = {}
+    for key, value in slurm.items():
+        if not isinstance(key, str):
+            raise TypeError(f"Pool: slurm keys must be str, got {key!r}")
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, (int, float, str)):
+            out[key] = str(value)
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            out[key] = ",".join(value)
+        else:
+            raise TypeError(f"Pool: slurm[{key!r}] must be a str, number, bool or list of str, "
+                            f"got {type(value).__name__}")
+    if "worker_binary" not in out:
+        cli = os.environ.get("PEPITA_CLI") or shutil.which("pepita")
+        if not cli:
+            raise ValueError("Pool: slurm= needs the pepita CLI for its worker jobs: put it on "
+                             "PATH, set PEPITA_CLI, or pass slurm=dict(worker_binary=...)")
+        out["worker_binary"] = cli
+    return out
 
 
 def _copy_spec(spec: Any) -> Any:

@@ -23,6 +23,7 @@
 
 #include "errors.hpp"
 #include "pepita/pool/job.hpp"
+#include "pepita/slurm/slurm_executor.hpp"
 #include "pepita/task/resources.hpp"
 #include "pepita/transport/remote_executor.hpp"
 
@@ -151,7 +152,7 @@ class PyPool {
   PyPool(unsigned cpu_workers, std::optional<std::size_t> process_slots, std::string journal,
          bool resume, std::uint32_t max_attempts, std::vector<std::string> workers, std::string key,
          bool tls, std::optional<double> default_timeout, std::optional<std::size_t> queue_capacity,
-         py::object on_event)
+         const std::map<std::string, std::string>& slurm, py::object on_event)
       : shared_(std::make_shared<Shared>()) {
     shared_->wants_all = !on_event.is_none();
     shared_->on_event = std::move(on_event);
@@ -169,6 +170,15 @@ class PyPool {
       options.set("key", key);
       options.set("tls", tls ? "on" : "off");
       b.registry(std::move(registry)).remote_workers(std::move(workers)).remote_options(options);
+    }
+    if (!slurm.empty()) {
+      // Worker jobs submitted with sbatch, through the slurm module's registration: the
+      // settings are register_slurm's (an unknown one is InvalidArgument naming it).
+      executor::Registry registry;
+      unwrap(slurm::register_slurm(registry));
+      executor::BackendOptions options;
+      for (const auto& [k, v] : slurm) options.set(k, v);
+      b.executor(registry.factory(slurm::slurm_backend(), std::move(options)));
     }
     b.on_event(observer(shared_));
     Result<pool::Pool> built = [&] {
@@ -358,10 +368,12 @@ void bind_pool(py::module_& m) {
   py::class_<PyPool>(m, "_Pool")
       .def(py::init<unsigned, std::optional<std::size_t>, std::string, bool, std::uint32_t,
                     std::vector<std::string>, std::string, bool, std::optional<double>,
-                    std::optional<std::size_t>, py::object>(),
+                    std::optional<std::size_t>, const std::map<std::string, std::string>&,
+                    py::object>(),
            py::arg("cpu_workers"), py::arg("process_slots"), py::arg("journal"), py::arg("resume"),
            py::arg("max_attempts"), py::arg("workers"), py::arg("key"), py::arg("tls"),
-           py::arg("default_timeout"), py::arg("queue_capacity"), py::arg("on_event"))
+           py::arg("default_timeout"), py::arg("queue_capacity"), py::arg("slurm"),
+           py::arg("on_event"))
       .def("submit", &PyPool::submit, py::arg("future"), py::arg("spec"),
            "Submits the task of `spec`; `future._pepita_finish(result)` is called on a pool "
            "thread when it has a final result. Returns the task id.")

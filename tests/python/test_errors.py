@@ -92,8 +92,3 @@ def test_submit_rejects_what_is_neither_task_nor_callable():
 def test_task_cannot_be_constructed_directly():
     with pytest.raises(TypeError, match="Task.binary"):
         pepita.Task()
-
-
-def test_slurm_is_reported_unsupported():
-    with pytest.raises(pepita.UnsupportedError, match="slurm"):
-        pepita.Pool(slurm=dict(nodes=4))
