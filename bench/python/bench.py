@@ -6,7 +6,8 @@
         and to concurrent.futures.ProcessPoolExecutor; simd dot and sgemm against numpy
         (OpenBLAS). Tasks/s and GFLOP/s: higher is better; ours/anchor > 1 means pepita wins.
 
-  PYTHONPATH=build/python bench/python/bench.py [--tasks 10000] [--workers N]
+  PYTHONPATH=build-bench/python bench/python/bench.py [--tasks 10000] [--function-tasks 500]
+  (a RelWithDebInfo/Release build: a Debug build's kernels run at -O0)
 """
 
 from __future__ import annotations
@@ -61,19 +62,17 @@ def ppe(fn, workers: int, n: int) -> None:
             f.result()
 
 
-def dask_rows(workers: int, n: int):
+def dask_rows(workers: int, n: int, nf: int):
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         return None
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        def go(fn):
-            def run(count):
-                fs = [client.submit(fn, pure=False) for _ in range(count)]
-                client.gather(fs)
-            return rate(n, run)
-        return go(run_true), go(noop)
+        def go(fn, count):
+            fs = [client.submit(fn, pure=False) for _ in range(count)]
+            client.gather(fs)
+        return rate(n, lambda k: go(run_true, k)), rate(nf, lambda k: go(noop, k))
 
 
 def best_gflops(flops: float, fn, repeat: int = 7) -> float:
@@ -91,11 +90,11 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=10000)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--function-tasks", type=int, default=None,
-                    help="function tasks (default: --tasks)")
+    ap.add_argument("--function-tasks", type=int, default=500,
+                    help="function tasks (each is a Python process: ~5/s per core)")
     args = ap.parse_args()
     n, w = args.tasks, args.workers
-    nf = args.function_tasks or n
+    nf = args.function_tasks
     rows = []  # (workload, ours, anchor name, anchor)
 
     ours_true = rate(n, lambda k: pepita_true(w, k))
@@ -104,13 +103,13 @@ def main() -> int:
                  rate(n, lambda k: ppe(run_true, w, k))))
     rows.append((f"{nf} no-op functions (tasks/s)", ours_fn, "ProcessPoolExecutor",
                  rate(nf, lambda k: ppe(noop, w, k))))
-    d = dask_rows(w, n)
+    d = dask_rows(w, n, nf)
     if d is None:
         print("dask.distributed is not installed (apt install python3-distributed): no Dask rows",
               file=sys.stderr)
     else:
         rows.append((f"{n} /bin/true (tasks/s)", ours_true, "dask LocalCluster", d[0]))
-        rows.append((f"{n} no-op functions (tasks/s)", ours_fn, "dask LocalCluster", d[1]))
+        rows.append((f"{nf} no-op functions (tasks/s)", ours_fn, "dask LocalCluster", d[1]))
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(1 << 20).astype(np.float32)
