@@ -83,21 +83,30 @@ std::function<void(const pool::Event&)> observer(std::shared_ptr<Shared> shared)
     if (e.kind != pool::Event::Kind::Finished && !shared->wants_all) return;
     if (_Py_IsFinalizing()) return;  // the interpreter is going away: nobody is waiting
     py::gil_scoped_acquire gil;
+    py::object result;
     try {
-      py::object result = e.result ? py::object(result_dict(*e.result)) : py::object(py::none());
-      if (shared->wants_all) {
-        shared->on_event(kind_name(e.kind), e.id, e.name, e.attempt, result);
-      }
-      if (e.kind == pool::Event::Kind::Finished) {
-        auto it = shared->futures.find(e.id);
-        if (it != shared->futures.end()) {
-          py::object future = std::move(it->second);
-          shared->futures.erase(it);
-          future.attr("_pepita_finish")(result);
-        }
-      }
+      result = e.result ? py::object(result_dict(*e.result)) : py::object(py::none());
     } catch (py::error_already_set& err) {
-      err.discard_as_unraisable("pepita: task completion callback");
+      err.discard_as_unraisable("pepita: converting a task result");
+      result = py::none();
+    }
+    // The user's callback first; its exception must not keep the future from finishing.
+    if (shared->wants_all) {
+      try {
+        shared->on_event(kind_name(e.kind), e.id, e.name, e.attempt, result);
+      } catch (py::error_already_set& err) {
+        err.discard_as_unraisable("pepita: the pool's on_event callback");
+      }
+    }
+    if (e.kind != pool::Event::Kind::Finished) return;
+    auto it = shared->futures.find(e.id);
+    if (it == shared->futures.end()) return;
+    py::object future = std::move(it->second);
+    shared->futures.erase(it);
+    try {
+      future.attr("_pepita_finish")(result);
+    } catch (py::error_already_set& err) {
+      err.discard_as_unraisable("pepita: finishing a task's future");
     }
   };
 }

@@ -194,3 +194,12 @@ def test_leaving_the_block_with_an_exception_cancels_running_tasks():
             raise RuntimeError("boom")
     assert f.cancelled()
     assert time.monotonic() - start < 25  # not the sleep's 30 s
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_raising_event_callback_does_not_keep_futures_from_finishing():
+    def on_event(e):
+        raise RuntimeError("callback bug")
+
+    with pepita.Pool(on_event=on_event) as pool:
+        assert pool.run(pepita.Task.binary("/bin/echo", args=["still"])).stdout == b"still\n"
