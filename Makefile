@@ -52,6 +52,8 @@ bench: deps
 	cmake -S . -B build-bench $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DPEPITA_BUILD_TESTS=OFF
 	cmake --build build-bench -j $(JOBS)
 	@for b in build-bench/bench/*; do echo "== $$b"; "$$b" || exit 1; done
+	@if [ -d build-bench/python/pepita ]; then echo "== bench/python/bench.py"; \
+	  PYTHONPATH=build-bench/python /usr/bin/python3 bench/python/bench.py || exit 1; fi
 
 coverage: deps
 	cmake -S . -B build-coverage $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DPEPITA_COVERAGE=ON -DPEPITA_BUILD_BENCH=OFF
