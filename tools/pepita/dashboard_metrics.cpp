@@ -26,7 +26,7 @@ std::string label(std::string_view value) {
 
 std::string number(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
+  std::snprintf(buf, sizeof buf, "%.6g", v);
   return buf;
 }
 
@@ -61,10 +61,12 @@ std::string RunModel::metrics() const {
   out.append("pepita_queue_depth ").append(std::to_string(queued_)).append("\n");
   family(out, "pepita_slots_used", "gauge", "Attempts in flight per backend.");
   for (const auto& w : workers_)
-    out.append(pepita::fmt("pepita_slots_used{{backend=\"{}\"}} {}\n", label(w.backend), w.running));
+    out.append("pepita_slots_used{backend=\"").append(label(w.backend)).append("\"} ")
+        .append(std::to_string(w.running)).append("\n");
   family(out, "pepita_slots", "gauge", "Slots (attempts at once) per backend.");
   for (const auto& w : workers_)
-    out.append(pepita::fmt("pepita_slots{{backend=\"{}\"}} {}\n", label(w.backend), w.slots));
+    out.append("pepita_slots{backend=\"").append(label(w.backend)).append("\"} ")
+        .append(std::to_string(w.slots)).append("\n");
   family(out, "pepita_bytes_staged_total", "counter",
          "Bytes of task inputs and outputs staged to and from workers.");
   out.append("pepita_bytes_staged_total 0\n");
@@ -75,13 +77,15 @@ std::string RunModel::metrics() const {
   std::uint64_t cumulative = 0;
   for (std::size_t b = 0; b < std::size(kLatencyBuckets); ++b) {
     cumulative += latency_counts_[b];
-    out.append(pepita::fmt("pepita_attempt_duration_seconds_bucket{{le=\"{}\"}} {}\n",
-                           number(kLatencyBuckets[b]), cumulative));
+    out.append("pepita_attempt_duration_seconds_bucket{le=\"").append(number(kLatencyBuckets[b]))
+        .append("\"} ").append(std::to_string(cumulative)).append("\n");
   }
   cumulative += latency_counts_[std::size(kLatencyBuckets)];
-  out.append(pepita::fmt("pepita_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative));
-  out.append(pepita::fmt("pepita_attempt_duration_seconds_sum {}\n", number(latency_sum_)));
-  out.append(pepita::fmt("pepita_attempt_duration_seconds_count {}\n", latency_count_));
+  out.append("pepita_attempt_duration_seconds_bucket{le=\"+Inf\"} ")
+      .append(std::to_string(cumulative)).append("\n");
+  out.append("pepita_attempt_duration_seconds_sum ").append(number(latency_sum_)).append("\n");
+  out.append("pepita_attempt_duration_seconds_count ").append(std::to_string(latency_count_))
+      .append("\n");
   return out;
 }
 

@@ -2,6 +2,7 @@
 #include "dashboard_server.hpp"
 
 #include <sys/random.h>
+#include <sys/socket.h>
 
 #include <arpa/inet.h>
 #include <httplib.h>
@@ -61,8 +62,12 @@ Result<std::string> random_token() {
   unsigned char bytes[16];
   if (::getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes))
     return fail(ErrorCode::Io, "cannot read random bytes for the dashboard token (getrandom)");
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string hex;
-  for (unsigned char b : bytes) hex += pepita::fmt("{:02x}", b);
+  for (unsigned char b : bytes) {
+    hex += kHex[b >> 4];
+    hex += kHex[b & 15];
+  }
   return hex;
 }
 
@@ -126,6 +131,12 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options, ServerSourc
   const bool control = options.control;
   const auto batch = options.batch;
 
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which would let a second server
+  // (another user's process, too) bind the same port and take half the connections.
+  impl.http.set_socket_options([](int sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   impl.http.set_pre_routing_handler([token](const httplib::Request& req, httplib::Response& res) {
     const RequestToken given = tokens_of(req);
     if (!authorized(token, given, false)) {

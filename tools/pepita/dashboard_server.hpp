@@ -25,7 +25,7 @@ namespace pepita::cli::dashboard {
 
 struct ServerOptions {
   std::string address = "127.0.0.1:8265";  // host:port; port 0 picks a free one
-  std::string token;                       // empty: none on loopback, else generated
+  std::string token{};                     // empty: none on loopback, else generated
   bool control = false;                    // allow cancelling tasks (needs a token)
   std::chrono::milliseconds batch{250};    // the SSE stream's batching interval
 };
@@ -34,9 +34,9 @@ struct ServerOptions {
 /// --metrics) must be set.
 struct ServerSources {
   RunModel* model = nullptr;  // first, so {.metrics = f, ...} names the rest
-  std::function<std::string()> metrics;         // default: model->metrics()
-  std::function<bool(std::uint64_t id)> cancel;  // with control: cancels through the pool
-  std::function<void()> refresh;                 // before each batch: poll worker loads
+  std::function<std::string()> metrics{};       // default: model->metrics()
+  std::function<bool(std::uint64_t id)> cancel{};  // with control: cancels through the pool
+  std::function<void()> refresh{};  // before each batch: poll worker loads
 };
 
 struct Address {
@@ -49,9 +49,9 @@ Result<Address> parse_address(std::string_view text);
 bool is_loopback(std::string_view host);
 /// The token a request carries (header, bearer, query or cookie), or "".
 struct RequestToken {
-  std::string header;  // X-Pepita-Token or Authorization: Bearer
-  std::string query;   // ?token=
-  std::string cookie;  // pepita_token=
+  std::string header{};  // X-Pepita-Token or Authorization: Bearer
+  std::string query{};   // ?token=
+  std::string cookie{};  // pepita_token=
 };
 /// Whether a request with these tokens may proceed when the server's token is `token` (""
 /// allows all); `needs_header` for state-changing requests. Constant-time comparison.

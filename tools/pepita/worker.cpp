@@ -170,9 +170,7 @@ int run_worker(const WorkerCliOptions& o) {
           const auto s = (*worker)->stats();
           return dashboard::worker_metrics({s.clients_accepted, s.clients_rejected, s.tasks_run,
                                             s.tasks_returned, s.blobs_stored, slots});
-        },
-         .cancel = {},
-         .refresh = {}});
+        }});
     if (!served) {
       std::fprintf(stderr, "pepita worker: --metrics: %s\n", served.error().message().c_str());
       return kExitFailure;
