@@ -18,7 +18,8 @@ namespace {
 
 // No network at all: unresolvable names and a proxy that refuses, so any fetch would fail.
 constexpr const char* kOffline =
-    "--host-resolver-rules='MAP * ~NOTFOUND' --proxy-server=127.0.0.1:9 --proxy-bypass-list='<-loopback>'";
+    "--host-resolver-rules='MAP * ~NOTFOUND' --proxy-server=127.0.0.1:9 "
+    "--proxy-bypass-list='<-loopback>'";
 
 void expect_job_dom(const std::string& dom, const std::string& slow_state) {
   EXPECT_EQ(row_state(dom, "quick-0"), "succeeded");
@@ -37,7 +38,8 @@ void expect_job_dom(const std::string& dom, const std::string& slow_state) {
   ASSERT_NE(failure, std::string::npos);
   const auto stderr_tail = dom.find("<pre class=\"stderr\">", failure);
   ASSERT_NE(stderr_tail, std::string::npos);
-  EXPECT_NE(dom.find("disk on fire: &lt;b&gt;not markup&lt;/b&gt;", stderr_tail), std::string::npos);
+  EXPECT_NE(dom.find("disk on fire: &lt;b&gt;not markup&lt;/b&gt;", stderr_tail),
+            std::string::npos);
   EXPECT_EQ(dom.find("<b>not markup</b>"), std::string::npos);
 }
 
@@ -45,9 +47,9 @@ TEST(Browser, TheLiveDashboardOfARunningJobShowsRowsBarsAndTheFailure) {
   PEPITA_REQUIRE_CAPABILITY(chromium);
   TempDir dir;
   write_file(dir / "job.toml", job_toml(120));
-  BackgroundPepita run({"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard",
-                        "127.0.0.1:0"},
-                       dir / "out", dir / "err");
+  BackgroundPepita run(
+      {"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard", "127.0.0.1:0"},
+      dir / "out", dir / "err");
   const std::string url = dashboard_url(run);
   ASSERT_FALSE(url.empty()) << run.err();
   const Url u = split(url);
@@ -91,9 +93,9 @@ TEST(Browser, AReportOfACrashedRunShowsItsUnfinishedTasksAsInterrupted) {
   PEPITA_REQUIRE_CAPABILITY(chromium);
   TempDir dir;
   write_file(dir / "job.toml", job_toml(120));
-  BackgroundPepita run({"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard",
-                        "127.0.0.1:0"},
-                       dir / "out", dir / "err");
+  BackgroundPepita run(
+      {"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard", "127.0.0.1:0"},
+      dir / "out", dir / "err");
   const std::string url = dashboard_url(run);
   ASSERT_FALSE(url.empty()) << run.err();
   const auto snap = wait_until(split(url), [](const nlohmann::json& s) {
@@ -124,13 +126,12 @@ TEST(Browser, AHundredThousandTaskReportRendersAndStaysResponsive) {
                         failed ? "failed" : "succeeded", failed ? "stderr of a failure" : "");
   }
   ASSERT_TRUE(cli::dashboard::write_report(model, dir / "big.html").has_value());
-  const std::string dom =
-      chromium_dom("file://" + (dir / "big.html") + "#measure", 60000,
-                   artifact_dir() + "/report-100k.png", kOffline);
+  const std::string dom = chromium_dom("file://" + (dir / "big.html") + "#measure", 60000,
+                                       artifact_dir() + "/report-100k.png", kOffline);
   ASSERT_NE(dom.find("data-ready=\"1\""), std::string::npos) << dom.substr(0, 1000);
   EXPECT_NE(dom.find("data-tasks=\"100000\""), std::string::npos);
   EXPECT_NE(dom.find("data-aggregated=\"1\""), std::string::npos);  // not 100k bars
-  EXPECT_EQ(all(dom, "<tr (data-task)=").size(), 100u);            // one page of the table
+  EXPECT_EQ(all(dom, "<tr (data-task)=").size(), 100u);             // one page of the table
   EXPECT_EQ(all(dom, "<div class=\"(failure)\"").size(), 50u);      // 100 failures, 50 shown
   const auto render_ms = all(dom, "data-render-ms=\"([0-9.]+)\"");
   const auto interaction_ms = all(dom, "data-interaction-ms=\"([0-9.]+)\"");

@@ -15,9 +15,9 @@ namespace {
 TEST(DashboardCli, ANonLoopbackDashboardRefusesRequestsWithoutTheGeneratedToken) {
   TempDir dir;
   write_file(dir / "job.toml", job_toml(120));
-  BackgroundPepita run({"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard",
-                        "0.0.0.0:0"},
-                       dir / "out", dir / "err");
+  BackgroundPepita run(
+      {"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard", "0.0.0.0:0"},
+      dir / "out", dir / "err");
   const std::string url = dashboard_url(run);
   ASSERT_FALSE(url.empty()) << run.err();
   const Url u = split(url);
@@ -43,9 +43,9 @@ TEST(DashboardCli, ANonLoopbackDashboardRefusesRequestsWithoutTheGeneratedToken)
 TEST(DashboardCli, MetricsOfARunningJobAreScrapedWithCountsByState) {
   TempDir dir;
   write_file(dir / "job.toml", job_toml(120));
-  BackgroundPepita run({"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard",
-                        "127.0.0.1:0"},
-                       dir / "out", dir / "err");
+  BackgroundPepita run(
+      {"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard", "127.0.0.1:0"},
+      dir / "out", dir / "err");
   const std::string url = dashboard_url(run);
   ASSERT_FALSE(url.empty()) << run.err();
   const Url u = split(url);
@@ -69,8 +69,8 @@ TEST(DashboardCli, MetricsOfARunningJobAreScrapedWithCountsByState) {
 TEST(DashboardCli, AWorkersMetricsAreScraped) {
   TempDir dir;
   ASSERT_EQ(run_pepita("worker --gen-key " + (dir / "key")).exit_code, 0);
-  BackgroundPepita worker({"worker", "--key", dir / "key", "--listen", "127.0.0.1:0",
-                           "--cache", dir / "cache", "--slots", "3", "--metrics", "127.0.0.1:0"},
+  BackgroundPepita worker({"worker", "--key", dir / "key", "--listen", "127.0.0.1:0", "--cache",
+                           dir / "cache", "--slots", "3", "--metrics", "127.0.0.1:0"},
                           dir / "out", dir / "err");
   static const std::regex at(R"(metrics at http://127\.0\.0\.1:(\d+)/metrics)");
   std::smatch m;

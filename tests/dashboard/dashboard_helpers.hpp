@@ -131,11 +131,11 @@ inline std::string artifact_dir() {
 inline std::string chromium_dom(const std::string& url, int wait_ms, const std::string& png = "",
                                 const std::string& extra = "") {
   TempDir profile;
-  const std::string base = "timeout 180 chromium --headless --no-sandbox --disable-gpu "
-                           "--hide-scrollbars --window-size=1300,1000 --user-data-dir=" +
-                           profile.path.string() + "/p " + extra +
-                           " --timeout=150000 --virtual-time-budget=" + std::to_string(wait_ms) +
-                           " ";
+  const std::string base =
+      "timeout 180 chromium --headless --no-sandbox --disable-gpu "
+      "--hide-scrollbars --window-size=1300,1000 --user-data-dir=" +
+      profile.path.string() + "/p " + extra +
+      " --timeout=150000 --virtual-time-budget=" + std::to_string(wait_ms) + " ";
   if (!png.empty()) {
     const std::string shot = base + "--screenshot=" + png + " '" + url + "' >/dev/null 2>&1";
     (void)std::system(shot.c_str());

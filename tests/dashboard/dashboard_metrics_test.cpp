@@ -135,13 +135,16 @@ TEST(Metrics, ARunsExpositionParsesBackWithEveryFamily) {
 TEST(Metrics, LatencyHistogramCountsEveryFinishedAttempt) {
   RunModel m("job");
   for (std::uint64_t i = 1; i <= 3; ++i) {
-    m.on_event({.kind = pool::Event::Kind::Started, .id = i, .name = "t" + std::to_string(i),
+    m.on_event({.kind = pool::Event::Kind::Started,
+                .id = i,
+                .name = "t" + std::to_string(i),
                 .attempt = 1});
-    executor::ExecutionResult r = executor::ExecutionResult::success(i, std::chrono::milliseconds(1));
+    executor::ExecutionResult r =
+        executor::ExecutionResult::success(i, std::chrono::milliseconds(1));
     r.name = "t" + std::to_string(i);
     r.attempts = 1;
-    m.on_event({.kind = pool::Event::Kind::Finished, .id = i, .name = r.name, .attempt = 1,
-                .result = &r});
+    m.on_event(
+        {.kind = pool::Event::Kind::Finished, .id = i, .name = r.name, .attempt = 1, .result = &r});
   }
   const auto e = parse(m.metrics());
   EXPECT_TRUE(e.errors.empty()) << ::testing::PrintToString(e.errors);
@@ -158,8 +161,11 @@ TEST(Metrics, LabelValuesAreEscaped) {
 }
 
 TEST(Metrics, AWorkersExpositionParsesBack) {
-  const auto e = parse(worker_metrics({.clients_accepted = 2, .clients_rejected = 1,
-                                       .tasks_run = 7, .tasks_returned = 0, .blobs_stored = 3,
+  const auto e = parse(worker_metrics({.clients_accepted = 2,
+                                       .clients_rejected = 1,
+                                       .tasks_run = 7,
+                                       .tasks_returned = 0,
+                                       .blobs_stored = 3,
                                        .slots = 4}));
   EXPECT_TRUE(e.errors.empty()) << ::testing::PrintToString(e.errors);
   EXPECT_EQ(value(e, "pepita_worker_tasks_run_total"), 7);
@@ -167,7 +173,7 @@ TEST(Metrics, AWorkersExpositionParsesBack) {
   EXPECT_EQ(value(e, "pepita_bytes_staged_total"), 0);
 }
 
-TEST(Metrics, TheParserRejectsMalformedLines) {  // the checker itself can fail
+TEST(Metrics, TheParserRejectsMalformedLines) {        // the checker itself can fail
   EXPECT_FALSE(parse("pepita_x 1\n").errors.empty());  // no TYPE/HELP
   EXPECT_FALSE(parse("# HELP a x\n# TYPE a gauge\na{b=\"c} 1\n").errors.empty());
   EXPECT_FALSE(parse("# HELP a x\n# TYPE a gauge\na one\n").errors.empty());

@@ -22,7 +22,10 @@ pool::Event started(std::uint64_t id, const std::string& name, std::uint32_t att
 }
 
 pool::Event finished(const ExecutionResult& r) {
-  return {.kind = pool::Event::Kind::Finished, .id = r.id, .name = r.name, .attempt = r.attempts,
+  return {.kind = pool::Event::Kind::Finished,
+          .id = r.id,
+          .name = r.name,
+          .attempt = r.attempts,
           .result = &r};
 }
 
@@ -53,7 +56,7 @@ TEST(RunModel, EventsBecomeRowsAttemptsAndLanes) {
   ASSERT_EQ(snap["attempts"].size(), 3u);
   EXPECT_EQ(snap["attempts"][0][5], "succeeded");
   EXPECT_GE(snap["attempts"][0][4].get<double>(), snap["attempts"][0][3].get<double>());
-  EXPECT_EQ(snap["attempts"][1][4].get<double>(), -1.0);  // still running
+  EXPECT_EQ(snap["attempts"][1][4].get<double>(), -1.0);      // still running
   EXPECT_EQ(snap["attempts"][2][2], snap["attempts"][0][2]);  // same lane, reused
   EXPECT_EQ(snap["lanes"].size(), 2u);
 }
@@ -62,7 +65,10 @@ TEST(RunModel, RetryClosesTheFailedAttemptAndKeepsTheStderrTail) {
   RunModel m("job");
   m.on_event(started(1, "flaky", 1));
   auto failed = result(1, "flaky", Status::Failed, std::string(5000, 'x') + "the end");
-  pool::Event retry{.kind = pool::Event::Kind::Retrying, .id = 1, .name = "flaky", .attempt = 1,
+  pool::Event retry{.kind = pool::Event::Kind::Retrying,
+                    .id = 1,
+                    .name = "flaky",
+                    .attempt = 1,
                     .result = &failed};
   m.on_event(retry);
   m.on_event(started(1, "flaky", 2));
@@ -109,7 +115,7 @@ TEST(RunModel, FinishStopsTheClockAndShowsInTheNextDelta) {
 }
 
 fault::JournalRecord record(fault::RecordType type, const std::string& name,
-                           std::uint32_t attempt = 0) {
+                            std::uint32_t attempt = 0) {
   fault::JournalRecord r;
   r.type = type;
   r.name = name;

@@ -177,7 +177,10 @@ TEST(DashboardServer, EventsStreamASnapshotThenDeltas) {
       auto res = executor::ExecutionResult::success(1, std::chrono::milliseconds(3));
       res.name = "a";
       res.attempts = 1;
-      model.on_event({.kind = pool::Event::Kind::Finished, .id = 1, .name = "a", .attempt = 1,
+      model.on_event({.kind = pool::Event::Kind::Finished,
+                      .id = 1,
+                      .name = "a",
+                      .attempt = 1,
                       .result = &res});
     }
     // Stop reading once a delta carried the finished task.

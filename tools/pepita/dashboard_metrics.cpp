@@ -16,10 +16,14 @@ namespace {
 std::string label(std::string_view value) {
   std::string out;
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -35,10 +39,9 @@ void family(std::string& out, const char* name, const char* type, const char* he
   out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
-constexpr const char* kStates[] = {"pending",  "running",     "retrying",      "interrupted",
-                                   "succeeded", "failed",     "signaled",      "timed-out",
-                                   "launch-failed", "cancelled", "skipped",    "rejected",
-                                   "oom",       "sandbox"};
+constexpr const char* kStates[] = {"pending", "running",  "retrying",  "interrupted",   "succeeded",
+                                   "failed",  "signaled", "timed-out", "launch-failed", "cancelled",
+                                   "skipped", "rejected", "oom",       "sandbox"};
 
 }  // namespace
 
@@ -61,12 +64,18 @@ std::string RunModel::metrics() const {
   out.append("pepita_queue_depth ").append(std::to_string(queued_)).append("\n");
   family(out, "pepita_slots_used", "gauge", "Attempts in flight per backend.");
   for (const auto& w : workers_)
-    out.append("pepita_slots_used{backend=\"").append(label(w.backend)).append("\"} ")
-        .append(std::to_string(w.running)).append("\n");
+    out.append("pepita_slots_used{backend=\"")
+        .append(label(w.backend))
+        .append("\"} ")
+        .append(std::to_string(w.running))
+        .append("\n");
   family(out, "pepita_slots", "gauge", "Slots (attempts at once) per backend.");
   for (const auto& w : workers_)
-    out.append("pepita_slots{backend=\"").append(label(w.backend)).append("\"} ")
-        .append(std::to_string(w.slots)).append("\n");
+    out.append("pepita_slots{backend=\"")
+        .append(label(w.backend))
+        .append("\"} ")
+        .append(std::to_string(w.slots))
+        .append("\n");
   family(out, "pepita_bytes_staged_total", "counter",
          "Bytes of task inputs and outputs staged to and from workers.");
   out.append("pepita_bytes_staged_total 0\n");
@@ -77,14 +86,19 @@ std::string RunModel::metrics() const {
   std::uint64_t cumulative = 0;
   for (std::size_t b = 0; b < std::size(kLatencyBuckets); ++b) {
     cumulative += latency_counts_[b];
-    out.append("pepita_attempt_duration_seconds_bucket{le=\"").append(number(kLatencyBuckets[b]))
-        .append("\"} ").append(std::to_string(cumulative)).append("\n");
+    out.append("pepita_attempt_duration_seconds_bucket{le=\"")
+        .append(number(kLatencyBuckets[b]))
+        .append("\"} ")
+        .append(std::to_string(cumulative))
+        .append("\n");
   }
   cumulative += latency_counts_[std::size(kLatencyBuckets)];
   out.append("pepita_attempt_duration_seconds_bucket{le=\"+Inf\"} ")
-      .append(std::to_string(cumulative)).append("\n");
+      .append(std::to_string(cumulative))
+      .append("\n");
   out.append("pepita_attempt_duration_seconds_sum ").append(number(latency_sum_)).append("\n");
-  out.append("pepita_attempt_duration_seconds_count ").append(std::to_string(latency_count_))
+  out.append("pepita_attempt_duration_seconds_count ")
+      .append(std::to_string(latency_count_))
       .append("\n");
   return out;
 }
@@ -104,14 +118,15 @@ std::string worker_metrics(const WorkerCounters& c) {
           c.tasks_returned);
   counter("pepita_worker_blobs_stored_total", "Binaries and blobs stored in the cache.",
           c.blobs_stored);
-  counter("pepita_bytes_staged_total", "Bytes of task inputs and outputs staged to and from workers.",
-          0);
+  counter("pepita_bytes_staged_total",
+          "Bytes of task inputs and outputs staged to and from workers.", 0);
   family(out, "pepita_worker_slots", "gauge", "Tasks this worker runs at once.");
   out.append("pepita_worker_slots ").append(std::to_string(c.slots)).append("\n");
   return out;
 }
 
-Result<std::unique_ptr<RunModel>> RunModel::from_journal(const std::string& path, std::string job_name) {
+Result<std::unique_ptr<RunModel>> RunModel::from_journal(const std::string& path,
+                                                         std::string job_name) {
   auto recovery = fault::read_journal(path);
   if (!recovery) {
     return fail(recovery.error().code(),
@@ -153,8 +168,9 @@ Result<std::unique_ptr<RunModel>> RunModel::from_journal(const std::string& path
         break;
       }
       case fault::RecordType::Finished: {
-        const auto status = r.status < executor::kStatusCount ? static_cast<executor::Status>(r.status)
-                                                             : executor::Status::Failed;
+        const auto status = r.status < executor::kStatusCount
+                                ? static_cast<executor::Status>(r.status)
+                                : executor::Status::Failed;
         const std::string state(to_string(status));
         if (row.open_attempt) {
           Attempt& a = model.attempts_[*row.open_attempt];

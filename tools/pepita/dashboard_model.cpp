@@ -234,8 +234,10 @@ json RunModel::series_json() const {
     const auto f = std::min(n - 1, static_cast<std::size_t>(e / width));
     if (a.end_ms >= 0) ++finished[f];
     ++running_delta[s];
-    if (a.end_ms >= 0) --running_delta[f];
-    else --running_delta[n];
+    if (a.end_ms >= 0)
+      --running_delta[f];
+    else
+      --running_delta[n];
   }
   json out = json::array();
   std::int64_t running = 0;
@@ -249,8 +251,8 @@ json RunModel::series_json() const {
 json RunModel::workers_json() const {
   json out = json::array();
   for (const auto& w : workers_)
-    out.push_back({{"backend", w.backend}, {"running", w.running}, {"slots", w.slots},
-                   {"ready", w.ready}});
+    out.push_back(
+        {{"backend", w.backend}, {"running", w.running}, {"slots", w.slots}, {"ready", w.ready}});
   return out;
 }
 
@@ -264,17 +266,25 @@ json RunModel::snapshot() const {
   }
   for (std::uint32_t i = 0; i < attempts_.size(); ++i) attempts.push_back(attempt_json(i));
   for (const auto& l : lanes_) lanes.push_back(pepita::fmt("{}#{}", l.backend, l.slot));
-  return {{"job", job_},           {"now_ms", now_ms()},  {"finished", finished_},
-          {"crashed", crashed_},   {"version", changes_.size()},
-          {"lanes", lanes},        {"tasks", tasks},      {"attempts", attempts},
-          {"failures", failures},  {"series", series_json()},
-          {"workers", workers_json()}, {"queued", queued_}};
+  return {{"job", job_},
+          {"now_ms", now_ms()},
+          {"finished", finished_},
+          {"crashed", crashed_},
+          {"version", changes_.size()},
+          {"lanes", lanes},
+          {"tasks", tasks},
+          {"attempts", attempts},
+          {"failures", failures},
+          {"series", series_json()},
+          {"workers", workers_json()},
+          {"queued", queued_}};
 }
 
 json RunModel::delta_since(std::uint64_t version) const {
   std::lock_guard lock(mu_);
   json tasks = json::object(), attempts = json::object(), failures = json::object();
-  for (std::size_t k = std::min<std::uint64_t>(version, changes_.size()); k < changes_.size(); ++k) {
+  for (std::size_t k = std::min<std::uint64_t>(version, changes_.size()); k < changes_.size();
+       ++k) {
     const std::int64_t c = changes_[k];
     if (c >= 0) {
       const auto i = static_cast<std::uint32_t>(c);
@@ -287,10 +297,10 @@ json RunModel::delta_since(std::uint64_t version) const {
   }
   json lanes = json::array();
   for (const auto& l : lanes_) lanes.push_back(pepita::fmt("{}#{}", l.backend, l.slot));
-  return {{"now_ms", now_ms()},     {"finished", finished_}, {"crashed", crashed_},
-          {"version", changes_.size()}, {"lanes", lanes},     {"tasks", tasks},
-          {"attempts", attempts},   {"failures", failures}, {"series", series_json()},
-          {"workers", workers_json()}, {"queued", queued_}};
+  return {{"now_ms", now_ms()},         {"finished", finished_}, {"crashed", crashed_},
+          {"version", changes_.size()}, {"lanes", lanes},        {"tasks", tasks},
+          {"attempts", attempts},       {"failures", failures},  {"series", series_json()},
+          {"workers", workers_json()},  {"queued", queued_}};
 }
 
 }  // namespace pepita::cli::dashboard

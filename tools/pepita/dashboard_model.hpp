@@ -30,11 +30,11 @@ namespace pepita::cli::dashboard {
 
 /// One attempt of one task: a bar on the timeline.
 struct Attempt {
-  std::uint32_t task = 0;     // index into the model's tasks
-  std::uint32_t number = 1;   // 1-based
-  std::uint32_t lane = 0;     // index into the model's lanes
-  double start_ms = 0;        // since the run started
-  double end_ms = -1;         // -1 while running
+  std::uint32_t task = 0;    // index into the model's tasks
+  std::uint32_t number = 1;  // 1-based
+  std::uint32_t lane = 0;    // index into the model's lanes
+  double start_ms = 0;       // since the run started
+  double end_ms = -1;        // -1 while running
   std::string state = "running";
 };
 
@@ -101,7 +101,8 @@ class RunModel {
   /// the records' wall-clock times where the journal has them (format 3), otherwise laid out
   /// from the order of the records and the attempts' wall times. A journal whose tasks did not
   /// all finish is a crashed run: its open attempts end "interrupted".
-  static Result<std::unique_ptr<RunModel>> from_journal(const std::string& path, std::string job_name);
+  static Result<std::unique_ptr<RunModel>> from_journal(const std::string& path,
+                                                        std::string job_name);
 
   // For tests and the report.
   std::size_t task_count() const;

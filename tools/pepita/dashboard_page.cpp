@@ -33,8 +33,10 @@ std::string render_page(const nlohmann::json* data) {
     inline_data.reserve(json.size() + 128);
     inline_data.append("<script id=\"pepita-data\" type=\"application/json\">");
     for (char c : json) {
-      if (c == '<') inline_data.append("\\u003c");
-      else inline_data.push_back(c);
+      if (c == '<')
+        inline_data.append("\\u003c");
+      else
+        inline_data.push_back(c);
     }
     inline_data.append("</script>");
   }

@@ -80,8 +80,7 @@ Result<void> write_report(const RunModel& model, const std::string& path) {
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
-    return fail(ErrorCode::Io,
-                pepita::fmt("cannot move the report to {}: {}", path, ec.message()));
+    return fail(ErrorCode::Io, pepita::fmt("cannot move the report to {}: {}", path, ec.message()));
   }
   return {};
 }

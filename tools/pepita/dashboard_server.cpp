@@ -1,11 +1,10 @@
 // The dashboard's HTTP server over cpp-httplib; see dashboard_server.hpp for the rules.
 #include "dashboard_server.hpp"
 
-#include <sys/random.h>
-#include <sys/socket.h>
-
 #include <arpa/inet.h>
 #include <httplib.h>
+#include <sys/random.h>
+#include <sys/socket.h>
 
 #include <condition_variable>
 #include <cstdio>
@@ -53,8 +52,7 @@ namespace {
 bool same(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
   return diff == 0;
 }
 
@@ -76,8 +74,8 @@ std::string cookie_value(const std::string& cookies, std::string_view name) {
   while (pos < cookies.size()) {
     while (pos < cookies.size() && (cookies[pos] == ' ' || cookies[pos] == ';')) ++pos;
     const auto end = cookies.find(';', pos);
-    const std::string_view pair =
-        std::string_view(cookies).substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    const std::string_view pair = std::string_view(cookies).substr(
+        pos, end == std::string::npos ? std::string::npos : end - pos);
     if (pair.starts_with(name) && pair.size() > name.size() && pair[name.size()] == '=')
       return std::string(pair.substr(name.size() + 1));
     if (end == std::string::npos) break;
@@ -148,8 +146,8 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options, ServerSourc
       return httplib::Server::HandlerResponse::Handled;
     }
     if (!token.empty() && !given.query.empty())  // hand the token over to a cookie
-      res.set_header("Set-Cookie", pepita::fmt("pepita_token={}; Path=/; SameSite=Strict",
-                                               given.query));
+      res.set_header("Set-Cookie",
+                     pepita::fmt("pepita_token={}; Path=/; SameSite=Strict", given.query));
     res.set_header("X-Content-Type-Options", "nosniff");
     res.set_header("Cache-Control", "no-store");
     return httplib::Server::HandlerResponse::Unhandled;
@@ -175,43 +173,44 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options, ServerSourc
       if (impl.sources.refresh) impl.sources.refresh();
       res.set_content(model->snapshot().dump(), "application/json");
     });
-    impl.http.Get("/events", [&impl, model, batch](const httplib::Request&,
-                                                   httplib::Response& res) {
-      if (impl.sources.refresh) impl.sources.refresh();
-      auto sent = std::make_shared<std::uint64_t>(0);
-      auto first = std::make_shared<bool>(true);
-      res.set_header("X-Accel-Buffering", "no");
-      res.set_chunked_content_provider(
-          "text/event-stream",
-          [&impl, model, batch, sent, first](std::size_t, httplib::DataSink& sink) {
-            std::string frame;
-            if (*first) {
-              *first = false;
-              const auto snap = model->snapshot();
-              *sent = snap["version"].get<std::uint64_t>();
-              frame = "event: snapshot\ndata: " + snap.dump() + "\n\n";
-            } else {
-              {
-                std::unique_lock lock(impl.mu);
-                impl.cv.wait_for(lock, batch, [&] { return impl.stopping; });
-                if (impl.stopping) return false;
-              }
-              if (impl.sources.refresh) impl.sources.refresh();
-              const auto delta = model->delta_since(*sent);
-              *sent = delta["version"].get<std::uint64_t>();
-              frame = "event: delta\ndata: " + delta.dump() + "\n\n";
-            }
-            if (!sink.write(frame.data(), frame.size())) return false;
-            return true;
-          });
-    });
+    impl.http.Get("/events",
+                  [&impl, model, batch](const httplib::Request&, httplib::Response& res) {
+                    if (impl.sources.refresh) impl.sources.refresh();
+                    auto sent = std::make_shared<std::uint64_t>(0);
+                    auto first = std::make_shared<bool>(true);
+                    res.set_header("X-Accel-Buffering", "no");
+                    res.set_chunked_content_provider(
+                        "text/event-stream",
+                        [&impl, model, batch, sent, first](std::size_t, httplib::DataSink& sink) {
+                          std::string frame;
+                          if (*first) {
+                            *first = false;
+                            const auto snap = model->snapshot();
+                            *sent = snap["version"].get<std::uint64_t>();
+                            frame = "event: snapshot\ndata: " + snap.dump() + "\n\n";
+                          } else {
+                            {
+                              std::unique_lock lock(impl.mu);
+                              impl.cv.wait_for(lock, batch, [&] { return impl.stopping; });
+                              if (impl.stopping) return false;
+                            }
+                            if (impl.sources.refresh) impl.sources.refresh();
+                            const auto delta = model->delta_since(*sent);
+                            *sent = delta["version"].get<std::uint64_t>();
+                            frame = "event: delta\ndata: " + delta.dump() + "\n\n";
+                          }
+                          if (!sink.write(frame.data(), frame.size())) return false;
+                          return true;
+                        });
+                  });
     impl.http.Post(R"(/api/tasks/(\d+)/cancel)",
                    [&impl, control, token](const httplib::Request& req, httplib::Response& res) {
                      if (!control) {
                        res.status = 403;
-                       res.set_content("read-only dashboard: start the run with "
-                                       "--dashboard-control to cancel tasks from the page\n",
-                                       "text/plain");
+                       res.set_content(
+                           "read-only dashboard: start the run with "
+                           "--dashboard-control to cancel tasks from the page\n",
+                           "text/plain");
                        return;
                      }
                      if (!authorized(token, tokens_of(req), true)) {

@@ -33,10 +33,10 @@ struct ServerOptions {
 /// What the server shows. Either `model` (the dashboard) or only `metrics` (a worker's
 /// --metrics) must be set.
 struct ServerSources {
-  RunModel* model = nullptr;  // first, so {.metrics = f, ...} names the rest
-  std::function<std::string()> metrics{};       // default: model->metrics()
+  RunModel* model = nullptr;                       // first, so {.metrics = f, ...} names the rest
+  std::function<std::string()> metrics{};          // default: model->metrics()
   std::function<bool(std::uint64_t id)> cancel{};  // with control: cancels through the pool
-  std::function<void()> refresh{};  // before each batch: poll worker loads
+  std::function<void()> refresh{};                 // before each batch: poll worker loads
 };
 
 struct Address {

@@ -65,7 +65,8 @@ void add_report(CLI::App& app, Dispatch& dispatch) {
       ->required();
   sub->add_option("-o,--output", o->output, "The HTML file to write (self-contained)")->required();
   sub->add_option("--name", o->name, "The job's name in the report (default: the directory's)");
-  dispatch.on(sub, [o] { return run_report(*o); }, kUsage);
+  dispatch.on(
+      sub, [o] { return run_report(*o); }, kUsage);
 }
 
 }  // namespace

@@ -237,12 +237,12 @@
       .then((r) => r.text()).then((t) => console.log('cancel', id, t));
   }
 
-  $('search').addEventListener('input', (e) => { S.search = e.target.value; S.page = 0; render(); });
-  $('state-filter').addEventListener('change', (e) => { S.filter = e.target.value; S.page = 0; render(); });
-  $('prev').addEventListener('click', () => { S.page = Math.max(0, S.page - 1); render(); });
-  $('next').addEventListener('click', () => { S.page++; render(); });
+  $('search').addEventListener('input', (e) => { S.search = e.target.value; S.page = 0; renderTable(); });
+  $('state-filter').addEventListener('change', (e) => { S.filter = e.target.value; S.page = 0; renderTable(); });
+  $('prev').addEventListener('click', () => { S.page = Math.max(0, S.page - 1); renderTable(); });
+  $('next').addEventListener('click', () => { S.page++; renderTable(); });
   // The browser test's probe (report#measure): how long what a user does takes — filtering by
-  // state, searching, paging — measured with performance.now() into data-interaction-ms.
+  // state, searching, paging; each redraws the table only — measured with performance.now() into data-interaction-ms.
   function measure() {
     const steps = [() => { S.filter = 'failed'; }, () => { S.filter = ''; S.search = '99'; },
                    () => { S.page = 3; }, () => { S.search = ''; S.page = 0; }];
@@ -250,7 +250,7 @@
     for (const step of steps) {
       const t0 = performance.now();
       step();
-      render();
+      renderTable();  // what the controls redraw
       worst = Math.max(worst, performance.now() - t0);
     }
     document.body.dataset.interactionMs = worst.toFixed(1);
