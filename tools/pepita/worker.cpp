@@ -165,8 +165,7 @@ int run_worker(const WorkerCliOptions& o) {
   std::unique_ptr<dashboard::Server> metrics;  // stopped before the worker goes
   if (!o.metrics.empty()) {
     auto served = dashboard::Server::start(
-        {.address = o.metrics, .token = o.metrics_token},
-        {.metrics = [&worker, slots] {
+        {.address = o.metrics, .token = o.metrics_token}, {.metrics = [&worker, slots] {
           const auto s = (*worker)->stats();
           return dashboard::worker_metrics({s.clients_accepted, s.clients_rejected, s.tasks_run,
                                             s.tasks_returned, s.blobs_stored, slots});
@@ -178,8 +177,9 @@ int run_worker(const WorkerCliOptions& o) {
     metrics = std::move(*served);
     std::fprintf(stderr, "pepita worker: metrics at %smetrics\n", metrics->url().c_str());
     if (metrics->token_generated())
-      std::fprintf(stderr, "pepita worker: metrics token %s (generated; send it as "
-                           "X-Pepita-Token or Authorization: Bearer)\n",
+      std::fprintf(stderr,
+                   "pepita worker: metrics token %s (generated; send it as "
+                   "X-Pepita-Token or Authorization: Bearer)\n",
                    metrics->token().c_str());
   }
   std::fflush(stderr);
