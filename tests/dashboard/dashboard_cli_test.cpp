@@ -91,6 +91,36 @@ TEST(DashboardCli, AWorkersMetricsAreScraped) {
   worker.kill_and_wait(SIGTERM);
 }
 
+TEST(DashboardCli, WithControlThePageCancelsARunningTaskThroughThePool) {
+  TempDir dir;
+  write_file(dir / "job.toml", job_toml(120));
+  BackgroundPepita run({"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard",
+                        "127.0.0.1:0", "--dashboard-control", "--dashboard-token", "letmein"},
+                       dir / "out", dir / "err");
+  const std::string url = dashboard_url(run);
+  ASSERT_FALSE(url.empty()) << run.err();
+  const Url u = split(url);
+  EXPECT_EQ(u.token, "letmein");  // printed in the URL, to be opened in a browser
+  const auto snap = wait_until(u, [](const nlohmann::json& s) {
+    return state_of(s, "slow") == "running" && state_of(s, "broken") == "failed";
+  });
+  ASSERT_EQ(state_of(snap, "slow"), "running") << snap.dump();
+  std::uint64_t id = 0;
+  for (const auto& t : snap["tasks"])
+    if (t[1] == "slow") id = t[0];
+  httplib::Client c("127.0.0.1", u.port);
+  c.set_read_timeout(30, 0);
+  const std::string path = "/api/tasks/" + std::to_string(id) + "/cancel";
+  EXPECT_EQ(c.Post(path, "", "text/plain")->status, 401);  // no token, no cancel
+  auto r = c.Post(path, {{"X-Pepita-Token", "letmein"}}, "", "text/plain");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  // The run ends without waiting out the 120 s sleep: the task was cancelled through the pool.
+  EXPECT_TRUE(run.wait_for_stdout("5 tasks:", std::chrono::seconds(60))) << run.err();
+  EXPECT_NE(run.out().find("CANCELLED"), std::string::npos) << run.out();
+  EXPECT_EQ(run.kill_and_wait(SIGTERM), 1);  // it had exited: a task did not succeed
+}
+
 TEST(DashboardCli, BadDashboardFlagsAreUsageErrors) {
   TempDir dir;
   write_file(dir / "job.toml", job_toml(1));

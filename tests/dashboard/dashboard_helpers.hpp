@@ -75,7 +75,7 @@ struct Url {
   std::string token;
 };
 inline Url split(const std::string& url) {
-  static const std::regex re(R"(http://([^:/]+):(\d+)/(?:\?token=([0-9a-f]+))?)");
+  static const std::regex re(R"(http://([^:/]+):(\d+)/(?:\?token=([^ \n&]+))?)");
   std::smatch m;
   Url u;
   if (std::regex_search(url, m, re)) {
