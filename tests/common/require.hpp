@@ -47,7 +47,8 @@ enum class Capability {
   root,
   ublk,
   cgroup,
-  userns
+  userns,
+  chromium
 };
 
 struct CapabilityInfo {
@@ -59,7 +60,7 @@ struct CapabilityInfo {
 
 // `ublk` is not in `all`: the CI host kernel has no ublk_drv, so the real-device ublk tests run in
 // the Linux 6.12 test guest (ctest -L guest), which sets PEPITA_REQUIRE=ublk for them.
-inline constexpr std::array<CapabilityInfo, 11> kCapabilities{{
+inline constexpr std::array<CapabilityInfo, 12> kCapabilities{{
     {Capability::kvm, "kvm", true,
      "a readable and writable /dev/kvm (load kvm_intel/kvm_amd, or join group kvm)"},
     {Capability::zram, "zram", true, "the zram module (modprobe zram, which creates zram0)"},
@@ -85,6 +86,9 @@ inline constexpr std::array<CapabilityInfo, 11> kCapabilities{{
     {Capability::userns, "userns", true,
      "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 and "
      "user.max_user_namespaces > 0; Ubuntu: kernel.apparmor_restrict_unprivileged_userns=0)"},
+    {Capability::chromium, "chromium", true,
+     "Debian's chromium (scripts/install-deps), able to run headless: `chromium --headless "
+     "--no-sandbox --dump-dom about:blank` prints a page"},
 }};
 
 inline const CapabilityInfo& capability_info(Capability cap) {
@@ -278,6 +282,21 @@ inline ProbeResult probe_userns() {
   return {};
 }
 
+// The browser tests' tool: the binary, and a headless page load of about:blank (as root it
+// needs --no-sandbox; its profile goes to a temporary directory).
+inline ProbeResult probe_chromium() {
+  if (!on_path("chromium")) return {"chromium is not installed (package chromium)"};
+  char dir[] = "/tmp/pepita-chromium-probe-XXXXXX";
+  if (::mkdtemp(dir) == nullptr) return {"mkdtemp failed: " + errno_text(errno)};
+  auto [rc, out] = run(std::string("timeout 120 chromium --headless --no-sandbox --disable-gpu "
+                                   "--user-data-dir=") +
+                       dir + "/profile --dump-dom about:blank 2>/dev/null");
+  run(std::string("rm -rf ") + dir);
+  if (out.find("<html") != std::string::npos) return {};
+  return {"`chromium --headless --dump-dom about:blank` printed no page (exit " +
+          std::to_string(rc) + ")"};
+}
+
 }  // namespace detail
 
 /// Probes `cap` once per process (the answer is cached).
@@ -297,6 +316,7 @@ inline const ProbeResult& probe(Capability cap) {
       case Capability::ublk: slot = detail::probe_ublk(); break;
       case Capability::cgroup: slot = detail::probe_cgroup(); break;
       case Capability::userns: slot = detail::probe_userns(); break;
+      case Capability::chromium: slot = detail::probe_chromium(); break;
     }
   }
   return *slot;

@@ -30,6 +30,7 @@
 
 #include "backends.hpp"
 #include "command.hpp"
+#include "dashboard_run.hpp"
 #include "pepita/core/cgroup.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/executor/registry.hpp"
@@ -70,6 +71,9 @@ struct RunOptions {
   std::string resources;                 // --resources: overrides of the detected inventory
   std::string sandbox = "none";  // --sandbox: the sandbox of tasks that name none (issue 23)
   std::string journal_key;       // --journal-key: MAC the journal (issue 24)
+  // Issue 25: --dashboard [ADDR], --dashboard-token, --dashboard-control, --report FILE.
+  bool dashboard = false;
+  dashboard::RunDashboardOptions watch;
 };
 
 /// This machine's inventory for the job's resource requests: detected, then --resources
@@ -521,6 +525,12 @@ int run_job(const RunOptions& o) {
       return kExitUsage;
     }
   }
+  if (o.dashboard) {
+    if (auto address = dashboard::parse_address(o.watch.address); !address) {
+      std::fprintf(stderr, "pepita run: --dashboard: %s\n", address.error().message().c_str());
+      return kExitUsage;
+    }
+  }
   if (o.check) {
     std::printf("%s: ok, %zu tasks\n", o.job.c_str(), job->tasks.size());
     return kExitOk;
@@ -550,6 +560,8 @@ int run_job(const RunOptions& o) {
         o.slurm ? "Slurm workers" : "remote workers");
     configured.push_back(task::Backend::Remote);
   }
+  // Declared before the pool: the pool's observer feeds its model until the pool is gone.
+  dashboard::RunDashboard dash(o.watch, job->name);
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   // Created once the pool is built and the header line printed; events start with submit_all.
   std::optional<Progress> progress;
@@ -558,7 +570,10 @@ int run_job(const RunOptions& o) {
   if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
   if (!o.journal_key.empty()) builder.journal_key(o.journal_key);
   builder.log_dir(jo.state_dir + "/logs");  // live logs: `pepita logs STATE_DIR TASK`
-  builder.on_event([&progress](const pool::Event& e) { progress->on_event(e); });
+  builder.on_event([&progress, &dash](const pool::Event& e) {
+    progress->on_event(e);
+    if (dash.enabled()) dash.on_event(e);
+  });
   builder.cpu_workers(1);                          // job files hold commands only
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
   // Each backend a task needs (or the command line configured) joins the pool; the pool's own
@@ -593,6 +608,10 @@ int run_job(const RunOptions& o) {
     SignalWatcher& w;
     ~FinishSignals() { w.finish(); }
   } finish_signals{signals};
+  struct StopDashboard {  // after the pool: its server never calls into a destroyed pool
+    dashboard::RunDashboard& d;
+    ~StopDashboard() { d.stop(); }
+  } stop_dashboard{dash};
   const auto stop_deadline =
       o.stop_timeout >= 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(
                                 std::chrono::duration<double>(o.stop_timeout))
@@ -627,6 +646,12 @@ int run_job(const RunOptions& o) {
             ? (" (resuming, " + std::to_string(p.journal_recovered()) + " journal records)").c_str()
             : "");
   }
+  if (dash.enabled()) {
+    if (auto attached = dash.attach(p, job->tasks); !attached) {
+      std::fprintf(stderr, "pepita run: --dashboard: %s\n", attached.error().message().c_str());
+      return kExitFailure;
+    }
+  }
   progress.emplace(job->tasks.size(), tty, o.quiet);
   std::vector<bool> show = job->show_output;
   std::vector<Requested> requested;  // per task, in submission order like the results
@@ -649,6 +674,10 @@ int run_job(const RunOptions& o) {
   auto results = p.wait_all();
   const auto wall = Clock::now() - t0;
   progress->stop();
+  if (dash.enabled()) {  // the report, and the pages' last update
+    if (auto finished = dash.finish(signals.interrupted()); !finished)
+      std::fprintf(stderr, "pepita run: --report: %s\n", finished.error().message().c_str());
+  }
   const auto stats = p.stats();
   const auto journal_error = p.journal_error();
   p.shutdown();
@@ -774,6 +803,20 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                   "Seconds from the first SIGINT/SIGTERM to a forced exit that lists the tasks "
                   "it could not confirm stopped (default: 5 + the job's kill_grace)")
       ->check(CLI::Range(0.0, 86400.0));
+  auto* dash = sub->add_option("--dashboard", o->watch.address,
+                               "Serve a live dashboard of the run (task table, timeline, "
+                               "failures, /metrics) at ADDR, default 127.0.0.1:8265; see "
+                               "README \"Watching a run\"")
+                   ->expected(0, 1);
+  sub->add_option("--dashboard-token", o->watch.token,
+                  "Token every dashboard request must carry (generated and printed when the "
+                  "address is not loopback or with --dashboard-control)")
+      ->needs(dash);
+  sub->add_flag("--dashboard-control", o->watch.control,
+                "Let the dashboard cancel tasks (POST, token required)")
+      ->needs(dash);
+  sub->add_option("--report", o->watch.report,
+                  "Write a self-contained HTML report of the run to this file when it ends");
   sub->footer(
       "Stopping: the first SIGINT (Ctrl-C), SIGTERM or SIGHUP cancels every task (SIGTERM to "
       "each task's process group, SIGKILL after kill_grace; remote tasks are cancelled on their "
@@ -781,7 +824,9 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
       "(130 for SIGINT, 143 for SIGTERM) once all have ended, or after --stop-timeout. A second "
       "signal exits at once, after SIGKILL to the task process groups, a last scancel of the "
       "worker jobs and a sync of the journal. Rerun with --resume to continue.");
-  dispatch.on(sub, [o, slurm_only] {
+  dispatch.on(sub, [o, slurm_only, dash] {
+    o->dashboard = dash->count() > 0;
+    o->watch.serve = o->dashboard;
     for (const CLI::Option* opt : slurm_only)
       if (opt->count() > 0) o->slurm_flags.push_back(opt->get_name());
     return run_job(*o);

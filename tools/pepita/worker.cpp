@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "command.hpp"
+#include "dashboard_server.hpp"
 #include "pepita/core/size.hpp"
 #include "pepita/slurm/grant.hpp"
 #include "pepita/task/resources.hpp"
@@ -42,6 +43,8 @@ struct WorkerCliOptions {
   std::string cpus;                    // "32" or a core list "0-3,8"
   std::string memory;                  // "64G"
   std::string sandbox = "standard";    // the floor for tasks from drivers (issue 23)
+  std::string metrics;                 // --metrics ADDR: Prometheus /metrics (issue 25)
+  std::string metrics_token;
 };
 
 constexpr const char* kCommand = "pepita worker";
@@ -50,7 +53,7 @@ constexpr const char* kUsage =
     "[--slots N] [--cache-dir DIR] [--cache-size SIZE] [--name NAME] [--label KEY=VALUE]... "
     "[--tls] "
     "[--resources NAME=VALUE,...]... [--cpus N|LIST] [--memory SIZE] "
-    "[--sandbox none|standard|strict]  |  "
+    "[--sandbox none|standard|strict] [--metrics HOST:PORT [--metrics-token T]]  |  "
     "pepita worker --gen-key FILE";
 
 int run_worker(const WorkerCliOptions& o) {
@@ -114,6 +117,10 @@ int run_worker(const WorkerCliOptions& o) {
   // The least sandbox a driver's binary runs in; none is the explicit opt-out.
   auto floor = task::SandboxPolicy::parse(o.sandbox);
   if (!floor) return usage_error(kCommand, kUsage, "--sandbox: " + floor.error().message());
+  if (!o.metrics.empty()) {
+    if (auto metrics_at = dashboard::parse_address(o.metrics); !metrics_at)
+      return usage_error(kCommand, kUsage, "--metrics: " + metrics_at.error().message());
+  }
   // A key file that cannot be used (missing, readable by others, malformed) is a bad --key.
   auto key = Key::from_file(o.key_file);
   if (!key) return usage_error(kCommand, kUsage, "--key: " + key.error().message());
@@ -155,10 +162,31 @@ int run_worker(const WorkerCliOptions& o) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  const std::uint64_t slots = wo.slots;
   auto worker = transport::Worker::start(std::move(wo));
   if (!worker) {
     std::fprintf(stderr, "pepita worker: %s\n", worker.error().to_string().c_str());
     return kExitFailure;
+  }
+  std::unique_ptr<dashboard::Server> metrics;  // stopped before the worker goes
+  if (!o.metrics.empty()) {
+    auto served = dashboard::Server::start(
+        {.address = o.metrics, .token = o.metrics_token}, {.metrics = [&worker, slots] {
+          const auto s = (*worker)->stats();
+          return dashboard::worker_metrics({s.clients_accepted, s.clients_rejected, s.tasks_run,
+                                            s.tasks_returned, s.blobs_stored, slots});
+        }});
+    if (!served) {
+      std::fprintf(stderr, "pepita worker: --metrics: %s\n", served.error().message().c_str());
+      return kExitFailure;
+    }
+    metrics = std::move(*served);
+    std::fprintf(stderr, "pepita worker: metrics at %smetrics\n", metrics->url().c_str());
+    if (metrics->token_generated())
+      std::fprintf(stderr,
+                   "pepita worker: metrics token %s (generated; send it as "
+                   "X-Pepita-Token or Authorization: Bearer)\n",
+                   metrics->token().c_str());
   }
   std::fflush(stderr);
   // A dialing worker also ends on its own when its driver stays away: wake the sigwait then.
@@ -181,6 +209,7 @@ int run_worker(const WorkerCliOptions& o) {
     }
   });
   (*worker)->wait();
+  if (metrics) metrics->stop();
   second.request_stop();
   second.join();
   const auto s = (*worker)->stats();
@@ -225,6 +254,10 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
   sub->add_option("--sandbox", o->sandbox,
                   "the least sandbox a driver's task runs in: standard (default), strict, or "
                   "none (run drivers' binaries unconfined; printed as a warning)");
+  sub->add_option("--metrics", o->metrics,
+                  "serve Prometheus metrics at http://HOST:PORT/metrics (loopback unless a "
+                  "token is given or generated)");
+  sub->add_option("--metrics-token", o->metrics_token, "token every /metrics request must carry");
   sub->add_option("--gen-key", o->gen_key, "write a new random key file (0600) and exit");
   dispatch.on(
       sub, [o] { return run_worker(*o); }, kUsage);
