@@ -34,16 +34,18 @@ std::set<std::string> names_where(const json& j, bool cached) {
   return out;
 }
 
-// The line of `text` that starts with `name` followed by spaces (the --explain table).
+// The last line of `text` that starts with `name` and a space: its row in the --explain table,
+// which follows the summary table.
 std::string line_of(const std::string& text, const std::string& name) {
+  std::string found;
   std::size_t pos = 0;
   while (pos < text.size()) {
     const std::size_t nl = std::min(text.find('\n', pos), text.size());
     const std::string line = text.substr(pos, nl - pos);
-    if (line.starts_with(name + " ")) return line;
+    if (line.starts_with(name + " ")) found = line;
     pos = nl + 1;
   }
-  return {};
+  return found;
 }
 
 std::set<std::string> all_names() {
