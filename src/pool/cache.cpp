@@ -26,9 +26,9 @@
 
 namespace pepita::pool {
 namespace fs = std::filesystem;
+using detail::CacheEntry;
 using executor::ExecutionResult;
 using executor::Status;
-using detail::CacheEntry;
 
 namespace {
 
@@ -169,7 +169,7 @@ std::optional<std::string> read_small(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   std::string out;
-  char buf[16384];
+  char buf[65536];
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
@@ -177,8 +177,9 @@ std::optional<std::string> read_small(const std::string& path) {
       ::close(fd);
       return std::nullopt;
     }
-    if (n == 0) break;
     out.append(buf, static_cast<std::size_t>(n));
+    // A regular file reads short only at its end: no extra read() to see EOF.
+    if (static_cast<std::size_t>(n) < sizeof buf) break;
     if (out.size() > (256u << 20)) break;  // no entry is this large: treat as corrupt
   }
   ::close(fd);
@@ -305,8 +306,8 @@ struct ResultCache::Impl {
     if (compact && index_lines > 2 * index.size() + 1024) {
       std::string all;
       for (const auto& [p, e] : index) {
-        all += pepita::fmt("{} {} {} {} {} {} {}\n", e.hash, e.dev, e.ino, e.size, e.mtime,
-                           e.ctime, p);
+        all += pepita::fmt("{} {} {} {} {} {} {}\n", e.hash, e.dev, e.ino, e.size, e.mtime, e.ctime,
+                           p);
       }
       if (const int rc = write_atomic(index_path, all); rc == 0) {
         index_lines = index.size();
@@ -320,8 +321,8 @@ struct ResultCache::Impl {
     const ssize_t n = ::write(fd, index_pending.data(), index_pending.size());
     ::close(fd);
     if (n == static_cast<ssize_t>(index_pending.size())) {
-      index_lines += static_cast<std::size_t>(
-          std::count(index_pending.begin(), index_pending.end(), '\n'));
+      index_lines +=
+          static_cast<std::size_t>(std::count(index_pending.begin(), index_pending.end(), '\n'));
     }
     index_pending.clear();
   }
@@ -332,8 +333,9 @@ struct ResultCache::Impl {
     auto it = index.find(path);
     if (it == index.end()) return std::nullopt;
     const IndexEntry& e = it->second;
-    if (e.dev != st.st_dev || e.ino != st.st_ino || e.size != static_cast<std::uint64_t>(st.st_size) ||
-        e.mtime != ns_of(st.st_mtim) || e.ctime != ns_of(st.st_ctim)) {
+    if (e.dev != st.st_dev || e.ino != st.st_ino ||
+        e.size != static_cast<std::uint64_t>(st.st_size) || e.mtime != ns_of(st.st_mtim) ||
+        e.ctime != ns_of(st.st_ctim)) {
       return std::nullopt;
     }
     return e.hash;
@@ -343,12 +345,15 @@ struct ResultCache::Impl {
                 std::int64_t hashed_at) {
     if (path.find('\n') != std::string::npos) return;
     if (ns_of(st.st_mtim) > hashed_at - kRacyNs || ns_of(st.st_ctim) > hashed_at - kRacyNs) return;
-    IndexEntry e{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                 static_cast<std::uint64_t>(st.st_size), ns_of(st.st_mtim), ns_of(st.st_ctim),
+    IndexEntry e{static_cast<std::uint64_t>(st.st_dev),
+                 static_cast<std::uint64_t>(st.st_ino),
+                 static_cast<std::uint64_t>(st.st_size),
+                 ns_of(st.st_mtim),
+                 ns_of(st.st_ctim),
                  hash};
     std::lock_guard lock(mu);
-    index_pending += pepita::fmt("{} {} {} {} {} {} {}\n", e.hash, e.dev, e.ino, e.size, e.mtime,
-                                 e.ctime, path);
+    index_pending +=
+        pepita::fmt("{} {} {} {} {} {} {}\n", e.hash, e.dev, e.ino, e.size, e.mtime, e.ctime, path);
     index[path] = std::move(e);
     if (index_pending.size() > (64u << 10)) flush_index_locked(false);
   }
@@ -537,10 +542,10 @@ CacheLookup ResultCache::lookup(const task::Task& task) {
   for (std::size_t i = 0; i < hashes.size(); ++i) {
     if (!hashes[i]) {
       const bool binary = i < stages.size();
-      l.reason = pepita::fmt("ran: {} {} cannot be read ({}; not cached)",
-                             binary ? "binary" : "input",
-                             binary ? paths[i] : detail::shown_path(cwd, task.inputs()[i - stages.size()]),
-                             hashes[i].error().message());
+      l.reason =
+          pepita::fmt("ran: {} {} cannot be read ({}; not cached)", binary ? "binary" : "input",
+                      binary ? paths[i] : detail::shown_path(cwd, task.inputs()[i - stages.size()]),
+                      hashes[i].error().message());
       return l;
     }
     if (i < stages.size()) {
@@ -584,17 +589,14 @@ CacheLookup ResultCache::lookup(const task::Task& task) {
       r.name = task.name();
       r.from_cache = true;
       r.input_hashes = l.inputs;
-      l.reason = edited.empty()
-                     ? std::string("cached")
-                     : pepita::fmt("cached (output {} edited since; kept, its readers re-run)",
-                                   edited);
+      l.reason =
+          edited.empty()
+              ? std::string("cached")
+              : pepita::fmt("cached (output {} edited since; kept, its readers re-run)", edited);
       r.cache_reason = l.reason;
       l.hit = std::move(r);
-      // The name's last key follows the entry reused, so the next explanation compares to it.
-      const std::string name_file = impl_->names + "/" + sha256_hex(task.name());
-      if (auto last = read_small(name_file); !last || *last != l.key) {
-        if (impl_->writable()) (void)write_atomic(name_file, l.key);
-      }
+      // The name's last key is left as the last stored one (rewriting it on every hit would
+      // cost the fast path a read): an explanation compares with the last run that stored.
       return l;
     }
   }
@@ -623,12 +625,13 @@ Result<void> ResultCache::store(const task::Task& task, const CacheLookup& looku
   auto hashes = impl_->hash_files(outs);
   for (std::size_t i = 0; i < outs.size(); ++i) {
     if (!hashes[i]) {
-      return fail(ErrorCode::NotFound,
-                  pepita::fmt("task '{}' succeeded but its declared output {} {}", task.name(),
-                              task.outputs()[i],
-                              hashes[i].error().code() == ErrorCode::NotFound
-                                  ? std::string("does not exist")
-                                  : std::string("cannot be read: ").append(hashes[i].error().message())));
+      return fail(
+          ErrorCode::NotFound,
+          pepita::fmt("task '{}' succeeded but its declared output {} {}", task.name(),
+                      task.outputs()[i],
+                      hashes[i].error().code() == ErrorCode::NotFound
+                          ? std::string("does not exist")
+                          : std::string("cannot be read: ").append(hashes[i].error().message())));
     }
     result.output_hashes[task.outputs()[i]] = *hashes[i];
   }

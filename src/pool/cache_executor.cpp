@@ -112,8 +112,7 @@ void CachingExecutor::check(const task::Task& task, std::stop_token stop,
     ExecutionResult r;
     r.id = task.id();
     r.name = task.name();
-    r.status =
-        s.error().code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
+    r.status = s.error().code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
     r.error = s.error().to_string();
     r.cache_reason = lookup->reason;
     done(std::move(r));

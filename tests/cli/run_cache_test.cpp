@@ -20,8 +20,7 @@ using pepita::test::parse;
 using RunCacheCli = pepita::test::RunFixture;
 
 const std::string& wordcount_job() {
-  static const std::string job =
-      std::string(PEPITA_SOURCE_DIR) + "/examples/wordcount/job.toml";
+  static const std::string job = std::string(PEPITA_SOURCE_DIR) + "/examples/wordcount/job.toml";
   return job;
 }
 
@@ -112,8 +111,8 @@ TEST_F(RunCacheCli, WordCountSecondRunIsAllCachedAndOneRewrittenShardReRunsItsCo
 
 TEST_F(RunCacheCli, CacheDirMovesTheCacheAndGcRemovesStaleEntries) {
   const std::string cache = (dir_ / "elsewhere").string();
-  auto first = run({"run", "--json", "--cache-dir", cache, "--state-dir", state(),
-                    wordcount_job()});
+  auto first =
+      run({"run", "--json", "--cache-dir", cache, "--state-dir", state(), wordcount_job()});
   ASSERT_EQ(first.exit_code, 0) << first.err;
   EXPECT_TRUE(fs::is_directory(cache + "/entries"));
   EXPECT_FALSE(fs::exists(fs::path(state()) / "cache"));

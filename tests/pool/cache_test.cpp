@@ -2,8 +2,8 @@
 // changed, corrupt entries, an unwritable directory, and the pool's use of it.
 #include "pepita/pool/cache.hpp"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +13,7 @@
 
 #include "common/temp_dir.hpp"
 #include "detail/cache_entry.hpp"
+#include "detail/state.hpp"
 #include "pepita/core/sha256.hpp"
 #include "pepita/pool/pool.hpp"
 
@@ -129,8 +130,12 @@ TEST_F(CacheFixture, EachKeyFieldChangeIsAMissWithItsReason) {
   auto cache = ResultCache::open(cache_dir());
   ASSERT_TRUE(cache) << cache.error().message();
   auto base = [&] {
-    return Task::binary("/bin/cat").name("t").args({"in.txt"}).cwd(dir.path()).inputs(
-        {"in.txt"}).outputs({"out.txt"});
+    return Task::binary("/bin/cat")
+        .name("t")
+        .args({"in.txt"})
+        .cwd(dir.path())
+        .inputs({"in.txt"})
+        .outputs({"out.txt"});
   };
   store_success(**cache, base().build().value());
   EXPECT_EQ((*cache)->lookup(base().build().value()).reason, "cached");
@@ -155,8 +160,12 @@ TEST_F(CacheFixture, EachKeyFieldChangeIsAMissWithItsReason) {
   write_file(dir.file("tool"), "#!/bin/sh\ncat \"$@\"\n");
   ::chmod(dir.file("tool").c_str(), 0755);
   auto tool = [&] {
-    return Task::binary(dir.file("tool")).name("u").args({"in.txt"}).cwd(dir.path()).inputs(
-        {"in.txt"}).outputs({"out.txt"});
+    return Task::binary(dir.file("tool"))
+        .name("u")
+        .args({"in.txt"})
+        .cwd(dir.path())
+        .inputs({"in.txt"})
+        .outputs({"out.txt"});
   };
   store_success(**cache, tool().build().value());
   write_file(dir.file("tool"), "#!/bin/sh\ncat \"$@\" # v2\n");
@@ -223,8 +232,11 @@ TEST_F(CacheFixture, UnwritableCacheDirectoryRunsUncachedWithAWarning) {
 }
 
 TEST_F(CacheFixture, MissingDeclaredOutputFailsTheTaskNamingTheFile) {
-  auto t = Task::binary("/bin/true").name("liar").cwd(dir.path()).inputs({"in.txt"}).outputs(
-      {"never-written.txt"});
+  auto t = Task::binary("/bin/true")
+               .name("liar")
+               .cwd(dir.path())
+               .inputs({"in.txt"})
+               .outputs({"never-written.txt"});
   ExecutionResult r = run_in(cache_dir(), t.build().value());
   EXPECT_EQ(r.status, Status::Failed);
   EXPECT_NE(r.error.find("never-written.txt"), std::string::npos) << r.error;
@@ -350,6 +362,34 @@ TEST_F(CacheFixture, GcRemovesEntriesWhoseOutputsChangedAndTheOldestOverTheSizeL
   EXPECT_EQ(sized->removed.size(), 1u);
   EXPECT_EQ(sized->kept, 0u);
   EXPECT_FALSE(ResultCache::gc(dir.file("nothing-here"), {}));
+}
+
+TEST(CacheProvenance, FinishedRecordsCarryHashesHostResourcesAndTimes) {
+  ExecutionResult r = ExecutionResult::success(7, std::chrono::seconds(2));
+  r.from_cache = true;
+  r.host = "node1";
+  r.binary_sha256 = sha256_hex("bin");
+  r.input_hashes = {{"in.txt", sha256_hex("i")}};
+  r.output_hashes = {{"out.txt", sha256_hex("o")}};
+  task::Allocation a;
+  a.cpus = 2;
+  a.cores = {0, 1};
+  a.memory = 1024;
+  r.allocation = a;
+  fault::JournalRecord rec;
+  detail::PoolState::add_provenance(rec, r);
+  EXPECT_TRUE(rec.from_cache);
+  EXPECT_EQ(rec.host, "node1");
+  EXPECT_EQ(rec.binary_sha256, r.binary_sha256);
+  EXPECT_EQ(rec.input_hashes, r.input_hashes);
+  EXPECT_EQ(rec.output_hashes, r.output_hashes);
+  EXPECT_NE(rec.resources.find("cores=0,1"), std::string::npos) << rec.resources;
+  EXPECT_NE(rec.resources.find("memory=1024"), std::string::npos) << rec.resources;
+  EXPECT_GT(rec.finished_unix_ns, 0);
+  EXPECT_EQ(rec.started_unix_ns, rec.finished_unix_ns);  // a cached result took no time here
+  r.from_cache = false;
+  detail::PoolState::add_provenance(rec, r);
+  EXPECT_EQ(rec.finished_unix_ns - rec.started_unix_ns, 2'000'000'000);
 }
 
 }  // namespace

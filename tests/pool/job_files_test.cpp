@@ -52,10 +52,8 @@ outputs = ["counts-${i}.tsv"]
   ASSERT_TRUE(job) << job.error().message();
   EXPECT_TRUE(depends(task(*job, "count-1"), task(*job, "gen-1")));
   EXPECT_FALSE(depends(task(*job, "count-1"), task(*job, "gen-0")));
-  EXPECT_EQ(task(*job, "count-1").inputs(),
-            std::vector<std::string>{state.file("corpus-1.txt")});
-  EXPECT_EQ(task(*job, "count-1").outputs(),
-            std::vector<std::string>{state.file("counts-1.tsv")});
+  EXPECT_EQ(task(*job, "count-1").inputs(), std::vector<std::string>{state.file("corpus-1.txt")});
+  EXPECT_EQ(task(*job, "count-1").outputs(), std::vector<std::string>{state.file("counts-1.tsv")});
 }
 
 TEST_F(JobFiles, GlobInputMatchesOtherTasksOutputsAndDependsOnEachWriter) {

@@ -1,6 +1,8 @@
 // `pepita cache gc STATE_DIR [--max-age D] [--max-size S]`: sweeps a run's result cache (issue
 // 24): entries whose outputs no longer match go, then the oldest beyond the limits; each removed
 // entry is printed.
+#include "pepita/pool/cache.hpp"
+
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
@@ -8,7 +10,6 @@
 
 #include "command.hpp"
 #include "pepita/core/format.hpp"
-#include "pepita/pool/cache.hpp"
 #include "pepita/task/resources.hpp"
 
 namespace pepita::cli {
@@ -20,8 +21,7 @@ struct CacheGcOptions {
   std::string max_size;
 };
 
-constexpr std::string_view kGcUsage =
-    "pepita cache gc STATE_DIR [--max-age 7d] [--max-size 10G]";
+constexpr std::string_view kGcUsage = "pepita cache gc STATE_DIR [--max-age 7d] [--max-size 10G]";
 
 // "90", "90s", "30m", "12h", "7d" -> seconds.
 Result<std::chrono::seconds> parse_age(std::string_view text) {
@@ -34,9 +34,9 @@ Result<std::chrono::seconds> parse_age(std::string_view text) {
   if (unit == "h") mul = 3600;
   if (unit == "d") mul = 86400;
   if (ec != std::errc() || n < 0 || mul == 0 || n > (std::int64_t{1} << 40)) {
-    return fail(ErrorCode::InvalidArgument,
-                pepita::fmt("--max-age '{}' is not a duration; write e.g. 90s, 30m, 12h or 7d",
-                            text));
+    return fail(
+        ErrorCode::InvalidArgument,
+        pepita::fmt("--max-age '{}' is not a duration; write e.g. 90s, 30m, 12h or 7d", text));
   }
   return std::chrono::seconds(n * mul);
 }
@@ -82,7 +82,8 @@ void add_cache(CLI::App& app, Dispatch& dispatch) {
   gc->add_option("--max-size", options->max_size,
                  "Keep at most this many bytes of entries, newest first (e.g. 512M, 10G)");
   cache->require_subcommand(1);
-  dispatch.on(gc, [options] { return run_cache_gc(*options); }, std::string(kGcUsage));
+  dispatch.on(
+      gc, [options] { return run_cache_gc(*options); }, std::string(kGcUsage));
 }
 
 }  // namespace

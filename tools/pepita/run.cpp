@@ -70,9 +70,9 @@ struct RunOptions {
   std::string resources;                 // --resources: overrides of the detected inventory
   std::string sandbox = "none";  // --sandbox: the sandbox of tasks that name none (issue 23)
   // issue 24: the result cache
-  bool no_cache = false;   // --no-cache: run every task
-  std::string cache_dir;   // --cache-dir: default <state_dir>/cache
-  bool explain = false;    // --explain: one line per task saying why it ran or was cached
+  bool no_cache = false;  // --no-cache: run every task
+  std::string cache_dir;  // --cache-dir: default <state_dir>/cache
+  bool explain = false;   // --explain: one line per task saying why it ran or was cached
 };
 
 /// This machine's inventory for the job's resource requests: detected, then --resources
@@ -470,8 +470,7 @@ void print_summary(const std::vector<ExecutionResult>& results) {
                 r.from_journal ? "journal"
                 : r.from_cache ? "cached"
                                : seconds(r.wall).c_str(),
-                exit.c_str(),
-                r.ok() || r.error.empty() ? "" : ("  " + r.error).c_str());
+                exit.c_str(), r.ok() || r.error.empty() ? "" : ("  " + r.error).c_str());
   }
   if (hidden) std::printf("... and %zu more tasks that succeeded\n", hidden);
 }
@@ -483,8 +482,8 @@ void print_explain(const std::vector<ExecutionResult>& results) {
   width = std::min<std::size_t>(width, 40);
   std::printf("\n%-*s  %s\n", static_cast<int>(width), "task", "why");
   for (const auto& r : results) {
-    const std::string why = r.from_journal         ? "from journal (--resume)"
-                            : !r.cache_reason.empty() ? r.cache_reason
+    const std::string why = r.from_journal                ? "from journal (--resume)"
+                            : !r.cache_reason.empty()     ? r.cache_reason
                             : r.status == Status::Skipped ? "skipped: " + r.error
                                                           : "ran: no result cache (--no-cache)";
     std::printf("%-*s  %s\n", static_cast<int>(width), r.name.c_str(), why.c_str());
@@ -582,7 +581,7 @@ int run_job(const RunOptions& o) {
   if (o.jobs) builder.process_slots(o.jobs);
   if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
   builder.on_event([&progress](const pool::Event& e) { progress->on_event(e); });
-  builder.cpu_workers(1);                          // job files hold commands only
+  builder.cpu_workers(1);  // job files hold commands only
   if (!o.no_cache) builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir);
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
   // Each backend a task needs (or the command line configured) joins the pool; the pool's own

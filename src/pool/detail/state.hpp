@@ -186,8 +186,8 @@ struct PoolState {
   std::unique_ptr<fault::Journal> journal;
   std::unordered_map<std::string, fault::JournalRecord> replay;  // name -> Succeeded record
   std::size_t recovered = 0;
-  std::shared_ptr<ResultCache> cache;        // issue 24; null without Builder::cache
-  std::optional<Error> cache_open_error;     // why the asked-for cache is off
+  std::shared_ptr<ResultCache> cache;     // issue 24; null without Builder::cache
+  std::optional<Error> cache_open_error;  // why the asked-for cache is off
   std::function<void(const Event&)> observer;
   bool retain = true;
 
