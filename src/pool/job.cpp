@@ -430,7 +430,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
                     "deps",        "retries",  "timeout",   "priority", "backend",     "output_cap",
                     "show_output", "count",    "clear_env", "pipeline", "pipe_output", "affinity",
                     "metadata",    "cpus",     "pin_cpus",  "memory",   "gpus",        "resources",
-                    "pids",        "retry_on", "sandbox"}));
+                    "pids",        "retry_on", "sandbox",   "inputs",   "outputs"}));
     const auto* nm = t.get("name");
     if (!nm) return ctx.err(t, "[[task]] has no 'name'");
     const auto* nm_str = nm->as_string();
@@ -456,6 +456,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   std::vector<std::vector<std::pair<std::size_t, const toml::node*>>> dep_index(raws.size());
   std::vector<task::Builder> builders;
   std::unordered_map<std::string, std::string> resolved_cache;
+  std::vector<detail::TaskFiles> files(raws.size());  // issue 24: declared inputs and outputs
   builders.reserve(raws.size());
   for (std::size_t r = 0; r < raws.size(); ++r) {
     const auto& t = *raws[r].table;
@@ -576,6 +577,15 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
                                 "task is isolated by its VM)");
         }
         sandbox = PEPITA_TRY(detail::get_sandbox(ctx, v, job_dir, tv));
+      } else if (key == "inputs" || key == "outputs") {
+        auto& into = key == "inputs" ? files[r].inputs : files[r].outputs;
+        for (auto& [path, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) {
+          if (path.empty() || path.find('\0') != std::string::npos) {
+            return ctx.err(*node, "task '" + raws[r].name + "': '" + key +
+                                      "' holds an empty path (or one with a NUL byte)");
+          }
+          into.push_back({std::move(path), node});
+        }
       } else if (key == "pipeline" || key == "backend") {
         // Parsed above: it decides whether `command` must be an executable.
       } else if (key == "deps") {
@@ -610,6 +620,11 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
       if (fs::path(cwd).is_relative()) cwd = (fs::path(job_dir) / cwd).string();
       b.cwd(cwd);
     }
+    {
+      std::error_code ec;
+      files[r].cwd = cwd.empty() ? fs::current_path(ec).string() : cwd;
+      files[r].anchor = t.get("name");
+    }
     b.timeout(timeout);
     if (retries) b.max_retries(static_cast<std::uint32_t>(*retries));
     PEPITA_TRY_VOID(detail::check_resources(ctx, resources, backend, raws[r].name, t));
@@ -631,6 +646,20 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     builders.push_back(std::move(b));
   }
 
+  // Declared files: resolved, checked, and the dependencies they imply added.
+  std::map<std::pair<std::size_t, std::size_t>, std::string> inferred;
+  {
+    std::vector<std::string> names;
+    names.reserve(raws.size());
+    for (const auto& raw : raws) names.push_back(raw.name);
+    PEPITA_TRY_VOID(
+        detail::resolve_job_files(ctx, names, files, options.state_dir, dep_index, inferred));
+    for (std::size_t r = 0; r < raws.size(); ++r) {
+      if (!files[r].resolved_inputs.empty()) builders[r].inputs(files[r].resolved_inputs);
+      if (!files[r].resolved_outputs.empty()) builders[r].outputs(files[r].resolved_outputs);
+    }
+  }
+
   // Cycle check on positions, before any id exists, so the message can name the tasks.
   std::vector<std::vector<std::size_t>> edges(raws.size());
   for (std::size_t r = 0; r < raws.size(); ++r) {
@@ -641,6 +670,19 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     for (std::size_t k = 0; k < cycle.size(); ++k) {
       members += (k ? " -> " : "") + raws[cycle[k]].name;
     }
+    // Edges inferred from files: say which file links each pair.
+    std::string through;
+    for (std::size_t k = 0; k + 1 < cycle.size(); ++k) {
+      if (auto it = inferred.find({cycle[k], cycle[k + 1]}); it != inferred.end()) {
+        through.append(through.empty() ? " (" : ", ")
+            .append(raws[cycle[k]].name)
+            .append(" reads ")
+            .append(it->second)
+            .append(", an output of ")
+            .append(raws[cycle[k + 1]].name);
+      }
+    }
+    if (!through.empty()) members.append(through).append(")");
     return ctx.err(*raws[cycle.front()].table->get("name"),
                    "dependency cycle: " + members + "; remove one of these dependencies");
   }

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "detail/cache_executor.hpp"
 #include "detail/state.hpp"
 #include "pepita/executor/cpu.hpp"
 #include "pepita/executor/process.hpp"
@@ -120,6 +121,10 @@ Pool::Builder& Pool::Builder::reserve_after(std::chrono::nanoseconds wait) {
   config_.reserve_after = wait;
   return *this;
 }
+Pool::Builder& Pool::Builder::cache(std::string dir) {
+  config_.cache_dir = std::move(dir);
+  return *this;
+}
 Pool::Builder& Pool::Builder::remote_options(executor::BackendOptions options) {
   remote_options_ = std::move(options);
   return *this;
@@ -208,6 +213,20 @@ Result<Pool> Pool::Builder::build() {
     auto [it, added] = s->lane_of.try_emplace(backend, static_cast<std::uint32_t>(s->lanes.size()));
     if (added) s->lanes.emplace_back().backend = backend;
     s->lanes[it->second].exec = std::move(e);
+  }
+  if (!c.cache_dir.empty()) {
+    // Every lane that runs processes goes through the cache (functions have no files); a cache
+    // that cannot open leaves the pool uncached, with the reason kept for cache_warning().
+    if (auto cache = ResultCache::open(c.cache_dir)) {
+      s->cache = std::move(*cache);
+      const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
+      for (auto& lane : s->lanes) {
+        if (lane.backend == Backend::Cpu) continue;
+        lane.exec = std::make_shared<detail::CachingExecutor>(lane.exec, s->cache, threads);
+      }
+    } else {
+      s->cache_open_error = cache.error();
+    }
   }
   for (auto& lane : s->lanes) {
     // Function tasks are cheap to queue: keep a few per worker in the scheduler so workers
@@ -509,6 +528,12 @@ std::optional<Error> Pool::journal_error() const {
 }
 
 std::size_t Pool::journal_recovered() const { return state_->recovered; }
+
+std::optional<Error> Pool::cache_warning() const {
+  if (state_->cache_open_error) return state_->cache_open_error;
+  if (state_->cache) return state_->cache->warning();
+  return std::nullopt;
+}
 
 // ---- issue 21: the crate's submission and introspection ----
 

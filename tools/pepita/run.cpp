@@ -74,6 +74,10 @@ struct RunOptions {
   // Issue 25: --dashboard [ADDR], --dashboard-token, --dashboard-control, --report FILE.
   bool dashboard = false;
   dashboard::RunDashboardOptions watch;
+  // issue 24: the result cache
+  bool no_cache = false;  // --no-cache: run every task
+  std::string cache_dir;  // --cache-dir: default <state_dir>/cache
+  bool explain = false;   // --explain: one line per task saying why it ran or was cached
 };
 
 /// This machine's inventory for the job's resource requests: detected, then --resources
@@ -261,7 +265,9 @@ class Progress {
           char head[32];
           std::snprintf(head, sizeof head, "[%*zu/%zu] ", digits(), done_, total_);
           std::string text = std::string(head) + status_label(r.status) + "  " + r.name + "  " +
-                             (r.from_journal ? "(from journal)" : seconds(r.wall));
+                             (r.from_journal ? "(from journal)"
+                              : r.from_cache ? "(cached)"
+                                             : seconds(r.wall));
           if (!r.ok() && !r.error.empty()) text += "  " + r.error;
           line(text);
         }
@@ -438,6 +444,8 @@ nlohmann::json result_json(const ExecutionResult& r, const Requested& requested,
           {"cpu_s", std::chrono::duration<double>(r.cpu).count()},
           {"max_rss_kb", r.max_rss_kb},
           {"from_journal", r.from_journal},
+          {"from_cache", r.from_cache},
+          {"cache_reason", r.cache_reason},
           {"stdout", r.stdout_data},
           {"stderr", r.stderr_data},
           {"stdout_bytes", r.stdout_bytes},
@@ -464,10 +472,27 @@ void print_summary(const std::vector<ExecutionResult>& results) {
                                 : (r.exit_code >= 0 ? std::to_string(r.exit_code) : "-");
     std::printf("%-*s  %-9s  %8u  %8s  %s%s\n", static_cast<int>(width), r.name.c_str(),
                 status_label(r.status), r.attempts,
-                r.from_journal ? "journal" : seconds(r.wall).c_str(), exit.c_str(),
-                r.ok() || r.error.empty() ? "" : ("  " + r.error).c_str());
+                r.from_journal ? "journal"
+                : r.from_cache ? "cached"
+                               : seconds(r.wall).c_str(),
+                exit.c_str(), r.ok() || r.error.empty() ? "" : ("  " + r.error).c_str());
   }
   if (hidden) std::printf("... and %zu more tasks that succeeded\n", hidden);
+}
+
+// --explain: why each task ran or was reused (issue 24), one line per task.
+void print_explain(const std::vector<ExecutionResult>& results) {
+  std::size_t width = 4;
+  for (const auto& r : results) width = std::max(width, r.name.size());
+  width = std::min<std::size_t>(width, 40);
+  std::printf("\n%-*s  %s\n", static_cast<int>(width), "task", "why");
+  for (const auto& r : results) {
+    const std::string why = r.from_journal                ? "from journal (--resume)"
+                            : !r.cache_reason.empty()     ? r.cache_reason
+                            : r.status == Status::Skipped ? "skipped: " + r.error
+                                                          : "ran: no result cache (--no-cache)";
+    std::printf("%-*s  %s\n", static_cast<int>(width), r.name.c_str(), why.c_str());
+  }
 }
 
 int run_job(const RunOptions& o) {
@@ -575,6 +600,7 @@ int run_job(const RunOptions& o) {
     if (dash.enabled()) dash.on_event(e);
   });
   builder.cpu_workers(1);                          // job files hold commands only
+  if (!o.no_cache) builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir);
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
   // Each backend a task needs (or the command line configured) joins the pool; the pool's own
   // cpu and process executors are already there. Built by the pool builder, so a backend that
@@ -603,6 +629,11 @@ int run_job(const RunOptions& o) {
     return built.error().code() == ErrorCode::Corrupted ? kExitUsage : kExitFailure;
   }
   pool::Pool& p = *built;
+  if (auto w = p.cache_warning()) {
+    std::fprintf(stderr, "pepita run: warning: %s; running without the result cache\n",
+                 w->message().c_str());
+  }
+  const bool cache_ok_at_start = !p.cache_warning();
   // Declared after the pool, so destroyed first: no stop or forced exit touches a dead pool.
   struct FinishSignals {
     SignalWatcher& w;
@@ -680,6 +711,7 @@ int run_job(const RunOptions& o) {
   }
   const auto stats = p.stats();
   const auto journal_error = p.journal_error();
+  const auto cache_warning = cache_ok_at_start ? p.cache_warning() : std::nullopt;
   p.shutdown();
   signals.finish();  // the pool has stopped: a late signal has nothing left to stop
 
@@ -705,6 +737,7 @@ int run_job(const RunOptions& o) {
                             {"skipped", stats.skipped},
                             {"retries", stats.retries},
                             {"from_journal", stats.from_journal},
+                            {"cached", stats.from_cache},
                             {"latency_p50_ms", stats.latency_p50_ms},
                             {"latency_p90_ms", stats.latency_p90_ms},
                             {"latency_p99_ms", stats.latency_p99_ms}}},
@@ -717,14 +750,16 @@ int run_job(const RunOptions& o) {
     }
     const double secs = std::chrono::duration<double>(wall).count();
     std::printf(
-        "%zu tasks: %llu succeeded, %llu failed (%llu skipped), %llu retries, %llu from "
-        "journal, in %.2fs (%.0f tasks/s)\n",
+        "%zu tasks: %llu succeeded (%llu cached), %llu failed (%llu skipped), %llu retries, %llu "
+        "from journal, in %.2fs (%.0f tasks/s)\n",
         results.size(), static_cast<unsigned long long>(stats.succeeded),
+        static_cast<unsigned long long>(stats.from_cache),
         static_cast<unsigned long long>(stats.failed),
         static_cast<unsigned long long>(stats.skipped),
         static_cast<unsigned long long>(stats.retries),
         static_cast<unsigned long long>(stats.from_journal), secs,
         secs > 0 ? static_cast<double>(results.size()) / secs : 0.0);
+    if (o.explain) print_explain(results);
     for (std::size_t i = 0; i < results.size() && i < show.size(); ++i) {
       if (show[i] && !results[i].stdout_data.empty()) {
         std::printf("\n--- %s output ---\n%s", results[i].name.c_str(),
@@ -735,6 +770,9 @@ int run_job(const RunOptions& o) {
   }
   if (journal_error) {
     std::fprintf(stderr, "pepita run: warning: journal: %s\n", journal_error->to_string().c_str());
+  }
+  if (cache_warning) {
+    std::fprintf(stderr, "pepita run: warning: %s\n", cache_warning->message().c_str());
   }
   if (signals.interrupted()) {
     std::fprintf(stderr, "pepita run: interrupted; rerun with --resume to continue\n");
@@ -756,6 +794,12 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
   sub->add_option("--journal-key", o->journal_key,
                   "MAC every journal record under this key file (mode 0600, >= 32 bytes); "
                   "check with `pepita journal verify STATE_DIR --key FILE`");
+  sub->add_flag("--no-cache", o->no_cache,
+                "Run every task: do not reuse or store results in the result cache");
+  sub->add_option("--cache-dir", o->cache_dir,
+                  "Directory of the result cache (default: <state-dir>/cache)");
+  sub->add_flag("--explain", o->explain,
+                "After the summary, say for each task why it ran or was cached");
   sub->add_option("--state-dir", o->state_dir,
                   "Directory for the journal and ${state_dir} (default: per job under $TMPDIR)");
   sub->add_option("-j,--jobs", o->jobs, "Processes at once (overrides [pool] process_slots)")

@@ -97,6 +97,9 @@ struct ExecutionResult {
   std::map<std::string, std::string> input_hashes;
   /// Declared output path -> SHA-256 hex of the content it wrote (set on success).
   std::map<std::string, std::string> output_hashes;
+  /// Why the result cache reused or ran the task ("cached", "ran: input corpus-3.txt changed
+  /// (a1b2… → c3d4…)"); empty when the pool has no cache (Pool::Builder::cache). In-memory only.
+  std::string cache_reason;
   // ---- end data and provenance ----
 
   /// The crate's terminal state of this result (task_state(status)).

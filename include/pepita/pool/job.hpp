@@ -3,7 +3,10 @@
 // `pepita run` executes. Parsing checks everything that can be checked before running — syntax,
 // unknown keys, value types and ranges, unknown or cyclic dependencies, binaries that do not
 // exist, resource requests (issue 22: cpus, memory, gpus, named counts, retry_on), sandboxes
-// (issue 23: `sandbox = "strict"` or a table of parts; examples/sandbox/job.toml) — and reports
+// (issue 23: `sandbox = "strict"` or a table of parts; examples/sandbox/job.toml), declared
+// files (issue 24: `inputs`/`outputs` relative to the task's cwd, input globs, dependencies
+// inferred from who writes what; two writers of one output, a cycle through files, a missing
+// input nobody writes, an output outside the state directory are errors) — and reports
 // each problem as "file:line:column: message". Format: docs in examples/wordcount/job.toml
 // (resource keys: examples/resources/job.toml); TOML 1.0 via toml++.
 //

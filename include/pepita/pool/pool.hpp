@@ -99,6 +99,7 @@ struct Stats {
   std::uint64_t skipped = 0;  // of which never ran because a dependency failed
   std::uint64_t retries = 0;  // attempts beyond each task's first
   std::uint64_t from_journal = 0;
+  std::uint64_t from_cache = 0;  // of the succeeded: reused from the result cache, not run
   // Submit-to-final-result latency over (a reservoir sample of) finished tasks, milliseconds.
   double latency_p50_ms = 0, latency_p90_ms = 0, latency_p99_ms = 0;
 
@@ -139,6 +140,7 @@ struct PoolConfig {
   std::chrono::nanoseconds reserve_after{std::chrono::seconds(1)};  // see Builder::reserve_after
   std::string journal_key_path;  // issue 24: MAC the journal under this key file
   std::string log_dir;           // issue 24: live logs of process tasks (see Builder::log_dir)
+  std::string cache_dir;  // issue 24: the result cache's directory; empty: no cache
 };
 
 /// What the pool tells an observer (the CLI's progress display), after the fact.
@@ -239,6 +241,14 @@ class Pool {
     /// around it before it reserves what it is short of (see the placement rule above). 0:
     /// reserve at once (strict order); negative: build() fails. Default 1 s.
     Builder& reserve_after(std::chrono::nanoseconds wait);
+    // ---- issue 24: the result cache ----
+    /// Reuses cached successes across runs from the result cache in `dir` (see cache.hpp):
+    /// a task with declared inputs or outputs whose key matches a stored success with its
+    /// outputs unchanged finishes at once with from_cache = true; the others run, and their
+    /// successes are stored. Every result says why (ExecutionResult::cache_reason). A directory
+    /// that cannot be created or written is not build()'s error: the pool runs uncached and
+    /// cache_warning() says why. Empty: no cache (default).
+    Builder& cache(std::string dir);
     /// The settings so far.
     const PoolConfig& config() const noexcept { return config_; }
 
@@ -332,6 +342,9 @@ class Pool {
   std::optional<Error> journal_error() const;
   /// Records recovered from the journal at build() (0 without resume).
   std::size_t journal_recovered() const;
+  /// Why the result cache is off or stopped storing (a directory that cannot be created, a
+  /// full disk), to print once; nullopt while it works or when none was asked for.
+  std::optional<Error> cache_warning() const;
 
  private:
   explicit Pool(std::unique_ptr<detail::PoolState> state) noexcept;

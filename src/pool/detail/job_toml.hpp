@@ -92,3 +92,32 @@ Result<task::SandboxPolicy> get_sandbox(
 bool sandbox_applies(const task::Backend& backend);
 
 }  // namespace pepita::pool::detail
+
+namespace pepita::pool::detail {
+
+// ---- issue 24: declared files (job_files.cpp) ----
+/// One `inputs`/`outputs` element after ${...} expansion, with where it was written.
+struct FileDecl {
+  std::string path;
+  const toml::node* node;
+};
+/// One task's declared files as written, and what the resolution makes of them.
+struct TaskFiles {
+  std::string cwd;  // the task's (absolute); relative paths start here
+  std::vector<FileDecl> inputs, outputs;
+  const toml::node* anchor = nullptr;  // the task's name: where task-level messages point
+  std::vector<std::string> resolved_inputs, resolved_outputs;  // absolute, globs expanded
+};
+/// Resolves every task's files (relative to its cwd; input globs against the filesystem and
+/// the declared outputs), then checks them: an output declared by two tasks, an output outside
+/// `state_dir` (by `..`, an absolute path, or a symlinked parent; skipped when state_dir is
+/// empty), an input that does not exist and that no task outputs, a glob that matches nothing.
+/// Adds an edge reader -> writer to `deps` for each input another task outputs, and records it
+/// in `inferred` (edge -> the file) so a cycle message can say which file links them.
+Result<void> resolve_job_files(
+    const Ctx& ctx, const std::vector<std::string>& names, std::vector<TaskFiles>& files,
+    const std::string& state_dir,
+    std::vector<std::vector<std::pair<std::size_t, const toml::node*>>>& deps,
+    std::map<std::pair<std::size_t, std::size_t>, std::string>& inferred);
+
+}  // namespace pepita::pool::detail

@@ -23,6 +23,7 @@
 #include "pepita/executor/executor.hpp"
 #include "pepita/fault/journal.hpp"
 #include "pepita/fault/retry.hpp"
+#include "pepita/pool/cache.hpp"
 #include "pepita/pool/pool.hpp"
 
 namespace pepita::pool {
@@ -186,6 +187,8 @@ struct PoolState {
   std::unique_ptr<fault::Journal> journal;
   std::unordered_map<std::string, fault::JournalRecord> replay;  // name -> Succeeded record
   std::size_t recovered = 0;
+  std::shared_ptr<ResultCache> cache;     // issue 24; null without Builder::cache
+  std::optional<Error> cache_open_error;  // why the asked-for cache is off
   std::function<void(const Event&)> observer;
   bool retain = true;
 
@@ -251,6 +254,7 @@ struct PoolState {
   void attempt_failed(TaskId id, ExecutionResult r, Actions& act);
   void finalize(TaskId id, ExecutionResult r, Actions& act);
   void journal_append(fault::JournalRecord rec, bool commit);
+  static void add_provenance(fault::JournalRecord& rec, const ExecutionResult& r);
   void event(Actions& act, Event::Kind kind, const Node& n, TaskId id,
              const ExecutionResult* r = nullptr, std::chrono::nanoseconds delay = {});
   TaskHandle make_handle(TaskId id, std::shared_ptr<HandleState> s) { return {id, std::move(s)}; }

@@ -1,0 +1,662 @@
+// The result cache: key fields, the entry codec, the file-hash index and the hashing threads.
+// Entries and the index live in plain files; nothing here ever fails a run: what cannot be read
+// is a miss, what cannot be written is a warning (ResultCache::warning) and the cache stops
+// storing.
+#include "pepita/pool/cache.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "detail/cache_entry.hpp"
+#include "pepita/core/format.hpp"
+#include "pepita/core/sha256.hpp"
+
+namespace pepita::pool {
+namespace fs = std::filesystem;
+using detail::CacheEntry;
+using executor::ExecutionResult;
+using executor::Status;
+
+namespace {
+
+std::int64_t unix_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A file hashed less than this before its ctime/mtime could still change within one timestamp
+// tick without its stat changing (git's "racily clean" files): such hashes are not indexed.
+constexpr std::int64_t kRacyNs = 100'000'000;
+
+std::int64_t ns_of(const struct timespec& t) {
+  return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
+// The first 8 hex digits and an ellipsis: enough to tell two hashes apart in a reason.
+std::string short_hash(const std::string& h) {
+  return h.empty() ? std::string("none") : h.substr(0, 8).append("\u2026");
+}
+
+// The working directory a task's relative paths start at.
+std::string task_cwd(const task::Task& t) {
+  std::string cwd;
+  if (const auto* p = t.process()) cwd = p->cwd;
+  if (const auto* pipe = t.as_pipeline(); pipe && !pipe->stages.empty()) cwd = pipe->stages[0].cwd;
+  if (cwd.empty()) {
+    std::error_code ec;
+    cwd = fs::current_path(ec).string();
+  }
+  return cwd;
+}
+
+// execvp's rule, as the process executor applies it: a name with a '/' is a path, a bare name
+// is searched in PATH. Empty when not found.
+std::string resolve_binary(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* env_path = std::getenv("PATH");
+  const std::string path = env_path != nullptr ? env_path : "/usr/local/bin:/usr/bin:/bin";
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const std::size_t end = std::min(path.find(':', start), path.size());
+    std::string dir = path.substr(start, end - start);
+    start = end + 1;
+    std::string candidate = (dir.empty() ? std::string(".") : dir).append("/").append(name);
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+  }
+  return {};
+}
+
+std::string digest_of(const std::vector<std::string>& parts) {
+  Sha256 h;
+  for (const auto& p : parts) {
+    h.update(std::to_string(p.size()));
+    h.update(":");
+    h.update(p);
+  }
+  return h.hex_digest();
+}
+
+// The stages of a process or pipeline task (empty for functions and shaders).
+std::vector<const task::ProcessSpec*> stages_of(const task::Task& t) {
+  std::vector<const task::ProcessSpec*> out;
+  if (const auto* p = t.process()) out.push_back(p);
+  if (const auto* pipe = t.as_pipeline()) {
+    for (const auto& s : pipe->stages) out.push_back(&s);
+  }
+  return out;
+}
+
+// The key fields other than the binary's hash and the inputs.
+std::map<std::string, std::string> spec_fields(const task::Task& t) {
+  std::vector<std::string> command, args, env, cwd, stdin_data;
+  for (const task::ProcessSpec* s : stages_of(t)) {
+    command.push_back(s->path);
+    args.push_back(digest_of(s->args));
+    std::vector<std::string> e{s->inherit_env ? "inherit" : "clean"};
+    for (const auto& [k, v] : s->env) e.push_back(std::string(k).append("=").append(v));
+    env.push_back(digest_of(e));
+    cwd.push_back(s->cwd);
+    stdin_data.push_back(sha256_hex(s->stdin_data));
+  }
+  std::map<std::string, std::string> f;
+  f["spec"] = t.spec_digest();
+  f["command"] = command.size() == 1 ? command[0] : digest_of(command);
+  f["args"] = digest_of(args);
+  f["env"] = digest_of(env);
+  f["cwd"] = cwd.size() == 1 ? cwd[0] : digest_of(cwd);
+  f["stdin"] = digest_of(stdin_data);
+  f["backend"] = std::string(t.backend().name());
+  f["resources"] = t.resources().to_string();
+  return f;
+}
+
+std::string key_of(const std::map<std::string, std::string>& fields,
+                   const std::map<std::string, std::string>& inputs) {
+  Sha256 h;
+  h.update("pepita-cache-key 1\n");
+  for (const auto& [k, v] : fields) {
+    h.update(std::string(k).append("=").append(v).append("\n"));
+  }
+  for (const auto& [p, hash] : inputs) {
+    h.update(std::string("in ").append(p).append(" ").append(hash).append("\n"));
+  }
+  return h.hex_digest();
+}
+
+// Writes `data` to `path` atomically: a temp file in the same directory, fsync-free (a cache
+// entry lost in a crash is a miss), then rename. Negative errno on failure.
+int write_atomic(const std::string& path, std::string_view data) {
+  std::string tmp = std::string(path).append(".tmp.").append(
+      std::to_string(static_cast<unsigned long>(::gettid())));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return -errno;
+  std::size_t off = 0;
+  int err = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = -errno;
+      break;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0 && err == 0) err = -errno;
+  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) err = -errno;
+  if (err != 0) ::unlink(tmp.c_str());
+  return err;
+}
+
+std::optional<std::string> read_small(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+    // A regular file reads short only at its end: no extra read() to see EOF.
+    if (static_cast<std::size_t>(n) < sizeof buf) break;
+    if (out.size() > (256u << 20)) break;  // no entry is this large: treat as corrupt
+  }
+  ::close(fd);
+  return out;
+}
+
+// A fixed set of threads running queued jobs; the destructor drains and joins.
+class HashThreads {
+ public:
+  explicit HashThreads(unsigned n) {
+    for (unsigned i = 0; i < n; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~HashThreads() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  void post(std::function<void()> job) {
+    {
+      std::lock_guard lock(mu_);
+      jobs_.push_back(std::move(job));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      auto job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;  // last: joined before the queue goes
+};
+
+struct IndexEntry {
+  std::uint64_t dev = 0, ino = 0, size = 0;
+  std::int64_t mtime = 0, ctime = 0;
+  std::string hash;
+};
+
+}  // namespace
+
+struct ResultCache::Impl {
+  std::string dir;
+  std::string entries, names, index_path;
+
+  mutable std::mutex mu;  // guards everything below
+  std::unordered_map<std::string, IndexEntry> index;
+  std::string index_pending;     // lines not yet appended to files.idx
+  std::size_t index_lines = 0;   // lines in files.idx (for compaction)
+  std::optional<Error> warning;  // the first write failure; storing stops
+  std::unordered_map<std::string, std::string> ran_outputs;  // absolute output -> task that ran
+
+  HashThreads threads;
+
+  Impl(std::string d, unsigned n) : dir(std::move(d)), threads(n) {
+    entries = dir + "/entries";
+    names = dir + "/names";
+    index_path = dir + "/files.idx";
+  }
+
+  void warn(const std::string& what, int err) {
+    std::lock_guard lock(mu);
+    if (warning) return;
+    warning = Error(ErrorCode::Io,
+                    pepita::fmt("result cache in '{}': {}: {}; the run goes on without storing "
+                                "results (free space or pass --cache-dir/--no-cache)",
+                                dir, what, std::strerror(-err)),
+                    -err);
+  }
+  bool writable() const {
+    std::lock_guard lock(mu);
+    return !warning;
+  }
+
+  void load_index() {
+    auto text = read_small(index_path);
+    if (!text) return;
+    std::size_t pos = 0;
+    while (pos < text->size()) {
+      const std::size_t nl = text->find('\n', pos);
+      if (nl == std::string::npos) break;  // a torn last line
+      const std::string line = text->substr(pos, nl - pos);
+      pos = nl + 1;
+      ++index_lines;
+      IndexEntry e;
+      char hash[65] = {};
+      int consumed = 0;
+      unsigned long long dev, ino, size;
+      long long mt, ct;
+      if (std::sscanf(line.c_str(), "%64s %llu %llu %llu %lld %lld %n", hash, &dev, &ino, &size,
+                      &mt, &ct, &consumed) != 6 ||
+          consumed <= 0 || static_cast<std::size_t>(consumed) >= line.size() ||
+          !is_sha256_hex(hash)) {
+        continue;
+      }
+      e.dev = dev;
+      e.ino = ino;
+      e.size = size;
+      e.mtime = mt;
+      e.ctime = ct;
+      e.hash = hash;
+      index[line.substr(static_cast<std::size_t>(consumed))] = std::move(e);
+    }
+  }
+
+  // Caller holds mu.
+  void flush_index_locked(bool compact) {
+    if (warning) return;
+    if (compact && index_lines > 2 * index.size() + 1024) {
+      std::string all;
+      for (const auto& [p, e] : index) {
+        all += pepita::fmt("{} {} {} {} {} {} {}\n", e.hash, e.dev, e.ino, e.size, e.mtime, e.ctime,
+                           p);
+      }
+      if (const int rc = write_atomic(index_path, all); rc == 0) {
+        index_lines = index.size();
+        index_pending.clear();
+        return;
+      }
+    }
+    if (index_pending.empty()) return;
+    const int fd = ::open(index_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return;  // the index is only a speed-up
+    const ssize_t n = ::write(fd, index_pending.data(), index_pending.size());
+    ::close(fd);
+    if (n == static_cast<ssize_t>(index_pending.size())) {
+      index_lines +=
+          static_cast<std::size_t>(std::count(index_pending.begin(), index_pending.end(), '\n'));
+    }
+    index_pending.clear();
+  }
+
+  // The fast path: the hash recorded for this exact (dev, ino, size, mtime, ctime).
+  std::optional<std::string> indexed(const std::string& path, const struct stat& st) {
+    std::lock_guard lock(mu);
+    auto it = index.find(path);
+    if (it == index.end()) return std::nullopt;
+    const IndexEntry& e = it->second;
+    if (e.dev != st.st_dev || e.ino != st.st_ino ||
+        e.size != static_cast<std::uint64_t>(st.st_size) || e.mtime != ns_of(st.st_mtim) ||
+        e.ctime != ns_of(st.st_ctim)) {
+      return std::nullopt;
+    }
+    return e.hash;
+  }
+
+  void remember(const std::string& path, const struct stat& st, const std::string& hash,
+                std::int64_t hashed_at) {
+    if (path.find('\n') != std::string::npos) return;
+    if (ns_of(st.st_mtim) > hashed_at - kRacyNs || ns_of(st.st_ctim) > hashed_at - kRacyNs) return;
+    IndexEntry e{static_cast<std::uint64_t>(st.st_dev),
+                 static_cast<std::uint64_t>(st.st_ino),
+                 static_cast<std::uint64_t>(st.st_size),
+                 ns_of(st.st_mtim),
+                 ns_of(st.st_ctim),
+                 hash};
+    std::lock_guard lock(mu);
+    index_pending +=
+        pepita::fmt("{} {} {} {} {} {} {}\n", e.hash, e.dev, e.ino, e.size, e.mtime, e.ctime, path);
+    index[path] = std::move(e);
+    if (index_pending.size() > (64u << 10)) flush_index_locked(false);
+  }
+
+  std::vector<Result<std::string>> hash_files(const std::vector<std::string>& paths) {
+    std::vector<Result<std::string>> out(paths.size(), std::string());
+    std::vector<std::size_t> slow;
+    std::vector<struct stat> stats(paths.size());
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+      if (::stat(paths[i].c_str(), &stats[i]) != 0) {
+        const int err = errno;
+        out[i] = fail(err == ENOENT ? ErrorCode::NotFound : ErrorCode::Io,
+                      pepita::fmt("{}: {}", paths[i], std::strerror(err)), err);
+        continue;
+      }
+      if (!S_ISREG(stats[i].st_mode)) {
+        out[i] = fail(ErrorCode::InvalidArgument, pepita::fmt("{}: not a regular file", paths[i]));
+        continue;
+      }
+      if (auto h = indexed(paths[i], stats[i])) {
+        out[i] = std::move(*h);
+      } else {
+        slow.push_back(i);
+      }
+    }
+    auto hash_one = [&](std::size_t i) {
+      const std::int64_t at = unix_now_ns();
+      auto h = sha256_file(paths[i]);
+      // The stat after reading: a file that changed while it was read is not indexed.
+      struct stat after {};
+      if (h && ::stat(paths[i].c_str(), &after) == 0 && after.st_ino == stats[i].st_ino &&
+          ns_of(after.st_mtim) == ns_of(stats[i].st_mtim) && after.st_size == stats[i].st_size) {
+        remember(paths[i], after, *h, at);
+      }
+      out[i] = std::move(h);
+    };
+    if (slow.size() == 1) {
+      hash_one(slow[0]);
+    } else if (!slow.empty()) {
+      std::vector<std::future<void>> done;
+      done.reserve(slow.size());
+      for (std::size_t i : slow) {
+        auto p = std::make_shared<std::promise<void>>();
+        done.push_back(p->get_future());
+        threads.post([&hash_one, i, p] {
+          hash_one(i);
+          p->set_value();
+        });
+      }
+      for (auto& f : done) f.wait();
+    }
+    return out;
+  }
+};
+
+ResultCache::ResultCache(std::string dir, std::unique_ptr<Impl> impl)
+    : dir_(std::move(dir)), impl_(std::move(impl)) {}
+
+ResultCache::~ResultCache() {
+  if (impl_) flush_index();
+}
+
+Result<std::shared_ptr<ResultCache>> ResultCache::open(std::string dir, Options options) {
+  if (dir.empty()) return fail(ErrorCode::InvalidArgument, "result cache: empty directory name");
+  std::error_code ec;
+  for (const char* sub : {"", "/entries", "/names"}) {
+    const std::string d = std::string(dir).append(sub);
+    fs::create_directories(d, ec);
+    if (ec || !fs::is_directory(d)) {
+      return fail(ErrorCode::Io,
+                  pepita::fmt("cannot create the result cache directory '{}': {}; pass "
+                              "--cache-dir DIR or --no-cache",
+                              d, ec ? ec.message() : std::string("a file is in the way")),
+                  ec.value());
+    }
+  }
+  // A probe write: a read-only or full file system is found now, not at the first store.
+  const std::string probe = std::string(dir).append("/.probe");
+  if (const int rc = write_atomic(probe, "pepita\n"); rc != 0) {
+    return fail(ErrorCode::Io,
+                pepita::fmt("cannot write in the result cache directory '{}': {}; pass "
+                            "--cache-dir DIR or --no-cache",
+                            dir, std::strerror(-rc)),
+                -rc);
+  }
+  ::unlink(probe.c_str());
+  unsigned n = options.hash_threads;
+  if (n == 0) n = std::max(2u, std::thread::hardware_concurrency());
+  auto impl = std::make_unique<Impl>(dir, n);
+  impl->load_index();
+  return std::shared_ptr<ResultCache>(new ResultCache(std::move(dir), std::move(impl)));
+}
+
+std::optional<Error> ResultCache::warning() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->warning;
+}
+
+void ResultCache::flush_index() {
+  std::lock_guard lock(impl_->mu);
+  impl_->flush_index_locked(true);
+}
+
+std::vector<Result<std::string>> ResultCache::hash_files(const std::vector<std::string>& paths) {
+  return impl_->hash_files(paths);
+}
+
+void ResultCache::note_ran(const task::Task& task) {
+  const std::string cwd = task_cwd(task);
+  std::lock_guard lock(impl_->mu);
+  for (const auto& o : task.outputs()) {
+    impl_->ran_outputs[detail::absolute_in(cwd, o)] = task.name();
+  }
+}
+
+namespace {
+
+// Why `now` differs from the last entry of the same task name; empty when nothing differs.
+std::string explain_miss(const CacheLookup& now, const CacheEntry& last, const std::string& cwd,
+                         const std::unordered_map<std::string, std::string>& ran_outputs) {
+  std::vector<std::string> why;
+  if (now.fields.at("binary") != last.field("binary")) why.push_back("binary changed");
+  for (const char* f : {"command", "args", "env", "cwd", "stdin", "backend", "resources"}) {
+    auto it = now.fields.find(f);
+    if (it != now.fields.end() && it->second != last.field(f)) {
+      why.push_back(std::string(f).append(" changed"));
+    }
+  }
+  for (const auto& [path, hash] : now.inputs) {
+    const std::string shown = detail::shown_path(cwd, path);
+    auto it = last.inputs.find(path);
+    if (it == last.inputs.end()) {
+      why.push_back(pepita::fmt("input {} added", shown));
+    } else if (it->second != hash) {
+      auto by = ran_outputs.find(detail::absolute_in(cwd, path));
+      if (by != ran_outputs.end()) {
+        why.push_back(pepita::fmt("dependency {} re-ran (input {} changed {} \u2192 {})",
+                                  by->second, shown, short_hash(it->second), short_hash(hash)));
+      } else {
+        why.push_back(pepita::fmt("input {} changed (hash {} \u2192 {})", shown,
+                                  short_hash(it->second), short_hash(hash)));
+      }
+    }
+  }
+  for (const auto& [path, hash] : last.inputs) {
+    if (!now.inputs.contains(path)) {
+      why.push_back(pepita::fmt("input {} removed", detail::shown_path(cwd, path)));
+    }
+  }
+  if (why.empty() && now.fields.at("spec") != last.field("spec")) why.push_back("task changed");
+  std::string out;
+  for (std::size_t i = 0; i < why.size() && i < 3; ++i) {
+    out.append(i ? ", " : "ran: ").append(why[i]);
+  }
+  if (why.size() > 3) out.append(pepita::fmt(" and {} more", why.size() - 3));
+  return out;
+}
+
+}  // namespace
+
+CacheLookup ResultCache::lookup(const task::Task& task) {
+  CacheLookup l;
+  const auto stages = stages_of(task);
+  if (stages.empty()) {
+    l.reason = "ran: only process and pipeline tasks are cached";
+    return l;
+  }
+  if (task.inputs().empty() && task.outputs().empty()) {
+    l.reason = "ran: declares no inputs or outputs (not cached)";
+    return l;
+  }
+  const std::string cwd = task_cwd(task);
+  // One batch: every stage's binary and every input, hashed in parallel.
+  std::vector<std::string> paths;
+  for (const task::ProcessSpec* s : stages) {
+    std::string bin = resolve_binary(s->path);
+    if (bin.empty()) {
+      l.reason = pepita::fmt("ran: binary '{}' not found in PATH (not cached)", s->path);
+      return l;
+    }
+    paths.push_back(detail::absolute_in(cwd, bin));
+  }
+  for (const auto& in : task.inputs()) paths.push_back(detail::absolute_in(cwd, in));
+  auto hashes = impl_->hash_files(paths);
+  std::vector<std::string> bins;
+  for (std::size_t i = 0; i < hashes.size(); ++i) {
+    if (!hashes[i]) {
+      const bool binary = i < stages.size();
+      l.reason =
+          pepita::fmt("ran: {} {} cannot be read ({}; not cached)", binary ? "binary" : "input",
+                      binary ? paths[i] : detail::shown_path(cwd, task.inputs()[i - stages.size()]),
+                      hashes[i].error().message());
+      return l;
+    }
+    if (i < stages.size()) {
+      bins.push_back(*hashes[i]);
+    } else {
+      l.inputs[task.inputs()[i - stages.size()]] = *hashes[i];
+    }
+  }
+  l.binary_sha256 = bins[0];
+  l.fields = spec_fields(task);
+  l.fields["binary"] = bins.size() == 1 ? bins[0] : digest_of(bins);
+  l.key = key_of(l.fields, l.inputs);
+
+  if (auto text = read_small(impl_->entries + "/" + l.key)) {
+    if (auto e = detail::decode_entry(*text); e && e->key == l.key) {
+      // The outputs must still be there. One edited since the cached run (present, another
+      // hash) is kept, as make keeps a file newer than what produced it: the producer stays
+      // cached and the tasks reading the file see the change and run again.
+      std::vector<std::string> outs;
+      for (const auto& o : task.outputs()) outs.push_back(detail::absolute_in(cwd, o));
+      auto now = impl_->hash_files(outs);
+      std::string edited;
+      for (std::size_t i = 0; i < outs.size(); ++i) {
+        const std::string& declared = task.outputs()[i];
+        if (!now[i]) {
+          l.reason = pepita::fmt("ran: output {} missing", detail::shown_path(cwd, declared));
+          return l;
+        }
+        auto want = e->outputs.find(declared);
+        if (want == e->outputs.end()) {
+          l.reason = pepita::fmt("ran: output {} not in the cache entry",
+                                 detail::shown_path(cwd, declared));
+          return l;
+        }
+        if (want->second != *now[i] && edited.empty()) {
+          edited = detail::shown_path(cwd, declared);
+        }
+      }
+      ExecutionResult r = e->result();
+      r.id = task.id();
+      r.name = task.name();
+      r.from_cache = true;
+      r.input_hashes = l.inputs;
+      l.reason =
+          edited.empty()
+              ? std::string("cached")
+              : pepita::fmt("cached (output {} edited since; kept, its readers re-run)", edited);
+      r.cache_reason = l.reason;
+      l.hit = std::move(r);
+      // The name's last key is left as the last stored one (rewriting it on every hit would
+      // cost the fast path a read): an explanation compares with the last run that stored.
+      return l;
+    }
+  }
+  // No usable entry: compare with the last entry of this task's name.
+  l.reason = "ran: no cache entry";
+  if (auto last_key = read_small(impl_->names + "/" + sha256_hex(task.name()))) {
+    if (auto text = read_small(impl_->entries + "/" + *last_key)) {
+      if (auto e = detail::decode_entry(*text)) {
+        std::unordered_map<std::string, std::string> ran;
+        {
+          std::lock_guard lock(impl_->mu);
+          ran = impl_->ran_outputs;
+        }
+        if (auto why = explain_miss(l, *e, cwd, ran); !why.empty()) l.reason = std::move(why);
+      }
+    }
+  }
+  return l;
+}
+
+Result<void> ResultCache::store(const task::Task& task, const CacheLookup& lookup,
+                                ExecutionResult& result) {
+  const std::string cwd = task_cwd(task);
+  std::vector<std::string> outs;
+  for (const auto& o : task.outputs()) outs.push_back(detail::absolute_in(cwd, o));
+  auto hashes = impl_->hash_files(outs);
+  for (std::size_t i = 0; i < outs.size(); ++i) {
+    if (!hashes[i]) {
+      return fail(
+          ErrorCode::NotFound,
+          pepita::fmt("task '{}' succeeded but its declared output {} {}", task.name(),
+                      task.outputs()[i],
+                      hashes[i].error().code() == ErrorCode::NotFound
+                          ? std::string("does not exist")
+                          : std::string("cannot be read: ").append(hashes[i].error().message())));
+    }
+    result.output_hashes[task.outputs()[i]] = *hashes[i];
+  }
+  if (result.input_hashes.empty()) result.input_hashes = lookup.inputs;
+  if (result.binary_sha256.empty()) result.binary_sha256 = lookup.binary_sha256;
+  if (lookup.key.empty() || !impl_->writable()) return {};
+  CacheEntry e;
+  e.name = task.name();
+  e.key = lookup.key;
+  e.created_unix_ns = unix_now_ns();
+  e.fields = lookup.fields;
+  e.inputs = lookup.inputs;
+  e.outputs = result.output_hashes;
+  for (const auto& p : outs) e.output_paths.push_back(p);
+  e.set_result(result);
+  if (const int rc = write_atomic(impl_->entries + "/" + lookup.key, detail::encode_entry(e));
+      rc != 0) {
+    impl_->warn("cannot write an entry", rc);
+    return {};
+  }
+  if (const int rc = write_atomic(impl_->names + "/" + sha256_hex(task.name()), lookup.key);
+      rc != 0) {
+    impl_->warn("cannot write a task's last key", rc);
+  }
+  return {};
+}
+
+}  // namespace pepita::pool

@@ -1,0 +1,142 @@
+// CachingExecutor (detail/cache_executor.hpp): cache lookups and output hashing off the pool's
+// and the executors' threads.
+#include "detail/cache_executor.hpp"
+
+#include <unistd.h>
+
+#include "pepita/core/format.hpp"
+
+namespace pepita::pool::detail {
+
+using executor::ExecutionResult;
+using executor::Status;
+
+namespace {
+std::string this_host() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  return buf;
+}
+}  // namespace
+
+CachingExecutor::CachingExecutor(std::shared_ptr<executor::Executor> inner,
+                                 std::shared_ptr<ResultCache> cache, unsigned threads)
+    : inner_(std::move(inner)), cache_(std::move(cache)) {
+  for (unsigned i = 0; i < std::max(threads, 1u); ++i) threads_.emplace_back([this] { loop(); });
+}
+
+CachingExecutor::~CachingExecutor() {
+  shutdown();
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void CachingExecutor::post(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void CachingExecutor::loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    if (jobs_.empty()) return;
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    ++busy_;
+    lock.unlock();
+    job();
+    lock.lock();
+    --busy_;
+    if (jobs_.empty() && busy_ == 0) idle_cv_.notify_all();
+  }
+}
+
+Result<void> CachingExecutor::start(const task::Task& task, std::stop_token stop,
+                                    executor::Completion done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!accepting_) {
+      return fail(ErrorCode::Cancelled, "the executor is shut down; no new attempts start");
+    }
+  }
+  post([this, task, stop, done = std::move(done)]() mutable {
+    check(task, std::move(stop), std::move(done));
+  });
+  return {};
+}
+
+void CachingExecutor::check(const task::Task& task, std::stop_token stop,
+                            executor::Completion done) {
+  if (stop.stop_requested()) {
+    ExecutionResult r;
+    r.id = task.id();
+    r.name = task.name();
+    r.status = Status::Cancelled;
+    r.error = "cancelled before it started";
+    done(std::move(r));
+    return;
+  }
+  auto lookup = std::make_shared<CacheLookup>(cache_->lookup(task));
+  if (lookup->hit) {
+    done(std::move(*lookup->hit));
+    return;
+  }
+  auto finish = [this, task, lookup, done](ExecutionResult r) mutable {
+    r.cache_reason = lookup->reason;
+    if (r.host.empty() && !inner_->places_resources()) r.host = this_host();
+    if (!r.ok()) {
+      if (r.input_hashes.empty()) r.input_hashes = lookup->inputs;
+      done(std::move(r));
+      return;
+    }
+    // Hashing outputs may read large files: not on the executor's completion thread.
+    post([this, task, lookup, done, r = std::move(r)]() mutable {
+      cache_->note_ran(task);
+      if (auto stored = cache_->store(task, *lookup, r); !stored) {
+        r.status = Status::Failed;
+        r.error = stored.error().message();
+      }
+      done(std::move(r));
+    });
+  };
+  auto s = inner_->start(task, stop, finish);
+  if (!s) {
+    ExecutionResult r;
+    r.id = task.id();
+    r.name = task.name();
+    r.status = s.error().code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
+    r.error = s.error().to_string();
+    r.cache_reason = lookup->reason;
+    done(std::move(r));
+  }
+}
+
+void CachingExecutor::shutdown() {
+  {
+    std::lock_guard lock(mu_);
+    if (!accepting_ && jobs_.empty() && busy_ == 0) {
+      inner_->shutdown();
+      return;
+    }
+    accepting_ = false;
+  }
+  // Lookups queued now either start on the inner executor or complete; then the inner
+  // executor's attempts finish (posting their output hashing); then that drains too.
+  auto drain = [this] {
+    std::unique_lock lock(mu_);
+    idle_cv_.wait(lock, [&] { return jobs_.empty() && busy_ == 0; });
+  };
+  drain();
+  inner_->shutdown();
+  drain();
+}
+
+}  // namespace pepita::pool::detail

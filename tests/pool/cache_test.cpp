@@ -1,0 +1,396 @@
+// The result cache (pool/cache.hpp): hits, a miss per key field with its reason, outputs that
+// changed, corrupt entries, an unwritable directory, and the pool's use of it.
+#include "pepita/pool/cache.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "common/temp_dir.hpp"
+#include "detail/cache_entry.hpp"
+#include "detail/state.hpp"
+#include "pepita/core/sha256.hpp"
+#include "pepita/pool/pool.hpp"
+
+namespace pepita::pool {
+namespace {
+
+namespace fs = std::filesystem;
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::trunc) << text;
+}
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// A task in `dir` that copies in.txt (with `suffix` appended) to out.txt.
+Task copier(const std::string& dir, const std::string& suffix = "", std::string name = "copy") {
+  return Task::binary("/bin/sh")
+      .name(std::move(name))
+      .args({"-c", "cat in.txt > out.txt && printf '" + suffix + "' >> out.txt && echo done"})
+      .cwd(dir)
+      .inputs({"in.txt"})
+      .outputs({"out.txt"})
+      .build()
+      .value();
+}
+
+ExecutionResult run_in(const std::string& cache_dir, Task task) {
+  auto pool = Pool::builder().process_slots(2).cache(cache_dir).build();
+  EXPECT_TRUE(pool) << pool.error().message();
+  auto r = pool->run(std::move(task));
+  EXPECT_TRUE(r) << r.error().message();
+  return *r;
+}
+
+// A fake successful run stored for `task` (no process needed for the key-field tests).
+void store_success(ResultCache& cache, const Task& task) {
+  CacheLookup l = cache.lookup(task);
+  ASSERT_FALSE(l.key.empty()) << l.reason;
+  write_file(fs::path(task.process()->cwd) / "out.txt", "out");
+  ExecutionResult r = ExecutionResult::success(task.id(), std::chrono::milliseconds(5));
+  r.stdout_data = "hello";
+  ASSERT_TRUE(cache.store(task, l, r));
+}
+
+struct CacheFixture : ::testing::Test {
+  test::TempDir dir{"cache"};
+  std::string cache_dir() const { return dir.file("cache"); }
+  void SetUp() override { write_file(dir.file("in.txt"), "input one\n"); }
+};
+
+TEST_F(CacheFixture, SecondRunOfAnUnchangedTaskIsCachedWithTheOriginalResult) {
+  ExecutionResult first = run_in(cache_dir(), copier(dir.path()));
+  ASSERT_TRUE(first.ok()) << first.error;
+  EXPECT_FALSE(first.from_cache);
+  EXPECT_EQ(first.cache_reason, "ran: no cache entry");
+  EXPECT_EQ(first.output_hashes.at("out.txt"), sha256_hex("input one\n"));
+  EXPECT_EQ(first.input_hashes.at("in.txt"), sha256_hex("input one\n"));
+  EXPECT_EQ(first.binary_sha256.size(), 64u);
+  EXPECT_FALSE(first.host.empty());
+
+  ExecutionResult second = run_in(cache_dir(), copier(dir.path()));
+  ASSERT_TRUE(second.ok()) << second.error;
+  EXPECT_TRUE(second.from_cache);
+  EXPECT_EQ(second.cache_reason, "cached");
+  EXPECT_EQ(second.stdout_data, "done\n");
+  EXPECT_EQ(second.exit_code, 0);
+  EXPECT_EQ(second.wall, first.wall);
+  EXPECT_EQ(second.output_hashes, first.output_hashes);
+}
+
+TEST_F(CacheFixture, PoolCountsCachedTasksAndTellsTheObserver) {
+  run_in(cache_dir(), copier(dir.path()));
+  std::atomic<int> cached_events{0};
+  auto pool = Pool::builder()
+                  .cache(cache_dir())
+                  .on_event([&](const Event& e) {
+                    if (e.kind == Event::Kind::Finished && e.result && e.result->from_cache) {
+                      ++cached_events;
+                    }
+                  })
+                  .build();
+  ASSERT_TRUE(pool);
+  auto r = pool->run(copier(dir.path()));
+  ASSERT_TRUE(r);
+  pool->wait_idle();
+  EXPECT_TRUE(r->from_cache);
+  EXPECT_EQ(pool->stats().from_cache, 1u);
+  EXPECT_EQ(cached_events.load(), 1);
+}
+
+TEST_F(CacheFixture, ChangedInputIsAMissNamingTheInputAndBothHashes) {
+  run_in(cache_dir(), copier(dir.path()));
+  write_file(dir.file("in.txt"), "input two\n");
+  ExecutionResult r = run_in(cache_dir(), copier(dir.path()));
+  EXPECT_FALSE(r.from_cache);
+  EXPECT_NE(r.cache_reason.find("input in.txt changed"), std::string::npos) << r.cache_reason;
+  EXPECT_NE(r.cache_reason.find(sha256_hex("input one\n").substr(0, 8)), std::string::npos)
+      << r.cache_reason;
+  EXPECT_NE(r.cache_reason.find(sha256_hex("input two\n").substr(0, 8)), std::string::npos)
+      << r.cache_reason;
+  EXPECT_EQ(read_file(dir.file("out.txt")), "input two\n");
+}
+
+TEST_F(CacheFixture, ChangedArgsIsAMissSayingArgsChanged) {
+  run_in(cache_dir(), copier(dir.path()));
+  ExecutionResult r = run_in(cache_dir(), copier(dir.path(), "x"));
+  EXPECT_FALSE(r.from_cache);
+  EXPECT_EQ(r.cache_reason, "ran: args changed");
+}
+
+TEST_F(CacheFixture, EachKeyFieldChangeIsAMissWithItsReason) {
+  auto cache = ResultCache::open(cache_dir());
+  ASSERT_TRUE(cache) << cache.error().message();
+  auto base = [&] {
+    return Task::binary("/bin/cat")
+        .name("t")
+        .args({"in.txt"})
+        .cwd(dir.path())
+        .inputs({"in.txt"})
+        .outputs({"out.txt"});
+  };
+  store_success(**cache, base().build().value());
+  EXPECT_EQ((*cache)->lookup(base().build().value()).reason, "cached");
+
+  struct Case {
+    const char* want;
+    task::Builder builder;
+  };
+  task::ResourceRequest req;
+  req.cpus = 1;
+  std::vector<Case> cases;
+  cases.push_back({"ran: env changed", base().env("A", "1")});
+  cases.push_back({"ran: stdin changed", base().stdin("x")});
+  cases.push_back({"ran: resources changed", base().resources(req)});
+  cases.push_back({"ran: backend changed", base().backend(task::Backend::Remote)});
+  for (auto& c : cases) {
+    auto t = c.builder.build();
+    ASSERT_TRUE(t) << t.error().message();
+    EXPECT_EQ((*cache)->lookup(*t).reason, c.want);
+  }
+  // Another binary with the same command line: its content is part of the key.
+  write_file(dir.file("tool"), "#!/bin/sh\ncat \"$@\"\n");
+  ::chmod(dir.file("tool").c_str(), 0755);
+  auto tool = [&] {
+    return Task::binary(dir.file("tool"))
+        .name("u")
+        .args({"in.txt"})
+        .cwd(dir.path())
+        .inputs({"in.txt"})
+        .outputs({"out.txt"});
+  };
+  store_success(**cache, tool().build().value());
+  write_file(dir.file("tool"), "#!/bin/sh\ncat \"$@\" # v2\n");
+  EXPECT_EQ((*cache)->lookup(tool().build().value()).reason, "ran: binary changed");
+}
+
+TEST_F(CacheFixture, MissingOutputIsAMissNamingTheOutput) {
+  run_in(cache_dir(), copier(dir.path()));
+  ASSERT_TRUE(fs::remove(dir.file("out.txt")));
+  ExecutionResult missing = run_in(cache_dir(), copier(dir.path()));
+  EXPECT_FALSE(missing.from_cache);
+  EXPECT_EQ(missing.cache_reason, "ran: output out.txt missing");
+  EXPECT_EQ(read_file(dir.file("out.txt")), "input one\n");
+}
+
+// make's rule: an output edited after the cached run is kept (not overwritten by running its
+// producer again); the producer stays cached, saying so, and the tasks reading it re-run.
+TEST_F(CacheFixture, EditedOutputIsKeptAndItsProducerStaysCachedSayingSo) {
+  run_in(cache_dir(), copier(dir.path()));
+  write_file(dir.file("out.txt"), "edited\n");
+  ExecutionResult r = run_in(cache_dir(), copier(dir.path()));
+  EXPECT_TRUE(r.from_cache);
+  EXPECT_EQ(r.cache_reason, "cached (output out.txt edited since; kept, its readers re-run)");
+  EXPECT_EQ(read_file(dir.file("out.txt")), "edited\n");
+}
+
+TEST_F(CacheFixture, CorruptOrTruncatedEntryIsAMissNotAnError) {
+  run_in(cache_dir(), copier(dir.path()));
+  std::size_t damaged = 0;
+  for (const auto& e : fs::directory_iterator(cache_dir() + "/entries")) {
+    std::string text = read_file(e.path());
+    ASSERT_GT(text.size(), 100u);
+    text[text.size() / 2] ^= 1;  // one flipped bit
+    write_file(e.path(), text);
+    ++damaged;
+  }
+  ASSERT_EQ(damaged, 1u);
+  ExecutionResult r = run_in(cache_dir(), copier(dir.path()));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_FALSE(r.from_cache);
+  // The rerun stored a good entry again; a truncated one is a miss too.
+  for (const auto& e : fs::directory_iterator(cache_dir() + "/entries")) {
+    const std::string text = read_file(e.path());
+    write_file(e.path(), text.substr(0, text.size() / 3));
+  }
+  ExecutionResult again = run_in(cache_dir(), copier(dir.path()));
+  ASSERT_TRUE(again.ok()) << again.error;
+  EXPECT_FALSE(again.from_cache);
+}
+
+TEST_F(CacheFixture, UnwritableCacheDirectoryRunsUncachedWithAWarning) {
+  write_file(dir.file("blocker"), "a file where the cache directory should go");
+  const std::string bad = dir.file("blocker") + "/cache";
+  auto pool = Pool::builder().cache(bad).build();
+  ASSERT_TRUE(pool) << pool.error().message();
+  auto warning = pool->cache_warning();
+  ASSERT_TRUE(warning);
+  EXPECT_NE(warning->message().find(bad), std::string::npos) << warning->message();
+  auto r = pool->run(copier(dir.path()));
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->ok()) << r->error;
+  EXPECT_FALSE(r->from_cache);
+  EXPECT_EQ(read_file(dir.file("out.txt")), "input one\n");
+}
+
+TEST_F(CacheFixture, MissingDeclaredOutputFailsTheTaskNamingTheFile) {
+  auto t = Task::binary("/bin/true")
+               .name("liar")
+               .cwd(dir.path())
+               .inputs({"in.txt"})
+               .outputs({"never-written.txt"});
+  ExecutionResult r = run_in(cache_dir(), t.build().value());
+  EXPECT_EQ(r.status, Status::Failed);
+  EXPECT_NE(r.error.find("never-written.txt"), std::string::npos) << r.error;
+  EXPECT_TRUE(fs::is_empty(cache_dir() + "/entries"));
+}
+
+TEST_F(CacheFixture, DependentOfATaskThatReRanSaysSo) {
+  auto pair = [&] {
+    std::vector<Task> tasks;
+    tasks.push_back(Task::binary("/bin/sh")
+                        .name("first")
+                        .args({"-c", "cp in.txt mid.txt"})
+                        .cwd(dir.path())
+                        .inputs({"in.txt"})
+                        .outputs({"mid.txt"})
+                        .build()
+                        .value());
+    tasks.push_back(Task::binary("/bin/sh")
+                        .name("second")
+                        .args({"-c", "cp mid.txt out.txt"})
+                        .cwd(dir.path())
+                        .inputs({"mid.txt"})
+                        .outputs({"out.txt"})
+                        .depends_on({tasks[0].id()})
+                        .build()
+                        .value());
+    return tasks;
+  };
+  auto once = [&] {
+    auto pool = Pool::builder().cache(cache_dir()).build();
+    EXPECT_TRUE(pool);
+    EXPECT_TRUE(pool->submit_all(pair()));
+    return pool->wait_all();
+  };
+  once();
+  auto cached = once();
+  ASSERT_EQ(cached.size(), 2u);
+  EXPECT_TRUE(cached[0].from_cache && cached[1].from_cache);
+  write_file(dir.file("in.txt"), "input changed\n");
+  auto rerun = once();
+  ASSERT_EQ(rerun.size(), 2u);
+  EXPECT_FALSE(rerun[0].from_cache);
+  EXPECT_FALSE(rerun[1].from_cache);
+  EXPECT_NE(rerun[1].cache_reason.find("dependency first re-ran"), std::string::npos)
+      << rerun[1].cache_reason;
+}
+
+TEST_F(CacheFixture, TaskWithoutDeclaredFilesAlwaysRuns) {
+  auto t = [] { return Task::binary("/bin/true").name("plain").build().value(); };
+  run_in(cache_dir(), t());
+  ExecutionResult r = run_in(cache_dir(), t());
+  EXPECT_TRUE(r.ok());
+  EXPECT_FALSE(r.from_cache);
+  EXPECT_NE(r.cache_reason.find("declares no inputs or outputs"), std::string::npos);
+}
+
+TEST_F(CacheFixture, HashFilesUsesTheIndexAcrossOpensAndReportsMissingFiles) {
+  const std::string a = dir.file("a.bin"), b = dir.file("b.bin");
+  write_file(a, std::string(3 << 20, 'a'));
+  write_file(b, "bee");
+  // Old enough not to be "racily clean" (changed within the index's margin).
+  const struct timespec old[2] = {{1'600'000'000, 0}, {1'600'000'000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, a.c_str(), old, 0), 0);
+  ::usleep(200'000);  // the ctime the touch set must also age past the margin
+  {
+    auto cache = ResultCache::open(cache_dir()).value();
+    auto h = cache->hash_files({a, b, dir.file("missing")});
+    ASSERT_EQ(h.size(), 3u);
+    ASSERT_TRUE(h[0]);
+    EXPECT_EQ(*h[0], sha256_hex(std::string(3 << 20, 'a')));
+    ASSERT_TRUE(h[1]);
+    EXPECT_EQ(*h[1], sha256_hex("bee"));
+    ASSERT_FALSE(h[2]);
+    EXPECT_EQ(h[2].error().code(), ErrorCode::NotFound);
+  }
+  EXPECT_NE(read_file(cache_dir() + "/files.idx").find(a), std::string::npos);
+  auto cache = ResultCache::open(cache_dir()).value();
+  auto h = cache->hash_files({a});
+  ASSERT_TRUE(h[0]);
+  EXPECT_EQ(*h[0], sha256_hex(std::string(3 << 20, 'a')));
+}
+
+TEST(CacheEntry, RoundTripsAnyBytesAndRejectsAnyDamage) {
+  detail::CacheEntry e;
+  e.name = "count-3";
+  e.key = sha256_hex("k");
+  e.created_unix_ns = 42;
+  e.fields = {{"args", "x=y"}, {"binary", sha256_hex("b")}};
+  e.inputs = {{"corpus 3.txt", sha256_hex("i")}};
+  e.outputs = {{"counts-3.tsv", sha256_hex("o")}};
+  e.output_paths = {"/s/counts-3.tsv"};
+  e.stdout_data = std::string("line\nnul\0byte", 13);
+  e.exit_code = 0;
+  e.wall_ns = 123;
+  const std::string text = detail::encode_entry(e);
+  auto back = detail::decode_entry(text);
+  ASSERT_TRUE(back) << text;
+  EXPECT_EQ(back->name, e.name);
+  EXPECT_EQ(back->fields, e.fields);
+  EXPECT_EQ(back->inputs, e.inputs);
+  EXPECT_EQ(back->outputs, e.outputs);
+  EXPECT_EQ(back->stdout_data, e.stdout_data);
+  EXPECT_EQ(back->wall_ns, 123);
+  for (std::size_t i = 0; i < text.size(); i += 7) {
+    std::string bad = text;
+    bad[i] ^= 0x20;
+    EXPECT_FALSE(detail::decode_entry(bad)) << "byte " << i;
+  }
+  EXPECT_FALSE(detail::decode_entry(text.substr(0, text.size() - 1)));
+  EXPECT_FALSE(detail::decode_entry(""));
+}
+
+TEST_F(CacheFixture, GcRemovesEntriesWhoseOutputsChangedAndTheOldestOverTheSizeLimit) {
+  run_in(cache_dir(), copier(dir.path(), "", "one"));
+  run_in(cache_dir(), copier(dir.path(), "2", "two"));  // rewrites out.txt: "one" is stale
+  auto report = ResultCache::gc(cache_dir(), {});
+  ASSERT_TRUE(report) << report.error().message();
+  ASSERT_EQ(report->removed.size(), 1u);
+  EXPECT_NE(report->removed[0].find("one"), std::string::npos) << report->removed[0];
+  EXPECT_EQ(report->kept, 1u);
+  auto sized = ResultCache::gc(cache_dir(), {.max_age = std::nullopt, .max_size = 1});
+  ASSERT_TRUE(sized);
+  EXPECT_EQ(sized->removed.size(), 1u);
+  EXPECT_EQ(sized->kept, 0u);
+  EXPECT_FALSE(ResultCache::gc(dir.file("nothing-here"), {}));
+}
+
+TEST(CacheProvenance, FinishedRecordsCarryHashesHostResourcesAndTimes) {
+  ExecutionResult r = ExecutionResult::success(7, std::chrono::seconds(2));
+  r.from_cache = true;
+  r.host = "node1";
+  r.binary_sha256 = sha256_hex("bin");
+  r.input_hashes = {{"in.txt", sha256_hex("i")}};
+  r.output_hashes = {{"out.txt", sha256_hex("o")}};
+  task::Allocation a;
+  a.cpus = 2;
+  a.cores = {0, 1};
+  a.memory = 1024;
+  r.allocation = a;
+  fault::JournalRecord rec;
+  detail::PoolState::add_provenance(rec, r);
+  EXPECT_TRUE(rec.from_cache);
+  EXPECT_EQ(rec.host, "node1");
+  EXPECT_EQ(rec.binary_sha256, r.binary_sha256);
+  EXPECT_EQ(rec.input_hashes, r.input_hashes);
+  EXPECT_EQ(rec.output_hashes, r.output_hashes);
+  EXPECT_NE(rec.resources.find("cores=0,1"), std::string::npos) << rec.resources;
+  EXPECT_NE(rec.resources.find("memory=1024"), std::string::npos) << rec.resources;
+  EXPECT_GT(rec.finished_unix_ns, 0);
+  EXPECT_EQ(rec.started_unix_ns, rec.finished_unix_ns);  // a cached result took no time here
+  r.from_cache = false;
+  detail::PoolState::add_provenance(rec, r);
+  EXPECT_EQ(rec.finished_unix_ns - rec.started_unix_ns, 2'000'000'000);
+}
+
+}  // namespace
+}  // namespace pepita::pool
