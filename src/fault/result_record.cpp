@@ -13,7 +13,7 @@ namespace {
 // The Allocation as one line of text ("cpus=2 cores=0,1 memory=1048576 gpus=0 pids=64"), for
 // the journal's provenance.
 std::string describe(const task::Allocation& a) {
-  std::string s;
+  std::string s = "attempt=" + std::to_string(a.attempt);
   auto field = [&](std::string_view k, const std::string& v) {
     if (!s.empty()) s.push_back(' ');
     s.append(k).append("=").append(v);
@@ -51,7 +51,8 @@ JournalRecord finished_record(const executor::ExecutionResult& r, std::string sp
   rec.stderr_bytes = r.stderr_bytes;
   rec.error = r.error;
   rec.metadata = r.metadata;
-  // Issue 24: provenance. The result has no start time: the attempt ended now and lasted `wall`.
+  // Issue 24: provenance. The result has no start time: the attempt ended now and lasted `wall`
+  // (a result from the cache took no time here).
   rec.from_cache = r.from_cache;
   rec.host = r.host;
   rec.binary_sha256 = r.binary_sha256;
@@ -61,7 +62,7 @@ JournalRecord finished_record(const executor::ExecutionResult& r, std::string sp
   rec.finished_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
-  rec.started_unix_ns = rec.finished_unix_ns - rec.wall_ns;
+  rec.started_unix_ns = r.from_cache ? rec.finished_unix_ns : rec.finished_unix_ns - rec.wall_ns;
   return rec;
 }
 

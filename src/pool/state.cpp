@@ -29,43 +29,6 @@ fault::Failure failure_of(const ExecutionResult& r) noexcept {
 
 namespace detail {
 
-namespace {
-
-// The Allocation granted, as text for the journal ("cpus=2 cores=0,1 memory=1073741824 gpus=0").
-std::string allocation_text(const task::Allocation& a) {
-  std::string out = "attempt=" + std::to_string(a.attempt);
-  if (a.cpus > 0) out += " cpus=" + std::to_string(a.cpus);
-  if (!a.cores.empty()) {
-    out += " cores=";
-    for (std::size_t i = 0; i < a.cores.size(); ++i) {
-      out += (i ? "," : "") + std::to_string(a.cores[i]);
-    }
-  }
-  if (a.memory > 0) out += " memory=" + std::to_string(a.memory);
-  if (!a.gpus.empty()) out += " gpus=" + a.gpu_list();
-  for (const auto& [k, v] : a.named) out += " " + k + "=" + std::to_string(v);
-  if (a.pids > 0) out += " pids=" + std::to_string(a.pids);
-  return out;
-}
-
-}  // namespace
-
-// Issue 24's provenance fields of a Finished record, from the result (the record's encoding is
-// the journal's; finished_record keeps the outcome fields).
-void PoolState::add_provenance(fault::JournalRecord& rec, const ExecutionResult& r) {
-  rec.from_cache = r.from_cache;
-  rec.host = r.host;
-  rec.binary_sha256 = r.binary_sha256;
-  rec.input_hashes = r.input_hashes;
-  rec.output_hashes = r.output_hashes;
-  if (r.allocation) rec.resources = allocation_text(*r.allocation);
-  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::system_clock::now().time_since_epoch())
-                               .count();
-  rec.finished_unix_ns = now;
-  rec.started_unix_ns = r.from_cache ? now : now - r.wall.count();
-}
-
 void PoolState::event(Actions& act, Event::Kind kind, const Node& n, TaskId id,
                       const ExecutionResult* r, std::chrono::nanoseconds delay) {
   if (!observer) return;
@@ -490,9 +453,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
     ++latency_seen;
     if (ok && r.from_cache) ++counters.from_cache;
     if (journal && !r.from_journal) {
-      fault::JournalRecord rec = fault::finished_record(r, n.task.spec_digest());
-      add_provenance(rec, r);
-      journal_append(std::move(rec), true);
+      journal_append(fault::finished_record(r, n.task.spec_digest()), true);
     }
     event(act, Event::Kind::Finished, n, id, &r);
     std::vector<TaskId> dependents = std::move(n.dependents);

@@ -15,6 +15,7 @@
 #include "detail/cache_entry.hpp"
 #include "detail/state.hpp"
 #include "pepita/core/sha256.hpp"
+#include "pepita/fault/result_record.hpp"
 #include "pepita/pool/pool.hpp"
 
 namespace pepita::pool {
@@ -376,8 +377,7 @@ TEST(CacheProvenance, FinishedRecordsCarryHashesHostResourcesAndTimes) {
   a.cores = {0, 1};
   a.memory = 1024;
   r.allocation = a;
-  fault::JournalRecord rec;
-  detail::PoolState::add_provenance(rec, r);
+  fault::JournalRecord rec = fault::finished_record(r, "digest");
   EXPECT_TRUE(rec.from_cache);
   EXPECT_EQ(rec.host, "node1");
   EXPECT_EQ(rec.binary_sha256, r.binary_sha256);
@@ -388,7 +388,7 @@ TEST(CacheProvenance, FinishedRecordsCarryHashesHostResourcesAndTimes) {
   EXPECT_GT(rec.finished_unix_ns, 0);
   EXPECT_EQ(rec.started_unix_ns, rec.finished_unix_ns);  // a cached result took no time here
   r.from_cache = false;
-  detail::PoolState::add_provenance(rec, r);
+  rec = fault::finished_record(r, "digest");
   EXPECT_EQ(rec.finished_unix_ns - rec.started_unix_ns, 2'000'000'000);
 }
 

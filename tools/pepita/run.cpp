@@ -599,7 +599,7 @@ int run_job(const RunOptions& o) {
     progress->on_event(e);
     if (dash.enabled()) dash.on_event(e);
   });
-  builder.cpu_workers(1);                          // job files hold commands only
+  builder.cpu_workers(1);  // job files hold commands only
   if (!o.no_cache) builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir);
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
   // Each backend a task needs (or the command line configured) joins the pool; the pool's own

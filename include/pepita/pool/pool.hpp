@@ -140,7 +140,7 @@ struct PoolConfig {
   std::chrono::nanoseconds reserve_after{std::chrono::seconds(1)};  // see Builder::reserve_after
   std::string journal_key_path;  // issue 24: MAC the journal under this key file
   std::string log_dir;           // issue 24: live logs of process tasks (see Builder::log_dir)
-  std::string cache_dir;  // issue 24: the result cache's directory; empty: no cache
+  std::string cache_dir;         // issue 24: the result cache's directory; empty: no cache
 };
 
 /// What the pool tells an observer (the CLI's progress display), after the fact.

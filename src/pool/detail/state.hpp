@@ -254,7 +254,6 @@ struct PoolState {
   void attempt_failed(TaskId id, ExecutionResult r, Actions& act);
   void finalize(TaskId id, ExecutionResult r, Actions& act);
   void journal_append(fault::JournalRecord rec, bool commit);
-  static void add_provenance(fault::JournalRecord& rec, const ExecutionResult& r);
   void event(Actions& act, Event::Kind kind, const Node& n, TaskId id,
              const ExecutionResult* r = nullptr, std::chrono::nanoseconds delay = {});
   TaskHandle make_handle(TaskId id, std::shared_ptr<HandleState> s) { return {id, std::move(s)}; }
