@@ -166,11 +166,12 @@ TEST(Metrics, AWorkersExpositionParsesBack) {
                                        .tasks_run = 7,
                                        .tasks_returned = 0,
                                        .blobs_stored = 3,
-                                       .slots = 4}));
+                                       .slots = 4,
+                                       .bytes_staged = 5000}));
   EXPECT_TRUE(e.errors.empty()) << ::testing::PrintToString(e.errors);
   EXPECT_EQ(value(e, "pepita_worker_tasks_run_total"), 7);
   EXPECT_EQ(value(e, "pepita_worker_slots"), 4);
-  EXPECT_EQ(value(e, "pepita_bytes_staged_total"), 0);
+  EXPECT_EQ(value(e, "pepita_bytes_staged_total"), 5000);
 }
 
 TEST(Metrics, TheParserRejectsMalformedLines) {        // the checker itself can fail

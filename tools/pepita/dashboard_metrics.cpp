@@ -119,7 +119,7 @@ std::string worker_metrics(const WorkerCounters& c) {
   counter("pepita_worker_blobs_stored_total", "Binaries and blobs stored in the cache.",
           c.blobs_stored);
   counter("pepita_bytes_staged_total",
-          "Bytes of task inputs and outputs staged to and from workers.", 0);
+          "Bytes of task inputs and outputs staged to and from workers.", c.bytes_staged);
   family(out, "pepita_worker_slots", "gauge", "Tasks this worker runs at once.");
   out.append("pepita_worker_slots ").append(std::to_string(c.slots)).append("\n");
   return out;

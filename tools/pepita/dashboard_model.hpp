@@ -155,6 +155,7 @@ class RunModel {
 struct WorkerCounters {
   std::uint64_t clients_accepted = 0, clients_rejected = 0, tasks_run = 0, tasks_returned = 0;
   std::uint64_t blobs_stored = 0, slots = 0;
+  std::uint64_t bytes_staged = 0;  // declared inputs fetched plus outputs sent back (issue 24)
 };
 /// Prometheus text exposition of a worker's counters (pepita_worker_*), with the same
 /// pepita_bytes_staged_total family as a run's.

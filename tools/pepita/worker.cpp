@@ -174,7 +174,8 @@ int run_worker(const WorkerCliOptions& o) {
         {.address = o.metrics, .token = o.metrics_token}, {.metrics = [&worker, slots] {
           const auto s = (*worker)->stats();
           return dashboard::worker_metrics({s.clients_accepted, s.clients_rejected, s.tasks_run,
-                                            s.tasks_returned, s.blobs_stored, slots});
+                                            s.tasks_returned, s.blobs_stored, slots,
+                                            s.bytes_fetched + s.output_bytes_sent});
         }});
     if (!served) {
       std::fprintf(stderr, "pepita worker: --metrics: %s\n", served.error().message().c_str());
