@@ -12,6 +12,7 @@
 
 #include <memory>
 
+#include "pepita/core/key_file.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/core/unique_fd.hpp"
 
@@ -48,33 +49,9 @@ Result<Key> Key::from_bytes(ByteSpan bytes) {
 }
 
 Result<Key> Key::from_file(const std::string& path) {
-  UniqueFd fd = PEPITA_TRY(
-      sys::check_fd(sys::open(path.c_str(), O_RDONLY | O_NOFOLLOW), "open key file " + path));
-  struct stat st {};
-  PEPITA_TRY_VOID(sys::check_void(sys::fstat(fd.get(), &st), "stat key file " + path));
-  if (!S_ISREG(st.st_mode)) {
-    return fail(ErrorCode::InvalidArgument, "key file " + path + " is not a regular file");
-  }
-  if ((st.st_mode & 077) != 0) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-    return fail(ErrorCode::PermissionDenied, "key file " + path + " has mode " + mode +
-                                                 "; other users could read it. Run: chmod 600 " +
-                                                 path);
-  }
-  if (st.st_size <= 0 || st.st_size > 4096) {
-    return fail(
-        ErrorCode::InvalidArgument,
-        "key file " + path + " must hold 16 bytes to 4 KiB, has " + std::to_string(st.st_size));
-  }
-  std::string text(static_cast<std::size_t>(st.st_size), '\0');
-  const std::int64_t got = sys::read_full(fd.get(), text.data(), text.size());
-  if (got < 0) return fail_errno(static_cast<int>(got), "read key file " + path);
-  text.resize(static_cast<std::size_t>(got));
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' ||
-                           text.back() == '\t')) {
-    text.pop_back();
-  }
+  // Owner-only regular file of at most 4 KiB, trailing whitespace trimmed (core/key_file.hpp);
+  // the key's own length is from_bytes' rule, after hex decoding.
+  std::string text = PEPITA_TRY(read_key_file(path, 1));
   Result<Key> key = [&]() -> Result<Key> {
     if (text.size() >= 2 * kMinBytes && text.size() % 2 == 0 && is_hex(text)) {
       auto raw = PEPITA_TRY(from_hex(text));

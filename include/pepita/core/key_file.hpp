@@ -1,7 +1,8 @@
 #pragma once
-// Secret key files (the journal's HMAC key): a regular file of at least `min_bytes` bytes that
-// only its owner can read or write (mode 0600), as the transport's pre-shared key is. The bytes
-// are the key as they are (trailing whitespace ignored); generate one with
+// Secret key files — the journal's HMAC key and the transport's pre-shared key
+// (transport::Key::from_file, which then decodes hex): a regular file of at least `min_bytes`
+// bytes that only its owner can read or write (mode 0600). The bytes are the key as they are
+// (trailing whitespace ignored); generate one with
 //   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > run.key && chmod 600 run.key
 //
 //   std::string key = PEPITA_TRY(read_key_file("run.key", 32));
