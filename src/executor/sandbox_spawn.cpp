@@ -528,7 +528,7 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
                 "sandbox: disk, read_only and writable need the mount namespace (mount_ns = true)");
   }
   std::string path;
-  if (int rc = resolve_binary(spec.path, path); rc < 0)
+  if (int rc = sys::find_executable(spec.path, path); rc < 0)
     return fail_errno(rc, "cannot start '" + spec.path + "'");
   std::string workdir = spec.cwd;
   if (workdir.empty()) {

@@ -135,34 +135,6 @@ std::vector<char*> build_environment(const task::ProcessSpec& spec,
   return envp;
 }
 
-// execvp's search, done in the parent: the first PATH entry holding an executable regular file.
-// -ENOENT when none has the name, -EACCES when one has it but may not run it.
-int resolve_binary(const std::string& name, std::string& out) {
-  if (name.find('/') != std::string::npos) {
-    out = name;
-    return 0;
-  }
-  const char* env_path = std::getenv("PATH");
-  const std::string path = env_path != nullptr ? env_path : "/usr/local/bin:/usr/bin:/bin";
-  int err = -ENOENT;
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    const std::size_t end = std::min(path.find(':', start), path.size());
-    std::string dir = path.substr(start, end - start);
-    start = end + 1;
-    std::string candidate = (dir.empty() ? std::string(".") : dir).append("/").append(name);
-    struct stat st {};
-    if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (::access(candidate.c_str(), X_OK) != 0) {
-      err = -EACCES;
-      continue;
-    }
-    out = std::move(candidate);
-    return 0;
-  }
-  return err;
-}
-
 namespace {
 
 // The child's stack: an mmap'd region, unmapped when the spawn returns (the child has exec'd or
@@ -196,7 +168,7 @@ class ChildStack {
 pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid,
                     const SpawnExtras& extras) {
   std::string path;
-  if (int rc = resolve_binary(spec.path, path); rc < 0) return rc;
+  if (int rc = sys::find_executable(spec.path, path); rc < 0) return rc;
 
   std::string arg0 = spec.path;
   if (auto slash = arg0.rfind('/'); slash != std::string::npos) arg0.erase(0, slash + 1);

@@ -101,23 +101,6 @@ Result<void> write_all(int fd, std::string_view data, const std::string& path) {
   return {};
 }
 
-// Fills an out-parameter: returning the string through Result trips a GCC 12 false positive
-// (-Wmaybe-uninitialized) in callers.
-Result<void> slurp(const std::string& path, std::string& data) {
-  const int raw = sys::open(path.c_str(), O_RDONLY);
-  if (raw == -ENOENT) return {};
-  if (raw < 0) return fail_errno(raw, "open journal " + path);
-  UniqueFd fd(raw);
-  char buf[1 << 16];
-  for (;;) {
-    const int64_t n = sys::read_full(fd.get(), buf, sizeof buf);
-    if (n < 0) return fail_errno(static_cast<int>(n), "read journal " + path);
-    data.append(buf, static_cast<std::size_t>(n));
-    if (static_cast<std::size_t>(n) < sizeof buf) break;  // end of file
-  }
-  return {};
-}
-
 Result<void> fsync_parent(const std::string& path) {
   auto parent = std::filesystem::path(path).parent_path();
   if (parent.empty()) parent = ".";
@@ -211,7 +194,7 @@ Result<std::string> load_journal_key(const std::string& path) {
 Result<Recovery> read_journal(const std::string& path, const std::optional<std::string>& key) {
   using namespace detail;
   std::string data;
-  PEPITA_TRY_VOID(slurp(path, data));
+  PEPITA_TRY_VOID(detail::read_journal_bytes(path, data, /*missing_is_empty=*/true));
   Recovery rec;
   const std::string not_journal =
       path + " is not a pepita journal (bad magic); move it away or run without --resume";
@@ -525,5 +508,24 @@ void Journal::sync_loop(std::stop_token stop) {
     if (err != 0 && sync_errno_ == 0) sync_errno_ = err;
   }
 }
+
+namespace detail {
+
+Result<void> read_journal_bytes(const std::string& path, std::string& data, bool missing_is_empty) {
+  const int raw = sys::open(path.c_str(), O_RDONLY);
+  if (raw == -ENOENT && missing_is_empty) return {};
+  if (raw < 0) return fail_errno(raw, "open journal " + path);
+  UniqueFd fd(raw);
+  char buf[1 << 16];
+  for (;;) {
+    const int64_t n = sys::read_full(fd.get(), buf, sizeof buf);
+    if (n < 0) return fail_errno(static_cast<int>(n), "read journal " + path);
+    data.append(buf, static_cast<std::size_t>(n));
+    if (static_cast<std::size_t>(n) < sizeof buf) break;  // end of file
+  }
+  return {};
+}
+
+}  // namespace detail
 
 }  // namespace pepita::fault

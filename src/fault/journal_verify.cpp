@@ -14,20 +14,6 @@
 namespace pepita::fault {
 namespace {
 
-Result<void> read_whole(const std::string& path, std::string& data) {
-  const int raw = sys::open(path.c_str(), O_RDONLY);
-  if (raw < 0) return fail_errno(raw, "open journal " + path);
-  UniqueFd fd(raw);
-  char buf[1 << 16];
-  for (;;) {
-    const int64_t n = sys::read_full(fd.get(), buf, sizeof buf);
-    if (n < 0) return fail_errno(static_cast<int>(n), "read journal " + path);
-    data.append(buf, static_cast<std::size_t>(n));
-    if (static_cast<std::size_t>(n) < sizeof buf) break;
-  }
-  return {};
-}
-
 struct Entry {
   std::size_t offset = 0;
   std::string_view payload;
@@ -40,7 +26,7 @@ Result<JournalVerification> verify_journal(const std::string& path,
                                            const std::optional<std::string>& key) {
   using namespace detail;
   std::string data;
-  PEPITA_TRY_VOID(read_whole(path, data));
+  PEPITA_TRY_VOID(detail::read_journal_bytes(path, data, /*missing_is_empty=*/false));
   JournalVerification v;
   v.format = magic_format(data);
   if (v.format == 0) {

@@ -23,6 +23,7 @@
 #include "detail/cache_entry.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/core/sha256.hpp"
+#include "pepita/core/sys/process.hpp"
 
 namespace pepita::pool {
 namespace fs = std::filesystem;
@@ -63,25 +64,10 @@ std::string task_cwd(const task::Task& t) {
   return cwd;
 }
 
-// execvp's rule, as the process executor applies it: a name with a '/' is a path, a bare name
-// is searched in PATH. Empty when not found.
+// execvp's rule, as the process executor applies it (sys::find_executable). Empty when not found.
 std::string resolve_binary(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  const char* env_path = std::getenv("PATH");
-  const std::string path = env_path != nullptr ? env_path : "/usr/local/bin:/usr/bin:/bin";
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    const std::size_t end = std::min(path.find(':', start), path.size());
-    std::string dir = path.substr(start, end - start);
-    start = end + 1;
-    std::string candidate = (dir.empty() ? std::string(".") : dir).append("/").append(name);
-    struct stat st {};
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        ::access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return {};
+  std::string out;
+  return sys::find_executable(name, out) == 0 ? out : std::string();
 }
 
 std::string digest_of(const std::vector<std::string>& parts) {

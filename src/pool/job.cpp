@@ -152,15 +152,8 @@ std::string resolve_command(const std::string& command, const std::string& job_d
     if (p.is_relative()) p = fs::path(job_dir) / p;
     return ::access(p.c_str(), X_OK) == 0 && !fs::is_directory(p) ? p.string() : std::string();
   }
-  const char* path_env = std::getenv("PATH");
-  std::string path = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
-  std::stringstream ss(path);
-  for (std::string dir; std::getline(ss, dir, ':');) {
-    if (dir.empty()) dir = ".";
-    fs::path p = fs::path(dir) / command;
-    if (::access(p.c_str(), X_OK) == 0 && !fs::is_directory(p)) return command;
-  }
-  return {};
+  std::string found;
+  return sys::find_executable(command, found) == 0 ? command : std::string();
 }
 
 // affinity = { cores = [0, 1] } or { numa_node = 0 }; the builder checks the machine has them.

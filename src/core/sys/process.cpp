@@ -6,10 +6,13 @@
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <string>
 
 #include "pepita/core/sys/fd.hpp"
@@ -140,6 +143,32 @@ int set_current_thread_name(const char* name) noexcept {
   char truncated[16] = {};
   for (int i = 0; i < 15 && name[i] != '\0'; ++i) truncated[i] = name[i];
   return -::pthread_setname_np(::pthread_self(), truncated);
+}
+
+int find_executable(const std::string& name, std::string& out) {
+  if (name.find('/') != std::string::npos) {
+    out = name;
+    return 0;
+  }
+  const char* env_path = std::getenv("PATH");
+  const std::string path = env_path != nullptr ? env_path : "/usr/local/bin:/usr/bin:/bin";
+  int err = -ENOENT;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const std::size_t end = std::min(path.find(':', start), path.size());
+    std::string dir = path.substr(start, end - start);
+    start = end + 1;
+    std::string candidate = (dir.empty() ? std::string(".") : dir).append("/").append(name);
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (::access(candidate.c_str(), X_OK) != 0) {
+      err = -EACCES;
+      continue;
+    }
+    out = std::move(candidate);
+    return 0;
+  }
+  return err;
 }
 
 }  // namespace pepita::sys

@@ -76,10 +76,6 @@ struct SpawnExtras {
 pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid = 0,
                     const SpawnExtras& extras = {});
 
-/// execvp's search, done in the parent: `name` itself when it has a '/', else the first PATH
-/// entry holding an executable regular file. -ENOENT when none has it, -EACCES when none may run.
-int resolve_binary(const std::string& name, std::string& out);
-
 /// envp for `spec`: the parent's environment (when the spec inherits it) with the spec's variables
 /// and then `extra` layered on top. The strings live in `storage`, which must outlive the spawn.
 std::vector<char*> build_environment(const task::ProcessSpec& spec,

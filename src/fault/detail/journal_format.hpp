@@ -12,7 +12,14 @@
 #include <string>
 #include <string_view>
 
+#include "pepita/error.hpp"
+
 namespace pepita::fault::detail {
+
+/// Appends the whole file at `path` to `data` (journal.cpp). A missing file is an empty journal
+/// when `missing_is_empty`, else an error naming it. An out-parameter: returning the string
+/// through Result trips a GCC 12 false positive (-Wmaybe-uninitialized) in callers.
+Result<void> read_journal_bytes(const std::string& path, std::string& data, bool missing_is_empty);
 
 inline constexpr char kMagicV1[8] = {'P', 'E', 'P', 'J', 'R', 'N', 'L', '1'};
 inline constexpr char kMagicV2[8] = {'P', 'E', 'P', 'J', 'R', 'N', 'L', '2'};

@@ -8,6 +8,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <string>
+
 #include "pepita/core/sys/check.hpp"
 #include "pepita/core/unique_fd.hpp"
 
@@ -31,5 +33,11 @@ int waitid_pidfd(int pidfd, siginfo_t* info, struct rusage* usage,
 /// kill(2): 0 or -errno. kill_group signals every process of group `pgid`.
 int kill(pid_t pid, int sig) noexcept;
 int kill_group(pid_t pgid, int sig) noexcept;
+
+/// execvp's search, done before any fork: `name` itself when it has a '/', else the first entry
+/// of PATH (unset: /usr/local/bin:/usr/bin:/bin; an empty entry is the cwd) holding an executable
+/// regular file. 0 with `out` set, -ENOENT when no entry has the name, -EACCES when one has it
+/// but may not run it. The one PATH search of the executor, the job loader and the result cache.
+int find_executable(const std::string& name, std::string& out);
 
 }  // namespace pepita::sys
