@@ -6,6 +6,8 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -108,6 +110,7 @@ struct Server::Impl {
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
+  std::atomic<bool> listen_returned{false};
   std::jthread listener;  // declared last: joined first, while `http` still exists
 };
 
@@ -239,7 +242,16 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options, ServerSourc
                                            options.address));
   }
   server->port_ = port;
-  impl.listener = std::jthread([&impl] { impl.http.listen_after_bind(); });
+  impl.listener = std::jthread([&impl] {
+    impl.http.listen_after_bind();
+    impl.listen_returned = true;
+  });
+  // httplib 0.11's stop() does nothing until the listener has entered its accept loop
+  // (is_running()): a server stopped right after it started would leave that thread blocked in
+  // accept and its join hanging. Return only once stop() can reach it.
+  while (!impl.http.is_running() && !impl.listen_returned) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return server;
 }
 
