@@ -47,14 +47,17 @@ def sh(cmd, **kw):
 
 # ---- journal (src/fault/journal.cpp: 8-byte magic, then [u32 len][u32 crc][payload]) ----
 # Formats 1 and 2 share the record prefix read here (format 2 appends output byte counts to
-# Finished records).
+# Finished records). Format 3 (src/fault/detail/journal_format.hpp) puts a chain header before
+# that same body: [u8 keyed][u64 sequence][32-byte previous hash][32-byte MAC if keyed]; its End
+# record's body starts with type 4.
 def journal_successes(path):
     """{task name: number of Finished records with status Succeeded}."""
     out = {}
     with open(path, "rb") as f:
         data = f.read()
-    if data[:8] not in (b"PEPJRNL1", b"PEPJRNL2"):
+    if data[:8] not in (b"PEPJRNL1", b"PEPJRNL2", b"PEPJRNL3"):
         raise ValueError(f"{path}: not a pepita journal")
+    chained = data[:8] == b"PEPJRNL3"
     pos = 8
     while pos + 8 <= len(data):
         n, _crc = struct.unpack_from("<II", data, pos)
@@ -62,7 +65,11 @@ def journal_successes(path):
             break  # torn tail (a kill -9 mid-append): the journal drops it too
         p = data[pos + 8 : pos + 8 + n]
         pos += 8 + n
+        if chained:
+            p = p[1 + 8 + 32 + (32 if p[0] == 1 else 0) :]
         rtype = p[0]
+        if rtype not in (1, 2, 3):
+            continue  # format 3's End record
         q = 1
         (ln,) = struct.unpack_from("<I", p, q)
         name = p[q + 4 : q + 4 + ln].decode()
