@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/file_text.hpp"
 #include "common/temp_dir.hpp"
 #include "pepita/fault/journal.hpp"
 #include "pepita/pool/pool.hpp"
@@ -23,21 +24,8 @@ using pepita::test::TempDir;
 using task::LogStream;
 using task::Task;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-// Polls `path` until it contains `needle`; the generous limit only keeps a broken build from
-// hanging (the machine is loaded: this is not a speed assertion).
-bool wait_for_text(const std::string& path, std::string_view needle) {
-  const auto give_up = std::chrono::steady_clock::now() + 120s;
-  while (std::chrono::steady_clock::now() < give_up) {
-    if (slurp(path).find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
+using pepita::test::read_file_text;
+using pepita::test::wait_for_text;
 
 TEST(LogFiles, PathsAreFileSafeAndStayInTheDirectory) {
   EXPECT_EQ(log_file_path("/s/logs", "count-3", LogStream::Stdout), "/s/logs/count-3.stdout");
@@ -64,15 +52,15 @@ TEST(LogFiles, LogHoldsTheFirstLinesWhileTheTaskStillRuns) {
   ASSERT_TRUE(handle) << handle.error().message();
   const std::string out = log_file_path(logs, "talker", LogStream::Stdout);
   const std::string err = log_file_path(logs, "talker", LogStream::Stderr);
-  ASSERT_TRUE(wait_for_text(out, "line-one\n")) << slurp(out);
-  ASSERT_TRUE(wait_for_text(err, "err-one\n")) << slurp(err);
+  ASSERT_TRUE(wait_for_text(out, "line-one\n")) << read_file_text(out);
+  ASSERT_TRUE(wait_for_text(err, "err-one\n")) << read_file_text(err);
   EXPECT_FALSE(handle->try_get().has_value()) << "the task must still be running";
-  EXPECT_EQ(slurp(out).find("line-two"), std::string::npos);
+  EXPECT_EQ(read_file_text(out).find("line-two"), std::string::npos);
   std::ofstream(go).put('\n');
   const auto result = handle->wait();
   EXPECT_EQ(result.status, Status::Succeeded) << result.error;
-  EXPECT_EQ(slurp(out), log_attempt_header(1) + "line-one\nline-two\n");
-  EXPECT_EQ(slurp(err), log_attempt_header(1) + "err-one\n");
+  EXPECT_EQ(read_file_text(out), log_attempt_header(1) + "line-one\nline-two\n");
+  EXPECT_EQ(read_file_text(err), log_attempt_header(1) + "err-one\n");
 }
 
 TEST(LogFiles, EachAttemptOpensWithItsHeaderAndTheCapDoesNotApply) {
@@ -95,7 +83,7 @@ TEST(LogFiles, EachAttemptOpensWithItsHeaderAndTheCapDoesNotApply) {
   EXPECT_EQ(result.attempts, 2u);
   EXPECT_EQ(result.stdout_data.size(), 100u);
   const std::string x(10000, 'x');
-  EXPECT_EQ(slurp(log_file_path(logs, "flaky", LogStream::Stdout)),
+  EXPECT_EQ(read_file_text(log_file_path(logs, "flaky", LogStream::Stdout)),
             log_attempt_header(1) + x + log_attempt_header(2) + x);
 }
 

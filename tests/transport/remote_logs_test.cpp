@@ -7,6 +7,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/file_text.hpp"
 #include "common/temp_dir.hpp"
 #include "pepita/pool/log_files.hpp"
 #include "pepita/pool/pool.hpp"
@@ -19,20 +20,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
-// The limit only keeps a broken build from hanging; it is not a speed assertion.
-bool wait_for_text(const std::string& path, std::string_view needle) {
-  const auto give_up = std::chrono::steady_clock::now() + 120s;
-  while (std::chrono::steady_clock::now() < give_up) {
-    if (slurp(path).find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return false;
-}
+using pepita::test::read_file_text;
+using pepita::test::wait_for_text;
 
 TEST(RemoteLogs, LogMessageRoundTripsAndRefusesUnknownStreams) {
   const LogMsg m{.stream = 2, .data = std::string("err\0bytes", 9)};
@@ -73,15 +62,15 @@ TEST(RemoteLogs, WorkerStreamsOutputToTheDriversLogFilesWhileTheTaskRuns) {
   ASSERT_TRUE(h) << h.error().message();
   const std::string out = pool::log_file_path(logs, "far", task::LogStream::Stdout);
   const std::string err = pool::log_file_path(logs, "far", task::LogStream::Stderr);
-  ASSERT_TRUE(wait_for_text(out, "remote-one\n")) << slurp(out);
-  ASSERT_TRUE(wait_for_text(err, "remote-err\n")) << slurp(err);
+  ASSERT_TRUE(wait_for_text(out, "remote-one\n")) << read_file_text(out);
+  ASSERT_TRUE(wait_for_text(err, "remote-err\n")) << read_file_text(err);
   EXPECT_FALSE(h->try_get().has_value()) << "the task must still be running";
   std::ofstream(go).put('\n');
   const auto r = h->wait();
   EXPECT_EQ(r.status, executor::Status::Succeeded) << r.error;
   EXPECT_EQ(r.stdout_data, "remote-one\nremote-two\n");
-  EXPECT_EQ(slurp(out), pool::log_attempt_header(1) + "remote-one\nremote-two\n");
-  EXPECT_EQ(slurp(err), pool::log_attempt_header(1) + "remote-err\n");
+  EXPECT_EQ(read_file_text(out), pool::log_attempt_header(1) + "remote-one\nremote-two\n");
+  EXPECT_EQ(read_file_text(err), pool::log_attempt_header(1) + "remote-err\n");
   pool->shutdown();
 }
 
