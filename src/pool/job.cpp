@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "detail/job_toml.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/core/sys.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/task/graph.hpp"
@@ -46,8 +47,7 @@ Result<std::int64_t> get_int(const Ctx& ctx, const toml::node& n, std::string_vi
                              std::int64_t lo, std::int64_t hi) {
   const auto* v = n.as_integer();
   if (!v || v->get() < lo || v->get() > hi) {
-    return ctx.err(n, "'" + std::string(key) + "' must be an integer from " + std::to_string(lo) +
-                          " to " + std::to_string(hi));
+    return ctx.err(n, pepita::fmt("'{}' must be an integer from {} to {}", key, lo, hi));
   }
   return v->get();
 }
@@ -60,7 +60,7 @@ Result<std::chrono::nanoseconds> get_seconds(const Ctx& ctx, const toml::node& n
   if (const auto* f = n.as_floating_point()) s = f->get();
   if (!(s >= 0) || s > 1e7) {
     return ctx.err(
-        n, "'" + std::string(key) + "' must be a number of seconds from 0 to 10000000 (0 = none)");
+        n, pepita::fmt("'{}' must be a number of seconds from 0 to 10000000 (0 = none)", key));
   }
   return std::chrono::nanoseconds(static_cast<std::int64_t>(s * 1e9));
 }
@@ -68,7 +68,7 @@ Result<std::chrono::nanoseconds> get_seconds(const Ctx& ctx, const toml::node& n
 Result<std::string> get_string(const Ctx& ctx, const toml::node& n, std::string_view key,
                                const Vars& vars) {
   const auto* v = n.as_string();
-  if (!v) return ctx.err(n, "'" + std::string(key) + "' must be a string");
+  if (!v) return ctx.err(n, pepita::fmt("'{}' must be a string", key));
   auto expanded = expand_variables(v->get(), vars);
   if (!expanded) return ctx.err(n, expanded.error().message());
   return *expanded;
@@ -96,7 +96,7 @@ Result<std::vector<std::pair<std::string, const toml::node*>>> get_strings(const
                                                                            std::string_view key,
                                                                            const Vars& vars) {
   const auto* arr = n.as_array();
-  if (!arr) return ctx.err(n, "'" + std::string(key) + "' must be an array of strings");
+  if (!arr) return ctx.err(n, pepita::fmt("'{}' must be an array of strings", key));
   std::vector<std::pair<std::string, const toml::node*>> out;
   for (const auto& el : *arr) {
     out.emplace_back(PEPITA_TRY(get_string(ctx, el, key, vars)), &el);
