@@ -57,6 +57,10 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
 # A function's pickled result may be large; the process task's stdout cap must hold it.
 _FUNCTION_OUTPUT_CAP = 1 << 30
+# The interpreter that runs function tasks: this one.
+_PYTHON = sys.executable or "/usr/bin/python3"
+# The backend of the pool's persistent workers (python/src/worker_executor.hpp).
+_WORKER_BACKEND = "python"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,16 +150,18 @@ class Task:
     """A task description; submit it with Pool.submit. Build with Task.binary or
     Task.function. Immutable once built; each submit runs it anew."""
 
-    __slots__ = ("_spec", "_function")
+    __slots__ = ("_spec", "_function", "_local")
 
     def __init__(self) -> None:
         raise TypeError("use Task.binary(path, ...) or Task.function(fn, ...)")
 
     @classmethod
-    def _make(cls, spec: "_pepita._TaskSpec", function: Optional[bytes]) -> "Task":
+    def _make(cls, spec: "_pepita._TaskSpec", function: Optional[bytes],
+              local: Optional["_pepita._TaskSpec"] = None) -> "Task":
         task = object.__new__(cls)
-        task._spec = spec
+        task._spec = spec      # what submit() sends (a remote pool adds its backend)
         task._function = function
+        task._local = local    # a function task for a local pool's persistent workers
         return task
 
     @staticmethod
@@ -190,11 +196,28 @@ class Task:
                  priority: int = 0, deps: Iterable["Future"] = (),
                  cpus: Optional[float] = None, memory: Any = None,
                  gpus: Optional[float] = None, backend: Optional[str] = None) -> "Task":
-        """fn(*args, **kwargs) as a task: pickled with cloudpickle and run by a worker process
-        of the same Python (`python3 <package>/_runner.py`), here or on a remote worker. The
-        future's result is its return value; its exception is raised from result(). TypeError
-        when fn or its arguments cannot be pickled."""
-        where = "Task.function"
+        """fn(*args, **kwargs) as a task: pickled with cloudpickle. On a local pool it runs in
+        one of the pool's persistent worker interpreters (the "python" backend: one per cpu
+        slot, started on first use, reused for every call); with env, cwd, memory, gpus or a
+        backend given, or on a remote pool, in a fresh process of the same Python
+        (`python3 <package>/_runner.py`). The future's result is its return value; its
+        exception is raised from result(), with the worker's traceback as its __cause__.
+        TypeError when fn or its arguments cannot be pickled."""
+        return Task._of_function("Task.function", fn, args, kwargs, False, name=name, env=env,
+                              cwd=cwd, timeout=timeout, retries=retries, priority=priority,
+                              deps=deps, cpus=cpus, memory=memory, gpus=gpus, backend=backend)
+
+    @staticmethod
+    def _of_function(where: str, fn: Callable[..., Any], args: Iterable[Any],
+                  kwargs: Optional[Mapping[str, Any]], local_only: bool, *,
+                  name: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
+                  cwd: Optional[str] = None, timeout: Optional[float] = None,
+                  retries: Optional[int] = None, priority: int = 0,
+                  deps: Iterable["Future"] = (), cpus: Optional[float] = None,
+                  memory: Any = None, gpus: Optional[float] = None,
+                  backend: Optional[str] = None) -> "Task":
+        """local_only: the task is for a local pool's persistent workers only (pool.submit(fn,
+        ...) on a local pool builds just that spec)."""
         if not callable(fn):
             raise TypeError(f"{where}: fn must be callable, got {type(fn).__name__}")
         if kwargs is None:
@@ -202,27 +225,31 @@ class Task:
         if not isinstance(kwargs, Mapping):
             raise TypeError(f"{where}: kwargs must be a mapping, got {type(kwargs).__name__}")
         payload = _pickle_call(where, fn, tuple(args), dict(kwargs))
-        spec = _pepita._TaskSpec()
-        spec.path = sys.executable or "/usr/bin/python3"
-        spec.args = [_RUNNER]
-        spec.stdin = payload
-        spec.output_cap = _FUNCTION_OUTPUT_CAP
         if name is None:
             name = getattr(fn, "__qualname__", None) or "function"
             name = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-        _fill_common(where, spec, name=name, env=env, cwd=cwd, stdin=None, timeout=timeout,
-                     retries=retries, priority=priority, deps=deps, cpus=cpus, memory=memory,
-                     gpus=gpus, backend=backend)
-        env = dict(spec.env)
-        path = env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")
-        env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + path if path else "")
-        # The process gets argv[0] = the interpreter's file name without its directory, from
-        # which Python finds itself through PATH (its prefix, its site-packages): this
-        # interpreter's directory first makes that this interpreter, not another python3.
-        search = env.get("PATH") or os.environ.get("PATH", "/usr/bin:/bin")
-        env["PATH"] = os.path.dirname(spec.path) + os.pathsep + search
-        spec.env = env
-        return Task._make(spec, payload)
+        persistent = (env is None and cwd is None and memory is None and gpus is None
+                      and backend is None)
+        common = dict(name=name, cwd=cwd, stdin=None, timeout=timeout, retries=retries,
+                      priority=priority, deps=deps, cpus=cpus, memory=memory, gpus=gpus)
+        local = None
+        if persistent:
+            local = _pepita._TaskSpec()
+            local.path = _PYTHON
+            local.args = [_RUNNER]
+            local.stdin = payload
+            local.output_cap = _FUNCTION_OUTPUT_CAP
+            _fill_common(where, local, env=None, backend=_WORKER_BACKEND, **common)
+            if local_only:
+                return Task._make(local, payload, local)
+        spec = _pepita._TaskSpec()
+        spec.path = _PYTHON
+        spec.args = [_RUNNER]
+        spec.stdin = payload
+        spec.output_cap = _FUNCTION_OUTPUT_CAP
+        _fill_common(where, spec, env=env, backend=backend, **common)
+        spec.env = _runner_env(dict(spec.env))
+        return Task._make(spec, payload, local)
 
     @property
     def name(self) -> str:
@@ -244,6 +271,19 @@ def _pickle_call(where: str, fn: Callable[..., Any], args: tuple, kwargs: dict) 
     except Exception as exc:
         raise TypeError(f"{where}: fn {getattr(fn, '__qualname__', fn)!r} or its arguments "
                         f"cannot be pickled: {exc}") from exc
+
+
+def _runner_env(env: Dict[str, str]) -> Dict[str, str]:
+    """The environment of a one-shot `_runner.py` process (or a persistent worker): this
+    package importable, and this interpreter first on PATH."""
+    path = env.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = _PACKAGE_PARENT + (os.pathsep + path if path else "")
+    # The process gets argv[0] = the interpreter's file name without its directory, from
+    # which Python finds itself through PATH (its prefix, its site-packages): this
+    # interpreter's directory first makes that this interpreter, not another python3.
+    search = env.get("PATH") or os.environ.get("PATH", "/usr/bin:/bin")
+    env["PATH"] = os.path.dirname(_PYTHON) + os.pathsep + search
+    return env
 
 
 def _fill_common(where: str, spec: Any, *, name: Optional[str], env: Any, cwd: Any,
@@ -470,9 +510,15 @@ class Pool:
             def callback(kind: str, task_id: int, name: str, attempt: int, fields: Any) -> None:
                 result = None if fields is None else TaskResult(fields)
                 on_event(Event(kind, task_id, name, attempt, result))
+        worker_argv: List[str] = []
+        worker_env: List[str] = []
+        if not self._default_backend:
+            worker_argv = [_PYTHON, _RUNNER, "--serve", "3"]
+            worker_env = [f"{k}={v}" for k, v in _runner_env(dict(os.environ)).items()]
         self._pool = _pepita._Pool(cpu_workers, process_slots, journal_path, bool(resume),
                                    retries + 1, worker_list, key_path, bool(tls), timeout,
-                                   queue_capacity, slurm_settings, callback)
+                                   queue_capacity, slurm_settings, callback, worker_argv,
+                                   worker_env)
         self._futures: "weakref.WeakSet[Future]" = weakref.WeakSet()
         _live_pools.add(self)
 
@@ -486,12 +532,14 @@ class Pool:
                 raise TypeError("Pool.submit: a Task takes no further arguments")
             task = fn
         elif callable(fn):
-            task = Task.function(fn, args, kwargs)
+            task = Task._of_function("Pool.submit", fn, args, kwargs, not self._default_backend)
         else:
             raise TypeError(f"Pool.submit: fn must be a Task or a callable, got "
                             f"{type(fn).__name__}")
         spec = task._spec
-        if self._default_backend and not spec.backend:
+        if task._local is not None and not self._default_backend:
+            spec = task._local
+        elif self._default_backend and not spec.backend:
             spec = _copy_spec(spec)
             spec.backend = self._default_backend
         future = Future(self._pool, task._function is not None)

@@ -11,12 +11,14 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -26,6 +28,7 @@
 #include "pepita/slurm/slurm_executor.hpp"
 #include "pepita/task/resources.hpp"
 #include "pepita/transport/remote_executor.hpp"
+#include "worker_executor.hpp"
 
 namespace pepita::python {
 
@@ -161,7 +164,8 @@ class PyPool {
   PyPool(unsigned cpu_workers, std::optional<std::size_t> process_slots, std::string journal,
          bool resume, std::uint32_t max_attempts, std::vector<std::string> workers, std::string key,
          bool tls, std::optional<double> default_timeout, std::optional<std::size_t> queue_capacity,
-         const std::map<std::string, std::string>& slurm, py::object on_event)
+         const std::map<std::string, std::string>& slurm, py::object on_event,
+         std::vector<std::string> worker_argv, std::vector<std::string> worker_env)
       : shared_(std::make_shared<Shared>()) {
     shared_->wants_all = !on_event.is_none();
     shared_->on_event = std::move(on_event);
@@ -188,6 +192,14 @@ class PyPool {
       executor::BackendOptions options;
       for (const auto& [k, v] : slurm) options.set(k, v);
       b.executor(registry.factory(slurm::slurm_backend(), std::move(options)));
+    }
+    if (!worker_argv.empty() && workers.empty() && slurm.empty()) {
+      // Function tasks' persistent interpreters (the "python" backend), one per cpu slot,
+      // started on first use.
+      std::size_t slots = process_slots ? *process_slots : cpu_workers;
+      if (slots == 0) slots = std::max(1U, std::thread::hardware_concurrency());
+      b.executor(unwrap(make_worker_executor({std::move(worker_argv), std::move(worker_env)},
+                                             std::min<std::size_t>(slots, 1024))));
     }
     b.on_event(observer(shared_));
     Result<pool::Pool> built = [&] {
@@ -378,11 +390,12 @@ void bind_pool(py::module_& m) {
       .def(py::init<unsigned, std::optional<std::size_t>, std::string, bool, std::uint32_t,
                     std::vector<std::string>, std::string, bool, std::optional<double>,
                     std::optional<std::size_t>, const std::map<std::string, std::string>&,
-                    py::object>(),
+                    py::object, std::vector<std::string>, std::vector<std::string>>(),
            py::arg("cpu_workers"), py::arg("process_slots"), py::arg("journal"), py::arg("resume"),
            py::arg("max_attempts"), py::arg("workers"), py::arg("key"), py::arg("tls"),
            py::arg("default_timeout"), py::arg("queue_capacity"), py::arg("slurm"),
-           py::arg("on_event"))
+           py::arg("on_event"), py::arg("worker_argv") = std::vector<std::string>{},
+           py::arg("worker_env") = std::vector<std::string>{})
       .def("submit", &PyPool::submit, py::arg("future"), py::arg("spec"),
            "Submits the task of `spec`; `future._pepita_finish(result)` is called on a pool "
            "thread when it has a final result. Returns the task id.")
