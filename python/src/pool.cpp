@@ -3,9 +3,10 @@
 //
 // Threads and the GIL: every call into the pool that can block (submit with a queue capacity,
 // cancel, shutdown, the waits of run_job) runs with the GIL released. The pool's observer runs on
-// a pool or executor thread and takes the GIL to finish the task's Python future (its
-// _pepita_finish method) and to call the user's event callback. Futures waiting for their task
-// live in Shared::futures, touched only with the GIL held (the GIL is its lock).
+// a pool or executor thread and only queues the event; one Finisher thread per pool takes the
+// GIL once per batch to finish the tasks' Python futures (their _pepita_finish method) and to
+// call the user's event callback. Futures waiting for their task live in Shared::futures,
+// touched only with the GIL held (the GIL is its lock).
 #include "pepita/pool/pool.hpp"
 
 #include <pybind11/pybind11.h>
@@ -13,9 +14,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -72,20 +75,13 @@ py::dict result_dict(const executor::ExecutionResult& r) {
   return d;
 }
 
-/// What the observer shares with the PyPool: the futures waiting for their task and the user's
-/// event callback. py::objects in it are created, copied and dropped with the GIL held only.
-struct Shared {
-  std::unordered_map<task::TaskId, py::object> futures;
-  py::object on_event;     // None or callable(kind, id, name, attempt, result_or_None)
-  bool wants_all = false;  // on_event set: every event takes the GIL, not only Finished
-};
-
-/// Keeps a pool thread's Python thread state from one GIL acquisition to the next. Without it
-/// each py::gil_scoped_acquire on a thread Python did not start creates a thread state and
-/// deletes it on release, and CPython 3.11 maps and unmaps a 16 KiB frame stack with each: the
-/// munmap is a TLB-flush IPI to every CPU (perf: ~16% of a python-backend runner thread's time
-/// at 2,000 tasks/s). Call with the GIL held (inside a gil_scoped_acquire). The thread state is
-/// deleted when the thread exits, unless the interpreter is finalizing then (it owns them all).
+/// Keeps the finisher thread's Python thread state from one GIL acquisition to the next.
+/// Without it each py::gil_scoped_acquire on a thread Python did not start creates a thread state
+/// and deletes it on release, and CPython 3.11 maps and unmaps a 16 KiB frame stack with each:
+/// the munmap is a TLB-flush IPI to every CPU (perf: ~16% of a python-backend slot thread's time
+/// at 2,000 tasks/s when each slot thread took the GIL). Call with the GIL held (inside a
+/// gil_scoped_acquire). The thread state is deleted when the thread exits, unless the
+/// interpreter is finalizing then (it owns them all).
 void keep_thread_state() {
   struct Kept {
     PyThreadState* tstate = nullptr;
@@ -102,40 +98,125 @@ void keep_thread_state() {
   }
 }
 
-/// The observer for Pool::Builder::on_event. Runs on pool threads, never with pool locks held.
+/// One pool event as the finisher thread gets it (pool::Event points at a result that lives
+/// only during the callback; this owns a copy).
+struct QueuedEvent {
+  pool::Event::Kind kind;
+  task::TaskId id;
+  std::string name;
+  std::uint32_t attempt;
+  std::optional<executor::ExecutionResult> result;
+};
+
+/// What the observer shares with the PyPool and the finisher thread: the futures waiting for
+/// their task and the user's event callback (py::objects: created, copied and dropped with the
+/// GIL held only), and the queue of events from the pool's threads to the finisher.
+struct Shared {
+  std::unordered_map<task::TaskId, py::object> futures;
+  py::object on_event;     // None or callable(kind, id, name, attempt, result_or_None)
+  bool wants_all = false;  // on_event set: every event is queued, not only Finished
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<QueuedEvent> queue;  // guarded by mu
+  bool stopping = false;           // guarded by mu: the finisher drains the queue, then exits
+};
+
+/// Hands one event to Python: the user's callback, then (Finished) the task's future. GIL held.
+void deliver(Shared& shared, const QueuedEvent& e) {
+  py::object result;
+  try {
+    result = e.result ? py::object(result_dict(*e.result)) : py::object(py::none());
+  } catch (py::error_already_set& err) {
+    err.discard_as_unraisable("pepita: converting a task result");
+    result = py::none();
+  }
+  // The user's callback first; its exception must not keep the future from finishing.
+  if (shared.wants_all) {
+    try {
+      shared.on_event(kind_name(e.kind), e.id, e.name, e.attempt, result);
+    } catch (py::error_already_set& err) {
+      err.discard_as_unraisable("pepita: the pool's on_event callback");
+    }
+  }
+  if (e.kind != pool::Event::Kind::Finished) return;
+  auto it = shared.futures.find(e.id);
+  if (it == shared.futures.end()) return;
+  py::object future = std::move(it->second);
+  shared.futures.erase(it);
+  try {
+    future.attr("_pepita_finish")(result);
+  } catch (py::error_already_set& err) {
+    err.discard_as_unraisable("pepita: finishing a task's future");
+  }
+}
+
+/// The observer for Pool::Builder::on_event: queues the event for the finisher. Runs on pool
+/// and executor threads, never with pool locks held, and never waits for the GIL, so a slot's
+/// thread goes straight back to its next task while Python is busy.
 std::function<void(const pool::Event&)> observer(std::shared_ptr<Shared> shared) {
   return [shared = std::move(shared)](const pool::Event& e) {
     if (e.kind != pool::Event::Kind::Finished && !shared->wants_all) return;
-    if (_Py_IsFinalizing()) return;  // the interpreter is going away: nobody is waiting
-    py::gil_scoped_acquire gil;
-    keep_thread_state();
-    py::object result;
-    try {
-      result = e.result ? py::object(result_dict(*e.result)) : py::object(py::none());
-    } catch (py::error_already_set& err) {
-      err.discard_as_unraisable("pepita: converting a task result");
-      result = py::none();
+    QueuedEvent q{e.kind, e.id, e.name, e.attempt, std::nullopt};
+    if (e.result != nullptr) q.result = *e.result;
+    {
+      std::lock_guard lock(shared->mu);
+      shared->queue.push_back(std::move(q));
     }
-    // The user's callback first; its exception must not keep the future from finishing.
-    if (shared->wants_all) {
-      try {
-        shared->on_event(kind_name(e.kind), e.id, e.name, e.attempt, result);
-      } catch (py::error_already_set& err) {
-        err.discard_as_unraisable("pepita: the pool's on_event callback");
-      }
-    }
-    if (e.kind != pool::Event::Kind::Finished) return;
-    auto it = shared->futures.find(e.id);
-    if (it == shared->futures.end()) return;
-    py::object future = std::move(it->second);
-    shared->futures.erase(it);
-    try {
-      future.attr("_pepita_finish")(result);
-    } catch (py::error_already_set& err) {
-      err.discard_as_unraisable("pepita: finishing a task's future");
-    }
+    shared->cv.notify_one();
   };
 }
+
+/// The one thread that finishes futures and calls on_event: it takes the GIL once per batch of
+/// queued events (not once per task from every pool thread, which made the GIL the contended
+/// lock between the submitting thread and the slots). Events reach Python in the pool's order.
+class Finisher {
+ public:
+  explicit Finisher(std::shared_ptr<Shared> shared)
+      : shared_(std::move(shared)), thread_([s = shared_] { run(*s); }) {}
+  Finisher(const Finisher&) = delete;
+  Finisher& operator=(const Finisher&) = delete;
+  ~Finisher() { stop(); }
+
+  /// Delivers what is queued, then joins. Call once the pool can send no more events; the GIL
+  /// is released meanwhile when this thread holds it (the finisher needs it).
+  void stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(shared_->mu);
+      shared_->stopping = true;
+    }
+    shared_->cv.notify_one();
+    if (PyGILState_Check() != 0) {
+      py::gil_scoped_release nogil;
+      thread_.join();
+    } else {
+      thread_.join();
+    }
+  }
+
+ private:
+  static void run(Shared& s) {
+    std::vector<QueuedEvent> batch;
+    for (;;) {
+      {
+        std::unique_lock lock(s.mu);
+        s.cv.wait(lock, [&] { return s.stopping || !s.queue.empty(); });
+        if (s.queue.empty()) return;  // stopping, and all delivered
+        batch.swap(s.queue);
+      }
+      if (!_Py_IsFinalizing()) {  // else the interpreter is going away: nobody is waiting
+        py::gil_scoped_acquire gil;
+        keep_thread_state();
+        for (const QueuedEvent& e : batch) deliver(s, e);
+      }
+      batch.clear();
+    }
+  }
+
+  std::shared_ptr<Shared> shared_;
+  std::thread thread_;
+};
 
 /// The settings of one process task, as pepita.Task hands them over.
 struct TaskSpec {
@@ -225,6 +306,7 @@ class PyPool {
                                              std::min<std::size_t>(slots, 1024))));
     }
     b.on_event(observer(shared_));
+    finisher_.emplace(shared_);
     Result<pool::Pool> built = [&] {
       py::gil_scoped_release nogil;  // executors start threads; a journal may be read
       return b.build();
@@ -313,10 +395,13 @@ class PyPool {
       py::gil_scoped_release nogil;
       pool_.reset();
     }
+    if (finisher_) finisher_->stop();  // delivers the last results, with the GIL released
     shared_->futures.clear();
   }
 
   std::shared_ptr<Shared> shared_;
+  // The finisher before the pool: the pool goes first (close()), then the finisher drains.
+  std::optional<Finisher> finisher_;
   std::optional<Pool> pool_;
 };
 
@@ -357,6 +442,7 @@ py::list run_job(const std::string& path, const std::string& state_dir,
   pool::Pool::Builder b = job.pool_builder();
   if (journal) b.journal(job.journal, resume);
   b.on_event(observer(shared));
+  Finisher finisher(shared);  // declared before the pool: stopped after it is gone
   std::optional<pool::Pool> p;
   {
     Result<pool::Pool> built = [&] {
