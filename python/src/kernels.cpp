@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -216,7 +216,6 @@ py::array unary(py::handle x, py::handle out, Kernel kernel) {
   nogil([&] { return kernel(in_span<float>(a), out_span<float>(o)); });
   return o;
 }
-
 
 py::array sgemm(py::handle a, py::handle b, py::handle c, float alpha, float beta, bool trans_a,
                 bool trans_b, bool parallel) {

@@ -36,9 +36,9 @@ constexpr int kWorkerFd = 3;
 
 /// One running worker interpreter. Owned by its slot's runner thread only.
 struct Worker {
-  pid_t pid = -1;     // also its process group (POSIX_SPAWN_SETPGROUP 0)
-  UniqueFd sock;      // our end of the socketpair: request frames out, reply frames in
-  UniqueFd output;    // read end of the pipe its stdout and stderr write to (non-blocking)
+  pid_t pid = -1;   // also its process group (POSIX_SPAWN_SETPGROUP 0)
+  UniqueFd sock;    // our end of the socketpair: request frames out, reply frames in
+  UniqueFd output;  // read end of the pipe its stdout and stderr write to (non-blocking)
   std::uint64_t calls = 0;
 };
 
@@ -68,8 +68,9 @@ Result<UniqueFd> high_fd(UniqueFd fd) {
 
 Result<Worker> spawn_worker(const std::vector<char*>& argv, const std::vector<char*>& envp) {
   int sv[2];
-  PEPITA_TRY_VOID(sys::check_void(sys::ret(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)),
-                                  "socketpair for a Python worker"));
+  PEPITA_TRY_VOID(
+      sys::check_void(sys::ret(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)),
+                      "socketpair for a Python worker"));
   UniqueFd ours(sv[0]);
   UniqueFd theirs = PEPITA_TRY(high_fd(UniqueFd(sv[1])));
   int pfd[2];
@@ -95,9 +96,9 @@ Result<Worker> spawn_worker(const std::vector<char*>& argv, const std::vector<ch
   posix_spawnattr_setpgroup(&st.attr, 0);
   posix_spawnattr_setsigmask(&st.attr, &none);
   posix_spawnattr_setsigdefault(&st.attr, &defaults);
-  posix_spawnattr_setflags(&st.attr, static_cast<short>(POSIX_SPAWN_SETPGROUP |
-                                                        POSIX_SPAWN_SETSIGMASK |
-                                                        POSIX_SPAWN_SETSIGDEF));
+  posix_spawnattr_setflags(
+      &st.attr,
+      static_cast<short>(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
   pid_t pid = -1;
   const int rc = ::posix_spawn(&pid, argv[0], &st.actions, &st.attr, argv.data(), envp.data());
   if (rc != 0) {
@@ -166,10 +167,8 @@ class WorkerExecutor final : public executor::Executor {
     o.deadline = true;
     o.report_early = false;  // the body kills its worker and reports the stop itself
     o.name = "Python worker executor";
-    runner_ = PEPITA_TRY(
-        BlockingRunner::create(std::move(o), [this](const BlockingRunner::Attempt& a) {
-          return run(a);
-        }));
+    runner_ = PEPITA_TRY(BlockingRunner::create(
+        std::move(o), [this](const BlockingRunner::Attempt& a) { return run(a); }));
     return {};
   }
 
@@ -218,11 +217,13 @@ class WorkerExecutor final : public executor::Executor {
     const bool timed_out = a.timed_out();
     r.status = timed_out ? Status::TimedOut : Status::Cancelled;
     r.exit_code = -1;
-    r.error = timed_out ? pepita::fmt("timed out after {} s; its Python worker was killed and "
-                                      "is replaced for the next task",
-                                      std::chrono::duration<double>(a.task.timeout()).count())
-                        : std::string("cancelled; its Python worker was killed and is replaced "
-                                      "for the next task");
+    r.error = timed_out ? pepita::fmt(
+                              "timed out after {} s; its Python worker was killed and "
+                              "is replaced for the next task",
+                              std::chrono::duration<double>(a.task.timeout()).count())
+                        : std::string(
+                              "cancelled; its Python worker was killed and is replaced "
+                              "for the next task");
     return r;
   }
 
@@ -240,9 +241,10 @@ class WorkerExecutor final : public executor::Executor {
       r.status = Status::Failed;
       r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
-    r.error = pepita::fmt("its Python worker (pid {}) {} {}; a new worker replaces it for the "
-                          "next task",
-                          pid, describe_status(status), during);
+    r.error = pepita::fmt(
+        "its Python worker (pid {}) {} {}; a new worker replaces it for the "
+        "next task",
+        pid, describe_status(status), during);
     return r;
   }
 
@@ -293,8 +295,7 @@ class WorkerExecutor final : public executor::Executor {
       if (fds[0].revents == 0) continue;
       long got = 0;
       if (head_got < head.size()) {
-        got = sys::recv(w.sock.get(), head.data() + head_got, head.size() - head_got,
-                        MSG_DONTWAIT);
+        got = sys::recv(w.sock.get(), head.data() + head_got, head.size() - head_got, MSG_DONTWAIT);
       } else {
         got = sys::recv(w.sock.get(), r.stdout_data.data() + body_got, body_len - body_got,
                         MSG_DONTWAIT);
@@ -308,9 +309,10 @@ class WorkerExecutor final : public executor::Executor {
         if (body_len > cap) {
           ExecutionResult out = died(slot, std::move(r), "was stopped");
           out.status = Status::Failed;
-          out.error = pepita::fmt("the function's pickled result is {} bytes, over the task's "
-                                  "output cap of {} bytes; its worker was replaced",
-                                  body_len, cap);
+          out.error = pepita::fmt(
+              "the function's pickled result is {} bytes, over the task's "
+              "output cap of {} bytes; its worker was replaced",
+              body_len, cap);
           return out;
         }
         r.stdout_data.resize(body_len);
