@@ -464,7 +464,9 @@ class Pool:
     pepita workers. A context manager: leaving the block waits for every task (or cancels
     them when the block raised, Ctrl-C included).
 
-    cpu_workers: processes at once (0: one per CPU). process_slots overrides that bound.
+    cpu_workers: processes at once (0: one per CPU). process_slots overrides that bound. It is
+    also the number of persistent worker interpreters that run Python function tasks on a
+    local pool (started on first use; one that crashes or times out is replaced).
     journal: a crash-safe journal file; with resume=True tasks that succeeded (same name and
     spec) are not run again. retries: extra attempts per failed task. timeout: seconds, for
     tasks without their own. queue_capacity: submit() blocks while that many are unfinished.
