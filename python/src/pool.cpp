@@ -187,6 +187,12 @@ class Finisher {
       shared_->stopping = true;
     }
     shared_->cv.notify_one();
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      // A future's callback dropped the last reference to its pool: the finisher cannot join
+      // itself; it drains the queue and exits once the callback returns (it owns `shared`).
+      thread_.detach();
+      return;
+    }
     if (PyGILState_Check() != 0) {
       py::gil_scoped_release nogil;
       thread_.join();

@@ -205,3 +205,19 @@ def test_ctrl_c_while_waiting_on_a_function_cancels_it_and_kills_its_worker(tmp_
     while alive(worker):
         assert time.monotonic() < deadline, "the function's worker survived Ctrl-C"
         time.sleep(0.05)
+
+
+def test_a_pool_whose_last_reference_goes_in_a_done_callback_shuts_down_cleanly():
+    import threading
+
+    pool = pepita.Pool(cpu_workers=1)
+    holder = [pool]
+    del pool
+    done = threading.Event()
+    f = holder[0].submit(pow, 2, 3)
+    # The callback runs on the pool's finisher thread and drops the last reference there.
+    f.add_done_callback(lambda _: (holder.clear(), done.set()))
+    assert f.result(timeout=120) == 8
+    assert done.wait(60), "the done callback never ran"
+    with pepita.Pool(cpu_workers=1) as again:  # the process is still healthy
+        assert again.run(pow, 3, 2) == 9
