@@ -21,6 +21,18 @@ def test_dot_matches_numpy(n):
     assert pepita.dot(xd, yd) == pytest.approx(float(np.dot(xd, yd)), rel=1e-12, abs=1e-12)
 
 
+@pytest.mark.parametrize("n", [(1 << 21) - 3, (1 << 21) + 16_411, 3 << 21])
+def test_dot_of_large_vectors_split_across_threads_matches_numpy_and_the_serial_dot(n):
+    x, y = vec(n), vec(n)
+    ref = float(np.dot(x.astype(np.float64), y.astype(np.float64)))
+    split = pepita.dot(x, y)
+    serial = pepita.dot(x, y, parallel=False)
+    assert split == pytest.approx(ref, rel=1e-3, abs=1e-2)
+    assert serial == pytest.approx(ref, rel=1e-3, abs=1e-2)
+    xd, yd = x.astype(np.float64), y.astype(np.float64)
+    assert pepita.dot(xd, yd) == pytest.approx(ref, rel=1e-12, abs=1e-9)
+
+
 def test_axpy_updates_y_in_place():
     x, y = vec(1001), vec(1001)
     expected = y + np.float32(2.5) * x
