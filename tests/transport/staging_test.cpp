@@ -598,7 +598,7 @@ std::uint64_t vm_hwm_kib(pid_t pid) {
 TEST(Staging, OneGibInputSurvivesAConnectionCutMidTransferInBoundedMemory) {
   test::KeyFile kf;
   pepita::test::TempDir driver("stage-driver");
-  // 1 GiB; 128 MiB under the sanitizers (every byte is hashed, MACed and CRCed on both sides, and
+  // 1 GiB; 128 MiB under the sanitizers (every byte is copied and SHA-256 hashed, and
   // ASan/TSan make that 5-15x slower: the full size would pass ctest's limit there).
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   constexpr std::uint64_t kSize = 128ull << 20;
