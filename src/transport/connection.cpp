@@ -253,7 +253,7 @@ Result<std::unique_ptr<Connection>> Connection::accept(UniqueFd fd, std::string 
   if (options.tls) PEPITA_TRY_VOID(conn->start_tls(false, key, deadline));
   auto first = conn->expect_cleartext(MessageType::Hello, deadline);
   if (!first) {
-    if (!options.tls && detail::looks_like_tls(ByteSpan(conn->buf_).subspan(conn->start_))) {
+    if (!options.tls && detail::looks_like_tls(conn->pending())) {
       Bytes err;
       const std::string why = "this worker does not use TLS: " + std::string(kUseTlsBoth);
       if (encode_frame({.type = MessageType::Error}, as_bytes(why), err)) {
@@ -264,7 +264,7 @@ Result<std::unique_ptr<Connection>> Connection::accept(UniqueFd fd, std::string 
                                            "without TLS: " +
                                            std::string(kUseTlsBoth));
     }
-    if (const ByteSpan got = ByteSpan(conn->buf_).subspan(conn->start_);
+    if (const ByteSpan got = conn->pending();
         got.size() > 4 && get_u32(got.data()) == kFrameMagic &&
         std::to_integer<std::uint8_t>(got[4]) != kProtocolVersion) {
       // Another protocol version: say so in a frame of ours, whose header an older driver's
@@ -365,16 +365,13 @@ Result<std::optional<FrameView>> Connection::read_frame(Clock::time_point deadli
   short wait = POLLIN;     // what the socket must report before the next read
   bool must_poll = false;  // TLS: set once a read found nothing, so a partial record is polled
   for (;;) {
-    if (start_ > 0 && start_ == buf_.size()) {
-      buf_.clear();
-      start_ = 0;
-    }
-    auto d = PEPITA_TRY(decode_frame(ByteSpan(buf_).subspan(start_), limits));
+    if (start_ > 0 && start_ == fill_) start_ = fill_ = 0;
+    auto d = PEPITA_TRY(decode_frame(pending(), limits));
     if (d.frame) {
       partial_since_.reset();
       return d.frame;
     }
-    const std::size_t have = buf_.size() - start_;
+    const std::size_t have = fill_ - start_;
     // Under TLS, OpenSSL may hold decrypted bytes the socket will never announce again (read
     // them before polling), or part of a record (a frame under way, for the stall deadline).
     const bool tls_pending = tls_ && tls_->has_pending();
@@ -400,18 +397,20 @@ Result<std::optional<FrameView>> Connection::read_frame(Clock::time_point deadli
         return std::optional<FrameView>();
       }
     }
-    // Compact before growing so a long-lived connection's buffer stays bounded.
-    if (start_ > 0 && start_ >= buf_.size() / 2) {
-      buf_.erase(buf_.begin(), buf_.begin() + static_cast<std::ptrdiff_t>(start_));
-      start_ = 0;
-    }
+    // Move the unconsumed bytes to the front when the frame under way would not fit behind
+    // them, so the buffer stays about one frame (plus a read) however long the connection lives.
     const std::size_t want = std::max<std::size_t>(d.needed > have ? d.needed - have : 0, 64 << 10);
-    const std::size_t old = buf_.size();
-    buf_.resize(old + want);
+    if (start_ > 0 && fill_ + want > buf_.size()) {
+      std::memmove(buf_.data(), buf_.data() + start_, have);
+      start_ = 0;
+      fill_ = have;
+    }
+    // Grown only when the frame under way needs it; a resize zero-fills, so never per read.
+    if (fill_ + want > buf_.size()) buf_.resize(fill_ + want);
     wait = POLLIN;
-    auto got = read_some(buf_.data() + old, want, wait);
+    auto got = read_some(buf_.data() + fill_, buf_.size() - fill_, wait);
     const long r = got ? *got : -1;
-    buf_.resize(old + static_cast<std::size_t>(std::max<long>(r, 0)));
+    fill_ += static_cast<std::size_t>(std::max<long>(r, 0));
     if (!got) return std::unexpected(std::move(got).error());
     must_poll = r == -EAGAIN;
     if (r == 0) {
@@ -431,7 +430,8 @@ Result<std::optional<Message>> Connection::receive(std::chrono::milliseconds tim
   auto frame = PEPITA_TRY(read_frame(Clock::now() + timeout, wake_fd));
   if (!frame) return std::optional<Message>();
   PEPITA_TRY_VOID(session_->open(*frame));
-  Message m{frame->header, Bytes(frame->payload.begin(), frame->payload.end())};
+  Message m{frame->header, Bytes(frame->payload.begin(), frame->payload.end()), frame->bulk};
+  // The bytes stay in buf_ (start_ only moves past them) until the next read_frame.
   start_ += kHeaderSize + frame->header.payload_len + frame->mac.size();
   return std::optional<Message>(std::move(m));
 }
@@ -475,6 +475,19 @@ Result<void> Connection::send(MessageType type, std::uint64_t request_id, ByteSp
   send_buf_.clear();
   PEPITA_TRY_VOID(session_->seal_into(type, request_id, payload, send_buf_));
   return write_all(send_buf_);
+}
+
+Result<void> Connection::send_bulk(MessageType type, std::uint64_t request_id, ByteSpan meta,
+                                   ByteSpan data) {
+  std::lock_guard lock(send_mu_);
+  if (!session_) return fail(ErrorCode::Internal, "send before the handshake finished");
+  send_buf_.clear();
+  const Digest mac =
+      PEPITA_TRY(session_->seal_bulk_head(type, request_id, meta, data.size(), send_buf_));
+  // Three writes, no copy of the data: the frame's head, the caller's bytes, the MAC trailer.
+  PEPITA_TRY_VOID(write_all(send_buf_));
+  PEPITA_TRY_VOID(write_all(data));
+  return write_all(mac);
 }
 
 void Connection::shutdown() noexcept { ::shutdown(fd_.get(), SHUT_RDWR); }

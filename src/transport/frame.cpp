@@ -1,9 +1,11 @@
 // Frame codec: header validation, CRC32C, incomplete-input handling. Pure functions over bytes.
 #include "pepita/transport/frame.hpp"
 
+#include <algorithm>
 #include <string>
 
 #include "pepita/core/crc32c.hpp"
+#include "pepita/core/format.hpp"
 
 namespace pepita::transport {
 
@@ -81,6 +83,14 @@ Result<FrameHeader> decode_header(ByteSpan h, const DecodeLimits& limits) {
   if ((header.flags & ~kKnownFlags) != 0) {
     return fail(ErrorCode::Protocol, "unknown frame flags " + std::to_string(header.flags));
   }
+  if ((header.flags & kFlagBulk) != 0 &&
+      (!may_be_bulk(header.type) || (header.flags & kFlagMac) == 0)) {
+    return fail(
+        ErrorCode::Protocol,
+        pepita::fmt("bulk flag on a{} {} frame: only sealed blob-chunk and output-chunk "
+                    "frames may be bulk",
+                    (header.flags & kFlagMac) == 0 ? "n unsealed" : "", to_string(header.type)));
+  }
   header.request_id = get_u64(p + 8);
   header.sequence = get_u64(p + 16);
   header.payload_len = get_u32(p + 24);
@@ -108,16 +118,31 @@ Result<Decoded> decode_frame(ByteSpan buffer, const DecodeLimits& limits) {
     out.needed = total;
     return out;
   }
-  const ByteSpan payload = buffer.subspan(kHeaderSize, header.payload_len);
+  ByteSpan payload = buffer.subspan(kHeaderSize, header.payload_len);
+  ByteSpan covered = payload;
+  ByteSpan bulk;
+  if ((header.flags & kFlagBulk) != 0) {
+    const std::uint32_t meta_len =
+        payload.size() >= kBulkPrefix ? get_u32(payload.data()) : ~std::uint32_t{0};
+    if (meta_len > payload.size() - std::min(payload.size(), kBulkPrefix)) {
+      return fail(ErrorCode::Protocol,
+                  pepita::fmt("bulk {} frame of {} payload bytes announces {} metadata bytes",
+                              to_string(header.type), payload.size(), meta_len));
+    }
+    covered = payload.first(kBulkPrefix + meta_len);
+    bulk = payload.subspan(kBulkPrefix + meta_len);
+    payload = covered.subspan(kBulkPrefix);
+  }
   std::uint32_t crc = crc32c(header_bytes.first(28));
-  crc = crc32c(payload, crc);
+  crc = crc32c(covered, crc);
   if (crc != header.crc) {
     return fail(ErrorCode::Corrupted, "frame CRC32C mismatch (" +
                                           std::string(to_string(header.type)) +
                                           " frame damaged in transit or tampered with)");
   }
-  out.frame = FrameView{header, header_bytes, payload,
-                        buffer.subspan(kHeaderSize + header.payload_len, mac_len)};
+  out.frame = FrameView{header,  header_bytes,
+                        payload, buffer.subspan(kHeaderSize + header.payload_len, mac_len),
+                        covered, bulk};
   out.consumed = total;
   out.needed = total;
   return out;
@@ -142,6 +167,37 @@ Result<void> encode_frame(FrameHeader header, ByteSpan payload, Bytes& out) {
   crc = crc32c(payload, crc);
   put_u32(out, crc);
   out.insert(out.end(), payload.begin(), payload.end());
+  return {};
+}
+
+Result<void> encode_bulk_head(FrameHeader header, ByteSpan meta, std::size_t bulk_len, Bytes& out) {
+  if (!may_be_bulk(header.type)) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("{} frames cannot be bulk frames", to_string(header.type)));
+  }
+  if (meta.size() > kMaxPayload || bulk_len > kMaxPayload - kBulkPrefix - meta.size()) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("bulk frame of {} + {} bytes exceeds the transport limit of 64 MiB",
+                            meta.size(), bulk_len));
+  }
+  header.flags |= kFlagBulk;
+  const std::size_t start = out.size();
+  out.reserve(start + kHeaderSize + kBulkPrefix + meta.size());
+  put_u32(out, kFrameMagic);
+  out.push_back(std::byte{kProtocolVersion});
+  out.push_back(static_cast<std::byte>(header.type));
+  put_u16(out, header.flags);
+  put_u64(out, header.request_id);
+  put_u64(out, header.sequence);
+  put_u32(out, static_cast<std::uint32_t>(kBulkPrefix + meta.size() + bulk_len));
+  Bytes prefix;
+  put_u32(prefix, static_cast<std::uint32_t>(meta.size()));
+  std::uint32_t crc = crc32c(ByteSpan(out).subspan(start, 28));
+  crc = crc32c(prefix, crc);
+  crc = crc32c(meta, crc);
+  put_u32(out, crc);
+  out.insert(out.end(), prefix.begin(), prefix.end());
+  out.insert(out.end(), meta.begin(), meta.end());
   return {};
 }
 

@@ -37,6 +37,16 @@ Result<void> Session::seal_into(MessageType type, std::uint64_t request_id, Byte
   return {};
 }
 
+Result<Digest> Session::seal_bulk_head(MessageType type, std::uint64_t request_id, ByteSpan meta,
+                                       std::size_t bulk_len, Bytes& out) {
+  const std::size_t start = out.size();
+  FrameHeader h{.type = type, .flags = kFlagMac, .request_id = request_id, .sequence = send_seq_};
+  PEPITA_TRY_VOID(encode_bulk_head(h, meta, bulk_len, out));
+  const Digest mac = hmac_sha256(send_key_, {ByteSpan(out).subspan(start)});
+  ++send_seq_;
+  return mac;
+}
+
 Result<Bytes> Session::seal(MessageType type, std::uint64_t request_id, ByteSpan payload) {
   Bytes out;
   PEPITA_TRY_VOID(seal_into(type, request_id, payload, out));
@@ -53,7 +63,10 @@ Result<void> Session::open(const FrameView& frame) {
                                          ", expected " + std::to_string(recv_seq_) +
                                          ": replayed, dropped or reordered frame");
   }
-  Digest mac = hmac_sha256(recv_key_, {frame.header_bytes, frame.payload});
+  // A bulk frame's MAC covers its header and metadata; decode_frame refused the flag on any
+  // other type and on an unsealed frame.
+  const ByteSpan covered = (frame.header.flags & kFlagBulk) != 0 ? frame.covered : frame.payload;
+  Digest mac = hmac_sha256(recv_key_, {frame.header_bytes, covered});
   if (!constant_time_equal(mac, frame.mac)) {
     return fail(ErrorCode::Protocol, std::string(to_string(frame.header.type)) +
                                          " frame MAC does not verify: tampered or forged frame");

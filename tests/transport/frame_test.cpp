@@ -70,17 +70,17 @@ TEST(Frame, BadMagicVersionTypeFlags) {
   EXPECT_NE(v.error().message().find("version"), std::string::npos);
   auto v1 = corrupt(4, std::byte{1});  // a protocol-1 peer (Result without cpu and rss)
   ASSERT_FALSE(v1);
-  EXPECT_NE(v1.error().message().find("unsupported protocol version 1 (this build speaks 5)"),
+  EXPECT_NE(v1.error().message().find("unsupported protocol version 1 (this build speaks 6)"),
             std::string::npos)
       << v1.error().message();
   auto v2 = corrupt(4, std::byte{2});  // a protocol-2 peer (no inventory, allocation, peak)
   ASSERT_FALSE(v2);
-  EXPECT_NE(v2.error().message().find("unsupported protocol version 2 (this build speaks 5)"),
+  EXPECT_NE(v2.error().message().find("unsupported protocol version 2 (this build speaks 6)"),
             std::string::npos)
       << v2.error().message();
   auto v3 = corrupt(4, std::byte{3});  // a protocol-3 peer (Submit without the sandbox)
   ASSERT_FALSE(v3);
-  EXPECT_NE(v3.error().message().find("unsupported protocol version 3 (this build speaks 5)"),
+  EXPECT_NE(v3.error().message().find("unsupported protocol version 3 (this build speaks 6)"),
             std::string::npos)
       << v3.error().message();
   EXPECT_FALSE(corrupt(5, std::byte{0}));
@@ -88,6 +88,52 @@ TEST(Frame, BadMagicVersionTypeFlags) {
   auto f = corrupt(6, std::byte{0x80});
   ASSERT_FALSE(f);
   EXPECT_NE(f.error().message().find("flags"), std::string::npos);
+}
+
+TEST(Frame, BulkFrameSplitsMetadataFromData) {
+  Bytes w;
+  ASSERT_TRUE(encode_bulk_head({.type = MessageType::OutputChunk, .flags = kFlagMac},
+                               as_bytes("meta"), 4, w));
+  w.insert(w.end(), as_bytes("data").begin(), as_bytes("data").end());
+  w.resize(w.size() + kMacSize);
+  auto d = decode_frame(w);
+  ASSERT_TRUE(d) << d.error().message();
+  ASSERT_TRUE(d->frame);
+  EXPECT_EQ(d->consumed, w.size());
+  EXPECT_EQ(as_text(d->frame->payload), "meta");
+  EXPECT_EQ(as_text(d->frame->bulk), "data");
+  EXPECT_EQ(d->frame->covered.size(), kBulkPrefix + 4);
+  // The CRC covers the metadata: a changed metadata byte is damage.
+  Bytes meta_hit = w;
+  meta_hit[kHeaderSize + kBulkPrefix] ^= std::byte{1};
+  auto m = decode_frame(meta_hit);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().code(), ErrorCode::Corrupted);
+}
+
+TEST(Frame, BulkFlagIsRefusedWhereItDoesNotBelong) {
+  Bytes w;
+  EXPECT_FALSE(encode_bulk_head({.type = MessageType::Submit, .flags = kFlagMac}, {}, 1, w));
+  // On another type, on an unsealed frame, or announcing more metadata than the payload holds.
+  auto header_with = [](MessageType t, std::uint16_t flags) {
+    return make(t, 0, std::string(8, '\0'), flags);
+  };
+  auto other = decode_frame(header_with(MessageType::Submit, kFlagMac | kFlagBulk));
+  ASSERT_FALSE(other);
+  EXPECT_NE(other.error().message().find("bulk"), std::string::npos) << other.error().message();
+  auto unsealed = decode_frame(header_with(MessageType::BlobChunk, kFlagBulk));
+  ASSERT_FALSE(unsealed);
+  EXPECT_NE(unsealed.error().message().find("unsealed"), std::string::npos);
+  Bytes over;
+  ASSERT_TRUE(encode_bulk_head({.type = MessageType::BlobChunk, .flags = kFlagMac},
+                               as_bytes("meta"), 0, over));
+  over[kHeaderSize] = std::byte{200};  // meta_len 200 in a 8-byte payload
+  over.resize(over.size() + kMacSize);
+  auto bad = decode_frame(over);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::Protocol);
+  EXPECT_NE(bad.error().message().find("metadata bytes"), std::string::npos)
+      << bad.error().message();
 }
 
 TEST(Frame, OversizedLengthRefusedFromHeaderAlone) {

@@ -45,7 +45,7 @@ Bytes exchange(std::uint16_t port, ByteSpan out) {
 }
 
 TEST(ProtocolVersion, ProtocolTwoDriverIsToldBothVersions) {
-  static_assert(kProtocolVersion == 5, "update this test for the new version");
+  static_assert(kProtocolVersion == 6, "update this test for the new version");
   test::KeyFile kf;
   auto w = test::start_worker(kf.key, 1);
   ASSERT_TRUE(w);
@@ -61,15 +61,15 @@ TEST(ProtocolVersion, ProtocolTwoDriverIsToldBothVersions) {
   ASSERT_TRUE(d->frame);
   EXPECT_EQ(d->frame->header.type, MessageType::Error);
   const std::string why(as_text(d->frame->payload));
-  EXPECT_NE(why.find("this worker speaks pepita protocol 5, the driver protocol 2"),
+  EXPECT_NE(why.find("this worker speaks pepita protocol 6, the driver protocol 2"),
             std::string::npos)
       << why;
   // What an old decoder makes of it: the header's version is refused by name.
   Bytes as_old_sees = reply;
-  as_old_sees[4] = std::byte{6};  // any version this build does not speak
+  as_old_sees[4] = std::byte{7};  // any version this build does not speak
   auto old = decode_frame(as_old_sees);
   ASSERT_FALSE(old);
-  EXPECT_NE(old.error().message().find("unsupported protocol version 6 (this build speaks 5)"),
+  EXPECT_NE(old.error().message().find("unsupported protocol version 7 (this build speaks 6)"),
             std::string::npos);
 
   // A current driver is still served.

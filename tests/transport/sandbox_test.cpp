@@ -64,7 +64,7 @@ TEST(SandboxWire, SubmitCarriesEveryFieldOfThePolicy) {
 }
 
 // Protocol 4 brought the sandbox; 5 (issue 24) kept it where it was and appended staged files.
-TEST(SandboxWire, ProtocolVersionIsFive) { EXPECT_EQ(kProtocolVersion, 5); }
+TEST(SandboxWire, ProtocolVersionIsSix) { EXPECT_EQ(kProtocolVersion, 6); }
 
 Bytes plain_submit() {
   SubmitMsg m{.attempt = 1, .kind = TaskKind::Process, .path = "/bin/true"};

@@ -82,7 +82,7 @@ TEST(Session, MalformedHandshakePayloads) {
   hello[0] = std::byte{2};  // a protocol-2 driver, which could not place resource requests
   auto old = ServerHandshake::on_hello(k, hello);
   ASSERT_FALSE(old);
-  EXPECT_NE(old.error().message().find("client speaks protocol 2, this worker speaks 5"),
+  EXPECT_NE(old.error().message().find("client speaks protocol 2, this worker speaks 6"),
             std::string::npos)
       << old.error().message();
   hello[0] = std::byte{kProtocolVersion};
@@ -130,6 +130,66 @@ TEST(Session, TamperedFrameIsRejected) {
   EXPECT_NE(r.error().message().find("MAC"), std::string::npos);
   // The genuine frame still opens: a failed open does not advance the sequence.
   EXPECT_TRUE(s.open(decode(w)));
+}
+
+// A bulk frame as Connection::send_bulk writes it: sealed head, the data, the MAC.
+Bytes bulk_wire(Session& s, MessageType type, std::string_view meta, std::string_view data) {
+  Bytes w;
+  const Digest mac = s.seal_bulk_head(type, 3, as_bytes(meta), data.size(), w).value();
+  w.insert(w.end(), as_bytes(data).begin(), as_bytes(data).end());
+  w.insert(w.end(), mac.begin(), mac.end());
+  return w;
+}
+
+TEST(Session, BulkFrameOpensWithItsMetadataAndDataApart) {
+  Key k = key_of('b');
+  auto [c, s] = handshake(k, k);
+  const Bytes w = bulk_wire(c, MessageType::BlobChunk, "meta", "the chunk's bytes");
+  const FrameView f = decode(w);
+  EXPECT_NE(f.header.flags & kFlagBulk, 0);
+  EXPECT_EQ(as_text(f.payload), "meta");
+  EXPECT_EQ(as_text(f.bulk), "the chunk's bytes");
+  EXPECT_TRUE(s.open(f));
+}
+
+TEST(Session, BulkFrameUnderAnotherKeyIsRejected) {
+  Pair sender = handshake(key_of('x'), key_of('x'));
+  Pair receiver = handshake(key_of('y'), key_of('y'));
+  const Bytes w = bulk_wire(sender.client, MessageType::OutputChunk, "meta", "bytes");
+  auto r = receiver.server.open(decode(w));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("MAC does not verify"), std::string::npos)
+      << r.error().message();
+}
+
+TEST(Session, BulkFrameWithForgedMetadataIsRejected) {
+  Key k = key_of('m');
+  auto [c, s] = handshake(k, k);
+  const Bytes w = bulk_wire(c, MessageType::BlobChunk, "offset=0", "bytes");
+  // An active attacker rewrites the metadata (same length) and fixes up the CRC: the MAC, which
+  // covers header and metadata, fails.
+  Bytes forged;
+  ASSERT_TRUE(encode_bulk_head(
+      {.type = MessageType::BlobChunk, .flags = kFlagMac, .request_id = 3, .sequence = 0},
+      as_bytes("offset=9"), 5, forged));
+  forged.insert(forged.end(), w.begin() + static_cast<std::ptrdiff_t>(forged.size()), w.end());
+  ASSERT_EQ(forged.size(), w.size());
+  auto r = s.open(decode(forged));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("MAC"), std::string::npos);
+  EXPECT_TRUE(s.open(decode(w)));
+}
+
+TEST(Session, BulkFrameDataIsLeftToTheEndToEndHash) {
+  // By design (docs/protocol.md, "Bulk frames"): a changed data byte passes the frame's CRC and
+  // MAC; the receiver's SHA-256 of the whole blob or output catches it (staging_test).
+  Key k = key_of('d');
+  auto [c, s] = handshake(k, k);
+  Bytes w = bulk_wire(c, MessageType::BlobChunk, "meta", "bytes");
+  w[w.size() - kMacSize - 1] ^= std::byte{1};
+  const FrameView f = decode(w);
+  EXPECT_TRUE(s.open(f));
+  EXPECT_EQ(as_text(f.bulk), "byter");
 }
 
 TEST(Session, UnsealedFrameAfterHandshakeIsRejected) {

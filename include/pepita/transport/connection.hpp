@@ -103,10 +103,17 @@ class Connection {
     return send(m.header.type, m.header.request_id, m.payload);
   }
 
+  /// Sends one bulk frame (protocol 6, BlobChunk or OutputChunk): header and `meta` sealed, then
+  /// `data` written straight from the caller's buffer (no copy into a frame), then the MAC. The
+  /// data is not MAC'd: the receiver proves it by the end-to-end SHA-256 of the blob or output
+  /// it belongs to. Errors as send().
+  Result<void> send_bulk(MessageType type, std::uint64_t request_id, ByteSpan meta, ByteSpan data);
+
   /// Waits up to `timeout` for one whole frame; nullopt when none arrived in time or `wake_fd`
   /// (an eventfd, optional) became readable. Errors (close the connection): Disconnected on EOF,
   /// Protocol/Corrupted on a bad or forged frame, TimedOut when a frame stays half-sent for
-  /// io_timeout.
+  /// io_timeout. A bulk frame's data stays in this connection's buffer (Message::bulk) until the
+  /// next receive().
   Result<std::optional<Message>> receive(std::chrono::milliseconds timeout, int wake_fd = -1);
 
   /// Shuts the socket down both ways; a blocked receive() returns Disconnected. Thread-safe.
@@ -145,9 +152,12 @@ class Connection {
   std::string remote_name_;
   ConnectionOptions options_;
   std::optional<Session> session_;
-  // Receive side (one reader thread).
+  // Receive side (one reader thread). buf_[start_, fill_) holds received bytes not yet consumed;
+  // buf_.size() is capacity (grown, never shrunk by a read, so no read zero-fills it again).
+  ByteSpan pending() const noexcept { return ByteSpan(buf_).subspan(start_, fill_ - start_); }
   Bytes buf_;
   std::size_t start_ = 0;
+  std::size_t fill_ = 0;
   std::optional<std::chrono::steady_clock::time_point> partial_since_;
   // Send side.
   std::mutex send_mu_;

@@ -32,7 +32,10 @@ inline constexpr std::uint32_t kFrameMagic = 0x31545050;  // "PPT1" as little-en
 // 5: Submit carries declared inputs (path, size, SHA-256) and outputs, Result the outputs sent
 // back; FetchBlob, BlobChunk and OutputChunk stage files in chunks (issue 24);
 // Log streams a running task's output to the driver (issue 24's live logs).
-inline constexpr std::uint8_t kProtocolVersion = 5;
+// 6: bulk frames (kFlagBulk) for BlobChunk and OutputChunk: CRC32C and HMAC cover the header and
+// the chunk's metadata; the chunk's bytes are proved by the blob's end-to-end SHA-256, which a
+// MAC'd frame names (docs/protocol.md, "Bulk frames").
+inline constexpr std::uint8_t kProtocolVersion = 6;
 inline constexpr std::size_t kHeaderSize = 32;
 inline constexpr std::size_t kMacSize = 32;
 /// Hard ceiling on one frame's payload; a header announcing more is refused before any payload
@@ -76,7 +79,19 @@ std::string_view to_string(MessageType type) noexcept;
 
 /// Header flag bits.
 inline constexpr std::uint16_t kFlagMac = 0x0001;  // a kMacSize HMAC trailer follows the payload
-inline constexpr std::uint16_t kKnownFlags = kFlagMac;
+/// Bulk frame (protocol 6): the payload is u32 meta_len, meta_len bytes of metadata (the
+/// message's encoding without its data), then the bulk data; the CRC and the MAC cover the
+/// header, meta_len and the metadata only. Legal only on sealed BlobChunk and OutputChunk frames,
+/// whose data an end-to-end SHA-256 named in a MAC'd frame proves (docs/protocol.md).
+inline constexpr std::uint16_t kFlagBulk = 0x0002;
+inline constexpr std::uint16_t kKnownFlags = kFlagMac | kFlagBulk;
+/// Bytes of a bulk frame's payload before its metadata (the u32 meta_len).
+inline constexpr std::size_t kBulkPrefix = 4;
+
+/// True for the message types that may travel as bulk frames.
+constexpr bool may_be_bulk(MessageType type) noexcept {
+  return type == MessageType::BlobChunk || type == MessageType::OutputChunk;
+}
 
 struct FrameHeader {
   MessageType type = MessageType::Heartbeat;
@@ -90,9 +105,11 @@ struct FrameHeader {
 /// One decoded frame. Spans point into the buffer given to decode_frame and die with it.
 struct FrameView {
   FrameHeader header;
-  ByteSpan header_bytes;  // the 32 raw header bytes (what the MAC covers, with the payload)
-  ByteSpan payload;
-  ByteSpan mac;  // empty unless kFlagMac
+  ByteSpan header_bytes;  // the 32 raw header bytes (what the MAC covers, with `covered`)
+  ByteSpan payload;       // a bulk frame's metadata, else the whole payload
+  ByteSpan mac;           // empty unless kFlagMac
+  ByteSpan covered{};     // payload bytes the CRC and MAC cover: all, or a bulk frame's prefix+meta
+  ByteSpan bulk{};        // a bulk frame's data (not covered: proved end to end), else empty
 };
 
 struct DecodeLimits {
@@ -121,6 +138,12 @@ Result<FrameHeader> decode_header(ByteSpan header, const DecodeLimits& limits = 
 /// computed here. With kFlagMac in `header.flags` the caller must append the kMacSize trailer
 /// next (Session::seal does). InvalidArgument when the payload exceeds kMaxPayload.
 Result<void> encode_frame(FrameHeader header, ByteSpan payload, Bytes& out);
+
+/// Appends a bulk frame's header, meta_len and `meta` to `out` for `bulk_len` bytes of data that
+/// the caller sends next, then (with kFlagMac) the MAC trailer; kFlagBulk is set here and the CRC
+/// covers the header and the metadata. InvalidArgument when the type may not be bulk or the
+/// payload would exceed kMaxPayload.
+Result<void> encode_bulk_head(FrameHeader header, ByteSpan meta, std::size_t bulk_len, Bytes& out);
 
 /// Little-endian helpers shared by the codecs.
 void put_u16(Bytes& out, std::uint16_t v);

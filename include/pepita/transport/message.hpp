@@ -43,7 +43,10 @@ constexpr std::uint8_t as_u8(MessageType type) noexcept { return std::to_underly
 /// One received or to-be-sent message. Its payload is owned.
 struct Message {
   FrameHeader header;
-  Bytes payload;
+  Bytes payload;  // a bulk frame's metadata (kFlagBulk), else the whole payload
+  /// A bulk frame's data, not copied: a view into the receiving Connection's buffer, valid only
+  /// until that connection's next receive(). Empty for other frames.
+  ByteSpan bulk{};
 
   // --- The crate's constructors (issue 21) -----------------------------------------------------
   /// Any message (the crate's Message::new).

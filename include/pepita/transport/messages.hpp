@@ -174,7 +174,8 @@ struct FetchBlobMsg {
   bool operator==(const FetchBlobMsg&) const = default;
 };
 
-/// BlobChunk (protocol 5), driver -> worker: bytes of an input blob of `size` bytes in all,
+/// BlobChunk (protocol 5; a bulk frame since 6, its bytes in Message::bulk and `data` empty),
+/// driver -> worker: bytes of an input blob of `size` bytes in all,
 /// starting at `offset`; or, with `error` set and no data, why the driver cannot send it.
 struct BlobChunkMsg {
   Digest sha256{};
@@ -185,10 +186,10 @@ struct BlobChunkMsg {
   bool operator==(const BlobChunkMsg&) const = default;
 };
 
-/// OutputChunk (protocol 5), worker -> driver (request id = task id): bytes of declared output
-/// `index` (SubmitMsg::outputs order) of attempt `attempt`, `size` bytes in all, from `offset`.
-/// Every output is sent in order from offset 0, at least one chunk (an empty file: one empty
-/// chunk).
+/// OutputChunk (protocol 5; a bulk frame since 6, as BlobChunk), worker -> driver (request id =
+/// task id): bytes of declared output `index` (SubmitMsg::outputs order) of attempt `attempt`,
+/// `size` bytes in all, from `offset`. Every output is sent in order from offset 0, at least one
+/// chunk (an empty file: one empty chunk).
 struct OutputChunkMsg {
   std::uint32_t attempt = 0;
   std::uint32_t index = 0;
@@ -200,8 +201,8 @@ struct OutputChunkMsg {
 
 /// Largest chunk a FetchBlob may ask for and a BlobChunk/OutputChunk may carry.
 inline constexpr std::uint32_t kMaxChunk = 4u << 20;
-/// The chunk size staging uses.
-inline constexpr std::uint32_t kStageChunk = 1u << 20;
+/// The chunk size staging uses (protocol 6: the largest, so per-frame costs are paid rarely).
+inline constexpr std::uint32_t kStageChunk = kMaxChunk;
 
 Bytes encode(const FetchBlobMsg& m);
 Bytes encode(const BlobChunkMsg& m);

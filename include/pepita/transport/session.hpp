@@ -37,9 +37,16 @@ class Session {
   /// Appends the sealed frame to `out` instead of returning it.
   Result<void> seal_into(MessageType type, std::uint64_t request_id, ByteSpan payload, Bytes& out);
 
+  /// Appends a bulk frame's head (header, meta_len, `meta`) for `bulk_len` bytes of data with the
+  /// next send sequence number, and returns its MAC: the caller writes the head, the data, then
+  /// the MAC. The MAC covers the head only; the data is proved by its end-to-end SHA-256.
+  Result<Digest> seal_bulk_head(MessageType type, std::uint64_t request_id, ByteSpan meta,
+                                std::size_t bulk_len, Bytes& out);
+
   /// Checks a decoded frame: it must carry a MAC, its sequence must be exactly the next one
   /// expected (a replayed, dropped or reordered frame fails) and the MAC must verify. Protocol
-  /// error otherwise; the connection must then be closed (the sequence does not advance).
+  /// error otherwise; the connection must then be closed (the sequence does not advance). A bulk
+  /// frame's MAC covers its header and metadata (FrameView::covered), not its data.
   Result<void> open(const FrameView& frame);
 
   std::uint64_t next_send_sequence() const noexcept { return send_seq_; }

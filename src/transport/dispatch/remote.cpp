@@ -411,7 +411,7 @@ struct RemoteDispatcher::Impl {
   // A worker asks for bytes of a declared input: read them with pread (bounded memory, however
   // large the file) and send them, or why not.
   Result<void> serve_fetch(Connection& conn, const FetchBlobMsg& f,
-                           std::map<Digest, UniqueFd>& open_inputs) {
+                           std::map<Digest, UniqueFd>& open_inputs, std::string& buf) {
     BlobChunkMsg reply{.sha256 = f.sha256};
     std::string path;
     std::uint64_t size = 0;
@@ -430,6 +430,9 @@ struct RemoteDispatcher::Impl {
     } else if (f.offset >= size) {
       reply.error =
           pepita::fmt("offset {} is past the end of input {} ({} bytes)", f.offset, path, size);
+    } else if (f.length > kMaxChunk) {
+      reply.error =
+          pepita::fmt("a chunk of {} bytes was asked for; at most {}", f.length, kMaxChunk);
     } else {
       auto fd = open_inputs.find(f.sha256);
       if (fd == open_inputs.end()) {
@@ -440,14 +443,16 @@ struct RemoteDispatcher::Impl {
       if (fd == open_inputs.end()) {
         reply.error = "cannot open input " + path + " on the driver";
       } else {
-        reply.data.resize(n);
-        if (sys::pread_full(fd->second.get(), reply.data.data(), n, f.offset) !=
+        // Read into the session's one chunk buffer and sent from it as a bulk frame: the bytes
+        // are copied by pread and by send only, as a plain socket copy would.
+        buf.resize(n);
+        if (sys::pread_full(fd->second.get(), buf.data(), n, f.offset) !=
             static_cast<std::int64_t>(n)) {
-          reply.data.clear();
           reply.error = "input " + path + " shrank on the driver while it was sent";
         } else {
           reply.offset = f.offset;
           reply.size = size;
+          return conn.send_bulk(MessageType::BlobChunk, 0, encode(reply), as_bytes(buf));
         }
       }
     }
@@ -456,7 +461,8 @@ struct RemoteDispatcher::Impl {
 
   // Bytes of a declared output: appended to <path>.pepita-part, hashed on the way. Returns an
   // error only for a protocol violation (chunks out of order, an index the task lacks).
-  Result<void> on_output_chunk(std::uint64_t id, OutputChunkMsg oc, IncomingMap& incoming) {
+  Result<void> on_output_chunk(std::uint64_t id, const OutputChunkMsg& oc, ByteSpan data,
+                               IncomingMap& incoming) {
     std::string final_path;
     {
       std::lock_guard lock(mu);
@@ -486,13 +492,15 @@ struct RemoteDispatcher::Impl {
           pepita::fmt("output-chunk of task {} at offset {} of {}, expected offset {} of {}", id,
                       oc.offset, oc.size, in.received, in.size));
     }
-    if (in.error.empty() && !oc.data.empty() &&
-        sys::write_full(in.fd.get(), oc.data.data(), oc.data.size()) !=
-            static_cast<std::int64_t>(oc.data.size())) {
+    if (in.error.empty() && !data.empty() &&
+        sys::write_full(in.fd.get(), data.data(), data.size()) !=
+            static_cast<std::int64_t>(data.size())) {
       in.error = "cannot write " + in.part + " (disk full?)";
     }
-    in.hash.update(oc.data);
-    in.received += oc.data.size();
+    // The one integrity check of these bytes: bulk frames do not MAC them, finish_outputs
+    // compares this hash with the one the MAC'd Result carries.
+    in.hash.update(data);
+    in.received += data.size();
     return {};
   }
 
@@ -569,6 +577,7 @@ struct RemoteDispatcher::Impl {
     std::set<Digest> uploaded;               // blobs this connection already sent
     std::map<Digest, UniqueFd> open_inputs;  // declared inputs this session serves
     IncomingMap incoming;                    // declared outputs arriving
+    std::string chunk_buf;                   // one input chunk on its way out (serve_fetch)
     // Outputs still arriving when the session ends are dropped: no .pepita-part is left.
     struct DropParts {
       IncomingMap& m;
@@ -636,13 +645,19 @@ struct RemoteDispatcher::Impl {
           case MessageType::FetchBlob: {
             auto f = decode_fetch_blob(m.payload);
             if (!f) return f.error().to_string();
-            if (auto r = serve_fetch(conn, *f, open_inputs); !r) return r.error().to_string();
+            if (auto r = serve_fetch(conn, *f, open_inputs, chunk_buf); !r) {
+              return r.error().to_string();
+            }
             break;
           }
           case MessageType::OutputChunk: {
             auto oc = decode_output_chunk(m.payload);
             if (!oc) return oc.error().to_string();
-            if (auto r = on_output_chunk(m.header.request_id, std::move(*oc), incoming); !r) {
+            if (!m.bulk.empty() && !oc->data.empty()) {
+              return "bulk output-chunk frame with data in its metadata too";
+            }
+            const ByteSpan data = m.bulk.empty() ? as_bytes(oc->data) : m.bulk;
+            if (auto r = on_output_chunk(m.header.request_id, *oc, data, incoming); !r) {
               return r.error().to_string();
             }
             break;

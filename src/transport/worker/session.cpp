@@ -178,7 +178,13 @@ Result<void> Worker::Impl::handle(const std::shared_ptr<Client>& cp, const Messa
       return c.conn->send(MessageType::HaveBlob, m.header.request_id, encode(q));
     }
     case MessageType::BlobChunk: {
-      return on_blob_chunk(c, PEPITA_TRY(decode_blob_chunk(m.payload)));
+      const BlobChunkMsg chunk = PEPITA_TRY(decode_blob_chunk(m.payload));
+      if (!m.bulk.empty() && !chunk.data.empty()) {
+        return fail(ErrorCode::Protocol, "bulk blob-chunk frame with data in its metadata too");
+      }
+      // A bulk frame's data is a view into the connection's buffer, written before the next
+      // receive(); an older-style frame carries it in the message.
+      return on_blob_chunk(c, chunk, m.bulk.empty() ? as_bytes(chunk.data) : m.bulk);
     }
     case MessageType::Error: {
       auto e = decode_error(m.payload);

@@ -118,7 +118,8 @@ Result<void> Worker::Impl::start_fetch(Client& c, const Digest& d, std::uint64_t
   Fetch f;
   f.via = &c;
   f.size = size;
-  // Resume: the bytes already here (written in order) are hashed again, in bounded blocks.
+  f.hasher = PEPITA_TRY(worker::ChunkHasher::start(fd.get()));
+  // Resume: the bytes already here (written in order) are hashed again, on the hasher's thread.
   std::int64_t have = sys::file_size(fd.get());
   if (have < 0) return fail_errno(static_cast<int>(-have), "stat " + part);
   if (static_cast<std::uint64_t>(have) > size) {
@@ -126,18 +127,7 @@ Result<void> Worker::Impl::start_fetch(Client& c, const Digest& d, std::uint64_t
     have = 0;
   }
   if (have > 0) {
-    std::string buf(kStageChunk, '\0');
-    std::uint64_t off = 0;
-    while (off < static_cast<std::uint64_t>(have)) {
-      const std::size_t n =
-          static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), have - off));
-      const std::int64_t got = sys::pread_full(fd.get(), buf.data(), n, off);
-      if (got != static_cast<std::int64_t>(n)) {
-        return fail(ErrorCode::Io, "read back the partial blob " + part);
-      }
-      f.hash.update(std::string_view(buf.data(), n));
-      off += n;
-    }
+    f.hasher->add(0, static_cast<std::uint64_t>(have));
     log(pepita::fmt("resuming input blob {} at byte {} of {}", to_hex(d), have, size));
   }
   f.received = f.requested = static_cast<std::uint64_t>(have);
@@ -145,13 +135,13 @@ Result<void> Worker::Impl::start_fetch(Client& c, const Digest& d, std::uint64_t
   auto [it, fresh] = fetches.emplace(d, std::move(f));
   (void)fresh;
   if (it->second.received == size) {
-    // Complete already (the connection dropped after the last chunk): verify and admit via an
-    // empty chunk.
+    // Complete already (the connection dropped after the last chunk): verify and admit.
     Fetch whole = std::move(it->second);
     fetches.erase(it);
-    const Digest got = whole.hash.finish();
+    const auto got = whole.hasher->finish();
+    whole.hasher.reset();
     whole.fd.reset();
-    if (got != d) {
+    if (!got || *got != d) {
       ::unlink(part.c_str());
       return fail(ErrorCode::Corrupted, "partial blob " + to_hex(d) + " did not verify");
     }
@@ -179,65 +169,75 @@ Result<void> Worker::Impl::request_more(Client& c, const Digest& d, Fetch& f) {
   return {};
 }
 
-Result<void> Worker::Impl::on_blob_chunk(Client& c, BlobChunkMsg chunk) {
+Result<void> Worker::Impl::on_blob_chunk(Client& c, const BlobChunkMsg& chunk, ByteSpan data) {
   const Digest d = chunk.sha256;
-  bool completed = false;
-  {
-    std::lock_guard lock(fetch_mu);
-    auto it = fetches.find(d);
-    if (it == fetches.end() || it->second.via != &c) {
-      return fail(ErrorCode::Protocol, "blob-chunk for blob " + to_hex(d) +
-                                           " that this worker did not ask this driver for");
-    }
-    Fetch& f = it->second;
-    if (!chunk.error.empty()) {
-      c.fetch_errors[d] = "the driver cannot send it: " + chunk.error;
-      fetches.erase(it);
-      return {};
-    }
-    if (chunk.size != f.size || chunk.offset != f.received || chunk.data.empty()) {
-      return fail(
-          ErrorCode::Protocol,
-          pepita::fmt("blob-chunk for {}: {} bytes at offset {} of {}, expected bytes at "
-                      "offset {} of {}",
-                      to_hex(d), chunk.data.size(), chunk.offset, chunk.size, f.received, f.size));
-    }
-    const std::int64_t w =
-        sys::pwrite_full(f.fd.get(), chunk.data.data(), chunk.data.size(), chunk.offset);
-    if (w != static_cast<std::int64_t>(chunk.data.size())) {
-      c.fetch_errors[d] = "cannot write to the worker's input store " + store->dir() + ": " +
-                          (w < 0 ? Error::from_errno(static_cast<int>(w), "write").message()
-                                 : std::string("short write"));
-      fetches.erase(it);
-      return {};
-    }
-    f.hash.update(chunk.data);
-    f.received += chunk.data.size();
-    bytes_fetched.fetch_add(chunk.data.size());
-    if (f.received < f.size) return request_more(c, d, f);
-    Fetch whole = std::move(f);
-    fetches.erase(it);
-    const std::string part = store->part_path(d);
-    whole.fd.reset();
-    if (whole.hash.finish() != d) {
-      // Nothing half-written stays: the blob never enters the store under a hash it lacks.
-      ::unlink(part.c_str());
-      c.fetch_errors[d] =
-          "its bytes from the driver do not hash to its SHA-256 (did the file change while it "
-          "was sent?); nothing stored";
-      return {};
-    }
-    ::chmod(part.c_str(), 0444);
-    if (::rename(part.c_str(), store->path(d).c_str()) != 0) {
-      c.fetch_errors[d] = "cannot move the verified blob into the store " + store->dir();
-      ::unlink(part.c_str());
-      return {};
-    }
-    completed = true;
-    blobs_fetched.fetch_add(1);
-    store->admit(d, whole.size);
+  std::lock_guard lock(fetch_mu);
+  auto it = fetches.find(d);
+  if (it == fetches.end() || it->second.via != &c) {
+    return fail(ErrorCode::Protocol, "blob-chunk for blob " + to_hex(d) +
+                                         " that this worker did not ask this driver for");
   }
-  (void)completed;
+  Fetch& f = it->second;
+  if (!chunk.error.empty()) {
+    c.fetch_errors[d] = "the driver cannot send it: " + chunk.error;
+    fetches.erase(it);
+    return {};
+  }
+  if (chunk.size != f.size || chunk.offset != f.received || data.empty()) {
+    return fail(ErrorCode::Protocol,
+                pepita::fmt("blob-chunk for {}: {} bytes at offset {} of {}, expected bytes at "
+                            "offset {} of {}",
+                            to_hex(d), data.size(), chunk.offset, chunk.size, f.received, f.size));
+  }
+  if (data.size() > f.requested - f.received) {
+    return fail(ErrorCode::Protocol,
+                pepita::fmt("blob-chunk for {}: {} bytes at offset {}, but only {} were asked for",
+                            to_hex(d), data.size(), chunk.offset, f.requested - f.received));
+  }
+  const std::int64_t w = sys::pwrite_full(f.fd.get(), data.data(), data.size(), chunk.offset);
+  if (w != static_cast<std::int64_t>(data.size())) {
+    c.fetch_errors[d] = "cannot write to the worker's input store " + store->dir() + ": " +
+                        (w < 0 ? Error::from_errno(static_cast<int>(w), "write").message()
+                               : std::string("short write"));
+    fetches.erase(it);
+    return {};
+  }
+  // The one integrity check each byte gets: bulk frames do not MAC their data, the blob's
+  // SHA-256 (named in the MAC'd Submit) proves it (docs/protocol.md, "Bulk frames").
+  // Hashed on the fetch's own thread from the file, while this one receives the next chunk.
+  f.hasher->add(chunk.offset, data.size());
+  f.received += data.size();
+  bytes_fetched.fetch_add(data.size());
+  if (f.received < f.size) return request_more(c, d, f);
+  const std::string part = store->part_path(d);
+  if (const auto got = f.hasher->finish(); !got || *got != d) {
+    // Nothing half-written stays: the blob never enters the store under a hash it lacks.
+    if (++f.mismatches < 2 && sys::ftruncate(f.fd.get(), 0) == 0) {
+      log(
+          pepita::fmt("input blob {} from {} did not hash to its name (tampered with or damaged "
+                      "in transit?); fetching it again",
+                      to_hex(d), c.peer));
+      f.hasher->reset();
+      f.received = f.requested = 0;
+      return request_more(c, d, f);
+    }
+    fetches.erase(it);
+    ::unlink(part.c_str());
+    c.fetch_errors[d] =
+        "its bytes from the driver do not hash to its SHA-256, on two transfers (tampered with "
+        "in transit, or the file changed while it was sent); nothing stored";
+    return {};
+  }
+  const std::uint64_t size = f.size;
+  fetches.erase(it);  // closes the partial file
+  ::chmod(part.c_str(), 0444);
+  if (::rename(part.c_str(), store->path(d).c_str()) != 0) {
+    c.fetch_errors[d] = "cannot move the verified blob into the store " + store->dir();
+    ::unlink(part.c_str());
+    return {};
+  }
+  blobs_fetched.fetch_add(1);
+  store->admit(d, size);
   return {};
 }
 
@@ -319,16 +319,14 @@ void Worker::Impl::send_outputs(const std::shared_ptr<Job>& job, ResultMsg r) {
       }
       hash.update(std::string_view(buf));
       if (opts.output_chunk_hook) opts.output_chunk_hook(declared, buf);
-      OutputChunkMsg oc{.attempt = j.msg.attempt,
-                        .index = i,
-                        .offset = off,
-                        .size = size,
-                        .data = std::move(buf)};
-      if (c.open.load() && !c.conn->send(MessageType::OutputChunk, j.id, encode(oc))) {
+      // A bulk frame: the metadata is MAC'd, the bytes go from `buf` to the socket uncopied and
+      // are proved by the SHA-256 the MAC'd Result carries.
+      const OutputChunkMsg oc{.attempt = j.msg.attempt, .index = i, .offset = off, .size = size};
+      if (c.open.load() &&
+          !c.conn->send_bulk(MessageType::OutputChunk, j.id, encode(oc), as_bytes(buf))) {
         failure = "connection lost while sending outputs";
         break;
       }
-      buf = std::move(oc.data);
       off += n;
       output_bytes.fetch_add(n);
     } while (off < size);

@@ -31,6 +31,7 @@
 #include "pepita/transport/messages.hpp"
 #include "pepita/transport/worker.hpp"
 #include "worker/blob_store.hpp"
+#include "worker/chunk_hasher.hpp"
 
 namespace pepita::transport {
 namespace worker {
@@ -55,9 +56,13 @@ struct Fetch {
   const Client* via = nullptr;
   std::uint64_t size = 0;
   UniqueFd fd;  // the <hex>.part file
-  Sha256 hash;  // of bytes [0, received)
+  // SHA-256 of bytes [0, received), on its own thread (reads `fd` back through a duplicate).
+  std::unique_ptr<worker::ChunkHasher> hasher;
   std::uint64_t received = 0;
   std::uint64_t requested = 0;
+  // Whole transfers that did not hash to the blob's name (tampered or damaged in transit): the
+  // first is fetched again from byte 0, the second fails the inputs that need it.
+  std::uint32_t mismatches = 0;
 };
 
 /// An attempt's result on its way back to the client's session thread.
@@ -172,7 +177,7 @@ struct Worker::Impl {
   Result<void> advance_staging(const std::shared_ptr<Client>& c);
   Result<void> start_fetch(Client& c, const Digest& d, std::uint64_t size);
   Result<void> request_more(Client& c, const Digest& d, worker::Fetch& f);
-  Result<void> on_blob_chunk(Client& c, BlobChunkMsg chunk);
+  Result<void> on_blob_chunk(Client& c, const BlobChunkMsg& chunk, ByteSpan data);
   /// The client's session ended: its fetches stop (their .part files stay for a resume) and its
   /// staging jobs end.
   void abandon_staging(Client& c);

@@ -53,6 +53,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         f.payload.data() + f.payload.size() > in.data() + in.size()) {
       __builtin_trap();
     }
+    // A bulk frame's data too (protocol 6), and the bytes its CRC and MAC cover.
+    for (ByteSpan v : {f.bulk, f.covered}) {
+      if (!v.empty() && (v.data() < in.data() || v.data() + v.size() > in.data() + in.size())) {
+        __builtin_trap();
+      }
+    }
     (void)decode_submit(f.payload);
     (void)decode_result(f.payload);
     (void)decode_register(f.payload);
