@@ -25,7 +25,8 @@ build: deps configure
 
 # Every GoogleTest case is its own CTest entry (cmake/PepitaModule.cmake); after the run, every
 # skipped case is listed with its reason. PEPITA_REQUIRE=all (or a comma list: kvm,zram,io_uring,
-# guest,vulkan,slurm,netns,root) turns a missing capability into a failure, see tests/common.
+# guest,vulkan,slurm,netns,root,cgroup,userns,chromium,torch) turns a missing capability into a
+# failure, see tests/common.
 CTEST_FLAGS ?=
 CTEST_RUN = ctest --output-on-failure -j $(JOBS) --test-output-size-passed 65536 $(CTEST_FLAGS)
 

@@ -206,9 +206,9 @@ def cmd_train(a):
     os.makedirs(a.out, exist_ok=True)
     torch.save(state, os.path.join(a.out, "model.pt"))
     write_json(os.path.join(a.out, "metrics.json"), metrics)
-    print("{}: lr {} width {} epochs {} -> train accuracy {:.4f} ({} thread(s), {:.2f} s)".format(
-        a.out, a.lr, a.width, a.epochs, metrics["train_accuracy"], metrics["threads"],
-        metrics["train_seconds"]))
+    print("{}: lr {} width {} epochs {} -> train accuracy {:.4f} ({} thread(s), {:.2f} s; ran in "
+          "{})".format(a.out, a.lr, a.width, a.epochs, metrics["train_accuracy"],
+                       metrics["threads"], metrics["train_seconds"], os.getcwd()))
 
 
 def cmd_evaluate(a):
