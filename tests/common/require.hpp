@@ -223,7 +223,8 @@ inline ProbeResult probe_cgroup() {
       if (!l.empty() && l.back() == '\n') l.pop_back();
       const auto a = l.find(':'), b = l.find(':', a + 1);
       if (a == std::string::npos || b == std::string::npos) continue;
-      const std::string ctrls = "," + l.substr(a + 1, b - a - 1) + ",";
+      // append, not "," + ...: g++ 12 -O3 sees a -Wrestrict in operator+(const char*, string&&)
+      const std::string ctrls = std::string(",").append(l.substr(a + 1, b - a - 1)).append(",");
       if (ctrls.find(",memory,") != std::string::npos) v1_path = l.substr(b + 1);
       if (l.compare(0, 3, "0::") == 0) v2_path = l.substr(b + 1);
     }
@@ -311,8 +312,10 @@ inline ProbeResult probe_torch() {
   if (rc == 0 && out.starts_with("ok 1797")) return {};
   std::string last = out.substr(0, out.find_last_not_of('\n') + 1);
   if (const auto nl = last.rfind('\n'); nl != std::string::npos) last = last.substr(nl + 1);
-  return {"/usr/bin/python3 cannot import torch and sklearn.datasets (" +
-          (last.empty() ? "exit " + std::to_string(rc) : last) + ")"};
+  if (last.empty()) last = std::string("exit ").append(std::to_string(rc));
+  return {std::string("/usr/bin/python3 cannot import torch and sklearn.datasets (")
+              .append(last)
+              .append(")")};
 }
 
 }  // namespace detail
