@@ -6,12 +6,13 @@
   job-small.toml         4 trials, 1 epoch, tiny widths: what the tests run
   job-small-remote.toml  the small one with remote trials
 
-Run it after changing the grid: /usr/bin/python3 examples/sweep/gen_jobs.py. Each trial is an
+Run it after changing the grid: /usr/bin/python3 examples/sweep/gen_jobs.py [DIR]. Each trial is an
 explicit task with its hyperparameters in its args, so changing one value re-runs exactly that
 trial and the stages after it (the rest come from the result cache).
 """
 import itertools
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -149,11 +150,14 @@ retries = 0
     return out
 
 
-def main():
+def main(argv=None):
+    """Writes the four files into the directory given (default: this one)."""
+    argv = sys.argv[1:] if argv is None else argv
+    out = argv[0] if argv else HERE
     for variant, grid in (("full", FULL), ("small", SMALL)):
         for remote in (False, True):
             name = "job" + ("-small" if variant == "small" else "") + ("-remote" if remote else "")
-            with open(os.path.join(HERE, name + ".toml"), "w") as f:
+            with open(os.path.join(out, name + ".toml"), "w") as f:
                 f.write(job(grid, variant, remote))
 
 

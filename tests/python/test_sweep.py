@@ -55,3 +55,13 @@ def test_require_rule_fails_when_pepita_require_names_a_missing_capability(monke
         assert type(e).__name__ == "Skipped" and "probe says no" in str(e)
     else:
         raise AssertionError("a missing capability that is not required must skip")
+
+
+def test_checked_in_job_files_are_what_gen_jobs_writes(tmp_path):
+    sweep_dir = os.path.join(ROOT, "examples", "sweep")
+    subprocess.run([sys.executable, os.path.join(sweep_dir, "gen_jobs.py"), str(tmp_path)],
+                   check=True, timeout=60)
+    for name in ("job.toml", "job-remote.toml", "job-small.toml", "job-small-remote.toml"):
+        with open(os.path.join(sweep_dir, name)) as f:
+            assert (tmp_path / name).read_text() == f.read(), (
+                name + " differs from gen_jobs.py's: run /usr/bin/python3 examples/sweep/gen_jobs.py")
