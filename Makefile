@@ -5,7 +5,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 GENERATOR = $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
-.PHONY: all deps configure build test chaos demo bench coverage fuzz format format-fix tidy install clean
+.PHONY: all deps configure build test chaos demo demo-ai bench coverage fuzz format format-fix tidy install clean
 
 all: build
 
@@ -25,7 +25,8 @@ build: deps configure
 
 # Every GoogleTest case is its own CTest entry (cmake/PepitaModule.cmake); after the run, every
 # skipped case is listed with its reason. PEPITA_REQUIRE=all (or a comma list: kvm,zram,io_uring,
-# guest,vulkan,slurm,netns,root) turns a missing capability into a failure, see tests/common.
+# guest,vulkan,slurm,netns,root,cgroup,userns,chromium,torch) turns a missing capability into a
+# failure, see tests/common.
 CTEST_FLAGS ?=
 CTEST_RUN = ctest --output-on-failure -j $(JOBS) --test-output-size-passed 65536 $(CTEST_FLAGS)
 
@@ -41,6 +42,21 @@ demo:
 	  -DPEPITA_BUILD_BENCH=OFF
 	cmake --build build-demo -j $(JOBS) --target pepita_cli
 	build-demo/tools/pepita/pepita run examples/wordcount/job.toml
+
+# The AI example (issue 30, examples/sweep): 16 trials of a digits MLP with Debian's torch, then
+# evaluate, select, batch inference in shards and the accuracy check (>= 0.95), on the local pool.
+# Prints the best accuracy and the wall time; a second `make demo-ai` is all cached.
+demo-ai:
+	@$(call install_deps,--demo-ai)
+	cmake -S . -B build-demo $(GENERATOR) -DCMAKE_BUILD_TYPE=Release -DPEPITA_BUILD_TESTS=OFF \
+	  -DPEPITA_BUILD_BENCH=OFF
+	cmake --build build-demo -j $(JOBS) --target pepita_cli
+	@start=$$(date +%s.%N); \
+	  build-demo/tools/pepita/pepita run --state-dir $(CURDIR)/build-demo/sweep examples/sweep/job.toml || exit $$?; \
+	  end=$$(date +%s.%N); \
+	  /usr/bin/python3 -c 'import json, sys; b = json.load(open("$(CURDIR)/build-demo/sweep/best.json")); \
+	    print("demo-ai: best {} (lr {} width {} epochs {}): val accuracy {:.4f}; the sweep took {:.1f} s (wall)".format( \
+	    b["name"], b["lr"], b["width"], b["epochs"], b["val_accuracy"], float(sys.argv[2]) - float(sys.argv[1])))' $$start $$end
 
 # Signals, kill -9 and partitions at random moments of runs on every backend (issue 19):
 # CHAOS_INJECTIONS (default 200), CHAOS_SEED (default: random, printed), CHAOS_BACKENDS.

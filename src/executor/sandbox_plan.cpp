@@ -24,6 +24,9 @@ constexpr const char* kSystemDirs[] = {"/usr",    "/lib", "/lib32", "/lib64",
 constexpr const char* kEtcFiles[] = {"/etc/ld.so.cache", "/etc/passwd",        "/etc/group",
                                      "/etc/hosts",       "/etc/nsswitch.conf", "/etc/resolv.conf",
                                      "/etc/localtime",   "/etc/host.conf",     "/etc/ld.so.conf"};
+// Debian's update-alternatives links: /usr/lib/x86_64-linux-gnu/libblas.so.3 (what torch and
+// numpy load), liblapack, editors... are links through here back into /usr; without it they dangle.
+constexpr const char* kEtcDirs[] = {"/etc/alternatives"};
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
 
 std::string canonical(const std::string& path) {
@@ -121,6 +124,13 @@ Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& polic
     plan.push_back({MountOp::Kind::Touch, "", std::string("/newroot").append(file), "", ""});
     plan.push_back({MountOp::Kind::BindRO, "/oldroot" + source,
                     std::string("/newroot").append(file), "", std::string("bind ").append(file)});
+  }
+  for (const char* dir : kEtcDirs) {
+    struct stat st {};
+    if (::lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    mkdirs(plan, dir);
+    plan.push_back({MountOp::Kind::BindRO, std::string("/oldroot").append(dir),
+                    std::string("/newroot").append(dir), "", std::string("bind ").append(dir)});
   }
   // /dev: a small tmpfs holding binds of the harmless devices and the usual links.
   plan.push_back({MountOp::Kind::Mkdir, "", "/newroot/dev", "", ""});

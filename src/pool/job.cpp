@@ -223,6 +223,26 @@ Result<task::Builder> get_pipeline(const Ctx& ctx, const toml::node& n,
   return task::Task::pipeline(std::move(stages));
 }
 
+// A remote task's resolved (absolute) files as paths relative to its cwd, where the worker stages
+// them; a file outside that directory cannot be staged and is an error at the task's name.
+Result<void> relative_to_cwd(const detail::Ctx& ctx, const std::string& name,
+                             const detail::TaskFiles& files, std::vector<std::string>& paths) {
+  const fs::path cwd = fs::path(files.cwd).lexically_normal();
+  for (auto& p : paths) {
+    const fs::path rel = fs::path(p).lexically_relative(cwd);
+    if (rel.empty() || *rel.begin() == "..") {
+      return ctx.err(*files.anchor,
+                     pepita::fmt("task '{}' runs on a worker, but its file '{}' is outside its "
+                                 "directory '{}': a remote task's files are staged into its "
+                                 "directory on the worker, so declare them under its cwd (copy "
+                                 "the file there with an earlier task)",
+                                 name, p, cwd.string()));
+    }
+    p = rel.string();
+  }
+  return {};
+}
+
 bool valid_name(std::string_view name) {
   if (name.empty() || name.size() > 200) return false;
   for (char c : name) {
@@ -450,6 +470,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   std::vector<task::Builder> builders;
   std::unordered_map<std::string, std::string> resolved_cache;
   std::vector<detail::TaskFiles> files(raws.size());  // issue 24: declared inputs and outputs
+  std::vector<char> staged(raws.size(), 0);  // remote and Slurm tasks: files staged to a worker
   builders.reserve(raws.size());
   for (std::size_t r = 0; r < raws.size(); ++r) {
     const auto& t = *raws[r].table;
@@ -617,6 +638,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
       std::error_code ec;
       files[r].cwd = cwd.empty() ? fs::current_path(ec).string() : cwd;
       files[r].anchor = t.get("name");
+      staged[r] = backend == task::Backend::Remote || backend.name() == "slurm";
     }
     b.timeout(timeout);
     if (retries) b.max_retries(static_cast<std::uint32_t>(*retries));
@@ -648,6 +670,12 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     PEPITA_TRY_VOID(
         detail::resolve_job_files(ctx, names, files, options.state_dir, dep_index, inferred));
     for (std::size_t r = 0; r < raws.size(); ++r) {
+      if (staged[r]) {
+        // Issue 30: a remote task's files are staged into its own directory on the worker, so
+        // it carries them relative to its cwd (the remote executor refuses absolute paths).
+        PEPITA_TRY_VOID(relative_to_cwd(ctx, raws[r].name, files[r], files[r].resolved_inputs));
+        PEPITA_TRY_VOID(relative_to_cwd(ctx, raws[r].name, files[r], files[r].resolved_outputs));
+      }
       if (!files[r].resolved_inputs.empty()) builders[r].inputs(files[r].resolved_inputs);
       if (!files[r].resolved_outputs.empty()) builders[r].outputs(files[r].resolved_outputs);
     }

@@ -48,7 +48,8 @@ enum class Capability {
   ublk,
   cgroup,
   userns,
-  chromium
+  chromium,
+  torch
 };
 
 struct CapabilityInfo {
@@ -60,7 +61,7 @@ struct CapabilityInfo {
 
 // `ublk` is not in `all`: the CI host kernel has no ublk_drv, so the real-device ublk tests run in
 // the Linux 6.12 test guest (ctest -L guest), which sets PEPITA_REQUIRE=ublk for them.
-inline constexpr std::array<CapabilityInfo, 12> kCapabilities{{
+inline constexpr std::array<CapabilityInfo, 13> kCapabilities{{
     {Capability::kvm, "kvm", true,
      "a readable and writable /dev/kvm (load kvm_intel/kvm_amd, or join group kvm)"},
     {Capability::zram, "zram", true, "the zram module (modprobe zram, which creates zram0)"},
@@ -89,6 +90,9 @@ inline constexpr std::array<CapabilityInfo, 12> kCapabilities{{
     {Capability::chromium, "chromium", true,
      "Debian's chromium (scripts/install-deps), able to run headless: `chromium --headless "
      "--no-sandbox --dump-dom about:blank` prints a page"},
+    {Capability::torch, "torch", true,
+     "Debian's PyTorch and scikit-learn for /usr/bin/python3 (scripts/install-deps: python3-torch "
+     "python3-sklearn)"},
 }};
 
 inline const CapabilityInfo& capability_info(Capability cap) {
@@ -219,7 +223,8 @@ inline ProbeResult probe_cgroup() {
       if (!l.empty() && l.back() == '\n') l.pop_back();
       const auto a = l.find(':'), b = l.find(':', a + 1);
       if (a == std::string::npos || b == std::string::npos) continue;
-      const std::string ctrls = "," + l.substr(a + 1, b - a - 1) + ",";
+      // append, not "," + ...: g++ 12 -O3 sees a -Wrestrict in operator+(const char*, string&&)
+      const std::string ctrls = std::string(",").append(l.substr(a + 1, b - a - 1)).append(",");
       if (ctrls.find(",memory,") != std::string::npos) v1_path = l.substr(b + 1);
       if (l.compare(0, 3, "0::") == 0) v2_path = l.substr(b + 1);
     }
@@ -297,6 +302,22 @@ inline ProbeResult probe_chromium() {
           std::to_string(rc) + ")"};
 }
 
+// The AI examples' frameworks (examples/sweep): Debian's python3 imports torch and sklearn's
+// bundled digits load (no download), in a child process of its own.
+inline ProbeResult probe_torch() {
+  if (::access("/usr/bin/python3", X_OK) != 0) return {"/usr/bin/python3 is not installed"};
+  auto [rc, out] =
+      run("/usr/bin/python3 -c 'import torch, sklearn.datasets; "
+          "print(\"ok\", len(sklearn.datasets.load_digits().target))' 2>&1");
+  if (rc == 0 && out.starts_with("ok 1797")) return {};
+  std::string last = out.substr(0, out.find_last_not_of('\n') + 1);
+  if (const auto nl = last.rfind('\n'); nl != std::string::npos) last = last.substr(nl + 1);
+  if (last.empty()) last = std::string("exit ").append(std::to_string(rc));
+  return {std::string("/usr/bin/python3 cannot import torch and sklearn.datasets (")
+              .append(last)
+              .append(")")};
+}
+
 }  // namespace detail
 
 /// Probes `cap` once per process (the answer is cached).
@@ -317,6 +338,7 @@ inline const ProbeResult& probe(Capability cap) {
       case Capability::cgroup: slot = detail::probe_cgroup(); break;
       case Capability::userns: slot = detail::probe_userns(); break;
       case Capability::chromium: slot = detail::probe_chromium(); break;
+      case Capability::torch: slot = detail::probe_torch(); break;
     }
   }
   return *slot;

@@ -1,12 +1,12 @@
 # Sourced by the shell-driven tests (tests/guest, tests/*/guest): the skip-or-fail rule of
 # tests/common/require.hpp. A missing capability skips the test (exit 77, CTest's
 # SKIP_RETURN_CODE) with what is missing and how to provide it, unless PEPITA_REQUIRE (comma list
-# of kvm,zram,io_uring,guest,vulkan,slurm,netns,root,cgroup,userns,chromium,ublk, or `all` = every one but ublk;
+# of kvm,zram,io_uring,guest,vulkan,slurm,netns,root,cgroup,userns,chromium,torch,ublk, or `all` = every one but ublk;
 # `-name` takes one back out, as in `all,-kvm`) names it:
 # then the test fails (exit 1).
 
-pepita_known_capabilities="kvm zram io_uring guest vulkan slurm netns root cgroup userns chromium ublk"
-pepita_all_capabilities="kvm zram io_uring guest vulkan slurm netns root cgroup userns chromium"
+pepita_known_capabilities="kvm zram io_uring guest vulkan slurm netns root cgroup userns chromium torch ublk"
+pepita_all_capabilities="kvm zram io_uring guest vulkan slurm netns root cgroup userns chromium torch"
 
 # pepita_required CAP: true when PEPITA_REQUIRE names CAP (or `all` and CAP is in it). Exits 1
 # when PEPITA_REQUIRE names a capability nobody knows (a typo must not turn into a skip).

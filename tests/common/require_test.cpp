@@ -31,9 +31,10 @@ TEST(PepitaRequire, CommaListIsTrimmedAndCaseInsensitive) {
 
 TEST(PepitaRequire, AllIsEveryCiCapabilityButNotUblk) {
   const Requirements r = parse_requirements("all");
-  for (Capability c : {Capability::kvm, Capability::zram, Capability::io_uring, Capability::guest,
-                       Capability::vulkan, Capability::slurm, Capability::netns, Capability::root,
-                       Capability::cgroup, Capability::userns, Capability::chromium})
+  for (Capability c :
+       {Capability::kvm, Capability::zram, Capability::io_uring, Capability::guest,
+        Capability::vulkan, Capability::slurm, Capability::netns, Capability::root,
+        Capability::cgroup, Capability::userns, Capability::chromium, Capability::torch})
     EXPECT_TRUE(has(r, c)) << capability_info(c).name;
   EXPECT_FALSE(has(r, Capability::ublk));
   EXPECT_TRUE(has(parse_requirements("all,ublk"), Capability::ublk));

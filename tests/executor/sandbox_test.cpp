@@ -89,6 +89,19 @@ TEST(SandboxPlan, BindsSystemDirsReadOnlyAndTheWorkDirWritableButNeverShadow) {
   }
 }
 
+// Debian's alternatives (libblas.so.3 -> /etc/alternatives/... -> /usr/lib/...) must resolve
+// inside, or torch and numpy's BLAS fail to load in a sandboxed task (issue 30).
+TEST(SandboxPlan, BindsEtcAlternativesReadOnlyWhereTheHostHasIt) {
+  struct stat st {};
+  if (::lstat("/etc/alternatives", &st) != 0 || !S_ISDIR(st.st_mode))
+    GTEST_SKIP() << "this host has no /etc/alternatives directory (not Debian-like)";
+  WorkDir work("sandbox-plan");
+  auto plan = detail::sandbox_mount_plan(SandboxPolicy::standard(), "/bin/sh", work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, "/etc/alternatives"));
+  EXPECT_FALSE(has_op(*plan, MountOp::Kind::BindRW, "/etc/alternatives"));
+}
+
 TEST(SandboxPlan, DiskPutsTheWorkDirOnASizedTmpfsInsteadOfABind) {
   WorkDir work("sandbox-plan");
   SandboxPolicy p = SandboxPolicy::strict();

@@ -169,6 +169,47 @@ inputs = ["nowhere.txt"]
   EXPECT_NE(m.find("'reader'"), std::string::npos) << m;
 }
 
+// Issue 30: a remote task's files are staged into its directory on the worker, which takes them
+// relative to its cwd (the remote executor refuses absolute paths); a local task keeps absolute.
+TEST_F(JobFiles, RemoteTaskCarriesItsFilesRelativeToItsCwdAndStillDependsOnTheirWriter) {
+  auto job = parse(R"(
+[[task]]
+name = "gen"
+command = "/bin/true"
+outputs = ["data/split.npz"]
+[[task]]
+name = "train"
+command = "/bin/true"
+backend = "remote"
+inputs = ["data/split.npz"]
+outputs = ["trial-0/model.pt"]
+)");
+  ASSERT_TRUE(job) << job.error().message();
+  const Task& train = task(*job, "train");
+  EXPECT_EQ(train.inputs(), std::vector<std::string>{"data/split.npz"});
+  EXPECT_EQ(train.outputs(), std::vector<std::string>{"trial-0/model.pt"});
+  EXPECT_TRUE(depends(train, task(*job, "gen")));
+  EXPECT_EQ(task(*job, "gen").outputs(), std::vector<std::string>{state.file("data/split.npz")});
+}
+
+TEST_F(JobFiles, RemoteTaskWithAFileOutsideItsCwdIsAnErrorAtItsName) {
+  test::TempDir elsewhere{"jobfiles-elsewhere"};
+  std::ofstream(elsewhere.file("script.py")) << "print('hi')\n";
+  auto job = parse(R"(
+[[task]]
+name = "train"
+command = "/bin/true"
+backend = "remote"
+inputs = [")" + elsewhere.file("script.py") +
+                   R"("]
+)");
+  ASSERT_FALSE(job);
+  const std::string m = job.error().message();
+  EXPECT_TRUE(m.starts_with("/jobs/files.toml:5:")) << m;
+  EXPECT_NE(m.find("task 'train' runs on a worker"), std::string::npos) << m;
+  EXPECT_NE(m.find("is outside its directory"), std::string::npos) << m;
+}
+
 TEST_F(JobFiles, GlobThatMatchesNothingIsAnError) {
   auto job = parse(R"(
 [[task]]
