@@ -92,14 +92,15 @@ int main() {
       return 1;
     }
     cache->flush_index();
-    std::vector<double> us_per_task;
+    std::vector<double> us_per_task, cpu_us_per_task;
     for (int r = 0; r < rounds; ++r) {
       std::size_t h = 0;
-      const double t0 = bench::wall_s();
-      for (const auto& t : tasks) h += cache->lookup(t).hit ? 1 : 0;
-      const double s = bench::wall_s() - t0;
+      const auto cost = bench::cost_of([&] {
+        for (const auto& t : tasks) h += cache->lookup(t).hit ? 1 : 0;
+      });
       if (h != n) return 1;
-      us_per_task.push_back(s * 1e6 / static_cast<double>(n));
+      us_per_task.push_back(cost.wall * 1e6 / static_cast<double>(n));
+      cpu_us_per_task.push_back(cost.cpu * 1e6 / static_cast<double>(n));
     }
     // A fresh process's view: the index loaded from files.idx, then the same check.
     std::vector<double> cold_open;
@@ -136,7 +137,12 @@ int main() {
         "-", bench::Clock::wall, "us", parallel, {}, bench::Kind::time,
         "wall per task, lookups in parallel as the pool runs them");
     table.row(std::to_string(n) + " cached tasks: check/task", "-", bench::Clock::wall, "us",
-              us_per_task, {}, bench::Kind::time, "goal < 20 us (one thread)");
+              us_per_task, {}, bench::Kind::time,
+              std::string("goal < 20 us (one thread): ")
+                  .append(bench::median(us_per_task) < 20.0 ? "met" : "MISSED"));
+    table.row(std::to_string(n) + " cached tasks: check/task", "-", bench::Clock::thread_cpu, "us",
+              cpu_us_per_task, {}, bench::Kind::time,
+              "the same rounds' CPU time (user + system): the cost without the machine's load");
     table.row(std::to_string(n) + " cached tasks: open+check/task", "-", bench::Clock::wall, "us",
               cold_open, {}, bench::Kind::time, "index loaded from files.idx");
   }

@@ -13,8 +13,21 @@
 
 namespace pepita {
 
+namespace {
+// SHA-256 fetched from the default provider once: EVP_sha256() makes OpenSSL 3 fetch it again at
+// every EVP_DigestInit_ex (a locked provider lookup, ~1 us), which dominated hashing the short
+// strings of a cache key. Never freed: it lives as long as the process.
+const EVP_MD* sha256_md() {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : EVP_sha256();
+  }();
+  return md;
+}
+}  // namespace
+
 struct Sha256::Ctx {
-  Ctx() : md(EVP_MD_CTX_new()) { EVP_DigestInit_ex(md, EVP_sha256(), nullptr); }
+  Ctx() : md(EVP_MD_CTX_new()) { EVP_DigestInit_ex(md, sha256_md(), nullptr); }
   ~Ctx() { EVP_MD_CTX_free(md); }
   Ctx(const Ctx&) = delete;
   Ctx& operator=(const Ctx&) = delete;
@@ -45,7 +58,7 @@ std::string Sha256::hex_digest() {
   return to_hex(d);
 }
 
-void Sha256::reset() { EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr); }
+void Sha256::reset() { EVP_DigestInit_ex(ctx_->md, sha256_md(), nullptr); }
 
 std::string to_hex(std::span<const std::byte> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";

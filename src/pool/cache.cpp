@@ -5,6 +5,7 @@
 #include "pepita/pool/cache.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,11 +20,14 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "detail/cache_entry.hpp"
+#include "detail/cache_index.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/core/sha256.hpp"
 #include "pepita/core/sys/process.hpp"
+#include "pepita/core/unique_fd.hpp"
 
 namespace pepita::pool {
 namespace fs = std::filesystem;
@@ -38,10 +42,6 @@ std::int64_t unix_now_ns() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-// A file hashed less than this before its ctime/mtime could still change within one timestamp
-// tick without its stat changing (git's "racily clean" files): such hashes are not indexed.
-constexpr std::int64_t kRacyNs = 100'000'000;
 
 std::int64_t ns_of(const struct timespec& t) {
   return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
@@ -151,25 +151,26 @@ int write_atomic(const std::string& path, std::string_view data) {
   return err;
 }
 
-std::optional<std::string> read_small(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
+// A whole regular file; nullopt when it cannot be read or passes `limit` bytes.
+std::optional<std::string> read_fd(int fd, std::size_t limit = 256u << 20) {
   std::string out;
   char buf[65536];
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::close(fd);
-      return std::nullopt;
-    }
+    if (n < 0) return std::nullopt;
     out.append(buf, static_cast<std::size_t>(n));
     // A regular file reads short only at its end: no extra read() to see EOF.
     if (static_cast<std::size_t>(n) < sizeof buf) break;
-    if (out.size() > (256u << 20)) break;  // no entry is this large: treat as corrupt
+    if (out.size() > limit) return std::nullopt;  // no entry is this large: corrupt
   }
-  ::close(fd);
   return out;
+}
+
+std::optional<std::string> read_small(const std::string& path, std::size_t limit = 256u << 20) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  return read_fd(fd.get(), limit);
 }
 
 // A fixed set of threads running queued jobs; the destructor drains and joins.
@@ -214,23 +215,21 @@ class HashThreads {
   std::vector<std::thread> threads_;  // last: joined before the queue goes
 };
 
-struct IndexEntry {
-  std::uint64_t dev = 0, ino = 0, size = 0;
-  std::int64_t mtime = 0, ctime = 0;
-  std::string hash;
-};
-
 }  // namespace
 
 struct ResultCache::Impl {
   std::string dir;
-  std::string entries, names, index_path;
+  std::string entries, names, index_path, entry_index_path, lock_path;
+  UniqueFd entries_fd;  // entries/, for fstatat/openat by key (no path walk per hit)
 
   mutable std::mutex mu;  // guards everything below
-  std::unordered_map<std::string, IndexEntry> index;
-  std::string index_pending;     // lines not yet appended to files.idx
-  std::size_t index_lines = 0;   // lines in files.idx (for compaction)
-  std::optional<Error> warning;  // the first write failure; storing stops
+  detail::FileIndex index;
+  detail::EntryIndex entry_index;
+  bool index_dirty = false, entries_dirty = false;  // changed since loaded or written
+  std::unordered_set<std::string> added_keys;       // entry records read from entries/ here
+  std::unordered_set<std::string> dead_keys;        // entries rewritten or removed here
+  std::vector<std::string> notices;                 // damaged indexes found at open
+  std::optional<Error> warning;                     // the first write failure; storing stops
   std::unordered_map<std::string, std::string> ran_outputs;  // absolute output -> task that ran
 
   HashThreads threads;
@@ -239,6 +238,9 @@ struct ResultCache::Impl {
     entries = dir + "/entries";
     names = dir + "/names";
     index_path = dir + "/files.idx";
+    entry_index_path = dir + "/entries.idx";
+    lock_path = dir + "/index.lock";
+    entries_fd.reset(::open(entries.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
   }
 
   void warn(const std::string& what, int err) {
@@ -255,95 +257,132 @@ struct ResultCache::Impl {
     return !warning;
   }
 
-  void load_index() {
-    auto text = read_small(index_path);
-    if (!text) return;
-    std::size_t pos = 0;
-    while (pos < text->size()) {
-      const std::size_t nl = text->find('\n', pos);
-      if (nl == std::string::npos) break;  // a torn last line
-      const std::string line = text->substr(pos, nl - pos);
-      pos = nl + 1;
-      ++index_lines;
-      IndexEntry e;
-      char hash[65] = {};
-      int consumed = 0;
-      unsigned long long dev, ino, size;
-      long long mt, ct;
-      if (std::sscanf(line.c_str(), "%64s %llu %llu %llu %lld %lld %n", hash, &dev, &ino, &size,
-                      &mt, &ct, &consumed) != 6 ||
-          consumed <= 0 || static_cast<std::size_t>(consumed) >= line.size() ||
-          !is_sha256_hex(hash)) {
-        continue;
+  // Once, at open: both indexes from their files. A damaged one is a notice and starts empty
+  // (every file is hashed again, every entry read again): never an error, never a wrong record.
+  void load_indexes() {
+    if (auto text = read_small(index_path)) {
+      if (auto problem = detail::decode_file_index(*text, index); !problem.empty()) {
+        index.clear();
+        index_dirty = true;  // rewritten whole at the next flush
+        notices.push_back(
+            pepita::fmt("result cache in '{}': {}; ignored, files are hashed again", dir, problem));
       }
-      e.dev = dev;
-      e.ino = ino;
-      e.size = size;
-      e.mtime = mt;
-      e.ctime = ct;
-      e.hash = hash;
-      index[line.substr(static_cast<std::size_t>(consumed))] = std::move(e);
+    }
+    if (auto text = read_small(entry_index_path)) {
+      if (auto problem = detail::decode_entry_index(*text, entry_index); !problem.empty()) {
+        entry_index.clear();
+        entries_dirty = true;
+        notices.push_back(
+            pepita::fmt("result cache in '{}': {}; ignored, cache entries are read from entries/",
+                        dir, problem));
+      }
     }
   }
 
-  // Caller holds mu.
-  void flush_index_locked(bool compact) {
-    if (warning) return;
-    if (compact && index_lines > 2 * index.size() + 1024) {
-      std::string all;
-      for (const auto& [p, e] : index) {
-        all += pepita::fmt("{} {} {} {} {} {} {}\n", e.hash, e.dev, e.ino, e.size, e.mtime, e.ctime,
-                           p);
+  // Caller holds mu. Writes each changed index whole: under an exclusive flock on index.lock
+  // (concurrent runs on one directory take turns), what another run wrote since is read and
+  // merged (this process's records win for the same path or key), then a temp file is renamed
+  // over the index. A reader sees the old or the new file, never a torn one.
+  void flush_indexes_locked() {
+    if (warning || (!index_dirty && !entries_dirty)) return;
+    UniqueFd lock(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!lock || ::flock(lock.get(), LOCK_EX) != 0) return;  // the indexes are only a speed-up
+    if (index_dirty) {
+      detail::FileIndex merged = index;
+      if (auto text = read_small(index_path)) (void)detail::decode_file_index(*text, merged);
+      if (write_atomic(index_path, detail::encode_file_index(merged)) == 0) index_dirty = false;
+    }
+    if (entries_dirty) {
+      // What is on disk now (another run's records, a gc's removals), less the keys rewritten
+      // or removed here, plus the records read here whose entry file is still the one read (a
+      // gc in another process unlinks before it takes this lock to drop the record).
+      detail::EntryIndex merged;
+      if (auto text = read_small(entry_index_path)) {
+        (void)detail::decode_entry_index(*text, merged);
       }
-      if (const int rc = write_atomic(index_path, all); rc == 0) {
-        index_lines = index.size();
-        index_pending.clear();
-        return;
+      for (const auto& key : dead_keys) merged.erase(key);
+      for (const auto& key : added_keys) {
+        auto it = entry_index.find(key);
+        struct stat st {};
+        if (it != entry_index.end() && ::fstatat(entries_fd.get(), key.c_str(), &st, 0) == 0 &&
+            detail::FileStamp::of(st) == it->second.stamp) {
+          merged.insert_or_assign(key, it->second);
+        }
+      }
+      if (write_atomic(entry_index_path, detail::encode_entry_index(merged)) == 0) {
+        entries_dirty = false;
+        added_keys.clear();
+        dead_keys.clear();
+      } else if (!dead_keys.empty()) {
+        ::unlink(entry_index_path.c_str());  // no record of a removed entry may survive
       }
     }
-    if (index_pending.empty()) return;
-    const int fd = ::open(index_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return;  // the index is only a speed-up
-    const ssize_t n = ::write(fd, index_pending.data(), index_pending.size());
-    ::close(fd);
-    if (n == static_cast<ssize_t>(index_pending.size())) {
-      index_lines +=
-          static_cast<std::size_t>(std::count(index_pending.begin(), index_pending.end(), '\n'));
-    }
-    index_pending.clear();
+    ::flock(lock.get(), LOCK_UN);
   }
 
   // The fast path: the hash recorded for this exact (dev, ino, size, mtime, ctime).
   std::optional<std::string> indexed(const std::string& path, const struct stat& st) {
+    const detail::FileStamp now = detail::FileStamp::of(st);
     std::lock_guard lock(mu);
     auto it = index.find(path);
-    if (it == index.end()) return std::nullopt;
-    const IndexEntry& e = it->second;
-    if (e.dev != st.st_dev || e.ino != st.st_ino ||
-        e.size != static_cast<std::uint64_t>(st.st_size) || e.mtime != ns_of(st.st_mtim) ||
-        e.ctime != ns_of(st.st_ctim)) {
-      return std::nullopt;
-    }
-    return e.hash;
+    if (it == index.end() || it->second.stamp != now) return std::nullopt;
+    return it->second.hash;
   }
 
   void remember(const std::string& path, const struct stat& st, const std::string& hash,
                 std::int64_t hashed_at) {
     if (path.find('\n') != std::string::npos) return;
-    if (ns_of(st.st_mtim) > hashed_at - kRacyNs || ns_of(st.st_ctim) > hashed_at - kRacyNs) return;
-    IndexEntry e{static_cast<std::uint64_t>(st.st_dev),
-                 static_cast<std::uint64_t>(st.st_ino),
-                 static_cast<std::uint64_t>(st.st_size),
-                 ns_of(st.st_mtim),
-                 ns_of(st.st_ctim),
-                 hash};
+    const detail::FileStamp stamp = detail::FileStamp::of(st);
+    if (stamp.racy(hashed_at)) return;
     std::lock_guard lock(mu);
-    index_pending +=
-        pepita::fmt("{} {} {} {} {} {} {}\n", e.hash, e.dev, e.ino, e.size, e.mtime, e.ctime, path);
-    index[path] = std::move(e);
-    if (index_pending.size() > (64u << 10)) flush_index_locked(false);
+    index.insert_or_assign(path, detail::FileRecord{stamp, hash});
+    index_dirty = true;
   }
 
+  // The entry stored under `key`, or null: from entry_index (no system call: the record is a
+  // checksummed copy of what entries/<key> held when it was read, and store() and gc drop the
+  // records of the keys they rewrite or remove), else read from the file and recorded.
+  std::shared_ptr<const CacheEntry> entry(const std::string& key) {
+    {
+      std::lock_guard lock(mu);
+      if (auto it = entry_index.find(key); it != entry_index.end()) return it->second.entry;
+    }
+    return read_entry(key);
+  }
+
+  std::shared_ptr<const CacheEntry> read_entry(const std::string& key) {
+    const std::int64_t at = unix_now_ns();
+    UniqueFd fd(::openat(entries_fd.get(), key.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return nullptr;
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return nullptr;
+    auto text = read_fd(fd.get());
+    if (!text) return nullptr;
+    auto e = detail::decode_entry(*text);
+    if (!e || e->key != key) return nullptr;
+    auto slim = std::make_shared<const CacheEntry>(detail::slim_entry(*e));
+    // The stat taken before the read: a file renamed over meanwhile is another inode (our fd
+    // read the old one, whose stat this is); one written in place changes its ctime.
+    const detail::FileStamp stamp = detail::FileStamp::of(st);
+    struct stat after {};
+    if (!stamp.racy(at) && ::fstat(fd.get(), &after) == 0 &&
+        detail::FileStamp::of(after) == stamp) {
+      std::lock_guard lock(mu);
+      entry_index.insert_or_assign(key, detail::EntryRecord{stamp, slim});
+      dead_keys.erase(key);
+      added_keys.insert(key);
+      entries_dirty = true;
+    }
+    return slim;
+  }
+
+  void forget(const std::string& key) {
+    std::lock_guard lock(mu);
+    entry_index.erase(key);
+    added_keys.erase(key);
+    dead_keys.insert(key);
+    entries_dirty = true;
+  }
   std::vector<Result<std::string>> hash_files(const std::vector<std::string>& paths) {
     std::vector<Result<std::string>> out(paths.size(), std::string());
     std::vector<std::size_t> slow;
@@ -429,7 +468,15 @@ Result<std::shared_ptr<ResultCache>> ResultCache::open(std::string dir, Options 
   unsigned n = options.hash_threads;
   if (n == 0) n = std::max(2u, std::thread::hardware_concurrency());
   auto impl = std::make_unique<Impl>(dir, n);
-  impl->load_index();
+  if (!impl->entries_fd) {
+    const int err = errno;
+    return fail(ErrorCode::Io,
+                pepita::fmt("cannot open the result cache directory '{}/entries': {}; pass "
+                            "--cache-dir DIR or --no-cache",
+                            dir, std::strerror(err)),
+                err);
+  }
+  impl->load_indexes();
   return std::shared_ptr<ResultCache>(new ResultCache(std::move(dir), std::move(impl)));
 }
 
@@ -438,10 +485,17 @@ std::optional<Error> ResultCache::warning() const {
   return impl_->warning;
 }
 
+std::vector<std::string> ResultCache::notices() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->notices;
+}
+
 void ResultCache::flush_index() {
   std::lock_guard lock(impl_->mu);
-  impl_->flush_index_locked(true);
+  impl_->flush_indexes_locked();
 }
+
+void ResultCache::forget_entry(const std::string& key) { impl_->forget(key); }
 
 std::vector<Result<std::string>> ResultCache::hash_files(const std::vector<std::string>& paths) {
   return impl_->hash_files(paths);
@@ -545,8 +599,8 @@ CacheLookup ResultCache::lookup(const task::Task& task) {
   l.fields["binary"] = bins.size() == 1 ? bins[0] : digest_of(bins);
   l.key = key_of(l.fields, l.inputs);
 
-  if (auto text = read_small(impl_->entries + "/" + l.key)) {
-    if (auto e = detail::decode_entry(*text); e && e->key == l.key) {
+  {
+    if (auto e = impl_->entry(l.key)) {
       // The outputs must still be there. One edited since the cached run (present, another
       // hash) is kept, as make keeps a file newer than what produced it: the producer stays
       // cached and the tasks reading the file see the change and run again.
@@ -633,6 +687,7 @@ Result<void> ResultCache::store(const task::Task& task, const CacheLookup& looku
   e.outputs = result.output_hashes;
   for (const auto& p : outs) e.output_paths.push_back(p);
   e.set_result(result);
+  impl_->forget(lookup.key);  // rewritten: the next lookup reads the new file
   if (const int rc = write_atomic(impl_->entries + "/" + lookup.key, detail::encode_entry(e));
       rc != 0) {
     impl_->warn("cannot write an entry", rc);

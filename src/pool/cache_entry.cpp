@@ -165,7 +165,27 @@ std::optional<CacheEntry> decode_entry(std::string_view text) {
   return e;
 }
 
+namespace {
+// True when `p` is already lexically normal: no empty (but a leading '/'), "." or ".." component
+// and no trailing '/'. The common case, joined without std::filesystem's allocations.
+bool plain(std::string_view p) {
+  if (p.empty()) return false;
+  for (std::size_t i = 0; i <= p.size();) {
+    std::size_t j = p.find('/', i);
+    if (j == std::string_view::npos) j = p.size();
+    const std::string_view c = p.substr(i, j - i);
+    if ((c.empty() && i != 0) || c == "." || c == "..") return false;
+    i = j + 1;
+  }
+  return true;
+}
+}  // namespace
+
 std::string absolute_in(const std::string& cwd, const std::string& path) {
+  if (plain(path)) {
+    if (path.front() == '/') return path;
+    if (plain(cwd) && cwd.front() == '/') return std::string(cwd).append("/").append(path);
+  }
   fs::path p(path);
   if (p.is_relative()) p = fs::path(cwd) / p;
   return p.lexically_normal().string();
@@ -203,6 +223,7 @@ Result<CacheGcReport> ResultCache::gc(const std::string& dir, const CacheGcOptio
                                .count();
   auto remove = [&](const std::string& path, const std::string& label, const std::string& why) {
     ::unlink(path.c_str());
+    cache->forget_entry(fs::path(path).filename().string());  // and its entries.idx record
     report.removed.push_back(std::string(label).append(": ").append(why));
   };
   for (const auto& de : fs::directory_iterator(entries, ec)) {

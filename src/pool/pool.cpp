@@ -535,6 +535,10 @@ std::optional<Error> Pool::cache_warning() const {
   return std::nullopt;
 }
 
+std::vector<std::string> Pool::cache_notices() const {
+  return state_->cache ? state_->cache->notices() : std::vector<std::string>{};
+}
+
 // ---- issue 21: the crate's submission and introspection ----
 
 Result<ExecutionResult> Pool::run(Task task) {

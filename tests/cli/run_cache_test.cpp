@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "cli/run_fixture.hpp"
 
@@ -131,6 +132,31 @@ TEST_F(RunCacheCli, CacheDirMovesTheCacheAndGcRemovesStaleEntries) {
   auto none = run({"cache", "gc", (dir_ / "no-such").string()});
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_NE(none.err.find("holds no result cache"), std::string::npos) << none.err;
+}
+
+TEST_F(RunCacheCli, DamagedCacheIndexesAreAWarningAndTheRunIsStillCorrectlyCached) {
+  auto first = run({"run", "--json", "--state-dir", state(), wordcount_job()});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  // Past the indexes' "racily clean" margin, so the second run records every file and entry.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto second = run({"run", "--json", "--state-dir", state(), wordcount_job()});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const fs::path cache = fs::path(state()) / "cache";
+  for (const char* name : {"files.idx", "entries.idx"}) {
+    ASSERT_TRUE(fs::exists(cache / name)) << name;
+    const auto size = fs::file_size(cache / name);
+    fs::resize_file(cache / name, size / 2);  // torn
+  }
+  auto third = run({"run", "--json", "--state-dir", state(), wordcount_job()});
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_NE(third.err.find("warning: result cache in"), std::string::npos) << third.err;
+  EXPECT_NE(third.err.find("files.idx is"), std::string::npos) << third.err;
+  EXPECT_NE(third.err.find("entries.idx is"), std::string::npos) << third.err;
+  EXPECT_EQ(names_where(parse(third), true), all_names()) << third.out;
+  auto fourth = run({"run", "--json", "--state-dir", state(), wordcount_job()});
+  ASSERT_EQ(fourth.exit_code, 0) << fourth.err;
+  EXPECT_EQ(fourth.err.find("warning"), std::string::npos) << fourth.err;  // rewritten whole
+  EXPECT_EQ(names_where(parse(fourth), true), all_names()) << fourth.out;
 }
 
 TEST_F(RunCacheCli, UnwritableCacheDirWarnsAndRunsUncached) {

@@ -633,6 +633,9 @@ int run_job(const RunOptions& o) {
     std::fprintf(stderr, "pepita run: warning: %s; running without the result cache\n",
                  w->message().c_str());
   }
+  for (const auto& notice : p.cache_notices()) {
+    std::fprintf(stderr, "pepita run: warning: %s\n", notice.c_str());
+  }
   const bool cache_ok_at_start = !p.cache_warning();
   // Declared after the pool, so destroyed first: no stop or forced exit touches a dead pool.
   struct FinishSignals {

@@ -8,9 +8,14 @@
 //
 // On disk, under one directory: entries/<key> (one file per key, written to a temp file and
 // renamed; a checksum makes a torn or edited entry a miss, never an error), names/<sha256(name)>
-// (the task's last key, for explanations) and files.idx, an append-only index (path, dev, ino,
-// size, mtime_ns, ctime_ns) -> SHA-256 so unchanged files are never re-read. Content hashing of
-// the files that need it runs on a small thread pool, for the inputs of one task and across tasks.
+// (the task's last key, for explanations), files.idx ((path, dev, ino, size, mtime_ns, ctime_ns)
+// -> SHA-256, so unchanged files are never re-read) and entries.idx (key -> a checksummed copy
+// of what a hit returns, so a hit reads no entry file). Both indexes are loaded once at open
+// and written back once (flush_index, the destructor): whole, checksummed, temp file + rename
+// under an flock on index.lock, merged with what a concurrent run wrote meanwhile; a damaged one
+// is ignored (notices()). A file's hash is used only while its stat is unchanged, so a hit costs
+// one stat per binary, input and output and no other system call. Content hashing of the files
+// that need it runs on a small thread pool, for the inputs of one task and across tasks.
 //
 //   auto cache = ResultCache::open("/state/cache").value();
 //   CacheLookup l = cache->lookup(task);        // hashes inputs, looks up the entry
@@ -91,7 +96,10 @@ class ResultCache {
   void note_ran(const task::Task& task);
   /// The first write failure (the cache then stops storing); nullopt while all is well.
   std::optional<Error> warning() const;
-  /// Writes the file index out (compacted); also done by the destructor.
+  /// Damaged index files found at open (each was ignored: a cold index, not an error), as
+  /// sentences to print as warnings.
+  std::vector<std::string> notices() const;
+  /// Writes the changed indexes out (see above); also done by the destructor.
   void flush_index();
 
   /// Hashes `paths` (absolute) through the index, in parallel; an element is an error for a
@@ -104,6 +112,7 @@ class ResultCache {
  private:
   struct Impl;
   explicit ResultCache(std::string dir, std::unique_ptr<Impl> impl);
+  void forget_entry(const std::string& key);  // gc removed entries/<key>
   std::string dir_;
   std::unique_ptr<Impl> impl_;
 };

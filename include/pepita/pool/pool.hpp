@@ -345,6 +345,9 @@ class Pool {
   /// Why the result cache is off or stopped storing (a directory that cannot be created, a
   /// full disk), to print once; nullopt while it works or when none was asked for.
   std::optional<Error> cache_warning() const;
+  /// The result cache's damaged index files found at build() (ignored: that run starts with a
+  /// cold index and rewrites them), as sentences to print as warnings; empty when all is well.
+  std::vector<std::string> cache_notices() const;
 
  private:
   explicit Pool(std::unique_ptr<detail::PoolState> state) noexcept;
