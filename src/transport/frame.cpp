@@ -148,6 +148,21 @@ Result<Decoded> decode_frame(ByteSpan buffer, const DecodeLimits& limits) {
   return out;
 }
 
+namespace {
+
+// The header's first 28 bytes (everything before its CRC), appended to `out`.
+void put_header_fields(const FrameHeader& header, std::size_t payload_len, Bytes& out) {
+  put_u32(out, kFrameMagic);
+  out.push_back(std::byte{kProtocolVersion});
+  out.push_back(static_cast<std::byte>(header.type));
+  put_u16(out, header.flags);
+  put_u64(out, header.request_id);
+  put_u64(out, header.sequence);
+  put_u32(out, static_cast<std::uint32_t>(payload_len));
+}
+
+}  // namespace
+
 Result<void> encode_frame(FrameHeader header, ByteSpan payload, Bytes& out) {
   if (payload.size() > kMaxPayload) {
     return fail(ErrorCode::InvalidArgument,
@@ -156,13 +171,7 @@ Result<void> encode_frame(FrameHeader header, ByteSpan payload, Bytes& out) {
   }
   const std::size_t start = out.size();
   out.reserve(start + kHeaderSize + payload.size() + kMacSize);
-  put_u32(out, kFrameMagic);
-  out.push_back(std::byte{kProtocolVersion});
-  out.push_back(static_cast<std::byte>(header.type));
-  put_u16(out, header.flags);
-  put_u64(out, header.request_id);
-  put_u64(out, header.sequence);
-  put_u32(out, static_cast<std::uint32_t>(payload.size()));
+  put_header_fields(header, payload.size(), out);
   std::uint32_t crc = crc32c(ByteSpan(out).subspan(start, 28));
   crc = crc32c(payload, crc);
   put_u32(out, crc);
@@ -183,13 +192,7 @@ Result<void> encode_bulk_head(FrameHeader header, ByteSpan meta, std::size_t bul
   header.flags |= kFlagBulk;
   const std::size_t start = out.size();
   out.reserve(start + kHeaderSize + kBulkPrefix + meta.size());
-  put_u32(out, kFrameMagic);
-  out.push_back(std::byte{kProtocolVersion});
-  out.push_back(static_cast<std::byte>(header.type));
-  put_u16(out, header.flags);
-  put_u64(out, header.request_id);
-  put_u64(out, header.sequence);
-  put_u32(out, static_cast<std::uint32_t>(kBulkPrefix + meta.size() + bulk_len));
+  put_header_fields(header, kBulkPrefix + meta.size() + bulk_len, out);
   Bytes prefix;
   put_u32(prefix, static_cast<std::uint32_t>(meta.size()));
   std::uint32_t crc = crc32c(ByteSpan(out).subspan(start, 28));

@@ -16,6 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using pepita::test::line_of;
+using pepita::test::names_where;
 using pepita::test::parse;
 
 using RunCacheCli = pepita::test::RunFixture;
@@ -23,29 +25,6 @@ using RunCacheCli = pepita::test::RunFixture;
 const std::string& wordcount_job() {
   static const std::string job = std::string(PEPITA_SOURCE_DIR) + "/examples/wordcount/job.toml";
   return job;
-}
-
-// Names of the tasks that ran (not from the cache), and of those that were cached.
-std::set<std::string> names_where(const json& j, bool cached) {
-  std::set<std::string> out;
-  for (const auto& t : j["tasks"]) {
-    if (t["from_cache"].get<bool>() == cached) out.insert(t["name"].get<std::string>());
-  }
-  return out;
-}
-
-// The last line of `text` that starts with `name` and a space: its row in the --explain table,
-// which follows the summary table.
-std::string line_of(const std::string& text, const std::string& name) {
-  std::string found;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t nl = std::min(text.find('\n', pos), text.size());
-    const std::string line = text.substr(pos, nl - pos);
-    if (line.starts_with(name + " ")) found = line;
-    pos = nl + 1;
-  }
-  return found;
 }
 
 std::set<std::string> all_names() {

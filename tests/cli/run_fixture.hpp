@@ -8,11 +8,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -39,6 +41,29 @@ inline nlohmann::json parse(const CliResult& r) {
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   EXPECT_FALSE(j.is_discarded()) << "stdout is not JSON:\n" << r.out << "\nstderr:\n" << r.err;
   return j;
+}
+
+/// Names of the tasks in `pepita run --json`'s output that came from the cache (`cached`) or ran.
+inline std::set<std::string> names_where(const nlohmann::json& j, bool cached) {
+  std::set<std::string> out;
+  for (const auto& t : j["tasks"]) {
+    if (t["from_cache"].get<bool>() == cached) out.insert(t["name"].get<std::string>());
+  }
+  return out;
+}
+
+/// The last line of `text` that starts with `name` and a space: the task's row in the --explain
+/// table, which follows the summary table.
+inline std::string line_of(const std::string& text, const std::string& name) {
+  std::string found;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t nl = std::min(text.find('\n', pos), text.size());
+    const std::string line = text.substr(pos, nl - pos);
+    if (line.starts_with(name + " ")) found = line;
+    pos = nl + 1;
+  }
+  return found;
 }
 
 class RunFixture : public ::testing::Test {

@@ -22,6 +22,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using pepita::test::line_of;
+using pepita::test::names_where;
 using pepita::test::parse;
 using pepita::test::slurp;
 
@@ -58,26 +60,6 @@ class SweepCli : public pepita::test::RunFixture {
 std::set<std::string> small_names() {
   return {"prepare",  "trial-00", "trial-01", "trial-02", "trial-03",
           "evaluate", "select",   "infer-0",  "infer-1",  "check"};
-}
-
-std::set<std::string> names_where(const json& j, bool cached) {
-  std::set<std::string> out;
-  for (const auto& t : j["tasks"])
-    if (t["from_cache"].get<bool>() == cached) out.insert(t["name"].get<std::string>());
-  return out;
-}
-
-// The row of task `name` in --explain's table (the last line starting with it).
-std::string line_of(const std::string& text, const std::string& name) {
-  std::string found;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t nl = std::min(text.find('\n', pos), text.size());
-    const std::string line = text.substr(pos, nl - pos);
-    if (line.starts_with(name + " ")) found = line;
-    pos = nl + 1;
-  }
-  return found;
 }
 
 TEST_F(SweepCli, SmallSweepLocallySelectsAModelAboveTheThresholdAndPredictsEveryInferRow) {
