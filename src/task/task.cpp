@@ -1,8 +1,6 @@
 // Task builder validation and the spec digest the journal keys results on.
 #include "pepita/task/task.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -10,6 +8,7 @@
 #include <span>
 
 #include "pepita/core/format.hpp"
+#include "pepita/core/sha256.hpp"
 
 namespace pepita::task {
 namespace {
@@ -21,31 +20,15 @@ bool has_nul(std::string_view s) { return s.find('\0') != std::string_view::npos
 // Feeds length-prefixed fields so ("ab","c") and ("a","bc") digest differently.
 class Digest {
  public:
-  Digest() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Digest() { EVP_MD_CTX_free(ctx_); }
-  Digest(const Digest&) = delete;
-  Digest& operator=(const Digest&) = delete;
   void add(std::string_view s) {
     const std::uint64_t n = s.size();
-    EVP_DigestUpdate(ctx_, &n, sizeof n);
-    EVP_DigestUpdate(ctx_, s.data(), s.size());
+    sha_.update(std::as_bytes(std::span(&n, 1)));
+    sha_.update(s);
   }
-  std::string hex() {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_, out, &len);
-    std::string text;
-    text.reserve(len * 2);
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < len; ++i) {
-      text.push_back(kHex[out[i] >> 4]);
-      text.push_back(kHex[out[i] & 15]);
-    }
-    return text;
-  }
+  std::string hex() { return sha_.hex_digest(); }
 
  private:
-  EVP_MD_CTX* ctx_;
+  Sha256 sha_;  // core's: the algorithm is fetched once per process, not per digest
 };
 
 // The bytes of `b` as the Digest's field type (no copy).
