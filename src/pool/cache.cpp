@@ -43,10 +43,6 @@ std::int64_t unix_now_ns() {
       .count();
 }
 
-std::int64_t ns_of(const struct timespec& t) {
-  return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
-}
-
 // The first 8 hex digits and an ellipsis: enough to tell two hashes apart in a reason.
 std::string short_hash(const std::string& h) {
   return h.empty() ? std::string("none") : h.substr(0, 8).append("\u2026");
@@ -409,9 +405,11 @@ struct ResultCache::Impl {
       auto h = sha256_file(paths[i]);
       // The stat after reading: a file that changed while it was read is not indexed.
       struct stat after {};
-      if (h && ::stat(paths[i].c_str(), &after) == 0 && after.st_ino == stats[i].st_ino &&
-          ns_of(after.st_mtim) == ns_of(stats[i].st_mtim) && after.st_size == stats[i].st_size) {
-        remember(paths[i], after, *h, at);
+      if (h && ::stat(paths[i].c_str(), &after) == 0) {
+        const auto now = detail::FileStamp::of(after), then = detail::FileStamp::of(stats[i]);
+        if (now.ino == then.ino && now.mtime == then.mtime && now.size == then.size) {
+          remember(paths[i], after, *h, at);
+        }
       }
       out[i] = std::move(h);
     };
@@ -599,46 +597,44 @@ CacheLookup ResultCache::lookup(const task::Task& task) {
   l.fields["binary"] = bins.size() == 1 ? bins[0] : digest_of(bins);
   l.key = key_of(l.fields, l.inputs);
 
-  {
-    if (auto e = impl_->entry(l.key)) {
-      // The outputs must still be there. One edited since the cached run (present, another
-      // hash) is kept, as make keeps a file newer than what produced it: the producer stays
-      // cached and the tasks reading the file see the change and run again.
-      std::vector<std::string> outs;
-      for (const auto& o : task.outputs()) outs.push_back(detail::absolute_in(cwd, o));
-      auto now = impl_->hash_files(outs);
-      std::string edited;
-      for (std::size_t i = 0; i < outs.size(); ++i) {
-        const std::string& declared = task.outputs()[i];
-        if (!now[i]) {
-          l.reason = pepita::fmt("ran: output {} missing", detail::shown_path(cwd, declared));
-          return l;
-        }
-        auto want = e->outputs.find(declared);
-        if (want == e->outputs.end()) {
-          l.reason = pepita::fmt("ran: output {} not in the cache entry",
-                                 detail::shown_path(cwd, declared));
-          return l;
-        }
-        if (want->second != *now[i] && edited.empty()) {
-          edited = detail::shown_path(cwd, declared);
-        }
+  if (auto e = impl_->entry(l.key)) {
+    // The outputs must still be there. One edited since the cached run (present, another
+    // hash) is kept, as make keeps a file newer than what produced it: the producer stays
+    // cached and the tasks reading the file see the change and run again.
+    std::vector<std::string> outs;
+    for (const auto& o : task.outputs()) outs.push_back(detail::absolute_in(cwd, o));
+    auto now = impl_->hash_files(outs);
+    std::string edited;
+    for (std::size_t i = 0; i < outs.size(); ++i) {
+      const std::string& declared = task.outputs()[i];
+      if (!now[i]) {
+        l.reason = pepita::fmt("ran: output {} missing", detail::shown_path(cwd, declared));
+        return l;
       }
-      ExecutionResult r = e->result();
-      r.id = task.id();
-      r.name = task.name();
-      r.from_cache = true;
-      r.input_hashes = l.inputs;
-      l.reason =
-          edited.empty()
-              ? std::string("cached")
-              : pepita::fmt("cached (output {} edited since; kept, its readers re-run)", edited);
-      r.cache_reason = l.reason;
-      l.hit = std::move(r);
-      // The name's last key is left as the last stored one (rewriting it on every hit would
-      // cost the fast path a read): an explanation compares with the last run that stored.
-      return l;
+      auto want = e->outputs.find(declared);
+      if (want == e->outputs.end()) {
+        l.reason =
+            pepita::fmt("ran: output {} not in the cache entry", detail::shown_path(cwd, declared));
+        return l;
+      }
+      if (want->second != *now[i] && edited.empty()) {
+        edited = detail::shown_path(cwd, declared);
+      }
     }
+    ExecutionResult r = e->result();
+    r.id = task.id();
+    r.name = task.name();
+    r.from_cache = true;
+    r.input_hashes = l.inputs;
+    l.reason =
+        edited.empty()
+            ? std::string("cached")
+            : pepita::fmt("cached (output {} edited since; kept, its readers re-run)", edited);
+    r.cache_reason = l.reason;
+    l.hit = std::move(r);
+    // The name's last key is left as the last stored one (rewriting it on every hit would
+    // cost the fast path a read): an explanation compares with the last run that stored.
+    return l;
   }
   // No usable entry: compare with the last entry of this task's name.
   l.reason = "ran: no cache entry";
