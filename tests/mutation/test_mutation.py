@@ -1,0 +1,203 @@
+"""Tests of the mutation runner (scripts/mutation, issue 29): the mutants it makes of a small C++
+snippet, that comments, strings and preprocessor lines are never touched, and that the source file
+is restored after a SIGTERM mid-run and after a run that died without restoring it."""
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "mutation"
+
+
+def load_runner():
+    loader = importlib.machinery.SourceFileLoader("pepita_mutation", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("pepita_mutation", loader)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["pepita_mutation"] = mod  # dataclasses look their module up
+    loader.exec_module(mod)
+    return mod
+
+
+mutation = load_runner()
+
+SNIPPET = """\
+#include <vector>  // a < b
+#define LIMIT(a, b) ((a) < (b) ? (a) : (b))
+
+// if (x == 0) return -1;
+/* while (a && b) { f(); } */
+static int clamp(int x, std::vector<int> const& v) {
+  const char* s = "a < b && c || d; return 1;";
+  char q = '<';
+  if (x < 0) {
+    return 0;
+  }
+  count(v);
+  x = x + 1;
+  return x >= 10 && v.empty() ? 10 : x;
+}
+"""
+
+
+def descriptions(text):
+    return [(m.line, m.description) for m in mutation.find_mutants(text, "snippet.cpp")]
+
+
+def test_snippet_yields_the_expected_mutants():
+    got = descriptions(SNIPPET)
+    expected = [
+        (9, "if (x < 0) negated"),
+        (9, "'<' -> '<='"),
+        (9, "'<' -> '>='"),
+        (9, "'0' -> '1'"),
+        (10, "'return 0;' -> 'return {};'"),
+        (10, "'0' -> '1'"),
+        (12, "deleted 'count(v);'"),
+        (13, "deleted 'x = x + 1;'"),
+        (13, "'+' -> '-'"),
+        (13, "'1' -> '0'"),
+        (14, "'return x >= 10 && v.empty() ? 10 : x;' -> 'return {};'"),
+        (14, "'>=' -> '>'"),
+        (14, "'>=' -> '<'"),
+        (14, "'10' -> '11'"),
+        (14, "'&&' -> '||'"),
+        (14, "'10' -> '11'"),
+    ]
+    assert sorted(got) == sorted(expected)
+
+
+def test_mutants_never_touch_comments_strings_or_preprocessor_lines():
+    lines = SNIPPET.splitlines()
+    for m in mutation.find_mutants(SNIPPET, "snippet.cpp"):
+        assert m.line >= 6, m.key  # lines 1-5: #include, #define, comments
+        mutated = m.apply(SNIPPET).splitlines()
+        assert mutated[:5] == lines[:5], m.key
+        assert '"a < b && c || d; return 1;"' in m.apply(SNIPPET), m.key
+        assert "'<'" in m.apply(SNIPPET), m.key
+
+
+def test_template_brackets_shifts_and_references_are_not_operators():
+    text = ("template <typename T>\nauto f(T&& t, std::map<int, std::pair<int, int>> m) -> int {\n"
+            "  std::cout << t->x >> 2;\n  return static_cast<int>(-t);\n}\n")
+    kinds = {m.operator for m in mutation.find_mutants(text, "t.cpp")}
+    assert "relational" not in kinds and "logical" not in kinds and "arithmetic" not in kinds
+
+
+def test_masking_handles_raw_strings_char_literals_and_digit_separators():
+    text = 'auto a = R"x(if (b < c) "quoted")x";\nint n = 1\'000;\nchar c = \'"\';\nint z = a < b;\n'
+    code = mutation.code_only(text)
+    assert len(code) == len(text)
+    assert "if" not in code and "quoted" not in code
+    assert "1'000" in code
+    assert code.splitlines()[3] == "int z = a < b;"
+    lits = [m.description for m in mutation.find_mutants(text, "t.cpp") if m.operator == "constant"]
+    assert lits == ["'1'000' -> '1001'"]
+
+
+def test_if_with_an_init_statement_negates_only_the_condition():
+    text = "void f() {\n  if (auto r = g(); r > 0) {\n    h();\n  }\n}\n"
+    neg = [m for m in mutation.find_mutants(text, "t.cpp") if m.operator == "negate-condition"]
+    assert len(neg) == 1
+    assert "if (auto r = g(); !(r > 0))" in neg[0].apply(text)
+
+
+def test_sampling_is_reproducible_for_a_seed(tmp_path):
+    project = make_project(tmp_path)
+    cmd = [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
+           "--per-module", "3", "--seed", "7", "--list"]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    second = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert first == second and first.count("demo.cpp:") == 3
+
+
+def make_project(tmp_path):
+    (tmp_path / "src" / "demo").mkdir(parents=True)
+    (tmp_path / "src" / "demo" / "demo.cpp").write_text(SNIPPET)
+    return tmp_path
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_unknown_module_is_a_clear_error(tmp_path):
+    project = make_project(tmp_path)
+    r = subprocess.run([sys.executable, str(SCRIPT), "--root", str(project), "--module", "nope",
+                        "--list"], capture_output=True, text=True)
+    assert r.returncode != 0 and "no module 'nope'" in r.stderr
+
+
+def test_file_is_restored_after_sigterm_mid_run(tmp_path):
+    project = make_project(tmp_path)
+    src = project / "src" / "demo" / "demo.cpp"
+    before = digest(src)
+    marker = tmp_path / "testing"
+    # The "tests" of each mutant signal that they started, then hang until killed.
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
+         "--per-module", "0", "--timeout", "120", "--build-command", "true",
+         "--test-command", f"test -e {marker}.base || {{ touch {marker}.base; exit 0; }}; "
+                           f"touch {marker}; sleep 60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the runner never reached a mutant's tests"
+        time.sleep(0.05)
+    assert digest(src) != before  # a mutant is applied right now
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143, out
+    assert "restored" in out
+    assert digest(src) == before
+    assert not (project / "build-mutation" / "mutation-state" / "state.json").exists()
+
+
+def test_a_killed_runs_mutation_is_undone_at_the_next_start(tmp_path):
+    project = make_project(tmp_path)
+    src = project / "src" / "demo" / "demo.cpp"
+    original = src.read_bytes()
+    # What a SIGKILLed runner leaves: the mutated file, its backup and the state file.
+    guard = mutation.Guard(project, project / "build-mutation")
+    guard.apply(src, original, original.replace(b"x < 0", b"x <= 0"))
+    assert src.read_bytes() != original
+    r = subprocess.run([sys.executable, str(SCRIPT), "--root", str(project), "--restore-only"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "restored src/demo/demo.cpp" in r.stdout
+    assert src.read_bytes() == original
+    assert not guard.state.exists()
+
+
+def test_report_counts_kills_survivors_and_equivalents(tmp_path):
+    project = make_project(tmp_path)
+    equiv = tmp_path / "equivalent.txt"
+    equiv.write_text("snippet.cpp:1: nothing  # unrelated\n"
+                     "src/demo/demo.cpp:12: deleted 'count(v);'  # count has no effect\n")
+    report = tmp_path / "report.json"
+    # The "tests" pass while line 9 reads `if (x < 0) {`: its four mutants are killed.
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
+         "--per-module", "0", "--build-command", "true", "--equivalent", str(equiv),
+         "--json", str(report), "--test-command",
+         f"grep -q 'if (x < 0) {{' {project}/src/demo/demo.cpp"],
+        capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mod = json.loads(report.read_text())["modules"][0]
+    assert mod["mutants"] == 16
+    assert [e["mutation"] for e in mod["equivalent"]] == ["deleted 'count(v);'"]
+    assert mod["killed"] == 4
+    assert len(mod["survived"]) == 11
+    assert all(s["line"] != 9 for s in mod["survived"])
+    assert mod["score"] == round(100 * 4 / 15, 1)
+    assert "| demo | 16 | 4 | 11 | 0 | 0 | 1 | 26.7% |" in r.stdout
