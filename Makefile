@@ -5,7 +5,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 GENERATOR = $(shell command -v ninja >/dev/null 2>&1 && echo -G Ninja)
 
-.PHONY: all deps configure build test chaos demo demo-ai bench coverage fuzz format format-fix tidy install clean
+.PHONY: all deps configure build test chaos demo demo-ai bench coverage mutation fuzz format format-fix tidy install clean
 
 all: build
 
@@ -71,15 +71,29 @@ bench: deps
 	@if [ -d build-bench/python/pepita ]; then echo "== bench/python/bench.py"; \
 	  PYTHONPATH=build-bench/python /usr/bin/python3 bench/python/bench.py || exit 1; fi
 
+# Line and branch coverage (lcov 1.16 counts branches only when asked: lcov_branch_coverage=1).
+LCOV_RC = --rc lcov_branch_coverage=1
 coverage: deps
 	cmake -S . -B build-coverage $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DPEPITA_COVERAGE=ON -DPEPITA_BUILD_BENCH=OFF
 	cmake --build build-coverage -j $(JOBS)
 	lcov --quiet --zerocounters --directory build-coverage
 	@rc=0; $(CTEST_RUN) --test-dir build-coverage --output-junit $(CURDIR)/build-coverage/ctest-junit.xml || rc=$$?; \
 	  scripts/skip-report build-coverage/ctest-junit.xml; exit $$rc
-	lcov --quiet --capture --directory build-coverage --output-file build-coverage/coverage.info
-	lcov --quiet --extract build-coverage/coverage.info '$(CURDIR)/src/*' '$(CURDIR)/include/*' '$(CURDIR)/tools/*' --output-file build-coverage/coverage.info
-	lcov --summary build-coverage/coverage.info
+	lcov $(LCOV_RC) --quiet --capture --directory build-coverage --output-file build-coverage/coverage.info
+	lcov $(LCOV_RC) --quiet --extract build-coverage/coverage.info '$(CURDIR)/src/*' '$(CURDIR)/include/*' '$(CURDIR)/tools/*' --output-file build-coverage/coverage.info
+	lcov $(LCOV_RC) --summary build-coverage/coverage.info
+
+# Mutation testing (issue 29, scripts/mutation): one source mutation at a time in src/<module>/,
+# rebuilt in build-mutation and checked by that module's tests; the file is always restored.
+# MODULE: comma list (default: every module); SEED; PER_MODULE: mutants sampled per module, 0 for
+# every mutant (a full run, which also regenerates docs/mutation-survivors.md). Reports (text and
+# JSON) in build-mutation/mutation-report.*.
+MODULE ?=
+SEED ?= 1
+PER_MODULE ?= 10
+mutation: deps
+	/usr/bin/python3 scripts/mutation --module '$(MODULE)' --seed $(SEED) --per-module $(PER_MODULE) \
+	  --jobs $(JOBS) $(if $(filter 0,$(PER_MODULE)),--survivors-doc docs/mutation-survivors.md)
 
 # libFuzzer targets built by clang (full edge instrumentation + ASan/UBSan) in their own tree,
 # FUZZ_SECONDS each from the seed corpora in tests/*/fuzz/corpus; prints exec/s and covered edges.
