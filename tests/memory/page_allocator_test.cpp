@@ -97,6 +97,51 @@ TEST(PagePool, DoubleFreeForeignFrameAndWrongOrderAreRefused) {
   EXPECT_NE(config.error().message().find("reserve_pages"), std::string::npos);
 }
 
+// An order whose run is longer than max_run_pages (but below 32) is refused by alloc_pages itself,
+// naming the order and the largest order this pool serves.
+TEST(PagePool, AllocPagesRefusesAnOrderAboveTheLargestRunNamingTheOrder) {
+  PagePool pool({.reserve_pages = 64, .chunk_pages = 16, .max_run_pages = 16});
+  auto order = pool.alloc_pages(5, {});  // 32 pages > 16
+  ASSERT_FALSE(order);
+  EXPECT_EQ(order.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(order.error().message().find("order 5 is above this pool's largest run of 16 pages; "
+                                         "use an order up to 4"),
+            std::string::npos)
+      << order.error().message();
+  EXPECT_TRUE(pool.alloc_pages(4, {}));  // 16 pages: the largest run
+}
+
+// A frame the pool never handed out is refused with the range of frames the pool does own
+// (first_pfn .. first_pfn + committed pages).
+TEST(PagePool, ForeignFrameErrorNamesThePoolsFrameRange) {
+  PagePool pool({.reserve_pages = 64, .chunk_pages = 16});
+  auto a = pool.alloc_run(1);
+  ASSERT_TRUE(a);
+  auto foreign = pool.free_run(Pfn(40), 1);  // reserved, but not committed yet
+  ASSERT_FALSE(foreign);
+  EXPECT_NE(foreign.error().message().find("frame 40 was not handed out by this pool (its frames "
+                                           "are 1..17)"),
+            std::string::npos)
+      << foreign.error().message();
+}
+
+// Freed runs stay resident up to exactly max(cache_floor_pages, in-use / 4) pages: the run that
+// reaches the cap is still cached, the next one goes back to the kernel.
+TEST(PagePool, FreedRunsStayResidentUpToExactlyTheCacheCap) {
+  PagePool pool({.reserve_pages = 64, .chunk_pages = 16, .cache_floor_pages = 4});
+  std::vector<Pfn> runs;
+  for (int i = 0; i < 5; ++i) {
+    auto r = pool.alloc_run(1);
+    ASSERT_TRUE(r);
+    runs.push_back(*r);
+  }
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(pool.free_run(runs[static_cast<size_t>(i)], 1));
+  EXPECT_EQ(pool.cached_pages(), 4u);  // 3 + 1 is not above the cap of 4
+  ASSERT_TRUE(pool.free_run(runs[4], 1));
+  EXPECT_EQ(pool.cached_pages(), 4u);  // above the cap: released, not cached
+  EXPECT_EQ(pool.in_use_pages(), 0u);
+}
+
 TEST(PagePool, ExhaustionIsResourceExhaustedAndWaitBlocksUntilAFree) {
   PagePool pool(
       {.reserve_pages = 8, .chunk_pages = 8, .wait_limit = std::chrono::milliseconds(2000)});
