@@ -41,6 +41,20 @@ TEST(MemDisk, RejectsBadGeometry) {
   EXPECT_TRUE(MemDisk::create({.capacity_bytes = 512}).has_value());
 }
 
+// validate_geometry (also used by FileDisk and ublk) refuses a zero capacity itself, with the rule
+// in its message, not only because a zero-byte disk fails later in MemDisk::create.
+TEST(MemDisk, ValidateGeometryRefusesZeroCapacityNamingTheRule) {
+  auto zero = validate_geometry(0, 512);
+  ASSERT_FALSE(zero);
+  EXPECT_EQ(zero.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(zero.error().message().find("capacity 0 bytes must be a non-zero multiple of the "
+                                        "block size 512"),
+            std::string::npos)
+      << zero.error().message();
+  EXPECT_TRUE(validate_geometry(512, 512));
+  EXPECT_TRUE(validate_geometry(4096, 4096));
+}
+
 TEST(MemDisk, MissingQueueIsInvalidQueueId) {
   auto disk = make(512, 2);
   TagSet tags(disk->info().tag_set);

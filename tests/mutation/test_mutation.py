@@ -120,6 +120,13 @@ def test_sampling_is_reproducible_for_a_seed(tmp_path):
     assert first == second and first.count("demo.cpp:") == 3
 
 
+def test_keys_tell_two_mutants_of_one_line_apart():
+    keys = [m.key for m in mutation.find_mutants("int f(int c) {\n  return c == 0 || c % 2 != 0;\n}\n",
+                                                 "t.cpp")]
+    assert len(keys) == len(set(keys))
+    assert "t.cpp:2:15: '0' -> '1'" in keys and "t.cpp:2:29: '0' -> '1'" in keys
+
+
 def make_project(tmp_path):
     (tmp_path / "src" / "demo").mkdir(parents=True)
     (tmp_path / "src" / "demo" / "demo.cpp").write_text(SNIPPET)
@@ -183,7 +190,7 @@ def test_report_counts_kills_survivors_and_equivalents(tmp_path):
     project = make_project(tmp_path)
     equiv = tmp_path / "equivalent.txt"
     equiv.write_text("snippet.cpp:1: nothing  # unrelated\n"
-                     "src/demo/demo.cpp:12: deleted 'count(v);'  # count has no effect\n")
+                     "src/demo/demo.cpp:12:3: deleted 'count(v);'  # count has no effect\n")
     report = tmp_path / "report.json"
     # The "tests" pass while line 9 reads `if (x < 0) {`: its four mutants are killed.
     r = subprocess.run(
