@@ -128,10 +128,9 @@ Result<void> CpuExecutor::start(const task::Task& task, std::stop_token stop, Co
   }
   if ((impl_->outstanding.fetch_add(1, std::memory_order_acq_rel) & Impl::kClosed) != 0) {
     impl_->finish_one();  // undo: shutdown() may be waiting for the count to drain
-    return fail(ErrorCode::Cancelled,
-                std::string("cpu executor is shut down; task '")
-                    .append(task.name())
-                    .append("' was not started"));
+    return fail(ErrorCode::Cancelled, std::string("cpu executor is shut down; task '")
+                                          .append(task.name())
+                                          .append("' was not started"));
   }
   Impl* impl = impl_.get();
   impl->sched->submit(
