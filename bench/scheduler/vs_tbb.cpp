@@ -4,9 +4,13 @@
 // spawns from inside a task on both pepita and oneTBB (the same context); the recursive rows
 // start the root on pepita from the calling thread as a task, on oneTBB and OpenMP from the
 // calling thread, which joins their pools as a worker. Workloads follow issue 5: fib with no cutoff
-// (pure spawn cost), nqueens(12) with a task per placement, parallel_for with a tiny body, a
-// parallel reduction, an unbalanced binomial tree (UTS-style), flat tiny-task throughput, and
-// spawn->run latency from an outside thread.
+// (pure spawn cost; ours through join(), whose frames live on the stack and are pushed lazily —
+// Cilk-5's THE protocol with lazy task creation, see join.hpp — against oneTBB's parallel_invoke,
+// and through a TaskGroup per call against oneTBB's task_group), nqueens(12) with a task per
+// placement, parallel_for with a tiny body, a parallel reduction, an unbalanced binomial tree
+// (UTS-style), flat tiny-task throughput, and spawn->run latency from an outside thread. Issue 27's
+// goals are printed with each row: fib(32) T1/Ts <= 5 (one worker against the serial elision, on
+// process CPU), nqueens, UTS and parallel_for <= 1.0x oneTBB.
 //
 //   bench_scheduler_vs_tbb [--reps N] [--fib N] [--floats N] [--quick] [--only WORD]
 
