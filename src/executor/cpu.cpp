@@ -1,10 +1,12 @@
-// Function tasks on the work-stealing scheduler: one Scheduler::submit per attempt.
+// Function tasks on the work-stealing scheduler: one Scheduler::submit per attempt, counted with
+// one atomic (no lock per task).
 #include "pepita/executor/cpu.hpp"
 
 #include <algorithm>
-#include <condition_variable>
+#include <atomic>
+#include <cstdint>
 #include <exception>
-#include <mutex>
+#include <string>
 #include <thread>
 
 #include "pepita/core/sys/thread.hpp"
@@ -20,10 +22,18 @@ using Clock = std::chrono::steady_clock;
 struct CpuExecutor::Impl {
   std::unique_ptr<scheduler::Scheduler> owned;  // declared first: destroyed last
   scheduler::Scheduler* sched = nullptr;
-  std::mutex mu;
-  std::condition_variable idle_cv;
-  std::size_t outstanding = 0;
-  bool accepting = true;
+  // Attempts started and not completed, plus kClosed once shutdown() began: one RMW per start
+  // and per completion instead of a mutex around each (issue 27). Admission and closing are
+  // RMWs on the same word, so a start either is counted before shutdown waits or sees kClosed.
+  static constexpr std::uint64_t kClosed = std::uint64_t{1} << 63;
+  std::atomic<std::uint64_t> outstanding{0};
+
+  void finish_one() noexcept {
+    // Only the last completion after shutdown() began has a waiter to wake.
+    if (outstanding.fetch_sub(1, std::memory_order_acq_rel) == (kClosed | 1)) {
+      outstanding.notify_all();
+    }
+  }
 
   void run(const task::Task& task, const std::stop_token& stop, Completion& done) noexcept;
 };
@@ -107,8 +117,8 @@ unsigned CpuExecutor::default_workers() {
 }
 
 std::size_t CpuExecutor::running_tasks() const noexcept {
-  std::lock_guard lock(impl_->mu);
-  return impl_->outstanding;
+  return static_cast<std::size_t>(impl_->outstanding.load(std::memory_order_acquire) &
+                                  ~Impl::kClosed);
 }
 
 Result<void> CpuExecutor::start(const task::Task& task, std::stop_token stop, Completion done) {
@@ -116,28 +126,28 @@ Result<void> CpuExecutor::start(const task::Task& task, std::stop_token stop, Co
     return fail(ErrorCode::InvalidArgument,
                 "task '" + task.name() + "' is a binary task; the cpu executor runs functions");
   }
-  {
-    std::lock_guard lock(impl_->mu);
-    if (!impl_->accepting) {
-      return fail(ErrorCode::Cancelled,
-                  "cpu executor is shut down; task '" + task.name() + "' was not started");
-    }
-    ++impl_->outstanding;
+  if ((impl_->outstanding.fetch_add(1, std::memory_order_acq_rel) & Impl::kClosed) != 0) {
+    impl_->finish_one();  // undo: shutdown() may be waiting for the count to drain
+    return fail(ErrorCode::Cancelled, std::string("cpu executor is shut down; task '")
+                                          .append(task.name())
+                                          .append("' was not started"));
   }
   Impl* impl = impl_.get();
   impl->sched->submit(
       [impl, task, stop = std::move(stop), done = std::move(done)]() mutable noexcept {
         impl->run(task, stop, done);
-        std::lock_guard lock(impl->mu);
-        if (--impl->outstanding == 0) impl->idle_cv.notify_all();
+        impl->finish_one();
       });
   return {};
 }
 
 void CpuExecutor::shutdown() {
-  std::unique_lock lock(impl_->mu);
-  impl_->accepting = false;
-  impl_->idle_cv.wait(lock, [&] { return impl_->outstanding == 0; });
+  std::uint64_t v =
+      impl_->outstanding.fetch_or(Impl::kClosed, std::memory_order_acq_rel) | Impl::kClosed;
+  while (v != Impl::kClosed) {
+    impl_->outstanding.wait(v, std::memory_order_acquire);
+    v = impl_->outstanding.load(std::memory_order_acquire);
+  }
 }
 
 }  // namespace pepita::executor

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -99,6 +100,7 @@ struct alignas(kCacheLine) Worker {
   Counter injected_taken;
   Counter parks;
   std::uint64_t rng = 0;  // owner-only xorshift state for victim selection
+  bool hungry = false;    // owner-only: counted in Impl::hungry (looking for work or parked)
   unsigned index = 0;
   Scheduler::Impl* impl = nullptr;
   // Deactivation handshake: `stop_epoch` counts requests (written under Impl::members_mu); the
@@ -134,6 +136,10 @@ struct Scheduler::Impl {
   alignas(kCacheLine) std::mutex wait_mu;
   std::vector<std::pair<const void*, detail::Parker*>> waiters;  // guarded by wait_mu
   std::atomic<int> num_waiters{0};
+
+  // Workers looking for work (own deque empty: searching, spinning or parked). Written only on
+  // those transitions; read (relaxed) by every join() to decide whether to make work stealable.
+  alignas(kCacheLine) std::atomic<int> hungry{0};
 
   alignas(kCacheLine) std::atomic<bool> stopping{false};
   std::atomic<std::uint64_t> external_executed{0};
@@ -172,13 +178,31 @@ struct Scheduler::Impl {
     return nullptr;
   }
 
+  void set_hungry(Worker& w) noexcept {
+    if (w.hungry) return;
+    w.hungry = true;
+    hungry.fetch_add(1, std::memory_order_relaxed);
+  }
+  void clear_hungry(Worker& w) noexcept {
+    if (!w.hungry) return;
+    w.hungry = false;
+    hungry.fetch_sub(1, std::memory_order_relaxed);
+  }
+
   detail::TaskBase* find_task(Worker& w) {
-    if (auto t = w.deque.pop()) return *t;
-    if (detail::TaskBase* t = pop_injected()) {
-      w.injected_taken.bump();
-      return t;
+    if (auto t = w.deque.pop()) {
+      clear_hungry(w);
+      return *t;
     }
-    return steal_from_others(w);
+    set_hungry(w);  // join()s elsewhere now make their work stealable (lazy task creation)
+    detail::TaskBase* t = pop_injected();
+    if (t != nullptr) {
+      w.injected_taken.bump();
+    } else {
+      t = steal_from_others(w);
+    }
+    if (t != nullptr) clear_hungry(w);
+    return t;
   }
 
   bool work_visible() const noexcept {
@@ -286,6 +310,7 @@ struct Scheduler::Impl {
 
   /// Parks an inactive worker until it is reactivated (true) or the scheduler stops (false).
   bool sit_out(Worker& w) {
+    clear_hungry(w);  // an inactive worker takes no work: joins need not feed it
     for (;;) {
       // Acknowledge on every round: between two wake-ups the worker may have been reactivated
       // and deactivated again (a new epoch) without ever leaving this loop.
@@ -331,6 +356,7 @@ struct Scheduler::Impl {
       w.parker.park();
       unregister_idle(w);
     }
+    clear_hungry(w);
     tls_worker = nullptr;
   }
 };
@@ -349,7 +375,8 @@ WorkerStats Stats::total() const noexcept {
   return sum;
 }
 
-Scheduler::Scheduler(Key, std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Scheduler::Scheduler(Key, std::unique_ptr<Impl> impl) noexcept
+    : impl_(std::move(impl)), hungry_(&impl_->hungry) {}
 
 Result<std::unique_ptr<Scheduler>> Scheduler::create(Options options) {
   constexpr unsigned kMaxWorkers = 4096;
@@ -588,6 +615,17 @@ void Scheduler::spawn(detail::TaskBase* task) {
     impl_->after_push();
   } else {
     impl_->inject_task(task);
+  }
+}
+
+bool Scheduler::pop_local_until(const detail::TaskBase* mine) noexcept {
+  Worker* w = tls_worker;
+  if (w == nullptr || w->impl != impl_.get()) return false;
+  for (;;) {
+    std::optional<detail::TaskBase*> t = w->deque.pop();
+    if (!t) return false;
+    if (*t == mine) return true;
+    Impl::execute(*w, *t);  // pushed after `mine` and not joined (a submit(), a group's task)
   }
 }
 

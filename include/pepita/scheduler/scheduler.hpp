@@ -11,6 +11,7 @@
 //   pepita::scheduler::TaskGroup g(**sched);         // fork-join: see task_group.hpp
 //   g.run([] { left(); }); g.run([] { right(); }); auto ok = g.wait();
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -179,6 +180,23 @@ class Scheduler {
   /// Queues a ready task: local deque when called on a worker of this scheduler, else injected.
   void spawn(detail::TaskBase* task);
 
+  /// join()'s lazy task creation: whether a join nested `depth` joins deep on the calling thread
+  /// should make its first callable stealable (push its frame) rather than run both inline. True
+  /// for the kEagerJoinDepth outermost joins, which keeps the shallowest (largest) frames of a
+  /// recursion stealable before anyone asks, and whenever some worker of this scheduler is
+  /// looking for work (searching or parked). One relaxed load.
+  bool join_should_spawn(unsigned depth) const noexcept {
+    return depth < kEagerJoinDepth || hungry_->load(std::memory_order_relaxed) != 0;
+  }
+  static constexpr unsigned kEagerJoinDepth = 8;
+
+  /// join()'s owner side: pops the calling worker's deque, running every task found above
+  /// `mine` (tasks pushed after it and left unjoined), until it pops `mine` (true: the caller
+  /// runs it inline; it was never stolen) or the deque is empty (false: a thief took `mine`, or
+  /// a deactivation moved it to the injection queue). False at once on a thread that is not one
+  /// of this scheduler's workers.
+  bool pop_local_until(const detail::TaskBase* mine) noexcept;
+
   /// Runs queued tasks on the calling thread until done() returns true; parks when there is
   /// nothing to do and wakes when notify_waiters(key) is called with the same key. Non-worker
   /// threads only park (they have no deque; the workers already occupy every core).
@@ -216,6 +234,7 @@ class Scheduler {
   void block_until(const void* key, const std::function<bool()>& done,
                    const std::function<bool()>& arm);
   std::unique_ptr<Impl> impl_;
+  const std::atomic<int>* hungry_;  // Impl::hungry: workers looking for work
 };
 
 namespace detail {
