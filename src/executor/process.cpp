@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "detail/sandbox_spawn.hpp"
+#include "detail/slot_cgroup.hpp"
 #include "detail/spawn.hpp"
 #include "pepita/core/cgroup.hpp"
 #include "pepita/core/sys.hpp"
@@ -112,7 +113,11 @@ struct Child {
   bool term_sent = false;
   std::optional<std::stop_callback<std::function<void()>>> on_stop;
   // Resources: the attempt's cgroup (when cgroups are usable), what it was given and its limit.
+  // An attempt with limits gets a cgroup of its own; one without runs in its slot's reusable
+  // cgroup (in_slot_cgroup), which outlives it.
   Cgroup cgroup;
+  detail::SlotCgroup slot_cgroup;
+  bool in_slot_cgroup = false;
   std::optional<task::Allocation> allocation;
   std::uint64_t memory_limit = 0;
   // The sandbox (issue 23): each process runs under a supervisor of detail/sandbox_spawn.hpp.
@@ -148,6 +153,9 @@ struct ProcessExecutor::Impl {
   // This process's parent cgroup; null when cgroups cannot be used (cgroup_note says why).
   std::shared_ptr<CgroupTree> cgroups;
   std::string cgroup_note;
+  // Whether attempts without limits reuse their slot's cgroup (detail/slot_cgroup.hpp); false
+  // once the kernel turned out unable to reset a cgroup's peak memory.
+  bool reuse_slot_cgroups = true;
 
   std::mutex mu;  // guards the fields below up to `reactor`
   std::condition_variable idle_cv;
@@ -381,6 +389,7 @@ void ProcessExecutor::Impl::launch(Start start) {
   c.deadline = Clock::time_point::max();
   c.started = Clock::now();
   c.cgroup = Cgroup();
+  c.in_slot_cgroup = false;
   c.allocation.reset();
   c.memory_limit = 0;
   task::SandboxPolicy sandbox = start.task.sandbox();
@@ -481,7 +490,25 @@ void ProcessExecutor::Impl::launch(Start start) {
                       .append("\" but its limit cannot be enforced here: ")
                       .append(cgroup_note));
   }
-  if (cgroups) {
+  if (cgroups && !limited && sandbox_pids == 0 && reuse_slot_cgroups) {
+    // No limits to set: the slot's cgroup, made once and reused (nothing is created or removed
+    // per attempt). It still ends whatever the attempt leaves behind and measures its usage.
+    if (c.slot_cgroup.valid() && !c.slot_cgroup.begin()) c.slot_cgroup = detail::SlotCgroup();
+    if (!c.slot_cgroup.valid()) {
+      const std::string name = std::string("task-slot")
+                                   .append(std::to_string(slot))
+                                   .append("-")
+                                   .append(std::to_string(g_cgroup_seq.fetch_add(1) + 1));
+      auto made = detail::SlotCgroup::make(*cgroups, name);
+      if (made) {
+        c.slot_cgroup = std::move(*made);
+      } else if (made.error().code() == ErrorCode::Unsupported) {
+        reuse_slot_cgroups = false;  // this kernel cannot: a cgroup per attempt from now on
+      }
+    }
+    c.in_slot_cgroup = c.slot_cgroup.valid();
+  }
+  if (cgroups && !c.in_slot_cgroup) {
     CgroupLimits limits;
     if (c.allocation) {
       limits.memory = c.allocation->memory;
@@ -509,7 +536,8 @@ void ProcessExecutor::Impl::launch(Start start) {
                     "cannot enforce the task's resource limits: " + cg.error().message());
     }
   }
-  const std::vector<int> join = c.cgroup.join_fds();
+  const std::vector<int> join =
+      c.in_slot_cgroup ? c.slot_cgroup.join_fds() : c.cgroup.join_fds();
   std::map<std::string, std::string> env;
   if (c.allocation) env = gpu_env(*c.allocation);
   const detail::SpawnExtras extras{join, cpus, env.empty() ? nullptr : &env, c.memory_limit > 0};
@@ -854,7 +882,16 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
   Child& c = children[slot];
   ExecutionResult r;
   std::chrono::nanoseconds cgroup_cpu{0};  // includes descendants that were never waited for
-  if (c.cgroup.valid()) {
+  if (c.in_slot_cgroup) {
+    // No limit, so no OOM to detect: the usage, and whatever the attempt left is killed. A slot
+    // cgroup that cannot be reused cleanly is ended here; the next attempt makes a fresh one.
+    Result<void> reusable;
+    const CgroupUsage u = c.slot_cgroup.finish(reusable);
+    cgroup_cpu = u.cpu;
+    r.peak_memory = u.peak_memory;
+    if (!reusable) c.slot_cgroup = detail::SlotCgroup();
+    c.in_slot_cgroup = false;
+  } else if (c.cgroup.valid()) {
     // Read before ending it: the counters go with the directory. Ending kills whatever the
     // attempt left running (a background grandchild), so nothing outlives it.
     const CgroupUsage u = c.cgroup.usage();
