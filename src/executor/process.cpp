@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -443,9 +444,13 @@ void ProcessExecutor::Impl::launch(Start start) {
     in_r.reset(in_pipe[0]);
     in_w.reset(in_pipe[1]);
   }
-  int nonblocking = sys::set_nonblocking(out_r.get());
-  if (nonblocking == 0) nonblocking = sys::set_nonblocking(err_r.get());
-  if (nonblocking == 0 && in_w) nonblocking = sys::set_nonblocking(in_w.get());
+  // Our ends only; a fresh pipe end has no other status flag, so one F_SETFL each (no F_GETFL).
+  auto nonblock = [](int fd) {
+    return static_cast<int>(sys::syscall(SYS_fcntl, fd, F_SETFL, O_NONBLOCK));
+  };
+  int nonblocking = nonblock(out_r.get());
+  if (nonblocking == 0) nonblocking = nonblock(err_r.get());
+  if (nonblocking == 0 && in_w) nonblocking = nonblock(in_w.get());
   if (nonblocking < 0) return launch_failed(-nonblocking, "set pipes non-blocking");
   // Between stages: plain blocking kernel pipes only the children touch, so a fast producer
   // blocks in write(2) on a slow consumer and no byte passes through pepita.
@@ -566,6 +571,7 @@ void ProcessExecutor::Impl::launch(Start start) {
     const int stdout_fd = last || !c.piped ? out_w.get() : links[2 * i + 1].get();
     const detail::SpawnFds fds{stdin_fd, stdout_fd, err_w.get()};
     pid_t pid;
+    int pfd = -1;
     if (c.sandboxed) {
       auto child = detail::spawn_sandboxed(spec, fds, i == 0 ? 0 : c.pid, extras, sandbox);
       if (!child) {
@@ -578,7 +584,7 @@ void ProcessExecutor::Impl::launch(Start start) {
       c.stages[i].report = std::move(child->report);
       c.stages[i].sandbox_memory = std::move(child->memory);
     } else {
-      pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid, extras);
+      pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid, extras, &pfd);
     }
     if (pid < 0) {
       abort_spawned(i);
@@ -593,7 +599,7 @@ void ProcessExecutor::Impl::launch(Start start) {
       std::lock_guard lock(mu);
       groups.insert(pid);
     }
-    const int pfd = sys::pidfd_open(pid);
+    if (pfd < 0) pfd = sys::pidfd_open(pid);  // sandboxed, or a kernel without CLONE_PIDFD
     if (pfd < 0) {
       // Cannot watch it: make sure none of them outlives us unobserved, then reap them.
       abort_spawned(i + 1);
