@@ -478,8 +478,9 @@ void ProcessExecutor::Impl::launch(Start start) {
     }
     cpus = std::move(*resolved);
   }
-  // Every attempt gets a cgroup of its own when cgroups are usable, so that nothing it starts
-  // outlives it; one with a memory limit cannot run without (never silently unlimited).
+  // Every attempt runs in a cgroup when cgroups are usable, so that nothing it starts outlives
+  // it: its own when it has limits, else its slot's (below); one with a memory limit cannot run
+  // without (never silently unlimited).
   const bool limited = c.allocation && (c.allocation->memory > 0 || c.allocation->cpus > 0 ||
                                         c.allocation->pids > 0);
   // A sandbox's pids limit is the cgroup's pids.max where there is one, else RLIMIT_NPROC.
@@ -541,8 +542,7 @@ void ProcessExecutor::Impl::launch(Start start) {
                     "cannot enforce the task's resource limits: " + cg.error().message());
     }
   }
-  const std::vector<int> join =
-      c.in_slot_cgroup ? c.slot_cgroup.join_fds() : c.cgroup.join_fds();
+  const std::vector<int> join = c.in_slot_cgroup ? c.slot_cgroup.join_fds() : c.cgroup.join_fds();
   std::map<std::string, std::string> env;
   if (c.allocation) env = gpu_env(*c.allocation);
   const detail::SpawnExtras extras{join, cpus, env.empty() ? nullptr : &env, c.memory_limit > 0};

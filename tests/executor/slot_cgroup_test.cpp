@@ -138,9 +138,8 @@ TEST(SlotCgroup, EachAttemptReportsItsOwnPeakMemoryAndCpuTime) {
   auto exec = one_slot();
   // ~64 MiB touched and some CPU burnt in a grandchild the shell does not wait for via rusage
   // alone (the cgroup counts it), then a task that does nothing in the same slot.
-  const auto big =
-      run_one(*exec, sh("head -c 67108864 /dev/zero | tail -c 67108864 >/dev/null; "
-                        "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"));
+  const auto big = run_one(*exec, sh("head -c 67108864 /dev/zero | tail -c 67108864 >/dev/null; "
+                                     "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"));
   ASSERT_EQ(big.status, Status::Succeeded) << big.error;
   EXPECT_GE(big.peak_memory, 32ull << 20) << "tail holds its 64 MiB";
   EXPECT_GT(big.cpu, 50ms);
@@ -174,8 +173,7 @@ TEST(SlotCgroup, ABackgroundGrandchildIsKilledAndTheSlotsCgroupIsReusedAfterIt) 
   const Mount m = memory_mount();
   if (!peak_resettable(m)) GTEST_SKIP() << "cgroup2 memory.peak cannot be reset (Linux < 6.12)";
   auto exec = one_slot();
-  const auto r =
-      run_one(*exec, sh("sleep 100 >/dev/null 2>&1 & echo $!; " + print_own_cgroup(m)));
+  const auto r = run_one(*exec, sh("sleep 100 >/dev/null 2>&1 & echo $!; " + print_own_cgroup(m)));
   ASSERT_EQ(r.status, Status::Succeeded) << r.error;
   const auto nl = r.stdout_data.find('\n');
   ASSERT_NE(nl, std::string::npos) << r.stdout_data;
