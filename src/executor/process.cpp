@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "detail/sandbox_spawn.hpp"
+#include "detail/slot_cgroup.hpp"
 #include "detail/spawn.hpp"
 #include "pepita/core/cgroup.hpp"
 #include "pepita/core/sys.hpp"
@@ -112,7 +114,11 @@ struct Child {
   bool term_sent = false;
   std::optional<std::stop_callback<std::function<void()>>> on_stop;
   // Resources: the attempt's cgroup (when cgroups are usable), what it was given and its limit.
+  // An attempt with limits gets a cgroup of its own; one without runs in its slot's reusable
+  // cgroup (in_slot_cgroup), which outlives it.
   Cgroup cgroup;
+  detail::SlotCgroup slot_cgroup;
+  bool in_slot_cgroup = false;
   std::optional<task::Allocation> allocation;
   std::uint64_t memory_limit = 0;
   // The sandbox (issue 23): each process runs under a supervisor of detail/sandbox_spawn.hpp.
@@ -148,6 +154,9 @@ struct ProcessExecutor::Impl {
   // This process's parent cgroup; null when cgroups cannot be used (cgroup_note says why).
   std::shared_ptr<CgroupTree> cgroups;
   std::string cgroup_note;
+  // Whether attempts without limits reuse their slot's cgroup (detail/slot_cgroup.hpp); false
+  // once the kernel turned out unable to reset a cgroup's peak memory.
+  bool reuse_slot_cgroups = true;
 
   std::mutex mu;  // guards the fields below up to `reactor`
   std::condition_variable idle_cv;
@@ -381,6 +390,7 @@ void ProcessExecutor::Impl::launch(Start start) {
   c.deadline = Clock::time_point::max();
   c.started = Clock::now();
   c.cgroup = Cgroup();
+  c.in_slot_cgroup = false;
   c.allocation.reset();
   c.memory_limit = 0;
   task::SandboxPolicy sandbox = start.task.sandbox();
@@ -434,9 +444,13 @@ void ProcessExecutor::Impl::launch(Start start) {
     in_r.reset(in_pipe[0]);
     in_w.reset(in_pipe[1]);
   }
-  int nonblocking = sys::set_nonblocking(out_r.get());
-  if (nonblocking == 0) nonblocking = sys::set_nonblocking(err_r.get());
-  if (nonblocking == 0 && in_w) nonblocking = sys::set_nonblocking(in_w.get());
+  // Our ends only; a fresh pipe end has no other status flag, so one F_SETFL each (no F_GETFL).
+  auto nonblock = [](int fd) {
+    return static_cast<int>(sys::syscall(SYS_fcntl, fd, F_SETFL, O_NONBLOCK));
+  };
+  int nonblocking = nonblock(out_r.get());
+  if (nonblocking == 0) nonblocking = nonblock(err_r.get());
+  if (nonblocking == 0 && in_w) nonblocking = nonblock(in_w.get());
   if (nonblocking < 0) return launch_failed(-nonblocking, "set pipes non-blocking");
   // Between stages: plain blocking kernel pipes only the children touch, so a fast producer
   // blocks in write(2) on a slow consumer and no byte passes through pepita.
@@ -464,8 +478,9 @@ void ProcessExecutor::Impl::launch(Start start) {
     }
     cpus = std::move(*resolved);
   }
-  // Every attempt gets a cgroup of its own when cgroups are usable, so that nothing it starts
-  // outlives it; one with a memory limit cannot run without (never silently unlimited).
+  // Every attempt runs in a cgroup when cgroups are usable, so that nothing it starts outlives
+  // it: its own when it has limits, else its slot's (below); one with a memory limit cannot run
+  // without (never silently unlimited).
   const bool limited = c.allocation && (c.allocation->memory > 0 || c.allocation->cpus > 0 ||
                                         c.allocation->pids > 0);
   // A sandbox's pids limit is the cgroup's pids.max where there is one, else RLIMIT_NPROC.
@@ -481,7 +496,25 @@ void ProcessExecutor::Impl::launch(Start start) {
                       .append("\" but its limit cannot be enforced here: ")
                       .append(cgroup_note));
   }
-  if (cgroups) {
+  if (cgroups && !limited && sandbox_pids == 0 && reuse_slot_cgroups) {
+    // No limits to set: the slot's cgroup, made once and reused (nothing is created or removed
+    // per attempt). It still ends whatever the attempt leaves behind and measures its usage.
+    if (c.slot_cgroup.valid() && !c.slot_cgroup.begin()) c.slot_cgroup = detail::SlotCgroup();
+    if (!c.slot_cgroup.valid()) {
+      const std::string name = std::string("task-slot")
+                                   .append(std::to_string(slot))
+                                   .append("-")
+                                   .append(std::to_string(g_cgroup_seq.fetch_add(1) + 1));
+      auto made = detail::SlotCgroup::make(*cgroups, name);
+      if (made) {
+        c.slot_cgroup = std::move(*made);
+      } else if (made.error().code() == ErrorCode::Unsupported) {
+        reuse_slot_cgroups = false;  // this kernel cannot: a cgroup per attempt from now on
+      }
+    }
+    c.in_slot_cgroup = c.slot_cgroup.valid();
+  }
+  if (cgroups && !c.in_slot_cgroup) {
     CgroupLimits limits;
     if (c.allocation) {
       limits.memory = c.allocation->memory;
@@ -509,7 +542,7 @@ void ProcessExecutor::Impl::launch(Start start) {
                     "cannot enforce the task's resource limits: " + cg.error().message());
     }
   }
-  const std::vector<int> join = c.cgroup.join_fds();
+  const std::vector<int> join = c.in_slot_cgroup ? c.slot_cgroup.join_fds() : c.cgroup.join_fds();
   std::map<std::string, std::string> env;
   if (c.allocation) env = gpu_env(*c.allocation);
   const detail::SpawnExtras extras{join, cpus, env.empty() ? nullptr : &env, c.memory_limit > 0};
@@ -538,6 +571,7 @@ void ProcessExecutor::Impl::launch(Start start) {
     const int stdout_fd = last || !c.piped ? out_w.get() : links[2 * i + 1].get();
     const detail::SpawnFds fds{stdin_fd, stdout_fd, err_w.get()};
     pid_t pid;
+    int pfd = -1;
     if (c.sandboxed) {
       auto child = detail::spawn_sandboxed(spec, fds, i == 0 ? 0 : c.pid, extras, sandbox);
       if (!child) {
@@ -550,7 +584,7 @@ void ProcessExecutor::Impl::launch(Start start) {
       c.stages[i].report = std::move(child->report);
       c.stages[i].sandbox_memory = std::move(child->memory);
     } else {
-      pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid, extras);
+      pid = detail::spawn_process(spec, fds, i == 0 ? 0 : c.pid, extras, &pfd);
     }
     if (pid < 0) {
       abort_spawned(i);
@@ -565,7 +599,7 @@ void ProcessExecutor::Impl::launch(Start start) {
       std::lock_guard lock(mu);
       groups.insert(pid);
     }
-    const int pfd = sys::pidfd_open(pid);
+    if (pfd < 0) pfd = sys::pidfd_open(pid);  // sandboxed, or a kernel without CLONE_PIDFD
     if (pfd < 0) {
       // Cannot watch it: make sure none of them outlives us unobserved, then reap them.
       abort_spawned(i + 1);
@@ -854,7 +888,16 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
   Child& c = children[slot];
   ExecutionResult r;
   std::chrono::nanoseconds cgroup_cpu{0};  // includes descendants that were never waited for
-  if (c.cgroup.valid()) {
+  if (c.in_slot_cgroup) {
+    // No limit, so no OOM to detect: the usage, and whatever the attempt left is killed. A slot
+    // cgroup that cannot be reused cleanly is ended here; the next attempt makes a fresh one.
+    Result<void> reusable;
+    const CgroupUsage u = c.slot_cgroup.finish(reusable);
+    cgroup_cpu = u.cpu;
+    r.peak_memory = u.peak_memory;
+    if (!reusable) c.slot_cgroup = detail::SlotCgroup();
+    c.in_slot_cgroup = false;
+  } else if (c.cgroup.valid()) {
     // Read before ending it: the counters go with the directory. Ending kills whatever the
     // attempt left running (a background grandchild), so nothing outlives it.
     const CgroupUsage u = c.cgroup.usage();

@@ -10,8 +10,13 @@
 // kernel pipes, one per stage, reaped, signalled and reported as one attempt.
 //
 // Resources (issue 22): when cgroups are usable (pepita/core/cgroup.hpp) every attempt runs in a
-// cgroup of its own beneath `pepita-<pid>-<starttime>`, all pipeline stages in the one, and when
-// the attempt ends whatever is left in it is killed and the cgroup removed. Its limits come from
+// cgroup beneath `pepita-<pid>-<starttime>`, all pipeline stages in the one, and when the attempt
+// ends whatever is left in it is killed. An attempt with limits (memory, cpus, pids, a sandbox's
+// process cap) gets a cgroup of its own, removed when it ends; one without runs in its slot's
+// cgroup (`task-slot<n>-<seq>`), made once and reused (issue 27: no mkdir/rmdir per task), its
+// peak memory reset before each attempt and its CPU time read as a delta, so the usage reported
+// is still the attempt's own (a slot whose attempt left charges behind, e.g. page cache, gets a
+// fresh cgroup). Its limits come from
 // task.allocation(): memory (an attempt killed by it ends Status::OutOfMemory with peak_memory
 // and memory_limit set), cpus as a CFS quota and weight, pids; its pinned cores (else the task's
 // CpuAffinity) by sched_setaffinity in the child. A task with an allocation gets its GPU ids in

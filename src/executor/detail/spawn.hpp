@@ -73,8 +73,10 @@ struct SpawnExtras {
 /// (a pipeline's later stages join the first stage's group, which must still exist: its leader
 /// alive or an unreaped zombie). The child gets SIGKILL when the calling *thread* exits
 /// (PR_SET_PDEATHSIG), so call this only from a thread that outlives its children.
+/// With `pidfd`, the child's pidfd (O_CLOEXEC, the caller's to close) is stored there from the
+/// clone itself (CLONE_PIDFD), or -1 where the kernel has no CLONE_PIDFD (then use pidfd_open).
 pid_t spawn_process(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid = 0,
-                    const SpawnExtras& extras = {});
+                    const SpawnExtras& extras = {}, int* pidfd = nullptr);
 
 /// envp for `spec`: the parent's environment (when the spec inherits it) with the spec's variables
 /// and then `extra` layered on top. The strings live in `storage`, which must outlive the spawn.

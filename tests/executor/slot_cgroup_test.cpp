@@ -1,0 +1,188 @@
+// The slot's reusable cgroup (src/executor/slot_cgroup.cpp, issue 27): attempts without limits run
+// in one cgroup per executor slot instead of one made and removed per attempt, while an attempt
+// with limits still gets its own; each attempt's peak memory and CPU time stay its own. Where a
+// task ran is read by the task itself from /proc/self/cgroup and the cgroup directories are
+// listed through the mount in /proc/self/mounts, not through pepita's cgroup code.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "common/require.hpp"
+#include "common/temp_dir.hpp"
+#include "executor/process_test_util.hpp"
+#include "pepita/executor/process.hpp"
+
+namespace pepita::executor {
+namespace {
+
+using test::run_one;
+using namespace std::chrono_literals;
+using task::Allocation;
+using task::Task;
+namespace fs = std::filesystem;
+
+Task sh(const std::string& script) {
+  return Task::binary("/bin/sh").args({"-c", script}).build().value();
+}
+
+// The mount of the v1 memory hierarchy, else of cgroup2 (as tests/common/require.hpp finds it).
+struct Mount {
+  std::string dir;
+  bool v1 = false;
+};
+Mount memory_mount() {
+  Mount v1, v2;
+  if (FILE* f = std::fopen("/proc/self/mounts", "r")) {
+    char dev[512], dir[1024], type[64], opts[1024];
+    while (std::fscanf(f, "%511s %1023s %63s %1023s %*d %*d", dev, dir, type, opts) == 4) {
+      const std::string o = std::string(",").append(opts).append(",");
+      if (std::string(type) == "cgroup" && o.find(",memory,") != std::string::npos)
+        v1 = {dir, true};
+      if (std::string(type) == "cgroup2" && v2.dir.empty()) v2 = {dir, false};
+    }
+    std::fclose(f);
+  }
+  return v1.dir.empty() ? v2 : v1;
+}
+
+// A script printing the task's own cgroup in that hierarchy ("/.../task-slot0-3").
+std::string print_own_cgroup(const Mount& m) {
+  return m.v1 ? "grep ':memory:' /proc/self/cgroup | cut -d: -f3"
+              : "grep '^0::' /proc/self/cgroup | cut -d: -f3";
+}
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// Whether the kernel can reset a cgroup's peak memory, which reuse needs: always on v1; on v2
+// memory.peak takes a write since Linux 6.12 (it resets the peak seen through that fd only, so
+// probing our own cgroup's file changes nothing for anyone else).
+bool peak_resettable(const Mount& m) {
+  if (m.v1) return true;
+  std::FILE* f = std::fopen("/proc/self/cgroup", "r");
+  if (f == nullptr) return false;
+  char line[4096];
+  std::string own;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "0::", 3) == 0) own = trimmed(line + 3);
+  }
+  std::fclose(f);
+  const std::string peak = m.dir + (own == "/" ? "" : own) + "/memory.peak";
+  const int fd = ::open(peak.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::write(fd, "reset", 5) == 5;
+  ::close(fd);
+  return ok;
+}
+
+std::unique_ptr<ProcessExecutor> one_slot() {
+  auto e = ProcessExecutor::create({.slots = 1, .kill_grace = 2s});
+  EXPECT_TRUE(e) << e.error().message();
+  return std::move(*e);
+}
+
+TEST(SlotCgroup, AttemptsWithoutLimitsInOneSlotRunInOneCgroupThatOutlivesThem) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  const Mount m = memory_mount();
+  if (!peak_resettable(m)) GTEST_SKIP() << "cgroup2 memory.peak cannot be reset (Linux < 6.12)";
+  auto exec = one_slot();
+  std::string first;
+  for (int i = 0; i < 3; ++i) {
+    const auto r = run_one(*exec, sh(print_own_cgroup(m)));
+    ASSERT_EQ(r.status, Status::Succeeded) << r.error;
+    const std::string path = trimmed(r.stdout_data);
+    EXPECT_NE(path.find("/task-slot"), std::string::npos) << path;
+    if (i == 0) first = path;
+    EXPECT_EQ(path, first) << "attempt " << i << " ran in another cgroup";
+  }
+  // Between attempts the slot's cgroup stays, and it is the only task cgroup beside it: none was
+  // made per attempt.
+  const fs::path dir = m.dir + first;
+  EXPECT_TRUE(fs::is_directory(dir)) << dir;
+  int task_dirs = 0;
+  for (const auto& e : fs::directory_iterator(dir.parent_path())) {
+    if (e.is_directory() && e.path().filename().string().starts_with("task-")) ++task_dirs;
+  }
+  EXPECT_EQ(task_dirs, 1);
+  exec.reset();
+  EXPECT_FALSE(fs::exists(dir)) << "the executor's end removes its slots' cgroups";
+}
+
+TEST(SlotCgroup, AnAttemptWithAMemoryLimitGetsACgroupOfItsOwnRemovedWhenItEnds) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  const Mount m = memory_mount();
+  auto exec = one_slot();
+  Allocation a;
+  a.memory = 64ull << 20;
+  const auto r = run_one(*exec, sh(print_own_cgroup(m)).with_allocation(a));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error;
+  const std::string path = trimmed(r.stdout_data);
+  EXPECT_NE(path.find("/task-"), std::string::npos) << path;
+  EXPECT_EQ(path.find("/task-slot"), std::string::npos) << path;
+  EXPECT_FALSE(fs::exists(m.dir + path)) << "a limited attempt's cgroup ends with it";
+  if (m.v1) {
+    EXPECT_EQ(r.memory_limit, 64ull << 20);
+  }
+}
+
+TEST(SlotCgroup, EachAttemptReportsItsOwnPeakMemoryAndCpuTime) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto exec = one_slot();
+  // ~64 MiB touched and some CPU burnt in a grandchild the shell does not wait for via rusage
+  // alone (the cgroup counts it), then a task that does nothing in the same slot.
+  const auto big = run_one(*exec, sh("head -c 67108864 /dev/zero | tail -c 67108864 >/dev/null; "
+                                     "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"));
+  ASSERT_EQ(big.status, Status::Succeeded) << big.error;
+  EXPECT_GE(big.peak_memory, 32ull << 20) << "tail holds its 64 MiB";
+  EXPECT_GT(big.cpu, 50ms);
+  const auto small = run_one(*exec, Task::binary("/bin/true").build().value());
+  ASSERT_EQ(small.status, Status::Succeeded) << small.error;
+  EXPECT_GT(small.peak_memory, 0u) << "the slot's cgroup still measures the peak";
+  EXPECT_LT(small.peak_memory, 16ull << 20) << "the first attempt's peak was not reset";
+  EXPECT_LT(small.cpu, big.cpu / 2) << "the first attempt's CPU time was counted again";
+}
+
+TEST(SlotCgroup, ChargesLeftBehindGiveTheNextAttemptAFreshCgroup) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  const Mount m = memory_mount();
+  if (!peak_resettable(m)) GTEST_SKIP() << "cgroup2 memory.peak cannot be reset (Linux < 6.12)";
+  pepita::test::TempDir tmp("slot-cgroup");
+  auto exec = one_slot();
+  // 16 MiB of page cache stays charged to the cgroup after the writer exits.
+  const std::string file = tmp.path() + "/cache";
+  const auto writer =
+      run_one(*exec, sh("head -c 16777216 /dev/zero > " + file + "; " + print_own_cgroup(m)));
+  ASSERT_EQ(writer.status, Status::Succeeded) << writer.error;
+  const auto next = run_one(*exec, sh(print_own_cgroup(m)));
+  ASSERT_EQ(next.status, Status::Succeeded) << next.error;
+  EXPECT_NE(trimmed(next.stdout_data), trimmed(writer.stdout_data));
+  EXPECT_FALSE(fs::exists(m.dir + trimmed(writer.stdout_data)));
+  EXPECT_LT(next.peak_memory, 8ull << 20) << "the writer's page cache is not the next one's";
+}
+
+TEST(SlotCgroup, ABackgroundGrandchildIsKilledAndTheSlotsCgroupIsReusedAfterIt) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  const Mount m = memory_mount();
+  if (!peak_resettable(m)) GTEST_SKIP() << "cgroup2 memory.peak cannot be reset (Linux < 6.12)";
+  auto exec = one_slot();
+  const auto r = run_one(*exec, sh("sleep 100 >/dev/null 2>&1 & echo $!; " + print_own_cgroup(m)));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error;
+  const auto nl = r.stdout_data.find('\n');
+  ASSERT_NE(nl, std::string::npos) << r.stdout_data;
+  const pid_t grandchild = std::stoi(r.stdout_data.substr(0, nl));
+  EXPECT_FALSE(test::process_running(grandchild)) << "killed before the result was delivered";
+  const auto next = run_one(*exec, sh(print_own_cgroup(m)));
+  ASSERT_EQ(next.status, Status::Succeeded) << next.error;
+  EXPECT_EQ(trimmed(next.stdout_data), trimmed(r.stdout_data.substr(nl + 1)));
+}
+
+}  // namespace
+}  // namespace pepita::executor
