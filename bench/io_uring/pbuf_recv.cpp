@@ -88,8 +88,8 @@ double run(bool tcp, Receive&& receive) {
   std::thread writer([&] {
     std::size_t sent = 0;
     while (sent < kStream) {
-      const ssize_t r = ::send(p.tx.get(), chunk.data(), std::min(kChunk, kStream - sent),
-                               MSG_NOSIGNAL);
+      const ssize_t r =
+          ::send(p.tx.get(), chunk.data(), std::min(kChunk, kStream - sent), MSG_NOSIGNAL);
       if (r <= 0) die("send");
       sent += static_cast<std::size_t>(r);
     }
@@ -211,8 +211,9 @@ int main() {
                            .append(pb::num(std::max(ratio_plain, ratio_defer)))
                            .append(ok ? " (met)" : " (MISSED)"));
   }
-  table.note("goal: multishot recv into provided buffers moves a stream at least as fast as the "
-             "recv(2) loop (ours/anchor MB/s >= 1.00, wall time) on each transport");
+  table.note(
+      "goal: multishot recv into provided buffers moves a stream at least as fast as the "
+      "recv(2) loop (ours/anchor MB/s >= 1.00, wall time) on each transport");
   for (const auto& v : verdicts) table.note(v);
   table.note(met ? "goal met" : "goal MISSED on at least one transport");
   table.print();

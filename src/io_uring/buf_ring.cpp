@@ -20,8 +20,8 @@ namespace {
 constexpr std::uint32_t kMaxEntries = 32768;
 
 Error register_error(int err, const BufferRingOptions& o) {
-  const std::string what = pepita::fmt("io_uring_register PBUF_RING (group {}, {} entries)",
-                                       o.group, o.entries);
+  const std::string what =
+      pepita::fmt("io_uring_register PBUF_RING (group {}, {} entries)", o.group, o.entries);
   switch (-err) {
     case EEXIST:
       return Error(ErrorCode::AlreadyExists,
@@ -45,9 +45,9 @@ Result<BufferRing> BufferRing::create(const Ring& ring, const BufferRingOptions&
                 pepita::fmt("io_uring BufferRing: entries must be a power of two in 1..{}, got {}",
                             kMaxEntries, o.entries));
   if (o.buf_size == 0 || o.buf_size > (1u << 31))
-    return fail(ErrorCode::InvalidArgument,
-                pepita::fmt("io_uring BufferRing: buf_size must be 1..2^31 bytes, got {}",
-                            o.buf_size));
+    return fail(
+        ErrorCode::InvalidArgument,
+        pepita::fmt("io_uring BufferRing: buf_size must be 1..2^31 bytes, got {}", o.buf_size));
   if (ring.fd() < 0)
     return fail(ErrorCode::InvalidArgument, "io_uring BufferRing: the ring has no fd");
 
@@ -58,8 +58,8 @@ Result<BufferRing> BufferRing::create(const Ring& ring, const BufferRingOptions&
   b.entries_ = o.entries;
   b.mask_ = o.entries - 1;
   b.buf_size_ = o.buf_size;
-  b.buffers_ = PEPITA_TRY(Mapping::anonymous(std::size_t{o.entries} * o.buf_size,
-                                             "io_uring BufferRing buffers"));
+  b.buffers_ = PEPITA_TRY(
+      Mapping::anonymous(std::size_t{o.entries} * o.buf_size, "io_uring BufferRing buffers"));
   const std::size_t ring_bytes = std::size_t{o.entries} * sizeof(abi::Buf);
 
   abi::BufReg reg{};

@@ -59,7 +59,8 @@ Received receive_stream(Ring& ring, int fd, BufferRing& bufs, std::size_t limit,
       if (c.res > 0) {
         EXPECT_TRUE(BufferRing::has_buffer(c));
         const std::uint16_t bid = BufferRing::buffer_id(c);
-        for (std::byte b : bufs.data(bid, c.res)) got.mismatches += b != pattern_at(start + got.bytes++);
+        for (std::byte b : bufs.data(bid, c.res))
+          got.mismatches += b != pattern_at(start + got.bytes++);
         if (recycle) bufs.recycle(bid);
       }
       if ((c.flags & abi::cqe_flags::MORE) != 0) return;
@@ -122,7 +123,8 @@ TEST_P(BufRingStream, MultishotRecvReceivesTheWholeStreamInOrderThroughRecycledB
 INSTANTIATE_TEST_SUITE_P(UserAndKernelRingsPlainAndDeferTaskrun, BufRingStream,
                          ::testing::Combine(::testing::Bool(), ::testing::Bool()),
                          [](const auto& param_info) {
-                           return std::string(std::get<0>(param_info.param) ? "KernelRing" : "UserRing")
+                           return std::string(std::get<0>(param_info.param) ? "KernelRing"
+                                                                            : "UserRing")
                                .append(std::get<1>(param_info.param) ? "DeferTaskrun" : "Plain");
                          });
 

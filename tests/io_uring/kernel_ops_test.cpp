@@ -46,7 +46,7 @@ struct TempDir {
 };
 
 bool exists_at(int dirfd, const char* name) {
-  struct stat st{};
+  struct stat st {};
   return ::fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
@@ -102,8 +102,7 @@ TEST(KernelOps, SocketWithABadDomainIsAClearError) {
   ASSERT_LT(d.res, 0);
   auto r = op_result(abi::Op::Socket, d.res);
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().message().find("io_uring socket"), std::string::npos)
-      << r.error().message();
+  EXPECT_NE(r.error().message().find("io_uring socket"), std::string::npos) << r.error().message();
 }
 
 TEST(KernelOps, ShutdownWriteSideGivesThePeerEndOfStream) {
@@ -128,7 +127,7 @@ TEST(KernelOps, DirectoryOpsOnATempDir) {
 
   prep_mkdirat(*ring.get_sqe(), d, "sub", 0700);
   ASSERT_EQ(test::submit_and_reap_one(ring).res, 0);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::fstatat(d, "sub", &st, 0), 0);
   EXPECT_TRUE(S_ISDIR(st.st_mode));
 
@@ -173,7 +172,7 @@ TEST(KernelOps, FtruncateSetsTheSize) {
   ASSERT_TRUE(f);
   prep_ftruncate(*ring.get_sqe(), f.get(), 12345);
   ASSERT_EQ(test::submit_and_reap_one(ring).res, 0);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::fstat(f.get(), &st), 0);
   EXPECT_EQ(st.st_size, 12345);
 }
@@ -190,8 +189,7 @@ TEST(KernelOps, FtruncateToANegativeLengthIsInvalidArgumentSayingWhatToDo) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
   EXPECT_EQ(r.error().sys_errno(), EINVAL);
-  EXPECT_NE(r.error().message().find("prep_ftruncate"), std::string::npos)
-      << r.error().message();
+  EXPECT_NE(r.error().message().find("prep_ftruncate"), std::string::npos) << r.error().message();
 }
 
 TEST(KernelOps, FutexWakeWakesAWaiterOnTheRing) {
@@ -362,7 +360,7 @@ TEST(KernelOps, DirectSocketThenFixedFdInstallGivesANormalFd) {
   const Done d = test::submit_and_reap_one(ring);
   ASSERT_GE(d.res, 0) << std::strerror(-d.res);
   UniqueFd fd(d.res);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::fstat(fd.get(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_NE(::fcntl(fd.get(), F_GETFD) & FD_CLOEXEC, 0) << "installed O_CLOEXEC by default";

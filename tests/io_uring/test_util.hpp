@@ -126,21 +126,22 @@ inline const std::bitset<256>& kernel_opcodes() {
 /// The skip-or-fail rule of tests/common/require.hpp for one opcode: skips (printing which) when
 /// the independent probe says this kernel lacks `op`; fails instead when PEPITA_REQUIRE names
 /// io_uring (CI), where the kernel is expected to have every opcode the tests use.
-#define PEPITA_REQUIRE_OP(op)                                                                  \
-  do {                                                                                         \
-    PEPITA_REQUIRE_CAPABILITY(io_uring);                                                       \
-    if (!::pepita::io_uring::test::kernel_opcodes().test(static_cast<std::uint8_t>(op))) {     \
-      bool required_ = false;                                                                  \
-      for (auto c_ : ::pepita::test::requirements().required)                                  \
-        required_ = required_ || c_ == ::pepita::test::Capability::io_uring;                   \
-      const std::string msg_ = std::string("io_uring opcode ")                                 \
-                                   .append(::pepita::io_uring::op_name(op))                    \
-                                   .append(" is not supported by this kernel (the "            \
-                                           "IORING_REGISTER_PROBE says so); a newer kernel "   \
-                                           "provides it");                                     \
-      if (required_) FAIL() << msg_ << " — PEPITA_REQUIRE names io_uring, so this fails.";     \
-      GTEST_SKIP() << msg_;                                                                    \
-    }                                                                                          \
+#define PEPITA_REQUIRE_OP(op)                                                              \
+  do {                                                                                     \
+    PEPITA_REQUIRE_CAPABILITY(io_uring);                                                   \
+    if (!::pepita::io_uring::test::kernel_opcodes().test(static_cast<std::uint8_t>(op))) { \
+      bool required_ = false;                                                              \
+      for (auto c_ : ::pepita::test::requirements().required)                              \
+        required_ = required_ || c_ == ::pepita::test::Capability::io_uring;               \
+      const std::string msg_ = std::string("io_uring opcode ")                             \
+                                   .append(::pepita::io_uring::op_name(op))                \
+                                   .append(                                                \
+                                       " is not supported by this kernel (the "            \
+                                       "IORING_REGISTER_PROBE says so); a newer kernel "   \
+                                       "provides it");                                     \
+      if (required_) FAIL() << msg_ << " — PEPITA_REQUIRE names io_uring, so this fails."; \
+      GTEST_SKIP() << msg_;                                                                \
+    }                                                                                      \
   } while (0)
 
 }  // namespace pepita::io_uring::test

@@ -1,7 +1,8 @@
 #pragma once
 // io_uring kernel ABI: SQE/CQE layouts, setup parameters, ring offsets, opcodes and every flag of
-// Linux 6.12's include/uapi/linux/io_uring.h, with the opcodes up to Linux 6.18's IORING_OP_LAST. Freestanding. Names drop the kernel's IORING_/IOSQE_
-// prefixes (the kernel's are macros) and live in one namespace per flag family.
+// Linux 6.12's include/uapi/linux/io_uring.h, with the opcodes up to Linux 6.18's IORING_OP_LAST.
+// Freestanding. Names drop the kernel's IORING_/IOSQE_ prefixes (the kernel's are macros) and live
+// in one namespace per flag family.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -265,12 +266,12 @@ enum class Op : uint8_t {
   Ftruncate,
   Bind,
   Listen,
-  RecvZc,        // 6.15: zero-copy receive into a registered zcrx interface queue
-  EpollWait,     // 6.15
-  ReadvFixed,    // 6.15: readv from registered buffers
-  WritevFixed,   // 6.15
-  Pipe,          // 6.16: pipe2(2), optionally into direct descriptors
-  Last,  // one past the highest opcode this header knows (Linux 6.18's IORING_OP_LAST)
+  RecvZc,       // 6.15: zero-copy receive into a registered zcrx interface queue
+  EpollWait,    // 6.15
+  ReadvFixed,   // 6.15: readv from registered buffers
+  WritevFixed,  // 6.15
+  Pipe,         // 6.16: pipe2(2), optionally into direct descriptors
+  Last,         // one past the highest opcode this header knows (Linux 6.18's IORING_OP_LAST)
 };
 
 /// sqe->uring_cmd_flags.

@@ -5,8 +5,8 @@
 // has used the data. After liburing's io_uring_setup_buf_ring / io_uring_buf_ring_add /
 // io_uring_buf_ring_advance.
 //
-//   auto bufs = PEPITA_TRY(BufferRing::create(ring, {.group = 1, .entries = 64, .buf_size = 4096}));
-//   prep_recv_multishot(*ring.get_sqe(), sock, 0, bufs.group());
+//   auto bufs = PEPITA_TRY(BufferRing::create(ring, {.group = 1, .entries = 64, .buf_size =
+//   4096})); prep_recv_multishot(*ring.get_sqe(), sock, 0, bufs.group());
 //   ... for each CQE with res > 0:
 //   consume(bufs.data(BufferRing::buffer_id(cqe), cqe.res));
 //   bufs.recycle(BufferRing::buffer_id(cqe));   // back to the kernel
@@ -27,10 +27,10 @@ namespace pepita::io_uring {
 class Ring;
 
 struct BufferRingOptions {
-  std::uint16_t group = 0;          // buffer group id (sqe->buf_group), unique per ring
-  std::uint32_t entries = 64;       // buffers; a power of two, 1..32768
-  std::uint32_t buf_size = 4096;    // bytes per buffer, 1..2^31
-  bool kernel_allocated = false;    // the kernel allocates the ring, we mmap it (IOU_PBUF_RING_MMAP)
+  std::uint16_t group = 0;        // buffer group id (sqe->buf_group), unique per ring
+  std::uint32_t entries = 64;     // buffers; a power of two, 1..32768
+  std::uint32_t buf_size = 4096;  // bytes per buffer, 1..2^31
+  bool kernel_allocated = false;  // the kernel allocates the ring, we mmap it (IOU_PBUF_RING_MMAP)
 };
 
 /// Owns a registered provided-buffer ring: the ring memory, the buffers, and the registration
@@ -90,9 +90,9 @@ class BufferRing {
  private:
   BufferRing() = default;
 
-  UniqueFd ring_fd_;   // dup of the io_uring fd: unregisters through it, keeps the ring alive
-  Mapping ring_mem_;   // entries * sizeof(abi::Buf): ours, or the kernel's mmap-ed ring
-  Mapping buffers_;    // entries * buf_size bytes
+  UniqueFd ring_fd_;  // dup of the io_uring fd: unregisters through it, keeps the ring alive
+  Mapping ring_mem_;  // entries * sizeof(abi::Buf): ours, or the kernel's mmap-ed ring
+  Mapping buffers_;   // entries * buf_size bytes
   abi::Buf* bufs_ = nullptr;
   std::uint16_t* ktail_ = nullptr;  // abi::BufRing::tail, read by the kernel
   std::uint16_t tail_ = 0;          // local tail: add() advances it, publish() stores it

@@ -242,9 +242,8 @@ inline void prep_epoll_ctl(abi::Sqe& sqe, int epfd, int fd, int op, epoll_event*
 }
 /// Hands the ring `count` buffers of `len` bytes at `addr` for group `bgid`, ids bid..bid+count-1
 /// (the legacy form; BufferRing is the fast one).
-inline void prep_provide_buffers(abi::Sqe& sqe, void* addr, std::uint32_t len,
-                                 std::uint32_t count, std::uint16_t bgid,
-                                 std::uint16_t bid) noexcept {
+inline void prep_provide_buffers(abi::Sqe& sqe, void* addr, std::uint32_t len, std::uint32_t count,
+                                 std::uint16_t bgid, std::uint16_t bid) noexcept {
   prep_rw(sqe, abi::Op::ProvideBuffers, static_cast<int>(count), ptr_arg(addr), len, bid);
   sqe.buf_group = bgid;
 }
@@ -389,14 +388,14 @@ inline void prep_waitid(abi::Sqe& sqe, int idtype, int id, void* infop, int opti
 }
 /// futex_wait(2) on the futex at `futex` while it holds `val` (masked by `mask`), futex2 flags
 /// `futex_flags` (abi::futex2::SIZE_U32 | PRIVATE). Completes with 0 when woken.
-inline void prep_futex_wait(abi::Sqe& sqe, const void* futex, std::uint64_t val,
-                            std::uint64_t mask, std::uint32_t futex_flags) noexcept {
+inline void prep_futex_wait(abi::Sqe& sqe, const void* futex, std::uint64_t val, std::uint64_t mask,
+                            std::uint32_t futex_flags) noexcept {
   prep_rw(sqe, abi::Op::FutexWait, static_cast<int>(futex_flags), ptr_arg(futex), 0, val);
   sqe.addr3 = mask;
 }
 /// futex_wake(2): wakes up to `nr` waiters matching `mask`; completes with how many woke.
-inline void prep_futex_wake(abi::Sqe& sqe, const void* futex, std::uint64_t nr,
-                            std::uint64_t mask, std::uint32_t futex_flags) noexcept {
+inline void prep_futex_wake(abi::Sqe& sqe, const void* futex, std::uint64_t nr, std::uint64_t mask,
+                            std::uint32_t futex_flags) noexcept {
   prep_rw(sqe, abi::Op::FutexWake, static_cast<int>(futex_flags), ptr_arg(futex), 0, nr);
   sqe.addr3 = mask;
 }
