@@ -240,7 +240,9 @@ const abi::Cqe* Ring::peek_cqe_slow() noexcept {
   // not yet run (COOP_TASKRUN). An enter with GETEVENTS and min_complete 0 moves them in.
   // With DEFER_TASKRUN completion work only runs inside such an enter by the issuing thread.
   const std::uint32_t sq_flags = read_once(ksq_flags_);
-  if (!defer_taskrun_ && (sq_flags & (abi::sq_flags::CQ_OVERFLOW | abi::sq_flags::TASKRUN)) == 0)
+  // Without TASKRUN_FLAG the kernel does not say when deferred work waits: always enter then.
+  const bool blind = defer_taskrun_ && (setup_flags_ & abi::setup::TASKRUN_FLAG) == 0;
+  if (!blind && (sq_flags & (abi::sq_flags::CQ_OVERFLOW | abi::sq_flags::TASKRUN)) == 0)
     return nullptr;
   if (!fd_) return nullptr;
   (void)enter(0, 0, abi::enter::GETEVENTS, nullptr);

@@ -49,13 +49,15 @@ struct RingOptions {
   std::uint32_t extra_flags = 0;  // any other abi::setup:: flags, passed through
 
   /// The setup for a ring one thread owns for its whole life (an event loop's): SINGLE_ISSUER
-  /// with DEFER_TASKRUN, so completion work runs in batches when that thread reaps instead of
-  /// interrupting it. Submitting from any other thread is refused (Busy, errno EEXIST).
+  /// with DEFER_TASKRUN, so completion work runs in batches when that thread waits or peeks
+  /// instead of interrupting it, and TASKRUN_FLAG, so a peek enters the kernel only when such
+  /// work waits. Submitting from any other thread is refused (Busy, errno EEXIST).
   static RingOptions single_thread(std::uint32_t entries = 128) {
     RingOptions o;
     o.entries = entries;
     o.single_issuer = true;
     o.defer_taskrun = true;
+    o.taskrun_flag = true;
     return o;
   }
   /// SINGLE_ISSUER with COOP_TASKRUN and TASKRUN_FLAG: no inter-processor interrupt for task
