@@ -1,4 +1,4 @@
-// Opcode names of Linux 6.12's enum io_uring_op and the free-standing kernel probe.
+// Opcode names of Linux 6.18's enum io_uring_op and the free-standing kernel probe.
 #include "pepita/io_uring/probe.hpp"
 
 #include <algorithm>
@@ -68,8 +68,14 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(abi::Op::Last)> 
     "ftruncate",
     "bind",
     "listen",
+    "recv_zc",
+    "epoll_wait",
+    "readv_fixed",
+    "writev_fixed",
+    "pipe",
 };
-static_assert(kNames.size() == 58, "one name per opcode of Linux 6.12");
+static_assert(kNames.size() == static_cast<std::size_t>(abi::Op::Last),
+              "one name per opcode up to Linux 6.18's IORING_OP_LAST");
 
 }  // namespace
 

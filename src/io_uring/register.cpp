@@ -101,4 +101,13 @@ Result<OpcodeProbe> Ring::probe() const {
   return probe;
 }
 
+bool Ring::supports(abi::Op op) const {
+  if (probed_ == 0) {
+    auto p = probe();
+    probed_ = p ? 1 : 2;
+    if (p) probe_bits_ = p->supported;
+  }
+  return probed_ == 1 && probe_bits_.test(static_cast<std::uint8_t>(op));
+}
+
 }  // namespace pepita::io_uring

@@ -80,8 +80,21 @@ Result<Ring> Ring::create(const RingOptions& o) {
   if (o.sqe128) p.flags |= abi::setup::SQE128;
   if (o.cqe32) p.flags |= abi::setup::CQE32;
   if (o.clamp) p.flags |= abi::setup::CLAMP;
+  if (o.defer_taskrun && !o.single_issuer && (o.extra_flags & abi::setup::SINGLE_ISSUER) == 0)
+    return fail(ErrorCode::InvalidArgument,
+                "io_uring Ring: defer_taskrun needs single_issuer (one thread submits and reaps); "
+                "set both, or use RingOptions::single_thread()");
+  if (o.taskrun_flag && !o.coop_taskrun && !o.defer_taskrun)
+    return fail(ErrorCode::InvalidArgument,
+                "io_uring Ring: taskrun_flag needs coop_taskrun or defer_taskrun; set one of them");
+  if (o.defer_taskrun && o.sqpoll)
+    return fail(ErrorCode::InvalidArgument,
+                "io_uring Ring: defer_taskrun cannot be combined with sqpoll (the kernel thread "
+                "would issue); drop one of them");
   if (o.single_issuer) p.flags |= abi::setup::SINGLE_ISSUER;
   if (o.coop_taskrun) p.flags |= abi::setup::COOP_TASKRUN;
+  if (o.taskrun_flag) p.flags |= abi::setup::TASKRUN_FLAG;
+  if (o.defer_taskrun) p.flags |= abi::setup::DEFER_TASKRUN;
 
   const std::uint32_t requested = p.flags;
   const int fd = sys::setup(o.entries, &p);
@@ -170,6 +183,7 @@ Result<Ring> Ring::attach(UniqueFd fd, const abi::Params& p, Mapping sq_ring, Ma
   r.features_ = p.features;
   r.setup_flags_ = p.flags;
   r.sqpoll_ = (p.flags & abi::setup::SQPOLL) != 0;
+  r.defer_taskrun_ = (p.flags & abi::setup::DEFER_TASKRUN) != 0;
   r.sqe_shift_ = sqe_shift;
   r.cqe_shift_ = cqe_shift;
   const Mapping* cq_map = single ? &r.sq_ring_map_ : &r.cq_ring_map_;
@@ -224,8 +238,13 @@ unsigned Ring::peek_batch(std::span<const abi::Cqe*> out) noexcept {
 const abi::Cqe* Ring::peek_cqe_slow() noexcept {
   // Completions may be parked in the kernel: in the overflow list (CQ was full) or as task work
   // not yet run (COOP_TASKRUN). An enter with GETEVENTS and min_complete 0 moves them in.
+  // With DEFER_TASKRUN completion work only runs inside such an enter by the issuing thread.
   const std::uint32_t sq_flags = read_once(ksq_flags_);
-  if ((sq_flags & (abi::sq_flags::CQ_OVERFLOW | abi::sq_flags::TASKRUN)) == 0) return nullptr;
+  // Without TASKRUN_FLAG the kernel does not say when deferred work waits: always enter then.
+  const bool blind = defer_taskrun_ && (setup_flags_ & abi::setup::TASKRUN_FLAG) == 0;
+  if (!blind && (sq_flags & (abi::sq_flags::CQ_OVERFLOW | abi::sq_flags::TASKRUN)) == 0)
+    return nullptr;
+  if (!fd_) return nullptr;
   (void)enter(0, 0, abi::enter::GETEVENTS, nullptr);
   const std::uint32_t head = cq_head_local();
   if (load_acquire(kcq_tail_) != head) return cqe_at(head & cq_mask_);
@@ -312,6 +331,12 @@ Result<unsigned> Ring::submit_impl(unsigned wait_nr, const abi::GeteventsArg* ar
       continue;
     }
     if (r == -ETIME && arg != nullptr) return 0;  // wait() timed out; the caller counts CQEs
+    if (r == -EEXIST)
+      return fail(ErrorCode::Busy,
+                  "io_uring_enter: EEXIST — this ring was set up with single_issuer and belongs "
+                  "to the thread that created it; submit and reap from that thread only, or "
+                  "create the ring without single_issuer/defer_taskrun",
+                  EEXIST);
     if (r == -EAGAIN || r == -EBUSY)
       return fail(code_from_errno(r),
                   std::string("io_uring_enter: ") + (r == -EBUSY ? "EBUSY" : "EAGAIN") +

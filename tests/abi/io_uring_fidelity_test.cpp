@@ -370,7 +370,9 @@ PEPITA_SAME_VALUE(Op::FixedFdInstall, IORING_OP_FIXED_FD_INSTALL);
 PEPITA_SAME_VALUE(Op::Ftruncate, IORING_OP_FTRUNCATE);
 PEPITA_SAME_VALUE(Op::Bind, IORING_OP_BIND);
 PEPITA_SAME_VALUE(Op::Listen, IORING_OP_LISTEN);
-PEPITA_SAME_VALUE(Op::Last, IORING_OP_LAST);
+// The 6.12 header ends where Linux 6.15 added RECV_ZC; abi::Op goes on to 6.18's LAST, checked
+// against the running kernel's probe in tests/io_uring (KernelOps, PrepTable).
+PEPITA_SAME_VALUE(Op::RecvZc, IORING_OP_LAST);
 static_assert(std::is_same_v<std::underlying_type_t<Op>, decltype(io_uring_sqe::opcode)>);
 
 PEPITA_SAME_VALUE(uring_cmd_flags::FIXED, IORING_URING_CMD_FIXED);

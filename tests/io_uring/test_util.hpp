@@ -7,11 +7,14 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <bitset>
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/require.hpp"
 #include "pepita/core/unique_fd.hpp"
@@ -98,5 +101,47 @@ inline UniqueFd tcp_listener(sockaddr_in* bound) {
   *bound = a;
   return l;
 }
+
+/// The opcodes this kernel supports, probed with raw io_uring_setup/io_uring_register and the
+/// kernel's own <linux/io_uring.h> structs, independently of Ring::probe/Ring::supports (the code
+/// under test). Empty when there is no io_uring or no probe (Linux < 5.6).
+inline const std::bitset<256>& kernel_opcodes() {
+  static const std::bitset<256> bits = [] {
+    std::bitset<256> out;
+    io_uring_params p{};
+    const long fd = ::syscall(__NR_io_uring_setup, 2, &p);
+    if (fd < 0) return out;
+    std::vector<unsigned char> buf(sizeof(io_uring_probe) + 256 * sizeof(io_uring_probe_op));
+    auto* probe = reinterpret_cast<io_uring_probe*>(buf.data());  // SAFETY: sized for 256 ops
+    if (::syscall(__NR_io_uring_register, fd, IORING_REGISTER_PROBE, probe, 256) == 0) {
+      for (unsigned i = 0; i < probe->ops_len; ++i)
+        if ((probe->ops[i].flags & IO_URING_OP_SUPPORTED) != 0) out.set(probe->ops[i].op);
+    }
+    ::close(static_cast<int>(fd));
+    return out;
+  }();
+  return bits;
+}
+
+/// The skip-or-fail rule of tests/common/require.hpp for one opcode: skips (printing which) when
+/// the independent probe says this kernel lacks `op`; fails instead when PEPITA_REQUIRE names
+/// io_uring (CI), where the kernel is expected to have every opcode the tests use.
+#define PEPITA_REQUIRE_OP(op)                                                              \
+  do {                                                                                     \
+    PEPITA_REQUIRE_CAPABILITY(io_uring);                                                   \
+    if (!::pepita::io_uring::test::kernel_opcodes().test(static_cast<std::uint8_t>(op))) { \
+      bool required_ = false;                                                              \
+      for (auto c_ : ::pepita::test::requirements().required)                              \
+        required_ = required_ || c_ == ::pepita::test::Capability::io_uring;               \
+      const std::string msg_ = std::string("io_uring opcode ")                             \
+                                   .append(::pepita::io_uring::op_name(op))                \
+                                   .append(                                                \
+                                       " is not supported by this kernel (the "            \
+                                       "IORING_REGISTER_PROBE says so); a newer kernel "   \
+                                       "provides it");                                     \
+      if (required_) FAIL() << msg_ << " — PEPITA_REQUIRE names io_uring, so this fails."; \
+      GTEST_SKIP() << msg_;                                                                \
+    }                                                                                      \
+  } while (0)
 
 }  // namespace pepita::io_uring::test

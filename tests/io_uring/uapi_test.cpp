@@ -67,7 +67,15 @@
   X(IORING_OP_URING_CMD) \
   X(IORING_OP_SEND_ZC) \
   X(IORING_OP_SENDMSG_ZC) \
-  X(IORING_OP_LAST) \
+  X(IORING_OP_READ_MULTISHOT) \
+  X(IORING_OP_WAITID) \
+  X(IORING_OP_FUTEX_WAIT) \
+  X(IORING_OP_FUTEX_WAKE) \
+  X(IORING_OP_FUTEX_WAITV) \
+  X(IORING_OP_FIXED_FD_INSTALL) \
+  X(IORING_OP_FTRUNCATE) \
+  X(IORING_OP_BIND) \
+  X(IORING_OP_LISTEN) \
   X(IOSQE_FIXED_FILE) \
   X(IOSQE_IO_DRAIN) \
   X(IOSQE_IO_LINK) \
@@ -128,6 +136,10 @@ TEST(IoUringUapi, EveryConstantEqualsTheKernelHeaders) {
   for (size_t i = 0; i < kNames.size(); ++i)
     EXPECT_EQ(kOurs[i], kKernel[i]) << kNames[i] << " differs from <linux/io_uring.h>";
   EXPECT_EQ(IORING_OP_URING_CMD, 46);
+  // The installed header is 6.12's: the opcodes 6.15..6.18 added continue where its LAST was,
+  // and ours end at 6.18's LAST (63) — the running kernel's probe checks them (PrepTable).
+  EXPECT_EQ(IORING_OP_RECV_ZC, static_cast<uint8_t>(::IORING_OP_LAST));
+  EXPECT_EQ(IORING_OP_LAST, IORING_OP_PIPE + 1);
 }
 
 TEST(IoUringUapi, FactoriesFillTheFieldsTheKernelReads) {

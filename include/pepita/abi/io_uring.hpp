@@ -1,7 +1,8 @@
 #pragma once
 // io_uring kernel ABI: SQE/CQE layouts, setup parameters, ring offsets, opcodes and every flag of
-// Linux 6.12's include/uapi/linux/io_uring.h. Freestanding. Names drop the kernel's IORING_/IOSQE_
-// prefixes (the kernel's are macros) and live in one namespace per flag family.
+// Linux 6.12's include/uapi/linux/io_uring.h, with the opcodes up to Linux 6.18's IORING_OP_LAST.
+// Freestanding. Names drop the kernel's IORING_/IOSQE_ prefixes (the kernel's are macros) and live
+// in one namespace per flag family.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +63,7 @@ struct Sqe {
     uint32_t futex_flags;
     uint32_t install_fd_flags;
     uint32_t nop_flags;
+    uint32_t pipe_flags;
   };
   uint64_t user_data;
   union {
@@ -72,6 +74,7 @@ struct Sqe {
   union {
     int32_t splice_fd_in;
     uint32_t file_index;
+    uint32_t zcrx_ifq_idx;
     uint32_t optlen;
     __extension__ struct {
       uint16_t addr_len;
@@ -263,7 +266,12 @@ enum class Op : uint8_t {
   Ftruncate,
   Bind,
   Listen,
-  Last,  // one past the highest opcode this header knows
+  RecvZc,       // 6.15: zero-copy receive into a registered zcrx interface queue
+  EpollWait,    // 6.15
+  ReadvFixed,   // 6.15: readv from registered buffers
+  WritevFixed,  // 6.15
+  Pipe,         // 6.16: pipe2(2), optionally into direct descriptors
+  Last,         // one past the highest opcode this header knows (Linux 6.18's IORING_OP_LAST)
 };
 
 /// sqe->uring_cmd_flags.
@@ -337,6 +345,25 @@ inline constexpr uint64_t SEND_FD = 1;  // send a registered fd to another ring
 inline constexpr uint32_t CQE_SKIP = 1u << 0;
 inline constexpr uint32_t FLAGS_PASS = 1u << 1;
 }  // namespace msg_ring
+
+/// futex2 flags of IORING_OP_FUTEX_* (sqe->fd) and of struct futex_waitv (linux/futex.h).
+namespace futex2 {
+inline constexpr uint32_t SIZE_U8 = 0x00;
+inline constexpr uint32_t SIZE_U16 = 0x01;
+inline constexpr uint32_t SIZE_U32 = 0x02;
+inline constexpr uint32_t SIZE_U64 = 0x03;
+inline constexpr uint32_t NUMA = 0x04;
+inline constexpr uint32_t PRIVATE = 128;
+inline constexpr uint64_t BITSET_MATCH_ANY = 0xffffffffu;  // FUTEX_BITSET_MATCH_ANY
+}  // namespace futex2
+
+/// struct futex_waitv: one futex of an IORING_OP_FUTEX_WAITV vector.
+struct FutexWaitv {
+  uint64_t val;
+  uint64_t uaddr;
+  uint32_t flags;  // futex2::*
+  uint32_t reserved;
+};
 
 /// IORING_OP_FIXED_FD_INSTALL flags.
 inline constexpr uint32_t FIXED_FD_NO_CLOEXEC = 1u << 0;

@@ -18,6 +18,7 @@
 
 struct statx;
 struct epoll_event;
+struct open_how;
 
 namespace pepita::io_uring {
 
@@ -207,6 +208,253 @@ inline void prep_uring_cmd(abi::Sqe128& sqe, int fd, std::uint32_t cmd_op, const
   sqe.cmd_op = cmd_op;
   if (cmd_len > abi::URING_CMD_AREA_SIZE) cmd_len = abi::URING_CMD_AREA_SIZE;
   if (cmd_len != 0) std::memcpy(sqe.cmd, cmd, cmd_len);
+}
+
+// ---- the rest of the opcode table, in kernel order (Linux 6.18) -------------------------------
+
+/// sync_file_range(2) over [offset, offset + len).
+inline void prep_sync_file_range(abi::Sqe& sqe, int fd, std::uint32_t len, std::uint64_t offset,
+                                 unsigned flags) noexcept {
+  prep_rw(sqe, abi::Op::SyncFileRange, fd, 0, len, offset);
+  sqe.sync_range_flags = flags;
+}
+/// posix_fadvise(2); the 64-bit length goes in addr (liburing's prep_fadvise64).
+inline void prep_fadvise(abi::Sqe& sqe, int fd, std::uint64_t offset, std::uint64_t len,
+                         int advice) noexcept {
+  prep_rw(sqe, abi::Op::Fadvise, fd, len, 0, offset);
+  sqe.fadvise_advice = static_cast<std::uint32_t>(advice);
+}
+/// madvise(2) on [addr, addr + length); the 64-bit length goes in off.
+inline void prep_madvise(abi::Sqe& sqe, void* addr, std::uint64_t length, int advice) noexcept {
+  prep_rw(sqe, abi::Op::Madvise, -1, ptr_arg(addr), 0, length);
+  sqe.fadvise_advice = static_cast<std::uint32_t>(advice);
+}
+/// openat2(2) with `how` (struct open_how, which must stay valid until submitted).
+inline void prep_openat2(abi::Sqe& sqe, int dirfd, const char* path, const open_how* how,
+                         std::size_t how_size) noexcept {
+  prep_rw(sqe, abi::Op::Openat2, dirfd, ptr_arg(path), static_cast<std::uint32_t>(how_size),
+          ptr_arg(how));
+}
+/// epoll_ctl(2): `op` EPOLL_CTL_ADD/MOD/DEL on `fd` of epoll instance `epfd`.
+inline void prep_epoll_ctl(abi::Sqe& sqe, int epfd, int fd, int op, epoll_event* ev) noexcept {
+  prep_rw(sqe, abi::Op::EpollCtl, epfd, ptr_arg(ev), static_cast<std::uint32_t>(op),
+          static_cast<std::uint64_t>(static_cast<std::uint32_t>(fd)));
+}
+/// Hands the ring `count` buffers of `len` bytes at `addr` for group `bgid`, ids bid..bid+count-1
+/// (the legacy form; BufferRing is the fast one).
+inline void prep_provide_buffers(abi::Sqe& sqe, void* addr, std::uint32_t len, std::uint32_t count,
+                                 std::uint16_t bgid, std::uint16_t bid) noexcept {
+  prep_rw(sqe, abi::Op::ProvideBuffers, static_cast<int>(count), ptr_arg(addr), len, bid);
+  sqe.buf_group = bgid;
+}
+inline void prep_remove_buffers(abi::Sqe& sqe, std::uint32_t count, std::uint16_t bgid) noexcept {
+  prep_rw(sqe, abi::Op::RemoveBuffers, static_cast<int>(count), 0, 0, 0);
+  sqe.buf_group = bgid;
+}
+/// tee(2) between two pipes.
+inline void prep_tee(abi::Sqe& sqe, int fd_in, int fd_out, unsigned nbytes,
+                     unsigned splice_flags) noexcept {
+  prep_rw(sqe, abi::Op::Tee, fd_out, 0, nbytes, 0);
+  sqe.splice_fd_in = fd_in;
+  sqe.splice_flags = splice_flags;
+}
+/// shutdown(2) with SHUT_RD/SHUT_WR/SHUT_RDWR.
+inline void prep_shutdown(abi::Sqe& sqe, int fd, int how) noexcept {
+  prep_rw(sqe, abi::Op::Shutdown, fd, 0, static_cast<std::uint32_t>(how), 0);
+}
+/// renameat2(2).
+inline void prep_renameat(abi::Sqe& sqe, int olddirfd, const char* oldpath, int newdirfd,
+                          const char* newpath, unsigned flags) noexcept {
+  prep_rw(sqe, abi::Op::Renameat, olddirfd, ptr_arg(oldpath), static_cast<std::uint32_t>(newdirfd),
+          ptr_arg(newpath));
+  sqe.rename_flags = flags;
+}
+/// unlinkat(2); AT_REMOVEDIR in `flags` removes a directory.
+inline void prep_unlinkat(abi::Sqe& sqe, int dirfd, const char* path, int flags) noexcept {
+  prep_rw(sqe, abi::Op::Unlinkat, dirfd, ptr_arg(path), 0, 0);
+  sqe.unlink_flags = static_cast<std::uint32_t>(flags);
+}
+inline void prep_mkdirat(abi::Sqe& sqe, int dirfd, const char* path, unsigned mode) noexcept {
+  prep_rw(sqe, abi::Op::Mkdirat, dirfd, ptr_arg(path), mode, 0);
+}
+/// symlinkat(2): creates `linkpath` (relative to newdirfd) pointing at `target`.
+inline void prep_symlinkat(abi::Sqe& sqe, const char* target, int newdirfd,
+                           const char* linkpath) noexcept {
+  prep_rw(sqe, abi::Op::Symlinkat, newdirfd, ptr_arg(target), 0, ptr_arg(linkpath));
+}
+/// linkat(2).
+inline void prep_linkat(abi::Sqe& sqe, int olddirfd, const char* oldpath, int newdirfd,
+                        const char* newpath, int flags) noexcept {
+  prep_rw(sqe, abi::Op::Linkat, olddirfd, ptr_arg(oldpath), static_cast<std::uint32_t>(newdirfd),
+          ptr_arg(newpath));
+  sqe.hardlink_flags = static_cast<std::uint32_t>(flags);
+}
+/// Sends this ring's registered file `source_index` to ring `target_ring_fd`'s slot
+/// `target_index` (abi::FILE_INDEX_ALLOC: any free slot), posting `user_data` there.
+inline void prep_msg_ring_fd(abi::Sqe& sqe, int target_ring_fd, std::uint32_t source_index,
+                             std::uint32_t target_index, std::uint64_t user_data,
+                             unsigned flags) noexcept {
+  prep_rw(sqe, abi::Op::MsgRing, target_ring_fd, abi::msg_ring::SEND_FD, 0, user_data);
+  sqe.addr3 = source_index;
+  sqe.file_index = target_index == abi::FILE_INDEX_ALLOC ? target_index : target_index + 1;
+  sqe.msg_ring_flags = flags;
+}
+/// fsetxattr(2): sets `name` to value[0..len).
+inline void prep_fsetxattr(abi::Sqe& sqe, int fd, const char* name, const void* value,
+                           std::uint32_t len, int flags) noexcept {
+  prep_rw(sqe, abi::Op::Fsetxattr, fd, ptr_arg(name), len, ptr_arg(value));
+  sqe.xattr_flags = static_cast<std::uint32_t>(flags);
+}
+inline void prep_setxattr(abi::Sqe& sqe, const char* path, const char* name, const void* value,
+                          std::uint32_t len, int flags) noexcept {
+  prep_rw(sqe, abi::Op::Setxattr, 0, ptr_arg(name), len, ptr_arg(value));
+  sqe.addr3 = ptr_arg(path);
+  sqe.xattr_flags = static_cast<std::uint32_t>(flags);
+}
+/// fgetxattr(2) into value[0..len); completes with the value's size.
+inline void prep_fgetxattr(abi::Sqe& sqe, int fd, const char* name, void* value,
+                           std::uint32_t len) noexcept {
+  prep_rw(sqe, abi::Op::Fgetxattr, fd, ptr_arg(name), len, ptr_arg(value));
+}
+inline void prep_getxattr(abi::Sqe& sqe, const char* path, const char* name, void* value,
+                          std::uint32_t len) noexcept {
+  prep_rw(sqe, abi::Op::Getxattr, 0, ptr_arg(name), len, ptr_arg(value));
+  sqe.addr3 = ptr_arg(path);
+}
+/// socket(2); completes with the new fd. SOCK_NONBLOCK/SOCK_CLOEXEC go in `type`.
+inline void prep_socket(abi::Sqe& sqe, int domain, int type, int protocol) noexcept {
+  prep_rw(sqe, abi::Op::Socket, domain, 0, static_cast<std::uint32_t>(protocol),
+          static_cast<std::uint64_t>(static_cast<std::uint32_t>(type)));
+}
+/// socket(2) into registered-file slot `file_index` (abi::FILE_INDEX_ALLOC: any free slot,
+/// which the CQE returns).
+inline void prep_socket_direct(abi::Sqe& sqe, int domain, int type, int protocol,
+                               std::uint32_t file_index) noexcept {
+  prep_socket(sqe, domain, type, protocol);
+  sqe.file_index = file_index == abi::FILE_INDEX_ALLOC ? file_index : file_index + 1;
+}
+/// IORING_OP_URING_CMD on a 64-byte SQE (commands without a payload, or socket commands):
+/// `cmd_op` is the driver's command (abi::SocketOp for sockets).
+inline void prep_uring_cmd(abi::Sqe& sqe, int fd, std::uint32_t cmd_op) noexcept {
+  prep_rw(sqe, abi::Op::UringCmd, fd, 0, 0, 0);
+  sqe.cmd_op = cmd_op;
+}
+/// A socket command (SIOCINQ, SIOCOUTQ, getsockopt, setsockopt) through IORING_OP_URING_CMD.
+inline void prep_cmd_sock(abi::Sqe& sqe, abi::SocketOp cmd, int fd, int level, int optname,
+                          void* optval, int optlen) noexcept {
+  prep_uring_cmd(sqe, fd, static_cast<std::uint32_t>(cmd));
+  sqe.level = static_cast<std::uint32_t>(level);
+  sqe.optname = static_cast<std::uint32_t>(optname);
+  sqe.optval = ptr_arg(optval);
+  sqe.optlen = static_cast<std::uint32_t>(optlen);
+}
+/// Zero-copy send: completes twice, first with the byte count (cqe_flags::MORE set), then with a
+/// notification CQE (cqe_flags::NOTIF) once the kernel released `buf`, which must stay valid
+/// and unmodified until then. `zc_flags`: abi::recvsend_flags::SEND_ZC_REPORT_USAGE and so on.
+inline void prep_send_zc(abi::Sqe& sqe, int sockfd, const void* buf, std::size_t len, int flags,
+                         std::uint16_t zc_flags = 0) noexcept {
+  prep_rw(sqe, abi::Op::SendZc, sockfd, ptr_arg(buf), static_cast<std::uint32_t>(len), 0);
+  sqe.msg_flags = static_cast<std::uint32_t>(flags);
+  sqe.ioprio = zc_flags;
+}
+/// sendmsg(2), zero-copy: the same two completions as prep_send_zc.
+inline void prep_sendmsg_zc(abi::Sqe& sqe, int fd, const msghdr* msg, unsigned flags) noexcept {
+  prep_sendmsg(sqe, fd, msg, flags);
+  sqe.opcode = static_cast<std::uint8_t>(abi::Op::SendmsgZc);
+}
+/// Multishot read into provided buffers of group `bgid` (a BufferRing): one CQE per read, each
+/// naming its buffer in cqe->flags, while cqe_flags::MORE is set. `nbytes` 0: the buffer size.
+inline void prep_read_multishot(abi::Sqe& sqe, int fd, std::uint32_t nbytes, std::uint64_t offset,
+                                std::uint16_t bgid) noexcept {
+  prep_rw(sqe, abi::Op::ReadMultishot, fd, 0, nbytes, offset);
+  sqe.buf_group = bgid;
+  sqe.flags = abi::sqe_flags::BUFFER_SELECT;
+}
+/// Multishot recv into provided buffers of group `bgid`: one CQE per received chunk while
+/// cqe_flags::MORE is set; -ENOBUFS (without MORE) when the group ran out of buffers: give
+/// buffers back and arm it again.
+inline void prep_recv_multishot(abi::Sqe& sqe, int sockfd, int flags, std::uint16_t bgid) noexcept {
+  prep_recv(sqe, sockfd, nullptr, 0, flags);
+  sqe.ioprio = abi::recvsend_flags::RECV_MULTISHOT;
+  sqe.buf_group = bgid;
+  sqe.flags = abi::sqe_flags::BUFFER_SELECT;
+}
+/// waitid(2): `idtype` P_PID/P_PGID/P_ALL, `options` WEXITED..., result into *infop.
+inline void prep_waitid(abi::Sqe& sqe, int idtype, int id, void* infop, int options,
+                        unsigned flags = 0) noexcept {
+  prep_rw(sqe, abi::Op::Waitid, id, 0, static_cast<std::uint32_t>(idtype), ptr_arg(infop));
+  sqe.waitid_flags = flags;
+  sqe.file_index = static_cast<std::uint32_t>(options);
+}
+/// futex_wait(2) on the futex at `futex` while it holds `val` (masked by `mask`), futex2 flags
+/// `futex_flags` (abi::futex2::SIZE_U32 | PRIVATE). Completes with 0 when woken.
+inline void prep_futex_wait(abi::Sqe& sqe, const void* futex, std::uint64_t val, std::uint64_t mask,
+                            std::uint32_t futex_flags) noexcept {
+  prep_rw(sqe, abi::Op::FutexWait, static_cast<int>(futex_flags), ptr_arg(futex), 0, val);
+  sqe.addr3 = mask;
+}
+/// futex_wake(2): wakes up to `nr` waiters matching `mask`; completes with how many woke.
+inline void prep_futex_wake(abi::Sqe& sqe, const void* futex, std::uint64_t nr, std::uint64_t mask,
+                            std::uint32_t futex_flags) noexcept {
+  prep_rw(sqe, abi::Op::FutexWake, static_cast<int>(futex_flags), ptr_arg(futex), 0, nr);
+  sqe.addr3 = mask;
+}
+/// futex_waitv(2) over `count` futexes; completes with the index of the one that woke.
+inline void prep_futex_waitv(abi::Sqe& sqe, const abi::FutexWaitv* futexes,
+                             std::uint32_t count) noexcept {
+  prep_rw(sqe, abi::Op::FutexWaitv, 0, ptr_arg(futexes), count, 0);
+}
+/// Installs registered file `file_index` as a normal fd (O_CLOEXEC unless
+/// abi::FIXED_FD_NO_CLOEXEC); completes with the new fd.
+inline void prep_fixed_fd_install(abi::Sqe& sqe, std::uint32_t file_index,
+                                  unsigned flags = 0) noexcept {
+  prep_rw(sqe, abi::Op::FixedFdInstall, static_cast<int>(file_index), 0, 0, 0);
+  sqe.flags = abi::sqe_flags::FIXED_FILE;
+  sqe.install_fd_flags = flags;
+}
+/// ftruncate(2) to `length` bytes.
+inline void prep_ftruncate(abi::Sqe& sqe, int fd, std::int64_t length) noexcept {
+  prep_rw(sqe, abi::Op::Ftruncate, fd, 0, 0, static_cast<std::uint64_t>(length));
+}
+/// bind(2).
+inline void prep_bind(abi::Sqe& sqe, int fd, const sockaddr* addr, socklen_t addrlen) noexcept {
+  prep_rw(sqe, abi::Op::Bind, fd, ptr_arg(addr), 0, addrlen);
+}
+/// listen(2).
+inline void prep_listen(abi::Sqe& sqe, int fd, int backlog) noexcept {
+  prep_rw(sqe, abi::Op::Listen, fd, 0, static_cast<std::uint32_t>(backlog), 0);
+}
+/// Zero-copy receive through registered zcrx interface queue `ifq_index` (multishot; needs a
+/// NIC with header split and IORING_REGISTER_ZCRX_IFQ). `len` 0: no byte limit.
+inline void prep_recv_zc(abi::Sqe& sqe, int sockfd, std::uint32_t len,
+                         std::uint32_t ifq_index) noexcept {
+  prep_rw(sqe, abi::Op::RecvZc, sockfd, 0, len, 0);
+  sqe.ioprio = abi::recvsend_flags::RECV_MULTISHOT;
+  sqe.zcrx_ifq_idx = ifq_index;
+}
+/// epoll_wait(2) for up to `maxevents` events; completes with how many were stored.
+inline void prep_epoll_wait(abi::Sqe& sqe, int epfd, epoll_event* events, int maxevents,
+                            unsigned flags = 0) noexcept {
+  prep_rw(sqe, abi::Op::EpollWait, epfd, ptr_arg(events), static_cast<std::uint32_t>(maxevents), 0);
+  sqe.rw_flags = flags;
+}
+/// preadv2(2)/pwritev2(2) whose iovecs lie inside registered buffer `buf_index`.
+inline void prep_readv_fixed(abi::Sqe& sqe, int fd, const iovec* iov, std::uint32_t count,
+                             std::uint64_t off, int rw_flags, std::uint16_t buf_index) noexcept {
+  prep_readv(sqe, fd, iov, count, off, rw_flags);
+  sqe.opcode = static_cast<std::uint8_t>(abi::Op::ReadvFixed);
+  sqe.buf_index = buf_index;
+}
+inline void prep_writev_fixed(abi::Sqe& sqe, int fd, const iovec* iov, std::uint32_t count,
+                              std::uint64_t off, int rw_flags, std::uint16_t buf_index) noexcept {
+  prep_writev(sqe, fd, iov, count, off, rw_flags);
+  sqe.opcode = static_cast<std::uint8_t>(abi::Op::WritevFixed);
+  sqe.buf_index = buf_index;
+}
+/// pipe2(2) into fds[0] (read end) and fds[1] (write end); `flags` O_CLOEXEC/O_NONBLOCK/...
+inline void prep_pipe(abi::Sqe& sqe, int* fds, int flags) noexcept {
+  prep_rw(sqe, abi::Op::Pipe, 0, ptr_arg(fds), 0, 0);
+  sqe.pipe_flags = static_cast<std::uint32_t>(flags);
 }
 
 }  // namespace pepita::io_uring

@@ -1,6 +1,6 @@
 #pragma once
 // Which io_uring opcodes the running kernel supports (IORING_REGISTER_PROBE), with the opcode
-// names of Linux 6.12's enum io_uring_op. Used by `pepita info` and by features that need an op.
+// names of Linux 6.18's enum io_uring_op. Used by `pepita info` and by features that need an op.
 
 #include <bitset>
 #include <cstdint>

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <sys/uio.h>
 
+#include <bitset>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -39,9 +40,36 @@ struct RingOptions {
   bool clamp = false;                   // clamp oversized entries instead of failing with EINVAL
   bool single_issuer = false;     // only the creating thread submits (IORING_SETUP_SINGLE_ISSUER)
   bool coop_taskrun = false;      // no IPI for task work (IORING_SETUP_COOP_TASKRUN)
+  bool taskrun_flag = false;      // sq_flags::TASKRUN tells when task work waits (needs coop or
+                                  // defer_taskrun; IORING_SETUP_TASKRUN_FLAG)
+  bool defer_taskrun = false;     // completions run only when this thread waits or peeks
+                                  // (IORING_SETUP_DEFER_TASKRUN; needs single_issuer, 6.1+)
   bool register_ring_fd = true;   // enter through a registered ring index (5.18+), skipping the
                                   // fd lookup of every io_uring_enter on the creating thread
   std::uint32_t extra_flags = 0;  // any other abi::setup:: flags, passed through
+
+  /// The setup for a ring one thread owns for its whole life (an event loop's): SINGLE_ISSUER
+  /// with DEFER_TASKRUN, so completion work runs in batches when that thread waits or peeks
+  /// instead of interrupting it, and TASKRUN_FLAG, so a peek enters the kernel only when such
+  /// work waits. Submitting from any other thread is refused (Busy, errno EEXIST).
+  static RingOptions single_thread(std::uint32_t entries = 128) {
+    RingOptions o;
+    o.entries = entries;
+    o.single_issuer = true;
+    o.defer_taskrun = true;
+    o.taskrun_flag = true;
+    return o;
+  }
+  /// SINGLE_ISSUER with COOP_TASKRUN and TASKRUN_FLAG: no inter-processor interrupt for task
+  /// work, which runs at the next enter of the issuing thread.
+  static RingOptions cooperative(std::uint32_t entries = 128) {
+    RingOptions o;
+    o.entries = entries;
+    o.single_issuer = true;
+    o.coop_taskrun = true;
+    o.taskrun_flag = true;
+    return o;
+  }
 };
 
 /// One io_uring: an fd plus three kernel-shared mappings. Single-threaded: one thread fills SQEs
@@ -236,6 +264,9 @@ class Ring {
   Result<void> unregister_eventfd();
   /// Which opcodes this kernel supports (IORING_REGISTER_PROBE).
   Result<OpcodeProbe> probe() const;
+  /// Whether this kernel supports `op`, from a probe taken once per Ring (false when the kernel
+  /// predates IORING_REGISTER_PROBE, 5.6, or the ring has no fd).
+  bool supports(abi::Op op) const;
 
   // ---- properties -------------------------------------------------------------------------
 
@@ -301,6 +332,9 @@ class Ring {
   std::uint32_t features_ = 0;
   std::uint32_t setup_flags_ = 0;
   bool sqpoll_ = false;
+  bool defer_taskrun_ = false;             // completions need an enter with GETEVENTS
+  mutable std::uint8_t probed_ = 0;        // 0: not yet, 1: probe_ valid, 2: probe failed
+  mutable std::bitset<256> probe_bits_{};  // supports()' cache
 };
 
 }  // namespace pepita::io_uring

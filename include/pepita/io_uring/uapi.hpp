@@ -83,8 +83,23 @@ inline constexpr uint8_t IORING_OP_SOCKET = detail::op_code(abi::Op::Socket);
 inline constexpr uint8_t IORING_OP_URING_CMD = detail::op_code(abi::Op::UringCmd);
 inline constexpr uint8_t IORING_OP_SEND_ZC = detail::op_code(abi::Op::SendZc);
 inline constexpr uint8_t IORING_OP_SENDMSG_ZC = detail::op_code(abi::Op::SendmsgZc);
-/// One past the highest opcode of the 6.12 ABI (the crate's value, 49, predates READ_MULTISHOT
-/// .. LISTEN; the kernel's is used).
+inline constexpr uint8_t IORING_OP_READ_MULTISHOT = detail::op_code(abi::Op::ReadMultishot);
+inline constexpr uint8_t IORING_OP_WAITID = detail::op_code(abi::Op::Waitid);
+inline constexpr uint8_t IORING_OP_FUTEX_WAIT = detail::op_code(abi::Op::FutexWait);
+inline constexpr uint8_t IORING_OP_FUTEX_WAKE = detail::op_code(abi::Op::FutexWake);
+inline constexpr uint8_t IORING_OP_FUTEX_WAITV = detail::op_code(abi::Op::FutexWaitv);
+inline constexpr uint8_t IORING_OP_FIXED_FD_INSTALL = detail::op_code(abi::Op::FixedFdInstall);
+inline constexpr uint8_t IORING_OP_FTRUNCATE = detail::op_code(abi::Op::Ftruncate);
+inline constexpr uint8_t IORING_OP_BIND = detail::op_code(abi::Op::Bind);
+inline constexpr uint8_t IORING_OP_LISTEN = detail::op_code(abi::Op::Listen);
+// Linux 6.15 .. 6.18 (after the installed 6.12 header's IORING_OP_LAST).
+inline constexpr uint8_t IORING_OP_RECV_ZC = detail::op_code(abi::Op::RecvZc);
+inline constexpr uint8_t IORING_OP_EPOLL_WAIT = detail::op_code(abi::Op::EpollWait);
+inline constexpr uint8_t IORING_OP_READV_FIXED = detail::op_code(abi::Op::ReadvFixed);
+inline constexpr uint8_t IORING_OP_WRITEV_FIXED = detail::op_code(abi::Op::WritevFixed);
+inline constexpr uint8_t IORING_OP_PIPE = detail::op_code(abi::Op::Pipe);
+/// One past the highest opcode of the 6.18 ABI (the crate's value, 49, predates READ_MULTISHOT
+/// .. PIPE; the kernel's is used).
 inline constexpr uint8_t IORING_OP_LAST = detail::op_code(abi::Op::Last);
 
 // sqe->flags (IOSQE_*).
