@@ -63,7 +63,8 @@ TEST(Registry, BuildsByNameAndListsNames) {
         return std::make_shared<Named>(echo, o.slots);
       },
       "prints"));
-  EXPECT_EQ(r.names(), (std::vector<Backend>{Backend::Cpu, Backend::Process, zero_backend(), echo}));
+  EXPECT_EQ(r.names(),
+            (std::vector<Backend>{Backend::Cpu, Backend::Process, zero_backend(), echo}));
   EXPECT_EQ(r.description(echo), "prints");
   auto again = r.add(
       echo, [](const BackendOptions&) -> Result<std::shared_ptr<Executor>> { return nullptr; });

@@ -76,9 +76,9 @@ struct RunOptions {
   bool dashboard = false;
   dashboard::RunDashboardOptions watch;
   // issue 24: the result cache
-  bool no_cache = false;  // --no-cache: run every task
-  std::string cache_dir;  // --cache-dir: default <state_dir>/cache
-  bool explain = false;   // --explain: one line per task saying why it ran or was cached
+  bool no_cache = false;     // --no-cache: run every task
+  std::string cache_dir;     // --cache-dir: default <state_dir>/cache
+  bool explain = false;      // --explain: one line per task saying why it ran or was cached
   bool zero_worker = false;  // --zero-worker: every task on the "zero" backend (issue 27)
 };
 
@@ -605,7 +605,8 @@ int run_job(const RunOptions& o) {
   });
   builder.cpu_workers(1);  // job files hold commands only
   // A zero-worker run has no results worth caching.
-  if (!o.no_cache && !o.zero_worker) builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir);
+  if (!o.no_cache && !o.zero_worker)
+    builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir);
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
   // Each backend a task needs (or the command line configured) joins the pool; the pool's own
   // cpu and process executors are already there. Built by the pool builder, so a backend that
