@@ -57,8 +57,9 @@ deps = ["planned"]
 )");
   auto r = run({"run", "--json", "--no-journal", "--state-dir", state(), job.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = parse(r);  // named: a temporary's ["tasks"] would dangle in the loop
   std::map<std::string, json> by;
-  for (const auto& t : parse(r)["tasks"]) by[t["name"]] = t;
+  for (const auto& t : j["tasks"]) by[t["name"]] = t;
   EXPECT_EQ(by["planned"]["status"], "succeeded");
   EXPECT_EQ(by["real"]["stdout"], "after-zero\n") << by["real"].dump();
 }
