@@ -8,6 +8,7 @@
 #include "pepita/core/size.hpp"
 #include "pepita/executor/cpu.hpp"
 #include "pepita/executor/process.hpp"
+#include "pepita/executor/zero.hpp"
 
 namespace pepita::executor {
 namespace {
@@ -248,9 +249,20 @@ Result<void> register_process(Registry& registry) {
       "child processes (clone+exec, a cgroup per attempt)");
 }
 
+Result<void> register_zero(Registry& registry) {
+  return registry.add(
+      zero_backend(),
+      [](const BackendOptions& o) -> Result<std::shared_ptr<Executor>> {
+        PEPITA_TRY_VOID(o.expect_only({}));
+        return PEPITA_TRY(ZeroExecutor::create({.slots = o.slots}));
+      },
+      "completes every task at once without running it (zero-worker mode: measures the rest)");
+}
+
 Result<void> register_builtins(Registry& registry) {
   PEPITA_TRY_VOID(register_cpu(registry));
-  return register_process(registry);
+  PEPITA_TRY_VOID(register_process(registry));
+  return register_zero(registry);
 }
 
 }  // namespace pepita::executor

@@ -472,6 +472,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   std::vector<detail::TaskFiles> files(raws.size());  // issue 24: declared inputs and outputs
   std::vector<char> staged(raws.size(), 0);  // remote and Slurm tasks: files staged to a worker
   builders.reserve(raws.size());
+  std::optional<std::string> here;  // the current directory, read once
   for (std::size_t r = 0; r < raws.size(); ++r) {
     const auto& t = *raws[r].table;
     Vars tv = vars;
@@ -528,7 +529,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     }();
     if (!start) return std::unexpected(std::move(start).error());
     task::Builder b = std::move(*start);
-    b.name(raws[r].name).backend(backend);
+    b.name(raws[r].name).backend(options.force_backend.value_or(backend));
     for (const auto& [k, v] : default_env) b.env(k, v);
     std::chrono::nanoseconds timeout = default_timeout;
     std::string cwd = default_cwd;
@@ -635,8 +636,12 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
       b.cwd(cwd);
     }
     {
-      std::error_code ec;
-      files[r].cwd = cwd.empty() ? fs::current_path(ec).string() : cwd;
+      // Issue 27: the process's directory once per job, not a getcwd per task (count = 1M).
+      if (cwd.empty() && !here) {
+        std::error_code ec;
+        here = fs::current_path(ec).string();
+      }
+      files[r].cwd = cwd.empty() ? *here : cwd;
       files[r].anchor = t.get("name");
       staged[r] = backend == task::Backend::Remote || backend.name() == "slurm";
     }
@@ -651,7 +656,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     }
     if (!resources.request.empty()) b.resources(resources.request);
     if (resources.has_retry_on) b.retry_on(resources.retry_on);
-    if (sandbox.enabled()) b.sandbox(std::move(sandbox));
+    if (sandbox.enabled() && !options.force_backend) b.sandbox(std::move(sandbox));
     std::map<std::string, std::string> at;
     for (const auto& [key, node] : resources.where) {
       at.emplace(key, detail::position(file, node->source()));

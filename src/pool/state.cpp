@@ -496,7 +496,8 @@ void PoolState::perform(Actions& act) {
   for (auto& s : act.stops) s.request_stop();
   for (auto& l : act.launches) {
     const TaskId id = l.task.id();
-    if (!config.log_dir.empty()) attach_log_files(l.task, config.log_dir, l.attempt);
+    if (!config.log_dir.empty() && l.exec->streams_output())
+      attach_log_files(l.task, config.log_dir, l.attempt);
     const std::uint32_t lane = l.lane;
     auto started = l.exec->start(l.task, l.stop, [this, id, lane](ExecutionResult r) {
       on_complete(id, lane, std::move(r));

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "pepita/executor/process.hpp"
+#include "pepita/executor/zero.hpp"
 
 namespace pepita::executor {
 namespace {
@@ -62,7 +63,8 @@ TEST(Registry, BuildsByNameAndListsNames) {
         return std::make_shared<Named>(echo, o.slots);
       },
       "prints"));
-  EXPECT_EQ(r.names(), (std::vector<Backend>{Backend::Cpu, Backend::Process, echo}));
+  EXPECT_EQ(r.names(),
+            (std::vector<Backend>{Backend::Cpu, Backend::Process, zero_backend(), echo}));
   EXPECT_EQ(r.description(echo), "prints");
   auto again = r.add(
       echo, [](const BackendOptions&) -> Result<std::shared_ptr<Executor>> { return nullptr; });
@@ -84,7 +86,7 @@ TEST(Registry, BuildsByNameAndListsNames) {
   auto missing = r.create(Backend::Gpu, o);
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code(), ErrorCode::NotFound);
-  EXPECT_NE(missing.error().message().find("registered backends: cpu, process, echo"),
+  EXPECT_NE(missing.error().message().find("registered backends: cpu, process, zero, echo"),
             std::string::npos)
       << missing.error().message();
 }

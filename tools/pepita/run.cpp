@@ -34,6 +34,7 @@
 #include "pepita/core/cgroup.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/executor/registry.hpp"
+#include "pepita/executor/zero.hpp"
 #include "pepita/pool/job.hpp"
 #include "pepita/pool/pool.hpp"
 #include "pepita/slurm/slurm_executor.hpp"
@@ -75,9 +76,10 @@ struct RunOptions {
   bool dashboard = false;
   dashboard::RunDashboardOptions watch;
   // issue 24: the result cache
-  bool no_cache = false;  // --no-cache: run every task
-  std::string cache_dir;  // --cache-dir: default <state_dir>/cache
-  bool explain = false;   // --explain: one line per task saying why it ran or was cached
+  bool no_cache = false;     // --no-cache: run every task
+  std::string cache_dir;     // --cache-dir: default <state_dir>/cache
+  bool explain = false;      // --explain: one line per task saying why it ran or was cached
+  bool zero_worker = false;  // --zero-worker: every task on the "zero" backend (issue 27)
 };
 
 /// This machine's inventory for the job's resource requests: detected, then --resources
@@ -523,6 +525,8 @@ int run_job(const RunOptions& o) {
     return kExitUsage;
   }
   jo.default_sandbox = *sandbox;
+  // Issue 27: HyperQueue's zero-worker mode — the file is checked as written, nothing runs.
+  if (o.zero_worker) jo.force_backend = executor::zero_backend();
   auto job = pool::load_job(o.job, jo);
   if (!job) {
     std::fprintf(stderr, "pepita run: %s\n", job.error().message().c_str());
@@ -600,7 +604,9 @@ int run_job(const RunOptions& o) {
     if (dash.enabled()) dash.on_event(e);
   });
   builder.cpu_workers(1);  // job files hold commands only
-  if (!o.no_cache) builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir);
+  // A zero-worker run has no results worth caching.
+  if (!o.no_cache && !o.zero_worker)
+    builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir);
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
   // Each backend a task needs (or the command line configured) joins the pool; the pool's own
   // cpu and process executors are already there. Built by the pool builder, so a backend that
@@ -838,6 +844,13 @@ void add_run(CLI::App& app, Dispatch& dispatch) {
                       "With --slurm: host name or address the workers dial (default: this host's "
                       "name)"),
   };
+  sub->add_flag("--zero-worker", o->zero_worker,
+                "Run nothing: every task completes at once, succeeded, on the \"zero\" backend "
+                "(HyperQueue's zero-worker mode), so what is timed is pepita's own cost per "
+                "task: job file, pool, placement, journal. No result cache. For a remote "
+                "worker's cost, run `pepita worker --zero-worker` and backend = \"remote\" tasks")
+      ->excludes(sub->get_option("--worker"))
+      ->excludes(slurm);
   sub->add_option("--resources", o->resources,
                   "Override what pepita detected on this machine for the tasks' resource "
                   "requests, e.g. gpus=0,1,2,3 (ids), gpus=4, cpus=8 or cpus=0-3, memory=64G, "

@@ -45,13 +45,14 @@ struct WorkerCliOptions {
   std::string sandbox = "standard";    // the floor for tasks from drivers (issue 23)
   std::string metrics;                 // --metrics ADDR: Prometheus /metrics (issue 25)
   std::string metrics_token;
+  bool zero_worker = false;  // --zero-worker: report every task succeeded at once (issue 27)
 };
 
 constexpr const char* kCommand = "pepita worker";
 constexpr const char* kUsage =
     "pepita worker --key FILE [--listen HOST:PORT | --connect HOST:PORT [--give-up S]] "
     "[--slots N] [--cache-dir DIR] [--cache-size SIZE] [--name NAME] [--label KEY=VALUE]... "
-    "[--tls] "
+    "[--tls] [--zero-worker] "
     "[--resources NAME=VALUE,...]... [--cpus N|LIST] [--memory SIZE] "
     "[--sandbox none|standard|strict] [--metrics HOST:PORT [--metrics-token T]]  |  "
     "pepita worker --gen-key FILE";
@@ -142,6 +143,12 @@ int run_worker(const WorkerCliOptions& o) {
   wo.labels = std::move(labels);
   wo.inventory = std::move(*inventory);
   wo.sandbox = *floor;
+  wo.zero_worker = o.zero_worker;
+  if (o.zero_worker) {
+    std::fprintf(stderr,
+                 "pepita worker: --zero-worker: every task is reported succeeded at once and "
+                 "nothing runs (for measuring the protocol's cost per task)\n");
+  }
   if (!floor->enabled()) {
     std::fprintf(stderr,
                  "pepita worker: warning: --sandbox none: drivers' binaries run as this user "
@@ -245,6 +252,9 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
                   "(default 10G; 0: no cap)");
   sub->add_option("--name", o->name, "name shown to drivers (default: host name)");
   sub->add_option("--label", o->labels, "key=value label announced to drivers (repeatable)");
+  sub->add_flag("--zero-worker", o->zero_worker,
+                "run nothing: report every task started, then succeeded, at once "
+                "(HyperQueue's zero-worker mode, to measure the protocol's cost per task)");
   sub->add_flag("--tls", o->tls,
                 "encrypt with TLS 1.3 keyed by --key (drivers must use --tls too)");
   sub->add_option("--resources", o->resources,

@@ -55,6 +55,11 @@ class Executor {
   /// Default: nothing (in-process attempts end with the process).
   virtual void abandon() noexcept {}
 
+  /// Whether an attempt's output can go to the task's live-log sink (Task::log_sink): the pool
+  /// opens per-attempt log files (Pool::Builder::log_dir) only for executors that say so.
+  /// Default: yes. The zero executor (issue 27) runs nothing, so it has no output to stream.
+  virtual bool streams_output() const noexcept { return true; }
+
   // ---- issue 22: resources ----
   /// True when this executor places resource requests itself (a remote dispatcher per worker,
   /// a cluster per job): the pool then leaves Task::resources() to it instead of charging this

@@ -6,7 +6,7 @@
 // initializer in a static library would be dropped by the linker).
 //
 //   executor::Registry registry;
-//   executor::register_builtins(registry);                 // cpu, process
+//   executor::register_builtins(registry);                 // cpu, process, zero
 //   gpu::register_gpu(registry);                           // if the program links
 //   pepita_gpu_executor registry.add(Backend::named("echo").value(), make_echo, "prints its
 //   arguments"); auto pool = pool::Pool::builder().executor(registry.factory(Backend::Gpu,
@@ -107,7 +107,11 @@ class Registry {
 Result<void> register_cpu(Registry& registry);
 /// Registers "process": child processes (settings: kill_grace=2s). AlreadyExists when taken.
 Result<void> register_process(Registry& registry);
-/// Both of the above.
+/// Registers "zero": completes every task at once, Succeeded, without running anything
+/// (HyperQueue's zero-worker mode; ZeroExecutor in zero.hpp). No settings. AlreadyExists when
+/// taken.
+Result<void> register_zero(Registry& registry);
+/// The three above: cpu, process, zero.
 Result<void> register_builtins(Registry& registry);
 
 }  // namespace pepita::executor

@@ -43,6 +43,11 @@ struct JobOptions {
   /// The sandbox of process tasks that name none, neither in the task nor in [defaults]
   /// (`pepita run --sandbox LEVEL`; issue 23). Tasks on other backends run without one.
   task::SandboxPolicy default_sandbox{};
+  /// Every task runs on this backend, whatever the file says (`pepita run --zero-worker` sets
+  /// the "zero" backend). The file is still checked as written (binaries, sandboxes, resources,
+  /// files); only where the tasks run changes, and a sandbox is then dropped (it belongs to the
+  /// backend the file named).
+  std::optional<task::Backend> force_backend{};
 };
 
 struct Job {

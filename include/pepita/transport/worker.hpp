@@ -64,6 +64,11 @@ struct WorkerOptions {
   /// Functions (this worker's own code, `functions` below) run in-process, without one.
   task::SandboxPolicy sandbox = task::SandboxPolicy::standard();
   std::map<std::string, WorkerFunction> functions;  // added to the built-ins noop, echo, sleep_ms
+  /// Issue 27, HyperQueue's zero-worker mode (`pepita worker --zero-worker`): every task a
+  /// driver submits is reported Started, then Succeeded (exit code 0, no output, no declared
+  /// outputs) at once, without staging, spawning or calling anything — so a driver measures
+  /// the protocol's own cost per task.
+  bool zero_worker = false;
   std::chrono::milliseconds heartbeat_interval{1000};
   std::chrono::milliseconds dead_after{5000};  // drop a client silent for this long
   ConnectionOptions connection;                // handshake/io timeouts, payload limit

@@ -31,6 +31,7 @@ class CachingExecutor final : public executor::Executor {
   void shutdown() override;
   void abandon() noexcept override { inner_->abandon(); }
   bool places_resources() const noexcept override { return inner_->places_resources(); }
+  bool streams_output() const noexcept override { return inner_->streams_output(); }
   Result<void> can_ever_fit(const task::ResourceRequest& request) const override {
     return inner_->can_ever_fit(request);
   }

@@ -85,6 +85,18 @@ void Worker::Impl::launch(const std::shared_ptr<Job>& job) {
   }
   (void)job->client->conn->send(MessageType::Started, job->id,
                                 encode(StartedMsg{job->msg.attempt}));
+  if (opts.zero_worker) {
+    // Issue 27: nothing runs. The slot is given back before the report, so report() does not
+    // pump(): the caller's pump loop takes the next job without recursing once per task.
+    {
+      std::lock_guard lock(mu);
+      --running;
+    }
+    job->holds_slot = false;
+    tasks_run.fetch_add(1);
+    report(*job, ResultMsg{.attempt = job->msg.attempt, .status = TaskStatus::Succeeded});
+    return;
+  }
   std::optional<ResultMsg> failed =
       job->msg.kind == TaskKind::Function ? launch_function(job) : launch_process(job);
   if (failed) {  // never started: no completion will come
