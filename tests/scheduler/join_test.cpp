@@ -22,14 +22,6 @@
 namespace pepita::scheduler {
 namespace {
 
-std::unique_ptr<Scheduler> make(unsigned workers) {
-  auto s = Scheduler::create({.workers = workers});
-  EXPECT_TRUE(s.has_value()) << (s ? "" : s.error().to_string());
-  return std::move(*s);
-}
-
-std::uint64_t fib_serial(int n) { return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2); }
-
 std::uint64_t fib_join(Scheduler& s, int n) {
   if (n < 2) return static_cast<std::uint64_t>(n);
   std::uint64_t a = 0, b = 0;

@@ -25,12 +25,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::unique_ptr<Scheduler> make(unsigned workers, unsigned max_workers = 0) {
-  auto s = Scheduler::create({.workers = workers, .max_workers = max_workers});
-  EXPECT_TRUE(s.has_value()) << (s ? "" : s.error().to_string());
-  return s ? std::move(*s) : nullptr;
-}
-
 /// Waits (bounded) until `count` reaches `want`; false on timeout.
 bool wait_for(const std::atomic<int>& count, int want, std::chrono::seconds limit = 60s) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
@@ -245,10 +239,6 @@ TEST(SchedulerMembership, AWorkerCanDeactivateItselfFromATask) {
   EXPECT_EQ(s->stats().workers[me.value].tasks_executed, before);
 }
 
-std::uint64_t fib_seq(int n) {
-  return n < 2 ? static_cast<std::uint64_t>(n) : fib_seq(n - 1) + fib_seq(n - 2);
-}
-
 std::uint64_t fib_par(Scheduler& s, int n) {
   if (n < 2) return static_cast<std::uint64_t>(n);
   std::uint64_t a = 0;
@@ -280,7 +270,7 @@ TEST(SchedulerMembership, ForkJoinStaysCorrectWhileWorkersComeAndGo) {
     std::uint64_t result = 0;
     g.run([&] { result = fib_par(*s, n); });
     ASSERT_TRUE(g.wait().has_value());
-    ASSERT_EQ(result, fib_seq(n)) << "round " << r;
+    ASSERT_EQ(result, fib_serial(n)) << "round " << r;
   }
   stop.store(true);
   churn.join();

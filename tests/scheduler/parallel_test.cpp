@@ -21,12 +21,6 @@
 namespace pepita::scheduler {
 namespace {
 
-std::unique_ptr<Scheduler> make(unsigned workers) {
-  auto s = Scheduler::create({.workers = workers});
-  EXPECT_TRUE(s.has_value());
-  return std::move(*s);
-}
-
 TEST(ParallelFor, VisitsEveryIndexExactlyOnce) {
   auto s = make(3);
   std::size_t n = test_scale() >= 1 ? 1'000'000 : 100'000;

@@ -25,16 +25,6 @@
 namespace pepita::scheduler {
 namespace {
 
-std::unique_ptr<Scheduler> make(unsigned workers) {
-  auto s = Scheduler::create({.workers = workers});
-  EXPECT_TRUE(s.has_value()) << (s ? "" : s.error().to_string());
-  return std::move(*s);
-}
-
-std::uint64_t fib_seq(int n) {
-  return n < 2 ? static_cast<std::uint64_t>(n) : fib_seq(n - 1) + fib_seq(n - 2);
-}
-
 std::uint64_t fib_par(Scheduler& s, int n) {
   if (n < 2) return static_cast<std::uint64_t>(n);
   std::uint64_t a = 0;
@@ -79,7 +69,7 @@ TEST(Scheduler, FibMatchesSequential) {
   std::uint64_t result = 0;
   g.run([&] { result = fib_par(*s, n); });
   ASSERT_TRUE(g.wait().has_value());
-  EXPECT_EQ(result, fib_seq(n));
+  EXPECT_EQ(result, fib_serial(n));
   Stats st = s->stats();
   EXPECT_GT(st.total().tasks_executed, 0u);
   EXPECT_EQ(st.workers.size(), 3u);
@@ -120,7 +110,7 @@ TEST(Scheduler, SingleWorkerNestedWaitsDoNotDeadlock) {
   std::uint64_t result = 0;
   g.run([&] { result = fib_par(*s, 15); });
   ASSERT_TRUE(g.wait().has_value());
-  EXPECT_EQ(result, fib_seq(15));
+  EXPECT_EQ(result, fib_serial(15));
 }
 
 // A chain of groups, each waited from inside a task of the previous one.

@@ -18,15 +18,10 @@
 #include <thread>
 
 #include "pepita/scheduler/scheduler.hpp"
+#include "scheduler_test_util.hpp"
 
 namespace pepita::scheduler {
 namespace {
-
-std::unique_ptr<Scheduler> make(unsigned workers) {
-  auto s = Scheduler::create({.workers = workers});
-  EXPECT_TRUE(s.has_value()) << (s ? "" : s.error().to_string());
-  return std::move(*s);
-}
 
 TEST(TaskGroup, ExceptionReachesWaiterWithItsType) {
   auto s = make(2);
