@@ -128,8 +128,9 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
   if (retain) retained.push_back(handle);
   ++counters.submitted;
   const std::string name = n.task.name();
-  const std::string digest = journal ? n.task.spec_digest() : std::string();
+  if (journal) n.digest = n.task.spec_digest();
   auto& node = nodes.emplace(id, std::move(n)).first->second;
+  const std::string& digest = node.digest;
 
   if (journal) {
     // A shader task's output buffers are not journalled (executor::ExecutionResult), so its
@@ -259,7 +260,7 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task
     fault::JournalRecord rec;
     rec.type = fault::RecordType::Started;
     rec.name = n.task.name();
-    rec.spec_digest = n.task.spec_digest();
+    rec.spec_digest = n.digest;
     rec.attempt = n.attempts;
     journal_append(std::move(rec), false);
   }
@@ -453,7 +454,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
     ++latency_seen;
     if (ok && r.from_cache) ++counters.from_cache;
     if (journal && !r.from_journal) {
-      journal_append(fault::finished_record(r, n.task.spec_digest()), true);
+      journal_append(fault::finished_record(r, n.digest), true);
     }
     event(act, Event::Kind::Finished, n, id, &r);
     std::vector<TaskId> dependents = std::move(n.dependents);

@@ -65,6 +65,7 @@ struct Node {
   bool cancel_requested = false;
   std::uint64_t seq = 0;
   Clock::time_point submitted;
+  std::string digest;  // task.spec_digest() once at submit when journalled, for every record
   std::optional<std::stop_source> stop;  // of the running attempt
   // Issue 22: the request goes through the host Ledger (non-empty, on a lane that does not
   // place resources itself), and what the running attempt was given.
