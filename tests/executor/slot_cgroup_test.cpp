@@ -103,15 +103,19 @@ TEST(SlotCgroup, AttemptsWithoutLimitsInOneSlotRunInOneCgroupThatOutlivesThem) {
     if (i == 0) first = path;
     EXPECT_EQ(path, first) << "attempt " << i << " ran in another cgroup";
   }
-  // Between attempts the slot's cgroup stays, and it is the only task cgroup beside it: none was
-  // made per attempt.
+  // The three attempts ran in one cgroup (its name carries a per-process sequence number, so a
+  // fresh one would have another name): it outlived the first two. After the last one it stays
+  // too unless that attempt left charges behind (on v1, kernel memory such as the dentries of
+  // its /proc entries, or page cache it read in under memory pressure), which by design ends
+  // the slot's cgroup so the next attempt starts clean. Either way no cgroup was made per
+  // attempt: at most that one task cgroup is left beside it.
   const fs::path dir = m.dir + first;
-  EXPECT_TRUE(fs::is_directory(dir)) << dir;
   int task_dirs = 0;
   for (const auto& e : fs::directory_iterator(dir.parent_path())) {
     if (e.is_directory() && e.path().filename().string().starts_with("task-")) ++task_dirs;
   }
-  EXPECT_EQ(task_dirs, 1);
+  EXPECT_LE(task_dirs, 1);
+  if (task_dirs == 1) EXPECT_TRUE(fs::is_directory(dir)) << dir;
   exec.reset();
   EXPECT_FALSE(fs::exists(dir)) << "the executor's end removes its slots' cgroups";
 }
