@@ -115,7 +115,9 @@ TEST(SlotCgroup, AttemptsWithoutLimitsInOneSlotRunInOneCgroupThatOutlivesThem) {
     if (e.is_directory() && e.path().filename().string().starts_with("task-")) ++task_dirs;
   }
   EXPECT_LE(task_dirs, 1);
-  if (task_dirs == 1) EXPECT_TRUE(fs::is_directory(dir)) << dir;
+  if (task_dirs == 1) {
+    EXPECT_TRUE(fs::is_directory(dir)) << dir;
+  }
   exec.reset();
   EXPECT_FALSE(fs::exists(dir)) << "the executor's end removes its slots' cgroups";
 }
