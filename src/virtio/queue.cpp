@@ -32,6 +32,19 @@ Result<Queue> Queue::activate(const QueueLayout& layout, const GuestMemory& ram,
   PEPITA_TRY(ram.span(layout.desc, v::desc_table_bytes(layout.size)));
   PEPITA_TRY(ram.span(layout.avail, v::avail_ring_bytes(layout.size)));
   PEPITA_TRY(ram.span(layout.used, v::used_ring_bytes(layout.size)));
+  // The used ring is the one part the device writes: over the driver's parts, each used entry
+  // would rewrite descriptors or the avail index, and a device that serves until the avail ring
+  // is empty would never stop (a fuzzer found exactly that hang).
+  auto overlaps = [](PhysAddr a, uint64_t a_len, PhysAddr b, uint64_t b_len) {
+    return a.raw() < b.raw() + b_len && b.raw() < a.raw() + a_len;
+  };
+  const uint64_t used_len = v::used_ring_bytes(layout.size);
+  if (overlaps(layout.used, used_len, layout.avail, v::avail_ring_bytes(layout.size)) ||
+      overlaps(layout.used, used_len, layout.desc, v::desc_table_bytes(layout.size))) {
+    return fail(ErrorCode::InvalidArgument,
+                "virtqueue used ring overlaps the descriptor table or the avail ring; the driver "
+                "must give the ring the device writes memory of its own");
+  }
   Queue q;
   q.layout_ = layout;
   q.features_ = features;

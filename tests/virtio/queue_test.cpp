@@ -56,6 +56,23 @@ TEST(QueueActivate, RejectsBadLayouts) {
   bad(l, "descriptor table wrapping the address space");
 }
 
+// The used ring is what the device writes: laid over the avail ring, every used entry moved the
+// avail index and a device serving until the ring was empty never stopped (a fuzzer's hang).
+TEST(QueueActivate, RefusesAUsedRingOverTheAvailRingOrTheDescriptorTable) {
+  DriverRing d(16);
+  for (const auto& [used, what] : {std::pair{d.layout.avail, "over the avail ring"},
+                                   std::pair{d.layout.desc, "over the descriptor table"}}) {
+    auto l = d.layout;
+    l.used = used;
+    auto q = Queue::activate(l, d.mem, {});
+    ASSERT_FALSE(q.has_value()) << what;
+    EXPECT_EQ(q.error().code(), ErrorCode::InvalidArgument) << what;
+    EXPECT_NE(q.error().message().find("used ring overlaps"), std::string::npos)
+        << q.error().message();
+  }
+  EXPECT_TRUE(Queue::activate(d.layout, d.mem, {}).has_value()) << "the separate parts still do";
+}
+
 TEST(Queue, PopsAChainAndPublishesUsed) {
   DriverRing d(16);
   Queue q = d.activate();
