@@ -278,13 +278,28 @@ TEST_F(RunCli, SecondSignalOrStopDeadlineEndsTheRunPromptly) {
 }
 
 TEST_F(RunCli, InterruptCancelsCleanlyAndLeavesResumableJournal) {
+  // Each long task notes its start; the signal goes only once both slots run one (so the quick,
+  // higher-priority task has finished and pepita's handlers are surely installed, however slow
+  // the machine is).
+  const auto started = dir_ / "started";
   const auto job = write("long.toml",
                          "[pool]\nprocess_slots = 2\nkill_grace = 0.2\n"
-                         "[[task]]\nname = \"long\"\ncount = 4\ncommand = \"/bin/sleep\"\n"
-                         "args = [\"30\"]\n[[task]]\nname = \"quick\"\ncommand = \"/bin/true\"\n"
-                         "priority = 10\n");
+                         "[[task]]\nname = \"long\"\ncount = 4\ncommand = \"/bin/sh\"\n"
+                         "args = [\"-c\", \"echo x >> " +
+                             started.string() +
+                             "; exec sleep 30\"]\n[[task]]\nname = \"quick\"\n"
+                             "command = \"/bin/true\"\npriority = 10\n");
   const pid_t pid = spawn({"run", "--json", "--state-dir", state(), job.string()}, "int");
-  std::this_thread::sleep_for(500ms);
+  auto both_running = [&] {
+    for (int i = 0; i < 400; ++i) {
+      std::ifstream in(started);
+      std::string a, b;
+      if (in >> a >> b) return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
+  };
+  ASSERT_TRUE(both_running()) << "the long tasks did not start within 20 s";
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_EQ(::kill(pid, SIGINT), 0);
   auto r = finish(pid, "int");
