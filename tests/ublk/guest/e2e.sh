@@ -150,6 +150,20 @@ $P ublk list | grep -q "^$ID " && fail "device $ID still listed after del"
 
 step "user recovery: kill -9 of a --recoverable --reissue file server under a mounted ext4 with a writer"
 STATE=/tmp/ublk-state
+# start_recover ID ARGS...: runs `pepita ublk recover ID ARGS` in the background as the new server;
+# sets SRV once it serves $DEV again.
+start_recover() {
+  rm -f /tmp/srv.out /tmp/srv.err
+  $P ublk recover "$@" >/tmp/srv.out 2>/tmp/srv.err &
+  SRV=$!
+  i=0
+  while [ "$(head -n 1 /tmp/srv.out 2>/dev/null)" != "$DEV" ]; do
+    kill -0 $SRV 2>/dev/null || fail "ublk recover $* exited"
+    [ $i -lt 600 ] || fail "ublk recover $* did not serve $DEV within 60 s"
+    sleep 0.1
+    i=$((i + 1))
+  done
+}
 rm -f /tmp/rec.img /tmp/stop-writer /tmp/writer.count /tmp/writer.err
 expect_refusal "recover of a device that does not exist" "no such ublk device" $P ublk recover 99
 start_server --target file --file /tmp/rec.img --size 64M --depth 16 --recoverable --reissue \
@@ -196,16 +210,7 @@ $P ublk list
 expect_refusal "recover without the state file" "no state file" \
   $P ublk recover "$ID" --state-dir /tmp/no-such-state
 BEFORE=$(cat /tmp/writer.count)
-rm -f /tmp/srv.out /tmp/srv.err
-$P ublk recover "$ID" --state-dir $STATE >/tmp/srv.out 2>/tmp/srv.err &
-SRV=$!
-i=0
-while [ "$(head -n 1 /tmp/srv.out 2>/dev/null)" != "$DEV" ]; do
-  kill -0 $SRV 2>/dev/null || fail "ublk recover $ID exited"
-  [ $i -lt 600 ] || fail "ublk recover $ID did not serve $DEV within 60 s"
-  sleep 0.1
-  i=$((i + 1))
-done
+start_recover "$ID" --state-dir $STATE
 cat /tmp/srv.err
 $P ublk list | grep "^$ID " | grep -q live || { $P ublk list; fail "device $ID not live after recover"; }
 wait_records $((BEFORE + 50)) 60
@@ -227,5 +232,21 @@ umount /mnt || fail "final umount $DEV"
 stop_server
 [ ! -e $STATE/$ID.toml ] || fail "the state file outlived the stopped device"
 $P ublk list | grep -q "^$ID " && fail "device $ID still listed after its recovered server stopped"
+
+step "user recovery of a mem target: its data died with the server, so recover wants --accept-empty"
+start_server --target mem --size 16M --depth 8 --recoverable --state-dir $STATE
+ID=${DEV#/dev/ublkb}
+grep -q "brings the device back empty" /tmp/srv.err ||
+  fail "no data-loss warning for a recoverable mem target: $(cat /tmp/srv.err)"
+kill -9 $SRV
+wait $SRV 2>/dev/null
+expect_refusal "recover of a mem target without --accept-empty" "accept-empty" \
+  $P ublk recover "$ID" --state-dir $STATE
+start_recover "$ID" --state-dir $STATE --accept-empty
+grep -q "comes back empty" /tmp/srv.err || fail "recover --accept-empty did not say the device is empty"
+dd if="$DEV" of=/tmp/empty bs=65536 count=4 iflag=direct 2>/dev/null || fail "read of the recovered $DEV"
+cmp -n 262144 /tmp/empty /dev/zero || fail "the recovered mem device is not empty (zeros)"
+echo "recovered mem device reads as zeros"
+stop_server
 
 echo "UBLK-E2E-PASS"
