@@ -35,8 +35,8 @@ Result<void> validate(const DeviceOptions& o) {
                     std::to_string(o.max_io_bytes));
   // Zoned devices and zero copy need server support this implementation lacks; recovery is
   // asked for through DeviceOptions::recovery (or these same two flags).
-  constexpr uint64_t kAllowed = u::F_USER_COPY | u::F_URING_CMD_COMP_IN_TASK |
-                                u::F_USER_RECOVERY | u::F_USER_RECOVERY_REISSUE;
+  constexpr uint64_t kAllowed = u::F_USER_COPY | u::F_URING_CMD_COMP_IN_TASK | u::F_USER_RECOVERY |
+                                u::F_USER_RECOVERY_REISSUE;
   if ((o.extra_flags & ~kAllowed) != 0)
     return fail(ErrorCode::InvalidArgument,
                 "ublk: only UBLK_F_USER_COPY, UBLK_F_URING_CMD_COMP_IN_TASK and the user recovery "

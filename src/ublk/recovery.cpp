@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,7 +14,6 @@
 #include <filesystem>
 #include <limits>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "pepita/core/format.hpp"
 #include "pepita/core/sys/fd.hpp"
@@ -134,8 +134,7 @@ Result<DeviceState> parse_state(std::string_view text, std::string_view origin) 
       PEPITA_TRY(integer(doc, "max_io_bytes", 4096, int64_t{1} << u::IO_BUF_BITS, origin)));
   s.flags = static_cast<uint64_t>(
       PEPITA_TRY(integer(doc, "flags", 0, std::numeric_limits<int64_t>::max(), origin)));
-  s.server_pid =
-      static_cast<int32_t>(PEPITA_TRY(integer(doc, "server_pid", 0, INT32_MAX, origin)));
+  s.server_pid = static_cast<int32_t>(PEPITA_TRY(integer(doc, "server_pid", 0, INT32_MAX, origin)));
   if ((s.flags & u::F_USER_RECOVERY) == 0)
     return fail(ErrorCode::InvalidArgument,
                 fmt("{}: the flags do not include UBLK_F_USER_RECOVERY: this device was not added "
@@ -148,8 +147,7 @@ Result<DeviceState> parse_state(std::string_view text, std::string_view origin) 
   const std::string where = std::string(origin).append(" [target]");
   const std::string kind = PEPITA_TRY(string(*t, "kind", where));
   auto parsed_kind = blk_mq::parse_target_kind(kind);
-  if (!parsed_kind)
-    return std::unexpected(std::move(parsed_kind.error()).with_context(where));
+  if (!parsed_kind) return std::unexpected(std::move(parsed_kind.error()).with_context(where));
   s.target.kind = *parsed_kind;
   s.target.size_bytes = static_cast<uint64_t>(
       PEPITA_TRY(integer(*t, "size", 0, std::numeric_limits<int64_t>::max(), where)));
@@ -189,7 +187,8 @@ Result<void> save_state(std::string_view dir, const DeviceState& state) {
             static_cast<int64_t>(text.size()) ||
         sys::fsync(file.get()) != 0) {
       (void)std::remove(temp.c_str());
-      return fail(ErrorCode::Io, fmt("write ublk state file {}: short write or fsync failed", temp));
+      return fail(ErrorCode::Io,
+                  fmt("write ublk state file {}: short write or fsync failed", temp));
     }
   }
   std::filesystem::rename(temp, path, ec);
@@ -279,9 +278,9 @@ Result<void> check_recoverable(const u::CtrlDevInfo& info, bool alive) {
                       "delete it with `pepita ublk del {}`",
                       id, id));
     default:
-      return fail(ErrorCode::Unsupported,
-                  fmt("ublk device {} is in state {}, which this pepita does not know", id,
-                      info.state));
+      return fail(
+          ErrorCode::Unsupported,
+          fmt("ublk device {} is in state {}, which this pepita does not know", id, info.state));
   }
 }
 

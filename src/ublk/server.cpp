@@ -19,11 +19,11 @@
 #include <set>
 #include <thread>
 
+#include "pepita/core/format.hpp"
 #include "pepita/core/mapping.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/io_uring/event_loop.hpp"
 #include "pepita/memory/dma_buffer.hpp"
-#include "pepita/core/format.hpp"
 #include "pepita/ublk/recovery.hpp"
 
 namespace pepita::ublk {

@@ -1,6 +1,7 @@
-// `pepita ublk add|recover|list|del` with bad input, as a user types it: every usage error exits 2 with
-// the command's usage line, before the driver is opened — so no /dev/ublk* device and no backing
-// file is left behind. Serving a real device is tested in the Linux guest (tests/ublk/guest).
+// `pepita ublk add|recover|list|del` with bad input, as a user types it: every usage error exits 2
+// with the command's usage line, before the driver is opened — so no /dev/ublk* device and no
+// backing file is left behind. Serving a real device is tested in the Linux guest
+// (tests/ublk/guest).
 #include <gtest/gtest.h>
 #include <unistd.h>
 

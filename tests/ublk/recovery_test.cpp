@@ -37,8 +37,8 @@ DeviceState file_state() {
   s.queues = 2;
   s.depth = 16;
   s.max_io_bytes = 512u << 10;
-  s.flags = u::F_CMD_IOCTL_ENCODE | u::F_USER_RECOVERY | u::F_USER_RECOVERY_REISSUE |
-            u::F_USER_COPY;
+  s.flags =
+      u::F_CMD_IOCTL_ENCODE | u::F_USER_RECOVERY | u::F_USER_RECOVERY_REISSUE | u::F_USER_COPY;
   s.server_pid = 4242;
   s.target.kind = TargetKind::File;
   s.target.path = "/var/tmp/a \"quoted\" dir/disk.img";
@@ -121,9 +121,9 @@ TEST(UblkRecoveryState, FileOfAnotherDeviceIsRefused) {
 }
 
 struct BadState {
-  std::string what;     // a piece of the text to replace (empty: the whole text is `with`)
+  std::string what;  // a piece of the text to replace (empty: the whole text is `with`)
   std::string with;
-  std::string says;     // a piece of the error message
+  std::string says;  // a piece of the error message
   ErrorCode code = ErrorCode::InvalidArgument;
 };
 
@@ -181,16 +181,15 @@ TEST(UblkRecoveryState, OversizedFileIsRefused) {
 TEST(UblkRecoveryFlags, RecoveryModesAreTheKernelsFlags) {
   EXPECT_EQ(recovery_flags(Recovery::Off), 0u);
   EXPECT_EQ(recovery_flags(Recovery::On), UBLK_F_USER_RECOVERY);
-  EXPECT_EQ(recovery_flags(Recovery::Reissue),
-            UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE);
+  EXPECT_EQ(recovery_flags(Recovery::Reissue), UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE);
   for (Recovery r : {Recovery::Off, Recovery::On, Recovery::Reissue})
     EXPECT_EQ(recovery_of(recovery_flags(r) | UBLK_F_CMD_IOCTL_ENCODE), r) << recovery_name(r);
   // The kernel ignores REISSUE without USER_RECOVERY (ublk_queue_can_use_recovery_reissue).
   EXPECT_EQ(recovery_of(UBLK_F_USER_RECOVERY_REISSUE), Recovery::Off);
 
   const u::CtrlDevInfo info = make_dev_info({.queues = 1, .recovery = Recovery::Reissue});
-  EXPECT_EQ(info.flags, UBLK_F_CMD_IOCTL_ENCODE | UBLK_F_USER_RECOVERY |
-                            UBLK_F_USER_RECOVERY_REISSUE);
+  EXPECT_EQ(info.flags,
+            UBLK_F_CMD_IOCTL_ENCODE | UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE);
   EXPECT_EQ(make_dev_info({}).flags & (UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE), 0u);
 }
 
@@ -326,8 +325,7 @@ TEST(UblkDevice, ServerKilledThenRecoveredKeepsTheFileData) {
     int32_t id = -1;
     std::unique_ptr<Server> server;
     if (auto disk = make_target(spec); disk) {
-      auto started =
-          Server::start(std::move(*disk), {.depth = 16, .recovery = Recovery::Reissue});
+      auto started = Server::start(std::move(*disk), {.depth = 16, .recovery = Recovery::Reissue});
       if (started) server = std::move(*started);
     }
     if (server) id = static_cast<int32_t>(server->dev_id());
@@ -356,9 +354,8 @@ TEST(UblkDevice, ServerKilledThenRecoveredKeepsTheFileData) {
   EXPECT_EQ(::access(block.c_str(), F_OK), 0) << block << " went away with its server";
 
   // Issued with no server: waits in the quiesced device until the recovery.
-  auto pending = std::async(std::launch::async, [&] {
-    return direct_io(block, true, during.get(), kLen, 3 << 20);
-  });
+  auto pending = std::async(std::launch::async,
+                            [&] { return direct_io(block, true, during.get(), kLen, 3 << 20); });
 
   auto disk = make_target(spec);
   ASSERT_TRUE(disk) << disk.error().to_string();

@@ -1,10 +1,9 @@
 // `pepita ublk`: userspace block devices through the kernel's ublk driver.
 //   pepita ublk add --target zram --size 1G [--queues N --depth D --comp zstd]  (foreground)
 //   pepita ublk add --target zram:1G,zstd         (the block-target spec, as vm run --virtio-blk)
-//   pepita ublk add ... --recoverable [--reissue]  (UBLK_F_USER_RECOVERY; state in /run/pepita/ublk)
-//   pepita ublk recover N                           (a new server for N after its server died)
-//   pepita ublk list
-//   pepita ublk del N
+//   pepita ublk add ... --recoverable [--reissue]  (UBLK_F_USER_RECOVERY; state in
+//   /run/pepita/ublk) pepita ublk recover N                           (a new server for N after its
+//   server died) pepita ublk list pepita ublk del N
 #include <unistd.h>
 
 #include <chrono>
@@ -17,8 +16,8 @@
 #include "block_target.hpp"
 #include "command.hpp"
 #include "pepita/blk_mq/target_spec.hpp"
-#include "pepita/core/size.hpp"
 #include "pepita/core/format.hpp"
+#include "pepita/core/size.hpp"
 #include "pepita/ublk/ctrl.hpp"
 #include "pepita/ublk/recovery.hpp"
 #include "pepita/ublk/server.hpp"
@@ -211,8 +210,8 @@ int run_recover(const RecoverOptions& o) {
                                     o.id, spec.path)));
   auto disk = zram::make_target(spec);
   if (!disk) return report(disk.error());
-  auto server = ublk::Server::recover(o.id, std::move(*disk),
-                                      {.wait = std::chrono::seconds(o.wait_s)});
+  auto server =
+      ublk::Server::recover(o.id, std::move(*disk), {.wait = std::chrono::seconds(o.wait_s)});
   if (!server) return report(server.error());
   ublk::DeviceState updated = *state;
   updated.server_pid = static_cast<int32_t>(::getpid());
@@ -244,7 +243,8 @@ int run_del(const DelOptions& o) {
   if (!control) return report(control.error());
   // DEL_DEV stops a live device first; a device whose server died is cleaned up the same way.
   if (auto r = control->del_dev(o.id); !r) return report(r.error());
-  if (auto removed = ublk::remove_state(o.state_dir, o.id); !removed) return report(removed.error());
+  if (auto removed = ublk::remove_state(o.state_dir, o.id); !removed)
+    return report(removed.error());
   std::printf("deleted ublk device %u\n", o.id);
   return kExitOk;
 }
@@ -271,8 +271,9 @@ void add_ublk(CLI::App& app, Dispatch& dispatch) {
   add->add_flag("--reissue", add_opts->reissue,
                 "UBLK_F_USER_RECOVERY_REISSUE: requests the dead server held are issued again to "
                 "the new one (else they fail)");
-  add->add_option("--state-dir", add_opts->state_dir,
-                  "where --recoverable records the device for `recover` (default /run/pepita/ublk)");
+  add->add_option(
+      "--state-dir", add_opts->state_dir,
+      "where --recoverable records the device for `recover` (default /run/pepita/ublk)");
   dispatch.on(
       add, [add_opts] { return run_add(*add_opts); }, kAddUsage);
 

@@ -35,9 +35,9 @@ struct DeviceState {
   uint16_t queues = 1;
   uint16_t depth = 1;
   uint32_t max_io_bytes = 0;
-  uint64_t flags = 0;          // abi::ublk::F_* of the device (GET_DEV_INFO)
-  int32_t server_pid = 0;      // the server that wrote the file
-  blk_mq::TargetSpec target;   // kind, size, path, direct, compression; queues/depth as above
+  uint64_t flags = 0;         // abi::ublk::F_* of the device (GET_DEV_INFO)
+  int32_t server_pid = 0;     // the server that wrote the file
+  blk_mq::TargetSpec target;  // kind, size, path, direct, compression; queues/depth as above
 };
 
 /// Whether a target of this kind loses its data with its server (mem, zram).
