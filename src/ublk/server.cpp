@@ -346,8 +346,8 @@ Result<std::unique_ptr<Server>> Server::recover(uint32_t dev_id,
   if ((params.types & u::PARAM_TYPE_BASIC) != 0 &&
       params.basic.dev_sectors != dinfo.capacity_sectors)
     return fail(ErrorCode::InvalidArgument,
-                fmt("ublk recover (device {}): the target has {} sectors but the device {}: not "
-                    "the target the device was added with",
+                fmt("ublk recover (device {}): the target has {} sectors, the device {}: not the "
+                    "target the device was added with",
                     dev_id, dinfo.capacity_sectors, params.basic.dev_sectors));
   if (dinfo.tag_set.nr_hw_queues < info.nr_hw_queues ||
       dinfo.tag_set.queue_depth < info.queue_depth)
@@ -361,12 +361,13 @@ Result<std::unique_ptr<Server>> Server::recover(uint32_t dev_id,
   for (;;) {
     auto started = control.start_user_recovery(dev_id);
     if (started) break;
-    if (started.error().code() != KernelError::UblkDeviceBusy ||
-        std::chrono::steady_clock::now() >= deadline)
+    const bool busy = started.error().code() == KernelError::UblkDeviceBusy;
+    if (!busy) return std::unexpected(std::move(started.error()));
+    if (std::chrono::steady_clock::now() >= deadline)
       return std::unexpected(std::move(started.error())
-                                 .with_context(fmt("ublk recover (device {}): the old server's "
-                                                   "/dev/ublkc{} may still be open",
-                                                   dev_id, dev_id)));
+                                 .with_context(fmt("ublk recover (device {}): the dead server's "
+                                                   "/dev/ublkc{} is still open after {} ms",
+                                                   dev_id, dev_id, options.wait.count())));
     pause();
   }
 
@@ -374,7 +375,7 @@ Result<std::unique_ptr<Server>> Server::recover(uint32_t dev_id,
   auto server = std::make_unique<Server>(Token{}, std::move(control), std::move(device), info);
   const auto leave_quiesced = [&](Error error) -> Result<std::unique_ptr<Server>> {
     server->stop_queues();
-    server->deleted_ = true;  // not ours to delete: `recover` may be run again
+    server->deleted_ = true;  // not ours to delete: its data may matter; the user decides
     return std::unexpected(std::move(error));
   };
   if (auto queues = server->start_queues(); !queues)

@@ -53,8 +53,9 @@ class Server {
   /// `device`. The shape (queues, depth, max I/O, user copy) is the device's own (GET_DEV_INFO).
   /// Errors: UblkDeviceNotFound (no such device); InvalidArgument for a device created without
   /// the flag, not started, or whose size differs from the target's; UblkDeviceBusy while its
-  /// server is alive; TimedOut when the kernel did not quiesce it in time. On failure the device is
-  /// left as it was (quiesced), so recover can be run again; stop() later stops and deletes it.
+  /// server is alive; TimedOut when the kernel did not quiesce it in time. On failure the device
+  /// is not deleted (its data may matter): run recover again, or delete it (`pepita ublk del`).
+  /// The returned server's stop() stops and deletes the device, as Server::start's does.
   static Result<std::unique_ptr<Server>> recover(uint32_t dev_id,
                                                  std::unique_ptr<blk_mq::BlockDevice> device,
                                                  const RecoverOptions& options = {},
