@@ -107,6 +107,7 @@
 #include "pepita/transport/worker.hpp"
 #include "pepita/ublk/ctrl.hpp"
 #include "pepita/ublk/queue.hpp"
+#include "pepita/ublk/recovery.hpp"
 #include "pepita/ublk/request.hpp"
 #include "pepita/ublk/server.hpp"
 #include "pepita/ublk/targets.hpp"

@@ -33,13 +33,43 @@ Result<void> validate(const DeviceOptions& o) {
     return fail(ErrorCode::InvalidArgument,
                 "ublk: max I/O size must be a multiple of 4096 in 4 KiB..32 MiB, got " +
                     std::to_string(o.max_io_bytes));
-  // Zoned devices, zero copy and recovery need server support this implementation lacks.
-  constexpr uint64_t kAllowed = u::F_USER_COPY | u::F_URING_CMD_COMP_IN_TASK;
+  // Zoned devices and zero copy need server support this implementation lacks; recovery is
+  // asked for through DeviceOptions::recovery (or these same two flags).
+  constexpr uint64_t kAllowed = u::F_USER_COPY | u::F_URING_CMD_COMP_IN_TASK | u::F_USER_RECOVERY |
+                                u::F_USER_RECOVERY_REISSUE;
   if ((o.extra_flags & ~kAllowed) != 0)
     return fail(ErrorCode::InvalidArgument,
-                "ublk: only UBLK_F_USER_COPY and UBLK_F_URING_CMD_COMP_IN_TASK may be added to "
-                "the device flags");
+                "ublk: only UBLK_F_USER_COPY, UBLK_F_URING_CMD_COMP_IN_TASK and the user recovery "
+                "flags may be added to the device flags");
+  const uint64_t flags = o.extra_flags | recovery_flags(o.recovery);
+  if ((flags & u::F_USER_RECOVERY_REISSUE) != 0 && (flags & u::F_USER_RECOVERY) == 0)
+    return fail(ErrorCode::InvalidArgument,
+                "ublk: UBLK_F_USER_RECOVERY_REISSUE needs UBLK_F_USER_RECOVERY (reissue is a "
+                "kind of recovery: ask for Recovery::Reissue, or --recoverable --reissue)");
   return {};
+}
+
+uint64_t recovery_flags(Recovery recovery) noexcept {
+  switch (recovery) {
+    case Recovery::Off: return 0;
+    case Recovery::On: return u::F_USER_RECOVERY;
+    case Recovery::Reissue: return u::F_USER_RECOVERY | u::F_USER_RECOVERY_REISSUE;
+  }
+  return 0;
+}
+
+Recovery recovery_of(uint64_t flags) noexcept {
+  if ((flags & u::F_USER_RECOVERY) == 0) return Recovery::Off;
+  return (flags & u::F_USER_RECOVERY_REISSUE) != 0 ? Recovery::Reissue : Recovery::On;
+}
+
+const char* recovery_name(Recovery recovery) noexcept {
+  switch (recovery) {
+    case Recovery::Off: return "off";
+    case Recovery::On: return "on";
+    case Recovery::Reissue: return "reissue";
+  }
+  return "off";
 }
 
 u::CtrlDevInfo make_dev_info(const DeviceOptions& o) noexcept {
@@ -49,7 +79,7 @@ u::CtrlDevInfo make_dev_info(const DeviceOptions& o) noexcept {
   info.max_io_buf_bytes = o.max_io_bytes;
   info.dev_id = o.dev_id;  // must equal the command header's dev_id (ublk_ctrl_add_dev checks)
   info.ublksrv_pid = -1;
-  info.flags = u::F_CMD_IOCTL_ENCODE | o.extra_flags;
+  info.flags = u::F_CMD_IOCTL_ENCODE | o.extra_flags | recovery_flags(o.recovery);
   return info;
 }
 
@@ -226,6 +256,19 @@ Result<void> Control::stop_dev(uint32_t dev_id) {
 
 Result<void> Control::del_dev(uint32_t dev_id) {
   PEPITA_TRY(run(u::U_CMD_DEL_DEV, make_ctrl_cmd(dev_id, nullptr, 0), "DEL_DEV", dev_id));
+  return {};
+}
+
+Result<void> Control::start_user_recovery(uint32_t dev_id) {
+  PEPITA_TRY(run(u::U_CMD_START_USER_RECOVERY, make_ctrl_cmd(dev_id, nullptr, 0),
+                 "START_USER_RECOVERY", dev_id));
+  return {};
+}
+
+Result<void> Control::end_user_recovery(uint32_t dev_id, pid_t server_pid) {
+  PEPITA_TRY(run(u::U_CMD_END_USER_RECOVERY,
+                 make_ctrl_cmd(dev_id, nullptr, 0, static_cast<uint64_t>(server_pid)),
+                 "END_USER_RECOVERY", dev_id));
   return {};
 }
 

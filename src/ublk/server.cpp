@@ -19,10 +19,12 @@
 #include <set>
 #include <thread>
 
+#include "pepita/core/format.hpp"
 #include "pepita/core/mapping.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/io_uring/event_loop.hpp"
 #include "pepita/memory/dma_buffer.hpp"
+#include "pepita/ublk/recovery.hpp"
 
 namespace pepita::ublk {
 namespace u = abi::ublk;
@@ -311,6 +313,77 @@ Result<std::unique_ptr<Server>> Server::start(std::unique_ptr<blk_mq::BlockDevic
   const std::string block = server->block_path();
   for (int i = 0; i < 200 && ::access(block.c_str(), F_OK) != 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return server;
+}
+
+Result<std::unique_ptr<Server>> Server::recover(uint32_t dev_id,
+                                                std::unique_ptr<blk_mq::BlockDevice> device,
+                                                const RecoverOptions& options,
+                                                const char* control_path) {
+  if (!device) return fail(ErrorCode::InvalidArgument, "ublk recover: no target device");
+  Control control = PEPITA_TRY(Control::open(control_path));
+  const auto deadline = std::chrono::steady_clock::now() + options.wait;
+  const auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(50)); };
+
+  // 1. The device must be recoverable; wait for the kernel to quiesce it (it does once the dead
+  //    server's io_uring has cancelled its commands).
+  u::CtrlDevInfo info = PEPITA_TRY(control.get_dev_info(dev_id));
+  for (;;) {
+    PEPITA_TRY_VOID(check_recoverable(info, server_alive(info.ublksrv_pid)));
+    if (info.state != u::S_DEV_LIVE) break;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return fail(ErrorCode::TimedOut,
+                  fmt("ublk recover (device {}): still live {} ms after its server (pid {}) died; "
+                      "the kernel has not quiesced it: retry with a longer wait",
+                      dev_id, options.wait.count(), info.ublksrv_pid));
+    pause();
+    info = PEPITA_TRY(control.get_dev_info(dev_id));
+  }
+
+  // 2. The target must be the device's: same size, enough queues and tags.
+  const blk_mq::DeviceInfo& dinfo = device->info();
+  const u::Params params = PEPITA_TRY(control.get_params(dev_id));
+  if ((params.types & u::PARAM_TYPE_BASIC) != 0 &&
+      params.basic.dev_sectors != dinfo.capacity_sectors)
+    return fail(ErrorCode::InvalidArgument,
+                fmt("ublk recover (device {}): the target has {} sectors, the device {}: not the "
+                    "target the device was added with",
+                    dev_id, dinfo.capacity_sectors, params.basic.dev_sectors));
+  if (dinfo.tag_set.nr_hw_queues < info.nr_hw_queues ||
+      dinfo.tag_set.queue_depth < info.queue_depth)
+    return fail(ErrorCode::InvalidArgument,
+                fmt("ublk recover (device {}): the target has {} queues of depth {}, fewer than "
+                    "the device's {} x {}",
+                    dev_id, dinfo.tag_set.nr_hw_queues, dinfo.tag_set.queue_depth,
+                    info.nr_hw_queues, info.queue_depth));
+
+  // 3. START_USER_RECOVERY: EBUSY until the dead server's /dev/ublkcN is released.
+  for (;;) {
+    auto started = control.start_user_recovery(dev_id);
+    if (started) break;
+    const bool busy = started.error().code() == KernelError::UblkDeviceBusy;
+    if (!busy) return std::unexpected(std::move(started.error()));
+    if (std::chrono::steady_clock::now() >= deadline)
+      return std::unexpected(std::move(started.error())
+                                 .with_context(fmt("ublk recover (device {}): the dead server's "
+                                                   "/dev/ublkc{} is still open after {} ms",
+                                                   dev_id, dev_id, options.wait.count())));
+    pause();
+  }
+
+  // 4. New queues fetch every tag; END_USER_RECOVERY unquiesces the device.
+  auto server = std::make_unique<Server>(Token{}, std::move(control), std::move(device), info);
+  const auto leave_quiesced = [&](Error error) -> Result<std::unique_ptr<Server>> {
+    server->stop_queues();
+    server->deleted_ = true;  // not ours to delete: its data may matter; the user decides
+    return std::unexpected(std::move(error));
+  };
+  if (auto queues = server->start_queues(); !queues)
+    return leave_quiesced(std::move(queues.error()));
+  if (auto ended = server->control_.end_user_recovery(dev_id, ::getpid()); !ended)
+    return leave_quiesced(std::move(ended.error()));
+  server->started_ = true;
+  if (auto now = server->control_.get_dev_info(dev_id); now) server->info_ = *now;
   return server;
 }
 

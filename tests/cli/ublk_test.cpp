@@ -1,6 +1,7 @@
-// `pepita ublk add|list|del` with bad input, as a user types it: every usage error exits 2 with
-// the command's usage line, before the driver is opened — so no /dev/ublk* device and no backing
-// file is left behind. Serving a real device is tested in the Linux guest (tests/ublk/guest).
+// `pepita ublk add|recover|list|del` with bad input, as a user types it: every usage error exits 2
+// with the command's usage line, before the driver is opened — so no /dev/ublk* device and no
+// backing file is left behind. Serving a real device is tested in the Linux guest
+// (tests/ublk/guest).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -57,6 +58,15 @@ TEST(CliUblk, BadArgumentsAreUsageErrorsThatCreateNothing) {
       {"ublk del", "id"},
       {"ublk del abc", "abc"},
       {"ublk del 1 2", "2"},
+      {"ublk add --size 1M --reissue", "give it with --recoverable"},
+      {"ublk add --size 1M --recoverable --state-dir ''", "--state-dir must name a directory"},
+      {"ublk recover", "id"},
+      {"ublk recover abc", "abc"},
+      {"ublk recover 1 2", "2"},
+      {"ublk recover 1 --wait 0", "--wait must be 1..3600"},
+      {"ublk recover 1 --wait lots", "--wait"},
+      {"ublk recover 1 --state-dir ''", "--state-dir must name a directory"},
+      {"ublk recover 1 --no-such-flag", "--no-such-flag"},
   };
   const auto before = ublk_devices();
   for (const auto& c : cases) {
@@ -80,6 +90,14 @@ TEST(CliUblk, UsageLineNamesTheSubcommandsOptions) {
   CliRun del = run_pepita("ublk del abc");
   EXPECT_EQ(del.exit_code, 2) << del.output;
   EXPECT_NE(del.output.find("Usage: pepita ublk del ID"), std::string::npos) << del.output;
+  CliRun recover = run_pepita("ublk recover abc");
+  EXPECT_EQ(recover.exit_code, 2) << recover.output;
+  EXPECT_NE(recover.output.find("Usage: pepita ublk recover ID [--state-dir DIR] [--wait SECONDS]"),
+            std::string::npos)
+      << recover.output;
+  CliRun add = run_pepita("ublk add --size 1M --reissue");
+  EXPECT_NE(add.output.find("[--recoverable [--reissue]] [--state-dir DIR]"), std::string::npos)
+      << add.output;
 }
 
 TEST(CliUblk, WithoutTheDriverEveryCommandFailsAndAddCreatesNoBackingFile) {
@@ -99,6 +117,13 @@ TEST(CliUblk, WithoutTheDriverEveryCommandFailsAndAddCreatesNoBackingFile) {
   CliRun del = run_pepita("ublk del 0");
   EXPECT_EQ(del.exit_code, 1) << del.output;
   EXPECT_NE(del.output.find("ublk_drv"), std::string::npos) << del.output;
+  CliRun recover = run_pepita("ublk recover 0 --state-dir " + (dir / "state"));
+  EXPECT_EQ(recover.exit_code, 1) << recover.output;
+  EXPECT_NE(recover.output.find("ublk_drv"), std::string::npos) << recover.output;
+  CliRun recoverable =
+      run_pepita("ublk add --size 1M --recoverable --state-dir " + (dir / "state"));
+  EXPECT_EQ(recoverable.exit_code, 1) << recoverable.output;
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{}) << "a failed add left a state file";
 }
 
 }  // namespace

@@ -34,6 +34,24 @@ inline constexpr uint16_t kNoQueue = 0xffff;
 std::string char_device_path(uint32_t dev_id);
 std::string block_device_path(uint32_t dev_id);
 
+/// What happens to a device whose server dies (Documentation/block/ublk.rst, "User recovery").
+///   Off:     the kernel stops the device: /dev/ublkbN goes away, its I/O fails (the default).
+///   On:      UBLK_F_USER_RECOVERY: the device stays (state QUIESCED) with new I/O queued until a
+///            new server recovers it (Server::recover); requests the dead server held fail (EIO).
+///   Reissue: UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE: as On, and the requests the
+///            dead server held are issued again to the new one (writes may reach the target
+///            twice: right for idempotent targets such as a file; what a mounted filesystem needs
+///            to go on without an I/O error).
+enum class Recovery : uint8_t { Off, On, Reissue };
+
+/// The F_* flags of `recovery`: 0, F_USER_RECOVERY, or F_USER_RECOVERY | F_USER_RECOVERY_REISSUE.
+uint64_t recovery_flags(Recovery recovery) noexcept;
+/// The Recovery a device's flags ask for (GET_DEV_INFO): REISSUE without USER_RECOVERY is Off, as
+/// the kernel treats it.
+Recovery recovery_of(uint64_t flags) noexcept;
+/// "off", "on", "reissue".
+const char* recovery_name(Recovery recovery) noexcept;
+
 /// What ADD_DEV asks for. The kernel may lower queues (to its CPU count) and max_io_bytes; the
 /// CtrlDevInfo it returns is what the device really has.
 struct DeviceOptions {
@@ -42,12 +60,14 @@ struct DeviceOptions {
   uint16_t depth = 128;                // tags per queue, 1..abi::ublk::MAX_QUEUE_DEPTH
   uint32_t max_io_bytes = 512u << 10;  // per-tag buffer; requests are split to fit it
   uint64_t extra_flags = 0;            // abi::ublk::F_* besides F_CMD_IOCTL_ENCODE
+  Recovery recovery = Recovery::Off;   // adds recovery_flags(recovery) to the device's flags
 };
 
 /// Checks options before anything reaches the kernel: InvalidArgument names the bad field.
 Result<void> validate(const DeviceOptions& options);
 
-/// The ublksrv_ctrl_dev_info ADD_DEV sends (F_CMD_IOCTL_ENCODE always set).
+/// The ublksrv_ctrl_dev_info ADD_DEV sends (F_CMD_IOCTL_ENCODE always set, and the recovery
+/// flags of options.recovery).
 abi::ublk::CtrlDevInfo make_dev_info(const DeviceOptions& options) noexcept;
 
 /// SET_PARAMS content for a device: basic (sizes, max_sectors clamped to the kernel's
@@ -94,6 +114,13 @@ class Control {
   Result<void> stop_dev(uint32_t dev_id);
   /// Forgets the device; blocks until /dev/ublkcN is closed by every server.
   Result<void> del_dev(uint32_t dev_id);
+  /// START_USER_RECOVERY: allowed once the dead server's /dev/ublkcN is closed and the device is
+  /// QUIESCED (UblkDeviceBusy before that, InvalidArgument for a device without
+  /// UBLK_F_USER_RECOVERY). Next: open /dev/ublkcN, FETCH_REQ every tag, end_user_recovery().
+  Result<void> start_user_recovery(uint32_t dev_id);
+  /// END_USER_RECOVERY: blocks until every queue sent FETCH_REQ for all its tags, then records
+  /// `server_pid` and unquiesces the device (state LIVE again; queued I/O flows).
+  Result<void> end_user_recovery(uint32_t dev_id, pid_t server_pid);
 
  private:
   Control(UniqueFd fd, io_uring::Ring ring) : fd_(std::move(fd)), ring_(std::move(ring)) {}

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +30,13 @@ namespace pepita::ublk {
 
 class QueueRunner;
 
+/// How Server::recover waits for the kernel to let go of the dead server.
+struct RecoverOptions {
+  /// How long to wait for the device to become QUIESCED and for the dead server's /dev/ublkcN to
+  /// be closed (the kernel tears its io_uring down asynchronously; slow under emulation).
+  std::chrono::milliseconds wait{30'000};
+};
+
 class Server {
  public:
   /// Adds a device for `device` and starts serving it; returns once /dev/ublkbN exists. The
@@ -37,6 +45,21 @@ class Server {
   static Result<std::unique_ptr<Server>> start(std::unique_ptr<blk_mq::BlockDevice> device,
                                                const DeviceOptions& options,
                                                const char* control_path = kControlPath);
+  /// User recovery (UBLK_F_USER_RECOVERY): takes over device `dev_id`, whose server died, with
+  /// `device` as its target (the same data: for a file target, the same file; see
+  /// recovery.hpp). Waits up to options.wait for the device to be QUIESCED and its old
+  /// /dev/ublkcN released, then START_USER_RECOVERY, starts the queues (FETCH_REQ on every tag)
+  /// and END_USER_RECOVERY; returns once the device is LIVE again, its queued I/O flowing to
+  /// `device`. The shape (queues, depth, max I/O, user copy) is the device's own (GET_DEV_INFO).
+  /// Errors: UblkDeviceNotFound (no such device); InvalidArgument for a device created without
+  /// the flag, not started, or whose size differs from the target's; UblkDeviceBusy while its
+  /// server is alive; TimedOut when the kernel did not quiesce it in time. On failure the device
+  /// is not deleted (its data may matter): run recover again, or delete it (`pepita ublk del`).
+  /// The returned server's stop() stops and deletes the device, as Server::start's does.
+  static Result<std::unique_ptr<Server>> recover(uint32_t dev_id,
+                                                 std::unique_ptr<blk_mq::BlockDevice> device,
+                                                 const RecoverOptions& options = {},
+                                                 const char* control_path = kControlPath);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
