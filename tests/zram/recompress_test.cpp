@@ -337,6 +337,32 @@ TEST(ZramRecompress, BadOptionsAreClearErrors) {
           .has_value());
 }
 
+TEST(ZramRecompress, ZstdFastLevelsRoundTripAsPrimaryAndSecondary) {
+  // -1 once collided with the codec's "no level yet" marker: pages were encoded with the magic
+  // and did not decode.
+  for (int level : {-1, -5, 1}) {
+    auto primary =
+        make({.disksize = 4 * kPageSize, .algorithm = Algorithm::Zstd, .zstd_level = level});
+    ASSERT_NE(primary, nullptr);
+    ZramConfig config = lz4_then_zstd(4);
+    config.recompress.zstd_level = level;
+    auto secondary = make(config);
+    ASSERT_NE(secondary, nullptr);
+    std::vector<std::byte> page(kPageSize);
+    for (uint32_t i = 0; i < 4; ++i) {
+      ASSERT_EQ(primary->write_page(i, text_page(i).data()), 0);
+      ASSERT_EQ(secondary->write_page(i, text_page(i).data()), 0);
+    }
+    ASSERT_TRUE(secondary->recompress().has_value());
+    for (uint32_t i = 0; i < 4; ++i) {
+      ASSERT_EQ(primary->read_page(i, page.data()), 0) << "level " << level;
+      EXPECT_EQ(page, text_page(i)) << "level " << level;
+      ASSERT_EQ(secondary->read_page(i, page.data()), 0) << "level " << level;
+      EXPECT_EQ(page, text_page(i)) << "level " << level;
+    }
+  }
+}
+
 TEST(ZramRecompress, ZstdPrimaryWithLz4SecondaryKeepsPagesThatDoNotShrink) {
   ZramConfig config{.disksize = 8 * kPageSize, .algorithm = Algorithm::Zstd};
   config.recompress = {.enabled = true, .algorithm = Algorithm::Lz4};
