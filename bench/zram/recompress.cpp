@@ -16,8 +16,10 @@
 //
 //   sudo bench_zram_recompress [--mib 64] [--reps 5] [--threads 1] [--data mixed,text]
 
+#include <lz4.h>
 #include <time.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -45,6 +47,7 @@ namespace kz = pepita::bench::kzram;
 
 struct Sample {
   double write_s = 0;       // wall seconds of the write path
+  double write_cpu = 0;     // process CPU seconds of the write path (every thread, kernel's too)
   double recompress_s = 0;  // wall seconds of recompression (+ compaction) after it; 0 if none
   double ratio = 0;         // orig_data_size / mem_used_total at the end
 };
@@ -82,11 +85,13 @@ std::optional<Sample> run_kernel(const kz::AlignedBytes& data, kz::AlignedBytes&
   }
   Sample sample;
   double t0 = pb::wall_s();
+  const double c0 = pb::process_cpu_s();
   bool ok = kz::parallel_chunks(data.size, threads, [&](unsigned, size_t offset, size_t len) {
     return ::pwrite(fd.get(), data.data() + offset, len, static_cast<off_t>(offset)) ==
            static_cast<ssize_t>(len);
   });
   sample.write_s = pb::wall_s() - t0;
+  sample.write_cpu = pb::process_cpu_s() - c0;
   if (recompress) {
     t0 = pb::wall_s();
     ok = ok && kz::write_sys("idle", "all") && kz::write_sys("recompress", "type=idle") &&
@@ -147,8 +152,10 @@ std::optional<Sample> run_ours(const kz::AlignedBytes& data, kz::AlignedBytes& b
   };
   Sample sample;
   double t0 = pb::wall_s();
+  const double c0 = pb::process_cpu_s();
   bool ok = kz::parallel_chunks(data.size, threads, io(pepita::blk_mq::Op::Write, data.data()));
   sample.write_s = pb::wall_s() - t0;
+  sample.write_cpu = pb::process_cpu_s() - c0;
   auto& zs = (*disk)->store();
   if (ours.after != After::Nothing) {
     t0 = pb::wall_s();
@@ -177,6 +184,11 @@ struct Series {
     for (const Sample& s : samples) out.push_back(static_cast<double>(bytes) / 1e6 / s.write_s);
     return out;
   }
+  std::vector<double> write_cpu_mbs(size_t bytes) const {
+    std::vector<double> out;
+    for (const Sample& s : samples) out.push_back(static_cast<double>(bytes) / 1e6 / s.write_cpu);
+    return out;
+  }
   std::vector<double> recompress_s() const {
     std::vector<double> out;
     for (const Sample& s : samples) out.push_back(s.recompress_s);
@@ -188,6 +200,66 @@ struct Series {
     return pb::median(out);
   }
 };
+
+// ---- batching and fast levels, the codec alone (no store): is a bigger unit worth it? ----
+
+struct CodecVariant {
+  std::string name;
+  int level;     // zstd level; 0 = lz4
+  size_t batch;  // pages per compression call
+};
+
+// Compresses every batch of `data` once; returns compressed bytes. Same-filled pages are
+// included (the store would skip them; the comparison between variants is what matters here).
+size_t compress_all(const kz::AlignedBytes& data, const CodecVariant& v, ZSTD_CCtx* cctx,
+                    std::vector<char>& out) {
+  const size_t unit = v.batch * 4096;
+  size_t total = 0;
+  for (size_t off = 0; off + unit <= data.size; off += unit) {
+    // SAFETY: the codecs take char buffers; these are plain bytes of the stated lengths.
+    const char* src = reinterpret_cast<const char*>(data.data() + off);
+    if (v.level == 0) {
+      total += static_cast<size_t>(LZ4_compress_default(src, out.data(), static_cast<int>(unit),
+                                                        static_cast<int>(out.size())));
+    } else {
+      total += ZSTD_compressCCtx(cctx, out.data(), out.size(), src, unit, v.level);
+    }
+  }
+  return total;
+}
+
+void codec_section(const std::string& set, const kz::AlignedBytes& data, int reps) {
+  const std::vector<CodecVariant> variants = {
+      {"lz4, 1 page", 0, 1},           {"zstd-3, 1 page", 3, 1},        {"zstd-3, 4 pages", 3, 4},
+      {"zstd-3, 16 pages", 3, 16},     {"zstd-1, 1 page", 1, 1},        {"zstd-1, 4 pages", 1, 4},
+      {"zstd fast -1, 1 page", -1, 1}, {"zstd fast -3, 1 page", -3, 1},
+  };
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  std::vector<char> out(LZ4_compressBound(16 * 4096) + ZSTD_compressBound(16 * 4096));
+  std::vector<std::vector<double>> seconds(variants.size());
+  std::vector<size_t> compressed(variants.size());
+  std::vector<std::function<void()>> contestants;
+  for (size_t k = 0; k < variants.size(); ++k)
+    contestants.push_back([&, k] {
+      const double t0 = pb::thread_cpu_s();
+      compressed[k] = compress_all(data, variants[k], cctx, out);
+      seconds[k].push_back(pb::thread_cpu_s() - t0);
+    });
+  pb::rotate_rounds(reps, contestants);
+  ZSTD_freeCCtx(cctx);
+  std::printf(
+      "\n[%s] codec alone, batching and fast levels (one thread, CPU time of the thread, "
+      "MB/s median [min-max]; ratio = input / compressed bytes, no allocator)\n%-24s "
+      "%-26s %-7s\n",
+      set.c_str(), "codec, unit", "compress MB/s (cpu-thr)", "ratio");
+  for (size_t k = 0; k < variants.size(); ++k) {
+    const double mb = static_cast<double>(data.size) / 1e6;
+    std::printf(
+        "%-24s %-26s %.2f\n", variants[k].name.c_str(),
+        pb::cell(pb::spread(pb::map(seconds[k], [mb](double t) { return mb / t; }))).c_str(),
+        static_cast<double>(data.size) / static_cast<double>(compressed[k]));
+  }
+}
 
 std::string f2(double v) {
   if (std::isinf(v)) return "inf";
@@ -260,6 +332,7 @@ int main(int argc, char** argv) {
     }
     kz::AlignedBytes data(bytes);
     std::memcpy(data.data(), generated->data(), bytes);
+    codec_section(name, data, reps);
     Series kernel, kernel_recomp, path;
     std::vector<Series> mine(ours.size());
     std::string why;
@@ -297,42 +370,51 @@ int main(int argc, char** argv) {
       path.samples.clear();
     }
 
-    // The anchors' medians: raw, and minus the I/O path (the path's median time subtracted).
-    const double k_raw = pb::median(kernel.write_mbs(bytes));
-    double k_net = 0;
-    if (!kernel.samples.empty() && !path.samples.empty()) {
+    // The anchors' medians: raw, and minus the I/O path (the path's median time subtracted
+    // from each kernel round; a round left at or below zero is noise and dropped).
+    auto net_of = [&](double Sample::*clock) {
+      if (kernel.samples.empty() || path.samples.empty()) return 0.0;
       std::vector<double> net;
       std::vector<double> path_s;
-      for (const Sample& s : path.samples) path_s.push_back(s.write_s);
+      for (const Sample& s : path.samples) path_s.push_back(s.*clock);
       const double p = pb::median(path_s);
       for (const Sample& s : kernel.samples)
-        if (s.write_s - p > 0) net.push_back(static_cast<double>(bytes) / 1e6 / (s.write_s - p));
-      k_net = pb::median(net);
-    }
+        if (s.*clock - p > 0) net.push_back(static_cast<double>(bytes) / 1e6 / (s.*clock - p));
+      return pb::median(net);
+    };
+    const double k_raw = pb::median(kernel.write_mbs(bytes));
+    const double k_net = net_of(&Sample::write_s);
+    const double k_cpu = pb::median(kernel.write_cpu_mbs(bytes));
+    const double k_cpu_net = net_of(&Sample::write_cpu);
     const double k_ratio = kernel.samples.empty() ? 0 : kernel.ratio();
     const double zstd_ratio = mine[1].ratio();
 
-    std::printf("\n[%s]\n%-32s %-24s %-9s %-9s %-7s %-8s %-22s\n", name.c_str(), "contestant",
-                "write MB/s (wall)", "x k-lz4", "x k-net", "ratio", "x k-rat",
-                "recompress s (wall)");
+    std::printf("\n[%s]\n%-30s %-23s %-7s %-7s %-23s %-7s %-7s %-6s %-6s %-20s\n", name.c_str(),
+                "contestant", "write MB/s (wall)", "x k", "x k-net", "write MB/cpu-s (proc)", "x k",
+                "x k-net", "ratio", "x k", "recompress s (wall)");
     auto line = [&](const std::string& who, const Series& s, bool has_recompress) {
       if (s.samples.empty()) {
         std::printf("%-32s %s\n", who.c_str(), "-");
         return;
       }
       const double mbs = pb::median(s.write_mbs(bytes));
-      std::printf("%-32s %-24s %-9s %-9s %-7s %-8s %-22s\n", who.c_str(),
-                  pb::cell(pb::spread(s.write_mbs(bytes))).c_str(),
-                  k_raw > 0 ? f2(mbs / k_raw).c_str() : "-",
-                  k_net > 0 ? f2(mbs / k_net).c_str() : "-", f2(s.ratio()).c_str(),
-                  k_ratio > 0 ? f2(s.ratio() / k_ratio).c_str() : "-",
+      const double cpu = pb::median(s.write_cpu_mbs(bytes));
+      auto over = [](double a, double b) { return b > 0 ? f2(a / b) : std::string("-"); };
+      std::printf("%-30s %-23s %-7s %-7s %-23s %-7s %-7s %-6s %-6s %-20s\n", who.c_str(),
+                  pb::cell(pb::spread(s.write_mbs(bytes))).c_str(), over(mbs, k_raw).c_str(),
+                  over(mbs, k_net).c_str(), pb::cell(pb::spread(s.write_cpu_mbs(bytes))).c_str(),
+                  over(cpu, k_cpu).c_str(), over(cpu, k_cpu_net).c_str(), f2(s.ratio()).c_str(),
+                  over(s.ratio(), k_ratio).c_str(),
                   has_recompress ? pb::cell(pb::spread(s.recompress_s())).c_str() : "-");
     };
     line("kernel lz4 (anchor)", kernel, false);
     if (k_net > 0)
-      std::printf("%-32s %-24s (kernel lz4 minus the median of the zero-page I/O path, %s MB/s)\n",
-                  "kernel lz4 - I/O path (anchor)", pb::num(k_net).c_str(),
-                  pb::num(pb::median(path.write_mbs(bytes))).c_str());
+      std::printf(
+          "%-30s %-23s %-7s %-7s %-23s (minus the zero-page I/O path's median: %s MB/s, "
+          "%s MB/cpu-s)\n",
+          "kernel lz4 - I/O path (anchor)", pb::num(k_net).c_str(), "", "",
+          pb::num(k_cpu_net).c_str(), pb::num(pb::median(path.write_mbs(bytes))).c_str(),
+          pb::num(pb::median(path.write_cpu_mbs(bytes))).c_str());
     if (recomp_skip.empty()) {
       line("kernel lz4 + recompress zstd", kernel_recomp, true);
     } else {
@@ -341,7 +423,8 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < ours.size(); ++k)
       line(ours[k].name, mine[k], ours[k].after != After::Nothing);
 
-    // The goal: zstd's ratio (ours zstd-3's, within 2%) at >= 0.8x the kernel's lz4 write MB/s.
+    // The goal: zstd's ratio (ours zstd-3's, within 2%) at >= 0.8x the kernel's lz4 write MB/s
+    // (wall), judged on the brief's row, lz4 + recompress; the background row is shown beside it.
     for (size_t k : {size_t{4}, size_t{5}}) {
       const Series& s = mine[k];
       if (s.samples.empty() || kernel.samples.empty()) {
@@ -361,14 +444,16 @@ int main(int argc, char** argv) {
           f2(k_ratio).c_str(), f2(s.ratio()).c_str(), ratio_met ? "MET" : "MISSED",
           f2(mbs / k_raw).c_str(), raw_met ? "MET" : "MISSED",
           k_net > 0 ? f2(mbs / k_net).c_str() : "-", net_met ? "MET" : "MISSED");
-      if (!(ratio_met && raw_met && net_met)) all_met = false;
+      if (k == 4 && !(ratio_met && raw_met && net_met)) all_met = false;
     }
   }
   std::printf(
-      "\nx k-lz4 / x k-net: ours write MB/s over the kernel lz4's, raw / minus its I/O path; "
-      "x k-rat: ratio over the kernel lz4's. recompress s: recompress() + compact() after the "
+      "\nx k / x k-net: ours write rate over the kernel lz4's on the same clock, raw / minus "
+      "its I/O path; ratio x k: over the kernel lz4's ratio. recompress s: recompress() + "
+      "compact() after the "
       "writes (background row: draining what its thread had not done), not in write MB/s.\n"
-      "goal (issue 27): zstd's ratio at >= 0.8x kernel lz4 write MB/s: %s\n",
+      "goal (issue 27): zstd's ratio at >= 0.8x kernel lz4 write MB/s, on the lz4 + recompress "
+      "rows, raw and minus the I/O path: %s\n",
       all_met ? "MET" : "MISSED (see the goal lines)");
   return failures == 0 ? 0 : 1;
 }
