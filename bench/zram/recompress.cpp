@@ -443,6 +443,7 @@ int main(int argc, char** argv) {
       const bool ratio_met = s.ratio() >= 0.98 * zstd_ratio;
       const bool raw_met = mbs >= 0.8 * k_raw;
       const bool net_met = k_net > 0 && mbs >= 0.8 * k_net;
+      const double cpu = pb::median(s.write_cpu_mbs(bytes));
       std::printf(
           "goal (%s): ratio >= ours zstd-3's %s (%sx kernel lz4's %s) -> %s %s; write "
           ">= 0.8x kernel lz4: %sx raw -> %s, %sx minus I/O path -> %s\n",
@@ -450,6 +451,11 @@ int main(int argc, char** argv) {
           f2(k_ratio).c_str(), f2(s.ratio()).c_str(), ratio_met ? "MET" : "MISSED",
           f2(mbs / k_raw).c_str(), raw_met ? "MET" : "MISSED",
           k_net > 0 ? f2(mbs / k_net).c_str() : "-", net_met ? "MET" : "MISSED");
+      // The same on CPU time, steadier on a shared machine (shown, the goal is on wall).
+      std::printf("  on CPU time: %sx kernel lz4 raw -> %s, %sx minus I/O path -> %s\n",
+                  f2(cpu / k_cpu).c_str(), cpu >= 0.8 * k_cpu ? "met" : "missed",
+                  k_cpu_net > 0 ? f2(cpu / k_cpu_net).c_str() : "-",
+                  k_cpu_net > 0 && cpu >= 0.8 * k_cpu_net ? "met" : "missed");
       if (k == 4 && !(ratio_met && raw_met && net_met)) all_met = false;
     }
   }

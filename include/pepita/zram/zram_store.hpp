@@ -12,6 +12,11 @@
 //   PEPITA_TRY_VOID(store->write(0, page));       // any offset/length inside disksize
 //   PEPITA_TRY_VOID(store->read(0, page));
 //   ZramStats s = store->stats();                  // orig_data_size / mem_used_total = ratio
+//
+//   ZramConfig c{.disksize = 1 << 30};              // lz4 writes, zstd for idle pages later:
+//   c.recompress = {.enabled = true, .algorithm = Algorithm::Zstd};
+//   store->mark_idle();  /* ... */  store->recompress({.pages = RecompressOptions::Pages::Idle});
+//   store->compact();                              // return the slab pages lz4 objects left
 
 #include <atomic>
 #include <condition_variable>
@@ -236,8 +241,9 @@ class ZramStore {
   /// is kept as it was and marked, so later calls skip it until it is rewritten. Readers and
   /// writers of a page wait at most for one page's decode: the slow encode runs unlocked, and a
   /// page rewritten meanwhile keeps the new data. Calls (and the background thread's passes) run
-  /// one at a time. InvalidArgument when the store was created without recompress.enabled, or
-  /// for a threshold over 4096.
+  /// one at a time. The replaced objects leave holes in their slabs: compact() afterwards turns
+  /// the saving into freed pages (mem_used_total). InvalidArgument when the store was created
+  /// without recompress.enabled, or for a threshold over 4096.
   Result<RecompressResult> recompress(const RecompressOptions& options = {});
 
   /// Moves objects out of sparsely used slabs into fuller ones and frees the emptied slabs, as
