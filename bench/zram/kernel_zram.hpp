@@ -2,7 +2,7 @@
 // Driving the kernel's zram (/dev/zram0 through sysfs and O_DIRECT) from a bench: attribute
 // access, a guard that resets the device and restores its compressor on every exit path (Ctrl-C
 // included), page-aligned buffers and the split of a data set into requests across threads.
-// bench/zram/recompress.cpp uses it; zram_vs_kernel.cpp keeps its own copy of the same steps.
+// Used by bench/zram/zram_vs_kernel.cpp and bench/zram/recompress.cpp.
 
 #include <fcntl.h>
 #include <sys/stat.h>
