@@ -147,20 +147,22 @@ void ZramStore::background_loop(std::stop_token stop) noexcept {
                                                                   : RecompressOptions::Pages::All};
   std::unique_lock guard(recomp_mutex_);
   while (!stop.stop_requested()) {
-    RecompressResult ignored;
+    RecompressResult pass;
     for (uint32_t n = 0; n < r.batch_pages && !stop.stop_requested(); ++n) {
-      recompress_page(recomp_cursor_, options, r.background_idle_only, ignored);
+      recompress_page(recomp_cursor_, options, r.background_idle_only, pass);
       recomp_cursor_ = recomp_cursor_ + 1 == num_pages_ ? 0 : recomp_cursor_ + 1;
     }
-    // Sleeping releases recomp_mutex_, so recompress() and reset() get their turn; a stop
-    // request wakes it at once.
-    recomp_wake_.wait_for(guard, stop, std::chrono::milliseconds(r.interval_ms),
-                          [] { return false; });
-    if (r.interval_ms == 0) {  // no sleep: still let waiters on the mutex in
+    // interval_ms 0 runs passes back to back while they find work, and naps 1 ms when one found
+    // none, rather than spinning over a store with nothing left to do.
+    const uint32_t pause = r.interval_ms == 0 && pass.recompressed == 0 ? 1 : r.interval_ms;
+    if (pause == 0) {  // no sleep: still let recompress() and reset() take the mutex
       guard.unlock();
       std::this_thread::yield();
       guard.lock();
+      continue;
     }
+    // Sleeping releases recomp_mutex_; a stop request wakes it at once.
+    recomp_wake_.wait_for(guard, stop, std::chrono::milliseconds(pause), [] { return false; });
   }
 }
 

@@ -287,6 +287,55 @@ TEST(ZramRecompress, BackgroundThreadRecompressesIdlePagesAndStopsWithTheStore) 
   store.reset();  // stops and joins the thread
 }
 
+TEST(ZramRecompress, BackgroundThreadUnderConcurrentWritersAndReadersKeepsEveryPageExact) {
+  constexpr uint32_t kPages = 96;
+  constexpr uint32_t kHot = 24;
+  ZramConfig config = lz4_then_zstd(kPages);
+  config.recompress.background = true;
+  config.recompress.background_idle_only = false;  // re-encode right behind the writer
+  config.recompress.batch_pages = 8;
+  config.recompress.interval_ms = 0;
+  auto store = make(config);
+  ASSERT_NE(store, nullptr);
+  for (uint32_t i = 0; i < kPages; ++i)
+    ASSERT_EQ(store->write_page(i, versioned_page(i, 1).data()), 0);
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  threads.emplace_back([&] {
+    for (uint32_t version = 2; version < 40; ++version) {
+      for (uint32_t i = 0; i < kHot; ++i)
+        if (store->write_page(i, versioned_page(i, version).data()) != 0) ++bad;
+      std::this_thread::yield();  // let the background thread catch up with some pages
+    }
+    stop = true;
+  });
+  threads.emplace_back([&] {
+    std::vector<std::byte> page(kPageSize);
+    for (uint32_t round = 0; !stop.load() || round < 2; ++round)
+      for (uint32_t i = 0; i < kPages; ++i)
+        if (store->read_page(i, page.data()) != 0 || !page_is_consistent(page, i)) ++bad;
+  });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  // Wait (bounded) for the thread to re-encode the last writes too, then check every byte.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (store->stats().recomp_pages < kPages && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(store->stats().recomp_pages, kPages);
+  std::vector<std::byte> page(kPageSize);
+  for (uint32_t i = 0; i < kPages; ++i) {
+    ASSERT_EQ(store->read_page(i, page.data()), 0);
+    EXPECT_EQ(page, versioned_page(i, i < kHot ? 39 : 1)) << "page " << i;
+    EXPECT_TRUE(store->page_info(i).recompressed) << "page " << i;
+  }
+  const ZramStats s = store->stats();
+  EXPECT_GE(s.pages_recompressed, uint64_t{kPages});
+  uint64_t stored = 0;
+  for (uint32_t i = 0; i < kPages; ++i) stored += store->page_info(i).stored_bytes;
+  EXPECT_EQ(stored, s.compr_data_size);
+}
+
 TEST(ZramRecompress, BadOptionsAreClearErrors) {
   auto plain = make({.disksize = kPageSize});
   ASSERT_NE(plain, nullptr);

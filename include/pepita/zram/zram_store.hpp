@@ -68,7 +68,7 @@ struct RecompressConfig {
   bool background = false;
   bool background_idle_only = true;
   uint32_t batch_pages = 256;  // 1..1048576 pages per pass; the page lock is held per page only
-  uint32_t interval_ms = 20;   // 0..60000 between passes
+  uint32_t interval_ms = 20;   // 0..60000 between passes (0: none while a pass finds work)
 };
 
 struct ZramConfig {
