@@ -39,15 +39,14 @@
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/zram/datasets.hpp"
 #include "pepita/zram/zram_disk.hpp"
+#include "zram/kernel_zram.hpp"
 
 namespace {
 
 using pepita::UniqueFd;
 using pepita::zram::Algorithm;
 namespace pb = pepita::bench;
-
-constexpr size_t kChunk = 128 * 1024;  // bytes per request, both sides
-const char* const kSys = "/sys/block/zram0/";
+namespace kz = pepita::bench::kzram;
 
 // Wall-clock and CPU seconds of one phase. CPU time is the process's user + system time: the
 // kernel's zram compresses in the context of the thread that issues the O_DIRECT write, so both
@@ -70,116 +69,13 @@ struct Sample {
   double ratio = 0;  // orig_data_size / mem_used_total (inf when nothing used)
 };
 
-// ---- kernel zram through sysfs ----
-
-std::optional<std::string> read_sys(const std::string& attr) {
-  std::ifstream file(kSys + attr);
-  if (!file) return std::nullopt;
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
-bool write_sys(const std::string& attr, const std::string& value) {
-  std::ofstream file(kSys + attr);
-  if (!file) return false;
-  file << value;
-  file.flush();
-  return static_cast<bool>(file);
-}
-
-// Why the anchor cannot run, or empty when it can.
-std::string kernel_unavailable() {
-  if (::geteuid() != 0) return "not root (configuring /sys/block/zram0 needs root)";
-  struct stat st {};
-  if (::stat("/dev/zram0", &st) != 0) return "/dev/zram0 does not exist (modprobe zram)";
-  auto algorithms = read_sys("comp_algorithm");
-  if (!algorithms) return "cannot read /sys/block/zram0/comp_algorithm";
-  if (algorithms->find("lz4") == std::string::npos) return "kernel zram has no lz4";
-  auto disksize = read_sys("disksize");
-  if (disksize && std::strtoull(disksize->c_str(), nullptr, 10) != 0)
-    return "/dev/zram0 is busy (already initialised, disksize " +
-           disksize->substr(0, disksize->find('\n')) + "); reset it to run the anchor";
-  return {};
-}
-
-// The compressor to select again on exit; a fixed buffer so the signal handler can use it.
-char g_original_algorithm[32] = {};
-// The open /dev/zram0 fd, if any: reset fails with EBUSY while the device is open.
-volatile std::sig_atomic_t g_zram_fd = -1;
-
-void write_sys_raw(const char* attr, const char* value) {
-  char path[96];
-  std::snprintf(path, sizeof(path), "%s%s", kSys, attr);
-  const int fd = ::open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  [[maybe_unused]] const ssize_t n = ::write(fd, value, std::strlen(value));
-  ::close(fd);
-}
-
-// Ctrl-C during a run must not leave /dev/zram0 configured: reset it with async-signal-safe
-// calls only, then exit.
-extern "C" void restore_on_signal(int) {
-  if (g_zram_fd >= 0) ::close(g_zram_fd);
-  write_sys_raw("reset", "1");
-  if (g_original_algorithm[0] != 0) write_sys_raw("comp_algorithm", g_original_algorithm);
-  ::_exit(130);
-}
-
-// Restores the device on every exit path: reset, previous compressor selected again.
-class KernelZramGuard {
- public:
-  KernelZramGuard() {
-    auto algorithms = read_sys("comp_algorithm").value_or("");
-    const auto open = algorithms.find('['), close = algorithms.find(']');
-    if (open != std::string::npos && close != std::string::npos)
-      original_ = algorithms.substr(open + 1, close - open - 1);
-    std::snprintf(g_original_algorithm, sizeof(g_original_algorithm), "%s", original_.c_str());
-    std::signal(SIGINT, restore_on_signal);
-    std::signal(SIGTERM, restore_on_signal);
-  }
-  ~KernelZramGuard() {
-    write_sys("reset", "1");
-    if (!original_.empty()) write_sys("comp_algorithm", original_);
-  }
-  KernelZramGuard(const KernelZramGuard&) = delete;
-  KernelZramGuard& operator=(const KernelZramGuard&) = delete;
-  const std::string& original() const { return original_; }
-
- private:
-  std::string original_;
-};
-
-// Runs `op(offset, len)` over the data in kChunk pieces, split between `threads` threads by
-// contiguous ranges. Returns false if any call failed.
-template <typename Op>
-bool parallel_chunks(size_t bytes, unsigned threads, Op op) {
-  std::vector<std::thread> workers;
-  std::vector<char> ok(threads, 1);
-  const size_t chunks = bytes / kChunk;
-  for (unsigned t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      for (size_t c = chunks * t / threads; c < chunks * (t + 1) / threads; ++c)
-        if (!op(t, c * kChunk, kChunk)) ok[t] = 0;
-    });
-  }
-  for (auto& worker : workers) worker.join();
-  return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
-}
-
-struct FreeBytes {
-  void operator()(std::byte* bytes) const { std::free(bytes); }
-};
-// Page-aligned (O_DIRECT-safe) buffer.
-struct AlignedBytes {
-  explicit AlignedBytes(size_t bytes)
-      : mem(static_cast<std::byte*>(std::aligned_alloc(4096, bytes))), size(bytes) {
-    if (!mem) std::abort();
-  }
-  std::byte* data() const { return mem.get(); }
-  std::unique_ptr<std::byte[], FreeBytes> mem;
-  size_t size;
-};
+// The kernel's zram is driven through bench/zram/kernel_zram.hpp (shared with recompress.cpp).
+using kz::AlignedBytes;
+using kz::g_zram_fd;
+using kz::kChunk;
+using kz::parallel_chunks;
+using kz::read_sys;
+using kz::write_sys;
 
 std::optional<Sample> run_kernel(const AlignedBytes& data, AlignedBytes& back, unsigned threads,
                                  std::string& why) {
@@ -331,8 +227,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const size_t bytes = mib << 20;
-  std::string skip = kernel_unavailable();
-  std::optional<KernelZramGuard> guard;
+  std::string skip = kz::unavailable();
+  std::optional<kz::Guard> guard;
   if (skip.empty()) guard.emplace();
   pb::print_load();
   if (!skip.empty()) std::printf("anchor skipped: %s\n", skip.c_str());

@@ -25,7 +25,7 @@ struct DCtxFree {
 // when a thread switches level.
 struct ThreadStreams {
   std::unique_ptr<ZSTD_CCtx, CCtxFree> cctx;
-  int cctx_level = -1;
+  int cctx_level = 0;  // 0: not set up yet (no valid level is 0; -1 is zstd's fastest-but-one)
   std::unique_ptr<ZSTD_DCtx, DCtxFree> dctx;
   LZ4_stream_t lz4_state;
 };

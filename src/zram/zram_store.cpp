@@ -77,7 +77,42 @@ ZramStore::ZramStore(Token, const ZramConfig& config)
       num_pages_(config.disksize / kPageSize),
       pool_(std::make_unique<ZsPool>(config.mem_limit / kPageSize)),
       slots_(std::make_unique<Slot[]>(num_pages_)),
-      io_(std::make_unique<detail::IoCounters>()) {}
+      io_(std::make_unique<detail::IoCounters>()) {
+  if (config.recompress.enabled && config.recompress.background)
+    background_ = std::jthread([this](std::stop_token stop) { background_loop(stop); });
+}
+
+namespace {
+// 0 is zstd's "default" and below -100 is no faster; either is more likely a mistake.
+bool zstd_level_ok(int level) noexcept { return level != 0 && level >= -100 && level <= 22; }
+
+Result<void> check_recompress(const ZramConfig& config) {
+  using pepita::fmt;
+  const RecompressConfig& r = config.recompress;
+  if (!r.enabled) return {};
+  if (r.algorithm == Algorithm::None || r.algorithm == config.algorithm)
+    return fail(ErrorCode::InvalidArgument,
+                fmt("recompress algorithm {} must be lz4 or zstd and differ from the primary "
+                    "algorithm {}; e.g. primary lz4, recompress zstd",
+                    algorithm_name(r.algorithm), algorithm_name(config.algorithm)));
+  if (r.algorithm == Algorithm::Zstd && !zstd_level_ok(r.zstd_level))
+    return fail(ErrorCode::InvalidArgument,
+                fmt("recompress zstd level {} is out of range; use 1..22 or a fast level "
+                    "-100..-1",
+                    r.zstd_level));
+  if (r.lz4_acceleration < 1 || r.lz4_acceleration > 65537)
+    return fail(
+        ErrorCode::InvalidArgument,
+        fmt("recompress lz4 acceleration {} is out of range; use 1..65537", r.lz4_acceleration));
+  if (r.background && (r.batch_pages < 1 || r.batch_pages > (1u << 20)))
+    return fail(ErrorCode::InvalidArgument,
+                fmt("recompress batch_pages {} is out of range; use 1..1048576", r.batch_pages));
+  if (r.background && r.interval_ms > 60000)
+    return fail(ErrorCode::InvalidArgument,
+                fmt("recompress interval_ms {} is out of range; use 0..60000", r.interval_ms));
+  return {};
+}
+}  // namespace
 
 // The pool owns every object; dropping it frees them all without walking the page table.
 ZramStore::~ZramStore() = default;
@@ -90,9 +125,10 @@ Result<std::unique_ptr<ZramStore>> ZramStore::create(const ZramConfig& config) {
   if (config.disksize / kPageSize > UINT32_MAX)
     return fail(ErrorCode::InvalidArgument,
                 fmt("zram disksize {} is over the 16 TiB limit", config.disksize));
-  if (config.algorithm == Algorithm::Zstd && (config.zstd_level < 1 || config.zstd_level > 22))
+  if (config.algorithm == Algorithm::Zstd && !zstd_level_ok(config.zstd_level))
     return fail(ErrorCode::InvalidArgument,
-                fmt("zstd level {} is out of range; use 1..22", config.zstd_level));
+                fmt("zstd level {} is out of range; use 1..22 or a fast level -100..-1",
+                    config.zstd_level));
   if (config.lz4_acceleration < 1 || config.lz4_acceleration > 65537)
     return fail(ErrorCode::InvalidArgument,
                 fmt("lz4 acceleration {} is out of range; use 1..65537", config.lz4_acceleration));
@@ -100,6 +136,7 @@ Result<std::unique_ptr<ZramStore>> ZramStore::create(const ZramConfig& config) {
     return fail(
         ErrorCode::InvalidArgument,
         fmt("mem_limit {} is below one page; use 0 (no limit) or >= 4096", config.mem_limit));
+  PEPITA_TRY_VOID(check_recompress(config));
   try {
     return std::make_unique<ZramStore>(Token{}, config);
   } catch (const std::bad_alloc&) {
@@ -141,7 +178,7 @@ void ZramStore::unlock(uint64_t index) const noexcept {
 void ZramStore::free_slot(uint64_t index) noexcept {
   Slot& slot = slots_[index];
   switch (slot.kind) {
-    case PageInfo::Kind::Empty: return;
+    case PageInfo::Kind::Empty: slot.flags = 0; return;
     case PageInfo::Kind::Same: same_pages_.fetch_sub(1, std::memory_order_relaxed); break;
     case PageInfo::Kind::Huge: huge_pages_.fetch_sub(1, std::memory_order_relaxed); [[fallthrough]];
     case PageInfo::Kind::Compressed:
@@ -150,6 +187,9 @@ void ZramStore::free_slot(uint64_t index) noexcept {
       break;
   }
   pages_stored_.fetch_sub(1, std::memory_order_relaxed);
+  if ((slot.flags & detail::kSlotSecondary) != 0)
+    recomp_pages_.fetch_sub(1, std::memory_order_relaxed);
+  slot.flags = 0;  // clears kSlotPending: a recompression in flight drops its result
   slot.kind = PageInfo::Kind::Empty;
   slot.size = 0;
   slot.obj = 0;
@@ -166,8 +206,10 @@ int ZramStore::load_locked(uint64_t index, std::byte* page) const noexcept {
       std::memcpy(page, ZsPool::address({slot.zspage, slot.obj}), kPageSize);
       return 0;
     case PageInfo::Kind::Compressed:
-      return detail::decompress_page(config_.algorithm, ZsPool::address({slot.zspage, slot.obj}),
-                                     slot.size, page);
+      return detail::decompress_page((slot.flags & detail::kSlotSecondary) != 0
+                                         ? config_.recompress.algorithm
+                                         : config_.algorithm,
+                                     ZsPool::address({slot.zspage, slot.obj}), slot.size, page);
   }
   return -EIO;
 }
@@ -233,6 +275,7 @@ int ZramStore::read_page(uint64_t index, std::byte* page) noexcept {
   io_->count_read();
   lock(index);
   const int rc = load_locked(index, page);
+  slots_[index].flags &= static_cast<uint8_t>(~detail::kSlotIdle);  // accessed: no longer idle
   unlock(index);
   if (rc < 0) io_->count_failed_read();
   return rc;
@@ -284,6 +327,8 @@ Result<void> ZramStore::reset() {
   } catch (const std::bad_alloc&) {
     return fail(ErrorCode::ResourceExhausted, "zram reset: no memory for an empty pool", ENOMEM);
   }
+  // A recompression pass allocates from the pool: let it finish before the pool is dropped.
+  const std::lock_guard recomp(recomp_mutex_);
   // Take every page lock without waiting: a held one means an operation is in flight.
   for (uint64_t i = 0; i < num_pages_; ++i) {
     if (!try_lock(i)) {
@@ -297,6 +342,7 @@ Result<void> ZramStore::reset() {
   for (uint64_t i = 0; i < num_pages_; ++i) {
     Slot& slot = slots_[i];
     slot.kind = PageInfo::Kind::Empty;
+    slot.flags = 0;
     slot.size = 0;
     slot.obj = 0;
     slot.zspage = nullptr;
@@ -309,6 +355,11 @@ Result<void> ZramStore::reset() {
   same_pages_.store(0, std::memory_order_relaxed);
   huge_pages_.store(0, std::memory_order_relaxed);
   huge_pages_since_.store(0, std::memory_order_relaxed);
+  recomp_pages_.store(0, std::memory_order_relaxed);
+  pages_recompressed_.store(0, std::memory_order_relaxed);
+  recomp_bytes_saved_.store(0, std::memory_order_relaxed);
+  recomp_not_shrunk_.store(0, std::memory_order_relaxed);
+  recomp_cursor_ = 0;
   io_->clear();
   for (uint64_t i = 0; i < num_pages_; ++i) unlock(i);
   return {};
@@ -335,6 +386,10 @@ ZramStats ZramStore::stats() const noexcept {
   s.failed_reads = io_->failed_reads();
   s.failed_writes = io_->failed_writes();
   s.invalid_io = io_->invalid_io();
+  s.recomp_pages = recomp_pages_.load(std::memory_order_relaxed);
+  s.pages_recompressed = pages_recompressed_.load(std::memory_order_relaxed);
+  s.recomp_bytes_saved = recomp_bytes_saved_.load(std::memory_order_relaxed);
+  s.recomp_not_shrunk = recomp_not_shrunk_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -358,7 +413,8 @@ PageInfo ZramStore::page_info(uint64_t index) const noexcept {
   if (index >= num_pages_) return {};
   lock(index);
   const Slot& slot = slots_[index];
-  PageInfo info{slot.kind, slot.same_value, slot.size};
+  PageInfo info{slot.kind, slot.same_value, slot.size, (slot.flags & detail::kSlotSecondary) != 0,
+                (slot.flags & detail::kSlotIdle) != 0};
   unlock(index);
   return info;
 }
@@ -374,6 +430,8 @@ Result<std::vector<std::byte>> ZramStore::page_frame(uint64_t index) const {
   const bool has_bytes =
       slot.kind == PageInfo::Kind::Huge || slot.kind == PageInfo::Kind::Compressed;
   const bool raw = slot.kind == PageInfo::Kind::Huge;
+  const Algorithm algorithm =
+      (slot.flags & detail::kSlotSecondary) != 0 ? config_.recompress.algorithm : config_.algorithm;
   if (has_bytes) {
     const std::byte* bytes = ZsPool::address({slot.zspage, slot.obj});
     stored.assign(bytes, bytes + slot.size);
@@ -381,7 +439,7 @@ Result<std::vector<std::byte>> ZramStore::page_frame(uint64_t index) const {
   unlock(index);
   if (!has_bytes)
     return fail(ErrorCode::NotFound, fmt("page {} stores no bytes (empty or same-filled)", index));
-  return detail::make_frame(config_.algorithm, stored.data(), stored.size(), raw);
+  return detail::make_frame(algorithm, stored.data(), stored.size(), raw);
 }
 
 Result<void> ZramStore::check_range(uint64_t offset, uint64_t length, const char* what) {

@@ -12,6 +12,11 @@
 
 namespace pepita::zram::detail {
 
+/// Tests only: when set, recompression calls it on the recompressing thread for each page between
+/// encoding (unlocked) and relocking to install, so a test can rewrite the page in that window.
+inline thread_local void (*recompress_midpoint)(void* context, uint64_t index) = nullptr;
+inline thread_local void* recompress_midpoint_context = nullptr;
+
 struct StoreProbe {
   /// Overwrites the compressed bytes of page `index` with 0xFF (an LZ4 literal run, or zstd
   /// magic, that cannot decode to 4096 bytes). False when the page holds no compressed object.
