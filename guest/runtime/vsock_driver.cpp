@@ -1,12 +1,11 @@
 // Guest-side virtio-vsock driver (virtio 1.2 section 5.10): receive buffers kept posted on rxq,
 // one chain (header + payload) per packet on txq, a small connection table with credit-based
 // flow control both ways. Polling only: every wait is a loop of poll() calls (VM exits).
-#include "pepita_guest/vsock.hpp"
-
 #include "pepita/abi/virtio.hpp"
 #include "pepita/abi/virtio_mmio.hpp"
 #include "pepita/virtio/vsock_wire.hpp"
 #include "pepita_guest/runtime.hpp"
+#include "pepita_guest/vsock.hpp"
 
 namespace m = pepita::abi::virtio_mmio;
 namespace v = pepita::abi::virtio;
@@ -102,9 +101,7 @@ void Vsock::dispatch(const uint8_t* pkt, uint32_t len) {
   c.peer_buf_alloc = h.buf_alloc;
   c.peer_fwd_cnt = h.fwd_cnt;
   switch (h.op) {
-    case w::OP_RESPONSE:
-      c.established = true;
-      break;
+    case w::OP_RESPONSE: c.established = true; break;
     case w::OP_RST:
       c.reset = true;
       c.established = false;
@@ -124,9 +121,7 @@ void Vsock::dispatch(const uint8_t* pkt, uint32_t len) {
       c.size += h.len;
       break;
     }
-    case w::OP_CREDIT_REQUEST:
-      send_ctl(c, w::OP_CREDIT_UPDATE, 0);
-      break;
+    case w::OP_CREDIT_REQUEST: send_ctl(c, w::OP_CREDIT_UPDATE, 0); break;
     default:  // CREDIT_UPDATE carried only the credit fields read above
       break;
   }

@@ -62,7 +62,8 @@ Result<std::unique_ptr<VirtioBus>> VirtioBus::create(const memory::GuestMemory& 
   if (!config.vsock_path.empty()) {
     auto vsock = virtio::vsock::VsockDevice::create(
         {.uds_path = config.vsock_path, .guest_cid = config.vsock_cid});
-    if (!vsock) return std::unexpected(std::move(vsock.error()).with_context("VmConfig::vsock_path"));
+    if (!vsock)
+      return std::unexpected(std::move(vsock.error()).with_context("VmConfig::vsock_path"));
     bus->slots_.push_back(
         {std::make_unique<virtio::MmioTransport>(std::move(*vsock), bus->ram_), 0});
   }

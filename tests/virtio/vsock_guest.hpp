@@ -77,8 +77,8 @@ class GuestDriver {
     Ring& ring = rings_[kRxq];
     const uint16_t used = mem_.read<uint16_t>(PhysAddr(ring.layout.used.raw() + 2)).value();
     while (ring.last_used != used) {
-      const auto e = mem_.read<abi::virtio::UsedElem>(
-                             PhysAddr(ring.layout.used.raw() + 4 + 8ull * (ring.last_used % kQueue)))
+      const auto e = mem_.read<abi::virtio::UsedElem>(PhysAddr(ring.layout.used.raw() + 4 +
+                                                               8ull * (ring.last_used % kQueue)))
                          .value();
       ++ring.last_used;
       RxPacket p;

@@ -345,8 +345,7 @@ TEST(VsockDevice, DeviceNeverExceedsTheGuestsCredit) {
   uint32_t hport = 0;
   UniqueFd host = f.host_connect(77, hport);
   const std::string data = pattern(100 * 1024, 3);
-  ASSERT_EQ(sys::send_all(host.get(), data.data(), data.size()),
-            static_cast<int64_t>(data.size()));
+  ASSERT_EQ(sys::send_all(host.get(), data.data(), data.size()), static_cast<int64_t>(data.size()));
   // The guest consumes but never says so: the device must stop at 8 KiB.
   std::string got;
   for (int i = 0; i < 50; ++i) {
@@ -535,8 +534,8 @@ TEST(VsockDevice, HostThatStopsReadingStallsTheGuestAtTheCreditLimitAndLosesNoth
     drain(host.get(), got);
     ASSERT_TRUE(f.guest->poll());
     f.guest->inbox.clear();
-    const uint32_t n =
-        std::min<uint32_t>({f.guest->peer_free(), 4096u, static_cast<uint32_t>(data.size() - sent)});
+    const uint32_t n = std::min<uint32_t>(
+        {f.guest->peer_free(), 4096u, static_cast<uint32_t>(data.size() - sent)});
     if (n > 0) {
       ASSERT_TRUE(f.guest->send(90, hport, OP_RW, data.substr(sent, n)));
       sent += n;

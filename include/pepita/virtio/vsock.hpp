@@ -4,7 +4,8 @@
 // process connects to PATH and writes "CONNECT <port>\n" (answered "OK <hostport>\n"); a guest
 // connecting to host port P reaches the listener at PATH_P. Credit-based flow control both ways.
 //
-//   auto dev = PEPITA_TRY(vsock::VsockDevice::create({.uds_path = "/run/vm.vsock", .guest_cid = 3}));
+//   auto dev = PEPITA_TRY(vsock::VsockDevice::create({.uds_path = "/run/vm.vsock", .guest_cid =
+//   3}));
 //   // transport: dev->process(kRxq | kTxq | kEventq, queue) on each kick. The device polls its
 //   // host sockets (without blocking) inside every call, and fills receive buffers only inside
 //   // process(kRxq): a polling driver kicks rxq to receive, as pepita's micro-VM guests do.
@@ -68,9 +69,7 @@ struct Credit {
   /// Bytes received and not yet consumed.
   uint32_t buffered() const noexcept { return rx_cnt - fwd_cnt; }
   /// Whether the peer may send `len` more bytes without overrunning our buffer.
-  bool accepts(uint32_t len) const noexcept {
-    return uint64_t{buffered()} + len <= buf_alloc;
-  }
+  bool accepts(uint32_t len) const noexcept { return uint64_t{buffered()} + len <= buf_alloc; }
   /// Whether a CREDIT_UPDATE is due: the peer's view of our free space is a quarter of the
   /// buffer or more behind, or we drained everything it sent since it last heard from us.
   bool update_due() const noexcept {
@@ -166,7 +165,7 @@ class VsockDevice final : public VirtioDevice {
   std::map<Key, std::unique_ptr<Conn>> conns_;
   std::vector<std::unique_ptr<Conn>> handshaking_;  // host connections before "CONNECT <port>"
 
-  mutable std::mutex mu_;  // guards everything below and the connection table
+  mutable std::mutex mu_;   // guards everything below and the connection table
   std::deque<Header> ctl_;  // control packets (no payload) waiting for a receive buffer
   std::deque<Pending> rx_bufs_;
   std::deque<uint16_t> event_bufs_;

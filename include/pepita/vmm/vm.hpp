@@ -9,7 +9,7 @@
 //   vmm::RunResult r = PEPITA_TRY(vm.run(input_bytes));
 //   if (r.kind == vmm::ExitKind::Exited) std::cout << r.output << "exit " << r.exit_code;
 //   else std::cerr << r.describe();   // fault with registers, or timeout
-//   // With devices: {.virtio_console = true, .virtio_blk = shared_disk, .vsock_path = "/run/v.sock"};
+//   // With devices: {.virtio_console = true, .virtio_blk = disk, .vsock_path = "/run/v.sock"};
 //   // r.virtio reports them.
 
 #include <chrono>
@@ -49,8 +49,8 @@ struct VmConfig {
   /// Back RAM with a sealable memfd so the VM can become a Snapshot.
   bool snapshottable = false;
 
-  // virtio-mmio devices (guest_abi::kVirtioMmioGpa; console, then blk, then vsock). A VM with devices
-  // cannot be captured as a Snapshot: device state is not part of one.
+  // virtio-mmio devices (guest_abi::kVirtioMmioGpa; console, then blk, then vsock). A VM with
+  // devices cannot be captured as a Snapshot: device state is not part of one.
   /// A virtio-console: what the guest sends on its transmitq joins RunResult.output (same
   /// output_limit, in order with host-call writes); run()'s input is fed to its receiveq.
   bool virtio_console = false;

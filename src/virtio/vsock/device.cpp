@@ -53,6 +53,39 @@ int connect_nonblocking(const std::string& path) {
   return fd.release();
 }
 
+// A byte FIFO of fixed capacity, allocated on first use: no zero-filling, no per-packet memmove
+// (the data moves to the front only when the tail reaches the end).
+class Fifo {
+ public:
+  explicit Fifo(size_t capacity) : cap_(capacity) {}
+  size_t size() const noexcept { return tail_ - head_; }
+  bool empty() const noexcept { return head_ == tail_; }
+  std::span<const std::byte> data() const noexcept { return {buf_.get() + head_, size()}; }
+  /// Free space after the data, at most `want` bytes (moves the data to the front when less
+  /// than `want` is left after it).
+  std::span<std::byte> room(size_t want) {
+    if (!buf_) buf_ = std::make_unique_for_overwrite<std::byte[]>(cap_);
+    if (head_ == tail_) head_ = tail_ = 0;
+    if (cap_ - tail_ < want && head_ > 0) {
+      std::memmove(buf_.get(), buf_.get() + head_, size());
+      tail_ -= head_;
+      head_ = 0;
+    }
+    return {buf_.get() + tail_, std::min(want, cap_ - tail_)};
+  }
+  void commit(size_t n) noexcept { tail_ += n; }
+  void consume(size_t n) noexcept {
+    head_ += n;
+    if (head_ == tail_) head_ = tail_ = 0;
+  }
+  void clear() noexcept { head_ = tail_ = 0; }
+
+ private:
+  std::unique_ptr<std::byte[]> buf_;
+  size_t cap_;
+  size_t head_ = 0, tail_ = 0;
+};
+
 }  // namespace
 
 struct VsockDevice::Conn {
@@ -62,13 +95,14 @@ struct VsockDevice::Conn {
   uint32_t host_port = 0;
   uint32_t guest_port = 0;
   Credit credit;
-  std::vector<std::byte> to_host;   // guest data not yet written to the host socket
-  std::vector<std::byte> to_guest;  // host data read within the guest's credit, not yet delivered
-  uint32_t guest_shut = 0;          // SHUTDOWN flags the guest sent (cumulative)
-  bool host_eof = false;            // the host socket reached end of file
-  bool shut_wr_done = false;        // shutdown(SHUT_WR) issued on the host socket
-  bool shutdown_sent = false;       // SHUTDOWN(SEND) queued for the guest
-  bool update_queued = false;       // a CREDIT_UPDATE sits in ctl_
+  explicit Conn(uint32_t buf_alloc) : to_host(buf_alloc) {}
+  Fifo to_host;                // guest data not yet written to the host socket (<= buf_alloc)
+  Fifo to_guest{kMaxPayload};  // host data read within the guest's credit, not yet delivered
+  uint32_t guest_shut = 0;     // SHUTDOWN flags the guest sent (cumulative)
+  bool host_eof = false;       // the host socket reached end of file
+  bool shut_wr_done = false;   // shutdown(SHUT_WR) issued on the host socket
+  bool shutdown_sent = false;  // SHUTDOWN(SEND) queued for the guest
+  bool update_queued = false;  // a CREDIT_UPDATE sits in ctl_
   Key key() const { return {host_port, guest_port}; }
 };
 
@@ -87,8 +121,9 @@ VsockDevice::~VsockDevice() {
 
 Result<std::unique_ptr<VsockDevice>> VsockDevice::create(const VsockOptions& options) {
   if (options.guest_cid < kMinGuestCid || options.guest_cid >= 0xffffffffull) {
-    return fail(ErrorCode::InvalidArgument,
-                pepita::fmt("vsock guest cid {} is reserved; use 3..4294967294", options.guest_cid));
+    return fail(
+        ErrorCode::InvalidArgument,
+        pepita::fmt("vsock guest cid {} is reserved; use 3..4294967294", options.guest_cid));
   }
   if (options.buf_alloc == 0 || options.max_connections == 0) {
     return fail(ErrorCode::InvalidArgument,
@@ -163,7 +198,7 @@ void VsockDevice::accept_host() {
   for (;;) {
     const int fd = sys::accept(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK);
     if (fd < 0) return;  // -EAGAIN: none pending; other errors: try again at the next poll
-    auto c = std::make_unique<Conn>();
+    auto c = std::make_unique<Conn>(options_.buf_alloc);
     c->sock.reset(fd);
     if (conns_.size() + handshaking_.size() >= options_.max_connections) continue;  // closed
     handshaking_.push_back(std::move(c));
@@ -213,11 +248,10 @@ void VsockDevice::read_host(Conn& c) {
     return;
   const uint32_t limit = std::min(c.credit.peer_free(), kMaxPayload);
   if (c.to_guest.size() >= limit) return;
-  const size_t want = limit - c.to_guest.size();
-  const size_t old = c.to_guest.size();
-  c.to_guest.resize(old + want);
-  const long n = sys::recv(c.sock.get(), c.to_guest.data() + old, want);
-  c.to_guest.resize(old + static_cast<size_t>(std::max(n, 0L)));
+  auto room = c.to_guest.room(limit - c.to_guest.size());
+  if (room.empty()) return;
+  const long n = sys::recv(c.sock.get(), room.data(), room.size());
+  if (n > 0) c.to_guest.commit(static_cast<size_t>(n));
   if (n == -EAGAIN || n == -EINTR) return;
   if (n == 0) {
     c.host_eof = true;
@@ -229,14 +263,14 @@ void VsockDevice::read_host(Conn& c) {
 
 void VsockDevice::flush_to_host(Conn& c) {
   while (!c.to_host.empty() && c.sock) {
-    const long n = sys::send(c.sock.get(), c.to_host.data(), c.to_host.size());
+    const long n = sys::send(c.sock.get(), c.to_host.data().data(), c.to_host.size());
     if (n == -EAGAIN || n == -EINTR) break;
     if (n <= 0) {  // EPIPE / ECONNRESET: the host side is gone
       queue_rst(c.host_port, c.guest_port);
       c.sock.reset();
       return;
     }
-    c.to_host.erase(c.to_host.begin(), c.to_host.begin() + n);
+    c.to_host.consume(static_cast<size_t>(n));
     c.credit.fwd_cnt += static_cast<uint32_t>(n);
     stats_.bytes_to_host += static_cast<uint64_t>(n);
   }
@@ -331,7 +365,7 @@ void VsockDevice::queue_ctl(Conn& c, uint16_t op, uint32_t flags) {
 }
 
 void VsockDevice::queue_rst(uint32_t host_port, uint32_t guest_port) {
-  Conn none;
+  Conn none(0);
   none.host_port = host_port;
   none.guest_port = guest_port;
   queue_ctl(none, OP_RST);
@@ -352,8 +386,8 @@ void VsockDevice::maybe_finish(Conn& c) {
     ::shutdown(c.sock.get(), SHUT_WR);
     c.shut_wr_done = true;
   }
-  const bool guest_done = (c.guest_shut & (SHUTDOWN_SEND | SHUTDOWN_RCV)) ==
-                          (SHUTDOWN_SEND | SHUTDOWN_RCV);
+  const bool guest_done =
+      (c.guest_shut & (SHUTDOWN_SEND | SHUTDOWN_RCV)) == (SHUTDOWN_SEND | SHUTDOWN_RCV);
   const bool both_done = c.shut_wr_done && c.shutdown_sent;
   if ((both_done || guest_done) && c.to_host.empty()) {
     // Clean close (5.10.6.5): both sides shut down; the peer of the last SHUTDOWN sends RST.
@@ -387,7 +421,7 @@ void VsockDevice::handle_request(const Header& h) {
     queue_rst(h.dst_port, h.src_port);
     return;
   }
-  auto c = std::make_unique<Conn>();
+  auto c = std::make_unique<Conn>(options_.buf_alloc);
   c->sock.reset(fd);
   c->state = Conn::State::Established;
   c->host_port = h.dst_port;
@@ -441,21 +475,24 @@ void VsockDevice::handle(const Packet& p, const GuestMemory& mem) {
         return;
       }
       if (!c.credit.accepts(h.len)) {
-        refuse(h, pepita::fmt("RW of {} bytes beyond the credit ({} of {} buffered)", uint32_t{h.len},
-                              c.credit.buffered(), c.credit.buf_alloc));
+        refuse(h, pepita::fmt("RW of {} bytes beyond the credit ({} of {} buffered)",
+                              uint32_t{h.len}, c.credit.buffered(), c.credit.buf_alloc));
         return;
       }
-      const size_t old = c.to_host.size();
-      c.to_host.resize(old + h.len);
-      size_t at = old;
+      // Credit bounds what is buffered by buf_alloc, the FIFO's capacity: it always fits.
       for (const auto& s : p.payload) {
         auto src = mem.span(s.gpa, s.len);
         if (!src) {
           refuse(h, src.error().message());
           return;
         }
-        std::memcpy(c.to_host.data() + at, src->data(), s.len);
-        at += s.len;
+        auto room = c.to_host.room(s.len);
+        if (room.size() < s.len) {
+          refuse(h, "RW beyond the connection's buffer");
+          return;
+        }
+        std::memcpy(room.data(), src->data(), s.len);
+        c.to_host.commit(s.len);
       }
       c.credit.rx_cnt += h.len;
       flush_to_host(c);
@@ -505,8 +542,9 @@ Result<bool> VsockDevice::process(uint16_t index, Queue& queue) {
       any = true;
       if (index == kEventq) {
         if (event_bufs_.size() >= queue.size())
-          return broken(Error(ErrorCode::Protocol, "virtio-vsock eventq: more buffers posted "
-                                                   "than the queue holds"));
+          return broken(Error(ErrorCode::Protocol,
+                              "virtio-vsock eventq: more buffers posted "
+                              "than the queue holds"));
         event_bufs_.push_back(chain_.head);  // held: no event is sent but on reset
         continue;
       }
@@ -568,9 +606,9 @@ Result<bool> VsockDevice::deliver(Queue& queue, Pending& buf, bool& delivered) {
     Header h = header_for(c, OP_RW, n, 0);
     c.credit.last_fwd_sent = c.credit.fwd_cnt;
     PEPITA_TRY_VOID(scatter(mem, buf.writable, 0, std::as_bytes(std::span(&h, 1))));
-    PEPITA_TRY_VOID(scatter(mem, buf.writable, sizeof(Header), std::span(c.to_guest.data(), n)));
+    PEPITA_TRY_VOID(scatter(mem, buf.writable, sizeof(Header), c.to_guest.data().first(n)));
     PEPITA_TRY_VOID(queue.add_used(buf.head, static_cast<uint32_t>(sizeof(Header) + n)));
-    c.to_guest.erase(c.to_guest.begin(), c.to_guest.begin() + n);
+    c.to_guest.consume(n);
     c.credit.tx_cnt += n;
     stats_.bytes_to_guest += n;
     ++stats_.packets_rx;

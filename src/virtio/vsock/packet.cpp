@@ -11,9 +11,9 @@ namespace pepita::virtio::vsock {
 namespace {
 
 std::unexpected<Error> bad(const std::string& what) {
-  return fail(ErrorCode::Protocol,
-              std::string("virtio-vsock packet refused: ").append(what).append(
-                  "; the connection is reset"));
+  return fail(ErrorCode::Protocol, std::string("virtio-vsock packet refused: ")
+                                       .append(what)
+                                       .append("; the connection is reset"));
 }
 
 }  // namespace
@@ -52,12 +52,13 @@ Result<Packet> Packet::parse(const Chain& chain, const GuestMemory& mem, uint64_
   if (h.src_cid != guest_cid)
     return bad(pepita::fmt("src_cid {} is not the guest's cid {}", h.src_cid, guest_cid));
   if (h.dst_cid != kHostCid)
-    return bad(pepita::fmt("dst_cid {} is not the host (2); no other peer is reachable", h.dst_cid));
+    return bad(
+        pepita::fmt("dst_cid {} is not the host (2); no other peer is reachable", h.dst_cid));
   if (h.len > kMaxPayload)
     return bad(pepita::fmt("payload length {} beyond the {}-byte maximum", h.len, kMaxPayload));
   if (h.len > chain.readable_bytes - sizeof(Header)) {
-    return bad(pepita::fmt("payload length {} beyond the {} readable bytes after the header",
-                           h.len, chain.readable_bytes - sizeof(Header)));
+    return bad(pepita::fmt("payload length {} beyond the {} readable bytes after the header", h.len,
+                           chain.readable_bytes - sizeof(Header)));
   }
   if (h.op != OP_RW && h.len != 0)
     return bad(pepita::fmt("op {} carries a {}-byte payload (only RW may)", h.op, h.len));
