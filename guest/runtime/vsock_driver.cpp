@@ -3,17 +3,21 @@
 // flow control both ways. Polling only: every wait is a loop of poll() calls (VM exits).
 #include "pepita/abi/virtio.hpp"
 #include "pepita/abi/virtio_mmio.hpp"
-#include "pepita/virtio/vsock_wire.hpp"
+#include "pepita/abi/virtio_vsock.hpp"
 #include "pepita_guest/runtime.hpp"
 #include "pepita_guest/vsock.hpp"
 
 namespace m = pepita::abi::virtio_mmio;
 namespace v = pepita::abi::virtio;
-namespace w = pepita::virtio::vsock;
+namespace w = pepita::abi::virtio_vsock;
 
 namespace pepita::guest::vsock {
 namespace {
 
+// Queue indices (spec 5.10.2).
+constexpr uint16_t kRxq = 0;
+constexpr uint16_t kTxq = 1;
+constexpr uint16_t kEventq = 2;
 constexpr uint16_t kRxQueueSize = 16;
 constexpr uint32_t kRxBufBytes = sizeof(w::Header) + 4096;
 constexpr uint32_t kTxChunk = 4096;  // payload bytes per RW packet
@@ -26,11 +30,11 @@ void copy(void* dst, const void* src, uint64_t n) { __builtin_memcpy(dst, src, n
 
 bool Vsock::init() {
   if (!dev_.probe(v::ID_VSOCK) || !dev_.init(0)) return false;
-  if (!dev_.setup_queue(w::kRxq, kRxQueueSize) || !dev_.setup_queue(w::kTxq, 8) ||
-      !dev_.setup_queue(w::kEventq, 4) || !dev_.driver_ok())
+  if (!dev_.setup_queue(kRxq, kRxQueueSize) || !dev_.setup_queue(kTxq, 8) ||
+      !dev_.setup_queue(kEventq, 4) || !dev_.driver_ok())
     return false;
   cid_ = dev_.config32(0) | uint64_t{dev_.config32(4)} << 32;
-  rx_count_ = dev_.queue(w::kRxq).size();
+  rx_count_ = dev_.queue(kRxq).size();
   rx_bufs_ = static_cast<uint8_t*>(alloc(uint64_t{kRxBufBytes} * rx_count_, 16));
   tx_hdr_ = static_cast<uint8_t*>(alloc(sizeof(w::Header), 16));
   if (rx_bufs_ == nullptr || tx_hdr_ == nullptr) return false;
@@ -45,21 +49,21 @@ bool Vsock::init() {
 void Vsock::post(uint16_t i) {
   uint8_t* buf = rx_bufs_ + uint64_t{kRxBufBytes} * i;
   virtio::Buf b{buf, kRxBufBytes, true};
-  const int head = dev_.queue(w::kRxq).submit(&b, 1);
+  const int head = dev_.queue(kRxq).submit(&b, 1);
   if (head >= 0 && head < kRxQueueSize) g_rx_of_desc[head] = buf;
 }
 
 bool Vsock::poll() {
   if (broken_) return false;
   // The device serves its host sockets and fills our posted buffers inside this exit.
-  dev_.write32(m::QUEUE_NOTIFY, w::kRxq);
+  dev_.write32(m::QUEUE_NOTIFY, kRxq);
   if ((dev_.status() & v::STATUS_NEEDS_RESET) != 0) {
     broken_ = true;
     return false;
   }
   uint16_t head = 0;
   uint32_t len = 0;
-  while (dev_.queue(w::kRxq).poll(&head, &len)) {
+  while (dev_.queue(kRxq).poll(&head, &len)) {
     if (head >= kRxQueueSize || g_rx_of_desc[head] == nullptr) continue;
     uint8_t* buf = g_rx_of_desc[head];
     if (len >= sizeof(w::Header) && len <= kRxBufBytes) dispatch(buf, len);
@@ -83,7 +87,7 @@ int Vsock::free_slot() const {
 void Vsock::dispatch(const uint8_t* pkt, uint32_t len) {
   w::Header h;
   copy(&h, pkt, sizeof h);
-  if (h.src_cid != w::kHostCid || h.dst_cid != cid_ || h.type != w::TYPE_STREAM) return;
+  if (h.src_cid != w::CID_HOST || h.dst_cid != cid_ || h.type != w::TYPE_STREAM) return;
   if (h.len > len - sizeof h) return;  // the device never does this; ignore rather than trust
   const int i = find(h.dst_port, h.src_port);
   if (i < 0) {
@@ -129,7 +133,7 @@ void Vsock::dispatch(const uint8_t* pkt, uint32_t len) {
 
 bool Vsock::send_packet(Conn& c, uint16_t op, uint32_t flags, const void* data, uint32_t len) {
   const w::Header h{.src_cid = cid_,
-                    .dst_cid = w::kHostCid,
+                    .dst_cid = w::CID_HOST,
                     .src_port = c.local_port,
                     .dst_port = c.peer_port,
                     .len = len,
@@ -141,7 +145,7 @@ bool Vsock::send_packet(Conn& c, uint16_t op, uint32_t flags, const void* data, 
   copy(tx_hdr_, &h, sizeof h);
   c.last_fwd_sent = c.fwd_cnt;
   virtio::Buf bufs[2] = {{tx_hdr_, sizeof h, false}, {const_cast<void*>(data), len, false}};
-  return dev_.queue(w::kTxq).transfer(bufs, len > 0 ? 2 : 1) >= 0;
+  return dev_.queue(kTxq).transfer(bufs, len > 0 ? 2 : 1) >= 0;
 }
 
 bool Vsock::send_ctl(Conn& c, uint16_t op, uint32_t flags) {

@@ -289,10 +289,12 @@ TEST(VsockCredit, PeerFreeNeverGoesNegativeAndWraps) {
   c.rx_cnt = 30;
   EXPECT_FALSE(c.accepts(71));
   EXPECT_TRUE(c.accepts(70));
+  EXPECT_FALSE(c.update_due()) << "nothing consumed yet";
+  c.fwd_cnt = 30;  // consumed, but the peer still believes 70 of 100 bytes free: no hurry
   EXPECT_FALSE(c.update_due());
-  c.fwd_cnt = 30;  // drained everything: tell the peer
+  c.rx_cnt = 80;  // the peer believes 20 free: it may stall soon, and we have room to report
   EXPECT_TRUE(c.update_due());
-  c.last_fwd_sent = 30;
+  c.last_fwd_sent = 30;  // reported
   EXPECT_FALSE(c.update_due());
 }
 

@@ -21,11 +21,41 @@
 #include <string>
 #include <vector>
 
+#include "pepita/abi/virtio_vsock.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/virtio/device.hpp"
-#include "pepita/virtio/vsock_wire.hpp"
 
 namespace pepita::virtio::vsock {
+
+// The wire format is pepita/abi/virtio_vsock.hpp (checked against Linux's UAPI there); these
+// names are the device's vocabulary.
+using abi::virtio_vsock::Config;
+using abi::virtio_vsock::EVENT_TRANSPORT_RESET;
+using abi::virtio_vsock::F_SEQPACKET;
+using abi::virtio_vsock::Header;
+using abi::virtio_vsock::OP_CREDIT_REQUEST;
+using abi::virtio_vsock::OP_CREDIT_UPDATE;
+using abi::virtio_vsock::OP_INVALID;
+using abi::virtio_vsock::OP_REQUEST;
+using abi::virtio_vsock::OP_RESPONSE;
+using abi::virtio_vsock::OP_RST;
+using abi::virtio_vsock::OP_RW;
+using abi::virtio_vsock::OP_SHUTDOWN;
+using abi::virtio_vsock::SHUTDOWN_RCV;
+using abi::virtio_vsock::SHUTDOWN_SEND;
+using abi::virtio_vsock::TYPE_SEQPACKET;
+using abi::virtio_vsock::TYPE_STREAM;
+
+inline constexpr uint16_t kRxq = 0;
+inline constexpr uint16_t kTxq = 1;
+inline constexpr uint16_t kEventq = 2;
+/// Well-known CIDs (spec 5.10.4): the host is 2; guests get 3 and above.
+inline constexpr uint64_t kHostCid = abi::virtio_vsock::CID_HOST;
+inline constexpr uint64_t kMinGuestCid = 3;
+/// The largest payload one packet may carry (Linux's VIRTIO_VSOCK_MAX_PKT_BUF_SIZE).
+inline constexpr uint32_t kMaxPayload = 64 * 1024;
+/// VIRTIO_VSOCK_F_STREAM (spec 5.10.3; virtio 1.2 names it, Linux's UAPI does not).
+inline constexpr uint32_t F_STREAM = 0;
 
 /// The crate's VsockAddr: one end of a vsock connection.
 struct VsockAddr {
@@ -70,11 +100,15 @@ struct Credit {
   uint32_t buffered() const noexcept { return rx_cnt - fwd_cnt; }
   /// Whether the peer may send `len` more bytes without overrunning our buffer.
   bool accepts(uint32_t len) const noexcept { return uint64_t{buffered()} + len <= buf_alloc; }
-  /// Whether a CREDIT_UPDATE is due: the peer's view of our free space is a quarter of the
-  /// buffer or more behind, or we drained everything it sent since it last heard from us.
+  /// Whether a CREDIT_UPDATE is due: we consumed bytes the peer has not heard of, and the free
+  /// space it believes we have (buf_alloc - (rx_cnt - last_fwd_sent)) is under half the buffer,
+  /// so it may be about to wait for us. (Linux sends its update on a similar low-water mark; an
+  /// update per packet would double the packets of a stream.)
   bool update_due() const noexcept {
     const uint32_t unreported = fwd_cnt - last_fwd_sent;
-    return unreported != 0 && (unreported >= buf_alloc / 4 || buffered() == 0);
+    const uint32_t believed_used = rx_cnt - last_fwd_sent;
+    const uint32_t believed_free = believed_used >= buf_alloc ? 0 : buf_alloc - believed_used;
+    return unreported != 0 && believed_free < buf_alloc / 2;
   }
 };
 
