@@ -16,6 +16,7 @@
 #include <functional>
 #include <string>
 
+#include "mmio_driver.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/core/sys/socket.hpp"
 #include "pepita/core/unique_fd.hpp"
@@ -563,6 +564,56 @@ TEST(VsockDevice, ResetClosesConnectionsAndBrokenRingsNeedReset) {
   EXPECT_FALSE(f.dev->process(kTxq, f.guest->queue(kTxq)).has_value());
   EXPECT_EQ(f.dev->status_bits(), v::STATUS_NEEDS_RESET);
   EXPECT_FALSE(f.dev->process(3, f.guest->queue(kTxq)).has_value()) << "three queues only";
+}
+
+}  // namespace
+}  // namespace pepita::virtio::vsock
+
+namespace pepita::virtio::vsock {
+namespace {
+
+// The device behind the virtio-mmio transport, as the micro-VM's bus serves it: ID 19, guest_cid
+// in config space, three queues, and a notify on rxq that brings the host's connection request.
+TEST(VsockDevice, ServesThroughTheMmioTransport) {
+  namespace m = abi::virtio_mmio;
+  auto mem = memory::GuestMemory::anonymous(PhysAddr(0), 1 << 20).value();
+  const std::string path = fresh_path("mmio");
+  auto dev = VsockDevice::create({.uds_path = path, .guest_cid = 9});
+  ASSERT_TRUE(dev.has_value()) << dev.error().to_string();
+  MmioTransport t(std::move(*dev), mem);
+  virtio::testing::MmioDriver d{t};
+  EXPECT_EQ(d.r(m::DEVICE_ID), v::ID_VSOCK);
+  EXPECT_EQ(t.read(m::CONFIG, 4), 9u) << "guest_cid, low half";
+  EXPECT_EQ(t.read(m::CONFIG + 4, 4), 0u) << "guest_cid, high half";
+  ASSERT_TRUE(d.negotiate(v::feature_bit(v::F_VERSION_1)));
+  QueueLayout rings[3];
+  for (uint16_t q = 0; q < 3; ++q) {
+    const uint64_t base = 0x10000ull * (q + 1);
+    rings[q] = {8, PhysAddr(base), PhysAddr(base + 0x1000), PhysAddr(base + 0x2000)};
+    d.queue(q, rings[q]);
+  }
+  d.driver_ok();
+  ASSERT_NE(t.status() & v::STATUS_DRIVER_OK, 0) << t.last_error();
+  // One receive buffer on rxq.
+  const uint64_t buf = 0x80000;
+  ASSERT_TRUE(mem.write(rings[kRxq].desc, v::Desc{buf, 4096 + 44, v::DESC_F_WRITE, 0}));
+  ASSERT_TRUE(mem.write(PhysAddr(rings[kRxq].avail.raw() + 4), uint16_t{0}));
+  ASSERT_TRUE(mem.write(PhysAddr(rings[kRxq].avail.raw() + 2), uint16_t{1}));
+  UniqueFd host(sys::unix_connect(path));
+  ASSERT_TRUE(host.valid());
+  ASSERT_EQ(sys::send_all(host.get(), "CONNECT 77\n", 11), 11);
+  uint16_t used = 0;
+  for (int i = 0; i < 1000 && used == 0; ++i) {
+    d.w(m::QUEUE_NOTIFY, kRxq);  // the polling guest's receive kick
+    used = mem.read<uint16_t>(PhysAddr(rings[kRxq].used.raw() + 2)).value();
+    if (used == 0) ::usleep(1000);
+  }
+  ASSERT_EQ(used, 1);
+  const auto h = mem.read<Header>(PhysAddr(buf)).value();
+  EXPECT_EQ(h.op, OP_REQUEST);
+  EXPECT_EQ(h.dst_port, 77u);
+  EXPECT_EQ(h.dst_cid, 9u);
+  EXPECT_EQ(t.status() & v::STATUS_NEEDS_RESET, 0);
 }
 
 }  // namespace
