@@ -43,6 +43,15 @@ bool Vsock::init() {
     if (conns_[i].ring == nullptr) return false;
   }
   for (uint16_t i = 0; i < rx_count_; ++i) post(i);
+  // The event queue gets its buffers too (spec 5.10.6.1); the device holds them for a
+  // TRANSPORT_RESET, which this driver would see only as RSTs on its connections.
+  auto* events = static_cast<w::Event*>(alloc(sizeof(w::Event) * 4, 4));
+  if (events == nullptr) return false;
+  for (int i = 0; i < 4; ++i) {
+    virtio::Buf b{&events[i], sizeof(w::Event), true};
+    if (dev_.queue(kEventq).submit(&b, 1) < 0) return false;
+  }
+  dev_.write32(m::QUEUE_NOTIFY, kEventq);
   return poll();
 }
 
