@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -272,5 +273,7 @@ int main() {
     table.note(line);
   }
   table.print();
+  std::error_code ec;
+  std::filesystem::remove_all(g_dir, ec);
   return 0;
 }

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 
@@ -44,13 +45,22 @@ static_assert(sizeof(Config) == sizeof(virtio_vsock_config));
 
 constexpr uint64_t kCid = 7;
 
+// A private directory for the test's sockets, removed with everything in it at exit.
 std::string socket_dir() {
-  static std::string dir = [] {
-    std::string tmpl = "/tmp/pepita-vsock-XXXXXX";
-    const char* d = ::mkdtemp(tmpl.data());
-    return std::string(d != nullptr ? d : "/tmp");
-  }();
-  return dir;
+  struct Dir {
+    std::string path;
+    Dir() {
+      std::string tmpl = "/tmp/pepita-vsock-XXXXXX";
+      if (::mkdtemp(tmpl.data()) != nullptr) path = tmpl;
+    }
+    ~Dir() {
+      std::error_code ec;
+      if (!path.empty()) std::filesystem::remove_all(path, ec);
+    }
+  };
+  static Dir dir;
+  EXPECT_FALSE(dir.path.empty()) << "mkdtemp in /tmp failed";
+  return dir.path.empty() ? "/tmp" : dir.path;
 }
 
 std::string fresh_path(const char* name) {
@@ -365,6 +375,23 @@ TEST(VsockDevice, DeviceNeverExceedsTheGuestsCredit) {
     if (p.hdr.op == OP_RW) got += p.data;
   EXPECT_EQ(got.size(), 16u * 1024);
   EXPECT_TRUE(got == data.substr(0, got.size()));
+}
+
+TEST(VsockDevice, BusyConnectionsShareTheReceiveBuffersRoundRobin) {
+  Fixture f;
+  uint32_t ha = 0, hb = 0;
+  UniqueFd a = f.host_connect(100, ha);
+  UniqueFd b = f.host_connect(200, hb);
+  const std::string data = pattern(32 * 1024, 7);
+  ASSERT_EQ(sys::send_all(a.get(), data.data(), data.size()), static_cast<int64_t>(data.size()));
+  ASSERT_EQ(sys::send_all(b.get(), data.data(), data.size()), static_cast<int64_t>(data.size()));
+  ASSERT_TRUE(f.guest->poll());
+  std::vector<uint32_t> order;
+  for (const auto& p : f.guest->inbox)
+    if (p.hdr.op == OP_RW) order.push_back(p.hdr.dst_port);
+  ASSERT_GE(order.size(), 4u);
+  for (size_t i = 1; i < 4; ++i)
+    EXPECT_NE(order[i], order[i - 1]) << "packet " << i << ": one stream took turns twice";
 }
 
 TEST(VsockDevice, GuestConnectsToThePortListenerAndExchangesData) {

@@ -205,6 +205,7 @@ class VsockDevice final : public VirtioDevice {
   std::deque<uint16_t> event_bufs_;
   Chain chain_;
   uint32_t next_host_port_ = 1u << 30;  // Firecracker's local port range starts here
+  Key rr_last_{0, 0};                   // the connection deliver() served last
   Stats stats_;
   std::string last_error_;
 };

@@ -612,8 +612,12 @@ Result<bool> VsockDevice::deliver(Queue& queue, Pending& buf, bool& delivered) {
     ++stats_.packets_rx;
     return true;
   }
-  for (auto& [k, cp] : conns_) {
-    Conn& c = *cp;
+  // Round robin: start after the connection served last, so one busy stream cannot starve others.
+  auto it = conns_.upper_bound(rr_last_);
+  for (size_t seen = 0; seen < conns_.size(); ++seen, ++it) {
+    if (it == conns_.end()) it = conns_.begin();
+    const Key k = it->first;
+    Conn& c = *it->second;
     if (c.to_guest.empty() || (c.guest_shut & SHUTDOWN_RCV) != 0) continue;
     const auto n = static_cast<uint32_t>(std::min<uint64_t>(
         {c.to_guest.size(), buf.capacity - sizeof(Header), c.credit.peer_free(), kMaxPayload}));
@@ -628,6 +632,7 @@ Result<bool> VsockDevice::deliver(Queue& queue, Pending& buf, bool& delivered) {
     stats_.bytes_to_guest += n;
     ++stats_.packets_rx;
     delivered = true;
+    rr_last_ = k;
     maybe_finish(c);  // host EOF after its last byte: SHUTDOWN follows
     if (!c.sock) close_conn(k);
     return true;
