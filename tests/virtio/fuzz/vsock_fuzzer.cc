@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "../vsock_guest.hpp"
@@ -62,6 +63,11 @@ std::string socket_base() {
   static const std::string base = [] {
     std::string dir = "/tmp/pepita-vsock-fuzz-XXXXXX";
     if (::mkdtemp(dir.data()) == nullptr) std::abort();
+    static std::string made = dir;
+    std::atexit([] {  // the replay under make test leaves nothing behind
+      std::error_code ec;
+      std::filesystem::remove_all(made, ec);
+    });
     return dir + "/v";
   }();
   return base;
