@@ -21,6 +21,7 @@
 
 #include "../../tests/virtio/vsock_guest.hpp"
 #include "bench_util.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/core/sys/socket.hpp"
 #include "pepita/core/unique_fd.hpp"
@@ -68,7 +69,7 @@ struct Session {
 Session connect_session() {
   static int n = 0;
   Session s;
-  const std::string path = g_dir + "/v" + std::to_string(++n);
+  const std::string path = pepita::fmt("{}/v{}", g_dir, ++n);
   auto d = VsockDevice::create({.uds_path = path, .guest_cid = kCid});
   if (!d || !(*d)->activate((*d)->features())) die("device");
   s.dev = std::move(*d);

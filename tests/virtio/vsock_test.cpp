@@ -18,6 +18,7 @@
 #include <string>
 
 #include "mmio_driver.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/core/sys/socket.hpp"
 #include "pepita/core/unique_fd.hpp"
@@ -65,7 +66,7 @@ std::string socket_dir() {
 
 std::string fresh_path(const char* name) {
   static int n = 0;
-  return socket_dir() + "/" + name + std::to_string(++n);
+  return pepita::fmt("{}/{}{}", socket_dir(), name, ++n);
 }
 
 std::string pattern(size_t n, uint32_t seed) {
@@ -102,7 +103,7 @@ std::string read_line(int fd) {
     if (c == '\n') return line;
     line += c;
   }
-  return "(no line: " + line + ")";
+  return pepita::fmt("(no line: {})", line);
 }
 
 struct Fixture {
@@ -139,7 +140,7 @@ struct Fixture {
   UniqueFd host_connect(uint32_t gport, uint32_t& hport) {
     UniqueFd s(sys::unix_connect(path));
     EXPECT_TRUE(s.valid());
-    const std::string req = "CONNECT " + std::to_string(gport) + "\n";
+    const std::string req = pepita::fmt("CONNECT {}\n", gport);
     EXPECT_EQ(sys::send_all(s.get(), req.data(), req.size()), static_cast<int64_t>(req.size()));
     auto r = expect(OP_REQUEST, gport);
     EXPECT_TRUE(r.has_value()) << "the guest got no REQUEST";
@@ -149,7 +150,7 @@ struct Fixture {
     EXPECT_EQ(r->hdr.type, TYPE_STREAM);
     hport = r->hdr.src_port;
     EXPECT_TRUE(guest->send(gport, hport, OP_RESPONSE));
-    EXPECT_EQ(read_line(s.get()), "OK " + std::to_string(hport));
+    EXPECT_EQ(read_line(s.get()), pepita::fmt("OK {}", hport));
     return s;
   }
 };
@@ -323,7 +324,7 @@ TEST(VsockDevice, AdvertisesCidAndQueuesAndRefusesBadOptions) {
   EXPECT_FALSE(VsockDevice::create({.guest_cid = 2}).has_value()) << "the host's cid";
   EXPECT_FALSE(VsockDevice::create({.guest_cid = 0xffffffff}).has_value()) << "reserved";
   EXPECT_FALSE(VsockDevice::create({.guest_cid = 3, .buf_alloc = 0}).has_value());
-  auto too_long = VsockDevice::create({.uds_path = "/tmp/" + std::string(200, 'x')});
+  auto too_long = VsockDevice::create({.uds_path = std::string("/tmp/").append(200, 'x')});
   ASSERT_FALSE(too_long.has_value());
   EXPECT_NE(too_long.error().message().find("listen on"), std::string::npos);
 }

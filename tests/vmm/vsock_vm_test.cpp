@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "pepita/abi/virtio.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/core/sys/socket.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/vmm/vm.hpp"
@@ -23,7 +24,7 @@ namespace {
 using test::load_guest;
 
 std::string socket_path(const char* tag) {
-  return "/tmp/pepita-vmvsock-" + std::to_string(::getpid()) + "-" + tag;
+  return pepita::fmt("/tmp/pepita-vmvsock-{}-{}", ::getpid(), tag);
 }
 
 // Reads until EOF or 10 s without data.
