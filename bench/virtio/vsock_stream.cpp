@@ -132,7 +132,7 @@ double guest_to_host(const std::string& data) {
     const uint32_t n = std::min<uint32_t>({s.guest->peer_free(), static_cast<uint32_t>(kChunk),
                                            static_cast<uint32_t>(data.size() - sent)});
     if (n > 0) {
-      if (!s.guest->send(80, s.hport, OP_RW, data.substr(sent, n))) die("send");
+      if (!s.guest->send(80, s.hport, OP_RW, std::string_view(data).substr(sent, n))) die("send");
       sent += n;
     }
     for (;;) {

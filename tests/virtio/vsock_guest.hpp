@@ -5,6 +5,7 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pepita/abi/virtio.hpp"
@@ -36,12 +37,12 @@ class GuestDriver {
   }
 
   /// Sends one packet as a single readable chain; a `split` header spans two descriptors.
-  bool send_raw(Header h, const std::string& payload, bool split = false) {
+  bool send_raw(Header h, std::string_view payload, bool split = false) {
     const uint64_t buf = kTxBuf;
-    std::string bytes(reinterpret_cast<const char*>(&h), sizeof h);
-    bytes += payload;
-    write(buf, bytes.data(), bytes.size());
-    const auto len = static_cast<uint32_t>(bytes.size());
+    // Header and payload written once, straight into the transmit buffer (as a driver does).
+    write(buf, &h, sizeof h);
+    if (!payload.empty()) write(buf + sizeof h, payload.data(), payload.size());
+    const auto len = static_cast<uint32_t>(sizeof h + payload.size());
     if (split) {
       desc(kTxq, 0, buf, 10, abi::virtio::DESC_F_NEXT, 1);
       desc(kTxq, 1, buf + 10, len - 10, 0);
@@ -53,7 +54,7 @@ class GuestDriver {
   }
 
   /// A well-formed packet from guest port `gport` to host port `hport`, with our credit.
-  bool send(uint32_t gport, uint32_t hport, uint16_t op, const std::string& payload = {},
+  bool send(uint32_t gport, uint32_t hport, uint16_t op, std::string_view payload = {},
             uint32_t flags = 0) {
     Header h{.src_cid = cid_,
              .dst_cid = kHostCid,
