@@ -109,8 +109,9 @@ Result<Layout> Layout::compute(const VmConfig& config, const GuestImage& image) 
     return fail(ErrorCode::InvalidArgument, "VM stack size must be 4 KiB .. half of memory");
   if (config.input_capacity > mem)
     return fail(ErrorCode::InvalidArgument, "VM input capacity exceeds its memory");
-  const uint32_t devices = (config.virtio_console ? 1 : 0) + (config.virtio_blk ? 1 : 0);
-  static_assert(ga::kVirtioMmioMaxDevices >= 2);
+  const uint32_t devices = (config.virtio_console ? 1 : 0) + (config.virtio_blk ? 1 : 0) +
+                           (config.vsock_path.empty() ? 0 : 1);
+  static_assert(ga::kVirtioMmioMaxDevices >= 3);
   l.memory_size = mem;
   l.mmio_devices = devices;
   l.image_end = image.end();

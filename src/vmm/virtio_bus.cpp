@@ -1,5 +1,6 @@
 // virtio-mmio devices of a micro-VM: device creation from VmConfig, KVM_EXIT_MMIO dispatch and
-// the console's output joining the run's output.
+// the console's output joining the run's output. vsock serves its host sockets whenever the guest
+// kicks one of its queues (the guest polls by kicking rxq).
 #include "detail/virtio_bus.hpp"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 
 #include "pepita/blk_mq/block_device.hpp"
 #include "pepita/virtio/blk.hpp"
+#include "pepita/virtio/vsock.hpp"
 #include "pepita/vmm/guest_abi.hpp"
 
 namespace pepita::vmm::detail {
@@ -56,6 +58,14 @@ Result<std::unique_ptr<VirtioBus>> VirtioBus::create(const memory::GuestMemory& 
     auto blk = PEPITA_TRY(virtio::blk::BlkDevice::create(
         std::make_unique<SharedDisk>(config.virtio_blk), {.num_queues = 1}));
     bus->slots_.push_back({std::make_unique<virtio::MmioTransport>(std::move(blk), bus->ram_), 0});
+  }
+  if (!config.vsock_path.empty()) {
+    auto vsock = virtio::vsock::VsockDevice::create(
+        {.uds_path = config.vsock_path, .guest_cid = config.vsock_cid});
+    if (!vsock)
+      return std::unexpected(std::move(vsock.error()).with_context("VmConfig::vsock_path"));
+    bus->slots_.push_back(
+        {std::make_unique<virtio::MmioTransport>(std::move(*vsock), bus->ram_), 0});
   }
   if (bus->slots_.size() != layout.mmio_devices)
     return fail(ErrorCode::Internal, "virtio-mmio device count differs from the guest layout");

@@ -75,14 +75,15 @@ uint64_t leaf_entry(const memory::GuestMemory& mem, const Layout& l, uint64_t va
 
 TEST(Layout, VirtioMmioWindowIsMappedOnlyForConfiguredDevices) {
   auto image = test::load_guest("hello");
-  for (int devices : {0, 1, 2}) {
+  for (int devices : {0, 1, 2, 3}) {
     SCOPED_TRACE(devices);
     VmConfig config;
     config.memory_bytes = 4ull << 20;
     config.virtio_console = devices >= 1;
-    if (devices == 2)
+    if (devices >= 2)
       config.virtio_blk = std::shared_ptr<blk_mq::BlockDevice>(
           blk_mq::MemDisk::create({.capacity_bytes = 1 << 20}).value());
+    if (devices == 3) config.vsock_path = "/tmp/pepita-layout-test.vsock";  // not opened here
     auto l = Layout::compute(config, image);
     ASSERT_TRUE(l) << l.error().to_string();
     const auto expect = static_cast<uint32_t>(devices);

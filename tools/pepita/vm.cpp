@@ -36,6 +36,8 @@ struct VmRunOptions {
   bool json = false;
   bool virtio_console = false;
   std::string virtio_blk;  // a block-target spec: "mem:SIZE", "file:PATH", "zram:1G,zstd"
+  std::string vsock;       // Unix socket path of the vsock device's host side
+  uint64_t vsock_cid = 3;
 };
 
 // "1s", "250ms", "100us", "2m" -> duration; 0 on a malformed one.
@@ -127,6 +129,10 @@ int run_vm(const VmRunOptions& o) {
     return usage("--timeout '" + o.timeout + "': expected e.g. 1s, 250ms or 2m (at most 1h)");
 
   config.virtio_console = o.virtio_console;
+  if (o.vsock_cid < 3 || o.vsock_cid >= 0xffffffffull)
+    return usage("--vsock-cid: the guest's context id must be 3..4294967294 (0-2 are reserved)");
+  config.vsock_path = o.vsock;
+  config.vsock_cid = o.vsock_cid;
   if (!o.virtio_blk.empty()) {
     // Every argument is checked before the disk is created: a usage error creates nothing.
     auto spec = disk_spec(o.virtio_blk);
@@ -209,6 +215,12 @@ void add_vm(CLI::App& app, Dispatch& dispatch) {
   run->add_option("--virtio-blk", options->virtio_blk,
                   "give the guest a virtio-blk device: " + std::string(blk_mq::kTargetForms) +
                       " (e.g. mem:1M, zram:64M,zstd)");
+  run->add_option("--vsock", options->vsock,
+                  "give the guest a virtio-vsock device; host programs connect to this Unix "
+                  "socket and write \"CONNECT <port>\\n\", guest connections to port P reach "
+                  "PATH_P (Firecracker's protocol)");
+  run->add_option("--vsock-cid", options->vsock_cid, "the guest's vsock context id (3..2^32-2)")
+      ->capture_default_str();
   run->add_flag("--json", options->json,
                 "print the result (output, exit, fault registers) as JSON");
   dispatch.on(run, [options] { return run_vm(*options); });

@@ -66,7 +66,7 @@ class Queue {
 /// One virtio-mmio device of the VM (BootInfo.virtio_mmio_devices of them).
 class Device {
  public:
-  static constexpr uint32_t kMaxQueues = 2;
+  static constexpr uint32_t kMaxQueues = 3;  // vsock: rx, tx, event
 
   /// Finds the first device with `device_id` (magic "virt", version 2); false when none.
   bool probe(uint32_t device_id);

@@ -9,7 +9,8 @@
 //   vmm::RunResult r = PEPITA_TRY(vm.run(input_bytes));
 //   if (r.kind == vmm::ExitKind::Exited) std::cout << r.output << "exit " << r.exit_code;
 //   else std::cerr << r.describe();   // fault with registers, or timeout
-//   // With devices: {.virtio_console = true, .virtio_blk = shared_disk}; r.virtio reports them.
+//   // With devices: {.virtio_console = true, .virtio_blk = disk, .vsock_path = "/run/v.sock"};
+//   // r.virtio reports them.
 
 #include <chrono>
 #include <cstddef>
@@ -48,14 +49,20 @@ struct VmConfig {
   /// Back RAM with a sealable memfd so the VM can become a Snapshot.
   bool snapshottable = false;
 
-  // virtio-mmio devices (guest_abi::kVirtioMmioGpa; console first, then blk). A VM with devices
-  // cannot be captured as a Snapshot: device state is not part of one.
+  // virtio-mmio devices (guest_abi::kVirtioMmioGpa; console, then blk, then vsock). A VM with
+  // devices cannot be captured as a Snapshot: device state is not part of one.
   /// A virtio-console: what the guest sends on its transmitq joins RunResult.output (same
   /// output_limit, in order with host-call writes); run()'s input is fed to its receiveq.
   bool virtio_console = false;
   /// A virtio-blk device over this disk, shared with the caller (who may read what the guest
   /// wrote after the run). Each VM serves it from its vCPU thread with hardware queue 0.
   std::shared_ptr<blk_mq::BlockDevice> virtio_blk;
+  /// A virtio-vsock device (virtio 1.2 5.10) with Firecracker's host side: host processes connect
+  /// to this Unix socket and write "CONNECT <port>\n"; guest connections to host port P reach
+  /// `vsock_path + "_" + P`. Empty: no vsock. The listener lives as long as the Vm.
+  std::string vsock_path;
+  /// The guest's context id (config space guest_cid): 3 .. 2^32-2.
+  uint64_t vsock_cid = 3;
 };
 
 enum class ExitKind : uint8_t {

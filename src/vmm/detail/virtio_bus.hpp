@@ -28,7 +28,7 @@ Result<memory::GuestMemory> device_view(const memory::GuestMemory& mem, const La
 
 class VirtioBus {
  public:
-  /// Creates the devices `config` asks for (console first, then blk) over `mem`, borrowed.
+  /// Creates the devices `config` asks for (console, blk, vsock: slot order) over `mem`, borrowed.
   static Result<std::unique_ptr<VirtioBus>> create(const memory::GuestMemory& mem,
                                                    const Layout& layout, const VmConfig& config);
 
