@@ -7,8 +7,9 @@
 // round runs each contestant's batch of TASKS spawns, the order rotating each round; the figure
 // is wall time per task, median [min-max] over rounds. Goal of the issue: strict adds < 1 ms per
 // task over none and is faster than bwrap.
-// Until the executor enforces sandboxes (src/executor, the JAIL half of issue 23), its standard
-// and strict rows run unconfined and measure only the policy's way through the executor.
+// Below the table's head, strict taken apart: its parts switched on one at a time (user ns, mount
+// ns with the minimal root, pid ns, ipc+uts, no_new_privs+seccomp, the loopback-only net ns, the
+// work dir's tmpfs, the pids limit), each row against the one before, in the same rounds.
 // Usage: bench_executor_sandbox [ROUNDS=9] [TASKS=50]
 #include "pepita/task/sandbox.hpp"
 
@@ -157,6 +158,30 @@ int main(int argc, char** argv) {
   const Task none = task_with(SandboxPolicy::none());
   const Task standard = task_with(SandboxPolicy::standard());
   const Task strict = task_with(SandboxPolicy::strict());
+  // Where strict's time goes: its parts switched on one at a time, cumulatively (a custom
+  // policy), from none up to strict itself. Each row's cost is its median minus the previous
+  // row's; the same rounds, alternated with the rest.
+  std::vector<std::pair<std::string, Task>> parts;
+  {
+    SandboxPolicy p;
+    p.level = pepita::task::SandboxLevel::Custom;
+    p.user_ns = true;
+    parts.emplace_back("+user ns", task_with(p));
+    p.mount_ns = true;
+    parts.emplace_back("+mount ns, minimal root", task_with(p));
+    p.pid_ns = true;
+    parts.emplace_back("+pid ns", task_with(p));
+    p.ipc_uts_ns = true;
+    parts.emplace_back("+ipc, uts ns", task_with(p));
+    p.no_new_privs = p.seccomp = true;
+    parts.emplace_back("+no_new_privs, seccomp", task_with(p));
+    p.network = pepita::task::SandboxNetwork::None;
+    parts.emplace_back("+net ns (loopback only)", task_with(p));
+    p.disk = SandboxPolicy::strict().disk;
+    parts.emplace_back("+work dir tmpfs (disk)", task_with(p));
+    p.max_processes = SandboxPolicy::strict().max_processes;
+    parts.emplace_back("+pids limit (= strict)", task_with(p));
+  }
   const bool have_bwrap = ::access(kBwrap, X_OK) == 0 && spawn_and_wait(bwrap_args(false));
 
   struct Series {
@@ -170,6 +195,10 @@ int main(int argc, char** argv) {
   series.push_back({"none", [&] { return seq.run(none); }, {}, 0});
   series.push_back({"standard", [&] { return seq.run(standard); }, {}, 0});
   series.push_back({"strict", [&] { return seq.run(strict); }, {}, 0});
+  for (const auto& [name, t] : parts) {
+    const Task* task = &t;
+    series.push_back({name.c_str(), [&seq, task] { return seq.run(*task); }, {}, 0});
+  }
   if (have_bwrap) {
     series.push_back({"bwrap-standard", [] { return spawn_and_wait(bwrap_args(true)); }, {}, 0});
     series.push_back({"bwrap-strict", [] { return spawn_and_wait(bwrap_args(false)); }, {}, 0});
@@ -211,11 +240,27 @@ int main(int argc, char** argv) {
             samples("standard"), samples("bwrap-standard"));
   table.row(workload + "strict", "bwrap --unshare-all", bench::Clock::wall, "us/task",
             samples("strict"), samples("bwrap-strict"));
+  const double added = bench::median(samples("strict")) - bench::median(samples("none"));
   table.row(workload + "strict", "ProcessExecutor, sandbox none", bench::Clock::wall, "us/task",
             samples("strict"), samples("none"), bench::Kind::time,
-            "strict adds " +
-                bench::num(bench::median(samples("strict")) - bench::median(samples("none"))) +
-                " us/task");
+            std::string("strict adds ")
+                .append(bench::num(added))
+                .append(" us/task; goal < 1000 us: ")
+                .append(added < 1000.0 ? "met" : "MISSED"));
+  if (have_bwrap) {
+    const bool faster = bench::median(samples("strict")) < bench::median(samples("bwrap-strict"));
+    table.note(std::string("goal: strict faster than bwrap --unshare-all: ")
+                   .append(faster ? "met" : "MISSED"));
+  }
+  const char* previous = "none";
+  for (const auto& [name, t] : parts) {
+    const double cost = bench::median(samples(name.c_str())) - bench::median(samples(previous));
+    table.row(workload + "parts, " + name, std::string("the row above (") + previous + ")",
+              bench::Clock::wall, "us/task", samples(name.c_str()), samples(previous),
+              bench::Kind::time,
+              std::string("this part adds ").append(bench::num(cost)).append(" us/task"));
+    previous = name.c_str();
+  }
   if (!have_bwrap)
     table.note(std::string(kBwrap) +
                " is missing or cannot run here: no bwrap rows (apt install bubblewrap)");

@@ -59,10 +59,17 @@ std::chrono::nanoseconds read_cpu(const UniqueFd& fd, CgroupVersion version) {
 
 }  // namespace
 
-Result<SlotCgroup> SlotCgroup::make(CgroupTree& tree, std::string_view name) {
+Result<SlotCgroup> SlotCgroup::make(CgroupTree& tree, std::string_view name, std::uint32_t pids) {
   SlotCgroup s;
   s.version_ = tree.version();
-  s.cgroup_ = PEPITA_TRY(tree.make(name, CgroupLimits{}));
+  CgroupLimits limits;
+  limits.pids = pids;
+  s.cgroup_ = PEPITA_TRY(tree.make(name, limits));
+  s.pids_ = pids;
+  // make() skips a controller that is not there: the limit holds only where pids.max exists.
+  for (const std::string& d : s.cgroup_.paths()) {
+    if (pids > 0 && ::access((d + "/pids.max").c_str(), F_OK) == 0) s.pids_enforced_ = true;
+  }
   const std::string& dir = s.cgroup_.path();
   s.procs_ = open_file(dir, "cgroup.procs", O_RDONLY);
   if (s.version_ == CgroupVersion::V1) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -66,14 +67,29 @@ std::string resolve_binary(const std::string& name) {
   return sys::find_executable(name, out) == 0 ? out : std::string();
 }
 
+// The key's digests are of short strings, several per lookup: one SHA-256 context per thread,
+// reset between uses, and each message assembled in one reused buffer and hashed with a single
+// update (a fresh context per digest, a temporary string per part, dominated the cache check).
+std::string digest_text(std::string_view text) {
+  thread_local Sha256 h;
+  h.update(text);
+  std::string out = h.hex_digest();
+  h.reset();
+  return out;
+}
+
+// "<size>:<bytes>" of each part, hashed (the key's format: unchanged).
 std::string digest_of(const std::vector<std::string>& parts) {
-  Sha256 h;
+  thread_local std::string buf;
+  buf.clear();
   for (const auto& p : parts) {
-    h.update(std::to_string(p.size()));
-    h.update(":");
-    h.update(p);
+    char len[24];
+    const auto [end, ec] = std::to_chars(len, len + sizeof len, p.size());
+    buf.append(len, end).append(1, ':').append(p);
   }
-  return h.hex_digest();
+  std::string out = digest_text(buf);
+  if (buf.capacity() > (1u << 20)) std::string().swap(buf);  // keep no large argument lists
+  return out;
 }
 
 // The stages of a process or pipeline task (empty for functions and shaders).
@@ -92,11 +108,13 @@ std::map<std::string, std::string> spec_fields(const task::Task& t) {
   for (const task::ProcessSpec* s : stages_of(t)) {
     command.push_back(s->path);
     args.push_back(digest_of(s->args));
-    std::vector<std::string> e{s->inherit_env ? "inherit" : "clean"};
+    std::vector<std::string> e;
+    e.reserve(s->env.size() + 1);
+    e.emplace_back(s->inherit_env ? "inherit" : "clean");
     for (const auto& [k, v] : s->env) e.push_back(std::string(k).append("=").append(v));
     env.push_back(digest_of(e));
     cwd.push_back(s->cwd);
-    stdin_data.push_back(sha256_hex(s->stdin_data));
+    stdin_data.push_back(digest_text(s->stdin_data));
   }
   std::map<std::string, std::string> f;
   f["spec"] = t.spec_digest();
@@ -112,15 +130,15 @@ std::map<std::string, std::string> spec_fields(const task::Task& t) {
 
 std::string key_of(const std::map<std::string, std::string>& fields,
                    const std::map<std::string, std::string>& inputs) {
-  Sha256 h;
-  h.update("pepita-cache-key 1\n");
-  for (const auto& [k, v] : fields) {
-    h.update(std::string(k).append("=").append(v).append("\n"));
-  }
+  thread_local std::string buf;
+  buf.assign("pepita-cache-key 1\n");
+  for (const auto& [k, v] : fields) buf.append(k).append(1, '=').append(v).append(1, '\n');
   for (const auto& [p, hash] : inputs) {
-    h.update(std::string("in ").append(p).append(" ").append(hash).append("\n"));
+    buf.append("in ").append(p).append(1, ' ').append(hash).append(1, '\n');
   }
-  return h.hex_digest();
+  std::string out = digest_text(buf);
+  if (buf.capacity() > (1u << 20)) std::string().swap(buf);
+  return out;
 }
 
 // Writes `data` to `path` atomically: a temp file in the same directory, fsync-free (a cache

@@ -122,6 +122,75 @@ TEST(SlotCgroup, AttemptsWithoutLimitsInOneSlotRunInOneCgroupThatOutlivesThem) {
   EXPECT_FALSE(fs::exists(dir)) << "the executor's end removes its slots' cgroups";
 }
 
+// The mount of the v1 pids hierarchy, else of cgroup2; empty without a pids controller.
+Mount pids_mount() {
+  Mount v1, v2;
+  if (FILE* f = std::fopen("/proc/self/mounts", "r")) {
+    char dev[512], dir[1024], type[64], opts[1024];
+    while (std::fscanf(f, "%511s %1023s %63s %1023s %*d %*d", dev, dir, type, opts) == 4) {
+      const std::string o = std::string(",").append(opts).append(",");
+      if (std::string(type) == "cgroup" && o.find(",pids,") != std::string::npos) v1 = {dir, true};
+      if (std::string(type) == "cgroup2" && v2.dir.empty()) v2 = {dir, false};
+    }
+    std::fclose(f);
+  }
+  return v1.dir.empty() ? v2 : v1;
+}
+
+std::string read_trimmed(const std::string& path) {
+  std::string text;
+  if (FILE* f = std::fopen(path.c_str(), "r")) {
+    char buf[64];
+    while (std::fgets(buf, sizeof buf, f)) text += buf;
+    std::fclose(f);
+  }
+  return trimmed(text);
+}
+
+TEST(SlotCgroup, ASandboxsPidsLimitIsItsSlotCgroupsPidsMaxReusedAcrossAttempts) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  const Mount m = memory_mount();
+  if (!peak_resettable(m)) GTEST_SKIP() << "cgroup2 memory.peak cannot be reset (Linux < 6.12)";
+  const Mount p = pids_mount();
+  if (p.dir.empty() || (p.v1 != m.v1)) GTEST_SKIP() << "no pids controller mounted";
+  pepita::test::TempDir work("slot-pids");
+  fs::permissions(work.path(), fs::perms::all);  // the sandbox's uid binds it
+  task::SandboxPolicy sandbox = task::SandboxPolicy::standard();
+  sandbox.max_processes = 16;
+  const std::string script = p.v1 ? "grep ':pids:' /proc/self/cgroup | cut -d: -f3"
+                                  : "grep '^0::' /proc/self/cgroup | cut -d: -f3";
+  auto sandboxed = [&] {
+    return Task::binary("/bin/sh").args({"-c", script}).cwd(work.path()).sandbox(sandbox).build();
+  };
+  auto exec = one_slot();
+  std::string first;
+  for (int i = 0; i < 2; ++i) {
+    auto t = sandboxed();
+    ASSERT_TRUE(t) << t.error().message();
+    const auto r = run_one(*exec, *t);
+    ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+    const std::string path = trimmed(r.stdout_data);
+    EXPECT_NE(path.find("/task-slot"), std::string::npos) << path;
+    if (i == 0) first = path;
+    EXPECT_EQ(path, first) << "sandboxed attempt " << i << " ran in another cgroup";
+  }
+  // The slot's cgroup outlives the attempts unless the last left charges (see above); while it
+  // is there it holds the limit.
+  if (fs::is_directory(p.dir + first)) {
+    EXPECT_EQ(read_trimmed(p.dir + first + "/pids.max"), "16");
+  }
+  // An attempt without the limit must not run under it: another slot cgroup, without pids.max.
+  const auto plain = run_one(*exec, sh(script));
+  ASSERT_EQ(plain.status, Status::Succeeded) << plain.error;
+  const std::string other = trimmed(plain.stdout_data);
+  EXPECT_NE(other.find("/task-slot"), std::string::npos) << other;
+  EXPECT_NE(other, first);
+  if (fs::is_directory(p.dir + other)) {
+    EXPECT_EQ(read_trimmed(p.dir + other + "/pids.max"), "max");
+  }
+}
+
 TEST(SlotCgroup, AnAttemptWithAMemoryLimitGetsACgroupOfItsOwnRemovedWhenItEnds) {
   PEPITA_REQUIRE_CAPABILITY(cgroup);
   const Mount m = memory_mount();

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <thread>
+#include <vector>
 
 #include "common/temp_dir.hpp"
 #include "detail/cache_entry.hpp"
@@ -318,6 +320,82 @@ TEST_F(CacheFixture, HashFilesUsesTheIndexAcrossOpensAndReportsMissingFiles) {
   auto h = cache->hash_files({a});
   ASSERT_TRUE(h[0]);
   EXPECT_EQ(*h[0], sha256_hex(std::string(3 << 20, 'a')));
+}
+
+// The key format of "pepita-cache-key 1", computed here the long way: the lookup's digests
+// (one reused context per thread, each message hashed in one piece) must give the same keys as
+// before, so caches written by earlier versions still hit.
+std::string digest_of_parts(const std::vector<std::string>& parts) {
+  Sha256 h;
+  for (const auto& p : parts) {
+    h.update(std::to_string(p.size()));
+    h.update(":");
+    h.update(p);
+  }
+  return h.hex_digest();
+}
+
+TEST_F(CacheFixture, KeyIsTheDocumentedDigestOfItsFieldsAndInputs) {
+  auto cache = ResultCache::open(cache_dir()).value();
+  const std::string long_arg(3 << 20, 'x');  // past the reused buffer's kept capacity
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {}, {"in.txt"}, {"a", "", "b c"}, {long_arg, "tail"}}) {
+    Task t = Task::binary("/bin/cat")
+                 .name("k")
+                 .args(args)
+                 .env("A", "1")
+                 .stdin("some stdin")
+                 .cwd(dir.path())
+                 .inputs({"in.txt"})
+                 .outputs({"out.txt"})
+                 .build()
+                 .value();
+    CacheLookup l = cache->lookup(t);
+    ASSERT_FALSE(l.key.empty()) << l.reason;
+    EXPECT_EQ(l.fields.at("args"), digest_of_parts({digest_of_parts(args)}));
+    EXPECT_EQ(l.fields.at("env"), digest_of_parts({digest_of_parts({"inherit", "A=1"})}));
+    EXPECT_EQ(l.fields.at("stdin"), digest_of_parts({sha256_hex("some stdin")}));
+    EXPECT_EQ(l.inputs.at("in.txt"), sha256_hex("input one\n"));
+    Sha256 k;
+    k.update("pepita-cache-key 1\n");
+    for (const auto& [f, v] : l.fields) k.update(std::string(f).append("=").append(v).append("\n"));
+    for (const auto& [p, h] : l.inputs) {
+      k.update(std::string("in ").append(p).append(" ").append(h).append("\n"));
+    }
+    EXPECT_EQ(l.key, k.hex_digest());
+  }
+}
+
+TEST_F(CacheFixture, LookupsOnSeveralThreadsAgreeOnTheKeyAndTheHit) {
+  auto cache = ResultCache::open(cache_dir()).value();
+  auto make = [&] {
+    return Task::binary("/bin/cat")
+        .name("mt")
+        .args({"in.txt"})
+        .cwd(dir.path())
+        .inputs({"in.txt"})
+        .outputs({"out.txt"})
+        .build()
+        .value();
+  };
+  store_success(*cache, make());
+  const std::string want = cache->lookup(make()).key;
+  std::vector<std::string> keys(4), reasons(4);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    threads.emplace_back([&, i] {
+      for (int n = 0; n < 200; ++n) {
+        CacheLookup l = cache->lookup(make());
+        if (n == 0 || l.key != want) keys[i] = l.key;
+        if (n == 0 || l.reason != "cached") reasons[i] = l.reason;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(keys[i], want) << "thread " << i;
+    EXPECT_EQ(reasons[i], "cached") << "thread " << i;
+  }
 }
 
 TEST(CacheEntry, RoundTripsAnyBytesAndRejectsAnyDamage) {

@@ -26,15 +26,21 @@ class SlotCgroup {
   SlotCgroup(SlotCgroup&&) noexcept = default;
   SlotCgroup& operator=(SlotCgroup&&) noexcept = default;
 
-  /// Makes cgroup `name` beneath `tree` with no limits and opens its counters. Unsupported when
-  /// its peak memory cannot be reset (v2 before Linux 6.12, or no memory controller): the caller
-  /// then gives each attempt a cgroup of its own, as before.
-  static Result<SlotCgroup> make(CgroupTree& tree, std::string_view name);
+  /// Makes cgroup `name` beneath `tree` with no limits but `pids` (pids.max, 0: none; a
+  /// sandbox's process limit, which holds per attempt since a slot runs one attempt at a time)
+  /// and opens its counters. Unsupported when its peak memory cannot be reset (v2 before Linux
+  /// 6.12, or no memory controller): the caller then gives each attempt a cgroup of its own.
+  static Result<SlotCgroup> make(CgroupTree& tree, std::string_view name, std::uint32_t pids = 0);
 
   bool valid() const noexcept { return cgroup_.valid(); }
   /// The cgroup.procs files the child writes "0" to before exec (see Cgroup::join_fds).
   std::vector<int> join_fds() const { return cgroup_.join_fds(); }
   const Cgroup& cgroup() const noexcept { return cgroup_; }
+  /// The pids limit it was made with (0: none); an attempt asking for another needs another.
+  std::uint32_t pids() const noexcept { return pids_; }
+  /// Whether pids.max holds that limit (false without the pids controller: the caller then
+  /// falls back to RLIMIT_NPROC).
+  bool pids_enforced() const noexcept { return pids_enforced_; }
 
   /// Before an attempt: resets the peak memory watermark. Errors: the errno of the write (the
   /// caller then drops this cgroup).
@@ -54,6 +60,8 @@ class SlotCgroup {
   UniqueFd current_;  // v1 memory.usage_in_bytes, v2 memory.current
   UniqueFd cpu_;      // v1 cpuacct.usage, v2 cpu.stat (closed when there is no such file)
   std::chrono::nanoseconds cpu_base_{0};  // the counter when the slot was last empty
+  std::uint32_t pids_ = 0;
+  bool pids_enforced_ = false;
 };
 
 }  // namespace pepita::executor::detail
