@@ -87,9 +87,18 @@ int Vsock::find(uint32_t local, uint32_t peer) const {
   return -1;
 }
 
-int Vsock::free_slot() const {
-  for (int i = 0; i < kMaxConns; ++i)
-    if (!conns_[i].used) return i;
+int Vsock::open_slot(uint32_t local_port, uint32_t peer_port) {
+  for (int i = 0; i < kMaxConns; ++i) {
+    if (conns_[i].used) continue;
+    Conn& c = conns_[i];
+    uint8_t* ring = c.ring;  // the receive buffer stays with its slot
+    c = Conn{};
+    c.ring = ring;
+    c.used = true;
+    c.local_port = local_port;
+    c.peer_port = peer_port;
+    return i;
+  }
   return -1;
 }
 
@@ -166,15 +175,9 @@ int Vsock::accept(uint32_t port) {
     for (auto& p : pending_) {
       if (!p.used || p.port != port) continue;
       p.used = false;
-      const int i = free_slot();
+      const int i = open_slot(port, p.peer_port);
       if (i < 0) return -1;
       Conn& c = conns_[i];
-      uint8_t* ring = c.ring;
-      c = Conn{};
-      c.ring = ring;
-      c.used = true;
-      c.local_port = port;
-      c.peer_port = p.peer_port;
       c.peer_buf_alloc = p.buf_alloc;
       c.peer_fwd_cnt = p.fwd_cnt;
       c.established = true;
@@ -186,15 +189,10 @@ int Vsock::accept(uint32_t port) {
 }
 
 int Vsock::connect(uint32_t port) {
-  const int i = free_slot();
+  const int i = open_slot(next_port_, port);
   if (i < 0) return -1;
+  ++next_port_;
   Conn& c = conns_[i];
-  uint8_t* ring = c.ring;
-  c = Conn{};
-  c.ring = ring;
-  c.used = true;
-  c.local_port = next_port_++;
-  c.peer_port = port;
   if (!send_ctl(c, w::OP_REQUEST, 0)) {
     c.used = false;
     return -1;

@@ -72,7 +72,8 @@ class Vsock {
   void dispatch(const uint8_t* pkt, uint32_t len);
   void post(uint16_t i);
   int find(uint32_t local, uint32_t peer) const;
-  int free_slot() const;
+  /// A free slot made a fresh connection between the two ports (its ring kept); -1 when none.
+  int open_slot(uint32_t local_port, uint32_t peer_port);
 
   virtio::Device dev_;
   uint64_t cid_ = 0;
