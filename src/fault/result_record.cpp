@@ -62,7 +62,11 @@ JournalRecord finished_record(const executor::ExecutionResult& r, std::string sp
   rec.finished_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
-  rec.started_unix_ns = r.from_cache ? rec.finished_unix_ns : rec.finished_unix_ns - rec.wall_ns;
+  // A wall time that cannot be real (negative, or longer than the clock has run) gives no start
+  // earlier than the end; the subtraction must not overflow on it either.
+  const bool plausible = rec.wall_ns > 0 && rec.wall_ns <= rec.finished_unix_ns;
+  rec.started_unix_ns =
+      r.from_cache || !plausible ? rec.finished_unix_ns : rec.finished_unix_ns - rec.wall_ns;
   return rec;
 }
 

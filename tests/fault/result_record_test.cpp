@@ -94,6 +94,26 @@ TEST(ResultRecord, MalformedMetadataTrailerIsCorrupted) {
   }
 }
 
+TEST(ResultRecord, StartIsTheEndMinusTheWallTimeAndNeverOverflows) {
+  ExecutionResult r;
+  r.wall = std::chrono::seconds(3);
+  JournalRecord rec = finished_record(r, "d");
+  EXPECT_EQ(rec.finished_unix_ns - rec.started_unix_ns, 3'000'000'000);
+  // Impossible wall times (negative, or longer than the clock has run; a property test's random
+  // results have them) start at the end rather than overflow.
+  for (auto wall : {std::chrono::nanoseconds::min(), std::chrono::nanoseconds(-1),
+                    std::chrono::nanoseconds::max()}) {
+    r.wall = wall;
+    rec = finished_record(r, "d");
+    EXPECT_EQ(rec.started_unix_ns, rec.finished_unix_ns) << wall.count();
+    EXPECT_EQ(rec.wall_ns, wall.count());
+  }
+  r.wall = std::chrono::seconds(3);
+  r.from_cache = true;
+  rec = finished_record(r, "d");
+  EXPECT_EQ(rec.started_unix_ns, rec.finished_unix_ns);
+}
+
 RC_GTEST_PROP(ResultRecord, RandomResultSurvivesTheJournal, ()) {
   ExecutionResult r = pepita::test::arbitrary_outcome();
   r.attempts = *rc::gen::arbitrary<std::uint32_t>();
