@@ -1,7 +1,8 @@
 #pragma once
 // Driving the kernel's zram (/dev/zram0 through sysfs and O_DIRECT) from a bench: attribute
 // access, a guard that resets the device and restores its compressor on every exit path (Ctrl-C
-// included), page-aligned buffers and the split of a data set into requests across threads.
+// included), page-aligned buffers, the split of a data set into requests across threads, and the
+// command line both benches take.
 // Used by bench/zram/zram_vs_kernel.cpp and bench/zram/recompress.cpp.
 
 #include <fcntl.h>
@@ -132,5 +133,44 @@ struct AlignedBytes {
   std::unique_ptr<std::byte[], FreeBytes> mem;
   size_t size;
 };
+
+/// The command line of the zram benches: --mib N --reps N --threads N --data a,b,FILE.
+struct Args {
+  size_t mib = 64;
+  int reps = 5;
+  unsigned threads = 1;
+  std::vector<std::string> sets;
+};
+
+/// `defaults` overridden by argv; on bad input prints the usage (naming the default data sets) or
+/// the range rule and returns nothing (the bench exits 2).
+inline std::optional<Args> parse_args(int argc, char** argv, Args defaults) {
+  Args a = std::move(defaults);
+  std::string listed;
+  for (const auto& s : a.sets) listed.append(s).append(",");
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--mib" && i + 1 < argc) {
+      a.mib = std::strtoull(argv[++i], nullptr, 10);
+    } else if (arg == "--reps" && i + 1 < argc) {
+      a.reps = std::atoi(argv[++i]);
+    } else if (arg == "--threads" && i + 1 < argc) {
+      a.threads = static_cast<unsigned>(std::atoi(argv[++i]));
+    } else if (arg == "--data" && i + 1 < argc) {
+      a.sets.clear();
+      std::stringstream list(argv[++i]);
+      for (std::string item; std::getline(list, item, ',');) a.sets.push_back(item);
+    } else {
+      std::fprintf(stderr, "usage: %s [--mib N] [--reps N] [--threads N] [--data %sFILE]\n",
+                   argv[0], listed.c_str());
+      return std::nullopt;
+    }
+  }
+  if (a.mib == 0 || a.reps < 1 || a.threads < 1 || a.threads > 128) {
+    std::fprintf(stderr, "--mib, --reps and --threads must be positive (threads <= 128)\n");
+    return std::nullopt;
+  }
+  return a;
+}
 
 }  // namespace pepita::bench::kzram

@@ -198,34 +198,16 @@ std::string fmt_ratio(double ratio) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  size_t mib = 64;
-  int reps = pb::rounds(5);
-  unsigned max_threads = 2;
-  std::vector<std::string> sets = {"zeros", "text", "random", "mixed"};
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--mib" && i + 1 < argc) {
-      mib = std::strtoull(argv[++i], nullptr, 10);
-    } else if (arg == "--reps" && i + 1 < argc) {
-      reps = std::atoi(argv[++i]);
-    } else if (arg == "--threads" && i + 1 < argc) {
-      max_threads = static_cast<unsigned>(std::atoi(argv[++i]));
-    } else if (arg == "--data" && i + 1 < argc) {
-      sets.clear();
-      std::stringstream list(argv[++i]);
-      for (std::string item; std::getline(list, item, ',');) sets.push_back(item);
-    } else {
-      std::fprintf(
-          stderr,
-          "usage: %s [--mib N] [--reps N] [--threads N] [--data zeros,text,random,mixed,FILE]\n",
-          argv[0]);
-      return 2;
-    }
-  }
-  if (mib == 0 || reps < 1 || max_threads < 1 || max_threads > 128) {
-    std::fprintf(stderr, "--mib, --reps and --threads must be positive (threads <= 128)\n");
-    return 2;
-  }
+  const auto args = kz::parse_args(argc, argv,
+                                   {.mib = 64,
+                                    .reps = pb::rounds(5),
+                                    .threads = 2,
+                                    .sets = {"zeros", "text", "random", "mixed"}});
+  if (!args) return 2;
+  const size_t mib = args->mib;
+  const int reps = args->reps;
+  const unsigned max_threads = args->threads;
+  const std::vector<std::string>& sets = args->sets;
   const size_t bytes = mib << 20;
   std::string skip = kz::unavailable();
   std::optional<kz::Guard> guard;
