@@ -9,14 +9,18 @@
   method: --rounds rounds, the systems alternated inside each round (ours, then each anchor,
         per workload); the table shows each figure's median and min-max over the rounds. A
         pool/executor is created inside each timed round (its worker start-up counts); Dask's
-        LocalCluster is started once, untimed, and reused (that favours Dask).
+        LocalCluster is started once, untimed, and reused (that favours Dask), and so is the
+        remote row's one local `pepita worker` (--sandbox none: functions run on its
+        persistent interpreters; the Pool connecting to it and its interpreters' start-up
+        count).
   floor: "/bin/true exec floor" is os.posix_spawn + waitpid of /bin/true in a loop, one at a
         time, per core: what one exec costs on this machine, which bounds every system's rate.
   goals (issue 26): /bin/true and functions >= 5x Dask; functions >= 1x ProcessPoolExecutor;
         dot and sgemm >= 0.95x numpy. Each row prints its goal and whether it is met.
 
   PYTHONPATH=build-bench/python bench/python/bench.py [--tasks 10000] [--function-tasks 10000]
-      [--rounds 3] [--workers N]   (a Release build: a Debug build's kernels run at -O0)
+      [--rounds 3] [--workers N] [--remote-tasks N] [--cli PATH]
+      (a Release build: a Debug build's kernels run at -O0)
 """
 
 from __future__ import annotations
@@ -86,6 +90,57 @@ def exec_floor(workers: int, n: int) -> None:
     with concurrent.futures.ThreadPoolExecutor(workers) as ex:
         share = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
         list(ex.map(one_thread, share))
+
+
+class RemoteWorker:
+    """One `pepita worker` on loopback (--sandbox none, so functions run on its persistent
+    interpreters), started once, untimed, and reused, as Dask's cluster is."""
+
+    def __init__(self, cli: str, workers: int) -> None:
+        import socket
+        import tempfile
+
+        self.dir = tempfile.TemporaryDirectory(prefix="pepita-bench-")
+        self.key = os.path.join(self.dir.name, "w.key")
+        subprocess.run([cli, "worker", "--gen-key", self.key], check=True,
+                       stdout=subprocess.DEVNULL)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.address = f"127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [cli, "worker", "--listen", self.address, "--key", self.key, "--slots",
+             str(workers), "--sandbox", "none", "--cache", os.path.join(self.dir.name, "cache")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"pepita worker {cli} did not start listening")
+                time.sleep(0.05)
+
+    def functions(self, n: int) -> None:
+        with pepita.Pool(workers=[self.address], key=self.key) as pool:
+            fs = [pool.submit(noop) for _ in range(n)]
+            concurrent.futures.wait(fs)
+            assert all(f.result() is None for f in fs)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.dir.cleanup()
+
+
+def default_cli() -> str:
+    """The `pepita` next to the imported package's build tree (build*/python/pepita ->
+    build*/tools/pepita/pepita), else $PEPITA_CLI."""
+    if os.environ.get("PEPITA_CLI"):
+        return os.environ["PEPITA_CLI"]
+    build = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(pepita.__file__))))
+    return os.path.join(build, "tools", "pepita", "pepita")
 
 
 class Dask:
@@ -164,8 +219,14 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--no-tasks", action="store_true", help="kernels only")
     ap.add_argument("--no-kernels", action="store_true", help="task rows only")
+    ap.add_argument("--remote-tasks", type=int, default=None,
+                    help="no-op functions through one local `pepita worker` per round "
+                         "(default: --function-tasks; 0: no remote row)")
+    ap.add_argument("--cli", default=None, help="the pepita CLI that runs the worker "
+                    "(default: $PEPITA_CLI, else the build tree's next to the package)")
     args = ap.parse_args()
     n, nf, w = args.tasks, args.function_tasks, args.workers
+    nr = nf if args.remote_tasks is None else args.remote_tasks
 
     rows: List[Row] = []
     if not args.no_tasks:
@@ -174,6 +235,17 @@ def main() -> int:
         true_floor = Row(f"{n} /bin/true", "exec floor", "(tasks/s)", None)
         true_dask = Row(f"{n} /bin/true", "dask LocalCluster", "(tasks/s)", 5.0)
         fn_dask = Row(f"{nf} no-op functions", "dask LocalCluster", "(tasks/s)", 5.0)
+        # No goal in issue 26 for this one: shown for reference.
+        remote_dask = Row(f"{nr} no-op functions, 1 pepita worker", "dask LocalCluster",
+                          "(tasks/s)", None)
+        remote: Optional[RemoteWorker] = None
+        if nr > 0:
+            cli = args.cli or default_cli()
+            if os.access(cli, os.X_OK):
+                remote = RemoteWorker(cli, w)
+            else:
+                print(f"no pepita CLI at {cli} (--cli or PEPITA_CLI): no remote row",
+                      file=sys.stderr)
         try:
             dask: Optional[Dask] = Dask(w)
         except ImportError:
@@ -196,12 +268,18 @@ def main() -> int:
                 fn_ppe.theirs.append(timed_rate(nf, lambda: ppe(noop, w, nf)))
                 if dask:
                     fn_dask.theirs.append(timed_rate(nf, lambda: dask.run(noop, nf)))
+                if remote:
+                    remote_dask.ours.append(timed_rate(nr, lambda: remote.functions(nr)))
+                    if dask:
+                        remote_dask.theirs.append(timed_rate(nr, lambda: dask.run(noop, nr)))
                 print(f"round {rnd + 1}/{args.rounds} done", file=sys.stderr, flush=True)
         finally:
             if dask:
                 dask.close()
+            if remote:
+                remote.close()
         rows += [true_floor, true_ppe] + ([true_dask] if dask else []) + [fn_ppe] + (
-            [fn_dask] if dask else [])
+            [fn_dask] if dask else []) + ([remote_dask] if remote and dask else [])
 
     if not args.no_kernels:
         rng = np.random.default_rng(0)

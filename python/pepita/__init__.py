@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Named
 
 from . import _pepita
 from ._pepita import ZramStore, axpy, dot, gelu, l2_norm, relu, sgemm, simd_level, softmax, vsum
+from ._pepita import gpu
 from .errors import (
     AlreadyExistsError,
     BusyError,
@@ -59,7 +60,7 @@ _RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
 _FUNCTION_OUTPUT_CAP = 1 << 30
 # The interpreter that runs function tasks: this one.
 _PYTHON = sys.executable or "/usr/bin/python3"
-# The backend of the pool's persistent workers (python/src/worker_executor.hpp).
+# The backend of the pool's persistent workers (include/pepita/executor/serve.hpp).
 _WORKER_BACKEND = "python"
 
 
@@ -198,11 +199,12 @@ class Task:
                  gpus: Optional[float] = None, backend: Optional[str] = None) -> "Task":
         """fn(*args, **kwargs) as a task: pickled with cloudpickle. On a local pool it runs in
         one of the pool's persistent worker interpreters (the "python" backend: one per cpu
-        slot, started on first use, reused for every call); with env, cwd, memory, gpus or a
-        backend given, or on a remote pool, in a fresh process of the same Python
-        (`python3 <package>/_runner.py`). The future's result is its return value; its
-        exception is raised from result(), with the worker's traceback as its __cause__.
-        TypeError when fn or its arguments cannot be pickled."""
+        slot, started on first use, reused for every call), on a remote pool in one of the
+        `pepita worker`'s (one per worker slot; on a worker with a sandbox floor, or with
+        cpus given, it runs as a process there); with env, cwd, memory, gpus or a backend
+        given, in a fresh process of the same Python (`python3 <package>/_runner.py`). The
+        future's result is its return value; its exception is raised from result(), with the
+        worker's traceback as its __cause__. TypeError when fn or its arguments cannot be pickled."""
         return Task._of_function("Task.function", fn, args, kwargs, False, name=name, env=env,
                               cwd=cwd, timeout=timeout, retries=retries, priority=priority,
                               deps=deps, cpus=cpus, memory=memory, gpus=gpus, backend=backend)
@@ -249,6 +251,11 @@ class Task:
         spec.output_cap = _FUNCTION_OUTPUT_CAP
         _fill_common(where, spec, env=env, backend=backend, **common)
         spec.env = _runner_env(dict(spec.env))
+        if persistent:
+            # On a remote pool: a `pepita worker` may run it on one of its persistent
+            # interpreters (transport/worker.hpp, kServeEnv); an older worker, one with a
+            # sandbox floor, or a task with limits runs it as this one-shot process.
+            spec.env = dict(spec.env, PEPITA_SERVE="1")
         return Task._make(spec, payload, local)
 
     @property
@@ -684,7 +691,7 @@ def run_job(path: str, *, state_dir: Optional[str] = None, resume: bool = False,
 __all__ = [
     "Pool", "Task", "Future", "TaskResult", "Event", "run_job",
     "dot", "axpy", "softmax", "relu", "gelu", "vsum", "l2_norm", "sgemm", "simd_level",
-    "ZramStore",
+    "ZramStore", "gpu",
     "PepitaError", "InvalidArgumentError", "NotFoundError", "AlreadyExistsError",
     "PermissionDeniedError", "UnsupportedError", "ResourceExhaustedError", "BusyError",
     "TimedOutError", "CancelledError", "DisconnectedError", "ProtocolError", "CorruptedError",

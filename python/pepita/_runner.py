@@ -8,7 +8,7 @@ back as the ImportError naming the module. The driver's pepita.Pool starts it, l
 remote worker, with the same interpreter.
 
 `python3 .../pepita/_runner.py --serve 3` is a persistent worker (the pool's "python" backend,
-python/src/worker_executor.hpp): on fd 3, a socket, it reads frames (8-byte little-endian
+include/pepita/executor/serve.hpp): on fd 3, a socket, it reads frames (8-byte little-endian
 length, then a cloudpickle of (fn, args, kwargs)), runs each call and answers each with one
 frame holding the same payload; it exits at end of file. Its stdout and stderr are the pool's
 pipe, so the function's prints never touch the frames.

@@ -18,11 +18,20 @@
 #include <vector>
 
 #include "errors.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/scheduler/parallel.hpp"
 #include "pepita/scheduler/scheduler.hpp"
 #include "pepita/simd/ops.hpp"
 #include "pepita/simd/sgemm.hpp"
 #include "pepita/zram/zram_store.hpp"
+
+#if PEPITA_PYTHON_GPU
+#include <mutex>
+
+#include "pepita/gpu/buffer.hpp"
+#include "pepita/gpu/builtins.hpp"
+#include "pepita/gpu/device.hpp"
+#endif
 
 namespace pepita::python {
 
@@ -319,7 +328,156 @@ class PyZram {
   std::unique_ptr<zram::ZramStore> store_;
 };
 
+#if PEPITA_PYTHON_GPU
+// ---- pepita.gpu: the built-in Vulkan kernels on numpy arrays ----
+// One device (Device::open's choice, PEPITA_GPU_DEVICE picks another), opened on first use and
+// kept for the process (leaked on purpose, as the sgemm scheduler is: no teardown order to get
+// wrong at interpreter exit). The arrays are copied into device buffers and the result back
+// (device memory is not the array's), all with the GIL released.
+struct GpuState {
+  gpu::Device device;
+  gpu::Builtins builtins;
+};
+
+GpuState& gpu_state() {
+  static GpuState* state = nullptr;
+  static Error open_error(ErrorCode::Unsupported, "");
+  static std::once_flag once;
+  std::call_once(once, [] {
+    auto dev = [] {
+      py::gil_scoped_release release;
+      return gpu::Device::open();
+    }();
+    if (!dev) {
+      open_error = dev.error();
+      return;
+    }
+    auto lib = gpu::Builtins::create(*dev);
+    if (!lib) {
+      open_error = lib.error();
+      return;
+    }
+    state = new GpuState{std::move(*dev), std::move(*lib)};
+  });
+  if (state == nullptr) raise(open_error);
+  return *state;
+}
+
+Result<gpu::Buffer> to_device(gpu::Device& dev, std::span<const float> data) {
+  // A zero-byte buffer is not a Vulkan buffer: keep one element for empty inputs.
+  auto buf = PEPITA_TRY(gpu::Buffer::create(dev, std::max<std::size_t>(data.size_bytes(), 4)));
+  if (!data.empty()) PEPITA_TRY_VOID(buf.upload(data));
+  return buf;
+}
+
+py::array gpu_sgemm(py::handle a, py::handle b) {
+  auto A = checked<float>(a, "a", 2, false);
+  auto B = checked<float>(b, "b", 2, false);
+  const auto m = static_cast<std::size_t>(A.shape(0)), k = static_cast<std::size_t>(A.shape(1));
+  const auto kb = static_cast<std::size_t>(B.shape(0)), n = static_cast<std::size_t>(B.shape(1));
+  if (k != kb) {
+    value_error(pepita::fmt("a and b do not multiply: a is {}x{}, b is {}x{}", m, k, kb, n));
+  }
+  auto C = py::array_t<float>({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(n)});
+  py::array out = C;
+  GpuState& g = gpu_state();
+  nogil([&]() -> Result<void> {
+    auto da = PEPITA_TRY(to_device(g.device, in_span<float>(A)));
+    auto db = PEPITA_TRY(to_device(g.device, in_span<float>(B)));
+    auto dc = PEPITA_TRY(to_device(g.device, {}));
+    if (m * n > 0) dc = PEPITA_TRY(gpu::Buffer::create(g.device, m * n * sizeof(float)));
+    PEPITA_TRY_VOID(g.builtins.sgemm(m, n, k, 1.0f, da, db, 0.0f, dc));
+    if (m * n > 0) PEPITA_TRY_VOID(dc.download(out_span<float>(out)));
+    return {};
+  });
+  return out;
+}
+
+py::array gpu_saxpy(float alpha, py::handle x, py::handle y) {
+  auto X = checked<float>(x, "x", 1, false);
+  auto Y = checked<float>(y, "y", 1, true);
+  check_same_size(X, "x", Y, "y");
+  check_alias(X, "x", Y, "y");
+  GpuState& g = gpu_state();
+  nogil([&]() -> Result<void> {
+    if (Y.size() == 0) return {};
+    auto dx = PEPITA_TRY(to_device(g.device, in_span<float>(X)));
+    auto dy = PEPITA_TRY(to_device(g.device, in_span<float>(Y)));
+    PEPITA_TRY_VOID(g.builtins.saxpy(alpha, dx, dy, static_cast<std::size_t>(Y.size())));
+    return dy.download(out_span<float>(Y));
+  });
+  return Y;
+}
+
+py::array gpu_softmax(py::handle x) {
+  auto X = checked<float>(x, "x", 2, false);
+  const auto rows = static_cast<std::size_t>(X.shape(0)),
+             cols = static_cast<std::size_t>(X.shape(1));
+  auto O = py::array_t<float>({X.shape(0), X.shape(1)});
+  py::array out = O;
+  GpuState& g = gpu_state();
+  nogil([&]() -> Result<void> {
+    if (rows * cols == 0) return {};
+    auto dx = PEPITA_TRY(to_device(g.device, in_span<float>(X)));
+    auto dout = PEPITA_TRY(gpu::Buffer::create(g.device, rows * cols * sizeof(float)));
+    PEPITA_TRY_VOID(g.builtins.softmax(dx, dout, rows, cols));
+    return dout.download(out_span<float>(out));
+  });
+  return out;
+}
+
+float gpu_sum(py::handle x) {
+  auto X = checked<float>(x, "x", 1, false);
+  GpuState& g = gpu_state();
+  return nogil([&]() -> Result<float> {
+    if (X.size() == 0) return 0.0f;
+    auto dx = PEPITA_TRY(to_device(g.device, in_span<float>(X)));
+    return g.builtins.sum(dx, static_cast<std::size_t>(X.size()));
+  });
+}
+#endif  // PEPITA_PYTHON_GPU
+
 }  // namespace
+
+void bind_gpu(py::module_& m) {
+  auto g = m.def_submodule(
+      "gpu",
+      "The built-in Vulkan compute kernels on float32 numpy arrays (copied to the device and "
+      "back, the GIL released). available() says whether this build has them and a device "
+      "opens; each kernel raises UnsupportedError otherwise.");
+#if PEPITA_PYTHON_GPU
+  g.def(
+      "available",
+      [] {
+        try {
+          (void)gpu_state();
+          return true;
+        } catch (const py::error_already_set&) {
+          return false;
+        }
+      },
+      "True when a Vulkan compute device opens (a GPU, or Mesa's lavapipe on the CPU).");
+  g.def(
+      "device_name", [] { return gpu_state().device.info().name; },
+      "The name of the device the kernels run on.");
+  g.def("sgemm", &gpu_sgemm, py::arg("a"), py::arg("b"),
+        "a @ b for 2-D float32 C-contiguous arrays, on the device; returns a new array.");
+  g.def("saxpy", &gpu_saxpy, py::arg("alpha"), py::arg("x"), py::arg("y"),
+        "y = alpha * x + y for float32 vectors, on the device; returns y (updated in place).");
+  g.def("softmax", &gpu_softmax, py::arg("x"),
+        "Row-wise softmax of a 2-D float32 array, on the device; returns a new array.");
+  g.def("sum", &gpu_sum, py::arg("x"), "Sum of a float32 vector, on the device.");
+#else
+  g.def("available", [] { return false; });
+  auto unsupported = [](py::args, py::kwargs) {
+    raise(Error(ErrorCode::Unsupported,
+                "pepita was built without its gpu module (install libvulkan-dev glslang-tools "
+                "mesa-vulkan-drivers and rebuild)"));
+  };
+  for (const char* name : {"device_name", "sgemm", "saxpy", "softmax", "sum"})
+    g.def(name, unsupported);
+#endif
+}
 
 void bind_kernels(py::module_& m) {
   m.def("dot", &dot, py::arg("x"), py::arg("y"), py::arg("parallel") = true,

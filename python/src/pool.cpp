@@ -27,11 +27,11 @@
 #include <vector>
 
 #include "errors.hpp"
+#include "pepita/executor/serve.hpp"
 #include "pepita/pool/job.hpp"
 #include "pepita/slurm/slurm_executor.hpp"
 #include "pepita/task/resources.hpp"
 #include "pepita/transport/remote_executor.hpp"
-#include "worker_executor.hpp"
 
 namespace pepita::python {
 
@@ -308,8 +308,12 @@ class PyPool {
       // started on first use.
       std::size_t slots = process_slots ? *process_slots : cpu_workers;
       if (slots == 0) slots = std::max(1U, std::thread::hardware_concurrency());
-      b.executor(unwrap(make_worker_executor({std::move(worker_argv), std::move(worker_env)},
-                                             std::min<std::size_t>(slots, 1024))));
+      executor::ServeOptions serve;
+      serve.slots = std::min<std::size_t>(slots, 1024);
+      serve.backend = "python";
+      serve.command = executor::ServeCommand{std::move(worker_argv), std::move(worker_env)};
+      serve.what = "Python worker";
+      b.executor(unwrap(executor::make_serve_executor(std::move(serve))));
     }
     b.on_event(observer(shared_));
     finisher_.emplace(shared_);

@@ -28,6 +28,7 @@
 
 #include "detail/sandbox_spawn.hpp"
 #include "detail/slot_cgroup.hpp"
+#include "detail/slot_netns.hpp"
 #include "detail/spawn.hpp"
 #include "pepita/core/cgroup.hpp"
 #include "pepita/core/sys.hpp"
@@ -124,6 +125,9 @@ struct Child {
   // The sandbox (issue 23): each process runs under a supervisor of detail/sandbox_spawn.hpp.
   bool sandboxed = false;
   std::uint32_t sandbox_id = 0;
+  // The slot's loopback-only network namespace for sandboxes with `network = "none"`, made once
+  // and reused while it stays pristine (detail/slot_netns.hpp); outlives the attempt.
+  detail::SlotNetns netns;
 };
 
 struct Start {
@@ -157,6 +161,11 @@ struct ProcessExecutor::Impl {
   // Whether attempts without limits reuse their slot's cgroup (detail/slot_cgroup.hpp); false
   // once the kernel turned out unable to reset a cgroup's peak memory.
   bool reuse_slot_cgroups = true;
+  // The reactor thread's network namespace, to return to after starting a sandbox in its slot's
+  // prepared one; prepared_netns turns false once one could not be made (not root): from then on
+  // each such sandbox makes its own (CLONE_NEWNET).
+  UniqueFd host_netns;
+  bool prepared_netns = true;
 
   std::mutex mu;  // guards the fields below up to `reactor`
   std::condition_variable idle_cv;
@@ -190,6 +199,7 @@ struct ProcessExecutor::Impl {
               std::string error);
   void drain(Captured& c, std::size_t cap);
   void feed_stdin(Child& c);
+  int slot_netns(Child& c, const task::SandboxPolicy& policy);
   void on_exit(std::uint32_t slot);
   void finish_binary(std::uint32_t slot);
   void finish_pipeline(std::uint32_t slot);
@@ -555,7 +565,14 @@ void ProcessExecutor::Impl::launch(Start start) {
   const std::vector<int> join = c.in_slot_cgroup ? c.slot_cgroup.join_fds() : c.cgroup.join_fds();
   std::map<std::string, std::string> env;
   if (c.allocation) env = gpu_env(*c.allocation);
-  const detail::SpawnExtras extras{join, cpus, env.empty() ? nullptr : &env, c.memory_limit > 0};
+  detail::SpawnExtras extras{join, cpus, env.empty() ? nullptr : &env, c.memory_limit > 0};
+  if (c.sandboxed && sandbox.network == task::SandboxNetwork::None) {
+    const int ns = slot_netns(c, sandbox);
+    if (ns >= 0) {
+      extras.netns = ns;
+      extras.host_netns = host_netns.get();
+    }
+  }
 
   // Undoes a half-started pipeline: kill what runs, reap it, so nothing is left behind.
   auto abort_spawned = [&](std::size_t spawned) {
@@ -651,6 +668,33 @@ void ProcessExecutor::Impl::launch(Start start) {
                         notify();
                       }));
   }
+}
+
+// The slot's prepared network namespace for a `network = "none"` sandbox, or -1 (the supervisor
+// then makes its own). Only where the task can hold no capability in it and leaves nothing
+// running in it: as root (the namespace is the executor's user namespace's), with the sandbox's
+// own user namespace (the task's capabilities are in that child namespace only) and pid
+// namespace (every process of the attempt is gone once its supervisor is reaped). A namespace
+// the last attempt left sockets in (TIME_WAIT) is replaced. The stages of a pipeline share it.
+int ProcessExecutor::Impl::slot_netns(Child& c, const task::SandboxPolicy& policy) {
+  if (!prepared_netns || !policy.user_ns || !policy.pid_ns || ::geteuid() != 0) return -1;
+  if (!host_netns) {
+    host_netns.reset(sys::open("/proc/thread-self/ns/net", O_RDONLY));
+    if (!host_netns) {
+      prepared_netns = false;
+      return -1;
+    }
+  }
+  if (c.netns.valid() && !c.netns.pristine()) c.netns = detail::SlotNetns();
+  if (!c.netns.valid()) {
+    auto made = detail::SlotNetns::make(host_netns.get());
+    if (!made) {
+      prepared_netns = false;
+      return -1;
+    }
+    c.netns = std::move(*made);
+  }
+  return c.netns.fd();
 }
 
 void ProcessExecutor::Impl::drain(Captured& c, std::size_t cap) {

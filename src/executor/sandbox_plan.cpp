@@ -1,5 +1,6 @@
 // What the sandboxed spawn computes before it clones (docs/sandbox.md): the mount plan of the
-// sandbox's root. (Its seccomp program is core's: pepita/core/seccomp.hpp.)
+// sandbox's root, with the contents of the /etc files it copies in. (Its seccomp program is core's:
+// pepita/core/seccomp.hpp.)
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -9,6 +10,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,49 @@ constexpr const char* kEtcFiles[] = {"/etc/ld.so.cache", "/etc/passwd",        "
 // numpy load), liblapack, editors... are links through here back into /usr; without it they dangle.
 constexpr const char* kEtcDirs[] = {"/etc/alternatives"};
 constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom"};
+
+// /etc files larger than this are bound rather than copied (ld.so.cache is ~60 KiB).
+constexpr off_t kCopyLimit = 1 << 20;
+
+// The contents of the /etc files, read once per process and again when a file changes (its
+// inode, size, mtime or ctime): most tasks' plans share the same strings.
+struct CachedFile {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = -1;
+  timespec mtime{}, ctime{};
+  std::shared_ptr<const std::string> data;
+};
+std::mutex g_etc_mu;
+std::map<std::string, CachedFile, std::less<>> g_etc;
+
+bool same(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+// The contents of regular file `path` whose stat is `st`, or null when it cannot be read whole.
+std::shared_ptr<const std::string> etc_contents(const std::string& path, const struct stat& st) {
+  std::lock_guard lock(g_etc_mu);
+  CachedFile& c = g_etc[path];
+  if (c.data && c.dev == st.st_dev && c.ino == st.st_ino && c.size == st.st_size &&
+      same(c.mtime, st.st_mtim) && same(c.ctime, st.st_ctim))
+    return c.data;
+  c = {};
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  auto text = std::make_shared<std::string>(static_cast<std::size_t>(st.st_size), '\0');
+  std::size_t got = 0;
+  while (got < text->size()) {
+    const ssize_t n = ::read(fd, text->data() + got, text->size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  if (got != text->size()) return nullptr;  // changed under us: bind it this time
+  c = {st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim, std::move(text)};
+  return c.data;
+}
 
 std::string canonical(const std::string& path) {
   char buf[PATH_MAX];
@@ -121,6 +168,18 @@ Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& polic
     const std::string source = canonical(file);
     struct stat st {};
     if (source.empty() || ::stat(source.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    // A copy in the root's tmpfs, read-only with it: a file write instead of a mount to make
+    // and to tear down at the end (nine of the root's ~20 mounts were these).
+    if (st.st_size <= kCopyLimit) {
+      if (auto data = etc_contents(source, st)) {
+        MountOp op{MountOp::Kind::Copy, source, std::string("/newroot").append(file), "",
+                   std::string("copy ").append(file)};
+        op.data = std::move(data);
+        op.mode = st.st_mode & 0777;
+        plan.push_back(std::move(op));
+        continue;
+      }
+    }
     plan.push_back({MountOp::Kind::Touch, "", std::string("/newroot").append(file), "", ""});
     plan.push_back({MountOp::Kind::BindRO, "/oldroot" + source,
                     std::string("/newroot").append(file), "", std::string("bind ").append(file)});

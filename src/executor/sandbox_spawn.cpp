@@ -40,6 +40,7 @@
 #include <utility>
 #include <vector>
 
+#include "detail/slot_netns.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/core/sys.hpp"
 
@@ -86,7 +87,10 @@ struct RawOp {
   const char* source;
   const char* target;
   const char* options;
-  bool device;  // a bind of a device node (no nodev)
+  bool device;       // a bind of a device node (no nodev)
+  const char* data;  // Copy: the contents (data_len bytes) and the mode
+  std::size_t data_len;
+  std::uint32_t mode;
 };
 
 struct SupervisorArgs {
@@ -274,6 +278,18 @@ PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
         check(a, step,
               rs(SYS_mount, "tmpfs", op.target, "tmpfs", MS_NOSUID | MS_NODEV, op.options));
         break;
+      case MountOp::Kind::Copy: {
+        const long fd =
+            rs(SYS_openat, AT_FDCWD, op.target, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, op.mode);
+        check(a, step, fd);
+        for (std::size_t done = 0; done < op.data_len;) {
+          const long n = sc_write(static_cast<int>(fd), op.data + done, op.data_len - done);
+          if (n <= 0) sup_fail(a, step, n < 0 ? n : -EIO);
+          done += static_cast<std::size_t>(n);
+        }
+        rs(SYS_close, fd);
+        break;
+      }
       case MountOp::Kind::Proc:
         check(a, step,
               rs(SYS_mount, "proc", op.target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
@@ -542,7 +558,8 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   ops.reserve(plan.size());
   for (const MountOp& op : plan)
     ops.push_back({op.kind, op.source.c_str(), op.target.c_str(), op.options.c_str(),
-                   op.source.rfind("/oldroot/dev/", 0) == 0});
+                   op.source.rfind("/oldroot/dev/", 0) == 0, op.data ? op.data->data() : nullptr,
+                   op.data ? op.data->size() : 0, op.mode});
   const SeccompFilter* filter = nullptr;
   if (policy.seccomp) filter = PEPITA_TRY(sandbox_filter(policy.id));
   sock_fprog prog{};
@@ -579,7 +596,9 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   args.mount_ns = policy.mount_ns;
   args.pid_ns = policy.pid_ns;
   args.ipc_uts = policy.ipc_uts_ns;
-  args.net_none = policy.network == task::SandboxNetwork::None;
+  // A prepared namespace (the slot's, loopback already up) or one of the supervisor's own.
+  const bool prepared_net = policy.network == task::SandboxNetwork::None && extras.netns >= 0;
+  args.net_none = policy.network == task::SandboxNetwork::None && !prepared_net;
   args.no_new_privs = policy.no_new_privs;
   args.seccomp = filter != nullptr;
   args.parent_root = ::geteuid() == 0;
@@ -615,12 +634,20 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   if (share_vm) ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   pid_t pid;
   {
+    // The supervisor starts in the namespace this thread is in: the slot's prepared one for the
+    // clone's length, then back (setns changes this thread's alone).
+    auto net = EnterNetns::enter(prepared_net ? extras.netns : -1, extras.host_netns);
+    if (!net) {
+      memory.reaped();  // nothing runs on it
+      return std::unexpected(std::move(net).error());
+    }
     BlockAllSignals blocked;
     pid = ::__clone(supervisor_main, memory.stack_top(), flags, &args);
+    if (pid < 0) pid = sys::last_error();  // before the way back, which may set errno
   }
   if (pid < 0 || !share_vm) memory.reaped();  // nothing runs on it, or the child has its own copy
   if (pid < 0) {
-    return fail_errno(sys::last_error(),
+    return fail_errno(pid,
                       "sandbox: clone into new namespaces (user namespaces need "
                       "kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0, or "
                       "run as root)");

@@ -102,6 +102,14 @@ std::vector<const task::ProcessSpec*> stages_of(const task::Task& t) {
   return out;
 }
 
+// The task's declared outputs as absolute paths.
+std::vector<std::string> output_paths(const task::Task& t, const std::string& cwd) {
+  std::vector<std::string> out;
+  out.reserve(t.outputs().size());
+  for (const auto& o : t.outputs()) out.push_back(detail::absolute_in(cwd, o));
+  return out;
+}
+
 // The key fields other than the binary's hash and the inputs.
 std::map<std::string, std::string> spec_fields(const task::Task& t) {
   std::vector<std::string> command, args, env, cwd, stdin_data;
@@ -245,10 +253,12 @@ struct ResultCache::Impl {
   std::vector<std::string> notices;                 // damaged indexes found at open
   std::optional<Error> warning;                     // the first write failure; storing stops
   std::unordered_map<std::string, std::string> ran_outputs;  // absolute output -> task that ran
+  const bool stat_once;  // StatPolicy::OncePerRun: FileRecord::confirmed is used
 
   HashThreads threads;
 
-  Impl(std::string d, unsigned n) : dir(std::move(d)), threads(n) {
+  Impl(std::string d, unsigned n, StatPolicy stats)
+      : dir(std::move(d)), stat_once(stats == StatPolicy::OncePerRun), threads(n) {
     entries = dir + "/entries";
     names = dir + "/names";
     index_path = dir + "/files.idx";
@@ -339,8 +349,29 @@ struct ResultCache::Impl {
     const detail::FileStamp now = detail::FileStamp::of(st);
     std::lock_guard lock(mu);
     auto it = index.find(path);
-    if (it == index.end() || it->second.stamp != now) return std::nullopt;
+    if (it == index.end()) return std::nullopt;
+    it->second.confirmed = stat_once && it->second.stamp == now;
+    if (!it->second.confirmed && it->second.stamp != now) return std::nullopt;
     return it->second.hash;
+  }
+
+  // The faster path under StatPolicy::OncePerRun: a record already confirmed in this run, with
+  // no stat at all.
+  std::optional<std::string> confirmed(const std::string& path) {
+    if (!stat_once) return std::nullopt;
+    std::lock_guard lock(mu);
+    auto it = index.find(path);
+    if (it == index.end() || !it->second.confirmed) return std::nullopt;
+    return it->second.hash;
+  }
+
+  // A task of this run is about to write these files (or has): their next check stats them.
+  void unconfirm(const std::vector<std::string>& paths) {
+    if (!stat_once) return;
+    std::lock_guard lock(mu);
+    for (const auto& p : paths) {
+      if (auto it = index.find(p); it != index.end()) it->second.confirmed = false;
+    }
   }
 
   void remember(const std::string& path, const struct stat& st, const std::string& hash,
@@ -349,7 +380,7 @@ struct ResultCache::Impl {
     const detail::FileStamp stamp = detail::FileStamp::of(st);
     if (stamp.racy(hashed_at)) return;
     std::lock_guard lock(mu);
-    index.insert_or_assign(path, detail::FileRecord{stamp, hash});
+    index.insert_or_assign(path, detail::FileRecord{stamp, hash, stat_once});
     index_dirty = true;
   }
 
@@ -397,11 +428,19 @@ struct ResultCache::Impl {
     dead_keys.insert(key);
     entries_dirty = true;
   }
-  std::vector<Result<std::string>> hash_files(const std::vector<std::string>& paths) {
+  // `fresh`: stat every file, whatever the policy (outputs a task has just written).
+  std::vector<Result<std::string>> hash_files(const std::vector<std::string>& paths,
+                                              bool fresh = false) {
     std::vector<Result<std::string>> out(paths.size(), std::string());
     std::vector<std::size_t> slow;
     std::vector<struct stat> stats(paths.size());
     for (std::size_t i = 0; i < paths.size(); ++i) {
+      if (!fresh) {
+        if (auto h = confirmed(paths[i])) {
+          out[i] = std::move(*h);
+          continue;
+        }
+      }
       if (::stat(paths[i].c_str(), &stats[i]) != 0) {
         const int err = errno;
         out[i] = fail(err == ENOENT ? ErrorCode::NotFound : ErrorCode::Io,
@@ -483,7 +522,7 @@ Result<std::shared_ptr<ResultCache>> ResultCache::open(std::string dir, Options 
   ::unlink(probe.c_str());
   unsigned n = options.hash_threads;
   if (n == 0) n = std::max(2u, std::thread::hardware_concurrency());
-  auto impl = std::make_unique<Impl>(dir, n);
+  auto impl = std::make_unique<Impl>(dir, n, options.stats);
   if (!impl->entries_fd) {
     const int err = errno;
     return fail(ErrorCode::Io,
@@ -519,10 +558,10 @@ std::vector<Result<std::string>> ResultCache::hash_files(const std::vector<std::
 
 void ResultCache::note_ran(const task::Task& task) {
   const std::string cwd = task_cwd(task);
+  std::vector<std::string> outs = output_paths(task, cwd);
+  impl_->unconfirm(outs);
   std::lock_guard lock(impl_->mu);
-  for (const auto& o : task.outputs()) {
-    impl_->ran_outputs[detail::absolute_in(cwd, o)] = task.name();
-  }
+  for (auto& o : outs) impl_->ran_outputs[std::move(o)] = task.name();
 }
 
 namespace {
@@ -571,6 +610,17 @@ std::string explain_miss(const CacheLookup& now, const CacheEntry& last, const s
 }  // namespace
 
 CacheLookup ResultCache::lookup(const task::Task& task) {
+  CacheLookup l = decide(task);
+  if (!l.hit && impl_->stat_once && !task.outputs().empty()) {
+    // A miss runs, and what it writes must be stat'ed again by the next check that reads it.
+    const std::string cwd = task_cwd(task);
+    const std::vector<std::string> outs = output_paths(task, cwd);
+    impl_->unconfirm(outs);
+  }
+  return l;
+}
+
+CacheLookup ResultCache::decide(const task::Task& task) {
   CacheLookup l;
   const auto stages = stages_of(task);
   if (stages.empty()) {
@@ -619,8 +669,7 @@ CacheLookup ResultCache::lookup(const task::Task& task) {
     // The outputs must still be there. One edited since the cached run (present, another
     // hash) is kept, as make keeps a file newer than what produced it: the producer stays
     // cached and the tasks reading the file see the change and run again.
-    std::vector<std::string> outs;
-    for (const auto& o : task.outputs()) outs.push_back(detail::absolute_in(cwd, o));
+    const std::vector<std::string> outs = output_paths(task, cwd);
     auto now = impl_->hash_files(outs);
     std::string edited;
     for (std::size_t i = 0; i < outs.size(); ++i) {
@@ -674,9 +723,8 @@ CacheLookup ResultCache::lookup(const task::Task& task) {
 Result<void> ResultCache::store(const task::Task& task, const CacheLookup& lookup,
                                 ExecutionResult& result) {
   const std::string cwd = task_cwd(task);
-  std::vector<std::string> outs;
-  for (const auto& o : task.outputs()) outs.push_back(detail::absolute_in(cwd, o));
-  auto hashes = impl_->hash_files(outs);
+  std::vector<std::string> outs = output_paths(task, cwd);
+  auto hashes = impl_->hash_files(outs, /*fresh=*/true);
   for (std::size_t i = 0; i < outs.size(); ++i) {
     if (!hashes[i]) {
       return fail(

@@ -121,8 +121,9 @@ Pool::Builder& Pool::Builder::reserve_after(std::chrono::nanoseconds wait) {
   config_.reserve_after = wait;
   return *this;
 }
-Pool::Builder& Pool::Builder::cache(std::string dir) {
+Pool::Builder& Pool::Builder::cache(std::string dir, StatPolicy stats) {
   config_.cache_dir = std::move(dir);
+  config_.cache_stats = stats;
   return *this;
 }
 Pool::Builder& Pool::Builder::remote_options(executor::BackendOptions options) {
@@ -173,7 +174,15 @@ Result<Pool> Pool::Builder::build() {
     return fail(ErrorCode::InvalidArgument,
                 "default_timeout must not be negative (0 means no timeout)");
   }
-  auto cpu = PEPITA_TRY(executor::CpuExecutor::create({.workers = c.cpu_workers}));
+  {
+    scheduler::Scheduler::Options so;
+    so.workers = c.cpu_workers;
+    so.name = "pepita-cpu";
+    s->cpu_sched = PEPITA_TRY(scheduler::Scheduler::create(std::move(so)));
+  }
+  s->functions = std::make_shared<detail::FunctionLane>();
+  s->functions->sched = s->cpu_sched.get();
+  std::shared_ptr<executor::Executor> cpu = PEPITA_TRY(executor::CpuExecutor::on(*s->cpu_sched));
   // Unless process_slots was set, cpu_workers bounds processes too (0: one per CPU either way).
   const std::size_t proc_slots = c.process_slots.value_or(c.cpu_workers);
   auto proc = PEPITA_TRY(
@@ -217,7 +226,7 @@ Result<Pool> Pool::Builder::build() {
   if (!c.cache_dir.empty()) {
     // Every lane that runs processes goes through the cache (functions have no files); a cache
     // that cannot open leaves the pool uncached, with the reason kept for cache_warning().
-    if (auto cache = ResultCache::open(c.cache_dir)) {
+    if (auto cache = ResultCache::open(c.cache_dir, {.stats = c.cache_stats})) {
       s->cache = std::move(*cache);
       const unsigned threads = std::max(2u, std::thread::hardware_concurrency());
       for (auto& lane : s->lanes) {
@@ -270,13 +279,41 @@ Pool::Pool(std::unique_ptr<detail::PoolState> state) noexcept : state_(std::move
 Pool::Pool(Pool&&) noexcept = default;
 Pool& Pool::operator=(Pool&& other) noexcept {
   if (this != &other) {
-    if (state_) shutdown(ShutdownMode::Immediate);
+    release();
     state_ = std::move(other.state_);
   }
   return *this;
 }
-Pool::~Pool() {
-  if (state_) shutdown(ShutdownMode::Immediate);
+Pool::~Pool() { release(); }
+
+void Pool::release() noexcept {
+  if (!state_) return;
+  shutdown(ShutdownMode::Immediate);
+  std::shared_ptr<detail::FunctionLane> functions = state_->functions;
+  state_.reset();  // the scheduler drains: cancelled groups' queued callables are destroyed unrun
+  if (functions) functions->gone.store(true, std::memory_order_release);
+}
+
+Result<FunctionGroup> Pool::function_group() {
+  if (!state_) {
+    return fail(ErrorCode::InvalidArgument,
+                "function_group() on a moved-from Pool; call it on the pool you moved to");
+  }
+  const std::shared_ptr<detail::FunctionLane>& lane = state_->functions;
+  if (lane->closed.load(std::memory_order_acquire)) {
+    return fail(ErrorCode::Cancelled,
+                "function_group(): the pool is shut down; build a new pool to run functions");
+  }
+  auto g = std::make_unique<detail::FnGroupState>();
+  g->lane = lane;
+  g->sched = lane->sched;
+  {
+    std::lock_guard lock(lane->mu);
+    g->next = lane->groups;
+    if (g->next != nullptr) g->next->prev = g.get();
+    lane->groups = g.get();
+  }
+  return FunctionGroup(std::move(g));
 }
 
 Result<TaskHandle> Pool::submit(Task task) { return submit_one(std::move(task), true); }
@@ -429,6 +466,7 @@ void Pool::cancel_all() {
   // in the slot it leaves (one cancel() per id did), and a task cannot slip between the snapshot
   // and its cancel.
   auto& s = *state_;
+  if (s.functions) s.functions->cancel_all();
   detail::Actions act;
   {
     std::lock_guard lock(s.mu);
@@ -460,6 +498,7 @@ void Pool::shutdown(ShutdownMode mode) {
     s.accepting = false;
   }
   s.space_cv.notify_all();  // submitters blocked on queue_capacity return Cancelled
+  if (s.functions) s.functions->closed.store(true, std::memory_order_release);
   if (mode == ShutdownMode::Immediate) cancel_all();
   wait_idle();
   {
@@ -508,6 +547,12 @@ Stats Pool::stats() const {
     out = s.counters;
     for (const auto& lane : s.lanes) out.running += lane.running;
     out.queued = s.nodes.size() - out.running;
+    if (s.functions) {
+      std::uint64_t fn_sub = 0;
+      s.functions->add_counts(fn_sub, out.done, out.succeeded, out.failed);
+      out.submitted += fn_sub;
+      out.functions = fn_sub;
+    }
     lat = s.latencies_ms;
   }
   auto pct = [&](double p) -> double {

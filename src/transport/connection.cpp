@@ -477,6 +477,21 @@ Result<void> Connection::send(MessageType type, std::uint64_t request_id, ByteSp
   return write_all(send_buf_);
 }
 
+Result<void> Connection::send_all(std::span<const Outgoing> frames) {
+  std::lock_guard lock(send_mu_);
+  if (!session_) return fail(ErrorCode::Internal, "send before the handshake finished");
+  send_buf_.clear();
+  for (const Outgoing& f : frames) {
+    if (auto sealed = session_->seal_into(f.type, f.request_id, f.payload, send_buf_); !sealed) {
+      // The frames sealed so far took their sequence numbers: they must still go, or the peer
+      // would see a gap and close the connection.
+      if (!send_buf_.empty()) PEPITA_TRY_VOID(write_all(send_buf_));
+      return sealed;
+    }
+  }
+  return write_all(send_buf_);
+}
+
 Result<void> Connection::send_bulk(MessageType type, std::uint64_t request_id, ByteSpan meta,
                                    ByteSpan data) {
   std::lock_guard lock(send_mu_);

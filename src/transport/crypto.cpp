@@ -131,14 +131,25 @@ Result<Bytes> from_hex(std::string_view hex) {
 Digest hmac_sha256(ByteSpan key, std::initializer_list<ByteSpan> parts) {
   Digest d{};
   // Fetching the algorithm takes the provider lock; do it once (EVP_MAC is refcounted and safe to
-  // share between threads; each call gets its own context).
+  // share between threads).
   static EVP_MAC* const mac = ::EVP_MAC_fetch(nullptr, "HMAC", nullptr);
-  std::unique_ptr<EVP_MAC_CTX, decltype(&::EVP_MAC_CTX_free)> ctx(::EVP_MAC_CTX_new(mac),
-                                                                  &::EVP_MAC_CTX_free);
-  char digest_name[] = "SHA256";
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest_name, 0),
-                         OSSL_PARAM_construct_end()};
-  ::EVP_MAC_init(ctx.get(), uc(key), key.size(), params);
+  // Issue 27: one context per thread, its digest set once. Naming the digest on every init
+  // looked "SHA256" up in the provider's name map and freed it again per frame, and the context
+  // was allocated per frame; now each call only re-keys it (EVP_MAC_init with a key and no
+  // parameters starts a new computation on a context that already knows its digest).
+  using CtxPtr = std::unique_ptr<EVP_MAC_CTX, decltype(&::EVP_MAC_CTX_free)>;
+  thread_local const CtxPtr ctx = [] {
+    CtxPtr c(::EVP_MAC_CTX_new(mac), &::EVP_MAC_CTX_free);
+    char digest_name[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest_name, 0),
+                           OSSL_PARAM_construct_end()};
+    if (c) ::EVP_MAC_CTX_set_params(c.get(), params);
+    return c;
+  }();
+  // A null key would mean "the previous key" to EVP_MAC_init: an empty key still passes a
+  // pointer, so it is HMAC's empty key and never the last caller's.
+  static const unsigned char kNoKey = 0;
+  ::EVP_MAC_init(ctx.get(), key.empty() ? &kNoKey : uc(key), key.size(), nullptr);
   for (ByteSpan p : parts) ::EVP_MAC_update(ctx.get(), uc(p), p.size());
   std::size_t len = 0;
   // SAFETY: Digest holds 32 bytes, HMAC-SHA256's output size.

@@ -161,6 +161,11 @@ SSL_CTX* make_context(TlsChannel::Role role) {
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_TICKET);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  // Issue 27: read whatever the socket holds into OpenSSL's buffer, not a 5-byte record header
+  // and then its body: one recv per record (or per several) instead of two. Bytes buffered
+  // here are announced by SSL_has_pending (TlsChannel::has_pending), which read_frame consults
+  // before it polls.
+  SSL_CTX_set_read_ahead(ctx, 1);
   if (server) {
     SSL_CTX_set_num_tickets(ctx, 0);  // no resumption: every connection proves the key afresh
     SSL_CTX_set_psk_find_session_callback(ctx, find_psk);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "detail/ring_access.hpp"
+#include "pepita/core/format.hpp"
 
 namespace pepita::virtio {
 namespace v = abi::virtio;
@@ -77,7 +78,52 @@ Result<uint16_t> Queue::pending_count() {
     return malformed("avail index " + std::to_string(avail_idx) + " is " + std::to_string(pending) +
                      " entries ahead of " + std::to_string(next_avail_) +
                      ", more than the queue size " + std::to_string(layout_.size));
-  return pending;
+  return static_cast<uint16_t>(pending + (resubmit_.size() - resubmit_next_));
+}
+
+Result<uint16_t> Queue::track_inflight(InflightQueue region, bool recover,
+                                       std::vector<uint16_t> carried) {
+  if (!region.valid() || region.size() != layout_.size) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("inflight region for queue size {}, the vring has {}; the frontend "
+                            "must size the region (GET_INFLIGHT_FD) with the vring's size",
+                            region.size(), layout_.size));
+  }
+  std::vector<uint16_t> heads = std::move(carried);
+  uint16_t next_avail = next_avail_;
+  if (recover && !region.was_fresh()) {
+    heads = PEPITA_TRY(region.recover(next_used_));
+    // Every head the previous backend popped is either in the used ring or still in flight.
+    const uint16_t avail_idx = PEPITA_TRY(load_avail_idx());
+    const auto outstanding = static_cast<uint16_t>(avail_idx - next_used_);
+    if (outstanding > layout_.size || heads.size() > outstanding) {
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("inflight region marks {} heads in flight but the driver has {} "
+                              "outstanding (avail {}, used {}); the region does not belong to "
+                              "this ring",
+                              heads.size(), outstanding, avail_idx, next_used_));
+    }
+    next_avail = static_cast<uint16_t>(next_used_ + heads.size());
+  }
+  for (uint16_t h : heads) {
+    if (h >= layout_.size) {
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("resubmitted head {} >= queue size {}", h, layout_.size));
+    }
+  }
+  inflight_ = region;
+  resubmit_ = std::move(heads);
+  resubmit_next_ = 0;
+  next_avail_ = next_avail;
+  return static_cast<uint16_t>(resubmit_.size());
+}
+
+std::vector<uint16_t> Queue::take_unresubmitted() {
+  std::vector<uint16_t> rest(resubmit_.begin() + static_cast<std::ptrdiff_t>(resubmit_next_),
+                             resubmit_.end());
+  resubmit_.clear();
+  resubmit_next_ = 0;
+  return rest;
 }
 
 Result<bool> Queue::pop(Chain& out) {
@@ -88,6 +134,12 @@ Result<bool> Queue::pop(Chain& out) {
 }
 
 Result<bool> Queue::pop_unchecked(Chain& out) {
+  if (resubmit_next_ < resubmit_.size()) {
+    // A head the previous backend popped and never returned: it keeps its mark and counter.
+    PEPITA_TRY_VOID(walk(resubmit_[resubmit_next_], out));
+    ++resubmit_next_;
+    return true;
+  }
   const uint16_t avail_idx = PEPITA_TRY(load_avail_idx());
   const uint16_t pending = static_cast<uint16_t>(avail_idx - next_avail_);
   if (pending == 0) return false;
@@ -102,6 +154,7 @@ Result<bool> Queue::pop_unchecked(Chain& out) {
     broken_ = true;
     return std::unexpected(std::move(w).error());
   }
+  if (inflight_.valid()) inflight_.popped(head);
   ++next_avail_;
   return true;
 }
@@ -170,10 +223,15 @@ Result<void> Queue::add_used(uint16_t head, uint32_t written) {
   if (broken_) return fail(ErrorCode::Protocol, "virtqueue is broken; the device needs a reset");
   const uint64_t slot = next_used_ & (layout_.size - 1);
   PEPITA_TRY_VOID(ram_->write(offset(layout_.used, 4 + 8 * slot), v::UsedElem{head, written}));
-  ++next_used_;
   auto idx = PEPITA_TRY(ram_->span(offset(layout_.used, 2), 2));
+  // Inflight tracking, a batch of one: link the head into the last batch, publish, then clear
+  // it and record the index. Killed before the publish, the head is still in flight; after it,
+  // the region's used index lags the ring's and recovery clears the batch.
+  if (inflight_.valid()) inflight_.before_used(head);
+  ++next_used_;
   // Release: the driver reads the element (and the data we wrote) after it sees this index.
   detail::store_release_u16(idx, next_used_);
+  if (inflight_.valid()) inflight_.after_used(head, next_used_);
   return {};
 }
 
@@ -204,7 +262,7 @@ Result<bool> Queue::enable_kicks() {
   // store and its avail_event load): one of us sees the other's write, no lost kick.
   detail::full_fence();
   const uint16_t avail_idx = PEPITA_TRY(load_avail_idx());
-  return avail_idx != next_avail_;
+  return avail_idx != next_avail_ || resubmit_next_ < resubmit_.size();
 }
 
 }  // namespace pepita::virtio

@@ -3,13 +3,16 @@
 // loses its connection, never the process.
 #include "pepita/virtio/vhost_user.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 
+#include "pepita/core/format.hpp"
 #include "pepita/core/sys/eventfd.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/core/sys/socket.hpp"
@@ -29,6 +32,10 @@ struct Backend::Vring {
   UniqueFd call;
   UniqueFd err;   // SET_VRING_ERR: signalled when the driver malformed the ring
   UniqueFd stop;  // eventfd that ends the worker
+  // INFLIGHT_SHMFD: the first start with a region in this connection resubmits what the region
+  // holds; later starts carry over the heads the previous Queue had not handed out yet.
+  bool recover = true;
+  std::vector<uint16_t> carried;
   Queue queue;
   std::thread thread;
   std::atomic<bool> running{false};
@@ -191,6 +198,7 @@ void Backend::disconnect() noexcept {
     v->index = i;
   }
   memory_.reset();
+  inflight_.reset();
   acked_features_ = 0;
   protocol_features_ = 0;
   status_ = 0;
@@ -232,7 +240,8 @@ Result<void> Backend::handle(const Header& hdr, std::span<const std::byte> p,
     }
     case GET_PROTOCOL_FEATURES:
       return reply_u64((1ull << protocol::MQ) | (1ull << protocol::REPLY_ACK) |
-                       (1ull << protocol::CONFIG) | (1ull << protocol::STATUS));
+                       (1ull << protocol::CONFIG) | (1ull << protocol::INFLIGHT_SHMFD) |
+                       (1ull << protocol::STATUS));
     case SET_PROTOCOL_FEATURES:
       protocol_features_ = PEPITA_TRY(payload_as<uint64_t>(p, "SET_PROTOCOL_FEATURES"));
       return {};
@@ -342,6 +351,8 @@ Result<void> Backend::handle(const Header& hdr, std::span<const std::byte> p,
       return {};
     }
     case GET_STATUS: return reply_u64(status_ | device_.status_bits());
+    case GET_INFLIGHT_FD: return get_inflight_fd(hdr, p, replied);
+    case SET_INFLIGHT_FD: return set_inflight_fd(p, fds);
     default:
       return fail(ErrorCode::Unsupported,
                   "vhost-user request " + std::to_string(hdr.request) + " not supported");
@@ -378,6 +389,134 @@ Result<void> Backend::set_mem_table(std::span<const std::byte> p, std::vector<Un
   return {};
 }
 
+Result<void> Backend::get_inflight_fd(const Header& hdr, std::span<const std::byte> p,
+                                      bool& replied) {
+  if (p.size() < kInflightMinPayload) {
+    return fail(ErrorCode::Protocol, pepita::fmt("GET_INFLIGHT_FD payload of {} bytes, expected {}",
+                                                 p.size(), sizeof(Inflight)));
+  }
+  Inflight in{};
+  std::memcpy(&in, p.data(), kInflightMinPayload);
+  Inflight out{0, 0, in.num_queues, in.queue_size, 0};
+  // On any failure the reply carries mmap_size 0 and no fd: the frontend goes on without
+  // inflight tracking (QEMU does), and the error is logged.
+  auto refuse = [&](Error e) -> Result<void> {
+    replied = true;
+    PEPITA_TRY_VOID(reply(hdr.request, std::as_bytes(std::span(&out, 1))));
+    return std::unexpected(std::move(e));
+  };
+  if (in.num_queues == 0 || in.num_queues > device_.num_queues() ||
+      !abi::is_power_of_two(in.queue_size) || in.queue_size > device_.max_queue_size()) {
+    return refuse(Error(
+        ErrorCode::InvalidArgument,
+        pepita::fmt("GET_INFLIGHT_FD for {} queues of size {}: the device has {} "
+                    "queues of at most {} entries (a power of two)",
+                    in.num_queues, in.queue_size, device_.num_queues(), device_.max_queue_size())));
+  }
+  const uint64_t size = inflight_queue_bytes(in.queue_size) * in.num_queues;
+  const int mfd = static_cast<int>(
+      sys::ret(::memfd_create("pepita-vhost-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  if (mfd < 0) return refuse(Error::from_errno(mfd, "memfd_create for the inflight region"));
+  UniqueFd fd(mfd);
+  if (int r = sys::ftruncate(fd.get(), size); r < 0) {
+    return refuse(Error::from_errno(r, "size the inflight region"));
+  }
+  // Sealed as libvhost-user does: nobody can shrink it under a backend that maps it (SIGBUS).
+  if (long r = sys::ret(::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL));
+      r < 0) {
+    return refuse(Error::from_errno(static_cast<int>(r), "seal the inflight region"));
+  }
+  // ftruncate zero-filled it: version 0, a fresh region for every queue.
+  out.mmap_size = size;
+  replied = true;
+  Header h{hdr.request, kVersion | kReplyFlag, static_cast<uint32_t>(sizeof out)};
+  std::byte buf[sizeof h + sizeof out];
+  std::memcpy(buf, &h, sizeof h);
+  std::memcpy(buf + sizeof h, &out, sizeof out);
+  const int raw = fd.get();
+  const int64_t r = sys::send_with_fds(conn_.get(), buf, sizeof buf, &raw, 1);
+  if (r < 0) return fail_errno(static_cast<int>(r), "send the GET_INFLIGHT_FD reply");
+  return {};
+}
+
+Result<void> Backend::set_inflight_fd(std::span<const std::byte> p, std::vector<UniqueFd>& fds) {
+  if (p.size() < kInflightMinPayload) {
+    return fail(ErrorCode::Protocol, pepita::fmt("SET_INFLIGHT_FD payload of {} bytes, expected {}",
+                                                 p.size(), sizeof(Inflight)));
+  }
+  Inflight in{};
+  std::memcpy(&in, p.data(), kInflightMinPayload);
+  if (fds.size() != 1) {
+    return fail(
+        ErrorCode::InvalidArgument,
+        pepita::fmt("SET_INFLIGHT_FD carries {} fds; attach exactly the region's fd", fds.size()));
+  }
+  for (const auto& vr : vrings_) {
+    if (vr->running) {
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("SET_INFLIGHT_FD while vring {} runs; stop the rings first "
+                              "(GET_VRING_BASE), as QEMU does before it starts them",
+                              vr->index));
+    }
+  }
+  if (in.num_queues == 0 || in.num_queues > device_.num_queues() ||
+      !abi::is_power_of_two(in.queue_size) || in.queue_size > device_.max_queue_size()) {
+    return fail(
+        ErrorCode::InvalidArgument,
+        pepita::fmt("SET_INFLIGHT_FD for {} queues of size {}: the device has {} queues "
+                    "of at most {} entries (a power of two)",
+                    in.num_queues, in.queue_size, device_.num_queues(), device_.max_queue_size()));
+  }
+  const uint64_t need = inflight_queue_bytes(in.queue_size) * in.num_queues;
+  if (in.mmap_size < need) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("SET_INFLIGHT_FD region of {} bytes; {} queues of size {} need {}",
+                            in.mmap_size, in.num_queues, in.queue_size, need));
+  }
+  if (in.mmap_size > (uint64_t{1} << 32) || in.mmap_offset % 4096 != 0) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("SET_INFLIGHT_FD region of {} bytes at offset {}: at most 4 GiB at a "
+                            "page-aligned offset",
+                            in.mmap_size, in.mmap_offset));
+  }
+  UniqueFd fd = std::move(fds[0]);
+  const int64_t file = sys::regular_file_size(fd.get());
+  // Checked without overflow: a huge mmap_offset must not wrap the end below the file size.
+  if (file < 0 || in.mmap_offset > static_cast<uint64_t>(file) ||
+      static_cast<uint64_t>(file) - in.mmap_offset < in.mmap_size) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("SET_INFLIGHT_FD fd holds {} bytes, the region is {} bytes at offset "
+                            "{}; pass the memfd GET_INFLIGHT_FD returned",
+                            file, in.mmap_size, in.mmap_offset));
+  }
+  const long seals = sys::ret(::fcntl(fd.get(), F_GET_SEALS));
+  if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) {
+    return fail(ErrorCode::InvalidArgument,
+                "SET_INFLIGHT_FD fd is not sealed against shrinking (F_SEAL_SHRINK), so it could "
+                "be cut under the mapping; pass the memfd GET_INFLIGHT_FD returned");
+  }
+  auto region = std::make_unique<InflightRegion>();
+  // SAFETY: a shared mapping of a file at least mmap_offset + mmap_size long that cannot shrink
+  // (both checked above); every access to it goes through InflightQueue's checks.
+  region->map = PEPITA_TRY(Mapping::map(in.mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(),
+                                        static_cast<off_t>(in.mmap_offset), "inflight region"));
+  region->fd = std::move(fd);
+  region->num_queues = in.num_queues;
+  region->queue_size = in.queue_size;
+  // Refuse a region some queue of which we could not use (another version or queue size) now,
+  // with the reason, rather than at that ring's start.
+  const uint64_t bytes = inflight_queue_bytes(in.queue_size);
+  for (uint16_t i = 0; i < in.num_queues; ++i) {
+    auto q = InflightQueue::open(std::span(region->map.bytes() + bytes * i, bytes), in.queue_size);
+    if (!q) {
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("SET_INFLIGHT_FD queue {}: {}", i, q.error().message()));
+    }
+  }
+  inflight_ = std::move(region);
+  return {};
+}
+
 Result<void> Backend::start_vring(Vring& vr) {
   if (!vr.kicked || !vr.addr_set || vr.num == 0 || !memory_) return {};
   const uint64_t n = vr.num;
@@ -388,10 +527,32 @@ Result<void> Backend::start_vring(Vring& vr) {
       .used = PEPITA_TRY(memory_->uva_to_gpa(vr.addr.used_user_addr, 6 + 8 * n))};
   QueueFeatures qf{.event_idx = (acked_features_ & v::feature_bit(v::F_RING_EVENT_IDX)) != 0,
                    .indirect = (acked_features_ & v::feature_bit(v::F_RING_INDIRECT_DESC)) != 0};
-  vr.queue = PEPITA_TRY(Queue::activate(layout, *memory_, qf, vr.base, device_.max_queue_size()));
-  int efd = sys::eventfd(0, EFD_NONBLOCK);
+  Queue queue =
+      PEPITA_TRY(Queue::activate(layout, *memory_, qf, vr.base, device_.max_queue_size()));
+  // Everything that can fail comes before the region is consumed (recover, carried).
+  const int efd = sys::eventfd(0, EFD_NONBLOCK);
   if (efd < 0) return fail_errno(efd, "eventfd");
-  vr.stop.reset(efd);
+  UniqueFd stop(efd);
+  if (inflight_) {
+    if (vr.index >= inflight_->num_queues || vr.num != inflight_->queue_size) {
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("inflight region covers {} queues of size {}; vring {} has size {}. "
+                              "Get a region for this layout (GET_INFLIGHT_FD)",
+                              inflight_->num_queues, inflight_->queue_size, vr.index, vr.num));
+    }
+    const uint64_t bytes = inflight_queue_bytes(vr.num);
+    const auto slice = std::span(inflight_->map.bytes() + bytes * vr.index, bytes);
+    auto region = PEPITA_TRY(InflightQueue::open(slice, vr.num));
+    const uint16_t resubmit = PEPITA_TRY(queue.track_inflight(region, vr.recover, vr.carried));
+    if (vr.recover && resubmit > 0) {
+      std::fprintf(stderr, "vhost-user: vring %u resubmits %u requests left in flight\n", vr.index,
+                   static_cast<unsigned>(resubmit));
+    }
+    vr.recover = false;
+    vr.carried.clear();
+  }
+  vr.queue = std::move(queue);
+  vr.stop = std::move(stop);
   vr.running = true;
   vr.thread = std::thread([this, &vr] { worker(vr); });
   return {};
@@ -403,6 +564,7 @@ void Backend::stop_vring(Vring& vr) noexcept {
   vr.thread.join();
   vr.running = false;
   vr.base = vr.queue.next_avail();
+  vr.carried = vr.queue.take_unresubmitted();
 }
 
 void Backend::stop_all() noexcept {

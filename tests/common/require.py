@@ -19,6 +19,8 @@ CAPABILITIES = {
     "ublk": False,
 }
 PROVIDE = {
+    "vulkan": "a Vulkan device that vulkaninfo lists (scripts/install-deps installs Mesa lavapipe "
+              "and vulkan-tools)",
     "torch": "Debian's PyTorch and scikit-learn for /usr/bin/python3 (scripts/install-deps: "
              "python3-torch python3-sklearn)",
 }
@@ -40,7 +42,21 @@ def _probe_torch():
         lines[-1] if lines else "exit {}".format(out.returncode))
 
 
-PROBES = {"torch": _probe_torch}
+def _probe_vulkan():
+    """require.hpp's probe: vulkaninfo --summary names a device."""
+    try:
+        out = subprocess.run(["vulkaninfo", "--summary"], capture_output=True, text=True,
+                             timeout=120)
+    except FileNotFoundError:
+        return "vulkaninfo is not installed (package vulkan-tools)"
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "vulkaninfo could not be run: {}".format(e)
+    if "deviceName" in out.stdout:
+        return ""
+    return "vulkaninfo --summary lists no device (exit {})".format(out.returncode)
+
+
+PROBES = {"torch": _probe_torch, "vulkan": _probe_vulkan}
 _found = {}
 
 

@@ -179,16 +179,26 @@ TEST(Pipeline, TimeoutAndCancelStopEveryStage) {
         .add_stage(sh("echo $$ > " + dir.file(tag + "0") + "; exec sleep 30"))
         .add_stage(sh("echo $$ > " + dir.file(tag + "1") + "; sleep 30 & wait"));
   };
-  auto r = run_one(*exec, Task::pipeline(stages("t")).timeout(300ms).build().value());
+  // Long enough for both shells to write their pid on a loaded machine; a stage stopped before
+  // it wrote one cannot be checked (and is not running).
+  auto r = run_one(*exec, Task::pipeline(stages("t")).timeout(2s).build().value());
   EXPECT_EQ(r.status, Status::TimedOut);
   EXPECT_NE(r.error.find("all 2 pipeline stages were stopped"), std::string::npos) << r.error;
   for (const char* f : {"t0", "t1"}) {
-    EXPECT_FALSE(process_running(std::stoi(read_text(dir.file(f))))) << f;
+    const std::string pid = read_text(dir.file(f));
+    if (!pid.empty()) {
+      EXPECT_FALSE(process_running(std::stoi(pid))) << f;
+    }
   }
 
+  // The cancel comes once both stages have written their pid.
   std::stop_source stop;
   std::thread canceller([&] {
-    std::this_thread::sleep_for(300ms);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while ((read_text(dir.file("c0")).empty() || read_text(dir.file("c1")).empty()) &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);
+    }
     stop.request_stop();
   });
   auto c = run_one(*exec, Task::pipeline(stages("c")).build().value(), stop.get_token());

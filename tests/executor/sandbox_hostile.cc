@@ -5,8 +5,11 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <net/route.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -29,7 +32,8 @@ int refused(const char* what) {
 int usage() {
   std::fprintf(stderr,
                "usage: sandbox_hostile read PATH | write PATH | list DIR | connect PORT | "
-               "forkbomb N | ptrace | mount | init_module | setuid0 | kill PID | daemon TOKEN\n");
+               "forkbomb N | ptrace | mount | init_module | setuid0 | kill PID | daemon TOKEN | "
+               "netadmin | netstate | timewait\n");
   return 2;
 }
 
@@ -71,6 +75,98 @@ int main(int argc, char** argv) {
     if (::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
       return refused("connect");
     std::printf("connected\n");
+    return 0;
+  }
+  if (mode == "netadmin") {
+    // Changes to the network namespace the next task would inherit: loopback down, an address
+    // on it, a route. Exit 0 if any of them worked.
+    const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+    if (s < 0) return refused("socket");
+    int worked = 0;
+    ifreq ifr{};
+    std::strcpy(ifr.ifr_name, "lo");
+    if (::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) return refused("SIOCGIFFLAGS");
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags & ~IFF_UP);
+    if (::ioctl(s, SIOCSIFFLAGS, &ifr) == 0) {
+      std::printf("loopback down\n");
+      ++worked;
+    } else {
+      refused("loopback down");
+    }
+    ifreq addr_req{};
+    std::strcpy(addr_req.ifr_name, "lo");
+    auto* sin = reinterpret_cast<sockaddr_in*>(&addr_req.ifr_addr);
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(0x0A090909);  // 10.9.9.9
+    if (::ioctl(s, SIOCSIFADDR, &addr_req) == 0) {
+      std::printf("address added\n");
+      ++worked;
+    } else {
+      refused("add an address");
+    }
+    rtentry rt{};
+    auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
+    dst->sin_family = AF_INET;
+    dst->sin_addr.s_addr = htonl(0x0A000000);  // 10.0.0.0/8 via lo
+    auto* mask = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
+    mask->sin_family = AF_INET;
+    mask->sin_addr.s_addr = htonl(0xFF000000);
+    char dev[] = "lo";
+    rt.rt_dev = dev;
+    rt.rt_flags = RTF_UP;
+    if (::ioctl(s, SIOCADDRT, &rt) == 0) {
+      std::printf("route added\n");
+      ++worked;
+    } else {
+      refused("add a route");
+    }
+    return worked > 0 ? 0 : 1;
+  }
+  if (mode == "netstate") {
+    // The network namespace as a task finds it: which one, loopback's flags and address.
+    char ns[64] = {};
+    if (::readlink("/proc/self/ns/net", ns, sizeof ns - 1) < 0) return refused("readlink");
+    const int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+    if (s < 0) return refused("socket");
+    ifreq ifr{};
+    std::strcpy(ifr.ifr_name, "lo");
+    if (::ioctl(s, SIOCGIFFLAGS, &ifr) != 0) return refused("SIOCGIFFLAGS");
+    const bool up = (ifr.ifr_flags & IFF_UP) != 0;
+    if (::ioctl(s, SIOCGIFADDR, &ifr) != 0) return refused("SIOCGIFADDR");
+    char text[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr)->sin_addr, text,
+                sizeof text);
+    // A route the last task added would send 10.x through loopback: expect no route to it.
+    const int probe = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in far{};
+    far.sin_family = AF_INET;
+    far.sin_port = htons(9);
+    far.sin_addr.s_addr = htonl(0x0A010101);
+    const bool routed = ::connect(probe, reinterpret_cast<sockaddr*>(&far), sizeof far) == 0;
+    std::printf("%s lo %s %s %s\n", ns, up ? "up" : "down", text, routed ? "routed" : "unrouted");
+    return 0;
+  }
+  if (mode == "timewait") {
+    // A TCP connection on loopback closed by its client first: the client's socket stays in
+    // TIME_WAIT in the namespace after the task is gone.
+    const int l = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(l, 1) != 0 ||
+        ::getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+      return refused("listen");
+    const int c = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (::connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+      return refused("connect");
+    const int a = ::accept(l, nullptr, nullptr);
+    if (a < 0) return refused("accept");
+    ::close(c);  // the active close: c goes to TIME_WAIT
+    char b;
+    (void)::read(a, &b, 1);  // the FIN
+    ::close(a);
+    std::printf("left TIME_WAIT\n");
     return 0;
   }
   if (mode == "forkbomb") {

@@ -17,6 +17,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -78,7 +80,7 @@ TEST(SandboxPlan, BindsSystemDirsReadOnlyAndTheWorkDirWritableButNeverShadow) {
   ASSERT_TRUE(plan) << plan.error().message();
   EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, "/usr") ||
               has_op(*plan, MountOp::Kind::Symlink, "/usr"));
-  EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, "/etc/passwd"));
+  EXPECT_TRUE(has_op(*plan, MountOp::Kind::Copy, "/etc/passwd"));
   EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRW, work.path()));
   EXPECT_TRUE(has_op(*plan, MountOp::Kind::Proc, "/proc"));
   EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRW, "/dev/null"));
@@ -87,6 +89,29 @@ TEST(SandboxPlan, BindsSystemDirsReadOnlyAndTheWorkDirWritableButNeverShadow) {
     EXPECT_EQ(op.target.find("shadow"), std::string::npos) << op.target;
     EXPECT_NE(op.source, "/oldroot/dev/tty");
   }
+}
+
+TEST(SandboxPlan, CopiesTheEtcFilesWithTheHostsContentsAndModeAndSharesThemBetweenPlans) {
+  WorkDir work("sandbox-plan");
+  auto first = detail::sandbox_mount_plan(SandboxPolicy::standard(), "/bin/sh", work.path());
+  auto second = detail::sandbox_mount_plan(SandboxPolicy::standard(), "/bin/sh", work.path());
+  ASSERT_TRUE(first && second);
+  auto passwd = [](const std::vector<MountOp>& plan) {
+    return std::find_if(plan.begin(), plan.end(), [](const MountOp& op) {
+      return op.kind == MountOp::Kind::Copy && op.target == "/newroot/etc/passwd";
+    });
+  };
+  const auto a = passwd(*first), b = passwd(*second);
+  ASSERT_NE(a, first->end());
+  ASSERT_NE(b, second->end());
+  ASSERT_TRUE(a->data);
+  std::ifstream host(std::filesystem::canonical("/etc/passwd"));
+  const std::string text((std::istreambuf_iterator<char>(host)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(*a->data, text);
+  struct stat st {};
+  ASSERT_EQ(::stat("/etc/passwd", &st), 0);
+  EXPECT_EQ(a->mode, st.st_mode & 0777);
+  EXPECT_EQ(a->data, b->data);  // read once, while the host's file is unchanged
 }
 
 // Debian's alternatives (libblas.so.3 -> /etc/alternatives/... -> /usr/lib/...) must resolve
@@ -224,6 +249,23 @@ TEST(Sandbox, TheTaskSeesOnlyItsOwnProcessesAndNoHostMounts) {
   EXPECT_EQ(r.stdout_data.find("root\n"), std::string::npos) << r.stdout_data;
   EXPECT_EQ(r.stdout_data.find("oldroot"), std::string::npos) << r.stdout_data;  // detached
   EXPECT_LE(std::stoi(r.stderr_data), 40) << "mounts: " << r.stderr_data;
+}
+
+TEST(Sandbox, TheEtcFilesAreTheHostsAndReadOnly) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-etc");
+  auto exec = make();
+  auto r =
+      run_one(*exec, sh_in(work.path(),
+                           "cat /etc/passwd; echo x >> /etc/passwd && echo wrote; "
+                           "rm /etc/hosts && echo removed; test -e /etc/shadow && echo shadow; "
+                           "true",
+                           SandboxPolicy::standard()));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  std::ifstream host("/etc/passwd");
+  const std::string text((std::istreambuf_iterator<char>(host)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(r.stdout_data, text);  // nothing written, removed, and no shadow
+  EXPECT_NE(r.stderr_data.find("Read-only file system"), std::string::npos) << r.stderr_data;
 }
 
 TEST(Sandbox, ASignalThatKillsTheTaskPassesThrough) {
@@ -668,6 +710,99 @@ TEST(SandboxEscape, FillingTheWorkDirStopsAtTheDiskQuota) {
   EXPECT_LE(std::stoul(r.stdout_data.empty() ? "0" : r.stdout_data), 1u << 20);
   // A tmpfs: the host's work dir never saw the file.
   EXPECT_FALSE(std::filesystem::exists(work.file("big")));
+}
+
+// ---- the slot's prepared network namespace (strict's `network = "none"`) ----
+
+// "net:[inode] lo up 127.0.0.1 unrouted": the task's network namespace as it finds it.
+std::string netstate(Executor& exec, const std::string& dir) {
+  auto r = run_one(exec, hostile_in(dir, {"netstate"}, SandboxPolicy::strict()));
+  EXPECT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  return r.stdout_data;
+}
+
+std::string ns_of(const std::string& state) { return state.substr(0, state.find(' ')); }
+
+TEST(SandboxEscape, CannotChangeTheSlotsNetworkNamespaceForTheNextTask) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-netadmin");
+  auto exec = make();  // one task at a time: every attempt below runs in slot 0
+  const std::string before = netstate(*exec, work.path());
+  EXPECT_NE(before.find(" lo up 127.0.0.1 unrouted"), std::string::npos) << before;
+  auto r = run_one(*exec, hostile_in(work.path(), {"netadmin"}, SandboxPolicy::strict()));
+  EXPECT_EQ(r.status, Status::Failed) << r.error << r.stdout_data;
+  EXPECT_EQ(r.stdout_data, "");  // nothing it tried worked
+  for (const char* what : {"loopback down", "add an address", "add a route"}) {
+    EXPECT_NE(r.stderr_data.find(std::string(what) + ": Operation not permitted"),
+              std::string::npos)
+        << what << ": " << r.stderr_data;
+  }
+  // The same namespace (reused, as root), exactly as it was.
+  EXPECT_EQ(netstate(*exec, work.path()), before);
+}
+
+TEST(Sandbox, StrictTasksOfASlotShareItsPreparedLoopbackOnlyNamespace) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-netns-reuse");
+  auto exec = make();
+  const std::string first = netstate(*exec, work.path());
+  const std::string second = netstate(*exec, work.path());
+  EXPECT_EQ(ns_of(first), ns_of(second));
+  char host[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/net", host, sizeof host - 1), 0);
+  EXPECT_NE(ns_of(first), host);  // never the host's
+  // standard keeps the host's network.
+  auto std_task = run_one(*exec, hostile_in(work.path(), {"netstate"}, SandboxPolicy::standard()));
+  EXPECT_EQ(ns_of(std_task.stdout_data), host) << std_task.stdout_data << std_task.stderr_data;
+}
+
+TEST(Sandbox, ASocketLeftInTimeWaitGivesTheNextTaskAFreshNetworkNamespace) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-netns-timewait");
+  auto exec = make();
+  const std::string before = netstate(*exec, work.path());
+  auto r = run_one(*exec, hostile_in(work.path(), {"timewait"}, SandboxPolicy::strict()));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "left TIME_WAIT\n");
+  const std::string after = netstate(*exec, work.path());
+  EXPECT_NE(ns_of(after), ns_of(before)) << "the namespace holding a TIME_WAIT socket was reused";
+  EXPECT_NE(after.find(" lo up 127.0.0.1 unrouted"), std::string::npos) << after;
+}
+
+// Without a pid namespace something of the task could outlive its supervisor and share the
+// slot's loopback with the next task: each such sandbox makes its own (CLONE_NEWNET), loopback up.
+TEST(Sandbox, WithoutAPidNamespaceEachTaskGetsALoopbackOnlyNamespaceOfItsOwn) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-netns-own");
+  SandboxPolicy p = SandboxPolicy::strict();
+  p.level = task::SandboxLevel::Custom;
+  p.pid_ns = false;
+  auto exec = make();
+  auto first = run_one(*exec, hostile_in(work.path(), {"netstate"}, p));
+  auto second = run_one(*exec, hostile_in(work.path(), {"netstate"}, p));
+  ASSERT_EQ(first.status, Status::Succeeded) << first.error << first.stderr_data;
+  ASSERT_EQ(second.status, Status::Succeeded) << second.error << second.stderr_data;
+  EXPECT_NE(first.stdout_data.find(" lo up 127.0.0.1 unrouted"), std::string::npos)
+      << first.stdout_data;
+  EXPECT_NE(ns_of(first.stdout_data), ns_of(second.stdout_data));
+  char host[64] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/net", host, sizeof host - 1), 0);
+  EXPECT_NE(ns_of(first.stdout_data), host);
+}
+
+TEST(Sandbox, StrictTasksRunningAtOnceNeverShareALoopback) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-netns-slots");
+  auto exec = make();
+  // Both run at once (each holds its slot for a second), so they are in different slots.
+  const Task t = sh_in(work.path(), "readlink /proc/self/ns/net; sleep 1", SandboxPolicy::strict());
+  std::promise<ExecutionResult> p1, p2;
+  ASSERT_TRUE(exec->start(t, {}, [&](ExecutionResult r) { p1.set_value(std::move(r)); }));
+  ASSERT_TRUE(exec->start(t, {}, [&](ExecutionResult r) { p2.set_value(std::move(r)); }));
+  const ExecutionResult a = p1.get_future().get(), b = p2.get_future().get();
+  ASSERT_EQ(a.status, Status::Succeeded) << a.error << a.stderr_data;
+  ASSERT_EQ(b.status, Status::Succeeded) << b.error << b.stderr_data;
+  EXPECT_NE(a.stdout_data, b.stdout_data);
 }
 
 }  // namespace

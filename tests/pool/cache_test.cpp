@@ -322,6 +322,62 @@ TEST_F(CacheFixture, HashFilesUsesTheIndexAcrossOpensAndReportsMissingFiles) {
   EXPECT_EQ(*h[0], sha256_hex(std::string(3 << 20, 'a')));
 }
 
+// A task in `dir` declaring one input and one output (no process runs: the tests store fake
+// results).
+Task declaring(const std::string& dir, std::string name, std::string input, std::string output) {
+  return Task::binary("/bin/true")
+      .name(std::move(name))
+      .cwd(dir)
+      .inputs({std::move(input)})
+      .outputs({std::move(output)})
+      .build()
+      .value();
+}
+
+// Sets the file's times far back and waits out the index's racy margin (its ctime is now).
+void age(const std::string& path) {
+  const struct timespec old[2] = {{1'600'000'000, 0}, {1'600'000'000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), old, 0), 0);
+  ::usleep(200'000);
+}
+
+TEST_F(CacheFixture, OncePerRunReusesAStatUntilATaskOfTheRunWritesTheFile) {
+  const std::string mid = dir.file("mid.txt");
+  write_file(mid, "first\n");
+  age(mid);
+  auto cache = ResultCache::open(cache_dir(), {.stats = StatPolicy::OncePerRun}).value();
+  const Task reader = declaring(dir.path(), "reader", "mid.txt", "r.txt");
+  const Task writer = declaring(dir.path(), "writer", "in.txt", "mid.txt");
+  EXPECT_EQ(cache->lookup(reader).inputs.at("mid.txt"), sha256_hex("first\n"));
+
+  // Another process edits the file during the run: this run keeps the stat it took (make's
+  // rule); the next run sees the edit.
+  write_file(mid, "edited outside\n");
+  EXPECT_EQ(cache->lookup(reader).inputs.at("mid.txt"), sha256_hex("first\n"));
+  auto next_run = ResultCache::open(cache_dir(), {.stats = StatPolicy::OncePerRun}).value();
+  EXPECT_EQ(next_run->lookup(reader).inputs.at("mid.txt"), sha256_hex("edited outside\n"));
+
+  // A task of the run that declares the file as its output: the check after it stats again.
+  CacheLookup w = cache->lookup(writer);
+  ASSERT_FALSE(w.hit);
+  write_file(mid, "written by the writer\n");
+  ExecutionResult r = ExecutionResult::success(writer.id(), std::chrono::milliseconds(1));
+  ASSERT_TRUE(cache->store(writer, w, r));
+  EXPECT_EQ(r.output_hashes.at("mid.txt"), sha256_hex("written by the writer\n"));
+  EXPECT_EQ(cache->lookup(reader).inputs.at("mid.txt"), sha256_hex("written by the writer\n"));
+}
+
+TEST_F(CacheFixture, EveryLookupSeesAnEditBetweenTwoLookups) {
+  const std::string mid = dir.file("mid.txt");
+  write_file(mid, "first\n");
+  age(mid);
+  auto cache = ResultCache::open(cache_dir()).value();
+  const Task reader = declaring(dir.path(), "reader", "mid.txt", "r.txt");
+  EXPECT_EQ(cache->lookup(reader).inputs.at("mid.txt"), sha256_hex("first\n"));
+  write_file(mid, "edited\n");
+  EXPECT_EQ(cache->lookup(reader).inputs.at("mid.txt"), sha256_hex("edited\n"));
+}
+
 // The key format of "pepita-cache-key 1", computed here the long way: the lookup's digests
 // (one reused context per thread, each message hashed in one piece) must give the same keys as
 // before, so caches written by earlier versions still hit.

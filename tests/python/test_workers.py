@@ -1,4 +1,4 @@
-# The pool's persistent Python workers (the "python" backend, python/src/worker_executor.hpp):
+# The pool's persistent Python workers (the "python" backend, include/pepita/executor/serve.hpp):
 # function tasks on a local pool reuse one long-lived interpreter per cpu slot; a worker that
 # dies, times out or is cancelled fails only that task's future and is replaced.
 import ctypes

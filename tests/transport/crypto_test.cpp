@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 namespace pepita::transport {
 namespace {
@@ -30,6 +32,38 @@ TEST(Crypto, Sha256AndHmacVectors) {
   Bytes ikm(22, std::byte{0x0b});
   EXPECT_EQ(to_hex(hkdf_sha256(ikm, {}, "")),
             "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d");
+}
+
+// Each thread re-keys one HMAC context per call (issue 27): a call must use its own key, never
+// the previous call's, an empty key included, and threads must not share a context.
+TEST(Crypto, HmacUsesEachCallsOwnKeyOnOneThreadAndAcrossThreads) {
+  const std::string jefe = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+  // RFC 4231 test case 1.
+  const Bytes key1(20, std::byte{0x0b});
+  const std::string case1 = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7";
+  // HMAC-SHA256 with an empty key of an empty message.
+  const std::string empty = "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad";
+  auto jefe_mac = [] {
+    return to_hex(hmac_sha256(as_bytes("Jefe"), {as_bytes("what do ya want for nothing?")}));
+  };
+  EXPECT_EQ(jefe_mac(), jefe);
+  EXPECT_EQ(to_hex(hmac_sha256(key1, {as_bytes("Hi There")})), case1);
+  EXPECT_EQ(jefe_mac(), jefe);
+  EXPECT_EQ(to_hex(hmac_sha256({}, {})), empty);
+  EXPECT_EQ(jefe_mac(), jefe);
+
+  std::atomic<int> wrong{0};
+  auto loop = [&](bool first) {
+    for (int i = 0; i < 500; ++i) {
+      const std::string got =
+          first ? jefe_mac() : to_hex(hmac_sha256(key1, {as_bytes("Hi "), as_bytes("There")}));
+      if (got != (first ? jefe : case1)) wrong.fetch_add(1);
+    }
+  };
+  std::thread a(loop, true), b(loop, false);
+  a.join();
+  b.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(Crypto, HexRoundTripAndErrors) {

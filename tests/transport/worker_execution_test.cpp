@@ -14,7 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "pepita/transport/connection.hpp"
+#include "pepita/transport/messages.hpp"
 #include "pepita/transport/remote.hpp"
+#include "pepita/transport/worker.hpp"
 #include "test_support.hpp"
 
 namespace pepita::transport {
@@ -121,6 +124,103 @@ TEST(WorkerExecution, ATaskKilledByItsOwnSigtermIsReportedSignaled) {
   EXPECT_EQ(out->result.signal, SIGTERM);
   EXPECT_EQ(out->attempts, 1u);
   EXPECT_GE(std::chrono::steady_clock::now() - t0, 2s) << "held back for the worker's stop";
+}
+
+// Issue 27: the built-ins that cannot block (noop, echo) are answered on the worker's session
+// thread. A driver still sees what the protocol promises for every Submit: Started, then the
+// Result, for the same task and attempt; echo's output is cut to the cap the way a function run
+// by the CpuExecutor is (stdout_bytes keeps the whole size).
+TEST(WorkerExecution, AnInlineBuiltinAnswersStartedThenItsResult) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto conn = Connection::connect(w->endpoint(), kf.key, {.name = "raw-driver"});
+  ASSERT_TRUE(conn) << conn.error().to_string();
+  auto next = [&]() -> Message {
+    for (;;) {
+      auto m = (*conn)->receive(5s);
+      if (!m || !*m) {
+        ADD_FAILURE() << (m ? std::string("no frame within 5 s") : m.error().to_string());
+        return {};
+      }
+      if ((*m)->header.type != MessageType::Heartbeat) return std::move(**m);
+    }
+  };
+  ASSERT_EQ(next().header.type, MessageType::Register);
+  SubmitMsg echo{.attempt = 3, .kind = TaskKind::Function, .path = "echo"};
+  echo.stdin_data = "hello world";
+  echo.output_cap = 5;
+  ASSERT_TRUE((*conn)->send(MessageType::Submit, 41, encode(echo)));
+  SubmitMsg noop{.attempt = 1, .kind = TaskKind::Function, .path = "noop"};
+  ASSERT_TRUE((*conn)->send(MessageType::Submit, 42, encode(noop)));
+
+  for (const auto& [id, attempt] : {std::pair<std::uint64_t, std::uint32_t>{41, 3}, {42, 1}}) {
+    const Message started = next();
+    ASSERT_EQ(started.header.type, MessageType::Started) << "task " << id;
+    EXPECT_EQ(started.header.request_id, id);
+    EXPECT_EQ(decode_started(started.payload).value().attempt, attempt);
+    const Message result = next();
+    ASSERT_EQ(result.header.type, MessageType::Result) << "task " << id;
+    EXPECT_EQ(result.header.request_id, id);
+    const ResultMsg r = decode_result(result.payload).value();
+    EXPECT_EQ(r.attempt, attempt);
+    EXPECT_EQ(r.status, TaskStatus::Succeeded) << r.error;
+    if (id == 41) {
+      EXPECT_EQ(r.stdout_data, "hello");
+      EXPECT_EQ(r.stdout_bytes, 11u);
+    } else {
+      EXPECT_EQ(r.stdout_data, "");
+    }
+  }
+  EXPECT_EQ(w->stats().tasks_run, 2u);
+}
+
+// A function registered under a built-in's name replaces it, also where the built-in would have
+// been answered inline: the driver gets the registered function's output.
+TEST(WorkerExecution, AFunctionRegisteredUnderABuiltinNameReplacesIt) {
+  test::KeyFile kf;
+  WorkerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.key = kf.key;
+  o.slots = 1;
+  o.cache_dir = (std::filesystem::temp_directory_path() /
+                 ("pepita-test-cache-override-" + std::to_string(::getpid())))
+                    .string();
+  o.sandbox = task::SandboxPolicy::none();
+  o.log = [](std::string_view) {};
+  o.functions["echo"] = [](std::string_view in, std::stop_token) -> Result<std::string> {
+    return std::string("mine: ").append(in);
+  };
+  o.functions["noop"] = [](std::string_view, std::stop_token) -> Result<std::string> {
+    return fail(ErrorCode::InvalidArgument, "registered noop refuses");
+  };
+  auto w = Worker::start(std::move(o));
+  ASSERT_TRUE(w) << w.error().to_string();
+  auto d =
+      RemoteDispatcher::start(test::fast_options(kf.key, {(*w)->endpoint().to_string()})).value();
+  RemoteTask echo{.id = 1};
+  echo.spec.kind = TaskKind::Function;
+  echo.spec.path = "echo";
+  echo.spec.stdin_data = "x";
+  auto out = d->run(std::move(echo));
+  ASSERT_TRUE(out) << out.error().to_string();
+  EXPECT_EQ(out->result.status, TaskStatus::Succeeded) << out->result.error;
+  EXPECT_EQ(out->result.stdout_data, "mine: x");
+  RemoteTask noop{.id = 2};
+  noop.spec.kind = TaskKind::Function;
+  noop.spec.path = "noop";
+  auto failed = d->run(std::move(noop));
+  ASSERT_TRUE(failed) << failed.error().to_string();
+  EXPECT_EQ(failed->result.status, TaskStatus::Failed);
+  EXPECT_NE(failed->result.error.find("registered noop refuses"), std::string::npos)
+      << failed->result.error;
+  d.reset();
+  (*w)->stop();
+  (*w)->wait();
+  std::error_code ec;
+  std::filesystem::remove_all(std::filesystem::temp_directory_path() /
+                                  ("pepita-test-cache-override-" + std::to_string(::getpid())),
+                              ec);
 }
 
 }  // namespace

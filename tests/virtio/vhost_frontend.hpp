@@ -52,8 +52,27 @@ class Frontend {
     send(req, &payload, sizeof payload, pass_fd, flags);
   }
   std::vector<char> recv_reply(uint32_t req) {
+    UniqueFd none;
+    return recv_reply_with_fd(req, none);
+  }
+  /// A reply that may carry one fd (GET_INFLIGHT_FD): the payload; `fd` gets the descriptor.
+  std::vector<char> recv_reply_with_fd(uint32_t req, UniqueFd& fd) {
     Header h{};
-    EXPECT_EQ(::recv(fd_, &h, sizeof h, MSG_WAITALL), static_cast<ssize_t>(sizeof h));
+    iovec iov{&h, sizeof h};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    EXPECT_EQ(::recvmsg(fd_, &msg, MSG_WAITALL | MSG_CMSG_CLOEXEC), static_cast<ssize_t>(sizeof h));
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        int got = -1;
+        std::memcpy(&got, CMSG_DATA(c), sizeof got);
+        fd.reset(got);
+      }
+    }
     EXPECT_EQ(h.request, req);
     EXPECT_EQ(h.flags, kVersion | kReplyFlag);
     std::vector<char> p(h.size);

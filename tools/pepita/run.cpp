@@ -605,8 +605,11 @@ int run_job(const RunOptions& o) {
   });
   builder.cpu_workers(1);  // job files hold commands only
   // A zero-worker run has no results worth caching.
-  if (!o.no_cache && !o.zero_worker)
-    builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir);
+  if (!o.no_cache && !o.zero_worker) {
+    // One invocation is one run: make's rule, a file is stat'ed once (cache.hpp, StatPolicy).
+    builder.cache(o.cache_dir.empty() ? jo.state_dir + "/cache" : o.cache_dir,
+                  pool::StatPolicy::OncePerRun);
+  }
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
   // Each backend a task needs (or the command line configured) joins the pool; the pool's own
   // cpu and process executors are already there. Built by the pool builder, so a backend that

@@ -65,10 +65,24 @@ struct CacheGcReport {
   std::uint64_t kept_bytes = 0;
 };
 
+/// When lookup() takes a file's stat (ResultCache::Options::stats).
+enum class StatPolicy {
+  /// Every lookup stats every binary, input and output: an edit made between two submissions
+  /// to a long-lived pool is always seen. The default.
+  EveryLookup,
+  /// make's and ninja's rule, for one run (`pepita run`): a file is stat'ed once while the
+  /// cache is open, and later lookups reuse that stat. The declared outputs of a task that runs
+  /// are stat'ed again after it (store()), so what a task of the run writes is always seen; an
+  /// edit by another process, during the run, to a file already checked is seen by the next run.
+  /// Saves a stat per shared file per task (the binary, a model all tasks read).
+  OncePerRun,
+};
+
 class ResultCache {
  public:
   struct Options {
     unsigned hash_threads = 0;  // content-hashing threads; 0: one per CPU (at least 2)
+    StatPolicy stats = StatPolicy::EveryLookup;
   };
   /// Opens (creating) the cache in `dir`. Errors: IoError when the directory cannot be created
   /// or written (read-only, full disk, a file in the way) — callers run uncached and warn.
@@ -112,7 +126,8 @@ class ResultCache {
  private:
   struct Impl;
   explicit ResultCache(std::string dir, std::unique_ptr<Impl> impl);
-  void forget_entry(const std::string& key);  // gc removed entries/<key>
+  CacheLookup decide(const task::Task& task);  // lookup() but for StatPolicy's bookkeeping
+  void forget_entry(const std::string& key);   // gc removed entries/<key>
   std::string dir_;
   std::unique_ptr<Impl> impl_;
 };

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -102,6 +103,17 @@ class Connection {
   Result<void> send(const Message& m) {
     return send(m.header.type, m.header.request_id, m.payload);
   }
+
+  /// One frame of a batch for send_all().
+  struct Outgoing {
+    MessageType type;
+    std::uint64_t request_id = 0;
+    ByteSpan payload{};
+  };
+  /// Seals `frames` in order and writes them with one send, so a worker's Started and Result
+  /// for a task that finished at once leave in one segment: one syscall here, one wake-up and
+  /// one read at the peer. Errors as send().
+  Result<void> send_all(std::span<const Outgoing> frames);
 
   /// Sends one bulk frame (protocol 6, BlobChunk or OutputChunk): header and `meta` sealed, then
   /// `data` written straight from the caller's buffer (no copy into a frame), then the MAC. The

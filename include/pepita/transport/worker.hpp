@@ -18,12 +18,14 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <string_view>
 
 #include "pepita/error.hpp"
 #include "pepita/task/resources.hpp"
 #include "pepita/task/sandbox.hpp"
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/crypto.hpp"
+#include "pepita/transport/messages.hpp"
 
 namespace pepita::transport {
 
@@ -63,7 +65,11 @@ struct WorkerOptions {
   /// writable binds (paths of the driver's machine) is refused: ship inputs as files.
   /// Functions (this worker's own code, `functions` below) run in-process, without one.
   task::SandboxPolicy sandbox = task::SandboxPolicy::standard();
-  std::map<std::string, WorkerFunction> functions;  // added to the built-ins noop, echo, sleep_ms
+  /// Added to the built-ins noop, echo and sleep_ms; one with a built-in's name replaces it.
+  /// Registered functions run on the worker's CpuExecutor threads. The built-ins noop and echo
+  /// (which cannot block) are answered on the session thread that read the Submit, with
+  /// Started and Result in one write (issue 27).
+  std::map<std::string, WorkerFunction> functions;
   /// Issue 27, HyperQueue's zero-worker mode (`pepita worker --zero-worker`): every task a
   /// driver submits is reported Started, then Succeeded (exit code 0, no output, no declared
   /// outputs) at once, without staging, spawning or calling anything — so a driver measures
@@ -84,6 +90,22 @@ struct WorkerOptions {
 /// otherwise the level is the preset the result equals (standard, strict) or custom.
 task::SandboxPolicy raise_to_floor(const task::SandboxPolicy& asked,
                                    const task::SandboxPolicy& floor);
+
+/// The environment variable by which a driver says that a process task may run on one of the
+/// worker's persistent servers (value "1"): a program that, started as its argv plus "--serve 3",
+/// answers each frame of its stdin on fd 3 with one frame of its stdout (executor/serve.hpp) —
+/// pepita's Python function runner. The program gets it as one more variable and ignores it, so
+/// a worker that predates it (or one that declines, see runs_on_server) runs the task as today.
+inline constexpr std::string_view kServeEnv = "PEPITA_SERVE";
+
+/// Whether a submitted task runs on a persistent server (one per slot, started on first use,
+/// reused while the next task's command and environment are the same, replaced when it dies or
+/// is killed on a timeout or cancel) rather than as a process of its own: it is a process task
+/// asking for it (kServeEnv = "1"), and it needs nothing a server cannot honour — no sandbox
+/// (`effective` is its policy raised to the worker's floor: a worker with any floor but none
+/// runs it as a sandboxed process), no allocation with limits (cpus, cores, memory, GPUs, named
+/// resources or pids), no shipped files, inputs, outputs or cwd, an absolute path.
+bool runs_on_server(const SubmitMsg& m, const task::SandboxPolicy& effective);
 
 struct WorkerStats {
   std::uint64_t clients_accepted = 0;

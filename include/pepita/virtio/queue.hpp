@@ -16,6 +16,7 @@
 #include "pepita/abi/virtio.hpp"
 #include "pepita/error.hpp"
 #include "pepita/memory/guest_memory.hpp"
+#include "pepita/virtio/inflight.hpp"
 
 namespace pepita::virtio {
 
@@ -72,7 +73,24 @@ class Queue {
   Result<bool> pop(Chain& out);
 
   /// Returns chain `head` to the driver, telling it `written` bytes were written into the chain.
+  /// Chains may be returned in any order (a device may hold one while later ones complete).
   Result<void> add_used(uint16_t head, uint32_t written);
+
+  /// vhost-user INFLIGHT_SHMFD: from now on every pop marks its head in `region` and every
+  /// add_used clears it, in the store order of QEMU's "Inflight I/O tracking", so a backend killed
+  /// at any instant leaves a region the next one can recover. Call right after activate, before
+  /// the first pop. With `recover` (the first start after a reconnect) the region's reconnect
+  /// procedure runs against the used ring: pop() then hands out every head still in flight, by
+  /// the order it was first popped, before any new avail entry, and the avail index continues at
+  /// used idx + that count (what the previous backend had taken). Without it, `carried` (heads a
+  /// previous Queue had yet to hand out, see take_unresubmitted) are handed out first. Returns
+  /// the number of heads to resubmit. InvalidArgument when the region was made for another queue
+  /// size or marks more heads in flight than the driver has outstanding; the queue is unchanged.
+  Result<uint16_t> track_inflight(InflightQueue region, bool recover,
+                                  std::vector<uint16_t> carried = {});
+  /// Heads still to be resubmitted that pop() has not handed out yet (they move to the next
+  /// Queue of this vring when the ring restarts).
+  std::vector<uint16_t> take_unresubmitted();
 
   /// After a batch of add_used: true when the driver wants an interrupt (the used index passed
   /// its used_event with EVENT_IDX, or AVAIL_F_NO_INTERRUPT is clear without it).
@@ -104,6 +122,9 @@ class Queue {
   QueueLayout layout_{};
   QueueFeatures features_{};
   const GuestMemory* ram_ = nullptr;
+  InflightQueue inflight_;          // valid() only with vhost-user INFLIGHT_SHMFD
+  std::vector<uint16_t> resubmit_;  // heads pop() hands out before new avail entries
+  size_t resubmit_next_ = 0;
   uint16_t next_avail_ = 0;
   uint16_t next_used_ = 0;
   uint16_t signalled_used_ = 0;

@@ -6,8 +6,14 @@
 // A ring the driver malformed stops; the backend signals that vring's error eventfd
 // (SET_VRING_ERR) and GET_STATUS reports NEEDS_RESET until the frontend resets the device.
 // Restart: the frontend (QEMU with chardev reconnect=) re-sends everything to a new backend and
-// resumes each ring at its used index; requests complete in ring order, so that replays exactly
-// the ones in flight when the old backend died (no INFLIGHT_SHMFD needed).
+// resumes each ring at its used index. Without INFLIGHT_SHMFD that replays exactly the requests in
+// flight only when they complete in ring order (virtio-blk does). With it (QEMU's vhost-user-blk
+// negotiates it), GET_INFLIGHT_FD hands the frontend a sealed memfd in which every ring records
+// the heads popped and not yet used (vhost-user.rst "Inflight I/O tracking"); a new backend gets
+// it back with SET_INFLIGHT_FD and, on each vring's first start, resubmits every head still in
+// flight, in the order the old backend popped them, before new avail entries -- also when the
+// device completed out of order. A bad region (too small, unsealed, another version or queue
+// size) is refused with a clear error; the connection lives on.
 //
 //   auto dev = PEPITA_TRY(blk::BlkDevice::create(std::move(disk), {.num_queues = 2}));
 //   auto backend = PEPITA_TRY(Backend::listen("/tmp/vhost.sock", *dev));
@@ -21,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "pepita/core/mapping.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/error.hpp"
 #include "pepita/memory/guest_memory.hpp"
@@ -62,6 +69,9 @@ class Backend {
                       std::vector<UniqueFd>& fds, bool& replied);
   Result<void> reply(uint32_t request, std::span<const std::byte> payload);
   Result<void> set_mem_table(std::span<const std::byte> payload, std::vector<UniqueFd>& fds);
+  Result<void> get_inflight_fd(const Header& hdr, std::span<const std::byte> payload,
+                               bool& replied);
+  Result<void> set_inflight_fd(std::span<const std::byte> payload, std::vector<UniqueFd>& fds);
   Result<Vring*> vring(uint64_t index);
   Result<void> start_vring(Vring& v);
   void stop_vring(Vring& v) noexcept;
@@ -78,6 +88,15 @@ class Backend {
   uint64_t protocol_features_ = 0;
   uint8_t status_ = 0;  // last SET_STATUS; NEEDS_RESET is added from the device on GET_STATUS
   std::unique_ptr<memory::GuestMemory> memory_;  // stable address: running queues point at it
+  /// The region of SET_INFLIGHT_FD. Declared fd first: the mapping is unmapped before the fd
+  /// closes. Running queues point into the mapping, so it changes only while every ring stops.
+  struct InflightRegion {
+    UniqueFd fd;
+    Mapping map;
+    uint16_t num_queues = 0;
+    uint16_t queue_size = 0;
+  };
+  std::unique_ptr<InflightRegion> inflight_;
   std::vector<std::unique_ptr<Vring>> vrings_;
 };
 

@@ -55,7 +55,8 @@ namespace protocol {
 inline constexpr uint32_t MQ = 0;
 inline constexpr uint32_t REPLY_ACK = 3;
 inline constexpr uint32_t CONFIG = 9;
-inline constexpr uint32_t STATUS = 16;  // SET_STATUS / GET_STATUS
+inline constexpr uint32_t INFLIGHT_SHMFD = 12;  // GET_INFLIGHT_FD / SET_INFLIGHT_FD
+inline constexpr uint32_t STATUS = 16;          // SET_STATUS / GET_STATUS
 }  // namespace protocol
 
 struct VringState {
@@ -90,6 +91,19 @@ struct Memory {
   MemoryRegion regions[kMaxMemRegions];
 };
 static_assert(sizeof(Memory) == 8 + 8 * 32);
+
+/// GET_INFLIGHT_FD / SET_INFLIGHT_FD payload (VhostUserInflight): the region is num_queues slices
+/// of virtio::inflight_queue_bytes(queue_size), mapped from the attached fd at mmap_offset.
+struct Inflight {
+  uint64_t mmap_size;
+  uint64_t mmap_offset;
+  uint16_t num_queues;
+  uint16_t queue_size;
+  uint32_t padding;  // QEMU's struct is not packed: 24 bytes on the wire
+};
+static_assert(sizeof(Inflight) == 24);
+/// The shortest Inflight payload we take (without the trailing padding).
+inline constexpr uint32_t kInflightMinPayload = 20;
 
 struct ConfigHeader {
   uint32_t offset;

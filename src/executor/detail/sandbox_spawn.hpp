@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,15 +35,19 @@ struct MountOp {
     BindRW,   // source at target, writable, nosuid, nodev
     Tmpfs,    // a tmpfs at target with `options` ("mode=0755,size=...")
     Proc,     // a fresh proc at target
+    Copy,     // a file at target holding `data`, mode `mode` (a copy of host file source)
   };
   Kind kind;
   std::string source;
   std::string target;
   std::string options;
-  std::string what;  // for an error message: "bind /usr"
+  std::string what;                                   // for an error message: "bind /usr"
+  std::shared_ptr<const std::string> data = nullptr;  // Copy: the file's contents
+  std::uint32_t mode = 0644;                          // Copy: its permission bits
 };
 
-/// The sandbox's root for `policy`: system dirs, the /etc files a program needs (never shadow),
+/// The sandbox's root for `policy`: system dirs, copies of the /etc files a program needs (never
+/// shadow; read once per process and again when the host's file changes),
 /// `binary` when no system dir holds it, /dev, /proc, /tmp, the policy's read_only and writable
 /// paths and the work dir `workdir` (writable bind, or a tmpfs of `disk` bytes). Pure except for
 /// lstat/realpath of the host paths. InvalidArgument for a relative or missing declared path and

@@ -64,6 +64,11 @@ struct SpawnExtras {
   /// gets a copy of our memory rather than sharing it (an OOM kill of a process kills every
   /// process that shares its memory).
   bool memory_limit = false;
+  /// Sandboxes with `network = "none"`: a prepared loopback-only network namespace to start the
+  /// supervisor in (detail/slot_netns.hpp) instead of a new one, and the spawning thread's own to
+  /// return to; -1: none (the supervisor makes its own with CLONE_NEWNET).
+  int netns = -1;
+  int host_netns = -1;
 };
 
 /// Spawns the process; returns its pid or a negative errno (ENOENT for a missing binary, EACCES,

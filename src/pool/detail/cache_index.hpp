@@ -40,6 +40,9 @@ struct FileStamp {
 struct FileRecord {
   FileStamp stamp;
   std::string hash;  // SHA-256 hex of the file's content
+  /// StatPolicy::OncePerRun: the stamp was confirmed by a stat while this cache is open and no
+  /// task of the run has written the file since. Never stored in files.idx.
+  bool confirmed = false;
 };
 /// absolute path -> record
 using FileIndex = std::unordered_map<std::string, FileRecord>;

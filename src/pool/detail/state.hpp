@@ -24,7 +24,9 @@
 #include "pepita/fault/journal.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/pool/cache.hpp"
+#include "pepita/pool/function_group.hpp"
 #include "pepita/pool/pool.hpp"
+#include "pepita/scheduler/scheduler.hpp"
 
 namespace pepita::pool {
 
@@ -183,6 +185,10 @@ struct PoolState {
   // Configuration, fixed after build().
   PoolConfig config;
   fault::RetryPolicy retry;
+  // The cpu workers: the Cpu lane's executor and the function groups run on it. Declared before
+  // `lanes`, so it is destroyed (drained, joined) after the executor that submits to it.
+  std::unique_ptr<scheduler::Scheduler> cpu_sched;
+  std::shared_ptr<FunctionLane> functions;             // issue 27: Pool::function_group
   std::vector<Lane> lanes;                             // one per backend with an executor
   std::unordered_map<Backend, std::uint32_t> lane_of;  // backend name -> index into lanes
   std::unique_ptr<fault::Journal> journal;

@@ -625,8 +625,12 @@ struct RemoteDispatcher::Impl {
       }
       run_completions(done);
       auto msg = conn.receive(tick, w.wake.get());
-      clear_fd(w.wake.get());
       if (!msg) return msg.error().to_string();
+      // Drained only when receive() came back without a frame (woken or timed out): a wake
+      // still set while frames arrive costs at most one extra pass of this loop, which leases
+      // and sends cancels on every pass anyway, where reading it after every frame cost a
+      // syscall per frame.
+      if (!*msg) clear_fd(w.wake.get());
       const auto now = Clock::now();
       if (*msg) {
         last_rx = now;

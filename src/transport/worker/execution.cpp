@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "pepita/executor/serve.hpp"
 #include "worker/worker_impl.hpp"
 
 namespace pepita::transport {
@@ -83,8 +84,6 @@ void Worker::Impl::launch(const std::shared_ptr<Job>& job) {
                            .error = "cancelled before it started"});
     return;
   }
-  (void)job->client->conn->send(MessageType::Started, job->id,
-                                encode(StartedMsg{job->msg.attempt}));
   if (opts.zero_worker) {
     // Issue 27: nothing runs. The slot is given back before the report, so report() does not
     // pump(): the caller's pump loop takes the next job without recursing once per task.
@@ -94,9 +93,19 @@ void Worker::Impl::launch(const std::shared_ptr<Job>& job) {
     }
     job->holds_slot = false;
     tasks_run.fetch_add(1);
-    report(*job, ResultMsg{.attempt = job->msg.attempt, .status = TaskStatus::Succeeded});
+    const StartedMsg started{job->msg.attempt};
+    report(*job, ResultMsg{.attempt = job->msg.attempt, .status = TaskStatus::Succeeded}, &started);
     return;
   }
+  if (job->msg.kind == TaskKind::Function) {
+    if (auto it = functions.find(job->msg.path);
+        it != functions.end() && inline_functions.contains(it->first)) {
+      run_inline(job, it->second);
+      return;
+    }
+  }
+  (void)job->client->conn->send(MessageType::Started, job->id,
+                                encode(StartedMsg{job->msg.attempt}));
   std::optional<ResultMsg> failed =
       job->msg.kind == TaskKind::Function ? launch_function(job) : launch_process(job);
   if (failed) {  // never started: no completion will come
@@ -137,17 +146,56 @@ std::optional<ResultMsg> Worker::Impl::launch_function(const std::shared_ptr<Job
     }
     functions_exec = cpu.get();
   }
+  return start_reported(*functions_exec, *t, job, /*function=*/true);
+}
+
+// Starts `task` on `exec` and reports its result from the executor's thread. Such a result is
+// never parked (that is for signalled processes: a function, or a served program in its own
+// process group, gets no signal meant for the worker), as the old runner threads reported.
+// Connection::send is thread-safe, and no wake-up of the session thread sits on each task's path.
+std::optional<ResultMsg> Worker::Impl::start_reported(executor::Executor& exec,
+                                                      const task::Task& task,
+                                                      const std::shared_ptr<Job>& job,
+                                                      bool function) {
   auto started =
-      functions_exec->start(*t, job->stop.get_token(), [this, job](executor::ExecutionResult r) {
-        // A function's result is never parked (that is for signalled processes): report it
-        // from the executor's thread, as the old runner threads did. Connection::send is
-        // thread-safe, and no wake-up of the session thread sits on each task's path.
-        Done d{job, std::move(r), /*function=*/true};
+      exec.start(task, job->stop.get_token(), [this, job, function](executor::ExecutionResult r) {
+        Done d{job, std::move(r), function};
         const ResultMsg msg = to_message(d);
         report(*job, msg);
       });
   if (!started) return worker::spawn_error(started.error().to_string());
   return std::nullopt;
+}
+
+// Issue 27: a built-in that cannot block is answered where it was launched (the session thread
+// for a Submit), as a ZeroMQ REP server answers in its own loop: no hand-off to a scheduler
+// thread and back, and Started and Result leave in one write. Its result is built as
+// CpuExecutor builds a function's (output cut to the cap by to_message, cpu 0).
+void Worker::Impl::run_inline(const std::shared_ptr<Job>& job, const WorkerFunction& fn) {
+  executor::ExecutionResult er;
+  const auto t0 = worker::Clock::now();
+  Result<std::string> out = fn(job->msg.stdin_data, job->stop.get_token());
+  er.wall = worker::Clock::now() - t0;
+  if (out) {
+    er.status = executor::Status::Succeeded;
+    er.stdout_bytes = out->size();
+    er.stdout_data = std::move(*out);
+  } else {
+    er.status = executor::Status::Failed;
+    er.exit_code = 1;
+    er.error = out.error().to_string();
+  }
+  Done d{job, std::move(er), /*function=*/true};
+  const ResultMsg r = to_message(d);
+  // The slot is given back before the report, so report() does not pump(): the caller's pump
+  // loop takes the next job without recursing once per task (as the zero worker does).
+  {
+    std::lock_guard lock(mu);
+    --running;
+  }
+  job->holds_slot = false;
+  const StartedMsg started{job->msg.attempt};
+  report(*job, r, &started);
 }
 
 // Resolves a blob reference and stages the task's files into a scratch directory of its own.
@@ -280,6 +328,7 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
               .append(")"));
     }
   }
+  if (runs_on_server(m, sandbox)) return launch_served(job);
   if (auto missing = stage(*job, path, cwd)) return missing;
   if (auto failed = hand_to_sandbox_user(*job, sandbox, path, cwd)) return failed;
   auto b = task::Task::binary(path);
@@ -302,6 +351,54 @@ std::optional<ResultMsg> Worker::Impl::launch_process(const std::shared_ptr<Job>
       });
   if (!started) return worker::spawn_error(started.error().to_string());
   return std::nullopt;
+}
+
+bool runs_on_server(const SubmitMsg& m, const task::SandboxPolicy& effective) {
+  if (m.kind != TaskKind::Process || effective.enabled()) return false;
+  const auto marker = m.env.find(std::string(kServeEnv));
+  if (marker == m.env.end() || marker->second != "1") return false;
+  if (!m.path.starts_with('/') || !m.cwd.empty() || !m.files.empty() || !m.inputs.empty() ||
+      !m.outputs.empty()) {
+    return false;
+  }
+  if (const auto& a = m.allocation) {
+    if (a->cpus > 0 || !a->cores.empty() || a->memory > 0 || !a->gpus.empty() ||
+        !a->named.empty() || a->pids > 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Issue 26: the task's program (Python's function runner) as a persistent server on this slot.
+// Its command and environment are built as the process path builds them (the worker's own
+// environment when the task inherits it, the task's variables on top), so the same interpreter
+// and package run it; prints come back as its stderr when it ends (not as live logs).
+std::optional<ResultMsg> Worker::Impl::launch_served(const std::shared_ptr<Job>& job) {
+  const SubmitMsg& m = job->msg;
+  auto b = task::Task::binary(m.path);
+  b.args(m.args).stdin(m.stdin_data).name("remote-" + std::to_string(job->id));
+  if (!m.inherit_env) b.clear_env();
+  for (const auto& [k, v] : m.env) b.env(k, v);
+  if (m.timeout_ns > 0) b.timeout(std::chrono::nanoseconds(m.timeout_ns));
+  if (m.output_cap > 0) b.output_cap(static_cast<std::size_t>(m.output_cap));
+  auto built = b.build();
+  if (!built) return worker::spawn_error(built.error().to_string());
+  executor::Executor* exec = nullptr;
+  {
+    std::lock_guard lock(cpu_mu);
+    if (!served) {
+      executor::ServeOptions o;
+      o.slots = opts.slots;
+      o.backend = "serve";
+      o.what = "persistent worker process";
+      auto made = executor::make_serve_executor(std::move(o));
+      if (!made) return worker::spawn_error(made.error().to_string());
+      served = std::move(*made);
+    }
+    exec = served.get();
+  }
+  return start_reported(*exec, *built, job, /*function=*/false);
 }
 
 }  // namespace pepita::transport

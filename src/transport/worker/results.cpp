@@ -119,9 +119,19 @@ ResultMsg Worker::Impl::to_message(Done& d) {
   return to_result_msg(std::move(er), m.attempt);
 }
 
-void Worker::Impl::report(Job& job, const ResultMsg& r) {
+void Worker::Impl::report(Job& job, const ResultMsg& r, const StartedMsg* started) {
   Client& c = *job.client;
-  if (c.open.load()) (void)c.conn->send(MessageType::Result, job.id, encode(r));
+  if (c.open.load()) {
+    const Bytes result = encode(r);
+    if (started != nullptr) {
+      const Bytes first = encode(*started);
+      const Connection::Outgoing frames[] = {{MessageType::Started, job.id, first},
+                                             {MessageType::Result, job.id, result}};
+      (void)c.conn->send_all(frames);
+    } else {
+      (void)c.conn->send(MessageType::Result, job.id, result);
+    }
+  }
   {
     std::lock_guard jl(c.jobs_mu);
     c.jobs.erase(job.id);

@@ -117,8 +117,10 @@ std::string Worker::Impl::run_client(const std::shared_ptr<Client>& cp) {
         std::min(opts.heartbeat_interval,
                  c.parked.empty() ? std::chrono::milliseconds(250) : std::chrono::milliseconds(10));
     auto msg = c.conn->receive(wait, c.wake.get());
-    clear_fd(c.wake.get());
     if (!msg) return msg.error().to_string();
+    // Drained only after a pass without a frame: this loop delivers on every pass, so a wake
+    // left set costs one extra pass at most (reading it after every frame cost a syscall each).
+    if (!*msg) clear_fd(c.wake.get());
     const auto now = Clock::now();
     if (*msg) {
       last_rx = now;

@@ -178,6 +178,7 @@ void Worker::Impl::shutdown_sequence() {
   processes->shutdown();
   std::lock_guard cl(cpu_mu);
   if (cpu) cpu->shutdown();
+  if (served) served->shutdown();
   std::lock_guard lock(done_mu);
   done = true;
   done_cv.notify_all();
@@ -257,6 +258,9 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
   impl->bound = bound;
   impl->functions = worker::builtin_functions();
   for (auto& [k, v] : options.functions) impl->functions[k] = v;
+  for (const char* name : {"noop", "echo"}) {
+    if (!options.functions.contains(name)) impl->inline_functions.insert(name);
+  }
   impl->processes = PEPITA_TRY(executor::ProcessExecutor::create(
       {.slots = options.slots, .kill_grace = std::chrono::milliseconds(500)}));
   impl->stop_efd = PEPITA_TRY(sys::make_eventfd(EFD_NONBLOCK));

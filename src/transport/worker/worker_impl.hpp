@@ -2,7 +2,8 @@
 // The worker daemon's state, shared by its sections: listener and dial-out (worker.cpp), one
 // session per client with job intake (session.cpp), execution handed to executors (execution.cpp)
 // and result sending (results.cpp). Nothing here blocks a thread per slot: attempts go to
-// executor::ProcessExecutor (processes) and executor::CpuExecutor (functions) asynchronously,
+// executor::ProcessExecutor (processes) and executor::CpuExecutor (functions; the built-ins noop
+// and echo, which cannot block, are answered where they are launched) asynchronously,
 // and a process's completion comes back to the client's own session thread (a function's is
 // reported where it completes; Connection::send is thread-safe).
 
@@ -16,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -127,12 +129,18 @@ struct Worker::Impl {
   std::map<Digest, worker::Fetch> fetches;  // guarded by fetch_mu
   std::atomic<std::uint64_t> blobs_fetched{0}, bytes_fetched{0}, output_bytes{0};
   std::map<std::string, WorkerFunction> functions;
+  // Functions answered on the thread that launches them (execution.cpp): the built-ins that
+  // cannot block (noop, echo) unless the options replaced them.
+  std::set<std::string> inline_functions;
   // Spawn, watch (pidfd + epoll), time out and reap process tasks on their reactor thread.
   std::unique_ptr<executor::ProcessExecutor> processes;
   // Runs function tasks on its scheduler's `slots` threads; made for the first function task,
   // so a worker that only runs processes has no thread per slot at all.
   std::mutex cpu_mu;
   std::unique_ptr<executor::CpuExecutor> cpu;  // guarded by cpu_mu
+  // Runs process tasks that asked for a persistent server (runs_on_server): one per slot,
+  // made for the first such task (executor/serve.hpp).
+  std::shared_ptr<executor::Executor> served;  // guarded by cpu_mu
   UniqueFd stop_efd;
   std::atomic<bool> stopping{false};
   std::atomic<bool> kill_running{false};
@@ -194,7 +202,14 @@ struct Worker::Impl {
   void pump();
   void launch(const std::shared_ptr<Job>& job);
   std::optional<ResultMsg> launch_function(const std::shared_ptr<Job>& job);
+  /// An inline function (see inline_functions): runs it here, then reports Started and Result
+  /// in one write.
+  void run_inline(const std::shared_ptr<Job>& job, const WorkerFunction& fn);
   std::optional<ResultMsg> launch_process(const std::shared_ptr<Job>& job);
+  /// A process task on a persistent server (runs_on_server said it may).
+  std::optional<ResultMsg> launch_served(const std::shared_ptr<Job>& job);
+  std::optional<ResultMsg> start_reported(executor::Executor& exec, const task::Task& task,
+                                          const std::shared_ptr<Job>& job, bool function);
   std::optional<ResultMsg> stage(Job& job, std::string& path, std::string& cwd);
   std::optional<ResultMsg> hand_to_sandbox_user(Job& job, const task::SandboxPolicy& sandbox,
                                                 std::string& path, std::string& cwd);
@@ -206,8 +221,9 @@ struct Worker::Impl {
   /// results are released at once (the session is ending).
   void deliver(Client& c, bool now_all);
   ResultMsg to_message(Done& d);
-  /// Sends `r` (when the client is still open), forgets the job and frees its slot.
-  void report(Job& job, const ResultMsg& r);
+  /// Sends `r` (when the client is still open), forgets the job and frees its slot. With
+  /// `started`, the task's Started frame goes first, in the same write.
+  void report(Job& job, const ResultMsg& r, const StartedMsg* started = nullptr);
 };
 
 }  // namespace pepita::transport

@@ -6,8 +6,10 @@
 // reply is a well-formed vhost-user reply.
 //
 // Input: u16 RAM length, that many RAM bytes (copied to the start of a 64 KiB memfd), then
-// records: one attachment byte (bits 0-1: none/eventfds/RAM memfd copies; bits 2-4: how many),
+// records: one attachment byte (bits 0-1: none/eventfds/RAM memfd copies/sealed memfds holding a
+// copy of the RAM bytes, the shape of an INFLIGHT_SHMFD region; bits 2-4: how many),
 // a 12-byte header, and header.size payload bytes (fewer when the input ends: the frontend lied).
+#include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -63,6 +65,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (ram < 0 || ::ftruncate(ram, kRamBytes) != 0) std::abort();
   if (ram_len > 0 && ::pwrite(ram, data + at, ram_len, 0) != static_cast<ssize_t>(ram_len))
     std::abort();
+  // The same bytes in a sealed memfd: what SET_INFLIGHT_FD accepts, with fuzzer-made contents.
+  const int shm = ::memfd_create("fuzz-inflight", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (shm < 0 || ::ftruncate(shm, kRamBytes) != 0) std::abort();
+  if (ram_len > 0 && ::pwrite(shm, data + at, ram_len, 0) != static_cast<ssize_t>(ram_len))
+    std::abort();
+  if (::fcntl(shm, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) != 0) std::abort();
   at += ram_len;
 
   int sv[2];
@@ -77,7 +85,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (unsigned i = 0; i < count; ++i) {
       const int fd = (attach & 3) == 1   ? ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)
                      : (attach & 3) == 2 ? ::dup(ram)
-                                         : -1;
+                                         : ::dup(shm);
       if (fd >= 0) fds.push_back(fd);
     }
     vu::Header hdr;
@@ -89,6 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   ::shutdown(sv[1], SHUT_WR);
   ::close(ram);
+  ::close(shm);
 
   auto disk = blk_mq::MemDisk::create({.capacity_bytes = 64 << 10, .queues = 2}).value();
   auto dev = blk::BlkDevice::create(std::move(disk), {.num_queues = 2, .max_queue_size = 64});

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Host side of the restart test: `pepita vhost-user-blk` (file target, 2 queues) is killed with
 # SIGKILL while the guest (restart-guest.sh) has writes in flight, and a new server is started on
-# the same socket and file. QEMU reconnects (chardev reconnect=1) and replays the rings from the
-# used index, so the guest sees a stall, not an error. Passes when the guest prints
+# the same socket and file. QEMU reconnects (chardev reconnect=1), hands the new server the
+# INFLIGHT_SHMFD region the first one kept, and the new server resubmits what was in flight (its
+# log says how many), so the guest sees a stall, not an error. Passes when the guest prints
 # VIRTIO-RESTART-PASS, the kill came before the guest's writers finished, the new server served
 # requests and stops cleanly, and the host's e2fsck and checksums of the file agree with what the
 # guest flushed before the kill. Then a crash: the guest boots again on the same file (served by a

@@ -1,6 +1,6 @@
-// The "python" backend's executor: one BlockingRunner thread per slot, each owning at most one
-// persistent worker interpreter (see worker_executor.hpp for the frame format and the rules).
-#include "worker_executor.hpp"
+// The serve executor: one BlockingRunner thread per slot, each owning at most one persistent
+// server process (see serve.hpp for the frame format and the rules).
+#include "pepita/executor/serve.hpp"
 
 #include <signal.h>
 #include <spawn.h>
@@ -15,30 +15,26 @@
 #include <optional>
 #include <utility>
 
+#include "detail/spawn.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/core/sys.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/executor/blocking_runner.hpp"
 
-namespace pepita::python {
+namespace pepita::executor {
 namespace {
 
-using executor::BlockingRunner;
-using executor::ExecutionResult;
-using executor::Status;
-
-/// How often a slot waiting for its worker's reply looks at its stop token (cancel, timeout).
+/// How often a slot waiting for its server's reply looks at its stop token (cancel, timeout).
 constexpr int kPollMs = 20;
-/// The most worker output (stdout + stderr) one attempt keeps; the rest is counted, not kept.
+/// The most server output (stdout + stderr) one attempt keeps; the rest is counted, not kept.
 constexpr std::size_t kOutputCap = std::size_t{1} << 20;
-/// The fd on which a worker finds its end of the call socket.
-constexpr int kWorkerFd = 3;
 
-/// One running worker interpreter. Owned by its slot's runner thread only.
+/// One running server. Owned by its slot's runner thread only.
 struct Worker {
-  pid_t pid = -1;   // also its process group (POSIX_SPAWN_SETPGROUP 0)
-  UniqueFd sock;    // our end of the socketpair: request frames out, reply frames in
-  UniqueFd output;  // read end of the pipe its stdout and stderr write to (non-blocking)
+  ServeCommand command;  // what started it
+  pid_t pid = -1;        // also its process group (POSIX_SPAWN_SETPGROUP 0)
+  UniqueFd sock;         // our end of the socketpair: request frames out, reply frames in
+  UniqueFd output;       // read end of the pipe its stdout and stderr write to (non-blocking)
   std::uint64_t calls = 0;
 };
 
@@ -58,23 +54,29 @@ struct SpawnState {
   SpawnState& operator=(const SpawnState&) = delete;
 };
 
-/// `fd` moved above the stdio range and kWorkerFd, so the child's dup2 onto 0..3 never meets
+/// `fd` moved above the stdio range and kServeFd, so the child's dup2 onto 0..3 never meets
 /// an fd that is its own target (dup2(fd, fd) would keep O_CLOEXEC on some libcs).
 Result<UniqueFd> high_fd(UniqueFd fd) {
-  if (fd.get() > kWorkerFd) return fd;
+  if (fd.get() > kServeFd) return fd;
   const int moved = static_cast<int>(sys::ret(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 10)));
-  return sys::check_fd(moved, "fcntl(F_DUPFD_CLOEXEC) for a Python worker");
+  return sys::check_fd(moved, "fcntl(F_DUPFD_CLOEXEC) for a served process");
 }
 
-Result<Worker> spawn_worker(const std::vector<char*>& argv, const std::vector<char*>& envp) {
+Result<Worker> spawn_worker(ServeCommand command, std::string_view what) {
+  std::vector<char*> argv;
+  for (auto& s : command.argv) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& s : command.env) envp.push_back(s.data());
+  envp.push_back(nullptr);
   int sv[2];
   PEPITA_TRY_VOID(
       sys::check_void(sys::ret(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)),
-                      "socketpair for a Python worker"));
+                      "socketpair for a served process"));
   UniqueFd ours(sv[0]);
   UniqueFd theirs = PEPITA_TRY(high_fd(UniqueFd(sv[1])));
   int pfd[2];
-  PEPITA_TRY_VOID(sys::check_void(sys::pipe(pfd), "pipe for a Python worker's output"));
+  PEPITA_TRY_VOID(sys::check_void(sys::pipe(pfd), "pipe for a served process's output"));
   UniqueFd out_r(pfd[0]);
   UniqueFd out_w = PEPITA_TRY(high_fd(UniqueFd(pfd[1])));
   PEPITA_TRY_VOID(sys::check_void(sys::set_nonblocking(out_r.get()), "O_NONBLOCK on a pipe"));
@@ -83,7 +85,7 @@ Result<Worker> spawn_worker(const std::vector<char*>& argv, const std::vector<ch
   posix_spawn_file_actions_addopen(&st.actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&st.actions, out_w.get(), 1);
   posix_spawn_file_actions_adddup2(&st.actions, out_w.get(), 2);
-  posix_spawn_file_actions_adddup2(&st.actions, theirs.get(), kWorkerFd);
+  posix_spawn_file_actions_adddup2(&st.actions, theirs.get(), kServeFd);
   // Its own process group: a terminal's Ctrl-C reaches the driver only (which cancels), and a
   // kill of the group also ends what the function started. Signals as a fresh process has them.
   sigset_t none;
@@ -102,11 +104,12 @@ Result<Worker> spawn_worker(const std::vector<char*>& argv, const std::vector<ch
   pid_t pid = -1;
   const int rc = ::posix_spawn(&pid, argv[0], &st.actions, &st.attr, argv.data(), envp.data());
   if (rc != 0) {
-    return fail_errno(-rc, pepita::fmt("starting the Python worker {} (check that the "
-                                       "interpreter exists and can run)",
-                                       argv[0]));
+    return fail_errno(-rc, pepita::fmt("starting the {} {} (check that the program exists "
+                                       "and can run)",
+                                       what, argv[0]));
   }
   Worker w;
+  w.command = std::move(command);
   w.pid = pid;
   w.sock = std::move(ours);
   w.output = std::move(out_r);
@@ -149,41 +152,36 @@ std::string describe_status(int status) {
   return "ended";
 }
 
-class WorkerExecutor final : public executor::Executor {
+class ServeExecutor final : public Executor {
  public:
-  WorkerExecutor(WorkerCommand command, std::size_t slots)
-      : command_(std::move(command)), slots_(slots), pids_(slots) {
-    for (auto& s : command_.argv) argv_.push_back(s.data());
-    argv_.push_back(nullptr);
-    for (auto& s : command_.env) envp_.push_back(s.data());
-    envp_.push_back(nullptr);
-    workers_.resize(slots);
+  ServeExecutor(ServeOptions options, Backend backend)
+      : opts_(std::move(options)), backend_(backend), pids_(opts_.slots) {
+    workers_.resize(opts_.slots);
     for (auto& p : pids_) p.store(-1, std::memory_order_relaxed);
   }
 
   Result<void> init() {
     BlockingRunner::Options o;
-    o.threads = slots_;
+    o.threads = opts_.slots;
     o.deadline = true;
-    o.report_early = false;  // the body kills its worker and reports the stop itself
-    o.name = "Python worker executor";
+    o.report_early = false;  // the body kills its server and reports the stop itself
+    o.name = std::string(opts_.what).append(" executor");
     runner_ = PEPITA_TRY(BlockingRunner::create(
         std::move(o), [this](const BlockingRunner::Attempt& a) { return run(a); }));
     return {};
   }
 
-  ~WorkerExecutor() override { shutdown(); }
+  ~ServeExecutor() override { shutdown(); }
 
-  executor::Backend backend() const noexcept override { return backend_; }
-  std::size_t slots() const noexcept override { return slots_; }
+  Backend backend() const noexcept override { return backend_; }
+  std::size_t slots() const noexcept override { return opts_.slots; }
 
-  Result<void> start(const task::Task& task, std::stop_token stop,
-                     executor::Completion done) override {
+  Result<void> start(const task::Task& task, std::stop_token stop, Completion done) override {
     if (task.process() == nullptr) {
       return fail(ErrorCode::InvalidArgument,
-                  pepita::fmt("task '{}' is not a Python function task; the python backend "
-                              "runs only pepita.Task.function tasks",
-                              task.name()));
+                  pepita::fmt("task '{}' is not a process task; the {} backend runs only "
+                              "process tasks (pepita.Task.function in Python)",
+                              task.name(), backend_.name()));
     }
     return runner_->submit(task, std::move(stop), std::move(done));
   }
@@ -191,13 +189,12 @@ class WorkerExecutor final : public executor::Executor {
   void shutdown() override {
     if (!runner_) return;
     runner_->shutdown();
-    // Every body has returned: the slots' workers are idle. They would exit at end of file on
+    // Every body has returned: the slots' servers are idle. They would exit at end of file on
     // their socket; a kill does not wait for them to notice.
     for (std::size_t i = 0; i < workers_.size(); ++i) {
       if (workers_[i]) {
         kill_and_reap(*workers_[i]);
-        workers_[i].reset();
-        pids_[i].store(-1, std::memory_order_relaxed);
+        retire(i);
       }
     }
   }
@@ -217,13 +214,13 @@ class WorkerExecutor final : public executor::Executor {
     const bool timed_out = a.timed_out();
     r.status = timed_out ? Status::TimedOut : Status::Cancelled;
     r.exit_code = -1;
-    r.error = timed_out ? pepita::fmt(
-                              "timed out after {} s; its Python worker was killed and "
-                              "is replaced for the next task",
-                              std::chrono::duration<double>(a.task.timeout()).count())
-                        : std::string(
-                              "cancelled; its Python worker was killed and is replaced "
-                              "for the next task");
+    r.error = timed_out
+                  ? pepita::fmt(
+                        "timed out after {} s; its {} was killed and is replaced for "
+                        "the next task",
+                        std::chrono::duration<double>(a.task.timeout()).count(), opts_.what)
+                  : pepita::fmt("cancelled; its {} was killed and is replaced for the next task",
+                                opts_.what);
     return r;
   }
 
@@ -241,10 +238,8 @@ class WorkerExecutor final : public executor::Executor {
       r.status = Status::Failed;
       r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
-    r.error = pepita::fmt(
-        "its Python worker (pid {}) {} {}; a new worker replaces it for the "
-        "next task",
-        pid, describe_status(status), during);
+    r.error = pepita::fmt("its {} (pid {}) {} {}; a new one replaces it for the next task",
+                          opts_.what, pid, describe_status(status), during);
     return r;
   }
 
@@ -253,22 +248,47 @@ class WorkerExecutor final : public executor::Executor {
     pids_[slot].store(-1, std::memory_order_relaxed);
   }
 
+  /// The slot's server for `a`'s command: the running one, or a new one (replacing a server
+  /// started for another command). nullptr with r filled in when it cannot start.
+  Worker* server_for(const BlockingRunner::Attempt& a, std::size_t slot, ExecutionResult& r) {
+    if (opts_.command) {  // one command for every task: nothing to build or compare
+      if (workers_[slot]) return &*workers_[slot];
+      return start_server(slot, *opts_.command, r);
+    }
+    Result<ServeCommand> command = serve_command_of(*a.task.process(), opts_.serve_args);
+    if (!command) {
+      r.status = Status::LaunchFailed;
+      r.error = command.error().to_string();
+      return nullptr;
+    }
+    if (workers_[slot] && workers_[slot]->command != *command) {
+      kill_and_reap(*workers_[slot]);
+      retire(slot);
+    }
+    if (workers_[slot]) return &*workers_[slot];
+    return start_server(slot, std::move(*command), r);
+  }
+
+  Worker* start_server(std::size_t slot, ServeCommand command, ExecutionResult& r) {
+    Result<Worker> w = spawn_worker(std::move(command), opts_.what);
+    if (!w) {
+      r.status = Status::LaunchFailed;
+      r.error = w.error().to_string();
+      return nullptr;
+    }
+    workers_[slot].emplace(std::move(*w));
+    pids_[slot].store(workers_[slot]->pid, std::memory_order_relaxed);
+    return &*workers_[slot];
+  }
+
   ExecutionResult run(const BlockingRunner::Attempt& a) {
     ExecutionResult r;
     r.id = a.task.id();
     r.name = a.task.name();
     const std::size_t slot = a.thread;
-    if (!workers_[slot]) {
-      Result<Worker> w = spawn_worker(argv_, envp_);
-      if (!w) {
-        r.status = Status::LaunchFailed;
-        r.error = w.error().to_string();
-        return r;
-      }
-      workers_[slot].emplace(std::move(*w));
-      pids_[slot].store(workers_[slot]->pid, std::memory_order_relaxed);
-    }
-    Worker& w = *workers_[slot];
+    Worker* found = server_for(a, slot, r);
+    if (found == nullptr) return r;
+    Worker& w = *found;
     ++w.calls;
     const std::string& payload = a.task.process()->stdin_data;
     std::array<unsigned char, 8> head{};
@@ -310,9 +330,9 @@ class WorkerExecutor final : public executor::Executor {
           ExecutionResult out = died(slot, std::move(r), "was stopped");
           out.status = Status::Failed;
           out.error = pepita::fmt(
-              "the function's pickled result is {} bytes, over the task's "
-              "output cap of {} bytes; its worker was replaced",
-              body_len, cap);
+              "the reply is {} bytes, over the task's output cap of {} bytes; its {} was "
+              "replaced",
+              body_len, cap, opts_.what);
           return out;
         }
         r.stdout_data.resize(body_len);
@@ -328,12 +348,9 @@ class WorkerExecutor final : public executor::Executor {
     return r;
   }
 
-  WorkerCommand command_;
-  std::vector<char*> argv_;  // into command_
-  std::vector<char*> envp_;
-  std::size_t slots_;
-  executor::Backend backend_ = task::Backend::named(kWorkerBackend).value();
-  // Slot i's worker, touched by runner thread i only (and by shutdown once the runner is down).
+  ServeOptions opts_;
+  Backend backend_;
+  // Slot i's server, touched by runner thread i only (and by shutdown once the runner is down).
   std::vector<std::optional<Worker>> workers_;
   std::vector<std::atomic<pid_t>> pids_;  // for abandon(), from any thread
   // Last: its threads run bodies that use the members above, so it goes first.
@@ -342,18 +359,34 @@ class WorkerExecutor final : public executor::Executor {
 
 }  // namespace
 
-Result<std::shared_ptr<executor::Executor>> make_worker_executor(WorkerCommand command,
-                                                                 std::size_t slots) {
-  if (command.argv.empty() || command.argv[0].empty()) {
-    return fail(ErrorCode::InvalidArgument, "the Python worker command is empty");
-  }
-  if (slots == 0 || slots > 1024) {
+Result<ServeCommand> serve_command_of(const task::ProcessSpec& spec,
+                                      const std::vector<std::string>& serve_args) {
+  if (!spec.path.starts_with('/')) {
     return fail(ErrorCode::InvalidArgument,
-                pepita::fmt("Python worker slots must be 1..1024, got {}", slots));
+                pepita::fmt("a served program needs an absolute path, got '{}'", spec.path));
   }
-  auto exec = std::make_shared<WorkerExecutor>(std::move(command), slots);
-  PEPITA_TRY_VOID(exec->init());
-  return std::shared_ptr<executor::Executor>(std::move(exec));
+  ServeCommand c;
+  c.argv.reserve(1 + spec.args.size() + serve_args.size());
+  c.argv.push_back(spec.path);
+  c.argv.insert(c.argv.end(), spec.args.begin(), spec.args.end());
+  c.argv.insert(c.argv.end(), serve_args.begin(), serve_args.end());
+  (void)detail::build_environment(spec, nullptr, c.env);
+  return c;
 }
 
-}  // namespace pepita::python
+Result<std::shared_ptr<Executor>> make_serve_executor(ServeOptions options) {
+  if (options.command && (options.command->argv.empty() || options.command->argv[0].empty())) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("the {} command is empty: give the program's path", options.what));
+  }
+  if (options.slots == 0 || options.slots > 1024) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("{} slots must be 1..1024, got {}", options.what, options.slots));
+  }
+  const Backend backend = PEPITA_TRY(task::Backend::named(options.backend));
+  auto exec = std::make_shared<ServeExecutor>(std::move(options), backend);
+  PEPITA_TRY_VOID(exec->init());
+  return std::shared_ptr<Executor>(std::move(exec));
+}
+
+}  // namespace pepita::executor
