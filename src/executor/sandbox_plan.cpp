@@ -164,10 +164,19 @@ Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& polic
     }
   }
   plan.push_back({MountOp::Kind::Mkdir, "", "/newroot/etc", "", ""});
+  struct stat etc {};
+  const bool etc_is_dir = ::lstat("/etc", &etc) == 0 && S_ISDIR(etc.st_mode);
   for (const char* file : kEtcFiles) {
-    const std::string source = canonical(file);
+    // A regular file in a real /etc is its own canonical path: one lstat instead of realpath's
+    // readlink of every component and a stat (~20 syscalls a task fewer).
+    std::string source;
     struct stat st {};
-    if (source.empty() || ::stat(source.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (etc_is_dir && ::lstat(file, &st) == 0 && S_ISREG(st.st_mode)) {
+      source = file;
+    } else {
+      source = canonical(file);
+      if (source.empty() || ::stat(source.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    }
     // A copy in the root's tmpfs, read-only with it: a file write instead of a mount to make
     // and to tear down at the end (nine of the root's ~20 mounts were these).
     if (st.st_size <= kCopyLimit) {

@@ -101,6 +101,10 @@ struct SupervisorArgs {
   std::uint32_t id;
   const RawOp* ops;
   std::size_t op_count;
+  // One pivot: the host dir the root's tmpfs is mounted over (no bind reads below it), the ops'
+  // targets relative to it and their sources host paths. Null: bubblewrap's two pivots, the
+  // ops' paths under /newroot and /oldroot.
+  const char* staging;
   const char* workdir;
   const char* path;
   char* const* argv;
@@ -236,18 +240,8 @@ PEPITA_NOSAN void check(const SupervisorArgs* a, std::int32_t step, long r) {
   if (r < 0) sup_fail(a, step, r);
 }
 
-// The new root, from inside the fresh mount namespace: bubblewrap's two pivots. A tmpfs on /tmp
-// becomes the root with the host's at /oldroot, the plan fills /newroot from /oldroot, then
-// /newroot becomes the root and everything else is detached.
-PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
-  check(a, kPrivate, rs(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
-  check(a, kBase, rs(SYS_mount, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
-  check(a, kBase, rs(SYS_chdir, "/tmp"));
-  check(a, kBase, rs(SYS_mkdir, "newroot", 0755));
-  check(a, kBase, rs(SYS_mkdir, "oldroot", 0755));
-  check(a, kBase, rs(SYS_mount, "tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
-  check(a, kPivot, rs(SYS_pivot_root, "/tmp", "/tmp/oldroot"));
-  check(a, kPivot, rs(SYS_chdir, "/"));
+// Runs the mount plan's steps in order.
+PEPITA_NOSAN void run_ops(const SupervisorArgs* a) {
   for (std::size_t i = 0; i < a->op_count; ++i) {
     const RawOp& op = a->ops[i];
     const auto step = static_cast<std::int32_t>(i);
@@ -296,11 +290,36 @@ PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
         break;
     }
   }
-  // The root itself is read-only: a task writes only its work dir, /tmp and writable binds.
-  set_ro(a, kPivot, "/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0);
-  // One lazy unmount below takes the staging root and the host's tree under /oldroot together
-  // (each unmount waits for an RCU grace period).
-  check(a, kPivot, rs(SYS_chdir, "/newroot"));
+}
+
+// The new root, from inside the fresh mount namespace. One pivot where the parent found a host dir
+// no bind reads below (a->staging): a tmpfs mounted over it becomes the root, filled from the
+// host's paths directly, then pivot_root(".", ".") and one lazy unmount of the host's tree.
+// Otherwise bubblewrap's two pivots: a tmpfs on /tmp becomes the root with the host's at
+// /oldroot, the plan fills /newroot from /oldroot, then /newroot becomes the root and everything
+// else is detached. (Each pivot_root walks every thread of the machine: chroot_fs_refs.)
+PEPITA_NOSAN void build_root(const SupervisorArgs* a) {
+  check(a, kPrivate, rs(SYS_mount, nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr));
+  if (a->staging != nullptr) {
+    check(a, kBase, rs(SYS_mount, "tmpfs", a->staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+    check(a, kBase, rs(SYS_chdir, a->staging));  // the tmpfs's root: the ops' targets are relative
+    run_ops(a);
+    set_ro(a, kPivot, ".", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0);
+  } else {
+    check(a, kBase, rs(SYS_mount, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+    check(a, kBase, rs(SYS_chdir, "/tmp"));
+    check(a, kBase, rs(SYS_mkdir, "newroot", 0755));
+    check(a, kBase, rs(SYS_mkdir, "oldroot", 0755));
+    check(a, kBase, rs(SYS_mount, "tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+    check(a, kPivot, rs(SYS_pivot_root, "/tmp", "/tmp/oldroot"));
+    check(a, kPivot, rs(SYS_chdir, "/"));
+    run_ops(a);
+    // The root itself is read-only: a task writes only its work dir, /tmp and writable binds.
+    set_ro(a, kPivot, "/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0);
+    check(a, kPivot, rs(SYS_chdir, "/newroot"));
+  }
+  // One lazy unmount below takes what was the root (with the host's tree, and in the two-pivot
+  // case the staging root) together (each unmount waits for an RCU grace period).
   check(a, kPivot, rs(SYS_pivot_root, ".", "."));
   check(a, kPivot, rs(SYS_umount2, ".", MNT_DETACH));
   check(a, kPivot, rs(SYS_chdir, "/"));
@@ -526,6 +545,45 @@ std::string step_name(std::int32_t step, const std::vector<MountOp>& plan) {
   }
 }
 
+// A plan's host path ("/oldroot/usr") as the host names it ("/usr").
+std::string host_path(const std::string& source) {
+  constexpr std::string_view kOld = "/oldroot";
+  if (source.rfind(kOld, 0) != 0) return source;
+  return source.size() == kOld.size() ? std::string("/") : source.substr(kOld.size());
+}
+
+// A plan's path in the new root ("/newroot/usr") relative to that root ("usr").
+std::string inside_path(const std::string& target) {
+  constexpr std::string_view kNew = "/newroot/";
+  if (target.rfind(kNew, 0) != 0) return target == "/newroot" ? std::string(".") : target;
+  return target.substr(kNew.size());
+}
+
+bool under(const std::string& path, const std::string& dir) {
+  if (dir == "/") return true;
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
+}
+
+// The host dir to mount the new root's tmpfs over for one pivot_root: a real directory that no
+// bind of the plan reads from, at or below it (the tmpfs would hide it) or above it (a bind of
+// "/" would take the root being built along). Null when every candidate clashes: two pivots then.
+const char* one_pivot_staging(const std::vector<MountOp>& plan) {
+  constexpr const char* kCandidates[] = {"/mnt", "/srv", "/opt", "/media", "/tmp", "/run", "/var"};
+  for (const char* dir : kCandidates) {
+    struct stat st {};
+    if (::lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    const std::string d = dir;
+    const bool clash = std::any_of(plan.begin(), plan.end(), [&](const MountOp& op) {
+      if (op.kind != MountOp::Kind::BindRO && op.kind != MountOp::Kind::BindRW) return false;
+      const std::string source = host_path(op.source);
+      return under(source, d) || under(d, source);
+    });
+    if (!clash) return dir;
+  }
+  return nullptr;
+}
+
 Result<void> write_file(const std::string& path, const std::string& text) {
   const int fd = sys::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return fail_errno(fd, "open " + path);
@@ -554,12 +612,24 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   }
   std::vector<MountOp> plan;
   if (policy.mount_ns) plan = PEPITA_TRY(sandbox_mount_plan(policy, path, workdir));
+  // One pivot where a host dir to build the root over exists: the plan's paths rebased onto it.
+  const char* staging = policy.mount_ns ? one_pivot_staging(plan) : nullptr;
+  std::vector<std::string> sources, targets;
+  sources.reserve(plan.size());
+  targets.reserve(plan.size());
+  for (const MountOp& op : plan) {
+    const bool bind = op.kind == MountOp::Kind::BindRO || op.kind == MountOp::Kind::BindRW;
+    sources.push_back(staging != nullptr && bind ? host_path(op.source) : op.source);
+    targets.push_back(staging != nullptr ? inside_path(op.target) : op.target);
+  }
   std::vector<RawOp> ops;
   ops.reserve(plan.size());
-  for (const MountOp& op : plan)
-    ops.push_back({op.kind, op.source.c_str(), op.target.c_str(), op.options.c_str(),
+  for (std::size_t i = 0; i < plan.size(); ++i) {
+    const MountOp& op = plan[i];
+    ops.push_back({op.kind, sources[i].c_str(), targets[i].c_str(), op.options.c_str(),
                    op.source.rfind("/oldroot/dev/", 0) == 0, op.data ? op.data->data() : nullptr,
                    op.data ? op.data->size() : 0, op.mode});
+  }
   const SeccompFilter* filter = nullptr;
   if (policy.seccomp) filter = PEPITA_TRY(sandbox_filter(policy.id));
   sock_fprog prog{};
@@ -605,6 +675,7 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   args.id = policy.id;
   args.ops = ops.data();
   args.op_count = ops.size();
+  args.staging = staging;
   args.workdir = workdir.c_str();
   args.path = path.c_str();
   args.argv = argv.data();
