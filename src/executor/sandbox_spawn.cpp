@@ -565,10 +565,18 @@ bool under(const std::string& path, const std::string& dir) {
                          path[dir.size()] == '/');
 }
 
-// The host dir to mount the new root's tmpfs over for one pivot_root: a real directory that no
-// bind of the plan reads from, at or below it (the tmpfs would hide it) or above it (a bind of
-// "/" would take the root being built along). Null when every candidate clashes: two pivots then.
-const char* one_pivot_staging(const std::vector<MountOp>& plan) {
+Result<void> write_file(const std::string& path, const std::string& text) {
+  const int fd = sys::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return fail_errno(fd, "open " + path);
+  UniqueFd f(fd);
+  const long n = sys::write(f.get(), text.data(), text.size());
+  if (n < 0) return fail_errno(static_cast<int>(n), "write '" + text + "' to " + path);
+  return {};
+}
+
+}  // namespace
+
+const char* sandbox_staging_dir(const std::vector<MountOp>& plan) {
   constexpr const char* kCandidates[] = {"/mnt", "/srv", "/opt", "/media", "/tmp", "/run", "/var"};
   for (const char* dir : kCandidates) {
     struct stat st {};
@@ -583,17 +591,6 @@ const char* one_pivot_staging(const std::vector<MountOp>& plan) {
   }
   return nullptr;
 }
-
-Result<void> write_file(const std::string& path, const std::string& text) {
-  const int fd = sys::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return fail_errno(fd, "open " + path);
-  UniqueFd f(fd);
-  const long n = sys::write(f.get(), text.data(), text.size());
-  if (n < 0) return fail_errno(static_cast<int>(n), "write '" + text + "' to " + path);
-  return {};
-}
-
-}  // namespace
 
 Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnFds& fds, pid_t pgid,
                                      const SpawnExtras& extras, const task::SandboxPolicy& policy) {
@@ -613,7 +610,7 @@ Result<SandboxChild> spawn_sandboxed(const task::ProcessSpec& spec, const SpawnF
   std::vector<MountOp> plan;
   if (policy.mount_ns) plan = PEPITA_TRY(sandbox_mount_plan(policy, path, workdir));
   // One pivot where a host dir to build the root over exists: the plan's paths rebased onto it.
-  const char* staging = policy.mount_ns ? one_pivot_staging(plan) : nullptr;
+  const char* staging = policy.mount_ns ? sandbox_staging_dir(plan) : nullptr;
   std::vector<std::string> sources, targets;
   sources.reserve(plan.size());
   targets.reserve(plan.size());

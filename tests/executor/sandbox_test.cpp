@@ -72,6 +72,21 @@ bool has_op(const std::vector<MountOp>& plan, MountOp::Kind kind, const std::str
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
+// The dirs the supervisor may build the root over (detail::sandbox_staging_dir) that this host
+// has as real directories, in its order.
+std::vector<std::string> staging_candidates() {
+  std::vector<std::string> dirs;
+  for (const char* d : {"/mnt", "/srv", "/opt", "/media", "/tmp", "/run", "/var"}) {
+    struct stat st {};
+    if (::lstat(d, &st) == 0 && S_ISDIR(st.st_mode)) dirs.emplace_back(d);
+  }
+  return dirs;
+}
+
+bool inside(const std::string& path, const std::string& dir) {
+  return path == dir || path.starts_with(dir + "/");
+}
+
 // ---- the pure parts ----
 
 TEST(SandboxPlan, BindsSystemDirsReadOnlyAndTheWorkDirWritableButNeverShadow) {
@@ -162,6 +177,28 @@ TEST(SandboxPlan, WithoutAPidNamespaceProcIsTheHostsReadOnly) {
   EXPECT_TRUE(has_op(*plan, MountOp::Kind::BindRO, "/proc"));
 }
 
+TEST(SandboxPlan, TheRootIsBuiltOverADirNoBindReadsFromAndWithTwoPivotsWhenEveryOneIsBound) {
+  WorkDir work("sandbox-plan");
+  const std::vector<std::string> dirs = staging_candidates();
+  if (dirs.size() < 2) GTEST_SKIP() << "this host has fewer than two of /mnt, /srv, /opt, ...";
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.read_only = {dirs[0]};
+  auto plan = detail::sandbox_mount_plan(p, "/bin/sh", work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  const char* staging = detail::sandbox_staging_dir(*plan);
+  ASSERT_NE(staging, nullptr);
+  EXPECT_NE(staging, dirs[0]);  // its tmpfs would hide the bind's source
+  const std::string work_dir = std::filesystem::canonical(work.path()).string();
+  EXPECT_FALSE(inside(work_dir, staging)) << staging << " holds the work dir " << work_dir;
+  // Every candidate a bind's source (the work dir's bind covers the one holding it).
+  p.read_only.clear();
+  for (const auto& d : dirs)
+    if (!inside(work_dir, d)) p.read_only.push_back(d);
+  plan = detail::sandbox_mount_plan(p, "/bin/sh", work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  EXPECT_EQ(detail::sandbox_staging_dir(*plan), nullptr);
+}
+
 TEST(SandboxPlan, RefusesARelativeOrMissingPathAndTheRootAsWorkDir) {
   WorkDir work("sandbox-plan");
   SandboxPolicy p = SandboxPolicy::standard();
@@ -249,6 +286,47 @@ TEST(Sandbox, TheTaskSeesOnlyItsOwnProcessesAndNoHostMounts) {
   EXPECT_EQ(r.stdout_data.find("root\n"), std::string::npos) << r.stdout_data;
   EXPECT_EQ(r.stdout_data.find("oldroot"), std::string::npos) << r.stdout_data;  // detached
   EXPECT_LE(std::stoi(r.stderr_data), 40) << "mounts: " << r.stderr_data;
+}
+
+// One pivot: the root's tmpfs goes over a host dir no bind reads from. A bind of the first
+// candidate must show the host's files, not the root being built over it.
+TEST(Sandbox, ABindOfTheFirstDirTheRootCouldBeBuiltOverShowsTheHostsFiles) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  const std::vector<std::string> dirs = staging_candidates();
+  if (dirs.empty()) GTEST_SKIP() << "this host has none of /mnt, /srv, /opt, ...";
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dirs[0]))
+    names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  std::string host;
+  for (const auto& n : names) host += n + "\n";
+  WorkDir work("sandbox-staging");
+  SandboxPolicy p = SandboxPolicy::strict();
+  p.read_only = {dirs[0]};
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(), "LC_ALL=C ls -A1 " + dirs[0], p));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, host);
+}
+
+// Every candidate dir bound: bubblewrap's two pivots build the root, and leave nothing behind.
+TEST(Sandbox, WithEveryDirTheRootCouldBeBuiltOverBoundTwoPivotsBuildIt) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-two-pivots");
+  const std::string work_dir = std::filesystem::canonical(work.path()).string();
+  SandboxPolicy p = SandboxPolicy::standard();
+  for (const auto& d : staging_candidates())
+    if (!inside(work_dir, d)) p.read_only.push_back(d);
+  auto plan = detail::sandbox_mount_plan(p, "/bin/sh", work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  ASSERT_EQ(detail::sandbox_staging_dir(*plan), nullptr);  // the path under test
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(),
+                                "echo x > out && cat out && test -x /usr/bin/env && echo usr; "
+                                "grep -c oldroot /proc/self/mountinfo; true",
+                                p));
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "x\nusr\n0\n");
 }
 
 TEST(Sandbox, TheEtcFilesAreTheHostsAndReadOnly) {

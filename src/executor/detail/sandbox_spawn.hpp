@@ -56,6 +56,12 @@ Result<std::vector<MountOp>> sandbox_mount_plan(const task::SandboxPolicy& polic
                                                 const std::string& binary,
                                                 const std::string& workdir);
 
+/// The host dir over which the supervisor mounts the new root's tmpfs to build it with one
+/// pivot_root: a real directory among /mnt, /srv, /opt, /media, /tmp, /run, /var that no bind of
+/// `plan` reads from, at or below it (the tmpfs would hide it) or above it (a bind of "/" would
+/// take the root being built along). Null when every one clashes: bubblewrap's two pivots then.
+const char* sandbox_staging_dir(const std::vector<MountOp>& plan);
+
 /// The deny list and its program live in core (pepita/core/seccomp.hpp), shared with vmm::Jailer;
 /// the sandbox's denied syscalls wake the supervisor's listener, which reports them.
 using sys::SeccompFilter;
