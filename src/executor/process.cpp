@@ -39,17 +39,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Report: a sandbox's supervisor wrote on its report pipe; Linger: a supervisor whose attempt
-// completed on its report has exited (the slot field is its index in Impl::lingering).
-enum class Channel : std::uint8_t {
-  Wake = 0,
-  Exit = 1,
-  Out = 2,
-  Err = 3,
-  In = 4,
-  Report = 5,
-  Linger = 6
-};
+enum class Channel : std::uint8_t { Wake = 0, Exit = 1, Out = 2, Err = 3, In = 4 };
 
 // epoll user data: generation (so events of a recycled slot are recognised as stale), slot
 // index, channel.
@@ -96,18 +86,6 @@ struct Stage {
   std::string sandbox_reason;  // "sandbox: syscall ptrace denied"
   // Sandboxed: the supervisor's stack, unmapped once it has been reaped.
   detail::SupervisorMemory sandbox_memory;
-  // The supervisor's `Ended` report was read (code, status, sandbox_reason hold the task's).
-  bool reported = false;
-  // Ended on the supervisor's report (the supervisor still exiting, handed to Impl::lingering).
-  bool ended_on_report = false;
-};
-
-// A sandbox's supervisor that reported its task ended and everything else in its pid namespace
-// gone, whose attempt has completed: reaped when its pidfd says it exited, then its stack is
-// unmapped.
-struct Lingering {
-  UniqueFd pidfd;
-  detail::SupervisorMemory memory;
 };
 
 struct Child {
@@ -147,9 +125,6 @@ struct Child {
   // The sandbox (issue 23): each process runs under a supervisor of detail/sandbox_spawn.hpp.
   bool sandboxed = false;
   std::uint32_t sandbox_id = 0;
-  // Whether a stage may end on its supervisor's report (a pid namespace, which the supervisor
-  // empties first, and no cgroup of the attempt's own, which could not be removed under it).
-  bool end_on_report = false;
   // The slot's loopback-only network namespace for sandboxes with `network = "none"`, made once
   // and reused while it stays pristine (detail/slot_netns.hpp); outlives the attempt.
   detail::SlotNetns netns;
@@ -211,9 +186,6 @@ struct ProcessExecutor::Impl {
   std::vector<std::uint32_t> free_slots;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers;
   std::size_t running = 0;
-  std::vector<Lingering> lingering;  // indexed by the Linger events' slot field
-  std::vector<std::uint32_t> free_lingering;
-  std::size_t lingering_live = 0;
 
   void notify() {
     const std::uint64_t one = 1;
@@ -229,11 +201,6 @@ struct ProcessExecutor::Impl {
   void feed_stdin(Child& c);
   int slot_netns(Child& c, const task::SandboxPolicy& policy);
   void on_exit(std::uint32_t slot);
-  void on_report(std::uint32_t slot);
-  void stage_ended(std::uint32_t slot, std::size_t i);
-  void all_ended(std::uint32_t slot);
-  bool end_on_report(Child& c, Stage& st);
-  void reap_lingering(std::uint32_t index);
   void finish_binary(std::uint32_t slot);
   void finish_pipeline(std::uint32_t slot);
   bool reap_stage(Child& c, Stage& st);
@@ -365,10 +332,6 @@ void ProcessExecutor::Impl::run() {
           }
           continue;
         }
-        if (ch == Channel::Linger) {
-          if (pass == 1) reap_lingering(slot);
-          continue;
-        }
         if (slot >= children.size() || !children[slot].live || children[slot].gen != gen) continue;
         Child& c = children[slot];
         if (pass == 0) {
@@ -377,8 +340,6 @@ void ProcessExecutor::Impl::run() {
           if (ch == Channel::In) feed_stdin(c);
         } else if (ch == Channel::Exit) {
           on_exit(slot);
-        } else if (ch == Channel::Report) {
-          on_report(slot);
         }
       }
     }
@@ -407,8 +368,7 @@ void ProcessExecutor::Impl::run() {
       std::lock_guard lock(mu);
       pending_work = !starts.empty() || !cancels.empty();
     }
-    // Supervisors still exiting are reaped first (their stacks are ours to unmap).
-    if (quit && running == 0 && !pending_work && lingering_live == 0) return;
+    if (quit && running == 0 && !pending_work) return;
   }
 }
 
@@ -446,7 +406,6 @@ void ProcessExecutor::Impl::launch(Start start) {
   task::SandboxPolicy sandbox = start.task.sandbox();
   c.sandboxed = sandbox.enabled();
   c.sandbox_id = sandbox.id;
-  c.end_on_report = false;
   ++running;
 
   auto launch_failed = [&](int err, const std::string& what) {
@@ -686,11 +645,6 @@ void ProcessExecutor::Impl::launch(Start start) {
   c.err.fd = std::move(err_r);
   for (const Stage& st : c.stages)
     epoll_add(st.pidfd.get(), EPOLLIN, tag(c.gen, slot, Channel::Exit));
-  c.end_on_report = c.sandboxed && sandbox.pid_ns && !c.cgroup.valid();
-  if (c.end_on_report) {
-    for (const Stage& st : c.stages)
-      epoll_add(st.report.get(), EPOLLIN, tag(c.gen, slot, Channel::Report));
-  }
   epoll_add(c.out.fd.get(), EPOLLIN, tag(c.gen, slot, Channel::Out));
   epoll_add(c.err.fd.get(), EPOLLIN, tag(c.gen, slot, Channel::Err));
   if (in_w) {
@@ -812,11 +766,9 @@ bool ProcessExecutor::Impl::reap_stage(Child& c, Stage& st) {
   }
   st.sandbox_memory.reaped();
   st.sandbox_memory.reset();
-  if (!st.reported) {
-    st.code = info.si_code;
-    st.status = info.si_status;
-  }
-  if (st.report && !st.reported) {
+  st.code = info.si_code;
+  st.status = info.si_status;
+  if (st.report) {
     // The supervisor's report carries the task's own status (and what the sandbox stopped).
     const detail::SandboxOutcome out = detail::read_sandbox_outcome(st.report.get(), c.sandbox_id);
     st.report.reset();
@@ -845,112 +797,18 @@ void ProcessExecutor::Impl::on_exit(std::uint32_t slot) {
   for (std::size_t i = 0; i < c.stages.size(); ++i) {
     Stage& st = c.stages[i];
     if (st.reaped || !reap_stage(c, st)) continue;
-    stage_ended(slot, i);
-  }
-  all_ended(slot);
-}
-
-// A sandbox's supervisor reported: its task has ended and, with its pid namespace emptied, nothing
-// of the stage runs but the supervisor, which is exiting. The stage ends now; the supervisor is
-// reaped when it has exited (Channel::Linger), without holding up the attempt's completion.
-void ProcessExecutor::Impl::on_report(std::uint32_t slot) {
-  Child& c = children[slot];
-  for (std::size_t i = 0; i < c.stages.size(); ++i) {
-    Stage& st = c.stages[i];
-    if (st.reaped || !st.report || !end_on_report(c, st)) continue;
-    stage_ended(slot, i);
-  }
-  all_ended(slot);
-}
-
-bool ProcessExecutor::Impl::end_on_report(Child& c, Stage& st) {
-  const detail::SandboxOutcome out = detail::read_sandbox_outcome(st.report.get(), c.sandbox_id);
-  if (out.reported) {
-    st.reported = true;
-    st.code = out.code;
-    st.status = out.status;
-    st.sandbox_reason = out.reason;
-  }
-  if (!out.reported || !out.all_gone) {
-    // EOF without a report (killed from outside), or something of the sandbox may remain: the
-    // stage ends when the supervisor has been reaped (its pidfd), as without a report.
-    (void)::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, st.report.get(), nullptr);
-    return false;
-  }
-  std::uint32_t index;
-  if (!free_lingering.empty()) {
-    index = free_lingering.back();
-    free_lingering.pop_back();
-  } else {
-    index = static_cast<std::uint32_t>(lingering.size());
-    lingering.emplace_back();
-  }
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = tag(0, index, Channel::Linger);
-  if (::epoll_ctl(epoll.get(), EPOLL_CTL_MOD, st.pidfd.get(), &ev) < 0) {
-    free_lingering.push_back(index);
-    (void)::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, st.report.get(), nullptr);
-    return false;  // the stage ends when its supervisor is reaped, as without a report
-  }
-  lingering[index] = Lingering{std::move(st.pidfd), std::move(st.sandbox_memory)};
-  ++lingering_live;
-  if (c.live_stages == 1) {
-    std::lock_guard lock(mu);
-    groups.erase(c.pid);
-  }
-  st.reaped = true;
-  st.ended_on_report = true;
-  st.report.reset();
-  --c.live_stages;
-  auto add = [](timeval& to, const timeval& from) {
-    to.tv_sec += from.tv_sec;
-    to.tv_usec += from.tv_usec;
-    if (to.tv_usec >= 1'000'000) {
-      to.tv_sec += 1;
-      to.tv_usec -= 1'000'000;
+    if (!c.pipeline || c.timed_out || c.cancelled || c.failed_stage >= 0) continue;
+    // pipefail, less the SIGPIPE an upstream stage gets when a later stage stops reading (a
+    // failing reader is reported on its own).
+    const bool last = i + 1 == c.stages.size();
+    const bool ok = st.wait_error == 0 && st.code == CLD_EXITED && st.status == 0;
+    const bool broken_pipe =
+        st.wait_error == 0 && st.code != CLD_EXITED && st.status == SIGPIPE && c.piped && !last;
+    if (!ok && !broken_pipe) {
+      c.failed_stage = static_cast<int>(i);
+      if (c.live_stages > 0) stop_stages(slot);
     }
-  };
-  add(c.usage.ru_utime, out.utime);
-  add(c.usage.ru_stime, out.stime);
-  c.usage.ru_maxrss = std::max(c.usage.ru_maxrss, out.maxrss_kb);
-  return true;
-}
-
-void ProcessExecutor::Impl::reap_lingering(std::uint32_t index) {
-  if (index >= lingering.size() || !lingering[index].pidfd) return;
-  Lingering& l = lingering[index];
-  siginfo_t info{};
-  rusage usage{};
-  const int rc = sys::waitid_pidfd(l.pidfd.get(), &info, &usage);
-  if (rc == 1) return;             // spurious readiness
-  if (rc == 0) l.memory.reaped();  // else it may still run on it: reset() leaks the mapping
-  l.memory.reset();
-  l.pidfd.reset();  // closing also removes it from the epoll set
-  free_lingering.push_back(index);
-  --lingering_live;
-}
-
-// Stage `i` has ended (reaped, or on its supervisor's report).
-void ProcessExecutor::Impl::stage_ended(std::uint32_t slot, std::size_t i) {
-  Child& c = children[slot];
-  const Stage& st = c.stages[i];
-  if (!c.pipeline || c.timed_out || c.cancelled || c.failed_stage >= 0) return;
-  // pipefail, less the SIGPIPE an upstream stage gets when a later stage stops reading (a
-  // failing reader is reported on its own).
-  const bool last = i + 1 == c.stages.size();
-  const bool ok = st.wait_error == 0 && st.code == CLD_EXITED && st.status == 0;
-  const bool broken_pipe =
-      st.wait_error == 0 && st.code != CLD_EXITED && st.status == SIGPIPE && c.piped && !last;
-  if (!ok && !broken_pipe) {
-    c.failed_stage = static_cast<int>(i);
-    if (c.live_stages > 0) stop_stages(slot);
   }
-}
-
-// Completes the attempt once every stage has ended.
-void ProcessExecutor::Impl::all_ended(std::uint32_t slot) {
-  Child& c = children[slot];
   if (c.live_stages > 0) return;
   drain(c.out, c.cap);
   drain(c.err, c.cap);
@@ -1088,10 +946,7 @@ void ProcessExecutor::Impl::finish(std::uint32_t slot, Status status, int exit_c
     // No limit, so no OOM to detect: the usage, and whatever the attempt left is killed. A slot
     // cgroup that cannot be reused cleanly is ended here; the next attempt makes a fresh one.
     Result<void> reusable;
-    std::vector<pid_t> exiting;  // supervisors that ended their stage on a report
-    for (const Stage& st : c.stages)
-      if (st.ended_on_report) exiting.push_back(st.pid);
-    const CgroupUsage u = c.slot_cgroup.finish(reusable, exiting);
+    const CgroupUsage u = c.slot_cgroup.finish(reusable);
     cgroup_cpu = u.cpu;
     r.peak_memory = u.peak_memory;
     if (!reusable) c.slot_cgroup = detail::SlotCgroup();

@@ -13,7 +13,6 @@
 #include "detail/sandbox_spawn.hpp"
 
 #include <fcntl.h>
-#include <limits.h>
 #include <linux/capability.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
@@ -81,12 +80,7 @@ struct Report {
   std::int32_t err;          // kFailed: errno
   std::int32_t wait_status;  // kEnded: the task's raw wait status
   std::int32_t denied_nr;    // kEnded: the syscall the filter stopped, -1 for none
-  std::int32_t all_gone;     // kEnded: 1 when nothing of the sandbox but the supervisor is left
-  std::int64_t utime_us;     // kEnded: the task's rusage (it and what it waited for)
-  std::int64_t stime_us;
-  std::int64_t maxrss_kb;
 };
-static_assert(sizeof(Report) <= PIPE_BUF, "one atomic write");
 
 struct RawOp {
   MountOp::Kind kind;
@@ -223,7 +217,7 @@ PEPITA_NOSAN long sc_write(int fd, const void* buf, std::size_t n) {
 }
 
 [[noreturn]] PEPITA_NOSAN void sup_fail(const SupervisorArgs* a, std::int32_t step, long neg) {
-  const Report r{kFailed, step, static_cast<std::int32_t>(-neg), 0, -1, 0, 0, 0, 0};
+  const Report r{kFailed, step, static_cast<std::int32_t>(-neg), 0, -1};
   sc_write(a->report_fd, &r, sizeof r);
   for (;;) rs(SYS_exit_group, 127);
 }
@@ -378,10 +372,6 @@ PEPITA_NOSAN __attribute__((noinline)) int task_main(void* arg) {
   for (;;) rs(SYS_exit_group, 127);
 }
 
-PEPITA_RAW std::int64_t us(const timeval& t) {
-  return static_cast<std::int64_t>(t.tv_sec) * 1'000'000 + static_cast<std::int64_t>(t.tv_usec);
-}
-
 // The supervisor: pid 1 of the sandbox's pid namespace. `arg` is its SupervisorArgs, at the top
 // of its own mapping (SupervisorMemory), which outlives it.
 PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
@@ -400,7 +390,7 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
   // memory gets here: dumpable is a property of the memory, which a CLONE_VM one shares.)
   if (!a->parent_root) {
     rs(SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0);
-    const Report ready{kReady, 0, 0, 0, -1, 0, 0, 0, 0};
+    const Report ready{kReady, 0, 0, 0, -1};
     sc_write(a->report_fd, &ready, sizeof ready);
   }
   char go = 0;
@@ -473,13 +463,12 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
                               task_main, &targs);
   check(a, kFork, task);
   if (targs.err < 0) sup_fail(a, kExec, targs.err);  // exit_group reaps nothing: pid ns ends it
-  const Report started{kStarted, 0, 0, 0, -1, 0, 0, 0, 0};
+  const Report started{kStarted, 0, 0, 0, -1};
   sc_write(report, &started, sizeof started);
 
   // From here on nothing of the parent's memory but our mapping is read: the spawn has returned
   // and the plan, argv and envp it pointed us to are gone.
   int status = 0;
-  std::int64_t utime_us = 0, stime_us = 0, maxrss_kb = 0;  // the task's rusage, once it ended
   std::int32_t denied = -1;
   for (bool done = false; !done;) {
     pollfd p[2] = {{static_cast<int>(sigfd), POLLIN, 0}, {static_cast<int>(listener), POLLIN, 0}};
@@ -506,37 +495,18 @@ PEPITA_NOSAN __attribute__((noinline)) int supervisor_main(void* arg) {
       }
       for (;;) {
         int st = 0;
-        rusage ru;  // filled by wait4 (no zeroing memset)
-        const long w = rs(SYS_wait4, -1, &st, WNOHANG, &ru);
+        const long w = rs(SYS_wait4, -1, &st, WNOHANG, nullptr);
         if (w <= 0) break;
         if (w == task) {
           status = st;
-          utime_us = us(ru.ru_utime);
-          stime_us = us(ru.ru_stime);
-          maxrss_kb = ru.ru_maxrss;
           done = true;
         }
       }
     }
   }
-  // As pid 1 we end whatever the task left in the namespace (a daemon) and reap it all before
-  // reporting, and drop our copies of the task's stdin/stdout/stderr: once the executor reads
-  // `Ended` with all_gone, nothing of the attempt runs or holds its pipes, and it completes the
-  // attempt without waiting for our own exit (the namespaces' teardown, ~0.2 ms).
-  std::int32_t all_gone = 0;
-  if (a->pid_ns) {
-    rs(SYS_kill, -1, SIGKILL);
-    long w;
-    do {
-      int st = 0;
-      w = rs(SYS_wait4, -1, &st, __WALL, nullptr);
-    } while (w > 0 || w == -EINTR);
-    if (w == -ECHILD) all_gone = 1;
-    for (int fd = 0; fd < 3; ++fd) rs(SYS_close, fd);
-  }
-  const Report ended{kEnded, 0, 0, status, denied, all_gone, utime_us, stime_us, maxrss_kb};
+  const Report ended{kEnded, 0, 0, status, denied};
   sc_write(report, &ended, sizeof ended);
-  // As pid 1, exiting kills every process left in the namespace (without a pid namespace: none).
+  // As pid 1, exiting kills every process left in the namespace (a daemon the task left).
   for (;;) rs(SYS_exit_group, 0);
 }
 
@@ -886,12 +856,6 @@ SandboxOutcome read_sandbox_outcome(int report, std::uint32_t id) {
   while (sys::read(report, &r, sizeof r) == sizeof r) {
     if (r.kind != kEnded) continue;
     out.reported = true;
-    out.all_gone = r.all_gone != 0;
-    out.utime = {static_cast<time_t>(r.utime_us / 1'000'000),
-                 static_cast<suseconds_t>(r.utime_us % 1'000'000)};
-    out.stime = {static_cast<time_t>(r.stime_us / 1'000'000),
-                 static_cast<suseconds_t>(r.stime_us % 1'000'000)};
-    out.maxrss_kb = r.maxrss_kb;
     const int st = r.wait_status;
     if (WIFEXITED(st)) {
       out.code = CLD_EXITED;

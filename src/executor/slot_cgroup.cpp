@@ -8,7 +8,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -108,7 +107,7 @@ Result<void> SlotCgroup::begin() {
   return {};
 }
 
-CgroupUsage SlotCgroup::finish(Result<void>& reusable, std::span<const pid_t> exiting) {
+CgroupUsage SlotCgroup::finish(Result<void>& reusable) {
   CgroupUsage u;
   u.peak_memory = pread_u64(peak_);
   const std::chrono::nanoseconds cpu = read_cpu(cpu_, version_);
@@ -116,20 +115,7 @@ CgroupUsage SlotCgroup::finish(Result<void>& reusable, std::span<const pid_t> ex
   reusable = {};
   // The common case: the attempt left nothing running (an empty cgroup.procs).
   const auto procs = pread_text(procs_);
-  // Empty, or holding only the exiting processes the caller named.
-  auto only_exiting = [&](const std::string& text) {
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-      const std::size_t end = std::min(text.find('\n', pos), text.size());
-      if (end > pos) {
-        const auto pid = static_cast<pid_t>(std::strtol(text.c_str() + pos, nullptr, 10));
-        if (std::find(exiting.begin(), exiting.end(), pid) == exiting.end()) return false;
-      }
-      pos = end + 1;
-    }
-    return true;
-  };
-  if (procs && only_exiting(*procs)) {
+  if (procs && procs->empty()) {
     cpu_base_ = cpu;  // nothing runs in it: the counter stays put until the next attempt
   } else {
     reusable = cgroup_.kill_all();

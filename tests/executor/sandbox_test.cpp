@@ -329,47 +329,6 @@ TEST(Sandbox, WithEveryDirTheRootCouldBeBuiltOverBoundTwoPivotsBuildIt) {
   EXPECT_EQ(r.stdout_data, "x\nusr\n0\n");
 }
 
-// With a pid namespace the attempt completes on the supervisor's `Ended` report (the supervisor
-// has killed and reaped everything else first) and the supervisor is reaped after: the result
-// is the task's, with all its output and its own rusage from the report.
-TEST(Sandbox, ATaskEndedOnItsSupervisorsReportKeepsItsExitCodeOutputAndUsage) {
-  PEPITA_REQUIRE_CAPABILITY(root);
-  WorkDir work("sandbox-report");
-  auto exec = make();
-  auto r = run_one(*exec, sh_in(work.path(),
-                                "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; "
-                                "echo out; echo err >&2; exit 3",
-                                SandboxPolicy::strict()));
-  EXPECT_EQ(r.status, Status::Failed) << r.error << r.stderr_data;
-  EXPECT_EQ(r.exit_code, 3);
-  EXPECT_EQ(r.stdout_data, "out\n");
-  EXPECT_EQ(r.stderr_data, "err\n");
-  EXPECT_GT(r.max_rss_kb, 0);  // the task's, from the report
-  EXPECT_GT(r.cpu.count(), 0);
-  // Back to back on one slot, each next task starting while the last supervisor may still exit.
-  for (int i = 0; i < 20; ++i) {
-    auto again = run_one(*exec, sh_in(work.path(), "exit 0", SandboxPolicy::strict()));
-    ASSERT_EQ(again.status, Status::Succeeded) << i << ": " << again.error << again.stderr_data;
-  }
-}
-
-TEST(Sandbox, WhatAStrictTaskLeftInItsTmpAndWorkDirIsGoneForTheNextTaskOfItsSlot) {
-  PEPITA_REQUIRE_CAPABILITY(root);
-  WorkDir work("sandbox-leftover");
-  auto exec = ProcessExecutor::create({.slots = 1}).value();
-  auto first = run_one(*exec, sh_in(work.path(), "echo x > /tmp/left && echo x > left && ls left",
-                                    SandboxPolicy::strict()));
-  ASSERT_EQ(first.status, Status::Succeeded) << first.error << first.stderr_data;
-  EXPECT_EQ(first.stdout_data, "left\n");
-  auto second = run_one(*exec, sh_in(work.path(),
-                                     "test -e /tmp/left && echo tmp; test -e left && echo work; "
-                                     "echo done",
-                                     SandboxPolicy::strict()));
-  ASSERT_EQ(second.status, Status::Succeeded) << second.error << second.stderr_data;
-  EXPECT_EQ(second.stdout_data, "done\n");
-  EXPECT_FALSE(std::filesystem::exists(work.file("left")));  // strict's work dir is scratch
-}
-
 TEST(Sandbox, TheEtcFilesAreTheHostsAndReadOnly) {
   PEPITA_REQUIRE_CAPABILITY(root);
   WorkDir work("sandbox-etc");

@@ -7,7 +7,6 @@
 // the parent: the mount plan, the BPF program, the id maps. Private to the executor module.
 
 #include <linux/filter.h>
-#include <sys/time.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -124,16 +123,9 @@ struct SandboxOutcome {
   int code = 0;           // CLD_EXITED, CLD_KILLED or CLD_DUMPED
   int status = 0;         // exit status or signal
   std::string reason;  // "sandbox: syscall ptrace denied"; empty when the sandbox stopped nothing
-  // With a pid namespace the supervisor kills and reaps everything the task left before it
-  // reports: nothing of the sandbox but the (exiting) supervisor is left, and the attempt may
-  // complete before the supervisor has been reaped.
-  bool all_gone = false;
-  timeval utime{}, stime{};  // the task's rusage, as the supervisor reaped it
-  long maxrss_kb = 0;
 };
 
-/// Reads the supervisor's final report from `report` (non-blocking: it wrote before exiting, or
-/// the executor saw the pipe readable).
+/// Reads the supervisor's final report from `report` (non-blocking: it wrote before exiting).
 SandboxOutcome read_sandbox_outcome(int report, std::uint32_t id);
 
 }  // namespace pepita::executor::detail

@@ -10,7 +10,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,10 +49,8 @@ class SlotCgroup {
   /// then kills whatever it left in the cgroup. Busy when that did not empty it, or when charges
   /// above 1 MiB remain (page cache the attempt wrote), which would inflate the next attempt's
   /// peak: the caller then ends this cgroup and makes a fresh one for the next attempt. The usage
-  /// is valid either way. `exiting`: processes of the attempt that are only exiting (a sandbox's
-  /// supervisor that reported its task ended and everything else gone): left alone; a cgroup
-  /// holding nothing else counts as empty.
-  CgroupUsage finish(Result<void>& reusable, std::span<const pid_t> exiting = {});
+  /// is valid either way.
+  CgroupUsage finish(Result<void>& reusable);
 
  private:
   Cgroup cgroup_;
