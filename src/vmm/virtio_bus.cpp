@@ -72,6 +72,58 @@ Result<std::unique_ptr<VirtioBus>> VirtioBus::create(const memory::GuestMemory& 
   return bus;
 }
 
+Result<VmConfig> restored_config(const VmConfig& snap, const VmConfig& given) {
+  auto yes_no = [](bool b) { return b ? std::string("has") : std::string("has no"); };
+  auto differs = [&](const char* what, bool in_snap) {
+    return fail(ErrorCode::InvalidArgument,
+                std::string("the snapshot ") + yes_no(in_snap) + " " + what +
+                    " but the restored VM's config " + yes_no(!in_snap) +
+                    "; a restored VM needs the devices its snapshot was taken with");
+  };
+  if (snap.virtio_console != given.virtio_console)
+    return differs("virtio-console", snap.virtio_console);
+  if ((snap.virtio_blk != nullptr) != (given.virtio_blk != nullptr))
+    return differs("virtio-blk", snap.virtio_blk != nullptr);
+  if (snap.vsock_path.empty() != given.vsock_path.empty())
+    return differs("virtio-vsock", !snap.vsock_path.empty());
+  if (!snap.vsock_path.empty() && snap.vsock_cid != given.vsock_cid)
+    return fail(ErrorCode::InvalidArgument,
+                "the snapshot's vsock guest CID is " + std::to_string(snap.vsock_cid) +
+                    ", the restored VM's config asks for " + std::to_string(given.vsock_cid) +
+                    "; the guest keeps the CID it read before the snapshot");
+  VmConfig out = snap;
+  out.virtio_blk = given.virtio_blk;
+  out.vsock_path = given.vsock_path;
+  out.timeout = given.timeout;
+  out.output_limit = given.output_limit;
+  return out;
+}
+
+Result<std::vector<virtio::MmioState>> VirtioBus::save() const {
+  std::vector<virtio::MmioState> out;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto st = slots_[i].transport->save();
+    if (!st)
+      return std::unexpected(
+          std::move(st).error().with_context("snapshot of virtio-mmio slot " + std::to_string(i)));
+    out.push_back(std::move(*st));
+  }
+  return out;
+}
+
+Result<void> VirtioBus::load(const std::vector<virtio::MmioState>& states) {
+  if (states.size() != slots_.size())
+    return fail(ErrorCode::InvalidArgument, "the snapshot has " + std::to_string(states.size()) +
+                                                " virtio-mmio devices, the restored VM " +
+                                                std::to_string(slots_.size()));
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (auto ok = slots_[i].transport->load(states[i]); !ok)
+      return std::unexpected(
+          std::move(ok).error().with_context("restoring virtio-mmio slot " + std::to_string(i)));
+  }
+  return {};
+}
+
 bool VirtioBus::serve(decltype(kvm_run::mmio)& mmio) {
   const uint64_t gpa = mmio.phys_addr;
   if (gpa < ga::kVirtioMmioGpa) return false;
