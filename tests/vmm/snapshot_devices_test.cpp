@@ -3,7 +3,11 @@
 // their own disks, recycle with reset_to, and refuse a config of another shape or a device with a
 // request in flight at the snapshot point.
 #include <gtest/gtest.h>
+#include <time.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -11,6 +15,7 @@
 #include "pepita/abi/virtio.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
 #include "pepita/blk_mq/tag_allocator.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/vmm/vm.hpp"
 #include "vmm_test_util.hpp"
 
@@ -200,6 +205,74 @@ TEST(SnapshotDevices, RequestInFlightAtTheSnapshotPointIsRefused) {
   EXPECT_EQ(snap.error().code(), ErrorCode::Busy);
   EXPECT_NE(snap.error().message().find("without a notify"), std::string::npos)
       << snap.error().message();
+}
+
+// Not a speed goal: prints start-to-result of a device VM started three ways, in alternated
+// rounds on the same input and disk: cold (create: devices set up by the guest after boot),
+// restored from the snapshot, recycled with reset_to. Checks every result.
+TEST(SnapshotDevices, PrintsStartToResultOfColdRestoredAndRecycledVms) {
+  PEPITA_REQUIRE_KVM();
+  auto snap = capture(devices(disk_with("capture disk")));
+  ASSERT_TRUE(snap) << snap.error().to_string();
+  auto disk = disk_with("bench");
+  auto image = test::load_guest("virtio_snap");
+  auto recycled = Vm::restore(*snap, devices(disk));
+  ASSERT_TRUE(recycled) << recycled.error().to_string();
+  ASSERT_TRUE(recycled->run(bytes_of("warm")));
+  struct Clock {
+    std::vector<double> wall_us, cpu_us;
+  };
+  Clock cold, restored, recycle;
+  auto thread_cpu = [] {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+  };
+  auto timed = [&](Clock& c, auto&& start_and_run) {
+    const auto w0 = std::chrono::steady_clock::now();
+    const auto c0 = thread_cpu();
+    auto r = start_and_run();
+    const auto c1 = thread_cpu();
+    const auto w1 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(r) << r.error().to_string();
+    ASSERT_EQ(r->exit_code, 0) << r->output;
+    c.wall_us.push_back(std::chrono::duration<double, std::micro>(w1 - w0).count());
+    c.cpu_us.push_back(std::chrono::duration<double, std::micro>(c1 - c0).count());
+  };
+  constexpr int kRounds = 15;
+  for (int round = 0; round < kRounds; ++round) {
+    auto run_cold = [&] {
+      timed(cold, [&] { return run_guest(image, bytes_of("x"), devices(disk)); });
+    };
+    auto run_restored = [&] {
+      timed(restored, [&]() -> Result<RunResult> {
+        auto vm = PEPITA_TRY(Vm::restore(*snap, devices(disk)));
+        return vm.run(bytes_of("x"));
+      });
+    };
+    auto run_recycled = [&] {
+      timed(recycle, [&]() -> Result<RunResult> {
+        PEPITA_TRY_VOID(recycled->reset_to(*snap));
+        return recycled->run(bytes_of("x"));
+      });
+    };
+    // Rotate the order each round so no variant always runs first or last.
+    if (round % 3 == 0) run_cold(), run_restored(), run_recycled();
+    if (round % 3 == 1) run_restored(), run_recycled(), run_cold();
+    if (round % 3 == 2) run_recycled(), run_cold(), run_restored();
+  }
+  auto line = [](const char* what, std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return pepita::fmt("{}: median {} us (min {}, max {})", what,
+                       static_cast<int64_t>(v[v.size() / 2]), static_cast<int64_t>(v.front()),
+                       static_cast<int64_t>(v.back()));
+  };
+  for (const auto& [name, c] : {std::pair{"cold     ", &cold}, std::pair{"restored ", &restored},
+                                std::pair{"recycled ", &recycle}}) {
+    ASSERT_EQ(c->wall_us.size(), static_cast<size_t>(kRounds));
+    std::printf("[ info ] %s %s | thread CPU %s\n", name, line("wall", c->wall_us).c_str(),
+                line("cpu-thr", c->cpu_us).c_str());
+  }
 }
 
 }  // namespace
