@@ -4,6 +4,7 @@
 // request in flight at the snapshot point.
 #include <gtest/gtest.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -205,6 +206,43 @@ TEST(SnapshotDevices, RequestInFlightAtTheSnapshotPointIsRefused) {
   EXPECT_EQ(snap.error().code(), ErrorCode::Busy);
   EXPECT_NE(snap.error().message().find("without a notify"), std::string::npos)
       << snap.error().message();
+}
+
+TEST(SnapshotDevices, VsockVmsRestoreWithTheirOwnSocketPathAndTheSnapshotsCid) {
+  PEPITA_REQUIRE_KVM();
+  auto path = [](const char* tag) {
+    return pepita::fmt("/tmp/pepita-snapvsock-{}-{}", ::getpid(), tag);
+  };
+  VmConfig config;
+  config.vsock_path = path("capture");
+  config.vsock_cid = 7;
+  config.snapshottable = true;
+  auto vm = Vm::create(test::load_guest("hello"), config);
+  ASSERT_TRUE(vm) << vm.error().to_string();
+  auto snap = Vm::capture(std::move(*vm));
+  ASSERT_TRUE(snap) << snap.error().to_string();
+  // Two live VMs from one snapshot, each listening on its own path.
+  VmConfig a = config, b = config;
+  a.vsock_path = path("a");
+  b.vsock_path = path("b");
+  auto va = Vm::restore(*snap, a);
+  auto vb = Vm::restore(*snap, b);
+  ASSERT_TRUE(va && vb) << (va ? vb.error() : va.error()).to_string();
+  for (auto* v : {&*va, &*vb}) {
+    auto r = v->run({});
+    ASSERT_TRUE(r) << r.error().to_string();
+    EXPECT_EQ(r->output, "hello from a pepita micro-VM\n");
+    ASSERT_EQ(r->virtio.size(), 1u);
+    EXPECT_EQ(r->virtio[0].device_id, abi::virtio::ID_VSOCK);
+  }
+  VmConfig other_cid = config;
+  other_cid.vsock_path = path("c");
+  other_cid.vsock_cid = 8;
+  auto bad = Vm::restore(*snap, other_cid);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(bad.error().message().find("CID"), std::string::npos) << bad.error().message();
+  for (const char* tag : {"capture", "a", "b", "c"}) ::unlink(path(tag).c_str());
 }
 
 // Not a speed goal: prints start-to-result of a device VM started three ways, in alternated
