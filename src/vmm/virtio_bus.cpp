@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "pepita/blk_mq/block_device.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/virtio/blk.hpp"
 #include "pepita/virtio/vsock.hpp"
 #include "pepita/vmm/guest_abi.hpp"
@@ -73,12 +74,11 @@ Result<std::unique_ptr<VirtioBus>> VirtioBus::create(const memory::GuestMemory& 
 }
 
 Result<VmConfig> restored_config(const VmConfig& snap, const VmConfig& given) {
-  auto yes_no = [](bool b) { return b ? std::string("has") : std::string("has no"); };
-  auto differs = [&](const char* what, bool in_snap) {
+  auto differs = [](const char* what, bool in_snap) {
     return fail(ErrorCode::InvalidArgument,
-                std::string("the snapshot ") + yes_no(in_snap) + " " + what +
-                    " but the restored VM's config " + yes_no(!in_snap) +
-                    "; a restored VM needs the devices its snapshot was taken with");
+                pepita::fmt("the snapshot {} {} but the restored VM's config {}; a restored VM "
+                            "needs the devices its snapshot was taken with",
+                            in_snap ? "has" : "has no", what, in_snap ? "has none" : "has one"));
   };
   if (snap.virtio_console != given.virtio_console)
     return differs("virtio-console", snap.virtio_console);
@@ -88,9 +88,9 @@ Result<VmConfig> restored_config(const VmConfig& snap, const VmConfig& given) {
     return differs("virtio-vsock", !snap.vsock_path.empty());
   if (!snap.vsock_path.empty() && snap.vsock_cid != given.vsock_cid)
     return fail(ErrorCode::InvalidArgument,
-                "the snapshot's vsock guest CID is " + std::to_string(snap.vsock_cid) +
-                    ", the restored VM's config asks for " + std::to_string(given.vsock_cid) +
-                    "; the guest keeps the CID it read before the snapshot");
+                pepita::fmt("the snapshot's vsock guest CID is {}, the restored VM's config asks "
+                            "for {}; the guest keeps the CID it read before the snapshot",
+                            snap.vsock_cid, given.vsock_cid));
   VmConfig out = snap;
   out.virtio_blk = given.virtio_blk;
   out.vsock_path = given.vsock_path;
@@ -105,7 +105,7 @@ Result<std::vector<virtio::MmioState>> VirtioBus::save() const {
     auto st = slots_[i].transport->save();
     if (!st)
       return std::unexpected(
-          std::move(st).error().with_context("snapshot of virtio-mmio slot " + std::to_string(i)));
+          std::move(st).error().with_context(pepita::fmt("snapshot of virtio-mmio slot {}", i)));
     out.push_back(std::move(*st));
   }
   return out;
@@ -113,13 +113,13 @@ Result<std::vector<virtio::MmioState>> VirtioBus::save() const {
 
 Result<void> VirtioBus::load(const std::vector<virtio::MmioState>& states) {
   if (states.size() != slots_.size())
-    return fail(ErrorCode::InvalidArgument, "the snapshot has " + std::to_string(states.size()) +
-                                                " virtio-mmio devices, the restored VM " +
-                                                std::to_string(slots_.size()));
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("the snapshot has {} virtio-mmio devices, the restored VM {}",
+                            states.size(), slots_.size()));
   for (size_t i = 0; i < slots_.size(); ++i) {
     if (auto ok = slots_[i].transport->load(states[i]); !ok)
       return std::unexpected(
-          std::move(ok).error().with_context("restoring virtio-mmio slot " + std::to_string(i)));
+          std::move(ok).error().with_context(pepita::fmt("restoring virtio-mmio slot {}", i)));
   }
   return {};
 }

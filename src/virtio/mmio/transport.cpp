@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "pepita/core/format.hpp"
 #include "pepita/virtio/mmio.hpp"
 
 namespace pepita::virtio {
@@ -280,10 +281,11 @@ void MmioTransport::notify(uint32_t index) {
 }
 
 Result<MmioState> MmioTransport::save() const {
-  const auto name = "virtio device " + std::to_string(device_->device_id());
+  const std::string name = pepita::fmt("virtio device {}", device_->device_id());
   if ((status() & v::STATUS_NEEDS_RESET) != 0)
     return fail(ErrorCode::Protocol,
-                name + " needs a reset (" + last_error_ + "); a broken device is not snapshotted");
+                pepita::fmt("{} needs a reset ({}); a broken device is not snapshotted", name,
+                            last_error_));
   MmioState st;
   st.device_id = device_->device_id();
   const auto config = device_->config();
@@ -307,45 +309,47 @@ Result<MmioState> MmioTransport::save() const {
       // has not taken is a request in flight.
       auto idx = ram_->read<uint16_t>(PhysAddr(q.avail + 2));
       if (!idx)
-        return fail(ErrorCode::Protocol, name + " queue " + std::to_string(i) +
-                                             ": avail ring unreadable: " + idx.error().message());
+        return fail(ErrorCode::Protocol, pepita::fmt("{} queue {}: avail ring unreadable: {}", name,
+                                                     i, idx.error().message()));
       if (*idx != qs.next_avail)
         return fail(ErrorCode::Busy,
-                    name + " queue " + std::to_string(i) + " has " +
-                        std::to_string(static_cast<uint16_t>(*idx - qs.next_avail)) +
-                        " request(s) the driver made available without a notify; a snapshot "
-                        "needs quiescent devices: the guest must complete its I/O before its "
-                        "snapshot point");
+                    pepita::fmt("{} queue {} has {} request(s) the driver made available "
+                                "without a notify; a snapshot needs quiescent devices: the guest "
+                                "must complete its I/O before its snapshot point",
+                                name, i, static_cast<uint16_t>(*idx - qs.next_avail)));
     }
     st.queues.push_back(qs);
   }
   auto device_state = device_->save_state();
   if (!device_state)
-    return std::unexpected(std::move(device_state).error().with_context(name + " snapshot"));
+    return std::unexpected(
+        std::move(device_state).error().with_context(pepita::fmt("{} snapshot", name)));
   st.device_state = std::move(*device_state);
   return st;
 }
 
 Result<void> MmioTransport::load(const MmioState& state) {
-  const auto name = "virtio device " + std::to_string(device_->device_id());
+  const std::string name = pepita::fmt("virtio device {}", device_->device_id());
   if (state.device_id != device_->device_id())
     return fail(ErrorCode::InvalidArgument,
-                "snapshot has virtio device " + std::to_string(state.device_id) +
-                    " where the restored VM has " + name + "; give it the same devices");
+                pepita::fmt("snapshot has virtio device {} where the restored VM has {}; give it "
+                            "the same devices",
+                            state.device_id, name));
   const auto config = device_->config();
   if (state.queues.size() != queues_.size() || state.config.size() != config.size() ||
       std::memcmp(state.config.data(), config.data(), config.size()) != 0)
     return fail(ErrorCode::InvalidArgument,
-                name +
-                    " differs from the snapshot's (config space or queue count; for "
-                    "virtio-blk the disk size, for vsock the guest CID): a restored VM needs "
-                    "devices of the same shape");
+                pepita::fmt("{} differs from the snapshot's (config space or queue count; for "
+                            "virtio-blk the disk size, for vsock the guest CID): a restored VM "
+                            "needs devices of the same shape",
+                            name));
   reset();
   auto loaded = [&]() -> Result<void> {
     if ((state.status & v::STATUS_FEATURES_OK) != 0) {
       auto ok = device_->activate(state.driver_features);
       if (!ok)
-        return std::unexpected(std::move(ok).error().with_context(name + " snapshot features"));
+        return std::unexpected(
+            std::move(ok).error().with_context(pepita::fmt("{} snapshot features", name)));
     }
     const QueueFeatures features{
         .event_idx = (state.driver_features & v::feature_bit(v::F_RING_EVENT_IDX)) != 0,
@@ -363,14 +367,12 @@ Result<void> MmioTransport::load(const MmioState& state) {
           Queue::activate(layout, *ram_, features, qs.next_avail, device_->max_queue_size());
       if (!queue)
         return std::unexpected(std::move(queue).error().with_context(
-            name + " queue " + std::to_string(i) + " from the snapshot"));
+            pepita::fmt("{} queue {} from the snapshot", name, i)));
       if (queue->next_used() != qs.next_used)
         return fail(ErrorCode::InvalidArgument,
-                    name + " queue " + std::to_string(i) + ": guest RAM's used index " +
-                        std::to_string(queue->next_used()) + " is not the snapshot's " +
-                        std::to_string(qs.next_used) +
-                        "; load a device into the RAM it was "
-                        "saved with");
+                    pepita::fmt("{} queue {}: guest RAM's used index {} is not the snapshot's {}; "
+                                "load a device into the RAM it was saved with",
+                                name, i, queue->next_used(), qs.next_used));
       q.queue = std::move(*queue);
     }
     PEPITA_TRY_VOID(device_->load_state(state.device_state));
