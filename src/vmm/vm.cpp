@@ -119,6 +119,8 @@ Result<void> enter_cpl3(Vm::State& s, uint64_t entry) {
 
 Result<void> load_registers(Vm::State& s, const Snapshot::State& snap);
 
+namespace {
+
 // New host-side device objects for a VM restored from `snap` (over s.mem, which holds the
 // snapshot's rings), loaded with the snapshot's device state.
 Result<void> load_devices(Vm::State& s, const Snapshot::State& snap) {
@@ -127,8 +129,6 @@ Result<void> load_devices(Vm::State& s, const Snapshot::State& snap) {
   s.virtio = PEPITA_TRY(detail::VirtioBus::create(s.mem, s.layout, s.config));
   return s.virtio->load(snap.devices);
 }
-
-namespace {
 
 const char* kind_name(ExitKind kind) {
   switch (kind) {
@@ -287,7 +287,10 @@ Result<void> Vm::reset_to(const Snapshot& snapshot) {
     return fail(ErrorCode::InvalidArgument,
                 "reset_to needs a VM restored from a snapshot of the same memory size");
   // This VM keeps its own device backends (its disk, its vsock path) in the snapshot's shape.
+  // Limits go back to the snapshot's (set_limits is for the next run only, as before).
   VmConfig config = PEPITA_TRY(detail::restored_config(snap.config, s.config));
+  config.timeout = snap.config.timeout;
+  config.output_limit = snap.config.output_limit;
   s.virtio.reset();  // new device objects below, over the re-mapped RAM
   PEPITA_TRY_VOID(s.mem.reset_copy_on_write(snap.image.get()));
   s.config = std::move(config);
