@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "pepita/abi/virtio.hpp"
@@ -126,6 +128,33 @@ TEST(SnapshotDevices, RestoredVmsDoIoThroughQueuesSetUpBeforeTheSnapshot) {
   EXPECT_TRUE(has_pattern(*disk_b, 'b'));
   EXPECT_EQ(read_sector(*capture_disk, 1), std::vector<std::byte>(512))
       << "restored VMs never write the capture's disk";
+}
+
+TEST(SnapshotDevices, ConcurrentRestoresEachGetTheirOwnDeviceState) {
+  PEPITA_REQUIRE_KVM();
+  auto snap = capture(devices(disk_with("capture disk")));
+  ASSERT_TRUE(snap) << snap.error().to_string();
+  constexpr int kThreads = 4, kRuns = 10;
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRuns; ++i) {
+        const std::string name = pepita::fmt("disk {}.{}", t, i);
+        auto disk = disk_with(name);
+        auto vm = Vm::restore(*snap, devices(disk));
+        if (!vm) continue;
+        const char seed = static_cast<char>('A' + t * kRuns + i);
+        const std::string input = std::string(1, seed) + name;
+        auto r = vm->run(bytes_of(input));
+        if (r && r->exit_code == 0 && r->output == expected_output(input, "capture disk", name) &&
+            has_pattern(*disk, seed))
+          ++good;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), kThreads * kRuns);
 }
 
 TEST(SnapshotDevices, RestoreWithTheSnapshotsOwnConfigServesTheCaptureDisk) {
