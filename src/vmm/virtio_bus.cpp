@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "pepita/blk_mq/block_device.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/virtio/blk.hpp"
 #include "pepita/virtio/vsock.hpp"
 #include "pepita/vmm/guest_abi.hpp"
@@ -70,6 +71,57 @@ Result<std::unique_ptr<VirtioBus>> VirtioBus::create(const memory::GuestMemory& 
   if (bus->slots_.size() != layout.mmio_devices)
     return fail(ErrorCode::Internal, "virtio-mmio device count differs from the guest layout");
   return bus;
+}
+
+Result<VmConfig> restored_config(const VmConfig& snap, const VmConfig& given) {
+  auto differs = [](const char* what, bool in_snap) {
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("the snapshot {} {} but the restored VM's config {}; a restored VM "
+                            "needs the devices its snapshot was taken with",
+                            in_snap ? "has" : "has no", what, in_snap ? "has none" : "has one"));
+  };
+  if (snap.virtio_console != given.virtio_console)
+    return differs("virtio-console", snap.virtio_console);
+  if ((snap.virtio_blk != nullptr) != (given.virtio_blk != nullptr))
+    return differs("virtio-blk", snap.virtio_blk != nullptr);
+  if (snap.vsock_path.empty() != given.vsock_path.empty())
+    return differs("virtio-vsock", !snap.vsock_path.empty());
+  if (!snap.vsock_path.empty() && snap.vsock_cid != given.vsock_cid)
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("the snapshot's vsock guest CID is {}, the restored VM's config asks "
+                            "for {}; the guest keeps the CID it read before the snapshot",
+                            snap.vsock_cid, given.vsock_cid));
+  VmConfig out = snap;
+  out.virtio_blk = given.virtio_blk;
+  out.vsock_path = given.vsock_path;
+  out.timeout = given.timeout;
+  out.output_limit = given.output_limit;
+  return out;
+}
+
+Result<std::vector<virtio::MmioState>> VirtioBus::save() const {
+  std::vector<virtio::MmioState> out;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    auto st = slots_[i].transport->save();
+    if (!st)
+      return std::unexpected(
+          std::move(st).error().with_context(pepita::fmt("snapshot of virtio-mmio slot {}", i)));
+    out.push_back(std::move(*st));
+  }
+  return out;
+}
+
+Result<void> VirtioBus::load(const std::vector<virtio::MmioState>& states) {
+  if (states.size() != slots_.size())
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("the snapshot has {} virtio-mmio devices, the restored VM {}",
+                            states.size(), slots_.size()));
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (auto ok = slots_[i].transport->load(states[i]); !ok)
+      return std::unexpected(
+          std::move(ok).error().with_context(pepita::fmt("restoring virtio-mmio slot {}", i)));
+  }
+  return {};
 }
 
 bool VirtioBus::serve(decltype(kvm_run::mmio)& mmio) {

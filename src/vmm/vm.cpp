@@ -121,6 +121,15 @@ Result<void> load_registers(Vm::State& s, const Snapshot::State& snap);
 
 namespace {
 
+// New host-side device objects for a VM restored from `snap` (over s.mem, which holds the
+// snapshot's rings), loaded with the snapshot's device state.
+Result<void> load_devices(Vm::State& s, const Snapshot::State& snap) {
+  s.virtio.reset();
+  if (snap.layout.mmio_devices == 0) return {};
+  s.virtio = PEPITA_TRY(detail::VirtioBus::create(s.mem, s.layout, s.config));
+  return s.virtio->load(snap.devices);
+}
+
 const char* kind_name(ExitKind kind) {
   switch (kind) {
     case ExitKind::Exited: return "exited";
@@ -170,13 +179,8 @@ Result<Vm> Vm::create(const GuestImage& image, const VmConfig& config) {
                                                         "pepita-vm"))
                : PEPITA_TRY(memory::GuestMemory::anonymous(abi::PhysAddr(0), config.memory_bytes));
   PEPITA_TRY_VOID(detail::build_guest(s->mem, s->layout, image, config.snapshottable));
-  if (s->layout.mmio_devices > 0) {
-    if (config.snapshottable)
-      return fail(ErrorCode::InvalidArgument,
-                  "a VM with virtio devices cannot be snapshottable: device state is not part of a "
-                  "snapshot");
+  if (s->layout.mmio_devices > 0)
     s->virtio = PEPITA_TRY(detail::VirtioBus::create(s->mem, s->layout, config));
-  }
   PEPITA_TRY_VOID(create_vm_and_vcpu(*s));
   PEPITA_TRY_VOID(enter_cpl3(*s, image.entry()));
   return Vm(std::move(s));
@@ -243,9 +247,11 @@ Result<Snapshot> Vm::capture(Vm vm) {
   } else if (int res = sys::ioctl_ptr(vcpu, KVM_GET_FPU, &snap->fpu); res < 0) {
     return fail_errno(-res, "KVM_GET_FPU");
   }
+  if (s.virtio) snap->devices = PEPITA_TRY(s.virtio->save());
   snap->config = s.config;
   snap->layout = s.layout;
-  // The VM must be gone before its RAM is sealed: no writer may remain.
+  // The VM and its devices must be gone before its RAM is sealed: no writer may remain.
+  s.virtio.reset();
   s.run_page.reset();
   s.vcpu_fd.reset();
   s.vm_fd.reset();
@@ -254,13 +260,18 @@ Result<Snapshot> Vm::capture(Vm vm) {
 }
 
 Result<Vm> Vm::restore(const Snapshot& snapshot) {
+  return restore(snapshot, snapshot.state_->config);
+}
+
+Result<Vm> Vm::restore(const Snapshot& snapshot, const VmConfig& config) {
   const Snapshot::State& snap = *snapshot.state_;
   auto s = std::make_unique<State>();
   s->kvm = PEPITA_TRY(KvmSystem::get());
-  s->config = snap.config;
+  s->config = PEPITA_TRY(detail::restored_config(snap.config, config));
   s->layout = snap.layout;
   s->mem = PEPITA_TRY(memory::GuestMemory::copy_on_write(abi::PhysAddr(0), snap.config.memory_bytes,
                                                          snap.image.get()));
+  PEPITA_TRY_VOID(load_devices(*s, snap));
   PEPITA_TRY_VOID(create_vm_and_vcpu(*s));
   PEPITA_TRY_VOID(load_registers(*s, snap));
   return Vm(std::move(s));
@@ -275,9 +286,16 @@ Result<void> Vm::reset_to(const Snapshot& snapshot) {
   if (s.config.memory_bytes != snap.config.memory_bytes || !s.mem.valid())
     return fail(ErrorCode::InvalidArgument,
                 "reset_to needs a VM restored from a snapshot of the same memory size");
+  // This VM keeps its own device backends (its disk, its vsock path) in the snapshot's shape.
+  // Limits go back to the snapshot's (set_limits is for the next run only, as before).
+  VmConfig config = PEPITA_TRY(detail::restored_config(snap.config, s.config));
+  config.timeout = snap.config.timeout;
+  config.output_limit = snap.config.output_limit;
+  s.virtio.reset();  // new device objects below, over the re-mapped RAM
   PEPITA_TRY_VOID(s.mem.reset_copy_on_write(snap.image.get()));
-  s.config = snap.config;
+  s.config = std::move(config);
   s.layout = snap.layout;
+  PEPITA_TRY_VOID(load_devices(s, snap));
   PEPITA_TRY_VOID(load_registers(s, snap));
   s.ran = false;
   s.clean_exit = false;

@@ -576,6 +576,36 @@ TEST(VsockDevice, HostThatStopsReadingStallsTheGuestAtTheCreditLimitAndLosesNoth
   EXPECT_TRUE(got == data) << "nothing lost or reordered";
 }
 
+TEST(VsockDevice, SnapshotStateCarriesHeldBuffersAndIsRefusedWhileConnectionsAreOpen) {
+  Fixture f;
+  ASSERT_TRUE(f.guest->poll());  // the device takes the posted receive buffers and holds them
+  auto idle = f.dev->save_state();
+  ASSERT_TRUE(idle) << idle.error().to_string();
+  EXPECT_FALSE(idle->empty());
+  // A fresh device (its own listener) loads it and saves the same state back.
+  auto other = VsockDevice::create({.uds_path = fresh_path("snap"), .guest_cid = kCid});
+  ASSERT_TRUE(other) << other.error().to_string();
+  ASSERT_TRUE((*other)->activate((*other)->features()));
+  auto loaded = (*other)->load_state(*idle);
+  ASSERT_TRUE(loaded) << loaded.error().to_string();
+  auto again = (*other)->save_state();
+  ASSERT_TRUE(again) << again.error().to_string();
+  EXPECT_EQ(*again, *idle);
+  const std::vector<std::byte> junk(5, std::byte{1});
+  auto bad = (*other)->load_state(junk);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+  // Host sockets cannot be carried into another VM: refused while a connection is open.
+  uint32_t hport = 0;
+  UniqueFd host = f.host_connect(7, hport);
+  ASSERT_EQ(f.dev->connection_count(), 1u);
+  auto busy = f.dev->save_state();
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code(), ErrorCode::Busy);
+  EXPECT_NE(busy.error().message().find("1 open connection"), std::string::npos)
+      << busy.error().message();
+}
+
 TEST(VsockDevice, ResetClosesConnectionsAndBrokenRingsNeedReset) {
   Fixture f;
   uint32_t hport = 0;

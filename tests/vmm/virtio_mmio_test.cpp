@@ -165,15 +165,25 @@ TEST(VirtioMmio, AccessPastTheDeviceWindowIsAFault) {
   EXPECT_EQ(r->kind, ExitKind::Fault) << r->describe();
 }
 
-TEST(VirtioMmio, DevicesAndSnapshotsDoNotMix) {
+TEST(VirtioMmio, ConsoleTheGuestNeverTouchesIsSnapshottedAndRestored) {
   PEPITA_REQUIRE_KVM();
   auto image = load_guest("hello");
   VmConfig config;
   config.virtio_console = true;
   config.snapshottable = true;
+  // Devices and snapshots mix (snapshot_devices_test.cpp drives the queues across one); here the
+  // device was never set up, and the restored VM finds it as fresh as a cold one would.
   auto vm = Vm::create(image, config);
-  ASSERT_FALSE(vm);
-  EXPECT_EQ(vm.error().code(), ErrorCode::InvalidArgument);
+  ASSERT_TRUE(vm) << vm.error().to_string();
+  auto snap = Vm::capture(std::move(*vm));
+  ASSERT_TRUE(snap) << snap.error().to_string();
+  auto restored = Vm::restore(*snap);
+  ASSERT_TRUE(restored) << restored.error().to_string();
+  auto warm = restored->run({});
+  ASSERT_TRUE(warm) << warm.error().to_string();
+  EXPECT_EQ(warm->output, "hello from a pepita micro-VM\n");
+  ASSERT_EQ(warm->virtio.size(), 1u);
+  EXPECT_EQ(warm->virtio[0].status, 0);
   // A plain guest with a console it never touches runs as before.
   config.snapshottable = false;
   auto r = run_guest(image, {}, config);

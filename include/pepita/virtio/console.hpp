@@ -69,6 +69,11 @@ class ConsoleDevice final : public VirtioDevice {
   /// appends each chain's readable bytes to the output. Protocol error (NEEDS_RESET) when the
   /// driver broke the ring.
   Result<bool> process(uint16_t index, Queue& queue) override;
+  /// Snapshot state: input not yet delivered and the receive buffers the guest posted that wait
+  /// for input (they live in guest RAM, which the snapshot carries). Output is not part of it:
+  /// what the guest wrote before the snapshot belonged to the capturing run.
+  Result<std::vector<std::byte>> save_state() const override;
+  Result<void> load_state(std::span<const std::byte> state) override;
 
   /// Queues bytes for the guest to receive.
   void feed(std::span<const std::byte> input);

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "pepita/error.hpp"
 #include "pepita/virtio/queue.hpp"
@@ -42,6 +43,22 @@ class VirtioDevice {
   /// driver should get an interrupt. On a Protocol error the queue is broken and the device
   /// status has NEEDS_RESET; the transport stops the queue and reports it.
   virtual Result<bool> process(uint16_t index, Queue& queue) = 0;
+
+  /// Device state a snapshot carries beyond the transport's registers and queues (virtio-mmio
+  /// MmioTransport::save, vmm::Snapshot): opaque bytes that load_state of the same device type
+  /// reads back. Called between kicks, on a device with nothing in flight. Busy, saying what to
+  /// close, when the device holds something a snapshot cannot carry (vsock's host connections).
+  /// The default is a device with no state of its own (virtio-blk serves each kick to the end).
+  virtual Result<std::vector<std::byte>> save_state() const { return std::vector<std::byte>{}; }
+  /// Loads save_state()'s bytes into a device just activated with the saved features.
+  /// InvalidArgument for bytes it did not write.
+  virtual Result<void> load_state(std::span<const std::byte> state) {
+    if (!state.empty())
+      return fail(ErrorCode::InvalidArgument,
+                  "virtio snapshot: device state for a device that keeps none; the snapshot was "
+                  "taken from another kind of device");
+    return {};
+  }
 
   /// STATUS_NEEDS_RESET once a queue broke, else 0.
   uint8_t status_bits() const noexcept {

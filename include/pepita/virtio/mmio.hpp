@@ -33,6 +33,33 @@ class Interrupt {
   virtual void raise(uint32_t status) noexcept = 0;
 };
 
+/// One queue of a virtio-mmio transport as the driver set it up, and where the device is in its
+/// rings (part of MmioState).
+struct MmioQueueState {
+  uint16_t num = 0;  // QueueNum
+  uint64_t desc = 0, avail = 0, used = 0;
+  bool ready = false;       // QueueReady
+  uint16_t next_avail = 0;  // ready queues: the avail index the device reads next
+  uint16_t next_used = 0;   // ready queues: the used index the device writes next
+};
+
+/// The whole state of a quiescent virtio-mmio device, what a micro-VM snapshot keeps of it
+/// (MmioTransport::save / load): the registers the driver wrote, the negotiated features, every
+/// queue, the device's config space as the driver saw it (its shape: a restored device must
+/// present the same) and the device's own state (VirtioDevice::save_state). The rings and buffers
+/// themselves are in guest RAM, which the snapshot carries separately.
+struct MmioState {
+  uint32_t device_id = 0;
+  std::vector<std::byte> config;
+  uint8_t status = 0;  // the driver's status bits (never NEEDS_RESET: such a device is not saved)
+  uint64_t driver_features = 0;
+  uint32_t device_features_sel = 0, driver_features_sel = 0, queue_sel = 0, shm_sel = 0;
+  uint32_t interrupt_status = 0;
+  uint32_t config_generation = 0;
+  std::vector<MmioQueueState> queues;
+  std::vector<std::byte> device_state;
+};
+
 /// The register file of one virtio-mmio device (REGION_SIZE bytes: control registers, then the
 /// device's config space at CONFIG). Not thread-safe: one vCPU thread drives it, and a queue is
 /// served synchronously inside the QueueNotify write, so when that write returns the used ring
@@ -54,6 +81,19 @@ class MmioTransport {
   /// the current state) are ignored and counted. A QueueNotify serves the queue; if the device or
   /// the queue finds the ring malformed the device enters DEVICE_NEEDS_RESET (see last_error()).
   void write(uint64_t offset, unsigned width, uint64_t value) noexcept;
+
+  /// The device's state for a snapshot, taken between exits. Busy when the device is not
+  /// quiescent: a ready queue whose avail ring holds chains the device has not taken (the driver
+  /// published a request and has not notified: it would be in flight across the snapshot), or
+  /// the device holds what a snapshot cannot carry (save_state); Protocol when it needs a reset.
+  Result<MmioState> save() const;
+  /// Loads `state` into this transport, which must be fresh (no driver access yet) and whose RAM
+  /// holds the snapshot's rings: registers, features (the device is activated with them), every
+  /// ready queue resuming at its saved indices, the device's own state. InvalidArgument, naming
+  /// what differs, when `state` comes from another kind of device or one of another shape
+  /// (config space, e.g. a virtio-blk disk of another size; queue count); the transport is then
+  /// reset, as a driver would find it.
+  Result<void> load(const MmioState& state);
 
   /// Device status as the driver reads it (driver bits | NEEDS_RESET).
   uint8_t status() const noexcept;

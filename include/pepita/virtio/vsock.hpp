@@ -147,6 +147,12 @@ class VsockDevice final : public VirtioDevice {
   /// then data within each connection's guest credit. eventq: holds the buffers. Each call first
   /// polls the host sockets once without blocking. Protocol error (NEEDS_RESET) for a broken ring.
   Result<bool> process(uint16_t index, Queue& queue) override;
+  /// Snapshot state: the receive and event buffers the guest posted, control packets waiting
+  /// for one, the next host port. Host sockets cannot be carried into another VM, so a device
+  /// with open connections (or host connections mid-handshake) refuses with Busy: the guest
+  /// closes its connections before its snapshot point, and a restored VM starts with none.
+  Result<std::vector<std::byte>> save_state() const override;
+  Result<void> load_state(std::span<const std::byte> state) override;
 
   struct Stats {
     uint64_t packets_rx = 0;  // delivered into the guest's receive buffers

@@ -31,8 +31,8 @@ class MicroVmExecutor final : public executor::Executor {
     /// Capture each image once at its kReady point and start tasks from that snapshot.
     bool snapshots = true;
     /// Give each VM a virtio-console (VmConfig::virtio_console): the task's stdin is fed to its
-    /// receiveq and what the guest transmits joins stdout_data. VMs then start cold (device
-    /// state is not part of a snapshot), whatever `snapshots` says.
+    /// receiveq and what the guest transmits joins stdout_data. With `snapshots`, the console's
+    /// state at kReady is part of the image's snapshot (a guest may set it up in guest_init).
     bool virtio_console = false;
   };
 

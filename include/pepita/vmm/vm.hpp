@@ -10,7 +10,8 @@
 //   if (r.kind == vmm::ExitKind::Exited) std::cout << r.output << "exit " << r.exit_code;
 //   else std::cerr << r.describe();   // fault with registers, or timeout
 //   // With devices: {.virtio_console = true, .virtio_blk = disk, .vsock_path = "/run/v.sock"};
-//   // r.virtio reports them.
+//   // r.virtio reports them. Devices the guest set up before kReady survive a snapshot:
+//   //   auto vm2 = PEPITA_TRY(vmm::Vm::restore(snap, {.virtio_console = true, .virtio_blk = disk2}));
 
 #include <chrono>
 #include <cstddef>
@@ -50,7 +51,8 @@ struct VmConfig {
   bool snapshottable = false;
 
   // virtio-mmio devices (guest_abi::kVirtioMmioGpa; console, then blk, then vsock). A VM with
-  // devices cannot be captured as a Snapshot: device state is not part of one.
+  // devices can be a Snapshot: the devices' state (registers, negotiated features, queues, the
+  // console's waiting receive buffers) is part of it; see Vm::capture.
   /// A virtio-console: what the guest sends on its transmitq joins RunResult.output (same
   /// output_limit, in order with host-call writes); run()'s input is fed to its receiveq.
   bool virtio_console = false;
@@ -128,13 +130,23 @@ class Vm {
   /// places the vCPU at the entry in CPL3. Unsupported when /dev/kvm is missing or not usable.
   static Result<Vm> create(const GuestImage& image, const VmConfig& config);
   /// A new VM whose memory is a copy-on-write view of the snapshot and whose registers are the
-  /// snapshot's: it resumes right after the guest's kReady call.
+  /// snapshot's: it resumes right after the guest's kReady call. Its virtio devices are new
+  /// host-side objects loaded with the snapshot's device state (the guest's queues stay set up),
+  /// serving the snapshot config's disk and vsock path.
   static Result<Vm> restore(const Snapshot& snapshot);
+  /// As restore(snapshot), with the devices and limits of `config`: its virtio_blk disk (the
+  /// caller's; each restored VM may get its own), vsock_path, timeout and output_limit; the rest
+  /// (memory, input window, stack) is the snapshot's. InvalidArgument, naming the difference, when
+  /// `config` asks for other devices than the snapshot has (console, blk, vsock and its CID) or a
+  /// disk of another size.
+  static Result<Vm> restore(const Snapshot& snapshot, const VmConfig& config);
 
   /// Recycles this VM (made by restore from a snapshot of the same memory size, whose last run
   /// exited cleanly) back to `snapshot`: guest RAM is re-mapped copy-on-write in place (dropping
   /// every page the last run wrote) and the registers reloaded, skipping VM and vCPU creation.
   /// InvalidArgument after a fault or timeout (restore a fresh VM then) or for another memory size.
+  /// The VM keeps its own devices' backends (disk, vsock path) and gets new device objects loaded
+  /// with the snapshot's device state, as restore(snapshot, its config) would.
   Result<void> reset_to(const Snapshot& snapshot);
 
   Vm(Vm&&) noexcept;
@@ -149,7 +161,12 @@ class Vm {
 
   /// Runs a snapshottable VM (created with snapshottable = true) until the guest's kReady call
   /// and turns it into a Snapshot. A guest that exits or faults before kReady is an error that
-  /// carries the guest's description.
+  /// carries the guest's description. Devices the guest set up before kReady are captured with
+  /// it and must be quiescent then: Busy when a queue holds a request the guest made available
+  /// without a notify, when a virtio-vsock has open connections (a snapshot cannot carry host
+  /// sockets), Protocol when a device needs a reset. Console output written before kReady
+  /// belonged to the capture and is dropped; a disk write before kReady reached the capture's
+  /// disk only (restored VMs serve their own config's disk).
   static Result<Snapshot> capture(Vm vm);
 
   /// Changes the next run's wall-clock limit and output limit (a restored VM inherits the
@@ -171,8 +188,9 @@ class Vm {
   std::unique_ptr<State> state_;
 };
 
-/// Memory image (sealed memfd) plus vCPU registers of a VM stopped at its kReady call. Immutable
-/// and shareable across threads; each restore maps it copy-on-write.
+/// Memory image (sealed memfd), vCPU registers and virtio device state of a VM stopped at its
+/// kReady call. Immutable and shareable across threads; each restore maps it copy-on-write and
+/// gets its own device objects loaded from it.
 class Snapshot {
  public:
   Snapshot(Snapshot&&) noexcept;

@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 
+#include "detail/state_codec.hpp"
 #include "pepita/virtio/console.hpp"
 
 namespace pepita::virtio::console {
@@ -33,6 +34,39 @@ void ConsoleDevice::reset() noexcept {
   std::lock_guard lock(in_mu_);
   waiting_.clear();
   clear_needs_reset();
+}
+
+Result<std::vector<std::byte>> ConsoleDevice::save_state() const {
+  std::lock_guard lock(in_mu_);
+  detail::StateWriter w;
+  const std::vector<std::byte> input(input_.begin(), input_.end());
+  w.bytes(input);
+  w.put<uint32_t>(static_cast<uint32_t>(waiting_.size()));
+  for (const auto& b : waiting_) {
+    w.put<uint16_t>(b.head);
+    w.segments(b.writable);
+  }
+  return w.take();
+}
+
+Result<void> ConsoleDevice::load_state(std::span<const std::byte> state) {
+  detail::StateReader r(state);
+  std::vector<std::byte> input;
+  uint32_t count = 0;
+  std::deque<Waiting> waiting;
+  bool ok = r.bytes(input) && r.get(count) && count <= v::MAX_QUEUE_SIZE;
+  for (uint32_t i = 0; ok && i < count; ++i) {
+    Waiting b{};
+    ok = r.get(b.head) && r.segments(b.writable, v::MAX_QUEUE_SIZE);
+    waiting.push_back(std::move(b));
+  }
+  if (!ok || !r.done())
+    return fail(ErrorCode::InvalidArgument,
+                "virtio-console snapshot state is malformed; it was not saved by a console");
+  std::lock_guard lock(in_mu_);
+  input_.assign(input.begin(), input.end());
+  waiting_ = std::move(waiting);
+  return {};
 }
 
 Result<bool> ConsoleDevice::process(uint16_t index, Queue& queue) {

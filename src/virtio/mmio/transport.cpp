@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "pepita/core/format.hpp"
 #include "pepita/virtio/mmio.hpp"
 
 namespace pepita::virtio {
@@ -277,6 +278,117 @@ void MmioTransport::notify(uint32_t index) {
     interrupt_status_ |= m::INT_VRING;
     if (irq_ != nullptr) irq_->raise(interrupt_status_);
   }
+}
+
+Result<MmioState> MmioTransport::save() const {
+  const std::string name = pepita::fmt("virtio device {}", device_->device_id());
+  if ((status() & v::STATUS_NEEDS_RESET) != 0)
+    return fail(ErrorCode::Protocol,
+                pepita::fmt("{} needs a reset ({}); a broken device is not snapshotted", name,
+                            last_error_));
+  MmioState st;
+  st.device_id = device_->device_id();
+  const auto config = device_->config();
+  st.config.assign(config.begin(), config.end());
+  st.status = status_;
+  st.driver_features = driver_features_;
+  st.device_features_sel = device_features_sel_;
+  st.driver_features_sel = driver_features_sel_;
+  st.queue_sel = queue_sel_;
+  st.shm_sel = shm_sel_;
+  st.interrupt_status = interrupt_status_;
+  st.config_generation = config_generation_;
+  for (size_t i = 0; i < queues_.size(); ++i) {
+    const QueueState& q = queues_[i];
+    MmioQueueState qs{.num = q.num, .desc = q.desc, .avail = q.avail, .used = q.used};
+    if (q.queue) {
+      qs.ready = true;
+      qs.next_avail = q.queue->next_avail();
+      qs.next_used = q.queue->next_used();
+      // The avail index is the driver's, in guest RAM: anything it published that the device
+      // has not taken is a request in flight.
+      auto idx = ram_->read<uint16_t>(PhysAddr(q.avail + 2));
+      if (!idx)
+        return fail(ErrorCode::Protocol, pepita::fmt("{} queue {}: avail ring unreadable: {}", name,
+                                                     i, idx.error().message()));
+      if (*idx != qs.next_avail)
+        return fail(ErrorCode::Busy,
+                    pepita::fmt("{} queue {} has {} request(s) the driver made available "
+                                "without a notify; a snapshot needs quiescent devices: the guest "
+                                "must complete its I/O before its snapshot point",
+                                name, i, static_cast<uint16_t>(*idx - qs.next_avail)));
+    }
+    st.queues.push_back(qs);
+  }
+  auto device_state = device_->save_state();
+  if (!device_state)
+    return std::unexpected(
+        std::move(device_state).error().with_context(pepita::fmt("{} snapshot", name)));
+  st.device_state = std::move(*device_state);
+  return st;
+}
+
+Result<void> MmioTransport::load(const MmioState& state) {
+  const std::string name = pepita::fmt("virtio device {}", device_->device_id());
+  if (state.device_id != device_->device_id())
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("snapshot has virtio device {} where the restored VM has {}; give it "
+                            "the same devices",
+                            state.device_id, name));
+  const auto config = device_->config();
+  if (state.queues.size() != queues_.size() || state.config.size() != config.size() ||
+      std::memcmp(state.config.data(), config.data(), config.size()) != 0)
+    return fail(ErrorCode::InvalidArgument,
+                pepita::fmt("{} differs from the snapshot's (config space or queue count; for "
+                            "virtio-blk the disk size, for vsock the guest CID): a restored VM "
+                            "needs devices of the same shape",
+                            name));
+  reset();
+  auto loaded = [&]() -> Result<void> {
+    if ((state.status & v::STATUS_FEATURES_OK) != 0) {
+      auto ok = device_->activate(state.driver_features);
+      if (!ok)
+        return std::unexpected(
+            std::move(ok).error().with_context(pepita::fmt("{} snapshot features", name)));
+    }
+    const QueueFeatures features{
+        .event_idx = (state.driver_features & v::feature_bit(v::F_RING_EVENT_IDX)) != 0,
+        .indirect = (state.driver_features & v::feature_bit(v::F_RING_INDIRECT_DESC)) != 0};
+    for (size_t i = 0; i < queues_.size(); ++i) {
+      const MmioQueueState& qs = state.queues[i];
+      QueueState& q = queues_[i];
+      q.num = qs.num;
+      q.desc = qs.desc;
+      q.avail = qs.avail;
+      q.used = qs.used;
+      if (!qs.ready) continue;
+      const QueueLayout layout{q.num, PhysAddr(q.desc), PhysAddr(q.avail), PhysAddr(q.used)};
+      auto queue =
+          Queue::activate(layout, *ram_, features, qs.next_avail, device_->max_queue_size());
+      if (!queue)
+        return std::unexpected(std::move(queue).error().with_context(
+            pepita::fmt("{} queue {} from the snapshot", name, i)));
+      if (queue->next_used() != qs.next_used)
+        return fail(ErrorCode::InvalidArgument,
+                    pepita::fmt("{} queue {}: guest RAM's used index {} is not the snapshot's {}; "
+                                "load a device into the RAM it was saved with",
+                                name, i, queue->next_used(), qs.next_used));
+      q.queue = std::move(*queue);
+    }
+    PEPITA_TRY_VOID(device_->load_state(state.device_state));
+    status_ = state.status;
+    driver_features_ = state.driver_features;
+    device_features_sel_ = state.device_features_sel;
+    driver_features_sel_ = state.driver_features_sel;
+    queue_sel_ = state.queue_sel;
+    shm_sel_ = state.shm_sel;
+    interrupt_status_ = state.interrupt_status;
+    config_generation_ = state.config_generation;
+    return {};
+  }();
+  if (!loaded) reset();
+  stats_.resets = 0;
+  return loaded;
 }
 
 }  // namespace pepita::virtio

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "detail/state_codec.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/core/sys/socket.hpp"
@@ -165,6 +166,66 @@ void VsockDevice::reset() noexcept {
   rx_bufs_.clear();
   event_bufs_.clear();
   clear_needs_reset();
+}
+
+Result<std::vector<std::byte>> VsockDevice::save_state() const {
+  std::lock_guard lock(mu_);
+  if (!conns_.empty() || !handshaking_.empty()) {
+    return fail(ErrorCode::Busy,
+                pepita::fmt("virtio-vsock has {} open connection(s) and {} host connection(s) "
+                            "mid-handshake; a snapshot cannot carry host sockets: close them "
+                            "before the guest's snapshot point (restored VMs start with none)",
+                            conns_.size(), handshaking_.size()));
+  }
+  detail::StateWriter w;
+  w.put<uint32_t>(next_host_port_);
+  w.put<uint32_t>(static_cast<uint32_t>(ctl_.size()));
+  for (const auto& h : ctl_) w.put(h);
+  w.put<uint32_t>(static_cast<uint32_t>(rx_bufs_.size()));
+  for (const auto& b : rx_bufs_) {
+    w.put<uint16_t>(b.head);
+    w.put<uint64_t>(b.capacity);
+    w.segments(b.writable);
+  }
+  w.put<uint32_t>(static_cast<uint32_t>(event_bufs_.size()));
+  for (uint16_t head : event_bufs_) w.put<uint16_t>(head);
+  return w.take();
+}
+
+Result<void> VsockDevice::load_state(std::span<const std::byte> state) {
+  detail::StateReader r(state);
+  uint32_t next_port = 0;
+  uint32_t n = 0;
+  std::deque<Header> ctl;
+  std::deque<Pending> rx;
+  std::deque<uint16_t> events;
+  bool ok = r.get(next_port) && r.get(n) && n <= 4 * v::MAX_QUEUE_SIZE;
+  for (uint32_t i = 0; ok && i < n; ++i) {
+    Header h{};
+    ok = r.get(h);
+    ctl.push_back(h);
+  }
+  ok = ok && r.get(n) && n <= v::MAX_QUEUE_SIZE;
+  for (uint32_t i = 0; ok && i < n; ++i) {
+    Pending p{};
+    ok = r.get(p.head) && r.get(p.capacity) && r.segments(p.writable, v::MAX_QUEUE_SIZE);
+    rx.push_back(std::move(p));
+  }
+  ok = ok && r.get(n) && n <= v::MAX_QUEUE_SIZE;
+  for (uint32_t i = 0; ok && i < n; ++i) {
+    uint16_t head = 0;
+    ok = r.get(head);
+    events.push_back(head);
+  }
+  if (!ok || !r.done())
+    return fail(ErrorCode::InvalidArgument,
+                "virtio-vsock snapshot state is malformed; it was not saved by a vsock device");
+  std::lock_guard lock(mu_);
+  next_host_port_ = next_port;
+  ctl_ = std::move(ctl);
+  rx_bufs_ = std::move(rx);
+  event_bufs_ = std::move(events);
+  return {};
 }
 
 VsockDevice::Stats VsockDevice::stats() const {

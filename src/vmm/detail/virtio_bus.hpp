@@ -26,6 +26,13 @@ namespace pepita::vmm::detail {
 /// deny.
 Result<memory::GuestMemory> device_view(const memory::GuestMemory& mem, const Layout& layout);
 
+/// The config a VM restored from a snapshot taken with `snap` runs with: the snapshot's, with the
+/// devices (virtio_blk disk, vsock_path) and limits (timeout, output_limit) of `given`.
+/// InvalidArgument, naming the difference, when `given` asks for other devices than the snapshot
+/// has (console, blk, vsock present or not; another vsock guest CID). A disk of another size is
+/// caught when the device state loads (VirtioBus::load).
+Result<VmConfig> restored_config(const VmConfig& snap, const VmConfig& given);
+
 class VirtioBus {
  public:
   /// Creates the devices `config` asks for (console, blk, vsock: slot order) over `mem`, borrowed.
@@ -39,6 +46,10 @@ class VirtioBus {
   void feed_input(std::span<const std::byte> input);
   /// Moves new console output into `out`, keeping it within `limit` bytes.
   void drain_console(std::string& out, uint64_t limit);
+  /// Every device's state for a snapshot, in slot order; Busy when one is not quiescent.
+  Result<std::vector<virtio::MmioState>> save() const;
+  /// Loads save()'s states into this bus, freshly created over RAM holding the snapshot's rings.
+  Result<void> load(const std::vector<virtio::MmioState>& states);
   /// One VirtioReport per device.
   std::vector<VirtioReport> report() const;
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <stop_token>
+#include <vector>
 
 #include "detail/kvm_system.hpp"
 #include "detail/layout.hpp"
@@ -52,6 +53,7 @@ struct Snapshot::State {
   bool has_xsave = false;
   std::unique_ptr<sys::Xsave> xsave;
   kvm_fpu fpu{};
+  std::vector<virtio::MmioState> devices;  // one per virtio-mmio slot (VirtioBus::save)
 };
 
 namespace detail {

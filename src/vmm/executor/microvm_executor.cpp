@@ -46,10 +46,11 @@ struct MicroVmExecutor::Impl {
     // Loaded outside the lock; two workers racing on a new image both load it, one wins.
     auto entry = std::make_shared<CachedImage>();
     entry->image = PEPITA_TRY(GuestImage::load_file(path));
-    if (options.snapshots && !options.virtio_console) {
+    if (options.snapshots) {
       VmConfig config;
       config.memory_bytes = options.memory_bytes;
       config.snapshottable = true;
+      config.virtio_console = options.virtio_console;
       config.timeout = options.default_timeout;
       auto vm = PEPITA_TRY(Vm::create(entry->image, config));
       // A guest that never reaches kReady still runs, cold.
