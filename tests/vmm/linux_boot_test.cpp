@@ -282,7 +282,7 @@ TEST(Uart8250, TransmitsBytesAndAnswersTheProbes) {
 }
 
 // The uncompressed vmlinux of the test-guest kernel, extracted (once, cached) by build-guest.sh.
-std::string guest_vmlinux(const test::TempDir& dir, std::string& why) {
+std::string guest_vmlinux(const pepita::test::TempDir& dir, std::string& why) {
   const std::string script = std::string(PEPITA_SOURCE_DIR) + "/tests/guest/build-guest.sh";
   const std::string log = dir.file("build-guest.log");
   const int status = std::system(
@@ -296,7 +296,7 @@ std::string guest_vmlinux(const test::TempDir& dir, std::string& why) {
 
 TEST(LinuxBootKvm, Debian612KernelPrintsItsBannerOnOurUart) {
   PEPITA_REQUIRE_KVM();
-  test::TempDir dir("linux-boot");
+  pepita::test::TempDir dir("linux-boot");
   std::string why;
   const std::string vmlinux = guest_vmlinux(dir, why);
   if (vmlinux.empty()) {

@@ -20,7 +20,7 @@
 //
 // What this proves on a KVM that emulates guest CPL0 (kvm_pvm, /work/shared/notes/kvm-here.md):
 // the kernel's early boot up to its banner and early console lines. A host with hardware
-// virtualisation (VMX/SVM) runs the same boot at native speed to userspace; docs/vmm.md says more.
+// virtualisation (VMX/SVM) runs the same boot at native speed to userspace; docs/linux-boot.md.
 
 #include <array>
 #include <cstddef>
@@ -125,9 +125,14 @@ struct LinuxBootOptions {
   /// Called with the console output after each UART line; returning true ends the run as
   /// ExitKind::Cancelled (the caller has seen what it wanted, e.g. the banner).
   std::function<bool(std::string_view output)> stop_when;
-  /// CPUID leaf-1 ECX bits to hide from the guest. Default XSAVE | OSXSAVE | AVX: this KVM's
-  /// emulator cannot run xrstor at CPL0, so the kernel must not pick XSAVE for its FPU state.
-  uint32_t hide_leaf1_ecx = (1u << 26) | (1u << 27) | (1u << 28);
+  /// CPUID bits to hide from the guest, for KVMs that emulate guest CPL0 (kvm_pvm) and fail on
+  /// some instructions: leaf 1 ECX CX16 | XSAVE | OSXSAVE | AVX (so Linux uses neither
+  /// cmpxchg16b in SLUB nor xrstor for its FPU state) and leaf 7 EBX BMI2 (no shrx).
+  uint32_t hide_leaf1_ecx = (1u << 13) | (1u << 26) | (1u << 27) | (1u << 28);
+  uint32_t hide_leaf7_ebx = 1u << 8;
+  /// When emulation fails on an `int3`, step past it and deliver #BP to the guest (the CPU's
+  /// behaviour, which this KVM's emulator lacks) instead of ending the run.
+  bool reflect_int3 = true;
 };
 
 /// Boots config.kernel_path with config.cmdline (and config.initrd when set) in a new VM of
