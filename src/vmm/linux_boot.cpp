@@ -69,30 +69,31 @@ Result<void> parse_bzimage(KernelImage& k) {
   const std::span<const std::byte> f = k.file;
   const uint64_t size = f.size();
   if (size < 0x200)
-    return bad("file of " + std::to_string(size) +
+    return bad(std::string("file of ") + std::to_string(size) +
                " bytes is too short for a bzImage boot sector (512 bytes)");
   SetupHeader& h = k.header;
   h.boot_flag = load<uint16_t>(f, 0x1fe);
   if (h.boot_flag != kBootFlag)
-    return bad("not a Linux kernel: boot flag at 0x1fe is " + hex(h.boot_flag) +
+    return bad(std::string("not a Linux kernel: boot flag at 0x1fe is ") + hex(h.boot_flag) +
                ", expected 0xaa55, and no ELF magic");
   if (size < 0x206) return bad("setup header truncated: the file ends before the HdrS magic");
   h.header = load<uint32_t>(f, 0x202);
   if (h.header != kHdrSMagic)
-    return bad("bad setup-header magic " + hex(h.header) + " at 0x202 (expected \"HdrS\", " +
-               hex(kHdrSMagic) + "): a pre-2.00 or non-Linux boot image");
+    return bad(std::string("bad setup-header magic ") + hex(h.header) +
+               " at 0x202 (expected \"HdrS\", " + hex(kHdrSMagic) +
+               "): a pre-2.00 or non-Linux boot image");
   const size_t header_end = 0x202 + static_cast<size_t>(load<uint8_t>(f, 0x201));
   if (size < std::max(header_end, kInitSizeEnd) || size < 0x208)
-    return bad("setup header truncated: the file has " + std::to_string(size) +
+    return bad(std::string("setup header truncated: the file has ") + std::to_string(size) +
                " bytes, the header needs " + std::to_string(std::max(header_end, kInitSizeEnd)));
   h.version = load<uint16_t>(f, 0x206);
   if (h.version < kMinVersion)
-    return bad("boot protocol " + std::to_string(h.version >> 8) + "." +
+    return bad(std::string("boot protocol ") + std::to_string(h.version >> 8) + "." +
                std::to_string(h.version & 0xff) +
                " is too old: the 64-bit entry needs 2.12 or later (Linux >= 3.8)");
   if (header_end < kInitSizeEnd)
-    return bad("setup header of protocol " + hex(h.version) + " ends at " + hex(header_end) +
-               ", before init_size (0x260)");
+    return bad(std::string("setup header of protocol ") + hex(h.version) + " ends at " +
+               hex(header_end) + ", before init_size (0x260)");
   h.setup_sects = load<uint8_t>(f, 0x1f1);
   h.loadflags = load<uint8_t>(f, 0x211);
   h.initrd_addr_max = load<uint32_t>(f, 0x22c);
@@ -105,13 +106,13 @@ Result<void> parse_bzimage(KernelImage& k) {
   h.pref_address = load<uint64_t>(f, 0x258);
   h.init_size = load<uint32_t>(f, 0x260);
   if (!(h.xloadflags & kXlfKernel64))
-    return bad("no 64-bit entry point (xloadflags " + hex(h.xloadflags) +
+    return bad(std::string("no 64-bit entry point (xloadflags ") + hex(h.xloadflags) +
                " lacks XLF_KERNEL_64): a 32-bit kernel");
   if (!(h.loadflags & 1)) return bad("not a bzImage (loadflags LOADED_HIGH clear): a zImage");
   const uint64_t setup_sects = h.setup_sects == 0 ? 4 : h.setup_sects;
   const uint64_t pm_offset = (setup_sects + 1) * 512;
   if (pm_offset >= size)
-    return bad("truncated: " + std::to_string(setup_sects) +
+    return bad(std::string("truncated: ") + std::to_string(setup_sects) +
                " setup sectors leave no protected-mode code in " + std::to_string(size) + " bytes");
   if (h.init_size == 0) return bad("init_size is 0");
   uint64_t at = h.pref_address != 0 ? h.pref_address : ll::kHighMemory;
@@ -143,7 +144,7 @@ Result<void> parse_elf(KernelImage& k) {
   for (unsigned i = 0; i < eh.e_phnum; ++i) {
     const auto ph = load<Elf64_Phdr>(f, eh.e_phoff + i * sizeof(Elf64_Phdr));
     if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
-    const std::string which = "segment " + std::to_string(i) + " ";
+    const std::string which = std::string("segment ") + std::to_string(i) + " ";
     if (ph.p_filesz > ph.p_memsz) return bad(which + "has p_filesz > p_memsz");
     if (ph.p_offset > f.size() || f.size() - ph.p_offset < ph.p_filesz)
       return bad(which + "lies past the end of the file (truncated vmlinux?)");
@@ -158,7 +159,7 @@ Result<void> parse_elf(KernelImage& k) {
   }
   if (k.segments.empty()) return bad("ELF has no loadable segments");
   if (!entry_ok)
-    return bad("ELF entry " + hex(eh.e_entry) +
+    return bad(std::string("ELF entry ") + hex(eh.e_entry) +
                " is not a physical address inside a segment (a vmlinux's e_entry is)");
   k.format = KernelImage::Format::Elf;
   k.load_address = lo;
@@ -224,18 +225,18 @@ Result<BootPlan> plan_boot(const KernelImage& kernel, uint64_t memory_bytes,
   const uint64_t cmdline_max = std::min<uint64_t>(h.cmdline_size, ll::kCmdlineMax - 1);
   if (cmdline.size() > cmdline_max)
     return fail(ErrorCode::InvalidArgument,
-                "kernel command line of " + std::to_string(cmdline.size()) +
+                std::string("kernel command line of ") + std::to_string(cmdline.size()) +
                     " bytes exceeds the kernel's limit of " + std::to_string(cmdline_max) +
                     " (setup header cmdline_size); shorten it");
   if (cmdline.find('\0') != std::string_view::npos)
     return fail(ErrorCode::InvalidArgument, "kernel command line contains a NUL byte");
   if (kernel.load_address < ll::kHighMemory)
     return fail(ErrorCode::InvalidArgument,
-                "kernel load address " + hex(kernel.load_address) + " is below 1 MiB");
+                std::string("kernel load address ") + hex(kernel.load_address) + " is below 1 MiB");
   if (memory_bytes > kIdentityMapped || kernel.end > memory_bytes)
-    return fail(ErrorCode::ResourceExhausted, "the kernel needs RAM up to " + hex(kernel.end) +
-                                                  " (" + mib(kernel.end) + ") and the VM has " +
-                                                  mib(memory_bytes) +
+    return fail(ErrorCode::ResourceExhausted, std::string("the kernel needs RAM up to ") +
+                                                  hex(kernel.end) + " (" + mib(kernel.end) +
+                                                  ") and the VM has " + mib(memory_bytes) +
                                                   "; raise memory_bytes (at most 4 GiB)");
   BootPlan plan;
   if (initrd_size == 0) return plan;
@@ -245,7 +246,7 @@ Result<BootPlan> plan_boot(const KernelImage& kernel, uint64_t memory_bytes,
   const uint64_t room = top > kernel.end ? top - kernel.end : 0;
   if (initrd_size > room)
     return fail(ErrorCode::ResourceExhausted,
-                "initrd of " + std::to_string(initrd_size) +
+                std::string("initrd of ") + std::to_string(initrd_size) +
                     " bytes does not fit in guest RAM: it must lie between the kernel's end " +
                     hex(kernel.end) + " and " + hex(top) + " (RAM end or initrd_addr_max), " +
                     "which leaves " + std::to_string(room) + " bytes; raise memory_bytes to at " +
@@ -295,6 +296,7 @@ std::array<std::byte, 4096> make_boot_params(const KernelImage& kernel, uint64_t
   };
   size_t n = 0;
   for (const Entry& e : map) {
+    if (e.addr >= memory_bytes) break;  // RAM smaller than 1 MiB: no high-memory entry
     const size_t at = 0x2d0 + n * 20;
     store<uint64_t>(z, at, e.addr);
     store<uint64_t>(z, at + 8, e.size);
@@ -347,11 +349,14 @@ kvm_segment boot_segment(uint16_t selector, bool code) {
   return seg;
 }
 
+// Teardown is the reverse of declaration: kvm_run page, vCPU fd, VM fd, then guest RAM (KVM
+// drops its memslot reference when the VM fd closes, before the RAM is unmapped).
 struct LinuxVm {
   memory::GuestMemory mem;
   UniqueFd vm_fd, vcpu_fd;
   Mapping run_page;
   detail::Uart8250 uart;
+  // SAFETY: run_page is the vCPU's kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE bytes, page-aligned).
   kvm_run* run() const noexcept { return static_cast<kvm_run*>(run_page.data()); }
 };
 
@@ -574,17 +579,17 @@ Result<RunResult> boot_linux(const VmConfig& config, const LinuxBootOptions& opt
         if (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION && options.reflect_int3 &&
             PEPITA_TRY(reflect_int3(vm)))
           break;
-        PEPITA_TRY_VOID(
-            record_fault(vm,
-                         "KVM internal error, suberror " + std::to_string(run->internal.suberror) +
-                             (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-                                  ? " (instruction emulation failed: this KVM emulates guest CPL0)"
-                                  : ""),
-                         r));
+        PEPITA_TRY_VOID(record_fault(
+            vm,
+            std::string("KVM internal error, suberror ") + std::to_string(run->internal.suberror) +
+                (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                     ? " (instruction emulation failed: this KVM emulates guest CPL0)"
+                     : ""),
+            r));
         return finish(ExitKind::Fault);
       default:
-        PEPITA_TRY_VOID(
-            record_fault(vm, "unexpected KVM exit reason " + std::to_string(run->exit_reason), r));
+        PEPITA_TRY_VOID(record_fault(
+            vm, std::string("unexpected KVM exit reason ") + std::to_string(run->exit_reason), r));
         return finish(ExitKind::Fault);
     }
     if (cancelled.load()) return finish(ExitKind::Cancelled);

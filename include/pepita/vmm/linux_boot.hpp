@@ -127,7 +127,8 @@ struct LinuxBootOptions {
   std::function<bool(std::string_view output)> stop_when;
   /// CPUID bits to hide from the guest, for KVMs that emulate guest CPL0 (kvm_pvm) and fail on
   /// some instructions: leaf 1 ECX CX16 | XSAVE | OSXSAVE | AVX (so Linux uses neither
-  /// cmpxchg16b in SLUB nor xrstor for its FPU state) and leaf 7 EBX BMI2 (no shrx).
+  /// cmpxchg16b in SLUB nor xrstor for its FPU state) and leaf 7 EBX BMI2 (no shrx). Measured on
+  /// kvm_pvm: the guest still saw XSAVE; add `noxsave clearcpuid=cx16,bmi2` to the command line.
   uint32_t hide_leaf1_ecx = (1u << 13) | (1u << 26) | (1u << 27) | (1u << 28);
   uint32_t hide_leaf7_ebx = 1u << 8;
   /// When emulation fails on an `int3`, step past it and deliver #BP to the guest (the CPU's
