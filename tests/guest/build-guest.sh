@@ -19,6 +19,8 @@
 #     --cache DIR    where the extracted vmlinux is kept, keyed by kernel version (default:
 #                    $PEPITA_GUEST_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/pepita/guest-kernel:
 #                    one cache for every build dir — normal, ASan, coverage)
+#   build-guest.sh --kernel-only --out DIR [--cache DIR]
+#     only extracts the kernel: writes DIR/vmlinux (the micro-VM monitor's Linux boot test)
 #
 # Exit status: 0 built; 77 the kernel package or a tool is not installed (callers skip, reason on
 # stderr; 1 instead when PEPITA_REQUIRE names `guest`, see tests/common/require.sh); 1 any other
@@ -35,7 +37,7 @@ die() {
   exit 1
 }
 
-out="" init="" cache=""
+out="" init="" cache="" kernel_only=0
 modules=() files=() bins=()
 while (($#)); do
   case "$1" in
@@ -45,24 +47,32 @@ while (($#)); do
     --file) files+=("$2"); shift 2 ;;
     --bin) bins+=("$2"); shift 2 ;;
     --cache) cache=$2; shift 2 ;;
+    --kernel-only) kernel_only=1; shift ;;
     *) die "unknown argument '$1' (see the usage at the top of $0)" ;;
   esac
 done
-[[ -n $out && -n $init ]] || die "--out and --init are required"
-[[ -f $init ]] || die "init script '$init' not found"
+[[ -n $out ]] || die "--out is required"
+if ((!kernel_only)); then
+  [[ -n $init ]] || die "--init is required (or --kernel-only)"
+  [[ -f $init ]] || die "init script '$init' not found"
+fi
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cache=${cache:-${PEPITA_GUEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/pepita/guest-kernel}}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
 
-for tool in dpkg-query xz zstd cpio gzip busybox ldd strings od dd; do
+tools=(dpkg-query xz zstd od dd)
+((kernel_only)) || tools+=(cpio gzip busybox ldd strings)
+for tool in "${tools[@]}"; do
   command -v "$tool" >/dev/null || missing "'$tool' is not installed"
 done
-busybox_bin=$(command -v busybox)
-# The initramfs needs a static busybox: a dynamic one would find no libc there.
-[[ $(LC_ALL=C ldd "$busybox_bin" 2>&1 || true) == *"not a dynamic"* ]] ||
-  missing "$busybox_bin is not static (package busybox-static)"
+if ((!kernel_only)); then
+  busybox_bin=$(command -v busybox)
+  # The initramfs needs a static busybox: a dynamic one would find no libc there.
+  [[ $(LC_ALL=C ldd "$busybox_bin" 2>&1 || true) == *"not a dynamic"* ]] ||
+    missing "$busybox_bin is not static (package busybox-static)"
+fi
 
 # --- kernel: the installed 6.12 cloud image; vmlinux extracted once per version ------------------
 # The meta package names the image package it installed (linux-image-<ver>, or
@@ -116,6 +126,11 @@ if [[ ! -f $kdir/vmlinux || $kdir/vmlinux -ot $vmlinuz ]]; then
   trap - EXIT
 fi
 [[ -f $kdir/vmlinux ]] || die "no vmlinux in $kdir after extraction"
+if ((kernel_only)); then
+  ln -sf "$kdir/vmlinux" "$out/vmlinux"
+  echo "build-guest: kernel $kver -> $out/vmlinux"
+  exit 0
+fi
 
 # --- initramfs ----------------------------------------------------------------------------------
 stage=$(mktemp -d "$out/stage.XXXXXX")

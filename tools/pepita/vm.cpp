@@ -1,5 +1,7 @@
 // `pepita vm run GUEST.elf`: runs a freestanding guest in a kernel-less micro-VM on KVM with memory
 // and time limits, prints what it wrote and exits with its exit code (124 timeout, 125 fault).
+// `pepita vm run --kernel PATH [--cmdline S] [--initrd PATH]` boots a Linux kernel instead
+// (vmm/linux_boot.hpp) and prints its serial console as it arrives.
 #include "pepita/vmm/vm.hpp"
 
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 #include "pepita/core/size.hpp"
 #include "pepita/core/sys.hpp"
 #include "pepita/core/unique_fd.hpp"
+#include "pepita/vmm/linux_boot.hpp"
 #include "pepita/zram/block_target.hpp"
 
 namespace pepita::cli {
@@ -30,8 +33,11 @@ constexpr int kExitGuestFault = 125;
 
 struct VmRunOptions {
   std::string guest;
-  std::string mem = "16M";
-  std::string timeout = "1s";
+  std::string mem;      // empty: 16M for a guest, 512M for a kernel
+  std::string timeout;  // empty: 1s for a guest, 60s for a kernel
+  std::string kernel;   // a bzImage or ELF vmlinux: boot Linux instead of GUEST.elf
+  std::string cmdline = "earlyprintk=serial,ttyS0,115200 console=ttyS0";
+  std::string initrd;
   std::string input;
   bool json = false;
   bool virtio_console = false;
@@ -116,17 +122,71 @@ nlohmann::json to_json(const vmm::RunResult& r) {
   return out;
 }
 
+int exit_code_of(const vmm::RunResult& r) {
+  switch (r.kind) {
+    case vmm::ExitKind::Exited: return r.exit_code & 0xff;
+    case vmm::ExitKind::TimedOut:
+    case vmm::ExitKind::Cancelled: return kExitTimeout;
+    case vmm::ExitKind::Fault: return kExitGuestFault;
+  }
+  return kExitFailure;
+}
+
+// --kernel: boots Linux with the kernel's serial console (COM1) streamed to stdout.
+int boot_kernel(const VmRunOptions& o, vmm::VmConfig config) {
+  if (!o.guest.empty()) return usage("give either GUEST.elf or --kernel, not both");
+  config.kernel_path = o.kernel;
+  config.cmdline = o.cmdline;
+  config.initrd = o.initrd;
+  vmm::LinuxBootOptions boot;
+  std::size_t printed = 0;
+  if (!o.json) {
+    boot.stop_when = [&printed](std::string_view out) {
+      std::fwrite(out.data() + printed, 1, out.size() - printed, stdout);
+      std::fflush(stdout);
+      printed = out.size();
+      return false;
+    };
+  }
+  auto result = vmm::boot_linux(config, boot);
+  if (!result) {
+    std::fprintf(stderr, "pepita vm run: %s\n", result.error().to_string().c_str());
+    return kExitFailure;
+  }
+  if (o.json) {
+    std::printf("%s\n", to_json(*result).dump(2).c_str());
+  } else {
+    std::fwrite(result->output.data() + printed, 1, result->output.size() - printed, stdout);
+    std::fflush(stdout);
+    std::string where;
+    if (result->fault) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, " (last rip=0x%llx)",
+                    static_cast<unsigned long long>(result->fault->rip));
+      where = buf;
+    }
+    std::fprintf(stderr, "\npepita vm run: kernel %s%s\n", result->describe().c_str(),
+                 where.c_str());
+  }
+  return exit_code_of(*result);
+}
+
 int run_vm(const VmRunOptions& o) {
+  const bool kernel = !o.kernel.empty();
+  if (!kernel && o.guest.empty()) return usage("give GUEST.elf, or --kernel PATH to boot Linux");
   // A file:PATH,SIZE disk this run creates is removed again unless the guest ran. Declared before
   // config, so the disk in config is closed before the file is removed.
   std::optional<NewBackingFile> backing;
   vmm::VmConfig config;
-  auto memory_bytes = parse_size(o.mem);
-  if (!memory_bytes) return usage("--mem '" + o.mem + "': expected e.g. 16M or 1G");
+  const std::string mem = !o.mem.empty() ? o.mem : kernel ? "512M" : "16M";
+  auto memory_bytes = parse_size(mem);
+  if (!memory_bytes) return usage("--mem '" + mem + "': expected e.g. 16M or 1G");
   config.memory_bytes = *memory_bytes;
-  config.timeout = parse_duration(o.timeout);
+  const std::string timeout = !o.timeout.empty() ? o.timeout : kernel ? "60s" : "1s";
+  config.timeout = parse_duration(timeout);
   if (config.timeout.count() == 0)
-    return usage("--timeout '" + o.timeout + "': expected e.g. 1s, 250ms or 2m (at most 1h)");
+    return usage("--timeout '" + timeout + "': expected e.g. 1s, 250ms or 2m (at most 1h)");
+  if (kernel) return boot_kernel(o, config);
 
   config.virtio_console = o.virtio_console;
   if (o.vsock_cid < 3 || o.vsock_cid >= 0xffffffffull)
@@ -186,13 +246,7 @@ int run_vm(const VmRunOptions& o) {
     if (result->kind != vmm::ExitKind::Exited)
       std::fprintf(stderr, "pepita vm run: guest %s\n", result->describe().c_str());
   }
-  switch (result->kind) {
-    case vmm::ExitKind::Exited: return result->exit_code & 0xff;
-    case vmm::ExitKind::TimedOut:
-    case vmm::ExitKind::Cancelled: return kExitTimeout;
-    case vmm::ExitKind::Fault: return kExitGuestFault;
-  }
-  return kExitFailure;
+  return exit_code_of(*result);
 }
 
 void add_vm(CLI::App& app, Dispatch& dispatch) {
@@ -201,13 +255,19 @@ void add_vm(CLI::App& app, Dispatch& dispatch) {
   auto options = std::make_shared<VmRunOptions>();
   auto* run = vm->add_subcommand(
       "run",
-      "Run GUEST.elf in a fresh micro-VM; exit code is the guest's (124 timeout, 125 guest fault)");
-  run->add_option("guest", options->guest, "static ELF64 guest built against guest/runtime")
-      ->required();
-  run->add_option("--mem", options->mem, "guest memory, the VM's hard limit (2M..4G)")
+      "Run GUEST.elf (or boot a Linux --kernel) in a fresh micro-VM; exit code is the guest's "
+      "(124 timeout, 125 guest fault)");
+  run->add_option("guest", options->guest, "static ELF64 guest built against guest/runtime");
+  run->add_option("--mem", options->mem,
+                  "guest memory, the VM's hard limit (2M..4G; default 16M, 512M with --kernel)");
+  run->add_option("--timeout", options->timeout,
+                  "wall-clock limit, e.g. 1s or 250ms (default 1s, 60s with --kernel)");
+  run->add_option("--kernel", options->kernel,
+                  "boot this Linux kernel (bzImage or uncompressed ELF vmlinux) instead of a "
+                  "guest; its serial console (8250 at 0x3f8) is printed as it arrives");
+  run->add_option("--cmdline", options->cmdline, "kernel command line (with --kernel)")
       ->capture_default_str();
-  run->add_option("--timeout", options->timeout, "wall-clock limit, e.g. 1s or 250ms")
-      ->capture_default_str();
+  run->add_option("--initrd", options->initrd, "initramfs to load (with --kernel)");
   run->add_option("--input", options->input, "file mapped read-only into the guest as its input");
   run->add_flag("--virtio-console", options->virtio_console,
                 "give the guest a virtio-console (virtio-mmio): input on its receiveq, its "

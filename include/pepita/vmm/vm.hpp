@@ -65,6 +65,15 @@ struct VmConfig {
   std::string vsock_path;
   /// The guest's context id (config space guest_cid): 3 .. 2^32-2.
   uint64_t vsock_cid = 3;
+
+  // Linux guests (the reference crate's kernel_path/cmdline/initrd): used by vmm::boot_linux
+  // (linux_boot.hpp), not by Vm::create, which runs freestanding CPL3 guests.
+  /// A bzImage or an uncompressed ELF vmlinux.
+  std::string kernel_path;
+  /// The kernel command line, e.g. "earlyprintk=serial console=ttyS0".
+  std::string cmdline;
+  /// An initramfs to load (empty: none).
+  std::string initrd;
 };
 
 enum class ExitKind : uint8_t {

@@ -1,0 +1,339 @@
+// Linux boot protocol: setup-header parsing (a real bzImage from /boot and synthetic images with
+// each defect), boot_params layout, initrd/command-line placement, the 8250 UART register file,
+// and, with KVM and the test-guest kernel, Debian's 6.12 kernel printing its banner on our UART.
+#include "pepita/vmm/linux_boot.hpp"
+
+#include <elf.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/temp_dir.hpp"
+#include "detail/uart8250.hpp"
+#include "vmm_test_util.hpp"
+
+namespace pepita::vmm {
+namespace {
+
+template <typename T>
+void put(std::vector<std::byte>& f, size_t at, T v) {
+  std::memcpy(f.data() + at, &v, sizeof v);
+}
+template <typename T>
+T get(std::span<const std::byte> f, size_t at) {
+  T v{};
+  std::memcpy(&v, f.data() + at, sizeof v);
+  return v;
+}
+
+// A minimal bzImage: one setup sector, protocol 2.15, 64-bit entry, 4 KiB of "kernel".
+std::vector<std::byte> synthetic_bzimage() {
+  std::vector<std::byte> f(2 * 512 + 4096, std::byte{0x90});
+  std::fill(f.begin(), f.begin() + 1024, std::byte{0});
+  put<uint8_t>(f, 0x1f1, 1);            // setup_sects
+  put<uint16_t>(f, 0x1fe, 0xaa55);      // boot_flag
+  put<uint8_t>(f, 0x201, 0x6a);         // jump: header ends at 0x26c
+  put<uint32_t>(f, 0x202, 0x53726448);  // "HdrS"
+  put<uint16_t>(f, 0x206, 0x020f);      // version 2.15
+  put<uint8_t>(f, 0x211, 0x01);         // LOADED_HIGH
+  put<uint32_t>(f, 0x22c, 0x7fffffff);  // initrd_addr_max
+  put<uint32_t>(f, 0x230, 0x200000);    // kernel_alignment
+  put<uint8_t>(f, 0x234, 1);            // relocatable
+  put<uint16_t>(f, 0x236, 0x3);         // XLF_KERNEL_64 | CAN_BE_LOADED_ABOVE_4G
+  put<uint32_t>(f, 0x238, 2047);        // cmdline_size
+  put<uint64_t>(f, 0x258, 0x1000000);   // pref_address
+  put<uint32_t>(f, 0x260, 0x200000);    // init_size
+  return f;
+}
+
+std::string error_of(const Result<KernelImage>& r) {
+  return r ? std::string("parsed") : r.error().to_string();
+}
+
+std::string boot_vmlinuz() {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/boot", ec))
+    if (e.path().filename().string().starts_with("vmlinuz-6.12")) return e.path().string();
+  return {};
+}
+
+TEST(LinuxBootParse, RealBzImageHeaderFromBoot) {
+  const std::string path = boot_vmlinuz();
+  if (path.empty()) GTEST_SKIP() << "no /boot/vmlinuz-6.12* (scripts/install-deps installs it)";
+  auto k = KernelImage::load_file(path);
+  ASSERT_TRUE(k) << k.error().to_string();
+  EXPECT_EQ(k->format, KernelImage::Format::BzImage);
+  EXPECT_EQ(k->header.header, kHdrSMagic);
+  EXPECT_EQ(k->header.boot_flag, kBootFlag);
+  EXPECT_GE(k->header.version, 0x020c);
+  EXPECT_TRUE(k->header.xloadflags & kXlfKernel64);
+  EXPECT_TRUE(k->header.loadflags & 1);
+  EXPECT_EQ(k->header.pref_address, 0x1000000u);  // CONFIG_PHYSICAL_START
+  EXPECT_EQ(k->load_address, 0x1000000u);
+  EXPECT_EQ(k->entry, k->load_address + 0x200);
+  EXPECT_GT(k->header.init_size, k->file.size());  // the decompressed kernel is larger
+  EXPECT_EQ(k->end, k->load_address + k->header.init_size);
+  EXPECT_GE(k->header.cmdline_size, 255u);
+  EXPECT_GT(k->header.payload_length, 0u);
+}
+
+TEST(LinuxBootParse, SyntheticBzImagePlacesTheKernelAtPrefAddress) {
+  auto k = KernelImage::parse(synthetic_bzimage());
+  ASSERT_TRUE(k) << k.error().to_string();
+  EXPECT_EQ(k->format, KernelImage::Format::BzImage);
+  EXPECT_EQ(k->load_address, 0x1000000u);
+  EXPECT_EQ(k->entry, 0x1000200u);
+  EXPECT_EQ(k->end, 0x1200000u);
+  ASSERT_EQ(k->segments.size(), 1u);
+  EXPECT_EQ(k->segments[0].bytes.size(), 4096u);  // everything after the 2 sectors of setup
+}
+
+TEST(LinuxBootParse, BadBootFlagIsNamed) {
+  auto f = synthetic_bzimage();
+  put<uint16_t>(f, 0x1fe, 0x1234);
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("boot flag"), std::string::npos) << e;
+  EXPECT_NE(e.find("pass a bzImage"), std::string::npos) << e;
+}
+
+TEST(LinuxBootParse, BadHdrSMagicIsNamed) {
+  auto f = synthetic_bzimage();
+  put<uint32_t>(f, 0x202, 0x11223344);
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("HdrS"), std::string::npos) << e;
+}
+
+TEST(LinuxBootParse, TruncatedHeaderIsNamed) {
+  auto f = synthetic_bzimage();
+  f.resize(0x240);
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("truncated"), std::string::npos) << e;
+  auto tiny = KernelImage::parse(std::vector<std::byte>(100));
+  ASSERT_FALSE(tiny);
+  EXPECT_NE(tiny.error().to_string().find("too short"), std::string::npos);
+}
+
+TEST(LinuxBootParse, ProtocolOlderThan212IsRefused) {
+  auto f = synthetic_bzimage();
+  put<uint16_t>(f, 0x206, 0x020b);
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("too old"), std::string::npos) << e;
+  EXPECT_NE(e.find("2.12"), std::string::npos) << e;
+}
+
+TEST(LinuxBootParse, KernelWithoutA64BitEntryIsRefused) {
+  auto f = synthetic_bzimage();
+  put<uint16_t>(f, 0x236, 0);
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("XLF_KERNEL_64"), std::string::npos) << e;
+}
+
+// A minimal vmlinux-like ELF: one PT_LOAD at physical 16 MiB, virtual 0xffffffff81000000.
+std::vector<std::byte> synthetic_vmlinux() {
+  std::vector<std::byte> f(0x2000);
+  Elf64_Ehdr eh{};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_type = ET_EXEC;
+  eh.e_machine = EM_X86_64;
+  eh.e_entry = 0x1000040;
+  eh.e_phoff = sizeof eh;
+  eh.e_phentsize = sizeof(Elf64_Phdr);
+  eh.e_phnum = 1;
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = 0x1000;
+  ph.p_vaddr = 0xffffffff81000000ull;
+  ph.p_paddr = 0x1000000;
+  ph.p_filesz = 0x1000;
+  ph.p_memsz = 0x3000;
+  put(f, 0, eh);
+  put(f, sizeof eh, ph);
+  return f;
+}
+
+TEST(LinuxBootParse, ElfVmlinuxLoadsAtPhysicalAddresses) {
+  auto k = KernelImage::parse(synthetic_vmlinux());
+  ASSERT_TRUE(k) << k.error().to_string();
+  EXPECT_EQ(k->format, KernelImage::Format::Elf);
+  EXPECT_EQ(k->entry, 0x1000040u);
+  EXPECT_EQ(k->load_address, 0x1000000u);
+  EXPECT_EQ(k->end, 0x1003000u);
+  ASSERT_EQ(k->segments.size(), 1u);
+  EXPECT_EQ(k->segments[0].bytes.size(), 0x1000u);
+  EXPECT_EQ(k->header.cmdline_size, 2047u);
+}
+
+TEST(LinuxBootParse, TruncatedElfSegmentIsNamed) {
+  auto f = synthetic_vmlinux();
+  f.resize(0x1800);
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("past the end of the file"), std::string::npos) << e;
+}
+
+TEST(LinuxBootPlan, InitrdPastRamIsAClearError) {
+  auto k = KernelImage::parse(synthetic_bzimage());
+  ASSERT_TRUE(k);
+  auto plan = plan_boot(*k, 32ull << 20, "console=ttyS0", 31ull << 20);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().code(), ErrorCode::ResourceExhausted);
+  EXPECT_NE(plan.error().to_string().find("initrd of"), std::string::npos);
+  EXPECT_NE(plan.error().to_string().find("raise memory_bytes"), std::string::npos);
+}
+
+TEST(LinuxBootPlan, InitrdGoesPageAlignedToTheTopOfRam) {
+  auto k = KernelImage::parse(synthetic_bzimage());
+  ASSERT_TRUE(k);
+  auto plan = plan_boot(*k, 64ull << 20, "console=ttyS0", 10000);
+  ASSERT_TRUE(plan) << plan.error().to_string();
+  EXPECT_EQ(plan->initrd_gpa % 4096, 0u);
+  EXPECT_GE(plan->initrd_gpa, k->end);
+  EXPECT_LE(plan->initrd_gpa + plan->initrd_size, 64ull << 20);
+  EXPECT_GT(plan->initrd_gpa + 4096 + plan->initrd_size, 64ull << 20);  // as high as it goes
+}
+
+TEST(LinuxBootPlan, CommandLineLongerThanCmdlineSizeIsRefused) {
+  auto k = KernelImage::parse(synthetic_bzimage());
+  ASSERT_TRUE(k);
+  auto plan = plan_boot(*k, 64ull << 20, std::string(3000, 'x'), 0);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(plan.error().to_string().find("cmdline_size"), std::string::npos);
+  EXPECT_NE(plan.error().to_string().find("shorten"), std::string::npos);
+}
+
+TEST(LinuxBootPlan, KernelLargerThanRamIsRefused) {
+  auto k = KernelImage::parse(synthetic_bzimage());
+  ASSERT_TRUE(k);
+  auto plan = plan_boot(*k, 16ull << 20, "", 0);  // the kernel needs up to 18 MiB
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().code(), ErrorCode::ResourceExhausted);
+  EXPECT_NE(plan.error().to_string().find("raise memory_bytes"), std::string::npos);
+}
+
+TEST(LinuxBootParams, ZeroPageCarriesHeaderCmdlineInitrdAndE820) {
+  auto k = KernelImage::parse(synthetic_bzimage());
+  ASSERT_TRUE(k);
+  const uint64_t mem = 64ull << 20;
+  auto plan = plan_boot(*k, mem, "console=ttyS0", 8192);
+  ASSERT_TRUE(plan);
+  const auto zp = make_boot_params(*k, mem, *plan, "console=ttyS0");
+  const std::span<const std::byte> z(zp);
+  EXPECT_EQ(get<uint32_t>(z, 0x202), kHdrSMagic);              // header copied from the image
+  EXPECT_EQ(get<uint16_t>(z, 0x206), 0x020f);                  // version
+  EXPECT_EQ(get<uint64_t>(z, 0x258), 0x1000000u);              // pref_address
+  EXPECT_EQ(get<uint8_t>(z, 0x210), 0xff);                     // type_of_loader
+  EXPECT_EQ(get<uint32_t>(z, 0x228), linux_layout::kCmdline);  // cmd_line_ptr
+  EXPECT_EQ(get<uint32_t>(z, 0x218), plan->initrd_gpa);        // ramdisk_image
+  EXPECT_EQ(get<uint32_t>(z, 0x21c), 8192u);                   // ramdisk_size
+  ASSERT_EQ(get<uint8_t>(z, 0x1e8), 3);                        // e820_entries
+  // [0, 0x9fc00) RAM, [0x9fc00, 1 MiB) reserved, [1 MiB, end) RAM.
+  EXPECT_EQ(get<uint64_t>(z, 0x2d0), 0u);
+  EXPECT_EQ(get<uint64_t>(z, 0x2d8), 0x9fc00u);
+  EXPECT_EQ(get<uint32_t>(z, 0x2e0), kE820Ram);
+  EXPECT_EQ(get<uint32_t>(z, 0x2e4 + 16), kE820Reserved);
+  EXPECT_EQ(get<uint64_t>(z, 0x2f8), 0x100000u);
+  EXPECT_EQ(get<uint64_t>(z, 0x300), mem - 0x100000);
+  EXPECT_EQ(get<uint32_t>(z, 0x308), kE820Ram);
+}
+
+TEST(LinuxBootParams, ElfKernelGetsASynthesizedHeader) {
+  auto k = KernelImage::parse(synthetic_vmlinux());
+  ASSERT_TRUE(k);
+  auto plan = plan_boot(*k, 64ull << 20, "", 0);
+  ASSERT_TRUE(plan);
+  const auto zp = make_boot_params(*k, 64ull << 20, *plan, "");
+  const std::span<const std::byte> z(zp);
+  EXPECT_EQ(get<uint16_t>(z, 0x1fe), kBootFlag);
+  EXPECT_EQ(get<uint32_t>(z, 0x202), kHdrSMagic);
+  EXPECT_EQ(get<uint8_t>(z, 0x210), 0xff);
+  EXPECT_EQ(get<uint32_t>(z, 0x218), 0u);  // no initrd
+  EXPECT_EQ(get<uint32_t>(z, 0x21c), 0u);
+}
+
+TEST(Uart8250, TransmitsBytesAndAnswersTheProbes) {
+  detail::Uart8250 uart;
+  std::string out;
+  EXPECT_EQ(uart.read(0x3fd) & 0x60, 0x60);  // LSR: THR and transmitter empty
+  EXPECT_FALSE(uart.write(0x3f8, 'h', out, 100));
+  EXPECT_TRUE(uart.write(0x3f8, '\n', out, 100));
+  EXPECT_EQ(out, "h\n");
+  uart.write(0x3ff, 0x5a, out, 100);  // scratch register holds a byte
+  EXPECT_EQ(uart.read(0x3ff), 0x5a);
+  uart.write(0x3f9, 0x0f, out, 100);  // IER
+  EXPECT_EQ(uart.read(0x3f9), 0x0f);
+  uart.write(0x3fb, 0x83, out, 100);  // DLAB on: offsets 0/1 are the divisor
+  uart.write(0x3f8, 0x01, out, 100);
+  EXPECT_EQ(uart.read(0x3f8), 0x01);
+  EXPECT_EQ(out, "h\n");  // divisor writes are not output
+  uart.write(0x3fb, 0x03, out, 100);
+  uart.write(0x3fc, 0x1a, out, 100);         // MCR loopback | OUT2 | RTS
+  EXPECT_EQ(uart.read(0x3fe) & 0xf0, 0x90);  // MSR: DCD | CTS, what 8250's probe expects
+  EXPECT_EQ(uart.read(0x3fa) & 0x0f, 0x01);  // IIR: no interrupt pending
+  uart.write(0x3f8, 'x', out, 2);            // output limit reached: dropped
+  EXPECT_EQ(out, "h\n");
+}
+
+// The uncompressed vmlinux of the test-guest kernel, extracted (once, cached) by build-guest.sh.
+std::string guest_vmlinux(const pepita::test::TempDir& dir, std::string& why) {
+  const std::string script = std::string(PEPITA_SOURCE_DIR) + "/tests/guest/build-guest.sh";
+  const std::string log = dir.file("build-guest.log");
+  const int status = std::system(
+      ("'" + script + "' --kernel-only --out '" + dir.path() + "' >'" + log + "' 2>&1").c_str());
+  std::ifstream in(log);
+  why.assign(std::istreambuf_iterator<char>(in), {});
+  if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0) return dir.file("vmlinux");
+  if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 77) why = "SKIP " + why;
+  return {};
+}
+
+TEST(LinuxBootKvm, Debian612KernelPrintsItsBannerOnOurUart) {
+  PEPITA_REQUIRE_KVM();
+  pepita::test::TempDir dir("linux-boot");
+  std::string why;
+  const std::string vmlinux = guest_vmlinux(dir, why);
+  if (vmlinux.empty()) {
+    if (why.starts_with("SKIP ")) GTEST_SKIP() << why.substr(5);
+    FAIL() << "build-guest.sh --kernel-only failed: " << why;
+  }
+  VmConfig config;
+  config.memory_bytes = 512ull << 20;
+  // The banner needs ~20 s of vCPU time here (guest CPL0 is emulated); the limit leaves room
+  // for a loaded machine. A hardware-virtualisation host prints it in well under a second.
+  config.timeout = std::chrono::seconds(180);
+  config.kernel_path = vmlinux;
+  config.cmdline = "earlyprintk=serial,ttyS0,115200 console=ttyS0 nokaslr";
+  LinuxBootOptions options;
+  // Stop once the banner and three lines after it arrived (the early console prints the log
+  // buffer at once when it registers).
+  options.stop_when = [](std::string_view out) {
+    const auto at = out.find("Linux version 6.12");
+    if (at == std::string_view::npos) return false;
+    return std::count(out.begin() + static_cast<ptrdiff_t>(at), out.end(), '\n') >= 4;
+  };
+  auto r = boot_linux(config, options);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_NE(r->output.find("Linux version 6.12"), std::string::npos)
+      << r->describe() << "\noutput:\n"
+      << r->output;
+  EXPECT_NE(r->output.find("Command line: " + config.cmdline), std::string::npos) << r->output;
+  EXPECT_EQ(r->kind, ExitKind::Cancelled) << r->describe();  // stopped by stop_when
+}
+
+TEST(LinuxBootKvm, MissingKernelFileIsAnError) {
+  VmConfig config;
+  config.kernel_path = "/nonexistent/vmlinux";
+  auto r = boot_linux(config);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().to_string().find("/nonexistent/vmlinux"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pepita::vmm
