@@ -84,6 +84,12 @@ void* alloc(uint64_t bytes, uint64_t align) {
 
 int64_t nop_roundtrip(uint32_t) { return 0; }
 
+// One vCPU: the Linux twin runs the work on its only thread.
+uint32_t vcpu_id() { return 0; }
+uint32_t vcpu_count() { return 1; }
+void run_on_all_vcpus(void (*fn)(uint32_t vcpu, void* arg), void* arg) { fn(0, arg); }
+void vcpu_barrier() {}
+
 }  // namespace pepita::guest
 
 extern "C" [[noreturn]] void pepita_native_start() {

@@ -1,6 +1,7 @@
 // Guest layout, CPL3 system structures and W^X identity page tables.
 #include "detail/layout.hpp"
 
+#include <cstddef>
 #include <string>
 
 #include "pepita/vmm/guest_abi.hpp"
@@ -107,6 +108,10 @@ Result<Layout> Layout::compute(const VmConfig& config, const GuestImage& image) 
                     " bytes: must be a multiple of 4096 between 2 MiB and 4 GiB");
   if (config.stack_bytes < PAGE_SIZE || config.stack_bytes > mem / 2)
     return fail(ErrorCode::InvalidArgument, "VM stack size must be 4 KiB .. half of memory");
+  if (config.vcpus < 1 || config.vcpus > ga::kMaxVcpus)
+    return fail(ErrorCode::InvalidArgument, "VM vcpus = " + std::to_string(config.vcpus) +
+                                                ": must be 1 .. " + std::to_string(ga::kMaxVcpus) +
+                                                " (and at most the host's KVM limit)");
   if (config.input_capacity > mem)
     return fail(ErrorCode::InvalidArgument, "VM input capacity exceeds its memory");
   const uint32_t devices = (config.virtio_console ? 1 : 0) + (config.virtio_blk ? 1 : 0) +
@@ -121,16 +126,19 @@ Result<Layout> Layout::compute(const VmConfig& config, const GuestImage& image) 
   l.input_capacity = abi::align_up(
       config.input_capacity != 0 ? config.input_capacity : abi::align_down(mem / 4, PAGE_SIZE),
       PAGE_SIZE);
-  // Top down: page tables | stack | guard | input | guard | heap | guard | image.
+  l.vcpus = config.vcpus;
+  l.stack_stride = l.stack_size + PAGE_SIZE;
+  // Top down: page tables | stack 0 | guard | stack 1 | guard | ... | input | guard | heap | guard
+  // | image.
   const uint64_t need = l.image_end + PAGE_SIZE + PAGE_SIZE + l.input_capacity + PAGE_SIZE +
-                        l.stack_size + l.page_table_bytes;
+                        l.stack_size + (l.vcpus - 1) * l.stack_stride + l.page_table_bytes;
   if (l.image_end > mem || need > mem)
     return fail(ErrorCode::ResourceExhausted,
                 "VM memory " + mib(mem) + " is too small for this image, a " +
-                    mib(l.input_capacity) + " input window and a " + mib(l.stack_size) +
-                    " stack: give at least " + mib(need + PAGE_SIZE));
+                    mib(l.input_capacity) + " input window and " + std::to_string(l.vcpus) + " x " +
+                    mib(l.stack_size) + " stack: give at least " + mib(need + PAGE_SIZE));
   l.stack_base = l.page_table_base - l.stack_size;
-  l.input_base = l.stack_base - PAGE_SIZE - l.input_capacity;
+  l.input_base = l.stack_base - (l.vcpus - 1) * l.stack_stride - PAGE_SIZE - l.input_capacity;
   l.heap_base = l.image_end + PAGE_SIZE;
   l.heap_size = l.input_base - PAGE_SIZE - l.heap_base;
   for (const auto& seg : image.segments())
@@ -191,6 +199,8 @@ Result<void> build_guest(const memory::GuestMemory& mem, const Layout& layout,
   info.hostcall_gpa = ga::kHostcallGpa;
   info.hostcall_capacity = ga::kHostcallCapacity;
   info.virtio_mmio_devices = layout.mmio_devices;
+  info.vcpu_count = layout.vcpus;
+  info.vcpu_stack_stride = layout.stack_stride;
   PEPITA_TRY_VOID(mem.write(PhysAddr(ga::kBootInfoGpa), info));
 
   for (const auto& seg : image.segments()) PEPITA_TRY_VOID(mem.write_bytes(seg.gpa, seg.data));
@@ -202,8 +212,13 @@ Result<void> build_guest(const memory::GuestMemory& mem, const Layout& layout,
   PEPITA_TRY_VOID(
       map_range(mem, layout, ga::kFaultStackGpa, 2 * PAGE_SIZE, kNoExecute | kWritable | kDirty));
   PEPITA_TRY_VOID(map_range(mem, layout, ga::kBootInfoGpa, PAGE_SIZE, kNoExecute | kUser));
-  PEPITA_TRY_VOID(
-      map_range(mem, layout, ga::kHostcallGpa, PAGE_SIZE, kNoExecute | kUser | kWritable | kDirty));
+  for (uint32_t v = 0; v < layout.vcpus; ++v) {
+    const uint64_t ring = ga::kHostcallGpa + v * ga::kHostcallStride;
+    PEPITA_TRY_VOID(
+        mem.write<uint32_t>(PhysAddr(ring + offsetof(ga::HostcallRingHeader, vcpu)), v));
+    PEPITA_TRY_VOID(
+        map_range(mem, layout, ring, PAGE_SIZE, kNoExecute | kUser | kWritable | kDirty));
+  }
   for (const auto& seg : image.segments()) {
     uint64_t flags = kUser;
     if (seg.writable) flags |= kWritable | kDirty;
@@ -214,7 +229,9 @@ Result<void> build_guest(const memory::GuestMemory& mem, const Layout& layout,
   PEPITA_TRY_VOID(map_range(mem, layout, layout.heap_base, layout.heap_size, rw));
   PEPITA_TRY_VOID(
       map_range(mem, layout, layout.input_base, layout.input_capacity, kNoExecute | kUser));
-  PEPITA_TRY_VOID(map_range(mem, layout, layout.stack_base, layout.stack_size, rw));
+  for (uint32_t v = 0; v < layout.vcpus; ++v)
+    PEPITA_TRY_VOID(map_range(mem, layout, layout.vcpu_stack_top(v) - layout.stack_size,
+                              layout.stack_size, rw));
   if (layout.mmio_devices > 0) PEPITA_TRY_VOID(map_mmio(mem, layout));
   return {};
 }
@@ -223,8 +240,9 @@ bool guest_may_access(const Layout& layout, uint64_t gpa, uint64_t len, bool wri
   auto inside = [&](uint64_t base, uint64_t size) {
     return gpa >= base && gpa - base <= size && len <= size - (gpa - base);
   };
-  if (inside(layout.heap_base, layout.heap_size) || inside(layout.stack_base, layout.stack_size))
-    return true;
+  if (inside(layout.heap_base, layout.heap_size)) return true;
+  for (uint32_t v = 0; v < layout.vcpus; ++v)
+    if (inside(layout.vcpu_stack_top(v) - layout.stack_size, layout.stack_size)) return true;
   if (!write && inside(layout.input_base, layout.input_capacity)) return true;
   for (const auto& r : layout.image_regions)
     if ((r.writable || !write) && inside(r.gpa, r.size)) return true;

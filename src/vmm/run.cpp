@@ -1,10 +1,13 @@
-// The vCPU run loop: host-call batches on the one port, guest faults decoded from the `hlt` stubs,
+// One vCPU's run loop (vcpu.cpp runs one per vCPU thread): host-call batches on the one port
+// (each vCPU its own ring), guest faults decoded from the `hlt` stubs,
 // shutdowns, emulation failures and the watchdog. Everything read from guest memory is copied once
 // and validated before use.
 #include <atomic>
 #include <cstdio>
+#include <mutex>
 #include <string>
 
+#include "detail/run_shared.hpp"
 #include "detail/sys.hpp"
 #include "detail/vm_state.hpp"
 #include "detail/watchdog.hpp"
@@ -57,6 +60,7 @@ enum class BatchEnd { Continue, Exited, Ready, Violation };
 
 struct Batch {
   BatchEnd end = BatchEnd::Continue;
+  int exit_code = -1;
   std::string violation;
 };
 
@@ -83,9 +87,10 @@ int64_t do_read_input(Vm::State& s, const ga::Hostcall& c) {
   return static_cast<int64_t>(n);
 }
 
-Result<Batch> serve_batch(Vm::State& s, bool stop_at_ready, RunResult& r) {
+// Serves the ring of the vCPU whose ring page is `ring` (each vCPU has its own).
+Result<Batch> serve_batch(Vm::State& s, uint64_t ring, bool stop_at_ready, RunResult& r) {
   Batch batch;
-  const uint32_t count = PEPITA_TRY(s.mem.read<uint32_t>(PhysAddr(ga::kHostcallGpa)));
+  const uint32_t count = PEPITA_TRY(s.mem.read<uint32_t>(PhysAddr(ring)));
   if (count > ga::kHostcallCapacity) {
     batch.end = BatchEnd::Violation;
     batch.violation = "host-call batch of " + std::to_string(count) +
@@ -93,8 +98,7 @@ Result<Batch> serve_batch(Vm::State& s, bool stop_at_ready, RunResult& r) {
     return batch;
   }
   for (uint32_t i = 0; i < count && batch.end == BatchEnd::Continue; ++i) {
-    const uint64_t at =
-        ga::kHostcallGpa + sizeof(ga::HostcallRingHeader) + i * sizeof(ga::Hostcall);
+    const uint64_t at = ring + sizeof(ga::HostcallRingHeader) + i * sizeof(ga::Hostcall);
     const auto call = PEPITA_TRY(s.mem.read<ga::Hostcall>(PhysAddr(at)));  // one copy: no TOCTOU
     int64_t res = 0;
     switch (call.op) {
@@ -102,7 +106,7 @@ Result<Batch> serve_batch(Vm::State& s, bool stop_at_ready, RunResult& r) {
       case ga::kWrite: res = do_write(s, call, r); break;
       case ga::kReadInput: res = do_read_input(s, call); break;
       case ga::kExit:
-        r.exit_code = static_cast<int>(call.args[0]);
+        batch.exit_code = static_cast<int>(call.args[0]);
         batch.end = BatchEnd::Exited;
         break;
       case ga::kReady:
@@ -112,14 +116,14 @@ Result<Batch> serve_batch(Vm::State& s, bool stop_at_ready, RunResult& r) {
     }
     PEPITA_TRY_VOID(s.mem.write<int64_t>(PhysAddr(at + offsetof(ga::Hostcall, result)), res));
   }
-  PEPITA_TRY_VOID(s.mem.write<uint32_t>(PhysAddr(ga::kHostcallGpa), 0));
+  PEPITA_TRY_VOID(s.mem.write<uint32_t>(PhysAddr(ring), 0));
   return batch;
 }
 
 }  // namespace
 
-Result<void> describe_fault(Vm::State& s, std::string reason, bool after_hlt, RunResult& result) {
-  const int vcpu = s.vcpu_fd.get();
+Result<void> describe_fault(Vm::State& s, int vcpu, uint32_t index, std::string reason,
+                            bool after_hlt, RunResult& result) {
   kvm_regs regs{};
   kvm_sregs sregs{};
   if (int res = sys::ioctl_ptr(vcpu, KVM_GET_REGS, &regs); res < 0)
@@ -127,6 +131,7 @@ Result<void> describe_fault(Vm::State& s, std::string reason, bool after_hlt, Ru
   if (int res = sys::ioctl_ptr(vcpu, KVM_GET_SREGS, &sregs); res < 0)
     return fail_errno(-res, "KVM_GET_SREGS after guest fault");
   GuestFault f;
+  f.vcpu = index;
   f.rip = regs.rip;
   f.rsp = regs.rsp;
   f.rflags = regs.rflags;
@@ -156,94 +161,86 @@ Result<void> describe_fault(Vm::State& s, std::string reason, bool after_hlt, Ru
   return {};
 }
 
-Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& r, std::stop_token cancel) {
-  const auto start = std::chrono::steady_clock::now();
-  auto finish = [&](Stop stop) {
-    r.elapsed = std::chrono::steady_clock::now() - start;
-    if (stop == Stop::Exited) r.kind = ExitKind::Exited;
-    if (stop == Stop::TimedOut) r.kind = ExitKind::TimedOut;
-    if (stop == Stop::Cancelled) r.kind = ExitKind::Cancelled;
+std::optional<Stop> vcpu_loop(RunShared& sh, const VcpuRef& v, Watchdog& watchdog) {
+  Vm::State& s = sh.s;
+  RunResult& r = sh.r;
+  kvm_run* run = v.run;
+  const uint64_t ring = ga::kHostcallGpa + v.index * ga::kHostcallStride;
+  // Ends the run with `stop` unless another vCPU already did; `fault` then describes this vCPU.
+  auto end_with = [&](Stop stop, std::optional<std::string> fault = {},
+                      bool after_hlt = false) -> std::optional<Stop> {
+    if (!claim_end(sh, stop)) return Stop::Peer;
+    if (fault) {
+      if (auto d = describe_fault(s, v.fd, v.index, std::move(*fault), after_hlt, r); !d)
+        record_host_error(sh, std::move(d.error()));
+    }
     return stop;
   };
-  kvm_run* run = s.run();
-  auto watchdog = PEPITA_TRY(Watchdog::arm(run, s.config.timeout));
-  // Registered after the watchdog is armed, so a kick always finds this vCPU's kvm_run.
-  std::atomic<bool> cancelled{false};
-  std::stop_callback on_cancel(cancel, [&cancelled, self = ::pthread_self()] {
-    cancelled.store(true);
-    kick(self);
-  });
-  const int vcpu = s.vcpu_fd.get();
+  auto host_failed = [&](Error e) -> std::optional<Stop> {
+    record_host_error(sh, std::move(e));
+    return Stop::Fault;
+  };
   for (;;) {
-    int res = sys::ioctl(vcpu, KVM_RUN, 0);
+    if (auto stop = checkpoint(sh, watchdog)) return stop;
+    int res = sys::ioctl(v.fd, KVM_RUN, 0);
     // SAFETY: kvm_run is shared with KVM, which is not running this vCPU now (KVM_RUN returned).
     if (res == -EINTR || (res == 0 && run->exit_reason == KVM_EXIT_INTR)) {
       __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELAXED);
-      if (cancelled.load()) return finish(Stop::Cancelled);
-      if (watchdog.expired()) return finish(Stop::TimedOut);
-      continue;
+      continue;  // the checkpoint decides: pause, stop, cancel, timeout or a spurious kick
     }
     if (res == -EAGAIN) continue;
-    if (res < 0) return fail_errno(-res, "KVM_RUN");
-    ++r.exits;
+    if (res < 0) return host_failed(Error::from_errno(-res, "KVM_RUN"));
+    sh.exits.fetch_add(1, std::memory_order_relaxed);
     switch (run->exit_reason) {
       case KVM_EXIT_IO: {
         const auto& io = run->io;
         if (io.port == ga::kHostcallPort && io.direction == KVM_EXIT_IO_OUT) {
-          auto batch = PEPITA_TRY(serve_batch(s, stop_at_ready, r));
-          if (batch.end == BatchEnd::Exited) return finish(Stop::Exited);
-          if (batch.end == BatchEnd::Ready) return finish(Stop::Ready);
-          if (batch.end == BatchEnd::Violation) {
-            PEPITA_TRY_VOID(
-                describe_fault(s, "host-call ABI violation: " + batch.violation, false, r));
-            return finish(Stop::Fault);
+          // One vCPU at a time writes the run's output and reaches the devices.
+          std::unique_lock io_lock(sh.io_mu);
+          auto batch = serve_batch(s, ring, sh.stop_at_ready, r);
+          io_lock.unlock();
+          if (!batch) return host_failed(std::move(batch.error()));
+          if (batch->end == BatchEnd::Exited) {
+            if (!claim_end(sh, Stop::Exited)) return Stop::Peer;
+            r.exit_code = batch->exit_code;
+            return Stop::Exited;
           }
+          if (batch->end == BatchEnd::Ready) return end_with(Stop::Ready);
+          if (batch->end == BatchEnd::Violation)
+            return end_with(Stop::Fault, "host-call ABI violation: " + batch->violation);
           break;
         }
-        PEPITA_TRY_VOID(describe_fault(
-            s,
-            std::string("port ") + (io.direction == KVM_EXIT_IO_OUT ? "write to " : "read from ") +
-                hex(io.port) + " (only " + hex(ga::kHostcallPort) + " is served)",
-            false, r));
-        return finish(Stop::Fault);
+        return end_with(Stop::Fault,
+                        std::string("port ") +
+                            (io.direction == KVM_EXIT_IO_OUT ? "write to " : "read from ") +
+                            hex(io.port) + " (only " + hex(ga::kHostcallPort) + " is served)");
       }
-      case KVM_EXIT_HLT:
-        PEPITA_TRY_VOID(describe_fault(s, "vCPU halted", true, r));
-        return finish(Stop::Fault);
-      case KVM_EXIT_SHUTDOWN:
-        PEPITA_TRY_VOID(describe_fault(s, "triple fault (shutdown)", false, r));
-        return finish(Stop::Fault);
+      case KVM_EXIT_HLT: return end_with(Stop::Fault, "vCPU halted", true);
+      case KVM_EXIT_SHUTDOWN: return end_with(Stop::Fault, "triple fault (shutdown)");
       case KVM_EXIT_INTERNAL_ERROR:
-        PEPITA_TRY_VOID(describe_fault(s,
-                                       "KVM internal error, suberror " +
-                                           std::to_string(run->internal.suberror) +
-                                           (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-                                                ? " (instruction emulation failed)"
-                                                : ""),
-                                       false, r));
-        return finish(Stop::Fault);
-      case KVM_EXIT_MMIO:
+        return end_with(Stop::Fault, "KVM internal error, suberror " +
+                                         std::to_string(run->internal.suberror) +
+                                         (run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
+                                              ? " (instruction emulation failed)"
+                                              : ""));
+      case KVM_EXIT_MMIO: {
+        std::unique_lock io_lock(sh.io_mu);
         if (s.virtio && s.virtio->serve(run->mmio)) {
           // Console output joins the run's output in order with host-call writes.
           if (run->mmio.is_write) s.virtio->drain_console(r.output, s.config.output_limit);
           break;
         }
-        PEPITA_TRY_VOID(describe_fault(
-            s, "access to unbacked guest-physical address " + hex(run->mmio.phys_addr), false, r));
-        return finish(Stop::Fault);
+        io_lock.unlock();
+        return end_with(Stop::Fault,
+                        "access to unbacked guest-physical address " + hex(run->mmio.phys_addr));
+      }
       case KVM_EXIT_FAIL_ENTRY:
-        PEPITA_TRY_VOID(describe_fault(s,
-                                       "VM entry failed, hardware reason " +
-                                           hex(run->fail_entry.hardware_entry_failure_reason),
-                                       false, r));
-        return finish(Stop::Fault);
+        return end_with(Stop::Fault, "VM entry failed, hardware reason " +
+                                         hex(run->fail_entry.hardware_entry_failure_reason));
       default:
-        PEPITA_TRY_VOID(describe_fault(
-            s, "unexpected KVM exit reason " + std::to_string(run->exit_reason), false, r));
-        return finish(Stop::Fault);
+        return end_with(Stop::Fault,
+                        "unexpected KVM exit reason " + std::to_string(run->exit_reason));
     }
-    if (cancelled.load()) return finish(Stop::Cancelled);
-    if (watchdog.expired()) return finish(Stop::TimedOut);
   }
 }
 

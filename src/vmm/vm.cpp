@@ -31,8 +31,21 @@ kvm_segment user_segment(uint16_t selector, bool code) {
   return seg;
 }
 
-// Creates the VM fd, one memory slot per guest RAM region and one vCPU with its kvm_run page and
-// CPUID.
+// Creates vCPU `id` with its kvm_run page and CPUID.
+Result<void> create_vcpu(Vm::State& s, uint32_t id, UniqueFd& fd, Mapping& run_page) {
+  int vcpu = sys::ioctl(s.vm_fd.get(), KVM_CREATE_VCPU, id);
+  if (vcpu < 0) return fail_errno(-vcpu, "KVM_CREATE_VCPU");
+  fd.reset(vcpu);
+  run_page = PEPITA_TRY(Mapping::map(static_cast<size_t>(s.kvm->vcpu_mmap_size()),
+                                     PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0, "kvm_run"));
+  // KVM_SET_CPUID2 only reads the header and nent entries the KvmSystem table holds.
+  if (int res = sys::ioctl_ptr(vcpu, sys::kSetCpuid2, const_cast<uint64_t*>(s.kvm->cpuid_table()));
+      res < 0)
+    return fail_errno(-res, "KVM_SET_CPUID2");
+  return {};
+}
+
+// Creates the VM fd, one memory slot per guest RAM region and vCPU 0.
 Result<void> create_vm_and_vcpu(Vm::State& s) {
   int vm = sys::ioctl(s.kvm->fd(), KVM_CREATE_VM, 0);
   if (vm < 0) return fail_errno(-vm, "KVM_CREATE_VM");
@@ -49,38 +62,30 @@ Result<void> create_vm_and_vcpu(Vm::State& s) {
     if (int res = sys::ioctl_ptr(vm, KVM_SET_USER_MEMORY_REGION, &region); res < 0)
       return fail_errno(-res, "KVM_SET_USER_MEMORY_REGION");
   }
-  int vcpu = sys::ioctl(vm, KVM_CREATE_VCPU, 0);
-  if (vcpu < 0) return fail_errno(-vcpu, "KVM_CREATE_VCPU");
-  s.vcpu_fd.reset(vcpu);
-  s.run_page = PEPITA_TRY(Mapping::map(static_cast<size_t>(s.kvm->vcpu_mmap_size()),
-                                       PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0, "kvm_run"));
-  // KVM_SET_CPUID2 only reads the header and nent entries the KvmSystem table holds.
-  if (int res = sys::ioctl_ptr(vcpu, sys::kSetCpuid2, const_cast<uint64_t*>(s.kvm->cpuid_table()));
-      res < 0)
-    return fail_errno(-res, "KVM_SET_CPUID2");
-  return {};
+  return create_vcpu(s, 0, s.vcpu_fd, s.run_page);
 }
 
-Result<void> set_xcr0(Vm::State& s) {
+Result<void> set_xcr0(Vm::State& s, int vcpu) {
   if (!s.kvm->has_xsave()) return {};
   kvm_xcrs xcrs{};
   xcrs.nr_xcrs = 1;
   xcrs.xcrs[0].xcr = 0;
   xcrs.xcrs[0].value = s.kvm->guest_xcr0();
-  if (int res = sys::ioctl_ptr(s.vcpu_fd.get(), KVM_SET_XCRS, &xcrs); res < 0)
+  if (int res = sys::ioctl_ptr(vcpu, KVM_SET_XCRS, &xcrs); res < 0)
     return fail_errno(-res, "KVM_SET_XCRS");
   return {};
 }
 
-// Puts the vCPU at `entry` in 64-bit mode, CPL3, IOPL0, interrupts off, with the GDT/IDT/TSS and
-// page tables that build_guest wrote.
-Result<void> enter_cpl3(Vm::State& s, uint64_t entry) {
-  const int vcpu = s.vcpu_fd.get();
+// Puts vCPU `index` (fd `vcpu`) at `entry` in 64-bit mode, CPL3, IOPL0, interrupts off, with the
+// GDT/IDT/TSS and page tables that build_guest wrote, its own stack, RSI = its index and the GS
+// base at its host-call ring (guest_abi.hpp).
+Result<void> enter_cpl3(Vm::State& s, int vcpu, uint32_t index, uint64_t entry) {
   kvm_sregs sregs{};
   if (int res = sys::ioctl_ptr(vcpu, KVM_GET_SREGS, &sregs); res < 0)
     return fail_errno(-res, "KVM_GET_SREGS");
   sregs.cs = user_segment(detail::kUserCs, true);
   sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = user_segment(detail::kUserDs, false);
+  sregs.gs.base = ga::kHostcallGpa + index * ga::kHostcallStride;
   kvm_segment tr{};
   tr.base = detail::kTssGpa;
   tr.limit = 0x68 + guest_abi::kHostcallPort / 8 + 2 - 1;  // TSS + I/O bitmap (layout.cpp)
@@ -102,12 +107,13 @@ Result<void> enter_cpl3(Vm::State& s, uint64_t entry) {
   sregs.efer = (1ull << 8) | (1ull << 10) | (1ull << 11);  // LME | LMA | NXE; no SCE: syscall #UDs
   if (int res = sys::ioctl_ptr(vcpu, KVM_SET_SREGS, &sregs); res < 0)
     return fail_errno(-res, "KVM_SET_SREGS (64-bit CPL3 entry)");
-  PEPITA_TRY_VOID(set_xcr0(s));
+  PEPITA_TRY_VOID(set_xcr0(s, vcpu));
 
   kvm_regs regs{};
   regs.rip = entry;
-  regs.rsp = s.layout.stack_base + s.layout.stack_size;
+  regs.rsp = s.layout.vcpu_stack_top(index);
   regs.rdi = ga::kBootInfoGpa;
+  regs.rsi = index;
   // IOPL 0: port I/O at CPL3 is decided by the TSS bitmap, which allows only kHostcallPort.
   regs.rflags = 0x2;  // reserved bit 1; IF clear: no interrupts ever reach the guest
   if (int res = sys::ioctl_ptr(vcpu, KVM_SET_REGS, &regs); res < 0)
@@ -136,6 +142,7 @@ const char* kind_name(ExitKind kind) {
     case ExitKind::Fault: return "fault";
     case ExitKind::TimedOut: return "timed out";
     case ExitKind::Cancelled: return "cancelled";
+    case ExitKind::Stopped: return "stopped";
   }
   return "?";
 }
@@ -169,10 +176,24 @@ Result<void> kvm_available() {
   return {};
 }
 
+Result<uint32_t> max_vcpus() {
+  const KvmSystem* kvm = PEPITA_TRY(KvmSystem::get());
+  return detail::vcpu_limit(*kvm);
+}
+
 Result<Vm> Vm::create(const GuestImage& image, const VmConfig& config) {
   auto s = std::make_unique<State>();
   s->kvm = PEPITA_TRY(KvmSystem::get());
   s->config = config;
+  if (const uint32_t limit = detail::vcpu_limit(*s->kvm); config.vcpus > limit)
+    return fail(ErrorCode::InvalidArgument,
+                "vcpus = " + std::to_string(config.vcpus) + " exceeds this host's limit of " +
+                    std::to_string(limit) +
+                    " vCPUs per VM (KVM_CAP_MAX_VCPUS, guest ABI kMaxVcpus); ask for at most " +
+                    std::to_string(limit));
+  if (config.vcpus > 1 && config.snapshottable)
+    return fail(ErrorCode::InvalidArgument,
+                "a snapshot holds one vCPU's registers: use vcpus = 1 with snapshottable");
   s->layout = PEPITA_TRY(detail::Layout::compute(config, image));
   s->mem = config.snapshottable
                ? PEPITA_TRY(memory::GuestMemory::shared(abi::PhysAddr(0), config.memory_bytes,
@@ -182,7 +203,13 @@ Result<Vm> Vm::create(const GuestImage& image, const VmConfig& config) {
   if (s->layout.mmio_devices > 0)
     s->virtio = PEPITA_TRY(detail::VirtioBus::create(s->mem, s->layout, config));
   PEPITA_TRY_VOID(create_vm_and_vcpu(*s));
-  PEPITA_TRY_VOID(enter_cpl3(*s, image.entry()));
+  PEPITA_TRY_VOID(enter_cpl3(*s, s->vcpu_fd.get(), 0, image.entry()));
+  s->secondary.resize(config.vcpus - 1);
+  for (uint32_t i = 1; i < config.vcpus; ++i) {
+    detail::Vcpu& v = s->secondary[i - 1];
+    PEPITA_TRY_VOID(create_vcpu(*s, i, v.fd, v.run_page));
+    PEPITA_TRY_VOID(enter_cpl3(*s, v.fd.get(), i, image.entry()));
+  }
   return Vm(std::move(s));
 }
 
@@ -202,8 +229,7 @@ Result<RunResult> Vm::run(std::span<const std::byte> input, std::stop_token stop
   s.input = input;
   if (s.virtio) s.virtio->feed_input(input);
   RunResult result;
-  s.phase.store(VmState::Running, std::memory_order_release);
-  auto end = detail::run_loop(s, false, result, std::move(stop));
+  auto end = detail::run_loop(s, false, result, std::move(stop));  // state() Running in it
   s.input = {};
   if (s.virtio) {
     s.virtio->drain_console(result.output, s.config.output_limit);
@@ -214,7 +240,8 @@ Result<RunResult> Vm::run(std::span<const std::byte> input, std::stop_token stop
   // Stopped: the guest exited or the caller stopped it (the crate's MicroVm::stop); Error: a
   // fault, the watchdog, or a host failure.
   const bool stopped =
-      end && (result.kind == ExitKind::Exited || result.kind == ExitKind::Cancelled);
+      end && (result.kind == ExitKind::Exited || result.kind == ExitKind::Cancelled ||
+              result.kind == ExitKind::Stopped);
   s.phase.store(stopped ? VmState::Stopped : VmState::Error, std::memory_order_release);
   PEPITA_TRY(std::move(end));
   return result;
@@ -339,10 +366,11 @@ std::string RunResult::describe() const {
   using std::chrono::microseconds;
   std::string out = kind_name(kind);
   if (kind == ExitKind::Exited) return out + " " + std::to_string(exit_code);
-  if (kind == ExitKind::TimedOut || kind == ExitKind::Cancelled)
+  if (kind == ExitKind::TimedOut || kind == ExitKind::Cancelled || kind == ExitKind::Stopped)
     return out + " after " + std::to_string(duration_cast<microseconds>(elapsed).count()) + " us";
   if (!fault) return out;
   const GuestFault& f = *fault;
+  if (vcpus > 1) out += " on vCPU " + std::to_string(f.vcpu);
   out += ": " + f.reason;
   if (f.vector >= 0)
     out += " (vector " + std::to_string(f.vector) + ", error code " + hex(f.error_code) + ")";

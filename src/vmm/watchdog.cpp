@@ -63,6 +63,21 @@ Result<Watchdog> Watchdog::arm(kvm_run* run, std::chrono::nanoseconds timeout) {
   return w;
 }
 
+void Watchdog::postpone(std::chrono::nanoseconds by) noexcept {
+  if (!armed_ || by.count() <= 0) return;
+  deadline_ += by;
+  const auto left =
+      std::max<std::chrono::nanoseconds::rep>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                  deadline_ - std::chrono::steady_clock::now())
+                                                  .count(),
+                                              1);
+  itimerspec spec{};
+  spec.it_value.tv_sec = left / 1'000'000'000;
+  spec.it_value.tv_nsec = left % 1'000'000'000;
+  spec.it_interval.tv_nsec = 1'000'000;
+  ::timer_settime(timer_, 0, &spec, nullptr);  // cannot fail for a live timer and a valid spec
+}
+
 void kick(pthread_t thread) noexcept { ::pthread_kill(thread, watchdog_signal()); }
 
 Watchdog::Watchdog(Watchdog&& other) noexcept

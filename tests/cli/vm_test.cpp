@@ -87,6 +87,24 @@ TEST(CliVm, VirtioConsoleAndBlockDevicesFromTheCommandLine) {
   }
 }
 
+TEST(CliVm, VcpusSplitsTheDotProductAndOutOfRangeIsAUsageError) {
+  PEPITA_REQUIRE_CAPABILITY(kvm);
+  // a = 1..8, b = 2 each: dot = 2 * 36 = 72, split over two vCPUs by guest/vm_examples/pdot.cpp.
+  std::string bytes;
+  for (int32_t v : {1, 2, 3, 4, 5, 6, 7, 8, 2, 2, 2, 2, 2, 2, 2, 2})
+    bytes.append(reinterpret_cast<const char*>(&v), sizeof v);
+  const std::string input = input_file(bytes);
+  CliRun run = run_pepita("vm run " + guest("pdot") + " --vcpus 2 --timeout 5s --input " + input);
+  std::filesystem::remove(input);
+  EXPECT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_EQ(run.output, "dot 72 vcpus 2\n");
+  for (const char* bad : {"0", "65"}) {
+    CliRun r = run_pepita("vm run " + guest("hello") + " --vcpus " + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("--vcpus"), std::string::npos) << r.output;
+  }
+}
+
 TEST(CliVm, BadMemoryValueIsAUsageError) {
   CliRun run = run_pepita("vm run " + guest("hello") + " --mem lots");
   EXPECT_EQ(run.exit_code, 2) << run.output;

@@ -44,6 +44,7 @@ struct VmRunOptions {
   std::string virtio_blk;  // a block-target spec: "mem:SIZE", "file:PATH", "zram:1G,zstd"
   std::string vsock;       // Unix socket path of the vsock device's host side
   uint64_t vsock_cid = 3;
+  uint32_t vcpus = 1;
 };
 
 // "1s", "250ms", "100us", "2m" -> duration; 0 on a malformed one.
@@ -98,10 +99,12 @@ nlohmann::json to_json(const vmm::RunResult& r) {
       {"kind", r.kind == vmm::ExitKind::Exited      ? "exited"
                : r.kind == vmm::ExitKind::TimedOut  ? "timed-out"
                : r.kind == vmm::ExitKind::Cancelled ? "cancelled"
+               : r.kind == vmm::ExitKind::Stopped   ? "stopped"
                                                     : "fault"},
       {"exit_code", r.exit_code},
       {"output", r.output},
       {"exits", r.exits},
+      {"vcpus", r.vcpus},
       {"elapsed_us", std::chrono::duration_cast<std::chrono::microseconds>(r.elapsed).count()},
       {"description", r.describe()},
   };
@@ -115,9 +118,10 @@ nlohmann::json to_json(const vmm::RunResult& r) {
   }
   if (r.fault) {
     const auto& f = *r.fault;
-    out["fault"] = {{"reason", f.reason}, {"vector", f.vector}, {"error_code", f.error_code},
-                    {"rip", f.rip},       {"rsp", f.rsp},       {"rflags", f.rflags},
-                    {"cr2", f.cr2},       {"rax", f.rax},       {"rdi", f.rdi}};
+    out["fault"] = {
+        {"reason", f.reason}, {"vcpu", f.vcpu}, {"vector", f.vector}, {"error_code", f.error_code},
+        {"rip", f.rip},       {"rsp", f.rsp},   {"rflags", f.rflags}, {"cr2", f.cr2},
+        {"rax", f.rax},       {"rdi", f.rdi}};
   }
   return out;
 }
@@ -126,7 +130,8 @@ int exit_code_of(const vmm::RunResult& r) {
   switch (r.kind) {
     case vmm::ExitKind::Exited: return r.exit_code & 0xff;
     case vmm::ExitKind::TimedOut:
-    case vmm::ExitKind::Cancelled: return kExitTimeout;
+    case vmm::ExitKind::Cancelled:
+    case vmm::ExitKind::Stopped: return kExitTimeout;
     case vmm::ExitKind::Fault: return kExitGuestFault;
   }
   return kExitFailure;
@@ -188,6 +193,7 @@ int run_vm(const VmRunOptions& o) {
     return usage("--timeout '" + timeout + "': expected e.g. 1s, 250ms or 2m (at most 1h)");
   if (kernel) return boot_kernel(o, config);
 
+  config.vcpus = o.vcpus;  // Vm::create says the host's limit when this exceeds it
   config.virtio_console = o.virtio_console;
   if (o.vsock_cid < 3 || o.vsock_cid >= 0xffffffffull)
     return usage("--vsock-cid: the guest's context id must be 3..4294967294 (0-2 are reserved)");
@@ -268,6 +274,11 @@ void add_vm(CLI::App& app, Dispatch& dispatch) {
   run->add_option("--cmdline", options->cmdline, "kernel command line (with --kernel)")
       ->capture_default_str();
   run->add_option("--initrd", options->initrd, "initramfs to load (with --kernel)");
+  run->add_option("--vcpus", options->vcpus,
+                  "vCPUs, one thread each (1..the host's KVM limit); the guest runtime's "
+                  "run_on_all_vcpus() spreads work over them")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 64u));
   run->add_option("--input", options->input, "file mapped read-only into the guest as its input");
   run->add_flag("--virtio-console", options->virtio_console,
                 "give the guest a virtio-console (virtio-mmio): input on its receiveq, its "

@@ -36,6 +36,18 @@ void* alloc(uint64_t bytes, uint64_t align = 16);
 /// One host-call round trip that does nothing (benchmarks the exit path); returns its result.
 int64_t nop_roundtrip(uint32_t batch);
 
+/// Several vCPUs (VmConfig::vcpus): guest_main runs on vCPU 0; the others wait (spinning) for
+/// work. Everything above may be called on any vCPU (each has its own stack, host-call ring and
+/// output buffer; alloc is shared and lock-free; exit on any vCPU ends the whole VM).
+/// The calling vCPU's index, 0 .. vcpu_count()-1 (always 0 in the Linux twin).
+uint32_t vcpu_id();
+uint32_t vcpu_count();
+/// Runs fn(vcpu, arg) on every vCPU at once, vCPU 0 included, and returns when all are done
+/// (each vCPU's output is flushed). Call it from vCPU 0; from another vCPU it runs fn there only.
+void run_on_all_vcpus(void (*fn)(uint32_t vcpu, void* arg), void* arg);
+/// Inside run_on_all_vcpus: waits until every vCPU has reached it (atomics in guest memory).
+void vcpu_barrier();
+
 }  // namespace pepita::guest
 
 /// The program. Returns its exit code.

@@ -3,10 +3,13 @@
 // the boot-info page and the batched host-call ring. Freestanding (guest code includes it).
 // Model: Solo5 hvt's hypercall-by-port-write with arguments in guest memory, batched.
 //
-// The vCPU starts in 64-bit mode at CPL3 with RDI = kBootInfoGpa; memory is identity-mapped
-// (guest-virtual == guest-physical). A guest queues Hostcall entries in the ring page, stores the
-// count, then executes `outb %al, $kHostcallPort`: one VM exit serves the whole batch, and the
-// host writes each entry's result before the guest resumes.
+// Every vCPU starts in 64-bit mode at CPL3 at the ELF entry with RDI = kBootInfoGpa, RSI = its
+// index (0 .. BootInfo.vcpu_count-1), RSP = the top of its own stack and the GS base at its own
+// host-call ring page (ring header `vcpu` = its index); memory is identity-mapped
+// (guest-virtual == guest-physical). vCPU 0 runs the program; the others are the runtime's workers.
+// A guest queues Hostcall entries in the ring page, stores the count, then executes `outb %al,
+// $kHostcallPort`: one VM exit serves the whole batch, and the host writes each entry's result
+// before the guest resumes.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -19,8 +22,12 @@ inline constexpr uint64_t kIdtGpa = 0x2000;         // 256 gates to the fault st
 inline constexpr uint64_t kFaultStubGpa = 0x3000;   // 256 bytes of `hlt`, one per vector
 inline constexpr uint64_t kFaultStackGpa = 0x4000;  // 2 pages; exception frames land here
 inline constexpr uint64_t kFaultStackTop = 0x6000;
-inline constexpr uint64_t kBootInfoGpa = 0x6000;    // BootInfo, read-only to the guest
-inline constexpr uint64_t kHostcallGpa = 0x7000;    // HostcallRing, read-write to the guest
+inline constexpr uint64_t kBootInfoGpa = 0x6000;  // BootInfo, read-only to the guest
+inline constexpr uint64_t kHostcallGpa = 0x7000;  // vCPU 0's HostcallRing, read-write to the guest
+/// vCPU i's ring page is kHostcallGpa + i * kHostcallStride; at most kMaxVcpus of them, all below
+/// kImageMinGpa.
+inline constexpr uint64_t kHostcallStride = 0x1000;
+inline constexpr uint32_t kMaxVcpus = 64;
 inline constexpr uint64_t kImageMinGpa = 0x100000;  // ELF PT_LOAD segments lie at or above 1 MiB
 
 /// virtio-mmio devices (virtio 1.2 section 4.2, version 2) sit above all RAM (memory is at most
@@ -58,8 +65,13 @@ struct BootInfo {
   uint64_t hostcall_gpa;
   uint32_t hostcall_capacity;
   uint32_t virtio_mmio_devices;  // virtio-mmio devices at kVirtioMmioGpa + i * kVirtioMmioStride
+  uint32_t vcpu_count;           // vCPUs running this guest (VmConfig::vcpus), 1 .. kMaxVcpus
+  uint32_t reserved0;
+  /// vCPU i's stack is [stack_base - i * vcpu_stack_stride, + stack_size): the stacks lie below
+  /// vCPU 0's, each with an unmapped guard page under it.
+  uint64_t vcpu_stack_stride;
 };
-static_assert(sizeof(BootInfo) == 96);
+static_assert(sizeof(BootInfo) == 112);
 
 enum HostcallOp : uint32_t {
   kNop = 0,        // result 0; measures the round trip
@@ -68,6 +80,7 @@ enum HostcallOp : uint32_t {
   kReadInput = 3,  // args: input offset, gpa, len -> bytes copied or -errno
   kReady = 4,      // setup done: the host may snapshot here; result 0 when resumed
 };
+// kExit from any vCPU ends the whole VM (every vCPU) with that code.
 
 /// One request. The host reads op/args and writes result; buffers named by gpa must lie in
 /// guest memory the guest itself may access (heap, stack, image, input), else result -EFAULT.
@@ -80,10 +93,13 @@ struct Hostcall {
 static_assert(sizeof(Hostcall) == 48);
 
 /// The ring page: `count` entries of `calls` are pending when the guest writes the port.
-/// The host trusts nothing here: count is clamped to kHostcallCapacity and copied once.
+/// The host trusts nothing here: count is clamped to kHostcallCapacity and copied once. Each vCPU
+/// has its own ring (kHostcallStride apart) and the host serves the ring of the vCPU that wrote the
+/// port; `vcpu` is written by the host at creation (the guest reads its index as %gs:4).
 struct HostcallRingHeader {
   uint32_t count;
-  uint32_t reserved[15];
+  uint32_t vcpu;
+  uint32_t reserved[14];
 };
 static_assert(sizeof(HostcallRingHeader) == 64);
 inline constexpr uint32_t kHostcallCapacity =

@@ -1,8 +1,9 @@
 #pragma once
-// Kernel-less micro-VMs on KVM: a vCPU that starts directly in 64-bit CPL3 and runs a freestanding
+// Kernel-less micro-VMs on KVM: vCPUs that start directly in 64-bit CPL3 and run a freestanding
 // guest (the Hyperlight / Solo5-hvt model), with batched host calls (guest_abi.hpp), a watchdog,
-// per-VM memory limits, fault reports with registers, copy-on-write snapshots, and virtio-mmio
-// devices (console, blk) that the guest drives by polling (guest/README.md).
+// per-VM memory limits, fault reports with registers, copy-on-write snapshots, virtio-mmio
+// devices (console, blk) that the guest drives by polling, several vCPUs (one thread each) and
+// pause/resume/stop from another thread (guest/README.md).
 //
 //   auto image = PEPITA_TRY(vmm::GuestImage::load_file("hello.elf"));
 //   auto vm = PEPITA_TRY(vmm::Vm::create(image, {.memory_bytes = 16 << 20}));
@@ -12,6 +13,8 @@
 //   // With devices: {.virtio_console = true, .virtio_blk = disk, .vsock_path = "/run/v.sock"};
 //   // r.virtio reports them. Devices the guest set up before kReady survive a snapshot:
 //   //   auto vm2 = PEPITA_TRY(vmm::Vm::restore(snap, {.virtio_console = true, .virtio_blk = disk2}));
+//   // With {.vcpus = 2}, another thread may vm.pause(), vm.resume() and
+//   // vm.stop() while run() runs.
 
 #include <chrono>
 #include <cstddef>
@@ -42,7 +45,12 @@ struct VmConfig {
   uint64_t memory_bytes = 16ull << 20;
   /// Read-only input window; 0 picks a quarter of memory. Inputs larger than this are refused.
   uint64_t input_capacity = 0;
+  /// Each vCPU's stack (vCPU 0's is the highest; each has a guard page under it).
   uint64_t stack_bytes = 256ull << 10;
+  /// vCPUs, one host thread each (the crate's VmConfig::vcpus): 1 .. the host's KVM limit
+  /// (KVM_CAP_MAX_VCPUS) and guest_abi::kMaxVcpus. vCPU 0 runs guest_main; the guest runtime's
+  /// run_on_all_vcpus() puts work on the others (guest/README.md). Not with snapshottable.
+  uint32_t vcpus = 1;
   /// Wall-clock limit for one run(); a watchdog timer stops the vCPU when it passes.
   std::chrono::nanoseconds timeout = std::chrono::seconds(1);
   /// Bytes of stdout+stderr kept; writes past it fail in the guest with -ENOSPC.
@@ -81,12 +89,14 @@ enum class ExitKind : uint8_t {
   Fault,      // CPU exception, triple fault, emulation failure or ABI violation; see fault
   TimedOut,   // the watchdog stopped it
   Cancelled,  // the caller's stop token was signalled
+  Stopped,    // Vm::stop() ended it from another thread
 };
 
 /// Where and how a guest died. vector is the x86 exception (14 = #PF, 13 = #GP, 6 = #UD) or -1
 /// when the VM stopped without one (shutdown, bad port, emulation failure).
 struct GuestFault {
   std::string reason;
+  uint32_t vcpu = 0;  // the vCPU that faulted (registers below are its own)
   int vector = -1;
   uint64_t error_code = 0;
   uint64_t rip = 0, rsp = 0, rflags = 0, cr2 = 0;
@@ -109,7 +119,8 @@ struct RunResult {
   int exit_code = -1;
   std::string output;  // stdout and stderr interleaved, as written
   std::optional<GuestFault> fault;
-  uint64_t exits = 0;  // VM exits taken (host-call batches + faults)
+  uint64_t exits = 0;  // VM exits taken by all vCPUs (host-call batches + faults)
+  uint32_t vcpus = 1;  // vCPUs the run had; describe() names the faulting one when more than 1
   std::chrono::nanoseconds elapsed{0};
   std::vector<VirtioReport> virtio;  // one per configured virtio-mmio device, in slot order
   /// One line for logs: "exited 0", "timed out after 1s", "fault #PF at rip=... cr2=...".
@@ -117,10 +128,10 @@ struct RunResult {
 };
 
 /// Where a Vm is in its life (the reference crate's VmState). A Vm runs once on the calling
-/// thread: Created until run(), Running during it (seen from other threads), then Stopped when the
-/// guest exited or run()'s stop token ended it, Error when it faulted, timed out or the host
-/// failed. Paused is the state of a Snapshot (Vm::capture); Vm::restore or reset_to gives a
-/// Created Vm again.
+/// thread: Created until run(), Running during it (seen from other threads), Paused between
+/// pause() and resume(), then Stopped when the guest exited, stop() or run()'s stop token ended it,
+/// Error when it faulted, timed out or the host failed. Paused is also the state of a Snapshot
+/// (Vm::capture); Vm::restore or reset_to gives a Created Vm again.
 enum class VmState : uint8_t { Created, Running, Paused, Stopped, Error };
 constexpr bool can_start(VmState state) noexcept {
   return state == VmState::Created || state == VmState::Paused;
@@ -131,7 +142,8 @@ constexpr bool is_active(VmState state) noexcept {
 
 class Snapshot;
 
-/// One micro-VM with one vCPU, run on the calling thread. Move-only; destruction closes the vCPU,
+/// One micro-VM with VmConfig::vcpus vCPUs: vCPU 0 runs on the thread that calls run(), each other
+/// vCPU on a thread of its own for the length of run(). Move-only; destruction closes the vCPUs,
 /// then the VM, then unmaps guest RAM.
 class Vm {
  public:
@@ -167,6 +179,17 @@ class Vm {
   /// host failed (ioctl, oversized input). A VM runs once: a second run() is InvalidArgument.
   /// Requesting stop on `stop` ends the run as ExitKind::Cancelled within about a millisecond.
   Result<RunResult> run(std::span<const std::byte> input, std::stop_token stop = {});
+
+  /// Pause, resume and stop a run() in progress from another thread (the crate's MicroVm). pause()
+  /// kicks every vCPU out of KVM_RUN, parks it and returns once all are parked: state() is then
+  /// Paused and no guest instruction runs until resume(), which continues each vCPU where it was
+  /// (paused time does not count against the timeout). stop() ends the run (also a paused one):
+  /// run() returns ExitKind::Stopped and state() is Stopped. A call in the wrong state (pause()
+  /// when not Running, resume() when not Paused, stop() when neither) is InvalidArgument naming
+  /// the state; the VM is not touched then.
+  Result<void> pause();
+  Result<void> resume();
+  Result<void> stop();
 
   /// Runs a snapshottable VM (created with snapshottable = true) until the guest's kReady call
   /// and turns it into a Snapshot. A guest that exits or faults before kReady is an error that
@@ -217,6 +240,10 @@ class Snapshot {
 
 /// True when /dev/kvm can create VMs here; otherwise the reason (for test skips and the CLI).
 Result<void> kvm_available();
+
+/// The most vCPUs one VM may have here: the host's KVM_CAP_MAX_VCPUS, at most guest_abi::kMaxVcpus.
+/// (KVM_CAP_NR_VCPUS, the host CPUs KVM recommends, may be fewer: more vCPUs then share them.)
+Result<uint32_t> max_vcpus();
 
 /// Convenience: load, create, run once.
 Result<RunResult> run_guest(const GuestImage& image, std::span<const std::byte> input,

@@ -32,7 +32,9 @@ struct Layout {
   uint64_t image_end = 0;
   uint64_t heap_base = 0, heap_size = 0;
   uint64_t input_base = 0, input_capacity = 0;
-  uint64_t stack_base = 0, stack_size = 0;
+  uint64_t stack_base = 0, stack_size = 0;  // vCPU 0's stack
+  uint32_t vcpus = 1;
+  uint64_t stack_stride = 0;     // vCPU i's stack starts at stack_base - i * stack_stride
   uint64_t page_table_base = 0;  // PML4 here, then PDPT, PDs, PTs; never mapped for the guest
   uint64_t page_table_bytes = 0;
   uint32_t mmio_devices = 0;          // virtio-mmio pages mapped at guest_abi::kVirtioMmioGpa
@@ -41,6 +43,10 @@ struct Layout {
   /// Places heap, input window, stack and page tables for this config and image. InvalidArgument
   /// for sizes out of range, ResourceExhausted when memory is too small, naming how much is needed.
   static Result<Layout> compute(const VmConfig& config, const GuestImage& image);
+
+  uint64_t vcpu_stack_top(uint32_t vcpu) const noexcept {
+    return stack_base - vcpu * stack_stride + stack_size;
+  }
 };
 
 /// Writes GDT, TSS, IDT, fault stubs, BootInfo, the loaded image and the page tables into `mem`

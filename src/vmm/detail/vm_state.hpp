@@ -3,9 +3,13 @@
 // loop and host calls) and fault.cpp (fault decoding).
 
 #include <linux/kvm.h>
+#include <pthread.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <stop_token>
 #include <vector>
@@ -20,6 +24,33 @@
 #include "pepita/vmm/vm.hpp"
 
 namespace pepita::vmm {
+namespace detail {
+
+/// A vCPU beyond vCPU 0 (whose fd and kvm_run page are Vm::State's own, for the snapshot code).
+struct Vcpu {
+  UniqueFd fd;
+  Mapping run_page;
+  // SAFETY: run_page is this vCPU's kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE bytes, page-aligned).
+  kvm_run* run() const noexcept { return static_cast<kvm_run*>(run_page.data()); }
+};
+
+enum class EndRequest : uint8_t { None, Stopped, Cancelled };
+
+/// What Vm::pause/resume/stop (other threads) and the vCPU threads of a run() share (vcpu.cpp).
+/// Everything below `mu` is guarded by it.
+struct RunControl {
+  std::atomic<bool> attention{false};  // a request is pending: vCPU loops take `mu` and look
+  std::mutex mu;
+  std::condition_variable cv;
+  bool pause_requested = false;
+  EndRequest end_request = EndRequest::None;
+  bool ended = true;   // no run in progress, or a vCPU ended this one (the others follow)
+  uint32_t alive = 0;  // vCPU loops of this run that have not returned
+  uint32_t parked = 0;
+  std::vector<pthread_t> threads;  // kick targets: vCPU threads inside their loop
+};
+
+}  // namespace detail
 
 struct Vm::State {
   const KvmSystem* kvm = nullptr;
@@ -38,6 +69,8 @@ struct Vm::State {
   UniqueFd vm_fd;
   UniqueFd vcpu_fd;
   Mapping run_page;
+  std::vector<detail::Vcpu> secondary;  // vCPUs 1 .. vcpus-1
+  detail::RunControl control;
 
   // SAFETY: run_page is the vCPU's kvm_run mapping (KVM_GET_VCPU_MMAP_SIZE bytes, page-aligned).
   kvm_run* run() const noexcept { return static_cast<kvm_run*>(run_page.data()); }
@@ -58,16 +91,22 @@ struct Snapshot::State {
 
 namespace detail {
 
-/// How a run loop ended, before it becomes a RunResult.
-enum class Stop { Exited, Ready, Fault, TimedOut, Cancelled };
+/// How a run loop ended, before it becomes a RunResult (Peer: another vCPU ended the run).
+enum class Stop { Exited, Ready, Fault, TimedOut, Cancelled, Stopped, Peer };
 
 /// Runs the vCPU until exit, fault, timeout or (when stop_at_ready) the guest's kReady call.
 /// Requesting stop on `cancel` kicks the vCPU out of KVM_RUN and ends the loop as Cancelled.
 Result<Stop> run_loop(Vm::State& s, bool stop_at_ready, RunResult& result,
                       std::stop_token cancel = {});
 
-/// Fills result.fault from the vCPU's registers after an exit that ended the guest.
-Result<void> describe_fault(Vm::State& s, std::string reason, bool after_hlt, RunResult& result);
+/// Fills result.fault from vCPU `vcpu`'s registers (fd `vcpu_fd`) after an exit that ended the
+/// guest.
+Result<void> describe_fault(Vm::State& s, int vcpu_fd, uint32_t vcpu, std::string reason,
+                            bool after_hlt, RunResult& result);
+
+/// The host's limit on vCPUs per VM: KVM_CAP_MAX_VCPUS (KVM_CAP_NR_VCPUS, then 4, when the kernel
+/// does not say), capped at guest_abi::kMaxVcpus.
+uint32_t vcpu_limit(const KvmSystem& kvm);
 
 }  // namespace detail
 }  // namespace pepita::vmm

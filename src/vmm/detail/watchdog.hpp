@@ -27,6 +27,8 @@ class Watchdog {
   ~Watchdog();
 
   bool expired() const noexcept { return std::chrono::steady_clock::now() >= deadline_; }
+  /// Moves the deadline `by` later (time the vCPU spent paused does not count) and re-arms.
+  void postpone(std::chrono::nanoseconds by) noexcept;
 
  private:
   Watchdog() = default;

@@ -115,7 +115,8 @@ struct MicroVmExecutor::Impl {
                       r->exit_code == 0 ? "" : "guest exited " + std::to_string(r->exit_code));
       case ExitKind::Fault: return finish(executor::Status::Failed, "guest " + r->describe());
       case ExitKind::TimedOut: return finish(executor::Status::TimedOut, "guest " + r->describe());
-      case ExitKind::Cancelled: return finish(executor::Status::Cancelled, "cancelled");
+      case ExitKind::Cancelled:
+      case ExitKind::Stopped: return finish(executor::Status::Cancelled, "cancelled");
     }
     return finish(executor::Status::Failed, "unknown VM outcome");
   }
