@@ -122,6 +122,8 @@
 #include "pepita/virtio/uapi.hpp"
 #include "pepita/virtio/vhost_user.hpp"
 #include "pepita/virtio/vhost_user_proto.hpp"
+#include "pepita/virtio/vsock.hpp"
+#include "pepita/virtio/vsock_crate.hpp"
 #include "pepita/vmm/elf_image.hpp"
 #include "pepita/vmm/guest_abi.hpp"
 #include "pepita/vmm/jailer.hpp"

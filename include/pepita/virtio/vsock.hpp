@@ -57,11 +57,22 @@ inline constexpr uint32_t kMaxPayload = 64 * 1024;
 /// VIRTIO_VSOCK_F_STREAM (spec 5.10.3; virtio 1.2 names it, Linux's UAPI does not).
 inline constexpr uint32_t F_STREAM = 0;
 
-/// The crate's VsockAddr: one end of a vsock connection.
+/// The crate's VsockAddr: one end of a vsock connection. The wildcards are Linux's
+/// VMADDR_CID_ANY and VMADDR_PORT_ANY (linux/vm_sockets.h: -1U), not the crate's u64::MAX: a
+/// sockaddr_vm carries a 32-bit CID, and these are the values a real socket binds to.
 struct VsockAddr {
   uint64_t cid = 0;
   uint32_t port = 0;
+
+  static constexpr uint64_t HOST_CID = kHostCid;
+  static constexpr uint64_t ANY_CID = 0xffffffffu;
+  static constexpr uint32_t ANY_PORT = 0xffffffffu;
+
+  static constexpr VsockAddr make(uint64_t cid, uint32_t port) noexcept { return {cid, port}; }
+  static constexpr VsockAddr host(uint32_t port) noexcept { return {HOST_CID, port}; }
+  constexpr bool is_host() const noexcept { return cid == HOST_CID; }
   friend bool operator==(const VsockAddr&, const VsockAddr&) = default;
+  friend auto operator<=>(const VsockAddr&, const VsockAddr&) = default;
 };
 
 /// A packet the driver put on the transmit queue, parsed and checked (Packet::parse).
