@@ -477,11 +477,14 @@ Result<void> Journal::close() {
   return sync();
 }
 void Journal::commit() {
+  bool was_dirty = false;
   {
     std::lock_guard lock(sync_mu_);
-    dirty_ = true;
+    was_dirty = std::exchange(dirty_, true);
   }
-  sync_cv_.notify_one();
+  // Already dirty: the syncer is in its window or about to sync and will take this record too;
+  // waking it would only spin its window wait (one futex round trip per task).
+  if (!was_dirty) sync_cv_.notify_one();
 }
 
 Result<void> Journal::sync() {
