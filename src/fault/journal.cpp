@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
@@ -476,11 +477,14 @@ Result<void> Journal::close() {
   return sync();
 }
 void Journal::commit() {
+  bool was_dirty = false;
   {
     std::lock_guard lock(sync_mu_);
-    dirty_ = true;
+    was_dirty = std::exchange(dirty_, true);
   }
-  sync_cv_.notify_one();
+  // Already dirty: the syncer is in its window or about to sync and will take this record too;
+  // waking it would only spin its window wait (one futex round trip per task).
+  if (!was_dirty) sync_cv_.notify_one();
 }
 
 Result<void> Journal::sync() {
@@ -496,11 +500,22 @@ Result<void> Journal::sync() {
   return {};
 }
 
+namespace {
+// The group-commit window of Journal::commit() (its comment says 10 ms).
+constexpr std::chrono::milliseconds kCommitDelay{10};
+}  // namespace
+
 void Journal::sync_loop(std::stop_token stop) {
   std::unique_lock lock(sync_mu_);
   while (true) {
     sync_cv_.wait(lock, stop, [this] { return dirty_; });
     if (!dirty_) return;  // stop requested
+    // The group-commit window (PostgreSQL's commit_delay): commits in the next kCommitDelay
+    // share this fdatasync instead of each paying one as soon as the syncer is idle (issue 27:
+    // 911 fdatasyncs for 1000 /bin/true tasks at parallelism 2 before). Records are already in
+    // the page cache (one write(2) each), so only a power loss inside the window loses them;
+    // sync() and close() still sync at once, and a stop request ends the wait.
+    sync_cv_.wait_for(lock, stop, kCommitDelay, [] { return false; });
     dirty_ = false;
     lock.unlock();
     const int err = -sys::fdatasync(fd_.get());  // 0 or a positive errno

@@ -118,6 +118,19 @@ TEST_F(JournalCli, LogsOfAnUnknownTaskFailNamingTheFile) {
   EXPECT_NE(missing.err.find("zz.stdout"), std::string::npos) << missing.err;
 }
 
+// A task that printed nothing has no log file (issue 27); the journal knows it, so its log is
+// empty rather than "no log of task".
+TEST_F(JournalCli, LogsOfATaskThatPrintedNothingAreEmpty) {
+  run_job();
+  EXPECT_FALSE(fs::exists(state() + "/logs/b.stdout"));
+  const auto b = run({"logs", state(), "b"});
+  EXPECT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(b.out, "");
+  const auto b_err = run({"logs", state(), "b", "--stderr"});
+  EXPECT_EQ(b_err.exit_code, 0) << b_err.err;
+  EXPECT_EQ(b_err.out, "");
+}
+
 // `pepita logs --follow` prints lines while the task runs and ends, having printed everything,
 // when the task's Finished record reaches the journal.
 TEST_F(JournalCli, LogsFollowEndsWhenTheTaskEndsAndPrintedEverything) {

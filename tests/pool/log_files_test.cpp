@@ -63,6 +63,26 @@ TEST(LogFiles, LogHoldsTheFirstLinesWhileTheTaskStillRuns) {
   EXPECT_EQ(read_file_text(err), log_attempt_header(1) + "err-one\n");
 }
 
+// Issue 27: a log file is created by its stream's first output, so a task that prints nothing
+// (most /bin/true-like tasks) costs no file creation.
+TEST(LogFiles, OnlyAStreamThatPrintedGetsAFile) {
+  TempDir dir{"live-logs"};
+  const std::string logs = dir.file("logs");
+  auto pool = Pool::builder().cpu_workers(2).log_dir(logs).build();
+  ASSERT_TRUE(pool) << pool.error().message();
+  auto quiet = Task::binary("/bin/true").name("quiet").build();
+  ASSERT_TRUE(quiet) << quiet.error().message();
+  auto talker = Task::binary("/bin/sh").args({"-c", "echo out"}).name("talker").build();
+  ASSERT_TRUE(talker) << talker.error().message();
+  EXPECT_EQ(pool->submit(*quiet).value().wait().status, Status::Succeeded);
+  EXPECT_EQ(pool->submit(*talker).value().wait().status, Status::Succeeded);
+  EXPECT_FALSE(std::filesystem::exists(log_file_path(logs, "quiet", LogStream::Stdout)));
+  EXPECT_FALSE(std::filesystem::exists(log_file_path(logs, "quiet", LogStream::Stderr)));
+  EXPECT_EQ(read_file_text(log_file_path(logs, "talker", LogStream::Stdout)),
+            log_attempt_header(1) + "out\n");
+  EXPECT_FALSE(std::filesystem::exists(log_file_path(logs, "talker", LogStream::Stderr)));
+}
+
 TEST(LogFiles, EachAttemptOpensWithItsHeaderAndTheCapDoesNotApply) {
   TempDir dir{"live-logs"};
   const std::string logs = dir.file("logs");

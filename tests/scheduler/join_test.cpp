@@ -140,6 +140,39 @@ TEST(Join, ExceptionBecomesAnErrorOnThePushedAndTheSerialPath) {
   EXPECT_NE(r.error().message().find("b threw"), std::string::npos);
 }
 
+// Two void callables take their own serial path (no exception_ptr per call, issue 27): a
+// throwing first callable is reported and the second still runs, on the pushed (depth 0) and the
+// serial (depth 20) path; a throwing second callable alone is reported.
+TEST(Join, VoidCallablesThatThrowAreReportedAndBothRunOnEveryPath) {
+  auto s = make(1);
+  for (int depth : {0, 20}) {
+    Result<void> r;
+    std::atomic<int> b_ran{0};
+    std::atomic<bool> second_ran{false};
+    on_worker(*s, [&] {
+      r = nested(*s, depth, b_ran, [&]() -> Result<void> {
+        return join(
+            *s, [] { throw std::invalid_argument("void leaf"); },
+            [&second_ran] { second_ran.store(true); });
+      });
+    });
+    ASSERT_FALSE(r.has_value()) << "depth " << depth;
+    EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument) << "depth " << depth;
+    EXPECT_NE(r.error().message().find("void leaf"), std::string::npos) << r.error().to_string();
+    EXPECT_TRUE(second_ran.load()) << "depth " << depth;
+    Result<void> rb;
+    on_worker(*s, [&] {
+      rb = nested(*s, depth, b_ran, [&]() -> Result<void> {
+        return join(
+            *s, [] {}, [] { throw std::runtime_error("void b threw"); });
+      });
+    });
+    ASSERT_FALSE(rb.has_value()) << "depth " << depth;
+    EXPECT_NE(rb.error().message().find("void b threw"), std::string::npos)
+        << rb.error().to_string();
+  }
+}
+
 std::uint64_t chain(Scheduler& s, int depth) {
   if (depth == 0) return 0;
   std::uint64_t below = 0;

@@ -42,6 +42,16 @@ bool copy_new(int fd) {
   return true;
 }
 
+// Whether the journal holds any record of the task (it was submitted in this state dir).
+bool known_to_journal(const std::string& journal, const std::string& task) {
+  auto rec = fault::read_journal(journal);
+  if (!rec) return false;
+  for (const auto& r : rec->records) {
+    if (r.name == task) return true;
+  }
+  return false;
+}
+
 // Whether the journal holds the task's Finished record. A journal that cannot be read (not yet
 // created, or mid-rewrite) is "not yet".
 bool finished_in_journal(const std::string& journal, const std::string& task) {
@@ -58,6 +68,9 @@ int run_logs(const LogsOptions& o) {
   const std::string path = pool::log_file_path(o.state_dir + "/logs", o.task, stream);
   const std::string journal = o.state_dir + "/journal";
   UniqueFd fd(sys::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // A log file is created by its stream's first output: a task the journal knows that
+  // printed nothing there has none, and its log is empty.
+  if (!fd && !o.follow && known_to_journal(journal, o.task)) return kExitOk;
   if (!fd && !o.follow) {
     std::fprintf(stderr,
                  "pepita logs: no log of task '%s' at %s; is the task name right, and was the "

@@ -168,8 +168,8 @@ class Journal {
   /// Appends one record with a single write(2), so a killed process leaves it either whole in
   /// the page cache or absent; not yet durable against power loss. Thread-safe.
   Result<void> append(JournalRecord record);
-  /// Asks the background syncer to fdatasync soon (group commit: concurrent commits share one
-  /// fdatasync). Returns at once.
+  /// Asks the background syncer to fdatasync within 10 ms (group commit: that window's commits
+  /// share one fdatasync; only a power loss inside it loses records). Returns at once.
   void commit();
   /// fdatasyncs now and waits; the first error of any earlier background sync is returned too.
   Result<void> sync();

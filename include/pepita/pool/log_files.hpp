@@ -37,9 +37,12 @@ Result<std::shared_ptr<task::LogSink>> open_log_files(const std::string& dir,
                                                       std::string_view task_name,
                                                       std::uint32_t attempt);
 
-/// Replaces `task` by a copy streaming to open_log_files(dir, its name, attempt) when it runs a
-/// process or pipeline (function and shader tasks print nothing to capture). When the files
-/// cannot be opened the task runs without live logs (its result still carries its output).
+/// Replaces `task` by a copy streaming to the log files of its name under `dir` when it runs a
+/// process or pipeline (function and shader tasks print nothing to capture). Unlike
+/// open_log_files, each file is created, with the attempt header, by the first chunk of its
+/// stream: a task that prints nothing on a stream leaves no file for it (`pepita logs` then
+/// prints nothing for a task the journal knows). When a file cannot be opened the task runs
+/// without that live log (its result still carries its output).
 void attach_log_files(task::Task& task, const std::string& dir, std::uint32_t attempt);
 
 }  // namespace pepita::pool

@@ -165,6 +165,29 @@ template <typename A, typename B>
   return {};
 }
 
+/// The serial elision's handlers, out of line so that its frame stays small: called inside a
+/// catch block, they describe the exception being handled; after_a_threw runs `b` first, as
+/// join always runs both.
+[[gnu::noinline, gnu::cold]] inline Result<void> current_failure() noexcept {
+  return std::unexpected(describe_exception(std::current_exception()));
+}
+template <typename B>
+[[gnu::noinline, gnu::cold]] Result<void> after_a_threw(B& b) noexcept {
+  Error e = describe_exception(std::current_exception());
+  std::optional<Error> b_failure;
+  run_capturing(b, b_failure);
+  return std::unexpected(std::move(e));
+}
+
+/// join_spawning for callables passed as temporaries that are trivially copyable (lambdas
+/// capturing by reference): taken by value, so the caller's serial path never needs them in
+/// memory and the compiler keeps their captures in registers there; no one can tell the copy
+/// from the temporary.
+template <typename A, typename B>
+[[gnu::noinline]] Result<void> join_spawning_copied(Scheduler& sched, A a, B b) {
+  return join_spawning(sched, a, b);
+}
+
 }  // namespace detail
 
 /// Runs `a` and `b` (each returning void or Result<...>), possibly in parallel, and returns when
@@ -183,10 +206,34 @@ Result<void> join(Scheduler& sched, A&& a, B&& b) {
   static_assert(std::is_invocable_v<std::remove_reference_t<B>&>,
                 "join needs callables taking no arguments");
   if (sched.join_should_spawn(detail::tls_join_depth)) [[unlikely]] {
-    return detail::join_spawning(sched, a, b);
+    using AV = std::remove_reference_t<A>;
+    using BV = std::remove_reference_t<B>;
+    if constexpr (!std::is_lvalue_reference_v<A> && !std::is_lvalue_reference_v<B> &&
+                  std::is_trivially_copyable_v<AV> && std::is_trivially_copyable_v<BV> &&
+                  !std::is_const_v<AV> && !std::is_const_v<BV>) {
+      return detail::join_spawning_copied<AV, BV>(sched, a, b);
+    } else {
+      return detail::join_spawning(sched, a, b);
+    }
   }
   // Nobody asks for work and enough is stealable already: the serial elision. Exceptions are
   // held as exception_ptr (8 bytes) and described only on failure, to keep this frame small.
+  if constexpr (std::is_void_v<std::invoke_result_t<std::remove_reference_t<A>&>> &&
+                std::is_void_v<std::invoke_result_t<std::remove_reference_t<B>&>>) {
+    // Two void callables: nothing to hold on the path that does not throw (no exception_ptr
+    // stores and tests per call); a throwing `a` still lets `b` run, as the frame path does.
+    try {
+      std::invoke(a);
+    } catch (...) {
+      return detail::after_a_threw(b);
+    }
+    try {
+      std::invoke(b);
+    } catch (...) {
+      return detail::current_failure();
+    }
+    return {};
+  }
   std::exception_ptr a_thrown, b_thrown;
   auto a_result = detail::call_catching(a, a_thrown);
   auto b_result = detail::call_catching(b, b_thrown);
