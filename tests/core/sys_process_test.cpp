@@ -3,6 +3,10 @@
 // masks and synchronous waits, CPU pinning.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/sockios.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -194,6 +198,54 @@ TEST(SysSocket, DescriptorsTravelWithTheMessage) {
   EXPECT_EQ(sys::recv_with_fds(b.get(), buf, 4, got_fds, 1, &nfds), -EPROTO);
   EXPECT_EQ(sys::recv_with_fds(b.get(), buf, 4, got_fds, 1, &nfds), 0);
   EXPECT_EQ(sys::send_with_fds(b.get(), "x", 1, fds, 9), -EINVAL);
+}
+
+TEST(SysFdPassing, EmptyMessageWithDescriptorsIsZeroNotAStaleErrno) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  const int fds[1] = {a.get()};
+  errno = EBADF;  // left over from an earlier call: must not become the result
+  EXPECT_EQ(sys::send_with_fds(a.get(), "", 0, fds, 1), 0);
+}
+
+void ignore_signal(int) {}
+
+TEST(SysFdPassing, ASignalCuttingTheFirstSendmsgShortStillSendsEveryByte) {
+  // 8 MiB cannot fit in a unix socket's buffer, so sendmsg is still in progress while nobody
+  // reads; a signal (no SA_RESTART) then ends it with a partial count, and the rest goes out
+  // through send_all once the reader drains. The result is the whole length, not what was left.
+  struct sigaction sa {};
+  struct sigaction old {};
+  sa.sa_handler = ignore_signal;
+  ASSERT_EQ(::sigaction(SIGUSR1, &sa, &old), 0);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  constexpr std::size_t kLen = 8u << 20;
+  std::string data(kLen, '\0');
+  for (std::size_t i = 0; i < kLen; ++i) data[i] = static_cast<char>(i * 131 + (i >> 12));
+  const int fds[1] = {b.get()};
+  int64_t sent = 0;
+  std::thread sender([&] { sent = sys::send_with_fds(a.get(), data.data(), kLen, fds, 1); });
+  int queued = 0;
+  for (int i = 0; i < 5000 && queued < (64 << 10); ++i) {
+    ASSERT_EQ(::ioctl(a.get(), SIOCOUTQ, &queued), 0);
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_GE(queued, 64 << 10) << "the sender never filled the socket buffer";
+  ASSERT_EQ(::pthread_kill(sender.native_handle(), SIGUSR1), 0);
+  std::string got(kLen, '\0');
+  int got_fds[1] = {-1};
+  std::size_t nfds = 0;
+  EXPECT_EQ(sys::recv_with_fds(b.get(), got.data(), kLen, got_fds, 1, &nfds),
+            static_cast<int>(kLen));
+  sender.join();
+  ASSERT_EQ(nfds, 1u);
+  UniqueFd received(got_fds[0]);
+  EXPECT_EQ(sent, static_cast<int64_t>(kLen));
+  EXPECT_TRUE(got == data) << "the bytes arrived changed or out of order";
+  ASSERT_EQ(::sigaction(SIGUSR1, &old, nullptr), 0);
 }
 
 TEST(SysSignal, BlockedSignalIsTakenSynchronouslyBySignalfdAndWait) {
