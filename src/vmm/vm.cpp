@@ -333,6 +333,10 @@ Result<void> Vm::reset_to(const Snapshot& snapshot) {
 VmState Vm::state() const noexcept { return state_->phase.load(std::memory_order_acquire); }
 uint64_t Vm::exit_count() const noexcept { return state_->exits.load(std::memory_order_relaxed); }
 
+uint32_t Vm::vcpu_count() const noexcept {
+  return 1 + static_cast<uint32_t>(state_->secondary.size());
+}
+
 Result<void> load_registers(Vm::State& s, const Snapshot::State& snap) {
   const int vcpu = s.vcpu_fd.get();
   kvm_sregs sregs = snap.sregs;

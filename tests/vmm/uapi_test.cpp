@@ -20,7 +20,6 @@ namespace pepita::vmm {
 namespace {
 
 static_assert(std::is_same_v<MicroVm, Vm> && std::is_same_v<ExitReason, ExitKind>);
-static_assert(std::is_same_v<MemoryRegion, memory::GuestMemory>);
 
 TEST(VmmUapi, ApiVersionIsTheKernelHeadersAndTheHosts) {
   EXPECT_EQ(kOurApiVersion, KVM_API_VERSION);

@@ -12,7 +12,8 @@
 //   else std::cerr << r.describe();   // fault with registers, or timeout
 //   // With devices: {.virtio_console = true, .virtio_blk = disk, .vsock_path = "/run/v.sock"};
 //   // r.virtio reports them. Devices the guest set up before kReady survive a snapshot:
-//   //   auto vm2 = PEPITA_TRY(vmm::Vm::restore(snap, {.virtio_console = true, .virtio_blk = disk2}));
+//   //   auto vm2 = PEPITA_TRY(vmm::Vm::restore(snap, {.virtio_console = true, .virtio_blk =
+//   disk2}));
 //   // With {.vcpus = 2}, another thread may vm.pause(), vm.resume() and
 //   // vm.stop() while run() runs.
 
@@ -39,7 +40,12 @@ namespace pepita::vmm {
 inline constexpr uint64_t kMinMemory = 2ull << 20;
 inline constexpr uint64_t kMaxMemory = 4ull << 30;
 
+class VmConfigBuilder;  // config_builder.hpp
+
 struct VmConfig {
+  /// The crate's VmConfig::builder(): validated setters (include pepita/vmm/config_builder.hpp).
+  static VmConfigBuilder builder();
+
   /// Guest RAM, the VM's hard memory limit: the guest cannot reach a byte more. 2 MiB .. 4 GiB,
   /// page multiple. Host pages are committed only when touched.
   uint64_t memory_bytes = 16ull << 20;
@@ -212,6 +218,8 @@ class Vm {
   /// VM exits taken by every run of this Vm so far (the sum of RunResult::exits), the crate's
   /// MicroVm::exit_count(); any thread.
   uint64_t exit_count() const noexcept;
+  /// The crate's MicroVm::vcpu_count(): the VM's vCPUs (VmConfig::vcpus), each a KVM vCPU fd.
+  uint32_t vcpu_count() const noexcept;
 
   struct State;  // private to src/vmm
   explicit Vm(std::unique_ptr<State> state);
