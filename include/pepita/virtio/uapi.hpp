@@ -3,7 +3,7 @@
 // BlockRequestHeader, device_type, status, ring_flags, ...}) over pepita's virtio ABI and devices:
 // each is the real spec struct or device, with the crate's spelling. Values follow the virtio 1.2
 // spec and Linux's uapi virtio headers (checked in tests/virtio/uapi_test.cpp). The crate's vsock
-// types belong to issue 28 (virtio-vsock for the Linux-boot VMM).
+// types are in pepita/virtio/vsock_crate.hpp.
 //
 //   VirtQueue queue = PEPITA_TRY(VirtQueue::activate(VirtQueueConfig{256, desc, avail, used},
 //   ram)); Chain chain; while (PEPITA_TRY(queue.pop(chain))) { /* serve it */
