@@ -4,12 +4,12 @@
 //  connected to it; one process task (/bin/true) declaring the file as its input: the worker
 //  fetches it in 4 MiB chunks, 4 in flight (FetchBlob/BlobChunk over the PSK-authenticated
 //  session; protocol 6 bulk frames: CRC32C + HMAC-SHA256 over each frame's header and metadata,
-//  the data sent from the driver's pread buffer and written from the worker's receive buffer),
-//  writes it to <cache>/blobs/<hex>.part, verifies its SHA-256 (on a second worker thread, from
-//  the file, as chunks land) and renames it into the store, hard-links it into the task's
-//  directory and runs the task. Timed:
-//  submit to completion. The driver's hashing of the input (done once, at submit, by
-//  RemoteExecutor) is outside the timing: the same input is staged every round.
+//  the data sent from the driver's input file by sendfile and written from the worker's receive
+//  buffer), writes it to <cache>/blobs/<hex>.part, verifies its SHA-256 (on a second worker
+//  thread, through a mapping of the file, as chunks land) and renames it into the store,
+//  hard-links it into the task's directory and runs the task. Timed: submit to completion. The
+//  driver's hashing of the input (done once, at submit, by RemoteExecutor) is outside the
+//  timing: the same input is staged every round.
 //  Anchor: a plain TCP socket pair over loopback, the sender reading the file with pread in
 //  1 MiB blocks and send()ing, the receiver recv()ing and write()ing it to a fresh file on the
 //  same disk: the bytes moved and written, nothing checked.

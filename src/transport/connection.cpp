@@ -6,12 +6,16 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "detail/tls.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/core/sys/fd.hpp"
 #include "pepita/core/sys/socket.hpp"
 
@@ -503,6 +507,82 @@ Result<void> Connection::send_bulk(MessageType type, std::uint64_t request_id, B
   PEPITA_TRY_VOID(write_all(send_buf_));
   PEPITA_TRY_VOID(write_all(data));
   return write_all(mac);
+}
+
+Result<void> Connection::send_bulk_file(MessageType type, std::uint64_t request_id, ByteSpan meta,
+                                        int fd, std::uint64_t offset, std::size_t len,
+                                        std::string_view what) {
+  if (tls_) {
+    return fail(
+        ErrorCode::InvalidArgument,
+        "send_bulk_file under TLS: the bytes must be encrypted; read them and use send_bulk");
+  }
+  std::lock_guard lock(send_mu_);
+  if (!session_) return fail(ErrorCode::Internal, "send before the handshake finished");
+  send_buf_.clear();
+  const Digest mac = PEPITA_TRY(session_->seal_bulk_head(type, request_id, meta, len, send_buf_));
+  PEPITA_TRY_VOID(write_all(send_buf_));
+  PEPITA_TRY_VOID(sendfile_all(fd, offset, len, what));
+  return write_all(mac);
+}
+
+// The data of a bulk frame straight from a file: sendfile(2) hands the socket references to
+// the page cache, the one copy is the peer's receive (on loopback) or the NIC's DMA.
+Result<void> Connection::sendfile_all(int fd, std::uint64_t offset, std::size_t len,
+                                      std::string_view what) {
+  // sendfile has no MSG_NOSIGNAL: hold SIGPIPE off this thread while it runs, and take back
+  // one it raised (a peer gone is Disconnected, as for send) unless one was pending before.
+  sigset_t pipe_set;
+  sigset_t old;
+  sigset_t pending_before;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  sigpending(&pending_before);
+  const bool had_pipe = sigismember(&pending_before, SIGPIPE) == 1;
+  auto restore = [&] {
+    if (!had_pipe) {
+      sigset_t now;
+      sigpending(&now);
+      if (sigismember(&now, SIGPIPE) == 1) {
+        const timespec zero{};
+        ::sigtimedwait(&pipe_set, nullptr, &zero);
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  };
+  auto off = static_cast<off_t>(offset);
+  std::size_t left = len;
+  auto stalled_since = Clock::now();
+  while (left > 0) {
+    const ssize_t n = ::sendfile(fd_.get(), fd, &off, std::min<std::size_t>(left, 1 << 30));
+    if (n > 0) {
+      left -= static_cast<std::size_t>(n);
+      stalled_since = Clock::now();
+      continue;
+    }
+    const int err = n == 0 ? 0 : errno;
+    if (n == 0) {
+      restore();
+      return fail(ErrorCode::Io, pepita::fmt("{} ended {} bytes short while it was sent to {}; "
+                                             "the frame cannot be finished, closing",
+                                             what, left, peer_));
+    }
+    if (err == EINTR) continue;
+    if (err != EAGAIN) {
+      restore();
+      Error e = Error::from_errno(err, "sendfile to " + peer_);
+      return std::unexpected(Error(ErrorCode::Disconnected, e.message(), err));
+    }
+    pollfd pfd{fd_.get(), POLLOUT, 0};
+    if (sys::poll(&pfd, 1, ms_until(stalled_since + options_.io_timeout)) == 0) {
+      restore();
+      return fail(ErrorCode::TimedOut, "peer " + peer_ + " stopped reading for " +
+                                           std::to_string(options_.io_timeout.count()) + " ms");
+    }
+  }
+  restore();
+  return {};
 }
 
 void Connection::shutdown() noexcept { ::shutdown(fd_.get(), SHUT_RDWR); }

@@ -1,8 +1,12 @@
 // Connection over loopback: send_all (issue 27) delivers a batch of frames in order, each
-// sealed with its own sequence number, so the session stays in step with frames sent singly.
+// sealed with its own sequence number, so the session stays in step with frames sent singly;
+// send_bulk_file (issue 24) sends a bulk frame's data from a file by sendfile(2).
 #include "pepita/transport/connection.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <future>
@@ -10,6 +14,8 @@
 #include <string>
 #include <thread>
 
+#include "common/temp_dir.hpp"
+#include "pepita/transport/messages.hpp"
 #include "test_support.hpp"
 
 namespace pepita::transport {
@@ -18,19 +24,20 @@ namespace {
 using namespace std::chrono_literals;
 
 // An authenticated pair over 127.0.0.1: {client (driver side), server (worker side)}.
-std::pair<std::unique_ptr<Connection>, std::unique_ptr<Connection>> connected_pair(const Key& key) {
+std::pair<std::unique_ptr<Connection>, std::unique_ptr<Connection>> connected_pair(
+    const Key& key, bool tls = false) {
   auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
   auto server = std::async(std::launch::async, [&]() -> std::unique_ptr<Connection> {
     for (int i = 0; i < 500; ++i) {
       std::string peer;
       if (auto fd = listener.accept(peer)) {
-        return Connection::accept(std::move(*fd), peer, key, {}).value();
+        return Connection::accept(std::move(*fd), peer, key, {.tls = tls}).value();
       }
       std::this_thread::sleep_for(5ms);
     }
     return nullptr;
   });
-  auto client = Connection::connect(listener.endpoint(), key, {.name = "test"});
+  auto client = Connection::connect(listener.endpoint(), key, {.name = "test", .tls = tls});
   EXPECT_TRUE(client) << client.error().to_string();
   return {client ? std::move(*client) : nullptr, server.get()};
 }
@@ -96,6 +103,92 @@ TEST(Connection, SendAllBeforeTheHandshakeIsAnInternalError) {
   auto sent = c.send_all(frames);
   ASSERT_FALSE(sent);
   EXPECT_EQ(sent.error().code(), ErrorCode::Internal);
+}
+
+// A temporary file holding `data`, open for reading.
+struct DataFile {
+  explicit DataFile(const std::string& data) {
+    fd = UniqueFd(::open(dir.file("data.bin").c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600));
+    EXPECT_TRUE(fd.valid());
+    EXPECT_EQ(::write(fd.get(), data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  }
+  pepita::test::TempDir dir{"bulk-file"};
+  UniqueFd fd;
+};
+
+TEST(Connection, SendBulkFileDeliversTheFilesBytesAfterASealedHead) {
+  test::KeyFile kf;
+  auto [client, server] = connected_pair(kf.key);
+  ASSERT_TRUE(client && server);
+  std::string data(3 << 20, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 4096);
+  DataFile file(data);
+  // Unaligned offset and length, more than the socket buffers hold: sent while it is read.
+  constexpr std::uint64_t kOff = 4097;
+  constexpr std::size_t kLen = (2 << 20) + 555;
+  const BlobChunkMsg meta{.offset = kOff, .size = data.size()};
+  auto sent = std::async(std::launch::async, [&] {
+    auto r = server->send_bulk_file(MessageType::BlobChunk, 0, encode(meta), file.fd.get(), kOff,
+                                    kLen, "test file");
+    return r ? server->send(MessageType::Heartbeat, 0, {}) : r;
+  });
+  Message m = next(*client);
+  EXPECT_EQ(m.header.type, MessageType::BlobChunk);
+  auto got = decode_blob_chunk(m.payload);
+  ASSERT_TRUE(got) << got.error().to_string();
+  EXPECT_EQ(got->offset, kOff);
+  ASSERT_EQ(m.bulk.size(), kLen);
+  EXPECT_TRUE(std::string(as_text(m.bulk)) == data.substr(kOff, kLen)) << "bulk bytes differ";
+  // The frame after it verifies: the MAC trailer was sent and the sequence is in step.
+  EXPECT_EQ(next(*client).header.type, MessageType::Heartbeat);
+  auto r = sent.get();
+  EXPECT_TRUE(r) << r.error().to_string();
+}
+
+TEST(Connection, SendBulkFileOfAFileShorterThanTheFrameIsAnIoErrorNamingIt) {
+  test::KeyFile kf;
+  auto [client, server] = connected_pair(kf.key);
+  ASSERT_TRUE(client && server);
+  DataFile file(std::string(1000, 'a'));
+  auto r = server->send_bulk_file(MessageType::BlobChunk, 0, encode(BlobChunkMsg{}), file.fd.get(),
+                                  0, 5000, "input shrunk.bin");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Io);
+  EXPECT_NE(r.error().message().find("input shrunk.bin ended 4000 bytes short"), std::string::npos)
+      << r.error().to_string();
+}
+
+TEST(Connection, SendBulkFileToAClosedPeerIsDisconnectedAndRaisesNoSigpipe) {
+  test::KeyFile kf;
+  auto [client, server] = connected_pair(kf.key);
+  ASSERT_TRUE(client && server);
+  DataFile file(std::string(4 << 20, 'b'));
+  client.reset();  // the peer closes; sendfile would raise SIGPIPE, which kills by default
+  Result<void> r;
+  for (int i = 0; i < 50 && r; ++i) {
+    r = server->send_bulk_file(MessageType::BlobChunk, 0, encode(BlobChunkMsg{}), file.fd.get(), 0,
+                               4 << 20, "test file");
+  }
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Disconnected) << r.error().to_string();
+  sigset_t pending;
+  sigpending(&pending);
+  EXPECT_EQ(sigismember(&pending, SIGPIPE), 0);  // none left pending on this thread
+}
+
+TEST(Connection, SendBulkFileUnderTlsIsRefusedAsTheBytesMustBeEncrypted) {
+  test::KeyFile kf;
+  auto [client, server] = connected_pair(kf.key, /*tls=*/true);
+  ASSERT_TRUE(client && server);
+  ASSERT_TRUE(server->encrypted());
+  DataFile file(std::string(100, 'c'));
+  auto r = server->send_bulk_file(MessageType::BlobChunk, 0, encode(BlobChunkMsg{}), file.fd.get(),
+                                  0, 100, "test file");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+  // Nothing was sent: the session still works.
+  ASSERT_TRUE(server->send(MessageType::Heartbeat, 0, {}));
+  EXPECT_EQ(next(*client).header.type, MessageType::Heartbeat);
 }
 
 }  // namespace

@@ -586,6 +586,51 @@ TEST(Staging, InputTamperedOnEveryTransferFailsTheTaskNamingIt) {
   EXPECT_EQ(blobs, 0u);
 }
 
+// A partial input left by a dropped connection, cut at a length that is no multiple of the
+// page size: the worker hashes that prefix again (through a mapping of the file), fetches the
+// rest from an unaligned offset, and the whole verifies.
+TEST(Staging, PartialInputOfAnUnalignedLengthIsResumedAndVerified) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  std::string data(2 * kStageChunk + 5000, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 + i / 4093);
+  write_file(driver.file("in.bin"), data);
+  constexpr std::size_t kHave = (1 << 20) + 4099;
+  write_file(cache.path() + "/blobs/" + sha256_hex(data) + ".part", data.substr(0, kHave));
+  test::LogLines log;
+  auto w = start_staging_worker(kf.key, cache.path(), 10ull << 30, {}, &log);
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results = run_all(*remote, {staged(driver.path(), "sha256sum < in.bin", {"in.bin"})});
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_EQ(results[0].stdout_data, sha256_hex(data) + "  -\n");
+  EXPECT_TRUE(log.contains("at byte " + std::to_string(kHave))) << log.all();
+  EXPECT_EQ(w.worker->stats().bytes_fetched, data.size() - kHave);  // resumed, not restarted
+}
+
+// The same with a prefix that is not the blob's: the whole fails to verify, nothing is stored
+// under the name, and the blob is fetched again from byte 0.
+TEST(Staging, PartialInputWithWrongBytesIsFetchedAgainFromTheStart) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  const std::string data(kStageChunk + 777, 'd');
+  write_file(driver.file("in.bin"), data);
+  write_file(cache.path() + "/blobs/" + sha256_hex(data) + ".part", std::string(8195, 'X'));
+  test::LogLines log;
+  auto w = start_staging_worker(kf.key, cache.path(), 10ull << 30, {}, &log);
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results = run_all(*remote, {staged(driver.path(), "sha256sum < in.bin", {"in.bin"})});
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_EQ(results[0].stdout_data, sha256_hex(data) + "  -\n");
+  EXPECT_TRUE(log.contains("did not hash to its name")) << log.all();
+  EXPECT_EQ(w.worker->stats().bytes_fetched, data.size() - 8195 + data.size());
+}
+
 std::uint64_t vm_hwm_kib(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;

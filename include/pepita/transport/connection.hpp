@@ -121,6 +121,14 @@ class Connection {
   /// it belongs to. Errors as send().
   Result<void> send_bulk(MessageType type, std::uint64_t request_id, ByteSpan meta, ByteSpan data);
 
+  /// Same, with the data `len` bytes of file `fd` from `offset`, moved by sendfile(2) from the
+  /// page cache to the socket (no copy in user space; SIGPIPE held off, EPIPE is Disconnected).
+  /// Only without TLS (InvalidArgument under it: read the bytes and use send_bulk). The caller
+  /// checked that the file holds them; if it shrinks meanwhile the frame cannot be finished:
+  /// Io naming `what`, and the connection must be closed.
+  Result<void> send_bulk_file(MessageType type, std::uint64_t request_id, ByteSpan meta, int fd,
+                              std::uint64_t offset, std::size_t len, std::string_view what);
+
   /// Waits up to `timeout` for one whole frame; nullopt when none arrived in time or `wake_fd`
   /// (an eventfd, optional) became readable. Errors (close the connection): Disconnected on EOF,
   /// Protocol/Corrupted on a bad or forged frame, TimedOut when a frame stays half-sent for
@@ -150,6 +158,7 @@ class Connection {
   Result<std::optional<FrameView>> read_frame(std::chrono::steady_clock::time_point deadline,
                                               int wake_fd);
   Result<void> write_all(ByteSpan bytes);
+  Result<void> sendfile_all(int fd, std::uint64_t offset, std::size_t len, std::string_view what);
   Result<Message> expect_cleartext(MessageType type,
                                    std::chrono::steady_clock::time_point deadline);
 

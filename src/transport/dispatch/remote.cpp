@@ -442,9 +442,23 @@ struct RemoteDispatcher::Impl {
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(f.length, size - f.offset));
       if (fd == open_inputs.end()) {
         reply.error = "cannot open input " + path + " on the driver";
+      } else if (!conn.encrypted()) {
+        // Without TLS the bytes go from the page cache to the socket by sendfile: no copy here
+        // (a plain pread + send copies each byte twice). A file that no longer holds them is
+        // refused before the frame starts; one that shrinks during the send ends the connection
+        // (the worker resumes from its partial file once the task is submitted again).
+        const std::int64_t have = sys::file_size(fd->second.get());
+        if (have < 0 || static_cast<std::uint64_t>(have) < f.offset + n) {
+          reply.error = "input " + path + " shrank on the driver while it was sent";
+        } else {
+          reply.offset = f.offset;
+          reply.size = size;
+          return conn.send_bulk_file(MessageType::BlobChunk, 0, encode(reply), fd->second.get(),
+                                     f.offset, n, "input " + path);
+        }
       } else {
-        // Read into the session's one chunk buffer and sent from it as a bulk frame: the bytes
-        // are copied by pread and by send only, as a plain socket copy would.
+        // Under TLS: read into the session's one chunk buffer and sent from it as a bulk frame
+        // (TLS encrypts it in user space anyway).
         buf.resize(n);
         if (sys::pread_full(fd->second.get(), buf.data(), n, f.offset) !=
             static_cast<std::int64_t>(n)) {

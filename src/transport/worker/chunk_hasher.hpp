@@ -1,9 +1,10 @@
 #pragma once
 // Worker daemon, staged inputs (issue 24): the SHA-256 of a blob being fetched, computed on its
-// own thread from what the session thread already wrote to the blob's partial file, so receiving
-// and writing a chunk overlaps hashing the previous ones (two cores both work on one transfer).
+// own thread from what the session thread already wrote to the blob's partial file (read through
+// a mapping of its page cache, not copied out again), so receiving and writing a chunk overlaps
+// hashing the previous ones (two cores both work on one transfer).
 //
-//   ChunkHasher h(part_fd);          // a thread reading the partial file back
+//   ChunkHasher h(part_fd);          // a thread reading the partial file back (mapped)
 //   h.add(offset, len);              // after each pwrite of [offset, offset+len), in order
 //   Digest d = h.finish();           // waits for the ranges added so far; then reset() or drop
 
@@ -43,6 +44,7 @@ class ChunkHasher {
  private:
   void run(std::stop_token st);
   void wait_idle(std::unique_lock<std::mutex>& lock);
+  bool hash_range(std::uint64_t offset, std::uint64_t len);
 
   UniqueFd fd_;
   std::mutex mu_;
@@ -51,7 +53,7 @@ class ChunkHasher {
   bool busy_ = false;  // the thread holds a range taken from queue_
   std::string error_;  // the first read-back failure
   Sha256 hash_;        // touched by the thread only while busy_, else under mu_
-  std::string buf_;    // the thread's read-back buffer
+  std::string buf_;    // the thread's read-back buffer (when the file cannot be mapped)
   // Last: started after every member it uses exists, joined before any of them is destroyed.
   std::jthread thread_;
 };
