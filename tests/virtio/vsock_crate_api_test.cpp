@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <string>
 
+#include "common/temp_dir.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/core/sys/socket.hpp"
 #include "pepita/core/unique_fd.hpp"
@@ -22,21 +23,11 @@
 namespace pepita::virtio {
 namespace {
 
+// A private directory for the test's sockets, removed with everything in it at exit.
 std::string socket_dir() {
-  struct Dir {
-    std::string path;
-    Dir() {
-      std::string tmpl = "/tmp/pepita-vsockapi-XXXXXX";
-      if (::mkdtemp(tmpl.data()) != nullptr) path = tmpl;
-    }
-    ~Dir() {
-      std::error_code ec;
-      if (!path.empty()) std::filesystem::remove_all(path, ec);
-    }
-  };
-  static Dir dir;
-  EXPECT_FALSE(dir.path.empty()) << "mkdtemp in /tmp failed";
-  return dir.path.empty() ? "/tmp" : dir.path;
+  static const pepita::test::TempDir dir("vsockapi");
+  EXPECT_FALSE(dir.path().empty()) << "mkdtemp in the temp directory failed";
+  return dir.path().empty() ? "/tmp" : dir.path();
 }
 
 std::string fresh_path() {

@@ -17,6 +17,7 @@
 #include <functional>
 #include <string>
 
+#include "common/temp_dir.hpp"
 #include "mmio_driver.hpp"
 #include "pepita/core/format.hpp"
 #include "pepita/core/sys/fd.hpp"
@@ -48,20 +49,9 @@ constexpr uint64_t kCid = 7;
 
 // A private directory for the test's sockets, removed with everything in it at exit.
 std::string socket_dir() {
-  struct Dir {
-    std::string path;
-    Dir() {
-      std::string tmpl = "/tmp/pepita-vsock-XXXXXX";
-      if (::mkdtemp(tmpl.data()) != nullptr) path = tmpl;
-    }
-    ~Dir() {
-      std::error_code ec;
-      if (!path.empty()) std::filesystem::remove_all(path, ec);
-    }
-  };
-  static Dir dir;
-  EXPECT_FALSE(dir.path.empty()) << "mkdtemp in /tmp failed";
-  return dir.path.empty() ? "/tmp" : dir.path;
+  static const pepita::test::TempDir dir("vsock");
+  EXPECT_FALSE(dir.path().empty()) << "mkdtemp in the temp directory failed";
+  return dir.path().empty() ? "/tmp" : dir.path();
 }
 
 std::string fresh_path(const char* name) {

@@ -25,6 +25,8 @@
 namespace pepita::vmm {
 namespace {
 
+using test::read_sector;
+
 using test::bytes_of;
 namespace v = abi::virtio;
 
@@ -40,14 +42,6 @@ std::shared_ptr<blk_mq::BlockDevice> disk_with(const std::string& sector0,
   auto w = blk_mq::execute(*d, tags, 0, blk_mq::Op::Write, 0, s0);
   EXPECT_TRUE(w) << w.error().to_string();
   return d;
-}
-
-std::vector<std::byte> read_sector(blk_mq::BlockDevice& disk, uint64_t sector) {
-  blk_mq::TagSet tags(disk.info().tag_set);
-  std::vector<std::byte> out(512);
-  auto r = blk_mq::execute(disk, tags, 0, blk_mq::Op::Read, sector, out);
-  EXPECT_TRUE(r) << r.error().to_string();
-  return out;
 }
 
 // What virtio_snap writes to sector 1 for an input starting with `seed`.

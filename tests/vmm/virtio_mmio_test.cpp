@@ -23,6 +23,8 @@
 namespace pepita::vmm {
 namespace {
 
+using test::read_sector;
+
 using test::bytes_of;
 using test::load_guest;
 namespace v = abi::virtio;
@@ -31,14 +33,6 @@ std::shared_ptr<blk_mq::BlockDevice> mem_disk(uint64_t bytes) {
   auto disk = blk_mq::MemDisk::create({.capacity_bytes = bytes});
   EXPECT_TRUE(disk) << disk.error().to_string();
   return disk ? std::shared_ptr<blk_mq::BlockDevice>(std::move(*disk)) : nullptr;
-}
-
-std::vector<std::byte> read_sector(blk_mq::BlockDevice& disk, uint64_t sector) {
-  blk_mq::TagSet tags(disk.info().tag_set);
-  std::vector<std::byte> out(512);
-  auto r = blk_mq::execute(disk, tags, 0, blk_mq::Op::Read, sector, out);
-  EXPECT_TRUE(r) << r.error().to_string();
-  return out;
 }
 
 void write_sector(blk_mq::BlockDevice& disk, uint64_t sector, std::vector<std::byte> data) {

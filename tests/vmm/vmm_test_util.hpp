@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "common/require.hpp"
+#include "pepita/blk_mq/block_device.hpp"
+#include "pepita/blk_mq/tag_allocator.hpp"
 #include "pepita/vmm/vm.hpp"
 
 namespace pepita::vmm::test {
@@ -57,6 +59,15 @@ inline int64_t make_dot_input(size_t n, uint32_t seed, std::vector<std::byte>& o
 
 inline std::span<const std::byte> bytes_of(const std::string& s) {
   return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+/// One 512-byte sector of `disk`, read through a tag set of its own.
+inline std::vector<std::byte> read_sector(blk_mq::BlockDevice& disk, uint64_t sector) {
+  blk_mq::TagSet tags(disk.info().tag_set);
+  std::vector<std::byte> out(512);
+  auto r = blk_mq::execute(disk, tags, 0, blk_mq::Op::Read, sector, out);
+  EXPECT_TRUE(r) << r.error().to_string();
+  return out;
 }
 
 }  // namespace pepita::vmm::test
