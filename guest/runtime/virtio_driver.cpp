@@ -1,6 +1,7 @@
 // Guest-side virtio-mmio driver: register access through uncached user pages that exit to the
 // VMM, split rings in the heap, and polling instead of interrupts (there is no guest kernel).
 #include "pepita/abi/virtio.hpp"
+#include "pepita/abi/virtio_blk.hpp"
 #include "pepita/abi/virtio_mmio.hpp"
 #include "pepita/vmm/guest_abi.hpp"
 #include "pepita_guest/runtime.hpp"
@@ -187,6 +188,28 @@ int64_t Queue::transfer(const Buf* bufs, uint32_t n) {
   while (poll(&got, &len))
     if (got == head) return len;
   return -1;
+}
+
+int blk_request(Device& blk, uint32_t type, uint64_t sector, void* data, uint32_t len) {
+  namespace vb = pepita::abi::virtio_blk;
+  static vb::RequestHeader hdr;
+  static uint8_t status;
+  hdr = vb::RequestHeader{type, 0, sector};
+  status = 0xff;
+  Buf bufs[3] = {{&hdr, sizeof hdr, false}, {data, len, type == vb::T_IN}, {&status, 1, true}};
+  if (blk.queue(0).transfer(bufs, 3) < 0) return -1;
+  return status;
+}
+
+bool console_write(Device& con, const void* data, uint32_t len) {
+  Buf b{const_cast<void*>(data), len, false};
+  return con.queue(1).transfer(&b, 1) >= 0;
+}
+
+bool console_print(Device& con, const char* s) {
+  uint32_t n = 0;
+  while (s[n] != 0) ++n;
+  return console_write(con, s, n);
 }
 
 }  // namespace pepita::guest::virtio

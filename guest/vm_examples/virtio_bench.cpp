@@ -40,11 +40,7 @@ extern "C" int guest_main() {
       break;
     case 'b':
       for (uint64_t i = 0; i < count; ++i) {
-        static vb::RequestHeader hdr;
-        static uint8_t status;
-        hdr = vb::RequestHeader{vb::T_OUT, 0, (i % 64) * 8};
-        vg::Buf bufs[3] = {{&hdr, sizeof hdr, false}, {buf, 4096, false}, {&status, 1, true}};
-        if (blk.queue(0).transfer(bufs, 3) < 0 || status != vb::S_OK) return 7;
+        if (vg::blk_request(blk, vb::T_OUT, (i % 64) * 8, buf, 4096) != vb::S_OK) return 7;
       }
       break;
     case '0': break;

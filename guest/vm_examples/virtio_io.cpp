@@ -17,17 +17,8 @@ vg::Device g_con;
 vg::Device g_blk;
 char g_line[256];
 
-uint32_t length(const char* s) {
-  uint32_t n = 0;
-  while (s[n] != 0) ++n;
-  return n;
-}
-
-bool con_write(const void* data, uint32_t len) {
-  vg::Buf b{const_cast<void*>(data), len, false};
-  return g_con.queue(1).transfer(&b, 1) >= 0;
-}
-bool con_print(const char* s) { return con_write(s, length(s)); }
+bool con_write(const void* data, uint32_t len) { return vg::console_write(g_con, data, len); }
+bool con_print(const char* s) { return vg::console_print(g_con, s); }
 
 void con_print_u64(uint64_t v) {
   char buf[24];
@@ -42,13 +33,7 @@ void con_print_u64(uint64_t v) {
 
 // One virtio-blk request: header, optional data, status. Returns the status byte or -1.
 int blk_request(uint32_t type, uint64_t sector, void* data, uint32_t len) {
-  static vb::RequestHeader hdr;
-  static uint8_t status;
-  hdr = vb::RequestHeader{type, 0, sector};
-  status = 0xff;
-  vg::Buf bufs[3] = {{&hdr, sizeof hdr, false}, {data, len, type == vb::T_IN}, {&status, 1, true}};
-  if (g_blk.queue(0).transfer(bufs, 3) < 0) return -1;
-  return status;
+  return vg::blk_request(g_blk, type, sector, data, len);
 }
 
 }  // namespace

@@ -96,4 +96,14 @@ class Device {
 /// How many virtio-mmio devices the VMM gave this VM.
 uint32_t device_count();
 
+/// One virtio-blk request on queue 0 of `blk` (header, `len` bytes of data, status), waited for:
+/// the device's status byte (abi::virtio_blk::S_OK, S_IOERR, S_UNSUPP), or -1 when the queue
+/// refused the chain. `type` T_IN fills `data`, T_OUT sends it.
+int blk_request(Device& blk, uint32_t type, uint64_t sector, void* data, uint32_t len);
+/// Sends `len` bytes on a virtio-console's transmitq (queue 1) and waits for the device; false
+/// when the queue refused them.
+bool console_write(Device& con, const void* data, uint32_t len);
+/// console_write of a NUL-terminated string.
+bool console_print(Device& con, const char* s);
+
 }  // namespace pepita::guest::virtio
