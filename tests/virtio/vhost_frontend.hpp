@@ -10,11 +10,13 @@
 
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "driver_ring.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/memory/guest_memory.hpp"
+#include "pepita/virtio/vhost_user.hpp"
 #include "pepita/virtio/vhost_user_proto.hpp"
 
 namespace pepita::virtio::vhost_user::testing {
@@ -97,6 +99,30 @@ class Frontend {
 
  private:
   int fd_;
+};
+
+/// A Backend serving `device` over one end of a socketpair on its own thread; the test drives
+/// the other end (`frontend_fd`, e.g. through a Frontend). The destructor stops the backend and
+/// joins the thread; `served` is what serve_one() returned.
+struct ServedBackend {
+  explicit ServedBackend(VirtioDevice& device) {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    frontend_fd.reset(sv[0]);
+    backend = Backend::adopt(UniqueFd(sv[1]), device).value();
+    server = std::thread([this] { served = backend->serve_one(); });
+  }
+  ~ServedBackend() {
+    backend->stop();
+    server.join();
+  }
+  ServedBackend(const ServedBackend&) = delete;
+  ServedBackend& operator=(const ServedBackend&) = delete;
+
+  UniqueFd frontend_fd;
+  std::unique_ptr<Backend> backend;
+  Result<void> served;
+  std::thread server;
 };
 
 /// Guest RAM shared with the backend plus one started vring, set up as QEMU does it:

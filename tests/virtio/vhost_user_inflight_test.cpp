@@ -28,6 +28,7 @@ namespace pepita::virtio::vhost_user {
 namespace {
 using vhost_user::testing::Frontend;
 using vhost_user::testing::kUvaBase;
+using vhost_user::testing::ServedBackend;
 using vhost_user::testing::SharedRing;
 using virtio::testing::DriverRing;
 namespace v = abi::virtio;
@@ -264,22 +265,8 @@ TEST(VhostUserInflight, RestartedBackendResubmitsExactlyTheUnfinishedOutOfOrderR
 }
 
 struct Harness {
-  Harness() {
-    int sv[2];
-    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    frontend_fd.reset(sv[0]);
-    backend = Backend::adopt(UniqueFd(sv[1]), device).value();
-    server = std::thread([this] { served = backend->serve_one(); });
-  }
-  ~Harness() {
-    backend->stop();
-    server.join();
-  }
   OutOfOrderDevice device{0};
-  UniqueFd frontend_fd;
-  std::unique_ptr<Backend> backend;
-  Result<void> served;
-  std::thread server;
+  ServedBackend link{device};
 };
 
 // The connection still answers.
@@ -290,7 +277,7 @@ void expect_alive(Frontend& fe) {
 
 TEST(VhostUserInflight, BadRegionsAreRefusedAndTheBackendServesOn) {
   Harness h;
-  Frontend fe(h.frontend_fd.get());
+  Frontend fe(h.link.frontend_fd.get());
   negotiate(fe);
 
   // GET_INFLIGHT_FD for a layout the device cannot have: mmap_size 0, no fd.

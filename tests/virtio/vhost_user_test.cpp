@@ -22,35 +22,25 @@ namespace pepita::virtio::vhost_user {
 namespace {
 using vhost_user::testing::Frontend;
 using vhost_user::testing::kUvaBase;
+using vhost_user::testing::ServedBackend;
 using vhost_user::testing::SharedRing;
 using virtio::testing::DriverRing;
 namespace v = abi::virtio;
 namespace vb = abi::virtio_blk;
 
+// A blk device on a 2-queue MemDisk, served on its own thread.
+std::unique_ptr<blk::BlkDevice> make_blk() {
+  auto disk = blk_mq::MemDisk::create({.capacity_bytes = 8 << 20, .queues = 2}).value();
+  return blk::BlkDevice::create(std::move(disk), {.num_queues = 2}).value();
+}
 struct Harness {
-  Harness() {
-    int sv[2];
-    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    frontend_fd.reset(sv[0]);
-    auto disk = blk_mq::MemDisk::create({.capacity_bytes = 8 << 20, .queues = 2}).value();
-    device = blk::BlkDevice::create(std::move(disk), {.num_queues = 2}).value();
-    backend = Backend::adopt(UniqueFd(sv[1]), *device).value();
-    server = std::thread([this] { served = backend->serve_one(); });
-  }
-  ~Harness() {
-    backend->stop();
-    server.join();
-  }
-  UniqueFd frontend_fd;
-  std::unique_ptr<blk::BlkDevice> device;
-  std::unique_ptr<Backend> backend;
-  Result<void> served;
-  std::thread server;
+  std::unique_ptr<blk::BlkDevice> device = make_blk();
+  ServedBackend link{*device};
 };
 
 TEST(VhostUser, NegotiatesMapsMemoryAndServesAVring) {
   Harness h;
-  Frontend fe(h.frontend_fd.get());
+  Frontend fe(h.link.frontend_fd.get());
   fe.send(GET_FEATURES, nullptr, 0);
   const uint64_t features = fe.recv_u64(GET_FEATURES);
   EXPECT_NE(features & v::feature_bit(F_PROTOCOL_FEATURES), 0u);
@@ -164,7 +154,7 @@ void negotiate_with_status(Frontend& fe) {
 
 TEST(VhostUser, MalformedRingSignalsErrFdAndReportsNeedsReset) {
   Harness h;
-  Frontend fe(h.frontend_fd.get());
+  Frontend fe(h.link.frontend_fd.get());
   negotiate_with_status(fe);
   const uint64_t running =
       v::STATUS_ACKNOWLEDGE | v::STATUS_DRIVER | v::STATUS_FEATURES_OK | v::STATUS_DRIVER_OK;
@@ -202,7 +192,7 @@ TEST(VhostUser, RingRestartsAtTheUsedIndexLikeAReconnect) {
   // What QEMU does when a backend died: a new backend gets SET_VRING_BASE = the ring's used
   // index (the old one's GET_VRING_BASE is gone), and must serve what was left in flight.
   Harness h;
-  Frontend fe(h.frontend_fd.get());
+  Frontend fe(h.link.frontend_fd.get());
   negotiate_with_status(fe);
   auto memfd = UniqueFd(::memfd_create("vhost-test-ram", MFD_CLOEXEC));
   ASSERT_EQ(::ftruncate(memfd.get(), DriverRing::kMemSize), 0);
@@ -256,19 +246,19 @@ TEST(VhostUser, RingRestartsAtTheUsedIndexLikeAReconnect) {
 TEST(VhostUser, ProtocolViolationsEndTheConnection) {
   {
     Harness h;
-    Frontend fe(h.frontend_fd.get());
+    Frontend fe(h.link.frontend_fd.get());
     fe.send(SET_VRING_NUM, VringState{7, 16});  // no such queue
     EXPECT_TRUE(fe.closed_by_peer());
   }
   {
     Harness h;
-    Frontend fe(h.frontend_fd.get());
+    Frontend fe(h.link.frontend_fd.get());
     fe.send(SET_VRING_NUM, uint32_t{0});  // short payload
     EXPECT_TRUE(fe.closed_by_peer());
   }
   {
     Harness h;
-    Frontend fe(h.frontend_fd.get());
+    Frontend fe(h.link.frontend_fd.get());
     Memory mem{};
     mem.nregions = 1;
     mem.regions[0] = {0, 4096, kUvaBase, 0};
@@ -277,9 +267,9 @@ TEST(VhostUser, ProtocolViolationsEndTheConnection) {
   }
   {
     Harness h;
-    Frontend fe(h.frontend_fd.get());
+    Frontend fe(h.link.frontend_fd.get());
     Header bogus{GET_FEATURES, kVersion, 1u << 20};  // oversized payload
-    ASSERT_EQ(::send(h.frontend_fd.get(), &bogus, sizeof bogus, MSG_NOSIGNAL), 12);
+    ASSERT_EQ(::send(h.link.frontend_fd.get(), &bogus, sizeof bogus, MSG_NOSIGNAL), 12);
     EXPECT_TRUE(fe.closed_by_peer());
   }
 }
