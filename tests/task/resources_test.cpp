@@ -525,6 +525,71 @@ TEST(Ledger, CompetesOnlyForWhatTheWaitingTaskIsShortOf) {
   EXPECT_FALSE(l.competes(small, 1, big, 1));  // big fits now: nothing to protect
 }
 
+TEST(Ledger, GpusByIdAreTakenWholeOnlyWhileFree) {
+  Ledger l(small_host());
+  ResourceRequest r;
+  r.gpu_ids = {"1", "3"};
+  EXPECT_EQ(r.to_string(), "gpus=1,3");
+  auto a = l.try_take(r, 1);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->gpus, (std::vector<GpuShare>{{"1", 1.0}, {"3", 1.0}}));
+  EXPECT_EQ(a->gpu_list(), "1,3");
+  ResourceRequest three;  // taken: refused until given back
+  three.gpu_ids = {"3"};
+  EXPECT_FALSE(l.try_take(three, 1));
+  ResourceRequest unknown;  // not on this host: never free
+  unknown.gpu_ids = {"7"};
+  EXPECT_FALSE(l.try_take(unknown, 1));
+  l.give_back(*a);
+  EXPECT_TRUE(l.try_take(three, 1));
+}
+
+TEST(ResourceRequest, GpuIdsThatCannotBeIdsAreRefused) {
+  for (const std::string& id : {std::string(), std::string("0,1"), std::string("a=b")}) {
+    ResourceRequest r;
+    r.gpu_ids = {id};
+    auto ok = r.validate();
+    ASSERT_FALSE(ok) << id;
+    EXPECT_EQ(ok.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(ok.error().message().find("gpu id '" + id + "'"), std::string::npos)
+        << ok.error().message();
+  }
+}
+
+TEST(Ledger, CompetesForPinnedCoresAndNamedResourcesTheWaiterLacks) {
+  Ledger l(small_host());
+  ResourceRequest one_core;
+  one_core.cpus = 1;
+  one_core.pin_cpus = true;
+  auto a = l.try_take(one_core, 1).value();  // core 0
+  auto b = l.try_take(one_core, 1).value();  // core 1 ...
+  ResourceRequest other_node;
+  other_node.cpus = 1;
+  other_node.pin_cpus = true;
+  auto c = l.try_take(other_node, 1).value();  // ... and one core of node 1
+  ASSERT_EQ(l.free_cpus(), 1);
+  ResourceRequest pinned_two;  // waits: 2 whole cores, 1 core free
+  pinned_two.cpus = 2;
+  pinned_two.pin_cpus = true;
+  ResourceRequest cpu;
+  cpu.cpus = 1;
+  EXPECT_TRUE(l.competes(cpu, 1, pinned_two, 1));
+  l.give_back(a);  // 2 cores free again: nothing to protect
+  EXPECT_FALSE(l.competes(cpu, 1, pinned_two, 1));
+  l.give_back(b);
+  l.give_back(c);
+
+  ResourceRequest both;  // waits: both licenses
+  both.named = {{"license", 2}};
+  ResourceRequest one;
+  one.named = {{"license", 1}};
+  auto held = l.try_take(one, 1).value();
+  EXPECT_TRUE(l.competes(one, 1, both, 1));
+  EXPECT_FALSE(l.competes(cpu, 1, both, 1));  // asks for no license
+  l.give_back(held);
+  EXPECT_FALSE(l.competes(one, 1, both, 1));
+}
+
 // A random sequence of takes and give-backs: free amounts never go below zero or above the
 // inventory, every allocation's GPU shares fit their ids, pinned cores are never shared, and
 // giving everything back restores the Ledger exactly.

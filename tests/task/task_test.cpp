@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <memory>
 #include <set>
 #include <sstream>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "pepita/task/graph.hpp"
@@ -260,6 +263,160 @@ TEST(Backend, ParsesRegisteredNames) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message().find("valid backends: process, echo"), std::string::npos)
       << bad.error().message();
+}
+
+// The message of a failed build, or "(built)" when it succeeded.
+std::string problem_of(const Result<Task>& t) { return t ? "(built)" : t.error().message(); }
+
+TEST(TaskBuilder, ProcessSettingsOnAFunctionTaskAreRefusedByName) {
+  const std::string env = problem_of(Task::function([] {}).env("K", "V").build());
+  EXPECT_NE(env.find("env() applies to binary tasks only"), std::string::npos) << env;
+  const std::string cwd = problem_of(Task::function([] {}).cwd("/tmp").build());
+  EXPECT_NE(cwd.find("cwd() applies to binary tasks only"), std::string::npos) << cwd;
+  const std::string in = problem_of(Task::function([] {}).stdin("x").build());
+  EXPECT_NE(in.find("stdin() applies to binary tasks only"), std::string::npos) << in;
+  // clear_env() on a function has nothing to clear and is no error.
+  EXPECT_TRUE(Task::function([] {}).clear_env().build());
+}
+
+TEST(TaskBuilder, ClearEnvAndDeadlineAreKeptAndNegativeDurationsRefused) {
+  auto t = Task::binary("/bin/true").env("A", "1").clear_env().deadline(5s).build();
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_FALSE(t->process()->inherit_env);
+  EXPECT_EQ(t->process()->env.at("A"), "1");  // explicit variables stay
+  EXPECT_EQ(t->deadline(), 5s);
+  const std::string neg_deadline = problem_of(Task::binary("/bin/true").deadline(-1s).build());
+  EXPECT_NE(neg_deadline.find("deadline must not be negative"), std::string::npos) << neg_deadline;
+  const std::string neg_timeout = problem_of(Task::binary("/bin/true").timeout(-1ns).build());
+  EXPECT_NE(neg_timeout.find("timeout must not be negative"), std::string::npos) << neg_timeout;
+  const std::string bad_env = problem_of(Task::binary("/bin/true").env("A=B", "1").build());
+  EXPECT_NE(bad_env.find("'A=B' is invalid"), std::string::npos) << bad_env;
+}
+
+TEST(TaskBuilder, DeclaredFilesAreKeptAndBadOnesNamed) {
+  auto t = Task::binary("/bin/cp").inputs({"a.txt"}).outputs({"b.txt", "c.txt"}).build();
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->inputs(), (std::vector<std::string>{"a.txt"}));
+  EXPECT_EQ(t->outputs(), (std::vector<std::string>{"b.txt", "c.txt"}));
+  const std::string fn = problem_of(Task::function([] {}).inputs({"a"}).build());
+  EXPECT_NE(fn.find("only a binary or pipeline task declares files"), std::string::npos) << fn;
+  const std::string empty = problem_of(Task::binary("/bin/true").inputs({""}).build());
+  EXPECT_NE(empty.find("input path is empty"), std::string::npos) << empty;
+  const std::string nul =
+      problem_of(Task::binary("/bin/true").outputs({std::string("a\0b", 3)}).build());
+  EXPECT_NE(nul.find("output path holds a NUL byte"), std::string::npos) << nul;
+  const std::string twice = problem_of(Task::binary("/bin/true").outputs({"o", "p", "o"}).build());
+  EXPECT_NE(twice.find("output 'o' is declared twice"), std::string::npos) << twice;
+}
+
+TEST(TaskBuilder, RetryOnCodesOutOfRangeAreRefused) {
+  EXPECT_TRUE(Task::binary("/bin/true").retry_on({RetryOn::exit(255), RetryOn::signal(9)}).build());
+  for (RetryOn bad : {RetryOn::exit(256), RetryOn::exit(-2), RetryOn::signal(65)}) {
+    const std::string m = problem_of(Task::binary("/bin/true").retry_on({bad}).build());
+    EXPECT_NE(m.find("has a code out of range"), std::string::npos) << m;
+  }
+}
+
+TEST(TaskBuilder, PipelineStageWithItsOwnRetriesAffinityOrBackendIsRefused) {
+  const Task retried = Task::binary("/bin/cat").name("r").max_retries(2).build().value();
+  const Task pinned =
+      Task::binary("/bin/cat").name("p").affinity(CpuAffinity::Core(0)).build().value();
+  const Task remote = Task::binary("/bin/cat").name("x").backend(Backend::Remote).build().value();
+  const std::pair<const Task*, const char*> cases[] = {
+      {&retried, "has its own max_retries"},
+      {&pinned, "has its own affinity"},
+      {&remote, "runs on backend 'remote'"},
+  };
+  for (const auto& [stage, needle] : cases) {
+    const std::string m = problem_of(Task::pipeline().add_stage(*stage).build());
+    EXPECT_NE(m.find(needle), std::string::npos) << m;
+    EXPECT_NE(m.find("pipeline stage 0 (task '" + stage->name() + "')"), std::string::npos) << m;
+  }
+}
+
+TEST(Task, CopiesWithTimeoutAllocationAndLogSinkKeepTheIdAndChangeOneThing) {
+  struct NullSink : LogSink {
+    void write(LogStream, std::string_view) noexcept override {}
+  };
+  const Task t = Task::binary("/bin/true").timeout(1s).build().value();
+  const Task longer = t.with_timeout(9s);
+  EXPECT_EQ(longer.id(), t.id());
+  EXPECT_EQ(longer.timeout(), 9s);
+  EXPECT_EQ(t.timeout(), 1s);
+  EXPECT_EQ(t.allocation(), nullptr);
+  Allocation given;
+  given.attempt = 3;
+  given.cpus = 1;
+  const Task placed = t.with_allocation(given);
+  ASSERT_NE(placed.allocation(), nullptr);
+  EXPECT_EQ(placed.allocation()->attempt, 3u);
+  EXPECT_EQ(placed.id(), t.id());
+  auto sink = std::make_shared<NullSink>();
+  const Task logged = t.with_log_sink(sink);
+  EXPECT_EQ(logged.log_sink(), sink);
+  EXPECT_EQ(t.log_sink(), nullptr);
+  // None of the three is part of what the task does.
+  EXPECT_EQ(longer.spec_digest(), t.spec_digest());
+  EXPECT_EQ(logged.spec_digest(), t.spec_digest());
+}
+
+TEST(Task, SpecDigestCoversEnvAndAFunctionsName) {
+  const auto digest = [](auto&& b) { return b.build().value().spec_digest(); };
+  const std::string plain = digest(Task::binary("/bin/env"));
+  EXPECT_EQ(digest(Task::binary("/bin/env")), plain);
+  EXPECT_NE(digest(Task::binary("/bin/env").env("K", "V")), plain);
+  EXPECT_NE(digest(Task::binary("/bin/env").env("K", "V")),
+            digest(Task::binary("/bin/env").env("K", "W")));
+  // A function's body cannot be digested: its name stands in for it.
+  EXPECT_EQ(digest(Task::function([] {}).name("f")),
+            digest(Task::function([] { return std::string("x"); }).name("f")));
+  EXPECT_NE(digest(Task::function([] {}).name("f")), digest(Task::function([] {}).name("g")));
+  EXPECT_NE(digest(Task::function([] {}).name("f")), plain);
+}
+
+TEST(TaskStates, EveryStateAndPriorityHasANameAndUnknownNamesAreRefused) {
+  const std::pair<TaskState, std::string_view> states[] = {
+      {TaskState::Pending, "pending"},   {TaskState::Queued, "queued"},
+      {TaskState::Running, "running"},   {TaskState::Completed, "completed"},
+      {TaskState::Failed, "failed"},     {TaskState::Cancelled, "cancelled"},
+      {TaskState::TimedOut, "timed-out"}};
+  for (const auto& [state, name] : states) EXPECT_EQ(to_string(state), name);
+  for (std::string_view name : {"low", "normal", "high", "critical"}) {
+    auto p = parse_task_priority(name);
+    ASSERT_TRUE(p) << name;
+    EXPECT_EQ(to_string(*p), name);
+  }
+  auto bad = parse_task_priority("urgent");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(bad.error().message().find("unknown priority 'urgent'"), std::string::npos);
+}
+
+TEST(TopologicalOrder, CycleIsRefusedNamingItsTasks) {
+  // Ids are handed out in build order, so a task can name the id of the one built after it.
+  const Task probe = Task::binary("/bin/true").build().value();
+  const TaskId next = probe.id() + 1;
+  const Task a = Task::binary("/bin/true").name("a").depends_on({next + 1}).build().value();
+  const Task b = Task::binary("/bin/true").name("b").depends_on({a.id()}).build().value();
+  ASSERT_EQ(a.id(), next);
+  ASSERT_EQ(b.id(), next + 1);
+  const std::vector<Task> batch{a, b};
+  auto order = topological_order(batch);
+  ASSERT_FALSE(order);
+  EXPECT_EQ(order.error().code(), ErrorCode::InvalidArgument);
+  const std::string m = order.error().message();
+  EXPECT_NE(m.find("dependency cycle: "), std::string::npos) << m;
+  EXPECT_TRUE(m.find("a -> b -> a") != std::string::npos ||
+              m.find("b -> a -> b") != std::string::npos)
+      << m;
+}
+
+TEST(ShaderTask, WithBufferAppendsOneBufferAsGiven) {
+  ShaderTask s = ShaderTask::create({0x07230203});
+  s.with_buffer({.data = {std::byte{1}, std::byte{2}}, .output = true});
+  ASSERT_EQ(s.buffers.size(), 1u);
+  EXPECT_EQ(s.buffers[0].data, (std::vector<std::byte>{std::byte{1}, std::byte{2}}));
+  EXPECT_TRUE(s.buffers[0].output);
 }
 
 }  // namespace
