@@ -213,5 +213,21 @@ TEST(ZramStore, RejectsBadConfig) {
   EXPECT_EQ(parse_algorithm("lzo").error().code(), ErrorCode::InvalidArgument);
 }
 
+TEST(ZramStore, DisksizeOverSixteenTebibytesIsRefusedBeforeAnyAllocation) {
+  const uint64_t pages = uint64_t{UINT32_MAX} + 1;  // one page past what a u32 index reaches
+  auto store = ZramStore::create({.disksize = pages * kPageSize});
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(store.error().message().find("over the 16 TiB limit"), std::string::npos)
+      << store.error().message();
+}
+
+TEST(ZramStore, EveryAlgorithmHasANameAndATypicalRatio) {
+  EXPECT_STREQ(algorithm_name(Algorithm::Zstd), "zstd");
+  EXPECT_DOUBLE_EQ(typical_ratio(Algorithm::Lz4), 2.5);
+  EXPECT_DOUBLE_EQ(typical_ratio(Algorithm::Zstd), 3.5);
+  EXPECT_DOUBLE_EQ(typical_ratio(Algorithm::None), 1.0);
+}
+
 }  // namespace
 }  // namespace pepita::zram
