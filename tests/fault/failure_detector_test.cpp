@@ -179,6 +179,28 @@ TEST(WorkerHealth, CrateFixedTimeoutRuleAndSuccessRate) {
   EXPECT_FALSE(is_available(HealthStatus::Failed));
 }
 
+TEST(WorkerHealth, ConsecutiveFailedTasksFailAHeartbeatingWorkerAndEveryStatusHasAName) {
+  WorkerHealth h(9);
+  h.record_heartbeat(kT0);
+  h.record_task_completion(false);
+  h.record_task_completion(false);
+  h.update_status(1s, 3, kT0);  // heard from just now, 2 failures of 3
+  EXPECT_EQ(h.status, HealthStatus::Healthy);
+  h.record_task_completion(false);
+  h.update_status(1s, 3, kT0);  // the third failure fails it, however fresh the heartbeat
+  EXPECT_EQ(h.status, HealthStatus::Failed);
+  EXPECT_EQ(h.consecutive_failures, 3u);
+  // A zero threshold switches the failure rule off.
+  WorkerHealth lenient(10);
+  lenient.record_heartbeat(kT0);
+  for (int i = 0; i < 100; ++i) lenient.record_task_completion(false);
+  lenient.update_status(1s, 0, kT0);
+  EXPECT_EQ(lenient.status, HealthStatus::Healthy);
+  EXPECT_EQ(to_string(HealthStatus::Healthy), "healthy");
+  EXPECT_EQ(to_string(HealthStatus::Failed), "failed");
+  EXPECT_EQ(to_string(HealthStatus::Unknown), "unknown");
+}
+
 // phi never decreases while the silence lengthens, whatever the heartbeat history was.
 RC_GTEST_PROP(FailureDetector, PhiIsMonotoneInElapsedTime, ()) {
   FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 1ms});

@@ -312,5 +312,71 @@ TEST(JournalChain, KeyFileMustBeOwnerOnlyAndLongEnough) {
   EXPECT_FALSE(load_journal_key(dir.file("missing")));
 }
 
+TEST(JournalChain, VerifyRefusesForeignFilesShortKeysAndNamesOldFormats) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_file(path, "not a journal at all");
+  auto foreign = verify_journal(path, std::nullopt);
+  ASSERT_FALSE(foreign);
+  EXPECT_EQ(foreign.error().code(), ErrorCode::Corrupted);
+  EXPECT_NE(foreign.error().message().find("bad magic"), std::string::npos);
+  EXPECT_FALSE(verify_journal(dir.file("missing"), std::nullopt));
+  // Formats 1 and 2 carry no chain: reported as unverifiable, not as an error.
+  for (const char* magic : {"PEPJRNL1", "PEPJRNL2"}) {
+    write_file(path, magic);
+    auto old = verify_journal(path, std::nullopt);
+    ASSERT_TRUE(old) << old.error().message();
+    EXPECT_FALSE(old->valid);
+    EXPECT_EQ(old->format, magic[7] == '1' ? 1u : 2u);
+    EXPECT_NE(old->reason.find("predates the hash chain"), std::string::npos) << old->reason;
+  }
+  write_journal(path, 1, kKey);
+  auto short_key = verify_journal(path, std::string("short"));
+  ASSERT_FALSE(short_key);
+  EXPECT_EQ(short_key.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(short_key.error().message().find("too short"), std::string::npos);
+}
+
+TEST(JournalChain, BytesAfterTheEndRecordAreNamedAsAppendedAfterClose) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 2, std::nullopt);
+  write_file(path, read_file(path) + "xyz");
+  const auto v = verify(path, std::nullopt);
+  EXPECT_FALSE(v.valid);
+  EXPECT_EQ(v.bad_record, 3u);  // records 0 and 1, the End record at 2, then the stray bytes
+  EXPECT_NE(v.reason.find("follow the End record"), std::string::npos) << v.reason;
+}
+
+TEST(JournalChain, UnkeyedJournalReadWithAKeyIsRefusedSayingHowToRun) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 2, std::nullopt);
+  auto rec = read_journal(path, kKey);
+  ASSERT_FALSE(rec);
+  EXPECT_EQ(rec.error().code(), ErrorCode::Corrupted);
+  EXPECT_NE(rec.error().message().find("was written without a key"), std::string::npos)
+      << rec.error().message();
+  EXPECT_NE(rec.error().message().find("run without --journal-key"), std::string::npos);
+}
+
+TEST(JournalChain, TailFrameWithAGoodCrcButNoChainHeaderIsATornWrite) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 2, std::nullopt);
+  // A frame whose CRC checks but whose 3 bytes are too short to hold the chain header.
+  const std::string payload = "abc";
+  std::string frame;
+  const std::uint32_t words[] = {static_cast<std::uint32_t>(payload.size()), crc32c(payload)};
+  for (std::uint32_t w : words) {
+    for (int i = 0; i < 4; ++i) frame.push_back(static_cast<char>((w >> (8 * i)) & 0xFF));
+  }
+  write_file(path, read_file(path) + frame + payload);
+  auto rec = read_journal(path);
+  ASSERT_TRUE(rec) << rec.error().message();
+  EXPECT_EQ(rec->records.size(), 2u);
+  EXPECT_EQ(rec->torn_bytes, frame.size() + payload.size());
+}
+
 }  // namespace
 }  // namespace pepita::fault

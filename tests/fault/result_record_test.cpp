@@ -114,6 +114,27 @@ TEST(ResultRecord, StartIsTheEndMinusTheWallTimeAndNeverOverflows) {
   EXPECT_EQ(rec.started_unix_ns, rec.finished_unix_ns);
 }
 
+TEST(ResultRecord, AllocationIsWrittenAsOneLineOfProvenance) {
+  ExecutionResult r;
+  r.name = "placed";
+  r.allocation =
+      task::Allocation{.attempt = 2,
+                       .cpus = 2,
+                       .cores = {0, 1},
+                       .memory = 1 << 20,
+                       .gpus = {{.id = "0", .fraction = 1.0}, {.id = "1", .fraction = 0.5}},
+                       .named = {{"licenses", 1}},
+                       .pids = 64};
+  EXPECT_EQ(finished_record(r, "d").resources,
+            "attempt=2 cpus=2.000000 cores=0,1 memory=1048576 gpus=0,1 licenses=1.000000 pids=64");
+  // Only what was given is listed: an attempt with no resources names its attempt alone.
+  r.allocation = task::Allocation{};
+  EXPECT_EQ(finished_record(r, "d").resources, "attempt=1");
+  // No allocation at all (a cached or replayed result): the field stays empty.
+  r.allocation.reset();
+  EXPECT_EQ(finished_record(r, "d").resources, "");
+}
+
 RC_GTEST_PROP(ResultRecord, RandomResultSurvivesTheJournal, ()) {
   ExecutionResult r = pepita::test::arbitrary_outcome();
   r.attempts = *rc::gen::arbitrary<std::uint32_t>();

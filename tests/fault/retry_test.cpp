@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <cmath>
+#include <limits>
+#include <string_view>
+#include <utility>
+
 namespace pepita::fault {
 namespace {
 
@@ -195,6 +200,64 @@ TEST(CircuitBreaker, HalfOpenFailureReopensAndResetClosesAtOnce) {
   // A reset breaker counts from zero again: one failure (threshold 1) opens it.
   b.record_failure(t0 + 30ms);
   EXPECT_FALSE(b.allow(t0 + 31ms));
+}
+
+TEST(RetryPolicy, EveryFailureKindHasAName) {
+  const std::pair<FailureKind, std::string_view> names[] = {
+      {FailureKind::Exit, "exit"},           {FailureKind::Signal, "signal"},
+      {FailureKind::Timeout, "timeout"},     {FailureKind::Launch, "launch"},
+      {FailureKind::Error, "error"},         {FailureKind::Rejected, "rejected"},
+      {FailureKind::Cancelled, "cancelled"}, {FailureKind::Oom, "oom"},
+      {FailureKind::Sandbox, "sandbox"}};
+  for (const auto& [kind, name] : names) EXPECT_EQ(to_string(kind), name);
+}
+
+TEST(RetryPolicy, SandboxFailureIsNeverRetriedWhateverThePredicate) {
+  RetryPolicy p;
+  p.max_attempts(5).retry_on([](const Failure&) { return true; });
+  EXPECT_FALSE(p.should_retry(1, {FailureKind::Sandbox}));
+  EXPECT_FALSE(p.should_retry(1, {FailureKind::Sandbox}, 10));
+  EXPECT_TRUE(p.should_retry(1, {FailureKind::Oom, 9}));
+}
+
+TEST(RetryPolicy, MultiplierBelowOneOrNotFiniteMeansConstantDelay) {
+  for (double m : {0.5, -2.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    RetryPolicy p;
+    p.base_delay(10ms).max_delay(1s).multiplier(m);
+    EXPECT_EQ(p.backoff_ceiling(1), 10ms) << m;
+    EXPECT_EQ(p.backoff_ceiling(50), 10ms) << m;
+  }
+}
+
+TEST(RetryPolicy, PerThreadGeneratorBackoffStaysUnderTheCeiling) {
+  RetryPolicy p;
+  p.base_delay(1ms).max_delay(4ms);
+  for (std::uint32_t retry = 0; retry < 6; ++retry) {
+    const auto d = p.backoff(retry);
+    EXPECT_GE(d, 0ns);
+    EXPECT_LE(d, p.backoff_ceiling(retry));
+  }
+  EXPECT_EQ(p.backoff(0), 0ns);
+  p.jitter(false);
+  EXPECT_EQ(p.backoff(3), 4ms);  // no jitter: the ceiling, capped at max_delay
+}
+
+TEST(CircuitBreaker, ClockReadingAllowFollowsTheOpenAndHalfOpenStates) {
+  CircuitBreaker b({.failure_threshold = 1, .cool_down = 1h, .half_open_probes = 1});
+  b.record_failure();
+  EXPECT_EQ(b.state(), CircuitBreaker::State::Open);
+  EXPECT_EQ(to_string(b.state()), "open");
+  EXPECT_FALSE(b.allow());  // an hour of cool-down is not over
+  EXPECT_FALSE(b.allows_execution());
+  EXPECT_GT(b.retry_after(), 59min);
+
+  CircuitBreaker quick({.failure_threshold = 1, .cool_down = 0ns, .half_open_probes = 2});
+  quick.record_failure();
+  EXPECT_EQ(quick.state(), CircuitBreaker::State::HalfOpen);
+  EXPECT_EQ(to_string(quick.state()), "half-open");
+  EXPECT_TRUE(quick.allow());  // two probes admitted, the third refused
+  EXPECT_TRUE(quick.allow());
+  EXPECT_FALSE(quick.allow());
 }
 
 }  // namespace
