@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "test_util.hpp"
 
@@ -91,6 +92,18 @@ TEST(DmaFixedBuffers, RegistrationRefusesEmptyAndDirectionlessBuffers) {
   ASSERT_TRUE(good);
   const DmaBuffer* table[] = {&*good};
   EXPECT_TRUE(register_dma_buffers(ring, table));
+}
+
+TEST(DmaFixedBuffers, MoreBuffersThanTheKernelTakesIsRefusedBeforeAnyIsRead) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4});
+  // The count is checked first: the (null) entries are never looked at.
+  const std::vector<const DmaBuffer*> too_many(16385, nullptr);
+  auto r = register_dma_buffers(ring, too_many);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(r.error().message().find("16385 buffers; the kernel takes at most 16384"),
+            std::string::npos)
+      << r.error().message();
 }
 
 }  // namespace

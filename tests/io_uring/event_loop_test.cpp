@@ -131,6 +131,57 @@ TEST(EventLoop, CoroutineReadWriteIsStraightLine) {
   EXPECT_EQ(**out, "coroutines on io_uring");
 }
 
+// Every file op of the loop in one straight line: writev/readv, write_fixed/read_fixed into a
+// registered buffer, fsync, openat + close of the same file through /proc/self/fd, and poll.
+Task<Result<std::string>> file_ops(EventLoop& loop, int fd, std::span<std::byte> fixed) {
+  std::string a = "vectored ", b = "io";
+  const std::array<iovec, 2> out{iovec{a.data(), a.size()}, iovec{b.data(), b.size()}};
+  auto wv = co_await loop.writev(fd, out, 0);
+  if (!wv) co_return std::unexpected(wv.error());
+  if (*wv != a.size() + b.size()) co_return fail(ErrorCode::Io, "short writev");
+  std::string x(4, '\0'), y(7, '\0');
+  const std::array<iovec, 2> in{iovec{x.data(), x.size()}, iovec{y.data(), y.size()}};
+  auto rv = co_await loop.readv(fd, in, 0);
+  if (!rv) co_return std::unexpected(rv.error());
+  std::string got = x + y.substr(0, *rv - x.size());
+  const std::string fixed_text = "|fixed";
+  std::memcpy(fixed.data(), fixed_text.data(), fixed_text.size());
+  auto wf = co_await loop.write_fixed(fd, fixed.first(fixed_text.size()), 4096, 0);
+  if (!wf) co_return std::unexpected(wf.error());
+  std::memset(fixed.data(), 0, fixed.size());
+  auto rf = co_await loop.read_fixed(fd, fixed.first(fixed_text.size()), 4096, 0);
+  if (!rf) co_return std::unexpected(rf.error());
+  // SAFETY: std::byte and char alias; *rf <= fixed.size().
+  got.append(reinterpret_cast<const char*>(fixed.data()), *rf);
+  if (auto f = co_await loop.fsync(fd, /*datasync=*/true); !f) co_return std::unexpected(f.error());
+  if (auto f = co_await loop.fsync(fd); !f) co_return std::unexpected(f.error());
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  auto again = co_await loop.openat(AT_FDCWD, self.c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (!again) co_return std::unexpected(again.error());
+  auto ready = co_await loop.poll(*again, POLLIN);  // a regular file is always readable
+  if (!ready) co_return std::unexpected(ready.error());
+  if ((*ready & POLLIN) == 0) co_return fail(ErrorCode::Io, "poll did not report POLLIN");
+  if (auto c = co_await loop.close(*again); !c) co_return std::unexpected(c.error());
+  // The fd is gone: closing it again is EBADF, reported as an error, not a crash.
+  auto twice = co_await loop.close(*again);
+  if (twice || twice.error().sys_errno() != EBADF) {
+    co_return fail(ErrorCode::Io, "closing a closed fd did not fail with EBADF");
+  }
+  co_return got;
+}
+
+TEST(EventLoop, VectoredFixedSyncOpenClosePollOpsAllComplete) {
+  LOOP_OR_SKIP(loop);
+  UniqueFd f = test::temp_file();
+  alignas(4096) static std::array<std::byte, 4096> fixed{};
+  const std::array<iovec, 1> reg{iovec{fixed.data(), fixed.size()}};
+  ASSERT_TRUE(loop->ring().register_buffers(reg));
+  auto out = loop->run(file_ops(*loop, f.get(), fixed));
+  ASSERT_TRUE(out) << out.error().to_string();
+  ASSERT_TRUE(*out) << out->error().to_string();
+  EXPECT_EQ(**out, "vectored io|fixed");
+}
+
 TEST(EventLoop, FailedCqeBecomesErrorWithErrnoAndOpName) {
   LOOP_OR_SKIP(loop);
   auto job = [](EventLoop& l) -> Task<Result<std::size_t>> {

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -14,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "pepita/io_uring/completion.hpp"
 #include "pepita/io_uring/prep.hpp"
 #include "syscall_trace.hpp"
 #include "test_util.hpp"
@@ -215,6 +217,48 @@ std::string sqpoll_round(Ring& ring, std::uint64_t base) {
   if (!bad.empty()) return bad;
   if (seen.size() != 16) return "only " + std::to_string(seen.size()) + " of 16 nops completed";
   return "";
+}
+
+TEST(Ring, SqpollThreadPinnedToOneOfOurCpusRunsNops) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  ASSERT_EQ(::sched_getaffinity(0, sizeof mine, &mine), 0);
+  int cpu = 0;
+  while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &mine)) ++cpu;
+  ASSERT_LT(cpu, CPU_SETSIZE);
+  auto ring = Ring::create(RingOptions{.entries = 32, .sqpoll = true, .sqpoll_cpu = cpu});
+  if (!ring && ring.error().code() == ErrorCode::PermissionDenied) {
+    GTEST_SKIP() << "SQPOLL is not permitted here: " << ring.error().to_string();
+  }
+  ASSERT_TRUE(ring) << ring.error().to_string();
+  EXPECT_NE(ring->setup_flags() & abi::setup::SQPOLL, 0u);
+  EXPECT_NE(ring->setup_flags() & abi::setup::SQ_AFF, 0u);
+  EXPECT_EQ(sqpoll_round(*ring, 500), "");
+}
+
+TEST(Ring, FromMappingsRefusesSetupFlagsItCannotDrive) {
+  for (std::uint32_t flag :
+       {abi::setup::NO_MMAP, abi::setup::REGISTERED_FD_ONLY, abi::setup::NO_SQARRAY}) {
+    abi::Params p{};
+    p.flags = flag;
+    auto r = Ring::from_mappings(p, Mapping(), Mapping(), Mapping());
+    ASSERT_FALSE(r) << flag;
+    EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(r.error().message().find("are not supported"), std::string::npos)
+        << r.error().message();
+  }
+}
+
+TEST(OpResult, CancelledCompletionSaysWhatCancelsRequests) {
+  auto r = op_result(abi::Op::Read, -ECANCELED);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Cancelled);
+  EXPECT_EQ(r.error().sys_errno(), ECANCELED);
+  EXPECT_NE(r.error().message().find("cancel request, a failed link or ring teardown"),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_EQ(op_result(abi::Op::Read, 17).value(), 17);
 }
 
 TEST(Ring, SqpollSubmitsWithoutEntering) {
