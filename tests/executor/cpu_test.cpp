@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "pepita/scheduler/scheduler.hpp"
+
 namespace pepita::executor {
 namespace {
 
@@ -65,6 +67,35 @@ TEST(CpuExecutor, ManyConcurrentAndShutdownWaits) {
   exec->shutdown();
   EXPECT_EQ(done.load(), 10000);
   EXPECT_FALSE(exec->start(t, {}, [](ExecutionResult) {}));
+}
+
+TEST(CpuExecutor, NonStdExceptionIsAFailureAndTheWorkerSurvives) {
+  auto exec = CpuExecutor::create({.workers = 1});
+  ASSERT_TRUE(exec) << exec.error().message();
+  auto threw = run_one(**exec, Task::function([]() -> std::string { throw 42; }).build().value());
+  EXPECT_EQ(threw.status, Status::Failed);
+  EXPECT_EQ(threw.exit_code, 1);
+  EXPECT_EQ(threw.error, "function threw a non-std::exception");
+  // The only worker is still there for the next task.
+  auto next = run_one(**exec, Task::function([] { return std::string("ok"); }).build().value());
+  EXPECT_EQ(next.status, Status::Succeeded);
+  EXPECT_EQ(next.stdout_data, "ok");
+}
+
+TEST(CpuExecutor, OnAnotherSchedulerRunsThereAndReportsItsWorkers) {
+  scheduler::Scheduler::Options so;
+  so.workers = 3;
+  auto sched = scheduler::Scheduler::create(so);
+  ASSERT_TRUE(sched) << sched.error().message();
+  {
+    auto exec = CpuExecutor::on(**sched);
+    ASSERT_TRUE(exec) << exec.error().message();
+    EXPECT_EQ((*exec)->slots(), 3u);
+    auto r = run_one(**exec, Task::function([] { return std::string("shared"); }).build().value());
+    EXPECT_EQ(r.status, Status::Succeeded);
+    EXPECT_EQ(r.stdout_data, "shared");
+  }
+  EXPECT_EQ((*sched)->worker_count(), 3u);  // the executor's end leaves the scheduler running
 }
 
 }  // namespace

@@ -163,5 +163,67 @@ TEST(ProcessExecutor, NoFdLeaksNoZombies) {
   EXPECT_EQ(errno, ECHILD) << "a child was left unreaped";
 }
 
+TEST(ProcessExecutor, DefaultSlotsAreTheOnlineCpusAndNegativeGraceIsRefused) {
+  auto defaults = ProcessExecutor::create({});
+  ASSERT_TRUE(defaults) << defaults.error().message();
+  EXPECT_EQ((*defaults)->slots(), static_cast<std::size_t>(::sysconf(_SC_NPROCESSORS_ONLN)));
+  auto bad = ProcessExecutor::create({.slots = 1, .kill_grace = -1ms});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(bad.error().message().find("kill_grace must not be negative"), std::string::npos);
+}
+
+// A child that traps SIGTERM and exits with a status of its own: the result keeps that status
+// and still says why the attempt ended (its timeout, or the cancel).
+TEST(ProcessExecutor, ChildExitingOnSigtermKeepsItsStatusAndTheReason) {
+  auto exec = make(5s);
+  const std::string script = "trap 'exit 3' TERM; sleep 30 & wait";
+  auto timed =
+      run_one(*exec, Task::binary("/bin/sh").args({"-c", script}).timeout(200ms).build().value());
+  EXPECT_EQ(timed.status, Status::TimedOut) << timed.error;
+  EXPECT_EQ(timed.exit_code, 3);
+  EXPECT_EQ(timed.error, "timed out; exited with status 3 after SIGTERM");
+
+  std::stop_source stop;
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  ASSERT_TRUE(exec->start(sh(script), stop.get_token(),
+                          [&](ExecutionResult r) { p.set_value(std::move(r)); }));
+  std::this_thread::sleep_for(200ms);
+  stop.request_stop();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  const ExecutionResult cancelled = f.get();
+  EXPECT_EQ(cancelled.status, Status::Cancelled) << cancelled.error;
+  EXPECT_EQ(cancelled.exit_code, 3);
+  EXPECT_EQ(cancelled.error, "cancelled");
+}
+
+TEST(ProcessExecutor, AbandonKillsRunningProcessGroupsAtOnce) {
+  auto exec = make(30s);
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  ASSERT_TRUE(
+      exec->start(sh("sleep 30"), {}, [&](ExecutionResult r) { p.set_value(std::move(r)); }));
+  std::this_thread::sleep_for(200ms);
+  exec->abandon();  // SIGKILL, no SIGTERM and no 30 s grace
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  const ExecutionResult r = f.get();
+  EXPECT_EQ(r.status, Status::Signaled) << r.error;
+  EXPECT_EQ(r.signal, SIGKILL);
+}
+
+TEST(ProcessExecutor, ChildThatNeverReadsItsStdinDoesNotStallTheExecutor) {
+  auto exec = make();
+  // 4 MiB is far more than a pipe holds; the child exits at once, so the rest meets EPIPE.
+  auto r =
+      run_one(*exec, Task::binary("/bin/true").stdin(std::string(4 << 20, 'x')).build().value());
+  EXPECT_EQ(r.status, Status::Succeeded) << r.error;
+  EXPECT_EQ(r.exit_code, 0);
+  // The executor (and its reactor thread) still works: SIGPIPE did not take the process down.
+  auto echo = run_one(*exec, Task::binary("/bin/cat").stdin("still here").build().value());
+  EXPECT_EQ(echo.status, Status::Succeeded) << echo.error;
+  EXPECT_EQ(echo.stdout_data, "still here");
+}
+
 }  // namespace
 }  // namespace pepita::executor

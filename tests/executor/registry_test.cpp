@@ -110,5 +110,87 @@ TEST(Registry, FactoryErrorsNameTheBackendAndCheckTheName) {
   EXPECT_EQ(wrong.error().code(), ErrorCode::Internal);
 }
 
+TEST(BackendOptions, HasAndBoolSpellingsAndABadBoolIsExplained) {
+  BackendOptions o;
+  o.set("a", "on").set("b", "0").set("c", "maybe");
+  EXPECT_TRUE(o.has("a"));
+  EXPECT_FALSE(o.has("z"));
+  EXPECT_TRUE(o.bool_or("a", false).value());
+  EXPECT_FALSE(o.bool_or("b", true).value());
+  EXPECT_TRUE(o.bool_or("z", true).value());
+  auto bad = o.bool_or("c", true);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(bad.error().message().find("true or false"), std::string::npos)
+      << bad.error().message();
+}
+
+TEST(Registry, EmptyFactoryNullExecutorAndReplaceAreHandled) {
+  Registry r;
+  const auto echo = Backend::named("echo").value();
+  auto empty = r.add(echo, BackendFactory{});
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(empty.error().message().find("empty factory"), std::string::npos);
+  EXPECT_FALSE(r.contains(echo));
+
+  ASSERT_TRUE(r.add(
+      echo, [](const BackendOptions&) -> Result<std::shared_ptr<Executor>> { return nullptr; },
+      "broken"));
+  auto null = r.create(echo, {});
+  ASSERT_FALSE(null);
+  EXPECT_EQ(null.error().code(), ErrorCode::Internal);
+  EXPECT_NE(null.error().message().find("the factory returned null"), std::string::npos);
+
+  // replace() swaps the factory and description of the registered name in place.
+  r.replace(
+      echo,
+      [echo](const BackendOptions& o) -> Result<std::shared_ptr<Executor>> {
+        return std::make_shared<Named>(echo, o.slots);
+      },
+      "fixed");
+  EXPECT_EQ(r.names(), std::vector<Backend>{echo});
+  EXPECT_EQ(r.description(echo), "fixed");
+  EXPECT_EQ(r.description(Backend::Gpu), "");
+  auto made = r.create(echo, {});
+  ASSERT_TRUE(made) << made.error().message();
+  EXPECT_EQ((*made)->backend(), echo);
+}
+
+TEST(Registry, BuiltinCpuAndZeroFactoriesBuildAndRefuseUnknownSettings) {
+  Registry r;
+  ASSERT_TRUE(register_builtins(r));
+  BackendOptions o;
+  o.slots = 2;
+  for (const Backend& b : {Backend::Cpu, zero_backend()}) {
+    auto e = r.create(b, o);
+    ASSERT_TRUE(e) << e.error().message();
+    EXPECT_EQ((*e)->backend(), b);
+    EXPECT_EQ((*e)->slots(), 2u);
+    (*e)->shutdown();
+  }
+  o.set("turbo", "yes");
+  for (const Backend& b : {Backend::Cpu, zero_backend()}) {
+    auto e = r.create(b, o);
+    ASSERT_FALSE(e) << b.name();
+    EXPECT_NE(e.error().message().find("turbo"), std::string::npos) << e.error().message();
+  }
+}
+
+TEST(Executor, DefaultsStreamOutputPlaceNothingAndFitEverything) {
+  Named plain(Backend::named("plain").value(), 1);
+  Executor& e = plain;
+  e.abandon();  // a no-op by default
+  EXPECT_TRUE(e.streams_output());
+  EXPECT_FALSE(e.places_resources());
+  task::ResourceRequest huge;
+  huge.gpus = 1000;
+  EXPECT_TRUE(e.can_ever_fit(huge));
+  auto zero = ZeroExecutor::create({.slots = 1});
+  ASSERT_TRUE(zero) << zero.error().message();
+  EXPECT_FALSE((*zero)->streams_output());  // runs nothing: no output to stream
+  (*zero)->shutdown();
+}
+
 }  // namespace
 }  // namespace pepita::executor

@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
+#include <utility>
 
 namespace pepita::executor {
 namespace {
@@ -43,6 +45,22 @@ TEST(ExecutionResult, EveryStatusHasTheCrateState) {
   timed_out.status = Status::TimedOut;
   EXPECT_FALSE(timed_out.is_success());
   EXPECT_FALSE(timed_out.is_failure());  // as in the crate: only the Failed state is a failure
+}
+
+TEST(ExecutionResult, EveryStatusHasAStableNameAndOomOrSandboxIsFailed) {
+  const std::pair<Status, std::string_view> names[] = {{Status::Succeeded, "succeeded"},
+                                                       {Status::Failed, "failed"},
+                                                       {Status::Signaled, "signaled"},
+                                                       {Status::TimedOut, "timed-out"},
+                                                       {Status::LaunchFailed, "launch-failed"},
+                                                       {Status::Cancelled, "cancelled"},
+                                                       {Status::Skipped, "skipped"},
+                                                       {Status::Rejected, "rejected"},
+                                                       {Status::OutOfMemory, "oom"},
+                                                       {Status::Sandboxed, "sandbox"}};
+  for (const auto& [status, name] : names) EXPECT_EQ(to_string(status), name);
+  EXPECT_EQ(task_state(Status::OutOfMemory), TaskState::Failed);
+  EXPECT_EQ(task_state(Status::Sandboxed), TaskState::Failed);
 }
 
 TEST(ExecutionResult, StdoutStringReplacesInvalidUtf8) {

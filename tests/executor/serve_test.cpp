@@ -4,10 +4,13 @@
 #include "pepita/executor/serve.hpp"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace pepita::executor {
@@ -141,6 +144,34 @@ TEST(ServeExecutor, RejectsNonProcessTasks) {
   auto started = exec->start(t, {}, [](ExecutionResult) {});
   ASSERT_FALSE(started);
   EXPECT_EQ(started.error().code(), ErrorCode::InvalidArgument);
+}
+
+// A fixed command serves every task whatever its own path; abandon() kills the servers at once.
+TEST(ServeExecutor, FixedCommandServesEveryTaskAndAbandonKillsTheServers) {
+  ServeOptions o;
+  o.slots = 2;
+  o.backend = "echo-fixed";
+  o.command = ServeCommand{.argv = {PEPITA_SERVE_ECHO, "--serve", "3"}, .env = {}};
+  auto exec = make_serve_executor(std::move(o)).value();
+  EXPECT_EQ(exec->backend().name(), "echo-fixed");
+  EXPECT_EQ(exec->slots(), 2u);
+  // The task names another program; the fixed command answers it.
+  const auto t = task::Task::binary("/bin/false").stdin("pid").build().value();
+  const ExecutionResult r = run(*exec, t);
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error;
+  const pid_t server = static_cast<pid_t>(std::stol(r.stdout_data));
+  ASSERT_GT(server, 0);
+  ASSERT_EQ(::kill(server, 0), 0);
+  exec->abandon();
+  bool gone = false;
+  for (int i = 0; i < 500 && !gone; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(server) + "/stat");
+    std::string line;
+    gone = !std::getline(stat, line) || line.find(") Z ") != std::string::npos;
+    if (!gone) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(gone) << "server " << server << " survived abandon()";
+  exec->shutdown();
 }
 
 TEST(ServeExecutor, BadOptionsAreInvalidArgument) {
