@@ -336,6 +336,41 @@ TEST(ZramRecompress, BackgroundThreadUnderConcurrentWritersAndReadersKeepsEveryP
   EXPECT_EQ(stored, s.compr_data_size);
 }
 
+// At mem_limit the secondary encodings find no memory: those pages are skipped and keep their
+// primary encoding, byte-exact, and the store never passes its limit.
+TEST(ZramRecompress, PagesWithoutMemoryForTheSecondaryEncodingAreSkippedAndKept) {
+  constexpr uint64_t kLimit = 16 * kPageSize;
+  ZramConfig config = lz4_then_zstd(256);
+  config.mem_limit = kLimit;
+  auto store = make(config);
+  ASSERT_NE(store, nullptr);
+  std::vector<std::vector<std::byte>> pages;
+  // Fill with compressible pages until the limit refuses one, then with incompressible ones
+  // (one slab page each) until those are refused too: no free slab page is left.
+  for (uint32_t i = 0; i < 256; ++i) {
+    auto page = text_page(i);
+    if (store->write_page(i, page.data()) != 0) break;
+    pages.push_back(std::move(page));
+  }
+  ASSERT_GT(pages.size(), 4u);
+  ASSERT_LT(pages.size(), 256u) << "mem_limit never refused a write";
+  for (auto i = static_cast<uint32_t>(pages.size()); i < 256; ++i) {
+    auto page = random_page(i);
+    if (store->write_page(i, page.data()) != 0) break;
+    pages.push_back(std::move(page));
+  }
+  auto result = store->recompress();
+  ASSERT_TRUE(result.has_value()) << result.error().to_string();
+  expect_result_adds_up(*result);
+  EXPECT_GT(result->skipped, 0u);
+  EXPECT_LE(store->stats().mem_used_total, kLimit);
+  std::vector<std::byte> back(kPageSize);
+  for (uint32_t i = 0; i < pages.size(); ++i) {
+    ASSERT_EQ(store->read_page(i, back.data()), 0) << i;
+    ASSERT_EQ(back, pages[i]) << i;
+  }
+}
+
 TEST(ZramRecompress, BadOptionsAreClearErrors) {
   auto plain = make({.disksize = kPageSize});
   ASSERT_NE(plain, nullptr);
