@@ -77,6 +77,16 @@ TEST(BlockingRunner, RejectsBadOptionsAndSubmitAfterShutdown) {
   EXPECT_EQ(sink.count(), 0u);
 }
 
+TEST(BlockingRunner, NegativeDefaultTimeoutIsRefusedNamingTheExecutor) {
+  auto r = BlockingRunner::create(
+      {.threads = 1, .default_timeout = std::chrono::milliseconds(-1), .name = "gpu executor"}, ok);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(r.error().message().find("gpu executor: default_timeout is negative"),
+            std::string::npos)
+      << r.error().message();
+}
+
 TEST(BlockingRunner, DeadlineFiresOnceAndEarly) {
   Sink sink;
   std::promise<void> release;
