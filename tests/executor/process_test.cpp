@@ -11,6 +11,7 @@
 #include <future>
 #include <thread>
 
+#include "common/temp_dir.hpp"
 #include "executor/process_test_util.hpp"
 
 namespace pepita::executor {
@@ -173,23 +174,36 @@ TEST(ProcessExecutor, DefaultSlotsAreTheOnlineCpusAndNegativeGraceIsRefused) {
   EXPECT_NE(bad.error().message().find("kill_grace must not be negative"), std::string::npos);
 }
 
+// Waits (up to 10 s) for `path` to exist: the child's script creates it once it is set up.
+bool wait_for_file(const std::string& path) {
+  for (int i = 0; i < 1000; ++i) {
+    if (std::filesystem::exists(path)) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return false;
+}
+
 // A child that traps SIGTERM and exits with a status of its own: the result keeps that status
 // and still says why the attempt ended (its timeout, or the cancel).
 TEST(ProcessExecutor, ChildExitingOnSigtermKeepsItsStatusAndTheReason) {
   auto exec = make(5s);
-  const std::string script = "trap 'exit 3' TERM; sleep 30 & wait";
+  pepita::test::TempDir dir{"exec-sigterm"};
+  const std::string ready = dir.file("ready");
+  // The trap is the script's first command; the timeout leaves the shell ample time to reach it.
+  const std::string script = "trap 'exit 3' TERM; touch " + ready + "; sleep 30 & wait";
   auto timed =
-      run_one(*exec, Task::binary("/bin/sh").args({"-c", script}).timeout(200ms).build().value());
+      run_one(*exec, Task::binary("/bin/sh").args({"-c", script}).timeout(1s).build().value());
   EXPECT_EQ(timed.status, Status::TimedOut) << timed.error;
   EXPECT_EQ(timed.exit_code, 3);
   EXPECT_EQ(timed.error, "timed out; exited with status 3 after SIGTERM");
 
+  std::filesystem::remove(ready);
   std::stop_source stop;
   std::promise<ExecutionResult> p;
   auto f = p.get_future();
   ASSERT_TRUE(exec->start(sh(script), stop.get_token(),
                           [&](ExecutionResult r) { p.set_value(std::move(r)); }));
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(wait_for_file(ready));  // the trap is set
   stop.request_stop();
   ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
   const ExecutionResult cancelled = f.get();
@@ -200,12 +214,14 @@ TEST(ProcessExecutor, ChildExitingOnSigtermKeepsItsStatusAndTheReason) {
 
 TEST(ProcessExecutor, AbandonKillsRunningProcessGroupsAtOnce) {
   auto exec = make(30s);
+  pepita::test::TempDir dir{"exec-abandon"};
+  const std::string ready = dir.file("ready");
   std::promise<ExecutionResult> p;
   auto f = p.get_future();
-  ASSERT_TRUE(
-      exec->start(sh("sleep 30"), {}, [&](ExecutionResult r) { p.set_value(std::move(r)); }));
-  std::this_thread::sleep_for(200ms);
-  exec->abandon();  // SIGKILL, no SIGTERM and no 30 s grace
+  ASSERT_TRUE(exec->start(sh("touch " + ready + "; exec sleep 30"), {},
+                          [&](ExecutionResult r) { p.set_value(std::move(r)); }));
+  ASSERT_TRUE(wait_for_file(ready));  // the child runs
+  exec->abandon();                    // SIGKILL, no SIGTERM and no 30 s grace
   ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
   const ExecutionResult r = f.get();
   EXPECT_EQ(r.status, Status::Signaled) << r.error;
