@@ -5,11 +5,11 @@
 //  fetches it in 4 MiB chunks, 4 in flight (FetchBlob/BlobChunk over the PSK-authenticated
 //  session; protocol 6 bulk frames: CRC32C + HMAC-SHA256 over each frame's header and metadata,
 //  the data sent from the driver's input file by sendfile and written from the worker's receive
-//  buffer), writes it to <cache>/blobs/<hex>.part, verifies its SHA-256 (on a second worker
-//  thread, through a mapping of the file, as chunks land) and renames it into the store,
-//  hard-links it into the task's directory and runs the task. Timed: submit to completion. The
-//  driver's hashing of the input (done once, at submit, by RemoteExecutor) is outside the
-//  timing: the same input is staged every round.
+//  buffer), writes it to <cache>/blobs/<hex>.part (fallocated; 256 KiB pwrites), verifies
+//  its SHA-256 (on a second worker thread, through a mapping of the file, as chunks land) and
+//  renames it into the store, hard-links it into the task's directory and runs the task.
+//  Timed: submit to completion. The driver's hashing of the input (done once, at submit, by
+//  RemoteExecutor) is outside the timing: the same input is staged every round.
 //  Anchor: a plain TCP socket pair over loopback, the sender reading the file with pread in
 //  1 MiB blocks and send()ing, the receiver recv()ing and write()ing it to a fresh file on the
 //  same disk: the bytes moved and written, nothing checked.
@@ -21,6 +21,9 @@
 //  verifying receiver). ours/(b) is the gap staging can still close; (b)/anchor is the check's
 //  own price.
 // Rounds rotate (ABCD BCDA ...); median [min-max] of MB/s (wall). Goal: ours >= 0.8x the anchor.
+// In this VM a write that allocates fresh page cache can pay 0.3-1.2 s per 512 MiB at random
+// (copy_folio_from_iter_atomic; worst with writes of 1 MiB or more, as the anchors' recv can
+// return): read medians with their min-max, and the cpu-proc rows first on a loaded box.
 // The cpu-proc rows give each contestant's process CPU seconds over the same timed span (all run
 // in this process; the worker's task child is not counted), which a loaded box does not inflate.
 // Usage: bench_data_staging [SIZE_MIB=1024] [ROUNDS=5]
