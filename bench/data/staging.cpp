@@ -11,8 +11,8 @@
 //  Timed: submit to completion. The driver's hashing of the input (done once, at submit, by
 //  RemoteExecutor) is outside the timing: the same input is staged every round.
 //  Anchor: a plain TCP socket pair over loopback, the sender reading the file with pread in
-//  1 MiB blocks and send()ing, the receiver recv()ing and write()ing it to a fresh file on the
-//  same disk: the bytes moved and written, nothing checked.
+//  1 MiB blocks and send()ing, the receiver recv()ing up to 256 KiB and write()ing it to a
+//  fresh file on the same disk: the bytes moved and written, nothing checked.
 //  Floors (the same run, the same bytes, rounds rotated with the two above): (a) SHA-256 of the
 //  input on one thread, read through a mapping of its page cache (what any receiver that checks
 //  a SHA-256 content address pays at least, on top of moving the bytes); (b) the anchor with
@@ -22,8 +22,9 @@
 //  own price.
 // Rounds rotate (ABCD BCDA ...); median [min-max] of MB/s (wall). Goal: ours >= 0.8x the anchor.
 // In this VM a write that allocates fresh page cache can pay 0.3-1.2 s per 512 MiB at random
-// (copy_folio_from_iter_atomic; worst with writes of 1 MiB or more, as the anchors' recv can
-// return): read medians with their min-max, and the cpu-proc rows first on a loaded box.
+// (copy_folio_from_iter_atomic; worst with writes of 512 KiB or more, so every receiver here
+// writes at most 256 KiB at a time): read medians with their min-max, and the cpu-proc rows
+// first on a loaded box.
 // The cpu-proc rows give each contestant's process CPU seconds over the same timed span (all run
 // in this process; the worker's task child is not counted), which a loaded box does not inflate.
 // Usage: bench_data_staging [SIZE_MIB=1024] [ROUNDS=5]
@@ -57,6 +58,9 @@ namespace pb = pepita::bench;
 namespace fs = std::filesystem;
 
 constexpr std::size_t kBlock = 1 << 20;
+// The anchors' receive buffer, so each write() is at most 256 KiB (cp's buffer size), as the
+// worker's pwrites: larger writes of fresh page cache pay this VM's random first-touch cost.
+constexpr std::size_t kRecvBlock = 256 << 10;
 
 std::string make_input(const std::string& dir, std::uint64_t size) {
   const std::string path = dir + "/input.bin";
@@ -137,7 +141,7 @@ double raw_copy_once(const std::string& root, const std::string& input, std::uin
   std::thread receiver([&] {
     const int c = ::accept(ls, nullptr, nullptr);
     const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<char> buf(kBlock);
+    std::vector<char> buf(kRecvBlock);
     Sha256 hash;
     std::uint64_t got = 0;
     while (got < size) {
