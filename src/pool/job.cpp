@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -451,9 +452,14 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::int64_t count = -1;
     if (const auto* c = t.get("count"))
       count = PEPITA_TRY(get_int(ctx, *c, "count", 1, 10'000'000));
+    // Issue 27: room for the whole group at once (no rehash or regrowth per million tasks).
+    const auto group = static_cast<std::size_t>(std::max<std::int64_t>(count, 1));
+    raws.reserve(raws.size() + group);
+    by_name.reserve(by_name.size() + group);
+    const std::string base = count < 0 ? std::string(nm_str->get()) : nm_str->get() + "-";
     for (std::int64_t i = 0; i < std::max<std::int64_t>(count, 1); ++i) {
-      std::string base(nm_str->get());
-      std::string name = count < 0 ? base : base + "-" + std::to_string(i);
+      std::string name = base;
+      if (count >= 0) name += std::to_string(i);
       if (!valid_name(name)) {
         return ctx.err(*nm, "task name '" + name + "' must be 1-200 of [A-Za-z0-9._-]");
       }
@@ -465,18 +471,26 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
   }
 
   // Second pass: build each task. Dependencies need ids, so build in file order and resolve
-  // names to positions; the ids follow once every task is built.
+  // names to positions; the ids follow once every task is built. Issue 27: a task that can
+  // have no dependency (no `deps`, no declared files) is built at once, in file order, so a
+  // million-task job never holds a million builders next to a million tasks; the others keep
+  // their builder until the dependency order is known.
   std::vector<std::vector<std::pair<std::size_t, const toml::node*>>> dep_index(raws.size());
-  std::vector<task::Builder> builders;
+  std::vector<std::unique_ptr<task::Builder>> builders(raws.size());
+  std::vector<std::optional<Task>> built(raws.size());
   std::unordered_map<std::string, std::string> resolved_cache;
-  std::vector<detail::TaskFiles> files(raws.size());  // issue 24: declared inputs and outputs
+  // Issue 24: declared inputs and outputs, one entry per task once any task declares a file.
+  std::vector<detail::TaskFiles> files;
   std::vector<char> staged(raws.size(), 0);  // remote and Slurm tasks: files staged to a worker
-  builders.reserve(raws.size());
+  job.resource_at.reserve(raws.size());
+  job.show_output.reserve(raws.size());
   std::optional<std::string> here;  // the current directory, read once
+  Vars vars_i = vars;               // with ${i}, its value set per task (not a copy per task)
+  vars_i.emplace_back("i", std::string());
   for (std::size_t r = 0; r < raws.size(); ++r) {
     const auto& t = *raws[r].table;
-    Vars tv = vars;
-    if (raws[r].index >= 0) tv.emplace_back("i", std::to_string(raws[r].index));
+    if (raws[r].index >= 0) vars_i.back().second = std::to_string(raws[r].index);
+    const Vars& tv = raws[r].index >= 0 ? vars_i : vars;
     const auto* cmd = t.get("command");
     const auto* pipeline = t.get("pipeline");
     if (!cmd && !pipeline) {
@@ -593,6 +607,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         }
         sandbox = PEPITA_TRY(detail::get_sandbox(ctx, v, job_dir, tv));
       } else if (key == "inputs" || key == "outputs") {
+        if (files.empty()) files.resize(raws.size());
         auto& into = key == "inputs" ? files[r].inputs : files[r].outputs;
         for (auto& [path, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) {
           if (path.empty() || path.find('\0') != std::string::npos) {
@@ -635,7 +650,9 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
       if (fs::path(cwd).is_relative()) cwd = (fs::path(job_dir) / cwd).string();
       b.cwd(cwd);
     }
-    {
+    const bool declares_files =
+        !files.empty() && (!files[r].inputs.empty() || !files[r].outputs.empty());
+    if (declares_files) {
       // Issue 27: the process's directory once per job, not a getcwd per task (count = 1M).
       if (cwd.empty() && !here) {
         std::error_code ec;
@@ -663,12 +680,18 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     }
     job.resource_at.push_back(std::move(at));
     job.show_output.push_back(show);
-    builders.push_back(std::move(b));
+    if (!declares_files && !t.get("deps")) {
+      auto built_now = b.build();
+      if (!built_now) return ctx.err(t, built_now.error().message());
+      built[r] = std::move(*built_now);
+    } else {
+      builders[r] = std::make_unique<task::Builder>(std::move(b));
+    }
   }
 
   // Declared files: resolved, checked, and the dependencies they imply added.
   std::map<std::pair<std::size_t, std::size_t>, std::string> inferred;
-  {
+  if (!files.empty()) {
     std::vector<std::string> names;
     names.reserve(raws.size());
     for (const auto& raw : raws) names.push_back(raw.name);
@@ -681,8 +704,8 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         PEPITA_TRY_VOID(relative_to_cwd(ctx, raws[r].name, files[r], files[r].resolved_inputs));
         PEPITA_TRY_VOID(relative_to_cwd(ctx, raws[r].name, files[r], files[r].resolved_outputs));
       }
-      if (!files[r].resolved_inputs.empty()) builders[r].inputs(files[r].resolved_inputs);
-      if (!files[r].resolved_outputs.empty()) builders[r].outputs(files[r].resolved_outputs);
+      if (!files[r].resolved_inputs.empty()) builders[r]->inputs(files[r].resolved_inputs);
+      if (!files[r].resolved_outputs.empty()) builders[r]->outputs(files[r].resolved_outputs);
     }
   }
 
@@ -712,13 +735,14 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     return ctx.err(*raws[cycle.front()].table->get("name"),
                    "dependency cycle: " + members + "; remove one of these dependencies");
   }
-  // Build in dependency order so every dependency already has its id.
-  std::vector<std::optional<Task>> built(raws.size());
+  // Build the rest in dependency order so every dependency already has its id.
   std::vector<std::size_t> order;
   {
     std::vector<std::uint8_t> state(raws.size(), 0);
+    std::vector<std::pair<std::size_t, std::size_t>> stack;
     for (std::size_t root = 0; root < raws.size(); ++root) {
-      std::vector<std::pair<std::size_t, std::size_t>> stack{{root, 0}};
+      if (built[root]) continue;  // built in the second pass: no dependencies
+      stack.assign(1, {root, 0});
       while (!stack.empty()) {
         auto& [node, next] = stack.back();
         if (state[node] == 2) {
@@ -738,12 +762,14 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     }
   }
   for (std::size_t r : order) {
+    if (built[r]) continue;
     std::vector<task::TaskId> deps;
     for (const auto& [o, node] : dep_index[r]) deps.push_back(built[o]->id());
-    builders[r].depends_on(std::move(deps));
-    auto t = builders[r].build();
+    builders[r]->depends_on(std::move(deps));
+    auto t = builders[r]->build();
     if (!t) return ctx.err(*raws[r].table, t.error().message());
     built[r] = std::move(*t);
+    builders[r].reset();
   }
   job.tasks.reserve(raws.size());
   for (auto& t : built) job.tasks.push_back(std::move(*t));

@@ -21,7 +21,7 @@ namespace pepita::pool {
 
 ExecutionResult TaskHandle::wait() const {
   std::unique_lock lock(state_->mu);
-  state_->cv.wait(lock, [&] { return state_->result.has_value(); });
+  state_->cv.wait(lock, [&] { return state_->result != nullptr; });
   return *state_->result;
 }
 
@@ -31,12 +31,13 @@ TaskState TaskHandle::state() const noexcept {
 
 bool TaskHandle::wait_for(std::chrono::nanoseconds timeout) const {
   std::unique_lock lock(state_->mu);
-  return state_->cv.wait_for(lock, timeout, [&] { return state_->result.has_value(); });
+  return state_->cv.wait_for(lock, timeout, [&] { return state_->result != nullptr; });
 }
 
 std::optional<ExecutionResult> TaskHandle::try_get() const {
   std::lock_guard lock(state_->mu);
-  return state_->result;
+  if (!state_->result) return std::nullopt;
+  return *state_->result;
 }
 
 // ---- Builder ----

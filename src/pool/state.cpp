@@ -268,7 +268,7 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task
   if (alloc) {
     act.launches.push_back(
         {lane.exec, n.task.with_allocation(*alloc), n.stop->get_token(), n.lane});
-    n.allocation = std::move(alloc);
+    n.allocation = std::make_unique<task::Allocation>(std::move(*alloc));
   } else if (!lane.ledger && !n.task.resources().empty()) {
     // An executor that places requests itself (remote workers, Slurm) picks the Allocation; it
     // learns the attempt from this one, so Growth::PerAttempt grows there too.
@@ -529,7 +529,7 @@ void PoolState::on_complete(TaskId id, std::uint32_t lane_index, ExecutionResult
       if (auto& alloc = it->second.allocation) {
         // Every way an attempt ends comes here (success, failure, cancel, launch failure).
         ledger->give_back(*alloc);
-        if (!r.allocation) r.allocation = std::move(alloc);
+        if (!r.allocation) r.allocation = std::move(*alloc);
         alloc.reset();
       }
       if (r.ok()) {

@@ -38,7 +38,9 @@ namespace detail {
 struct HandleState {
   std::mutex mu;
   std::condition_variable cv;
-  std::optional<ExecutionResult> result;
+  // Issue 27: boxed, so the handle of a task not yet finished (a million of them after
+  // submit_all) costs a pointer, not an empty ExecutionResult's ~620 bytes.
+  std::unique_ptr<ExecutionResult> result;
   // Written under PoolState::mu as the task moves; read by TaskHandle::state() without it.
   std::atomic<task::TaskState> state{task::TaskState::Pending};
 
@@ -46,7 +48,7 @@ struct HandleState {
     {
       std::lock_guard lock(mu);
       state.store(r.state(), std::memory_order_release);
-      result = std::move(r);
+      result = std::make_unique<ExecutionResult>(std::move(r));
     }
     cv.notify_all();
   }
@@ -70,9 +72,10 @@ struct Node {
   std::string digest;  // task.spec_digest() once at submit when journalled, for every record
   std::optional<std::stop_source> stop;  // of the running attempt
   // Issue 22: the request goes through the host Ledger (non-empty, on a lane that does not
-  // place resources itself), and what the running attempt was given.
+  // place resources itself), and what the running attempt was given (boxed, issue 27: most
+  // tasks have none, and an empty Allocation is 128 bytes a node).
   bool placed = false;
-  std::optional<task::Allocation> allocation;
+  std::unique_ptr<task::Allocation> allocation;
 };
 
 // Ready tasks of one backend: highest priority first, FIFO within a priority. A FIFO per level
