@@ -435,7 +435,44 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::int64_t index;  // -1 without count
   };
   std::vector<Raw> raws;
-  std::unordered_map<std::string, std::size_t> by_name;
+  // Issue 27: a count group's names ("base-0" .. "base-<count-1>") are not hashed one by one (a
+  // million inserts were a fifth of the parse): a group is one entry, and "base-k" finds member
+  // k. Two groups can share a name only when they share the base (an index is digits only), and
+  // a single task named "base-k" is remembered under its base for the groups that follow.
+  struct Group {
+    std::size_t first;  // position of member 0 in raws
+    std::int64_t count;
+  };
+  std::unordered_map<std::string, std::size_t> by_name;              // single tasks
+  std::unordered_map<std::string, Group> groups;                     // count groups by base
+  std::unordered_map<std::string, std::set<std::int64_t>> numbered;  // single "base-k": k by base
+  // "base-k" as (base, k) when k reads as a count index: digits without a leading zero.
+  const auto split_index =
+      [](std::string_view name) -> std::optional<std::pair<std::string_view, std::int64_t>> {
+    const auto dash = name.rfind('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    const std::string_view digits = name.substr(dash + 1);
+    if (digits.empty() || digits.size() > 8 || (digits.size() > 1 && digits[0] == '0')) {
+      return std::nullopt;
+    }
+    std::int64_t k = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      k = k * 10 + (c - '0');
+    }
+    return std::pair{name.substr(0, dash), k};
+  };
+  // The position of the task called `name`, if any.
+  const auto find_task = [&](const std::string& name) -> std::optional<std::size_t> {
+    if (auto it = by_name.find(name); it != by_name.end()) return it->second;
+    if (auto split = split_index(name)) {
+      auto g = groups.find(std::string(split->first));
+      if (g != groups.end() && split->second < g->second.count) {
+        return g->second.first + static_cast<std::size_t>(split->second);
+      }
+    }
+    return std::nullopt;
+  };
   for (const auto& el : *tasks) {
     const auto& t = *el.as_table();
     PEPITA_TRY_VOID(
@@ -452,21 +489,43 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::int64_t count = -1;
     if (const auto* c = t.get("count"))
       count = PEPITA_TRY(get_int(ctx, *c, "count", 1, 10'000'000));
-    // Issue 27: room for the whole group at once (no rehash or regrowth per million tasks).
-    const auto group = static_cast<std::size_t>(std::max<std::int64_t>(count, 1));
-    raws.reserve(raws.size() + group);
-    by_name.reserve(by_name.size() + group);
-    const std::string base = count < 0 ? std::string(nm_str->get()) : nm_str->get() + "-";
-    for (std::int64_t i = 0; i < std::max<std::int64_t>(count, 1); ++i) {
-      std::string name = base;
-      if (count >= 0) name += std::to_string(i);
-      if (!valid_name(name)) {
-        return ctx.err(*nm, "task name '" + name + "' must be 1-200 of [A-Za-z0-9._-]");
-      }
-      if (!by_name.emplace(name, raws.size()).second) {
-        return ctx.err(*nm, "task name '" + name + "' is used twice; names must be unique");
-      }
-      raws.push_back({&t, std::move(name), count < 0 ? -1 : i});
+    const auto invalid = [&](const std::string& name) {
+      return ctx.err(*nm, "task name '" + name + "' must be 1-200 of [A-Za-z0-9._-]");
+    };
+    const auto taken = [&](const std::string& name) {
+      return ctx.err(*nm, "task name '" + name + "' is used twice; names must be unique");
+    };
+    if (count < 0) {
+      std::string name(nm_str->get());
+      if (!valid_name(name)) return invalid(name);
+      if (find_task(name)) return taken(name);
+      if (auto split = split_index(name)) numbered[std::string(split->first)].insert(split->second);
+      by_name.emplace(name, raws.size());
+      raws.push_back({&t, std::move(name), -1});
+      continue;
+    }
+    // The first member whose name is invalid (past member 0 only its length can be: the first
+    // index with one digit more), then the first one an earlier task has, in expansion order.
+    const std::string prefix = nm_str->get() + "-";
+    std::int64_t bad = valid_name(prefix + "0") ? count : 0;
+    for (std::int64_t k = 1; bad == count && k < count; k *= 10) {
+      if (!valid_name(prefix + std::to_string(k))) bad = k;
+    }
+    std::int64_t dup = count;
+    const std::string base(nm_str->get());
+    if (groups.contains(base)) {
+      dup = 0;
+    } else if (auto it = numbered.find(base); it != numbered.end()) {
+      dup = std::min(count, *it->second.begin());
+    }
+    if (bad < count && bad <= dup) return invalid(prefix + std::to_string(bad));
+    if (dup < count) return taken(prefix + std::to_string(dup));
+    groups.emplace(base, Group{raws.size(), count});
+    raws.reserve(raws.size() + static_cast<std::size_t>(count));  // one growth per group
+    for (std::int64_t i = 0; i < count; ++i) {
+      std::string name = prefix;
+      name += std::to_string(i);
+      raws.push_back({&t, std::move(name), i});
     }
   }
 
@@ -527,7 +586,8 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         }
         return it->second;
       }
-      if (command.find('/') != std::string::npos && fs::path(command).is_relative()) {
+      // Relative: not starting at '/' (what fs::path::is_relative says, without a path per task).
+      if (command.find('/') != std::string::npos && command.front() != '/') {
         command = (fs::path(job_dir) / command).string();
       }
       return command;
@@ -554,7 +614,9 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     task::SandboxPolicy sandbox =
         detail::sandbox_applies(backend) ? default_sandbox : task::SandboxPolicy::none();
     for (auto&& [k, v] : t) {
-      const std::string key(k.str());
+      // A view: each key is checked against ~25 names per task (a million times for count = 1M),
+      // and a view compares sizes before bytes.
+      const std::string_view key = k.str();
       if (detail::is_resource_key(key)) {
         PEPITA_TRY_VOID(detail::apply_resource_key(ctx, key, v, resources));
       } else if (key == "args") {
@@ -611,7 +673,7 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         auto& into = key == "inputs" ? files[r].inputs : files[r].outputs;
         for (auto& [path, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) {
           if (path.empty() || path.find('\0') != std::string::npos) {
-            return ctx.err(*node, "task '" + raws[r].name + "': '" + key +
+            return ctx.err(*node, "task '" + raws[r].name + "': '" + std::string(key) +
                                       "' holds an empty path (or one with a NUL byte)");
           }
           into.push_back({std::move(path), node});
@@ -634,15 +696,15 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
               return ctx.err(*node, "task '" + raws[r].name + "': no task matches '" + d + "'");
             continue;
           }
-          auto it = by_name.find(d);
-          if (it == by_name.end()) {
+          const auto on = find_task(d);
+          if (!on) {
             return ctx.err(*node,
                            "task '" + raws[r].name + "' depends on unknown task '" + d + "'");
           }
-          if (it->second == r) {
+          if (*on == r) {
             return ctx.err(*node, "task '" + raws[r].name + "' depends on itself");
           }
-          dep_index[r].emplace_back(it->second, node);
+          dep_index[r].emplace_back(*on, node);
         }
       }
     }

@@ -314,6 +314,51 @@ TEST(Job, DependenciesGetSmallerIdsWhetherBuiltEarlyOrLate) {
       << bad.error().message();
 }
 
+// Issue 27: count groups are looked up as a whole ("base-k" is member k), so the name checks
+// must still see a group against a single task in either order, two groups with one base, and
+// names that only look alike; a dependency finds a member by its name.
+TEST(Job, CountGroupNamesClashWithSingleTasksAndGroupsAsExpanded) {
+  const auto parse = [](const std::string& text) { return parse_job(text, "f.toml", opts()); };
+  const std::string t = "command = \"/bin/true\"\n";
+  struct Clash {
+    std::string text;
+    std::string expect;
+  };
+  const std::vector<Clash> clashes = {
+      {"[[task]]\nname = \"a-2\"\n" + t + "[[task]]\nname = \"a\"\ncount = 5\n" + t,
+       "f.toml:5:8: task name 'a-2' is used twice"},
+      {"[[task]]\nname = \"a\"\ncount = 5\n" + t + "[[task]]\nname = \"a-4\"\n" + t,
+       "f.toml:6:8: task name 'a-4' is used twice"},
+      {"[[task]]\nname = \"a\"\ncount = 2\n" + t + "[[task]]\nname = \"a\"\ncount = 9\n" + t,
+       "f.toml:6:8: task name 'a-0' is used twice"},
+      {"[[task]]\nname = \"a-7\"\n" + t + "[[task]]\nname = \"a-3\"\n" + t +
+           "[[task]]\nname = \"a\"\ncount = 8\n" + t,
+       "task name 'a-3' is used twice"},  // the first clash in expansion order
+      {"[[task]]\nname = \"" + std::string(197, 'x') + "\"\ncount = 200\n" + t,
+       "task name '" + std::string(197, 'x') + "-100' must be 1-200"},
+  };
+  for (const auto& c : clashes) {
+    auto job = parse(c.text);
+    ASSERT_FALSE(job) << c.text;
+    EXPECT_NE(job.error().message().find(c.expect), std::string::npos)
+        << job.error().message() << "\nexpected: " << c.expect;
+  }
+  // Alike but not equal: "a-07" is not member 7, "a-5" is past a count of 5, "a-1-0" is member 0
+  // of the group "a-1", not of "a"; a dependency names a member, past the count is unknown.
+  auto ok = parse("[[task]]\nname = \"a\"\ncount = 5\n" + t + "[[task]]\nname = \"a-07\"\n" + t +
+                  "[[task]]\nname = \"a-5\"\n" + t + "[[task]]\nname = \"a-1\"\ncount = 1\n" + t +
+                  "[[task]]\nname = \"b\"\ndeps = [\"a-3\", \"a-1-0\", \"a-07\"]\n" + t);
+  ASSERT_TRUE(ok) << ok.error().message();
+  ASSERT_EQ(ok->tasks.size(), 9u);
+  EXPECT_EQ(ok->tasks[8].dependencies(),
+            (std::vector<task::TaskId>{ok->tasks[3].id(), ok->tasks[7].id(), ok->tasks[5].id()}));
+  auto unknown = parse("[[task]]\nname = \"a\"\ncount = 5\n" + t +
+                       "[[task]]\nname = \"b\"\ndeps = [\"a-5\"]\n" + t);
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("depends on unknown task 'a-5'"), std::string::npos)
+      << unknown.error().message();
+}
+
 TEST(Job, BadPriorityOrMetadataNamesTheField) {
   auto bad_level =
       parse_job("[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\npriority = \"urgent\"\n",
