@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -434,7 +435,44 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::int64_t index;  // -1 without count
   };
   std::vector<Raw> raws;
-  std::unordered_map<std::string, std::size_t> by_name;
+  // Issue 27: a count group's names ("base-0" .. "base-<count-1>") are not hashed one by one (a
+  // million inserts were a fifth of the parse): a group is one entry, and "base-k" finds member
+  // k. Two groups can share a name only when they share the base (an index is digits only), and
+  // a single task named "base-k" is remembered under its base for the groups that follow.
+  struct Group {
+    std::size_t first;  // position of member 0 in raws
+    std::int64_t count;
+  };
+  std::unordered_map<std::string, std::size_t> by_name;              // single tasks
+  std::unordered_map<std::string, Group> groups;                     // count groups by base
+  std::unordered_map<std::string, std::set<std::int64_t>> numbered;  // single "base-k": k by base
+  // "base-k" as (base, k) when k reads as a count index: digits without a leading zero.
+  const auto split_index =
+      [](std::string_view name) -> std::optional<std::pair<std::string_view, std::int64_t>> {
+    const auto dash = name.rfind('-');
+    if (dash == std::string_view::npos) return std::nullopt;
+    const std::string_view digits = name.substr(dash + 1);
+    if (digits.empty() || digits.size() > 8 || (digits.size() > 1 && digits[0] == '0')) {
+      return std::nullopt;
+    }
+    std::int64_t k = 0;
+    for (char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      k = k * 10 + (c - '0');
+    }
+    return std::pair{name.substr(0, dash), k};
+  };
+  // The position of the task called `name`, if any.
+  const auto find_task = [&](const std::string& name) -> std::optional<std::size_t> {
+    if (auto it = by_name.find(name); it != by_name.end()) return it->second;
+    if (auto split = split_index(name)) {
+      auto g = groups.find(std::string(split->first));
+      if (g != groups.end() && split->second < g->second.count) {
+        return g->second.first + static_cast<std::size_t>(split->second);
+      }
+    }
+    return std::nullopt;
+  };
   for (const auto& el : *tasks) {
     const auto& t = *el.as_table();
     PEPITA_TRY_VOID(
@@ -451,32 +489,67 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     std::int64_t count = -1;
     if (const auto* c = t.get("count"))
       count = PEPITA_TRY(get_int(ctx, *c, "count", 1, 10'000'000));
-    for (std::int64_t i = 0; i < std::max<std::int64_t>(count, 1); ++i) {
-      std::string base(nm_str->get());
-      std::string name = count < 0 ? base : base + "-" + std::to_string(i);
-      if (!valid_name(name)) {
-        return ctx.err(*nm, "task name '" + name + "' must be 1-200 of [A-Za-z0-9._-]");
-      }
-      if (!by_name.emplace(name, raws.size()).second) {
-        return ctx.err(*nm, "task name '" + name + "' is used twice; names must be unique");
-      }
-      raws.push_back({&t, std::move(name), count < 0 ? -1 : i});
+    const auto invalid = [&](const std::string& name) {
+      return ctx.err(*nm, "task name '" + name + "' must be 1-200 of [A-Za-z0-9._-]");
+    };
+    const auto taken = [&](const std::string& name) {
+      return ctx.err(*nm, "task name '" + name + "' is used twice; names must be unique");
+    };
+    if (count < 0) {
+      std::string name(nm_str->get());
+      if (!valid_name(name)) return invalid(name);
+      if (find_task(name)) return taken(name);
+      if (auto split = split_index(name)) numbered[std::string(split->first)].insert(split->second);
+      by_name.emplace(name, raws.size());
+      raws.push_back({&t, std::move(name), -1});
+      continue;
+    }
+    // The first member whose name is invalid (past member 0 only its length can be: the first
+    // index with one digit more), then the first one an earlier task has, in expansion order.
+    const std::string prefix = nm_str->get() + "-";
+    std::int64_t bad = valid_name(prefix + "0") ? count : 0;
+    for (std::int64_t k = 1; bad == count && k < count; k *= 10) {
+      if (!valid_name(prefix + std::to_string(k))) bad = k;
+    }
+    std::int64_t dup = count;
+    const std::string base(nm_str->get());
+    if (groups.contains(base)) {
+      dup = 0;
+    } else if (auto it = numbered.find(base); it != numbered.end()) {
+      dup = std::min(count, *it->second.begin());
+    }
+    if (bad < count && bad <= dup) return invalid(prefix + std::to_string(bad));
+    if (dup < count) return taken(prefix + std::to_string(dup));
+    groups.emplace(base, Group{raws.size(), count});
+    raws.reserve(raws.size() + static_cast<std::size_t>(count));  // one growth per group
+    for (std::int64_t i = 0; i < count; ++i) {
+      std::string name = prefix;
+      name += std::to_string(i);
+      raws.push_back({&t, std::move(name), i});
     }
   }
 
   // Second pass: build each task. Dependencies need ids, so build in file order and resolve
-  // names to positions; the ids follow once every task is built.
+  // names to positions; the ids follow once every task is built. Issue 27: a task that can
+  // have no dependency (no `deps`, no declared files) is built at once, in file order, so a
+  // million-task job never holds a million builders next to a million tasks; the others keep
+  // their builder until the dependency order is known.
   std::vector<std::vector<std::pair<std::size_t, const toml::node*>>> dep_index(raws.size());
-  std::vector<task::Builder> builders;
+  std::vector<std::unique_ptr<task::Builder>> builders(raws.size());
+  std::vector<std::optional<Task>> built(raws.size());
   std::unordered_map<std::string, std::string> resolved_cache;
-  std::vector<detail::TaskFiles> files(raws.size());  // issue 24: declared inputs and outputs
+  // Issue 24: declared inputs and outputs, one entry per task once any task declares a file.
+  std::vector<detail::TaskFiles> files;
   std::vector<char> staged(raws.size(), 0);  // remote and Slurm tasks: files staged to a worker
-  builders.reserve(raws.size());
+  job.resource_at.reserve(raws.size());
+  job.show_output.reserve(raws.size());
   std::optional<std::string> here;  // the current directory, read once
+  Vars vars_i = vars;               // with ${i}, its value set per task (not a copy per task)
+  vars_i.emplace_back("i", std::string());
   for (std::size_t r = 0; r < raws.size(); ++r) {
     const auto& t = *raws[r].table;
-    Vars tv = vars;
-    if (raws[r].index >= 0) tv.emplace_back("i", std::to_string(raws[r].index));
+    if (raws[r].index >= 0) vars_i.back().second = std::to_string(raws[r].index);
+    const Vars& tv = raws[r].index >= 0 ? vars_i : vars;
     const auto* cmd = t.get("command");
     const auto* pipeline = t.get("pipeline");
     if (!cmd && !pipeline) {
@@ -513,7 +586,8 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         }
         return it->second;
       }
-      if (command.find('/') != std::string::npos && fs::path(command).is_relative()) {
+      // Relative: not starting at '/' (what fs::path::is_relative says, without a path per task).
+      if (command.find('/') != std::string::npos && command.front() != '/') {
         command = (fs::path(job_dir) / command).string();
       }
       return command;
@@ -540,7 +614,9 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     task::SandboxPolicy sandbox =
         detail::sandbox_applies(backend) ? default_sandbox : task::SandboxPolicy::none();
     for (auto&& [k, v] : t) {
-      const std::string key(k.str());
+      // A view: each key is checked against ~25 names per task (a million times for count = 1M),
+      // and a view compares sizes before bytes.
+      const std::string_view key = k.str();
       if (detail::is_resource_key(key)) {
         PEPITA_TRY_VOID(detail::apply_resource_key(ctx, key, v, resources));
       } else if (key == "args") {
@@ -593,10 +669,11 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         }
         sandbox = PEPITA_TRY(detail::get_sandbox(ctx, v, job_dir, tv));
       } else if (key == "inputs" || key == "outputs") {
+        if (files.empty()) files.resize(raws.size());
         auto& into = key == "inputs" ? files[r].inputs : files[r].outputs;
         for (auto& [path, node] : PEPITA_TRY(get_strings(ctx, v, key, tv))) {
           if (path.empty() || path.find('\0') != std::string::npos) {
-            return ctx.err(*node, "task '" + raws[r].name + "': '" + key +
+            return ctx.err(*node, "task '" + raws[r].name + "': '" + std::string(key) +
                                       "' holds an empty path (or one with a NUL byte)");
           }
           into.push_back({std::move(path), node});
@@ -619,15 +696,15 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
               return ctx.err(*node, "task '" + raws[r].name + "': no task matches '" + d + "'");
             continue;
           }
-          auto it = by_name.find(d);
-          if (it == by_name.end()) {
+          const auto on = find_task(d);
+          if (!on) {
             return ctx.err(*node,
                            "task '" + raws[r].name + "' depends on unknown task '" + d + "'");
           }
-          if (it->second == r) {
+          if (*on == r) {
             return ctx.err(*node, "task '" + raws[r].name + "' depends on itself");
           }
-          dep_index[r].emplace_back(it->second, node);
+          dep_index[r].emplace_back(*on, node);
         }
       }
     }
@@ -635,7 +712,9 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
       if (fs::path(cwd).is_relative()) cwd = (fs::path(job_dir) / cwd).string();
       b.cwd(cwd);
     }
-    {
+    const bool declares_files =
+        !files.empty() && (!files[r].inputs.empty() || !files[r].outputs.empty());
+    if (declares_files) {
       // Issue 27: the process's directory once per job, not a getcwd per task (count = 1M).
       if (cwd.empty() && !here) {
         std::error_code ec;
@@ -663,12 +742,18 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     }
     job.resource_at.push_back(std::move(at));
     job.show_output.push_back(show);
-    builders.push_back(std::move(b));
+    if (!declares_files && !t.get("deps")) {
+      auto built_now = b.build();
+      if (!built_now) return ctx.err(t, built_now.error().message());
+      built[r] = std::move(*built_now);
+    } else {
+      builders[r] = std::make_unique<task::Builder>(std::move(b));
+    }
   }
 
   // Declared files: resolved, checked, and the dependencies they imply added.
   std::map<std::pair<std::size_t, std::size_t>, std::string> inferred;
-  {
+  if (!files.empty()) {
     std::vector<std::string> names;
     names.reserve(raws.size());
     for (const auto& raw : raws) names.push_back(raw.name);
@@ -681,8 +766,8 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
         PEPITA_TRY_VOID(relative_to_cwd(ctx, raws[r].name, files[r], files[r].resolved_inputs));
         PEPITA_TRY_VOID(relative_to_cwd(ctx, raws[r].name, files[r], files[r].resolved_outputs));
       }
-      if (!files[r].resolved_inputs.empty()) builders[r].inputs(files[r].resolved_inputs);
-      if (!files[r].resolved_outputs.empty()) builders[r].outputs(files[r].resolved_outputs);
+      if (!files[r].resolved_inputs.empty()) builders[r]->inputs(files[r].resolved_inputs);
+      if (!files[r].resolved_outputs.empty()) builders[r]->outputs(files[r].resolved_outputs);
     }
   }
 
@@ -712,13 +797,14 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     return ctx.err(*raws[cycle.front()].table->get("name"),
                    "dependency cycle: " + members + "; remove one of these dependencies");
   }
-  // Build in dependency order so every dependency already has its id.
-  std::vector<std::optional<Task>> built(raws.size());
+  // Build the rest in dependency order so every dependency already has its id.
   std::vector<std::size_t> order;
   {
     std::vector<std::uint8_t> state(raws.size(), 0);
+    std::vector<std::pair<std::size_t, std::size_t>> stack;
     for (std::size_t root = 0; root < raws.size(); ++root) {
-      std::vector<std::pair<std::size_t, std::size_t>> stack{{root, 0}};
+      if (built[root]) continue;  // built in the second pass: no dependencies
+      stack.assign(1, {root, 0});
       while (!stack.empty()) {
         auto& [node, next] = stack.back();
         if (state[node] == 2) {
@@ -738,12 +824,14 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     }
   }
   for (std::size_t r : order) {
+    if (built[r]) continue;
     std::vector<task::TaskId> deps;
     for (const auto& [o, node] : dep_index[r]) deps.push_back(built[o]->id());
-    builders[r].depends_on(std::move(deps));
-    auto t = builders[r].build();
+    builders[r]->depends_on(std::move(deps));
+    auto t = builders[r]->build();
     if (!t) return ctx.err(*raws[r].table, t.error().message());
     built[r] = std::move(*t);
+    builders[r].reset();
   }
   job.tasks.reserve(raws.size());
   for (auto& t : built) job.tasks.push_back(std::move(*t));

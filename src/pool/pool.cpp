@@ -4,6 +4,8 @@
 #include "pepita/pool/pool.hpp"
 
 #include <algorithm>
+#include <cstdint>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -19,9 +21,21 @@ namespace pepita::pool {
 
 // ---- TaskHandle ----
 
+namespace detail {
+HandleSync& handle_sync(const void* handle) noexcept {
+  constexpr std::size_t kStripes = 64;
+  // Never destroyed: a pool thread may finish a task while the program exits.
+  static HandleSync* const stripes = new HandleSync[kStripes];
+  // SAFETY: only the address's bits pick a stripe; nothing is read through it.
+  const auto a = reinterpret_cast<std::uintptr_t>(handle);
+  return stripes[((a >> 4) ^ (a >> 10)) % kStripes];
+}
+}  // namespace detail
+
 ExecutionResult TaskHandle::wait() const {
-  std::unique_lock lock(state_->mu);
-  state_->cv.wait(lock, [&] { return state_->result.has_value(); });
+  auto& sync = state_->sync();
+  std::unique_lock lock(sync.mu);
+  sync.cv.wait(lock, [&] { return state_->result != nullptr; });
   return *state_->result;
 }
 
@@ -30,13 +44,15 @@ TaskState TaskHandle::state() const noexcept {
 }
 
 bool TaskHandle::wait_for(std::chrono::nanoseconds timeout) const {
-  std::unique_lock lock(state_->mu);
-  return state_->cv.wait_for(lock, timeout, [&] { return state_->result.has_value(); });
+  auto& sync = state_->sync();
+  std::unique_lock lock(sync.mu);
+  return sync.cv.wait_for(lock, timeout, [&] { return state_->result != nullptr; });
 }
 
 std::optional<ExecutionResult> TaskHandle::try_get() const {
-  std::lock_guard lock(state_->mu);
-  return state_->result;
+  std::lock_guard lock(state_->sync().mu);
+  if (!state_->result) return std::nullopt;
+  return *state_->result;
 }
 
 // ---- Builder ----
@@ -381,7 +397,9 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
       if (auto fits = s.check_fits(t, *routed); !fits) return std::unexpected(fits.error());
     }
     if (s.journal) {
-      std::unordered_set<std::string> batch;
+      // Views of the batch's own names (issue 27: not a copy of a million names).
+      std::unordered_set<std::string_view> batch;
+      batch.reserve(tasks.size());
       for (const auto& t : tasks) {
         if (s.names.contains(t.name()) || !batch.insert(t.name()).second) {
           return fail(ErrorCode::InvalidArgument,
@@ -390,11 +408,17 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
         }
       }
     }
+    // Issue 27: a batch already in dependency order (a job file's tasks without dependencies)
+    // is admitted by position, with no map of a million ids.
+    bool in_order = order.size() == tasks.size();
+    for (std::size_t i = 0; in_order && i < tasks.size(); ++i) in_order = order[i] == tasks[i].id();
     std::unordered_map<TaskId, std::size_t> index;
-    for (std::size_t i = 0; i < tasks.size(); ++i) index.emplace(tasks[i].id(), i);
+    if (!in_order) {
+      for (std::size_t i = 0; i < tasks.size(); ++i) index.emplace(tasks[i].id(), i);
+    }
     handles.assign(tasks.size(), TaskHandle(0, nullptr));
-    for (TaskId id : order) {
-      const std::size_t i = index.at(id);
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      const std::size_t i = in_order ? k : index.at(order[k]);
       // Checked above, so admit cannot fail part-way through the batch.
       handles[i] = PEPITA_TRY(s.admit(std::move(tasks[i]), act));
     }

@@ -128,9 +128,12 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
   if (retain) retained.push_back(handle);
   ++counters.submitted;
   const std::string name = n.task.name();
-  if (journal) n.digest = n.task.spec_digest();
+  std::string digest;
+  if (journal) {
+    digest = n.task.spec_digest();
+    n.digest = detail::SpecDigest(digest);
+  }
   auto& node = nodes.emplace(id, std::move(n)).first->second;
-  const std::string& digest = node.digest;
 
   if (journal) {
     // A shader task's output buffers are not journalled (executor::ExecutionResult), so its
@@ -145,7 +148,7 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
     fault::JournalRecord rec;
     rec.type = fault::RecordType::Submitted;
     rec.name = name;
-    rec.spec_digest = digest;
+    rec.spec_digest = std::move(digest);
     journal_append(std::move(rec), false);
   }
   if (!failed_dep.empty()) {
@@ -260,7 +263,7 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task
     fault::JournalRecord rec;
     rec.type = fault::RecordType::Started;
     rec.name = n.task.name();
-    rec.spec_digest = n.digest;
+    rec.spec_digest = n.digest.hex();
     rec.attempt = n.attempts;
     journal_append(std::move(rec), false);
   }
@@ -268,7 +271,7 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task
   if (alloc) {
     act.launches.push_back(
         {lane.exec, n.task.with_allocation(*alloc), n.stop->get_token(), n.lane});
-    n.allocation = std::move(alloc);
+    n.allocation = std::make_unique<task::Allocation>(std::move(*alloc));
   } else if (!lane.ledger && !n.task.resources().empty()) {
     // An executor that places requests itself (remote workers, Slurm) picks the Allocation; it
     // learns the attempt from this one, so Growth::PerAttempt grows there too.
@@ -454,7 +457,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
     ++latency_seen;
     if (ok && r.from_cache) ++counters.from_cache;
     if (journal && !r.from_journal) {
-      journal_append(fault::finished_record(r, n.digest), true);
+      journal_append(fault::finished_record(r, n.digest.hex()), true);
     }
     event(act, Event::Kind::Finished, n, id, &r);
     std::vector<TaskId> dependents = std::move(n.dependents);
@@ -529,7 +532,7 @@ void PoolState::on_complete(TaskId id, std::uint32_t lane_index, ExecutionResult
       if (auto& alloc = it->second.allocation) {
         // Every way an attempt ends comes here (success, failure, cancel, launch failure).
         ledger->give_back(*alloc);
-        if (!r.allocation) r.allocation = std::move(alloc);
+        if (!r.allocation) r.allocation = std::move(*alloc);
         alloc.reset();
       }
       if (r.ok()) {

@@ -276,7 +276,7 @@ Result<Task> Builder::build() {
   if (has_nul(spec_.name)) problems_.push_back("task name holds a NUL byte");
   check_affinity();
   check_resources();
-  if (spec_.sandbox.enabled() && !spec_.process && !spec_.pipeline) {
+  if (spec_.sandbox.get().enabled() && !spec_.process && !spec_.pipeline) {
     problems_.push_back(
         "sandbox: only a binary or pipeline task runs in a sandbox (a function shares the pool's "
         "threads, a shader runs on the GPU); run the code as a binary task to confine it");
@@ -500,7 +500,7 @@ Builder& Builder::metadata(std::string key, std::string value) {
     problems_.push_back("metadata key '" + key +
                         "' is invalid: the key must be non-empty and neither may hold NUL");
   } else {
-    spec_.metadata[std::move(key)] = std::move(value);
+    spec_.metadata.mut()[std::move(key)] = std::move(value);
   }
   return *this;
 }
@@ -539,7 +539,7 @@ Builder& Builder::add_stage(BinaryTask stage) {
   if (!spec_.pipeline) {
     problems_.push_back("add_stage() applies to pipeline tasks: start with Task::pipeline()");
   } else {
-    spec_.pipeline->stages.push_back(std::move(stage));
+    spec_.pipeline.mut().stages.push_back(std::move(stage));
   }
   return *this;
 }
@@ -590,7 +590,7 @@ Builder& Builder::affinity(CpuAffinity affinity) {
 }
 
 void Builder::check_pipeline() {
-  PipelineTask& pipe = *spec_.pipeline;
+  PipelineTask& pipe = spec_.pipeline.mut();
   if (pipe.stages.empty()) {
     problems_.push_back("pipeline has no stages: add at least one with add_stage()");
     return;
@@ -638,7 +638,7 @@ void Builder::check_pipeline() {
 }
 
 void Builder::check_affinity() {
-  if (spec_.affinity.is_any()) return;
+  if (spec_.affinity.get().is_any()) return;
   if (!spec_.process && !spec_.pipeline) {
     problems_.push_back(
         "affinity applies to binary and pipeline tasks (processes); a function task runs on the "
@@ -656,13 +656,14 @@ void Builder::check_affinity() {
         spec_.backend.name()));
     return;
   }
-  if (auto cpus = spec_.affinity.resolve(); !cpus) problems_.push_back(cpus.error().message());
+  if (auto cpus = spec_.affinity.get().resolve(); !cpus)
+    problems_.push_back(cpus.error().message());
 }
 
 // ---- issue 22: resources ----
 
 void Builder::check_resources() {
-  const ResourceRequest& r = spec_.resources;
+  const ResourceRequest& r = spec_.resources.get();
   for (const RetryOn& on : spec_.retry_on) {
     const bool exit_ok = on.kind != RetryOn::Kind::Exit || (on.code >= -1 && on.code <= 255);
     const bool signal_ok = on.kind != RetryOn::Kind::Signal || (on.code >= -1 && on.code <= 64);
@@ -687,11 +688,11 @@ void Builder::check_resources() {
         "cores (run it as a binary task for those)");
     return;
   }
-  if (r.pin_cpus && !spec_.affinity.is_any()) {
+  if (r.pin_cpus && !spec_.affinity.get().is_any()) {
     problems_.push_back(
         pepita::fmt("resources: pin_cpus and affinity ({}) both choose the task's cores; keep "
                     "one (pin_cpus lets the pool pick free cores)",
-                    task::to_string(spec_.affinity)));
+                    task::to_string(spec_.affinity.get())));
     return;
   }
   // Fractional CPUs are a CFS quota share, which the process executor applies to a binary or

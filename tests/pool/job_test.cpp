@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <set>
+
 namespace pepita::pool {
 namespace {
 
@@ -229,6 +231,132 @@ backend = "any"
   EXPECT_EQ(job->tasks[0].timeout(), std::chrono::seconds(7));  // [defaults] timeout
   EXPECT_EQ(job->tasks[1].priority(), -3);
   EXPECT_EQ(job->tasks[1].backend(), task::Backend::Any);
+}
+
+// Issue 27: a count-expanded group gets each task's own ${i} (name, args, env, metadata,
+// outputs) at the first, second and last index, and a task reading two of its outputs depends
+// on exactly those two.
+TEST(Job, CountExpansionGivesEachTaskItsIndexAtFirstSecondAndLast) {
+  auto job = parse_job(R"(
+[[task]]
+name = "gen"
+count = 1000
+command = "/bin/echo"
+args = ["shard", "${i}"]
+env = { SHARD = "s${i}" }
+metadata = { index = "${i}" }
+outputs = ["${state_dir}/out-${i}"]
+[[task]]
+name = "sum"
+command = "/bin/true"
+inputs = ["${state_dir}/out-0", "${state_dir}/out-999"]
+[[task]]
+name = "alone"
+command = "/bin/true"
+args = ["${job_dir}"]
+)",
+                       "/jobs/count.toml", opts());
+  ASSERT_TRUE(job) << job.error().message();
+  ASSERT_EQ(job->tasks.size(), 1002u);
+  for (std::size_t i : {0UL, 1UL, 999UL}) {
+    const auto& t = job->tasks[i];
+    const std::string n = std::to_string(i);
+    EXPECT_EQ(t.name(), "gen-" + n);
+    ASSERT_NE(t.process(), nullptr);
+    EXPECT_EQ(t.process()->args, (std::vector<std::string>{"shard", n}));
+    EXPECT_EQ(t.process()->env.at("SHARD"), "s" + n);
+    EXPECT_EQ(t.metadata().at("index"), n);
+    EXPECT_EQ(t.outputs(), (std::vector<std::string>{"/tmp/state/out-" + n}));
+    EXPECT_TRUE(t.dependencies().empty());
+  }
+  const auto& sum = job->tasks[1000];
+  EXPECT_EQ(sum.name(), "sum");
+  EXPECT_EQ(sum.dependencies(),
+            (std::vector<task::TaskId>{job->tasks[0].id(), job->tasks[999].id()}));
+  const auto& alone = job->tasks[1001];
+  EXPECT_EQ(alone.process()->args, (std::vector<std::string>{"/jobs"}));  // no ${i} left over
+  EXPECT_TRUE(alone.dependencies().empty());
+  std::set<task::TaskId> ids;
+  for (const auto& t : job->tasks) ids.insert(t.id());
+  EXPECT_EQ(ids.size(), job->tasks.size());  // every task its own id
+}
+
+// Issue 27: tasks that can have no dependency are built as they are read; the others once the
+// order is known. Either way a dependency's id is below its dependent's, the file order of the
+// tasks is kept, and a bad task is still reported at its own position.
+TEST(Job, DependenciesGetSmallerIdsWhetherBuiltEarlyOrLate) {
+  auto job = parse_job(
+      "[[task]]\nname = \"late\"\ncommand = \"/bin/true\"\ndeps = [\"mid\", \"early\"]\n"
+      "[[task]]\nname = \"mid\"\ncommand = \"/bin/true\"\ndeps = [\"last\"]\n"
+      "[[task]]\nname = \"early\"\ncommand = \"/bin/true\"\n"
+      "[[task]]\nname = \"last\"\ncommand = \"/bin/true\"\n",
+      "f.toml", opts());
+  ASSERT_TRUE(job) << job.error().message();
+  ASSERT_EQ(job->tasks.size(), 4u);
+  const auto& late = job->tasks[0];
+  const auto& mid = job->tasks[1];
+  const auto& early = job->tasks[2];
+  const auto& last = job->tasks[3];
+  EXPECT_EQ(late.name(), "late");
+  EXPECT_EQ(last.name(), "last");
+  EXPECT_EQ(late.dependencies(), (std::vector<task::TaskId>{mid.id(), early.id()}));
+  EXPECT_EQ(mid.dependencies(), (std::vector<task::TaskId>{last.id()}));
+  EXPECT_LT(mid.id(), late.id());
+  EXPECT_LT(early.id(), late.id());
+  EXPECT_LT(last.id(), mid.id());
+
+  auto bad = parse_job(
+      "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ndeps = [\"b\"]\n"
+      "[[task]]\nname = \"b\"\ncommand = \"/bin/true\"\naffinity = { numa_node = 4000 }\n",
+      "f.toml", opts());
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("f.toml:5:1: invalid task 'b'"), std::string::npos)
+      << bad.error().message();
+}
+
+// Issue 27: count groups are looked up as a whole ("base-k" is member k), so the name checks
+// must still see a group against a single task in either order, two groups with one base, and
+// names that only look alike; a dependency finds a member by its name.
+TEST(Job, CountGroupNamesClashWithSingleTasksAndGroupsAsExpanded) {
+  const auto parse = [](const std::string& text) { return parse_job(text, "f.toml", opts()); };
+  const std::string t = "command = \"/bin/true\"\n";
+  struct Clash {
+    std::string text;
+    std::string expect;
+  };
+  const std::vector<Clash> clashes = {
+      {"[[task]]\nname = \"a-2\"\n" + t + "[[task]]\nname = \"a\"\ncount = 5\n" + t,
+       "f.toml:5:8: task name 'a-2' is used twice"},
+      {"[[task]]\nname = \"a\"\ncount = 5\n" + t + "[[task]]\nname = \"a-4\"\n" + t,
+       "f.toml:6:8: task name 'a-4' is used twice"},
+      {"[[task]]\nname = \"a\"\ncount = 2\n" + t + "[[task]]\nname = \"a\"\ncount = 9\n" + t,
+       "f.toml:6:8: task name 'a-0' is used twice"},
+      {"[[task]]\nname = \"a-7\"\n" + t + "[[task]]\nname = \"a-3\"\n" + t +
+           "[[task]]\nname = \"a\"\ncount = 8\n" + t,
+       "task name 'a-3' is used twice"},  // the first clash in expansion order
+      {"[[task]]\nname = \"" + std::string(197, 'x') + "\"\ncount = 200\n" + t,
+       "task name '" + std::string(197, 'x') + "-100' must be 1-200"},
+  };
+  for (const auto& c : clashes) {
+    auto job = parse(c.text);
+    ASSERT_FALSE(job) << c.text;
+    EXPECT_NE(job.error().message().find(c.expect), std::string::npos)
+        << job.error().message() << "\nexpected: " << c.expect;
+  }
+  // Alike but not equal: "a-07" is not member 7, "a-5" is past a count of 5, "a-1-0" is member 0
+  // of the group "a-1", not of "a"; a dependency names a member, past the count is unknown.
+  auto ok = parse("[[task]]\nname = \"a\"\ncount = 5\n" + t + "[[task]]\nname = \"a-07\"\n" + t +
+                  "[[task]]\nname = \"a-5\"\n" + t + "[[task]]\nname = \"a-1\"\ncount = 1\n" + t +
+                  "[[task]]\nname = \"b\"\ndeps = [\"a-3\", \"a-1-0\", \"a-07\"]\n" + t);
+  ASSERT_TRUE(ok) << ok.error().message();
+  ASSERT_EQ(ok->tasks.size(), 9u);
+  EXPECT_EQ(ok->tasks[8].dependencies(),
+            (std::vector<task::TaskId>{ok->tasks[3].id(), ok->tasks[7].id(), ok->tasks[5].id()}));
+  auto unknown = parse("[[task]]\nname = \"a\"\ncount = 5\n" + t +
+                       "[[task]]\nname = \"b\"\ndeps = [\"a-5\"]\n" + t);
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message().find("depends on unknown task 'a-5'"), std::string::npos)
+      << unknown.error().message();
 }
 
 TEST(Job, BadPriorityOrMetadataNamesTheField) {

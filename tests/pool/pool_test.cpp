@@ -403,6 +403,39 @@ TEST(Pool, JournalResumeSkipsSucceededTasks) {
   EXPECT_FALSE(rec->records.empty());
 }
 
+// Issue 27: handles share striped mutex + condition-variable pairs, so 256 handles waited on
+// by 256 threads share the 64 stripes: every waiter must still wake (no lost wake-up), get its
+// own task's result, and a wait_for on an unfinished task must time out.
+TEST(Pool, ManyWaitersOnSharedHandleStripesEachGetTheirOwnResult) {
+  auto pool = make(Pool::builder().retain_results(false));
+  std::atomic<bool> release{false};
+  std::vector<TaskHandle> handles;
+  for (int i = 0; i < 256; ++i) {
+    handles.push_back(pool.submit(Task::function([&release, i]() -> std::string {
+                                    while (!release.load()) std::this_thread::yield();
+                                    return std::to_string(i);
+                                  })
+                                      .build()
+                                      .value())
+                          .value());
+  }
+  EXPECT_FALSE(handles.back().wait_for(20ms));  // blocked on `release`
+  EXPECT_FALSE(handles.back().try_get());
+  std::vector<std::string> got(handles.size());
+  std::vector<std::thread> waiters;
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    waiters.emplace_back([&, i] { got[i] = handles[i].wait().stdout_data; });
+  }
+  std::this_thread::sleep_for(20ms);  // most waiters are asleep on their stripe by now
+  release = true;
+  for (auto& w : waiters) w.join();
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    EXPECT_EQ(got[i], std::to_string(i));
+    ASSERT_TRUE(handles[i].try_get());
+    EXPECT_TRUE(handles[i].try_get()->ok());
+  }
+}
+
 TEST(Pool, ManyFunctionTasksWithRandomDependencies) {
   auto pool = make(Pool::builder().retain_results(false));
   std::mt19937 rng(7);

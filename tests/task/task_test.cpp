@@ -148,6 +148,44 @@ TEST(TaskBuilder, MetadataIsKeptAndValidated) {
   EXPECT_EQ(labelled.timeout(), std::chrono::nanoseconds(0));
 }
 
+// Issue 27: the rarely set parts of a spec are boxed; unset they read as their defaults, set they
+// survive the copies the pool makes (with_timeout, with_sandbox, with_allocation), and changing
+// a copy leaves the original as it was.
+TEST(TaskBuilder, BoxedPartsReadAsDefaultsUnsetAndSurviveCopiesSet) {
+  auto plain = Task::binary("/bin/true").build().value();
+  EXPECT_EQ(plain.sandbox(), SandboxPolicy::none());
+  EXPECT_TRUE(plain.resources().empty());
+  EXPECT_TRUE(plain.affinity().is_any());
+  EXPECT_TRUE(plain.metadata().empty());
+  EXPECT_EQ(plain.allocation(), nullptr);
+  EXPECT_EQ(plain.as_pipeline(), nullptr);
+  EXPECT_EQ(plain.shader(), nullptr);
+
+  ResourceRequest req;
+  req.memory = 1 << 20;
+  auto rich = Task::binary("/bin/true")
+                  .metadata("team", "ml")
+                  .resources(req)
+                  .sandbox(SandboxPolicy::standard())
+                  .build()
+                  .value();
+  auto longer = rich.with_timeout(std::chrono::seconds(3));
+  EXPECT_EQ(longer.metadata().at("team"), "ml");
+  EXPECT_EQ(longer.resources().memory, 1u << 20);
+  EXPECT_EQ(longer.sandbox(), SandboxPolicy::standard());
+  auto unconfined = longer.with_sandbox(SandboxPolicy::none());
+  EXPECT_EQ(unconfined.sandbox(), SandboxPolicy::none());
+  EXPECT_EQ(longer.sandbox(), SandboxPolicy::standard());  // the copy's change is its own
+  EXPECT_EQ(rich.sandbox(), SandboxPolicy::standard());
+  Allocation alloc;
+  alloc.cpus = 1;
+  auto placed = rich.with_allocation(alloc);
+  ASSERT_NE(placed.allocation(), nullptr);
+  EXPECT_EQ(placed.allocation()->cpus, 1);
+  EXPECT_EQ(rich.allocation(), nullptr);
+  EXPECT_EQ(placed.metadata().at("team"), "ml");
+}
+
 TEST(TaskBuilder, DigestTracksSpec) {
   auto a = Task::binary("/bin/echo").args({"ab", "c"}).build();
   auto b = Task::binary("/bin/echo").args({"a", "bc"}).build();

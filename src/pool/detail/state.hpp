@@ -3,6 +3,7 @@
 // retry-delay heap, counters) and the state-machine steps state.cpp implements. One mutex (`mu`)
 // guards it; work that must not run under it is collected in Actions and done by perform().
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -15,6 +16,7 @@
 #include <random>
 #include <stop_token>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -35,25 +37,65 @@ using task::Backend;
 
 namespace detail {
 
-struct HandleState {
+// Issue 27: the handles' waits share a few mutex + condition-variable pairs, picked by the
+// handle's address, instead of one pair per task (88 bytes each, a million of them after a
+// submit_all). A wake-up for another handle of the stripe is spurious for the rest: each waiter
+// re-checks its own result.
+struct HandleSync {
   std::mutex mu;
   std::condition_variable cv;
-  std::optional<ExecutionResult> result;
+};
+HandleSync& handle_sync(const void* handle) noexcept;  // pool.cpp
+
+struct HandleState {
+  // Guarded by sync().mu. Boxed (issue 27), so the handle of a task not yet finished costs a
+  // pointer, not an empty ExecutionResult's ~620 bytes.
+  std::unique_ptr<ExecutionResult> result;
   // Written under PoolState::mu as the task moves; read by TaskHandle::state() without it.
   std::atomic<task::TaskState> state{task::TaskState::Pending};
 
+  HandleSync& sync() const noexcept { return handle_sync(this); }
   void set(ExecutionResult r) {
+    auto boxed = std::make_unique<ExecutionResult>(std::move(r));
+    HandleSync& s = sync();
     {
-      std::lock_guard lock(mu);
-      state.store(r.state(), std::memory_order_release);
-      result = std::move(r);
+      std::lock_guard lock(s.mu);
+      state.store(boxed->state(), std::memory_order_release);
+      result = std::move(boxed);
     }
-    cv.notify_all();
+    s.cv.notify_all();
   }
   void moved_to(task::TaskState s) { state.store(s, std::memory_order_release); }
 };
 
 enum class Phase : std::uint8_t { Waiting, Ready, Delayed, Running };
+
+// Issue 27: a spec digest (Task::spec_digest, 64 hex digits) kept as its 32 bytes in the node,
+// not as a string on the heap per task; hex() gives the journal's spelling back.
+class SpecDigest {
+ public:
+  SpecDigest() = default;
+  explicit SpecDigest(std::string_view hex) {
+    const auto nibble = [](char c) -> std::uint8_t {
+      return static_cast<std::uint8_t>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    };
+    for (std::size_t i = 0; i < bytes_.size() && 2 * i + 1 < hex.size(); ++i) {
+      bytes_[i] = static_cast<std::uint8_t>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
+    }
+  }
+  std::string hex() const {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out(2 * bytes_.size(), '0');
+    for (std::size_t i = 0; i < bytes_.size(); ++i) {
+      out[2 * i] = kDigits[bytes_[i] >> 4];
+      out[2 * i + 1] = kDigits[bytes_[i] & 0xf];
+    }
+    return out;
+  }
+
+ private:
+  std::array<std::uint8_t, 32> bytes_{};
+};
 
 struct Node {
   explicit Node(Task t) : task(std::move(t)) {}
@@ -67,12 +109,13 @@ struct Node {
   bool cancel_requested = false;
   std::uint64_t seq = 0;
   Clock::time_point submitted;
-  std::string digest;  // task.spec_digest() once at submit when journalled, for every record
+  SpecDigest digest;  // task.spec_digest() once at submit when journalled, for every record
   std::optional<std::stop_source> stop;  // of the running attempt
   // Issue 22: the request goes through the host Ledger (non-empty, on a lane that does not
-  // place resources itself), and what the running attempt was given.
+  // place resources itself), and what the running attempt was given (boxed, issue 27: most
+  // tasks have none, and an empty Allocation is 128 bytes a node).
   bool placed = false;
-  std::optional<task::Allocation> allocation;
+  std::unique_ptr<task::Allocation> allocation;
 };
 
 // Ready tasks of one backend: highest priority first, FIFO within a priority. A FIFO per level
