@@ -349,6 +349,7 @@ Result<TaskHandle> Pool::submit_one(Task task, bool block) {
     }
     handle = PEPITA_TRY(s.admit(std::move(task), act));
     s.dispatch(act);
+    s.flush_journal(act);
   }
   s.perform(act);
   return handle;
@@ -404,6 +405,7 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
       s.retained.insert(s.retained.end(), handles.begin(), handles.end());
     }
     s.dispatch(act);
+    s.flush_journal(act);
   }
   s.perform(act);
   return handles;
@@ -412,7 +414,7 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
 void Pool::wait_idle() {
   auto& s = *state_;
   std::unique_lock lock(s.mu);
-  s.idle_cv.wait(lock, [&] { return s.nodes.empty() && s.events_in_flight == 0; });
+  s.idle_cv.wait(lock, [&] { return s.idle(); });
 }
 
 std::vector<ExecutionResult> Pool::wait_all() {
@@ -420,7 +422,7 @@ std::vector<ExecutionResult> Pool::wait_all() {
   std::vector<TaskHandle> handles;
   {
     std::unique_lock lock(s.mu);
-    s.idle_cv.wait(lock, [&] { return s.nodes.empty() && s.events_in_flight == 0; });
+    s.idle_cv.wait(lock, [&] { return s.idle(); });
     handles.swap(s.retained);
   }
   std::vector<ExecutionResult> results;
@@ -456,6 +458,7 @@ bool Pool::cancel(TaskId id) {
         s.dispatch(act);
       }
     }
+    s.flush_journal(act);
   }
   s.perform(act);
   return found;
@@ -486,6 +489,7 @@ void Pool::cancel_all() {
       r.error = "cancelled before it ran";
       s.finalize(id, std::move(r), act);
     }
+    s.flush_journal(act);
   }
   s.perform(act);
 }

@@ -64,13 +64,19 @@ inline std::uint64_t get_u64_at(std::string_view s, std::size_t at) {
   return std::uint64_t{get_u32_at(s, at)} | (std::uint64_t{get_u32_at(s, at + 4)} << 32);
 }
 
-/// Raw SHA-256 of `data` (32 bytes).
+/// Raw SHA-256 of `data` (32 bytes). The digest is fetched from the provider once: EVP_sha256()
+/// makes OpenSSL 3 look it up again on every call (a locked provider lookup, ~1 us, paid per
+/// journal record before; see core/sha256.cpp). Never freed: it lives as long as the process.
 inline std::string sha256_raw(std::string_view data) {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = ::EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : ::EVP_sha256();
+  }();
   std::string out(kHash, '\0');
   unsigned int len = 0;
   // SAFETY: `out` holds 32 bytes, SHA-256's output size; unsigned char and char alias.
-  ::EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
-               ::EVP_sha256(), nullptr);
+  ::EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len, md,
+               nullptr);
   return out;
 }
 

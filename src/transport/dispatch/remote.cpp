@@ -28,6 +28,7 @@
 #include "pepita/core/sha256.hpp"
 #include "pepita/core/sys/eventfd.hpp"
 #include "pepita/core/sys/fd.hpp"
+#include "pepita/executor/completion_batch.hpp"
 #include "pepita/fault/failure_detector.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/transport/lease_table.hpp"
@@ -132,8 +133,12 @@ struct RemoteDispatcher::Impl {
   // returned, so wait_idle() means "every callback has run".
   void run_completions(std::vector<Completion>& done) {
     if (done.empty()) return;
-    for (auto& [cb, out] : done) {
-      if (cb) cb(std::move(out));
+    {
+      // Issue 27: the pool writes its journal and starts the next tasks once for these.
+      executor::CompletionBatch batch;
+      for (auto& [cb, out] : done) {
+        if (cb) cb(std::move(out));
+      }
     }
     const std::size_t n = done.size();
     done.clear();  // destroy callbacks (and what they own) before locking: they may cancel()
