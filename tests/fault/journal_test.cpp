@@ -311,5 +311,39 @@ TEST(Journal, EmptyStdoutGetsTheDigestOfNoBytes) {
   EXPECT_EQ(rec->records[1].output_digest, sha256_hex(finished("f", 0).stdout_data));
 }
 
+// The chain links each record to the SHA-256 of the payload before it (sha256_raw keeps one
+// OpenSSL context per thread, issue 27): checked here against core's Sha256.
+TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE((*j)->stage(finished("t" + std::to_string(i), i)));
+    ASSERT_TRUE((*j)->flush());
+  }
+  const std::string data = read_file(path);
+  // Frames after the 8-byte magic: [u32 len][u32 crc][payload]; payload = [u8 keyed][u64 seq]
+  // [32 bytes: SHA-256 of the previous payload]...
+  std::vector<std::string_view> payloads;
+  for (std::size_t pos = 8; pos + 8 <= data.size();) {
+    std::uint32_t len = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      len |= std::uint32_t{static_cast<unsigned char>(data[pos + i])} << (8 * i);
+    }
+    payloads.push_back(std::string_view(data).substr(pos + 8, len));
+    pos += 8 + len;
+  }
+  ASSERT_EQ(payloads.size(), 4u);  // 3 records + End
+  for (std::size_t i = 1; i < payloads.size(); ++i) {
+    Sha256 h;
+    h.update(payloads[i - 1]);
+    const Sha256Digest d = h.finish();
+    // SAFETY: std::byte and char alias; the digest is 32 bytes.
+    const std::string want(reinterpret_cast<const char*>(d.data()), d.size());
+    EXPECT_EQ(payloads[i].substr(9, 32), want) << "record " << i;
+  }
+}
+
 }  // namespace
 }  // namespace pepita::fault
