@@ -33,6 +33,7 @@
 #include "pepita/core/cgroup.hpp"
 #include "pepita/core/sys.hpp"
 #include "pepita/core/unique_fd.hpp"
+#include "pepita/executor/completion_batch.hpp"
 
 namespace pepita::executor {
 namespace {
@@ -319,6 +320,10 @@ void ProcessExecutor::Impl::run() {
     const auto n = sys::ret(
         ::epoll_wait(epoll.get(), events.data(), static_cast<int>(events.size()), timeout_ms));
     const int count = n < 0 ? 0 : static_cast<int>(n);  // EINTR: just go round
+    // One completion batch per round: the pool writes its journal and starts the next
+    // attempts once for all the exits reaped here (they land in `starts`, drained below).
+    std::optional<CompletionBatch> round;
+    round.emplace();
     // Exits last: output first, so a child's final bytes are read before it is reaped.
     for (int pass = 0; pass < 2; ++pass) {
       for (int i = 0; i < count; ++i) {
@@ -348,6 +353,7 @@ void ProcessExecutor::Impl::run() {
       timers.pop();
       on_timer(t);
     }
+    round.reset();
     bool quit = false;
     {
       std::lock_guard lock(mu);

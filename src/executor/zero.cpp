@@ -1,6 +1,7 @@
 // ZeroExecutor: start() appends (completion, id, name, cancelled) to a pending batch under one
-// mutex; one thread swaps the batch out and delivers it outside the lock, so the cost per attempt
-// is a move into a vector and a wake-up only when the thread sleeps.
+// mutex; one thread swaps the batch out and delivers it outside the lock, inside a
+// CompletionBatch, so the cost per attempt is a move into a vector, a wake-up only when the
+// thread sleeps, and the receiver's per-batch work once per batch.
 #include "pepita/executor/zero.hpp"
 
 #include <condition_variable>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "pepita/core/format.hpp"
+#include "pepita/executor/completion_batch.hpp"
 
 namespace pepita::executor {
 
@@ -40,17 +42,23 @@ struct ZeroExecutor::Impl {
       if (pending.empty()) return;  // stopping, and everything delivered
       batch.swap(pending);
       lock.unlock();
-      for (Pending& p : batch) {
-        ExecutionResult r = ExecutionResult::success(p.id, std::chrono::nanoseconds(0));
-        r.name = std::move(p.name);
-        if (p.cancelled) {
-          r.status = Status::Cancelled;
-          r.exit_code = -1;
-          r.error = "cancelled before it started";
+      {
+        // The batch's receivers may put off their per-completion work (the pool: its journal
+        // write and the next starts) to its end, once for the batch; starts made there land
+        // in `pending` for the next round.
+        CompletionBatch scope;
+        for (Pending& p : batch) {
+          ExecutionResult r = ExecutionResult::success(p.id, std::chrono::nanoseconds(0));
+          r.name = std::move(p.name);
+          if (p.cancelled) {
+            r.status = Status::Cancelled;
+            r.exit_code = -1;
+            r.error = "cancelled before it started";
+          }
+          p.done(std::move(r));
         }
-        p.done(std::move(r));
+        batch.clear();
       }
-      batch.clear();
       lock.lock();
     }
   }

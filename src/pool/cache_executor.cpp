@@ -12,10 +12,27 @@ using executor::ExecutionResult;
 using executor::Status;
 
 namespace {
-std::string this_host() {
-  char buf[256] = {};
-  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  return buf;
+// Once per process: the host name does not change under a run, and gethostname is a system call
+// (uname) that every completed attempt paid before.
+const std::string& this_host() {
+  static const std::string host = [] {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return std::string("localhost");
+    return std::string(buf);
+  }();
+  return host;
+}
+
+// What ResultCache::lookup() decides for a task without reading anything: the tasks it never
+// caches (no declared inputs or outputs, or not a process), with its reason; null otherwise.
+const char* uncached_reason(const task::Task& task) {
+  if (!task.process() && !task.is_pipeline()) {
+    return "ran: only process and pipeline tasks are cached";
+  }
+  if (task.inputs().empty() && task.outputs().empty()) {
+    return "ran: declares no inputs or outputs (not cached)";
+  }
+  return nullptr;
 }
 }  // namespace
 
@@ -66,6 +83,28 @@ Result<void> CachingExecutor::start(const task::Task& task, std::stop_token stop
     if (!accepting_) {
       return fail(ErrorCode::Cancelled, "the executor is shut down; no new attempts start");
     }
+  }
+  // Issue 27: a task the cache never keeps (most of them: no declared files) goes straight to
+  // the executor it wraps, completing on that executor's thread. The lookup and store hops
+  // through this executor's threads cost two wake-ups per attempt and decided nothing.
+  if (const char* reason = uncached_reason(task); reason != nullptr && !stop.stop_requested()) {
+    const bool remote = inner_->places_resources();
+    auto started = inner_->start(task, stop, [reason, remote, done](ExecutionResult r) mutable {
+      r.cache_reason = reason;
+      if (r.host.empty() && !remote) r.host = this_host();
+      done(std::move(r));
+    });
+    if (started) return {};
+    // As check() reports a launch that failed, on this executor's thread.
+    ExecutionResult r;
+    r.id = task.id();
+    r.name = task.name();
+    r.status =
+        started.error().code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
+    r.error = started.error().to_string();
+    r.cache_reason = reason;
+    post([done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+    return {};
   }
   post([this, task, stop, done = std::move(done)]() mutable {
     check(task, std::move(stop), std::move(done));

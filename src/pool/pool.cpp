@@ -365,6 +365,7 @@ Result<TaskHandle> Pool::submit_one(Task task, bool block) {
     }
     handle = PEPITA_TRY(s.admit(std::move(task), act));
     s.dispatch(act);
+    s.flush_journal(act);
   }
   s.perform(act);
   return handle;
@@ -428,6 +429,7 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
       s.retained.insert(s.retained.end(), handles.begin(), handles.end());
     }
     s.dispatch(act);
+    s.flush_journal(act);
   }
   s.perform(act);
   return handles;
@@ -436,7 +438,7 @@ Result<std::vector<TaskHandle>> Pool::submit_all(std::vector<Task> tasks) {
 void Pool::wait_idle() {
   auto& s = *state_;
   std::unique_lock lock(s.mu);
-  s.idle_cv.wait(lock, [&] { return s.nodes.empty() && s.events_in_flight == 0; });
+  s.idle_cv.wait(lock, [&] { return s.idle(); });
 }
 
 std::vector<ExecutionResult> Pool::wait_all() {
@@ -444,7 +446,7 @@ std::vector<ExecutionResult> Pool::wait_all() {
   std::vector<TaskHandle> handles;
   {
     std::unique_lock lock(s.mu);
-    s.idle_cv.wait(lock, [&] { return s.nodes.empty() && s.events_in_flight == 0; });
+    s.idle_cv.wait(lock, [&] { return s.idle(); });
     handles.swap(s.retained);
   }
   std::vector<ExecutionResult> results;
@@ -480,6 +482,7 @@ bool Pool::cancel(TaskId id) {
         s.dispatch(act);
       }
     }
+    s.flush_journal(act);
   }
   s.perform(act);
   return found;
@@ -510,6 +513,7 @@ void Pool::cancel_all() {
       r.error = "cancelled before it ran";
       s.finalize(id, std::move(r), act);
     }
+    s.flush_journal(act);
   }
   s.perform(act);
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "pepita/executor/completion_batch.hpp"
 #include "pepita/fault/result_record.hpp"
 #include "pepita/pool/log_files.hpp"
 
@@ -38,13 +39,17 @@ void PoolState::event(Actions& act, Event::Kind kind, const Node& n, TaskId id,
   ++events_in_flight;
 }
 
-void PoolState::journal_append(fault::JournalRecord rec, bool commit) {
+void PoolState::journal_append(fault::JournalRecord rec, bool commit, Actions& act) {
   if (!journal) return;
-  if (auto r = journal->append(std::move(rec)); !r) {
+  // Staged, in the order made under `mu`; flush_journal() writes what this section staged with
+  // one write(2) before it releases `mu` (issue 27: a completion's Finished record and the next
+  // task's Started one were two system calls, a submitted batch one per task).
+  if (auto r = journal->stage(std::move(rec)); !r) {
     if (!journal_err) journal_err = r.error();
     return;
   }
-  if (commit) journal->commit();
+  act.journal_flush = true;
+  act.journal_commit = act.journal_commit || commit;
 }
 
 Result<std::uint32_t> PoolState::route(const Task& task) const {
@@ -149,7 +154,7 @@ Result<TaskHandle> PoolState::admit(Task task, Actions& act) {
     rec.type = fault::RecordType::Submitted;
     rec.name = name;
     rec.spec_digest = std::move(digest);
-    journal_append(std::move(rec), false);
+    journal_append(std::move(rec), false, act);
   }
   if (!failed_dep.empty()) {
     ExecutionResult r;
@@ -265,7 +270,7 @@ void PoolState::start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task
     rec.name = n.task.name();
     rec.spec_digest = n.digest.hex();
     rec.attempt = n.attempts;
-    journal_append(std::move(rec), false);
+    journal_append(std::move(rec), false, act);
   }
   event(act, Event::Kind::Started, n, id);
   if (alloc) {
@@ -457,7 +462,7 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
     ++latency_seen;
     if (ok && r.from_cache) ++counters.from_cache;
     if (journal && !r.from_journal) {
-      journal_append(fault::finished_record(r, n.digest.hex()), true);
+      journal_append(fault::finished_record(r, n.digest.hex()), true, act);
     }
     event(act, Event::Kind::Finished, n, id, &r);
     std::vector<TaskId> dependents = std::move(n.dependents);
@@ -479,9 +484,28 @@ void PoolState::finalize(TaskId first, ExecutionResult first_result, Actions& ac
       }
     }
   }
-  if (nodes.empty() && events_in_flight == 0) idle_cv.notify_all();
+  if (idle()) idle_cv.notify_all();
   if (config.queue_capacity) space_cv.notify_all();
 }
+
+void PoolState::flush_journal(Actions& act) {
+  if (!act.journal_flush) return;
+  act.journal_flush = false;
+  if (auto r = journal->flush(); !r) {
+    if (!journal_err) journal_err = r.error();
+  } else if (act.journal_commit) {
+    journal->commit();
+  }
+  act.journal_commit = false;
+}
+
+namespace {
+// A launch's completion carries (task id, lane) in one word when both fit: ids below 2^48 (they
+// count up from 1), lanes below 2^15.
+constexpr unsigned kLaneShift = 48;
+constexpr std::uint64_t kLaneKeyLimit = std::uint64_t{1} << kLaneShift;
+constexpr std::uint32_t kLaneKeyLanes = 1u << 15;
+}  // namespace
 
 void PoolState::perform(Actions& act) {
   // Events first: a Started event must reach the observer before the attempt can finish.
@@ -495,7 +519,7 @@ void PoolState::perform(Actions& act) {
     }
     std::lock_guard lock(mu);
     events_in_flight -= act.events.size();
-    if (nodes.empty() && events_in_flight == 0) idle_cv.notify_all();
+    if (idle()) idle_cv.notify_all();
   }
   for (auto& s : act.stops) s.request_stop();
   for (auto& l : act.launches) {
@@ -503,9 +527,18 @@ void PoolState::perform(Actions& act) {
     if (!config.log_dir.empty() && l.exec->streams_output())
       attach_log_files(l.task, config.log_dir, l.attempt);
     const std::uint32_t lane = l.lane;
-    auto started = l.exec->start(l.task, l.stop, [this, id, lane](ExecutionResult r) {
-      on_complete(id, lane, std::move(r));
-    });
+    executor::Completion done;
+    if (id < kLaneKeyLimit && lane < kLaneKeyLanes) {
+      // Two words, stored inside the std::function: no heap allocation per attempt (issue 27).
+      const std::uint64_t key = id | (std::uint64_t{lane} << kLaneShift);
+      done = [this, key](ExecutionResult r) {
+        on_complete(key & (kLaneKeyLimit - 1), static_cast<std::uint32_t>(key >> kLaneShift),
+                    std::move(r));
+      };
+    } else {
+      done = [this, id, lane](ExecutionResult r) { on_complete(id, lane, std::move(r)); };
+    }
+    auto started = l.exec->start(l.task, l.stop, std::move(done));
     if (!started) {
       ExecutionResult r;
       r.status =
@@ -516,10 +549,45 @@ void PoolState::perform(Actions& act) {
   }
 }
 
-void PoolState::on_complete(TaskId id, std::uint32_t lane_index, ExecutionResult r) {
+namespace {
+// What on_complete() put off to the end of a completion batch (issue 27): one journal write and
+// one perform() for every completion of the batch.
+struct BatchActions final : executor::CompletionBatch::Deferred {
+  explicit BatchActions(PoolState& s) : state(s) {}
+  void run() noexcept override { state.finish_batch(act); }
+  PoolState& state;
   Actions act;
+};
+}  // namespace
+
+void PoolState::finish_batch(Actions& act) noexcept {
   {
     std::lock_guard lock(mu);
+    flush_journal(act);
+  }
+  perform(act);
+  std::lock_guard lock(mu);
+  --batches_open;
+  if (idle()) idle_cv.notify_all();
+}
+
+void PoolState::on_complete(TaskId id, std::uint32_t lane_index, ExecutionResult r) {
+  // Inside an executor's completion batch, this completion's journal records and actions join
+  // the batch's (written and performed once at its end); otherwise they are done here.
+  executor::CompletionBatch* batch = executor::CompletionBatch::current();
+  Actions local;
+  Actions* act = &local;
+  if (batch != nullptr) {
+    if (auto* joined = static_cast<BatchActions*>(batch->find(this))) act = &joined->act;
+  }
+  {
+    std::lock_guard lock(mu);
+    if (batch != nullptr && act == &local) {
+      auto joined = std::make_unique<BatchActions>(*this);
+      act = &joined->act;
+      batch->join(this, std::move(joined));
+      ++batches_open;
+    }
     Lane& lane = lanes[lane_index];
     --lane.running;
     if (r.status == Status::LaunchFailed) {
@@ -537,14 +605,15 @@ void PoolState::on_complete(TaskId id, std::uint32_t lane_index, ExecutionResult
       }
       if (r.ok()) {
         r.attempts = it->second.attempts;
-        finalize(id, std::move(r), act);
+        finalize(id, std::move(r), *act);
       } else {
-        attempt_failed(id, std::move(r), act);
+        attempt_failed(id, std::move(r), *act);
       }
     }
-    dispatch(act);
+    dispatch(*act);
+    if (act == &local) flush_journal(local);
   }
-  perform(act);
+  if (act == &local) perform(local);
 }
 
 void PoolState::timer_loop() {
@@ -568,6 +637,7 @@ void PoolState::timer_loop() {
       make_ready(it->second, id);
     }
     dispatch(act);
+    flush_journal(act);
     lock.unlock();
     perform(act);
     lock.lock();

@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "pepita/executor/completion_batch.hpp"
 #include "pepita/executor/registry.hpp"
 
 namespace pepita::executor {
@@ -117,6 +120,57 @@ TEST(ZeroExecutor, IsRegisteredAsZeroByTheBuiltinsAndRefusesSettings) {
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message().find("unknown backend setting speed"), std::string::npos)
       << bad.error().message();
+}
+
+// Issue 27: CompletionBatch puts a receiver's work off to the end of the batch, once per owner,
+// in joining order; a nested batch adds nothing; work joined while the end runs runs too.
+TEST(CompletionBatch, RunsJoinedWorkOnceAtItsEndInJoiningOrder) {
+  struct Log final : CompletionBatch::Deferred {
+    Log(std::vector<std::string>& log, std::string label) : out(log), name(std::move(label)) {}
+    void run() noexcept override {
+      out.push_back(name);
+      if (then) then();
+    }
+    std::vector<std::string>& out;
+    std::string name;
+    std::function<void()> then;
+  };
+  std::vector<std::string> ran;
+  EXPECT_EQ(CompletionBatch::current(), nullptr);
+  const int a = 0, b = 0, c = 0;
+  {
+    CompletionBatch batch;
+    EXPECT_EQ(CompletionBatch::current(), &batch);
+    batch.join(&a, std::make_unique<Log>(ran, "a"));
+    {
+      CompletionBatch nested;  // adds nothing: still the outer batch
+      EXPECT_EQ(CompletionBatch::current(), &batch);
+      auto second = std::make_unique<Log>(ran, "b");
+      second->then = [&] {
+        // Joined while the batch ends: runs before the batch closes.
+        CompletionBatch::current()->join(&c, std::make_unique<Log>(ran, "c"));
+      };
+      CompletionBatch::current()->join(&b, std::move(second));
+    }
+    EXPECT_TRUE(ran.empty());  // the nested scope's end ran nothing
+    EXPECT_NE(batch.find(&a), nullptr);
+    EXPECT_NE(batch.find(&b), nullptr);
+    EXPECT_EQ(batch.find(&c), nullptr);
+  }
+  EXPECT_EQ(ran, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(CompletionBatch::current(), nullptr);
+}
+
+// The zero executor delivers each batch inside a CompletionBatch.
+TEST(ZeroExecutor, DeliversItsCompletionsInsideACompletionBatch) {
+  auto exec = ZeroExecutor::create({});
+  ASSERT_TRUE(exec) << exec.error().message();
+  std::promise<bool> in_batch;
+  ASSERT_TRUE((*exec)->start(zero_task("z"), {}, [&](ExecutionResult r) {
+    in_batch.set_value(r.ok() && CompletionBatch::current() != nullptr);
+  }));
+  EXPECT_TRUE(in_batch.get_future().get());
+  (*exec)->shutdown();
 }
 
 }  // namespace

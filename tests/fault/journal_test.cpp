@@ -10,6 +10,7 @@
 
 #include "common/temp_dir.hpp"
 #include "pepita/core/crc32c.hpp"
+#include "pepita/core/sha256.hpp"
 
 namespace pepita::fault {
 namespace {
@@ -233,6 +234,115 @@ RC_GTEST_PROP(Journal, EncodeDecodeRoundTrip,
   auto back = decode_record(encode_record(r));
   RC_ASSERT(back.has_value());
   RC_ASSERT(*back == r);
+}
+
+// Issue 27: stage() buffers records (none reach the file) until flush() writes them with one
+// write(2), in order with append()ed ones; the chain holds across the batch and across reopen.
+TEST(Journal, StagedRecordsReachTheFileOnlyAtFlushInOrderAndChained) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    JournalRecord sub;
+    sub.name = "a";
+    sub.spec_digest = "d-a";
+    ASSERT_TRUE((*j)->append(sub));
+    const auto size_after_append = fs::file_size(path);
+    ASSERT_TRUE((*j)->stage(finished("a", 0)));
+    sub.name = "b";
+    ASSERT_TRUE((*j)->stage(sub));
+    EXPECT_EQ(fs::file_size(path), size_after_append);  // staged: nothing written yet
+    EXPECT_EQ(read_journal(path)->records.size(), 1u);
+    ASSERT_TRUE((*j)->flush());
+    EXPECT_GT(fs::file_size(path), size_after_append);
+    EXPECT_EQ(read_journal(path)->records.size(), 3u);
+    ASSERT_TRUE((*j)->flush());  // nothing staged: nothing written
+    // An append after staged records writes them first, then itself.
+    ASSERT_TRUE((*j)->stage(finished("b", 3)));
+    JournalRecord c;
+    c.name = "c";
+    ASSERT_TRUE((*j)->append(c));
+    EXPECT_EQ(read_journal(path)->records.size(), 5u);
+    // sync() and close() write what is staged too.
+    ASSERT_TRUE((*j)->stage(finished("c", 0)));
+    ASSERT_TRUE((*j)->sync());
+    EXPECT_EQ(read_journal(path)->records.size(), 6u);
+    ASSERT_TRUE((*j)->stage(finished("d", 0)));
+  }  // the destructor closes: the staged record, then the End record
+  const auto verified = verify_journal(path);
+  ASSERT_TRUE(verified) << verified.error().message();
+  EXPECT_TRUE(verified->valid) << verified->reason;
+  EXPECT_TRUE(verified->ended);
+  EXPECT_EQ(verified->records, 7u);
+  auto j = Journal::open(path, Journal::Mode::Resume);
+  ASSERT_TRUE(j) << j.error().message();
+  const auto& got = (*j)->recovered();
+  ASSERT_EQ(got.size(), 7u);
+  const std::vector<std::pair<std::string, RecordType>> want = {
+      {"a", RecordType::Submitted}, {"a", RecordType::Finished},  {"b", RecordType::Submitted},
+      {"b", RecordType::Finished},  {"c", RecordType::Submitted}, {"c", RecordType::Finished},
+      {"d", RecordType::Finished}};
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].name, want[i].first) << i;
+    EXPECT_EQ(got[i].type, want[i].second) << i;
+  }
+  EXPECT_EQ(got[3].exit_code, 3);
+  // The output digest is filled in for staged records as for appended ones.
+  EXPECT_EQ(got[1].output_digest, sha256_hex(finished("a", 0).stdout_data));
+}
+
+// Finished records with no stdout carry the SHA-256 of no bytes.
+TEST(Journal, EmptyStdoutGetsTheDigestOfNoBytes) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    JournalRecord r = finished("e", 0);
+    r.stdout_data.clear();
+    ASSERT_TRUE((*j)->stage(r));
+    ASSERT_TRUE((*j)->append(finished("f", 0)));
+  }
+  auto rec = read_journal(path);
+  ASSERT_TRUE(rec);
+  ASSERT_EQ(rec->records.size(), 2u);
+  EXPECT_EQ(rec->records[0].output_digest, sha256_hex(""));
+  EXPECT_EQ(rec->records[1].output_digest, sha256_hex(finished("f", 0).stdout_data));
+}
+
+// The chain links each record to the SHA-256 of the payload before it (sha256_raw keeps one
+// OpenSSL context per thread, issue 27): checked here against core's Sha256.
+TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE((*j)->stage(finished("t" + std::to_string(i), i)));
+    ASSERT_TRUE((*j)->flush());
+  }
+  const std::string data = read_file(path);
+  // Frames after the 8-byte magic: [u32 len][u32 crc][payload]; payload = [u8 keyed][u64 seq]
+  // [32 bytes: SHA-256 of the previous payload]...
+  std::vector<std::string_view> payloads;
+  for (std::size_t pos = 8; pos + 8 <= data.size();) {
+    std::uint32_t len = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      len |= std::uint32_t{static_cast<unsigned char>(data[pos + i])} << (8 * i);
+    }
+    payloads.push_back(std::string_view(data).substr(pos + 8, len));
+    pos += 8 + len;
+  }
+  ASSERT_EQ(payloads.size(), 4u);  // 3 records + End
+  for (std::size_t i = 1; i < payloads.size(); ++i) {
+    Sha256 h;
+    h.update(payloads[i - 1]);
+    const Sha256Digest d = h.finish();
+    // SAFETY: std::byte and char alias; the digest is 32 bytes.
+    const std::string want(reinterpret_cast<const char*>(d.data()), d.size());
+    EXPECT_EQ(payloads[i].substr(9, 32), want) << "record " << i;
+  }
 }
 
 }  // namespace

@@ -526,5 +526,25 @@ TEST(CacheProvenance, FinishedRecordsCarryHashesHostResourcesAndTimes) {
   EXPECT_EQ(rec.finished_unix_ns - rec.started_unix_ns, 2'000'000'000);
 }
 
+// Issue 27: a task without declared files skips the cache's threads (it never caches) and still
+// reports why it ran, the host and its own result; one that fails to launch says so too.
+TEST_F(CacheFixture, TaskWithoutDeclaredFilesRunsUncachedWithItsReason) {
+  auto plain = Task::binary("/bin/sh").args({"-c", "echo hi; exit 2"}).build().value();
+  ExecutionResult r = run_in(cache_dir(), plain);
+  EXPECT_EQ(r.status, Status::Failed);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.stdout_data, "hi\n");
+  EXPECT_FALSE(r.from_cache);
+  EXPECT_EQ(r.cache_reason, "ran: declares no inputs or outputs (not cached)");
+  EXPECT_FALSE(r.host.empty());
+  ExecutionResult again = run_in(cache_dir(), plain);
+  EXPECT_FALSE(again.from_cache);
+  EXPECT_EQ(again.exit_code, 2);
+  auto missing = Task::binary("/nonexistent/pepita-no-such-binary").build().value();
+  ExecutionResult m = run_in(cache_dir(), missing);
+  EXPECT_FALSE(m.ok());
+  EXPECT_EQ(m.cache_reason, "ran: declares no inputs or outputs (not cached)");
+}
+
 }  // namespace
 }  // namespace pepita::pool

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -434,6 +435,45 @@ TEST(Pool, ManyWaitersOnSharedHandleStripesEachGetTheirOwnResult) {
     ASSERT_TRUE(handles[i].try_get());
     EXPECT_TRUE(handles[i].try_get()->ok());
   }
+}
+
+// Issue 27: the pool stages journal records and writes each locked section's in one write(2);
+// they are in the file, in order per task, as soon as wait_idle() returns (no shutdown, no sync).
+TEST(Pool, JournalHoldsEveryRecordInOrderOnceIdle) {
+  TempDir dir{"pool"};
+  const auto journal = dir.file("journal");
+  auto pool = make(Pool::builder().journal(journal).process_slots(2));
+  std::vector<Task> tasks;
+  for (int i = 0; i < 6; ++i) {
+    tasks.push_back(Task::binary("/bin/sh")
+                        .name("t" + std::to_string(i))
+                        .args({"-c", i == 5 ? "exit 3" : "echo out"})
+                        .build()
+                        .value());
+  }
+  ASSERT_TRUE(pool.submit_all(tasks));
+  pool.wait_idle();
+  auto rec = fault::read_journal(journal);
+  ASSERT_TRUE(rec) << rec.error().message();
+  std::map<std::string, std::vector<fault::RecordType>> per_task;
+  for (const auto& r : rec->records) per_task[r.name].push_back(r.type);
+  ASSERT_EQ(per_task.size(), 6u);
+  using RT = fault::RecordType;
+  for (const auto& [name, types] : per_task) {
+    EXPECT_EQ(types, (std::vector<RT>{RT::Submitted, RT::Started, RT::Finished})) << name;
+  }
+  // Every Submitted record of the batch precedes the first Started one.
+  ASSERT_EQ(rec->records.size(), 18u);
+  for (std::size_t i = 0; i < 6; ++i) EXPECT_EQ(rec->records[i].type, RT::Submitted) << i;
+  for (const auto& r : rec->records) {
+    if (r.type == RT::Finished && r.name == "t5") {
+      EXPECT_EQ(r.exit_code, 3);
+    }
+    if (r.type == RT::Finished && r.name == "t0") {
+      EXPECT_EQ(r.stdout_data, "out\n");
+    }
+  }
+  EXPECT_FALSE(pool.journal_error());
 }
 
 TEST(Pool, ManyFunctionTasksWithRandomDependencies) {

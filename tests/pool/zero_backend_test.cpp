@@ -249,5 +249,55 @@ TEST(ZeroBackend, AZeroTaskWithoutTheZeroExecutorFailsAtSubmitNamingTheBackend) 
       << submitted.error().message();
 }
 
+// Issue 27: the pool puts a zero batch's journal write and next starts off to the batch's end.
+// Every task still runs once, the observer hears Started before Finished for each, the journal
+// holds Submitted, Started, Finished per task as soon as wait_idle() returns, and a pool with a
+// dependency chain (each task released by the completion before it, in the same batch) drains.
+TEST(ZeroBackend, BatchedCompletionsKeepEventOrderAndAWholeJournalOnceIdle) {
+  TempDir dir{"zero-batch"};
+  const std::string journal = dir.file("journal");
+  std::mutex mu;
+  std::map<TaskId, std::vector<Event::Kind>> events;
+  auto pool = Pool::builder()
+                  .executor(zero_factory())
+                  .journal(journal)
+                  .retain_results(false)
+                  .on_event([&](const Event& e) {
+                    std::lock_guard lock(mu);
+                    events[e.id].push_back(e.kind);
+                  })
+                  .build();
+  ASSERT_TRUE(pool) << pool.error().message();
+  std::vector<Task> tasks;
+  for (int i = 0; i < 3000; ++i) {
+    auto b = Task::binary("never-run").name("z-" + std::to_string(i)).backend(zero_backend());
+    // The last 100 form a chain: each one waits for the one before.
+    if (i > 2900) b.depends_on({tasks.back().id()});
+    tasks.push_back(b.build().value());
+  }
+  ASSERT_TRUE(pool->submit_all(tasks));
+  pool->wait_idle();
+  EXPECT_EQ(pool->stats().succeeded, 3000u);
+  auto rec = fault::read_journal(journal);
+  ASSERT_TRUE(rec) << rec.error().message();
+  std::map<std::string, std::vector<fault::RecordType>> per_task;
+  for (const auto& r : rec->records) per_task[r.name].push_back(r.type);
+  ASSERT_EQ(per_task.size(), 3000u);
+  using RT = fault::RecordType;
+  for (const auto& [name, types] : per_task) {
+    ASSERT_EQ(types, (std::vector<RT>{RT::Submitted, RT::Started, RT::Finished})) << name;
+  }
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(events.size(), 3000u);
+    for (const auto& [id, kinds] : events) {
+      ASSERT_EQ(kinds, (std::vector<Event::Kind>{Event::Kind::Started, Event::Kind::Finished}))
+          << id;
+    }
+  }
+  EXPECT_FALSE(pool->journal_error());
+  pool->shutdown();
+}
+
 }  // namespace
 }  // namespace pepita::pool

@@ -168,10 +168,20 @@ class Journal {
   /// Appends one record with a single write(2), so a killed process leaves it either whole in
   /// the page cache or absent; not yet durable against power loss. Thread-safe.
   Result<void> append(JournalRecord record);
+  /// Issue 27: encodes and chains one record into a buffer, in order after every record staged
+  /// or appended before it; the next flush() (or append(), sync(), close()) writes everything
+  /// staged with one write(2). A caller that makes several records at once (a pool finishing
+  /// one task and starting the next) pays one system call for them. Staged records are lost,
+  /// unlike appended ones, if the process dies before that flush. Thread-safe.
+  Result<void> stage(JournalRecord record);
+  /// Writes the staged records with one write(2); on an error none of them counts (the chain
+  /// continues from the last record written) and the error is returned. Thread-safe.
+  Result<void> flush();
   /// Asks the background syncer to fdatasync within 10 ms (group commit: that window's commits
   /// share one fdatasync; only a power loss inside it loses records). Returns at once.
   void commit();
-  /// fdatasyncs now and waits; the first error of any earlier background sync is returned too.
+  /// Flushes staged records, then fdatasyncs now and waits; the first error of any earlier
+  /// background sync is returned too.
   Result<void> sync();
   /// Appends the End record (record count + chain head) and syncs; later appends fail. The
   /// destructor does this when it was not called. A journal without an End record was cut or
@@ -182,6 +192,9 @@ class Journal {
   void sync_loop(std::stop_token stop);
   // Frames and writes one chained payload, then advances the chain. Caller holds write_mu_.
   Result<void> write_frame(const std::string& payload);
+  // Under write_mu_: stage() and flush() without taking it.
+  Result<void> stage_locked(JournalRecord record);
+  Result<void> flush_locked();
 
   std::string path_;
   UniqueFd fd_;
@@ -192,6 +205,9 @@ class Journal {
   std::string chain_head_;      // under write_mu_: raw SHA-256 of the last payload
   std::uint64_t sequence_ = 0;  // under write_mu_: the next record's sequence number
   bool closed_ = false;         // under write_mu_
+  std::string staged_;          // under write_mu_: framed records stage() made, not yet written
+  std::string flushed_head_;    // under write_mu_: chain_head_ and sequence_ before staged_
+  std::uint64_t flushed_sequence_ = 0;
   std::mutex sync_mu_;
   std::condition_variable_any sync_cv_;
   bool dirty_ = false;

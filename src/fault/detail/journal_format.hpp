@@ -64,13 +64,32 @@ inline std::uint64_t get_u64_at(std::string_view s, std::size_t at) {
   return std::uint64_t{get_u32_at(s, at)} | (std::uint64_t{get_u32_at(s, at + 4)} << 32);
 }
 
-/// Raw SHA-256 of `data` (32 bytes).
+/// Raw SHA-256 of `data` (32 bytes). The digest is fetched from the provider once (EVP_sha256()
+/// makes OpenSSL 3 look it up again on every use, a locked provider lookup) and each thread keeps
+/// one context (EVP_Digest allocated and freed one per call): this runs for every journal
+/// record (issue 27). Neither is freed: they live as long as the process or thread.
 inline std::string sha256_raw(std::string_view data) {
+  static const EVP_MD* const md = [] {
+    const EVP_MD* fetched = ::EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    return fetched != nullptr ? fetched : ::EVP_sha256();
+  }();
+  struct Ctx {
+    Ctx() : ctx(::EVP_MD_CTX_new()) {}
+    ~Ctx() { ::EVP_MD_CTX_free(ctx); }
+    Ctx(const Ctx&) = delete;
+    Ctx& operator=(const Ctx&) = delete;
+    EVP_MD_CTX* ctx;
+  };
+  thread_local Ctx c;
   std::string out(kHash, '\0');
   unsigned int len = 0;
   // SAFETY: `out` holds 32 bytes, SHA-256's output size; unsigned char and char alias.
-  ::EVP_Digest(data.data(), data.size(), reinterpret_cast<unsigned char*>(out.data()), &len,
-               ::EVP_sha256(), nullptr);
+  auto* digest = reinterpret_cast<unsigned char*>(out.data());
+  if (c.ctx == nullptr || ::EVP_DigestInit_ex(c.ctx, md, nullptr) != 1 ||
+      ::EVP_DigestUpdate(c.ctx, data.data(), data.size()) != 1 ||
+      ::EVP_DigestFinal_ex(c.ctx, digest, &len) != 1) {
+    ::EVP_Digest(data.data(), data.size(), digest, &len, md, nullptr);
+  }
   return out;
 }
 

@@ -208,6 +208,8 @@ struct Actions {
   std::vector<Launch> launches;
   std::vector<std::stop_source> stops;
   std::vector<PendingEvent> events;
+  bool journal_flush = false;   // records were staged: flush_journal() writes them
+  bool journal_commit = false;  // ... and one of them asks for a group commit (a Finished one)
 };
 
 inline constexpr std::size_t kReservoir = 1 << 16;
@@ -253,6 +255,9 @@ struct PoolState {
   std::vector<TaskHandle> retained;
   std::uint64_t next_seq = 0;
   std::size_t events_in_flight = 0;  // queued for the observer, not yet delivered
+  // Issue 27: completion batches (executor::CompletionBatch) this pool put work off to that
+  // have not run it yet; the pool is not idle before they have.
+  std::size_t batches_open = 0;
   bool accepting = true;
   bool stopping_timer = false;
   bool shut_down = false;
@@ -285,6 +290,8 @@ struct PoolState {
   // Fixed after build(), so it needs no lock.
   Result<std::uint32_t> route(const Task& task) const;
   // Room for `n` more tasks under queue_capacity.
+  // Under mu: nothing left to run, report or write.
+  bool idle() const { return nodes.empty() && events_in_flight == 0 && batches_open == 0; }
   bool has_room(std::size_t n) const {
     return !config.queue_capacity || nodes.size() + n <= *config.queue_capacity;
   }
@@ -296,6 +303,9 @@ struct PoolState {
   Result<void> check_fits(const Task& task, std::uint32_t lane);
   void make_ready(Node& n, TaskId id);
   void dispatch(Actions& act);
+  // Writes the journal records this section staged (one write(2)); before `mu` is released, so
+  // whoever sees the pool's state after it also finds them in the journal file.
+  void flush_journal(Actions& act);
   // Deadline check: false (and the task finalized) when it passed before the task could start.
   bool may_start(Node& n, TaskId id, Actions& act);
   void start_attempt(Lane& lane, Node& n, TaskId id, std::optional<task::Allocation> alloc,
@@ -303,7 +313,9 @@ struct PoolState {
   ReadyQueue::Visit offer(Lane& lane, TaskId id, Actions& act);
   void attempt_failed(TaskId id, ExecutionResult r, Actions& act);
   void finalize(TaskId id, ExecutionResult r, Actions& act);
-  void journal_append(fault::JournalRecord rec, bool commit);
+  // Stages `rec` in the journal; perform(act) writes it (and asks for a group commit when
+  // `commit`).
+  void journal_append(fault::JournalRecord rec, bool commit, Actions& act);
   void event(Actions& act, Event::Kind kind, const Node& n, TaskId id,
              const ExecutionResult* r = nullptr, std::chrono::nanoseconds delay = {});
   TaskHandle make_handle(TaskId id, std::shared_ptr<HandleState> s) { return {id, std::move(s)}; }
@@ -311,6 +323,9 @@ struct PoolState {
   // ---- without mu ----
   void perform(Actions& act);
   void on_complete(TaskId id, std::uint32_t lane, ExecutionResult r);
+  // The end of a completion batch on_complete() joined: flushes its journal records, performs
+  // its actions.
+  void finish_batch(Actions& act) noexcept;
   void timer_loop();
 };
 

@@ -28,6 +28,7 @@
 #include "pepita/core/sha256.hpp"
 #include "pepita/core/sys/eventfd.hpp"
 #include "pepita/core/sys/fd.hpp"
+#include "pepita/executor/completion_batch.hpp"
 #include "pepita/fault/failure_detector.hpp"
 #include "pepita/fault/retry.hpp"
 #include "pepita/transport/lease_table.hpp"
@@ -72,6 +73,9 @@ struct RemoteDispatcher::Impl {
     // registration.
     std::optional<WorkerLedger> resources;
     UniqueFd wake;  // eventfd: new work queued, or stopping
+    // wake_all() signalled `wake` and the session has not drained it yet: a further signal
+    // would add nothing (issue 27: a batch of N submits wrote the eventfd N times).
+    std::atomic<bool> woken{false};
     std::thread thread;
   };
   using Completion = std::pair<Callback, RemoteOutcome>;
@@ -125,15 +129,21 @@ struct RemoteDispatcher::Impl {
 
   // Caller holds mu (ws may grow).
   void wake_all() {
-    for (auto& w : ws) signal_fd(w->wake.get());
+    for (auto& w : ws) {
+      if (!w->woken.exchange(true, std::memory_order_acq_rel)) signal_fd(w->wake.get());
+    }
   }
 
   // Runs callbacks outside the lock; a task stops counting as pending only after its callback
   // returned, so wait_idle() means "every callback has run".
   void run_completions(std::vector<Completion>& done) {
     if (done.empty()) return;
-    for (auto& [cb, out] : done) {
-      if (cb) cb(std::move(out));
+    {
+      // Issue 27: the pool writes its journal and starts the next tasks once for these.
+      executor::CompletionBatch batch;
+      for (auto& [cb, out] : done) {
+        if (cb) cb(std::move(out));
+      }
     }
     const std::size_t n = done.size();
     done.clear();  // destroy callbacks (and what they own) before locking: they may cancel()
@@ -644,7 +654,12 @@ struct RemoteDispatcher::Impl {
       // still set while frames arrive costs at most one extra pass of this loop, which leases
       // and sends cancels on every pass anyway, where reading it after every frame cost a
       // syscall per frame.
-      if (!*msg) clear_fd(w.wake.get());
+      if (!*msg) {
+        // Drained, then re-armed: work queued before the next wake_all() is leased at the top
+        // of the next pass (it takes mu after this), work queued after it signals again.
+        clear_fd(w.wake.get());
+        w.woken.store(false, std::memory_order_release);
+      }
       const auto now = Clock::now();
       if (*msg) {
         last_rx = now;
