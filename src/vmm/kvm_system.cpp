@@ -20,14 +20,12 @@ enum Reg { kEax, kEbx, kEcx, kEdx };
 constexpr unsigned kXsaveBit = 26;  // leaf 1 ECX
 
 // The host CPU's own CPUID answers, read with the instruction.
-struct HostCpuid {
-  bool has(unsigned leaf, unsigned subleaf, Reg reg, unsigned bit) const noexcept {
-    unsigned r[4] = {};
-    if (__get_cpuid_max(0, nullptr) < leaf) return false;
-    __cpuid_count(leaf, subleaf, r[kEax], r[kEbx], r[kEcx], r[kEdx]);
-    return (r[reg] >> bit) & 1;
-  }
-};
+bool host_cpuid_bit(unsigned leaf, unsigned subleaf, unsigned reg, unsigned bit) {
+  unsigned r[4] = {};
+  if (__get_cpuid_max(0, nullptr) < leaf) return false;
+  __cpuid_count(leaf, subleaf, r[kEax], r[kEbx], r[kEcx], r[kEdx]);
+  return (r[reg] >> bit) & 1;
+}
 
 // One SIMD feature flag and the XCR0 state components it needs.
 struct SimdFlag {
@@ -57,20 +55,22 @@ uint32_t& reg_of(kvm_cpuid_entry2& e, Reg reg) {
   return e.edx;
 }
 
-// Sets, in the CPUID table the vCPUs get, XSAVE and every SIMD flag the host CPU has whose state
-// the guest's XCR0 enables: what the guest's cpuid reports must match what it can execute.
-void expose_host_simd(std::span<kvm_cpuid_entry2> table, const HostCpuid& host, bool xsave,
+}  // namespace
+
+namespace detail {
+
+void expose_host_simd(std::span<kvm_cpuid_entry2> table, HostCpuidBit host, bool xsave,
                       uint64_t xcr0) {
   for (auto& e : table) {
-    if (e.function == 1 && xsave && host.has(1, 0, kEcx, kXsaveBit)) e.ecx |= 1u << kXsaveBit;
+    if (e.function == 1 && xsave && host(1, 0, kEcx, kXsaveBit)) e.ecx |= 1u << kXsaveBit;
     for (const auto& f : kSimdFlags)
       if (e.function == f.leaf && e.index == f.subleaf && xsave && (xcr0 & f.xcr0) == f.xcr0 &&
-          host.has(f.leaf, f.subleaf, f.reg, f.bit))
+          host(f.leaf, f.subleaf, f.reg, f.bit))
         reg_of(e, f.reg) |= 1u << f.bit;
   }
 }
 
-}  // namespace
+}  // namespace detail
 
 Result<const KvmSystem*> KvmSystem::get() {
   static std::once_flag once;
@@ -119,14 +119,13 @@ Result<const KvmSystem*> KvmSystem::get() {
       // 0xD lets them enable, on a host CPU that has XSAVE. Leaf 1 of the supported table is not
       // the answer: kvm_pvm hosts report XSAVE = AVX = 0 there while leaf 0xD offers 0xe7, and
       // deciding from leaf 1 left guests at XCR0 = x87 (scalar code only).
-      const HostCpuid host;
       sys.has_xsave_ =
-          sys.has_xsave_ && host.has(1, 0, kEcx, kXsaveBit) && (xcr0_supported & 3) == 3;
+          sys.has_xsave_ && host_cpuid_bit(1, 0, kEcx, kXsaveBit) && (xcr0_supported & 3) == 3;
       // x87 | SSE | AVX, plus the AVX-512 trio only when all three are there (SDM 13.3).
       uint64_t want = xcr0_supported & 0x7;
       if ((xcr0_supported & 0xe0) == 0xe0 && (want & 0x4)) want |= 0xe0;
       sys.guest_xcr0_ = sys.has_xsave_ ? (want | 1) : 1;
-      expose_host_simd(entries, host, sys.has_xsave_, sys.guest_xcr0_);
+      detail::expose_host_simd(entries, host_cpuid_bit, sys.has_xsave_, sys.guest_xcr0_);
       std::memcpy(table_bytes, entries.data(), nent * sizeof(kvm_cpuid_entry2));
       return sys;
     }());

@@ -2,10 +2,17 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -129,6 +136,46 @@ TEST(FileDisk, ZeroRangeFallbackWritesZerosFromADmaBuffer) {
     const bool zeroed = i >= 4096 && i < 4096 + (150u << 10);
     ASSERT_EQ(back[i], zeroed ? std::byte{0} : std::byte{0xff}) << "byte " << i;
   }
+}
+
+// When the fallback cannot map its buffer of zeros it answers -ENOMEM and writes nothing, rather
+// than reporting a range as zeroed that it never touched. A child process caps its address space
+// (RLIMIT_AS) at what it already maps, so the 64 KiB mmap fails; glibc's heap keeps a free 1 MiB
+// at its top (trimming off) for the error's own strings. Sanitizers map shadow memory as they
+// go, so the cap would fail them first.
+TEST(FileDisk, ZeroRangeFallbackFailsWithEnomemWhenItCannotMapItsBuffer) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "RLIMIT_AS would starve the sanitizer's own mappings";
+#else
+  UniqueFd fd(::memfd_create("pepita-zero-range-enomem", MFD_CLOEXEC));
+  ASSERT_TRUE(fd);
+  std::vector<std::byte> ones(8192, std::byte{0xff});
+  ASSERT_EQ(::pwrite(fd.get(), ones.data(), ones.size(), 0), static_cast<ssize_t>(ones.size()));
+  // The child's exit status: 0 -ENOMEM, 1 zero_file_range returned 0, 2 another error, 3 the
+  // address space could not be measured or capped.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << std::strerror(errno);
+  if (child == 0) {
+    ::mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
+    ::free(::malloc(1 << 20));  // leaves 1 MiB free at the heap's top, kept there
+    std::ifstream statm("/proc/self/statm");
+    unsigned long pages = 0;
+    if (!(statm >> pages)) ::_exit(3);
+    const rlim_t mapped = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE));
+    const rlimit cap{mapped + 16 * 1024, mapped + 16 * 1024};
+    if (::setrlimit(RLIMIT_AS, &cap) != 0) ::_exit(3);
+    const int rc = zero_file_range(fd.get(), 0, 4096, /*punch=*/false);
+    ::_exit(rc == -ENOMEM ? 0 : rc == 0 ? 1 : 2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: zero_file_range claimed success without its buffer";
+  std::vector<std::byte> back(ones.size());
+  ASSERT_EQ(::pread(fd.get(), back.data(), back.size(), 0), static_cast<ssize_t>(back.size()));
+  EXPECT_EQ(back, ones) << "nothing may have been written";
+#endif
 }
 
 TEST(FileDisk, OpensExistingFileAtItsSizeAndReportsMissingFiles) {

@@ -195,6 +195,38 @@ TEST(Cgroup, EndKillsEveryProcessInsideAndRemovesTheDirectories) {
   for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
 }
 
+// A directory that rmdir refuses for a reason other than EBUSY (here EACCES: a process that may
+// not write the parent directory ends the cgroup) makes end() fail, naming the directory, instead
+// of reporting a removal that did not happen.
+TEST(Cgroup, EndFailsWhenADirectoryCannotBeRemoved) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  PEPITA_REQUIRE_CAPABILITY(root);  // a child drops to uid 65534, so that rmdir fails (EACCES)
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("not-removable", {});
+  ASSERT_TRUE(cg) << cg.error().message();
+  const auto paths = cg->paths();
+  // The child's exit status: 0 end() failed naming the directory, 3 end() claimed success, 4 it
+  // failed with another message, 2 the uid could not be dropped.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << std::strerror(errno);
+  if (child == 0) {
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+    auto ended = cg->end();
+    if (ended) ::_exit(3);
+    ::_exit(ended.error().message().find("remove cgroup " + paths.front()) != std::string::npos
+                ? 0
+                : 4);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: end() reported success for a directory it left behind";
+  for (const auto& p : paths) EXPECT_TRUE(dir_exists(p)) << p << " should still exist";
+  ASSERT_TRUE(cg->end());  // as root it goes
+  for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
 TEST(Cgroup, UsageReportsPeakMemoryOfWhatRanInside) {
   PEPITA_REQUIRE_CAPABILITY(cgroup);
   auto tree = CgroupTree::acquire();

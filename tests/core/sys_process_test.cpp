@@ -10,8 +10,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -170,6 +172,30 @@ TEST(SysSocket, UnixListenAcceptsReplacesStaleSocketsAndRefusesOthers) {
   ::unlink(path.c_str());
   EXPECT_EQ(sys::unix_listen(std::string(200, 'x')), -ENAMETOOLONG);
   EXPECT_EQ(sys::unix_connect(path), -ENOENT);
+}
+
+// Descriptor 0 is a descriptor like any other: with stdin closed the listening socket gets fd 0,
+// and unix_listen must still bind and listen on it rather than take 0 for a failure.
+TEST(SysSocket, UnixListenWorksWhenTheSocketGetsDescriptorZero) {
+  const std::string path = temp_path("sys-sock-fd0");
+  ::unlink(path.c_str());
+  // In a child, so that closing stdin touches nothing of the test runner's. Its exit status: 0
+  // listened on fd 0 and accepted a client, 1 got another fd or an error, 2 no client could
+  // connect (nothing listens at the path), 3 accept failed.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << std::strerror(errno);
+  if (child == 0) {
+    ::close(0);
+    const int l = sys::unix_listen(path);
+    if (l != 0) ::_exit(1);
+    if (sys::unix_connect(path) < 0) ::_exit(2);
+    ::_exit(sys::accept(l) >= 0 ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ::unlink(path.c_str());
+  ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: unix_listen returned fd 0 without listening";
 }
 
 TEST(SysSocket, DescriptorsTravelWithTheMessage) {

@@ -51,6 +51,55 @@ TEST(Layout, HostCallBuffersMustBeGuestAccessible) {
   EXPECT_FALSE(guest_may_access(*l, code.gpa.raw(), 16, true));  // code is not writable
 }
 
+// The GDT, TSS descriptor and IDT gates build_guest writes, checked against the SDM's formats
+// (vol. 3A 3.4.5, 7.2.3, 6.14.1): a wrong bit here only shows when a CPL3 fault makes the CPU
+// load CS from the GDT through an IDT gate, which needs KVM, so it is checked without it too.
+TEST(Layout, GdtTssAndIdtEntriesHaveTheArchitecturalFormat) {
+  auto image = test::load_guest("hello");
+  VmConfig config;
+  auto l = Layout::compute(config, image);
+  ASSERT_TRUE(l) << l.error().to_string();
+  auto mem = memory::GuestMemory::anonymous(abi::PhysAddr(0), config.memory_bytes);
+  ASSERT_TRUE(mem);
+  ASSERT_TRUE(build_guest(*mem, *l, image, false));
+  auto gdt = [&](uint16_t selector) {
+    return mem->read<uint64_t>(abi::PhysAddr(ga::kGdtGpa + (selector & ~7u))).value();
+  };
+  // Flat 4 GiB limit, G=1, P=1, S=1; code: L=1, type execute/read/accessed; data: D/B=1, type
+  // read/write/accessed. These are Linux's own __KERNEL_CS/__KERNEL_DS/__USER_DS/__USER_CS.
+  EXPECT_EQ(gdt(0), 0u) << "null descriptor";
+  EXPECT_EQ(gdt(kKernelCs), 0x00af9b000000ffffull) << std::hex << gdt(kKernelCs);
+  EXPECT_EQ(gdt(kKernelDs), 0x00cf93000000ffffull) << std::hex << gdt(kKernelDs);
+  EXPECT_EQ(gdt(kUserDs), 0x00cff3000000ffffull) << std::hex << gdt(kUserDs);
+  EXPECT_EQ(gdt(kUserCs), 0x00affb000000ffffull) << std::hex << gdt(kUserCs);
+  EXPECT_EQ(kUserDs & 3, 3) << "user selectors carry RPL 3";
+  EXPECT_EQ(kUserCs & 3, 3);
+  // The 16-byte TSS descriptor: type 0xb (busy 64-bit TSS), present, DPL 0, base kTssGpa, and a
+  // limit that covers the I/O bitmap through the host-call port's byte.
+  const uint64_t tss_lo = gdt(kTss);
+  const uint64_t tss_hi = mem->read<uint64_t>(abi::PhysAddr(ga::kGdtGpa + kTss + 8)).value();
+  EXPECT_EQ((tss_lo >> 40) & 0xff, 0x8bu) << "P=1, DPL=0, type 0xb";
+  const uint64_t base =
+      ((tss_lo >> 16) & 0xffffff) | (((tss_lo >> 56) & 0xff) << 24) | (tss_hi << 32);
+  EXPECT_EQ(base, kTssGpa);
+  const uint64_t limit = (tss_lo & 0xffff) | (((tss_lo >> 48) & 0xf) << 16);
+  EXPECT_EQ(limit, 0x68 + ga::kHostcallPort / 8 + 1) << "I/O bitmap at 0x68, through the port";
+  EXPECT_EQ(mem->read<uint64_t>(abi::PhysAddr(kTssGpa + 4)).value(), ga::kFaultStackTop)
+      << "RSP0: where a CPL3 fault's frame lands";
+  // Every IDT gate: a present DPL-0 64-bit interrupt gate (type 0xe) to the vector's `hlt` stub
+  // through the kernel code segment.
+  for (uint64_t v = 0; v < 256; ++v) {
+    const uint64_t lo = mem->read<uint64_t>(abi::PhysAddr(ga::kIdtGpa + v * 16)).value();
+    const uint64_t hi = mem->read<uint64_t>(abi::PhysAddr(ga::kIdtGpa + v * 16 + 8)).value();
+    const uint64_t target = (lo & 0xffff) | (((lo >> 48) & 0xffff) << 16) | (hi << 32);
+    ASSERT_EQ(target, ga::kFaultStubGpa + v) << "vector " << v;
+    ASSERT_EQ((lo >> 16) & 0xffff, kKernelCs) << "vector " << v;
+    ASSERT_EQ((lo >> 40) & 0xff, 0x8eu) << "vector " << v << ": P=1, DPL=0, type 0xe";
+    ASSERT_EQ(mem->read<uint8_t>(abi::PhysAddr(ga::kFaultStubGpa + v)).value(), 0xf4u)
+        << "vector " << v << ": hlt";
+  }
+}
+
 RC_GTEST_PROP(Layout, AcceptedRangesNeverTouchSystemMemory, (uint64_t gpa, uint32_t len, bool w)) {
   static const GuestImage image = test::load_guest("hello");
   static const Layout l = *Layout::compute(VmConfig{}, image);

@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -325,6 +327,67 @@ TEST(LinuxBootKvm, Debian612KernelPrintsItsBannerOnOurUart) {
       << r->output;
   EXPECT_NE(r->output.find("Command line: " + config.cmdline), std::string::npos) << r->output;
   EXPECT_EQ(r->kind, ExitKind::Cancelled) << r->describe();  // stopped by stop_when
+}
+
+// The synthetic vmlinux with `code` at its entry (64-bit, paging on, CPL0), booted in 64 MiB and
+// stopped at the first line on the UART (a `hlt` would wait on the in-kernel irqchip for ever).
+Result<RunResult> boot_code(const pepita::test::TempDir& dir, std::span<const uint8_t> code,
+                            size_t at = 0x1040) {
+  auto f = synthetic_vmlinux();
+  for (size_t i = 0; i < code.size(); ++i) f[at + i] = std::byte{code[i]};
+  const std::string path = dir.file("vmlinux");
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+  VmConfig config;
+  config.memory_bytes = 64ull << 20;
+  config.timeout = std::chrono::seconds(20);
+  config.kernel_path = path;
+  LinuxBootOptions options;
+  options.stop_when = [](std::string_view) { return true; };  // at the first line
+  return boot_linux(config, options);
+}
+
+// Reads of guest-physical addresses no device answers see all ones, as on a PC's bus (Linux's
+// probes of absent hardware rely on it).
+TEST(LinuxBootKvm, UnbackedMmioReadsAllOnes) {
+  PEPITA_REQUIRE_KVM();
+  pepita::test::TempDir dir("linux-mmio");
+  // mov al, [0x40000000] (1 GiB: identity-mapped, past the RAM); mov dx, 0x3f8; out dx, al;
+  // mov al, '\n'; out dx, al; jmp $
+  constexpr uint8_t kCode[] = {0x8a, 0x04, 0x25, 0x00, 0x00, 0x00, 0x40, 0x66, 0xba,
+                               0xf8, 0x03, 0xee, 0xb0, 0x0a, 0xee, 0xeb, 0xfe};
+  auto r = boot_code(dir, kCode);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->output, "\xff\n") << r->describe();
+  EXPECT_EQ(r->kind, ExitKind::Cancelled) << "stopped at the line: " << r->describe();
+}
+
+// Linux executes int3 on purpose (its self-test, text_poke_bp); where this KVM cannot emulate it
+// at CPL0 the VMM delivers the #BP itself. The guest's own IDT handler must run, after the int3.
+TEST(LinuxBootKvm, Int3AtCpl0ReachesTheGuestsBreakpointHandler) {
+  PEPITA_REQUIRE_KVM();
+  pepita::test::TempDir dir("linux-int3");
+  // Entry (0x1000040): mov rsp, 0x1002000; lidt [0x1000200]; int3; jmp $.
+  constexpr uint8_t kEntry[] = {0x48, 0xc7, 0xc4, 0x00, 0x20, 0x00, 0x01, 0x0f, 0x01,
+                                0x1c, 0x25, 0x00, 0x02, 0x00, 0x01, 0xcc, 0xeb, 0xfe};
+  // #BP handler (0x1000100): mov al, 'B'; mov dx, 0x3f8; out dx, al; mov al, '\n'; out dx, al;
+  // jmp $.
+  constexpr uint8_t kHandler[] = {0xb0, 'B',  0x66, 0xba, 0xf8, 0x03,
+                                  0xee, 0xb0, 0x0a, 0xee, 0xeb, 0xfe};
+  // IDTR (0x1000200): limit 4 gates, base 0x1000300. Gate 3 (0x1000330): the handler through
+  // __BOOT_CS (0x10), present 64-bit interrupt gate.
+  constexpr uint8_t kIdtr[] = {63, 0, 0x00, 0x03, 0x00, 0x01, 0, 0, 0, 0};
+  constexpr uint8_t kGate3[] = {0x00, 0x01, 0x10, 0x00, 0x00, 0x8e, 0x00, 0x01,
+                                0,    0,    0,    0,    0,    0,    0,    0};
+  std::vector<uint8_t> code(0x340, 0);
+  std::copy(std::begin(kEntry), std::end(kEntry), code.begin() + 0x40);
+  std::copy(std::begin(kHandler), std::end(kHandler), code.begin() + 0x100);
+  std::copy(std::begin(kIdtr), std::end(kIdtr), code.begin() + 0x200);
+  std::copy(std::begin(kGate3), std::end(kGate3), code.begin() + 0x330);
+  auto r = boot_code(dir, code, 0x1000);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->output, "B\n") << r->describe();
+  EXPECT_EQ(r->kind, ExitKind::Cancelled) << "stopped at the line: " << r->describe();
 }
 
 TEST(LinuxBootKvm, MissingKernelFileIsAnError) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "pepita/core/unique_fd.hpp"
@@ -34,5 +35,20 @@ class KvmSystem {
   uint64_t guest_xcr0_ = 0;
   std::vector<uint64_t> cpuid_words_;
 };
+
+namespace detail {
+
+/// Whether the host CPU's CPUID leaf `leaf`, subleaf `subleaf` sets `bit` of register `reg`
+/// (0 EAX, 1 EBX, 2 ECX, 3 EDX).
+using HostCpuidBit = bool (*)(unsigned leaf, unsigned subleaf, unsigned reg, unsigned bit);
+
+/// Sets, in the CPUID table the vCPUs get, XSAVE (leaf 1 ECX 26) and every SIMD flag the host CPU
+/// has whose state the guest's XCR0 enables: AVX, FMA, F16C and AVX2 need x87|SSE|AVX (0x7), the
+/// AVX-512 subsets F, DQ, CD, BW, VL, VNNI and BF16 also the opmask and ZMM state (0xe0). Nothing
+/// without `xsave`. What the guest's cpuid reports must match what it can execute.
+void expose_host_simd(std::span<kvm_cpuid_entry2> table, HostCpuidBit host, bool xsave,
+                      uint64_t xcr0);
+
+}  // namespace detail
 
 }  // namespace pepita::vmm
