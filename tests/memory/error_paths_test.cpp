@@ -86,6 +86,21 @@ constexpr bool kMlockIsReal = false;  // sanitizers make mlock a no-op that neve
 constexpr bool kMlockIsReal = true;
 #endif
 
+// This thread without CAP_IPC_LOCK and under a 64 KiB soft RLIMIT_MEMLOCK for the test's length.
+class UnderA64KMemlockLimit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!kMlockIsReal) GTEST_SKIP() << "sanitizer build: mlock never fails";
+    if (!limit_.ok()) GTEST_SKIP() << "cannot lower RLIMIT_MEMLOCK here";
+    if (::geteuid() == 0 && !no_ipc_lock_.ok())
+      GTEST_SKIP() << "cannot drop CAP_IPC_LOCK, which lets root lock past the limit";
+  }
+
+ private:
+  WithoutCapability no_ipc_lock_{CAP_IPC_LOCK};
+  SoftMemlockLimit limit_{64 << 10};
+};
+
 TEST(MemoryErrorPaths, DmaDirectionNamesEveryValueAndInvalid) {
   EXPECT_EQ(to_string(DmaDirection::ToDevice), "to-device");
   EXPECT_EQ(to_string(DmaDirection::FromDevice), "from-device");
@@ -94,13 +109,7 @@ TEST(MemoryErrorPaths, DmaDirectionNamesEveryValueAndInvalid) {
   EXPECT_EQ(to_string(static_cast<DmaDirection>(9)), "invalid");
 }
 
-TEST(MemoryErrorPaths, RequiredLockOverTheMemlockLimitSaysHowToRaiseIt) {
-  if (!kMlockIsReal) GTEST_SKIP() << "sanitizer build: mlock never fails";
-  WithoutCapability no_ipc_lock(CAP_IPC_LOCK);
-  SoftMemlockLimit limit(64 << 10);
-  if (!limit.ok()) GTEST_SKIP() << "cannot lower RLIMIT_MEMLOCK here";
-  if (::geteuid() == 0 && !no_ipc_lock.ok())
-    GTEST_SKIP() << "cannot drop CAP_IPC_LOCK, which lets root lock past the limit";
+TEST_F(UnderA64KMemlockLimit, RequiredLockOverTheMemlockLimitSaysHowToRaiseIt) {
   auto refused = DmaBuffer::allocate(1 << 20, DmaDirection::FromDevice);
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code(), ErrorCode::ResourceExhausted);
@@ -115,13 +124,7 @@ TEST(MemoryErrorPaths, RequiredLockOverTheMemlockLimitSaysHowToRaiseIt) {
   EXPECT_EQ(best->size(), std::size_t{1} << 20);
 }
 
-TEST(MemoryErrorPaths, DmaPagesOverTheMemlockLimitGoBackToThePool) {
-  if (!kMlockIsReal) GTEST_SKIP() << "sanitizer build: mlock never fails";
-  WithoutCapability no_ipc_lock(CAP_IPC_LOCK);
-  SoftMemlockLimit limit(64 << 10);
-  if (!limit.ok()) GTEST_SKIP() << "cannot lower RLIMIT_MEMLOCK here";
-  if (::geteuid() == 0 && !no_ipc_lock.ok())
-    GTEST_SKIP() << "cannot drop CAP_IPC_LOCK, which lets root lock past the limit";
+TEST_F(UnderA64KMemlockLimit, DmaPagesOverTheMemlockLimitGoBackToThePool) {
   PagePool pool({.reserve_pages = 256, .chunk_pages = 64});
   auto refused = pool.alloc_run(64, AllocFlags::DMA);  // 256 KiB over a 64 KiB limit
   ASSERT_FALSE(refused);
