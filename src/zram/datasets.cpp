@@ -36,6 +36,7 @@ bool read_file(const std::filesystem::path& path, std::vector<std::byte>& out, s
   if (!file) return false;
   std::vector<char> chars((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   const size_t take = std::min(chars.size(), limit - out.size());
+  if (take == 0) return true;  // memcpy may not be given the null data() of an empty vector
   const size_t old = out.size();
   out.resize(old + take);
   std::memcpy(out.data() + old, chars.data(), take);
