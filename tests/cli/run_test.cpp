@@ -420,3 +420,40 @@ TEST_F(RunCli, MicroVmTasksRunInAVm) {
 }
 
 }  // namespace
+
+// Issue 27: `run --quiet` installs no pool observer (no per-task events); what it prints and
+// keeps must not depend on one: the summary names the failed task, the counts line is right,
+// live logs are written, and --resume finds every succeeded task in the journal.
+TEST_F(RunCli, QuietRunReportsFailuresWritesLogsAndResumesWithoutEvents) {
+  const auto job = write("quiet.toml", R"(
+[[task]]
+name = "hello"
+command = "/bin/echo"
+args = ["hi"]
+
+[[task]]
+name = "ok"
+command = "/bin/true"
+count = 5
+
+[[task]]
+name = "bad"
+command = "/bin/false"
+)");
+  const auto r = run({"run", "--quiet", "--state-dir", state(), job.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err << r.out;
+  EXPECT_NE(r.out.find("bad "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("FAILED"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("7 tasks: 6 succeeded"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err.find("[1/7]"), std::string::npos) << r.err;  // quiet: no per-task lines
+
+  const auto logs = run({"logs", state(), "hello"});
+  EXPECT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_EQ(logs.out, "--- pepita: attempt 1 ---\nhi\n");
+
+  const auto again = run({"run", "--json", "-q", "--resume", "--state-dir", state(), job.string()});
+  EXPECT_EQ(again.exit_code, 1) << again.err;
+  const auto j = parse(again);
+  EXPECT_EQ(j["stats"]["from_journal"], 6) << again.out;
+  EXPECT_EQ(j["stats"]["failed"], 1) << again.out;
+}

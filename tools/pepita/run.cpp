@@ -599,10 +599,17 @@ int run_job(const RunOptions& o) {
   if (!o.no_journal && !job->journal.empty()) builder.journal(job->journal, o.resume);
   if (!o.journal_key.empty()) builder.journal_key(o.journal_key);
   builder.log_dir(jo.state_dir + "/logs");  // live logs: `pepita logs STATE_DIR TASK`
-  builder.on_event([&progress, &dash](const pool::Event& e) {
-    progress->on_event(e);
-    if (dash.enabled()) dash.on_event(e);
-  });
+  // Events only where something shows them: progress lines (not --quiet) or the dashboard. A
+  // pool without an observer makes no Started/Finished event per task (issue 27: each copied the
+  // task's name and its whole result, and took the pool mutex once more per batch to deliver
+  // them; the library Pool the CLI is measured against installs none). --quiet prints only
+  // the summary, built from the results.
+  if (!o.quiet || dash.enabled()) {
+    builder.on_event([&progress, &dash](const pool::Event& e) {
+      progress->on_event(e);
+      if (dash.enabled()) dash.on_event(e);
+    });
+  }
   builder.cpu_workers(1);  // job files hold commands only
   // A zero-worker run has no results worth caching.
   if (!o.no_cache && !o.zero_worker) {
