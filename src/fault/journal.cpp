@@ -473,15 +473,7 @@ Result<void> Journal::stage_locked(JournalRecord record) {
     return fail(ErrorCode::ResourceExhausted,
                 "journal record for '" + record.name + "' is over 256 MiB; lower the output cap");
   }
-  if (staged_.empty()) {
-    flushed_head_ = chain_head_;
-    flushed_sequence_ = sequence_;
-  }
-  put_u32(staged_, static_cast<std::uint32_t>(payload.size()));
-  put_u32(staged_, crc32c(payload));
-  staged_ += payload;
-  chain_head_ = detail::sha256_raw(payload);
-  ++sequence_;
+  stage_frame(payload);
   // A large batch (a submitted job of a million tasks) is written as it goes, in 256 KiB
   // writes: the buffer stays small.
   if (staged_.size() >= kStageLimit) return flush_locked();
@@ -501,16 +493,16 @@ Result<void> Journal::flush_locked() {
   return written;
 }
 
-Result<void> Journal::write_frame(const std::string& payload) {
-  std::string frame;
-  frame.reserve(kFrame + payload.size());
-  put_u32(frame, static_cast<std::uint32_t>(payload.size()));
-  put_u32(frame, crc32c(payload));
-  frame += payload;
-  PEPITA_TRY_VOID(write_all(fd_.get(), frame, path_));
+void Journal::stage_frame(const std::string& payload) {
+  if (staged_.empty()) {
+    flushed_head_ = chain_head_;
+    flushed_sequence_ = sequence_;
+  }
+  put_u32(staged_, static_cast<std::uint32_t>(payload.size()));
+  put_u32(staged_, crc32c(payload));
+  staged_ += payload;
   chain_head_ = detail::sha256_raw(payload);
   ++sequence_;
-  return {};
 }
 
 Result<void> Journal::close() {
@@ -521,7 +513,8 @@ Result<void> Journal::close() {
     closed_ = true;
     const std::string payload = detail::chain_payload(key_, sequence_, chain_head_,
                                                       detail::end_body(sequence_, chain_head_));
-    PEPITA_TRY_VOID(write_frame(payload));
+    stage_frame(payload);
+    PEPITA_TRY_VOID(flush_locked());
   }
   return sync();
 }

@@ -190,8 +190,9 @@ class Journal {
 
  private:
   void sync_loop(std::stop_token stop);
-  // Frames and writes one chained payload, then advances the chain. Caller holds write_mu_.
-  Result<void> write_frame(const std::string& payload);
+  // Frames one chained payload into staged_ and advances the chain (flush_locked() writes it,
+  // or rolls the chain back). Caller holds write_mu_.
+  void stage_frame(const std::string& payload);
   // Under write_mu_: stage() and flush() without taking it.
   Result<void> stage_locked(JournalRecord record);
   Result<void> flush_locked();
