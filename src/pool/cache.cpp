@@ -620,17 +620,24 @@ CacheLookup ResultCache::lookup(const task::Task& task) {
   return l;
 }
 
-CacheLookup ResultCache::decide(const task::Task& task) {
-  CacheLookup l;
-  const auto stages = stages_of(task);
-  if (stages.empty()) {
-    l.reason = "ran: only process and pipeline tasks are cached";
-    return l;
+const char* ResultCache::never_cached(const task::Task& task) noexcept {
+  const auto* pipe = task.as_pipeline();
+  if (task.process() == nullptr && (pipe == nullptr || pipe->stages.empty())) {
+    return "ran: only process and pipeline tasks are cached";
   }
   if (task.inputs().empty() && task.outputs().empty()) {
-    l.reason = "ran: declares no inputs or outputs (not cached)";
+    return "ran: declares no inputs or outputs (not cached)";
+  }
+  return nullptr;
+}
+
+CacheLookup ResultCache::decide(const task::Task& task) {
+  CacheLookup l;
+  if (const char* reason = never_cached(task)) {
+    l.reason = reason;
     return l;
   }
+  const auto stages = stages_of(task);
   const std::string cwd = task_cwd(task);
   // One batch: every stage's binary and every input, hashed in parallel.
   std::vector<std::string> paths;

@@ -23,16 +23,16 @@ const std::string& this_host() {
   return host;
 }
 
-// What ResultCache::lookup() decides for a task without reading anything: the tasks it never
-// caches (no declared inputs or outputs, or not a process), with its reason; null otherwise.
-const char* uncached_reason(const task::Task& task) {
-  if (!task.process() && !task.is_pipeline()) {
-    return "ran: only process and pipeline tasks are cached";
-  }
-  if (task.inputs().empty() && task.outputs().empty()) {
-    return "ran: declares no inputs or outputs (not cached)";
-  }
-  return nullptr;
+// The result of an attempt whose inner start() refused it: cancelled when that was why,
+// launch-failed otherwise, with the cache's reason.
+ExecutionResult refused(const task::Task& task, const Error& error, std::string reason) {
+  ExecutionResult r;
+  r.id = task.id();
+  r.name = task.name();
+  r.status = error.code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
+  r.error = error.to_string();
+  r.cache_reason = std::move(reason);
+  return r;
 }
 }  // namespace
 
@@ -87,7 +87,8 @@ Result<void> CachingExecutor::start(const task::Task& task, std::stop_token stop
   // Issue 27: a task the cache never keeps (most of them: no declared files) goes straight to
   // the executor it wraps, completing on that executor's thread. The lookup and store hops
   // through this executor's threads cost two wake-ups per attempt and decided nothing.
-  if (const char* reason = uncached_reason(task); reason != nullptr && !stop.stop_requested()) {
+  if (const char* reason = ResultCache::never_cached(task);
+      reason != nullptr && !stop.stop_requested()) {
     const bool remote = inner_->places_resources();
     auto started = inner_->start(task, stop, [reason, remote, done](ExecutionResult r) mutable {
       r.cache_reason = reason;
@@ -96,14 +97,9 @@ Result<void> CachingExecutor::start(const task::Task& task, std::stop_token stop
     });
     if (started) return {};
     // As check() reports a launch that failed, on this executor's thread.
-    ExecutionResult r;
-    r.id = task.id();
-    r.name = task.name();
-    r.status =
-        started.error().code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
-    r.error = started.error().to_string();
-    r.cache_reason = reason;
-    post([done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+    post([done = std::move(done), r = refused(task, started.error(), reason)]() mutable {
+      done(std::move(r));
+    });
     return {};
   }
   post([this, task, stop, done = std::move(done)]() mutable {
@@ -147,15 +143,7 @@ void CachingExecutor::check(const task::Task& task, std::stop_token stop,
     });
   };
   auto s = inner_->start(task, stop, finish);
-  if (!s) {
-    ExecutionResult r;
-    r.id = task.id();
-    r.name = task.name();
-    r.status = s.error().code() == ErrorCode::Cancelled ? Status::Cancelled : Status::LaunchFailed;
-    r.error = s.error().to_string();
-    r.cache_reason = lookup->reason;
-    done(std::move(r));
-  }
+  if (!s) done(refused(task, s.error(), lookup->reason));
 }
 
 void CachingExecutor::shutdown() {

@@ -98,6 +98,9 @@ class ResultCache {
   /// usable entry. Never fails: an unreadable input or binary is a miss whose reason names it.
   /// A task without declared files is a miss ("ran: declares no files").
   CacheLookup lookup(const task::Task& task);
+  /// The reason lookup() gives, without reading anything, for a task it never caches (neither
+  /// a process nor a pipeline, or no declared inputs or outputs); null for one it may cache.
+  static const char* never_cached(const task::Task& task) noexcept;
   /// After a successful run of `task` looked up as `lookup`: hashes the declared outputs into
   /// result.output_hashes (and copies the key's input hashes and binary into it), then stores
   /// the entry and the name's last key. NotFound naming the file when a declared output is
