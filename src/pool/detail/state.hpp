@@ -3,7 +3,6 @@
 // retry-delay heap, counters) and the state-machine steps state.cpp implements. One mutex (`mu`)
 // guards it; work that must not run under it is collected in Actions and done by perform().
 
-#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -22,6 +21,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "pepita/core/sha256.hpp"
 #include "pepita/executor/executor.hpp"
 #include "pepita/fault/journal.hpp"
 #include "pepita/fault/retry.hpp"
@@ -80,21 +80,13 @@ class SpecDigest {
       return static_cast<std::uint8_t>(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
     };
     for (std::size_t i = 0; i < bytes_.size() && 2 * i + 1 < hex.size(); ++i) {
-      bytes_[i] = static_cast<std::uint8_t>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
+      bytes_[i] = static_cast<std::byte>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
     }
   }
-  std::string hex() const {
-    static constexpr char kDigits[] = "0123456789abcdef";
-    std::string out(2 * bytes_.size(), '0');
-    for (std::size_t i = 0; i < bytes_.size(); ++i) {
-      out[2 * i] = kDigits[bytes_[i] >> 4];
-      out[2 * i + 1] = kDigits[bytes_[i] & 0xf];
-    }
-    return out;
-  }
+  std::string hex() const { return to_hex(bytes_); }
 
  private:
-  std::array<std::uint8_t, 32> bytes_{};
+  Sha256Digest bytes_{};
 };
 
 struct Node {
