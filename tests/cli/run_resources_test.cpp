@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cli/run_fixture.hpp"
@@ -32,14 +35,32 @@ using pepita::test::parse;
 using pepita::test::slurp;
 
 // The cgroup directories this process is in, one per mounted hierarchy (v1 controllers and the
-// v2 tree), from /proc/self/cgroup and /proc/self/mountinfo's cgroup mounts.
-std::vector<fs::path> own_cgroup_dirs() {
+// v2 tree), from /proc/self/cgroup and /proc/self/mountinfo's cgroup mounts. With `pepitas`, only
+// those pepita makes cgroups in: v1's memory, cpu, cpuacct and pids, or the v2 tree where no v1
+// memory hierarchy is mounted.
+std::vector<fs::path> own_cgroup_dirs(bool pepitas = false) {
   std::vector<fs::path> dirs;
   std::ifstream cg("/proc/self/cgroup");
+  std::vector<std::string> lines;
+  bool v1_memory = false;
   for (std::string line; std::getline(cg, line);) {
     const auto a = line.find(':'), b = line.find(':', a + 1);
     if (a == std::string::npos || b == std::string::npos) continue;
+    if (("," + line.substr(a + 1, b - a - 1) + ",").find(",memory,") != std::string::npos) {
+      v1_memory = true;
+    }
+    lines.push_back(line);
+  }
+  for (const std::string& line : lines) {
+    const auto a = line.find(':'), b = line.find(':', a + 1);
     const std::string ctl = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    if (pepitas) {
+      bool used = ctl.empty() && !v1_memory;
+      for (const char* c : {",memory,", ",cpu,", ",cpuacct,", ",pids,"}) {
+        used = used || ("," + ctl + ",").find(c) != std::string::npos;
+      }
+      if (!used) continue;
+    }
     std::vector<fs::path> roots;
     if (ctl.empty()) {
       roots = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
@@ -276,10 +297,49 @@ TEST_F(RunResources, KillMinusNineOfRunTakesItsTasksWithIt) {
   EXPECT_EQ(run({"run", "--state-dir", (dir_ / "state2").string(), next.string()}).exit_code, 0);
 }
 
+// Moves this test process into a cgroup of its own beneath each of its cgroups, and back out
+// (removing them) when it goes. Every `pepita run` and process executor reaps the stale
+// `pepita-*` cgroups beside its own, so a killed run's cgroups in the shared ctest cgroup could
+// be reaped by another test's run before the run under test gets to them; in a private cgroup
+// only runs started from this test see them.
+class PrivateCgroup {
+ public:
+  PrivateCgroup() {
+    const std::string name = "pepita-test-" + std::to_string(::getpid());
+    for (const fs::path& dir : own_cgroup_dirs(true)) {
+      const fs::path sub = dir / name;
+      std::error_code ec;
+      fs::create_directory(sub, ec);
+      EXPECT_FALSE(ec) << sub << ": " << ec.message();
+      moved_.emplace_back(dir, sub);
+      std::ofstream(sub / "cgroup.procs") << ::getpid() << std::flush;
+    }
+    for (const fs::path& dir : own_cgroup_dirs(true)) {
+      EXPECT_EQ(dir.filename(), name) << "this test did not move into its own cgroup";
+    }
+  }
+  ~PrivateCgroup() {
+    for (const auto& [dir, sub] : moved_) {
+      std::ofstream(dir / "cgroup.procs") << ::getpid() << std::flush;
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(sub, ec)) {
+        if (e.is_directory(ec)) ::rmdir(e.path().c_str());  // a cgroup the test failed to reap
+      }
+      EXPECT_EQ(::rmdir(sub.c_str()), 0) << sub << ": " << std::strerror(errno);
+    }
+  }
+  PrivateCgroup(const PrivateCgroup&) = delete;
+  PrivateCgroup& operator=(const PrivateCgroup&) = delete;
+
+ private:
+  std::vector<std::pair<fs::path, fs::path>> moved_;
+};
+
 // ... and the next `pepita run` ends and removes whatever the killed run left in its cgroups,
 // saying so on one line.
 TEST_F(RunResources, NextRunRemovesTheCgroupsOfAKilledRun) {
   PEPITA_REQUIRE_CAPABILITY(cgroup);
+  const PrivateCgroup own;
   const pid_t pid = kill_run_while_two_sleep(*this, "killed");
   ASSERT_FALSE(cgroups_of(pid).empty()) << "the killed run left no cgroup to remove";
   const auto next = write("next.toml", "[[task]]\nname = \"n\"\ncommand = \"/bin/true\"\n");

@@ -47,8 +47,8 @@ class SlotCgroup {
   Result<void> begin();
   /// After the attempt's processes were reaped: its peak memory and CPU time (since begin()),
   /// then kills whatever it left in the cgroup. Busy when that did not empty it, or when charges
-  /// above 1 MiB remain (page cache the attempt wrote), which would inflate the next attempt's
-  /// peak: the caller then ends this cgroup and makes a fresh one for the next attempt. The usage
+  /// above 4 MiB plus 64 pages per CPU remain (page cache the attempt wrote; below that, what the
+  /// kernel keeps charged ahead or frees late), which would inflate the next attempt's peak: the caller then ends this cgroup and makes a fresh one for the next attempt. The usage
   /// is valid either way.
   CgroupUsage finish(Result<void>& reusable);
 
