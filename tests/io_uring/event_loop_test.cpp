@@ -239,6 +239,32 @@ TEST(EventLoop, SleepAndTimeoutAndCancelFd) {
   EXPECT_EQ(waiter_result.error().code(), ErrorCode::Cancelled);
 }
 
+// A request with a linked timeout needs two SQEs in a row: on a one-entry ring it is refused as
+// ResourceExhausted before anything is queued (never split from its timeout), and a request
+// without one still runs on that ring.
+TEST(EventLoop, ALinkedTimeoutOnAOneEntryRingIsRefusedAndPlainRequestsStillRun) {
+  LOOP_OR_SKIP(loop, {.entries = 1, .cq_entries = 8});
+  EXPECT_EQ(loop->ring().sq_entries(), 1u);
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  auto timed = [](EventLoop& l, int fd) -> Task<Result<std::size_t>> {
+    std::array<std::byte, 16> buf{};
+    co_return co_await l.recv(fd, buf).with_timeout(10ms);
+  };
+  auto t = loop->run(timed(*loop, a.get()));
+  ASSERT_TRUE(t);
+  ASSERT_FALSE(*t);
+  EXPECT_EQ(t->error().code(), ErrorCode::ResourceExhausted);
+  EXPECT_NE(t->error().message().find("linked request"), std::string::npos)
+      << t->error().message();
+  EXPECT_EQ(loop->in_flight(), 0u);
+  auto nop = [](EventLoop& l) -> Task<Result<void>> { co_return co_await l.nop(); };
+  auto n = loop->run(nop(*loop));
+  ASSERT_TRUE(n);
+  EXPECT_TRUE(*n);
+}
+
 Task<void> file_worker(EventLoop& loop, int fd, int id, int* done) {
   for (int round = 0; round < 5; ++round) {
     const std::string text = "worker " + std::to_string(id) + " round " + std::to_string(round);

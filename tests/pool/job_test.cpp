@@ -3,6 +3,12 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <set>
 
 namespace pepita::pool {
@@ -188,6 +194,34 @@ TEST(Job, MissingBinariesAndLongCyclesAreFoundBeforeRunning) {
   auto absent = load_job("/nonexistent/job.toml", opts());
   ASSERT_FALSE(absent);
   EXPECT_EQ(absent.error().code(), ErrorCode::NotFound);
+}
+
+// Descriptor 0 is a descriptor like any other: with stdin closed the job file is opened as fd 0,
+// and load_job must read it rather than take 0 for a failure.
+TEST(Job, LoadsAJobFileOpenedAsDescriptorZero) {
+  char path[] = "/tmp/pepita-job-fd0-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  const std::string text = "[[task]]\nname = \"only\"\ncommand = \"/bin/true\"\n";
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  // In a child, so that closing stdin touches nothing of the test runner's. Exit 0: loaded one
+  // task; 1: load_job failed; 2: another task count.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << std::strerror(errno);
+  if (child == 0) {
+    ::close(0);
+    JobOptions o = opts();
+    o.check_binaries = false;
+    auto job = load_job(path, o);
+    if (!job) ::_exit(1);
+    ::_exit(job->tasks.size() == 1 ? 0 : 2);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ::unlink(path);
+  ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: load_job failed on fd 0";
 }
 
 TEST(Job, VariableExpansion) {

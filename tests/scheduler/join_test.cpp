@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <latch>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -238,6 +239,36 @@ TEST(Join, ManyThreadsJoiningAtOnceOnFourWorkersAllGetExactResults) {
   for (auto& c : callers) c.join();
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GT(s->stats().total().tasks_executed, 0u);
+}
+
+// join_should_spawn's contract: a join below the eager depth makes its frame stealable exactly
+// when some worker is looking for work. While every worker runs a task, none is: a deep join runs
+// inline. Once they are idle, they are. Both must hold round after round, as workers take tasks
+// (leaving their hungry mark) and run dry again (setting it).
+TEST(Join, DeepJoinsAreStealableOnlyWhileSomeWorkerIsIdle) {
+  auto s = make(2);
+  const unsigned deep = Scheduler::kEagerJoinDepth + 10;
+  for (int round = 0; round < 3; ++round) {
+    // Two tasks that wait for each other, so each worker runs one, and both look while both
+    // are busy.
+    std::latch both(2);
+    std::atomic<int> stealable_while_busy{0};
+    TaskGroup g(*s);
+    for (int i = 0; i < 2; ++i) {
+      g.run([&] {
+        both.arrive_and_wait();
+        if (s->join_should_spawn(deep)) stealable_while_busy.fetch_add(1);
+      });
+    }
+    ASSERT_TRUE(g.wait().has_value());
+    EXPECT_EQ(stealable_while_busy.load(), 0) << "round " << round << ": no worker was idle";
+    bool stealable = false;
+    for (int i = 0; i < 500 && !stealable; ++i) {
+      stealable = s->join_should_spawn(deep);
+      if (!stealable) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_TRUE(stealable) << "round " << round << ": no idle worker counts as looking for work";
+  }
 }
 
 }  // namespace
