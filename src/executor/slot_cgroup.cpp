@@ -30,9 +30,9 @@ std::uint64_t residual_limit() {
   static const std::uint64_t limit = [] {
     const long cpus = ::sysconf(_SC_NPROCESSORS_CONF);
     const long page = ::sysconf(_SC_PAGESIZE);
-    return (std::uint64_t{4} << 20) +
-           std::uint64_t{64} * static_cast<std::uint64_t>(page > 0 ? page : 4096) *
-               static_cast<std::uint64_t>(cpus > 0 ? cpus : 1);
+    return (std::uint64_t{4} << 20) + std::uint64_t{64} *
+                                          static_cast<std::uint64_t>(page > 0 ? page : 4096) *
+                                          static_cast<std::uint64_t>(cpus > 0 ? cpus : 1);
   }();
   return limit;
 }

@@ -256,8 +256,7 @@ TEST(EventLoop, ALinkedTimeoutOnAOneEntryRingIsRefusedAndPlainRequestsStillRun) 
   ASSERT_TRUE(t);
   ASSERT_FALSE(*t);
   EXPECT_EQ(t->error().code(), ErrorCode::ResourceExhausted);
-  EXPECT_NE(t->error().message().find("linked request"), std::string::npos)
-      << t->error().message();
+  EXPECT_NE(t->error().message().find("linked request"), std::string::npos) << t->error().message();
   EXPECT_EQ(loop->in_flight(), 0u);
   auto nop = [](EventLoop& l) -> Task<Result<void>> { co_return co_await l.nop(); };
   auto n = loop->run(nop(*loop));

@@ -48,8 +48,9 @@ class SlotCgroup {
   /// After the attempt's processes were reaped: its peak memory and CPU time (since begin()),
   /// then kills whatever it left in the cgroup. Busy when that did not empty it, or when charges
   /// above 4 MiB plus 64 pages per CPU remain (page cache the attempt wrote; below that, what the
-  /// kernel keeps charged ahead or frees late), which would inflate the next attempt's peak: the caller then ends this cgroup and makes a fresh one for the next attempt. The usage
-  /// is valid either way.
+  /// kernel keeps charged ahead or frees late), which would inflate the next attempt's peak: the
+  /// caller then ends this cgroup and makes a fresh one for the next attempt. The usage is valid
+  /// either way.
   CgroupUsage finish(Result<void>& reusable);
 
  private:
