@@ -1,6 +1,7 @@
 // Provided buffer rings: a stream received fully and in order by multishot recv through a few
 // recycled buffers (user-allocated and kernel-allocated rings, plain and DEFER_TASKRUN rings),
-// ENOBUFS when the buffers run out reported and recovered from, and bad input refused.
+// ENOBUFS when the buffers run out reported and recovered from, bad input refused and the
+// largest ring the kernel takes (32768 entries) accepted.
 #include "pepita/io_uring/buf_ring.hpp"
 
 #include <gtest/gtest.h>
@@ -205,6 +206,20 @@ TEST(BufRing, BadSizesAndADuplicateGroupAreRefused) {
   ASSERT_TRUE(first);
   auto reuse = BufferRing::create(ring, {.group = 1, .entries = 4, .buf_size = 64});
   EXPECT_TRUE(reuse) << "the group is free once its BufferRing is gone";
+}
+
+TEST(BufRing, EntriesUpToTheKernelMaximumOf32768AreAccepted) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 2});
+  // 32768 is the largest power of two the kernel takes (it refuses 65536 and up).
+  auto largest = BufferRing::create(ring, {.group = 1, .entries = 32768, .buf_size = 1});
+  ASSERT_TRUE(largest) << largest.error().to_string();
+  EXPECT_EQ(largest->entries(), 32768u);
+  EXPECT_EQ(largest->buffer(32767).size(), 1u);
+  EXPECT_TRUE(largest->buffer(32768).empty());
+  auto over = BufferRing::create(ring, {.group = 2, .entries = 65536, .buf_size = 1});
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(over.error().message().find("1..32768"), std::string::npos) << over.error().to_string();
 }
 
 TEST(BufRing, OutlivesTheRingObjectItWasCreatedOn) {

@@ -169,6 +169,28 @@ TEST(UblkCtrlEncoding, ParamsFollowTheDeviceAndKernelRules) {
   EXPECT_EQ(ro.basic.attrs & UBLK_ATTR_VOLATILE_CACHE, 0u);
 }
 
+TEST(UblkCtrlEncoding, ParamsIoMinIsTheLogicalBlockAndIoOptThePhysicalBlock) {
+  // A 512e disk: 512-byte logical blocks on 4 KiB physical ones.
+  blk_mq::DeviceInfo d;
+  d.capacity_sectors = 1u << 21;
+  d.logical_block_size = 512;
+  d.physical_block_size = 4096;
+  d.max_sectors = 256;
+  const u::CtrlDevInfo info = make_dev_info({});
+  const u::Params p = make_params(d, info);
+  expect_kernel_accepts(p, info);
+  EXPECT_EQ(p.basic.logical_bs_shift, 9);
+  EXPECT_EQ(p.basic.physical_bs_shift, 12);
+  EXPECT_EQ(p.basic.io_min_shift, 9)
+      << "io_min: the smallest I/O the disk takes, one logical block";
+  EXPECT_EQ(p.basic.io_opt_shift, 12);
+
+  d.logical_block_size = 4096;
+  const u::Params native = make_params(d, info);
+  EXPECT_EQ(native.basic.io_min_shift, 12);
+  EXPECT_EQ(native.basic.io_opt_shift, 12);
+}
+
 TEST(UblkCtrlEncoding, DevicePaths) {
   EXPECT_EQ(char_device_path(3), "/dev/ublkc3");
   EXPECT_EQ(block_device_path(12), "/dev/ublkb12");

@@ -3,6 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstring>
+#include <memory>
 #include <numeric>
 
 #include "driver_ring.hpp"
@@ -267,6 +270,55 @@ TEST(BlkDevice, ConfigAndFeatures) {
   EXPECT_NE(dev->features() & v::feature_bit(vb::F_MQ), 0u);
   EXPECT_FALSE(dev->activate(v::feature_bit(vb::F_MQ)).has_value()) << "no VERSION_1";
   EXPECT_FALSE(dev->activate(v::feature_bit(v::F_VERSION_1) | (1ull << 50)).has_value());
+}
+
+// A disk of the given shape whose requests never reach it (only its config is looked at).
+class ShapedDisk final : public blk_mq::BlockDevice {
+ public:
+  explicit ShapedDisk(const blk_mq::DeviceInfo& info) : info_(info) {}
+  const blk_mq::DeviceInfo& info() const noexcept override { return info_; }
+  void submit(uint32_t /*queue*/, const blk_mq::Request& req) noexcept override {
+    req.completion->complete(-EIO);
+  }
+
+ private:
+  blk_mq::DeviceInfo info_;
+};
+
+vb::Config config_of(const BlkDevice& dev) {
+  vb::Config cfg;
+  std::memcpy(&cfg, dev.config().data(), sizeof cfg);
+  return cfg;
+}
+
+TEST(BlkDevice, SegMaxTimesSizeMaxIsTheLargestRequestTheDiskTakes) {
+  // 1023 sectors (511.5 KiB): 127 whole 4 KiB segments fit, a 128th would pass the disk's limit.
+  auto odd = BlkDevice::create(std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
+                                   .capacity_sectors = 1u << 20, .max_sectors = 1023}),
+                               {.max_queue_size = 256});
+  ASSERT_TRUE(odd) << odd.error().to_string();
+  vb::Config cfg = config_of(**odd);
+  EXPECT_EQ(cfg.size_max, 4096u);
+  EXPECT_EQ(cfg.seg_max, 127u);
+  EXPECT_EQ((*odd)->limits().max_data_bytes, 127u * 4096);
+  EXPECT_LE((*odd)->limits().max_data_bytes, 1023u * 512);
+
+  // A disk taking more than 4 MiB at once is bounded at 8192 sectors: 1024 segments.
+  auto big = BlkDevice::create(std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
+                                   .capacity_sectors = 1u << 20, .max_sectors = 1u << 16}),
+                               {.max_queue_size = 4096});
+  ASSERT_TRUE(big) << big.error().to_string();
+  cfg = config_of(**big);
+  EXPECT_EQ(cfg.seg_max, 1024u);
+  EXPECT_EQ((*big)->limits().max_data_bytes, 4u << 20);
+
+  // A queue too short for that many segments bounds them instead (two descriptors go to the
+  // header and the status).
+  auto short_queue = BlkDevice::create(std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
+                                           .capacity_sectors = 1u << 20, .max_sectors = 1023}),
+                                       {.max_queue_size = 64});
+  ASSERT_TRUE(short_queue) << short_queue.error().to_string();
+  EXPECT_EQ(config_of(**short_queue).seg_max, 62u);
 }
 
 }  // namespace
