@@ -83,14 +83,14 @@ EventLoop::~EventLoop() {
   // requests: when it finds none (-ENOENT) what is left cannot be cancelled (a driver's
   // URING_CMD, e.g. ublk's FETCH_REQ) and only closing the ring releases it: waiting is futile.
   if (wake_armed_) (void)post_internal_cancel(key_of(&wake_slot_), -1, 0);
+  // When it cannot be posted (a full SQ), all.res stays 0: the loop waits out the budget as if
+  // it had found something.
   ShutdownSlot all;
   if (ring_.sq_space_left() == 0) (void)ring_.submit();
   if (abi::Sqe* sqe = ring_.get_sqe(); sqe != nullptr) {
     prep_cancel(*sqe, 0, abi::cancel_flags::ANY | abi::cancel_flags::ALL);
     sqe->user_data = key_of(&all);
     ++in_flight_;
-  } else {
-    all.done = true;  // cannot post it: wait out the budget as if it had found something
   }
   const auto deadline = std::chrono::steady_clock::now() + kShutdownBudget;
   while (in_flight_ > 0 && std::chrono::steady_clock::now() < deadline) {
