@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <malloc.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -241,6 +244,60 @@ TEST_P(FileDiskEngines, ManyRequestsInFlight) {
                              .data = in.data(),
                              .completion = &bad_tag});
   EXPECT_EQ(bad_tag.wait(), -EINVAL);
+}
+
+// On tmpfs (no FALLOC_FL_ZERO_RANGE) WriteZeroes with NoUnmap falls back to writing zeros, so
+// the range stays allocated as the flag asks (st_blocks unchanged); without the flag the hole
+// may be punched, which tmpfs does in place. The io_uring engine falls back when its fallocate
+// completes with -EOPNOTSUPP, the sync one inside zero_file_range. (Plain tests rather than a
+// FileDiskEngines case: scripts/mutation names a killing test only when it has no parameter.)
+void expect_write_zeroes_keeps_allocation_only_with_no_unmap_on_tmpfs(FileEngine engine) {
+  struct statfs fs {};
+  if (::statfs("/dev/shm", &fs) != 0 || fs.f_type != TMPFS_MAGIC) {
+    GTEST_SKIP() << "/dev/shm is not a tmpfs: the ZERO_RANGE fallback needs a filesystem without "
+                    "FALLOC_FL_ZERO_RANGE";
+  }
+  constexpr uint32_t kSize = 1 << 20;
+  TempPath file("/dev/shm");
+  auto disk = FileDisk::create({.path = file.str(), .capacity_bytes = kSize, .engine = engine});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  TagSet tags((*disk)->info().tag_set);
+  AlignedBuffer ones(kSize);
+  std::memset(ones.data(), 0xff, kSize);
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 0, ones.span()).has_value());
+  auto blocks = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(file.str().c_str(), &st), 0) << std::strerror(errno);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  };
+  const uint64_t allocated = blocks();
+  ASSERT_GE(allocated, uint64_t{kSize});
+
+  // 256 KiB at 128 KiB, keeping the allocation.
+  auto kept = execute(**disk, tags, 0, Op::WriteZeroes, 256, {}, 512, req_flags::kNoUnmap);
+  ASSERT_TRUE(kept.has_value()) << kept.error().to_string();
+  EXPECT_EQ(blocks(), allocated) << "NoUnmap: the zeroed range must stay allocated";
+  // 256 KiB at 512 KiB, free to deallocate.
+  auto punched = execute(**disk, tags, 0, Op::WriteZeroes, 1024, {}, 512);
+  ASSERT_TRUE(punched.has_value()) << punched.error().to_string();
+  EXPECT_EQ(blocks(), allocated - (256 << 10)) << "without NoUnmap tmpfs punches the hole";
+
+  AlignedBuffer back(kSize);
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Read, 0, back.span()).has_value());
+  for (uint32_t i = 0; i < kSize; ++i) {
+    const bool zeroed =
+        (i >= (128u << 10) && i < (384u << 10)) || (i >= (512u << 10) && i < (768u << 10));
+    ASSERT_EQ(back.data()[i], zeroed ? std::byte{0} : std::byte{0xff}) << "byte " << i;
+  }
+}
+
+TEST(FileDisk, SyncWriteZeroesKeepsTheRangeAllocatedOnlyWithNoUnmapOnTmpfs) {
+  expect_write_zeroes_keeps_allocation_only_with_no_unmap_on_tmpfs(FileEngine::Sync);
+}
+
+TEST(FileDisk, IoUringWriteZeroesKeepsTheRangeAllocatedOnlyWithNoUnmapOnTmpfs) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  expect_write_zeroes_keeps_allocation_only_with_no_unmap_on_tmpfs(FileEngine::IoUring);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FileDiskEngines,

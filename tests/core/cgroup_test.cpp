@@ -1,7 +1,9 @@
 #include "pepita/core/cgroup.hpp"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +45,36 @@ pid_t sleeper() {
     for (;;) ::pause();
   }
   return pid;
+}
+
+// Writes `text` to a cgroup file (cgroup.procs, freezer.state); whether the kernel took it.
+bool write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text << std::flush;
+  return out.good();
+}
+
+// Our cgroup in the v1 hierarchy of `controller` (its mount point from /proc/self/mounts, our
+// path in it from /proc/self/cgroup); empty when no v1 hierarchy has that controller.
+std::string v1_cgroup_dir(const std::string& controller) {
+  const std::string want = std::string(",").append(controller).append(",");
+  std::string mount, path;
+  std::ifstream mounts("/proc/self/mounts");
+  for (std::string line; std::getline(mounts, line);) {
+    std::istringstream f(line);
+    std::string dev, dir, type, opts;
+    if (!(f >> dev >> dir >> type >> opts) || type != "cgroup") continue;
+    if (std::string(",").append(opts).append(",").find(want) != std::string::npos) mount = dir;
+  }
+  std::ifstream cgroups("/proc/self/cgroup");
+  for (std::string line; std::getline(cgroups, line);) {
+    const auto a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    const std::string ctrls = std::string(",").append(line.substr(a + 1, b - a - 1)).append(",");
+    if (ctrls.find(want) != std::string::npos) path = line.substr(b + 1);
+  }
+  if (mount.empty() || path.empty()) return {};
+  return path == "/" ? mount : mount + path;
 }
 
 constexpr std::string_view kHybridCgroup =
@@ -282,6 +314,99 @@ TEST(ReapStaleCgroups, RemovesADeadProcessesParentAndKillsWhatIsInIt) {
   // Ours is alive: left alone.
   EXPECT_TRUE(dir_exists((*tree)->path()));
   EXPECT_EQ(std::find(removed->begin(), removed->end(), (*tree)->path()), removed->end());
+}
+
+// What the test below builds, undone whatever happened: its processes killed, thawed and reaped,
+// leftover cgroups removed, and this process back in its own memory cgroup.
+struct FrozenStaleCgroup {
+  std::string home, own, ice, stale, child;
+  std::vector<pid_t> pids;
+  ~FrozenStaleCgroup() {
+    if (own.empty()) return;  // skipped, or nothing made
+    for (pid_t p : pids) ::kill(p, SIGKILL);
+    (void)write_text(ice + "/freezer.state", "THAWED");  // the kill lands once thawed
+    for (pid_t p : pids) ::waitpid(p, nullptr, 0);
+    for (const std::string* dir : {&child, &stale}) ::rmdir(dir->c_str());
+    (void)write_text(home + "/cgroup.procs", std::to_string(::getpid()));
+    EXPECT_EQ(::rmdir(own.c_str()), 0) << own << ": " << std::strerror(errno);
+    EXPECT_EQ(::rmdir(ice.c_str()), 0) << ice << ": " << std::strerror(errno);
+  }
+};
+
+// A stale cgroup whose removal of a cgroup beneath it failed is not reported removed, even when
+// the stale cgroup itself goes in the end. The cgroup beneath holds a process that survives
+// SIGKILL (frozen by the v1 freezer, which a fatal signal does not thaw), so its removal fails;
+// once reaping moved on to the stale cgroup itself (deepest first: it opens the stale cgroup's
+// cgroup.procs, seen through inotify), the test moves that process out and removes the emptied
+// cgroup, so the stale cgroup's own rmdir succeeds. All in a memory cgroup of this test's own, so
+// no other test's reaping sees the stale cgroup.
+TEST(ReapStaleCgroups, AStaleCgroupIsNotReportedRemovedWhenACgroupBeneathItWasNot) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  PEPITA_REQUIRE_CAPABILITY(root);  // moves processes between cgroups and freezes them
+  FrozenStaleCgroup t;
+  t.home = v1_cgroup_dir("memory");
+  const std::string freezer = v1_cgroup_dir("freezer");
+  if (t.home.empty() || freezer.empty()) {
+    GTEST_SKIP() << "needs the cgroup v1 memory and freezer hierarchies: only a process frozen by "
+                    "the v1 freezer outlives SIGKILL (cgroup v2's freezer lets it die)";
+  }
+  const std::string name = std::string("pepita-test-").append(std::to_string(::getpid()));
+  const std::string own = t.home + "/" + name, ice = freezer + "/" + name;
+  ASSERT_EQ(::mkdir(own.c_str(), 0755), 0) << own << ": " << std::strerror(errno);
+  if (::mkdir(ice.c_str(), 0755) != 0) {
+    const int err = errno;
+    ::rmdir(own.c_str());
+    FAIL() << ice << ": " << std::strerror(err);
+  }
+  t.own = own;
+  t.ice = ice;
+  ASSERT_TRUE(write_text(t.own + "/cgroup.procs", std::to_string(::getpid())));
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);
+  t.stale = t.own + "/pepita-" + std::to_string(dead) + "-12345";
+  t.child = t.stale + "/task-1-1";
+  ASSERT_EQ(::mkdir(t.stale.c_str(), 0755), 0) << std::strerror(errno);
+  ASSERT_EQ(::mkdir(t.child.c_str(), 0755), 0) << std::strerror(errno);
+  const pid_t inner = sleeper();
+  ASSERT_GT(inner, 0);
+  t.pids.push_back(inner);
+  const pid_t outer = sleeper();
+  ASSERT_GT(outer, 0);
+  t.pids.push_back(outer);
+  ASSERT_TRUE(write_text(t.child + "/cgroup.procs", std::to_string(inner)));
+  ASSERT_TRUE(write_text(t.stale + "/cgroup.procs", std::to_string(outer)));
+  ASSERT_TRUE(write_text(t.ice + "/cgroup.procs", std::to_string(inner)));
+  ASSERT_TRUE(write_text(t.ice + "/cgroup.procs", std::to_string(outer)));
+  ASSERT_TRUE(write_text(t.ice + "/freezer.state", "FROZEN"));
+  for (int i = 0; i < 1000 && slurp(t.ice + "/freezer.state") != "FROZEN\n"; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_EQ(slurp(t.ice + "/freezer.state"), "FROZEN\n");
+
+  UniqueFd watch(::inotify_init1(IN_CLOEXEC));
+  ASSERT_TRUE(watch) << std::strerror(errno);
+  ASSERT_GE(::inotify_add_watch(watch.get(), (t.stale + "/cgroup.procs").c_str(), IN_OPEN), 0)
+      << std::strerror(errno);
+  Result<std::vector<std::string>> removed = std::vector<std::string>{};
+  std::thread reaper([&] { removed = reap_stale_cgroups(); });
+  // The child's removal takes its 5 s of SIGKILLs, then reaping opens the stale cgroup's procs.
+  pollfd ready{.fd = watch.get(), .events = POLLIN, .revents = 0};
+  const bool reached_stale = ::poll(&ready, 1, 120'000) == 1;
+  EXPECT_TRUE(reached_stale) << "reaping never read " << t.stale << "/cgroup.procs";
+  const bool inner_out = write_text(t.own + "/cgroup.procs", std::to_string(inner));
+  int child_rmdir = -1;
+  for (int i = 0; i < 100 && (child_rmdir = ::rmdir(t.child.c_str())) != 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const bool outer_out = write_text(t.own + "/cgroup.procs", std::to_string(outer));
+  reaper.join();
+  ASSERT_TRUE(inner_out && outer_out);
+  ASSERT_EQ(child_rmdir, 0) << t.child << ": " << std::strerror(errno);
+  ASSERT_TRUE(removed) << removed.error().message();
+  EXPECT_EQ(std::find(removed->begin(), removed->end(), t.stale), removed->end())
+      << "reported removed although removing the cgroup beneath it failed";
+  EXPECT_FALSE(dir_exists(t.stale)) << "the stale cgroup itself goes once the one beneath is gone";
 }
 
 }  // namespace

@@ -11,10 +11,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace pepita::memory {
 namespace {
@@ -26,6 +29,39 @@ long proc_kb(const char* file, const std::string& key) {
   while (std::getline(in, line))
     if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
   return -1;
+}
+
+// The VmFlags of the /proc/self/smaps entry whose range holds `addr`, one two-letter flag each
+// ("rd", "wr", "hg", ...); empty when no entry does.
+std::vector<std::string> vm_flags(const void* addr) {
+  // SAFETY: the address is only compared with the bounds smaps prints, never dereferenced.
+  const auto at = reinterpret_cast<std::uintptr_t>(addr);
+  std::ifstream in("/proc/self/smaps");
+  std::string line;
+  bool inside = false;
+  while (std::getline(in, line)) {
+    // An entry opens with "start-end perms offset dev inode [path]", both bounds in hex.
+    const std::size_t dash = line.find('-');
+    const std::size_t space = line.find(' ');
+    if (dash != std::string::npos && space != std::string::npos && dash < space &&
+        line.find(':') > space) {
+      const auto start = std::stoull(line.substr(0, dash), nullptr, 16);
+      const auto end = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
+      inside = start <= at && at < end;
+      continue;
+    }
+    if (inside && line.rfind("VmFlags:", 0) == 0) {
+      std::istringstream words(line.substr(8));
+      std::vector<std::string> flags;
+      for (std::string w; words >> w;) flags.push_back(w);
+      return flags;
+    }
+  }
+  return {};
+}
+
+bool has_flag(const std::vector<std::string>& flags, const std::string& flag) {
+  return std::find(flags.begin(), flags.end(), flag) != flags.end();
 }
 
 // Sanitizers replace mlock with a no-op that succeeds (their shadow memory cannot be locked), so
@@ -172,6 +208,42 @@ TEST(DmaBuffer, HugePagesWhenReservedElseAClearError) {
   EXPECT_TRUE(huge->huge_pages());
   EXPECT_EQ(huge->mapped_size(), std::size_t{2} << 20);
   EXPECT_EQ(huge->virt().as_u64() % (2 << 20), 0u);
+}
+
+// Without a free reserved huge page, HugePages::Prefer maps 4 KiB pages and advises them for
+// transparent huge pages (MADV_HUGEPAGE: "hg" in the mapping's VmFlags) once the mapping can
+// hold one (2 MiB); HugePages::No never advises.
+TEST(DmaBuffer, PreferAdvisesTransparentHugePagesAndNoDoesNot) {
+  if (::access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) != 0) {
+    GTEST_SKIP() << "kernel without transparent huge pages (CONFIG_TRANSPARENT_HUGEPAGE): "
+                    "MADV_HUGEPAGE is refused, so no mapping carries the advice";
+  }
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  auto allocate = [](std::size_t size, HugePages huge) {
+    return DmaBuffer::allocate(size, DmaDirection::ToDevice,
+                               {.lock = MemLock::No, .huge = huge, .populate = false});
+  };
+  auto plain = allocate(2 * kHuge, HugePages::No);
+  ASSERT_TRUE(plain) << plain.error().to_string();
+  const auto plain_flags = vm_flags(plain->data());
+  ASSERT_TRUE(has_flag(plain_flags, "rd")) << "no smaps entry for the buffer";
+  EXPECT_FALSE(has_flag(plain_flags, "hg")) << "HugePages::No advised huge pages";
+
+  auto small = allocate(kHuge - PAGE_SIZE, HugePages::Prefer);
+  ASSERT_TRUE(small) << small.error().to_string();
+  if (!small->huge_pages()) {
+    EXPECT_FALSE(has_flag(vm_flags(small->data()), "hg")) << "below 2 MiB: nothing to gain";
+  }
+  auto preferred = allocate(kHuge, HugePages::Prefer);
+  ASSERT_TRUE(preferred) << preferred.error().to_string();
+  const auto flags = vm_flags(preferred->data());
+  if (preferred->huge_pages()) {
+    EXPECT_TRUE(has_flag(flags, "ht")) << "a reserved huge page is a hugetlb mapping";
+    std::printf("note: a reserved huge page was free: checked the hugetlb mapping, not THP\n");
+    return;
+  }
+  EXPECT_EQ(preferred->mapped_size(), kHuge);
+  EXPECT_TRUE(has_flag(flags, "hg")) << "HugePages::Prefer did not advise huge pages";
 }
 
 }  // namespace

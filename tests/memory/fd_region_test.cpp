@@ -74,6 +74,28 @@ TEST(GuestMemoryFdRegion, RejectsBadRegions) {
       << "one region more than kMaxRegions";
 }
 
+// uva_to_gpa answers from the one region holding the whole range, with that region's own
+// uva-to-gpa offset; an address past a region's end belongs to it in no way, even when the next
+// region's frontend address lies above it. (Above, the two regions share one offset, so any of
+// them would give the same answer.)
+TEST(GuestMemoryFdRegion, UvaToGpaUsesTheOffsetOfTheRegionThatHoldsTheRange) {
+  GuestMemory t;
+  // gpa 0x100000 at uva 0x7f0000000000; gpa 0 at uva 0x7f0000100000: offsets differ, uva order
+  // differs from gpa order.
+  ASSERT_TRUE(
+      t.add_fd_region(memfd(0x10000), {.gpa = 0x100000, .size = 0x10000, .uva = 0x7f0000000000}));
+  ASSERT_TRUE(t.add_fd_region(memfd(0x20000), {.gpa = 0, .size = 0x20000, .uva = 0x7f0000100000}));
+  EXPECT_EQ(t.uva_to_gpa(0x7f0000000000, 16).value().raw(), 0x100000u) << "first byte";
+  EXPECT_EQ(t.uva_to_gpa(0x7f0000000010, 0xfff0).value().raw(), 0x100010u) << "up to the end";
+  EXPECT_EQ(t.uva_to_gpa(0x7f0000100200, 8).value().raw(), 0x200u);
+  EXPECT_EQ(t.uva_to_gpa(0x7f000011fff8, 8).value().raw(), 0x1fff8u);
+  EXPECT_FALSE(t.uva_to_gpa(0x7f0000010000, 1).has_value()) << "one past the first region";
+  EXPECT_FALSE(t.uva_to_gpa(0x7f0000080000, 16).has_value()) << "between the regions";
+  EXPECT_FALSE(t.uva_to_gpa(0x7f0000120000, 1).has_value()) << "one past the second region";
+  EXPECT_FALSE(t.uva_to_gpa(0x7f000000fff8, 16).has_value()) << "runs off the first region";
+  EXPECT_FALSE(t.uva_to_gpa(0x7effffffffff, 2).has_value()) << "starts below every region";
+}
+
 // A region reaching past the end of its memfd would map, but the first access there raises SIGBUS
 // and kills the backend (found by fuzz_vhost_user): refused when the table is set.
 TEST(GuestMemoryFdRegion, RejectsARegionPastTheEndOfItsFile) {
