@@ -32,6 +32,34 @@ TEST(Layout, RegionsAreOrderedAndGuarded) {
   }
 }
 
+// The page-table area holds exactly the identity tables: PML4, PDPT, one PD per started GiB and one
+// PT per started 2 MiB of RAM, plus one PD and one PT for the virtio-mmio window when a device is
+// configured; a whole number of GiB needs no extra PD.
+TEST(Layout, PageTableAreaHoldsOnePdPerGibAndOnePtPer2MiB) {
+  auto image = test::load_guest("hello");
+  struct Case {
+    uint64_t memory;
+    uint64_t pages;  // without virtio-mmio devices
+  };
+  for (const Case c :
+       {Case{2ull << 20, 2 + 1 + 1}, Case{(2ull << 20) + 4096, 2 + 1 + 2},
+        Case{1ull << 30, 2 + 1 + 512}, Case{(1ull << 30) + (2ull << 20), 2 + 2 + 513},
+        Case{4ull << 30, 2 + 4 + 2048}}) {
+    for (const bool console : {false, true}) {
+      SCOPED_TRACE(testing::Message() << c.memory << " bytes, console " << console);
+      VmConfig config;
+      config.memory_bytes = c.memory;
+      config.input_capacity = 64 << 10;
+      config.stack_bytes = 64 << 10;
+      config.virtio_console = console;
+      auto l = Layout::compute(config, image);
+      ASSERT_TRUE(l) << l.error().to_string();
+      EXPECT_EQ(l->page_table_bytes, (c.pages + (console ? 2 : 0)) * abi::PAGE_SIZE);
+      EXPECT_EQ(l->page_table_base + l->page_table_bytes, c.memory);
+    }
+  }
+}
+
 TEST(Layout, HostCallBuffersMustBeGuestAccessible) {
   auto image = test::load_guest("hello");
   auto l = Layout::compute(VmConfig{}, image);
