@@ -129,6 +129,23 @@ TEST(SandboxPlan, CopiesTheEtcFilesWithTheHostsContentsAndModeAndSharesThemBetwe
   EXPECT_EQ(a->data, b->data);  // read once, while the host's file is unchanged
 }
 
+// Each copy keeps its source's permission bits, not the default 0644: on hosts (containers)
+// whose /etc/hosts or /etc/resolv.conf is 0755 or 0600, a task must see the same mode.
+TEST(SandboxPlan, EveryCopiedEtcFileKeepsItsSourcesPermissionBits) {
+  WorkDir work("sandbox-plan");
+  auto plan = detail::sandbox_mount_plan(SandboxPolicy::standard(), "/bin/sh", work.path());
+  ASSERT_TRUE(plan) << plan.error().message();
+  std::size_t copies = 0;
+  for (const MountOp& op : *plan) {
+    if (op.kind != MountOp::Kind::Copy) continue;
+    ++copies;
+    struct stat st {};
+    ASSERT_EQ(::stat(op.source.c_str(), &st), 0) << op.source;
+    EXPECT_EQ(op.mode, st.st_mode & 0777) << op.source;
+  }
+  EXPECT_GT(copies, 0u);  // /etc/passwd at least
+}
+
 // Debian's alternatives (libblas.so.3 -> /etc/alternatives/... -> /usr/lib/...) must resolve
 // inside, or torch and numpy's BLAS fail to load in a sandboxed task (issue 30).
 TEST(SandboxPlan, BindsEtcAlternativesReadOnlyWhereTheHostHasIt) {

@@ -12,10 +12,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <set>
 #include <sstream>
 
 #include "common/temp_dir.hpp"
+#include "pepita/task/affinity.hpp"
 #include "pepita/task/task.hpp"
 
 namespace pepita::task {
@@ -328,6 +331,42 @@ TEST(Inventory, DetectFindsCpusAndMemoryOfThisMachine) {
     }
   }
   EXPECT_NE(inv->to_string().find("cpus="), std::string::npos);
+}
+
+// Each NUMA node's cores, read through numa_node_cpus() (affinity.cpp's own sysfs reader) and cut
+// to the affinity mask: what detect() and a "cpus=" override must report. Empty without NUMA
+// nodes in sysfs (a container may hide them).
+TEST(Inventory, DetectAndCpusOverrideReportEachNumaNodesUsableCores) {
+  auto inv = Inventory::detect();
+  ASSERT_TRUE(inv) << inv.error().message();
+  std::map<int, std::vector<unsigned>> expect;
+  if (auto* dir = ::opendir("/sys/devices/system/node")) {
+    while (auto* e = ::readdir(dir)) {
+      const std::string name(e->d_name);
+      if (name.size() <= 4 || name.rfind("node", 0) != 0 ||
+          name.find_first_not_of("0123456789", 4) != std::string::npos) {
+        continue;
+      }
+      const int node = std::stoi(name.substr(4));
+      auto cores = numa_node_cpus(node);
+      if (!cores) continue;
+      std::vector<unsigned> mine;
+      std::set_intersection(cores->begin(), cores->end(), inv->cpus.begin(), inv->cpus.end(),
+                            std::back_inserter(mine));
+      if (!mine.empty()) expect[node] = mine;
+    }
+    ::closedir(dir);
+  }
+  EXPECT_EQ(inv->numa, expect);
+  // Overriding the CPUs with the same list keeps the nodes (every core belongs to one of them).
+  std::size_t covered = 0;
+  for (const auto& [node, cores] : expect) covered += cores.size();
+  std::string list;
+  for (unsigned c : inv->cpus) list.append(list.empty() ? "" : ",").append(std::to_string(c));
+  Inventory copy = *inv;
+  copy.numa.clear();
+  ASSERT_TRUE(copy.apply_overrides(std::string("cpus=").append(list)));
+  EXPECT_EQ(copy.numa, covered == inv->cpus.size() ? expect : decltype(expect){});
 }
 
 // A stand-in nvidia-smi on PATH: detect() reads GPU indexes from `nvidia-smi -L`, and falls
