@@ -36,17 +36,16 @@ std::string_view trim(std::string_view s) {
 std::optional<double> parse_decimal(std::string_view s) {
   // Digits with at most one '.', at least one digit: no sign, exponent, inf or nan.
   if (s.empty()) return std::nullopt;
-  int dots = 0, digits = 0;
+  int digits = 0;
   for (char c : s) {
-    if (c == '.') {
-      ++dots;
-    } else if (c >= '0' && c <= '9') {
+    if (c >= '0' && c <= '9') {
       ++digits;
-    } else {
+    } else if (c != '.') {
       return std::nullopt;
     }
   }
-  if (dots > 1 || digits == 0) return std::nullopt;
+  if (digits == 0) return std::nullopt;
+  // A second '.' ends from_chars' number (its grammar has one), so the end check refuses it.
   double v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(v)) return std::nullopt;

@@ -101,6 +101,11 @@ TEST(ParseAmount, RejectsOtherFactorsNegativesAndWords) {
   EXPECT_FALSE(parse_amount("lots", false));
   EXPECT_FALSE(parse_amount("lots * attempt", true));
   EXPECT_FALSE(parse_amount("4X", true));
+  for (const char* dots : {"1.5.2", "1..2", "1.2.", ".", "..5"}) {
+    EXPECT_FALSE(parse_amount(dots, false)) << dots;
+  }
+  EXPECT_EQ(parse_amount(".5", false).value().value, 0.5);
+  EXPECT_EQ(parse_amount("2.", false).value().value, 2);
 }
 
 // ---- retry_on ----
