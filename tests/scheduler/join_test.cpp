@@ -250,14 +250,15 @@ TEST(Join, DeepJoinsAreStealableOnlyWhileSomeWorkerIsIdle) {
   const unsigned deep = Scheduler::kEagerJoinDepth + 10;
   for (int round = 0; round < 3; ++round) {
     // Two tasks that wait for each other, so each worker runs one, and both look while both
-    // are busy.
-    std::latch both(2);
+    // are busy (neither ends before the other has looked).
+    std::latch both(2), looked(2);
     std::atomic<int> stealable_while_busy{0};
     TaskGroup g(*s);
     for (int i = 0; i < 2; ++i) {
       g.run([&] {
         both.arrive_and_wait();
         if (s->join_should_spawn(deep)) stealable_while_busy.fetch_add(1);
+        looked.arrive_and_wait();
       });
     }
     ASSERT_TRUE(g.wait().has_value());
