@@ -111,6 +111,19 @@ def test_if_with_an_init_statement_negates_only_the_condition():
     assert "if (auto r = g(); !(r > 0))" in neg[0].apply(text)
 
 
+def test_failed_and_timed_out_cases_are_named_parameterised_ones_too():
+    out = (
+        "10/20 Test  #641: vmm.Attempts/Escape.EndsAsReportedFault/mode_105  # GetParam() = "
+        "24-byte object <69-A3 AB-C3> ...............***Failed    0.06 sec\n"
+        "11/20 Test  #642: core.Foo.Bar ...................***Failed    0.06 sec\n"
+        "12/20 Test  #643: core.Foo.Baz ...................   Passed    0.06 sec\n"
+        "13/20 Test  #644: blk_mq.E/F.G/1  # GetParam() = 1 ...***Timeout  30.0 sec\n"
+    )
+    failed, timeouts = mutation.Runner.failed_tests(out)
+    assert failed == ["vmm.Attempts/Escape.EndsAsReportedFault/mode_105", "core.Foo.Bar"]
+    assert timeouts == ["blk_mq.E/F.G/1"]
+
+
 def test_sampling_is_reproducible_for_a_seed(tmp_path):
     project = make_project(tmp_path)
     cmd = [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
