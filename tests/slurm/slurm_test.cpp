@@ -220,6 +220,45 @@ TEST(SlurmCli, SizingFlagsNeedSlurmOrASlurmTask) {
   EXPECT_NE(out.find("--partition needs --slurm"), std::string::npos) << out;
 }
 
+// Without driver_address, the worker jobs dial this host by its name (gethostname), not
+// "localhost", which on a cluster is the compute node itself. Stand-in sbatch/squeue/scancel
+// record what the worker job would run; no Slurm needed.
+TEST(SlurmExecutorFake, WorkerJobsDialThisHostsNameWhenNoDriverAddressIsGiven) {
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  if (std::string(host) == "localhost") GTEST_SKIP() << "this host is named localhost";
+  JobDir bin, work;
+  const fs::path args_file = bin.path / "sbatch-args";
+  const fs::path cancelled = bin.path / "cancelled";  // squeue lists the job until scancel
+  const auto script = [&](const char* name, const std::string& body) {
+    std::ofstream(bin.path / name) << "#!/bin/sh\n" << body << "\n";
+    fs::permissions(bin.path / name, fs::perms::owner_all);
+  };
+  script("sbatch", "printf '%s\\n' \"$@\" > " + args_file.string() + "; echo 4242");
+  script("squeue",
+         "[ \"$1\" = --json ] && { echo \"squeue: unrecognized option '--json'\" >&2; exit 1; }\n"
+         "[ -e " +
+             cancelled.string() + " ] || echo '4242|PENDING|Priority|pepita-worker'");
+  script("scancel", "touch " + cancelled.string());
+  SlurmOptions o;
+  o.nodes = 1;
+  o.worker_binary = "/bin/true";
+  o.listen = "127.0.0.1:0";
+  o.work_dir = work.path.string();
+  o.slurm_bin_dir = bin.path.string();
+  o.poll_interval = 100ms;
+  o.log = [](std::string_view) {};
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  EXPECT_EQ((*exec)->submitted(), std::vector<JobId>{4242});
+  const std::string args = slurp(args_file);
+  (*exec)->shutdown();
+  const auto wrap = args.find("--wrap=exec ");
+  ASSERT_NE(wrap, std::string::npos) << args;
+  EXPECT_NE(args.find(" --connect '" + std::string(host) + ":", wrap), std::string::npos) << args;
+  EXPECT_EQ(args.find("localhost"), std::string::npos) << args;
+}
+
 // ---- against a real cluster -------------------------------------------------------------------
 
 // The cluster is started by the first test that needs it (so the parser tests, each run in a

@@ -631,6 +631,33 @@ TEST(Staging, PartialInputWithWrongBytesIsFetchedAgainFromTheStart) {
   EXPECT_EQ(w.worker->stats().bytes_fetched, data.size() - 8195 + data.size());
 }
 
+// A partial input already as long as the blob but with other bytes: the worker verifies it at
+// once, it does not verify, and the task fails with a staging error naming the input (it is not
+// run without its input, and does not wait); nothing enters the store under that name.
+TEST(Staging, WholePartialInputWithWrongBytesFailsTheTaskNamingTheInput) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  const std::string data(kStageChunk + 777, 'd');
+  write_file(driver.file("in.bin"), data);
+  const std::string blob = cache.path() + "/blobs/" + sha256_hex(data);
+  write_file(blob + ".part", std::string(data.size(), 'X'));
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results = run_all(*remote, {staged(driver.path(), "sha256sum < in.bin", {"in.bin"})});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].status, executor::Status::LaunchFailed) << results[0].error;
+  EXPECT_NE(
+      results[0].error.find("input 'in.bin': partial blob " + sha256_hex(data) + " did not verify"),
+      std::string::npos)
+      << results[0].error;
+  EXPECT_TRUE(results[0].stdout_data.empty()) << results[0].stdout_data;
+  EXPECT_FALSE(fs::exists(blob));
+  EXPECT_FALSE(fs::exists(blob + ".part"));
+  EXPECT_EQ(w.worker->stats().bytes_fetched, 0u);
+}
+
 std::uint64_t vm_hwm_kib(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
