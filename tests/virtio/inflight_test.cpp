@@ -197,6 +197,43 @@ TEST(QueueInflight, RestartedQueueResubmitsHeldHeadsBeforeNewAvailEntries) {
   EXPECT_EQ(InflightQueue::open(r.bytes(), 16).value().inflight_count(), 0);
 }
 
+TEST(QueueInflight, TakeUnresubmittedReturnsOnlyTheHeadsPopHasNotHandedOutAgain) {
+  DriverRing d(16);
+  Region r(16);
+  {
+    Queue q = d.activate();
+    ASSERT_TRUE(q.track_inflight(InflightQueue::open(r.bytes(), 16).value(), true));
+    publish(d, 0, 4);
+    Chain c;
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.pop(c).value());
+    ASSERT_TRUE(q.add_used(3, 0));
+  }  // dropped with heads 0, 1 and 2 held
+
+  auto q = Queue::activate(d.layout, d.mem, {.event_idx = true, .indirect = true}, d.used_idx());
+  ASSERT_TRUE(q.has_value());
+  auto n = q->track_inflight(InflightQueue::open(r.bytes(), 16).value(), true);
+  ASSERT_TRUE(n.has_value()) << n.error().to_string();
+  ASSERT_EQ(*n, 3);
+  Chain c;
+  ASSERT_TRUE(q->pop(c).value());
+  EXPECT_EQ(c.head, 0);
+  // The ring stops after one resubmission: the other two move to the next Queue.
+  const std::vector<uint16_t> rest = q->take_unresubmitted();
+  EXPECT_EQ(rest, (std::vector<uint16_t>{1, 2}));
+  EXPECT_EQ(q->pending_count().value(), 0) << "nothing left to resubmit, no new avail entry";
+  EXPECT_TRUE(q->take_unresubmitted().empty());
+
+  auto next =
+      Queue::activate(d.layout, d.mem, {.event_idx = true, .indirect = true}, q->next_avail());
+  ASSERT_TRUE(next.has_value());
+  auto carried = next->track_inflight(InflightQueue::open(r.bytes(), 16).value(), false, rest);
+  ASSERT_TRUE(carried.has_value()) << carried.error().to_string();
+  EXPECT_EQ(*carried, 2);
+  std::vector<uint16_t> order;
+  while (next->pop(c).value()) order.push_back(c.head);
+  EXPECT_EQ(order, (std::vector<uint16_t>{1, 2}));
+}
+
 TEST(QueueInflight, RefusesARegionThatContradictsTheRing) {
   DriverRing d(16);
   Region r(16);

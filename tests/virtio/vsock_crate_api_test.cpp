@@ -200,6 +200,36 @@ TEST(VsockCrateApi, ConnectionForwardCountFollowsConsumedBytes) {
   EXPECT_EQ(c->forward_count(), 3000u);
 }
 
+// Every header we send carries fwd_cnt, so once the device processed one the connection records
+// that the peer heard of it (last_fwd_sent): consumed bytes are no longer unreported, and no
+// CREDIT_UPDATE is due for them.
+TEST(VsockCrateApi, ConnectionRecordsTheForwardCountItsSentHeaderCarried) {
+  Fixture f;
+  ASSERT_TRUE(f.listener.valid());
+  ASSERT_TRUE(f.vsock->activate().has_value());
+  ASSERT_TRUE(f.vsock->connect(f.host).has_value());
+  UniqueFd peer(sys::accept(f.listener.get()));
+  ASSERT_TRUE(peer.valid());
+  const std::string data(1000, 'x');
+  ASSERT_EQ(sys::send_all(peer.get(), data.data(), data.size()), 1000);
+  std::byte buf[1000];
+  size_t got = 0;
+  for (int i = 0; i < 100 && got < 1000; ++i) got += f.vsock->recv(f.host, buf).value();
+  ASSERT_EQ(got, 1000u);
+  const VsockConnection* c = f.vsock->connection(f.host);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->forward_count(), 1000u);
+  // 1000 of 64 KiB consumed: under the low-water mark, no update went out yet.
+  EXPECT_EQ(c->credit().last_fwd_sent, 0u);
+
+  ASSERT_EQ(f.vsock->send(f.host, bytes("z")).value(), 1u);
+  char z = 0;
+  ASSERT_EQ(sys::recv_full(peer.get(), &z, 1), 1);
+  EXPECT_EQ(z, 'z');
+  EXPECT_EQ(c->credit().last_fwd_sent, 1000u) << "the RW header carried fwd_cnt 1000";
+  EXPECT_FALSE(c->credit().update_due());
+}
+
 // available_credit is the spec's peer_buf_alloc - (tx_cnt - peer_fwd_cnt) with the device's
 // numbers: the device's 256 KiB buffer at first; a host that does not read lets it run out,
 // the rest waits in pending_tx, and goes out when the host reads.
