@@ -5,7 +5,9 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -72,6 +74,38 @@ TEST(Connection, SendAllDeliversEachFrameInOrderAndKeepsTheSequenceInStep) {
   Message m4 = next(*client);
   EXPECT_EQ(m4.header.type, MessageType::Log);
   EXPECT_EQ(std::string(as_text(m4.payload)), "after");
+}
+
+// A peer that closes after part of a frame, even its first byte only, is a truncated frame;
+// one that closes before any is not (here: a client that closes during the handshake).
+TEST(Connection, ClosingMidFrameFromItsFirstByteIsATruncatedFrameAndBeforeItIsNot) {
+  test::KeyFile kf;
+  auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
+  for (const std::size_t sent : {std::size_t{0}, std::size_t{1}, std::size_t{5}}) {
+    UniqueFd raw(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    ASSERT_TRUE(raw);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(listener.endpoint().port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(raw.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+    const char partial[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ASSERT_EQ(::write(raw.get(), partial, sent), static_cast<ssize_t>(sent));
+    ASSERT_EQ(::shutdown(raw.get(), SHUT_WR), 0);
+    Result<UniqueFd> fd = fail(ErrorCode::TimedOut, "no client");
+    std::string peer;
+    for (int i = 0; i < 500 && !fd; ++i) {
+      fd = listener.accept(peer);
+      if (!fd) std::this_thread::sleep_for(5ms);
+    }
+    ASSERT_TRUE(fd) << fd.error().to_string();
+    auto c = Connection::accept(std::move(*fd), peer, kf.key, {});
+    ASSERT_FALSE(c) << sent << " bytes";
+    EXPECT_EQ(c.error().code(), ErrorCode::Disconnected) << c.error().to_string();
+    EXPECT_NE(c.error().message().find("closed the connection"), std::string::npos);
+    const bool truncated = c.error().message().find("truncated frame") != std::string::npos;
+    EXPECT_EQ(truncated, sent > 0) << sent << " bytes: " << c.error().message();
+  }
 }
 
 TEST(Connection, SendAllRefusesAnOversizedFrameButStillSendsTheFramesBeforeIt) {
