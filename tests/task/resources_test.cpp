@@ -569,6 +569,33 @@ TEST(Ledger, CompetesOnlyForWhatTheWaitingTaskIsShortOf) {
   EXPECT_FALSE(l.competes(small, 1, big, 1));  // big fits now: nothing to protect
 }
 
+// A waiter asking for exactly the free memory fits now (try_take places it), so nothing that
+// takes memory competes with it; one byte more and every request that takes memory does.
+TEST(Ledger, CompetesForMemoryOnlyWhenTheWaiterNeedsMoreThanIsFree) {
+  Ledger l(small_host());
+  ResourceRequest five;
+  five.memory = 5 * kGiB;
+  auto held = l.try_take(five, 1).value();
+  ASSERT_EQ(l.free_memory(), 3 * kGiB);
+  ResourceRequest exact;  // exactly the 3 GiB free
+  exact.memory = 3 * kGiB;
+  ResourceRequest more;  // one byte short
+  more.memory = 3 * kGiB + 1;
+  ResourceRequest small;
+  small.memory = kGiB;
+  ResourceRequest cpu_only;
+  cpu_only.cpus = 1;
+  EXPECT_FALSE(l.competes(small, 1, exact, 1));
+  EXPECT_TRUE(l.competes(small, 1, more, 1));
+  EXPECT_FALSE(l.competes(cpu_only, 1, more, 1));  // takes no memory
+  auto placed = l.try_take(exact, 1);
+  ASSERT_TRUE(placed);
+  EXPECT_EQ(placed->memory, 3 * kGiB);
+  EXPECT_EQ(l.free_memory(), 0u);
+  l.give_back(*placed);
+  l.give_back(held);
+}
+
 TEST(Ledger, GpusByIdAreTakenWholeOnlyWhileFree) {
   Ledger l(small_host());
   ResourceRequest r;
