@@ -66,6 +66,25 @@ TEST(ResultRecord, MetadataSurvivesTheJournal) {
   EXPECT_EQ(back.metadata, r.metadata);
 }
 
+TEST(ResultRecord, ProvenanceSurvivesTheJournal) {
+  // Issue 24: where it ran, what ran and what it read and wrote are kept with the result.
+  ExecutionResult r;
+  r.name = "traced";
+  r.status = Status::Succeeded;
+  r.host = "worker-3.example:7070";
+  r.binary_sha256 = std::string(64, 'b');
+  r.input_hashes = {{"corpus.txt", std::string(64, 'c')}};
+  r.output_hashes = {{"model.bin", std::string(64, 'd')}};
+  const JournalRecord rec = finished_record(r, "d");
+  EXPECT_EQ(rec.host, "worker-3.example:7070");
+  const ExecutionResult back = through_journal(r);
+  EXPECT_EQ(back.host, "worker-3.example:7070");
+  EXPECT_EQ(back.binary_sha256, r.binary_sha256);
+  EXPECT_EQ(back.input_hashes, r.input_hashes);
+  EXPECT_EQ(back.output_hashes, r.output_hashes);
+  EXPECT_FALSE(back.from_cache);
+}
+
 TEST(ResultRecord, FormatTwoBodiesWithAndWithoutMetadataStillDecode) {
   // Format 2 bodies end after the byte counts, or after a non-empty metadata trailer; format 3
   // always appends the metadata count and the provenance (41 bytes when all are empty).
