@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <initializer_list>
 #include <vector>
 
 #include "driver_ring.hpp"
@@ -166,19 +167,22 @@ TEST(InflightQueue, RejectsRegionsItCannotUse) {
   }
 }
 
+// A queue tracking in-flight heads in `r` pops heads 0-3, completes `completed` and is dropped
+// (a backend that went away) with the rest still held.
+void hold_four_then_drop(DriverRing& d, Region& r, std::initializer_list<uint16_t> completed) {
+  Queue q = d.activate();
+  ASSERT_TRUE(q.track_inflight(InflightQueue::open(r.bytes(), 16).value(), true));
+  publish(d, 0, 4);
+  Chain c;
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.pop(c).value());
+  for (uint16_t h : completed) ASSERT_TRUE(q.add_used(h, 0));
+}
+
 TEST(QueueInflight, RestartedQueueResubmitsHeldHeadsBeforeNewAvailEntries) {
   DriverRing d(16);
   Region r(16);
-  {
-    Queue q = d.activate();
-    ASSERT_TRUE(q.track_inflight(InflightQueue::open(r.bytes(), 16).value(), true));
-    publish(d, 0, 4);
-    Chain c;
-    for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.pop(c).value());
-    ASSERT_TRUE(q.add_used(3, 0));
-    ASSERT_TRUE(q.add_used(1, 0));
-  }                  // dropped with heads 0 and 2 held
-  publish(d, 4, 2);  // the driver goes on posting meanwhile
+  hold_four_then_drop(d, r, {3, 1});  // heads 0 and 2 held
+  publish(d, 4, 2);                   // the driver goes on posting meanwhile
 
   // As a reconnect: the frontend resumes the ring at its used index (2).
   auto q = Queue::activate(d.layout, d.mem, {.event_idx = true, .indirect = true}, d.used_idx());
@@ -200,14 +204,7 @@ TEST(QueueInflight, RestartedQueueResubmitsHeldHeadsBeforeNewAvailEntries) {
 TEST(QueueInflight, TakeUnresubmittedReturnsOnlyTheHeadsPopHasNotHandedOutAgain) {
   DriverRing d(16);
   Region r(16);
-  {
-    Queue q = d.activate();
-    ASSERT_TRUE(q.track_inflight(InflightQueue::open(r.bytes(), 16).value(), true));
-    publish(d, 0, 4);
-    Chain c;
-    for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.pop(c).value());
-    ASSERT_TRUE(q.add_used(3, 0));
-  }  // dropped with heads 0, 1 and 2 held
+  hold_four_then_drop(d, r, {3});  // heads 0, 1 and 2 held
 
   auto q = Queue::activate(d.layout, d.mem, {.event_idx = true, .indirect = true}, d.used_idx());
   ASSERT_TRUE(q.has_value());

@@ -44,6 +44,24 @@ struct Fixture {
   UniqueFd listener{sys::unix_listen(path + "_1234", 4)};
   std::unique_ptr<VirtioVsock> vsock = VirtioVsock::make(3, {.uds_path = path}).value();
   const VsockAddr host = VsockAddr::make(2, 1234);
+
+  /// Activates the device, connects the guest to the host's listener and returns the host's end
+  /// (invalid when a step failed, each a test failure).
+  UniqueFd connected_peer() {
+    EXPECT_TRUE(listener.valid());
+    auto active = vsock->activate();
+    EXPECT_TRUE(active.has_value()) << active.error().to_string();
+    auto connected = vsock->connect(host);
+    EXPECT_TRUE(connected.has_value()) << connected.error().to_string();
+    if (!listener.valid() || !active || !connected) return UniqueFd();
+    return UniqueFd(sys::accept(listener.get()));
+  }
+  /// Receives from the host until `got` reaches `want` (at most 100 reads); the new total.
+  std::size_t recv_until(std::size_t got, std::size_t want) {
+    std::byte buf[1000];
+    for (int i = 0; i < 100 && got < want; ++i) got += vsock->recv(host, buf).value();
+    return got;
+  }
 };
 
 TEST(VsockCrateApi, AddrConstantsEqualLinuxVmSockets) {
@@ -180,22 +198,17 @@ TEST(VsockCrateApi, ConnectionAcknowledgeRefusesMoreThanReceived) {
 // consumed, and the device hears of it (its peer_fwd_cnt).
 TEST(VsockCrateApi, ConnectionForwardCountFollowsConsumedBytes) {
   Fixture f;
-  ASSERT_TRUE(f.listener.valid());
-  ASSERT_TRUE(f.vsock->activate().has_value());
-  ASSERT_TRUE(f.vsock->connect(f.host).has_value());
-  UniqueFd peer(sys::accept(f.listener.get()));
+  UniqueFd peer = f.connected_peer();
   ASSERT_TRUE(peer.valid());
   const std::string data(3000, 'x');
   ASSERT_EQ(sys::send_all(peer.get(), data.data(), data.size()), 3000);
-  std::byte buf[1000];
-  size_t got = 0;
-  for (int i = 0; i < 100 && got < 1000; ++i) got += f.vsock->recv(f.host, buf).value();
+  size_t got = f.recv_until(0, 1000);
   EXPECT_EQ(got, 1000u);
   const VsockConnection* c = f.vsock->connection(f.host);
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->forward_count(), 1000u);
   EXPECT_EQ(c->pending_rx(), 2000u);
-  for (int i = 0; i < 100 && got < 3000; ++i) got += f.vsock->recv(f.host, buf).value();
+  got = f.recv_until(got, 3000);
   EXPECT_EQ(got, 3000u);
   EXPECT_EQ(c->forward_count(), 3000u);
 }
@@ -205,17 +218,11 @@ TEST(VsockCrateApi, ConnectionForwardCountFollowsConsumedBytes) {
 // CREDIT_UPDATE is due for them.
 TEST(VsockCrateApi, ConnectionRecordsTheForwardCountItsSentHeaderCarried) {
   Fixture f;
-  ASSERT_TRUE(f.listener.valid());
-  ASSERT_TRUE(f.vsock->activate().has_value());
-  ASSERT_TRUE(f.vsock->connect(f.host).has_value());
-  UniqueFd peer(sys::accept(f.listener.get()));
+  UniqueFd peer = f.connected_peer();
   ASSERT_TRUE(peer.valid());
   const std::string data(1000, 'x');
   ASSERT_EQ(sys::send_all(peer.get(), data.data(), data.size()), 1000);
-  std::byte buf[1000];
-  size_t got = 0;
-  for (int i = 0; i < 100 && got < 1000; ++i) got += f.vsock->recv(f.host, buf).value();
-  ASSERT_EQ(got, 1000u);
+  ASSERT_EQ(f.recv_until(0, 1000), 1000u);
   const VsockConnection* c = f.vsock->connection(f.host);
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->forward_count(), 1000u);
@@ -235,9 +242,7 @@ TEST(VsockCrateApi, ConnectionRecordsTheForwardCountItsSentHeaderCarried) {
 // the rest waits in pending_tx, and goes out when the host reads.
 TEST(VsockCrateApi, ConnectionAvailableCreditIsTheDevicesSpecArithmetic) {
   Fixture f;
-  ASSERT_TRUE(f.vsock->activate().has_value());
-  ASSERT_TRUE(f.vsock->connect(f.host).has_value());
-  UniqueFd peer(sys::accept(f.listener.get()));
+  UniqueFd peer = f.connected_peer();
   ASSERT_TRUE(peer.valid());
   const VsockConnection* c = f.vsock->connection(f.host);
   ASSERT_NE(c, nullptr);
@@ -324,9 +329,7 @@ TEST(VsockCrateApi, VirtioVsockConnectReachesTheHostListener) {
 
 TEST(VsockCrateApi, VirtioVsockSendAndRecvCarryBytesBothWays) {
   Fixture f;
-  ASSERT_TRUE(f.vsock->activate().has_value());
-  ASSERT_TRUE(f.vsock->connect(f.host).has_value());
-  UniqueFd peer(sys::accept(f.listener.get()));
+  UniqueFd peer = f.connected_peer();
   ASSERT_TRUE(peer.valid());
 
   auto sent = f.vsock->send(f.host, bytes("hello"));
