@@ -32,11 +32,18 @@ TEST(Error, CodeWithoutErrnoStillMapsToAnErrno) {
   EXPECT_EQ(Error(ErrorCode::Unsupported, "x").to_negative_errno(), -EOPNOTSUPP);
 }
 
-TEST(Error, Retriable) {
+// Transient errors are retriable, and of the exhaustion errors those that may clear (memory,
+// buffers, descriptors), not a full device or a bare ResourceExhausted.
+TEST(Error, TransientErrorsAndExhaustionThatMayClearAreRetriable) {
   EXPECT_TRUE(Error::from_errno(EAGAIN, "x").is_retriable());
   EXPECT_TRUE(Error::from_errno(EINTR, "x").is_retriable());
   EXPECT_TRUE(Error::from_errno(EBUSY, "x").is_retriable());
-  EXPECT_TRUE(Error::from_errno(ENOMEM, "x").is_retriable());
+  for (int err : {ENOMEM, ENOBUFS, EMFILE, ENFILE}) {
+    const Error e = Error::from_errno(err, "x");
+    EXPECT_EQ(e.code(), ErrorCode::ResourceExhausted) << err;
+    EXPECT_TRUE(e.is_retriable()) << err;
+  }
+  EXPECT_FALSE(Error(ErrorCode::ResourceExhausted, "full").is_retriable());
   EXPECT_TRUE(Error(ErrorCode::TimedOut, "deadline").is_retriable());
   EXPECT_FALSE(Error::from_errno(ENOSPC, "x").is_retriable());
   EXPECT_FALSE(Error::from_errno(EINVAL, "x").is_retriable());
