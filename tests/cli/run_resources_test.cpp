@@ -8,21 +8,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "cli/run_fixture.hpp"
 #include "common/child.hpp"
+#include "common/private_cgroup.hpp"
 #include "common/require.hpp"
 
 namespace {
@@ -31,57 +28,10 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 using pepita::test::CliResult;
+using pepita::test::own_cgroup_dirs;
 using pepita::test::parse;
+using pepita::test::PrivateCgroup;
 using pepita::test::slurp;
-
-// The cgroup directories this process is in, one per mounted hierarchy (v1 controllers and the
-// v2 tree), from /proc/self/cgroup and /proc/self/mountinfo's cgroup mounts. With `pepitas`, only
-// those pepita makes cgroups in: v1's memory, cpu, cpuacct and pids, or the v2 tree where no v1
-// memory hierarchy is mounted.
-std::vector<fs::path> own_cgroup_dirs(bool pepitas = false) {
-  std::vector<fs::path> dirs;
-  std::ifstream cg("/proc/self/cgroup");
-  std::vector<std::string> lines;
-  bool v1_memory = false;
-  for (std::string line; std::getline(cg, line);) {
-    const auto a = line.find(':'), b = line.find(':', a + 1);
-    if (a == std::string::npos || b == std::string::npos) continue;
-    if (("," + line.substr(a + 1, b - a - 1) + ",").find(",memory,") != std::string::npos) {
-      v1_memory = true;
-    }
-    lines.push_back(line);
-  }
-  for (const std::string& line : lines) {
-    const auto a = line.find(':'), b = line.find(':', a + 1);
-    const std::string ctl = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    if (pepitas) {
-      bool used = ctl.empty() && !v1_memory;
-      for (const char* c : {",memory,", ",cpu,", ",cpuacct,", ",pids,"}) {
-        used = used || ("," + ctl + ",").find(c) != std::string::npos;
-      }
-      if (!used) continue;
-    }
-    std::vector<fs::path> roots;
-    if (ctl.empty()) {
-      roots = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
-    } else {
-      std::stringstream ss(ctl);
-      for (std::string c; std::getline(ss, c, ',');) {
-        if (c.starts_with("name=")) c = c.substr(5);
-        roots.push_back(fs::path("/sys/fs/cgroup") / c);
-      }
-    }
-    for (const auto& root : roots) {
-      const fs::path dir = root / fs::path(path).relative_path();
-      std::error_code ec;
-      if (fs::is_directory(dir, ec) && fs::exists(dir / "cgroup.procs", ec)) {
-        dirs.push_back(dir);
-        break;
-      }
-    }
-  }
-  return dirs;
-}
 
 // Directories named pepita-<pid>-* anywhere below our own cgroups.
 std::vector<std::string> cgroups_of(pid_t pid) {
@@ -296,44 +246,6 @@ TEST_F(RunResources, KillMinusNineOfRunTakesItsTasksWithIt) {
   const auto next = write("next.toml", "[[task]]\nname = \"n\"\ncommand = \"/bin/true\"\n");
   EXPECT_EQ(run({"run", "--state-dir", (dir_ / "state2").string(), next.string()}).exit_code, 0);
 }
-
-// Moves this test process into a cgroup of its own beneath each of its cgroups, and back out
-// (removing them) when it goes. Every `pepita run` and process executor reaps the stale
-// `pepita-*` cgroups beside its own, so a killed run's cgroups in the shared ctest cgroup could
-// be reaped by another test's run before the run under test gets to them; in a private cgroup
-// only runs started from this test see them.
-class PrivateCgroup {
- public:
-  PrivateCgroup() {
-    const std::string name = "pepita-test-" + std::to_string(::getpid());
-    for (const fs::path& dir : own_cgroup_dirs(true)) {
-      const fs::path sub = dir / name;
-      std::error_code ec;
-      fs::create_directory(sub, ec);
-      EXPECT_FALSE(ec) << sub << ": " << ec.message();
-      moved_.emplace_back(dir, sub);
-      std::ofstream(sub / "cgroup.procs") << ::getpid() << std::flush;
-    }
-    for (const fs::path& dir : own_cgroup_dirs(true)) {
-      EXPECT_EQ(dir.filename(), name) << "this test did not move into its own cgroup";
-    }
-  }
-  ~PrivateCgroup() {
-    for (const auto& [dir, sub] : moved_) {
-      std::ofstream(dir / "cgroup.procs") << ::getpid() << std::flush;
-      std::error_code ec;
-      for (const auto& e : fs::directory_iterator(sub, ec)) {
-        if (e.is_directory(ec)) ::rmdir(e.path().c_str());  // a cgroup the test failed to reap
-      }
-      EXPECT_EQ(::rmdir(sub.c_str()), 0) << sub << ": " << std::strerror(errno);
-    }
-  }
-  PrivateCgroup(const PrivateCgroup&) = delete;
-  PrivateCgroup& operator=(const PrivateCgroup&) = delete;
-
- private:
-  std::vector<std::pair<fs::path, fs::path>> moved_;
-};
 
 // ... and the next `pepita run` ends and removes whatever the killed run left in its cgroups,
 // saying so on one line.

@@ -15,10 +15,12 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 
+#include "common/private_cgroup.hpp"
 #include "common/require.hpp"
 
 namespace pepita {
@@ -317,18 +319,17 @@ TEST(ReapStaleCgroups, RemovesADeadProcessesParentAndKillsWhatIsInIt) {
 }
 
 // What the test below builds, undone whatever happened: its processes killed, thawed and reaped,
-// leftover cgroups removed, and this process back in its own memory cgroup.
+// leftover cgroups removed, and (the private cgroup going last) this process back in its own.
 struct FrozenStaleCgroup {
-  std::string home, own, ice, stale, child;
+  std::optional<test::PrivateCgroup> private_cgroup;
+  std::string own, ice, stale, child;
   std::vector<pid_t> pids;
   ~FrozenStaleCgroup() {
-    if (own.empty()) return;  // skipped, or nothing made
+    if (ice.empty()) return;  // skipped, or nothing made
     for (pid_t p : pids) ::kill(p, SIGKILL);
     (void)write_text(ice + "/freezer.state", "THAWED");  // the kill lands once thawed
     for (pid_t p : pids) ::waitpid(p, nullptr, 0);
     for (const std::string* dir : {&child, &stale}) ::rmdir(dir->c_str());
-    (void)write_text(home + "/cgroup.procs", std::to_string(::getpid()));
-    EXPECT_EQ(::rmdir(own.c_str()), 0) << own << ": " << std::strerror(errno);
     EXPECT_EQ(::rmdir(ice.c_str()), 0) << ice << ": " << std::strerror(errno);
   }
 };
@@ -344,23 +345,19 @@ TEST(ReapStaleCgroups, AStaleCgroupIsNotReportedRemovedWhenACgroupBeneathItWasNo
   PEPITA_REQUIRE_CAPABILITY(cgroup);
   PEPITA_REQUIRE_CAPABILITY(root);  // moves processes between cgroups and freezes them
   FrozenStaleCgroup t;
-  t.home = v1_cgroup_dir("memory");
+  const std::string home = v1_cgroup_dir("memory");
   const std::string freezer = v1_cgroup_dir("freezer");
-  if (t.home.empty() || freezer.empty()) {
+  if (home.empty() || freezer.empty()) {
     GTEST_SKIP() << "needs the cgroup v1 memory and freezer hierarchies: only a process frozen by "
                     "the v1 freezer outlives SIGKILL (cgroup v2's freezer lets it die)";
   }
-  const std::string name = std::string("pepita-test-").append(std::to_string(::getpid()));
-  const std::string own = t.home + "/" + name, ice = freezer + "/" + name;
-  ASSERT_EQ(::mkdir(own.c_str(), 0755), 0) << own << ": " << std::strerror(errno);
-  if (::mkdir(ice.c_str(), 0755) != 0) {
-    const int err = errno;
-    ::rmdir(own.c_str());
-    FAIL() << ice << ": " << std::strerror(err);
-  }
-  t.own = own;
+  t.private_cgroup.emplace();
+  t.own = v1_cgroup_dir("memory");
+  ASSERT_NE(t.own, home) << "this test did not move into a memory cgroup of its own";
+  const std::string ice =
+      freezer + "/" + std::string("pepita-test-").append(std::to_string(::getpid()));
+  ASSERT_EQ(::mkdir(ice.c_str(), 0755), 0) << ice << ": " << std::strerror(errno);
   t.ice = ice;
-  ASSERT_TRUE(write_text(t.own + "/cgroup.procs", std::to_string(::getpid())));
   const pid_t dead = ::fork();
   if (dead == 0) ::_exit(0);
   ASSERT_EQ(::waitpid(dead, nullptr, 0), dead);

@@ -195,18 +195,20 @@ TEST(EventLoop, FailedCqeBecomesErrorWithErrnoAndOpName) {
   EXPECT_NE(out->error().message().find("read"), std::string::npos) << out->error().message();
 }
 
+// A recv of up to 16 bytes bounded by a 10 ms linked timeout.
+Task<Result<std::size_t>> timed_recv(EventLoop& l, int fd) {
+  std::array<std::byte, 16> buf{};
+  co_return co_await l.recv(fd, buf).with_timeout(10ms);
+}
+
 TEST(EventLoop, SleepAndTimeoutAndCancelFd) {
   LOOP_OR_SKIP(loop);
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   UniqueFd a(sv[0]), b(sv[1]);
 
-  auto timed = [](EventLoop& l, int fd) -> Task<Result<std::size_t>> {
-    std::array<std::byte, 16> buf{};
-    co_return co_await l.recv(fd, buf).with_timeout(10ms);
-  };
   const auto start = std::chrono::steady_clock::now();
-  auto t = loop->run(timed(*loop, a.get()));
+  auto t = loop->run(timed_recv(*loop, a.get()));
   ASSERT_TRUE(t);
   ASSERT_FALSE(*t);
   EXPECT_EQ(t->error().code(), ErrorCode::TimedOut);
@@ -214,7 +216,7 @@ TEST(EventLoop, SleepAndTimeoutAndCancelFd) {
 
   // A recv whose data arrives in time is not affected by its timeout.
   ASSERT_EQ(::write(b.get(), "hi", 2), 2);
-  auto ok = loop->run(timed(*loop, a.get()));
+  auto ok = loop->run(timed_recv(*loop, a.get()));
   ASSERT_TRUE(ok && *ok);
   EXPECT_EQ(**ok, 2u);
 
@@ -248,11 +250,7 @@ TEST(EventLoop, ALinkedTimeoutOnAOneEntryRingIsRefusedAndPlainRequestsStillRun) 
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   UniqueFd a(sv[0]), b(sv[1]);
-  auto timed = [](EventLoop& l, int fd) -> Task<Result<std::size_t>> {
-    std::array<std::byte, 16> buf{};
-    co_return co_await l.recv(fd, buf).with_timeout(10ms);
-  };
-  auto t = loop->run(timed(*loop, a.get()));
+  auto t = loop->run(timed_recv(*loop, a.get()));
   ASSERT_TRUE(t);
   ASSERT_FALSE(*t);
   EXPECT_EQ(t->error().code(), ErrorCode::ResourceExhausted);
