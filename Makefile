@@ -77,8 +77,15 @@ coverage: deps
 	cmake -S . -B build-coverage $(GENERATOR) -DCMAKE_BUILD_TYPE=Debug -DPEPITA_COVERAGE=ON -DPEPITA_BUILD_BENCH=OFF
 	cmake --build build-coverage -j $(JOBS)
 	lcov --quiet --zerocounters --directory build-coverage
-	@rc=0; $(CTEST_RUN) --test-dir build-coverage --output-junit $(CURDIR)/build-coverage/ctest-junit.xml || rc=$$?; \
+	rm -rf build-coverage-dumps && mkdir -p build-coverage-dumps
+	@rc=0; PEPITA_COVERAGE_DUMPS=$(CURDIR)/build-coverage-dumps \
+	  $(CTEST_RUN) --test-dir build-coverage --output-junit $(CURDIR)/build-coverage/ctest-junit.xml || rc=$$?; \
 	  scripts/skip-report build-coverage/ctest-junit.xml; exit $$rc
+	@# Counts written where the build dir is out of reach (a QEMU guest, a chrooted child) come back
+	@# under build-coverage-dumps/<run>/ as GCOV_PREFIX=<run> writes them; merged in one at a time.
+	@for d in build-coverage-dumps/*/; do \
+	  [ -d "$$d$(CURDIR)/build-coverage" ] || continue; echo "coverage: merging counts from $$d"; \
+	  gcov-tool merge "$$d$(CURDIR)/build-coverage" build-coverage -o build-coverage || exit 1; done
 	lcov $(LCOV_RC) --quiet --capture --directory build-coverage --output-file build-coverage/coverage.info
 	lcov $(LCOV_RC) --quiet --extract build-coverage/coverage.info '$(CURDIR)/src/*' '$(CURDIR)/include/*' '$(CURDIR)/tools/*' --output-file build-coverage/coverage.info
 	lcov $(LCOV_RC) --summary build-coverage/coverage.info
