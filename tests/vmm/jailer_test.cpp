@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/child_coverage.hpp"
 #include "common/require.hpp"
 #include "common/temp_dir.hpp"
 #include "pepita/core/cgroup.hpp"
@@ -39,18 +40,36 @@ struct ChildRun {
   int status = 0;     // its wait status
 };
 
-// Runs `body` in a forked child; `say` appends a line to what the parent gets back.
-ChildRun in_child(const std::function<void(const std::function<void(const std::string&)>&)>& body) {
+// What a child's body is given: say(line) appends a line to what the parent gets back;
+// dump_coverage() writes the child's gcov counts now, before a call meant to kill it (they are
+// written anyway when the body returns).
+class Say {
+ public:
+  Say(int fd, const test::ChildCoverage& coverage) : fd_(fd), coverage_(coverage) {}
+  void operator()(const std::string& line) const {
+    const std::string text = line + "\n";
+    (void)!::write(fd_, text.data(), text.size());
+  }
+  void dump_coverage() const { coverage_.dump(); }
+
+ private:
+  int fd_;
+  const test::ChildCoverage& coverage_;
+};
+
+// Runs `body` in a forked child that ends with _exit. `jail_root`: the chroot the child enters, if
+// any, so that its coverage counts reach `make coverage` from inside it (test::ChildCoverage).
+ChildRun in_jailed_child(const std::string& jail_root,
+                         const std::function<void(const Say&)>& body) {
+  const test::ChildCoverage coverage(jail_root);
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return {};
   const pid_t pid = ::fork();
   if (pid == 0) {
     ::close(fds[0]);
-    auto say = [&](const std::string& line) {
-      const std::string text = line + "\n";
-      (void)!::write(fds[1], text.data(), text.size());
-    };
+    const Say say(fds[1], coverage);
     body(say);
+    coverage.dump();
     ::_exit(0);
   }
   ::close(fds[1]);
@@ -60,8 +79,12 @@ ChildRun in_child(const std::function<void(const std::function<void(const std::s
   while ((n = ::read(fds[0], buf, sizeof buf)) > 0) run.lines.append(buf, static_cast<size_t>(n));
   ::close(fds[0]);
   ::waitpid(pid, &run.status, 0);
+  EXPECT_TRUE(coverage.collect()) << "copying the child's coverage counts to PEPITA_COVERAGE_DUMPS";
   return run;
 }
+
+// A child that enters no chroot.
+ChildRun in_child(const std::function<void(const Say&)>& body) { return in_jailed_child({}, body); }
 
 bool has_line(const ChildRun& r, const std::string& line) {
   return r.lines.find(line + "\n") != std::string::npos;
@@ -151,7 +174,7 @@ TEST(Jailer, EnterConfinesRootToTheChrootNobodyNoNetworkNoCapabilitiesAndTheFilt
   Listener host;
   ASSERT_NE(host.port(), 0);
   ASSERT_TRUE(can_connect(host.port()));
-  const ChildRun r = in_child([&](const auto& say) {
+  const ChildRun r = in_jailed_child(jail.dir.path(), [&](const auto& say) {
     Jailer j(JailerConfig::production(jail.dir.path()));
     auto ok = j.enter();
     say(ok ? "entered" : "enter failed: " + ok.error().message());
@@ -165,6 +188,7 @@ TEST(Jailer, EnterConfinesRootToTheChrootNobodyNoNetworkNoCapabilitiesAndTheFilt
     auto out = j.exit();
     say(out ? "exit ok" : "exit refused");
     say(j.is_active() ? "still active" : "left");
+    say.dump_coverage();
     ::ptrace(PTRACE_TRACEME, 0, nullptr, nullptr);  // denied: the filter kills the process
     say("ptrace survived");
   });
@@ -186,7 +210,7 @@ TEST(Jailer, WithoutRootItEntersThroughAUserNamespaceKeepingItsOwnIds) {
   PEPITA_REQUIRE_CAPABILITY(root);  // to become an ordinary user first
   PEPITA_REQUIRE_CAPABILITY(userns);
   JailDir jail;
-  const ChildRun r = in_child([&](const auto& say) {
+  const ChildRun r = in_jailed_child(jail.dir.path(), [&](const auto& say) {
     if (::setgroups(0, nullptr) != 0 || ::setresgid(4242, 4242, 4242) != 0 ||
         ::setresuid(4242, 4242, 4242) != 0) {
       say("could not drop to 4242");
@@ -203,6 +227,7 @@ TEST(Jailer, WithoutRootItEntersThroughAUserNamespaceKeepingItsOwnIds) {
     say("inside: " + read_file("/inside.txt"));
     say("uid " + std::to_string(::getuid()));
     say(effective_caps() == 0 ? "no capabilities" : "capabilities left");
+    say.dump_coverage();
     say(::mount("none", "/", "tmpfs", 0, nullptr) == 0 ? "mounted" : "mount failed");
   });
   EXPECT_TRUE(has_line(r, "entered")) << r.lines;
@@ -273,6 +298,50 @@ TEST(Jailer, BadChrootAndCpusetAreRefusedBeforeAnythingChanges) {
   EXPECT_TRUE(has_line(r, "host /etc visible")) << r.lines;
 }
 
+TEST(Jailer, EnteringTwiceIsAlreadyExistsAndTheFirstJailHolds) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  JailDir jail;
+  const ChildRun r = in_jailed_child(jail.dir.path(), [&](const auto& say) {
+    JailerConfig c;
+    c.chroot_dir = jail.dir.path();
+    Jailer j(c);
+    auto ok = j.enter();
+    say(ok ? "entered" : "enter failed: " + ok.error().message());
+    if (!ok) return;
+    auto again = j.enter();
+    say(again ? "entered again" : std::string(to_string(again.error().code())));
+    if (!again) say(again.error().message());
+    say(j.is_active() ? "active" : "not active");
+    say("inside: " + read_file("/inside.txt"));
+  });
+  EXPECT_TRUE(has_line(r, "entered")) << r.lines;
+  EXPECT_TRUE(has_line(r, std::string(to_string(ErrorCode::AlreadyExists)))) << r.lines;
+  EXPECT_NE(r.lines.find("jailer: this process is already jailed"), std::string::npos) << r.lines;
+  EXPECT_TRUE(has_line(r, "active")) << r.lines;
+  EXPECT_TRUE(has_line(r, "inside: in the jail")) << r.lines;
+  EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.lines;
+}
+
+TEST(Jailer, ACpusetOfNoUsableCpuIsRefusedBeforeAnythingChanges) {
+  const ChildRun r = in_child([&](const auto& say) {
+    JailerConfig c;
+    c.cpuset = "4000";  // past CPU_SETSIZE: the affinity mask would be empty
+    c.chroot_dir = "/";
+    Jailer j(c);
+    auto ok = j.enter();
+    say(ok ? "entered" : std::string(to_string(ok.error().code())));
+    if (!ok) say(ok.error().message());
+    say(j.is_active() ? "active" : "not active");
+    char host[64] = {};
+    ::gethostname(host, sizeof host - 1);
+    say(std::string("hostname ") + host);
+  });
+  EXPECT_TRUE(has_line(r, std::string(to_string(ErrorCode::InvalidArgument)))) << r.lines;
+  EXPECT_NE(r.lines.find("jailer: sched_setaffinity to 4000"), std::string::npos) << r.lines;
+  EXPECT_TRUE(has_line(r, "not active")) << r.lines;
+  EXPECT_EQ(r.lines.find("hostname pepita-jail"), std::string::npos) << r.lines;  // no new UTS ns
+}
+
 TEST(Jailer, CpusetPinsTheProcessAndMemoryLimitHoldsIt) {
   PEPITA_REQUIRE_CAPABILITY(root);
   PEPITA_REQUIRE_CAPABILITY(cgroup);
@@ -290,6 +359,7 @@ TEST(Jailer, CpusetPinsTheProcessAndMemoryLimitHoldsIt) {
     say("cpus " + std::to_string(CPU_COUNT(&set)) + (CPU_ISSET(0, &set) ? " with 0" : ""));
     say(read_file("/proc/self/cgroup").find("jailer-") != std::string::npos ? "in its cgroup"
                                                                             : "no cgroup");
+    say.dump_coverage();
     // 128 MiB touched page by page: over the limit, the OOM killer ends the process.
     std::vector<char> big(std::size_t{128} << 20);
     for (std::size_t i = 0; i < big.size(); i += 4096) big[i] = 1;
