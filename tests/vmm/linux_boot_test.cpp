@@ -8,12 +8,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <span>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/temp_dir.hpp"
@@ -178,6 +181,118 @@ TEST(LinuxBootParse, TruncatedElfSegmentIsNamed) {
   f.resize(0x1800);
   const std::string e = error_of(KernelImage::parse(std::move(f)));
   EXPECT_NE(e.find("past the end of the file"), std::string::npos) << e;
+}
+
+TEST(LinuxBootParse, SetupHeaderEndingBeforeInitSizeIsRefused) {
+  auto f = synthetic_bzimage();
+  put<uint8_t>(f, 0x201, 0x50);  // the jump: header ends at 0x252, before init_size
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("setup header of protocol 0x20f ends at 0x252, before init_size"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find("pass a bzImage"), std::string::npos) << e;
+}
+
+TEST(LinuxBootParse, SetupSectorsCoveringTheWholeFileAreATruncatedImage) {
+  auto f = synthetic_bzimage();
+  put<uint8_t>(f, 0x1f1, 200);  // 201 sectors of setup in a 5 KiB file
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("truncated: 200 setup sectors leave no protected-mode code in 5120 bytes"),
+            std::string::npos)
+      << e;
+}
+
+TEST(LinuxBootParse, ElfForAnotherMachineIsRefused) {
+  auto f = synthetic_vmlinux();
+  put<uint16_t>(f, offsetof(Elf64_Ehdr, e_machine), EM_386);
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("ELF is not 64-bit little-endian x86-64"), std::string::npos) << e;
+  auto g = synthetic_vmlinux();
+  put<uint16_t>(g, offsetof(Elf64_Ehdr, e_type), ET_DYN);
+  EXPECT_NE(error_of(KernelImage::parse(std::move(g))).find("not an executable"),
+            std::string::npos);
+}
+
+TEST(LinuxBootParse, ElfProgramHeadersOutsideTheFileAreRefused) {
+  auto f = synthetic_vmlinux();
+  put<uint64_t>(f, offsetof(Elf64_Ehdr, e_phoff), 0x1ff0);  // one header needs 56 bytes
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("ELF program headers lie outside the file"), std::string::npos) << e;
+}
+
+TEST(LinuxBootParse, ElfSegmentBelow1MiBIsRefused) {
+  auto f = synthetic_vmlinux();
+  put<uint64_t>(f, sizeof(Elf64_Ehdr) + offsetof(Elf64_Phdr, p_paddr), 0x8000);
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("segment 0 has physical address 0x8000, outside [1 MiB, 4 GiB)"),
+            std::string::npos)
+      << e;
+}
+
+TEST(LinuxBootParse, ElfEntryOutsideEverySegmentIsRefused) {
+  auto f = synthetic_vmlinux();
+  put<uint64_t>(f, offsetof(Elf64_Ehdr, e_entry), 0xffffffff81000040ull);  // virtual, not physical
+  const std::string e = error_of(KernelImage::parse(std::move(f)));
+  EXPECT_NE(e.find("ELF entry 0xffffffff81000040 is not a physical address inside a segment"),
+            std::string::npos)
+      << e;
+}
+
+TEST(LinuxBootParse, LoadFileNamesThePathOfAMalformedKernel) {
+  pepita::test::TempDir dir("linux-parse");
+  const std::string path = dir.file("not-a-kernel");
+  std::ofstream(path) << std::string(600, 'x');
+  auto k = KernelImage::load_file(path);
+  ASSERT_FALSE(k);
+  EXPECT_EQ(k.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(k.error().to_string().find(path), std::string::npos) << k.error().to_string();
+  EXPECT_NE(k.error().to_string().find("boot flag"), std::string::npos) << k.error().to_string();
+}
+
+TEST(LinuxBootParse, ADirectoryIsNotAKernelFile) {
+  pepita::test::TempDir dir("linux-parse");
+  auto k = KernelImage::load_file(dir.path());
+  ASSERT_FALSE(k);
+  EXPECT_EQ(k.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(k.error().to_string().find("kernel " + dir.path() +
+                                       " is not a regular file of at most 512 MiB"),
+            std::string::npos)
+      << k.error().to_string();
+}
+
+TEST(LinuxBootPlan, CommandLineWithANulByteIsRefused) {
+  auto k = KernelImage::parse(synthetic_bzimage());
+  ASSERT_TRUE(k);
+  auto plan = plan_boot(*k, 64ull << 20, std::string_view("console=ttyS0\0x", 15), 0);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(plan.error().to_string().find("contains a NUL byte"), std::string::npos);
+}
+
+TEST(LinuxBootPlan, KernelLoadAddressBelow1MiBIsRefused) {
+  auto f = synthetic_bzimage();
+  put<uint64_t>(f, 0x258, 0x80000);  // pref_address 512 KiB
+  put<uint8_t>(f, 0x234, 0);         // not relocatable: loaded there
+  auto k = KernelImage::parse(std::move(f));
+  ASSERT_TRUE(k) << k.error().to_string();
+  auto plan = plan_boot(*k, 64ull << 20, "", 0);
+  ASSERT_FALSE(plan);
+  EXPECT_EQ(plan.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(plan.error().to_string().find("kernel load address 0x80000 is below 1 MiB"),
+            std::string::npos)
+      << plan.error().to_string();
+}
+
+TEST(LinuxBootPlan, InitrdStaysBelowInitrdAddrMaxOfAKernelThatCannotGoAbove4G) {
+  auto f = synthetic_bzimage();
+  put<uint16_t>(f, 0x236, 0x1);        // XLF_KERNEL_64 only
+  put<uint32_t>(f, 0x22c, 0x1ffffff);  // initrd_addr_max: 32 MiB - 1
+  auto k = KernelImage::parse(std::move(f));
+  ASSERT_TRUE(k) << k.error().to_string();
+  auto plan = plan_boot(*k, 64ull << 20, "", 10000);
+  ASSERT_TRUE(plan) << plan.error().to_string();
+  EXPECT_EQ(plan->initrd_gpa, (0x2000000u - 10000) & ~0xfffull);  // at the top of 32 MiB, not 64
+  EXPECT_GE(plan->initrd_gpa, k->end);
 }
 
 TEST(LinuxBootPlan, InitrdPastRamIsAClearError) {
@@ -388,6 +503,97 @@ TEST(LinuxBootKvm, Int3AtCpl0ReachesTheGuestsBreakpointHandler) {
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->output, "B\n") << r->describe();
   EXPECT_EQ(r->kind, ExitKind::Cancelled) << "stopped at the line: " << r->describe();
+}
+
+TEST(LinuxBootKvm, MissingKernelPathOrBadMemorySizeIsAnError) {
+  VmConfig config;
+  auto r = boot_linux(config);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(r.error().to_string().find("boot_linux needs VmConfig::kernel_path"),
+            std::string::npos);
+  config.kernel_path = "/nonexistent/vmlinux";
+  for (uint64_t bytes : {uint64_t{1} << 20, (uint64_t{64} << 20) + 100}) {
+    config.memory_bytes = bytes;
+    r = boot_linux(config);
+    ASSERT_FALSE(r) << bytes;
+    EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument) << bytes;
+    EXPECT_NE(
+        r.error().to_string().find("memory_bytes must be a multiple of 4096 of at least 2 MiB"),
+        std::string::npos)
+        << r.error().to_string();
+  }
+}
+
+// A kernel spinning at its entry (jmp $) is stopped by the timeout, then by a stop request;
+// either way the result carries where it was.
+TEST(LinuxBootKvm, SpinningKernelIsStoppedByTheTimeoutOrAStopRequest) {
+  PEPITA_REQUIRE_KVM();
+  pepita::test::TempDir dir("linux-spin");
+  auto f = synthetic_vmlinux();
+  f[0x1040] = std::byte{0xeb};  // jmp $
+  f[0x1041] = std::byte{0xfe};
+  const std::string path = dir.file("vmlinux");
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+  VmConfig config;
+  config.memory_bytes = 64ull << 20;
+  config.kernel_path = path;
+  config.timeout = std::chrono::milliseconds(300);
+  auto r = boot_linux(config);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::TimedOut) << r->describe();
+  ASSERT_TRUE(r->fault) << r->describe();
+  EXPECT_EQ(r->fault->rip, 0x1000040u) << r->describe();
+
+  config.timeout = std::chrono::seconds(120);
+  std::stop_source stop;
+  std::jthread stopper([&stop] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop.request_stop();
+  });
+  r = boot_linux(config, {}, stop.get_token());
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Cancelled) << r->describe();
+  EXPECT_LT(r->elapsed, std::chrono::seconds(60)) << r->describe();
+}
+
+// An int3 the VMM does not reflect (reflect_int3 off) is the emulator's failure, reported as a
+// fault naming it; ud2 with an empty IDT triple-faults.
+TEST(LinuxBootKvm, UnreflectedInt3AndATripleFaultAreFaults) {
+  PEPITA_REQUIRE_KVM();
+  pepita::test::TempDir dir("linux-fault");
+  auto boot = [&](std::span<const uint8_t> code, LinuxBootOptions options) {
+    auto f = synthetic_vmlinux();
+    for (size_t i = 0; i < code.size(); ++i) f[0x1040 + i] = std::byte{code[i]};
+    const std::string path = dir.file("vmlinux");
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+    VmConfig config;
+    config.memory_bytes = 64ull << 20;
+    config.timeout = std::chrono::seconds(30);
+    config.kernel_path = path;
+    return boot_linux(config, options);
+  };
+  constexpr uint8_t kInt3[] = {0xcc, 0xeb, 0xfe};  // int3; jmp $
+  LinuxBootOptions no_reflect;
+  no_reflect.reflect_int3 = false;
+  auto r = boot(kInt3, no_reflect);
+  ASSERT_TRUE(r) << r.error().to_string();
+  if (r->kind == ExitKind::Fault && r->fault &&
+      r->fault->reason.find("KVM internal error") != std::string::npos) {
+    EXPECT_NE(r->fault->reason.find("suberror"), std::string::npos) << r->describe();
+  } else {
+    // Hardware virtualisation runs int3 itself: the guest's empty IDT then triple-faults.
+    EXPECT_EQ(r->kind, ExitKind::Fault) << r->describe();
+  }
+  // lidt [limit 0]; ud2: #UD, #GP, #DF through an empty IDT is a triple fault (shutdown).
+  constexpr uint8_t kTriple[] = {0x0f, 0x01, 0x1c, 0x25, 0x00, 0x02, 0x00, 0x01, 0x0f, 0x0b};
+  r = boot(kTriple, {});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Fault) << r->describe();
+  ASSERT_TRUE(r->fault) << r->describe();
+  EXPECT_NE(r->fault->reason.find("shutdown: triple fault"), std::string::npos) << r->describe();
 }
 
 TEST(LinuxBootKvm, MissingKernelFileIsAnError) {
