@@ -265,6 +265,22 @@ TEST(SnapshotDevices, VsockVmsRestoreWithTheirOwnSocketPathAndTheSnapshotsCid) {
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
   EXPECT_NE(bad.error().message().find("CID"), std::string::npos) << bad.error().message();
+  VmConfig no_vsock = config;
+  no_vsock.vsock_path.clear();
+  auto missing = Vm::restore(*snap, no_vsock);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(missing.error().message().find(
+                "the snapshot has virtio-vsock but the restored VM's config has none"),
+            std::string::npos)
+      << missing.error().message();
+  // A socket path that cannot be bound fails naming the config field.
+  VmConfig unbindable = config;
+  unbindable.vsock_path = "/nonexistent/pepita-snapvsock.sock";
+  auto unbound = Vm::restore(*snap, unbindable);
+  ASSERT_FALSE(unbound);
+  EXPECT_NE(unbound.error().to_string().find("VmConfig::vsock_path"), std::string::npos)
+      << unbound.error().to_string();
   for (const char* tag : {"capture", "a", "b", "c"}) ::unlink(path(tag).c_str());
 }
 

@@ -126,5 +126,23 @@ TEST(Snapshot, GuestThatNeverGetsReadyIsAnError) {
   EXPECT_EQ(refused.error().code(), ErrorCode::InvalidArgument);
 }
 
+TEST(Snapshot, MoveAssignmentCarriesTheCapturedConfig) {
+  PEPITA_REQUIRE_KVM();
+  VmConfig big;
+  big.memory_bytes = 32 << 20;
+  Snapshot snap = capture("escape");
+  EXPECT_TRUE(snap.config().snapshottable);
+  EXPECT_NE(snap.config().memory_bytes, big.memory_bytes);
+  snap = capture("escape", big);
+  EXPECT_EQ(snap.config().memory_bytes, big.memory_bytes);
+  auto a = Vm::restore(snap);
+  auto b = Vm::restore(snap);
+  ASSERT_TRUE(a && b);
+  *a = std::move(*b);
+  auto r = a->run(test::bytes_of("u"));  // ud2: the moved-in VM runs
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Fault) << r->describe();
+}
+
 }  // namespace
 }  // namespace pepita::vmm

@@ -292,5 +292,86 @@ TEST(Vcpu, ASecondVcpuWithTheSameIdIsAlreadyExists) {
   EXPECT_EQ(c->id(), 1u);
 }
 
+TEST(VcpuExitReason, EveryReasonHasItsName) {
+  EXPECT_STREQ(name(VcpuExitReason::Io), "io");
+  EXPECT_STREQ(name(VcpuExitReason::Mmio), "mmio");
+  EXPECT_STREQ(name(VcpuExitReason::Hlt), "hlt");
+  EXPECT_STREQ(name(VcpuExitReason::Shutdown), "shutdown");
+  EXPECT_STREQ(name(VcpuExitReason::InternalError), "internal-error");
+  EXPECT_STREQ(name(VcpuExitReason::Interrupted), "interrupted");
+  EXPECT_STREQ(name(VcpuExitReason::Other), "other");
+}
+
+// A port read and a read of an address no slot backs exit to the VMM, which answers 0 unless it
+// writes the data before the next run.
+TEST(Vcpu, PortReadsAndUnbackedReadsExitAndReadZero) {
+  PEPITA_REQUIRE_KVM();
+  constexpr unsigned char kReads[] = {
+      0xb0, 0x77,        // mov al, 0x77
+      0xe4, 0x12,        // in al, 0x12
+      0xe6, 0x13,        // out 0x13, al
+      0xb0, 0x77,        // mov al, 0x77
+      0xa0, 0x00, 0x80,  // mov al, [0x8000]: DS base 0x10000, so 0x18000, in no slot
+      0xe6, 0x14,        // out 0x14, al
+      0xf4,              // hlt
+  };
+  auto v = RealModeVm::make(kReads);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  auto e = v.cpu.run();
+  ASSERT_TRUE(e) << e.error().to_string();
+  ASSERT_EQ(e->reason, VcpuExitReason::Io) << name(e->reason);
+  EXPECT_EQ(e->port, 0x12);
+  EXPECT_FALSE(e->is_write);
+  e = v.cpu.run();
+  ASSERT_TRUE(e) << e.error().to_string();
+  ASSERT_EQ(e->reason, VcpuExitReason::Io) << name(e->reason);
+  EXPECT_EQ(e->port, 0x13);
+  EXPECT_EQ(e->data, 0u) << "the port read was answered 0";
+  e = v.cpu.run();
+  ASSERT_TRUE(e) << e.error().to_string();
+  ASSERT_EQ(e->reason, VcpuExitReason::Mmio) << name(e->reason);
+  EXPECT_EQ(e->phys_addr, 0x18000u);
+  EXPECT_FALSE(e->is_write);
+  EXPECT_EQ(e->size, 1u);
+  e = v.cpu.run();
+  ASSERT_TRUE(e) << e.error().to_string();
+  ASSERT_EQ(e->reason, VcpuExitReason::Io) << name(e->reason);
+  EXPECT_EQ(e->port, 0x14);
+  EXPECT_EQ(e->data, 0u) << "the unbacked read was answered 0";
+  e = v.cpu.run();
+  ASSERT_TRUE(e) << e.error().to_string();
+  EXPECT_EQ(e->reason, VcpuExitReason::Hlt) << name(e->reason);
+}
+
+TEST(Vcpu, AnIdPastKvmsLimitIsInvalidArgument) {
+  PEPITA_REQUIRE_KVM();
+  auto vm = BareVm::create();
+  ASSERT_TRUE(vm) << vm.error().to_string();
+  auto cpu = Vcpu::create(*vm, 1u << 20);
+  ASSERT_FALSE(cpu);
+  EXPECT_EQ(cpu.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(cpu.error().message().find("vCPU id 1048576 refused by KVM_CREATE_VCPU"),
+            std::string::npos)
+      << cpu.error().message();
+  EXPECT_NE(cpu.error().message().find("use ids from 0"), std::string::npos);
+}
+
+TEST(BareVm, MoveAssignmentTakesTheOtherVmAndItsVcpus) {
+  PEPITA_REQUIRE_KVM();
+  auto a = BareVm::create();
+  auto b = BareVm::create();
+  ASSERT_TRUE(a && b);
+  const int b_fd = b->fd();
+  *a = std::move(*b);
+  EXPECT_EQ(a->fd(), b_fd);
+  auto x = Vcpu::create(*a, 0);
+  auto y = Vcpu::create(*a, 1);
+  ASSERT_TRUE(x && y);
+  *x = std::move(*y);
+  EXPECT_EQ(x->id(), 1u);
+  auto regs = x->get_regs();
+  EXPECT_TRUE(regs) << regs.error().to_string();
+}
+
 }  // namespace
 }  // namespace pepita::vmm

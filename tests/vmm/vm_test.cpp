@@ -236,6 +236,7 @@ TEST(VmState, IsRunningDuringRunAndStoppedWhenStopped) {
   watcher.join();
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_EQ(r->kind, ExitKind::Cancelled) << r->describe();
+  EXPECT_TRUE(r->describe().starts_with("cancelled after ")) << r->describe();
   EXPECT_TRUE(saw_running);
   EXPECT_EQ(vm->state(), VmState::Stopped);
 }
