@@ -1,6 +1,7 @@
 // A hostile guest: the first input byte picks one escape attempt. Each must end as a guest fault
 // reported by the VMM (or a timeout), with the host unharmed. 'b' is the one attempt the guest can
-// observe itself: a host call aimed at the page tables must fail with -EFAULT (exit 42).
+// observe itself: a host call aimed at the page tables must fail with -EFAULT (exit 42). 'q' and
+// 'O' are the well-formed and the unknown host call (exit 43 and 44 when answered right).
 #include "pepita/vmm/guest_abi.hpp"
 #include "pepita_guest/runtime.hpp"
 
@@ -13,6 +14,20 @@ int recurse(int depth) {
   pad[0] = static_cast<char>(depth);
   if (depth == (1 << 30)) return 0;  // never reached: the 256 KiB stack ends first
   return recurse(depth + 1) + pad[0];
+}
+
+// One host call, alone in this vCPU's ring, issued with the raw ABI: its result.
+int64_t raw_call(uint32_t op, uint64_t a0, uint64_t a1, uint64_t a2) {
+  auto* ring = reinterpret_cast<ga::HostcallRingHeader*>(ga::kHostcallGpa);
+  auto* call = reinterpret_cast<ga::Hostcall*>(ga::kHostcallGpa + sizeof(ga::HostcallRingHeader));
+  call->op = op;
+  call->args[0] = a0;
+  call->args[1] = a1;
+  call->args[2] = a2;
+  call->result = 0;
+  ring->count = 1;
+  asm volatile("outb %%al, %%dx" : : "a"(0), "d"(ga::kHostcallPort) : "memory");
+  return call->result;
 }
 
 uint64_t boot_field(uint64_t offset) {
@@ -82,18 +97,19 @@ extern "C" int guest_main() {
     case 'e': return recurse(0);  // runs into the stack guard page
     case 'f':
       for (;;) asm volatile("" ::: "memory");  // spin until the watchdog
-    case 'b': {  // ask the host to write input into the page tables: must be refused
-      auto* ring = reinterpret_cast<ga::HostcallRingHeader*>(ga::kHostcallGpa);
-      auto* call =
-          reinterpret_cast<ga::Hostcall*>(ga::kHostcallGpa + sizeof(ga::HostcallRingHeader));
-      call->op = ga::kReadInput;
-      call->args[0] = 0;
-      call->args[1] = mem - 4096;
-      call->args[2] = 1;
-      call->result = 0;
-      ring->count = 1;
-      asm volatile("outb %%al, %%dx" : : "a"(0), "d"(ga::kHostcallPort) : "memory");
-      return call->result == ga::kErrFault ? 42 : 1;
+    case 'b':  // ask the host to write input into the page tables: must be refused
+      return raw_call(ga::kReadInput, 0, mem - 4096, 1) == ga::kErrFault ? 42 : 1;
+    case 'q': {  // a well-formed read of the input into our stack
+      volatile char buf[2] = {0, 0};
+      const int64_t n = raw_call(ga::kReadInput, 0, reinterpret_cast<uint64_t>(buf), sizeof buf);
+      return n == static_cast<int64_t>(in.size < 2 ? in.size : 2) && buf[0] == 'q' ? 43 : 1;
+    }
+    case 'O':  // an op the host does not know
+      return raw_call(0x7777, 0, 0, 0) == ga::kErrInval ? 44 : 1;
+    case 'I': {  // read from the host-call port instead of writing to it
+      uint8_t v;
+      asm volatile("inb %%dx, %%al" : "=a"(v) : "d"(ga::kHostcallPort) : "memory");
+      return v;
     }
     case 'C': {  // a batch count far beyond the ring
       reinterpret_cast<ga::HostcallRingHeader*>(ga::kHostcallGpa)->count = 0xffffffffu;

@@ -117,6 +117,27 @@ TEST(EscapeGuest, HostCallIntoPageTablesIsRefused) {
   EXPECT_EQ(r->exit_code, 42) << "the host must answer -EFAULT";
 }
 
+TEST(EscapeGuest, WellFormedInputReadIsServedAndAnUnknownOpIsEinval) {
+  PEPITA_REQUIRE_KVM();
+  auto r = run_guest(test::load_guest("escape"), test::bytes_of("q!"), VmConfig{});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Exited) << r->describe();
+  EXPECT_EQ(r->exit_code, 43) << "the host must copy the 2 input bytes and answer 2";
+  r = run_guest(test::load_guest("escape"), test::bytes_of("O"), VmConfig{});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Exited) << r->describe();
+  EXPECT_EQ(r->exit_code, 44) << "the host must answer -EINVAL";
+}
+
+TEST(EscapeGuest, ReadFromTheHostCallPortIsAFaultNamingThePort) {
+  PEPITA_REQUIRE_KVM();
+  auto r = run_guest(test::load_guest("escape"), test::bytes_of("I"), VmConfig{});
+  ASSERT_TRUE(r) << r.error().to_string();
+  ASSERT_EQ(r->kind, ExitKind::Fault) << r->describe();
+  ASSERT_TRUE(r->fault);
+  EXPECT_EQ(r->fault->reason, "port read from 0xe9 (only 0xe9 is served)") << r->describe();
+}
+
 TEST(EscapeGuest, HostIsFineAfterEveryAttempt) {
   PEPITA_REQUIRE_KVM();
   auto r = run_guest(test::load_guest("hello"), {}, VmConfig{});
