@@ -1,12 +1,17 @@
 // `pepita vm run` as a user runs it: a guest's output and exit code, a hostile guest's fault,
 // a runaway guest's timeout, and bad arguments.
+#include <elf.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli_runner.hpp"
 #include "common/require.hpp"
@@ -126,6 +131,141 @@ TEST(CliVm, NonElfGuestIsRejected) {
   std::filesystem::remove(bogus);
   EXPECT_EQ(run.exit_code, 1) << run.output;  // refused before any VM runs: not a guest fault
   EXPECT_NE(run.output.find(bogus + ": guest ELF image:"), std::string::npos) << run.output;
+}
+
+TEST(CliVm, MalformedOrTooLongTimeoutIsAUsageError) {
+  for (const char* bad : {"5x", "2h", "61m", "0", "soon"}) {
+    CliRun r = run_pepita("vm run " + guest("hello") + " --timeout " + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find(std::string("--timeout '") + bad +
+                            "': expected e.g. 1s, 250ms or 2m (at most 1h)"),
+              std::string::npos)
+        << r.output;
+  }
+}
+
+TEST(CliVm, ReservedVsockCidIsAUsageError) {
+  for (const char* bad : {"0", "2", "4294967295"}) {
+    CliRun r = run_pepita("vm run " + guest("hello") + " --vsock-cid " + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.output;
+    EXPECT_NE(r.output.find("--vsock-cid: the guest's context id must be 3..4294967294"),
+              std::string::npos)
+        << r.output;
+  }
+}
+
+TEST(CliVm, MissingInputFileFailsBeforeAnyVmRuns) {
+  CliRun r = run_pepita("vm run " + guest("hello") + " --input /nonexistent/input.bin");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("pepita vm run: cannot open --input /nonexistent/input.bin: No such "
+                          "file"),
+            std::string::npos)
+      << r.output;
+}
+
+TEST(CliVm, ADiskThatCannotBeCreatedFailsAndLeavesNothing) {
+  TempDir dir;
+  // A valid spec whose file cannot be created: its directory is missing.
+  const std::string disk = dir / "missing-dir/disk.img";
+  CliRun r = run_pepita("vm run " + guest("virtio_io") + " --virtio-blk file:" + disk + ",1M");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("pepita vm run: --virtio-blk file:" + disk + ",1M: "), std::string::npos)
+      << r.output;
+  EXPECT_TRUE(dir.entries().empty());
+}
+
+TEST(CliVm, KernelAndGuestTogetherIsAUsageError) {
+  CliRun r = run_pepita("vm run " + guest("hello") + " --kernel /nonexistent/vmlinux");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("give either GUEST.elf or --kernel, not both"), std::string::npos)
+      << r.output;
+}
+
+TEST(CliVm, MissingKernelFailsNamingItWhateverTheTimeoutUnit) {
+  for (const char* timeout : {"250ms", "100us", "2m", "3"}) {
+    CliRun r = run_pepita(std::string("vm run --kernel /nonexistent/vmlinux --timeout ") + timeout);
+    EXPECT_EQ(r.exit_code, 1) << timeout << ": " << r.output;
+    EXPECT_NE(r.output.find("pepita vm run: "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("open kernel /nonexistent/vmlinux"), std::string::npos) << r.output;
+  }
+}
+
+// A vmlinux-like ELF whose entry (physical 0x1000040) runs `code` at CPL0.
+std::string kernel_file(const TempDir& dir, std::initializer_list<uint8_t> code) {
+  std::string f(0x2000, '\0');
+  Elf64_Ehdr eh{};
+  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
+  eh.e_ident[EI_CLASS] = ELFCLASS64;
+  eh.e_ident[EI_DATA] = ELFDATA2LSB;
+  eh.e_type = ET_EXEC;
+  eh.e_machine = EM_X86_64;
+  eh.e_entry = 0x1000040;
+  eh.e_phoff = sizeof eh;
+  eh.e_phentsize = sizeof(Elf64_Phdr);
+  eh.e_phnum = 1;
+  Elf64_Phdr ph{};
+  ph.p_type = PT_LOAD;
+  ph.p_offset = 0x1000;
+  ph.p_paddr = 0x1000000;
+  ph.p_filesz = 0x1000;
+  ph.p_memsz = 0x1000;
+  std::memcpy(f.data(), &eh, sizeof eh);
+  std::memcpy(f.data() + sizeof eh, &ph, sizeof ph);
+  std::size_t at = 0x1040;
+  for (uint8_t b : code) f[at++] = static_cast<char>(b);
+  const std::string path = dir / "vmlinux";
+  std::ofstream(path, std::ios::binary) << f;
+  return path;
+}
+
+TEST(CliVm, KernelConsoleIsPrintedAndATripleFaultIsAGuestFault) {
+  PEPITA_REQUIRE_CAPABILITY(kvm);
+  TempDir dir;
+  // mov dx, 0x3f8; mov al, 'K'; out dx, al; mov al, '\n'; out dx, al;
+  // lidt [0x1000200] (limit 0); ud2: #UD through an empty IDT is a triple fault.
+  const std::string kernel =
+      kernel_file(dir, {0x66, 0xba, 0xf8, 0x03, 0xb0, 'K',  0xee, 0xb0, 0x0a, 0xee,
+                        0x0f, 0x01, 0x1c, 0x25, 0x00, 0x02, 0x00, 0x01, 0x0f, 0x0b});
+  CliRun r = run_pepita("vm run --kernel " + kernel + " --mem 64M --timeout 30s");
+  EXPECT_EQ(r.exit_code, 125) << r.output;
+  EXPECT_EQ(r.output.rfind("K\n", 0), 0u) << r.output;  // the console first, as it arrived
+  EXPECT_NE(r.output.find("pepita vm run: kernel "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("triple fault"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(last rip=0x"), std::string::npos) << r.output;
+
+  CliRun json = run_pepita("vm run --kernel " + kernel + " --mem 64M --timeout 30s --json");
+  EXPECT_EQ(json.exit_code, 125) << json.output;
+  const auto j = nlohmann::json::parse(json.output, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << json.output;
+  EXPECT_EQ(j["kind"], "fault") << json.output;
+  EXPECT_EQ(j["output"], "K\n") << json.output;
+  ASSERT_TRUE(j.contains("fault")) << json.output;
+  EXPECT_NE(j["fault"]["reason"].get<std::string>().find("triple fault"), std::string::npos)
+      << json.output;
+  EXPECT_TRUE(j["fault"].contains("rip") && j["fault"].contains("cr2")) << json.output;
+}
+
+TEST(CliVm, SpinningKernelTimesOutWithExitCode124) {
+  PEPITA_REQUIRE_CAPABILITY(kvm);
+  TempDir dir;
+  const std::string kernel = kernel_file(dir, {0xeb, 0xfe});  // jmp $
+  CliRun r = run_pepita("vm run --kernel " + kernel + " --mem 64M --timeout 300ms --json");
+  EXPECT_EQ(r.exit_code, 124) << r.output;
+  const auto j = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.output;
+  EXPECT_EQ(j["kind"], "timed-out") << r.output;
+  EXPECT_EQ(j["fault"]["rip"], 0x1000040u) << r.output;  // where the kernel was stopped
+}
+
+TEST(CliVm, AVsockSocketThatCannotBeCreatedFailsNamingIt) {
+  PEPITA_REQUIRE_CAPABILITY(kvm);
+  TempDir dir;
+  const std::string sock = dir / "missing-dir/v.sock";
+  CliRun r = run_pepita("vm run " + guest("hello") + " --mem 4M --timeout 5s --vsock " + sock);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("pepita vm run: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("VmConfig::vsock_path"), std::string::npos) << r.output;
+  EXPECT_TRUE(dir.entries().empty());
 }
 
 }  // namespace
