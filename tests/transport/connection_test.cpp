@@ -6,11 +6,13 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <memory>
 #include <string>
@@ -26,20 +28,23 @@ namespace {
 using namespace std::chrono_literals;
 
 // An authenticated pair over 127.0.0.1: {client (driver side), server (worker side)}.
+// `io_timeout` bounds a stalled frame on both ends.
 std::pair<std::unique_ptr<Connection>, std::unique_ptr<Connection>> connected_pair(
-    const Key& key, bool tls = false) {
+    const Key& key, bool tls = false, std::chrono::milliseconds io_timeout = 10000ms) {
   auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
   auto server = std::async(std::launch::async, [&]() -> std::unique_ptr<Connection> {
     for (int i = 0; i < 500; ++i) {
       std::string peer;
       if (auto fd = listener.accept(peer)) {
-        return Connection::accept(std::move(*fd), peer, key, {.tls = tls}).value();
+        return Connection::accept(std::move(*fd), peer, key, {.io_timeout = io_timeout, .tls = tls})
+            .value();
       }
       std::this_thread::sleep_for(5ms);
     }
     return nullptr;
   });
-  auto client = Connection::connect(listener.endpoint(), key, {.name = "test", .tls = tls});
+  auto client = Connection::connect(listener.endpoint(), key,
+                                    {.name = "test", .io_timeout = io_timeout, .tls = tls});
   EXPECT_TRUE(client) << client.error().to_string();
   return {client ? std::move(*client) : nullptr, server.get()};
 }
@@ -223,6 +228,76 @@ TEST(Connection, SendBulkFileUnderTlsIsRefusedAsTheBytesMustBeEncrypted) {
   // Nothing was sent: the session still works.
   ASSERT_TRUE(server->send(MessageType::Heartbeat, 0, {}));
   EXPECT_EQ(next(*client).header.type, MessageType::Heartbeat);
+}
+
+// A peer that stops reading: a frame that no longer fits in the socket buffers fails after
+// io_timeout, naming the peer and the timeout, for a frame sent from memory and one sent from a
+// file by sendfile alike; the sender is not stuck behind it.
+TEST(Connection, AFrameToAPeerThatStoppedReadingTimesOutAfterIoTimeout) {
+  test::KeyFile kf;
+  for (const bool from_file : {false, true}) {
+    SCOPED_TRACE(from_file ? "send_bulk_file" : "send");
+    auto [client, server] = connected_pair(kf.key, false, 300ms);
+    ASSERT_TRUE(client && server);
+    const std::string big(32 << 20, 'b');  // far more than loopback's socket buffers
+    Result<void> r;
+    if (from_file) {
+      DataFile file(big);
+      r = server->send_bulk_file(MessageType::BlobChunk, 0, encode(BlobChunkMsg{}), file.fd.get(),
+                                 0, big.size(), "input big.bin");
+    } else {
+      r = server->send(MessageType::Heartbeat, 0, as_bytes(big));
+    }
+    ASSERT_FALSE(r) << "32 MiB went to a peer that reads nothing";
+    EXPECT_EQ(r.error().code(), ErrorCode::TimedOut) << r.error().to_string();
+    EXPECT_NE(r.error().message().find("stopped reading for 300 ms"), std::string::npos)
+        << r.error().to_string();
+  }
+}
+
+// Addresses: an IPv6 peer is named [addr]:port; an address in use and a host that does not
+// resolve are refused naming the address.
+TEST(Connection, IpV6PeersAreBracketedAndBadAddressesAreRefusedNamingThem) {
+  auto in_use = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
+  auto again = Listener::bind(in_use.endpoint(), false);
+  ASSERT_FALSE(again) << "two listeners on one port";
+  EXPECT_EQ(again.error().sys_errno(), EADDRINUSE) << again.error().to_string();
+  EXPECT_NE(again.error().message().find("bind " + in_use.endpoint().to_string()),
+            std::string::npos)
+      << again.error().to_string();
+
+  auto nowhere = dial({.host = "no-such-host.invalid", .port = 7070}, 2000ms);
+  ASSERT_FALSE(nowhere);
+  EXPECT_EQ(nowhere.error().code(), ErrorCode::NotFound) << nowhere.error().to_string();
+  EXPECT_NE(nowhere.error().message().find("cannot resolve no-such-host.invalid:7070"),
+            std::string::npos)
+      << nowhere.error().to_string();
+
+  {
+    // The probe: this host has an IPv6 loopback at all (containers may lack one).
+    UniqueFd probe(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    // SAFETY: sockaddr_in6 is a valid sockaddr of the given length.
+    if (!probe || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      GTEST_SKIP() << "no IPv6 loopback here (::1): " << std::strerror(errno);
+    }
+  }
+  auto v6 = Listener::bind({.host = "::1", .port = 0}, false);
+  ASSERT_TRUE(v6) << v6.error().to_string();
+  EXPECT_NE(v6->endpoint().port, 0u);
+  auto caller = dial(v6->endpoint(), 2000ms);
+  ASSERT_TRUE(caller) << caller.error().to_string();
+  pollfd pfd{v6->fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 5000), 1);
+  std::string peer;
+  auto fd = v6->accept(peer);
+  ASSERT_TRUE(fd) << fd.error().to_string();
+  EXPECT_TRUE(peer.starts_with("[::1]:")) << peer;
+  auto parsed = parse_endpoint(peer);
+  ASSERT_TRUE(parsed) << peer;
+  EXPECT_EQ(parsed->host, "::1");
 }
 
 }  // namespace

@@ -225,5 +225,38 @@ RC_GTEST_PROP(FrameProp, GarbagePrefixedToValidFrameIsRejected, (std::vector<std
   if (b.size() >= kHeaderSize) RC_ASSERT(!d.has_value());
 }
 
+TEST(Frame, HeaderDecoderRefusesAShortHeaderAndAnUnknownType) {
+  const Bytes wire = make(MessageType::Hello, 0, "abc");
+  auto short_header = decode_header(ByteSpan(wire).first(kHeaderSize - 1));
+  ASSERT_FALSE(short_header);
+  EXPECT_EQ(short_header.error().code(), ErrorCode::Protocol);
+  EXPECT_NE(short_header.error().message().find(
+                "frame header truncated: " + std::to_string(kHeaderSize - 1) + " of " +
+                std::to_string(kHeaderSize) + " bytes"),
+            std::string::npos)
+      << short_header.error().message();
+  Bytes unknown(wire.begin(), wire.begin() + kHeaderSize);
+  unknown[5] = std::byte{kMaxMessageType + 1};
+  auto type = decode_header(unknown);
+  ASSERT_FALSE(type);
+  EXPECT_EQ(type.error().code(), ErrorCode::Protocol);
+  EXPECT_NE(
+      type.error().message().find("unknown message type " + std::to_string(kMaxMessageType + 1)),
+      std::string::npos)
+      << type.error().message();
+  EXPECT_EQ(to_string(static_cast<MessageType>(kMaxMessageType + 1)), "unknown");
+}
+
+TEST(Frame, BulkHeadRefusesDataPastTheTransportLimit) {
+  Bytes out;
+  auto big = encode_bulk_head({.type = MessageType::BlobChunk, .flags = kFlagMac}, as_bytes("meta"),
+                              kMaxPayload, out);
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(big.error().message().find("exceeds the transport limit of 64 MiB"), std::string::npos)
+      << big.error().message();
+  EXPECT_TRUE(out.empty()) << "a refused head wrote bytes";
+}
+
 }  // namespace
 }  // namespace pepita::transport

@@ -202,5 +202,18 @@ RC_GTEST_PROP(MessagesProp, GarbageNeverCrashes, (std::vector<std::uint8_t> raw)
   RC_SUCCEED("no crash");
 }
 
+TEST(Messages, EachTaskStatusHasItsOwnName) {
+  const std::map<TaskStatus, std::string_view> names = {
+      {TaskStatus::Succeeded, "succeeded"}, {TaskStatus::Failed, "failed"},
+      {TaskStatus::Signaled, "signaled"},   {TaskStatus::TimedOut, "timed-out"},
+      {TaskStatus::Cancelled, "cancelled"}, {TaskStatus::SpawnError, "spawn-error"},
+      {TaskStatus::Returned, "returned"},   {TaskStatus::Skipped, "skipped"},
+      {TaskStatus::Rejected, "rejected"},   {TaskStatus::OutOfMemory, "oom"},
+      {TaskStatus::Sandboxed, "sandbox"}};
+  ASSERT_EQ(names.size(), kMaxTaskStatus + 1u) << "a status without a name here";
+  for (const auto& [status, name] : names) EXPECT_EQ(to_string(status), name);
+  EXPECT_EQ(to_string(static_cast<TaskStatus>(kMaxTaskStatus + 1)), "unknown");
+}
+
 }  // namespace
 }  // namespace pepita::transport

@@ -56,5 +56,45 @@ TEST(NoWorker, WithoutALimitTasksWaitForAWorker) {
   EXPECT_EQ(d->backlog(), 1u);
 }
 
+TEST(NoWorker, StartAndSubmitRefuseBadArgumentsNamingTheFix) {
+  auto keyless = impatient("127.0.0.1:1", Key::generate().value());
+  keyless.key.reset();
+  auto none = RemoteDispatcher::start(std::move(keyless));
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(none.error().message().find("--key FILE"), std::string::npos) << none.error().message();
+
+  auto o = impatient("127.0.0.1:1", Key::generate().value());
+  o.give_up_without_workers = 0ms;  // the first task stays queued while the others are refused
+  auto d = RemoteDispatcher::start(std::move(o)).value();
+  ASSERT_TRUE(d->submit(echo(1), [](RemoteOutcome) {}));
+  auto twice = d->submit(echo(1), [](RemoteOutcome) {});
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(twice.error().message().find("remote task id 1 is already in flight"),
+            std::string::npos)
+      << twice.error().message();
+  RemoteTask unsourced = echo(2);
+  unsourced.spec.inputs.push_back({.path = "data.txt", .size = 3});
+  auto sources = d->submit(std::move(unsourced), [](RemoteOutcome) {});
+  ASSERT_FALSE(sources);
+  EXPECT_EQ(sources.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(sources.error().message().find("declares 1 inputs but gives 0 local files"),
+            std::string::npos)
+      << sources.error().message();
+  // Only the first task is held; nothing was lost or double-counted by the refusals.
+  EXPECT_EQ(d->backlog(), 1u);
+  EXPECT_EQ(d->duplicates_dropped(), 0u);
+}
+
+TEST(NoWorker, EachWorkerStateHasItsOwnName) {
+  EXPECT_EQ(to_string(WorkerState::Connecting), "connecting");
+  EXPECT_EQ(to_string(WorkerState::Alive), "alive");
+  EXPECT_EQ(to_string(WorkerState::Suspect), "suspect");
+  EXPECT_EQ(to_string(WorkerState::Dead), "dead");
+  EXPECT_EQ(to_string(WorkerState::Draining), "draining");
+  EXPECT_EQ(to_string(static_cast<WorkerState>(200)), "unknown");
+}
+
 }  // namespace
 }  // namespace pepita::transport

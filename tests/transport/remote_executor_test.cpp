@@ -9,6 +9,7 @@
 #include <future>
 #include <thread>
 
+#include "common/temp_dir.hpp"
 #include "pepita/pool/pool.hpp"
 #include "test_support.hpp"
 
@@ -86,6 +87,42 @@ TEST(RemoteExecutor, ShipsLocalBinariesAndRejectsFunctionTasks) {
   remote->shutdown();
   EXPECT_EQ(remote->start(t, {}, [](executor::ExecutionResult) {}).error().code(),
             ErrorCode::Cancelled);
+}
+
+// What a remote task needs from this machine is checked before it is sent: a binary to ship
+// that cannot be read and a declared input that is not a regular file are refused, naming them.
+TEST(RemoteExecutor, StartRefusesAnUnreadableBinaryOrAMissingInputNamingIt) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto o = options_for(kf.key, {w->endpoint().to_string()});
+  o.ship_binaries = true;
+  auto remote = RemoteExecutor::create(std::move(o)).value();
+  pepita::test::TempDir dir("remote-refuse");
+  const std::string tool = dir.file("no-such-tool");
+  auto unshippable = task::Task::binary(tool).backend(task::Backend::Remote).build().value();
+  auto r = remote->start(unshippable, {}, [](executor::ExecutionResult) {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::NotFound);
+  EXPECT_NE(r.error().message().find("cannot read " + tool + " to ship it"), std::string::npos)
+      << r.error().to_string();
+  std::filesystem::create_directory(dir.file("a-directory"));
+  for (const std::string in : {"absent.txt", "a-directory"}) {
+    auto t = task::Task::binary("/bin/true")
+                 .cwd(dir.path())
+                 .inputs({in})
+                 .backend(task::Backend::Remote)
+                 .build()
+                 .value();
+    auto missing = remote->start(t, {}, [](executor::ExecutionResult) {});
+    ASSERT_FALSE(missing) << in;
+    EXPECT_EQ(missing.error().code(), ErrorCode::NotFound);
+    EXPECT_NE(missing.error().message().find(
+                  "input '" + in + "' does not exist as a regular file at " + dir.file(in)),
+              std::string::npos)
+        << missing.error().to_string();
+  }
+  remote->shutdown();
 }
 
 // An executor serving another backend name (slurm::SlurmExecutor serves "slurm" this way) runs

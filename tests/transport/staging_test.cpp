@@ -20,6 +20,7 @@
 #include "common/temp_dir.hpp"
 #include "pepita/core/sha256.hpp"
 #include "pepita/pool/pool.hpp"
+#include "pepita/transport/remote.hpp"
 #include "pepita/transport/remote_executor.hpp"
 #include "test_support.hpp"
 
@@ -656,6 +657,118 @@ TEST(Staging, WholePartialInputWithWrongBytesFailsTheTaskNamingTheInput) {
   EXPECT_FALSE(fs::exists(blob));
   EXPECT_FALSE(fs::exists(blob + ".part"));
   EXPECT_EQ(w.worker->stats().bytes_fetched, 0u);
+}
+
+// A partial input longer than the blob it names cannot be a prefix of it: it is cut to nothing
+// and the blob fetched whole.
+TEST(Staging, PartialInputLongerThanItsBlobIsFetchedAgainFromTheStart) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  const std::string data(kStageChunk / 2 + 11, 'e');
+  write_file(driver.file("in.bin"), data);
+  write_file(cache.path() + "/blobs/" + sha256_hex(data) + ".part",
+             std::string(data.size() + 100, 'X'));
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results = run_all(*remote, {staged(driver.path(), "sha256sum < in.bin", {"in.bin"})});
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_EQ(results[0].stdout_data, sha256_hex(data) + "  -\n");
+  EXPECT_EQ(w.worker->stats().bytes_fetched, data.size()) << "not fetched from byte 0";
+  EXPECT_EQ(read_file(cache.path() + "/blobs/" + sha256_hex(data)), data);
+}
+
+// A worker started on the cache an earlier one left serves the inputs already there without
+// fetching them again, and removes the temporaries a crash can leave (other files stay).
+TEST(Staging, ARestartedWorkerServesInputsFromTheStoreItLeft) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  const std::string data(kStageChunk + 5, 'r');
+  write_file(driver.file("in.bin"), data);
+  const auto run_once = [&](std::uint64_t expect_fetched) {
+    auto w = start_staging_worker(kf.key, cache.path());
+    ASSERT_TRUE(w.worker);
+    auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+    ASSERT_TRUE(remote);
+    auto results = run_all(*remote, {staged(driver.path(), "wc -c < in.bin", {"in.bin"})});
+    ASSERT_EQ(results.size(), 1u);
+    ASSERT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+    EXPECT_EQ(std::stoull(results[0].stdout_data), data.size());
+    EXPECT_EQ(w.worker->stats().blobs_fetched, expect_fetched);
+  };
+  run_once(1);
+  const std::string blobs = cache.path() + "/blobs/";
+  write_file(blobs + "left-by-a-crash.tmp", "half");
+  write_file(blobs + "NOTES", "not a blob");
+  write_file(blobs + std::string(64, 'z'), "a 64-character name that is not hex");
+  run_once(0);
+  EXPECT_FALSE(fs::exists(blobs + "left-by-a-crash.tmp"));
+  EXPECT_TRUE(fs::exists(blobs + "NOTES"));
+  EXPECT_TRUE(fs::exists(blobs + sha256_hex(data)));
+}
+
+// An input the driver cannot read (gone, or shorter than the size it declared): the worker's
+// fetch is answered with the reason, and the task fails with it, naming the input; with and
+// without TLS (the driver reads the file differently under each).
+TEST(Staging, InputTheDriverCannotReadFailsTheTaskNamingIt) {
+  for (const bool tls : {false, true}) {
+    SCOPED_TRACE(tls ? "tls" : "plain");
+    test::KeyFile kf;
+    pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+    WorkerOptions wo;
+    wo.listen = "127.0.0.1:0";
+    wo.key = kf.key;
+    wo.slots = 1;
+    wo.heartbeat_interval = 100ms;
+    wo.dead_after = 5000ms;
+    wo.cache_dir = cache.path();
+    wo.sandbox = task::SandboxPolicy::none();
+    wo.log = [](std::string_view) {};
+    wo.connection.tls = tls;
+    auto w = Worker::start(std::move(wo));
+    ASSERT_TRUE(w) << w.error().to_string();
+    auto o = test::fast_options(kf.key, {(*w)->endpoint().to_string()});
+    o.connection.tls = tls;
+    auto d = RemoteDispatcher::start(std::move(o)).value();
+    const auto with_input = [&](std::uint64_t id, const std::string& content,
+                                const std::string& source) {
+      RemoteTask t{.id = id};
+      t.spec.path = "/bin/cat";
+      t.spec.args = {"in.bin"};
+      t.spec.inputs = {
+          {.path = "in.bin", .size = content.size(), .sha256 = sha256(as_bytes(content))}};
+      t.input_sources = {source};
+      return t;
+    };
+    const std::string gone = driver.file("gone.bin");
+    auto missing = d->run(with_input(1, "the missing bytes", gone));
+    ASSERT_TRUE(missing) << missing.error().to_string();
+    EXPECT_EQ(missing->result.status, TaskStatus::SpawnError);
+    EXPECT_NE(missing->result.error.find("input 'in.bin': the driver cannot send it: cannot open "
+                                         "input " +
+                                         gone + " on the driver"),
+              std::string::npos)
+        << missing->result.error;
+    const std::string short_file = driver.file("short.bin");
+    write_file(short_file, "only this");
+    auto shrank = d->run(with_input(2, "only this and more", short_file));
+    ASSERT_TRUE(shrank) << shrank.error().to_string();
+    EXPECT_EQ(shrank->result.status, TaskStatus::SpawnError);
+    EXPECT_NE(shrank->result.error.find("input " + short_file + " shrank on the driver"),
+              std::string::npos)
+        << shrank->result.error;
+    EXPECT_NE(shrank->result.error.find("input 'in.bin'"), std::string::npos);
+    EXPECT_EQ((*w)->stats().blobs_fetched, 0u);
+    EXPECT_EQ((*w)->stats().tasks_run, 0u) << "a task ran without its input";
+    // The refusals cost nothing else: an input the driver can read still arrives.
+    write_file(driver.file("ok.bin"), "fine");
+    auto ok = d->run(with_input(3, "fine", driver.file("ok.bin")));
+    ASSERT_TRUE(ok) << ok.error().to_string();
+    EXPECT_EQ(ok->result.status, TaskStatus::Succeeded) << ok->result.error;
+    EXPECT_EQ(ok->result.stdout_data, "fine");
+  }
 }
 
 std::uint64_t vm_hwm_kib(pid_t pid) {

@@ -111,6 +111,9 @@ class Relay {
   void flip_client_byte_at(std::size_t offset) { flip_at_.store(static_cast<long>(offset)); }
   /// Client bytes from `offset` on are swallowed (a peer that stalls mid-record).
   void cut_client_at(std::size_t offset) { cut_at_.store(static_cast<long>(offset)); }
+  /// Ends every relayed connection at the TCP level, without a TLS close_notify: with a FIN
+  /// (a peer that exits) or, with `reset`, an RST (a peer whose host drops the connection).
+  void drop_all(bool reset) { drop_.store(reset ? 2 : 1); }
 
  private:
   struct Pair {
@@ -128,6 +131,17 @@ class Relay {
       }
       if (::poll(pfds.data(), pfds.size(), 200) < 0) continue;
       if (pfds[0].revents != 0) return;
+      if (const int drop = drop_.exchange(0); drop != 0) {
+        const linger hard_close{.l_onoff = 1, .l_linger = 0};
+        for (auto& p : pairs) {
+          for (int fd : {p.client.get(), p.server.get()}) {
+            if (drop == 2)
+              (void)::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard_close, sizeof hard_close);
+          }
+        }
+        pairs.clear();
+        continue;
+      }
       const std::size_t polled = pairs.size();  // pfds covers these; a new pair waits a round
       if (pfds[1].revents != 0) {
         std::string peer;
@@ -181,6 +195,7 @@ class Relay {
   std::atomic<std::size_t> c2s_{0};
   std::atomic<long> flip_at_{-1};
   std::atomic<long> cut_at_{-1};
+  std::atomic<int> drop_{0};  // 1: close every pair, 2: reset every pair
   std::thread thread_;
 };
 
@@ -432,6 +447,97 @@ TEST(Tls, ReceiveHonoursTimeoutAndWakeFd) {
   auto gone = server->receive(2s);
   ASSERT_FALSE(gone);
   EXPECT_EQ(gone.error().code(), ErrorCode::Disconnected) << gone.error().to_string();
+}
+
+// A peer whose TCP connection ends without a TLS close_notify: a FIN is an ordinary end of
+// stream (the frames are length-prefixed and MAC'd, so truncation is caught above TLS), not a
+// TLS failure; an RST is a reset, and the error says so on receive and on send.
+TEST(Tls, APeerGoneWithoutCloseNotifyIsDisconnectedAndAResetSaysSo) {
+  const Key key = Key::generate().value();
+  for (const bool reset : {false, true}) {
+    SCOPED_TRACE(reset ? "reset" : "closed");
+    auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
+    Relay relay(listener.endpoint());
+    const Endpoint via = relay.endpoint();
+    auto [client, server] = tls_pair(key, &via, &listener);
+    ASSERT_TRUE(client && server);
+    relay.drop_all(reset);
+    auto got = server->receive(5s);
+    ASSERT_FALSE(got) << "the end of the connection was not noticed";
+    EXPECT_EQ(got.error().code(), ErrorCode::Disconnected) << got.error().to_string();
+    EXPECT_EQ(got.error().message().find("TLS error"), std::string::npos)
+        << got.error().to_string();
+    if (reset) {
+      EXPECT_EQ(got.error().sys_errno(), ECONNRESET) << got.error().to_string();
+      EXPECT_NE(got.error().message().find(std::strerror(ECONNRESET)), std::string::npos)
+          << got.error().to_string();
+      // The socket is dead now: a send fails (EPIPE) instead of pretending to succeed.
+      auto sent = server->send(MessageType::Heartbeat, 0, as_bytes("after the reset"));
+      ASSERT_FALSE(sent);
+      EXPECT_EQ(sent.error().code(), ErrorCode::Disconnected) << sent.error().to_string();
+      EXPECT_NE(sent.error().sys_errno(), 0) << sent.error().to_string();
+    } else {
+      EXPECT_EQ(got.error().sys_errno(), 0) << got.error().to_string();
+      EXPECT_NE(got.error().message().find("closed the connection"), std::string::npos)
+          << got.error().to_string();
+    }
+    auto other = client->receive(5s);
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error().code(), ErrorCode::Disconnected) << other.error().to_string();
+  }
+}
+
+// A TLS worker whose caller hangs up (FIN, or RST) before sending a byte: Disconnected, saying
+// the peer left before the handshake; a worker that hangs up on a TLS driver's ClientHello:
+// Disconnected during the handshake, naming --tls (the likely cause).
+TEST(Tls, APeerThatHangsUpBeforeOrDuringTheHandshakeIsDisconnected) {
+  const Key key = Key::generate().value();
+  auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
+  for (const bool reset : {false, true}) {
+    SCOPED_TRACE(reset ? "reset" : "closed");
+    auto caller = dial(listener.endpoint(), 2000ms);
+    ASSERT_TRUE(caller) << caller.error().to_string();
+    pollfd pfd{listener.fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&pfd, 1, 5000), 1);
+    std::string peer;
+    auto fd = listener.accept(peer);
+    ASSERT_TRUE(fd) << fd.error().to_string();
+    if (reset) {
+      const linger hard_close{.l_onoff = 1, .l_linger = 0};
+      ASSERT_EQ(::setsockopt(caller->get(), SOL_SOCKET, SO_LINGER, &hard_close, sizeof hard_close),
+                0);
+    }
+    caller->reset();
+    auto c = Connection::accept(std::move(*fd), peer, key, conn_options(true));
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.error().code(), ErrorCode::Disconnected) << c.error().to_string();
+    if (reset) {
+      EXPECT_EQ(c.error().sys_errno(), ECONNRESET) << c.error().to_string();
+    } else {
+      EXPECT_NE(c.error().message().find("closed before the TLS handshake"), std::string::npos)
+          << c.error().to_string();
+    }
+  }
+
+  std::thread hang_up([&] {
+    pollfd pfd{listener.fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, 5000) != 1) return;
+    std::string peer;
+    auto fd = listener.accept(peer);
+    if (!fd) return;
+    pollfd in{fd->get(), POLLIN, 0};
+    (void)::poll(&in, 1, 5000);  // the ClientHello has arrived; close without answering
+    char hello[4096];
+    (void)::recv(fd->get(), hello, sizeof hello, 0);
+  });
+  auto c = Connection::connect(listener.endpoint(), key, conn_options(true));
+  hang_up.join();
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code(), ErrorCode::Disconnected) << c.error().to_string();
+  EXPECT_NE(c.error().message().find("closed the connection during the TLS handshake"),
+            std::string::npos)
+      << c.error().to_string();
+  EXPECT_NE(c.error().message().find("--tls"), std::string::npos) << c.error().to_string();
 }
 
 // Several sender threads and a reader on each end at once, with frames much larger than a TLS

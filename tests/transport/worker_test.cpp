@@ -12,11 +12,13 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
 
+#include "common/temp_dir.hpp"
 #include "pepita/transport/connection.hpp"
 #include "pepita/transport/messages.hpp"
 #include "pepita/transport/remote.hpp"
@@ -143,6 +145,22 @@ TEST(Worker, RunsProcessAndFunctionTasks) {
 // Issue 19: a task cancelled while it waits on the worker for a free runner must still get a
 // Result — the driver that leased it waits for one, and `pepita run` hung in wait_all() after a
 // Ctrl-C that landed between the lease and the start.
+TEST(Worker, AFunctionTaskThatFailsReportsFailedWithItsError) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(fast_options(kf.key, {w->endpoint().to_string()})).value();
+  RemoteTask t = test::sleep_task(1, 0);
+  t.spec.stdin_data = "soon";
+  auto out = d->run(std::move(t));
+  ASSERT_TRUE(out) << out.error().to_string();
+  EXPECT_EQ(out->result.status, TaskStatus::Failed);
+  EXPECT_EQ(out->result.exit_code, 1);
+  EXPECT_NE(out->result.error.find("sleep_ms wants digits"), std::string::npos)
+      << out->result.error;
+  EXPECT_TRUE(out->result.stdout_data.empty());
+}
+
 TEST(Worker, TaskCancelledWhileQueuedStillGetsAResult) {
   test::KeyFile kf;
   auto w = test::start_worker(kf.key, 1);  // one runner: the second task queues behind the first
@@ -178,6 +196,204 @@ TEST(Worker, TaskCancelledWhileQueuedStillGetsAResult) {
   ASSERT_EQ(results.size(), 2u) << "no Result within 10 s for a task cancelled while queued";
   EXPECT_EQ(results[1], TaskStatus::Succeeded);
   EXPECT_EQ(results[2], TaskStatus::Cancelled);
+}
+
+// A worker with its log captured, one runner, its cache in `cache`.
+std::unique_ptr<Worker> logged_worker(const Key& key, const std::string& cache, test::LogLines& log,
+                                      std::size_t max_clients = 64) {
+  WorkerOptions o;
+  o.listen = "127.0.0.1:0";
+  o.key = key;
+  o.slots = 1;
+  o.heartbeat_interval = 100ms;
+  o.dead_after = 5000ms;
+  o.cache_dir = cache;
+  o.max_clients = max_clients;
+  o.sandbox = task::SandboxPolicy::none();
+  o.log = log.sink();
+  auto w = Worker::start(std::move(o));
+  EXPECT_TRUE(w) << (w ? "" : w.error().to_string());
+  return w ? std::move(*w) : nullptr;
+}
+
+// A driver's connection to `w`, past the worker's Register.
+std::unique_ptr<Connection> raw_driver(Worker& w, const Key& key) {
+  auto conn = Connection::connect(w.endpoint(), key, {});
+  EXPECT_TRUE(conn) << (conn ? "" : conn.error().to_string());
+  if (!conn) return nullptr;
+  auto reg = (*conn)->receive(5s);
+  EXPECT_TRUE(reg && *reg && (**reg).header.type == MessageType::Register);
+  return std::move(*conn);
+}
+
+SubmitMsg sleep_ms(int ms) {
+  SubmitMsg m;
+  m.kind = TaskKind::Function;
+  m.path = "sleep_ms";
+  m.stdin_data = std::to_string(ms);
+  m.attempt = 1;
+  return m;
+}
+
+// Results on `conn` until `n` have come (heartbeats answered meanwhile) or 10 s passed.
+std::map<std::uint64_t, ResultMsg> results_on(Connection& conn, std::size_t n) {
+  std::map<std::uint64_t, ResultMsg> out;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (out.size() < n && std::chrono::steady_clock::now() < until) {
+    if (!conn.send(MessageType::Heartbeat, 0, encode(HeartbeatMsg{}))) break;
+    auto m = conn.receive(250ms);
+    if (!m) break;
+    if (!*m || (**m).header.type != MessageType::Result) continue;
+    if (auto r = decode_result((**m).payload)) out[(**m).header.request_id] = std::move(*r);
+  }
+  return out;
+}
+
+// Until `conn` reports the worker closed it (true), or 10 s passed.
+bool closed_by_worker(Connection& conn) {
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < until) {
+    if (!conn.receive(250ms)) return true;
+  }
+  return false;
+}
+
+bool log_shows(test::LogLines& log, std::string_view line) {
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!log.contains(line)) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+TEST(Worker, ADriverThatBreaksTheProtocolLosesOnlyItsOwnConnection) {
+  test::KeyFile kf;
+  test::LogLines log;
+  pepita::test::TempDir cache("worker-protocol");
+  auto w = logged_worker(kf.key, cache.path(), log);
+  ASSERT_TRUE(w);
+  {
+    // A function task that declares files is refused by itself; the connection stays.
+    auto conn = raw_driver(*w, kf.key);
+    ASSERT_TRUE(conn);
+    SubmitMsg f = sleep_ms(1);
+    f.outputs = {"out.txt"};
+    ASSERT_TRUE(conn->send(MessageType::Submit, 1, encode(f)));
+    auto refused = results_on(*conn, 1);
+    ASSERT_EQ(refused.count(1), 1u) << "no Result for the refused task";
+    EXPECT_EQ(refused[1].status, TaskStatus::SpawnError);
+    EXPECT_NE(refused[1].error.find("function tasks take no declared input or output files"),
+              std::string::npos)
+        << refused[1].error;
+    // Task 2 runs, task 3 queues behind it, then task 2 comes again: the driver is broken,
+    // its connection ends and its tasks with it.
+    ASSERT_TRUE(conn->send(MessageType::Submit, 2, encode(sleep_ms(5000))));
+    ASSERT_TRUE(conn->send(MessageType::Submit, 3, encode(sleep_ms(5000))));
+    ASSERT_TRUE(conn->send(MessageType::Submit, 2, encode(sleep_ms(5000))));
+    EXPECT_TRUE(closed_by_worker(*conn)) << "a task submitted twice was accepted";
+    EXPECT_TRUE(log_shows(log, "task 2 submitted twice while running")) << log.all();
+  }
+  {
+    auto conn = raw_driver(*w, kf.key);
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE(conn->send(MessageType::Register, 0, encode(RegisterMsg{})));
+    EXPECT_TRUE(closed_by_worker(*conn)) << "a Register from a driver was accepted";
+    EXPECT_TRUE(log_shows(log, "unexpected register frame from a driver")) << log.all();
+  }
+  {
+    auto conn = raw_driver(*w, kf.key);
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE(conn->send(MessageType::Error, 0, encode(ErrorMsg{.reason = "going away"})));
+    EXPECT_TRUE(closed_by_worker(*conn));
+    EXPECT_TRUE(log_shows(log, "driver closed with: going away")) << log.all();
+  }
+  {
+    auto conn = raw_driver(*w, kf.key);
+    ASSERT_TRUE(conn);
+    ASSERT_TRUE(conn->send_bulk(MessageType::BlobChunk, 0,
+                                encode(BlobChunkMsg{.size = 2, .data = "x"}), as_bytes("y")));
+    EXPECT_TRUE(closed_by_worker(*conn)) << "a blob chunk with its data twice was accepted";
+    EXPECT_TRUE(log_shows(log, "bulk blob-chunk frame with data in its metadata too")) << log.all();
+  }
+  expect_still_serving(*w, kf.key);
+}
+
+TEST(Worker, StopReturnsQueuedTasksUnstartedToTheirDriver) {
+  test::KeyFile kf;
+  test::LogLines log;
+  pepita::test::TempDir cache("worker-stop");
+  auto w = logged_worker(kf.key, cache.path(), log);
+  ASSERT_TRUE(w);
+  auto conn = raw_driver(*w, kf.key);
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(conn->send(MessageType::Submit, 1, encode(sleep_ms(2000))));
+  ASSERT_TRUE(conn->send(MessageType::Submit, 2, encode(sleep_ms(2000))));  // waits for the slot
+  // The worker answers frames in order: once it answers this query, task 2 is in its queue.
+  ASSERT_TRUE(conn->send(MessageType::HaveBlob, 9, encode(HaveBlobMsg{})));
+  for (;;) {
+    auto m = conn->receive(10s);
+    ASSERT_TRUE(m && *m) << "no answer to have-blob";
+    if ((**m).header.type == MessageType::HaveBlob) break;
+  }
+  w->stop(Worker::StopMode::Drain);
+  auto results = results_on(*conn, 2);
+  ASSERT_EQ(results.count(2), 1u) << "the queued task got no Result";
+  EXPECT_EQ(results[2].status, TaskStatus::Returned);
+  EXPECT_NE(results[2].error.find("returned unstarted"), std::string::npos) << results[2].error;
+  EXPECT_GE(w->stats().tasks_returned, 1u);
+  w->wait();
+}
+
+TEST(Worker, ConnectionsPastMaxClientsAreRefusedAndCounted) {
+  test::KeyFile kf;
+  test::LogLines log;
+  pepita::test::TempDir cache("worker-max-clients");
+  auto w = logged_worker(kf.key, cache.path(), log, 1);
+  ASSERT_TRUE(w);
+  auto first = raw_driver(*w, kf.key);
+  ASSERT_TRUE(first);
+  ConnectionOptions quick;
+  quick.handshake_timeout = 3000ms;
+  auto second = Connection::connect(w->endpoint(), kf.key, quick);
+  ASSERT_FALSE(second) << "a second client was served past max_clients = 1";
+  EXPECT_TRUE(log_shows(log, "already serving 1 clients")) << log.all();
+  EXPECT_GE(w->stats().clients_rejected, 1u);
+  // The first client is still served.
+  ASSERT_TRUE(first->send(MessageType::Submit, 1, encode(sleep_ms(1))));
+  auto r = results_on(*first, 1);
+  ASSERT_EQ(r.count(1), 1u);
+  EXPECT_EQ(r[1].status, TaskStatus::Succeeded) << r[1].error;
+}
+
+TEST(Worker, StartRefusesACacheDirectoryItCannotCreateOrThatOthersCanWrite) {
+  test::KeyFile kf;
+  pepita::test::TempDir root("worker-cache-dir");
+  auto start_with = [&](const std::string& cache) {
+    WorkerOptions o;
+    o.listen = "127.0.0.1:0";
+    o.key = kf.key;
+    o.slots = 1;
+    o.cache_dir = cache;
+    o.log = [](std::string_view) {};
+    return Worker::start(std::move(o));
+  };
+  { std::ofstream(root.file("plain")) << "a file, not a directory"; }
+  auto under_file = start_with(root.file("plain") + "/cache");
+  ASSERT_FALSE(under_file);
+  EXPECT_EQ(under_file.error().sys_errno(), ENOTDIR) << under_file.error().to_string();
+  EXPECT_NE(under_file.error().message().find("create cache directory"), std::string::npos)
+      << under_file.error().to_string();
+
+  const std::string shared = root.file("shared");
+  ASSERT_EQ(::mkdir(shared.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(shared.c_str(), 0777), 0);
+  auto open = start_with(shared);
+  ASSERT_FALSE(open);
+  EXPECT_EQ(open.error().code(), ErrorCode::PermissionDenied) << open.error().to_string();
+  EXPECT_NE(open.error().message().find("not writable by others"), std::string::npos)
+      << open.error().to_string();
+  EXPECT_FALSE(std::filesystem::exists(shared + "/blobs")) << "the refused cache was written to";
 }
 
 TEST(Worker, TimeoutKillsTheProcessGroup) {
