@@ -212,6 +212,61 @@ TEST(FileDisk, OpensExistingFileAtItsSizeAndReportsMissingFiles) {
   EXPECT_FALSE(FileDisk::create({.path = odd.str(), .capacity_bytes = 1000}).has_value());
 }
 
+// Each way create() can fail on a file it cannot use names the file and what to do, and
+// changes nothing: O_DIRECT on a filesystem without it (procfs), a read-only file smaller than
+// the capacity asked for, a file that cannot be extended (a character device).
+TEST(FileDisk, CreateRefusesFilesItCannotUseAndSaysWhy) {
+  auto no_direct = FileDisk::create({.path = "/proc/version", .direct = true, .read_only = true});
+  ASSERT_FALSE(no_direct.has_value());
+  EXPECT_EQ(no_direct.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_EQ(no_direct.error().sys_errno(), EINVAL);
+  EXPECT_NE(no_direct.error().message().find("/proc/version: the filesystem does not support "
+                                             "O_DIRECT; open it without direct"),
+            std::string::npos)
+      << no_direct.error().message();
+
+  TempPath file("/tmp");
+  ASSERT_TRUE(FileDisk::create({.path = file.str(), .capacity_bytes = 64 * 1024}).has_value());
+  auto small =
+      FileDisk::create({.path = file.str(), .capacity_bytes = 128 * 1024, .read_only = true});
+  ASSERT_FALSE(small.has_value());
+  EXPECT_EQ(small.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(small.error().message().find("holds 65536 bytes, less than the requested capacity "
+                                         "131072"),
+            std::string::npos)
+      << small.error().message();
+  EXPECT_EQ(std::filesystem::file_size(file.str()), 64u * 1024) << "a read-only file is not grown";
+
+  auto fixed = FileDisk::create({.path = "/dev/null", .capacity_bytes = 1 << 20});
+  ASSERT_FALSE(fixed.has_value());
+  EXPECT_EQ(fixed.error().sys_errno(), EINVAL);
+  EXPECT_NE(fixed.error().message().find("extend /dev/null to 1048576 bytes"), std::string::npos)
+      << fixed.error().message();
+}
+
+// A file truncated under the disk reads as zeros past its new end (as a block device never ends
+// early): the request completes whole, the bytes that are still there come back unchanged.
+TEST_P(FileDiskEngines, ReadPastAFileTruncatedUnderTheDiskReturnsZeros) {
+  TempPath file("/tmp");
+  auto disk =
+      FileDisk::create({.path = file.str(), .capacity_bytes = 64 * 1024, .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  TagSet tags((*disk)->info().tag_set);
+  AlignedBuffer out(16 * 1024), in(16 * 1024);
+  out.fill_pattern(3);
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 0, out.span()).has_value());
+  constexpr off_t kLeft = 4096 + 100;
+  ASSERT_EQ(::truncate(file.str().c_str(), kLeft), 0) << std::strerror(errno);
+  std::memset(in.data(), 0xee, in.size());
+  auto read = execute(**disk, tags, 0, Op::Read, 0, in.span());
+  ASSERT_TRUE(read.has_value()) << read.error().to_string();
+  EXPECT_EQ(*read, in.size());
+  EXPECT_EQ(std::memcmp(in.data(), out.data(), kLeft), 0) << "the bytes still in the file";
+  for (size_t i = kLeft; i < in.size(); ++i) {
+    ASSERT_EQ(in.data()[i], std::byte{0}) << "byte " << i << " past the new end";
+  }
+}
+
 // Many requests in flight on one queue at once: each tag's completion arrives exactly once.
 TEST_P(FileDiskEngines, ManyRequestsInFlight) {
   constexpr uint32_t kDepth = 64;

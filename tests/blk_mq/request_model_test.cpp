@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "pepita/blk_mq/block_device.hpp"
@@ -94,6 +96,45 @@ TEST(BlkMqCrateNames, BadBioVecAndRangeAreRefused) {
   std::vector<std::byte> page(4096);
   const Request past_end = Request::read(0, (1 << 20) / 512, 8, page.data());
   EXPECT_EQ(check_request(past_end, (*disk)->info()).neg_errno, -EIO);
+}
+
+// op_name gives each kernel op its blk_types.h name (lower case, dashes); a value outside the
+// enum, as a peer may send, is named as such rather than read out of bounds.
+TEST(BlkMqCrateNames, OpNameNamesEveryKernelOpAndAnUnknownOne) {
+  const std::pair<Op, std::string_view> names[] = {
+      {Op::Read, "read"},
+      {Op::Write, "write"},
+      {Op::Flush, "flush"},
+      {Op::Discard, "discard"},
+      {Op::WriteSame, "write-same"},
+      {Op::WriteZeroes, "write-zeroes"},
+      {Op::ZoneOpen, "zone-open"},
+      {Op::ZoneClose, "zone-close"},
+      {Op::ZoneFinish, "zone-finish"},
+      {Op::ZoneAppend, "zone-append"},
+      {Op::ZoneResetAll, "zone-reset-all"},
+      {Op::ZoneReset, "zone-reset"},
+      {Op::ReportZones, "report-zones"},
+  };
+  for (const auto& [op, name] : names) EXPECT_EQ(op_name(op), name);
+  EXPECT_EQ(op_name(static_cast<Op>(7)), "unknown-op");
+}
+
+// A device without discard or write-zeroes refuses them with EOPNOTSUPP and names which.
+TEST(BlkMqCrateNames, CheckRequestRefusesOpsTheDeviceDoesNotOffer) {
+  DeviceInfo info{.capacity_sectors = 2048, .max_sectors = 256};
+  Request req{.op = Op::WriteZeroes, .sector = 0, .nr_sectors = 8, .tag = 0};
+  RequestCheck check = check_request(req, info);
+  EXPECT_EQ(check.neg_errno, -EOPNOTSUPP);
+  EXPECT_EQ(check.reason, "device has no write-zeroes");
+  req.op = Op::Discard;
+  check = check_request(req, info);
+  EXPECT_EQ(check.neg_errno, -EOPNOTSUPP);
+  EXPECT_EQ(check.reason, "device has no discard");
+  info.features = features::kWriteZeroes | features::kDiscard;
+  EXPECT_TRUE(check_request(req, info)) << check_request(req, info).reason;
+  req.op = Op::WriteZeroes;
+  EXPECT_TRUE(check_request(req, info)) << check_request(req, info).reason;
 }
 
 TEST(BlkMqCrateNames, TagSetConfigValidatesAndCountsTags) {

@@ -69,6 +69,28 @@ TEST(SlurmCommandsFake, RefusedSubmissionCarriesSbatchsMessageOrItsExitCode) {
       << no_message.error().message();
 }
 
+// An sbatch that exists but cannot be executed (its interpreter is missing) is NotFound naming
+// the command, not a refused job; a moved-into SlurmCommands runs the other's commands.
+TEST(SlurmCommandsFake, CommandThatCannotStartIsNotFoundNamingIt) {
+  FakeSlurm broken("exit 0", "exit 0", "exit 0");
+  ASSERT_FALSE(broken.dir().empty());
+  std::ofstream(broken.dir() + "/sbatch") << "#!/nonexistent-interpreter\n";
+  FakeSlurm ok("[ \"$1\" = --parsable ] && echo '77' || exit 3", "exit 0", "exit 0");
+  auto c = SlurmCommands::locate(broken.dir());
+  ASSERT_TRUE(c) << c.error().to_string();
+  auto r = c->submit({"--wrap=true"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::NotFound);
+  EXPECT_TRUE(contains(r.error().message(), "sbatch could not be started: "))
+      << r.error().message();
+  auto other = SlurmCommands::locate(ok.dir());
+  ASSERT_TRUE(other) << other.error().to_string();
+  *c = std::move(*other);
+  auto id = c->submit({"--wrap=true"});
+  ASSERT_TRUE(id) << id.error().to_string();
+  EXPECT_EQ(*id, JobId{77});
+}
+
 TEST(SlurmCommandsFake, SubmitReturnsTheParsableJobId) {
   FakeSlurm ok("[ \"$1\" = --parsable ] && echo '4242;cluster' || exit 3", "exit 0", "exit 0");
   auto c = SlurmCommands::locate(ok.dir());

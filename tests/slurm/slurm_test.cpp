@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -21,7 +22,10 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/child.hpp"
 #include "common/require.hpp"
@@ -220,6 +224,63 @@ TEST(SlurmCli, SizingFlagsNeedSlurmOrASlurmTask) {
   EXPECT_NE(out.find("--partition needs --slurm"), std::string::npos) << out;
 }
 
+// Stand-in sbatch/squeue/scancel in a directory of their own, for SlurmExecutor without Slurm:
+// sbatch records its arguments and answers job 4242, scancel records its arguments and ends the
+// job, squeue lists the job until then (in squeue's text form: --json is refused, as old Slurm
+// does). Each script can be replaced.
+struct FakeSlurmBin {
+  JobDir bin, work;
+  fs::path sbatch_args = bin.path / "sbatch-args";
+  fs::path scancel_args = bin.path / "scancel-args";
+
+  FakeSlurmBin() {
+    script("sbatch", "printf '%s\\n' \"$@\" > " + sbatch_args.string() + "; echo 4242");
+    script("squeue",
+           "[ \"$1\" = --json ] && { echo \"squeue: unrecognized option '--json'\" >&2; exit 1; "
+           "}\ngrep -qsx 4242 " +
+               scancel_args.string() + " || echo '4242|PENDING|Priority|pepita-worker'");
+    script("scancel", "printf '%s\\n' \"$@\" >> " + scancel_args.string());
+  }
+  void script(const char* name, const std::string& body) const {
+    std::ofstream(bin.path / name) << "#!/bin/sh\n" << body << "\n";
+    fs::permissions(bin.path / name, fs::perms::owner_all);
+  }
+  SlurmOptions options() const {
+    SlurmOptions o;
+    o.nodes = 1;
+    o.worker_binary = "/bin/true";
+    o.listen = "127.0.0.1:0";
+    o.work_dir = work.path.string();
+    o.slurm_bin_dir = bin.path.string();
+    o.poll_interval = 100ms;
+    return o;
+  }
+};
+
+// What an executor logged, from any thread.
+struct LogLines {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  std::function<void(std::string_view)> sink() {
+    return [this](std::string_view line) {
+      std::lock_guard lock(mu);
+      lines.emplace_back(line);
+    };
+  }
+  std::size_t count(std::string_view part) {
+    std::lock_guard lock(mu);
+    return static_cast<std::size_t>(std::count_if(lines.begin(), lines.end(), [&](const auto& l) {
+      return l.find(part) != std::string::npos;
+    }));
+  }
+  std::string all() {
+    std::lock_guard lock(mu);
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    return out;
+  }
+};
+
 // Without driver_address, the worker jobs dial this host by its name (gethostname), not
 // "localhost", which on a cluster is the compute node itself. Stand-in sbatch/squeue/scancel
 // record what the worker job would run; no Slurm needed.
@@ -227,36 +288,170 @@ TEST(SlurmExecutorFake, WorkerJobsDialThisHostsNameWhenNoDriverAddressIsGiven) {
   char host[256] = {};
   ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
   if (std::string(host) == "localhost") GTEST_SKIP() << "this host is named localhost";
-  JobDir bin, work;
-  const fs::path args_file = bin.path / "sbatch-args";
-  const fs::path cancelled = bin.path / "cancelled";  // squeue lists the job until scancel
-  const auto script = [&](const char* name, const std::string& body) {
-    std::ofstream(bin.path / name) << "#!/bin/sh\n" << body << "\n";
-    fs::permissions(bin.path / name, fs::perms::owner_all);
-  };
-  script("sbatch", "printf '%s\\n' \"$@\" > " + args_file.string() + "; echo 4242");
-  script("squeue",
-         "[ \"$1\" = --json ] && { echo \"squeue: unrecognized option '--json'\" >&2; exit 1; }\n"
-         "[ -e " +
-             cancelled.string() + " ] || echo '4242|PENDING|Priority|pepita-worker'");
-  script("scancel", "touch " + cancelled.string());
-  SlurmOptions o;
-  o.nodes = 1;
-  o.worker_binary = "/bin/true";
-  o.listen = "127.0.0.1:0";
-  o.work_dir = work.path.string();
-  o.slurm_bin_dir = bin.path.string();
-  o.poll_interval = 100ms;
+  FakeSlurmBin fake;
+  SlurmOptions o = fake.options();
   o.log = [](std::string_view) {};
   auto exec = SlurmExecutor::create(o);
   ASSERT_TRUE(exec) << exec.error().to_string();
   EXPECT_EQ((*exec)->submitted(), std::vector<JobId>{4242});
-  const std::string args = slurp(args_file);
+  const std::string args = slurp(fake.sbatch_args);
   (*exec)->shutdown();
   const auto wrap = args.find("--wrap=exec ");
   ASSERT_NE(wrap, std::string::npos) << args;
   EXPECT_NE(args.find(" --connect '" + std::string(host) + ":", wrap), std::string::npos) << args;
   EXPECT_EQ(args.find("localhost"), std::string::npos) << args;
+}
+
+TEST(SlurmExecutorFake, CreateRefusesZeroSizesAndAWorkerBinaryThatCannotRun) {
+  FakeSlurmBin fake;
+  for (auto zero : {&SlurmOptions::nodes, &SlurmOptions::cpus_per_worker}) {
+    SlurmOptions o = fake.options();
+    o.*zero = 0;
+    auto exec = SlurmExecutor::create(o);
+    ASSERT_FALSE(exec);
+    EXPECT_EQ(exec.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(exec.error().message().find("nodes >= 1 and cpus_per_worker >= 1"), std::string::npos)
+        << exec.error().message();
+  }
+  SlurmOptions o = fake.options();
+  o.worker_binary = (fake.work.path / "not-a-program").string();
+  std::ofstream(o.worker_binary) << "data\n";
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_FALSE(exec);
+  EXPECT_EQ(exec.error().code(), ErrorCode::NotFound);
+  EXPECT_NE(exec.error().message().find("is not executable; set worker_binary"), std::string::npos)
+      << exec.error().message();
+  EXPECT_FALSE(fs::exists(fake.sbatch_args)) << "nothing was submitted";
+  EXPECT_FALSE(fs::exists(fake.work.path / "key"));
+}
+
+// Before any worker job has connected, a task is judged by what each job asks Slurm for: more
+// CPUs, memory or GPUs than one job has can never run, and the error names the option to raise.
+TEST(SlurmExecutorFake, BeforeAWorkerConnectsTasksLargerThanAWorkerJobCanNeverFit) {
+  FakeSlurmBin fake;
+  SlurmOptions o = fake.options();
+  o.cpus_per_worker = 2;
+  o.gpus = 1;
+  o.memory = 1ull << 30;
+  o.log = [](std::string_view) {};
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  const std::string args = slurp(fake.sbatch_args);
+  EXPECT_NE(args.find("--cpus-per-task=2\n"), std::string::npos) << args;
+  EXPECT_NE(args.find("--gpus=1\n"), std::string::npos) << args;
+  struct Case {
+    task::ResourceRequest request;
+    const char* message;  // empty: fits
+  };
+  const Case cases[] = {
+      {{.cpus = 4}, "needs 4 CPUs; each Slurm worker job has 2 (cpus_per_worker)"},
+      {{.memory = 2ull << 30}, "memory"},
+      {{.gpus = 2}, "needs 2 GPUs; each Slurm worker job has 1 (gpus)"},
+      {{.gpu_ids = {"0", "1"}}, "needs 2 GPUs"},
+      {{.cpus = 2, .memory = 1ull << 30, .gpus = 1}, ""},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.request.to_string());
+    auto fit = (*exec)->can_ever_fit(c.request);
+    if (std::string_view(c.message).empty()) {
+      EXPECT_TRUE(fit) << fit.error().to_string();
+      continue;
+    }
+    ASSERT_FALSE(fit);
+    EXPECT_EQ(fit.error().code(), ErrorCode::Unsupported);
+    EXPECT_NE(fit.error().message().find(c.message), std::string::npos) << fit.error().message();
+  }
+  (*exec)->shutdown();
+}
+
+// abandon() (a driver told twice to stop) scancels every job it submitted and removes the
+// one-time key at once; shutdown afterwards still finishes cleanly.
+TEST(SlurmExecutorFake, AbandonCancelsEveryWorkerJobAndRemovesTheKey) {
+  FakeSlurmBin fake;
+  SlurmOptions o = fake.options();
+  o.log = [](std::string_view) {};
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  ASSERT_TRUE(fs::exists(fake.work.path / "key"));
+  (*exec)->abandon();
+  EXPECT_FALSE(fs::exists(fake.work.path / "key")) << "the key is useless once abandoned";
+  EXPECT_EQ(slurp(fake.scancel_args), "4242\n");
+  (*exec)->shutdown();
+}
+
+// Job ids a killed driver left in job_ids_file are scancelled first; when scancel refuses, the
+// log says so and the run goes on, with the file emptied for this run's ids.
+TEST(SlurmExecutorFake, StaleJobIdsThatScancelRefusesAreLoggedAndForgotten) {
+  FakeSlurmBin fake;
+  fake.script("scancel", "printf '%s\\n' \"$@\" >> " + fake.scancel_args.string() +
+                             "\ncase \"$*\" in *111*) echo 'scancel: error: Kill job error on job "
+                             "id 111: Access/permission denied' >&2; exit 1;; esac");
+  const fs::path ids = fake.work.path / "job-ids";
+  std::ofstream(ids) << "111\n222\n";
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.job_ids_file = ids.string();
+  o.log = log.sink();
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  EXPECT_EQ(log.count("cannot cancel the worker jobs a previous run left: "), 1u) << log.all();
+  EXPECT_EQ(log.count("Access/permission denied"), 1u) << log.all();
+  EXPECT_EQ(slurp(fake.scancel_args), "111\n222\n");
+  EXPECT_EQ(slurp(ids), "4242\n") << "only this run's job is left to cancel";
+  (*exec)->shutdown();
+}
+
+// A squeue that fails is logged once, not once per poll, and shutdown still cancels the job.
+TEST(SlurmExecutorFake, FailingSqueueIsLoggedOnceAndShutdownStillCancels) {
+  FakeSlurmBin fake;
+  fake.script("squeue",
+              "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1");
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.log = log.sink();
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  for (int i = 0; i < 200 && log.count("cannot read job states") == 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  std::this_thread::sleep_for(500ms);  // several more polls
+  EXPECT_EQ(log.count("cannot read job states: "), 1u) << log.all();
+  EXPECT_EQ(log.count("Unable to contact slurm controller"), 1u) << log.all();
+  (*exec)->shutdown();
+  EXPECT_EQ(slurp(fake.scancel_args), "4242\n");
+}
+
+// A job squeue still lists 10 s after scancel is reported by id: a user must not pay unknowingly
+// for a job that outlives the driver.
+TEST(SlurmExecutorFake, JobsStillListedAfterScancelAreReportedAtShutdown) {
+  FakeSlurmBin fake;
+  fake.script("squeue",
+              "[ \"$1\" = --json ] && { echo \"squeue: unrecognized option '--json'\" >&2; exit "
+              "1; }\necho '4242|RUNNING|None|pepita-worker'");
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.log = log.sink();
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  (*exec)->shutdown();
+  EXPECT_EQ(log.count("worker job 4242 has not ended yet after scancel; check squeue"), 1u)
+      << log.all();
+  EXPECT_EQ(slurp(fake.scancel_args), "4242\n");
+}
+
+// When the driver's listener cannot start, create() fails with that error and leaves no key.
+TEST(SlurmExecutorFake, ListenerThatCannotStartLeavesNoKeyBehind) {
+  FakeSlurmBin fake;
+  SlurmOptions o = fake.options();
+  o.listen = "127.0.0.1:99999";
+  o.log = [](std::string_view) {};
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_FALSE(exec);
+  EXPECT_EQ(exec.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(exec.error().message().find("bad address '127.0.0.1:99999'"), std::string::npos)
+      << exec.error().message();
+  EXPECT_FALSE(fs::exists(fake.work.path / "key"));
+  EXPECT_FALSE(fs::exists(fake.sbatch_args)) << "nothing was submitted";
 }
 
 // ---- against a real cluster -------------------------------------------------------------------

@@ -7,6 +7,9 @@
 #include <cstring>
 #include <memory>
 #include <numeric>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "driver_ring.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
@@ -67,12 +70,12 @@ Built build(DriverRing& d, uint32_t type, uint64_t sector, std::vector<uint32_t>
   return b;
 }
 
-Result<Request> parse_next(DriverRing& d, Queue& q) {
+Result<Request> parse_next(DriverRing& d, Queue& q, const Limits& with = limits()) {
   Chain c;
   auto got = q.pop(c);
   if (!got) return std::unexpected(got.error());
   EXPECT_TRUE(*got);
-  return Request::parse(c, d.mem, limits());
+  return Request::parse(c, d.mem, with);
 }
 
 TEST(BlkParse, ReadWriteAndSplitHeader) {
@@ -167,6 +170,127 @@ TEST(BlkParse, DiscardSegment) {
   seg = {kCapacity - 8, 16, 0};
   d2.fill(b.data[0], &seg, sizeof seg);
   EXPECT_EQ(parse_next(d2, q2).value().status, vb::S_IOERR) << "discard past the end";
+}
+
+// Each limit the device advertises, and each rule of the discard/write-zeroes segment
+// (spec 5.2.6.2), refused with the status the spec names and a reason saying which rule.
+TEST(BlkParse, RefusesRequestsBeyondTheDevicesLimitsAndBadDiscardSegments) {
+  const Limits read_only = [] {
+    Limits l = limits();
+    l.read_only = true;
+    return l;
+  }();
+  const Limits small = [] {
+    Limits l = limits();
+    l.max_data_bytes = 1024;
+    return l;
+  }();
+  const Limits no_write_zeroes = [] {
+    Limits l = limits();
+    l.write_zeroes = false;
+    return l;
+  }();
+  const Limits blocks_4k = [] {
+    Limits l = limits();
+    l.logical_block_size = 4096;
+    return l;
+  }();
+  struct Case {
+    const char* what;
+    uint32_t type;
+    std::vector<uint32_t> lens;
+    bool writable;
+    std::optional<vb::DiscardWriteZeroes> seg;
+    Limits with;
+    uint8_t status;
+    const char* reason;
+  };
+  const Case cases[] = {
+      {"read past max_data_bytes",
+       vb::T_IN,
+       {2048},
+       true,
+       {},
+       small,
+       vb::S_IOERR,
+       "larger than size_max x seg_max"},
+      {"write to a read-only device",
+       vb::T_OUT,
+       {512},
+       false,
+       {},
+       read_only,
+       vb::S_IOERR,
+       "read-only"},
+      {"GET_ID without a buffer",
+       vb::T_GET_ID,
+       {},
+       true,
+       {},
+       limits(),
+       vb::S_IOERR,
+       "GET_ID without a writable id buffer"},
+      {"write-zeroes not offered",
+       vb::T_WRITE_ZEROES,
+       {16},
+       false,
+       vb::DiscardWriteZeroes{0, 8, 0},
+       no_write_zeroes,
+       vb::S_UNSUPP,
+       "not offered"},
+      {"discard on a read-only device",
+       vb::T_DISCARD,
+       {16},
+       false,
+       vb::DiscardWriteZeroes{0, 8, 0},
+       read_only,
+       vb::S_IOERR,
+       "read-only"},
+      {"two discard segments",
+       vb::T_DISCARD,
+       {32},
+       false,
+       vb::DiscardWriteZeroes{0, 8, 0},
+       limits(),
+       vb::S_IOERR,
+       "exactly one 16-byte segment"},
+      {"discard with the UNMAP flag",
+       vb::T_DISCARD,
+       {16},
+       false,
+       vb::DiscardWriteZeroes{0, 8, vb::WRITE_ZEROES_FLAG_UNMAP},
+       limits(),
+       vb::S_UNSUPP,
+       "unknown discard/write-zeroes flags"},
+      {"write-zeroes of nothing",
+       vb::T_WRITE_ZEROES,
+       {16},
+       false,
+       vb::DiscardWriteZeroes{0, 0, 0},
+       limits(),
+       vb::S_IOERR,
+       "zero sectors"},
+      {"discard off the 4 KiB grid",
+       vb::T_DISCARD,
+       {16},
+       false,
+       vb::DiscardWriteZeroes{4, 8, 0},
+       blocks_4k,
+       vb::S_IOERR,
+       "not aligned to the logical block size"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    DriverRing d(8);
+    Queue q = d.activate();
+    auto b = build(d, c.type, 0, c.lens, c.writable);
+    if (c.seg) d.fill(b.data[0], &*c.seg, sizeof *c.seg);
+    auto r = parse_next(d, q, c.with);
+    ASSERT_TRUE(r.has_value()) << r.error().to_string();
+    EXPECT_EQ(r->status, c.status) << r->reason;
+    EXPECT_NE(r->reason.find(c.reason), std::string::npos) << r->reason;
+    EXPECT_TRUE(r->data.empty()) << "a refused request moves no data";
+  }
 }
 
 class BlkDeviceTest : public ::testing::Test {
@@ -289,6 +413,44 @@ vb::Config config_of(const BlkDevice& dev) {
   vb::Config cfg;
   std::memcpy(&cfg, dev.config().data(), sizeof cfg);
   return cfg;
+}
+
+// A request the disk fails reaches the guest as IOERR with only the status written, is counted
+// as failed, and leaves the ring working; a queue index past the device's is refused.
+TEST(BlkDevice, DiskErrorsReachTheGuestAsIoerrAndTheRingKeepsWorking) {
+  auto dev = BlkDevice::create(std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
+                                   .capacity_sectors = kCapacity, .max_sectors = 1024}),
+                               {});
+  ASSERT_TRUE(dev) << dev.error().to_string();
+  ASSERT_TRUE((*dev)->activate((*dev)->features()));
+  DriverRing d(64);
+  Queue q = d.activate();
+  for (uint16_t i = 0; i < 2; ++i) {
+    auto r = build(d, vb::T_IN, 0, {4096}, true);
+    ASSERT_TRUE((*dev)->process(0, q)) << (*dev)->status_bits();
+    EXPECT_EQ(static_cast<uint8_t>(d.bytes(r.status, 1)[0]), vb::S_IOERR);
+    EXPECT_EQ(d.used(i).len, 1u) << "nothing but the status was written";
+  }
+  EXPECT_EQ((*dev)->stats(0).failed, 2u);
+  EXPECT_EQ((*dev)->stats(0).reads, 0u);
+  EXPECT_EQ((*dev)->stats(0).bytes, 0u);
+  EXPECT_EQ((*dev)->status_bits(), 0) << "a disk error is not a broken ring";
+  auto beyond = (*dev)->process(1, q);
+  ASSERT_FALSE(beyond);
+  EXPECT_EQ(beyond.error().code(), ErrorCode::InvalidArgument);
+}
+
+TEST(BlkDevice, MaxQueueSizeMustBeAPowerOfTwoOfAtLeastFour) {
+  for (const uint16_t size : std::initializer_list<uint16_t>{0, 2, 6, 100}) {
+    SCOPED_TRACE(size);
+    auto dev = BlkDevice::create(blk_mq::MemDisk::create({.capacity_bytes = 1 << 20}).value(),
+                                 {.max_queue_size = size});
+    ASSERT_FALSE(dev);
+    EXPECT_EQ(dev.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(dev.error().message().find("power of two >= 4"), std::string::npos);
+  }
+  EXPECT_TRUE(BlkDevice::create(blk_mq::MemDisk::create({.capacity_bytes = 1 << 20}).value(),
+                                {.max_queue_size = 4}));
 }
 
 TEST(BlkDevice, SegMaxTimesSizeMaxIsTheLargestRequestTheDiskTakes) {

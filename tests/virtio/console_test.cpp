@@ -134,6 +134,44 @@ TEST(ConsoleDevice, ResetDropsWaitingBuffersKeepsInput) {
   EXPECT_EQ(con->pending_input(), 1u);
 }
 
+// The snapshot carries pending input and the buffers waiting for it: a fresh console that loads
+// it fills those buffers; a state cut short or of another device is refused and changes nothing.
+TEST(ConsoleDevice, SnapshotCarriesInputAndWaitingBuffersAndRefusesMalformedState) {
+  auto con = ConsoleDevice::create();
+  ASSERT_TRUE(con->activate(con->features()));
+  DriverRing d(8);
+  Queue q = d.activate();
+  const uint64_t buf = d.alloc(4);
+  d.desc(0, buf, 4, v::DESC_F_WRITE);
+  d.publish(0);
+  ASSERT_TRUE(con->process(kReceiveq, q));
+  ASSERT_EQ(con->waiting_buffers(), 1u);
+  auto state = con->save_state();
+  ASSERT_TRUE(state) << state.error().to_string();
+
+  auto other = ConsoleDevice::create();
+  ASSERT_TRUE(other->activate(other->features()));
+  other->feed(bytes_of("zz"));
+  for (size_t cut : {size_t{0}, size_t{3}, state->size() - 1}) {
+    SCOPED_TRACE(cut);
+    auto bad = other->load_state(std::span(*state).first(cut));
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(bad.error().message().find("not saved by a console"), std::string::npos)
+        << bad.error().message();
+    EXPECT_EQ(other->pending_input(), 2u) << "a refused state changes nothing";
+    EXPECT_EQ(other->waiting_buffers(), 0u);
+  }
+  ASSERT_TRUE(other->load_state(*state));
+  EXPECT_EQ(other->waiting_buffers(), 1u);
+  EXPECT_EQ(other->pending_input(), 0u) << "the snapshot's input replaces what was fed";
+  other->feed(bytes_of("ok"));
+  ASSERT_TRUE(other->process(kReceiveq, q));
+  ASSERT_EQ(d.used_idx(), 1);
+  EXPECT_EQ(d.used(0).id, 0u);
+  EXPECT_EQ(text(d.bytes(buf, 2)), "ok");
+}
+
 TEST(ConsoleDevice, BrokenRingsNeedReset) {
   for (uint16_t queue : {kReceiveq, kTransmitq}) {
     SCOPED_TRACE(queue);

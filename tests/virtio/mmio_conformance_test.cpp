@@ -35,6 +35,8 @@ TEST(MmioTransport, IdentityRegisters) {
   EXPECT_EQ(d.r(m::QUEUE_READY), 0u);
   d.w(m::SHM_SEL, 0);
   EXPECT_EQ(d.r(m::SHM_LEN_LOW), 0xffffffffu) << "no shared memory region: length -1";
+  EXPECT_EQ(d.r(m::SHM_BASE_LOW), 0xffffffffu) << "no shared memory region: base -1";
+  EXPECT_EQ(d.r(m::SHM_BASE_HIGH), 0xffffffffu);
   EXPECT_EQ(d.r(m::STATUS), 0u);
   EXPECT_EQ(t.stats().bad_accesses, 0u);
 }
@@ -44,6 +46,14 @@ TEST(MmioTransport, FeatureNegotiationRequiresVersion1) {
   MmioTransport t(rng::RngDevice::create(), ring.mem);
   MmioDriver d{t};
   const uint64_t offered = d.device_features();
+  // Feature words past 63: zero is accepted silently, a set bit is a bad access.
+  d.w(m::DRIVER_FEATURES_SEL, 2);
+  d.w(m::DRIVER_FEATURES, 0);
+  EXPECT_EQ(t.stats().bad_accesses, 0u) << t.last_error();
+  d.w(m::DRIVER_FEATURES, 1);
+  EXPECT_EQ(t.stats().bad_accesses, 1u);
+  EXPECT_NE(t.last_error().find("beyond 63"), std::string::npos) << t.last_error();
+  EXPECT_EQ(t.driver_features(), 0u);
   EXPECT_FALSE(d.negotiate(offered & ~v::feature_bit(v::F_VERSION_1)));
   EXPECT_NE(t.last_error().find("VERSION_1"), std::string::npos) << t.last_error();
   EXPECT_FALSE(d.negotiate(offered | v::feature_bit(v::F_RING_PACKED))) << "not offered";

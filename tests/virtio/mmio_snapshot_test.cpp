@@ -165,5 +165,46 @@ TEST(MmioSnapshot, LoadIntoAnotherKindOrShapeOfDeviceIsRefused) {
   EXPECT_EQ(same.status(), state->status);
 }
 
+// A state that does not fit the device or its RAM is refused with the queue or field named, and
+// the transport is left as a driver finds a fresh device: features the device does not offer, a
+// queue size it cannot have, a used index that is not the one in guest RAM.
+TEST(MmioSnapshot, StateThatDoesNotFitTheDeviceOrItsRamIsRefused) {
+  DriverRing ring(8);
+  MmioTransport t(blk_device(1 << 20), ring.mem);
+  MmioDriver d{t};
+  ASSERT_TRUE(d.bring_up(ring, v::feature_bit(v::F_VERSION_1)));
+  auto state = t.save();
+  ASSERT_TRUE(state) << state.error().to_string();
+  ASSERT_EQ(state->queues.size(), 1u);
+  ASSERT_TRUE(state->queues[0].ready);
+  struct Case {
+    const char* what;
+    void (*edit)(MmioState&);
+    const char* message;
+  };
+  const Case cases[] = {
+      {"a feature not offered",
+       [](MmioState& s) { s.driver_features |= v::feature_bit(v::F_RING_PACKED); },
+       "snapshot features"},
+      {"a queue size that is not a power of two", [](MmioState& s) { s.queues[0].num = 3; },
+       "queue 0 from the snapshot"},
+      {"a used index guest RAM does not hold", [](MmioState& s) { s.queues[0].next_used = 5; },
+       "guest RAM's used index 0 is not the snapshot's 5"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    MmioState edited = *state;
+    c.edit(edited);
+    MmioTransport fresh(blk_device(1 << 20), ring.mem);
+    auto r = fresh.load(edited);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message().find(c.message), std::string::npos) << r.error().message();
+    EXPECT_EQ(fresh.status(), 0) << "left as a driver finds a fresh device";
+    MmioDriver fd{fresh};
+    fd.w(m::QUEUE_SEL, 0);
+    EXPECT_EQ(fd.r(m::QUEUE_READY), 0u);
+  }
+}
+
 }  // namespace
 }  // namespace pepita::virtio

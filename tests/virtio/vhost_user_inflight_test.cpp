@@ -316,6 +316,12 @@ TEST(VhostUserInflight, BadRegionsAreRefusedAndTheBackendServesOn) {
   header->version = kInflightVersion;
   header->desc_num = kQueueSize;
   EXPECT_NE(set_inflight(fe, Inflight{good.mmap_size, 0, 1, 16, 0}, fd.get()), 0u);
+  // No queues, more than the device has, or a size that is not a power of two.
+  EXPECT_NE(set_inflight(fe, Inflight{good.mmap_size, 0, 0, kQueueSize, 0}, fd.get()), 0u);
+  EXPECT_NE(set_inflight(fe, Inflight{good.mmap_size * 2, 0, 2, kQueueSize, 0}, fd.get()), 0u);
+  EXPECT_NE(set_inflight(fe, Inflight{good.mmap_size, 0, 1, 48, 0}, fd.get()), 0u);
+  // An offset off the page grid.
+  EXPECT_NE(set_inflight(fe, Inflight{good.mmap_size, 100, 1, kQueueSize, 0}, fd.get()), 0u);
   expect_alive(fe);
 
   // A fresh region for 16 entries is taken, but a 32-entry vring cannot start on it.
@@ -342,6 +348,9 @@ TEST(VhostUserInflight, BadRegionsAreRefusedAndTheBackendServesOn) {
   uint64_t got = 0;
   std::memcpy(&got, d.bytes(out, 8).data(), 8);
   EXPECT_EQ(got, value_of(0) * 3 + 1);
+  // Not while the ring runs: its worker writes the region being replaced.
+  EXPECT_NE(set_inflight(fe, good, fd.get()), 0u) << "SET_INFLIGHT_FD while vring 0 runs";
+  expect_alive(fe);
   fe.send(GET_VRING_BASE, VringState{0, 0});  // stops the worker: its region stores are done
   (void)fe.recv_reply(GET_VRING_BASE);
   EXPECT_EQ(header->version, kInflightVersion);

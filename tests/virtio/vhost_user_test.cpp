@@ -11,10 +11,13 @@
 
 #include <cstring>
 #include <numeric>
+#include <string>
 #include <thread>
 
+#include "common/temp_dir.hpp"
 #include "driver_ring.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
+#include "pepita/core/sys/socket.hpp"
 #include "pepita/virtio/blk.hpp"
 #include "vhost_frontend.hpp"
 
@@ -272,6 +275,78 @@ TEST(VhostUser, ProtocolViolationsEndTheConnection) {
     ASSERT_EQ(::send(h.link.frontend_fd.get(), &bogus, sizeof bogus, MSG_NOSIGNAL), 12);
     EXPECT_TRUE(fe.closed_by_peer());
   }
+  {
+    Harness h;
+    Frontend fe(h.link.frontend_fd.get());
+    fe.send(SET_VRING_KICK, uint64_t{0});  // an fd announced (no NOFD bit) but none attached
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+  {
+    Harness h;
+    Frontend fe(h.link.frontend_fd.get());
+    const ConfigHeader ch{0, 1u << 20, 0};  // more config space than any device has
+    fe.send(GET_CONFIG, ch);
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+  for (uint32_t request : {GET_INFLIGHT_FD, SET_INFLIGHT_FD}) {
+    SCOPED_TRACE(request);
+    Harness h;
+    Frontend fe(h.link.frontend_fd.get());
+    fe.send(request, uint32_t{0});  // shorter than the inflight description
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+  {
+    Harness h;
+    Frontend fe(h.link.frontend_fd.get());
+    // A header announcing 8 bytes, then the frontend closes its sending side.
+    Header cut{SET_FEATURES, kVersion, 8};
+    ASSERT_EQ(::send(h.link.frontend_fd.get(), &cut, sizeof cut, MSG_NOSIGNAL), 12);
+    ASSERT_EQ(::shutdown(h.link.frontend_fd.get(), SHUT_WR), 0);
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+}
+
+// SET_CONFIG is accepted and ignored (no writable config is offered): the connection serves on.
+TEST(VhostUser, SetConfigIsIgnoredAndTheConnectionServesOn) {
+  Harness h;
+  Frontend fe(h.link.frontend_fd.get());
+  struct {
+    ConfigHeader ch{0, 1, 0};
+    uint8_t wce = 1;
+  } set;
+  fe.send(SET_CONFIG, set);
+  fe.send(GET_QUEUE_NUM, nullptr, 0);
+  EXPECT_EQ(fe.recv_u64(GET_QUEUE_NUM), 2u);
+}
+
+// run() serves frontends one after another: one that breaks the protocol is dropped (logged) and
+// the next is served; stop() ends the loop without an error.
+TEST(VhostUser, RunServesTheNextFrontendAfterOneBreaksTheProtocol) {
+  const pepita::test::TempDir dir("vhost");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string path = dir.path() + "/blk.sock";
+  auto device = make_blk();
+  auto backend = Backend::listen(path, *device);
+  ASSERT_TRUE(backend) << backend.error().to_string();
+  Result<void> ran;
+  std::thread server([&] { ran = (*backend)->run(); });
+  {
+    UniqueFd first(sys::unix_connect(path));
+    EXPECT_TRUE(first.valid());  // no ASSERT until the server thread is joined
+    Frontend fe(first.get());
+    fe.send(SET_VRING_NUM, uint32_t{0});  // short payload: a protocol error
+    EXPECT_TRUE(fe.closed_by_peer());
+  }
+  {
+    UniqueFd second(sys::unix_connect(path));
+    EXPECT_TRUE(second.valid());
+    Frontend fe(second.get());
+    fe.send(GET_QUEUE_NUM, nullptr, 0);
+    EXPECT_EQ(fe.recv_u64(GET_QUEUE_NUM), 2u) << "the next frontend is served";
+  }
+  (*backend)->stop();
+  server.join();
+  EXPECT_TRUE(ran) << ran.error().to_string();
 }
 
 TEST(VhostUser, ListenRefusesABadPath) {

@@ -376,5 +376,76 @@ TEST(VsockCrateApi, VirtioVsockSendAndRecvRefuseBadCalls) {
   EXPECT_EQ(f.vsock->recv(f.host, buf).value(), 0u);
 }
 
+// A host that resets the connection (closes with data it never read): the next send or recv on
+// it says so and tells the caller to connect() again; the connection is gone, others stay.
+TEST(VsockCrateApi, VirtioVsockSendAndRecvAfterAHostResetSayConnectAgain) {
+  Fixture f;
+  UniqueFd other_listener(sys::unix_listen(f.path + "_1235", 4));
+  ASSERT_TRUE(other_listener.valid());
+  UniqueFd peer = f.connected_peer();
+  ASSERT_TRUE(peer.valid());
+  const VsockAddr other = VsockAddr::host(1235);
+  ASSERT_TRUE(f.vsock->connect(other).has_value());
+  UniqueFd other_peer(sys::accept(other_listener.get()));
+  ASSERT_TRUE(other_peer.valid());
+
+  // send: the reset arrives while the other connection is served.
+  ASSERT_TRUE(f.vsock->send(f.host, bytes("never read")).has_value());
+  peer.reset();
+  std::byte buf[16];
+  for (int i = 0; i < 100 && f.vsock->connection(f.host)->state() != VsockConnState::Disconnected;
+       ++i) {
+    ASSERT_EQ(f.vsock->recv(other, buf).value(), 0u);
+  }
+  ASSERT_EQ(f.vsock->connection(f.host)->state(), VsockConnState::Disconnected);
+  auto sent = f.vsock->send(f.host, bytes("x"));
+  ASSERT_FALSE(sent.has_value());
+  EXPECT_EQ(sent.error().code(), ErrorCode::Disconnected);
+  EXPECT_NE(sent.error().message().find("reset the connection; connect() again"), std::string::npos)
+      << sent.error().message();
+  EXPECT_EQ(f.vsock->connection(f.host), nullptr);
+  EXPECT_EQ(f.vsock->connection_count(), 1u) << "the other connection stays";
+
+  // recv: the same, once what arrived before the reset was read.
+  ASSERT_TRUE(f.vsock->send(other, bytes("never read")).has_value());
+  other_peer.reset();
+  Result<size_t> got = size_t{0};
+  for (int i = 0; i < 100 && got.has_value(); ++i) {
+    got = f.vsock->recv(other, buf);
+    if (got) {
+      EXPECT_EQ(*got, 0u);
+    }
+  }
+  ASSERT_FALSE(got.has_value());
+  EXPECT_EQ(got.error().code(), ErrorCode::Disconnected);
+  EXPECT_NE(got.error().message().find("reset the connection; connect() again"), std::string::npos)
+      << got.error().message();
+  EXPECT_EQ(f.vsock->connection_count(), 0u);
+  EXPECT_EQ(f.vsock->recv(other, buf).error().code(), ErrorCode::NotFound);
+}
+
+// recv reports what it consumed to the device (CREDIT_UPDATE) once half the buffer is used, so a
+// host can send many times buf_alloc through a small window.
+TEST(VsockCrateApi, VirtioVsockRecvReturnsCreditSoTheHostSendsBeyondOneWindow) {
+  Fixture f;
+  f.vsock.reset();  // its listener on f.path goes first
+  f.vsock = VirtioVsock::make(3, {.uds_path = f.path, .buf_alloc = 4096}).value();
+  UniqueFd peer = f.connected_peer();
+  ASSERT_TRUE(peer.valid());
+  std::string data(64 * 1024, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 251);
+  ASSERT_EQ(sys::send_all(peer.get(), data.data(), data.size()), static_cast<int64_t>(data.size()));
+  std::string got;
+  std::byte buf[1000];
+  for (int i = 0; i < 20000 && got.size() < data.size(); ++i) {
+    auto n = f.vsock->recv(f.host, buf);
+    ASSERT_TRUE(n.has_value()) << n.error().to_string();
+    got.append(reinterpret_cast<const char*>(buf), *n);
+  }
+  EXPECT_EQ(got.size(), data.size()) << "16 windows of 4 KiB: credit came back each time";
+  EXPECT_TRUE(got == data);
+  EXPECT_GT(f.vsock->device().stats().bytes_to_guest, 4096u);
+}
+
 }  // namespace
 }  // namespace pepita::virtio

@@ -25,15 +25,20 @@ class GuestDriver {
   static constexpr uint32_t kRxBuf = sizeof(Header) + 4096;  // Linux's receive buffer size
   static constexpr uint64_t kMem = 8ull << 20;
 
-  GuestDriver(VsockDevice& dev, uint64_t cid)
-      : dev_(dev), cid_(cid), mem_(memory::GuestMemory::anonymous(PhysAddr(0), kMem).value()) {
+  /// `split_rx`: each receive buffer is two descriptors, the header's and the payload's (half as
+  /// many buffers), as a driver may post them.
+  GuestDriver(VsockDevice& dev, uint64_t cid, bool split_rx = false)
+      : dev_(dev),
+        cid_(cid),
+        split_rx_(split_rx),
+        mem_(memory::GuestMemory::anonymous(PhysAddr(0), kMem).value()) {
     for (uint16_t i = 0; i < 3; ++i) {
       const uint64_t base = 0x10000ull * i;
       rings_[i].layout =
           QueueLayout{kQueue, PhysAddr(base), PhysAddr(base + 0x1000), PhysAddr(base + 0x2000)};
       queues_[i] = Queue::activate(rings_[i].layout, mem_, {.event_idx = true}).value();
     }
-    for (uint16_t d = 0; d < kQueue; ++d) post_rx(d);
+    for (uint16_t d = 0; d < kQueue; d = static_cast<uint16_t>(d + (split_rx ? 2 : 1))) post_rx(d);
   }
 
   /// Sends one packet as a single readable chain; a `split` header spans two descriptors.
@@ -104,6 +109,20 @@ class GuestDriver {
     return in_flight >= peer_buf_alloc ? 0 : peer_buf_alloc - in_flight;
   }
 
+  /// Writes descriptor `i` of queue `q` (for chains the helpers above do not build).
+  void desc(uint16_t q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+            uint16_t next = 0) {
+    (void)mem_.write(PhysAddr(rings_[q].layout.desc.raw() + 16ull * i),
+                     abi::virtio::Desc{addr, len, flags, next});
+  }
+  /// Makes the chain at `head` available on queue `q` (no kick: process() is the kick).
+  void publish(uint16_t q, uint16_t head) {
+    Ring& r = rings_[q];
+    (void)mem_.write(PhysAddr(r.layout.avail.raw() + 4 + 2ull * (r.avail_idx % kQueue)), head);
+    ++r.avail_idx;
+    (void)mem_.write(PhysAddr(r.layout.avail.raw() + 2), r.avail_idx);
+  }
+
   VsockDevice& device() { return dev_; }
   Queue& queue(uint16_t i) { return queues_[i]; }
   memory::GuestMemory& mem() { return mem_; }
@@ -127,24 +146,22 @@ class GuestDriver {
   void write(uint64_t gpa, const void* src, size_t len) {
     std::memcpy(mem_.span(PhysAddr(gpa), len).value().data(), src, len);
   }
-  void desc(uint16_t q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
-            uint16_t next = 0) {
-    (void)mem_.write(PhysAddr(rings_[q].layout.desc.raw() + 16ull * i),
-                     abi::virtio::Desc{addr, len, flags, next});
-  }
-  void publish(uint16_t q, uint16_t head) {
-    Ring& r = rings_[q];
-    (void)mem_.write(PhysAddr(r.layout.avail.raw() + 4 + 2ull * (r.avail_idx % kQueue)), head);
-    ++r.avail_idx;
-    (void)mem_.write(PhysAddr(r.layout.avail.raw() + 2), r.avail_idx);
-  }
   void post_rx(uint16_t d) {
-    desc(kRxq, d, kRxBufs + uint64_t{kRxBuf} * d, kRxBuf, abi::virtio::DESC_F_WRITE);
+    const uint64_t buf = kRxBufs + uint64_t{kRxBuf} * d;
+    if (split_rx_) {  // head d holds the header, d + 1 the payload (contiguous after it)
+      desc(kRxq, d, buf, sizeof(Header), abi::virtio::DESC_F_WRITE | abi::virtio::DESC_F_NEXT,
+           static_cast<uint16_t>(d + 1));
+      desc(kRxq, static_cast<uint16_t>(d + 1), buf + sizeof(Header), kRxBuf - sizeof(Header),
+           abi::virtio::DESC_F_WRITE);
+    } else {
+      desc(kRxq, d, buf, kRxBuf, abi::virtio::DESC_F_WRITE);
+    }
     publish(kRxq, d);
   }
 
   VsockDevice& dev_;
   uint64_t cid_;
+  bool split_rx_;
   memory::GuestMemory mem_;
   Ring rings_[3];
   Queue queues_[3];

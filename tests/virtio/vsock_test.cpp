@@ -101,12 +101,12 @@ struct Fixture {
   std::unique_ptr<VsockDevice> dev;
   std::unique_ptr<GuestDriver> guest;
 
-  explicit Fixture(uint32_t buf_alloc = 32 * 1024) {
+  explicit Fixture(uint32_t buf_alloc = 32 * 1024, bool split_rx = false) {
     auto d = VsockDevice::create({.uds_path = path, .guest_cid = kCid, .buf_alloc = buf_alloc});
     EXPECT_TRUE(d.has_value()) << (d ? "" : d.error().to_string());
     dev = std::move(d).value();
     EXPECT_TRUE(dev->activate(dev->features()));
-    guest = std::make_unique<GuestDriver>(*dev, kCid);
+    guest = std::make_unique<GuestDriver>(*dev, kCid, split_rx);
   }
 
   // Polls the guest until a packet with `op` arrives (up to ~2 s); the others stay in the inbox.
@@ -612,6 +612,313 @@ TEST(VsockDevice, ResetClosesConnectionsAndBrokenRingsNeedReset) {
   EXPECT_FALSE(f.dev->process(kTxq, f.guest->queue(kTxq)).has_value());
   EXPECT_EQ(f.dev->status_bits(), v::STATUS_NEEDS_RESET);
   EXPECT_FALSE(f.dev->process(3, f.guest->queue(kTxq)).has_value()) << "three queues only";
+}
+
+// A host connection that never names a port is closed without reaching the guest: closed before
+// a request, a full 32-byte line without a newline, a line that is not CONNECT.
+TEST(VsockDevice, HostHandshakesWithoutAConnectLineAreClosedAndNeverReachTheGuest) {
+  Fixture f;
+  {
+    UniqueFd gone(sys::unix_connect(f.path));
+    ASSERT_TRUE(gone.valid());
+  }
+  UniqueFd endless(sys::unix_connect(f.path));
+  const std::string no_newline(32, 'C');
+  ASSERT_EQ(sys::send_all(endless.get(), no_newline.data(), no_newline.size()), 32);
+  UniqueFd other(sys::unix_connect(f.path));
+  ASSERT_EQ(sys::send_all(other.get(), "HELLO 5\n", 8), 8);
+  for (int fd : {endless.get(), other.get()}) {
+    // The device closes it: EOF (no OK line) within a few polls.
+    std::string got;
+    bool eof = false;
+    for (int i = 0; i < 2000 && !eof; ++i) {
+      ASSERT_TRUE(f.guest->poll());
+      eof = !drain(fd, got);
+      if (!eof) ::usleep(1000);
+    }
+    EXPECT_TRUE(eof) << "the device kept a connection that named no port";
+    EXPECT_EQ(got, "");
+  }
+  EXPECT_TRUE(f.guest->inbox.empty()) << "no REQUEST for a connection that named no port";
+  EXPECT_EQ(f.dev->connection_count(), 0u);
+  // The listener still serves a well-formed request.
+  uint32_t hport = 0;
+  UniqueFd good = f.host_connect(12, hport);
+  EXPECT_EQ(f.dev->connection_count(), 1u);
+}
+
+// Packets that do not fit their connection's state reset it (RST to the guest, the host socket
+// closed) and say why in last_error(); other connections are untouched.
+TEST(VsockDevice, PacketsOutOfStateResetTheirConnectionAndSayWhy) {
+  Fixture f;
+  uint32_t keep_port = 0;
+  UniqueFd keep = f.host_connect(10, keep_port);
+  struct Case {
+    const char* what;
+    std::function<void(uint32_t gport, uint32_t hport)> send;
+    const char* why;
+  };
+  const Case cases[] = {
+      {"a second REQUEST",
+       [&](uint32_t g, uint32_t h) { EXPECT_TRUE(f.guest->send(g, h, OP_REQUEST)); },
+       "already connected"},
+      {"a RESPONSE once established",
+       [&](uint32_t g, uint32_t h) { EXPECT_TRUE(f.guest->send(g, h, OP_RESPONSE)); },
+       "RESPONSE on a connection that is not connecting"},
+      {"RW after the guest shut its sending side",
+       [&](uint32_t g, uint32_t h) {
+         EXPECT_TRUE(f.guest->send(g, h, OP_SHUTDOWN, {}, SHUTDOWN_SEND));
+         EXPECT_TRUE(f.guest->send(g, h, OP_RW, "late"));
+       },
+       "shut down for sending"},
+  };
+  uint32_t gport = 30;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    uint32_t hport = 0;
+    UniqueFd victim = f.host_connect(++gport, hport);
+    const auto before = f.dev->stats();
+    c.send(gport, hport);
+    EXPECT_EQ(f.dev->stats().malformed, before.malformed + 1);
+    EXPECT_NE(f.dev->last_error().find(c.why), std::string::npos) << f.dev->last_error();
+    auto rst = f.expect(OP_RST, gport);
+    ASSERT_TRUE(rst.has_value());
+    EXPECT_EQ(rst->hdr.src_port, hport);
+    char ch = 0;
+    pollfd p{victim.get(), POLLIN, 0};
+    ASSERT_EQ(sys::poll(&p, 1, 2000), 1);
+    EXPECT_EQ(sys::recv(victim.get(), &ch, 1), 0) << "the victim's host socket is closed";
+    EXPECT_EQ(f.dev->connection_count(), 1u);
+    EXPECT_EQ(f.dev->status_bits(), 0) << "a packet out of state is not a broken ring";
+  }
+  Transfer t = transfer(f, keep.get(), 10, keep_port, "still here", "and here");
+  EXPECT_EQ(t.at_guest, "still here");
+  EXPECT_EQ(t.at_host, "and here");
+}
+
+// Guest connections beyond max_connections, or to a device without a host path, are refused
+// with RST; the connection already open keeps working.
+TEST(VsockDevice, GuestRequestsBeyondMaxConnectionsOrWithoutAHostPathGetRst) {
+  const std::string path = fresh_path("max");
+  UniqueFd port_listener(sys::unix_listen(path + "_6000", 8));
+  ASSERT_TRUE(port_listener.valid());
+  auto dev = VsockDevice::create({.uds_path = path, .guest_cid = kCid, .max_connections = 1});
+  ASSERT_TRUE(dev.has_value()) << dev.error().to_string();
+  ASSERT_TRUE((*dev)->activate((*dev)->features()));
+  GuestDriver guest(**dev, kCid);
+  auto next = [&](uint16_t op, uint32_t gport) -> std::optional<RxPacket> {
+    for (int i = 0; i < 2000; ++i) {
+      EXPECT_TRUE(guest.poll());
+      for (auto it = guest.inbox.begin(); it != guest.inbox.end(); ++it) {
+        if (it->hdr.op == op && it->hdr.dst_port == gport) {
+          RxPacket p = *it;
+          guest.inbox.erase(it);
+          return p;
+        }
+      }
+      ::usleep(1000);
+    }
+    return std::nullopt;
+  };
+  ASSERT_TRUE(guest.send(1, 6000, OP_REQUEST));
+  ASSERT_TRUE(next(OP_RESPONSE, 1).has_value()) << "the first connection is accepted";
+  ASSERT_TRUE(guest.send(2, 6000, OP_REQUEST));
+  ASSERT_TRUE(next(OP_RST, 2).has_value()) << "a second one is beyond max_connections";
+  EXPECT_EQ((*dev)->connection_count(), 1u);
+  EXPECT_EQ((*dev)->stats().malformed, 0u) << "a refusal, not a malformed packet";
+
+  auto pathless = VsockDevice::create({.guest_cid = kCid});
+  ASSERT_TRUE(pathless.has_value()) << pathless.error().to_string();
+  ASSERT_TRUE((*pathless)->activate((*pathless)->features()));
+  GuestDriver alone(**pathless, kCid);
+  ASSERT_TRUE(alone.send(3, 6000, OP_REQUEST));
+  ASSERT_TRUE(alone.poll());
+  ASSERT_EQ(alone.inbox.size(), 1u);
+  EXPECT_EQ(alone.inbox.front().hdr.op, OP_RST);
+  EXPECT_EQ(alone.inbox.front().hdr.dst_port, 3u);
+  EXPECT_EQ((*pathless)->connection_count(), 0u);
+}
+
+// A host socket that goes away is a reset the guest hears about (RST), however the device finds
+// out: closed with data it never read (recv fails), shut for reading while the guest writes (the
+// direct send fails), closed while the guest's data waits in the device (the flush fails).
+TEST(VsockDevice, HostThatClosesWithUnreadDataResetsTheGuestsConnection) {
+  Fixture f;
+  uint32_t hport = 0;
+  UniqueFd host = f.host_connect(40, hport);
+  ASSERT_TRUE(f.guest->send(40, hport, OP_RW, "never read"));
+  host.reset();
+  auto rst = f.expect(OP_RST, 40);
+  ASSERT_TRUE(rst.has_value());
+  EXPECT_EQ(rst->hdr.src_port, hport);
+  EXPECT_EQ(f.dev->connection_count(), 0u);
+  EXPECT_EQ(f.dev->stats().malformed, 0u) << "the guest did nothing wrong";
+}
+
+TEST(VsockDevice, GuestDataForAHostThatShutItsReadingSideGetsRst) {
+  Fixture f;
+  uint32_t hport = 0;
+  UniqueFd host = f.host_connect(41, hport);
+  ASSERT_EQ(::shutdown(host.get(), SHUT_RD), 0);
+  const auto resets = f.dev->stats().resets_sent;
+  ASSERT_TRUE(f.guest->send(41, hport, OP_RW, "nobody reads this"));
+  EXPECT_EQ(f.dev->stats().resets_sent, resets + 1);
+  EXPECT_EQ(f.dev->connection_count(), 0u);
+  auto rst = f.expect(OP_RST, 41);
+  ASSERT_TRUE(rst.has_value());
+  EXPECT_EQ(f.dev->stats().bytes_to_host, 0u);
+  EXPECT_EQ(f.dev->stats().malformed, 0u);
+}
+
+TEST(VsockDevice, HostThatClosesWhileGuestDataWaitsInTheDeviceResetsTheConnection) {
+  Fixture f(16 * 1024);
+  uint32_t hport = 0;
+  UniqueFd host = f.host_connect(42, hport);
+  // The guest writes while the host reads nothing, until the device holds data of its own.
+  const std::string chunk = pattern(4096, 9);
+  int stalled_polls = 0;
+  for (int i = 0; i < 100000 && stalled_polls < 50; ++i) {
+    ASSERT_TRUE(f.guest->poll());
+    f.guest->inbox.clear();
+    if (f.guest->peer_free() < chunk.size()) {
+      ++stalled_polls;
+      continue;
+    }
+    stalled_polls = 0;
+    ASSERT_TRUE(f.guest->send(42, hport, OP_RW, chunk));
+  }
+  ASSERT_GE(stalled_polls, 50) << "the host socket never filled";
+  host.reset();
+  auto rst = f.expect(OP_RST, 42);
+  ASSERT_TRUE(rst.has_value());
+  EXPECT_EQ(f.dev->connection_count(), 0u);
+  EXPECT_EQ(f.dev->stats().malformed, 0u);
+}
+
+// Receive buffers posted as two descriptors (header, then payload): packets land across both,
+// the data after the header in order, both ways beyond one credit window.
+TEST(VsockDevice, ReceiveBuffersSplitAfterTheHeaderCarryDataInOrder) {
+  Fixture f(32 * 1024, /*split_rx=*/true);
+  uint32_t hport = 0;
+  UniqueFd host = f.host_connect(44, hport);
+  const std::string down = pattern(100 * 1024, 11);
+  Transfer t = transfer(f, host.get(), 44, hport, down, "up");
+  EXPECT_TRUE(t.at_guest == down) << t.at_guest.size() << " of " << down.size() << " bytes";
+  EXPECT_EQ(t.at_host, "up");
+  EXPECT_EQ(f.dev->stats().malformed, 0u) << f.dev->last_error();
+}
+
+// A host that leaves between its CONNECT line and the guest's RESPONSE gets no connection: the
+// OK line cannot be sent, so the guest is reset.
+TEST(VsockDevice, HostThatLeavesBeforeTheGuestAcceptsIsResetAtTheResponse) {
+  Fixture f;
+  UniqueFd host(sys::unix_connect(f.path));
+  ASSERT_TRUE(host.valid());
+  ASSERT_EQ(sys::send_all(host.get(), "CONNECT 45\n", 11), 11);
+  auto req = f.expect(OP_REQUEST, 45);
+  ASSERT_TRUE(req.has_value());
+  host.reset();
+  ASSERT_TRUE(f.guest->send(45, req->hdr.src_port, OP_RESPONSE));
+  auto rst = f.expect(OP_RST, 45);
+  ASSERT_TRUE(rst.has_value());
+  EXPECT_EQ(rst->hdr.src_port, req->hdr.src_port);
+  EXPECT_EQ(f.dev->connection_count(), 0u);
+  EXPECT_EQ(f.dev->stats().malformed, 0u) << "the guest did nothing wrong";
+}
+
+// A transmit chain too short for a header is counted and dropped: no connection to reset.
+TEST(VsockDevice, TransmitChainShorterThanAHeaderIsCountedAndDropped) {
+  Fixture f;
+  f.guest->desc(kTxq, 0, 0x500000, 10, 0);
+  f.guest->publish(kTxq, 0);
+  ASSERT_TRUE(f.dev->process(kTxq, f.guest->queue(kTxq)).has_value());
+  EXPECT_EQ(f.dev->stats().malformed, 1u);
+  EXPECT_FALSE(f.dev->last_error().empty());
+  EXPECT_EQ(f.dev->stats().resets_sent, 0u);
+  ASSERT_TRUE(f.guest->poll());
+  EXPECT_TRUE(f.guest->inbox.empty()) << "no RST: there was no header to answer";
+  EXPECT_EQ(f.dev->status_bits(), 0);
+}
+
+// A receive buffer too small for a header is given back empty; the next one carries the packet.
+TEST(VsockDevice, ReceiveBufferTooSmallForAHeaderIsReturnedEmpty) {
+  Fixture f;
+  // Descriptor 0 shrinks to 16 bytes before the device first looks at the receive queue.
+  f.guest->desc(kRxq, 0, 0x100000, 16, v::DESC_F_WRITE);
+  ASSERT_TRUE(f.guest->poll());
+  ASSERT_EQ(f.guest->inbox.size(), 1u) << "only the small buffer is used: nothing to send yet";
+  EXPECT_EQ(f.guest->inbox.front().hdr.op, 0) << "nothing written into it";
+  EXPECT_EQ(f.guest->inbox.front().data, "");
+  EXPECT_EQ(f.dev->stats().packets_rx, 0u);
+  f.guest->inbox.clear();
+  uint32_t hport = 0;
+  UniqueFd host = f.host_connect(43, hport);
+  EXPECT_EQ(f.dev->connection_count(), 1u);
+}
+
+// A guest that posts more buffers than its ring holds (rx or event queue) broke the ring: the
+// device says so and needs a reset.
+TEST(VsockDevice, MoreBuffersPostedThanTheRingHoldsNeedsReset) {
+  {
+    Fixture f;
+    ASSERT_TRUE(f.guest->poll());  // the device holds all 64 receive buffers
+    f.guest->publish(kRxq, 0);     // the same buffer again: 65 posted
+    auto r = f.dev->process(kRxq, f.guest->queue(kRxq));
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error().code(), ErrorCode::Protocol);
+    EXPECT_NE(r.error().message().find("more buffers posted (65)"), std::string::npos)
+        << r.error().message();
+    EXPECT_EQ(f.dev->status_bits(), v::STATUS_NEEDS_RESET);
+  }
+  Fixture f;
+  for (uint16_t d = 0; d < GuestDriver::kQueue; ++d) {
+    f.guest->desc(kEventq, d, 0x600000 + 8ull * d, 8, v::DESC_F_WRITE);
+    f.guest->publish(kEventq, d);
+  }
+  ASSERT_TRUE(f.dev->process(kEventq, f.guest->queue(kEventq)).has_value());
+  EXPECT_EQ(f.dev->status_bits(), 0);
+  f.guest->publish(kEventq, 0);
+  auto r = f.dev->process(kEventq, f.guest->queue(kEventq));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), ErrorCode::Protocol);
+  EXPECT_NE(r.error().message().find("eventq: more buffers posted"), std::string::npos)
+      << r.error().message();
+  EXPECT_EQ(f.dev->status_bits(), v::STATUS_NEEDS_RESET);
+}
+
+// The snapshot carries control packets not yet delivered and the held event buffers; a state cut
+// short anywhere is refused whole.
+TEST(VsockDevice, SnapshotStateCarriesQueuedControlPacketsAndEventBuffers) {
+  Fixture f;
+  ASSERT_TRUE(f.guest->send(4444, 6000, OP_REQUEST));  // refused: an RST waits for a buffer
+  for (uint16_t d = 0; d < 2; ++d) {
+    f.guest->desc(kEventq, d, 0x600000 + 8ull * d, 8, v::DESC_F_WRITE);
+    f.guest->publish(kEventq, d);
+  }
+  ASSERT_TRUE(f.dev->process(kEventq, f.guest->queue(kEventq)).has_value());
+  auto state = f.dev->save_state();
+  ASSERT_TRUE(state) << state.error().to_string();
+  auto other = VsockDevice::create({.uds_path = fresh_path("snap"), .guest_cid = kCid});
+  ASSERT_TRUE(other) << other.error().to_string();
+  ASSERT_TRUE((*other)->activate((*other)->features()));
+  auto loaded = (*other)->load_state(*state);
+  ASSERT_TRUE(loaded) << loaded.error().to_string();
+  auto again = (*other)->save_state();
+  ASSERT_TRUE(again) << again.error().to_string();
+  EXPECT_EQ(*again, *state) << "the RST and both event buffers came across";
+  // The loaded device delivers the RST it carried to the first receive buffer.
+  GuestDriver guest(**other, kCid);
+  ASSERT_TRUE(guest.poll());
+  ASSERT_EQ(guest.inbox.size(), 1u);
+  EXPECT_EQ(guest.inbox.front().hdr.op, OP_RST);
+  EXPECT_EQ(guest.inbox.front().hdr.dst_port, 4444u);
+  for (size_t cut : {size_t{10}, size_t{60}, state->size() - 1}) {
+    SCOPED_TRACE(cut);
+    auto bad = (*other)->load_state(std::span(*state).first(cut));
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(bad.error().message().find("not saved by a vsock device"), std::string::npos);
+  }
 }
 
 }  // namespace
