@@ -8,11 +8,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <string>
@@ -86,6 +89,19 @@ inline std::optional<int> run_forked(const std::function<void()>& body,
     ::waitpid(pid, nullptr, 0);
   }
   return code;
+}
+
+/// run_forked, with `body` unable to start a thread or a process (clone fails with EAGAIN): the
+/// child's RLIMIT_NPROC is 0 and its real and effective uid 65534 while body runs (root ignores
+/// the limit), root again afterwards. Needs root.
+inline std::optional<int> run_forked_without_new_threads(const std::function<void()>& body) {
+  return run_forked([&] {
+    const rlimit none{0, 0};
+    ASSERT_EQ(::setrlimit(RLIMIT_NPROC, &none), 0) << std::strerror(errno);
+    ASSERT_EQ(::setresuid(65534, 65534, 0), 0) << std::strerror(errno);
+    body();
+    ASSERT_EQ(::setresuid(0, 0, 0), 0) << std::strerror(errno);
+  });
 }
 
 }  // namespace pepita::test
