@@ -485,6 +485,21 @@ TEST(Sandbox, AnRlimitTheKernelRefusesIsALaunchFailureNamingTheStep) {
   EXPECT_EQ(next.stdout_data, "ran\n");
 }
 
+// A work dir the sandbox's uid may not enter (mode 0600: bound, but no search permission) fails
+// the launch naming the supervisor's step, and nothing runs.
+TEST(Sandbox, AWorkDirTheSandboxIdCannotEnterIsALaunchFailureNamingTheStep) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-chdir");
+  std::filesystem::permissions(
+      work.path(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(), "echo ran", SandboxPolicy::standard()));
+  EXPECT_EQ(r.status, Status::LaunchFailed);
+  EXPECT_EQ(r.stdout_data, "");
+  EXPECT_NE(r.error.find("sandbox: cannot chdir into the work dir: "), std::string::npos)
+      << r.error;
+}
+
 // A pinned sandboxed task runs on its cores only (the supervisor is pinned before it starts).
 TEST(Sandbox, APinnedTaskRunsOnlyOnItsCores) {
   PEPITA_REQUIRE_CAPABILITY(root);
