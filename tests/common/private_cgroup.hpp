@@ -1,17 +1,30 @@
 #pragma once
-// This test process's own cgroups, found independently of pepita's cgroup code, and PrivateCgroup,
-// which moves the process into cgroups of its own for a test. Linux, as root.
+// This test process's own cgroups, found independently of pepita's cgroup code; PrivateCgroup,
+// which moves the process into cgroups of its own for a test; and CgroupNamespaceTest, which runs
+// a test's body in a child with a mount namespace and a cgroup v2 cgroup of its own, to show
+// pepita's cgroup code another machine. Linux, as root.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
+
+#include "common/child.hpp"
+#include "common/require.hpp"
+#include "common/temp_dir.hpp"
+#include "pepita/core/unique_fd.hpp"
 
 namespace pepita::test {
 
@@ -103,6 +116,113 @@ class PrivateCgroup {
 
  private:
   std::vector<std::pair<fs::path, fs::path>> moved_;
+};
+
+/// The mount points of `type` ("cgroup2", or "cgroup" with `controller` among its options), from
+/// /proc/self/mounts.
+inline std::vector<std::string> cgroup_mounts(const std::string& type,
+                                              const std::string& controller = "") {
+  std::vector<std::string> out;
+  const std::string want = "," + controller + ",";
+  std::ifstream mounts("/proc/self/mounts");
+  for (std::string line; std::getline(mounts, line);) {
+    std::istringstream f(line);
+    std::string dev, dir, fstype, opts;
+    if (!(f >> dev >> dir >> fstype >> opts) || fstype != type) continue;
+    if (controller.empty() || ("," + opts + ",").find(want) != std::string::npos) {
+      out.push_back(dir);
+    }
+  }
+  return out;
+}
+
+/// Shows pepita's cgroup code another machine: run(body) runs `body` in a forked child with a
+/// mount namespace of its own (every mount private), moved into a cgroup v2 cgroup of its own
+/// beneath ours (`own`, passed to body), where it may unmount the v1 memory hierarchy (a pure
+/// cgroup v2 machine), unmount cgroup2 or /proc, remount cgroup2 read-only or bind files over
+/// cgroup files, and where only what it starts sees the cgroups it makes. The child moves back
+/// and removes `own` when body returns; TearDown removes what a crashed child left. Needs root;
+/// skips without cgroup2.
+class CgroupNamespaceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PEPITA_REQUIRE_CAPABILITY(root);  // unshare(CLONE_NEWNS), mount, creates cgroups
+    const auto unified = cgroup_mounts("cgroup2");
+    if (unified.empty()) GTEST_SKIP() << "needs cgroup2 mounted (a cgroup v2 or hybrid machine)";
+    std::ifstream cgroups("/proc/self/cgroup");
+    for (std::string line; std::getline(cgroups, line);) {
+      if (line.starts_with("0::")) home_ = unified.front() + (line == "0::/" ? "" : line.substr(3));
+    }
+    std::error_code ec;
+    if (home_.empty() || !fs::exists(home_ + "/cgroup.procs", ec)) {
+      GTEST_SKIP() << "our cgroup v2 directory is not under " << unified.front();
+    }
+    own_ = home_ + "/pepita-test-ns-" + std::to_string(::getpid());
+  }
+  void TearDown() override {
+    if (!own_.empty()) remove_tree(own_);
+  }
+
+  void run(const std::function<void(const std::string& own)>& body) {
+    const std::string name = own_.substr(own_.rfind('/') + 1);
+    const auto code = run_forked([&] {
+      ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+      ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+          << std::strerror(errno);
+      // Opened now: body may unmount the tree or make it read-only.
+      UniqueFd home(::open(home_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      ASSERT_TRUE(home) << home_ << ": " << std::strerror(errno);
+      UniqueFd home_procs(::openat(home.get(), "cgroup.procs", O_WRONLY | O_CLOEXEC));
+      ASSERT_TRUE(home_procs) << std::strerror(errno);
+      ASSERT_EQ(::mkdir(own_.c_str(), 0755), 0) << own_ << ": " << std::strerror(errno);
+      const std::string me = std::to_string(::getpid());
+      std::ofstream(own_ + "/cgroup.procs") << me << std::flush;
+      body(own_);
+      EXPECT_EQ(::write(home_procs.get(), me.data(), me.size()), static_cast<ssize_t>(me.size()))
+          << std::strerror(errno);
+      EXPECT_EQ(::unlinkat(home.get(), name.c_str(), AT_REMOVEDIR), 0) << std::strerror(errno);
+    });
+    ASSERT_TRUE(code) << "the child ran for 2 minutes";
+    EXPECT_EQ(*code, 0) << "the child failed (its failures are printed above)";
+  }
+
+  /// Unmounts every v1 hierarchy with the memory controller: pepita then uses cgroup v2.
+  static void unmount_v1_memory() {
+    for (const std::string& m : cgroup_mounts("cgroup", "memory")) {
+      ASSERT_EQ(::umount2(m.c_str(), MNT_DETACH), 0) << m << ": " << std::strerror(errno);
+    }
+  }
+
+  /// Binds a file of `tmp` holding `text` over `target` (read-only with `read_only`).
+  static void bind_text(const TempDir& tmp, const std::string& target, const std::string& text,
+                        bool read_only = false) {
+    const std::string file = tmp.file(target.substr(target.rfind('/') + 1));
+    std::ofstream(file) << text << std::flush;
+    ASSERT_EQ(::mount(file.c_str(), target.c_str(), nullptr, MS_BIND, nullptr), 0)
+        << target << ": " << std::strerror(errno);
+    if (read_only) {
+      ASSERT_EQ(
+          ::mount(nullptr, target.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr), 0)
+          << target << ": " << std::strerror(errno);
+    }
+  }
+
+ private:
+  // Removes `dir` and the cgroups beneath it, deepest first, killing what they hold.
+  static void remove_tree(const std::string& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return;
+    std::ofstream(dir + "/cgroup.kill") << "1" << std::flush;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (e.is_directory(ec)) remove_tree(e.path().string());
+    }
+    for (int i = 0; i < 500 && ::rmdir(dir.c_str()) != 0 && errno == EBUSY; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_FALSE(fs::exists(dir, ec)) << dir << " was left behind";
+  }
+
+  std::string home_, own_;
 };
 
 }  // namespace pepita::test

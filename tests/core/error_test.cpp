@@ -58,6 +58,36 @@ TEST(Error, WithContextPrepends) {
   EXPECT_EQ(e.to_string(), "protocol: reading frame: bad magic");
 }
 
+// Every category has its own name and errno; a value outside the enum (a corrupt wire byte)
+// still names and maps to something instead of an empty string or 0 ("no error").
+TEST(Error, EveryCodeHasANameAndANegativeErrnoAndAnUnknownOneStillMaps) {
+  EXPECT_EQ(to_string(ErrorCode::Ok), "ok");
+  EXPECT_EQ(to_string(ErrorCode::Internal), "internal");
+  const auto bogus = static_cast<ErrorCode>(200);
+  EXPECT_EQ(to_string(bogus), "unknown");
+  EXPECT_EQ(to_errno(bogus), -EIO);
+  EXPECT_EQ(to_errno(ErrorCode::Ok), 0);
+  EXPECT_EQ(to_errno(ErrorCode::AlreadyExists), -EEXIST);
+  EXPECT_EQ(to_errno(ErrorCode::Protocol), -EPROTO);
+  EXPECT_EQ(to_errno(ErrorCode::Corrupted), -EILSEQ);
+  EXPECT_EQ(to_errno(ErrorCode::Disconnected), -ECONNRESET);
+  EXPECT_EQ(to_errno(ErrorCode::Internal), -EIO);
+  EXPECT_EQ(code_from_errno(0), ErrorCode::Ok);
+}
+
+// The message names the errno and says what to do about it.
+TEST(Error, FromErrnoNamesMissingSyscallsAndFileLimitsWithWhatToDo) {
+  const Error nosys = Error::from_errno(-ENOSYS, "io_uring_setup");
+  EXPECT_NE(nosys.message().find("io_uring_setup: "), std::string::npos) << nosys.message();
+  EXPECT_NE(nosys.message().find("(ENOSYS)"), std::string::npos) << nosys.message();
+  EXPECT_NE(nosys.message().find("the running kernel lacks this system call"), std::string::npos)
+      << nosys.message();
+  const Error mfile = Error::from_errno(EMFILE, "accept");
+  EXPECT_NE(mfile.message().find("(EMFILE)"), std::string::npos) << mfile.message();
+  EXPECT_NE(mfile.message().find("ulimit -n"), std::string::npos) << mfile.message();
+  EXPECT_EQ(mfile.code(), ErrorCode::ResourceExhausted);
+}
+
 Result<int> half(int x) {
   if (x % 2 != 0) return fail(ErrorCode::InvalidArgument, "odd");
   return x / 2;

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "pepita/core/format.hpp"
 #include "pepita/core/sys.hpp"
@@ -114,6 +115,11 @@ TEST(SysSocket, PairSendAllAndRecvFullMoveEveryByte) {
   // Sending to a closed peer is EPIPE, not SIGPIPE (MSG_NOSIGNAL): the test process survives.
   EXPECT_EQ(sys::send_all(b.get(), "x", 1), -EPIPE);
   EXPECT_EQ(sys::send(b.get(), "x", 1), -EPIPE);
+  // recv on something that is not a socket is its errno, not a short count.
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  UniqueFd pr(p[0]), pw(p[1]);
+  EXPECT_EQ(sys::recv_full(pr.get(), &c, 1), -ENOTSOCK);
 }
 
 TEST(SysSocket, NewSocketsAreCloexecAndOptionsStick) {
@@ -309,6 +315,22 @@ TEST(SysThread, PinsNamesAndBarriers) {
     EXPECT_EQ(std::string(name), "pepita-a-very-l");  // truncated to 15 chars
   });
   t.join();
+  // A set of CPUs for one thread: that thread alone runs on them; a CPU past CPU_SETSIZE or an
+  // empty set is refused before anything changes.
+  std::thread u([&] {
+    const std::vector<unsigned> two{static_cast<unsigned>(cpus.front()),
+                                    static_cast<unsigned>(cpus.back())};
+    EXPECT_EQ(sys::set_current_thread_cpus(two), 0);
+    std::vector<int> want{cpus.front()};
+    if (cpus.back() != cpus.front()) want.push_back(cpus.back());
+    EXPECT_EQ(sys::allowed_cpus(), want);
+    EXPECT_EQ(sys::set_current_thread_cpus({}), -EINVAL);
+    const std::vector<unsigned> too_far{static_cast<unsigned>(cpus.front()), CPU_SETSIZE};
+    EXPECT_EQ(sys::set_current_thread_cpus(too_far), -EINVAL);
+    EXPECT_EQ(sys::allowed_cpus(), want) << "a refused set changed the thread's CPUs";
+  });
+  u.join();
+  EXPECT_EQ(sys::allowed_cpus(), cpus) << "pinning a thread changed the process's other threads";
   if (sys::membarrier_register_private_expedited()) {
     EXPECT_EQ(sys::membarrier_private_expedited(), 0);
   } else {

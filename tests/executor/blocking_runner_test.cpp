@@ -11,6 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/child.hpp"
+#include "common/require.hpp"
+
 namespace pepita::executor {
 namespace {
 
@@ -75,6 +78,21 @@ TEST(BlockingRunner, RejectsBadOptionsAndSubmitAfterShutdown) {
   EXPECT_EQ(r.error().code(), ErrorCode::Cancelled);
   EXPECT_NE(r.error().message().find("test executor is shut down"), std::string::npos);
   EXPECT_EQ(sink.count(), 0u);
+}
+
+// Threads the kernel will not start (RLIMIT_NPROC, in a forked child) make create() fail naming
+// the executor and the reason, instead of throwing or hanging.
+TEST(BlockingRunner, ThreadsThatCannotStartAreResourceExhaustedNamingTheExecutor) {
+  PEPITA_REQUIRE_CAPABILITY(root);  // the child switches uid to be bound by RLIMIT_NPROC
+  const auto code = pepita::test::run_forked_without_new_threads([] {
+    auto r = BlockingRunner::create({.threads = 2, .name = "test executor"}, ok);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ErrorCode::ResourceExhausted);
+    EXPECT_NE(r.error().message().find("test executor: cannot start a thread: "), std::string::npos)
+        << r.error().message();
+  });
+  ASSERT_TRUE(code) << "the child ran for 2 minutes";
+  EXPECT_EQ(*code, 0) << "the child failed (its failures are printed above)";
 }
 
 TEST(BlockingRunner, NegativeDefaultTimeoutIsRefusedNamingTheExecutor) {

@@ -11,6 +11,8 @@
 #include <future>
 #include <thread>
 
+#include "common/child.hpp"
+#include "common/require.hpp"
 #include "common/temp_dir.hpp"
 #include "executor/process_test_util.hpp"
 
@@ -83,6 +85,22 @@ TEST(ProcessExecutor, StdinEnvCwd) {
   auto clean =
       run_one(*exec, Task::binary("/usr/bin/env").clear_env().env("ONLY", "1").build().value());
   EXPECT_EQ(clean.stdout_data, "ONLY=1\n");
+}
+
+// A reactor thread the kernel will not start (RLIMIT_NPROC, in a forked child) makes create()
+// fail saying so, instead of throwing.
+TEST(ProcessExecutor, AReactorThreadThatCannotStartIsResourceExhausted) {
+  PEPITA_REQUIRE_CAPABILITY(root);  // the child switches uid to be bound by RLIMIT_NPROC
+  const auto code = pepita::test::run_forked_without_new_threads([] {
+    auto e = ProcessExecutor::create({.slots = 1, .kill_grace = 1s});
+    ASSERT_FALSE(e);
+    EXPECT_EQ(e.error().code(), ErrorCode::ResourceExhausted);
+    EXPECT_NE(e.error().message().find("cannot start the process reactor thread: "),
+              std::string::npos)
+        << e.error().message();
+  });
+  ASSERT_TRUE(code) << "the child ran for 2 minutes";
+  EXPECT_EQ(*code, 0) << "the child failed (its failures are printed above)";
 }
 
 TEST(ProcessExecutor, LaunchFailuresAreResultsNotCrashes) {

@@ -7,14 +7,18 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -24,11 +28,13 @@
 #include <thread>
 #include <vector>
 
+#include "common/child.hpp"
 #include "common/require.hpp"
 #include "common/temp_dir.hpp"
 #include "detail/sandbox_spawn.hpp"
 #include "executor/process_test_util.hpp"
 #include "pepita/executor/process.hpp"
+#include "pepita/task/affinity.hpp"
 
 namespace pepita::executor {
 namespace {
@@ -148,6 +154,37 @@ TEST(SandboxPlan, EveryCopiedEtcFileKeepsItsSourcesPermissionBits) {
 
 // Debian's alternatives (libblas.so.3 -> /etc/alternatives/... -> /usr/lib/...) must resolve
 // inside, or torch and numpy's BLAS fail to load in a sandboxed task (issue 30).
+// An /etc file too big to copy (over 1 MiB; here a file bound over /etc/hosts in a child's own
+// mount namespace) is bound read-only onto a mount point made for it instead.
+TEST(SandboxPlan, AnEtcFileTooBigToCopyIsBoundReadOnly) {
+  PEPITA_REQUIRE_CAPABILITY(root);  // unshare(CLONE_NEWNS) and a bind over /etc/hosts
+  const auto code = pepita::test::run_forked([] {
+    ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+        << std::strerror(errno);
+    pepita::test::TempDir tmp("sandbox-plan");
+    std::ofstream(tmp.file("hosts")) << std::string((1 << 20) + 1, '#') << std::flush;
+    ASSERT_EQ(::mount(tmp.file("hosts").c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr), 0)
+        << std::strerror(errno);
+    WorkDir work("sandbox-plan");
+    auto plan = detail::sandbox_mount_plan(SandboxPolicy::standard(), "/bin/sh", work.path());
+    ASSERT_TRUE(plan) << plan.error().message();
+    EXPECT_FALSE(has_op(*plan, MountOp::Kind::Copy, "/etc/hosts"));
+    const auto touch = std::find_if(plan->begin(), plan->end(), [](const MountOp& op) {
+      return op.kind == MountOp::Kind::Touch && op.target == "/newroot/etc/hosts";
+    });
+    ASSERT_NE(touch, plan->end()) << "no mount point for /etc/hosts";
+    ASSERT_NE(touch + 1, plan->end());
+    EXPECT_EQ((touch + 1)->kind, MountOp::Kind::BindRO);
+    EXPECT_EQ((touch + 1)->target, "/newroot/etc/hosts");
+    EXPECT_EQ((touch + 1)->what, "bind /etc/hosts");
+    EXPECT_TRUE((touch + 1)->source.ends_with("/etc/hosts")) << (touch + 1)->source;
+    ASSERT_EQ(::umount2("/etc/hosts", 0), 0) << std::strerror(errno);
+  });
+  ASSERT_TRUE(code) << "the child ran for 2 minutes";
+  EXPECT_EQ(*code, 0) << "the child failed (its failures are printed above)";
+}
+
 TEST(SandboxPlan, BindsEtcAlternativesReadOnlyWhereTheHostHasIt) {
   struct stat st {};
   if (::lstat("/etc/alternatives", &st) != 0 || !S_ISDIR(st.st_mode))
@@ -427,6 +464,71 @@ TEST(Sandbox, RlimitsAndAWritableBindApplyAndCoreDumpsAreOff) {
   EXPECT_TRUE(std::getline(shared, line));
   EXPECT_EQ(line, "shared");
   EXPECT_LE(std::filesystem::file_size(work.file("big")), 4096u);
+}
+
+// An rlimit the kernel refuses (RLIMIT_NOFILE above fs.nr_open) fails the launch naming the
+// supervisor's step and the kernel's reason; the executor runs the next task.
+TEST(Sandbox, AnRlimitTheKernelRefusesIsALaunchFailureNamingTheStep) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-rlimit");
+  SandboxPolicy p = SandboxPolicy::standard();
+  p.level = task::SandboxLevel::Custom;
+  p.max_open_files = 1ull << 40;
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(), "echo ran", p));
+  EXPECT_EQ(r.status, Status::LaunchFailed);
+  EXPECT_EQ(r.stdout_data, "");
+  EXPECT_NE(r.error.find("sandbox: cannot set the rlimits: "), std::string::npos) << r.error;
+  p.max_open_files = 64;
+  auto next = run_one(*exec, sh_in(work.path(), "echo ran", p));
+  EXPECT_EQ(next.status, Status::Succeeded) << next.error;
+  EXPECT_EQ(next.stdout_data, "ran\n");
+}
+
+// A work dir the sandbox's uid may not enter (mode 0600: bound, but no search permission) fails
+// the launch naming the supervisor's step, and nothing runs.
+TEST(Sandbox, AWorkDirTheSandboxIdCannotEnterIsALaunchFailureNamingTheStep) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-chdir");
+  std::filesystem::permissions(
+      work.path(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  auto exec = make();
+  auto r = run_one(*exec, sh_in(work.path(), "echo ran", SandboxPolicy::standard()));
+  EXPECT_EQ(r.status, Status::LaunchFailed);
+  EXPECT_EQ(r.stdout_data, "");
+  EXPECT_NE(r.error.find("sandbox: cannot chdir into the work dir: "), std::string::npos)
+      << r.error;
+}
+
+// A pinned sandboxed task runs on its cores only (the supervisor is pinned before it starts).
+TEST(Sandbox, APinnedTaskRunsOnlyOnItsCores) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-pinned");
+  const unsigned last = task::online_cpus().value().back();
+  auto exec = make();
+  auto r = run_one(*exec, Task::binary("/bin/sh")
+                              .args({"-c", "grep Cpus_allowed_list /proc/self/status"})
+                              .cwd(work.path())
+                              .sandbox(SandboxPolicy::standard())
+                              .affinity(task::CpuAffinity::Core(last))
+                              .build()
+                              .value());
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "Cpus_allowed_list:\t" + std::to_string(last) + "\n");
+}
+
+// A program name not found on PATH is a launch failure naming it, before any namespace is made.
+TEST(Sandbox, AProgramNotOnThePathIsALaunchFailureNamingIt) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-path");
+  auto exec = make();
+  auto r = run_one(*exec, Task::binary("pepita-no-such-program")
+                              .cwd(work.path())
+                              .sandbox(SandboxPolicy::standard())
+                              .build()
+                              .value());
+  EXPECT_EQ(r.status, Status::LaunchFailed);
+  EXPECT_NE(r.error.find("cannot start 'pepita-no-such-program'"), std::string::npos) << r.error;
 }
 
 TEST(Sandbox, TheTaskHasItsOwnIpcNamespace) {

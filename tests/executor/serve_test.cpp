@@ -3,8 +3,10 @@
 // and non-process tasks are errors. The server is tests/executor/serve_echo.cc.
 #include "pepita/executor/serve.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fstream>
@@ -12,6 +14,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/child.hpp"
+#include "executor/process_test_util.hpp"
 
 namespace pepita::executor {
 namespace {
@@ -50,11 +55,48 @@ TEST(ServeExecutor, AnswersEachTaskWithTheServersReplyFrame) {
   EXPECT_EQ(r.exit_code, 0);
 }
 
+// With stdin and stdout closed the server's socket and pipes get descriptors 0 and 1: they are
+// moved above the descriptors the server is given (0..3), which still get the right ends.
+TEST(ServeExecutor, AnswersWhenItsOwnStdioIsClosed) {
+  const auto code = pepita::test::run_forked([] {
+    ::close(0);
+    const int out = ::fcntl(1, F_DUPFD_CLOEXEC, 10);  // gtest still prints to it
+    ASSERT_GE(out, 0);
+    ::close(1);
+    auto exec = make();
+    const ExecutionResult r = run(*exec, request("hello"));
+    ::dup2(out, 1);
+    ASSERT_EQ(r.status, Status::Succeeded) << r.error;
+    EXPECT_EQ(r.stdout_data, "hello");
+  });
+  ASSERT_TRUE(code) << "the child ran for 2 minutes";
+  EXPECT_EQ(*code, 0) << "the child failed (its failures are printed above)";
+}
+
 TEST(ServeExecutor, ReusesOneServerPerSlotAcrossTasks) {
   auto exec = make();
   const std::string first = run(*exec, request("pid")).stdout_data;
   ASSERT_FALSE(first.empty());
   for (int i = 0; i < 5; ++i) EXPECT_EQ(run(*exec, request("pid")).stdout_data, first);
+}
+
+// A server killed from outside between tasks fails only the task sent to it, saying it died
+// before it took the task; a new server takes the next one.
+TEST(ServeExecutor, AServerKilledBetweenTasksFailsTheNextTaskAndIsReplaced) {
+  auto exec = make();
+  const std::string pid = run(*exec, request("pid")).stdout_data;
+  ASSERT_FALSE(pid.empty());
+  ASSERT_EQ(::kill(std::stoi(pid), SIGKILL), 0);
+  for (int i = 0; i < 1000 && test::process_running(std::stoi(pid)); ++i) {
+    std::this_thread::sleep_for(10ms);  // until it is a zombie: its socket is closed
+  }
+  ASSERT_FALSE(test::process_running(std::stoi(pid)));
+  const ExecutionResult r = run(*exec, request("hello"));
+  EXPECT_NE(r.status, Status::Succeeded);
+  EXPECT_NE(r.error.find("before it took this task"), std::string::npos) << r.error;
+  const ExecutionResult next = run(*exec, request("pid"));
+  ASSERT_EQ(next.status, Status::Succeeded) << next.error;
+  EXPECT_NE(next.stdout_data, pid);
 }
 
 TEST(ServeExecutor, ServersOutputBecomesTheTasksStderr) {

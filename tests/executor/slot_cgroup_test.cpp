@@ -5,15 +5,20 @@
 // listed through the mount in /proc/self/mounts, not through pepita's cgroup code.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
+#include "common/private_cgroup.hpp"
 #include "common/require.hpp"
 #include "common/temp_dir.hpp"
 #include "executor/process_test_util.hpp"
@@ -261,6 +266,64 @@ TEST(SlotCgroup, ABackgroundGrandchildIsKilledAndTheSlotsCgroupIsReusedAfterIt) 
   const auto next = run_one(*exec, sh(print_own_cgroup(m)));
   ASSERT_EQ(next.status, Status::Succeeded) << next.error;
   EXPECT_EQ(trimmed(next.stdout_data), trimmed(r.stdout_data.substr(nl + 1)));
+}
+
+using ExecutorInOwnMountNamespace = pepita::test::CgroupNamespaceTest;
+
+// On cgroup v2 without the memory controller (the v1 memory hierarchy unmounted in the test's own
+// mount namespace) a slot cgroup has no memory counters to reuse: each attempt gets a cgroup of
+// its own instead, and a memory limit is a launch failure saying why, not an unlimited run.
+TEST_F(ExecutorInOwnMountNamespace, OnV2WithoutMemoryAttemptsGetCgroupsOfTheirOwnAndNoMemoryLimit) {
+  run([](const std::string& own) {
+    unmount_v1_memory();
+    std::ifstream controllers(own + "/cgroup.controllers");
+    const std::string listed((std::istreambuf_iterator<char>(controllers)), {});
+    if (listed.find("memory") != std::string::npos) {
+      GTEST_SKIP() << "the memory controller is delegated to us on cgroup v2";
+    }
+    auto exec = one_slot();
+    for (int i = 0; i < 2; ++i) {
+      const auto r = run_one(*exec, sh("grep '^0::' /proc/self/cgroup | cut -d: -f3"));
+      ASSERT_EQ(r.status, Status::Succeeded) << r.error;
+      const std::string path = trimmed(r.stdout_data);
+      EXPECT_NE(path.find("/task-"), std::string::npos) << path;
+      EXPECT_EQ(path.find("/task-slot"), std::string::npos) << path << ": a slot cgroup";
+    }
+    Allocation a;
+    a.memory = 64ull << 20;
+    const auto limited = run_one(*exec, sh("true").with_allocation(a));
+    EXPECT_EQ(limited.status, Status::LaunchFailed);
+    EXPECT_NE(limited.error.find("cannot enforce the task's resource limits: cannot limit memory: "
+                                 "cgroup v2: the memory controller is not available"),
+              std::string::npos)
+        << limited.error;
+    EXPECT_NE(limited.error.find("Delegate=yes"), std::string::npos) << limited.error;
+  });
+}
+
+// Without any usable cgroup hierarchy (no cgroup2, no v1 memory) tasks still run, but one that
+// asks for memory fails to launch, saying that its limit cannot be enforced and why.
+TEST_F(ExecutorInOwnMountNamespace, WithoutCgroupsAMemoryRequestIsALaunchFailureSayingWhy) {
+  run([](const std::string&) {
+    unmount_v1_memory();
+    for (const std::string& m : pepita::test::cgroup_mounts("cgroup2")) {
+      ASSERT_EQ(::umount2(m.c_str(), MNT_DETACH), 0) << m << ": " << std::strerror(errno);
+    }
+    auto exec = one_slot();
+    const auto plain = run_one(*exec, sh("echo ran"));
+    ASSERT_EQ(plain.status, Status::Succeeded) << plain.error;
+    EXPECT_EQ(plain.stdout_data, "ran\n");
+    Allocation a;
+    a.memory = 64ull << 20;
+    const auto limited = run_one(*exec, sh("echo ran").with_allocation(a));
+    EXPECT_EQ(limited.status, Status::LaunchFailed);
+    EXPECT_EQ(limited.stdout_data, "");
+    EXPECT_NE(limited.error.find("task asks for memory = \"64M\" but its limit cannot be "
+                                 "enforced here: "),
+              std::string::npos)
+        << limited.error;
+    EXPECT_NE(limited.error.find("mount cgroup2"), std::string::npos) << limited.error;
+  });
 }
 
 }  // namespace

@@ -7,14 +7,18 @@
 #include <gtest/gtest.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
+#include "common/child.hpp"
 #include "common/require.hpp"
 #include "pepita/core/unique_fd.hpp"
 
@@ -114,6 +118,65 @@ TEST(SlotNetns, ATcpSocketLeftInsideOrLoopbackDownMakesItNotPristine) {
     ASSERT_EQ(::ioctl(s.get(), SIOCSIFFLAGS, &ifr), 0);  // we may: the namespace is ours
   }
   EXPECT_FALSE(made->pristine());
+}
+
+// Without CAP_SYS_ADMIN (here: an unprivileged effective uid in a forked child) no namespace is
+// made: the error says what is needed, and the thread stays in its own namespace.
+TEST(SlotNetns, WithoutCapSysAdminMakeFailsSayingWhatItNeeds) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  const auto code = pepita::test::run_forked([] {
+    const UniqueFd host = open_host();
+    ASSERT_TRUE(host.valid());
+    const ino_t before = thread_netns();
+    ASSERT_EQ(::seteuid(65534), 0) << std::strerror(errno);
+    auto made = SlotNetns::make(host.get());
+    ASSERT_EQ(::seteuid(0), 0) << std::strerror(errno);
+    ASSERT_FALSE(made);
+    EXPECT_EQ(made.error().sys_errno(), EPERM);
+    EXPECT_NE(made.error().message().find("unshare CLONE_NEWNET needs CAP_SYS_ADMIN"),
+              std::string::npos)
+        << made.error().message();
+    EXPECT_EQ(thread_netns(), before);
+  });
+  ASSERT_TRUE(code) << "the child ran for 2 minutes";
+  EXPECT_EQ(*code, 0) << "the child failed (its failures are printed above)";
+}
+
+// A namespace that cannot be opened once made (here /proc is not mounted, then its /proc/net is
+// hidden, in a forked child's own mount namespace) fails naming what could not be opened, and the
+// thread is back in its own.
+TEST(SlotNetns, ANamespaceThatCannotBeOpenedFailsNamingWhatAndTheThreadIsBack) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  const auto code = pepita::test::run_forked([] {
+    ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+        << std::strerror(errno);
+    const UniqueFd host = open_host();
+    ASSERT_TRUE(host.valid());
+    const ino_t before = inode_of(host.get());
+    ASSERT_EQ(::umount2("/proc", MNT_DETACH), 0) << std::strerror(errno);
+    auto made = SlotNetns::make(host.get());
+    ASSERT_FALSE(made);
+    EXPECT_NE(made.error().message().find(
+                  "sandbox: slot network namespace: open /proc/thread-self/ns/net"),
+              std::string::npos)
+        << made.error().message();
+    // Back: a fresh mount of /proc shows the thread in the namespace it started in.
+    ASSERT_EQ(::mount("proc", "/proc", "proc", 0, nullptr), 0) << std::strerror(errno);
+    EXPECT_EQ(thread_netns(), before);
+    // Its /proc/net hidden (an empty tmpfs over this thread's): its sockstat cannot be opened.
+    ASSERT_EQ(::mount("tmpfs", "/proc/thread-self/net", "tmpfs", 0, nullptr), 0)
+        << std::strerror(errno);
+    auto blind = SlotNetns::make(host.get());
+    ASSERT_FALSE(blind);
+    EXPECT_NE(blind.error().message().find(
+                  "sandbox: slot network namespace: open its /proc/net/sockstat"),
+              std::string::npos)
+        << blind.error().message();
+    EXPECT_EQ(thread_netns(), before);
+  });
+  ASSERT_TRUE(code) << "the child ran for 2 minutes";
+  EXPECT_EQ(*code, 0) << "the child failed (its failures are printed above)";
 }
 
 }  // namespace
