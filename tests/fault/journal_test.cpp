@@ -226,6 +226,44 @@ TEST(Journal, FormatOneJournalStillLoadsAndResumes) {
   EXPECT_EQ(after->records[1].stdout_bytes, 1u << 20);
 }
 
+// A record whose CRC32C matches but whose bytes do not decode (a format-1 journal: no chain to
+// check first) is a torn tail when it is the last record, and damage when intact data follows.
+TEST(Journal, RecordWithAGoodCrcThatDoesNotDecodeIsTornAtTheEndAndCorruptionBefore) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("old");
+  auto frame = [](std::string_view payload) {
+    std::string f;
+    auto u32 = [&](std::uint32_t v) {
+      for (int i = 0; i < 4; ++i) f.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+    };
+    u32(static_cast<std::uint32_t>(payload.size()));
+    u32(crc32c(payload));
+    f.append(payload);
+    return f;
+  };
+  const std::string good = frame(encode_record(finished("a", 0)));
+  const std::string junk = frame(std::string(5, '\xff'));  // no record type is 0xff
+
+  write_file(path, "PEPJRNL1" + good + junk);
+  auto torn = read_journal(path);
+  ASSERT_TRUE(torn) << torn.error().message();
+  ASSERT_EQ(torn->records.size(), 1u);
+  EXPECT_EQ(torn->records[0].name, "a");
+  EXPECT_EQ(torn->valid_bytes, 8 + good.size());
+  EXPECT_EQ(torn->torn_bytes, junk.size());
+
+  write_file(path, "PEPJRNL1" + junk + good);
+  auto damaged = read_journal(path);
+  ASSERT_FALSE(damaged);
+  EXPECT_EQ(damaged.error().code(), ErrorCode::Corrupted);
+  EXPECT_NE(damaged.error().message().find(": record at byte 8 does not decode and intact data "
+                                           "follows; the journal is damaged. Move it away or run "
+                                           "without --resume"),
+            std::string::npos)
+      << damaged.error().message();
+  EXPECT_EQ(read_file(path), "PEPJRNL1" + junk + good) << "reading changes nothing";
+}
+
 RC_GTEST_PROP(Journal, EncodeDecodeRoundTrip,
               (std::string name, std::string out, std::int32_t code, std::uint32_t attempt)) {
   JournalRecord r = finished(name, code);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gpu_env.hpp"
@@ -174,6 +175,47 @@ TEST(GpuBuiltins, BetaZeroIgnoresNanInC) {
   Buffer gc = upload(std::vector<float>(4, std::nanf("")));
   ASSERT_TRUE(lib.sgemm(2, 2, 2, 1.0f, ga, gb, 0.0f, gc));
   EXPECT_EQ(download(gc, 4), (std::vector<float>{1, 2, 3, 4}));
+}
+
+TEST(GpuBuiltins, SgemmRefusesOverflowingShapesAndGridsOverTheDeviceLimit) {
+  PEPITA_REQUIRE_GPU();
+  Builtins& lib = *env().builtins;
+  Buffer one = upload(std::vector<float>(1));
+  auto wrap = lib.sgemm(SIZE_MAX, 1, 2, 1.0f, one, one, 0.0f, one);
+  ASSERT_FALSE(wrap);
+  EXPECT_EQ(wrap.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_EQ(wrap.error().message(), "gpu::Builtins::sgemm: m * k overflows");
+
+  // One row of C wider than the device's workgroup count can cover (64 columns per group on
+  // either kernel), with every buffer big enough: refused before any dispatch.
+  const std::uint32_t max_x = env().device->info().max_group_count[0];
+  const std::size_t n = std::size_t{max_x} * 64 + 1;
+  if (n * sizeof(float) > env().device->info().max_storage_buffer_range)
+    GTEST_SKIP() << "a " << n << "-float row is over this device's storage-buffer range";
+  Buffer wide = upload(std::vector<float>(n));
+  const std::uint64_t before = env().device->dispatch_count();
+  auto grid = lib.sgemm(1, n, 1, 1.0f, one, wide, 0.0f, wide);
+  ASSERT_FALSE(grid);
+  EXPECT_EQ(grid.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(grid.error().message().find("gpu::Builtins::sgemm: 1 x " + std::to_string(n) +
+                                        " needs " + std::to_string(max_x + 1u) +
+                                        " x 1 "
+                                        "workgroups, over the device limit; split C into blocks"),
+            std::string::npos)
+      << grid.error().message();
+  EXPECT_EQ(env().device->dispatch_count(), before);
+}
+
+TEST(GpuBuiltins, MoveAssignedBuiltinsStillRun) {
+  PEPITA_REQUIRE_GPU();
+  auto a = Builtins::create(*env().device);
+  auto b = Builtins::create(*env().device);
+  ASSERT_TRUE(a && b);
+  *a = std::move(*b);
+  Buffer x = upload({1.0f, 2.0f, 3.0f}), y = upload({0.0f, 0.0f, 0.0f}),
+         out = upload({9.0f, 9.0f, 9.0f});
+  ASSERT_TRUE(a->vector_add(x, y, out, 3));
+  EXPECT_EQ(download(out, 3), (std::vector<float>{1.0f, 2.0f, 3.0f}));
 }
 
 TEST(GpuBuiltins, SizeMismatchesAreErrors) {

@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <cstdint>
 #include <cstring>
+#include <ios>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu_env.hpp"
@@ -24,6 +27,10 @@ TEST(GpuBackendNames, NamesNativenessAndHonestAvailability) {
   EXPECT_EQ(name(GpuBackend::Vulkan), "vulkan");
   EXPECT_EQ(name(GpuBackend::Metal), "metal");
   EXPECT_EQ(name(GpuBackend::None), "none");
+  EXPECT_EQ(name(GpuBackend::Dx12), "dx12");
+  EXPECT_EQ(name(GpuBackend::OpenGL), "opengl");
+  EXPECT_EQ(name(GpuBackend::WebGpu), "webgpu");
+  EXPECT_EQ(name(static_cast<GpuBackend>(200)), "?") << "a value outside the enum";
   EXPECT_TRUE(is_native(GpuBackend::Vulkan));
   EXPECT_TRUE(is_native(GpuBackend::Dx12));
   EXPECT_FALSE(is_native(GpuBackend::OpenGL));
@@ -37,6 +44,26 @@ TEST(GpuBackendNames, NamesNativenessAndHonestAvailability) {
     for (const auto& d : *devices) compute |= d.has_compute_queue;
   }
   EXPECT_EQ(is_available(GpuBackend::Vulkan), compute) << "a real probe of the Vulkan loader";
+}
+
+// The vendor string comes from the PCI vendor id, known ids by name, any other id in hex; the
+// rest of the info is the DeviceInfo's. No device needed.
+TEST(GpuDeviceCrate, VendorIsNamedFromThePciIdOrGivenInHex) {
+  const std::pair<std::uint32_t, const char*> vendors[] = {
+      {0x10de, "NVIDIA"}, {0x1002, "AMD"},      {0x8086, "Intel"},
+      {0x13b5, "ARM"},    {0x5143, "Qualcomm"}, {0x1010, "Imagination"},
+      {0x10005, "Mesa"},  {0xabcd, "0xabcd"},   {0, "0x0"}};
+  for (const auto& [id, vendor] : vendors) {
+    DeviceInfo d;
+    d.name = "test device";
+    d.vendor_id = id;
+    d.type = DeviceType::Discrete;
+    const GpuDeviceInfo g = gpu_device_info(d);
+    EXPECT_EQ(g.vendor, vendor) << std::hex << id;
+    EXPECT_EQ(g.name, "test device");
+    EXPECT_EQ(g.backend, GpuBackend::Vulkan);
+    EXPECT_EQ(g.device_type, DeviceType::Discrete);
+  }
 }
 
 TEST(BufferUsageFlags, CrateBitValuesUnionAndContains) {
@@ -156,6 +183,33 @@ TEST(GpuDeviceCrate, CopyBufferOnTheStagingPathAndNoMapping) {
   auto cross = dev->copy_buffer(*src, *other);
   ASSERT_FALSE(cross);
   EXPECT_NE(cross.error().message().find("another Device"), std::string::npos);
+}
+
+// A module whose push-constant block has no member offsets cannot be sized by reflection: the
+// pipeline is refused before anything is built, pointing at the explicit-layout API.
+TEST(GpuDeviceCrate, UnsizablePushConstantBlockPointsAtKernelCreate) {
+  PEPITA_REQUIRE_GPU();
+  auto spirv = test_spirv("add_scale");
+  ASSERT_FALSE(spirv.empty());
+  int dropped = 0;
+  for (std::size_t at = 5; at < spirv.size() && (spirv[at] >> 16) != 0; at += spirv[at] >> 16) {
+    // OpMemberDecorate (72) ... Offset (35) -> RelaxedPrecision (0)
+    if ((spirv[at] & 0xffff) == 72 && (spirv[at] >> 16) >= 5 && spirv[at + 3] == 35) {
+      spirv[at + 3] = 0;
+      ++dropped;
+    }
+  }
+  ASSERT_GT(dropped, 0);
+  auto shader = ComputeShader::from_spirv(spirv);
+  ASSERT_TRUE(shader) << shader.error().to_string();
+  EXPECT_FALSE(shader->interface().push_constant_bytes);
+  auto pipeline = ComputePipeline::create(*env().device, *shader);
+  ASSERT_FALSE(pipeline);
+  EXPECT_EQ(pipeline.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(pipeline.error().message().find("push-constant block could not be sized; use "
+                                            "Kernel::create with an explicit KernelLayout"),
+            std::string::npos)
+      << pipeline.error().message();
 }
 
 TEST(GpuDeviceCrate, ComputeShaderDispatchRunsAndIsCounted) {

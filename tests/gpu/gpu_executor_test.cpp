@@ -195,6 +195,8 @@ TEST_F(GpuExecutorTest, BadTasksFailClearlyAndThePoolGoesOn) {
   {
     std::ofstream(dir_ / "odd.f32") << "abcde";  // 5 bytes: not whole floats
     std::ofstream(dir_ / "garbage.spv") << "this is not SPIR-V at all";
+    std::ofstream(dir_ / "empty.f32");  // 0 floats
+    fs::create_directories(dir_ / "taken" / "sub");
   }
   struct Case {
     Task task;
@@ -218,6 +220,15 @@ TEST_F(GpuExecutorTest, BadTasksFailClearlyAndThePoolGoesOn) {
       {gpu_task("garbage.spv", {"groups=1", "b0=zeros:4"}), "SPIR-V"},
       {gpu_task("add", {"a=fill:1", "b=fill:2", "n=3", "out=no/such/dir/o.f32"}),
        "does the directory exist?"},
+      {gpu_task("max", {"x=fill:1", "n=0"}), "the input is empty (max of 0 elements)"},
+      {gpu_task(shader("scale_offset.spv"),
+                {"groups=1", "spec=64,f:1", "push=1,f:0", "b0=fill:1", "b1=zeros:4"}),
+       "b0= is fill:/ramp:, so n= must give its size"},
+      {gpu_task(shader("scale_offset.spv"),
+                {"groups=1", "spec=64,f:1", "push=1,f:0", "b0=empty.f32", "b1=zeros:4"}),
+       "buffer b0= is empty"},
+      // The output path is a directory: the rename fails and the temporary file goes.
+      {gpu_task("add", {"a=fill:1", "b=fill:2", "n=3", "out=taken"}), "taken: rename failed"},
   };
   std::vector<pool::TaskHandle> handles;
   for (auto& c : cases) handles.push_back(*p.submit(c.task));
@@ -232,6 +243,24 @@ TEST_F(GpuExecutorTest, BadTasksFailClearlyAndThePoolGoesOn) {
   }
   ASSERT_EQ(good->wait().status, Status::Succeeded) << good->wait().error;
   EXPECT_EQ(good->wait().stdout_data, "9\n");
+  EXPECT_FALSE(fs::exists(dir_ / "taken.tmp")) << "a failed rename leaves no temporary file";
+  EXPECT_TRUE(fs::is_directory(dir_ / "taken" / "sub")) << "nor touches what was there";
+}
+
+// Without out=, at most 4096 values are printed, and the text says how to get the rest.
+TEST_F(GpuExecutorTest, LongOutputIsCutAndSaysHowToGetItAll) {
+  auto p = make_pool(executor());
+  auto h = p.submit(gpu_task("add", {"a=ramp:0", "b=fill:0", "n=5000"}));
+  ASSERT_TRUE(h);
+  const ExecutionResult& r = h->wait();
+  ASSERT_EQ(r.status, Status::Succeeded) << r.error;
+  std::istringstream in(r.stdout_data);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 4097u);
+  EXPECT_EQ(lines[0], "0");
+  EXPECT_EQ(lines[4095], "4095");
+  EXPECT_EQ(lines[4096], "... 904 more values (give out=FILE to get them all)");
 }
 
 // Several workers submitting at once on one device: every result must still be its own.
@@ -268,6 +297,15 @@ TEST_F(GpuExecutorTest, NotAGpuTaskIsRejectedAtStart) {
   GpuExecutor::Options none;
   none.slots = 0;
   EXPECT_FALSE(GpuExecutor::create(*env().device, none));
+  GpuExecutor::Options no_time;
+  no_time.default_timeout = std::chrono::seconds(0);
+  auto z = GpuExecutor::create(*env().device, no_time);
+  ASSERT_FALSE(z);
+  EXPECT_EQ(z.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(z.error().message().find("default_timeout must be positive"), std::string::npos)
+      << z.error().message();
+  EXPECT_EQ(exec->device_info().name, env().device->info().name);
+  EXPECT_EQ(exec->device_info().index, env().device->info().index);
 }
 
 TEST_F(GpuExecutorTest, RegistersAsGpuWithTypedSettings) {
@@ -283,11 +321,22 @@ TEST_F(GpuExecutorTest, RegistersAsGpuWithTypedSettings) {
   executor::BackendOptions good;
   good.slots = 3;
   good.set("timeout", "5s").set("max_buffer", "64M");
+  good.set("device", std::to_string(env().device->info().index));
   auto made = registry.create(task::Backend::Gpu, good);
   ASSERT_TRUE(made) << made.error().message();
   EXPECT_EQ((*made)->backend(), task::Backend::Gpu);
   EXPECT_EQ((*made)->slots(), 3u);
+  auto* gpu = dynamic_cast<GpuExecutor*>(made->get());
+  ASSERT_NE(gpu, nullptr);
+  EXPECT_EQ(gpu->device_info().index, env().device->info().index) << "device= picks it";
   (*made)->shutdown();
+  executor::BackendOptions far;
+  far.set("device", "4096");
+  auto missing = registry.create(task::Backend::Gpu, far);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("GPU device index 4096 does not exist"),
+            std::string::npos)
+      << missing.error().message();
 }
 
 // Workgroups of spin.comp that keep the device busy for about `target`: grows the count until

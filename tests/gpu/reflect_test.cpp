@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <array>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -102,6 +105,91 @@ TEST(ReflectSpirv, AVertexEntryPointIsReportedAndRefusedForDispatch) {
   spirv[at + 1] = 3;  // Geometry: not a model pepita knows
   auto geo = reflect_spirv(spirv);
   EXPECT_NE(error_of(geo).find("execution model 3"), std::string::npos);
+}
+
+// Sets the decoration of every OpDecorate (71) / OpMemberDecorate (72) naming `decoration` to
+// RelaxedPrecision (0), which reflection ignores; returns how many it changed.
+int drop_decoration(std::vector<std::uint32_t>& spirv, std::uint32_t opcode,
+                    std::uint32_t decoration) {
+  const std::size_t slot = opcode == 71 ? 2 : 3;
+  int dropped = 0;
+  for (std::size_t at = 5; at < spirv.size() && (spirv[at] >> 16) != 0; at += spirv[at] >> 16) {
+    if ((spirv[at] & 0xffff) == opcode && (spirv[at] >> 16) > slot &&
+        spirv[at + slot] == decoration) {
+      spirv[at + slot] = 0;
+      ++dropped;
+    }
+  }
+  return dropped;
+}
+
+TEST(ReflectSpirv, PushBlockWithVectorArrayAndMatrixIsSizedAndAUniformBlockIsReported) {
+  const auto spirv = test_spirv("interface_kinds");
+  auto in = reflect_spirv(spirv);
+  ASSERT_TRUE(in) << in.error().to_string();
+  EXPECT_EQ(in->local_size, (std::array<std::uint32_t, 3>{8, 4, 1}));
+  // vec4 at 0 (16 bytes), float[3] at 16 (stride 4), mat4 at 32 (4 columns of stride 16).
+  EXPECT_EQ(in->push_constant_bytes, std::optional<std::uint32_t>(96));
+  ASSERT_EQ(in->bindings.size(), 2u);
+  EXPECT_EQ(in->bindings[0].kind, ResourceBinding::Kind::StorageBuffer);
+  EXPECT_EQ(in->bindings[1].binding, 1u);
+  EXPECT_EQ(in->bindings[1].kind, ResourceBinding::Kind::UniformBuffer);
+  EXPECT_EQ(in->storage_buffers(), 1u);
+  auto c = check_compute_interface(*in, 2, 96);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("buffers: binding 1 is a uniform buffer"), std::string::npos)
+      << c.error().message();
+
+  // Without ArrayStride the array's stride is its element's size: the same 96 bytes.
+  auto no_stride = spirv;
+  ASSERT_EQ(drop_decoration(no_stride, 71, 6), 2);  // ArrayStride
+  auto ns = reflect_spirv(no_stride);
+  ASSERT_TRUE(ns) << ns.error().to_string();
+  EXPECT_EQ(ns->push_constant_bytes, std::optional<std::uint32_t>(96));
+
+  // A matrix member without MatrixStride cannot be sized, nor then the block: no size, no error.
+  auto no_matrix_stride = spirv;
+  ASSERT_EQ(drop_decoration(no_matrix_stride, 72, 7), 1);  // MatrixStride
+  auto nm = reflect_spirv(no_matrix_stride);
+  ASSERT_TRUE(nm) << nm.error().to_string();
+  EXPECT_FALSE(nm->push_constant_bytes);
+}
+
+TEST(ReflectSpirv, AFragmentEntryPointIsReportedAndStagesHaveNames) {
+  auto spirv = test_spirv("add_scale");
+  const std::size_t at = entry_point_at(spirv);
+  ASSERT_NE(at, 0u);
+  spirv[at + 1] = 4;  // execution model: Fragment
+  auto in = reflect_spirv(spirv);
+  ASSERT_TRUE(in) << in.error().to_string();
+  EXPECT_EQ(in->stage, ShaderStage::Fragment);
+  auto c = check_compute_interface(*in, 4, 8);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message().find("is a fragment shader"), std::string::npos)
+      << c.error().message();
+  EXPECT_EQ(to_string(ShaderStage::Vertex), "vertex");
+  EXPECT_EQ(to_string(ShaderStage::Fragment), "fragment");
+  EXPECT_EQ(to_string(ShaderStage::Compute), "compute");
+  EXPECT_EQ(to_string(static_cast<ShaderStage>(9)), "?") << "a value outside the enum";
+}
+
+// An entry-point name literal missing its nul terminator ends at the instruction's end: both
+// reflection and validation read the name from the instruction's own words, never past them.
+TEST(ReflectSpirv, EntryPointNameWithoutItsNulEndsAtTheInstruction) {
+  auto spirv = test_spirv("add_scale");
+  const std::size_t at = entry_point_at(spirv);
+  ASSERT_NE(at, 0u);
+  const std::size_t words = spirv[at] >> 16;
+  ASSERT_GE(words, 4u);
+  for (std::size_t w = at + 3; w < at + words; ++w) spirv[w] = 0x41414141;  // "AAAA", no nul
+  const std::string name(4 * (words - 3), 'A');
+  auto in = reflect_spirv(spirv, name);
+  ASSERT_TRUE(in) << in.error().to_string();
+  EXPECT_EQ(in->entry_point, name);
+  EXPECT_TRUE(validate_spirv(spirv, name));
+  EXPECT_NE(error_of(reflect_spirv(spirv, "main")).find("no entry point named 'main'"),
+            std::string::npos);
+  EXPECT_FALSE(validate_spirv(spirv, "main"));
 }
 
 TEST(ReflectSpirv, MalformedModulesAreInvalidArgument) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/shader_runner.hpp"
 #include "gpu_env.hpp"
 #include "pepita/gpu/gpu_executor.hpp"
 #include "pepita/gpu/kernel.hpp"
@@ -139,6 +140,49 @@ TEST_F(ShaderTaskTest, SameShaderAndLayoutReuseTheCachedPipeline) {
   ASSERT_TRUE(other);
   ASSERT_EQ(run(*other).status, Status::Succeeded) << run(*other).error;
   EXPECT_EQ(exec_->pipelines_built(), before + 2) << "other specialization constants: new pipeline";
+}
+
+// The runner alone: 33 distinct layouts fill the 32-entry pipeline cache and push out the least
+// recently used one (the one used again most recently stays); a buffer over the per-buffer cap
+// fails naming it; a stop request before the upload cancels the attempt.
+TEST_F(ShaderTaskTest, RunnerKeepsThe32MostRecentlyUsedPipelinesAndHonoursItsLimits) {
+  Device& dev = *env().device;
+  detail::ShaderRunner runner(dev, 4096);
+  const auto never = [] { return false; };
+  const auto spec = [this](std::uint32_t v) {
+    return add_scale(16, 1.0f).with_spec_constants({v});
+  };
+  ASSERT_TRUE(runner.run(spec(0), never));
+  for (std::uint32_t v = 1; v < detail::ShaderRunner::kCacheEntries; ++v) {
+    auto r = runner.run(spec(v), never);
+    ASSERT_TRUE(r) << v << ": " << r.error().to_string();
+  }
+  EXPECT_EQ(runner.pipelines_built(), detail::ShaderRunner::kCacheEntries);
+  EXPECT_EQ(runner.pipelines_cached(), detail::ShaderRunner::kCacheEntries);
+  ASSERT_TRUE(runner.run(spec(0), never));  // a hit: 0 is now the most recently used
+  EXPECT_EQ(runner.pipelines_built(), detail::ShaderRunner::kCacheEntries);
+  ASSERT_TRUE(runner.run(spec(100), never));  // a miss: evicts 1, the least recently used
+  EXPECT_EQ(runner.pipelines_built(), detail::ShaderRunner::kCacheEntries + 1);
+  EXPECT_EQ(runner.pipelines_cached(), detail::ShaderRunner::kCacheEntries) << "still bounded";
+  ASSERT_TRUE(runner.run(spec(0), never));
+  EXPECT_EQ(runner.pipelines_built(), detail::ShaderRunner::kCacheEntries + 1) << "0 stayed";
+  ASSERT_TRUE(runner.run(spec(1), never));
+  EXPECT_EQ(runner.pipelines_built(), detail::ShaderRunner::kCacheEntries + 2) << "1 was evicted";
+
+  auto big = runner.run(add_scale(2048, 1.0f), never);  // 8 KiB buffers over the 4 KiB cap
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(big.error().message().find("buffers[0]: 8192 bytes is over the 4096-byte limit per "
+                                       "buffer"),
+            std::string::npos)
+      << big.error().message();
+
+  auto stopped = runner.run(add_scale(16, 1.0f), [] { return true; });
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().code(), ErrorCode::Cancelled);
+  EXPECT_NE(stopped.error().message().find("attempt already reported (cancelled or timed out)"),
+            std::string::npos)
+      << stopped.error().message();
 }
 
 TEST_F(ShaderTaskTest, ConcurrentShaderTasksOnFourSlotsAllGetTheirOwnOutputs) {

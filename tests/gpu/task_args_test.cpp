@@ -6,14 +6,25 @@
 #include <rapidcheck/gtest.h>
 
 #include <bit>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
+
+#include "common/temp_dir.hpp"
 
 namespace pepita::gpu::detail {
 namespace {
 
 Result<TaskPlan> parse(std::string_view kernel, std::vector<std::string> args) {
   return parse_task(kernel, args);
+}
+
+// "1,2,...,n": n push or spec words.
+std::string many_words(int n) {
+  std::string out;
+  for (int i = 1; i <= n; ++i) out += (i > 1 ? "," : "") + std::to_string(i);
+  return out;
 }
 
 TEST(GpuTaskArgs, BuiltinForms) {
@@ -80,6 +91,8 @@ TEST(GpuTaskArgs, RejectsWithTheReason) {
       {"k.spv", {"groups=1", "b0=zeros:1", "push=x:1"}, "u:, i: or f:"},
       {"k.spv", {"groups=1", "b0=zeros:1", "push=i:3000000000"}, "32-bit signed"},
       {"k.spv", {"groups=1", "b99=zeros:1"}, "b99"},
+      {"k.spv", {"groups=1", "b0=zeros:1", "push=" + many_words(33)}, "push: more than 32 values"},
+      {"k.spv", {"groups=1", "b0=zeros:1", "spec=" + many_words(40)}, "spec: more than 32 values"},
   };
   for (const Case& c : cases) {
     auto p = parse(c.kernel, c.args);
@@ -88,6 +101,39 @@ TEST(GpuTaskArgs, RejectsWithTheReason) {
     EXPECT_NE(p.error().message().find(c.expect), std::string::npos)
         << "'" << p.error().message() << "' lacks '" << c.expect << "'";
   }
+}
+
+// A file input that is a directory is refused by name before anything is read; a file input is
+// read back whole.
+TEST(GpuTaskArgs, FileInputMustBeARegularFileAndIsReadWhole) {
+  pepita::test::TempDir dir("gpu-task-args");
+  ASSERT_FALSE(dir.path().empty());
+  std::filesystem::create_directory(dir.file("inputs"));
+  Source src;
+  src.kind = Source::Kind::File;
+  src.key = "x";
+  src.path = "inputs";  // relative: resolved against the cwd
+  auto n = file_floats(src, dir.path());
+  ASSERT_FALSE(n);
+  EXPECT_EQ(n.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_EQ(n.error().message(), "gpu task input x=inputs is not a regular file");
+  auto v = materialize(src, 1, dir.path(), 1 << 20);
+  ASSERT_FALSE(v);
+  EXPECT_EQ(v.error().code(), ErrorCode::InvalidArgument);
+
+  const std::vector<float> data = {1.5f, -2.0f, 3.25f};
+  {
+    std::ofstream out(dir.file("x.f32"), std::ios::binary);
+    out.write(reinterpret_cast<const char*>(data.data()),
+              static_cast<std::streamsize>(data.size() * sizeof(float)));
+  }
+  src.path = "x.f32";
+  auto count = file_floats(src, dir.path());
+  ASSERT_TRUE(count) << count.error().to_string();
+  EXPECT_EQ(*count, 3u);
+  auto back = materialize(src, 3, dir.path(), 1 << 20);
+  ASSERT_TRUE(back) << back.error().to_string();
+  EXPECT_EQ(*back, data);
 }
 
 // Any argument list: parse either succeeds or fails with InvalidArgument, never crashes.

@@ -67,6 +67,13 @@ TEST(GpuTimeline, ValuesNeverGoBack) {
   EXPECT_FALSE(sem->signal(3));
   EXPECT_TRUE(sem->signal(11));
   EXPECT_EQ(*sem->value(), 11u);
+  // Move-assigned, the semaphore it replaces goes and its value and rule come along.
+  auto other = TimelineSemaphore::create(*env().device, 1);
+  ASSERT_TRUE(other);
+  *other = std::move(*sem);
+  EXPECT_EQ(*other->value(), 11u);
+  EXPECT_FALSE(other->signal(11));
+  EXPECT_TRUE(other->signal(12));
 }
 
 TEST(GpuTimeline, QueueTimelineCountsEverySubmission) {

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "pepita/simd/kernels.hpp"
 #include "simd_test_util.hpp"
@@ -223,6 +225,35 @@ TEST_P(Activations, DotBf16WithinBound) {
     ASSERT_TRUE(r.has_value());
     EXPECT_LE(std::fabs(*r - ref), (n + 2) * kU32 * abs + n * 0x1p-126) << "n=" << n;
   });
+}
+
+// The activation and quantised kernels check lengths before touching memory (level-independent)
+// and name the two arguments that disagree; nothing is written to out.
+TEST(ActivationChecks, EveryLengthMismatchNamesTheOperationAndTheArguments) {
+  const std::vector<float> x(5, 1.0f), gamma(5, 1.0f), beta6(6, 0.0f);
+  std::vector<float> out6(6, 7.0f);
+  const std::string differ = " lengths differ (5 vs 6); pass spans of equal length";
+  const auto msg = [](const Result<void>& r) {
+    return r ? std::string("(no error)") : r.error().message();
+  };
+  EXPECT_EQ(msg(softmax(x, out6)), "softmax: x and out" + differ);
+  EXPECT_EQ(msg(relu(x, out6)), "relu: x and out" + differ);
+  EXPECT_EQ(msg(gelu(x, out6)), "gelu: x and out" + differ);
+  EXPECT_EQ(msg(layer_norm(x, gamma, {}, 1e-5f, out6)), "layer_norm: x and out" + differ);
+  std::vector<float> out5(5, 7.0f);
+  EXPECT_EQ(msg(layer_norm(x, gamma, beta6, 1e-5f, out5)), "layer_norm: x and beta" + differ);
+  EXPECT_EQ(out6, std::vector<float>(6, 7.0f)) << "a refused call writes nothing";
+  EXPECT_EQ(out5, std::vector<float>(5, 7.0f)) << "a refused call writes nothing";
+
+  const std::vector<std::int8_t> i5(5, 1), i6(6, 1);
+  auto di = dot_i8(i5, i6);
+  ASSERT_FALSE(di);
+  EXPECT_EQ(di.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_EQ(di.error().message(), "dot_i8: x and y" + differ);
+  const std::vector<Bf16> b5(5, to_bf16(1.0f)), b6(6, to_bf16(1.0f));
+  auto db = dot_bf16(b5, b6);
+  ASSERT_FALSE(db);
+  EXPECT_EQ(db.error().message(), "dot_bf16: x and y" + differ);
 }
 
 TEST(Bf16, ConversionRoundsToNearestEven) {

@@ -8,6 +8,9 @@
 
 #include <cmath>
 #include <limits>
+#include <span>
+#include <string>
+#include <vector>
 
 #include "pepita/simd/kernels.hpp"
 #include "simd_test_util.hpp"
@@ -255,6 +258,40 @@ TEST_P(Blas1, LengthMismatchAndEmptyInputsAreErrors) {
   EXPECT_EQ(argmax(std::span<const float>()).error().code(), ErrorCode::InvalidArgument);
   EXPECT_EQ(*dot(std::span<const float>(), std::span<const float>()), 0.0f);
   EXPECT_EQ(*sum(std::span<const double>()), 0.0);
+}
+
+// The message of a refused call: "<op>: <what> lengths differ (a vs b); pass spans of equal
+// length", or "(no error)" when the call succeeded.
+template <class T>
+std::string error_of(const Result<T>& r) {
+  return r ? std::string("(no error)") : r.error().message();
+}
+
+// Every kernel checks its lengths before touching memory (level-independent) and says which two
+// arguments disagree; nothing is written to out.
+TEST(Blas1Checks, EveryLengthMismatchNamesTheOperationAndTheArguments) {
+  std::vector<float> f5(5, 1.0f), f6(6, 7.0f);
+  std::vector<double> d5(5, 1.0), d6(6, 7.0);
+  const auto cf = [](const std::vector<float>& v) { return std::span<const float>(v); };
+  const auto cd = [](const std::vector<double>& v) { return std::span<const double>(v); };
+  const std::string differ = " lengths differ (5 vs 6); pass spans of equal length";
+  EXPECT_EQ(error_of(dot(cd(d5), cd(d6))), "dot: x and y" + differ);
+  EXPECT_EQ(error_of(axpy(2.0, cd(d5), std::span<double>(d6))), "axpy: x and y" + differ);
+  EXPECT_EQ(error_of(scale(2.0f, cf(f5), std::span<float>(f6))), "scale: x and out" + differ);
+  EXPECT_EQ(error_of(add(cf(f5), cf(f5), std::span<float>(f6))), "add: x and out" + differ);
+  EXPECT_EQ(error_of(add(cd(d5), cd(d6), std::span<double>(d5))), "add: x and y" + differ);
+  EXPECT_EQ(error_of(add(cd(d5), cd(d5), std::span<double>(d6))), "add: x and out" + differ);
+  EXPECT_EQ(error_of(mul(cf(f5), cf(f6), std::span<float>(f5))), "mul: x and y" + differ);
+  EXPECT_EQ(error_of(mul(cf(f5), cf(f5), std::span<float>(f6))), "mul: x and out" + differ);
+  EXPECT_EQ(error_of(fma(cf(f5), cf(f6), cf(f5), std::span<float>(f5))), "fma: x and y" + differ);
+  EXPECT_EQ(error_of(fma(cf(f5), cf(f5), cf(f6), std::span<float>(f5))), "fma: x and z" + differ);
+  EXPECT_EQ(error_of(fma(cf(f5), cf(f5), cf(f5), std::span<float>(f6))), "fma: x and out" + differ);
+  EXPECT_EQ(f6, std::vector<float>(6, 7.0f)) << "a refused call writes nothing";
+  EXPECT_EQ(d6, std::vector<double>(6, 7.0)) << "a refused call writes nothing";
+  auto lo = min(std::span<const float>());
+  ASSERT_FALSE(lo);
+  EXPECT_EQ(lo.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_EQ(lo.error().message(), "min: empty input has no result; pass at least one element");
 }
 
 TEST_P(Blas1, NaNAndInfPropagateThroughReductions) {

@@ -88,6 +88,10 @@ TEST(Dispatch, ParseLevel) {
     EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
     EXPECT_NE(r.error().message().find("scalar, avx2 or avx512"), std::string::npos);
   }
+  for (Level l : {Level::scalar, Level::avx2, Level::avx512}) {
+    EXPECT_EQ(*parse_level(to_string(l)), l) << "to_string and parse_level round-trip";
+  }
+  EXPECT_EQ(to_string(static_cast<Level>(9)), "unknown") << "a value outside the enum";
 }
 
 TEST(Dispatch, EnvironmentVariable) {

@@ -4,6 +4,7 @@
 
 #include <sstream>
 
+#include "detail/store_probe.hpp"
 #include "zram/page_gen.hpp"
 
 namespace pepita::zram {
@@ -223,10 +224,40 @@ TEST(ZramStore, DisksizeOverSixteenTebibytesIsRefusedBeforeAnyAllocation) {
 }
 
 TEST(ZramStore, EveryAlgorithmHasANameAndATypicalRatio) {
+  EXPECT_STREQ(algorithm_name(Algorithm::Lz4), "lz4");
   EXPECT_STREQ(algorithm_name(Algorithm::Zstd), "zstd");
+  EXPECT_STREQ(algorithm_name(Algorithm::None), "none");
+  EXPECT_STREQ(algorithm_name(static_cast<Algorithm>(9)), "unknown") << "a value outside the enum";
+  EXPECT_DOUBLE_EQ(typical_ratio(static_cast<Algorithm>(9)), 1.0);
   EXPECT_DOUBLE_EQ(typical_ratio(Algorithm::Lz4), 2.5);
   EXPECT_DOUBLE_EQ(typical_ratio(Algorithm::Zstd), 3.5);
   EXPECT_DOUBLE_EQ(typical_ratio(Algorithm::None), 1.0);
+}
+
+// reset() with a read or write in flight on one page refuses with Busy, naming the page and what
+// to do, and changes nothing: every page still reads back, and a reset after the I/O succeeds.
+TEST(ZramStore, ResetWhileAPageIsInUseIsBusyAndKeepsEveryPage) {
+  auto made = ZramStore::create({.disksize = 8 * kPageSize});
+  ASSERT_TRUE(made.has_value()) << made.error().to_string();
+  ZramStore& store = **made;
+  for (uint32_t i = 0; i < 8; ++i) ASSERT_EQ(store.write_page(i, text_page(i).data()), 0);
+  detail::StoreProbe::hold(store, 5);
+  auto busy = store.reset();
+  detail::StoreProbe::release(store, 5);
+  ASSERT_FALSE(busy.has_value());
+  EXPECT_EQ(busy.error().code(), ErrorCode::Busy);
+  EXPECT_NE(busy.error().message().find("zram reset: page 5 is being read or written; stop all "
+                                        "I/O to the store, then reset"),
+            std::string::npos)
+      << busy.error().message();
+  std::vector<std::byte> page(kPageSize);
+  for (uint32_t i = 0; i < 8; ++i) {
+    ASSERT_EQ(store.read_page(i, page.data()), 0) << "page " << i;
+    EXPECT_EQ(page, text_page(i)) << "page " << i;
+  }
+  EXPECT_EQ(store.stored_pages(), 8u);
+  ASSERT_TRUE(store.reset().has_value()) << "the locks taken before page 5 were given back";
+  EXPECT_EQ(store.stored_pages(), 0u);
 }
 
 }  // namespace

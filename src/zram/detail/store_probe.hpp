@@ -1,7 +1,7 @@
 #pragma once
 // Test access to a ZramStore's page table: corrupts a stored object in place, the one way to
-// reach the store's -EIO read path (a bit flip in RAM) without a faulty DIMM. Not used by the
-// library itself.
+// reach the store's -EIO read path (a bit flip in RAM) without a faulty DIMM, and holds a page
+// lock as an operation in flight would. Not used by the library itself.
 
 #include <cstdint>
 #include <cstring>
@@ -29,6 +29,11 @@ struct StoreProbe {
     store.unlock(index);
     return compressed;
   }
+
+  /// Holds page `index`'s lock as a read or write in flight does, until release(): the one way
+  /// to have reset() meet a busy page deterministically.
+  static void hold(ZramStore& store, uint64_t index) noexcept { store.lock(index); }
+  static void release(ZramStore& store, uint64_t index) noexcept { store.unlock(index); }
 };
 
 }  // namespace pepita::zram::detail
