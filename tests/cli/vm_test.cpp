@@ -64,9 +64,11 @@ TEST(CliVm, EscapeAttemptIsAReportedGuestFault) {
 TEST(CliVm, VirtioConsoleAndBlockDevicesFromTheCommandLine) {
   PEPITA_REQUIRE_CAPABILITY(kvm);
   const std::string disk = input_file(std::string("sector zero text") + std::string(4096, '\0'));
+  const std::string input = input_file("over the console");
   CliRun run = run_pepita("vm run " + guest("virtio_io") +
                           " --mem 8M --timeout 10s --virtio-console --virtio-blk file:" + disk +
-                          " --input " + input_file("over the console"));
+                          " --input " + input);
+  std::filesystem::remove(input);
   EXPECT_EQ(run.exit_code, 0) << run.output;
   EXPECT_EQ(run.output,
             "virtio-console: hello from a kernel-less guest\n"
@@ -76,6 +78,7 @@ TEST(CliVm, VirtioConsoleAndBlockDevicesFromTheCommandLine) {
             "sector 1 written and verified\n");
   std::ifstream in(disk, std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::filesystem::remove(disk);  // read back: the test leaves no files
   ASSERT_GE(bytes.size(), 1024u);
   for (int i = 0; i < 512; ++i) {
     ASSERT_EQ(static_cast<uint8_t>(bytes[512 + i]), static_cast<uint8_t>(i * 13 + 7)) << i;

@@ -8,7 +8,7 @@
 // which `make coverage` merges into the build dir with gcov-tool. Otherwise it does nothing.
 //
 //   test::ChildCoverage coverage(jail_dir);   // in the parent, before fork
-//   ... child: enter the jail, test, coverage.dump(); _exit(0) ...
+//   ... child: coverage.started(); enter the jail, test, coverage.dump(); _exit(0) ...
 //   waitpid(...); coverage.collect();           // in the parent
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -20,7 +20,8 @@
 #include <system_error>
 
 #ifdef PEPITA_TEST_COVERAGE
-extern "C" void __gcov_dump(void);  // libgcov: writes the counts now (GCOV_PREFIX read here)
+extern "C" void __gcov_dump(void);   // libgcov: writes the counts now (GCOV_PREFIX read here)
+extern "C" void __gcov_reset(void);  // libgcov: zeroes the counts
 #endif
 
 namespace pepita::test {
@@ -66,6 +67,14 @@ class ChildCoverage {
   }
   ChildCoverage(const ChildCoverage&) = delete;
   ChildCoverage& operator=(const ChildCoverage&) = delete;
+
+  /// In the child, first thing after fork: drops the counts inherited from the parent (which the
+  /// parent writes itself), so that the child's dump holds only what the child ran.
+  void started() const noexcept {
+#ifdef PEPITA_TEST_COVERAGE
+    if (!dir_.empty()) __gcov_reset();
+#endif
+  }
 
   /// In the child, before _exit and before any call that may kill it: writes its counts (once;
   /// a later dump or exit writes nothing more). Inside the jail when "/" is the jail root.

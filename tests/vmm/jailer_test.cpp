@@ -66,6 +66,7 @@ ChildRun in_jailed_child(const std::string& jail_root,
   if (::pipe2(fds, O_CLOEXEC) != 0) return {};
   const pid_t pid = ::fork();
   if (pid == 0) {
+    coverage.started();
     ::close(fds[0]);
     const Say say(fds[1], coverage);
     body(say);
