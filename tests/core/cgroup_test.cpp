@@ -657,6 +657,29 @@ TEST_F(CgroupInOwnMountNamespace, ReadOnlyCgroupsAreUnsupportedSayingHowToGetWri
   });
 }
 
+// Our cgroup's directory missing where /proc says it is (here another cgroup bound over the
+// directory ours is in): Unsupported, naming the errno and saying to check the cgroup mounts.
+TEST_F(CgroupInOwnMountNamespace, OurCgroupMissingUnderItsMountIsUnsupportedSayingWhatToCheck) {
+  run([](const std::string& own) {
+    unmount_v1_memory();
+    const std::string other = own + "/other";
+    ASSERT_EQ(::mkdir(other.c_str(), 0755), 0) << std::strerror(errno);
+    const std::string point = own.substr(0, own.rfind('/'));
+    ASSERT_EQ(::mount(other.c_str(), point.c_str(), nullptr, MS_BIND, nullptr), 0)
+        << point << ": " << std::strerror(errno);
+    auto tree = CgroupTree::acquire();
+    ASSERT_EQ(::umount2(point.c_str(), 0), 0) << std::strerror(errno);
+    EXPECT_EQ(::rmdir(other.c_str()), 0) << std::strerror(errno);
+    ASSERT_FALSE(tree);
+    EXPECT_EQ(tree.error().code(), ErrorCode::Unsupported);
+    EXPECT_EQ(tree.error().sys_errno(), ENOENT);
+    EXPECT_NE(tree.error().message().find("check that cgroups are mounted under /sys/fs/cgroup "
+                                          "and writable"),
+              std::string::npos)
+        << tree.error().message();
+  });
+}
+
 // Without the right to create cgroups beneath ours (here: an unprivileged effective uid), acquire
 // says so and how to get it.
 TEST_F(CgroupInOwnMountNamespace, NoPermissionToCreateCgroupsIsUnsupportedSayingHowToGetIt) {
