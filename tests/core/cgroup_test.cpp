@@ -326,6 +326,55 @@ TEST(ReapStaleCgroups, RemovesADeadProcessesParentAndKillsWhatIsInIt) {
   EXPECT_EQ(std::find(removed->begin(), removed->end(), (*tree)->path()), removed->end());
 }
 
+// A process that survives SIGKILL (frozen by the v1 freezer, which a fatal signal does not thaw)
+// makes kill_all() give up after its ~5 s with Busy, naming the cgroup and leaving it in place;
+// once thawed, end() kills it and removes the cgroup.
+TEST(Cgroup, KillAllIsBusyWhenAProcessSurvivesSigkill) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  PEPITA_REQUIRE_CAPABILITY(root);  // moves a process into a freezer cgroup and freezes it
+  const std::string freezer = v1_cgroup_dir("freezer");
+  if (freezer.empty()) {
+    GTEST_SKIP() << "needs the cgroup v1 freezer hierarchy: only a process frozen by the v1 "
+                    "freezer outlives SIGKILL (cgroup v2's freezer lets it die)";
+  }
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("frozen", {});
+  ASSERT_TRUE(cg) << cg.error().message();
+  const std::string ice = freezer + "/pepita-test-kill-" + std::to_string(::getpid());
+  ASSERT_EQ(::mkdir(ice.c_str(), 0755), 0) << ice << ": " << std::strerror(errno);
+  const pid_t pid = sleeper();
+  ASSERT_GT(pid, 0);
+  const bool moved = cg->join(pid).has_value() &&
+                     write_text(ice + "/cgroup.procs", std::to_string(pid)) &&
+                     write_text(ice + "/freezer.state", "FROZEN");
+  for (int i = 0; moved && i < 1000 && slurp(ice + "/freezer.state") != "FROZEN\n"; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  const bool frozen = moved && slurp(ice + "/freezer.state") == "FROZEN\n";
+  auto killed = frozen ? cg->kill_all() : Result<void>{};
+  // Undone whatever happened: thawed (the pending SIGKILL lands), reaped, the freezer cgroup gone.
+  ::kill(pid, SIGKILL);
+  EXPECT_TRUE(write_text(ice + "/freezer.state", "THAWED"));
+  int status = 0;
+  EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+  for (int i = 0; i < 500 && ::rmdir(ice.c_str()) != 0 && errno == EBUSY; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(dir_exists(ice)) << ice;
+  ASSERT_TRUE(frozen) << "could not freeze the process in " << ice;
+  ASSERT_FALSE(killed) << "kill_all() reported an empty cgroup while a process was in it";
+  EXPECT_EQ(killed.error().code(), ErrorCode::Busy);
+  EXPECT_NE(killed.error().message().find("processes in cgroup " + cg->path() +
+                                          " survived SIGKILL for 5 s"),
+            std::string::npos)
+      << killed.error().message();
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  const auto paths = cg->paths();
+  ASSERT_TRUE(cg->end());
+  for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
 // What the test below builds, undone whatever happened: its processes killed, thawed and reaped,
 // leftover cgroups removed, and (the private cgroup going last) this process back in its own.
 struct FrozenStaleCgroup {
@@ -605,6 +654,29 @@ TEST_F(CgroupInOwnMountNamespace, ReadOnlyCgroupsAreUnsupportedSayingHowToGetWri
     EXPECT_NE(m.find("create cgroup " + own + "/pepita-"), std::string::npos) << m;
     EXPECT_NE(m.find("cgroups are mounted read-only"), std::string::npos) << m;
     EXPECT_NE(m.find("Delegate=yes"), std::string::npos) << m;
+  });
+}
+
+// Our cgroup's directory missing where /proc says it is (here another cgroup bound over the
+// directory ours is in): Unsupported, naming the errno and saying to check the cgroup mounts.
+TEST_F(CgroupInOwnMountNamespace, OurCgroupMissingUnderItsMountIsUnsupportedSayingWhatToCheck) {
+  run([](const std::string& own) {
+    unmount_v1_memory();
+    const std::string other = own + "/other";
+    ASSERT_EQ(::mkdir(other.c_str(), 0755), 0) << std::strerror(errno);
+    const std::string point = own.substr(0, own.rfind('/'));
+    ASSERT_EQ(::mount(other.c_str(), point.c_str(), nullptr, MS_BIND, nullptr), 0)
+        << point << ": " << std::strerror(errno);
+    auto tree = CgroupTree::acquire();
+    ASSERT_EQ(::umount2(point.c_str(), 0), 0) << std::strerror(errno);
+    EXPECT_EQ(::rmdir(other.c_str()), 0) << std::strerror(errno);
+    ASSERT_FALSE(tree);
+    EXPECT_EQ(tree.error().code(), ErrorCode::Unsupported);
+    EXPECT_EQ(tree.error().sys_errno(), ENOENT);
+    EXPECT_NE(tree.error().message().find("check that cgroups are mounted under /sys/fs/cgroup "
+                                          "and writable"),
+              std::string::npos)
+        << tree.error().message();
   });
 }
 
