@@ -3,15 +3,24 @@
 #include "pepita/io_uring/ring.hpp"
 
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <rapidcheck/gtest.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstddef>
 #include <cstring>
+#include <iterator>
+#include <optional>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -67,6 +76,61 @@ TEST(Ring, BadSetupArgumentsAreClearErrors) {
   auto bogus = Ring::create(RingOptions{.extra_flags = 1u << 30});  // a flag no kernel defines
   ASSERT_FALSE(bogus);
   EXPECT_EQ(bogus.error().code(), ErrorCode::InvalidArgument);
+}
+
+// Ring::create on a thread whose io_uring_setup(2) a seccomp filter answers with `err` (a filter
+// without TSYNC binds only the thread that installs it, so the rest of the test process keeps
+// io_uring). nullopt when this kernel or container does not let a thread install a filter.
+std::optional<Result<Ring>> create_with_setup_errno(int err) {
+  std::optional<Result<Ring>> out;
+  std::thread([&] {
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K,
+                 SECCOMP_RET_ERRNO | (static_cast<std::uint32_t>(err) & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{static_cast<unsigned short>(std::size(code)), code};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return;
+    if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) return;
+    out.emplace(Ring::create(RingOptions{.entries = 8}));
+  }).join();
+  return out;
+}
+
+// io_uring_setup failing for a reason outside pepita's arguments: each errno gets the code a
+// caller acts on and a message saying what to check.
+TEST(Ring, SetupRefusedByTheKernelSaysWhyAndWhatToCheck) {
+  auto no_uring = create_with_setup_errno(ENOSYS);
+  if (!no_uring) GTEST_SKIP() << "a thread cannot install a seccomp filter here";
+  ASSERT_FALSE(*no_uring);
+  EXPECT_EQ(no_uring->error().code(), ErrorCode::Unsupported);
+  EXPECT_EQ(no_uring->error().sys_errno(), ENOSYS);
+  EXPECT_NE(no_uring->error().message().find(
+                "io_uring_setup(entries=8, flags=0x0): this kernel has no io_uring (needs Linux "
+                "5.1+, CONFIG_IO_URING)"),
+            std::string::npos)
+      << no_uring->error().message();
+
+  auto disabled = create_with_setup_errno(EPERM);
+  ASSERT_TRUE(disabled);
+  ASSERT_FALSE(*disabled);
+  EXPECT_EQ(disabled->error().code(), ErrorCode::Unsupported);
+  EXPECT_EQ(disabled->error().sys_errno(), EPERM);
+  EXPECT_NE(disabled->error().message().find("io_uring is disabled for this process; check "
+                                             "sysctl kernel.io_uring_disabled"),
+            std::string::npos)
+      << disabled->error().message();
+
+  auto other = create_with_setup_errno(EMFILE);
+  ASSERT_TRUE(other);
+  ASSERT_FALSE(*other);
+  EXPECT_EQ(other->error().code(), code_from_errno(EMFILE));
+  EXPECT_EQ(other->error().sys_errno(), EMFILE);
+  EXPECT_NE(other->error().message().find("io_uring_setup(entries=8, flags=0x0)"),
+            std::string::npos)
+      << other->error().message();
 }
 
 TEST(Ring, NopBatchesRoundTripUserData) {
@@ -153,6 +217,8 @@ TEST(Ring, CqOverflowLosesNoCompletion) {
   }
   ASSERT_TRUE(ring.submit());
   EXPECT_TRUE(ring.cq_overflow_pending());
+  // A flush while the CQ is still full has nowhere to move them: no error, nothing lost.
+  ASSERT_TRUE(ring.flush_overflow());
   std::vector<int> seen(kTotal, 0);
   unsigned reaped = 0;
   for (int spins = 0; reaped < kTotal && spins < 10000; ++spins) {

@@ -67,6 +67,32 @@ TEST(Join, FromAThreadThatIsNoWorkerRunsBothCallables) {
   EXPECT_EQ(fib_join(*s, 15), fib_serial(15));  // nested joins from outside, serial below
 }
 
+// On one worker (no thief), a task that the second callable submit()s lands on the deque above
+// the first callable's frame: the joining worker runs it on its way down to the frame, so it is
+// neither stranded nor left for later, and the first callable still runs inline after it.
+TEST(Join, TaskSubmittedAboveThePushedFrameRunsBeforeTheFrameIsPoppedBack) {
+  auto s = make(1);
+  std::string order;
+  bool submitted_on_worker = false;
+  std::atomic<bool> done{false};
+  on_worker(*s, [&] {
+    auto r = join(
+        *s, [&] { order += 'a'; },
+        [&] {
+          order += 'b';
+          s->submit([&] {
+            submitted_on_worker = s->on_worker_thread();
+            order += 'x';
+          });
+        });
+    EXPECT_TRUE(r.has_value());
+    EXPECT_EQ(order, "bxa") << "the submitted task ran while the join popped back its frame";
+    done = true;
+  });
+  EXPECT_TRUE(done.load());
+  EXPECT_TRUE(submitted_on_worker);
+}
+
 TEST(Join, DefaultInstanceOverloadRunsBoth) {
   int a = 0, b = 0;
   ASSERT_TRUE(join([&] { a = 1; }, [&] { b = 2; }).has_value());
