@@ -79,10 +79,8 @@ function(pepita_module)
       ${PROJECT_SOURCE_DIR}/src/${ARG_NAME})
     target_link_libraries(${test_bin} PRIVATE ${lib} ${ARG_TEST_DEPS} GTest::gtest GTest::gtest_main
       GTest::gmock rapidcheck rapidcheck_gtest pepita_build_flags)
-    # PEPITA_TEST_COVERAGE: the tests' own helpers for gcov counts (tests/common/child_coverage.hpp).
     target_compile_definitions(${test_bin} PRIVATE
-      PEPITA_SOURCE_DIR="${PROJECT_SOURCE_DIR}" PEPITA_BINARY_DIR="${PROJECT_BINARY_DIR}"
-      $<$<BOOL:${PEPITA_COVERAGE}>:PEPITA_TEST_COVERAGE>)
+      PEPITA_SOURCE_DIR="${PROJECT_SOURCE_DIR}" PEPITA_BINARY_DIR="${PROJECT_BINARY_DIR}")
     pepita_gtest_cases(${ARG_NAME} ${test_bin} FILTER "${ARG_TEST_FILTER}")
   endif()
 

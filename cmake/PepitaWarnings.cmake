@@ -14,7 +14,7 @@ endif()
 if(PEPITA_COVERAGE)
   target_compile_options(pepita_build_flags INTERFACE --coverage -O0 -g)
   # Linked in although nothing in the library calls them: a test's forked child, which ends with
-  # _exit, writes its counters with them (tests/common/child.hpp, weak references).
+  # _exit, writes its counters with them (tests/common/child_coverage.hpp, weak references).
   target_link_options(pepita_build_flags INTERFACE --coverage -Wl,-u,__gcov_dump
                       -Wl,-u,__gcov_reset)
 endif()

@@ -22,10 +22,7 @@
 #include <thread>
 #include <vector>
 
-// libgcov's, in a coverage build only (weak: null otherwise). A forked child ends with _exit,
-// which writes no counters: it writes them itself, or what only it ran would count as never run.
-extern "C" void __gcov_dump(void) __attribute__((weak));
-extern "C" void __gcov_reset(void) __attribute__((weak));
+#include "common/child_coverage.hpp"
 
 namespace pepita::test {
 
@@ -76,10 +73,10 @@ inline std::optional<int> run_forked(const std::function<void()>& body,
   const pid_t pid = ::fork();
   if (pid < 0) return std::nullopt;
   if (pid == 0) {
-    if (__gcov_reset != nullptr) __gcov_reset();  // the parent's counts stay the parent's
+    child_coverage_start();  // the parent's counts stay the parent's
     body();
     const bool failed = ::testing::Test::HasFailure();
-    if (__gcov_dump != nullptr) __gcov_dump();
+    child_coverage_dump();  // _exit writes no counts: what only the child ran would be lost
     std::fflush(nullptr);
     ::_exit(failed ? 1 : 0);
   }

@@ -1,11 +1,13 @@
 #pragma once
 // gcov counts of a forked test child that `make coverage` would otherwise lose: gcov writes them
 // at exit, which a child ending in _exit or killed by a signal never reaches, and to the build
-// dir, which a chrooted child cannot see. In a coverage build (PEPITA_TEST_COVERAGE, set by CMake
-// when PEPITA_COVERAGE is ON) run with PEPITA_COVERAGE_DUMPS=<dir>, the child writes its counts
-// into a directory it can still reach (inside its chroot, when it has one) laid out as
-// GCOV_PREFIX writes them, and the parent copies that tree to $PEPITA_COVERAGE_DUMPS/<unique>/,
-// which `make coverage` merges into the build dir with gcov-tool. Otherwise it does nothing.
+// dir, which a chrooted child cannot see. A child that still sees the build dir calls
+// child_coverage_start() first and child_coverage_dump() before _exit (test::run_forked does).
+// A jailed one uses ChildCoverage: in a coverage build run with PEPITA_COVERAGE_DUMPS=<dir>, it
+// writes its counts into a directory it can still reach (inside its chroot, when it has one) laid
+// out as GCOV_PREFIX writes them, and the parent copies that tree to
+// $PEPITA_COVERAGE_DUMPS/<unique>/, which `make coverage` merges into the build dir with gcov-tool.
+// Otherwise it does nothing.
 //
 //   test::ChildCoverage coverage(jail_dir);   // in the parent, before fork
 //   ... child: coverage.started(); enter the jail, test, coverage.dump(); _exit(0) ...
@@ -19,12 +21,25 @@
 #include <string>
 #include <system_error>
 
-#ifdef PEPITA_TEST_COVERAGE
-extern "C" void __gcov_dump(void);   // libgcov: writes the counts now (GCOV_PREFIX read here)
-extern "C" void __gcov_reset(void);  // libgcov: zeroes the counts
-#endif
+// libgcov's, linked in coverage builds only (cmake/PepitaWarnings.cmake; weak: null otherwise).
+extern "C" void __gcov_dump(void) __attribute__((weak));   // writes the counts (reads GCOV_PREFIX)
+extern "C" void __gcov_reset(void) __attribute__((weak));  // zeroes the counts
 
 namespace pepita::test {
+
+/// True in a coverage build.
+inline bool coverage_build() noexcept { return __gcov_dump != nullptr && __gcov_reset != nullptr; }
+
+/// In a forked child, first thing: drops the counts inherited from the parent, which the parent
+/// writes itself, so that the child's dump holds only what the child ran.
+inline void child_coverage_start() noexcept {
+  if (coverage_build()) __gcov_reset();
+}
+
+/// In a forked child that still sees the build dir, before _exit: writes its counts there.
+inline void child_coverage_dump() noexcept {
+  if (coverage_build()) __gcov_dump();
+}
 
 class ChildCoverage {
  public:
@@ -35,7 +50,7 @@ class ChildCoverage {
   /// <jail_root>/.pepita-coverage, which the jailed child sees as /.pepita-coverage. Without one
   /// they go to a temp dir of their own. Either is writable by any uid the child switches to.
   explicit ChildCoverage(const std::string& jail_root = {}) {
-#ifdef PEPITA_TEST_COVERAGE
+    if (!coverage_build()) return;
     const char* dumps = std::getenv("PEPITA_COVERAGE_DUMPS");
     if (dumps == nullptr || *dumps == '\0') return;
     dumps_ = dumps;
@@ -57,9 +72,6 @@ class ChildCoverage {
       dir_ = tmpl;
     }
     ::chmod(dir_.c_str(), 01777);  // the child may run as another uid (nobody, a user namespace)
-#else
-    (void)jail_root;
-#endif
   }
   ~ChildCoverage() {
     std::error_code ec;
@@ -71,15 +83,12 @@ class ChildCoverage {
   /// In the child, first thing after fork: drops the counts inherited from the parent (which the
   /// parent writes itself), so that the child's dump holds only what the child ran.
   void started() const noexcept {
-#ifdef PEPITA_TEST_COVERAGE
-    if (!dir_.empty()) __gcov_reset();
-#endif
+    if (!dir_.empty()) child_coverage_start();
   }
 
   /// In the child, before _exit and before any call that may kill it: writes its counts (once;
   /// a later dump or exit writes nothing more). Inside the jail when "/" is the jail root.
   void dump() const noexcept {
-#ifdef PEPITA_TEST_COVERAGE
     if (dir_.empty()) return;
     struct stat root {};
     const bool jailed = jail_ino_ != 0 && ::stat("/", &root) == 0 && root.st_dev == jail_dev_ &&
@@ -87,8 +96,7 @@ class ChildCoverage {
     const std::string prefix = jailed ? std::string("/") + kJailName : dir_;
     ::setenv("GCOV_PREFIX", prefix.c_str(), 1);
     ::setenv("GCOV_PREFIX_STRIP", "0", 1);  // absolute paths kept, as `make coverage` expects
-    __gcov_dump();
-#endif
+    child_coverage_dump();
   }
 
   /// In the parent, once the child ended: copies what the child wrote to
