@@ -339,16 +339,25 @@ TEST(SlurmExecutorFake, BeforeAWorkerConnectsTasksLargerThanAWorkerJobCanNeverFi
   const std::string args = slurp(fake.sbatch_args);
   EXPECT_NE(args.find("--cpus-per-task=2\n"), std::string::npos) << args;
   EXPECT_NE(args.find("--gpus=1\n"), std::string::npos) << args;
+  const auto request = [](double cpus, std::uint64_t memory, double gpus,
+                          std::vector<std::string> gpu_ids = {}) {
+    task::ResourceRequest r;
+    r.cpus = cpus;
+    r.memory = memory;
+    r.gpus = gpus;
+    r.gpu_ids = std::move(gpu_ids);
+    return r;
+  };
   struct Case {
     task::ResourceRequest request;
     const char* message;  // empty: fits
   };
   const Case cases[] = {
-      {{.cpus = 4}, "needs 4 CPUs; each Slurm worker job has 2 (cpus_per_worker)"},
-      {{.memory = 2ull << 30}, "memory"},
-      {{.gpus = 2}, "needs 2 GPUs; each Slurm worker job has 1 (gpus)"},
-      {{.gpu_ids = {"0", "1"}}, "needs 2 GPUs"},
-      {{.cpus = 2, .memory = 1ull << 30, .gpus = 1}, ""},
+      {request(4, 0, 0), "needs 4 CPUs; each Slurm worker job has 2 (cpus_per_worker)"},
+      {request(0, 2ull << 30, 0), "memory"},
+      {request(0, 0, 2), "needs 2 GPUs; each Slurm worker job has 1 (gpus)"},
+      {request(0, 0, 0, {"0", "1"}), "needs 2 GPUs"},
+      {request(2, 1ull << 30, 1), ""},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.request.to_string());
