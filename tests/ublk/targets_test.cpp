@@ -101,6 +101,29 @@ TEST(UblkServer, RejectsTargetsSmallerThanTheTagSet) {
   EXPECT_EQ(Server::start(nullptr, {}).error().code(), ErrorCode::InvalidArgument);
 }
 
+// A target that reports no sectors (a broken or empty backing store).
+class ZeroCapacityDisk final : public blk_mq::BlockDevice {
+ public:
+  ZeroCapacityDisk() { info_.tag_set = {1, 64}; }
+  const blk_mq::DeviceInfo& info() const noexcept override { return info_; }
+  void submit(uint32_t, const blk_mq::Request& req) noexcept override {
+    req.completion->complete(-EIO);
+  }
+
+ private:
+  blk_mq::DeviceInfo info_;
+};
+
+TEST(UblkServer, RejectsAZeroCapacityTargetBeforeTheDriver) {
+  // Refused before /dev/ublk-control is opened: the error is the target's, not "no driver".
+  auto server = Server::start(std::make_unique<ZeroCapacityDisk>(), {.depth = 16},
+                              "/nonexistent/ublk-control");
+  ASSERT_FALSE(server);
+  EXPECT_EQ(server.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(server.error().message().find("zero capacity"), std::string::npos)
+      << server.error().message();
+}
+
 uint64_t bytes_served(const Server& server) {
   uint64_t bytes = 0;
   for (const QueueStats& q : server.stats()) bytes += q.bytes;
