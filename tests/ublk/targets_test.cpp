@@ -124,6 +124,14 @@ TEST(UblkServer, RejectsAZeroCapacityTargetBeforeTheDriver) {
       << server.error().message();
 }
 
+TEST(UblkServer, DeviceStatesHaveTheirKernelNames) {
+  namespace u = abi::ublk;
+  EXPECT_STREQ(state_name(u::S_DEV_DEAD), "dead");
+  EXPECT_STREQ(state_name(u::S_DEV_LIVE), "live");
+  EXPECT_STREQ(state_name(u::S_DEV_QUIESCED), "quiesced");
+  EXPECT_STREQ(state_name(77), "unknown") << "a state a newer kernel adds";
+}
+
 uint64_t bytes_served(const Server& server) {
   uint64_t bytes = 0;
   for (const QueueStats& q : server.stats()) bytes += q.bytes;
@@ -171,6 +179,7 @@ TEST(UblkDevice, MemTargetWrittenAndReadBackWithODirect) {
   // The server itself moved the three transfers (the kernel may add reads of its own, e.g. a
   // partition scan, so at least).
   EXPECT_GE(bytes_served(**server) - before, 3 * kLen);
+  EXPECT_EQ((*server)->queue_error(), "") << "a queue thread failed while serving";
   EXPECT_TRUE((*server)->stop());
 }
 
