@@ -11,7 +11,10 @@
 #                  [--cache DIR]
 #     --out DIR      writes DIR/vmlinux (a link into the cache) and DIR/initrd.gz
 #     --init SCRIPT  shell script run as the guest's test body (/test.sh); its exit status is
-#                    printed as "PEPITA-GUEST-EXIT <rc>" before the guest reboots (= QEMU exits)
+#                    printed as "PEPITA-GUEST-EXIT <rc>" before the guest reboots (= QEMU exits);
+#                    it runs with GCOV_PREFIX=/gcov GCOV_PREFIX_STRIP=0, and the .gcda files a
+#                    coverage build's programs leave there are printed after that line (a base64
+#                    tar.gz between PEPITA-GCOV-BEGIN and PEPITA-GCOV-END; run-guest.sh takes them)
 #     --module NAME  kernel module to load at boot (dependencies from the .ko's depends= first)
 #     --file S:D     copy host file S to guest path D as is
 #     --bin S:D      copy host executable S to guest path D (debug info stripped) with the shared
@@ -215,8 +218,18 @@ while read -r m; do
   insmod "/lib/modules/$m.ko" || echo "init: insmod $m failed"
 done </lib/modules/load-order
 echo "init: kernel $(uname -r), modules: $(cat /lib/modules/load-order | tr '\n' ' ')"
+# A coverage build's programs write their counts (.gcda) under /gcov, keeping the build dir's
+# absolute paths; uninstrumented programs ignore these variables.
+export GCOV_PREFIX=/gcov GCOV_PREFIX_STRIP=0
 sh /test.sh
 echo "PEPITA-GUEST-EXIT $?"
+# The counts go home over the console (run-guest.sh decodes them when PEPITA_COVERAGE_DUMPS is
+# set): a gzip'd tar, base64 between marker lines. Nothing is printed when nothing was counted.
+if [ -n "$(find /gcov -type f -name '*.gcda' 2>/dev/null | head -n 1)" ]; then
+  echo "PEPITA-GCOV-BEGIN"
+  tar -C /gcov -czf - . | base64
+  echo "PEPITA-GCOV-END"
+fi
 sync
 reboot -f
 EOF

@@ -4,7 +4,8 @@
 # success marker printed by the guest's test script counts.
 #
 # Usage: run-guest.sh --dir DIR --marker TEXT [--timeout S] [--smp N] [--mem MiB] [-- QEMU_ARGS...]
-#   DIR holds vmlinux and initrd.gz; the console goes to DIR/console.log.
+#   DIR holds vmlinux and initrd.gz; the console goes to DIR/console.log. With PEPITA_COVERAGE_DUMPS
+#   set, the coverage counts the guest prints are unpacked under it (see take_counts below).
 # Exit status: 0 marker seen and the guest's test script exited 0; 77 qemu missing (skip; 1 when
 # PEPITA_REQUIRE names `guest`); 1 otherwise (the whole console is printed).
 set -euo pipefail
@@ -42,6 +43,45 @@ rc=$?
 set -e
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.1f", e - s}')
 
+# Coverage counts: a coverage build's programs in the guest leave .gcda files that build-guest.sh's
+# /init prints after the test script (base64 tar.gz between PEPITA-GCOV-BEGIN/END). With
+# PEPITA_COVERAGE_DUMPS set (make coverage) they are unpacked into
+# $PEPITA_COVERAGE_DUMPS/guest-<name>-<pid>/ as GCOV_PREFIX=<that dir> GCOV_PREFIX_STRIP=0 writes
+# them, for the Makefile to merge. A cut or corrupt dump loses only the counts: said on stderr,
+# never a test failure.
+take_counts() {
+  local name dest
+  name=$(basename "$dir")
+  dest=$PEPITA_COVERAGE_DUMPS/guest-${name%-guest}-$$
+  # grep without -q reads to the end: tr killed by SIGPIPE would fail the pipeline (pipefail).
+  if ! tr -d '\r' <"$log" | grep -x PEPITA-GCOV-BEGIN >/dev/null; then
+    echo "run-guest: no coverage counts on the guest console (no instrumented program exited there)" >&2
+    return 0
+  fi
+  mkdir -p "$PEPITA_COVERAGE_DUMPS"
+  rm -rf "$dest" "$dest.tar.gz"
+  # Only whole base64 lines: a kernel message printed in between is dropped (gzip's CRC catches
+  # one printed inside a line).
+  if ! tr -d '\r' <"$log" | awk '$0 == "PEPITA-GCOV-BEGIN" {on = 1; next}
+      $0 == "PEPITA-GCOV-END" {if (on) ended = 1; on = 0; next}
+      on && /^[A-Za-z0-9+\/=]+$/ {print} END {exit !ended}' | base64 -d >"$dest.tar.gz" 2>/dev/null; then
+    echo "run-guest: warning: the guest's coverage dump is cut short or not base64 (no" \
+      "PEPITA-GCOV-END, or bad characters); its counts are lost" >&2
+    rm -f "$dest.tar.gz"
+    return 0
+  fi
+  mkdir -p "$dest"
+  if ! gzip -tq "$dest.tar.gz" 2>/dev/null || ! tar -xzf "$dest.tar.gz" -C "$dest" 2>/dev/null; then
+    echo "run-guest: warning: the guest's coverage dump is corrupt (gzip or tar refused it);" \
+      "its counts are lost" >&2
+    rm -rf "$dest" "$dest.tar.gz"
+    return 0
+  fi
+  rm -f "$dest.tar.gz"
+  echo "run-guest: $(find "$dest" -name '*.gcda' | wc -l) coverage count files from the guest -> $dest"
+}
+[[ -z ${PEPITA_COVERAGE_DUMPS:-} ]] || take_counts
+
 if ((rc == 124 || rc == 137)); then
   why="timed out after ${timeout_s}s"
 elif ! grep -qF -- "$marker" "$log"; then
@@ -54,6 +94,9 @@ else
 fi
 echo "run-guest: FAIL: $why; guest console follows (${elapsed}s)" >&2
 echo "----- guest console -----" >&2
-tr -d '\r' <"$log" >&2
+# The coverage dump, if any, is shown as one line, not as its base64.
+tr -d '\r' <"$log" | awk '$0 == "PEPITA-GCOV-BEGIN" {on = 1; n = 0; next}
+  on && $0 == "PEPITA-GCOV-END" {on = 0; print "[coverage dump: " n " lines of base64]"; next}
+  on {n++; next} {print} END {if (on) print "[coverage dump cut short after " n " lines]"}' >&2
 echo "----- end of guest console -----" >&2
 exit 1

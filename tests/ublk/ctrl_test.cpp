@@ -219,6 +219,17 @@ TEST(UblkControl, MissingControlNodeSaysToLoadTheDriver) {
   EXPECT_NE(control.error().message().find("ublk_drv"), std::string::npos);
 }
 
+TEST(UblkControl, NodeThatCannotBeOpenedReadWriteIsAnErrnoErrorNamingIt) {
+  // Not a missing driver and not a permission problem: the errno and the path, as they are.
+  const char* dir = "/";
+  auto control = Control::open(dir);
+  ASSERT_FALSE(control);
+  EXPECT_EQ(control.error().sys_errno(), EISDIR) << control.error().to_string();
+  EXPECT_NE(control.error().code(), ErrorCode::Unsupported);
+  EXPECT_NE(control.error().message().find("open /"), std::string::npos)
+      << control.error().message();
+}
+
 // Both branches, decided by the node itself: with /dev/ublk-control (the Linux 6.12 test guest)
 // the control device opens; without it (this CI host's kernel) the error names the missing node.
 TEST(UblkControl, DefaultControlNodeOpensOrIsReportedMissing) {

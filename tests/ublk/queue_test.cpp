@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "pepita/blk_mq/mem_disk.hpp"
@@ -102,6 +103,35 @@ TEST(UblkQueue, OutOfRangeTagIsRefused) {
   int32_t result = 0;
   h.handler.drain([&](uint16_t, int32_t r) { result = r; });
   EXPECT_EQ(result, -EINVAL);
+}
+
+TEST(UblkQueue, RejectedRequestIsCommittedWithItsErrnoWithoutTheTarget) {
+  // What the server does when USER_COPY cannot read a write's data from /dev/ublkcN: the tag
+  // completes with that errno, the target never sees the request, and the queue goes on.
+  auto disk = blk_mq::MemDisk::create({.capacity_bytes = 1 << 20, .queue_depth = kDepth});
+  ASSERT_TRUE(disk);
+  Harness h(**disk);
+  std::memset(h.handler.buffer(2), 0x5a, 4096);
+  h.descs[2] = u::IoDesc{};
+  h.descs[2].op_flags = u::IO_OP_WRITE;
+  h.descs[2].nr_sectors = 8;
+  h.handler.reject(2, -EFAULT);
+  EXPECT_EQ(h.handler.in_flight(), 1u) << "a rejected tag is in flight until drained";
+  std::vector<std::pair<uint16_t, int32_t>> done;
+  EXPECT_EQ(h.handler.drain([&](uint16_t t, int32_t r) { done.emplace_back(t, r); }), 1u);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].first, 2u);
+  EXPECT_EQ(done[0].second, -EFAULT);
+  EXPECT_EQ(h.handler.in_flight(), 0u);
+  EXPECT_EQ(h.handler.stats().requests, 1u);
+  EXPECT_EQ(h.handler.stats().refused, 1u);
+  EXPECT_EQ(h.handler.stats().failed, 1u);
+  EXPECT_EQ(h.handler.stats().bytes, 0u);
+  // The write never reached the disk: sector 0 still reads as zeros.
+  std::memset(h.handler.buffer(4), 0xee, 4096);
+  EXPECT_EQ(h.run(4, u::IO_OP_READ, 0, 8), 4096);
+  EXPECT_EQ(h.handler.buffer(4)[0], std::byte{0});
+  EXPECT_EQ(h.handler.buffer(4)[4095], std::byte{0});
 }
 
 TEST(UblkQueue, TargetErrorsReachTheCommit) {

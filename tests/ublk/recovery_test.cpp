@@ -146,6 +146,8 @@ TEST(UblkRecoveryState, MalformedFilesAreClearErrors) {
       {"kind = 'file'", "kind = 3", "'kind' must be a string"},
       {"direct = true", "direct = 1", "'direct' must be true or false"},
       {"path = ", "path = ''\nold_path = ", "file"},
+      {"path = ", "old_path = ", "key 'path' is missing"},
+      {"direct = true\n", "", "key 'direct' is missing"},
       {"size = 50331648", "size = 1000", "multiple"},
   };
   ASSERT_NE(good.find("flags = 216"), std::string::npos) << good;  // the cases edit these lines
@@ -167,6 +169,43 @@ TEST(UblkRecoveryState, MalformedFilesAreClearErrors) {
   }
 }
 
+TEST(UblkRecoveryState, UncreatableStateDirectoryIsAClearError) {
+  test::TempDir tmp("ublk-state");
+  const std::string file = tmp.file("not-a-dir");
+  std::ofstream(file) << "x";
+  auto saved = save_state(file + "/ublk", file_state());
+  ASSERT_FALSE(saved);
+  EXPECT_EQ(saved.error().code(), ErrorCode::PermissionDenied) << saved.error().to_string();
+  EXPECT_NE(saved.error().message().find("cannot create the ublk state directory"),
+            std::string::npos)
+      << saved.error().message();
+  EXPECT_NE(saved.error().message().find("--state-dir"), std::string::npos)
+      << "the message does not say how to choose another: " << saved.error().message();
+  EXPECT_TRUE(std::filesystem::is_regular_file(file)) << "the file in the way was touched";
+}
+
+TEST(UblkRecoveryState, StateFileNameTakenByADirectoryIsRefusedAndKept) {
+  // Something else owns <dir>/7.toml: save_state neither replaces it nor leaves its temporary
+  // file, and remove_state says it could not remove it.
+  test::TempDir tmp("ublk-state");
+  const std::string taken = state_file_path(tmp.path(), 7);
+  std::filesystem::create_directories(taken + "/inside");
+  auto saved = save_state(tmp.path(), file_state());
+  ASSERT_FALSE(saved);
+  EXPECT_EQ(saved.error().code(), ErrorCode::Io) << saved.error().to_string();
+  EXPECT_NE(saved.error().message().find("rename"), std::string::npos) << saved.error().message();
+  EXPECT_NE(saved.error().message().find("7.toml"), std::string::npos) << saved.error().message();
+  EXPECT_FALSE(std::filesystem::exists(taken + ".tmp")) << "the temporary file was left behind";
+  EXPECT_TRUE(std::filesystem::is_directory(taken + "/inside"));
+
+  auto removed = remove_state(tmp.path(), 7);
+  ASSERT_FALSE(removed);
+  EXPECT_EQ(removed.error().code(), ErrorCode::PermissionDenied);
+  EXPECT_NE(removed.error().message().find("cannot remove ublk state file"), std::string::npos)
+      << removed.error().message();
+  EXPECT_TRUE(std::filesystem::is_directory(taken + "/inside"));
+}
+
 TEST(UblkRecoveryState, OversizedFileIsRefused) {
   test::TempDir tmp("ublk-state");
   {
@@ -184,6 +223,13 @@ TEST(UblkRecoveryFlags, RecoveryModesAreTheKernelsFlags) {
   EXPECT_EQ(recovery_flags(Recovery::Reissue), UBLK_F_USER_RECOVERY | UBLK_F_USER_RECOVERY_REISSUE);
   for (Recovery r : {Recovery::Off, Recovery::On, Recovery::Reissue})
     EXPECT_EQ(recovery_of(recovery_flags(r) | UBLK_F_CMD_IOCTL_ENCODE), r) << recovery_name(r);
+  EXPECT_STREQ(recovery_name(Recovery::Off), "off");
+  EXPECT_STREQ(recovery_name(Recovery::On), "on");
+  EXPECT_STREQ(recovery_name(Recovery::Reissue), "reissue");
+  // A value outside the enum (a corrupted caller) asks for no recovery rather than a guess.
+  const auto bogus = static_cast<Recovery>(9);
+  EXPECT_EQ(recovery_flags(bogus), 0u);
+  EXPECT_STREQ(recovery_name(bogus), "off");
   // The kernel ignores REISSUE without USER_RECOVERY (ublk_queue_can_use_recovery_reissue).
   EXPECT_EQ(recovery_of(UBLK_F_USER_RECOVERY_REISSUE), Recovery::Off);
 

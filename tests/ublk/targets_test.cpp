@@ -101,6 +101,37 @@ TEST(UblkServer, RejectsTargetsSmallerThanTheTagSet) {
   EXPECT_EQ(Server::start(nullptr, {}).error().code(), ErrorCode::InvalidArgument);
 }
 
+// A target that reports no sectors (a broken or empty backing store).
+class ZeroCapacityDisk final : public blk_mq::BlockDevice {
+ public:
+  ZeroCapacityDisk() { info_.tag_set = {1, 64}; }
+  const blk_mq::DeviceInfo& info() const noexcept override { return info_; }
+  void submit(uint32_t, const blk_mq::Request& req) noexcept override {
+    req.completion->complete(-EIO);
+  }
+
+ private:
+  blk_mq::DeviceInfo info_;
+};
+
+TEST(UblkServer, RejectsAZeroCapacityTargetBeforeTheDriver) {
+  // Refused before /dev/ublk-control is opened: the error is the target's, not "no driver".
+  auto server = Server::start(std::make_unique<ZeroCapacityDisk>(), {.depth = 16},
+                              "/nonexistent/ublk-control");
+  ASSERT_FALSE(server);
+  EXPECT_EQ(server.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(server.error().message().find("zero capacity"), std::string::npos)
+      << server.error().message();
+}
+
+TEST(UblkServer, DeviceStatesHaveTheirKernelNames) {
+  namespace u = abi::ublk;
+  EXPECT_STREQ(state_name(u::S_DEV_DEAD), "dead");
+  EXPECT_STREQ(state_name(u::S_DEV_LIVE), "live");
+  EXPECT_STREQ(state_name(u::S_DEV_QUIESCED), "quiesced");
+  EXPECT_STREQ(state_name(77), "unknown") << "a state a newer kernel adds";
+}
+
 uint64_t bytes_served(const Server& server) {
   uint64_t bytes = 0;
   for (const QueueStats& q : server.stats()) bytes += q.bytes;
@@ -148,6 +179,7 @@ TEST(UblkDevice, MemTargetWrittenAndReadBackWithODirect) {
   // The server itself moved the three transfers (the kernel may add reads of its own, e.g. a
   // partition scan, so at least).
   EXPECT_GE(bytes_served(**server) - before, 3 * kLen);
+  EXPECT_EQ((*server)->queue_error(), "") << "a queue thread failed while serving";
   EXPECT_TRUE((*server)->stop());
 }
 

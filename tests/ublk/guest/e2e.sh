@@ -4,7 +4,10 @@
 # during I/O (no hang; the block device goes away; `pepita ublk del` cleans up); then user recovery:
 # kill -9 of a --recoverable server under a mounted ext4 with a writer appending records,
 # `pepita ublk recover`, the writer going on without an error, e2fsck clean and every record there;
-# and each way recover can be refused (no device, live server, no flag, no state file) a clear error.
+# and each way recover can be refused (no device, live server, no flag, no state file, its backing
+# file gone, a target of another size or with fewer tags) a clear error, as are `del` of a missing
+# device and `add --recoverable` whose state directory cannot be made (no device left behind).
+# The last servers stop normally so that a coverage build's counts are written (build-guest.sh).
 # Waits poll against generous deadlines (TCG on a loaded CI host is slow), never fixed sleeps.
 set -u
 P=/bin/pepita
@@ -37,6 +40,23 @@ stop_server() {
   cat /tmp/srv.err
   [ $rc -eq 0 ] || fail "server exited with $rc after SIGTERM"
   [ ! -e "$DEV" ] || fail "$DEV still exists after the server stopped"
+}
+
+# expect_refusal WHAT TEXT CMD...: CMD exits 1 and its message holds TEXT.
+expect_refusal() {
+  what=$1 text=$2
+  shift 2
+  out=$("$@" 2>&1)
+  rc=$?
+  [ $rc -eq 1 ] || fail "$what: exited $rc, not 1: $out"
+  echo "$out" | grep -q "$text" || fail "$what: the message does not say \"$text\": $out"
+  echo "refused ($what): $out"
+}
+# no_devices WHEN: no ublk device is left (neither node nor list entry).
+no_devices() {
+  ls /dev/ublkb* /dev/ublkc* >/dev/null 2>&1 && fail "a ublk device is left $1"
+  $P ublk list | grep -q "^[0-9]" && fail "a ublk device is still listed $1"
+  return 0
 }
 
 # ext4 round trip on $DEV: files of known content survive umount, fsck and remount.
@@ -80,9 +100,16 @@ for args in "--target mem --size lots" "--target file --file /tmp/new.img --size
   [ $rc -eq 2 ] || fail "ublk add $args exited $rc, not 2: $out"
   echo "$out" | grep -q "Usage: pepita ublk add" || fail "ublk add $args: no usage line: $out"
 done
-ls /dev/ublkb* /dev/ublkc* >/dev/null 2>&1 && fail "a usage error left a ublk device"
+no_devices "after a usage error"
 [ -e /tmp/new.img ] && fail "a usage error left a backing file"
-$P ublk list | grep -q "^[0-9]" && fail "a usage error left a ublk device in the list"
+
+step "refusals of the driver and of the state directory: exit 1, a clear error, nothing left"
+expect_refusal "del of a device that does not exist" "no such ublk device" $P ublk del 99
+: >/tmp/not-a-dir
+expect_refusal "add --recoverable whose state directory cannot be made" \
+  "cannot create the ublk state directory" \
+  $P ublk add --target mem --size 16M --depth 8 --recoverable --state-dir /tmp/not-a-dir/state
+no_devices "after add --recoverable failed to record its state"
 
 if [ -x /bin/pepita_ublk_tests ]; then
   step "C++ API against the real driver (UblkDevice.*, not run on a host without ublk)"
@@ -98,16 +125,6 @@ step "zram target (zstd, 2 queues): ext4 + O_DIRECT"
 start_server --target zram --size 64M --comp zstd --queues 2 --depth 32
 echo "device $DEV"
 $P ublk list
-# expect_refusal WHAT TEXT CMD...: CMD exits 1 and its message holds TEXT.
-expect_refusal() {
-  what=$1 text=$2
-  shift 2
-  out=$("$@" 2>&1)
-  rc=$?
-  [ $rc -eq 1 ] || fail "$what: exited $rc, not 1: $out"
-  echo "$out" | grep -q "$text" || fail "$what: the message does not say \"$text\": $out"
-  echo "refused ($what): $out"
-}
 expect_refusal "recover of a device created without --recoverable" "created without user recovery" \
   $P ublk recover "${DEV#/dev/ublkb}"
 fs_roundtrip
@@ -191,10 +208,11 @@ PAD=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
   exit 0
 ) &
 WRITER=$!
-# wait_records N SECONDS: until the writer has appended N records.
+# wait_records N SECONDS: until the writer has appended N records. The count file is empty for a
+# moment while the writer rewrites it: that reads as 0 (an empty operand would end the loop).
 wait_records() {
   i=0
-  while [ "$(cat /tmp/writer.count 2>/dev/null || echo 0)" -lt "$1" ]; do
+  while c=$(cat /tmp/writer.count 2>/dev/null); [ "${c:-0}" -lt "$1" ]; do
     kill -0 $WRITER 2>/dev/null || fail "the writer ended: $(cat /tmp/writer.err 2>/dev/null)"
     [ $i -lt $(($2 * 10)) ] || fail "the writer has not reached record $1 after $2 s"
     sleep 0.1
@@ -209,6 +227,11 @@ echo "server killed at record $(cat /tmp/writer.count)"
 $P ublk list
 expect_refusal "recover without the state file" "no state file" \
   $P ublk recover "$ID" --state-dir /tmp/no-such-state
+mkdir -p /tmp/gone-state
+sed "s|^path = .*|path = '/tmp/no-such-backing.img'|" $STATE/$ID.toml >/tmp/gone-state/$ID.toml
+expect_refusal "recover when the backing file is gone" "backing file /tmp/no-such-backing.img is gone" \
+  $P ublk recover "$ID" --state-dir /tmp/gone-state
+[ -e /tmp/no-such-backing.img ] && fail "a refused recover created the missing backing file"
 BEFORE=$(cat /tmp/writer.count)
 start_recover "$ID" --state-dir $STATE
 cat /tmp/srv.err
@@ -242,11 +265,38 @@ kill -9 $SRV
 wait $SRV 2>/dev/null
 expect_refusal "recover of a mem target without --accept-empty" "accept-empty" \
   $P ublk recover "$ID" --state-dir $STATE
+# A target other than the device's (the state file edited) is refused before the device is
+# touched: it stays quiesced for the right one.
+mkdir -p /tmp/other-state
+sed 's/^size = .*/size = 33554432/' $STATE/$ID.toml >/tmp/other-state/$ID.toml
+expect_refusal "recover with a target of another size" "not the target the device was added with" \
+  $P ublk recover "$ID" --state-dir /tmp/other-state --accept-empty
+sed 's/^depth = .*/depth = 4/' $STATE/$ID.toml >/tmp/other-state/$ID.toml
+expect_refusal "recover with fewer tags than the device" "fewer than the device's 1 x 8" \
+  $P ublk recover "$ID" --state-dir /tmp/other-state --accept-empty
+$P ublk list | grep "^$ID " | grep -q quiesced || { $P ublk list; fail "device $ID not quiesced after the refusals"; }
 start_recover "$ID" --state-dir $STATE --accept-empty
 grep -q "comes back empty" /tmp/srv.err || fail "recover --accept-empty did not say the device is empty"
 dd if="$DEV" of=/tmp/empty bs=65536 count=4 iflag=direct 2>/dev/null || fail "read of the recovered $DEV"
 cmp -n 262144 /tmp/empty /dev/zero || fail "the recovered mem device is not empty (zeros)"
 echo "recovered mem device reads as zeros"
 stop_server
+
+step "recoverable servers stopped by SIGTERM: a relative --file is recorded absolute; the state goes"
+cd /tmp && start_server --target file --file rel.img --size 16M --depth 8 --recoverable \
+  --state-dir $STATE
+cd /
+ID=${DEV#/dev/ublkb}
+grep -q '^path = "/tmp/rel.img"$' $STATE/$ID.toml ||
+  { cat $STATE/$ID.toml; fail "--file rel.img run from /tmp is not recorded as /tmp/rel.img"; }
+stop_server
+[ ! -e $STATE/$ID.toml ] || fail "the state file outlived the stopped file device"
+start_server --target zram --size 16M --depth 8 --recoverable --state-dir $STATE
+ID=${DEV#/dev/ublkb}
+grep -q "brings the device back empty" /tmp/srv.err ||
+  fail "no data-loss warning for a recoverable zram target: $(cat /tmp/srv.err)"
+stop_server
+[ ! -e $STATE/$ID.toml ] || fail "the state file outlived the stopped zram device"
+no_devices "after the recoverable servers stopped"
 
 echo "UBLK-E2E-PASS"

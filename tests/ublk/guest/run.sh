@@ -24,4 +24,4 @@ if ((rc == 77)); then
   exit 77
 fi
 ((rc == 0)) || exit "$rc"
-exec "$guest_dir/run-guest.sh" --dir "$out" --marker UBLK-E2E-PASS --smp 2 --mem 768 --timeout 240
+exec "$guest_dir/run-guest.sh" --dir "$out" --marker UBLK-E2E-PASS --smp 2 --mem 768 --timeout 330
