@@ -19,7 +19,6 @@
 #include <thread>
 #include <vector>
 
-#include "cli/cli_runner.hpp"
 #include "cli/run_fixture.hpp"
 #include "common/child.hpp"
 #include "common/require.hpp"
@@ -562,29 +561,6 @@ TEST_F(RunCli, AnSbatchArgWithACommaForSlurmTasksIsAUsageError) {
   EXPECT_NE(r.err.find("--sbatch-arg '--comment=a,b'"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("--slurm"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
-}
-
-// The state directory's file system fills up mid-run (a 256 KiB tmpfs, in a mount namespace of
-// its own): every task still runs and is reported, and the run warns that its journal could not
-// be written, so a later --resume cannot trust it.
-TEST_F(RunCli, AFullStateDirectoryWarnsThatTheJournalFailedAndStillReportsEveryTask) {
-  PEPITA_REQUIRE_CAPABILITY(root);
-  if (!pepita::test::detail::on_path("unshare"))
-    GTEST_SKIP() << "util-linux's unshare is not installed";
-  fs::create_directory(state());
-  const auto job = write("fill.toml",
-                         "[[task]]\nname = \"fill\"\ncommand = \"/bin/sh\"\n"
-                         "args = [\"-c\", \"head -c 1000000 /dev/zero > " +
-                             state() +
-                             "/fill; exit 0\"]\n"
-                             "[[task]]\nname = \"after\"\ncommand = \"/bin/true\"\n"
-                             "deps = [\"fill\"]\n");
-  const auto r = pepita::test::run_pepita(
-      "run --json --state-dir " + state() + " " + job.string(),
-      pepita::test::in_mount_namespace("mount -t tmpfs -o size=256k none " + state()));
-  EXPECT_NE(r.output.find("pepita run: warning: journal: "), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("\"name\": \"after\""), std::string::npos) << r.output;
-  EXPECT_TRUE(fs::is_empty(state())) << "the tmpfs was mounted outside the run's namespace";
 }
 
 }  // namespace

@@ -110,7 +110,7 @@ TEST(CliWorker, AMalformedSlurmGrantFailsTheWorkerNamingTheVariable) {
   const std::string key = dir / "k";
   ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
   CliRun r = run_pepita("worker --listen 127.0.0.1:0 --key " + key + " --cache " + dir / "cache",
-                        "SLURM_CPUS_PER_TASK=lots timeout 120 ");
+                        "SLURM_JOB_ID=7 SLURM_CPUS_PER_TASK=lots timeout 120 ");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("pepita worker: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("SLURM_CPUS_PER_TASK"), std::string::npos) << r.output;
