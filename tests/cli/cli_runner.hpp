@@ -41,6 +41,14 @@ inline CliRun run_pepita(const std::string& args, const std::string& env = "") {
   return run;
 }
 
+/// A prefix for run_pepita's `env` that runs pepita in a mount namespace of its own after the shell
+/// command `setup` (e.g. "mount --bind /dev/null /dev/kvm"), so the host's mounts stay as they
+/// were. Needs root and util-linux's unshare.
+inline std::string in_mount_namespace(const std::string& setup) {
+  // run_pepita appends the binary and its arguments: the shell runs them as "$0" "$@".
+  return "unshare --mount --propagation private /bin/sh -c '" + setup + " && exec \"$0\" \"$@\"' ";
+}
+
 /// A fresh directory under the system temp directory, removed with its contents on destruction.
 struct TempDir {
   TempDir() {

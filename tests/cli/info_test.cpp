@@ -122,6 +122,33 @@ TEST(CliInfo, TextOutputNamesEverySection) {
   }
 }
 
+// Without a usable /dev/kvm (here: /dev/null in its place, then no /dev/kvm at all, each in a
+// mount namespace of its own) and without a Vulkan driver, `pepita info` still exits 0 and says
+// what is missing.
+TEST(CliInfo, WithoutKvmOrAVulkanDriverInfoSaysWhyNot) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  if (!detail::on_path("unshare")) GTEST_SKIP() << "util-linux's unshare is not installed";
+  CliRun wrong = run_pepita("info", std::string(kNoDriverLeakCheck) +
+                                        in_mount_namespace("mount --bind /dev/null /dev/kvm"));
+  EXPECT_EQ(wrong.exit_code, 0) << wrong.output;
+  EXPECT_NE(wrong.output.find("kvm        no (unexpected KVM API version -1)"), std::string::npos)
+      << wrong.output;
+  CliRun none = run_pepita(
+      "info", std::string(kNoDriverLeakCheck) + in_mount_namespace("mount -t tmpfs none /dev"));
+  EXPECT_EQ(none.exit_code, 0) << none.output;
+  EXPECT_NE(none.output.find("kvm        no (/dev/kvm: No such file or directory)"),
+            std::string::npos)
+      << none.output;
+  EXPECT_TRUE(std::filesystem::exists("/dev/null")) << "a mount left its namespace";
+
+  CliRun no_gpu = run_pepita(
+      "info --json", std::string(kNoDriverLeakCheck) + "VK_ICD_FILENAMES=/nonexistent.json ");
+  ASSERT_EQ(no_gpu.exit_code, 0) << no_gpu.output;
+  const auto info = nlohmann::json::parse(no_gpu.output);
+  EXPECT_TRUE(info["gpu"]["devices"].empty()) << no_gpu.output;
+  EXPECT_FALSE(info["gpu"]["error"].get<std::string>().empty()) << no_gpu.output;
+}
+
 TEST(CliArgs, UnknownFlagIsAUsageError) {
   CliRun run = run_pepita("--no-such-flag");
   EXPECT_EQ(run.exit_code, 2);
@@ -146,6 +173,16 @@ TEST(CliArgs, VersionAndHelp) {
   CliRun help = run_pepita("--help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.output.find("info"), std::string::npos) << help.output;
+}
+
+// `pepita` alone names no subcommand: it prints the help (every subcommand) and exits 0.
+TEST(CliArgs, NoSubcommandPrintsTheHelp) {
+  CliRun bare = run_pepita("");
+  EXPECT_EQ(bare.exit_code, 0) << bare.output;
+  for (const char* command : {"run", "worker", "journal", "info"}) {
+    EXPECT_NE(bare.output.find(command), std::string::npos) << command << "\n" << bare.output;
+  }
+  EXPECT_EQ(bare.output, run_pepita("--help").output);
 }
 
 }  // namespace

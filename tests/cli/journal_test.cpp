@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -106,6 +107,93 @@ TEST_F(JournalCli, ExportWithoutAFormatIsAUsageError) {
   const auto r = run({"journal", "export", state()});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--jsonl"), std::string::npos) << r.err;
+}
+
+// Bytes that are not UTF-8 cannot be a JSON string: export gives them as "<field>_base64" and
+// keeps UTF-8 text (two-, three- and four-byte sequences) as text.
+TEST_F(JournalCli, ExportGivesBytesThatAreNotUtf8AsBase64AndKeepsUtf8Text) {
+  write("job.toml",
+        "[[task]]\nname = \"text\"\ncommand = \"/bin/sh\"\n"
+        "args = ['-c', 'printf \"\\303\\251\\342\\202\\254\\360\\237\\230\\200\\n\"; "
+        "printf \"\\303(\" >&2']\n"
+        "[[task]]\nname = \"binary\"\ncommand = \"/bin/sh\"\n"
+        "args = ['-c', 'printf \"\\377\\376\\375\\374\"']\n");
+  const auto ran = run({"run", (dir_ / "job.toml").string(), "--state-dir", state(), "-q"});
+  ASSERT_EQ(ran.exit_code, 0) << ran.err;
+  const auto r = run({"journal", "export", state(), "--jsonl"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::map<std::string, nlohmann::json> finished;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    if (j["type"] == "finished") finished[j["name"].get<std::string>()] = j;
+  }
+  ASSERT_EQ(finished.size(), 2u) << r.out;
+  const auto& text = finished["text"];
+  EXPECT_EQ(text["stdout"], "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\n") << text.dump();
+  EXPECT_FALSE(text.contains("stdout_base64")) << text.dump();
+  // 0xC3 starts a two-byte sequence that '(' does not continue.
+  EXPECT_EQ(text["stderr_base64"], "wyg=") << text.dump();
+  EXPECT_FALSE(text.contains("stderr")) << text.dump();
+  const auto& binary = finished["binary"];
+  EXPECT_EQ(binary["stdout_base64"], "//79/A==") << binary.dump();  // FF FE FD FC
+  EXPECT_FALSE(binary.contains("stdout")) << binary.dump();
+  EXPECT_EQ(binary["stdout_bytes"], 4);
+}
+
+// A key file, journal or state directory that cannot be used: exit 1, the reason and what to do on
+// stderr, nothing on stdout, and the journal left as it was.
+TEST_F(JournalCli, VerifyAndExportOfAMissingOrForeignJournalFailSayingWhy) {
+  run_job();
+  const std::string journal = slurp(journal_);
+  const std::string open_key = (dir_ / "open.key").string();
+  fs::copy_file(key_, open_key);
+  ASSERT_EQ(::chmod(open_key.c_str(), 0644), 0);
+  const auto readable = run({"journal", "verify", state(), "--key", open_key});
+  EXPECT_EQ(readable.exit_code, 1);
+  EXPECT_EQ(readable.out, "");
+  EXPECT_NE(readable.err.find("pepita journal verify: "), std::string::npos) << readable.err;
+  EXPECT_NE(readable.err.find("chmod 600 " + open_key), std::string::npos) << readable.err;
+
+  const std::string empty_dir = (dir_ / "empty").string();
+  fs::create_directory(empty_dir);
+  const auto none = run({"journal", "verify", empty_dir});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_EQ(none.out, "");
+  EXPECT_NE(none.err.find(empty_dir + "/journal"), std::string::npos) << none.err;
+  const auto no_export = run({"journal", "export", empty_dir, "--jsonl"});
+  EXPECT_EQ(no_export.exit_code, 1);
+  EXPECT_EQ(no_export.out, "");
+  EXPECT_NE(no_export.err.find("no journal at " + empty_dir + "/journal"), std::string::npos)
+      << no_export.err;
+
+  const auto foreign = write("notes.txt", "these are not the records you are looking for\n");
+  const auto bad_verify = run({"journal", "verify", foreign.string()});
+  EXPECT_EQ(bad_verify.exit_code, 1);
+  EXPECT_EQ(bad_verify.out, "");
+  EXPECT_NE(bad_verify.err.find("is not a pepita journal"), std::string::npos) << bad_verify.err;
+  const auto bad_export = run({"journal", "export", foreign.string(), "--jsonl"});
+  EXPECT_EQ(bad_export.exit_code, 1);
+  EXPECT_EQ(bad_export.out, "");
+  EXPECT_NE(bad_export.err.find("is not a pepita journal"), std::string::npos) << bad_export.err;
+  EXPECT_NE(bad_export.err.find("move it away"), std::string::npos) << bad_export.err;
+
+  EXPECT_EQ(slurp(journal_), journal) << "a failed verify or export changed the journal";
+  EXPECT_EQ(slurp(foreign), "these are not the records you are looking for\n");
+}
+
+// A log path that exists but cannot be read as a file (here a directory) fails naming it.
+TEST_F(JournalCli, LogsOfAnUnreadableLogFailNamingIt) {
+  run_job();
+  const std::string log = state() + "/logs/a.stdout";
+  ASSERT_TRUE(fs::remove(log));
+  fs::create_directory(log);
+  const auto r = run({"logs", state(), "a"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("pepita logs: cannot read " + log), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_directory(log));
 }
 
 TEST_F(JournalCli, LogsOfAnUnknownTaskFailNamingTheFile) {

@@ -108,6 +108,13 @@ TEST_F(RunCacheCli, CacheDirMovesTheCacheAndGcRemovesStaleEntries) {
   auto bad = run({"cache", "gc", cache, "--max-age", "soon"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("--max-age 'soon'"), std::string::npos) << bad.err;
+  auto aged = run({"cache", "gc", cache, "--max-age", "7d"});
+  EXPECT_EQ(aged.exit_code, 0) << aged.err;
+  EXPECT_NE(aged.out.find("0 entries removed, 0 kept"), std::string::npos) << aged.out;
+  auto huge = run({"cache", "gc", cache, "--max-size", "lots"});
+  EXPECT_EQ(huge.exit_code, 2);
+  EXPECT_NE(huge.err.find("--max-size 'lots': "), std::string::npos) << huge.err;
+  EXPECT_NE(huge.err.find("Usage: pepita cache gc"), std::string::npos) << huge.err;
   auto none = run({"cache", "gc", (dir_ / "no-such").string()});
   EXPECT_EQ(none.exit_code, 2);
   EXPECT_NE(none.err.find("holds no result cache"), std::string::npos) << none.err;

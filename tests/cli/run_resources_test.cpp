@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/cli_runner.hpp"
 #include "cli/run_fixture.hpp"
 #include "common/child.hpp"
 #include "common/private_cgroup.hpp"
@@ -163,6 +164,25 @@ TEST_F(RunResources, BadRequestsExitTwoAtTheirPositionBeforeAnythingRuns) {
   auto bad_flag = run({"run", "--resources", "gpus", "--state-dir", state(), ok.string()});
   EXPECT_EQ(bad_flag.exit_code, 2) << bad_flag.err;
   EXPECT_NE(bad_flag.err.find("--resources 'gpus'"), std::string::npos) << bad_flag.err;
+}
+
+// A host whose memory cannot be read (an empty /proc/meminfo, in a mount namespace of its own)
+// cannot place resource requests: the run fails before anything runs and says what to give.
+TEST_F(RunResources, UndetectableHostResourcesFailARunThatRequestsThem) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  if (!pepita::test::detail::on_path("unshare"))
+    GTEST_SKIP() << "util-linux's unshare is not installed";
+  const auto job = write("job.toml", "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ncpus = 1\n");
+  const auto r = pepita::test::run_pepita(
+      "run --state-dir " + state() + " " + job.string(),
+      pepita::test::in_mount_namespace("mount --bind /dev/null /proc/meminfo"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("pepita run: cannot detect this machine's CPUs, memory and GPUs for the "
+                          "tasks' resource requests: "),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("/proc/meminfo"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(state())) << "the run went on without an inventory";
 }
 
 TEST_F(RunResources, ExampleJobRunsAndRetriesItsOomTaskWithMoreMemory) {

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -417,6 +419,148 @@ TEST_F(RunCli, MicroVmTasksRunInAVm) {
   EXPECT_EQ(j["tasks"][0]["status"], "succeeded");
   EXPECT_EQ(j["tasks"][0]["exit_code"], 0) << j["tasks"][0].dump();
   EXPECT_EQ(j["tasks"][0]["stdout"], "hello from a pepita micro-VM\n") << j["tasks"][0].dump();
+}
+
+// On a terminal, progress is one line redrawn in place (a bar, the counts, the rate and an ETA),
+// failures are printed above it, and the line ends at the totals once the run is over.
+TEST_F(RunCli, ProgressOnATerminalIsOneRedrawnLineThatEndsAtTheTotals) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  const std::string terminal = ::ptsname(master);
+  ASSERT_EQ(::fcntl(master, F_SETFL, O_NONBLOCK), 0);
+  const auto job = write("job.toml",
+                         "[pool]\nprocess_slots = 1\n"
+                         "[[task]]\nname = \"nap\"\ncount = 3\ncommand = \"/bin/sh\"\n"
+                         "args = [\"-c\", \"sleep 0.3\"]\n"
+                         "[[task]]\nname = \"bad\"\ncommand = \"/bin/sh\"\n"
+                         "args = [\"-c\", \"exit 3\"]\n");
+  const pid_t pid = pepita::test::spawn_child(
+      {PEPITA_CLI_PATH, "run", "--no-cache", "--state-dir", state(), job.string()},
+      (dir_ / "run.out").string(), terminal);
+  ASSERT_GT(pid, 0);
+  // Read the terminal while pepita runs, so that its writes never block on a full one.
+  std::string screen;
+  auto drain = [&] {
+    char buf[4096];
+    for (ssize_t n; (n = ::read(master, buf, sizeof buf)) > 0;) screen.append(buf, n);
+  };
+  std::optional<int> code;
+  const auto give_up = std::chrono::steady_clock::now() + 120s;
+  while (!code && std::chrono::steady_clock::now() < give_up) {
+    drain();
+    code = pepita::test::wait_child(pid, 20ms);
+  }
+  drain();
+  ::close(master);
+  if (!code) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  ASSERT_TRUE(code.has_value()) << "pepita still running after 120 s:\n" << screen;
+  EXPECT_EQ(*code, 1) << screen;
+  EXPECT_NE(screen.find("\x1b[K["), std::string::npos) << "the line is never redrawn:\n" << screen;
+  EXPECT_NE(screen.find("FAILED  bad"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("[############################] 4/4 done  1 failed  0 running"),
+            std::string::npos)
+      << screen;
+  EXPECT_NE(screen.find("ETA 0s"), std::string::npos) << screen;
+  // The per-event lines of a pipe are not printed on a terminal: only the failure was.
+  EXPECT_EQ(screen.find("ok  nap-0"), std::string::npos) << screen;
+  EXPECT_NE(slurp(dir_ / "run.out").find("4 tasks: 3 succeeded"), std::string::npos);
+}
+
+// Each way a task can end has its label in the summary: a task killed by a signal, one whose
+// binary is gone by the time it starts, and one the open circuit breaker refused to start.
+TEST_F(RunCli, SummaryLabelsSignaledUnlaunchedAndRejectedTasks) {
+  const auto killed = write("killed.toml",
+                            "[[task]]\nname = \"killed\"\ncommand = \"/bin/sh\"\n"
+                            "args = [\"-c\", \"kill -9 $$\"]\n");
+  const auto k = run({"run", "-q", "--no-cache", "--state-dir", state(), killed.string()});
+  EXPECT_EQ(k.exit_code, 1) << k.err;
+  const std::string row = pepita::test::line_of(k.out, "killed");
+  EXPECT_NE(row.find("SIGNALED"), std::string::npos) << k.out;
+  EXPECT_NE(row.find("sig 9"), std::string::npos) << k.out;
+
+  const fs::path tool = dir_ / "tool";
+  fs::copy_file("/bin/true", tool);
+  const auto gone = write("gone.toml",
+                          "[pool]\nprocess_slots = 1\nretries = 0\nbreaker_threshold = 1\n"
+                          "breaker_cooldown = 600\n"
+                          "[[task]]\nname = \"rm\"\ncommand = \"/bin/rm\"\nargs = [\"" +
+                              tool.string() +
+                              "\"]\n"
+                              "[[task]]\nname = \"use\"\ncount = 2\ncommand = \"" +
+                              tool.string() + "\"\ndeps = [\"rm\"]\n");
+  const auto g = run({"run", "-q", "--no-cache", "--state-dir", state() + "-2", gone.string()});
+  EXPECT_EQ(g.exit_code, 1) << g.err;
+  const std::string rows =
+      pepita::test::line_of(g.out, "use-0") + "\n" + pepita::test::line_of(g.out, "use-1");
+  EXPECT_NE(rows.find("NO-LAUNCH"), std::string::npos) << g.out;
+  EXPECT_NE(rows.find("REJECTED"), std::string::npos) << g.out;
+  EXPECT_NE(rows.find("circuit breaker is open"), std::string::npos) << g.out;
+}
+
+// Past 60 tasks the summary lists only those that did not succeed, and says how many it left out.
+TEST_F(RunCli, SummaryOfManyTasksListsOnlyTheFailedOnes) {
+  const auto job = write("many.toml",
+                         "[[task]]\nname = \"ok\"\ncount = 61\ncommand = \"/bin/true\"\n"
+                         "[[task]]\nname = \"bad\"\ncommand = \"/bin/sh\"\n"
+                         "args = [\"-c\", \"exit 3\"]\n");
+  const auto r = run({"run", "-q", "--no-cache", "--state-dir", state(), job.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(pepita::test::line_of(r.out, "bad").find("FAILED"), std::string::npos) << r.out;
+  EXPECT_EQ(pepita::test::line_of(r.out, "ok-0"), "") << r.out;
+  EXPECT_NE(r.out.find("... and 61 more tasks that succeeded"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("62 tasks: 61 succeeded"), std::string::npos) << r.out;
+}
+
+TEST_F(RunCli, ExplainSaysADependentOfAFailedTaskWasSkipped) {
+  const auto job =
+      write("skip.toml",
+            "[[task]]\nname = \"first\"\ncommand = \"/bin/sh\"\n"
+            "args = [\"-c\", \"exit 3\"]\n"
+            "[[task]]\nname = \"then\"\ncommand = \"/bin/true\"\ndeps = [\"first\"]\n");
+  const auto r =
+      run({"run", "-q", "--no-cache", "--explain", "--state-dir", state(), job.string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const std::string why = pepita::test::line_of(r.out, "then");
+  EXPECT_NE(why.find("skipped: "), std::string::npos) << r.out;
+  EXPECT_NE(why.find("first"), std::string::npos) << r.out;
+}
+
+// A state directory that cannot be made (a file is in the way): exit 1 naming it, before any task
+// ran, and the file is untouched.
+TEST_F(RunCli, AStateDirectoryBlockedByAFileFailsBeforeAnyTaskRuns) {
+  const auto file = write("taken", "not a directory\n");
+  const std::string marker = (dir_ / "ran").string();
+  const auto job =
+      write("job.toml",
+            "[[task]]\nname = \"t\"\ncommand = \"/bin/touch\"\nargs = [\"" + marker + "\"]\n");
+  for (const std::string& state_dir : {file.string(), file.string() + "/sub"}) {
+    const auto r = run({"run", "--state-dir", state_dir, job.string()});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("pepita run: cannot create state directory " + state_dir + ": "),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(r.out, "");
+  }
+  EXPECT_FALSE(fs::exists(marker)) << "a task ran without a state directory";
+  EXPECT_EQ(slurp(file), "not a directory\n");
+}
+
+// sbatch arguments reach backend = "slurm" tasks joined by commas, so one holding a comma is a
+// usage error naming it (and the way that takes it: --slurm with backend = "remote").
+TEST_F(RunCli, AnSbatchArgWithACommaForSlurmTasksIsAUsageError) {
+  const auto job =
+      write("slurm.toml", "[[task]]\nname = \"s\"\nbackend = \"slurm\"\ncommand = \"/bin/true\"\n");
+  const auto r = run({"run", "--state-dir", state(), "--sbatch-arg=--qos=low",
+                      "--sbatch-arg=--comment=a,b", job.string()});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--sbatch-arg '--comment=a,b'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--slurm"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
 }
 
 }  // namespace

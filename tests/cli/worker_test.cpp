@@ -2,8 +2,11 @@
 // content, a bad label or slot count all exit 2 with the usage line before the worker binds or
 // makes its cache directory; --gen-key never overwrites a file. (A worker serving tasks is
 // tested in run_test.cpp and tests/transport.)
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "cli_runner.hpp"
+#include "common/require.hpp"
 
 namespace pepita::test {
 namespace {
@@ -56,6 +60,8 @@ TEST(CliWorker, BadArgumentsAreUsageErrorsThatCreateNothing) {
       {"worker --connect 127.0.0.1:1 --give-up 0" + k, "--give-up"},
       {"worker --listen 127.0.0.1:0 --tls=maybe" + k, "--tls"},
       {"worker --listen 127.0.0.1:0 --cache-size lots" + k, "--cache-size: "},
+      {"worker --listen 127.0.0.1:0 --label zone=a --cpus lots" + k, "--cpus: "},
+      {"worker --listen 127.0.0.1:0 --memory lots" + k, "--memory: "},
   };
   for (const auto& c : cases) {
     // TMPDIR points into `dir` too, where the default cache directory would appear.
@@ -68,6 +74,84 @@ TEST(CliWorker, BadArgumentsAreUsageErrorsThatCreateNothing) {
   }
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"good.key", "open.key", "short.key"}))
       << "a usage error created a cache directory or file";
+}
+
+// A port held by another program, for the worker or its --metrics: exit 1 saying which and why.
+TEST(CliWorker, AnAddressInUseFailsTheWorkerOrItsMetricsSayingSo) {
+  TempDir dir;
+  const std::string key = dir / "k";
+  ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
+  const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(held, 1), 0);
+  ASSERT_EQ(::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const std::string k = " --key " + key + " --cache " + dir / "cache";
+  CliRun worker = run_pepita("worker --listen " + taken + k, "timeout 120 ");
+  EXPECT_EQ(worker.exit_code, 1) << worker.output;
+  EXPECT_NE(worker.output.find("pepita worker: "), std::string::npos) << worker.output;
+  EXPECT_NE(worker.output.find(taken), std::string::npos) << worker.output;
+  CliRun metrics = run_pepita("worker --listen 127.0.0.1:0 --metrics " + taken + k, "timeout 120 ");
+  ::close(held);
+  EXPECT_EQ(metrics.exit_code, 1) << metrics.output;
+  EXPECT_NE(metrics.output.find("pepita worker: --metrics: "), std::string::npos) << metrics.output;
+  EXPECT_NE(metrics.output.find("in use"), std::string::npos) << metrics.output;
+}
+
+// Inside a Slurm job the worker offers what the job was granted; a grant it cannot read fails the
+// worker naming the variable, before it binds or makes its cache directory.
+TEST(CliWorker, AMalformedSlurmGrantFailsTheWorkerNamingTheVariable) {
+  TempDir dir;
+  const std::string key = dir / "k";
+  ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
+  CliRun r = run_pepita("worker --listen 127.0.0.1:0 --key " + key + " --cache " + dir / "cache",
+                        "SLURM_JOB_ID=7 SLURM_CPUS_PER_TASK=lots timeout 120 ");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("pepita worker: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("SLURM_CPUS_PER_TASK"), std::string::npos) << r.output;
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"k"});
+}
+
+// A host whose memory cannot be read (an empty /proc/meminfo, in a mount namespace of its own):
+// the worker cannot say what it offers and exits 1 saying why, having made nothing.
+TEST(CliWorker, UndetectableHostResourcesFailTheWorker) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  if (!detail::on_path("unshare")) GTEST_SKIP() << "util-linux's unshare is not installed";
+  TempDir dir;
+  const std::string key = dir / "k";
+  ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
+  CliRun r =
+      run_pepita("worker --listen 127.0.0.1:0 --key " + key + " --cache " + dir / "cache",
+                 // a worker that did start would serve until killed: bound it
+                 "timeout 120 " + in_mount_namespace("mount --bind /dev/null /proc/meminfo"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("pepita worker: cannot detect this host's resources: "),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("/proc/meminfo"), std::string::npos) << r.output;
+  EXPECT_EQ(dir.entries(), std::vector<std::string>{"k"});
+}
+
+// A worker dialing a driver beyond loopback without --tls says its frames are not encrypted; one
+// whose driver stays away gives up after --give-up seconds and exits on its own.
+TEST(CliWorker, ADialingWorkerWarnsWithoutTlsAndGivesUpOnAnAbsentDriver) {
+  TempDir dir;
+  const std::string key = dir / "k";
+  ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
+  // 192.0.2.1 is TEST-NET-1 (RFC 5737): nothing answers there.
+  CliRun r = run_pepita(
+      "worker --connect 192.0.2.1:7070 --give-up 1 --key " + key + " --cache " + dir / "cache",
+      "timeout 120 ");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("dialing 192.0.2.1:7070; frames are authenticated"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("use --tls"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stopped after 0 tasks"), std::string::npos) << r.output;
 }
 
 TEST(CliWorker, GenKeyWritesAPrivateKeyAndNeverOverwrites) {

@@ -1,9 +1,14 @@
 // The CLI side of the dashboard, with a real HTTP client: `pepita run --dashboard` on a
 // non-loopback address prints a generated token once and refuses requests without it; /metrics
 // of a run and of `pepita worker --metrics` scraped and checked; bad flags are usage errors.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <regex>
 #include <string>
 
@@ -135,6 +140,63 @@ TEST(DashboardCli, BadDashboardFlagsAreUsageErrors) {
   EXPECT_NE(report.output.find("no journal at"), std::string::npos) << report.output;
   auto worker = run_pepita("worker --key /nonexistent --metrics bad");
   EXPECT_EQ(worker.exit_code, 2);
+}
+
+// A dashboard address another program holds: the run fails before any task starts, saying so.
+TEST(DashboardCli, ADashboardAddressInUseFailsTheRunBeforeAnyTaskRuns) {
+  TempDir dir;
+  const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(held, 1), 0);
+  ASSERT_EQ(::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string marker = dir / "ran";
+  write_file(
+      dir / "job.toml",
+      "[[task]]\nname = \"t\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"touch " + marker + "\"]\n");
+  auto r = run_pepita("run " + (dir / "job.toml") + " --state-dir " + (dir / "state") +
+                      " --dashboard 127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  ::close(held);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("pepita run: --dashboard: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("in use"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "a task ran without its dashboard";
+}
+
+// `pepita report` of a journal it cannot read, or to a file it cannot write: exit 1 with the
+// reason, and no report (nor its temporary file) left behind.
+TEST(DashboardCli, AReportOfADamagedJournalOrToAnUnusablePathFailsAndLeavesNoFile) {
+  TempDir dir;
+  std::filesystem::create_directory(dir / "damaged");
+  write_file(dir / "damaged/journal", "this is not a pepita journal, only text long enough\n");
+  auto damaged = run_pepita("report " + (dir / "damaged") + " -o " + (dir / "d.html"));
+  EXPECT_EQ(damaged.exit_code, 1) << damaged.output;
+  EXPECT_NE(damaged.output.find("pepita report: cannot read the journal"), std::string::npos)
+      << damaged.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "d.html"));
+
+  write_file(dir / "job.toml", "[[task]]\nname = \"t\"\ncommand = \"/bin/true\"\n");
+  auto ran = run_pepita("run -q " + (dir / "job.toml") + " --state-dir " + (dir / "state"));
+  ASSERT_EQ(ran.exit_code, 0) << ran.output;
+  auto no_dir = run_pepita("report " + (dir / "state") + " -o " + (dir / "missing/r.html"));
+  EXPECT_EQ(no_dir.exit_code, 1) << no_dir.output;
+  EXPECT_NE(no_dir.output.find("cannot write the report " + (dir / "missing/r.html.tmp") +
+                               ": check that its directory exists and is writable"),
+            std::string::npos)
+      << no_dir.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "missing"));
+  std::filesystem::create_directory(dir / "taken.html");  // a directory where the report goes
+  auto taken = run_pepita("report " + (dir / "state") + " -o " + (dir / "taken.html"));
+  EXPECT_EQ(taken.exit_code, 1) << taken.output;
+  EXPECT_NE(taken.output.find("cannot move the report to " + (dir / "taken.html")),
+            std::string::npos)
+      << taken.output;
+  EXPECT_TRUE(std::filesystem::is_empty(dir / "taken.html"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "taken.html.tmp")) << "the temporary report stayed";
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "cli/cli_runner.hpp"
 #include "pepita/executor/result.hpp"
 #include "pepita/fault/journal.hpp"
+#include "pepita/task/task.hpp"
 
 namespace pepita::cli::dashboard {
 namespace {
@@ -114,6 +115,47 @@ TEST(RunModel, FinishStopsTheClockAndShowsInTheNextDelta) {
   EXPECT_EQ(m.snapshot()["now_ms"], m.snapshot()["now_ms"]);  // the clock stopped
 }
 
+// An event under an id the model has not seen, for a task it lists by name (a task added before
+// the pool gave it its id), updates that task's row instead of adding one.
+TEST(RunModel, AnEventForAKnownNameUnderANewIdUpdatesThatRow) {
+  auto t = task::Task::binary("/bin/true").name("a").build();
+  ASSERT_TRUE(t.has_value()) << t.error().message();
+  RunModel m("job");
+  m.add_tasks({*t});
+  m.on_event(started(t->id() + 1000, "a", 1));
+  const auto snap = m.snapshot();
+  ASSERT_EQ(snap["tasks"].size(), 1u);
+  EXPECT_EQ(snap["tasks"][0][3], "running");
+  const auto r = result(t->id() + 1000, "a", Status::Succeeded);
+  m.on_event(finished(r));
+  EXPECT_EQ(m.snapshot()["tasks"].size(), 1u);
+  EXPECT_EQ(m.snapshot()["tasks"][0][3], "succeeded");
+}
+
+// A Finished event without a result (the pool lost it) still ends the task, as failed.
+TEST(RunModel, AFinishedEventWithoutAResultEndsTheTaskAsFailed) {
+  RunModel m("job");
+  m.on_event(started(1, "a", 1));
+  m.on_event({.kind = pool::Event::Kind::Finished, .id = 1, .name = "a", .attempt = 1});
+  const auto snap = m.snapshot();
+  EXPECT_EQ(snap["tasks"][0][3], "failed");
+  ASSERT_EQ(snap["attempts"].size(), 1u);
+  EXPECT_EQ(snap["attempts"][0][5], "failed");
+  EXPECT_GE(snap["attempts"][0][4].get<double>(), 0.0);  // closed
+}
+
+TEST(RunModel, FinishedIsFalseUntilFinishThenTrue) {
+  RunModel m("job");
+  m.on_event(started(1, "a", 1));
+  EXPECT_FALSE(m.finished());
+  m.finish(false);
+  EXPECT_TRUE(m.finished());
+  const auto v = m.version();
+  m.finish(true);  // a second finish changes nothing
+  EXPECT_EQ(m.version(), v);
+  EXPECT_FALSE(m.snapshot()["crashed"].get<bool>());
+}
+
 fault::JournalRecord record(fault::RecordType type, const std::string& name,
                             std::uint32_t attempt = 0) {
   fault::JournalRecord r;
@@ -179,6 +221,33 @@ TEST(RunModel, FromAJournalWithoutAnEndTheOpenTasksAreInterrupted) {
   EXPECT_TRUE(snap["crashed"].get<bool>());
   EXPECT_EQ(snap["tasks"][2][3], "interrupted");
   EXPECT_EQ(snap["attempts"].back()[5], "interrupted");
+}
+
+// A resumed run journals a task's Submitted again after its earlier attempts: the rebuilt row is
+// pending again, then shows the resumed attempt.
+TEST(RunModel, FromTheJournalOfAResumedRunATaskSubmittedAgainRunsAgain) {
+  test::TempDir dir;
+  {
+    auto j = fault::Journal::open(dir / "journal", fault::Journal::Mode::Truncate);
+    ASSERT_TRUE(j.has_value()) << j.error().message();
+    using fault::RecordType;
+    ASSERT_TRUE((*j)->append(record(RecordType::Submitted, "t")).has_value());
+    ASSERT_TRUE((*j)->append(record(RecordType::Started, "t", 1)).has_value());
+    ASSERT_TRUE((*j)->append(record(RecordType::Submitted, "t")).has_value());  // resumed
+    ASSERT_TRUE((*j)->append(record(RecordType::Started, "t", 1)).has_value());
+    auto done = record(RecordType::Finished, "t", 1);
+    done.status = static_cast<std::uint8_t>(Status::Succeeded);
+    done.wall_ns = 10'000'000;
+    ASSERT_TRUE((*j)->append(done).has_value());
+    ASSERT_TRUE((*j)->sync().has_value());
+  }
+  auto m = RunModel::from_journal(dir / "journal", "job");
+  ASSERT_TRUE(m.has_value()) << m.error().message();
+  const auto snap = (*m)->snapshot();
+  ASSERT_EQ(snap["tasks"].size(), 1u);
+  EXPECT_EQ(snap["tasks"][0][3], "succeeded");
+  ASSERT_EQ(snap["attempts"].size(), 2u);  // the first run's attempt and the resumed one
+  EXPECT_EQ(snap["attempts"][1][5], "succeeded");
 }
 
 TEST(RunModel, FromJournalRefusesAFileThatIsNotAJournal) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <string>
 
+#include "pepita/error.hpp"
 #include "pepita/executor/result.hpp"
 
 namespace pepita::cli::dashboard {
@@ -119,6 +120,30 @@ TEST(DashboardServer, AGivenTokenIsRequiredEvenOnLoopback) {
   auto c = client(**s);
   EXPECT_EQ(c.Get("/metrics")->status, 401);
   EXPECT_EQ(c.Get("/metrics", {{"X-Pepita-Token", "s3cret"}})->status, 200);
+}
+
+// The token cookie counts wherever it sits among the page's other cookies.
+TEST(DashboardServer, TheTokenCookieIsFoundAmongOtherCookies) {
+  RunModel model("job");
+  auto s = Server::start({.address = "127.0.0.1:0", .token = "s3cret"}, {.model = &model});
+  ASSERT_TRUE(s.has_value()) << s.error().message();
+  auto c = client(**s);
+  auto last = c.Get("/metrics", {{"Cookie", "theme=dark; pepita_token=s3cret"}});
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->status, 200);
+  auto first = c.Get("/metrics", {{"Cookie", "pepita_token=s3cret;theme=dark"}});
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 200);
+  auto others = c.Get("/metrics", {{"Cookie", "theme=dark; pepita_tokenx=s3cret; lang=en"}});
+  ASSERT_TRUE(others);
+  EXPECT_EQ(others->status, 401);
+}
+
+TEST(DashboardServer, WithNothingToServeItRefusesToStart) {
+  auto s = Server::start({.address = "127.0.0.1:0"}, {});
+  ASSERT_FALSE(s.has_value());
+  EXPECT_EQ(s.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(s.error().message().find("without a model or metrics"), std::string::npos);
 }
 
 TEST(DashboardServer, ReadOnlyUnlessControlThenCancelNeedsTheHeader) {

@@ -80,6 +80,8 @@ Result<void> write_report(const RunModel& model, const std::string& path) {
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) {
+    std::error_code ignored;  // leave nothing behind: the caller sees only the error
+    std::filesystem::remove(tmp, ignored);
     return fail(ErrorCode::Io, pepita::fmt("cannot move the report to {}: {}", path, ec.message()));
   }
   return {};
