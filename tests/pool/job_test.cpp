@@ -223,6 +223,23 @@ TEST(Job, LoadingADirectoryIsAnErrorNamingIt) {
       << job.error().message();
 }
 
+TEST(Job, LoadsAJobFileLargerThanOneRead) {
+  char tmpl[] = "/tmp/pepita-job-XXXXXX";
+  const int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  // Over 64 KiB (one read) of comments, then the task.
+  std::string text;
+  while (text.size() < 200'000) text += "# a comment line that pads the job file past one read\n";
+  text += "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n";
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  auto job = load_job(tmpl, opts());
+  ::unlink(tmpl);
+  ASSERT_TRUE(job) << job.error().message();
+  ASSERT_EQ(job->tasks.size(), 1u);
+  EXPECT_EQ(job->tasks[0].name(), "a");
+}
+
 TEST(Job, MissingBinariesAndLongCyclesAreFoundBeforeRunning) {
   auto missing =
       parse_job("[[task]]\nname = \"a\"\ncommand = \"./no-such-tool\"\n", "/x/f.toml", opts());

@@ -299,11 +299,13 @@ TEST(Pool, AnyBackendTaskWithoutAnExecutorForItsKindNamesTheBackendAndTheFix) {
 }
 
 TEST(Pool, MoveAssignedPoolRunsTasksAndTheOldOneIsReleased) {
-  auto pool = make();
-  auto first = pool.submit(Task::binary("/bin/true").build().value());
+  auto pool = make(Pool::builder().kill_grace(100ms));
+  auto first = pool.submit(Task::binary("/bin/sleep").args({"30"}).build().value());
   ASSERT_TRUE(first);
-  pool = make();  // the old pool finishes what it was given, then goes
-  EXPECT_TRUE(first->wait().ok()) << first->wait().error;
+  const auto before = std::chrono::steady_clock::now();
+  pool = make();  // the old pool shuts down at once: its task is cancelled, not waited for
+  EXPECT_EQ(first->wait().status, Status::Cancelled) << first->wait().error;
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 25s) << "the old pool waited for sleep";
   auto r = pool.run(Task::binary("/bin/sh").args({"-c", "echo moved"}).build().value());
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(r->stdout_data, "moved\n");

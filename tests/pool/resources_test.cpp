@@ -454,6 +454,54 @@ TEST(PoolResources, WithoutAnInventoryRequestsArePlacedOnTheDetectedHost) {
       << huge.error().message();
 }
 
+// "cancelled" and "skipped" end the attempt so (an executor's own cancellation); anything else
+// fails.
+ExecutionResult end_as_first_arg(const Task& t) {
+  const std::string& how = t.process()->args.at(0);
+  const Status s = how == "cancelled" ? Status::Cancelled
+                   : how == "skipped" ? Status::Skipped
+                                      : Status::Failed;
+  return executor::result_for(t, s, how, Clock::now());
+}
+
+TEST(PoolResources, AnExecutorsCancellationIsNotRetriedAndFailuresRetryTogether) {
+  auto rec = Recorder::make(4, 1ms, end_as_first_arg);
+  Pool pool = make_pool(rec, host(""),
+                        fault::RetryPolicy().max_attempts(3).base_delay(20ms).max_delay(40ms));
+  std::vector<TaskHandle> handles;
+  for (const char* how : {"cancelled", "skipped", "fail", "fail", "fail"}) {
+    handles.push_back(pool.submit(Task::binary("work").args({how}).build().value()).value());
+  }
+  EXPECT_EQ(handles[0].wait().status, Status::Cancelled);
+  EXPECT_EQ(handles[0].wait().attempts, 1u) << "a cancellation is never retried";
+  EXPECT_EQ(handles[1].wait().status, Status::Skipped);
+  EXPECT_EQ(handles[1].wait().attempts, 1u) << "a skipped attempt is never retried";
+  for (std::size_t i = 2; i < handles.size(); ++i) {
+    // Three failures waiting out their backoff at once: each still gets every attempt.
+    EXPECT_EQ(handles[i].wait().status, Status::Failed);
+    EXPECT_EQ(handles[i].wait().attempts, 3u);
+  }
+}
+
+// A task that reserved the host but whose deadline passed while it waited ends TimedOut and
+// gives the reservation up: the task behind it runs.
+TEST(PoolResources, ReservingTaskWhoseDeadlinePassesLetsTheNextOneRun) {
+  auto rec = Recorder::make(4, 300ms);
+  Pool pool = make_pool(rec, host("cpus=2"), fault::RetryPolicy(), 0ms);
+  auto first = pool.submit(binary("first", cpus(2))).value();
+  auto late =
+      pool.submit(
+              Task::binary("work").name("late").resources(cpus(2)).deadline(100ms).build().value())
+          .value();
+  auto after = pool.submit(binary("after", cpus(2))).value();
+  EXPECT_TRUE(first.wait().ok()) << first.wait().error;
+  EXPECT_EQ(late.wait().status, Status::TimedOut);
+  EXPECT_NE(late.wait().error.find("deadline"), std::string::npos) << late.wait().error;
+  EXPECT_TRUE(after.wait().ok()) << after.wait().error;
+  for (const Span& r : rec->runs()) EXPECT_NE(r.name, "late") << "late never started";
+  EXPECT_GE(rec->run_of("after").start, rec->run_of("first").end);
+}
+
 TEST(PoolResources, AllocationsComeBackAfterFailureLaunchFailureAndCancel) {
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
