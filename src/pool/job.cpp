@@ -477,11 +477,11 @@ Result<Job> parse_job(std::string_view text, const std::string& file, const JobO
     const auto& t = *el.as_table();
     PEPITA_TRY_VOID(
         check_keys(ctx, t, "[[task]]",
-                   {"name",        "command",  "args",      "env",      "cwd",         "stdin",
-                    "deps",        "retries",  "timeout",   "priority", "backend",     "output_cap",
-                    "show_output", "count",    "clear_env", "pipeline", "pipe_output", "affinity",
-                    "metadata",    "cpus",     "pin_cpus",  "memory",   "gpus",        "resources",
-                    "pids",        "retry_on", "sandbox",   "inputs",   "outputs"}));
+                   {"name",       "command",     "args",     "env",       "cwd",      "stdin",
+                    "deps",       "retries",     "timeout",  "deadline",  "priority", "backend",
+                    "output_cap", "show_output", "count",    "clear_env", "pipeline", "pipe_output",
+                    "affinity",   "metadata",    "cpus",     "pin_cpus",  "memory",   "gpus",
+                    "resources",  "pids",        "retry_on", "sandbox",   "inputs",   "outputs"}));
     const auto* nm = t.get("name");
     if (!nm) return ctx.err(t, "[[task]] has no 'name'");
     const auto* nm_str = nm->as_string();

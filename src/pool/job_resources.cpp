@@ -72,7 +72,8 @@ Result<void> apply_memory(const Ctx& ctx, const toml::node& v, ResourceSpec& spe
     return ctx.err(v, "'memory' must be more than 0 bytes (leave it out for no limit)");
   }
   if (a.value >= 18446744073709551615.0) {
-    return ctx.err(v, "'memory' is too large: use at most \"16E\"");
+    return ctx.err(
+        v, "'memory' is too large: a machine has less than 16 EiB; use at most \"16777215T\"");
   }
   spec.request.memory = static_cast<std::uint64_t>(a.value);
   spec.request.memory_growth = a.growth;

@@ -10,7 +10,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 
 #include "common/temp_dir.hpp"
 #include "pepita/core/sha256.hpp"
@@ -102,6 +105,39 @@ TEST(CacheIndexCodec, EntryIndexRoundTripsAnyBytesAndRejectsDamage) {
   detail::EntryIndex into;
   EXPECT_NE(detail::decode_entry_index(text.substr(0, text.size() - 10), into), "");
   EXPECT_TRUE(into.empty());
+}
+
+// `records` between the format's magic line and a correct checksum: damage only the parser sees.
+std::string sealed(std::string_view magic, std::string_view records) {
+  std::string out = std::string(magic).append(records);
+  const std::string sum = sha256_hex(out);
+  return out.append("sum ").append(sum).append("\n");
+}
+
+TEST(CacheIndexCodec, ChecksummedIndexWithABadRecordNamesTheDamageAndKeepsNothing) {
+  const std::string head = sha256_hex("x") + " 1 2 3 4 5 ";
+  const std::string_view files = "pepita-files-idx 2\n";
+  const std::pair<std::string, std::string> file_cases[] = {
+      {head + "/p/x.txt", "files.idx is damaged (a torn line)"},
+      {"not a record\n", "files.idx is damaged (a malformed line)"},
+      {head + "\n", "files.idx is damaged (a malformed line)"},  // no path after the stamp
+  };
+  for (const auto& [records, problem] : file_cases) {
+    detail::FileIndex into;
+    EXPECT_EQ(detail::decode_file_index(sealed(files, records), into), problem) << records;
+    EXPECT_TRUE(into.empty()) << records;
+  }
+  const std::string_view entries = "pepita-entries-idx 1\n";
+  const std::pair<std::string, std::string> entry_cases[] = {
+      {"short\n", "entries.idx is damaged (a malformed record)"},
+      {head + "twelve\nx\n", "entries.idx is damaged (a malformed record)"},
+      {head + "999\nshort\n", "entries.idx is damaged (a record overruns the file)"},
+  };
+  for (const auto& [records, problem] : entry_cases) {
+    detail::EntryIndex into;
+    EXPECT_EQ(detail::decode_entry_index(sealed(entries, records), into), problem) << records;
+    EXPECT_TRUE(into.empty()) << records;
+  }
 }
 
 struct CacheIndexFixture : ::testing::Test {

@@ -7,14 +7,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <memory>
 #include <set>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
 #include "common/temp_dir.hpp"
 #include "detail/cache_entry.hpp"
+#include "detail/cache_executor.hpp"
 #include "detail/state.hpp"
 #include "pepita/core/sha256.hpp"
 #include "pepita/fault/result_record.hpp"
@@ -454,6 +460,278 @@ TEST_F(CacheFixture, LookupsOnSeveralThreadsAgreeOnTheKeyAndTheHit) {
   }
 }
 
+TEST_F(CacheFixture, TasksItCannotKeyAreMissesNamingWhyAndMakeNoKey) {
+  auto cache = ResultCache::open(cache_dir()).value();
+  CacheLookup fn = cache->lookup(Task::function([] {}).name("fn").build().value());
+  EXPECT_EQ(fn.reason, "ran: only process and pipeline tasks are cached");
+  EXPECT_TRUE(fn.key.empty());
+  CacheLookup no_binary = cache->lookup(
+      Task::binary("pepita-no-such-binary").cwd(dir.path()).inputs({"in.txt"}).build().value());
+  EXPECT_EQ(no_binary.reason, "ran: binary 'pepita-no-such-binary' not found in PATH (not cached)");
+  EXPECT_TRUE(no_binary.key.empty());
+  CacheLookup absent = cache->lookup(declaring(dir.path(), "t", "absent.txt", "out.txt"));
+  EXPECT_EQ(absent.reason.rfind("ran: input absent.txt cannot be read (", 0), 0u) << absent.reason;
+  EXPECT_NE(absent.reason.find("No such file"), std::string::npos) << absent.reason;
+  EXPECT_TRUE(absent.key.empty());
+  ASSERT_TRUE(fs::create_directory(dir.file("subdir")));
+  CacheLookup directory = cache->lookup(declaring(dir.path(), "t", "subdir", "out.txt"));
+  EXPECT_NE(directory.reason.find("ran: input subdir cannot be read ("), std::string::npos)
+      << directory.reason;
+  EXPECT_NE(directory.reason.find("not a regular file"), std::string::npos) << directory.reason;
+  EXPECT_TRUE(directory.key.empty());
+  EXPECT_TRUE(fs::is_empty(cache_dir() + "/entries"));
+}
+
+TEST_F(CacheFixture, AddedAndRemovedInputsAreNamedInTheMissReason) {
+  write_file(dir.file("more.txt"), "more\n");
+  auto with = [&](std::vector<std::string> inputs) {
+    return Task::binary("/bin/true")
+        .name("t")
+        .cwd(dir.path())
+        .inputs(std::move(inputs))
+        .outputs({"out.txt"})
+        .build()
+        .value();
+  };
+  auto cache = ResultCache::open(cache_dir()).value();
+  store_success(*cache, with({"in.txt"}));
+  CacheLookup added = cache->lookup(with({"in.txt", "more.txt"}));
+  EXPECT_FALSE(added.hit);
+  EXPECT_NE(added.reason.find("input more.txt added"), std::string::npos) << added.reason;
+  store_success(*cache, with({"in.txt", "more.txt"}));
+  CacheLookup removed = cache->lookup(with({"more.txt"}));  // compared with the last stored
+  EXPECT_FALSE(removed.hit);
+  EXPECT_NE(removed.reason.find("input in.txt removed"), std::string::npos) << removed.reason;
+}
+
+TEST_F(CacheFixture, EntryThatLacksADeclaredOutputIsAMissNamingIt) {
+  {
+    auto cache = ResultCache::open(cache_dir()).value();
+    store_success(*cache, declaring(dir.path(), "t", "in.txt", "out.txt"));
+  }
+  std::size_t rewritten = 0;
+  for (const auto& f : fs::directory_iterator(cache_dir() + "/entries")) {
+    auto e = detail::decode_entry(read_file(f.path()));
+    ASSERT_TRUE(e) << f.path();
+    ASSERT_EQ(e->outputs.erase("out.txt"), 1u);
+    write_file(f.path(), detail::encode_entry(*e));
+    ++rewritten;
+  }
+  ASSERT_EQ(rewritten, 1u);
+  auto cache = ResultCache::open(cache_dir()).value();
+  CacheLookup l = cache->lookup(declaring(dir.path(), "t", "in.txt", "out.txt"));
+  EXPECT_FALSE(l.hit);
+  EXPECT_EQ(l.reason, "ran: output out.txt not in the cache entry");
+}
+
+TEST_F(CacheFixture, PipelineAndCwdLessTasksAreKeyedAndCached) {
+  task::BinaryTask cat("/bin/cat");
+  cat.cwd = dir.path();
+  auto pipeline = [&] {
+    return Task::pipeline()
+        .name("pipe")
+        .add_stage(cat)
+        .add_stage(cat)
+        .inputs({"in.txt"})
+        .outputs({"out.txt"})
+        .build()
+        .value();
+  };
+  auto cache = ResultCache::open(cache_dir()).value();
+  CacheLookup first = cache->lookup(pipeline());
+  EXPECT_EQ(first.reason, "ran: no cache entry");
+  EXPECT_EQ(first.inputs.at("in.txt"), sha256_hex("input one\n"));
+  write_file(dir.file("out.txt"), "out");
+  ExecutionResult ran = ExecutionResult::success(1, std::chrono::milliseconds(1));
+  ran.stdout_data = "hello";
+  ASSERT_TRUE(cache->store(pipeline(), first, ran));
+  CacheLookup again = cache->lookup(pipeline());
+  ASSERT_TRUE(again.hit) << again.reason;
+  EXPECT_EQ(again.hit->stdout_data, "hello");
+  EXPECT_EQ(again.key, first.key);
+
+  // No cwd: relative paths start at the process's working directory; absolute ones are used.
+  const std::string in = dir.file("in.txt"), out = dir.file("out.txt");
+  auto cwdless = [&] {
+    return Task::binary("/bin/true").name("abs").inputs({in}).outputs({out}).build().value();
+  };
+  CacheLookup abs = cache->lookup(cwdless());
+  EXPECT_EQ(abs.reason, "ran: no cache entry");
+  EXPECT_FALSE(abs.key.empty());
+  EXPECT_EQ(abs.inputs.at(in), sha256_hex("input one\n"));
+  ExecutionResult r = ExecutionResult::success(cwdless().id(), std::chrono::milliseconds(1));
+  ASSERT_TRUE(cache->store(cwdless(), abs, r));
+  EXPECT_EQ(r.output_hashes.at(out), sha256_hex("out"));
+  EXPECT_TRUE(cache->lookup(cwdless()).hit);
+}
+
+TEST_F(CacheFixture, EntryThatCannotBeWrittenWarnsOnceAndTheRunGoesOnUncached) {
+  auto cache = ResultCache::open(cache_dir()).value();
+  const Task t = declaring(dir.path(), "t", "in.txt", "out.txt");
+  CacheLookup l = cache->lookup(t);
+  ASSERT_FALSE(l.key.empty()) << l.reason;
+  // A file where entries/ was: no entry can be written under it.
+  fs::remove_all(cache_dir() + "/entries");
+  write_file(cache_dir() + "/entries", "in the way");
+  write_file(dir.file("out.txt"), "out");
+  ExecutionResult r = ExecutionResult::success(t.id(), std::chrono::milliseconds(1));
+  ASSERT_TRUE(cache->store(t, l, r)) << "a write failure is a warning, not an error";
+  EXPECT_EQ(r.output_hashes.at("out.txt"), sha256_hex("out"));
+  auto warning = cache->warning();
+  ASSERT_TRUE(warning);
+  EXPECT_EQ(warning->code(), ErrorCode::Io);
+  EXPECT_NE(warning->message().find("cannot write an entry"), std::string::npos)
+      << warning->message();
+  EXPECT_NE(warning->message().find("--no-cache"), std::string::npos) << warning->message();
+  EXPECT_FALSE(fs::exists(cache_dir() + "/names/" + sha256_hex("t")));
+  ASSERT_TRUE(cache->store(t, l, r));  // storing is off now: nothing tried, the first warning kept
+  EXPECT_EQ(cache->warning()->message(), warning->message());
+}
+
+TEST_F(CacheFixture, LastKeyThatCannotBeWrittenWarnsButKeepsTheEntry) {
+  auto cache = ResultCache::open(cache_dir()).value();
+  fs::remove_all(cache_dir() + "/names");
+  write_file(cache_dir() + "/names", "in the way");
+  const Task t = declaring(dir.path(), "t", "in.txt", "out.txt");
+  store_success(*cache, t);
+  auto warning = cache->warning();
+  ASSERT_TRUE(warning);
+  EXPECT_NE(warning->message().find("cannot write a task's last key"), std::string::npos)
+      << warning->message();
+  CacheLookup l = cache->lookup(t);
+  ASSERT_TRUE(l.hit) << "the entry itself was written: " << l.reason;
+  EXPECT_EQ(l.hit->stdout_data, "hello");
+}
+
+TEST_F(CacheFixture, DirectoryThatCannotBeWrittenIsRefusedAtOpenSayingWhatToPass) {
+  ASSERT_TRUE(fs::create_directories(cache_dir()));
+  // The probe's temporary file name is taken by a directory: the probe write fails.
+  const std::string blocker =
+      cache_dir() + "/.probe.tmp." + std::to_string(static_cast<unsigned long>(::gettid()));
+  ASSERT_TRUE(fs::create_directory(blocker));
+  auto cache = ResultCache::open(cache_dir());
+  ASSERT_FALSE(cache);
+  EXPECT_EQ(cache.error().code(), ErrorCode::Io);
+  EXPECT_NE(cache.error().message().find("cannot write in the result cache directory '" +
+                                         cache_dir() + "'"),
+            std::string::npos)
+      << cache.error().message();
+  EXPECT_NE(cache.error().message().find("--cache-dir DIR or --no-cache"), std::string::npos)
+      << cache.error().message();
+  fs::remove(blocker);
+  EXPECT_TRUE(ResultCache::open(cache_dir())) << "the same directory opens once it is writable";
+}
+
+// A failed rewrite of entries.idx after an entry was replaced removes the index: it would
+// otherwise still hold the replaced entry's record.
+TEST_F(CacheFixture, EntryIndexThatCannotBeRewrittenAfterARemovalIsDeleted) {
+  run_in(cache_dir(), copier(dir.path()));
+  run_in(cache_dir(), copier(dir.path()));  // a hit: its record goes into entries.idx
+  const std::string index = cache_dir() + "/entries.idx";
+  ASSERT_TRUE(fs::exists(index));
+  auto cache = ResultCache::open(cache_dir()).value();
+  store_success(*cache, copier(dir.path()));  // replaces the entry: its old record is dead
+  const std::string blocker =
+      index + ".tmp." + std::to_string(static_cast<unsigned long>(::gettid()));
+  ASSERT_TRUE(fs::create_directory(blocker));
+  cache->flush_index();
+  EXPECT_FALSE(fs::exists(index));
+  EXPECT_FALSE(cache->warning()) << "the index is only a speed-up";
+  fs::remove(blocker);
+  CacheLookup l = cache->lookup(copier(dir.path()));
+  ASSERT_TRUE(l.hit) << l.reason;
+  EXPECT_EQ(l.hit->stdout_data, "hello");
+}
+
+TEST_F(CacheFixture, FailedRunOfACacheableTaskCarriesItsInputHashesAndStoresNothing) {
+  auto failing = Task::binary("/bin/sh")
+                     .name("failing")
+                     .args({"-c", "exit 3"})
+                     .cwd(dir.path())
+                     .inputs({"in.txt"})
+                     .outputs({"out.txt"})
+                     .build()
+                     .value();
+  ExecutionResult r = run_in(cache_dir(), failing);
+  EXPECT_EQ(r.status, Status::Failed);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.cache_reason, "ran: no cache entry");
+  EXPECT_EQ(r.input_hashes.at("in.txt"), sha256_hex("input one\n"));
+  EXPECT_TRUE(fs::is_empty(cache_dir() + "/entries"));
+}
+
+// An inner executor that refuses every attempt with `code`.
+class RefusingExecutor final : public executor::Executor {
+ public:
+  explicit RefusingExecutor(ErrorCode code) : code_(code) {}
+  task::Backend backend() const noexcept override { return task::Backend::Process; }
+  std::size_t slots() const noexcept override { return 3; }
+  Result<void> start(const Task&, std::stop_token, executor::Completion) override {
+    return fail(code_, "the inner executor refused");
+  }
+  void shutdown() override {}
+  void abandon() noexcept override { abandoned.store(true); }
+  std::atomic<bool> abandoned{false};
+
+ private:
+  ErrorCode code_;
+};
+
+// Starts `task` on `exec` and waits (generously) for its completion.
+ExecutionResult start_and_wait(executor::Executor& exec, const Task& task,
+                               std::stop_token stop = {}) {
+  auto done = std::make_shared<std::promise<ExecutionResult>>();
+  auto started = exec.start(task, std::move(stop),
+                            [done](ExecutionResult r) { done->set_value(std::move(r)); });
+  EXPECT_TRUE(started) << started.error().message();
+  auto f = done->get_future();
+  if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "no completion in 60 s";
+    return {};
+  }
+  return f.get();
+}
+
+TEST_F(CacheFixture, CachingExecutorReportsARefusedStartAsItsResultWithTheCacheReason) {
+  auto cache = ResultCache::open(cache_dir()).value();
+  auto io = std::make_shared<RefusingExecutor>(ErrorCode::Io);
+  detail::CachingExecutor exec(io, cache, 1);
+  EXPECT_EQ(exec.backend(), task::Backend::Process);
+  EXPECT_EQ(exec.slots(), 3u);
+  exec.abandon();
+  EXPECT_TRUE(io->abandoned.load()) << "abandon() reaches the wrapped executor";
+  const Task plain = Task::binary("/bin/true").name("plain").build().value();
+  ExecutionResult r = start_and_wait(exec, plain);
+  EXPECT_EQ(r.id, plain.id());
+  EXPECT_EQ(r.name, "plain");
+  EXPECT_EQ(r.status, Status::LaunchFailed);
+  EXPECT_NE(r.error.find("the inner executor refused"), std::string::npos) << r.error;
+  EXPECT_EQ(r.cache_reason, "ran: declares no inputs or outputs (not cached)");
+
+  detail::CachingExecutor cancelling(std::make_shared<RefusingExecutor>(ErrorCode::Cancelled),
+                                     cache, 1);
+  EXPECT_EQ(start_and_wait(cancelling, plain).status, Status::Cancelled);
+}
+
+TEST_F(CacheFixture, CachingExecutorCancelsAStoppedAttemptAndRefusesAfterShutdown) {
+  auto cache = ResultCache::open(cache_dir()).value();
+  detail::CachingExecutor exec(std::make_shared<RefusingExecutor>(ErrorCode::Io), cache, 1);
+  std::stop_source stop;
+  stop.request_stop();
+  const Task t = copier(dir.path());
+  ExecutionResult r = start_and_wait(exec, t, stop.get_token());
+  EXPECT_EQ(r.id, t.id());
+  EXPECT_EQ(r.status, Status::Cancelled);
+  EXPECT_EQ(r.error, "cancelled before it started");
+  EXPECT_FALSE(fs::exists(dir.file("out.txt")));
+  exec.shutdown();
+  auto refused = exec.start(t, {}, [](ExecutionResult) { ADD_FAILURE() << "completed"; });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::Cancelled);
+  EXPECT_NE(refused.error().message().find("the executor is shut down"), std::string::npos)
+      << refused.error().message();
+}
+
 TEST(CacheEntry, RoundTripsAnyBytesAndRejectsAnyDamage) {
   detail::CacheEntry e;
   e.name = "count-3";
@@ -497,6 +775,39 @@ TEST_F(CacheFixture, GcRemovesEntriesWhoseOutputsChangedAndTheOldestOverTheSizeL
   EXPECT_EQ(sized->removed.size(), 1u);
   EXPECT_EQ(sized->kept, 0u);
   EXPECT_FALSE(ResultCache::gc(dir.file("nothing-here"), {}));
+}
+
+TEST_F(CacheFixture, GcRemovesLeftoverTemporariesUnreadableEntriesAndThoseOverMaxAge) {
+  run_in(cache_dir(), copier(dir.path()));
+  write_file(cache_dir() + "/entries/" + std::string(64, 'a') + ".tmp.4242", "half");
+  write_file(cache_dir() + "/entries/" + std::string(64, 'b'), "not an entry");
+  auto kept = ResultCache::gc(cache_dir(), {.max_age = std::chrono::hours(1), .max_size = {}});
+  ASSERT_TRUE(kept) << kept.error().message();
+  std::set<std::string> why;
+  for (const auto& line : kept->removed) why.insert(line.substr(line.find(": ") + 2));
+  EXPECT_EQ(why, (std::set<std::string>{"a leftover temporary file", "unreadable entry"}));
+  EXPECT_EQ(kept->kept, 1u) << "an entry an hour old is not over --max-age";
+  auto aged = ResultCache::gc(cache_dir(), {.max_age = std::chrono::seconds(0), .max_size = {}});
+  ASSERT_TRUE(aged) << aged.error().message();
+  ASSERT_EQ(aged->removed.size(), 1u);
+  EXPECT_NE(aged->removed[0].find("copy "), std::string::npos) << aged->removed[0];
+  EXPECT_NE(aged->removed[0].find(": older than --max-age"), std::string::npos) << aged->removed[0];
+  EXPECT_EQ(aged->kept, 0u);
+  EXPECT_TRUE(fs::is_empty(cache_dir() + "/entries"));
+}
+
+TEST(CacheEntry, RecordThatOverrunsItsEntryIsRejectedEvenWithAGoodChecksum) {
+  const std::string body = "pepita-cache-entry 1\nname 50\nab\n";
+  EXPECT_FALSE(detail::decode_entry(body + "sum " + sha256_hex(body) + "\n"));
+}
+
+TEST(CacheEntry, PathsThatAreNotLexicallyNormalAreNormalizedAgainstTheCwd) {
+  EXPECT_EQ(detail::absolute_in("/w/job", "../in.txt"), "/w/in.txt");
+  EXPECT_EQ(detail::absolute_in("/w/job", "./a//b.txt"), "/w/job/a/b.txt");
+  EXPECT_EQ(detail::absolute_in("/w/job", "/abs/./x"), "/abs/x");
+  EXPECT_EQ(detail::absolute_in("/w/./job", "x"), "/w/job/x");
+  EXPECT_EQ(detail::shown_path("/w/job", "./sub/../out.txt"), "out.txt");
+  EXPECT_EQ(detail::shown_path("/w/job", "../elsewhere.txt"), "../elsewhere.txt");
 }
 
 TEST(CacheProvenance, FinishedRecordsCarryHashesHostResourcesAndTimes) {

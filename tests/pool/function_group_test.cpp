@@ -5,8 +5,10 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -166,6 +168,138 @@ TEST(FunctionGroup, CancelSkipsQueuedCallablesAndCountsThem) {
   g.run([&ran] { ran.fetch_add(1); });
   EXPECT_TRUE(g.wait());
   EXPECT_EQ(ran.load(), 1);
+}
+
+// A callable whose copy throws: run(lvalue) copies it into the group.
+struct ThrowsOnCopy {
+  std::atomic<int>* ran;
+  explicit ThrowsOnCopy(std::atomic<int>* r) : ran(r) {}
+  ThrowsOnCopy(const ThrowsOnCopy&) { throw std::runtime_error("copy refused"); }
+  ThrowsOnCopy& operator=(const ThrowsOnCopy&) = delete;
+  void operator()() const { ran->fetch_add(1); }
+};
+
+TEST(FunctionGroup, CallableWhoseCopyThrowsIsAFailureNotAnEscape) {
+  auto pool = make_pool();
+  auto g = make_group(pool);
+  std::atomic<int> ran{0}, copies_ran{0};
+  const ThrowsOnCopy bad(&copies_ran);
+  constexpr int n = 200;
+  for (int i = 0; i < n; ++i) {
+    // Staged together or alone: the failed copy is counted either way, the next callable runs.
+    EXPECT_NO_THROW(g.run(bad));
+    g.run([&ran] { ran.fetch_add(1); });
+  }
+  auto r = g.wait();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Internal);
+  EXPECT_NE(r.error().message().find(std::to_string(n) + " of " + std::to_string(2 * n) +
+                                     " function tasks failed"),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_NE(r.error().message().find("copy refused"), std::string::npos) << r.error().message();
+  EXPECT_EQ(ran.load(), n);
+  EXPECT_EQ(copies_ran.load(), 0);
+  EXPECT_EQ(g.last_report().failed, static_cast<std::uint64_t>(n));
+  EXPECT_EQ(g.last_report().ran, static_cast<std::uint64_t>(n));
+  EXPECT_THROW(std::rethrow_exception(g.exception()), std::runtime_error);
+}
+
+TEST(FunctionGroup, NestedRunWhoseCopyThrowsOrThatIsCancelledIsCountedNotLost) {
+  auto pool = make_pool();
+  auto g = make_group(pool);
+  FunctionGroup* gp = &g;
+  std::atomic<int> copies_ran{0};
+  const ThrowsOnCopy bad(&copies_ran);
+  g.run([gp, &bad] { gp->run(bad); });
+  auto failed = g.wait();
+  ASSERT_FALSE(failed);
+  EXPECT_NE(failed.error().message().find("1 of 2 function tasks failed"), std::string::npos)
+      << failed.error().message();
+  EXPECT_NE(failed.error().message().find("copy refused"), std::string::npos)
+      << failed.error().message();
+  EXPECT_EQ(copies_ran.load(), 0);
+
+  std::atomic<int> nested_ran{0};
+  g.run([gp, &nested_ran] {
+    gp->cancel();  // the nested callable below is queued after this: it never runs
+    gp->run([&nested_ran] { nested_ran.fetch_add(1); });
+  });
+  auto cancelled = g.wait();
+  ASSERT_FALSE(cancelled);
+  EXPECT_EQ(cancelled.error().code(), ErrorCode::Cancelled);
+  EXPECT_NE(cancelled.error().message().find("1 of 2 function tasks were cancelled"),
+            std::string::npos)
+      << cancelled.error().message();
+  EXPECT_EQ(nested_ran.load(), 0);
+}
+
+TEST(FunctionGroup, BadAllocIsResourceExhaustedWithEnomem) {
+  auto pool = make_pool();
+  auto g = make_group(pool);
+  g.run([] { throw std::bad_alloc(); });
+  auto r = g.wait();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::ResourceExhausted);
+  EXPECT_EQ(r.error().sys_errno(), ENOMEM);
+  EXPECT_NE(r.error().message().find("function task ran out of memory"), std::string::npos)
+      << r.error().message();
+}
+
+TEST(FunctionGroup, FailuresAndCancellationsTogetherAreBothReported) {
+  auto pool = make_pool();
+  auto g = make_group(pool);
+  std::atomic<bool> release{false};
+  std::atomic<unsigned> started{0};
+  for (unsigned i = 0; i < kWorkers; ++i) {
+    g.run([&release, &started] {
+      started.fetch_add(1);
+      while (!release.load()) std::this_thread::yield();
+      throw std::runtime_error("late failure");
+    });
+  }
+  g.flush();
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (started.load() < kWorkers && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_EQ(started.load(), kWorkers) << "the blocking callables never started";
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 100; ++i) g.run([&ran] { ran.fetch_add(1); });
+  g.flush();
+  g.cancel();
+  release.store(true);
+  auto r = g.wait();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Internal);
+  EXPECT_NE(r.error().message().find("2 of 102 function tasks failed; the first: "),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_NE(r.error().message().find("late failure"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find(" (100 more were cancelled before they ran)"),
+            std::string::npos)
+      << r.error().message();
+  EXPECT_EQ(ran.load(), 0);
+}
+
+TEST(FunctionGroup, MoveAssignmentWaitsForTheReplacedGroupAndKeepsTheMovedOne) {
+  auto pool = make_pool();
+  auto a = make_group(pool);
+  auto b = make_group(pool);
+  std::atomic<int> ran_a{0}, ran_b{0};
+  for (int i = 0; i < 50; ++i) a.run([&ran_a] { ran_a.fetch_add(1); });
+  b.run([&ran_b] { ran_b.fetch_add(1); });
+  a = std::move(b);
+  EXPECT_EQ(ran_a.load(), 50) << "the replaced group's callables all ran before it went";
+  a.run([&ran_b] { ran_b.fetch_add(1); });
+  EXPECT_TRUE(a.wait());
+  EXPECT_EQ(ran_b.load(), 2);
+  EXPECT_EQ(a.last_report().submitted, 2u);
+  FunctionGroup& self = a;
+  a = std::move(self);  // self-assignment keeps the group
+  a.run([&ran_b] { ran_b.fetch_add(1); });
+  EXPECT_TRUE(a.wait());
+  EXPECT_EQ(ran_b.load(), 3);
 }
 
 TEST(FunctionGroup, PoolCancelAllCancelsQueuedCallables) {

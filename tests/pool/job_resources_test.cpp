@@ -161,6 +161,35 @@ TEST(JobResources, BadValuesAreErrorsAtTheirPosition) {
   }
 }
 
+TEST(JobResources, AmountsNoMachineHasAndBadGpuIdsAreErrorsAtTheirPosition) {
+  const BadCase cases[] = {
+      {"cpus = 2000000", "job.toml:5:8: ", "is more than any machine has"},
+      {"gpus = 5000", "job.toml:5:8: ", "is more than any machine has"},
+      // More bytes than a request can hold; the message names a size that parses.
+      {"memory = 2e19", "job.toml:5:10: ",
+       "'memory' is too large: a machine has less than 16 EiB; use at most \"16777215T\""},
+      {"gpus = [\"0\", \"\"]", "job.toml:5:14: ", "GPU id '' must be non-empty and hold no comma"},
+      {"gpus = [\"0,1\"]", "job.toml:5:9: ", "GPU id '0,1' must be non-empty and hold no comma"},
+      // Passes the key's own check, not the request's: reported at the task.
+      {"gpus = [\"a b\"]", "job.toml:3:1: ", "task 't': resources: gpu id 'a b' is empty or holds"},
+  };
+  for (const auto& c : cases) {
+    auto job = one_task(c.keys);
+    ASSERT_FALSE(job) << c.keys;
+    const std::string& m = job.error().message();
+    EXPECT_EQ(job.error().code(), ErrorCode::InvalidArgument) << c.keys;
+    EXPECT_TRUE(m.starts_with(c.position)) << c.keys << " -> " << m;
+    EXPECT_NE(m.find(c.mentions), std::string::npos) << c.keys << " -> " << m;
+  }
+  auto most = one_task("memory = \"16777215T\"");
+  ASSERT_TRUE(most) << "the size the too-large message suggests is accepted: "
+                    << most.error().message();
+  EXPECT_EQ(most->tasks[0].resources().memory, 16777215 * (1ULL << 40));
+  auto ints = one_task("gpus = [1, 3]");
+  ASSERT_TRUE(ints) << ints.error().message();
+  EXPECT_EQ(ints->tasks[0].resources().gpu_ids, (std::vector<std::string>{"1", "3"}));
+}
+
 TEST(JobResources, FractionalCpusOnABackendThatCannotSplitOneIsAnError) {
   auto job =
       parse_job("[[task]]\nname = \"k\"\nbackend = \"gpu\"\ncommand = \"saxpy\"\ncpus = 0.5\n",

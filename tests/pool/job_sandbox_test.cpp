@@ -109,6 +109,12 @@ TEST(JobSandbox, ATableRestatingItsLevelKeepsTheName) {
   EXPECT_EQ(job->tasks[0].sandbox(), SandboxPolicy::strict());
 }
 
+TEST(JobSandbox, NetworkHostKeepsTheHostsNetwork) {
+  auto job = one_task("sandbox = { level = \"standard\", network = \"host\" }");
+  ASSERT_TRUE(job) << job.error().message();
+  EXPECT_EQ(job->tasks[0].sandbox().network, SandboxNetwork::Host);
+}
+
 TEST(JobSandbox, BadTableValuesAreErrorsAtTheirPosition) {
   // Line 3, `sandbox = { ` is 12 columns: the first key starts at column 13.
   expect_error(one_task("sandbox = { levle = \"strict\" }"),
@@ -125,6 +131,8 @@ TEST(JobSandbox, BadTableValuesAreErrorsAtTheirPosition) {
                "/jobs/job.toml:3:38:", "'sandbox.disk':");
   expect_error(one_task("sandbox = { level = \"strict\", disk = 0 }"),
                "/jobs/job.toml:3:38:", "more than 0 bytes");
+  expect_error(one_task("sandbox = { level = \"strict\", disk = -1 }"),
+               "/jobs/job.toml:3:38:", "'sandbox.disk' must be a size such as \"1G\" or \"512M\"");
   expect_error(one_task("sandbox = { level = \"standard\", id = 0 }"),
                "/jobs/job.toml:3:38:", "'sandbox.id' must be an integer from 1");
   expect_error(one_task("sandbox = { level = \"standard\", read_only = \"data\" }"),

@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <string>
 
 namespace pepita::pool {
 namespace {
@@ -170,6 +172,72 @@ TEST(Job, ErrorsCarryPositions) {
         << "input:\n"
         << c.text << "\nmessage: " << job.error().message();
   }
+}
+
+TEST(Job, BadJobNameAndBadDeadlineNameTheField) {
+  auto name =
+      parse_job("[job]\nname = \"my job\"\n[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n",
+                "f.toml", opts());
+  ASSERT_FALSE(name);
+  EXPECT_EQ(name.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(name.error().message().find("f.toml:2:8: job name must be 1-200 of [A-Za-z0-9._-]"),
+            std::string::npos)
+      << name.error().message();
+  auto deadline = parse_job("[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ndeadline = -3\n",
+                            "f.toml", opts());
+  ASSERT_FALSE(deadline);
+  EXPECT_NE(deadline.error().message().find("f.toml:4:12: "), std::string::npos)
+      << deadline.error().message();
+  EXPECT_NE(deadline.error().message().find("deadline"), std::string::npos)
+      << deadline.error().message();
+  auto ok = parse_job("[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\ndeadline = 2.5\n", "f.toml",
+                      opts());
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(ok->tasks[0].deadline(), std::chrono::milliseconds(2500));
+}
+
+TEST(Job, PoolBuilderCarriesThePoolSettingsAndBuilds) {
+  auto job = parse_job(
+      "[pool]\nprocess_slots = 1\ncpu_workers = 1\nkill_grace = 0.5\n"
+      "[[task]]\nname = \"a\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"echo ran\"]\n",
+      "f.toml", opts());
+  ASSERT_TRUE(job) << job.error().message();
+  auto pool = job->pool_builder().build();
+  ASSERT_TRUE(pool) << pool.error().message();
+  auto r = pool->run(job->tasks[0]);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stdout_data, "ran\n");
+}
+
+TEST(Job, LoadingADirectoryIsAnErrorNamingIt) {
+  char tmpl[] = "/tmp/pepita-job-dir-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  auto job = load_job(tmpl, opts());
+  ::rmdir(tmpl);
+  ASSERT_FALSE(job);
+  EXPECT_EQ(job.error().code(), ErrorCode::NotFound);
+  EXPECT_NE(job.error().message().find(std::string("cannot read job file '") + tmpl + "': "),
+            std::string::npos)
+      << job.error().message();
+  EXPECT_NE(job.error().message().find(std::strerror(EISDIR)), std::string::npos)
+      << job.error().message();
+}
+
+TEST(Job, LoadsAJobFileLargerThanOneRead) {
+  char tmpl[] = "/tmp/pepita-job-XXXXXX";
+  const int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  // Over 64 KiB (one read) of comments, then the task.
+  std::string text;
+  while (text.size() < 200'000) text += "# a comment line that pads the job file past one read\n";
+  text += "[[task]]\nname = \"a\"\ncommand = \"/bin/true\"\n";
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  auto job = load_job(tmpl, opts());
+  ::unlink(tmpl);
+  ASSERT_TRUE(job) << job.error().message();
+  ASSERT_EQ(job->tasks.size(), 1u);
+  EXPECT_EQ(job->tasks[0].name(), "a");
 }
 
 TEST(Job, MissingBinariesAndLongCyclesAreFoundBeforeRunning) {

@@ -115,6 +115,37 @@ TEST(LogFiles, LogDirThatIsAFileIsRefusedAtBuild) {
   EXPECT_NE(pool.error().message().find("not a directory"), std::string::npos);
 }
 
+TEST(LogFiles, OpenLogFilesAppendsEachAttemptsHeaderAndChunksToItsStreamsFile) {
+  TempDir dir{"live-logs"};
+  const std::string logs = dir.file("logs");
+  ASSERT_TRUE(create_log_dir(logs));
+  {
+    auto sink = open_log_files(logs, "step", 1);
+    ASSERT_TRUE(sink) << sink.error().message();
+    (*sink)->write(LogStream::Stdout, "out one\n");
+    (*sink)->write(LogStream::Stderr, "err one\n");
+  }
+  auto again = open_log_files(logs, "step", 2);
+  ASSERT_TRUE(again) << again.error().message();
+  (*again)->write(LogStream::Stdout, "out two\n");
+  again->reset();  // the files are closed: everything is on disk
+  EXPECT_EQ(read_file_text(log_file_path(logs, "step", LogStream::Stdout)),
+            log_attempt_header(1) + "out one\n" + log_attempt_header(2) + "out two\n");
+  EXPECT_EQ(read_file_text(log_file_path(logs, "step", LogStream::Stderr)),
+            log_attempt_header(1) + "err one\n" + log_attempt_header(2));
+}
+
+TEST(LogFiles, OpenLogFilesInAMissingDirectoryFailsNamingTheFile) {
+  TempDir dir{"live-logs"};
+  const std::string logs = dir.file("not-created");
+  auto sink = open_log_files(logs, "step", 1);
+  ASSERT_FALSE(sink);
+  EXPECT_NE(sink.error().message().find(log_file_path(logs, "step", LogStream::Stdout)),
+            std::string::npos)
+      << sink.error().message();
+  EXPECT_FALSE(std::filesystem::exists(logs));
+}
+
 TEST(JournalKey, PoolMacsItsJournalUnderTheKeyFile) {
   TempDir dir{"journal-key"};
   const std::string key_path = dir.file("key");

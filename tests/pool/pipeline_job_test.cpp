@@ -80,6 +80,20 @@ deps = ["count-*"]
   EXPECT_EQ(side.dependencies().size(), 2u);
 }
 
+TEST(JobPipeline, AStagesRelativeCwdStartsAtTheJobsDirectory) {
+  auto job = parse_job(R"(
+[[task]]
+name = "p"
+pipeline = [{ command = "/bin/echo", cwd = "sub/dir" }, { command = "/bin/cat", cwd = "/abs" }]
+)",
+                       "/jobs/p.toml", opts());
+  ASSERT_TRUE(job) << job.error().message();
+  const auto& stages = job->tasks[0].as_pipeline()->stages;
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(stages[0].cwd, "/jobs/sub/dir");
+  EXPECT_EQ(stages[1].cwd, "/abs");
+}
+
 TEST(JobPipeline, BadStagesNameTheStageAndKey) {
   struct Case {
     const char* body;

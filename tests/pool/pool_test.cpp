@@ -272,6 +272,62 @@ TEST(Pool, RejectsBadSubmissions) {
   EXPECT_EQ(pool.wait_all().size(), 1u);
 }
 
+TEST(Pool, NegativeKillGraceIsRefusedAtBuild) {
+  auto pool = Pool::builder().kill_grace(-1ms).build();
+  ASSERT_FALSE(pool);
+  EXPECT_EQ(pool.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(pool.error().message().find("kill_grace must not be negative"), std::string::npos)
+      << pool.error().message();
+}
+
+TEST(Pool, AnyBackendTaskWithoutAnExecutorForItsKindNamesTheBackendAndTheFix) {
+  auto pool = make();
+  auto shader = Task::shader(task::ShaderTask::create({0x07230203}).with_outputs({4}))
+                    .name("kernel")
+                    .backend(Backend::Any)
+                    .build();
+  ASSERT_TRUE(shader) << shader.error().message();
+  auto r = pool.submit(*shader);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Unsupported);
+  const std::string& m = r.error().message();
+  EXPECT_NE(m.find("task 'kernel' has backend any; a shader task runs on the gpu backend"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("register one with Pool::Builder::executor()"), std::string::npos) << m;
+  EXPECT_TRUE(pool.wait_all().empty()) << "the refused task left nothing behind";
+}
+
+TEST(Pool, MoveAssignedPoolRunsTasksAndTheOldOneIsReleased) {
+  auto pool = make(Pool::builder().kill_grace(100ms));
+  auto first = pool.submit(Task::binary("/bin/sleep").args({"30"}).build().value());
+  ASSERT_TRUE(first);
+  const auto before = std::chrono::steady_clock::now();
+  pool = make();  // the old pool shuts down at once: its task is cancelled, not waited for
+  EXPECT_EQ(first->wait().status, Status::Cancelled) << first->wait().error;
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 25s) << "the old pool waited for sleep";
+  auto r = pool.run(Task::binary("/bin/sh").args({"-c", "echo moved"}).build().value());
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->stdout_data, "moved\n");
+  Pool& self = pool;
+  pool = std::move(self);  // self-assignment keeps the pool
+  EXPECT_TRUE(pool.run(Task::binary("/bin/true").build().value()));
+}
+
+TEST(Pool, WithAJournalASecondTaskOfTheSameNameIsRefusedNamingIt) {
+  TempDir dir{"pool"};
+  auto pool = make(Pool::builder().journal(dir.file("journal")));
+  ASSERT_TRUE(pool.submit(Task::binary("/bin/true").name("dup").build().value()));
+  auto again = pool.submit(Task::binary("/bin/true").name("dup").build().value());
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(again.error().message().find("task name 'dup' is used twice"), std::string::npos)
+      << again.error().message();
+  auto results = pool.wait_all();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results[0].ok()) << "the first task still ran";
+}
+
 // A stand-in for a future backend: runs "remote" tasks on its own thread, proving the registry.
 class InlineRemote final : public executor::Executor {
  public:

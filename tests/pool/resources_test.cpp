@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <future>
 #include <map>
 #include <mutex>
@@ -398,6 +399,107 @@ TEST(PoolResources, WithoutRetryOnThePolicyDecidesAsBefore) {
       make_pool(rec, host(""), fault::RetryPolicy().max_attempts(2).base_delay(1ms).max_delay(2ms));
   auto r = pool.run(Task::binary("work").args({"4"}).build().value()).value();
   EXPECT_EQ(r.attempts, 2u);
+}
+
+// "timeout" times out, "signal" dies of SIGKILL; the path "nolaunch" fails to start.
+ExecutionResult fail_as_first_arg(const Task& t) {
+  const std::string& how = t.process()->args.at(0);
+  if (how == "timeout") return executor::result_for(t, Status::TimedOut, "timed out", Clock::now());
+  ExecutionResult r = executor::result_for(t, Status::Signaled, "killed", Clock::now());
+  r.signal = SIGKILL;
+  return r;
+}
+
+TEST(PoolResources, RetryOnTimeoutSignalAndLaunchRetryOnlyTheFailuresTheyName) {
+  auto rec = Recorder::make(2, 1ms, fail_as_first_arg);
+  Pool pool =
+      make_pool(rec, host(""), fault::RetryPolicy().max_attempts(1).base_delay(1ms).max_delay(2ms));
+  auto build = [](std::string path, std::string how, std::vector<RetryOn> on) {
+    return Task::binary(std::move(path))
+        .args({std::move(how)})
+        .retry_on(std::move(on))
+        .max_retries(1)
+        .build()
+        .value();
+  };
+  const RetryOn launch{RetryOn::Kind::Launch, -1};
+  auto timeout = pool.run(build("work", "timeout", {RetryOn::oom(), RetryOn::timeout()})).value();
+  EXPECT_EQ(timeout.status, Status::TimedOut);
+  EXPECT_EQ(timeout.attempts, 2u) << "a timeout is retried when retry_on names it";
+  auto killed = pool.run(build("work", "signal", {RetryOn::signal(SIGKILL)})).value();
+  EXPECT_EQ(killed.status, Status::Signaled);
+  EXPECT_EQ(killed.attempts, 2u) << "SIGKILL is retried when retry_on names it";
+  auto other_signal =
+      pool.run(build("work", "signal", {RetryOn::timeout(), launch, RetryOn::signal(SIGTERM)}))
+          .value();
+  EXPECT_EQ(other_signal.attempts, 1u) << "SIGKILL is not SIGTERM, and not a timeout or launch";
+  auto no_launch = pool.run(build("nolaunch", "x", {launch})).value();
+  EXPECT_EQ(no_launch.status, Status::LaunchFailed);
+  EXPECT_EQ(no_launch.attempts, 2u) << "a launch failure is retried when retry_on names it";
+  EXPECT_NE(no_launch.error.find("asked to fail"), std::string::npos) << no_launch.error;
+  auto launch_not_named = pool.run(build("nolaunch", "x", {RetryOn::exit()})).value();
+  EXPECT_EQ(launch_not_named.attempts, 1u) << "retry_on exit does not retry a launch failure";
+}
+
+// Without Pool::Builder::resources() the pool places requests on this host, detected once.
+TEST(PoolResources, WithoutAnInventoryRequestsArePlacedOnTheDetectedHost) {
+  Pool pool = Pool::builder().cpu_workers(2).build().value();
+  auto fits = pool.run(Task::function([] {}).name("one-cpu").resources(cpus(1)).build().value());
+  ASSERT_TRUE(fits) << fits.error().message();
+  EXPECT_TRUE(fits->ok()) << fits->error;
+  auto huge = pool.submit(Task::function([] {}).name("huge").resources(cpus(1e6)).build().value());
+  ASSERT_FALSE(huge);
+  EXPECT_EQ(huge.error().code(), ErrorCode::Unsupported) << huge.error().message();
+  EXPECT_NE(huge.error().message().find("task 'huge' can never run"), std::string::npos)
+      << huge.error().message();
+}
+
+// "cancelled" and "skipped" end the attempt so (an executor's own cancellation); anything else
+// fails.
+ExecutionResult end_as_first_arg(const Task& t) {
+  const std::string& how = t.process()->args.at(0);
+  const Status s = how == "cancelled" ? Status::Cancelled
+                   : how == "skipped" ? Status::Skipped
+                                      : Status::Failed;
+  return executor::result_for(t, s, how, Clock::now());
+}
+
+TEST(PoolResources, AnExecutorsCancellationIsNotRetriedAndFailuresRetryTogether) {
+  auto rec = Recorder::make(4, 1ms, end_as_first_arg);
+  Pool pool = make_pool(rec, host(""),
+                        fault::RetryPolicy().max_attempts(3).base_delay(20ms).max_delay(40ms));
+  std::vector<TaskHandle> handles;
+  for (const char* how : {"cancelled", "skipped", "fail", "fail", "fail"}) {
+    handles.push_back(pool.submit(Task::binary("work").args({how}).build().value()).value());
+  }
+  EXPECT_EQ(handles[0].wait().status, Status::Cancelled);
+  EXPECT_EQ(handles[0].wait().attempts, 1u) << "a cancellation is never retried";
+  EXPECT_EQ(handles[1].wait().status, Status::Skipped);
+  EXPECT_EQ(handles[1].wait().attempts, 1u) << "a skipped attempt is never retried";
+  for (std::size_t i = 2; i < handles.size(); ++i) {
+    // Three failures waiting out their backoff at once: each still gets every attempt.
+    EXPECT_EQ(handles[i].wait().status, Status::Failed);
+    EXPECT_EQ(handles[i].wait().attempts, 3u);
+  }
+}
+
+// A task that reserved the host but whose deadline passed while it waited ends TimedOut and
+// gives the reservation up: the task behind it runs.
+TEST(PoolResources, ReservingTaskWhoseDeadlinePassesLetsTheNextOneRun) {
+  auto rec = Recorder::make(4, 300ms);
+  Pool pool = make_pool(rec, host("cpus=2"), fault::RetryPolicy(), 0ms);
+  auto first = pool.submit(binary("first", cpus(2))).value();
+  auto late =
+      pool.submit(
+              Task::binary("work").name("late").resources(cpus(2)).deadline(100ms).build().value())
+          .value();
+  auto after = pool.submit(binary("after", cpus(2))).value();
+  EXPECT_TRUE(first.wait().ok()) << first.wait().error;
+  EXPECT_EQ(late.wait().status, Status::TimedOut);
+  EXPECT_NE(late.wait().error.find("deadline"), std::string::npos) << late.wait().error;
+  EXPECT_TRUE(after.wait().ok()) << after.wait().error;
+  for (const Span& r : rec->runs()) EXPECT_NE(r.name, "late") << "late never started";
+  EXPECT_GE(rec->run_of("after").start, rec->run_of("first").end);
 }
 
 TEST(PoolResources, AllocationsComeBackAfterFailureLaunchFailureAndCancel) {

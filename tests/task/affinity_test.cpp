@@ -77,6 +77,8 @@ TEST(CpuAffinity, ResolvesAgainstOnlineCpusAndNodes) {
   EXPECT_EQ(CpuAffinity::NumaNode(0).resolve().value(), numa_node_cpus(0).value());
   EXPECT_EQ(to_string(CpuAffinity::Cores({0, 2})), "cores 0,2");
   EXPECT_EQ(to_string(CpuAffinity::NumaNode(1)), "numa node 1");
+  EXPECT_EQ(to_string(CpuAffinity::Any()), "any");
+  EXPECT_EQ(to_string(CpuAffinity::Core(3)), "core 3");
 }
 
 TEST(CpuAffinity, MissingCoreNodeOrEmptySetIsInvalidArgumentSayingWhatExists) {

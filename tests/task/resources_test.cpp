@@ -241,9 +241,14 @@ TEST(TaskResources, FractionalCpusOnlyWhereProcessesRun) {
   EXPECT_TRUE(Task::binary("true").resources(half).build());
   EXPECT_TRUE(Task::binary("true").backend(Backend::Cpu).resources(half).build());
   EXPECT_TRUE(Task::binary("true").backend(Backend::Any).resources(half).build());
-  EXPECT_NE(build_error(Task::binary("true").backend(Backend::MicroVm).resources(half))
-                .find("cpus = 0.5 on the microvm backend cannot be split"),
-            std::string::npos);
+  const std::string microvm =
+      build_error(Task::binary("true").backend(Backend::MicroVm).resources(half));
+  EXPECT_NE(microvm.find("cpus = 0.5 on the microvm backend cannot be split"), std::string::npos)
+      << microvm;
+  EXPECT_NE(microvm.find("(fractional CPUs are a CFS quota, applied to processes on the process "
+                         "backend)"),
+            std::string::npos)
+      << microvm;
 }
 
 TEST(TaskResources, PinCpusWithAffinityIsAConflict) {
@@ -466,6 +471,13 @@ TEST(Inventory, CanEverFitSaysWhatIsMissing) {
   r = {};
   r.named["license"] = 1;
   EXPECT_EQ(inv.can_ever_fit(r).error().message(), "needs license=1; this host has no 'license'");
+  inv.named["license"] = 2;
+  r.named["license"] = 3;
+  EXPECT_EQ(inv.can_ever_fit(r).error().message(), "needs license=3; this host has 2");
+  r.named["license"] = 2;
+  r.named["scratch"] = 0;  // none of a resource the host lacks: fits
+  EXPECT_TRUE(inv.can_ever_fit(r));
+  inv.named.clear();
   r = {};
   r.cpus = 3;
   EXPECT_EQ(inv.can_ever_fit(r).error().message(), "needs 3 CPUs; this host has 2");

@@ -69,6 +69,19 @@ TEST(TaskBuilder, FunctionShapesAllWrap) {
   std::stop_source src;
   src.request_stop();
   EXPECT_EQ((*st->function())(src.get_token()).value(), "stopped");
+  // Result<void>: ok is an empty output, an error passes through with its code and message.
+  bool fail_it = false;
+  auto rv = Task::function([&fail_it]() -> Result<void> {
+              if (fail_it) return fail(ErrorCode::NotFound, "input missing");
+              return {};
+            }).build();
+  ASSERT_TRUE(rv);
+  EXPECT_EQ((*rv->function())({}).value(), "");
+  fail_it = true;
+  const auto failed = (*rv->function())({});
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code(), ErrorCode::NotFound);
+  EXPECT_EQ(failed.error().message(), "input missing");
 }
 
 TEST(TaskBuilder, RejectsBadInput) {
