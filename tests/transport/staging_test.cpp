@@ -659,6 +659,30 @@ TEST(Staging, WholePartialInputWithWrongBytesFailsTheTaskNamingTheInput) {
   EXPECT_EQ(w.worker->stats().bytes_fetched, 0u);
 }
 
+// A partial input already whole and right (the connection dropped after its last chunk) is
+// verified and admitted at once: nothing is fetched, and it is in the store, read-only.
+TEST(Staging, WholePartialInputWithTheRightBytesIsAdmittedWithoutAFetch) {
+  test::KeyFile kf;
+  pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
+  const std::string data(kStageChunk + 321, 'w');
+  write_file(driver.file("in.bin"), data);
+  const std::string blob = cache.path() + "/blobs/" + sha256_hex(data);
+  write_file(blob + ".part", data);
+  auto w = start_staging_worker(kf.key, cache.path());
+  ASSERT_TRUE(w.worker);
+  auto remote = RemoteExecutor::create(options_for(kf.key, w.worker->endpoint().to_string()));
+  ASSERT_TRUE(remote);
+  auto results = run_all(*remote, {staged(driver.path(), "wc -c < in.bin", {"in.bin"})});
+  ASSERT_EQ(results.size(), 1u);
+  ASSERT_EQ(results[0].status, executor::Status::Succeeded) << results[0].error;
+  EXPECT_EQ(std::stoull(results[0].stdout_data), data.size());
+  EXPECT_EQ(w.worker->stats().bytes_fetched, 0u) << "a whole partial input was fetched again";
+  EXPECT_EQ(w.worker->stats().blobs_fetched, 1u);
+  EXPECT_FALSE(fs::exists(blob + ".part"));
+  ASSERT_TRUE(fs::exists(blob));
+  EXPECT_EQ(fs::status(blob).permissions() & fs::perms::owner_write, fs::perms::none);
+}
+
 // A partial input longer than the blob it names cannot be a prefix of it: it is cut to nothing
 // and the blob fetched whole.
 TEST(Staging, PartialInputLongerThanItsBlobIsFetchedAgainFromTheStart) {

@@ -200,13 +200,14 @@ TEST(Worker, TaskCancelledWhileQueuedStillGetsAResult) {
 
 // A worker with its log captured, one runner, its cache in `cache`.
 std::unique_ptr<Worker> logged_worker(const Key& key, const std::string& cache, test::LogLines& log,
-                                      std::size_t max_clients = 64) {
+                                      std::size_t max_clients = 64,
+                                      std::chrono::milliseconds dead_after = 5000ms) {
   WorkerOptions o;
   o.listen = "127.0.0.1:0";
   o.key = key;
   o.slots = 1;
   o.heartbeat_interval = 100ms;
-  o.dead_after = 5000ms;
+  o.dead_after = dead_after;
   o.cache_dir = cache;
   o.max_clients = max_clients;
   o.sandbox = task::SandboxPolicy::none();
@@ -364,6 +365,21 @@ TEST(Worker, ConnectionsPastMaxClientsAreRefusedAndCounted) {
   auto r = results_on(*first, 1);
   ASSERT_EQ(r.count(1), 1u);
   EXPECT_EQ(r[1].status, TaskStatus::Succeeded) << r[1].error;
+}
+
+TEST(Worker, ADriverSilentPastDeadAfterIsDroppedAndItsTaskCancelled) {
+  test::KeyFile kf;
+  test::LogLines log;
+  pepita::test::TempDir cache("worker-silent");
+  auto w = logged_worker(kf.key, cache.path(), log, 64, 400ms);
+  ASSERT_TRUE(w);
+  auto conn = raw_driver(*w, kf.key);
+  ASSERT_TRUE(conn);
+  ASSERT_TRUE(conn->send(MessageType::Submit, 1, encode(sleep_ms(30000))));
+  // No heartbeat from here on: the worker gives up on this driver, not on itself.
+  EXPECT_TRUE(log_shows(log, "driver silent for 400 ms")) << log.all();
+  EXPECT_TRUE(closed_by_worker(*conn));
+  expect_still_serving(*w, kf.key);  // its one slot is free again: the task was cancelled
 }
 
 TEST(Worker, StartRefusesACacheDirectoryItCannotCreateOrThatOthersCanWrite) {
