@@ -30,7 +30,7 @@ CliRun vm_run(const std::string& spec) {
 }
 
 TEST(CliBlockTarget, OneSpecIsAcceptedByUblkAddVhostUserBlkAndVmRun) {
-  TempDir dir;
+  ScratchDir dir;
   int round = 0;
   for (const std::string& spec : {std::string("mem:1M"), "file:" + dir / "disk.img" + ",1M"}) {
     SCOPED_TRACE(spec);
@@ -70,7 +70,7 @@ TEST(CliBlockTarget, OneSpecIsAcceptedByUblkAddVhostUserBlkAndVmRun) {
 }
 
 TEST(CliBlockTarget, AFileTheRunCreatedIsRemovedWhenItFails) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string image = dir / "new.img";
   // vm run: the disk is created before the guest image is loaded.
   CliRun vm = run_pepita("vm run " + dir / "missing.elf" + " --virtio-blk file:" + image + ",1M");
@@ -92,7 +92,7 @@ TEST(CliBlockTarget, ZramSpecReachesTheGuest) {
 }
 
 TEST(CliBlockTarget, OneBadSpecIsTheSameUsageErrorEverywhere) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string image = dir / "new.img";
   struct Case {
     std::string spec, says;
@@ -132,7 +132,7 @@ TEST(CliBlockTarget, OneBadSpecIsTheSameUsageErrorEverywhere) {
 }
 
 TEST(CliBlockTarget, WholeSpecAndSeparateOptionsDoNotMix) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string sock = dir / "vub.sock";
   for (const std::string& extra :
        {std::string("--size 1M"), std::string("--comp zstd"), "--file " + dir / "x.img"}) {

@@ -50,17 +50,17 @@ inline std::string in_mount_namespace(const std::string& setup) {
 }
 
 /// A fresh directory under the system temp directory, removed with its contents on destruction.
-struct TempDir {
-  TempDir() {
+struct ScratchDir {
+  ScratchDir() {
     std::string tmpl = (std::filesystem::temp_directory_path() / "pepita-cli-XXXXXX").string();
     if (::mkdtemp(tmpl.data()) != nullptr) path = tmpl;
   }
-  ~TempDir() {
+  ~ScratchDir() {
     std::error_code ec;
     if (!path.empty()) std::filesystem::remove_all(path, ec);
   }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
 
   std::string operator/(const std::string& name) const { return (path / name).string(); }
   /// The names in the directory, sorted: what a command left behind.

@@ -11,16 +11,16 @@
 namespace {
 
 using pepita::test::run_pepita;
-using pepita::test::TempDir;
+using pepita::test::ScratchDir;
 
-std::string write(const TempDir& dir, const std::string& name, const std::string& text) {
+std::string write(const ScratchDir& dir, const std::string& name, const std::string& text) {
   const std::string path = dir / name;
   std::ofstream(path) << text;
   return path;
 }
 
 TEST(RunPipelineCli, ExampleChecksAndRunsItsPipelines) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string job = std::string(PEPITA_SOURCE_DIR) + "/examples/pipeline/job.toml";
   auto check = run_pepita("run --check --state-dir " + (dir / "state") + " " + job);
   EXPECT_EQ(check.exit_code, 0) << check.output;
@@ -33,7 +33,7 @@ TEST(RunPipelineCli, ExampleChecksAndRunsItsPipelines) {
 }
 
 TEST(RunPipelineCli, CheckRejectsBadStageWiringWithItsPosition) {
-  TempDir dir;
+  ScratchDir dir;
   struct Case {
     const char* name;
     const char* text;
@@ -62,7 +62,7 @@ TEST(RunPipelineCli, CheckRejectsBadStageWiringWithItsPosition) {
 }
 
 TEST(RunPipelineCli, FailingStageIsNamedInTheReport) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string job = write(dir, "fail.toml", R"([[task]]
 name = "p"
 pipeline = [

@@ -34,7 +34,7 @@ struct UsageCase {
 };
 
 TEST(CliUblk, BadArgumentsAreUsageErrorsThatCreateNothing) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string image = dir / "new.img";
   const std::vector<UsageCase> cases = {
       {"ublk add --size lots", "--size"},
@@ -103,7 +103,7 @@ TEST(CliUblk, UsageLineNamesTheSubcommandsOptions) {
 TEST(CliUblk, WithoutTheDriverEveryCommandFailsAndAddCreatesNoBackingFile) {
   if (has_ublk_driver())
     GTEST_SKIP() << "/dev/ublk-control exists: this host has the driver (the guest test covers it)";
-  TempDir dir;
+  ScratchDir dir;
   const std::string image = dir / "disk.img";
   CliRun add = run_pepita("ublk add --target file --file " + image + " --size 1M");
   EXPECT_EQ(add.exit_code, 1) << add.output;

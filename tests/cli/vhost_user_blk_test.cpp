@@ -25,7 +25,7 @@ bool is_socket(const std::string& path) {
 }
 
 TEST(CliVhostUserBlk, BadArgumentsAreUsageErrorsThatCreateNothing) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string sock = dir / "vub.sock";
   const std::string image = dir / "disk.img";
   const std::string s = " --socket " + sock;
@@ -59,7 +59,7 @@ TEST(CliVhostUserBlk, BadArgumentsAreUsageErrorsThatCreateNothing) {
 }
 
 TEST(CliVhostUserBlk, SocketThatCannotBeCreatedLeavesNoBackingFile) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string image = dir / "disk.img";
   const std::string sock = dir / "missing-dir/vub.sock";
   CliRun run = run_pepita("vhost-user-blk --socket " + sock + " --target file --file " + image +
@@ -76,7 +76,7 @@ TEST(CliVhostUserBlk, SocketThatCannotBeCreatedLeavesNoBackingFile) {
 }
 
 TEST(CliVhostUserBlk, NeverReplacesAPathThatIsNotASocket) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string precious = dir / "precious.txt";
   std::ofstream(precious) << "user data";
   CliRun run = run_pepita("vhost-user-blk --socket " + precious + " --target mem --size 1M");
@@ -88,7 +88,7 @@ TEST(CliVhostUserBlk, NeverReplacesAPathThatIsNotASocket) {
 }
 
 TEST(CliVhostUserBlk, ServesUntilSigtermAndRemovesItsSocketWithoutStealingALiveOne) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string sock = dir / "vub.sock";
   const std::vector<std::string> args = {"vhost-user-blk", "--socket", sock, "--target", "mem",
                                          "--size",         "1M"};

@@ -167,7 +167,7 @@ TEST(CliVm, MissingInputFileFailsBeforeAnyVmRuns) {
 }
 
 TEST(CliVm, ADiskThatCannotBeCreatedFailsAndLeavesNothing) {
-  TempDir dir;
+  ScratchDir dir;
   // A valid spec whose file cannot be created: its directory is missing.
   const std::string disk = dir / "missing-dir/disk.img";
   CliRun r = run_pepita("vm run " + guest("virtio_io") + " --virtio-blk file:" + disk + ",1M");
@@ -194,7 +194,7 @@ TEST(CliVm, MissingKernelFailsNamingItWhateverTheTimeoutUnit) {
 }
 
 // A vmlinux-like ELF whose entry (physical 0x1000040) runs `code` at CPL0.
-std::string kernel_file(const TempDir& dir, std::initializer_list<uint8_t> code) {
+std::string kernel_file(const ScratchDir& dir, std::initializer_list<uint8_t> code) {
   std::string f(0x2000, '\0');
   Elf64_Ehdr eh{};
   std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
@@ -223,7 +223,7 @@ std::string kernel_file(const TempDir& dir, std::initializer_list<uint8_t> code)
 
 TEST(CliVm, KernelConsoleIsPrintedAndATripleFaultIsAGuestFault) {
   PEPITA_REQUIRE_CAPABILITY(kvm);
-  TempDir dir;
+  ScratchDir dir;
   // mov dx, 0x3f8; mov al, 'K'; out dx, al; mov al, '\n'; out dx, al;
   // lidt [0x1000200] (limit 0); ud2: #UD through an empty IDT is a triple fault.
   const std::string kernel =
@@ -250,7 +250,7 @@ TEST(CliVm, KernelConsoleIsPrintedAndATripleFaultIsAGuestFault) {
 
 TEST(CliVm, SpinningKernelTimesOutWithExitCode124) {
   PEPITA_REQUIRE_CAPABILITY(kvm);
-  TempDir dir;
+  ScratchDir dir;
   const std::string kernel = kernel_file(dir, {0xeb, 0xfe});  // jmp $
   CliRun r = run_pepita("vm run --kernel " + kernel + " --mem 64M --timeout 300ms --json");
   EXPECT_EQ(r.exit_code, 124) << r.output;
@@ -262,7 +262,7 @@ TEST(CliVm, SpinningKernelTimesOutWithExitCode124) {
 
 TEST(CliVm, AVsockSocketThatCannotBeCreatedFailsNamingIt) {
   PEPITA_REQUIRE_CAPABILITY(kvm);
-  TempDir dir;
+  ScratchDir dir;
   const std::string sock = dir / "missing-dir/v.sock";
   CliRun r = run_pepita("vm run " + guest("hello") + " --mem 4M --timeout 5s --vsock " + sock);
   EXPECT_EQ(r.exit_code, 1) << r.output;

@@ -29,7 +29,7 @@ std::string read_all(const std::string& path) {
 }
 
 TEST(CliWorker, BadArgumentsAreUsageErrorsThatCreateNothing) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string key = dir / "good.key";
   ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
   const std::string open_key = dir / "open.key";  // readable by everyone
@@ -78,7 +78,7 @@ TEST(CliWorker, BadArgumentsAreUsageErrorsThatCreateNothing) {
 
 // A port held by another program, for the worker or its --metrics: exit 1 saying which and why.
 TEST(CliWorker, AnAddressInUseFailsTheWorkerOrItsMetricsSayingSo) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string key = dir / "k";
   ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
   const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -106,7 +106,7 @@ TEST(CliWorker, AnAddressInUseFailsTheWorkerOrItsMetricsSayingSo) {
 // Inside a Slurm job the worker offers what the job was granted; a grant it cannot read fails the
 // worker naming the variable, before it binds or makes its cache directory.
 TEST(CliWorker, AMalformedSlurmGrantFailsTheWorkerNamingTheVariable) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string key = dir / "k";
   ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
   CliRun r = run_pepita("worker --listen 127.0.0.1:0 --key " + key + " --cache " + dir / "cache",
@@ -122,7 +122,7 @@ TEST(CliWorker, AMalformedSlurmGrantFailsTheWorkerNamingTheVariable) {
 TEST(CliWorker, UndetectableHostResourcesFailTheWorker) {
   PEPITA_REQUIRE_CAPABILITY(root);
   if (!detail::on_path("unshare")) GTEST_SKIP() << "util-linux's unshare is not installed";
-  TempDir dir;
+  ScratchDir dir;
   const std::string key = dir / "k";
   ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
   CliRun r =
@@ -140,7 +140,7 @@ TEST(CliWorker, UndetectableHostResourcesFailTheWorker) {
 // A worker dialing a driver beyond loopback without --tls says its frames are not encrypted; one
 // whose driver stays away gives up after --give-up seconds and exits on its own.
 TEST(CliWorker, ADialingWorkerWarnsWithoutTlsAndGivesUpOnAnAbsentDriver) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string key = dir / "k";
   ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
   // 192.0.2.1 is TEST-NET-1 (RFC 5737): nothing answers there.
@@ -155,7 +155,7 @@ TEST(CliWorker, ADialingWorkerWarnsWithoutTlsAndGivesUpOnAnAbsentDriver) {
 }
 
 TEST(CliWorker, GenKeyWritesAPrivateKeyAndNeverOverwrites) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string key = dir / "k";
   CliRun made = run_pepita("worker --gen-key " + key);
   ASSERT_EQ(made.exit_code, 0) << made.output;

@@ -45,7 +45,7 @@ void expect_job_dom(const std::string& dom, const std::string& slow_state) {
 
 TEST(Browser, TheLiveDashboardOfARunningJobShowsRowsBarsAndTheFailure) {
   PEPITA_REQUIRE_CAPABILITY(chromium);
-  TempDir dir;
+  ScratchDir dir;
   write_file(dir / "job.toml", job_toml(120));
   BackgroundPepita run(
       {"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard", "127.0.0.1:0"},
@@ -69,7 +69,7 @@ TEST(Browser, TheLiveDashboardOfARunningJobShowsRowsBarsAndTheFailure) {
 
 TEST(Browser, TheReportOpensOfflineWithTheSamePage) {
   PEPITA_REQUIRE_CAPABILITY(chromium);
-  TempDir dir;
+  ScratchDir dir;
   write_file(dir / "job.toml", job_toml(1));
   const auto r = run_pepita("run " + (dir / "job.toml") + " --state-dir " + (dir / "state") +
                             " --report " + (dir / "run.html"));
@@ -91,7 +91,7 @@ TEST(Browser, TheReportOpensOfflineWithTheSamePage) {
 
 TEST(Browser, AReportOfACrashedRunShowsItsUnfinishedTasksAsInterrupted) {
   PEPITA_REQUIRE_CAPABILITY(chromium);
-  TempDir dir;
+  ScratchDir dir;
   write_file(dir / "job.toml", job_toml(120));
   BackgroundPepita run(
       {"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard", "127.0.0.1:0"},
@@ -116,7 +116,7 @@ TEST(Browser, AReportOfACrashedRunShowsItsUnfinishedTasksAsInterrupted) {
 
 TEST(Browser, AHundredThousandTaskReportRendersAndStaysResponsive) {
   PEPITA_REQUIRE_CAPABILITY(chromium);
-  TempDir dir;
+  ScratchDir dir;
   cli::dashboard::RunModel model("big");
   constexpr int kTasks = 100'000, kLanes = 32;
   for (int i = 0; i < kTasks; ++i) {

@@ -18,7 +18,7 @@ namespace pepita::test::dash {
 namespace {
 
 TEST(DashboardCli, ANonLoopbackDashboardRefusesRequestsWithoutTheGeneratedToken) {
-  TempDir dir;
+  ScratchDir dir;
   write_file(dir / "job.toml", job_toml(120));
   BackgroundPepita run(
       {"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard", "0.0.0.0:0"},
@@ -46,7 +46,7 @@ TEST(DashboardCli, ANonLoopbackDashboardRefusesRequestsWithoutTheGeneratedToken)
 }
 
 TEST(DashboardCli, MetricsOfARunningJobAreScrapedWithCountsByState) {
-  TempDir dir;
+  ScratchDir dir;
   write_file(dir / "job.toml", job_toml(120));
   BackgroundPepita run(
       {"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard", "127.0.0.1:0"},
@@ -72,7 +72,7 @@ TEST(DashboardCli, MetricsOfARunningJobAreScrapedWithCountsByState) {
 }
 
 TEST(DashboardCli, AWorkersMetricsAreScraped) {
-  TempDir dir;
+  ScratchDir dir;
   ASSERT_EQ(run_pepita("worker --gen-key " + (dir / "key")).exit_code, 0);
   BackgroundPepita worker({"worker", "--key", dir / "key", "--listen", "127.0.0.1:0", "--cache",
                            dir / "cache", "--slots", "3", "--metrics", "127.0.0.1:0"},
@@ -97,7 +97,7 @@ TEST(DashboardCli, AWorkersMetricsAreScraped) {
 }
 
 TEST(DashboardCli, WithControlThePageCancelsARunningTaskThroughThePool) {
-  TempDir dir;
+  ScratchDir dir;
   write_file(dir / "job.toml", job_toml(120));
   BackgroundPepita run({"run", dir / "job.toml", "--state-dir", dir / "state", "--dashboard",
                         "127.0.0.1:0", "--dashboard-control", "--dashboard-token", "letmein"},
@@ -127,7 +127,7 @@ TEST(DashboardCli, WithControlThePageCancelsARunningTaskThroughThePool) {
 }
 
 TEST(DashboardCli, BadDashboardFlagsAreUsageErrors) {
-  TempDir dir;
+  ScratchDir dir;
   write_file(dir / "job.toml", job_toml(1));
   auto bad = run_pepita("run " + (dir / "job.toml") + " --dashboard nonsense");
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
@@ -144,7 +144,7 @@ TEST(DashboardCli, BadDashboardFlagsAreUsageErrors) {
 
 // A dashboard address another program holds: the run fails before any task starts, saying so.
 TEST(DashboardCli, ADashboardAddressInUseFailsTheRunBeforeAnyTaskRuns) {
-  TempDir dir;
+  ScratchDir dir;
   const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(held, 0);
   sockaddr_in addr{};
@@ -170,7 +170,7 @@ TEST(DashboardCli, ADashboardAddressInUseFailsTheRunBeforeAnyTaskRuns) {
 // `pepita report` of a journal it cannot read, or to a file it cannot write: exit 1 with the
 // reason, and no report (nor its temporary file) left behind.
 TEST(DashboardCli, AReportOfADamagedJournalOrToAnUnusablePathFailsAndLeavesNoFile) {
-  TempDir dir;
+  ScratchDir dir;
   std::filesystem::create_directory(dir / "damaged");
   write_file(dir / "damaged/journal", "this is not a pepita journal, only text long enough\n");
   auto damaged = run_pepita("report " + (dir / "damaged") + " -o " + (dir / "d.html"));

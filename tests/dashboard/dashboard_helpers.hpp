@@ -130,7 +130,7 @@ inline std::string artifact_dir() {
 /// delta), and a PNG screenshot to `png` when given. `extra` adds flags (e.g. no network).
 inline std::string chromium_dom(const std::string& url, int wait_ms, const std::string& png = "",
                                 const std::string& extra = "") {
-  TempDir profile;
+  ScratchDir profile;
   const std::string base =
       "timeout 180 chromium --headless --no-sandbox --disable-gpu "
       "--hide-scrollbars --window-size=1300,1000 --user-data-dir=" +

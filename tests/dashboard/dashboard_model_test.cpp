@@ -196,7 +196,7 @@ void write_journal(const std::string& path, bool crash) {
 }
 
 TEST(RunModel, FromJournalRebuildsTasksAttemptsAndFailures) {
-  test::TempDir dir;
+  test::ScratchDir dir;
   write_journal(dir / "journal", false);
   auto m = RunModel::from_journal(dir / "journal", "job");
   ASSERT_TRUE(m.has_value()) << m.error().message();
@@ -213,7 +213,7 @@ TEST(RunModel, FromJournalRebuildsTasksAttemptsAndFailures) {
 }
 
 TEST(RunModel, FromAJournalWithoutAnEndTheOpenTasksAreInterrupted) {
-  test::TempDir dir;
+  test::ScratchDir dir;
   write_journal(dir / "journal", true);
   auto m = RunModel::from_journal(dir / "journal", "job");
   ASSERT_TRUE(m.has_value()) << m.error().message();
@@ -226,7 +226,7 @@ TEST(RunModel, FromAJournalWithoutAnEndTheOpenTasksAreInterrupted) {
 // A resumed run journals a task's Submitted again after its earlier attempts: the rebuilt row is
 // pending again, then shows the resumed attempt.
 TEST(RunModel, FromTheJournalOfAResumedRunATaskSubmittedAgainRunsAgain) {
-  test::TempDir dir;
+  test::ScratchDir dir;
   {
     auto j = fault::Journal::open(dir / "journal", fault::Journal::Mode::Truncate);
     ASSERT_TRUE(j.has_value()) << j.error().message();
@@ -251,7 +251,7 @@ TEST(RunModel, FromTheJournalOfAResumedRunATaskSubmittedAgainRunsAgain) {
 }
 
 TEST(RunModel, FromJournalRefusesAFileThatIsNotAJournal) {
-  test::TempDir dir;
+  test::ScratchDir dir;
   {
     std::FILE* f = std::fopen((dir / "journal").c_str(), "w");
     ASSERT_NE(f, nullptr);
