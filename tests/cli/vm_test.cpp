@@ -1,6 +1,5 @@
 // `pepita vm run` as a user runs it: a guest's output and exit code, a hostile guest's fault,
 // a runaway guest's timeout, and bad arguments.
-#include <elf.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,10 +10,12 @@
 #include <fstream>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 
 #include "cli_runner.hpp"
 #include "common/require.hpp"
+#include "common/vmlinux_image.hpp"
 
 namespace pepita::test {
 namespace {
@@ -195,30 +196,7 @@ TEST(CliVm, MissingKernelFailsNamingItWhateverTheTimeoutUnit) {
 
 // A vmlinux-like ELF whose entry (physical 0x1000040) runs `code` at CPL0.
 std::string kernel_file(const ScratchDir& dir, std::initializer_list<uint8_t> code) {
-  std::string f(0x2000, '\0');
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_type = ET_EXEC;
-  eh.e_machine = EM_X86_64;
-  eh.e_entry = 0x1000040;
-  eh.e_phoff = sizeof eh;
-  eh.e_phentsize = sizeof(Elf64_Phdr);
-  eh.e_phnum = 1;
-  Elf64_Phdr ph{};
-  ph.p_type = PT_LOAD;
-  ph.p_offset = 0x1000;
-  ph.p_paddr = 0x1000000;
-  ph.p_filesz = 0x1000;
-  ph.p_memsz = 0x1000;
-  std::memcpy(f.data(), &eh, sizeof eh);
-  std::memcpy(f.data() + sizeof eh, &ph, sizeof ph);
-  std::size_t at = 0x1040;
-  for (uint8_t b : code) f[at++] = static_cast<char>(b);
-  const std::string path = dir / "vmlinux";
-  std::ofstream(path, std::ios::binary) << f;
-  return path;
+  return write_synthetic_vmlinux(dir / "vmlinux", std::span(code.begin(), code.size()));
 }
 
 TEST(CliVm, KernelConsoleIsPrintedAndATripleFaultIsAGuestFault) {

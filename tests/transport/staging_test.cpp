@@ -47,10 +47,8 @@ struct StagingWorker {
   std::unique_ptr<Worker> worker;
 };
 
-StagingWorker start_staging_worker(const Key& key, const std::string& cache_dir,
-                                   std::uint64_t cache_size = 10ull << 30,
-                                   std::function<void(std::string_view, std::string&)> hook = {},
-                                   test::LogLines* log = nullptr) {
+// A loopback worker with its blob store in `cache_dir`, no sandbox and no log.
+WorkerOptions staging_worker_options(const Key& key, const std::string& cache_dir) {
   WorkerOptions o;
   o.listen = "127.0.0.1:0";
   o.key = key;
@@ -58,10 +56,19 @@ StagingWorker start_staging_worker(const Key& key, const std::string& cache_dir,
   o.heartbeat_interval = 100ms;
   o.dead_after = 5000ms;
   o.cache_dir = cache_dir;
+  o.sandbox = task::SandboxPolicy::none();
+  o.log = [](std::string_view) {};
+  return o;
+}
+
+StagingWorker start_staging_worker(const Key& key, const std::string& cache_dir,
+                                   std::uint64_t cache_size = 10ull << 30,
+                                   std::function<void(std::string_view, std::string&)> hook = {},
+                                   test::LogLines* log = nullptr) {
+  WorkerOptions o = staging_worker_options(key, cache_dir);
   o.cache_size = cache_size;
   o.output_chunk_hook = std::move(hook);
-  o.sandbox = task::SandboxPolicy::none();
-  o.log = log ? log->sink() : [](std::string_view) {};
+  if (log != nullptr) o.log = log->sink();
   auto w = Worker::start(std::move(o));
   EXPECT_TRUE(w) << (w ? "" : w.error().to_string());
   return {cache_dir, w ? std::move(*w) : nullptr};
@@ -206,15 +213,8 @@ TEST(Staging, InputsAndOutputsCrossATlsConnectionAsBulkFrames) {
   pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
   const std::string big(kStageChunk + kStageChunk / 2 + 3, 'q');  // two chunks each way
   write_file(driver.file("big.src"), big);
-  WorkerOptions wo;
-  wo.listen = "127.0.0.1:0";
-  wo.key = kf.key;
+  WorkerOptions wo = staging_worker_options(kf.key, cache.path());
   wo.slots = 1;
-  wo.heartbeat_interval = 100ms;
-  wo.dead_after = 5000ms;
-  wo.cache_dir = cache.path();
-  wo.sandbox = task::SandboxPolicy::none();
-  wo.log = [](std::string_view) {};
   wo.connection.tls = true;
   auto w = Worker::start(std::move(wo));
   ASSERT_TRUE(w) << w.error().to_string();
@@ -741,15 +741,8 @@ TEST(Staging, InputTheDriverCannotReadFailsTheTaskNamingIt) {
     SCOPED_TRACE(tls ? "tls" : "plain");
     test::KeyFile kf;
     pepita::test::TempDir driver("stage-driver"), cache("stage-cache");
-    WorkerOptions wo;
-    wo.listen = "127.0.0.1:0";
-    wo.key = kf.key;
+    WorkerOptions wo = staging_worker_options(kf.key, cache.path());
     wo.slots = 1;
-    wo.heartbeat_interval = 100ms;
-    wo.dead_after = 5000ms;
-    wo.cache_dir = cache.path();
-    wo.sandbox = task::SandboxPolicy::none();
-    wo.log = [](std::string_view) {};
     wo.connection.tls = tls;
     auto w = Worker::start(std::move(wo));
     ASSERT_TRUE(w) << w.error().to_string();

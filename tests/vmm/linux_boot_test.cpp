@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/temp_dir.hpp"
+#include "common/vmlinux_image.hpp"
 #include "detail/uart8250.hpp"
 #include "vmm_test_util.hpp"
 
@@ -139,30 +140,8 @@ TEST(LinuxBootParse, KernelWithoutA64BitEntryIsRefused) {
   EXPECT_NE(e.find("XLF_KERNEL_64"), std::string::npos) << e;
 }
 
-// A minimal vmlinux-like ELF: one PT_LOAD at physical 16 MiB, virtual 0xffffffff81000000.
-std::vector<std::byte> synthetic_vmlinux() {
-  std::vector<std::byte> f(0x2000);
-  Elf64_Ehdr eh{};
-  std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
-  eh.e_ident[EI_CLASS] = ELFCLASS64;
-  eh.e_ident[EI_DATA] = ELFDATA2LSB;
-  eh.e_type = ET_EXEC;
-  eh.e_machine = EM_X86_64;
-  eh.e_entry = 0x1000040;
-  eh.e_phoff = sizeof eh;
-  eh.e_phentsize = sizeof(Elf64_Phdr);
-  eh.e_phnum = 1;
-  Elf64_Phdr ph{};
-  ph.p_type = PT_LOAD;
-  ph.p_offset = 0x1000;
-  ph.p_vaddr = 0xffffffff81000000ull;
-  ph.p_paddr = 0x1000000;
-  ph.p_filesz = 0x1000;
-  ph.p_memsz = 0x3000;
-  put(f, 0, eh);
-  put(f, sizeof eh, ph);
-  return f;
-}
+using pepita::test::synthetic_vmlinux;
+using pepita::test::write_synthetic_vmlinux;
 
 TEST(LinuxBootParse, ElfVmlinuxLoadsAtPhysicalAddresses) {
   auto k = KernelImage::parse(synthetic_vmlinux());
@@ -530,12 +509,8 @@ TEST(LinuxBootKvm, MissingKernelPathOrBadMemorySizeIsAnError) {
 TEST(LinuxBootKvm, SpinningKernelIsStoppedByTheTimeoutOrAStopRequest) {
   PEPITA_REQUIRE_KVM();
   pepita::test::TempDir dir("linux-spin");
-  auto f = synthetic_vmlinux();
-  f[0x1040] = std::byte{0xeb};  // jmp $
-  f[0x1041] = std::byte{0xfe};
-  const std::string path = dir.file("vmlinux");
-  std::ofstream(path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+  const uint8_t spin[] = {0xeb, 0xfe};  // jmp $
+  const std::string path = write_synthetic_vmlinux(dir.file("vmlinux"), spin);
   VmConfig config;
   config.memory_bytes = 64ull << 20;
   config.kernel_path = path;
@@ -564,11 +539,7 @@ TEST(LinuxBootKvm, UnreflectedInt3AndATripleFaultAreFaults) {
   PEPITA_REQUIRE_KVM();
   pepita::test::TempDir dir("linux-fault");
   auto boot = [&](std::span<const uint8_t> code, LinuxBootOptions options) {
-    auto f = synthetic_vmlinux();
-    for (size_t i = 0; i < code.size(); ++i) f[0x1040 + i] = std::byte{code[i]};
-    const std::string path = dir.file("vmlinux");
-    std::ofstream(path, std::ios::binary)
-        .write(reinterpret_cast<const char*>(f.data()), static_cast<std::streamsize>(f.size()));
+    const std::string path = write_synthetic_vmlinux(dir.file("vmlinux"), code);
     VmConfig config;
     config.memory_bytes = 64ull << 20;
     config.timeout = std::chrono::seconds(30);
