@@ -1,8 +1,11 @@
 #pragma once
 // Runs the built pepita binary as a user would and captures its exit code and output.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +20,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "pepita/core/unique_fd.hpp"
 
 namespace pepita::test {
 
@@ -48,6 +53,29 @@ inline std::string in_mount_namespace(const std::string& setup) {
   // run_pepita appends the binary and its arguments: the shell runs them as "$0" "$@".
   return "unshare --mount --propagation private /bin/sh -c '" + setup + " && exec \"$0\" \"$@\"' ";
 }
+
+/// A loopback TCP port that another program holds (bound and listening) until destruction: what
+/// an "address in use" test gives pepita. `address` ("127.0.0.1:PORT") is empty when it could not
+/// be taken.
+struct HeldLoopbackPort {
+  HeldLoopbackPort() {
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (!s.valid() || ::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(s.get(), 1) != 0 ||
+        ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return;
+    }
+    fd = std::move(s);
+    address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  }
+
+  UniqueFd fd;
+  std::string address;
+};
 
 /// A fresh directory under the system temp directory, removed with its contents on destruction.
 struct ScratchDir {

@@ -2,11 +2,8 @@
 // content, a bad label or slot count all exit 2 with the usage line before the worker binds or
 // makes its cache directory; --gen-key never overwrites a file. (A worker serving tasks is
 // tested in run_test.cpp and tests/transport.)
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -81,23 +78,15 @@ TEST(CliWorker, AnAddressInUseFailsTheWorkerOrItsMetricsSayingSo) {
   ScratchDir dir;
   const std::string key = dir / "k";
   ASSERT_EQ(run_pepita("worker --gen-key " + key).exit_code, 0);
-  const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(held, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(held, 1), 0);
-  ASSERT_EQ(::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const HeldLoopbackPort held;
+  ASSERT_FALSE(held.address.empty()) << "cannot hold a loopback port";
+  const std::string& taken = held.address;
   const std::string k = " --key " + key + " --cache " + dir / "cache";
   CliRun worker = run_pepita("worker --listen " + taken + k, "timeout 120 ");
   EXPECT_EQ(worker.exit_code, 1) << worker.output;
   EXPECT_NE(worker.output.find("pepita worker: "), std::string::npos) << worker.output;
   EXPECT_NE(worker.output.find(taken), std::string::npos) << worker.output;
   CliRun metrics = run_pepita("worker --listen 127.0.0.1:0 --metrics " + taken + k, "timeout 120 ");
-  ::close(held);
   EXPECT_EQ(metrics.exit_code, 1) << metrics.output;
   EXPECT_NE(metrics.output.find("pepita worker: --metrics: "), std::string::npos) << metrics.output;
   EXPECT_NE(metrics.output.find("in use"), std::string::npos) << metrics.output;

@@ -1,11 +1,8 @@
 // The CLI side of the dashboard, with a real HTTP client: `pepita run --dashboard` on a
 // non-loopback address prints a generated token once and refuses requests without it; /metrics
 // of a run and of `pepita worker --metrics` scraped and checked; bad flags are usage errors.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -145,22 +142,14 @@ TEST(DashboardCli, BadDashboardFlagsAreUsageErrors) {
 // A dashboard address another program holds: the run fails before any task starts, saying so.
 TEST(DashboardCli, ADashboardAddressInUseFailsTheRunBeforeAnyTaskRuns) {
   ScratchDir dir;
-  const int held = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(held, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(held, 1), 0);
-  ASSERT_EQ(::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const HeldLoopbackPort held;
+  ASSERT_FALSE(held.address.empty()) << "cannot hold a loopback port";
   const std::string marker = dir / "ran";
   write_file(
       dir / "job.toml",
       "[[task]]\nname = \"t\"\ncommand = \"/bin/sh\"\nargs = [\"-c\", \"touch " + marker + "\"]\n");
   auto r = run_pepita("run " + (dir / "job.toml") + " --state-dir " + (dir / "state") +
-                      " --dashboard 127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
-  ::close(held);
+                      " --dashboard " + held.address);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("pepita run: --dashboard: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("in use"), std::string::npos) << r.output;
