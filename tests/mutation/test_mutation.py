@@ -150,6 +150,10 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def digest_of(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_unknown_module_is_a_clear_error(tmp_path):
     project = make_project(tmp_path)
     r = subprocess.run([sys.executable, str(SCRIPT), "--root", str(project), "--module", "nope",
@@ -221,3 +225,71 @@ def test_report_counts_kills_survivors_and_equivalents(tmp_path):
     assert all(s["line"] != 9 for s in mod["survived"])
     assert mod["score"] == round(100 * 4 / 15, 1)
     assert "| demo | 16 | 4 | 11 | 0 | 0 | 1 | 26.7% |" in r.stdout
+
+
+def test_direct_users_are_the_modules_whose_cmake_links_a_library_of_the_module(tmp_path):
+    for name, cmake in {
+        "core": "pepita_module(NAME core DEPS Threads::Threads)\n",
+        # a sub-library's DEPS count, and an executor adapter links pepita_executor itself
+        "net": "pepita_module(NAME net DEPS pepita_core\n  EXCLUDE_DIRS executor\n"
+               "  TEST_DEPS pepita_pool BENCH_DEPS pepita_sim)\n"
+               "pepita_sublibrary(MODULE net DIR dispatch DEPS pepita_fault_extra)\n"
+               "pepita_executor_adapter(MODULE net)\n",
+        "executor": "pepita_module(NAME executor DEPS pepita_core) # pepita_sim in a comment\n",
+        "fault": "pepita_module(NAME fault DEPS pepita_core pepita_executor)\n",
+        "pool": "pepita_module(NAME pool DEPS pepita_executor pepita_fault)\n",
+        "sim": "pepita_module(NAME sim DEPS pepita_core pepita_net_executor)\n",
+    }.items():
+        (tmp_path / "src" / name).mkdir(parents=True)
+        (tmp_path / "src" / name / "CMakeLists.txt").write_text(cmake)
+    modules = ["core", "executor", "fault", "pool", "sim", "net"]
+    users = mutation.module_users(tmp_path, modules)
+    assert users["core"] == ["executor", "fault", "sim", "net"]
+    assert users["executor"] == ["fault", "pool", "net"]
+    assert users["fault"] == ["pool", "net"]
+    assert users["pool"] == ["net"]  # TEST_DEPS: net's tests use the pool
+    assert users["sim"] == []  # BENCH_DEPS and comments do not make a user
+    assert users["net"] == ["sim"]  # through its sub-library pepita_net_executor
+
+
+def test_a_mutant_the_modules_tests_miss_is_killed_by_its_users_tests(tmp_path):
+    project = make_project(tmp_path)
+    (project / "src" / "app").mkdir()
+    (project / "src" / "app" / "CMakeLists.txt").write_text(
+        "pepita_module(NAME app DEPS pepita_demo Threads::Threads)\n")
+    report = tmp_path / "report.json"
+    # demo's own "tests" always pass; app's pass while line 9 reads `if (x < 0) {`.
+    cmd = [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
+           "--per-module", "0", "--build-command", "true", "--json", str(report),
+           "--test-command",
+           f"test {{module}} = demo || grep -q 'if (x < 0) {{' {project}/src/demo/demo.cpp"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mod = json.loads(report.read_text())["modules"][0]
+    assert (mod["killed"], mod["killed_by_users"], len(mod["survived"])) == (4, 4, 12)
+    assert mod["users"] == ["app"]
+    assert all(s["line"] != 9 for s in mod["survived"])
+    assert r.stdout.count("killed (its users' tests)") == 4
+    assert "4 of its killed were killed only by those" in r.stdout
+    assert digest(project / "src" / "demo" / "demo.cpp") == digest_of(SNIPPET)
+
+    r = subprocess.run(cmd + ["--no-users"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mod = json.loads(report.read_text())["modules"][0]
+    assert (mod["killed"], mod["killed_by_users"], len(mod["survived"])) == (0, 0, 16)
+
+
+def test_users_whose_unmutated_tests_fail_leave_the_survivor_a_survivor(tmp_path):
+    project = make_project(tmp_path)
+    (project / "src" / "app").mkdir()
+    (project / "src" / "app" / "CMakeLists.txt").write_text("pepita_module(NAME app DEPS pepita_demo)\n")
+    report = tmp_path / "report.json"
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
+         "--per-module", "2", "--build-command", "true", "--json", str(report),
+         "--test-command", "test {module} = demo"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mod = json.loads(report.read_text())["modules"][0]
+    assert (mod["killed"], len(mod["survived"])) == (0, 2)
+    assert mod["users"] == [] and mod["users_note"] == "the unmutated tests fail"
+    assert "demo's users' tests were not run: the unmutated tests fail" in r.stdout
