@@ -13,7 +13,6 @@
 
 namespace pepita::simd {
 namespace {
-
 constexpr std::uint64_t kXcr0Sse = 1u << 1;
 constexpr std::uint64_t kXcr0Avx = 1u << 2;       // YMM upper halves
 constexpr std::uint64_t kXcr0Opmask = 1u << 5;    // k0-k7
@@ -63,12 +62,15 @@ CpuFeatures probe() noexcept {
   }
   return f;
 }
+}  // namespace
 
 Level level_of(const CpuFeatures& f) noexcept {
   if (f.avx512f && f.avx512bw && f.avx512vl && f.avx2 && f.fma) return Level::avx512;
   if (f.avx2 && f.fma) return Level::avx2;
   return Level::scalar;
 }
+
+namespace {
 
 Result<Level> level_from_env() {
   const char* env = std::getenv("PEPITA_SIMD");

@@ -78,6 +78,35 @@ TEST(Dispatch, LevelIsForcedOnlyWhenTheCpuRunsIt) {
   reset_level();
 }
 
+// level_of on synthetic feature sets (this CPU has only one): a level needs every feature it
+// names, AVX-512 also AVX2 and FMA, and the extensions (VNNI, BF16, DQ, F16C) raise nothing.
+TEST(Dispatch, LevelOfNeedsEveryFeatureOfTheLevel) {
+  EXPECT_EQ(level_of(CpuFeatures{}), Level::scalar);
+  const CpuFeatures avx2{.avx2 = true, .fma = true};
+  EXPECT_EQ(level_of(avx2), Level::avx2);
+  const CpuFeatures avx512{
+      .avx2 = true, .fma = true, .avx512f = true, .avx512bw = true, .avx512vl = true};
+  EXPECT_EQ(level_of(avx512), Level::avx512);
+  for (bool CpuFeatures::*avx2_part : {&CpuFeatures::avx2, &CpuFeatures::fma}) {
+    CpuFeatures f = avx2;
+    f.*avx2_part = false;
+    EXPECT_EQ(level_of(f), Level::scalar) << "AVX2 or FMA alone";
+    f = avx512;
+    f.*avx2_part = false;
+    EXPECT_EQ(level_of(f), Level::scalar) << "AVX-512 without AVX2 or FMA";
+  }
+  for (bool CpuFeatures::*avx512_part :
+       {&CpuFeatures::avx512f, &CpuFeatures::avx512bw, &CpuFeatures::avx512vl}) {
+    CpuFeatures f = avx512;
+    f.*avx512_part = false;
+    EXPECT_EQ(level_of(f), Level::avx2) << "AVX-512 with one of F, BW, VL missing";
+  }
+  const CpuFeatures extensions{
+      .f16c = true, .avx512dq = true, .avx512_vnni = true, .avx512_bf16 = true};
+  EXPECT_EQ(level_of(extensions), Level::scalar);
+  EXPECT_EQ(detected_level(), level_of(cpu_features()));
+}
+
 TEST(Dispatch, ParseLevel) {
   EXPECT_EQ(*parse_level("scalar"), Level::scalar);
   EXPECT_EQ(*parse_level("avx2"), Level::avx2);

@@ -6,14 +6,17 @@
 // Slurm.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -323,6 +326,49 @@ TEST(SlurmExecutorFake, CreateRefusesZeroSizesAndAWorkerBinaryThatCannotRun) {
       << exec.error().message();
   EXPECT_FALSE(fs::exists(fake.sbatch_args)) << "nothing was submitted";
   EXPECT_FALSE(fs::exists(fake.work.path / "key"));
+}
+
+// Without work_dir, create() makes a private one with mkdtemp under $HOME/.pepita/slurm; when
+// mkdtemp fails, create() fails with its errno and the path it tried, and submits nothing. Made to
+// fail for real, even as root: a HOME so long that $HOME/.pepita/slurm still fits in PATH_MAX
+// but the template inside it does not, so mkdir(2) answers ENAMETOOLONG (in a child: HOME is
+// the process's).
+TEST(SlurmExecutorFake, AWorkDirThatMkdtempCannotMakeIsAnErrorNamingIt) {
+  FakeSlurmBin fake;
+  // base = home + "/.pepita/slurm" (14 bytes) and its NUL fit in PATH_MAX (4096); the template,
+  // base + "/run-XXXXXX" (11 more), does not.
+  const std::size_t home_size = PATH_MAX - 20;
+  std::string home = fake.work.path.string();
+  while (home_size - home.size() > 210) home.append(1, '/').append(200, 'h');
+  home.push_back('/');
+  home.append(home_size - home.size(), 'h');
+  ASSERT_EQ(home.size(), home_size);
+  const std::string base = home + "/.pepita/slurm";
+  const auto code = pepita::test::run_forked([&] {
+    ASSERT_EQ(::setenv("HOME", home.c_str(), 1), 0);
+    SlurmOptions o = fake.options();
+    o.work_dir.clear();
+    o.log = [](std::string_view) {};
+    auto exec = SlurmExecutor::create(o);
+    if (exec) {
+      (*exec)->shutdown();
+      ADD_FAILURE() << "create() succeeded with a work dir under a HOME of " << home.size()
+                    << " bytes";
+      return;
+    }
+    EXPECT_EQ(exec.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_EQ(exec.error().sys_errno(), ENAMETOOLONG);
+    // "mkdtemp <base>/run-XXXXXX: <strerror>", with the letters mkdtemp left in the template.
+    const std::string& message = exec.error().message();
+    const std::string prefix = "mkdtemp " + base + "/run-";
+    EXPECT_EQ(message.rfind(prefix, 0), 0u) << message;
+    EXPECT_EQ(message.substr(std::min(message.size(), prefix.size() + 6)),
+              std::string(": ") + std::strerror(ENAMETOOLONG))
+        << message;
+  });
+  ASSERT_EQ(code, 0);
+  EXPECT_TRUE(fs::is_directory(base)) << "create() made the base dir, as far as it goes";
+  EXPECT_FALSE(fs::exists(fake.sbatch_args)) << "nothing was submitted";
 }
 
 // Before any worker job has connected, a task is judged by what each job asks Slurm for: more

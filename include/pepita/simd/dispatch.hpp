@@ -44,6 +44,10 @@ const CpuFeatures& cpu_features() noexcept;
 /// Highest level this CPU and OS can run.
 Level detected_level() noexcept;
 
+/// Highest level a CPU with features `f` runs (detected_level() is level_of(cpu_features())):
+/// avx512 needs AVX-512 F, BW and VL and also AVX2 and FMA; avx2 needs AVX2 and FMA.
+Level level_of(const CpuFeatures& f) noexcept;
+
 /// Level the kernels use now. Initially the detected level, or the level named by the
 /// PEPITA_SIMD environment variable (scalar|avx2|avx512) when it is set and valid; an invalid or
 /// unavailable PEPITA_SIMD is reported by init_level_from_env() and otherwise ignored
