@@ -229,14 +229,16 @@ RC_GTEST_PROP(ReflectSpirv, MutatedModulesNeverCrashOrMisreport, ()) {
   }
   auto fits =
       check_compute_interface(*in, in->bindings.size(), in->push_constant_bytes.value_or(0));
-  RC_ASSERT(fits || fits.error().code() == ErrorCode::InvalidArgument);
+  // Not RC_ASSERT(fits || fits.error()...): rapidcheck captures the operands of a top-level ||
+  // through an overloaded operator, which evaluates both sides (error() of a value is UB).
+  if (!fits) RC_ASSERT(fits.error().code() == ErrorCode::InvalidArgument);
 }
 
 RC_GTEST_PROP(ReflectSpirv, RandomWordsAfterTheMagicAreInvalidArgumentOrValid, ()) {
   auto words = *rc::gen::container<std::vector<std::uint32_t>>(rc::gen::arbitrary<std::uint32_t>());
   words.insert(words.begin(), 0x07230203u);
   auto in = reflect_spirv(words);
-  RC_ASSERT(in || in.error().code() == ErrorCode::InvalidArgument);
+  if (!in) RC_ASSERT(in.error().code() == ErrorCode::InvalidArgument);
 }
 
 }  // namespace

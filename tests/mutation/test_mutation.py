@@ -118,9 +118,12 @@ def test_failed_and_timed_out_cases_are_named_parameterised_ones_too():
         "11/20 Test  #642: core.Foo.Bar ...................***Failed    0.06 sec\n"
         "12/20 Test  #643: core.Foo.Baz ...................   Passed    0.06 sec\n"
         "13/20 Test  #644: blk_mq.E/F.G/1  # GetParam() = 1 ...***Timeout  30.0 sec\n"
+        "14/20 Test  #926: gpu.R.M ......Subprocess aborted***Exception:   0.12 sec\n"
+        "15/20 Test  #927: gpu.R.N ......***Exception: SegFault  0.12 sec\n"
     )
     failed, timeouts = mutation.Runner.failed_tests(out)
-    assert failed == ["vmm.Attempts/Escape.EndsAsReportedFault/mode_105", "core.Foo.Bar"]
+    assert failed == ["vmm.Attempts/Escape.EndsAsReportedFault/mode_105", "core.Foo.Bar",
+                      "gpu.R.M", "gpu.R.N"]
     assert timeouts == ["blk_mq.E/F.G/1"]
 
 
