@@ -296,3 +296,11 @@ def test_users_whose_unmutated_tests_fail_leave_the_survivor_a_survivor(tmp_path
     assert (mod["killed"], len(mod["survived"])) == (0, 2)
     assert mod["users"] == [] and mod["users_note"] == "the unmutated tests fail"
     assert "demo's users' tests were not run: the unmutated tests fail" in r.stdout
+
+
+def test_returning_nullopt_as_the_default_is_drawn_but_known_equivalent():
+    text = "std::optional<int> f(int x) {\n  if (x) return std::nullopt;\n  return x;\n}\n"
+    rets = {m.description: m.equivalent for m in mutation.find_mutants(text, "t.cpp")
+            if m.operator == "return-default"}
+    assert rets["'return x;' -> 'return {};'"] == ""
+    assert "optional" in rets["'return std::nullopt;' -> 'return {};'"]
