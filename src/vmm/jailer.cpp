@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "pepita/core/cgroup.hpp"
+#include "pepita/core/format.hpp"
 #include "pepita/core/seccomp.hpp"
 #include "pepita/core/unique_fd.hpp"
 #include "pepita/task/affinity.hpp"
@@ -138,6 +140,16 @@ Result<void> Jailer::enter() {
       return fail(ErrorCode::InvalidArgument, "jailer: cpuset: " + parsed.error().message());
     }
     cpus = std::move(*parsed);
+    // An affinity mask (cpu_set_t) names CPUs below CPU_SETSIZE only: a CPU past it would be
+    // dropped from the mask without a word, pinning the process to the others.
+    if (!cpus.empty() && cpus.back() >= CPU_SETSIZE) {
+      const auto past =
+          std::find_if(cpus.begin(), cpus.end(), [](unsigned c) { return c >= CPU_SETSIZE; });
+      return fail(ErrorCode::InvalidArgument,
+                  pepita::fmt("jailer: cpuset '{}': CPU {} is at or above CPU_SETSIZE ({}), "
+                              "past what an affinity mask holds; name CPUs 0-{} only",
+                              *config_.cpuset, *past, CPU_SETSIZE, CPU_SETSIZE - 1));
+    }
   }
   const sys::SeccompFilter* filter = nullptr;
   if (config_.seccomp) filter = PEPITA_TRY(sys::seccomp_deny_filter(uid, sys::SeccompDeny::Kill));
@@ -158,9 +170,7 @@ Result<void> Jailer::enter() {
   if (!cpus.empty()) {
     cpu_set_t set;
     CPU_ZERO(&set);
-    for (unsigned c : cpus) {
-      if (c < CPU_SETSIZE) CPU_SET(c, &set);
-    }
+    for (unsigned c : cpus) CPU_SET(c, &set);  // each below CPU_SETSIZE, checked above
     if (::sched_setaffinity(0, sizeof set, &set) < 0)
       return fail_errno(errno, "jailer: sched_setaffinity to " + *config_.cpuset);
   }

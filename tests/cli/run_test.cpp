@@ -395,11 +395,13 @@ args = ["over-tls-${i}"]
   }
 }
 
-TEST_F(RunCli, WorkerWithoutKeyIsAUsageError) {
+// Before anything is created: no state directory is left behind.
+TEST_F(RunCli, WorkerWithoutKeyIsAUsageErrorThatCreatesNothing) {
   const auto job = write("one.toml", "[[task]]\nname = \"t\"\ncommand = \"/bin/true\"\n");
-  auto r = run({"run", "--worker", "127.0.0.1:1", job.string()});
+  auto r = run({"run", "--state-dir", state(), "--worker", "127.0.0.1:1", job.string()});
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("--key"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--worker needs --key FILE"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(state())) << "a usage error created the state directory";
 }
 
 }  // namespace
@@ -551,16 +553,21 @@ TEST_F(RunCli, AStateDirectoryBlockedByAFileFailsBeforeAnyTaskRuns) {
 }
 
 // sbatch arguments reach backend = "slurm" tasks joined by commas, so one holding a comma is a
-// usage error naming it (and the way that takes it: --slurm with backend = "remote").
-TEST_F(RunCli, AnSbatchArgWithACommaForSlurmTasksIsAUsageError) {
+// usage error naming it (and the way that takes it: --slurm with backend = "remote"), before
+// anything is created: no state directory is left behind.
+TEST_F(RunCli, AnSbatchArgWithACommaForSlurmTasksIsAUsageErrorThatCreatesNothing) {
   const auto job =
       write("slurm.toml", "[[task]]\nname = \"s\"\nbackend = \"slurm\"\ncommand = \"/bin/true\"\n");
   const auto r = run({"run", "--state-dir", state(), "--sbatch-arg=--qos=low",
                       "--sbatch-arg=--comment=a,b", job.string()});
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("--sbatch-arg '--comment=a,b'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("pepita run: --sbatch-arg '--comment=a,b': tasks with backend = \"slurm\" "
+                       "take sbatch arguments without commas"),
+            std::string::npos)
+      << r.err;
   EXPECT_NE(r.err.find("--slurm"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
+  EXPECT_FALSE(fs::exists(state())) << "a usage error created the state directory";
 }
 
 }  // namespace

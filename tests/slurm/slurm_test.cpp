@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -432,6 +433,48 @@ TEST(SlurmExecutorFake, AbandonCancelsEveryWorkerJobAndRemovesTheKey) {
   EXPECT_FALSE(fs::exists(fake.work.path / "key")) << "the key is useless once abandoned";
   EXPECT_EQ(slurp(fake.scancel_args), "4242\n");
   (*exec)->shutdown();
+}
+
+// abandon() waits 3 s for its scancel; one that hangs longer goes on in a thread of its own, and
+// the executor may then be destroyed (the driver exits). That thread owns the commands it runs
+// (it used the executor's, freed by then: a use-after-free under ASan), so destroying the
+// executor does not wait for the hung scancel, and the scancel still ends this run's job once
+// it returns. The first scancel hangs until the test releases it; later ones (shutdown's) do not.
+TEST(SlurmExecutorFake, AScancelOutlivingAbandonFinishesAfterTheExecutorIsGone) {
+  FakeSlurmBin fake;
+  const fs::path release = fake.bin.path / "release";
+  const fs::path hung_args = fake.bin.path / "hung-scancel-args";
+  fake.script("scancel", "if mkdir " + (fake.bin.path / "first").string() +
+                             " 2>/dev/null; then\n  i=0\n  while [ ! -e " + release.string() +
+                             " ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done\n"
+                             "  printf '%s\\n' \"$@\" >> " +
+                             hung_args.string() + "\n  exit 0\nfi\nprintf '%s\\n' \"$@\" >> " +
+                             fake.scancel_args.string());
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.log = log.sink();
+  o.idle_release = std::chrono::hours(1);  // the monitor releases nothing: abandon() is first
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  (*exec)->abandon();
+  EXPECT_EQ(log.count("scancel did not return within 3 s"), 1u) << log.all();
+  EXPECT_FALSE(fs::exists(hung_args)) << "the first scancel was to hang";
+
+  // Released once the executor is gone, or after 30 s when destroying it waits for the scancel.
+  std::atomic<bool> destroyed{false};
+  std::thread releaser([&] {
+    for (int i = 0; i < 600 && !destroyed.load(); ++i) std::this_thread::sleep_for(50ms);
+    std::ofstream(release) << "go\n";
+  });
+  exec->reset();
+  const bool released_first = fs::exists(release);
+  destroyed.store(true);
+  releaser.join();
+  EXPECT_FALSE(released_first) << "destroying the executor waited for abandon()'s hung scancel";
+  EXPECT_EQ(slurp(fake.scancel_args), "4242\n") << "shutdown's own scancel";
+  for (int i = 0; i < 600 && slurp(hung_args).empty(); ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(slurp(hung_args), "4242\n")
+      << "abandon()'s scancel ran to its end without the executor";
 }
 
 // Job ids a killed driver left in job_ids_file are scancelled first; when scancel refuses, the

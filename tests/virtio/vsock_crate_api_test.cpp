@@ -376,6 +376,87 @@ TEST(VsockCrateApi, VirtioVsockSendAndRecvRefuseBadCalls) {
   EXPECT_EQ(f.vsock->recv(f.host, buf).value(), 0u);
 }
 
+// SHUTDOWN's flags (spec 5.10.6.5) are kept, cumulative and permanent: SHUTDOWN_SEND (the peer
+// sends no more) leaves sending allowed and ends the stream once what arrived is consumed;
+// SHUTDOWN_RCV (it receives no more) makes send Disconnected, saying so; a later SHUTDOWN with a
+// bit clear takes nothing back. Our device never sends SHUTDOWN_RCV, so a copy of a connection
+// it established is fed the packets by hand.
+TEST(VsockCrateApi, ConnectionKeepsThePeersShutdownFlagsAndRefusesSendOnceItReceivesNoMore) {
+  Fixture f;
+  UniqueFd peer = f.connected_peer();
+  ASSERT_TRUE(peer.valid());
+  ASSERT_NE(f.vsock->connection(f.host), nullptr);
+  VsockConnection c = *f.vsock->connection(f.host);
+  ASSERT_TRUE(c.is_connected());
+  EXPECT_TRUE(c.check_send().has_value());
+  EXPECT_EQ(c.peer_shutdown(), 0u);
+  EXPECT_FALSE(c.end_of_stream());
+  const auto packet = [&](VsockPacketType type, uint32_t flags, uint32_t len) {
+    auto h = VsockPacketHeader::make(c.remote(), c.local(), type);
+    h.flags = flags;
+    h.len = len;
+    h.buf_alloc = c.credit().peer_buf_alloc;
+    h.fwd_cnt = c.credit().peer_fwd_cnt;
+    return h;
+  };
+
+  c.on_packet(packet(VsockPacketType::Rw, 0, 3), bytes("abc"));
+  c.on_packet(packet(VsockPacketType::Shutdown, vsock::SHUTDOWN_SEND, 0), {});
+  EXPECT_EQ(c.state(), VsockConnState::Disconnecting);
+  EXPECT_EQ(c.peer_shutdown(), uint32_t{vsock::SHUTDOWN_SEND});
+  EXPECT_TRUE(c.check_send().has_value()) << "the peer still receives";
+  EXPECT_FALSE(c.end_of_stream()) << "3 bytes are still to be read";
+  ASSERT_TRUE(c.acknowledge(3).has_value());
+  EXPECT_TRUE(c.end_of_stream());
+
+  c.on_packet(packet(VsockPacketType::Shutdown, 0, 0), {});
+  EXPECT_EQ(c.peer_shutdown(), uint32_t{vsock::SHUTDOWN_SEND}) << "a bit once sent stays";
+  c.on_packet(packet(VsockPacketType::Shutdown, vsock::SHUTDOWN_RCV, 0), {});
+  EXPECT_EQ(c.peer_shutdown(), uint32_t{vsock::SHUTDOWN_SEND | vsock::SHUTDOWN_RCV});
+  auto refused = c.check_send();
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), ErrorCode::Disconnected);
+  EXPECT_NE(refused.error().message().find(": the host receives no more on this connection"),
+            std::string::npos)
+      << refused.error().message();
+
+  // SHUTDOWN_RCV alone: the peer may still send, so the stream has not ended.
+  VsockConnection rcv_only = *f.vsock->connection(f.host);
+  rcv_only.on_packet(packet(VsockPacketType::Shutdown, vsock::SHUTDOWN_RCV, 0), {});
+  EXPECT_FALSE(rcv_only.check_send().has_value());
+  EXPECT_FALSE(rcv_only.end_of_stream());
+}
+
+// A host that shuts down only its sending side (shutdown(SHUT_WR)): the guest reads all it sent,
+// then end of stream (0, end_of_stream()), and may still send, since the host still receives.
+TEST(VsockCrateApi, VirtioVsockAfterTheHostStopsSendingReadsToEndOfStreamAndStillSends) {
+  Fixture f;
+  UniqueFd peer = f.connected_peer();
+  ASSERT_TRUE(peer.valid());
+  ASSERT_EQ(sys::send_all(peer.get(), "bye", 3), 3);
+  ASSERT_EQ(::shutdown(peer.get(), SHUT_WR), 0);
+  std::string got;
+  std::byte buf[16];
+  for (int i = 0; i < 100 && !f.vsock->connection(f.host)->end_of_stream(); ++i) {
+    auto n = f.vsock->recv(f.host, buf);
+    ASSERT_TRUE(n.has_value()) << n.error().to_string();
+    got.append(reinterpret_cast<const char*>(buf), *n);
+  }
+  EXPECT_EQ(got, "bye");
+  const VsockConnection* c = f.vsock->connection(f.host);
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->end_of_stream());
+  EXPECT_EQ(c->peer_shutdown(), uint32_t{vsock::SHUTDOWN_SEND});
+  EXPECT_EQ(c->state(), VsockConnState::Disconnecting);
+  EXPECT_EQ(f.vsock->recv(f.host, buf).value(), 0u);
+
+  auto sent = f.vsock->send(f.host, bytes("after"));
+  ASSERT_TRUE(sent.has_value()) << sent.error().to_string();
+  char back[5];
+  ASSERT_EQ(sys::recv_full(peer.get(), back, 5), 5);
+  EXPECT_EQ(std::string(back, 5), "after");
+}
+
 // A host that resets the connection (closes with data it never read): the next send or recv on
 // it says so and tells the caller to connect() again; the connection is gone, others stay.
 TEST(VsockCrateApi, VirtioVsockSendAndRecvAfterAHostResetSayConnectAgain) {

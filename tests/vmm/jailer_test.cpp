@@ -338,9 +338,48 @@ TEST(Jailer, ACpusetOfNoUsableCpuIsRefusedBeforeAnythingChanges) {
     say(std::string("hostname ") + host);
   });
   EXPECT_TRUE(has_line(r, std::string(to_string(ErrorCode::InvalidArgument)))) << r.lines;
-  EXPECT_NE(r.lines.find("jailer: sched_setaffinity to 4000"), std::string::npos) << r.lines;
+  EXPECT_NE(r.lines.find("jailer: cpuset '4000': CPU 4000 is at or above CPU_SETSIZE"),
+            std::string::npos)
+      << r.lines;
   EXPECT_TRUE(has_line(r, "not active")) << r.lines;
   EXPECT_EQ(r.lines.find("hostname pepita-jail"), std::string::npos) << r.lines;  // no new UTS ns
+}
+
+// A cpu list mixing usable CPUs with one an affinity mask cannot hold (CPU_SETSIZE and above) is
+// refused naming that CPU and the limit, before anything changes: it used to pin the process to
+// the usable ones without a word.
+TEST(Jailer, ACpuAtOrAboveCpuSetSizeIsRefusedNamingItAndTheLimit) {
+  for (const std::string cpuset : {"0,5000", "0-1,1024"}) {
+    SCOPED_TRACE(cpuset);
+    const ChildRun r = in_child([&](const auto& say) {
+      cpu_set_t before;
+      CPU_ZERO(&before);
+      ::sched_getaffinity(0, sizeof before, &before);
+      JailerConfig c;
+      c.cpuset = cpuset;
+      Jailer j(c);
+      auto ok = j.enter();
+      say(ok ? "entered" : std::string(to_string(ok.error().code())));
+      if (!ok) say(ok.error().message());
+      say(j.is_active() ? "active" : "not active");
+      cpu_set_t after;
+      CPU_ZERO(&after);
+      ::sched_getaffinity(0, sizeof after, &after);
+      say(CPU_EQUAL(&before, &after) ? "affinity unchanged" : "affinity changed");
+    });
+    const std::string cpu = cpuset == "0,5000" ? "5000" : "1024";
+    EXPECT_TRUE(has_line(r, std::string(to_string(ErrorCode::InvalidArgument)))) << r.lines;
+    EXPECT_NE(r.lines.find("jailer: cpuset '" + cpuset + "': CPU " + cpu +
+                           " is at or above CPU_SETSIZE (" + std::to_string(CPU_SETSIZE) + ")"),
+              std::string::npos)
+        << r.lines;
+    EXPECT_NE(r.lines.find("name CPUs 0-" + std::to_string(CPU_SETSIZE - 1) + " only"),
+              std::string::npos)
+        << r.lines;
+    EXPECT_TRUE(has_line(r, "not active")) << r.lines;
+    EXPECT_TRUE(has_line(r, "affinity unchanged")) << r.lines;
+    EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.lines;
+  }
 }
 
 TEST(Jailer, CpusetPinsTheProcessAndMemoryLimitHoldsIt) {

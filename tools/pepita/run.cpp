@@ -26,6 +26,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "backends.hpp"
@@ -564,6 +565,43 @@ int run_job(const RunOptions& o) {
     std::printf("%s: ok, %zu tasks\n", o.job.c_str(), job->tasks.size());
     return kExitOk;
   }
+  // The executors' settings, before anything is created (command.hpp: usage errors first): a
+  // refused one (--worker without --key, an --sbatch-arg with a comma for backend = "slurm")
+  // leaves no state directory behind.
+  auto remote = remote_executor(o, jo.state_dir);
+  if (!remote) {
+    std::fprintf(stderr, "pepita run: %s\n", remote.error().message().c_str());
+    return remote.error().code() == ErrorCode::InvalidArgument ? kExitUsage : kExitFailure;
+  }
+  std::vector<task::Backend> configured;  // built even when no task needs them
+  if (*remote) {
+    backends.replace(
+        task::Backend::Remote, [make = *remote](const executor::BackendOptions&) { return make(); },
+        o.slurm ? "Slurm workers" : "remote workers");
+    configured.push_back(task::Backend::Remote);
+  }
+  // Each backend a task needs (or the command line configured) joins the pool with these
+  // options; the pool's own cpu and process executors are already there.
+  std::vector<std::pair<task::Backend, executor::BackendOptions>> joining;
+  for (const task::Backend& name : backends.names()) {
+    if (name == task::Backend::Cpu || name == task::Backend::Process) continue;
+    const bool needed = std::any_of(job->tasks.begin(), job->tasks.end(),
+                                    [&](const auto& t) { return t.backend() == name; });
+    const bool asked = std::find(configured.begin(), configured.end(), name) != configured.end();
+    if (!needed && !asked) continue;
+    if (!needed) {
+      std::fprintf(
+          stderr, "pepita run: warning: no task has backend = \"%s\": nothing runs on the %s\n",
+          std::string(name.name()).c_str(), std::string(backends.description(name)).c_str());
+    }
+    auto options = backend_options(name, o, jo.state_dir);
+    if (!options) {
+      std::fprintf(stderr, "pepita run: %s\n", options.error().message().c_str());
+      return kExitUsage;
+    }
+    joining.emplace_back(name, std::move(*options));
+  }
+
   std::error_code ec;
   fs::create_directories(jo.state_dir, ec);
   if (ec) {
@@ -576,19 +614,6 @@ int run_job(const RunOptions& o) {
   // die with it by PR_SET_PDEATHSIG, but a task that forked may have left children there).
   reap_killed_runs();
 
-  auto remote = remote_executor(o, jo.state_dir);
-  if (!remote) {
-    std::fprintf(stderr, "pepita run: %s\n", remote.error().message().c_str());
-    return remote.error().code() == ErrorCode::InvalidArgument ? kExitUsage : kExitFailure;
-  }
-
-  std::vector<task::Backend> configured;  // built even when no task needs them
-  if (*remote) {
-    backends.replace(
-        task::Backend::Remote, [make = *remote](const executor::BackendOptions&) { return make(); },
-        o.slurm ? "Slurm workers" : "remote workers");
-    configured.push_back(task::Backend::Remote);
-  }
   // Declared before the pool: the pool's observer feeds its model until the pool is gone.
   dashboard::RunDashboard dash(o.watch, job->name);
   const bool tty = ::isatty(STDERR_FILENO) == 1;
@@ -618,26 +643,10 @@ int run_job(const RunOptions& o) {
                   pool::StatPolicy::OncePerRun);
   }
   if (*inventory) builder.resources(**inventory);  // detected, with --resources applied
-  // Each backend a task needs (or the command line configured) joins the pool; the pool's own
-  // cpu and process executors are already there. Built by the pool builder, so a backend that
-  // cannot be built (no KVM, no Vulkan device) fails build() only when a task needs it.
-  for (const task::Backend& name : backends.names()) {
-    if (name == task::Backend::Cpu || name == task::Backend::Process) continue;
-    const bool needed = std::any_of(job->tasks.begin(), job->tasks.end(),
-                                    [&](const auto& t) { return t.backend() == name; });
-    const bool asked = std::find(configured.begin(), configured.end(), name) != configured.end();
-    if (!needed && !asked) continue;
-    if (!needed) {
-      std::fprintf(
-          stderr, "pepita run: warning: no task has backend = \"%s\": nothing runs on the %s\n",
-          std::string(name.name()).c_str(), std::string(backends.description(name)).c_str());
-    }
-    auto options = backend_options(name, o, jo.state_dir);
-    if (!options) {
-      std::fprintf(stderr, "pepita run: %s\n", options.error().message().c_str());
-      return kExitUsage;
-    }
-    builder.executor(backends.factory(name, std::move(*options)));
+  // Built by the pool builder, so a backend that cannot be built (no KVM, no Vulkan device)
+  // fails build() only when a task needs it.
+  for (auto& [name, options] : joining) {
+    builder.executor(backends.factory(name, std::move(options)));
   }
   auto built = builder.build();
   if (!built) {

@@ -109,7 +109,8 @@ class SlurmExecutor final : public executor::Executor {
   /// the key. Idempotent.
   void shutdown() override;
   /// A final scancel of every job submitted (waiting at most a few seconds for it) and the key
-  /// removed, for a driver about to exit without a shutdown().
+  /// removed, for a driver about to exit without a shutdown(). A scancel still running then
+  /// owns what it uses: the executor may be destroyed meanwhile, and destroying it does not wait.
   void abandon() noexcept override;
 
   /// The worker jobs submitted so far that have not ended.

@@ -104,6 +104,23 @@ class VsockConnection {
   /// than pending_rx().
   Result<void> acknowledge(uint32_t bytes);
   const vsock::Credit& credit() const noexcept { return credit_; }
+  /// Applies one packet the device delivered for this connection, as VirtioVsock's receive path
+  /// does with each (public so the state machine is testable without a device): the peer's
+  /// credit, RESPONSE (connected), RW (`payload` is received), RST (reset), SHUTDOWN (its flags
+  /// are kept, see peer_shutdown(); state() is Disconnecting). CREDIT_REQUEST is the caller's
+  /// to answer.
+  void on_packet(const vsock::Header& h, std::span<const std::byte> payload);
+  /// The SHUTDOWN flags the peer sent, cumulative (spec 5.10.6.5: they are permanent once sent):
+  /// vsock::SHUTDOWN_RCV, it receives no more; vsock::SHUTDOWN_SEND, it sends no more.
+  uint32_t peer_shutdown() const noexcept { return peer_shut_; }
+  /// True once the peer sends no more (SHUTDOWN_SEND) and every byte it sent was consumed:
+  /// recv() returns 0 from now on, for good.
+  bool end_of_stream() const noexcept {
+    return (peer_shut_ & vsock::SHUTDOWN_SEND) != 0 && pending_rx() == 0;
+  }
+  /// Ok while data may be sent: connected, or shut down by a peer that still receives.
+  /// Disconnected otherwise, saying why (the peer reset the connection, or receives no more).
+  Result<void> check_send() const;
 
  private:
   friend class VirtioVsock;
@@ -158,11 +175,11 @@ class VirtioVsock {
   /// Queues `data` on the connection to `remote` and transmits what the peer's credit allows
   /// (the rest goes out on later send/recv calls: connection()->pending_tx()). Returns
   /// data.size(). DeviceNotReady, NotFound (connect first), Disconnected (the peer reset or
-  /// will receive no more).
+  /// will receive no more: its SHUTDOWN had SHUTDOWN_RCV).
   Result<size_t> send(VsockAddr remote, std::span<const std::byte> data);
   /// Collects what the device delivered and copies up to buffer.size() received bytes; 0 when
-  /// none arrived yet, or at end of stream (the host closed: state() is Disconnecting). Errors
-  /// as send().
+  /// none arrived yet, or at end of stream (connection()->end_of_stream(): the host sends no
+  /// more and all it sent was read). Errors as send().
   Result<size_t> recv(VsockAddr remote, std::span<std::byte> buffer);
   /// The connection to `remote`, or nullptr.
   const VsockConnection* connection(VsockAddr remote) const;

@@ -49,7 +49,8 @@ class Jailer {
 
   /// Confines the calling process. Checked before anything changes: InvalidArgument when the
   /// process has more than one thread (namespaces, chroot and ids would hold for the calling
-  /// thread only) or the cpu list does not parse; NotFound for a missing chroot dir;
+  /// thread only), the cpu list does not parse or names a CPU at or above CPU_SETSIZE (an
+  /// affinity mask cannot hold it); NotFound for a missing chroot dir;
   /// PermissionDenied for another uid or gid without root; AlreadyExists when already active. A
   /// step that fails later (the cgroup, unshare, chroot, setresuid, the filter) is returned naming
   /// it, and the process may then be partly confined: end it.

@@ -67,10 +67,12 @@ Result<std::string> make_private_dir(std::string requested, bool& owned) {
 }  // namespace
 
 struct SlurmExecutor::Impl {
-  Impl(SlurmOptions o, SlurmCommands c) : opts(std::move(o)), commands(std::move(c)) {}
+  Impl(SlurmOptions o, SlurmCommands c)
+      : opts(std::move(o)), commands(std::make_shared<SlurmCommands>(std::move(c))) {}
 
   SlurmOptions opts;
-  SlurmCommands commands;
+  // Shared with abandon()'s scancel thread, which may outlive this executor (a hung scancel).
+  std::shared_ptr<const SlurmCommands> commands;
   std::shared_ptr<transport::RemoteExecutor> remote;
   std::string work_dir;
   bool owns_work_dir = false;
@@ -131,7 +133,7 @@ struct SlurmExecutor::Impl {
 
   // Caller holds mu.
   Result<JobId> submit_locked() {
-    auto id = commands.submit(sbatch_args());
+    auto id = commands->submit(sbatch_args());
     if (!id) return id;
     live[*id] = WorkerJob{.id = *id, .state = "SUBMITTED", .reason = {}, .connected = false};
     all.push_back(*id);
@@ -160,7 +162,7 @@ struct SlurmExecutor::Impl {
       for (const auto& [id, job] : live) ids.push_back(id);
     }
     if (ids.empty()) return;
-    auto states = commands.states(ids);
+    auto states = commands->states(ids);
     std::set<std::string> connected, ever_connected;  // dialed-in workers stay listed when gone
     for (const auto& w : remote->dispatcher().workers()) {
       ever_connected.insert(w.name);
@@ -244,7 +246,7 @@ struct SlurmExecutor::Impl {
     for (;;) {
       refresh();
       if (auto surplus = rebalance(busy_at); !surplus.empty()) {
-        if (auto r = commands.cancel(surplus); !r) log_error_once(r.error().message());
+        if (auto r = commands->cancel(surplus); !r) log_error_once(r.error().message());
       }
       std::unique_lock lock(mu);
       cv.wait_for(lock, opts.poll_interval, [&] { return stopping; });
@@ -379,7 +381,7 @@ void SlurmExecutor::shutdown() {
   s.cv.notify_all();
   if (s.monitor.joinable()) s.monitor.join();
   if (!ids.empty()) {
-    if (auto r = s.commands.cancel(ids); !r)
+    if (auto r = s.commands->cancel(ids); !r)
       s.log("cannot cancel worker jobs: " + r.error().message());
   }
   s.remote->shutdown();
@@ -387,7 +389,7 @@ void SlurmExecutor::shutdown() {
   const auto until = Clock::now() + std::chrono::seconds(10);
   std::vector<JobId> left = ids;
   while (!left.empty() && Clock::now() < until) {
-    auto states = s.commands.states(left);
+    auto states = s.commands->states(left);
     if (!states) break;
     std::erase_if(left, [&](JobId id) {
       auto it = states->find(id);
@@ -418,9 +420,11 @@ void SlurmExecutor::abandon() noexcept {
   // scancel of an already ended job is a silent no-op, so cancel them all. Bounded: a hung
   // slurmctld must not keep a driver that was told twice to stop.
   try {
+    // The thread owns all it uses: when scancel hangs past the wait below, the executor may be
+    // destroyed (the process exits) while it still runs.
     auto done = std::make_shared<std::atomic<bool>>(false);
-    std::thread([&s, ids, done] {
-      (void)s.commands.cancel(ids);
+    std::thread([commands = s.commands, ids, done] {
+      (void)commands->cancel(ids);
       done->store(true);
     }).detach();
     const auto until = Clock::now() + std::chrono::seconds(3);

@@ -78,6 +78,46 @@ Result<void> VsockConnection::acknowledge(uint32_t bytes) {
   return {};
 }
 
+void VsockConnection::on_packet(const vsock::Header& h, std::span<const std::byte> payload) {
+  credit_.peer_buf_alloc = h.buf_alloc;
+  credit_.peer_fwd_cnt = h.fwd_cnt;
+  switch (h.op) {
+    case vsock::OP_RESPONSE:
+      if (state_ == VsockConnState::Connecting) state_ = VsockConnState::Connected;
+      break;
+    case vsock::OP_RW:
+      rx_.append(reinterpret_cast<const char*>(payload.data()), payload.size());
+      credit_.rx_cnt += static_cast<uint32_t>(payload.size());
+      break;
+    case vsock::OP_RST:
+      state_ = VsockConnState::Disconnected;
+      reset_ = true;
+      break;
+    case vsock::OP_SHUTDOWN:
+      // Spec 5.10.6.5: RCV, the peer receives no more; SEND, it sends no more. Permanent once
+      // sent: a later SHUTDOWN with a bit clear does not take it back.
+      peer_shut_ |= h.flags & (vsock::SHUTDOWN_RCV | vsock::SHUTDOWN_SEND);
+      state_ = VsockConnState::Disconnecting;
+      break;
+    default:  // CREDIT_UPDATE: the credit above is all it says; CREDIT_REQUEST: the caller's
+      break;
+  }
+}
+
+Result<void> VsockConnection::check_send() const {
+  if (may_send()) return {};
+  const std::string to = "VirtioVsock::send to " + addr_text(remote_);
+  if (reset_) {
+    return fail(ErrorCode::Disconnected, to + ": the host reset the connection; connect() again");
+  }
+  if ((peer_shut_ & vsock::SHUTDOWN_RCV) != 0) {
+    return fail(ErrorCode::Disconnected,
+                to + ": the host receives no more on this connection (its SHUTDOWN had "
+                     "SHUTDOWN_RCV); recv() still reads what it sends");
+  }
+  return fail(ErrorCode::Disconnected, to + ": the connection is not established");
+}
+
 // ---- VirtioVsock ----
 
 VirtioVsock::VirtioVsock(uint64_t cid, uint32_t buf_alloc, std::unique_ptr<vsock::VsockDevice> dev,
@@ -181,13 +221,9 @@ Result<VsockAddr> VirtioVsock::connect(VsockAddr remote) {
 
 Result<size_t> VirtioVsock::send(VsockAddr remote, std::span<const std::byte> data) {
   VsockConnection* c = PEPITA_TRY(find(remote, "send"));
-  if (!c->may_send()) {
-    const bool reset = c->reset_;
-    if (reset) conns_.erase(remote);
-    return fail(ErrorCode::Disconnected,
-                std::string("VirtioVsock::send to ") + addr_text(remote) +
-                    (reset ? ": the host reset the connection; connect() again"
-                           : ": the host receives no more on this connection"));
+  if (auto ok = c->check_send(); !ok) {
+    if (c->reset_) conns_.erase(remote);
+    return std::unexpected(std::move(ok).error());
   }
   c->queue_tx(data);
   PEPITA_TRY_VOID(flush(*c));
@@ -281,27 +317,12 @@ Result<void> VirtioVsock::poll() {
     const uint32_t data_len = std::min<uint32_t>(h.len, e.len - sizeof(vsock::Header));
     for (auto& [remote, c] : conns_) {
       if (c.local_.port != h.dst_port || remote.port != h.src_port) continue;
-      c.credit_.peer_buf_alloc = h.buf_alloc;
-      c.credit_.peer_fwd_cnt = h.fwd_cnt;
-      switch (h.op) {
-        case vsock::OP_RESPONSE:
-          if (c.state_ == VsockConnState::Connecting) c.state_ = VsockConnState::Connected;
-          break;
-        case vsock::OP_RW: {
-          auto s = PEPITA_TRY(mem_.span(PhysAddr(buf + sizeof(vsock::Header)), data_len));
-          c.rx_.append(reinterpret_cast<const char*>(s.data()), s.size());
-          c.credit_.rx_cnt += data_len;
-          break;
-        }
-        case vsock::OP_RST:
-          c.state_ = VsockConnState::Disconnected;
-          c.reset_ = true;
-          break;
-        case vsock::OP_SHUTDOWN: c.state_ = VsockConnState::Disconnecting; break;
-        case vsock::OP_CREDIT_REQUEST: credit_requests.push_back(&c); break;
-        default:  // CREDIT_UPDATE: the credit above is all it says
-          break;
+      std::span<const std::byte> payload;
+      if (h.op == vsock::OP_RW) {
+        payload = PEPITA_TRY(mem_.span(PhysAddr(buf + sizeof(vsock::Header)), data_len));
       }
+      c.on_packet(h, payload);
+      if (h.op == vsock::OP_CREDIT_REQUEST) credit_requests.push_back(&c);
     }
     PEPITA_TRY_VOID(post_rx(static_cast<uint16_t>(e.id)));
   }
