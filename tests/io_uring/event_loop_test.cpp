@@ -521,5 +521,29 @@ TEST(EventLoop, OneLoopPerThread) {
   EXPECT_EQ(ok.load(), kThreads);
 }
 
+// reap() takes CQEs in batches of 64 but fills all of `out` while the CQ holds more: a full batch
+// is not the end of the CQ, only a short one is (the contract: fewer than out.size() means empty).
+TEST(EventLoop, ReapFillsAnOutLargerThanOneBatchFromAFullerCq) {
+  constexpr unsigned kOps = 150;  // two full batches of 64 and a short one
+  LOOP_OR_SKIP(loop, {.entries = 256, .cq_entries = 512});
+  std::array<Recorder, kOps> recs;
+  for (auto& r : recs) {
+    abi::Sqe* sqe = loop->try_sqe_for(&r);
+    ASSERT_NE(sqe, nullptr);
+    prep_nop(*sqe);
+  }
+  ASSERT_TRUE(loop->submit());
+  ASSERT_TRUE(loop->ring().wait(kOps, 5s));
+  std::vector<EventLoop::Reaped> out(200);
+  EXPECT_EQ(loop->reap(out), kOps);
+  EXPECT_EQ(loop->in_flight(), 0u);
+  EXPECT_EQ(loop->ring().cq_ready(), 0u) << "every CQE was taken";
+  for (unsigned i = 0; i < kOps; ++i) {
+    EXPECT_EQ(out[i].res, 0);
+    out[i].deliver();
+  }
+  for (const auto& r : recs) EXPECT_EQ(r.calls, 1);
+}
+
 }  // namespace
 }  // namespace pepita::io_uring

@@ -2,7 +2,9 @@
 // DmaBuffer or DMA page run over RLIMIT_MEMLOCK in this process (the fork-based test's child exits
 // with _exit, so its coverage is never written), pagemap without CAP_SYS_ADMIN, the DmaDirection
 // names, the 65th guest memory region, a memfd too large to size, resets of memory that is not
-// copy-on-write, the "outside" message of empty and many-region memory, and an invalid free order.
+// copy-on-write, the "outside" message of empty and many-region memory, an invalid free order, and
+// a memfd image that cannot be sealed.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <sys/resource.h>
@@ -10,6 +12,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -282,6 +287,34 @@ TEST(MemoryErrorPaths, FreeWithAnOrderOfThirtyTwoIsRefused) {
   EXPECT_TRUE(contains(refused.error().message(), "order 32 is invalid"))
       << refused.error().message();
   EXPECT_TRUE(pool.free_pages(*run, 0));
+}
+
+// The fd of this process whose /proc/self/fd link names the memfd `name` ("/memfd:<name>
+// (deleted)"); -1 when there is none.
+int memfd_named(const std::string& name) {
+  const std::string target = "/memfd:" + name + " ";
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const std::string link = std::filesystem::read_symlink(entry.path(), ec).string();
+    if (!ec && link.rfind(target, 0) == 0) return std::stoi(entry.path().filename().string());
+  }
+  return -1;
+}
+
+// F_ADD_SEALS refused (the memfd was already sealed against further seals, F_SEAL_SEAL): the
+// image is not handed out unsealed as if it were read-only, the error carries the kernel's EPERM.
+TEST(MemoryErrorPaths, SealingAnImageWhoseSealsAreLockedFailsWithTheErrno) {
+  auto shared = GuestMemory::shared(PhysAddr(0), kPage, "seal-locked-image");
+  ASSERT_TRUE(shared);
+  const int fd = memfd_named("seal-locked-image");
+  ASSERT_GE(fd, 0) << "the memfd of GuestMemory::shared is not in /proc/self/fd";
+  ASSERT_EQ(::fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL), 0) << std::strerror(errno);
+  auto image = std::move(*shared).into_sealed_image();
+  ASSERT_FALSE(image) << "an image that could not be sealed came back as fd " << image->get();
+  EXPECT_EQ(image.error().sys_errno(), EPERM) << image.error().to_string();
+  EXPECT_TRUE(contains(image.error().message(), "seal guest memory image"))
+      << image.error().message();
+  EXPECT_EQ(memfd_named("seal-locked-image"), -1) << "the refused image's memfd is closed";
 }
 
 }  // namespace

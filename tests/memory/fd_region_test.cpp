@@ -125,5 +125,23 @@ TEST(GuestMemoryFdRegion, RejectsRegionsThatAreNotPageAligned) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(s.data()) % 4096, 2u);
 }
 
+// An empty range translates by the address alone: the frontend address one past a region's end is
+// not that region's (its gpa end may be no RAM at all) but the start of the region mapped there,
+// or in no region. (span's "len 0 at a region's end is inside" is about gpa ranges of one
+// region; a frontend address names its own byte.)
+TEST(GuestMemoryFdRegion, EmptyRangeAtARegionsEndTranslatesByTheRegionThatStartsThere) {
+  GuestMemory t;
+  // uva-adjacent, gpa apart: gpa 0 at uva 0x7f0000000000, gpa 0x100000 right after it in uva.
+  ASSERT_TRUE(t.add_fd_region(memfd(0x10000), {.gpa = 0, .size = 0x10000, .uva = 0x7f0000000000}));
+  ASSERT_TRUE(
+      t.add_fd_region(memfd(0x10000), {.gpa = 0x100000, .size = 0x10000, .uva = 0x7f0000010000}));
+  EXPECT_EQ(t.uva_to_gpa(0x7f0000010000, 0).value().raw(), 0x100000u)
+      << "the second region's first byte, not the first region's end (gpa 0x10000, a hole)";
+  EXPECT_EQ(t.uva_to_gpa(0x7f000000fff0, 0).value().raw(), 0xfff0u);
+  auto past = t.uva_to_gpa(0x7f0000020000, 0);
+  EXPECT_FALSE(past.has_value()) << "one past the last region is in none, even empty: gpa 0x"
+                                 << std::hex << past.value_or(PhysAddr(0)).raw();
+}
+
 }  // namespace
 }  // namespace pepita::memory

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <pepita_test/kernel_uapi.hpp>
+#include <utility>
 
 namespace pepita::ublk {
 namespace {
@@ -245,6 +246,22 @@ TEST(UblkControl, DefaultControlNodeOpensOrIsReportedMissing) {
   }
   EXPECT_EQ(control.error().code(), ErrorCode::Unsupported);
   EXPECT_NE(control.error().message().find("/dev/ublk-control missing"), std::string::npos);
+}
+
+// Only EACCES and EPERM are a permission problem: a node that fails to open for another reason
+// (here a directory, EISDIR; then a path through a regular file, ENOTDIR) is not reported as
+// needing root, which would send the user after the wrong fix.
+TEST(UblkControl, OnlyEaccesAndEpermAreReportedAsNeedingRoot) {
+  for (const auto& [path, err] :
+       {std::pair<const char*, int>{"/", EISDIR},
+        std::pair<const char*, int>{"/proc/self/exe/ublk-control", ENOTDIR}}) {
+    auto control = Control::open(path);
+    ASSERT_FALSE(control) << path;
+    EXPECT_EQ(control.error().sys_errno(), err) << control.error().to_string();
+    EXPECT_NE(control.error().code(), ErrorCode::PermissionDenied) << control.error().to_string();
+    EXPECT_EQ(control.error().message().find("need root"), std::string::npos)
+        << control.error().message();
+  }
 }
 
 }  // namespace
