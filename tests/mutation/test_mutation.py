@@ -254,6 +254,15 @@ def test_direct_users_are_the_modules_whose_cmake_links_a_library_of_the_module(
     assert users["sim"] == []  # BENCH_DEPS and comments do not make a user
     assert users["net"] == ["sim"]  # through its sub-library pepita_net_executor
 
+    # The CLI is a user of each module whose public headers it includes.
+    (tmp_path / "tools" / "pepita").mkdir(parents=True)
+    (tmp_path / "tools" / "pepita" / "run.cpp").write_text(
+        '#include "pepita/pool/pool.hpp"\n#include <pepita/fault/journal.hpp>\n'
+        '#include "detail/x.hpp"\n')
+    users = mutation.module_users(tmp_path, modules)
+    assert users["pool"] == ["net", "cli"] and users["fault"] == ["pool", "net", "cli"]
+    assert users["core"] == ["executor", "fault", "sim", "net"]
+
 
 def test_a_mutant_the_modules_tests_miss_is_killed_by_its_users_tests(tmp_path):
     project = make_project(tmp_path)
