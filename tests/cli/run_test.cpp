@@ -570,6 +570,21 @@ TEST_F(RunCli, AnSbatchArgWithACommaForSlurmTasksIsAUsageErrorThatCreatesNothing
   EXPECT_FALSE(fs::exists(state())) << "a usage error created the state directory";
 }
 
+TEST_F(RunCli, CheckRefusesWhatTheRunWouldRefuseInTheExecutorsSettings) {
+  const auto job =
+      write("slurm.toml", "[[task]]\nname = \"s\"\nbackend = \"slurm\"\ncommand = \"/bin/true\"\n");
+  const auto bad =
+      run({"run", "--check", "--state-dir", state(), "--sbatch-arg=--comment=a,b", job.string()});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("--sbatch-arg '--comment=a,b'"), std::string::npos) << bad.err;
+  EXPECT_EQ(bad.out, "");
+  const auto good =
+      run({"run", "--check", "--state-dir", state(), "--sbatch-arg=--qos=low", job.string()});
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+  EXPECT_EQ(good.out, job.string() + ": ok, 1 tasks\n");
+  EXPECT_FALSE(fs::exists(state())) << "--check created the state directory";
+}
+
 }  // namespace
 
 // Issue 27: `run --quiet` installs no pool observer (no per-task events); what it prints and

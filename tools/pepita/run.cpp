@@ -561,13 +561,9 @@ int run_job(const RunOptions& o) {
       return kExitUsage;
     }
   }
-  if (o.check) {
-    std::printf("%s: ok, %zu tasks\n", o.job.c_str(), job->tasks.size());
-    return kExitOk;
-  }
   // The executors' settings, before anything is created (command.hpp: usage errors first): a
   // refused one (--worker without --key, an --sbatch-arg with a comma for backend = "slurm")
-  // leaves no state directory behind.
+  // leaves no state directory behind, and --check reports it too.
   auto remote = remote_executor(o, jo.state_dir);
   if (!remote) {
     std::fprintf(stderr, "pepita run: %s\n", remote.error().message().c_str());
@@ -600,6 +596,10 @@ int run_job(const RunOptions& o) {
       return kExitUsage;
     }
     joining.emplace_back(name, std::move(*options));
+  }
+  if (o.check) {
+    std::printf("%s: ok, %zu tasks\n", o.job.c_str(), job->tasks.size());
+    return kExitOk;
   }
 
   std::error_code ec;
