@@ -362,6 +362,55 @@ TEST(FileDisk, IoUringWriteZeroesKeepsTheRangeAllocatedOnlyWithNoUnmapOnTmpfs) {
   expect_write_zeroes_keeps_allocation_only_with_no_unmap_on_tmpfs(FileEngine::IoUring);
 }
 
+// A Completion that notes which thread ran complete(), then hands the result on.
+class ThreadNotingCompletion final : public Completion {
+ public:
+  void complete(int res) noexcept override {
+    thread_ = std::this_thread::get_id();
+    done_.complete(res);  // releases thread_ to wait()
+  }
+  int wait() noexcept { return done_.wait(); }
+  std::thread::id thread() const noexcept { return thread_; }
+
+ private:
+  std::thread::id thread_;
+  SyncCompletion done_;
+};
+
+// The io_uring engine is the one that runs the requests: they complete on its reaper thread,
+// after submit() returned; the sync engine completes each one inside submit().
+TEST_P(FileDiskEngines, RequestsCompleteOnTheEnginesOwnThread) {
+  TempPath file("/tmp");
+  auto disk = FileDisk::create(
+      {.path = file.str(), .capacity_bytes = 64 * 1024, .queues = 2, .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  ASSERT_EQ((*disk)->engine(), GetParam());
+  AlignedBuffer out(4096), in(4096);
+  out.fill_pattern(11);
+  for (uint32_t queue = 0; queue < 2; ++queue) {
+    for (Op op : {Op::Write, Op::Flush, Op::Read}) {
+      const bool rw = op != Op::Flush;
+      ThreadNotingCompletion done;
+      (*disk)->submit(queue, Request{.op = op,
+                                     .sector = rw ? 8u : 0u,
+                                     .nr_sectors = rw ? 8u : 0u,
+                                     .tag = 0,
+                                     .data = op == Op::Write  ? out.data()
+                                             : op == Op::Read ? in.data()
+                                                              : nullptr,
+                                     .completion = &done});
+      EXPECT_EQ(done.wait(), rw ? 4096 : 0) << op_name(op) << " on queue " << queue;
+      if (GetParam() == FileEngine::IoUring) {
+        EXPECT_NE(done.thread(), std::this_thread::get_id())
+            << op_name(op) << " on queue " << queue << " completed inside submit()";
+      } else {
+        EXPECT_EQ(done.thread(), std::this_thread::get_id()) << op_name(op);
+      }
+    }
+  }
+  EXPECT_EQ(std::memcmp(out.data(), in.data(), in.size()), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, FileDiskEngines,
                          ::testing::Values(FileEngine::IoUring, FileEngine::Sync),
                          [](const auto& param_info) {

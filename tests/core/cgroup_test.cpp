@@ -237,6 +237,35 @@ TEST(Cgroup, EndKillsEveryProcessInsideAndRemovesTheDirectories) {
   for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
 }
 
+// end() forgets the directories it removed: the ended object is no longer valid, and when it is
+// destroyed (which ends it again) it leaves alone a new cgroup made meanwhile under the same name.
+TEST(Cgroup, EndForgetsItsDirectoriesSoANewCgroupOfTheSameNameOutlivesTheEndedOne) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  std::optional<Cgroup> second;
+  std::vector<std::string> paths;
+  {
+    auto first = (*tree)->make("reused", {});
+    ASSERT_TRUE(first) << first.error().message();
+    paths = first->paths();
+    ASSERT_TRUE(first->end());
+    EXPECT_FALSE(first->valid());
+    EXPECT_TRUE(first->paths().empty());
+    EXPECT_TRUE(first->path().empty());
+    EXPECT_TRUE(first->join_fds().empty());
+    EXPECT_TRUE(first->end()) << "a second end() has nothing left to do";
+    auto made = (*tree)->make("reused", {});
+    ASSERT_TRUE(made) << made.error().message();
+    EXPECT_EQ(made->paths(), paths);
+    second.emplace(std::move(*made));
+  }  // `first` is destroyed here
+  for (const auto& p : paths) EXPECT_TRUE(dir_exists(p)) << p << " of the new cgroup was removed";
+  EXPECT_TRUE(second->valid());
+  ASSERT_TRUE(second->end());
+  for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
 // A directory that rmdir refuses for a reason other than EBUSY (here EACCES: a process that may
 // not write the parent directory ends the cgroup) makes end() fail, naming the directory, instead
 // of reporting a removal that did not happen.

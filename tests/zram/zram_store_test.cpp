@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <future>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "detail/store_probe.hpp"
 #include "zram/page_gen.hpp"
@@ -258,6 +263,37 @@ TEST(ZramStore, ResetWhileAPageIsInUseIsBusyAndKeepsEveryPage) {
   EXPECT_EQ(store.stored_pages(), 8u);
   ASSERT_TRUE(store.reset().has_value()) << "the locks taken before page 5 were given back";
   EXPECT_EQ(store.stored_pages(), 0u);
+}
+
+// A reader that finds its page locked spins a little, then sleeps on the page's lock word marked
+// "waiters may exist"; the unlock that ends the hold must wake it. The page is held well past the
+// spin, so the reader is asleep when it is released.
+TEST(ZramStore, AReaderAsleepOnAHeldPageIsWokenWhenThePageIsReleased) {
+  auto made = ZramStore::create({.disksize = 4 * kPageSize});
+  ASSERT_TRUE(made.has_value()) << made.error().to_string();
+  ZramStore& store = **made;
+  ASSERT_EQ(store.write_page(1, text_page(1).data()), 0);
+  detail::StoreProbe::hold(store, 1);
+  std::vector<std::byte> page(kPageSize);
+  std::promise<int> result;
+  std::future<int> read = result.get_future();
+  std::atomic<bool> started{false};
+  std::thread reader([&] {
+    started.store(true);
+    result.set_value(store.read_page(1, page.data()));
+  });
+  while (!started.load()) std::this_thread::yield();
+  const bool waited = read.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout;
+  detail::StoreProbe::release(store, 1);
+  const bool woken = read.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  // A lost wake-up leaves the reader asleep with the page free: a second release wakes it, so
+  // that it can be joined.
+  if (!woken) detail::StoreProbe::release(store, 1);
+  reader.join();
+  EXPECT_TRUE(waited) << "the reader read a page whose lock was held";
+  EXPECT_TRUE(woken) << "the reader slept on through the release of the page";
+  EXPECT_EQ(read.get(), 0);
+  EXPECT_EQ(page, text_page(1));
 }
 
 }  // namespace
