@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "syscall_trace.hpp"
 #include "test_util.hpp"
 
 namespace pepita::io_uring {
@@ -497,6 +498,89 @@ TEST(EventLoop, TrySqeForAndReapLetAnotherThreadDeliver) {
     EXPECT_EQ(r.res, 0);
   }
   EXPECT_EQ(loop->reap(out), 0u);
+}
+
+// sqe_for on a full SQ submits what is queued to make room. When the kernel refuses that submit
+// with EBUSY (it wants completions reaped first), sqe_for reaps, submits again and hands out the
+// SQE (having run the completions it reaped); EBUSY twice, or an error that is not worth retrying,
+// is returned after one retry or none. The refusals are injected into the io_uring_enter calls of a
+// traced child.
+TEST(EventLoop, SqeForOnAFullSqRetriesASubmitRefusedWithEbusyOnce) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);  // the probe decides; the child's loop failing is a failure
+  const auto trace = test::trace_io_uring_enter(
+      []() -> std::string {
+        auto made = EventLoop::create({.entries = 4, .cq_entries = 64});
+        if (!made) return std::string("create: ").append(made.error().to_string());
+        EventLoop& loop = **made;
+        std::array<Recorder, 16> recs;
+        std::size_t next = 0;
+        auto queue_nops = [&](unsigned n) -> std::string {
+          for (unsigned i = 0; i < n; ++i) {
+            abi::Sqe* sqe = loop.try_sqe_for(&recs[next++]);
+            if (sqe == nullptr) return "try_sqe_for found the SQ of 4 full early";
+            prep_nop(*sqe);
+          }
+          return "";
+        };
+        auto drain = [&]() -> std::string {
+          auto idle = loop.run_until_idle();
+          return idle ? "" : std::string("run_until_idle: ").append(idle.error().to_string());
+        };
+        // Two nops completed but not yet reaped, then a full SQ.
+        if (auto e = queue_nops(2); !e.empty()) return e;
+        if (auto sent = loop.submit(); !sent)
+          return std::string("submit: ").append(sent.error().to_string());
+        if (auto w = loop.ring().wait(2, std::chrono::seconds(10)); !w || *w < 2)
+          return "the two nops did not complete";
+        if (auto e = queue_nops(4); !e.empty()) return e;
+        test::mark_phase(1);  // the submit is refused once with EBUSY, then goes through
+        auto sqe = loop.sqe_for(&recs[next++]);
+        if (!sqe) return std::string("sqe_for after one EBUSY: ").append(sqe.error().to_string());
+        prep_nop(**sqe);
+        if (recs[0].calls != 1 || recs[1].calls != 1)
+          return "sqe_for did not reap the completions before submitting again";
+        test::mark_phase(2);
+        if (auto e = drain(); !e.empty()) return e;
+        if (auto e = queue_nops(4); !e.empty()) return e;
+        test::mark_phase(3);  // refused twice: the error comes back
+        Recorder unused;
+        auto busy = loop.sqe_for(&unused);
+        if (busy) return "sqe_for succeeded although both submits were refused";
+        if (busy.error().code() != ErrorCode::Busy)
+          return std::string("twice EBUSY: ").append(busy.error().to_string());
+        test::mark_phase(4);
+        if (auto e = drain(); !e.empty()) return e;
+        if (auto e = queue_nops(4); !e.empty()) return e;
+        test::mark_phase(5);  // EINVAL is not retried
+        auto bad = loop.sqe_for(&unused);
+        if (bad) return "sqe_for succeeded although the submit failed with EINVAL";
+        if (bad.error().sys_errno() != EINVAL)
+          return std::string("EINVAL: ").append(bad.error().to_string());
+        test::mark_phase(6);
+        if (auto e = drain(); !e.empty()) return e;
+        for (std::size_t i = 0; i < next; ++i) {
+          if (recs[i].calls != 1 || recs[i].res != 0)
+            return std::string("nop ")
+                .append(std::to_string(i))
+                .append(": ")
+                .append(std::to_string(recs[i].calls))
+                .append(" completion(s), res ")
+                .append(std::to_string(recs[i].res));
+        }
+        if (unused.calls != 0) return "a Completion whose sqe_for failed was completed";
+        return "";
+      },
+      30, {{1, {-EBUSY}}, {3, {-EBUSY, -EBUSY}}, {5, {-EINVAL}}});
+  if (trace.inject_unsupported) GTEST_SKIP() << "failing a syscall under ptrace needs x86-64";
+  if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
+  ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
+  auto enters = [&](int phase) {
+    auto it = trace.enters.find(phase);
+    return it == trace.enters.end() ? std::size_t{0} : it->second.size();
+  };
+  EXPECT_EQ(enters(1), 2u) << "the refused submit, then the retry after reaping";
+  EXPECT_EQ(enters(3), 2u) << "one retry only";
+  EXPECT_EQ(enters(5), 1u) << "no retry after EINVAL";
 }
 
 TEST(EventLoop, OneLoopPerThread) {
