@@ -167,11 +167,16 @@ TEST(CgroupTree, MakeWritesMemoryCpuAndPidsLimits) {
   std::string memory_file, quota;
   if ((*tree)->version() == CgroupVersion::V1) {
     EXPECT_EQ(slurp(cg->path() + "/memory.limit_in_bytes"), "209715200\n");
+    // With swap accounting the limit covers swap too, so the task is OOM-killed, not swapped.
+    if (std::ifstream(cg->path() + "/memory.memsw.limit_in_bytes")) {
+      EXPECT_EQ(slurp(cg->path() + "/memory.memsw.limit_in_bytes"), "209715200\n");
+    }
     bool saw_cpu = false, saw_pids = false;
     for (const std::string& p : cg->paths()) {
       if (std::ifstream(p + "/cpu.cfs_quota_us")) {
         EXPECT_EQ(slurp(p + "/cpu.cfs_quota_us"), "50000\n");
         EXPECT_EQ(slurp(p + "/cpu.cfs_period_us"), "100000\n");
+        EXPECT_EQ(slurp(p + "/cpu.shares"), "512\n");  // 1024 per CPU
         saw_cpu = true;
       }
       if (std::ifstream(p + "/pids.max")) {
@@ -184,12 +189,41 @@ TEST(CgroupTree, MakeWritesMemoryCpuAndPidsLimits) {
   } else {
     EXPECT_EQ(slurp(cg->path() + "/memory.max"), "209715200\n");
     EXPECT_EQ(slurp(cg->path() + "/cpu.max"), "50000 100000\n");
+    EXPECT_EQ(slurp(cg->path() + "/cpu.weight"), "50\n");  // 100 per CPU
+    if (std::ifstream(cg->path() + "/memory.swap.max")) {
+      EXPECT_EQ(slurp(cg->path() + "/memory.swap.max"), "0\n");
+    }
     EXPECT_EQ(slurp(cg->path() + "/pids.max"), "64\n");
   }
   const auto paths = cg->paths();
   errno = EACCES;  // a stale errno from before must not turn a clean removal into a failure
   ASSERT_TRUE(cg->end());
   for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
+// A tiny CPU share is raised to what the kernel takes: a quota of at least 1 ms per 100 ms
+// period, and v1 cpu.shares of at least 2 (v2 cpu.weight of at least 1).
+TEST(CgroupTree, MakeRaisesATinyCpuLimitToTheKernelsMinimum) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("tiny-cpu", {.memory = 0, .cpus = 0.001, .pids = 0});
+  ASSERT_TRUE(cg) << cg.error().message();
+  if ((*tree)->version() == CgroupVersion::V1) {
+    bool saw_cpu = false;
+    for (const std::string& p : cg->paths()) {
+      if (std::ifstream(p + "/cpu.cfs_quota_us")) {
+        EXPECT_EQ(slurp(p + "/cpu.cfs_quota_us"), "1000\n");
+        EXPECT_EQ(slurp(p + "/cpu.shares"), "2\n");
+        saw_cpu = true;
+      }
+    }
+    EXPECT_TRUE(saw_cpu) << "no cpu hierarchy directory among the cgroup's";
+  } else {
+    EXPECT_EQ(slurp(cg->path() + "/cpu.max"), "1000 100000\n");
+    EXPECT_EQ(slurp(cg->path() + "/cpu.weight"), "1\n");
+  }
+  ASSERT_TRUE(cg->end());
 }
 
 TEST(CgroupTree, RejectsANameThatIsNotOnePathComponent) {
@@ -321,6 +355,43 @@ TEST(Cgroup, UsageReportsPeakMemoryOfWhatRanInside) {
   EXPECT_GE(u.peak_memory, 32ull << 20);
   EXPECT_LT(u.peak_memory, 256ull << 20);
   EXPECT_EQ(u.oom_kills, 0u);
+  EXPECT_TRUE(u.oom_kill_counted) << "v1 memory.oom_control or v2 memory.events has oom_kill";
+  EXPECT_EQ(u.memory_failcnt, 0u) << "the 256 MiB limit was never reached";
+  EXPECT_GT(u.cpu, 0ns) << "touching 32 MiB takes CPU time";
+}
+
+// A process that goes past the memory limit is OOM-killed inside the cgroup, and usage() counts
+// the kill, with a peak no higher than the limit. (memory.failcnt may stay 0 on v1: with swap
+// accounting the memsw counter refuses the charges first.)
+TEST(Cgroup, UsageCountsAnOomKillAtTheMemoryLimit) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  constexpr std::uint64_t kLimit = 32ull << 20;
+  auto cg = (*tree)->make("oom", {.memory = kLimit, .cpus = 0, .pids = 0});
+  ASSERT_TRUE(cg) << cg.error().message();
+  const auto fds = cg->join_fds();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (int fd : fds)
+      if (::write(fd, "0", 1) != 1) ::_exit(2);
+    // 256 MiB touched: far past the limit.
+    auto* p = static_cast<char*>(::malloc(256 << 20));
+    for (std::size_t i = 0; p && i < (256u << 20); i += 4096) p[i] = 1;
+    ::_exit(p ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    GTEST_SKIP() << "the child outlived its limit (swap without swap accounting took the rest)";
+  }
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  const CgroupUsage u = cg->usage();
+  EXPECT_TRUE(u.oom_kill_counted);
+  EXPECT_GE(u.oom_kills, 1u);
+  EXPECT_LE(u.peak_memory, kLimit);
+  EXPECT_GT(u.peak_memory, kLimit / 2);
+  ASSERT_TRUE(cg->end());
 }
 
 TEST(ReapStaleCgroups, RemovesADeadProcessesParentAndKillsWhatIsInIt) {

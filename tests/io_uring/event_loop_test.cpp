@@ -583,6 +583,91 @@ TEST(EventLoop, SqeForOnAFullSqRetriesASubmitRefusedWithEbusyOnce) {
   EXPECT_EQ(enters(5), 1u) << "no retry after EINVAL";
 }
 
+// The other places that submit on their own absorb an EBUSY the same way: reserve() (a request
+// with a linked timeout needs two free SQEs) reaps, then submits again; run_once() reaps instead
+// of failing. An error that is not worth retrying reaches the request. Injected as above.
+TEST(EventLoop, ReserveAndRunOnceReapWhenTheKernelRefusesASubmitWithEbusy) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  const auto trace = test::trace_io_uring_enter(
+      []() -> std::string {
+        auto made = EventLoop::create({.entries = 4, .cq_entries = 64});
+        if (!made) return std::string("create: ").append(made.error().to_string());
+        EventLoop& loop = **made;
+        std::array<Recorder, 16> recs;
+        std::size_t next = 0;
+        auto queue_nops = [&](unsigned n) -> std::string {
+          for (unsigned i = 0; i < n; ++i) {
+            abi::Sqe* sqe = loop.try_sqe_for(&recs[next++]);
+            if (sqe == nullptr) return "try_sqe_for found the SQ of 4 full early";
+            prep_nop(*sqe);
+          }
+          return "";
+        };
+        auto drain = [&]() -> std::string {
+          auto idle = loop.run_until_idle();
+          return idle ? "" : std::string("run_until_idle: ").append(idle.error().to_string());
+        };
+        int timed_errno = -1;  // -1 until the timed nop finishes; then 0 or its errno
+        auto timed_nop = [&](EventLoop& l) -> Task<void> {
+          auto r = co_await l.nop().with_timeout(std::chrono::seconds(10));
+          timed_errno = r ? 0 : r.error().sys_errno();
+        };
+        // Two nops completed but not yet reaped, then a full SQ.
+        if (auto e = queue_nops(2); !e.empty()) return e;
+        if (auto sent = loop.submit(); !sent)
+          return std::string("submit: ").append(sent.error().to_string());
+        if (auto w = loop.ring().wait(2, std::chrono::seconds(10)); !w || *w < 2)
+          return "the two nops did not complete";
+        if (auto e = queue_nops(4); !e.empty()) return e;
+        test::mark_phase(1);          // reserve(2)'s submit is refused once with EBUSY
+        loop.spawn(timed_nop(loop));  // runs up to its first suspension: reserve, sqe_for
+        if (timed_errno != -1)
+          return std::string("the timed nop failed at once: errno ")
+              .append(std::to_string(timed_errno));
+        if (recs[0].calls != 1 || recs[1].calls != 1)
+          return "reserve did not reap the completions before submitting again";
+        test::mark_phase(2);
+        if (auto e = drain(); !e.empty()) return e;
+        if (timed_errno != 0)
+          return std::string("timed nop: errno ").append(std::to_string(timed_errno));
+        if (auto e = queue_nops(2); !e.empty()) return e;
+        test::mark_phase(3);  // run_once's submit is refused with EBUSY
+        auto once = loop.run_once();
+        if (!once) return std::string("run_once after EBUSY: ").append(once.error().to_string());
+        test::mark_phase(4);
+        if (auto e = drain(); !e.empty()) return e;
+        if (auto e = queue_nops(4); !e.empty()) return e;
+        test::mark_phase(5);  // reserve(2)'s submit fails with EINVAL: the request fails with it
+        timed_errno = -1;
+        loop.spawn(timed_nop(loop));
+        if (timed_errno != EINVAL)
+          return std::string("timed nop after EINVAL: errno ").append(std::to_string(timed_errno));
+        test::mark_phase(6);
+        if (auto e = drain(); !e.empty()) return e;
+        for (std::size_t i = 0; i < next; ++i) {
+          if (recs[i].calls != 1 || recs[i].res != 0)
+            return std::string("nop ")
+                .append(std::to_string(i))
+                .append(": ")
+                .append(std::to_string(recs[i].calls))
+                .append(" completion(s), res ")
+                .append(std::to_string(recs[i].res));
+        }
+        return "";
+      },
+      30, {{1, {-EBUSY}}, {3, {-EBUSY}}, {5, {-EINVAL}}});
+  if (trace.inject_unsupported) GTEST_SKIP() << "failing a syscall under ptrace needs x86-64";
+  if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
+  ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
+  auto enters = [&](int phase) {
+    auto it = trace.enters.find(phase);
+    return it == trace.enters.end() ? std::size_t{0} : it->second.size();
+  };
+  EXPECT_EQ(enters(1), 2u) << "the refused submit, then the retry after reaping";
+  EXPECT_EQ(enters(3), 1u) << "run_once reaps and returns; the next one submits";
+  EXPECT_EQ(enters(5), 1u) << "no retry after EINVAL";
+}
+
 TEST(EventLoop, OneLoopPerThread) {
   PEPITA_REQUIRE_CAPABILITY(io_uring);
   constexpr int kThreads = 4;
