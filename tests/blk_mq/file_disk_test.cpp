@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <linux/magic.h>
 #include <malloc.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -265,6 +267,80 @@ TEST_P(FileDiskEngines, ReadPastAFileTruncatedUnderTheDiskReturnsZeros) {
   for (size_t i = kLeft; i < in.size(); ++i) {
     ASSERT_EQ(in.data()[i], std::byte{0}) << "byte " << i << " past the new end";
   }
+  // Wholly past the new end: the file gives nothing at all (a read of 0 bytes), still zeros.
+  std::memset(in.data(), 0xee, in.size());
+  auto beyond = execute(**disk, tags, 0, Op::Read, 32, in.span());
+  ASSERT_TRUE(beyond.has_value()) << beyond.error().to_string();
+  EXPECT_EQ(*beyond, in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    ASSERT_EQ(in.data()[i], std::byte{0}) << "byte " << i << " of a read past the end";
+  }
+}
+
+// cachestat(2) (Linux 6.5+; not in older headers): the page-cache state of a file range.
+struct CacheStat {
+  uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+constexpr long kSysCachestat = 451;
+
+// Dirty pages of [offset, offset + length) of `path`, or -errno.
+int64_t dirty_pages(const std::string& path, uint64_t offset, uint64_t length) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  const uint64_t range[2] = {offset, length};
+  CacheStat stat{};
+  const long rc = ::syscall(kSysCachestat, fd, range, &stat, 0);
+  const int err = errno;
+  ::close(fd);
+  return rc < 0 ? -err : static_cast<int64_t>(stat.nr_dirty);
+}
+
+// A FUA write is on stable storage when it completes (RWF_DSYNC): it leaves no dirty page in the
+// page cache, where a plain write does.
+TEST_P(FileDiskEngines, AFuaWriteLeavesNoDirtyPageBehind) {
+  TempPath file("/var/tmp");
+  auto disk =
+      FileDisk::create({.path = file.str(), .capacity_bytes = 1 << 20, .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  TagSet tags((*disk)->info().tag_set);
+  AlignedBuffer out(16 * 1024);
+  out.fill_pattern(5);
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 0, out.span()).has_value());
+  const int64_t plain = dirty_pages(file.str(), 0, out.size());
+  if (plain == -ENOSYS) GTEST_SKIP() << "no cachestat(2) (Linux 6.5+)";
+  ASSERT_GE(plain, 0) << std::strerror(static_cast<int>(-plain));
+  if (plain == 0) GTEST_SKIP() << "a plain write left no dirty page to compare with (written back)";
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 256, out.span(), 0, req_flags::kFua));
+  EXPECT_EQ(dirty_pages(file.str(), 256 * 512, out.size()), 0);
+}
+
+// A write the kernel takes only in part (here: it reaches RLIMIT_FSIZE) is finished by hand, and
+// what fails then fails the request: EFBIG, not the short count. In a child, whose file-size
+// limit and ignored SIGXFSZ die with it.
+TEST_P(FileDiskEngines, AWriteCutShortByTheFileSizeLimitFailsWithEfbig) {
+  TempPath file("/tmp");
+  const FileEngine engine = GetParam();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << std::strerror(errno);
+  if (child == 0) {
+    // Exit status: 0 EFBIG, 2 setup failed, 3 the write succeeded, 4 another error.
+    auto disk =
+        FileDisk::create({.path = file.str(), .capacity_bytes = 64 * 1024, .engine = engine});
+    if (!disk) ::_exit(2);
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{12 * 1024, 12 * 1024};  // the write below ends at 16 KiB
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(2);
+    TagSet tags((*disk)->info().tag_set);
+    AlignedBuffer out(8 * 1024);
+    out.fill_pattern(9);
+    auto wrote = execute(**disk, tags, 0, Op::Write, 16, out.span());
+    if (wrote) ::_exit(3);
+    ::_exit(wrote.error().sys_errno() == EFBIG ? 0 : 4);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the short write was reported as a success";
 }
 
 // Many requests in flight on one queue at once: each tag's completion arrives exactly once.

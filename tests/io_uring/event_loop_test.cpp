@@ -585,7 +585,8 @@ TEST(EventLoop, SqeForOnAFullSqRetriesASubmitRefusedWithEbusyOnce) {
 
 // The other places that submit on their own absorb an EBUSY the same way: reserve() (a request
 // with a linked timeout needs two free SQEs) reaps, then submits again; run_once() reaps instead
-// of failing. An error that is not worth retrying reaches the request. Injected as above.
+// of failing. An error that is not worth retrying reaches the request, or run_once's caller.
+// Injected as above.
 TEST(EventLoop, ReserveAndRunOnceReapWhenTheKernelRefusesASubmitWithEbusy) {
   PEPITA_REQUIRE_CAPABILITY(io_uring);
   const auto trace = test::trace_io_uring_enter(
@@ -644,6 +645,14 @@ TEST(EventLoop, ReserveAndRunOnceReapWhenTheKernelRefusesASubmitWithEbusy) {
           return std::string("timed nop after EINVAL: errno ").append(std::to_string(timed_errno));
         test::mark_phase(6);
         if (auto e = drain(); !e.empty()) return e;
+        if (auto e = queue_nops(1); !e.empty()) return e;
+        test::mark_phase(7);  // run_once's submit fails with EINVAL: run_once returns it
+        auto failed = loop.run_once();
+        if (failed) return "run_once succeeded although its submit failed with EINVAL";
+        if (failed.error().sys_errno() != EINVAL)
+          return std::string("run_once after EINVAL: ").append(failed.error().to_string());
+        test::mark_phase(8);
+        if (auto e = drain(); !e.empty()) return e;
         for (std::size_t i = 0; i < next; ++i) {
           if (recs[i].calls != 1 || recs[i].res != 0)
             return std::string("nop ")
@@ -655,7 +664,7 @@ TEST(EventLoop, ReserveAndRunOnceReapWhenTheKernelRefusesASubmitWithEbusy) {
         }
         return "";
       },
-      30, {{1, {-EBUSY}}, {3, {-EBUSY}}, {5, {-EINVAL}}});
+      30, {{1, {-EBUSY}}, {3, {-EBUSY}}, {5, {-EINVAL}}, {7, {-EINVAL}}});
   if (trace.inject_unsupported) GTEST_SKIP() << "failing a syscall under ptrace needs x86-64";
   if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
   ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
@@ -666,6 +675,7 @@ TEST(EventLoop, ReserveAndRunOnceReapWhenTheKernelRefusesASubmitWithEbusy) {
   EXPECT_EQ(enters(1), 2u) << "the refused submit, then the retry after reaping";
   EXPECT_EQ(enters(3), 1u) << "run_once reaps and returns; the next one submits";
   EXPECT_EQ(enters(5), 1u) << "no retry after EINVAL";
+  EXPECT_EQ(enters(7), 1u);
 }
 
 TEST(EventLoop, OneLoopPerThread) {
