@@ -500,6 +500,35 @@ TEST(EventLoop, TrySqeForAndReapLetAnotherThreadDeliver) {
   EXPECT_EQ(loop->reap(out), 0u);
 }
 
+// reap() fills at most out.size() entries, in batches of 64: a span of 100 with 130 CQEs ready
+// takes 100 (writing nothing past the span) and leaves the other 30 for the next call.
+TEST(EventLoop, ReapTakesNoMoreThanTheSpanHoldsAndLeavesTheRest) {
+  LOOP_OR_SKIP(loop, {.entries = 256, .cq_entries = 256});
+  std::vector<Recorder> recs(130);
+  for (auto& r : recs) {
+    abi::Sqe* sqe = loop->try_sqe_for(&r);
+    ASSERT_NE(sqe, nullptr);
+    prep_nop(*sqe);
+  }
+  ASSERT_TRUE(loop->submit());
+  ASSERT_TRUE(loop->ring().wait(130, 5s));
+  constexpr Completion* kUntouched = nullptr;
+  std::vector<EventLoop::Reaped> out(200, EventLoop::Reaped{kUntouched, 7, 7});
+  const unsigned first = loop->reap(std::span(out).first(100));
+  EXPECT_EQ(first, 100u);
+  for (std::size_t i = 100; i < out.size(); ++i) {
+    ASSERT_EQ(out[i].completion, kUntouched) << "entry " << i << " is past the span";
+  }
+  EXPECT_EQ(loop->in_flight(), 30u);
+  const unsigned second = loop->reap(std::span(out).subspan(100));
+  EXPECT_EQ(second, 30u);
+  for (unsigned i = 0; i < 130; ++i) out[i].deliver();
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.calls, 1);
+    EXPECT_EQ(r.res, 0);
+  }
+}
+
 // sqe_for on a full SQ submits what is queued to make room. When the kernel refuses that submit
 // with EBUSY (it wants completions reaped first), sqe_for reaps, submits again and hands out the
 // SQE (having run the completions it reaped); EBUSY twice, or an error that is not worth retrying,

@@ -98,6 +98,11 @@ TEST_P(ZramStoreTest, PartialAndUnalignedAccess) {
   // Zeroes the tail of page 3 and the head of page 4: no whole page inside.
   ASSERT_TRUE(store->discard(3 * kPageSize + 10, 5000).has_value());
   std::fill_n(model.begin() + 3 * kPageSize + 10, 5000, std::byte{0});
+  // The same over stored data on both sides: the rest of page 6 past the range stays.
+  put(5 * kPageSize, text_page(5));
+  put(6 * kPageSize, text_page(6));
+  ASSERT_TRUE(store->discard(5 * kPageSize + 10, 5000).has_value());
+  std::fill_n(model.begin() + 5 * kPageSize + 10, 5000, std::byte{0});
   std::vector<std::byte> all(model.size());
   ASSERT_TRUE(store->read(0, all).has_value());
   EXPECT_EQ(all, model);
