@@ -682,6 +682,15 @@ TEST(EventLoop, ReserveAndRunOnceReapWhenTheKernelRefusesASubmitWithEbusy) {
           return std::string("run_once after EINVAL: ").append(failed.error().to_string());
         test::mark_phase(8);
         if (auto e = drain(); !e.empty()) return e;
+        if (auto e = queue_nops(2); !e.empty()) return e;
+        test::mark_phase(9);  // two free SQEs: room for the nop and its timeout, no submit
+        timed_errno = -1;
+        loop.spawn(timed_nop(loop));
+        test::mark_phase(10);
+        if (auto e = drain(); !e.empty()) return e;
+        if (timed_errno != 0)
+          return std::string("timed nop in the last two SQEs: errno ")
+              .append(std::to_string(timed_errno));
         for (std::size_t i = 0; i < next; ++i) {
           if (recs[i].calls != 1 || recs[i].res != 0)
             return std::string("nop ")
@@ -705,6 +714,7 @@ TEST(EventLoop, ReserveAndRunOnceReapWhenTheKernelRefusesASubmitWithEbusy) {
   EXPECT_EQ(enters(3), 1u) << "run_once reaps and returns; the next one submits";
   EXPECT_EQ(enters(5), 1u) << "no retry after EINVAL";
   EXPECT_EQ(enters(7), 1u);
+  EXPECT_EQ(enters(9), 0u) << "reserve(2) submitted although exactly two SQEs were free";
 }
 
 TEST(EventLoop, OneLoopPerThread) {
