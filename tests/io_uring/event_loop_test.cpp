@@ -500,6 +500,30 @@ TEST(EventLoop, TrySqeForAndReapLetAnotherThreadDeliver) {
   EXPECT_EQ(loop->reap(out), 0u);
 }
 
+// On a two-entry ring a request with a linked timeout takes the whole SQ: with both entries
+// queued, reserve() submits them and then has exactly the two it needs.
+TEST(EventLoop, ALinkedTimeoutFillsATwoEntrySqOnceTheQueuedEntriesAreSubmitted) {
+  LOOP_OR_SKIP(loop, {.entries = 2, .cq_entries = 8});
+  ASSERT_EQ(loop->ring().sq_entries(), 2u);
+  std::array<Recorder, 2> recs;
+  for (auto& r : recs) {
+    abi::Sqe* sqe = loop->try_sqe_for(&r);
+    ASSERT_NE(sqe, nullptr);
+    prep_nop(*sqe);
+  }
+  auto timed_nop = [](EventLoop& l) -> Task<Result<void>> {
+    co_return co_await l.nop().with_timeout(std::chrono::seconds(10));
+  };
+  auto t = loop->run(timed_nop(*loop));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_TRUE(*t) << t->error().to_string();
+  ASSERT_TRUE(loop->run_until_idle());
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.calls, 1);
+    EXPECT_EQ(r.res, 0);
+  }
+}
+
 // reap() fills at most out.size() entries, in batches of 64: a span of 100 with 130 CQEs ready
 // takes 100 (writing nothing past the span) and leaves the other 30 for the next call.
 TEST(EventLoop, ReapTakesNoMoreThanTheSpanHoldsAndLeavesTheRest) {
