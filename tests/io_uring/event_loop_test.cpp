@@ -431,6 +431,30 @@ TEST(EventLoop, WakeFromAnotherThreadEndsAWaitAndIsNotInFlight) {
   EXPECT_EQ(nop.res, 0);
 }
 
+// Shutdown with the SQ full of requests not yet submitted: it submits them to make room for its
+// cancel-everything, so each one still completes, as cancelled, before the ring closes.
+TEST(EventLoop, ShutdownWithAFullSqStillCancelsEveryRequest) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  std::array<Recorder, 4> recs;
+  std::array<std::array<std::byte, 16>, 4> bufs{};
+  {
+    LOOP_OR_SKIP(loop, {.entries = 4, .cq_entries = 16});
+    for (std::size_t i = 0; i < recs.size(); ++i) {
+      abi::Sqe* sqe = loop->try_sqe_for(&recs[i]);
+      ASSERT_NE(sqe, nullptr);
+      prep_recv(*sqe, a.get(), bufs[i].data(), 16, 0);  // nothing is ever sent
+    }
+    EXPECT_EQ(loop->ring().sq_space_left(), 0u);
+    EXPECT_EQ(loop->in_flight(), 4u);
+  }  // ~EventLoop
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.calls, 1);
+    EXPECT_EQ(r.res, -ECANCELED);
+  }
+}
+
 TEST(EventLoop, ShutdownWithWakeArmedCancelsTheRestPromptly) {
   int sv[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
