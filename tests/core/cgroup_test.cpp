@@ -226,6 +226,31 @@ TEST(CgroupTree, MakeRaisesATinyCpuLimitToTheKernelsMinimum) {
   ASSERT_TRUE(cg->end());
 }
 
+// Limits of 0 mean none: the kernel's defaults stay (no CPU quota, no memory or pids limit).
+TEST(CgroupTree, MakeWithZeroLimitsLeavesTheKernelsDefaults) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("no-limits", {.memory = 0, .cpus = 0, .pids = 0});
+  ASSERT_TRUE(cg) << cg.error().message();
+  if ((*tree)->version() == CgroupVersion::V1) {
+    for (const std::string& p : cg->paths()) {
+      if (std::ifstream(p + "/cpu.cfs_quota_us")) {
+        EXPECT_EQ(slurp(p + "/cpu.cfs_quota_us"), "-1\n") << p;
+        EXPECT_EQ(slurp(p + "/cpu.shares"), "1024\n") << p;
+      }
+      if (std::ifstream(p + "/pids.max")) {
+        EXPECT_EQ(slurp(p + "/pids.max"), "max\n") << p;
+      }
+    }
+  } else {
+    EXPECT_EQ(slurp(cg->path() + "/cpu.max"), "max 100000\n");
+    EXPECT_EQ(slurp(cg->path() + "/memory.max"), "max\n");
+    EXPECT_EQ(slurp(cg->path() + "/pids.max"), "max\n");
+  }
+  ASSERT_TRUE(cg->end());
+}
+
 TEST(CgroupTree, RejectsANameThatIsNotOnePathComponent) {
   PEPITA_REQUIRE_CAPABILITY(cgroup);
   auto tree = CgroupTree::acquire();
@@ -298,6 +323,29 @@ TEST(Cgroup, EndForgetsItsDirectoriesSoANewCgroupOfTheSameNameOutlivesTheEndedOn
   EXPECT_TRUE(second->valid());
   ASSERT_TRUE(second->end());
   for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
+// Move-assigning ends the cgroup the target held and hands over the source's: the target then
+// owns the source's directories (and removes them when it ends), the source owns nothing.
+TEST(Cgroup, MoveAssignmentEndsTheOldCgroupAndTakesOverTheOther) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto target = (*tree)->make("move-target", {});
+  ASSERT_TRUE(target) << target.error().message();
+  auto source = (*tree)->make("move-source", {});
+  ASSERT_TRUE(source) << source.error().message();
+  const auto old_paths = target->paths();
+  const auto moved_paths = source->paths();
+  *target = std::move(*source);
+  for (const auto& p : old_paths) EXPECT_FALSE(dir_exists(p)) << p << " was not ended";
+  EXPECT_EQ(target->paths(), moved_paths);
+  EXPECT_FALSE(source->valid());
+  EXPECT_TRUE(source->paths().empty());
+  ASSERT_TRUE(source->end());
+  for (const auto& p : moved_paths) EXPECT_TRUE(dir_exists(p)) << p;
+  ASSERT_TRUE(target->end());
+  for (const auto& p : moved_paths) EXPECT_FALSE(dir_exists(p)) << p;
 }
 
 // A directory that rmdir refuses for a reason other than EBUSY (here EACCES: a process that may

@@ -419,6 +419,26 @@ TEST(ZramRecompress, BadOptionsAreClearErrors) {
   EXPECT_TRUE(
       ZramStore::create({.disksize = kPageSize, .algorithm = Algorithm::Zstd, .zstd_level = -1})
           .has_value());
+  // The ends of the secondary's ranges are in them.
+  auto lz4_second = [](int acceleration) {
+    return ZramConfig{
+        .disksize = kPageSize,
+        .algorithm = Algorithm::Zstd,
+        .recompress = {
+            .enabled = true, .algorithm = Algorithm::Lz4, .lz4_acceleration = acceleration}};
+  };
+  EXPECT_TRUE(ZramStore::create(lz4_second(65537)).has_value());
+  EXPECT_FALSE(ZramStore::create(lz4_second(65538)).has_value());
+  auto background = [](uint32_t batch_pages, uint32_t interval_ms) {
+    ZramConfig config = lz4_then_zstd(1);
+    config.recompress.background = true;
+    config.recompress.batch_pages = batch_pages;
+    config.recompress.interval_ms = interval_ms;
+    return config;
+  };
+  EXPECT_TRUE(ZramStore::create(background(1, 60000)).has_value());
+  EXPECT_TRUE(ZramStore::create(background(1u << 20, 0)).has_value());
+  EXPECT_FALSE(ZramStore::create(background((1u << 20) + 1, 20)).has_value());
 }
 
 TEST(ZramRecompress, ZstdFastLevelsRoundTripAsPrimaryAndSecondary) {
