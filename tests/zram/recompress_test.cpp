@@ -97,6 +97,21 @@ TEST(ZramRecompress, AllPagesReencodedWithZstdReadBackByteExactAndStatsAddUp) {
   for (uint32_t i = 0; i < 64; ++i) stored += store->page_info(i).stored_bytes;
   EXPECT_EQ(stored, after.compr_data_size);
 
+  // reset() zeroes the recompression counters with the rest.
+  {
+    auto copy = make(lz4_then_zstd(64));
+    ASSERT_NE(copy, nullptr);
+    for (uint32_t i = 0; i < 64; ++i) ASSERT_EQ(copy->write_page(i, pages[i].data()), 0);
+    ASSERT_TRUE(copy->recompress().has_value());
+    ASSERT_GT(copy->stats().recomp_not_shrunk, 0u);
+    ASSERT_TRUE(copy->reset().has_value());
+    const ZramStats cleared = copy->stats();
+    EXPECT_EQ(cleared.pages_recompressed, 0u);
+    EXPECT_EQ(cleared.recomp_pages, 0u);
+    EXPECT_EQ(cleared.recomp_not_shrunk, 0u);
+    EXPECT_EQ(cleared.recomp_bytes_saved, 0u);
+  }
+
   // A recompressed page exports as a standard .zst frame (magic 0xFD2FB528, little-endian).
   auto frame = store->page_frame(0);
   ASSERT_TRUE(frame.has_value());
