@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/falloc.h>
 #include <linux/magic.h>
 #include <malloc.h>
 #include <signal.h>
@@ -443,6 +444,52 @@ TEST(FileDisk, SyncWriteZeroesKeepsTheRangeAllocatedOnlyWithNoUnmapOnTmpfs) {
 TEST(FileDisk, IoUringWriteZeroesKeepsTheRangeAllocatedOnlyWithNoUnmapOnTmpfs) {
   PEPITA_REQUIRE_CAPABILITY(io_uring);
   expect_write_zeroes_keeps_allocation_only_with_no_unmap_on_tmpfs(FileEngine::IoUring);
+}
+
+// On a filesystem with both FALLOC_FL_ZERO_RANGE and FALLOC_FL_PUNCH_HOLE (ext4, xfs), Write
+// Zeroes with NoUnmap keeps the range allocated and without it punches the hole: st_blocks drops
+// by about the range only then.
+TEST_P(FileDiskEngines, WriteZeroesPunchesAHoleOnlyWithoutNoUnmap) {
+  constexpr uint32_t kSize = 1 << 20;
+  TempPath file("/var/tmp");
+  auto disk = FileDisk::create({.path = file.str(), .capacity_bytes = kSize, .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  TagSet tags((*disk)->info().tag_set);
+  AlignedBuffer ones(kSize);
+  std::memset(ones.data(), 0xff, kSize);
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 0, ones.span()).has_value());
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Flush, 0, {}).has_value());  // allocate for real
+  auto blocks = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(file.str().c_str(), &st), 0) << std::strerror(errno);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  };
+  const uint64_t allocated = blocks();
+  ASSERT_GE(allocated, uint64_t{kSize});
+  // Does this filesystem zero a range in place, keeping it allocated? (Asked of it directly.)
+  {
+    const int fd = ::open(file.str().c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    const bool zero_range = ::fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, 4096) == 0;
+    ::close(fd);
+    if (!zero_range || blocks() != allocated) {
+      GTEST_SKIP() << "/var/tmp's filesystem has no FALLOC_FL_ZERO_RANGE that keeps the blocks";
+    }
+  }
+  auto kept = execute(**disk, tags, 0, Op::WriteZeroes, 256, {}, 512, req_flags::kNoUnmap);
+  ASSERT_TRUE(kept.has_value()) << kept.error().to_string();
+  EXPECT_GE(blocks(), allocated) << "NoUnmap: the zeroed range must stay allocated";
+  auto punched = execute(**disk, tags, 0, Op::WriteZeroes, 1024, {}, 512);
+  ASSERT_TRUE(punched.has_value()) << punched.error().to_string();
+  // Most of the 256 KiB goes (the extent tree may take a block of it back).
+  EXPECT_LE(blocks(), allocated - (192 << 10)) << "without NoUnmap the hole is punched";
+  AlignedBuffer back(kSize);
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Read, 0, back.span()).has_value());
+  for (uint32_t i = 4096; i < kSize; ++i) {
+    const bool zeroed =
+        (i >= (128u << 10) && i < (384u << 10)) || (i >= (512u << 10) && i < (768u << 10));
+    ASSERT_EQ(back.data()[i], zeroed ? std::byte{0} : std::byte{0xff}) << "byte " << i;
+  }
 }
 
 // A Completion that notes which thread ran complete(), then hands the result on.
