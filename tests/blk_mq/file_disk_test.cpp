@@ -2,12 +2,15 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/falloc.h>
 #include <linux/magic.h>
 #include <malloc.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -265,6 +268,87 @@ TEST_P(FileDiskEngines, ReadPastAFileTruncatedUnderTheDiskReturnsZeros) {
   for (size_t i = kLeft; i < in.size(); ++i) {
     ASSERT_EQ(in.data()[i], std::byte{0}) << "byte " << i << " past the new end";
   }
+  // Wholly past the new end: the file gives nothing at all (a read of 0 bytes), still zeros.
+  std::memset(in.data(), 0xee, in.size());
+  auto beyond = execute(**disk, tags, 0, Op::Read, 32, in.span());
+  ASSERT_TRUE(beyond.has_value()) << beyond.error().to_string();
+  EXPECT_EQ(*beyond, in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    ASSERT_EQ(in.data()[i], std::byte{0}) << "byte " << i << " of a read past the end";
+  }
+}
+
+// cachestat(2) (Linux 6.5+; not in older headers): the page-cache state of a file range.
+struct CacheStat {
+  uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+constexpr long kSysCachestat = 451;
+
+// Dirty pages of [offset, offset + length) of `path`, or -errno.
+int64_t dirty_pages(const std::string& path, uint64_t offset, uint64_t length) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  const uint64_t range[2] = {offset, length};
+  CacheStat stat{};
+  const long rc = ::syscall(kSysCachestat, fd, range, &stat, 0);
+  const int err = errno;
+  ::close(fd);
+  return rc < 0 ? -err : static_cast<int64_t>(stat.nr_dirty);
+}
+
+// A FUA write is on stable storage when it completes (RWF_DSYNC): it leaves no dirty page in the
+// page cache, where a plain write(2) to the same file does.
+TEST_P(FileDiskEngines, AFuaWriteLeavesNoDirtyPageBehind) {
+  TempPath file("/var/tmp");
+  auto disk =
+      FileDisk::create({.path = file.str(), .capacity_bytes = 1 << 20, .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  TagSet tags((*disk)->info().tag_set);
+  AlignedBuffer out(16 * 1024);
+  out.fill_pattern(5);
+  {  // The control, past the disk: whether this filesystem shows dirty pages at all.
+    const std::vector<std::byte> plain_data(out.size(), std::byte{0x5a});
+    const int fd = ::open(file.str().c_str(), O_WRONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    const ssize_t n = ::pwrite(fd, plain_data.data(), plain_data.size(), 0);
+    ::close(fd);
+    ASSERT_EQ(n, static_cast<ssize_t>(plain_data.size()));
+  }
+  const int64_t plain = dirty_pages(file.str(), 0, out.size());
+  if (plain == -ENOSYS) GTEST_SKIP() << "no cachestat(2) (Linux 6.5+)";
+  ASSERT_GE(plain, 0) << std::strerror(static_cast<int>(-plain));
+  if (plain == 0) GTEST_SKIP() << "a plain write left no dirty page to compare with (written back)";
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 256, out.span(), 0, req_flags::kFua));
+  EXPECT_EQ(dirty_pages(file.str(), 256 * 512, out.size()), 0);
+}
+
+// A write the kernel takes only in part (here: it reaches RLIMIT_FSIZE) is finished by hand, and
+// what fails then fails the request: EFBIG, not the short count. In a child, whose file-size
+// limit and ignored SIGXFSZ die with it.
+TEST_P(FileDiskEngines, AWriteCutShortByTheFileSizeLimitFailsWithEfbig) {
+  TempPath file("/tmp");
+  const FileEngine engine = GetParam();
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0) << std::strerror(errno);
+  if (child == 0) {
+    // Exit status: 0 EFBIG, 2 setup failed, 3 the write succeeded, 4 another error.
+    auto disk =
+        FileDisk::create({.path = file.str(), .capacity_bytes = 64 * 1024, .engine = engine});
+    if (!disk) ::_exit(2);
+    ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit limit{12 * 1024, 12 * 1024};  // the write below ends at 16 KiB
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(2);
+    TagSet tags((*disk)->info().tag_set);
+    AlignedBuffer out(8 * 1024);
+    out.fill_pattern(9);
+    auto wrote = execute(**disk, tags, 0, Op::Write, 16, out.span());
+    if (wrote) ::_exit(3);
+    ::_exit(wrote.error().sys_errno() == EFBIG ? 0 : 4);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the short write was reported as a success";
 }
 
 // Many requests in flight on one queue at once: each tag's completion arrives exactly once.
@@ -360,6 +444,101 @@ TEST(FileDisk, SyncWriteZeroesKeepsTheRangeAllocatedOnlyWithNoUnmapOnTmpfs) {
 TEST(FileDisk, IoUringWriteZeroesKeepsTheRangeAllocatedOnlyWithNoUnmapOnTmpfs) {
   PEPITA_REQUIRE_CAPABILITY(io_uring);
   expect_write_zeroes_keeps_allocation_only_with_no_unmap_on_tmpfs(FileEngine::IoUring);
+}
+
+// On a filesystem with both FALLOC_FL_ZERO_RANGE and FALLOC_FL_PUNCH_HOLE (ext4, xfs), Write
+// Zeroes with NoUnmap keeps the range allocated and without it punches the hole: st_blocks drops
+// by about the range only then.
+TEST_P(FileDiskEngines, WriteZeroesPunchesAHoleOnlyWithoutNoUnmap) {
+  constexpr uint32_t kSize = 1 << 20;
+  TempPath file("/var/tmp");
+  auto disk = FileDisk::create({.path = file.str(), .capacity_bytes = kSize, .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  TagSet tags((*disk)->info().tag_set);
+  AlignedBuffer ones(kSize);
+  std::memset(ones.data(), 0xff, kSize);
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 0, ones.span()).has_value());
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Flush, 0, {}).has_value());  // allocate for real
+  auto blocks = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(file.str().c_str(), &st), 0) << std::strerror(errno);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  };
+  const uint64_t allocated = blocks();
+  ASSERT_GE(allocated, uint64_t{kSize});
+  // Does this filesystem zero a range in place, keeping it allocated? (Asked of it directly.)
+  {
+    const int fd = ::open(file.str().c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    const bool zero_range = ::fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, 4096) == 0;
+    ::close(fd);
+    if (!zero_range || blocks() != allocated) {
+      GTEST_SKIP() << "/var/tmp's filesystem has no FALLOC_FL_ZERO_RANGE that keeps the blocks";
+    }
+  }
+  auto kept = execute(**disk, tags, 0, Op::WriteZeroes, 256, {}, 512, req_flags::kNoUnmap);
+  ASSERT_TRUE(kept.has_value()) << kept.error().to_string();
+  EXPECT_GE(blocks(), allocated) << "NoUnmap: the zeroed range must stay allocated";
+  auto punched = execute(**disk, tags, 0, Op::WriteZeroes, 1024, {}, 512);
+  ASSERT_TRUE(punched.has_value()) << punched.error().to_string();
+  // Most of the 256 KiB goes (the extent tree may take a block of it back).
+  EXPECT_LE(blocks(), allocated - (192 << 10)) << "without NoUnmap the hole is punched";
+  AlignedBuffer back(kSize);
+  ASSERT_TRUE(execute(**disk, tags, 0, Op::Read, 0, back.span()).has_value());
+  for (uint32_t i = 4096; i < kSize; ++i) {
+    const bool zeroed =
+        (i >= (128u << 10) && i < (384u << 10)) || (i >= (512u << 10) && i < (768u << 10));
+    ASSERT_EQ(back.data()[i], zeroed ? std::byte{0} : std::byte{0xff}) << "byte " << i;
+  }
+}
+
+// A Completion that notes which thread ran complete(), then hands the result on.
+class ThreadNotingCompletion final : public Completion {
+ public:
+  void complete(int res) noexcept override {
+    thread_ = std::this_thread::get_id();
+    done_.complete(res);  // releases thread_ to wait()
+  }
+  int wait() noexcept { return done_.wait(); }
+  std::thread::id thread() const noexcept { return thread_; }
+
+ private:
+  std::thread::id thread_;
+  SyncCompletion done_;
+};
+
+// The io_uring engine is the one that runs the requests: they complete on its reaper thread,
+// after submit() returned; the sync engine completes each one inside submit().
+TEST_P(FileDiskEngines, RequestsCompleteOnTheEnginesOwnThread) {
+  TempPath file("/tmp");
+  auto disk = FileDisk::create(
+      {.path = file.str(), .capacity_bytes = 64 * 1024, .queues = 2, .engine = GetParam()});
+  ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+  ASSERT_EQ((*disk)->engine(), GetParam());
+  AlignedBuffer out(4096), in(4096);
+  out.fill_pattern(11);
+  for (uint32_t queue = 0; queue < 2; ++queue) {
+    for (Op op : {Op::Write, Op::Flush, Op::Read}) {
+      const bool rw = op != Op::Flush;
+      ThreadNotingCompletion done;
+      (*disk)->submit(queue, Request{.op = op,
+                                     .sector = rw ? 8u : 0u,
+                                     .nr_sectors = rw ? 8u : 0u,
+                                     .tag = 0,
+                                     .data = op == Op::Write  ? out.data()
+                                             : op == Op::Read ? in.data()
+                                                              : nullptr,
+                                     .completion = &done});
+      EXPECT_EQ(done.wait(), rw ? 4096 : 0) << op_name(op) << " on queue " << queue;
+      if (GetParam() == FileEngine::IoUring) {
+        EXPECT_NE(done.thread(), std::this_thread::get_id())
+            << op_name(op) << " on queue " << queue << " completed inside submit()";
+      } else {
+        EXPECT_EQ(done.thread(), std::this_thread::get_id()) << op_name(op);
+      }
+    }
+  }
+  EXPECT_EQ(std::memcmp(out.data(), in.data(), in.size()), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FileDiskEngines,

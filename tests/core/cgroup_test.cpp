@@ -167,11 +167,16 @@ TEST(CgroupTree, MakeWritesMemoryCpuAndPidsLimits) {
   std::string memory_file, quota;
   if ((*tree)->version() == CgroupVersion::V1) {
     EXPECT_EQ(slurp(cg->path() + "/memory.limit_in_bytes"), "209715200\n");
+    // With swap accounting the limit covers swap too, so the task is OOM-killed, not swapped.
+    if (std::ifstream(cg->path() + "/memory.memsw.limit_in_bytes")) {
+      EXPECT_EQ(slurp(cg->path() + "/memory.memsw.limit_in_bytes"), "209715200\n");
+    }
     bool saw_cpu = false, saw_pids = false;
     for (const std::string& p : cg->paths()) {
       if (std::ifstream(p + "/cpu.cfs_quota_us")) {
         EXPECT_EQ(slurp(p + "/cpu.cfs_quota_us"), "50000\n");
         EXPECT_EQ(slurp(p + "/cpu.cfs_period_us"), "100000\n");
+        EXPECT_EQ(slurp(p + "/cpu.shares"), "512\n");  // 1024 per CPU
         saw_cpu = true;
       }
       if (std::ifstream(p + "/pids.max")) {
@@ -184,12 +189,66 @@ TEST(CgroupTree, MakeWritesMemoryCpuAndPidsLimits) {
   } else {
     EXPECT_EQ(slurp(cg->path() + "/memory.max"), "209715200\n");
     EXPECT_EQ(slurp(cg->path() + "/cpu.max"), "50000 100000\n");
+    EXPECT_EQ(slurp(cg->path() + "/cpu.weight"), "50\n");  // 100 per CPU
+    if (std::ifstream(cg->path() + "/memory.swap.max")) {
+      EXPECT_EQ(slurp(cg->path() + "/memory.swap.max"), "0\n");
+    }
     EXPECT_EQ(slurp(cg->path() + "/pids.max"), "64\n");
   }
   const auto paths = cg->paths();
   errno = EACCES;  // a stale errno from before must not turn a clean removal into a failure
   ASSERT_TRUE(cg->end());
   for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
+// A tiny CPU share is raised to what the kernel takes: a quota of at least 1 ms per 100 ms
+// period, and v1 cpu.shares of at least 2 (v2 cpu.weight of at least 1).
+TEST(CgroupTree, MakeRaisesATinyCpuLimitToTheKernelsMinimum) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("tiny-cpu", {.memory = 0, .cpus = 0.001, .pids = 0});
+  ASSERT_TRUE(cg) << cg.error().message();
+  if ((*tree)->version() == CgroupVersion::V1) {
+    bool saw_cpu = false;
+    for (const std::string& p : cg->paths()) {
+      if (std::ifstream(p + "/cpu.cfs_quota_us")) {
+        EXPECT_EQ(slurp(p + "/cpu.cfs_quota_us"), "1000\n");
+        EXPECT_EQ(slurp(p + "/cpu.shares"), "2\n");
+        saw_cpu = true;
+      }
+    }
+    EXPECT_TRUE(saw_cpu) << "no cpu hierarchy directory among the cgroup's";
+  } else {
+    EXPECT_EQ(slurp(cg->path() + "/cpu.max"), "1000 100000\n");
+    EXPECT_EQ(slurp(cg->path() + "/cpu.weight"), "1\n");
+  }
+  ASSERT_TRUE(cg->end());
+}
+
+// Limits of 0 mean none: the kernel's defaults stay (no CPU quota, no memory or pids limit).
+TEST(CgroupTree, MakeWithZeroLimitsLeavesTheKernelsDefaults) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto cg = (*tree)->make("no-limits", {.memory = 0, .cpus = 0, .pids = 0});
+  ASSERT_TRUE(cg) << cg.error().message();
+  if ((*tree)->version() == CgroupVersion::V1) {
+    for (const std::string& p : cg->paths()) {
+      if (std::ifstream(p + "/cpu.cfs_quota_us")) {
+        EXPECT_EQ(slurp(p + "/cpu.cfs_quota_us"), "-1\n") << p;
+        EXPECT_EQ(slurp(p + "/cpu.shares"), "1024\n") << p;
+      }
+      if (std::ifstream(p + "/pids.max")) {
+        EXPECT_EQ(slurp(p + "/pids.max"), "max\n") << p;
+      }
+    }
+  } else {
+    EXPECT_EQ(slurp(cg->path() + "/cpu.max"), "max 100000\n");
+    EXPECT_EQ(slurp(cg->path() + "/memory.max"), "max\n");
+    EXPECT_EQ(slurp(cg->path() + "/pids.max"), "max\n");
+  }
+  ASSERT_TRUE(cg->end());
 }
 
 TEST(CgroupTree, RejectsANameThatIsNotOnePathComponent) {
@@ -235,6 +294,58 @@ TEST(Cgroup, EndKillsEveryProcessInsideAndRemovesTheDirectories) {
   ASSERT_EQ(::waitpid(b, &status, 0), b);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
+// end() forgets the directories it removed: the ended object is no longer valid, and when it is
+// destroyed (which ends it again) it leaves alone a new cgroup made meanwhile under the same name.
+TEST(Cgroup, EndForgetsItsDirectoriesSoANewCgroupOfTheSameNameOutlivesTheEndedOne) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  std::optional<Cgroup> second;
+  std::vector<std::string> paths;
+  {
+    auto first = (*tree)->make("reused", {});
+    ASSERT_TRUE(first) << first.error().message();
+    paths = first->paths();
+    ASSERT_TRUE(first->end());
+    EXPECT_FALSE(first->valid());
+    EXPECT_TRUE(first->paths().empty());
+    EXPECT_TRUE(first->path().empty());
+    EXPECT_TRUE(first->join_fds().empty());
+    EXPECT_TRUE(first->end()) << "a second end() has nothing left to do";
+    auto made = (*tree)->make("reused", {});
+    ASSERT_TRUE(made) << made.error().message();
+    EXPECT_EQ(made->paths(), paths);
+    second.emplace(std::move(*made));
+  }  // `first` is destroyed here
+  for (const auto& p : paths) EXPECT_TRUE(dir_exists(p)) << p << " of the new cgroup was removed";
+  EXPECT_TRUE(second->valid());
+  ASSERT_TRUE(second->end());
+  for (const auto& p : paths) EXPECT_FALSE(dir_exists(p)) << p;
+}
+
+// Move-assigning ends the cgroup the target held and hands over the source's: the target then
+// owns the source's directories (and removes them when it ends), the source owns nothing.
+TEST(Cgroup, MoveAssignmentEndsTheOldCgroupAndTakesOverTheOther) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  auto target = (*tree)->make("move-target", {});
+  ASSERT_TRUE(target) << target.error().message();
+  auto source = (*tree)->make("move-source", {});
+  ASSERT_TRUE(source) << source.error().message();
+  const auto old_paths = target->paths();
+  const auto moved_paths = source->paths();
+  *target = std::move(*source);
+  for (const auto& p : old_paths) EXPECT_FALSE(dir_exists(p)) << p << " was not ended";
+  EXPECT_EQ(target->paths(), moved_paths);
+  EXPECT_FALSE(source->valid());
+  EXPECT_TRUE(source->paths().empty());
+  ASSERT_TRUE(source->end());
+  for (const auto& p : moved_paths) EXPECT_TRUE(dir_exists(p)) << p;
+  ASSERT_TRUE(target->end());
+  for (const auto& p : moved_paths) EXPECT_FALSE(dir_exists(p)) << p;
 }
 
 // A directory that rmdir refuses for a reason other than EBUSY (here EACCES: a process that may
@@ -292,6 +403,43 @@ TEST(Cgroup, UsageReportsPeakMemoryOfWhatRanInside) {
   EXPECT_GE(u.peak_memory, 32ull << 20);
   EXPECT_LT(u.peak_memory, 256ull << 20);
   EXPECT_EQ(u.oom_kills, 0u);
+  EXPECT_TRUE(u.oom_kill_counted) << "v1 memory.oom_control or v2 memory.events has oom_kill";
+  EXPECT_EQ(u.memory_failcnt, 0u) << "the 256 MiB limit was never reached";
+  EXPECT_GT(u.cpu, 0ns) << "touching 32 MiB takes CPU time";
+}
+
+// A process that goes past the memory limit is OOM-killed inside the cgroup, and usage() counts
+// the kill, with a peak no higher than the limit. (memory.failcnt may stay 0 on v1: with swap
+// accounting the memsw counter refuses the charges first.)
+TEST(Cgroup, UsageCountsAnOomKillAtTheMemoryLimit) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  auto tree = CgroupTree::acquire();
+  ASSERT_TRUE(tree) << tree.error().message();
+  constexpr std::uint64_t kLimit = 32ull << 20;
+  auto cg = (*tree)->make("oom", {.memory = kLimit, .cpus = 0, .pids = 0});
+  ASSERT_TRUE(cg) << cg.error().message();
+  const auto fds = cg->join_fds();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (int fd : fds)
+      if (::write(fd, "0", 1) != 1) ::_exit(2);
+    // 256 MiB touched: far past the limit.
+    auto* p = static_cast<char*>(::malloc(256 << 20));
+    for (std::size_t i = 0; p && i < (256u << 20); i += 4096) p[i] = 1;
+    ::_exit(p ? 0 : 3);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    GTEST_SKIP() << "the child outlived its limit (swap without swap accounting took the rest)";
+  }
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  const CgroupUsage u = cg->usage();
+  EXPECT_TRUE(u.oom_kill_counted);
+  EXPECT_GE(u.oom_kills, 1u);
+  EXPECT_LE(u.peak_memory, kLimit);
+  EXPECT_GT(u.peak_memory, kLimit / 2);
+  ASSERT_TRUE(cg->end());
 }
 
 TEST(ReapStaleCgroups, RemovesADeadProcessesParentAndKillsWhatIsInIt) {
@@ -496,220 +644,6 @@ TEST(CgroupTree, MakeJoinAndLimitFailuresNameWhatFailedAndLeaveNothing) {
         << too_many.error().message();
     EXPECT_FALSE(dir_exists((*tree)->path() + "/too-many-pids")) << "left behind";
   }
-}
-
-using CgroupInOwnMountNamespace = test::CgroupNamespaceTest;
-using test::cgroup_mounts;
-
-// A child that burns `cpu` of CPU time in the cgroup whose cgroup.procs are `fds`, then exits 0.
-pid_t cpu_burner(const std::vector<int>& fds, std::chrono::milliseconds cpu) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    for (int fd : fds)
-      if (::write(fd, "0", 1) != 1) ::_exit(2);
-    timespec t{};
-    do {
-      ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    } while (t.tv_sec * 1000 + t.tv_nsec / 1'000'000 < cpu.count());
-    ::_exit(0);
-  }
-  return pid;
-}
-
-// On cgroup v2 (here the v1 memory hierarchy unmounted), without the memory controller delegated
-// to us: a memory limit is refused saying how to get one, and a task still gets a cgroup that
-// counts its CPU time, that cgroup.kill empties and that goes with the tree.
-TEST_F(CgroupInOwnMountNamespace, OnV2WithoutMemoryTasksGetACgroupButNoMemoryLimit) {
-  run([](const std::string& own) {
-    unmount_v1_memory();
-    auto tree = CgroupTree::acquire();
-    ASSERT_TRUE(tree) << tree.error().message();
-    EXPECT_EQ((*tree)->version(), CgroupVersion::V2);
-    EXPECT_EQ((*tree)->path(), own + "/" + cgroup_parent_name(::getpid()));
-    const bool memory = slurp(own + "/cgroup.controllers").find("memory") != std::string::npos;
-    if (!memory) {
-      EXPECT_FALSE((*tree)->can_limit_memory());
-      EXPECT_NE(
-          (*tree)->memory_note().find("memory controller is not available to our cgroup " + own),
-          std::string::npos)
-          << (*tree)->memory_note();
-      EXPECT_NE((*tree)->memory_note().find("Delegate=yes"), std::string::npos);
-      auto limited = (*tree)->make("limited", {.memory = 64ull << 20, .cpus = 0, .pids = 0});
-      ASSERT_FALSE(limited);
-      EXPECT_EQ(limited.error().code(), ErrorCode::Unsupported);
-      EXPECT_NE(limited.error().message().find("cannot limit memory: cgroup v2: "),
-                std::string::npos)
-          << limited.error().message();
-      EXPECT_FALSE(dir_exists((*tree)->path() + "/limited"));
-    }
-    auto cg = (*tree)->make("task-1", {.memory = 0, .cpus = 0.5, .pids = 16});
-    ASSERT_TRUE(cg) << cg.error().message();
-    EXPECT_EQ(cg->path(), (*tree)->path() + "/task-1");
-    EXPECT_EQ(cg->paths(), std::vector<std::string>{cg->path()});
-
-    const pid_t burner = cpu_burner(cg->join_fds(), 200ms);
-    ASSERT_GT(burner, 0);
-    int status = 0;
-    ASSERT_EQ(::waitpid(burner, &status, 0), burner);
-    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-    const CgroupUsage u = cg->usage();
-    EXPECT_GE(u.cpu, 100ms) << "cpu.stat's usage_usec of a child that burnt 200 ms";
-    if (!memory) {
-      EXPECT_EQ(u.peak_memory, 0u) << "no memory.peak or memory.current without the controller";
-      EXPECT_FALSE(u.oom_kill_counted);
-    }
-
-    const pid_t a = sleeper();
-    ASSERT_GT(a, 0);
-    ASSERT_TRUE(cg->join(a));
-    EXPECT_EQ(slurp(cg->path() + "/cgroup.procs"), std::to_string(a) + "\n");
-    const std::string dir = cg->path();
-    ASSERT_TRUE(cg->end());
-    ASSERT_EQ(::waitpid(a, &status, 0), a);
-    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
-    EXPECT_FALSE(dir_exists(dir));
-    const std::string parent = (*tree)->path();
-    tree->reset();
-    EXPECT_FALSE(dir_exists(parent)) << "the last holder removes the tree";
-  });
-}
-
-// Our cgroup lists the memory controller but the kernel will not enable it in the cgroup pepita
-// makes beneath ours (simulated: the lists are files bound over ours, the child cgroup is real):
-// pepita asked our cgroup for memory, cpu and pids for its children, then says that the memory
-// limit cannot be had instead of setting a limit the kernel would not enforce.
-TEST_F(CgroupInOwnMountNamespace, OnV2AMemoryControllerThatCannotBeEnabledBelowIsReported) {
-  run([](const std::string& own) {
-    unmount_v1_memory();
-    test::TempDir tmp("cgroup-v2");
-    bind_text(tmp, own + "/cgroup.controllers", "cpuset cpu io memory pids\n");
-    bind_text(tmp, own + "/cgroup.subtree_control", "");
-    auto tree = CgroupTree::acquire();
-    ASSERT_TRUE(tree) << tree.error().message();
-    EXPECT_EQ((*tree)->version(), CgroupVersion::V2);
-    EXPECT_EQ(slurp(tmp.file("cgroup.subtree_control")), "+memory +cpu +pids");
-    EXPECT_FALSE((*tree)->can_limit_memory());
-    EXPECT_EQ((*tree)->memory_note(),
-              "cgroup v2: cannot enable the memory controller in " + (*tree)->path());
-    tree->reset();
-    ASSERT_EQ(::umount2((own + "/cgroup.controllers").c_str(), 0), 0) << std::strerror(errno);
-    ASSERT_EQ(::umount2((own + "/cgroup.subtree_control").c_str(), 0), 0) << std::strerror(errno);
-  });
-}
-
-// Our cgroup lists the memory controller but refuses to enable it for our children (here its
-// subtree_control is read-only): the note names our cgroup, the kernel's reason and the fix.
-TEST_F(CgroupInOwnMountNamespace, OnV2AMemoryControllerWeCannotDelegateIsReportedWithTheFix) {
-  run([](const std::string& own) {
-    unmount_v1_memory();
-    test::TempDir tmp("cgroup-v2");
-    bind_text(tmp, own + "/cgroup.controllers", "memory pids\n");
-    bind_text(tmp, own + "/cgroup.subtree_control", "pids\n", true);
-    auto tree = CgroupTree::acquire();
-    ASSERT_TRUE(tree) << tree.error().message();
-    const std::string& note = (*tree)->memory_note();
-    EXPECT_FALSE((*tree)->can_limit_memory());
-    EXPECT_NE(note.find("cannot enable the memory controller for the children of " + own + " (" +
-                        std::strerror(EROFS) + ")"),
-              std::string::npos)
-        << note;
-    EXPECT_NE(note.find("Delegate=yes"), std::string::npos) << note;
-    EXPECT_EQ(slurp(tmp.file("cgroup.subtree_control")), "pids\n");
-    tree->reset();
-    ASSERT_EQ(::umount2((own + "/cgroup.controllers").c_str(), 0), 0) << std::strerror(errno);
-    ASSERT_EQ(::umount2((own + "/cgroup.subtree_control").c_str(), 0), 0) << std::strerror(errno);
-  });
-}
-
-TEST_F(CgroupInOwnMountNamespace, NeitherCgroup2NorAV1MemoryHierarchyIsUnsupportedSayingWhatToDo) {
-  run([](const std::string&) {
-    unmount_v1_memory();
-    for (const std::string& m : cgroup_mounts("cgroup2", "")) {
-      ASSERT_EQ(::umount2(m.c_str(), MNT_DETACH), 0) << m << ": " << std::strerror(errno);
-    }
-    auto tree = CgroupTree::acquire();
-    ASSERT_FALSE(tree);
-    EXPECT_EQ(tree.error().code(), ErrorCode::Unsupported);
-    EXPECT_NE(tree.error().message().find("mount cgroup2 at /sys/fs/cgroup"), std::string::npos)
-        << tree.error().message();
-  });
-}
-
-// Cgroups mounted read-only (a container without delegation; here a read-only bind of our
-// cgroup over itself): Unsupported, naming the cgroup it tried to create and how to get a
-// writable one.
-TEST_F(CgroupInOwnMountNamespace, ReadOnlyCgroupsAreUnsupportedSayingHowToGetWritableOnes) {
-  run([](const std::string& own) {
-    unmount_v1_memory();
-    ASSERT_EQ(::mount(own.c_str(), own.c_str(), nullptr, MS_BIND, nullptr), 0)
-        << std::strerror(errno);
-    ASSERT_EQ(::mount(nullptr, own.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr), 0)
-        << std::strerror(errno);
-    auto tree = CgroupTree::acquire();
-    ASSERT_EQ(::umount2(own.c_str(), 0), 0) << std::strerror(errno);
-    ASSERT_FALSE(tree);
-    EXPECT_EQ(tree.error().code(), ErrorCode::Unsupported);
-    EXPECT_EQ(tree.error().sys_errno(), EROFS);
-    const std::string& m = tree.error().message();
-    EXPECT_NE(m.find("create cgroup " + own + "/pepita-"), std::string::npos) << m;
-    EXPECT_NE(m.find("cgroups are mounted read-only"), std::string::npos) << m;
-    EXPECT_NE(m.find("Delegate=yes"), std::string::npos) << m;
-  });
-}
-
-// Our cgroup's directory missing where /proc says it is (here another cgroup bound over the
-// directory ours is in): Unsupported, naming the errno and saying to check the cgroup mounts.
-TEST_F(CgroupInOwnMountNamespace, OurCgroupMissingUnderItsMountIsUnsupportedSayingWhatToCheck) {
-  run([](const std::string& own) {
-    unmount_v1_memory();
-    const std::string other = own + "/other";
-    ASSERT_EQ(::mkdir(other.c_str(), 0755), 0) << std::strerror(errno);
-    const std::string point = own.substr(0, own.rfind('/'));
-    ASSERT_EQ(::mount(other.c_str(), point.c_str(), nullptr, MS_BIND, nullptr), 0)
-        << point << ": " << std::strerror(errno);
-    auto tree = CgroupTree::acquire();
-    ASSERT_EQ(::umount2(point.c_str(), 0), 0) << std::strerror(errno);
-    EXPECT_EQ(::rmdir(other.c_str()), 0) << std::strerror(errno);
-    ASSERT_FALSE(tree);
-    EXPECT_EQ(tree.error().code(), ErrorCode::Unsupported);
-    EXPECT_EQ(tree.error().sys_errno(), ENOENT);
-    EXPECT_NE(tree.error().message().find("check that cgroups are mounted under /sys/fs/cgroup "
-                                          "and writable"),
-              std::string::npos)
-        << tree.error().message();
-  });
-}
-
-// Without the right to create cgroups beneath ours (here: an unprivileged effective uid), acquire
-// says so and how to get it.
-TEST_F(CgroupInOwnMountNamespace, NoPermissionToCreateCgroupsIsUnsupportedSayingHowToGetIt) {
-  run([](const std::string&) {
-    ASSERT_EQ(::seteuid(65534), 0) << std::strerror(errno);
-    auto tree = CgroupTree::acquire();
-    ASSERT_EQ(::seteuid(0), 0) << std::strerror(errno);
-    ASSERT_FALSE(tree);
-    EXPECT_EQ(tree.error().code(), ErrorCode::Unsupported);
-    EXPECT_EQ(tree.error().sys_errno(), EACCES);
-    EXPECT_NE(tree.error().message().find("no permission to create cgroups beneath ours: run as "
-                                          "root, or in a delegated cgroup"),
-              std::string::npos)
-        << tree.error().message();
-  });
-}
-
-TEST_F(CgroupInOwnMountNamespace, WithoutProcCgroupsAreUnsupportedSayingProcIsNeeded) {
-  run([](const std::string&) {
-    ASSERT_EQ(::umount2("/proc", MNT_DETACH), 0) << std::strerror(errno);
-    auto tree = CgroupTree::acquire();
-    ASSERT_FALSE(tree);
-    EXPECT_EQ(tree.error().code(), ErrorCode::Unsupported);
-    EXPECT_NE(tree.error().message().find("cannot read /proc/self/cgroup: "), std::string::npos)
-        << tree.error().message();
-    EXPECT_NE(tree.error().message().find("/proc mounted is needed"), std::string::npos);
-    auto reaped = reap_stale_cgroups();
-    ASSERT_FALSE(reaped);
-    EXPECT_EQ(reaped.error().code(), ErrorCode::Unsupported);
-  });
 }
 
 }  // namespace

@@ -21,6 +21,7 @@ namespace pepita::io_uring {
 namespace {
 
 using namespace std::chrono_literals;
+using test::Recorder;
 
 // A loop, or a test failure (and nullptr) when EventLoop::create fails.
 std::unique_ptr<EventLoop> make_loop(const RingOptions& o = {.entries = 64, .cq_entries = 512}) {
@@ -64,6 +65,25 @@ TEST(EventLoop, CallbacksKeyedByUserData) {
   ASSERT_TRUE(again);
   EXPECT_NE(std::find(keys.begin(), keys.end(), *again), keys.end());
   ASSERT_TRUE(loop->run_until_idle());
+}
+
+// A freed callback slot is handed out once: two requests in flight after a round that freed one
+// slot get different keys, and each callback runs once.
+TEST(EventLoop, ARecycledCallbackSlotGoesToOneRequestOnly) {
+  LOOP_OR_SKIP(loop);
+  ASSERT_TRUE(loop->submit([](abi::Sqe& s) { prep_nop(s); }, [](int, std::uint32_t) {}));
+  ASSERT_TRUE(loop->run_until_idle());  // its slot is free again
+  std::array<int, 2> calls{};
+  auto first =
+      loop->submit([](abi::Sqe& s) { prep_nop(s); }, [&calls](int, std::uint32_t) { ++calls[0]; });
+  auto second =
+      loop->submit([](abi::Sqe& s) { prep_nop(s); }, [&calls](int, std::uint32_t) { ++calls[1]; });
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(second);
+  ASSERT_NE(*first, *second) << "two requests in flight share one slot";
+  ASSERT_TRUE(loop->run_until_idle());
+  EXPECT_EQ(calls[0], 1);
+  EXPECT_EQ(calls[1], 1);
 }
 
 TEST(EventLoop, CallbackMayResubmitFromInsideDispatch) {
@@ -386,18 +406,6 @@ TEST(EventLoop, ShutdownCancelsWorkInFlight) {
   EXPECT_EQ(coro_res.error().code(), ErrorCode::Cancelled);
 }
 
-// A Completion that records its CQEs, as ublk's per-tag commands and FileDisk's requests do.
-struct Recorder final : Completion {
-  Recorder() noexcept : Completion(&Recorder::on_complete) {}
-  static void on_complete(Completion* self, int res, std::uint32_t) noexcept {
-    auto* r = static_cast<Recorder*>(self);
-    r->res = res;
-    ++r->calls;
-  }
-  int res = 1;
-  int calls = 0;
-};
-
 TEST(EventLoop, WakeFromAnotherThreadEndsAWaitAndIsNotInFlight) {
   LOOP_OR_SKIP(loop);
   ASSERT_TRUE(loop->enable_wake());
@@ -428,6 +436,30 @@ TEST(EventLoop, WakeFromAnotherThreadEndsAWaitAndIsNotInFlight) {
   ASSERT_TRUE(loop->run_until_idle());
   EXPECT_EQ(nop.calls, 1);
   EXPECT_EQ(nop.res, 0);
+}
+
+// Shutdown with the SQ full of requests not yet submitted: it submits them to make room for its
+// cancel-everything, so each one still completes, as cancelled, before the ring closes.
+TEST(EventLoop, ShutdownWithAFullSqStillCancelsEveryRequest) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  std::array<Recorder, 4> recs;
+  std::array<std::array<std::byte, 16>, 4> bufs{};
+  {
+    LOOP_OR_SKIP(loop, {.entries = 4, .cq_entries = 16});
+    for (std::size_t i = 0; i < recs.size(); ++i) {
+      abi::Sqe* sqe = loop->try_sqe_for(&recs[i]);
+      ASSERT_NE(sqe, nullptr);
+      prep_recv(*sqe, a.get(), bufs[i].data(), 16, 0);  // nothing is ever sent
+    }
+    EXPECT_EQ(loop->ring().sq_space_left(), 0u);
+    EXPECT_EQ(loop->in_flight(), 4u);
+  }  // ~EventLoop
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.calls, 1);
+    EXPECT_EQ(r.res, -ECANCELED);
+  }
 }
 
 TEST(EventLoop, ShutdownWithWakeArmedCancelsTheRestPromptly) {
@@ -497,6 +529,59 @@ TEST(EventLoop, TrySqeForAndReapLetAnotherThreadDeliver) {
     EXPECT_EQ(r.res, 0);
   }
   EXPECT_EQ(loop->reap(out), 0u);
+}
+
+// On a two-entry ring a request with a linked timeout takes the whole SQ: with both entries
+// queued, reserve() submits them and then has exactly the two it needs.
+TEST(EventLoop, ALinkedTimeoutFillsATwoEntrySqOnceTheQueuedEntriesAreSubmitted) {
+  LOOP_OR_SKIP(loop, {.entries = 2, .cq_entries = 8});
+  ASSERT_EQ(loop->ring().sq_entries(), 2u);
+  std::array<Recorder, 2> recs;
+  for (auto& r : recs) {
+    abi::Sqe* sqe = loop->try_sqe_for(&r);
+    ASSERT_NE(sqe, nullptr);
+    prep_nop(*sqe);
+  }
+  auto timed_nop = [](EventLoop& l) -> Task<Result<void>> {
+    co_return co_await l.nop().with_timeout(std::chrono::seconds(10));
+  };
+  auto t = loop->run(timed_nop(*loop));
+  ASSERT_TRUE(t) << t.error().to_string();
+  EXPECT_TRUE(*t) << t->error().to_string();
+  ASSERT_TRUE(loop->run_until_idle());
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.calls, 1);
+    EXPECT_EQ(r.res, 0);
+  }
+}
+
+// reap() fills at most out.size() entries, in batches of 64: a span of 100 with 130 CQEs ready
+// takes 100 (writing nothing past the span) and leaves the other 30 for the next call.
+TEST(EventLoop, ReapTakesNoMoreThanTheSpanHoldsAndLeavesTheRest) {
+  LOOP_OR_SKIP(loop, {.entries = 256, .cq_entries = 256});
+  std::vector<Recorder> recs(130);
+  for (auto& r : recs) {
+    abi::Sqe* sqe = loop->try_sqe_for(&r);
+    ASSERT_NE(sqe, nullptr);
+    prep_nop(*sqe);
+  }
+  ASSERT_TRUE(loop->submit());
+  ASSERT_TRUE(loop->ring().wait(130, 5s));
+  constexpr Completion* kUntouched = nullptr;
+  std::vector<EventLoop::Reaped> out(200, EventLoop::Reaped{kUntouched, 7, 7});
+  const unsigned first = loop->reap(std::span(out).first(100));
+  EXPECT_EQ(first, 100u);
+  for (std::size_t i = 100; i < out.size(); ++i) {
+    ASSERT_EQ(out[i].completion, kUntouched) << "entry " << i << " is past the span";
+  }
+  EXPECT_EQ(loop->in_flight(), 30u);
+  const unsigned second = loop->reap(std::span(out).subspan(100));
+  EXPECT_EQ(second, 30u);
+  for (unsigned i = 0; i < 130; ++i) out[i].deliver();
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.calls, 1);
+    EXPECT_EQ(r.res, 0);
+  }
 }
 
 TEST(EventLoop, OneLoopPerThread) {

@@ -1,7 +1,7 @@
 #pragma once
 // Shared helpers for the io_uring tests: ring creation that skips when the probe finds no io_uring
-// (and fails when Ring::create fails anyway), single-op submit/reap, temp files and loopback
-// sockets.
+// (and fails when Ring::create fails anyway), single-op submit/reap, a recording Completion,
+// temp files and loopback sockets.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -18,6 +18,7 @@
 
 #include "common/require.hpp"
 #include "pepita/core/unique_fd.hpp"
+#include "pepita/io_uring/event_loop.hpp"
 #include "pepita/io_uring/ring.hpp"
 
 namespace pepita::io_uring::test {
@@ -143,5 +144,17 @@ inline const std::bitset<256>& kernel_opcodes() {
       GTEST_SKIP() << msg_;                                                                \
     }                                                                                      \
   } while (0)
+
+// A Completion that records its CQEs, as ublk's per-tag commands and FileDisk's requests do.
+struct Recorder final : Completion {
+  Recorder() noexcept : Completion(&Recorder::on_complete) {}
+  static void on_complete(Completion* self, int res, std::uint32_t) noexcept {
+    auto* r = static_cast<Recorder*>(self);
+    r->res = res;
+    ++r->calls;
+  }
+  int res = 1;
+  int calls = 0;
+};
 
 }  // namespace pepita::io_uring::test

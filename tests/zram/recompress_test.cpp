@@ -97,6 +97,21 @@ TEST(ZramRecompress, AllPagesReencodedWithZstdReadBackByteExactAndStatsAddUp) {
   for (uint32_t i = 0; i < 64; ++i) stored += store->page_info(i).stored_bytes;
   EXPECT_EQ(stored, after.compr_data_size);
 
+  // reset() zeroes the recompression counters with the rest.
+  {
+    auto copy = make(lz4_then_zstd(64));
+    ASSERT_NE(copy, nullptr);
+    for (uint32_t i = 0; i < 64; ++i) ASSERT_EQ(copy->write_page(i, pages[i].data()), 0);
+    ASSERT_TRUE(copy->recompress().has_value());
+    ASSERT_GT(copy->stats().recomp_not_shrunk, 0u);
+    ASSERT_TRUE(copy->reset().has_value());
+    const ZramStats cleared = copy->stats();
+    EXPECT_EQ(cleared.pages_recompressed, 0u);
+    EXPECT_EQ(cleared.recomp_pages, 0u);
+    EXPECT_EQ(cleared.recomp_not_shrunk, 0u);
+    EXPECT_EQ(cleared.recomp_bytes_saved, 0u);
+  }
+
   // A recompressed page exports as a standard .zst frame (magic 0xFD2FB528, little-endian).
   auto frame = store->page_frame(0);
   ASSERT_TRUE(frame.has_value());
@@ -419,6 +434,26 @@ TEST(ZramRecompress, BadOptionsAreClearErrors) {
   EXPECT_TRUE(
       ZramStore::create({.disksize = kPageSize, .algorithm = Algorithm::Zstd, .zstd_level = -1})
           .has_value());
+  // The ends of the secondary's ranges are in them.
+  auto lz4_second = [](int acceleration) {
+    return ZramConfig{
+        .disksize = kPageSize,
+        .algorithm = Algorithm::Zstd,
+        .recompress = {
+            .enabled = true, .algorithm = Algorithm::Lz4, .lz4_acceleration = acceleration}};
+  };
+  EXPECT_TRUE(ZramStore::create(lz4_second(65537)).has_value());
+  EXPECT_FALSE(ZramStore::create(lz4_second(65538)).has_value());
+  auto background = [](uint32_t batch_pages, uint32_t interval_ms) {
+    ZramConfig config = lz4_then_zstd(1);
+    config.recompress.background = true;
+    config.recompress.batch_pages = batch_pages;
+    config.recompress.interval_ms = interval_ms;
+    return config;
+  };
+  EXPECT_TRUE(ZramStore::create(background(1, 60000)).has_value());
+  EXPECT_TRUE(ZramStore::create(background(1u << 20, 0)).has_value());
+  EXPECT_FALSE(ZramStore::create(background((1u << 20) + 1, 20)).has_value());
 }
 
 TEST(ZramRecompress, ZstdFastLevelsRoundTripAsPrimaryAndSecondary) {

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <future>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "detail/store_probe.hpp"
 #include "zram/page_gen.hpp"
@@ -93,6 +98,11 @@ TEST_P(ZramStoreTest, PartialAndUnalignedAccess) {
   // Zeroes the tail of page 3 and the head of page 4: no whole page inside.
   ASSERT_TRUE(store->discard(3 * kPageSize + 10, 5000).has_value());
   std::fill_n(model.begin() + 3 * kPageSize + 10, 5000, std::byte{0});
+  // The same over stored data on both sides: the rest of page 6 past the range stays.
+  put(5 * kPageSize, text_page(5));
+  put(6 * kPageSize, text_page(6));
+  ASSERT_TRUE(store->discard(5 * kPageSize + 10, 5000).has_value());
+  std::fill_n(model.begin() + 5 * kPageSize + 10, 5000, std::byte{0});
   std::vector<std::byte> all(model.size());
   ASSERT_TRUE(store->read(0, all).has_value());
   EXPECT_EQ(all, model);
@@ -182,6 +192,32 @@ TEST_P(ZramStoreTest, CompactionFreesPagesAndKeepsData) {
   EXPECT_EQ(store->compact(), 0u);  // nothing left to gain
 }
 
+// Compaction moves an object only when it can lock the page that owns it without waiting: with
+// every stored page held (reads or writes in flight) it moves nothing, and leaves the locks
+// held; once they are released it frees the sparse slabs.
+TEST_P(ZramStoreTest, CompactionSkipsPagesThatAreLockedAndLeavesThemLocked) {
+  auto store = make(GetParam(), 1024);
+  for (uint32_t i = 0; i < 1024; ++i) ASSERT_EQ(store->write_page(i, text_page(i).data()), 0);
+  for (uint32_t i = 0; i < 1024; ++i)
+    if (i % 4 != 0) {
+      ASSERT_EQ(store->discard_page(i), 0);
+    }
+  const uint64_t sparse = store->stats().mem_used_total;
+  for (uint32_t i = 0; i < 1024; i += 4) detail::StoreProbe::hold(*store, i);
+  const uint64_t moved_while_held = store->compact();
+  const bool reset_refused = !store->reset().has_value();  // still held: reset is Busy
+  for (uint32_t i = 0; i < 1024; i += 4) detail::StoreProbe::release(*store, i);
+  EXPECT_EQ(moved_while_held, 0u) << "compaction freed slabs by moving objects of locked pages";
+  EXPECT_TRUE(reset_refused) << "compaction released page locks it did not take";
+  EXPECT_EQ(store->stats().mem_used_total, sparse);
+  EXPECT_GT(store->compact(), 0u) << "released, the same pages are moved";
+  std::vector<std::byte> page(kPageSize);
+  for (uint32_t i = 0; i < 1024; i += 4) {
+    ASSERT_EQ(store->read_page(i, page.data()), 0);
+    ASSERT_EQ(page, text_page(i)) << "page " << i;
+  }
+}
+
 TEST_P(ZramStoreTest, MmStatHasTheKernelLayout) {
   auto store = make(GetParam());
   ASSERT_EQ(store->write_page(0, text_page(0).data()), 0);
@@ -210,6 +246,24 @@ TEST(ZramStore, RejectsBadConfig) {
   EXPECT_FALSE(ZramStore::create({.disksize = 4096, .lz4_acceleration = 0}).has_value());
   EXPECT_FALSE(ZramStore::create({.disksize = 4096, .mem_limit = 100}).has_value());
   EXPECT_TRUE(ZramStore::create({.disksize = 4096}).has_value());
+  // The ends of each range are in it.
+  EXPECT_TRUE(ZramStore::create({.disksize = 4096, .lz4_acceleration = 1}).has_value());
+  EXPECT_TRUE(ZramStore::create({.disksize = 4096, .lz4_acceleration = 65537}).has_value());
+  EXPECT_FALSE(ZramStore::create({.disksize = 4096, .lz4_acceleration = 65538}).has_value());
+  EXPECT_TRUE(ZramStore::create({.disksize = 4096, .mem_limit = 4096}).has_value());
+  EXPECT_FALSE(ZramStore::create({.disksize = 4096, .mem_limit = 4095}).has_value());
+  for (int level : {-100, -1, 1, 22}) {
+    EXPECT_TRUE(
+        ZramStore::create({.disksize = 4096, .algorithm = Algorithm::Zstd, .zstd_level = level})
+            .has_value())
+        << "zstd level " << level;
+  }
+  for (int level : {-101, 23}) {
+    EXPECT_FALSE(
+        ZramStore::create({.disksize = 4096, .algorithm = Algorithm::Zstd, .zstd_level = level})
+            .has_value())
+        << "zstd level " << level;
+  }
   EXPECT_EQ(parse_algorithm("zstd").value(), Algorithm::Zstd);
   EXPECT_EQ(parse_algorithm("lzo").error().code(), ErrorCode::InvalidArgument);
 }
@@ -258,6 +312,70 @@ TEST(ZramStore, ResetWhileAPageIsInUseIsBusyAndKeepsEveryPage) {
   EXPECT_EQ(store.stored_pages(), 8u);
   ASSERT_TRUE(store.reset().has_value()) << "the locks taken before page 5 were given back";
   EXPECT_EQ(store.stored_pages(), 0u);
+}
+
+// reset() leaves nothing of a page's old entry: every kind of page reads back as a fresh empty
+// one (no stored size, no same-fill value, not idle), and the store can be filled again.
+TEST(ZramStore, ResetLeavesEveryPageEmptyWithNothingOfItsOldEntry) {
+  auto made = ZramStore::create({.disksize = 4 * kPageSize});
+  ASSERT_TRUE(made.has_value()) << made.error().to_string();
+  ZramStore& store = **made;
+  ASSERT_EQ(store.write_page(0, text_page(0).data()), 0);
+  ASSERT_EQ(store.write_page(1, same_page(0x0123456789abcdefull).data()), 0);
+  ASSERT_EQ(store.write_page(2, random_page(2).data()), 0);
+  ASSERT_EQ(store.page_info(0).kind, PageInfo::Kind::Compressed);
+  ASSERT_EQ(store.page_info(1).kind, PageInfo::Kind::Same);
+  ASSERT_EQ(store.page_info(2).kind, PageInfo::Kind::Huge);
+  EXPECT_EQ(store.mark_idle(), 3u);
+  ASSERT_TRUE(store.reset().has_value());
+  for (uint32_t i = 0; i < 4; ++i) {
+    const PageInfo info = store.page_info(i);
+    EXPECT_EQ(info.kind, PageInfo::Kind::Empty) << "page " << i;
+    EXPECT_EQ(info.stored_bytes, 0u) << "page " << i;
+    EXPECT_EQ(info.same_value, 0u) << "page " << i;
+    EXPECT_FALSE(info.idle) << "page " << i;
+    EXPECT_FALSE(info.recompressed) << "page " << i;
+  }
+  const ZramStats s = store.stats();
+  EXPECT_EQ(s.orig_data_size, 0u);
+  EXPECT_EQ(s.compr_data_size, 0u);
+  EXPECT_EQ(s.same_pages, 0u);
+  EXPECT_EQ(s.huge_pages, 0u);
+  ASSERT_EQ(store.write_page(2, text_page(7).data()), 0);
+  std::vector<std::byte> page(kPageSize);
+  ASSERT_EQ(store.read_page(2, page.data()), 0);
+  EXPECT_EQ(page, text_page(7));
+}
+
+// A reader that finds its page locked spins a little, then sleeps on the page's lock word marked
+// "waiters may exist"; the unlock that ends the hold must wake it. The page is held well past the
+// spin, so the reader is asleep when it is released.
+TEST(ZramStore, AReaderAsleepOnAHeldPageIsWokenWhenThePageIsReleased) {
+  auto made = ZramStore::create({.disksize = 4 * kPageSize});
+  ASSERT_TRUE(made.has_value()) << made.error().to_string();
+  ZramStore& store = **made;
+  ASSERT_EQ(store.write_page(1, text_page(1).data()), 0);
+  detail::StoreProbe::hold(store, 1);
+  std::vector<std::byte> page(kPageSize);
+  std::promise<int> result;
+  std::future<int> read = result.get_future();
+  std::atomic<bool> started{false};
+  std::thread reader([&] {
+    started.store(true);
+    result.set_value(store.read_page(1, page.data()));
+  });
+  while (!started.load()) std::this_thread::yield();
+  const bool waited = read.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout;
+  detail::StoreProbe::release(store, 1);
+  const bool woken = read.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+  // A lost wake-up leaves the reader asleep with the page free: a second release wakes it, so
+  // that it can be joined.
+  if (!woken) detail::StoreProbe::release(store, 1);
+  reader.join();
+  EXPECT_TRUE(waited) << "the reader read a page whose lock was held";
+  EXPECT_TRUE(woken) << "the reader slept on through the release of the page";
+  EXPECT_EQ(read.get(), 0);
+  EXPECT_EQ(page, text_page(1));
 }
 
 }  // namespace
