@@ -88,6 +88,7 @@ TEST(GpuTaskArgs, RejectsWithTheReason) {
       {"k.spv", {"groups=1,2,3,4", "b0=zeros:1"}, "at most X,Y,Z"},
       {"k.spv", {"groups=1,", "b0=zeros:1"}, "trailing comma"},
       {"k.spv", {"groups=1", "b0=zeros:1", "result=3"}, "only 1 buffers"},
+      {"k.spv", {"groups=1", "b0=zeros:1", "n=0"}, "n=0: expected an integer in 1.."},
       {"k.spv", {"groups=1", "b0=zeros:1", "push=x:1"}, "u:, i: or f:"},
       {"k.spv", {"groups=1", "b0=zeros:1", "push=i:3000000000"}, "32-bit signed"},
       {"k.spv", {"groups=1", "b99=zeros:1"}, "b99"},

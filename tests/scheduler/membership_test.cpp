@@ -239,6 +239,53 @@ TEST(SchedulerMembership, AWorkerCanDeactivateItselfFromATask) {
   EXPECT_EQ(s->stats().workers[me.value].tasks_executed, before);
 }
 
+// A task blocked in wait_until on a worker that gets deactivated stops helping and sleeps until
+// the awaited event; that sleep is a park in its worker's stats like any other. arm() reports
+// "already happened" until deactivate_worker has returned (so the worker never parks on the
+// active path), then "may sleep": from there the worker is inactive for good, so each later park
+// is a deactivated wait's.
+TEST(SchedulerMembership, AWaitThatSleepsOnADeactivatedWorkerCountsAsAPark) {
+  auto s = Scheduler::create({.workers = 2, .spin_rounds = 0});
+  ASSERT_TRUE(s.has_value());
+  Scheduler& sched = **s;
+  const int key = 0;
+  std::atomic<bool> event{false};
+  std::atomic<bool> may_sleep{false};
+  std::atomic<int> started{0};
+  std::atomic<int> armed_to_sleep{0};
+  std::atomic<int> finished{0};
+  std::atomic<int> worker{-1};
+  std::atomic<std::uint64_t> parks_while_waiting{0};
+  sched.submit([&] {
+    const int me = Scheduler::current_worker_index();
+    const auto index = static_cast<std::size_t>(me);
+    worker.store(me);
+    // The worker reads its own counter: exact, nothing else writes it.
+    const std::uint64_t before = sched.stats().workers[index].parks;
+    started.store(1);
+    sched.wait_until(
+        &key, [&] { return event.load(); },
+        [&] {
+          if (!may_sleep.load()) return true;
+          armed_to_sleep.store(1);
+          return event.load();
+        });
+    parks_while_waiting.store(sched.stats().workers[index].parks - before);
+    finished.store(1);
+  });
+  ASSERT_TRUE(wait_for(started, 1));
+  const WorkerId id{static_cast<std::uint32_t>(worker.load())};
+  ASSERT_TRUE(sched.deactivate_worker(id).has_value());
+  may_sleep.store(true);
+  ASSERT_TRUE(wait_for(armed_to_sleep, 1)) << "the deactivated worker never armed its wait";
+  event.store(true);
+  sched.notify_waiters(&key);
+  ASSERT_TRUE(wait_for(finished, 1)) << "the deactivated worker's wait never ended";
+  EXPECT_GE(parks_while_waiting.load(), 1u)
+      << "worker " << id.value << " slept in a deactivated wait that its stats do not count";
+  EXPECT_FALSE(*sched.is_worker_active(id));
+}
+
 std::uint64_t fib_par(Scheduler& s, int n) {
   if (n < 2) return static_cast<std::uint64_t>(n);
   std::uint64_t a = 0;

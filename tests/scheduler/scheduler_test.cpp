@@ -217,6 +217,40 @@ TEST(Scheduler, LocalSpawnWakesAParkedPeer) {
   EXPECT_EQ(lost, 0) << "a spawned task sat in a deque while the other worker slept";
 }
 
+// The sleeper's re-scan (the "re-check" of the file comment in scheduler.cpp) covers the worker
+// deques, not only the injection queue: a lone worker waiting in wait_until whose arm() spawns a
+// task (onto its own deque, after the worker announced itself idle) sees it there and runs it
+// without parking once. Deterministic: one worker, so nothing else can take the task.
+TEST(Scheduler, AWaitingWorkerRunsATaskQueuedAfterItWentIdleWithoutParking) {
+  auto s = Scheduler::create({.workers = 1, .spin_rounds = 0});
+  ASSERT_TRUE(s.has_value());
+  Scheduler& sched = **s;
+  std::atomic<bool> child_ran{false};
+  std::atomic<int> arms{0};
+  std::atomic<std::uint64_t> parks_while_waiting{~std::uint64_t{0}};
+  TaskGroup g(sched);
+  g.run([&] {
+    const int key = 0;
+    // The worker reads its own counter: exact, nothing else writes it.
+    const std::uint64_t before = sched.stats().workers[0].parks;
+    sched.wait_until(
+        &key, [&] { return child_ran.load(); },
+        [&] {
+          if (arms.fetch_add(1) == 0) {
+            sched.submit([&] { child_ran.store(true); });
+            return false;
+          }
+          return child_ran.load();
+        });
+    parks_while_waiting.store(sched.stats().workers[0].parks - before);
+  });
+  ASSERT_TRUE(g.wait().has_value());
+  EXPECT_TRUE(child_ran.load());
+  EXPECT_GE(arms.load(), 1);
+  EXPECT_EQ(parks_while_waiting.load(), 0u)
+      << "the worker parked with a task on its own deque (its re-scan missed the deques)";
+}
+
 TEST(Scheduler, ExternalSubmitWakesParkedWorkers) {
   auto s = Scheduler::create({.workers = 2, .spin_rounds = 0});
   ASSERT_TRUE(s.has_value());
