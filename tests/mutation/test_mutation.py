@@ -313,3 +313,28 @@ def test_returning_nullopt_as_the_default_is_drawn_but_known_equivalent():
             if m.operator == "return-default"}
     assert rets["'return x;' -> 'return {};'"] == ""
     assert "optional" in rets["'return std::nullopt;' -> 'return {};'"]
+
+
+def test_object_fingerprint_sees_through_debug_info_and_dead_branches_but_not_code(tmp_path):
+    base = ("int f(int x) {\n#if 0\n  if (x < 0) return 1;\n#endif\n"
+            "  return x < 3 ? 1 : 2;\n}\n")
+    variants = {
+        "orig": base,
+        # a mutant in an inactive #if branch: the same machine code
+        "dead": base.replace("x < 0", "x <= 0"),
+        # one that only moves a column of the debug info: the same machine code
+        "cols": base.replace("return x < 3 ? 1 : 2;", "return x < 3 ?  1 : 2;"),
+        "live": base.replace("x < 3", "x <= 3"),
+    }
+    prints = {}
+    for name, text in variants.items():
+        src = tmp_path / f"{name}.cpp"
+        src.write_text(text)
+        obj = tmp_path / f"{name}.o"
+        subprocess.run(["g++", "-O2", "-g", "-c", str(src), "-o", str(obj)], check=True)
+        prints[name] = mutation.object_fingerprint(obj)
+    assert prints["orig"] is not None
+    assert prints["dead"] == prints["orig"]
+    assert prints["cols"] == prints["orig"]
+    assert prints["live"] != prints["orig"]
+    assert mutation.object_fingerprint(tmp_path / "missing.o") is None
