@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
+#include "common/child.hpp"
 #include "common/temp_dir.hpp"
 #include "pepita/core/crc32c.hpp"
 #include "pepita/core/sha256.hpp"
@@ -381,6 +384,45 @@ TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
     const std::string want(reinterpret_cast<const char*>(d.data()), d.size());
     EXPECT_EQ(payloads[i].substr(9, 32), want) << "record " << i;
   }
+}
+
+// A write the file system refuses (here the file size limit: EFBIG) fails the append with the
+// errno and the journal's path; the file keeps the records before it whole, and once there is
+// room again the chain goes on from the last record written.
+TEST(Journal, AWriteThatFailsReportsItsErrnoAndKeepsTheRecordsBefore) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  const auto code = pepita::test::run_forked([&] {
+    // A write past RLIMIT_FSIZE raises SIGXFSZ, which would end the child: ignored, the write
+    // fails with EFBIG instead.
+    ASSERT_NE(std::signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    ASSERT_TRUE((*j)->append(finished("a", 0)));
+    rlimit old{};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+    const rlimit full{static_cast<rlim_t>(fs::file_size(path)), old.rlim_max};
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &full), 0);
+    const auto refused = (*j)->append(finished("b", 1));
+    ASSERT_FALSE(refused) << "a write past the file size limit was reported as written";
+    EXPECT_EQ(refused.error().sys_errno(), EFBIG);
+    EXPECT_NE(refused.error().message().find("write journal " + path), std::string::npos)
+        << refused.error().message();
+    const auto before = read_journal(path);
+    ASSERT_TRUE(before) << before.error().message();
+    ASSERT_EQ(before->records.size(), 1u);
+    EXPECT_EQ(before->records[0].name, "a");
+    EXPECT_EQ(before->torn_bytes, 0u);
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+    ASSERT_TRUE((*j)->append(finished("c", 2)));
+    ASSERT_TRUE((*j)->close());
+    const auto verified = verify_journal(path);
+    ASSERT_TRUE(verified) << verified.error().message();
+    EXPECT_TRUE(verified->valid) << verified->reason;
+    EXPECT_EQ(verified->records, 2u);
+  });
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 0);
 }
 
 }  // namespace

@@ -205,6 +205,25 @@ TEST(RemoteExecutor, StopTokenCancelsARunningRemoteTask) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
 }
 
+// A process task's working directory goes to the worker with it: with no files to stage, the
+// task runs there (worker and driver share this machine here), not in the worker's own cwd.
+TEST(RemoteExecutor, AProcessTaskRunsInItsCwdOnTheWorker) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 1);
+  ASSERT_TRUE(w);
+  auto remote = RemoteExecutor::create(options_for(kf.key, {w->endpoint().to_string()})).value();
+  pepita::test::TempDir dir("remote-cwd");
+  auto t =
+      task::Task::binary("/bin/pwd").cwd(dir.path()).backend(task::Backend::Remote).build().value();
+  std::promise<executor::ExecutionResult> got;
+  ASSERT_TRUE(remote->start(t, {}, [&](executor::ExecutionResult r) { got.set_value(r); }));
+  const auto r = got.get_future().get();
+  EXPECT_EQ(r.status, executor::Status::Succeeded) << r.error;
+  // /bin/pwd prints the physical path (-P), with symlinks resolved.
+  EXPECT_EQ(r.stdout_data, std::filesystem::canonical(dir.path()).string() + "\n");
+  remote->shutdown();
+}
+
 // ---- issue 21: Pool::Builder::remote_workers through the registered "remote" factory ----
 
 TEST(RemoteExecutor, PoolRemoteWorkersConnectThroughTheRegistry) {

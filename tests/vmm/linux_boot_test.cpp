@@ -456,6 +456,24 @@ TEST(LinuxBootKvm, UnbackedMmioReadsAllOnes) {
   EXPECT_EQ(r->kind, ExitKind::Cancelled) << "stopped at the line: " << r->describe();
 }
 
+// A string read (rep insb) exits once for several bytes: each gets its own slot of the exit's
+// data, in order, so a port no device answers reads all ones in every one of them.
+TEST(LinuxBootKvm, RepInsbFromAnUnbackedPortFillsEveryByteWithOnes) {
+  PEPITA_REQUIRE_KVM();
+  pepita::test::TempDir dir("linux-insb");
+  // mov edi, 0x2000000 (32 MiB: RAM, zero); mov ecx, 4; mov dx, 0x2f8 (COM2: no device);
+  // rep insb; mov esi, 0x2000000; mov ecx, 4; mov dx, 0x3f8;
+  // 1: lodsb; out dx, al; dec ecx; jnz 1b; mov al, '\n'; out dx, al; jmp $
+  constexpr uint8_t kCode[] = {0xbf, 0x00, 0x00, 0x00, 0x02, 0xb9, 0x04, 0x00, 0x00, 0x00, 0x66,
+                               0xba, 0xf8, 0x02, 0xf3, 0x6c, 0xbe, 0x00, 0x00, 0x00, 0x02, 0xb9,
+                               0x04, 0x00, 0x00, 0x00, 0x66, 0xba, 0xf8, 0x03, 0xac, 0xee, 0xff,
+                               0xc9, 0x75, 0xfa, 0xb0, 0x0a, 0xee, 0xeb, 0xfe};
+  auto r = boot_code(dir, kCode);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->output, "\xff\xff\xff\xff\n") << r->describe();
+  EXPECT_EQ(r->kind, ExitKind::Cancelled) << "stopped at the line: " << r->describe();
+}
+
 // Linux executes int3 on purpose (its self-test, text_poke_bp); where this KVM cannot emulate it
 // at CPL0 the VMM delivers the #BP itself. The guest's own IDT handler must run, after the int3.
 TEST(LinuxBootKvm, Int3AtCpl0ReachesTheGuestsBreakpointHandler) {
