@@ -467,6 +467,9 @@ Result<void> Journal::stage_locked(JournalRecord record) {
     return fail(ErrorCode::InvalidArgument,
                 "journal " + path_ + " is closed; record '" + record.name + "' was not written");
   }
+  if (!broken_.empty()) {
+    return fail(ErrorCode::Io, "record '" + record.name + "' was not written: " + broken_);
+  }
   const std::string body = encode_record(record);
   std::string payload = detail::chain_payload(key_, sequence_, chain_head_, body);
   if (payload.size() > kMaxPayload) {
@@ -482,11 +485,24 @@ Result<void> Journal::stage_locked(JournalRecord record) {
 
 Result<void> Journal::flush_locked() {
   if (staged_.empty()) return {};
+  const int64_t before = sys::lseek(fd_.get(), 0, SEEK_CUR);
   auto written = write_all(fd_.get(), staged_, path_);
   if (!written) {
-    // None of the staged records counts: the chain goes on from the last one written.
+    // None of the staged records counts: the chain goes on from the last one written. A write
+    // cut short (a full disk, a file size limit) left part of a frame behind: cut it off, so the
+    // next record follows the last whole one (a reader takes bytes between two records for
+    // corruption, not for a torn tail). When that fails too, nothing more may be appended.
     chain_head_ = std::move(flushed_head_);
     sequence_ = flushed_sequence_;
+    int rc = before < 0 ? static_cast<int>(before) : 0;
+    if (rc == 0) rc = sys::ftruncate(fd_.get(), static_cast<std::uint64_t>(before));
+    if (rc == 0)
+      rc = static_cast<int>(std::min<int64_t>(0, sys::lseek(fd_.get(), before, SEEK_SET)));
+    if (rc < 0) {
+      broken_ = "a failed write left part of a record in journal " + path_ +
+                " that could not be cut off (" + std::strerror(-rc) +
+                "); reopen the journal, which drops the torn tail";
+    }
   }
   staged_.clear();
   if (staged_.capacity() > 2 * kStageLimit) staged_.shrink_to_fit();

@@ -425,5 +425,40 @@ TEST(Journal, AWriteThatFailsReportsItsErrnoAndKeepsTheRecordsBefore) {
   EXPECT_EQ(*code, 0);
 }
 
+TEST(Journal, AWriteCutShortLeavesNoPartOfItsRecordBeforeTheNext) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  const auto code = pepita::test::run_forked([&] {
+    ASSERT_NE(std::signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    ASSERT_TRUE((*j)->append(finished("a", 0)));
+    const auto good = fs::file_size(path);
+    rlimit old{};
+    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+    // Room for 10 bytes of the next record: the write stops partway, then fails with EFBIG.
+    const rlimit partway{static_cast<rlim_t>(good + 10), old.rlim_max};
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &partway), 0);
+    const auto refused = (*j)->append(finished("b", 1));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().sys_errno(), EFBIG);
+    EXPECT_EQ(fs::file_size(path), good) << "the part written of the failed record stayed";
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+    ASSERT_TRUE((*j)->append(finished("c", 2)));
+    ASSERT_TRUE((*j)->close());
+    const auto read = read_journal(path);
+    ASSERT_TRUE(read) << read.error().message();
+    ASSERT_EQ(read->records.size(), 2u);
+    EXPECT_EQ(read->records[0].name, "a");
+    EXPECT_EQ(read->records[1].name, "c");
+    EXPECT_EQ(read->torn_bytes, 0u);
+    const auto verified = verify_journal(path);
+    ASSERT_TRUE(verified) << verified.error().message();
+    EXPECT_TRUE(verified->valid) << verified->reason;
+  });
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 0);
+}
+
 }  // namespace
 }  // namespace pepita::fault

@@ -206,6 +206,7 @@ class Journal {
   std::string chain_head_;      // under write_mu_: raw SHA-256 of the last payload
   std::uint64_t sequence_ = 0;  // under write_mu_: the next record's sequence number
   bool closed_ = false;         // under write_mu_
+  std::string broken_;          // under write_mu_: why nothing more may be appended ("" = may)
   std::string staged_;          // under write_mu_: framed records stage() made, not yet written
   std::string flushed_head_;    // under write_mu_: chain_head_ and sequence_ before staged_
   std::uint64_t flushed_sequence_ = 0;
