@@ -294,7 +294,8 @@ def test_a_mutant_the_modules_tests_miss_is_killed_by_its_users_tests(tmp_path):
 def test_users_whose_unmutated_tests_fail_leave_the_survivor_a_survivor(tmp_path):
     project = make_project(tmp_path)
     (project / "src" / "app").mkdir()
-    (project / "src" / "app" / "CMakeLists.txt").write_text("pepita_module(NAME app DEPS pepita_demo)\n")
+    (project / "src" / "app" / "CMakeLists.txt").write_text(
+        "pepita_module(NAME app DEPS pepita_demo)\n")
     report = tmp_path / "report.json"
     r = subprocess.run(
         [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
