@@ -123,6 +123,15 @@ TEST(UblkCtrlEncoding, ValidateRejectsBadShapes) {
   EXPECT_NE(zoned.error().message().find("USER_COPY"), std::string::npos);
 }
 
+// The bounds are inclusive: the largest queue count and depth the kernel takes are accepted, one
+// more is refused.
+TEST(UblkCtrlEncoding, ValidateAcceptsTheLargestQueueCountAndDepth) {
+  EXPECT_TRUE(validate({.queues = static_cast<uint16_t>(u::MAX_NR_QUEUES)}).has_value());
+  EXPECT_EQ(validate({.queues = static_cast<uint16_t>(u::MAX_NR_QUEUES + 1)}).error().code(),
+            ErrorCode::InvalidArgument);
+  EXPECT_TRUE(validate({.depth = static_cast<uint16_t>(u::MAX_QUEUE_DEPTH)}).has_value());
+}
+
 // The parameter rules ublk_validate_params() (6.12) enforces.
 void expect_kernel_accepts(const u::Params& p, const u::CtrlDevInfo& info) {
   ASSERT_NE(p.types & UBLK_PARAM_TYPE_BASIC, 0u);

@@ -127,6 +127,13 @@ TEST(InflightQueue, CountersContinueAfterTheLargestInFlight) {
 
 TEST(InflightQueue, RejectsRegionsItCannotUse) {
   {
+    Region r(16);  // room enough: a queue of size 0 is refused for itself
+    auto q = InflightQueue::open(r.bytes(), 0);
+    ASSERT_FALSE(q.has_value());
+    EXPECT_EQ(q.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(q.error().message().find("size 0"), std::string::npos) << q.error().message();
+  }
+  {
     Region r(16, 64);  // a slice for 16 entries needs 320 bytes
     auto q = InflightQueue::open(r.bytes(), 16);
     ASSERT_FALSE(q.has_value());

@@ -222,6 +222,23 @@ TEST(GuestImage, LoadFileAcceptsExactly256MiBAndRefusesOneByteMore) {
       << image.error().message();
 }
 
+// An empty file reads 0 bytes without error: it reaches the parser, whose Protocol error names
+// the problem, not a read failure.
+TEST(GuestImage, LoadFileOfAnEmptyFileIsTheParsersError) {
+  pepita::test::TempDir dir{"vmm-elf-empty"};
+  const std::string path = dir.file("empty.elf");
+  {
+    std::ofstream out(path, std::ios::binary);
+    ASSERT_TRUE(out.flush()) << path;
+  }
+  auto image = GuestImage::load_file(path);
+  ASSERT_FALSE(image) << "accepted an empty guest image";
+  EXPECT_EQ(image.error().code(), ErrorCode::Protocol) << image.error().to_string();
+  EXPECT_NE(image.error().to_string().find("shorter than an ELF header"), std::string::npos)
+      << image.error().to_string();
+  EXPECT_NE(image.error().to_string().find(path), std::string::npos) << image.error().to_string();
+}
+
 // Random corruption of a real guest never crashes the parser, and whatever it accepts still obeys
 // the loader's invariants.
 RC_GTEST_PROP(GuestImage, CorruptedImagesAreRejectedOrSafe, ()) {

@@ -17,6 +17,7 @@
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/temp_dir.hpp"
@@ -375,6 +376,20 @@ TEST(Uart8250, TransmitsBytesAndAnswersTheProbes) {
   EXPECT_EQ(uart.read(0x3fa) & 0x0f, 0x01);  // IIR: no interrupt pending
   uart.write(0x3f8, 'x', out, 2);            // output limit reached: dropped
   EXPECT_EQ(out, "h\n");
+}
+
+// In loopback each modem-control output drives its own status input: DTR->DSR, RTS->CTS,
+// OUT1->RI, OUT2->DCD, one bit at a time.
+TEST(Uart8250, LoopbackMapsEachModemControlBitToItsStatusBit) {
+  detail::Uart8250 uart;
+  std::string out;
+  const std::pair<uint8_t, uint8_t> kMap[] = {{0x01, 0x20}, {0x02, 0x10}, {0x04, 0x40},
+                                              {0x08, 0x80}, {0x0f, 0xf0}, {0x00, 0x00}};
+  for (const auto& [mcr, msr] : kMap) {
+    uart.write(0x3fc, static_cast<uint8_t>(0x10 | mcr), out, 100);  // MCR: loopback | outputs
+    EXPECT_EQ(uart.read(0x3fe), msr) << "MCR outputs " << int{mcr};
+  }
+  EXPECT_EQ(out, "");
 }
 
 // The uncompressed vmlinux of the test-guest kernel, extracted (once, cached) by build-guest.sh.
