@@ -277,6 +277,24 @@ RC_GTEST_PROP(Journal, EncodeDecodeRoundTrip,
   RC_ASSERT(*back == r);
 }
 
+// The record type is the body's first byte: 1 to 3 decode, any other value is Corrupted.
+TEST(Journal, DecodeRefusesARecordTypeOutsideOneToThree) {
+  JournalRecord started;
+  started.type = RecordType::Started;
+  started.name = "a";
+  started.attempt = 2;
+  std::string payload = encode_record(started);
+  auto back = decode_record(payload);
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(*back, started);
+  for (const int type : {0, 4, 255}) {
+    payload[0] = static_cast<char>(type);
+    auto bad = decode_record(payload);
+    ASSERT_FALSE(bad) << "type " << type;
+    EXPECT_EQ(bad.error().code(), ErrorCode::Corrupted) << "type " << type;
+  }
+}
+
 // Issue 27: stage() buffers records (none reach the file) until flush() writes them with one
 // write(2), in order with append()ed ones; the chain holds across the batch and across reopen.
 TEST(Journal, StagedRecordsReachTheFileOnlyAtFlushInOrderAndChained) {

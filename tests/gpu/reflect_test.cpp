@@ -155,6 +155,19 @@ TEST(ReflectSpirv, PushBlockWithVectorArrayAndMatrixIsSizedAndAUniformBlockIsRep
   EXPECT_FALSE(nm->push_constant_bytes);
 }
 
+// Sizing stops at 16 levels of nesting, structs included (a module cannot make reflection
+// recurse without bound): a push block with a member 20 structs deep reflects, without a size.
+TEST(ReflectSpirv, APushBlockNestedPastTheDepthBoundHasNoSize) {
+  const auto spirv = test_spirv("deep_structs");
+  ASSERT_FALSE(spirv.empty());
+  auto in = reflect_spirv(spirv);
+  ASSERT_TRUE(in) << in.error().to_string();
+  EXPECT_EQ(in->stage, ShaderStage::Compute);
+  ASSERT_EQ(in->bindings.size(), 1u);
+  EXPECT_EQ(in->bindings[0].kind, ResourceBinding::Kind::StorageBuffer);
+  EXPECT_FALSE(in->push_constant_bytes);
+}
+
 TEST(ReflectSpirv, AFragmentEntryPointIsReportedAndStagesHaveNames) {
   auto spirv = test_spirv("add_scale");
   const std::size_t at = entry_point_at(spirv);

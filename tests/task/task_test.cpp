@@ -247,6 +247,13 @@ TEST(Graph, CycleNamesItsMembers) {
   EXPECT_TRUE(find_cycle({{1}, {2}, {}}).empty());
 }
 
+TEST(Graph, CycleBelowTheRootStartsAtItsFirstMember) {
+  // 0->1->2->1: the DFS from 0 finds the cycle 1->2->1; the path's lead-in (0) is cut off.
+  EXPECT_EQ(find_cycle({{1}, {2}, {1}}), (std::vector<std::size_t>{1, 2, 1}));
+  // 0->1->2->3->2: two members of the path before the cycle.
+  EXPECT_EQ(find_cycle({{1}, {2}, {3}, {2}}), (std::vector<std::size_t>{2, 3, 2}));
+}
+
 RC_GTEST_PROP(Graph, RandomDagsOrderAndBackEdgesCycle, ()) {
   const auto n = *rc::gen::inRange<std::size_t>(1, 40);
   std::vector<Task> tasks;
