@@ -48,6 +48,23 @@ bool dir_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/// Runs a child that joins `cg`, touches `bytes` of fresh memory and exits 0 (2: it could not
+/// join, 3: malloc failed); returns its wait status, or -1 when it could not be started.
+int touch_memory_in(const Cgroup& cg, std::size_t bytes) {
+  const auto fds = cg.join_fds();
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    for (int fd : fds)
+      if (::write(fd, "0", 1) != 1) ::_exit(2);
+    auto* p = static_cast<char*>(::malloc(bytes));
+    for (std::size_t i = 0; p && i < bytes; i += 4096) p[i] = 1;
+    ::_exit(p ? 0 : 3);
+  }
+  int status = 0;
+  return ::waitpid(pid, &status, 0) == pid ? status : -1;
+}
+
 // A child that sleeps until killed; reaped by the caller.
 pid_t sleeper() {
   const pid_t pid = ::fork();
@@ -386,18 +403,7 @@ TEST(Cgroup, UsageReportsPeakMemoryOfWhatRanInside) {
   ASSERT_TRUE(tree) << tree.error().message();
   auto cg = (*tree)->make("usage", {.memory = 256ull << 20, .cpus = 0, .pids = 0});
   ASSERT_TRUE(cg) << cg.error().message();
-  const auto fds = cg->join_fds();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    for (int fd : fds)
-      if (::write(fd, "0", 1) != 1) ::_exit(2);
-    // 32 MiB touched, then exit.
-    auto* p = static_cast<char*>(::malloc(32 << 20));
-    for (std::size_t i = 0; p && i < (32u << 20); i += 4096) p[i] = 1;
-    ::_exit(p ? 0 : 3);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const int status = touch_memory_in(*cg, 32u << 20);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   const CgroupUsage u = cg->usage();
   EXPECT_GE(u.peak_memory, 32ull << 20);
@@ -418,18 +424,8 @@ TEST(Cgroup, UsageCountsAnOomKillAtTheMemoryLimit) {
   constexpr std::uint64_t kLimit = 32ull << 20;
   auto cg = (*tree)->make("oom", {.memory = kLimit, .cpus = 0, .pids = 0});
   ASSERT_TRUE(cg) << cg.error().message();
-  const auto fds = cg->join_fds();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    for (int fd : fds)
-      if (::write(fd, "0", 1) != 1) ::_exit(2);
-    // 256 MiB touched: far past the limit.
-    auto* p = static_cast<char*>(::malloc(256 << 20));
-    for (std::size_t i = 0; p && i < (256u << 20); i += 4096) p[i] = 1;
-    ::_exit(p ? 0 : 3);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const int status = touch_memory_in(*cg, 256u << 20);  // far past the limit
+  ASSERT_NE(status, -1);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     GTEST_SKIP() << "the child outlived its limit (swap without swap accounting took the rest)";
   }
