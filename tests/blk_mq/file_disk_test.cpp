@@ -41,6 +41,12 @@ class TempPath {
   }
   ~TempPath() { std::filesystem::remove(path_); }
   std::string str() const { return path_.string(); }
+  /// The bytes the filesystem has allocated to the file (st_blocks is in 512-byte units).
+  uint64_t allocated_bytes() const {
+    struct stat st {};
+    EXPECT_EQ(::stat(path_.c_str(), &st), 0) << std::strerror(errno);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  }
 
  private:
   static inline int counter_ = 0;
@@ -405,18 +411,13 @@ void expect_write_zeroes_keeps_allocation_only_with_no_unmap_on_tmpfs(FileEngine
   AlignedBuffer ones(kSize);
   std::memset(ones.data(), 0xff, kSize);
   ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 0, ones.span()).has_value());
-  auto blocks = [&] {
-    struct stat st {};
-    EXPECT_EQ(::stat(file.str().c_str(), &st), 0) << std::strerror(errno);
-    return static_cast<uint64_t>(st.st_blocks) * 512;
-  };
-  const uint64_t allocated = blocks();
+  const uint64_t allocated = file.allocated_bytes();
   ASSERT_GE(allocated, uint64_t{kSize});
 
   // 256 KiB at 128 KiB, keeping the allocation.
   auto kept = execute(**disk, tags, 0, Op::WriteZeroes, 256, {}, 512, req_flags::kNoUnmap);
   ASSERT_TRUE(kept.has_value()) << kept.error().to_string();
-  EXPECT_EQ(blocks(), allocated) << "NoUnmap: the zeroed range must stay allocated";
+  EXPECT_EQ(file.allocated_bytes(), allocated) << "NoUnmap: the zeroed range must stay allocated";
   // 256 KiB at 512 KiB, free to deallocate.
   auto punched = execute(**disk, tags, 0, Op::WriteZeroes, 1024, {}, 512);
   ASSERT_TRUE(punched.has_value()) << punched.error().to_string();
@@ -425,7 +426,8 @@ void expect_write_zeroes_keeps_allocation_only_with_no_unmap_on_tmpfs(FileEngine
       test::read_file_text("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
   if (shmem_thp.empty() || shmem_thp.find("[never]") != std::string::npos ||
       shmem_thp.find("[deny]") != std::string::npos) {
-    EXPECT_EQ(blocks(), allocated - (256 << 10)) << "without NoUnmap tmpfs punches the hole";
+    EXPECT_EQ(file.allocated_bytes(), allocated - (256 << 10))
+        << "without NoUnmap tmpfs punches the hole";
   }
 
   AlignedBuffer back(kSize);
@@ -459,12 +461,7 @@ TEST_P(FileDiskEngines, WriteZeroesPunchesAHoleOnlyWithoutNoUnmap) {
   std::memset(ones.data(), 0xff, kSize);
   ASSERT_TRUE(execute(**disk, tags, 0, Op::Write, 0, ones.span()).has_value());
   ASSERT_TRUE(execute(**disk, tags, 0, Op::Flush, 0, {}).has_value());  // allocate for real
-  auto blocks = [&] {
-    struct stat st {};
-    EXPECT_EQ(::stat(file.str().c_str(), &st), 0) << std::strerror(errno);
-    return static_cast<uint64_t>(st.st_blocks) * 512;
-  };
-  const uint64_t allocated = blocks();
+  const uint64_t allocated = file.allocated_bytes();
   ASSERT_GE(allocated, uint64_t{kSize});
   // Does this filesystem zero a range in place, keeping it allocated? (Asked of it directly.)
   {
@@ -472,17 +469,18 @@ TEST_P(FileDiskEngines, WriteZeroesPunchesAHoleOnlyWithoutNoUnmap) {
     ASSERT_GE(fd, 0) << std::strerror(errno);
     const bool zero_range = ::fallocate(fd, FALLOC_FL_ZERO_RANGE, 0, 4096) == 0;
     ::close(fd);
-    if (!zero_range || blocks() != allocated) {
+    if (!zero_range || file.allocated_bytes() != allocated) {
       GTEST_SKIP() << "/var/tmp's filesystem has no FALLOC_FL_ZERO_RANGE that keeps the blocks";
     }
   }
   auto kept = execute(**disk, tags, 0, Op::WriteZeroes, 256, {}, 512, req_flags::kNoUnmap);
   ASSERT_TRUE(kept.has_value()) << kept.error().to_string();
-  EXPECT_GE(blocks(), allocated) << "NoUnmap: the zeroed range must stay allocated";
+  EXPECT_GE(file.allocated_bytes(), allocated) << "NoUnmap: the zeroed range must stay allocated";
   auto punched = execute(**disk, tags, 0, Op::WriteZeroes, 1024, {}, 512);
   ASSERT_TRUE(punched.has_value()) << punched.error().to_string();
   // Most of the 256 KiB goes (the extent tree may take a block of it back).
-  EXPECT_LE(blocks(), allocated - (192 << 10)) << "without NoUnmap the hole is punched";
+  EXPECT_LE(file.allocated_bytes(), allocated - (192 << 10))
+      << "without NoUnmap the hole is punched";
   AlignedBuffer back(kSize);
   ASSERT_TRUE(execute(**disk, tags, 0, Op::Read, 0, back.span()).has_value());
   for (uint32_t i = 4096; i < kSize; ++i) {

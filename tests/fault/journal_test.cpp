@@ -404,63 +404,26 @@ TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
   }
 }
 
-// A write the file system refuses (here the file size limit: EFBIG) fails the append with the
-// errno and the journal's path; the file keeps the records before it whole, and once there is
-// room again the chain goes on from the last record written.
-TEST(Journal, AWriteThatFailsReportsItsErrnoAndKeepsTheRecordsBefore) {
-  TempDir dir{"journal"};
-  const auto path = dir.file("j");
+// In a forked child: a journal at `path` holds record "a"; appending "b" with the file size
+// limit `room` bytes past its end fails with EFBIG (SIGXFSZ ignored, as it would end the child),
+// and `check(error, size_before)` runs while the limit holds. With the limit lifted, "c" follows
+// and the journal reads and verifies as exactly "a", "c".
+template <class Check>
+void expect_append_past_size_limit(const std::string& path, rlim_t room, Check check) {
   const auto code = pepita::test::run_forked([&] {
-    // A write past RLIMIT_FSIZE raises SIGXFSZ, which would end the child: ignored, the write
-    // fails with EFBIG instead.
     ASSERT_NE(std::signal(SIGXFSZ, SIG_IGN), SIG_ERR);
     auto j = Journal::open(path, Journal::Mode::Truncate);
     ASSERT_TRUE(j) << j.error().message();
     ASSERT_TRUE((*j)->append(finished("a", 0)));
+    const auto size_before = fs::file_size(path);
     rlimit old{};
     ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
-    const rlimit full{static_cast<rlim_t>(fs::file_size(path)), old.rlim_max};
-    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &full), 0);
+    const rlimit limit{static_cast<rlim_t>(size_before) + room, old.rlim_max};
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
     const auto refused = (*j)->append(finished("b", 1));
     ASSERT_FALSE(refused) << "a write past the file size limit was reported as written";
     EXPECT_EQ(refused.error().sys_errno(), EFBIG);
-    EXPECT_NE(refused.error().message().find("write journal " + path), std::string::npos)
-        << refused.error().message();
-    const auto before = read_journal(path);
-    ASSERT_TRUE(before) << before.error().message();
-    ASSERT_EQ(before->records.size(), 1u);
-    EXPECT_EQ(before->records[0].name, "a");
-    EXPECT_EQ(before->torn_bytes, 0u);
-    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
-    ASSERT_TRUE((*j)->append(finished("c", 2)));
-    ASSERT_TRUE((*j)->close());
-    const auto verified = verify_journal(path);
-    ASSERT_TRUE(verified) << verified.error().message();
-    EXPECT_TRUE(verified->valid) << verified->reason;
-    EXPECT_EQ(verified->records, 2u);
-  });
-  ASSERT_TRUE(code);
-  EXPECT_EQ(*code, 0);
-}
-
-TEST(Journal, AWriteCutShortLeavesNoPartOfItsRecordBeforeTheNext) {
-  TempDir dir{"journal"};
-  const auto path = dir.file("j");
-  const auto code = pepita::test::run_forked([&] {
-    ASSERT_NE(std::signal(SIGXFSZ, SIG_IGN), SIG_ERR);
-    auto j = Journal::open(path, Journal::Mode::Truncate);
-    ASSERT_TRUE(j) << j.error().message();
-    ASSERT_TRUE((*j)->append(finished("a", 0)));
-    const auto good = fs::file_size(path);
-    rlimit old{};
-    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
-    // Room for 10 bytes of the next record: the write stops partway, then fails with EFBIG.
-    const rlimit partway{static_cast<rlim_t>(good + 10), old.rlim_max};
-    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &partway), 0);
-    const auto refused = (*j)->append(finished("b", 1));
-    ASSERT_FALSE(refused);
-    EXPECT_EQ(refused.error().sys_errno(), EFBIG);
-    EXPECT_EQ(fs::file_size(path), good) << "the part written of the failed record stayed";
+    check(refused.error(), size_before);
     ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
     ASSERT_TRUE((*j)->append(finished("c", 2)));
     ASSERT_TRUE((*j)->close());
@@ -473,9 +436,37 @@ TEST(Journal, AWriteCutShortLeavesNoPartOfItsRecordBeforeTheNext) {
     const auto verified = verify_journal(path);
     ASSERT_TRUE(verified) << verified.error().message();
     EXPECT_TRUE(verified->valid) << verified->reason;
+    EXPECT_EQ(verified->records, 2u);
   });
   ASSERT_TRUE(code);
   EXPECT_EQ(*code, 0);
+}
+
+// A write the file system refuses (here the file size limit: EFBIG) fails the append with the
+// errno and the journal's path; the file keeps the records before it whole, and once there is
+// room again the chain goes on from the last record written.
+TEST(Journal, AWriteThatFailsReportsItsErrnoAndKeepsTheRecordsBefore) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  expect_append_past_size_limit(path, 0, [&](const Error& refused, std::uintmax_t) {
+    EXPECT_NE(refused.message().find("write journal " + path), std::string::npos)
+        << refused.message();
+    const auto before = read_journal(path);
+    ASSERT_TRUE(before) << before.error().message();
+    ASSERT_EQ(before->records.size(), 1u);
+    EXPECT_EQ(before->records[0].name, "a");
+    EXPECT_EQ(before->torn_bytes, 0u);
+  });
+}
+
+// Room for 10 bytes of the next record: the write stops partway, then fails with EFBIG; the part
+// written is cut away, so the next record follows the last whole one.
+TEST(Journal, AWriteCutShortLeavesNoPartOfItsRecordBeforeTheNext) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  expect_append_past_size_limit(path, 10, [&](const Error&, std::uintmax_t size_before) {
+    EXPECT_EQ(fs::file_size(path), size_before) << "the part written of the failed record stayed";
+  });
 }
 
 }  // namespace

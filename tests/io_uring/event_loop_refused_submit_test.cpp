@@ -105,16 +105,11 @@ TEST(EventLoop, SqeForOnAFullSqRetriesASubmitRefusedWithEbusyOnce) {
         return "";
       },
       30, {{1, {-EBUSY}}, {3, {-EBUSY, -EBUSY}}, {5, {-EINVAL}}});
-  if (trace.inject_unsupported) GTEST_SKIP() << "failing a syscall under ptrace needs x86-64";
-  if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
+  if (const std::string why = trace.skip_reason(); !why.empty()) GTEST_SKIP() << why;
   ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
-  auto enters = [&](int phase) {
-    auto it = trace.enters.find(phase);
-    return it == trace.enters.end() ? std::size_t{0} : it->second.size();
-  };
-  EXPECT_EQ(enters(1), 2u) << "the refused submit, then the retry after reaping";
-  EXPECT_EQ(enters(3), 2u) << "one retry only";
-  EXPECT_EQ(enters(5), 1u) << "no retry after EINVAL";
+  EXPECT_EQ(trace.enters_in(1).size(), 2u) << "the refused submit, then the retry after reaping";
+  EXPECT_EQ(trace.enters_in(3).size(), 2u) << "one retry only";
+  EXPECT_EQ(trace.enters_in(5).size(), 1u) << "no retry after EINVAL";
 }
 
 // The other places that submit on their own absorb an EBUSY the same way: reserve() (a request
@@ -187,18 +182,14 @@ TEST(EventLoop, ReserveAndRunOnceReapWhenTheKernelRefusesASubmitWithEbusy) {
         return "";
       },
       30, {{1, {-EBUSY}}, {3, {-EBUSY}}, {5, {-EINVAL}}, {7, {-EINVAL}}});
-  if (trace.inject_unsupported) GTEST_SKIP() << "failing a syscall under ptrace needs x86-64";
-  if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
+  if (const std::string why = trace.skip_reason(); !why.empty()) GTEST_SKIP() << why;
   ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
-  auto enters = [&](int phase) {
-    auto it = trace.enters.find(phase);
-    return it == trace.enters.end() ? std::size_t{0} : it->second.size();
-  };
-  EXPECT_EQ(enters(1), 2u) << "the refused submit, then the retry after reaping";
-  EXPECT_EQ(enters(3), 1u) << "run_once reaps and returns; the next one submits";
-  EXPECT_EQ(enters(5), 1u) << "no retry after EINVAL";
-  EXPECT_EQ(enters(7), 1u);
-  EXPECT_EQ(enters(9), 0u) << "reserve(2) submitted although exactly two SQEs were free";
+  EXPECT_EQ(trace.enters_in(1).size(), 2u) << "the refused submit, then the retry after reaping";
+  EXPECT_EQ(trace.enters_in(3).size(), 1u) << "run_once reaps and returns; the next one submits";
+  EXPECT_EQ(trace.enters_in(5).size(), 1u) << "no retry after EINVAL";
+  EXPECT_EQ(trace.enters_in(7).size(), 1u);
+  EXPECT_EQ(trace.enters_in(9).size(), 0u)
+      << "reserve(2) submitted although exactly two SQEs were free";
 }
 
 }  // namespace

@@ -351,12 +351,9 @@ TEST(Ring, SqpollSubmitsWithoutEntering) {
     test::mark_phase(5);
     return "";
   });
-  if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
+  if (const std::string why = trace.skip_reason(); !why.empty()) GTEST_SKIP() << why;
   ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
-  auto enters = [&](int phase) {
-    auto it = trace.enters.find(phase);
-    return it == trace.enters.end() ? std::vector<std::uint64_t>{} : it->second;
-  };
+  auto enters = [&](int phase) { return trace.enters_in(phase); };
   auto flags = [&](int phase) {
     std::string text;
     for (std::uint64_t f : enters(phase)) text += " flags=" + std::to_string(f);

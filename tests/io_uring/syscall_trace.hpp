@@ -30,6 +30,18 @@ struct EnterTrace {
   /// first mark).
   std::map<int, std::vector<std::uint64_t>> enters;
   bool inject_unsupported = false;  // failures were asked for on an architecture without them
+
+  /// The flags of each io_uring_enter made during `phase` (empty when it made none).
+  [[nodiscard]] std::vector<std::uint64_t> enters_in(int phase) const {
+    const auto it = enters.find(phase);
+    return it == enters.end() ? std::vector<std::uint64_t>{} : it->second;
+  }
+  /// Why nothing was traced as asked ("" when it was): the test skips with it.
+  [[nodiscard]] std::string skip_reason() const {
+    if (inject_unsupported) return "failing a syscall under ptrace needs x86-64";
+    if (ptrace_denied) return "ptrace(PTRACE_TRACEME) is not permitted here";
+    return "";
+  }
 };
 
 /// Phase -> what the first io_uring_enter calls of that phase return, in order: a negative errno
