@@ -11,7 +11,6 @@ std::vector<std::size_t> find_cycle(const std::vector<std::vector<std::size_t>>&
   enum : std::uint8_t { kWhite, kGrey, kBlack };
   const std::size_t n = edges.size();
   std::vector<std::uint8_t> color(n, kWhite);
-  std::vector<std::size_t> parent(n, n);
   // Iterative DFS: a deep chain of thousands of tasks must not blow the stack.
   for (std::size_t root = 0; root < n; ++root) {
     if (color[root] != kWhite) continue;
@@ -36,7 +35,6 @@ std::vector<std::size_t> find_cycle(const std::vector<std::vector<std::size_t>>&
       }
       if (color[to] == kWhite) {
         color[to] = kGrey;
-        parent[to] = node;
         stack.emplace_back(to, 0);
       }
     }
