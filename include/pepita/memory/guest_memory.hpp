@@ -190,7 +190,9 @@ class GuestMemory {
   }
 
   /// Translates a frontend virtual address range (vring addresses) to guest-physical; the range
-  /// must lie inside one region added by add_fd_region (or a view of one).
+  /// must lie inside one region added by add_fd_region (or a view of one). Unlike the range rule
+  /// for guest-physical accesses, `uva` itself must be a byte of the region even when `len` is 0:
+  /// a frontend address at a region's end translates to nothing.
   Result<PhysAddr> uva_to_gpa(uint64_t uva, uint64_t len) const;
 
   /// The host mapping of a one-region memory, for handing to the hypervisor
