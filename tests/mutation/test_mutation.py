@@ -190,6 +190,50 @@ def test_file_is_restored_after_sigterm_mid_run(tmp_path):
     assert not (project / "build-mutation" / "mutation-state" / "state.json").exists()
 
 
+def test_a_second_run_in_the_same_tree_refuses_and_list_reads_the_original(tmp_path):
+    project = make_project(tmp_path)
+    src = project / "src" / "demo" / "demo.cpp"
+    before = digest(src)
+    listing = [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
+               "--per-module", "0", "--list"]
+    want = subprocess.run(listing, capture_output=True, text=True, check=True).stdout
+    marker = tmp_path / "testing"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
+         "--per-module", "0", "--timeout", "120", "--build-command", "true",
+         "--test-command", f"test -e {marker}.base || {{ touch {marker}.base; exit 0; }}; "
+                           f"touch {marker}; sleep 60"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the runner never reached a mutant's tests"
+            time.sleep(0.05)
+        mutated = digest(src)
+        assert mutated != before
+        # Another build dir does not help: the tree is what two runs would share.
+        second = subprocess.run(
+            [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
+             "--build-dir", "other", "--build-command", "true", "--test-command", "true"],
+            capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0 and "another mutation run is using" in second.stderr
+        restore = subprocess.run([sys.executable, str(SCRIPT), "--root", str(project),
+                                  "--restore-only"], capture_output=True, text=True, timeout=60)
+        assert restore.returncode != 0 and "another mutation run" in restore.stderr
+        listed = subprocess.run(listing, capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert listed.stdout == want, "--list drew from the mutated file"
+        # None of them touched the first run's mutant or its state.
+        assert digest(src) == mutated
+        assert (project / "build-mutation" / "mutation-state" / "state.json").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143, out
+    assert digest(src) == before
+
+
 def test_a_killed_runs_mutation_is_undone_at_the_next_start(tmp_path):
     project = make_project(tmp_path)
     src = project / "src" / "demo" / "demo.cpp"
