@@ -156,6 +156,31 @@ TEST(FailureDetector, ValidateNamesTheBadField) {
   EXPECT_EQ(d.status(1, kT0 + 1h), HealthStatus::Failed);
 }
 
+TEST(FailureDetector, ConstructorClampsEachRefusedFieldToItsFloor) {
+  FailureDetector d({.heartbeat_interval = 0ms,
+                     .acceptable_pause = -1s,
+                     .min_std_deviation = -1ms,
+                     .window = 1,
+                     .suspect_phi = 9,
+                     .failure_phi = 0,
+                     .max_silence = -1s});
+  const DetectorConfig& c = d.config();
+  EXPECT_EQ(d.heartbeat_interval(), 1ns);
+  EXPECT_EQ(c.min_std_deviation, 1ns);
+  EXPECT_EQ(c.acceptable_pause, 0ns);
+  EXPECT_EQ(c.max_silence, 0ns);
+  EXPECT_EQ(c.window, 2u);
+  EXPECT_EQ(c.failure_phi, 8.0);
+  EXPECT_EQ(c.suspect_phi, 8.0);  // capped at failure_phi
+  EXPECT_TRUE(validate(c).has_value());
+  // The first heartbeat seeds the window with the clamped 1 ns period, so a worker asked about
+  // at the very instant of its heartbeat is one sd early: phi = log10(1 + e^-1.668...).
+  d.record_heartbeat(1, kT0);
+  EXPECT_NEAR(d.phi(1, kT0), std::log10(1 + std::exp(-(1.5976 + 0.070566))), 1e-6);
+  FailureDetector nan_suspect({.suspect_phi = NAN});
+  EXPECT_EQ(nan_suspect.config().suspect_phi, 1.0);
+}
+
 TEST(WorkerHealth, CrateFixedTimeoutRuleAndSuccessRate) {
   WorkerHealth h(4);
   EXPECT_EQ(h.status, HealthStatus::Unknown);

@@ -137,6 +137,24 @@ TEST_P(JournalChain, EditedRecordWithoutCrcRepairIsNamed) {
   EXPECT_NE(v.reason.find("edited"), std::string::npos) << v.reason;
 }
 
+TEST_P(JournalChain, RecordWithAnUnknownAuthByteAndFixedCrcIsAMalformedChainHeader) {
+  write_journal(path_, 3, key());
+  std::string data = read_file(path_);
+  const auto frames = frames_of(data);
+  // The chain header's first byte says whether a MAC follows: only 0 or 1 parse.
+  data[frames[1].offset + 8] = '\2';
+  fix_crc(data, frames[1]);
+  write_file(path_, data);
+  const auto v = verify(path_, key());
+  EXPECT_FALSE(v.valid);
+  ASSERT_TRUE(v.bad_record.has_value());
+  EXPECT_EQ(*v.bad_record, 1u) << v.reason;
+  EXPECT_EQ(v.reason, "record 1: malformed chain header: edited");
+  EXPECT_EQ(v.records, 1u);
+  EXPECT_EQ(v.keyed, GetParam());
+  EXPECT_FALSE(v.ended);
+}
+
 TEST_P(JournalChain, DroppedRecordIsNamed) {
   write_journal(path_, 4, key());
   std::string data = read_file(path_);
