@@ -211,6 +211,27 @@ TEST(RemoteResources, ATaskSubmittedOnceTheWorkersAreKnownFailsInsideSubmitIfNon
   EXPECT_EQ(w->stats().tasks_run, 1u);
 }
 
+TEST(RemoteResources, ALaterResourceAttemptAsksForItsGrownAmount) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 2, inventory(2, 1 * kGiB, {}));
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()}));
+  ASSERT_TRUE(d) << d.error().to_string();
+  ASSERT_TRUE(all_registered(**d, 1));
+  // 1G * attempt: the first attempt fits the 1G worker, the second (2G) fits none.
+  RemoteTask second{.id = 1, .resource_attempt = 2};
+  second.spec.path = "/bin/true";
+  second.resources.memory = 1 * kGiB;
+  second.resources.memory_growth = task::Growth::PerAttempt;
+  auto out = (*d)->run(std::move(second));
+  ASSERT_TRUE(out) << out.error().to_string();
+  EXPECT_EQ(out->result.status, TaskStatus::SpawnError);
+  EXPECT_NE(out->result.error.find("needs 2G of memory; the largest worker has 1G"),
+            std::string::npos)
+      << out->result.error;
+  EXPECT_EQ(w->stats().tasks_run, 0u);
+}
+
 TEST(RemoteResources, AnInvalidRequestIsRefusedAtSubmit) {
   test::KeyFile kf;
   auto d = RemoteDispatcher::start(test::fast_options(kf.key, {"127.0.0.1:9"}));
