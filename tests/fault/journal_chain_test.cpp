@@ -475,7 +475,12 @@ TEST(JournalChain, VerifyRefusesForeignFilesShortKeysAndNamesOldFormats) {
   ASSERT_FALSE(foreign);
   EXPECT_EQ(foreign.error().code(), ErrorCode::Corrupted);
   EXPECT_NE(foreign.error().message().find("bad magic"), std::string::npos);
-  EXPECT_FALSE(verify_journal(dir.file("missing"), std::nullopt));
+  // A missing file is an error of its own, not an empty (foreign) journal.
+  auto missing = verify_journal(dir.file("missing"), std::nullopt);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::NotFound) << missing.error().message();
+  EXPECT_NE(missing.error().message().find("open journal"), std::string::npos)
+      << missing.error().message();
   // Formats 1 and 2 carry no chain: reported as unverifiable, not as an error.
   for (const char* magic : {"PEPJRNL1", "PEPJRNL2"}) {
     write_file(path, magic);
