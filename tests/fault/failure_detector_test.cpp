@@ -14,6 +14,10 @@ using Clock = FailureDetector::Clock;
 // A fixed origin: every test drives time by hand from here.
 const Clock::time_point kT0 = Clock::time_point{} + 1000s;
 
+// The header's phi for a silence `y` standard deviations past the mean:
+// log10(1 + e^g), g = y (1.5976 + 0.070566 y^2).
+double phi_at(double y) { return std::log10(1 + std::exp(y * (1.5976 + 0.070566 * y * y))); }
+
 TEST(FailureDetector, UnknownUntilTheFirstHeartbeatThenHealthy) {
   FailureDetector d;
   EXPECT_TRUE(d.is_running());
@@ -156,6 +160,125 @@ TEST(FailureDetector, ValidateNamesTheBadField) {
   EXPECT_EQ(d.status(1, kT0 + 1h), HealthStatus::Failed);
 }
 
+TEST(FailureDetector, ConstructorClampsEachRefusedFieldToItsFloor) {
+  FailureDetector d({.heartbeat_interval = 0ms,
+                     .acceptable_pause = -1s,
+                     .min_std_deviation = -1ms,
+                     .window = 1,
+                     .suspect_phi = 9,
+                     .failure_phi = 0,
+                     .max_silence = -1s});
+  const DetectorConfig& c = d.config();
+  EXPECT_EQ(d.heartbeat_interval(), 1ns);
+  EXPECT_EQ(c.min_std_deviation, 1ns);
+  EXPECT_EQ(c.acceptable_pause, 0ns);
+  EXPECT_EQ(c.max_silence, 0ns);
+  EXPECT_EQ(c.window, 2u);
+  EXPECT_EQ(c.failure_phi, 8.0);
+  EXPECT_EQ(c.suspect_phi, 8.0);  // capped at failure_phi
+  EXPECT_TRUE(validate(c).has_value());
+  // The first heartbeat seeds the window with the clamped 1 ns period, so a worker asked about
+  // at the very instant of its heartbeat is one sd early: phi = log10(1 + e^-1.668...).
+  d.record_heartbeat(1, kT0);
+  EXPECT_NEAR(d.phi(1, kT0), phi_at(-1), 1e-6);
+  FailureDetector nan_suspect({.suspect_phi = NAN});
+  EXPECT_EQ(nan_suspect.config().suspect_phi, 1.0);
+}
+
+TEST(FailureDetector, ValidateAcceptsEachBoundaryValueAndRefusesAZeroPhi) {
+  EXPECT_TRUE(validate({.acceptable_pause = 0ms, .max_silence = 0ms}).has_value());
+  EXPECT_TRUE(validate({.heartbeat_interval = 1ns, .min_std_deviation = 1ns}).has_value());
+  EXPECT_TRUE(validate({.window = 2}).has_value());
+  EXPECT_TRUE(validate({.suspect_phi = 8, .failure_phi = 8}).has_value());  // equal is allowed
+  EXPECT_TRUE(validate({.suspect_phi = 0.5}).has_value());
+  EXPECT_FALSE(validate({.suspect_phi = 0}).has_value());
+  EXPECT_FALSE(validate({.failure_phi = INFINITY}).has_value());
+}
+
+TEST(FailureDetector, FirstHeartbeatSeedsAMeanOfTheIntervalAndASpreadOfAQuarter) {
+  FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 1ms});
+  d.record_heartbeat(1, kT0);
+  // mean 100 ms, sd 25 ms: 150 ms of silence is 2 sd late, 50 ms is 2 sd early.
+  EXPECT_NEAR(d.phi(1, kT0 + 150ms), phi_at(2), 1e-9);
+  EXPECT_NEAR(d.phi(1, kT0 + 50ms), phi_at(-2), 1e-9);
+  EXPECT_NEAR(d.phi(1, kT0 + 100ms), std::log10(2.0), 1e-9);
+}
+
+TEST(FailureDetector, WindowKeepsOnlyTheNewestIntervals) {
+  FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 1ms, .window = 2});
+  d.record_heartbeat(1, kT0);
+  d.record_heartbeat(1, kT0 + 100ms);
+  d.record_heartbeat(1, kT0 + 200ms);
+  d.record_heartbeat(1, kT0 + 500ms);
+  // The window holds the last two gaps, 100 and 300 ms: mean 200 ms, sd 100 ms.
+  EXPECT_NEAR(d.phi(1, kT0 + 900ms), phi_at(2), 1e-9);
+}
+
+TEST(FailureDetector, AnEarlierHeartbeatIsAZeroGapAtTheLastTime) {
+  FailureDetector d({.heartbeat_interval = 4ns, .min_std_deviation = 1ns, .window = 2});
+  d.record_heartbeat(1, kT0);
+  d.record_heartbeat(1, kT0 - 1s);
+  const auto h = d.get_health(1, kT0);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->last_heartbeat, kT0);
+  EXPECT_EQ(h->heartbeats, 2u);
+  // Window {5 ns (seed), 0 ns}: mean 2.5 ns, sd 2.5 ns, so 10 ns of silence is 3 sd late.
+  EXPECT_NEAR(d.phi(1, kT0 + 10ns), phi_at(3), 1e-6);
+}
+
+TEST(FailureDetector, APhiExactlyAtAThresholdReachesIt) {
+  const DetectorConfig c{.heartbeat_interval = 100ms, .min_std_deviation = 10ms};
+  FailureDetector probe(c);
+  probe.record_heartbeat(1, kT0);
+  const auto at = kT0 + 160ms;
+  const double p = probe.phi(1, at);
+  ASSERT_GT(p, 1.0);
+  FailureDetector fails({.heartbeat_interval = 100ms,
+                         .min_std_deviation = 10ms,
+                         .suspect_phi = 1.0,
+                         .failure_phi = p});
+  fails.record_heartbeat(1, kT0);
+  EXPECT_EQ(fails.status(1, at), HealthStatus::Failed);
+  FailureDetector suspects(
+      {.heartbeat_interval = 100ms, .min_std_deviation = 10ms, .suspect_phi = p});
+  suspects.record_heartbeat(1, kT0);
+  EXPECT_EQ(suspects.status(1, at), HealthStatus::Suspected);
+}
+
+TEST(FailureDetector, OneNanosecondMaxSilenceAndAThresholdOfOneFailure) {
+  FailureDetector d({.max_silence = 1ns, .failure_threshold = 1});
+  d.record_heartbeat(1, kT0);
+  EXPECT_EQ(d.status(1, kT0 + 1ns), HealthStatus::Healthy);
+  EXPECT_EQ(d.status(1, kT0 + 2ns), HealthStatus::Failed);
+  d.record_heartbeat(2, kT0);
+  d.record_task_result(2, false);
+  EXPECT_EQ(d.status(2, kT0), HealthStatus::Failed);
+  d.record_task_result(7, false);  // never registered: still unknown
+  EXPECT_EQ(d.status(7, kT0), HealthStatus::Unknown);
+  EXPECT_FALSE(d.get_health(7, kT0).has_value());
+}
+
+TEST(FailureDetector, GetHealthCarriesPhiAsOfNow) {
+  FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 1ms});
+  d.record_heartbeat(1, kT0);
+  const auto h = d.get_health(1, kT0 + 150ms);
+  ASSERT_TRUE(h.has_value());
+  EXPECT_NEAR(h->phi, phi_at(2), 1e-9);
+  EXPECT_EQ(h->phi, d.phi(1, kT0 + 150ms));
+  EXPECT_EQ(h->status, HealthStatus::Suspected);
+  EXPECT_EQ(h->worker_id, 1u);
+}
+
+TEST(FailureDetector, WorkerListsAreInAscendingIdOrder) {
+  FailureDetector d({.heartbeat_interval = 100ms, .min_std_deviation = 10ms});
+  const std::vector<FailureDetector::WorkerId> ids{5, 3, 9, 1, 7, 2};
+  for (auto id : ids) d.record_heartbeat(id, kT0);
+  const std::vector<FailureDetector::WorkerId> sorted{1, 2, 3, 5, 7, 9};
+  EXPECT_EQ(d.healthy_workers(kT0), sorted);
+  EXPECT_EQ(d.failed_workers(kT0 + 10s), sorted);
+  EXPECT_EQ(d.update_all_statuses(kT0 + 10s), sorted);
+}
+
 TEST(WorkerHealth, CrateFixedTimeoutRuleAndSuccessRate) {
   WorkerHealth h(4);
   EXPECT_EQ(h.status, HealthStatus::Unknown);
@@ -177,6 +300,41 @@ TEST(WorkerHealth, CrateFixedTimeoutRuleAndSuccessRate) {
   EXPECT_EQ(to_string(HealthStatus::Suspected), "suspected");
   EXPECT_TRUE(is_available(HealthStatus::Unknown));
   EXPECT_FALSE(is_available(HealthStatus::Failed));
+}
+
+TEST(WorkerHealth, TimeoutBoundariesSaturatedFailuresAndASingleTask) {
+  WorkerHealth h(5);
+  h.record_heartbeat(kT0);
+  h.update_status(1s, 3, kT0 + 1s);  // silent exactly the timeout: not yet late
+  EXPECT_EQ(h.status, HealthStatus::Healthy);
+  h.update_status(1s, 3, kT0 + 3s);  // exactly three timeouts: suspected, not failed
+  EXPECT_EQ(h.status, HealthStatus::Suspected);
+  h.update_status(1s, 3, kT0 + 3s + 1ns);
+  EXPECT_EQ(h.status, HealthStatus::Failed);
+  h.record_heartbeat(kT0 - 1s);  // earlier than the last: counts, keeps the later time
+  EXPECT_EQ(h.last_heartbeat, kT0);
+  EXPECT_EQ(h.heartbeats, 2u);
+  EXPECT_EQ(h.status, HealthStatus::Healthy);
+
+  // A threshold of one fails the worker at its first failed task; a success clears the count.
+  h.record_task_completion(false);
+  EXPECT_DOUBLE_EQ(h.success_rate(), 0.0);
+  h.update_status(1s, 1, kT0);
+  EXPECT_EQ(h.status, HealthStatus::Failed);
+  h.record_task_completion(true);
+  EXPECT_EQ(h.consecutive_failures, 0u);
+  EXPECT_DOUBLE_EQ(h.success_rate(), 0.5);
+  WorkerHealth one(6);
+  one.record_task_completion(true);
+  EXPECT_DOUBLE_EQ(one.success_rate(), 1.0);
+  EXPECT_EQ(one.tasks_completed, 1u);
+
+  // The consecutive count saturates instead of wrapping to 0.
+  WorkerHealth worn(7);
+  worn.consecutive_failures = UINT32_MAX;
+  worn.record_task_completion(false);
+  EXPECT_EQ(worn.consecutive_failures, UINT32_MAX);
+  EXPECT_EQ(worn.tasks_failed, 1u);
 }
 
 TEST(WorkerHealth, ConsecutiveFailedTasksFailAHeartbeatingWorkerAndEveryStatusHasAName) {

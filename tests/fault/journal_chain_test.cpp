@@ -77,6 +77,21 @@ void fix_crc(std::string& data, const Frame& f) {
   }
 }
 
+// A frame (u32 length, u32 CRC32C, little-endian) around `payload`.
+std::string make_frame(std::string_view payload) {
+  std::string frame;
+  const std::uint32_t words[] = {static_cast<std::uint32_t>(payload.size()), crc32c(payload)};
+  for (std::uint32_t w : words) {
+    for (int i = 0; i < 4; ++i) frame.push_back(static_cast<char>((w >> (8 * i)) & 0xFF));
+  }
+  return frame.append(payload);
+}
+
+// Payload offsets of a format 3 record: auth byte, u64 sequence, prev hash, then (MACed only)
+// the MAC, then the body.
+constexpr std::size_t kPrevAt = 1 + 8;
+constexpr std::size_t kUnkeyedBodyAt = kPrevAt + 32;
+
 JournalVerification verify(const std::string& path, const std::optional<std::string>& key) {
   auto v = verify_journal(path, key);
   EXPECT_TRUE(v) << v.error().message();
@@ -135,6 +150,24 @@ TEST_P(JournalChain, EditedRecordWithoutCrcRepairIsNamed) {
   ASSERT_TRUE(v.bad_record.has_value());
   EXPECT_EQ(*v.bad_record, 1u) << v.reason;
   EXPECT_NE(v.reason.find("edited"), std::string::npos) << v.reason;
+}
+
+TEST_P(JournalChain, RecordWithAnUnknownAuthByteAndFixedCrcIsAMalformedChainHeader) {
+  write_journal(path_, 3, key());
+  std::string data = read_file(path_);
+  const auto frames = frames_of(data);
+  // The chain header's first byte says whether a MAC follows: only 0 or 1 parse.
+  data[frames[1].offset + 8] = '\2';
+  fix_crc(data, frames[1]);
+  write_file(path_, data);
+  const auto v = verify(path_, key());
+  EXPECT_FALSE(v.valid);
+  ASSERT_TRUE(v.bad_record.has_value());
+  EXPECT_EQ(*v.bad_record, 1u) << v.reason;
+  EXPECT_EQ(v.reason, "record 1: malformed chain header: edited");
+  EXPECT_EQ(v.records, 1u);
+  EXPECT_EQ(v.keyed, GetParam());
+  EXPECT_FALSE(v.ended);
 }
 
 TEST_P(JournalChain, DroppedRecordIsNamed) {
@@ -221,6 +254,126 @@ INSTANTIATE_TEST_SUITE_P(WithAndWithoutKey, JournalChain, ::testing::Bool(),
                            return p.param ? "Keyed" : "Unkeyed";
                          });
 
+TEST(JournalChain, FirstRecordWithAnEditedPrevHashIsTheChainBreak) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 2, std::nullopt);
+  std::string data = read_file(path);
+  const auto f = frames_of(data);
+  data[f[0].offset + 8 + kPrevAt] ^= 0x01;
+  fix_crc(data, f[0]);
+  write_file(path, data);
+  const auto v = verify(path, std::nullopt);
+  EXPECT_FALSE(v.valid);
+  EXPECT_EQ(v.bad_record, 0u) << v.reason;
+  EXPECT_NE(v.reason.find("record 0: "), std::string::npos) << v.reason;
+  EXPECT_NE(v.reason.find("hash chain break"), std::string::npos) << v.reason;
+  EXPECT_EQ(v.records, 0u);
+}
+
+TEST(JournalChain, EndRecordWithAnEditedCountOrHeadOrLengthIsNamed) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 2, std::nullopt);
+  const std::string good = read_file(path);
+  const auto f = frames_of(good);
+  ASSERT_EQ(f.size(), 3u);  // 2 records + End
+  // The End body: type, u64 count, chain head. Edit the count, then the head.
+  for (std::size_t at : {std::size_t{1}, std::size_t{1 + 8}}) {
+    std::string data = good;
+    data[f[2].offset + 8 + kUnkeyedBodyAt + at] ^= 0x01;
+    fix_crc(data, f[2]);
+    write_file(path, data);
+    const auto v = verify(path, std::nullopt);
+    EXPECT_FALSE(v.valid);
+    EXPECT_FALSE(v.ended);
+    EXPECT_EQ(v.bad_record, 2u) << v.reason;
+    EXPECT_NE(v.reason.find("count or chain head does not match"), std::string::npos) << v.reason;
+    EXPECT_EQ(v.records, 2u);
+  }
+  // One byte too many: no longer an End record's shape.
+  const std::string end = good.substr(f[2].offset + 8, f[2].size - 8) + "!";
+  write_file(path, good.substr(0, f[2].offset) + make_frame(end));
+  const auto v = verify(path, std::nullopt);
+  EXPECT_FALSE(v.valid);
+  EXPECT_EQ(v.bad_record, 2u) << v.reason;
+  EXPECT_EQ(v.reason, "record 2: malformed End record: edited");
+}
+
+TEST(JournalChain, RecordBodyThatDoesNotDecodeIsNamed) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 3, std::nullopt);
+  std::string data = read_file(path);
+  const auto f = frames_of(data);
+  data[f[1].offset + 8 + kUnkeyedBodyAt] = '\x09';  // record types are 1..3, End is 4
+  fix_crc(data, f[1]);
+  write_file(path, data);
+  const auto v = verify(path, std::nullopt);
+  EXPECT_FALSE(v.valid);
+  EXPECT_EQ(v.bad_record, 1u) << v.reason;
+  EXPECT_EQ(v.reason, "record 1: its body does not decode: edited");
+  EXPECT_EQ(v.records, 1u);
+}
+
+TEST(JournalChain, OneMacedRecordInAnUnkeyedJournalIsMixed) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 3, std::nullopt);
+  std::string data = read_file(path);
+  const auto f = frames_of(data);
+  data[f[1].offset + 8] = '\1';  // the auth byte: the body's first 32 bytes now read as a MAC
+  fix_crc(data, f[1]);
+  write_file(path, data);
+  const auto v = verify(path, std::nullopt);
+  EXPECT_FALSE(v.valid);
+  EXPECT_FALSE(v.keyed);
+  EXPECT_EQ(v.bad_record, 1u) << v.reason;
+  EXPECT_NE(v.reason.find("MACed and unMACed records are mixed"), std::string::npos) << v.reason;
+}
+
+TEST(JournalChain, AOneByteFrameBetweenRecordsIsAMalformedChainHeader) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 2, std::nullopt);
+  std::string data = read_file(path);
+  const auto f = frames_of(data);
+  data.insert(f[1].offset, make_frame("x"));
+  write_file(path, data);
+  const auto v = verify(path, std::nullopt);
+  EXPECT_FALSE(v.valid);
+  EXPECT_EQ(v.bad_record, 1u) << v.reason;
+  EXPECT_EQ(v.reason, "record 1: malformed chain header: edited");
+}
+
+TEST(JournalChain, EditedFirstRecordOfAMacedJournalIsAMacMismatch) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  write_journal(path, 2, kKey);
+  std::string data = read_file(path);
+  const auto f = frames_of(data);
+  data[f[0].offset + f[0].size - 1] ^= 0x01;
+  fix_crc(data, f[0]);
+  write_file(path, data);
+  const auto v = verify(path, kKey);
+  EXPECT_FALSE(v.valid);
+  EXPECT_EQ(v.bad_record, 0u) << v.reason;
+  EXPECT_EQ(v.reason, "record 0: MAC mismatch: the record was edited");
+}
+
+TEST(JournalChain, AKeyOfExactlyTheMinimumLengthVerifies) {
+  TempDir dir{"journal-chain"};
+  const auto path = dir.file("j");
+  const std::string key(kJournalKeyMinBytes, 'k');
+  write_journal(path, 1, key);
+  const auto v = verify(path, key);
+  EXPECT_TRUE(v.valid) << v.reason;
+  EXPECT_TRUE(v.macs_checked);
+  auto shorter = verify_journal(path, key.substr(1));
+  ASSERT_FALSE(shorter);
+  EXPECT_EQ(shorter.error().code(), ErrorCode::InvalidArgument);
+}
+
 TEST(JournalChain, WrongKeyIsReported) {
   TempDir dir{"journal-chain"};
   const auto path = dir.file("j");
@@ -228,6 +381,7 @@ TEST(JournalChain, WrongKeyIsReported) {
   const auto v = verify(path, kOtherKey);
   EXPECT_FALSE(v.valid);
   EXPECT_NE(v.reason.find("wrong key"), std::string::npos) << v.reason;
+  EXPECT_EQ(v.bad_record, 0u);
   auto resume = Journal::open(path, Journal::Mode::Resume, kOtherKey);
   ASSERT_FALSE(resume);
   EXPECT_EQ(resume.error().code(), ErrorCode::Corrupted);
@@ -255,6 +409,7 @@ TEST(JournalChain, UnkeyedJournalVerifiedWithAKeyIsInvalid) {
   const auto v = verify(path, kKey);
   EXPECT_FALSE(v.valid);
   EXPECT_NE(v.reason.find("without a key"), std::string::npos) << v.reason;
+  EXPECT_EQ(v.bad_record, 0u);
 }
 
 TEST(JournalChain, ProvenanceFieldsRoundTrip) {
@@ -320,7 +475,12 @@ TEST(JournalChain, VerifyRefusesForeignFilesShortKeysAndNamesOldFormats) {
   ASSERT_FALSE(foreign);
   EXPECT_EQ(foreign.error().code(), ErrorCode::Corrupted);
   EXPECT_NE(foreign.error().message().find("bad magic"), std::string::npos);
-  EXPECT_FALSE(verify_journal(dir.file("missing"), std::nullopt));
+  // A missing file is an error of its own, not an empty (foreign) journal.
+  auto missing = verify_journal(dir.file("missing"), std::nullopt);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), ErrorCode::NotFound) << missing.error().message();
+  EXPECT_NE(missing.error().message().find("open journal"), std::string::npos)
+      << missing.error().message();
   // Formats 1 and 2 carry no chain: reported as unverifiable, not as an error.
   for (const char* magic : {"PEPJRNL1", "PEPJRNL2"}) {
     write_file(path, magic);
@@ -366,16 +526,12 @@ TEST(JournalChain, TailFrameWithAGoodCrcButNoChainHeaderIsATornWrite) {
   write_journal(path, 2, std::nullopt);
   // A frame whose CRC checks but whose 3 bytes are too short to hold the chain header.
   const std::string payload = "abc";
-  std::string frame;
-  const std::uint32_t words[] = {static_cast<std::uint32_t>(payload.size()), crc32c(payload)};
-  for (std::uint32_t w : words) {
-    for (int i = 0; i < 4; ++i) frame.push_back(static_cast<char>((w >> (8 * i)) & 0xFF));
-  }
-  write_file(path, read_file(path) + frame + payload);
+  const std::string frame = make_frame(payload);
+  write_file(path, read_file(path) + frame);
   auto rec = read_journal(path);
   ASSERT_TRUE(rec) << rec.error().message();
   EXPECT_EQ(rec->records.size(), 2u);
-  EXPECT_EQ(rec->torn_bytes, frame.size() + payload.size());
+  EXPECT_EQ(rec->torn_bytes, frame.size());
 }
 
 }  // namespace

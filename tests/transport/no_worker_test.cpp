@@ -2,6 +2,9 @@
 // give_up_without_workers, naming the reason, instead of waiting forever — unless told to wait.
 #include <gtest/gtest.h>
 
+#include <future>
+#include <memory>
+
 #include "pepita/transport/remote.hpp"
 #include "test_support.hpp"
 
@@ -85,6 +88,33 @@ TEST(NoWorker, StartAndSubmitRefuseBadArgumentsNamingTheFix) {
   // Only the first task is held; nothing was lost or double-counted by the refusals.
   EXPECT_EQ(d->backlog(), 1u);
   EXPECT_EQ(d->duplicates_dropped(), 0u);
+}
+
+TEST(NoWorker, ACancelledQueuedTaskCompletesInsideCancelAsCancelled) {
+  auto o = impatient("127.0.0.1:1", Key::generate().value());
+  o.give_up_without_workers = 0ms;  // it would wait forever: only cancel() ends it
+  auto d = RemoteDispatcher::start(std::move(o)).value();
+  auto promise = std::make_shared<std::promise<RemoteOutcome>>();
+  auto future = promise->get_future();
+  ASSERT_TRUE(
+      d->submit(echo(1), [promise](RemoteOutcome out) { promise->set_value(std::move(out)); }));
+  EXPECT_EQ(d->backlog(), 1u);
+  d->cancel(1);
+  ASSERT_EQ(future.wait_for(0s), std::future_status::ready);
+  const RemoteOutcome out = future.get();
+  EXPECT_EQ(out.id, 1u);
+  EXPECT_EQ(out.result.status, TaskStatus::Cancelled);
+  EXPECT_EQ(out.result.exit_code, -1);
+  EXPECT_EQ(out.result.error, "cancelled before it was dispatched");
+  EXPECT_EQ(out.attempts, 0u);
+  EXPECT_EQ(out.worker, "");
+  EXPECT_EQ(d->backlog(), 0u);
+  EXPECT_TRUE(d->wait_idle(0ms));
+  d->cancel(1);  // already completed: nothing happens
+  d->cancel(2);  // never submitted: nothing happens
+  // Its id is free again.
+  ASSERT_TRUE(d->submit(echo(1), [](RemoteOutcome) {}));
+  EXPECT_EQ(d->backlog(), 1u);
 }
 
 TEST(NoWorker, EachWorkerStateHasItsOwnName) {

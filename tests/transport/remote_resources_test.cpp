@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -172,6 +173,57 @@ TEST(RemoteResources, AQueuedTaskThatFitsNoKnownWorkerFailsWithTheReason) {
   t.spec.path = "/bin/true";
   t.resources.memory = 2 * kGiB;
   auto out = (*d)->run(std::move(t));
+  ASSERT_TRUE(out) << out.error().to_string();
+  EXPECT_EQ(out->result.status, TaskStatus::SpawnError);
+  EXPECT_NE(out->result.error.find("needs 2G of memory; the largest worker has 1G"),
+            std::string::npos)
+      << out->result.error;
+  EXPECT_EQ(w->stats().tasks_run, 0u);
+}
+
+TEST(RemoteResources, ATaskSubmittedOnceTheWorkersAreKnownFailsInsideSubmitIfNoneFits) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 2, inventory(2, 1 * kGiB, {"0"}));
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()}));
+  ASSERT_TRUE(d) << d.error().to_string();
+  ASSERT_TRUE(all_registered(**d, 1));
+  // No worker event follows to fail it later: submit itself completes it, before returning.
+  auto promise = std::make_shared<std::promise<RemoteOutcome>>();
+  auto future = promise->get_future();
+  RemoteTask t{.id = 1};
+  t.spec.path = "/bin/true";
+  t.resources.gpus = 2;
+  ASSERT_TRUE(
+      (*d)->submit(std::move(t), [promise](RemoteOutcome o) { promise->set_value(std::move(o)); }));
+  ASSERT_EQ(future.wait_for(0s), std::future_status::ready);
+  const RemoteOutcome out = future.get();
+  EXPECT_EQ(out.result.status, TaskStatus::SpawnError);
+  EXPECT_NE(out.result.error.find("needs 2 GPUs; the largest worker has 1"), std::string::npos)
+      << out.result.error;
+  // One that fits, submitted the same way, runs on the worker.
+  RemoteTask fits{.id = 2};
+  fits.spec.path = "/bin/true";
+  fits.resources.gpus = 1;
+  auto ran = (*d)->run(std::move(fits));
+  ASSERT_TRUE(ran) << ran.error().to_string();
+  EXPECT_EQ(ran->result.status, TaskStatus::Succeeded) << ran->result.error;
+  EXPECT_EQ(w->stats().tasks_run, 1u);
+}
+
+TEST(RemoteResources, ALaterResourceAttemptAsksForItsGrownAmount) {
+  test::KeyFile kf;
+  auto w = test::start_worker(kf.key, 2, inventory(2, 1 * kGiB, {}));
+  ASSERT_TRUE(w);
+  auto d = RemoteDispatcher::start(test::fast_options(kf.key, {w->endpoint().to_string()}));
+  ASSERT_TRUE(d) << d.error().to_string();
+  ASSERT_TRUE(all_registered(**d, 1));
+  // 1G * attempt: the first attempt fits the 1G worker, the second (2G) fits none.
+  RemoteTask second{.id = 1, .resource_attempt = 2};
+  second.spec.path = "/bin/true";
+  second.resources.memory = 1 * kGiB;
+  second.resources.memory_growth = task::Growth::PerAttempt;
+  auto out = (*d)->run(std::move(second));
   ASSERT_TRUE(out) << out.error().to_string();
   EXPECT_EQ(out->result.status, TaskStatus::SpawnError);
   EXPECT_NE(out->result.error.find("needs 2G of memory; the largest worker has 1G"),
