@@ -453,6 +453,34 @@ TEST(BlkDevice, MaxQueueSizeMustBeAPowerOfTwoOfAtLeastFour) {
                                 {.max_queue_size = 4}));
 }
 
+// The discard and write-zeroes fields of the config space: one segment per request (what parse
+// takes), as many sectors as the disk takes in one request, discards aligned to the disk's
+// granularity in sectors (at least one), and write-zeroes allowed to unmap.
+TEST(BlkDevice, ConfigAdvertisesOneDiscardAndWriteZeroesSegmentWithinTheDisksLimits) {
+  for (const uint32_t granularity : {8192u, 256u}) {
+    SCOPED_TRACE(granularity);
+    auto dev = BlkDevice::create(
+        std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
+            .capacity_sectors = 1u << 20,
+            .logical_block_size = 4096,
+            .max_sectors = 1536,
+            .discard_granularity = granularity,
+            .features = blk_mq::features::kDiscard | blk_mq::features::kWriteZeroes}),
+        {});
+    ASSERT_TRUE(dev) << dev.error().to_string();
+    const vb::Config cfg = config_of(**dev);
+    EXPECT_EQ(cfg.blk_size, 4096u);
+    EXPECT_EQ(cfg.max_discard_sectors, 1536u);
+    EXPECT_EQ(cfg.max_discard_seg, 1u);
+    EXPECT_EQ(cfg.discard_sector_alignment, granularity == 8192u ? 16u : 1u);
+    EXPECT_EQ(cfg.max_write_zeroes_sectors, 1536u);
+    EXPECT_EQ(cfg.max_write_zeroes_seg, 1u);
+    EXPECT_EQ(cfg.write_zeroes_may_unmap, 1u);
+    EXPECT_NE((*dev)->features() & v::feature_bit(vb::F_DISCARD), 0u);
+    EXPECT_NE((*dev)->features() & v::feature_bit(vb::F_WRITE_ZEROES), 0u);
+  }
+}
+
 TEST(BlkDevice, SegMaxTimesSizeMaxIsTheLargestRequestTheDiskTakes) {
   // 1023 sectors (511.5 KiB): 127 whole 4 KiB segments fit, a 128th would pass the disk's limit.
   auto odd = BlkDevice::create(std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
