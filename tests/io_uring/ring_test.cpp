@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <rapidcheck/gtest.h>
 #include <sched.h>
@@ -13,6 +14,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -482,6 +484,43 @@ TEST(Ring, UsableFromAnotherThreadThanItsCreator) {
   ASSERT_TRUE(orphan) << "Ring::create failed on the maker thread";
   prep_nop(*orphan->get_sqe());
   EXPECT_EQ(test::submit_and_reap_one(*orphan).res, 0);
+}
+
+// When its registered ring index is gone (enter says EBADF), a Ring forgets the index for good
+// and enters through its plain fd from then on: a ring registered later in the freed slot is
+// not the one its submissions reach. In a thread of its own, whose ring-fd table is empty.
+TEST(Ring, AfterItsRegistrationIsGoneARingNeverEntersAnotherRingsIndex) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  bool supported = true;
+  std::thread own_table([&] {
+    auto a = Ring::create(RingOptions{.entries = 4});
+    ASSERT_TRUE(a) << a.error().to_string();
+    // Every slot of this thread's table dropped behind the Ring's back (a's included).
+    std::array<io_uring_rsrc_update, 16> slots{};
+    for (unsigned i = 0; i < 16; ++i) slots[i].offset = i;
+    if (::syscall(__NR_io_uring_register, a->fd(), IORING_UNREGISTER_RING_FDS, slots.data(),
+                  slots.size()) != 16) {
+      supported = false;  // no registered ring fds (before 5.18)
+      return;
+    }
+    prep_nop(*a->get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(*a).res, 0) << "EBADF falls back to the plain fd";
+    // b takes the lowest free slot, the one a had.
+    auto b = Ring::create(RingOptions{.entries = 4});
+    ASSERT_TRUE(b) << b.error().to_string();
+    prep_nop(*a->get_sqe());
+    auto submitted = a->submit();
+    ASSERT_TRUE(submitted) << submitted.error().to_string();
+    EXPECT_EQ(*submitted, 1u) << "a's nop went to another ring";
+    if (*submitted == 1) {
+      EXPECT_EQ(test::reap(*a, 1).size(), 1u);
+    }
+    prep_nop(*b->get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(*b).res, 0);
+    EXPECT_EQ(b->cq_ready(), 0u);
+  });
+  own_table.join();
+  if (!supported) GTEST_SKIP() << "the kernel has no IORING_UNREGISTER_RING_FDS";
 }
 
 TEST(Ring, MoveKeepsTheRingWorking) {
