@@ -24,8 +24,10 @@
 #include <vector>
 
 #include "blk_mq/device_conformance.hpp"
+#include "common/child.hpp"
 #include "common/file_text.hpp"
 #include "common/require.hpp"
+#include "common/syscall_fault.hpp"
 #include "pepita/memory/dma_buffer.hpp"
 
 namespace pepita::blk_mq {
@@ -245,6 +247,32 @@ TEST(FileDisk, CreateRefusesFilesItCannotUseAndSaysWhy) {
   EXPECT_EQ(fixed.error().sys_errno(), EINVAL);
   EXPECT_NE(fixed.error().message().find("extend /dev/null to 1048576 bytes"), std::string::npos)
       << fixed.error().message();
+}
+
+// Without io_uring (io_uring_setup refused, as kernel.io_uring_disabled does), the io_uring
+// engine is an error that says which engine failed and why, while Auto falls back to the sync
+// engine. In a forked child: the seccomp filter cannot be removed.
+TEST(FileDisk, IoUringEngineFailsCreateWhereAutoFallsBackToSyncWithoutIoUring) {
+  auto code = test::run_forked([] {
+    ASSERT_EQ(
+        test::fail_syscalls({{.nr = SCMP_SYS(io_uring_setup), .error = EPERM, .min_arg0 = 0}}), "");
+    TempPath file("/tmp");
+    auto uring = FileDisk::create(
+        {.path = file.str(), .capacity_bytes = 64 * 1024, .engine = FileEngine::IoUring});
+    ASSERT_FALSE(uring.has_value()) << "created without io_uring";
+    EXPECT_EQ(uring.error().sys_errno(), EPERM);
+    EXPECT_EQ(uring.error().message().rfind("FileDisk io_uring engine: ", 0), 0u)
+        << uring.error().message();
+    EXPECT_NE(uring.error().message().find("kernel.io_uring_disabled"), std::string::npos)
+        << uring.error().message();
+    auto fallback = FileDisk::create(
+        {.path = file.str(), .capacity_bytes = 64 * 1024, .engine = FileEngine::Auto});
+    ASSERT_TRUE(fallback.has_value()) << fallback.error().to_string();
+    EXPECT_EQ((*fallback)->engine(), FileEngine::Sync);
+    TagSet tags((*fallback)->info().tag_set);
+    testing::expect_round_trip(**fallback, tags);
+  });
+  EXPECT_EQ(code, 0);
 }
 
 // A file truncated under the disk reads as zeros past its new end (as a block device never ends
