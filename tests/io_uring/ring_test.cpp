@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstring>
 #include <iterator>
+#include <latch>
 #include <optional>
 #include <set>
 #include <string>
@@ -486,6 +487,20 @@ TEST(Ring, UsableFromAnotherThreadThanItsCreator) {
   EXPECT_EQ(test::submit_and_reap_one(*orphan).res, 0);
 }
 
+// Whether `slot` of the calling thread's registered ring-fd table holds a ring: registering
+// `ring_fd` there explicitly fails with EBUSY when it does. A probe that succeeds is undone.
+bool ring_slot_taken(int ring_fd, unsigned slot) {
+  io_uring_rsrc_update up{};
+  up.offset = slot;
+  up.data = static_cast<std::uint64_t>(ring_fd);
+  if (::syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_RING_FDS, &up, 1) == 1) {
+    up.data = 0;
+    EXPECT_EQ(::syscall(__NR_io_uring_register, ring_fd, IORING_UNREGISTER_RING_FDS, &up, 1), 1);
+    return false;
+  }
+  return errno == EBUSY;
+}
+
 // When its registered ring index is gone (enter says EBADF), a Ring forgets the index for good
 // and enters through its plain fd from then on: a ring registered later in the freed slot is
 // not the one its submissions reach. In a thread of its own, whose ring-fd table is empty.
@@ -493,8 +508,9 @@ TEST(Ring, AfterItsRegistrationIsGoneARingNeverEntersAnotherRingsIndex) {
   PEPITA_REQUIRE_CAPABILITY(io_uring);
   bool supported = true;
   std::thread own_table([&] {
-    auto a = Ring::create(RingOptions{.entries = 4});
-    ASSERT_TRUE(a) << a.error().to_string();
+    std::string error;
+    auto a = test::make_ring(RingOptions{.entries = 4}, &error);
+    ASSERT_TRUE(a) << error;
     // Every slot of this thread's table dropped behind the Ring's back (a's included).
     std::array<io_uring_rsrc_update, 16> slots{};
     for (unsigned i = 0; i < 16; ++i) slots[i].offset = i;
@@ -518,9 +534,89 @@ TEST(Ring, AfterItsRegistrationIsGoneARingNeverEntersAnotherRingsIndex) {
     prep_nop(*b->get_sqe());
     EXPECT_EQ(test::submit_and_reap_one(*b).res, 0);
     EXPECT_EQ(b->cq_ready(), 0u);
+    // Nor does a's end unregister the slot, which is b's now.
+    a.reset();
+    EXPECT_TRUE(ring_slot_taken(b->fd(), 0)) << "a's end dropped b's registration";
   });
   own_table.join();
   if (!supported) GTEST_SKIP() << "the kernel has no IORING_UNREGISTER_RING_FDS";
+}
+
+// A Ring gives its slot of the ring-fd table back when it ends on the thread that registered
+// it, that slot and no other; ending on another thread it leaves that thread's table alone.
+// In threads of their own; the maker lives on until its ring has ended elsewhere.
+TEST(Ring, EndingARingFreesItsOwnRegisteredSlotOnlyOnItsThread) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  std::optional<Ring> elsewhere;
+  bool created = false;
+  std::latch made(1), ended(1);
+  std::thread maker([&] {
+    auto r = Ring::create(RingOptions{.entries = 2});
+    if (r) elsewhere.emplace(std::move(*r));  // slot 0 of the maker's table
+    created = elsewhere.has_value();
+    made.count_down();
+    ended.wait();
+  });
+  made.wait();
+  bool supported = true;
+  std::thread own_table([&] {
+    auto probe = Ring::create(RingOptions{.entries = 2, .register_ring_fd = false});
+    ASSERT_TRUE(probe) << probe.error().to_string();
+    std::string error;
+    auto a = test::make_ring(RingOptions{.entries = 2}, &error);
+    ASSERT_TRUE(a) << error;
+    if (!ring_slot_taken(probe->fd(), 0)) {
+      supported = false;  // no registered ring fds (before 5.18)
+      return;
+    }
+    {
+      auto b = Ring::create(RingOptions{.entries = 2});
+      ASSERT_TRUE(b) << b.error().to_string();
+      EXPECT_TRUE(ring_slot_taken(probe->fd(), 1));
+    }
+    EXPECT_FALSE(ring_slot_taken(probe->fd(), 1)) << "b's slot was not given back";
+    EXPECT_TRUE(ring_slot_taken(probe->fd(), 0)) << "b gave back a's slot";
+    elsewhere.reset();
+    EXPECT_TRUE(ring_slot_taken(probe->fd(), 0)) << "another thread's ring dropped a's slot";
+    a.reset();
+    EXPECT_FALSE(ring_slot_taken(probe->fd(), 0)) << "a's slot was not given back";
+  });
+  own_table.join();
+  ended.count_down();
+  maker.join();
+  ASSERT_TRUE(created) << "Ring::create failed on the maker thread";
+  if (!supported) GTEST_SKIP() << "the kernel has no registered ring fds";
+}
+
+// A Ring whose creator has exited is used from a thread started later, which glibc often gives
+// the creator's pthread_t again (its cached stack): the Ring must not enter through the
+// creator's registered index, which in the new thread's table is another ring's, nor drop that
+// ring's registration when it ends.
+TEST(Ring, ARingFromAnExitedThreadNeverEntersTheIndexOfALaterThreadsRing) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  std::optional<Ring> orphan;
+  std::thread maker([&] {
+    auto r = Ring::create(RingOptions{.entries = 2});
+    if (r) orphan.emplace(std::move(*r));  // slot 0 of the maker's table
+  });
+  maker.join();
+  ASSERT_TRUE(orphan) << "Ring::create failed on the maker thread";
+  std::thread later([&] {
+    auto b = Ring::create(RingOptions{.entries = 2});  // slot 0 of this thread's table
+    ASSERT_TRUE(b) << b.error().to_string();
+    prep_nop(*orphan->get_sqe());
+    auto submitted = orphan->submit();
+    ASSERT_TRUE(submitted) << submitted.error().to_string();
+    EXPECT_EQ(*submitted, 1u) << "the orphan's nop went to b";
+    if (*submitted == 1) {
+      EXPECT_EQ(test::reap(*orphan, 1).size(), 1u);
+    }
+    orphan.reset();
+    EXPECT_TRUE(ring_slot_taken(b->fd(), 0)) << "the orphan's end dropped b's registration";
+    prep_nop(*b->get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(*b).res, 0);
+  });
+  later.join();
 }
 
 TEST(Ring, MoveKeepsTheRingWorking) {
