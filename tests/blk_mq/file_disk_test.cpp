@@ -217,6 +217,37 @@ TEST(FileDisk, OpensExistingFileAtItsSizeAndReportsMissingFiles) {
   EXPECT_FALSE(FileDisk::create({.path = odd.str(), .capacity_bytes = 1000}).has_value());
 }
 
+// The geometry and features a FileDisk reports: the file's capacity in sectors, the logical
+// block size asked for, a physical block of at least a page, 1 MiB requests, 4 KiB discard
+// granularity, the queues asked for, and every op a file does (read-only when opened so).
+TEST(FileDisk, ReportsItsGeometryAndFeatures) {
+  TempPath file("/tmp");
+  for (const uint32_t lbs : {512u, 4096u}) {
+    SCOPED_TRACE(lbs);
+    auto disk = FileDisk::create({.path = file.str(),
+                                  .capacity_bytes = 256 * 1024,
+                                  .logical_block_size = lbs,
+                                  .queues = 3,
+                                  .queue_depth = 16,
+                                  .engine = FileEngine::Sync});
+    ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+    const DeviceInfo& info = (*disk)->info();
+    EXPECT_EQ(info.capacity_sectors, 512u);
+    EXPECT_EQ(info.logical_block_size, lbs);
+    EXPECT_EQ(info.physical_block_size, 4096u);
+    EXPECT_EQ(info.max_sectors, 2048u);
+    EXPECT_EQ(info.discard_granularity, 4096u);
+    EXPECT_EQ(info.tag_set.nr_hw_queues, 3u);
+    EXPECT_EQ(info.tag_set.queue_depth, 16u);
+    EXPECT_EQ(info.features,
+              features::kFlush | features::kFua | features::kDiscard | features::kWriteZeroes);
+  }
+  auto read_only = FileDisk::create({.path = file.str(), .read_only = true});
+  ASSERT_TRUE(read_only.has_value()) << read_only.error().to_string();
+  EXPECT_EQ((*read_only)->info().features, features::kFlush | features::kFua | features::kDiscard |
+                                               features::kWriteZeroes | features::kReadOnly);
+}
+
 // Each way create() can fail on a file it cannot use names the file and what to do, and
 // changes nothing: O_DIRECT on a filesystem without it (procfs), a read-only file smaller than
 // the capacity asked for, a file that cannot be extended (a character device).
