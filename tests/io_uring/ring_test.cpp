@@ -259,6 +259,35 @@ TEST(Ring, WaitTimesOutWithNothingInFlight) {
   ring.cqe_seen();
 }
 
+// wait() returns at once only when the CQ already holds enough and nothing is left to submit:
+// an SQE queued meanwhile is submitted even then.
+TEST(Ring, WaitSubmitsWhatIsQueuedEvenWhenTheCqAlreadyHoldsEnough) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4});
+  if (!ring.has_feature(abi::feat::EXT_ARG)) GTEST_SKIP() << "kernel lacks FEAT_EXT_ARG";
+  prep_nop(*ring.get_sqe());
+  ASSERT_TRUE(ring.submit_and_wait(1));
+  ASSERT_EQ(ring.cq_ready(), 1u);
+  prep_nop(*ring.get_sqe());
+  auto n = ring.wait(1, 5s);
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_GE(*n, 1u);
+  EXPECT_EQ(ring.sq_ready(), 0u) << "the queued nop was not submitted";
+  EXPECT_EQ(test::reap(ring, 2).size(), 2u);
+}
+
+// A timeout of more than a second waits its whole seconds too (the timespec's tv_sec), not only
+// the sub-second rest. A lower bound only: a loaded machine may wait longer.
+TEST(Ring, WaitTimesOutAfterWholeSeconds) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4});
+  if (!ring.has_feature(abi::feat::EXT_ARG)) GTEST_SKIP() << "kernel lacks FEAT_EXT_ARG";
+  const auto start = std::chrono::steady_clock::now();
+  auto n = ring.wait(1, 1010ms);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_EQ(*n, 0u);
+  EXPECT_GE(elapsed, 1s);
+}
+
 // Submits 16 nops and reaps them from the CQ ring alone (no GETEVENTS wait, which would enter).
 std::string sqpoll_round(Ring& ring, std::uint64_t base) {
   for (unsigned i = 0; i < 16; ++i) {
