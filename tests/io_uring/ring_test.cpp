@@ -275,6 +275,32 @@ TEST(Ring, WaitSubmitsWhatIsQueuedEvenWhenTheCqAlreadyHoldsEnough) {
   EXPECT_EQ(test::reap(ring, 2).size(), 2u);
 }
 
+// A wait that the CQ already satisfies, with nothing queued to submit, answers from the CQ ring
+// alone: it makes no io_uring_enter (traced in a child). A CQ holding more than asked is enough
+// too, and so is exactly as many.
+TEST(Ring, AWaitTheCqAlreadySatisfiesDoesNotEnterTheKernel) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  const auto trace = test::trace_io_uring_enter([]() -> std::string {
+    auto ring = Ring::create(RingOptions{.entries = 4});
+    if (!ring) return ring.error().to_string();
+    if (!ring->has_feature(abi::feat::EXT_ARG)) return "";  // wait() is Unsupported: no phases
+    prep_nop(*ring->get_sqe());
+    prep_nop(*ring->get_sqe());
+    if (auto w = ring->submit_and_wait(2); !w) return w.error().to_string();
+    test::mark_phase(1);
+    auto more = ring->wait(1, 5s);
+    auto exact = ring->wait(2, 5s);
+    test::mark_phase(2);
+    if (!more || *more != 2 || !exact || *exact != 2) return "wait did not report the 2 CQEs";
+    return "";
+  });
+  if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
+  ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
+  const auto it = trace.enters.find(1);
+  const std::size_t enters = it == trace.enters.end() ? 0 : it->second.size();
+  EXPECT_EQ(enters, 0u) << "a satisfied wait entered the kernel";
+}
+
 // A timeout of more than a second waits its whole seconds too (the timespec's tv_sec), not only
 // the sub-second rest. A lower bound only: a loaded machine may wait longer.
 TEST(Ring, WaitTimesOutAfterWholeSeconds) {
