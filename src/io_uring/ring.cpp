@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <string>
@@ -285,8 +286,14 @@ int Ring::enter(unsigned to_submit, unsigned min_complete, unsigned flags,
 
 namespace detail {
 
+std::uint64_t thread_serial() noexcept {
+  static std::atomic<std::uint64_t> next{1};
+  thread_local const std::uint64_t serial = next.fetch_add(1, std::memory_order_relaxed);
+  return serial;
+}
+
 void RegisteredRingFd::reset() noexcept {
-  if (index_ >= 0 && pthread_equal(owner_, pthread_self())) {
+  if (index_ >= 0 && owner_ == thread_serial()) {
     abi::RsrcUpdate up{};
     up.offset = static_cast<std::uint32_t>(index_);
     (void)sys::register_(ring_fd_, static_cast<unsigned>(abi::RegisterOp::UnregisterRingFds), &up,

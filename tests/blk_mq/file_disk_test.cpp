@@ -24,8 +24,10 @@
 #include <vector>
 
 #include "blk_mq/device_conformance.hpp"
+#include "common/child.hpp"
 #include "common/file_text.hpp"
 #include "common/require.hpp"
+#include "common/syscall_fault.hpp"
 #include "pepita/memory/dma_buffer.hpp"
 
 namespace pepita::blk_mq {
@@ -221,6 +223,37 @@ TEST(FileDisk, OpensExistingFileAtItsSizeAndReportsMissingFiles) {
   EXPECT_FALSE(FileDisk::create({.path = odd.str(), .capacity_bytes = 1000}).has_value());
 }
 
+// The geometry and features a FileDisk reports: the file's capacity in sectors, the logical
+// block size asked for, a physical block of at least a page, 1 MiB requests, 4 KiB discard
+// granularity, the queues asked for, and every op a file does (read-only when opened so).
+TEST(FileDisk, ReportsItsGeometryAndFeatures) {
+  TempPath file("/tmp");
+  for (const uint32_t lbs : {512u, 4096u}) {
+    SCOPED_TRACE(lbs);
+    auto disk = FileDisk::create({.path = file.str(),
+                                  .capacity_bytes = 256 * 1024,
+                                  .logical_block_size = lbs,
+                                  .queues = 3,
+                                  .queue_depth = 16,
+                                  .engine = FileEngine::Sync});
+    ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+    const DeviceInfo& info = (*disk)->info();
+    EXPECT_EQ(info.capacity_sectors, 512u);
+    EXPECT_EQ(info.logical_block_size, lbs);
+    EXPECT_EQ(info.physical_block_size, 4096u);
+    EXPECT_EQ(info.max_sectors, 2048u);
+    EXPECT_EQ(info.discard_granularity, 4096u);
+    EXPECT_EQ(info.tag_set.nr_hw_queues, 3u);
+    EXPECT_EQ(info.tag_set.queue_depth, 16u);
+    EXPECT_EQ(info.features,
+              features::kFlush | features::kFua | features::kDiscard | features::kWriteZeroes);
+  }
+  auto read_only = FileDisk::create({.path = file.str(), .read_only = true});
+  ASSERT_TRUE(read_only.has_value()) << read_only.error().to_string();
+  EXPECT_EQ((*read_only)->info().features, features::kFlush | features::kFua | features::kDiscard |
+                                               features::kWriteZeroes | features::kReadOnly);
+}
+
 // Each way create() can fail on a file it cannot use names the file and what to do, and
 // changes nothing: O_DIRECT on a filesystem without it (procfs), a read-only file smaller than
 // the capacity asked for, a file that cannot be extended (a character device).
@@ -251,6 +284,32 @@ TEST(FileDisk, CreateRefusesFilesItCannotUseAndSaysWhy) {
   EXPECT_EQ(fixed.error().sys_errno(), EINVAL);
   EXPECT_NE(fixed.error().message().find("extend /dev/null to 1048576 bytes"), std::string::npos)
       << fixed.error().message();
+}
+
+// Without io_uring (io_uring_setup refused, as kernel.io_uring_disabled does), the io_uring
+// engine is an error that says which engine failed and why, while Auto falls back to the sync
+// engine. In a forked child: the seccomp filter cannot be removed.
+TEST(FileDisk, IoUringEngineFailsCreateWhereAutoFallsBackToSyncWithoutIoUring) {
+  auto code = test::run_forked([] {
+    ASSERT_EQ(
+        test::fail_syscalls({{.nr = SCMP_SYS(io_uring_setup), .error = EPERM, .min_arg0 = 0}}), "");
+    TempPath file("/tmp");
+    auto uring = FileDisk::create(
+        {.path = file.str(), .capacity_bytes = 64 * 1024, .engine = FileEngine::IoUring});
+    ASSERT_FALSE(uring.has_value()) << "created without io_uring";
+    EXPECT_EQ(uring.error().sys_errno(), EPERM);
+    EXPECT_EQ(uring.error().message().rfind("FileDisk io_uring engine: ", 0), 0u)
+        << uring.error().message();
+    EXPECT_NE(uring.error().message().find("kernel.io_uring_disabled"), std::string::npos)
+        << uring.error().message();
+    auto fallback = FileDisk::create(
+        {.path = file.str(), .capacity_bytes = 64 * 1024, .engine = FileEngine::Auto});
+    ASSERT_TRUE(fallback.has_value()) << fallback.error().to_string();
+    EXPECT_EQ((*fallback)->engine(), FileEngine::Sync);
+    TagSet tags((*fallback)->info().tag_set);
+    testing::expect_round_trip(**fallback, tags);
+  });
+  EXPECT_EQ(code, 0);
 }
 
 // A file truncated under the disk reads as zeros past its new end (as a block device never ends

@@ -235,5 +235,19 @@ TEST(RingLayout, BigEntriesMustFitTheirMappings) {
   }
 }
 
+// A timed wait needs IORING_FEAT_EXT_ARG; on rings without it (these fakes offer only NODROP)
+// wait() says so instead of returning as if it had waited.
+TEST(RingLayout, TimedWaitWithoutExtArgIsUnsupported) {
+  FakeRings f = fake_rings(4, 8, 0);
+  auto ring = ring_over(f);
+  ASSERT_TRUE(ring) << ring.error().to_string();
+  ASSERT_FALSE(ring->has_feature(abi::feat::EXT_ARG));
+  auto n = ring->wait(1, std::chrono::milliseconds(10));
+  ASSERT_FALSE(n.has_value()) << "waited without EXT_ARG";
+  EXPECT_EQ(n.error().code(), ErrorCode::Unsupported);
+  EXPECT_NE(n.error().message().find("IORING_FEAT_EXT_ARG"), std::string::npos)
+      << n.error().message();
+}
+
 }  // namespace
 }  // namespace pepita::io_uring

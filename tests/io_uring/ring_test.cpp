@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <linux/filter.h>
+#include <linux/io_uring.h>
 #include <linux/seccomp.h>
 #include <rapidcheck/gtest.h>
 #include <sched.h>
@@ -13,11 +14,13 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <iterator>
+#include <latch>
 #include <optional>
 #include <set>
 #include <string>
@@ -256,6 +259,61 @@ TEST(Ring, WaitTimesOutWithNothingInFlight) {
   ring.cqe_seen();
 }
 
+// wait() returns at once only when the CQ already holds enough and nothing is left to submit:
+// an SQE queued meanwhile is submitted even then.
+TEST(Ring, WaitSubmitsWhatIsQueuedEvenWhenTheCqAlreadyHoldsEnough) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4});
+  if (!ring.has_feature(abi::feat::EXT_ARG)) GTEST_SKIP() << "kernel lacks FEAT_EXT_ARG";
+  prep_nop(*ring.get_sqe());
+  ASSERT_TRUE(ring.submit_and_wait(1));
+  ASSERT_EQ(ring.cq_ready(), 1u);
+  prep_nop(*ring.get_sqe());
+  auto n = ring.wait(1, 5s);
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_GE(*n, 1u);
+  EXPECT_EQ(ring.sq_ready(), 0u) << "the queued nop was not submitted";
+  EXPECT_EQ(test::reap(ring, 2).size(), 2u);
+}
+
+// A wait that the CQ already satisfies, with nothing queued to submit, answers from the CQ ring
+// alone: it makes no io_uring_enter (traced in a child). A CQ holding more than asked is enough
+// too, and so is exactly as many.
+TEST(Ring, AWaitTheCqAlreadySatisfiesDoesNotEnterTheKernel) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  const auto trace = test::trace_io_uring_enter([]() -> std::string {
+    auto ring = Ring::create(RingOptions{.entries = 4});
+    if (!ring) return ring.error().to_string();
+    if (!ring->has_feature(abi::feat::EXT_ARG)) return "";  // wait() is Unsupported: no phases
+    prep_nop(*ring->get_sqe());
+    prep_nop(*ring->get_sqe());
+    if (auto w = ring->submit_and_wait(2); !w) return w.error().to_string();
+    test::mark_phase(1);
+    auto more = ring->wait(1, 5s);
+    auto exact = ring->wait(2, 5s);
+    test::mark_phase(2);
+    if (!more || *more != 2 || !exact || *exact != 2) return "wait did not report the 2 CQEs";
+    return "";
+  });
+  if (trace.ptrace_denied) GTEST_SKIP() << "ptrace(PTRACE_TRACEME) is not permitted here";
+  ASSERT_EQ(trace.exit_status, 0) << trace.child_error;
+  const auto it = trace.enters.find(1);
+  const std::size_t enters = it == trace.enters.end() ? 0 : it->second.size();
+  EXPECT_EQ(enters, 0u) << "a satisfied wait entered the kernel";
+}
+
+// A timeout of more than a second waits its whole seconds too (the timespec's tv_sec), not only
+// the sub-second rest. A lower bound only: a loaded machine may wait longer.
+TEST(Ring, WaitTimesOutAfterWholeSeconds) {
+  PEPITA_RING_OR_SKIP(ring, RingOptions{.entries = 4});
+  if (!ring.has_feature(abi::feat::EXT_ARG)) GTEST_SKIP() << "kernel lacks FEAT_EXT_ARG";
+  const auto start = std::chrono::steady_clock::now();
+  auto n = ring.wait(1, 1010ms);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(n) << n.error().to_string();
+  EXPECT_EQ(*n, 0u);
+  EXPECT_GE(elapsed, 1s);
+}
+
 // Submits 16 nops and reaps them from the CQ ring alone (no GETEVENTS wait, which would enter).
 std::string sqpoll_round(Ring& ring, std::uint64_t base) {
   for (unsigned i = 0; i < 16; ++i) {
@@ -479,6 +537,138 @@ TEST(Ring, UsableFromAnotherThreadThanItsCreator) {
   ASSERT_TRUE(orphan) << "Ring::create failed on the maker thread";
   prep_nop(*orphan->get_sqe());
   EXPECT_EQ(test::submit_and_reap_one(*orphan).res, 0);
+}
+
+// Whether `slot` of the calling thread's registered ring-fd table holds a ring: registering
+// `ring_fd` there explicitly fails with EBUSY when it does. A probe that succeeds is undone.
+bool ring_slot_taken(int ring_fd, unsigned slot) {
+  io_uring_rsrc_update up{};
+  up.offset = slot;
+  up.data = static_cast<std::uint64_t>(ring_fd);
+  if (::syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_RING_FDS, &up, 1) == 1) {
+    up.data = 0;
+    EXPECT_EQ(::syscall(__NR_io_uring_register, ring_fd, IORING_UNREGISTER_RING_FDS, &up, 1), 1);
+    return false;
+  }
+  return errno == EBUSY;
+}
+
+// When its registered ring index is gone (enter says EBADF), a Ring forgets the index for good
+// and enters through its plain fd from then on: a ring registered later in the freed slot is
+// not the one its submissions reach. In a thread of its own, whose ring-fd table is empty.
+TEST(Ring, AfterItsRegistrationIsGoneARingNeverEntersAnotherRingsIndex) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  bool supported = true;
+  std::thread own_table([&] {
+    std::string error;
+    auto a = test::make_ring(RingOptions{.entries = 4}, &error);
+    ASSERT_TRUE(a) << error;
+    // Every slot of this thread's table dropped behind the Ring's back (a's included).
+    std::array<io_uring_rsrc_update, 16> slots{};
+    for (unsigned i = 0; i < 16; ++i) slots[i].offset = i;
+    if (::syscall(__NR_io_uring_register, a->fd(), IORING_UNREGISTER_RING_FDS, slots.data(),
+                  slots.size()) != 16) {
+      supported = false;  // no registered ring fds (before 5.18)
+      return;
+    }
+    prep_nop(*a->get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(*a).res, 0) << "EBADF falls back to the plain fd";
+    // b takes the lowest free slot, the one a had.
+    auto b = Ring::create(RingOptions{.entries = 4});
+    ASSERT_TRUE(b) << b.error().to_string();
+    prep_nop(*a->get_sqe());
+    auto submitted = a->submit();
+    ASSERT_TRUE(submitted) << submitted.error().to_string();
+    EXPECT_EQ(*submitted, 1u) << "a's nop went to another ring";
+    if (*submitted == 1) {
+      EXPECT_EQ(test::reap(*a, 1).size(), 1u);
+    }
+    prep_nop(*b->get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(*b).res, 0);
+    EXPECT_EQ(b->cq_ready(), 0u);
+    // Nor does a's end unregister the slot, which is b's now.
+    a.reset();
+    EXPECT_TRUE(ring_slot_taken(b->fd(), 0)) << "a's end dropped b's registration";
+  });
+  own_table.join();
+  if (!supported) GTEST_SKIP() << "the kernel has no IORING_UNREGISTER_RING_FDS";
+}
+
+// A Ring gives its slot of the ring-fd table back when it ends on the thread that registered
+// it, that slot and no other; ending on another thread it leaves that thread's table alone.
+// In threads of their own; the maker lives on until its ring has ended elsewhere.
+TEST(Ring, EndingARingFreesItsOwnRegisteredSlotOnlyOnItsThread) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  std::optional<Ring> elsewhere;
+  bool created = false;
+  std::latch made(1), ended(1);
+  std::thread maker([&] {
+    auto r = Ring::create(RingOptions{.entries = 2});
+    if (r) elsewhere.emplace(std::move(*r));  // slot 0 of the maker's table
+    created = elsewhere.has_value();
+    made.count_down();
+    ended.wait();
+  });
+  made.wait();
+  bool supported = true;
+  std::thread own_table([&] {
+    auto probe = Ring::create(RingOptions{.entries = 2, .register_ring_fd = false});
+    ASSERT_TRUE(probe) << probe.error().to_string();
+    std::string error;
+    auto a = test::make_ring(RingOptions{.entries = 2}, &error);
+    ASSERT_TRUE(a) << error;
+    if (!ring_slot_taken(probe->fd(), 0)) {
+      supported = false;  // no registered ring fds (before 5.18)
+      return;
+    }
+    {
+      auto b = Ring::create(RingOptions{.entries = 2});
+      ASSERT_TRUE(b) << b.error().to_string();
+      EXPECT_TRUE(ring_slot_taken(probe->fd(), 1));
+    }
+    EXPECT_FALSE(ring_slot_taken(probe->fd(), 1)) << "b's slot was not given back";
+    EXPECT_TRUE(ring_slot_taken(probe->fd(), 0)) << "b gave back a's slot";
+    elsewhere.reset();
+    EXPECT_TRUE(ring_slot_taken(probe->fd(), 0)) << "another thread's ring dropped a's slot";
+    a.reset();
+    EXPECT_FALSE(ring_slot_taken(probe->fd(), 0)) << "a's slot was not given back";
+  });
+  own_table.join();
+  ended.count_down();
+  maker.join();
+  ASSERT_TRUE(created) << "Ring::create failed on the maker thread";
+  if (!supported) GTEST_SKIP() << "the kernel has no registered ring fds";
+}
+
+// A Ring whose creator has exited is used from a thread started later, which glibc often gives
+// the creator's pthread_t again (its cached stack): the Ring must not enter through the
+// creator's registered index, which in the new thread's table is another ring's, nor drop that
+// ring's registration when it ends.
+TEST(Ring, ARingFromAnExitedThreadNeverEntersTheIndexOfALaterThreadsRing) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  std::optional<Ring> orphan;
+  std::thread maker([&] {
+    auto r = Ring::create(RingOptions{.entries = 2});
+    if (r) orphan.emplace(std::move(*r));  // slot 0 of the maker's table
+  });
+  maker.join();
+  ASSERT_TRUE(orphan) << "Ring::create failed on the maker thread";
+  std::thread later([&] {
+    auto b = Ring::create(RingOptions{.entries = 2});  // slot 0 of this thread's table
+    ASSERT_TRUE(b) << b.error().to_string();
+    prep_nop(*orphan->get_sqe());
+    auto submitted = orphan->submit();
+    ASSERT_TRUE(submitted) << submitted.error().to_string();
+    EXPECT_EQ(*submitted, 1u) << "the orphan's nop went to b";
+    if (*submitted == 1) {
+      EXPECT_EQ(test::reap(*orphan, 1).size(), 1u);
+    }
+    orphan.reset();
+    EXPECT_TRUE(ring_slot_taken(b->fd(), 0)) << "the orphan's end dropped b's registration";
+    prep_nop(*b->get_sqe());
+    EXPECT_EQ(test::submit_and_reap_one(*b).res, 0);
+  });
+  later.join();
 }
 
 TEST(Ring, MoveKeepsTheRingWorking) {

@@ -365,6 +365,95 @@ TEST_F(BlkDeviceTest, FlushGetIdDiscardAndRefusal) {
   EXPECT_EQ(dev_->status_bits(), 0);
 }
 
+// GET_ID into two buffers: the 20-byte id fills the first and only what is left of it goes into
+// the second, whose tail keeps the driver's bytes. A GET_ID refused for want of a writable
+// buffer counts as refused.
+TEST_F(BlkDeviceTest, GetIdSpansTwoBuffersAndARefusedOneCounts) {
+  DriverRing d(64);
+  Queue q = d.activate();
+  auto id = build(d, vb::T_GET_ID, 0, {8, 24}, true);
+  const std::vector<uint8_t> junk(24, 0xaa);
+  d.fill(id.data[1], junk.data(), junk.size());
+  ASSERT_TRUE(dev_->process(0, q));
+  EXPECT_EQ(status_at(d, id.status), vb::S_OK);
+  EXPECT_EQ(d.used(0).len, 21u) << "20 id bytes and the status";
+  auto first = d.bytes(id.data[0], 8);
+  auto second = d.bytes(id.data[1], 24);
+  std::string got(reinterpret_cast<const char*>(first.data()), 8);
+  got.append(reinterpret_cast<const char*>(second.data()), 12);
+  std::string want = "pepita-test";
+  want.resize(vb::ID_BYTES, '\0');
+  EXPECT_EQ(got, want);
+  for (size_t i = 12; i < 24; ++i) {
+    EXPECT_EQ(static_cast<uint8_t>(second[i]), 0xaa) << "byte " << i << " past the id";
+  }
+  auto refused = build(d, vb::T_GET_ID, 0, {}, true);
+  ASSERT_TRUE(dev_->process(0, q));
+  EXPECT_EQ(status_at(d, refused.status), vb::S_IOERR);
+  EXPECT_EQ(dev_->stats(0).refused, 1u);
+  EXPECT_EQ(dev_->stats(0).requests, 2u);
+}
+
+// A read into one buffer is served in place, not from the bounce buffer that an earlier
+// request split over two buffers left behind; served bytes are counted.
+TEST_F(BlkDeviceTest, ReadIntoOneBufferIsNotServedFromAnEarlierBounce) {
+  DriverRing d(64);
+  Queue q = d.activate();
+  std::vector<uint8_t> older(4096, 0x11), newer(4096, 0x22);
+  auto split = build(d, vb::T_OUT, 8, {1024, 3072}, false);
+  d.fill(split.data[0], older.data(), 1024);
+  d.fill(split.data[1], older.data() + 1024, 3072);
+  ASSERT_TRUE(dev_->process(0, q));
+  auto whole = build(d, vb::T_OUT, 8, {4096}, false);
+  d.fill(whole.data[0], newer.data(), newer.size());
+  ASSERT_TRUE(dev_->process(0, q));
+  auto r = build(d, vb::T_IN, 8, {4096}, true);
+  ASSERT_TRUE(dev_->process(0, q));
+  EXPECT_EQ(status_at(d, r.status), vb::S_OK);
+  auto back = d.bytes(r.data[0], 4096);
+  EXPECT_EQ(std::memcmp(back.data(), newer.data(), newer.size()), 0);
+  EXPECT_EQ(dev_->stats(0).bytes, 3u * 4096);
+}
+
+// With nothing published there is nothing to tell the driver: no interrupt.
+TEST_F(BlkDeviceTest, AnEmptyQueueAsksForNoInterrupt) {
+  DriverRing d(64);
+  Queue q = d.activate();
+  auto r = dev_->process(0, q);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_FALSE(*r);
+  EXPECT_EQ(d.used_idx(), 0);
+}
+
+// A malformed chain behind a good one in the same batch: the good one is still waited for and
+// its status written (the disk held pointers into it), and the device reports what broke the
+// ring, not the used entry the broken ring then refused, and needs a reset.
+TEST_F(BlkDeviceTest, AMalformedChainBehindAServedOneStillNeedsReset) {
+  DriverRing d(8);
+  Queue q = d.activate();
+  const uint64_t hdr = d.alloc(16);
+  const vb::RequestHeader h{vb::T_IN, 0, 0};
+  d.fill(hdr, &h, sizeof h);
+  const uint64_t data = d.alloc(512);
+  const uint64_t status = d.alloc(1);
+  const uint8_t junk = 0xee;
+  d.fill(status, &junk, 1);
+  d.desc(0, hdr, 16, v::DESC_F_NEXT, 1);
+  d.desc(1, data, 512, v::DESC_F_NEXT | v::DESC_F_WRITE, 2);
+  d.desc(2, status, 1, v::DESC_F_WRITE);
+  d.publish(0);
+  d.desc(3, d.alloc(16), 16, v::DESC_F_NEXT, 4);
+  d.desc(4, d.alloc(16), 16, v::DESC_F_NEXT, 3);  // a loop
+  d.publish(3);
+  auto r = dev_->process(0, q);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("malformed by the driver"), std::string::npos)
+      << "the error names what broke the ring: " << r.error().message();
+  EXPECT_EQ(dev_->status_bits(), v::STATUS_NEEDS_RESET);
+  EXPECT_EQ(status_at(d, status), vb::S_OK) << "the served read was waited for";
+  EXPECT_EQ(d.used_idx(), 0) << "a broken ring takes no used entries";
+}
+
 TEST_F(BlkDeviceTest, MalformedChainSetsNeedsReset) {
   DriverRing d(8);
   Queue q = d.activate();
@@ -415,6 +504,66 @@ vb::Config config_of(const BlkDevice& dev) {
   return cfg;
 }
 
+// A disk that records what reaches it and completes it at once.
+class RecordingDisk final : public blk_mq::BlockDevice {
+ public:
+  explicit RecordingDisk(const blk_mq::DeviceInfo& info) : info_(info) {}
+  const blk_mq::DeviceInfo& info() const noexcept override { return info_; }
+  void submit(uint32_t /*queue*/, const blk_mq::Request& req) noexcept override {
+    seen.push_back(req);
+    req.completion->complete(0);
+  }
+  std::vector<blk_mq::Request> seen;
+
+ private:
+  blk_mq::DeviceInfo info_;
+};
+
+// What the disk is asked: write-zeroes without the guest's UNMAP flag may not unmap (kNoUnmap),
+// with it may; a flush covers no sectors whatever the header's sector says; a discard passes
+// its range on; each request carries its batch slot as the tag.
+TEST(BlkDevice, DiskSeesUnmapOnlyWhenAskedAndFlushOfNoSectors) {
+  auto owned = std::make_unique<RecordingDisk>(
+      blk_mq::DeviceInfo{.capacity_sectors = kCapacity,
+                         .features = blk_mq::features::kDiscard | blk_mq::features::kWriteZeroes});
+  RecordingDisk& disk = *owned;
+  auto dev = BlkDevice::create(std::move(owned), {});
+  ASSERT_TRUE(dev) << dev.error().to_string();
+  ASSERT_TRUE((*dev)->activate((*dev)->features()));
+  DriverRing d(64);
+  Queue q = d.activate();
+  const vb::DiscardWriteZeroes segs[] = {{16, 8, 0}, {32, 16, vb::WRITE_ZEROES_FLAG_UNMAP}};
+  for (const auto& seg : segs) {
+    auto wz = build(d, vb::T_WRITE_ZEROES, 0, {16}, false);
+    d.fill(wz.data[0], &seg, sizeof seg);
+    ASSERT_TRUE((*dev)->process(0, q));
+    EXPECT_EQ(static_cast<uint8_t>(d.bytes(wz.status, 1)[0]), vb::S_OK);
+  }
+  auto discard = build(d, vb::T_DISCARD, 0, {16}, false);
+  const vb::DiscardWriteZeroes range{64, 24, 0};
+  d.fill(discard.data[0], &range, sizeof range);
+  ASSERT_TRUE((*dev)->process(0, q));
+  build(d, vb::T_FLUSH, 40, {}, true);
+  ASSERT_TRUE((*dev)->process(0, q));
+  ASSERT_EQ(disk.seen.size(), 4u);
+  EXPECT_EQ(disk.seen[0].op, blk_mq::Op::WriteZeroes);
+  EXPECT_EQ(disk.seen[0].sector, 16u);
+  EXPECT_EQ(disk.seen[0].nr_sectors, 8u);
+  EXPECT_NE(disk.seen[0].flags & blk_mq::req_flags::kNoUnmap, 0u);
+  EXPECT_EQ(disk.seen[1].op, blk_mq::Op::WriteZeroes);
+  EXPECT_EQ(disk.seen[1].sector, 32u);
+  EXPECT_EQ(disk.seen[1].flags & blk_mq::req_flags::kNoUnmap, 0u);
+  EXPECT_EQ(disk.seen[2].op, blk_mq::Op::Discard);
+  EXPECT_EQ(disk.seen[2].sector, 64u);
+  EXPECT_EQ(disk.seen[2].nr_sectors, 24u);
+  EXPECT_EQ(disk.seen[3].op, blk_mq::Op::Flush);
+  EXPECT_EQ(disk.seen[3].sector, 0u);
+  EXPECT_EQ(disk.seen[3].nr_sectors, 0u);
+  for (const auto& req : disk.seen) {
+    EXPECT_EQ(req.tag, 0u) << "one request per batch: slot 0";
+  }
+}
+
 // A request the disk fails reaches the guest as IOERR with only the status written, is counted
 // as failed, and leaves the ring working; a queue index past the device's is refused.
 TEST(BlkDevice, DiskErrorsReachTheGuestAsIoerrAndTheRingKeepsWorking) {
@@ -453,6 +602,34 @@ TEST(BlkDevice, MaxQueueSizeMustBeAPowerOfTwoOfAtLeastFour) {
                                 {.max_queue_size = 4}));
 }
 
+// The discard and write-zeroes fields of the config space: one segment per request (what parse
+// takes), as many sectors as the disk takes in one request, discards aligned to the disk's
+// granularity in sectors (at least one), and write-zeroes allowed to unmap.
+TEST(BlkDevice, ConfigAdvertisesOneDiscardAndWriteZeroesSegmentWithinTheDisksLimits) {
+  for (const uint32_t granularity : {8192u, 256u}) {
+    SCOPED_TRACE(granularity);
+    auto dev = BlkDevice::create(
+        std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
+            .capacity_sectors = 1u << 20,
+            .logical_block_size = 4096,
+            .max_sectors = 1536,
+            .discard_granularity = granularity,
+            .features = blk_mq::features::kDiscard | blk_mq::features::kWriteZeroes}),
+        {});
+    ASSERT_TRUE(dev) << dev.error().to_string();
+    const vb::Config cfg = config_of(**dev);
+    EXPECT_EQ(cfg.blk_size, 4096u);
+    EXPECT_EQ(cfg.max_discard_sectors, 1536u);
+    EXPECT_EQ(cfg.max_discard_seg, 1u);
+    EXPECT_EQ(cfg.discard_sector_alignment, granularity == 8192u ? 16u : 1u);
+    EXPECT_EQ(cfg.max_write_zeroes_sectors, 1536u);
+    EXPECT_EQ(cfg.max_write_zeroes_seg, 1u);
+    EXPECT_EQ(cfg.write_zeroes_may_unmap, 1u);
+    EXPECT_NE((*dev)->features() & v::feature_bit(vb::F_DISCARD), 0u);
+    EXPECT_NE((*dev)->features() & v::feature_bit(vb::F_WRITE_ZEROES), 0u);
+  }
+}
+
 TEST(BlkDevice, SegMaxTimesSizeMaxIsTheLargestRequestTheDiskTakes) {
   // 1023 sectors (511.5 KiB): 127 whole 4 KiB segments fit, a 128th would pass the disk's limit.
   auto odd = BlkDevice::create(std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
@@ -481,6 +658,14 @@ TEST(BlkDevice, SegMaxTimesSizeMaxIsTheLargestRequestTheDiskTakes) {
                                        {.max_queue_size = 64});
   ASSERT_TRUE(short_queue) << short_queue.error().to_string();
   EXPECT_EQ(config_of(**short_queue).seg_max, 62u);
+
+  // A disk taking less than one 4 KiB segment at once still gets one: seg_max is never 0.
+  auto tiny = BlkDevice::create(std::make_unique<ShapedDisk>(blk_mq::DeviceInfo{
+                                    .capacity_sectors = 1u << 20, .max_sectors = 4}),
+                                {});
+  ASSERT_TRUE(tiny) << tiny.error().to_string();
+  EXPECT_EQ(config_of(**tiny).seg_max, 1u);
+  EXPECT_EQ((*tiny)->limits().max_data_bytes, 4096u);
 }
 
 }  // namespace

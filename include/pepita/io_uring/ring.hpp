@@ -77,14 +77,20 @@ struct RingOptions {
 /// moved-from Ring may only be destroyed or assigned to.
 namespace detail {
 
+/// A number naming the calling thread, never given to another thread of this process (unlike a
+/// pthread_t, which a thread started after another was joined often gets again).
+std::uint64_t thread_serial() noexcept;
+
 /// The ring fd registered in the creating thread's io_uring context (IORING_REGISTER_RING_FDS).
 /// The registration is per thread: it is used only from that thread and released on destruction
-/// when that is where the Ring dies (otherwise the kernel drops it when the thread exits).
+/// when that is where the Ring dies (otherwise the kernel drops it when the thread exits). The
+/// owner is a thread_serial(): a later thread that reuses the creator's pthread_t has its own
+/// table, where this index may be another ring's.
 class RegisteredRingFd {
  public:
   RegisteredRingFd() noexcept = default;
   RegisteredRingFd(int ring_fd, int index) noexcept
-      : ring_fd_(ring_fd), index_(index), owner_(pthread_self()) {}
+      : ring_fd_(ring_fd), index_(index), owner_(thread_serial()) {}
   RegisteredRingFd(RegisteredRingFd&& o) noexcept
       : ring_fd_(o.ring_fd_), index_(std::exchange(o.index_, -1)), owner_(o.owner_) {}
   RegisteredRingFd& operator=(RegisteredRingFd&& o) noexcept {
@@ -102,14 +108,14 @@ class RegisteredRingFd {
 
   /// The registered index when called from the owning thread, else -1.
   int index_for_this_thread() const noexcept {
-    return index_ >= 0 && pthread_equal(owner_, pthread_self()) ? index_ : -1;
+    return index_ >= 0 && owner_ == thread_serial() ? index_ : -1;
   }
   void reset() noexcept;
 
  private:
   int ring_fd_ = -1;
   int index_ = -1;
-  pthread_t owner_{};
+  std::uint64_t owner_ = 0;  // a thread_serial(), never 0
 };
 
 }  // namespace detail
