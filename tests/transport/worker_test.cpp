@@ -10,13 +10,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "common/temp_dir.hpp"
 #include "pepita/transport/connection.hpp"
@@ -113,6 +116,106 @@ void expect_still_serving(Worker& w, const Key& key) {
   ASSERT_TRUE(out);
   EXPECT_EQ(out->result.status, TaskStatus::Succeeded);
   EXPECT_EQ(out->result.stdout_data, "still here");
+}
+
+// TMPDIR pointed at a fresh directory for one test, put back after it.
+class TmpdirIn {
+ public:
+  TmpdirIn() {
+    if (const char* old = std::getenv("TMPDIR")) old_ = old;
+    ::setenv("TMPDIR", dir_.path().c_str(), 1);
+  }
+  ~TmpdirIn() {
+    if (old_) {
+      ::setenv("TMPDIR", old_->c_str(), 1);
+    } else {
+      ::unsetenv("TMPDIR");
+    }
+  }
+  TmpdirIn(const TmpdirIn&) = delete;
+  TmpdirIn& operator=(const TmpdirIn&) = delete;
+  /// The names in the directory, sorted.
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& e : std::filesystem::directory_iterator(dir_.path())) {
+      names.push_back(e.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+  const std::string& path() const { return dir_.path(); }
+
+ private:
+  pepita::test::TempDir dir_{"worker-tmpdir"};
+  std::optional<std::string> old_;
+};
+
+WorkerOptions quiet_worker(const Key& key) {
+  WorkerOptions o;
+  o.key = key;
+  o.slots = 1;
+  o.sandbox = task::SandboxPolicy::none();
+  o.log = [](std::string_view) {};
+  return o;
+}
+
+// A worker on a port the kernel chose, or one that dials its driver, could never be found again
+// by a later worker: the cache it makes by default is its own (each its own, also two in one
+// process), under $TMPDIR, and it is gone with everything in it once the worker ends.
+TEST(Worker, ADefaultCacheNoLaterWorkerCouldFindIsItsOwnAndRemovedWhenItEnds) {
+  TmpdirIn tmp;
+  ASSERT_FALSE(tmp.path().empty());
+  const Key key = Key::generate().value();
+  const std::string prefix = "pepita-worker-" + std::to_string(::getuid()) + "-";
+  {
+    WorkerOptions listening = quiet_worker(key);
+    listening.listen = "127.0.0.1:0";
+    WorkerOptions dial_a = quiet_worker(key);
+    dial_a.connect_to = "127.0.0.1:1";  // nothing listens there: it keeps dialing
+    dial_a.give_up_after = 60s;
+    WorkerOptions dial_b = dial_a;
+    auto l = Worker::start(std::move(listening));
+    auto a = Worker::start(std::move(dial_a));
+    auto b = Worker::start(std::move(dial_b));
+    ASSERT_TRUE(l && a && b);
+    const auto made = tmp.entries();
+    ASSERT_EQ(made.size(), 3u) << "each worker makes a cache of its own";
+    for (const auto& name : made) {
+      EXPECT_TRUE(name.starts_with(prefix)) << name;
+      EXPECT_TRUE(std::filesystem::is_directory(tmp.path() + "/" + name + "/blobs")) << name;
+    }
+    // Something staged in one of them goes with it.
+    std::ofstream(tmp.path() + "/" + made[0] + "/blobs/extra") << "staged";
+  }
+  EXPECT_EQ(tmp.entries(), std::vector<std::string>{}) << "a worker left its own cache behind";
+}
+
+// A cache the user named, or the one of a worker listening on a port given (a restart there
+// finds its staged inputs), is kept when the worker ends.
+TEST(Worker, ACacheGivenOrKeyedByAFixedPortIsKeptWhenTheWorkerEnds) {
+  TmpdirIn tmp;
+  ASSERT_FALSE(tmp.path().empty());
+  const Key key = Key::generate().value();
+  std::uint16_t port = 0;
+  {
+    WorkerOptions o = quiet_worker(key);
+    o.listen = "127.0.0.1:0";
+    o.cache_dir = tmp.path() + "/named";
+    auto w = Worker::start(std::move(o));
+    ASSERT_TRUE(w) << w.error().to_string();
+    port = (*w)->endpoint().port;
+  }
+  EXPECT_TRUE(std::filesystem::is_directory(tmp.path() + "/named/blobs"));
+  {
+    // The port the last worker had is free again; another process may take it first.
+    WorkerOptions o = quiet_worker(key);
+    o.listen = "127.0.0.1:" + std::to_string(port);
+    auto w = Worker::start(std::move(o));
+    if (!w) GTEST_SKIP() << "port " << port << " was taken meanwhile: " << w.error().to_string();
+  }
+  const std::string kept =
+      "pepita-worker-" + std::to_string(::getuid()) + "-" + std::to_string(port);
+  EXPECT_EQ(tmp.entries(), (std::vector<std::string>{"named", kept}));
 }
 
 TEST(Worker, RunsProcessAndFunctionTasks) {

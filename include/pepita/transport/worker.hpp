@@ -44,7 +44,10 @@ struct WorkerOptions {
   std::optional<Key> key;           // required: no key, no worker
   bool allow_non_loopback = false;  // must be set to listen beyond loopback
   std::uint32_t slots = 0;          // 0: one per online CPU
-  std::string cache_dir;            // blob cache; empty: $TMPDIR/pepita-worker-<uid>-<port>
+  /// Blob cache. Empty: $TMPDIR/pepita-worker-<uid>-<port> for a worker listening on a port
+  /// given (kept, so a restart there finds its blobs); for a dialing worker or port 0, a fresh
+  /// $TMPDIR/pepita-worker-<uid>-XXXXXX that the worker removes when it ends.
+  std::string cache_dir;
   /// Cap of the staged-input store (<cache_dir>/blobs, issue 24; `pepita worker
   /// --cache-size`): past it the least recently used blob no task holds is evicted. 0: no cap.
   std::uint64_t cache_size = 10ull << 30;

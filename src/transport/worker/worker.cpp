@@ -236,11 +236,23 @@ Result<std::unique_ptr<Worker>> Worker::start(WorkerOptions options) {
     bound = impl->listener->endpoint();
   }
   if (options.cache_dir.empty()) {
-    // Dialing workers may share a host and a driver port (several Slurm jobs on one node).
     const char* tmp = std::getenv("TMPDIR");
-    options.cache_dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/pepita-worker-" +
-                        std::to_string(::getuid()) + "-" +
-                        (dials ? "pid" + std::to_string(::getpid()) : std::to_string(bound.port));
+    const std::string base = std::string(tmp && *tmp ? tmp : "/tmp") + "/pepita-worker-" +
+                             std::to_string(::getuid()) + "-";
+    if (!dials && ep.port != 0) {
+      // Kept: a worker started again on this port finds its staged inputs.
+      options.cache_dir = base + std::to_string(bound.port);
+    } else {
+      // A dialing worker (several may share a host, a driver and a process) or one on a port
+      // the kernel chose: no later worker could find this cache, so it is this one's own.
+      std::string made = base + "XXXXXX";
+      if (::mkdtemp(made.data()) == nullptr) {
+        return fail_errno(errno, "create cache directory " + made +
+                                     " (set TMPDIR to a writable directory, or give --cache-dir)");
+      }
+      impl->owned_cache_dir.adopt(made);
+      options.cache_dir = std::move(made);
+    }
   }
   if (const long rc = sys::ret(::mkdir(options.cache_dir.c_str(), 0700)); rc < 0 && rc != -EEXIST) {
     return fail_errno(static_cast<int>(rc), "create cache directory " + options.cache_dir);

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <list>
 #include <map>
 #include <memory>
@@ -113,6 +114,23 @@ std::int64_t now_ns();
 /// After the connection closed, chunks are dropped (the result still carries the capped output).
 std::shared_ptr<task::LogSink> forward_logs(std::shared_ptr<Client> client, std::uint64_t id);
 
+/// A directory this worker made for itself and removes, with all it holds, when it ends.
+class OwnedDir {
+ public:
+  OwnedDir() = default;
+  OwnedDir(const OwnedDir&) = delete;
+  OwnedDir& operator=(const OwnedDir&) = delete;
+  ~OwnedDir() {
+    std::error_code ec;  // best effort: nothing to report to once the worker is gone
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  /// Takes `path` (made by the caller) to remove; at most once.
+  void adopt(std::string path) { path_ = std::move(path); }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace worker
 
 struct Worker::Impl {
@@ -120,6 +138,8 @@ struct Worker::Impl {
   using Client = worker::Client;
   using Done = worker::Done;
 
+  // First, so it goes last: the blob store and every task's scratch live inside.
+  worker::OwnedDir owned_cache_dir;
   WorkerOptions opts;
   std::optional<Listener> listener;
   Endpoint bound;  // set once in start(); the listener itself is closed on stop
