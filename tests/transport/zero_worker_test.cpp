@@ -3,7 +3,6 @@
 // with a queue far longer than its slots (no recursion per task), and nothing staged.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 
 #include "pepita/pool/pool.hpp"
 #include "pepita/transport/remote_executor.hpp"
@@ -21,9 +20,6 @@ std::unique_ptr<Worker> zero_worker(const Key& key, std::uint32_t slots) {
   o.key = key;
   o.slots = slots;
   o.zero_worker = true;
-  o.cache_dir = (std::filesystem::temp_directory_path() /
-                 ("pepita-zero-worker-" + std::to_string(::getpid())))
-                    .string();
   o.log = [](std::string_view) {};
   auto w = Worker::start(std::move(o));
   EXPECT_TRUE(w) << w.error().to_string();
