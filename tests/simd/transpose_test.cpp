@@ -1,8 +1,7 @@
 // transpose (blocked; AVX-512 16x16 and AVX2 8x8 register tiles) and the f64 add at every
 // dispatch level this CPU runs, against naive loops: every shape up to 40 x 40 (all tile edge
 // cases), large ragged ones, random shapes (rapidcheck), whole tiles between inaccessible pages,
-// and the argument checks. Also the
-// crate's SimdCapabilities / SimdOps / MatrixOps names.
+// and the argument checks. Also the crate's SimdCapabilities / SimdOps / MatrixOps names.
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
