@@ -72,6 +72,22 @@ TEST(FormatBytes, PrintsTheShortestExactUnit) {
   EXPECT_EQ(format_bytes(24683744ULL * 1024), "23.54G");  // a MemTotal: rounded
 }
 
+TEST(ParseBytes, ReadsEveryBinaryAndDecimalSpellingUpToTheLastSizeBelow2To64) {
+  EXPECT_EQ(parse_bytes("4Ki").value(), 4096u);
+  EXPECT_EQ(parse_bytes("4kib").value(), 4096u);
+  EXPECT_EQ(parse_bytes("2KB").value(), 2000u);
+  EXPECT_EQ(parse_bytes("3MB").value(), 3'000'000u);
+  EXPECT_EQ(parse_bytes("1TB").value(), 1'000'000'000'000u);
+  EXPECT_EQ(parse_bytes("5TiB").value(), 5ULL << 40);
+  // 2^64 - 2^40 is the largest size in T; 2^64 itself does not fit a uint64_t.
+  EXPECT_EQ(parse_bytes("16777215T").value(), ((1ULL << 24) - 1) << 40);
+  auto max = parse_bytes("16777216T");
+  ASSERT_FALSE(max);
+  EXPECT_EQ(max.error().message(), "memory '16777216T' is too large");
+  EXPECT_FALSE(parse_bytes("4GIBS"));
+  EXPECT_FALSE(parse_bytes("4BB"));
+}
+
 RC_GTEST_PROP(FormatBytes, SmallMultiplesOfAUnitRoundTrip, (std::uint16_t n, std::uint8_t unit)) {
   const std::uint64_t bytes = std::uint64_t{n % 10000u} << (10 * (unit % 4));
   RC_ASSERT(parse_bytes(format_bytes(bytes)).value() == bytes);
@@ -130,6 +146,29 @@ TEST(RetryOnParse, RejectsUnknownKindsAndBadCodesListingTheKinds) {
   EXPECT_FALSE(parse_retry_on("signal:0"));
   EXPECT_FALSE(parse_retry_on("oom:1"));
   EXPECT_FALSE(parse_retry_on(""));
+}
+
+TEST(RetryOnParse, AcceptsExitStatuses0To255AndSignals1To64Only) {
+  EXPECT_EQ(parse_retry_on("exit:0").value(), RetryOn::exit(0));
+  EXPECT_EQ(parse_retry_on("exit:255").value(), RetryOn::exit(255));
+  EXPECT_EQ(parse_retry_on("signal:1").value(), RetryOn::signal(1));
+  EXPECT_EQ(parse_retry_on("signal:64").value(), RetryOn::signal(64));
+  for (const char* text : {"exit:-1", "exit:256"}) {
+    auto r = parse_retry_on(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message().find("has an exit status outside 0..255"), std::string::npos)
+        << text;
+  }
+  for (const char* text : {"signal:0", "signal:65", "signal:-1"}) {
+    auto r = parse_retry_on(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message().find("has a signal outside 1..64"), std::string::npos) << text;
+  }
+  for (const char* text : {"timeout:1", "launch:0", "any:2"}) {
+    auto r = parse_retry_on(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message().find("takes no code"), std::string::npos) << text;
+  }
 }
 
 // ---- ResourceRequest ----
@@ -194,6 +233,25 @@ TEST(ResourceRequest, ValidateNamesTheField) {
   r.gpus = 0.5;
   r.named["license"] = 1;
   EXPECT_TRUE(r.validate());
+}
+
+TEST(ResourceRequest, NamedResourceNamesHold1To31Characters) {
+  ResourceRequest r;
+  r.named[std::string(31, 'a')] = 1;
+  EXPECT_TRUE(r.validate());
+  r = {};
+  r.named[std::string(32, 'a')] = 1;
+  auto long_name = r.validate();
+  ASSERT_FALSE(long_name);
+  EXPECT_NE(long_name.error().message().find("' is too long: use 1..31 characters"),
+            std::string::npos);
+  r = {};
+  r.named[""] = 1;
+  auto empty = r.validate();
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().message(),
+            "resources: named resource '' is empty: use 1..31 characters of a-z, 0-9 and '_' "
+            "(e.g. license, ssd_gb)");
 }
 
 TEST(ResourceRequest, ToStringShowsGrowth) {
