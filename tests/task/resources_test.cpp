@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "common/temp_dir.hpp"
 #include "pepita/task/affinity.hpp"
@@ -86,6 +87,20 @@ TEST(ParseBytes, ReadsEveryBinaryAndDecimalSpellingUpToTheLastSizeBelow2To64) {
   EXPECT_EQ(max.error().message(), "memory '16777216T' is too large");
   EXPECT_FALSE(parse_bytes("4GIBS"));
   EXPECT_FALSE(parse_bytes("4BB"));
+}
+
+TEST(FormatBytes, TenThousandOfAUnitOrMoreTakesTwoDecimalsOfTheLargerUnit) {
+  EXPECT_EQ(format_bytes(9999), "9999");
+  EXPECT_EQ(format_bytes(10000), "9.77K");  // 10000 bytes are not a quarter of a K
+  EXPECT_EQ(format_bytes(9999ULL << 10), "9999K");
+  EXPECT_EQ(format_bytes(10001ULL << 10), "9.77M");
+}
+
+TEST(ParseBytes, ReadsOnlyTheViewItIsGiven) {
+  // The views end where digits go on in memory: nothing past them may be read.
+  EXPECT_EQ(parse_bytes(std::string_view("4096", 2)).value(), 40u);
+  EXPECT_EQ(parse_amount(std::string_view("25", 1), false).value().value, 2);
+  EXPECT_EQ(parse_amount(std::string_view("1.5", 2), false).value().value, 1);
 }
 
 RC_GTEST_PROP(FormatBytes, SmallMultiplesOfAUnitRoundTrip, (std::uint16_t n, std::uint8_t unit)) {
@@ -171,6 +186,23 @@ TEST(RetryOnParse, AcceptsExitStatuses0To255AndSignals1To64Only) {
   }
 }
 
+TEST(RetryOnParse, LaunchAndAnyCarryNoCode) {
+  EXPECT_EQ(parse_retry_on("launch").value(), (RetryOn{RetryOn::Kind::Launch, -1}));
+  EXPECT_EQ(parse_retry_on("any").value(), (RetryOn{RetryOn::Kind::Any, -1}));
+  EXPECT_EQ(parse_retry_on("timeout").value(), RetryOn::timeout());
+  EXPECT_EQ(parse_retry_on("exit").value(), RetryOn::exit());
+  EXPECT_EQ(parse_retry_on("signal").value(), RetryOn::signal());
+}
+
+TEST(RetryOnParse, AnEmptyOrOutOfRangeCodeIsNotANumber) {
+  for (const char* text : {"exit:", "signal:", "exit:99999999999", "signal:-99999999999"}) {
+    auto r = parse_retry_on(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message().find("has a code that is not a number"), std::string::npos)
+        << text << ": " << r.error().message();
+  }
+}
+
 // ---- ResourceRequest ----
 
 TEST(ResourceRequest, DefaultIsEmptyAndAnyFieldMakesItNonEmpty) {
@@ -252,6 +284,24 @@ TEST(ResourceRequest, NamedResourceNamesHold1To31Characters) {
   EXPECT_EQ(empty.error().message(),
             "resources: named resource '' is empty: use 1..31 characters of a-z, 0-9 and '_' "
             "(e.g. license, ssd_gb)");
+}
+
+TEST(ResourceRequest, DistinctGpuIdsAreValid) {
+  ResourceRequest r;
+  r.gpu_ids = {"0"};
+  EXPECT_TRUE(r.validate());
+  r.gpu_ids = {"0", "1", "GPU-3"};
+  EXPECT_TRUE(r.validate());
+}
+
+TEST(ResourceRequest, ToStringShowsOnlyWhatIsAskedForAndWholeAmountsInFull) {
+  ResourceRequest r;
+  r.cpus = 2;
+  EXPECT_EQ(r.to_string(), "cpus=2");
+  r.named["license"] = 1e14;
+  EXPECT_EQ(r.to_string(), "cpus=2 license=100000000000000");
+  r.named["license"] = 1e15;  // from there on, the shortest form
+  EXPECT_EQ(r.to_string(), "cpus=2 license=1e+15");
 }
 
 TEST(ResourceRequest, ToStringShowsGrowth) {
@@ -610,6 +660,41 @@ TEST(Ledger, PinnedCpusTakeWholeCoresOfOneNumaNode) {
   EXPECT_FALSE(l.try_take(r, 1));
   l.give_back(a);
   EXPECT_EQ(l.try_take(r, 1).value().cores, (std::vector<unsigned>{0, 1}));
+}
+
+TEST(Ledger, PinnedCpusPreferOneNumaNodeOverTheLowestFreeCores) {
+  Inventory inv = small_host();
+  inv.numa = {{0, {0, 2}}, {1, {1, 3}}};
+  Ledger l(inv);
+  ResourceRequest r;
+  r.cpus = 2;
+  r.pin_cpus = true;
+  EXPECT_EQ(l.try_take(r, 1).value().cores, (std::vector<unsigned>{0, 2}));
+  EXPECT_EQ(l.try_take(r, 1).value().cores, (std::vector<unsigned>{1, 3}));
+}
+
+TEST(Ledger, PinnedCpusSpanNodesWhenNoNodeHasEnoughFree) {
+  Ledger l(small_host());
+  ResourceRequest three;
+  three.cpus = 3;
+  three.pin_cpus = true;
+  auto a = l.try_take(three, 1);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->cores, (std::vector<unsigned>{0, 1, 2}));
+  ResourceRequest one = three;
+  one.cpus = 1;
+  EXPECT_EQ(l.try_take(one, 1).value().cores, (std::vector<unsigned>{3}));
+  EXPECT_FALSE(l.try_take(one, 1));
+}
+
+TEST(Ledger, ARequestWithoutGpusGetsNoGpuShare) {
+  Ledger l(small_host());
+  ResourceRequest r;
+  r.cpus = 1;
+  auto a = l.try_take(r, 1);
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->gpus.empty());
+  EXPECT_EQ(a->gpu_list(), "");
 }
 
 TEST(Ledger, MemoryGrowsWithTheAttempt) {
