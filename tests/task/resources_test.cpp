@@ -697,6 +697,37 @@ TEST(Ledger, ARequestWithoutGpusGetsNoGpuShare) {
   EXPECT_EQ(a->gpu_list(), "");
 }
 
+TEST(Ledger, GivenBackGpusAreFreeAgainWhileOtherAllocationsAreOut) {
+  Ledger l(small_host());
+  ResourceRequest two;
+  two.gpus = 2;
+  auto a = l.try_take(two, 1).value();
+  auto b = l.try_take(two, 1).value();
+  EXPECT_FALSE(l.try_take(two, 1));
+  l.give_back(a);  // b is still out: only a's ids come back
+  auto c = l.try_take(two, 1);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->gpu_list(), a.gpu_list());
+  EXPECT_FALSE(l.try_take(two, 1));
+}
+
+TEST(Ledger, CompetesForGpusOnlyWhenTheWaiterLacksGpusAndTheTaskTakesSome) {
+  Ledger l(small_host());
+  ResourceRequest all;
+  all.gpus = 4;
+  auto held = l.try_take(all, 1).value();
+  ResourceRequest waiter;  // waits: one GPU, none free
+  waiter.gpus = 1;
+  ResourceRequest gpu_task;
+  gpu_task.gpus = 0.5;
+  ResourceRequest cpu_task;
+  cpu_task.cpus = 1;
+  EXPECT_TRUE(l.competes(gpu_task, 1, waiter, 1));
+  EXPECT_FALSE(l.competes(cpu_task, 1, waiter, 1));
+  l.give_back(held);
+  EXPECT_FALSE(l.competes(gpu_task, 1, waiter, 1));  // the waiter fits now
+}
+
 TEST(Ledger, MemoryGrowsWithTheAttempt) {
   Ledger l(small_host());
   ResourceRequest r;
