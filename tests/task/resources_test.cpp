@@ -728,6 +728,22 @@ TEST(Ledger, CompetesForGpusOnlyWhenTheWaiterLacksGpusAndTheTaskTakesSome) {
   EXPECT_FALSE(l.competes(gpu_task, 1, waiter, 1));  // the waiter fits now
 }
 
+TEST(Ledger, APinnedWaiterShortOfCpusCompetesEvenWithItsCoresFree) {
+  Ledger l(small_host());
+  ResourceRequest three;  // unpinned: takes 3 CPUs' worth but no core
+  three.cpus = 3;
+  auto held = l.try_take(three, 1).value();
+  ResourceRequest pinned;  // waits: 2 whole cores, every core is free but only 1 CPU is
+  pinned.cpus = 2;
+  pinned.pin_cpus = true;
+  EXPECT_FALSE(l.try_take(pinned, 1));
+  ResourceRequest small;
+  small.cpus = 1;
+  EXPECT_TRUE(l.competes(small, 1, pinned, 1));
+  l.give_back(held);
+  EXPECT_FALSE(l.competes(small, 1, pinned, 1));
+}
+
 TEST(Ledger, MemoryGrowsWithTheAttempt) {
   Ledger l(small_host());
   ResourceRequest r;
