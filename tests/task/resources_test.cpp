@@ -165,6 +165,7 @@ TEST(RetryOnParse, RejectsUnknownKindsAndBadCodesListingTheKinds) {
 
 TEST(RetryOnParse, AcceptsExitStatuses0To255AndSignals1To64Only) {
   EXPECT_EQ(parse_retry_on("exit:0").value(), RetryOn::exit(0));
+  EXPECT_EQ(to_string(RetryOn::exit(0)), "exit:0");  // 0 is a status, not "any status"
   EXPECT_EQ(parse_retry_on("exit:255").value(), RetryOn::exit(255));
   EXPECT_EQ(parse_retry_on("signal:1").value(), RetryOn::signal(1));
   EXPECT_EQ(parse_retry_on("signal:64").value(), RetryOn::signal(64));
