@@ -220,6 +220,19 @@ TEST_P(Blas1, L2NormWithinBoundAndNoOverflow) {
   EXPECT_EQ(*l2_norm(std::span<const float>()), 0.0f);
 }
 
+// The f64 norm's overflow fallback scales by the largest |x_i|: wherever that element sits (every
+// vector lane, body or tail, either sign), the result is that element's magnitude, not infinity.
+TEST_P(Blas1, L2NormF64FallbackFindsTheLargestElementInEveryLane) {
+  for (std::size_t n = 1; n <= 19; ++n) {
+    for (std::size_t at = 0; at < n; ++at) {
+      std::vector<double> x(n, 1.0);
+      x[at] = at % 2 == 0 ? 1e300 : -1e300;  // its square overflows: the scaled path runs
+      EXPECT_NEAR(*l2_norm(std::span<const double>(x)) / 1e300, 1.0, 4 * kU64)
+          << "n=" << n << " at=" << at;
+    }
+  }
+}
+
 TEST_P(Blas1, CosineSimilarityWithinBound) {
   for_shapes([&](std::size_t n, std::size_t off) {
     Buf<float> x(n, off), y(n, off + 1);

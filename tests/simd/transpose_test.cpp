@@ -1,18 +1,24 @@
 // transpose (blocked; AVX-512 16x16 and AVX2 8x8 register tiles) and the f64 add at every
 // dispatch level this CPU runs, against naive loops: every shape up to 40 x 40 (all tile edge
-// cases), large ragged ones, random shapes (rapidcheck), and the argument checks. Also the
-// crate's SimdCapabilities / SimdOps / MatrixOps names.
+// cases), large ragged ones, random shapes (rapidcheck), whole tiles between inaccessible pages,
+// and the argument checks. Also the crate's SimdCapabilities / SimdOps / MatrixOps names.
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/child.hpp"
 #include "pepita/simd/kernels.hpp"
 #include "pepita/simd/ops.hpp"
 #include "simd_test_util.hpp"
@@ -37,6 +43,40 @@ std::vector<float> iota_matrix(std::size_t rows, std::size_t cols) {
   return x;
 }
 
+// n floats that end exactly where an inaccessible page begins, so touching one element past them
+// faults even without ASan (whose heap redzones Buf relies on).
+class GuardedFloats {
+ public:
+  explicit GuardedFloats(std::size_t n) : n_(n) {
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    data_bytes_ = (n * sizeof(float) + page - 1) / page * page;
+    map_bytes_ = data_bytes_ + page;
+    void* p =
+        ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    base_ = static_cast<char*>(p);
+    if (::mprotect(base_ + data_bytes_, page, PROT_NONE) != 0) {
+      ::munmap(base_, map_bytes_);
+      base_ = nullptr;
+    }
+  }
+  ~GuardedFloats() {
+    if (base_ != nullptr) ::munmap(base_, map_bytes_);
+  }
+  GuardedFloats(const GuardedFloats&) = delete;
+  GuardedFloats& operator=(const GuardedFloats&) = delete;
+  bool ok() const { return base_ != nullptr; }
+  std::span<float> span() {
+    return {static_cast<float*>(static_cast<void*>(base_ + data_bytes_)) - n_, n_};
+  }
+
+ private:
+  std::size_t n_;
+  std::size_t data_bytes_ = 0;
+  std::size_t map_bytes_ = 0;
+  char* base_ = nullptr;
+};
+
 class Transpose : public ::testing::TestWithParam<Level> {
  protected:
   test::LevelGuard guard_{GetParam()};
@@ -56,6 +96,25 @@ class Transpose : public ::testing::TestWithParam<Level> {
 TEST_P(Transpose, EveryShapeUpTo40x40MatchesNaive) {
   for (std::size_t rows = 0; rows <= 40; ++rows)
     for (std::size_t cols = 0; cols <= 40; ++cols) expect_matches_naive(rows, cols);
+}
+
+// Whole tiles only (every register-tile kernel runs, no ragged edge): each matrix ends at an
+// inaccessible page, so a tile that loads or stores one row too many faults. In a child, so a
+// fault fails this test instead of ending the run.
+TEST_P(Transpose, TilesTouchNothingPastEitherMatrix) {
+  for (auto [rows, cols] : std::vector<std::pair<std::size_t, std::size_t>>{
+           {8, 8}, {16, 8}, {8, 16}, {16, 16}, {32, 48}, {48, 32}}) {
+    const auto code = pepita::test::run_forked([rows, cols] {
+      const auto x = iota_matrix(rows, cols);
+      GuardedFloats in(rows * cols), out(rows * cols);
+      ASSERT_TRUE(in.ok() && out.ok());
+      std::copy(x.begin(), x.end(), in.span().begin());
+      ASSERT_TRUE(transpose(std::span<const float>(in.span()), rows, cols, out.span()).has_value());
+      const auto got = out.span();
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), naive_transpose(x, rows, cols).begin()));
+    });
+    EXPECT_EQ(code, 0) << rows << " x " << cols << " (128 + 11: a fault past a matrix)";
+  }
 }
 
 TEST_P(Transpose, LargeAndRaggedShapesMatchNaive) {

@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "common/temp_dir.hpp"
 #include "pepita/task/affinity.hpp"
@@ -70,6 +71,36 @@ TEST(FormatBytes, PrintsTheShortestExactUnit) {
   EXPECT_EQ(format_bytes(1024), "1K");
   EXPECT_EQ(format_bytes(1025), "1025");                  // not "1K": that would hide a byte
   EXPECT_EQ(format_bytes(24683744ULL * 1024), "23.54G");  // a MemTotal: rounded
+}
+
+TEST(ParseBytes, ReadsEveryBinaryAndDecimalSpellingUpToTheLastSizeBelow2To64) {
+  EXPECT_EQ(parse_bytes("4Ki").value(), 4096u);
+  EXPECT_EQ(parse_bytes("4kib").value(), 4096u);
+  EXPECT_EQ(parse_bytes("2KB").value(), 2000u);
+  EXPECT_EQ(parse_bytes("3MB").value(), 3'000'000u);
+  EXPECT_EQ(parse_bytes("1TB").value(), 1'000'000'000'000u);
+  EXPECT_EQ(parse_bytes("5TiB").value(), 5ULL << 40);
+  // 2^64 - 2^40 is the largest size in T; 2^64 itself does not fit a uint64_t.
+  EXPECT_EQ(parse_bytes("16777215T").value(), ((1ULL << 24) - 1) << 40);
+  auto max = parse_bytes("16777216T");
+  ASSERT_FALSE(max);
+  EXPECT_EQ(max.error().message(), "memory '16777216T' is too large");
+  EXPECT_FALSE(parse_bytes("4GIBS"));
+  EXPECT_FALSE(parse_bytes("4BB"));
+}
+
+TEST(FormatBytes, TenThousandOfAUnitOrMoreTakesTwoDecimalsOfTheLargerUnit) {
+  EXPECT_EQ(format_bytes(9999), "9999");
+  EXPECT_EQ(format_bytes(10000), "9.77K");  // 10000 bytes are not a quarter of a K
+  EXPECT_EQ(format_bytes(9999ULL << 10), "9999K");
+  EXPECT_EQ(format_bytes(10001ULL << 10), "9.77M");
+}
+
+TEST(ParseBytes, ReadsOnlyTheViewItIsGiven) {
+  // The views end where digits go on in memory: nothing past them may be read.
+  EXPECT_EQ(parse_bytes(std::string_view("4096", 2)).value(), 40u);
+  EXPECT_EQ(parse_amount(std::string_view("25", 1), false).value().value, 2);
+  EXPECT_EQ(parse_amount(std::string_view("1.5", 2), false).value().value, 1);
 }
 
 RC_GTEST_PROP(FormatBytes, SmallMultiplesOfAUnitRoundTrip, (std::uint16_t n, std::uint8_t unit)) {
@@ -130,6 +161,47 @@ TEST(RetryOnParse, RejectsUnknownKindsAndBadCodesListingTheKinds) {
   EXPECT_FALSE(parse_retry_on("signal:0"));
   EXPECT_FALSE(parse_retry_on("oom:1"));
   EXPECT_FALSE(parse_retry_on(""));
+}
+
+TEST(RetryOnParse, AcceptsExitStatuses0To255AndSignals1To64Only) {
+  EXPECT_EQ(parse_retry_on("exit:0").value(), RetryOn::exit(0));
+  EXPECT_EQ(to_string(RetryOn::exit(0)), "exit:0");  // 0 is a status, not "any status"
+  EXPECT_EQ(parse_retry_on("exit:255").value(), RetryOn::exit(255));
+  EXPECT_EQ(parse_retry_on("signal:1").value(), RetryOn::signal(1));
+  EXPECT_EQ(parse_retry_on("signal:64").value(), RetryOn::signal(64));
+  for (const char* text : {"exit:-1", "exit:256"}) {
+    auto r = parse_retry_on(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message().find("has an exit status outside 0..255"), std::string::npos)
+        << text;
+  }
+  for (const char* text : {"signal:0", "signal:65", "signal:-1"}) {
+    auto r = parse_retry_on(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message().find("has a signal outside 1..64"), std::string::npos) << text;
+  }
+  for (const char* text : {"timeout:1", "launch:0", "any:2"}) {
+    auto r = parse_retry_on(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message().find("takes no code"), std::string::npos) << text;
+  }
+}
+
+TEST(RetryOnParse, LaunchAndAnyCarryNoCode) {
+  EXPECT_EQ(parse_retry_on("launch").value(), (RetryOn{RetryOn::Kind::Launch, -1}));
+  EXPECT_EQ(parse_retry_on("any").value(), (RetryOn{RetryOn::Kind::Any, -1}));
+  EXPECT_EQ(parse_retry_on("timeout").value(), RetryOn::timeout());
+  EXPECT_EQ(parse_retry_on("exit").value(), RetryOn::exit());
+  EXPECT_EQ(parse_retry_on("signal").value(), RetryOn::signal());
+}
+
+TEST(RetryOnParse, AnEmptyOrOutOfRangeCodeIsNotANumber) {
+  for (const char* text : {"exit:", "signal:", "exit:99999999999", "signal:-99999999999"}) {
+    auto r = parse_retry_on(text);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message().find("has a code that is not a number"), std::string::npos)
+        << text << ": " << r.error().message();
+  }
 }
 
 // ---- ResourceRequest ----
@@ -194,6 +266,43 @@ TEST(ResourceRequest, ValidateNamesTheField) {
   r.gpus = 0.5;
   r.named["license"] = 1;
   EXPECT_TRUE(r.validate());
+}
+
+TEST(ResourceRequest, NamedResourceNamesHold1To31Characters) {
+  ResourceRequest r;
+  r.named[std::string(31, 'a')] = 1;
+  EXPECT_TRUE(r.validate());
+  r = {};
+  r.named[std::string(32, 'a')] = 1;
+  auto long_name = r.validate();
+  ASSERT_FALSE(long_name);
+  EXPECT_NE(long_name.error().message().find("' is too long: use 1..31 characters"),
+            std::string::npos);
+  r = {};
+  r.named[""] = 1;
+  auto empty = r.validate();
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().message(),
+            "resources: named resource '' is empty: use 1..31 characters of a-z, 0-9 and '_' "
+            "(e.g. license, ssd_gb)");
+}
+
+TEST(ResourceRequest, DistinctGpuIdsAreValid) {
+  ResourceRequest r;
+  r.gpu_ids = {"0"};
+  EXPECT_TRUE(r.validate());
+  r.gpu_ids = {"0", "1", "GPU-3"};
+  EXPECT_TRUE(r.validate());
+}
+
+TEST(ResourceRequest, ToStringShowsOnlyWhatIsAskedForAndWholeAmountsInFull) {
+  ResourceRequest r;
+  r.cpus = 2;
+  EXPECT_EQ(r.to_string(), "cpus=2");
+  r.named["license"] = 1e14;
+  EXPECT_EQ(r.to_string(), "cpus=2 license=100000000000000");
+  r.named["license"] = 1e15;  // from there on, the shortest form
+  EXPECT_EQ(r.to_string(), "cpus=2 license=1e+15");
 }
 
 TEST(ResourceRequest, ToStringShowsGrowth) {
@@ -552,6 +661,88 @@ TEST(Ledger, PinnedCpusTakeWholeCoresOfOneNumaNode) {
   EXPECT_FALSE(l.try_take(r, 1));
   l.give_back(a);
   EXPECT_EQ(l.try_take(r, 1).value().cores, (std::vector<unsigned>{0, 1}));
+}
+
+TEST(Ledger, PinnedCpusPreferOneNumaNodeOverTheLowestFreeCores) {
+  Inventory inv = small_host();
+  inv.numa = {{0, {0, 2}}, {1, {1, 3}}};
+  Ledger l(inv);
+  ResourceRequest r;
+  r.cpus = 2;
+  r.pin_cpus = true;
+  EXPECT_EQ(l.try_take(r, 1).value().cores, (std::vector<unsigned>{0, 2}));
+  EXPECT_EQ(l.try_take(r, 1).value().cores, (std::vector<unsigned>{1, 3}));
+}
+
+TEST(Ledger, PinnedCpusSpanNodesWhenNoNodeHasEnoughFree) {
+  Ledger l(small_host());
+  ResourceRequest three;
+  three.cpus = 3;
+  three.pin_cpus = true;
+  auto a = l.try_take(three, 1);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->cores, (std::vector<unsigned>{0, 1, 2}));
+  ResourceRequest one = three;
+  one.cpus = 1;
+  EXPECT_EQ(l.try_take(one, 1).value().cores, (std::vector<unsigned>{3}));
+  EXPECT_FALSE(l.try_take(one, 1));
+}
+
+TEST(Ledger, ARequestWithoutGpusGetsNoGpuShare) {
+  Ledger l(small_host());
+  ResourceRequest r;
+  r.cpus = 1;
+  auto a = l.try_take(r, 1);
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(a->gpus.empty());
+  EXPECT_EQ(a->gpu_list(), "");
+}
+
+TEST(Ledger, GivenBackGpusAreFreeAgainWhileOtherAllocationsAreOut) {
+  Ledger l(small_host());
+  ResourceRequest two;
+  two.gpus = 2;
+  auto a = l.try_take(two, 1).value();
+  auto b = l.try_take(two, 1).value();
+  EXPECT_FALSE(l.try_take(two, 1));
+  l.give_back(a);  // b is still out: only a's ids come back
+  auto c = l.try_take(two, 1);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->gpu_list(), a.gpu_list());
+  EXPECT_FALSE(l.try_take(two, 1));
+}
+
+TEST(Ledger, CompetesForGpusOnlyWhenTheWaiterLacksGpusAndTheTaskTakesSome) {
+  Ledger l(small_host());
+  ResourceRequest all;
+  all.gpus = 4;
+  auto held = l.try_take(all, 1).value();
+  ResourceRequest waiter;  // waits: one GPU, none free
+  waiter.gpus = 1;
+  ResourceRequest gpu_task;
+  gpu_task.gpus = 0.5;
+  ResourceRequest cpu_task;
+  cpu_task.cpus = 1;
+  EXPECT_TRUE(l.competes(gpu_task, 1, waiter, 1));
+  EXPECT_FALSE(l.competes(cpu_task, 1, waiter, 1));
+  l.give_back(held);
+  EXPECT_FALSE(l.competes(gpu_task, 1, waiter, 1));  // the waiter fits now
+}
+
+TEST(Ledger, APinnedWaiterShortOfCpusCompetesEvenWithItsCoresFree) {
+  Ledger l(small_host());
+  ResourceRequest three;  // unpinned: takes 3 CPUs' worth but no core
+  three.cpus = 3;
+  auto held = l.try_take(three, 1).value();
+  ResourceRequest pinned;  // waits: 2 whole cores, every core is free but only 1 CPU is
+  pinned.cpus = 2;
+  pinned.pin_cpus = true;
+  EXPECT_FALSE(l.try_take(pinned, 1));
+  ResourceRequest small;
+  small.cpus = 1;
+  EXPECT_TRUE(l.competes(small, 1, pinned, 1));
+  l.give_back(held);
+  EXPECT_FALSE(l.competes(small, 1, pinned, 1));
 }
 
 TEST(Ledger, MemoryGrowsWithTheAttempt) {
