@@ -420,6 +420,31 @@ TEST(SlurmExecutorFake, BeforeAWorkerConnectsTasksLargerThanAWorkerJobCanNeverFi
   (*exec)->shutdown();
 }
 
+// memory and gpus of 0 mean the worker jobs ask Slurm for no limit: before a worker connects,
+// no memory or GPU request is refused for them (only CPUs, which every job asks for).
+TEST(SlurmExecutorFake, BeforeAWorkerConnectsUnsetMemoryAndGpusRefuseNoRequest) {
+  FakeSlurmBin fake;
+  SlurmOptions o = fake.options();
+  o.cpus_per_worker = 2;
+  o.log = [](std::string_view) {};
+  ASSERT_EQ(o.memory, 0u);
+  ASSERT_EQ(o.gpus, 0u);
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  task::ResourceRequest memory;
+  memory.memory = 64ull << 30;
+  task::ResourceRequest gpus;
+  gpus.gpus = 4;
+  task::ResourceRequest gpu_ids;
+  gpu_ids.gpu_ids = {"0", "1"};
+  for (const auto& r : {memory, gpus, gpu_ids}) {
+    SCOPED_TRACE(r.to_string());
+    auto fit = (*exec)->can_ever_fit(r);
+    EXPECT_TRUE(fit) << fit.error().to_string();
+  }
+  (*exec)->shutdown();
+}
+
 // abandon() (a driver told twice to stop) scancels every job it submitted and removes the
 // one-time key at once; shutdown afterwards still finishes cleanly.
 TEST(SlurmExecutorFake, AbandonCancelsEveryWorkerJobAndRemovesTheKey) {
