@@ -235,6 +235,39 @@ TEST(SlurmRegistry, RegistersSlurmByNameAndNamesBadSettings) {
       << made.error().message();
 }
 
+// Each count setting's range, both ends: a value inside reaches SlurmExecutor::create (which then
+// finds no sbatch), one outside is InvalidArgument naming the setting and its value.
+TEST(SlurmRegistry, CountSettingsAcceptTheirRangeAndNameAValueOutside) {
+  executor::Registry registry;
+  ASSERT_TRUE(register_slurm(registry));
+  struct Case {
+    const char* key;
+    const char* value;
+    bool accepted;
+  };
+  for (const Case& c :
+       {Case{"nodes", "100000", true}, Case{"nodes", "100001", false}, Case{"min_nodes", "0", true},
+        Case{"min_nodes", "100000", true}, Case{"min_nodes", "100001", false},
+        Case{"cpus_per_worker", "0", false}, Case{"cpus_per_worker", "4096", true},
+        Case{"cpus_per_worker", "4097", false}, Case{"gpus", "0", true}, Case{"gpus", "4096", true},
+        Case{"gpus", "4097", false}, Case{"max_failed_jobs", "0", true},
+        Case{"max_failed_jobs", "1000000", true}, Case{"max_failed_jobs", "1000001", false}}) {
+    SCOPED_TRACE(std::string(c.key) + "=" + c.value);
+    executor::BackendOptions set;
+    set.set(c.key, c.value).set("slurm_bin_dir", "/nonexistent-slurm-bin");
+    auto made = registry.create(slurm_backend(), set);
+    ASSERT_FALSE(made);
+    if (c.accepted) {
+      EXPECT_EQ(made.error().code(), ErrorCode::NotFound) << made.error().message();
+      continue;
+    }
+    EXPECT_EQ(made.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(made.error().message().find(std::string(c.key) + "='" + c.value + "'"),
+              std::string::npos)
+        << made.error().message();
+  }
+}
+
 TEST(SlurmCli, SlurmBackendTaskWithoutSbatchSaysWhatIsMissing) {
   JobDir jd;
   std::ofstream(jd.path / "job.toml")
