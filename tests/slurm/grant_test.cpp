@@ -148,12 +148,24 @@ TEST(SlurmGrant, MalformedValuesAreQuotedAndOnlyAParenthesisMayFollowACount) {
     if (std::string_view(c.message).empty()) {
       ASSERT_TRUE(r) << r.error().to_string();
       EXPECT_EQ(inv.gpus, (std::vector<std::string>{"0"}));
+      EXPECT_EQ(inv.cpus, node().cpus) << "no CPU variable: the CPUs stay";
+      EXPECT_EQ(inv.memory, node().memory) << "no memory variable: the memory stays";
       continue;
     }
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
     EXPECT_NE(r.error().message().find(c.message), std::string::npos) << r.error().message();
   }
+}
+
+// A one-CPU job keeps the node's first CPU and only its NUMA node.
+TEST(SlurmGrant, AOneCpuGrantKeepsTheFirstCpu) {
+  task::Inventory inv = node();
+  ASSERT_TRUE(apply_grant(inv, env_of({{"SLURM_JOB_ID", "7"}, {"SLURM_CPUS_PER_TASK", "1"}})));
+  EXPECT_EQ(inv.cpus, (std::vector<unsigned>{0}));
+  EXPECT_EQ(inv.numa, (std::map<int, std::vector<unsigned>>{{0, {0}}}));
+  EXPECT_EQ(inv.memory, node().memory);
+  EXPECT_EQ(inv.gpus, node().gpus);
 }
 
 }  // namespace

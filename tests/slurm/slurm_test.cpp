@@ -777,6 +777,7 @@ TEST(SlurmExecutorFake, JobsShowTheStateAndReasonSqueueGave) {
   (*exec)->shutdown();
   EXPECT_TRUE((*exec)->jobs().empty());
   EXPECT_EQ((*exec)->submitted(), std::vector<JobId>{4242});
+  EXPECT_TRUE(fs::exists(fake.work.path)) << "a work_dir it was given is not removed";
 }
 
 // A job that Slurm ended on its own (FAILED) or that squeue no longer lists is logged with what
@@ -865,6 +866,8 @@ TEST(SlurmExecutorFake, IdleJobsAboveMinNodesAreReleasedInOneScancel) {
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0].id, JobId{3});
   EXPECT_EQ(log.count("ended"), 0u) << "a released job's end is not news\n" << log.all();
+  EXPECT_EQ(log.count("submitted worker job "), 3u) << log.all();
+  EXPECT_EQ(log.count("submitted worker job 3"), 1u) << log.all();
   (*exec)->shutdown();
   EXPECT_EQ(slurp(fake.scancel_args), "1\n2\n3\n");
   EXPECT_EQ((*exec)->submitted(), (std::vector<JobId>{1, 2, 3}));
@@ -925,6 +928,65 @@ TEST(SlurmExecutorFake, JobsEndingBeforeTheirWorkerConnectsAreReplacedUpToMaxFai
     EXPECT_TRUE(backlog.drain(1));
     (*exec)->shutdown();
   }
+}
+
+// Without work_dir, create() makes a private directory under $HOME/.pepita/slurm holding the key;
+// shutdown removes it, unless a job ended before its worker connected: then it is kept for that
+// job's log (the key still goes). In a child: HOME is the process's.
+TEST(SlurmExecutorFake, ThePrivateWorkDirIsRemovedUnlessAJobFailed) {
+  for (const bool failed : {false, true}) {
+    SCOPED_TRACE(failed);
+    FakeSlurmBin fake;
+    if (failed) {
+      fake.script("squeue",
+                  "[ \"$1\" = --json ] && { echo unrecognized >&2; exit 1; }\n"
+                  "echo '4242|FAILED|NonZeroExitCode|pepita-worker'");
+    }
+    const auto code = test::run_forked([&] {
+      ASSERT_EQ(::setenv("HOME", fake.work.path.c_str(), 1), 0);
+      LogLines log;
+      SlurmOptions o = fake.options();
+      o.work_dir.clear();
+      o.log = log.sink();
+      auto exec = SlurmExecutor::create(o);
+      ASSERT_TRUE(exec) << exec.error().to_string();
+      std::vector<fs::path> runs;
+      for (const auto& e : fs::directory_iterator(fake.work.path / ".pepita" / "slurm")) {
+        runs.push_back(e.path());
+      }
+      ASSERT_EQ(runs.size(), 1u);
+      EXPECT_EQ(runs[0].filename().string().rfind("run-", 0), 0u) << runs[0];
+      EXPECT_TRUE(fs::exists(runs[0] / "key"));
+      for (int i = 0; i < 200 && log.count(failed ? "ended (FAILED" : "") == 0; ++i) {
+        std::this_thread::sleep_for(50ms);
+      }
+      (*exec)->shutdown();
+      EXPECT_FALSE(fs::exists(runs[0] / "key"));
+      EXPECT_EQ(fs::exists(runs[0]), failed) << log.all();
+    });
+    EXPECT_EQ(code, 0);
+  }
+}
+
+// A scancel that fails at shutdown is logged with what it said.
+TEST(SlurmExecutorFake, AScancelFailingAtShutdownIsLogged) {
+  FakeSlurmBin fake;
+  const fs::path ended = fake.bin.path / "ended";
+  fake.script("squeue", "[ \"$1\" = --json ] && { echo unrecognized >&2; exit 1; }\n[ -e " +
+                            ended.string() + " ] || echo '4242|PENDING|Priority|pepita-worker'");
+  fake.script("scancel", "touch " + ended.string() +
+                             "\necho 'scancel: error: Kill job error on job id 4242' >&2; exit 1");
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.log = log.sink();
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  (*exec)->shutdown();
+  EXPECT_EQ(log.count("cannot cancel worker jobs: scancel failed: scancel: error: Kill job error "
+                      "on job id 4242"),
+            1u)
+      << log.all();
+  EXPECT_TRUE(fs::exists(ended));
 }
 
 // ---- against a real cluster -------------------------------------------------------------------
