@@ -11,6 +11,8 @@
 #include <fstream>
 #include <string>
 
+#include "common/child.hpp"
+
 namespace pepita::slurm {
 namespace {
 
@@ -150,6 +152,71 @@ TEST(SlurmCommandsFake, TextSqueueWithAStrayLineIsAProtocolError) {
   ASSERT_FALSE(states);
   EXPECT_EQ(states.error().code(), ErrorCode::Protocol);
   EXPECT_TRUE(contains(states.error().message(), "garbage")) << states.error().message();
+}
+
+// squeue --json where Slurm has it: asked for this user's jobs, parsed, and only the asked ids
+// kept; an error naming json (not "unrecognized") also falls back to the text form.
+TEST(SlurmCommandsFake, SqueueJsonIsAskedForThisUsersJobs) {
+  FakeSlurm json("exit 0",
+                 "[ \"$1\" = --json ] && [ \"$2\" = \"--user=$(id -un)\" ] || exit 9\n"
+                 "echo '{\"jobs\": [{\"job_id\": 5, \"job_state\": [\"RUNNING\", \"COMPLETING\"], "
+                 "\"state_reason\": \"None\", \"name\": \"w\"}, {\"job_id\": 6, \"job_state\": "
+                 "\"PENDING\"}]}'",
+                 "exit 0");
+  auto c = SlurmCommands::locate(json.dir());
+  ASSERT_TRUE(c) << c.error().to_string();
+  auto states = c->states({5, 7});
+  ASSERT_TRUE(states) << states.error().to_string();
+  ASSERT_EQ(states->size(), 1u);
+  EXPECT_EQ(states->at(5).state, "RUNNING");
+  EXPECT_EQ(states->at(5).reason, "None");
+  EXPECT_EQ(states->at(5).name, "w");
+
+  FakeSlurm no_plugin("exit 0",
+                      "if [ \"$1\" = --json ]; then echo 'squeue: error: json plugin not found' "
+                      ">&2; exit 1; fi\n"
+                      "[ \"$1 $2 $3 $4\" = \"-h --user=$(id -un) -o %i|%T|%r|%j\" ] || exit 9\n"
+                      "echo '12|RUNNING|None|w'",
+                      "exit 0");
+  auto text = SlurmCommands::locate(no_plugin.dir());
+  ASSERT_TRUE(text) << text.error().to_string();
+  auto listed = text->states({12});
+  ASSERT_TRUE(listed) << listed.error().to_string();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->at(12).state, "RUNNING");
+}
+
+// A bad --json document is a Protocol error; squeue printing one is not retried as text.
+TEST(SlurmCommandsFake, SqueueJsonWithoutJobsIsAProtocolError) {
+  FakeSlurm odd("exit 0", "[ \"$1\" = --json ] && echo '{}' || echo '12|RUNNING|None|w'", "exit 0");
+  auto c = SlurmCommands::locate(odd.dir());
+  ASSERT_TRUE(c) << c.error().to_string();
+  auto states = c->states({12});
+  ASSERT_FALSE(states);
+  EXPECT_EQ(states.error().code(), ErrorCode::Protocol);
+}
+
+// Without a bin dir each command is the first one on PATH (in a child: PATH is the process's);
+// one that no PATH directory holds is NotFound saying so.
+TEST(SlurmCommandsFake, WithoutABinDirTheCommandsAreFoundOnPath) {
+  FakeSlurm on_path("echo 31", "exit 0", "exit 0");
+  FakeSlurm missing("echo 32", "exit 0", "exit 0");
+  ::unlink((missing.dir() + "/scancel").c_str());
+  const auto code = test::run_forked([&] {
+    ::setenv("PATH", ("::" + on_path.dir() + ":" + missing.dir()).c_str(), 1);
+    auto c = SlurmCommands::locate("");
+    ASSERT_TRUE(c) << c.error().to_string();
+    auto id = c->submit({});
+    ASSERT_TRUE(id) << id.error().to_string();
+    EXPECT_EQ(*id, JobId{31}) << "the first PATH directory's sbatch";
+    ::setenv("PATH", missing.dir().c_str(), 1);
+    auto none = SlurmCommands::locate("");
+    ASSERT_FALSE(none);
+    EXPECT_EQ(none.error().code(), ErrorCode::NotFound);
+    EXPECT_TRUE(contains(none.error().message(), "scancel not found on PATH"))
+        << none.error().message();
+  });
+  EXPECT_EQ(code, 0);
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace pepita::slurm {
 namespace {
@@ -81,6 +83,89 @@ TEST(SlurmGrant, MalformedVariablesAreNamed) {
     EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
     EXPECT_NE(r.error().message().find(name), std::string::npos) << r.error().message();
   }
+}
+
+// A variable set to the empty string counts as unset (Slurm exports some empty): an empty
+// SLURM_JOB_ID is no job, and an empty SLURM_CPUS_PER_TASK leaves SLURM_CPUS_ON_NODE to decide.
+TEST(SlurmGrant, EmptyVariablesCountAsUnset) {
+  EXPECT_FALSE(in_slurm_job(env_of({{"SLURM_JOB_ID", ""}})));
+  EXPECT_TRUE(in_slurm_job(env_of({{"SLURM_JOB_ID", "7"}})));
+  task::Inventory inv = node();
+  ASSERT_TRUE(apply_grant(inv, env_of({{"SLURM_JOB_ID", ""}, {"SLURM_CPUS_PER_TASK", "1"}})));
+  EXPECT_EQ(inv, node());
+  ASSERT_TRUE(apply_grant(inv, env_of({{"SLURM_JOB_ID", "7"},
+                                       {"SLURM_CPUS_PER_TASK", ""},
+                                       {"SLURM_CPUS_ON_NODE", "6"},
+                                       {"SLURM_MEM_PER_NODE", ""},
+                                       {"SLURM_MEM_PER_CPU", "100"},
+                                       {"CUDA_VISIBLE_DEVICES", ""},
+                                       {"SLURM_JOB_GPUS", "gpu:1,3"}})));
+  EXPECT_EQ(inv.cpus, (std::vector<unsigned>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(inv.numa, (std::map<int, std::vector<unsigned>>{{0, {0, 1, 2, 3}}, {1, {4, 5}}}));
+  EXPECT_EQ(inv.memory, 6 * 100 * kMiB);
+  EXPECT_EQ(inv.gpus, (std::vector<std::string>{"1", "3"}));
+}
+
+// More CPUs than the node has leave its CPUs and NUMA nodes as detected; memory per CPU without a
+// CPU count is per detected CPU (one when none were detected); a node whose memory is unknown (0)
+// takes the grant as it is.
+TEST(SlurmGrant, MoreCpusThanTheNodeAndMemPerCpuWithoutACpuCount) {
+  task::Inventory inv = node();
+  ASSERT_TRUE(apply_grant(inv, env_of({{"SLURM_JOB_ID", "7"},
+                                       {"SLURM_CPUS_PER_TASK", "16"},
+                                       {"SLURM_MEM_PER_NODE", "2048"}})));
+  EXPECT_EQ(inv.cpus, node().cpus);
+  EXPECT_EQ(inv.numa, node().numa);
+  EXPECT_EQ(inv.memory, 2048 * kMiB);
+
+  task::Inventory per_cpu = node();
+  ASSERT_TRUE(apply_grant(per_cpu, env_of({{"SLURM_JOB_ID", "7"}, {"SLURM_MEM_PER_CPU", "100"}})));
+  EXPECT_EQ(per_cpu.memory, 8 * 100 * kMiB);
+  EXPECT_EQ(per_cpu.cpus, node().cpus);
+
+  task::Inventory unknown;
+  ASSERT_TRUE(apply_grant(unknown, env_of({{"SLURM_JOB_ID", "7"}, {"SLURM_MEM_PER_CPU", "100"}})));
+  EXPECT_EQ(unknown.memory, 100 * kMiB);
+  EXPECT_TRUE(unknown.cpus.empty());
+}
+
+// The error names the variable and quotes its value; "4(x2)" is a count, "4x2" is not, and
+// neither is an empty GPU id after the prefix.
+TEST(SlurmGrant, MalformedValuesAreQuotedAndOnlyAParenthesisMayFollowACount) {
+  struct Case {
+    const char* name;
+    const char* value;
+    const char* message;
+  };
+  for (const Case& c :
+       {Case{"SLURM_CPUS_ON_NODE", "4x2", "SLURM_CPUS_ON_NODE='4x2' is not a positive count"},
+        Case{"SLURM_MEM_PER_NODE", "0", "SLURM_MEM_PER_NODE='0' is not a positive count"},
+        Case{"SLURM_JOB_GPUS", "gpu:0,", ""},
+        Case{"SLURM_JOB_GPUS", "gpu:,1", "SLURM_JOB_GPUS=',1' has an empty GPU id"}}) {
+    SCOPED_TRACE(std::string(c.name) + "=" + c.value);
+    task::Inventory inv = node();
+    auto r = apply_grant(inv, env_of({{"SLURM_JOB_ID", "1"}, {c.name, c.value}}));
+    if (std::string_view(c.message).empty()) {
+      ASSERT_TRUE(r) << r.error().to_string();
+      EXPECT_EQ(inv.gpus, (std::vector<std::string>{"0"}));
+      EXPECT_EQ(inv.cpus, node().cpus) << "no CPU variable: the CPUs stay";
+      EXPECT_EQ(inv.memory, node().memory) << "no memory variable: the memory stays";
+      continue;
+    }
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(r.error().message().find(c.message), std::string::npos) << r.error().message();
+  }
+}
+
+// A one-CPU job keeps the node's first CPU and only its NUMA node.
+TEST(SlurmGrant, AOneCpuGrantKeepsTheFirstCpu) {
+  task::Inventory inv = node();
+  ASSERT_TRUE(apply_grant(inv, env_of({{"SLURM_JOB_ID", "7"}, {"SLURM_CPUS_PER_TASK", "1"}})));
+  EXPECT_EQ(inv.cpus, (std::vector<unsigned>{0}));
+  EXPECT_EQ(inv.numa, (std::map<int, std::vector<unsigned>>{{0, {0}}}));
+  EXPECT_EQ(inv.memory, node().memory);
+  EXPECT_EQ(inv.gpus, node().gpus);
 }
 
 }  // namespace

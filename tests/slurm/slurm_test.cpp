@@ -26,6 +26,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -113,6 +114,35 @@ TEST(SlurmParse, FinishedStates) {
   for (const char* s : {"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED"}) {
     EXPECT_FALSE(is_finished(s)) << s;
   }
+}
+
+// Blanks and carriage returns around sbatch's id and squeue's lines are not part of them.
+TEST(SlurmParse, BlanksAndCarriageReturnsAreTrimmed) {
+  EXPECT_EQ(parse_sbatch_parsable(" \r\n 42 \r\n").value(), 42u);
+  EXPECT_EQ(parse_sbatch_parsable("note\r\n43\r\n").value(), 43u);
+  const auto jobs = parse_squeue_text(" 12|RUNNING|None|w \r\n\r\n13|PENDING|Priority|x\r").value();
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs.at(12).name, "w");
+  EXPECT_EQ(jobs.at(13).name, "x");
+  for (const char* s : {"OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}) EXPECT_TRUE(is_finished(s)) << s;
+  for (const char* bad : {R"({"jobs": [{"job_id": 1, "job_state": []}]})",
+                          R"({"jobs": [{"job_id": 1, "job_state": [3]}]})",
+                          R"({"jobs": [{"job_id": 1, "job_state": 3}]})", R"({"jobs": [3]})"}) {
+    auto r = parse_squeue_json(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), ErrorCode::Protocol) << bad;
+  }
+  EXPECT_NE(parse_squeue_json(R"({"jobs": [{"job_id": 8, "job_state": []}]})")
+                .error()
+                .message()
+                .find("job 8 has no job_state"),
+            std::string::npos);
+  const auto bare =
+      parse_squeue_json(
+          R"({"jobs": [{"job_id": 9, "job_state": "RUNNING", "state_reason": 1, "name": 2}]})")
+          .value();
+  EXPECT_EQ(bare.at(9).reason, "");
+  EXPECT_EQ(bare.at(9).name, "");
 }
 
 TEST(SlurmCommandsTest, MissingSbatchIsAClearError) {
@@ -203,6 +233,39 @@ TEST(SlurmRegistry, RegistersSlurmByNameAndNamesBadSettings) {
   EXPECT_EQ(made.error().code(), ErrorCode::NotFound);
   EXPECT_NE(made.error().message().find("sbatch not found"), std::string::npos)
       << made.error().message();
+}
+
+// Each count setting's range, both ends: a value inside reaches SlurmExecutor::create (which then
+// finds no sbatch), one outside is InvalidArgument naming the setting and its value.
+TEST(SlurmRegistry, CountSettingsAcceptTheirRangeAndNameAValueOutside) {
+  executor::Registry registry;
+  ASSERT_TRUE(register_slurm(registry));
+  struct Case {
+    const char* key;
+    const char* value;
+    bool accepted;
+  };
+  for (const Case& c :
+       {Case{"nodes", "100000", true}, Case{"nodes", "100001", false}, Case{"min_nodes", "0", true},
+        Case{"min_nodes", "100000", true}, Case{"min_nodes", "100001", false},
+        Case{"cpus_per_worker", "0", false}, Case{"cpus_per_worker", "4096", true},
+        Case{"cpus_per_worker", "4097", false}, Case{"gpus", "0", true}, Case{"gpus", "4096", true},
+        Case{"gpus", "4097", false}, Case{"max_failed_jobs", "0", true},
+        Case{"max_failed_jobs", "1000000", true}, Case{"max_failed_jobs", "1000001", false}}) {
+    SCOPED_TRACE(std::string(c.key) + "=" + c.value);
+    executor::BackendOptions set;
+    set.set(c.key, c.value).set("slurm_bin_dir", "/nonexistent-slurm-bin");
+    auto made = registry.create(slurm_backend(), set);
+    ASSERT_FALSE(made);
+    if (c.accepted) {
+      EXPECT_EQ(made.error().code(), ErrorCode::NotFound) << made.error().message();
+      continue;
+    }
+    EXPECT_EQ(made.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(made.error().message().find(std::string(c.key) + "='" + c.value + "'"),
+              std::string::npos)
+        << made.error().message();
+  }
 }
 
 TEST(SlurmCli, SlurmBackendTaskWithoutSbatchSaysWhatIsMissing) {
@@ -420,6 +483,31 @@ TEST(SlurmExecutorFake, BeforeAWorkerConnectsTasksLargerThanAWorkerJobCanNeverFi
   (*exec)->shutdown();
 }
 
+// memory and gpus of 0 mean the worker jobs ask Slurm for no limit: before a worker connects,
+// no memory or GPU request is refused for them (only CPUs, which every job asks for).
+TEST(SlurmExecutorFake, BeforeAWorkerConnectsUnsetMemoryAndGpusRefuseNoRequest) {
+  FakeSlurmBin fake;
+  SlurmOptions o = fake.options();
+  o.cpus_per_worker = 2;
+  o.log = [](std::string_view) {};
+  ASSERT_EQ(o.memory, 0u);
+  ASSERT_EQ(o.gpus, 0u);
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  task::ResourceRequest memory;
+  memory.memory = 64ull << 30;
+  task::ResourceRequest gpus;
+  gpus.gpus = 4;
+  task::ResourceRequest gpu_ids;
+  gpu_ids.gpu_ids = {"0", "1"};
+  for (const auto& r : {memory, gpus, gpu_ids}) {
+    SCOPED_TRACE(r.to_string());
+    auto fit = (*exec)->can_ever_fit(r);
+    EXPECT_TRUE(fit) << fit.error().to_string();
+  }
+  (*exec)->shutdown();
+}
+
 // abandon() (a driver told twice to stop) scancels every job it submitted and removes the
 // one-time key at once; shutdown afterwards still finishes cleanly.
 TEST(SlurmExecutorFake, AbandonCancelsEveryWorkerJobAndRemovesTheKey) {
@@ -550,6 +638,355 @@ TEST(SlurmExecutorFake, ListenerThatCannotStartLeavesNoKeyBehind) {
       << exec.error().message();
   EXPECT_FALSE(fs::exists(fake.work.path / "key"));
   EXPECT_FALSE(fs::exists(fake.sbatch_args)) << "nothing was submitted";
+}
+
+// sbatch without optional settings: the job's name, one node, one task, the CPUs, the log file in
+// the work dir, and the worker's command line; no partition, time, account, GPUs, memory or TLS.
+// With every setting: each becomes its option, memory in whole MiB rounded up, the extra arguments
+// as they are, and the worker binary single-quoted for the job's shell.
+TEST(SlurmExecutorFake, SbatchGetsEachSettingAndTheWorkerCommandLine) {
+  const auto sbatch_lines = [](const SlurmOptions& o, const FakeSlurmBin& fake) {
+    auto exec = SlurmExecutor::create(o);
+    EXPECT_TRUE(exec) << exec.error().to_string();
+    if (exec) (*exec)->shutdown();
+    return slurp(fake.sbatch_args);
+  };
+  {
+    FakeSlurmBin fake;
+    SlurmOptions o = fake.options();
+    o.driver_address = "10.1.2.3";
+    o.log = [](std::string_view) {};
+    const std::string args = sbatch_lines(o, fake);
+    const std::string work = fake.work.path.string();
+    const std::string head =
+        "--parsable\n--job-name=pepita-worker\n--nodes=1\n--ntasks=1\n"
+        "--cpus-per-task=1\n--output=" +
+        work +
+        "/worker-%j.log\n--wrap=exec '/bin/true' worker --connect "
+        "'10.1.2.3:";
+    EXPECT_EQ(args.substr(0, head.size()), head) << args;
+    const std::string tail = "' --key '" + work +
+                             "/key' --slots 1 --name slurm-${SLURM_JOB_ID} --give-up 60 "
+                             "--sandbox none\n";
+    ASSERT_GE(args.size(), tail.size()) << args;
+    EXPECT_EQ(args.substr(args.size() - tail.size()), tail) << args;
+  }
+  FakeSlurmBin fake;
+  const fs::path binary = fake.bin.path / "it's pepita";
+  fake.script("it's pepita", "exit 0");
+  struct Case {
+    std::uint64_t memory;
+    const char* mem;
+  };
+  for (const Case c : {Case{1, "--mem=1M\n"}, Case{4ull << 20, "--mem=4M\n"},
+                       Case{(4ull << 20) + 1, "--mem=5M\n"}}) {
+    SCOPED_TRACE(c.memory);
+    SlurmOptions o = fake.options();
+    o.job_name = "pj";
+    o.partition = "cpu";
+    o.time_limit = "0:30:00";
+    o.account = "acct";
+    o.gpus = 2;
+    o.cpus_per_worker = 3;
+    o.memory = c.memory;
+    o.extra_sbatch_args = {"--qos=low", "--exclusive"};
+    o.worker_binary = binary.string();
+    o.worker_give_up = std::chrono::seconds(45);
+    o.driver_address = "10.1.2.3";
+    o.tls = true;
+    o.log = [](std::string_view) {};
+    const std::string args = sbatch_lines(o, fake);
+    const std::string work = fake.work.path.string();
+    const std::string head =
+        "--parsable\n--job-name=pj\n--nodes=1\n--ntasks=1\n--cpus-per-task=3\n--output=" + work +
+        "/worker-%j.log\n--partition=cpu\n--time=0:30:00\n--account=acct\n--gpus=2\n" + c.mem +
+        "--qos=low\n--exclusive\n--wrap=exec '" + fake.bin.path.string() +
+        "/it'\\''s pepita' worker --connect '10.1.2.3:";
+    EXPECT_EQ(args.substr(0, head.size()), head) << args;
+    const std::string tail = "' --key '" + work +
+                             "/key' --slots 3 --name slurm-${SLURM_JOB_ID} --give-up 45 "
+                             "--sandbox none --tls\n";
+    ASSERT_GE(args.size(), tail.size()) << args;
+    EXPECT_EQ(args.substr(args.size() - tail.size()), tail) << args;
+  }
+}
+
+// The registered "slurm" backend reads each setting: they reach sbatch, the executor serves the
+// "slurm" backend with nodes x cpus_per_worker x 2 slots, and state_dir keeps the job ids.
+TEST(SlurmRegistry, EachSettingReachesTheWorkerJobs) {
+  FakeSlurmBin fake;
+  fake.script("pepita-bin", "exit 0");
+  executor::Registry registry;
+  ASSERT_TRUE(register_slurm(registry));
+  executor::BackendOptions set;
+  set.set("nodes", "2")
+      .set("cpus_per_worker", "3")
+      .set("gpus", "1")
+      .set("memory", "64M")
+      .set("partition", "gpu")
+      .set("time_limit", "10")
+      .set("account", "lab")
+      .set("sbatch_args", "--qos=low,--exclusive")
+      .set("driver_address", "10.9.8.7")
+      .set("job_name", "named")
+      .set("worker_binary", (fake.bin.path / "pepita-bin").string())
+      .set("listen", "127.0.0.1:0")
+      .set("work_dir", fake.work.path.string())
+      .set("slurm_bin_dir", fake.bin.path.string())
+      .set("tls", "yes")
+      .set("state_dir", fake.work.path.string());
+  auto made = registry.create(slurm_backend(), set);
+  ASSERT_TRUE(made) << made.error().to_string();
+  EXPECT_EQ((*made)->backend().name(), "slurm");
+  EXPECT_EQ((*made)->slots(), 12u);
+  EXPECT_EQ(slurp(fake.work.path / "slurm-backend-jobs"), "4242\n4242\n");
+  (*made)->shutdown();
+  const std::string args = slurp(fake.sbatch_args);
+  const std::string work = fake.work.path.string();
+  const std::string head =
+      "--parsable\n--job-name=named\n--nodes=1\n--ntasks=1\n"
+      "--cpus-per-task=3\n--output=" +
+      work +
+      "/worker-%j.log\n--partition=gpu\n--time=10\n--account=lab\n--gpus=1\n"
+      "--mem=64M\n--qos=low\n--exclusive\n--wrap=exec '" +
+      fake.bin.path.string() + "/pepita-bin' worker --connect '10.9.8.7:";
+  EXPECT_EQ(args.substr(0, head.size()), head) << args;
+  EXPECT_NE(args.find(" --slots 3 "), std::string::npos) << args;
+  EXPECT_TRUE(args.ends_with(" --tls\n")) << args;
+}
+
+// What squeue says of a job is what jobs() shows after a poll: its state and reason, and that no
+// worker connected from it.
+TEST(SlurmExecutorFake, JobsShowTheStateAndReasonSqueueGave) {
+  FakeSlurmBin fake;
+  SlurmOptions o = fake.options();
+  o.log = [](std::string_view) {};
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  std::vector<WorkerJob> jobs;
+  for (int i = 0; i < 200; ++i) {
+    jobs = (*exec)->jobs();
+    if (jobs.size() != 1 || jobs[0].state != "SUBMITTED") break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].id, JobId{4242});
+  EXPECT_EQ(jobs[0].state, "PENDING");
+  EXPECT_EQ(jobs[0].reason, "Priority");
+  EXPECT_FALSE(jobs[0].connected);
+  (*exec)->shutdown();
+  EXPECT_TRUE((*exec)->jobs().empty());
+  EXPECT_EQ((*exec)->submitted(), std::vector<JobId>{4242});
+  EXPECT_TRUE(fs::exists(fake.work.path)) << "a work_dir it was given is not removed";
+}
+
+// A job that Slurm ended on its own (FAILED) or that squeue no longer lists is logged with what
+// squeue said and forgotten: shutdown has nothing to scancel.
+TEST(SlurmExecutorFake, AJobSlurmEndedIsLoggedAndNotCancelled) {
+  struct Case {
+    const char* squeue;
+    const char* logged;
+  };
+  for (const Case c :
+       {Case{"echo '4242|FAILED|NonZeroExitCode|pepita-worker'",
+             "worker job 4242 ended (FAILED, NonZeroExitCode); its tasks go to other workers"},
+        Case{"true",
+             "worker job 4242 ended (no longer in squeue); its tasks go to other workers"}}) {
+    SCOPED_TRACE(c.squeue);
+    FakeSlurmBin fake;
+    fake.script(
+        "squeue",
+        std::string("[ \"$1\" = --json ] && { echo unrecognized >&2; exit 1; }\n") + c.squeue);
+    LogLines log;
+    SlurmOptions o = fake.options();
+    o.log = log.sink();
+    auto exec = SlurmExecutor::create(o);
+    ASSERT_TRUE(exec) << exec.error().to_string();
+    for (int i = 0; i < 200 && log.count(c.logged) == 0; ++i) std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(log.count(c.logged), 1u) << log.all();
+    EXPECT_TRUE((*exec)->jobs().empty());
+    (*exec)->shutdown();
+    EXPECT_FALSE(fs::exists(fake.scancel_args)) << slurp(fake.scancel_args);
+  }
+}
+
+// Stand-in sbatch answering 1, 2, 3... and squeue listing, as PENDING, each job from `first` on
+// that scancel has not ended (so jobs below `first` end at once, before a worker connected).
+void count_jobs_from(FakeSlurmBin& fake, int first) {
+  const std::string count = (fake.bin.path / "count").string();
+  fake.script("sbatch", "printf '%s\\n' \"$@\" > " + fake.sbatch_args.string() + "\nn=$(($(cat " +
+                            count + " 2>/dev/null || echo 0) + 1))\necho $n > " + count +
+                            "\necho $n");
+  fake.script("squeue", "[ \"$1\" = --json ] && { echo unrecognized >&2; exit 1; }\nn=$(cat " +
+                            count + " 2>/dev/null || echo 0)\ni=" + std::to_string(first) +
+                            "\nwhile [ $i -le $n ]; do\n  grep -qsx $i " +
+                            fake.scancel_args.string() +
+                            " || echo \"$i|PENDING|Priority|pepita-worker\"\n  i=$((i + 1))\ndone");
+}
+
+// Tasks waiting on the driver, each stopped (cancelled) by the test before shutdown.
+struct Backlog {
+  std::stop_source stop;
+  std::atomic<int> done{0};
+  Result<void> add(SlurmExecutor& exec, int n) {
+    for (int i = 0; i < n; ++i) {
+      auto t = task::Task::binary("/bin/true").backend(task::Backend::Remote).build();
+      if (!t) return std::unexpected(t.error());
+      PEPITA_TRY_VOID(exec.start(*t, stop.get_token(),
+                                 [this](executor::ExecutionResult) { done.fetch_add(1); }));
+    }
+    return {};
+  }
+  bool drain(int n) {
+    stop.request_stop();
+    for (int i = 0; i < 400 && done.load() < n; ++i) std::this_thread::sleep_for(25ms);
+    return done.load() == n;
+  }
+};
+
+// Idle longer than idle_release, the jobs above min_nodes are released, the earliest first (all
+// pending alike), in one scancel; the last is cancelled at shutdown.
+TEST(SlurmExecutorFake, IdleJobsAboveMinNodesAreReleasedInOneScancel) {
+  FakeSlurmBin fake;
+  count_jobs_from(fake, 1);
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.nodes = 3;
+  o.min_nodes = 1;
+  o.idle_release = 0ms;
+  o.log = log.sink();
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  for (int i = 0; i < 200 && log.count("releasing") == 0; ++i) std::this_thread::sleep_for(50ms);
+  std::this_thread::sleep_for(500ms);  // more polls: nothing more is released
+  EXPECT_EQ(log.count("idle for 0 ms: releasing 2 worker job(s)"), 1u) << log.all();
+  EXPECT_EQ(log.count("releasing"), 1u) << log.all();
+  EXPECT_EQ(slurp(fake.scancel_args), "1\n2\n");
+  const auto jobs = (*exec)->jobs();
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].id, JobId{3});
+  EXPECT_EQ(log.count("ended"), 0u) << "a released job's end is not news\n" << log.all();
+  EXPECT_EQ(log.count("submitted worker job "), 3u) << log.all();
+  EXPECT_EQ(log.count("submitted worker job 3"), 1u) << log.all();
+  (*exec)->shutdown();
+  EXPECT_EQ(slurp(fake.scancel_args), "1\n2\n3\n");
+  EXPECT_EQ((*exec)->submitted(), (std::vector<JobId>{1, 2, 3}));
+}
+
+// Waiting tasks want one job per cpus_per_worker of them (rounded up), up to nodes: the four
+// first jobs end before their worker connected, and two replace them for three tasks on
+// two-CPU workers.
+TEST(SlurmExecutorFake, WaitingTasksGetOneJobPerCpusPerWorkerOfThem) {
+  FakeSlurmBin fake;
+  count_jobs_from(fake, 5);
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.nodes = 4;
+  o.cpus_per_worker = 2;
+  o.max_failed_jobs = 100;
+  o.log = log.sink();
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  Backlog backlog;
+  ASSERT_TRUE(backlog.add(**exec, 3));
+  for (int i = 0; i < 200 && (*exec)->submitted().size() < 6; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  std::this_thread::sleep_for(500ms);  // more polls: no more jobs
+  EXPECT_EQ((*exec)->submitted(), (std::vector<JobId>{1, 2, 3, 4, 5, 6})) << log.all();
+  EXPECT_EQ((*exec)->jobs().size(), 2u);
+  EXPECT_EQ(log.count("ended (no longer in squeue)"), 4u) << log.all();
+  EXPECT_TRUE(backlog.drain(3));
+  (*exec)->shutdown();
+  EXPECT_EQ(slurp(fake.scancel_args), "5\n6\n");
+}
+
+// Jobs that end before their worker connects are replaced until max_failed_jobs of them ended
+// (nodes + 3 when 0); then no more are submitted, and the log says why once, naming the logs.
+TEST(SlurmExecutorFake, JobsEndingBeforeTheirWorkerConnectsAreReplacedUpToMaxFailedJobs) {
+  for (const std::uint32_t max : {2u, 0u}) {
+    SCOPED_TRACE(max);
+    const std::uint32_t expected = max ? max : 1 + 3;
+    FakeSlurmBin fake;
+    count_jobs_from(fake, 1000);
+    LogLines log;
+    SlurmOptions o = fake.options();
+    o.max_failed_jobs = max;
+    o.log = log.sink();
+    auto exec = SlurmExecutor::create(o);
+    ASSERT_TRUE(exec) << exec.error().to_string();
+    Backlog backlog;
+    ASSERT_TRUE(backlog.add(**exec, 1));
+    const std::string gave_up = std::to_string(expected) +
+                                " worker jobs ended before their worker connected; submitting no "
+                                "more (max_failed_jobs). Their logs are kept in " +
+                                fake.work.path.string();
+    for (int i = 0; i < 200 && log.count(gave_up) == 0; ++i) std::this_thread::sleep_for(50ms);
+    std::this_thread::sleep_for(500ms);  // more polls: no more jobs, no second line
+    EXPECT_EQ(log.count(gave_up), 1u) << log.all();
+    EXPECT_EQ((*exec)->submitted().size(), expected) << log.all();
+    EXPECT_TRUE(backlog.drain(1));
+    (*exec)->shutdown();
+  }
+}
+
+// Without work_dir, create() makes a private directory under $HOME/.pepita/slurm holding the key;
+// shutdown removes it, unless a job ended before its worker connected: then it is kept for that
+// job's log (the key still goes). In a child: HOME is the process's.
+TEST(SlurmExecutorFake, ThePrivateWorkDirIsRemovedUnlessAJobFailed) {
+  for (const bool failed : {false, true}) {
+    SCOPED_TRACE(failed);
+    FakeSlurmBin fake;
+    if (failed) {
+      fake.script("squeue",
+                  "[ \"$1\" = --json ] && { echo unrecognized >&2; exit 1; }\n"
+                  "echo '4242|FAILED|NonZeroExitCode|pepita-worker'");
+    }
+    const auto code = test::run_forked([&] {
+      ASSERT_EQ(::setenv("HOME", fake.work.path.c_str(), 1), 0);
+      LogLines log;
+      SlurmOptions o = fake.options();
+      o.work_dir.clear();
+      o.log = log.sink();
+      auto exec = SlurmExecutor::create(o);
+      ASSERT_TRUE(exec) << exec.error().to_string();
+      std::vector<fs::path> runs;
+      for (const auto& e : fs::directory_iterator(fake.work.path / ".pepita" / "slurm")) {
+        runs.push_back(e.path());
+      }
+      ASSERT_EQ(runs.size(), 1u);
+      EXPECT_EQ(runs[0].filename().string().rfind("run-", 0), 0u) << runs[0];
+      EXPECT_TRUE(fs::exists(runs[0] / "key"));
+      for (int i = 0; i < 200 && log.count(failed ? "ended (FAILED" : "") == 0; ++i) {
+        std::this_thread::sleep_for(50ms);
+      }
+      (*exec)->shutdown();
+      EXPECT_FALSE(fs::exists(runs[0] / "key"));
+      EXPECT_EQ(fs::exists(runs[0]), failed) << log.all();
+    });
+    EXPECT_EQ(code, 0);
+  }
+}
+
+// A scancel that fails at shutdown is logged with what it said.
+TEST(SlurmExecutorFake, AScancelFailingAtShutdownIsLogged) {
+  FakeSlurmBin fake;
+  const fs::path ended = fake.bin.path / "ended";
+  fake.script("squeue", "[ \"$1\" = --json ] && { echo unrecognized >&2; exit 1; }\n[ -e " +
+                            ended.string() + " ] || echo '4242|PENDING|Priority|pepita-worker'");
+  fake.script("scancel", "touch " + ended.string() +
+                             "\necho 'scancel: error: Kill job error on job id 4242' >&2; exit 1");
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.log = log.sink();
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  (*exec)->shutdown();
+  EXPECT_EQ(log.count("cannot cancel worker jobs: scancel failed: scancel: error: Kill job error "
+                      "on job id 4242"),
+            1u)
+      << log.all();
+  EXPECT_TRUE(fs::exists(ended));
 }
 
 // ---- against a real cluster -------------------------------------------------------------------

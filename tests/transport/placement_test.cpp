@@ -134,5 +134,64 @@ TEST(CanEverFitAny, NoWorkerKnownYetAcceptsAnything) {
   EXPECT_TRUE(can_ever_fit_any({inventory(1, kGiB, {})}, {}));
 }
 
+// Named counts are judged like the kinds above: the largest worker has the most of each name, and
+// a name no worker has is named.
+TEST(CanEverFitAny, NamedCountsNameTheLargestWorkersCountOrItsLack) {
+  std::vector<task::Inventory> ws{inventory(1, kGiB, {}), inventory(1, kGiB, {}),
+                                  inventory(1, kGiB, {})};
+  ws[0].named["licence"] = 2;
+  ws[1].named["licence"] = 5;
+  ws[2].named["licence"] = 3;
+  task::ResourceRequest six;
+  six.named["licence"] = 6;
+  auto r = can_ever_fit_any(ws, six);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Unsupported);
+  EXPECT_NE(r.error().message().find("needs licence=6; the largest worker has 5"),
+            std::string::npos)
+      << r.error().message();
+  task::ResourceRequest five;
+  five.named["licence"] = 5;
+  EXPECT_TRUE(can_ever_fit_any(ws, five));
+  task::ResourceRequest seat;
+  seat.named["seat"] = 1;
+  auto none = can_ever_fit_any(ws, seat);
+  ASSERT_FALSE(none);
+  EXPECT_NE(none.error().message().find("needs seat=1; the largest worker has no 'seat'"),
+            std::string::npos)
+      << none.error().message();
+}
+
+// When no one worker has all of a request, the error lists every worker, in order.
+TEST(CanEverFitAny, NoWorkerHasItAllListsEachWorker) {
+  std::vector<task::Inventory> ws{inventory(8, kGiB, {}), inventory(1, 8 * kGiB, {"0"})};
+  ws[1].named["licence"] = 2;
+  task::ResourceRequest r;
+  r.cpus = 4;
+  r.gpus = 1;
+  auto e = can_ever_fit_any(ws, r);
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code(), ErrorCode::Unsupported);
+  EXPECT_NE(
+      e.error().message().find("(workers: cpus=8 memory=1G; cpus=1 memory=8G gpus=0 licence=2)"),
+      std::string::npos)
+      << e.error().message();
+}
+
+// Of workers with as many GPUs, the largest worker's GPU ids are the first one's: a request for
+// an id only a smaller worker has is named against them.
+TEST(CanEverFitAny, OfEquallyManyGpusTheFirstWorkersIdsAreTheLargest) {
+  const std::vector<task::Inventory> ws{inventory(8, kGiB, {"0", "1"}),
+                                        inventory(1, kGiB, {"2", "3"})};
+  task::ResourceRequest r;
+  r.cpus = 8;
+  r.gpu_ids = {"2"};
+  auto e = can_ever_fit_any(ws, r);
+  ASSERT_FALSE(e);
+  EXPECT_NE(e.error().message().find("needs GPU '2'; the largest worker has GPUs 0,1"),
+            std::string::npos)
+      << e.error().message();
+}
+
 }  // namespace
 }  // namespace pepita::transport
