@@ -98,6 +98,19 @@ JournalVerification verify(const std::string& path, const std::optional<std::str
   return v ? *v : JournalVerification{};
 }
 
+// Writes a closed journal of `n` records to `path` (MACed with `key`), lets `edit` change its
+// bytes (given its frames; it repairs CRCs itself where it wants them repaired), writes them
+// back and verifies the file with `key`.
+template <class Edit>
+JournalVerification verify_edited(const std::string& path, int n,
+                                  const std::optional<std::string>& key, Edit edit) {
+  write_journal(path, n, key);
+  std::string data = read_file(path);
+  edit(data, frames_of(data));
+  write_file(path, data);
+  return verify(path, key);
+}
+
 class JournalChain : public ::testing::TestWithParam<bool> {
  protected:
   std::optional<std::string> key() const { return GetParam() ? std::optional(kKey) : std::nullopt; }
@@ -140,12 +153,9 @@ TEST_P(JournalChain, EditedRecordWithFixedCrcIsNamed) {
 }
 
 TEST_P(JournalChain, EditedRecordWithoutCrcRepairIsNamed) {
-  write_journal(path_, 3, key());
-  std::string data = read_file(path_);
-  const auto frames = frames_of(data);
-  data[frames[1].offset + frames[1].size - 1] ^= 0x01;
-  write_file(path_, data);
-  const auto v = verify(path_, key());
+  const auto v = verify_edited(path_, 3, key(), [](std::string& data, const auto& frames) {
+    data[frames[1].offset + frames[1].size - 1] ^= 0x01;
+  });
   EXPECT_FALSE(v.valid);
   ASSERT_TRUE(v.bad_record.has_value());
   EXPECT_EQ(*v.bad_record, 1u) << v.reason;
@@ -153,14 +163,11 @@ TEST_P(JournalChain, EditedRecordWithoutCrcRepairIsNamed) {
 }
 
 TEST_P(JournalChain, RecordWithAnUnknownAuthByteAndFixedCrcIsAMalformedChainHeader) {
-  write_journal(path_, 3, key());
-  std::string data = read_file(path_);
-  const auto frames = frames_of(data);
-  // The chain header's first byte says whether a MAC follows: only 0 or 1 parse.
-  data[frames[1].offset + 8] = '\2';
-  fix_crc(data, frames[1]);
-  write_file(path_, data);
-  const auto v = verify(path_, key());
+  const auto v = verify_edited(path_, 3, key(), [](std::string& data, const auto& frames) {
+    // The chain header's first byte says whether a MAC follows: only 0 or 1 parse.
+    data[frames[1].offset + 8] = '\2';
+    fix_crc(data, frames[1]);
+  });
   EXPECT_FALSE(v.valid);
   ASSERT_TRUE(v.bad_record.has_value());
   EXPECT_EQ(*v.bad_record, 1u) << v.reason;
@@ -171,12 +178,9 @@ TEST_P(JournalChain, RecordWithAnUnknownAuthByteAndFixedCrcIsAMalformedChainHead
 }
 
 TEST_P(JournalChain, DroppedRecordIsNamed) {
-  write_journal(path_, 4, key());
-  std::string data = read_file(path_);
-  const auto frames = frames_of(data);
-  data.erase(frames[2].offset, frames[2].size);
-  write_file(path_, data);
-  const auto v = verify(path_, key());
+  const auto v = verify_edited(path_, 4, key(), [](std::string& data, const auto& frames) {
+    data.erase(frames[2].offset, frames[2].size);
+  });
   EXPECT_FALSE(v.valid);
   ASSERT_TRUE(v.bad_record.has_value());
   EXPECT_EQ(*v.bad_record, 2u) << v.reason;
@@ -185,14 +189,11 @@ TEST_P(JournalChain, DroppedRecordIsNamed) {
 }
 
 TEST_P(JournalChain, ReorderedRecordsAreNamed) {
-  write_journal(path_, 4, key());
-  std::string data = read_file(path_);
-  const auto f = frames_of(data);
-  const std::string one = data.substr(f[1].offset, f[1].size);
-  const std::string two = data.substr(f[2].offset, f[2].size);
-  data.replace(f[1].offset, f[1].size + f[2].size, two + one);
-  write_file(path_, data);
-  const auto v = verify(path_, key());
+  const auto v = verify_edited(path_, 4, key(), [](std::string& data, const auto& f) {
+    const std::string one = data.substr(f[1].offset, f[1].size);
+    const std::string two = data.substr(f[2].offset, f[2].size);
+    data.replace(f[1].offset, f[1].size + f[2].size, two + one);
+  });
   EXPECT_FALSE(v.valid);
   ASSERT_TRUE(v.bad_record.has_value());
   EXPECT_EQ(*v.bad_record, 1u) << v.reason;
@@ -257,13 +258,10 @@ INSTANTIATE_TEST_SUITE_P(WithAndWithoutKey, JournalChain, ::testing::Bool(),
 TEST(JournalChain, FirstRecordWithAnEditedPrevHashIsTheChainBreak) {
   TempDir dir{"journal-chain"};
   const auto path = dir.file("j");
-  write_journal(path, 2, std::nullopt);
-  std::string data = read_file(path);
-  const auto f = frames_of(data);
-  data[f[0].offset + 8 + kPrevAt] ^= 0x01;
-  fix_crc(data, f[0]);
-  write_file(path, data);
-  const auto v = verify(path, std::nullopt);
+  const auto v = verify_edited(path, 2, std::nullopt, [](std::string& data, const auto& f) {
+    data[f[0].offset + 8 + kPrevAt] ^= 0x01;
+    fix_crc(data, f[0]);
+  });
   EXPECT_FALSE(v.valid);
   EXPECT_EQ(v.bad_record, 0u) << v.reason;
   EXPECT_NE(v.reason.find("record 0: "), std::string::npos) << v.reason;
@@ -303,13 +301,10 @@ TEST(JournalChain, EndRecordWithAnEditedCountOrHeadOrLengthIsNamed) {
 TEST(JournalChain, RecordBodyThatDoesNotDecodeIsNamed) {
   TempDir dir{"journal-chain"};
   const auto path = dir.file("j");
-  write_journal(path, 3, std::nullopt);
-  std::string data = read_file(path);
-  const auto f = frames_of(data);
-  data[f[1].offset + 8 + kUnkeyedBodyAt] = '\x09';  // record types are 1..3, End is 4
-  fix_crc(data, f[1]);
-  write_file(path, data);
-  const auto v = verify(path, std::nullopt);
+  const auto v = verify_edited(path, 3, std::nullopt, [](std::string& data, const auto& f) {
+    data[f[1].offset + 8 + kUnkeyedBodyAt] = '\x09';  // record types are 1..3, End is 4
+    fix_crc(data, f[1]);
+  });
   EXPECT_FALSE(v.valid);
   EXPECT_EQ(v.bad_record, 1u) << v.reason;
   EXPECT_EQ(v.reason, "record 1: its body does not decode: edited");
@@ -319,13 +314,10 @@ TEST(JournalChain, RecordBodyThatDoesNotDecodeIsNamed) {
 TEST(JournalChain, OneMacedRecordInAnUnkeyedJournalIsMixed) {
   TempDir dir{"journal-chain"};
   const auto path = dir.file("j");
-  write_journal(path, 3, std::nullopt);
-  std::string data = read_file(path);
-  const auto f = frames_of(data);
-  data[f[1].offset + 8] = '\1';  // the auth byte: the body's first 32 bytes now read as a MAC
-  fix_crc(data, f[1]);
-  write_file(path, data);
-  const auto v = verify(path, std::nullopt);
+  const auto v = verify_edited(path, 3, std::nullopt, [](std::string& data, const auto& f) {
+    data[f[1].offset + 8] = '\1';  // the auth byte: the body's first 32 bytes now read as a MAC
+    fix_crc(data, f[1]);
+  });
   EXPECT_FALSE(v.valid);
   EXPECT_FALSE(v.keyed);
   EXPECT_EQ(v.bad_record, 1u) << v.reason;
@@ -335,12 +327,9 @@ TEST(JournalChain, OneMacedRecordInAnUnkeyedJournalIsMixed) {
 TEST(JournalChain, AOneByteFrameBetweenRecordsIsAMalformedChainHeader) {
   TempDir dir{"journal-chain"};
   const auto path = dir.file("j");
-  write_journal(path, 2, std::nullopt);
-  std::string data = read_file(path);
-  const auto f = frames_of(data);
-  data.insert(f[1].offset, make_frame("x"));
-  write_file(path, data);
-  const auto v = verify(path, std::nullopt);
+  const auto v = verify_edited(path, 2, std::nullopt, [](std::string& data, const auto& f) {
+    data.insert(f[1].offset, make_frame("x"));
+  });
   EXPECT_FALSE(v.valid);
   EXPECT_EQ(v.bad_record, 1u) << v.reason;
   EXPECT_EQ(v.reason, "record 1: malformed chain header: edited");
@@ -349,13 +338,10 @@ TEST(JournalChain, AOneByteFrameBetweenRecordsIsAMalformedChainHeader) {
 TEST(JournalChain, EditedFirstRecordOfAMacedJournalIsAMacMismatch) {
   TempDir dir{"journal-chain"};
   const auto path = dir.file("j");
-  write_journal(path, 2, kKey);
-  std::string data = read_file(path);
-  const auto f = frames_of(data);
-  data[f[0].offset + f[0].size - 1] ^= 0x01;
-  fix_crc(data, f[0]);
-  write_file(path, data);
-  const auto v = verify(path, kKey);
+  const auto v = verify_edited(path, 2, kKey, [](std::string& data, const auto& f) {
+    data[f[0].offset + f[0].size - 1] ^= 0x01;
+    fix_crc(data, f[0]);
+  });
   EXPECT_FALSE(v.valid);
   EXPECT_EQ(v.bad_record, 0u) << v.reason;
   EXPECT_EQ(v.reason, "record 0: MAC mismatch: the record was edited");
