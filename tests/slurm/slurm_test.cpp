@@ -651,6 +651,14 @@ TEST(SlurmExecutorFake, SbatchGetsEachSettingAndTheWorkerCommandLine) {
     if (exec) (*exec)->shutdown();
     return slurp(fake.sbatch_args);
   };
+  // The arguments (one per line) start with `head` and end with `tail`: the port between them is
+  // the executor's.
+  const auto expect_around_port = [](const std::string& args, const std::string& head,
+                                     const std::string& tail) {
+    EXPECT_EQ(args.substr(0, head.size()), head) << args;
+    ASSERT_GE(args.size(), tail.size()) << args;
+    EXPECT_EQ(args.substr(args.size() - tail.size()), tail) << args;
+  };
   {
     FakeSlurmBin fake;
     SlurmOptions o = fake.options();
@@ -664,12 +672,10 @@ TEST(SlurmExecutorFake, SbatchGetsEachSettingAndTheWorkerCommandLine) {
         work +
         "/worker-%j.log\n--wrap=exec '/bin/true' worker --connect "
         "'10.1.2.3:";
-    EXPECT_EQ(args.substr(0, head.size()), head) << args;
     const std::string tail = "' --key '" + work +
                              "/key' --slots 1 --name slurm-${SLURM_JOB_ID} --give-up 60 "
                              "--sandbox none\n";
-    ASSERT_GE(args.size(), tail.size()) << args;
-    EXPECT_EQ(args.substr(args.size() - tail.size()), tail) << args;
+    expect_around_port(args, head, tail);
   }
   FakeSlurmBin fake;
   const fs::path binary = fake.bin.path / "it's pepita";
@@ -702,12 +708,10 @@ TEST(SlurmExecutorFake, SbatchGetsEachSettingAndTheWorkerCommandLine) {
         "/worker-%j.log\n--partition=cpu\n--time=0:30:00\n--account=acct\n--gpus=2\n" + c.mem +
         "--qos=low\n--exclusive\n--wrap=exec '" + fake.bin.path.string() +
         "/it'\\''s pepita' worker --connect '10.1.2.3:";
-    EXPECT_EQ(args.substr(0, head.size()), head) << args;
     const std::string tail = "' --key '" + work +
                              "/key' --slots 3 --name slurm-${SLURM_JOB_ID} --give-up 45 "
                              "--sandbox none --tls\n";
-    ASSERT_GE(args.size(), tail.size()) << args;
-    EXPECT_EQ(args.substr(args.size() - tail.size()), tail) << args;
+    expect_around_port(args, head, tail);
   }
 }
 
