@@ -164,12 +164,9 @@ def test_unknown_module_is_a_clear_error(tmp_path):
     assert r.returncode != 0 and "no module 'nope'" in r.stderr
 
 
-def test_file_is_restored_after_sigterm_mid_run(tmp_path):
-    project = make_project(tmp_path)
-    src = project / "src" / "demo" / "demo.cpp"
-    before = digest(src)
-    marker = tmp_path / "testing"
-    # The "tests" of each mutant signal that they started, then hang until killed.
+def start_run_hanging_in_a_mutant(project, marker):
+    """A run of every demo mutant whose "tests" pass unmutated, then, for the first mutant, touch
+    `marker` and hang until killed; returned once that mutant is applied and its tests hang."""
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
          "--per-module", "0", "--timeout", "120", "--build-command", "true",
@@ -181,6 +178,14 @@ def test_file_is_restored_after_sigterm_mid_run(tmp_path):
         assert proc.poll() is None, proc.stdout.read()
         assert time.monotonic() < deadline, "the runner never reached a mutant's tests"
         time.sleep(0.05)
+    return proc
+
+
+def test_file_is_restored_after_sigterm_mid_run(tmp_path):
+    project = make_project(tmp_path)
+    src = project / "src" / "demo" / "demo.cpp"
+    before = digest(src)
+    proc = start_run_hanging_in_a_mutant(project, tmp_path / "testing")
     assert digest(src) != before  # a mutant is applied right now
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
@@ -197,19 +202,8 @@ def test_a_second_run_in_the_same_tree_refuses_and_list_reads_the_original(tmp_p
     listing = [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
                "--per-module", "0", "--list"]
     want = subprocess.run(listing, capture_output=True, text=True, check=True).stdout
-    marker = tmp_path / "testing"
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--root", str(project), "--module", "demo",
-         "--per-module", "0", "--timeout", "120", "--build-command", "true",
-         "--test-command", f"test -e {marker}.base || {{ touch {marker}.base; exit 0; }}; "
-                           f"touch {marker}; sleep 60"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_run_hanging_in_a_mutant(project, tmp_path / "testing")
     try:
-        deadline = time.monotonic() + 30
-        while not marker.exists():
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the runner never reached a mutant's tests"
-            time.sleep(0.05)
         mutated = digest(src)
         assert mutated != before
         # Another build dir does not help: the tree is what two runs would share.
