@@ -9,7 +9,6 @@
 //   PEPITA_TRY(ring.submit_and_wait(1));
 //   ring.for_each_cqe([](const abi::Cqe& c) { use(c.user_data, c.res); });  // advances once
 
-#include <pthread.h>
 #include <sys/uio.h>
 
 #include <bitset>
