@@ -246,7 +246,9 @@ void add_worker(CLI::App& app, Dispatch& dispatch) {
   sub->add_option("--slots", o->slots, "tasks run at once (default: one per CPU)")
       ->check(CLI::Range(0u, 4096u));
   sub->add_option("--cache-dir,--cache", o->cache_dir,
-                  "blob cache and staged-input store directory (default under $TMPDIR)");
+                  "blob cache and staged-input store directory (default: "
+                  "$TMPDIR/pepita-worker-UID-PORT, kept, when listening on a port given; "
+                  "otherwise a fresh one under $TMPDIR, removed when the worker ends)");
   sub->add_option("--cache-size", o->cache_size,
                   "cap of the staged-input store, least recently used blobs evicted past it "
                   "(default 10G; 0: no cap)");
