@@ -3,7 +3,6 @@
 // with a queue far longer than its slots (no recursion per task), and nothing staged.
 #include <gtest/gtest.h>
 
-
 #include "pepita/pool/pool.hpp"
 #include "pepita/transport/remote_executor.hpp"
 #include "pepita/transport/worker.hpp"
