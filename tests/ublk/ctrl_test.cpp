@@ -107,6 +107,7 @@ TEST(UblkCtrlEncoding, AddDevInfoAsksForIoctlEncoding) {
   EXPECT_EQ(info.queue_depth, 256);
   EXPECT_EQ(info.max_io_buf_bytes, 1u << 20);
   EXPECT_EQ(info.dev_id, kAnyDevice);  // must equal the header's dev_id for ADD_DEV
+  EXPECT_EQ(info.ublksrv_pid, -1);     // the kernel's "no server" until START_DEV gives the pid
   EXPECT_NE(info.flags & UBLK_F_CMD_IOCTL_ENCODE, 0u);
   EXPECT_EQ(info.flags & UBLK_F_USER_COPY, 0u);
 }
