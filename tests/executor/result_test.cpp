@@ -79,6 +79,23 @@ TEST(ExecutionResult, StdoutStringReplacesInvalidUtf8) {
   EXPECT_EQ(utf8_lossy(std::string("\0x", 2)), std::string("\0x", 2));  // NUL is valid UTF-8
 }
 
+// RFC 3629's table at each of its edges: the first and last code point a lead byte may start
+// are kept; one step past (an overlong form, a surrogate, above U+10FFFF, a lead byte that is
+// never valid) is replaced, each of its bytes by U+FFFD.
+TEST(ExecutionResult, Utf8TableEdgesAreKeptAndOneStepPastIsReplaced) {
+  for (const char* kept : {"\xC2\x80", "\xDF\xBF", "\xE0\xA0\x80", "\xED\x9F\xBF", "\xEE\x80\x80",
+                           "\xF0\x90\x80\x80", "\xF4\x8F\xBF\xBF"}) {
+    EXPECT_EQ(utf8_lossy(kept), kept) << testing::PrintToString(std::string(kept));
+  }
+  const std::string fffd = "\xEF\xBF\xBD";
+  for (const char* replaced : {"\xC1\xBF", "\xE0\x9F\xBF", "\xED\xA0\x80", "\xF0\x8F\xBF\xBF",
+                               "\xF4\x90\x80\x80", "\xF5\x80\x80\x80"}) {
+    std::string want;
+    for (std::size_t i = 0; i < std::string_view(replaced).size(); ++i) want += fffd;
+    EXPECT_EQ(utf8_lossy(replaced), want) << testing::PrintToString(std::string(replaced));
+  }
+}
+
 RC_GTEST_PROP(ExecutionResult, LossyTextIsValidAndKeepsValidInput, (const std::string& bytes)) {
   const std::string text = utf8_lossy(bytes);
   RC_ASSERT(utf8_lossy(text) == text);  // the output is valid UTF-8: a second pass keeps it
