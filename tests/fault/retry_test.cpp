@@ -185,6 +185,22 @@ TEST(CircuitBreaker, CrateConstructorNeedsSuccessThresholdSuccessesToClose) {
   EXPECT_TRUE(b.allows_execution());
 }
 
+// A success reported while no probe is out (a call admitted before the breaker opened ends late)
+// counts toward closing but frees no probe slot that was not taken: the next probe is admitted.
+TEST(CircuitBreaker, ASuccessWithNoProbeOutLeavesTheProbeSlotFree) {
+  CircuitBreaker b(1, 3, 10ms);
+  const auto t0 = CircuitBreaker::Clock::now();
+  b.record_failure(t0);
+  ASSERT_TRUE(b.allow(t0 + 20ms));  // half-open: the one probe
+  b.record_success();               // 1 of 3; the probe is back
+  b.record_success();               // 2 of 3, from a call that was no probe
+  EXPECT_EQ(b.state(t0 + 20ms), CircuitState::HalfOpen);
+  EXPECT_TRUE(b.allow(t0 + 21ms)) << "the free probe slot was counted away";
+  EXPECT_FALSE(b.allow(t0 + 21ms)) << "one probe at a time";
+  b.record_success();
+  EXPECT_EQ(b.state(), CircuitState::Closed);
+}
+
 TEST(CircuitBreaker, HalfOpenFailureReopensAndResetClosesAtOnce) {
   CircuitBreaker b(1, 2, 10ms);
   const auto t0 = CircuitBreaker::Clock::now();
