@@ -50,6 +50,12 @@ std::uint32_t in_flight(const RemoteDispatcher& d) {
   return n;
 }
 
+// `out` ended at placement, no worker being large enough, with `why` in its error.
+void expect_fits_no_worker(const RemoteOutcome& out, const std::string& why) {
+  EXPECT_EQ(out.result.status, TaskStatus::SpawnError);
+  EXPECT_NE(out.result.error.find(why), std::string::npos) << out.result.error;
+}
+
 TEST(RemoteResources, WorkersAdvertiseTheirInventoryAtRegistration) {
   test::KeyFile kf;
   auto w = test::start_worker(kf.key, 4, inventory(4, 2 * kGiB, {"0", "1"}));
@@ -174,10 +180,7 @@ TEST(RemoteResources, AQueuedTaskThatFitsNoKnownWorkerFailsWithTheReason) {
   t.resources.memory = 2 * kGiB;
   auto out = (*d)->run(std::move(t));
   ASSERT_TRUE(out) << out.error().to_string();
-  EXPECT_EQ(out->result.status, TaskStatus::SpawnError);
-  EXPECT_NE(out->result.error.find("needs 2G of memory; the largest worker has 1G"),
-            std::string::npos)
-      << out->result.error;
+  expect_fits_no_worker(*out, "needs 2G of memory; the largest worker has 1G");
   EXPECT_EQ(w->stats().tasks_run, 0u);
 }
 
@@ -198,9 +201,7 @@ TEST(RemoteResources, ATaskSubmittedOnceTheWorkersAreKnownFailsInsideSubmitIfNon
       (*d)->submit(std::move(t), [promise](RemoteOutcome o) { promise->set_value(std::move(o)); }));
   ASSERT_EQ(future.wait_for(0s), std::future_status::ready);
   const RemoteOutcome out = future.get();
-  EXPECT_EQ(out.result.status, TaskStatus::SpawnError);
-  EXPECT_NE(out.result.error.find("needs 2 GPUs; the largest worker has 1"), std::string::npos)
-      << out.result.error;
+  expect_fits_no_worker(out, "needs 2 GPUs; the largest worker has 1");
   // One that fits, submitted the same way, runs on the worker.
   RemoteTask fits{.id = 2};
   fits.spec.path = "/bin/true";
@@ -225,10 +226,7 @@ TEST(RemoteResources, ALaterResourceAttemptAsksForItsGrownAmount) {
   second.resources.memory_growth = task::Growth::PerAttempt;
   auto out = (*d)->run(std::move(second));
   ASSERT_TRUE(out) << out.error().to_string();
-  EXPECT_EQ(out->result.status, TaskStatus::SpawnError);
-  EXPECT_NE(out->result.error.find("needs 2G of memory; the largest worker has 1G"),
-            std::string::npos)
-      << out->result.error;
+  expect_fits_no_worker(*out, "needs 2G of memory; the largest worker has 1G");
   EXPECT_EQ(w->stats().tasks_run, 0u);
 }
 
