@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -237,6 +238,54 @@ TEST(GpuBuiltins, SizeMismatchesAreErrors) {
   EXPECT_EQ(huge.error().code(), ErrorCode::InvalidArgument);
   auto wrap = lib.softmax(big, big, SIZE_MAX, 2);
   ASSERT_FALSE(wrap);
+}
+
+// Every operand is checked against the size its op reads or writes: a buffer one float short in
+// any position is refused naming that operand, before anything is dispatched.
+TEST(GpuBuiltins, EachOperandOneFloatShortIsRefusedByNameBeforeAnyDispatch) {
+  PEPITA_REQUIRE_GPU();
+  Builtins& lib = *env().builtins;
+  constexpr std::size_t m = 3, n = 4, k = 5;
+  Buffer fit = upload(std::vector<float>(m * n * k, 1.0f));  // large enough for any operand
+  auto no_value = [](Result<float> r) -> Result<void> {
+    if (!r) return std::unexpected(r.error());
+    return {};
+  };
+  struct Case {
+    const char* operand;
+    std::size_t needs;
+    std::function<Result<void>(Buffer&)> call;  // the short buffer in the operand's place
+  };
+  const std::vector<Case> cases = {
+      {"'a'", n, [&](Buffer& s) { return lib.vector_add(s, fit, fit, n); }},
+      {"'b'", n, [&](Buffer& s) { return lib.vector_add(fit, s, fit, n); }},
+      {"'out'", n, [&](Buffer& s) { return lib.vector_add(fit, fit, s, n); }},
+      {"'x'", n, [&](Buffer& s) { return lib.saxpy(2.0f, s, fit, n); }},
+      {"'y'", n, [&](Buffer& s) { return lib.saxpy(2.0f, fit, s, n); }},
+      {"'x'", n, [&](Buffer& s) { return no_value(lib.sum(s, n)); }},
+      {"'x'", n, [&](Buffer& s) { return no_value(lib.max(s, n)); }},
+      {"'in'", m * n, [&](Buffer& s) { return lib.softmax(s, fit, m, n); }},
+      {"'out'", m * n, [&](Buffer& s) { return lib.softmax(fit, s, m, n); }},
+      {"'a'", m * k, [&](Buffer& s) { return lib.sgemm(m, n, k, 1.0f, s, fit, 0.0f, fit); }},
+      {"'b'", k * n, [&](Buffer& s) { return lib.sgemm(m, n, k, 1.0f, fit, s, 0.0f, fit); }},
+      {"'c'", m * n, [&](Buffer& s) { return lib.sgemm(m, n, k, 1.0f, fit, fit, 0.0f, s); }},
+  };
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    Buffer exact = upload(std::vector<float>(c.needs, 1.0f));
+    ASSERT_TRUE(c.call(exact)) << "case " << i << ": " << c.operand << " of exactly its size";
+    Buffer shy = upload(std::vector<float>(c.needs - 1, 7.0f));
+    const auto before = env().device->dispatch_count();
+    auto r = c.call(shy);
+    ASSERT_FALSE(r) << "case " << i << ": " << c.operand << " one float short";
+    EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument) << "case " << i;
+    EXPECT_NE(r.error().message().find(c.operand), std::string::npos)
+        << "case " << i << ": " << r.error().message();
+    EXPECT_NE(r.error().message().find("needs " + std::to_string(c.needs)), std::string::npos)
+        << "case " << i << ": " << r.error().message();
+    EXPECT_EQ(env().device->dispatch_count(), before) << "case " << i;
+    EXPECT_EQ(download(shy, c.needs - 1), std::vector<float>(c.needs - 1, 7.0f)) << "case " << i;
+  }
 }
 
 }  // namespace

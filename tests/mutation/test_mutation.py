@@ -268,6 +268,32 @@ def test_report_counts_kills_survivors_and_equivalents(tmp_path):
     assert "| demo | 16 | 4 | 11 | 0 | 0 | 1 | 26.7% |" in r.stdout
 
 
+def test_a_samples_tree_estimate_weighs_each_module_by_its_candidates():
+    R = mutation.ModuleResult
+    small = R("small", candidates=500, mutants=4, killed=4)
+    big = R("big", candidates=3500, mutants=4, killed=1, survived=[{}] * 3)
+    # Pooled, the sample scores 5 of 8; weighted, the big module's 1 in 4 counts seven times more.
+    assert mutation.table([small, big])[1].score == 62.5
+    est = mutation.tree_estimate([small, big])
+    assert est["score"] == round(100 * (500 * 1.0 + 3500 * 0.25) / 4000, 1)  # 34.4
+    assert est["candidates"] == 4000
+    assert est["low"] < est["score"] < est["high"]
+    # Two of two killed is not a certain 100%: the interval stays open below.
+    lone = mutation.tree_estimate([R("m", candidates=100, mutants=2, killed=2)])
+    assert lone["score"] == 100.0 and lone["high"] == 100.0 and lone["low"] < 80.0
+    # Unscored mutants (timeouts, compile errors, equivalents) shrink a module's weight: here
+    # half of the big module's draw timed out, so its scored share is half its candidates.
+    half = R("big", candidates=3500, mutants=4, killed=1, survived=[{}], timeouts=[{}, {}])
+    assert mutation.tree_estimate([small, half])["score"] == \
+        round(100 * (500 + 1750 * 0.5) / (500 + 1750), 1)
+    # Seeded: the same results print the same interval.
+    assert mutation.tree_estimate([small, big]) == est
+    # A full run's pooled score is exact, and nothing scored estimates nothing.
+    assert mutation.tree_estimate([R("m", candidates=4, mutants=4, killed=3, survived=[{}])]) \
+        is None
+    assert mutation.tree_estimate([R("m", candidates=9, mutants=2, timeouts=[{}, {}])]) is None
+
+
 def test_direct_users_are_the_modules_whose_cmake_links_a_library_of_the_module(tmp_path):
     for name, cmake in {
         "core": "pepita_module(NAME core DEPS Threads::Threads)\n",
