@@ -1,7 +1,8 @@
 // A hostile guest: the first input byte picks one escape attempt. Each must end as a guest fault
 // reported by the VMM (or a timeout), with the host unharmed. 'b' is the one attempt the guest can
 // observe itself: a host call aimed at the page tables must fail with -EFAULT (exit 42). 'q' and
-// 'O' are the well-formed and the unknown host call (exit 43 and 44 when answered right).
+// 'O' are the well-formed and the unknown host call (exit 43 and 44 when answered right). 'v' may
+// be refused without a fault: KVM answers a hypercall from CPL3 with -KVM_EPERM (exit 45).
 #include "pepita/vmm/guest_abi.hpp"
 #include "pepita_guest/runtime.hpp"
 
@@ -82,7 +83,11 @@ extern "C" int guest_main() {
     case 'i': asm volatile("int $0x80"); return 1;
     case '3': asm volatile("int3"); return 1;
     case 's': asm volatile("syscall" : : : "rcx", "r11", "memory"); return 1;
-    case 'v': asm volatile("vmcall"); return 1;
+    case 'v': {  // a hypercall from CPL3: KVM refuses it in place with -KVM_EPERM (-1) or faults
+      int64_t rax = 0;
+      asm volatile("vmcall" : "+a"(rax) : : "memory");
+      return rax == -1 ? 45 : 1;
+    }
     case 'u': asm volatile("ud2"); return 1;
     case 'd': {
       volatile int zero = 0;
