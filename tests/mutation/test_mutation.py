@@ -7,6 +7,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,6 +126,17 @@ def test_failed_and_timed_out_cases_are_named_parameterised_ones_too():
     assert failed == ["vmm.Attempts/Escape.EndsAsReportedFault/mode_105", "core.Foo.Bar",
                       "gpu.R.M", "gpu.R.N"]
     assert timeouts == ["blk_mq.E/F.G/1"]
+
+
+def test_an_excluded_parameterised_case_is_excluded_by_its_ctest_name():
+    pattern = mutation.exclude_pattern(["vmm.Attempts/Escape.Ends/mode_118", "core.A.B"])
+    # CTest names a value-parameterised case with its parameter after the gtest name.
+    assert re.search(pattern, "vmm.Attempts/Escape.Ends/mode_118  # GetParam() = 24-byte object")
+    assert re.search(pattern, "core.A.B")
+    # Neither a longer name nor another case sharing the prefix, nor a '.' matching any character.
+    for other in ("vmm.Attempts/Escape.Ends/mode_1180", "vmm.Attempts/Escape.Ends/mode_11",
+                  "core.A.BC", "core.AxB", "x.core.A.B"):
+        assert not re.search(pattern, other), other
 
 
 def test_sampling_is_reproducible_for_a_seed(tmp_path):
