@@ -8,17 +8,19 @@
 
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 
 #include "common/child.hpp"
 #include "common/temp_dir.hpp"
-#include "pepita/core/crc32c.hpp"
+#include "fault/journal_files.hpp"
 #include "pepita/core/sha256.hpp"
 
 namespace pepita::fault {
 namespace {
 
 using pepita::test::TempDir;
+using test::make_frame;
+using test::read_file;
+using test::write_file;
 
 namespace fs = std::filesystem;
 
@@ -38,15 +40,6 @@ JournalRecord finished(const std::string& name, int code) {
   r.stderr_data = "err";
   r.error = "";
   return r;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_file(const std::string& path, std::string_view data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
 }
 
 TEST(Journal, RoundTripsAcrossReopen) {
@@ -194,14 +187,7 @@ TEST(Journal, FormatOneJournalStillLoadsAndResumes) {
   // (1), host, binary (4 + 4), two empty maps (4 + 4), resources (4), two times (8 + 8).
   constexpr std::size_t kV3Trailer = 41;
   payload.resize(payload.size() - kV3Trailer - 16);  // format 1 ends after `error`
-  std::string file = "PEPJRNL1";
-  auto u32 = [&](std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) file.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-  };
-  u32(static_cast<std::uint32_t>(payload.size()));
-  u32(crc32c(payload));
-  file += payload;
-  write_file(path, file);
+  write_file(path, "PEPJRNL1" + make_frame(payload));
 
   auto rec = read_journal(path);
   ASSERT_TRUE(rec) << rec.error().message();
@@ -234,18 +220,8 @@ TEST(Journal, FormatOneJournalStillLoadsAndResumes) {
 TEST(Journal, RecordWithAGoodCrcThatDoesNotDecodeIsTornAtTheEndAndCorruptionBefore) {
   TempDir dir{"journal"};
   const auto path = dir.file("old");
-  auto frame = [](std::string_view payload) {
-    std::string f;
-    auto u32 = [&](std::uint32_t v) {
-      for (int i = 0; i < 4; ++i) f.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-    };
-    u32(static_cast<std::uint32_t>(payload.size()));
-    u32(crc32c(payload));
-    f.append(payload);
-    return f;
-  };
-  const std::string good = frame(encode_record(finished("a", 0)));
-  const std::string junk = frame(std::string(5, '\xff'));  // no record type is 0xff
+  const std::string good = make_frame(encode_record(finished("a", 0)));
+  const std::string junk = make_frame(std::string(5, '\xff'));  // no record type is 0xff
 
   write_file(path, "PEPJRNL1" + good + junk);
   auto torn = read_journal(path);
@@ -292,6 +268,62 @@ TEST(Journal, DecodeRefusesARecordTypeOutsideOneToThree) {
     auto bad = decode_record(payload);
     ASSERT_FALSE(bad) << "type " << type;
     EXPECT_EQ(bad.error().code(), ErrorCode::Corrupted) << "type " << type;
+  }
+}
+
+// A body cut anywhere is malformed, except where an older format ends: after `error` (format 1:
+// the byte counts read as the output sizes) and after the byte counts (format 2 without labels).
+// A zero label count is never written, so a body that ends with one is malformed too.
+TEST(Journal, ACutRecordBodyIsMalformedExceptWhereAnOlderFormatEnds) {
+  JournalRecord r = finished("cut", 7);
+  r.output_digest = std::string(64, 'e');
+  r.stdout_bytes = 1000;
+  r.stderr_bytes = 2000;
+  r.from_cache = true;
+  r.host = "h";
+  r.input_hashes = {{"in", "1"}};
+  r.started_unix_ns = 5;
+  r.finished_unix_ns = 6;
+  const std::string body = encode_record(r);
+  JournalRecord v2 = r;
+  v2.from_cache = false;
+  v2.host.clear();
+  v2.input_hashes.clear();
+  v2.started_unix_ns = v2.finished_unix_ns = 0;
+  // Without labels or provenance, format 3's trailer is 41 bytes (FormatOneJournalStillLoads...).
+  const std::size_t v2_end = encode_record(v2).size() - 41;
+  const std::size_t v1_end = v2_end - 16;
+  JournalRecord v1 = v2;
+  v1.stdout_bytes = r.stdout_data.size();
+  v1.stderr_bytes = r.stderr_data.size();
+  for (std::size_t n = 0; n < body.size(); ++n) {
+    const auto back = decode_record(std::string_view(body).substr(0, n));
+    if (n == v1_end || n == v2_end) {
+      ASSERT_TRUE(back) << "cut at " << n << ": " << back.error().message();
+      EXPECT_EQ(*back, n == v1_end ? v1 : v2) << "cut at " << n;
+    } else {
+      ASSERT_FALSE(back) << "cut at " << n << " of " << body.size() << " decoded";
+      EXPECT_EQ(back.error().code(), ErrorCode::Corrupted);
+    }
+  }
+  const auto whole = decode_record(body);
+  ASSERT_TRUE(whole) << whole.error().message();
+  EXPECT_EQ(*whole, r);
+}
+
+// The encoder sizes its buffer from the name and the outputs: a long name with no output, and a
+// large stderr with a short name and no stdout, encode and decode whole.
+TEST(Journal, LongNamesAndLargeStderrWithoutStdoutRoundTrip) {
+  JournalRecord long_name = finished(std::string(300, 'n'), 0);
+  long_name.stdout_data.clear();
+  long_name.stderr_data.clear();
+  JournalRecord large_stderr = finished("e", 1);
+  large_stderr.stdout_data.clear();
+  large_stderr.stderr_data = std::string(1000, 'e');
+  for (const JournalRecord& r : {long_name, large_stderr}) {
+    const auto back = decode_record(encode_record(r));
+    ASSERT_TRUE(back) << back.error().message();
+    EXPECT_EQ(*back, r);
   }
 }
 
@@ -368,6 +400,62 @@ TEST(Journal, EmptyStdoutGetsTheDigestOfNoBytes) {
   ASSERT_EQ(rec->records.size(), 2u);
   EXPECT_EQ(rec->records[0].output_digest, sha256_hex(""));
   EXPECT_EQ(rec->records[1].output_digest, sha256_hex(finished("f", 0).stdout_data));
+}
+
+// append() fills in the output digest only of a Finished record that has none: a digest the
+// caller set is kept, and a Submitted or Started record gets none.
+TEST(Journal, OnlyAFinishedRecordWithoutAnOutputDigestGetsOne) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  JournalRecord sub;
+  sub.name = "s";
+  JournalRecord start;
+  start.type = RecordType::Started;
+  start.name = "s";
+  start.attempt = 1;
+  JournalRecord given = finished("g", 0);
+  given.output_digest = std::string(64, 'c');
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    for (const JournalRecord& r : {sub, start, given}) ASSERT_TRUE((*j)->append(r));
+  }
+  auto rec = read_journal(path);
+  ASSERT_TRUE(rec) << rec.error().message();
+  ASSERT_EQ(rec->records.size(), 3u);
+  EXPECT_EQ(rec->records[0], sub);
+  EXPECT_EQ(rec->records[1], start);
+  EXPECT_EQ(rec->records[2], given);
+}
+
+// Staged records are written as soon as the batch reaches 256 KiB (one record whose frame is
+// exactly that), not before (a record one byte short of it waits for flush()); the journal, well
+// over one 64 KiB read, reads back whole.
+TEST(Journal, AStagedBatchIsWrittenWhenItReaches256KiB) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  constexpr std::size_t kLimit = 256 << 10;
+  // A Submitted record's frame: 8 (frame) + 41 (chain header) + 1 + 4 + name + 4 + 0 + 4.
+  auto with_frame_of = [](std::size_t frame) {
+    JournalRecord r;
+    r.name = std::string(frame - 8 - 41 - 13, 'x');
+    return r;
+  };
+  auto j = Journal::open(path, Journal::Mode::Truncate);
+  ASSERT_TRUE(j) << j.error().message();
+  ASSERT_TRUE((*j)->stage(with_frame_of(kLimit)));
+  EXPECT_EQ(fs::file_size(path), 8 + kLimit) << "a batch of 256 KiB waited for flush()";
+  ASSERT_TRUE((*j)->stage(with_frame_of(kLimit - 1)));
+  EXPECT_EQ(fs::file_size(path), 8 + kLimit) << "a batch under 256 KiB was written";
+  ASSERT_TRUE((*j)->flush());
+  EXPECT_EQ(fs::file_size(path), 8 + 2 * kLimit - 1);
+  ASSERT_TRUE((*j)->close());
+  const auto rec = read_journal(path);
+  ASSERT_TRUE(rec) << rec.error().message();
+  ASSERT_EQ(rec->records.size(), 2u);
+  EXPECT_EQ(rec->records[0], with_frame_of(kLimit));
+  EXPECT_EQ(rec->records[1], with_frame_of(kLimit - 1));
+  EXPECT_TRUE(rec->ended);
 }
 
 // The chain links each record to the SHA-256 of the payload before it (sha256_raw keeps one
