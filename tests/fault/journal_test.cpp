@@ -458,6 +458,39 @@ TEST(Journal, AStagedBatchIsWrittenWhenItReaches256KiB) {
   EXPECT_TRUE(rec->ended);
 }
 
+// The payload limit (chain header and body, 256 MiB): a record one byte over it is refused before
+// anything is written, naming the record and what to lower, and the journal goes on; a record of
+// exactly the limit is written and reads back.
+TEST(Journal, ARecordOver256MiBIsRefusedAndOneOfExactly256MiBIsWritten) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  constexpr std::size_t kMax = std::size_t{256} << 20;
+  // A Submitted record's payload: 41 (chain header) + 1 + 4 + name (3) + 4 + spec_digest + 4.
+  auto with_payload_of = [](std::size_t payload) {
+    JournalRecord r;
+    r.name = "big";
+    r.spec_digest = std::string(payload - 41 - 13 - 3, 's');
+    return r;
+  };
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    const auto over = (*j)->append(with_payload_of(kMax + 1));
+    ASSERT_FALSE(over) << "a record over 256 MiB was written";
+    EXPECT_EQ(over.error().code(), ErrorCode::ResourceExhausted);
+    EXPECT_EQ(over.error().message(),
+              "journal record for 'big' is over 256 MiB; lower the output cap");
+    EXPECT_EQ(fs::file_size(path), 8u);
+    ASSERT_TRUE((*j)->append(with_payload_of(kMax)));
+    EXPECT_EQ(fs::file_size(path), 8 + 8 + kMax);
+  }
+  const auto rec = read_journal(path);
+  ASSERT_TRUE(rec) << rec.error().message();
+  ASSERT_EQ(rec->records.size(), 1u);
+  EXPECT_EQ(rec->records[0].spec_digest.size(), kMax - 57);
+  EXPECT_TRUE(rec->ended);
+}
+
 // The chain links each record to the SHA-256 of the payload before it (sha256_raw keeps one
 // OpenSSL context per thread, issue 27): checked here against core's Sha256.
 TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
@@ -492,6 +525,34 @@ TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
   }
 }
 
+// Runs `body` (in a forked child: the limit is the process's) with the file size limit `room`
+// bytes past the end of `path`, SIGXFSZ ignored (it would end the child); lifts it afterwards.
+template <class Body>
+void with_file_size_limit(const std::string& path, rlim_t room, Body body) {
+  ASSERT_NE(std::signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const rlimit limit{static_cast<rlim_t>(fs::file_size(path)) + room, old.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  body();
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+}
+
+// The journal at `path` reads as exactly the records `names`, nothing torn, and verifies as a
+// complete (ended) journal.
+void expect_complete_journal(const std::string& path, const std::vector<std::string>& names) {
+  const auto read = read_journal(path);
+  ASSERT_TRUE(read) << read.error().message();
+  ASSERT_EQ(read->records.size(), names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) EXPECT_EQ(read->records[i].name, names[i]) << i;
+  EXPECT_EQ(read->torn_bytes, 0u);
+  const auto verified = verify_journal(path);
+  ASSERT_TRUE(verified) << verified.error().message();
+  EXPECT_TRUE(verified->valid) << verified->reason;
+  EXPECT_TRUE(verified->ended);
+  EXPECT_EQ(verified->records, names.size());
+}
+
 // In a forked child: a journal at `path` holds record "a"; appending "b" with the file size
 // limit `room` bytes past its end fails with EFBIG (SIGXFSZ ignored, as it would end the child),
 // and `check(error, size_before)` runs while the limit holds. With the limit lifted, "c" follows
@@ -499,32 +560,19 @@ TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
 template <class Check>
 void expect_append_past_size_limit(const std::string& path, rlim_t room, Check check) {
   const auto code = pepita::test::run_forked([&] {
-    ASSERT_NE(std::signal(SIGXFSZ, SIG_IGN), SIG_ERR);
     auto j = Journal::open(path, Journal::Mode::Truncate);
     ASSERT_TRUE(j) << j.error().message();
     ASSERT_TRUE((*j)->append(finished("a", 0)));
     const auto size_before = fs::file_size(path);
-    rlimit old{};
-    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
-    const rlimit limit{static_cast<rlim_t>(size_before) + room, old.rlim_max};
-    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
-    const auto refused = (*j)->append(finished("b", 1));
-    ASSERT_FALSE(refused) << "a write past the file size limit was reported as written";
-    EXPECT_EQ(refused.error().sys_errno(), EFBIG);
-    check(refused.error(), size_before);
-    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+    with_file_size_limit(path, room, [&] {
+      const auto refused = (*j)->append(finished("b", 1));
+      ASSERT_FALSE(refused) << "a write past the file size limit was reported as written";
+      EXPECT_EQ(refused.error().sys_errno(), EFBIG);
+      check(refused.error(), size_before);
+    });
     ASSERT_TRUE((*j)->append(finished("c", 2)));
     ASSERT_TRUE((*j)->close());
-    const auto read = read_journal(path);
-    ASSERT_TRUE(read) << read.error().message();
-    ASSERT_EQ(read->records.size(), 2u);
-    EXPECT_EQ(read->records[0].name, "a");
-    EXPECT_EQ(read->records[1].name, "c");
-    EXPECT_EQ(read->torn_bytes, 0u);
-    const auto verified = verify_journal(path);
-    ASSERT_TRUE(verified) << verified.error().message();
-    EXPECT_TRUE(verified->valid) << verified->reason;
-    EXPECT_EQ(verified->records, 2u);
+    expect_complete_journal(path, {"a", "c"});
   });
   ASSERT_TRUE(code);
   EXPECT_EQ(*code, 0);
@@ -555,6 +603,45 @@ TEST(Journal, AWriteCutShortLeavesNoPartOfItsRecordBeforeTheNext) {
   expect_append_past_size_limit(path, 10, [&](const Error&, std::uintmax_t size_before) {
     EXPECT_EQ(fs::file_size(path), size_before) << "the part written of the failed record stayed";
   });
+}
+
+// close() that cannot write (the file size limit: the End record, or a record staged before it)
+// fails with the errno and may be called again: once there is room, the retry writes the End
+// record, and the journal is complete with the records written before it. A staged record that
+// fits is written even when the End record after it does not; one that does not fit counts for
+// nothing (as in flush()).
+TEST(Journal, ACloseThatCannotWriteFailsAndARetryWritesTheEndRecord) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  JournalRecord b = finished("b", 1);
+  b.output_digest = sha256_hex(b.stdout_data);
+  const rlim_t b_frame = 8 + 41 + encode_record(b).size();  // frame + chain header + body
+  struct Case {
+    bool stage_b;
+    rlim_t room;
+    std::vector<std::string> written;
+  };
+  for (const Case& c :
+       {Case{false, 0, {"a"}}, Case{true, 0, {"a"}}, Case{true, b_frame, {"a", "b"}}}) {
+    const auto code = pepita::test::run_forked([&] {
+      auto j = Journal::open(path, Journal::Mode::Truncate);
+      ASSERT_TRUE(j) << j.error().message();
+      ASSERT_TRUE((*j)->append(finished("a", 0)));
+      if (c.stage_b) {
+        ASSERT_TRUE((*j)->stage(b));
+      }
+      with_file_size_limit(path, c.room, [&] {
+        const auto refused = (*j)->close();
+        ASSERT_FALSE(refused) << "a write past the file size limit was reported as written";
+        EXPECT_EQ(refused.error().sys_errno(), EFBIG);
+      });
+      ASSERT_TRUE((*j)->close());
+      EXPECT_FALSE((*j)->append(finished("c", 2))) << "an append after close() was written";
+      expect_complete_journal(path, c.written);
+    });
+    ASSERT_TRUE(code);
+    EXPECT_EQ(*code, 0) << "staged b: " << c.stage_b << ", room " << c.room;
+  }
 }
 
 }  // namespace
