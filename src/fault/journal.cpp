@@ -526,11 +526,11 @@ Result<void> Journal::close() {
     std::lock_guard lock(write_mu_);
     if (closed_) return {};
     PEPITA_TRY_VOID(flush_locked());
-    closed_ = true;
     const std::string payload = detail::chain_payload(key_, sequence_, chain_head_,
                                                       detail::end_body(sequence_, chain_head_));
     stage_frame(payload);
     PEPITA_TRY_VOID(flush_locked());
+    closed_ = true;  // only once the End record is written: a close() that failed can be retried
   }
   return sync();
 }

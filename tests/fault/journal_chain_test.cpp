@@ -3,16 +3,20 @@
 #include <sys/stat.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include "common/temp_dir.hpp"
-#include "pepita/core/crc32c.hpp"
+#include "fault/journal_files.hpp"
 #include "pepita/fault/journal.hpp"
 
 namespace pepita::fault {
 namespace {
 
 using pepita::test::TempDir;
+using test::fix_crc;
+using test::frames_of;
+using test::make_frame;
+using test::read_file;
+using test::write_file;
 
 const std::string kKey = "0123456789abcdef0123456789abcdef-journal-key";
 const std::string kOtherKey = "fedcba9876543210fedcba9876543210-other-key!!";
@@ -35,56 +39,12 @@ JournalRecord finished(const std::string& name) {
   return r;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_file(const std::string& path, std::string_view data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
-
 // A closed journal of `n` Finished records "t0".."t{n-1}".
 void write_journal(const std::string& path, int n, const std::optional<std::string>& key) {
   auto j = Journal::open(path, Journal::Mode::Truncate, key);
   ASSERT_TRUE(j) << j.error().message();
   for (int i = 0; i < n; ++i) ASSERT_TRUE((*j)->append(finished("t" + std::to_string(i))));
   ASSERT_TRUE((*j)->close());
-}
-
-struct Frame {
-  std::size_t offset;
-  std::size_t size;  // frame header included
-};
-std::vector<Frame> frames_of(const std::string& data) {
-  std::vector<Frame> out;
-  std::size_t pos = 8;
-  while (pos + 8 <= data.size()) {
-    std::uint32_t len = 0;
-    for (int i = 0; i < 4; ++i) {
-      len |= std::uint32_t{static_cast<unsigned char>(data[pos + static_cast<std::size_t>(i)])}
-             << (8 * i);
-    }
-    out.push_back({pos, 8 + len});
-    pos += 8 + len;
-  }
-  return out;
-}
-void fix_crc(std::string& data, const Frame& f) {
-  const std::uint32_t crc = crc32c(std::string_view(data).substr(f.offset + 8, f.size - 8));
-  for (int i = 0; i < 4; ++i) {
-    data[f.offset + 4 + static_cast<std::size_t>(i)] = static_cast<char>((crc >> (8 * i)) & 0xFF);
-  }
-}
-
-// A frame (u32 length, u32 CRC32C, little-endian) around `payload`.
-std::string make_frame(std::string_view payload) {
-  std::string frame;
-  const std::uint32_t words[] = {static_cast<std::uint32_t>(payload.size()), crc32c(payload)};
-  for (std::uint32_t w : words) {
-    for (int i = 0; i < 4; ++i) frame.push_back(static_cast<char>((w >> (8 * i)) & 0xFF));
-  }
-  return frame.append(payload);
 }
 
 // Payload offsets of a format 3 record: auth byte, u64 sequence, prev hash, then (MACed only)

@@ -8,17 +8,19 @@
 
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 
 #include "common/child.hpp"
 #include "common/temp_dir.hpp"
-#include "pepita/core/crc32c.hpp"
+#include "fault/journal_files.hpp"
 #include "pepita/core/sha256.hpp"
 
 namespace pepita::fault {
 namespace {
 
 using pepita::test::TempDir;
+using test::make_frame;
+using test::read_file;
+using test::write_file;
 
 namespace fs = std::filesystem;
 
@@ -38,15 +40,6 @@ JournalRecord finished(const std::string& name, int code) {
   r.stderr_data = "err";
   r.error = "";
   return r;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void write_file(const std::string& path, std::string_view data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
 }
 
 TEST(Journal, RoundTripsAcrossReopen) {
@@ -194,14 +187,7 @@ TEST(Journal, FormatOneJournalStillLoadsAndResumes) {
   // (1), host, binary (4 + 4), two empty maps (4 + 4), resources (4), two times (8 + 8).
   constexpr std::size_t kV3Trailer = 41;
   payload.resize(payload.size() - kV3Trailer - 16);  // format 1 ends after `error`
-  std::string file = "PEPJRNL1";
-  auto u32 = [&](std::uint32_t v) {
-    for (int i = 0; i < 4; ++i) file.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-  };
-  u32(static_cast<std::uint32_t>(payload.size()));
-  u32(crc32c(payload));
-  file += payload;
-  write_file(path, file);
+  write_file(path, "PEPJRNL1" + make_frame(payload));
 
   auto rec = read_journal(path);
   ASSERT_TRUE(rec) << rec.error().message();
@@ -234,18 +220,8 @@ TEST(Journal, FormatOneJournalStillLoadsAndResumes) {
 TEST(Journal, RecordWithAGoodCrcThatDoesNotDecodeIsTornAtTheEndAndCorruptionBefore) {
   TempDir dir{"journal"};
   const auto path = dir.file("old");
-  auto frame = [](std::string_view payload) {
-    std::string f;
-    auto u32 = [&](std::uint32_t v) {
-      for (int i = 0; i < 4; ++i) f.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-    };
-    u32(static_cast<std::uint32_t>(payload.size()));
-    u32(crc32c(payload));
-    f.append(payload);
-    return f;
-  };
-  const std::string good = frame(encode_record(finished("a", 0)));
-  const std::string junk = frame(std::string(5, '\xff'));  // no record type is 0xff
+  const std::string good = make_frame(encode_record(finished("a", 0)));
+  const std::string junk = make_frame(std::string(5, '\xff'));  // no record type is 0xff
 
   write_file(path, "PEPJRNL1" + good + junk);
   auto torn = read_journal(path);
@@ -292,6 +268,62 @@ TEST(Journal, DecodeRefusesARecordTypeOutsideOneToThree) {
     auto bad = decode_record(payload);
     ASSERT_FALSE(bad) << "type " << type;
     EXPECT_EQ(bad.error().code(), ErrorCode::Corrupted) << "type " << type;
+  }
+}
+
+// A body cut anywhere is malformed, except where an older format ends: after `error` (format 1:
+// the byte counts read as the output sizes) and after the byte counts (format 2 without labels).
+// A zero label count is never written, so a body that ends with one is malformed too.
+TEST(Journal, ACutRecordBodyIsMalformedExceptWhereAnOlderFormatEnds) {
+  JournalRecord r = finished("cut", 7);
+  r.output_digest = std::string(64, 'e');
+  r.stdout_bytes = 1000;
+  r.stderr_bytes = 2000;
+  r.from_cache = true;
+  r.host = "h";
+  r.input_hashes = {{"in", "1"}};
+  r.started_unix_ns = 5;
+  r.finished_unix_ns = 6;
+  const std::string body = encode_record(r);
+  JournalRecord v2 = r;
+  v2.from_cache = false;
+  v2.host.clear();
+  v2.input_hashes.clear();
+  v2.started_unix_ns = v2.finished_unix_ns = 0;
+  // Without labels or provenance, format 3's trailer is 41 bytes (FormatOneJournalStillLoads...).
+  const std::size_t v2_end = encode_record(v2).size() - 41;
+  const std::size_t v1_end = v2_end - 16;
+  JournalRecord v1 = v2;
+  v1.stdout_bytes = r.stdout_data.size();
+  v1.stderr_bytes = r.stderr_data.size();
+  for (std::size_t n = 0; n < body.size(); ++n) {
+    const auto back = decode_record(std::string_view(body).substr(0, n));
+    if (n == v1_end || n == v2_end) {
+      ASSERT_TRUE(back) << "cut at " << n << ": " << back.error().message();
+      EXPECT_EQ(*back, n == v1_end ? v1 : v2) << "cut at " << n;
+    } else {
+      ASSERT_FALSE(back) << "cut at " << n << " of " << body.size() << " decoded";
+      EXPECT_EQ(back.error().code(), ErrorCode::Corrupted);
+    }
+  }
+  const auto whole = decode_record(body);
+  ASSERT_TRUE(whole) << whole.error().message();
+  EXPECT_EQ(*whole, r);
+}
+
+// The encoder sizes its buffer from the name and the outputs: a long name with no output, and a
+// large stderr with a short name and no stdout, encode and decode whole.
+TEST(Journal, LongNamesAndLargeStderrWithoutStdoutRoundTrip) {
+  JournalRecord long_name = finished(std::string(300, 'n'), 0);
+  long_name.stdout_data.clear();
+  long_name.stderr_data.clear();
+  JournalRecord large_stderr = finished("e", 1);
+  large_stderr.stdout_data.clear();
+  large_stderr.stderr_data = std::string(1000, 'e');
+  for (const JournalRecord& r : {long_name, large_stderr}) {
+    const auto back = decode_record(encode_record(r));
+    ASSERT_TRUE(back) << back.error().message();
+    EXPECT_EQ(*back, r);
   }
 }
 
@@ -370,6 +402,95 @@ TEST(Journal, EmptyStdoutGetsTheDigestOfNoBytes) {
   EXPECT_EQ(rec->records[1].output_digest, sha256_hex(finished("f", 0).stdout_data));
 }
 
+// append() fills in the output digest only of a Finished record that has none: a digest the
+// caller set is kept, and a Submitted or Started record gets none.
+TEST(Journal, OnlyAFinishedRecordWithoutAnOutputDigestGetsOne) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  JournalRecord sub;
+  sub.name = "s";
+  JournalRecord start;
+  start.type = RecordType::Started;
+  start.name = "s";
+  start.attempt = 1;
+  JournalRecord given = finished("g", 0);
+  given.output_digest = std::string(64, 'c');
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    for (const JournalRecord& r : {sub, start, given}) ASSERT_TRUE((*j)->append(r));
+  }
+  auto rec = read_journal(path);
+  ASSERT_TRUE(rec) << rec.error().message();
+  ASSERT_EQ(rec->records.size(), 3u);
+  EXPECT_EQ(rec->records[0], sub);
+  EXPECT_EQ(rec->records[1], start);
+  EXPECT_EQ(rec->records[2], given);
+}
+
+// Staged records are written as soon as the batch reaches 256 KiB (one record whose frame is
+// exactly that), not before (a record one byte short of it waits for flush()); the journal, well
+// over one 64 KiB read, reads back whole.
+TEST(Journal, AStagedBatchIsWrittenWhenItReaches256KiB) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  constexpr std::size_t kLimit = 256 << 10;
+  // A Submitted record's frame: 8 (frame) + 41 (chain header) + 1 + 4 + name + 4 + 0 + 4.
+  auto with_frame_of = [](std::size_t frame) {
+    JournalRecord r;
+    r.name = std::string(frame - 8 - 41 - 13, 'x');
+    return r;
+  };
+  auto j = Journal::open(path, Journal::Mode::Truncate);
+  ASSERT_TRUE(j) << j.error().message();
+  ASSERT_TRUE((*j)->stage(with_frame_of(kLimit)));
+  EXPECT_EQ(fs::file_size(path), 8 + kLimit) << "a batch of 256 KiB waited for flush()";
+  ASSERT_TRUE((*j)->stage(with_frame_of(kLimit - 1)));
+  EXPECT_EQ(fs::file_size(path), 8 + kLimit) << "a batch under 256 KiB was written";
+  ASSERT_TRUE((*j)->flush());
+  EXPECT_EQ(fs::file_size(path), 8 + 2 * kLimit - 1);
+  ASSERT_TRUE((*j)->close());
+  const auto rec = read_journal(path);
+  ASSERT_TRUE(rec) << rec.error().message();
+  ASSERT_EQ(rec->records.size(), 2u);
+  EXPECT_EQ(rec->records[0], with_frame_of(kLimit));
+  EXPECT_EQ(rec->records[1], with_frame_of(kLimit - 1));
+  EXPECT_TRUE(rec->ended);
+}
+
+// The payload limit (chain header and body, 256 MiB): a record one byte over it is refused before
+// anything is written, naming the record and what to lower, and the journal goes on; a record of
+// exactly the limit is written and reads back.
+TEST(Journal, ARecordOver256MiBIsRefusedAndOneOfExactly256MiBIsWritten) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  constexpr std::size_t kMax = std::size_t{256} << 20;
+  // A Submitted record's payload: 41 (chain header) + 1 + 4 + name (3) + 4 + spec_digest + 4.
+  auto with_payload_of = [](std::size_t payload) {
+    JournalRecord r;
+    r.name = "big";
+    r.spec_digest = std::string(payload - 41 - 13 - 3, 's');
+    return r;
+  };
+  {
+    auto j = Journal::open(path, Journal::Mode::Truncate);
+    ASSERT_TRUE(j) << j.error().message();
+    const auto over = (*j)->append(with_payload_of(kMax + 1));
+    ASSERT_FALSE(over) << "a record over 256 MiB was written";
+    EXPECT_EQ(over.error().code(), ErrorCode::ResourceExhausted);
+    EXPECT_EQ(over.error().message(),
+              "journal record for 'big' is over 256 MiB; lower the output cap");
+    EXPECT_EQ(fs::file_size(path), 8u);
+    ASSERT_TRUE((*j)->append(with_payload_of(kMax)));
+    EXPECT_EQ(fs::file_size(path), 8 + 8 + kMax);
+  }
+  const auto rec = read_journal(path);
+  ASSERT_TRUE(rec) << rec.error().message();
+  ASSERT_EQ(rec->records.size(), 1u);
+  EXPECT_EQ(rec->records[0].spec_digest.size(), kMax - 57);
+  EXPECT_TRUE(rec->ended);
+}
+
 // The chain links each record to the SHA-256 of the payload before it (sha256_raw keeps one
 // OpenSSL context per thread, issue 27): checked here against core's Sha256.
 TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
@@ -404,6 +525,34 @@ TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
   }
 }
 
+// Runs `body` (in a forked child: the limit is the process's) with the file size limit `room`
+// bytes past the end of `path`, SIGXFSZ ignored (it would end the child); lifts it afterwards.
+template <class Body>
+void with_file_size_limit(const std::string& path, rlim_t room, Body body) {
+  ASSERT_NE(std::signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const rlimit limit{static_cast<rlim_t>(fs::file_size(path)) + room, old.rlim_max};
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
+  body();
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+}
+
+// The journal at `path` reads as exactly the records `names`, nothing torn, and verifies as a
+// complete (ended) journal.
+void expect_complete_journal(const std::string& path, const std::vector<std::string>& names) {
+  const auto read = read_journal(path);
+  ASSERT_TRUE(read) << read.error().message();
+  ASSERT_EQ(read->records.size(), names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) EXPECT_EQ(read->records[i].name, names[i]) << i;
+  EXPECT_EQ(read->torn_bytes, 0u);
+  const auto verified = verify_journal(path);
+  ASSERT_TRUE(verified) << verified.error().message();
+  EXPECT_TRUE(verified->valid) << verified->reason;
+  EXPECT_TRUE(verified->ended);
+  EXPECT_EQ(verified->records, names.size());
+}
+
 // In a forked child: a journal at `path` holds record "a"; appending "b" with the file size
 // limit `room` bytes past its end fails with EFBIG (SIGXFSZ ignored, as it would end the child),
 // and `check(error, size_before)` runs while the limit holds. With the limit lifted, "c" follows
@@ -411,32 +560,19 @@ TEST(Journal, EachStagedRecordCarriesTheSha256OfThePayloadBeforeIt) {
 template <class Check>
 void expect_append_past_size_limit(const std::string& path, rlim_t room, Check check) {
   const auto code = pepita::test::run_forked([&] {
-    ASSERT_NE(std::signal(SIGXFSZ, SIG_IGN), SIG_ERR);
     auto j = Journal::open(path, Journal::Mode::Truncate);
     ASSERT_TRUE(j) << j.error().message();
     ASSERT_TRUE((*j)->append(finished("a", 0)));
     const auto size_before = fs::file_size(path);
-    rlimit old{};
-    ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
-    const rlimit limit{static_cast<rlim_t>(size_before) + room, old.rlim_max};
-    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
-    const auto refused = (*j)->append(finished("b", 1));
-    ASSERT_FALSE(refused) << "a write past the file size limit was reported as written";
-    EXPECT_EQ(refused.error().sys_errno(), EFBIG);
-    check(refused.error(), size_before);
-    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old), 0);
+    with_file_size_limit(path, room, [&] {
+      const auto refused = (*j)->append(finished("b", 1));
+      ASSERT_FALSE(refused) << "a write past the file size limit was reported as written";
+      EXPECT_EQ(refused.error().sys_errno(), EFBIG);
+      check(refused.error(), size_before);
+    });
     ASSERT_TRUE((*j)->append(finished("c", 2)));
     ASSERT_TRUE((*j)->close());
-    const auto read = read_journal(path);
-    ASSERT_TRUE(read) << read.error().message();
-    ASSERT_EQ(read->records.size(), 2u);
-    EXPECT_EQ(read->records[0].name, "a");
-    EXPECT_EQ(read->records[1].name, "c");
-    EXPECT_EQ(read->torn_bytes, 0u);
-    const auto verified = verify_journal(path);
-    ASSERT_TRUE(verified) << verified.error().message();
-    EXPECT_TRUE(verified->valid) << verified->reason;
-    EXPECT_EQ(verified->records, 2u);
+    expect_complete_journal(path, {"a", "c"});
   });
   ASSERT_TRUE(code);
   EXPECT_EQ(*code, 0);
@@ -467,6 +603,45 @@ TEST(Journal, AWriteCutShortLeavesNoPartOfItsRecordBeforeTheNext) {
   expect_append_past_size_limit(path, 10, [&](const Error&, std::uintmax_t size_before) {
     EXPECT_EQ(fs::file_size(path), size_before) << "the part written of the failed record stayed";
   });
+}
+
+// close() that cannot write (the file size limit: the End record, or a record staged before it)
+// fails with the errno and may be called again: once there is room, the retry writes the End
+// record, and the journal is complete with the records written before it. A staged record that
+// fits is written even when the End record after it does not; one that does not fit counts for
+// nothing (as in flush()).
+TEST(Journal, ACloseThatCannotWriteFailsAndARetryWritesTheEndRecord) {
+  TempDir dir{"journal"};
+  const auto path = dir.file("j");
+  JournalRecord b = finished("b", 1);
+  b.output_digest = sha256_hex(b.stdout_data);
+  const rlim_t b_frame = 8 + 41 + encode_record(b).size();  // frame + chain header + body
+  struct Case {
+    bool stage_b;
+    rlim_t room;
+    std::vector<std::string> written;
+  };
+  for (const Case& c :
+       {Case{false, 0, {"a"}}, Case{true, 0, {"a"}}, Case{true, b_frame, {"a", "b"}}}) {
+    const auto code = pepita::test::run_forked([&] {
+      auto j = Journal::open(path, Journal::Mode::Truncate);
+      ASSERT_TRUE(j) << j.error().message();
+      ASSERT_TRUE((*j)->append(finished("a", 0)));
+      if (c.stage_b) {
+        ASSERT_TRUE((*j)->stage(b));
+      }
+      with_file_size_limit(path, c.room, [&] {
+        const auto refused = (*j)->close();
+        ASSERT_FALSE(refused) << "a write past the file size limit was reported as written";
+        EXPECT_EQ(refused.error().sys_errno(), EFBIG);
+      });
+      ASSERT_TRUE((*j)->close());
+      EXPECT_FALSE((*j)->append(finished("c", 2))) << "an append after close() was written";
+      expect_complete_journal(path, c.written);
+    });
+    ASSERT_TRUE(code);
+    EXPECT_EQ(*code, 0) << "staged b: " << c.stage_b << ", room " << c.room;
+  }
 }
 
 }  // namespace

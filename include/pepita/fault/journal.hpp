@@ -183,9 +183,11 @@ class Journal {
   /// Flushes staged records, then fdatasyncs now and waits; the first error of any earlier
   /// background sync is returned too.
   Result<void> sync();
-  /// Appends the End record (record count + chain head) and syncs; later appends fail. The
-  /// destructor does this when it was not called. A journal without an End record was cut or
-  /// its run crashed (verify_journal says so).
+  /// Appends the End record (record count + chain head) and syncs; later appends fail. When a
+  /// write fails (the End record, or records staged before it) the error is returned and the
+  /// journal stays open, so close() may be called again. The destructor closes when close() was
+  /// not called. A journal without an End record was cut or its run crashed (verify_journal says
+  /// so).
   Result<void> close();
 
  private:
