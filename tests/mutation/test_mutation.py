@@ -282,23 +282,28 @@ def test_report_counts_kills_survivors_and_equivalents(tmp_path):
 
 def test_a_samples_tree_estimate_weighs_each_module_by_its_candidates():
     R = mutation.ModuleResult
-    small = R("small", candidates=500, mutants=4, killed=4)
-    big = R("big", candidates=3500, mutants=4, killed=1, survived=[{}] * 3)
-    # Pooled, the sample scores 5 of 8; weighted, the big module's 1 in 4 counts seven times more.
+    small = R("small", candidates=500, mutants=8, killed=8)
+    big = R("big", candidates=3500, mutants=8, killed=2, survived=[{}] * 6)
+    # Pooled, the sample scores 10 of 16; weighted, the big module's 1 in 4 counts seven times
+    # more (by counts alone: (500 x 1 + 3500 x 0.25) / 4000 = 34.4%).
     assert mutation.table([small, big])[1].score == 62.5
     est = mutation.tree_estimate([small, big])
-    assert est["score"] == round(100 * (500 * 1.0 + 3500 * 0.25) / 4000, 1)  # 34.4
     assert est["candidates"] == 4000
     assert est["low"] < est["score"] < est["high"]
-    # Two of two killed is not a certain 100%: the interval stays open below.
+    assert 34.4 <= est["score"] < 62.5 - 15  # near the weighted counts, far below the pooled
+    # Swapped, the strong module is the big one.
+    est2 = mutation.tree_estimate([R("small", candidates=500, mutants=8, killed=2,
+                                     survived=[{}] * 6),
+                                   R("big", candidates=3500, mutants=8, killed=8)])
+    assert est2["score"] > 62.5 + 15
+    # Two of two killed is neither a certain 100% nor pulled down to 50%.
     lone = mutation.tree_estimate([R("m", candidates=100, mutants=2, killed=2)])
-    assert lone["score"] == 100.0 and lone["high"] == 100.0 and lone["low"] < 80.0
-    # Unscored mutants (timeouts, compile errors, equivalents) shrink a module's weight: here
-    # half of the big module's draw timed out, so its scored share is half its candidates.
-    half = R("big", candidates=3500, mutants=4, killed=1, survived=[{}], timeouts=[{}, {}])
-    assert mutation.tree_estimate([small, half])["score"] == \
-        round(100 * (500 + 1750 * 0.5) / (500 + 1750), 1)
-    # Seeded: the same results print the same interval.
+    assert 80 < lone["score"] < 100 and lone["high"] == 100.0 and lone["low"] < 80
+    # Unscored mutants (timeouts, compile errors, equivalents) shrink a module's weight: half of
+    # the big module's draw timed out, so the strong small module counts for more.
+    half = R("big", candidates=3500, mutants=8, killed=1, survived=[{}] * 3, timeouts=[{}] * 4)
+    assert mutation.tree_estimate([small, half])["score"] > est["score"]
+    # Seeded: the same results print the same numbers.
     assert mutation.tree_estimate([small, big]) == est
     # A full run's pooled score is exact, and nothing scored estimates nothing.
     assert mutation.tree_estimate([R("m", candidates=4, mutants=4, killed=3, survived=[{}])]) \
