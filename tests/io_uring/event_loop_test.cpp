@@ -261,6 +261,19 @@ TEST(EventLoop, SleepAndTimeoutAndCancelFd) {
   EXPECT_EQ(waiter_result.error().code(), ErrorCode::Cancelled);
 }
 
+// sleep() splits its duration into the timeout's seconds and nanoseconds: a whole second is one
+// second and no nanoseconds, not a timeout of nothing.
+TEST(EventLoop, ASleepOfAWholeSecondWaitsIt) {
+  LOOP_OR_SKIP(loop, {});
+  const auto start = std::chrono::steady_clock::now();
+  auto slept =
+      loop->run([](EventLoop& l) -> Task<Result<void>> { co_return co_await l.sleep(1s); }(*loop));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(slept);
+  EXPECT_TRUE(*slept) << slept->error().to_string();
+  EXPECT_GE(took, 1s);
+}
+
 // A request with a linked timeout needs two SQEs in a row: on a one-entry ring it is refused as
 // ResourceExhausted before anything is queued (never split from its timeout), and a request
 // without one still runs on that ring.
