@@ -88,6 +88,18 @@ TEST(LinuxBootParse, RealBzImageHeaderFromBoot) {
   EXPECT_EQ(k->end, k->load_address + k->header.init_size);
   EXPECT_GE(k->header.cmdline_size, 255u);
   EXPECT_GT(k->header.payload_length, 0u);
+  // The compressed kernel lies where payload_offset and payload_length say, in the protected-mode
+  // part after the setup sectors, and starts with a compressor's magic (zstd, xz, gzip, lz4).
+  const std::size_t pm = (std::size_t{k->header.setup_sects} + 1) * 512;
+  const std::size_t at = pm + k->header.payload_offset;
+  ASSERT_LE(at + k->header.payload_length, k->file.size());
+  std::string magic(6, '\0');
+  std::memcpy(magic.data(), k->file.data() + at, magic.size());
+  EXPECT_TRUE(magic.starts_with("\x28\xb5\x2f\xfd") ||
+              magic.starts_with("\xfd"
+                                "7zXZ\0") ||
+              magic.starts_with("\x1f\x8b") || magic.starts_with("\x02\x21\x4c\x18"))
+      << "no compressor magic at payload_offset " << k->header.payload_offset;
 }
 
 TEST(LinuxBootParse, SyntheticBzImagePlacesTheKernelAtPrefAddress) {
