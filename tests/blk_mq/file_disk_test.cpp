@@ -14,7 +14,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -414,6 +416,57 @@ TEST_P(FileDiskEngines, AWriteCutShortByTheFileSizeLimitFailsWithEfbig) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status)) << "child status " << status;
   EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the short write was reported as a success";
+}
+
+// The io_uring engine finishes a write the kernel took only in part with exactly the rest: the
+// bytes after those written, at the offset the kernel stopped at, and nothing past the request.
+// The file-size limit cuts the io_uring write short; the pwrite that finishes it is held (a
+// seccomp user notification, installed before the disk starts its reaping threads) until the
+// limit is lifted, so it completes. In a child: the filter and the limit cannot be undone.
+TEST(FileDisk, IoUringFinishesAShortWriteWithExactlyTheRestOfTheRequest) {
+  PEPITA_REQUIRE_CAPABILITY(io_uring);
+  TempPath file("/tmp");
+  const auto code = test::run_forked(
+      [&] {
+        std::string error;
+        const int held = test::hold_syscalls({SCMP_SYS(pwrite64), SCMP_SYS(pwritev2)}, error);
+        ASSERT_GE(held, 0) << error;
+        auto disk = FileDisk::create(
+            {.path = file.str(), .capacity_bytes = 64 * 1024, .engine = FileEngine::IoUring});
+        ASSERT_TRUE(disk.has_value()) << disk.error().to_string();
+        rlimit unlimited{};
+        ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &unlimited), 0) << std::strerror(errno);
+        ::signal(SIGXFSZ, SIG_IGN);
+        const rlimit limit{12 * 1024, unlimited.rlim_max};  // the write below is [8 KiB, 16 KiB)
+        ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0) << std::strerror(errno);
+        // Twice the request: what lies past it is readable, so reading too far writes it.
+        AlignedBuffer out(16 * 1024);
+        out.fill_pattern(21);
+        SyncCompletion wrote;
+        (*disk)->submit(0, Request{.op = Op::Write,
+                                   .sector = 16,
+                                   .nr_sectors = 16,
+                                   .tag = 0,
+                                   .data = out.data(),
+                                   .completion = &wrote});
+        EXPECT_EQ(test::release_held_call(held, 10'000,
+                                          [&](const seccomp_data& call) {
+                                            EXPECT_EQ(call.args[2], 4096u) << "bytes finished";
+                                            EXPECT_EQ(call.args[3], 12u * 1024) << "at offset";
+                                            ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &unlimited), 0);
+                                          }),
+                  "");
+        EXPECT_EQ(wrote.wait(), 8192);
+        TagSet tags((*disk)->info().tag_set);
+        AlignedBuffer in(64 * 1024);
+        ASSERT_TRUE(execute(**disk, tags, 0, Op::Read, 0, in.span()));
+        std::vector<std::byte> expect(64 * 1024, std::byte{0});
+        std::copy_n(out.data(), 8192, expect.begin() + 8192);
+        EXPECT_EQ(std::memcmp(in.data(), expect.data(), expect.size()), 0)
+            << "the file is not the request's bytes at [8 KiB, 16 KiB) and zeros elsewhere";
+      },
+      std::chrono::seconds(30));
+  EXPECT_EQ(code, 0);
 }
 
 // Many requests in flight on one queue at once: each tag's completion arrives exactly once.

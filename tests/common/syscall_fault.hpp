@@ -15,12 +15,20 @@
 // By default only calls whose first argument is at least 3 fail: for most calls that is an fd,
 // so the child's stdin, stdout and stderr (and gtest's messages) keep working, while a path
 // call's AT_FDCWD (-100, compared as unsigned) and any fd the body opened are hit.
+//
+// hold_syscalls instead stops the chosen calls in the kernel (a seccomp user notification) until
+// the test lets each one run with release_held_call, having changed what the call will find: a
+// window between two calls of the code under test that no race decides.
+#include <poll.h>
 #include <seccomp.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <string>
+#include <utility>
 
 namespace pepita::test {
 
@@ -32,6 +40,32 @@ struct SyscallFault {
   unsigned long long min_arg0 = 3;
 };
 
+namespace detail {
+
+/// Adds to `ctx` the rule: call `nr` takes `action` when its first argument, compared as unsigned
+/// 64-bit, is at least `min_arg0` (always when 0). Returns "" or what went wrong.
+inline std::string add_rule(scmp_filter_ctx ctx, std::uint32_t action, int nr,
+                            unsigned long long min_arg0) {
+  const int rc =
+      min_arg0 == 0 ? ::seccomp_rule_add(ctx, action, nr, 0)
+                    : ::seccomp_rule_add(ctx, action, nr, 1,
+                                         SCMP_A0(SCMP_CMP_GE, static_cast<scmp_datum_t>(min_arg0)));
+  if (rc == 0) return "";
+  return "seccomp_rule_add for syscall " + std::to_string(nr) + ": " + std::strerror(-rc);
+}
+
+/// Loads `ctx` once `error` is empty. seccomp_load sets no_new_privs first (SCMP_FLTATR_CTL_NNP
+/// defaults on), as an unprivileged filter needs. Returns "" or what went wrong.
+inline std::string load(scmp_filter_ctx ctx, std::string error) {
+  if (error.empty()) {
+    if (const int rc = ::seccomp_load(ctx); rc != 0)
+      error = std::string("seccomp_load: ") + std::strerror(-rc);
+  }
+  return error;
+}
+
+}  // namespace detail
+
 /// Installs a seccomp filter in the calling process under which each of `faults` fails with its
 /// errno, and every other call runs as before. Irreversible (and inherited by threads created
 /// after it and by children): call it only in a forked child. Returns "" or what went wrong.
@@ -40,23 +74,63 @@ inline std::string fail_syscalls(std::initializer_list<SyscallFault> faults) {
   if (ctx == nullptr) return "seccomp_init failed";
   std::string error;
   for (const SyscallFault& f : faults) {
-    const int rc =
-        f.min_arg0 == 0
-            ? ::seccomp_rule_add(ctx, SCMP_ACT_ERRNO(f.error), f.nr, 0)
-            : ::seccomp_rule_add(ctx, SCMP_ACT_ERRNO(f.error), f.nr, 1,
-                                 SCMP_A0(SCMP_CMP_GE, static_cast<scmp_datum_t>(f.min_arg0)));
-    if (rc != 0) {
-      error = "seccomp_rule_add for syscall " + std::to_string(f.nr) + ": " + std::strerror(-rc);
-      break;
-    }
+    error = detail::add_rule(ctx, SCMP_ACT_ERRNO(f.error), f.nr, f.min_arg0);
+    if (!error.empty()) break;
   }
-  // seccomp_load sets no_new_privs first (SCMP_FLTATR_CTL_NNP defaults on), as an unprivileged
-  // filter needs.
-  if (error.empty()) {
-    if (const int rc = ::seccomp_load(ctx); rc != 0)
-      error = std::string("seccomp_load: ") + std::strerror(-rc);
-  }
+  error = detail::load(ctx, std::move(error));
   ::seccomp_release(ctx);
+  return error;
+}
+
+/// Installs a seccomp filter in the calling process under which each call in `nrs` whose first
+/// argument is at least 3 (an fd the body opened, as for fail_syscalls) waits in the kernel until
+/// release_held_call lets it run; every other call runs as before. Irreversible, and inherited
+/// only by threads created after it: call it in a forked child, before starting the threads whose
+/// calls are to be held, and never hold a call the releasing thread makes. Returns the listener
+/// fd, or -1 with `error` saying what went wrong.
+inline int hold_syscalls(std::initializer_list<int> nrs, std::string& error) {
+  scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) {
+    error = "seccomp_init failed";
+    return -1;
+  }
+  error.clear();
+  for (const int nr : nrs) {
+    error = detail::add_rule(ctx, SCMP_ACT_NOTIFY, nr, 3);
+    if (!error.empty()) break;
+  }
+  error = detail::load(ctx, std::move(error));
+  const int listener = error.empty() ? ::seccomp_notify_fd(ctx) : -1;
+  if (error.empty() && listener < 0) error = "seccomp_notify_fd: no listener";
+  ::seccomp_release(ctx);
+  return listener;
+}
+
+/// Waits up to `timeout_ms` for a call held by hold_syscalls' filter on `listener`, runs
+/// `before` with the call's number and arguments (to change what it will find), then lets the call
+/// run in the kernel as it was made. Returns "" or what went wrong (no call held in time).
+inline std::string release_held_call(int listener, int timeout_ms,
+                                     const std::function<void(const seccomp_data&)>& before) {
+  pollfd ready{.fd = listener, .events = POLLIN, .revents = 0};
+  if (::poll(&ready, 1, timeout_ms) != 1)
+    return "no call was held within " + std::to_string(timeout_ms) + " ms";
+  seccomp_notif* held = nullptr;
+  seccomp_notif_resp* answer = nullptr;
+  if (const int rc = ::seccomp_notify_alloc(&held, &answer); rc != 0)
+    return std::string("seccomp_notify_alloc: ") + std::strerror(-rc);
+  std::string error;
+  if (const int rc = ::seccomp_notify_receive(listener, held); rc != 0) {
+    error = std::string("seccomp_notify_receive: ") + std::strerror(-rc);
+  } else {
+    before(held->data);
+    answer->id = held->id;
+    answer->val = 0;
+    answer->error = 0;
+    answer->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;  // run the call as made (Linux 5.5+)
+    if (const int sent = ::seccomp_notify_respond(listener, answer); sent != 0)
+      error = std::string("seccomp_notify_respond: ") + std::strerror(-sent);
+  }
+  ::seccomp_notify_free(held, answer);
   return error;
 }
 

@@ -1,5 +1,6 @@
 // test::fail_syscalls (syscall_fault.hpp): the chosen calls fail with their errno, only on the
-// arguments asked for, the rest run, and the test process itself is never filtered.
+// arguments asked for, the rest run, and the test process itself is never filtered; and
+// test::hold_syscalls: the chosen calls wait in the kernel until the test releases each one.
 #include "common/syscall_fault.hpp"
 
 #include <fcntl.h>
@@ -7,8 +8,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdint>
+#include <fstream>
 #include <string>
+#include <thread>
 
 #include "common/child.hpp"
 #include "common/temp_dir.hpp"
@@ -57,6 +62,45 @@ TEST(SyscallFault, PathCallsFailThroughAtFdcwdAndMinArgZeroFailsEveryCall) {
   });
   EXPECT_EQ(code, 0);
   EXPECT_EQ(::access(sub.c_str(), F_OK), -1);
+}
+
+// A held call waits in the kernel until it is released: `before` sees it, not yet run, with its
+// number and arguments, and then it runs as made. Calls on fds below 3 are never held, and with
+// nothing held release_held_call times out and says so.
+TEST(SyscallFault, AHeldCallWaitsForItsReleaseThenRunsAsMade) {
+  TempDir dir("syscall-fault");
+  const std::string path = dir.file("file");
+  const auto code = run_forked([&] {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ASSERT_GE(fd, 3);
+    std::string error;
+    const int held = hold_syscalls({SCMP_SYS(write)}, error);
+    ASSERT_GE(held, 0) << error;
+    std::atomic<ssize_t> wrote{-2};  // -2: the writer's call has not returned
+    std::thread writer([&] { wrote = ::write(fd, "held", 4); });
+    bool saw_it = false;
+    EXPECT_EQ(release_held_call(held, 10'000,
+                                [&](const seccomp_data& call) {
+                                  EXPECT_EQ(call.nr, SCMP_SYS(write));
+                                  EXPECT_EQ(call.args[0], static_cast<std::uint64_t>(fd));
+                                  EXPECT_EQ(call.args[2], 4u);
+                                  EXPECT_EQ(wrote, -2) << "the call ran before its release";
+                                  saw_it = true;
+                                }),
+              "");
+    writer.join();
+    EXPECT_TRUE(saw_it);
+    EXPECT_EQ(wrote, 4);
+    EXPECT_EQ(::write(1, "", 0), 0);  // fd 1 is below 3: not held
+    EXPECT_EQ(release_held_call(held, 10, [](const seccomp_data&) {}),
+              "no call was held within 10 ms");
+    ::close(fd);
+  });
+  EXPECT_EQ(code, 0);
+  std::ifstream in(path);
+  std::string text;
+  std::getline(in, text);
+  EXPECT_EQ(text, "held");
 }
 
 }  // namespace

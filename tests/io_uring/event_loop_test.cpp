@@ -451,6 +451,28 @@ TEST(EventLoop, WakeFromAnotherThreadEndsAWaitAndIsNotInFlight) {
   EXPECT_EQ(nop.res, 0);
 }
 
+// With nothing of the caller's in flight, run_until_idle still hands the kernel what the loop
+// queued for itself, a fresh wake poll or a cancel, without waiting for either: afterwards nothing
+// is left queued and the kernel has consumed every SQ slot (its SQ head caught up).
+TEST(EventLoop, RunUntilIdlePushesQueuedWakePollAndCancelToTheKernel) {
+  LOOP_OR_SKIP(loop);
+  const Ring& ring = loop->ring();
+  auto expect_pushed_by_run_until_idle = [&](const char* what) {
+    EXPECT_EQ(ring.sq_ready(), 1u) << what << " was not queued";
+    ASSERT_TRUE(loop->run_until_idle()) << what;
+    EXPECT_EQ(ring.sq_ready(), 0u) << what << " is still queued";
+    EXPECT_EQ(ring.sq_space_left(), ring.sq_entries()) << "the kernel did not consume " << what;
+    EXPECT_EQ(loop->in_flight(), 0u) << what;
+  };
+  ASSERT_TRUE(loop->enable_wake());
+  expect_pushed_by_run_until_idle("the wake poll");
+  auto done = loop->submit([](abi::Sqe& s) { prep_nop(s); }, [](int, std::uint32_t) {});
+  ASSERT_TRUE(done) << done.error().to_string();
+  ASSERT_TRUE(loop->run_until_idle());
+  ASSERT_TRUE(loop->cancel(*done));  // a request already completed: the cancel finds nothing
+  expect_pushed_by_run_until_idle("the cancel");
+}
+
 // Shutdown with the SQ full of requests not yet submitted: it submits them to make room for its
 // cancel-everything, so each one still completes, as cancelled, before the ring closes.
 TEST(EventLoop, ShutdownWithAFullSqStillCancelsEveryRequest) {
