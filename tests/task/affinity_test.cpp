@@ -4,11 +4,19 @@
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "common/child.hpp"
+#include "common/require.hpp"
 #include "pepita/task/task.hpp"
 
 namespace pepita::task {
@@ -79,6 +87,33 @@ TEST(CpuAffinity, ResolvesAgainstOnlineCpusAndNodes) {
   EXPECT_EQ(to_string(CpuAffinity::NumaNode(1)), "numa node 1");
   EXPECT_EQ(to_string(CpuAffinity::Any()), "any");
   EXPECT_EQ(to_string(CpuAffinity::Core(3)), "core 3");
+}
+
+// Only the entries of /sys/devices/system/node named "node" and a whole number are nodes: not
+// "node3x", "node", "nodes" or a number past unsigned. Shown in a child with its own mount
+// namespace and a tmpfs over that directory.
+TEST(CpuAffinity, OnlyEntriesNamedNodeAndAWholeNumberAreNumaNodes) {
+  PEPITA_REQUIRE_CAPABILITY(root);  // unshare(CLONE_NEWNS) and a tmpfs over sysfs's node list
+  const auto code = test::run_forked([] {
+    ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+        << std::strerror(errno);
+    const std::string dir = "/sys/devices/system/node";
+    ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=64k"), 0) << std::strerror(errno);
+    for (const char* name : {"node0", "node3x", "node", "nodes", "node4294967296"})
+      ASSERT_EQ(::mkdir((dir + "/" + name).c_str(), 0755), 0) << name;
+    std::ofstream(dir + "/node0/cpulist") << "0\n";
+    std::ofstream(dir + "/node3x/cpulist") << "0\n";
+    EXPECT_EQ(CpuAffinity::NumaNode(0).resolve().value(), V{0});
+    for (int node : {3, 1}) {
+      auto r = CpuAffinity::NumaNode(node).resolve();
+      ASSERT_FALSE(r) << "node " << node;
+      EXPECT_NE(r.error().message().find("this machine has node(s) 0 ("), std::string::npos)
+          << r.error().message();
+    }
+  });
+  ASSERT_TRUE(code) << "the child ran for 2 minutes";
+  EXPECT_EQ(*code, 0);
 }
 
 TEST(CpuAffinity, MissingCoreNodeOrEmptySetIsInvalidArgumentSayingWhatExists) {
