@@ -84,14 +84,19 @@ TEST(JobPipeline, AStagesRelativeCwdStartsAtTheJobsDirectory) {
   auto job = parse_job(R"(
 [[task]]
 name = "p"
-pipeline = [{ command = "/bin/echo", cwd = "sub/dir" }, { command = "/bin/cat", cwd = "/abs" }]
+pipeline = [
+  { command = "/bin/echo", cwd = "sub/dir" },
+  { command = "/bin/cat", cwd = "/abs" },
+  { command = "/bin/cat", cwd = "" },
+]
 )",
                        "/jobs/p.toml", opts());
   ASSERT_TRUE(job) << job.error().message();
   const auto& stages = job->tasks[0].as_pipeline()->stages;
-  ASSERT_EQ(stages.size(), 2u);
+  ASSERT_EQ(stages.size(), 3u);
   EXPECT_EQ(stages[0].cwd, "/jobs/sub/dir");
   EXPECT_EQ(stages[1].cwd, "/abs");
+  EXPECT_EQ(stages[2].cwd, "");  // none: the stage runs where the pool does
 }
 
 TEST(JobPipeline, BadStagesNameTheStageAndKey) {
