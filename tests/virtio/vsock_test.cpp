@@ -101,8 +101,12 @@ struct Fixture {
   std::unique_ptr<VsockDevice> dev;
   std::unique_ptr<GuestDriver> guest;
 
-  explicit Fixture(uint32_t buf_alloc = 32 * 1024, bool split_rx = false) {
-    auto d = VsockDevice::create({.uds_path = path, .guest_cid = kCid, .buf_alloc = buf_alloc});
+  explicit Fixture(uint32_t buf_alloc = 32 * 1024, bool split_rx = false,
+                   uint32_t max_connections = VsockOptions{}.max_connections) {
+    auto d = VsockDevice::create({.uds_path = path,
+                                  .guest_cid = kCid,
+                                  .buf_alloc = buf_alloc,
+                                  .max_connections = max_connections});
     EXPECT_TRUE(d.has_value()) << (d ? "" : d.error().to_string());
     dev = std::move(d).value();
     EXPECT_TRUE(dev->activate(dev->features()));
@@ -142,6 +146,18 @@ struct Fixture {
     EXPECT_TRUE(guest->send(gport, hport, OP_RESPONSE));
     EXPECT_EQ(read_line(s.get()), pepita::fmt("OK {}", hport));
     return s;
+  }
+
+  // Polls the guest until the device closes the host socket `fd` (up to ~2 s): true when it did
+  // so without writing a byte to it (no OK line).
+  bool closed_without_reply(int fd) {
+    std::string got;
+    for (int i = 0; i < 2000; ++i) {
+      EXPECT_TRUE(guest->poll());
+      if (!drain(fd, got)) return got.empty();
+      ::usleep(1000);
+    }
+    return false;
   }
 };
 
@@ -314,6 +330,21 @@ TEST(VsockDevice, AdvertisesCidAndQueuesAndRefusesBadOptions) {
   EXPECT_FALSE(VsockDevice::create({.guest_cid = 2}).has_value()) << "the host's cid";
   EXPECT_FALSE(VsockDevice::create({.guest_cid = 0xffffffff}).has_value()) << "reserved";
   EXPECT_FALSE(VsockDevice::create({.guest_cid = 3, .buf_alloc = 0}).has_value());
+  for (uint64_t edge : {uint64_t{3}, uint64_t{0xfffffffe}}) {
+    auto ok = VsockDevice::create({.guest_cid = edge});
+    ASSERT_TRUE(ok.has_value()) << edge << ": " << ok.error().to_string();
+  }
+  auto host_cid = VsockDevice::create({.guest_cid = 2});
+  ASSERT_FALSE(host_cid.has_value());
+  EXPECT_EQ(host_cid.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(host_cid.error().message().find("cid 2 is reserved; use 3..4294967294"),
+            std::string::npos)
+      << host_cid.error().message();
+  auto no_conns = VsockDevice::create({.guest_cid = 3, .max_connections = 0});
+  ASSERT_FALSE(no_conns.has_value());
+  EXPECT_EQ(no_conns.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(no_conns.error().message().find("max_connections must be at least 1"),
+            std::string::npos);
   auto too_long = VsockDevice::create({.uds_path = std::string("/tmp/").append(200, 'x')});
   ASSERT_FALSE(too_long.has_value());
   EXPECT_NE(too_long.error().message().find("listen on"), std::string::npos);
@@ -628,16 +659,7 @@ TEST(VsockDevice, HostHandshakesWithoutAConnectLineAreClosedAndNeverReachTheGues
   UniqueFd other(sys::unix_connect(f.path));
   ASSERT_EQ(sys::send_all(other.get(), "HELLO 5\n", 8), 8);
   for (int fd : {endless.get(), other.get()}) {
-    // The device closes it: EOF (no OK line) within a few polls.
-    std::string got;
-    bool eof = false;
-    for (int i = 0; i < 2000 && !eof; ++i) {
-      ASSERT_TRUE(f.guest->poll());
-      eof = !drain(fd, got);
-      if (!eof) ::usleep(1000);
-    }
-    EXPECT_TRUE(eof) << "the device kept a connection that named no port";
-    EXPECT_EQ(got, "");
+    EXPECT_TRUE(f.closed_without_reply(fd)) << "the device kept a connection that named no port";
   }
   EXPECT_TRUE(f.guest->inbox.empty()) << "no REQUEST for a connection that named no port";
   EXPECT_EQ(f.dev->connection_count(), 0u);
@@ -645,6 +667,76 @@ TEST(VsockDevice, HostHandshakesWithoutAConnectLineAreClosedAndNeverReachTheGues
   uint32_t hport = 0;
   UniqueFd good = f.host_connect(12, hport);
   EXPECT_EQ(f.dev->connection_count(), 1u);
+}
+
+// The CONNECT line may end in CRLF; its port is a whole decimal number that fits 32 bits, nothing
+// before or after it.
+TEST(VsockDevice, HostHandshakeTakesACrlfLineAndRefusesPortsThatAreNotWholeNumbers) {
+  Fixture f;
+  for (const char* line :
+       {"CONNECT \n", "CONNECT 5x\n", "CONNECT 4294967296\n", "CONNECT 7\r\r\n"}) {
+    SCOPED_TRACE(line);
+    UniqueFd bad(sys::unix_connect(f.path));
+    ASSERT_TRUE(bad.valid());
+    const std::string_view text(line);
+    ASSERT_EQ(sys::send_all(bad.get(), text.data(), text.size()),
+              static_cast<int64_t>(text.size()));
+    EXPECT_TRUE(f.closed_without_reply(bad.get()));
+    EXPECT_TRUE(f.guest->inbox.empty()) << "no REQUEST for a port that is not a number";
+  }
+  UniqueFd crlf(sys::unix_connect(f.path));
+  ASSERT_EQ(sys::send_all(crlf.get(), "CONNECT 21\r\n", 12), 12);
+  auto req = f.expect(OP_REQUEST, 21);
+  ASSERT_TRUE(req.has_value()) << "CONNECT 21 with CRLF names guest port 21";
+  ASSERT_TRUE(f.guest->send(21, req->hdr.src_port, OP_RESPONSE));
+  EXPECT_EQ(read_line(crlf.get()), pepita::fmt("OK {}", req->hdr.src_port));
+  EXPECT_EQ(f.dev->connection_count(), 1u);
+}
+
+// Host connections count against max_connections from their accept, handshakes included: one
+// beyond it is closed at once, and a handshake already waiting still completes.
+TEST(VsockDevice, HostConnectionsBeyondMaxConnectionsAreClosedAtAccept) {
+  Fixture f(32 * 1024, false, 2);
+  UniqueFd waiting(sys::unix_connect(f.path));  // accepted, names its port later
+  ASSERT_TRUE(waiting.valid());
+  uint32_t hport = 0;
+  UniqueFd open = f.host_connect(1, hport);  // one handshaking + one open: the limit
+  ASSERT_EQ(f.dev->connection_count(), 1u);
+  UniqueFd beyond(sys::unix_connect(f.path));
+  ASSERT_TRUE(beyond.valid());
+  EXPECT_TRUE(f.closed_without_reply(beyond.get())) << "a third connection with max_connections 2";
+  ASSERT_EQ(sys::send_all(waiting.get(), "CONNECT 2\n", 10), 10);
+  auto req = f.expect(OP_REQUEST, 2);
+  ASSERT_TRUE(req.has_value()) << "the waiting handshake was kept";
+  ASSERT_TRUE(f.guest->send(2, req->hdr.src_port, OP_RESPONSE));
+  EXPECT_EQ(read_line(waiting.get()), pepita::fmt("OK {}", req->hdr.src_port));
+  EXPECT_EQ(f.dev->connection_count(), 2u);
+}
+
+// Host-side ports start at 2^30 (Firecracker's range), skip ports the guest's own connections
+// use, and wrap from 2^32 - 1 back to 2^30.
+TEST(VsockDevice, HostPortsSkipThoseInUseAndWrapToTwoToTheThirty) {
+  Fixture f;
+  ASSERT_TRUE(f.guest->poll());
+  auto state = f.dev->save_state();
+  ASSERT_TRUE(state) << state.error().to_string();
+  const uint32_t last = 0xffffffff;
+  std::memcpy(state->data(), &last, sizeof last);  // next_host_port_ leads the state
+  ASSERT_TRUE(f.dev->load_state(*state));
+  uint32_t hport = 0;
+  UniqueFd a = f.host_connect(1, hport);
+  EXPECT_EQ(hport, last);
+  UniqueFd b = f.host_connect(2, hport);
+  EXPECT_EQ(hport, 1u << 30) << "wrapped past 2^32 - 1";
+  // The guest connects to host port 2^30 + 1 itself: the next host connection skips it.
+  const uint32_t taken = (1u << 30) + 1;
+  UniqueFd port_listener(sys::unix_listen(pepita::fmt("{}_{}", f.path, taken), 8));
+  ASSERT_TRUE(port_listener.valid());
+  ASSERT_TRUE(f.guest->send(3, taken, OP_REQUEST));
+  ASSERT_TRUE(f.expect(OP_RESPONSE, 3).has_value());
+  UniqueFd c = f.host_connect(4, hport);
+  EXPECT_EQ(hport, taken + 1);
+  EXPECT_EQ(f.dev->connection_count(), 4u);
 }
 
 // Packets that do not fit their connection's state reset it (RST to the guest, the host socket
@@ -840,6 +932,18 @@ TEST(VsockDevice, TransmitChainShorterThanAHeaderIsCountedAndDropped) {
   EXPECT_EQ(f.dev->status_bits(), 0);
 }
 
+// A receive buffer of exactly one header is big enough for a control packet.
+TEST(VsockDevice, ReceiveBufferOfExactlyAHeaderCarriesAControlPacket) {
+  Fixture f;
+  f.guest->desc(kRxq, 0, 0x100000, sizeof(Header), v::DESC_F_WRITE);
+  ASSERT_TRUE(f.guest->send(4444, 6000, OP_REQUEST));  // refused: an RST waits for a buffer
+  ASSERT_TRUE(f.guest->poll());
+  ASSERT_EQ(f.guest->inbox.size(), 1u);
+  EXPECT_EQ(f.guest->inbox.front().hdr.op, OP_RST) << "the RST went into the header-sized buffer";
+  EXPECT_EQ(f.guest->inbox.front().hdr.dst_port, 4444u);
+  EXPECT_EQ(f.dev->stats().packets_rx, 1u);
+}
+
 // A receive buffer too small for a header is given back empty; the next one carries the packet.
 TEST(VsockDevice, ReceiveBufferTooSmallForAHeaderIsReturnedEmpty) {
   Fixture f;
@@ -884,6 +988,70 @@ TEST(VsockDevice, MoreBuffersPostedThanTheRingHoldsNeedsReset) {
   EXPECT_NE(r.error().message().find("eventq: more buffers posted"), std::string::npos)
       << r.error().message();
   EXPECT_EQ(f.dev->status_bits(), v::STATUS_NEEDS_RESET);
+}
+
+// A host connection still naming its port holds a host socket too: no snapshot, and the error
+// counts it apart from the open ones.
+TEST(VsockDevice, SnapshotIsRefusedWhileAHostConnectionIsMidHandshake) {
+  Fixture f;
+  UniqueFd waiting(sys::unix_connect(f.path));
+  ASSERT_TRUE(waiting.valid());
+  ASSERT_TRUE(f.guest->poll());  // accepted: it waits for its CONNECT line
+  auto busy = f.dev->save_state();
+  ASSERT_FALSE(busy);
+  EXPECT_EQ(busy.error().code(), ErrorCode::Busy);
+  EXPECT_NE(busy.error().message().find("0 open connection(s) and 1 host connection(s)"),
+            std::string::npos)
+      << busy.error().message();
+}
+
+// A snapshot state as save_state() encodes it: `ctl` zeroed control headers, `rx` receive
+// buffers without segments and `events` event buffers, then `extra` trailing bytes.
+std::vector<std::byte> state_with(uint32_t ctl, uint32_t rx, uint32_t events, size_t extra = 0) {
+  std::vector<std::byte> out;
+  auto put = [&out](const auto& value, size_t times = 1) {
+    const auto* p = reinterpret_cast<const std::byte*>(&value);
+    for (size_t i = 0; i < times; ++i) out.insert(out.end(), p, p + sizeof value);
+  };
+  put(uint32_t{1} << 30);  // next host port
+  put(ctl);
+  put(Header{}, ctl);
+  put(rx);
+  for (uint32_t i = 0; i < rx; ++i) {
+    put(uint16_t{0});   // head
+    put(uint64_t{64});  // capacity
+    put(uint32_t{0});   // segments
+  }
+  put(events);
+  put(uint16_t{0}, events);
+  out.resize(out.size() + extra);
+  return out;
+}
+
+// load_state() takes as many queued packets and buffers as the largest rings can hold and
+// refuses one more, or a byte after the end.
+TEST(VsockDevice, SnapshotStateLoadsUpToTheRingLimitsAndNoMore) {
+  auto dev = VsockDevice::create({.guest_cid = kCid});
+  ASSERT_TRUE(dev.has_value()) << dev.error().to_string();
+  constexpr uint32_t kMax = v::MAX_QUEUE_SIZE;
+  struct Case {
+    uint32_t ctl, rx, events;
+    size_t extra;
+    bool ok;
+  };
+  for (const Case& c :
+       {Case{4 * kMax, 0, 0, 0, true}, Case{4 * kMax + 1, 0, 0, 0, false},
+        Case{0, kMax, 0, 0, true}, Case{0, kMax + 1, 0, 0, false}, Case{0, 0, kMax, 0, true},
+        Case{0, 0, kMax + 1, 0, false}, Case{1, 1, 1, 0, true}, Case{1, 1, 1, 1, false}}) {
+    SCOPED_TRACE(pepita::fmt("ctl {} rx {} events {} extra {}", c.ctl, c.rx, c.events, c.extra));
+    const auto state = state_with(c.ctl, c.rx, c.events, c.extra);
+    auto r = (*dev)->load_state(state);
+    EXPECT_EQ(r.has_value(), c.ok) << (r ? "" : r.error().message());
+    if (!c.ok || !r) continue;
+    auto again = (*dev)->save_state();
+    ASSERT_TRUE(again) << again.error().to_string();
+    EXPECT_TRUE(*again == state) << "saved back as loaded";
+  }
 }
 
 // The snapshot carries control packets not yet delivered and the held event buffers; a state cut
