@@ -7,12 +7,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/temp_dir.hpp"
 #include "common/vmlinux_image.hpp"
 #include "linux_boot_test_util.hpp"
 #include "pepita/vmm/linux_boot.hpp"
@@ -228,7 +231,16 @@ TEST(LinuxBootBounds, ElfSegmentFileSizeMayEqualButNotExceedItsMemorySize) {
              "segment 0 has p_filesz > p_memsz");
 }
 
+// A segment with no file bytes (all bss) may start at the very end of the file, not past it.
 TEST(LinuxBootBounds, ElfSegmentOffsetPastTheFileIsRefused) {
+  auto k = vmlinux_with([](auto& f) {
+    put<uint64_t>(f, kPhdr0 + offsetof(Elf64_Phdr, p_offset), 0x2000);
+    put<uint64_t>(f, kFilesz, 0);
+  });
+  ASSERT_TRUE(k) << k.error().to_string();
+  ASSERT_EQ(k->segments.size(), 1u);
+  EXPECT_EQ(k->segments[0].bytes.size(), 0u);
+  EXPECT_EQ(k->end, 0x1003000u);
   EXPECT_HAS(vmlinux_error([](auto& f) {
                put<uint64_t>(f, kPhdr0 + offsetof(Elf64_Phdr, p_offset), 0x2001);
                put<uint64_t>(f, kFilesz, 0);
@@ -452,6 +464,44 @@ TEST(LinuxBootBounds, BootLinuxTakesExactlyTheMinimumMemory) {
   r = boot_linux(config);
   ASSERT_FALSE(r);
   EXPECT_HAS(r.error().to_string(), "memory_bytes must be a multiple of 4096 of at least 2 MiB");
+}
+
+// An empty file is read (0 bytes is no read error) and then refused as too short for a kernel.
+TEST(LinuxBootBounds, EmptyKernelFileIsTooShort) {
+  pepita::test::TempDir dir("linux-bounds");
+  const std::string path = dir.file("empty");
+  std::ofstream{path};
+  auto k = KernelImage::load_file(path);
+  ASSERT_FALSE(k);
+  EXPECT_EQ(k.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_HAS(k.error().to_string(), "file of 0 bytes is too short");
+  EXPECT_HAS(k.error().to_string(), path);
+}
+
+// The size check comes before the read: a sparse file one byte over 512 MiB is refused unread.
+TEST(LinuxBootBounds, KernelFileOver512MiBIsRefused) {
+  pepita::test::TempDir dir("linux-bounds");
+  const std::string path = dir.file("huge");
+  std::ofstream(path) << "x";
+  std::filesystem::resize_file(path, (512ull << 20) + 1);
+  auto k = KernelImage::load_file(path);
+  ASSERT_FALSE(k);
+  EXPECT_EQ(k.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_HAS(k.error().to_string(), "kernel " + path + " is not a regular file of at most 512 MiB");
+}
+
+// The initrd is read like the kernel, before any VM exists: a directory is named as the initrd.
+TEST(LinuxBootBounds, InitrdThatIsNotARegularFileIsRefused) {
+  pepita::test::TempDir dir("linux-bounds");
+  VmConfig config;
+  config.kernel_path = pepita::test::write_synthetic_vmlinux(dir.file("vmlinux"), {});
+  config.memory_bytes = 64ull << 20;
+  config.initrd = dir.path();
+  auto r = boot_linux(config);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_HAS(r.error().to_string(),
+             "initrd " + dir.path() + " is not a regular file of at most 512 MiB");
 }
 
 }  // namespace
