@@ -86,7 +86,8 @@ inline std::string fail_syscalls(std::initializer_list<SyscallFault> faults) {
 /// argument is at least 3 (an fd the body opened, as for fail_syscalls) waits in the kernel until
 /// release_held_call lets it run; every other call runs as before. Irreversible, and inherited
 /// only by threads created after it: call it in a forked child, before starting the threads whose
-/// calls are to be held, and never hold a call the releasing thread makes. Returns the listener
+/// calls are to be held, and never hold a call the releasing thread makes (nor `write`: ASan's
+/// runtime probes memory by writing to a pipe of its own, from any thread). Returns the listener
 /// fd, or -1 with `error` saying what went wrong.
 inline int hold_syscalls(std::initializer_list<int> nrs, std::string& error) {
   scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_ALLOW);
