@@ -134,18 +134,23 @@ struct Fixture {
   UniqueFd host_connect(uint32_t gport, uint32_t& hport) {
     UniqueFd s(sys::unix_connect(path));
     EXPECT_TRUE(s.valid());
-    const std::string req = pepita::fmt("CONNECT {}\n", gport);
-    EXPECT_EQ(sys::send_all(s.get(), req.data(), req.size()), static_cast<int64_t>(req.size()));
+    handshake(s.get(), pepita::fmt("CONNECT {}\n", gport), gport, hport);
+    return s;
+  }
+
+  // Sends `line` (a CONNECT naming gport) on the host socket s and completes the handshake: the
+  // guest's REQUEST from the host, its RESPONSE, the host's "OK <port>". hport: the host's port.
+  void handshake(int s, std::string_view line, uint32_t gport, uint32_t& hport) {
+    EXPECT_EQ(sys::send_all(s, line.data(), line.size()), static_cast<int64_t>(line.size()));
     auto r = expect(OP_REQUEST, gport);
-    EXPECT_TRUE(r.has_value()) << "the guest got no REQUEST";
-    if (!r) return s;
+    EXPECT_TRUE(r.has_value()) << "the guest got no REQUEST for " << line;
+    if (!r) return;
     EXPECT_EQ(r->hdr.src_cid, kHostCid);
     EXPECT_EQ(r->hdr.dst_cid, kCid);
     EXPECT_EQ(r->hdr.type, TYPE_STREAM);
     hport = r->hdr.src_port;
     EXPECT_TRUE(guest->send(gport, hport, OP_RESPONSE));
-    EXPECT_EQ(read_line(s.get()), pepita::fmt("OK {}", hport));
-    return s;
+    EXPECT_EQ(read_line(s), pepita::fmt("OK {}", hport));
   }
 
   // Polls the guest until the device closes the host socket `fd` (up to ~2 s): true when it did
@@ -685,11 +690,8 @@ TEST(VsockDevice, HostHandshakeTakesACrlfLineAndRefusesPortsThatAreNotWholeNumbe
     EXPECT_TRUE(f.guest->inbox.empty()) << "no REQUEST for a port that is not a number";
   }
   UniqueFd crlf(sys::unix_connect(f.path));
-  ASSERT_EQ(sys::send_all(crlf.get(), "CONNECT 21\r\n", 12), 12);
-  auto req = f.expect(OP_REQUEST, 21);
-  ASSERT_TRUE(req.has_value()) << "CONNECT 21 with CRLF names guest port 21";
-  ASSERT_TRUE(f.guest->send(21, req->hdr.src_port, OP_RESPONSE));
-  EXPECT_EQ(read_line(crlf.get()), pepita::fmt("OK {}", req->hdr.src_port));
+  uint32_t hport = 0;
+  f.handshake(crlf.get(), "CONNECT 21\r\n", 21, hport);  // CRLF ends the line too
   EXPECT_EQ(f.dev->connection_count(), 1u);
 }
 
@@ -705,11 +707,7 @@ TEST(VsockDevice, HostConnectionsBeyondMaxConnectionsAreClosedAtAccept) {
   UniqueFd beyond(sys::unix_connect(f.path));
   ASSERT_TRUE(beyond.valid());
   EXPECT_TRUE(f.closed_without_reply(beyond.get())) << "a third connection with max_connections 2";
-  ASSERT_EQ(sys::send_all(waiting.get(), "CONNECT 2\n", 10), 10);
-  auto req = f.expect(OP_REQUEST, 2);
-  ASSERT_TRUE(req.has_value()) << "the waiting handshake was kept";
-  ASSERT_TRUE(f.guest->send(2, req->hdr.src_port, OP_RESPONSE));
-  EXPECT_EQ(read_line(waiting.get()), pepita::fmt("OK {}", req->hdr.src_port));
+  f.handshake(waiting.get(), "CONNECT 2\n", 2, hport);  // the waiting handshake was kept
   EXPECT_EQ(f.dev->connection_count(), 2u);
 }
 
