@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/child.hpp"
+#include "common/mount_namespace.hpp"
 #include "common/require.hpp"
 #include "common/temp_dir.hpp"
 #include "pepita/core/unique_fd.hpp"
@@ -165,10 +166,7 @@ class CgroupNamespaceTest : public ::testing::Test {
 
   void run(const std::function<void(const std::string& own)>& body) {
     const std::string name = own_.substr(own_.rfind('/') + 1);
-    const auto code = run_forked([&] {
-      ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
-      ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
-          << std::strerror(errno);
+    const auto code = run_forked_in_own_mount_namespace([&] {
       // Opened now: body may unmount the tree or make it read-only.
       UniqueFd home(::open(home_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       ASSERT_TRUE(home) << home_ << ": " << std::strerror(errno);

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "common/child.hpp"
+#include "common/mount_namespace.hpp"
 #include "common/require.hpp"
 #include "common/temp_dir.hpp"
 #include "detail/sandbox_spawn.hpp"
@@ -158,10 +159,7 @@ TEST(SandboxPlan, EveryCopiedEtcFileKeepsItsSourcesPermissionBits) {
 // mount namespace) is bound read-only onto a mount point made for it instead.
 TEST(SandboxPlan, AnEtcFileTooBigToCopyIsBoundReadOnly) {
   PEPITA_REQUIRE_CAPABILITY(root);  // unshare(CLONE_NEWNS) and a bind over /etc/hosts
-  const auto code = pepita::test::run_forked([] {
-    ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
-    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
-        << std::strerror(errno);
+  const auto code = pepita::test::run_forked_in_own_mount_namespace([] {
     pepita::test::TempDir tmp("sandbox-plan");
     std::ofstream(tmp.file("hosts")) << std::string((1 << 20) + 1, '#') << std::flush;
     ASSERT_EQ(::mount(tmp.file("hosts").c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr), 0)

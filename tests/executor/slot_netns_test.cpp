@@ -19,6 +19,7 @@
 #include <string>
 
 #include "common/child.hpp"
+#include "common/mount_namespace.hpp"
 #include "common/require.hpp"
 #include "pepita/core/unique_fd.hpp"
 
@@ -147,10 +148,7 @@ TEST(SlotNetns, WithoutCapSysAdminMakeFailsSayingWhatItNeeds) {
 // thread is back in its own.
 TEST(SlotNetns, ANamespaceThatCannotBeOpenedFailsNamingWhatAndTheThreadIsBack) {
   PEPITA_REQUIRE_CAPABILITY(root);
-  const auto code = pepita::test::run_forked([] {
-    ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
-    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
-        << std::strerror(errno);
+  const auto code = pepita::test::run_forked_in_own_mount_namespace([] {
     const UniqueFd host = open_host();
     ASSERT_TRUE(host.valid());
     const ino_t before = inode_of(host.get());

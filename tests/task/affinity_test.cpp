@@ -4,7 +4,6 @@
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
-#include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
@@ -15,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "common/child.hpp"
+#include "common/mount_namespace.hpp"
 #include "common/require.hpp"
 #include "pepita/task/task.hpp"
 
@@ -94,10 +93,7 @@ TEST(CpuAffinity, ResolvesAgainstOnlineCpusAndNodes) {
 // namespace and a tmpfs over that directory.
 TEST(CpuAffinity, OnlyEntriesNamedNodeAndAWholeNumberAreNumaNodes) {
   PEPITA_REQUIRE_CAPABILITY(root);  // unshare(CLONE_NEWNS) and a tmpfs over sysfs's node list
-  const auto code = test::run_forked([] {
-    ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
-    ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
-        << std::strerror(errno);
+  const auto code = test::run_forked_in_own_mount_namespace([] {
     const std::string dir = "/sys/devices/system/node";
     ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=64k"), 0) << std::strerror(errno);
     for (const char* name : {"node0", "node3x", "node", "nodes", "node4294967296"})
