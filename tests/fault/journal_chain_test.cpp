@@ -14,6 +14,8 @@ namespace {
 using pepita::test::TempDir;
 using test::fix_crc;
 using test::frames_of;
+using test::kPrevAt;
+using test::kUnkeyedBodyAt;
 using test::make_frame;
 using test::read_file;
 using test::write_file;
@@ -46,11 +48,6 @@ void write_journal(const std::string& path, int n, const std::optional<std::stri
   for (int i = 0; i < n; ++i) ASSERT_TRUE((*j)->append(finished("t" + std::to_string(i))));
   ASSERT_TRUE((*j)->close());
 }
-
-// Payload offsets of a format 3 record: auth byte, u64 sequence, prev hash, then (MACed only)
-// the MAC, then the body.
-constexpr std::size_t kPrevAt = 1 + 8;
-constexpr std::size_t kUnkeyedBodyAt = kPrevAt + 32;
 
 JournalVerification verify(const std::string& path, const std::optional<std::string>& key) {
   auto v = verify_journal(path, key);

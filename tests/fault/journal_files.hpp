@@ -15,6 +15,11 @@
 
 namespace pepita::fault::test {
 
+/// Payload offsets of a format 3 record: auth byte, u64 sequence, the previous payload's SHA-256,
+/// then (MACed only) the MAC, then the body.
+inline constexpr std::size_t kPrevAt = 1 + 8;
+inline constexpr std::size_t kUnkeyedBodyAt = kPrevAt + 32;
+
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), {}};

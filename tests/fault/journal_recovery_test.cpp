@@ -21,14 +21,12 @@ namespace {
 using pepita::test::TempDir;
 using test::fix_crc;
 using test::frames_of;
+using test::kUnkeyedBodyAt;
 using test::make_frame;
 using test::read_file;
 using test::write_file;
 
 namespace fs = std::filesystem;
-
-// Payload offsets of an unkeyed format 3 record: auth byte, u64 sequence, prev hash, body.
-constexpr std::size_t kUnkeyedBodyAt = 1 + 8 + 32;
 
 JournalRecord submitted(const std::string& name) {
   JournalRecord r;
