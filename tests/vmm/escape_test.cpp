@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ostream>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -26,6 +27,10 @@ struct Attempt {
   // (kvm_emulate_hypercall); the kvm_pvm of some hosts turns it into a fault instead.
   int refused_exit = 0;
 };
+
+// Names the attempt in CTest's case name. Without it gtest prints the struct's bytes, among them
+// the address of `what`, which ASLR changes at every discovery.
+void PrintTo(const Attempt& a, std::ostream* os) { *os << a.what; }
 
 class Escape : public ::testing::TestWithParam<Attempt> {};
 
