@@ -28,7 +28,7 @@
 #include <functional>
 #include <initializer_list>
 #include <string>
-#include <utility>
+#include <vector>
 
 namespace pepita::test {
 
@@ -54,13 +54,33 @@ inline std::string add_rule(scmp_filter_ctx ctx, std::uint32_t action, int nr,
   return "seccomp_rule_add for syscall " + std::to_string(nr) + ": " + std::strerror(-rc);
 }
 
-/// Loads `ctx` once `error` is empty. seccomp_load sets no_new_privs first (SCMP_FLTATR_CTL_NNP
-/// defaults on), as an unprivileged filter needs. Returns "" or what went wrong.
-inline std::string load(scmp_filter_ctx ctx, std::string error) {
+struct Rule {
+  std::uint32_t action;         // SCMP_ACT_ERRNO(e) or SCMP_ACT_NOTIFY
+  int nr;                       // the call
+  unsigned long long min_arg0;  // as SyscallFault::min_arg0
+};
+
+/// Builds a filter that lets every call run but those `rules` name, and loads it. seccomp_load
+/// sets no_new_privs first (SCMP_FLTATR_CTL_NNP defaults on), as an unprivileged filter needs.
+/// With `listener`, also returns the filter's user-notification fd there (-1 on failure).
+/// Returns "" or what went wrong.
+inline std::string install(const std::vector<Rule>& rules, int* listener = nullptr) {
+  scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == nullptr) return "seccomp_init failed";
+  std::string error;
+  for (const Rule& r : rules) {
+    error = add_rule(ctx, r.action, r.nr, r.min_arg0);
+    if (!error.empty()) break;
+  }
   if (error.empty()) {
     if (const int rc = ::seccomp_load(ctx); rc != 0)
       error = std::string("seccomp_load: ") + std::strerror(-rc);
   }
+  if (listener != nullptr) {
+    *listener = error.empty() ? ::seccomp_notify_fd(ctx) : -1;
+    if (error.empty() && *listener < 0) error = "seccomp_notify_fd: no listener";
+  }
+  ::seccomp_release(ctx);
   return error;
 }
 
@@ -70,16 +90,9 @@ inline std::string load(scmp_filter_ctx ctx, std::string error) {
 /// errno, and every other call runs as before. Irreversible (and inherited by threads created
 /// after it and by children): call it only in a forked child. Returns "" or what went wrong.
 inline std::string fail_syscalls(std::initializer_list<SyscallFault> faults) {
-  scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_ALLOW);
-  if (ctx == nullptr) return "seccomp_init failed";
-  std::string error;
-  for (const SyscallFault& f : faults) {
-    error = detail::add_rule(ctx, SCMP_ACT_ERRNO(f.error), f.nr, f.min_arg0);
-    if (!error.empty()) break;
-  }
-  error = detail::load(ctx, std::move(error));
-  ::seccomp_release(ctx);
-  return error;
+  std::vector<detail::Rule> rules;
+  for (const SyscallFault& f : faults) rules.push_back({SCMP_ACT_ERRNO(f.error), f.nr, f.min_arg0});
+  return detail::install(rules);
 }
 
 /// Installs a seccomp filter in the calling process under which each call in `nrs` whose first
@@ -90,20 +103,10 @@ inline std::string fail_syscalls(std::initializer_list<SyscallFault> faults) {
 /// runtime probes memory by writing to a pipe of its own, from any thread). Returns the listener
 /// fd, or -1 with `error` saying what went wrong.
 inline int hold_syscalls(std::initializer_list<int> nrs, std::string& error) {
-  scmp_filter_ctx ctx = ::seccomp_init(SCMP_ACT_ALLOW);
-  if (ctx == nullptr) {
-    error = "seccomp_init failed";
-    return -1;
-  }
-  error.clear();
-  for (const int nr : nrs) {
-    error = detail::add_rule(ctx, SCMP_ACT_NOTIFY, nr, 3);
-    if (!error.empty()) break;
-  }
-  error = detail::load(ctx, std::move(error));
-  const int listener = error.empty() ? ::seccomp_notify_fd(ctx) : -1;
-  if (error.empty() && listener < 0) error = "seccomp_notify_fd: no listener";
-  ::seccomp_release(ctx);
+  std::vector<detail::Rule> rules;
+  for (const int nr : nrs) rules.push_back({SCMP_ACT_NOTIFY, nr, 3});
+  int listener = -1;
+  error = detail::install(rules, &listener);
   return listener;
 }
 
