@@ -74,6 +74,8 @@ TEST(MmioTransport, StatusStateMachine) {
   MmioDriver d{t};
   d.w(m::STATUS, kAckDriver | v::STATUS_DRIVER_OK);
   EXPECT_EQ(d.r(m::STATUS), kAckDriver) << "DRIVER_OK before FEATURES_OK is refused";
+  EXPECT_EQ(t.last_error(), "DRIVER_OK set before FEATURES_OK was accepted");
+  EXPECT_EQ(t.stats().bad_accesses, 1u) << "the refusal counts as a bad access";
   ASSERT_TRUE(d.negotiate(t.device().features()));
   d.w(m::STATUS, v::STATUS_ACKNOWLEDGE);
   EXPECT_EQ(d.r(m::STATUS), kAckDriver | v::STATUS_FEATURES_OK) << "bits clear only by reset";
