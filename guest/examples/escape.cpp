@@ -104,6 +104,13 @@ extern "C" int guest_main() {
       for (;;) asm volatile("" ::: "memory");  // spin until the watchdog
     case 'b':  // ask the host to write input into the page tables: must be refused
       return raw_call(ga::kReadInput, 0, mem - 4096, 1) == ga::kErrFault ? 42 : 1;
+    case 'W': {  // ask the host to write input over our own code, then over the input itself
+      const bool code =
+          raw_call(ga::kReadInput, 0, reinterpret_cast<uint64_t>(&recurse), 1) == ga::kErrFault;
+      const bool input =
+          raw_call(ga::kReadInput, 0, reinterpret_cast<uint64_t>(in.data), 1) == ga::kErrFault;
+      return code && input ? 46 : 1;
+    }
     case 'q': {  // a well-formed read of the input into our stack
       volatile char buf[2] = {0, 0};
       const int64_t n = raw_call(ga::kReadInput, 0, reinterpret_cast<uint64_t>(buf), sizeof buf);

@@ -130,6 +130,15 @@ TEST(EscapeGuest, HostCallIntoPageTablesIsRefused) {
   EXPECT_EQ(r->exit_code, 42) << "the host must answer -EFAULT";
 }
 
+TEST(EscapeGuest, HostCallWritingInputOverReadOnlyCodeOrTheInputIsRefused) {
+  PEPITA_REQUIRE_KVM();
+  auto r = run_guest(test::load_guest("escape"), test::bytes_of("W"), VmConfig{});
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->kind, ExitKind::Exited) << r->describe();
+  EXPECT_EQ(r->exit_code, 46) << "the host must answer -EFAULT for both: the guest may read them, "
+                                 "not have them written";
+}
+
 TEST(EscapeGuest, WellFormedInputReadIsServedAndAnUnknownOpIsEinval) {
   PEPITA_REQUIRE_KVM();
   auto r = run_guest(test::load_guest("escape"), test::bytes_of("q!"), VmConfig{});

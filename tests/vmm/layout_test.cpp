@@ -96,6 +96,10 @@ TEST(Layout, GdtTssAndIdtEntriesHaveTheArchitecturalFormat) {
   // Flat 4 GiB limit, G=1, P=1, S=1; code: L=1, type execute/read/accessed; data: D/B=1, type
   // read/write/accessed. These are Linux's own __KERNEL_CS/__KERNEL_DS/__USER_DS/__USER_CS.
   EXPECT_EQ(gdt(0), 0u) << "null descriptor";
+  // Slot 1 and slot 4 (where SYSRET would look for a 32-bit user code segment) stay null: no
+  // selector but the four above and the TSS names a usable segment.
+  EXPECT_EQ(gdt(0x08), 0u) << std::hex << gdt(0x08);
+  EXPECT_EQ(gdt(0x20), 0u) << std::hex << gdt(0x20);
   EXPECT_EQ(gdt(kKernelCs), 0x00af9b000000ffffull) << std::hex << gdt(kKernelCs);
   EXPECT_EQ(gdt(kKernelDs), 0x00cf93000000ffffull) << std::hex << gdt(kKernelDs);
   EXPECT_EQ(gdt(kUserDs), 0x00cff3000000ffffull) << std::hex << gdt(kUserDs);
