@@ -72,8 +72,6 @@ int report(const Error& error) {
 int serve(ublk::Server& server, const StopSignals& stop_signals, const char* target,
           const std::string& state_dir) {
   const auto& info = server.info();
-  std::printf("%s\n", server.block_path().c_str());
-  std::fflush(stdout);
   const ublk::Recovery recovery = ublk::recovery_of(info.flags);
   std::fprintf(
       stderr,
@@ -83,6 +81,9 @@ int serve(ublk::Server& server, const StopSignals& stop_signals, const char* tar
       info.max_io_buf_bytes >> 10, (info.flags & abi::ublk::F_USER_COPY) != 0 ? ", user copy" : "",
       recovery == ublk::Recovery::Off ? "" : ", recoverable",
       recovery == ublk::Recovery::Reissue ? " (reissue)" : "", static_cast<int>(::getpid()));
+  // The device on stdout comes last: a script that waits for it finds the line above written.
+  std::printf("%s\n", server.block_path().c_str());
+  std::fflush(stdout);
 
   const int signal = stop_signals.wait();
   auto stopped = server.stop();

@@ -71,13 +71,14 @@ int run_vhost_user_blk(const VhostUserBlkOptions& o) {
   auto backend = virtio::vhost_user::Backend::listen(o.socket, **device);
   if (!backend) return report(backend.error());
   backing.keep();
-  std::printf("%s\n", o.socket.c_str());
-  std::fflush(stdout);
   std::fprintf(stderr,
                "pepita vhost-user-blk: serving %s target (%llu MiB, %u queue(s)) on %s, pid %d; "
                "SIGINT or SIGTERM stops\n",
                blk_mq::target_name(spec->kind), static_cast<unsigned long long>(bytes >> 20),
                o.queues, o.socket.c_str(), static_cast<int>(::getpid()));
+  // The socket on stdout comes last: a script that waits for it finds the line above written.
+  std::printf("%s\n", o.socket.c_str());
+  std::fflush(stdout);
   Result<void> served;
   std::thread server([&] { served = (*backend)->run(); });
   const int signal = stop_signals.wait();
