@@ -6,12 +6,14 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdint>
@@ -143,17 +145,27 @@ TEST(SupervisorMemory, AMappingInUseIsLeftMappedWhenDroppedAndAReapedOneIsUnmapp
   auto second = detail::SupervisorMemory::make(kPage);
   ASSERT_TRUE(first && second);
   const std::uintptr_t first_args = address(first->args()), second_args = address(second->args());
-  first->reaped();
-  second->reaped();
+  first->reaped();              // second stays in use
   *first = std::move(*second);  // drops first's own mapping: nothing runs on it
   EXPECT_EQ(mapping_at(first_args).perms, "");
   EXPECT_EQ(address(first->args()), second_args);
   EXPECT_FALSE(*second);
-  first->reset();  // the reaped state moved with the mapping
-  EXPECT_EQ(mapping_at(second_args).perms, "");
+  first->reset();  // second's mapping came still in use: left in place
+  EXPECT_EQ(mapping_at(second_args).perms.substr(0, 2), "rw");
+  ::munmap(reinterpret_cast<void*>(second_args - 2 * kPage), 3 * kPage);
 }
 
 // ---- each step's failure ----
+
+// The number of mappings /proc/self/maps, open as `fd`, lists now.
+std::size_t mapping_count(int fd) {
+  std::size_t lines = 0;
+  char buf[4096];
+  off_t at = 0;
+  for (ssize_t n; (n = ::pread(fd, buf, sizeof buf, at)) > 0; at += n)
+    lines += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+  return lines;
+}
 
 struct Attempt {
   SandboxPolicy policy = SandboxPolicy::standard();
@@ -163,7 +175,8 @@ struct Attempt {
 
 // In a forked child in which `fault` fails (the supervisor inherits the filter), starts /bin/true
 // in `attempt`'s sandbox: the spawn fails with a message holding `expected` (being it, when
-// `whole`), and leaves no process behind (the supervisor was killed and reaped).
+// `whole`), and leaves nothing behind: no process (the supervisor was killed and reaped), no
+// mapping (its memory).
 void expect_spawn_fails(std::optional<pepita::test::SyscallFault> fault,
                         const std::string& expected, const Attempt& attempt = {},
                         bool whole = false) {
@@ -174,11 +187,14 @@ void expect_spawn_fails(std::optional<pepita::test::SyscallFault> fault,
     ASSERT_TRUE(detail::sandbox_filter(attempt.policy.id));
     const int null = ::open("/dev/null", attempt.cgroup_unwritable ? O_RDONLY : O_RDWR);
     ASSERT_GE(null, 3);
+    const int maps = ::open("/proc/self/maps", O_RDONLY);  // before the fault: it may be openat
+    ASSERT_GE(maps, 3);
     if (fault) {
       ASSERT_EQ(pepita::test::fail_syscalls({*fault}), "");
     }
     task::ProcessSpec spec("/bin/true");
     spec.cwd = work.path();
+    const std::size_t mappings = mapping_count(maps);
     detail::SpawnExtras extras;
     const int procs[] = {null};
     if (attempt.cgroup_unwritable) extras.cgroup_procs = procs;
@@ -193,6 +209,7 @@ void expect_spawn_fails(std::optional<pepita::test::SyscallFault> fault,
     }
     EXPECT_EQ(::waitpid(-1, nullptr, WNOHANG), -1);  // no child: none running, none unreaped
     EXPECT_EQ(errno, ECHILD);
+    EXPECT_EQ(mapping_count(maps), mappings);  // and its memory unmapped, as nothing runs on it
   });
   EXPECT_EQ(code, 0);
 }
@@ -255,11 +272,11 @@ TEST(SandboxSpawn, AFailedStepOfTheRootIsNamedAsThePlanNamesIt) {
   WorkDir work("sandbox-step-name");
   expect_spawn_fails(any_call(SCMP_SYS(mkdir), EPERM),
                      "sandbox: cannot " + first_step(standard, MountOp::Kind::Mkdir, work.path()) +
-                         ": Operation not permitted");
+                         ": Operation not permitted (EPERM)");
   expect_spawn_fails(any_call(SCMP_SYS(symlink), EPERM),
                      "sandbox: cannot " +
                          first_step(standard, MountOp::Kind::Symlink, work.path()) +
-                         ": Operation not permitted");
+                         ": Operation not permitted (EPERM)");
   const std::string bind = first_step(standard, MountOp::Kind::BindRO, work.path());
   // A bind refused for lack of permission says what to do; any other reason is the kernel's.
   expect_spawn_fails(pepita::test::SyscallFault{.nr = SCMP_SYS(mount_setattr), .error = EPERM},
@@ -283,6 +300,8 @@ TEST(SandboxSpawn, AStrictSandboxThatCannotBringUpItsLoopbackIsALaunchFailure) {
 
 TEST(SandboxSpawn, TheParentsOwnStepsNameTheCallThatFailed) {
   PEPITA_REQUIRE_CAPABILITY(root);
+  Attempt without_user_ns;  // no id maps to write: the release is the first write
+  without_user_ns.policy.user_ns = false;
   Attempt pinned;
   pinned.cpus = {0};
   Attempt cgroup_unwritable;
@@ -291,6 +310,12 @@ TEST(SandboxSpawn, TheParentsOwnStepsNameTheCallThatFailed) {
                      "sandbox: pipe: Too many open files");
   expect_spawn_fails(pepita::test::SyscallFault{.nr = SCMP_SYS(mprotect), .error = ENOMEM},
                      "sandbox: mprotect the supervisor's guard page: Cannot allocate memory");
+  // Only the supervisor's clone makes a user namespace (glibc's fork passes smaller flags).
+  expect_spawn_fails(
+      pepita::test::SyscallFault{.nr = SCMP_SYS(clone), .error = EPERM, .min_arg0 = CLONE_NEWUSER},
+      "sandbox: clone into new namespaces (user namespaces need "
+      "kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0, or run as root): "
+      "Operation not permitted");
   expect_spawn_fails(pepita::test::SyscallFault{.nr = SCMP_SYS(setpgid), .error = ESRCH},
                      "sandbox: setpgid: No such process");
   expect_spawn_fails(pepita::test::SyscallFault{.nr = SCMP_SYS(openat), .error = EACCES},
@@ -301,6 +326,47 @@ TEST(SandboxSpawn, TheParentsOwnStepsNameTheCallThatFailed) {
                      "sandbox: sched_setaffinity: Invalid argument", pinned);
   expect_spawn_fails(std::nullopt, "sandbox: join the attempt's cgroup: Bad file descriptor",
                      cgroup_unwritable);
+  expect_spawn_fails(pepita::test::SyscallFault{.nr = SCMP_SYS(write), .error = EIO},
+                     "sandbox: release the supervisor: Input/output error", without_user_ns);
+}
+
+// ---- a task that starts ----
+
+// A supervisor that shares our memory (root, a user namespace, no memory limit) leaves us not
+// dumpable for good; one with a copy (a memory limit) leaves us as we were. Either way its report
+// gives the task's exit status.
+TEST(SandboxSpawn, OnlyASupervisorSharingOurMemoryLeavesUsNotDumpable) {
+  PEPITA_REQUIRE_CAPABILITY(root);
+  WorkDir work("sandbox-dumpable");
+  const SandboxPolicy policy = SandboxPolicy::standard();
+  for (const bool memory_limit : {false, true}) {
+    SCOPED_TRACE(memory_limit ? "a memory limit" : "no memory limit");
+    const auto code = pepita::test::run_forked([&] {
+      // Dumpable to begin with (an earlier sandbox of this test process may have cleared it).
+      ASSERT_EQ(::prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), 0);
+      const int null = ::open("/dev/null", O_RDWR);
+      ASSERT_GE(null, 3);
+      task::ProcessSpec spec("/bin/sh");
+      spec.args = {"-c", "exit 7"};
+      spec.cwd = work.path();
+      detail::SpawnExtras extras;
+      extras.memory_limit = memory_limit;
+      auto child = detail::spawn_sandboxed(spec, {null, null, null}, 0, extras, policy);
+      ASSERT_TRUE(child) << child.error().message();
+      EXPECT_EQ(::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), memory_limit ? 1 : 0);
+      int status = 0;
+      ASSERT_EQ(::waitpid(child->pid, &status, 0), child->pid);
+      EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+      child->memory.reaped();
+      const detail::SandboxOutcome out =
+          detail::read_sandbox_outcome(child->report.get(), policy.id);
+      EXPECT_TRUE(out.reported);
+      EXPECT_EQ(out.code, CLD_EXITED);
+      EXPECT_EQ(out.status, 7);
+      EXPECT_EQ(out.reason, "");
+    });
+    EXPECT_EQ(code, 0);
+  }
 }
 
 }  // namespace
