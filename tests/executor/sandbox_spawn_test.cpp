@@ -310,12 +310,13 @@ TEST(SandboxSpawn, TheParentsOwnStepsNameTheCallThatFailed) {
                      "sandbox: pipe: Too many open files");
   expect_spawn_fails(pepita::test::SyscallFault{.nr = SCMP_SYS(mprotect), .error = ENOMEM},
                      "sandbox: mprotect the supervisor's guard page: Cannot allocate memory");
-  // Only the supervisor's clone makes a user namespace (glibc's fork passes smaller flags).
+  // Only the supervisor's clone makes a user namespace (glibc's fork passes smaller flags);
+  // ENOSPC is what user.max_user_namespaces reached gives.
   expect_spawn_fails(
-      pepita::test::SyscallFault{.nr = SCMP_SYS(clone), .error = EPERM, .min_arg0 = CLONE_NEWUSER},
+      pepita::test::SyscallFault{.nr = SCMP_SYS(clone), .error = ENOSPC, .min_arg0 = CLONE_NEWUSER},
       "sandbox: clone into new namespaces (user namespaces need "
       "kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0, or run as root): "
-      "Operation not permitted");
+      "No space left on device");
   expect_spawn_fails(pepita::test::SyscallFault{.nr = SCMP_SYS(setpgid), .error = ESRCH},
                      "sandbox: setpgid: No such process");
   expect_spawn_fails(pepita::test::SyscallFault{.nr = SCMP_SYS(openat), .error = EACCES},
