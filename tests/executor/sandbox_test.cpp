@@ -34,6 +34,7 @@
 #include "common/temp_dir.hpp"
 #include "detail/sandbox_spawn.hpp"
 #include "executor/process_test_util.hpp"
+#include "executor/sandbox_test_util.hpp"
 #include "pepita/executor/process.hpp"
 #include "pepita/task/affinity.hpp"
 
@@ -45,22 +46,11 @@ using task::SandboxPolicy;
 using task::Task;
 using test::make;
 using test::run_one;
+using test::staging_candidates;
+using test::WorkDir;
 using namespace std::chrono_literals;
 
 constexpr const char* kHostile = PEPITA_SANDBOX_HOSTILE;
-
-// A work dir the sandbox's unprivileged id may write (mkdtemp makes it 0700 and ours).
-class WorkDir {
- public:
-  explicit WorkDir(const char* name) : dir_(name) {
-    std::filesystem::permissions(dir_.path(), std::filesystem::perms::all);
-  }
-  const std::string& path() const { return dir_.path(); }
-  std::string file(const std::string& name) const { return dir_.file(name); }
-
- private:
-  pepita::test::TempDir dir_;
-};
 
 Task sh_in(const std::string& dir, const std::string& script, const SandboxPolicy& policy) {
   return Task::binary("/bin/sh").args({"-c", script}).cwd(dir).sandbox(policy).build().value();
@@ -78,17 +68,6 @@ bool has_op(const std::vector<MountOp>& plan, MountOp::Kind kind, const std::str
 }
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
-// The dirs the supervisor may build the root over (detail::sandbox_staging_dir) that this host
-// has as real directories, in its order.
-std::vector<std::string> staging_candidates() {
-  std::vector<std::string> dirs;
-  for (const char* d : {"/mnt", "/srv", "/opt", "/media", "/tmp", "/run", "/var"}) {
-    struct stat st {};
-    if (::lstat(d, &st) == 0 && S_ISDIR(st.st_mode)) dirs.emplace_back(d);
-  }
-  return dirs;
-}
 
 bool inside(const std::string& path, const std::string& dir) {
   return path == dir || path.starts_with(dir + "/");
