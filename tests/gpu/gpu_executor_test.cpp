@@ -294,9 +294,19 @@ TEST_F(GpuExecutorTest, NotAGpuTaskIsRejectedAtStart) {
   auto r = exec->start(*t, {}, [](ExecutionResult) { ADD_FAILURE() << "must not complete"; });
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument);
-  GpuExecutor::Options none;
-  none.slots = 0;
-  EXPECT_FALSE(GpuExecutor::create(*env().device, none));
+  // Slots 1..64: each end accepted, one past each refused by the executor itself, by name.
+  for (const std::size_t slots : {std::size_t{0}, std::size_t{65}}) {
+    GpuExecutor::Options bad;
+    bad.slots = slots;
+    auto e = GpuExecutor::create(*env().device, bad);
+    ASSERT_FALSE(e) << slots;
+    EXPECT_EQ(e.error().code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(e.error().message().find("GpuExecutor slots must be 1..64"), std::string::npos)
+        << e.error().message();
+  }
+  GpuExecutor::Options most;
+  most.slots = 64;
+  EXPECT_TRUE(GpuExecutor::create(*env().device, most));
   GpuExecutor::Options no_time;
   no_time.default_timeout = std::chrono::seconds(0);
   auto z = GpuExecutor::create(*env().device, no_time);
