@@ -1,11 +1,16 @@
-// Message payload codecs: round trips and truncation/trailing-byte rejection.
+// Message payload codecs: round trips and truncation/trailing-byte rejection, each bound at its
+// last accepted and first refused value with the message a peer or user reads, and
+// check_staged_path's reasons.
 #include "pepita/transport/messages.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <map>
+#include <string>
 
 namespace pepita::transport {
 namespace {
@@ -213,6 +218,178 @@ TEST(Messages, EachTaskStatusHasItsOwnName) {
   ASSERT_EQ(names.size(), kMaxTaskStatus + 1u) << "a status without a name here";
   for (const auto& [status, name] : names) EXPECT_EQ(to_string(status), name);
   EXPECT_EQ(to_string(static_cast<TaskStatus>(kMaxTaskStatus + 1)), "unknown");
+}
+
+// The error a decoder gives for `b`, or "accepted"; every refusal is a Protocol error.
+template <typename Decode>
+std::string decode_error_of(Decode decode, ByteSpan b) {
+  auto r = decode(b);
+  if (r) return "accepted";
+  EXPECT_EQ(r.error().code(), ErrorCode::Protocol) << r.error().message();
+  return r.error().message();
+}
+
+TEST(Messages, EveryDecoderRefusesTrailingBytesNamingItsMessageAndTheirCount) {
+  const auto trailing = [](Bytes b, auto decode) {
+    b.insert(b.end(), 3, std::byte{0});
+    return decode_error_of(decode, b);
+  };
+  EXPECT_EQ(trailing(encode(RegisterMsg{}), decode_register),
+            "register payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(SubmitMsg{}), decode_submit), "submit payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(StartedMsg{}), decode_started), "started payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(LogMsg{.stream = 1}), decode_log), "log payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(ResultMsg{}), decode_result), "result payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(FetchBlobMsg{.length = 1}), decode_fetch_blob),
+            "fetch-blob payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(BlobChunkMsg{}), decode_blob_chunk),
+            "blob-chunk payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(OutputChunkMsg{}), decode_output_chunk),
+            "output-chunk payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(HeartbeatMsg{}), decode_heartbeat),
+            "heartbeat payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(UploadMsg{}), decode_upload), "upload payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(HaveBlobMsg{}), decode_have_blob),
+            "have-blob payload has 3 trailing bytes");
+  EXPECT_EQ(trailing(encode(ErrorMsg{}), decode_error), "error payload has 3 trailing bytes");
+}
+
+TEST(Messages, AListOfExactly65536ItemsIsTakenAndOneMoreIsRefusedNamingBoth) {
+  RegisterMsg reg;
+  reg.backends.resize(std::size_t{1} << 16);
+  auto back = decode_register(encode(reg));
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->backends.size(), std::size_t{1} << 16);
+  reg.backends.emplace_back();
+  EXPECT_EQ(decode_error_of(decode_register, encode(reg)),
+            "register: list of 65537 items exceeds 65536");
+}
+
+TEST(Messages, SubmitTakesBothTaskKindsAndRefusesOthersByNumber) {
+  SubmitMsg m = sample_submit();
+  m.kind = TaskKind::Function;
+  EXPECT_EQ(decode_submit(encode(m)).value(), m);
+  for (std::uint8_t kind : {0, 3}) {
+    Bytes b = encode(m);
+    b[4] = std::byte{kind};  // after the u32 attempt
+    EXPECT_EQ(decode_error_of(decode_submit, b),
+              "submit: unknown task kind " + std::to_string(kind));
+  }
+}
+
+TEST(Messages, SubmitCarriesInheritEnvAndAnExecutableBitOfEitherValue) {
+  SubmitMsg m = sample_submit();
+  m.inherit_env = true;
+  m.files.push_back({.name = "plain.txt", .sha256 = sha256(as_bytes("y")), .executable = false});
+  auto back = decode_submit(encode(m));
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_TRUE(back->inherit_env);
+  ASSERT_EQ(back->files.size(), 2u);
+  EXPECT_TRUE(back->files[0].executable);
+  EXPECT_FALSE(back->files[1].executable);
+}
+
+TEST(Messages, HaveBlobSaysAbsentAsWellAsPresent) {
+  for (bool present : {false, true}) {
+    HaveBlobMsg have{.sha256 = sha256(as_bytes("blob")), .present = present};
+    EXPECT_EQ(decode_have_blob(encode(have)).value(), have) << present;
+  }
+}
+
+TEST(Messages, EveryTaskStatusRoundTripsAndTheNextIsRefusedByNumber) {
+  for (std::uint8_t s = 0; s <= kMaxTaskStatus; ++s) {
+    const ResultMsg res{.attempt = 1, .status = static_cast<TaskStatus>(s)};
+    EXPECT_EQ(decode_result(encode(res)).value(), res) << to_string(res.status);
+  }
+  Bytes b = encode(ResultMsg{});
+  b[4] = std::byte{kMaxTaskStatus + 1};  // after the u32 attempt
+  EXPECT_EQ(decode_error_of(decode_result, b),
+            "result: unknown status " + std::to_string(kMaxTaskStatus + 1));
+}
+
+TEST(Messages, LogTakesStdoutAndStderrAndRefusesStreamZeroNamingIt) {
+  const LogMsg out{.stream = 1, .data = "line\n"};
+  EXPECT_EQ(decode_log(encode(out)).value(), out);
+  EXPECT_EQ(decode_error_of(decode_log, encode(LogMsg{.stream = 0, .data = "x"})),
+            "log frame names stream 0; only 1 (stdout) and 2 (stderr) exist");
+}
+
+TEST(Messages, FetchBlobTakesLengthsFromOneToTheLargestChunk) {
+  for (std::uint32_t length : {1u, kMaxChunk}) {
+    const FetchBlobMsg m{.sha256 = sha256(as_bytes("b")), .offset = 9, .length = length};
+    EXPECT_EQ(decode_fetch_blob(encode(m)).value(), m) << length;
+  }
+  for (std::uint32_t length : {0u, kMaxChunk + 1}) {
+    EXPECT_EQ(decode_error_of(decode_fetch_blob, encode(FetchBlobMsg{.length = length})),
+              "fetch-blob: length " + std::to_string(length) + " is not in 1..4194304");
+  }
+}
+
+// BlobChunk and OutputChunk share their bounds: at most kMaxChunk bytes, lying inside [0, size].
+template <typename Chunk, typename Decode>
+void expect_chunk_bounds(Decode decode, const std::string& what) {
+  const auto chunk = [](std::uint64_t offset, std::uint64_t size, std::string data) {
+    Chunk c;
+    c.offset = offset;
+    c.size = size;
+    c.data = std::move(data);
+    return c;
+  };
+  const auto accepts = [&](const Chunk& c) {
+    auto back = decode(encode(c));
+    ASSERT_TRUE(back) << back.error().message();
+    EXPECT_EQ(*back, c);
+  };
+  accepts(chunk(0, kMaxChunk, std::string(kMaxChunk, 'x')));  // the largest chunk
+  accepts(chunk(1, 5, "bcde"));                               // exactly to the end
+  accepts(chunk(7, 7, ""));                                   // empty, at the end
+  EXPECT_EQ(
+      decode_error_of(decode, encode(chunk(0, 2 * kMaxChunk, std::string(kMaxChunk + 1, 'x')))),
+      what + ": 4194305 bytes at offset 0 do not fit a " +
+          (what == "blob-chunk" ? "blob" : "file") + " of 8388608 bytes");
+  EXPECT_EQ(decode_error_of(decode, encode(chunk(1, 5, "bcdef"))),
+            what + ": 5 bytes at offset 1 do not fit a " +
+                (what == "blob-chunk" ? "blob" : "file") + " of 5 bytes");
+  EXPECT_NE(decode_error_of(decode, encode(chunk(8, 7, ""))), "accepted");
+}
+
+TEST(Messages, BlobChunksTakeUpToTheLargestChunkInsideTheBlob) {
+  expect_chunk_bounds<BlobChunkMsg>(decode_blob_chunk, "blob-chunk");
+}
+
+TEST(Messages, OutputChunksTakeUpToTheLargestChunkInsideTheFile) {
+  expect_chunk_bounds<OutputChunkMsg>(decode_output_chunk, "output-chunk");
+}
+
+// check_staged_path's message for `path` (as an output), or "accepted".
+std::string staged_path_error(std::string_view path) {
+  auto r = check_staged_path(path, "output");
+  if (r) return "accepted";
+  EXPECT_EQ(r.error().code(), ErrorCode::InvalidArgument) << r.error().message();
+  const std::string prefix = "output path '" + std::string(path) + "' ";
+  EXPECT_EQ(r.error().message().substr(0, prefix.size()), prefix);
+  return r.error().message().substr(std::min(prefix.size(), r.error().message().size()));
+}
+
+TEST(Messages, StagedPathsAreRefusedWithTheReasonAndUpTo4096BytesTaken) {
+  for (const char* ok : {"a", "a/b.txt", "..a/b.", ".hidden/x..y"}) {
+    EXPECT_EQ(staged_path_error(ok), "accepted") << ok;
+  }
+  EXPECT_EQ(staged_path_error(std::string(4096, 'a')), "accepted");
+  EXPECT_EQ(staged_path_error(std::string(4097, 'a')), "is longer than 4096 bytes");
+  EXPECT_EQ(staged_path_error(""), "is empty; declare a file relative to the task's directory");
+  EXPECT_EQ(staged_path_error(std::string_view("a\0b", 3)), "contains a NUL byte");
+  EXPECT_EQ(staged_path_error("/etc/passwd"),
+            "is absolute; declare it relative to the task's working directory");
+  for (const char* up : {"../b", "a/..", "a/../b"}) {
+    EXPECT_EQ(staged_path_error(up), "has a '..' component: it would leave the task's directory")
+        << up;
+  }
+  for (const char* dot : {"./b", "a/./b", "a/."}) {
+    EXPECT_EQ(staged_path_error(dot), "has a '.' component; write it without") << dot;
+  }
+  EXPECT_EQ(staged_path_error("a//b"), "has an empty component ('//')");
+  EXPECT_EQ(staged_path_error("dir/"), "ends in '/': declare files, not directories");
 }
 
 }  // namespace
