@@ -877,6 +877,34 @@ TEST(SlurmExecutorFake, IdleJobsAboveMinNodesAreReleasedInOneScancel) {
   EXPECT_EQ((*exec)->submitted(), (std::vector<JobId>{1, 2, 3}));
 }
 
+// Jobs released while idle end before their worker connected, but by our own scancel: they do not
+// count towards max_failed_jobs, so work that comes later still gets new jobs.
+TEST(SlurmExecutorFake, ReleasedJobsDoNotCountTowardsMaxFailedJobs) {
+  FakeSlurmBin fake;
+  count_jobs_from(fake, 1);
+  LogLines log;
+  SlurmOptions o = fake.options();
+  o.nodes = 3;
+  o.min_nodes = 1;
+  o.idle_release = 0ms;
+  o.max_failed_jobs = 2;
+  o.log = log.sink();
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  for (int i = 0; i < 200 && log.count("releasing") == 0; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(slurp(fake.scancel_args), "1\n2\n") << log.all();
+  std::this_thread::sleep_for(500ms);  // more polls: squeue no longer lists 1 and 2
+  Backlog backlog;
+  ASSERT_TRUE(backlog.add(**exec, 3));
+  for (int i = 0; i < 200 && (*exec)->submitted().size() < 5; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ((*exec)->submitted(), (std::vector<JobId>{1, 2, 3, 4, 5})) << log.all();
+  EXPECT_EQ(log.count("submitting no more"), 0u) << log.all();
+  EXPECT_TRUE(backlog.drain(3));
+  (*exec)->shutdown();
+}
+
 // Waiting tasks want one job per cpus_per_worker of them (rounded up), up to nodes: the four
 // first jobs end before their worker connected, and two replace them for three tasks on
 // two-CPU workers.
@@ -1219,6 +1247,61 @@ TEST(SlurmCluster, WorkerJobsThatKeepFailingAreNotResubmittedForever) {
   EXPECT_EQ(handle->wait().status, executor::Status::Cancelled);
   EXPECT_TRUE(unfinished_jobs("pepita-crashloop").empty());
   EXPECT_FALSE(fs::exists(logs.path / "key")) << "the one-time key must not outlive the run";
+}
+
+// A worker job whose worker connected and that then ended (scancel'ed by someone else, as a
+// preemption would) is not a failed start: even at max_failed_jobs 1, the next task gets a new job.
+TEST(SlurmCluster, AWorkerJobThatConnectedAndThenEndedIsNotAFailedStart) {
+  REQUIRE_SLURM();
+  SlurmOptions o;
+  o.nodes = 1;
+  o.worker_binary = kPepita;
+  o.driver_address = "127.0.0.1";
+  o.listen = "127.0.0.1:0";
+  o.job_name = "pepita-preempted";
+  o.poll_interval = 200ms;
+  o.idle_release = std::chrono::hours(1);  // the job is ended by scancel, never released
+  o.max_failed_jobs = 1;
+  std::mutex mu;
+  std::string log;
+  o.log = [&](std::string_view line) {
+    std::lock_guard lock(mu);
+    log.append(line).append("\n");
+  };
+  auto logged = [&] {
+    std::lock_guard lock(mu);
+    return log;
+  };
+  auto exec = SlurmExecutor::create(o);
+  ASSERT_TRUE(exec) << exec.error().to_string();
+  auto pool = pool::Pool::builder().executor(*exec).build().value();
+  auto echo = [] {
+    return task::Task::binary("/bin/echo").args({"ran"}).backend(task::Backend::Remote).build();
+  };
+  auto first = pool.submit(echo().value());
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->wait().stdout_data, "ran\n") << logged();
+  std::vector<WorkerJob> jobs;
+  ASSERT_TRUE(eventually(  // the monitor's next poll marks the job connected
+      [&] {
+        jobs = (*exec)->jobs();
+        return jobs.size() == 1 && jobs[0].connected;
+      },
+      10s))
+      << logged();
+  EXPECT_EQ(shell("scancel " + std::to_string(jobs[0].id)).first, 0);
+  ASSERT_TRUE(eventually([&] { return (*exec)->jobs().empty(); }, 30s)) << logged();
+
+  auto second = pool.submit(echo().value());
+  ASSERT_TRUE(second);
+  const bool resubmitted = eventually([&] { return (*exec)->submitted().size() == 2; }, 30s);
+  EXPECT_TRUE(resubmitted) << logged();
+  EXPECT_EQ(logged().find("submitting no more"), std::string::npos) << logged();
+  if (!resubmitted) pool.shutdown(pool::ShutdownMode::Immediate);
+  EXPECT_EQ(second->wait().stdout_data, resubmitted ? "ran\n" : "") << logged();
+  pool.shutdown();
+  EXPECT_TRUE(eventually([] { return unfinished_jobs("pepita-preempted").empty(); }, 15s))
+      << shell("squeue").second;
 }
 
 // backend = "slurm" through the registry, without --slurm: the sizing flags reach the backend,
