@@ -56,6 +56,15 @@ TEST(Endpoint, RefusesEachMalformedAddressSayingWhichFormsAreAccepted) {
   }
 }
 
+// The text ends at "]": nothing past it is read, even when the bytes after the view would make
+// an address ("[::1]" cut from "[::1]:7070").
+TEST(Endpoint, ABracketedHostThatEndsTheTextIsRefusedWithoutReadingPastIt) {
+  const std::string_view whole = "[::1]:7070";
+  auto ep = parse_endpoint(whole.substr(0, 5));
+  ASSERT_FALSE(ep) << "parsed as " << ep->host << " port " << ep->port;
+  EXPECT_EQ(ep.error().code(), ErrorCode::InvalidArgument);
+}
+
 TEST(Endpoint, ToStringBracketsAnIpV6HostAndParsesBack) {
   const Endpoint v4{.host = "10.1.2.3", .port = 7070};
   const Endpoint v6{.host = "::1", .port = 65535};
