@@ -65,6 +65,7 @@ TEST(Connection, SendAllDeliversEachFrameInOrderAndKeepsTheSequenceInStep) {
   test::KeyFile kf;
   auto [client, server] = connected_pair(kf.key);
   ASSERT_TRUE(client && server);
+  EXPECT_EQ(server->remote_name(), "test");  // the name the client gave in Hello
   const std::string a = "started", b = "result payload";
   const Connection::Outgoing frames[] = {{MessageType::Started, 7, as_bytes(a)},
                                          {MessageType::Result, 7, as_bytes(b)},

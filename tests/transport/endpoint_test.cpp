@@ -45,9 +45,9 @@ TEST(Endpoint, ParsesHostAndPortOfEachAcceptedForm) {
 
 TEST(Endpoint, RefusesEachMalformedAddressSayingWhichFormsAreAccepted) {
   for (const std::string_view text :
-       {"", "nohost", ":7070", "h:", "h:65536", "h:99999", "h:123456", "h:8a", "h:/0",
-        "h:9:", "h:-1", "a:b:7070", "::1:7070", "[::1]", "[::1]:", "[::1]7070", "[::1", "[]:7070",
-        "[::1]:x"}) {
+       {"",         "nohost", ":7070",     "h:",   "h:65536", "h:99999",  "h:123456",
+        "h:000080", "h:8a",   "h:/0",      "h:9:", "h:-1",    "a:b:7070", "::1:7070",
+        "[::1]",    "[::1]:", "[::1]7070", "[::1", "[]:7070", "[::1]:x"}) {
     auto ep = parse_endpoint(text);
     ASSERT_FALSE(ep) << "'" << text << "' parsed as " << ep->host << " port " << ep->port;
     EXPECT_EQ(ep.error().code(), ErrorCode::InvalidArgument) << text;

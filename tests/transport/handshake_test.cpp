@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -181,6 +182,38 @@ TEST(Handshake, AnotherProtocolVersionIsNamedFromTheFifthByteOnceThereIsOne) {
                 ", the driver protocol 99: upgrade one side");
 }
 
+// Whole frames read from a non-blocking socket by hand: each one's bytes, or nullopt when none
+// comes within 5 s or the frame is malformed.
+struct FrameReader {
+  explicit FrameReader(int fd_) : fd(fd_) {}
+  std::optional<Bytes> next() {
+    for (;;) {
+      auto d = decode_frame(ByteSpan(in), {.max_payload = kMaxPayload});
+      if (!d) return std::nullopt;
+      if (d->frame) {
+        const std::size_t used = kHeaderSize + d->frame->header.payload_len + d->frame->mac.size();
+        Bytes frame(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(used));
+        in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(used));
+        return frame;
+      }
+      pollfd pfd{fd, POLLIN, 0};
+      if (::poll(&pfd, 1, 5000) != 1) return std::nullopt;
+      std::byte chunk[4096];
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) return std::nullopt;
+      in.insert(in.end(), chunk, chunk + n);
+    }
+  }
+  int fd;
+  Bytes in;
+};
+
+void send_frame(int fd, const FrameHeader& header, ByteSpan payload) {
+  Bytes wire;
+  ASSERT_TRUE(encode_frame(header, payload, wire));
+  ASSERT_EQ(::send(fd, wire.data(), wire.size(), MSG_NOSIGNAL), static_cast<ssize_t>(wire.size()));
+}
+
 // A worker run by hand: it answers Hello with a Challenge, reads the Auth (cleartext, sequence 1
 // as docs/protocol.md says), then sends `after_auth` sealed, or nothing.
 std::uint16_t fake_worker(const Key& key, std::optional<MessageType> after_auth,
@@ -196,38 +229,19 @@ std::uint16_t fake_worker(const Key& key, std::optional<MessageType> after_auth,
       else
         std::this_thread::sleep_for(5ms);
     }
-    Bytes in(4096);
-    std::size_t have = 0;
-    auto next_frame = [&]() -> std::optional<Message> {
-      for (;;) {
-        auto d = decode_frame(ByteSpan(in).first(have));
-        if (!d) return std::nullopt;
-        if (d->frame) {
-          Message m{d->frame->header, Bytes(d->frame->payload.begin(), d->frame->payload.end())};
-          const std::size_t used = kHeaderSize + d->frame->header.payload_len;
-          std::memmove(in.data(), in.data() + used, have - used);
-          have -= used;
-          return m;
-        }
-        pollfd pfd{fd.get(), POLLIN, 0};
-        if (::poll(&pfd, 1, 5000) != 1) return std::nullopt;
-        const ssize_t n = ::recv(fd.get(), in.data() + have, in.size() - have, 0);
-        if (n <= 0) return std::nullopt;
-        have += static_cast<std::size_t>(n);
-      }
-    };
-    auto hello = next_frame();
+    FrameReader frames(fd.get());
+    auto hello = frames.next();
     if (!hello) return;
-    auto [server, challenge] = ServerHandshake::on_hello(key, hello->payload).value();
-    Bytes wire;
-    (void)encode_frame({.type = MessageType::Challenge}, challenge, wire);
-    ::send(fd.get(), wire.data(), wire.size(), MSG_NOSIGNAL);
-    auto auth = next_frame();
+    auto [server, challenge] =
+        ServerHandshake::on_hello(key, decode_frame(*hello).value().frame->payload).value();
+    send_frame(fd.get(), {.type = MessageType::Challenge}, challenge);
+    auto auth = frames.next();
     if (!auth) return;
-    auth_header.set_value(auth->header);
-    auto session = server.on_auth(auth->payload);
+    const FrameView view = *decode_frame(*auth).value().frame;
+    auth_header.set_value(view.header);
+    auto session = server.on_auth(view.payload);
     if (session && after_auth) {
-      wire.clear();
+      Bytes wire;
       (void)session->seal_into(*after_auth, 0, {}, wire);
       ::send(fd.get(), wire.data(), wire.size(), MSG_NOSIGNAL);
     }
@@ -265,6 +279,31 @@ TEST(Handshake, AWorkerThatAnswersAuthWithAnotherFrameIsAProtocolError) {
   auto c = Connection::connect(at, kf.key, {.handshake_timeout = 2000ms});
   expect_error(c, ErrorCode::Protocol,
                "expected auth-ok from " + at.to_string() + ", got heartbeat");
+}
+
+// A driver run by hand: the worker's first sealed frame is an empty AuthOk, request 0, that opens
+// in the session the driver derived.
+TEST(Handshake, TheWorkerConfirmsAuthWithAnEmptySealedAuthOkForRequestZero) {
+  RawPeer p;
+  auto [client, hello] = ClientHandshake::start(p.kf.key, "raw driver").value();
+  send_frame(p.raw.get(), {.type = MessageType::Hello}, hello);
+  auto worker = std::async(std::launch::async, [&] { return p.accept({}); });
+  FrameReader frames(p.raw.get());
+  auto challenge = frames.next();
+  ASSERT_TRUE(challenge) << "no Challenge";
+  auto [auth, session] =
+      client.on_challenge(decode_frame(*challenge).value().frame->payload).value();
+  send_frame(p.raw.get(), {.type = MessageType::Auth, .sequence = 1}, auth);
+  auto ok = frames.next();
+  auto accepted = worker.get();
+  ASSERT_TRUE(accepted) << accepted.error().to_string();
+  EXPECT_EQ((*accepted)->remote_name(), "raw driver");
+  ASSERT_TRUE(ok) << "no AuthOk";
+  const FrameView view = *decode_frame(*ok).value().frame;
+  ASSERT_TRUE(session.open(view));
+  EXPECT_EQ(view.header.type, MessageType::AuthOk);
+  EXPECT_EQ(view.header.request_id, 0u);
+  EXPECT_TRUE(view.payload.empty());
 }
 
 }  // namespace
