@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -314,32 +315,53 @@ TEST(Connection, AFrameToAPeerThatStoppedReadingTimesOutAfterIoTimeout) {
   }
 }
 
+// An authenticated pair as connected_pair, plus a second fd on each socket (dup) for reading or
+// writing raw bytes after the handshake; `buffer_bytes` (0: the defaults) caps the client's
+// receive buffer and the worker's send buffer.
+struct RawEnds {
+  std::unique_ptr<Connection> client, worker;
+  UniqueFd client_raw, worker_raw;
+};
+RawEnds pair_with_raw_ends(const Key& key, const ConnectionOptions& options, int buffer_bytes = 0) {
+  RawEnds ends;
+  auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
+  auto dialed = dial(listener.endpoint(), 2000ms);
+  EXPECT_TRUE(dialed) << dialed.error().to_string();
+  if (!dialed) return ends;
+  if (buffer_bytes > 0) {
+    EXPECT_EQ(
+        ::setsockopt(dialed->get(), SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof buffer_bytes), 0);
+  }
+  ends.client_raw = UniqueFd(::dup(dialed->get()));
+  auto server = std::async(std::launch::async, [&]() -> std::unique_ptr<Connection> {
+    pollfd pfd{listener.fd(), POLLIN, 0};
+    if (::poll(&pfd, 1, 5000) != 1) return nullptr;
+    std::string peer;
+    auto fd = listener.accept(peer).value();
+    if (buffer_bytes > 0) {
+      EXPECT_EQ(::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes),
+                0);
+    }
+    ends.worker_raw = UniqueFd(::dup(fd.get()));
+    return Connection::accept(std::move(fd), peer, key, options).value();
+  });
+  auto client = Connection::client(std::move(*dialed), "worker", key, options);
+  EXPECT_TRUE(client) << client.error().to_string();
+  if (client) ends.client = std::move(*client);
+  ends.worker = server.get();
+  return ends;
+}
+
 // A reader that drains slowly but steadily: each wait is shorter than io_timeout, the whole
 // frame takes several times io_timeout. io_timeout bounds a stall, not a frame: the sends finish.
 TEST(Connection, AFrameToAPeerThatReadsSlowlyButSteadilyIsNotTimedOut) {
   test::KeyFile kf;
-  const ConnectionOptions options{.name = "test", .io_timeout = 1000ms};
   for (const bool from_file : {false, true}) {
     SCOPED_TRACE(from_file ? "send_bulk_file" : "send");
-    auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
-    auto dialed = dial(listener.endpoint(), 2000ms);
-    ASSERT_TRUE(dialed);
-    const int small = 256 << 10;  // well above loopback's 64 KiB MSS, far below the frame
-    ASSERT_EQ(::setsockopt(dialed->get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-    UniqueFd raw(::dup(dialed->get()));  // the client's socket, read by hand after the handshake
-    auto server = std::async(std::launch::async, [&]() -> std::unique_ptr<Connection> {
-      pollfd pfd{listener.fd(), POLLIN, 0};
-      if (::poll(&pfd, 1, 5000) != 1) return nullptr;
-      std::string peer;
-      auto fd = listener.accept(peer).value();
-      EXPECT_EQ(::setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-      return Connection::accept(std::move(fd), peer, kf.key, options).value();
-    });
-    auto client = Connection::client(std::move(*dialed), "worker", kf.key, options);
-    ASSERT_TRUE(client) << client.error().to_string();
-    auto worker = server.get();
-    ASSERT_TRUE(worker);
-
+    // Buffers well above loopback's 64 KiB MSS, far below the frame.
+    auto [client, worker, raw, unused] =
+        pair_with_raw_ends(kf.key, {.name = "test", .io_timeout = 1000ms}, 256 << 10);
+    ASSERT_TRUE(client && worker);
     const std::string data(8 << 20, 's');
     DataFile file(data);
     auto sent = std::async(std::launch::async, [&] {
@@ -359,6 +381,49 @@ TEST(Connection, AFrameToAPeerThatReadsSlowlyButSteadilyIsNotTimedOut) {
     EXPECT_GT(std::chrono::steady_clock::now() - start, 2000ms) << "the reader was not slow";
     EXPECT_GT(got, 0u);
   }
+}
+
+// A frame that did not come from the session (a MAC nobody keyed) is refused, not delivered.
+TEST(Connection, AFrameWhoseMacDoesNotVerifyIsRefused) {
+  test::KeyFile kf;
+  auto [client, worker, unused, raw] = pair_with_raw_ends(kf.key, {.name = "test"});
+  ASSERT_TRUE(client && worker);
+  Bytes forged;
+  // Sequence 1: the worker's AuthOk was 0, so only the MAC is wrong.
+  ASSERT_TRUE(encode_frame({.type = MessageType::Heartbeat, .flags = kFlagMac, .sequence = 1},
+                           as_bytes(std::string_view("forged")), forged));
+  forged.resize(forged.size() + kMacSize);
+  ASSERT_EQ(::send(raw.get(), forged.data(), forged.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(forged.size()));
+  auto r = client->receive(2s);
+  ASSERT_FALSE(r) << "a forged frame was delivered";
+  EXPECT_EQ(r.error().code(), ErrorCode::Protocol);
+  EXPECT_NE(r.error().message().find("MAC does not verify"), std::string::npos)
+      << r.error().to_string();
+}
+
+// A wake fd ends a wait with nothing, but a frame already on the socket is read first.
+TEST(Connection, AWakeFdEndsAnEmptyWaitButNotOneWithAFrameThere) {
+  test::KeyFile kf;
+  auto [client, server] = connected_pair(kf.key);
+  ASSERT_TRUE(client && server);
+  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  const std::uint64_t one = 1;
+  ASSERT_EQ(::write(wake.get(), &one, sizeof one), static_cast<ssize_t>(sizeof one));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto woke = client->receive(5s, wake.get());
+  ASSERT_TRUE(woke) << woke.error().to_string();
+  EXPECT_FALSE(*woke);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+
+  ASSERT_TRUE(server->send(MessageType::Log, 3, as_bytes(std::string_view("there"))));
+  pollfd pfd{wake.get(), POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 0), 1);   // still signalled
+  std::this_thread::sleep_for(50ms);  // the frame is on the socket
+  auto m = client->receive(5s, wake.get());
+  ASSERT_TRUE(m) << m.error().to_string();
+  ASSERT_TRUE(*m) << "the wake hid a frame that was there";
+  EXPECT_EQ((*m)->header.type, MessageType::Log);
 }
 
 // A frame that arrived in pieces, then silence: the silence is an idle connection (nullopt at
