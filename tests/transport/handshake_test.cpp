@@ -306,5 +306,25 @@ TEST(Handshake, TheWorkerConfirmsAuthWithAnEmptySealedAuthOkForRequestZero) {
   EXPECT_TRUE(view.payload.empty());
 }
 
+// A driver that passes the Challenge's check but cannot prove the key: the worker refuses it and
+// says only "authentication failed", in a cleartext Error frame, before closing.
+TEST(Handshake, AnAuthThatDoesNotProveTheKeyIsRefusedWithAnErrorFrameSayingOnlyThat) {
+  RawPeer p;
+  auto [client, hello] = ClientHandshake::start(p.kf.key, "raw driver").value();
+  send_frame(p.raw.get(), {.type = MessageType::Hello}, hello);
+  auto worker = std::async(std::launch::async, [&] { return p.accept({}); });
+  FrameReader frames(p.raw.get());
+  ASSERT_TRUE(frames.next()) << "no Challenge";
+  send_frame(p.raw.get(), {.type = MessageType::Auth, .sequence = 1}, Bytes(kMacSize));
+  auto refusal = frames.next();
+  auto accepted = worker.get();
+  ASSERT_FALSE(accepted) << "a driver without the key was accepted";
+  EXPECT_EQ(accepted.error().code(), ErrorCode::PermissionDenied) << accepted.error().to_string();
+  ASSERT_TRUE(refusal) << "no Error frame before the close";
+  const FrameView view = *decode_frame(*refusal).value().frame;
+  EXPECT_EQ(view.header.type, MessageType::Error);
+  EXPECT_EQ(std::string(as_text(view.payload)), "authentication failed");
+}
+
 }  // namespace
 }  // namespace pepita::transport
