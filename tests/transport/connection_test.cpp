@@ -88,6 +88,31 @@ TEST(Connection, SendAllDeliversEachFrameInOrderAndKeepsTheSequenceInStep) {
   EXPECT_EQ(std::string(as_text(m4.payload)), "after");
 }
 
+// Frames of many sizes sent in one write arrive split across reads at every offset: each is
+// put back together, in order, byte for byte, however the receive buffer is compacted or grown.
+TEST(Connection, ABurstOfFramesOfManySizesIsReassembledAcrossReads) {
+  test::KeyFile kf;
+  auto [client, server] = connected_pair(kf.key);
+  ASSERT_TRUE(client && server);
+  std::vector<std::string> payloads;
+  for (std::size_t i = 0; i < 40; ++i) {
+    std::string p((i * 37'171) % 300'000 + i, '\0');
+    for (std::size_t k = 0; k < p.size(); ++k) p[k] = static_cast<char>('a' + (i + k) % 26);
+    payloads.push_back(std::move(p));
+  }
+  std::vector<Connection::Outgoing> frames;
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    frames.push_back({MessageType::Log, i, as_bytes(payloads[i])});
+  }
+  auto sent = std::async(std::launch::async, [&] { return server->send_all(frames); });
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    Message m = next(*client);
+    EXPECT_EQ(m.header.request_id, i);
+    ASSERT_TRUE(std::string(as_text(m.payload)) == payloads[i]) << "frame " << i << " differs";
+  }
+  EXPECT_TRUE(sent.get());
+}
+
 // A peer that closes after part of a frame, even its first byte only, is a truncated frame;
 // one that closes before any is not (here: a client that closes during the handshake).
 TEST(Connection, ClosingMidFrameFromItsFirstByteIsATruncatedFrameAndBeforeItIsNot) {
