@@ -121,6 +121,8 @@ TEST(Handshake, AFirstFrameOtherThanHelloIsAProtocolError) {
   p.send(frame_of(MessageType::Heartbeat, ""));
   expect_error(p.accept({}), ErrorCode::Protocol,
                "handshake with " + p.peer + ": expected hello, got heartbeat");
+  // It speaks this protocol version: no version complaint comes back, only the close.
+  EXPECT_TRUE(p.received().empty());
 }
 
 TEST(Handshake, AHelloCarryingAMacIsAProtocolError) {
