@@ -473,16 +473,18 @@ TEST(Connection, AReadTheKernelFailsIsDisconnectedNamingThePeerAndErrno) {
   test::KeyFile kf;
   auto [client, server] = connected_pair(kf.key);
   ASSERT_TRUE(client && server);
-  auto code = pepita::test::run_forked([&] {
-    ASSERT_TRUE(server->send(MessageType::Heartbeat, 0, {}));
-    ASSERT_EQ(pepita::test::fail_syscalls({{SCMP_SYS(read), ECONNRESET}}), "");
-    auto r = client->receive(2s);
-    ASSERT_FALSE(r) << "a frame was read";
-    EXPECT_EQ(r.error().code(), ErrorCode::Disconnected);
-    EXPECT_EQ(r.error().sys_errno(), ECONNRESET);
-    EXPECT_NE(r.error().message().find("read from " + client->peer()), std::string::npos)
-        << r.error().to_string();
-  });
+  auto code = pepita::test::run_forked(
+      [&] {
+        ASSERT_TRUE(server->send(MessageType::Heartbeat, 0, {}));
+        ASSERT_EQ(pepita::test::fail_syscalls({{SCMP_SYS(read), ECONNRESET}}), "");
+        auto r = client->receive(2s);
+        ASSERT_FALSE(r) << "a frame was read";
+        EXPECT_EQ(r.error().code(), ErrorCode::Disconnected);
+        EXPECT_EQ(r.error().sys_errno(), ECONNRESET);
+        EXPECT_NE(r.error().message().find("read from " + client->peer()), std::string::npos)
+            << r.error().to_string();
+      },
+      10s);  // a hang (a retry loop that never ends) fails, not times out
   EXPECT_EQ(code, 0);
 }
 
@@ -490,17 +492,19 @@ TEST(Connection, APollTheKernelFailsIsAnErrorNotATimeout) {
   test::KeyFile kf;
   auto [client, server] = connected_pair(kf.key);
   ASSERT_TRUE(client && server);
-  auto code = pepita::test::run_forked([&] {
-    ASSERT_EQ(
-        pepita::test::fail_syscalls({{.nr = SCMP_SYS(poll), .error = ENOMEM, .min_arg0 = 0},
-                                     {.nr = SCMP_SYS(ppoll), .error = ENOMEM, .min_arg0 = 0}}),
-        "");
-    auto r = client->receive(500ms);
-    ASSERT_FALSE(r) << "no error";
-    EXPECT_EQ(r.error().sys_errno(), ENOMEM);
-    EXPECT_NE(r.error().message().find("poll " + client->peer()), std::string::npos)
-        << r.error().to_string();
-  });
+  auto code = pepita::test::run_forked(
+      [&] {
+        ASSERT_EQ(
+            pepita::test::fail_syscalls({{.nr = SCMP_SYS(poll), .error = ENOMEM, .min_arg0 = 0},
+                                         {.nr = SCMP_SYS(ppoll), .error = ENOMEM, .min_arg0 = 0}}),
+            "");
+        auto r = client->receive(500ms);
+        ASSERT_FALSE(r) << "no error";
+        EXPECT_EQ(r.error().sys_errno(), ENOMEM);
+        EXPECT_NE(r.error().message().find("poll " + client->peer()), std::string::npos)
+            << r.error().to_string();
+      },
+      10s);  // a hang (a retry loop that never ends) fails, not times out
   EXPECT_EQ(code, 0);
 }
 

@@ -177,13 +177,15 @@ TEST(Dial, APeerThatNeverAnswersTimesOutAsDisconnectedWithEtimedout) {
 // the error carries that step's errno, not a default.
 void expect_dial_fails_with(std::initializer_list<test::SyscallFault> faults, int expected) {
   auto listener = Listener::bind({.host = "127.0.0.1", .port = 0}, false).value();
-  auto code = test::run_forked([&] {
-    ASSERT_EQ(test::fail_syscalls(faults), "");
-    auto r = dial(listener.endpoint(), 2000ms);
-    ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().code(), ErrorCode::Disconnected);
-    EXPECT_EQ(r.error().sys_errno(), expected) << r.error().to_string();
-  });
+  auto code = test::run_forked(
+      [&] {
+        ASSERT_EQ(test::fail_syscalls(faults), "");
+        auto r = dial(listener.endpoint(), 2000ms);
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error().code(), ErrorCode::Disconnected);
+        EXPECT_EQ(r.error().sys_errno(), expected) << r.error().to_string();
+      },
+      10s);  // a hang (a retry loop that never ends) fails, not times out
   EXPECT_EQ(code, 0);
 }
 
@@ -206,13 +208,16 @@ TEST(Dial, AnUnreadableConnectOutcomeFailsWithItsErrno) {
 }
 
 TEST(Listener, ASocketTheKernelRefusesFailsTheBindWithItsErrno) {
-  auto code = test::run_forked([&] {
-    ASSERT_EQ(test::fail_syscalls({{.nr = SCMP_SYS(socket), .error = EMFILE, .min_arg0 = 0}}), "");
-    auto r = Listener::bind({.host = "127.0.0.1", .port = 0}, false);
-    ASSERT_FALSE(r);
-    EXPECT_EQ(r.error().sys_errno(), EMFILE) << r.error().to_string();
-    EXPECT_NE(r.error().message().find("bind 127.0.0.1:0"), std::string::npos);
-  });
+  auto code = test::run_forked(
+      [&] {
+        ASSERT_EQ(test::fail_syscalls({{.nr = SCMP_SYS(socket), .error = EMFILE, .min_arg0 = 0}}),
+                  "");
+        auto r = Listener::bind({.host = "127.0.0.1", .port = 0}, false);
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error().sys_errno(), EMFILE) << r.error().to_string();
+        EXPECT_NE(r.error().message().find("bind 127.0.0.1:0"), std::string::npos);
+      },
+      10s);  // a hang (a retry loop that never ends) fails, not times out
   EXPECT_EQ(code, 0);
 }
 
