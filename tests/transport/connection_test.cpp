@@ -67,6 +67,9 @@ TEST(Connection, SendAllDeliversEachFrameInOrderAndKeepsTheSequenceInStep) {
   auto [client, server] = connected_pair(kf.key);
   ASSERT_TRUE(client && server);
   EXPECT_EQ(server->remote_name(), "test");  // the name the client gave in Hello
+  // The client names the worker by the address it dialed.
+  EXPECT_EQ(client->remote_name().rfind("127.0.0.1:", 0), 0u) << client->remote_name();
+  EXPECT_EQ(client->remote_name(), client->peer());
   const std::string a = "started", b = "result payload";
   const Connection::Outgoing frames[] = {{MessageType::Started, 7, as_bytes(a)},
                                          {MessageType::Result, 7, as_bytes(b)},

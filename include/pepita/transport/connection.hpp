@@ -140,7 +140,8 @@ class Connection {
   void shutdown() noexcept;
 
   const std::string& peer() const noexcept { return peer_; }
-  /// The name the client gave in Hello (worker side) or the options name (client side).
+  /// The name the client gave in Hello (worker side), or the worker's address as dialed (client
+  /// side: the worker sends no name).
   const std::string& remote_name() const noexcept { return remote_name_; }
 
   struct Private {
