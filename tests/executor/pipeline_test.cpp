@@ -152,6 +152,21 @@ TEST(Pipeline, FailingMiddleStageFailsThePipelineNamingIt) {
             "pipeline stage 1 ('sh') killed by signal 9 (KILL); the other stages were stopped");
 }
 
+// SIGPIPE is forgiven only to a stage that writes into the next one: the last stage dying of it
+// fails the pipeline.
+TEST(Pipeline, LastStageKilledBySigpipeFailsThePipeline) {
+  auto exec = make();
+  auto r = run_one(*exec, Task::pipeline()
+                              .add_stage(BinaryTask("/bin/echo").with_args({"x"}))
+                              .add_stage(sh("cat >/dev/null; kill -PIPE $$"))
+                              .build()
+                              .value());
+  EXPECT_EQ(r.status, Status::Signaled) << r.error;
+  EXPECT_EQ(r.signal, SIGPIPE);
+  EXPECT_EQ(r.error,
+            "pipeline stage 1 ('sh') killed by signal 13 (PIPE); the other stages were stopped");
+}
+
 // With no other stage to stop, the error names the failing stage and says nothing of others.
 TEST(Pipeline, ASingleFailingStageIsNamedAlone) {
   auto exec = make();

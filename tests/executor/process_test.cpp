@@ -31,6 +31,21 @@ Task sh(const std::string& script) {
   return Task::binary("/bin/sh").args({"-c", script}).build().value();
 }
 
+// run_one with a bound: a reactor stuck in a blocking read or write fails the test instead of
+// hanging it (abandon() then kills the attempt, which unblocks the reactor).
+ExecutionResult run_within(ProcessExecutor& exec, const Task& task, std::chrono::seconds limit) {
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  auto started = exec.start(task, {}, [&p](ExecutionResult r) { p.set_value(std::move(r)); });
+  EXPECT_TRUE(started) << started.error().message();
+  if (!started) return {};
+  if (f.wait_for(limit) != std::future_status::ready) {
+    ADD_FAILURE() << "no result within " << limit.count() << " s: the reactor is stuck";
+    exec.abandon();
+  }
+  return f.get();
+}
+
 TEST(ProcessExecutor, CapturesOutputAndExitStatus) {
   auto exec = make();
   const Task named = Task::binary("/bin/sh")
@@ -86,7 +101,7 @@ TEST(ProcessExecutor, OutputCapCountsDroppedBytes) {
 TEST(ProcessExecutor, StdinEnvCwd) {
   auto exec = make();
   std::string big(1 << 20, 'x');  // larger than a pipe: stdin and stdout must flow together
-  auto cat = run_one(*exec, Task::binary("cat").stdin(big).build().value());
+  auto cat = run_within(*exec, Task::binary("cat").stdin(big).build().value(), 20s);
   EXPECT_EQ(cat.status, Status::Succeeded) << cat.error;
   EXPECT_EQ(cat.stdout_data.size(), big.size());
   auto env = run_one(*exec, Task::binary("/bin/sh")
@@ -174,6 +189,7 @@ TEST(ProcessExecutor, CancelStopsARunningChild) {
   const ExecutionResult never = run_one(*exec, sh("sleep 30"), pre.get_token());
   EXPECT_EQ(never.status, Status::Cancelled);
   EXPECT_EQ(never.exit_code, -1);
+  EXPECT_EQ(never.signal, 0);
   EXPECT_EQ(never.error, "cancelled before it started");
 }
 
@@ -286,6 +302,27 @@ TEST(ProcessExecutor, ChildThatNeverReadsItsStdinDoesNotStallTheExecutor) {
   auto echo = run_one(*exec, Task::binary("/bin/cat").stdin("still here").build().value());
   EXPECT_EQ(echo.status, Status::Succeeded) << echo.error;
   EXPECT_EQ(echo.stdout_data, "still here");
+}
+
+// Both output pipes are read without blocking: a child that writes more than a pipe holds to
+// stderr and then to stdout never waits on a reactor stuck reading the other one.
+TEST(ProcessExecutor, ChildFillingStderrThenStdoutIsDrainedWithoutStalling) {
+  auto exec = make();
+  auto r = run_within(*exec, sh("head -c 300000 /dev/zero >&2; head -c 300000 /dev/zero"), 20s);
+  EXPECT_EQ(r.status, Status::Succeeded) << r.error;
+  EXPECT_EQ(r.stderr_bytes, 300000u);
+  EXPECT_EQ(r.stdout_bytes, 300000u);
+}
+
+// A timer left by an earlier attempt in the same slot (it ended before its timeout) is stale: the
+// next attempt there, without a timeout, runs to its end.
+TEST(ProcessExecutor, AnEarlierAttemptsTimeoutDoesNotEndTheNextInItsSlot) {
+  auto exec = make(200ms);
+  const auto quick = run_one(*exec, Task::binary("/bin/true").timeout(300ms).build().value());
+  ASSERT_EQ(quick.status, Status::Succeeded) << quick.error;
+  const auto slow = run_one(*exec, sh("sleep 1"));
+  EXPECT_EQ(slow.status, Status::Succeeded) << slow.error;
+  EXPECT_EQ(slow.error, "");
 }
 
 // A waitid(2) that fails (ECHILD, from a seccomp filter in a forked child: the executor's reaps
