@@ -22,6 +22,7 @@ namespace {
 using test::make;
 using test::process_running;
 using test::run_one;
+using test::wait_for_file;
 
 using pepita::test::TempDir;
 
@@ -196,6 +197,32 @@ TEST(Pipeline, OneStageFailingStopsTheOthers) {
             std::string::npos)
       << r.error;
   EXPECT_FALSE(process_running(std::stoi(read_text(pid_file))));
+}
+
+// A cancel that comes while a failed pipeline's other stages are being stopped changes nothing:
+// the result is still the failing stage's.
+TEST(Pipeline, ACancelWhileTheOtherStagesAreStoppedKeepsTheFailure) {
+  TempDir dir{"pipeline"};
+  const std::string ready = dir.file("ready");
+  const std::string termed = dir.file("termed");
+  auto exec = make(1s);
+  std::stop_source stop;
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  // Stage 0 notes the SIGTERM that stage 1's failure brings, and runs on until the SIGKILL.
+  auto t = Task::pipeline()
+               .add_stage(sh("trap 'touch " + termed + "' TERM; touch " + ready +
+                             "; while :; do sleep 0.05; done"))
+               .add_stage(sh("while [ ! -e " + ready + " ]; do sleep 0.01; done; exit 4"))
+               .build()
+               .value();
+  ASSERT_TRUE(
+      exec->start(t, stop.get_token(), [&](ExecutionResult r) { p.set_value(std::move(r)); }));
+  ASSERT_TRUE(wait_for_file(termed));
+  stop.request_stop();
+  const ExecutionResult r = f.get();
+  EXPECT_EQ(r.status, Status::Failed) << r.error;
+  EXPECT_EQ(r.error, "pipeline stage 1 ('sh') exited with status 4; the other stages were stopped");
 }
 
 TEST(Pipeline, TimeoutAndCancelStopEveryStage) {

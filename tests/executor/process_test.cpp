@@ -23,6 +23,7 @@ namespace {
 using test::make;
 using test::process_running;
 using test::run_one;
+using test::wait_for_file;
 
 using namespace std::chrono_literals;
 using task::Task;
@@ -231,15 +232,6 @@ TEST(ProcessExecutor, DefaultSlotsAreTheOnlineCpusAndNegativeGraceIsRefused) {
   EXPECT_NE(bad.error().message().find("kill_grace must not be negative"), std::string::npos);
 }
 
-// Waits (up to 10 s) for `path` to exist: the child's script creates it once it is set up.
-bool wait_for_file(const std::string& path) {
-  for (int i = 0; i < 1000; ++i) {
-    if (std::filesystem::exists(path)) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
-}
-
 // A child that traps SIGTERM and exits with a status of its own: the result keeps that status
 // and still says why the attempt ended (its timeout, or the cancel).
 TEST(ProcessExecutor, ChildExitingOnSigtermKeepsItsStatusAndTheReason) {
@@ -267,6 +259,28 @@ TEST(ProcessExecutor, ChildExitingOnSigtermKeepsItsStatusAndTheReason) {
   EXPECT_EQ(cancelled.status, Status::Cancelled) << cancelled.error;
   EXPECT_EQ(cancelled.exit_code, 3);
   EXPECT_EQ(cancelled.error, "cancelled");
+}
+
+// A cancelled child that ignores SIGTERM is SIGKILLed once the grace period is over.
+TEST(ProcessExecutor, ACancelledChildIgnoringSigtermIsKilledAfterTheGrace) {
+  auto exec = make(200ms);
+  pepita::test::TempDir dir{"exec-ignore-term"};
+  const std::string ready = dir.file("ready");
+  std::stop_source stop;
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  ASSERT_TRUE(exec->start(sh("trap '' TERM; touch " + ready + "; sleep 30"), stop.get_token(),
+                          [&](ExecutionResult r) { p.set_value(std::move(r)); }));
+  ASSERT_TRUE(wait_for_file(ready));  // SIGTERM is ignored, by the shell and by its sleep
+  stop.request_stop();
+  if (f.wait_for(10s) != std::future_status::ready) {
+    ADD_FAILURE() << "no SIGKILL within 10 s of the cancel";
+    exec->abandon();
+  }
+  const ExecutionResult r = f.get();
+  EXPECT_EQ(r.status, Status::Cancelled) << r.error;
+  EXPECT_EQ(r.signal, SIGKILL);
+  EXPECT_EQ(r.error, "cancelled; killed by signal 9 (KILL)");
 }
 
 TEST(ProcessExecutor, AbandonKillsRunningProcessGroupsAtOnce) {
