@@ -22,6 +22,7 @@ namespace {
 using test::make;
 using test::process_running;
 using test::run_one;
+using test::wait_for_file;
 
 using pepita::test::TempDir;
 
@@ -54,6 +55,8 @@ TEST(Pipeline, StagesAreConnectedByPipes) {
   for (int i = 1; i <= 100000; ++i) expected += std::to_string(i).find('7') != std::string::npos;
   EXPECT_EQ(r.status, Status::Succeeded) << r.error;
   EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_EQ(r.error, "");
   EXPECT_EQ(std::stoi(r.stdout_data), expected);
   EXPECT_GT(r.cpu, 0ns);  // summed over the stages
 }
@@ -133,8 +136,8 @@ TEST(Pipeline, FailingMiddleStageFailsThePipelineNamingIt) {
                               .value());
   EXPECT_EQ(r.status, Status::Failed);
   EXPECT_EQ(r.exit_code, 3);
-  EXPECT_NE(r.error.find("pipeline stage 1 ('sh') exited with status 3"), std::string::npos)
-      << r.error;
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_EQ(r.error, "pipeline stage 1 ('sh') exited with status 3; the other stages were stopped");
   // `cat` is stopped as soon as stage 1 fails, so it may or may not have copied the "1" through.
   EXPECT_TRUE(r.stdout_data.empty() || r.stdout_data == "1\n") << r.stdout_data;
 
@@ -145,9 +148,34 @@ TEST(Pipeline, FailingMiddleStageFailsThePipelineNamingIt) {
                                    .value());
   EXPECT_EQ(killed.status, Status::Signaled);
   EXPECT_EQ(killed.signal, SIGKILL);
-  EXPECT_NE(killed.error.find("pipeline stage 1 ('sh') killed by signal 9 (KILL)"),
-            std::string::npos)
-      << killed.error;
+  EXPECT_EQ(killed.exit_code, -1);
+  EXPECT_EQ(killed.error,
+            "pipeline stage 1 ('sh') killed by signal 9 (KILL); the other stages were stopped");
+}
+
+// SIGPIPE is forgiven only to a stage that writes into the next one: the last stage dying of it
+// fails the pipeline.
+TEST(Pipeline, LastStageKilledBySigpipeFailsThePipeline) {
+  auto exec = make();
+  auto r = run_one(*exec, Task::pipeline()
+                              .add_stage(BinaryTask("/bin/echo").with_args({"x"}))
+                              .add_stage(sh("cat >/dev/null; kill -PIPE $$"))
+                              .build()
+                              .value());
+  EXPECT_EQ(r.status, Status::Signaled) << r.error;
+  EXPECT_EQ(r.signal, SIGPIPE);
+  EXPECT_EQ(r.error,
+            "pipeline stage 1 ('sh') killed by signal 13 (PIPE); the other stages were stopped");
+}
+
+// With no other stage to stop, the error names the failing stage and says nothing of others.
+TEST(Pipeline, ASingleFailingStageIsNamedAlone) {
+  auto exec = make();
+  auto r = run_one(*exec, Task::pipeline().add_stage(sh("exit 3")).build().value());
+  EXPECT_EQ(r.status, Status::Failed);
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_EQ(r.error, "pipeline stage 0 ('sh') exited with status 3");
 }
 
 TEST(Pipeline, OneStageFailingStopsTheOthers) {
@@ -171,6 +199,32 @@ TEST(Pipeline, OneStageFailingStopsTheOthers) {
   EXPECT_FALSE(process_running(std::stoi(read_text(pid_file))));
 }
 
+// A cancel that comes while a failed pipeline's other stages are being stopped changes nothing:
+// the result is still the failing stage's.
+TEST(Pipeline, ACancelWhileTheOtherStagesAreStoppedKeepsTheFailure) {
+  TempDir dir{"pipeline"};
+  const std::string ready = dir.file("ready");
+  const std::string termed = dir.file("termed");
+  auto exec = make(1s);
+  std::stop_source stop;
+  std::promise<ExecutionResult> p;
+  auto f = p.get_future();
+  // Stage 0 notes the SIGTERM that stage 1's failure brings, and runs on until the SIGKILL.
+  auto t = Task::pipeline()
+               .add_stage(sh("trap 'touch " + termed + "' TERM; touch " + ready +
+                             "; while :; do sleep 0.05; done"))
+               .add_stage(sh("while [ ! -e " + ready + " ]; do sleep 0.01; done; exit 4"))
+               .build()
+               .value();
+  ASSERT_TRUE(
+      exec->start(t, stop.get_token(), [&](ExecutionResult r) { p.set_value(std::move(r)); }));
+  ASSERT_TRUE(wait_for_file(termed));
+  stop.request_stop();
+  const ExecutionResult r = f.get();
+  EXPECT_EQ(r.status, Status::Failed) << r.error;
+  EXPECT_EQ(r.error, "pipeline stage 1 ('sh') exited with status 4; the other stages were stopped");
+}
+
 TEST(Pipeline, TimeoutAndCancelStopEveryStage) {
   TempDir dir{"pipeline"};
   auto exec = make(200ms);
@@ -183,7 +237,9 @@ TEST(Pipeline, TimeoutAndCancelStopEveryStage) {
   // it wrote one cannot be checked (and is not running).
   auto r = run_one(*exec, Task::pipeline(stages("t")).timeout(2s).build().value());
   EXPECT_EQ(r.status, Status::TimedOut);
-  EXPECT_NE(r.error.find("all 2 pipeline stages were stopped"), std::string::npos) << r.error;
+  EXPECT_EQ(r.exit_code, -1);
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_EQ(r.error, "timed out after 2.000000 s; all 2 pipeline stages were stopped");
   for (const char* f : {"t0", "t1"}) {
     const std::string pid = read_text(dir.file(f));
     if (!pid.empty()) {
@@ -204,6 +260,9 @@ TEST(Pipeline, TimeoutAndCancelStopEveryStage) {
   auto c = run_one(*exec, Task::pipeline(stages("c")).build().value(), stop.get_token());
   canceller.join();
   EXPECT_EQ(c.status, Status::Cancelled);
+  EXPECT_EQ(c.exit_code, -1);
+  EXPECT_EQ(c.signal, 0);
+  EXPECT_EQ(c.error, "cancelled; all 2 pipeline stages were stopped");
   for (const char* f : {"c0", "c1"}) {
     EXPECT_FALSE(process_running(std::stoi(read_text(dir.file(f))))) << f;
   }

@@ -16,7 +16,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/child.hpp"
 #include "common/require.hpp"
+#include "common/syscall_fault.hpp"
 #include "common/temp_dir.hpp"
 #include "executor/process_test_util.hpp"
 #include "pepita/core/cgroup.hpp"
@@ -151,6 +153,66 @@ TEST(ProcessResources, PinnedCoresOfTheAllocationAreTheTasksAffinity) {
       sh("grep Cpus_allowed_list /proc/self/status").with_allocation(alloc(1, 0, {}, {core})));
   ASSERT_EQ(r.status, Status::Succeeded) << r.error;
   EXPECT_EQ(r.stdout_data, "Cpus_allowed_list:\t" + std::to_string(core) + "\n");
+}
+
+// Runs `body` with an executor that has no cgroups, in a forked child whose mkdir(2) a seccomp
+// filter refuses (so CgroupTree::acquire cannot make the executor's parent cgroup).
+void without_cgroups(const std::function<void(ProcessExecutor&)>& body) {
+  const auto code = pepita::test::run_forked([&] {
+    ASSERT_EQ(
+        pepita::test::fail_syscalls({{.nr = SCMP_SYS(mkdir), .error = EACCES, .min_arg0 = 0},
+                                     {.nr = SCMP_SYS(mkdirat), .error = EACCES, .min_arg0 = 0}}),
+        "");
+    body(*make(200ms));
+  });
+  EXPECT_EQ(code, 0) << "the forked child failed (its failures are printed above)";
+}
+
+// Without cgroups a memory limit cannot be enforced: the attempt is refused, saying why, and
+// never runs unlimited. CPU time then comes from the reaped process's rusage alone (its user and
+// system time, with what it waited for), at least what /proc said just before it exited.
+TEST(ProcessResources, WithoutCgroupsAMemoryLimitIsRefusedAndCpuTimeIsTheRusage) {
+  without_cgroups([](ProcessExecutor& exec) {
+    const auto limited = run_one(exec, sh("true").with_allocation(alloc(0, 64 << 20)));
+    EXPECT_EQ(limited.status, Status::LaunchFailed);
+    EXPECT_EQ(limited.exit_code, -1);
+    EXPECT_EQ(limited.signal, 0);
+    EXPECT_EQ(limited.error.rfind("task asks for memory = \"64M\" but its limit cannot be "
+                                  "enforced here: create cgroup ",
+                                  0),
+              0u)
+        << limited.error;
+    // User time in the shell's loop, system time in dd's copies; fields 14-17 of its stat are
+    // the shell's and its waited children's user and system ticks.
+    const auto busy = run_one(exec, sh("i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; "
+                                       "dd if=/dev/zero of=/dev/null bs=1M count=500 2>/dev/null; "
+                                       "cut -d' ' -f14-17 /proc/$$/stat"));
+    ASSERT_EQ(busy.status, Status::Succeeded) << busy.error;
+    std::istringstream fields(busy.stdout_data);
+    long ticks = 0;
+    for (long t = 0; fields >> t;) ticks += t;
+    const auto seen = std::chrono::milliseconds(ticks * 1000 / ::sysconf(_SC_CLK_TCK));
+    EXPECT_GT(seen, 0ms) << busy.stdout_data;
+    EXPECT_GE(busy.cpu, seen) << busy.stdout_data;
+  });
+}
+
+// Without cgroups the executor's own sweep ends what the attempt left: a descendant that
+// ignored the timeout's SIGTERM is SIGKILLed with the process group once the task is reaped.
+TEST(ProcessResources, WithoutCgroupsADescendantIgnoringSigtermIsKilledWithTheGroup) {
+  without_cgroups([](ProcessExecutor& exec) {
+    const auto r = run_one(
+        exec, Task::binary("/bin/sh")
+                  .args({"-c", "(trap '' TERM; exec sleep 30) >/dev/null 2>&1 & echo $!; sleep 30"})
+                  .timeout(300ms)
+                  .build()
+                  .value());
+    EXPECT_EQ(r.status, Status::TimedOut) << r.error;
+    const pid_t descendant = std::stoi(r.stdout_data);
+    ASSERT_GT(descendant, 0);
+    EXPECT_TRUE(gone_within(descendant, 5s)) << "descendant " << descendant << " survived";
+    ::kill(descendant, SIGKILL);
+  });
 }
 
 TEST(ProcessResources, ABackgroundGrandchildIsKilledWhenTheTaskEnds) {

@@ -805,6 +805,8 @@ void expect_denied(const std::vector<std::string>& args, const std::string& sysc
   EXPECT_EQ(r.status, Status::Sandboxed)
       << args[0] << ": " << r.error << " / " << r.stdout_data << r.stderr_data;
   EXPECT_EQ(r.error, "sandbox: syscall " + syscall + " denied");
+  EXPECT_EQ(r.exit_code, -1);
+  EXPECT_EQ(r.signal, SIGKILL);  // the supervisor kills the task at the denied call
   EXPECT_EQ(r.stdout_data, "");
 }
 

@@ -217,6 +217,33 @@ TEST(SlotCgroup, AnAttemptWithAMemoryLimitGetsACgroupOfItsOwnRemovedWhenItEnds) 
   }
 }
 
+// Only a limit (memory, a cpu quota or pids) takes an attempt out of its slot's cgroup: an
+// allocation of a GPU alone runs in the slot's, one with a cpu quota or a pids limit in its own.
+TEST(SlotCgroup, OnlyAnAllocationWithALimitGetsACgroupOfItsOwn) {
+  PEPITA_REQUIRE_CAPABILITY(cgroup);
+  const Mount m = memory_mount();
+  if (!peak_resettable(m)) GTEST_SKIP() << "cgroup2 memory.peak cannot be reset (Linux < 6.12)";
+  auto exec = one_slot();
+  auto cgroup_of = [&](const Allocation& a) {
+    const auto r = run_one(*exec, sh(print_own_cgroup(m)).with_allocation(a));
+    EXPECT_EQ(r.status, Status::Succeeded) << r.error;
+    return trimmed(r.stdout_data);
+  };
+  Allocation gpu;
+  gpu.gpus.push_back({.id = "0", .fraction = 1.0});
+  const std::string slot = cgroup_of(gpu);
+  EXPECT_NE(slot.find("/task-slot"), std::string::npos) << slot;
+  Allocation quota;
+  quota.cpus = 0.5;
+  Allocation pids;
+  pids.pids = 64;
+  for (const Allocation& limited : {quota, pids}) {
+    const std::string own = cgroup_of(limited);
+    EXPECT_NE(own.find("/task-"), std::string::npos) << own;
+    EXPECT_EQ(own.find("/task-slot"), std::string::npos) << own;
+  }
+}
+
 TEST(SlotCgroup, EachAttemptReportsItsOwnPeakMemoryAndCpuTime) {
   PEPITA_REQUIRE_CAPABILITY(cgroup);
   auto exec = one_slot();
