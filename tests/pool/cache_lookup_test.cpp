@@ -359,22 +359,23 @@ TEST_F(CacheLookupFixture, EntryThatCannotBeReadIsAMiss) {
   });
 }
 
-// One hashing thread still hashes any number of files.
-TEST_F(CacheLookupFixture, OneHashThreadHashesSeveralFiles) {
-  in_child([&] {
-    auto cache = ResultCache::open(cache_dir(), {.hash_threads = 1}).value();
-    std::vector<std::string> paths;
-    for (int i = 0; i < 4; ++i) {
-      paths.push_back(dir.file("f" + std::to_string(i)));
-      write_file(paths.back(), std::to_string(i));
-    }
-    auto h = cache->hash_files(paths);
-    ASSERT_EQ(h.size(), 4u);
-    for (int i = 0; i < 4; ++i) {
-      ASSERT_TRUE(h[i]) << i;
-      EXPECT_EQ(*h[i], sha256_hex(std::to_string(i)));
-    }
-  });
+// One hashing thread, or the default (one per CPU, at least 2), hashes any number of files.
+TEST_F(CacheLookupFixture, OneOrTheDefaultNumberOfHashThreadsHashSeveralFiles) {
+  for (unsigned threads : {1u, 0u})
+    in_child([&] {
+      auto cache = ResultCache::open(cache_dir(), {.hash_threads = threads}).value();
+      std::vector<std::string> paths;
+      for (int i = 0; i < 4; ++i) {
+        paths.push_back(dir.file("f" + std::to_string(i)));
+        write_file(paths.back(), std::to_string(i));
+      }
+      auto h = cache->hash_files(paths);
+      ASSERT_EQ(h.size(), 4u);
+      for (int i = 0; i < 4; ++i) {
+        ASSERT_TRUE(h[i]) << i;
+        EXPECT_EQ(*h[i], sha256_hex(std::to_string(i)));
+      }
+    });
 }
 
 // files.idx is trusted while a file's stat is unchanged: a record with this file's exact stamp
