@@ -414,7 +414,7 @@ struct ResultCache::Impl {
         detail::FileStamp::of(after) == stamp) {
       std::lock_guard lock(mu);
       entry_index.insert_or_assign(key, detail::EntryRecord{stamp, slim});
-      dead_keys.erase(key);
+      // Not out of dead_keys: a failed flush must still drop the index's old record.
       added_keys.insert(key);
       entries_dirty = true;
     }

@@ -1,15 +1,19 @@
 // The result cache's indexes (detail/cache_index.hpp, and their use in pool/cache.hpp): the
 // codecs, a damaged index as a warning and a cold cache, an input changed after the index was
-// written, gc dropping index records, and concurrent flushes on one directory.
+// written, gc dropping index records, concurrent flushes on one directory, when a flush writes
+// and what a failed one leaves.
 #include "detail/cache_index.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -317,6 +321,115 @@ TEST_F(CacheIndexFixture, ConcurrentFlushesOnOneDirectoryMergeAndNeverTearTheInd
   for (int i = 0; i < kFiles; ++i) {
     EXPECT_TRUE(merged.contains(dir.file(std::string("f").append(std::to_string(i))))) << i;
   }
+}
+
+std::uint64_t inode_of(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+// An index is written when it changed since it was loaded or last written, and only then.
+TEST_F(CacheIndexFixture, FlushWritesAnIndexOnlyWhenItChanged) {
+  ResultCache::open(cache_dir()).value()->flush_index();
+  EXPECT_FALSE(fs::exists(cache_dir() + "/files.idx"));
+  EXPECT_FALSE(fs::exists(cache_dir() + "/entries.idx"));
+  auto cache = ResultCache::open(cache_dir()).value();
+  CacheLookup l = cache->lookup(task());
+  ExecutionResult r = ExecutionResult::success(1, std::chrono::milliseconds(3));
+  ASSERT_TRUE(cache->store(task(), l, r));
+  age_past_racy_margin();
+  ASSERT_TRUE(cache->lookup(task()).hit);  // hashes the aged files, reads the entry
+  cache->flush_index();
+  const std::uint64_t files = inode_of(cache_dir() + "/files.idx");
+  const std::uint64_t entries = inode_of(cache_dir() + "/entries.idx");
+  ASSERT_NE(files, 0u);
+  ASSERT_NE(entries, 0u);
+  cache->flush_index();  // nothing new: neither file is replaced
+  EXPECT_EQ(inode_of(cache_dir() + "/files.idx"), files);
+  EXPECT_EQ(inode_of(cache_dir() + "/entries.idx"), entries);
+}
+
+// A run that only reads an entry (another run stored it) records it in entries.idx.
+TEST_F(CacheIndexFixture, EntryReadByALaterRunIsIndexedAtItsFlush) {
+  {
+    auto cache = ResultCache::open(cache_dir()).value();
+    CacheLookup l = cache->lookup(task());
+    ExecutionResult r = ExecutionResult::success(1, std::chrono::milliseconds(3));
+    r.stdout_data = "stored stdout";
+    ASSERT_TRUE(cache->store(task(), l, r));
+  }
+  EXPECT_EQ(read_file(cache_dir() + "/entries.idx").find("stored stdout"), std::string::npos);
+  age_past_racy_margin();
+  ASSERT_TRUE(ResultCache::open(cache_dir()).value()->lookup(task()).hit);
+  EXPECT_NE(read_file(cache_dir() + "/entries.idx").find("stored stdout"), std::string::npos);
+}
+
+// Damaged indexes are rewritten whole at the next flush, even when the run looked nothing up.
+TEST_F(CacheIndexFixture, DamagedIndexesAreRewrittenAtTheNextFlush) {
+  store_and_index();
+  for (const char* name : {"/files.idx", "/entries.idx"}) {
+    const std::string text = read_file(cache_dir() + name);
+    write_file(cache_dir() + name, text.substr(0, text.size() / 2));
+  }
+  EXPECT_EQ(ResultCache::open(cache_dir()).value()->notices().size(), 2u);
+  EXPECT_TRUE(ResultCache::open(cache_dir()).value()->notices().empty());
+}
+
+// Another run holding index.lock (in its flush) makes this flush wait for it.
+TEST_F(CacheIndexFixture, FlushWaitsWhileAnotherRunHoldsTheIndexLock) {
+  age_past_racy_margin();
+  auto cache = ResultCache::open(cache_dir()).value();
+  ASSERT_TRUE(cache->hash_files({dir.file("in.txt")})[0]);
+  const int held =
+      ::open((cache_dir() + "/index.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
+  std::thread flush([&] { cache->flush_index(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(fs::exists(cache_dir() + "/files.idx")) << "written under another run's lock";
+  ::flock(held, LOCK_UN);
+  flush.join();
+  ::close(held);
+  EXPECT_TRUE(fs::exists(cache_dir() + "/files.idx"));
+}
+
+// gc removes an entry after this run read it: this run's flush does not record it again.
+TEST_F(CacheIndexFixture, EntryRemovedAfterThisRunReadItIsNotIndexed) {
+  store_and_index();
+  fs::remove(cache_dir() + "/entries.idx");
+  auto cache = ResultCache::open(cache_dir()).value();
+  ASSERT_TRUE(cache->lookup(task()).hit);  // read from entries/ and recorded
+  auto report = ResultCache::gc(cache_dir(), {.max_age = std::nullopt, .max_size = 1});
+  ASSERT_TRUE(report) << report.error().message();
+  ASSERT_EQ(report->removed.size(), 1u);
+  cache->flush_index();
+  CacheLookup l = ResultCache::open(cache_dir()).value()->lookup(task());
+  EXPECT_FALSE(l.hit);
+  EXPECT_EQ(l.reason, "ran: no cache entry");
+}
+
+// An entry stored again and read back in the same run, whose entries.idx cannot be rewritten:
+// the old record on disk must not survive to give the next run the old result.
+TEST_F(CacheIndexFixture, EntryStoredAgainAndReadBackLeavesNoStaleRecordWhenTheFlushFails) {
+  store_and_index();
+  auto cache = ResultCache::open(cache_dir()).value();
+  CacheLookup l = cache->lookup(task());
+  ASSERT_TRUE(l.hit);
+  ExecutionResult r = ExecutionResult::success(1, std::chrono::milliseconds(3));
+  r.stdout_data = "second stdout";
+  ASSERT_TRUE(cache->store(task(), l, r));
+  age_past_racy_margin();
+  CacheLookup read_back = cache->lookup(task());  // entries/<key> read again and recorded
+  ASSERT_TRUE(read_back.hit);
+  ASSERT_EQ(read_back.hit->stdout_data, "second stdout");
+  const std::string blocker =
+      cache_dir() + "/entries.idx.tmp." + std::to_string(static_cast<unsigned long>(::gettid()));
+  ASSERT_TRUE(fs::create_directory(blocker));
+  cache->flush_index();
+  fs::remove(blocker);
+  CacheLookup next_run = ResultCache::open(cache_dir()).value()->lookup(task());
+  ASSERT_TRUE(next_run.hit) << next_run.reason;
+  EXPECT_EQ(next_run.hit->stdout_data, "second stdout");
 }
 
 }  // namespace

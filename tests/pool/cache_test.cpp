@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "cache_support.hpp"
 #include "common/temp_dir.hpp"
 #include "detail/cache_entry.hpp"
 #include "detail/cache_executor.hpp"
@@ -340,12 +341,7 @@ Task declaring(const std::string& dir, std::string name, std::string input, std:
       .value();
 }
 
-// Sets the file's times far back and waits out the index's racy margin (its ctime is now).
-void age(const std::string& path) {
-  const struct timespec old[2] = {{1'600'000'000, 0}, {1'600'000'000, 0}};
-  ASSERT_EQ(::utimensat(AT_FDCWD, path.c_str(), old, 0), 0);
-  ::usleep(200'000);
-}
+using test_support::age;
 
 TEST_F(CacheFixture, OncePerRunReusesAStatUntilATaskOfTheRunWritesTheFile) {
   const std::string mid = dir.file("mid.txt");
@@ -387,15 +383,7 @@ TEST_F(CacheFixture, EveryLookupSeesAnEditBetweenTwoLookups) {
 // The key format of "pepita-cache-key 1", computed here the long way: the lookup's digests
 // (one reused context per thread, each message hashed in one piece) must give the same keys as
 // before, so caches written by earlier versions still hit.
-std::string digest_of_parts(const std::vector<std::string>& parts) {
-  Sha256 h;
-  for (const auto& p : parts) {
-    h.update(std::to_string(p.size()));
-    h.update(":");
-    h.update(p);
-  }
-  return h.hex_digest();
-}
+using test_support::digest_of_parts;
 
 TEST_F(CacheFixture, KeyIsTheDocumentedDigestOfItsFieldsAndInputs) {
   auto cache = ResultCache::open(cache_dir()).value();
