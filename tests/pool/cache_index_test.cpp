@@ -175,6 +175,14 @@ struct CacheIndexFixture : ::testing::Test {
     ASSERT_TRUE(fs::exists(cache_dir() + "/entries.idx"));
     EXPECT_NE(read_file(cache_dir() + "/entries.idx").find("stored stdout"), std::string::npos);
   }
+  // After store_and_index: the task, a hit, stored again with "second stdout".
+  void store_again(ResultCache& cache) {
+    CacheLookup l = cache.lookup(task());
+    ASSERT_TRUE(l.hit);
+    ExecutionResult r = ExecutionResult::success(1, std::chrono::milliseconds(3));
+    r.stdout_data = "second stdout";
+    ASSERT_TRUE(cache.store(task(), l, r));
+  }
 };
 
 TEST_F(CacheIndexFixture, HitFromTheIndexesReturnsTheStoredResultWithNoNotice) {
@@ -269,11 +277,7 @@ TEST_F(CacheIndexFixture, GcRemovalDropsTheEntrysIndexRecord) {
 TEST_F(CacheIndexFixture, StoringAgainUnderAKeyReplacesItsIndexRecord) {
   store_and_index();
   auto cache = ResultCache::open(cache_dir()).value();
-  CacheLookup l = cache->lookup(task());
-  ASSERT_TRUE(l.hit);
-  ExecutionResult r = ExecutionResult::success(1, std::chrono::milliseconds(3));
-  r.stdout_data = "second stdout";
-  ASSERT_TRUE(cache->store(task(), l, r));
+  store_again(*cache);
   CacheLookup again = cache->lookup(task());
   ASSERT_TRUE(again.hit);
   EXPECT_EQ(again.hit->stdout_data, "second stdout");
@@ -413,11 +417,7 @@ TEST_F(CacheIndexFixture, EntryRemovedAfterThisRunReadItIsNotIndexed) {
 TEST_F(CacheIndexFixture, EntryStoredAgainAndReadBackLeavesNoStaleRecordWhenTheFlushFails) {
   store_and_index();
   auto cache = ResultCache::open(cache_dir()).value();
-  CacheLookup l = cache->lookup(task());
-  ASSERT_TRUE(l.hit);
-  ExecutionResult r = ExecutionResult::success(1, std::chrono::milliseconds(3));
-  r.stdout_data = "second stdout";
-  ASSERT_TRUE(cache->store(task(), l, r));
+  store_again(*cache);
   age_past_racy_margin();
   CacheLookup read_back = cache->lookup(task());  // entries/<key> read again and recorded
   ASSERT_TRUE(read_back.hit);

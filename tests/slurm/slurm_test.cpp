@@ -850,18 +850,29 @@ struct Backlog {
 
 // Idle longer than idle_release, the jobs above min_nodes are released, the earliest first (all
 // pending alike), in one scancel; the last is cancelled at shutdown.
-TEST(SlurmExecutorFake, IdleJobsAboveMinNodesAreReleasedInOneScancel) {
-  FakeSlurmBin fake;
+// Three jobs numbered from 1, all pending, one kept (min_nodes 1), the rest released as soon as
+// they are idle; returns once the release was logged (or after 10 s).
+Result<std::shared_ptr<SlurmExecutor>> releasing_executor(FakeSlurmBin& fake, LogLines& log,
+                                                          std::uint32_t max_failed_jobs = 0) {
   count_jobs_from(fake, 1);
-  LogLines log;
   SlurmOptions o = fake.options();
   o.nodes = 3;
   o.min_nodes = 1;
   o.idle_release = 0ms;
+  o.max_failed_jobs = max_failed_jobs;
   o.log = log.sink();
   auto exec = SlurmExecutor::create(o);
+  for (int i = 0; exec && i < 200 && log.count("releasing") == 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  return exec;
+}
+
+TEST(SlurmExecutorFake, IdleJobsAboveMinNodesAreReleasedInOneScancel) {
+  FakeSlurmBin fake;
+  LogLines log;
+  auto exec = releasing_executor(fake, log);
   ASSERT_TRUE(exec) << exec.error().to_string();
-  for (int i = 0; i < 200 && log.count("releasing") == 0; ++i) std::this_thread::sleep_for(50ms);
   std::this_thread::sleep_for(500ms);  // more polls: nothing more is released
   EXPECT_EQ(log.count("idle for 0 ms: releasing 2 worker job(s)"), 1u) << log.all();
   EXPECT_EQ(log.count("releasing"), 1u) << log.all();
@@ -881,17 +892,9 @@ TEST(SlurmExecutorFake, IdleJobsAboveMinNodesAreReleasedInOneScancel) {
 // count towards max_failed_jobs, so work that comes later still gets new jobs.
 TEST(SlurmExecutorFake, ReleasedJobsDoNotCountTowardsMaxFailedJobs) {
   FakeSlurmBin fake;
-  count_jobs_from(fake, 1);
   LogLines log;
-  SlurmOptions o = fake.options();
-  o.nodes = 3;
-  o.min_nodes = 1;
-  o.idle_release = 0ms;
-  o.max_failed_jobs = 2;
-  o.log = log.sink();
-  auto exec = SlurmExecutor::create(o);
+  auto exec = releasing_executor(fake, log, 2);
   ASSERT_TRUE(exec) << exec.error().to_string();
-  for (int i = 0; i < 200 && log.count("releasing") == 0; ++i) std::this_thread::sleep_for(50ms);
   ASSERT_EQ(slurp(fake.scancel_args), "1\n2\n") << log.all();
   std::this_thread::sleep_for(500ms);  // more polls: squeue no longer lists 1 and 2
   Backlog backlog;
