@@ -18,8 +18,10 @@
 #include "common/temp_dir.hpp"
 #include "driver_ring.hpp"
 #include "pepita/blk_mq/mem_disk.hpp"
+#include "pepita/core/mapping.hpp"
 #include "pepita/core/sys/socket.hpp"
 #include "pepita/virtio/blk.hpp"
+#include "pepita/virtio/inflight.hpp"
 #include "vhost_frontend.hpp"
 
 namespace pepita::virtio::vhost_user {
@@ -628,6 +630,75 @@ TEST(VhostUser, VringRingsMayEndOnTheLastByteOfGuestRam) {
   // The used ring is 4-aligned: 6 + 8n bytes end 2 bytes short of RAM's end.
   EXPECT_EQ(start_with(fe, sr, avail, end - (6 + 8 * n) - 2), 0u);
   EXPECT_EQ(start_with(fe, sr, avail, end - (6 + 8 * n) + 2), 1u);
+}
+
+// A running vring given new addresses or a new call eventfd restarts and serves on, signalling
+// the new call fd.
+TEST(VhostUser, ARunningVringServesOnAfterNewAddressesAndANewCallFd) {
+  Harness h;
+  Frontend fe(h.link.frontend_fd.get());
+  ack_replies(fe);
+  SharedRing sr(fe, 0, 16);
+  ASSERT_TRUE(serves_a_request(sr));
+  // Acked, so that the next kick comes after the change.
+  EXPECT_EQ(send_acked(fe, SET_VRING_ADDR,
+                       VringAddr{0, 0, kUvaBase + DriverRing::kDesc, kUvaBase + DriverRing::kUsed,
+                                 kUvaBase + DriverRing::kAvail, 0}),
+            0u);
+  EXPECT_TRUE(serves_a_request(sr)) << "not restarted after SET_VRING_ADDR";
+  sr.call.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  EXPECT_EQ(send_acked(fe, SET_VRING_CALL, uint64_t{0}, sr.call.get()), 0u);
+  EXPECT_TRUE(serves_a_request(sr))
+      << "not restarted (or the old call fd kept) after SET_VRING_CALL";
+}
+
+// VHOST_USER_VRING_NOFD_MASK: a call without an fd is taken (no interrupts), a kick without one
+// (a polling ring) is refused without ending the connection.
+TEST(VhostUser, ACallWithoutAnFdIsTakenAndAKickWithoutOneIsRefused) {
+  Harness h;
+  Frontend fe(h.link.frontend_fd.get());
+  ack_replies(fe);
+  EXPECT_EQ(send_acked(fe, SET_VRING_CALL, uint64_t{1} | kVringNoFd), 0u);
+  EXPECT_EQ(send_acked(fe, SET_VRING_KICK, uint64_t{1} | kVringNoFd), 1u);
+  fe.send(GET_QUEUE_NUM, nullptr, 0);
+  EXPECT_EQ(fe.recv_u64(GET_QUEUE_NUM), 2u);
+}
+
+// An inflight region covers the vrings it was made for: vring 1 of a 2-queue device cannot start
+// on a region for one queue, and starts on its own slice of a region for two.
+TEST(VhostUser, AVringStartsOnlyOnItsOwnSliceOfTheInflightRegion) {
+  Harness h;
+  Frontend fe(h.link.frontend_fd.get());
+  fe.send(SET_PROTOCOL_FEATURES,
+          uint64_t{(1ull << protocol::REPLY_ACK) | (1ull << protocol::INFLIGHT_SHMFD)});
+  auto set_region = [&](uint16_t queues, UniqueFd& fd) {
+    fe.send(GET_INFLIGHT_FD, Inflight{0, 0, queues, 16, 0});
+    const auto p = fe.recv_reply_with_fd(GET_INFLIGHT_FD, fd);
+    Inflight in{};
+    EXPECT_EQ(p.size(), sizeof in);
+    if (p.size() == sizeof in) std::memcpy(&in, p.data(), sizeof in);
+    EXPECT_EQ(in.mmap_size, inflight_queue_bytes(16) * queues);
+    return send_acked(fe, SET_INFLIGHT_FD, in, fd.get());
+  };
+  UniqueFd one;
+  ASSERT_EQ(set_region(1, one), 0u);
+  SharedRing sr(fe, 1, 16);
+  EXPECT_EQ(send_acked(fe, SET_VRING_KICK, uint64_t{1}, sr.kick.get()), 1u)
+      << "vring 1 started on a region for one queue";
+  UniqueFd two;
+  ASSERT_EQ(set_region(2, two), 0u);
+  EXPECT_EQ(send_acked(fe, SET_VRING_KICK, uint64_t{1}, sr.kick.get()), 0u);
+  ASSERT_TRUE(serves_a_request(sr));
+  (void)get_vring_base(fe, 1);  // stops the worker: its region stores are done
+  auto map = Mapping::map(2 * inflight_queue_bytes(16), PROT_READ, MAP_SHARED, two.get(), 0,
+                          "test view of the inflight region");
+  ASSERT_TRUE(map.has_value());
+  const auto* second =
+      reinterpret_cast<const InflightHeader*>(map->bytes() + inflight_queue_bytes(16));
+  EXPECT_EQ(second->version, kInflightVersion) << "vring 1 uses the region's second slice";
+  EXPECT_EQ(second->used_idx, 1);
+  EXPECT_EQ(reinterpret_cast<const InflightHeader*>(map->bytes())->used_idx, 0)
+      << "vring 0's slice untouched";
 }
 
 }  // namespace
