@@ -573,6 +573,15 @@ TEST(VhostUser, AMemoryTableWithoutRegionsEndsTheConnection) {
   EXPECT_TRUE(fe.closed_by_peer());
 }
 
+// SET_MEM_TABLE of one region, `bytes` of `memfd` at guest address 0 and kUvaBase: its REPLY_ACK.
+uint64_t send_mem_table(Frontend& fe, int memfd, uint64_t bytes = DriverRing::kMemSize) {
+  Memory mem{};
+  mem.nregions = 1;
+  mem.regions[0] = {0, bytes, kUvaBase, 0};
+  fe.send(SET_MEM_TABLE, &mem, 8 + 32, memfd, kNeedReply);
+  return fe.recv_u64(SET_MEM_TABLE);
+}
+
 // Posts a one-request chain (a header of an unknown type and its status byte; the device answers
 // UNSUPP) on head 0 and waits for it in the used ring.
 bool serves_a_request(SharedRing& sr) {
@@ -597,11 +606,7 @@ TEST(VhostUser, ARunningVringServesOnAfterANewMemoryTable) {
   ack_replies(fe);
   SharedRing sr(fe, 0, 16);
   ASSERT_TRUE(serves_a_request(sr));
-  Memory mem{};
-  mem.nregions = 1;
-  mem.regions[0] = {0, DriverRing::kMemSize, kUvaBase, 0};
-  fe.send(SET_MEM_TABLE, &mem, 8 + 32, sr.memfd.get(), kNeedReply);
-  EXPECT_EQ(fe.recv_u64(SET_MEM_TABLE), 0u);
+  EXPECT_EQ(send_mem_table(fe, sr.memfd.get()), 0u);
   EXPECT_TRUE(serves_a_request(sr)) << "the vring did not restart on the new table";
   EXPECT_EQ(get_vring_base(fe, 0).num, 2u);
 }
@@ -630,6 +635,9 @@ TEST(VhostUser, VringRingsMayEndOnTheLastByteOfGuestRam) {
   // The used ring is 4-aligned: 6 + 8n bytes end 2 bytes short of RAM's end.
   EXPECT_EQ(start_with(fe, sr, avail, end - (6 + 8 * n) - 2), 0u);
   EXPECT_EQ(start_with(fe, sr, avail, end - (6 + 8 * n) + 2), 1u);
+  // RAM of a size that is no multiple of 4: the used ring may end exactly on its last byte.
+  EXPECT_EQ(send_mem_table(fe, sr.memfd.get(), DriverRing::kMemSize - 2), 0u);
+  EXPECT_EQ(start_with(fe, sr, avail, end - 2 - (6 + 8 * n)), 0u);
 }
 
 // A running vring given new addresses or a new call eventfd restarts and serves on, signalling
