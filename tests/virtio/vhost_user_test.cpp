@@ -397,7 +397,7 @@ TEST(VhostUser, ReplyAckAnswersOnlyWhenNegotiatedWithOneForAFailedRequest) {
   Frontend fe(h.link.frontend_fd.get());
   fe.send(SET_OWNER, nullptr, 0, -1, kNeedReply);  // not negotiated yet: no reply
   fe.send(GET_QUEUE_NUM, nullptr, 0);
-  EXPECT_EQ(fe.recv_u64(GET_QUEUE_NUM), 2u) << "the next reply is GET_QUEUE_NUM's";
+  ASSERT_EQ(fe.recv_u64(GET_QUEUE_NUM), 2u) << "the next reply is GET_QUEUE_NUM's";
   ack_replies(fe);
   fe.send(SET_OWNER, nullptr, 0);  // no NEED_REPLY: no reply
   fe.send(SET_OWNER, nullptr, 0, -1, kNeedReply);
