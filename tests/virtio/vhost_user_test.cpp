@@ -709,5 +709,19 @@ TEST(VhostUser, AVringStartsOnlyOnItsOwnSliceOfTheInflightRegion) {
       << "vring 0's slice untouched";
 }
 
+// A kick fd that comes before the ring's addresses starts nothing and fails nothing (as QEMU
+// sends them, the addresses come first).
+TEST(VhostUser, AKickBeforeTheRingsAddressesIsNoError) {
+  Harness h;
+  Frontend fe(h.link.frontend_fd.get());
+  ack_replies(fe);
+  const UniqueFd memfd(::memfd_create("vhost-test-ram", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(memfd.get(), DriverRing::kMemSize), 0);
+  EXPECT_EQ(send_mem_table(fe, memfd.get()), 0u);
+  EXPECT_EQ(send_acked(fe, SET_VRING_NUM, VringState{0, 16}), 0u);
+  const UniqueFd kick(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  EXPECT_EQ(send_acked(fe, SET_VRING_KICK, uint64_t{0}, kick.get()), 0u);
+}
+
 }  // namespace
 }  // namespace pepita::virtio::vhost_user
