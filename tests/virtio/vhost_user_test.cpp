@@ -723,5 +723,22 @@ TEST(VhostUser, AKickBeforeTheRingsAddressesIsNoError) {
   EXPECT_EQ(send_acked(fe, SET_VRING_KICK, uint64_t{0}, kick.get()), 0u);
 }
 
+// SET_MEM_TABLE takes up to eight regions, each with its fd (here 4 KiB pages of one memfd).
+TEST(VhostUser, AMemoryTableOfEightRegionsIsTaken) {
+  Harness h;
+  Frontend fe(h.link.frontend_fd.get());
+  ack_replies(fe);
+  const UniqueFd memfd(::memfd_create("vhost-test-ram", MFD_CLOEXEC));
+  ASSERT_EQ(::ftruncate(memfd.get(), 4096 * kMaxMemRegions), 0);
+  Memory mem{};
+  mem.nregions = kMaxMemRegions;
+  std::vector<int> fds(kMaxMemRegions, memfd.get());
+  for (uint32_t i = 0; i < kMaxMemRegions; ++i) {
+    mem.regions[i] = {4096ull * i, 4096, kUvaBase + 4096ull * i, 4096ull * i};
+  }
+  fe.send_fds(SET_MEM_TABLE, &mem, sizeof mem, fds, kNeedReply);
+  EXPECT_EQ(fe.recv_u64(SET_MEM_TABLE), 0u);
+}
+
 }  // namespace
 }  // namespace pepita::virtio::vhost_user
