@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <memory>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -29,6 +30,12 @@ class Frontend {
 
   void send(uint32_t req, const void* payload, uint32_t size, int pass_fd = -1,
             uint32_t extra_flags = 0) {
+    send_fds(req, payload, size, pass_fd >= 0 ? std::span(&pass_fd, 1) : std::span<const int>(),
+             extra_flags);
+  }
+  /// A message with every fd of `pass` attached (at most kMaxFds).
+  void send_fds(uint32_t req, const void* payload, uint32_t size, std::span<const int> pass,
+                uint32_t extra_flags = 0) {
     Header h{req, kVersion | extra_flags, size};
     std::vector<char> buf(sizeof h + size);
     std::memcpy(buf.data(), &h, sizeof h);
@@ -37,15 +44,16 @@ class Frontend {
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-    if (pass_fd >= 0) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
+    ASSERT_LE(pass.size(), kMaxFds);
+    if (!pass.empty()) {
       msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * pass.size());
       cmsghdr* c = CMSG_FIRSTHDR(&msg);
       c->cmsg_level = SOL_SOCKET;
       c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+      c->cmsg_len = CMSG_LEN(sizeof(int) * pass.size());
+      std::memcpy(CMSG_DATA(c), pass.data(), sizeof(int) * pass.size());
     }
     ASSERT_EQ(::sendmsg(fd_, &msg, MSG_NOSIGNAL), static_cast<ssize_t>(buf.size()));
   }

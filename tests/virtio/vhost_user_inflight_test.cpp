@@ -4,6 +4,7 @@
 // resubmits exactly the unfinished ones, each once, in the order they were first popped, before
 // new avail entries, and the used ring and every response end correct. Bad regions are refused
 // with a clear NAK and the connection (and the backend) keeps serving.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -355,6 +356,45 @@ TEST(VhostUserInflight, BadRegionsAreRefusedAndTheBackendServesOn) {
   (void)fe.recv_reply(GET_VRING_BASE);
   EXPECT_EQ(header->version, kInflightVersion);
   EXPECT_EQ(header->used_idx, 1);
+}
+
+// GET_INFLIGHT_FD's reply: a region at offset 0 for the layout asked, the device's largest queue
+// size included.
+TEST(VhostUserInflight, GetInflightFdDescribesTheRegionForTheLayoutAsked) {
+  Harness h;
+  Frontend fe(h.link.frontend_fd.get());
+  negotiate(fe);
+  UniqueFd fd;
+  const Inflight got = get_inflight(fe, fd, 1, h.device.max_queue_size());
+  EXPECT_TRUE(fd.valid());
+  EXPECT_EQ(got.mmap_size, inflight_queue_bytes(h.device.max_queue_size()));
+  EXPECT_EQ(got.mmap_offset, 0u);
+  EXPECT_EQ(got.num_queues, 1u);
+  EXPECT_EQ(got.queue_size, h.device.max_queue_size());
+  EXPECT_EQ(get_inflight(fe, fd, 1, 2 * h.device.max_queue_size()).mmap_size, 0u);
+}
+
+// A sealed memfd of `bytes` bytes (sparse), as a frontend may make its own region.
+UniqueFd sealed_memfd(uint64_t bytes) {
+  UniqueFd fd(::memfd_create("region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  EXPECT_EQ(::ftruncate(fd.get(), static_cast<off_t>(bytes)), 0);
+  EXPECT_EQ(::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK), 0);
+  return fd;
+}
+
+// SET_INFLIGHT_FD takes a region at any page-aligned offset and of up to 4 GiB, not more.
+TEST(VhostUserInflight, SetInflightFdTakesAPageOffsetAndAtMost4GiB) {
+  Harness h;
+  Frontend fe(h.link.frontend_fd.get());
+  negotiate(fe);
+  const uint64_t bytes = inflight_queue_bytes(kQueueSize);
+  const UniqueFd paged = sealed_memfd(4096 + bytes);
+  EXPECT_EQ(set_inflight(fe, Inflight{bytes, 4096, 1, kQueueSize, 0}, paged.get()), 0u);
+  constexpr uint64_t k4GiB = uint64_t{1} << 32;
+  const UniqueFd big = sealed_memfd(k4GiB + 4096);
+  EXPECT_EQ(set_inflight(fe, Inflight{k4GiB, 0, 1, kQueueSize, 0}, big.get()), 0u);
+  EXPECT_NE(set_inflight(fe, Inflight{k4GiB + 4096, 0, 1, kQueueSize, 0}, big.get()), 0u);
+  expect_alive(fe);
 }
 
 }  // namespace
