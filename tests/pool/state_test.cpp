@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/temp_dir.hpp"
 #include "pepita/pool/pool.hpp"
 #include "refusing_executor.hpp"
 
@@ -17,6 +18,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using fault::FailureKind;
+using pepita::test::TempDir;
 using task::RetryOn;
 using test_support::RefusingExecutor;
 
@@ -140,39 +142,79 @@ TEST(PoolState, RetryOnWithoutMaxRetriesTakesThePolicysMaxAttempts) {
   EXPECT_EQ(run(pool, std::move(task)).attempts, 3u);
 }
 
-TEST(PoolState, TheRetryingEventCarriesTheFailedAttemptAndItsDelay) {
+// A launch failure's result is made by the pool (the executor never saw the task), so the
+// Retrying event's result gets its id and name there.
+TEST(PoolState, TheRetryingEventOfAFailedLaunchNamesTheTaskAndCarriesTheDelay) {
   struct Seen {
-    TaskId id;
+    TaskId id, result_id;
     std::string name, result_name;
     std::uint32_t attempt;
     std::chrono::nanoseconds delay;
-    TaskId result_id;
-    int exit_code;
+    Status status;
   };
   std::mutex mu;
   std::optional<Seen> seen;
   auto pool = Pool::builder()
+                  .executor(std::make_shared<RefusingExecutor>(ErrorCode::Io))
                   .retry_policy(fault::RetryPolicy().max_attempts(2).base_delay(30ms).jitter(false))
                   .on_event([&](const Event& e) {
                     if (e.kind != Event::Kind::Retrying || e.result == nullptr) return;
                     std::lock_guard lock(mu);
-                    seen = Seen{e.id,          e.name,       e.result->name,     e.attempt,
-                                e.retry_delay, e.result->id, e.result->exit_code};
+                    seen = Seen{e.id,      e.result->id,  e.name,          e.result->name,
+                                e.attempt, e.retry_delay, e.result->status};
                   })
                   .build()
                   .value();
-  auto task = Task::binary("/bin/sh").args({"-c", "exit 5"}).name("flaky").build().value();
+  auto task = Task::binary("/bin/true").name("flaky").build().value();
   const TaskId id = task.id();
   EXPECT_EQ(run(pool, std::move(task)).attempts, 2u);
   std::lock_guard lock(mu);
   ASSERT_TRUE(seen) << "no Retrying event";
   EXPECT_EQ(seen->id, id);
+  EXPECT_EQ(seen->result_id, id);
   EXPECT_EQ(seen->name, "flaky");
+  EXPECT_EQ(seen->result_name, "flaky");
   EXPECT_EQ(seen->attempt, 1u);
   EXPECT_EQ(seen->delay, 30ms);
-  EXPECT_EQ(seen->result_id, id);
-  EXPECT_EQ(seen->result_name, "flaky");
-  EXPECT_EQ(seen->exit_code, 5);
+  EXPECT_EQ(seen->status, Status::LaunchFailed);
+}
+
+TEST(PoolState, ATaskWhoseDependencyAlreadySucceededRuns) {
+  auto pool = Pool::builder().build().value();
+  auto first = Task::binary("/bin/true").build().value();
+  ASSERT_TRUE(run(pool, first).ok());
+  const ExecutionResult r =
+      run(pool, Task::binary("/bin/true").depends_on({first.id()}).build().value());
+  EXPECT_EQ(r.status, Status::Succeeded) << r.error;
+  EXPECT_EQ(r.attempts, 1u);
+  EXPECT_EQ(pool.stats().succeeded, 2u);
+  EXPECT_EQ(pool.stats().from_cache, 0u) << "both ran: a success is no cache hit";
+}
+
+TEST(PoolState, AResultReplayedFromTheJournalKeepsItsRecordedAttempts) {
+  TempDir dir{"pool-state"};
+  const std::string journal = dir.file("journal");
+  auto once = [] { return Task::binary("/bin/true").name("once").build().value(); };
+  {
+    auto pool = Pool::builder().journal(journal).build().value();
+    EXPECT_EQ(run(pool, once()).attempts, 1u);
+  }
+  auto pool = Pool::builder().journal(journal, /*resume=*/true).build().value();
+  const ExecutionResult r = run(pool, once());
+  EXPECT_TRUE(r.from_journal);
+  EXPECT_EQ(r.attempts, 1u) << "as recorded, though it made no attempt in this run";
+}
+
+TEST(PoolState, ATaskForABackendThePoolLacksIsRefusedListingTheBackendsItHas) {
+  auto pool = Pool::builder().build().value();
+  auto task =
+      Task::binary("/bin/true").name("c").backend(task::Backend::named("red").value()).build();
+  auto r = pool.submit(task.value());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), ErrorCode::Unsupported);
+  EXPECT_EQ(r.error().message(),
+            "task 'c' needs the red backend, which this pool has no executor for (it has: cpu, "
+            "process); register one with Pool::Builder::executor()");
 }
 
 }  // namespace
