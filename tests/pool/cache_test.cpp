@@ -26,6 +26,7 @@
 #include "pepita/core/sha256.hpp"
 #include "pepita/fault/result_record.hpp"
 #include "pepita/pool/pool.hpp"
+#include "refusing_executor.hpp"
 
 namespace pepita::pool {
 namespace {
@@ -648,22 +649,7 @@ TEST_F(CacheFixture, FailedRunOfACacheableTaskCarriesItsInputHashesAndStoresNoth
   EXPECT_TRUE(fs::is_empty(cache_dir() + "/entries"));
 }
 
-// An inner executor that refuses every attempt with `code`.
-class RefusingExecutor final : public executor::Executor {
- public:
-  explicit RefusingExecutor(ErrorCode code) : code_(code) {}
-  task::Backend backend() const noexcept override { return task::Backend::Process; }
-  std::size_t slots() const noexcept override { return 3; }
-  Result<void> start(const Task&, std::stop_token, executor::Completion) override {
-    return fail(code_, "the inner executor refused");
-  }
-  void shutdown() override {}
-  void abandon() noexcept override { abandoned.store(true); }
-  std::atomic<bool> abandoned{false};
-
- private:
-  ErrorCode code_;
-};
+using test_support::RefusingExecutor;
 
 // Starts `task` on `exec` and waits (generously) for its completion.
 ExecutionResult start_and_wait(executor::Executor& exec, const Task& task,

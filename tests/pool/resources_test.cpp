@@ -157,6 +157,20 @@ TEST(PoolResources, TwoTwoCpuTasksOnATwoCpuHostNeverOverlap) {
   EXPECT_EQ(a.allocation->cpus, 2);
 }
 
+// One slot: a second attempt never starts while the first runs, whether the tasks queue for the
+// Ledger (placed, scanned in order) or only for a slot, though the host has room for all three.
+TEST(PoolResources, OneSlotStartsOneAttemptWithOrWithoutRequests) {
+  for (const ResourceRequest& req : {cpus(0.5), ResourceRequest{}}) {
+    auto rec = Recorder::make(1, 100ms);
+    Pool pool = make_pool(rec, host("cpus=2"));
+    ASSERT_TRUE(pool.submit_all({binary("a", req), binary("b", req), binary("c", req)}));
+    const Stats st = pool.stats();
+    EXPECT_EQ(st.running, 1u) << req.to_string();
+    EXPECT_EQ(st.queued, 2u) << req.to_string();
+    for (const auto& r : pool.wait_all()) EXPECT_TRUE(r.ok()) << r.error;
+  }
+}
+
 TEST(PoolResources, FourOneGpuTasksGetDisjointIds) {
   auto rec = Recorder::make(4, 30ms);
   Pool pool = make_pool(rec, host("gpus=0,1,2,3"));
@@ -391,6 +405,27 @@ TEST(PoolResources, RetryOnExitThreeRetriesExitThreeButNotExitFour) {
   EXPECT_EQ(three.attempts, 3u) << "exit 3 is retried up to max_retries";
   EXPECT_EQ(four.attempts, 1u) << "exit 4 is not in retry_on";
   EXPECT_EQ(four.exit_code, 4);
+}
+
+TEST(PoolResources, APlacingExecutorLearnsEachAttemptsNumber) {
+  const Backend far = Backend::named("far").value();
+  auto rec = Recorder::make(1, 1ms, exit_with_first_arg, far, /*places=*/true);
+  Pool pool = Pool::builder().executor(rec).resources(host("")).build().value();
+  auto r = pool.run(Task::binary("work")
+                        .backend(far)
+                        .args({"3"})
+                        .resources(gpus(1))
+                        .retry_on({RetryOn::exit(3)})
+                        .max_retries(1)
+                        .build()
+                        .value());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->attempts, 2u);
+  const auto runs = rec->runs();
+  ASSERT_EQ(runs.size(), 2u);
+  ASSERT_TRUE(runs[0].allocation && runs[1].allocation);
+  EXPECT_EQ(runs[0].allocation->attempt, 1u);
+  EXPECT_EQ(runs[1].allocation->attempt, 2u) << "the retry is attempt 2 there too";
 }
 
 TEST(PoolResources, WithoutRetryOnThePolicyDecidesAsBefore) {
