@@ -284,6 +284,8 @@ TEST(TaskBuilder, AStageRefusedLaterInThePipelineIsNamedByItsIndex) {
   // A built task added to a binary's builder: refused as a pipeline-only call.
   expect_invalid(Task::binary("seq").add_stage(Task::binary("wc").build()).build(),
                  "add_stage() applies to pipeline tasks: start with Task::pipeline()");
+  expect_invalid(Task::binary("seq").add_stage(Task::function([] {}).name("f").build()).build(),
+                 "invalid task: pipeline stage 0 (task 'f'): is not a binary");
   expect_invalid(Task::binary("seq").add_stage(Task::binary("").build()).build(),
                  "invalid task: pipeline stage 0: invalid task: binary path is empty");
 }

@@ -597,8 +597,11 @@ TEST(TaskResources, AFunctionTaskIsRefusedEachResourceButCpus) {
   pinned.pin_cpus = true;
   EXPECT_EQ(refused(pinned), only_cpus);
   ResourceRequest pids;
-  pids.pids = 8;
+  pids.pids = 1;
   EXPECT_EQ(refused(pids), only_cpus);
+  ResourceRequest byte;
+  byte.memory = 1;
+  EXPECT_EQ(refused(byte), only_cpus);
   ResourceRequest half;
   half.cpus = 1.5;
   EXPECT_EQ(refused(half),
