@@ -666,7 +666,8 @@ void Builder::check_resources() {
   const ResourceRequest& r = spec_.resources.get();
   for (const RetryOn& on : spec_.retry_on) {
     const bool exit_ok = on.kind != RetryOn::Kind::Exit || (on.code >= -1 && on.code <= 255);
-    const bool signal_ok = on.kind != RetryOn::Kind::Signal || (on.code >= -1 && on.code <= 64);
+    const bool signal_ok =
+        on.kind != RetryOn::Kind::Signal || on.code == -1 || (on.code >= 1 && on.code <= 64);
     if (!exit_ok || !signal_ok) {
       problems_.push_back(
           pepita::fmt("retry_on: '{}' has a code out of range (exit 0..255, "

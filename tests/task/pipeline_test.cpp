@@ -196,5 +196,99 @@ TEST(TaskBuilder, BadPipelineWiringNamesTheStageAndField) {
                  "add_stage() applies to pipeline tasks");
 }
 
+TEST(TaskBuilder, ClearEnvOnAPipelineClearsEveryStagesInheritedEnvironment) {
+  auto kept = Task::pipeline().add_stage(BinaryTask("seq")).add_stage(BinaryTask("wc")).build();
+  ASSERT_TRUE(kept) << kept.error().message();
+  for (const auto& st : kept->as_pipeline()->stages) EXPECT_TRUE(st.inherit_env);
+  auto cleared =
+      Task::pipeline().add_stage(BinaryTask("seq")).add_stage(BinaryTask("wc")).clear_env().build();
+  ASSERT_TRUE(cleared) << cleared.error().message();
+  for (const auto& st : cleared->as_pipeline()->stages) EXPECT_FALSE(st.inherit_env);
+  EXPECT_NE(cleared->spec_digest(), kept->spec_digest());
+}
+
+TEST(TaskBuilder, APipelineRunsOnProcessCpuOrAnyAndTakesAnAffinityThere) {
+  for (Backend on : {Backend::Process, Backend::Cpu, Backend::Any}) {
+    auto t = Task::pipeline()
+                 .add_stage(BinaryTask("seq"))
+                 .backend(on)
+                 .affinity(CpuAffinity::Core(0))
+                 .sandbox(SandboxPolicy::standard())
+                 .build();
+    ASSERT_TRUE(t) << on << ": " << t.error().message();
+    EXPECT_EQ(t->backend(), on);
+    EXPECT_EQ(t->affinity(), CpuAffinity::Core(0));
+  }
+  expect_invalid(Task::pipeline().add_stage(BinaryTask("seq")).backend(Backend::MicroVm).build(),
+                 "invalid task: a pipeline runs on the process backend, not 'microvm'");
+}
+
+TEST(TaskBuilder, BadStageFieldsAreNamedWithTheStageAndItsProgram) {
+  const std::string nul("a\0b", 3);
+  const auto second = [](BinaryTask st) {
+    return Task::pipeline().add_stage(BinaryTask("/bin/seq")).add_stage(std::move(st)).build();
+  };
+  expect_invalid(second(BinaryTask("")), "invalid task: pipeline stage 1: path is empty");
+  expect_invalid(second(BinaryTask("/usr/bin/" + nul)), "pipeline stage 1 ('");
+  expect_invalid(second(BinaryTask("/usr/bin/" + nul)), "'): path holds a NUL byte");
+  expect_invalid(second(BinaryTask("tr").with_args({"x", nul})),
+                 "invalid task: pipeline stage 1 ('tr'): an argument holds a NUL byte");
+  expect_invalid(second(BinaryTask("tr").with_working_dir(nul)),
+                 "invalid task: pipeline stage 1 ('tr'): cwd holds a NUL byte");
+  expect_invalid(second(BinaryTask("tr").with_env({{"K", nul}})),
+                 "invalid task: pipeline stage 1 ('tr'): env name 'K' is invalid");
+  expect_invalid(second(BinaryTask("tr").with_env({{"", "v"}})),
+                 "invalid task: pipeline stage 1 ('tr'): env name '' is invalid");
+  expect_invalid(Task::pipeline(PipelineTask()
+                                    .add_stage(BinaryTask("seq"))
+                                    .add_stage(BinaryTask("/bin/tr").with_stdin("x"))
+                                    .with_pipe_output(false))
+                     .build(),
+                 "invalid task: pipeline stage 1 ('tr'): stdin is set; only stage 0 may have stdin "
+                 "(the others read /dev/null)");
+  expect_invalid(Task::pipeline()
+                     .add_stage(BinaryTask("seq"))
+                     .add_stage(BinaryTask("/bin/tr").with_stdin("x"))
+                     .build(),
+                 "invalid task: pipeline stage 1 ('tr'): stdin is set, but this stage reads the "
+                 "previous stage's output; only stage 0 may have stdin");
+  // Stage 0 may have stdin of its own.
+  EXPECT_TRUE(Task::pipeline().add_stage(BinaryTask("cat").with_stdin("x")).build());
+}
+
+TEST(TaskBuilder, APipelineLevelEnvWithABadNameIsRefusedAndAGoodOneIsEachStagesDefault) {
+  expect_invalid(Task::pipeline().add_stage(BinaryTask("seq")).env("A=B", "1").build(),
+                 "invalid task: environment variable name 'A=B' is invalid");
+  expect_invalid(Task::pipeline().add_stage(BinaryTask("seq")).env("", "1").build(),
+                 "environment variable name '' is invalid");
+  expect_invalid(
+      Task::pipeline().add_stage(BinaryTask("seq")).env("K", std::string("a\0b", 3)).build(),
+      "environment variable name 'K' is invalid");
+  auto t = Task::pipeline().add_stage(BinaryTask("seq")).env("K", "v").stdin("in").build();
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->as_pipeline()->stages[0].env.at("K"), "v");
+  EXPECT_EQ(t->as_pipeline()->stages[0].stdin_data, "in");
+}
+
+TEST(TaskBuilder, AStageRefusedLaterInThePipelineIsNamedByItsIndex) {
+  expect_invalid(
+      Task::pipeline().add_stage(BinaryTask("seq")).add_stage(Task::binary("").build()).build(),
+      "invalid task: pipeline stage 1: invalid task: binary path is empty");
+  expect_invalid(Task::pipeline()
+                     .add_stage(BinaryTask("seq"))
+                     .add_stage(BinaryTask("tr"))
+                     .add_stage(Task::binary("wc").name("w").deadline(1s).build())
+                     .build(),
+                 "invalid task: pipeline stage 2 (task 'w'): has its own deadline; set it on the "
+                 "pipeline");
+  // A built task added to a binary's builder: refused as a pipeline-only call.
+  expect_invalid(Task::binary("seq").add_stage(Task::binary("wc").build()).build(),
+                 "add_stage() applies to pipeline tasks: start with Task::pipeline()");
+  expect_invalid(Task::binary("seq").add_stage(Task::function([] {}).name("f").build()).build(),
+                 "invalid task: pipeline stage 0 (task 'f'): is not a binary");
+  expect_invalid(Task::binary("seq").add_stage(Task::binary("").build()).build(),
+                 "invalid task: pipeline stage 0: invalid task: binary path is empty");
+}
+
 }  // namespace
 }  // namespace pepita::task

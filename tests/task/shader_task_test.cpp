@@ -145,5 +145,57 @@ TEST(TaskShader, DigestCoversModuleInputsAndDispatchShape) {
   EXPECT_NE(d, digest(flipped)) << "which buffers are outputs";
 }
 
+TEST(TaskShader, EachFieldAndBackendIsCheckedAtItsBoundary) {
+  const auto ok = [] { return ShaderTask::create({kMagic}).with_outputs({4}); };
+  EXPECT_EQ(error_of(Task::shader(ShaderTask::create({0xabc, kMagic})).build()),
+            "invalid task: spirv: word 0 is 0x00000abc, not the SPIR-V magic number 0x07230203 "
+            "(not SPIR-V, or byte-swapped; compile with glslangValidator -V)");
+  EXPECT_EQ(error_of(Task::shader(ok().with_workgroups(1, 0, 1)).build()),
+            "invalid task: workgroups.y: is 0; every workgroup count must be at least 1");
+  EXPECT_EQ(error_of(Task::shader(ok().with_entry_point(std::string("m\0n", 3))).build()),
+            "invalid task: entry_point: must be a non-empty name without NUL bytes (usually "
+            "\"main\")");
+  EXPECT_EQ(error_of(Task::shader(ShaderTask::create({kMagic}).with_outputs({0, 4})).build()),
+            "invalid task: buffers[0]: is empty; a storage buffer needs at least 1 byte");
+  EXPECT_EQ(error_of(Task::shader(ok().with_push_constants(bytes({1, 2, 3, 4, 5}))).build()),
+            "invalid task: push_constants: 5 bytes is not a multiple of 4");
+  EXPECT_EQ(error_of(Task::shader(ok().with_push_constants(bytes({1, 2, 3, 4}))).build()),
+            "(built)");
+  for (const Backend& b : {Backend::MicroVm, Backend::Remote}) {
+    EXPECT_EQ(error_of(Task::shader(ok()).backend(b).build()),
+              "invalid task: backend: a shader task cannot run on the " + std::string(b.name()) +
+                  " backend (use gpu)");
+  }
+  EXPECT_NE(error_of(Task::shader(ok()).sandbox(SandboxPolicy::standard()).build())
+                .find("only a binary or pipeline task runs in a sandbox"),
+            std::string::npos);
+  EXPECT_NE(error_of(Task::shader(ok()).affinity(CpuAffinity::Core(0)).build())
+                .find("affinity applies to binary and pipeline tasks"),
+            std::string::npos);
+  ResourceRequest half;
+  half.cpus = 0.5;
+  EXPECT_NE(error_of(Task::shader(ok()).resources(half).build())
+                .find("cpus = 0.5 on the gpu backend cannot be split"),
+            std::string::npos);
+}
+
+TEST(TaskShader, TheShorthandKeepsEveryPartAndCountsOutputs) {
+  const auto t = Task::shader({kMagic, 1}, {2, 3, 4}, bytes({5, 6, 7, 8}),
+                              {ShaderBuffer{bytes({1}), true}, ShaderBuffer{bytes({2}), false},
+                               ShaderBuffer{bytes({3, 3}), true}})
+                     .build();
+  ASSERT_TRUE(t) << error_of(t);
+  EXPECT_EQ(t->kind(), TaskKind::Shader);
+  const ShaderTask& s = *t->shader();
+  EXPECT_EQ(s.spirv, (std::vector<std::uint32_t>{kMagic, 1}));
+  EXPECT_EQ(s.workgroups.y, 3u);
+  EXPECT_EQ(s.workgroups.z, 4u);
+  EXPECT_EQ(s.push_constants, bytes({5, 6, 7, 8}));
+  ASSERT_EQ(s.buffers.size(), 3u);
+  EXPECT_EQ(s.buffers[2].data, bytes({3, 3}));
+  EXPECT_EQ(s.output_count(), 2u);
+  EXPECT_EQ(s.entry_point, "main");
+}
+
 }  // namespace
 }  // namespace pepita::task

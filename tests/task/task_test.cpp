@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <map>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -475,6 +476,263 @@ TEST(ShaderTask, WithBufferAppendsOneBufferAsGiven) {
   ASSERT_EQ(s.buffers.size(), 1u);
   EXPECT_EQ(s.buffers[0].data, (std::vector<std::byte>{std::byte{1}, std::byte{2}}));
   EXPECT_TRUE(s.buffers[0].output);
+}
+
+// ---- issue 29: every refusal's exact text and every boundary of the builder's checks ----
+
+// The exact message of a failed build, or "(built)".
+TEST(TaskBuilder, AFailedBuildSaysInvalidTaskItsNameAndItsFirstProblem) {
+  EXPECT_EQ(problem_of(Task::binary("").build()), "invalid task: binary path is empty");
+  EXPECT_EQ(problem_of(Task::binary("").name("n").build()),
+            "invalid task 'n': binary path is empty");
+  EXPECT_EQ(problem_of(Task::binary(std::string("a\0b", 3)).build()),
+            "invalid task: binary path holds a NUL byte");
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").arg(std::string("a\0b", 3)).build()),
+            "invalid task: argument holds a NUL byte");
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").cwd(std::string("/\0b", 3)).build()),
+            "invalid task: cwd holds a NUL byte");
+  EXPECT_NE(problem_of(Task::binary("/bin/true").name(std::string("a\0b", 3)).build())
+                .find(": task name holds a NUL byte"),
+            std::string::npos);
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").depends_on({0}).build()),
+            "invalid task: dependency id 0 is not a task id (ids start at 1)");
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").output_cap(0).build()),
+            "invalid task: output cap must be at least 1 byte");
+  EXPECT_EQ(problem_of(Task::function([] {}).arg("x").build()),
+            "invalid task: args() applies to binary tasks only");
+  EXPECT_EQ(problem_of(Task::function([] {}).backend(Backend::Remote).build()),
+            "invalid task: a function task runs only on the cpu (or any) backend, not remote");
+  // Two problems: the first one found is the one reported.
+  EXPECT_EQ(problem_of(Task::binary("").timeout(-1s).build()),
+            "invalid task: timeout must not be negative");
+}
+
+TEST(TaskBuilder, ZeroDurationsAndAOneByteCapAreTheSmallestAccepted) {
+  auto t = Task::binary("/bin/true").timeout(0ns).deadline(0ns).output_cap(1).build();
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->timeout(), 0ns);
+  EXPECT_EQ(t->deadline(), 0ns);
+  EXPECT_EQ(t->output_cap(), 1u);
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").deadline(-1ns).build()),
+            "invalid task: deadline must not be negative");
+}
+
+TEST(TaskBuilder, EnvKeysAndValuesWithNulAndMetadataValuesWithNulAreRefusedByKey) {
+  const std::string invalid = "' is invalid: it must be non-empty and hold no '=' or NUL";
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").env("K", std::string("a\0b", 3)).build()),
+            "invalid task: environment variable name 'K" + invalid);
+  EXPECT_NE(problem_of(Task::binary("/bin/true").env(std::string("K\0L", 3), "v").build())
+                .find("is invalid: it must be non-empty"),
+            std::string::npos);
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").metadata("k", std::string("a\0b", 3)).build()),
+            "invalid task: metadata key 'k' is invalid: the key must be non-empty and neither may "
+            "hold NUL");
+  auto kept = Task::binary("/bin/true").env("K", "v").env("L", "w").build();
+  ASSERT_TRUE(kept) << kept.error().message();
+  EXPECT_EQ(kept->process()->env, (std::map<std::string, std::string>{{"K", "v"}, {"L", "w"}}));
+}
+
+TEST(TaskBuilder, ATaskThatDependsOnItsOwnIdIsRefused) {
+  const TaskId next = Task::binary("/bin/true").build().value().id() + 1;
+  auto self = Task::binary("/bin/true").depends_on({next}).build();
+  ASSERT_FALSE(self);
+  EXPECT_EQ(self.error().code(), ErrorCode::InvalidArgument);
+  EXPECT_EQ(self.error().message(), "task depends on itself");
+  // The refused build used up its id: the next task gets the one after it.
+  EXPECT_EQ(Task::binary("/bin/true").build().value().id(), next + 1);
+}
+
+TEST(TaskBuilder, DependenciesAreKeptInTheOrderGivenAndZeroIsDropped) {
+  auto t = Task::binary("/bin/true").depends_on({7, 3}).depends_on({9}).build();
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->dependencies(), (std::vector<TaskId>{7, 3, 9}));
+}
+
+TEST(TaskBuilder, FilesOnAFunctionAreRefusedEvenWhenOnlyOutputsAreDeclared) {
+  EXPECT_EQ(problem_of(Task::function([] {}).outputs({"o"}).build()),
+            "invalid task: inputs/outputs: only a binary or pipeline task declares files (a "
+            "function's and a shader's data travel in the task itself)");
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").inputs({std::string("a\0b", 3)}).build()),
+            "invalid task: input path holds a NUL byte");
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").outputs({""}).build()),
+            "invalid task: output path is empty");
+  EXPECT_TRUE(
+      Task::pipeline().add_stage(BinaryTask("/bin/cat")).inputs({"i"}).outputs({"o"}).build());
+}
+
+TEST(TaskBuilder, RetryOnTakesAnyCodeAndTheBoundsOfExitStatusesAndSignals) {
+  for (RetryOn ok : {RetryOn::exit(), RetryOn::exit(0), RetryOn::exit(255), RetryOn::signal(),
+                     RetryOn::signal(1), RetryOn::signal(64)}) {
+    const std::string m = problem_of(Task::binary("/bin/true").retry_on({ok}).build());
+    EXPECT_EQ(m, "(built)") << to_string(ok);
+  }
+  EXPECT_EQ(problem_of(Task::binary("/bin/true").retry_on({RetryOn::signal(65)}).build()),
+            "invalid task: retry_on: 'signal:65' has a code out of range (exit 0..255, signal "
+            "1..64)");
+  for (RetryOn bad : {RetryOn::signal(-2), RetryOn::signal(0), RetryOn::exit(-2)}) {
+    const std::string m = problem_of(Task::binary("/bin/true").retry_on({bad}).build());
+    EXPECT_NE(m.find("has a code out of range"), std::string::npos) << to_string(bad) << ": " << m;
+  }
+}
+
+TEST(TaskResources, AFunctionTaskIsRefusedEachResourceButCpus) {
+  const auto refused = [](ResourceRequest r) {
+    return problem_of(Task::function([] {}).resources(std::move(r)).build());
+  };
+  const std::string only_cpus =
+      "invalid task: resources: a function task may request only cpus: it runs on a shared "
+      "scheduler thread, and nothing there can hold it to memory, GPUs, named resources, pids or "
+      "pinned cores (run it as a binary task for those)";
+  ResourceRequest gpus;
+  gpus.gpus = 1;
+  EXPECT_EQ(refused(gpus), only_cpus);
+  ResourceRequest ids;
+  ids.gpu_ids = {"0"};
+  EXPECT_EQ(refused(ids), only_cpus);
+  ResourceRequest named;
+  named.named["license"] = 1;
+  EXPECT_EQ(refused(named), only_cpus);
+  ResourceRequest pinned;
+  pinned.cpus = 1;
+  pinned.pin_cpus = true;
+  EXPECT_EQ(refused(pinned), only_cpus);
+  ResourceRequest pids;
+  pids.pids = 1;
+  EXPECT_EQ(refused(pids), only_cpus);
+  ResourceRequest byte;
+  byte.memory = 1;
+  EXPECT_EQ(refused(byte), only_cpus);
+  ResourceRequest half;
+  half.cpus = 1.5;
+  EXPECT_EQ(refused(half),
+            "invalid task: resources: cpus = 1.5 on the cpu backend cannot be split: ask for a "
+            "whole number (a function task holds whole scheduler threads)");
+  ResourceRequest bad;
+  bad.gpus = -1;
+  EXPECT_NE(refused(bad).find("resources: gpus = -1 is negative"), std::string::npos);
+}
+
+TEST(TaskResources, FractionalCpusAreRefusedForARemoteBinaryAndAShaderAndPinningNamesTheAffinity) {
+  ResourceRequest half;
+  half.cpus = 0.5;
+  EXPECT_NE(problem_of(Task::binary("true").backend(Backend::Remote).resources(half).build())
+                .find("cpus = 0.5 on the remote backend cannot be split"),
+            std::string::npos);
+  EXPECT_TRUE(Task::pipeline().add_stage(BinaryTask("true")).resources(half).build());
+  ResourceRequest pinned;
+  pinned.cpus = 1;
+  pinned.pin_cpus = true;
+  EXPECT_EQ(
+      problem_of(Task::binary("true").resources(pinned).affinity(CpuAffinity::Core(0)).build()),
+      "invalid task: resources: pin_cpus and affinity (" + to_string(CpuAffinity::Core(0)) +
+          ") both choose the task's cores; keep one (pin_cpus lets the pool pick free "
+          "cores)");
+}
+
+TEST(TaskBuilder, AffinityOnABinaryRunsOnCpuAndAnyAndIsRefusedForAShader) {
+  for (Backend on : {Backend::Cpu, Backend::Any}) {
+    auto t = Task::binary("/bin/true").backend(on).affinity(CpuAffinity::Core(0)).build();
+    ASSERT_TRUE(t) << t.error().message();
+    EXPECT_EQ(t->affinity(), CpuAffinity::Core(0));
+  }
+  EXPECT_EQ(problem_of(Task::binary("/bin/true")
+                           .backend(Backend::MicroVm)
+                           .affinity(CpuAffinity::Core(0))
+                           .build()),
+            "invalid task: affinity is applied by the local process executor; backend 'microvm' "
+            "does not apply it: drop the affinity or use backend process");
+  const std::string fn = problem_of(Task::function([] {}).affinity(CpuAffinity::Core(0)).build());
+  EXPECT_EQ(fn,
+            "invalid task: affinity applies to binary and pipeline tasks (processes); a function "
+            "task runs on the scheduler's shared worker threads (pin those with "
+            "Scheduler::Options::pin_workers) and a shader task on the GPU");
+}
+
+TEST(Backend, NamedTakesExactlyLowercaseDigitsUnderscoreAndDash) {
+  for (std::string_view ok : {"a", "z", "0", "9", "_", "-", "az09_-"}) {
+    auto b = Backend::named(ok);
+    ASSERT_TRUE(b) << ok << ": " << b.error().message();
+    EXPECT_EQ(b->name(), ok);
+  }
+  // The neighbours of each allowed range in ASCII.
+  for (std::string_view bad : {"`", "{", "/", ":", "A", "Z", "x.y", "^", "+"}) {
+    auto b = Backend::named(bad);
+    ASSERT_FALSE(b) << bad;
+    EXPECT_EQ(b.error().message(), "backend name '" + std::string(bad) +
+                                       "' holds a character that is not allowed: use 1..31 "
+                                       "characters of a-z, 0-9, '_' and '-'");
+  }
+  EXPECT_EQ(Backend::named("").error().message(),
+            "backend name '' is empty: use 1..31 characters of a-z, 0-9, '_' and '-'");
+  EXPECT_EQ(Backend::named("any").error().message(),
+            "backend name 'any' is reserved (it will mean: the pool picks a backend)");
+  EXPECT_TRUE(Backend::named("anyx"));
+  const std::string longest(Backend::kMaxName, 'q');
+  EXPECT_EQ(Backend::named(longest).value().name(), longest);
+}
+
+TEST(Backend, AnUnknownNameListsEveryBuiltInBackend) {
+  EXPECT_EQ(parse_backend("quantum").error().message(),
+            "unknown backend 'quantum'; valid backends: cpu, process, remote, microvm, gpu");
+  EXPECT_EQ(parse_backend("microvm").value(), Backend::MicroVm);
+}
+
+TEST(TaskStates, AValueOutsideTheEnumsIsNamedUnknown) {
+  EXPECT_EQ(to_string(static_cast<TaskState>(200)), "unknown");
+  EXPECT_EQ(to_string(static_cast<TaskPriority>(200)), "unknown");
+  EXPECT_EQ(parse_task_priority("low").value(), TaskPriority::Low);
+  EXPECT_EQ(parse_task_priority("unknown").error().code(), ErrorCode::InvalidArgument);
+}
+
+// The journal keys results on the digest: it must not change from one build to the next, or a
+// resumed run would redo every finished task. These pin it for one spec of each kind.
+TEST(Task, SpecDigestIsStableForEachKindOfTask) {
+  const Task binary = Task::binary("/bin/echo")
+                          .args({"a", "b"})
+                          .env("K", "V")
+                          .clear_env()
+                          .cwd("/tmp")
+                          .stdin("in")
+                          .build()
+                          .value();
+  EXPECT_EQ(binary.spec_digest(),
+            "86fe475757126178e26632d0ecda7d35100f655cdfe06b38dd6253c6b2ee48a5");
+  EXPECT_EQ(Task::function([] {}).name("f").build().value().spec_digest(),
+            "338fcc2f6916a40b47dab917f06b2d8894f07cc91fa3017664b2fb758585fb55");
+  EXPECT_EQ(Task::pipeline(PipelineTask()
+                               .add_stage(BinaryTask("seq").with_args({"3"}))
+                               .add_stage(BinaryTask("wc").with_env({{"LANG", "C"}}))
+                               .with_pipe_output(false))
+                .build()
+                .value()
+                .spec_digest(),
+            "f4f0cb87eb5b392fddf75a6efa6226c21a98349881233b032bb21a532001effc");
+  EXPECT_EQ(Task::shader(
+                ShaderTask::create({0x07230203, 5})
+                    .with_inputs({{std::byte{1}, std::byte{2}}})
+                    .with_outputs({4})
+                    .with_workgroups(2, 3, 4)
+                    .with_push_constants({std::byte{0}, std::byte{0}, std::byte{0}, std::byte{1}})
+                    .with_spec_constants({6}))
+                .build()
+                .value()
+                .spec_digest(),
+            "1ddc1e6ecfcda94823bdcc05ae5281654a5b717a3c858f194e8436e82d2a20c5");
+}
+
+TEST(Task, SpecDigestSeparatesEachFieldOfABinary) {
+  const auto digest = [](Builder b) { return b.build().value().spec_digest(); };
+  const std::string plain = digest(Task::binary("/bin/env"));
+  EXPECT_NE(digest(Task::binary("/bin/env").clear_env()), plain);
+  EXPECT_NE(digest(Task::binary("/bin/env").cwd("/tmp")), plain);
+  EXPECT_NE(digest(Task::binary("/bin/env").stdin("x")), plain);
+  EXPECT_NE(digest(Task::binary("/bin/env").backend(Backend::Cpu)), plain);
+  EXPECT_NE(digest(Task::binary("/bin/envx")), plain);
+  // An argument list and an environment of the same strings are different specs.
+  EXPECT_NE(digest(Task::binary("/bin/env").args({"K", "V"})),
+            digest(Task::binary("/bin/env").env("K", "V")));
+  EXPECT_NE(digest(Task::function([] {}).name("f")),
+            digest(Task::function([] {}).name("f").backend(Backend::Any)));
 }
 
 }  // namespace
