@@ -1072,6 +1072,19 @@ class LocalSlurm : public ::testing::Environment {
     ASSERT_TRUE(LocalSlurm::ensure_started()) << LocalSlurm::error; \
   } while (0)
 
+// One worker job named `job_name` running this build's pepita worker, dialing back to
+// 127.0.0.1, polled every 200 ms.
+SlurmOptions pepita_worker_jobs(const char* job_name) {
+  SlurmOptions o;
+  o.nodes = 1;
+  o.worker_binary = kPepita;
+  o.driver_address = "127.0.0.1";
+  o.listen = "127.0.0.1:0";
+  o.job_name = job_name;
+  o.poll_interval = 200ms;
+  return o;
+}
+
 // Jobs named `name` that squeue lists in a state other than finished.
 std::vector<std::string> unfinished_jobs(const std::string& name) {
   auto [rc, out] = shell("squeue -h -n " + name + " -o '%i %T' 2>&1");
@@ -1256,13 +1269,7 @@ TEST(SlurmCluster, WorkerJobsThatKeepFailingAreNotResubmittedForever) {
 // preemption would) is not a failed start: even at max_failed_jobs 1, the next task gets a new job.
 TEST(SlurmCluster, AWorkerJobThatConnectedAndThenEndedIsNotAFailedStart) {
   REQUIRE_SLURM();
-  SlurmOptions o;
-  o.nodes = 1;
-  o.worker_binary = kPepita;
-  o.driver_address = "127.0.0.1";
-  o.listen = "127.0.0.1:0";
-  o.job_name = "pepita-preempted";
-  o.poll_interval = 200ms;
+  SlurmOptions o = pepita_worker_jobs("pepita-preempted");
   o.idle_release = std::chrono::hours(1);  // the job is ended by scancel, never released
   o.max_failed_jobs = 1;
   std::mutex mu;
@@ -1362,14 +1369,8 @@ TEST(SlurmCluster, RefusedSubmissionShowsSlurmsMessageAndLeavesNothing) {
 // under it runs with its allocation.
 TEST(SlurmCluster, AWorkerJobWithMemAdvertisesSlurmsGrant) {
   REQUIRE_SLURM();
-  SlurmOptions o;
-  o.nodes = 1;
-  o.worker_binary = kPepita;
-  o.driver_address = "127.0.0.1";
-  o.listen = "127.0.0.1:0";
-  o.job_name = "pepita-mem";
+  SlurmOptions o = pepita_worker_jobs("pepita-mem");
   o.memory = 256ull << 20;
-  o.poll_interval = 200ms;
   o.log = [](std::string_view line) {
     std::printf("  slurm: %.*s\n", static_cast<int>(line.size()), line.data());
   };
