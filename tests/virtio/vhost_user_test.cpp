@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <functional>
+#include <initializer_list>
 #include <numeric>
 #include <string>
 #include <thread>
@@ -324,7 +326,9 @@ TEST(VhostUser, SetConfigIsIgnoredAndTheConnectionServesOn) {
 
 // run() serves frontends one after another: one that breaks the protocol is dropped (logged) and
 // the next is served; stop() ends the loop without an error.
-TEST(VhostUser, RunServesTheNextFrontendAfterOneBreaksTheProtocol) {
+// Runs a backend on a fresh socket and connects one frontend after another to it, each handed to
+// its function and closed before the next; then stops the backend, whose run() must succeed.
+void serve_frontends_in_turn(std::initializer_list<std::function<void(Frontend&)>> frontends) {
   const pepita::test::TempDir dir("vhost");
   ASSERT_FALSE(dir.path().empty());
   const std::string path = dir.path() + "/blk.sock";
@@ -333,23 +337,27 @@ TEST(VhostUser, RunServesTheNextFrontendAfterOneBreaksTheProtocol) {
   ASSERT_TRUE(backend) << backend.error().to_string();
   Result<void> ran;
   std::thread server([&] { ran = (*backend)->run(); });
-  {
-    UniqueFd first(sys::unix_connect(path));
-    EXPECT_TRUE(first.valid());  // no ASSERT until the server thread is joined
-    Frontend fe(first.get());
-    fe.send(SET_VRING_NUM, uint32_t{0});  // short payload: a protocol error
-    EXPECT_TRUE(fe.closed_by_peer());
-  }
-  {
-    UniqueFd second(sys::unix_connect(path));
-    EXPECT_TRUE(second.valid());
-    Frontend fe(second.get());
-    fe.send(GET_QUEUE_NUM, nullptr, 0);
-    EXPECT_EQ(fe.recv_u64(GET_QUEUE_NUM), 2u) << "the next frontend is served";
+  for (const auto& use : frontends) {
+    UniqueFd fd(sys::unix_connect(path));
+    EXPECT_TRUE(fd.valid());  // no ASSERT until the server thread is joined
+    Frontend fe(fd.get());
+    use(fe);
   }
   (*backend)->stop();
   server.join();
   EXPECT_TRUE(ran) << ran.error().to_string();
+}
+
+TEST(VhostUser, RunServesTheNextFrontendAfterOneBreaksTheProtocol) {
+  serve_frontends_in_turn(
+      {[](Frontend& fe) {
+         fe.send(SET_VRING_NUM, uint32_t{0});  // short payload: a protocol error
+         EXPECT_TRUE(fe.closed_by_peer());
+       },
+       [](Frontend& fe) {
+         fe.send(GET_QUEUE_NUM, nullptr, 0);
+         EXPECT_EQ(fe.recv_u64(GET_QUEUE_NUM), 2u) << "the next frontend is served";
+       }});
 }
 
 TEST(VhostUser, ListenRefusesABadPath) {
@@ -536,32 +544,16 @@ TEST(VhostUser, ListenRefusesAFileAndALiveServersSocketNamingEach) {
 // Each frontend starts from a fresh state: what the one before negotiated (REPLY_ACK, a status)
 // is gone when it disconnects.
 TEST(VhostUser, TheNextFrontendStartsWithoutThePreviousOnesNegotiation) {
-  const pepita::test::TempDir dir("vhost");
-  ASSERT_FALSE(dir.path().empty());
-  const std::string path = dir.path() + "/blk.sock";
-  auto device = make_blk();
-  auto backend = Backend::listen(path, *device);
-  ASSERT_TRUE(backend) << backend.error().to_string();
-  Result<void> ran;
-  std::thread server([&] { ran = (*backend)->run(); });
-  {
-    UniqueFd first(sys::unix_connect(path));
-    EXPECT_TRUE(first.valid());
-    Frontend fe(first.get());
-    ack_replies(fe);
-    EXPECT_EQ(send_acked(fe, SET_STATUS, uint64_t{v::STATUS_ACKNOWLEDGE}), 0u);
-  }
-  {
-    UniqueFd second(sys::unix_connect(path));
-    EXPECT_TRUE(second.valid());
-    Frontend fe(second.get());
-    fe.send(SET_OWNER, nullptr, 0, -1, kNeedReply);  // REPLY_ACK not negotiated here
-    fe.send(GET_STATUS, nullptr, 0);
-    EXPECT_EQ(fe.recv_u64(GET_STATUS), 0u);
-  }
-  (*backend)->stop();
-  server.join();
-  EXPECT_TRUE(ran) << ran.error().to_string();
+  serve_frontends_in_turn(
+      {[](Frontend& fe) {
+         ack_replies(fe);
+         EXPECT_EQ(send_acked(fe, SET_STATUS, uint64_t{v::STATUS_ACKNOWLEDGE}), 0u);
+       },
+       [](Frontend& fe) {
+         fe.send(SET_OWNER, nullptr, 0, -1, kNeedReply);  // REPLY_ACK not negotiated here
+         fe.send(GET_STATUS, nullptr, 0);
+         EXPECT_EQ(fe.recv_u64(GET_STATUS), 0u);
+       }});
 }
 
 // SET_MEM_TABLE needs at least one region, each with its fd.
