@@ -113,12 +113,12 @@ bool RetryPolicy::should_retry(std::uint32_t attempts, const Failure& failure,
 }
 
 std::chrono::nanoseconds RetryPolicy::backoff_ceiling(std::uint32_t retry) const noexcept {
-  if (retry == 0) return std::chrono::nanoseconds(0);
-  // Computed in floating point so a large retry count saturates at max_delay, never overflows.
+  if (retry == 0 || base_.count() <= 0) return std::chrono::nanoseconds(0);  // 0 x inf is NaN
+  // In floating point, so a large retry count saturates at max_delay (a NaN fails the < too).
   const double ceiling =
       static_cast<double>(base_.count()) * std::pow(multiplier_, static_cast<double>(retry - 1));
-  const double capped = std::min(ceiling, static_cast<double>(max_.count()));
-  return std::chrono::nanoseconds(static_cast<std::int64_t>(capped));
+  const double cap = static_cast<double>(max_.count());
+  return std::chrono::nanoseconds(static_cast<std::int64_t>(ceiling < cap ? ceiling : cap));
 }
 
 std::chrono::nanoseconds RetryPolicy::backoff(std::uint32_t retry, std::mt19937_64& rng) const {

@@ -61,6 +61,22 @@ TEST(RetryPolicy, FullJitterSpreadsOverWholeRange) {
   EXPECT_GT(hi, 7ms);
 }
 
+// A zero base delay is no delay at any retry: 0 x 2^1024 is 0 x inf, a NaN in floating point,
+// which once became INT64_MIN nanoseconds (found by BackoffNeverExceedsCeiling). A huge retry
+// count with a base saturates at max_delay.
+TEST(RetryPolicy, AZeroBaseIsNoDelayAndAHugeRetryCountSaturatesAtTheMax) {
+  RetryPolicy p;
+  p.base_delay(0ns).max_delay(1s).multiplier(2);
+  std::mt19937_64 rng(1);
+  for (const std::uint32_t retry : {1u, 1025u, 4000000000u}) {
+    EXPECT_EQ(p.backoff_ceiling(retry), 0ns) << retry;
+    EXPECT_EQ(p.backoff(retry, rng), 0ns) << retry;
+  }
+  p.base_delay(1ms);
+  EXPECT_EQ(p.backoff_ceiling(1025), 1s);
+  EXPECT_EQ(p.backoff_ceiling(4000000000u), 1s);
+}
+
 RC_GTEST_PROP(RetryPolicy, BackoffNeverExceedsCeiling, (std::uint32_t retry, std::uint64_t seed)) {
   RetryPolicy p;
   p.base_delay(std::chrono::microseconds(*rc::gen::inRange(0, 100000)))
