@@ -1238,27 +1238,17 @@ TEST(SlurmCluster, WorkerJobsThatKeepFailingAreNotResubmittedForever) {
   o.work_dir = logs.path.string();  // kept after failures: make it one the test removes
   o.poll_interval = 100ms;
   o.max_failed_jobs = 2;
-  std::mutex mu;
-  std::string log;
-  o.log = [&](std::string_view line) {
-    std::lock_guard lock(mu);
-    log.append(line).append("\n");
-  };
+  LogLines log;
+  o.log = log.sink();
   auto exec = SlurmExecutor::create(o);
   ASSERT_TRUE(exec) << exec.error().to_string();
   auto pool = pool::Pool::builder().executor(*exec).build().value();
   auto handle =
       pool.submit(task::Task::binary("/bin/true").backend(task::Backend::Remote).build().value());
   ASSERT_TRUE(handle);
-  ASSERT_TRUE(eventually(
-      [&] {
-        std::lock_guard lock(mu);
-        return log.find("submitting no more") != std::string::npos;
-      },
-      30s))
-      << log;
+  ASSERT_TRUE(eventually([&] { return log.count("submitting no more") > 0; }, 30s)) << log.all();
   std::this_thread::sleep_for(1s);
-  EXPECT_EQ((*exec)->submitted().size(), 2u) << log;
+  EXPECT_EQ((*exec)->submitted().size(), 2u) << log.all();
   pool.shutdown(pool::ShutdownMode::Immediate);
   EXPECT_EQ(handle->wait().status, executor::Status::Cancelled);
   EXPECT_TRUE(unfinished_jobs("pepita-crashloop").empty());
@@ -1272,16 +1262,8 @@ TEST(SlurmCluster, AWorkerJobThatConnectedAndThenEndedIsNotAFailedStart) {
   SlurmOptions o = pepita_worker_jobs("pepita-preempted");
   o.idle_release = std::chrono::hours(1);  // the job is ended by scancel, never released
   o.max_failed_jobs = 1;
-  std::mutex mu;
-  std::string log;
-  o.log = [&](std::string_view line) {
-    std::lock_guard lock(mu);
-    log.append(line).append("\n");
-  };
-  auto logged = [&] {
-    std::lock_guard lock(mu);
-    return log;
-  };
+  LogLines log;
+  o.log = log.sink();
   auto exec = SlurmExecutor::create(o);
   ASSERT_TRUE(exec) << exec.error().to_string();
   auto pool = pool::Pool::builder().executor(*exec).build().value();
@@ -1290,7 +1272,7 @@ TEST(SlurmCluster, AWorkerJobThatConnectedAndThenEndedIsNotAFailedStart) {
   };
   auto first = pool.submit(echo().value());
   ASSERT_TRUE(first);
-  EXPECT_EQ(first->wait().stdout_data, "ran\n") << logged();
+  EXPECT_EQ(first->wait().stdout_data, "ran\n") << log.all();
   std::vector<WorkerJob> jobs;
   ASSERT_TRUE(eventually(  // the monitor's next poll marks the job connected
       [&] {
@@ -1298,17 +1280,17 @@ TEST(SlurmCluster, AWorkerJobThatConnectedAndThenEndedIsNotAFailedStart) {
         return jobs.size() == 1 && jobs[0].connected;
       },
       10s))
-      << logged();
+      << log.all();
   EXPECT_EQ(shell("scancel " + std::to_string(jobs[0].id)).first, 0);
-  ASSERT_TRUE(eventually([&] { return (*exec)->jobs().empty(); }, 30s)) << logged();
+  ASSERT_TRUE(eventually([&] { return (*exec)->jobs().empty(); }, 30s)) << log.all();
 
   auto second = pool.submit(echo().value());
   ASSERT_TRUE(second);
   const bool resubmitted = eventually([&] { return (*exec)->submitted().size() == 2; }, 30s);
-  EXPECT_TRUE(resubmitted) << logged();
-  EXPECT_EQ(logged().find("submitting no more"), std::string::npos) << logged();
+  EXPECT_TRUE(resubmitted) << log.all();
+  EXPECT_EQ(log.count("submitting no more"), 0u) << log.all();
   if (!resubmitted) pool.shutdown(pool::ShutdownMode::Immediate);
-  EXPECT_EQ(second->wait().stdout_data, resubmitted ? "ran\n" : "") << logged();
+  EXPECT_EQ(second->wait().stdout_data, resubmitted ? "ran\n" : "") << log.all();
   pool.shutdown();
   EXPECT_TRUE(eventually([] { return unfinished_jobs("pepita-preempted").empty(); }, 15s))
       << shell("squeue").second;
